@@ -1,1 +1,32 @@
-#![no_std]
+//! Board support for exo: the hardware below the kernel, and nothing about environments.
+//!
+//! - [`dt`] reads the device tree into a [`dt::BoardInfo`]: which board, where RAM and
+//!   each controller are (bus addresses translated to CPU physical addresses).
+//! - One driver file per piece of silicon under [`drivers`], each implementing one of the
+//!   interface traits below.
+//! - [`Board`] wires the drivers a given device tree asks for, so one kernel image serves
+//!   QEMU `virt`, QEMU `raspi4b` and a real Raspberry Pi 4.
+//!
+//! Drivers take *virtual* base addresses: the kernel decides where device registers are
+//! mapped and hands the mapped address in.
+#![cfg_attr(not(test), no_std)]
+
+pub mod dt;
+
+/// A byte-stream console (a UART).
+pub trait Console {
+    fn write_bytes(&self, bytes: &[u8]);
+    /// A received byte, or `None` when nothing is waiting.
+    fn read_byte(&self) -> Option<u8>;
+}
+
+/// An interrupt controller that delivers to one CPU.
+pub trait IrqController {
+    /// Lets interrupt `intid` through (level-triggered PPIs and SPIs alike).
+    fn enable(&self, intid: u32);
+    fn disable(&self, intid: u32);
+    /// Acknowledges the highest-priority pending interrupt, or `None` if it was spurious.
+    fn acknowledge(&self) -> Option<u32>;
+    /// Signals the end of handling `intid`.
+    fn end(&self, intid: u32);
+}
