@@ -11,7 +11,11 @@
 //! mapped and hands the mapped address in.
 #![cfg_attr(not(test), no_std)]
 
+pub mod board;
+pub mod drivers;
 pub mod dt;
+
+pub use board::{Board, BoardError};
 
 /// A byte-stream console (a UART).
 pub trait Console {

@@ -1,1 +1,184 @@
-fn main() {}
+//! # exo: an exokernel for 64-bit ARM
+//!
+//! This kernel protects and multiplexes hardware, and does nothing else. It binds physical
+//! frames, translation-table pages and SD-card sectors to environments (exo's processes),
+//! checks each use of a binding cheaply, and offers mechanisms — never policies — to the
+//! library operating systems linked into applications at EL0. Address-space layout,
+//! fork/exec, paging policy, scheduling order and file systems all live in those libOSes.
+//!
+//! What the kernel refuses to do: keep a buffer cache, interpret a file system, decide where
+//! anything goes in an environment's address space, or trust a pointer, length, index or
+//! frame number from EL0 before checking it.
+//!
+//! ## Where things live
+//!
+//! - `arch/`: boot assembly (arm64 Image header, EL2→EL1, MMU on, jump to the high half),
+//!   exception vectors, trap entry, power-off primitives.
+//! - `mm/`: the kernel's address-space layout, its own tables (`kmap`), the physical memory
+//!   map (`phys`) and the heap.
+//! - `irq.rs`: GIC dispatch and the timer tick. `console.rs`: output and the logger.
+//!   `panic.rs`: panics and backtraces. `exit.rs`: ending the machine with a status.
+//! - `platform.rs`: the board (from `exo-bsp`, chosen from the device tree at run time)
+//!   and the bootargs configuration.
+//!
+//! The kernel is single-core and runs with interrupts masked: an interrupt can only arrive
+//! while EL0 runs or while the kernel idles in `wfi`. Shared kernel state therefore needs no
+//! locks (see `cell.rs`). It is built for `aarch64-unknown-none-softfloat` and leaves FP/SIMD
+//! trapped, so no trap path ever saves vector registers.
+//!
+//! Everything that is pure logic (descriptor encoding, table building, the memory map)
+//! compiles on the host too and is unit-tested there with `cargo test`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod cell;
+mod mm;
+
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod exit;
+#[cfg(target_os = "none")]
+mod irq;
+#[cfg(target_os = "none")]
+mod panic;
+#[cfg(target_os = "none")]
+mod platform;
+
+#[cfg(target_os = "none")]
+mod boot {
+    use exo_bsp::dt::{BoardInfo, Region, Regions};
+    use exo_bsp::Board;
+
+    use crate::mm::phys::MemoryMap;
+    use crate::{arch, console, exit, irq, kprintln, mm, platform};
+
+    /// The Pi 4's UART0: the only board that can start exo without a device tree is a Pi.
+    const RPI4_UART: u64 = 0xfe20_1000;
+
+    /// The kernel heap's size. The kernel keeps almost nothing variable-sized.
+    const KERNEL_HEAP: u64 = 1 << 20;
+
+    /// Rust entry from `boot.S`: MMU on, running at the link address, on the boot stack.
+    #[unsafe(no_mangle)]
+    extern "C" fn kmain(dtb_pa: u64, phys_base: u64, entry_el: u64) -> ! {
+        let Some(dtb) = mm::boot_dtb(dtb_pa) else {
+            no_device_tree(phys_base, "no device tree was passed in x0")
+        };
+        let dtb_len = dtb.len() as u64;
+        let info = match BoardInfo::parse(dtb) {
+            Ok(info) => info,
+            Err(_) => no_device_tree(phys_base, "the device tree is malformed or names no supported board"),
+        };
+        let devices = info.device_regions();
+        if mm::finish_boot_map(phys_base, info.memory.as_slice(), devices.as_slice()).is_err() {
+            no_device_tree(phys_base, "the kernel's table pool is too small for this memory map");
+        }
+        // SAFETY: `finish_boot_map` mapped every device region into the physmap.
+        let board = match unsafe { Board::new(info, |pa| mm::phys_to_virt(pa) as usize) } {
+            Ok(b) => platform::set_board(b),
+            Err(e) => no_device_tree(phys_base, board_error(e)),
+        };
+        let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
+        console::init_logging(config.log_level);
+
+        kprintln!("\nexo {} — an exokernel for 64-bit ARM", env!("CARGO_PKG_VERSION"));
+        log::info!(
+            "board {}, entered at EL{entry_el}, loaded at {phys_base:#x}, DTB at {dtb_pa:#x}",
+            board.info.kind.name()
+        );
+        log::info!("bootargs: {:?}", board.info.bootargs());
+
+        let mut map = memory_map(&board.info, phys_base, Region { base: dtb_pa, size: dtb_len });
+        let Some(heap) = map.take(KERNEL_HEAP) else { panic!("no room for the kernel heap") };
+        // SAFETY: the range was just removed from the free map and is mapped in the physmap.
+        unsafe { mm::heap::init(mm::phys_to_virt(heap.base), heap.size) };
+        let ram = board.info.memory.total();
+        log::info!(
+            "memory: {} MiB RAM in {} region(s), {} MiB free in {} range(s)",
+            ram >> 20,
+            board.info.memory.as_slice().len(),
+            map.total() >> 20,
+            map.ranges().len()
+        );
+        let (used, pool) = mm::table_pool_usage();
+        log::info!("kernel tables: {used} of {pool} pool pages");
+
+        irq::init();
+        match config.test {
+            Some("el1-fault") => {
+                log::info!("test: touching an unmapped kernel address");
+                // SAFETY: deliberately unsound — this read must fault, and the fault report
+                // and failure status are what the test checks.
+                let v = unsafe { core::ptr::read_volatile(0xffff_8000_dead_0000 as *const u64) };
+                kprintln!("read {v:#x}: the fault did not happen");
+                exit::pass()
+            }
+            Some("panic") => panic!("test: a deliberate kernel panic"),
+            _ => {}
+        }
+        wait_ticks(10);
+        log::info!("timer: {} ticks at {} Hz", irq::ticks(), irq::TICK_HZ);
+        if config.test == Some("boot") {
+            log::info!("test: boot ok");
+            exit::pass();
+        }
+        log::info!("nothing to run yet; idling (timer ticks continue)");
+        loop {
+            arch::wait_for_interrupt();
+        }
+    }
+
+    fn wait_ticks(n: u64) {
+        let until = irq::ticks() + n;
+        while irq::ticks() < until {
+            arch::wait_for_interrupt();
+        }
+    }
+
+    /// RAM minus the image, the DTB, an initrd and every reservation.
+    fn memory_map(info: &BoardInfo, phys_base: u64, dtb: Region) -> MemoryMap {
+        let mut taken: Regions<24> = Regions::default();
+        taken.push(Region { base: phys_base, size: mm::image_size() });
+        taken.push(dtb);
+        if let Some(rd) = info.initrd {
+            taken.push(rd);
+        }
+        for r in info.reserved.as_slice() {
+            taken.push(*r);
+        }
+        MemoryMap::new(info.memory.as_slice(), taken.as_slice())
+    }
+
+    fn board_error(e: exo_bsp::BoardError) -> &'static str {
+        match e {
+            exo_bsp::BoardError::NoConsole => "the device tree names no PL011 UART",
+            exo_bsp::BoardError::NoInterruptController => "the device tree names no GIC",
+            exo_bsp::BoardError::UnsupportedGic => "only GICv2 is supported (QEMU: gic-version=2)",
+        }
+    }
+
+    /// Without a usable device tree there is no console to report on — except that the only
+    /// board that starts exo without one is a Raspberry Pi 4, so say it on the Pi's UART0.
+    fn no_device_tree(phys_base: u64, why: &str) -> ! {
+        let uart = [Region { base: RPI4_UART, size: 0x1000 }];
+        let _ = mm::finish_boot_map(phys_base, &[], &uart);
+        // SAFETY: the UART page was just mapped as device memory in the physmap.
+        let pl011 = unsafe { exo_bsp::drivers::pl011::Pl011::new(mm::phys_to_virt(RPI4_UART) as usize) };
+        pl011.init(Some(48_000_000), exo_bsp::board::CONSOLE_BAUD);
+        use exo_bsp::Console;
+        for s in ["\nexo: cannot boot: ", why, "\n(QEMU raspi4b needs -dtb bcm2711-rpi-4-b.dtb)\n"] {
+            pl011.write_bytes(s.as_bytes());
+        }
+        loop {
+            aarch64_cpu::asm::wfe();
+        }
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("exo-kernel runs on the board: build it with `cargo xtask build`.");
+}

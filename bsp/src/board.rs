@@ -1,0 +1,85 @@
+//! A board: the drivers one device tree asks for, wired together.
+
+use crate::drivers::bcm2835_wdt::Watchdog;
+use crate::drivers::gicv2::GicV2;
+use crate::drivers::pl011::Pl011;
+use crate::dt::{BoardInfo, BoardKind, Gic, Region, Regions};
+
+/// Reference clock of the Pi 4's UART0 as the firmware sets it up (`init_uart_clock`).
+const RPI4_UART_CLOCK: u32 = 48_000_000;
+pub const CONSOLE_BAUD: u32 = 115_200;
+
+pub struct Board {
+    pub info: BoardInfo,
+    pub uart: Pl011,
+    pub gic: GicV2,
+    pub watchdog: Option<Watchdog>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardError {
+    NoConsole,
+    NoInterruptController,
+    /// GICv3 is described, and exo drives only GICv2 (QEMU virt's default, the Pi's GIC-400).
+    UnsupportedGic,
+}
+
+impl BoardInfo {
+    /// MMIO the kernel must map (Device memory) before calling [`Board::new`].
+    pub fn device_regions(&self) -> Regions<48> {
+        let mut out = Regions::default();
+        let mut add = |r: Option<Region>| {
+            if let Some(r) = r {
+                out.push(r);
+            }
+        };
+        add(self.uart);
+        match self.gic {
+            Some(Gic::V2 { dist, cpu }) => {
+                add(Some(Region { base: dist, size: 0x1000 }));
+                add(Some(Region { base: cpu, size: 0x2000 }));
+            }
+            Some(Gic::V3 { dist, redist }) => {
+                add(Some(Region { base: dist, size: 0x10000 }));
+                add(Some(Region { base: redist, size: 0x20000 }));
+            }
+            None => {}
+        }
+        for r in self.virtio_mmio.as_slice() {
+            add(Some(*r));
+        }
+        add(self.sdhci_legacy);
+        add(self.sdhci_emmc2);
+        add(self.mailbox);
+        add(self.watchdog);
+        out
+    }
+}
+
+impl Board {
+    /// Wires the drivers. `virt` maps a physical MMIO address to where the kernel mapped it.
+    ///
+    /// # Safety
+    /// Every region of [`BoardInfo::device_regions`] must be mapped as device memory at
+    /// `virt(base)` for the rest of the program.
+    pub unsafe fn new(info: BoardInfo, virt: impl Fn(u64) -> usize) -> Result<Board, BoardError> {
+        let uart = info.uart.ok_or(BoardError::NoConsole)?;
+        let (dist, cpu) = match info.gic {
+            Some(Gic::V2 { dist, cpu }) => (dist, cpu),
+            Some(Gic::V3 { .. }) => return Err(BoardError::UnsupportedGic),
+            None => return Err(BoardError::NoInterruptController),
+        };
+        // SAFETY: the caller mapped every device region at `virt(base)`.
+        let board = unsafe {
+            Board {
+                info,
+                uart: Pl011::new(virt(uart.base)),
+                gic: GicV2::new(virt(dist), virt(cpu)),
+                watchdog: info.watchdog.map(|w| Watchdog::new(virt(w.base))),
+            }
+        };
+        let clock = (info.kind == BoardKind::Rpi4).then_some(RPI4_UART_CLOCK);
+        board.uart.init(clock, CONSOLE_BAUD);
+        Ok(board)
+    }
+}

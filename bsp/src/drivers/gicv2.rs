@@ -1,0 +1,117 @@
+//! GICv2 (QEMU `virt`'s default, the Pi 4's GIC-400): distributor plus CPU interface.
+//!
+//! Everything is routed to CPU 0 in group 0. On a GIC without security extensions (QEMU) that
+//! is what the CPU interface signals as IRQ; where firmware has made the non-secure view the
+//! only one we can see (a real Pi 4), the group writes are ignored and the same enable bits
+//! turn on group 1 instead.
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+use tock_registers::register_structs;
+
+use crate::IrqController;
+
+register_structs! {
+    DistRegs {
+        (0x000 => ctlr: ReadWrite<u32>),
+        (0x004 => typer: ReadOnly<u32>),
+        (0x008 => _r0),
+        (0x080 => igroupr: [ReadWrite<u32>; 32]),
+        (0x100 => isenabler: [ReadWrite<u32>; 32]),
+        (0x180 => icenabler: [ReadWrite<u32>; 32]),
+        (0x200 => _r1),
+        (0x280 => icpendr: [ReadWrite<u32>; 32]),
+        (0x300 => _r2),
+        (0x400 => ipriorityr: [ReadWrite<u32>; 255]),
+        (0x7fc => _r3),
+        (0x800 => itargetsr: [ReadWrite<u32>; 255]),
+        (0xbfc => _r4),
+        (0xc00 => @END),
+    }
+}
+
+register_structs! {
+    CpuRegs {
+        (0x00 => ctlr: ReadWrite<u32>),
+        (0x04 => pmr: ReadWrite<u32>),
+        (0x08 => bpr: ReadWrite<u32>),
+        (0x0c => iar: ReadOnly<u32>),
+        (0x10 => eoir: WriteOnly<u32>),
+        (0x14 => @END),
+    }
+}
+
+pub struct GicV2 {
+    dist: *const DistRegs,
+    cpu: *const CpuRegs,
+}
+
+// SAFETY: MMIO reached only through volatile register accesses on a single-core kernel.
+unsafe impl Send for GicV2 {}
+// SAFETY: as above.
+unsafe impl Sync for GicV2 {}
+
+impl GicV2 {
+    /// # Safety
+    /// Both addresses must be mapped GICv2 register frames, valid for the program's life.
+    pub const unsafe fn new(dist: usize, cpu: usize) -> Self {
+        Self { dist: dist as *const DistRegs, cpu: cpu as *const CpuRegs }
+    }
+
+    fn d(&self) -> &DistRegs {
+        // SAFETY: `new`'s contract.
+        unsafe { &*self.dist }
+    }
+
+    fn c(&self) -> &CpuRegs {
+        // SAFETY: `new`'s contract.
+        unsafe { &*self.cpu }
+    }
+
+    /// Number of interrupt lines the distributor implements (a multiple of 32).
+    pub fn lines(&self) -> usize {
+        (((self.d().typer.get() & 0x1f) as usize) + 1) * 32
+    }
+
+    /// Everything off, every line group 0, equal priority, targeted at CPU 0; then on.
+    pub fn init(&self) {
+        let d = self.d();
+        d.ctlr.set(0);
+        let words = (self.lines() / 32).min(32);
+        for i in 0..words {
+            d.icenabler[i].set(!0);
+            d.icpendr[i].set(!0);
+            d.igroupr[i].set(0);
+        }
+        for i in 0..(self.lines() / 4).min(255) {
+            d.ipriorityr[i].set(0xa0a0_a0a0);
+            if i >= 8 {
+                d.itargetsr[i].set(0x0101_0101); // SPIs to CPU 0 (SGI/PPI targets are fixed)
+            }
+        }
+        d.ctlr.set(0b11); // enable group 0 and group 1 forwarding
+        let c = self.c();
+        c.pmr.set(0xff);
+        c.bpr.set(0);
+        c.ctlr.set(0b111); // EnableGrp0 | EnableGrp1 | AckCtl
+    }
+}
+
+impl IrqController for GicV2 {
+    fn enable(&self, intid: u32) {
+        self.d().isenabler[(intid / 32) as usize % 32].set(1 << (intid % 32));
+    }
+
+    fn disable(&self, intid: u32) {
+        self.d().icenabler[(intid / 32) as usize % 32].set(1 << (intid % 32));
+    }
+
+    fn acknowledge(&self) -> Option<u32> {
+        let id = self.c().iar.get() & 0x3ff;
+        (id < 1020).then_some(id)
+    }
+
+    fn end(&self, intid: u32) {
+        self.c().eoir.set(intid);
+    }
+}

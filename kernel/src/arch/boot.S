@@ -1,0 +1,141 @@
+// exo boot: the arm64 Image header and everything that runs before the MMU is on.
+//
+// Loaders put the image at different physical addresses (QEMU virt: RAM base + text_offset;
+// QEMU raspi4b and the Pi firmware: 0x80000 or per config.txt), so until the MMU is on only
+// PC-relative addressing (adr/adrp) is used. Core 0 drops from EL2 to EL1 when needed, zeroes
+// BSS, asks `early_map` (Rust, PC-relative too) for two table trees -- the image at its link
+// address in TTBR1, and an identity map of the image and DTB in TTBR0 for the switch-over --
+// turns the MMU on and jumps to the high half. Other cores park.
+
+.section .text.boot, "ax"
+.global _start
+_start:
+    b       primary_entry               // code0
+    .long   0                           // code1
+    .quad   0x80000                     // text_offset
+    .quad   __image_size                // image_size: bss and stack included
+    .quad   0xa                         // flags: LE, 4 KiB pages, anywhere in RAM
+    .quad   0, 0, 0                     // res2, res3, res4
+    .ascii  "ARM\x64"                   // magic
+    .long   0                           // res5
+
+primary_entry:
+    mov     x19, x0                     // DTB physical address, if the loader gave one
+    adr     x20, _start                 // physical load address
+    mrs     x1, mpidr_el1
+    and     x1, x1, #0xff
+    cbnz    x1, park                    // secondary cores wait (exo runs on one core)
+    mrs     x21, CurrentEL
+    lsr     x21, x21, #2                // entry exception level, reported in the boot log
+    cmp     x21, #2
+    b.ne    at_el1
+
+    // EL2 (QEMU raspi4b, the Pi firmware's armstub): set EL1 up and drop into it.
+    mov     x1, #(1 << 31)              // HCR_EL2.RW: EL1 is AArch64; nothing trapped
+    msr     hcr_el2, x1
+    mov     x1, #3                      // CNTHCTL_EL2: EL1 may use the physical counter/timer
+    msr     cnthctl_el2, x1
+    msr     cntvoff_el2, xzr            // virtual counter == physical counter
+    mov     x1, #0x33ff                 // CPTR_EL2: RES1 bits only, FP not trapped to EL2
+    msr     cptr_el2, x1
+    msr     hstr_el2, xzr
+    mrs     x1, pmcr_el0                // MDCR_EL2.HPMN = PMCR_EL0.N: EL1 sees every counter
+    ubfx    x1, x1, #11, #5
+    msr     mdcr_el2, x1
+    mrs     x1, id_aa64pfr0_el1         // GICv3 system registers usable from EL1, if present
+    ubfx    x1, x1, #24, #4
+    cbz     x1, 1f
+    mov     x1, #0x9                    // ICC_SRE_EL2: SRE | Enable
+    msr     S3_4_C12_C9_5, x1
+1:  ldr     x1, =0x30d00800             // SCTLR_EL1: RES1 bits, MMU and caches off
+    msr     sctlr_el1, x1
+    mov     x1, #0x3c5                  // SPSR_EL2: EL1h, DAIF masked
+    msr     spsr_el2, x1
+    adr     x1, at_el1
+    msr     elr_el2, x1
+    eret
+
+at_el1:
+    cmp     x21, #1
+    b.lo    park                        // EL0 cannot happen; EL3 is not supported
+    cmp     x21, #2
+    b.hi    park
+    msr     cpacr_el1, xzr              // FP/SIMD trap: exo is built soft-float throughout
+    ldr     x1, =0x30d00800
+    msr     sctlr_el1, x1
+    isb
+    adrp    x1, __stack_top
+    add     x1, x1, :lo12:__stack_top
+    mov     sp, x1
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+2:  cmp     x1, x2
+    b.hs    3f
+    stp     xzr, xzr, [x1], #16
+    b       2b
+3:  mov     x0, x20
+    mov     x1, x19
+    bl      early_map                   // -> x0 = TTBR1 root, x1 = TTBR0 identity root
+    cbz     x0, park
+
+    // The tables were written with the caches off: drop any stale lines over them.
+    adrp    x2, __bss_start
+    add     x2, x2, :lo12:__bss_start
+    adrp    x3, __bss_end
+    add     x3, x3, :lo12:__bss_end
+    mrs     x4, ctr_el0
+    ubfx    x4, x4, #16, #4             // DminLine: log2(words) of the smallest D-cache line
+    mov     x5, #4
+    lsl     x5, x5, x4
+    sub     x6, x5, #1
+    bic     x2, x2, x6
+4:  dc      ivac, x2
+    add     x2, x2, x5
+    cmp     x2, x3
+    b.lo    4b
+    dsb     sy
+
+    ldr     x2, =0x44ff04               // MAIR_EL1: 0 Device-nGnRE, 1 Normal WB, 2 Normal NC
+    msr     mair_el1, x2
+    // TCR_EL1: 48-bit VAs both halves, 4 KiB granule, inner-shareable write-back walks.
+    ldr     x2, =((16 << 0) | (1 << 8) | (1 << 10) | (3 << 12) | (16 << 16) | (1 << 24) | (1 << 26) | (3 << 28) | (2 << 30))
+    mrs     x3, id_aa64mmfr0_el1
+    and     x3, x3, #7                  // PARange -> IPS
+    cmp     x3, #5
+    mov     x4, #5
+    csel    x3, x3, x4, ls              // at most 48 bits
+    orr     x2, x2, x3, lsl #32
+    msr     tcr_el1, x2
+    msr     ttbr0_el1, x1
+    msr     ttbr1_el1, x0
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    mrs     x2, sctlr_el1
+    mov     x3, #((1 << 0) | (1 << 2) | (1 << 12)) // M, C, I
+    orr     x2, x2, x3
+    msr     sctlr_el1, x2
+    isb
+    ldr     x2, =high_entry
+    br      x2
+
+high_entry:
+    ldr     x1, =__stack_top
+    mov     sp, x1
+    ldr     x1, =exception_vectors
+    msr     vbar_el1, x1
+    isb
+    mov     x0, x19
+    mov     x1, x20
+    mov     x2, x21
+    mov     x29, xzr                    // the backtrace ends here
+    mov     x30, xzr
+    bl      kmain
+
+.global park
+park:
+    wfe
+    b       park

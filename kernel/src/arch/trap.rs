@@ -1,0 +1,100 @@
+//! Trap entry from the vectors: the saved register frame, and what each kind of exception
+//! from the kernel itself does. (Exceptions from EL0 are the environment code's business.)
+
+use core::fmt;
+
+/// Registers as `vectors.S` saves them. The layout is shared with the assembly.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct TrapFrame {
+    pub x: [u64; 31],
+    pub sp_el0: u64,
+    pub elr: u64,
+    pub spsr: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 34 * 8);
+
+/// The vector slot an exception came through (`vectors.S` numbers them 0..16).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Source {
+    KernelSync,
+    KernelIrq,
+    Other(u64),
+}
+
+impl Source {
+    fn from_slot(slot: u64) -> Source {
+        match slot {
+            4 => Source::KernelSync,
+            5 => Source::KernelIrq,
+            n => Source::Other(n),
+        }
+    }
+}
+
+const SLOT_NAMES: [&str; 16] = [
+    "EL1t sync", "EL1t IRQ", "EL1t FIQ", "EL1t SError",
+    "EL1h sync", "EL1h IRQ", "EL1h FIQ", "EL1h SError",
+    "EL0 sync", "EL0 IRQ", "EL0 FIQ", "EL0 SError",
+    "EL0 (AArch32) sync", "EL0 (AArch32) IRQ", "EL0 (AArch32) FIQ", "EL0 (AArch32) SError",
+];
+
+/// Called by `trap_common` in `vectors.S` with the saved frame; returns the frame to resume.
+#[unsafe(no_mangle)]
+extern "C" fn trap_entry(frame: &mut TrapFrame, slot: u64) -> *mut TrapFrame {
+    match Source::from_slot(slot) {
+        Source::KernelIrq => crate::irq::handle(),
+        _ => kernel_fault(frame, slot),
+    }
+    frame
+}
+
+/// An exception the kernel cannot have caused on purpose: report everything and stop the
+/// machine with a failure status.
+fn kernel_fault(frame: &TrapFrame, slot: u64) -> ! {
+    let (esr, far) = super::fault_registers();
+    let name = SLOT_NAMES.get(slot as usize).copied().unwrap_or("?");
+    crate::console::emergency(format_args!(
+        "\n*** KERNEL FAULT: {name}: {}\n    ESR {esr:#018x}  FAR {far:#018x}\n    ELR {:#018x}  SPSR {:#018x}\n{frame}",
+        describe_esr(esr),
+        frame.elr,
+        frame.spsr,
+    ));
+    crate::panic::backtrace(frame.x[29], Some(frame.elr));
+    crate::exit::fail()
+}
+
+/// A short reading of an exception syndrome.
+pub fn describe_esr(esr: u64) -> &'static str {
+    match (esr >> 26) & 0x3f {
+        0x00 => "unknown reason",
+        0x01 => "WFI/WFE trapped",
+        0x07 => "FP/SIMD access trapped",
+        0x0e => "illegal execution state",
+        0x15 => "SVC",
+        0x18 => "system register access trapped",
+        0x20 => "instruction abort from a lower EL",
+        0x21 => "instruction abort",
+        0x22 => "PC alignment fault",
+        0x24 => "data abort from a lower EL",
+        0x25 => "data abort",
+        0x26 => "SP alignment fault",
+        0x2f => "SError",
+        0x3c => "BRK instruction",
+        _ => "other exception",
+    }
+}
+
+impl fmt::Display for TrapFrame {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for (i, pair) in self.x.chunks(2).enumerate() {
+            write!(f, "    x{:<2} {:#018x}", 2 * i, pair[0])?;
+            match pair.get(1) {
+                Some(v) => writeln!(f, "  x{:<2} {:#018x}", 2 * i + 1, v)?,
+                None => writeln!(f, "  sp_el0 {:#018x}", self.sp_el0)?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! Stopping the machine: with a status for the test runner, or plainly off.
+
+use crate::arch::power;
+use crate::platform;
+
+/// Ends the machine reporting success (status 0) where a status can be carried.
+pub fn pass() -> ! {
+    power_off(0)
+}
+
+/// Ends the machine reporting failure (status 1). Never a silent hang: if no way to stop
+/// the machine works, the core parks after saying so.
+pub fn fail() -> ! {
+    power_off(1)
+}
+
+pub fn power_off(status: u32) -> ! {
+    if platform::config().semihosting {
+        power::semihosting_exit(status);
+    }
+    if let Some(board) = platform::board() {
+        if let Some(conduit) = board.info.psci {
+            power::psci_system_off(conduit);
+        }
+        if let Some(wdt) = &board.watchdog {
+            wdt.reset(true);
+            for _ in 0..10_000_000 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    crate::kprintln!("exo: could not power off (status {status}); halting this core");
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}

@@ -1,0 +1,45 @@
+//! The kernel heap: a buddy allocator over a fixed run of frames taken at boot.
+//!
+//! The kernel allocates little (it has no per-file or per-process caches); the heap exists
+//! for the occasional variable-sized table. It is a `Global`, not a lock: see `cell.rs`.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{null_mut, NonNull};
+
+use buddy_system_allocator::Heap;
+
+use crate::cell::Global;
+
+struct KernelHeap(Global<Heap<32>>);
+
+// SAFETY: `alloc` hands out blocks the buddy heap owns exclusively, sized and aligned as
+// `layout` asks; `dealloc` returns only blocks `alloc` gave out (GlobalAlloc's contract).
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0.with(|h| h.alloc(layout).map_or(null_mut(), |p| p.as_ptr()))
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: the caller returns a block this heap allocated with this layout.
+            self.0.with(|h| unsafe { h.dealloc(p, layout) });
+        }
+    }
+}
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap(Global::new(Heap::new()));
+
+/// Gives the heap `[va, va + size)`.
+///
+/// # Safety
+/// The range must be mapped read-write kernel memory that nothing else uses, for good.
+pub unsafe fn init(va: u64, size: u64) {
+    // SAFETY: the caller hands over exclusive, mapped memory.
+    HEAP.0.with(|h| unsafe { h.init(va as usize, size as usize) });
+}
+
+/// (bytes in use, bytes managed).
+pub fn stats() -> (usize, usize) {
+    HEAP.0.with(|h| (h.stats_alloc_actual(), h.stats_total_bytes()))
+}

@@ -1,0 +1,131 @@
+//! The physical memory map: RAM from the device tree minus everything already in use.
+//!
+//! What is left is the memory the kernel may hand out: page-aligned, sorted, disjoint ranges.
+
+use exo_bsp::dt::Region;
+
+/// Enough for RAM split around the image, the DTB, an initrd and a dozen reservations.
+pub const MAX_RANGES: usize = 32;
+
+/// Sorted, disjoint, page-aligned free ranges of RAM.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryMap {
+    ranges: [Region; MAX_RANGES],
+    len: usize,
+}
+
+impl MemoryMap {
+    /// RAM regions minus `taken` (any alignment: partial pages are given up).
+    pub fn new(ram: &[Region], taken: &[Region]) -> MemoryMap {
+        let mut map = MemoryMap { ranges: [Region::default(); MAX_RANGES], len: 0 };
+        for r in ram {
+            let base = r.base.next_multiple_of(4096);
+            let end = r.end() & !4095;
+            if end > base {
+                map.insert(Region { base, size: end - base });
+            }
+        }
+        for t in taken {
+            map.remove(*t);
+        }
+        map
+    }
+
+    pub fn ranges(&self) -> &[Region] {
+        &self.ranges[..self.len]
+    }
+
+    /// Free bytes in all.
+    pub fn total(&self) -> u64 {
+        self.ranges().iter().map(|r| r.size).sum()
+    }
+
+    /// Takes `size` bytes (page-aligned) from the first range that has them.
+    pub fn take(&mut self, size: u64) -> Option<Region> {
+        let size = size.next_multiple_of(4096);
+        let i = self.ranges().iter().position(|r| r.size >= size)?;
+        let r = &mut self.ranges[i];
+        let taken = Region { base: r.base, size };
+        r.base += size;
+        r.size -= size;
+        if r.size == 0 {
+            self.ranges.copy_within(i + 1..self.len, i);
+            self.len -= 1;
+        }
+        Some(taken)
+    }
+
+    fn insert(&mut self, r: Region) {
+        if self.len == MAX_RANGES {
+            return; // more fragments than we track: the memory is given up, not misused
+        }
+        let at = self.ranges().iter().position(|x| x.base > r.base).unwrap_or(self.len);
+        self.ranges.copy_within(at..self.len, at + 1);
+        self.ranges[at] = r;
+        self.len += 1;
+    }
+
+    /// Removes `t` (rounded out to whole pages) from every range it touches.
+    fn remove(&mut self, t: Region) {
+        let lo = t.base & !4095;
+        let hi = t.base.saturating_add(t.size).next_multiple_of(4096);
+        let old = *self;
+        self.len = 0;
+        for r in old.ranges() {
+            if hi <= r.base || lo >= r.end() {
+                self.insert(*r);
+                continue;
+            }
+            if lo > r.base {
+                self.insert(Region { base: r.base, size: lo - r.base });
+            }
+            if hi < r.end() {
+                self.insert(Region { base: hi, size: r.end() - hi });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(base: u64, size: u64) -> Region {
+        Region { base, size }
+    }
+
+    #[test]
+    fn carves_out_image_dtb_and_reservations() {
+        // The Pi 4 as QEMU raspi4b describes it, with the image at 0x80000.
+        let ram = [reg(0, 0x3c00_0000)];
+        let taken = [reg(0, 0x1000), reg(0x80000, 0x4_2345), reg(0x0800_0000, 0x1_2470)];
+        let m = MemoryMap::new(&ram, &taken);
+        assert_eq!(
+            m.ranges(),
+            &[reg(0x1000, 0x7f000), reg(0xc5000, 0x0800_0000 - 0xc5000), reg(0x0801_3000, 0x3c00_0000 - 0x0801_3000)]
+        );
+        assert_eq!(m.total(), 0x3c00_0000 - 0x1000 - 0x45000 - 0x13000);
+    }
+
+    #[test]
+    fn keeps_ranges_sorted_and_ignores_outside_reservations() {
+        let ram = [reg(0x8000_0000, 0x1000_0000), reg(0x4000_0000, 0x1000_0000)];
+        let m = MemoryMap::new(&ram, &[reg(0x1_0000_0000, 4096), reg(0x4fff_f000, 0x2000)]);
+        assert_eq!(m.ranges(), &[reg(0x4000_0000, 0x0fff_f000), reg(0x8000_0000, 0x1000_0000)]);
+    }
+
+    #[test]
+    fn take_carves_from_the_first_range_that_fits() {
+        let mut m = MemoryMap::new(&[reg(0, 0x2000), reg(0x10000, 0x10000)], &[]);
+        assert_eq!(m.take(0x3000), Some(reg(0x10000, 0x3000)));
+        assert_eq!(m.take(0x2000), Some(reg(0, 0x2000)));
+        assert_eq!(m.ranges(), &[reg(0x13000, 0xd000)]);
+        assert_eq!(m.take(0xe000), None);
+    }
+
+    #[test]
+    fn unaligned_ram_edges_are_trimmed() {
+        let m = MemoryMap::new(&[reg(0x1234, 0x10000)], &[]);
+        assert_eq!(m.ranges(), &[reg(0x2000, 0xf000)]);
+    }
+}
