@@ -20,7 +20,9 @@ pub fn ticks() -> u64 {
 
 /// Sets up the interrupt controller and starts the periodic tick.
 pub fn init() {
-    let Some(board) = platform::board() else { return };
+    let Some(board) = platform::board() else {
+        return;
+    };
     board.gic.init();
     board.gic.enable(board.info.timer_intid);
     generic_timer::arm(generic_timer::frequency() / TICK_HZ);
@@ -28,7 +30,9 @@ pub fn init() {
 
 /// Handles every pending interrupt (called from the vectors with interrupts masked).
 pub fn handle() {
-    let Some(board) = platform::board() else { return };
+    let Some(board) = platform::board() else {
+        return;
+    };
     while let Some(id) = board.gic.acknowledge() {
         if id == board.info.timer_intid {
             TICKS.fetch_add(1, Ordering::Relaxed);

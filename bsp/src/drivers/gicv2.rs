@@ -6,8 +6,8 @@
 //! turn on group 1 instead.
 
 use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
 use crate::IrqController;
 
@@ -55,7 +55,10 @@ impl GicV2 {
     /// # Safety
     /// Both addresses must be mapped GICv2 register frames, valid for the program's life.
     pub const unsafe fn new(dist: usize, cpu: usize) -> Self {
-        Self { dist: dist as *const DistRegs, cpu: cpu as *const CpuRegs }
+        Self {
+            dist: dist as *const DistRegs,
+            cpu: cpu as *const CpuRegs,
+        }
     }
 
     fn d(&self) -> &DistRegs {

@@ -114,13 +114,25 @@ mod tests {
 
     #[test]
     fn user_page_bits() {
-        let p = Pte::user_page(0x4012_3000, Perm { write: false, exec: true });
+        let p = Pte::user_page(
+            0x4012_3000,
+            Perm {
+                write: false,
+                exec: true,
+            },
+        );
         assert!(p.is_valid() && p.is_table_or_page());
         assert_eq!(p.addr(), 0x4012_3000);
         assert_eq!(p.attr_index(), attr::NORMAL);
         assert!(p.0 & bits::AP_RO != 0 && p.0 & bits::AP_EL0 != 0);
         assert!(p.0 & bits::UXN == 0 && p.0 & bits::PXN != 0 && p.0 & bits::NG != 0);
-        let w = Pte::user_page(0x1000, Perm { write: true, exec: false });
+        let w = Pte::user_page(
+            0x1000,
+            Perm {
+                write: true,
+                exec: false,
+            },
+        );
         assert!(w.0 & bits::AP_RO == 0 && w.0 & bits::UXN != 0);
     }
 

@@ -34,10 +34,22 @@ impl Source {
 }
 
 const SLOT_NAMES: [&str; 16] = [
-    "EL1t sync", "EL1t IRQ", "EL1t FIQ", "EL1t SError",
-    "EL1h sync", "EL1h IRQ", "EL1h FIQ", "EL1h SError",
-    "EL0 sync", "EL0 IRQ", "EL0 FIQ", "EL0 SError",
-    "EL0 (AArch32) sync", "EL0 (AArch32) IRQ", "EL0 (AArch32) FIQ", "EL0 (AArch32) SError",
+    "EL1t sync",
+    "EL1t IRQ",
+    "EL1t FIQ",
+    "EL1t SError",
+    "EL1h sync",
+    "EL1h IRQ",
+    "EL1h FIQ",
+    "EL1h SError",
+    "EL0 sync",
+    "EL0 IRQ",
+    "EL0 FIQ",
+    "EL0 SError",
+    "EL0 (AArch32) sync",
+    "EL0 (AArch32) IRQ",
+    "EL0 (AArch32) FIQ",
+    "EL0 (AArch32) SError",
 ];
 
 /// Called by `trap_common` in `vectors.S` with the saved frame; returns the frame to resume.
