@@ -115,6 +115,9 @@ pub struct BoardInfo {
     pub mailbox: Option<Region>,
     /// The power-management block that holds the watchdog (Pi only).
     pub watchdog: Option<Region>,
+    /// Spin-table release addresses of the cores other than CPU 0 (Pi: the firmware stub
+    /// polls them). Empty where cores start through PSCI or not at all.
+    pub spin_table: Regions<8>,
     /// An initial ramdisk the loader placed in memory (`/chosen/linux,initrd-*`).
     pub initrd: Option<Region>,
     /// `/chosen/bootargs`, truncated to fit.
@@ -157,6 +160,7 @@ impl BoardInfo {
             sdhci_emmc2: None,
             mailbox: None,
             watchdog: None,
+            spin_table: Regions::default(),
             initrd: None,
             bootargs: [0; 256],
             bootargs_len: 0,
@@ -270,7 +274,7 @@ impl Ranges<'_> {
 
 /// Reads a big-endian number of one or two cells; wider values keep the low 64 bits.
 fn be_uint(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
@@ -365,6 +369,20 @@ fn visit(node: &FdtNode, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
         return;
     }
     if !is_enabled(node) {
+        return;
+    }
+    if device_type == Some("cpu") {
+        let method = node.property("enable-method").and_then(|p| p.as_str());
+        let release = node
+            .property("cpu-release-addr")
+            .and_then(|p| be_uint(p.value));
+        let id = node.property("reg").and_then(|p| be_uint(p.value));
+        if let (Some("spin-table"), Some(addr), Some(1..)) = (method, release, id) {
+            info.spin_table.push(Region {
+                base: addr,
+                size: 8,
+            });
+        }
         return;
     }
     if is_compatible(node, &["arm,armv8-timer"]) {

@@ -44,6 +44,7 @@ fn qemu_virt_gicv2() {
         }
     );
     assert!(b.sdhci_emmc2.is_none() && b.mailbox.is_none());
+    assert!(b.spin_table.as_slice().is_empty()); // virt starts cores through PSCI
 }
 
 #[test]
@@ -94,6 +95,9 @@ fn raspberry_pi_4() {
     assert_eq!(b.watchdog.map(|r| r.base), Some(0xfe10_0000));
     assert_eq!(b.timer_intid, 27);
     assert!(b.psci.is_none());
+    // Cores 1-3 wait in the firmware's stub, polling their release addresses.
+    let release: Vec<u64> = b.spin_table.as_slice().iter().map(|r| r.base).collect();
+    assert_eq!(release, [0xe0, 0xe8, 0xf0]);
     // The spin-table page the firmware's stub lives in is reserved.
     assert!(b.reserved.as_slice().contains(&Region {
         base: 0,

@@ -24,18 +24,6 @@ pub fn print(args: fmt::Arguments) {
     let _ = Uart.write_fmt(args);
 }
 
-/// Raw bytes to the console (the EL0 debug-console syscall uses this).
-pub fn write_bytes(bytes: &[u8]) {
-    if let Some(b) = crate::platform::board() {
-        b.uart.write_bytes(bytes);
-    }
-}
-
-/// A received byte, if one is waiting.
-pub fn read_byte() -> Option<u8> {
-    crate::platform::board().and_then(|b| b.uart.read_byte())
-}
-
 /// Output for faults and panics: the same UART, with no dependency on the logger.
 pub fn emergency(args: fmt::Arguments) {
     print(args);

@@ -30,6 +30,8 @@
 //! compiles on the host too and is unit-tested there with `cargo test`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// On the host the crate is only a harness for the pure parts' unit tests.
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
 mod cell;
 mod mm;
@@ -87,6 +89,7 @@ mod boot {
             Ok(b) => platform::set_board(b),
             Err(e) => no_device_tree(phys_base, board_error(e)),
         };
+        arch::park_secondaries(board.info.spin_table.as_slice(), phys_base);
         let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
         console::init_logging(config.log_level);
 

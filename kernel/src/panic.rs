@@ -38,7 +38,7 @@ pub fn backtrace(mut fp: u64, pc: Option<u64>) {
         kprintln!("  #{n:<2} {pc:#018x}");
         n += 1;
     }
-    while n < 32 && fp >= lo && fp + 16 <= hi && fp % 16 == 0 {
+    while n < 32 && fp >= lo && fp + 16 <= hi && fp.is_multiple_of(16) {
         // SAFETY: `fp` is 16-byte aligned and inside the kernel stack, which is mapped.
         let (next, lr) = unsafe { (*(fp as *const u64), *((fp + 8) as *const u64)) };
         if lr == 0 {

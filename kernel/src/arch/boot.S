@@ -135,6 +135,15 @@ high_entry:
     mov     x30, xzr
     bl      kmain
 
+// Secondary cores released from the firmware's spin table come here (at EL2, MMU off) and
+// sleep for good: exo runs on one core, and a core in wfi costs no power and, under QEMU's
+// -icount, no instructions.
+.global secondary_park
+secondary_park:
+    msr     daifset, #0xf
+1:  wfi
+    b       1b
+
 .global park
 park:
     wfe

@@ -49,3 +49,23 @@ pub fn fault_registers() -> (u64, u64) {
     unsafe { asm!("mrs {}, esr_el1", "mrs {}, far_el1", out(reg) esr, out(reg) far) };
     (esr, far)
 }
+
+unsafe extern "C" {
+    fn secondary_park();
+}
+
+/// Moves the cores waiting in the firmware's spin table (Pi) into `secondary_park`, where
+/// they sleep in `wfi` instead of polling memory.
+pub fn park_secondaries(release: &[exo_bsp::dt::Region], phys_base: u64) {
+    let entry = phys_base + (secondary_park as *const () as u64 - crate::mm::KERNEL_VMA);
+    for r in release {
+        let slot = crate::mm::phys_to_virt(r.base) as *mut u64;
+        // SAFETY: release addresses are RAM the device tree names for exactly this
+        // handshake, mapped in the physmap. The core polls it with its caches off, so the
+        // line is cleaned to the point of coherency before the wake-up event.
+        unsafe {
+            slot.write_volatile(entry);
+            asm!("dc civac, {}", "dsb sy", "sev", in(reg) slot);
+        }
+    }
+}

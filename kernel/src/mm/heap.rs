@@ -40,9 +40,3 @@ pub unsafe fn init(va: u64, size: u64) {
     HEAP.0
         .with(|h| unsafe { h.init(va as usize, size as usize) });
 }
-
-/// (bytes in use, bytes managed).
-pub fn stats() -> (usize, usize) {
-    HEAP.0
-        .with(|h| (h.stats_alloc_actual(), h.stats_total_bytes()))
-}

@@ -148,7 +148,8 @@ impl<'p> Builder<'p> {
         Ok(())
     }
 
-    /// Looks up the descriptor that maps `va`, if any (for tests and diagnostics).
+    /// Looks up the descriptor that maps `va`, if any.
+    #[cfg(test)]
     pub fn lookup(&mut self, root: u64, va: u64) -> Option<(u64, u32)> {
         let mut table = root;
         for l in 0..=3 {

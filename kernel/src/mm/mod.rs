@@ -128,7 +128,7 @@ mod boot {
     /// The DTB's `totalsize`, when `pa` holds a DTB. Only aligned 4-byte reads: with the MMU
     /// off, memory is Device memory and an unaligned access faults.
     fn dtb_size(pa: u64) -> Option<u64> {
-        if pa == 0 || pa % 8 != 0 {
+        if pa == 0 || !pa.is_multiple_of(8) {
             return None;
         }
         // SAFETY: the loader hands over a DTB pointer in x0 or nothing useful; reading the

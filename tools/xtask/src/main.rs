@@ -1,1 +1,58 @@
-fn main() {}
+//! `cargo xtask`: builds exo, boots it under QEMU, and runs every test.
+//!
+//! Run `cargo xtask help` for the commands. Each command sets up what it needs (the Rust
+//! target through rustup, QEMU through `tools/install-qemu.sh`) or says exactly what to run.
+
+mod build;
+mod qemu;
+mod symbols;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  build                 Build the kernel and apps; writes target/exo/kernel8.img
+  qemu [options]        Build, then boot exo in QEMU with the console on this terminal
+      --board virt|rpi4   Machine to emulate (default: virt)
+      --gdb               Wait for a debugger on localhost:1234 (see `cargo xtask gdb`)
+      --append ARGS       Extra kernel bootargs (e.g. exo.log=debug)
+      -- QEMU-ARGS        Anything after -- goes to QEMU as is
+  test [options]        Run every test: host unit tests, lints, boot tests on both boards
+      --filter TEXT       Only tests whose name contains TEXT
+      --no-host           Skip host unit tests and lints
+      --board virt|rpi4   Only boot tests on this board
+  gdb [--board B]       Attach gdb-multiarch to a QEMU started with `qemu --gdb`
+  symbolize [FILE]      Add function names to kernel addresses in a log (stdin by default)
+  help                  This text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "build" => build::build_all().map(|_| ()),
+        "qemu" => qemu::cmd_qemu(rest),
+        "test" => test::cmd_test(rest),
+        "gdb" => qemu::cmd_gdb(rest),
+        "symbolize" => symbols::cmd_symbolize(rest),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Running exo under QEMU: interactively on this terminal, or captured for tests.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{build, util};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    Virt,
+    Rpi4,
+}
+
+impl Board {
+    pub const ALL: [Board; 2] = [Board::Virt, Board::Rpi4];
+
+    pub fn parse(s: &str) -> Result<Board, String> {
+        match s {
+            "virt" => Ok(Board::Virt),
+            "rpi4" | "raspi4b" => Ok(Board::Rpi4),
+            _ => Err(format!("unknown board `{s}` (use virt or rpi4)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Board::Virt => "virt",
+            Board::Rpi4 => "rpi4",
+        }
+    }
+
+    /// RAM the kernel should find, in MiB. raspi4b's DTB lists only the first 960 MiB of
+    /// its 2 GiB (the rest sits above the VideoCore split QEMU models).
+    pub fn expected_ram_mib(self) -> u64 {
+        match self {
+            Board::Virt => 256,
+            Board::Rpi4 => 960,
+        }
+    }
+
+    /// The machine, the kernel and what the board needs to boot it.
+    pub fn machine_args(self, image: &Path) -> Vec<String> {
+        let mut a: Vec<String> = match self {
+            Board::Virt => ["-M", "virt", "-cpu", "cortex-a72", "-m", "256M"]
+                .map(String::from)
+                .to_vec(),
+            Board::Rpi4 => {
+                let dtb = util::root().join("bsp/testdata/bcm2711-rpi-4-b.dtb");
+                vec![
+                    "-M".into(),
+                    "raspi4b".into(),
+                    "-dtb".into(),
+                    dtb.display().to_string(),
+                ]
+            }
+        };
+        a.push("-kernel".into());
+        a.push(image.display().to_string());
+        a
+    }
+}
+
+/// Parsed options shared by `qemu` and `gdb`.
+struct Opts {
+    board: Board,
+    gdb: bool,
+    append: String,
+    extra: Vec<String>,
+}
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        board: Board::Virt,
+        gdb: false,
+        append: String::new(),
+        extra: vec![],
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--board" => o.board = Board::parse(it.next().ok_or("--board needs a value")?)?,
+            "--gdb" => o.gdb = true,
+            "--append" => o.append = it.next().ok_or("--append needs a value")?.clone(),
+            "--" => o.extra.extend(it.by_ref().cloned()),
+            other => return Err(format!("unknown option `{other}` (see `cargo xtask help`)")),
+        }
+    }
+    Ok(o)
+}
+
+pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
+    let o = parse_opts(args)?;
+    let art = build::build_all()?;
+    util::ensure_qemu()?;
+    let mut cmd = Command::new("qemu-system-aarch64");
+    cmd.args(o.board.machine_args(&art.image)).arg("-nographic");
+    if !o.append.is_empty() {
+        cmd.arg("-append").arg(&o.append);
+    }
+    if o.gdb {
+        cmd.args(["-S", "-gdb", "tcp::1234"]);
+        eprintln!("xtask: QEMU waits for gdb on localhost:1234: run `cargo xtask gdb` in another terminal");
+    }
+    cmd.args(&o.extra);
+    eprintln!(
+        "xtask: booting exo on QEMU {} — quit with Ctrl-A then X",
+        o.board.name()
+    );
+    util::run(&mut cmd)
+}
+
+pub fn cmd_gdb(args: &[String]) -> Result<(), String> {
+    let _ = parse_opts(args)?;
+    let elf = util::root()
+        .join("target")
+        .join(util::TARGET)
+        .join("release")
+        .join("exo-kernel");
+    if !elf.exists() {
+        return Err("no kernel ELF yet: run `cargo xtask qemu --gdb` first".into());
+    }
+    let gdb = ["gdb-multiarch", "aarch64-linux-gnu-gdb", "gdb"]
+        .into_iter()
+        .find(|g| {
+            Command::new(g)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .ok_or("no gdb found: install it with `sudo apt-get install gdb-multiarch`")?;
+    util::run(Command::new(gdb).arg(&elf).args([
+        "-ex",
+        "set architecture aarch64",
+        "-ex",
+        "target remote localhost:1234",
+    ]))
+}
+
+/// How a captured run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum End {
+    /// QEMU exited with this status (the kernel's semihosting exit code).
+    Exited(i32),
+    /// Nothing ended the run before the deadline; QEMU was killed.
+    Hung,
+}
+
+/// A QEMU run whose console is captured and can be typed into.
+pub struct Session {
+    child: Child,
+    output: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    /// How much of the output `expect` has consumed.
+    seen: usize,
+    deadline: Instant,
+}
+
+/// What a test boots.
+pub struct RunSpec<'a> {
+    pub board: Board,
+    pub image: &'a Path,
+    pub bootargs: String,
+    pub timeout: Duration,
+    pub extra: Vec<String>,
+}
+
+impl Session {
+    /// Starts QEMU with the console on pipes, semihosting on (so the kernel can exit with a
+    /// status) and instruction counting on, so runs are deterministic.
+    pub fn start(spec: &RunSpec) -> Result<Session, String> {
+        let mut cmd = Command::new("qemu-system-aarch64");
+        cmd.args(spec.board.machine_args(spec.image))
+            .args([
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .args(["-icount", "shift=0,align=off,sleep=off", "-seed", "1"])
+            .arg("-append")
+            .arg(format!("exo.exit=semihosting {}", spec.bootargs))
+            .args(&spec.extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start qemu-system-aarch64: {e}"))?;
+        let output = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let out = output.clone();
+            std::thread::spawn(move || pump(stream, out));
+        }
+        Ok(Session {
+            child,
+            output,
+            seen: 0,
+            deadline: Instant::now() + spec.timeout,
+        })
+    }
+
+    /// Waits until `needle` appears in output not yet consumed; consumes through it.
+    pub fn expect(&mut self, needle: &str) -> Result<(), String> {
+        let (lock, cv) = &*self.output;
+        let mut buf = lock.lock().unwrap();
+        loop {
+            let text = String::from_utf8_lossy(&buf[self.seen..]);
+            if let Some(i) = text.find(needle) {
+                self.seen += text[..i + needle.len()].len();
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= self.deadline {
+                return Err(format!("timed out waiting for {needle:?}"));
+            }
+            buf = cv.wait_timeout(buf, self.deadline - now).unwrap().0;
+        }
+    }
+
+    /// Types `text` on the console.
+    pub fn send(&mut self, text: &str) -> Result<(), String> {
+        let stdin = self.child.stdin.as_mut().ok_or("QEMU's stdin is closed")?;
+        stdin
+            .write_all(text.as_bytes())
+            .and_then(|_| stdin.flush())
+            .map_err(|e| format!("send: {e}"))
+    }
+
+    /// Waits for QEMU to exit, or kills it at the deadline.
+    pub fn finish(mut self) -> (End, String) {
+        let end = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break End::Exited(status.code().unwrap_or(-1)),
+                Ok(None) if Instant::now() < self.deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break End::Hung;
+                }
+            }
+        };
+        // Let the reader threads drain what QEMU wrote last.
+        std::thread::sleep(Duration::from_millis(50));
+        let text = String::from_utf8_lossy(&self.output.0.lock().unwrap()).into_owned();
+        (end, text)
+    }
+}
+
+fn pump(mut from: Box<dyn Read + Send>, to: Arc<(Mutex<Vec<u8>>, Condvar)>) {
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = from.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        to.0.lock().unwrap().extend_from_slice(&chunk[..n]);
+        to.1.notify_all();
+    }
+}
+
+/// The kernel ELF the image was made from (for symbolizing).
+pub fn kernel_elf() -> PathBuf {
+    util::root()
+        .join("target")
+        .join(util::TARGET)
+        .join("release")
+        .join("exo-kernel")
+}

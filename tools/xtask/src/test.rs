@@ -1,0 +1,379 @@
+//! `cargo xtask test`: host unit tests, lints, and boot tests on every QEMU board.
+//!
+//! A boot test starts QEMU with bootargs that tell the kernel what to do, reads the console,
+//! and checks both what was printed and how the machine ended (the kernel's semihosting exit
+//! status). A run that does not end in time is a hang, reported with the last console lines.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::qemu::{self, Board, End, RunSpec};
+use crate::symbols::Symbols;
+use crate::{build, util};
+
+/// One check of a finished run.
+type Check = fn(Board, &End, &str) -> Result<(), String>;
+
+struct BootTest {
+    name: &'static str,
+    bootargs: &'static str,
+    timeout_s: u64,
+    /// Console interaction before waiting for the end: wait for the first string, type
+    /// the second.
+    script: &'static [(&'static str, &'static str)],
+    check: Check,
+}
+
+const BOOT_TESTS: &[BootTest] = &[
+    BootTest {
+        name: "boot_shows_banner_memory_and_timer_ticks",
+        bootargs: "exo.test=boot",
+        timeout_s: 30,
+        script: &[],
+        check: |board, end, out| {
+            exited(end, 0)?;
+            contains(out, "exo 0.1.0 — an exokernel for 64-bit ARM")?;
+            contains(out, &format!("board {}", board.name()))?;
+            contains(
+                out,
+                &format!("memory: {} MiB RAM", board.expected_ram_mib()),
+            )?;
+            let ticks = number_after(out, "timer: ").ok_or("no `timer: N ticks` line")?;
+            if ticks == 0 {
+                return Err("the timer interrupt never arrived (0 ticks)".into());
+            }
+            contains(out, "test: boot ok")
+        },
+    },
+    BootTest {
+        name: "el1_fault_is_reported_with_esr_and_far_then_fails",
+        bootargs: "exo.test=el1-fault",
+        timeout_s: 30,
+        script: &[],
+        check: |_, end, out| {
+            exited(end, 1)?;
+            contains(out, "KERNEL FAULT: EL1h sync: data abort")?;
+            contains(out, "FAR 0xffff8000dead0000")?;
+            contains(out, "ESR 0x0000000096")?; // EC 0x25: data abort at EL1
+            contains(out, "<kmain+")?; // the backtrace names the faulting function
+            not_contains(out, "the fault did not happen")
+        },
+    },
+    BootTest {
+        name: "kernel_panic_prints_location_and_backtrace_then_fails",
+        bootargs: "exo.test=panic",
+        timeout_s: 30,
+        script: &[],
+        check: |_, end, out| {
+            exited(end, 1)?;
+            contains(out, "KERNEL PANIC: test: a deliberate kernel panic")?;
+            contains(out, "at kernel/src/main.rs:")?;
+            contains(out, "<kmain+")
+        },
+    },
+    BootTest {
+        name: "runner_reports_a_hang_with_the_console_tail",
+        bootargs: "",
+        timeout_s: 4,
+        // Typing at a kernel that reads no input must not disturb it.
+        script: &[("idling", "hello\r")],
+        check: |_, end, out| {
+            if *end != End::Hung {
+                return Err(format!(
+                    "an idle kernel should be reported as hung, got {end:?}"
+                ));
+            }
+            contains(out, "idling")
+        },
+    },
+];
+
+fn exited(end: &End, want: i32) -> Result<(), String> {
+    match end {
+        End::Exited(code) if *code == want => Ok(()),
+        End::Exited(code) => Err(format!("exit status {code}, expected {want}")),
+        End::Hung => Err(format!(
+            "hang: no exit within the time limit (expected status {want})"
+        )),
+    }
+}
+
+fn contains(out: &str, needle: &str) -> Result<(), String> {
+    out.contains(needle)
+        .then_some(())
+        .ok_or_else(|| format!("console never showed {needle:?}"))
+}
+
+fn not_contains(out: &str, needle: &str) -> Result<(), String> {
+    (!out.contains(needle))
+        .then_some(())
+        .ok_or_else(|| format!("console showed {needle:?}"))
+}
+
+fn number_after(out: &str, prefix: &str) -> Option<u64> {
+    let rest = &out[out.find(prefix)? + prefix.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+struct Opts {
+    filter: Option<String>,
+    host: bool,
+    boards: Vec<Board>,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        filter: None,
+        host: true,
+        boards: Board::ALL.to_vec(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--filter" => o.filter = Some(it.next().ok_or("--filter needs a value")?.clone()),
+            "--no-host" => o.host = false,
+            "--board" => o.boards = vec![Board::parse(it.next().ok_or("--board needs a value")?)?],
+            other => return Err(format!("unknown option `{other}` (see `cargo xtask help`)")),
+        }
+    }
+    Ok(o)
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    failures: Vec<String>,
+}
+
+pub fn cmd_test(args: &[String]) -> Result<(), String> {
+    let opts = parse(args)?;
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    if opts.host {
+        host_tests(&opts, &mut tally);
+    }
+    let art = build::build_all()?;
+    util::ensure_qemu()?;
+    let syms = Symbols::load(&art.elf)?;
+    boot_tests(&opts, &art.image, &syms, &mut tally);
+
+    if !tally.failures.is_empty() {
+        println!("\nfailed:");
+        for f in &tally.failures {
+            println!("  {f}");
+        }
+    }
+    println!(
+        "\n{} passed, {} failed ({:.0} s)",
+        tally.passed,
+        tally.failed,
+        started.elapsed().as_secs_f64()
+    );
+    if tally.failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{} test(s) failed", tally.failed))
+    }
+}
+
+fn wanted(opts: &Opts, name: &str) -> bool {
+    opts.filter.as_deref().is_none_or(|f| name.contains(f))
+}
+
+/// `cargo test` over the host crates, then formatting and clippy. Each counts its own tests.
+fn host_tests(opts: &Opts, tally: &mut Tally) {
+    if wanted(opts, "host") {
+        println!("host unit tests (cargo test)");
+        let out = util::cargo()
+            .args(["test", "--workspace", "--exclude", "exo-apps"])
+            .output();
+        match out {
+            Ok(out) => {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                let (p, f) = count_cargo_results(&text);
+                tally.passed += p;
+                tally.failed += f;
+                if !out.status.success() {
+                    if f == 0 {
+                        tally.failed += 1; // a build error: no test ran
+                    }
+                    tally
+                        .failures
+                        .push("host unit tests (see the output above)".into());
+                    println!("{text}");
+                }
+                println!("  {p} passed, {f} failed");
+            }
+            Err(e) => {
+                tally.failed += 1;
+                tally
+                    .failures
+                    .push(format!("host unit tests: could not run cargo: {e}"));
+            }
+        }
+    }
+    let lints: [(&str, Vec<&str>); 3] = [
+        ("lint::rustfmt", vec!["fmt", "--all", "--", "--check"]),
+        (
+            "lint::clippy_host",
+            vec![
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "exo-apps",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        (
+            "lint::clippy_target",
+            vec![
+                "clippy",
+                "--release",
+                "--target",
+                util::TARGET,
+                "-p",
+                "exo-kernel",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    for (name, args) in lints {
+        if !wanted(opts, name) {
+            continue;
+        }
+        let t = Instant::now();
+        let out = util::cargo().args(&args).output();
+        let ok = matches!(&out, Ok(o) if o.status.success());
+        report(
+            tally,
+            name,
+            t,
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("`cargo {}` failed", args.join(" ")))
+            },
+        );
+        if let (false, Ok(o)) = (ok, out) {
+            println!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
+fn count_cargo_results(text: &str) -> (usize, usize) {
+    let mut totals = (0, 0);
+    for line in text.lines().filter(|l| l.starts_with("test result:")) {
+        totals.0 += number_after(line, ". ").unwrap_or(0) as usize;
+        totals.1 += number_after(line, "passed; ").unwrap_or(0) as usize;
+    }
+    totals
+}
+
+fn report(tally: &mut Tally, name: &str, started: Instant, result: Result<(), String>) {
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => {
+            tally.passed += 1;
+            println!("  ok    {name} ({secs:.1} s)");
+        }
+        Err(why) => {
+            tally.failed += 1;
+            println!("  FAIL  {name} ({secs:.1} s): {why}");
+            tally.failures.push(name.to_string());
+        }
+    }
+}
+
+/// Runs the boot tests on each board, two QEMUs at a time.
+fn boot_tests(opts: &Opts, image: &std::path::Path, syms: &Symbols, tally: &mut Tally) {
+    let jobs: Vec<(Board, &BootTest)> = opts
+        .boards
+        .iter()
+        .flat_map(|&b| BOOT_TESTS.iter().map(move |t| (b, t)))
+        .filter(|(b, t)| wanted(opts, &format!("{}::{}", b.name(), t.name)))
+        .collect();
+    if jobs.is_empty() {
+        return;
+    }
+    println!("boot tests ({} on QEMU)", jobs.len());
+    let next = Mutex::new(0usize);
+    let shared = Mutex::new(std::mem::take(tally));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(&(board, test)) = jobs.get(i) else {
+                    break;
+                };
+                let t = Instant::now();
+                let spec = RunSpec {
+                    board,
+                    image,
+                    bootargs: test.bootargs.to_string(),
+                    timeout: Duration::from_secs(test.timeout_s),
+                    extra: vec![],
+                };
+                let result = run_script(&spec, test.script).and_then(|(end, out)| {
+                    let out = syms.annotate(&out);
+                    (test.check)(board, &end, &out)
+                        .map_err(|why| format!("{why}\n{}", tail(&out, 25)))
+                });
+                report(
+                    &mut shared.lock().unwrap(),
+                    &format!("{}::{}", board.name(), test.name),
+                    t,
+                    result,
+                );
+            });
+        }
+    });
+    *tally = shared.into_inner().unwrap();
+}
+
+fn run_script(spec: &RunSpec, script: &[(&str, &str)]) -> Result<(End, String), String> {
+    let mut session = qemu::Session::start(spec)?;
+    for (wait_for, send) in script {
+        if let Err(e) = session.expect(wait_for).and_then(|_| session.send(send)) {
+            let (_, out) = session.finish();
+            return Err(format!("{e}\n{}", tail(&out, 25)));
+        }
+    }
+    Ok(session.finish())
+}
+
+/// The last `n` lines of console output, indented, for a failure report.
+fn tail(out: &str, n: usize) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    let from = lines.len().saturating_sub(n);
+    let mut s = format!(
+        "        --- last {} console lines ---\n",
+        lines.len() - from
+    );
+    for l in &lines[from..] {
+        s.push_str("        | ");
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
+}
