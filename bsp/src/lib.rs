@@ -34,3 +34,40 @@ pub trait IrqController {
     /// Signals the end of handling `intid`.
     fn end(&self, intid: u32);
 }
+
+/// A free-running counter with one programmable deadline interrupt.
+pub trait Timer {
+    /// Counter ticks per second.
+    fn frequency(&self) -> u64;
+    /// The counter now.
+    fn now(&self) -> u64;
+    /// Raises the timer interrupt `ticks` from now (replacing any earlier deadline).
+    fn arm(&self, ticks: u64);
+}
+
+/// Errors a block device reports. A device never hangs the caller: a command that does not
+/// complete in time is a `Timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    /// The request reaches past the end of the device or is not whole sectors.
+    OutOfRange,
+    /// The device did not answer in time.
+    Timeout,
+    /// The device reported an error.
+    Io,
+    /// No medium (card removed).
+    NoMedium,
+}
+
+/// A disk of 512-byte sectors.
+pub trait BlockDevice {
+    /// Size in sectors.
+    fn sectors(&self) -> u64;
+    /// Reads `buf.len() / 512` sectors starting at `lba`.
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError>;
+    /// Writes `buf.len() / 512` sectors starting at `lba`. Complete when it returns (see
+    /// `docs/` for what that means for durability).
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError>;
+    /// Returns once every completed write is durable.
+    fn flush(&mut self) -> Result<(), BlockError>;
+}
