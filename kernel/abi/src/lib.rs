@@ -1,5 +1,359 @@
 //! The exo system-call ABI, shared by the kernel and every libOS. No dependencies.
+//!
+//! A call is `svc #0` with the number ([`Sys`]) in `x8` and arguments in `x0`–`x5`. The
+//! result comes back in `x0`: a value ≥ 0, or a negative [`Error`]. Registers `x1`–`x18`
+//! are clobbered (zeroed or holding arguments); `x19`–`x30`, `sp` and the flags are kept.
+//! `docs/abi.md` is the one-page reference; the rustdoc on each [`Sys`] variant says what
+//! the kernel checks and which errors it returns.
+//!
+//! Names are physical: frames are named by physical address, environments by [`EnvId`],
+//! translation-table slots by (environment, virtual address, level).
 #![cfg_attr(not(test), no_std)]
 
+pub mod elf;
 pub mod mbr;
 pub mod pte;
+
+/// An environment's name: slot index in the low 12 bits, a generation above, so a stale id
+/// never names the slot's next occupant. `EnvId(0)` means "the caller" wherever an
+/// environment is an argument.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvId(pub u32);
+
+impl EnvId {
+    pub const SELF: EnvId = EnvId(0);
+    pub const fn slot(self) -> usize {
+        (self.0 & 0xfff) as usize
+    }
+}
+
+/// Errors, as negative values of `x0`. The discriminants are part of the ABI.
+#[repr(i64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// An argument is malformed: unaligned, out of range, reserved bits set.
+    Invalid = -1,
+    /// The caller may not do this to that resource (not its own, not its descendant's).
+    Denied = -2,
+    /// No such environment, frame, table or slot.
+    NotFound = -3,
+    /// The resource is in use: a frame still mapped, a table not empty, a slot occupied.
+    Busy = -4,
+    /// No free frame. A revocation request may have been sent to the largest holder;
+    /// trying again later can succeed.
+    NoMemory = -5,
+    /// The environment's frame quota is used up.
+    Quota = -6,
+    /// Nothing to read yet (non-blocking console read).
+    WouldBlock = -7,
+    /// The environment table is full.
+    NoSlot = -8,
+    /// A pointer from EL0 does not lead to memory the caller has mapped with the needed
+    /// permission.
+    Fault = -9,
+    /// Unknown system call number.
+    NoSys = -10,
+    /// The device reported an error.
+    Io = -11,
+    /// The operation did not finish in time.
+    Timeout = -12,
+}
+
+impl Error {
+    pub const ALL: [Error; 12] = [
+        Error::Invalid,
+        Error::Denied,
+        Error::NotFound,
+        Error::Busy,
+        Error::NoMemory,
+        Error::Quota,
+        Error::WouldBlock,
+        Error::NoSlot,
+        Error::Fault,
+        Error::NoSys,
+        Error::Io,
+        Error::Timeout,
+    ];
+
+    /// The error a negative `x0` stands for.
+    pub fn from_ret(v: i64) -> Option<Error> {
+        Error::ALL.into_iter().find(|e| *e as i64 == v)
+    }
+}
+
+/// Decodes a raw `x0`.
+pub fn result(x0: u64) -> Result<u64, Error> {
+    let v = x0 as i64;
+    if v >= 0 {
+        Ok(x0)
+    } else {
+        Err(Error::from_ret(v).unwrap_or(Error::Invalid))
+    }
+}
+
+/// Argument meaning "any free frame" for [`Sys::FrameAlloc`].
+pub const ANY_FRAME: u64 = u64::MAX;
+
+/// System-call numbers. Numbers below [`Sys::FIRST_SLOW`] never switch environments and
+/// take the kernel's fast path; the others may block or switch.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sys {
+    /// Does nothing; returns 0. The cost of a round trip.
+    Nop = 0,
+    /// `(ptr, len) -> len`: writes bytes to the debug console. `Fault` if the buffer is not
+    /// mapped readable; `Invalid` if `len` > 64 KiB.
+    ConsoleWrite = 1,
+    /// `(env, pa) -> pa`: allocates frame `pa` (or any free frame, with [`ANY_FRAME`]) as
+    /// data owned by `env`, zeroed. `Denied` unless `env` is the caller or its descendant;
+    /// `NotFound` if `pa` is not RAM; `Busy` if it is not free; `Quota`, `NoMemory`.
+    FrameAlloc = 2,
+    /// `(env, pa)`: frees a data frame `env` owns. `Busy` while any mapping points at it.
+    FrameFree = 3,
+    /// `(pa, to)`: gives a data frame the caller owns to `to` (a descendant, or the caller's
+    /// parent). `Busy` while mapped; `Quota` if `to` is full.
+    FrameGive = 4,
+    /// `(env, pa, level)`: makes `env`'s unmapped data frame `pa` a translation table at
+    /// `level` (0..=3), zeroed. Level 0 becomes `env`'s root (TTBR0); `Busy` if it has one.
+    TableBind = 5,
+    /// `(env, pa)`: turns an empty, unlinked table (or the root, once empty) back into data.
+    TableUnbind = 6,
+    /// `(env, va, level, pte)`: sets the entry for `va` in `env`'s table at `level`, which
+    /// must be reachable from the root (`NotFound` otherwise). A zero `pte` clears it.
+    /// At levels 0–2 a valid entry must be a table descriptor naming an unlinked table of
+    /// `env` at `level + 1`; at level 3 a page descriptor with only the bits
+    /// [`pte::USER_ALLOWED`] permits, pointing at a data frame owned by `env` or one of its
+    /// ancestors, or read-only at a public kernel frame or one of `env`'s tables. Writable
+    /// and executable together is `Denied`. Clearing a table entry needs that table empty.
+    TableSet = 7,
+    /// `(env, ptr, count) -> done`: applies `count` [`TableOp`]s from memory in order;
+    /// returns how many succeeded, or the first one's error if none did.
+    TableSetBatch = 8,
+    /// `(env, va, level) -> pte`: reads the entry for `va` at `level`.
+    TableGet = 9,
+    /// `(quota) -> env`: creates a blank child (no address space, not runnable) that may
+    /// own at most `quota` frames (0: no limit beyond the caller's own).
+    EnvCreate = 10,
+    /// `(env, pc, sp, arg0, arg1)`: sets a blank or stopped child's entry registers.
+    EnvSetEntry = 11,
+    /// `(env, entry, stack_top, flags)`: registers the upcall handler and its exception
+    /// stack; `flags` bit 0 asks for an upcall at the end of every time slice.
+    EnvSetUpcall = 12,
+    /// `(env)`: makes a child runnable. `Invalid` if it has no root table.
+    EnvStart = 13,
+    /// `() -> env`: the caller's own id.
+    EnvSelf = 14,
+    /// `() -> pa`: physical address of the [`KernelInfo`] page (map it read-only).
+    KernelInfo = 15,
+    /// `(ptr, write)`: copies the interrupted context of the current upcall to `ptr` (a
+    /// [`Context`]), or from it when `write` is 1.
+    UpcallContext = 16,
+    /// Gives up the rest of the time slice.
+    Yield = 32,
+    /// `(env)`: donates the rest of the slice to a runnable environment.
+    YieldTo = 33,
+    /// `(status)`: ends the caller; its parent can collect `status` with `EnvWait`.
+    Exit = 34,
+    /// `(env)`: destroys `env` and all its descendants, reclaiming every frame, table and
+    /// binding they hold. The caller may name itself.
+    EnvDestroy = 35,
+    /// `(env) -> status`: waits for a child to exit and reclaims it.
+    EnvWait = 36,
+    /// `(blocking) -> byte`: reads one byte from the debug console; `WouldBlock` if none
+    /// is waiting and `blocking` is 0.
+    ConsoleRead = 37,
+    /// Returns from an upcall to the interrupted context (as possibly changed by
+    /// `UpcallContext`).
+    UpcallResume = 38,
+}
+
+impl Sys {
+    pub const FIRST_SLOW: u64 = 32;
+    /// One past the highest fast number the kernel's table has.
+    pub const FAST_COUNT: u64 = 17;
+}
+
+/// One entry of a [`Sys::TableSetBatch`] request.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableOp {
+    pub va: u64,
+    pub level: u64,
+    pub pte: u64,
+}
+
+/// A saved EL0 context, as [`Sys::UpcallContext`] reads and writes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    pub x: [u64; 31],
+    pub sp: u64,
+    pub pc: u64,
+    /// SPSR: only the NZCV flags may be changed.
+    pub pstate: u64,
+}
+
+/// Why an upcall was delivered: `x0` of the handler. `x1` = ESR, `x2` = FAR, `x3` = the
+/// interrupted pc, `x4` = the kind's argument.
+pub mod upcall {
+    /// Translation or permission fault on a data access (x4: 1 for a write).
+    pub const DATA_ABORT: u64 = 1;
+    /// Translation or permission fault on an instruction fetch.
+    pub const INSTRUCTION_ABORT: u64 = 2;
+    /// Misaligned pc, sp or data access.
+    pub const ALIGNMENT: u64 = 3;
+    /// Undefined instruction, including FP/SIMD (exo is soft-float).
+    pub const UNDEFINED: u64 = 4;
+    /// Breakpoint (`brk`).
+    pub const BREAKPOINT: u64 = 5;
+    /// Any other synchronous exception (see ESR).
+    pub const OTHER: u64 = 6;
+    /// The time slice ended (when asked for with `EnvSetUpcall` flag bit 0).
+    pub const SLICE_END: u64 = 7;
+    /// The kernel asks for frames back: x4 = how many, x2 = deadline in timer ticks.
+    pub const REVOKE: u64 = 8;
+}
+
+/// Frame kinds in [`FrameEntry::kind`].
+pub mod frame {
+    pub const FREE: u8 = 0;
+    /// The kernel's own, not readable from EL0.
+    pub const KERNEL: u8 = 1;
+    /// The kernel's, readable by every environment (the frame table, environment table,
+    /// kernel information page).
+    pub const PUBLIC: u8 = 2;
+    pub const DATA: u8 = 3;
+    pub const TABLE: u8 = 4;
+    /// Not RAM: a hole in the physical address range the table covers.
+    pub const ABSENT: u8 = 5;
+    /// [`super::FrameEntry::flags`]: the table is linked into its owner's tree.
+    pub const LINKED: u8 = 1;
+}
+
+/// One frame's entry in the public frame table (readable by mapping its frames).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameEntry {
+    /// Owning environment (0 for none).
+    pub owner: u32,
+    pub kind: u8,
+    /// For tables: the level, 0..=3.
+    pub level: u8,
+    pub flags: u8,
+    pub _pad: u8,
+    /// Page entries, in any environment's tables, that map this frame.
+    pub maps: u16,
+    /// For tables: valid entries inside it.
+    pub entries: u16,
+    pub _reserved: u32,
+}
+
+/// Environment states in [`EnvInfo::state`].
+pub mod env_state {
+    pub const FREE: u8 = 0;
+    /// Created, not yet started.
+    pub const BLANK: u8 = 1;
+    pub const RUNNABLE: u8 = 2;
+    /// Waiting (console input, a child, ...).
+    pub const BLOCKED: u8 = 3;
+    /// Exited or destroyed by the kernel; waiting for its parent to collect the status.
+    pub const ZOMBIE: u8 = 4;
+}
+
+/// Repossessed frames remembered per environment (the last ones; `repossessed` counts all).
+pub const REPOSSESS_LOG: usize = 8;
+
+/// One environment's public entry in the environment table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnvInfo {
+    pub id: u32,
+    pub parent: u32,
+    pub state: u8,
+    pub _pad: [u8; 3],
+    pub exit_status: i32,
+    /// Frames owned (data and tables).
+    pub frames: u32,
+    /// Most frames it may own (0: unlimited).
+    pub quota: u32,
+    /// Root table (TTBR0), 0 if none.
+    pub root: u64,
+    /// Frames asked back by a pending revocation (0: none pending).
+    pub revoke_wanted: u32,
+    /// Tick by which they must be freed.
+    pub revoke_deadline: u32,
+    /// Frames taken by force since creation.
+    pub repossessed: u64,
+    /// The last frames taken, ring-indexed by `repossessed % REPOSSESS_LOG`.
+    pub repossess_log: [u64; REPOSSESS_LOG],
+    pub _reserved: [u64; 2],
+}
+
+/// Board kinds in [`KernelInfo::board`].
+pub mod board {
+    pub const VIRT: u32 = 1;
+    pub const RPI4: u32 = 2;
+}
+
+/// The kernel information page: where the public tables are and what the machine is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelInfo {
+    /// [`KernelInfo::MAGIC`].
+    pub magic: u64,
+    /// Physical address of frame 0 of the frame table's range.
+    pub ram_base: u64,
+    /// Number of entries in the frame table (frames from `ram_base`).
+    pub frames: u64,
+    /// Frame table: physical address and size in bytes ([`FrameEntry`] array).
+    pub frame_table: u64,
+    pub frame_table_bytes: u64,
+    /// Environment table: physical address and size in bytes ([`EnvInfo`] array).
+    pub env_table: u64,
+    pub env_table_bytes: u64,
+    pub max_envs: u64,
+    /// Generic-timer counter frequency and scheduler tick rate.
+    pub counter_hz: u64,
+    pub tick_hz: u64,
+    pub board: u32,
+    pub bootargs_len: u32,
+    pub bootargs: [u8; 256],
+}
+
+impl KernelInfo {
+    pub const MAGIC: u64 = 0x6578_6f5f_696e_666f; // "exo_info"
+    pub fn bootargs(&self) -> &str {
+        let n = (self.bootargs_len as usize).min(self.bootargs.len());
+        core::str::from_utf8(&self.bootargs[..n]).unwrap_or("")
+    }
+}
+
+/// Where the kernel puts init's stack: the top of the low half's first 512 GiB slot is
+/// left to the libOS; init's initial stack is the 64 KiB below this address.
+pub const INIT_STACK_TOP: u64 = 0x0000_7fff_0000_0000;
+pub const INIT_STACK_SIZE: u64 = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_values_are_stable_and_round_trip() {
+        for (i, e) in Error::ALL.iter().enumerate() {
+            assert_eq!(*e as i64, -(i as i64) - 1);
+            assert_eq!(result(*e as i64 as u64), Err(*e));
+        }
+        assert_eq!(result(42), Ok(42));
+        assert_eq!(result(-999i64 as u64), Err(Error::Invalid));
+    }
+
+    #[test]
+    fn shared_structs_have_their_documented_sizes() {
+        assert_eq!(core::mem::size_of::<FrameEntry>(), 16);
+        assert_eq!(core::mem::size_of::<EnvInfo>(), 128);
+        assert_eq!(core::mem::size_of::<Context>(), 34 * 8);
+        assert_eq!(core::mem::size_of::<TableOp>(), 24);
+        assert!(core::mem::size_of::<KernelInfo>() <= 4096);
+    }
+}
