@@ -246,7 +246,10 @@ pub struct FrameEntry {
     pub maps: u16,
     /// For tables: valid entries inside it.
     pub entries: u16,
-    pub _reserved: u32,
+    /// Free frames form a doubly linked list: `link` is the next free frame's index + 1
+    /// and, for free frames only, `owner` the previous one's (0 ends the list; the head is
+    /// [`KernelInfo::free_head`]). Unused for other kinds.
+    pub link: u32,
 }
 
 /// Environment states in [`EnvInfo::state`].
@@ -316,6 +319,10 @@ pub struct KernelInfo {
     /// Generic-timer counter frequency and scheduler tick rate.
     pub counter_hz: u64,
     pub tick_hz: u64,
+    /// Index + 1 of the first free frame (0: none), and how many frames are free. Updated
+    /// by the kernel as frames come and go.
+    pub free_head: u32,
+    pub free_frames: u32,
     pub board: u32,
     pub bootargs_len: u32,
     pub bootargs: [u8; 256],

@@ -77,6 +77,15 @@ pub enum PteError {
     WriteExec,
 }
 
+impl From<PteError> for crate::Error {
+    fn from(e: PteError) -> crate::Error {
+        match e {
+            PteError::Malformed => crate::Error::Invalid,
+            PteError::WriteExec => crate::Error::Denied,
+        }
+    }
+}
+
 impl Pte {
     /// Checks a level-3 descriptor an environment asks for. On success returns the frame it
     /// points at and its permissions.

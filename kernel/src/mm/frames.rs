@@ -1,0 +1,328 @@
+//! The frame table: one entry per 4 KiB frame of RAM saying who owns it and as what.
+//!
+//! Ownership is the secure binding for memory: every later use (mapping, binding a table,
+//! DMA into it) checks the entry. Every transition goes through a method here that checks
+//! the state it starts from. The table itself lives in public frames that any environment
+//! may map read-only; free frames are a doubly linked list threaded through their entries
+//! (see `exo_abi::FrameEntry`), so allocating any frame, or one particular frame, is O(1).
+
+use exo_abi::{frame, EnvId, Error, FrameEntry};
+
+/// Head and length of the free list, kept where environments can read them.
+#[repr(C)]
+pub struct FreeList {
+    pub head: u32,
+    pub count: u32,
+}
+
+pub struct FrameTable {
+    entries: &'static mut [FrameEntry],
+    /// Physical address of entry 0.
+    base: u64,
+    free: &'static mut FreeList,
+}
+
+const PAGE_SHIFT: u32 = 12;
+
+impl FrameTable {
+    /// A table over `entries.len()` frames from `base`, all `ABSENT` to start with.
+    pub fn new(entries: &'static mut [FrameEntry], base: u64, free: &'static mut FreeList) -> Self {
+        entries.fill(FrameEntry {
+            kind: frame::ABSENT,
+            ..FrameEntry::default()
+        });
+        *free = FreeList { head: 0, count: 0 };
+        FrameTable {
+            entries,
+            base,
+            free,
+        }
+    }
+
+    pub fn free_count(&self) -> u32 {
+        self.free.count
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Index of the frame at `pa`: `NotFound` outside the table, `Invalid` if unaligned.
+    pub fn index(&self, pa: u64) -> Result<usize, Error> {
+        if pa & 0xfff != 0 {
+            return Err(Error::Invalid);
+        }
+        let i = pa.checked_sub(self.base).ok_or(Error::NotFound)? >> PAGE_SHIFT;
+        if i as usize >= self.entries.len() {
+            return Err(Error::NotFound);
+        }
+        Ok(i as usize)
+    }
+
+    pub fn pa(&self, index: usize) -> u64 {
+        self.base + ((index as u64) << PAGE_SHIFT)
+    }
+
+    /// The entry for `pa`, if `pa` is a frame of RAM.
+    pub fn get(&self, pa: u64) -> Result<&FrameEntry, Error> {
+        let e = &self.entries[self.index(pa)?];
+        if e.kind == frame::ABSENT {
+            return Err(Error::NotFound);
+        }
+        Ok(e)
+    }
+
+    pub fn get_mut(&mut self, pa: u64) -> Result<&mut FrameEntry, Error> {
+        let i = self.index(pa)?;
+        let e = &mut self.entries[i];
+        if e.kind == frame::ABSENT {
+            return Err(Error::NotFound);
+        }
+        Ok(e)
+    }
+
+    /// Boot only: marks `[pa, pa + len)` as `kind` (FREE puts the frames on the free list).
+    pub fn set_range(&mut self, pa: u64, len: u64, kind: u8) {
+        let first = pa >> PAGE_SHIFT;
+        for f in first..(pa + len).div_ceil(4096) {
+            let Ok(i) = self.index(f << PAGE_SHIFT) else {
+                continue;
+            };
+            if self.entries[i].kind == frame::FREE {
+                self.unlink(i);
+            }
+            self.entries[i] = FrameEntry {
+                kind,
+                ..FrameEntry::default()
+            };
+            if kind == frame::FREE {
+                self.push(i);
+            }
+        }
+    }
+
+    fn push(&mut self, i: usize) {
+        let head = self.free.head;
+        self.entries[i] = FrameEntry {
+            kind: frame::FREE,
+            owner: 0,
+            link: head,
+            ..FrameEntry::default()
+        };
+        if head != 0 {
+            self.entries[head as usize - 1].owner = i as u32 + 1;
+        }
+        self.free.head = i as u32 + 1;
+        self.free.count += 1;
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let (prev, next) = (self.entries[i].owner, self.entries[i].link);
+        match prev {
+            0 => self.free.head = next,
+            p => self.entries[p as usize - 1].link = next,
+        }
+        if next != 0 {
+            self.entries[next as usize - 1].owner = prev;
+        }
+        self.free.count -= 1;
+    }
+
+    /// Takes frame `pa` (or the first free one, for `None`) as data owned by `owner`.
+    /// The caller zeroes it.
+    pub fn alloc(&mut self, owner: EnvId, pa: Option<u64>) -> Result<u64, Error> {
+        let i = match pa {
+            Some(pa) => {
+                let i = self.index(pa)?;
+                match self.entries[i].kind {
+                    frame::FREE => i,
+                    frame::ABSENT => return Err(Error::NotFound),
+                    _ => return Err(Error::Busy),
+                }
+            }
+            None => match self.free.head {
+                0 => return Err(Error::NoMemory),
+                h => h as usize - 1,
+            },
+        };
+        self.unlink(i);
+        self.entries[i] = FrameEntry {
+            owner: owner.0,
+            kind: frame::DATA,
+            ..FrameEntry::default()
+        };
+        Ok(self.pa(i))
+    }
+
+    /// Checks that `pa` is a data frame of `owner` that nothing maps.
+    pub fn check_unmapped_data(&self, owner: EnvId, pa: u64) -> Result<usize, Error> {
+        let i = self.index(pa)?;
+        let e = &self.entries[i];
+        match e.kind {
+            frame::DATA if e.owner != owner.0 => Err(Error::Denied),
+            frame::DATA if e.maps != 0 => Err(Error::Busy),
+            frame::DATA => Ok(i),
+            frame::ABSENT => Err(Error::NotFound),
+            frame::TABLE if e.owner == owner.0 => Err(Error::Busy),
+            _ => Err(Error::Denied),
+        }
+    }
+
+    /// Returns `owner`'s unmapped data frame to the free list.
+    pub fn free(&mut self, owner: EnvId, pa: u64) -> Result<(), Error> {
+        let i = self.check_unmapped_data(owner, pa)?;
+        self.push(i);
+        Ok(())
+    }
+
+    /// Hands `from`'s unmapped data frame to `to`.
+    pub fn give(&mut self, from: EnvId, pa: u64, to: EnvId) -> Result<(), Error> {
+        let i = self.check_unmapped_data(from, pa)?;
+        self.entries[i].owner = to.0;
+        Ok(())
+    }
+
+    /// Turns `owner`'s unmapped data frame into a table at `level`. The caller zeroes it.
+    pub fn bind_table(&mut self, owner: EnvId, pa: u64, level: u8) -> Result<(), Error> {
+        if level > 3 {
+            return Err(Error::Invalid);
+        }
+        let i = self.check_unmapped_data(owner, pa)?;
+        let e = &mut self.entries[i];
+        e.kind = frame::TABLE;
+        e.level = level;
+        Ok(())
+    }
+
+    /// Turns an empty, unlinked, unmapped table of `owner` back into data.
+    pub fn unbind_table(&mut self, owner: EnvId, pa: u64) -> Result<u8, Error> {
+        let e = self.get_mut(pa)?;
+        if e.kind != frame::TABLE || e.owner != owner.0 {
+            return Err(Error::Denied);
+        }
+        if e.entries != 0 || e.maps != 0 || e.flags & frame::LINKED != 0 {
+            return Err(Error::Busy);
+        }
+        let level = e.level;
+        *e = FrameEntry {
+            owner: owner.0,
+            kind: frame::DATA,
+            ..FrameEntry::default()
+        };
+        Ok(level)
+    }
+
+    /// Every frame `owner` holds goes back on the free list (environment teardown: the
+    /// caller has already removed every mapping of them). Returns how many.
+    pub fn reclaim(&mut self, owner: EnvId) -> u32 {
+        let mut n = 0;
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.owner == owner.0 && (e.kind == frame::DATA || e.kind == frame::TABLE) {
+                self.push(i);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Frames of each kind, for the accounting checks: [free, kernel, public, data, table].
+    pub fn census(&self) -> [u32; 5] {
+        let mut c = [0u32; 5];
+        for e in self.entries.iter() {
+            if let Some(slot) = c.get_mut(e.kind as usize) {
+                *slot += 1;
+            }
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(frames: usize) -> FrameTable {
+        let entries = Box::leak(vec![FrameEntry::default(); frames].into_boxed_slice());
+        let free = Box::leak(Box::new(FreeList { head: 0, count: 0 }));
+        let mut t = FrameTable::new(entries, 0x4000_0000, free);
+        t.set_range(0x4000_0000, frames as u64 * 4096, frame::FREE);
+        t.set_range(0x4000_0000, 2 * 4096, frame::KERNEL);
+        t
+    }
+
+    const A: EnvId = EnvId(0x1001);
+    const B: EnvId = EnvId(0x1002);
+
+    #[test]
+    fn specific_and_any_allocation() {
+        let mut t = table(16);
+        assert_eq!(t.free_count(), 14);
+        assert_eq!(t.alloc(A, Some(0x4000_5000)), Ok(0x4000_5000));
+        assert_eq!(t.alloc(B, Some(0x4000_5000)), Err(Error::Busy));
+        assert_eq!(t.alloc(B, Some(0x4000_0000)), Err(Error::Busy)); // kernel
+        assert_eq!(t.alloc(B, Some(0x5000_0000)), Err(Error::NotFound));
+        assert_eq!(t.alloc(B, Some(0x4000_5004)), Err(Error::Invalid));
+        let mut got = vec![];
+        while let Ok(pa) = t.alloc(B, None) {
+            got.push(pa);
+        }
+        assert_eq!(got.len(), 13);
+        assert!(!got.contains(&0x4000_5000) && !got.contains(&0x4000_0000));
+        assert_eq!(t.alloc(A, None), Err(Error::NoMemory));
+        assert_eq!(t.census(), [0, 2, 0, 14, 0]);
+    }
+
+    #[test]
+    fn only_the_owner_frees_and_never_while_mapped() {
+        let mut t = table(8);
+        let pa = t.alloc(A, None).unwrap();
+        assert_eq!(t.free(B, pa), Err(Error::Denied));
+        t.get_mut(pa).unwrap().maps = 1;
+        assert_eq!(t.free(A, pa), Err(Error::Busy));
+        assert_eq!(t.give(A, pa, B), Err(Error::Busy));
+        t.get_mut(pa).unwrap().maps = 0;
+        t.give(A, pa, B).unwrap();
+        assert_eq!(t.free(A, pa), Err(Error::Denied));
+        t.free(B, pa).unwrap();
+        assert_eq!(t.free_count(), 6);
+        assert_eq!(t.free(B, pa), Err(Error::Denied)); // already free
+    }
+
+    #[test]
+    fn tables_bind_and_unbind_only_when_idle() {
+        let mut t = table(8);
+        let pa = t.alloc(A, None).unwrap();
+        assert_eq!(t.bind_table(A, pa, 4), Err(Error::Invalid));
+        assert_eq!(t.bind_table(B, pa, 1), Err(Error::Denied));
+        t.bind_table(A, pa, 1).unwrap();
+        assert_eq!(t.bind_table(A, pa, 1), Err(Error::Busy));
+        assert_eq!(t.free(A, pa), Err(Error::Busy));
+        t.get_mut(pa).unwrap().entries = 1;
+        assert_eq!(t.unbind_table(A, pa), Err(Error::Busy));
+        t.get_mut(pa).unwrap().entries = 0;
+        assert_eq!(t.unbind_table(A, pa), Ok(1));
+        t.free(A, pa).unwrap();
+    }
+
+    #[test]
+    fn reclaim_returns_everything_an_owner_holds() {
+        let mut t = table(32);
+        let before = t.census();
+        for _ in 0..5 {
+            t.alloc(A, None).unwrap();
+        }
+        let tb = t.alloc(A, None).unwrap();
+        t.bind_table(A, tb, 0).unwrap();
+        let b = t.alloc(B, None).unwrap();
+        assert_eq!(t.reclaim(A), 6);
+        t.free(B, b).unwrap();
+        assert_eq!(t.census(), before);
+        // The free list still hands out every free frame exactly once.
+        let mut seen = std::collections::HashSet::new();
+        while let Ok(pa) = t.alloc(A, None) {
+            assert!(seen.insert(pa));
+        }
+        assert_eq!(seen.len(), 30);
+    }
+}

@@ -1,0 +1,266 @@
+//! Environments' translation tables: every change a libOS asks for, checked.
+//!
+//! A libOS builds its address space from frames it owns: it binds a frame as a table (see
+//! `frames.rs`), links it under its root with a table descriptor, and fills level-3 entries
+//! with page descriptors. The kernel keeps three invariants, which make the tree safe to
+//! hand to the MMU without the kernel knowing the layout:
+//!
+//! 1. Tables form a tree: a level-L table is linked from exactly one level-(L-1) entry of
+//!    the same environment's tree (so no cycles, no sharing, no surprise walks).
+//! 2. A page entry points at a data frame owned by the environment or one of its ancestors
+//!    (which outlive it), or read-only at a public kernel frame or one of its own tables.
+//!    Frames with a mapping cannot be freed, given away or bound as tables.
+//! 3. Page entries carry only the bits `exo_abi::pte::USER_ALLOWED` permits: EL0, normal
+//!    memory, never EL1-executable, never writable and executable at once.
+//!
+//! Each frame's `maps` and each table's `entries` count what points where, so teardown
+//! and the checks above are exact. TLB entries are invalidated by ASID and address.
+
+use exo_abi::pte::{index, Pte};
+use exo_abi::{frame, EnvId, Error};
+
+use super::frames::FrameTable;
+use super::phys_to_virt;
+
+/// One environment's address space, borrowed for one operation.
+pub struct Space<'a> {
+    pub ft: &'a mut FrameTable,
+    pub env: EnvId,
+    pub root: u64,
+    pub asid: u16,
+}
+
+const USER_VA_LIMIT: u64 = 1 << 48;
+
+fn slots(table_pa: u64) -> &'static mut [u64; 512] {
+    // SAFETY: callers pass only frames the frame table records as TABLE, which the kernel
+    // alone writes; the physmap maps all RAM. Each use is a short, non-overlapping borrow.
+    unsafe { &mut *(phys_to_virt(table_pa) as *mut [u64; 512]) }
+}
+
+impl Space<'_> {
+    /// The table at `level` that covers `va`, walking from the root.
+    fn table_at(&self, va: u64, level: u32) -> Result<u64, Error> {
+        if self.root == 0 {
+            return Err(Error::NotFound);
+        }
+        let mut t = self.root;
+        for l in 0..level {
+            let e = Pte(slots(t)[index(va, l)]);
+            if !e.is_valid() {
+                return Err(Error::NotFound);
+            }
+            t = e.addr();
+        }
+        Ok(t)
+    }
+
+    fn check_va(va: u64, level: u32) -> Result<(), Error> {
+        if va >= USER_VA_LIMIT || level > 3 || (level == 3 && va & 0xfff != 0) {
+            return Err(Error::Invalid);
+        }
+        Ok(())
+    }
+
+    /// Reads the entry for `va` at `level`.
+    pub fn get(&self, va: u64, level: u32) -> Result<Pte, Error> {
+        Self::check_va(va, level)?;
+        Ok(Pte(slots(self.table_at(va, level)?)[index(va, level)]))
+    }
+
+    /// Sets the entry for `va` at `level` (see the module doc for what is allowed).
+    /// `may_map(owner)` says whether a data frame of `owner` may appear in this space.
+    pub fn set(
+        &mut self,
+        va: u64,
+        level: u32,
+        pte: Pte,
+        may_map: impl Fn(u32) -> bool,
+    ) -> Result<(), Error> {
+        Self::check_va(va, level)?;
+        let t = self.table_at(va, level)?;
+        let i = index(va, level);
+        let old = Pte(slots(t)[i]);
+        if pte.0 == 0 {
+            return self.clear(t, i, va, level);
+        }
+        if level < 3 {
+            let pa = pte.check_user_table()?;
+            let e = self.ft.get_mut(pa)?;
+            if e.kind != frame::TABLE || e.owner != self.env.0 {
+                return Err(Error::Denied);
+            }
+            if e.level as u32 != level + 1 {
+                return Err(Error::Invalid);
+            }
+            if e.flags & frame::LINKED != 0 || old.is_valid() {
+                return Err(Error::Busy);
+            }
+            e.flags |= frame::LINKED;
+            self.ft.get_mut(t)?.entries += 1;
+            slots(t)[i] = Pte::table(pa).0;
+            tlb::publish();
+            return Ok(());
+        }
+        let (pa, perm) = pte.check_user_page()?;
+        let env = self.env.0;
+        let target = self.ft.get_mut(pa)?;
+        let allowed = match target.kind {
+            frame::DATA => may_map(target.owner),
+            frame::PUBLIC => !perm.write && !perm.exec,
+            frame::TABLE => target.owner == env && !perm.write && !perm.exec,
+            _ => false,
+        };
+        if !allowed {
+            return Err(Error::Denied);
+        }
+        target.maps = target.maps.checked_add(1).ok_or(Error::Busy)?;
+        if old.is_valid() {
+            self.ft.get_mut(old.addr())?.maps -= 1;
+            slots(t)[i] = pte.0;
+            tlb::invalidate_page(self.asid, va);
+        } else {
+            self.ft.get_mut(t)?.entries += 1;
+            slots(t)[i] = pte.0;
+            tlb::publish();
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self, t: u64, i: usize, va: u64, level: u32) -> Result<(), Error> {
+        let old = Pte(slots(t)[i]);
+        if !old.is_valid() {
+            return Ok(());
+        }
+        let e = self.ft.get_mut(old.addr())?;
+        if level < 3 {
+            if e.entries != 0 {
+                return Err(Error::Busy);
+            }
+            e.flags &= !frame::LINKED;
+        } else {
+            e.maps -= 1;
+        }
+        self.ft.get_mut(t)?.entries -= 1;
+        slots(t)[i] = 0;
+        if level < 3 {
+            tlb::invalidate_asid(self.asid); // walk caches may hold the unlinked table
+        } else {
+            tlb::invalidate_page(self.asid, va);
+        }
+        Ok(())
+    }
+
+    /// Visits every page entry of the tree, depth first; `f(va, entry)` may clear it
+    /// (set it to 0), and the counts are kept right. Stops when `f` returns false.
+    pub fn for_each_page(&mut self, mut f: impl FnMut(&mut FrameTable, u64, &mut u64) -> bool) {
+        if self.root != 0 {
+            walk(self.ft, self.root, 0, 0, &mut f);
+            tlb::invalidate_asid(self.asid);
+        }
+    }
+
+    /// Removes every mapping and unlinks every table (teardown before the frames are
+    /// reclaimed). Afterwards no frame anywhere counts a mapping from this space.
+    pub fn unmap_all(&mut self) {
+        self.for_each_page(|ft, _, e| {
+            if let Ok(f) = ft.get_mut(Pte(*e).addr()) {
+                f.maps -= 1;
+            }
+            *e = 0;
+            true
+        });
+    }
+}
+
+/// Depth-first walk below `table` (at `level`, covering addresses from `base`).
+fn walk(
+    ft: &mut FrameTable,
+    table: u64,
+    level: u32,
+    base: u64,
+    f: &mut impl FnMut(&mut FrameTable, u64, &mut u64) -> bool,
+) -> bool {
+    for i in 0..512 {
+        let e = Pte(slots(table)[i]);
+        if !e.is_valid() {
+            continue;
+        }
+        let va = base + ((i as u64) << (39 - 9 * level));
+        let keep_going = if level < 3 {
+            walk(ft, e.addr(), level + 1, va, f)
+        } else {
+            let slot = &mut slots(table)[i];
+            let go = f(ft, va, slot);
+            if *slot == 0 {
+                if let Ok(t) = ft.get_mut(table) {
+                    t.entries -= 1;
+                }
+            }
+            go
+        };
+        if !keep_going {
+            return false;
+        }
+    }
+    true
+}
+
+/// Unlinks every table below `root` (after `unmap_all`): for teardown.
+pub fn unlink_tables(ft: &mut FrameTable, root: u64, level: u32) {
+    for i in 0..512 {
+        let e = Pte(slots(root)[i]);
+        if e.is_valid() && level < 3 {
+            unlink_tables(ft, e.addr(), level + 1);
+            if let Ok(t) = ft.get_mut(e.addr()) {
+                t.flags &= !frame::LINKED;
+            }
+            slots(root)[i] = 0;
+        }
+    }
+    if let Ok(t) = ft.get_mut(root) {
+        t.entries = 0;
+    }
+}
+
+/// TLB maintenance for EL0 mappings (no-ops on the host, where tests run).
+pub mod tlb {
+    #[cfg(target_os = "none")]
+    use core::arch::asm;
+
+    /// Makes a new entry visible to the table walker before EL0 runs again.
+    #[inline]
+    pub fn publish() {
+        // SAFETY: barriers only.
+        #[cfg(target_os = "none")]
+        unsafe {
+            asm!("dsb ishst", options(nostack))
+        };
+    }
+
+    /// After changing a valid level-3 entry: drop the old translation for (asid, va).
+    #[inline]
+    pub fn invalidate_page(asid: u16, va: u64) {
+        let _op = ((asid as u64) << 48) | (va >> 12);
+        // SAFETY: TLB maintenance by VA and ASID affects only that translation.
+        #[cfg(target_os = "none")]
+        unsafe {
+            asm!("dsb ishst", "tlbi vae1is, {}", "dsb ish", "isb", in(reg) _op, options(nostack))
+        };
+    }
+
+    /// Drops every translation (and walk-cache entry) tagged with `asid`.
+    #[inline]
+    pub fn invalidate_asid(asid: u16) {
+        let _op = (asid as u64) << 48;
+        // SAFETY: TLB maintenance by ASID affects only that environment's translations.
+        #[cfg(target_os = "none")]
+        unsafe {
+            asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb", in(reg) _op, options(nostack))
+        };
+    }
+}
+
+#[cfg(test)]
+#[path = "uvm_tests.rs"]
+mod tests;
