@@ -36,24 +36,12 @@ impl BoardInfo {
         add(self.uart);
         match self.gic {
             Some(Gic::V2 { dist, cpu }) => {
-                add(Some(Region {
-                    base: dist,
-                    size: 0x1000,
-                }));
-                add(Some(Region {
-                    base: cpu,
-                    size: 0x2000,
-                }));
+                add(Some(Region { base: dist, size: 0x1000 }));
+                add(Some(Region { base: cpu, size: 0x2000 }));
             }
             Some(Gic::V3 { dist, redist }) => {
-                add(Some(Region {
-                    base: dist,
-                    size: 0x10000,
-                }));
-                add(Some(Region {
-                    base: redist,
-                    size: 0x20000,
-                }));
+                add(Some(Region { base: dist, size: 0x10000 }));
+                add(Some(Region { base: redist, size: 0x20000 }));
             }
             None => {}
         }

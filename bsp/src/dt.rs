@@ -30,10 +30,7 @@ pub struct Regions<const N: usize> {
 
 impl<const N: usize> Default for Regions<N> {
     fn default() -> Self {
-        Self {
-            items: [Region::default(); N],
-            len: 0,
-        }
+        Self { items: [Region::default(); N], len: 0 }
     }
 }
 
@@ -166,16 +163,10 @@ impl BoardInfo {
             bootargs_len: 0,
         };
         for r in fdt.memory_reservations() {
-            info.reserved.push(Region {
-                base: r.address() as u64,
-                size: r.size() as u64,
-            });
+            info.reserved.push(Region { base: r.address() as u64, size: r.size() as u64 });
         }
         let root = fdt.find_node("/").ok_or(DtError::NotADtb)?;
-        let mut path = Path {
-            ranges: [None; MAX_DEPTH],
-            depth: 0,
-        };
+        let mut path = Path { ranges: [None; MAX_DEPTH], depth: 0 };
         // The root node's children sit directly on the CPU's address space.
         walk(root, root.cell_sizes(), &mut path, &mut info);
         if info.memory.as_slice().is_empty() {
@@ -211,10 +202,7 @@ fn read_chosen(fdt: &Fdt, info: &mut BoardInfo) {
     let cell = |name: &str| chosen.property(name).and_then(|p| be_uint(p.value));
     if let (Some(start), Some(end)) = (cell("linux,initrd-start"), cell("linux,initrd-end")) {
         if end > start {
-            info.initrd = Some(Region {
-                base: start,
-                size: end - start,
-            });
+            info.initrd = Some(Region { base: start, size: end - start });
         }
     }
 }
@@ -285,33 +273,23 @@ fn first_reg(node: &FdtNode, cells: CellSizes, path: &Path) -> Option<Region> {
     regs(node, cells, path).next()
 }
 
-fn regs<'a>(
-    node: &FdtNode<'_, 'a>,
-    cells: CellSizes,
-    path: &'a Path,
-) -> impl Iterator<Item = Region> + 'a {
+fn regs<'a>(node: &FdtNode<'_, 'a>, cells: CellSizes, path: &'a Path) -> impl Iterator<Item = Region> + 'a {
     let value = node.property("reg").map(|p| p.value).unwrap_or(&[]);
     let (a, s) = (4 * cells.address_cells, 4 * cells.size_cells);
     let step = if a + s == 0 { 1 } else { a + s };
-    value
-        .chunks_exact(step)
-        .filter(move |_| a > 0)
-        .filter_map(move |e| {
-            let base = path.translate(be_uint(&e[..a])?)?;
-            let size = if s == 0 { 0 } else { be_uint(&e[a..])? };
-            Some(Region { base, size })
-        })
+    value.chunks_exact(step).filter(move |_| a > 0).filter_map(move |e| {
+        let base = path.translate(be_uint(&e[..a])?)?;
+        let size = if s == 0 { 0 } else { be_uint(&e[a..])? };
+        Some(Region { base, size })
+    })
 }
 
 fn is_compatible(node: &FdtNode, names: &[&str]) -> bool {
-    node.compatible()
-        .is_some_and(|c| c.all().any(|x| names.contains(&x)))
+    node.compatible().is_some_and(|c| c.all().any(|x| names.contains(&x)))
 }
 
 fn is_enabled(node: &FdtNode) -> bool {
-    node.property("status")
-        .and_then(|p| p.as_str())
-        .is_none_or(|s| s == "okay" || s == "ok")
+    node.property("status").and_then(|p| p.as_str()).is_none_or(|s| s == "okay" || s == "ok")
 }
 
 /// Depth-first walk. `cells` are `node`'s parent's cell sizes (how `node`'s `reg` is encoded).
@@ -323,12 +301,7 @@ fn walk<'a>(node: FdtNode<'_, 'a>, cells: CellSizes, path: &mut Path<'a>, info: 
     let own = node.cell_sizes();
     // The root's children are on the CPU's own address space; deeper buses need `ranges`.
     path.ranges[path.depth] = if path.depth == 0 {
-        Some(Ranges {
-            value: &[],
-            child_cells: 0,
-            parent_cells: 0,
-            size_cells: 0,
-        })
+        Some(Ranges { value: &[], child_cells: 0, parent_cells: 0, size_cells: 0 })
     } else {
         node.property("ranges").map(|p| Ranges {
             value: p.value,
@@ -373,24 +346,16 @@ fn visit(node: &FdtNode, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
     }
     if device_type == Some("cpu") {
         let method = node.property("enable-method").and_then(|p| p.as_str());
-        let release = node
-            .property("cpu-release-addr")
-            .and_then(|p| be_uint(p.value));
+        let release = node.property("cpu-release-addr").and_then(|p| be_uint(p.value));
         let id = node.property("reg").and_then(|p| be_uint(p.value));
         if let (Some("spin-table"), Some(addr), Some(1..)) = (method, release, id) {
-            info.spin_table.push(Region {
-                base: addr,
-                size: 8,
-            });
+            info.spin_table.push(Region { base: addr, size: 8 });
         }
         return;
     }
     if is_compatible(node, &["arm,armv8-timer"]) {
         // interrupts = <secure-phys, phys, virt, hyp>, three cells each; PPIs start at 16.
-        if let Some(irq) = node
-            .property("interrupts")
-            .and_then(|p| p.value.get(24..36))
-        {
+        if let Some(irq) = node.property("interrupts").and_then(|p| p.value.get(24..36)) {
             if irq[..4] == [0, 0, 0, 1] {
                 if let Some(n) = be_uint(&irq[4..8]) {
                     info.timer_intid = 16 + n as u32;
@@ -402,18 +367,12 @@ fn visit(node: &FdtNode, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
     } else if is_compatible(node, &["arm,cortex-a15-gic", "arm,gic-400"]) {
         let mut r = regs(node, cells, path);
         if let (Some(d), Some(c)) = (r.next(), r.next()) {
-            info.gic = Some(Gic::V2 {
-                dist: d.base,
-                cpu: c.base,
-            });
+            info.gic = Some(Gic::V2 { dist: d.base, cpu: c.base });
         }
     } else if is_compatible(node, &["arm,gic-v3"]) {
         let mut r = regs(node, cells, path);
         if let (Some(d), Some(rd)) = (r.next(), r.next()) {
-            info.gic = Some(Gic::V3 {
-                dist: d.base,
-                redist: rd.base,
-            });
+            info.gic = Some(Gic::V3 { dist: d.base, redist: rd.base });
         }
     } else if is_compatible(node, &["virtio,mmio"]) {
         if let Some(r) = first_reg(node, cells, path) {
@@ -425,10 +384,7 @@ fn visit(node: &FdtNode, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
         info.sdhci_legacy = first_reg(node, cells, path);
     } else if is_compatible(node, &["brcm,bcm2835-mbox"]) {
         info.mailbox = first_reg(node, cells, path);
-    } else if is_compatible(
-        node,
-        &["brcm,bcm2711-pm", "brcm,bcm2835-pm-wdt", "brcm,bcm2835-pm"],
-    ) {
+    } else if is_compatible(node, &["brcm,bcm2711-pm", "brcm,bcm2835-pm-wdt", "brcm,bcm2835-pm"]) {
         info.watchdog = first_reg(node, cells, path);
     }
 }
@@ -449,10 +405,7 @@ pub fn strip_nops(dtb: &mut [u8]) -> Result<(), DtError> {
     }
     let start = word(dtb, 8)? as usize;
     let size = word(dtb, 36)? as usize;
-    let end = start
-        .checked_add(size)
-        .filter(|&e| e <= dtb.len())
-        .ok_or(DtError::NotADtb)?;
+    let end = start.checked_add(size).filter(|&e| e <= dtb.len()).ok_or(DtError::NotADtb)?;
     let (mut read, mut write) = (start, start);
     while read < end {
         let token = word(dtb, read)?;

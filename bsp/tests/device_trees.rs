@@ -12,37 +12,13 @@ fn parse(name: &str) -> BoardInfo {
 fn qemu_virt_gicv2() {
     let b = parse("qemu-virt.dtb"); // -M virt -m 256M
     assert_eq!(b.kind, BoardKind::Virt);
-    assert_eq!(
-        b.memory.as_slice(),
-        &[Region {
-            base: 0x4000_0000,
-            size: 256 << 20
-        }]
-    );
-    assert_eq!(
-        b.uart,
-        Some(Region {
-            base: 0x0900_0000,
-            size: 0x1000
-        })
-    );
-    assert_eq!(
-        b.gic,
-        Some(Gic::V2 {
-            dist: 0x0800_0000,
-            cpu: 0x0801_0000
-        })
-    );
+    assert_eq!(b.memory.as_slice(), &[Region { base: 0x4000_0000, size: 256 << 20 }]);
+    assert_eq!(b.uart, Some(Region { base: 0x0900_0000, size: 0x1000 }));
+    assert_eq!(b.gic, Some(Gic::V2 { dist: 0x0800_0000, cpu: 0x0801_0000 }));
     assert_eq!(b.timer_intid, 27);
     assert_eq!(b.psci, Some(PsciConduit::Hvc));
     assert_eq!(b.virtio_mmio.as_slice().len(), 32);
-    assert_eq!(
-        b.virtio_mmio.as_slice()[0],
-        Region {
-            base: 0x0a00_0000,
-            size: 0x200
-        }
-    );
+    assert_eq!(b.virtio_mmio.as_slice()[0], Region { base: 0x0a00_0000, size: 0x200 });
     assert!(b.sdhci_emmc2.is_none() && b.mailbox.is_none());
     assert!(b.spin_table.as_slice().is_empty()); // virt starts cores through PSCI
 }
@@ -51,13 +27,7 @@ fn qemu_virt_gicv2() {
 fn qemu_virt_gicv3_smp4() {
     let b = parse("qemu-virt-gicv3-smp4.dtb"); // -M virt,gic-version=3 -smp 4 -m 1G
     assert_eq!(b.memory.total(), 1 << 30);
-    assert_eq!(
-        b.gic,
-        Some(Gic::V3 {
-            dist: 0x0800_0000,
-            redist: 0x080a_0000
-        })
-    );
+    assert_eq!(b.gic, Some(Gic::V3 { dist: 0x0800_0000, redist: 0x080a_0000 }));
 }
 
 #[test]
@@ -66,28 +36,10 @@ fn raspberry_pi_4() {
     // behind by the edit. The real firmware edits the tree the same way.
     let b = parse("qemu-raspi4b.dtb");
     assert_eq!(b.kind, BoardKind::Rpi4);
-    assert_eq!(
-        b.memory.as_slice(),
-        &[Region {
-            base: 0,
-            size: 0x3c00_0000
-        }]
-    );
+    assert_eq!(b.memory.as_slice(), &[Region { base: 0, size: 0x3c00_0000 }]);
     // Bus addresses 0x7e...... under /soc become 0xfe......: the ranges were applied.
-    assert_eq!(
-        b.uart,
-        Some(Region {
-            base: 0xfe20_1000,
-            size: 0x200
-        })
-    );
-    assert_eq!(
-        b.gic,
-        Some(Gic::V2 {
-            dist: 0xff84_1000,
-            cpu: 0xff84_2000
-        })
-    );
+    assert_eq!(b.uart, Some(Region { base: 0xfe20_1000, size: 0x200 }));
+    assert_eq!(b.gic, Some(Gic::V2 { dist: 0xff84_1000, cpu: 0xff84_2000 }));
     assert_eq!(b.sdhci_legacy.map(|r| r.base), Some(0xfe30_0000));
     // EMMC2 sits on its own bus, /emmc2bus, with its own ranges.
     assert_eq!(b.sdhci_emmc2.map(|r| r.base), Some(0xfe34_0000));
@@ -99,43 +51,26 @@ fn raspberry_pi_4() {
     let release: Vec<u64> = b.spin_table.as_slice().iter().map(|r| r.base).collect();
     assert_eq!(release, [0xe0, 0xe8, 0xf0]);
     // The spin-table page the firmware's stub lives in is reserved.
-    assert!(b.reserved.as_slice().contains(&Region {
-        base: 0,
-        size: 0x1000
-    }));
+    assert!(b.reserved.as_slice().contains(&Region { base: 0, size: 0x1000 }));
 }
 
 #[test]
 fn raspberry_pi_4_as_shipped_has_no_memory_until_the_firmware_fills_it() {
-    let path = format!(
-        "{}/testdata/bcm2711-rpi-4-b.dtb",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/testdata/bcm2711-rpi-4-b.dtb", env!("CARGO_MANIFEST_DIR"));
     let mut bytes = std::fs::read(path).unwrap();
     assert_eq!(BoardInfo::parse(&mut bytes).err(), Some(DtError::NoMemory));
 }
 
 #[test]
 fn refuses_what_is_not_a_supported_dtb() {
-    assert_eq!(
-        BoardInfo::parse(&mut [0u8; 64]).err(),
-        Some(DtError::NotADtb)
-    );
+    assert_eq!(BoardInfo::parse(&mut [0u8; 64]).err(), Some(DtError::NotADtb));
     assert_eq!(BoardInfo::parse(&mut []).err(), Some(DtError::NotADtb));
     // A real tree whose structure block claims to run past the end of the blob.
-    let mut virt = std::fs::read(format!(
-        "{}/testdata/qemu-virt.dtb",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let mut virt = std::fs::read(format!("{}/testdata/qemu-virt.dtb", env!("CARGO_MANIFEST_DIR"))).unwrap();
     virt[36..40].copy_from_slice(&u32::MAX.to_be_bytes());
     assert_eq!(BoardInfo::parse(&mut virt).err(), Some(DtError::NotADtb));
     // Every truncation of a real tree is refused or parsed, never a panic.
-    let pi = std::fs::read(format!(
-        "{}/testdata/qemu-raspi4b.dtb",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let pi = std::fs::read(format!("{}/testdata/qemu-raspi4b.dtb", env!("CARGO_MANIFEST_DIR"))).unwrap();
     for cut in (0..pi.len()).step_by(97) {
         let mut t = pi[..cut].to_vec();
         assert!(BoardInfo::parse(&mut t).is_err());

@@ -19,10 +19,7 @@ unsafe impl<T> Sync for Global<T> {}
 
 impl<T> Global<T> {
     pub const fn new(value: T) -> Self {
-        Self {
-            busy: Cell::new(false),
-            value: UnsafeCell::new(value),
-        }
+        Self { busy: Cell::new(false), value: UnsafeCell::new(value) }
     }
 
     /// Runs `f` with exclusive access to the value. Panics on re-entry.

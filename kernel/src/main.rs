@@ -72,17 +72,11 @@ mod boot {
         let dtb_len = dtb.len() as u64;
         let info = match BoardInfo::parse(dtb) {
             Ok(info) => info,
-            Err(_) => no_device_tree(
-                phys_base,
-                "the device tree is malformed or names no supported board",
-            ),
+            Err(_) => no_device_tree(phys_base, "the device tree is malformed or names no supported board"),
         };
         let devices = info.device_regions();
         if mm::finish_boot_map(phys_base, info.memory.as_slice(), devices.as_slice()).is_err() {
-            no_device_tree(
-                phys_base,
-                "the kernel's table pool is too small for this memory map",
-            );
+            no_device_tree(phys_base, "the kernel's table pool is too small for this memory map");
         }
         // SAFETY: `finish_boot_map` mapped every device region into the physmap.
         let board = match unsafe { Board::new(info, |pa| mm::phys_to_virt(pa) as usize) } {
@@ -93,27 +87,15 @@ mod boot {
         let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
         console::init_logging(config.log_level);
 
-        kprintln!(
-            "\nexo {} — an exokernel for 64-bit ARM",
-            env!("CARGO_PKG_VERSION")
-        );
+        kprintln!("\nexo {} — an exokernel for 64-bit ARM", env!("CARGO_PKG_VERSION"));
         log::info!(
             "board {}, entered at EL{entry_el}, loaded at {phys_base:#x}, DTB at {dtb_pa:#x}",
             board.info.kind.name()
         );
         log::info!("bootargs: {:?}", board.info.bootargs());
 
-        let mut map = memory_map(
-            &board.info,
-            phys_base,
-            Region {
-                base: dtb_pa,
-                size: dtb_len,
-            },
-        );
-        let Some(heap) = map.take(KERNEL_HEAP) else {
-            panic!("no room for the kernel heap")
-        };
+        let mut map = memory_map(&board.info, phys_base, Region { base: dtb_pa, size: dtb_len });
+        let Some(heap) = map.take(KERNEL_HEAP) else { panic!("no room for the kernel heap") };
         // SAFETY: the range was just removed from the free map and is mapped in the physmap.
         unsafe { mm::heap::init(mm::phys_to_virt(heap.base), heap.size) };
         let ram = board.info.memory.total();
@@ -162,10 +144,7 @@ mod boot {
     /// RAM minus the image, the DTB, an initrd and every reservation.
     fn memory_map(info: &BoardInfo, phys_base: u64, dtb: Region) -> MemoryMap {
         let mut taken: Regions<24> = Regions::default();
-        taken.push(Region {
-            base: phys_base,
-            size: mm::image_size(),
-        });
+        taken.push(Region { base: phys_base, size: mm::image_size() });
         taken.push(dtb);
         if let Some(rd) = info.initrd {
             taken.push(rd);
@@ -187,21 +166,13 @@ mod boot {
     /// Without a usable device tree there is no console to report on — except that the only
     /// board that starts exo without one is a Raspberry Pi 4, so say it on the Pi's UART0.
     fn no_device_tree(phys_base: u64, why: &str) -> ! {
-        let uart = [Region {
-            base: RPI4_UART,
-            size: 0x1000,
-        }];
+        let uart = [Region { base: RPI4_UART, size: 0x1000 }];
         let _ = mm::finish_boot_map(phys_base, &[], &uart);
         // SAFETY: the UART page was just mapped as device memory in the physmap.
-        let pl011 =
-            unsafe { exo_bsp::drivers::pl011::Pl011::new(mm::phys_to_virt(RPI4_UART) as usize) };
+        let pl011 = unsafe { exo_bsp::drivers::pl011::Pl011::new(mm::phys_to_virt(RPI4_UART) as usize) };
         pl011.init(Some(48_000_000), exo_bsp::board::CONSOLE_BAUD);
         use exo_bsp::Console;
-        for s in [
-            "\nexo: cannot boot: ",
-            why,
-            "\n(QEMU raspi4b needs -dtb bcm2711-rpi-4-b.dtb)\n",
-        ] {
+        for s in ["\nexo: cannot boot: ", why, "\n(QEMU raspi4b needs -dtb bcm2711-rpi-4-b.dtb)\n"] {
             pl011.write_bytes(s.as_bytes());
         }
         loop {

@@ -30,11 +30,7 @@ pub struct Config {
 
 impl Config {
     pub fn parse(args: &'static str) -> Config {
-        let mut c = Config {
-            semihosting: false,
-            log_level: log::LevelFilter::Info,
-            test: None,
-        };
+        let mut c = Config { semihosting: false, log_level: log::LevelFilter::Info, test: None };
         for word in args.split_ascii_whitespace() {
             match word.split_once('=') {
                 Some(("exo.exit", "semihosting")) => c.semihosting = true,

@@ -34,9 +34,7 @@ impl Watchdog {
     /// # Safety
     /// `base` must be the mapped address of the PM block, valid for the program's life.
     pub const unsafe fn new(base: usize) -> Self {
-        Self {
-            regs: base as *const Regs,
-        }
+        Self { regs: base as *const Regs }
     }
 
     /// Resets the board in about 150 µs; with `halt`, the firmware stops instead of booting.
@@ -44,11 +42,9 @@ impl Watchdog {
         // SAFETY: `new`'s contract.
         let r = unsafe { &*self.regs };
         if halt {
-            r.rsts
-                .set(PASSWORD | (r.rsts.get() & !0xfff) | RSTS_HALT_PARTITION);
+            r.rsts.set(PASSWORD | (r.rsts.get() & !0xfff) | RSTS_HALT_PARTITION);
         }
         r.wdog.set(PASSWORD | 10);
-        r.rstc
-            .set(PASSWORD | (r.rstc.get() & !RSTC_WRCFG_MASK) | RSTC_FULL_RESET);
+        r.rstc.set(PASSWORD | (r.rstc.get() & !RSTC_WRCFG_MASK) | RSTC_FULL_RESET);
     }
 }

@@ -55,10 +55,7 @@ impl GicV2 {
     /// # Safety
     /// Both addresses must be mapped GICv2 register frames, valid for the program's life.
     pub const unsafe fn new(dist: usize, cpu: usize) -> Self {
-        Self {
-            dist: dist as *const DistRegs,
-            cpu: cpu as *const CpuRegs,
-        }
+        Self { dist: dist as *const DistRegs, cpu: cpu as *const CpuRegs }
     }
 
     fn d(&self) -> &DistRegs {

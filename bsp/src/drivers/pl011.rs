@@ -54,9 +54,7 @@ impl Pl011 {
     /// # Safety
     /// `base` must be the mapped address of a PL011's registers, valid for the program's life.
     pub const unsafe fn new(base: usize) -> Self {
-        Self {
-            regs: base as *const Regs,
-        }
+        Self { regs: base as *const Regs }
     }
 
     fn regs(&self) -> &Regs {

@@ -52,9 +52,7 @@ fn u32_at(d: &[u8], at: usize) -> Result<u32, ElfError> {
 
 fn u64_at(d: &[u8], at: usize) -> Result<u64, ElfError> {
     let b = d.get(at..at + 8).ok_or(ElfError::Truncated)?;
-    Ok(u64::from_le_bytes([
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-    ]))
+    Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
 }
 
 /// Highest address a user segment may reach: the low half of a 48-bit address space.
@@ -67,9 +65,7 @@ impl<'a> Elf<'a> {
     /// segments whose file bytes are inside `data` and whose memory range is below
     /// [`USER_LIMIT`] and disjoint from the others.
     pub fn parse(data: &'a [u8]) -> Result<Elf<'a>, ElfError> {
-        if data.get(0..4) != Some(b"\x7fELF".as_slice())
-            || data.get(4) != Some(&2)
-            || data.get(5) != Some(&1)
+        if data.get(0..4) != Some(b"\x7fELF".as_slice()) || data.get(4) != Some(&2) || data.get(5) != Some(&1)
         {
             return Err(ElfError::NotElf);
         }
@@ -88,23 +84,12 @@ impl<'a> Elf<'a> {
         if end > data.len() {
             return Err(ElfError::Truncated);
         }
-        let elf = Elf {
-            data,
-            entry,
-            phoff,
-            phnum,
-        };
+        let elf = Elf { data, entry, phoff, phnum };
         let mut count = 0;
         for (i, s) in elf.raw_segments().enumerate() {
             let s = s?;
-            let file_end = s
-                .offset
-                .checked_add(s.file_size)
-                .ok_or(ElfError::Truncated)?;
-            let mem_end = s
-                .vaddr
-                .checked_add(s.mem_size)
-                .ok_or(ElfError::BadSegment)?;
+            let file_end = s.offset.checked_add(s.file_size).ok_or(ElfError::Truncated)?;
+            let mem_end = s.vaddr.checked_add(s.mem_size).ok_or(ElfError::BadSegment)?;
             if file_end > data.len() as u64 {
                 return Err(ElfError::Truncated);
             }

@@ -40,10 +40,7 @@ pub enum MbrError {
 
 /// Parses sector 0 of a disk. Empty entries (type 0 or zero length) come back as `None`.
 /// Entries must not wrap or overlap each other; `disk_sectors`, when known, bounds them too.
-pub fn parse(
-    sector0: &[u8],
-    disk_sectors: Option<u64>,
-) -> Result<[Option<Partition>; 4], MbrError> {
+pub fn parse(sector0: &[u8], disk_sectors: Option<u64>) -> Result<[Option<Partition>; 4], MbrError> {
     if sector0.len() < 512 {
         return Err(MbrError::TooShort);
     }

@@ -54,17 +54,11 @@ pub struct Perm {
 
 /// Bits a page descriptor from EL0 must have: valid page, EL0-accessible, access flag set,
 /// not global (ASID-tagged), never executable at EL1, inner shareable.
-pub const USER_REQUIRED: u64 = bits::VALID
-    | bits::TABLE_OR_PAGE
-    | bits::AP_EL0
-    | bits::AF
-    | bits::NG
-    | bits::PXN
-    | bits::SH_INNER;
+pub const USER_REQUIRED: u64 =
+    bits::VALID | bits::TABLE_OR_PAGE | bits::AP_EL0 | bits::AF | bits::NG | bits::PXN | bits::SH_INNER;
 /// Bits it may have besides: read-only, not executable, the software bits, the address,
 /// and the memory attribute (normal cacheable or normal non-cacheable only).
-pub const USER_OPTIONAL: u64 =
-    bits::AP_RO | bits::UXN | bits::SW_MASK | bits::ADDR_MASK | bits::ATTR_MASK;
+pub const USER_OPTIONAL: u64 = bits::AP_RO | bits::UXN | bits::SW_MASK | bits::ADDR_MASK | bits::ATTR_MASK;
 /// Everything a user page descriptor may contain.
 pub const USER_ALLOWED: u64 = USER_REQUIRED | USER_OPTIONAL;
 
@@ -98,10 +92,7 @@ impl Pte {
         {
             return Err(PteError::Malformed);
         }
-        let perm = Perm {
-            write: v & bits::AP_RO == 0,
-            exec: v & bits::UXN == 0,
-        };
+        let perm = Perm { write: v & bits::AP_RO == 0, exec: v & bits::UXN == 0 };
         if perm.write && perm.exec {
             return Err(PteError::WriteExec);
         }
@@ -111,9 +102,7 @@ impl Pte {
     /// Checks a table descriptor an environment asks for; returns the table's address.
     pub fn check_user_table(self) -> Result<u64, PteError> {
         // Only valid + table + address: no hierarchical permission bits (APTable, XNTable).
-        if self.0 & !(bits::ADDR_MASK | bits::VALID | bits::TABLE_OR_PAGE) != 0
-            || !self.is_table_or_page()
-        {
+        if self.0 & !(bits::ADDR_MASK | bits::VALID | bits::TABLE_OR_PAGE) != 0 || !self.is_table_or_page() {
             return Err(PteError::Malformed);
         }
         Ok(self.addr())
@@ -180,85 +169,33 @@ mod tests {
 
     #[test]
     fn user_page_bits() {
-        let p = Pte::user_page(
-            0x4012_3000,
-            Perm {
-                write: false,
-                exec: true,
-            },
-        );
+        let p = Pte::user_page(0x4012_3000, Perm { write: false, exec: true });
         assert!(p.is_valid() && p.is_table_or_page());
         assert_eq!(p.addr(), 0x4012_3000);
         assert_eq!(p.attr_index(), attr::NORMAL);
         assert!(p.0 & bits::AP_RO != 0 && p.0 & bits::AP_EL0 != 0);
         assert!(p.0 & bits::UXN == 0 && p.0 & bits::PXN != 0 && p.0 & bits::NG != 0);
-        let w = Pte::user_page(
-            0x1000,
-            Perm {
-                write: true,
-                exec: false,
-            },
-        );
+        let w = Pte::user_page(0x1000, Perm { write: true, exec: false });
         assert!(w.0 & bits::AP_RO == 0 && w.0 & bits::UXN != 0);
     }
 
     #[test]
     fn user_page_checks() {
-        let ro = Pte::user_page(
-            0x5000,
-            Perm {
-                write: false,
-                exec: true,
-            },
-        );
-        assert_eq!(
-            ro.check_user_page(),
-            Ok((
-                0x5000,
-                Perm {
-                    write: false,
-                    exec: true
-                }
-            ))
-        );
-        let mut wx = Pte::user_page(
-            0x5000,
-            Perm {
-                write: true,
-                exec: false,
-            },
-        );
+        let ro = Pte::user_page(0x5000, Perm { write: false, exec: true });
+        assert_eq!(ro.check_user_page(), Ok((0x5000, Perm { write: false, exec: true })));
+        let mut wx = Pte::user_page(0x5000, Perm { write: true, exec: false });
         wx.0 &= !bits::UXN;
         assert_eq!(wx.check_user_page(), Err(PteError::WriteExec));
-        let rw = Pte::user_page(
-            0x5000,
-            Perm {
-                write: true,
-                exec: false,
-            },
-        );
+        let rw = Pte::user_page(0x5000, Perm { write: true, exec: false });
         for bad in [bits::AF, bits::NG, bits::PXN, bits::AP_EL0, bits::VALID] {
-            assert_eq!(
-                Pte(rw.0 & !bad).check_user_page(),
-                Err(PteError::Malformed),
-                "without {bad:#x}"
-            );
+            assert_eq!(Pte(rw.0 & !bad).check_user_page(), Err(PteError::Malformed), "without {bad:#x}");
         }
         let device = Pte((rw.0 & !bits::ATTR_MASK) | (attr::DEVICE << bits::ATTR_SHIFT));
         assert_eq!(device.check_user_page(), Err(PteError::Malformed));
-        assert_eq!(
-            Pte(rw.0 | (1 << 48)).check_user_page(),
-            Err(PteError::Malformed)
-        );
-        assert_eq!(
-            Pte(rw.0 | (1 << 60)).check_user_page(),
-            Err(PteError::Malformed)
-        );
+        assert_eq!(Pte(rw.0 | (1 << 48)).check_user_page(), Err(PteError::Malformed));
+        assert_eq!(Pte(rw.0 | (1 << 60)).check_user_page(), Err(PteError::Malformed));
         assert_eq!(Pte::table(0x7000).check_user_table(), Ok(0x7000));
-        assert_eq!(
-            Pte(Pte::table(0x7000).0 | (1 << 63)).check_user_table(),
-            Err(PteError::Malformed)
-        );
+        assert_eq!(Pte(Pte::table(0x7000).0 | (1 << 63)).check_user_table(), Err(PteError::Malformed));
         assert_eq!(Pte(0x7001).check_user_table(), Err(PteError::Malformed));
     }
 

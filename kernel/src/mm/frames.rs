@@ -8,8 +8,9 @@
 
 use exo_abi::{frame, EnvId, Error, FrameEntry};
 
-/// Head and length of the free list, kept where environments can read them.
-#[repr(C)]
+/// Head (index + 1, 0 for none) and length of the free list. The kernel copies them into
+/// the public `KernelInfo` page after every change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FreeList {
     pub head: u32,
     pub count: u32,
@@ -19,24 +20,21 @@ pub struct FrameTable {
     entries: &'static mut [FrameEntry],
     /// Physical address of entry 0.
     base: u64,
-    free: &'static mut FreeList,
+    pub free: FreeList,
 }
 
 const PAGE_SHIFT: u32 = 12;
 
 impl FrameTable {
+    /// A table over no frames at all (before boot sets it up).
+    pub const fn empty() -> FrameTable {
+        FrameTable { entries: &mut [], base: 0, free: FreeList { head: 0, count: 0 } }
+    }
+
     /// A table over `entries.len()` frames from `base`, all `ABSENT` to start with.
-    pub fn new(entries: &'static mut [FrameEntry], base: u64, free: &'static mut FreeList) -> Self {
-        entries.fill(FrameEntry {
-            kind: frame::ABSENT,
-            ..FrameEntry::default()
-        });
-        *free = FreeList { head: 0, count: 0 };
-        FrameTable {
-            entries,
-            base,
-            free,
-        }
+    pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
+        entries.fill(FrameEntry { kind: frame::ABSENT, ..FrameEntry::default() });
+        FrameTable { entries, base, free: FreeList::default() }
     }
 
     pub fn free_count(&self) -> u32 {
@@ -91,10 +89,7 @@ impl FrameTable {
             if self.entries[i].kind == frame::FREE {
                 self.unlink(i);
             }
-            self.entries[i] = FrameEntry {
-                kind,
-                ..FrameEntry::default()
-            };
+            self.entries[i] = FrameEntry { kind, ..FrameEntry::default() };
             if kind == frame::FREE {
                 self.push(i);
             }
@@ -103,12 +98,7 @@ impl FrameTable {
 
     fn push(&mut self, i: usize) {
         let head = self.free.head;
-        self.entries[i] = FrameEntry {
-            kind: frame::FREE,
-            owner: 0,
-            link: head,
-            ..FrameEntry::default()
-        };
+        self.entries[i] = FrameEntry { kind: frame::FREE, owner: 0, link: head, ..FrameEntry::default() };
         if head != 0 {
             self.entries[head as usize - 1].owner = i as u32 + 1;
         }
@@ -146,11 +136,7 @@ impl FrameTable {
             },
         };
         self.unlink(i);
-        self.entries[i] = FrameEntry {
-            owner: owner.0,
-            kind: frame::DATA,
-            ..FrameEntry::default()
-        };
+        self.entries[i] = FrameEntry { owner: owner.0, kind: frame::DATA, ..FrameEntry::default() };
         Ok(self.pa(i))
     }
 
@@ -204,11 +190,7 @@ impl FrameTable {
             return Err(Error::Busy);
         }
         let level = e.level;
-        *e = FrameEntry {
-            owner: owner.0,
-            kind: frame::DATA,
-            ..FrameEntry::default()
-        };
+        *e = FrameEntry { owner: owner.0, kind: frame::DATA, ..FrameEntry::default() };
         Ok(level)
     }
 
@@ -244,8 +226,7 @@ mod tests {
 
     fn table(frames: usize) -> FrameTable {
         let entries = Box::leak(vec![FrameEntry::default(); frames].into_boxed_slice());
-        let free = Box::leak(Box::new(FreeList { head: 0, count: 0 }));
-        let mut t = FrameTable::new(entries, 0x4000_0000, free);
+        let mut t = FrameTable::new(entries, 0x4000_0000);
         t.set_range(0x4000_0000, frames as u64 * 4096, frame::FREE);
         t.set_range(0x4000_0000, 2 * 4096, frame::KERNEL);
         t

@@ -16,8 +16,7 @@ struct KernelHeap(Global<Heap<32>>);
 // `layout` asks; `dealloc` returns only blocks `alloc` gave out (GlobalAlloc's contract).
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0
-            .with(|h| h.alloc(layout).map_or(null_mut(), |p| p.as_ptr()))
+        self.0.with(|h| h.alloc(layout).map_or(null_mut(), |p| p.as_ptr()))
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -37,6 +36,5 @@ static HEAP: KernelHeap = KernelHeap(Global::new(Heap::new()));
 /// The range must be mapped read-write kernel memory that nothing else uses, for good.
 pub unsafe fn init(va: u64, size: u64) {
     // SAFETY: the caller hands over exclusive, mapped memory.
-    HEAP.0
-        .with(|h| unsafe { h.init(va as usize, size as usize) });
+    HEAP.0.with(|h| unsafe { h.init(va as usize, size as usize) });
 }

@@ -106,9 +106,7 @@ impl<'p> Builder<'p> {
             let level = if pages_only {
                 3
             } else {
-                (1..=3)
-                    .find(|&l| (v | p) & (span(l) - 1) == 0 && left >= span(l))
-                    .unwrap_or(3)
+                (1..=3).find(|&l| (v | p) & (span(l) - 1) == 0 && left >= span(l)).unwrap_or(3)
             };
             self.map_one(root, v, p, level, kind)?;
             done += span(level);
@@ -116,14 +114,7 @@ impl<'p> Builder<'p> {
         Ok(())
     }
 
-    fn map_one(
-        &mut self,
-        root: u64,
-        va: u64,
-        pa: u64,
-        level: u32,
-        kind: Kind,
-    ) -> Result<(), MapError> {
+    fn map_one(&mut self, root: u64, va: u64, pa: u64, level: u32, kind: Kind) -> Result<(), MapError> {
         let mut table = root;
         for l in 0..level {
             let i = index(va, l);
@@ -138,8 +129,7 @@ impl<'p> Builder<'p> {
                 return Err(MapError::Conflict); // a block already covers this address
             };
         }
-        let leaf =
-            pa | kind.bits() | bits::VALID | if level == 3 { bits::TABLE_OR_PAGE } else { 0 };
+        let leaf = pa | kind.bits() | bits::VALID | if level == 3 { bits::TABLE_OR_PAGE } else { 0 };
         let slot = &mut self.table_at(table).0[index(va, level)];
         if *slot != 0 && *slot != leaf {
             return Err(MapError::Conflict);
@@ -181,8 +171,7 @@ mod tests {
         let root = b.new_table().unwrap();
         // 1 GiB + 2 MiB + 4 KiB, all aligned: one block of each size.
         let size = (1 << 30) + (2 << 20) + 4096;
-        b.map(root, 0x4000_0000, 0x4000_0000, size, Kind::Data, false)
-            .unwrap();
+        b.map(root, 0x4000_0000, 0x4000_0000, size, Kind::Data, false).unwrap();
         assert_eq!(b.lookup(root, 0x4000_0000).unwrap().1, 1);
         assert_eq!(b.lookup(root, 0x8000_0000).unwrap().1, 2);
         let (e, l) = b.lookup(root, 0x8020_0000).unwrap();
@@ -198,17 +187,8 @@ mod tests {
         let root = b.new_table().unwrap();
         let va = 0xffff_ffff_8000_0000;
         b.map(root, va, 0x80000, 0x1000, Kind::Text, true).unwrap();
-        b.map(root, va + 0x1000, 0x81000, 0x1000, Kind::Data, true)
-            .unwrap();
-        b.map(
-            root,
-            0xffff_0000_0900_0000,
-            0x0900_0000,
-            0x1000,
-            Kind::Device,
-            true,
-        )
-        .unwrap();
+        b.map(root, va + 0x1000, 0x81000, 0x1000, Kind::Data, true).unwrap();
+        b.map(root, 0xffff_0000_0900_0000, 0x0900_0000, 0x1000, Kind::Device, true).unwrap();
         let text = b.lookup(root, va).unwrap().0;
         assert!(text & bits::AP_RO != 0 && text & bits::PXN == 0 && text & bits::UXN != 0);
         let data = b.lookup(root, va + 0x1000).unwrap().0;
@@ -228,21 +208,9 @@ mod tests {
         let root = b.new_table().unwrap();
         b.map(root, 0, 0, 2 << 20, Kind::Data, false).unwrap();
         b.map(root, 0, 0, 2 << 20, Kind::Data, false).unwrap(); // identical: fine
-        assert_eq!(
-            b.map(root, 0, 0, 2 << 20, Kind::Device, false),
-            Err(MapError::Conflict)
-        );
-        assert_eq!(
-            b.map(root, 0x1000, 0, 4096, Kind::Data, true),
-            Err(MapError::Conflict)
-        );
-        assert_eq!(
-            b.map(root, 1 << 39, 0, 4096, Kind::Data, true),
-            Err(MapError::OutOfTables)
-        );
-        assert_eq!(
-            b.map(root, 1, 0, 4096, Kind::Data, true),
-            Err(MapError::Unaligned)
-        );
+        assert_eq!(b.map(root, 0, 0, 2 << 20, Kind::Device, false), Err(MapError::Conflict));
+        assert_eq!(b.map(root, 0x1000, 0, 4096, Kind::Data, true), Err(MapError::Conflict));
+        assert_eq!(b.map(root, 1 << 39, 0, 4096, Kind::Data, true), Err(MapError::OutOfTables));
+        assert_eq!(b.map(root, 1, 0, 4096, Kind::Data, true), Err(MapError::Unaligned));
     }
 }

@@ -57,11 +57,8 @@ mod boot {
         ttbr1: u64,
     }
 
-    static POOL: Global<Pool> = Global::new(Pool {
-        pages: [const { Table([0; 512]) }; POOL_PAGES],
-        used: 0,
-        ttbr1: 0,
-    });
+    static POOL: Global<Pool> =
+        Global::new(Pool { pages: [const { Table([0; 512]) }; POOL_PAGES], used: 0, ttbr1: 0 });
 
     unsafe extern "C" {
         static __image_start: u8;
@@ -144,10 +141,7 @@ mod boot {
         // two header words of RAM at an 8-byte aligned address is harmless either way.
         let (magic, size) = unsafe {
             let w = pa as *const u32;
-            (
-                u32::from_be(w.read_volatile()),
-                u32::from_be(w.add(1).read_volatile()),
-            )
+            (u32::from_be(w.read_volatile()), u32::from_be(w.add(1).read_volatile()))
         };
         (magic == 0xd00d_feed && size <= (16 << 20)).then_some(size as u64)
     }
@@ -176,27 +170,13 @@ mod boot {
                 let base = r.base.next_multiple_of(PAGE_SIZE);
                 let end = (r.base + r.size) & !(PAGE_SIZE - 1);
                 if end > base {
-                    b.map(
-                        p.ttbr1,
-                        phys_to_virt(base),
-                        base,
-                        end - base,
-                        Kind::Data,
-                        false,
-                    )?;
+                    b.map(p.ttbr1, phys_to_virt(base), base, end - base, Kind::Data, false)?;
                 }
             }
             for r in devices {
                 let base = r.base & !(PAGE_SIZE - 1);
                 let end = (r.base + r.size).next_multiple_of(PAGE_SIZE);
-                b.map(
-                    p.ttbr1,
-                    phys_to_virt(base),
-                    base,
-                    end - base,
-                    Kind::Device,
-                    false,
-                )?;
+                b.map(p.ttbr1, phys_to_virt(base), base, end - base, Kind::Device, false)?;
             }
             p.used = b.used();
             Ok(())

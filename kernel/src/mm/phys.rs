@@ -17,18 +17,12 @@ pub struct MemoryMap {
 impl MemoryMap {
     /// RAM regions minus `taken` (any alignment: partial pages are given up).
     pub fn new(ram: &[Region], taken: &[Region]) -> MemoryMap {
-        let mut map = MemoryMap {
-            ranges: [Region::default(); MAX_RANGES],
-            len: 0,
-        };
+        let mut map = MemoryMap { ranges: [Region::default(); MAX_RANGES], len: 0 };
         for r in ram {
             let base = r.base.next_multiple_of(4096);
             let end = r.end() & !4095;
             if end > base {
-                map.insert(Region {
-                    base,
-                    size: end - base,
-                });
+                map.insert(Region { base, size: end - base });
             }
         }
         for t in taken {
@@ -65,11 +59,7 @@ impl MemoryMap {
         if self.len == MAX_RANGES {
             return; // more fragments than we track: the memory is given up, not misused
         }
-        let at = self
-            .ranges()
-            .iter()
-            .position(|x| x.base > r.base)
-            .unwrap_or(self.len);
+        let at = self.ranges().iter().position(|x| x.base > r.base).unwrap_or(self.len);
         self.ranges.copy_within(at..self.len, at + 1);
         self.ranges[at] = r;
         self.len += 1;
@@ -87,16 +77,10 @@ impl MemoryMap {
                 continue;
             }
             if lo > r.base {
-                self.insert(Region {
-                    base: r.base,
-                    size: lo - r.base,
-                });
+                self.insert(Region { base: r.base, size: lo - r.base });
             }
             if hi < r.end() {
-                self.insert(Region {
-                    base: hi,
-                    size: r.end() - hi,
-                });
+                self.insert(Region { base: hi, size: r.end() - hi });
             }
         }
     }
@@ -114,11 +98,7 @@ mod tests {
     fn carves_out_image_dtb_and_reservations() {
         // The Pi 4 as QEMU raspi4b describes it, with the image at 0x80000.
         let ram = [reg(0, 0x3c00_0000)];
-        let taken = [
-            reg(0, 0x1000),
-            reg(0x80000, 0x4_2345),
-            reg(0x0800_0000, 0x1_2470),
-        ];
+        let taken = [reg(0, 0x1000), reg(0x80000, 0x4_2345), reg(0x0800_0000, 0x1_2470)];
         let m = MemoryMap::new(&ram, &taken);
         assert_eq!(
             m.ranges(),
@@ -135,10 +115,7 @@ mod tests {
     fn keeps_ranges_sorted_and_ignores_outside_reservations() {
         let ram = [reg(0x8000_0000, 0x1000_0000), reg(0x4000_0000, 0x1000_0000)];
         let m = MemoryMap::new(&ram, &[reg(0x1_0000_0000, 4096), reg(0x4fff_f000, 0x2000)]);
-        assert_eq!(
-            m.ranges(),
-            &[reg(0x4000_0000, 0x0fff_f000), reg(0x8000_0000, 0x1000_0000)]
-        );
+        assert_eq!(m.ranges(), &[reg(0x4000_0000, 0x0fff_f000), reg(0x8000_0000, 0x1000_0000)]);
     }
 
     #[test]

@@ -70,13 +70,7 @@ impl Space<'_> {
 
     /// Sets the entry for `va` at `level` (see the module doc for what is allowed).
     /// `may_map(owner)` says whether a data frame of `owner` may appear in this space.
-    pub fn set(
-        &mut self,
-        va: u64,
-        level: u32,
-        pte: Pte,
-        may_map: impl Fn(u32) -> bool,
-    ) -> Result<(), Error> {
+    pub fn set(&mut self, va: u64, level: u32, pte: Pte, may_map: impl Fn(u32) -> bool) -> Result<(), Error> {
         Self::check_va(va, level)?;
         let t = self.table_at(va, level)?;
         let i = index(va, level);

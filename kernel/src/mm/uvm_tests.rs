@@ -4,7 +4,7 @@ use exo_abi::pte::{Perm, Pte};
 use exo_abi::{frame, EnvId, Error, FrameEntry};
 
 use super::Space;
-use crate::mm::frames::{FrameTable, FreeList};
+use crate::mm::frames::FrameTable;
 use crate::mm::kmap::Table;
 
 const A: EnvId = EnvId(0x1001);
@@ -15,8 +15,7 @@ fn machine(frames: usize) -> FrameTable {
     let mem: &'static mut [Table] = Box::leak((0..frames).map(|_| Table([0; 512])).collect());
     let base = mem.as_ptr() as u64;
     let entries = Box::leak(vec![FrameEntry::default(); frames].into_boxed_slice());
-    let free = Box::leak(Box::new(FreeList { head: 0, count: 0 }));
-    let mut ft = FrameTable::new(entries, base, free);
+    let mut ft = FrameTable::new(entries, base);
     ft.set_range(base, frames as u64 * 4096, frame::FREE);
     ft.set_range(base, 4096, frame::PUBLIC);
     ft
@@ -34,26 +33,15 @@ fn space(ft: &mut FrameTable, va: u64) -> u64 {
     let l1 = table(ft, A, 1);
     let l2 = table(ft, A, 2);
     let l3 = table(ft, A, 3);
-    let mut s = Space {
-        ft,
-        env: A,
-        root,
-        asid: 1,
-    };
+    let mut s = Space { ft, env: A, root, asid: 1 };
     s.set(va, 0, Pte::table(l1), |_| false).unwrap();
     s.set(va, 1, Pte::table(l2), |_| false).unwrap();
     s.set(va, 2, Pte::table(l3), |_| false).unwrap();
     root
 }
 
-const RW: Perm = Perm {
-    write: true,
-    exec: false,
-};
-const RO: Perm = Perm {
-    write: false,
-    exec: false,
-};
+const RW: Perm = Perm { write: true, exec: false };
+const RO: Perm = Perm { write: false, exec: false };
 
 #[test]
 fn map_remap_unmap_keep_counts_exact() {
@@ -62,12 +50,7 @@ fn map_remap_unmap_keep_counts_exact() {
     let root = space(&mut ft, va);
     let f1 = ft.alloc(A, None).unwrap();
     let f2 = ft.alloc(A, None).unwrap();
-    let mut s = Space {
-        ft: &mut ft,
-        env: A,
-        root,
-        asid: 1,
-    };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
     let own = |o: u32| o == A.0;
     s.set(va, 3, Pte::user_page(f1, RW), own).unwrap();
     assert_eq!(s.get(va, 3).unwrap().addr(), f1);
@@ -93,52 +76,23 @@ fn refuses_frames_that_are_not_the_callers_to_map() {
     let sibling = ft.alloc(OTHER, None).unwrap();
     let child_frame = ft.alloc(CHILD, None).unwrap();
     let kernel_pa = ft.pa(0); // PUBLIC in this machine
-    let mut s = Space {
-        ft: &mut ft,
-        env: A,
-        root,
-        asid: 1,
-    };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
     let own = |o: u32| o == A.0;
-    assert_eq!(
-        s.set(va, 3, Pte::user_page(sibling, RW), own),
-        Err(Error::Denied)
-    );
+    assert_eq!(s.set(va, 3, Pte::user_page(sibling, RW), own), Err(Error::Denied));
     // A parent may not map its child's frames into itself (only the other way round).
-    assert_eq!(
-        s.set(va, 3, Pte::user_page(child_frame, RW), own),
-        Err(Error::Denied)
-    );
+    assert_eq!(s.set(va, 3, Pte::user_page(child_frame, RW), own), Err(Error::Denied));
     // Public frames: read-only yes, writable or executable no.
-    assert_eq!(
-        s.set(va, 3, Pte::user_page(kernel_pa, RW), own),
-        Err(Error::Denied)
-    );
+    assert_eq!(s.set(va, 3, Pte::user_page(kernel_pa, RW), own), Err(Error::Denied));
     s.set(va, 3, Pte::user_page(kernel_pa, RO), own).unwrap();
     // Not RAM at all.
-    assert_eq!(
-        s.set(va + 4096, 3, Pte::user_page(0x1000, RO), own),
-        Err(Error::NotFound)
-    );
+    assert_eq!(s.set(va + 4096, 3, Pte::user_page(0x1000, RO), own), Err(Error::NotFound));
     // Kernel-half and wrapped addresses.
     let f = s.ft.alloc(A, None).unwrap();
-    assert_eq!(
-        s.set(0xffff_0000_0000_0000, 3, Pte::user_page(f, RW), own),
-        Err(Error::Invalid)
-    );
-    assert_eq!(
-        s.set(1 << 48, 3, Pte::user_page(f, RW), own),
-        Err(Error::Invalid)
-    );
-    assert_eq!(
-        s.set(va + 1, 3, Pte::user_page(f, RW), own),
-        Err(Error::Invalid)
-    );
+    assert_eq!(s.set(0xffff_0000_0000_0000, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
+    assert_eq!(s.set(1 << 48, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
+    assert_eq!(s.set(va + 1, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
     // No level-3 table there yet.
-    assert_eq!(
-        s.set(0x8000_0000, 3, Pte::user_page(f, RW), own),
-        Err(Error::NotFound)
-    );
+    assert_eq!(s.set(0x8000_0000, 3, Pte::user_page(f, RW), own), Err(Error::NotFound));
 }
 
 #[test]
@@ -146,26 +100,15 @@ fn table_pages_cannot_be_shared_cycled_or_mapped_writable() {
     let mut ft = machine(32);
     let va = 0x40_0000;
     let root = space(&mut ft, va);
-    let mut s = Space {
-        ft: &mut ft,
-        env: A,
-        root,
-        asid: 1,
-    };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
     let own = |o: u32| o == A.0;
     let l1 = s.get(va, 0).unwrap().addr();
     let l3 = s.get(va, 2).unwrap().addr();
     // Linking an already-linked table elsewhere (a cycle or a shared subtree) is refused.
     assert_eq!(s.set(1 << 39, 0, Pte::table(l1), own), Err(Error::Busy));
-    assert_eq!(
-        s.set(1 << 39, 0, Pte::table(root), own),
-        Err(Error::Invalid)
-    ); // wrong level
-       // A table page may be read through a read-only window, never written.
-    assert_eq!(
-        s.set(va, 3, Pte::user_page(l3, RW), own),
-        Err(Error::Denied)
-    );
+    assert_eq!(s.set(1 << 39, 0, Pte::table(root), own), Err(Error::Invalid)); // wrong level
+                                                                               // A table page may be read through a read-only window, never written.
+    assert_eq!(s.set(va, 3, Pte::user_page(l3, RW), own), Err(Error::Denied));
     s.set(va, 3, Pte::user_page(l3, RO), own).unwrap();
     // A frame mapped as data cannot become a table.
     let f = s.ft.alloc(A, None).unwrap();
@@ -184,19 +127,12 @@ fn children_may_map_ancestor_frames_and_teardown_balances() {
     let va = 0x40_0000;
     let root = space(&mut ft, va);
     let shared = ft.alloc(A, None).unwrap();
-    let mut s = Space {
-        ft: &mut ft,
-        env: A,
-        root,
-        asid: 1,
-    };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
     // `may_map` is the kernel's ancestor check; here A's frames may appear in A's space.
-    s.set(va, 3, Pte::user_page(shared, RO), |o| o == A.0)
-        .unwrap();
+    s.set(va, 3, Pte::user_page(shared, RO), |o| o == A.0).unwrap();
     for k in 1..10 {
         let f = s.ft.alloc(A, None).unwrap();
-        s.set(va + k * 4096, 3, Pte::user_page(f, RW), |o| o == A.0)
-            .unwrap();
+        s.set(va + k * 4096, 3, Pte::user_page(f, RW), |o| o == A.0).unwrap();
     }
     s.unmap_all();
     super::unlink_tables(s.ft, root, 0);

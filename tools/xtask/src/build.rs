@@ -16,20 +16,10 @@ pub fn build_all() -> Result<Artifacts, String> {
     util::ensure_toolchain()?;
     eprintln!("xtask: building the kernel for {TARGET}");
     util::run(util::cargo().args(["build", "--release", "--target", TARGET, "-p", "exo-kernel"]))?;
-    let elf = util::root()
-        .join("target")
-        .join(TARGET)
-        .join("release")
-        .join("exo-kernel");
+    let elf = util::root().join("target").join(TARGET).join("release").join("exo-kernel");
     let image = util::out_dir().join("kernel8.img");
     let objcopy = util::llvm_tool("llvm-objcopy")?;
-    util::run(
-        std::process::Command::new(objcopy)
-            .arg("-O")
-            .arg("binary")
-            .arg(&elf)
-            .arg(&image),
-    )?;
+    util::run(std::process::Command::new(objcopy).arg("-O").arg("binary").arg(&elf).arg(&image))?;
     let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
     eprintln!("xtask: {} ({} KiB)", image.display(), size.div_ceil(1024));
     Ok(Artifacts { elf, image })

@@ -44,17 +44,10 @@ impl Board {
     /// The machine, the kernel and what the board needs to boot it.
     pub fn machine_args(self, image: &Path) -> Vec<String> {
         let mut a: Vec<String> = match self {
-            Board::Virt => ["-M", "virt", "-cpu", "cortex-a72", "-m", "256M"]
-                .map(String::from)
-                .to_vec(),
+            Board::Virt => ["-M", "virt", "-cpu", "cortex-a72", "-m", "256M"].map(String::from).to_vec(),
             Board::Rpi4 => {
                 let dtb = util::root().join("bsp/testdata/bcm2711-rpi-4-b.dtb");
-                vec![
-                    "-M".into(),
-                    "raspi4b".into(),
-                    "-dtb".into(),
-                    dtb.display().to_string(),
-                ]
+                vec!["-M".into(), "raspi4b".into(), "-dtb".into(), dtb.display().to_string()]
             }
         };
         a.push("-kernel".into());
@@ -72,12 +65,7 @@ struct Opts {
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        board: Board::Virt,
-        gdb: false,
-        append: String::new(),
-        extra: vec![],
-    };
+    let mut o = Opts { board: Board::Virt, gdb: false, append: String::new(), extra: vec![] };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -105,32 +93,19 @@ pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
         eprintln!("xtask: QEMU waits for gdb on localhost:1234: run `cargo xtask gdb` in another terminal");
     }
     cmd.args(&o.extra);
-    eprintln!(
-        "xtask: booting exo on QEMU {} — quit with Ctrl-A then X",
-        o.board.name()
-    );
+    eprintln!("xtask: booting exo on QEMU {} — quit with Ctrl-A then X", o.board.name());
     util::run(&mut cmd)
 }
 
 pub fn cmd_gdb(args: &[String]) -> Result<(), String> {
     let _ = parse_opts(args)?;
-    let elf = util::root()
-        .join("target")
-        .join(util::TARGET)
-        .join("release")
-        .join("exo-kernel");
+    let elf = util::root().join("target").join(util::TARGET).join("release").join("exo-kernel");
     if !elf.exists() {
         return Err("no kernel ELF yet: run `cargo xtask qemu --gdb` first".into());
     }
     let gdb = ["gdb-multiarch", "aarch64-linux-gnu-gdb", "gdb"]
         .into_iter()
-        .find(|g| {
-            Command::new(g)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok()
-        })
+        .find(|g| Command::new(g).arg("--version").stdout(Stdio::null()).status().is_ok())
         .ok_or("no gdb found: install it with `sudo apt-get install gdb-multiarch`")?;
     util::run(Command::new(gdb).arg(&elf).args([
         "-ex",
@@ -173,15 +148,7 @@ impl Session {
     pub fn start(spec: &RunSpec) -> Result<Session, String> {
         let mut cmd = Command::new("qemu-system-aarch64");
         cmd.args(spec.board.machine_args(spec.image))
-            .args([
-                "-display",
-                "none",
-                "-serial",
-                "stdio",
-                "-monitor",
-                "none",
-                "-no-reboot",
-            ])
+            .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .args(["-icount", "shift=0,align=off,sleep=off", "-seed", "1"])
             .arg("-append")
@@ -190,19 +157,11 @@ impl Session {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("could not start qemu-system-aarch64: {e}"))?;
+        let mut child = cmd.spawn().map_err(|e| format!("could not start qemu-system-aarch64: {e}"))?;
         let output = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -210,12 +169,7 @@ impl Session {
             let out = output.clone();
             std::thread::spawn(move || pump(stream, out));
         }
-        Ok(Session {
-            child,
-            output,
-            seen: 0,
-            deadline: Instant::now() + spec.timeout,
-        })
+        Ok(Session { child, output, seen: 0, deadline: Instant::now() + spec.timeout })
     }
 
     /// Waits until `needle` appears in output not yet consumed; consumes through it.
@@ -239,10 +193,7 @@ impl Session {
     /// Types `text` on the console.
     pub fn send(&mut self, text: &str) -> Result<(), String> {
         let stdin = self.child.stdin.as_mut().ok_or("QEMU's stdin is closed")?;
-        stdin
-            .write_all(text.as_bytes())
-            .and_then(|_| stdin.flush())
-            .map_err(|e| format!("send: {e}"))
+        stdin.write_all(text.as_bytes()).and_then(|_| stdin.flush()).map_err(|e| format!("send: {e}"))
     }
 
     /// Waits for QEMU to exit, or kills it at the deadline.
@@ -250,9 +201,7 @@ impl Session {
         let end = loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => break End::Exited(status.code().unwrap_or(-1)),
-                Ok(None) if Instant::now() < self.deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
+                Ok(None) if Instant::now() < self.deadline => std::thread::sleep(Duration::from_millis(20)),
                 _ => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
@@ -280,9 +229,5 @@ fn pump(mut from: Box<dyn Read + Send>, to: Arc<(Mutex<Vec<u8>>, Condvar)>) {
 
 /// The kernel ELF the image was made from (for symbolizing).
 pub fn kernel_elf() -> PathBuf {
-    util::root()
-        .join("target")
-        .join(util::TARGET)
-        .join("release")
-        .join("exo-kernel")
+    util::root().join("target").join(util::TARGET).join("release").join("exo-kernel")
 }

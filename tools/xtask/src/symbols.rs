@@ -19,11 +19,7 @@ impl Symbols {
             .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
             .filter_map(|s| {
                 let name = s.name().ok()?;
-                Some((
-                    s.address(),
-                    s.size(),
-                    format!("{:#}", rustc_demangle::demangle(name)),
-                ))
+                Some((s.address(), s.size(), format!("{:#}", rustc_demangle::demangle(name))))
             })
             .collect();
         funcs.sort_by_key(|f| f.0);
@@ -69,9 +65,7 @@ pub fn cmd_symbolize(args: &[String]) -> Result<(), String> {
     match args.first() {
         Some(f) => text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
         None => {
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| e.to_string())?;
+            std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())?;
         }
     }
     print!("{}", syms.annotate(&text));

@@ -34,10 +34,7 @@ const BOOT_TESTS: &[BootTest] = &[
             exited(end, 0)?;
             contains(out, "exo 0.1.0 — an exokernel for 64-bit ARM")?;
             contains(out, &format!("board {}", board.name()))?;
-            contains(
-                out,
-                &format!("memory: {} MiB RAM", board.expected_ram_mib()),
-            )?;
+            contains(out, &format!("memory: {} MiB RAM", board.expected_ram_mib()))?;
             let ticks = number_after(out, "timer: ").ok_or("no `timer: N ticks` line")?;
             if ticks == 0 {
                 return Err("the timer interrupt never arrived (0 ticks)".into());
@@ -79,9 +76,7 @@ const BOOT_TESTS: &[BootTest] = &[
         script: &[("idling", "hello\r")],
         check: |_, end, out| {
             if *end != End::Hung {
-                return Err(format!(
-                    "an idle kernel should be reported as hung, got {end:?}"
-                ));
+                return Err(format!("an idle kernel should be reported as hung, got {end:?}"));
             }
             contains(out, "idling")
         },
@@ -92,30 +87,21 @@ fn exited(end: &End, want: i32) -> Result<(), String> {
     match end {
         End::Exited(code) if *code == want => Ok(()),
         End::Exited(code) => Err(format!("exit status {code}, expected {want}")),
-        End::Hung => Err(format!(
-            "hang: no exit within the time limit (expected status {want})"
-        )),
+        End::Hung => Err(format!("hang: no exit within the time limit (expected status {want})")),
     }
 }
 
 fn contains(out: &str, needle: &str) -> Result<(), String> {
-    out.contains(needle)
-        .then_some(())
-        .ok_or_else(|| format!("console never showed {needle:?}"))
+    out.contains(needle).then_some(()).ok_or_else(|| format!("console never showed {needle:?}"))
 }
 
 fn not_contains(out: &str, needle: &str) -> Result<(), String> {
-    (!out.contains(needle))
-        .then_some(())
-        .ok_or_else(|| format!("console showed {needle:?}"))
+    (!out.contains(needle)).then_some(()).ok_or_else(|| format!("console showed {needle:?}"))
 }
 
 fn number_after(out: &str, prefix: &str) -> Option<u64> {
     let rest = &out[out.find(prefix)? + prefix.len()..];
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 struct Opts {
@@ -125,11 +111,7 @@ struct Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        filter: None,
-        host: true,
-        boards: Board::ALL.to_vec(),
-    };
+    let mut o = Opts { filter: None, host: true, boards: Board::ALL.to_vec() };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -167,12 +149,7 @@ pub fn cmd_test(args: &[String]) -> Result<(), String> {
             println!("  {f}");
         }
     }
-    println!(
-        "\n{} passed, {} failed ({:.0} s)",
-        tally.passed,
-        tally.failed,
-        started.elapsed().as_secs_f64()
-    );
+    println!("\n{} passed, {} failed ({:.0} s)", tally.passed, tally.failed, started.elapsed().as_secs_f64());
     if tally.failed == 0 {
         Ok(())
     } else {
@@ -188,13 +165,11 @@ fn wanted(opts: &Opts, name: &str) -> bool {
 fn host_tests(opts: &Opts, tally: &mut Tally) {
     if wanted(opts, "host") {
         println!("host unit tests (cargo test)");
-        let out = util::cargo()
-            .args(["test", "--workspace", "--exclude", "exo-apps"])
-            .output();
+        let out = util::cargo().args(["test", "--workspace", "--exclude", "exo-apps"]).output();
         match out {
             Ok(out) => {
-                let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                    + &String::from_utf8_lossy(&out.stderr);
+                let text =
+                    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
                 let (p, f) = count_cargo_results(&text);
                 tally.passed += p;
                 tally.failed += f;
@@ -202,18 +177,14 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
                     if f == 0 {
                         tally.failed += 1; // a build error: no test ran
                     }
-                    tally
-                        .failures
-                        .push("host unit tests (see the output above)".into());
+                    tally.failures.push("host unit tests (see the output above)".into());
                     println!("{text}");
                 }
                 println!("  {p} passed, {f} failed");
             }
             Err(e) => {
                 tally.failed += 1;
-                tally
-                    .failures
-                    .push(format!("host unit tests: could not run cargo: {e}"));
+                tally.failures.push(format!("host unit tests: could not run cargo: {e}"));
             }
         }
     }
@@ -221,30 +192,11 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
         ("lint::rustfmt", vec!["fmt", "--all", "--", "--check"]),
         (
             "lint::clippy_host",
-            vec![
-                "clippy",
-                "--workspace",
-                "--exclude",
-                "exo-apps",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ],
+            vec!["clippy", "--workspace", "--exclude", "exo-apps", "--all-targets", "--", "-D", "warnings"],
         ),
         (
             "lint::clippy_target",
-            vec![
-                "clippy",
-                "--release",
-                "--target",
-                util::TARGET,
-                "-p",
-                "exo-kernel",
-                "--",
-                "-D",
-                "warnings",
-            ],
+            vec!["clippy", "--release", "--target", util::TARGET, "-p", "exo-kernel", "--", "-D", "warnings"],
         ),
     ];
     for (name, args) in lints {
@@ -254,22 +206,9 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
         let t = Instant::now();
         let out = util::cargo().args(&args).output();
         let ok = matches!(&out, Ok(o) if o.status.success());
-        report(
-            tally,
-            name,
-            t,
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("`cargo {}` failed", args.join(" ")))
-            },
-        );
+        report(tally, name, t, if ok { Ok(()) } else { Err(format!("`cargo {}` failed", args.join(" "))) });
         if let (false, Ok(o)) = (ok, out) {
-            println!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
+            println!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         }
     }
 }
@@ -312,9 +251,7 @@ fn boot_tests(opts: &Opts, image: &std::path::Path, syms: &Symbols, tally: &mut 
     println!("boot tests ({} on QEMU)", jobs.len());
     let next = Mutex::new(0usize);
     let shared = Mutex::new(std::mem::take(tally));
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 4);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -336,15 +273,9 @@ fn boot_tests(opts: &Opts, image: &std::path::Path, syms: &Symbols, tally: &mut 
                 };
                 let result = run_script(&spec, test.script).and_then(|(end, out)| {
                     let out = syms.annotate(&out);
-                    (test.check)(board, &end, &out)
-                        .map_err(|why| format!("{why}\n{}", tail(&out, 25)))
+                    (test.check)(board, &end, &out).map_err(|why| format!("{why}\n{}", tail(&out, 25)))
                 });
-                report(
-                    &mut shared.lock().unwrap(),
-                    &format!("{}::{}", board.name(), test.name),
-                    t,
-                    result,
-                );
+                report(&mut shared.lock().unwrap(), &format!("{}::{}", board.name(), test.name), t, result);
             });
         }
     });
@@ -366,10 +297,7 @@ fn run_script(spec: &RunSpec, script: &[(&str, &str)]) -> Result<(End, String), 
 fn tail(out: &str, n: usize) -> String {
     let lines: Vec<&str> = out.lines().collect();
     let from = lines.len().saturating_sub(n);
-    let mut s = format!(
-        "        --- last {} console lines ---\n",
-        lines.len() - from
-    );
+    let mut s = format!("        --- last {} console lines ---\n", lines.len() - from);
     for l in &lines[from..] {
         s.push_str("        | ");
         s.push_str(l);

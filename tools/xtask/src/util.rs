@@ -7,11 +7,7 @@ pub const TARGET: &str = "aarch64-unknown-none-softfloat";
 
 /// The workspace root (xtask lives in tools/xtask).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
 }
 
 /// Where xtask puts what it makes: target/exo.
@@ -29,9 +25,7 @@ pub fn cargo() -> Command {
 
 /// Runs a command to completion; an error names the command.
 pub fn run(cmd: &mut Command) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
+    let status = cmd.status().map_err(|e| format!("could not start {:?}: {e}", cmd.get_program()))?;
     if status.success() {
         Ok(())
     } else {
@@ -44,9 +38,7 @@ fn rustc_output(args: &[&str]) -> Result<String, String> {
         .args(args)
         .current_dir(root())
         .output()
-        .map_err(|e| {
-            format!("could not run rustc: {e} (install Rust with rustup: https://rustup.rs)")
-        })?;
+        .map_err(|e| format!("could not run rustc: {e} (install Rust with rustup: https://rustup.rs)"))?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -57,25 +49,16 @@ pub fn ensure_toolchain() -> Result<(), String> {
     if has_core(&libdir) && llvm_tool("llvm-objcopy").is_ok() {
         return Ok(());
     }
-    eprintln!("xtask: installing the toolchain pinned in rust-toolchain.toml (target {TARGET}, llvm-tools)...");
-    run(Command::new("rustup")
-        .arg("toolchain")
-        .arg("install")
-        .current_dir(root()))
-    .map_err(|e| {
-        format!(
-            "{e}\n  run `rustup toolchain install` in {}",
-            root().display()
-        )
-    })
+    eprintln!(
+        "xtask: installing the toolchain pinned in rust-toolchain.toml (target {TARGET}, llvm-tools)..."
+    );
+    run(Command::new("rustup").arg("toolchain").arg("install").current_dir(root()))
+        .map_err(|e| format!("{e}\n  run `rustup toolchain install` in {}", root().display()))
 }
 
 fn has_core(libdir: &str) -> bool {
     std::fs::read_dir(libdir)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
-        })
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libcore-")))
         .unwrap_or(false)
 }
 
@@ -83,17 +66,11 @@ fn has_core(libdir: &str) -> bool {
 pub fn llvm_tool(name: &str) -> Result<PathBuf, String> {
     let sysroot = rustc_output(&["--print", "sysroot"])?;
     let host = rustc_output(&["--print", "host-tuple"])?;
-    let p = Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(host)
-        .join("bin")
-        .join(name);
+    let p = Path::new(&sysroot).join("lib/rustlib").join(host).join("bin").join(name);
     if p.exists() {
         Ok(p)
     } else {
-        Err(format!(
-            "{name} not found: run `rustup component add llvm-tools`"
-        ))
+        Err(format!("{name} not found: run `rustup component add llvm-tools`"))
     }
 }
 
@@ -108,10 +85,7 @@ pub fn ensure_qemu() -> Result<(), String> {
 }
 
 fn qemu_major() -> Option<u32> {
-    let out = Command::new("qemu-system-aarch64")
-        .arg("--version")
-        .output()
-        .ok()?;
+    let out = Command::new("qemu-system-aarch64").arg("--version").output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let v = text.split("version ").nth(1)?;
     v.split('.').next()?.trim().parse().ok()
