@@ -97,8 +97,9 @@ pub struct BoardInfo {
     pub memory: Regions<8>,
     /// RAM that is not ours: `/memreserve/` entries and `/reserved-memory` children with a `reg`.
     pub reserved: Regions<16>,
-    /// PL011 UART registers (the console).
+    /// PL011 UART registers (the console), and its interrupt (INTID).
     pub uart: Option<Region>,
+    pub uart_intid: Option<u32>,
     pub gic: Option<Gic>,
     /// INTID of the EL1 virtual timer (a PPI, so 16..32).
     pub timer_intid: u32,
@@ -149,6 +150,7 @@ impl BoardInfo {
             memory: Regions::default(),
             reserved: Regions::default(),
             uart: None,
+            uart_intid: None,
             gic: None,
             timer_intid: 27,
             psci: None,
@@ -362,8 +364,13 @@ fn visit(node: &FdtNode, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
                 }
             }
         }
-    } else if is_compatible(node, &["arm,pl011"]) {
-        info.uart = info.uart.or(first_reg(node, cells, path));
+    } else if is_compatible(node, &["arm,pl011"]) && info.uart.is_none() {
+        info.uart = first_reg(node, cells, path);
+        // interrupts = <type number flags>; type 0 is an SPI, which starts at INTID 32.
+        info.uart_intid = node.property("interrupts").and_then(|p| {
+            let v = p.value.get(..8)?;
+            (be_uint(&v[..4]) == Some(0)).then(|| be_uint(&v[4..8]).map(|n| 32 + n as u32)).flatten()
+        });
     } else if is_compatible(node, &["arm,cortex-a15-gic", "arm,gic-400"]) {
         let mut r = regs(node, cells, path);
         if let (Some(d), Some(c)) = (r.next(), r.next()) {

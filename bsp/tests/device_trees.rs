@@ -14,6 +14,7 @@ fn qemu_virt_gicv2() {
     assert_eq!(b.kind, BoardKind::Virt);
     assert_eq!(b.memory.as_slice(), &[Region { base: 0x4000_0000, size: 256 << 20 }]);
     assert_eq!(b.uart, Some(Region { base: 0x0900_0000, size: 0x1000 }));
+    assert_eq!(b.uart_intid, Some(33));
     assert_eq!(b.gic, Some(Gic::V2 { dist: 0x0800_0000, cpu: 0x0801_0000 }));
     assert_eq!(b.timer_intid, 27);
     assert_eq!(b.psci, Some(PsciConduit::Hvc));
@@ -39,6 +40,7 @@ fn raspberry_pi_4() {
     assert_eq!(b.memory.as_slice(), &[Region { base: 0, size: 0x3c00_0000 }]);
     // Bus addresses 0x7e...... under /soc become 0xfe......: the ranges were applied.
     assert_eq!(b.uart, Some(Region { base: 0xfe20_1000, size: 0x200 }));
+    assert_eq!(b.uart_intid, Some(32 + 0x79));
     assert_eq!(b.gic, Some(Gic::V2 { dist: 0xff84_1000, cpu: 0xff84_2000 }));
     assert_eq!(b.sdhci_legacy.map(|r| r.base), Some(0xfe30_0000));
     // EMMC2 sits on its own bus, /emmc2bus, with its own ranges.

@@ -41,6 +41,8 @@ mod arch;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod env;
+#[cfg(target_os = "none")]
 mod exit;
 #[cfg(target_os = "none")]
 mod irq;
@@ -48,14 +50,25 @@ mod irq;
 mod panic;
 #[cfg(target_os = "none")]
 mod platform;
+#[cfg(target_os = "none")]
+mod sched;
+#[cfg(target_os = "none")]
+mod start;
+#[cfg(target_os = "none")]
+mod syscall;
+#[cfg(target_os = "none")]
+mod uaccess;
+#[cfg(target_os = "none")]
+mod upcall;
 
 #[cfg(target_os = "none")]
 mod boot {
     use exo_bsp::dt::{BoardInfo, Region, Regions};
     use exo_bsp::Board;
 
+    use crate::env::KERNEL;
     use crate::mm::phys::MemoryMap;
-    use crate::{arch, console, exit, irq, kprintln, mm, platform};
+    use crate::{arch, console, exit, irq, kprintln, mm, platform, start};
 
     /// The Pi 4's UART0: the only board that can start exo without a device tree is a Pi.
     const RPI4_UART: u64 = 0xfe20_1000;
@@ -83,7 +96,7 @@ mod boot {
             Ok(b) => platform::set_board(b),
             Err(e) => no_device_tree(phys_base, board_error(e)),
         };
-        arch::park_secondaries(board.info.spin_table.as_slice(), phys_base);
+        arch::park_secondaries(board.info.spin_table.as_slice());
         let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
         console::init_logging(config.log_level);
 
@@ -108,8 +121,10 @@ mod boot {
         );
         let (used, pool) = mm::table_pool_usage();
         log::info!("kernel tables: {used} of {pool} pool pages");
+        KERNEL.with(|k| start::setup(k, &board.info, map));
 
         irq::init();
+        arch::configure_el0();
         match config.test {
             Some("el1-fault") => {
                 log::info!("test: touching an unmapped kernel address");
@@ -128,7 +143,13 @@ mod boot {
             log::info!("test: boot ok");
             exit::pass();
         }
-        log::info!("nothing to run yet; idling (timer ticks continue)");
+        if KERNEL.with(start::load_init) {
+            let first = KERNEL.with(|k| k.schedule(false, 0));
+            if let Some(frame) = first {
+                arch::start_user(frame);
+            }
+        }
+        log::info!("nothing to run; idling (timer ticks continue)");
         loop {
             arch::wait_for_interrupt();
         }

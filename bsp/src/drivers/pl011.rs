@@ -79,6 +79,11 @@ impl Pl011 {
         r.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }
 
+    /// Interrupts when bytes arrive (FIFO level reached, or a receive timeout).
+    pub fn enable_rx_interrupt(&self) {
+        self.regs().imsc.set((1 << 4) | (1 << 6)); // RXIM | RTIM
+    }
+
     fn put(&self, b: u8) {
         let r = self.regs();
         while r.fr.is_set(FR::TXFF) {

@@ -215,6 +215,15 @@ pub mod upcall {
     pub const REVOKE: u64 = 8;
 }
 
+/// Exit status of an environment destroyed with `EnvDestroy`.
+pub const STATUS_DESTROYED: i32 = -1;
+
+/// Exit status of an environment the kernel killed for an exception of upcall `kind` it
+/// could not deliver (no handler, or a fault inside the handler): -100 - kind.
+pub const fn killed_status(kind: u64) -> i32 {
+    -100 - kind as i32
+}
+
 /// Frame kinds in [`FrameEntry::kind`].
 pub mod frame {
     pub const FREE: u8 = 0;

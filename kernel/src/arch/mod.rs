@@ -6,33 +6,76 @@ pub mod power;
 pub mod trap;
 
 global_asm!(include_str!("boot.S"));
-global_asm!(include_str!("vectors.S"));
+global_asm!(include_str!("vectors.S"), SYS_FAST_COUNT = const exo_abi::Sys::FAST_COUNT);
 
-/// Turns off TTBR0 walks (the boot identity map is gone) and flushes the TLB. From here on
-/// the low half holds only environments' mappings. Also switches to 16-bit ASIDs where the
-/// CPU has them.
+/// Replaces the boot identity map in TTBR0 with an empty table and flushes the TLB. From
+/// here on the low half holds only environments' mappings. Also switches to 16-bit ASIDs
+/// where the CPU has them.
 pub fn drop_identity_map() {
+    let empty = crate::mm::empty_root();
     // SAFETY: after `finish_boot_map` nothing the kernel runs or touches lives in the low
-    // half, so turning off TTBR0 walks cannot pull anything out from under us.
+    // half, so replacing its tables cannot pull anything out from under us.
     unsafe {
         let mut tcr: u64;
         let mmfr0: u64;
         asm!("mrs {}, tcr_el1", out(reg) tcr);
         asm!("mrs {}, id_aa64mmfr0_el1", out(reg) mmfr0);
-        tcr |= 1 << 7; // EPD0
         if (mmfr0 >> 4) & 0xf == 2 {
             tcr |= 1 << 36; // AS: 16-bit ASIDs
         }
         asm!(
             "msr tcr_el1, {tcr}",
-            "msr ttbr0_el1, xzr",
+            "msr ttbr0_el1, {empty}",
             "isb",
             "tlbi vmalle1",
             "dsb nsh",
             "isb",
             tcr = in(reg) tcr,
+            empty = in(reg) empty,
         );
     }
+}
+
+/// Points TTBR0 at an environment's root table (0: none, an empty table) tagged with its
+/// ASID. No TLB flush: translations are tagged, and each ASID belongs to one slot.
+#[inline]
+pub fn set_user_table(root: u64, asid: u16) {
+    let root = if root == 0 { crate::mm::empty_root() } else { root };
+    // SAFETY: `root` is a table the frame table records as this environment's root (or the
+    // kernel's empty table); TTBR0 only translates EL0's half.
+    unsafe { asm!("msr ttbr0_el1, {}", "isb", in(reg) root | (asid as u64) << 48) };
+}
+
+/// What EL0 may do without trapping: read the virtual counter and the PMU counters, zero
+/// cache lines (`dc zva`), read CTR_EL0; unaligned stack pointers and wfi/wfe do trap.
+pub fn configure_el0() {
+    // SAFETY: these registers only widen what EL0 may read (counters, cache geometry) and
+    // turn on SP alignment checks; none exposes kernel state.
+    unsafe {
+        asm!(
+            "mrs {t}, sctlr_el1",
+            "orr {t}, {t}, {bits}",
+            "msr sctlr_el1, {t}",
+            "mov {t}, #3",          // CNTKCTL_EL1: EL0PCTEN | EL0VCTEN
+            "msr cntkctl_el1, {t}",
+            "mov {t}, #0xd",        // PMUSERENR_EL0: EN | CR | ER
+            "msr pmuserenr_el0, {t}",
+            "isb",
+            t = out(reg) _,
+            bits = in(reg) (1u64 << 3) | (1 << 4) | (1 << 14) | (1 << 15),
+        )
+    };
+}
+
+unsafe extern "C" {
+    fn enter_user(frame: *mut trap::TrapFrame) -> !;
+}
+
+/// Leaves the kernel for EL0 the first time, resuming `frame`.
+pub fn start_user(frame: *mut trap::TrapFrame) -> ! {
+    // SAFETY: `frame` is the active context of the environment the scheduler just made
+    // current (TTBR0 points at its tables); the kernel stack is abandoned on purpose.
+    unsafe { enter_user(frame) }
 }
 
 /// Sleeps until an interrupt arrives, lets it be taken, and masks interrupts again.
@@ -56,8 +99,8 @@ unsafe extern "C" {
 
 /// Moves the cores waiting in the firmware's spin table (Pi) into `secondary_park`, where
 /// they sleep in `wfi` instead of polling memory.
-pub fn park_secondaries(release: &[exo_bsp::dt::Region], phys_base: u64) {
-    let entry = phys_base + (secondary_park as *const () as u64 - crate::mm::KERNEL_VMA);
+pub fn park_secondaries(release: &[exo_bsp::dt::Region]) {
+    let entry = crate::mm::image_pa(secondary_park as *const () as u64);
     for r in release {
         let slot = crate::mm::phys_to_virt(r.base) as *mut u64;
         // SAFETY: release addresses are RAM the device tree names for exactly this

@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use crate::env::KERNEL;
+
 /// Registers as `vectors.S` saves them. The layout is shared with the assembly.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -14,6 +16,10 @@ pub struct TrapFrame {
 }
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 34 * 8);
+
+impl TrapFrame {
+    pub const ZERO: TrapFrame = TrapFrame { x: [0; 31], sp_el0: 0, elr: 0, spsr: 0 };
+}
 
 /// The vector slot an exception came through (`vectors.S` numbers them 0..16).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -60,6 +66,52 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, slot: u64) -> *mut TrapFrame {
         _ => kernel_fault(frame, slot),
     }
     frame
+}
+
+/// Called by the EL0 vectors once the environment's context is saved. `kind`: 0 a
+/// synchronous exception, 1 an interrupt, 2 or 3 a FIQ, SError or AArch32 exception.
+/// Returns the context to resume — possibly another environment's.
+#[unsafe(no_mangle)]
+extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
+    let mut give_up = KERNEL.with(|k| {
+        let cur = k.current;
+        match kind {
+            0 => {
+                let (esr, far) = super::fault_registers();
+                match esr >> 26 {
+                    0x15 => {
+                        let num = k.envs[cur].frame().x[8];
+                        k.slow(num, cur)
+                    }
+                    0x01 => {
+                        k.envs[cur].frame().elr += 4; // wfi/wfe at EL0: a yield
+                        true
+                    }
+                    _ => {
+                        crate::upcall::fault(k, cur, esr, far);
+                        false
+                    }
+                }
+            }
+            1 => {
+                crate::irq::handle();
+                false
+            }
+            _ => {
+                log::warn!("env {:#x} killed: {}", k.envs[cur].id.0, SLOT_NAMES[8 + kind as usize]);
+                k.destroy(cur, exo_abi::killed_status(exo_abi::upcall::OTHER));
+                true
+            }
+        }
+    });
+    loop {
+        let events = crate::irq::take_events();
+        if let Some(frame) = KERNEL.with(|k| k.schedule(give_up, events)) {
+            return frame;
+        }
+        give_up = false;
+        super::wait_for_interrupt();
+    }
 }
 
 /// An exception the kernel cannot have caused on purpose: report everything and stop the

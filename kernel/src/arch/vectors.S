@@ -1,6 +1,14 @@
-// Exception vectors. Every entry saves a full TrapFrame (trap.rs) on the kernel stack and
-// calls into Rust with a pointer to it and the vector's number; Rust returns the frame to
-// resume. The EL0 syscall fast path and per-environment frames are layered on in env code.
+// Exception vectors.
+//
+// From the kernel itself (slots 0-7): save a TrapFrame (trap.rs) on the kernel stack and
+// call `trap_entry`, which reports faults and handles interrupts taken while idle.
+//
+// From EL0 (slots 8-15): the running environment's active TrapFrame is at TPIDR_EL1.
+// System calls below Sys::FAST_COUNT take the fast path: a call through
+// SYSCALL_FAST_TABLE with the argument registers as they are, after which x1-x18 are
+// zeroed (so nothing of the kernel's leaks) and the environment resumes. Everything else
+// saves the whole context into the TrapFrame and calls `el0_trap(kind)`, which returns the
+// TrapFrame of whichever environment runs next; `el0_return` restores it.
 
 .macro SAVE_FRAME
     sub     sp, sp, #(34 * 8)
@@ -59,6 +67,43 @@
     b       trap_common
 .endm
 
+// Saves the whole EL0 context into the active TrapFrame, then el0_trap(kind).
+.macro EL0_SAVE kind
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, tpidr_el1
+    stp     x2, x3, [x0, #(2 * 8)]
+    stp     x4, x5, [x0, #(4 * 8)]
+    stp     x6, x7, [x0, #(6 * 8)]
+    stp     x8, x9, [x0, #(8 * 8)]
+    stp     x10, x11, [x0, #(10 * 8)]
+    stp     x12, x13, [x0, #(12 * 8)]
+    stp     x14, x15, [x0, #(14 * 8)]
+    stp     x16, x17, [x0, #(16 * 8)]
+    stp     x18, x19, [x0, #(18 * 8)]
+    stp     x20, x21, [x0, #(20 * 8)]
+    stp     x22, x23, [x0, #(22 * 8)]
+    stp     x24, x25, [x0, #(24 * 8)]
+    stp     x26, x27, [x0, #(26 * 8)]
+    stp     x28, x29, [x0, #(28 * 8)]
+    mrs     x1, sp_el0
+    stp     x30, x1, [x0, #(30 * 8)]
+    mrs     x1, elr_el1
+    mrs     x2, spsr_el1
+    stp     x1, x2, [x0, #(32 * 8)]
+    ldp     x1, x2, [sp], #16
+    stp     x1, x2, [x0]
+    mov     x0, #\kind
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      el0_trap
+    b       el0_return
+.endm
+
+.macro EL0_VECTOR kind
+.balign 0x80
+    EL0_SAVE \kind
+.endm
+
 .section .text.vectors, "ax"
 .balign 0x800
 .global exception_vectors
@@ -71,14 +116,85 @@ exception_vectors:
     VECTOR 5        //   irq
     VECTOR 6        //   fiq
     VECTOR 7        //   serror
-    VECTOR 8        // lower EL, AArch64: sync
-    VECTOR 9        //   irq
-    VECTOR 10       //   fiq
-    VECTOR 11       //   serror
-    VECTOR 12       // lower EL, AArch32: sync
-    VECTOR 13       //   irq
-    VECTOR 14       //   fiq
-    VECTOR 15       //   serror
+.balign 0x80     // lower EL, AArch64: sync
+    b       el0_sync
+    EL0_VECTOR 1    //   irq
+    EL0_VECTOR 2    //   fiq
+    EL0_VECTOR 3    //   serror
+    EL0_VECTOR 2    // lower EL, AArch32 (never enabled): sync
+    EL0_VECTOR 2    //   irq
+    EL0_VECTOR 2    //   fiq
+    EL0_VECTOR 2    //   serror
+
+el0_sync:
+    stp     x9, x10, [sp, #-16]!
+    mrs     x9, esr_el1
+    lsr     x10, x9, #26
+    cmp     x10, #0x15                  // SVC from AArch64?
+    b.ne    1f
+    cmp     x8, #{SYS_FAST_COUNT}
+    b.hs    1f
+    add     sp, sp, #16                 // x9, x10 are the caller's to lose now
+    adrp    x10, SYSCALL_FAST_TABLE
+    add     x10, x10, :lo12:SYSCALL_FAST_TABLE
+    ldr     x10, [x10, x8, lsl #3]
+    stp     x29, x30, [sp, #-16]!
+    blr     x10
+    ldp     x29, x30, [sp], #16
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    mov     x4, xzr
+    mov     x5, xzr
+    mov     x6, xzr
+    mov     x7, xzr
+    mov     x8, xzr
+    mov     x9, xzr
+    mov     x10, xzr
+    mov     x11, xzr
+    mov     x12, xzr
+    mov     x13, xzr
+    mov     x14, xzr
+    mov     x15, xzr
+    mov     x16, xzr
+    mov     x17, xzr
+    mov     x18, xzr
+    eret
+1:  ldp     x9, x10, [sp], #16
+    EL0_SAVE 0
+
+// x0 = the TrapFrame to resume; it becomes the active one.
+.global el0_return
+el0_return:
+    msr     tpidr_el1, x0
+    ldp     x1, x2, [x0, #(32 * 8)]
+    msr     elr_el1, x1
+    msr     spsr_el1, x2
+    ldp     x30, x1, [x0, #(30 * 8)]
+    msr     sp_el0, x1
+    ldp     x2, x3, [x0, #(2 * 8)]
+    ldp     x4, x5, [x0, #(4 * 8)]
+    ldp     x6, x7, [x0, #(6 * 8)]
+    ldp     x8, x9, [x0, #(8 * 8)]
+    ldp     x10, x11, [x0, #(10 * 8)]
+    ldp     x12, x13, [x0, #(12 * 8)]
+    ldp     x14, x15, [x0, #(14 * 8)]
+    ldp     x16, x17, [x0, #(16 * 8)]
+    ldp     x18, x19, [x0, #(18 * 8)]
+    ldp     x20, x21, [x0, #(20 * 8)]
+    ldp     x22, x23, [x0, #(22 * 8)]
+    ldp     x24, x25, [x0, #(24 * 8)]
+    ldp     x26, x27, [x0, #(26 * 8)]
+    ldp     x28, x29, [x0, #(28 * 8)]
+    ldp     x0, x1, [x0]
+    eret
+
+// First entry to EL0: x0 = the TrapFrame; the kernel stack starts over empty.
+.global enter_user
+enter_user:
+    ldr     x1, =__stack_top
+    mov     sp, x1
+    b       el0_return
 
 trap_common:
     mov     x0, sp

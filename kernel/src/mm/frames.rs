@@ -37,6 +37,7 @@ impl FrameTable {
         FrameTable { entries, base, free: FreeList::default() }
     }
 
+    #[cfg(test)]
     pub fn free_count(&self) -> u32 {
         self.free.count
     }

@@ -164,6 +164,7 @@ mod boot {
         devices: &[exo_bsp::dt::Region],
     ) -> Result<(), MapError> {
         let offset = KERNEL_VMA - phys_base;
+        IMAGE_OFFSET.store(offset, core::sync::atomic::Ordering::Relaxed);
         POOL.with(|p| {
             let mut b = Builder::new(&mut p.pages, p.used, offset);
             for r in ram {
@@ -183,6 +184,20 @@ mod boot {
         })?;
         crate::arch::drop_identity_map();
         Ok(())
+    }
+
+    /// An all-invalid root table: TTBR0 while no environment (or one without tables) runs.
+    static EMPTY_ROOT: Table = Table([0; 512]);
+    static IMAGE_OFFSET: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+    /// Physical address of something in the kernel image.
+    pub fn image_pa(va: u64) -> u64 {
+        va - IMAGE_OFFSET.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Physical address of [`EMPTY_ROOT`].
+    pub fn empty_root() -> u64 {
+        image_pa(&EMPTY_ROOT as *const Table as u64)
     }
 
     /// Table pages of the kernel's own tables in use, of the pool's total.

@@ -1,0 +1,298 @@
+//! Environments: exo's processes, and the one `Kernel` value that holds all kernel state.
+//!
+//! An environment is a saved register context, a root translation table with its own ASID,
+//! an upcall handler, and the resources bound to it. It is created blank by its parent,
+//! filled in by the parent's libOS through the same calls the libOS uses on itself, and
+//! made runnable. Authority flows down the family tree: a parent may act on its
+//! descendants, never on anything else, and a child dies with its parent.
+
+use exo_abi::{env_state, EnvId, EnvInfo, Error, KernelInfo, REPOSSESS_LOG};
+
+use crate::arch::trap::TrapFrame;
+use crate::cell::Global;
+use crate::mm::frames::FrameTable;
+use crate::mm::uvm::{self, Space};
+
+/// Environment slots. The runnable set is one `u64` bitmask, so this is at most 64.
+pub const MAX_ENVS: usize = 64;
+/// No environment (an empty `parent`, an idle CPU).
+pub const NONE: usize = usize::MAX;
+
+/// What a blocked environment waits for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Wait {
+    None,
+    Console,
+    /// A child's exit (`EnvId(0)`: any child).
+    Child(EnvId),
+}
+
+/// Upcalls waiting for the environment to be able to take them.
+pub const PENDING_SLICE: u8 = 1;
+pub const PENDING_REVOKE: u8 = 2;
+
+pub struct Env {
+    pub id: EnvId,
+    pub parent: usize,
+    pub state: u8,
+    /// Saved contexts: [0] the environment's own, [1] its upcall handler's.
+    pub frames: [TrapFrame; 2],
+    /// Which of `frames` runs (1 while in an upcall).
+    pub active: usize,
+    pub root: u64,
+    pub upcall_entry: u64,
+    pub upcall_stack: u64,
+    pub slice_upcall: bool,
+    pub pending: u8,
+    /// Frames owned (data and tables), and owned by it and all its descendants.
+    pub held: u32,
+    pub subtree: u32,
+    pub quota: u32,
+    pub exit_status: i32,
+    pub wait: Wait,
+    pub revoke_wanted: u32,
+    pub revoke_deadline: u64,
+    pub repossessed: u64,
+    pub repossess_log: [u64; REPOSSESS_LOG],
+    generation: u32,
+}
+
+impl Env {
+    const EMPTY: Env = Env {
+        id: EnvId(0),
+        parent: NONE,
+        state: env_state::FREE,
+        frames: [TrapFrame::ZERO; 2],
+        active: 0,
+        root: 0,
+        upcall_entry: 0,
+        upcall_stack: 0,
+        slice_upcall: false,
+        pending: 0,
+        held: 0,
+        subtree: 0,
+        quota: 0,
+        exit_status: 0,
+        wait: Wait::None,
+        revoke_wanted: 0,
+        revoke_deadline: 0,
+        repossessed: 0,
+        repossess_log: [0; REPOSSESS_LOG],
+        generation: 0,
+    };
+
+    pub fn asid(slot: usize) -> u16 {
+        slot as u16 + 1
+    }
+
+    pub fn frame(&mut self) -> &mut TrapFrame {
+        &mut self.frames[self.active]
+    }
+}
+
+/// Whether `a` is `b` or one of `b`'s ancestors.
+pub fn is_ancestor_or_self(envs: &[Env], a: usize, mut b: usize) -> bool {
+    while b != NONE {
+        if a == b {
+            return true;
+        }
+        b = envs[b].parent;
+    }
+    false
+}
+
+/// Whether a data frame owned by `owner` may be mapped in `slot`'s space: it must be
+/// `slot`'s own or an ancestor's (an ancestor outlives its descendants).
+pub fn may_map(envs: &[Env], slot: usize) -> impl Fn(u32) -> bool + '_ {
+    move |owner| {
+        let o = EnvId(owner);
+        envs.get(o.slot()).is_some_and(|e| e.id == o) && is_ancestor_or_self(envs, o.slot(), slot)
+    }
+}
+
+/// All kernel state. There is exactly one, in [`KERNEL`].
+pub struct Kernel {
+    pub ft: FrameTable,
+    pub envs: [Env; MAX_ENVS],
+    /// The slot running now, or [`NONE`].
+    pub current: usize,
+    /// Bit i set: slot i is runnable.
+    pub runnable: u64,
+    pub ticks: u64,
+    /// Where a `YieldTo` sends the rest of the slice ([`NONE`]: nowhere).
+    pub donate_to: usize,
+    pub info: Option<&'static mut KernelInfo>,
+    pub env_info: &'static mut [EnvInfo],
+}
+
+pub static KERNEL: Global<Kernel> = Global::new(Kernel {
+    ft: FrameTable::empty(),
+    envs: [Env::EMPTY; MAX_ENVS],
+    current: NONE,
+    runnable: 0,
+    ticks: 0,
+    donate_to: NONE,
+    info: None,
+    env_info: &mut [],
+});
+
+impl Kernel {
+    /// The slot named by `id` (`EnvId(0)`: the caller), if it is a live environment.
+    pub fn slot(&self, id: EnvId) -> Result<usize, Error> {
+        if id.0 == 0 {
+            return if self.current == NONE { Err(Error::NotFound) } else { Ok(self.current) };
+        }
+        let s = id.slot();
+        match self.envs.get(s) {
+            Some(e) if e.id == id && e.state != env_state::FREE && e.state != env_state::ZOMBIE => Ok(s),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// The slot of `id` if the current environment may act on it (itself or a descendant).
+    pub fn target(&self, id: EnvId) -> Result<usize, Error> {
+        let t = self.slot(id)?;
+        if is_ancestor_or_self(&self.envs, self.current, t) {
+            Ok(t)
+        } else {
+            Err(Error::Denied)
+        }
+    }
+
+    /// `slot`'s address space, for one operation, and the rule for which data frames may
+    /// appear in it.
+    pub fn space(&mut self, slot: usize) -> (Space<'_>, impl Fn(u32) -> bool + '_) {
+        let e = &self.envs[slot];
+        let space = Space { env: e.id, root: e.root, asid: Env::asid(slot), ft: &mut self.ft };
+        (space, may_map(&self.envs, slot))
+    }
+
+    /// Counts a frame newly held by `slot` against its quota and every ancestor's.
+    pub fn charge(&mut self, slot: usize) -> Result<(), Error> {
+        let mut s = slot;
+        while s != NONE {
+            let e = &self.envs[s];
+            if e.quota != 0 && e.subtree >= e.quota {
+                return Err(Error::Quota);
+            }
+            s = e.parent;
+        }
+        self.envs[slot].held += 1;
+        let mut s = slot;
+        while s != NONE {
+            self.envs[s].subtree += 1;
+            s = self.envs[s].parent;
+        }
+        Ok(())
+    }
+
+    /// The opposite of [`Kernel::charge`], for `n` frames.
+    pub fn uncharge(&mut self, slot: usize, n: u32) {
+        self.envs[slot].held -= n;
+        let mut s = slot;
+        while s != NONE {
+            self.envs[s].subtree -= n;
+            s = self.envs[s].parent;
+        }
+    }
+
+    /// A new blank environment, child of `parent` (or of no one, for init).
+    pub fn create(&mut self, parent: usize, quota: u32) -> Result<usize, Error> {
+        let slot = self.envs.iter().position(|e| e.state == env_state::FREE).ok_or(Error::NoSlot)?;
+        let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
+        self.envs[slot] = Env { generation, parent, quota, ..Env::EMPTY };
+        self.envs[slot].id = EnvId((generation << 12) | slot as u32);
+        self.envs[slot].state = env_state::BLANK;
+        self.publish(slot);
+        Ok(slot)
+    }
+
+    /// Tears `slot` and all its descendants down: every mapping removed, every frame and
+    /// table back on the free list, every TLB entry of their ASIDs dropped. Each becomes a
+    /// zombie holding `status` for its parent, or is freed if its parent is going too.
+    pub fn destroy(&mut self, slot: usize, status: i32) {
+        for child in 0..MAX_ENVS {
+            if self.envs[child].parent == slot && self.envs[child].state != env_state::FREE {
+                if self.envs[child].state != env_state::ZOMBIE {
+                    self.destroy(child, status);
+                }
+                self.envs[child].state = env_state::FREE; // its parent is going: no one to tell
+                self.publish(child);
+            }
+        }
+        let root = self.envs[slot].root;
+        self.space(slot).0.unmap_all();
+        if root != 0 {
+            uvm::unlink_tables(&mut self.ft, root, 0);
+        }
+        let n = self.ft.reclaim(self.envs[slot].id);
+        self.uncharge(slot, n);
+        self.publish_free();
+        let e = &mut self.envs[slot];
+        e.root = 0;
+        e.state = env_state::ZOMBIE;
+        e.exit_status = status;
+        e.wait = Wait::None;
+        self.runnable &= !(1 << slot);
+        if self.current == slot {
+            self.current = NONE;
+        }
+        let parent = self.envs[slot].parent;
+        if parent == NONE {
+            log::info!("init exited with status {status}");
+            crate::exit::power_off(status as u32);
+        } else if let Wait::Child(w) = self.envs[parent].wait {
+            if w.0 == 0 || w == self.envs[slot].id {
+                self.wake(parent);
+            }
+        }
+        self.publish(slot);
+    }
+
+    pub fn wake(&mut self, slot: usize) {
+        let e = &mut self.envs[slot];
+        if e.state == env_state::BLOCKED {
+            e.state = env_state::RUNNABLE;
+            e.wait = Wait::None;
+            self.runnable |= 1 << slot;
+            self.publish(slot);
+        }
+    }
+
+    pub fn block(&mut self, slot: usize, why: Wait) {
+        self.envs[slot].state = env_state::BLOCKED;
+        self.envs[slot].wait = why;
+        self.runnable &= !(1 << slot);
+        self.publish(slot);
+    }
+
+    /// Copies `slot`'s public facts into the environment table environments can read.
+    pub fn publish(&mut self, slot: usize) {
+        let e = &self.envs[slot];
+        let parent = if e.parent == NONE { 0 } else { self.envs[e.parent].id.0 };
+        if let Some(info) = self.env_info.get_mut(slot) {
+            *info = EnvInfo {
+                id: if e.state == env_state::FREE { 0 } else { e.id.0 },
+                parent,
+                state: e.state,
+                exit_status: e.exit_status,
+                frames: e.held,
+                quota: e.quota,
+                root: e.root,
+                revoke_wanted: e.revoke_wanted,
+                revoke_deadline: e.revoke_deadline as u32,
+                repossessed: e.repossessed,
+                repossess_log: e.repossess_log,
+                ..EnvInfo::default()
+            };
+        }
+    }
+
+    /// Copies the free list's head and length into the kernel information page.
+    pub fn publish_free(&mut self) {
+        if let Some(info) = self.info.as_deref_mut() {
+            info.free_head = self.ft.free.head;
+            info.free_frames = self.ft.free.count;
+        }
+    }
+}

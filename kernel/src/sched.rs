@@ -1,0 +1,70 @@
+//! Choosing what runs: round robin over runnable environments, by default.
+//!
+//! A time slice is one timer tick (10 ms). At each tick the running environment goes to
+//! the back of the line — unless it asked to be told when its slice ends, in which case
+//! its upcall handler runs first, with one more tick of grace to save state and yield.
+//! `YieldTo` donates the rest of a slice to a chosen environment. The runnable set is a
+//! bitmask, so choosing the next environment costs a few instructions, whatever the count.
+
+use exo_abi::upcall;
+
+use crate::arch::{self, trap::TrapFrame};
+use crate::env::{Env, Kernel, Wait, MAX_ENVS, NONE};
+use crate::irq::{EVENT_CONSOLE, EVENT_TICK};
+
+impl Kernel {
+    /// Handles interrupt `events`, then picks the environment to run and points the MMU at
+    /// it. `give_up`: the current environment yields its slice. Returns the frame to
+    /// resume, or `None` if nothing can run (the caller idles).
+    pub fn schedule(&mut self, mut give_up: bool, events: u32) -> Option<*mut TrapFrame> {
+        let cur = self.current;
+        if events & EVENT_CONSOLE != 0 {
+            for s in 0..MAX_ENVS {
+                if self.envs[s].wait == Wait::Console {
+                    self.wake(s);
+                }
+            }
+        }
+        if events & EVENT_TICK != 0 {
+            self.ticks += 1;
+            crate::upcall::on_tick(self);
+            let running = cur != NONE && self.runnable & (1 << cur) != 0 && !give_up;
+            if running
+                && self.envs[cur].slice_upcall
+                && crate::upcall::deliver(self, cur, upcall::SLICE_END, 0, 0, 0)
+            {
+                return self.run(cur);
+            }
+            give_up = true;
+        }
+        let donated = core::mem::replace(&mut self.donate_to, NONE);
+        let next = if donated != NONE && self.runnable & (1 << donated) != 0 {
+            donated
+        } else if !give_up && cur != NONE && self.runnable & (1 << cur) != 0 {
+            cur
+        } else {
+            self.next_after(cur)?
+        };
+        self.run(next)
+    }
+
+    /// The first runnable slot after `cur` in round-robin order (possibly `cur` itself).
+    fn next_after(&self, cur: usize) -> Option<usize> {
+        if self.runnable == 0 {
+            return None;
+        }
+        let from = if cur == NONE { 0 } else { (cur + 1) % MAX_ENVS } as u32;
+        let rotated = self.runnable.rotate_right(from);
+        Some((rotated.trailing_zeros() + from) as usize % MAX_ENVS)
+    }
+
+    /// Makes `slot` current: its tables in TTBR0, any pending upcall delivered.
+    fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {
+        if slot != self.current {
+            arch::set_user_table(self.envs[slot].root, Env::asid(slot));
+            self.current = slot;
+        }
+        crate::upcall::deliver_pending(self, slot);
+        Some(self.envs[slot].frame() as *mut TrapFrame)
+    }
+}

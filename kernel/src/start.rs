@@ -1,0 +1,181 @@
+//! From boot to the first environment: the public tables, and `init`.
+//!
+//! The frame table, the environment table and the kernel information page are carved from
+//! free memory and marked PUBLIC, so every environment can map them read-only. Then the
+//! `init` program embedded in the image is loaded the way a libOS would load a child:
+//! frames owned by init, tables bound from them, entries checked like any other.
+
+use exo_abi::elf::Elf;
+use exo_abi::pte::{Perm, Pte};
+use exo_abi::{board, env_state, frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
+use exo_bsp::dt::{BoardInfo, BoardKind};
+
+use crate::env::{Kernel, MAX_ENVS, NONE};
+use crate::mm::frames::FrameTable;
+use crate::mm::phys::MemoryMap;
+use crate::mm::phys_to_virt;
+
+/// The init program, embedded by `cargo xtask build` (empty when built without one).
+static INIT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.elf"));
+
+fn take_public<T>(map: &mut MemoryMap, bytes: u64) -> (&'static mut [T], u64) {
+    let r = map.take(bytes).unwrap_or_else(|| panic!("no room for {bytes} bytes of kernel tables"));
+    let n = bytes as usize / core::mem::size_of::<T>();
+    // SAFETY: the range was just removed from the free map, is RAM mapped in the physmap, is
+    // suitably aligned (page-aligned) and is used for nothing else from now on. It is zeroed
+    // before any element is read, and every `T` here is plain data valid when all-zero.
+    let slice = unsafe {
+        core::ptr::write_bytes(phys_to_virt(r.base) as *mut u8, 0, r.size as usize);
+        core::slice::from_raw_parts_mut(phys_to_virt(r.base) as *mut T, n)
+    };
+    (slice, r.base)
+}
+
+/// Builds the frame table and the public pages, and fills in the kernel's state.
+pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
+    let ram = info.memory.as_slice();
+    let lo = ram.iter().map(|r| r.base).min().unwrap_or(0) & !0xfff;
+    let hi = ram.iter().map(|r| r.end()).max().unwrap_or(0);
+    let frames = (hi - lo) / 4096;
+    let ft_bytes = (frames * 16).next_multiple_of(4096);
+    let env_bytes = (MAX_ENVS * core::mem::size_of::<EnvInfo>()) as u64;
+    let (entries, ft_pa) = take_public::<FrameEntry>(&mut map, ft_bytes);
+    let (env_info, env_pa) = take_public::<EnvInfo>(&mut map, env_bytes.next_multiple_of(4096));
+    let (kinfo, info_pa) = take_public::<KernelInfo>(&mut map, 4096);
+
+    let (entries, _) = entries.split_at_mut(frames as usize);
+    let mut ft = FrameTable::new(entries, lo);
+    for r in ram {
+        ft.set_range(r.base, r.size, frame::KERNEL);
+    }
+    for r in map.ranges() {
+        ft.set_range(r.base, r.size, frame::FREE);
+    }
+    for (pa, len) in [(ft_pa, ft_bytes), (env_pa, env_bytes), (info_pa, 4096)] {
+        ft.set_range(pa, len, frame::PUBLIC);
+    }
+    let ki = &mut kinfo[0];
+    *ki = KernelInfo {
+        magic: KernelInfo::MAGIC,
+        ram_base: lo,
+        frames,
+        frame_table: ft_pa,
+        frame_table_bytes: frames * 16,
+        env_table: env_pa,
+        env_table_bytes: env_bytes,
+        max_envs: MAX_ENVS as u64,
+        counter_hz: exo_bsp::drivers::generic_timer::frequency(),
+        tick_hz: crate::irq::TICK_HZ,
+        free_head: 0,
+        free_frames: 0,
+        board: match info.kind {
+            BoardKind::Virt => board::VIRT,
+            BoardKind::Rpi4 => board::RPI4,
+        },
+        bootargs_len: info.bootargs().len() as u32,
+        bootargs: [0; 256],
+    };
+    ki.bootargs[..info.bootargs().len()].copy_from_slice(info.bootargs().as_bytes());
+    let census = ft.census();
+    k.ft = ft;
+    k.info = Some(ki);
+    k.env_info = env_info;
+    k.publish_free();
+    log::info!(
+        "frames: {} free, {} kernel, {} public (frame table at {ft_pa:#x})",
+        census[0],
+        census[1],
+        census[2]
+    );
+}
+
+/// The physical address of the kernel information page.
+pub fn info_pa(k: &Kernel) -> u64 {
+    k.info.as_deref().map_or(0, |i| i as *const KernelInfo as u64 - phys_to_virt(0))
+}
+
+/// Loads the embedded init program as the first environment. Returns false if there is
+/// none or it cannot be loaded (the reason is logged).
+pub fn load_init(k: &mut Kernel) -> bool {
+    if INIT_ELF.is_empty() {
+        log::info!("no init program embedded in this image");
+        return false;
+    }
+    match load(k, INIT_ELF) {
+        Ok(slot) => {
+            log::info!("init is env {:#x}, {} frames", k.envs[slot].id.0, k.envs[slot].held);
+            true
+        }
+        Err(why) => {
+            log::error!("cannot start init: {why}");
+            false
+        }
+    }
+}
+
+fn load(k: &mut Kernel, file: &[u8]) -> Result<usize, &'static str> {
+    let elf = Elf::parse(file).map_err(|_| "malformed ELF")?;
+    let slot = k.create(NONE, 0).map_err(|_| "no environment slot")?;
+    let root = new_frame(k, slot)?;
+    let id = k.envs[slot].id;
+    k.ft.bind_table(id, root, 0).map_err(|_| "bind root")?;
+    k.envs[slot].root = root;
+    for seg in elf.segments() {
+        if seg.write && seg.exec {
+            return Err("a segment is writable and executable");
+        }
+        let perm = Perm { write: seg.write, exec: seg.exec };
+        let bytes = elf.bytes(&seg);
+        let mut va = seg.vaddr & !0xfff;
+        while va < seg.vaddr + seg.mem_size {
+            let pa = map_new_page(k, slot, va, perm)?;
+            // Copy the part of the file that falls in this page.
+            let (from, to) = (va.max(seg.vaddr), (va + 4096).min(seg.vaddr + seg.file_size));
+            if to > from {
+                let src = &bytes[(from - seg.vaddr) as usize..(to - seg.vaddr) as usize];
+                let dst = phys_to_virt(pa + (from - va)) as *mut u8;
+                // SAFETY: `dst..dst + len` lies in the frame just allocated for init.
+                unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+            }
+            va += 4096;
+        }
+    }
+    let mut va = INIT_STACK_TOP - INIT_STACK_SIZE;
+    while va < INIT_STACK_TOP {
+        map_new_page(k, slot, va, Perm { write: true, exec: false })?;
+        va += 4096;
+    }
+    let info = info_pa(k);
+    let f = &mut k.envs[slot].frames[0];
+    f.elr = elf.entry;
+    f.sp_el0 = INIT_STACK_TOP;
+    f.x[0] = info;
+    k.envs[slot].state = env_state::RUNNABLE;
+    k.runnable |= 1 << slot;
+    k.publish(slot);
+    Ok(slot)
+}
+
+fn new_frame(k: &mut Kernel, slot: usize) -> Result<u64, &'static str> {
+    k.charge(slot).map_err(|_| "quota")?;
+    let pa = k.ft.alloc(k.envs[slot].id, None).map_err(|_| "out of memory")?;
+    // SAFETY: a frame just taken from the free list, mapped in the physmap.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, 4096) };
+    Ok(pa)
+}
+
+/// Maps a fresh zeroed frame at `va` in `slot`'s space, adding tables as needed.
+fn map_new_page(k: &mut Kernel, slot: usize, va: u64, perm: Perm) -> Result<u64, &'static str> {
+    for level in 0..3 {
+        if !k.space(slot).0.get(va, level).map_err(|_| "walk")?.is_valid() {
+            let t = new_frame(k, slot)?;
+            k.ft.bind_table(k.envs[slot].id, t, level as u8 + 1).map_err(|_| "bind table")?;
+            let (mut s, may) = k.space(slot);
+            s.set(va, level, Pte::table(t), may).map_err(|_| "link table")?;
+        }
+    }
+    let pa = new_frame(k, slot)?;
+    let (mut s, may) = k.space(slot);
+    s.set(va, 3, Pte::user_page(pa, perm), may).map_err(|_| "map page")?;
+    Ok(pa)
+}

@@ -1,0 +1,322 @@
+//! System calls. Each checks every argument it is given before acting; see `exo_abi::Sys`
+//! for the contract of each.
+//!
+//! Calls numbered below `Sys::FIRST_SLOW` run on the fast path: `vectors.S` calls them
+//! straight through `SYSCALL_FAST_TABLE` with the caller's argument registers, saving only
+//! what the Rust calling convention would not. The rest may block or switch environments
+//! and run with the caller's full context saved (`slow`).
+
+use exo_abi::pte::Pte;
+use exo_abi::{env_state, Context, EnvId, Error, Sys, TableOp, ANY_FRAME};
+
+use crate::arch::trap::TrapFrame;
+use crate::env::{Env, Kernel, Wait, KERNEL};
+use crate::mm::phys_to_virt;
+use crate::{console, uaccess, upcall};
+
+type Fast = extern "C" fn(u64, u64, u64, u64, u64, u64) -> i64;
+
+fn ret(r: Result<u64, Error>) -> i64 {
+    match r {
+        Ok(v) => v as i64,
+        Err(e) => e as i64,
+    }
+}
+
+fn env_arg(x: u64) -> Result<EnvId, Error> {
+    u32::try_from(x).map(EnvId).map_err(|_| Error::Invalid)
+}
+
+macro_rules! fast {
+    ($name:ident, |$k:ident, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident| $body:expr) => {
+        extern "C" fn $name($a: u64, $b: u64, $c: u64, $d: u64, $e: u64, _f: u64) -> i64 {
+            ret(KERNEL.with(|$k| $body))
+        }
+    };
+}
+
+fast!(nop, |_k, _a, _b, _c, _d, _e| Ok(0));
+fast!(console_write, |k, ptr, len, _c, _d, _e| {
+    if len > 64 * 1024 {
+        return Err(Error::Invalid);
+    }
+    let root = k.envs[k.current].root;
+    uaccess::with_user(root, ptr, len, false, |bytes| console::write_raw(bytes)).map(|_| len)
+});
+fast!(frame_alloc, |k, env, pa, _c, _d, _e| k.frame_alloc(env_arg(env)?, pa));
+fast!(frame_free, |k, env, pa, _c, _d, _e| {
+    let t = k.target(env_arg(env)?)?;
+    k.ft.free(k.envs[t].id, pa)?;
+    k.uncharge(t, 1);
+    k.publish_free();
+    k.frames_returned(t, 1);
+    Ok(0)
+});
+fast!(frame_give, |k, pa, to, _c, _d, _e| {
+    let (cur, t) = (k.current, k.slot(env_arg(to)?)?);
+    let down = t != cur && crate::env::is_ancestor_or_self(&k.envs, cur, t);
+    if !down && k.envs[cur].parent != t {
+        return Err(Error::Denied);
+    }
+    k.ft.check_unmapped_data(k.envs[cur].id, pa)?;
+    k.charge(t)?;
+    k.ft.give(k.envs[cur].id, pa, k.envs[t].id)?;
+    k.uncharge(cur, 1);
+    k.frames_returned(cur, 1);
+    Ok(0)
+});
+fast!(table_bind, |k, env, pa, level, _d, _e| {
+    let t = k.target(env_arg(env)?)?;
+    if level > 3 {
+        return Err(Error::Invalid);
+    }
+    if level == 0 && k.envs[t].root != 0 {
+        return Err(Error::Busy);
+    }
+    k.ft.bind_table(k.envs[t].id, pa, level as u8)?;
+    zero_frame(pa);
+    if level == 0 {
+        k.set_root(t, pa);
+    }
+    Ok(0)
+});
+fast!(table_unbind, |k, env, pa, _c, _d, _e| {
+    let t = k.target(env_arg(env)?)?;
+    k.ft.unbind_table(k.envs[t].id, pa)?;
+    if k.envs[t].root == pa {
+        k.set_root(t, 0);
+    }
+    Ok(0)
+});
+fast!(table_set, |k, env, va, level, pte, _e| {
+    let t = k.target(env_arg(env)?)?;
+    let (mut space, may_map) = k.space(t);
+    space.set(va, level.min(4) as u32, Pte(pte), may_map).map(|_| 0)
+});
+fast!(table_set_batch, |k, env, ptr, count, _d, _e| {
+    let t = k.target(env_arg(env)?)?;
+    if count == 0 || count > 512 {
+        return Err(Error::Invalid);
+    }
+    let root = k.envs[k.current].root;
+    for i in 0..count {
+        let op: TableOp = uaccess::read(root, ptr.wrapping_add(i * 24))?;
+        let (mut space, may_map) = k.space(t);
+        if let Err(e) = space.set(op.va, op.level.min(4) as u32, Pte(op.pte), may_map) {
+            return if i == 0 { Err(e) } else { Ok(i) };
+        }
+    }
+    Ok(count)
+});
+fast!(table_get, |k, env, va, level, _d, _e| {
+    let t = k.target(env_arg(env)?)?;
+    k.space(t).0.get(va, level.min(4) as u32).map(|p| p.0)
+});
+fast!(env_create, |k, quota, _b, _c, _d, _e| {
+    let quota = u32::try_from(quota).map_err(|_| Error::Invalid)?;
+    k.create(k.current, quota).map(|s| k.envs[s].id.0 as u64)
+});
+fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
+    let t = k.child(env_arg(env)?)?;
+    if k.envs[t].state != env_state::BLANK || pc >= 1 << 48 || sp >= 1 << 48 {
+        return Err(Error::Invalid);
+    }
+    let f = &mut k.envs[t].frames[0];
+    *f = TrapFrame { elr: pc, sp_el0: sp, spsr: 0, ..TrapFrame::ZERO };
+    f.x[0] = a0;
+    f.x[1] = a1;
+    Ok(0)
+});
+fast!(env_set_upcall, |k, env, entry, stack, flags, _e| {
+    let t = k.target(env_arg(env)?)?;
+    if entry >= 1 << 48 || stack >= 1 << 48 || flags > 1 {
+        return Err(Error::Invalid);
+    }
+    let e = &mut k.envs[t];
+    (e.upcall_entry, e.upcall_stack, e.slice_upcall) = (entry, stack, flags & 1 != 0);
+    Ok(0)
+});
+fast!(env_start, |k, env, _b, _c, _d, _e| {
+    let t = k.child(env_arg(env)?)?;
+    if k.envs[t].state != env_state::BLANK || k.envs[t].root == 0 {
+        return Err(Error::Invalid);
+    }
+    k.envs[t].state = env_state::RUNNABLE;
+    k.runnable |= 1 << t;
+    k.publish(t);
+    Ok(0)
+});
+fast!(env_self, |k, _a, _b, _c, _d, _e| Ok(k.envs[k.current].id.0 as u64));
+fast!(kernel_info, |k, _a, _b, _c, _d, _e| {
+    k.info.as_deref().map(|i| i as *const _ as u64 - phys_to_virt(0)).ok_or(Error::NotFound)
+});
+fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
+    let cur = k.current;
+    let (root, e) = (k.envs[cur].root, &mut k.envs[cur]);
+    if e.active != 1 || write > 1 {
+        return Err(Error::Invalid);
+    }
+    let f = &mut e.frames[0];
+    if write == 1 {
+        let c: Context = uaccess::read(root, ptr)?;
+        // Only the condition flags of PSTATE are the environment's to change.
+        *f = TrapFrame { x: c.x, sp_el0: c.sp, elr: c.pc, spsr: c.pstate & 0xf000_0000 };
+    } else {
+        let c = Context { x: f.x, sp: f.sp_el0, pc: f.elr, pstate: f.spsr };
+        uaccess::write(root, ptr, &c)?;
+    }
+    Ok(0)
+});
+
+/// The fast path's dispatch table, indexed by system-call number (read by `vectors.S`).
+#[unsafe(no_mangle)]
+static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
+    nop,
+    console_write,
+    frame_alloc,
+    frame_free,
+    frame_give,
+    table_bind,
+    table_unbind,
+    table_set,
+    table_set_batch,
+    table_get,
+    env_create,
+    env_set_entry,
+    env_set_upcall,
+    env_start,
+    env_self,
+    kernel_info,
+    upcall_context,
+];
+
+fn zero_frame(pa: u64) {
+    // SAFETY: `pa` is a frame the frame table just handed to an environment (or bound as
+    // its table) and nothing maps; the physmap maps it.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, 4096) };
+}
+
+impl Kernel {
+    /// The slot of a *child* (strict descendant) of the caller.
+    fn child(&self, id: EnvId) -> Result<usize, Error> {
+        let t = self.target(id)?;
+        if t == self.current {
+            return Err(Error::Invalid);
+        }
+        Ok(t)
+    }
+
+    fn frame_alloc(&mut self, env: EnvId, pa: u64) -> Result<u64, Error> {
+        let t = self.target(env)?;
+        self.charge(t)?;
+        let want = (pa != ANY_FRAME).then_some(pa);
+        match self.ft.alloc(self.envs[t].id, want) {
+            Ok(pa) => {
+                zero_frame(pa);
+                self.publish_free();
+                Ok(pa)
+            }
+            Err(e) => {
+                self.uncharge(t, 1);
+                if e == Error::NoMemory {
+                    upcall::request_revocation(self, t);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Points `slot` at a new root table (0: none), and the MMU too if it is running.
+    fn set_root(&mut self, slot: usize, root: u64) {
+        self.envs[slot].root = root;
+        if self.current == slot {
+            crate::arch::set_user_table(root, Env::asid(slot));
+        }
+        self.publish(slot);
+    }
+
+    /// System calls that may block or switch, for the environment in `cur`, whose saved
+    /// context holds the arguments; the result goes into its x0. Returns whether the
+    /// caller gives up the CPU.
+    pub fn slow(&mut self, num: u64, cur: usize) -> bool {
+        let x = self.envs[cur].frame().x;
+        let result = match num {
+            n if n == Sys::Yield as u64 => return true,
+            n if n == Sys::YieldTo as u64 => match env_arg(x[0]).and_then(|id| self.slot(id)) {
+                Ok(t) if self.envs[t].state == env_state::RUNNABLE => {
+                    self.envs[cur].frame().x[0] = 0;
+                    self.donate_to = t;
+                    return true;
+                }
+                Ok(_) => Err(Error::Invalid),
+                Err(e) => Err(e),
+            },
+            n if n == Sys::Exit as u64 => {
+                self.destroy(cur, x[0] as i32);
+                return true;
+            }
+            n if n == Sys::EnvDestroy as u64 => match env_arg(x[0]).and_then(|id| self.target(id)) {
+                Ok(t) => {
+                    self.destroy(t, exo_abi::STATUS_DESTROYED);
+                    if t != cur {
+                        self.reap(t);
+                        Ok(0)
+                    } else {
+                        return true;
+                    }
+                }
+                Err(e) => Err(e),
+            },
+            n if n == Sys::EnvWait as u64 => self.wait(cur, x[0]),
+            n if n == Sys::ConsoleRead as u64 => match console::read_byte() {
+                Some(b) => Ok(b as u64),
+                None if x[0] == 0 => Err(Error::WouldBlock),
+                None => {
+                    self.restart(cur, Wait::Console);
+                    return true;
+                }
+            },
+            n if n == Sys::UpcallResume as u64 => {
+                let e = &mut self.envs[cur];
+                if e.active != 1 {
+                    Err(Error::Invalid)
+                } else {
+                    e.active = 0;
+                    return false; // the interrupted context resumes as it was
+                }
+            }
+            _ => Err(Error::NoSys),
+        };
+        if self.current == cur {
+            self.envs[cur].frame().x[0] = ret(result) as u64;
+        }
+        false
+    }
+
+    /// Blocks the caller so that it repeats this system call once woken.
+    fn restart(&mut self, cur: usize, why: Wait) {
+        self.envs[cur].frame().elr -= 4;
+        self.block(cur, why);
+    }
+
+    fn wait(&mut self, cur: usize, child: u64) -> Result<u64, Error> {
+        let id = env_arg(child)?;
+        let s = id.slot();
+        let e = self.envs.get(s).filter(|e| e.id == id && e.parent == cur).ok_or(Error::NotFound)?;
+        if e.state == env_state::ZOMBIE {
+            let status = e.exit_status;
+            self.reap(s);
+            return Ok(status as u32 as u64);
+        }
+        self.restart(cur, Wait::Child(id));
+        Ok(0)
+    }
+
+    /// Frees a zombie's slot.
+    fn reap(&mut self, slot: usize) {
+        if self.envs[slot].state == env_state::ZOMBIE {
+            self.envs[slot].state = env_state::FREE;
+            self.publish(slot);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Upcalls: exceptions and kernel requests delivered to an environment's own handler at EL0,
+//! and the revocation ("abort") protocol for taking frames back.
+//!
+//! An environment has two saved contexts. While it runs normally, context 0 is live; an
+//! upcall saves it untouched and starts context 1 at the registered handler, on the
+//! registered exception stack, with x0 = kind, x1 = ESR, x2 = FAR, x3 = interrupted pc,
+//! x4 = the kind's argument. `UpcallResume` switches back to context 0 — nothing is copied
+//! either way. A fault while context 1 runs, or with no handler, kills the environment.
+
+use exo_abi::pte::Pte;
+use exo_abi::{env_state, frame, upcall, REPOSSESS_LOG};
+
+use crate::arch::trap::{describe_esr, TrapFrame};
+use crate::env::{Kernel, MAX_ENVS, PENDING_REVOKE, PENDING_SLICE};
+
+/// Frames asked back per revocation, and ticks the environment has to give them.
+pub const REVOKE_BATCH: u32 = 16;
+pub const REVOKE_GRACE: u64 = 3;
+
+/// Starts `slot`'s handler for an upcall of `kind`. Returns false if it has no handler or
+/// is already in one (the caller decides what that means).
+pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: u64) -> bool {
+    let e = &mut k.envs[slot];
+    if e.upcall_entry == 0 || e.active == 1 {
+        return false;
+    }
+    let pc = e.frames[0].elr;
+    let mut f = TrapFrame { elr: e.upcall_entry, sp_el0: e.upcall_stack, spsr: 0, ..TrapFrame::ZERO };
+    f.x[..5].copy_from_slice(&[kind, esr, far, pc, arg]);
+    e.frames[1] = f;
+    e.active = 1;
+    true
+}
+
+/// Delivers what was waiting for `slot` to be able to take an upcall.
+pub fn deliver_pending(k: &mut Kernel, slot: usize) {
+    let e = &k.envs[slot];
+    if e.pending == 0 || e.active == 1 || e.upcall_entry == 0 {
+        return;
+    }
+    if e.pending & PENDING_REVOKE != 0 {
+        let (wanted, deadline) = (e.revoke_wanted as u64, e.revoke_deadline);
+        k.envs[slot].pending &= !PENDING_REVOKE;
+        deliver(k, slot, upcall::REVOKE, 0, deadline, wanted);
+    } else if e.pending & PENDING_SLICE != 0 {
+        k.envs[slot].pending &= !PENDING_SLICE;
+        deliver(k, slot, upcall::SLICE_END, 0, 0, 0);
+    }
+}
+
+/// A synchronous exception from EL0 other than a system call.
+pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
+    let iss = esr & 0x1ff_ffff;
+    let fsc = iss & 0x3f;
+    let (kind, arg) = match esr >> 26 {
+        0x24 if fsc == 0x21 => (upcall::ALIGNMENT, 0),
+        0x24 => (upcall::DATA_ABORT, (iss >> 6) & 1),
+        0x20 => (upcall::INSTRUCTION_ABORT, 0),
+        0x22 | 0x26 => (upcall::ALIGNMENT, 0),
+        0x00 | 0x07 => (upcall::UNDEFINED, 0),
+        0x3c => (upcall::BREAKPOINT, 0),
+        _ => (upcall::OTHER, 0),
+    };
+    let in_handler = k.envs[slot].active == 1;
+    if !in_handler && deliver(k, slot, kind, esr, far, arg) {
+        return;
+    }
+    let e = &k.envs[slot];
+    let why = if in_handler { "fault in its upcall handler" } else { "no upcall handler" };
+    log::warn!(
+        "env {:#x} killed: {} at pc {:#x}, FAR {:#x} ({why})",
+        e.id.0,
+        describe_esr(esr),
+        e.frames[e.active].elr,
+        far
+    );
+    k.destroy(slot, exo_abi::killed_status(kind));
+}
+
+/// Memory ran out for `asker`: ask the environment holding the most frames (other than
+/// the asker and its ancestors) to give some back. The kernel's only policy here is whom
+/// to ask; which frames go back is the libOS's choice until the deadline passes.
+pub fn request_revocation(k: &mut Kernel, asker: usize) {
+    let victim = (0..MAX_ENVS)
+        .filter(|&s| matches!(k.envs[s].state, env_state::RUNNABLE | env_state::BLOCKED | env_state::BLANK))
+        .filter(|&s| !crate::env::is_ancestor_or_self(&k.envs, s, asker) && k.envs[s].revoke_wanted == 0)
+        .max_by_key(|&s| k.envs[s].held)
+        .filter(|&s| k.envs[s].held > 0);
+    let Some(v) = victim else { return };
+    let e = &mut k.envs[v];
+    e.revoke_wanted = REVOKE_BATCH.min(e.held);
+    e.revoke_deadline = k.ticks + REVOKE_GRACE;
+    e.pending |= PENDING_REVOKE;
+    log::debug!("asking env {:#x} for {} frames back by tick {}", e.id.0, e.revoke_wanted, e.revoke_deadline);
+    k.publish(v);
+}
+
+impl Kernel {
+    /// `slot` gave up `n` frames: count them towards a pending revocation.
+    pub fn frames_returned(&mut self, slot: usize, n: u32) {
+        let e = &mut self.envs[slot];
+        if e.revoke_wanted > 0 {
+            e.revoke_wanted = e.revoke_wanted.saturating_sub(n);
+            self.publish(slot);
+        }
+    }
+}
+
+/// Once a tick: environments past their revocation deadline lose frames by force.
+pub fn on_tick(k: &mut Kernel) {
+    for s in 0..MAX_ENVS {
+        let e = &k.envs[s];
+        if e.revoke_wanted > 0 && k.ticks >= e.revoke_deadline && e.state != env_state::FREE {
+            repossess(k, s, e.revoke_wanted);
+        }
+    }
+}
+
+/// The abort protocol: takes `n` of `slot`'s data frames — unmapped ones first, then ones
+/// mapped once in its own tables (the mapping is removed) — and logs each in its public
+/// repossession record. Tables are never taken: the address space stays well-formed.
+fn repossess(k: &mut Kernel, slot: usize, n: u32) {
+    let id = k.envs[slot].id;
+    let mut taken = [0u64; REVOKE_BATCH as usize];
+    let mut count = 0;
+    for i in 0..k.ft.len() {
+        if count == taken.len() || count as u32 == n {
+            break;
+        }
+        let pa = k.ft.pa(i);
+        if k.ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 0) {
+            taken[count] = pa;
+            count += 1;
+        }
+    }
+    if (count as u32) < n {
+        let want = (n as usize).min(taken.len());
+        k.space(slot).0.for_each_page(|ft, _, entry| {
+            let pa = Pte(*entry).addr();
+            if ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 1) {
+                if let Ok(e) = ft.get_mut(pa) {
+                    e.maps = 0;
+                }
+                *entry = 0;
+                taken[count] = pa;
+                count += 1;
+            }
+            count < want
+        });
+    }
+    for &pa in &taken[..count] {
+        if k.ft.free(id, pa).is_ok() {
+            let e = &mut k.envs[slot];
+            e.repossess_log[(e.repossessed % REPOSSESS_LOG as u64) as usize] = pa;
+            e.repossessed += 1;
+        }
+    }
+    k.uncharge(slot, count as u32);
+    k.envs[slot].revoke_wanted = 0;
+    k.publish(slot);
+    k.publish_free();
+    log::info!("env {:#x} missed its revocation deadline: {count} frames repossessed", id.0);
+}
