@@ -1,1 +1,4 @@
+//! exo's applications and their shared pieces (test suites run by init).
 #![no_std]
+
+pub mod ktest;

@@ -43,6 +43,8 @@ pub struct Env {
     pub upcall_entry: u64,
     pub upcall_stack: u64,
     pub slice_upcall: bool,
+    /// A slice-end upcall was delivered this tick: the next tick preempts regardless.
+    pub slice_warned: bool,
     pub pending: u8,
     /// Frames owned (data and tables), and owned by it and all its descendants.
     pub held: u32,
@@ -68,6 +70,7 @@ impl Env {
         upcall_entry: 0,
         upcall_stack: 0,
         slice_upcall: false,
+        slice_warned: false,
         pending: 0,
         held: 0,
         subtree: 0,
@@ -183,7 +186,14 @@ impl Kernel {
             self.envs[s].subtree += 1;
             s = self.envs[s].parent;
         }
+        self.publish_frames(slot);
         Ok(())
+    }
+
+    fn publish_frames(&mut self, slot: usize) {
+        if let Some(info) = self.env_info.get_mut(slot) {
+            info.frames = self.envs[slot].held;
+        }
     }
 
     /// The opposite of [`Kernel::charge`], for `n` frames.
@@ -194,6 +204,7 @@ impl Kernel {
             self.envs[s].subtree -= n;
             s = self.envs[s].parent;
         }
+        self.publish_frames(slot);
     }
 
     /// A new blank environment, child of `parent` (or of no one, for init).

@@ -29,11 +29,13 @@ impl Kernel {
             self.ticks += 1;
             crate::upcall::on_tick(self);
             let running = cur != NONE && self.runnable & (1 << cur) != 0 && !give_up;
-            if running
-                && self.envs[cur].slice_upcall
-                && crate::upcall::deliver(self, cur, upcall::SLICE_END, 0, 0, 0)
-            {
-                return self.run(cur);
+            if running {
+                let warned = core::mem::replace(&mut self.envs[cur].slice_warned, false);
+                let asked = self.envs[cur].slice_upcall && !warned;
+                if asked && crate::upcall::deliver(self, cur, upcall::SLICE_END, 0, 0, 0) {
+                    self.envs[cur].slice_warned = true; // one tick of grace, then preempted
+                    return self.run(cur);
+                }
             }
             give_up = true;
         }

@@ -267,7 +267,10 @@ impl Kernel {
                 }
                 Err(e) => Err(e),
             },
-            n if n == Sys::EnvWait as u64 => self.wait(cur, x[0]),
+            n if n == Sys::EnvWait as u64 => match self.wait(cur, x[0]) {
+                Some(r) => r,
+                None => return true, // blocked: the call runs again once the child exits
+            },
             n if n == Sys::ConsoleRead as u64 => match console::read_byte() {
                 Some(b) => Ok(b as u64),
                 None if x[0] == 0 => Err(Error::WouldBlock),
@@ -299,17 +302,20 @@ impl Kernel {
         self.block(cur, why);
     }
 
-    fn wait(&mut self, cur: usize, child: u64) -> Result<u64, Error> {
-        let id = env_arg(child)?;
+    /// `EnvWait`: the child's status, or `None` when the caller now waits for it.
+    fn wait(&mut self, cur: usize, child: u64) -> Option<Result<u64, Error>> {
+        let Ok(id) = env_arg(child) else { return Some(Err(Error::Invalid)) };
         let s = id.slot();
-        let e = self.envs.get(s).filter(|e| e.id == id && e.parent == cur).ok_or(Error::NotFound)?;
+        let Some(e) = self.envs.get(s).filter(|e| e.id == id && e.parent == cur) else {
+            return Some(Err(Error::NotFound));
+        };
         if e.state == env_state::ZOMBIE {
             let status = e.exit_status;
             self.reap(s);
-            return Ok(status as u32 as u64);
+            return Some(Ok(status as u32 as u64));
         }
         self.restart(cur, Wait::Child(id));
-        Ok(0)
+        None
     }
 
     /// Frees a zombie's slot.

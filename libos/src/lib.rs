@@ -1,1 +1,16 @@
-#![no_std]
+//! The exo library operating system: what an application programmer links against.
+//!
+//! Everything here runs at EL0 and talks to the kernel only through [`sys`] (the ABI in
+//! `exo-abi`). The libOS decides what the kernel refuses to: where things go in the
+//! address space ([`vm`]), how memory is handed out ([`heap`]), what happens on a page
+//! fault ([`upcall`]), and how processes are made ([`process`]: copy-on-write `fork`).
+#![cfg_attr(not(test), no_std)]
+
+pub mod heap;
+pub mod process;
+pub mod rt;
+pub mod sys;
+pub mod upcall;
+pub mod vm;
+
+pub use exo_abi as abi;

@@ -1,0 +1,23 @@
+//! init: the first environment. For now it runs the EL0 test suites the bootargs ask for
+//! (`exo.test=core`, optionally `exo.filter=NAME`) and exits with their verdict.
+#![no_std]
+#![no_main]
+
+use exo_libos::println;
+
+fn main(args: &str) -> i32 {
+    let word = |key: &str| args.split_ascii_whitespace().find_map(|w| w.strip_prefix(key));
+    let filter = word("exo.filter=").unwrap_or("");
+    match word("exo.test=") {
+        Some("core") => {
+            println!("init: running the exokernel core tests");
+            (exo_apps::ktest::run(filter) != 0) as i32
+        }
+        _ => {
+            println!("init: env {:#x} started; nothing else to run yet", exo_libos::vm::me().0);
+            0
+        }
+    }
+}
+
+exo_libos::entry!(main);

@@ -1,0 +1,623 @@
+//! EL0 tests of the exokernel core: what a libOS can and cannot do with frames, tables,
+//! environments, upcalls and the CPU. Run by init with `exo.test=core`; each test prints
+//! `test NAME ... ok` or `test NAME ... FAILED: why`, and init exits 0 only if all pass.
+//!
+//! Helpers fork children (the libOS's copy-on-write fork), so most tests also exercise it.
+//! Memory that a child and its parent must both write is mapped `SHARED`.
+
+use exo_libos::abi::pte::{Perm, Pte};
+use exo_libos::abi::{env_state, upcall, EnvId, Error, TableOp, STATUS_DESTROYED};
+use exo_libos::process::{self, Fork};
+use exo_libos::upcall::{set_hook, Upcall};
+use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
+use exo_libos::{println, sys};
+
+type Test = (&'static str, fn() -> Result<(), &'static str>);
+
+pub const TESTS: &[Test] = &[
+    ("null_syscall_returns_zero", null_syscall),
+    ("cow_fork_gives_parent_and_child_separate_copies", cow_fork),
+    ("page_fault_upcall_maps_a_page_on_demand_and_resumes", lazy_fault),
+    ("remapped_page_shows_new_contents", tlb_remap),
+    ("preemption_switches_between_spinning_environments", preemption),
+    ("yield_to_runs_the_named_environment", yield_to),
+    ("slice_end_upcall_arrives_when_asked_for", slice_upcall),
+    ("upcall_can_rewrite_the_interrupted_context", upcall_context),
+    ("destroy_returns_every_frame_and_table", destroy_accounting),
+    ("libos_cannot_map_a_sibling_frame", sibling_frame),
+    ("libos_cannot_map_kernel_device_or_absent_frames", kernel_frames),
+    ("mapped_frame_cannot_become_a_table", mapped_as_table),
+    ("table_pages_cannot_form_cycles_or_be_shared", table_cycles),
+    ("kernel_half_unaligned_and_wrapped_addresses_are_refused", bad_addresses),
+    ("bad_pointers_and_lengths_are_refused", bad_pointers),
+    ("cannot_act_on_parent_or_sibling", foreign_envs),
+    ("fault_without_handler_kills_only_that_environment", unhandled_fault),
+    ("environment_can_destroy_itself_inside_its_upcall", destroy_in_upcall),
+    ("revocation_request_is_honoured_under_memory_pressure", revoke_cooperative),
+    ("revocation_deadline_missed_frames_are_repossessed", revoke_abort),
+];
+
+/// Runs every test whose name contains `filter`; returns the number that failed.
+/// After each test the whole frame table is audited.
+pub fn run(filter: &str) -> usize {
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in TESTS.iter().filter(|(n, _)| n.contains(filter)) {
+        let mut result = test();
+        process::reclaim();
+        if result.is_ok() {
+            result = audit();
+        }
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Err(why) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {why}");
+            }
+        }
+    }
+    println!("ktest: {passed} passed, {failed} failed");
+    failed
+}
+
+/// Every frame is accounted for: free frames match the free count, and every data or
+/// table frame belongs to a live environment whose published count matches.
+pub fn audit() -> Result<(), &'static str> {
+    let k = vm::kinfo();
+    // Map every page of the tables first: mapping takes frames, which would move the counts.
+    for i in (0..k.frames).step_by((PAGE / 16) as usize) {
+        vm::frame_entry(k.ram_base + i * PAGE).ok_or("frame table unreadable")?;
+    }
+    vm::env_info(vm::me()).ok_or("env table unreadable")?;
+    let mut owned = [0u32; 64];
+    let mut free = 0;
+    for i in 0..k.frames {
+        let f = vm::frame_entry(k.ram_base + i * PAGE).ok_or("frame table unreadable")?;
+        match f.kind {
+            exo_libos::abi::frame::FREE => free += 1,
+            exo_libos::abi::frame::DATA | exo_libos::abi::frame::TABLE => {
+                let id = EnvId(f.owner);
+                let live = vm::env_info(id).is_some_and(|e| e.id == f.owner && e.state != env_state::FREE);
+                check(live, "a frame is owned by an environment that is gone")?;
+                owned[id.slot() % 64] += 1;
+            }
+            _ => {}
+        }
+    }
+    check(free == k.free_frames, "free frames disagree with the free count")?;
+    for slot in 0..k.max_envs.min(64) as usize {
+        let e = vm::env_info(EnvId(slot as u32)).ok_or("env table unreadable")?;
+        if e.state != env_state::FREE {
+            check(owned[slot] == e.frames, "an environment's frame count is wrong")?;
+        }
+    }
+    Ok(())
+}
+
+fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
+    if ok {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
+
+fn free_frames() -> u32 {
+    vm::kinfo().free_frames
+}
+
+fn now() -> u64 {
+    let t: u64;
+    // SAFETY: EL0 may read the virtual counter (the kernel sets CNTKCTL_EL1.EL0VCTEN).
+    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
+    t
+}
+
+/// Yields until `cond` holds or `ms` of (virtual) time pass.
+fn wait_for(ms: u64, cond: impl Fn() -> bool) -> bool {
+    let end = now() + vm::kinfo().counter_hz / 1000 * ms;
+    while !cond() {
+        if now() > end {
+            return false;
+        }
+        sys::yield_now();
+    }
+    true
+}
+
+/// A page both a parent and its forked children can write.
+struct Shared {
+    va: u64,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        let va = vm::alloc_va(1);
+        let pa = sys::frame_alloc(EnvId::SELF, None).expect("frame for shared page");
+        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared page");
+        Shared { va }
+    }
+    fn word(&self, i: usize) -> &'static core::sync::atomic::AtomicU64 {
+        // SAFETY: the page is mapped read-write for the life of the test; atomics make
+        // concurrent use from several environments well-defined.
+        unsafe { &*((self.va + 8 * i as u64) as *const core::sync::atomic::AtomicU64) }
+    }
+    fn get(&self, i: usize) -> u64 {
+        self.word(i).load(core::sync::atomic::Ordering::SeqCst)
+    }
+    fn set(&self, i: usize, v: u64) {
+        self.word(i).store(v, core::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = vm::unmap_free(self.va);
+    }
+}
+
+/// Forks a child that runs `f` and exits with its result.
+fn spawn(f: impl FnOnce() -> i32) -> EnvId {
+    match process::fork().expect("fork") {
+        Fork::Parent(child) => child,
+        Fork::Child => sys::exit(f()),
+    }
+}
+
+fn null_syscall() -> Result<(), &'static str> {
+    check(sys::nop() == Ok(0), "nop did not return 0")
+}
+
+static mut COW_VALUE: u64 = 1;
+
+fn cow_fork() -> Result<(), &'static str> {
+    // SAFETY: single-threaded test; plain reads and writes of a static.
+    unsafe { *(&raw mut COW_VALUE) = 1 };
+    let child = spawn(|| {
+        // SAFETY: as above, in the child's copy.
+        unsafe {
+            let v = &raw mut COW_VALUE;
+            if *v != 1 {
+                return 10;
+            }
+            *v = 2;
+            *v as i32
+        }
+    });
+    let status = process::wait(child).map_err(|e| {
+        println!("  wait {child:?}: {e:?} {:?}", vm::env_info(child));
+        "wait failed"
+    })?;
+    check(status == 2, "child did not see and change its own copy")?;
+    // SAFETY: as above.
+    check(unsafe { *(&raw const COW_VALUE) } == 1, "parent's copy changed")
+}
+
+fn lazy_fault() -> Result<(), &'static str> {
+    let base = vm::alloc_va(16);
+    vm::add_lazy_region(base, base + 16 * PAGE).map_err(|_| "no lazy slot")?;
+    let p = (base + 5 * PAGE + 8) as *mut u64;
+    // SAFETY: the page is mapped on demand by the upcall handler; reading then writing.
+    unsafe {
+        if p.read_volatile() != 0 {
+            return Err("lazy page not zero");
+        }
+        p.write_volatile(0x1234);
+        check(p.read_volatile() == 0x1234, "write to lazy page lost")?;
+    }
+    check(vm::entry(base + 5 * PAGE) != 0 && vm::entry(base + 4 * PAGE) == 0, "wrong pages mapped")?;
+    vm::unmap_free(base + 5 * PAGE).map_err(|_| "unmap")
+}
+
+fn tlb_remap() -> Result<(), &'static str> {
+    let va = vm::alloc_va(1);
+    let a = vm::map_new(va, RW).map_err(|_| "map a")?;
+    let p = va as *mut u64;
+    // SAFETY: `va` is mapped read-write throughout.
+    unsafe { p.write_volatile(0xaaaa) };
+    let b = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc b")?;
+    vm::map_frame(va, b, RW).map_err(|_| "remap b")?;
+    // SAFETY: as above (now frame b).
+    let seen_b = unsafe { p.read_volatile() };
+    vm::map_frame(va, a, RW).map_err(|_| "remap a")?;
+    // SAFETY: as above (frame a again).
+    let seen_a = unsafe { p.read_volatile() };
+    vm::unmap(va).map_err(|_| "unmap")?;
+    sys::frame_free(EnvId::SELF, a).map_err(|_| "free a")?;
+    sys::frame_free(EnvId::SELF, b).map_err(|_| "free b")?;
+    check(seen_b == 0 && seen_a == 0xaaaa, "a stale translation survived a remap")
+}
+
+fn spinner(shared: &Shared, slot: usize) -> i32 {
+    loop {
+        shared.word(slot).fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn preemption() -> Result<(), &'static str> {
+    let s = Shared::new();
+    let a = spawn(|| spinner(&s, 0));
+    let b = spawn(|| spinner(&s, 1));
+    // Neither spinner ever yields: only the timer can take the CPU from one to the other.
+    let ok = wait_for(500, || s.get(0) > 1000 && s.get(1) > 1000);
+    let _ = sys::env_destroy(a);
+    let _ = sys::env_destroy(b);
+    check(ok, "a spinning environment was never preempted")
+}
+
+fn yield_to() -> Result<(), &'static str> {
+    let s = Shared::new();
+    let child = spawn(|| {
+        s.set(0, 1);
+        loop {
+            sys::yield_now();
+        }
+    });
+    // Donate repeatedly: the child must have run by the time each call returns to us.
+    let _ = sys::yield_to(child);
+    let ran = wait_for(100, || s.get(0) == 1);
+    let bad = sys::yield_to(EnvId(0x7fff_ffff));
+    let _ = sys::env_destroy(child);
+    check(ran, "the named environment never ran")?;
+    check(bad == Err(Error::NotFound), "yield_to a bogus id did not fail")
+}
+
+fn slice_upcall() -> Result<(), &'static str> {
+    let s = Shared::new();
+    // SAFETY: the hook writes only the shared page (never copy-on-write).
+    static mut COUNTER: u64 = 0;
+    unsafe { *(&raw mut COUNTER) = s.va };
+    let child = spawn(|| {
+        fn hook(u: &Upcall) -> bool {
+            if u.kind == upcall::SLICE_END {
+                // SAFETY: COUNTER holds the shared page's address, mapped read-write.
+                unsafe { (*(&raw const COUNTER) as *mut u64).write_volatile(1) };
+                return true;
+            }
+            false
+        }
+        set_hook(Some(hook));
+        let entry = exo_libos::upcall::entry_address();
+        if sys::env_set_upcall(EnvId::SELF, entry, exo_libos::upcall::stack_top(), true).is_err() {
+            return 1;
+        }
+        loop {
+            core::hint::spin_loop();
+        }
+    });
+    let got = wait_for(500, || s.get(0) == 1);
+    let _ = sys::env_destroy(child);
+    check(got, "no slice-end upcall arrived")
+}
+
+fn upcall_context() -> Result<(), &'static str> {
+    let child = spawn(|| {
+        fn hook(u: &Upcall) -> bool {
+            if u.kind != upcall::UNDEFINED {
+                return false;
+            }
+            let mut c = exo_libos::abi::Context::default();
+            if sys::upcall_context_get(&mut c).is_err() || c.pc != u.pc {
+                return false;
+            }
+            c.pc += 4; // step over the undefined instruction
+            c.x[0] = 42;
+            sys::upcall_context_set(&c).is_ok()
+        }
+        set_hook(Some(hook));
+        let r: u64;
+        // SAFETY: `udf` traps; the hook skips it and sets x0, which we then read.
+        unsafe { core::arch::asm!("mov x0, #0", "udf #0", out("x0") r) };
+        if r == 42 {
+            0
+        } else {
+            2
+        }
+    });
+    check(process::wait(child) == Ok(0), "context was not rewritten")?;
+    check(
+        sys::upcall_context_set(&Default::default()) == Err(Error::Invalid),
+        "context writable outside an upcall",
+    )
+}
+
+fn destroy_accounting() -> Result<(), &'static str> {
+    vm::env_info(vm::me()).ok_or("env info")?; // map the table before counting
+    let before = free_frames();
+    let child = sys::env_create(0).map_err(|_| "create")?;
+    // Build a small address space for the child: four tables and a few pages.
+    let root = sys::frame_alloc(child, None).map_err(|_| "alloc root")?;
+    sys::table_bind(child, root, 0).map_err(|_| "bind root")?;
+    let va = 0x40_0000;
+    for level in 0..3 {
+        let t = sys::frame_alloc(child, None).map_err(|_| "alloc table")?;
+        sys::table_bind(child, t, level + 1).map_err(|_| "bind table")?;
+        sys::table_set(child, va, level, Pte::table(t).0).map_err(|_| "link table")?;
+    }
+    for i in 0..5 {
+        let f = sys::frame_alloc(child, None).map_err(|_| "alloc page")?;
+        sys::table_set(child, va + i * PAGE, 3, Pte::user_page(f, RW).0).map_err(|_| "map page")?;
+    }
+    let used = before - free_frames();
+    let info = vm::env_info(child).ok_or("no env info")?;
+    check(used == 9 && info.frames == 9, "frame counts disagree")?;
+    sys::env_destroy(child).map_err(|_| "destroy")?;
+    check(free_frames() == before, "frames not all returned")?;
+    check(vm::env_info(child).is_some_and(|i| i.state == env_state::FREE), "slot not freed")
+}
+
+fn sibling_frame() -> Result<(), &'static str> {
+    let s = Shared::new();
+    let a = spawn(|| {
+        let pa = sys::frame_alloc(EnvId::SELF, None).unwrap_or(0);
+        s.set(0, pa);
+        loop {
+            sys::yield_now();
+        }
+    });
+    wait_for(100, || s.get(0) != 0);
+    let pa = s.get(0);
+    let b = spawn(|| {
+        let va = vm::alloc_va(1);
+        match vm::map_frame(va, pa, RO) {
+            Err(Error::Denied) => 0,
+            _ => 1,
+        }
+    });
+    let status = process::wait(b);
+    // Nor can the parent map its child's frame into itself.
+    let va = vm::alloc_va(1);
+    let parent_try = vm::map_frame(va, pa, RO);
+    let _ = sys::env_destroy(a);
+    check(pa != 0, "sibling did not allocate")?;
+    check(status == Ok(0), "a sibling's frame was mappable")?;
+    check(parent_try == Err(Error::Denied), "a child's frame was mappable by its parent")
+}
+
+fn kernel_frames() -> Result<(), &'static str> {
+    let k = vm::kinfo();
+    let va = vm::alloc_va(1);
+    // The kernel image: RAM the frame table records as KERNEL, right before the tables.
+    let kernel_frame = (0..k.frames)
+        .map(|i| k.ram_base + i * PAGE)
+        .find(|&pa| vm::frame_entry(pa).is_some_and(|f| f.kind == exo_libos::abi::frame::KERNEL))
+        .ok_or("no kernel frame found")?;
+    check(vm::map_frame(va, kernel_frame, RO) == Err(Error::Denied), "kernel frame mapped")?;
+    // A device (this board's UART) is not RAM at all.
+    let device = if k.board == exo_libos::abi::board::VIRT { 0x0900_0000 } else { 0xfe20_1000 };
+    check(vm::map_frame(va, device, RO) == Err(Error::NotFound), "device frame mapped")?;
+    // Public frames: readable, never writable.
+    check(vm::map_frame(va, k.frame_table, RW) == Err(Error::Denied), "frame table mapped writable")?;
+    check(vm::map_frame(va, k.frame_table, RO).is_ok(), "frame table not readable")?;
+    vm::unmap(va).map(drop).map_err(|_| "unmap")?;
+    check(sys::frame_alloc(EnvId::SELF, Some(kernel_frame)) == Err(Error::Busy), "kernel frame allocated")?;
+    check(sys::frame_free(EnvId::SELF, kernel_frame) == Err(Error::Denied), "kernel frame freed")
+}
+
+fn mapped_as_table() -> Result<(), &'static str> {
+    let va = vm::alloc_va(1);
+    let pa = vm::map_new(va, RW).map_err(|_| "map")?;
+    let r = sys::table_bind(EnvId::SELF, pa, 3);
+    vm::unmap_free(va).map_err(|_| "unmap")?;
+    check(r == Err(Error::Busy), "a mapped frame became a table")
+}
+
+fn table_cycles() -> Result<(), &'static str> {
+    let me = EnvId::SELF;
+    let root = vm::env_info(vm::me()).ok_or("env info")?.root;
+    let l1 = Pte(sys::table_get(me, 0x40_0000, 0).map_err(|_| "get")?).addr();
+    let far = 0x0000_5000_0000_0000;
+    check(sys::table_set(me, far, 0, Pte::table(l1).0) == Err(Error::Busy), "an L1 table linked twice")?;
+    check(
+        sys::table_set(me, far, 0, Pte::table(root).0) == Err(Error::Invalid),
+        "the root linked under itself",
+    )?;
+    // A fresh table at the wrong level.
+    let t = sys::frame_alloc(me, None).map_err(|_| "alloc")?;
+    sys::table_bind(me, t, 3).map_err(|_| "bind")?;
+    check(
+        sys::table_set(me, far, 0, Pte::table(t).0) == Err(Error::Invalid),
+        "level-3 table linked at level 1",
+    )?;
+    check(sys::table_bind(me, t, 2) == Err(Error::Busy), "bound twice")?;
+    check(sys::table_unbind(me, root) == Err(Error::Busy), "non-empty root unbound")?;
+    sys::table_unbind(me, t).map_err(|_| "unbind")?;
+    sys::frame_free(me, t).map_err(|_| "free")
+}
+
+fn bad_addresses() -> Result<(), &'static str> {
+    let me = EnvId::SELF;
+    let pa = sys::frame_alloc(me, None).map_err(|_| "alloc")?;
+    let rw = Pte::user_page(pa, RW).0;
+    let results = [
+        sys::table_set(me, 0xffff_0000_0000_0000, 3, rw),
+        sys::table_set(me, 0xffff_ffff_8000_0000, 3, rw),
+        sys::table_set(me, 1 << 48, 3, rw),
+        sys::table_set(me, u64::MAX & !0xfff, 3, rw),
+        sys::table_set(me, vm::alloc_va(1) + 8, 3, rw),
+        sys::table_set(me, vm::alloc_va(1), 7, rw),
+        sys::frame_alloc(me, Some(pa + 8)).map(drop),
+        sys::frame_free(me, u64::MAX).map(drop),
+        sys::table_bind(me, pa, 9),
+    ];
+    let wx = Pte::user_page(pa, Perm { write: true, exec: true });
+    let va = vm::alloc_va(1);
+    vm::map_new(va, RW).map_err(|_| "map")?;
+    let wx_result = sys::table_set(me, va, 3, wx.0);
+    vm::unmap_free(va).map_err(|_| "unmap")?;
+    sys::frame_free(me, pa).map_err(|_| "free")?;
+    check(results.iter().all(|r| r.is_err()), "a bad address was accepted")?;
+    check(wx_result == Err(Error::Denied), "writable+executable page accepted")
+}
+
+fn bad_pointers() -> Result<(), &'static str> {
+    let unmapped = vm::alloc_va(1);
+    check(sys::raw(1, [unmapped, 16, 0, 0, 0, 0]) as i64 == Error::Fault as i64, "unmapped buffer")?;
+    check(
+        sys::raw(1, [0xffff_ffff_8000_0000, 16, 0, 0, 0, 0]) as i64 == Error::Fault as i64,
+        "kernel buffer",
+    )?;
+    check(sys::raw(1, [u64::MAX - 4, 16, 0, 0, 0, 0]) as i64 == Error::Fault as i64, "wrapping buffer")?;
+    check(sys::raw(1, [0x40_0000, 1 << 20, 0, 0, 0, 0]) as i64 == Error::Invalid as i64, "huge length")?;
+    let op = [TableOp::default(); 1];
+    check(sys::table_set_batch(EnvId::SELF, &op[..0]) == Err(Error::Invalid), "empty batch")?;
+    check(
+        sys::raw(8, [0, unmapped, 4, 0, 0, 0]) as i64 == Error::Fault as i64,
+        "batch from unmapped memory",
+    )?;
+    // Writing a context into read-only memory (the text segment) is refused, not done.
+    check(sys::raw(99, [0; 6]) as i64 == Error::NoSys as i64, "unknown call")?;
+    check(sys::raw(u64::MAX, [0; 6]) as i64 == Error::NoSys as i64, "huge call number")
+}
+
+fn foreign_envs() -> Result<(), &'static str> {
+    let s = Shared::new();
+    let parent = vm::me();
+    let a = spawn(|| loop {
+        sys::yield_now();
+    });
+    let b = spawn(|| {
+        let tries = [
+            sys::frame_alloc(parent, None).map(drop),
+            sys::env_destroy(parent),
+            sys::env_destroy(a),
+            sys::table_get(a, 0x40_0000, 0).map(drop),
+            sys::env_set_upcall(a, 0x40_0000, 0x40_0000, false),
+            sys::env_start(parent),
+        ];
+        let denied = tries.iter().all(|r| *r == Err(Error::Denied) || *r == Err(Error::Invalid));
+        s.set(0, denied as u64 + 1);
+        0
+    });
+    let _ = process::wait(b);
+    let alive = vm::env_info(a).is_some_and(|i| i.state == env_state::RUNNABLE);
+    let _ = sys::env_destroy(a);
+    check(s.get(0) == 2, "an environment acted on its parent or sibling")?;
+    check(alive, "the sibling was harmed")
+}
+
+fn unhandled_fault() -> Result<(), &'static str> {
+    let child = spawn(|| {
+        let _ = sys::env_set_upcall(EnvId::SELF, 0, 0, false);
+        // SAFETY: deliberately faults: nothing is mapped at address 8.
+        unsafe { (8 as *const u64).read_volatile() as i32 }
+    });
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(status == exo_libos::abi::killed_status(upcall::DATA_ABORT), "not killed for its fault")
+}
+
+fn destroy_in_upcall() -> Result<(), &'static str> {
+    let child = spawn(|| {
+        fn hook(_: &Upcall) -> bool {
+            let _ = sys::env_destroy(EnvId::SELF);
+            false
+        }
+        set_hook(Some(hook));
+        // SAFETY: deliberately faults into the hook above.
+        unsafe { (16 as *const u64).read_volatile() as i32 }
+    });
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(status == STATUS_DESTROYED, "wrong status after destroying itself")
+}
+
+/// Hogs: allocate every free frame, keeping their addresses in a list in shared memory.
+const LIST_PAGES: u64 = 128;
+
+fn hog(list: u64, flag: &Shared) -> i32 {
+    let words = (LIST_PAGES * PAGE / 8) as usize;
+    let mut n = 0;
+    // Take every free frame; remember the first `words` of them.
+    while let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) {
+        if n < words {
+            // SAFETY: `list` maps LIST_PAGES shared read-write pages.
+            unsafe { (list as *mut u64).add(n).write_volatile(pa) };
+        }
+        n += 1;
+    }
+    flag.set(1, n as u64);
+    flag.set(0, 1);
+    loop {
+        sys::yield_now();
+    }
+}
+
+fn shared_list() -> Result<u64, &'static str> {
+    let va = vm::alloc_va(LIST_PAGES);
+    for p in 0..LIST_PAGES {
+        let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "list frame")?;
+        vm::map(va + p * PAGE, Pte::user_page(pa, RW).0 | SHARED).map_err(|_| "list map")?;
+    }
+    Ok(va)
+}
+
+fn free_list(va: u64) {
+    for p in 0..LIST_PAGES {
+        let _ = vm::unmap_free(va + p * PAGE);
+    }
+}
+
+/// Fills memory with a hog, then asks for a frame until one comes back.
+fn pressure(hook: Option<exo_libos::upcall::Hook>) -> Result<(EnvId, bool), &'static str> {
+    let flag = Shared::new();
+    let list = shared_list()?;
+    // SAFETY: the hook reads LIST (an address) — set before fork, read-only afterwards.
+    unsafe { *(&raw mut LIST) = list };
+    let hogger = spawn(|| {
+        set_hook(hook);
+        hog(list, &flag)
+    });
+    check(wait_for(20_000, || flag.get(0) == 1), "hog never filled memory")?;
+    // Memory is full: asking starts a revocation; keep asking (in virtual time, well past
+    // the deadline) until a frame comes back.
+    let first = sys::frame_alloc(EnvId::SELF, None);
+    let got = core::cell::Cell::new(None);
+    wait_for(2000, || {
+        got.set(sys::frame_alloc(EnvId::SELF, None).ok());
+        got.get().is_some()
+    });
+    if let Some(pa) = got.get() {
+        let _ = sys::frame_free(EnvId::SELF, pa);
+    }
+    check(first == Err(Error::NoMemory), "memory was not full")?;
+    let ok = got.get().is_some();
+    let info = vm::env_info(hogger).ok_or("env info")?;
+    let _ = sys::env_destroy(hogger);
+    free_list(list);
+    Ok((hogger, ok && info.state != env_state::FREE && (hook.is_some() || info.repossessed > 0)))
+}
+
+static mut LIST: u64 = 0;
+
+fn give_back(u: &Upcall) -> bool {
+    if u.kind != upcall::REVOKE {
+        return false;
+    }
+    // SAFETY: LIST maps the shared list of this hog's frames; the hog is parked in yield.
+    let list = unsafe { *(&raw const LIST) } as *mut u64;
+    let mut freed = 0;
+    let mut i = 0;
+    while freed < u.arg && i < (LIST_PAGES * PAGE / 8) as usize {
+        // SAFETY: as above.
+        let pa = unsafe { list.add(i).read_volatile() };
+        if pa != 0 && sys::frame_free(EnvId::SELF, pa).is_ok() {
+            // SAFETY: as above.
+            unsafe { list.add(i).write_volatile(0) };
+            freed += 1;
+        }
+        i += 1;
+    }
+    true
+}
+
+fn revoke_cooperative() -> Result<(), &'static str> {
+    let (hog, ok) = pressure(Some(give_back))?;
+    let _ = hog;
+    check(ok, "no frame came back under memory pressure")
+}
+
+fn revoke_abort() -> Result<(), &'static str> {
+    let (_, ok) = pressure(None)?;
+    check(ok, "frames were not repossessed after the deadline")
+}

@@ -1,0 +1,215 @@
+//! Processes as library code: copy-on-write `fork`, `wait`, and reclaiming what children
+//! leave behind. The kernel only offers blank environments and checked table updates.
+
+use exo_abi::pte::{bits, Pte};
+use exo_abi::{frame, EnvId, Error, TableOp};
+
+use crate::rt::FORK_MAGIC;
+use crate::vm::{self, COW, PAGE, RW, SCRATCH, SHARED, STACK_SIZE, STACK_TOP};
+use crate::{sys, upcall};
+
+/// Callee-saved registers and sp at the moment of `fork` (x19..x30, sp).
+#[repr(C)]
+#[derive(Default)]
+struct Saved([u64; 13]);
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(
+    ".section .text.exo_fork, \"ax\"",
+    ".global exo_fork_save",
+    "exo_fork_save:",
+    "    stp x19, x20, [x0, #0]",
+    "    stp x21, x22, [x0, #16]",
+    "    stp x23, x24, [x0, #32]",
+    "    stp x25, x26, [x0, #48]",
+    "    stp x27, x28, [x0, #64]",
+    "    stp x29, x30, [x0, #80]",
+    "    mov x1, sp",
+    "    str x1, [x0, #96]",
+    "    mov x0, #0",
+    "    ret",
+    ".global exo_fork_resume",
+    "exo_fork_resume:",
+    "    ldp x19, x20, [x0, #0]",
+    "    ldp x21, x22, [x0, #16]",
+    "    ldp x23, x24, [x0, #32]",
+    "    ldp x25, x26, [x0, #48]",
+    "    ldp x27, x28, [x0, #64]",
+    "    ldp x29, x30, [x0, #80]",
+    "    ldr x1, [x0, #96]",
+    "    mov sp, x1",
+    "    mov x0, #1",
+    "    ret",
+);
+
+unsafe extern "C" {
+    /// Returns 0 after saving; "returns" 1 again in the child, via `exo_fork_resume`.
+    fn exo_fork_save(s: *mut Saved) -> u64;
+    fn exo_fork_resume(s: *const Saved) -> !;
+    fn _start();
+    static __private_start: u8;
+    static __private_end: u8;
+}
+
+const BOOT_STACK: usize = 16 * 1024;
+#[repr(C, align(16))]
+struct Stack([u8; BOOT_STACK]);
+/// The stack a forked child starts on, before it switches to its copy of the parent's.
+#[unsafe(link_section = ".private")]
+static mut CHILD_BOOT_STACK: Stack = Stack([0; BOOT_STACK]);
+
+pub enum Fork {
+    Parent(EnvId),
+    Child,
+}
+
+/// Creates a child running a copy of this environment. Data and heap pages are shared
+/// copy-on-write; the stack and `.private` are copied at once (the upcall handler and the
+/// address-space bookkeeping must never fault); pages marked [`SHARED`] stay shared
+/// read-write. Returns in both, like Unix `fork`.
+#[inline(never)]
+pub fn fork() -> Result<Fork, Error> {
+    let mut saved = Saved::default();
+    // SAFETY: saves callee-saved state into `saved`; the child resumes here with 1.
+    if unsafe { exo_fork_save(&mut saved) } != 0 {
+        return Ok(Fork::Child);
+    }
+    let child = sys::env_create(0)?;
+    match build_child(child, &saved) {
+        Ok(()) => Ok(Fork::Parent(child)),
+        Err(e) => {
+            let _ = sys::env_destroy(child);
+            Err(e)
+        }
+    }
+}
+
+/// In the child, from `_start`: adopt the tables the parent built, then continue where
+/// the parent called `fork`.
+pub(crate) fn child_start(saved: u64) -> ! {
+    if let Err(e) = vm::fixup_after_fork().and_then(|_| upcall::register()) {
+        crate::println!("fork: the child cannot adopt its tables: {e:?}");
+        sys::exit(-1);
+    }
+    // SAFETY: `saved` points at the parent's Saved, in the child's copy of the stack.
+    unsafe { exo_fork_resume(saved as *const Saved) }
+}
+
+struct Batch {
+    env: EnvId,
+    ops: [TableOp; 64],
+    n: usize,
+}
+
+impl Batch {
+    fn push(&mut self, va: u64, pte: u64) -> Result<(), Error> {
+        self.ops[self.n] = TableOp { va, level: 3, pte };
+        self.n += 1;
+        if self.n == self.ops.len() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.n > 0 {
+            let done = sys::table_set_batch(self.env, &self.ops[..self.n])?;
+            if done != self.n as u64 {
+                // Report the failing op's own error.
+                let op = self.ops[done as usize];
+                sys::table_set(self.env, op.va, 3, op.pte)?;
+            }
+            self.n = 0;
+        }
+        Ok(())
+    }
+}
+
+fn ensure_tables(env: EnvId, va: u64) -> Result<(), Error> {
+    for level in 0..3 {
+        if !Pte(sys::table_get(env, va, level)?).is_valid() {
+            let pa = sys::frame_alloc(env, None)?;
+            sys::table_bind(env, pa, level + 1)?;
+            sys::table_set(env, va, level, Pte::table(pa).0)?;
+        }
+    }
+    Ok(())
+}
+
+fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
+    let me = vm::me();
+    let root = sys::frame_alloc(child, None)?;
+    sys::table_bind(child, root, 0)?;
+    vm::reserve(SCRATCH)?;
+    let mut regions = [0u64; vm::MAX_L3];
+    let mut n = 0;
+    vm::regions(|r| {
+        regions[n] = r;
+        n += 1;
+    });
+    for &r in &regions[..n] {
+        ensure_tables(child, r)?;
+    }
+    let private = (&raw const __private_start as u64, &raw const __private_end as u64);
+    let copied =
+        |va: u64| (va >= private.0 && va < private.1) || (va >= STACK_TOP - STACK_SIZE && va < STACK_TOP);
+    let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
+    let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
+    let mut result = Ok(());
+    vm::for_each_mapping(|va, e| {
+        if result.is_err() || va == SCRATCH {
+            return;
+        }
+        // Read-only pages (text, rodata, public kernel pages) are shared as they are.
+        result = if copied(va) {
+            copy_page(va, child).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
+        } else if e & SHARED == 0 && (e & bits::AP_RO == 0 || e & COW != 0) {
+            let shared = e | bits::AP_RO | COW;
+            for_me.push(va, shared).and_then(|_| for_child.push(va, shared))
+        } else {
+            for_child.push(va, e)
+        };
+    });
+    result?;
+    for_me.flush()?;
+    for_child.flush()?;
+    sys::env_set_upcall(child, upcall::entry_address(), upcall::stack_top(), false)?;
+    let boot_sp = (&raw const CHILD_BOOT_STACK) as u64 + BOOT_STACK as u64;
+    sys::env_set_entry(child, _start as *const () as u64, boot_sp, saved as *const Saved as u64, FORK_MAGIC)?;
+    sys::env_start(child)
+}
+
+/// A new frame holding a copy of the page at `va`, given to `child`.
+fn copy_page(va: u64, child: EnvId) -> Result<u64, Error> {
+    let pa = sys::frame_alloc(vm::me(), None)?;
+    vm::map_frame(SCRATCH, pa, RW)?;
+    // SAFETY: SCRATCH maps the new frame read-write, `va` is mapped readable; whole pages.
+    unsafe { core::ptr::copy_nonoverlapping(va as *const u8, SCRATCH as *mut u8, PAGE as usize) };
+    vm::unmap(SCRATCH)?;
+    sys::frame_give(pa, child)?;
+    Ok(pa)
+}
+
+/// Waits for `child` to exit and returns its status; then frees frames of ours that only
+/// the child still used (copies it made on write leave ours unmapped).
+pub fn wait(child: EnvId) -> Result<i32, Error> {
+    let status = sys::env_wait(child)?;
+    reclaim();
+    Ok(status)
+}
+
+/// Frees every data frame this environment owns that nothing maps.
+pub fn reclaim() -> u64 {
+    let me = vm::me();
+    let k = vm::kinfo();
+    let mut freed = 0;
+    for i in 0..k.frames {
+        let pa = k.ram_base + i * PAGE;
+        if vm::frame_entry(pa).is_some_and(|f| f.owner == me.0 && f.kind == frame::DATA && f.maps == 0)
+            && sys::frame_free(me, pa).is_ok()
+        {
+            freed += 1;
+        }
+    }
+    freed
+}

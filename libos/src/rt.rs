@@ -1,0 +1,124 @@
+//! Program start and end: the entry point, the runtime's set-up, printing, panics.
+
+use core::fmt::{self, Write};
+
+use crate::{heap, sys, upcall, vm};
+
+/// `x1` at entry when a libOS parent started the program; `x0` then points at its
+/// [`StartInfo`]. The kernel starts init with `x0` = the kernel information page and
+/// `x1` = 0.
+pub const START_MAGIC: u64 = 0x6578_6f5f_7374_6172; // "exo_star"
+/// `x1` at entry of a forked child; `x0` points at the parent's saved registers.
+pub const FORK_MAGIC: u64 = 0x6578_6f5f_666f_726b; // "exo_fork"
+
+/// What a parent hands a program it starts (placed on the child's stack).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StartInfo {
+    pub kinfo_pa: u64,
+    pub args_len: u64,
+    pub args: [u8; 1024],
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __private_end: u8;
+}
+
+unsafe extern "Rust" {
+    /// The program's `main`, named by [`crate::entry!`].
+    fn __exo_main(args: &str) -> i32;
+}
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(
+    ".section .text.entry, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    mov x29, xzr",
+    "    mov x30, xzr",
+    "    bl exo_rt_start",
+    "    brk #1",
+);
+
+#[unsafe(no_mangle)]
+extern "C" fn exo_rt_start(x0: u64, x1: u64) -> ! {
+    if x1 == FORK_MAGIC {
+        crate::process::child_start(x0);
+    }
+    let (kinfo_pa, args) = if x1 == START_MAGIC {
+        // SAFETY: a libOS parent put a StartInfo at x0, in this environment's memory.
+        let si = unsafe { &*(x0 as *const StartInfo) };
+        let n = (si.args_len as usize).min(si.args.len());
+        (si.kinfo_pa, core::str::from_utf8(&si.args[..n]).unwrap_or(""))
+    } else {
+        (x0, "")
+    };
+    let image = (&raw const __image_start as u64, &raw const __private_end as u64);
+    if let Err(e) = vm::init(kinfo_pa, image).and_then(|_| upcall::register()) {
+        let _ = sys::console_write(b"libOS: cannot set up the address space\n");
+        sys::exit(-(e as i32));
+    }
+    heap::init();
+    let args = if x1 == START_MAGIC { args } else { vm::kinfo().bootargs() };
+    // SAFETY: `__exo_main` is defined by the program through `entry!`.
+    let status = unsafe { __exo_main(args) };
+    sys::exit(status)
+}
+
+/// Names the program's `main(args: &str) -> i32`.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        fn __exo_main(args: &str) -> i32 {
+            $main(args)
+        }
+    };
+}
+
+/// Formats into a small buffer and writes it with one system call (so lines from
+/// different environments do not interleave mid-line).
+pub fn print(args: fmt::Arguments) {
+    struct Buf {
+        b: [u8; 512],
+        n: usize,
+    }
+    impl Write for Buf {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for &c in s.as_bytes() {
+                if self.n == self.b.len() {
+                    let _ = sys::console_write(&self.b);
+                    self.n = 0;
+                }
+                self.b[self.n] = c;
+                self.n += 1;
+            }
+            Ok(())
+        }
+    }
+    let mut buf = Buf { b: [0; 512], n: 0 };
+    let _ = buf.write_fmt(args);
+    let _ = sys::console_write(&buf.b[..buf.n]);
+}
+
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::rt::print(format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! println {
+    () => { $crate::rt::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::rt::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Exit status of a program that panicked.
+pub const PANIC_STATUS: i32 = 101;
+
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    crate::println!("panic in env {:#x}: {}", sys::env_self().0, info);
+    sys::exit(PANIC_STATUS)
+}

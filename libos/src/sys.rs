@@ -1,0 +1,135 @@
+//! The system calls, one safe function each. The kernel checks every argument, so none of
+//! these can harm the kernel or another environment; each returns the kernel's verdict.
+
+use exo_abi::{result, Context, EnvId, Error, Sys, TableOp};
+
+#[cfg(target_os = "none")]
+#[inline(always)]
+fn call(num: u64, a: [u64; 6]) -> u64 {
+    let r: u64;
+    // SAFETY: `svc #0` enters the kernel, which reads only x0-x5 and x8, writes x0, and
+    // clobbers x1-x18 (exo's calling convention); memory arguments are checked by it.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            inlateout("x0") a[0] => r,
+            inlateout("x1") a[1] => _, inlateout("x2") a[2] => _, inlateout("x3") a[3] => _,
+            inlateout("x4") a[4] => _, inlateout("x5") a[5] => _,
+            inlateout("x8") num => _,
+            out("x6") _, out("x7") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+            out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, out("x18") _,
+            options(nostack),
+        );
+    }
+    r
+}
+
+/// On the host there is no kernel: every call reports `NoSys` (only pure code is tested there).
+#[cfg(not(target_os = "none"))]
+fn call(_num: u64, _a: [u64; 6]) -> u64 {
+    Error::NoSys as i64 as u64
+}
+
+/// A raw call with any number and arguments (for the fuzzer).
+pub fn raw(num: u64, a: [u64; 6]) -> u64 {
+    call(num, a)
+}
+
+fn c0(n: Sys) -> Result<u64, Error> {
+    result(call(n as u64, [0; 6]))
+}
+fn c1(n: Sys, a: u64) -> Result<u64, Error> {
+    result(call(n as u64, [a, 0, 0, 0, 0, 0]))
+}
+fn c2(n: Sys, a: u64, b: u64) -> Result<u64, Error> {
+    result(call(n as u64, [a, b, 0, 0, 0, 0]))
+}
+fn c3(n: Sys, a: u64, b: u64, c: u64) -> Result<u64, Error> {
+    result(call(n as u64, [a, b, c, 0, 0, 0]))
+}
+fn c4(n: Sys, a: u64, b: u64, c: u64, d: u64) -> Result<u64, Error> {
+    result(call(n as u64, [a, b, c, d, 0, 0]))
+}
+
+pub fn nop() -> Result<u64, Error> {
+    c0(Sys::Nop)
+}
+pub fn console_write(bytes: &[u8]) -> Result<u64, Error> {
+    c2(Sys::ConsoleWrite, bytes.as_ptr() as u64, bytes.len() as u64)
+}
+/// `pa`: a particular frame, or `None` for any free one.
+pub fn frame_alloc(env: EnvId, pa: Option<u64>) -> Result<u64, Error> {
+    c2(Sys::FrameAlloc, env.0 as u64, pa.unwrap_or(exo_abi::ANY_FRAME))
+}
+pub fn frame_free(env: EnvId, pa: u64) -> Result<(), Error> {
+    c2(Sys::FrameFree, env.0 as u64, pa).map(drop)
+}
+pub fn frame_give(pa: u64, to: EnvId) -> Result<(), Error> {
+    c2(Sys::FrameGive, pa, to.0 as u64).map(drop)
+}
+pub fn table_bind(env: EnvId, pa: u64, level: u32) -> Result<(), Error> {
+    c3(Sys::TableBind, env.0 as u64, pa, level as u64).map(drop)
+}
+pub fn table_unbind(env: EnvId, pa: u64) -> Result<(), Error> {
+    c2(Sys::TableUnbind, env.0 as u64, pa).map(drop)
+}
+pub fn table_set(env: EnvId, va: u64, level: u32, pte: u64) -> Result<(), Error> {
+    c4(Sys::TableSet, env.0 as u64, va, level as u64, pte).map(drop)
+}
+/// Applies `ops` in order; returns how many succeeded.
+pub fn table_set_batch(env: EnvId, ops: &[TableOp]) -> Result<u64, Error> {
+    c3(Sys::TableSetBatch, env.0 as u64, ops.as_ptr() as u64, ops.len() as u64)
+}
+pub fn table_get(env: EnvId, va: u64, level: u32) -> Result<u64, Error> {
+    c3(Sys::TableGet, env.0 as u64, va, level as u64)
+}
+pub fn env_create(quota: u32) -> Result<EnvId, Error> {
+    c1(Sys::EnvCreate, quota as u64).map(|v| EnvId(v as u32))
+}
+pub fn env_set_entry(env: EnvId, pc: u64, sp: u64, a0: u64, a1: u64) -> Result<(), Error> {
+    result(call(Sys::EnvSetEntry as u64, [env.0 as u64, pc, sp, a0, a1, 0])).map(drop)
+}
+pub fn env_set_upcall(env: EnvId, entry: u64, stack_top: u64, slice_upcalls: bool) -> Result<(), Error> {
+    c4(Sys::EnvSetUpcall, env.0 as u64, entry, stack_top, slice_upcalls as u64).map(drop)
+}
+pub fn env_start(env: EnvId) -> Result<(), Error> {
+    c1(Sys::EnvStart, env.0 as u64).map(drop)
+}
+pub fn env_self() -> EnvId {
+    EnvId(c0(Sys::EnvSelf).unwrap_or(0) as u32)
+}
+pub fn kernel_info() -> Result<u64, Error> {
+    c0(Sys::KernelInfo)
+}
+pub fn upcall_context_get(ctx: &mut Context) -> Result<(), Error> {
+    c2(Sys::UpcallContext, ctx as *mut Context as u64, 0).map(drop)
+}
+pub fn upcall_context_set(ctx: &Context) -> Result<(), Error> {
+    c2(Sys::UpcallContext, ctx as *const Context as u64, 1).map(drop)
+}
+pub fn yield_now() {
+    let _ = c0(Sys::Yield);
+}
+pub fn yield_to(env: EnvId) -> Result<(), Error> {
+    c1(Sys::YieldTo, env.0 as u64).map(drop)
+}
+pub fn exit(status: i32) -> ! {
+    loop {
+        let _ = c1(Sys::Exit, status as u32 as u64);
+    }
+}
+pub fn env_destroy(env: EnvId) -> Result<(), Error> {
+    c1(Sys::EnvDestroy, env.0 as u64).map(drop)
+}
+/// Waits for a child to exit; returns its exit status.
+pub fn env_wait(env: EnvId) -> Result<i32, Error> {
+    c1(Sys::EnvWait, env.0 as u64).map(|v| v as u32 as i32)
+}
+pub fn console_read(blocking: bool) -> Result<u8, Error> {
+    c1(Sys::ConsoleRead, blocking as u64).map(|b| b as u8)
+}
+pub fn upcall_resume() -> ! {
+    loop {
+        let _ = c0(Sys::UpcallResume);
+    }
+}

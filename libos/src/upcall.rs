@@ -1,0 +1,138 @@
+//! The upcall handler: page faults, revocation requests and slice ends, at EL0.
+//!
+//! The kernel starts `exo_upcall_entry` on the private exception stack with the kind and
+//! the fault's details in registers. Copy-on-write faults and faults in lazy regions are
+//! handled here; anything else goes to the hook the program installed, or ends the
+//! environment with a report. The handler never allocates: the heap may be mid-update in
+//! the code it interrupted.
+
+use exo_abi::pte::{bits, Pte};
+use exo_abi::{upcall, Error};
+
+use crate::vm::{self, COW, PAGE, RW, SCRATCH};
+use crate::{println, sys};
+
+const STACK_SIZE: usize = 32 * 1024;
+
+#[repr(C, align(16))]
+struct Stack([u8; STACK_SIZE]);
+
+#[unsafe(link_section = ".private")]
+static mut UPCALL_STACK: Stack = Stack([0; STACK_SIZE]);
+
+/// What a hook learns about an upcall.
+#[derive(Clone, Copy, Debug)]
+pub struct Upcall {
+    pub kind: u64,
+    pub esr: u64,
+    pub far: u64,
+    pub pc: u64,
+    pub arg: u64,
+}
+
+/// Called for upcalls the libOS does not handle itself; returns true if it handled it
+/// (then the interrupted code resumes). Must not allocate.
+pub type Hook = fn(&Upcall) -> bool;
+
+#[unsafe(link_section = ".private")]
+static mut HOOK: Option<Hook> = None;
+
+pub fn set_hook(hook: Option<Hook>) {
+    // SAFETY: single-threaded; the handler only reads HOOK, and cannot run during this
+    // store (no fault can happen in it).
+    unsafe { *(&raw mut HOOK) = hook };
+}
+
+pub fn stack_top() -> u64 {
+    (&raw const UPCALL_STACK) as u64 + STACK_SIZE as u64
+}
+
+/// Registers this environment's handler with the kernel.
+pub fn register() -> Result<(), Error> {
+    sys::env_set_upcall(exo_abi::EnvId::SELF, entry_address(), stack_top(), false)
+}
+
+pub fn entry_address() -> u64 {
+    exo_upcall_entry as *const () as u64
+}
+
+unsafe extern "C" {
+    fn exo_upcall_entry();
+}
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(
+    ".section .text.exo_upcall_entry, \"ax\"",
+    ".global exo_upcall_entry",
+    "exo_upcall_entry:",
+    "    mov x29, xzr",
+    "    mov x30, xzr",
+    "    bl exo_upcall_dispatch",
+    "    brk #1",
+);
+
+#[unsafe(no_mangle)]
+extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u64) -> ! {
+    let u = Upcall { kind, esr, far, pc, arg };
+    let handled = match kind {
+        upcall::DATA_ABORT if arg == 1 && vm::entry(far & !(PAGE - 1)) & COW != 0 => {
+            copy_on_write(far).is_ok()
+        }
+        upcall::DATA_ABORT | upcall::INSTRUCTION_ABORT if vm::in_lazy_region(far) => {
+            vm::map_new(far & !(PAGE - 1), RW).is_ok()
+        }
+        _ => false,
+    };
+    // SAFETY: read of a function pointer only this module writes.
+    let hook = unsafe { *(&raw const HOOK) };
+    if handled || hook.is_some_and(|h| h(&u)) || kind == upcall::SLICE_END || kind == upcall::REVOKE {
+        sys::upcall_resume();
+    }
+    println!(
+        "env {:#x}: unhandled {} at pc {pc:#x}, address {far:#x} (ESR {esr:#x})",
+        vm::me().0,
+        name(kind)
+    );
+    sys::exit(exo_abi::killed_status(kind));
+}
+
+fn name(kind: u64) -> &'static str {
+    match kind {
+        upcall::DATA_ABORT => "data abort",
+        upcall::INSTRUCTION_ABORT => "instruction abort",
+        upcall::ALIGNMENT => "alignment fault",
+        upcall::UNDEFINED => "undefined instruction",
+        upcall::BREAKPOINT => "breakpoint",
+        _ => "exception",
+    }
+}
+
+/// A write to a copy-on-write page: take it over if nobody else maps the frame and it is
+/// ours, otherwise copy it into a new frame. Retries briefly when memory is short (a
+/// revocation elsewhere may free some).
+fn copy_on_write(far: u64) -> Result<(), Error> {
+    let va = far & !(PAGE - 1);
+    let old = Pte(vm::entry(va));
+    let writable = (old.0 & !(COW | bits::AP_RO)) | bits::UXN;
+    let me = vm::me();
+    if vm::frame_entry(old.addr()).is_some_and(|f| f.owner == me.0 && f.maps == 1) {
+        return vm::map(va, writable);
+    }
+    let mut tries = 0;
+    let new = loop {
+        match sys::frame_alloc(me, None) {
+            Ok(pa) => break pa,
+            Err(Error::NoMemory) if tries < 50 => {
+                tries += 1;
+                sys::yield_now();
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    vm::map_frame(SCRATCH, new, RW)?;
+    // SAFETY: SCRATCH maps the new frame read-write and `va` the old one readable; both
+    // are whole pages and distinct.
+    unsafe { core::ptr::copy_nonoverlapping(va as *const u8, SCRATCH as *mut u8, PAGE as usize) };
+    vm::unmap(SCRATCH)?;
+    vm::map(va, (writable & !bits::ADDR_MASK) | new)
+}

@@ -1,0 +1,347 @@
+//! The libOS's own address space: where things go, and the bookkeeping to map them.
+//!
+//! Layout (this libOS's choice; the kernel knows none of it):
+//!
+//! | address                | what                                                     |
+//! |------------------------|----------------------------------------------------------|
+//! | `0x40_0000`            | the program image (`link.ld`), `.private` at its end     |
+//! | `0x1000_0000_0000`     | the heap, growing up                                     |
+//! | `0x2000_0000_0000`     | other mappings, handed out by [`alloc_va`]               |
+//! | `0x3000_0000_0000`     | read-only windows on public kernel pages                 |
+//! | `0x3f00_0000_0000`     | read-only windows on this environment's level-3 tables   |
+//! | below `0x7fff_0000_0000` | the stack (64 KiB)                                     |
+//!
+//! Every level-3 table gets a window, so reading a mapping is a memory load; only changes
+//! are system calls. The bookkeeping lives in `.private`, which a forked child never
+//! shares, and nothing here allocates — the upcall handler uses it while the heap may be
+//! busy.
+
+use exo_abi::pte::{bits, index, Perm, Pte};
+use exo_abi::{EnvId, EnvInfo, Error, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
+
+use crate::sys;
+
+pub const PAGE: u64 = 4096;
+/// What one level-3 table covers.
+pub const REGION: u64 = 2 << 20;
+pub const HEAP_BASE: u64 = 0x1000_0000_0000;
+pub const HEAP_LIMIT: u64 = 0x1010_0000_0000;
+pub const DYN_BASE: u64 = 0x2000_0000_0000;
+pub const PUBLIC_BASE: u64 = 0x3000_0000_0000;
+const ENV_TABLE_WINDOW: u64 = PUBLIC_BASE + (1 << 21);
+const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + (1 << 30);
+pub const TABLE_WINDOW: u64 = 0x3f00_0000_0000;
+pub const STACK_TOP: u64 = INIT_STACK_TOP;
+pub const STACK_SIZE: u64 = INIT_STACK_SIZE;
+/// A page used briefly to fill frames before they are mapped where they belong.
+pub const SCRATCH: u64 = 0x2fff_ffff_f000;
+
+/// Software bit 55 of a page entry: this page is copy-on-write (this libOS's convention).
+pub const COW: u64 = 1 << 55;
+/// Software bit 56: this page is shared read-write with children (`fork` keeps it shared).
+pub const SHARED: u64 = 1 << 56;
+
+pub const RW: Perm = Perm { write: true, exec: false };
+pub const RO: Perm = Perm { write: false, exec: false };
+
+/// Level-3 tables this space has, at most (one window region).
+pub const MAX_L3: usize = 511;
+const FT_PAGES: usize = 16384;
+
+#[derive(Clone, Copy)]
+pub struct L3 {
+    pub region: u64,
+    pub pa: u64,
+}
+
+/// The address-space bookkeeping. All-zero is the valid "not started" state, because it
+/// lives in `.private`, which starts zeroed.
+pub struct State {
+    pub me: EnvId,
+    pub kinfo_pa: u64,
+    pub l3: [L3; MAX_L3],
+    pub n: usize,
+    dyn_next: u64,
+    ft_mapped: [u64; FT_PAGES / 64],
+    env_mapped: bool,
+    lazy: [(u64, u64); 8],
+    busy: bool,
+}
+
+#[unsafe(link_section = ".private")]
+static mut STATE: State = State {
+    me: EnvId(0),
+    kinfo_pa: 0,
+    l3: [L3 { region: 0, pa: 0 }; MAX_L3],
+    n: 0,
+    dyn_next: 0,
+    ft_mapped: [0; FT_PAGES / 64],
+    env_mapped: false,
+    lazy: [(0, 0); 8],
+    busy: false,
+};
+
+/// Runs `f` on the bookkeeping. A libOS environment is single-threaded; the only other
+/// way in is an upcall, and faults cannot happen inside this module (its state and the
+/// stacks are never copy-on-write), so re-entry means a bug: it panics.
+pub fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    // SAFETY: see above — one thread of control, and `busy` rules out overlapping borrows.
+    let s = unsafe { &mut *(&raw mut STATE) };
+    assert!(!s.busy, "libOS address-space state re-entered");
+    s.busy = true;
+    let r = f(s);
+    s.busy = false;
+    r
+}
+
+pub fn me() -> EnvId {
+    with(|s| s.me)
+}
+
+fn window(slot: usize) -> u64 {
+    TABLE_WINDOW + slot as u64 * PAGE
+}
+
+impl State {
+    fn lookup(&self, region: u64) -> Option<usize> {
+        self.l3[..self.n].iter().position(|t| t.region == region)
+    }
+
+    /// Makes sure a level-3 table covers `va` (creating tables at levels 1–3 as needed,
+    /// or adopting ones the kernel or parent made) and that it has a window.
+    fn ensure_l3(&mut self, va: u64) -> Result<usize, Error> {
+        let region = va & !(REGION - 1);
+        if let Some(i) = self.lookup(region) {
+            return Ok(i);
+        }
+        if self.n == MAX_L3 {
+            return Err(Error::NoMemory);
+        }
+        let mut l3 = 0;
+        for level in 0..3 {
+            let e = Pte(sys::table_get(self.me, va, level)?);
+            let table = if e.is_valid() {
+                e.addr()
+            } else {
+                let pa = sys::frame_alloc(self.me, None)?;
+                sys::table_bind(self.me, pa, level + 1)?;
+                sys::table_set(self.me, va, level, Pte::table(pa).0)?;
+                pa
+            };
+            if level == 2 {
+                l3 = table;
+            }
+        }
+        let i = self.n;
+        self.l3[i] = L3 { region, pa: l3 };
+        self.n += 1;
+        sys::table_set(self.me, window(i), 3, Pte::user_page(l3, RO).0)?;
+        Ok(i)
+    }
+
+    fn map(&mut self, va: u64, pte: u64) -> Result<(), Error> {
+        self.ensure_l3(va)?;
+        sys::table_set(self.me, va, 3, pte)
+    }
+}
+
+/// Starts the bookkeeping for an environment whose image and stack someone else mapped
+/// (the kernel, for init; a parent, for a spawned program): adopts their tables.
+pub fn init(kinfo_pa: u64, image: (u64, u64)) -> Result<(), Error> {
+    with(|s| {
+        s.me = sys::env_self();
+        s.kinfo_pa = kinfo_pa;
+        s.dyn_next = DYN_BASE;
+        s.ensure_l3(TABLE_WINDOW)?; // first: slot 0 is the windows' own table
+        let mut va = image.0 & !(REGION - 1);
+        while va < image.1 {
+            s.ensure_l3(va)?;
+            va += REGION;
+        }
+        s.ensure_l3(STACK_TOP - STACK_SIZE)?;
+        s.map(PUBLIC_BASE, Pte::user_page(kinfo_pa, RO).0)
+    })
+}
+
+/// The entry mapping `va` in this space (0 if none), read through the table windows.
+pub fn entry(va: u64) -> u64 {
+    with(|s| entry_in(s, va))
+}
+
+fn entry_in(s: &State, va: u64) -> u64 {
+    match s.lookup(va & !(REGION - 1)) {
+        // SAFETY: the window of slot i maps table i read-only; index < 512.
+        Some(i) => unsafe { ((window(i) + index(va, 3) as u64 * 8) as *const u64).read_volatile() },
+        None => 0,
+    }
+}
+
+/// Maps `va` with descriptor `pte`.
+pub fn map(va: u64, pte: u64) -> Result<(), Error> {
+    with(|s| s.map(va, pte))
+}
+
+pub fn map_frame(va: u64, pa: u64, perm: Perm) -> Result<(), Error> {
+    map(va, Pte::user_page(pa, perm).0)
+}
+
+/// Maps a fresh zeroed frame at `va`; returns its physical address.
+pub fn map_new(va: u64, perm: Perm) -> Result<u64, Error> {
+    with(|s| {
+        let pa = sys::frame_alloc(s.me, None)?;
+        match s.map(va, Pte::user_page(pa, perm).0) {
+            Ok(()) => Ok(pa),
+            Err(e) => {
+                let _ = sys::frame_free(s.me, pa);
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Removes the mapping at `va`; returns the old entry (0 if there was none).
+pub fn unmap(va: u64) -> Result<u64, Error> {
+    with(|s| {
+        let old = entry_in(s, va);
+        if old & bits::VALID != 0 {
+            sys::table_set(s.me, va, 3, 0)?;
+        }
+        Ok(old)
+    })
+}
+
+/// Unmaps `va` and frees the frame if it is ours and nothing else maps it.
+pub fn unmap_free(va: u64) -> Result<(), Error> {
+    let old = Pte(unmap(va)?);
+    if old.is_valid() {
+        match sys::frame_free(me(), old.addr()) {
+            Ok(()) | Err(Error::Denied) | Err(Error::Busy) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Hands out `pages` pages of address space nobody uses (never reused).
+pub fn alloc_va(pages: u64) -> u64 {
+    with(|s| {
+        let va = s.dyn_next;
+        s.dyn_next += pages * PAGE;
+        va
+    })
+}
+
+/// Faults in `[start, end)` are answered with fresh zero pages (see `upcall`).
+pub fn add_lazy_region(start: u64, end: u64) -> Result<(), Error> {
+    with(|s| {
+        let slot = s.lazy.iter_mut().find(|r| r.1 == 0).ok_or(Error::NoMemory)?;
+        *slot = (start, end);
+        Ok(())
+    })
+}
+
+pub fn in_lazy_region(va: u64) -> bool {
+    with(|s| s.lazy.iter().any(|&(a, b)| va >= a && va < b))
+}
+
+/// The kernel information page (mapped read-only at start).
+pub fn kinfo() -> &'static KernelInfo {
+    // SAFETY: `init` mapped the kernel information page read-only at PUBLIC_BASE; the
+    // kernel keeps it mapped and valid for the environment's life.
+    unsafe { &*(PUBLIC_BASE as *const KernelInfo) }
+}
+
+/// This frame's entry in the kernel's public frame table (mapping the page that holds it
+/// the first time it is needed).
+pub fn frame_entry(pa: u64) -> Option<FrameEntry> {
+    let k = kinfo();
+    let i = pa.checked_sub(k.ram_base)? / PAGE;
+    if i >= k.frames {
+        return None;
+    }
+    let page = (i * 16 / PAGE) as usize;
+    with(|s| {
+        if page >= FT_PAGES {
+            return None;
+        }
+        if s.ft_mapped[page / 64] & (1 << (page % 64)) == 0 {
+            let pa = k.frame_table + page as u64 * PAGE;
+            s.map(FRAME_TABLE_WINDOW + page as u64 * PAGE, Pte::user_page(pa, RO).0).ok()?;
+            s.ft_mapped[page / 64] |= 1 << (page % 64);
+        }
+        // SAFETY: the page holding entry i was mapped read-only just above (or before).
+        Some(unsafe { ((FRAME_TABLE_WINDOW + i * 16) as *const FrameEntry).read_volatile() })
+    })
+}
+
+/// An environment's entry in the kernel's public environment table.
+pub fn env_info(id: EnvId) -> Option<EnvInfo> {
+    let k = kinfo();
+    if id.slot() as u64 >= k.max_envs {
+        return None;
+    }
+    with(|s| {
+        if !s.env_mapped {
+            for p in 0..k.env_table_bytes.div_ceil(PAGE) {
+                s.map(ENV_TABLE_WINDOW + p * PAGE, Pte::user_page(k.env_table + p * PAGE, RO).0).ok()?;
+            }
+            s.env_mapped = true;
+        }
+        // SAFETY: the whole environment table was mapped read-only just above (or before).
+        Some(unsafe { (ENV_TABLE_WINDOW as *const EnvInfo).add(id.slot()).read_volatile() })
+    })
+}
+
+/// Calls `f(va, entry)` for every valid page entry of this space, except the table
+/// windows themselves (slot 0).
+pub fn for_each_mapping(mut f: impl FnMut(u64, u64)) {
+    let n = with(|s| s.n);
+    for slot in 1..n {
+        let region = with(|s| s.l3[slot].region);
+        for i in 0..512 {
+            // SAFETY: the window of an existing table slot, read-only; i < 512.
+            let e = unsafe { ((window(slot) + i * 8) as *const u64).read_volatile() };
+            if e & bits::VALID != 0 {
+                f(region + i * PAGE, e);
+            }
+        }
+    }
+}
+
+/// The 2 MiB regions this space has level-3 tables for, in slot order.
+pub fn regions(mut f: impl FnMut(u64)) {
+    let n = with(|s| s.n);
+    for slot in 0..n {
+        f(with(|s| s.l3[slot].region));
+    }
+}
+
+/// Makes sure a level-3 table covers `va`.
+pub fn reserve(va: u64) -> Result<(), Error> {
+    with(|s| s.ensure_l3(va).map(drop))
+}
+
+/// In a forked child: the bookkeeping was copied from the parent, but the tables are the
+/// child's own. Look each one up again and give it a window; forget regions the parent
+/// added after it built the child's tables.
+pub fn fixup_after_fork() -> Result<(), Error> {
+    with(|s| {
+        s.me = sys::env_self();
+        s.ft_mapped = [0; FT_PAGES / 64];
+        s.env_mapped = false;
+        let mut kept = 0;
+        for slot in 0..s.n {
+            let region = s.l3[slot].region;
+            let pa = match sys::table_get(s.me, region, 2) {
+                Ok(e) if Pte(e).is_valid() => Pte(e).addr(),
+                Ok(_) | Err(Error::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            s.l3[kept] = L3 { region, pa };
+            sys::table_set(s.me, window(kept), 3, Pte::user_page(pa, RO).0)?;
+            kept += 1;
+        }
+        s.n = kept;
+        Ok(())
+    })
+}
