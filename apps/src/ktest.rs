@@ -12,6 +12,9 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
 use exo_libos::{println, sys};
 
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering::SeqCst;
+
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
 pub const TESTS: &[Test] = &[
@@ -87,10 +90,10 @@ pub fn audit() -> Result<(), &'static str> {
         }
     }
     check(free == k.free_frames, "free frames disagree with the free count")?;
-    for slot in 0..k.max_envs.min(64) as usize {
+    for (slot, &n) in owned.iter().enumerate().take(k.max_envs as usize) {
         let e = vm::env_info(EnvId(slot as u32)).ok_or("env table unreadable")?;
         if e.state != env_state::FREE {
-            check(owned[slot] == e.frames, "an environment's frame count is wrong")?;
+            check(n == e.frames, "an environment's frame count is wrong")?;
         }
     }
     Ok(())
@@ -170,29 +173,23 @@ fn null_syscall() -> Result<(), &'static str> {
     check(sys::nop() == Ok(0), "nop did not return 0")
 }
 
-static mut COW_VALUE: u64 = 1;
+static COW_VALUE: AtomicU64 = AtomicU64::new(1);
 
 fn cow_fork() -> Result<(), &'static str> {
-    // SAFETY: single-threaded test; plain reads and writes of a static.
-    unsafe { *(&raw mut COW_VALUE) = 1 };
+    COW_VALUE.store(1, SeqCst);
     let child = spawn(|| {
-        // SAFETY: as above, in the child's copy.
-        unsafe {
-            let v = &raw mut COW_VALUE;
-            if *v != 1 {
-                return 10;
-            }
-            *v = 2;
-            *v as i32
+        if COW_VALUE.load(SeqCst) != 1 {
+            return 10;
         }
+        COW_VALUE.store(2, SeqCst); // a write to a copy-on-write page
+        COW_VALUE.load(SeqCst) as i32
     });
     let status = process::wait(child).map_err(|e| {
         println!("  wait {child:?}: {e:?} {:?}", vm::env_info(child));
         "wait failed"
     })?;
     check(status == 2, "child did not see and change its own copy")?;
-    // SAFETY: as above.
-    check(unsafe { *(&raw const COW_VALUE) } == 1, "parent's copy changed")
+    check(COW_VALUE.load(SeqCst) == 1, "parent's copy changed")
 }
 
 fn lazy_fault() -> Result<(), &'static str> {
@@ -266,14 +263,14 @@ fn yield_to() -> Result<(), &'static str> {
 
 fn slice_upcall() -> Result<(), &'static str> {
     let s = Shared::new();
-    // SAFETY: the hook writes only the shared page (never copy-on-write).
-    static mut COUNTER: u64 = 0;
-    unsafe { *(&raw mut COUNTER) = s.va };
+    // The hook may only write memory that is never copy-on-write: the shared page.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    COUNTER.store(s.va, SeqCst);
     let child = spawn(|| {
         fn hook(u: &Upcall) -> bool {
             if u.kind == upcall::SLICE_END {
                 // SAFETY: COUNTER holds the shared page's address, mapped read-write.
-                unsafe { (*(&raw const COUNTER) as *mut u64).write_volatile(1) };
+                unsafe { (COUNTER.load(SeqCst) as *mut u64).write_volatile(1) };
                 return true;
             }
             false
@@ -435,7 +432,7 @@ fn bad_addresses() -> Result<(), &'static str> {
         sys::table_set(me, 0xffff_0000_0000_0000, 3, rw),
         sys::table_set(me, 0xffff_ffff_8000_0000, 3, rw),
         sys::table_set(me, 1 << 48, 3, rw),
-        sys::table_set(me, u64::MAX & !0xfff, 3, rw),
+        sys::table_set(me, !0xfff, 3, rw),
         sys::table_set(me, vm::alloc_va(1) + 8, 3, rw),
         sys::table_set(me, vm::alloc_va(1), 7, rw),
         sys::frame_alloc(me, Some(pa + 8)).map(drop),
@@ -501,8 +498,8 @@ fn foreign_envs() -> Result<(), &'static str> {
 fn unhandled_fault() -> Result<(), &'static str> {
     let child = spawn(|| {
         let _ = sys::env_set_upcall(EnvId::SELF, 0, 0, false);
-        // SAFETY: deliberately faults: nothing is mapped at address 8.
-        unsafe { (8 as *const u64).read_volatile() as i32 }
+        // SAFETY: deliberately faults: nothing is mapped at address 8 (a dangling pointer).
+        unsafe { core::ptr::dangling::<u64>().read_volatile() as i32 }
     });
     let status = process::wait(child).map_err(|_| "wait")?;
     check(status == exo_libos::abi::killed_status(upcall::DATA_ABORT), "not killed for its fault")
@@ -562,8 +559,7 @@ fn free_list(va: u64) {
 fn pressure(hook: Option<exo_libos::upcall::Hook>) -> Result<(EnvId, bool), &'static str> {
     let flag = Shared::new();
     let list = shared_list()?;
-    // SAFETY: the hook reads LIST (an address) — set before fork, read-only afterwards.
-    unsafe { *(&raw mut LIST) = list };
+    LIST.store(list, SeqCst); // set before fork, only read afterwards
     let hogger = spawn(|| {
         set_hook(hook);
         hog(list, &flag)
@@ -588,14 +584,14 @@ fn pressure(hook: Option<exo_libos::upcall::Hook>) -> Result<(EnvId, bool), &'st
     Ok((hogger, ok && info.state != env_state::FREE && (hook.is_some() || info.repossessed > 0)))
 }
 
-static mut LIST: u64 = 0;
+static LIST: AtomicU64 = AtomicU64::new(0);
 
 fn give_back(u: &Upcall) -> bool {
     if u.kind != upcall::REVOKE {
         return false;
     }
-    // SAFETY: LIST maps the shared list of this hog's frames; the hog is parked in yield.
-    let list = unsafe { *(&raw const LIST) } as *mut u64;
+    // LIST maps the shared list of this hog's frames; the hog is parked in yield.
+    let list = LIST.load(SeqCst) as *mut u64;
     let mut freed = 0;
     let mut i = 0;
     while freed < u.arg && i < (LIST_PAGES * PAGE / 8) as usize {

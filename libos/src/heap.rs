@@ -1,22 +1,30 @@
 //! The heap: a buddy allocator over pages this libOS maps on demand at `vm::HEAP_BASE`.
 
+#[cfg(target_os = "none")]
 use core::alloc::{GlobalAlloc, Layout};
+#[cfg(target_os = "none")]
 use core::ptr::NonNull;
 
+#[cfg(target_os = "none")]
 use buddy_system_allocator::Heap;
+#[cfg(target_os = "none")]
 use spin::Mutex;
 
+#[cfg(target_os = "none")]
 use crate::vm::{self, HEAP_BASE, HEAP_LIMIT, PAGE, RW};
 
+#[cfg(target_os = "none")]
 struct LibosHeap {
     heap: Mutex<(Heap<32>, u64)>,
 }
 
 /// Grows by at least this much at a time.
+#[cfg(target_os = "none")]
 const GROW: u64 = 64 * 1024;
 
 // SAFETY: blocks come from the buddy heap, which hands each out once, sized and aligned as
 // asked; memory is mapped before it is added to the heap.
+#[cfg(target_os = "none")]
 unsafe impl GlobalAlloc for LibosHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut h = self.heap.lock();

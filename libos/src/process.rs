@@ -4,6 +4,7 @@
 use exo_abi::pte::{bits, Pte};
 use exo_abi::{frame, EnvId, Error, TableOp};
 
+use crate::private::Private;
 use crate::rt::FORK_MAGIC;
 use crate::vm::{self, COW, PAGE, RW, SCRATCH, SHARED, STACK_SIZE, STACK_TOP};
 use crate::{sys, upcall};
@@ -56,7 +57,7 @@ const BOOT_STACK: usize = 16 * 1024;
 struct Stack([u8; BOOT_STACK]);
 /// The stack a forked child starts on, before it switches to its copy of the parent's.
 #[unsafe(link_section = ".private")]
-static mut CHILD_BOOT_STACK: Stack = Stack([0; BOOT_STACK]);
+static CHILD_BOOT_STACK: Private<Stack> = Private::new(Stack([0; BOOT_STACK]));
 
 pub enum Fork {
     Parent(EnvId),
@@ -152,7 +153,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     }
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
-        |va: u64| (va >= private.0 && va < private.1) || (va >= STACK_TOP - STACK_SIZE && va < STACK_TOP);
+        |va: u64| (private.0..private.1).contains(&va) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&va);
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
@@ -174,7 +175,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     for_me.flush()?;
     for_child.flush()?;
     sys::env_set_upcall(child, upcall::entry_address(), upcall::stack_top(), false)?;
-    let boot_sp = (&raw const CHILD_BOOT_STACK) as u64 + BOOT_STACK as u64;
+    let boot_sp = CHILD_BOOT_STACK.get() as u64 + BOOT_STACK as u64;
     sys::env_set_entry(child, _start as *const () as u64, boot_sp, saved as *const Saved as u64, FORK_MAGIC)?;
     sys::env_start(child)
 }

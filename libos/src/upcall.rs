@@ -9,6 +9,7 @@
 use exo_abi::pte::{bits, Pte};
 use exo_abi::{upcall, Error};
 
+use crate::private::Private;
 use crate::vm::{self, COW, PAGE, RW, SCRATCH};
 use crate::{println, sys};
 
@@ -18,7 +19,7 @@ const STACK_SIZE: usize = 32 * 1024;
 struct Stack([u8; STACK_SIZE]);
 
 #[unsafe(link_section = ".private")]
-static mut UPCALL_STACK: Stack = Stack([0; STACK_SIZE]);
+static UPCALL_STACK: Private<Stack> = Private::new(Stack([0; STACK_SIZE]));
 
 /// What a hook learns about an upcall.
 #[derive(Clone, Copy, Debug)]
@@ -35,16 +36,16 @@ pub struct Upcall {
 pub type Hook = fn(&Upcall) -> bool;
 
 #[unsafe(link_section = ".private")]
-static mut HOOK: Option<Hook> = None;
+static HOOK: Private<Option<Hook>> = Private::new(None);
 
 pub fn set_hook(hook: Option<Hook>) {
     // SAFETY: single-threaded; the handler only reads HOOK, and cannot run during this
     // store (no fault can happen in it).
-    unsafe { *(&raw mut HOOK) = hook };
+    unsafe { *HOOK.get() = hook };
 }
 
 pub fn stack_top() -> u64 {
-    (&raw const UPCALL_STACK) as u64 + STACK_SIZE as u64
+    UPCALL_STACK.get() as u64 + STACK_SIZE as u64
 }
 
 /// Registers this environment's handler with the kernel.
@@ -84,7 +85,7 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
         _ => false,
     };
     // SAFETY: read of a function pointer only this module writes.
-    let hook = unsafe { *(&raw const HOOK) };
+    let hook = unsafe { *HOOK.get() };
     if handled || hook.is_some_and(|h| h(&u)) || kind == upcall::SLICE_END || kind == upcall::REVOKE {
         sys::upcall_resume();
     }

@@ -19,6 +19,7 @@
 use exo_abi::pte::{bits, index, Perm, Pte};
 use exo_abi::{EnvId, EnvInfo, Error, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
 
+use crate::private::Private;
 use crate::sys;
 
 pub const PAGE: u64 = 4096;
@@ -69,7 +70,7 @@ pub struct State {
 }
 
 #[unsafe(link_section = ".private")]
-static mut STATE: State = State {
+static STATE: Private<State> = Private::new(State {
     me: EnvId(0),
     kinfo_pa: 0,
     l3: [L3 { region: 0, pa: 0 }; MAX_L3],
@@ -79,14 +80,14 @@ static mut STATE: State = State {
     env_mapped: false,
     lazy: [(0, 0); 8],
     busy: false,
-};
+});
 
 /// Runs `f` on the bookkeeping. A libOS environment is single-threaded; the only other
 /// way in is an upcall, and faults cannot happen inside this module (its state and the
 /// stacks are never copy-on-write), so re-entry means a bug: it panics.
 pub fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     // SAFETY: see above — one thread of control, and `busy` rules out overlapping borrows.
-    let s = unsafe { &mut *(&raw mut STATE) };
+    let s = unsafe { &mut *STATE.get() };
     assert!(!s.busy, "libOS address-space state re-entered");
     s.busy = true;
     let r = f(s);

@@ -13,6 +13,12 @@ fn main(args: &str) -> i32 {
             println!("init: running the exokernel core tests");
             (exo_apps::ktest::run(filter) != 0) as i32
         }
+        Some("hang") => {
+            println!("init: idling forever (for the test runner's hang detection)");
+            loop {
+                exo_libos::sys::yield_now();
+            }
+        }
         _ => {
             println!("init: env {:#x} started; nothing else to run yet", exo_libos::vm::me().0);
             0

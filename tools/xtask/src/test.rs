@@ -18,6 +18,8 @@ struct BootTest {
     name: &'static str,
     bootargs: &'static str,
     timeout_s: u64,
+    /// An EL0 suite run by init: each `test NAME ... ok|FAILED` line counts as a test.
+    suite: bool,
     /// Console interaction before waiting for the end: wait for the first string, type
     /// the second.
     script: &'static [(&'static str, &'static str)],
@@ -29,6 +31,7 @@ const BOOT_TESTS: &[BootTest] = &[
         name: "boot_shows_banner_memory_and_timer_ticks",
         bootargs: "exo.test=boot",
         timeout_s: 30,
+        suite: false,
         script: &[],
         check: |board, end, out| {
             exited(end, 0)?;
@@ -46,6 +49,7 @@ const BOOT_TESTS: &[BootTest] = &[
         name: "el1_fault_is_reported_with_esr_and_far_then_fails",
         bootargs: "exo.test=el1-fault",
         timeout_s: 30,
+        suite: false,
         script: &[],
         check: |_, end, out| {
             exited(end, 1)?;
@@ -60,6 +64,7 @@ const BOOT_TESTS: &[BootTest] = &[
         name: "kernel_panic_prints_location_and_backtrace_then_fails",
         bootargs: "exo.test=panic",
         timeout_s: 30,
+        suite: false,
         script: &[],
         check: |_, end, out| {
             exited(end, 1)?;
@@ -70,15 +75,27 @@ const BOOT_TESTS: &[BootTest] = &[
     },
     BootTest {
         name: "runner_reports_a_hang_with_the_console_tail",
-        bootargs: "",
+        bootargs: "exo.test=hang",
         timeout_s: 4,
-        // Typing at a kernel that reads no input must not disturb it.
-        script: &[("idling", "hello\r")],
+        suite: false,
+        // Typing at a program that reads no input must not disturb anything.
+        script: &[("idling forever", "hello\r")],
         check: |_, end, out| {
             if *end != End::Hung {
                 return Err(format!("an idle kernel should be reported as hung, got {end:?}"));
             }
-            contains(out, "idling")
+            contains(out, "idling forever")
+        },
+    },
+    BootTest {
+        name: "core",
+        bootargs: "exo.test=core",
+        timeout_s: 240,
+        suite: true,
+        script: &[],
+        check: |_, end, out| {
+            contains(out, "init exited with status")?;
+            exited(end, 0)
         },
     },
 ];
@@ -196,7 +213,21 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
         ),
         (
             "lint::clippy_target",
-            vec!["clippy", "--release", "--target", util::TARGET, "-p", "exo-kernel", "--", "-D", "warnings"],
+            vec![
+                "clippy",
+                "--release",
+                "--target",
+                util::TARGET,
+                "-p",
+                "exo-kernel",
+                "-p",
+                "exo-libos",
+                "-p",
+                "exo-apps",
+                "--",
+                "-D",
+                "warnings",
+            ],
         ),
     ];
     for (name, args) in lints {
@@ -271,15 +302,36 @@ fn boot_tests(opts: &Opts, image: &std::path::Path, syms: &Symbols, tally: &mut 
                     timeout: Duration::from_secs(test.timeout_s),
                     extra: vec![],
                 };
+                let name = format!("{}::{}", board.name(), test.name);
                 let result = run_script(&spec, test.script).and_then(|(end, out)| {
                     let out = syms.annotate(&out);
+                    if test.suite {
+                        suite_results(&mut shared.lock().unwrap(), &name, &out);
+                    }
                     (test.check)(board, &end, &out).map_err(|why| format!("{why}\n{}", tail(&out, 25)))
                 });
-                report(&mut shared.lock().unwrap(), &format!("{}::{}", board.name(), test.name), t, result);
+                report(&mut shared.lock().unwrap(), &name, t, result);
             });
         }
     });
     *tally = shared.into_inner().unwrap();
+}
+
+/// Counts each `test NAME ... ok` / `... FAILED: why` line of an EL0 suite as a test.
+fn suite_results(tally: &mut Tally, suite: &str, out: &str) {
+    for line in out.lines() {
+        let Some(rest) = line.strip_prefix("test ") else { continue };
+        let Some((name, verdict)) = rest.split_once(" ... ") else { continue };
+        let full = format!("{suite}::{name}");
+        if verdict.starts_with("ok") {
+            tally.passed += 1;
+            println!("  ok    {full}");
+        } else {
+            tally.failed += 1;
+            println!("  FAIL  {full}: {verdict}");
+            tally.failures.push(full);
+        }
+    }
 }
 
 fn run_script(spec: &RunSpec, script: &[(&str, &str)]) -> Result<(End, String), String> {
