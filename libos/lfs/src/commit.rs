@@ -31,11 +31,14 @@ impl<D: BlockDevice> Fs<D> {
             let (abs, rel) = self.append(e)?;
             let at = rel as usize * SECTOR;
             self.log.buf[at..at + sectors * SECTOR].fill(0);
+            // Fill the whole item before any kill: a kill may close (write) the PS.
             for (i, &ino) in group.iter().enumerate() {
                 if let Some(c) = self.inodes.get(ino) {
                     let o = at + i * INODE_SIZE;
                     c.inode.encode(&mut self.log.buf[o..o + INODE_SIZE]);
                 }
+            }
+            for (i, &ino) in group.iter().enumerate() {
                 let new = iloc_make(abs + (i / INODES_PER_SECTOR) as u64, i % INODES_PER_SECTOR);
                 let old = self.imap.get(ino);
                 if let Some((sector, _)) = self.geo.iloc(old) {
