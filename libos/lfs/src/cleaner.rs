@@ -97,10 +97,6 @@ impl<D: BlockDevice> Fs<D> {
         if picked.is_empty() {
             return Ok(0);
         }
-        #[cfg(feature = "std")]
-        if std::env::var("LFS_TRACE").is_ok() {
-            std::println!("clean_round picked {:?} live {:?}", picked, picked.iter().map(|&s| self.usage.live[s as usize]).collect::<Vec<_>>());
-        }
         for &s in &picked {
             self.clean_segment(s)?;
         }

@@ -1,6 +1,8 @@
 //! Shared test helpers: a seeded PRNG, image builders and a tree dump for comparisons.
 #![allow(dead_code)]
 
+pub mod fault;
+
 use exo_lfs::{BlockDevice, FormatOptions, Fs, Kind, MemDevice};
 use std::collections::BTreeMap;
 
