@@ -7,6 +7,7 @@ use crate::fs::Fs;
 use crate::inode::{span, Kind, FANOUT, NDIRECT, NPTR};
 use crate::layout::{ptr_len, ptr_sector, BLOCK, INODE_SIZE, ROOT_INO};
 use crate::mount::MountOptions;
+use crate::summary::{parse_header, parse_ps};
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
@@ -240,6 +241,47 @@ impl<D: BlockDevice> Fs<D> {
         }
     }
 
+    /// Every referenced sector must lie in a partial segment whose checksum still holds
+    /// (this is how damaged file data is found: data blocks carry no checksum of their own).
+    fn verify_log(&mut self, w: &mut Walk, ex: &[(u64, u32)]) {
+        let n = self.geo.seg_sectors;
+        let mut buf = vec![0u8; n as usize * SECTOR];
+        let mut i = 0;
+        while i < ex.len() {
+            let Some(seg) = self.geo.seg_of(ex[i].0) else {
+                i += 1;
+                continue;
+            };
+            let start = self.geo.seg_start(seg);
+            let end = start + n as u64;
+            let mut ranges = Vec::new();
+            if self.read_log(start, &mut buf).is_ok() {
+                let mut pos = 0u32;
+                let mut prev: Option<(u64, u64)> = None;
+                while pos < n {
+                    let at = pos as usize * SECTOR;
+                    let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos) else { break };
+                    if prev.is_some_and(|(e, s)| h.serial != s + 1 || h.epoch < e) {
+                        break;
+                    }
+                    if parse_ps(&buf[at..at + h.total as usize * SECTOR], &h, self.geo.fs_id).is_none() {
+                        break;
+                    }
+                    ranges.push((start + pos as u64, start + (pos + h.total) as u64));
+                    prev = Some((h.epoch, h.serial));
+                    pos += h.total;
+                }
+            }
+            while i < ex.len() && ex[i].0 < end {
+                let (s, len) = ex[i];
+                if !ranges.iter().any(|&(a, b)| s > a && s + len as u64 <= b) {
+                    w.r.err(format!("sectors {s:#x}+{len} are not inside an intact partial segment (damaged data?)"));
+                }
+                i += 1;
+            }
+        }
+    }
+
     fn check_space(&mut self, w: &mut Walk) {
         // Extents must not overlap each other nor inode sectors.
         let mut ex = core::mem::take(&mut w.extents);
@@ -252,6 +294,7 @@ impl<D: BlockDevice> Fs<D> {
                 w.r.err(format!("sectors {:#x}+{} and {:#x}+{} are both in use", pair[0].0, pair[0].1, pair[1].0, pair[1].1));
             }
         }
+        self.verify_log(w, &ex);
         // Nothing may point past the log tail into sectors not yet written.
         let tail = self.geo.seg_start(self.log.seg) + self.log.fill as u64;
         let seg_end = self.geo.seg_start(self.log.seg) + self.geo.seg_sectors as u64;

@@ -56,6 +56,12 @@ pub fn iloc_make(sector: u64, slot: usize) -> u64 {
     (sector << 2) | slot as u64
 }
 
+/// Most inodes a file system of `total_sectors` may have: one per sector (at least 4096),
+/// capped at [`MAX_INODES`]. Bounds the memory a mount of a hostile image can ask for.
+pub fn inode_limit(total_sectors: u64) -> u32 {
+    total_sectors.clamp(4096, MAX_INODES as u64) as u32 / IMAP_PER_BLOCK * IMAP_PER_BLOCK
+}
+
 /// The fixed shape of one file system, from its superblock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -82,7 +88,7 @@ impl Geometry {
             return Err(Error::InvalidArgument);
         }
         let want = max_inodes.unwrap_or((total_sectors / 16).clamp(1024, 1 << 20) as u32);
-        let max_inodes = want.div_ceil(IMAP_PER_BLOCK).clamp(1, MAX_INODES / IMAP_PER_BLOCK) * IMAP_PER_BLOCK;
+        let max_inodes = want.div_ceil(IMAP_PER_BLOCK).clamp(1, inode_limit(total_sectors) / IMAP_PER_BLOCK) * IMAP_PER_BLOCK;
         let mut g = Geometry {
             total_sectors,
             seg_sectors,
@@ -193,7 +199,9 @@ impl Geometry {
         let seg_ok = g.seg_sectors.is_power_of_two()
             && (MIN_SEG..=MAX_SEG).contains(&(g.seg_sectors.wrapping_mul(SECTOR as u32)))
             && g.seg_sectors >= 128;
-        let ino_ok = g.max_inodes != 0 && g.max_inodes <= MAX_INODES && g.max_inodes % IMAP_PER_BLOCK == 0;
+        let ino_ok = g.max_inodes != 0
+            && g.max_inodes <= inode_limit(g.total_sectors)
+            && g.max_inodes % IMAP_PER_BLOCK == 0;
         if !seg_ok || !ino_ok || g.nsegs < MIN_SEGS || g.total_sectors > dev_sectors || g.total_sectors >= 1 << 47 {
             return Err(bad);
         }
