@@ -26,6 +26,7 @@ fn stat_of(i: &Inode, sectors: u64) -> Stat {
 impl<D: BlockDevice> Fs<D> {
     /// Opens an existing file or directory.
     pub fn open(&mut self, path: &str) -> Result<Handle> {
+        self.safe_point();
         let ino = self.resolve(path)?;
         let c = self.inodes.get(ino).ok_or(Error::Failed)?;
         Ok(Handle { ino, gen: c.inode.gen })
@@ -162,6 +163,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Status of a path.
     pub fn stat(&mut self, path: &str) -> Result<Stat> {
+        self.safe_point();
         let ino = self.resolve(path)?;
         self.stat_ino(ino)
     }
@@ -211,6 +213,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Lists a directory by path.
     pub fn read_dir(&mut self, path: &str) -> Result<Vec<DirEntry>> {
+        self.safe_point();
         let ino = self.resolve(path)?;
         self.list(ino)
     }
@@ -227,6 +230,17 @@ impl<D: BlockDevice> Fs<D> {
         let mut out = Vec::with_capacity(d.count as usize);
         d.for_each(|name, ino, kind| out.push(DirEntry { name: name.to_vec(), ino, kind }));
         Ok(out)
+    }
+
+    /// Start of a read-only entry point: nothing is borrowed from the caches yet, so clean
+    /// entries may be dropped if the caches grew large (read-only mounts never commit).
+    fn safe_point(&mut self) {
+        if self.inodes.len() > self.inodes.limit {
+            self.inodes.trim();
+        }
+        if self.nodes.dirty.is_empty() {
+            self.nodes.trim(4096);
+        }
     }
 
     /// The root directory's handle.
