@@ -70,7 +70,10 @@ impl Checkpoint {
     /// Decodes a region image; `None` if it is not a valid checkpoint of this file system.
     /// Values are range-checked so that nothing later can index out of bounds.
     pub fn decode(b: &[u8], geo: &Geometry) -> Option<Checkpoint> {
-        if b.len() != geo.cp_sectors as usize * SECTOR || get_u32(b, 0) != CP_MAGIC || get_u32(b, 4) != CP_VERSION {
+        if b.len() != geo.cp_sectors as usize * SECTOR
+            || get_u32(b, 0) != CP_MAGIC
+            || get_u32(b, 4) != CP_VERSION
+        {
             return None;
         }
         if get_u64(b, 8) != geo.fs_id || region_hash(b, geo.fs_id) != get_u64(b, HASH_AT) {

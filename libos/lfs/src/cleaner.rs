@@ -66,11 +66,19 @@ impl<D: BlockDevice> Fs<D> {
         let mut cands: Vec<(u128, u32)> = Vec::new();
         for s in 0..self.geo.nsegs {
             let live = self.usage.live[s as usize] as u64;
-            if s == self.log.seg || s == self.log.next_seg || self.usage.free[s as usize] || live == 0 {
+            if s == self.log.seg
+                || s == self.log.next_seg
+                || self.usage.free[s as usize]
+                || live == 0
+            {
                 continue;
             }
             // Nearly full segments cost a segment to clean and give back almost nothing.
-            let limit = if desperate { seg_bytes * 97 / 100 } else { seg_bytes * 9 / 10 };
+            let limit = if desperate {
+                seg_bytes * 97 / 100
+            } else {
+                seg_bytes * 9 / 10
+            };
             if live > limit {
                 continue;
             }
@@ -101,7 +109,10 @@ impl<D: BlockDevice> Fs<D> {
             self.clean_segment(s)?;
         }
         self.checkpoint()?;
-        let freed = picked.iter().filter(|&&s| self.usage.free[s as usize]).count() as u32;
+        let freed = picked
+            .iter()
+            .filter(|&&s| self.usage.free[s as usize])
+            .count() as u32;
         self.stats.segments_cleaned += freed as u64;
         Ok(freed)
     }
@@ -116,12 +127,16 @@ impl<D: BlockDevice> Fs<D> {
         let mut prev: Option<(u64, u64)> = None;
         while pos < n {
             let at = pos as usize * SECTOR;
-            let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos) else { break };
+            let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos) else {
+                break;
+            };
             if prev.is_some_and(|(e, s)| h.serial != s + 1 || h.epoch < e) {
                 break;
             }
             let ps = &buf[at..at + h.total as usize * SECTOR];
-            let Some(entries) = parse_ps(ps, &h, self.geo.fs_id) else { break };
+            let Some(entries) = parse_ps(ps, &h, self.geo.fs_id) else {
+                break;
+            };
             let mut item = pos + 1;
             for e in entries {
                 self.relocate(&e, start + item as u64, &buf[item as usize * SECTOR..])?;
@@ -151,8 +166,12 @@ impl<D: BlockDevice> Fs<D> {
             }
             EntryKind::Inodes => {
                 for i in 0..e.sectors as usize * INODES_PER_SECTOR {
-                    let Some(inode) = Inode::decode(&bytes[i * INODE_SIZE..(i + 1) * INODE_SIZE]) else { continue };
-                    let loc = iloc_make(abs + (i / INODES_PER_SECTOR) as u64, i % INODES_PER_SECTOR);
+                    let Some(inode) = Inode::decode(&bytes[i * INODE_SIZE..(i + 1) * INODE_SIZE])
+                    else {
+                        continue;
+                    };
+                    let loc =
+                        iloc_make(abs + (i / INODES_PER_SECTOR) as u64, i % INODES_PER_SECTOR);
                     if self.imap.get(inode.ino) == loc && self.load_inode(inode.ino).is_ok() {
                         self.inodes.mark_dirty(inode.ino);
                     }
@@ -193,7 +212,13 @@ impl<D: BlockDevice> Fs<D> {
             }
         }
         let n = e.sectors as u32;
-        let (new, rel) = self.append(Entry { kind: EntryKind::Data, sectors: e.sectors, level: 0, ino: e.ino, key: e.key })?;
+        let (new, rel) = self.append(Entry {
+            kind: EntryKind::Data,
+            sectors: e.sectors,
+            level: 0,
+            ino: e.ino,
+            key: e.key,
+        })?;
         let at = rel as usize * SECTOR;
         self.log.buf[at..at + bytes.len()].copy_from_slice(bytes);
         self.set_block_ptr(e.ino, e.key, ptr_make(new, n))?;

@@ -27,7 +27,13 @@ impl<D: BlockDevice> Fs<D> {
             .collect();
         for group in list.chunks(INODES_PER_ITEM) {
             let sectors = group.len().div_ceil(INODES_PER_SECTOR);
-            let e = Entry { kind: EntryKind::Inodes, sectors: sectors as u8, level: 0, ino: group.len() as u32, key: 0 };
+            let e = Entry {
+                kind: EntryKind::Inodes,
+                sectors: sectors as u8,
+                level: 0,
+                ino: group.len() as u32,
+                key: 0,
+            };
             let (abs, rel) = self.append(e)?;
             let at = rel as usize * SECTOR;
             self.log.buf[at..at + sectors * SECTOR].fill(0);
@@ -172,7 +178,8 @@ impl<D: BlockDevice> Fs<D> {
         if delete {
             keep /= 2;
         }
-        let need = data.div_ceil(SECTOR as u64) + data / 4096 / 32 + 4 + self.dirty_meta_sectors() + keep;
+        let need =
+            data.div_ceil(SECTOR as u64) + data / 4096 / 32 + 4 + self.dirty_meta_sectors() + keep;
         if self.log_room() >= need {
             return Ok(());
         }
@@ -190,7 +197,10 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Housekeeping at the end of a mutating operation (a safe point between operations).
     pub(crate) fn after_op(&mut self) -> Result<()> {
-        if self.inodes.dirty.len() > 4096 || self.nodes.dirty.len() > 1024 || self.dirty_dirs.len() > 256 {
+        if self.inodes.dirty.len() > 4096
+            || self.nodes.dirty.len() > 1024
+            || self.dirty_dirs.len() > 256
+        {
             self.commit()?;
         }
         if self.segs_since_cp as u64 >= (self.geo.nsegs as u64 / 8).clamp(2, 64) {

@@ -45,7 +45,7 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
 /// Checks a transfer against a device of `sectors` sectors.
 pub fn check_range(sector: u64, len: usize, sectors: u64) -> Result<(), IoError> {
     let n = (len / SECTOR) as u64;
-    if len % SECTOR != 0 || sector.checked_add(n).is_none_or(|end| end > sectors) {
+    if !len.is_multiple_of(SECTOR) || sector.checked_add(n).is_none_or(|end| end > sectors) {
         return Err(IoError { code: -22 });
     }
     Ok(())
@@ -59,7 +59,9 @@ pub struct MemDevice {
 
 impl MemDevice {
     pub fn new(sectors: u64) -> Self {
-        MemDevice { data: vec![0; sectors as usize * SECTOR] }
+        MemDevice {
+            data: vec![0; sectors as usize * SECTOR],
+        }
     }
 }
 
@@ -102,7 +104,10 @@ pub struct Counting<D> {
 
 impl<D: BlockDevice> Counting<D> {
     pub fn new(inner: D) -> Self {
-        Counting { inner, counts: IoCounts::default() }
+        Counting {
+            inner,
+            counts: IoCounts::default(),
+        }
     }
 }
 

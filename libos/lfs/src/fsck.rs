@@ -46,7 +46,13 @@ impl Report {
 
 /// Mounts `dev` read-only and checks it. Never writes.
 pub fn check_device<D: BlockDevice>(dev: &mut D) -> Report {
-    match Fs::mount(dev, MountOptions { read_only: true, clock: None }) {
+    match Fs::mount(
+        dev,
+        MountOptions {
+            read_only: true,
+            clock: None,
+        },
+    ) {
         Ok(mut fs) => fs.check(),
         Err(e) => {
             let mut r = Report::default();
@@ -72,9 +78,17 @@ impl<D: BlockDevice> Fs<D> {
             r.err(format!("commit before check failed: {e}"));
             return r;
         }
-        let mut w = Walk { r: Report::default(), extents: Vec::new(), inode_slots: BTreeSet::new(), live: vec![0; self.geo.nsegs as usize] };
+        let mut w = Walk {
+            r: Report::default(),
+            extents: Vec::new(),
+            inode_slots: BTreeSet::new(),
+            live: vec![0; self.geo.nsegs as usize],
+        };
         if self.recovery.discarded > 0 {
-            w.r.notes.push(format!("roll-forward discarded {} uncommitted partial segment(s)", self.recovery.discarded));
+            w.r.notes.push(format!(
+                "roll-forward discarded {} uncommitted partial segment(s)",
+                self.recovery.discarded
+            ));
         }
         for b in 0..self.imap.ptrs.len() {
             let p = self.imap.ptrs[b];
@@ -86,7 +100,9 @@ impl<D: BlockDevice> Fs<D> {
         let mut stack = vec![(ROOT_INO, ROOT_INO, 0u32)];
         while let Some((ino, parent, depth)) = stack.pop() {
             if !seen.insert(ino) {
-                w.r.err(format!("inode {ino} is reachable twice (hard link or cycle)"));
+                w.r.err(format!(
+                    "inode {ino} is reachable twice (hard link or cycle)"
+                ));
                 continue;
             }
             if depth > 4096 {
@@ -97,7 +113,9 @@ impl<D: BlockDevice> Fs<D> {
         }
         for (ino, &v) in self.imap.entries.iter().enumerate() {
             if v != 0 && !seen.contains(&(ino as u32)) {
-                w.r.err(format!("inode {ino} is allocated in the inode map but in no directory"));
+                w.r.err(format!(
+                    "inode {ino} is allocated in the inode map but in no directory"
+                ));
             }
         }
         self.check_space(&mut w);
@@ -117,7 +135,14 @@ impl<D: BlockDevice> Fs<D> {
         true
     }
 
-    fn check_inode(&mut self, w: &mut Walk, ino: u32, parent: u32, depth: u32, stack: &mut Vec<(u32, u32, u32)>) {
+    fn check_inode(
+        &mut self,
+        w: &mut Walk,
+        ino: u32,
+        parent: u32,
+        depth: u32,
+        stack: &mut Vec<(u32, u32, u32)>,
+    ) {
         let v = self.imap.get(ino);
         match self.geo.iloc(v) {
             Some((s, slot)) => {
@@ -128,7 +153,9 @@ impl<D: BlockDevice> Fs<D> {
                 let _ = slot;
             }
             None => {
-                w.r.err(format!("inode {ino}: inode-map entry {v:#x} is not a location in the log"));
+                w.r.err(format!(
+                    "inode {ino}: inode-map entry {v:#x} is not a location in the log"
+                ));
                 return;
             }
         }
@@ -136,15 +163,23 @@ impl<D: BlockDevice> Fs<D> {
             w.r.err(format!("inode {ino}: cannot be read: {e}"));
             return;
         }
-        let Some(c) = self.inodes.get(ino) else { return };
+        let Some(c) = self.inodes.get(ino) else {
+            return;
+        };
         let inode = c.inode.clone();
         if inode.kind == Kind::Dir {
             w.r.dirs += 1;
             if inode.parent != parent {
-                w.r.err(format!("directory {ino}: parent field {} but it is in directory {parent}", inode.parent));
+                w.r.err(format!(
+                    "directory {ino}: parent field {} but it is in directory {parent}",
+                    inode.parent
+                ));
             }
             if inode.size % BLOCK as u64 != 0 {
-                w.r.err(format!("directory {ino}: size {} is not whole blocks", inode.size));
+                w.r.err(format!(
+                    "directory {ino}: size {} is not whole blocks",
+                    inode.size
+                ));
             }
         } else {
             w.r.files += 1;
@@ -165,7 +200,9 @@ impl<D: BlockDevice> Fs<D> {
                     _ => NDIRECT as u64 + FANOUT + FANOUT * FANOUT,
                 };
                 if base >= nblocks {
-                    w.r.err(format!("inode {ino}: indirect tree at block {base} lies past the end of the file"));
+                    w.r.err(format!(
+                        "inode {ino}: indirect tree at block {base} lies past the end of the file"
+                    ));
                 }
                 self.node(w, ino, inode.size, level, base, p);
             }
@@ -175,11 +212,15 @@ impl<D: BlockDevice> Fs<D> {
                 Ok(()) => {
                     let mut kids = Vec::new();
                     if let Ok(d) = self.dir(ino) {
-                        d.for_each(|name, child, kind| kids.push((String::from_utf8_lossy(name).into_owned(), child, kind)));
+                        d.for_each(|name, child, kind| {
+                            kids.push((String::from_utf8_lossy(name).into_owned(), child, kind))
+                        });
                     }
                     for (name, child, kind) in kids {
                         if child == 0 || child >= self.imap.max || self.imap.get(child) == 0 {
-                            w.r.err(format!("directory {ino}: entry {name:?} names free inode {child}"));
+                            w.r.err(format!(
+                                "directory {ino}: entry {name:?} names free inode {child}"
+                            ));
                             continue;
                         }
                         match self.load_inode(child) {
@@ -190,7 +231,9 @@ impl<D: BlockDevice> Fs<D> {
                                 }
                                 stack.push((child, ino, depth + 1));
                             }
-                            Err(e) => w.r.err(format!("directory {ino}: entry {name:?}: inode {child}: {e}")),
+                            Err(e) => w.r.err(format!(
+                                "directory {ino}: entry {name:?}: inode {child}: {e}"
+                            )),
                         }
                     }
                 }
@@ -206,15 +249,23 @@ impl<D: BlockDevice> Fs<D> {
         }
         let start = blk * BLOCK as u64;
         if start >= size {
-            w.r.err(format!("inode {ino}: block {blk} lies past the end of the file (size {size})"));
-        } else if ((size - start) as usize) < BLOCK && ptr_len(p) as u64 > (size - start).div_ceil(SECTOR as u64) {
-            w.r.err(format!("inode {ino}: last block {blk} stores sectors past the end of the file"));
+            w.r.err(format!(
+                "inode {ino}: block {blk} lies past the end of the file (size {size})"
+            ));
+        } else if ((size - start) as usize) < BLOCK
+            && ptr_len(p) as u64 > (size - start).div_ceil(SECTOR as u64)
+        {
+            w.r.err(format!(
+                "inode {ino}: last block {blk} stores sectors past the end of the file"
+            ));
         }
     }
 
     fn node(&mut self, w: &mut Walk, ino: u32, size: u64, level: u8, base: u64, p: u64) {
         if !self.extent(w, p, "indirect block") {
-            w.r.err(format!("inode {ino}: indirect block (level {level}, base {base}) pointer invalid"));
+            w.r.err(format!(
+                "inode {ino}: indirect block (level {level}, base {base}) pointer invalid"
+            ));
             return;
         }
         let mut raw = vec![0u8; BLOCK];
@@ -237,7 +288,9 @@ impl<D: BlockDevice> Fs<D> {
             }
         }
         if !any {
-            w.r.err(format!("inode {ino}: empty indirect block at level {level} base {base}"));
+            w.r.err(format!(
+                "inode {ino}: empty indirect block at level {level} base {base}"
+            ));
         }
     }
 
@@ -260,11 +313,16 @@ impl<D: BlockDevice> Fs<D> {
                 let mut prev: Option<(u64, u64)> = None;
                 while pos < n {
                     let at = pos as usize * SECTOR;
-                    let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos) else { break };
+                    let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos)
+                    else {
+                        break;
+                    };
                     if prev.is_some_and(|(e, s)| h.serial != s + 1 || h.epoch < e) {
                         break;
                     }
-                    if parse_ps(&buf[at..at + h.total as usize * SECTOR], &h, self.geo.fs_id).is_none() {
+                    if parse_ps(&buf[at..at + h.total as usize * SECTOR], &h, self.geo.fs_id)
+                        .is_none()
+                    {
                         break;
                     }
                     ranges.push((start + pos as u64, start + (pos + h.total) as u64));
@@ -291,7 +349,10 @@ impl<D: BlockDevice> Fs<D> {
         ex.sort_unstable();
         for pair in ex.windows(2) {
             if pair[0].0 + pair[0].1 as u64 > pair[1].0 {
-                w.r.err(format!("sectors {:#x}+{} and {:#x}+{} are both in use", pair[0].0, pair[0].1, pair[1].0, pair[1].1));
+                w.r.err(format!(
+                    "sectors {:#x}+{} and {:#x}+{} are both in use",
+                    pair[0].0, pair[0].1, pair[1].0, pair[1].1
+                ));
             }
         }
         self.verify_log(w, &ex);
@@ -300,7 +361,9 @@ impl<D: BlockDevice> Fs<D> {
         let seg_end = self.geo.seg_start(self.log.seg) + self.geo.seg_sectors as u64;
         for &(s, n) in &ex {
             if s + n as u64 > tail && s < seg_end {
-                w.r.err(format!("sectors {s:#x}+{n} are referenced but lie past the log tail"));
+                w.r.err(format!(
+                    "sectors {s:#x}+{n} are referenced but lie past the log tail"
+                ));
             }
         }
         for seg in 0..self.geo.nsegs as usize {
@@ -310,11 +373,16 @@ impl<D: BlockDevice> Fs<D> {
                 w.r.err(format!("segment {seg}: usage table says {have} live bytes, references add up to {want}"));
             }
             if want != 0 && (self.usage.free[seg] || seg as u32 == self.log.next_seg) {
-                w.r.err(format!("segment {seg} is free (or reserved as next) but holds {want} live bytes"));
+                w.r.err(format!(
+                    "segment {seg} is free (or reserved as next) but holds {want} live bytes"
+                ));
             }
         }
         if self.usage.underflows != 0 {
-            w.r.err(format!("{} kills referred to bytes that were not live", self.usage.underflows));
+            w.r.err(format!(
+                "{} kills referred to bytes that were not live",
+                self.usage.underflows
+            ));
         }
         if self.failed {
             w.r.err(String::from("the file system is in the failed state"));

@@ -31,8 +31,14 @@ impl<D: BlockDevice> Fs<D> {
         let (sector, slot) = self.geo.iloc(v).ok_or(bad)?;
         let mut s = [0u8; SECTOR];
         self.read_inode_sector(sector, &mut s)?;
-        let inode = Inode::decode(&s[slot * INODE_SIZE..(slot + 1) * INODE_SIZE]).filter(|i| i.ino == ino).ok_or(bad)?;
-        self.inodes.insert(Cached { inode, dirty: false, dir: None });
+        let inode = Inode::decode(&s[slot * INODE_SIZE..(slot + 1) * INODE_SIZE])
+            .filter(|i| i.ino == ino)
+            .ok_or(bad)?;
+        self.inodes.insert(Cached {
+            inode,
+            dirty: false,
+            dir: None,
+        });
         Ok(())
     }
 
@@ -51,7 +57,9 @@ impl<D: BlockDevice> Fs<D> {
             }
         }
         let w = sector & !7;
-        if w + 8 > self.geo.total_sectors || (w < start + self.log.fill as u64 && w + 8 > start + self.log.mem_from as u64) {
+        if w + 8 > self.geo.total_sectors
+            || (w < start + self.log.fill as u64 && w + 8 > start + self.log.mem_from as u64)
+        {
             return self.read_log(sector, out);
         }
         let mut data = match self.ichunk.take() {
@@ -114,7 +122,10 @@ impl<D: BlockDevice> Fs<D> {
 
     /// The loaded directory `ino` (call `load_dir` first).
     pub(crate) fn dir(&mut self, ino: u32) -> Result<&mut Dir> {
-        self.inodes.get_mut(ino).and_then(|c| c.dir.as_deref_mut()).ok_or(Error::Failed)
+        self.inodes
+            .get_mut(ino)
+            .and_then(|c| c.dir.as_deref_mut())
+            .ok_or(Error::Failed)
     }
 
     /// Adds an entry to directory `dir` and stamps it.
@@ -173,11 +184,21 @@ impl<D: BlockDevice> Fs<D> {
                     0
                 } else {
                     let sectors = used.div_ceil(SECTOR) as u32;
-                    let e = Entry { kind: EntryKind::Data, sectors: sectors as u8, level: 0, ino, key: b as u64 };
+                    let e = Entry {
+                        kind: EntryKind::Data,
+                        sectors: sectors as u8,
+                        level: 0,
+                        ino,
+                        key: b as u64,
+                    };
                     let (abs, rel) = self.append(e)?;
                     let at = rel as usize * SECTOR;
                     let n = sectors as usize * SECTOR;
-                    let src = self.inodes.get(ino).and_then(|c| c.dir.as_deref()).ok_or(Error::Failed)?;
+                    let src = self
+                        .inodes
+                        .get(ino)
+                        .and_then(|c| c.dir.as_deref())
+                        .ok_or(Error::Failed)?;
                     self.log.buf[at..at + n].copy_from_slice(&src.blocks[b].data[..n]);
                     ptr_make(abs, sectors)
                 };

@@ -28,7 +28,15 @@ pub(crate) struct Imap {
 impl Imap {
     pub fn new(ptrs: Vec<u64>, max: u32) -> Imap {
         let n = ptrs.len();
-        Imap { entries: Vec::new(), ptrs, dirty: vec![false; n], used: 0, max, ndirty: 0, hint: ROOT_INO + 1 }
+        Imap {
+            entries: Vec::new(),
+            ptrs,
+            dirty: vec![false; n],
+            used: 0,
+            max,
+            ndirty: 0,
+            hint: ROOT_INO + 1,
+        }
     }
 
     pub fn get(&self, ino: u32) -> u64 {
@@ -114,7 +122,11 @@ impl<D: BlockDevice> Fs<D> {
             self.imap.ndirty -= 1;
             let lo = b * IMAP_PER_BLOCK as usize;
             let hi = (lo + IMAP_PER_BLOCK as usize).min(self.imap.entries.len());
-            let live = self.imap.entries.get(lo..hi).map_or(0, |s| s.iter().rposition(|&v| v != 0).map_or(0, |i| i + 1));
+            let live = self
+                .imap
+                .entries
+                .get(lo..hi)
+                .map_or(0, |s| s.iter().rposition(|&v| v != 0).map_or(0, |i| i + 1));
             let old = self.imap.ptrs[b];
             self.kill_ptr(old)?;
             if live == 0 {
@@ -122,7 +134,13 @@ impl<D: BlockDevice> Fs<D> {
                 continue;
             }
             let sectors = (live * 8).div_ceil(SECTOR) as u32;
-            let e = Entry { kind: EntryKind::Imap, sectors: sectors as u8, level: 0, ino: b as u32, key: 0 };
+            let e = Entry {
+                kind: EntryKind::Imap,
+                sectors: sectors as u8,
+                level: 0,
+                ino: b as u32,
+                key: 0,
+            };
             let (abs, rel) = self.append(e)?;
             let at = rel as usize * SECTOR;
             let out = &mut self.log.buf[at..at + sectors as usize * SECTOR];

@@ -52,7 +52,18 @@ pub struct Inode {
 
 impl Inode {
     pub fn new(kind: Kind, ino: u32, gen: u32, parent: u32, now: i64) -> Inode {
-        Inode { kind, ino, gen, mode: 0o644, size: 0, mtime: now, ctime: now, btime: now, parent, ptr: [0; NPTR] }
+        Inode {
+            kind,
+            ino,
+            gen,
+            mode: 0o644,
+            size: 0,
+            mtime: now,
+            ctime: now,
+            btime: now,
+            parent,
+            ptr: [0; NPTR],
+        }
     }
 
     /// Writes the inode into a 128-byte slot.

@@ -29,7 +29,10 @@ impl<D: BlockDevice> Fs<D> {
         self.safe_point();
         let ino = self.resolve(path)?;
         let c = self.inodes.get(ino).ok_or(Error::Failed)?;
-        Ok(Handle { ino, gen: c.inode.gen })
+        Ok(Handle {
+            ino,
+            gen: c.inode.gen,
+        })
     }
 
     /// Creates an empty file; fails with `Exists` if the name is taken.
@@ -53,7 +56,11 @@ impl<D: BlockDevice> Fs<D> {
         let inode = self.new_inode_value(kind, ino, dir);
         let gen = inode.gen;
         let dir_box = (kind == Kind::Dir).then(|| Box::new(crate::dir::Dir::new()));
-        self.inodes.insert(Cached { inode, dirty: false, dir: dir_box });
+        self.inodes.insert(Cached {
+            inode,
+            dirty: false,
+            dir: dir_box,
+        });
         self.inodes.mark_dirty(ino);
         self.imap.set(ino, UNWRITTEN);
         self.dir_add(dir, name, ino, kind)?;
@@ -83,7 +90,9 @@ impl<D: BlockDevice> Fs<D> {
         self.writable()?;
         self.reserve(0, 0, true)?;
         let (dir, name) = match self.resolve_parent(path) {
-            Err(Error::InvalidArgument) if path.trim_matches('/').is_empty() => return Err(Error::InvalidArgument),
+            Err(Error::InvalidArgument) if path.trim_matches('/').is_empty() => {
+                return Err(Error::InvalidArgument)
+            }
             r => r?,
         };
         let (ino, kind) = self.dir(dir)?.lookup(name).ok_or(Error::NotFound)?;
@@ -228,7 +237,13 @@ impl<D: BlockDevice> Fs<D> {
         self.load_dir(ino)?;
         let d = self.dir(ino)?;
         let mut out = Vec::with_capacity(d.count as usize);
-        d.for_each(|name, ino, kind| out.push(DirEntry { name: name.to_vec(), ino, kind }));
+        d.for_each(|name, ino, kind| {
+            out.push(DirEntry {
+                name: name.to_vec(),
+                ino,
+                kind,
+            })
+        });
         Ok(out)
     }
 

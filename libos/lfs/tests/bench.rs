@@ -21,7 +21,10 @@ fn diff(a: IoCounts, b: IoCounts) -> IoCounts {
 #[test]
 fn thousand_small_files_sector_counts() {
     let dev = Counting::new(MemDevice::new(64 * 2048));
-    let opts = FormatOptions { segment_bytes: 1 << 20, ..Default::default() };
+    let opts = FormatOptions {
+        segment_bytes: 1 << 20,
+        ..Default::default()
+    };
     let mut fs = Fs::format(dev, opts).unwrap();
     fs.mkdir("/dir").unwrap();
     fs.sync().unwrap();
@@ -42,7 +45,14 @@ fn thousand_small_files_sector_counts() {
         w.sectors_written, w.writes, before_sync.writes, per_file, w.flushes
     );
     let dev = fs.into_device();
-    let mut fs = Fs::mount(dev, MountOptions { read_only: true, clock: None }).unwrap();
+    let mut fs = Fs::mount(
+        dev,
+        MountOptions {
+            read_only: true,
+            clock: None,
+        },
+    )
+    .unwrap();
     let t2 = fs.device().counts;
     let mut buf = [0u8; 1024];
     for i in 0..FILES {
@@ -59,7 +69,18 @@ fn thousand_small_files_sector_counts() {
         r.reads as f64 / FILES as f64,
         r.sectors_read as f64 / FILES as f64
     );
-    assert!(per_file <= 2.6, "{per_file:.2} sectors written per 1 KiB file");
-    assert!(w.writes <= 4, "the sync should be a handful of large writes, was {}", w.writes);
-    assert!(r.reads as f64 / (FILES as f64) < 1.2, "{} reads for {FILES} files", r.reads);
+    assert!(
+        per_file <= 2.6,
+        "{per_file:.2} sectors written per 1 KiB file"
+    );
+    assert!(
+        w.writes <= 4,
+        "the sync should be a handful of large writes, was {}",
+        w.writes
+    );
+    assert!(
+        r.reads as f64 / (FILES as f64) < 1.2,
+        "{} reads for {FILES} files",
+        r.reads
+    );
 }

@@ -15,7 +15,11 @@ fn populated() -> Vec<u8> {
     fs.mkdir("/d").unwrap();
     fs.mkdir("/d/e").unwrap();
     for i in 0..40 {
-        let p = if i % 3 == 0 { format!("/d/e/f{i}") } else { format!("/f{i}") };
+        let p = if i % 3 == 0 {
+            format!("/d/e/f{i}")
+        } else {
+            format!("/f{i}")
+        };
         let h = fs.create(&p).unwrap();
         let len = r.below(9000) as usize;
         fs.write(h, 0, &r.bytes(len)).unwrap();
@@ -66,7 +70,13 @@ fn reseal_ps(img: &mut [u8], geo: &Geometry, r: &mut Rng) {
         let mut candidates = Vec::new();
         while pos < geo.seg_sectors as usize {
             let at = (start + pos) * SECTOR;
-            let Some(h) = parse_header(&img[at..at + SECTOR], geo.fs_id, geo.seg_sectors - pos as u32) else { break };
+            let Some(h) = parse_header(
+                &img[at..at + SECTOR],
+                geo.fs_id,
+                geo.seg_sectors - pos as u32,
+            ) else {
+                break;
+            };
             candidates.push((at, h.total as usize));
             pos += h.total as usize;
         }
@@ -76,7 +86,11 @@ fn reseal_ps(img: &mut [u8], geo: &Geometry, r: &mut Rng) {
         let (at, total) = candidates[r.below(candidates.len() as u64) as usize];
         let ps = &mut img[at..at + total * SECTOR];
         for _ in 0..1 + r.below(6) {
-            let off = if r.chance(50) { 64 + r.below(448) as usize } else { r.below(ps.len() as u64) as usize };
+            let off = if r.chance(50) {
+                64 + r.below(448) as usize
+            } else {
+                r.below(ps.len() as u64) as usize
+            };
             if !(56..64).contains(&off) {
                 ps[off] = r.next() as u8;
             }
@@ -118,13 +132,19 @@ fn walk<D: BlockDevice>(fs: &mut Fs<D>) {
     let mut stack = vec!["/".to_string()];
     let mut budget = 2000;
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs.read_dir(&dir) else { continue };
+        let Ok(entries) = fs.read_dir(&dir) else {
+            continue;
+        };
         for e in entries {
             budget -= 1;
             if budget == 0 {
                 return;
             }
-            let p = format!("{}/{}", dir.trim_end_matches('/'), String::from_utf8_lossy(&e.name));
+            let p = format!(
+                "{}/{}",
+                dir.trim_end_matches('/'),
+                String::from_utf8_lossy(&e.name)
+            );
             if e.kind == Kind::Dir {
                 stack.push(p);
             } else if let Ok(h) = fs.open(&p) {
@@ -152,7 +172,13 @@ fn corrupted_images_are_refused_or_contained() {
         } else {
             flagged += 1;
         }
-        match Fs::mount(MemDevice { data: img.clone() }, MountOptions { read_only: true, clock: None }) {
+        match Fs::mount(
+            MemDevice { data: img.clone() },
+            MountOptions {
+                read_only: true,
+                clock: None,
+            },
+        ) {
             Ok(mut fs) => walk(&mut fs),
             Err(_) => refused += 1,
         }
@@ -170,6 +196,12 @@ fn corrupted_images_are_refused_or_contained() {
         }
     }
     println!("{flagged} flagged by fsck, {clean} judged clean, {refused} refused by mount");
-    assert!(flagged > 50, "fsck flagged too few damaged images ({flagged})");
-    assert!(refused > 10, "mount refused too few damaged images ({refused})");
+    assert!(
+        flagged > 50,
+        "fsck flagged too few damaged images ({flagged})"
+    );
+    assert!(
+        refused > 10,
+        "mount refused too few damaged images ({refused})"
+    );
 }

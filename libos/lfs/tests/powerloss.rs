@@ -30,7 +30,13 @@ fn workload(seed: u64, ops: usize, churn: bool) -> Vec<Op> {
         let op = match r.below(20) {
             0..=2 => Op::Create(n),
             3..=9 => {
-                let len = if churn { 4000 + r.below(16_000) } else if r.chance(20) { r.below(30_000) } else { r.below(3000) };
+                let len = if churn {
+                    4000 + r.below(16_000)
+                } else if r.chance(20) {
+                    r.below(30_000)
+                } else {
+                    r.below(3000)
+                };
                 let off = if r.chance(30) { r.below(8000) } else { 0 };
                 Op::Write(n, off, r.bytes(len as usize))
             }
@@ -49,13 +55,19 @@ fn workload(seed: u64, ops: usize, churn: bool) -> Vec<Op> {
 /// Runs `op`, creating the file first for writes; NotFound/Exists are part of the workload.
 fn apply<D: exo_lfs::BlockDevice>(fs: &mut Fs<D>, op: &Op) -> Result<(), Error> {
     let ok = |r: Result<(), Error>| match r {
-        Err(Error::NotFound | Error::Exists | Error::IsDir | Error::NotDir | Error::NoSpace) => Ok(()),
+        Err(Error::NotFound | Error::Exists | Error::IsDir | Error::NotDir | Error::NoSpace) => {
+            Ok(())
+        }
         r => r,
     };
     match op {
         Op::Create(p) => ok(fs.create(p).map(|_| ())),
         Op::Mkdir(p) => ok(fs.mkdir(p).map(|_| ())),
-        Op::Write(p, off, d) => ok(fs.open(p).or_else(|_| fs.create(p)).and_then(|h| fs.write(h, *off, d)).map(|_| ())),
+        Op::Write(p, off, d) => ok(fs
+            .open(p)
+            .or_else(|_| fs.create(p))
+            .and_then(|h| fs.write(h, *off, d))
+            .map(|_| ())),
         Op::Truncate(p, s) => ok(fs.open(p).and_then(|h| fs.truncate(h, *s))),
         Op::Unlink(p) => ok(fs.unlink(p)),
         Op::Rename(a, b) => ok(fs.rename(a, b)),
@@ -65,8 +77,16 @@ fn apply<D: exo_lfs::BlockDevice>(fs: &mut Fs<D>, op: &Op) -> Result<(), Error> 
 }
 
 fn base_image(mib: u64) -> Vec<u8> {
-    let opts = FormatOptions { segment_bytes: 64 * 1024, max_inodes: Some(1024), fs_id: 7, now: 0 };
-    Fs::format(MemDevice::new(mib * 2048), opts).unwrap().into_device().data
+    let opts = FormatOptions {
+        segment_bytes: 64 * 1024,
+        max_inodes: Some(1024),
+        fs_id: 7,
+        now: 0,
+    };
+    Fs::format(MemDevice::new(mib * 2048), opts)
+        .unwrap()
+        .into_device()
+        .data
 }
 
 /// Runs the workload without faults: the snapshot after every op, and the writes issued.
@@ -99,7 +119,8 @@ fn cut_and_check(img: &[u8], w: &[Op], snaps: &[Tree], cut: u64, loss: Loss, see
     let mut rng = Rng::new(seed ^ cut);
     let dev = fs.device().crash(loss, &mut rng);
     let what = format!("cut at write {cut} ({loss:?}) during op {inflight}");
-    let mut fs = Fs::mount(dev, MountOptions::default()).unwrap_or_else(|e| panic!("{what}: mount: {e:?}"));
+    let mut fs =
+        Fs::mount(dev, MountOptions::default()).unwrap_or_else(|e| panic!("{what}: mount: {e:?}"));
     assert_clean(&mut fs, &what);
     let got = dump(&mut fs);
     let last = (inflight + 1).min(snaps.len() - 1);
@@ -108,7 +129,10 @@ fn cut_and_check(img: &[u8], w: &[Op], snaps: &[Tree], cut: u64, loss: Loss, see
         "{what}: recovered tree is not a state between the last sync (op {synced}) and the cut"
     );
     // The recovered file system keeps working, and what it writes next survives.
-    let h = fs.create("/after-crash").or_else(|_| fs.open("/after-crash")).unwrap();
+    let h = fs
+        .create("/after-crash")
+        .or_else(|_| fs.open("/after-crash"))
+        .unwrap();
     fs.write(h, 0, b"still alive").unwrap();
     fs.sync().unwrap();
     let mut fs = Fs::mount(fs.into_device(), MountOptions::default()).unwrap();
@@ -131,7 +155,10 @@ fn power_loss_at_every_write_small_workload() {
                 cut_and_check(&img, &w, &snaps, cut, loss, seed);
             }
         }
-        println!("seed {seed}: {} ops, {writes} writes, each cut three ways", w.len());
+        println!(
+            "seed {seed}: {} ops, {writes} writes, each cut three ways",
+            w.len()
+        );
     }
 }
 
@@ -151,6 +178,10 @@ fn power_loss_during_cleaning_and_checkpoints() {
             let loss = [Loss::All, Loss::TornLast, Loss::Reordered][(cut % 3) as usize];
             cut_and_check(&img, &w, &snaps, cut, loss, seed);
         }
-        println!("seed {seed}: {} ops, {writes} writes, {} segments cleaned", w.len(), st.segments_cleaned);
+        println!(
+            "seed {seed}: {} ops, {writes} writes, {} segments cleaned",
+            w.len(),
+            st.segments_cleaned
+        );
     }
 }

@@ -26,7 +26,14 @@ pub struct FaultDev {
 
 impl FaultDev {
     pub fn new(image: Vec<u8>, cut_at: Option<u64>) -> FaultDev {
-        FaultDev { durable: image.clone(), volatile: image, pending: Vec::new(), writes: 0, cut_at, dead: false }
+        FaultDev {
+            durable: image.clone(),
+            volatile: image,
+            pending: Vec::new(),
+            writes: 0,
+            cut_at,
+            dead: false,
+        }
     }
 
     /// The image after power loss, per `loss`.
@@ -62,7 +69,11 @@ impl BlockDevice for FaultDev {
             return Err(IoError { code: -5 });
         }
         let at = sector as usize * SECTOR;
-        buf.copy_from_slice(self.volatile.get(at..at + buf.len()).ok_or(IoError { code: -22 })?);
+        buf.copy_from_slice(
+            self.volatile
+                .get(at..at + buf.len())
+                .ok_or(IoError { code: -22 })?,
+        );
         Ok(())
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
