@@ -117,8 +117,16 @@ fn cut_and_check(img: &[u8], w: &[Op], snaps: &[Tree], cut: u64, loss: Loss, see
         }
     }
     let mut rng = Rng::new(seed ^ cut);
-    let dev = fs.device().crash(loss, &mut rng);
-    let what = format!("cut at write {cut} ({loss:?}) during op {inflight}");
+    let mut dev = fs.device().crash(loss, &mut rng);
+    let mut what = format!("cut at write {cut} ({loss:?}) during op {inflight}");
+    if cut % 4 == 0 {
+        // Power fails again while the recovering mount writes its checkpoint.
+        let again = 1 + (cut / 4) % 2;
+        let mut faulty = FaultDev::new(dev.data.clone(), Some(again));
+        let _ = Fs::mount(&mut faulty, MountOptions::default()).map(Fs::into_device);
+        dev = faulty.crash(Loss::Reordered, &mut rng);
+        what = format!("{what}, then again at recovery write {again}");
+    }
     let mut fs =
         Fs::mount(dev, MountOptions::default()).unwrap_or_else(|e| panic!("{what}: mount: {e:?}"));
     assert_clean(&mut fs, &what);
