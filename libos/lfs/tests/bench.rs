@@ -2,7 +2,8 @@
 //! host: 1000 × (create, write 1 KiB, close) in one directory and one sync; then a cold
 //! mount and 1000 × (open, read 1 KiB, close). Prints per-file sector and call counts and
 //! checks them against the budget the design promises (FAT rewrites a directory sector
-//! and FAT sectors per file; this should stay near 2–3 sectors).
+//! and FAT sectors per file; this should stay near 2–3 sectors). Instruction counts come
+//! from `examples/workload.rs` under callgrind.
 mod common;
 use exo_lfs::{Counting, FormatOptions, Fs, IoCounts, MemDevice, MountOptions};
 
@@ -82,5 +83,53 @@ fn thousand_small_files_sector_counts() {
         r.reads as f64 / (FILES as f64) < 1.2,
         "{} reads for {FILES} files",
         r.reads
+    );
+}
+
+/// Host wall-clock per operation, printed only (never asserted): run with
+/// `cargo test --release -p exo-lfs --test bench -- --nocapture --ignored`.
+#[test]
+#[ignore]
+fn thousand_small_files_host_time() {
+    let dev = MemDevice::new(64 * 2048);
+    let opts = FormatOptions {
+        segment_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let mut fs = Fs::format(dev, opts).unwrap();
+    fs.mkdir("/dir").unwrap();
+    let names: Vec<String> = (0..FILES).map(|i| format!("/dir/file{i:04}")).collect();
+    let data = [0x5au8; 1024];
+    let t = std::time::Instant::now();
+    for n in &names {
+        let h = fs.create(n).unwrap();
+        fs.write(h, 0, &data).unwrap();
+    }
+    let before_sync = t.elapsed();
+    fs.sync().unwrap();
+    let create = t.elapsed();
+    println!(
+        "host: {:?} per create+write before the sync",
+        before_sync / FILES
+    );
+    let mut fs = Fs::mount(
+        fs.into_device(),
+        MountOptions {
+            read_only: true,
+            clock: None,
+        },
+    )
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let t = std::time::Instant::now();
+    for n in &names {
+        let h = fs.open(n).unwrap();
+        fs.read(h, 0, &mut buf).unwrap();
+    }
+    let read = t.elapsed();
+    println!(
+        "host: {:?} per create+write+share of sync, {:?} per cold open+read",
+        create / FILES,
+        read / FILES
     );
 }
