@@ -119,7 +119,7 @@ fn cut_and_check(img: &[u8], w: &[Op], snaps: &[Tree], cut: u64, loss: Loss, see
     let mut rng = Rng::new(seed ^ cut);
     let mut dev = fs.device().crash(loss, &mut rng);
     let mut what = format!("cut at write {cut} ({loss:?}) during op {inflight}");
-    if cut % 4 == 0 {
+    if cut.is_multiple_of(4) {
         // Power fails again while the recovering mount writes its checkpoint.
         let again = 1 + (cut / 4) % 2;
         let mut faulty = FaultDev::new(dev.data.clone(), Some(again));
