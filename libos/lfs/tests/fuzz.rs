@@ -205,3 +205,63 @@ fn corrupted_images_are_refused_or_contained() {
         "mount refused too few damaged images ({refused})"
     );
 }
+
+/// Finds `pat` in the log, rewrites it with `f`, and re-seals the partial segment holding it,
+/// so the damage passes every checksum.
+fn patch_sealed(img: &mut [u8], geo: &Geometry, pat: &[u8], f: impl Fn(&mut [u8])) {
+    let at = img
+        .windows(pat.len())
+        .rposition(|w| w == pat)
+        .expect("pattern in image");
+    f(&mut img[at..at + pat.len()]);
+    let mut s = at / SECTOR;
+    loop {
+        let room = (geo.seg_start(geo.seg_of(s as u64).unwrap()) + geo.seg_sectors as u64
+            - s as u64) as u32;
+        if let Some(h) = parse_header(&img[s * SECTOR..(s + 1) * SECTOR], geo.fs_id, room) {
+            if s + h.total as usize > at / SECTOR {
+                let ps = &mut img[s * SECTOR..(s + h.total as usize) * SECTOR];
+                let hash = ps_hash(ps, geo.fs_id);
+                ps[56..64].copy_from_slice(&hash.to_le_bytes());
+                return;
+            }
+        }
+        s -= 1;
+    }
+}
+
+#[test]
+fn directory_cycle_with_valid_checksums_is_reported_and_contained() {
+    let mut fs = fresh(4, 64);
+    let a = fs.mkdir("/a").unwrap();
+    fs.mkdir("/a/b").unwrap();
+    let t = fs.mkdir("/a/b/cycle-target").unwrap();
+    let dev = fs.unmount().unwrap();
+    let mut img = dev.data;
+    let geo = Geometry::decode(&img[..SECTOR], (img.len() / SECTOR) as u64).unwrap();
+    // Point /a/b/cycle-target at /a: a -> b -> a -> ...
+    let mut pat = t.ino.to_le_bytes().to_vec();
+    pat.extend_from_slice(&[2, 12]);
+    pat.extend_from_slice(b"cycle-target");
+    patch_sealed(&mut img, &geo, &pat, |e| {
+        e[0..4].copy_from_slice(&a.ino.to_le_bytes())
+    });
+    let r = fsck::check_device(&mut MemDevice { data: img.clone() });
+    assert!(!r.is_clean());
+    assert!(
+        r.errors.iter().any(|e| e.contains("reachable twice")),
+        "{:#?}",
+        r.errors
+    );
+    let mut fs = Fs::mount(MemDevice { data: img }, MountOptions::default()).unwrap();
+    walk(&mut fs);
+    // Walking round the cycle is bounded by the path length, not by the tree.
+    let deep = format!("/a{}", "/b/cycle-target".repeat(250));
+    assert_eq!(fs.stat(&deep).map(|s| s.ino), Ok(a.ino));
+    let deeper = format!("/a{}", "/b/cycle-target".repeat(300));
+    assert_eq!(fs.stat(&deeper), Err(exo_lfs::Error::NameTooLong));
+    // Renaming /a into its own "child" must be refused, not loop.
+    let _ = fs.rename("/a", "/a/b/cycle-target/new");
+    let _ = fs.rmdir("/a/b/cycle-target");
+    let _ = fs.sync();
+}
