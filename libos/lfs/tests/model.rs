@@ -156,6 +156,7 @@ fn fs_file<D: exo_lfs::BlockDevice>(fs: &mut Fs<D>, p: &str) -> Result<exo_lfs::
 }
 
 fn run(seed: u64, ops: u64) {
+    let seed = seed.wrapping_add(seed_base().wrapping_mul(1000));
     let mut r = Rng::new(seed);
     let mut fs = fresh(24, 64);
     let mut m = Model::default();

@@ -155,6 +155,7 @@ fn cut_and_check(img: &[u8], w: &[Op], snaps: &[Tree], cut: u64, loss: Loss, see
 fn power_loss_at_every_write_small_workload() {
     let img = base_image(4);
     for seed in 1..=3 * scale() {
+        let seed = seed + seed_base() * 1000;
         let w = workload(seed, 120, false);
         let (snaps, writes) = reference(&img, &w);
         assert!(writes > 20, "workload too small ({writes} writes)");
@@ -174,6 +175,7 @@ fn power_loss_at_every_write_small_workload() {
 fn power_loss_during_cleaning_and_checkpoints() {
     let img = base_image(1);
     for seed in 10..10 + 2 * scale() {
+        let seed = seed + seed_base() * 1000;
         let w = workload(seed, 150, true);
         let (snaps, writes) = reference(&img, &w);
         let mut fs = Fs::mount(FaultDev::new(img.clone(), None), MountOptions::default()).unwrap();

@@ -39,6 +39,11 @@ pub fn scale() -> u64 {
         .max(1)
 }
 
+/// `LFS_TEST_SEED` shifts every test's seeds, to explore new cases (default 0).
+pub fn seed_base() -> u64 {
+    std::env::var("LFS_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
 /// A formatted RAM disk of `mib` MiB with `seg_kib` KiB segments.
 pub fn fresh(mib: u64, seg_kib: u32) -> Fs<MemDevice> {
     let dev = MemDevice::new(mib * 2048);
