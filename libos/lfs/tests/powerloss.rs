@@ -158,7 +158,7 @@ fn power_loss_at_every_write_small_workload() {
         let seed = seed + seed_base() * 1000;
         let w = workload(seed, 120, false);
         let (snaps, writes) = reference(&img, &w);
-        assert!(writes > 20, "workload too small ({writes} writes)");
+        assert!(writes > 10, "workload too small ({writes} writes)");
         for cut in 1..=writes {
             for loss in [Loss::All, Loss::TornLast, Loss::Reordered] {
                 cut_and_check(&img, &w, &snaps, cut, loss, seed);
