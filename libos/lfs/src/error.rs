@@ -1,0 +1,95 @@
+//! Errors: one enum with stable numeric codes, never a panic.
+
+/// A block device failed a transfer. `code` is the device's own number, kept for reporting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoError {
+    pub code: i32,
+}
+
+/// Which structure was found damaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corruption {
+    /// Sector 0 is not an exo-lfs superblock, or its fields are inconsistent.
+    Superblock,
+    /// Neither checkpoint region holds a valid checkpoint.
+    NoCheckpoint,
+    /// A checkpoint with a good checksum holds impossible values.
+    Checkpoint,
+    /// An inode-map entry or block is impossible.
+    Imap,
+    /// The inode with this number is damaged or is not where the inode map says.
+    Inode(u32),
+    /// The directory with this inode number holds a malformed entry.
+    Directory(u32),
+    /// A block pointer of the inode with this number points outside the log.
+    BlockPointer(u32),
+    /// A segment summary is malformed.
+    Summary,
+    /// The directory tree has a cycle or is deeper than any real tree.
+    Cycle,
+}
+
+/// Every way an operation can fail. Codes are stable (see [`Error::code`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    NotFound,
+    Exists,
+    NotDir,
+    IsDir,
+    NotEmpty,
+    NoSpace,
+    NameTooLong,
+    InvalidArgument,
+    /// The offset or size is beyond the largest file the inode tree can address.
+    FileTooBig,
+    /// The file system was mounted read-only.
+    ReadOnly,
+    /// The handle names an inode that was removed (or reused) since it was opened.
+    Stale,
+    Corrupt(Corruption),
+    Io(IoError),
+    /// An earlier device error left the in-memory state unusable; remount to recover the
+    /// last committed state.
+    Failed,
+}
+
+impl Error {
+    /// A stable number for an ABI (negated by a libOS that returns errors in `x0`).
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::NotFound => 1,
+            Error::Exists => 2,
+            Error::NotDir => 3,
+            Error::IsDir => 4,
+            Error::NotEmpty => 5,
+            Error::NoSpace => 6,
+            Error::NameTooLong => 7,
+            Error::InvalidArgument => 8,
+            Error::FileTooBig => 9,
+            Error::ReadOnly => 10,
+            Error::Stale => 11,
+            Error::Corrupt(_) => 12,
+            Error::Io(_) => 13,
+            Error::Failed => 14,
+        }
+    }
+}
+
+impl From<IoError> for Error {
+    fn from(e: IoError) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Corrupt(c) => write!(f, "file system corrupt: {c:?}"),
+            Error::Io(e) => write!(f, "device error {}", e.code),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T> = core::result::Result<T, Error>;

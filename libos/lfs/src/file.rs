@@ -1,0 +1,194 @@
+//! File data: read, write at an offset, truncate. Data goes straight into the segment buffer.
+
+use crate::device::{BlockDevice, SECTOR};
+use crate::error::{Corruption, Error, Result};
+use crate::fs::{Fs, Handle};
+use crate::inode::{Kind, MAX_BLOCKS};
+use crate::layout::{ptr_len, ptr_make, ptr_sector, BLOCK};
+use crate::summary::{Entry, EntryKind};
+
+/// Largest file size in bytes.
+pub const MAX_FILE: u64 = MAX_BLOCKS * BLOCK as u64;
+
+impl<D: BlockDevice> Fs<D> {
+    fn file_handle(&mut self, h: Handle) -> Result<u64> {
+        let c = self.open_handle(h)?;
+        if c.inode.kind == Kind::Dir {
+            return Err(Error::IsDir);
+        }
+        Ok(c.inode.size)
+    }
+
+    /// Reads up to `buf.len()` bytes at `off`; returns how many (0 at or past the end).
+    pub fn read(&mut self, h: Handle, off: u64, buf: &mut [u8]) -> Result<usize> {
+        let size = self.file_handle(h)?;
+        if off >= size {
+            return Ok(0);
+        }
+        let n = (size - off).min(buf.len() as u64) as usize;
+        let mut done = 0;
+        while done < n {
+            let pos = off + done as u64;
+            let blk = pos / BLOCK as u64;
+            let lo = (pos % BLOCK as u64) as usize;
+            let hi = (lo + (n - done)).min(BLOCK);
+            let dst = &mut buf[done..done + hi - lo];
+            let p = self.block_ptr(h.ino, blk)?;
+            self.read_block_part(h.ino, p, lo, dst)?;
+            done += hi - lo;
+        }
+        Ok(n)
+    }
+
+    /// Copies bytes `lo..lo + dst.len()` of the block at `p` into `dst`.
+    fn read_block_part(&mut self, ino: u32, p: u64, lo: usize, dst: &mut [u8]) -> Result<()> {
+        if p == 0 {
+            dst.fill(0);
+            return Ok(());
+        }
+        if !self.geo.ptr_ok(p) {
+            return Err(Error::Corrupt(Corruption::BlockPointer(ino)));
+        }
+        let stored = ptr_len(p) as usize * SECTOR;
+        let hi = lo + dst.len();
+        let end = hi.min(stored);
+        if lo >= end {
+            dst.fill(0);
+            return Ok(());
+        }
+        let (head, tail) = dst.split_at_mut(end - lo);
+        tail.fill(0);
+        if lo.is_multiple_of(SECTOR) && end.is_multiple_of(SECTOR) {
+            return self.read_log(ptr_sector(p) + (lo / SECTOR) as u64, head);
+        }
+        let s0 = lo / SECTOR;
+        let s1 = end.div_ceil(SECTOR);
+        let mut tmp = [0u8; BLOCK];
+        self.read_log(ptr_sector(p) + s0 as u64, &mut tmp[..(s1 - s0) * SECTOR])?;
+        let from = lo - s0 * SECTOR;
+        head.copy_from_slice(&tmp[from..from + head.len()]);
+        Ok(())
+    }
+
+    /// Writes `data` at `off`, extending the file (with a hole) if needed.
+    pub fn write(&mut self, h: Handle, off: u64, data: &[u8]) -> Result<usize> {
+        self.writable()?;
+        let size = self.file_handle(h)?;
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= MAX_FILE)
+            .ok_or(Error::FileTooBig)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.reserve(
+            end.saturating_sub(size.max(off)) + data.len() as u64,
+            data.len() as u64,
+            false,
+        )?;
+        self.file_handle(h)?;
+        let new_size = size.max(end);
+        let mut pos = off;
+        while pos < end {
+            let blk = pos / BLOCK as u64;
+            let bstart = blk * BLOCK as u64;
+            let lo = (pos - bstart) as usize;
+            let hi = ((end - bstart) as usize).min(BLOCK);
+            let keep = ((new_size - bstart) as usize).min(BLOCK);
+            let src = &data[(pos - off) as usize..(bstart + hi as u64 - off) as usize];
+            self.write_block(h.ino, blk, lo, src, keep)?;
+            pos = bstart + hi as u64;
+        }
+        self.stats.user_sectors += (data.len() as u64).div_ceil(SECTOR as u64);
+        let now = self.now();
+        let c = self.inodes.get_mut(h.ino).ok_or(Error::Failed)?;
+        c.inode.size = new_size;
+        c.inode.mtime = now;
+        c.inode.ctime = now;
+        self.inodes.mark_dirty(h.ino);
+        self.after_op()?;
+        Ok(data.len())
+    }
+
+    /// Puts `src` at byte `lo` of file block `blk`, whose stored part must cover `keep`
+    /// bytes (the rest of the block lies past the end of the file).
+    fn write_block(
+        &mut self,
+        ino: u32,
+        blk: u64,
+        lo: usize,
+        src: &[u8],
+        keep: usize,
+    ) -> Result<()> {
+        let hi = lo + src.len();
+        let nsec = keep.div_ceil(SECTOR) as u32;
+        let old = self.block_ptr(ino, blk)?;
+        if old != 0 && !self.geo.ptr_ok(old) {
+            return Err(Error::Corrupt(Corruption::BlockPointer(ino)));
+        }
+        let seg_start = self.geo.seg_start(self.log.seg);
+        // Rewrite in place when the old copy is still unwritten and long enough.
+        if old != 0 && self.in_open_ps(ptr_sector(old)) && ptr_len(old) >= nsec {
+            let at = (ptr_sector(old) - seg_start) as usize * SECTOR;
+            self.log.buf[at + lo..at + hi].copy_from_slice(src);
+            return Ok(());
+        }
+        let e = Entry {
+            kind: EntryKind::Data,
+            sectors: nsec as u8,
+            level: 0,
+            ino,
+            key: blk,
+        };
+        let (abs, rel) = self.append(e)?;
+        let at = rel as usize * SECTOR;
+        let n = nsec as usize * SECTOR;
+        let whole = lo == 0 && hi >= keep;
+        if !whole {
+            // Bring the old bytes around the written range along.
+            let mut tmp = [0u8; BLOCK];
+            self.read_block_part(ino, old, 0, &mut tmp[..n])?;
+            self.log.buf[at..at + n].copy_from_slice(&tmp[..n]);
+        } else {
+            self.log.buf[at + hi..at + n].fill(0);
+        }
+        self.log.buf[at + lo..at + hi].copy_from_slice(src);
+        self.set_block_ptr(ino, blk, ptr_make(abs, nsec))?;
+        self.kill_ptr(old)
+    }
+
+    /// Sets the file's size: shrinking frees blocks and zeroes the tail of the last one;
+    /// growing leaves a hole.
+    pub fn truncate(&mut self, h: Handle, size: u64) -> Result<()> {
+        self.writable()?;
+        let old = self.file_handle(h)?;
+        if size > MAX_FILE {
+            return Err(Error::FileTooBig);
+        }
+        self.reserve(0, 0, true)?;
+        self.file_handle(h)?;
+        if size < old {
+            self.truncate_tree(h.ino, size.div_ceil(BLOCK as u64))?;
+            let tail = (size % BLOCK as u64) as usize;
+            let blk = size / BLOCK as u64;
+            if tail != 0 {
+                let p = self.block_ptr(h.ino, blk)?;
+                if p != 0 && ptr_len(p) as usize * SECTOR > tail {
+                    // Re-store the block cut at the new end so no stale byte survives it.
+                    let mut tmp = [0u8; BLOCK];
+                    self.read_block_part(h.ino, p, 0, &mut tmp[..tail])?;
+                    self.set_block_ptr(h.ino, blk, 0)?;
+                    self.kill_ptr(p)?;
+                    self.write_block(h.ino, blk, 0, &tmp[..tail], tail)?;
+                }
+            }
+        }
+        let now = self.now();
+        let c = self.inodes.get_mut(h.ino).ok_or(Error::Failed)?;
+        c.inode.size = size;
+        c.inode.mtime = now;
+        c.inode.ctime = now;
+        self.inodes.mark_dirty(h.ino);
+        self.after_op()
+    }
+}

@@ -1,0 +1,248 @@
+//! The log writer: the in-memory segment buffer, partial segments, kills and segment switches.
+//!
+//! Items are laid out in a buffer that mirrors the current segment. A partial segment (PS)
+//! is opened lazily, grows as items are appended, and is written with one device transfer
+//! when a commit needs it on disk or the segment is full.
+
+use crate::device::{BlockDevice, SECTOR};
+use crate::error::{Error, Result};
+use crate::fs::Fs;
+use crate::layout::{ptr_len, ptr_sector, NO_SEG};
+use crate::summary::{seal, trailer_sectors, Entry, EntryKind, Header, FLAG_COMMIT};
+use alloc::vec;
+use alloc::vec::Vec;
+
+pub(crate) struct Log {
+    pub seg: u32,
+    pub next_seg: u32,
+    /// Mirrors the current segment from sector `mem_from` up to `fill`.
+    pub buf: Vec<u8>,
+    pub mem_from: u32,
+    /// Next free sector of the segment (relative).
+    pub fill: u32,
+    /// Header sector (relative) of the open PS.
+    pub ps: Option<u32>,
+    pub entries: Vec<Entry>,
+    /// Serial the open (or next) PS gets.
+    pub serial: u64,
+    pub epoch: u64,
+    /// The last payload item of the open PS: (entry index, relative sector).
+    pub last_item: Option<(usize, u32)>,
+    /// PSs were written since the last commit.
+    pub group_open: bool,
+}
+
+impl Log {
+    pub fn new(
+        seg_sectors: u32,
+        seg: u32,
+        next_seg: u32,
+        fill: u32,
+        serial: u64,
+        epoch: u64,
+    ) -> Log {
+        Log {
+            seg,
+            next_seg,
+            buf: vec![0; seg_sectors as usize * SECTOR],
+            mem_from: fill,
+            fill,
+            ps: None,
+            entries: Vec::new(),
+            serial,
+            epoch,
+            last_item: None,
+            group_open: false,
+        }
+    }
+}
+
+/// Live bytes an item adds to its segment.
+pub(crate) fn item_bytes(e: &Entry) -> u32 {
+    match e.kind {
+        EntryKind::Inodes => e.ino * crate::layout::INODE_SIZE as u32,
+        _ => e.payload() * SECTOR as u32,
+    }
+}
+
+impl<D: BlockDevice> Fs<D> {
+    /// Makes room in the open PS for an item of `sectors` plus `entries` summary entries,
+    /// closing the PS and moving to the next segment if it does not fit.
+    pub(crate) fn room_for(&mut self, sectors: u32, entries: usize) -> Result<()> {
+        let seg_sectors = self.geo.seg_sectors;
+        loop {
+            match self.log.ps {
+                None => {
+                    let need = 1 + sectors + trailer_sectors(entries);
+                    if self.log.fill + need > seg_sectors {
+                        self.switch_segment()?;
+                        continue;
+                    }
+                    self.log.ps = Some(self.log.fill);
+                    self.log.fill += 1;
+                    return Ok(());
+                }
+                Some(_) => {
+                    let end =
+                        self.log.fill + sectors + trailer_sectors(self.log.entries.len() + entries);
+                    if end <= seg_sectors {
+                        return Ok(());
+                    }
+                    self.close_ps(false)?;
+                }
+            }
+        }
+    }
+
+    /// Appends an item; returns its absolute sector. The caller fills all its sectors in
+    /// `log.buf` at the returned relative position.
+    pub(crate) fn append(&mut self, e: Entry) -> Result<(u64, u32)> {
+        let n = e.payload();
+        self.room_for(n, 1)?;
+        let rel = self.log.fill;
+        self.log.fill += n;
+        self.log.last_item = Some((self.log.entries.len(), rel));
+        self.log.entries.push(e);
+        let (seg, serial) = (self.log.seg, self.log.serial);
+        self.usage.add(seg, item_bytes(&e), serial);
+        Ok((self.geo.seg_start(seg) + rel as u64, rel))
+    }
+
+    /// Records that `bytes` at pointer/sector `sector` are no longer live.
+    pub(crate) fn kill_at(&mut self, sector: u64, bytes: u32) -> Result<()> {
+        let Some(seg) = self.geo.seg_of(sector) else {
+            self.usage.underflows += 1;
+            return Ok(());
+        };
+        self.usage.sub(seg, bytes);
+        self.room_for(0, 1)?;
+        self.log.entries.push(Entry {
+            kind: EntryKind::Kill,
+            sectors: 0,
+            level: 0,
+            ino: bytes,
+            key: sector,
+        });
+        Ok(())
+    }
+
+    /// Kills the block a pointer names (no-op for a hole).
+    pub(crate) fn kill_ptr(&mut self, p: u64) -> Result<()> {
+        if p == 0 {
+            return Ok(());
+        }
+        self.kill_at(ptr_sector(p), ptr_len(p) * SECTOR as u32)
+    }
+
+    /// Records that inode `ino` was freed.
+    pub(crate) fn record_free(&mut self, ino: u32) -> Result<()> {
+        self.room_for(0, 1)?;
+        self.log.entries.push(Entry {
+            kind: EntryKind::Free,
+            sectors: 0,
+            level: 0,
+            ino,
+            key: 0,
+        });
+        Ok(())
+    }
+
+    /// Whether absolute `sector` is in the unwritten open PS (so it may be changed in place).
+    pub(crate) fn in_open_ps(&self, sector: u64) -> bool {
+        let start = self.geo.seg_start(self.log.seg);
+        match self.log.ps {
+            Some(ps) => sector > start + ps as u64 && sector < start + self.log.fill as u64,
+            None => false,
+        }
+    }
+
+    /// Writes the open PS. With `commit`, also ends the atomic group (writing an empty PS if
+    /// an uncommitted group is on disk and nothing is open).
+    pub(crate) fn close_ps(&mut self, commit: bool) -> Result<()> {
+        if self.log.ps.is_none() {
+            if !(commit && self.log.group_open) {
+                return Ok(());
+            }
+            self.room_for(0, 0)?;
+        }
+        let start = self.log.ps.unwrap_or(self.log.fill);
+        if self.log.entries.is_empty() && !(commit && self.log.group_open) {
+            self.log.fill = start;
+            self.log.ps = None;
+            return Ok(());
+        }
+        let total = self.log.fill + trailer_sectors(self.log.entries.len()) - start;
+        let h = Header {
+            flags: if commit { FLAG_COMMIT } else { 0 },
+            epoch: self.log.epoch,
+            serial: self.log.serial,
+            total,
+            nentries: self.log.entries.len() as u32,
+            next_seg: self.log.next_seg,
+        };
+        let range = start as usize * SECTOR..(start + total) as usize * SECTOR;
+        seal(
+            &mut self.log.buf[range.clone()],
+            &h,
+            &self.log.entries,
+            self.geo.fs_id,
+        );
+        let at = self.geo.seg_start(self.log.seg) + start as u64;
+        let r = self.dev.write(at, &self.log.buf[range]);
+        self.io(r)?;
+        self.unflushed = true;
+        self.stats.log_sectors += total as u64;
+        self.stats.partial_segments += 1;
+        self.log.fill = start + total;
+        self.log.ps = None;
+        self.log.entries.clear();
+        self.log.serial += 1;
+        self.log.last_item = None;
+        self.log.group_open = !commit;
+        if let Some((w, _)) = &self.ichunk {
+            if *w < at + total as u64 && at < *w + 8 {
+                self.ichunk = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the log into its next segment and reserves the one after.
+    fn switch_segment(&mut self) -> Result<()> {
+        if self.log.next_seg == NO_SEG {
+            // Only reachable if the space reserve was miscounted; the in-memory state may be
+            // mid-operation, so stop writing rather than commit half of it.
+            self.failed = true;
+            return Err(Error::NoSpace);
+        }
+        self.log.seg = self.log.next_seg;
+        self.log.next_seg = self.usage.take_free(self.log.seg);
+        self.log.fill = 0;
+        self.log.mem_from = 0;
+        self.segs_since_cp += 1;
+        Ok(())
+    }
+
+    /// Sectors the log can still take: the rest of this segment, the next one, and the free ones.
+    pub(crate) fn log_room(&self) -> u64 {
+        let s = self.geo.seg_sectors as u64;
+        let next = (self.log.next_seg != NO_SEG) as u64;
+        (s - self.log.fill as u64) + (next + self.usage.nfree as u64) * s
+    }
+
+    /// Reads sectors of a block the log holds, from the segment buffer when they are there.
+    pub(crate) fn read_log(&mut self, sector: u64, buf: &mut [u8]) -> Result<()> {
+        let start = self.geo.seg_start(self.log.seg);
+        let n = (buf.len() / SECTOR) as u64;
+        if sector >= start + self.log.mem_from as u64 && sector + n <= start + self.log.fill as u64
+        {
+            let at = (sector - start) as usize * SECTOR;
+            buf.copy_from_slice(&self.log.buf[at..at + buf.len()]);
+            return Ok(());
+        }
+        if sector + n > self.geo.total_sectors {
+            return Err(Error::Corrupt(crate::Corruption::Summary));
+        }
+        self.dev.read(sector, buf).map_err(Error::Io)
+    }
+}

@@ -1,0 +1,197 @@
+//! Power loss at every write of a workload (the littlefs way): after each cut, with the
+//! unflushed writes lost, torn or reordered, the file system must mount, pass fsck, hold
+//! exactly the state after some operation no older than the last completed sync, and keep
+//! working.
+mod common;
+use common::fault::{FaultDev, Loss};
+use common::*;
+use exo_lfs::{Error, FormatOptions, Fs, MemDevice, MountOptions};
+
+/// One step of a workload.
+#[derive(Clone, Debug)]
+enum Op {
+    Create(String),
+    Mkdir(String),
+    Write(String, u64, Vec<u8>),
+    Truncate(String, u64),
+    Unlink(String),
+    Rename(String, String),
+    Sync,
+    Clean,
+}
+
+/// Builds a deterministic workload. `churn` makes it overwrite the disk several times.
+fn workload(seed: u64, ops: usize, churn: bool) -> Vec<Op> {
+    let mut r = Rng::new(seed);
+    let mut w = vec![Op::Mkdir("/d".into()), Op::Mkdir("/d/e".into())];
+    let names = ["/a", "/b", "/c", "/d/x", "/d/y", "/d/e/z"];
+    for _ in 0..ops {
+        let n = names[r.below(names.len() as u64) as usize].to_string();
+        let op = match r.below(20) {
+            0..=2 => Op::Create(n),
+            3..=9 => {
+                let len = if churn {
+                    4000 + r.below(16_000)
+                } else if r.chance(20) {
+                    r.below(30_000)
+                } else {
+                    r.below(3000)
+                };
+                let off = if r.chance(30) { r.below(8000) } else { 0 };
+                Op::Write(n, off, r.bytes(len as usize))
+            }
+            10 => Op::Truncate(n, r.below(5000)),
+            11..=12 => Op::Unlink(n),
+            13 => Op::Rename(n, names[r.below(names.len() as u64) as usize].to_string()),
+            14 if churn => Op::Clean,
+            _ => Op::Sync,
+        };
+        w.push(op);
+    }
+    w.push(Op::Sync);
+    w
+}
+
+/// Runs `op`, creating the file first for writes; NotFound/Exists are part of the workload.
+fn apply<D: exo_lfs::BlockDevice>(fs: &mut Fs<D>, op: &Op) -> Result<(), Error> {
+    let ok = |r: Result<(), Error>| match r {
+        Err(Error::NotFound | Error::Exists | Error::IsDir | Error::NotDir | Error::NoSpace) => {
+            Ok(())
+        }
+        r => r,
+    };
+    match op {
+        Op::Create(p) => ok(fs.create(p).map(|_| ())),
+        Op::Mkdir(p) => ok(fs.mkdir(p).map(|_| ())),
+        Op::Write(p, off, d) => ok(fs
+            .open(p)
+            .or_else(|_| fs.create(p))
+            .and_then(|h| fs.write(h, *off, d))
+            .map(|_| ())),
+        Op::Truncate(p, s) => ok(fs.open(p).and_then(|h| fs.truncate(h, *s))),
+        Op::Unlink(p) => ok(fs.unlink(p)),
+        Op::Rename(a, b) => ok(fs.rename(a, b)),
+        Op::Sync => fs.sync(),
+        Op::Clean => fs.clean().map(|_| ()),
+    }
+}
+
+fn base_image(mib: u64) -> Vec<u8> {
+    let opts = FormatOptions {
+        segment_bytes: 64 * 1024,
+        max_inodes: Some(1024),
+        fs_id: 7,
+        now: 0,
+    };
+    Fs::format(MemDevice::new(mib * 2048), opts)
+        .unwrap()
+        .into_device()
+        .data
+}
+
+/// Runs the workload without faults: the snapshot after every op, and the writes issued.
+fn reference(img: &[u8], w: &[Op]) -> (Vec<Tree>, u64) {
+    let mut fs = Fs::mount(FaultDev::new(img.to_vec(), None), MountOptions::default()).unwrap();
+    let base = fs.device().writes;
+    let mut snaps = vec![dump(&mut fs)];
+    for op in w {
+        apply(&mut fs, op).unwrap_or_else(|e| panic!("reference run: {op:?}: {e:?}"));
+        snaps.push(dump(&mut fs));
+    }
+    (snaps, fs.device().writes - base)
+}
+
+fn cut_and_check(img: &[u8], w: &[Op], snaps: &[Tree], cut: u64, loss: Loss, seed: u64) {
+    let mut fs = Fs::mount(FaultDev::new(img.to_vec(), None), MountOptions::default()).unwrap();
+    let base = fs.device().writes;
+    fs.device_mut().cut_at = Some(base + cut);
+    let mut synced = 0;
+    let mut inflight = w.len();
+    for (i, op) in w.iter().enumerate() {
+        if apply(&mut fs, op).is_err() {
+            inflight = i;
+            break;
+        }
+        if matches!(op, Op::Sync | Op::Clean) {
+            synced = i + 1;
+        }
+    }
+    let mut rng = Rng::new(seed ^ cut);
+    let mut dev = fs.device().crash(loss, &mut rng);
+    let mut what = format!("cut at write {cut} ({loss:?}) during op {inflight}");
+    if cut.is_multiple_of(4) {
+        // Power fails again while the recovering mount writes its checkpoint.
+        let again = 1 + (cut / 4) % 2;
+        let mut faulty = FaultDev::new(dev.data.clone(), Some(again));
+        let _ = Fs::mount(&mut faulty, MountOptions::default()).map(Fs::into_device);
+        dev = faulty.crash(Loss::Reordered, &mut rng);
+        what = format!("{what}, then again at recovery write {again}");
+    }
+    let mut fs =
+        Fs::mount(dev, MountOptions::default()).unwrap_or_else(|e| panic!("{what}: mount: {e:?}"));
+    assert_clean(&mut fs, &what);
+    let got = dump(&mut fs);
+    let last = (inflight + 1).min(snaps.len() - 1);
+    assert!(
+        snaps[synced..=last].contains(&got),
+        "{what}: recovered tree is not a state between the last sync (op {synced}) and the cut"
+    );
+    // The recovered file system keeps working, and what it writes next survives.
+    let h = fs
+        .create("/after-crash")
+        .or_else(|_| fs.open("/after-crash"))
+        .unwrap();
+    fs.write(h, 0, b"still alive").unwrap();
+    fs.sync().unwrap();
+    let mut fs = Fs::mount(fs.into_device(), MountOptions::default()).unwrap();
+    let h = fs.open("/after-crash").unwrap();
+    let mut b = [0u8; 11];
+    fs.read(h, 0, &mut b).unwrap();
+    assert_eq!(&b, b"still alive", "{what}");
+    assert_clean(&mut fs, &format!("{what}, after recovery and more writes"));
+}
+
+#[test]
+fn power_loss_at_every_write_small_workload() {
+    let img = base_image(4);
+    for seed in 1..=3 * scale() {
+        let seed = seed + seed_base() * 1000;
+        let w = workload(seed, 120, false);
+        let (snaps, writes) = reference(&img, &w);
+        assert!(writes > 10, "workload too small ({writes} writes)");
+        for cut in 1..=writes {
+            for loss in [Loss::All, Loss::TornLast, Loss::Reordered] {
+                cut_and_check(&img, &w, &snaps, cut, loss, seed);
+            }
+        }
+        println!(
+            "seed {seed}: {} ops, {writes} writes, each cut three ways",
+            w.len()
+        );
+    }
+}
+
+#[test]
+fn power_loss_during_cleaning_and_checkpoints() {
+    let img = base_image(1);
+    for seed in 10..10 + 2 * scale() {
+        let seed = seed + seed_base() * 1000;
+        let w = workload(seed, 150, true);
+        let (snaps, writes) = reference(&img, &w);
+        let mut fs = Fs::mount(FaultDev::new(img.clone(), None), MountOptions::default()).unwrap();
+        for op in &w {
+            apply(&mut fs, op).unwrap();
+        }
+        let st = fs.statfs().stats;
+        assert!(st.segments_cleaned > 0, "workload never cleaned: {st:?}");
+        for cut in 1..=writes {
+            let loss = [Loss::All, Loss::TornLast, Loss::Reordered][(cut % 3) as usize];
+            cut_and_check(&img, &w, &snaps, cut, loss, seed);
+        }
+        println!(
+            "seed {seed}: {} ops, {writes} writes, {} segments cleaned",
+            w.len(),
+            st.segments_cleaned
+        );
+    }
+}
