@@ -5,15 +5,9 @@ use exo_lfs::{FormatOptions, Fs, MemDevice, MountOptions};
 
 fn main() {
     let phase = std::env::args().nth(1).unwrap_or_else(|| "read".into());
-    let files: usize = std::env::args()
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    let files: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let names: Vec<String> = (0..files).map(|i| format!("/dir/file{i:04}")).collect();
-    let opts = FormatOptions {
-        segment_bytes: 1 << 20,
-        ..Default::default()
-    };
+    let opts = FormatOptions { segment_bytes: 1 << 20, ..Default::default() };
     let mut fs = Fs::format(MemDevice::new(64 * 2048), opts).unwrap();
     fs.mkdir("/dir").unwrap();
     fs.sync().unwrap();
@@ -30,14 +24,7 @@ fn main() {
     if phase == "sync" {
         return;
     }
-    let mut fs = Fs::mount(
-        fs.into_device(),
-        MountOptions {
-            read_only: true,
-            clock: None,
-        },
-    )
-    .unwrap();
+    let mut fs = Fs::mount(fs.into_device(), MountOptions { read_only: true, clock: None }).unwrap();
     if phase == "create" {
         return;
     }

@@ -66,19 +66,11 @@ impl<D: BlockDevice> Fs<D> {
         let mut cands: Vec<(u128, u32)> = Vec::new();
         for s in 0..self.geo.nsegs {
             let live = self.usage.live[s as usize] as u64;
-            if s == self.log.seg
-                || s == self.log.next_seg
-                || self.usage.free[s as usize]
-                || live == 0
-            {
+            if s == self.log.seg || s == self.log.next_seg || self.usage.free[s as usize] || live == 0 {
                 continue;
             }
             // Nearly full segments cost a segment to clean and give back almost nothing.
-            let limit = if desperate {
-                seg_bytes * 97 / 100
-            } else {
-                seg_bytes * 9 / 10
-            };
+            let limit = if desperate { seg_bytes * 97 / 100 } else { seg_bytes * 9 / 10 };
             if live > limit {
                 continue;
             }
@@ -109,10 +101,7 @@ impl<D: BlockDevice> Fs<D> {
             self.clean_segment(s)?;
         }
         self.checkpoint()?;
-        let freed = picked
-            .iter()
-            .filter(|&&s| self.usage.free[s as usize])
-            .count() as u32;
+        let freed = picked.iter().filter(|&&s| self.usage.free[s as usize]).count() as u32;
         self.stats.segments_cleaned += freed as u64;
         Ok(freed)
     }
@@ -166,12 +155,10 @@ impl<D: BlockDevice> Fs<D> {
             }
             EntryKind::Inodes => {
                 for i in 0..e.sectors as usize * INODES_PER_SECTOR {
-                    let Some(inode) = Inode::decode(&bytes[i * INODE_SIZE..(i + 1) * INODE_SIZE])
-                    else {
+                    let Some(inode) = Inode::decode(&bytes[i * INODE_SIZE..(i + 1) * INODE_SIZE]) else {
                         continue;
                     };
-                    let loc =
-                        iloc_make(abs + (i / INODES_PER_SECTOR) as u64, i % INODES_PER_SECTOR);
+                    let loc = iloc_make(abs + (i / INODES_PER_SECTOR) as u64, i % INODES_PER_SECTOR);
                     if self.imap.get(inode.ino) == loc && self.load_inode(inode.ino).is_ok() {
                         self.inodes.mark_dirty(inode.ino);
                     }

@@ -178,8 +178,7 @@ impl<D: BlockDevice> Fs<D> {
         if delete {
             keep /= 2;
         }
-        let need =
-            data.div_ceil(SECTOR as u64) + data / 4096 / 32 + 4 + self.dirty_meta_sectors() + keep;
+        let need = data.div_ceil(SECTOR as u64) + data / 4096 / 32 + 4 + self.dirty_meta_sectors() + keep;
         if self.log_room() >= need {
             return Ok(());
         }
@@ -197,10 +196,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Housekeeping at the end of a mutating operation (a safe point between operations).
     pub(crate) fn after_op(&mut self) -> Result<()> {
-        if self.inodes.dirty.len() > 4096
-            || self.nodes.dirty.len() > 1024
-            || self.dirty_dirs.len() > 256
-        {
+        if self.inodes.dirty.len() > 4096 || self.nodes.dirty.len() > 1024 || self.dirty_dirs.len() > 256 {
             self.commit()?;
         }
         if self.segs_since_cp as u64 >= (self.geo.nsegs as u64 / 8).clamp(2, 64) {

@@ -59,9 +59,7 @@ pub struct MemDevice {
 
 impl MemDevice {
     pub fn new(sectors: u64) -> Self {
-        MemDevice {
-            data: vec![0; sectors as usize * SECTOR],
-        }
+        MemDevice { data: vec![0; sectors as usize * SECTOR] }
     }
 }
 
@@ -104,10 +102,7 @@ pub struct Counting<D> {
 
 impl<D: BlockDevice> Counting<D> {
     pub fn new(inner: D) -> Self {
-        Counting {
-            inner,
-            counts: IoCounts::default(),
-        }
+        Counting { inner, counts: IoCounts::default() }
     }
 }
 

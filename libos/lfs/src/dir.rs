@@ -48,8 +48,7 @@ pub fn valid_name(name: &[u8]) -> Result<()> {
     if name.len() > NAME_MAX {
         return Err(Error::NameTooLong);
     }
-    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&c| c == b'/' || c == 0)
-    {
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(|&c| c == b'/' || c == 0) {
         return Err(Error::InvalidArgument);
     }
     Ok(())
@@ -57,12 +56,7 @@ pub fn valid_name(name: &[u8]) -> Result<()> {
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir {
-            blocks: Vec::new(),
-            index: vec![0; 16],
-            count: 0,
-            dirty: false,
-        }
+        Dir { blocks: Vec::new(), index: vec![0; 16], count: 0, dirty: false }
     }
 
     fn mask(&self) -> usize {
@@ -130,11 +124,7 @@ impl Dir {
             }
             let home = (v >> 32) as usize & m;
             // Move v into the hole unless its home lies cyclically in (hole, j].
-            let stays = if hole <= j {
-                home > hole && home <= j
-            } else {
-                home > hole || home <= j
-            };
+            let stays = if hole <= j { home > hole && home <= j } else { home > hole || home <= j };
             if !stays {
                 self.index[hole] = v;
                 self.index[j] = 0;
@@ -177,11 +167,7 @@ impl Dir {
             off += ENTRY_HDR + n;
         }
         data[off.min(BLOCK)..].fill(0);
-        self.blocks.push(DirBlock {
-            data,
-            used: off as u16,
-            dirty: false,
-        });
+        self.blocks.push(DirBlock { data, used: off as u16, dirty: false });
         for o in found {
             let name = self.name_at(b, o);
             if self.find(name).is_some() {
@@ -198,10 +184,7 @@ impl Dir {
     pub fn lookup(&self, name: &[u8]) -> Option<(u32, Kind)> {
         let (_, b, off) = self.find(name)?;
         let d = &self.blocks[b].data;
-        Some((
-            get_u32(&d[..], off),
-            Kind::from_u8(d[off + 4]).unwrap_or(Kind::File),
-        ))
+        Some((get_u32(&d[..], off), Kind::from_u8(d[off + 4]).unwrap_or(Kind::File)))
     }
 
     /// Adds an entry (the caller checked that the name is absent). Returns true when a
@@ -218,11 +201,7 @@ impl Dir {
                     if self.blocks.len() >= MAX_DIR_BLOCKS {
                         return Err(Error::NoSpace);
                     }
-                    self.blocks.push(DirBlock {
-                        data: Box::new([0; BLOCK]),
-                        used: 0,
-                        dirty: true,
-                    });
+                    self.blocks.push(DirBlock { data: Box::new([0; BLOCK]), used: 0, dirty: true });
                     grew = true;
                     self.blocks.len() - 1
                 }
@@ -277,11 +256,7 @@ impl Dir {
                 let d = &blk.data;
                 let n = d[off + 5] as usize;
                 let kind = Kind::from_u8(d[off + 4]).unwrap_or(Kind::File);
-                f(
-                    &d[off + ENTRY_HDR..off + ENTRY_HDR + n],
-                    get_u32(&d[..], off),
-                    kind,
-                );
+                f(&d[off + ENTRY_HDR..off + ENTRY_HDR + n], get_u32(&d[..], off), kind);
                 off += ENTRY_HDR + n;
             }
         }
@@ -306,10 +281,7 @@ mod tests {
             d.insert(n.as_bytes(), i + 2, Kind::File).unwrap();
         }
         for i in (0..3000u32).step_by(3) {
-            assert_eq!(
-                d.remove(format!("name-{i}").as_bytes()),
-                Some((i + 2, Kind::File))
-            );
+            assert_eq!(d.remove(format!("name-{i}").as_bytes()), Some((i + 2, Kind::File)));
         }
         for i in 0..3000u32 {
             let got = d.lookup(format!("name-{i}").as_bytes());

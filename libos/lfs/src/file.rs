@@ -74,18 +74,11 @@ impl<D: BlockDevice> Fs<D> {
     pub fn write(&mut self, h: Handle, off: u64, data: &[u8]) -> Result<usize> {
         self.writable()?;
         let size = self.file_handle(h)?;
-        let end = off
-            .checked_add(data.len() as u64)
-            .filter(|&e| e <= MAX_FILE)
-            .ok_or(Error::FileTooBig)?;
+        let end = off.checked_add(data.len() as u64).filter(|&e| e <= MAX_FILE).ok_or(Error::FileTooBig)?;
         if data.is_empty() {
             return Ok(0);
         }
-        self.reserve(
-            end.saturating_sub(size.max(off)) + data.len() as u64,
-            data.len() as u64,
-            false,
-        )?;
+        self.reserve(end.saturating_sub(size.max(off)) + data.len() as u64, data.len() as u64, false)?;
         self.file_handle(h)?;
         let new_size = size.max(end);
         let mut pos = off;
@@ -112,14 +105,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Puts `src` at byte `lo` of file block `blk`, whose stored part must cover `keep`
     /// bytes (the rest of the block lies past the end of the file).
-    fn write_block(
-        &mut self,
-        ino: u32,
-        blk: u64,
-        lo: usize,
-        src: &[u8],
-        keep: usize,
-    ) -> Result<()> {
+    fn write_block(&mut self, ino: u32, blk: u64, lo: usize, src: &[u8], keep: usize) -> Result<()> {
         let hi = lo + src.len();
         let nsec = keep.div_ceil(SECTOR) as u32;
         let old = self.block_ptr(ino, blk)?;
@@ -133,13 +119,7 @@ impl<D: BlockDevice> Fs<D> {
             self.log.buf[at + lo..at + hi].copy_from_slice(src);
             return Ok(());
         }
-        let e = Entry {
-            kind: EntryKind::Data,
-            sectors: nsec as u8,
-            level: 0,
-            ino,
-            key: blk,
-        };
+        let e = Entry { kind: EntryKind::Data, sectors: nsec as u8, level: 0, ino, key: blk };
         let (abs, rel) = self.append(e)?;
         let at = rel as usize * SECTOR;
         let n = nsec as usize * SECTOR;

@@ -77,12 +77,7 @@ pub struct FormatOptions {
 
 impl Default for FormatOptions {
     fn default() -> Self {
-        FormatOptions {
-            segment_bytes: 1 << 20,
-            max_inodes: None,
-            fs_id: 0x1f5e_ed00_0000_0001,
-            now: 0,
-        }
+        FormatOptions { segment_bytes: 1 << 20, max_inodes: None, fs_id: 0x1f5e_ed00_0000_0001, now: 0 }
     }
 }
 

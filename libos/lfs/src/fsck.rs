@@ -46,13 +46,7 @@ impl Report {
 
 /// Mounts `dev` read-only and checks it. Never writes.
 pub fn check_device<D: BlockDevice>(dev: &mut D) -> Report {
-    match Fs::mount(
-        dev,
-        MountOptions {
-            read_only: true,
-            clock: None,
-        },
-    ) {
+    match Fs::mount(dev, MountOptions { read_only: true, clock: None }) {
         Ok(mut fs) => fs.check(),
         Err(e) => {
             let mut r = Report::default();
@@ -100,9 +94,7 @@ impl<D: BlockDevice> Fs<D> {
         let mut stack = vec![(ROOT_INO, ROOT_INO, 0u32)];
         while let Some((ino, parent, depth)) = stack.pop() {
             if !seen.insert(ino) {
-                w.r.err(format!(
-                    "inode {ino} is reachable twice (hard link or cycle)"
-                ));
+                w.r.err(format!("inode {ino} is reachable twice (hard link or cycle)"));
                 continue;
             }
             if depth > 4096 {
@@ -113,9 +105,7 @@ impl<D: BlockDevice> Fs<D> {
         }
         for (ino, &v) in self.imap.entries.iter().enumerate() {
             if v != 0 && !seen.contains(&(ino as u32)) {
-                w.r.err(format!(
-                    "inode {ino} is allocated in the inode map but in no directory"
-                ));
+                w.r.err(format!("inode {ino} is allocated in the inode map but in no directory"));
             }
         }
         self.check_space(&mut w);
@@ -153,9 +143,7 @@ impl<D: BlockDevice> Fs<D> {
                 let _ = slot;
             }
             None => {
-                w.r.err(format!(
-                    "inode {ino}: inode-map entry {v:#x} is not a location in the log"
-                ));
+                w.r.err(format!("inode {ino}: inode-map entry {v:#x} is not a location in the log"));
                 return;
             }
         }
@@ -176,10 +164,7 @@ impl<D: BlockDevice> Fs<D> {
                 ));
             }
             if inode.size % BLOCK as u64 != 0 {
-                w.r.err(format!(
-                    "directory {ino}: size {} is not whole blocks",
-                    inode.size
-                ));
+                w.r.err(format!("directory {ino}: size {} is not whole blocks", inode.size));
             }
         } else {
             w.r.files += 1;
@@ -218,22 +203,20 @@ impl<D: BlockDevice> Fs<D> {
                     }
                     for (name, child, kind) in kids {
                         if child == 0 || child >= self.imap.max || self.imap.get(child) == 0 {
-                            w.r.err(format!(
-                                "directory {ino}: entry {name:?} names free inode {child}"
-                            ));
+                            w.r.err(format!("directory {ino}: entry {name:?} names free inode {child}"));
                             continue;
                         }
                         match self.load_inode(child) {
                             Ok(()) => {
                                 let k = self.inodes.get(child).map(|c| c.inode.kind);
                                 if k != Some(kind) {
-                                    w.r.err(format!("directory {ino}: entry {name:?} says {kind:?}, inode says {k:?}"));
+                                    w.r.err(format!(
+                                        "directory {ino}: entry {name:?} says {kind:?}, inode says {k:?}"
+                                    ));
                                 }
                                 stack.push((child, ino, depth + 1));
                             }
-                            Err(e) => w.r.err(format!(
-                                "directory {ino}: entry {name:?}: inode {child}: {e}"
-                            )),
+                            Err(e) => w.r.err(format!("directory {ino}: entry {name:?}: inode {child}: {e}")),
                         }
                     }
                 }
@@ -249,23 +232,17 @@ impl<D: BlockDevice> Fs<D> {
         }
         let start = blk * BLOCK as u64;
         if start >= size {
-            w.r.err(format!(
-                "inode {ino}: block {blk} lies past the end of the file (size {size})"
-            ));
+            w.r.err(format!("inode {ino}: block {blk} lies past the end of the file (size {size})"));
         } else if ((size - start) as usize) < BLOCK
             && ptr_len(p) as u64 > (size - start).div_ceil(SECTOR as u64)
         {
-            w.r.err(format!(
-                "inode {ino}: last block {blk} stores sectors past the end of the file"
-            ));
+            w.r.err(format!("inode {ino}: last block {blk} stores sectors past the end of the file"));
         }
     }
 
     fn node(&mut self, w: &mut Walk, ino: u32, size: u64, level: u8, base: u64, p: u64) {
         if !self.extent(w, p, "indirect block") {
-            w.r.err(format!(
-                "inode {ino}: indirect block (level {level}, base {base}) pointer invalid"
-            ));
+            w.r.err(format!("inode {ino}: indirect block (level {level}, base {base}) pointer invalid"));
             return;
         }
         let mut raw = vec![0u8; BLOCK];
@@ -288,9 +265,7 @@ impl<D: BlockDevice> Fs<D> {
             }
         }
         if !any {
-            w.r.err(format!(
-                "inode {ino}: empty indirect block at level {level} base {base}"
-            ));
+            w.r.err(format!("inode {ino}: empty indirect block at level {level} base {base}"));
         }
     }
 
@@ -313,16 +288,13 @@ impl<D: BlockDevice> Fs<D> {
                 let mut prev: Option<(u64, u64)> = None;
                 while pos < n {
                     let at = pos as usize * SECTOR;
-                    let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos)
-                    else {
+                    let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos) else {
                         break;
                     };
                     if prev.is_some_and(|(e, s)| h.serial != s + 1 || h.epoch < e) {
                         break;
                     }
-                    if parse_ps(&buf[at..at + h.total as usize * SECTOR], &h, self.geo.fs_id)
-                        .is_none()
-                    {
+                    if parse_ps(&buf[at..at + h.total as usize * SECTOR], &h, self.geo.fs_id).is_none() {
                         break;
                     }
                     ranges.push((start + pos as u64, start + (pos + h.total) as u64));
@@ -333,7 +305,9 @@ impl<D: BlockDevice> Fs<D> {
             while i < ex.len() && ex[i].0 < end {
                 let (s, len) = ex[i];
                 if !ranges.iter().any(|&(a, b)| s > a && s + len as u64 <= b) {
-                    w.r.err(format!("sectors {s:#x}+{len} are not inside an intact partial segment (damaged data?)"));
+                    w.r.err(format!(
+                        "sectors {s:#x}+{len} are not inside an intact partial segment (damaged data?)"
+                    ));
                 }
                 i += 1;
             }
@@ -361,28 +335,23 @@ impl<D: BlockDevice> Fs<D> {
         let seg_end = self.geo.seg_start(self.log.seg) + self.geo.seg_sectors as u64;
         for &(s, n) in &ex {
             if s + n as u64 > tail && s < seg_end {
-                w.r.err(format!(
-                    "sectors {s:#x}+{n} are referenced but lie past the log tail"
-                ));
+                w.r.err(format!("sectors {s:#x}+{n} are referenced but lie past the log tail"));
             }
         }
         for seg in 0..self.geo.nsegs as usize {
             let (want, have) = (w.live[seg], self.usage.live[seg] as u64);
             w.r.live_bytes += want;
             if want != have {
-                w.r.err(format!("segment {seg}: usage table says {have} live bytes, references add up to {want}"));
+                w.r.err(format!(
+                    "segment {seg}: usage table says {have} live bytes, references add up to {want}"
+                ));
             }
             if want != 0 && (self.usage.free[seg] || seg as u32 == self.log.next_seg) {
-                w.r.err(format!(
-                    "segment {seg} is free (or reserved as next) but holds {want} live bytes"
-                ));
+                w.r.err(format!("segment {seg} is free (or reserved as next) but holds {want} live bytes"));
             }
         }
         if self.usage.underflows != 0 {
-            w.r.err(format!(
-                "{} kills referred to bytes that were not live",
-                self.usage.underflows
-            ));
+            w.r.err(format!("{} kills referred to bytes that were not live", self.usage.underflows));
         }
         if self.failed {
             w.r.err(String::from("the file system is in the failed state"));

@@ -25,13 +25,7 @@ pub(crate) struct InodeCache {
 
 impl InodeCache {
     pub fn new() -> InodeCache {
-        InodeCache {
-            index: Vec::new(),
-            slab: Vec::new(),
-            free: Vec::new(),
-            dirty: Vec::new(),
-            limit: 16384,
-        }
+        InodeCache { index: Vec::new(), slab: Vec::new(), free: Vec::new(), dirty: Vec::new(), limit: 16384 }
     }
 
     pub fn len(&self) -> usize {

@@ -34,11 +34,7 @@ impl<D: BlockDevice> Fs<D> {
         let inode = Inode::decode(&s[slot * INODE_SIZE..(slot + 1) * INODE_SIZE])
             .filter(|i| i.ino == ino)
             .ok_or(bad)?;
-        self.inodes.insert(Cached {
-            inode,
-            dirty: false,
-            dir: None,
-        });
+        self.inodes.insert(Cached { inode, dirty: false, dir: None });
         Ok(())
     }
 
@@ -122,10 +118,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// The loaded directory `ino` (call `load_dir` first).
     pub(crate) fn dir(&mut self, ino: u32) -> Result<&mut Dir> {
-        self.inodes
-            .get_mut(ino)
-            .and_then(|c| c.dir.as_deref_mut())
-            .ok_or(Error::Failed)
+        self.inodes.get_mut(ino).and_then(|c| c.dir.as_deref_mut()).ok_or(Error::Failed)
     }
 
     /// Adds an entry to directory `dir` and stamps it.
@@ -184,21 +177,12 @@ impl<D: BlockDevice> Fs<D> {
                     0
                 } else {
                     let sectors = used.div_ceil(SECTOR) as u32;
-                    let e = Entry {
-                        kind: EntryKind::Data,
-                        sectors: sectors as u8,
-                        level: 0,
-                        ino,
-                        key: b as u64,
-                    };
+                    let e =
+                        Entry { kind: EntryKind::Data, sectors: sectors as u8, level: 0, ino, key: b as u64 };
                     let (abs, rel) = self.append(e)?;
                     let at = rel as usize * SECTOR;
                     let n = sectors as usize * SECTOR;
-                    let src = self
-                        .inodes
-                        .get(ino)
-                        .and_then(|c| c.dir.as_deref())
-                        .ok_or(Error::Failed)?;
+                    let src = self.inodes.get(ino).and_then(|c| c.dir.as_deref()).ok_or(Error::Failed)?;
                     self.log.buf[at..at + n].copy_from_slice(&src.blocks[b].data[..n]);
                     ptr_make(abs, sectors)
                 };

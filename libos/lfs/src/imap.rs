@@ -28,15 +28,7 @@ pub(crate) struct Imap {
 impl Imap {
     pub fn new(ptrs: Vec<u64>, max: u32) -> Imap {
         let n = ptrs.len();
-        Imap {
-            entries: Vec::new(),
-            ptrs,
-            dirty: vec![false; n],
-            used: 0,
-            max,
-            ndirty: 0,
-            hint: ROOT_INO + 1,
-        }
+        Imap { entries: Vec::new(), ptrs, dirty: vec![false; n], used: 0, max, ndirty: 0, hint: ROOT_INO + 1 }
     }
 
     pub fn get(&self, ino: u32) -> u64 {
@@ -134,13 +126,7 @@ impl<D: BlockDevice> Fs<D> {
                 continue;
             }
             let sectors = (live * 8).div_ceil(SECTOR) as u32;
-            let e = Entry {
-                kind: EntryKind::Imap,
-                sectors: sectors as u8,
-                level: 0,
-                ino: b as u32,
-                key: 0,
-            };
+            let e = Entry { kind: EntryKind::Imap, sectors: sectors as u8, level: 0, ino: b as u32, key: 0 };
             let (abs, rel) = self.append(e)?;
             let at = rel as usize * SECTOR;
             let out = &mut self.log.buf[at..at + sectors as usize * SECTOR];

@@ -78,12 +78,7 @@ pub struct Geometry {
 
 impl Geometry {
     /// Lays out a new file system of `total_sectors` with `seg_bytes` segments.
-    pub fn new(
-        total_sectors: u64,
-        seg_bytes: u32,
-        max_inodes: Option<u32>,
-        fs_id: u64,
-    ) -> Result<Self> {
+    pub fn new(total_sectors: u64, seg_bytes: u32, max_inodes: Option<u32>, fs_id: u64) -> Result<Self> {
         if !seg_bytes.is_power_of_two() || !(MIN_SEG..=MAX_SEG).contains(&seg_bytes) {
             return Err(Error::InvalidArgument);
         }
@@ -93,9 +88,7 @@ impl Geometry {
             return Err(Error::InvalidArgument);
         }
         let want = max_inodes.unwrap_or((total_sectors / 16).clamp(1024, 1 << 20) as u32);
-        let max_inodes = want
-            .div_ceil(IMAP_PER_BLOCK)
-            .clamp(1, inode_limit(total_sectors) / IMAP_PER_BLOCK)
+        let max_inodes = want.div_ceil(IMAP_PER_BLOCK).clamp(1, inode_limit(total_sectors) / IMAP_PER_BLOCK)
             * IMAP_PER_BLOCK;
         let mut g = Geometry {
             total_sectors,
@@ -154,9 +147,9 @@ impl Geometry {
     pub fn ptr_ok(&self, p: u64) -> bool {
         let s = ptr_sector(p);
         p >> 51 == 0
-            && self.seg_of(s).is_some_and(|seg| {
-                s + ptr_len(p) as u64 <= self.seg_start(seg) + self.seg_sectors as u64
-            })
+            && self
+                .seg_of(s)
+                .is_some_and(|seg| s + ptr_len(p) as u64 <= self.seg_start(seg) + self.seg_sectors as u64)
     }
 
     /// Decodes an inode-map value into (sector, slot), checking it lies in the log.
@@ -189,16 +182,10 @@ impl Geometry {
     /// Decodes and checks sector 0 against a device of `dev_sectors`.
     pub fn decode(b: &[u8], dev_sectors: u64) -> Result<Self> {
         let bad = Error::Corrupt(Corruption::Superblock);
-        if b.len() < SECTOR
-            || &b[0..8] != SB_MAGIC
-            || hash64(SB_HASH_SEED, &b[..504]) != get_u64(b, 504)
-        {
+        if b.len() < SECTOR || &b[0..8] != SB_MAGIC || hash64(SB_HASH_SEED, &b[..504]) != get_u64(b, 504) {
             return Err(bad);
         }
-        if get_u32(b, 8) != SB_VERSION
-            || get_u32(b, 12) != SECTOR as u32
-            || get_u32(b, 16) != BLOCK as u32
-        {
+        if get_u32(b, 8) != SB_VERSION || get_u32(b, 12) != SECTOR as u32 || get_u32(b, 16) != BLOCK as u32 {
             return Err(bad);
         }
         let g = Geometry {

@@ -33,14 +33,7 @@ pub(crate) struct Log {
 }
 
 impl Log {
-    pub fn new(
-        seg_sectors: u32,
-        seg: u32,
-        next_seg: u32,
-        fill: u32,
-        serial: u64,
-        epoch: u64,
-    ) -> Log {
+    pub fn new(seg_sectors: u32, seg: u32, next_seg: u32, fill: u32, serial: u64, epoch: u64) -> Log {
         Log {
             seg,
             next_seg,
@@ -83,8 +76,7 @@ impl<D: BlockDevice> Fs<D> {
                     return Ok(());
                 }
                 Some(_) => {
-                    let end =
-                        self.log.fill + sectors + trailer_sectors(self.log.entries.len() + entries);
+                    let end = self.log.fill + sectors + trailer_sectors(self.log.entries.len() + entries);
                     if end <= seg_sectors {
                         return Ok(());
                     }
@@ -116,13 +108,7 @@ impl<D: BlockDevice> Fs<D> {
         };
         self.usage.sub(seg, bytes);
         self.room_for(0, 1)?;
-        self.log.entries.push(Entry {
-            kind: EntryKind::Kill,
-            sectors: 0,
-            level: 0,
-            ino: bytes,
-            key: sector,
-        });
+        self.log.entries.push(Entry { kind: EntryKind::Kill, sectors: 0, level: 0, ino: bytes, key: sector });
         Ok(())
     }
 
@@ -137,13 +123,7 @@ impl<D: BlockDevice> Fs<D> {
     /// Records that inode `ino` was freed.
     pub(crate) fn record_free(&mut self, ino: u32) -> Result<()> {
         self.room_for(0, 1)?;
-        self.log.entries.push(Entry {
-            kind: EntryKind::Free,
-            sectors: 0,
-            level: 0,
-            ino,
-            key: 0,
-        });
+        self.log.entries.push(Entry { kind: EntryKind::Free, sectors: 0, level: 0, ino, key: 0 });
         Ok(())
     }
 
@@ -181,12 +161,7 @@ impl<D: BlockDevice> Fs<D> {
             next_seg: self.log.next_seg,
         };
         let range = start as usize * SECTOR..(start + total) as usize * SECTOR;
-        seal(
-            &mut self.log.buf[range.clone()],
-            &h,
-            &self.log.entries,
-            self.geo.fs_id,
-        );
+        seal(&mut self.log.buf[range.clone()], &h, &self.log.entries, self.geo.fs_id);
         let at = self.geo.seg_start(self.log.seg) + start as u64;
         let r = self.dev.write(at, &self.log.buf[range]);
         self.io(r)?;
@@ -234,8 +209,7 @@ impl<D: BlockDevice> Fs<D> {
     pub(crate) fn read_log(&mut self, sector: u64, buf: &mut [u8]) -> Result<()> {
         let start = self.geo.seg_start(self.log.seg);
         let n = (buf.len() / SECTOR) as u64;
-        if sector >= start + self.log.mem_from as u64 && sector + n <= start + self.log.fill as u64
-        {
+        if sector >= start + self.log.mem_from as u64 && sector + n <= start + self.log.fill as u64 {
             let at = (sector - start) as usize * SECTOR;
             buf.copy_from_slice(&self.log.buf[at..at + buf.len()]);
             return Ok(());

@@ -45,14 +45,7 @@ impl<D: BlockDevice> Fs<D> {
         Fs {
             dev,
             geo,
-            log: Log::new(
-                geo.seg_sectors,
-                cp.cur_seg,
-                cp.next_seg,
-                fill,
-                cp.next_serial,
-                cp.epoch,
-            ),
+            log: Log::new(geo.seg_sectors, cp.cur_seg, cp.next_seg, fill, cp.next_serial, cp.epoch),
             usage: Usage::new(cp.live.clone(), cp.age.clone()),
             imap: Imap::new(cp.imap.clone(), geo.max_inodes),
             inodes: InodeCache::new(),
@@ -73,12 +66,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Creates a new, empty file system on `dev` (all of it) and returns it mounted.
     pub fn format(mut dev: D, opts: FormatOptions) -> Result<Fs<D>> {
-        let mut geo = Geometry::new(
-            dev.sectors(),
-            opts.segment_bytes,
-            opts.max_inodes,
-            opts.fs_id,
-        )?;
+        let mut geo = Geometry::new(dev.sectors(), opts.segment_bytes, opts.max_inodes, opts.fs_id)?;
         geo.created = opts.now;
         let zero = vec![0u8; geo.cp_sectors as usize * SECTOR];
         let mut sb = [0u8; SECTOR];
@@ -107,11 +95,7 @@ impl<D: BlockDevice> Fs<D> {
         let mut root = Inode::new(Kind::Dir, ROOT_INO, 1, ROOT_INO, now);
         root.mode = 0o755;
         fs.gen = 1;
-        fs.inodes.insert(Cached {
-            inode: root,
-            dirty: false,
-            dir: Some(Box::new(Dir::new())),
-        });
+        fs.inodes.insert(Cached { inode: root, dirty: false, dir: Some(Box::new(Dir::new())) });
         fs.inodes.mark_dirty(ROOT_INO);
         fs.imap.set(ROOT_INO, UNWRITTEN);
         fs.checkpoint()?;
@@ -162,12 +146,8 @@ impl<D: BlockDevice> Fs<D> {
     fn roll_forward(&mut self) -> Result<()> {
         let s = self.geo.seg_sectors;
         let (epoch, fs_id) = (self.log.epoch, self.geo.fs_id);
-        let (mut seg, mut pos, mut next, mut serial) = (
-            self.log.seg,
-            self.log.fill,
-            self.log.next_seg,
-            self.log.serial,
-        );
+        let (mut seg, mut pos, mut next, mut serial) =
+            (self.log.seg, self.log.fill, self.log.next_seg, self.log.serial);
         let mut committed = (seg, pos, next, serial);
         let mut group: Vec<Effect> = Vec::new();
         let mut group_ps = 0u64;
@@ -180,8 +160,8 @@ impl<D: BlockDevice> Fs<D> {
             let mut found = None;
             if pos < s {
                 self.dev.read(start + pos as u64, &mut hdr)?;
-                if let Some(h) = parse_header(&hdr, fs_id, s - pos)
-                    .filter(|h| h.epoch == epoch && h.serial == serial)
+                if let Some(h) =
+                    parse_header(&hdr, fs_id, s - pos).filter(|h| h.epoch == epoch && h.serial == serial)
                 {
                     ps.resize(h.total as usize * SECTOR, 0);
                     self.dev.read(start + pos as u64, &mut ps)?;
@@ -204,16 +184,9 @@ impl<D: BlockDevice> Fs<D> {
             for e in &entries {
                 let abs = start + item as u64;
                 match e.kind {
-                    EntryKind::Kill => group.push(Effect::Kill {
-                        sector: e.key,
-                        bytes: e.ino,
-                    }),
+                    EntryKind::Kill => group.push(Effect::Kill { sector: e.key, bytes: e.ino }),
                     EntryKind::Free => group.push(Effect::Free { ino: e.ino }),
-                    _ => group.push(Effect::Add {
-                        seg,
-                        bytes: item_bytes(e),
-                        serial: h.serial,
-                    }),
+                    _ => group.push(Effect::Add { seg, bytes: item_bytes(e), serial: h.serial }),
                 }
                 if e.kind == EntryKind::Imap {
                     group.push(Effect::Imap {
@@ -226,15 +199,8 @@ impl<D: BlockDevice> Fs<D> {
                     for i in 0..e.sectors as usize * INODES_PER_SECTOR {
                         let o = at + i * INODE_SIZE;
                         if let Some(ino) = Inode::decode(&ps[o..o + INODE_SIZE]) {
-                            let loc = iloc_make(
-                                abs + (i / INODES_PER_SECTOR) as u64,
-                                i % INODES_PER_SECTOR,
-                            );
-                            group.push(Effect::Inode {
-                                ino: ino.ino,
-                                loc,
-                                gen: ino.gen,
-                            });
+                            let loc = iloc_make(abs + (i / INODES_PER_SECTOR) as u64, i % INODES_PER_SECTOR);
+                            group.push(Effect::Inode { ino: ino.ino, loc, gen: ino.gen });
                         }
                     }
                 }
@@ -256,12 +222,7 @@ impl<D: BlockDevice> Fs<D> {
             }
         }
         self.recovery.discarded = group_ps;
-        (
-            self.log.seg,
-            self.log.fill,
-            self.log.next_seg,
-            self.log.serial,
-        ) = committed;
+        (self.log.seg, self.log.fill, self.log.next_seg, self.log.serial) = committed;
         self.log.mem_from = self.log.fill;
         Ok(())
     }

@@ -35,16 +35,8 @@ pub(crate) struct NodeCache {
 impl NodeCache {
     /// Forgets every cached node of a file (its blocks were freed).
     pub fn drop_file(&mut self, ino: u32) {
-        let lo = NodeKey {
-            ino,
-            level: 0,
-            base: 0,
-        };
-        let hi = NodeKey {
-            ino: ino.wrapping_add(1),
-            level: 0,
-            base: 0,
-        };
+        let lo = NodeKey { ino, level: 0, base: 0 };
+        let hi = NodeKey { ino: ino.wrapping_add(1), level: 0, base: 0 };
         let keys: Vec<NodeKey> = if ino == u32::MAX {
             self.map.range(lo..).map(|(k, _)| *k).collect()
         } else {
@@ -96,21 +88,14 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     fn root_ptr(&self, ino: u32, slot: usize) -> Result<u64> {
-        self.inodes
-            .get(ino)
-            .map(|c| c.inode.ptr[slot])
-            .ok_or(Error::Failed)
+        self.inodes.get(ino).map(|c| c.inode.ptr[slot]).ok_or(Error::Failed)
     }
 
     /// Walks from the inode down to the node at `level` covering `blk`.
     fn node_for(&mut self, ino: u32, blk: u64, level: u8, create: bool) -> Result<Option<NodeKey>> {
         let (slot, depth, base) = tree_slot(blk).ok_or(Error::FileTooBig)?;
         debug_assert!(level >= 1 && level <= depth);
-        let mut key = NodeKey {
-            ino,
-            level: depth,
-            base,
-        };
+        let mut key = NodeKey { ino, level: depth, base };
         let mut ptr = self.root_ptr(ino, slot)?;
         loop {
             if !self.load_node(key, ptr, create)? {
@@ -121,11 +106,7 @@ impl<D: BlockDevice> Fs<D> {
             }
             let idx = ((blk - key.base) / span(key.level)) as usize;
             ptr = self.nodes.map.get(&key).map_or(0, |n| n.ptrs[idx]);
-            key = NodeKey {
-                ino,
-                level: key.level - 1,
-                base: key.base + idx as u64 * span(key.level),
-            };
+            key = NodeKey { ino, level: key.level - 1, base: key.base + idx as u64 * span(key.level) };
         }
     }
 
@@ -145,11 +126,7 @@ impl<D: BlockDevice> Fs<D> {
             return self.root_ptr(ino, slot);
         }
         match self.node_for(ino, blk, 1, false)? {
-            Some(k) => Ok(self
-                .nodes
-                .map
-                .get(&k)
-                .map_or(0, |n| n.ptrs[(blk - k.base) as usize])),
+            Some(k) => Ok(self.nodes.map.get(&k).map_or(0, |n| n.ptrs[(blk - k.base) as usize])),
             None => Ok(0),
         }
     }
@@ -179,9 +156,7 @@ impl<D: BlockDevice> Fs<D> {
             self.inodes.mark_dirty(key.ino);
             return Ok(old);
         }
-        let p = self
-            .node_for(key.ino, key.base, key.level + 1, true)?
-            .ok_or(Error::Failed)?;
+        let p = self.node_for(key.ino, key.base, key.level + 1, true)?.ok_or(Error::Failed)?;
         let idx = ((key.base - p.base) / span(p.level)) as usize;
         let n = self.nodes.map.get_mut(&p).ok_or(Error::Failed)?;
         let old = core::mem::replace(&mut n.ptrs[idx], new);
@@ -192,13 +167,7 @@ impl<D: BlockDevice> Fs<D> {
     /// Writes every dirty indirect block, lowest level first (a write dirties the parent).
     pub(crate) fn write_nodes(&mut self) -> Result<()> {
         for level in 1..=3u8 {
-            let keys: Vec<NodeKey> = self
-                .nodes
-                .dirty
-                .iter()
-                .filter(|k| k.level == level)
-                .copied()
-                .collect();
+            let keys: Vec<NodeKey> = self.nodes.dirty.iter().filter(|k| k.level == level).copied().collect();
             self.nodes.dirty.retain(|k| k.level != level);
             for key in keys {
                 let Some(node) = self.nodes.map.get_mut(&key) else {
@@ -249,11 +218,7 @@ impl<D: BlockDevice> Fs<D> {
         for depth in 1..=3u8 {
             let end = base + node_span(depth);
             let slot = NDIRECT + depth as usize - 1;
-            let key = NodeKey {
-                ino,
-                level: depth,
-                base,
-            };
+            let key = NodeKey { ino, level: depth, base };
             if from <= base {
                 let root = self.root_ptr(ino, slot)?;
                 if root != 0 || self.nodes.map.contains_key(&key) {
@@ -284,11 +249,8 @@ impl<D: BlockDevice> Fs<D> {
                 self.kill_ptr(child)?;
                 continue;
             }
-            let ck = NodeKey {
-                ino: key.ino,
-                level: key.level - 1,
-                base: key.base + i as u64 * span(key.level),
-            };
+            let ck =
+                NodeKey { ino: key.ino, level: key.level - 1, base: key.base + i as u64 * span(key.level) };
             if child != 0 || self.nodes.map.contains_key(&ck) {
                 self.free_subtree(ck, child)?;
             }
@@ -313,11 +275,7 @@ impl<D: BlockDevice> Fs<D> {
                     changed = true;
                 }
             } else {
-                let ck = NodeKey {
-                    ino: key.ino,
-                    level: key.level - 1,
-                    base: cb,
-                };
+                let ck = NodeKey { ino: key.ino, level: key.level - 1, base: cb };
                 if child == 0 && !self.nodes.map.contains_key(&ck) {
                     continue;
                 }
@@ -343,13 +301,7 @@ impl<D: BlockDevice> Fs<D> {
 impl<D: BlockDevice> Fs<D> {
     /// If the node (`level`, `base`) of `ino` is the one stored at `ptr`, caches it and
     /// returns its key (the cleaner then marks it dirty to move it).
-    pub(crate) fn node_if_at(
-        &mut self,
-        ino: u32,
-        level: u8,
-        base: u64,
-        ptr: u64,
-    ) -> Result<Option<NodeKey>> {
+    pub(crate) fn node_if_at(&mut self, ino: u32, level: u8, base: u64, ptr: u64) -> Result<Option<NodeKey>> {
         let Some((slot, depth, root_base)) = tree_slot(base) else {
             return Ok(None);
         };

@@ -29,10 +29,7 @@ impl<D: BlockDevice> Fs<D> {
         self.safe_point();
         let ino = self.resolve(path)?;
         let c = self.inodes.get(ino).ok_or(Error::Failed)?;
-        Ok(Handle {
-            ino,
-            gen: c.inode.gen,
-        })
+        Ok(Handle { ino, gen: c.inode.gen })
     }
 
     /// Creates an empty file; fails with `Exists` if the name is taken.
@@ -56,11 +53,7 @@ impl<D: BlockDevice> Fs<D> {
         let inode = self.new_inode_value(kind, ino, dir);
         let gen = inode.gen;
         let dir_box = (kind == Kind::Dir).then(|| Box::new(crate::dir::Dir::new()));
-        self.inodes.insert(Cached {
-            inode,
-            dirty: false,
-            dir: dir_box,
-        });
+        self.inodes.insert(Cached { inode, dirty: false, dir: dir_box });
         self.inodes.mark_dirty(ino);
         self.imap.set(ino, UNWRITTEN);
         self.dir_add(dir, name, ino, kind)?;
@@ -237,13 +230,7 @@ impl<D: BlockDevice> Fs<D> {
         self.load_dir(ino)?;
         let d = self.dir(ino)?;
         let mut out = Vec::with_capacity(d.count as usize);
-        d.for_each(|name, ino, kind| {
-            out.push(DirEntry {
-                name: name.to_vec(),
-                ino,
-                kind,
-            })
-        });
+        d.for_each(|name, ino, kind| out.push(DirEntry { name: name.to_vec(), ino, kind }));
         Ok(out)
     }
 

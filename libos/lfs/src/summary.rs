@@ -63,20 +63,10 @@ impl Entry {
             6 => EntryKind::Free,
             _ => return None,
         };
-        let e = Entry {
-            kind,
-            sectors: b[1],
-            level: b[2],
-            ino: get_u32(b, 4),
-            key: get_u64(b, 8),
-        };
+        let e = Entry { kind, sectors: b[1], level: b[2], ino: get_u32(b, 4), key: get_u64(b, 8) };
         let payload = !matches!(kind, EntryKind::Kill | EntryKind::Free);
         let ok = b[3] == 0
-            && if payload {
-                (1..=8).contains(&e.sectors)
-            } else {
-                e.sectors == 0
-            }
+            && if payload { (1..=8).contains(&e.sectors) } else { e.sectors == 0 }
             && (kind == EntryKind::Indirect) == (1..=3).contains(&e.level)
             && (kind != EntryKind::Inodes || (1..=32).contains(&e.ino));
         ok.then_some(e)
@@ -126,11 +116,8 @@ pub fn seal(ps: &mut [u8], h: &Header, entries: &[Entry], fs_id: u64) {
     let tstart = ps.len() - t * SECTOR;
     ps[tstart..].fill(0);
     for (i, e) in entries.iter().enumerate() {
-        let at = if i < HEADER_ENTRIES {
-            64 + i * ENTRY_SIZE
-        } else {
-            tstart + (i - HEADER_ENTRIES) * ENTRY_SIZE
-        };
+        let at =
+            if i < HEADER_ENTRIES { 64 + i * ENTRY_SIZE } else { tstart + (i - HEADER_ENTRIES) * ENTRY_SIZE };
         e.encode(&mut ps[at..at + ENTRY_SIZE]);
     }
     let hash = ps_hash(ps, fs_id);
@@ -140,11 +127,7 @@ pub fn seal(ps: &mut [u8], h: &Header, entries: &[Entry], fs_id: u64) {
 /// Reads a header sector; `None` unless the magic and file-system id match and the sizes
 /// are plausible for a PS of at most `room` sectors.
 pub fn parse_header(s: &[u8], fs_id: u64, room: u32) -> Option<Header> {
-    if get_u32(s, 0) != PS_MAGIC
-        || get_u64(s, 8) != fs_id
-        || get_u32(s, 44) != 0
-        || get_u64(s, 48) != 0
-    {
+    if get_u32(s, 0) != PS_MAGIC || get_u64(s, 8) != fs_id || get_u32(s, 44) != 0 || get_u64(s, 48) != 0 {
         return None;
     }
     let h = Header {
@@ -155,11 +138,9 @@ pub fn parse_header(s: &[u8], fs_id: u64, room: u32) -> Option<Header> {
         nentries: get_u32(s, 36),
         next_seg: get_u32(s, 40),
     };
-    let fits = h.total >= 1
-        && h.total <= room
-        && (h.nentries as usize) <= room as usize * (SECTOR / ENTRY_SIZE);
-    (fits && h.flags & !FLAG_COMMIT == 0 && trailer_sectors(h.nentries as usize) < h.total)
-        .then_some(h)
+    let fits =
+        h.total >= 1 && h.total <= room && (h.nentries as usize) <= room as usize * (SECTOR / ENTRY_SIZE);
+    (fits && h.flags & !FLAG_COMMIT == 0 && trailer_sectors(h.nentries as usize) < h.total).then_some(h)
 }
 
 /// Checks a whole PS's hash and decodes its entries. `None` if the PS is torn, stale or
@@ -174,11 +155,8 @@ pub fn parse_ps(ps: &[u8], h: &Header, fs_id: u64) -> Option<Vec<Entry>> {
     let mut out = Vec::with_capacity(n);
     let mut payload = 0u32;
     for i in 0..n {
-        let at = if i < HEADER_ENTRIES {
-            64 + i * ENTRY_SIZE
-        } else {
-            tstart + (i - HEADER_ENTRIES) * ENTRY_SIZE
-        };
+        let at =
+            if i < HEADER_ENTRIES { 64 + i * ENTRY_SIZE } else { tstart + (i - HEADER_ENTRIES) * ENTRY_SIZE };
         let e = Entry::decode(&ps[at..at + ENTRY_SIZE])?;
         payload += e.payload();
         out.push(e);
@@ -200,13 +178,7 @@ mod tests {
     #[test]
     fn sealed_ps_parses_and_torn_ps_does_not() {
         let entries: Vec<Entry> = (0..40)
-            .map(|i| Entry {
-                kind: EntryKind::Data,
-                sectors: 1,
-                level: 0,
-                ino: i,
-                key: i as u64,
-            })
+            .map(|i| Entry { kind: EntryKind::Data, sectors: 1, level: 0, ino: i, key: i as u64 })
             .collect();
         let t = trailer_sectors(entries.len());
         assert_eq!(t, 1);
@@ -215,14 +187,7 @@ mod tests {
         for (i, b) in ps.iter_mut().enumerate() {
             *b = (i % 251) as u8;
         }
-        let h = Header {
-            flags: FLAG_COMMIT,
-            epoch: 3,
-            serial: 9,
-            total,
-            nentries: 40,
-            next_seg: 2,
-        };
+        let h = Header { flags: FLAG_COMMIT, epoch: 3, serial: 9, total, nentries: 40, next_seg: 2 };
         seal(&mut ps, &h, &entries, 77);
         let got = parse_header(&ps, 77, total).unwrap();
         assert_eq!(got, h);

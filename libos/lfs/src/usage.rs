@@ -22,14 +22,7 @@ impl Usage {
     pub fn new(live: Vec<u32>, age: Vec<u64>) -> Usage {
         let total_live = live.iter().map(|&l| l as u64).sum();
         let n = live.len();
-        Usage {
-            live,
-            age,
-            free: vec![false; n],
-            nfree: 0,
-            total_live,
-            underflows: 0,
-        }
+        Usage { live, age, free: vec![false; n], nfree: 0, total_live, underflows: 0 }
     }
 
     pub fn add(&mut self, seg: u32, bytes: u32, serial: u64) {

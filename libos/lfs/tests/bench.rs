@@ -22,10 +22,7 @@ fn diff(a: IoCounts, b: IoCounts) -> IoCounts {
 #[test]
 fn thousand_small_files_sector_counts() {
     let dev = Counting::new(MemDevice::new(64 * 2048));
-    let opts = FormatOptions {
-        segment_bytes: 1 << 20,
-        ..Default::default()
-    };
+    let opts = FormatOptions { segment_bytes: 1 << 20, ..Default::default() };
     let mut fs = Fs::format(dev, opts).unwrap();
     fs.mkdir("/dir").unwrap();
     fs.sync().unwrap();
@@ -46,14 +43,7 @@ fn thousand_small_files_sector_counts() {
         w.sectors_written, w.writes, before_sync.writes, per_file, w.flushes
     );
     let dev = fs.into_device();
-    let mut fs = Fs::mount(
-        dev,
-        MountOptions {
-            read_only: true,
-            clock: None,
-        },
-    )
-    .unwrap();
+    let mut fs = Fs::mount(dev, MountOptions { read_only: true, clock: None }).unwrap();
     let t2 = fs.device().counts;
     let mut buf = [0u8; 1024];
     for i in 0..FILES {
@@ -70,20 +60,9 @@ fn thousand_small_files_sector_counts() {
         r.reads as f64 / FILES as f64,
         r.sectors_read as f64 / FILES as f64
     );
-    assert!(
-        per_file <= 2.6,
-        "{per_file:.2} sectors written per 1 KiB file"
-    );
-    assert!(
-        w.writes <= 4,
-        "the sync should be a handful of large writes, was {}",
-        w.writes
-    );
-    assert!(
-        r.reads as f64 / (FILES as f64) < 1.2,
-        "{} reads for {FILES} files",
-        r.reads
-    );
+    assert!(per_file <= 2.6, "{per_file:.2} sectors written per 1 KiB file");
+    assert!(w.writes <= 4, "the sync should be a handful of large writes, was {}", w.writes);
+    assert!(r.reads as f64 / (FILES as f64) < 1.2, "{} reads for {FILES} files", r.reads);
 }
 
 /// Host wall-clock per operation, printed only (never asserted): run with
@@ -92,10 +71,7 @@ fn thousand_small_files_sector_counts() {
 #[ignore]
 fn thousand_small_files_host_time() {
     let dev = MemDevice::new(64 * 2048);
-    let opts = FormatOptions {
-        segment_bytes: 1 << 20,
-        ..Default::default()
-    };
+    let opts = FormatOptions { segment_bytes: 1 << 20, ..Default::default() };
     let mut fs = Fs::format(dev, opts).unwrap();
     fs.mkdir("/dir").unwrap();
     let names: Vec<String> = (0..FILES).map(|i| format!("/dir/file{i:04}")).collect();
@@ -108,18 +84,8 @@ fn thousand_small_files_host_time() {
     let before_sync = t.elapsed();
     fs.sync().unwrap();
     let create = t.elapsed();
-    println!(
-        "host: {:?} per create+write before the sync",
-        before_sync / FILES
-    );
-    let mut fs = Fs::mount(
-        fs.into_device(),
-        MountOptions {
-            read_only: true,
-            clock: None,
-        },
-    )
-    .unwrap();
+    println!("host: {:?} per create+write before the sync", before_sync / FILES);
+    let mut fs = Fs::mount(fs.into_device(), MountOptions { read_only: true, clock: None }).unwrap();
     let mut buf = [0u8; 1024];
     let t = std::time::Instant::now();
     for n in &names {

@@ -69,11 +69,7 @@ fn full_disk_churn_keeps_working_and_leaks_nothing() {
         st.stats.segments_cleaned,
         st.stats.write_amplification_pct()
     );
-    assert!(
-        st.stats.segments_cleaned > 20,
-        "the cleaner hardly ran: {:?}",
-        st.stats
-    );
+    assert!(st.stats.segments_cleaned > 20, "the cleaner hardly ran: {:?}", st.stats);
     // Contents survive a remount.
     fs.sync().unwrap();
     let mut fs = Fs::mount(fs.into_device(), MountOptions::default()).unwrap();
@@ -90,11 +86,7 @@ fn full_disk_churn_keeps_working_and_leaks_nothing() {
     }
     fs.clean().unwrap();
     let st = fs.statfs();
-    assert!(
-        st.used_bytes < 64 * 1024,
-        "space leak: {} bytes still live with no files",
-        st.used_bytes
-    );
+    assert!(st.used_bytes < 64 * 1024, "space leak: {} bytes still live with no files", st.used_bytes);
     assert!(
         st.free_segments + 6 >= st.segments - fs.statfs().segments / 8,
         "free segments {} of {}",
@@ -110,10 +102,7 @@ fn full_disk_churn_keeps_working_and_leaks_nothing() {
             Err(e) => panic!("{e:?}"),
         }
     }
-    assert!(
-        refill > cap * 8 / 10,
-        "could only refill {refill} of {cap} bytes"
-    );
+    assert!(refill > cap * 8 / 10, "could only refill {refill} of {cap} bytes");
     fs.sync().unwrap();
     assert_clean(&mut fs, "after refill");
 }

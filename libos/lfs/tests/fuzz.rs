@@ -15,11 +15,7 @@ fn populated() -> Vec<u8> {
     fs.mkdir("/d").unwrap();
     fs.mkdir("/d/e").unwrap();
     for i in 0..40 {
-        let p = if i % 3 == 0 {
-            format!("/d/e/f{i}")
-        } else {
-            format!("/f{i}")
-        };
+        let p = if i % 3 == 0 { format!("/d/e/f{i}") } else { format!("/f{i}") };
         let h = fs.create(&p).unwrap();
         let len = r.below(9000) as usize;
         fs.write(h, 0, &r.bytes(len)).unwrap();
@@ -70,11 +66,7 @@ fn reseal_ps(img: &mut [u8], geo: &Geometry, r: &mut Rng) {
         let mut candidates = Vec::new();
         while pos < geo.seg_sectors as usize {
             let at = (start + pos) * SECTOR;
-            let Some(h) = parse_header(
-                &img[at..at + SECTOR],
-                geo.fs_id,
-                geo.seg_sectors - pos as u32,
-            ) else {
+            let Some(h) = parse_header(&img[at..at + SECTOR], geo.fs_id, geo.seg_sectors - pos as u32) else {
                 break;
             };
             candidates.push((at, h.total as usize));
@@ -86,11 +78,8 @@ fn reseal_ps(img: &mut [u8], geo: &Geometry, r: &mut Rng) {
         let (at, total) = candidates[r.below(candidates.len() as u64) as usize];
         let ps = &mut img[at..at + total * SECTOR];
         for _ in 0..1 + r.below(6) {
-            let off = if r.chance(50) {
-                64 + r.below(448) as usize
-            } else {
-                r.below(ps.len() as u64) as usize
-            };
+            let off =
+                if r.chance(50) { 64 + r.below(448) as usize } else { r.below(ps.len() as u64) as usize };
             if !(56..64).contains(&off) {
                 ps[off] = r.next() as u8;
             }
@@ -140,11 +129,7 @@ fn walk<D: BlockDevice>(fs: &mut Fs<D>) {
             if budget == 0 {
                 return;
             }
-            let p = format!(
-                "{}/{}",
-                dir.trim_end_matches('/'),
-                String::from_utf8_lossy(&e.name)
-            );
+            let p = format!("{}/{}", dir.trim_end_matches('/'), String::from_utf8_lossy(&e.name));
             if e.kind == Kind::Dir {
                 stack.push(p);
             } else if let Ok(h) = fs.open(&p) {
@@ -172,13 +157,7 @@ fn corrupted_images_are_refused_or_contained() {
         } else {
             flagged += 1;
         }
-        match Fs::mount(
-            MemDevice { data: img.clone() },
-            MountOptions {
-                read_only: true,
-                clock: None,
-            },
-        ) {
+        match Fs::mount(MemDevice { data: img.clone() }, MountOptions { read_only: true, clock: None }) {
             Ok(mut fs) => walk(&mut fs),
             Err(_) => refused += 1,
         }
@@ -196,28 +175,18 @@ fn corrupted_images_are_refused_or_contained() {
         }
     }
     println!("{flagged} flagged by fsck, {clean} judged clean, {refused} refused by mount");
-    assert!(
-        flagged > 50,
-        "fsck flagged too few damaged images ({flagged})"
-    );
-    assert!(
-        refused > 10,
-        "mount refused too few damaged images ({refused})"
-    );
+    assert!(flagged > 50, "fsck flagged too few damaged images ({flagged})");
+    assert!(refused > 10, "mount refused too few damaged images ({refused})");
 }
 
 /// Finds `pat` in the log, rewrites it with `f`, and re-seals the partial segment holding it,
 /// so the damage passes every checksum.
 fn patch_sealed(img: &mut [u8], geo: &Geometry, pat: &[u8], f: impl Fn(&mut [u8])) {
-    let at = img
-        .windows(pat.len())
-        .rposition(|w| w == pat)
-        .expect("pattern in image");
+    let at = img.windows(pat.len()).rposition(|w| w == pat).expect("pattern in image");
     f(&mut img[at..at + pat.len()]);
     let mut s = at / SECTOR;
     loop {
-        let room = (geo.seg_start(geo.seg_of(s as u64).unwrap()) + geo.seg_sectors as u64
-            - s as u64) as u32;
+        let room = (geo.seg_start(geo.seg_of(s as u64).unwrap()) + geo.seg_sectors as u64 - s as u64) as u32;
         if let Some(h) = parse_header(&img[s * SECTOR..(s + 1) * SECTOR], geo.fs_id, room) {
             if s + h.total as usize > at / SECTOR {
                 let ps = &mut img[s * SECTOR..(s + h.total as usize) * SECTOR];
@@ -243,16 +212,10 @@ fn directory_cycle_with_valid_checksums_is_reported_and_contained() {
     let mut pat = t.ino.to_le_bytes().to_vec();
     pat.extend_from_slice(&[2, 12]);
     pat.extend_from_slice(b"cycle-target");
-    patch_sealed(&mut img, &geo, &pat, |e| {
-        e[0..4].copy_from_slice(&a.ino.to_le_bytes())
-    });
+    patch_sealed(&mut img, &geo, &pat, |e| e[0..4].copy_from_slice(&a.ino.to_le_bytes()));
     let r = fsck::check_device(&mut MemDevice { data: img.clone() });
     assert!(!r.is_clean());
-    assert!(
-        r.errors.iter().any(|e| e.contains("reachable twice")),
-        "{:#?}",
-        r.errors
-    );
+    assert!(r.errors.iter().any(|e| e.contains("reachable twice")), "{:#?}", r.errors);
     let mut fs = Fs::mount(MemDevice { data: img }, MountOptions::default()).unwrap();
     walk(&mut fs);
     // Walking round the cycle is bounded by the path length, not by the tree.

@@ -51,19 +51,14 @@ impl Model {
     }
     fn children(&self, p: &str) -> Vec<String> {
         let pre = format!("{p}/");
-        self.t
-            .keys()
-            .filter(|k| k.starts_with(&pre))
-            .cloned()
-            .collect()
+        self.t.keys().filter(|k| k.starts_with(&pre)).cloned().collect()
     }
     fn make(&mut self, p: &str, dir: bool) -> Result<(), Error> {
         self.parent(p)?;
         if self.t.contains_key(p) {
             return Err(Error::Exists);
         }
-        self.t
-            .insert(p.into(), if dir { None } else { Some(Vec::new()) });
+        self.t.insert(p.into(), if dir { None } else { Some(Vec::new()) });
         Ok(())
     }
     fn remove(&mut self, p: &str, dir: bool) -> Result<(), Error> {
@@ -106,10 +101,7 @@ impl Model {
         for c in self.children(from) {
             moved.push((c.clone(), format!("{to}{}", &c[from.len()..])));
         }
-        let vals: Vec<_> = moved
-            .iter()
-            .map(|(f, _)| self.t.remove(f).unwrap())
-            .collect();
+        let vals: Vec<_> = moved.iter().map(|(f, _)| self.t.remove(f).unwrap()).collect();
         for ((_, t), v) in moved.into_iter().zip(vals) {
             self.t.insert(t, v);
         }
@@ -124,19 +116,12 @@ impl Model {
         }
     }
     fn bytes(&self) -> usize {
-        self.t
-            .values()
-            .map(|v| v.as_ref().map_or(4096, |d| d.len() + 512))
-            .sum()
+        self.t.values().map(|v| v.as_ref().map_or(4096, |d| d.len() + 512)).sum()
     }
 }
 
 fn random_path(r: &mut Rng, m: &Model) -> String {
-    let dirs: Vec<&String> =
-        m.t.iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|(k, _)| k)
-            .collect();
+    let dirs: Vec<&String> = m.t.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
     let base = if dirs.is_empty() || r.chance(30) {
         String::new()
     } else {
@@ -162,15 +147,9 @@ fn run(seed: u64, ops: u64) {
     let mut m = Model::default();
     let budget = fs.statfs().capacity_bytes as usize / 3;
     let mut oks = 0u64;
-    let debug_from: Option<u64> = std::env::var("LFS_DEBUG_STEP")
-        .ok()
-        .and_then(|s| s.parse().ok());
+    let debug_from: Option<u64> = std::env::var("LFS_DEBUG_STEP").ok().and_then(|s| s.parse().ok());
     for step in 0..ops {
-        if std::env::var("LFS_CHECK_AT")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            == Some(step)
-        {
+        if std::env::var("LFS_CHECK_AT").ok().and_then(|s| s.parse::<u64>().ok()) == Some(step) {
             let r = fs.check();
             println!("CHECK {step} clean={} {:?}", r.is_clean(), r.errors.first());
         }
@@ -184,23 +163,13 @@ fn run(seed: u64, ops: u64) {
             12..=17 => (fs.mkdir(&p).map(|_| ()), m.make(&p, true)),
             18..=45 => {
                 let big = r.chance(5);
-                let off = if big {
-                    r.below(2_400_000)
-                } else {
-                    r.below(20_000)
-                };
-                let len = if r.chance(10) {
-                    r.below(40_000)
-                } else {
-                    r.below(3000)
-                } as usize;
+                let off = if big { r.below(2_400_000) } else { r.below(20_000) };
+                let len = if r.chance(10) { r.below(40_000) } else { r.below(3000) } as usize;
                 if m.bytes() + off as usize + len > budget {
                     continue;
                 }
                 let data = r.bytes(len);
-                let got = fs_file(&mut fs, &p)
-                    .and_then(|h| fs.write(h, off, &data))
-                    .map(|_| ());
+                let got = fs_file(&mut fs, &p).and_then(|h| fs.write(h, off, &data)).map(|_| ());
                 let want = m.file(&p).map(|f| {
                     let end = off as usize + len;
                     if len > 0 {
@@ -232,17 +201,10 @@ fn run(seed: u64, ops: u64) {
             62..=69 => (fs.unlink(&p), m.remove(&p, false)),
             70..=74 => (fs.rmdir(&p), m.remove(&p, true)),
             75..=86 => {
-                let q = if r.chance(50) {
-                    random_path(&mut r, &m)
-                } else {
-                    p.clone()
-                };
+                let q = if r.chance(50) { random_path(&mut r, &m) } else { p.clone() };
                 let from = random_path(&mut r, &m);
                 let from = if r.chance(60) {
-                    m.t.keys()
-                        .nth(r.below(m.t.len() as u64) as usize)
-                        .cloned()
-                        .unwrap_or(from)
+                    m.t.keys().nth(r.below(m.t.len() as u64) as usize).cloned().unwrap_or(from)
                 } else {
                     from
                 };
@@ -277,11 +239,7 @@ fn run(seed: u64, ops: u64) {
             }
             _ => {
                 let expect: Tree = m.t.clone();
-                assert_eq!(
-                    dump(&mut fs),
-                    expect,
-                    "seed {seed} step {step}: tree differs"
-                );
+                assert_eq!(dump(&mut fs), expect, "seed {seed} step {step}: tree differs");
                 continue;
             }
         };
@@ -303,15 +261,8 @@ fn run(seed: u64, ops: u64) {
     }
     fs.sync().unwrap();
     let st = fs.statfs();
-    println!(
-        "seed {seed}: {oks} successful mutations, {} entries, stats {:?}",
-        m.t.len(),
-        st.stats
-    );
-    assert!(
-        oks > ops / 5,
-        "seed {seed}: too few operations succeeded ({oks})"
-    );
+    println!("seed {seed}: {oks} successful mutations, {} entries, stats {:?}", m.t.len(), st.stats);
+    assert!(oks > ops / 5, "seed {seed}: too few operations succeeded ({oks})");
     assert_eq!(dump(&mut fs), m.t, "seed {seed}: final tree");
     let dev = fs.into_device();
     let mut fs = Fs::mount(dev, MountOptions::default()).unwrap();

@@ -55,19 +55,15 @@ fn workload(seed: u64, ops: usize, churn: bool) -> Vec<Op> {
 /// Runs `op`, creating the file first for writes; NotFound/Exists are part of the workload.
 fn apply<D: exo_lfs::BlockDevice>(fs: &mut Fs<D>, op: &Op) -> Result<(), Error> {
     let ok = |r: Result<(), Error>| match r {
-        Err(Error::NotFound | Error::Exists | Error::IsDir | Error::NotDir | Error::NoSpace) => {
-            Ok(())
-        }
+        Err(Error::NotFound | Error::Exists | Error::IsDir | Error::NotDir | Error::NoSpace) => Ok(()),
         r => r,
     };
     match op {
         Op::Create(p) => ok(fs.create(p).map(|_| ())),
         Op::Mkdir(p) => ok(fs.mkdir(p).map(|_| ())),
-        Op::Write(p, off, d) => ok(fs
-            .open(p)
-            .or_else(|_| fs.create(p))
-            .and_then(|h| fs.write(h, *off, d))
-            .map(|_| ())),
+        Op::Write(p, off, d) => {
+            ok(fs.open(p).or_else(|_| fs.create(p)).and_then(|h| fs.write(h, *off, d)).map(|_| ()))
+        }
         Op::Truncate(p, s) => ok(fs.open(p).and_then(|h| fs.truncate(h, *s))),
         Op::Unlink(p) => ok(fs.unlink(p)),
         Op::Rename(a, b) => ok(fs.rename(a, b)),
@@ -77,16 +73,8 @@ fn apply<D: exo_lfs::BlockDevice>(fs: &mut Fs<D>, op: &Op) -> Result<(), Error> 
 }
 
 fn base_image(mib: u64) -> Vec<u8> {
-    let opts = FormatOptions {
-        segment_bytes: 64 * 1024,
-        max_inodes: Some(1024),
-        fs_id: 7,
-        now: 0,
-    };
-    Fs::format(MemDevice::new(mib * 2048), opts)
-        .unwrap()
-        .into_device()
-        .data
+    let opts = FormatOptions { segment_bytes: 64 * 1024, max_inodes: Some(1024), fs_id: 7, now: 0 };
+    Fs::format(MemDevice::new(mib * 2048), opts).unwrap().into_device().data
 }
 
 /// Runs the workload without faults: the snapshot after every op, and the writes issued.
@@ -127,8 +115,7 @@ fn cut_and_check(img: &[u8], w: &[Op], snaps: &[Tree], cut: u64, loss: Loss, see
         dev = faulty.crash(Loss::Reordered, &mut rng);
         what = format!("{what}, then again at recovery write {again}");
     }
-    let mut fs =
-        Fs::mount(dev, MountOptions::default()).unwrap_or_else(|e| panic!("{what}: mount: {e:?}"));
+    let mut fs = Fs::mount(dev, MountOptions::default()).unwrap_or_else(|e| panic!("{what}: mount: {e:?}"));
     assert_clean(&mut fs, &what);
     let got = dump(&mut fs);
     let last = (inflight + 1).min(snaps.len() - 1);
@@ -137,10 +124,7 @@ fn cut_and_check(img: &[u8], w: &[Op], snaps: &[Tree], cut: u64, loss: Loss, see
         "{what}: recovered tree is not a state between the last sync (op {synced}) and the cut"
     );
     // The recovered file system keeps working, and what it writes next survives.
-    let h = fs
-        .create("/after-crash")
-        .or_else(|_| fs.open("/after-crash"))
-        .unwrap();
+    let h = fs.create("/after-crash").or_else(|_| fs.open("/after-crash")).unwrap();
     fs.write(h, 0, b"still alive").unwrap();
     fs.sync().unwrap();
     let mut fs = Fs::mount(fs.into_device(), MountOptions::default()).unwrap();
@@ -164,10 +148,7 @@ fn power_loss_at_every_write_small_workload() {
                 cut_and_check(&img, &w, &snaps, cut, loss, seed);
             }
         }
-        println!(
-            "seed {seed}: {} ops, {writes} writes, each cut three ways",
-            w.len()
-        );
+        println!("seed {seed}: {} ops, {writes} writes, each cut three ways", w.len());
     }
 }
 
@@ -188,10 +169,6 @@ fn power_loss_during_cleaning_and_checkpoints() {
             let loss = [Loss::All, Loss::TornLast, Loss::Reordered][(cut % 3) as usize];
             cut_and_check(&img, &w, &snaps, cut, loss, seed);
         }
-        println!(
-            "seed {seed}: {} ops, {writes} writes, {} segments cleaned",
-            w.len(),
-            st.segments_cleaned
-        );
+        println!("seed {seed}: {} ops, {writes} writes, {} segments cleaned", w.len(), st.segments_cleaned);
     }
 }

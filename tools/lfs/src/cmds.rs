@@ -15,9 +15,7 @@ fn op<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Fail + '_ {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Positional arguments, flags and `--key value` options.
@@ -28,11 +26,7 @@ struct Args {
 }
 
 fn parse(args: &[String], valued: &[&str], flags: &[&str]) -> Result<Args, Fail> {
-    let mut a = Args {
-        pos: Vec::new(),
-        flags: Vec::new(),
-        opts: Vec::new(),
-    };
+    let mut a = Args { pos: Vec::new(), flags: Vec::new(), opts: Vec::new() };
     let mut it = args.iter();
     while let Some(x) = it.next() {
         if valued.contains(&x.as_str()) {
@@ -51,10 +45,7 @@ fn parse(args: &[String], valued: &[&str], flags: &[&str]) -> Result<Args, Fail>
 
 impl Args {
     fn opt(&self, k: &str) -> Option<&str> {
-        self.opts
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
+        self.opts.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
     }
     fn flag(&self, k: &str) -> bool {
         self.flags.iter().any(|f| f == k)
@@ -70,14 +61,8 @@ impl Args {
 fn mount(spec: &str, writable: bool) -> Result<Fs<ImageDev>, Fail> {
     let spec = Spec::parse(spec).map_err(Fail::Usage)?;
     let dev = spec.open(writable, None).map_err(Fail::Op)?;
-    let mut fs = Fs::mount(
-        dev,
-        MountOptions {
-            read_only: !writable,
-            clock: None,
-        },
-    )
-    .map_err(op(&spec.path))?;
+    let mut fs =
+        Fs::mount(dev, MountOptions { read_only: !writable, clock: None }).map_err(op(&spec.path))?;
     fs.set_clock(now);
     Ok(fs)
 }
@@ -108,17 +93,8 @@ fn mkfs(rest: &[String]) -> Result<u8, Fail> {
     let a = parse(rest, &["--size", "--segment-size", "--inodes"], &[])?;
     a.want(1, 1)?;
     let spec = Spec::parse(&a.pos[0]).map_err(Fail::Usage)?;
-    let size = a
-        .opt("--size")
-        .map(parse_size)
-        .transpose()
-        .map_err(Fail::Usage)?;
-    let seg = a
-        .opt("--segment-size")
-        .map(parse_size)
-        .transpose()
-        .map_err(Fail::Usage)?
-        .unwrap_or(1 << 20);
+    let size = a.opt("--size").map(parse_size).transpose().map_err(Fail::Usage)?;
+    let seg = a.opt("--segment-size").map(parse_size).transpose().map_err(Fail::Usage)?.unwrap_or(1 << 20);
     let inodes = a
         .opt("--inodes")
         .map(|v| v.parse::<u32>())
@@ -127,8 +103,7 @@ fn mkfs(rest: &[String]) -> Result<u8, Fail> {
     let dev = spec.open(true, size).map_err(Fail::Op)?;
     let t = now();
     let opts = FormatOptions {
-        segment_bytes: u32::try_from(seg)
-            .map_err(|_| Fail::Usage("segment size too large".into()))?,
+        segment_bytes: u32::try_from(seg).map_err(|_| Fail::Usage("segment size too large".into()))?,
         max_inodes: inodes,
         fs_id: (t as u64) ^ ((std::process::id() as u64) << 40),
         now: t,
@@ -172,11 +147,7 @@ fn check(rest: &[String]) -> Result<u8, Fail> {
         r.files,
         r.dirs,
         r.live_bytes,
-        if r.is_clean() {
-            "clean".to_string()
-        } else {
-            format!("{} problem(s)", r.problems)
-        }
+        if r.is_clean() { "clean".to_string() } else { format!("{} problem(s)", r.problems) }
     );
     Ok(if r.is_clean() { 0 } else { 1 })
 }
@@ -200,11 +171,7 @@ fn ls(rest: &[String]) -> Result<u8, Fail> {
             let full = format!("{}/{}", path.trim_end_matches('/'), name);
             let s = fs.stat(&full).map_err(op(&full))?;
             let kind = if s.kind == Kind::Dir { 'd' } else { '-' };
-            println!(
-                "{kind} {:>10} {:>12} {name}",
-                s.size,
-                s.mtime / 1_000_000_000
-            );
+            println!("{kind} {:>10} {:>12} {name}", s.size, s.mtime / 1_000_000_000);
         } else {
             println!("{name}{}", if e.kind == Kind::Dir { "/" } else { "" });
         }
@@ -270,11 +237,7 @@ fn put(rest: &[String]) -> Result<u8, Fail> {
 fn remove_tree(fs: &mut Fs<ImageDev>, path: &str) -> Result<(), Error> {
     if fs.stat(path)?.kind == Kind::Dir {
         for e in fs.read_dir(path)? {
-            let child = format!(
-                "{}/{}",
-                path.trim_end_matches('/'),
-                String::from_utf8_lossy(&e.name)
-            );
+            let child = format!("{}/{}", path.trim_end_matches('/'), String::from_utf8_lossy(&e.name));
             remove_tree(fs, &child)?;
         }
     }
@@ -286,12 +249,7 @@ fn rm(rest: &[String]) -> Result<u8, Fail> {
     a.want(2, 2)?;
     let mut fs = mount(&a.pos[0], true)?;
     let path = &a.pos[1];
-    if a.flag("-r") {
-        remove_tree(&mut fs, path)
-    } else {
-        fs.remove(path)
-    }
-    .map_err(op(path))?;
+    if a.flag("-r") { remove_tree(&mut fs, path) } else { fs.remove(path) }.map_err(op(path))?;
     finish(fs)
 }
 
@@ -323,14 +281,7 @@ fn stat(rest: &[String]) -> Result<u8, Fail> {
     let s = fs.stat(&a.pos[1]).map_err(op(&a.pos[1]))?;
     println!("path:    {}", a.pos[1]);
     println!("inode:   {}", s.ino);
-    println!(
-        "kind:    {}",
-        if s.kind == Kind::Dir {
-            "directory"
-        } else {
-            "file"
-        }
-    );
+    println!("kind:    {}", if s.kind == Kind::Dir { "directory" } else { "file" });
     println!("size:    {}", s.size);
     println!("sectors: {}", s.sectors);
     println!("mode:    {:o}", s.mode);
@@ -349,12 +300,7 @@ fn df(rest: &[String]) -> Result<u8, Fail> {
     println!("capacity:        {} KiB", s.capacity_bytes >> 10);
     println!("used:            {} KiB", s.used_bytes >> 10);
     println!("available:       {} KiB", s.avail_bytes >> 10);
-    println!(
-        "segments:        {} of {} KiB, {} free",
-        s.segments,
-        s.segment_bytes >> 10,
-        s.free_segments
-    );
+    println!("segments:        {} of {} KiB, {} free", s.segments, s.segment_bytes >> 10, s.free_segments);
     println!("inodes:          {} of {}", s.inodes_used, s.inodes_max);
     println!("user sectors:    {}", w.user_sectors);
     println!("log sectors:     {}", w.log_sectors);
@@ -364,10 +310,7 @@ fn df(rest: &[String]) -> Result<u8, Fail> {
         w.write_amplification_pct() / 100,
         w.write_amplification_pct() % 100
     );
-    println!(
-        "cleaned:         {} segments ({} sectors copied)",
-        w.segments_cleaned, w.cleaner_sectors
-    );
+    println!("cleaned:         {} segments ({} sectors copied)", w.segments_cleaned, w.cleaner_sectors);
     println!("checkpoints:     {}", w.checkpoints);
     Ok(0)
 }
@@ -377,9 +320,6 @@ fn clean(rest: &[String]) -> Result<u8, Fail> {
     a.want(1, 1)?;
     let mut fs = mount(&a.pos[0], true)?;
     let r = fs.clean().map_err(op("clean"))?;
-    println!(
-        "cleaned {} segment(s); {} free",
-        r.segments_cleaned, r.free_segments
-    );
+    println!("cleaned {} segment(s); {} free", r.segments_cleaned, r.free_segments);
     finish(fs)
 }

@@ -15,15 +15,11 @@ pub struct ImageDev {
 impl BlockDevice for ImageDev {
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         exo_lfs::device::check_range(sector, buf.len(), self.sectors)?;
-        self.file
-            .read_exact_at(buf, self.offset + sector * SECTOR as u64)
-            .map_err(io_err)
+        self.file.read_exact_at(buf, self.offset + sector * SECTOR as u64).map_err(io_err)
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         exo_lfs::device::check_range(sector, buf.len(), self.sectors)?;
-        self.file
-            .write_all_at(buf, self.offset + sector * SECTOR as u64)
-            .map_err(io_err)
+        self.file.write_all_at(buf, self.offset + sector * SECTOR as u64).map_err(io_err)
     }
     fn flush(&mut self) -> Result<(), IoError> {
         self.file.sync_data().map_err(io_err)
@@ -34,9 +30,7 @@ impl BlockDevice for ImageDev {
 }
 
 fn io_err(e: std::io::Error) -> IoError {
-    IoError {
-        code: e.raw_os_error().unwrap_or(-5),
-    }
+    IoError { code: e.raw_os_error().unwrap_or(-5) }
 }
 
 /// `IMAGE`, `IMAGE@OFFSET` (bytes) or `IMAGE#N` (MBR primary partition N, 1–4).
@@ -56,31 +50,20 @@ pub enum Place {
 impl Spec {
     pub fn parse(s: &str) -> Result<Spec, String> {
         if let Some((p, n)) = s.rsplit_once('#') {
-            let n: u8 = n
-                .parse()
-                .map_err(|_| format!("bad partition number in {s:?}"))?;
+            let n: u8 = n.parse().map_err(|_| format!("bad partition number in {s:?}"))?;
             if !(1..=4).contains(&n) {
                 return Err(format!("partition must be 1 to 4 in {s:?}"));
             }
-            return Ok(Spec {
-                path: p.into(),
-                at: Place::Partition(n),
-            });
+            return Ok(Spec { path: p.into(), at: Place::Partition(n) });
         }
         if let Some((p, off)) = s.rsplit_once('@') {
             let off = parse_size(off)?;
             if off % SECTOR as u64 != 0 {
                 return Err(format!("offset {off} is not a multiple of 512"));
             }
-            return Ok(Spec {
-                path: p.into(),
-                at: Place::Offset(off),
-            });
+            return Ok(Spec { path: p.into(), at: Place::Offset(off) });
         }
-        Ok(Spec {
-            path: s.into(),
-            at: Place::Whole,
-        })
+        Ok(Spec { path: s.into(), at: Place::Whole })
     }
 
     /// Opens the extent. `size` (bytes) sets its length and grows the file if needed
@@ -99,12 +82,10 @@ impl Spec {
             Place::Offset(o) => (o, len.saturating_sub(o)),
             Place::Partition(n) => {
                 let mut s0 = [0u8; 512];
-                file.read_exact_at(&mut s0, 0)
-                    .map_err(|e| format!("{}: reading the MBR: {e}", self.path))?;
-                let parts = mbr::parse(&s0, Some(len / 512))
-                    .map_err(|e| format!("{}: MBR: {e:?}", self.path))?;
-                let p = parts[n as usize - 1]
-                    .ok_or(format!("{}: partition {n} is empty", self.path))?;
+                file.read_exact_at(&mut s0, 0).map_err(|e| format!("{}: reading the MBR: {e}", self.path))?;
+                let parts =
+                    mbr::parse(&s0, Some(len / 512)).map_err(|e| format!("{}: MBR: {e:?}", self.path))?;
+                let p = parts[n as usize - 1].ok_or(format!("{}: partition {n} is empty", self.path))?;
                 if p.kind != mbr::TYPE_EXO_LFS {
                     eprintln!(
                         "lfs: warning: partition {n} has type {:#04x}, not exo-lfs ({:#04x})",
@@ -114,9 +95,7 @@ impl Spec {
                 }
                 let bytes = p.sectors * 512;
                 if size.is_some_and(|s| s > bytes) {
-                    return Err(format!(
-                        "--size is larger than partition {n} ({bytes} bytes)"
-                    ));
+                    return Err(format!("--size is larger than partition {n} ({bytes} bytes)"));
                 }
                 (p.start * 512, bytes)
             }
@@ -130,11 +109,7 @@ impl Spec {
             }
             None => avail,
         };
-        Ok(ImageDev {
-            file,
-            offset,
-            sectors: bytes / SECTOR as u64,
-        })
+        Ok(ImageDev { file, offset, sectors: bytes / SECTOR as u64 })
     }
 }
 
@@ -146,10 +121,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .ok_or(format!("bad size {s:?}"))
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mul)).ok_or(format!("bad size {s:?}"))
 }
 
 #[cfg(test)]
@@ -161,10 +133,7 @@ mod tests {
         assert_eq!(Spec::parse("a.img").unwrap().at, Place::Whole);
         assert_eq!(
             Spec::parse("a.img@1M").unwrap(),
-            Spec {
-                path: "a.img".into(),
-                at: Place::Offset(1 << 20)
-            }
+            Spec { path: "a.img".into(), at: Place::Offset(1 << 20) }
         );
         assert_eq!(Spec::parse("x/a.img#2").unwrap().at, Place::Partition(2));
         assert!(Spec::parse("a.img#5").is_err());

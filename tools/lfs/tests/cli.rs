@@ -4,19 +4,12 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn lfs(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lfs"))
-        .args(args)
-        .output()
-        .expect("run lfs")
+    Command::new(env!("CARGO_BIN_EXE_lfs")).args(args).output().expect("run lfs")
 }
 
 fn ok(args: &[&str]) -> String {
     let o = lfs(args);
-    assert!(
-        o.status.success(),
-        "lfs {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "lfs {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -42,10 +35,7 @@ fn round_trip_and_fsck_exit_codes() {
     ok(&["mkdir", &img, "/etc/conf", "-p"]);
     ok(&["put", &img, &s(&host), "/etc/conf/hello.bin"]);
     let listing = ok(&["ls", &img, "/etc/conf", "-l"]);
-    assert!(
-        listing.contains("hello.bin") && listing.contains("200000"),
-        "{listing}"
-    );
+    assert!(listing.contains("hello.bin") && listing.contains("200000"), "{listing}");
     assert_eq!(ok(&["ls", &img]).trim(), "etc/");
     let back = d.join("back.bin");
     ok(&["get", &img, "/etc/conf/hello.bin", &s(&back)]);
@@ -74,12 +64,7 @@ fn round_trip_and_fsck_exit_codes() {
     }
     std::fs::write(&img, &raw).unwrap();
     let r = lfs(&["fsck", &img]);
-    assert_eq!(
-        r.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&r.stdout)
-    );
+    assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stdout));
     assert!(String::from_utf8_lossy(&r.stdout).contains("error"));
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -109,9 +94,6 @@ fn partitions_by_mbr_and_by_offset() {
     // The MBR is untouched.
     let after = std::fs::read(&disk).unwrap();
     assert_eq!(&after[..512], &raw[..512]);
-    assert_eq!(
-        lfs(&["ls", &format!("{}#2", s(&disk))]).status.code(),
-        Some(1)
-    );
+    assert_eq!(lfs(&["ls", &format!("{}#2", s(&disk))]).status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -69,11 +69,7 @@ impl BlockDevice for FaultDev {
             return Err(IoError { code: -5 });
         }
         let at = sector as usize * SECTOR;
-        buf.copy_from_slice(
-            self.volatile
-                .get(at..at + buf.len())
-                .ok_or(IoError { code: -22 })?,
-        );
+        buf.copy_from_slice(self.volatile.get(at..at + buf.len()).ok_or(IoError { code: -22 })?);
         Ok(())
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {

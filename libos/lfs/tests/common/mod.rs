@@ -32,11 +32,7 @@ impl Rng {
 
 /// `LFS_TEST_SCALE` multiplies iteration counts (default 1).
 pub fn scale() -> u64 {
-    std::env::var("LFS_TEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1)
+    std::env::var("LFS_TEST_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
 }
 
 /// `LFS_TEST_SEED` shifts every test's seeds, to explore new cases (default 0).
@@ -47,12 +43,7 @@ pub fn seed_base() -> u64 {
 /// A formatted RAM disk of `mib` MiB with `seg_kib` KiB segments.
 pub fn fresh(mib: u64, seg_kib: u32) -> Fs<MemDevice> {
     let dev = MemDevice::new(mib * 2048);
-    let opts = FormatOptions {
-        segment_bytes: seg_kib * 1024,
-        max_inodes: Some(4096),
-        fs_id: 0xfeed,
-        now: 1,
-    };
+    let opts = FormatOptions { segment_bytes: seg_kib * 1024, max_inodes: Some(4096), fs_id: 0xfeed, now: 1 };
     Fs::format(dev, opts).expect("format")
 }
 
@@ -64,11 +55,7 @@ pub fn dump<D: BlockDevice>(fs: &mut Fs<D>) -> Tree {
     let mut out = Tree::new();
     let mut stack = vec![String::new()];
     while let Some(dir) = stack.pop() {
-        let path = if dir.is_empty() {
-            "/".to_string()
-        } else {
-            dir.clone()
-        };
+        let path = if dir.is_empty() { "/".to_string() } else { dir.clone() };
         for e in fs.read_dir(&path).expect("read_dir") {
             let p = format!("{}/{}", dir, String::from_utf8(e.name).unwrap());
             match e.kind {
@@ -92,10 +79,5 @@ pub fn dump<D: BlockDevice>(fs: &mut Fs<D>) -> Tree {
 /// Asserts fsck is clean, printing what it found otherwise.
 pub fn assert_clean<D: BlockDevice>(fs: &mut Fs<D>, what: &str) {
     let r = fs.check();
-    assert!(
-        r.is_clean(),
-        "{what}: fsck found {} problem(s): {:#?}",
-        r.problems,
-        r.errors
-    );
+    assert!(r.is_clean(), "{what}: fsck found {} problem(s): {:#?}", r.problems, r.errors);
 }
