@@ -1,4 +1,5 @@
 //! exo's applications and their shared pieces (test suites run by init).
 #![no_std]
 
+pub mod fuzz;
 pub mod ktest;

@@ -68,14 +68,20 @@ pub enum Fork {
 /// copy-on-write; the stack and `.private` are copied at once (the upcall handler and the
 /// address-space bookkeeping must never fault); pages marked [`SHARED`] stay shared
 /// read-write. Returns in both, like Unix `fork`.
-#[inline(never)]
 pub fn fork() -> Result<Fork, Error> {
+    fork_with_quota(0)
+}
+
+/// [`fork`], with the child (and its descendants) limited to `quota` frames (0: no limit
+/// but the caller's own).
+#[inline(never)]
+pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
     let mut saved = Saved::default();
     // SAFETY: saves callee-saved state into `saved`; the child resumes here with 1.
     if unsafe { exo_fork_save(&mut saved) } != 0 {
         return Ok(Fork::Child);
     }
-    let child = sys::env_create(0)?;
+    let child = sys::env_create(quota)?;
     match build_child(child, &saved) {
         Ok(()) => Ok(Fork::Parent(child)),
         Err(e) => {

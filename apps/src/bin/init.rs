@@ -13,6 +13,7 @@ fn main(args: &str) -> i32 {
             println!("init: running the exokernel core tests");
             (exo_apps::ktest::run(filter) != 0) as i32
         }
+        Some("fuzz") => exo_apps::fuzz::run(args),
         Some("hang") => {
             println!("init: idling forever (for the test runner's hang detection)");
             loop {

@@ -20,6 +20,8 @@ struct BootTest {
     timeout_s: u64,
     /// An EL0 suite run by init: each `test NAME ... ok|FAILED` line counts as a test.
     suite: bool,
+    /// Run on this board only (`None`: every board).
+    only: Option<Board>,
     /// Console interaction before waiting for the end: wait for the first string, type
     /// the second.
     script: &'static [(&'static str, &'static str)],
@@ -32,6 +34,7 @@ const BOOT_TESTS: &[BootTest] = &[
         bootargs: "exo.test=boot",
         timeout_s: 30,
         suite: false,
+        only: None,
         script: &[],
         check: |board, end, out| {
             exited(end, 0)?;
@@ -50,6 +53,7 @@ const BOOT_TESTS: &[BootTest] = &[
         bootargs: "exo.test=el1-fault",
         timeout_s: 30,
         suite: false,
+        only: None,
         script: &[],
         check: |_, end, out| {
             exited(end, 1)?;
@@ -65,6 +69,7 @@ const BOOT_TESTS: &[BootTest] = &[
         bootargs: "exo.test=panic",
         timeout_s: 30,
         suite: false,
+        only: None,
         script: &[],
         check: |_, end, out| {
             exited(end, 1)?;
@@ -78,6 +83,7 @@ const BOOT_TESTS: &[BootTest] = &[
         bootargs: "exo.test=hang",
         timeout_s: 4,
         suite: false,
+        only: None,
         // Typing at a program that reads no input must not disturb anything.
         script: &[("idling forever", "hello\r")],
         check: |_, end, out| {
@@ -92,13 +98,38 @@ const BOOT_TESTS: &[BootTest] = &[
         bootargs: "exo.test=core",
         timeout_s: 240,
         suite: true,
+        only: None,
         script: &[],
         check: |_, end, out| {
             contains(out, "init exited with status")?;
             exited(end, 0)
         },
     },
+    BootTest {
+        name: "syscall_fuzzer_100k_calls_leaves_the_kernel_up_and_frames_balanced",
+        bootargs: "exo.test=fuzz exo.fuzz.calls=100000 exo.log=error",
+        timeout_s: 300,
+        suite: false,
+        only: Some(Board::Virt),
+        script: &[],
+        check: fuzz_check,
+    },
+    BootTest {
+        name: "syscall_fuzzer_30k_calls_leaves_the_kernel_up_and_frames_balanced",
+        bootargs: "exo.test=fuzz exo.fuzz.calls=30000 exo.log=error",
+        timeout_s: 300,
+        suite: false,
+        only: Some(Board::Rpi4),
+        script: &[],
+        check: fuzz_check,
+    },
 ];
+
+fn fuzz_check(_: Board, end: &End, out: &str) -> Result<(), String> {
+    not_contains(out, "KERNEL")?;
+    contains(out, "frame table balanced")?;
+    exited(end, 0)
+}
 
 fn exited(end: &End, want: i32) -> Result<(), String> {
     match end {
@@ -273,7 +304,7 @@ fn boot_tests(opts: &Opts, image: &std::path::Path, syms: &Symbols, tally: &mut 
     let jobs: Vec<(Board, &BootTest)> = opts
         .boards
         .iter()
-        .flat_map(|&b| BOOT_TESTS.iter().map(move |t| (b, t)))
+        .flat_map(|&b| BOOT_TESTS.iter().filter(move |t| t.only.is_none_or(|o| o == b)).map(move |t| (b, t)))
         .filter(|(b, t)| wanted(opts, &format!("{}::{}", b.name(), t.name)))
         .collect();
     if jobs.is_empty() {

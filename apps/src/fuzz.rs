@@ -1,0 +1,218 @@
+//! The system-call fuzzer: several environments at once throw a seeded random stream of
+//! system calls at the kernel, with arguments that are random or half-valid (real frames,
+//! real ids, real addresses, nearly-right descriptors). The kernel must stay up, and at
+//! the end the whole frame table must balance (see `ktest::audit`).
+//!
+//! Run by init with `exo.test=fuzz`; `exo.fuzz.calls=N` (default 100000) and
+//! `exo.fuzz.seed=S` choose the length and the stream. The same seed gives the same run.
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use exo_libos::abi::pte::{Perm, Pte};
+use exo_libos::abi::{env_state, EnvId, Sys, ANY_FRAME};
+use exo_libos::process::Fork;
+use exo_libos::vm::{self, PAGE, RW, SHARED};
+use exo_libos::{println, process, sys};
+
+/// Fuzzing environments running at any time.
+const WORKERS: usize = 4;
+/// Frames a worker may hold (so workers cannot starve the fuzzer itself).
+const WORKER_QUOTA: u32 = 2048;
+/// A worker whose count has not moved for this long (blocked, or spinning) is replaced.
+const STALL_MS: u64 = 200;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+/// What a worker knows that makes arguments half-valid.
+struct Pool {
+    frames: [u64; 32],
+    envs: [u64; 8],
+    vas: [u64; 8],
+}
+
+impl Pool {
+    fn frame(&self, r: &mut Rng) -> u64 {
+        let k = vm::kinfo();
+        match r.below(6) {
+            0..=2 => r.pick(&self.frames),
+            3 => k.ram_base + r.below(k.frames) * PAGE,
+            4 => k.frame_table + r.below(4) * PAGE,
+            _ => r.pick(&[0, ANY_FRAME, 0xfe20_1000, 0x0900_0000, u64::MAX, k.ram_base + 8]),
+        }
+    }
+    fn env(&self, r: &mut Rng) -> u64 {
+        match r.below(4) {
+            0..=2 => r.pick(&self.envs),
+            _ => r.next() & 0xffff_ffff,
+        }
+    }
+    fn va(&self, r: &mut Rng) -> u64 {
+        match r.below(4) {
+            0 | 1 => r.pick(&self.vas) + r.below(512) * PAGE,
+            2 => r.next() & 0x0000_ffff_ffff_f000,
+            _ => r.pick(&[0, 1 << 48, 0xffff_ffff_8000_0000, u64::MAX, 0x40_0000]),
+        }
+    }
+    fn pte(&self, r: &mut Rng) -> u64 {
+        let perm = Perm { write: r.below(2) == 0, exec: r.below(2) == 0 };
+        match r.below(5) {
+            0 => Pte::user_page(self.frame(r), perm).0,
+            1 => Pte::table(self.frame(r)).0,
+            2 => Pte::user_page(self.frame(r), perm).0 ^ (1 << r.below(64)),
+            3 => 0,
+            _ => r.next(),
+        }
+    }
+}
+
+/// One worker: `calls` random system calls, counting each in `counter`.
+fn worker(seed: u64, counter: &AtomicU64) -> ! {
+    let mut r = Rng(seed | 1);
+    let me = vm::me().0 as u64;
+    let mut pool = Pool { frames: [0; 32], envs: [0, me, 1, 0x1000, 0, 0, 0, 0], vas: [0; 8] };
+    for f in pool.frames.iter_mut() {
+        *f = sys::frame_alloc(EnvId::SELF, None).unwrap_or(0);
+    }
+    for v in pool.vas.iter_mut() {
+        *v = vm::alloc_va(512);
+    }
+    pool.vas[0] = 0x40_0000; // its own program image: mapping over it is fair game
+    loop {
+        let num = match r.below(10) {
+            0 => r.below(64),
+            _ => r.pick(&[2, 3, 4, 5, 6, 7, 7, 7, 8, 9, 10, 11, 12, 13, 15, 16, 32, 33, 35, 36, 37, 38]),
+        };
+        let mut a = [0u64; 6];
+        match num {
+            n if n == Sys::FrameAlloc as u64 => {
+                a[..2].copy_from_slice(&[pool.env(&mut r), pool.frame(&mut r)])
+            }
+            n if n == Sys::FrameFree as u64 || n == Sys::TableUnbind as u64 => {
+                a[..2].copy_from_slice(&[pool.env(&mut r), pool.frame(&mut r)])
+            }
+            n if n == Sys::FrameGive as u64 => {
+                a[..2].copy_from_slice(&[pool.frame(&mut r), pool.env(&mut r)])
+            }
+            n if n == Sys::TableBind as u64 => {
+                a[..3].copy_from_slice(&[pool.env(&mut r), pool.frame(&mut r), r.below(6)])
+            }
+            n if n == Sys::TableSet as u64 => {
+                a[..4].copy_from_slice(&[pool.env(&mut r), pool.va(&mut r), r.below(5), pool.pte(&mut r)])
+            }
+            n if n == Sys::TableSetBatch as u64 => {
+                a[..3].copy_from_slice(&[pool.env(&mut r), pool.va(&mut r), r.below(600)])
+            }
+            n if n == Sys::TableGet as u64 => {
+                a[..3].copy_from_slice(&[pool.env(&mut r), pool.va(&mut r), r.below(5)])
+            }
+            n if n == Sys::ConsoleRead as u64 => a[0] = 0, // never block on input
+            n if n == Sys::Exit as u64 && r.below(20) != 0 => continue, // exit only now and then
+            _ => {
+                for (i, x) in a.iter_mut().enumerate() {
+                    *x = match (i, r.below(3)) {
+                        (0, 0) => pool.env(&mut r),
+                        (_, 0) => pool.frame(&mut r),
+                        (_, 1) => pool.va(&mut r),
+                        _ => r.next(),
+                    };
+                }
+            }
+        }
+        if num == Sys::ConsoleWrite as u64 {
+            a[1] = r.pick(&[0, 1 << 20]); // nothing, or too long: keep the console readable
+        }
+        let ret = sys::raw(num, a);
+        if num == Sys::EnvCreate as u64 && (ret as i64) > 0 {
+            pool.envs[4 + r.below(4) as usize] = ret;
+        }
+        if num == Sys::FrameAlloc as u64 && (ret as i64) > 0 {
+            let i = r.below(32) as usize;
+            pool.frames[i] = ret;
+        }
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+fn now_ms() -> u64 {
+    let t: u64;
+    // SAFETY: EL0 may read the virtual counter.
+    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
+    t / (vm::kinfo().counter_hz / 1000).max(1)
+}
+
+/// Runs the fuzzer; returns 0 if the kernel survived and the frame table balances.
+pub fn run(args: &str) -> i32 {
+    let word = |key: &str| args.split_ascii_whitespace().find_map(|w| w.strip_prefix(key));
+    let calls: u64 = word("exo.fuzz.calls=").and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let seed: u64 = word("exo.fuzz.seed=").and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
+    println!("fuzz: {calls} calls, seed {seed}, {WORKERS} environments at a time");
+    let va = vm::alloc_va(1);
+    let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return 1 };
+    if vm::map(va, Pte::user_page(pa, RW).0 | SHARED).is_err() {
+        return 1;
+    }
+    // SAFETY: `va` is a shared read-write page for the rest of the run.
+    let counters = unsafe { &*(va as *const [AtomicU64; WORKERS]) };
+    let mut rng = Rng(seed | 1);
+    let mut workers = [(EnvId(0), 0u64, 0u64); WORKERS]; // (id, last count, last progress ms)
+    let (mut started, mut done) = (0u64, 0u64);
+    while done < calls {
+        for (i, w) in workers.iter_mut().enumerate() {
+            let state = vm::env_info(w.0).filter(|e| e.id == w.0 .0).map(|e| e.state);
+            let count = counters[i].load(Relaxed);
+            let stalled = count == w.1 && now_ms() > w.2 + STALL_MS;
+            if count != w.1 {
+                *w = (w.0, count, now_ms());
+            }
+            let alive = matches!(state, Some(env_state::RUNNABLE) | Some(env_state::BLOCKED));
+            if alive && !stalled {
+                continue;
+            }
+            if alive {
+                let _ = sys::env_destroy(w.0);
+            } else if state == Some(env_state::ZOMBIE) {
+                let _ = sys::env_wait(w.0);
+            }
+            done += count;
+            counters[i].store(0, Relaxed);
+            let worker_seed = rng.next();
+            match process::fork_with_quota(WORKER_QUOTA) {
+                Ok(Fork::Child) => worker(worker_seed, &counters[i]),
+                Ok(Fork::Parent(id)) => *w = (id, 0, now_ms()),
+                Err(e) => {
+                    println!("fuzz: fork failed: {e:?}");
+                    return 1;
+                }
+            }
+            started += 1;
+        }
+        sys::yield_now();
+    }
+    for (i, w) in workers.iter().enumerate() {
+        done += counters[i].load(Relaxed);
+        let _ = sys::env_destroy(w.0);
+    }
+    process::reclaim();
+    let verdict = crate::ktest::audit();
+    println!(
+        "fuzz: {done} calls from {started} environments; frame table {}",
+        verdict.map_or("UNBALANCED", |_| "balanced")
+    );
+    verdict.is_err() as i32
+}
