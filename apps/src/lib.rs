@@ -1,5 +1,6 @@
 //! exo's applications and their shared pieces (test suites run by init).
 #![no_std]
 
+pub mod bench;
 pub mod fuzz;
 pub mod ktest;

@@ -125,6 +125,7 @@ mod boot {
 
         irq::init();
         arch::configure_el0();
+        assert!(arch::check_dc_zva(), "this CPU's dc zva block is not 64 bytes");
         match config.test {
             Some("el1-fault") => {
                 log::info!("test: touching an unmapped kernel address");

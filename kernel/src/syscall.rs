@@ -16,6 +16,22 @@ use crate::{console, uaccess, upcall};
 
 type Fast = extern "C" fn(u64, u64, u64, u64, u64, u64) -> i64;
 
+/// `UpcallResume`, called by `vectors.S` without saving the handler's context (it is
+/// being thrown away): back to the interrupted context, or straight into the next pending
+/// upcall. Null if the caller is not in an upcall (the vector then returns `Invalid`).
+#[unsafe(no_mangle)]
+extern "C" fn upcall_resume() -> *mut TrapFrame {
+    KERNEL.with(|k| {
+        let cur = k.current;
+        if k.envs[cur].active != 1 {
+            return core::ptr::null_mut();
+        }
+        k.envs[cur].active = 0;
+        upcall::deliver_pending(k, cur);
+        k.envs[cur].frame() as *mut TrapFrame
+    })
+}
+
 fn ret(r: Result<u64, Error>) -> i64 {
     match r {
         Ok(v) => v as i64,
@@ -35,7 +51,9 @@ macro_rules! fast {
     };
 }
 
-fast!(nop, |_k, _a, _b, _c, _d, _e| Ok(0));
+extern "C" fn nop(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
+    0
+}
 fast!(console_write, |k, ptr, len, _c, _d, _e| {
     if len > 64 * 1024 {
         return Err(Error::Invalid);
@@ -191,9 +209,7 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
 ];
 
 fn zero_frame(pa: u64) {
-    // SAFETY: `pa` is a frame the frame table just handed to an environment (or bound as
-    // its table) and nothing maps; the physmap maps it.
-    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, 4096) };
+    crate::arch::zero_page(phys_to_virt(pa));
 }
 
 impl Kernel {
@@ -239,10 +255,10 @@ impl Kernel {
     /// context holds the arguments; the result goes into its x0. Returns whether the
     /// caller gives up the CPU.
     pub fn slow(&mut self, num: u64, cur: usize) -> bool {
-        let x = self.envs[cur].frame().x;
+        let a0 = self.envs[cur].frame().x[0];
         let result = match num {
             n if n == Sys::Yield as u64 => return true,
-            n if n == Sys::YieldTo as u64 => match env_arg(x[0]).and_then(|id| self.slot(id)) {
+            n if n == Sys::YieldTo as u64 => match env_arg(a0).and_then(|id| self.slot(id)) {
                 Ok(t) if self.envs[t].state == env_state::RUNNABLE => {
                     self.envs[cur].frame().x[0] = 0;
                     self.donate_to = t;
@@ -252,10 +268,10 @@ impl Kernel {
                 Err(e) => Err(e),
             },
             n if n == Sys::Exit as u64 => {
-                self.destroy(cur, x[0] as i32);
+                self.destroy(cur, a0 as i32);
                 return true;
             }
-            n if n == Sys::EnvDestroy as u64 => match env_arg(x[0]).and_then(|id| self.target(id)) {
+            n if n == Sys::EnvDestroy as u64 => match env_arg(a0).and_then(|id| self.target(id)) {
                 Ok(t) => {
                     self.destroy(t, exo_abi::STATUS_DESTROYED);
                     if t != cur {
@@ -267,27 +283,18 @@ impl Kernel {
                 }
                 Err(e) => Err(e),
             },
-            n if n == Sys::EnvWait as u64 => match self.wait(cur, x[0]) {
+            n if n == Sys::EnvWait as u64 => match self.wait(cur, a0) {
                 Some(r) => r,
                 None => return true, // blocked: the call runs again once the child exits
             },
             n if n == Sys::ConsoleRead as u64 => match console::read_byte() {
                 Some(b) => Ok(b as u64),
-                None if x[0] == 0 => Err(Error::WouldBlock),
+                None if a0 == 0 => Err(Error::WouldBlock),
                 None => {
                     self.restart(cur, Wait::Console);
                     return true;
                 }
             },
-            n if n == Sys::UpcallResume as u64 => {
-                let e = &mut self.envs[cur];
-                if e.active != 1 {
-                    Err(Error::Invalid)
-                } else {
-                    e.active = 0;
-                    return false; // the interrupted context resumes as it was
-                }
-            }
             _ => Err(Error::NoSys),
         };
         if self.current == cur {

@@ -10,7 +10,7 @@
 use exo_abi::pte::Pte;
 use exo_abi::{env_state, frame, upcall, REPOSSESS_LOG};
 
-use crate::arch::trap::{describe_esr, TrapFrame};
+use crate::arch::trap::describe_esr;
 use crate::env::{Kernel, MAX_ENVS, PENDING_REVOKE, PENDING_SLICE};
 
 /// Frames asked back per revocation, and ticks the environment has to give them.
@@ -25,9 +25,12 @@ pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: 
         return false;
     }
     let pc = e.frames[0].elr;
-    let mut f = TrapFrame { elr: e.upcall_entry, sp_el0: e.upcall_stack, spsr: 0, ..TrapFrame::ZERO };
+    // Only what the handler may rely on is set: its arguments, a clean frame-pointer
+    // chain, its stack and entry. Other registers hold what this environment's previous
+    // handler left (its own values, nothing of anyone else's).
+    let f = &mut e.frames[1];
     f.x[..5].copy_from_slice(&[kind, esr, far, pc, arg]);
-    e.frames[1] = f;
+    (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.upcall_stack, e.upcall_entry, 0);
     e.active = 1;
     true
 }

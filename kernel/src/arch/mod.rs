@@ -6,7 +6,12 @@ pub mod power;
 pub mod trap;
 
 global_asm!(include_str!("boot.S"));
-global_asm!(include_str!("vectors.S"), SYS_FAST_COUNT = const exo_abi::Sys::FAST_COUNT);
+global_asm!(
+    include_str!("vectors.S"),
+    SYS_FAST_COUNT = const exo_abi::Sys::FAST_COUNT,
+    SYS_UPCALL_RESUME = const exo_abi::Sys::UpcallResume as u64,
+    ERR_INVALID = const exo_abi::Error::Invalid as i64,
+);
 
 /// Replaces the boot identity map in TTBR0 with an empty table and flushes the TLB. From
 /// here on the low half holds only environments' mappings. Also switches to 16-bit ASIDs
@@ -47,7 +52,8 @@ pub fn set_user_table(root: u64, asid: u16) {
 }
 
 /// What EL0 may do without trapping: read the virtual counter and the PMU counters, zero
-/// cache lines (`dc zva`), read CTR_EL0; unaligned stack pointers and wfi/wfe do trap.
+/// cache lines (`dc zva`), read CTR_EL0; unaligned stack pointers and wfi/wfe do trap. The
+/// PMU cycle counter runs (under QEMU's `-icount` it counts instructions), for benchmarks.
 pub fn configure_el0() {
     // SAFETY: these registers only widen what EL0 may read (counters, cache geometry) and
     // turn on SP alignment checks; none exposes kernel state.
@@ -60,6 +66,10 @@ pub fn configure_el0() {
             "msr cntkctl_el1, {t}",
             "mov {t}, #0xd",        // PMUSERENR_EL0: EN | CR | ER
             "msr pmuserenr_el0, {t}",
+            "mov {t}, #5",          // PMCR_EL0: E | C (cycle counter on, from zero)
+            "msr pmcr_el0, {t}",
+            "mov {t}, #0x80000000", // PMCNTENSET_EL0: C
+            "msr pmcntenset_el0, {t}",
             "isb",
             t = out(reg) _,
             bits = in(reg) (1u64 << 3) | (1 << 4) | (1 << 14) | (1 << 15),
@@ -76,6 +86,38 @@ pub fn start_user(frame: *mut trap::TrapFrame) -> ! {
     // SAFETY: `frame` is the active context of the environment the scheduler just made
     // current (TTBR0 points at its tables); the kernel stack is abandoned on purpose.
     unsafe { enter_user(frame) }
+}
+
+/// Zeroes the 4 KiB page at kernel address `va` with `dc zva`, 64 bytes per instruction
+/// (the block size of every ARMv8-A core exo runs on; checked at boot by `check_dc_zva`).
+pub fn zero_page(va: u64) {
+    // SAFETY: the caller passes a page-aligned kernel mapping of a frame it owns; `dc zva`
+    // writes zeros to exactly the 64-byte blocks named, 64 of them here.
+    unsafe {
+        asm!(
+            "2: dc zva, {p}",
+            "add {p}, {p}, #64",
+            "dc zva, {p}",
+            "add {p}, {p}, #64",
+            "dc zva, {p}",
+            "add {p}, {p}, #64",
+            "dc zva, {p}",
+            "add {p}, {p}, #64",
+            "cmp {p}, {end}",
+            "b.lo 2b",
+            p = inout(reg) va => _,
+            end = in(reg) va + 4096,
+            options(nostack),
+        )
+    };
+}
+
+/// `dc zva` must be allowed and zero 64-byte blocks for `zero_page` to be right.
+pub fn check_dc_zva() -> bool {
+    let dczid: u64;
+    // SAFETY: reading an ID register.
+    unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid) };
+    dczid & 0x1f == 4 // DZP clear, BS = log2(16 words)
 }
 
 /// Sleeps until an interrupt arrives, lets it be taken, and masks interrupts again.

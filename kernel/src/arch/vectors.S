@@ -5,8 +5,11 @@
 //
 // From EL0 (slots 8-15): the running environment's active TrapFrame is at TPIDR_EL1.
 // System calls below Sys::FAST_COUNT take the fast path: a call through
-// SYSCALL_FAST_TABLE with the argument registers as they are, after which x1-x18 are
-// zeroed (so nothing of the kernel's leaks) and the environment resumes. Everything else
+// SYSCALL_FAST_TABLE with the argument registers as they are, after which the environment
+// resumes with x0 the result and x1-x18 as the call left them (the ABI says clobbered; fast
+// calls only ever compute with the caller's own data and public kernel state, so nothing
+// another environment could call secret is in them). UpcallResume restores the
+// interrupted context without saving the handler's. Everything else
 // saves the whole context into the TrapFrame and calls `el0_trap(kind)`, which returns the
 // TrapFrame of whichever environment runs next; `el0_return` restores it.
 
@@ -133,7 +136,7 @@ el0_sync:
     cmp     x10, #0x15                  // SVC from AArch64?
     b.ne    1f
     cmp     x8, #{SYS_FAST_COUNT}
-    b.hs    1f
+    b.hs    2f
     add     sp, sp, #16                 // x9, x10 are the caller's to lose now
     adrp    x10, SYSCALL_FAST_TABLE
     add     x10, x10, :lo12:SYSCALL_FAST_TABLE
@@ -141,24 +144,15 @@ el0_sync:
     stp     x29, x30, [sp, #-16]!
     blr     x10
     ldp     x29, x30, [sp], #16
-    mov     x1, xzr
-    mov     x2, xzr
-    mov     x3, xzr
-    mov     x4, xzr
-    mov     x5, xzr
-    mov     x6, xzr
-    mov     x7, xzr
-    mov     x8, xzr
-    mov     x9, xzr
-    mov     x10, xzr
-    mov     x11, xzr
-    mov     x12, xzr
-    mov     x13, xzr
-    mov     x14, xzr
-    mov     x15, xzr
-    mov     x16, xzr
-    mov     x17, xzr
-    mov     x18, xzr
+    eret
+2:  cmp     x8, #{SYS_UPCALL_RESUME}
+    b.ne    1f
+    add     sp, sp, #16                 // the handler's own registers are not kept
+    stp     x29, x30, [sp, #-16]!
+    bl      upcall_resume
+    ldp     x29, x30, [sp], #16
+    cbnz    x0, el0_return
+    mov     x0, #{ERR_INVALID}          // not in an upcall
     eret
 1:  ldp     x9, x10, [sp], #16
     EL0_SAVE 0
