@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod board;
+pub mod disk;
 pub mod drivers;
 pub mod dt;
 
@@ -59,15 +60,16 @@ pub enum BlockError {
     NoMedium,
 }
 
-/// A disk of 512-byte sectors.
+/// A disk of 512-byte sectors. Transfers are scatter-gather: the buffers (each a whole
+/// number of sectors) are filled or drained in order, from `lba` on, straight into the
+/// caller's memory. A driver checks the range against the device size itself.
+/// `docs/storage.md` says what a completed write and a flush mean for durability.
 pub trait BlockDevice {
     /// Size in sectors.
     fn sectors(&self) -> u64;
-    /// Reads `buf.len() / 512` sectors starting at `lba`.
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), BlockError>;
-    /// Writes `buf.len() / 512` sectors starting at `lba`. Complete when it returns (see
-    /// `docs/` for what that means for durability).
-    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), BlockError>;
+    fn read(&mut self, lba: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError>;
+    /// Complete (and durable, modulo the device's write cache) when it returns.
+    fn write(&mut self, lba: u64, bufs: &[&[u8]]) -> Result<(), BlockError>;
     /// Returns once every completed write is durable.
     fn flush(&mut self) -> Result<(), BlockError>;
 }

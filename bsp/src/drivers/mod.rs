@@ -4,3 +4,4 @@ pub mod bcm2835_wdt;
 pub mod generic_timer;
 pub mod gicv2;
 pub mod pl011;
+pub mod virtio_blk;
