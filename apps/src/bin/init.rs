@@ -14,6 +14,10 @@ fn main(args: &str) -> i32 {
             (exo_apps::ktest::run(filter) != 0) as i32
         }
         Some("fuzz") => exo_apps::fuzz::run(args),
+        Some("disk") => {
+            println!("init: running the disk tests");
+            (exo_apps::disktest::run(filter) != 0) as i32
+        }
         Some("bench") => exo_apps::bench::run(),
         Some("hang") => {
             println!("init: idling forever (for the test runner's hang detection)");
