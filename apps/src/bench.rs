@@ -113,6 +113,28 @@ pub fn run() -> i32 {
     report("env_switch", 2 * n, per / 2);
     let _ = sys::env_destroy(child);
 
+    // Protected control transfer: call + reply to a server that answers at once.
+    fn echo(c: &exo_libos::ipc::Call) -> [u64; 4] {
+        c.args
+    }
+    let server = match process::fork() {
+        Ok(Fork::Child) => {
+            let e = exo_libos::ipc::serve(echo);
+            sys::exit(-(e as i32))
+        }
+        Ok(Fork::Parent(s)) => s,
+        Err(_) => return 1,
+    };
+    while vm::env_info(server).is_none_or(|i| i.state != exo_libos::abi::env_state::BLOCKED) {
+        sys::yield_now();
+    }
+    let _ = sys::pct_allow(EnvId::SELF, server);
+    let per = measure(n, |i| {
+        let _ = sys::pct_call(server, [i, 0, 0, 0], 0);
+    });
+    report("pct_round_trip", n, per);
+    let _ = sys::env_destroy(server);
+
     let per = measure(20, |_| match process::fork() {
         Ok(Fork::Child) => sys::exit(0),
         Ok(Fork::Parent(c)) => {

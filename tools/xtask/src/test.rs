@@ -149,6 +149,19 @@ const BOOT_TESTS: &[BootTest] = &[
         },
     },
     BootTest {
+        name: "ipc",
+        bootargs: "exo.test=ipc",
+        timeout_s: 120,
+        suite: true,
+        only: None,
+        disk: false,
+        script: &[],
+        check: |_, end, out| {
+            contains(out, "init exited with status")?;
+            exited(end, 0)
+        },
+    },
+    BootTest {
         name: "disk",
         bootargs: "exo.test=disk",
         timeout_s: 120,
