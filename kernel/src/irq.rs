@@ -25,9 +25,14 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
-/// The events raised since the last call.
+/// The events raised since the last call. (Plain load and store: only the kernel touches
+/// EVENTS, with interrupts masked, so nothing can slip in between.)
 pub fn take_events() -> u32 {
-    EVENTS.swap(0, Ordering::Relaxed)
+    let e = EVENTS.load(Ordering::Relaxed);
+    if e != 0 {
+        EVENTS.store(0, Ordering::Relaxed);
+    }
+    e
 }
 
 /// Sets up the interrupt controller, console input, and starts the periodic tick.

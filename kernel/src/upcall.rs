@@ -38,9 +38,16 @@ pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: 
 }
 
 /// Delivers what was waiting for `slot` to be able to take an upcall.
+#[inline]
 pub fn deliver_pending(k: &mut Kernel, slot: usize) {
+    if k.envs[slot].pending != 0 {
+        deliver_pending_slow(k, slot);
+    }
+}
+
+fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
     let e = &k.envs[slot];
-    if e.pending == 0 || e.active == 1 || e.upcall_entry == 0 {
+    if e.active == 1 || e.upcall_entry == 0 {
         return;
     }
     if e.pending & PENDING_REVOKE != 0 {

@@ -73,9 +73,12 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, slot: u64) -> *mut TrapFrame {
 /// Returns the context to resume — possibly another environment's.
 #[unsafe(no_mangle)]
 extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
-    let mut give_up = KERNEL.with(|k| {
+    if kind == 1 {
+        crate::irq::handle();
+    }
+    let next = KERNEL.with(|k| {
         let cur = k.current;
-        match kind {
+        let give_up = match kind {
             0 => {
                 let (esr, far) = super::fault_registers();
                 match esr >> 26 {
@@ -93,24 +96,23 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
                     }
                 }
             }
-            1 => {
-                crate::irq::handle();
-                false
-            }
+            1 => false,
             _ => {
                 log::warn!("env {:#x} killed: {}", k.envs[cur].id.0, SLOT_NAMES[8 + kind as usize]);
                 k.destroy(cur, exo_abi::killed_status(exo_abi::upcall::OTHER));
                 true
             }
-        }
+        };
+        k.schedule(give_up, crate::irq::take_events())
     });
+    if let Some(frame) = next {
+        return frame;
+    }
     loop {
-        let events = crate::irq::take_events();
-        if let Some(frame) = KERNEL.with(|k| k.schedule(give_up, events)) {
+        super::wait_for_interrupt();
+        if let Some(frame) = KERNEL.with(|k| k.schedule(false, crate::irq::take_events())) {
             return frame;
         }
-        give_up = false;
-        super::wait_for_interrupt();
     }
 }
 
