@@ -1,0 +1,399 @@
+//! The SDHCI host controller itself: its registers, resets, clock, command issue, the PIO
+//! data port and error recovery. Every access is 32 bits wide, which is all the BCM2835
+//! Arasan controller accepts (16-bit registers are written in their 32-bit pairs).
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite};
+
+use super::proto::{self, Cmd, Data, Resp};
+use super::SdError;
+use crate::drivers::generic_timer;
+
+register_structs! {
+    pub Regs {
+        (0x00 => _arg2),
+        /// Block size (11:0) and block count (31:16).
+        (0x04 => block: ReadWrite<u32>),
+        (0x08 => arg: ReadWrite<u32>),
+        /// Transfer mode (15:0) and command (31:16); writing it issues the command.
+        (0x0c => command: ReadWrite<u32>),
+        (0x10 => resp: [ReadOnly<u32>; 4]),
+        (0x20 => data: ReadWrite<u32>),
+        (0x24 => present: ReadOnly<u32>),
+        /// Host control 1 (7:0), power control (15:8), block gap (23:16), wakeup (31:24).
+        (0x28 => control0: ReadWrite<u32>),
+        /// Clock control (15:0), timeout control (19:16), software reset (26:24).
+        (0x2c => control1: ReadWrite<u32>),
+        /// Normal (15:0) and error (31:16) interrupt status; write 1 to clear.
+        (0x30 => interrupt: ReadWrite<u32>),
+        (0x34 => interrupt_enable: ReadWrite<u32>),
+        (0x38 => interrupt_signal: ReadWrite<u32>),
+        /// Auto CMD error status (15:0), host control 2 (31:16).
+        (0x3c => control2: ReadWrite<u32>),
+        (0x40 => capabilities: ReadOnly<u32>),
+        (0x44 => capabilities1: ReadOnly<u32>),
+        (0x48 => _r0),
+        /// Slot interrupt status (15:0), host controller version (31:16).
+        (0xfc => version: ReadOnly<u32>),
+        (0x100 => @END),
+    }
+}
+
+// Present state.
+const PS_CMD_INHIBIT: u32 = 1 << 0;
+const PS_DAT_INHIBIT: u32 = 1 << 1;
+const PS_CARD_INSERTED: u32 = 1 << 16;
+const PS_DAT0: u32 = 1 << 20;
+
+// Host control 1 and power control (in `control0`).
+const HC_4BIT: u32 = 1 << 1;
+const HC_CD_TEST_INSERTED: u32 = 1 << 6;
+const HC_CD_TEST_SELECT: u32 = 1 << 7;
+const POWER_ON_3V3: u32 = 0b1111 << 8;
+
+// Clock control, timeout and resets (in `control1`).
+const CLK_INTERNAL_ON: u32 = 1 << 0;
+const CLK_INTERNAL_STABLE: u32 = 1 << 1;
+const CLK_CARD_ON: u32 = 1 << 2;
+const CLK_DIVIDER_MASK: u32 = 0xffc0;
+const TIMEOUT_MAX: u32 = 0xe << 16;
+const RESET_ALL: u32 = 1 << 24;
+const RESET_CMD: u32 = 1 << 25;
+const RESET_DAT: u32 = 1 << 26;
+
+// Interrupt status bits.
+pub const INT_CMD_DONE: u32 = 1 << 0;
+pub const INT_DATA_DONE: u32 = 1 << 1;
+pub const INT_WRITE_READY: u32 = 1 << 4;
+pub const INT_READ_READY: u32 = 1 << 5;
+const INT_ERROR: u32 = 1 << 15;
+const INT_CMD_TIMEOUT: u32 = 1 << 16;
+const INT_DATA_TIMEOUT: u32 = 1 << 20;
+/// Every status we use: command/transfer complete, buffer ready, card insert/remove, and
+/// every error (command, data, current limit, auto CMD, ADMA).
+const INT_ENABLED: u32 = 0x03ff_00f3;
+
+/// Time limits, in milliseconds. A card answers a command within 64 clocks (the controller
+/// reports that as a command timeout); reads take at most 100 ms and writes 500 ms per
+/// block (SD Physical Layer spec 4.6.2), so these only catch a wedged controller or card.
+pub const RESET_MS: u64 = 100;
+pub const CMD_MS: u64 = 100;
+pub const DATA_MS: u64 = 1000;
+/// Busy after a write, and how long a card may take to power up (ACMD41).
+pub const BUSY_MS: u64 = 1000;
+
+pub struct Host {
+    regs: *const Regs,
+    /// The SD clock now (0 while off); register writes at ≤ 400 kHz get a pause.
+    pub card_hz: u32,
+}
+
+/// Counter ticks in `ms` milliseconds.
+pub fn ticks_ms(ms: u64) -> u64 {
+    generic_timer::frequency() * ms / 1000
+}
+
+/// Busy-waits `us` microseconds.
+pub fn delay_us(us: u64) {
+    let end = generic_timer::now() + generic_timer::frequency() * us / 1_000_000;
+    while generic_timer::now() < end {
+        core::hint::spin_loop();
+    }
+}
+
+impl Host {
+    /// # Safety
+    /// `base` must be the mapped address of an SDHCI register block (256 bytes), used by
+    /// nothing else for the value's life.
+    pub const unsafe fn new(base: usize) -> Self {
+        Self { regs: base as *const Regs, card_hz: 0 }
+    }
+
+    #[inline(always)]
+    pub fn regs(&self) -> &Regs {
+        // SAFETY: `new`'s contract.
+        unsafe { &*self.regs }
+    }
+
+    /// Host controller spec version: 0 = 1.0, 1 = 2.0, 2 = 3.0, ...; `None` when the
+    /// register reads as a bus with nothing behind it.
+    pub fn spec_version(&self) -> Option<u8> {
+        let v = self.regs().version.get();
+        (v != 0xffff_ffff).then_some((v >> 16) as u8)
+    }
+
+    /// The base clock the capabilities register declares, in Hz (0 if it declares none).
+    pub fn capabilities_base_hz(&self) -> u32 {
+        let caps = self.regs().capabilities.get();
+        let mhz = if self.spec_version().unwrap_or(0) >= 2 { (caps >> 8) & 0xff } else { (caps >> 8) & 0x3f };
+        mhz * 1_000_000
+    }
+
+    /// Writes a register, pausing four SD clocks when the clock is slow: the BCM2835's
+    /// Arasan core can lose a write that follows another within two card clocks.
+    fn write(&self, reg: &ReadWrite<u32>, v: u32) {
+        reg.set(v);
+        if self.card_hz != 0 && self.card_hz <= 400_000 {
+            delay_us((4_000_000 / self.card_hz as u64).max(10));
+        }
+    }
+
+    pub fn card_inserted(&self) -> bool {
+        self.regs().present.get() & PS_CARD_INSERTED != 0
+    }
+
+    /// Makes the controller act as if a card were inserted, for slots whose card-detect
+    /// line is not wired (the Pi 4's EMMC2 has `broken-cd` in its device tree).
+    pub fn force_card_detect(&self) {
+        let c = self.regs().control0.get();
+        self.write(&self.regs().control0, c | HC_CD_TEST_SELECT | HC_CD_TEST_INSERTED);
+    }
+
+    /// Resets the whole controller and sets up polling: every status on, no interrupt lines.
+    pub fn reset_all(&mut self) -> Result<(), SdError> {
+        self.card_hz = 0;
+        let r = self.regs();
+        r.control1.set(RESET_ALL);
+        self.wait_reset(RESET_ALL)?;
+        r.control0.set(0);
+        r.control1.set(TIMEOUT_MAX);
+        r.control2.set(0);
+        r.interrupt_signal.set(0);
+        r.interrupt_enable.set(INT_ENABLED);
+        r.interrupt.set(u32::MAX);
+        Ok(())
+    }
+
+    fn wait_reset(&self, bits: u32) -> Result<(), SdError> {
+        let deadline = generic_timer::now() + ticks_ms(RESET_MS);
+        while self.regs().control1.get() & bits != 0 {
+            if generic_timer::now() > deadline {
+                return Err(SdError::Timeout { cmd: None });
+            }
+        }
+        Ok(())
+    }
+
+    /// Resets the command and data state machines (not the card, clock or bus width).
+    pub fn reset_lines(&self) -> Result<(), SdError> {
+        let r = self.regs();
+        let c = r.control1.get() & !(RESET_ALL | RESET_CMD | RESET_DAT);
+        r.control1.set(c | RESET_CMD | RESET_DAT);
+        self.wait_reset(RESET_CMD | RESET_DAT)?;
+        r.interrupt.set(u32::MAX);
+        Ok(())
+    }
+
+    /// 3.3 V on the card, 1-bit bus, default speed.
+    pub fn power_on(&self) {
+        let c = self.regs().control0.get() & 0xff;
+        self.write(&self.regs().control0, (c & !HC_4BIT) | POWER_ON_3V3);
+    }
+
+    pub fn set_bus_4bit(&self) {
+        let c = self.regs().control0.get();
+        self.write(&self.regs().control0, c | HC_4BIT);
+    }
+
+    /// Runs the card clock at the fastest rate not above `target_hz` from `base_hz`:
+    /// card clock off, new divisor with the internal clock on, wait until it is stable,
+    /// card clock on. Returns the clock now running.
+    pub fn set_clock(&mut self, base_hz: u32, target_hz: u32) -> Result<u32, SdError> {
+        let v3 = self.spec_version().unwrap_or(0) >= 2;
+        let div = proto::clock_divider(base_hz, target_hz, v3);
+        let keep = self.regs().control1.get() & !(RESET_ALL | RESET_CMD | RESET_DAT | 0xffff);
+        self.write(&self.regs().control1, keep);
+        self.card_hz = div.hz;
+        let r = self.regs();
+        let c = keep | (div.bits & CLK_DIVIDER_MASK) | CLK_INTERNAL_ON;
+        self.write(&r.control1, c);
+        let deadline = generic_timer::now() + ticks_ms(20);
+        while r.control1.get() & CLK_INTERNAL_STABLE == 0 {
+            if generic_timer::now() > deadline {
+                return Err(SdError::Timeout { cmd: None });
+            }
+        }
+        self.write(&r.control1, c | CLK_CARD_ON);
+        Ok(div.hz)
+    }
+
+    /// Issues `cmd` with `arg` and waits for its response (and, for R1b, the end of busy).
+    /// Returns the four response registers. Data commands return after the response; the
+    /// caller moves the data. On error the caller recovers with [`Host::reset_lines`].
+    pub fn command(&self, cmd: Cmd, arg: u32) -> Result<[u32; 4], SdError> {
+        let r = self.regs();
+        let busy = cmd.resp == Resp::R1b || cmd.data != Data::None;
+        let inhibit = if busy && !cmd.abort { PS_CMD_INHIBIT | PS_DAT_INHIBIT } else { PS_CMD_INHIBIT };
+        if r.present.get() & inhibit != 0 {
+            let deadline = generic_timer::now() + ticks_ms(CMD_MS);
+            while r.present.get() & inhibit != 0 {
+                if generic_timer::now() > deadline {
+                    return Err(SdError::Timeout { cmd: Some(cmd.index) });
+                }
+            }
+        }
+        self.write(&r.arg, arg);
+        self.write(&r.command, proto::command_word(cmd));
+        self.wait(INT_CMD_DONE, CMD_MS, cmd.index)?;
+        let resp = match cmd.resp {
+            Resp::None => [0; 4],
+            Resp::R2 => [r.resp[0].get(), r.resp[1].get(), r.resp[2].get(), r.resp[3].get()],
+            _ => [r.resp[0].get(), 0, 0, 0],
+        };
+        if cmd.resp == Resp::R1b && cmd.data == Data::None {
+            self.wait(INT_DATA_DONE, BUSY_MS, cmd.index)?;
+        }
+        if matches!(cmd.resp, Resp::R1 | Resp::R1b) && resp[0] & proto::R1_ERRORS != 0 {
+            return Err(SdError::Io { cmd: Some(cmd.index) });
+        }
+        Ok(resp)
+    }
+
+    /// Waits until one of `want` is set in the interrupt status, clears it and returns the
+    /// status; an error status or `ms` milliseconds without news is an error. The deadline
+    /// is read only when the status is not already there (the common case under QEMU).
+    #[inline]
+    pub fn wait(&self, want: u32, ms: u64, cmd: u8) -> Result<u32, SdError> {
+        let r = self.regs();
+        let mut deadline = 0;
+        loop {
+            let s = r.interrupt.get();
+            if s & (want | INT_ERROR) != 0 {
+                if s & INT_ERROR != 0 {
+                    return Err(decode_error(s, cmd));
+                }
+                r.interrupt.set(s & want);
+                return Ok(s);
+            }
+            let now = generic_timer::now();
+            if deadline == 0 {
+                deadline = now + ticks_ms(ms);
+            } else if now > deadline {
+                return Err(SdError::Timeout { cmd: Some(cmd) });
+            }
+        }
+    }
+
+    /// Waits until the card releases DAT0 (it signals busy while programming).
+    pub fn wait_not_busy(&self, ms: u64) -> Result<(), SdError> {
+        let r = self.regs();
+        if r.present.get() & PS_DAT0 != 0 {
+            return Ok(());
+        }
+        let deadline = generic_timer::now() + ticks_ms(ms);
+        while r.present.get() & PS_DAT0 == 0 {
+            if generic_timer::now() > deadline {
+                return Err(SdError::Timeout { cmd: None });
+            }
+        }
+        Ok(())
+    }
+
+    /// Block size 512 and `count` blocks for the next data command.
+    pub fn set_blocks(&self, count: u16) {
+        self.write(&self.regs().block, (count as u32) << 16 | 512);
+    }
+
+    /// Moves one 512-byte block from the buffer data port to `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for 512 bytes of writes.
+    #[inline]
+    pub unsafe fn read_block(&self, dst: *mut u8) {
+        let port = &self.regs().data;
+        if (dst as usize).is_multiple_of(4) {
+            let mut p = dst as *mut u32;
+            // SAFETY: 128 aligned words lie within the caller's 512 bytes.
+            unsafe {
+                let end = p.add(128);
+                while p < end {
+                    p.write(port.get());
+                    p.add(1).write(port.get());
+                    p.add(2).write(port.get());
+                    p.add(3).write(port.get());
+                    p = p.add(4);
+                }
+            }
+        } else {
+            for i in 0..128 {
+                let w = port.get().to_le_bytes();
+                // SAFETY: bytes 4i..4i+4 lie within the caller's 512 bytes.
+                unsafe { core::ptr::copy_nonoverlapping(w.as_ptr(), dst.add(4 * i), 4) };
+            }
+        }
+    }
+
+    /// Moves one 512-byte block from `src` to the buffer data port.
+    ///
+    /// # Safety
+    /// `src` must be valid for 512 bytes of reads.
+    #[inline]
+    pub unsafe fn write_block(&self, src: *const u8) {
+        let port = &self.regs().data;
+        if (src as usize).is_multiple_of(4) {
+            let mut p = src as *const u32;
+            // SAFETY: 128 aligned words lie within the caller's 512 bytes.
+            unsafe {
+                let end = p.add(128);
+                while p < end {
+                    port.set(p.read());
+                    port.set(p.add(1).read());
+                    port.set(p.add(2).read());
+                    port.set(p.add(3).read());
+                    p = p.add(4);
+                }
+            }
+        } else {
+            for i in 0..128 {
+                let mut w = [0u8; 4];
+                // SAFETY: bytes 4i..4i+4 lie within the caller's 512 bytes.
+                unsafe { core::ptr::copy_nonoverlapping(src.add(4 * i), w.as_mut_ptr(), 4) };
+                port.set(u32::from_le_bytes(w));
+            }
+        }
+    }
+}
+
+/// The error an error interrupt status stands for: a command or data timeout alone is a
+/// timeout (nothing answered); CRC, end-bit, index, current-limit and auto-CMD12 errors,
+/// or a timeout together with a CRC error (two drivers on the line), are I/O errors.
+pub fn decode_error(status: u32, cmd: u8) -> SdError {
+    let errors = status >> 16;
+    let timeouts = (INT_CMD_TIMEOUT | INT_DATA_TIMEOUT) >> 16;
+    if errors & timeouts != 0 && errors & !timeouts == 0 {
+        SdError::Timeout { cmd: Some(cmd) }
+    } else {
+        SdError::Io { cmd: Some(cmd) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_decoding() {
+        let err = INT_ERROR;
+        assert_eq!(decode_error(err | INT_CMD_TIMEOUT, 8), SdError::Timeout { cmd: Some(8) });
+        assert_eq!(decode_error(err | INT_DATA_TIMEOUT, 18), SdError::Timeout { cmd: Some(18) });
+        // Command CRC error.
+        assert_eq!(decode_error(err | 1 << 17, 2), SdError::Io { cmd: Some(2) });
+        // Timeout together with CRC: a conflict on the CMD line, not silence.
+        assert_eq!(decode_error(err | INT_CMD_TIMEOUT | 1 << 17, 2), SdError::Io { cmd: Some(2) });
+        // Data CRC, auto CMD12 error.
+        assert_eq!(decode_error(err | 1 << 21, 17), SdError::Io { cmd: Some(17) });
+        assert_eq!(decode_error(err | 1 << 24, 25), SdError::Io { cmd: Some(25) });
+    }
+
+    #[test]
+    fn register_offsets() {
+        // The offsets the SD Host Controller spec gives.
+        assert_eq!(core::mem::offset_of!(Regs, command), 0x0c);
+        assert_eq!(core::mem::offset_of!(Regs, data), 0x20);
+        assert_eq!(core::mem::offset_of!(Regs, interrupt), 0x30);
+        assert_eq!(core::mem::offset_of!(Regs, capabilities), 0x40);
+        assert_eq!(core::mem::offset_of!(Regs, version), 0xfc);
+        assert_eq!(core::mem::size_of::<Regs>(), 0x100);
+    }
+}
