@@ -149,6 +149,10 @@ pub struct Sdhci {
     /// The controller's card-detect bit was set at probe time, so its clearing later
     /// means the card was removed (not a slot without a detect switch).
     detect_works: bool,
+    /// The card was seen removed. A card that comes back has lost power and forgotten its
+    /// address and bus width, so every request fails with `NoMedium` until the disk is
+    /// probed again.
+    gone: bool,
 }
 
 // SAFETY: the registers are reached only through this value, which the kernel keeps behind
@@ -177,8 +181,15 @@ impl Sdhci {
             _ if caps_hz != 0 => (caps_hz, ClockSource::Capabilities(why)),
             _ => (controller.default_base_hz(), ClockSource::Default(why)),
         };
-        let mut sd =
-            Sdhci { host, controller, rca: 0, high_capacity: false, sectors: 0, detect_works: false };
+        let mut sd = Sdhci {
+            host,
+            controller,
+            rca: 0,
+            high_capacity: false,
+            sectors: 0,
+            detect_works: false,
+            gone: false,
+        };
         let result = sd.init(base_hz);
         let probe = Probe { controller, base_hz, clock_source, result };
         match result {
@@ -308,6 +319,7 @@ impl Sdhci {
         if lba.checked_add(count).is_none_or(|end| end > self.sectors) {
             return Err(BlockError::OutOfRange);
         }
+        self.check_present()?;
         let mut done = 0;
         while done < count {
             let n = (count - done).min(MAX_BLOCKS as u64) as u16;
@@ -351,8 +363,25 @@ impl Sdhci {
         // For a write the controller signals completion once the card has released DAT0
         // (busy) after the last block, and after the automatic CMD12's busy.
         self.host.wait(INT_DATA_DONE, if write { BUSY_MS } else { DATA_MS }, cmd.index)?;
+        // Errors found during a multi-block transfer (a read running past the end of the
+        // card, say) are reported in the answer to the CMD12 that ended it.
+        if n > 1 && self.host.auto_cmd12_status() & proto::R1_ERRORS != 0 {
+            return Err(SdError::Io { cmd: Some(12) });
+        }
         if write {
             self.host.wait_not_busy(BUSY_MS)?;
+        }
+        Ok(())
+    }
+
+    /// `NoMedium` if the card is known to be gone, or the detect switch says so now.
+    fn check_present(&mut self) -> Result<(), BlockError> {
+        if self.detect_works && !self.gone && !self.host.card_inserted() {
+            self.gone = true;
+            let _ = self.host.reset_lines();
+        }
+        if self.gone {
+            return Err(BlockError::NoMedium);
         }
         Ok(())
     }
@@ -361,9 +390,11 @@ impl Sdhci {
     /// to report: command and data lines reset, the card stopped if it is still sending
     /// or receiving, and its status read (which also clears its error bits).
     fn recover(&mut self, e: SdError, write: bool) -> BlockError {
-        if self.detect_works && !self.host.card_inserted() {
-            let _ = self.host.reset_lines();
-            return BlockError::NoMedium;
+        if e == SdError::NoCard {
+            self.gone = true;
+        }
+        if let Err(gone) = self.check_present() {
+            return gone;
         }
         if self.host.reset_lines().is_err() {
             return BlockError::Timeout;
@@ -414,6 +445,7 @@ impl BlockDevice for Sdhci {
     /// card when its busy signal ends, which every write already waits for. Flush only
     /// checks that the card is idle (DAT0 released) and in the transfer state.
     fn flush(&mut self) -> Result<(), BlockError> {
+        self.check_present()?;
         self.host.wait_not_busy(BUSY_MS).map_err(|e| self.recover(e, false))?;
         match self.host.command(proto::SEND_STATUS, self.rca) {
             Ok(s) if proto::r1_state(s[0]) == proto::STATE_TRAN => Ok(()),
