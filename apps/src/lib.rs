@@ -2,5 +2,6 @@
 #![no_std]
 
 pub mod bench;
+pub mod disktest;
 pub mod fuzz;
 pub mod ktest;

@@ -6,7 +6,7 @@
 //! made runnable. Authority flows down the family tree: a parent may act on its
 //! descendants, never on anything else, and a child dies with its parent.
 
-use exo_abi::{env_state, EnvId, EnvInfo, Error, KernelInfo, REPOSSESS_LOG};
+use exo_abi::{env_state, EnvId, EnvInfo, Error, KernelInfo, SectorBinding, REPOSSESS_LOG, SECTOR_BINDINGS};
 
 use crate::arch::trap::TrapFrame;
 use crate::cell::Global;
@@ -56,6 +56,7 @@ pub struct Env {
     pub revoke_deadline: u64,
     pub repossessed: u64,
     pub repossess_log: [u64; REPOSSESS_LOG],
+    pub sectors: [SectorBinding; SECTOR_BINDINGS],
     generation: u32,
 }
 
@@ -81,6 +82,7 @@ impl Env {
         revoke_deadline: 0,
         repossessed: 0,
         repossess_log: [0; REPOSSESS_LOG],
+        sectors: [SectorBinding { start: 0, count: 0, rights: 0 }; SECTOR_BINDINGS],
         generation: 0,
     };
 
@@ -294,6 +296,7 @@ impl Kernel {
                 revoke_deadline: e.revoke_deadline as u32,
                 repossessed: e.repossessed,
                 repossess_log: e.repossess_log,
+                sectors: e.sectors,
                 ..EnvInfo::default()
             };
         }

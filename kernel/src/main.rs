@@ -41,6 +41,8 @@ mod arch;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod disk;
+#[cfg(target_os = "none")]
 mod env;
 #[cfg(target_os = "none")]
 mod exit;
@@ -68,7 +70,7 @@ mod boot {
 
     use crate::env::KERNEL;
     use crate::mm::phys::MemoryMap;
-    use crate::{arch, console, exit, irq, kprintln, mm, platform, start};
+    use crate::{arch, console, disk, exit, irq, kprintln, mm, platform, start};
 
     /// The Pi 4's UART0: the only board that can start exo without a device tree is a Pi.
     const RPI4_UART: u64 = 0xfe20_1000;
@@ -121,7 +123,22 @@ mod boot {
         );
         let (used, pool) = mm::table_pool_usage();
         log::info!("kernel tables: {used} of {pool} pool pages");
+        let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
         KERNEL.with(|k| start::setup(k, &board.info, map));
+        if let Some(dma) = dma {
+            mm::heap::zero(mm::phys_to_virt(dma.base), dma.size);
+            let dma = exo_bsp::disk::Dma { va: mm::phys_to_virt(dma.base) as *mut u8, pa: dma.base };
+            let virt = |pa| mm::phys_to_virt(pa) as usize;
+            // SAFETY: every device region is mapped in the physmap; the DMA pages were just
+            // taken from free memory for the driver alone; physmap addresses translate back
+            // by subtraction.
+            match unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa) } {
+                Some(d) => {
+                    KERNEL.with(|k| disk::attach(k, d));
+                }
+                None => log::info!("disk: none found"),
+            }
+        }
 
         irq::init();
         arch::configure_el0();

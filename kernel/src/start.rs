@@ -74,6 +74,8 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
         },
         bootargs_len: info.bootargs().len() as u32,
         bootargs: [0; 256],
+        disk_sectors: 0,
+        partitions: Default::default(),
     };
     ki.bootargs[..info.bootargs().len()].copy_from_slice(info.bootargs().as_bytes());
     let census = ft.census();
@@ -103,6 +105,10 @@ pub fn load_init(k: &mut Kernel) -> bool {
     }
     match load(k, INIT_ELF) {
         Ok(slot) => {
+            let disk = k.info.as_deref().map_or(0, |i| i.disk_sectors);
+            if disk > 0 {
+                k.bind_whole_disk(slot, disk);
+            }
             log::info!("init is env {:#x}, {} frames", k.envs[slot].id.0, k.envs[slot].held);
             true
         }

@@ -186,6 +186,12 @@ fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
     Ok(0)
 });
 
+fast!(sector_read, |k, start, count, buf, _d, _e| k.sector_io(start, count, buf, false));
+fast!(sector_write, |k, start, count, buf, _d, _e| k.sector_io(start, count, buf, true));
+fast!(sector_flush, |k, _a, _b, _c, _d, _e| k.sector_flush());
+fast!(sector_grant, |k, env, start, count, rights, _e| k.sector_grant(env_arg(env)?, start, count, rights));
+fast!(sector_revoke, |k, env, start, count, _d, _e| k.sector_revoke(env_arg(env)?, start, count));
+
 /// The fast path's dispatch table, indexed by system-call number (read by `vectors.S`).
 #[unsafe(no_mangle)]
 static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
@@ -206,6 +212,11 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     env_self,
     kernel_info,
     upcall_context,
+    sector_read,
+    sector_write,
+    sector_flush,
+    sector_grant,
+    sector_revoke,
 ];
 
 fn zero_frame(pa: u64) {

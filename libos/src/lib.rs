@@ -10,6 +10,7 @@ pub mod heap;
 pub mod private;
 pub mod process;
 pub mod rt;
+pub mod spawn;
 pub mod sys;
 pub mod upcall;
 pub mod vm;

@@ -132,7 +132,7 @@ impl Batch {
     }
 }
 
-fn ensure_tables(env: EnvId, va: u64) -> Result<(), Error> {
+pub(crate) fn ensure_tables(env: EnvId, va: u64) -> Result<(), Error> {
     for level in 0..3 {
         if !Pte(sys::table_get(env, va, level)?).is_valid() {
             let pa = sys::frame_alloc(env, None)?;

@@ -133,3 +133,26 @@ pub fn upcall_resume() -> ! {
         let _ = c0(Sys::UpcallResume);
     }
 }
+/// Reads `buf.len() / 512` sectors from `sector` into `buf` (512-byte aligned). The
+/// kernel writes only into pages mapped writable, so copy-on-write pages of `buf` are
+/// first made private by writing to them.
+pub fn sector_read(sector: u64, buf: &mut [u8]) -> Result<u64, Error> {
+    for page in buf.chunks_mut(4096) {
+        // SAFETY: a write of the byte's own value, through a valid &mut.
+        unsafe { core::ptr::write_volatile(page.as_mut_ptr(), core::ptr::read_volatile(page.as_ptr())) };
+    }
+    c3(Sys::SectorRead, sector, buf.len() as u64 / 512, buf.as_mut_ptr() as u64)
+}
+/// Writes `buf.len() / 512` sectors from `buf` (512-byte aligned) at `sector`.
+pub fn sector_write(sector: u64, buf: &[u8]) -> Result<u64, Error> {
+    c3(Sys::SectorWrite, sector, buf.len() as u64 / 512, buf.as_ptr() as u64)
+}
+pub fn sector_flush() -> Result<(), Error> {
+    c0(Sys::SectorFlush).map(drop)
+}
+pub fn sector_grant(env: EnvId, sector: u64, count: u64, rights: u32) -> Result<(), Error> {
+    c4(Sys::SectorGrant, env.0 as u64, sector, count, rights as u64).map(drop)
+}
+pub fn sector_revoke(env: EnvId, sector: u64, count: u64) -> Result<(), Error> {
+    c3(Sys::SectorRevoke, env.0 as u64, sector, count).map(drop)
+}

@@ -166,12 +166,57 @@ pub enum Sys {
     /// Returns from an upcall to the interrupted context (as possibly changed by
     /// `UpcallContext`).
     UpcallResume = 38,
+    /// `(sector, count, buf) -> count`: reads `count` sectors (1..=2048) into the caller's
+    /// memory at `buf` (512-byte aligned, mapped writable: `Fault` otherwise). `Denied`
+    /// unless one of the caller's sector bindings with the read right covers the whole
+    /// range; `Invalid` for a bad count, alignment or a range past the disk; `Io`,
+    /// `Timeout` from the device; `NotFound` if there is no disk.
+    SectorRead = 17,
+    /// `(sector, count, buf) -> count`: writes, likewise (buffer mapped readable, the write
+    /// right). Complete when it returns; see `docs/storage.md` for durability.
+    SectorWrite = 18,
+    /// Returns once every completed write is durable on the device.
+    SectorFlush = 19,
+    /// `(env, sector, count, rights)`: binds an extent to a descendant. The caller must
+    /// hold one binding covering the extent with at least `rights`; `NoSlot` if the
+    /// descendant has [`SECTOR_BINDINGS`] already.
+    SectorGrant = 20,
+    /// `(env, sector, count)`: removes the binding of exactly that extent from the caller
+    /// or a descendant; `NotFound` if there is none.
+    SectorRevoke = 21,
 }
 
 impl Sys {
     pub const FIRST_SLOW: u64 = 32;
     /// One past the highest fast number the kernel's table has.
-    pub const FAST_COUNT: u64 = 17;
+    pub const FAST_COUNT: u64 = 22;
+}
+
+/// Sector-binding rights.
+pub const SECTOR_READ: u32 = 1;
+pub const SECTOR_WRITE: u32 = 2;
+/// Bindings an environment can hold.
+pub const SECTOR_BINDINGS: usize = 8;
+/// Most sectors one `SectorRead`/`SectorWrite` moves (1 MiB).
+pub const SECTOR_MAX_COUNT: u64 = 2048;
+
+/// An extent of the disk bound to an environment (count 0: an empty slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SectorBinding {
+    pub start: u64,
+    pub count: u32,
+    pub rights: u32,
+}
+
+impl SectorBinding {
+    /// Whether this binding covers `[start, start + count)` with all of `rights`.
+    pub fn covers(&self, start: u64, count: u64, rights: u32) -> bool {
+        self.count != 0
+            && self.rights & rights == rights
+            && start >= self.start
+            && start.checked_add(count).is_some_and(|end| end <= self.start + self.count as u64)
+    }
 }
 
 /// One entry of a [`Sys::TableSetBatch`] request.
@@ -300,6 +345,8 @@ pub struct EnvInfo {
     /// The last frames taken, ring-indexed by `repossessed % REPOSSESS_LOG`.
     pub repossess_log: [u64; REPOSSESS_LOG],
     pub _reserved: [u64; 2],
+    /// Disk extents bound to it.
+    pub sectors: [SectorBinding; SECTOR_BINDINGS],
 }
 
 /// Board kinds in [`KernelInfo::board`].
@@ -335,6 +382,10 @@ pub struct KernelInfo {
     pub board: u32,
     pub bootargs_len: u32,
     pub bootargs: [u8; 256],
+    /// The disk's size in sectors (0: no disk), and its MBR partitions as read at boot
+    /// (entries with `sectors == 0` are empty).
+    pub disk_sectors: u64,
+    pub partitions: [mbr::Partition; 4],
 }
 
 impl KernelInfo {
@@ -365,9 +416,21 @@ mod tests {
     }
 
     #[test]
+    fn bindings_cover_only_their_extent_and_rights() {
+        let b = SectorBinding { start: 100, count: 50, rights: SECTOR_READ };
+        assert!(b.covers(100, 50, SECTOR_READ));
+        assert!(b.covers(120, 1, SECTOR_READ));
+        assert!(!b.covers(99, 1, SECTOR_READ));
+        assert!(!b.covers(149, 2, SECTOR_READ));
+        assert!(!b.covers(100, 1, SECTOR_WRITE));
+        assert!(!b.covers(u64::MAX, 2, SECTOR_READ));
+        assert!(!SectorBinding::default().covers(0, 0, 0));
+    }
+
+    #[test]
     fn shared_structs_have_their_documented_sizes() {
         assert_eq!(core::mem::size_of::<FrameEntry>(), 16);
-        assert_eq!(core::mem::size_of::<EnvInfo>(), 128);
+        assert_eq!(core::mem::size_of::<EnvInfo>(), 256);
         assert_eq!(core::mem::size_of::<Context>(), 34 * 8);
         assert_eq!(core::mem::size_of::<TableOp>(), 24);
         assert!(core::mem::size_of::<KernelInfo>() <= 4096);

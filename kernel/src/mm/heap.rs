@@ -30,6 +30,12 @@ unsafe impl GlobalAlloc for KernelHeap {
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap(Global::new(Heap::new()));
 
+/// Zeroes `len` bytes of kernel memory at `va` (mapped, owned by the caller).
+pub fn zero(va: u64, len: u64) {
+    // SAFETY: the caller passes memory it owns, mapped read-write.
+    unsafe { core::ptr::write_bytes(va as *mut u8, 0, len as usize) };
+}
+
 /// Gives the heap `[va, va + size)`.
 ///
 /// # Safety

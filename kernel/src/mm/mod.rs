@@ -32,6 +32,17 @@ pub const fn phys_to_virt(pa: u64) -> u64 {
     PHYSMAP_BASE + pa
 }
 
+/// The physical address of a kernel address in the physmap or the image (for DMA).
+#[cfg(target_os = "none")]
+pub fn kva_to_pa(va: usize) -> u64 {
+    let va = va as u64;
+    if va >= KERNEL_VMA {
+        image_pa(va)
+    } else {
+        va - PHYSMAP_BASE
+    }
+}
+
 /// Host unit tests use host memory as "physical" memory: addresses map to themselves.
 #[cfg(test)]
 pub const fn phys_to_virt(pa: u64) -> u64 {

@@ -12,21 +12,52 @@ pub struct Artifacts {
     pub image: PathBuf,
 }
 
-/// The apps, built for the board (init is embedded in the kernel image).
-pub const APPS: &[&str] = &["init"];
+/// The programs, built for the board in three stages: the apps; the shell, with the apps
+/// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
+/// kernel image).
+pub const APPS: &[&str] = &["hello", "crash"];
 
 pub fn build_all() -> Result<Artifacts, String> {
     util::ensure_toolchain()?;
     let objcopy = util::llvm_tool("llvm-objcopy")?;
     let release = util::root().join("target").join(TARGET).join("release");
-    eprintln!("xtask: building the apps for {TARGET}");
-    util::run(util::cargo().args(["build", "--release", "--target", TARGET, "-p", "exo-apps"]))?;
-    for app in APPS {
-        let out = util::out_dir().join(app);
+    // What each program embeds. Every cargo run sees all three variables, so building one
+    // stage never looks like a change to another's build script.
+    let embeds: [(&str, &[&str]); 3] = [("exo-apps", &[]), ("exo-shell", APPS), ("exo-init", &["shell"])];
+    let embed_vars: Vec<(String, String)> = embeds
+        .iter()
+        .map(|(package, names)| {
+            let list: Vec<String> =
+                names.iter().map(|n| format!("{n}={}", util::out_dir().join(n).display())).collect();
+            (format!("EXO_EMBED_{}", package.to_uppercase().replace('-', "_")), list.join(","))
+        })
+        .collect();
+    let stage = |package: &str, bins: &[&str]| -> Result<(), String> {
+        eprintln!("xtask: building {package} for {TARGET}");
         util::run(
-            std::process::Command::new(&objcopy).arg("--strip-debug").arg(release.join(app)).arg(&out),
+            util::cargo()
+                .args(["build", "--release", "--target", TARGET, "-p", package])
+                .envs(embed_vars.iter().cloned()),
         )?;
-    }
+        for bin in bins {
+            // Replace the stripped copy only when it changed: the next stage embeds it, and
+            // a new timestamp alone would rebuild everything after it.
+            let out = util::out_dir().join(bin);
+            let tmp = util::out_dir().join(format!("{bin}.new"));
+            let mut strip = std::process::Command::new(&objcopy);
+            util::run(strip.arg("--strip-debug").arg(release.join(bin)).arg(&tmp))?;
+            let same = std::fs::read(&tmp).ok() == std::fs::read(&out).ok();
+            if same {
+                let _ = std::fs::remove_file(&tmp);
+            } else {
+                std::fs::rename(&tmp, &out).map_err(|e| format!("{}: {e}", out.display()))?;
+            }
+        }
+        Ok(())
+    };
+    stage("exo-apps", APPS)?;
+    stage("exo-shell", &["shell"])?;
+    stage("exo-init", &["init"])?;
     eprintln!("xtask: building the kernel for {TARGET}");
     util::run(
         util::cargo()

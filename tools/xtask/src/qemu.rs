@@ -41,6 +41,23 @@ impl Board {
         }
     }
 
+    /// QEMU arguments that attach `image` as this board's disk: the SD slot on the Pi,
+    /// a modern virtio-blk device on `virt`.
+    pub fn disk_args(self, image: &Path) -> Vec<String> {
+        let file = image.display();
+        match self {
+            Board::Virt => vec![
+                "-drive".into(),
+                format!("file={file},if=none,format=raw,id=disk0"),
+                "-device".into(),
+                "virtio-blk-device,drive=disk0".into(),
+                "-global".into(),
+                "virtio-mmio.force-legacy=false".into(),
+            ],
+            Board::Rpi4 => vec!["-drive".into(), format!("file={file},if=sd,format=raw")],
+        }
+    }
+
     /// The machine, the kernel and what the board needs to boot it.
     pub fn machine_args(self, image: &Path) -> Vec<String> {
         let mut a: Vec<String> = match self {

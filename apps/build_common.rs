@@ -1,0 +1,26 @@
+// Shared by the build scripts of exo's programs (included with `include!`): links the
+// program with the libOS's layout, and embeds the programs named by `EXO_EMBED_<PACKAGE>`
+// (e.g. EXO_EMBED_EXO_SHELL="name=path,name=path", set by `cargo xtask build`) as
+// `EMBEDDED: &[(&str, &[u8])]`. One variable per package, so that changing what one
+// program embeds rebuilds only that program.
+
+fn exo_program_build() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let libos = std::path::Path::new(&dir).ancestors().find(|p| p.join("libos/link.ld").exists()).unwrap();
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
+        println!("cargo:rustc-link-arg-bins=-T{}", libos.join("libos/link.ld").display());
+        println!("cargo:rustc-link-arg-bins=--no-pie");
+    }
+    println!("cargo:rerun-if-changed={}", libos.join("libos/link.ld").display());
+    let var = format!("EXO_EMBED_{}", std::env::var("CARGO_PKG_NAME").unwrap().to_uppercase().replace('-', "_"));
+    println!("cargo:rerun-if-env-changed={var}");
+    let mut code = String::from("/// Programs embedded at build time (name, ELF).\npub static EMBEDDED: &[(&str, &[u8])] = &[\n");
+    for item in std::env::var(&var).unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (name, path) = item.split_once('=').expect("EXO_EMBED items are name=path");
+        println!("cargo:rerun-if-changed={path}");
+        code += &format!("    ({name:?}, include_bytes!({path:?})),\n");
+    }
+    code += "];\n";
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("embedded.rs");
+    std::fs::write(out, code).unwrap();
+}

@@ -1,0 +1,172 @@
+//! The shell's commands.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use exo_libos::abi::{env_state, frame, killed_status, upcall, EnvId, STATUS_DESTROYED};
+use exo_libos::rt::PANIC_STATUS;
+use exo_libos::spawn::{self, SpawnError};
+use exo_libos::vm::{self, PAGE};
+use exo_libos::{print, println, process};
+
+use crate::EMBEDDED;
+
+pub struct Shell {}
+
+const HELP: &str = "\
+commands:
+  help                 this text
+  echo WORDS...        print the words
+  run PROGRAM [ARGS]   start a program and wait for it (embedded: see `programs`)
+  programs             list the programs built into the shell
+  ps                   environments: id, parent, state, frames
+  mem                  frames by kind and by owner
+  exit [STATUS]        leave the shell (init then powers off)";
+
+/// Splits a command line into words; "double quotes" group words.
+pub fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(core::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
+fn state_name(s: u8) -> &'static str {
+    match s {
+        env_state::BLANK => "blank",
+        env_state::RUNNABLE => "runnable",
+        env_state::BLOCKED => "blocked",
+        env_state::ZOMBIE => "zombie",
+        _ => "free",
+    }
+}
+
+/// How a program ended, in words.
+pub fn describe_status(status: i32) -> String {
+    let kinds = [
+        (upcall::DATA_ABORT, "data abort"),
+        (upcall::INSTRUCTION_ABORT, "instruction abort"),
+        (upcall::ALIGNMENT, "alignment fault"),
+        (upcall::UNDEFINED, "undefined instruction"),
+        (upcall::BREAKPOINT, "breakpoint"),
+        (upcall::OTHER, "exception"),
+    ];
+    if let Some((_, name)) = kinds.iter().find(|(k, _)| killed_status(*k) == status) {
+        return alloc::format!("killed by a fault ({name})");
+    }
+    match status {
+        STATUS_DESTROYED => "destroyed".into(),
+        PANIC_STATUS => "panicked".into(),
+        s => alloc::format!("exit status {s}"),
+    }
+}
+
+impl Shell {
+    pub fn new(_args: &str) -> Shell {
+        Shell {}
+    }
+
+    /// Runs one command line. `Some(status)` when the shell should exit.
+    pub fn execute(&mut self, line: &str) -> Option<i32> {
+        let w = words(line);
+        let cmd = w.first()?;
+        let args: Vec<&str> = w[1..].iter().map(|s| s.as_str()).collect();
+        match cmd.as_str() {
+            "help" => println!("{HELP}"),
+            "echo" => println!("{}", args.join(" ")),
+            "exit" => return Some(args.first().and_then(|s| s.parse().ok()).unwrap_or(0)),
+            "programs" => {
+                for (name, elf) in EMBEDDED {
+                    println!("{name:<12} {} bytes", elf.len());
+                }
+            }
+            "run" => self.run(&args),
+            "ps" => ps(),
+            "mem" => mem(),
+            other => println!("{other}: no such command (try `help`)"),
+        }
+        None
+    }
+
+    fn run(&mut self, args: &[&str]) {
+        let Some(&name) = args.first() else {
+            println!("usage: run PROGRAM [ARGS]");
+            return;
+        };
+        let Some(elf) = EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, e)| *e) else {
+            println!("run: {name}: no such program");
+            return;
+        };
+        let rest = args[1..].join(" ");
+        match spawn::spawn(elf, &rest, spawn::Options::default()) {
+            Ok(child) => match process::wait(child) {
+                Ok(0) => {}
+                Ok(status) => println!("{name}: {}", describe_status(status)),
+                Err(e) => println!("{name}: wait failed: {e:?}"),
+            },
+            Err(SpawnError::BadElf(e)) => println!("run: {name}: not a program ({e:?})"),
+            Err(e) => println!("run: {name}: cannot start: {e:?}"),
+        }
+    }
+}
+
+fn ps() {
+    let k = vm::kinfo();
+    println!("{:<10} {:<10} {:<9} {:>7}", "ENV", "PARENT", "STATE", "FRAMES");
+    for slot in 0..k.max_envs as u32 {
+        let Some(e) = vm::env_info(EnvId(slot)) else { continue };
+        if e.state != env_state::FREE {
+            println!("{:<#10x} {:<#10x} {:<9} {:>7}", e.id, e.parent, state_name(e.state), e.frames);
+        }
+    }
+}
+
+fn mem() {
+    let k = vm::kinfo();
+    let mut kinds = [0u64; 6];
+    let mut owners: Vec<(u32, u64)> = Vec::new();
+    for i in 0..k.frames {
+        let Some(f) = vm::frame_entry(k.ram_base + i * PAGE) else { continue };
+        if let Some(n) = kinds.get_mut(f.kind as usize) {
+            *n += 1;
+        }
+        if f.kind == frame::DATA || f.kind == frame::TABLE {
+            match owners.iter_mut().find(|(o, _)| *o == f.owner) {
+                Some((_, n)) => *n += 1,
+                None => owners.push((f.owner, 1)),
+            }
+        }
+    }
+    let mib = |n: u64| n * PAGE / 1024;
+    println!(
+        "free {} KiB, kernel {} KiB, public {} KiB, owned {} KiB",
+        mib(kinds[0]),
+        mib(kinds[1]),
+        mib(kinds[2]),
+        mib(kinds[3] + kinds[4])
+    );
+    for (owner, n) in owners {
+        print!("  env {owner:#x}: {n} frames\n");
+    }
+}

@@ -1,0 +1,82 @@
+//! Reading a line from the console: echo, backspace, Ctrl-C / Ctrl-U, and history on the
+//! up and down arrows.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use exo_libos::{print, sys};
+
+pub struct Editor {
+    history: Vec<String>,
+}
+
+const MAX_HISTORY: usize = 50;
+
+fn erase(n: usize) {
+    for _ in 0..n {
+        print!("\x08 \x08");
+    }
+}
+
+impl Editor {
+    pub fn new() -> Editor {
+        Editor { history: Vec::new() }
+    }
+
+    /// Reads one line after printing `prompt`. `None` when input ends (Ctrl-D on an empty
+    /// line).
+    pub fn read_line(&mut self, prompt: &str) -> Option<String> {
+        print!("{prompt}");
+        let mut line = String::new();
+        let mut back = self.history.len(); // position while walking the history
+        let mut after_cr = false;
+        loop {
+            let Ok(c) = sys::console_read(true) else { return None };
+            match c {
+                b'\n' if after_cr => {} // \r\n from a terminal: one line end, not two
+                b'\r' | b'\n' => {
+                    print!("\n");
+                    if !line.trim().is_empty() && self.history.last() != Some(&line) {
+                        if self.history.len() == MAX_HISTORY {
+                            self.history.remove(0);
+                        }
+                        self.history.push(line.clone());
+                    }
+                    return Some(line);
+                }
+                0x7f | 0x08 if line.pop().is_some() => erase(1),
+                0x03 => {
+                    print!("^C\n{prompt}");
+                    line.clear();
+                }
+                0x15 => {
+                    erase(line.chars().count());
+                    line.clear();
+                }
+                0x04 if line.is_empty() => return None,
+                0x1b => {
+                    // An escape sequence: ESC [ A (up) or ESC [ B (down); others ignored.
+                    if sys::console_read(true) != Ok(b'[') {
+                        continue;
+                    }
+                    let dir = sys::console_read(true).unwrap_or(0);
+                    let next = match dir {
+                        b'A' if back > 0 => back - 1,
+                        b'B' if back < self.history.len() => back + 1,
+                        _ => continue,
+                    };
+                    back = next;
+                    erase(line.chars().count());
+                    line = self.history.get(back).cloned().unwrap_or_default();
+                    print!("{line}");
+                }
+                c if (0x20..0x7f).contains(&c) => {
+                    line.push(c as char);
+                    print!("{}", c as char);
+                }
+                _ => {}
+            }
+            after_cr = c == b'\r';
+        }
+    }
+}

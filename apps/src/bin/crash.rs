@@ -1,0 +1,11 @@
+//! crash: a program that faults on purpose (for the shell's crash report and its tests).
+#![no_std]
+#![no_main]
+
+fn main(_args: &str) -> i32 {
+    // SAFETY: deliberately unsound: nothing is mapped at address 8, so this faults, the
+    // libOS reports the fault, and the program ends with the killed status.
+    unsafe { core::ptr::dangling::<u64>().read_volatile() as i32 }
+}
+
+exo_libos::entry!(main);

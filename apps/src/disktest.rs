@@ -1,0 +1,236 @@
+//! EL0 tests of disk access through sector bindings. Run by init with `exo.test=disk` on
+//! the test runner's disk image: 16384 sectors, an MBR with a FAT32-typed partition at
+//! 2048 (4096 sectors) and an LFS-typed one at 6144 (8192 sectors).
+
+use exo_libos::abi::{mbr, EnvId, Error, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::process::{self, Fork};
+use exo_libos::vm::{self, PAGE, RW};
+use exo_libos::{println, sys};
+
+type Test = (&'static str, fn() -> Result<(), &'static str>);
+
+pub const TESTS: &[Test] = &[
+    ("disk_size_and_partitions_are_published", partitions),
+    ("write_then_read_back_across_the_whole_disk", round_trip),
+    ("multi_sector_transfers_span_pages_in_any_alignment", multi_sector),
+    ("largest_transfer_is_accepted_and_one_more_is_not", largest),
+    ("grants_narrow_rights_and_die_with_the_environment", grants),
+    ("out_of_range_and_malformed_requests_are_refused", bad_requests),
+    ("bad_buffers_are_refused_and_nothing_is_transferred", bad_buffers),
+];
+
+const DISK: u64 = 16384;
+
+pub fn run(filter: &str) -> usize {
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in TESTS.iter().filter(|(n, _)| n.contains(filter)) {
+        let mut result = test();
+        process::reclaim();
+        if result.is_ok() {
+            result = crate::ktest::audit();
+        }
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Err(why) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {why}");
+            }
+        }
+    }
+    println!("disktest: {passed} passed, {failed} failed");
+    failed
+}
+
+fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
+    if ok {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
+
+/// A fresh mapped buffer of `pages` pages.
+fn buffer(pages: u64) -> &'static mut [u8] {
+    let va = vm::alloc_va(pages);
+    for p in 0..pages {
+        vm::map_new(va + p * PAGE, RW).expect("buffer page");
+    }
+    // SAFETY: just mapped read-write, used by nothing else.
+    unsafe { core::slice::from_raw_parts_mut(va as *mut u8, (pages * PAGE) as usize) }
+}
+
+fn release(buf: &mut [u8]) {
+    let va = buf.as_ptr() as u64;
+    for p in 0..(buf.len() as u64).div_ceil(PAGE) {
+        let _ = vm::unmap_free(va + p * PAGE);
+    }
+}
+
+fn fill(buf: &mut [u8], seed: u64) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 3) as u8;
+    }
+}
+
+fn partitions() -> Result<(), &'static str> {
+    let k = vm::kinfo();
+    check(k.disk_sectors == DISK, "wrong disk size")?;
+    let p = &k.partitions;
+    check(p[0].start == 2048 && p[0].sectors == 4096 && p[0].kind == mbr::TYPE_FAT32_LBA, "partition 1")?;
+    check(p[1].start == 6144 && p[1].sectors == 8192 && p[1].kind == mbr::TYPE_EXO_LFS, "partition 2")?;
+    check(p[2].sectors == 0 && p[3].sectors == 0, "phantom partitions")
+}
+
+fn round_trip() -> Result<(), &'static str> {
+    let buf = buffer(1);
+    let sector = &mut buf[..512];
+    for (i, lba) in [1u64, 2047, 2048, 6143, 9000, DISK - 1].into_iter().enumerate() {
+        fill(sector, i as u64 + 1);
+        sys::sector_write(lba, sector).map_err(|_| "write")?;
+    }
+    sys::sector_flush().map_err(|_| "flush")?;
+    let mut ok = true;
+    for (i, lba) in [1u64, 2047, 2048, 6143, 9000, DISK - 1].into_iter().enumerate() {
+        sector.fill(0);
+        sys::sector_read(lba, sector).map_err(|_| "read")?;
+        let mut want = [0u8; 512];
+        fill(&mut want, i as u64 + 1);
+        ok &= sector == &want[..];
+    }
+    release(buf);
+    check(ok, "read back something else")
+}
+
+fn multi_sector() -> Result<(), &'static str> {
+    let out = buffer(18);
+    let back = buffer(18);
+    // 64 KiB starting 512 bytes into a page: 17 page pieces.
+    let n = 128 * 512;
+    fill(&mut out[512..512 + n], 99);
+    sys::sector_write(3000, &out[512..512 + n]).map_err(|_| "write")?;
+    // Read it back starting 3 KiB into a page.
+    sys::sector_read(3000, &mut back[3072..3072 + n]).map_err(|_| "read")?;
+    let same = out[512..512 + n] == back[3072..3072 + n];
+    release(out);
+    release(back);
+    check(same, "data differs after a page-spanning transfer")
+}
+
+fn largest() -> Result<(), &'static str> {
+    let buf = buffer(257);
+    let max = 2048 * 512;
+    let r = sys::sector_read(4000, &mut buf[..max]);
+    let too_many = sys::sector_read(4000, &mut buf[..max + 512]);
+    release(buf);
+    check(r == Ok(2048), "a 1 MiB read failed")?;
+    check(too_many == Err(Error::Invalid), "2049 sectors accepted")
+}
+
+fn grants() -> Result<(), &'static str> {
+    let (start, count) = (6144u64, 8192u64);
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            wait_for_binding(start);
+            let buf = buffer(1);
+            let s = &mut buf[..512];
+            let me = EnvId::SELF;
+            let checks = [
+                sys::sector_read(start, s).is_ok(),
+                sys::sector_read(start + count - 1, s).is_ok(),
+                sys::sector_read(start - 1, s) == Err(Error::Denied),
+                sys::sector_read(start + count, s) == Err(Error::Denied),
+                sys::sector_write(start, s) == Err(Error::Denied),
+                // Passing on more rights than it holds, or more sectors, is refused.
+                sys::sector_grant(me, start, 1, SECTOR_READ) == Err(Error::Invalid),
+            ];
+            let grandchild = match process::fork() {
+                Ok(Fork::Child) => {
+                    wait_for_binding(start + 10);
+                    let ok = sys::sector_read(start + 10, s).is_ok()
+                        && sys::sector_read(start, s) == Err(Error::Denied);
+                    sys::exit(ok as i32)
+                }
+                Ok(Fork::Parent(g)) => g,
+                Err(_) => sys::exit(90),
+            };
+            let more = [
+                sys::sector_grant(grandchild, start + 10, 5, SECTOR_READ | SECTOR_WRITE)
+                    == Err(Error::Denied),
+                sys::sector_grant(grandchild, start - 1, 5, SECTOR_READ) == Err(Error::Denied),
+                sys::sector_grant(grandchild, start + 10, 5, SECTOR_READ).is_ok(),
+            ];
+            let grandchild_ok = process::wait(grandchild) == Ok(1);
+            let all = checks.iter().chain(more.iter()).all(|&c| c) && grandchild_ok;
+            sys::exit(all as i32)
+        }
+        Fork::Parent(c) => c,
+    };
+    // A fork does not copy bindings: the parent grants them.
+    sys::sector_grant(child, start, count, SECTOR_READ).map_err(|_| "grant")?;
+    let info = vm::env_info(child).ok_or("env info")?;
+    check(info.sectors.iter().any(|b| b.start == start && b.count as u64 == count), "binding not published")?;
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(status == 1, "a binding rule was not enforced in the child")?;
+    check(
+        sys::sector_grant(child, start, 1, SECTOR_READ) == Err(Error::NotFound),
+        "granted to a dead child",
+    )?;
+    check(
+        sys::sector_revoke(EnvId::SELF, 1, 1) == Err(Error::NotFound),
+        "revoked a binding that is not there",
+    )
+}
+
+/// Yields until this environment holds a binding starting at `start` (its parent grants
+/// it after `fork` returns).
+fn wait_for_binding(start: u64) {
+    let me = vm::me();
+    while !vm::env_info(me).is_some_and(|i| i.sectors.iter().any(|b| b.count != 0 && b.start == start)) {
+        sys::yield_now();
+    }
+}
+
+fn bad_requests() -> Result<(), &'static str> {
+    let buf = buffer(1);
+    let p = buf.as_mut_ptr() as u64;
+    let raw = |start: u64, count: u64, buf: u64| sys::raw(17, [start, count, buf, 0, 0, 0]) as i64;
+    let results = [
+        raw(DISK, 1, p),
+        raw(DISK - 1, 2, p),
+        raw(u64::MAX, 1, p),
+        raw(0, 0, p),
+        raw(0, u64::MAX, p),
+        raw(0, 1, p + 1),
+    ];
+    release(buf);
+    check(results.iter().all(|&r| r == Error::Invalid as i64), "a malformed request was accepted")
+}
+
+fn bad_buffers() -> Result<(), &'static str> {
+    let buf = buffer(1);
+    let lba = 5000;
+    fill(&mut buf[..512], 7);
+    sys::sector_write(lba, &buf[..512]).map_err(|_| "write")?;
+    let raw = |num: u64, buf: u64| sys::raw(num, [lba, 1, buf, 0, 0, 0]) as i64;
+    let unmapped = vm::alloc_va(1);
+    let results = [
+        raw(17, unmapped),                   // read into memory not mapped
+        raw(17, 0xffff_ffff_8000_0000),      // into the kernel
+        raw(17, 0x40_0000),                  // into read-only text
+        raw(18, unmapped),                   // write from memory not mapped
+        raw(18, 0xffff_0000_4000_0000),      // from the kernel's physmap
+        raw(17, buf.as_ptr() as u64 + 3584), // the second sector falls off the page
+    ];
+    let spans = sys::raw(17, [lba, 2, buf.as_ptr() as u64 + 3584, 0, 0, 0]) as i64;
+    let mut check_buf = [0u8; 512];
+    fill(&mut check_buf, 7);
+    sys::sector_read(lba, &mut buf[..512]).map_err(|_| "read")?;
+    let unchanged = buf[..512] == check_buf[..];
+    release(buf);
+    check(results[..5].iter().all(|&r| r == Error::Fault as i64), "a bad buffer was accepted")?;
+    check(results[5] == 1 && spans == Error::Fault as i64, "page-crossing buffer handled wrongly")?;
+    check(unchanged, "a refused write changed the disk")
+}

@@ -1,0 +1,121 @@
+//! `spawn`: starting a program from an ELF file in a new, blank child environment.
+//!
+//! Library code from start to end: the parent checks the ELF, fills frames of its own with
+//! the segments through a scratch mapping, gives each to the child and maps it there,
+//! builds the child's stack with a [`StartInfo`] on top, grants it disk extents, and starts
+//! it. The kernel only sees checked frame, table and environment calls.
+
+use exo_abi::elf::{Elf, ElfError};
+use exo_abi::pte::{Perm, Pte};
+use exo_abi::{EnvId, Error};
+
+use crate::process::ensure_tables;
+use crate::rt::{StartInfo, START_MAGIC};
+use crate::sys;
+use crate::vm::{self, PAGE, RW, SCRATCH, STACK_SIZE, STACK_TOP};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// The file is not a loadable AArch64 executable.
+    BadElf(ElfError),
+    /// A segment asks to be writable and executable.
+    WriteExec,
+    /// The arguments do not fit in [`StartInfo`].
+    ArgsTooLong,
+    /// The kernel refused something (out of memory, quota, no slot, ...).
+    Sys(Error),
+}
+
+impl From<Error> for SpawnError {
+    fn from(e: Error) -> Self {
+        SpawnError::Sys(e)
+    }
+}
+
+/// What the child gets besides its program.
+#[derive(Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Frames the child may hold (0: only the parent's limit).
+    pub quota: u32,
+    /// Disk extents to grant: (first sector, count, rights).
+    pub sectors: &'a [(u64, u64, u32)],
+}
+
+/// Loads `file` into a new child and starts it with `args`. The child is the caller's to
+/// wait for.
+pub fn spawn(file: &[u8], args: &str, opts: Options) -> Result<EnvId, SpawnError> {
+    let elf = Elf::parse(file).map_err(SpawnError::BadElf)?;
+    if elf.segments().any(|s| s.write && s.exec) {
+        return Err(SpawnError::WriteExec);
+    }
+    if args.len() > 1024 {
+        return Err(SpawnError::ArgsTooLong);
+    }
+    let child = sys::env_create(opts.quota)?;
+    match build(child, &elf, args, opts) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = sys::env_destroy(child);
+            Err(e)
+        }
+    }
+}
+
+fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), SpawnError> {
+    let root = sys::frame_alloc(child, None)?;
+    sys::table_bind(child, root, 0)?;
+    for seg in elf.segments() {
+        let bytes = elf.bytes(&seg);
+        let perm = Perm { write: seg.write, exec: seg.exec };
+        let mut va = seg.vaddr & !(PAGE - 1);
+        while va < seg.vaddr + seg.mem_size {
+            // This page's share of the file: [from, to) in segment-relative offsets.
+            let from = va.max(seg.vaddr) - seg.vaddr;
+            let to = (va + PAGE).min(seg.vaddr + seg.file_size).saturating_sub(seg.vaddr);
+            let at = (va.max(seg.vaddr) - va) as usize;
+            let part = if to > from { &bytes[from as usize..to as usize] } else { &[][..] };
+            give_page(child, va, perm, |page| page[at..at + part.len()].copy_from_slice(part))?;
+            va += PAGE;
+        }
+    }
+    // The stack: the top page holds the StartInfo, the stack grows down below it.
+    let info_va = STACK_TOP - PAGE;
+    give_page(child, info_va, RW, |page| {
+        let mut si =
+            StartInfo { kinfo_pa: vm::with(|s| s.kinfo_pa), args_len: args.len() as u64, args: [0; 1024] };
+        si.args[..args.len()].copy_from_slice(args.as_bytes());
+        // SAFETY: StartInfo is plain data smaller than a page; we copy its bytes.
+        let raw = unsafe {
+            core::slice::from_raw_parts(
+                &si as *const StartInfo as *const u8,
+                core::mem::size_of::<StartInfo>(),
+            )
+        };
+        page[..raw.len()].copy_from_slice(raw);
+    })?;
+    let mut va = STACK_TOP - STACK_SIZE;
+    while va < info_va {
+        let pa = sys::frame_alloc(child, None)?;
+        ensure_tables(child, va)?;
+        sys::table_set(child, va, 3, Pte::user_page(pa, RW).0)?;
+        va += PAGE;
+    }
+    for &(start, count, rights) in opts.sectors {
+        sys::sector_grant(child, start, count, rights)?;
+    }
+    sys::env_set_entry(child, elf.entry, info_va, info_va, START_MAGIC)?;
+    sys::env_start(child)?;
+    Ok(())
+}
+
+/// Fills a fresh frame through the scratch mapping, gives it to `child` and maps it at `va`.
+fn give_page(child: EnvId, va: u64, perm: Perm, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
+    let pa = sys::frame_alloc(vm::me(), None)?;
+    vm::map_frame(SCRATCH, pa, RW)?;
+    // SAFETY: SCRATCH maps the new frame read-write, a whole page nothing else uses.
+    fill(unsafe { core::slice::from_raw_parts_mut(SCRATCH as *mut u8, PAGE as usize) });
+    vm::unmap(SCRATCH)?;
+    sys::frame_give(pa, child)?;
+    ensure_tables(child, va)?;
+    sys::table_set(child, va, 3, Pte::user_page(pa, perm).0)
+}
