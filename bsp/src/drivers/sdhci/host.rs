@@ -6,8 +6,9 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
 
+use super::pio::{pio_in, pio_out};
 use super::proto::{self, Cmd, Data, Resp};
-use super::SdError;
+use super::{HostOps, SdError};
 use crate::drivers::generic_timer;
 
 register_structs! {
@@ -91,17 +92,21 @@ pub struct Host {
 }
 
 /// Counter ticks in `ms` milliseconds.
-pub fn ticks_ms(ms: u64) -> u64 {
+fn ticks_ms(ms: u64) -> u64 {
     generic_timer::frequency() * ms / 1000
 }
 
 /// Busy-waits `us` microseconds.
-pub fn delay_us(us: u64) {
+fn delay_us(us: u64) {
     let end = generic_timer::now() + generic_timer::frequency() * us / 1_000_000;
     while generic_timer::now() < end {
         core::hint::spin_loop();
     }
 }
+
+// SAFETY: the registers are reached only through this value, which the kernel keeps behind
+// exclusive access.
+unsafe impl Send for Host {}
 
 impl Host {
     /// # Safety
@@ -117,20 +122,6 @@ impl Host {
         unsafe { &*self.regs }
     }
 
-    /// Host controller spec version: 0 = 1.0, 1 = 2.0, 2 = 3.0, ...; `None` when the
-    /// register reads as a bus with nothing behind it.
-    pub fn spec_version(&self) -> Option<u8> {
-        let v = self.regs().version.get();
-        (v != 0xffff_ffff).then_some((v >> 16) as u8)
-    }
-
-    /// The base clock the capabilities register declares, in Hz (0 if it declares none).
-    pub fn capabilities_base_hz(&self) -> u32 {
-        let caps = self.regs().capabilities.get();
-        let mhz = if self.spec_version().unwrap_or(0) >= 2 { (caps >> 8) & 0xff } else { (caps >> 8) & 0x3f };
-        mhz * 1_000_000
-    }
-
     /// Writes a register, pausing four SD clocks when the clock is slow: the BCM2835's
     /// Arasan core can lose a write that follows another within two card clocks.
     fn write(&self, reg: &ReadWrite<u32>, v: u32) {
@@ -140,19 +131,39 @@ impl Host {
         }
     }
 
-    pub fn card_inserted(&self) -> bool {
+    fn wait_reset(&self, bits: u32) -> Result<(), SdError> {
+        let deadline = generic_timer::now() + ticks_ms(RESET_MS);
+        while self.regs().control1.get() & bits != 0 {
+            if generic_timer::now() > deadline {
+                return Err(SdError::Timeout { cmd: None });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HostOps for Host {
+    fn spec_version(&self) -> Option<u8> {
+        let v = self.regs().version.get();
+        (v != 0xffff_ffff).then_some((v >> 16) as u8)
+    }
+
+    fn capabilities_base_hz(&self) -> u32 {
+        let caps = self.regs().capabilities.get();
+        let mhz = if self.spec_version().unwrap_or(0) >= 2 { (caps >> 8) & 0xff } else { (caps >> 8) & 0x3f };
+        mhz * 1_000_000
+    }
+
+    fn card_inserted(&self) -> bool {
         self.regs().present.get() & PS_CARD_INSERTED != 0
     }
 
-    /// Makes the controller act as if a card were inserted, for slots whose card-detect
-    /// line is not wired (the Pi 4's EMMC2 has `broken-cd` in its device tree).
-    pub fn force_card_detect(&self) {
+    fn force_card_detect(&self) {
         let c = self.regs().control0.get();
         self.write(&self.regs().control0, c | HC_CD_TEST_SELECT | HC_CD_TEST_INSERTED);
     }
 
-    /// Resets the whole controller and sets up polling: every status on, no interrupt lines.
-    pub fn reset_all(&mut self) -> Result<(), SdError> {
+    fn reset_all(&mut self) -> Result<(), SdError> {
         self.card_hz = 0;
         let r = self.regs();
         r.control1.set(RESET_ALL);
@@ -166,18 +177,7 @@ impl Host {
         Ok(())
     }
 
-    fn wait_reset(&self, bits: u32) -> Result<(), SdError> {
-        let deadline = generic_timer::now() + ticks_ms(RESET_MS);
-        while self.regs().control1.get() & bits != 0 {
-            if generic_timer::now() > deadline {
-                return Err(SdError::Timeout { cmd: None });
-            }
-        }
-        Ok(())
-    }
-
-    /// Resets the command and data state machines (not the card, clock or bus width).
-    pub fn reset_lines(&self) -> Result<(), SdError> {
+    fn reset_lines(&self) -> Result<(), SdError> {
         let r = self.regs();
         let c = r.control1.get() & !(RESET_ALL | RESET_CMD | RESET_DAT);
         r.control1.set(c | RESET_CMD | RESET_DAT);
@@ -186,21 +186,17 @@ impl Host {
         Ok(())
     }
 
-    /// 3.3 V on the card, 1-bit bus, default speed.
-    pub fn power_on(&self) {
+    fn power_on(&self) {
         let c = self.regs().control0.get() & 0xff;
         self.write(&self.regs().control0, (c & !HC_4BIT) | POWER_ON_3V3);
     }
 
-    pub fn set_bus_4bit(&self) {
+    fn set_bus_4bit(&self) {
         let c = self.regs().control0.get();
         self.write(&self.regs().control0, c | HC_4BIT);
     }
 
-    /// Runs the card clock at the fastest rate not above `target_hz` from `base_hz`:
-    /// card clock off, new divisor with the internal clock on, wait until it is stable,
-    /// card clock on. Returns the clock now running.
-    pub fn set_clock(&mut self, base_hz: u32, target_hz: u32) -> Result<u32, SdError> {
+    fn set_clock(&mut self, base_hz: u32, target_hz: u32) -> Result<u32, SdError> {
         let v3 = self.spec_version().unwrap_or(0) >= 2;
         let div = proto::clock_divider(base_hz, target_hz, v3);
         let keep = self.regs().control1.get() & !(RESET_ALL | RESET_CMD | RESET_DAT | 0xffff);
@@ -219,10 +215,7 @@ impl Host {
         Ok(div.hz)
     }
 
-    /// Issues `cmd` with `arg` and waits for its response (and, for R1b, the end of busy).
-    /// Returns the four response registers. Data commands return after the response; the
-    /// caller moves the data. On error the caller recovers with [`Host::reset_lines`].
-    pub fn command(&self, cmd: Cmd, arg: u32) -> Result<[u32; 4], SdError> {
+    fn command(&self, cmd: Cmd, arg: u32) -> Result<[u32; 4], SdError> {
         let r = self.regs();
         let busy = cmd.resp == Resp::R1b || cmd.data != Data::None;
         let inhibit = if busy && !cmd.abort { PS_CMD_INHIBIT | PS_DAT_INHIBIT } else { PS_CMD_INHIBIT };
@@ -251,12 +244,8 @@ impl Host {
         Ok(resp)
     }
 
-    /// Waits until one of `want` is set in the interrupt status, clears it and returns the
-    /// status; an error status, the card's removal or `ms` milliseconds without news is an
-    /// error. The deadline is read only when the status is not already there (the common
-    /// case under QEMU).
     #[inline]
-    pub fn wait(&self, want: u32, ms: u64, cmd: u8) -> Result<u32, SdError> {
+    fn wait(&self, want: u32, ms: u64, cmd: u8) -> Result<u32, SdError> {
         let r = self.regs();
         let mut deadline = 0;
         loop {
@@ -284,13 +273,11 @@ impl Host {
         }
     }
 
-    /// The card status the automatic CMD12 after a multi-block transfer answered with.
-    pub fn auto_cmd12_status(&self) -> u32 {
+    fn auto_cmd12_status(&self) -> u32 {
         self.regs().resp[3].get()
     }
 
-    /// Waits until the card releases DAT0 (it signals busy while programming).
-    pub fn wait_not_busy(&self, ms: u64) -> Result<(), SdError> {
+    fn wait_not_busy(&self, ms: u64) -> Result<(), SdError> {
         let r = self.regs();
         if r.present.get() & PS_DAT0 != 0 {
             return Ok(());
@@ -304,17 +291,12 @@ impl Host {
         Ok(())
     }
 
-    /// Block size 512 and `count` blocks for the next data command.
-    pub fn set_blocks(&self, count: u16) {
+    fn set_blocks(&self, count: u16) {
         self.write(&self.regs().block, (count as u32) << 16 | 512);
     }
 
-    /// Moves one 512-byte block from the buffer data port to `dst`.
-    ///
-    /// # Safety
-    /// `dst` must be valid for 512 bytes of writes.
     #[inline]
-    pub unsafe fn read_block(&self, dst: *mut u8) {
+    unsafe fn read_block(&self, dst: *mut u8) {
         let port = &self.regs().data;
         if (dst as usize).is_multiple_of(4) {
             // SAFETY: the caller gives 512 writable bytes, aligned here to 4.
@@ -328,12 +310,8 @@ impl Host {
         }
     }
 
-    /// Moves one 512-byte block from `src` to the buffer data port.
-    ///
-    /// # Safety
-    /// `src` must be valid for 512 bytes of reads.
     #[inline]
-    pub unsafe fn write_block(&self, src: *const u8) {
+    unsafe fn write_block(&self, src: *const u8) {
         let port = &self.regs().data;
         if (src as usize).is_multiple_of(4) {
             // SAFETY: the caller gives 512 readable bytes, aligned here to 4.
@@ -347,89 +325,17 @@ impl Host {
             }
         }
     }
-}
 
-/// 128 words from the data port to `dst`: sixteen 32-bit port loads and eight paired
-/// stores per turn, 26 instructions per 64 bytes. (At `opt-level = "s"` the compiler
-/// turns the same loop in Rust into `memcpy` calls.)
-///
-/// # Safety
-/// `port` must be the mapped data port; `dst` 512 writable bytes, 4-byte aligned.
-#[cfg(target_arch = "aarch64")]
-unsafe fn pio_in(port: *const u32, dst: *mut u32) {
-    // SAFETY: each `ldr` reads the device register the caller named; the `stp`s write
-    // exactly the 512 bytes at `dst` the caller gave (8 turns of 64 bytes).
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr {a:w}, [{port}]", "ldr {b:w}, [{port}]", "ldr {c:w}, [{port}]", "ldr {d:w}, [{port}]",
-            "stp {a:w}, {b:w}, [{dst}], #8", "stp {c:w}, {d:w}, [{dst}], #8",
-            "ldr {a:w}, [{port}]", "ldr {b:w}, [{port}]", "ldr {c:w}, [{port}]", "ldr {d:w}, [{port}]",
-            "stp {a:w}, {b:w}, [{dst}], #8", "stp {c:w}, {d:w}, [{dst}], #8",
-            "ldr {a:w}, [{port}]", "ldr {b:w}, [{port}]", "ldr {c:w}, [{port}]", "ldr {d:w}, [{port}]",
-            "stp {a:w}, {b:w}, [{dst}], #8", "stp {c:w}, {d:w}, [{dst}], #8",
-            "ldr {a:w}, [{port}]", "ldr {b:w}, [{port}]", "ldr {c:w}, [{port}]", "ldr {d:w}, [{port}]",
-            "stp {a:w}, {b:w}, [{dst}], #8", "stp {c:w}, {d:w}, [{dst}], #8",
-            "subs {n}, {n}, #1",
-            "b.ne 2b",
-            port = in(reg) port,
-            dst = inout(reg) dst => _,
-            n = inout(reg) 8usize => _,
-            a = out(reg) _, b = out(reg) _, c = out(reg) _, d = out(reg) _,
-            options(nostack)
-        );
+    fn now(&self) -> u64 {
+        generic_timer::now()
     }
-}
 
-/// 128 words from `src` to the data port: paired loads, single 32-bit port stores.
-///
-/// # Safety
-/// `port` must be the mapped data port; `src` 512 readable bytes, 4-byte aligned.
-#[cfg(target_arch = "aarch64")]
-unsafe fn pio_out(port: *mut u32, src: *const u32) {
-    // SAFETY: the `ldp`s read exactly the caller's 512 bytes at `src`; each `str` writes
-    // the device register the caller named.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldp {a:w}, {b:w}, [{src}], #8", "ldp {c:w}, {d:w}, [{src}], #8",
-            "str {a:w}, [{port}]", "str {b:w}, [{port}]", "str {c:w}, [{port}]", "str {d:w}, [{port}]",
-            "ldp {a:w}, {b:w}, [{src}], #8", "ldp {c:w}, {d:w}, [{src}], #8",
-            "str {a:w}, [{port}]", "str {b:w}, [{port}]", "str {c:w}, [{port}]", "str {d:w}, [{port}]",
-            "ldp {a:w}, {b:w}, [{src}], #8", "ldp {c:w}, {d:w}, [{src}], #8",
-            "str {a:w}, [{port}]", "str {b:w}, [{port}]", "str {c:w}, [{port}]", "str {d:w}, [{port}]",
-            "ldp {a:w}, {b:w}, [{src}], #8", "ldp {c:w}, {d:w}, [{src}], #8",
-            "str {a:w}, [{port}]", "str {b:w}, [{port}]", "str {c:w}, [{port}]", "str {d:w}, [{port}]",
-            "subs {n}, {n}, #1",
-            "b.ne 2b",
-            port = in(reg) port,
-            src = inout(reg) src => _,
-            n = inout(reg) 8usize => _,
-            a = out(reg) _, b = out(reg) _, c = out(reg) _, d = out(reg) _,
-            options(nostack)
-        );
+    fn ticks_ms(&self, ms: u64) -> u64 {
+        ticks_ms(ms)
     }
-}
 
-/// Host builds (unit tests) have no data port; the same moves as plain volatile accesses.
-///
-/// # Safety
-/// As for the aarch64 version.
-#[cfg(not(target_arch = "aarch64"))]
-unsafe fn pio_in(port: *const u32, dst: *mut u32) {
-    for i in 0..128 {
-        // SAFETY: the caller's contract.
-        unsafe { dst.add(i).write(port.read_volatile()) };
-    }
-}
-
-/// # Safety
-/// As for the aarch64 version.
-#[cfg(not(target_arch = "aarch64"))]
-unsafe fn pio_out(port: *mut u32, src: *const u32) {
-    for i in 0..128 {
-        // SAFETY: the caller's contract.
-        unsafe { port.write_volatile(src.add(i).read()) };
+    fn delay_us(&self, us: u64) {
+        delay_us(us)
     }
 }
 
