@@ -14,6 +14,8 @@
 //! the next request starts clean. `docs/sd-controllers.md` describes the whole driver.
 
 mod card;
+#[cfg(test)]
+mod fake;
 pub mod host;
 mod pio;
 pub mod proto;
