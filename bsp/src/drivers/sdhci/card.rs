@@ -1,7 +1,7 @@
 //! An SD card on an SDHCI controller: identification and initialisation, sector
 //! transfers by PIO, and recovery after errors, over any [`HostOps`].
 
-use super::host::{Host, BUSY_MS, DATA_MS, INT_DATA_DONE, INT_READ_READY, INT_WRITE_READY};
+use super::host::{Host, BUSY_MS, DATA_MS, INT_DATA_DONE, INT_READ_READY, INT_WRITE_READY, POWER_UP_MS};
 use super::proto::{self, Cmd};
 use super::{CardInfo, ClockSource, Controller, HostOps, Probe, SdError};
 use crate::drivers::bcm2835_mbox::MboxError;
@@ -153,11 +153,11 @@ impl<H: HostOps> Sdhci<H> {
         Ok(CardInfo { sectors: self.sectors, high_capacity: self.high_capacity, rca: rca as u16, clock_hz })
     }
 
-    /// ACMD41 until the card has powered up (at most [`BUSY_MS`]); returns its OCR.
+    /// ACMD41 until the card has powered up (at most [`POWER_UP_MS`]); returns its OCR.
     /// HCS is offered to version 2 cards; 1.8 V signalling (S18R) is not asked for.
     fn power_up(&self, v2: bool) -> Result<u32, SdError> {
         let arg = proto::OCR_VOLTAGE_WINDOW | if v2 { proto::OCR_HCS } else { 0 };
-        let deadline = self.host.now() + self.host.ticks_ms(BUSY_MS);
+        let deadline = self.host.now() + self.host.ticks_ms(POWER_UP_MS);
         loop {
             // The card status here may carry ILLEGAL_COMMAND from a CMD8 a 1.x card did
             // not know, so it is not checked.
@@ -209,7 +209,7 @@ impl<H: HostOps> Sdhci<H> {
         while done < count {
             let n = (count - done).min(MAX_BLOCKS as u64) as u16;
             if let Err(e) = self.run(write, lba + done, n, &mut blocks) {
-                return Err(self.recover(e, write));
+                return Err(self.recover(e));
             }
             done += n as u64;
         }
@@ -232,10 +232,11 @@ impl<H: HostOps> Sdhci<H> {
         };
         self.host.set_blocks(n);
         self.r1(cmd, self.address(lba))?;
-        let ready = if write { INT_WRITE_READY } else { INT_READ_READY };
+        // A write's next buffer comes once the card has programmed the previous block.
+        let (ready, ms) = if write { (INT_WRITE_READY, BUSY_MS) } else { (INT_READ_READY, DATA_MS) };
         for _ in 0..n {
             let block = blocks.next().ok_or(SdError::Io { cmd: Some(cmd.index) })?;
-            self.host.wait(ready, DATA_MS, cmd.index)?;
+            self.host.wait(ready, ms, cmd.index)?;
             // SAFETY: `block` is 512 bytes of the caller's buffer (see `BlockDevice` impl).
             unsafe {
                 if write {
@@ -272,9 +273,11 @@ impl<H: HostOps> Sdhci<H> {
     }
 
     /// Brings controller and card back to a clean state after `e`, and returns the error
-    /// to report: command and data lines reset, the card stopped if it is still sending
-    /// or receiving, and its status read (which also clears its error bits).
-    fn recover(&mut self, e: SdError, write: bool) -> BlockError {
+    /// to report: command and data lines reset; then, by the card's own account (CMD13), a
+    /// card still sending or receiving is stopped (CMD12, whose busy wait also covers the
+    /// programming of what it received) and one still programming is waited for. Every
+    /// step is bounded; a card that answers nothing costs two command timeouts.
+    fn recover(&mut self, e: SdError) -> BlockError {
         if e == SdError::NoCard {
             self.gone = true;
         }
@@ -284,19 +287,21 @@ impl<H: HostOps> Sdhci<H> {
         if self.host.reset_lines().is_err() {
             return BlockError::Timeout;
         }
-        if let Ok(status) = self.host.command(proto::SEND_STATUS, self.rca) {
-            // 5 = sending data, 6 = receiving data: stop it.
-            if matches!(proto::r1_state(status[0]), 5 | 6) {
+        match self.host.command(proto::SEND_STATUS, self.rca).map(|s| proto::r1_state(s[0])) {
+            Ok(proto::STATE_DATA | proto::STATE_RCV) => {
                 if self.host.command(proto::STOP_TRANSMISSION, 0).is_err() {
                     let _ = self.host.reset_lines();
                 }
+                // Also clears the error bits the failed transfer left in the card status.
                 let _ = self.host.command(proto::SEND_STATUS, self.rca);
             }
-        } else {
-            let _ = self.host.reset_lines();
-        }
-        if write {
-            let _ = self.host.wait_not_busy(BUSY_MS);
+            Ok(proto::STATE_PRG) => {
+                let _ = self.host.wait_not_busy(BUSY_MS);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let _ = self.host.reset_lines();
+            }
         }
         e.into()
     }
@@ -331,11 +336,11 @@ impl<H: HostOps> BlockDevice for Sdhci<H> {
     /// checks that the card is idle (DAT0 released) and in the transfer state.
     fn flush(&mut self) -> Result<(), BlockError> {
         self.check_present()?;
-        self.host.wait_not_busy(BUSY_MS).map_err(|e| self.recover(e, false))?;
+        self.host.wait_not_busy(BUSY_MS).map_err(|e| self.recover(e))?;
         match self.host.command(proto::SEND_STATUS, self.rca) {
             Ok(s) if proto::r1_state(s[0]) == proto::STATE_TRAN => Ok(()),
-            Ok(_) => Err(self.recover(SdError::Io { cmd: Some(13) }, false)),
-            Err(e) => Err(self.recover(e, false)),
+            Ok(_) => Err(self.recover(SdError::Io { cmd: Some(13) })),
+            Err(e) => Err(self.recover(e)),
         }
     }
 }

@@ -77,13 +77,20 @@ const INT_DATA_TIMEOUT: u32 = 1 << 20;
 const INT_ENABLED: u32 = 0x03ff_00f3;
 
 /// Time limits, in milliseconds. A card answers a command within 64 clocks (the controller
-/// reports that as a command timeout); reads take at most 100 ms and writes 500 ms per
-/// block (SD Physical Layer spec 4.6.2), so these only catch a wedged controller or card.
+/// reports silence as a command timeout long before [`CMD_MS`]); it delivers a read block
+/// within 100 ms and is busy after a written block for at most 250 ms (SDHC) or 500 ms
+/// (SDXC) (SD Physical Layer spec 4.6.2). The limits leave margin over those, and are
+/// small enough that a request fails within two seconds even when recovery must wait too
+/// (`docs/sd-controllers.md` adds them up).
 pub const RESET_MS: u64 = 100;
-pub const CMD_MS: u64 = 100;
-pub const DATA_MS: u64 = 1000;
-/// Busy after a write, and how long a card may take to power up (ACMD41).
-pub const BUSY_MS: u64 = 1000;
+pub const CMD_MS: u64 = 50;
+/// A read block, or the end of a read.
+pub const DATA_MS: u64 = 500;
+/// Busy after a written block (the next block's buffer, the end of a write, an R1b
+/// command's busy).
+pub const BUSY_MS: u64 = 750;
+/// How long a card may take to power up (ACMD41 answering "busy"): the spec's 1 s.
+pub const POWER_UP_MS: u64 = 1000;
 
 pub struct Host {
     regs: *const Regs,

@@ -92,6 +92,9 @@ pub const fn r1_state(status: u32) -> u32 {
     (status >> 9) & 0xf
 }
 pub const STATE_TRAN: u32 = 4;
+pub const STATE_DATA: u32 = 5;
+pub const STATE_RCV: u32 = 6;
+pub const STATE_PRG: u32 = 7;
 /// READY_FOR_DATA: the card's buffer is free (bit 8).
 pub const R1_READY_FOR_DATA: u32 = 1 << 8;
 
