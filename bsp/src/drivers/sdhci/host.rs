@@ -133,8 +133,12 @@ impl Host {
     /// Arasan core can lose a write that follows another within two card clocks.
     fn write(&self, reg: &ReadWrite<u32>, v: u32) {
         reg.set(v);
-        if self.card_hz != 0 && self.card_hz <= 400_000 {
-            delay_us((4_000_000 / self.card_hz as u64).max(10));
+        // Also while the clock is off (0), as Linux's iProc driver does. The interrupt
+        // status is cleared with plain writes: two clears of it are always a command or a
+        // block apart, far more than two clocks.
+        if self.card_hz <= 400_000 {
+            let clocks4 = if self.card_hz == 0 { 0 } else { 4_000_000 / self.card_hz as u64 };
+            delay_us(clocks4.max(10));
         }
     }
 
@@ -173,23 +177,23 @@ impl HostOps for Host {
     fn reset_all(&mut self) -> Result<(), SdError> {
         self.card_hz = 0;
         let r = self.regs();
-        r.control1.set(RESET_ALL);
+        self.write(&r.control1, RESET_ALL);
         self.wait_reset(RESET_ALL)?;
-        r.control0.set(0);
-        r.control1.set(TIMEOUT_MAX);
-        r.control2.set(0);
-        r.interrupt_signal.set(0);
-        r.interrupt_enable.set(INT_ENABLED);
-        r.interrupt.set(u32::MAX);
+        self.write(&r.control0, 0);
+        self.write(&r.control1, TIMEOUT_MAX);
+        self.write(&r.control2, 0);
+        self.write(&r.interrupt_signal, 0);
+        self.write(&r.interrupt_enable, INT_ENABLED);
+        self.write(&r.interrupt, u32::MAX);
         Ok(())
     }
 
     fn reset_lines(&self) -> Result<(), SdError> {
         let r = self.regs();
         let c = r.control1.get() & !(RESET_ALL | RESET_CMD | RESET_DAT);
-        r.control1.set(c | RESET_CMD | RESET_DAT);
+        self.write(&r.control1, c | RESET_CMD | RESET_DAT);
         self.wait_reset(RESET_CMD | RESET_DAT)?;
-        r.interrupt.set(u32::MAX);
+        self.write(&r.interrupt, u32::MAX);
         Ok(())
     }
 
