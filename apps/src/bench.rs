@@ -41,6 +41,12 @@ fn report(name: &str, n: u64, per_op: u64) {
     println!("bench {name} ops={n} per_op={per_op}");
 }
 
+/// Whether `name` passes the `exo.filter=` of the bootargs.
+fn wanted(name: &str) -> bool {
+    let args = vm::kinfo().bootargs();
+    args.split_ascii_whitespace().find_map(|w| w.strip_prefix("exo.filter=")).is_none_or(|f| name.contains(f))
+}
+
 static POOL: AtomicU64 = AtomicU64::new(0);
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -55,17 +61,41 @@ fn map_on_fault(u: &Upcall) -> bool {
     vm::map_frame(u.far & !(PAGE - 1), pa, RW).is_ok()
 }
 
+const N: u64 = 2000;
+
+/// A benchmark returns (operations, instructions per operation).
+type Bench = fn() -> (u64, u64);
+
+/// The benchmarks, in the order they run.
+const BENCHES: &[(&str, Bench)] = &[
+    ("null_syscall", null_syscall),
+    ("fault_upcall_map_resume", fault_upcall),
+    ("frame_alloc_map_unmap_free", frame_cycle),
+    ("env_switch", env_switch),
+    ("pct_round_trip", pct_round_trip),
+    ("fork_exit_wait", fork_exit_wait),
+];
+
 pub fn run() -> i32 {
-    let n = 2000;
-    report(
-        "null_syscall",
-        n,
-        measure(n, |_| {
+    for (name, bench) in BENCHES.iter().filter(|(n, _)| wanted(n)) {
+        let (ops, per) = bench();
+        report(name, ops, per);
+    }
+    process::reclaim();
+    0
+}
+
+fn null_syscall() -> (u64, u64) {
+    (
+        N,
+        measure(N, |_| {
             let _ = sys::nop();
         }),
-    );
+    )
+}
 
-    // Page-fault upcall: fault -> handler maps a ready frame -> resume.
+/// Page-fault upcall: fault -> the handler maps a ready frame -> resume.
+fn fault_upcall() -> (u64, u64) {
     let frames: &mut [u64] = &mut [0; 512];
     for f in frames.iter_mut() {
         *f = sys::frame_alloc(EnvId::SELF, None).unwrap_or(0);
@@ -80,39 +110,63 @@ pub fn run() -> i32 {
         unsafe { ((base + i * PAGE) as *const u64).read_volatile() };
     });
     set_hook(None);
-    report("fault_upcall_map_resume", 512, per);
     for i in 0..512 {
         let _ = vm::unmap_free(base + i * PAGE);
     }
+    (512, per)
+}
 
-    // Frame allocate + map + unmap + free, through the system calls directly.
+/// Frame allocate + map + unmap + free, through the system calls directly.
+fn frame_cycle() -> (u64, u64) {
     let va = vm::alloc_va(1);
     vm::reserve(va).ok();
-    let per = measure(n, |_| {
+    let per = measure(N, |_| {
         if let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) {
             let _ = sys::table_set(EnvId::SELF, va, 3, Pte::user_page(pa, RW).0);
             let _ = sys::table_set(EnvId::SELF, va, 3, 0);
             let _ = sys::frame_free(EnvId::SELF, pa);
         }
     });
-    report("frame_alloc_map_unmap_free", n, per);
+    (N, per)
+}
 
-    // Environment switch: two environments yielding to each other.
+/// Environment switch: two environments yielding to each other.
+fn env_switch() -> (u64, u64) {
     let me = vm::me();
-    let child = match process::fork() {
-        Ok(Fork::Child) => loop {
+    let Ok(Fork::Parent(child)) = process::fork() else {
+        loop {
             let _ = sys::yield_to(me);
-        },
-        Ok(Fork::Parent(c)) => c,
-        Err(_) => return 1,
+        }
     };
     let _ = sys::yield_to(child); // let the child reach its loop
-    let per = measure(n, |_| {
+    let per = measure(N, |_| {
         let _ = sys::yield_to(child);
     });
-    report("env_switch", 2 * n, per / 2);
     let _ = sys::env_destroy(child);
+    (2 * N, per / 2)
+}
 
+/// Protected control transfer: call + reply to a server that answers at once.
+fn pct_round_trip() -> (u64, u64) {
+    fn echo(c: &exo_libos::ipc::Call) -> [u64; 4] {
+        c.args
+    }
+    let Ok(Fork::Parent(server)) = process::fork() else {
+        let e = exo_libos::ipc::serve(echo);
+        sys::exit(-(e as i32))
+    };
+    while vm::env_info(server).is_none_or(|i| i.state != exo_libos::abi::env_state::BLOCKED) {
+        sys::yield_now();
+    }
+    let _ = sys::pct_allow(EnvId::SELF, server);
+    let per = measure(N, |i| {
+        let _ = sys::pct_call(server, [i, 0, 0, 0], 0);
+    });
+    let _ = sys::env_destroy(server);
+    (N, per)
+}
+
+fn fork_exit_wait() -> (u64, u64) {
     let per = measure(20, |_| match process::fork() {
         Ok(Fork::Child) => sys::exit(0),
         Ok(Fork::Parent(c)) => {
@@ -120,7 +174,5 @@ pub fn run() -> i32 {
         }
         Err(_) => {}
     });
-    report("fork_exit_wait", 20, per);
-    process::reclaim();
-    0
+    (20, per)
 }

@@ -4,4 +4,5 @@
 pub mod bench;
 pub mod disktest;
 pub mod fuzz;
+pub mod ipctest;
 pub mod ktest;

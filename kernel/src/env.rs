@@ -6,7 +6,10 @@
 //! made runnable. Authority flows down the family tree: a parent may act on its
 //! descendants, never on anything else, and a child dies with its parent.
 
-use exo_abi::{env_state, EnvId, EnvInfo, Error, KernelInfo, SectorBinding, REPOSSESS_LOG, SECTOR_BINDINGS};
+use exo_abi::{
+    env_state, EnvId, EnvInfo, Error, KernelInfo, SectorBinding, PCT_GRANTS, PCT_RIGHTS, REPOSSESS_LOG,
+    SECTOR_BINDINGS,
+};
 
 use crate::arch::trap::TrapFrame;
 use crate::cell::Global;
@@ -25,6 +28,21 @@ pub enum Wait {
     Console,
     /// A child's exit (`EnvId(0)`: any child).
     Child(EnvId),
+    /// Parked, available for protected control transfers.
+    Serve,
+    /// Calling this slot: waiting for it to reply.
+    Reply(usize),
+    /// Calling this slot: waiting for it to be free to take the call.
+    Call(usize),
+}
+
+/// A frame another environment granted over a call: mappable here while the owner keeps
+/// it (the owner is checked too, so a grant of a frame that changed hands means nothing).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub pa: u64,
+    pub owner: EnvId,
+    pub write: bool,
 }
 
 /// Upcalls waiting for the environment to be able to take them.
@@ -35,10 +53,12 @@ pub struct Env {
     pub id: EnvId,
     pub parent: usize,
     pub state: u8,
-    /// Saved contexts: [0] the environment's own, [1] its upcall handler's.
-    pub frames: [TrapFrame; 2],
-    /// Which of `frames` runs (1 while in an upcall).
+    /// Saved contexts: [0] the environment's own, [1] its upcall handler's, [2] a
+    /// protected control transfer's.
+    pub frames: [TrapFrame; 3],
+    /// Which of `frames` runs, and which one the running upcall interrupted.
     pub active: usize,
+    pub interrupted: usize,
     pub root: u64,
     pub upcall_entry: u64,
     pub upcall_stack: u64,
@@ -57,6 +77,14 @@ pub struct Env {
     pub repossessed: u64,
     pub repossess_log: [u64; REPOSSESS_LOG],
     pub sectors: [SectorBinding; SECTOR_BINDINGS],
+    /// Protected control transfer: where calls start, whom it may call, what it was
+    /// granted, who is calling it now, and when a wait for a call or reply gives up.
+    pub pct_entry: u64,
+    pub pct_stack: u64,
+    pub pct_rights: [EnvId; PCT_RIGHTS],
+    pub grants: [Grant; PCT_GRANTS],
+    pub pct_caller: (usize, EnvId),
+    pub deadline: u64,
     generation: u32,
 }
 
@@ -65,8 +93,9 @@ impl Env {
         id: EnvId(0),
         parent: NONE,
         state: env_state::FREE,
-        frames: [TrapFrame::ZERO; 2],
+        frames: [TrapFrame::ZERO; 3],
         active: 0,
+        interrupted: 0,
         root: 0,
         upcall_entry: 0,
         upcall_stack: 0,
@@ -83,6 +112,12 @@ impl Env {
         repossessed: 0,
         repossess_log: [0; REPOSSESS_LOG],
         sectors: [SectorBinding { start: 0, count: 0, rights: 0 }; SECTOR_BINDINGS],
+        pct_entry: 0,
+        pct_stack: 0,
+        pct_rights: [EnvId(0); PCT_RIGHTS],
+        grants: [Grant { pa: 0, owner: EnvId(0), write: false }; PCT_GRANTS],
+        pct_caller: (NONE, EnvId(0)),
+        deadline: 0,
         generation: 0,
     };
 
@@ -106,12 +141,15 @@ pub fn is_ancestor_or_self(envs: &[Env], a: usize, mut b: usize) -> bool {
     false
 }
 
-/// Whether a data frame owned by `owner` may be mapped in `slot`'s space: it must be
-/// `slot`'s own or an ancestor's (an ancestor outlives its descendants).
-pub fn may_map(envs: &[Env], slot: usize) -> impl Fn(u32) -> bool + '_ {
-    move |owner| {
+/// Whether data frame `pa`, owned by `owner`, may be mapped in `slot`'s space (writable
+/// if `write`): it must be `slot`'s own or an ancestor's (an ancestor outlives its
+/// descendants), or granted to `slot` by its owner over a call.
+pub fn may_map(envs: &[Env], slot: usize) -> impl Fn(u32, u64, bool) -> bool + '_ {
+    move |owner, pa, write| {
         let o = EnvId(owner);
-        envs.get(o.slot()).is_some_and(|e| e.id == o) && is_ancestor_or_self(envs, o.slot(), slot)
+        let family =
+            envs.get(o.slot()).is_some_and(|e| e.id == o) && is_ancestor_or_self(envs, o.slot(), slot);
+        family || envs[slot].grants.iter().any(|g| g.pa == pa && g.owner == o && (g.write || !write))
     }
 }
 
@@ -126,6 +164,8 @@ pub struct Kernel {
     pub ticks: u64,
     /// Where a `YieldTo` sends the rest of the slice ([`NONE`]: nowhere).
     pub donate_to: usize,
+    /// Callers blocked waiting for a busy server to become free.
+    pub call_waiters: u32,
     pub info: Option<&'static mut KernelInfo>,
     pub env_info: &'static mut [EnvInfo],
 }
@@ -137,6 +177,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     runnable: 0,
     ticks: 0,
     donate_to: NONE,
+    call_waiters: 0,
     info: None,
     env_info: &mut [],
 });
@@ -166,7 +207,7 @@ impl Kernel {
 
     /// `slot`'s address space, for one operation, and the rule for which data frames may
     /// appear in it.
-    pub fn space(&mut self, slot: usize) -> (Space<'_>, impl Fn(u32) -> bool + '_) {
+    pub fn space(&mut self, slot: usize) -> (Space<'_>, impl Fn(u32, u64, bool) -> bool + '_) {
         let e = &self.envs[slot];
         let space = Space { env: e.id, root: e.root, asid: Env::asid(slot), ft: &mut self.ft };
         (space, may_map(&self.envs, slot))
@@ -233,6 +274,7 @@ impl Kernel {
                 self.publish(child);
             }
         }
+        crate::pct::on_destroy(self, slot);
         let root = self.envs[slot].root;
         self.space(slot).0.unmap_all();
         if root != 0 {
@@ -241,6 +283,9 @@ impl Kernel {
         let n = self.ft.reclaim(self.envs[slot].id);
         self.uncharge(slot, n);
         self.publish_free();
+        if matches!(self.envs[slot].wait, Wait::Call(_)) {
+            self.call_waiters -= 1;
+        }
         let e = &mut self.envs[slot];
         e.root = 0;
         e.state = env_state::ZOMBIE;
@@ -268,7 +313,7 @@ impl Kernel {
             e.state = env_state::RUNNABLE;
             e.wait = Wait::None;
             self.runnable |= 1 << slot;
-            self.publish(slot);
+            self.publish_state(slot);
         }
     }
 
@@ -276,7 +321,14 @@ impl Kernel {
         self.envs[slot].state = env_state::BLOCKED;
         self.envs[slot].wait = why;
         self.runnable &= !(1 << slot);
-        self.publish(slot);
+        self.publish_state(slot);
+    }
+
+    /// Publishes just the state (the hot paths change nothing else).
+    pub fn publish_state(&mut self, slot: usize) {
+        if let Some(info) = self.env_info.get_mut(slot) {
+            info.state = self.envs[slot].state;
+        }
     }
 
     /// Copies `slot`'s public facts into the environment table environments can read.

@@ -51,6 +51,8 @@ mod irq;
 #[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
+mod pct;
+#[cfg(target_os = "none")]
 mod platform;
 #[cfg(target_os = "none")]
 mod sched;

@@ -26,7 +26,7 @@ extern "C" fn upcall_resume() -> *mut TrapFrame {
         if k.envs[cur].active != 1 {
             return core::ptr::null_mut();
         }
-        k.envs[cur].active = 0;
+        k.envs[cur].active = k.envs[cur].interrupted;
         upcall::deliver_pending(k, cur);
         k.envs[cur].frame() as *mut TrapFrame
     })
@@ -174,7 +174,7 @@ fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
     if e.active != 1 || write > 1 {
         return Err(Error::Invalid);
     }
-    let f = &mut e.frames[0];
+    let f = &mut e.frames[e.interrupted];
     if write == 1 {
         let c: Context = uaccess::read(root, ptr)?;
         // Only the condition flags of PSTATE are the environment's to change.
@@ -191,6 +191,11 @@ fast!(sector_write, |k, start, count, buf, _d, _e| k.sector_io(start, count, buf
 fast!(sector_flush, |k, _a, _b, _c, _d, _e| k.sector_flush());
 fast!(sector_grant, |k, env, start, count, rights, _e| k.sector_grant(env_arg(env)?, start, count, rights));
 fast!(sector_revoke, |k, env, start, count, _d, _e| k.sector_revoke(env_arg(env)?, start, count));
+
+fast!(pct_allow, |k, caller, target, _c, _d, _e| k.pct_right(env_arg(caller)?, env_arg(target)?, true));
+fast!(pct_disallow, |k, caller, target, _c, _d, _e| k.pct_right(env_arg(caller)?, env_arg(target)?, false));
+fast!(pct_register, |k, entry, stack, _c, _d, _e| k.pct_register(entry, stack));
+fast!(pct_ungrant, |k, target, pa, _c, _d, _e| k.pct_ungrant(env_arg(target)?, pa));
 
 /// The fast path's dispatch table, indexed by system-call number (read by `vectors.S`).
 #[unsafe(no_mangle)]
@@ -217,6 +222,10 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     sector_flush,
     sector_grant,
     sector_revoke,
+    pct_allow,
+    pct_disallow,
+    pct_register,
+    pct_ungrant,
 ];
 
 fn zero_frame(pa: u64) {
@@ -292,6 +301,15 @@ impl Kernel {
                         return true;
                     }
                 }
+                Err(e) => Err(e),
+            },
+            n if n == Sys::PctCall as u64 => return self.pct_call(cur),
+            n if n == Sys::PctWait as u64 => match self.pct_wait(cur) {
+                Ok(()) => return true,
+                Err(e) => Err(e),
+            },
+            n if n == Sys::PctReply as u64 => match self.pct_reply(cur) {
+                Ok(()) => return true,
                 Err(e) => Err(e),
             },
             n if n == Sys::EnvWait as u64 => match self.wait(cur, a0) {

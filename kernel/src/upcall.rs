@@ -1,11 +1,12 @@
 //! Upcalls: exceptions and kernel requests delivered to an environment's own handler at EL0,
 //! and the revocation ("abort") protocol for taking frames back.
 //!
-//! An environment has two saved contexts. While it runs normally, context 0 is live; an
-//! upcall saves it untouched and starts context 1 at the registered handler, on the
-//! registered exception stack, with x0 = kind, x1 = ESR, x2 = FAR, x3 = interrupted pc,
-//! x4 = the kind's argument. `UpcallResume` switches back to context 0 — nothing is copied
-//! either way. A fault while context 1 runs, or with no handler, kills the environment.
+//! An environment has three saved contexts: its own (0), its upcall handler's (1), and a
+//! protected control transfer's (2, see `pct.rs`). An upcall leaves the running context
+//! untouched and starts context 1 at the registered handler, on the registered exception
+//! stack, with x0 = kind, x1 = ESR, x2 = FAR, x3 = interrupted pc, x4 = the kind's
+//! argument; `UpcallResume` switches back — nothing is copied either way. A fault while
+//! context 1 runs, or with no handler, kills the environment.
 
 use exo_abi::pte::Pte;
 use exo_abi::{env_state, frame, upcall, REPOSSESS_LOG};
@@ -24,7 +25,8 @@ pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: 
     if e.upcall_entry == 0 || e.active == 1 {
         return false;
     }
-    let pc = e.frames[0].elr;
+    let pc = e.frames[e.active].elr;
+    e.interrupted = e.active;
     // Only what the handler may rely on is set: its arguments, a clean frame-pointer
     // chain, its stack and entry. Other registers hold what this environment's previous
     // handler left (its own values, nothing of anyone else's).

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod heap;
+pub mod ipc;
 pub mod private;
 pub mod process;
 pub mod rt;

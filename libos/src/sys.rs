@@ -156,3 +156,52 @@ pub fn sector_grant(env: EnvId, sector: u64, count: u64, rights: u32) -> Result<
 pub fn sector_revoke(env: EnvId, sector: u64, count: u64) -> Result<(), Error> {
     c3(Sys::SectorRevoke, env.0 as u64, sector, count).map(drop)
 }
+pub fn pct_allow(caller: EnvId, target: EnvId) -> Result<(), Error> {
+    c2(Sys::PctAllow, caller.0 as u64, target.0 as u64).map(drop)
+}
+pub fn pct_disallow(caller: EnvId, target: EnvId) -> Result<(), Error> {
+    c2(Sys::PctDisallow, caller.0 as u64, target.0 as u64).map(drop)
+}
+pub fn pct_register(entry: u64, stack_top: u64) -> Result<(), Error> {
+    c2(Sys::PctRegister, entry, stack_top).map(drop)
+}
+pub fn pct_ungrant(target: EnvId, frame: u64) -> Result<(), Error> {
+    c2(Sys::PctUngrant, target.0 as u64, frame).map(drop)
+}
+/// Parks this environment's own context for good, serving calls. Returns only on error.
+pub fn pct_wait() -> Error {
+    match c0(Sys::PctWait) {
+        Err(e) => e,
+        Ok(_) => Error::Invalid,
+    }
+}
+/// A protected control transfer to `target` with four argument words; `opts` as
+/// `exo_abi::Sys::PctCall` describes. Returns the callee's four reply words.
+#[cfg(target_os = "none")]
+pub fn pct_call(target: EnvId, args: [u64; 4], opts: u64) -> Result<[u64; 4], Error> {
+    let (x0, r1, r2, r3, r4): (u64, u64, u64, u64, u64);
+    // SAFETY: as in `call`; PctCall returns a status in x0 and results in x1-x4.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            inlateout("x0") target.0 as u64 => x0,
+            inlateout("x1") args[0] => r1, inlateout("x2") args[1] => r2, inlateout("x3") args[2] => r3,
+            inlateout("x4") args[3] => r4, inlateout("x5") opts => _,
+            inlateout("x8") Sys::PctCall as u64 => _,
+            out("x6") _, out("x7") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+            out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, out("x18") _,
+            options(nostack),
+        );
+    }
+    result(x0).map(|_| [r1, r2, r3, r4])
+}
+#[cfg(not(target_os = "none"))]
+pub fn pct_call(_target: EnvId, _args: [u64; 4], _opts: u64) -> Result<[u64; 4], Error> {
+    Err(Error::NoSys)
+}
+/// From a call's context: the four reply words go back to the caller.
+pub fn pct_reply(r: [u64; 4]) -> ! {
+    loop {
+        let _ = c4(Sys::PctReply, r[0], r[1], r[2], r[3]);
+    }
+}

@@ -25,6 +25,10 @@ fn main(args: &str) -> i32 {
             (exo_apps::disktest::run(filter) != 0) as i32
         }
         Some("bench") => exo_apps::bench::run(),
+        Some("ipc") => {
+            println!("init: running the protected control transfer tests");
+            (exo_apps::ipctest::run(filter) != 0) as i32
+        }
         Some("hang") => {
             println!("init: idling forever (for the test runner's hang detection)");
             loop {

@@ -184,12 +184,49 @@ pub enum Sys {
     /// `(env, sector, count)`: removes the binding of exactly that extent from the caller
     /// or a descendant; `NotFound` if there is none.
     SectorRevoke = 21,
+    /// `(caller, target)`: lets `caller` make protected control transfers to `target`.
+    /// The granter must be an ancestor-or-self of both (authority over the caller, and the
+    /// target's consent); `NoSlot` past [`PCT_RIGHTS`] rights.
+    PctAllow = 22,
+    /// `(caller, target)`: takes that right back (same authority); `NotFound` if absent.
+    PctDisallow = 23,
+    /// `(entry, stack_top)`: the caller accepts calls: each starts a fresh context at
+    /// `entry` on `stack_top` (see [`Sys::PctCall`]). Entry 0 stops accepting.
+    PctRegister = 24,
+    /// `(target, frame)`: ends a frame grant the caller made to `target`, removing every
+    /// mapping of the frame in `target`'s tables; `NotFound` if there is no such grant.
+    PctUngrant = 25,
+    /// `()`: parks the caller's own context for good and makes it available for calls
+    /// (it must have registered an entry). Returns only with an error.
+    PctWait = 39,
+    /// `(target, a0, a1, a2, a3, opts) -> (status, r0, r1, r2, r3)`: a protected control
+    /// transfer. The target must be available (parked in `PctWait`, not serving a call);
+    /// it starts at its entry with x0-x3 = a0-a3, x4 = the caller's id, x5 = the granted
+    /// frame (or 0) with bit 0 set if read-write, on the rest of the caller's time slice.
+    /// `opts` = granted frame (page-aligned physical address of a data frame the caller
+    /// owns, or 0) | [`PCT_GRANT_RW`] | [`PCT_NONBLOCK`] | timeout ticks << 3 (0: none).
+    /// Errors: `Denied` without the right; `NotFound` if the target is dead or never
+    /// registered, or dies or faults during the call; `Busy` if it is serving another call
+    /// and `PCT_NONBLOCK` is set; `Timeout`.
+    PctCall = 40,
+    /// `(r0, r1, r2, r3)`: from a call's context, returns to the caller (status 0, x1-x4 =
+    /// r0-r3) and parks this context again.
+    PctReply = 41,
 }
+
+/// Calls an environment may be allowed to make (distinct targets).
+pub const PCT_RIGHTS: usize = 8;
+/// Frames granted to an environment at once.
+pub const PCT_GRANTS: usize = 8;
+/// [`Sys::PctCall`] option bits (in the low 12 bits of `opts`, below the frame address).
+pub const PCT_GRANT_RW: u64 = 1;
+pub const PCT_NONBLOCK: u64 = 2;
+pub const PCT_TIMEOUT_SHIFT: u32 = 3;
 
 impl Sys {
     pub const FIRST_SLOW: u64 = 32;
     /// One past the highest fast number the kernel's table has.
-    pub const FAST_COUNT: u64 = 22;
+    pub const FAST_COUNT: u64 = 26;
 }
 
 /// Sector-binding rights.

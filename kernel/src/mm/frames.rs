@@ -155,6 +155,14 @@ impl FrameTable {
         }
     }
 
+    /// Checks that `pa` is a data frame of `owner` (mapped or not).
+    pub fn check_owned_data(&self, owner: EnvId, pa: u64) -> Result<(), Error> {
+        match self.get(pa)? {
+            e if e.kind == frame::DATA && e.owner == owner.0 => Ok(()),
+            _ => Err(Error::Denied),
+        }
+    }
+
     /// Returns `owner`'s unmapped data frame to the free list.
     pub fn free(&mut self, owner: EnvId, pa: u64) -> Result<(), Error> {
         let i = self.check_unmapped_data(owner, pa)?;

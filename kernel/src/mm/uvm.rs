@@ -69,8 +69,15 @@ impl Space<'_> {
     }
 
     /// Sets the entry for `va` at `level` (see the module doc for what is allowed).
-    /// `may_map(owner)` says whether a data frame of `owner` may appear in this space.
-    pub fn set(&mut self, va: u64, level: u32, pte: Pte, may_map: impl Fn(u32) -> bool) -> Result<(), Error> {
+    /// `may_map(owner, pa, write)` says whether data frame `pa` of `owner` may appear in
+    /// this space (writable if `write`).
+    pub fn set(
+        &mut self,
+        va: u64,
+        level: u32,
+        pte: Pte,
+        may_map: impl Fn(u32, u64, bool) -> bool,
+    ) -> Result<(), Error> {
         Self::check_va(va, level)?;
         let t = self.table_at(va, level)?;
         let i = index(va, level);
@@ -100,7 +107,7 @@ impl Space<'_> {
         let env = self.env.0;
         let target = self.ft.get_mut(pa)?;
         let allowed = match target.kind {
-            frame::DATA => may_map(target.owner),
+            frame::DATA => may_map(target.owner, pa, perm.write),
             frame::PUBLIC => !perm.write && !perm.exec,
             frame::TABLE => target.owner == env && !perm.write && !perm.exec,
             _ => false,

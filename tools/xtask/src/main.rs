@@ -3,6 +3,7 @@
 //! Run `cargo xtask help` for the commands. Each command sets up what it needs (the Rust
 //! target through rustup, QEMU through `tools/install-qemu.sh`) or says exactly what to run.
 
+mod bench;
 mod build;
 mod qemu;
 mod symbols;
@@ -25,6 +26,10 @@ Commands:
       --filter TEXT       Only tests whose name contains TEXT
       --no-host           Skip host unit tests and lints
       --board virt|rpi4   Only boot tests on this board
+  bench [options]       Benchmarks under -icount: a table, target/exo/bench.json, bench.svg
+      --board virt|rpi4   Only this board (default: both)
+      --filter TEXT       Only benchmarks whose name contains TEXT
+      --json FILE         Write the results here instead (the chart goes next to it)
   gdb [--board B]       Attach gdb-multiarch to a QEMU started with `qemu --gdb`
   symbolize [FILE]      Add function names to kernel addresses in a log (stdin by default)
   help                  This text
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         "qemu" => qemu::cmd_qemu(rest),
         "test" => test::cmd_test(rest),
         "gdb" => qemu::cmd_gdb(rest),
+        "bench" => bench::cmd_bench(rest),
         "symbolize" => symbols::cmd_symbolize(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

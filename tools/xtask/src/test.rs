@@ -149,6 +149,41 @@ const BOOT_TESTS: &[BootTest] = &[
         },
     },
     BootTest {
+        name: "ipc",
+        bootargs: "exo.test=ipc",
+        timeout_s: 120,
+        suite: true,
+        only: None,
+        disk: false,
+        script: &[],
+        check: |_, end, out| {
+            contains(out, "init exited with status")?;
+            exited(end, 0)
+        },
+    },
+    BootTest {
+        name: "bench_runs_and_reports_well_formed_results",
+        bootargs: "exo.test=bench",
+        timeout_s: 120,
+        suite: false,
+        only: Some(Board::Virt),
+        disk: false,
+        script: &[],
+        check: |_, end, out| {
+            let rows = crate::bench::parse("virt", out);
+            let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+            for want in ["null_syscall", "fault_upcall_map_resume", "env_switch", "pct_round_trip"] {
+                if !names.contains(&want) {
+                    return Err(format!("no `{want}` result"));
+                }
+            }
+            if rows.iter().any(|r| r.per_op == 0) {
+                return Err("a benchmark reported 0 instructions per operation".into());
+            }
+            exited(end, 0)
+        },
+    },
+    BootTest {
         name: "disk",
         bootargs: "exo.test=disk",
         timeout_s: 120,

@@ -1,0 +1,236 @@
+//! Protected control transfer: the kernel's one communication primitive.
+//!
+//! A server registers an entry and parks its own context (`PctWait`). A caller holding the
+//! right (granted by an ancestor of both) transfers control straight into it: the server
+//! starts a fresh context at its entry with the caller's argument registers, on the rest
+//! of the caller's time slice, while the caller waits. `PctReply` hands results back the
+//! same way and parks the server again. Nothing is buffered in the kernel; a call can
+//! carry one frame, granted to the server until the caller takes it back.
+
+use exo_abi::pte::Pte;
+use exo_abi::{EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT};
+
+use crate::env::{Grant, Kernel, Wait, MAX_ENVS, NONE};
+
+/// The context a call starts in.
+const CALL_FRAME: usize = 2;
+
+impl Kernel {
+    /// `PctAllow` / `PctDisallow`.
+    pub fn pct_right(&mut self, caller: EnvId, target: EnvId, allow: bool) -> Result<u64, Error> {
+        let (c, t) = (self.target(caller)?, self.target(target)?);
+        let target = self.envs[t].id;
+        let rights = &mut self.envs[c].pct_rights;
+        if allow {
+            if !rights.contains(&target) {
+                *rights.iter_mut().find(|r| r.0 == 0).ok_or(Error::NoSlot)? = target;
+            }
+        } else {
+            *rights.iter_mut().find(|r| **r == target).ok_or(Error::NotFound)? = EnvId(0);
+        }
+        Ok(0)
+    }
+
+    pub fn pct_register(&mut self, entry: u64, stack: u64) -> Result<u64, Error> {
+        if entry >= 1 << 48 || stack >= 1 << 48 {
+            return Err(Error::Invalid);
+        }
+        let e = &mut self.envs[self.current];
+        (e.pct_entry, e.pct_stack) = (entry, stack);
+        Ok(0)
+    }
+
+    /// `PctUngrant`: ends a grant and removes the frame from the grantee's tables.
+    pub fn pct_ungrant(&mut self, target: EnvId, pa: u64) -> Result<u64, Error> {
+        let t = self.slot(target)?;
+        let me = self.envs[self.current].id;
+        let g = self.envs[t].grants.iter().position(|g| g.pa == pa && g.owner == me && pa != 0);
+        self.envs[t].grants[g.ok_or(Error::NotFound)?] = Grant::default();
+        unmap_frame(self, t, pa);
+        Ok(0)
+    }
+
+    /// `PctWait`: park the caller's own context, available for calls.
+    pub fn pct_wait(&mut self, cur: usize) -> Result<(), Error> {
+        if self.envs[cur].pct_entry == 0 || self.envs[cur].active != 0 {
+            return Err(Error::Invalid);
+        }
+        self.block(cur, Wait::Serve);
+        self.wake_callers_of(cur);
+        Ok(())
+    }
+
+    /// `PctCall`. Returns whether the caller gave up the CPU (it always does unless the
+    /// call failed at once, in which case its x0 holds the error).
+    pub fn pct_call(&mut self, cur: usize) -> bool {
+        let x = &self.envs[cur].frame().x;
+        let (target, opts) = (x[0], x[5]);
+        let status = match self.call_target(cur, target, opts) {
+            Ok(t) if self.envs[t].wait == Wait::Serve => return self.enter(cur, t, opts),
+            Ok(_) if opts & PCT_NONBLOCK != 0 => Error::Busy,
+            Ok(t) => {
+                self.envs[cur].frame().elr -= 4; // retry the call once the target is free
+                self.call_waiters += 1;
+                self.wait_with_deadline(cur, Wait::Call(t), opts);
+                return true;
+            }
+            Err(e) => e,
+        };
+        self.envs[cur].frame().x[0] = status as i64 as u64;
+        false
+    }
+
+    fn call_target(&self, cur: usize, target: u64, opts: u64) -> Result<usize, Error> {
+        let id = EnvId(u32::try_from(target).map_err(|_| Error::Invalid)?);
+        if !self.envs[cur].pct_rights.contains(&id) || id.0 == 0 {
+            return Err(Error::Denied);
+        }
+        let t = self.slot(id)?;
+        if self.envs[t].pct_entry == 0 || t == cur {
+            return Err(Error::NotFound);
+        }
+        let frame = opts & !0xfff;
+        if frame != 0 {
+            self.ft.check_owned_data(self.envs[cur].id, frame)?;
+        }
+        Ok(t)
+    }
+
+    fn wait_with_deadline(&mut self, cur: usize, why: Wait, opts: u64) {
+        let ticks = (opts & 0xfff) >> PCT_TIMEOUT_SHIFT;
+        self.envs[cur].deadline = if ticks == 0 { 0 } else { self.ticks + ticks };
+        self.block(cur, why);
+    }
+
+    /// Starts target `t`'s call context with `cur`'s arguments and blocks `cur` for the reply.
+    fn enter(&mut self, cur: usize, t: usize, opts: u64) -> bool {
+        let f = self.envs[cur].frame();
+        let args = [f.x[1], f.x[2], f.x[3], f.x[4]];
+        let frame = opts & !0xfff;
+        if frame != 0 {
+            let g = Grant { pa: frame, owner: self.envs[cur].id, write: opts & PCT_GRANT_RW != 0 };
+            let grants = &mut self.envs[t].grants;
+            match grants.iter().position(|h| h.pa == frame).or_else(|| grants.iter().position(|h| h.pa == 0))
+            {
+                Some(i) => grants[i] = g,
+                None => {
+                    self.envs[cur].frame().x[0] = Error::NoSlot as i64 as u64;
+                    return false;
+                }
+            }
+        }
+        let caller_id = self.envs[cur].id;
+        let e = &mut self.envs[t];
+        // Only what the entry relies on is set: arguments, a clean frame-pointer chain,
+        // stack, pc. Other registers hold this server's own earlier values.
+        let f = &mut e.frames[CALL_FRAME];
+        f.x[..6].copy_from_slice(&[
+            args[0],
+            args[1],
+            args[2],
+            args[3],
+            caller_id.0 as u64,
+            frame | (opts & PCT_GRANT_RW),
+        ]);
+        (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.pct_stack, e.pct_entry, 0);
+        e.active = CALL_FRAME;
+        e.pct_caller = (cur, caller_id);
+        e.wait = Wait::Serve; // so that `wake` accepts it
+        self.wake(t);
+        self.wait_with_deadline(cur, Wait::Reply(t), opts);
+        self.donate_to = t;
+        true
+    }
+
+    /// `PctReply`, from a call context: results to the caller, park again.
+    pub fn pct_reply(&mut self, cur: usize) -> Result<(), Error> {
+        if self.envs[cur].active != CALL_FRAME {
+            return Err(Error::Invalid);
+        }
+        let x = &self.envs[cur].frames[CALL_FRAME].x;
+        let r = [x[0], x[1], x[2], x[3]];
+        let (c, cid) = core::mem::replace(&mut self.envs[cur].pct_caller, (NONE, EnvId(0)));
+        if c != NONE && self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {
+            let f = &mut self.envs[c].frames[self.envs[c].active];
+            f.x[0] = 0;
+            f.x[1..5].copy_from_slice(&r[..4]);
+            self.wake(c);
+            self.donate_to = c;
+        }
+        self.envs[cur].active = 0;
+        self.block(cur, Wait::Serve);
+        self.wake_callers_of(cur);
+        Ok(())
+    }
+
+    /// Callers that were waiting for `t` to be free try again.
+    fn wake_callers_of(&mut self, t: usize) {
+        if self.call_waiters == 0 {
+            return; // the common case: nobody is queued for any server
+        }
+        for s in 0..MAX_ENVS {
+            if self.envs[s].wait == Wait::Call(t) {
+                self.call_waiters -= 1;
+                self.wake(s);
+            }
+        }
+    }
+
+    /// Fails a waiting caller with `e`.
+    fn fail_caller(&mut self, s: usize, e: Error) {
+        let retrying = matches!(self.envs[s].wait, Wait::Call(_));
+        if retrying {
+            self.call_waiters -= 1;
+        }
+        let f = self.envs[s].frame();
+        f.x[0] = e as i64 as u64;
+        if retrying {
+            f.elr += 4; // its pc was wound back to retry the call: it returns instead
+        }
+        self.wake(s);
+    }
+}
+
+/// Once a tick: calls and replies waited for past their deadline fail with `Timeout`.
+pub fn on_tick(k: &mut Kernel) {
+    for s in 0..MAX_ENVS {
+        let e = &k.envs[s];
+        if e.deadline != 0 && k.ticks >= e.deadline && matches!(e.wait, Wait::Reply(_) | Wait::Call(_)) {
+            k.envs[s].deadline = 0;
+            k.fail_caller(s, Error::Timeout);
+        }
+    }
+}
+
+/// Before `slot` is torn down: callers waiting on it fail, and every grant of its frames
+/// is withdrawn — mappings included — before those frames go back to the free list.
+pub fn on_destroy(k: &mut Kernel, slot: usize) {
+    let id = k.envs[slot].id;
+    for s in 0..MAX_ENVS {
+        if matches!(k.envs[s].wait, Wait::Reply(t) | Wait::Call(t) if t == slot) {
+            k.fail_caller(s, Error::NotFound);
+        }
+        for i in 0..k.envs[s].grants.len() {
+            let g = k.envs[s].grants[i];
+            if g.owner == id && g.pa != 0 {
+                k.envs[s].grants[i] = Grant::default();
+                unmap_frame(k, s, g.pa);
+            }
+        }
+    }
+    k.envs[slot].grants = [Grant::default(); exo_abi::PCT_GRANTS];
+    k.envs[slot].pct_caller = (NONE, EnvId(0));
+}
+
+/// Removes every mapping of frame `pa` from `slot`'s tables.
+fn unmap_frame(k: &mut Kernel, slot: usize, pa: u64) {
+    k.space(slot).0.for_each_page(|ft, _, entry| {
+        if Pte(*entry).addr() == pa {
+            if let Ok(f) = ft.get_mut(pa) {
+                f.maps -= 1;
+            }
+            *entry = 0;
+        }
+        true
+    });
+}
