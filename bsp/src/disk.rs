@@ -1,26 +1,48 @@
 //! The board's disk: whichever block controller the device tree and a probe find.
 
+use crate::drivers::bcm2835_mbox::{self, Mailbox, MboxBuffer, MboxError};
+use crate::drivers::sdhci::{self, Controller, Sdhci};
 use crate::drivers::virtio_blk::VirtioBlk;
 use crate::dt::BoardInfo;
 use crate::{BlockDevice, BlockError};
 
-/// Memory a disk driver may use for DMA: physically contiguous, zeroed, cache-coherent
-/// (QEMU's virtio) — [`DMA_BYTES`] of it, owned by the driver for good.
+/// Memory a disk driver may use for DMA: physically contiguous, zeroed — [`DMA_BYTES`] of
+/// it, owned by the driver for good. Cache-coherent with the device on QEMU's virtio; on a
+/// Raspberry Pi it may be ordinary cacheable RAM (the mailbox cleans and invalidates the
+/// lines it hands to the VideoCore itself).
 pub struct Dma {
     pub va: *mut u8,
     pub pa: u64,
 }
 
 pub const DMA_BYTES: usize = crate::drivers::virtio_blk::DMA_BYTES;
+const _: () = assert!(DMA_BYTES >= bcm2835_mbox::BUFFER_BYTES);
 
 pub enum Disk {
     Virtio(VirtioBlk),
+    /// An SD card behind one of the Pi's SDHCI controllers (PIO; no DMA).
+    Sdhci(Sdhci),
+}
+
+/// What [`Disk::probe_logged`] tried on the SD controllers, for the boot log: one entry
+/// per controller probed, in order (EMMC2, then the legacy EMMC).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeLog {
+    sd: [Option<sdhci::Probe>; 2],
+}
+
+impl ProbeLog {
+    pub fn sd(&self) -> impl Iterator<Item = &sdhci::Probe> {
+        self.sd.iter().flatten()
+    }
 }
 
 impl Disk {
-    /// Finds the disk: the first virtio block device on `virt`. `virt` maps a physical MMIO
-    /// address to where the kernel mapped it; `virt_to_phys` turns a kernel address of
-    /// RAM into a physical one (for DMA).
+    /// Finds the disk: the first virtio block device on `virt`; on a Raspberry Pi, an SD
+    /// card on EMMC2 (the slot of a real Pi 4), else on the legacy EMMC (where QEMU
+    /// `raspi4b` attaches `-drive if=sd`). `virt` maps a physical MMIO address to where the
+    /// kernel mapped it; `virt_to_phys` turns a kernel address of RAM into a physical one
+    /// (for DMA).
     ///
     /// # Safety
     /// Every region of [`BoardInfo::device_regions`] must be mapped at `virt(base)`; `dma`
@@ -32,10 +54,50 @@ impl Disk {
         dma: Dma,
         virt_to_phys: fn(usize) -> u64,
     ) -> Option<Disk> {
+        // SAFETY: the caller's contract.
+        unsafe { Self::probe_logged(info, virt, dma, virt_to_phys, &mut ProbeLog::default()) }
+    }
+
+    /// [`Disk::probe`], recording in `log` what each SD controller said (the bsp has no
+    /// logger; the kernel prints the entries).
+    ///
+    /// # Safety
+    /// As for [`Disk::probe`].
+    pub unsafe fn probe_logged(
+        info: &BoardInfo,
+        virt: impl Fn(u64) -> usize,
+        dma: Dma,
+        virt_to_phys: fn(usize) -> u64,
+        log: &mut ProbeLog,
+    ) -> Option<Disk> {
         for slot in info.virtio_mmio.as_slice() {
             // SAFETY: the slot is mapped (caller's contract) and the DMA memory is ours.
             if let Some(d) = unsafe { VirtioBlk::probe(virt(slot.base), dma.va, dma.pa, virt_to_phys) } {
                 return Some(Disk::Virtio(d));
+            }
+        }
+        // SAFETY: the mailbox region is mapped (caller's contract).
+        let mailbox = info.mailbox.map(|m| unsafe { Mailbox::new(virt(m.base)) });
+        let bus = info.soc_dma.and_then(|w| w.to_bus(dma.pa, bcm2835_mbox::BUFFER_BYTES as u64));
+        let firmware_hz = |c: Controller| {
+            let mailbox = mailbox.as_ref()?;
+            let Some(bus) = bus.and_then(|b| u32::try_from(b).ok()) else {
+                return Some(Err(MboxError::BadBuffer));
+            };
+            let buf = MboxBuffer { va: dma.va as *mut u32, bus };
+            // SAFETY: the DMA memory is ours and unused by anything else on this path (no
+            // virtio device was found), and `bus` is its VideoCore address.
+            Some(unsafe { mailbox.get_clock_rate(buf, c.firmware_clock()) })
+        };
+        let controllers = [(Controller::Emmc2, info.sdhci_emmc2), (Controller::Legacy, info.sdhci_legacy)];
+        for (i, (c, region)) in controllers.into_iter().enumerate() {
+            let Some(region) = region else { continue };
+            // SAFETY: the controller's registers are mapped (caller's contract) and nothing
+            // else drives them.
+            let (probe, sd) = unsafe { Sdhci::probe(virt(region.base), c, firmware_hz(c)) };
+            log.sd[i] = Some(probe);
+            if let Some(sd) = sd {
+                return Some(Disk::Sdhci(sd));
             }
         }
         None
@@ -45,6 +107,10 @@ impl Disk {
     pub fn name(&self) -> &'static str {
         match self {
             Disk::Virtio(_) => "virtio-blk",
+            Disk::Sdhci(d) => match d.controller() {
+                Controller::Emmc2 => "sdhci (emmc2)",
+                Controller::Legacy => "sdhci (legacy emmc)",
+            },
         }
     }
 }
@@ -53,24 +119,28 @@ impl BlockDevice for Disk {
     fn sectors(&self) -> u64 {
         match self {
             Disk::Virtio(d) => d.sectors(),
+            Disk::Sdhci(d) => d.sectors(),
         }
     }
 
     fn read(&mut self, lba: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
         match self {
             Disk::Virtio(d) => d.read(lba, bufs),
+            Disk::Sdhci(d) => d.read(lba, bufs),
         }
     }
 
     fn write(&mut self, lba: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
         match self {
             Disk::Virtio(d) => d.write(lba, bufs),
+            Disk::Sdhci(d) => d.write(lba, bufs),
         }
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
         match self {
             Disk::Virtio(d) => d.flush(),
+            Disk::Sdhci(d) => d.flush(),
         }
     }
 }

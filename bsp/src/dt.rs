@@ -21,6 +21,23 @@ impl Region {
     }
 }
 
+/// How bus masters on a bus see RAM (one `dma-ranges` entry): bus addresses
+/// `bus .. bus + size` are CPU physical addresses `cpu .. cpu + size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaWindow {
+    pub bus: u64,
+    pub cpu: u64,
+    pub size: u64,
+}
+
+impl DmaWindow {
+    /// The bus address of `len` bytes at CPU physical `pa`, if the window holds all of them.
+    pub fn to_bus(&self, pa: u64, len: u64) -> Option<u64> {
+        let end = pa.checked_add(len)?;
+        (pa >= self.cpu && end <= self.cpu + self.size).then(|| self.bus + (pa - self.cpu))
+    }
+}
+
 /// A short list of regions that needs no heap.
 #[derive(Clone, Copy, Debug)]
 pub struct Regions<const N: usize> {
@@ -111,6 +128,9 @@ pub struct BoardInfo {
     pub sdhci_emmc2: Option<Region>,
     /// The VideoCore mailbox (Pi only).
     pub mailbox: Option<Region>,
+    /// How the VideoCore and other `/soc` bus masters see RAM: the first entry of `/soc`'s
+    /// `dma-ranges` (Pi 4: bus `0xc000_0000` is ARM `0x0`, 1 GiB).
+    pub soc_dma: Option<DmaWindow>,
     /// The power-management block that holds the watchdog (Pi only).
     pub watchdog: Option<Region>,
     /// Spin-table release addresses of the cores other than CPU 0 (Pi: the firmware stub
@@ -158,6 +178,7 @@ impl BoardInfo {
             sdhci_legacy: None,
             sdhci_emmc2: None,
             mailbox: None,
+            soc_dma: None,
             watchdog: None,
             spin_table: Regions::default(),
             initrd: None,
@@ -175,6 +196,7 @@ impl BoardInfo {
             return Err(DtError::NoMemory);
         }
         read_chosen(&fdt, &mut info);
+        info.soc_dma = soc_dma_window(&fdt, root.cell_sizes());
         Ok(info)
     }
 }
@@ -207,6 +229,16 @@ fn read_chosen(fdt: &Fdt, info: &mut BoardInfo) {
             info.initrd = Some(Region { base: start, size: end - start });
         }
     }
+}
+
+/// The first `dma-ranges` entry of `/soc`: child bus address, parent (root) address, size.
+fn soc_dma_window(fdt: &Fdt, root: CellSizes) -> Option<DmaWindow> {
+    let soc = fdt.find_node("/soc")?;
+    let value = soc.property("dma-ranges")?.value;
+    let own = soc.cell_sizes();
+    let (c, p, s) = (4 * own.address_cells, 4 * root.address_cells, 4 * own.size_cells);
+    let e = value.get(..c + p + s)?;
+    Some(DmaWindow { bus: be_uint(&e[..c])?, cpu: be_uint(&e[c..c + p])?, size: be_uint(&e[c + p..])? })
 }
 
 /// Deepest nesting of `ranges` we follow; real trees use three or four levels.
