@@ -131,10 +131,17 @@ mod boot {
             mm::heap::zero(mm::phys_to_virt(dma.base), dma.size);
             let dma = exo_bsp::disk::Dma { va: mm::phys_to_virt(dma.base) as *mut u8, pa: dma.base };
             let virt = |pa| mm::phys_to_virt(pa) as usize;
+            let mut tried = exo_bsp::disk::ProbeLog::default();
             // SAFETY: every device region is mapped in the physmap; the DMA pages were just
-            // taken from free memory for the driver alone; physmap addresses translate back
-            // by subtraction.
-            match unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa) } {
+            // taken from free memory for the driver alone; `kva_to_pa` translates kernel
+            // addresses back.
+            let found = unsafe {
+                exo_bsp::disk::Disk::probe_logged(&board.info, virt, dma, mm::kva_to_pa, &mut tried)
+            };
+            for p in tried.sd() {
+                log::info!("disk: {p}");
+            }
+            match found {
                 Some(d) => {
                     KERNEL.with(|k| disk::attach(k, d));
                 }
