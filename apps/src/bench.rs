@@ -74,10 +74,20 @@ const BENCHES: &[(&str, Bench)] = &[
     ("env_switch", env_switch),
     ("pct_round_trip", pct_round_trip),
     ("fork_exit_wait", fork_exit_wait),
+    ("sector_read_1", || sector_io(false, 1)),
+    ("sector_read_64k", || sector_io(false, 128)),
+    ("sector_read_1m", || sector_io(false, 2048)),
+    ("sector_write_1", || sector_io(true, 1)),
+    ("sector_write_64k", || sector_io(true, 128)),
+    ("sector_write_1m", || sector_io(true, 2048)),
 ];
 
 pub fn run() -> i32 {
+    let disk = vm::kinfo().disk_sectors > 0;
     for (name, bench) in BENCHES.iter().filter(|(n, _)| wanted(n)) {
+        if name.starts_with("sector") && !disk {
+            continue;
+        }
         let (ops, per) = bench();
         report(name, ops, per);
     }
@@ -164,6 +174,29 @@ fn pct_round_trip() -> (u64, u64) {
     });
     let _ = sys::env_destroy(server);
     (N, per)
+}
+
+/// One `SectorRead`/`SectorWrite` of `count` sectors through the binding check, into or
+/// from an already-mapped buffer (sectors 4096.. of the benchmark disk).
+fn sector_io(write: bool, count: u64) -> (u64, u64) {
+    let pages = (count * 512).div_ceil(PAGE);
+    let va = vm::alloc_va(pages);
+    for p in 0..pages {
+        if vm::map_new(va + p * PAGE, RW).is_err() {
+            return (1, 0);
+        }
+    }
+    // SAFETY: mapped read-write just above, used by nothing else.
+    let buf = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, (count * 512) as usize) };
+    let n = if count == 1 { 200 } else { 20 };
+    let per = measure(n, |i| {
+        let lba = 4096 + (i * count) % 8192;
+        let _ = if write { sys::sector_write(lba, buf) } else { sys::sector_read(lba, buf) };
+    });
+    for p in 0..pages {
+        let _ = vm::unmap_free(va + p * PAGE);
+    }
+    (n, per)
 }
 
 fn fork_exit_wait() -> (u64, u64) {

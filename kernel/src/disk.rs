@@ -7,8 +7,10 @@
 //! against the caller's bindings and moves data straight between the device and the
 //! caller's own frames — no buffer cache, no bounce buffer.
 
+use core::mem::MaybeUninit;
 use exo_abi::{mbr, EnvId, Error, SectorBinding, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
 use exo_bsp::disk::Disk;
+
 use exo_bsp::{BlockDevice, BlockError};
 
 use crate::cell::Global;
@@ -85,30 +87,27 @@ impl Kernel {
         if !e.sectors.iter().any(|b| b.covers(start, count, right)) {
             return Err(Error::Denied);
         }
-        // The caller's pages, checked all at once: for a read they must be writable.
-        let mut pieces = [(0u64, 0usize); PIECES];
+        // The caller's pages, checked all at once (for a read they must be writable), as
+        // slices of its frames in the physmap. Only the first `n` entries are ever read.
+        let mut pieces: [MaybeUninit<&mut [u8]>; PIECES] = [const { MaybeUninit::uninit() }; PIECES];
         let mut n = 0;
         uaccess::with_user(e.root, buf, count * 512, !write, |chunk| {
-            pieces[n] = (chunk.as_mut_ptr() as u64, chunk.len());
+            // SAFETY: `chunk` is a physmap slice of a frame the caller has mapped with the
+            // needed permission; it stays valid past this closure, and the pieces do not
+            // overlap. They are used only for this one transfer.
+            pieces[n].write(unsafe { core::slice::from_raw_parts_mut(chunk.as_mut_ptr(), chunk.len()) });
             n += 1;
         })?;
+        // SAFETY: entries 0..n were written just above.
+        let bufs = unsafe { core::slice::from_raw_parts_mut(pieces.as_mut_ptr() as *mut &mut [u8], n) };
         DISK.with(|d| {
             let d = d.as_mut().ok_or(Error::NotFound)?;
-            // SAFETY (both arms): each piece is a physmap slice of a frame the caller has
-            // mapped with the needed permission (checked above, before any transfer); the
-            // pieces do not overlap, and nothing else refers to them during the transfer.
             if write {
-                let mut bufs: [&[u8]; PIECES] = [&[]; PIECES];
-                for (b, &(va, len)) in bufs.iter_mut().zip(&pieces[..n]) {
-                    *b = unsafe { core::slice::from_raw_parts(va as *const u8, len) };
-                }
-                d.write(start, &bufs[..n]).map_err(io_error)?;
+                // SAFETY: `&mut [u8]` and `&[u8]` have the same layout; the data is only read.
+                let bufs = unsafe { core::slice::from_raw_parts(bufs.as_ptr() as *const &[u8], n) };
+                d.write(start, bufs).map_err(io_error)?;
             } else {
-                let mut bufs: [&mut [u8]; PIECES] = core::array::from_fn(|_| &mut [][..]);
-                for (b, &(va, len)) in bufs.iter_mut().zip(&pieces[..n]) {
-                    *b = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, len) };
-                }
-                d.read(start, &mut bufs[..n]).map_err(io_error)?;
+                d.read(start, bufs).map_err(io_error)?;
             }
             Ok(count)
         })
