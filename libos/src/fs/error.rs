@@ -20,9 +20,10 @@ pub enum Error {
     NotEmpty = 5,
     /// The file system is full.
     NoSpace = 6,
-    /// A name is longer than the back end allows.
+    /// A name is longer than the back end allows (on FAT, when creating: more than 8.3).
     NameTooLong = 7,
-    /// A name the back end cannot store (a character it refuses, or not 8.3 on FAT create).
+    /// A name the back end cannot store: a character it refuses, or (FAT) a name with no
+    /// 8.3 form.
     InvalidName = 8,
     /// The file system, or the file, is read-only.
     ReadOnly = 9,
