@@ -219,7 +219,8 @@ fn round_trip(test: &str, fat: u32, spc: u32, kib: u32) {
     let counts = summary.rsplit(", ").next().unwrap().trim_end_matches(" clusters");
     let (used, total) = counts.split_once('/').unwrap();
     let cb = u64::from(spc) * 512;
-    assert_eq!(free, (total.parse::<u64>().unwrap() - used.parse::<u64>().unwrap()) * cb, "{summary}");
+    // statfs leaves out the one cluster the FAT libOS keeps free.
+    assert_eq!(free, (total.parse::<u64>().unwrap() - used.parse::<u64>().unwrap() - 1) * cb, "{summary}");
 
     // Mounted again, everything is still there.
     let disk = std::fs::read(&img).unwrap();
@@ -236,4 +237,61 @@ fn fat32_files_written_here_pass_fsck_and_mtools() {
 #[test]
 fn fat16_files_written_here_pass_fsck_and_mtools() {
     round_trip("fat16_files_written_here_pass_fsck_and_mtools", 16, 4, 16 * 1024);
+}
+
+fn fill_up(test: &str, fat: u32, spc: u32, kib: u32) {
+    if !have_fat_tools(test) {
+        return;
+    }
+    let dir = scratch(test);
+    let img = dir.join("vol.img");
+    let imgs = img.to_str().unwrap();
+    mkfs(&img, kib, fat, spc);
+    let disk = std::fs::read(&img).unwrap();
+    let sectors = disk.len() as u64 / 512;
+    let mut fs = FatFs::mount(Partition::new(disk, 0, sectors), FatOptions::default()).unwrap();
+    let stats = fs.statfs().unwrap();
+    let (free, cb) = (stats.free_bytes, u64::from(stats.block_size));
+    // Large writes until one does not fit (each write is all or nothing), then one cluster
+    // at a time until none does.
+    let mut written = 0u64;
+    let mut n = 0;
+    for piece in [256 * 1024, cb as usize] {
+        let chunk = vec![0x5au8; piece];
+        let err = 'fill: loop {
+            let h = fs.create(&format!("/f{n}.bin")).unwrap();
+            n += 1;
+            for i in 0..8u64 {
+                match fs.write(h, i * piece as u64, &chunk) {
+                    Ok(k) => written += k as u64,
+                    Err(e) => {
+                        fs.close(h).unwrap();
+                        break 'fill e;
+                    }
+                }
+            }
+            fs.close(h).unwrap();
+        };
+        assert_eq!(err, Error::NoSpace);
+    }
+    // All but the clusters the root directory grew by went to file data.
+    assert!(written <= free && written + 16 * cb >= free, "wrote {written} of {free}");
+    assert_eq!(fs.statfs().unwrap().free_bytes, 0);
+    assert_eq!(fs.mkdir("/more").unwrap_err(), Error::NoSpace);
+    fs.remove("/f0.bin").unwrap();
+    assert!(fs.statfs().unwrap().free_bytes >= 2 << 20);
+    let disk = fs.unmount().unwrap().into_inner();
+    std::fs::write(&img, &disk).unwrap();
+    fsck_clean(imgs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fat16_full_volume_says_no_space_and_stays_consistent() {
+    fill_up("fat16_full_volume_says_no_space_and_stays_consistent", 16, 4, 16 * 1024);
+}
+
+#[test]
+fn fat32_full_volume_says_no_space_and_stays_consistent() {
+    fill_up("fat32_full_volume_says_no_space_and_stays_consistent", 32, 1, 40 * 1024);
 }

@@ -49,11 +49,11 @@ fn read_runs<S: SectorIo>(
 }
 
 impl<S: SectorIo> FatFs<S> {
-    /// Walks node `i`'s chain until `need` clusters are known; fails with
-    /// [`Error::Corrupt`] if it ends sooner.
-    fn chain_to(&mut self, i: usize, need: u32) -> Result<Chain> {
+    /// Walks node `i`'s chain until `want` clusters are known or it ends; fails with
+    /// [`Error::Corrupt`] if fewer than `need` exist.
+    fn chain_to(&mut self, i: usize, want: u32, need: u32) -> Result<Chain> {
         let mut chain = core::mem::take(&mut self.node_mut(i)?.chain);
-        let r = self.with_part(|p, g| chain.ensure(&mut Fat::new(p, g), need));
+        let r = self.with_part(|p, g| chain.ensure(&mut Fat::new(p, g), want));
         let ok = chain.len >= need;
         self.node_mut(i)?.chain = chain.clone();
         r?;
@@ -75,7 +75,8 @@ impl<S: SectorIo> FatFs<S> {
         }
         let len = (size - offset).min(buf.len() as u64) as usize;
         let cb = u64::from(self.geo.cluster_bytes());
-        let chain = self.chain_to(i, (offset + len as u64).div_ceil(cb) as u32)?;
+        let need = (offset + len as u64).div_ceil(cb) as u32;
+        let chain = self.chain_to(i, need, need)?;
         self.with_part(|p, g| read_runs(p, g, &chain, offset, &mut buf[..len]))?;
         Ok(len)
     }
@@ -94,12 +95,16 @@ impl<S: SectorIo> FatFs<S> {
             return Err(Error::FileTooLarge);
         }
         self.begin_change()?;
-        // The crate walks from the first cluster to the one holding the write's start: that
-        // much of the chain, which the file's size says must exist, is checked first.
+        // The crate follows every link from the first cluster to the last one the write
+        // touches (allocating where the chain ends): all of those links are checked first,
+        // and the clusters the file's size says exist must be there.
         let cb = u64::from(self.geo.cluster_bytes());
-        let start = off.min(u64::from(size));
-        let need = (start / cb + 1).min(u64::from(size).div_ceil(cb)) as u32;
-        self.chain_to(i, need)?;
+        let end = off + data.len() as u64;
+        let want = end.div_ceil(cb) as u32;
+        let chain = self.chain_to(i, want, want.min(u64::from(size).div_ceil(cb) as u32))?;
+        if chain.ended {
+            self.reserve(want.saturating_sub(chain.len))?;
+        }
         let (path, sfn) = {
             let n = self.node_mut(i)?;
             (n.dir_path.clone(), n.sfn)
@@ -111,6 +116,7 @@ impl<S: SectorIo> FatFs<S> {
             let c = self.vm.close_file(f).map_err(sd);
             r.and(c)
         });
+        self.account();
         self.refresh(i)?;
         r.map(|_| data.len())
     }

@@ -91,8 +91,9 @@ pub struct FatFs<S: SectorIo> {
     fsinfo_ok: bool,
     /// Changed since the last sync (FSInfo's count then reads "unknown" on disk).
     dirty: bool,
-    /// (free clusters, first free cluster), while known.
-    free: Option<(u32, u32)>,
+    /// Free clusters, once counted; then kept up to date (the crate's allocations are
+    /// counted by [`FatDev`], the libOS's own frees here).
+    free: Option<u32>,
     nodes: Vec<Option<Node>>,
     handles: Vec<Option<(usize, OpenFlags)>>,
 }
@@ -150,8 +151,7 @@ impl<S: SectorIo> FatFs<S> {
             part.read(u64::from(s), &mut b)?;
             fsinfo_ok = dev::fsinfo_valid(&b);
         }
-        let vm: Vm<S> =
-            VolumeManager::new_with_limits(FatDev::new(part, geo.fsinfo), FatClock(opts.clock), 1);
+        let vm: Vm<S> = VolumeManager::new_with_limits(FatDev::new(part, geo), FatClock(opts.clock), 1);
         let vol = vm.open_raw_volume(VolumeIdx(0)).map_err(sd)?;
         Ok(FatFs {
             vm,
@@ -177,7 +177,10 @@ impl<S: SectorIo> FatFs<S> {
     /// Runs `f` on the partition (the crate's one-block cache is dropped first).
     fn with_part<R>(&self, f: impl FnOnce(&Partition<S>, &Geometry) -> R) -> R {
         let geo = self.geo;
-        self.vm.device(|d| f(&d.part, &geo))
+        self.vm.device(|d| {
+            d.forget();
+            f(&d.part, &geo)
+        })
     }
 
     /// Reads directory `loc`.
@@ -255,7 +258,6 @@ impl<S: SectorIo> FatFs<S> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        self.free = None;
         if !self.dirty {
             if self.fsinfo_ok {
                 self.write_fsinfo(u32::MAX, u32::MAX)?;
@@ -275,13 +277,38 @@ impl<S: SectorIo> FatFs<S> {
         })
     }
 
-    fn free_clusters(&mut self) -> Result<(u32, u32)> {
+    fn free_clusters(&mut self) -> Result<u32> {
         if let Some(f) = self.free {
             return Ok(f);
         }
-        let f = self.with_part(|p, g| Fat::new(p, g).count_free())?;
+        let (f, _) = self.with_part(|p, g| Fat::new(p, g).count_free())?;
         self.free = Some(f);
         Ok(f)
+    }
+
+    /// Fails with [`Error::NoSpace`] unless `k` clusters can be allocated with one to
+    /// spare: the crate's allocator, after taking a cluster, looks for the next free one
+    /// and fails (with the cluster already linked) if there is none.
+    fn reserve(&mut self, k: u32) -> Result<()> {
+        if k > 0 && self.free_clusters()? < k + 1 {
+            return Err(Error::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Takes in the clusters the crate allocated and freed.
+    fn account(&mut self) {
+        let (allocated, freed) = self.vm.device(|d| d.take_counts());
+        if let Some(f) = &mut self.free {
+            *f = (*f + freed).saturating_sub(allocated);
+        }
+    }
+
+    /// Takes in clusters the libOS freed itself.
+    fn freed(&mut self, n: u32) {
+        if let Some(f) = &mut self.free {
+            *f += n;
+        }
     }
 
     fn node(&self, h: Handle) -> Result<(usize, OpenFlags)> {
@@ -373,7 +400,9 @@ impl<S: SectorIo> FileSystem for FatFs<S> {
             return Ok(());
         }
         if self.dirty {
-            let (free, first) = self.free_clusters()?;
+            // A fresh count: the FSInfo sector must be exact, not an estimate.
+            let (free, first) = self.with_part(|p, g| Fat::new(p, g).count_free())?;
+            self.free = Some(free);
             if self.fsinfo_ok {
                 self.write_fsinfo(free, first)?;
             }
@@ -383,7 +412,8 @@ impl<S: SectorIo> FileSystem for FatFs<S> {
     }
 
     fn statfs(&mut self) -> Result<FsStats> {
-        let (free, _) = self.free_clusters()?;
+        // One free cluster is never handed out (see `reserve`).
+        let free = self.free_clusters()?.saturating_sub(1);
         let cb = u64::from(self.geo.cluster_bytes());
         Ok(FsStats {
             fs_type: self.geo.name(),

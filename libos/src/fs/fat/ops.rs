@@ -96,11 +96,15 @@ impl<S: SectorIo> FatFs<S> {
     fn create_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], name: &str) -> Result<Entry> {
         let (sfn, case) = short_name(name)?;
         self.begin_change()?;
+        // The directory may need one more cluster for the entry.
+        self.reserve(1)?;
         let n = Self::crate_name(&sfn)?;
-        self.in_crate_dir(names, |cd| {
+        let r = self.in_crate_dir(names, |cd| {
             let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
             self.vm.close_file(f).map_err(sd)
-        })?;
+        });
+        self.account();
+        r?;
         self.finish_new(d, sfn, case)
     }
 
@@ -122,15 +126,17 @@ impl<S: SectorIo> FatFs<S> {
         self.begin_change()?;
         let (date, time) = crate::fs::time::to_fat((self.clock)());
         let ft = self.geo.fat_type;
-        self.with_part(|p, g| {
+        let n = self.with_part(|p, g| {
             d.patch(p, e.slot..=e.slot, |_, s| {
                 dir::set_cluster(s, ft, 0);
                 s[28..32].fill(0);
                 s[22..24].copy_from_slice(&time.to_le_bytes());
                 s[24..26].copy_from_slice(&date.to_le_bytes());
             })?;
-            Fat::new(p, g).free_chain(e.cluster).map(drop)
-        })
+            Fat::new(p, g).free_chain(e.cluster)
+        })?;
+        self.freed(n);
+        Ok(())
     }
 
     pub(super) fn make_dir(&mut self, path: &str) -> Result<()> {
@@ -142,8 +148,12 @@ impl<S: SectorIo> FatFs<S> {
         }
         let (sfn, case) = short_name(name)?;
         self.begin_change()?;
+        // One cluster for the new directory, and maybe one for its parent's entry.
+        self.reserve(2)?;
         let n = Self::crate_name(&sfn)?;
-        self.in_crate_dir(&names, |cd| self.vm.make_dir_in_dir(cd, n).map_err(sd))?;
+        let r = self.in_crate_dir(&names, |cd| self.vm.make_dir_in_dir(cd, n).map_err(sd));
+        self.account();
+        r?;
         self.finish_new(&mut d, sfn, case).map(drop)
     }
 
@@ -162,10 +172,12 @@ impl<S: SectorIo> FatFs<S> {
         self.begin_change()?;
         // The entry goes first: a crash in between leaves lost clusters, never a name
         // pointing at free ones.
-        self.with_part(|p, g| {
+        let n = self.with_part(|p, g| {
             d.delete(p, e)?;
-            Fat::new(p, g).free_chain(e.cluster).map(drop)
-        })
+            Fat::new(p, g).free_chain(e.cluster)
+        })?;
+        self.freed(n);
+        Ok(())
     }
 
     pub(super) fn remove_path(&mut self, path: &str) -> Result<()> {
@@ -216,11 +228,14 @@ impl<S: SectorIo> FatFs<S> {
             return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
         }
         self.begin_change()?;
+        self.reserve(1)?;
         let n = Self::crate_name(&tsfn)?;
-        self.in_crate_dir(&tnames, |cd| {
+        let r = self.in_crate_dir(&tnames, |cd| {
             let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
             self.vm.close_file(f).map_err(sd)
-        })?;
+        });
+        self.account();
+        r?;
         let ne = self.finish_new(&mut td, tsfn, tcase)?;
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);
