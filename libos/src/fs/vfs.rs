@@ -116,11 +116,19 @@ impl Vfs {
         self.mount_points().any(|(_, m)| path::is_within(m, norm))
     }
 
-    /// Names of mount points directly inside normalised `dir`.
+    /// Names inside normalised `dir` that lead to mount points (a mount point itself, or a
+    /// directory that only exists because one lies below it).
     fn child_mounts(&self, dir: &str) -> Vec<String> {
-        self.mount_points()
-            .filter_map(|(_, m)| path::split_last(m).filter(|(p, _)| *p == dir).map(|(_, n)| n.to_string()))
-            .collect()
+        let mut out: Vec<String> = Vec::new();
+        for (_, m) in self.mount_points() {
+            let below = path::strip_dir(m, dir).and_then(|rest| path::components(rest).next());
+            if let Some(name) = below.filter(|_| m != dir) {
+                if !out.iter().any(|n| n == name) {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        out
     }
 
     /// Opens a file; the descriptor starts at offset 0.
@@ -200,22 +208,23 @@ impl Vfs {
     /// Status of a path. A directory that only exists because mount points lie below it
     /// reports as an empty directory with no time.
     pub fn stat(&mut self, p: &str) -> Result<Metadata> {
-        match self.locate(p) {
-            Ok((mount, _, rest)) => self.fs(mount)?.stat(&rest),
+        let r = self.locate(p).and_then(|(mount, _, rest)| self.fs(mount)?.stat(&rest));
+        match r {
             Err(Error::NotFound) if self.holds_mount(&normalize(p)?) => {
                 Ok(Metadata { kind: FileKind::Dir, size: 0, modified: None })
             }
-            Err(e) => Err(e),
+            r => r,
         }
     }
 
-    /// Lists a directory, with the mount points directly inside it added as directories.
+    /// Lists a directory, with the mount points inside it (or the directories leading to
+    /// them) added as directories.
     pub fn list_dir(&mut self, p: &str) -> Result<Vec<DirEntry>> {
         let norm = normalize(p)?;
-        let mut out = match self.locate(&norm) {
-            Ok((mount, _, rest)) => self.fs(mount)?.list_dir(&rest)?,
+        let r = self.locate(&norm).and_then(|(mount, _, rest)| self.fs(mount)?.list_dir(&rest));
+        let mut out = match r {
             Err(Error::NotFound) if self.holds_mount(&norm) => Vec::new(),
-            Err(e) => return Err(e),
+            r => r?,
         };
         for name in self.child_mounts(&norm) {
             out.retain(|e| e.name != name);
