@@ -20,7 +20,7 @@ impl Strict {
     }
     fn check(&self, sector: u64, buf: *const u8, len: usize) -> Result<(), DiskError> {
         let n = len / 512;
-        if buf as usize % 512 != 0 || len % 512 != 0 || n == 0 || n > MAX_TRANSFER {
+        if !(buf as usize).is_multiple_of(512) || !len.is_multiple_of(512) || n == 0 || n > MAX_TRANSFER {
             return Err(DiskError { code: -1 });
         }
         if (sector as usize + n) * 512 > self.data.len() {
