@@ -138,3 +138,33 @@ fn reads_a_fat16_partition_behind_an_mbr() {
     assert_eq!(fs.statfs().unwrap().block_size, 2048);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn refuses_what_it_cannot_mount() {
+    if !have_fat_tools("refuses_what_it_cannot_mount") {
+        return;
+    }
+    let dir = scratch("refuse");
+    let img = dir.join("fat12.img");
+    mkfs(&img, 1024, 12, 1);
+    let v = std::fs::read(&img).unwrap();
+    let n = v.len() as u64 / 512;
+    assert_eq!(
+        FatFs::mount(Partition::new(v.clone(), 0, n), FatOptions::default()).err(),
+        Some(Error::Unsupported)
+    );
+    // A partition smaller than the volume its boot sector describes.
+    mkfs(&img, 16 * 1024, 16, 4);
+    let v = std::fs::read(&img).unwrap();
+    let n = v.len() as u64 / 512;
+    assert_eq!(
+        FatFs::mount(Partition::new(v.clone(), 0, n - 1), FatOptions::default()).err(),
+        Some(Error::Corrupt)
+    );
+    // No boot sector at all.
+    assert_eq!(
+        FatFs::mount(Partition::new(vec![0u8; 1 << 20], 0, 2048), FatOptions::default()).err(),
+        Some(Error::Corrupt)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

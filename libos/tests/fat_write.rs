@@ -222,10 +222,19 @@ fn round_trip(test: &str, fat: u32, spc: u32, kib: u32) {
     // statfs leaves out the one cluster the FAT libOS keeps free.
     assert_eq!(free, (total.parse::<u64>().unwrap() - used.parse::<u64>().unwrap() - 1) * cb, "{summary}");
 
-    // Mounted again, everything is still there.
+    // Mounted again, read-only: everything is still there, nothing can change, and not a
+    // byte of the volume is written.
     let disk = std::fs::read(&img).unwrap();
-    let mut fs = FatFs::mount(Partition::new(disk, 0, sectors), FatOptions::default()).unwrap();
+    let ro = FatOptions { read_only: true, ..FatOptions::default() };
+    let mut fs = FatFs::mount(Partition::new(disk.clone(), 0, sectors), ro).unwrap();
     check_model(&mut fs, &model);
+    assert_eq!(fs.open("/b.txt", OpenFlags::WRITE).unwrap_err(), Error::ReadOnly);
+    assert_eq!(fs.create("/new.txt").unwrap_err(), Error::ReadOnly);
+    assert_eq!(fs.mkdir("/newdir").unwrap_err(), Error::ReadOnly);
+    assert_eq!(fs.remove("/b.txt").unwrap_err(), Error::ReadOnly);
+    assert_eq!(fs.rename("/b.txt", "/c.txt").unwrap_err(), Error::ReadOnly);
+    fs.sync().unwrap();
+    assert!(fs.unmount().unwrap().into_inner() == disk);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -37,6 +37,18 @@ impl fmt::Display for DiskError {
 
 impl core::error::Error for DiskError {}
 
+/// A transfer the kernel refused for want of a write binding is [`Error::ReadOnly`](super::Error::ReadOnly);
+/// every other failure is [`Error::Io`](super::Error::Io).
+impl From<DiskError> for super::Error {
+    fn from(e: DiskError) -> Self {
+        if e.code == exo_abi::Error::Denied as i32 {
+            super::Error::ReadOnly
+        } else {
+            super::Error::Io
+        }
+    }
+}
+
 /// Raw sector transfers at absolute sector numbers. [`Partition`] only ever passes buffers
 /// that are 512-byte aligned and hold 1 to [`MAX_TRANSFER`] whole sectors.
 pub trait SectorIo {

@@ -28,6 +28,7 @@ pub mod disk;
 mod error;
 pub mod fat;
 pub mod lfs;
+pub mod mount;
 pub mod path;
 pub mod time;
 pub mod vfs;

@@ -22,19 +22,20 @@ extern crate alloc;
 mod bpb;
 mod dev;
 mod dir;
+mod glue;
 mod io;
 mod name;
 mod ops;
 mod table;
 
-use super::disk::{DiskError, Partition, SectorIo};
+use super::disk::{Partition, SectorIo};
 use super::{Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result};
-use alloc::string::String;
 use alloc::vec::Vec;
 use bpb::Geometry;
 use dev::{FatClock, FatDev};
 use dir::DirLoc;
-use embedded_sdmmc::{RawDirectory, RawVolume, ShortFileName, VolumeIdx, VolumeManager};
+use embedded_sdmmc::{RawVolume, VolumeIdx, VolumeManager};
+use glue::sd;
 use table::{Chain, Fat};
 
 /// Crate directories open at once within one operation (a path walk holds two).
@@ -96,45 +97,6 @@ pub struct FatFs<S: SectorIo> {
     free: Option<u32>,
     nodes: Vec<Option<Node>>,
     handles: Vec<Option<(usize, OpenFlags)>>,
-}
-
-/// The crate's error as ours.
-fn sd(e: embedded_sdmmc::Error<DiskError>) -> Error {
-    use embedded_sdmmc::Error as E;
-    use embedded_sdmmc::FilenameError as F;
-    match e {
-        E::DeviceError(d) => d.into(),
-        E::NotFound => Error::NotFound,
-        E::FileAlreadyExists | E::DirAlreadyExists => Error::Exists,
-        E::ReadOnly => Error::ReadOnly,
-        E::DiskFull | E::NotEnoughSpace => Error::NoSpace,
-        E::FilenameError(F::NameTooLong) => Error::NameTooLong,
-        E::FilenameError(_) => Error::InvalidName,
-        E::TooManyOpenFiles | E::TooManyOpenDirs | E::TooManyOpenVolumes => Error::TooManyOpenFiles,
-        E::OpenedDirAsFile => Error::IsDir,
-        E::OpenedFileAsDir => Error::NotDir,
-        E::DeleteNonEmptyDir => Error::NotEmpty,
-        E::FileAlreadyOpen | E::DirAlreadyOpen | E::VolumeStillInUse | E::VolumeAlreadyOpen => Error::Busy,
-        E::Unsupported | E::BadBlockSize(_) => Error::Unsupported,
-        E::InvalidOffset => Error::InvalidArgument,
-        E::FormatError(_)
-        | E::BadCluster
-        | E::EndOfFile
-        | E::UnterminatedFatChain
-        | E::AllocationError
-        | E::ConversionError => Error::Corrupt,
-        E::NoSuchVolume | E::BadHandle | E::LockError => Error::Io,
-    }
-}
-
-impl From<DiskError> for Error {
-    fn from(e: DiskError) -> Self {
-        if e.code == exo_abi::Error::Denied as i32 {
-            Error::ReadOnly
-        } else {
-            Error::Io
-        }
-    }
 }
 
 impl<S: SectorIo> FatFs<S> {
@@ -216,40 +178,6 @@ impl<S: SectorIo> FatFs<S> {
                 Ok((d, names, Some(name)))
             }
         }
-    }
-
-    /// The crate's name for 8.3 name `sfn`.
-    fn crate_name(sfn: &[u8; 11]) -> Result<ShortFileName> {
-        if let Some(n) = name::crate_string(sfn).and_then(|s| ShortFileName::create_from_str(&s).ok()) {
-            return Ok(n);
-        }
-        // A stored name the crate's parser would refuse (a lower-case or punctuation byte):
-        // the volume-label constructor keeps all 11 bytes as they are.
-        let s: String = sfn.iter().map(|&b| char::from(b)).collect();
-        let label = embedded_sdmmc::VolumeName::create_from_str(&s).map_err(|_| Error::Unsupported)?;
-        // SAFETY: the safety condition is that the bytes name a real entry and are not made
-        // up from a label; these 11 bytes were read from an existing 8.3 entry.
-        Ok(unsafe { label.to_short_filename() })
-    }
-
-    /// Opens, in the crate, the directory the 8.3 names lead to; the caller closes it.
-    fn crate_dir(&self, names: &[[u8; 11]]) -> Result<RawDirectory> {
-        let mut d = self.vm.open_root_dir(self.vol).map_err(sd)?;
-        for n in names {
-            let r = Self::crate_name(n).and_then(|n| self.vm.open_dir(d, n).map_err(sd));
-            let _ = self.vm.close_dir(d);
-            d = r?;
-        }
-        Ok(d)
-    }
-
-    /// Runs `f` with the crate directory `names` lead to, and closes it.
-    fn in_crate_dir<R>(&self, names: &[[u8; 11]], f: impl FnOnce(RawDirectory) -> Result<R>) -> Result<R> {
-        let d = self.crate_dir(names)?;
-        let r = f(d);
-        let c = self.vm.close_dir(d).map_err(sd);
-        let v = r?;
-        c.map(|_| v)
     }
 
     /// Before the first change after a sync: FSInfo's count becomes "unknown" on disk, so a
