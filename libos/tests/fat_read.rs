@@ -99,6 +99,31 @@ fn reads_a_fat32_volume_mtools_filled() {
     let mut fs = FatFs::mount(Partition::new(open_image(&img), 0, sectors), FatOptions::default()).unwrap();
     assert_eq!(fs.fs_type(), "fat32");
     check_volume(&mut fs, &files);
+
+    // A contiguous file is read in a few large transfers: 1 MiB reads into an aligned buffer
+    // take one device call each (plus the FAT sectors its chain is in), unaligned buffers
+    // one per 64 KiB bounce.
+    let big = &files[4].1;
+    for (aligned, most) in [(true, 6 + 10), (false, 5 * 16 + 1 + 10)] {
+        let h = fs.open("/big.bin", OpenFlags::READ).unwrap();
+        let before = fs.io_stats().reads;
+        let mut sb = exo_libos::fs::disk::SectorBuf::new(1 << 20);
+        let mut v = vec![0u8; (1 << 20) + 1];
+        let buf: &mut [u8] = if aligned { &mut sb } else { &mut v[1..] };
+        let mut off = 0;
+        loop {
+            let n = fs.read(h, off, buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(buf[..n] == big[off as usize..off as usize + n]);
+            off += n as u64;
+        }
+        let calls = fs.io_stats().reads - before;
+        eprintln!("reading 5 MiB ({}aligned buffer): {calls} device calls", if aligned { "" } else { "un" });
+        assert!(calls <= most, "{calls} device calls to read 5 MiB");
+        fs.close(h).unwrap();
+    }
     let st = fs.statfs().unwrap();
     assert_eq!(st.block_size, 512);
     let used: u64 = files.iter().map(|(_, d)| (d.len() as u64).div_ceil(512) * 512).sum();

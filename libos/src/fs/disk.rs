@@ -17,8 +17,8 @@ use core::fmt;
 pub const SECTOR: usize = 512;
 /// Most sectors one device call moves (`SectorRead`/`SectorWrite` accept 1 to 2048).
 pub const MAX_TRANSFER: usize = exo_abi::SECTOR_MAX_COUNT as usize;
-/// Sectors in the bounce buffer used for unaligned buffers (32 KiB).
-pub const BOUNCE_SECTORS: usize = 64;
+/// Sectors in the bounce buffer used for unaligned buffers (64 KiB).
+pub const BOUNCE_SECTORS: usize = 128;
 
 /// The code a [`Partition`] reports for a transfer outside it or not a whole sector count.
 pub const OUT_OF_RANGE: i32 = -1;
@@ -240,11 +240,43 @@ impl<S: SectorIo> Partition<S> {
     }
 }
 
+fn bytes(s: &[AlignedSector]) -> &[u8] {
+    // SAFETY: as in `bytes_mut`, for a shared borrow.
+    unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len() * SECTOR) }
+}
+
 fn bytes_mut(s: &mut [AlignedSector]) -> &mut [u8] {
     // SAFETY: `AlignedSector` is `repr(C)` around a `[u8; 512]` with size 512 (its alignment
     // equals its size, so there is no padding); `s.len()` of them are `s.len() * 512`
     // initialised, exclusively borrowed bytes.
     unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), s.len() * SECTOR) }
+}
+
+/// A zeroed byte buffer at a 512-byte-aligned address: transfers into it skip the bounce
+/// buffer (what [`Vfs::copy`](super::Vfs::copy) uses).
+pub struct SectorBuf {
+    sectors: Vec<AlignedSector>,
+    len: usize,
+}
+
+impl SectorBuf {
+    /// A buffer of `len` bytes (storage rounded up to whole sectors).
+    pub fn new(len: usize) -> SectorBuf {
+        SectorBuf { sectors: vec![AlignedSector([0; SECTOR]); len.div_ceil(SECTOR)], len }
+    }
+}
+
+impl core::ops::Deref for SectorBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &bytes(&self.sectors)[..self.len]
+    }
+}
+
+impl core::ops::DerefMut for SectorBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut bytes_mut(&mut self.sectors)[..self.len]
+    }
 }
 
 impl<S: SectorIo> exo_lfs::BlockDevice for Partition<S> {

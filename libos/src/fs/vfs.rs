@@ -341,7 +341,8 @@ impl Vfs {
     }
 
     fn pump(&mut self, src: Fd, dst: Fd) -> Result<u64> {
-        let mut buf = vec![0u8; COPY_CHUNK];
+        // Aligned, so that back ends reading straight into it skip the bounce buffer.
+        let mut buf = super::disk::SectorBuf::new(COPY_CHUNK);
         let mut total = 0u64;
         loop {
             let n = self.read(src, &mut buf)?;

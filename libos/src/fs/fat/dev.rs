@@ -19,10 +19,14 @@
 //! Transfers outside the volume are refused.
 
 use super::bpb::Geometry;
+use super::cache::SectorCache;
 use crate::fs::disk::{DiskError, Partition, SectorIo, OUT_OF_RANGE, SECTOR};
 use crate::fs::Clock;
 use core::cell::{Cell, RefCell};
 use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, TimeSource, Timestamp};
+
+/// FAT sectors read at once when the crate reads one.
+const FAT_AHEAD: u32 = 64;
 
 const FSINFO_LEAD: u32 = 0x4161_5252;
 const FSINFO_STRUC: u32 = 0x6141_7272;
@@ -56,6 +60,8 @@ pub struct FatDev<S: SectorIo> {
     /// Clusters the crate allocated and freed since [`FatDev::take_counts`].
     allocated: Cell<u32>,
     freed: Cell<u32>,
+    /// The crate's transfers within one operation.
+    cache: RefCell<SectorCache>,
 }
 
 impl<S: SectorIo> FatDev<S> {
@@ -68,7 +74,15 @@ impl<S: SectorIo> FatDev<S> {
         entry[12..16].copy_from_slice(&(part.sectors() as u32).to_le_bytes());
         mbr[510] = 0x55;
         mbr[511] = 0xaa;
-        FatDev { part, geo, mbr, last: RefCell::new(None), allocated: Cell::new(0), freed: Cell::new(0) }
+        FatDev {
+            part,
+            geo,
+            mbr,
+            last: RefCell::new(None),
+            allocated: Cell::new(0),
+            freed: Cell::new(0),
+            cache: RefCell::new(SectorCache::default()),
+        }
     }
 
     /// (clusters allocated, clusters freed) by the crate since the last call.
@@ -76,9 +90,20 @@ impl<S: SectorIo> FatDev<S> {
         (self.allocated.replace(0), self.freed.replace(0))
     }
 
-    /// Forgets the last sector read (the libOS is about to write sectors itself).
-    pub fn forget(&self) {
+    /// Writes out what the crate wrote and forgets what it read: the operation is over, or
+    /// the libOS is about to use the disk itself.
+    pub fn settle(&self) -> Result<(), DiskError> {
         *self.last.borrow_mut() = None;
+        self.cache.borrow_mut().flush(&self.part)
+    }
+
+    /// Sector `s` as the crate's writes left it; FAT sectors are read ahead.
+    fn raw(&self, s: u32) -> Result<[u8; SECTOR], DiskError> {
+        let ahead = match self.fat_sector(s) {
+            Some((copy, _)) => (s + FAT_AHEAD).min(self.geo.fat_start + (copy + 1) * self.geo.fat_size),
+            None => s + 1,
+        };
+        self.cache.borrow_mut().read(&self.part, s, ahead)
     }
 
     /// Which FAT copy and which sector of it partition sector `s` is, if any.
@@ -170,7 +195,7 @@ impl<S: SectorIo> FatDev<S> {
     }
 
     fn read_one(&self, s: u32, b: &mut [u8; SECTOR]) -> Result<(), DiskError> {
-        self.part.read(u64::from(s), b)?;
+        *b = self.raw(s)?;
         if Some(s) == self.geo.fsinfo {
             let next = u32::from_le_bytes([b[492], b[493], b[494], b[495]]);
             let next = if fsinfo_valid(b) { next } else { u32::MAX };
@@ -213,7 +238,7 @@ impl<S: SectorIo> BlockDevice for FatDev<S> {
                 let known = last.filter(|(ls, _)| *ls == s && copy == 0).map(|(_, b)| b);
                 let mut disk = [0u8; SECTOR];
                 if known.is_none() || self.has_tail(fidx) {
-                    self.part.read(u64::from(s), &mut disk)?;
+                    disk = self.raw(s)?;
                 }
                 if copy == 0 {
                     let old = known.unwrap_or_else(|| {
@@ -226,7 +251,7 @@ impl<S: SectorIo> BlockDevice for FatDev<S> {
                 }
                 self.unmask(fidx, &mut out, &disk);
             }
-            self.part.write(u64::from(s), &out)?;
+            self.cache.borrow_mut().write(&self.part, s, &out)?;
         }
         Ok(())
     }

@@ -116,8 +116,9 @@ impl<S: SectorIo> FatFs<S> {
             let c = self.vm.close_file(f).map_err(sd);
             r.and(c)
         });
-        self.account();
+        let settled = self.settle();
         self.refresh(i)?;
+        settled?;
         r.map(|_| data.len())
     }
 

@@ -20,6 +20,7 @@
 extern crate alloc;
 
 mod bpb;
+mod cache;
 mod dev;
 mod dir;
 mod glue;
@@ -133,14 +134,21 @@ impl<S: SectorIo> FatFs<S> {
     pub fn unmount(mut self) -> Result<Partition<S>> {
         self.sync()?;
         self.vm.close_volume(self.vol).map_err(sd)?;
+        self.settle()?;
         Ok(self.vm.free().0.part)
     }
 
-    /// Runs `f` on the partition (the crate's one-block cache is dropped first).
-    fn with_part<R>(&self, f: impl FnOnce(&Partition<S>, &Geometry) -> R) -> R {
+    /// Transfer counts of the partition underneath.
+    pub fn io_stats(&self) -> super::disk::IoStats {
+        self.vm.device(|d| d.part.stats())
+    }
+
+    /// Runs `f` on the partition, after the crate's writes still held in [`FatDev`]'s cache
+    /// went out (and its one-block cache was dropped).
+    fn with_part<R>(&self, f: impl FnOnce(&Partition<S>, &Geometry) -> Result<R>) -> Result<R> {
         let geo = self.geo;
         self.vm.device(|d| {
-            d.forget();
+            d.settle()?;
             f(&d.part, &geo)
         })
     }
@@ -224,12 +232,15 @@ impl<S: SectorIo> FatFs<S> {
         Ok(())
     }
 
-    /// Takes in the clusters the crate allocated and freed.
-    fn account(&mut self) {
+    /// After the crate's part of an operation: writes out what it left in the cache, and
+    /// takes in the clusters it allocated and freed.
+    fn settle(&mut self) -> Result<()> {
+        let r = self.vm.device(|d| d.settle());
         let (allocated, freed) = self.vm.device(|d| d.take_counts());
         if let Some(f) = &mut self.free {
             *f = (*f + freed).saturating_sub(allocated);
         }
+        Ok(r?)
     }
 
     /// Takes in clusters the libOS freed itself.
@@ -336,7 +347,7 @@ impl<S: SectorIo> FileSystem for FatFs<S> {
             }
             self.dirty = false;
         }
-        self.with_part(|p, _| p.flush()).map_err(Error::from)
+        self.with_part(|p, _| Ok(p.flush()?))
     }
 
     fn statfs(&mut self) -> Result<FsStats> {

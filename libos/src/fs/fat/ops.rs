@@ -103,8 +103,9 @@ impl<S: SectorIo> FatFs<S> {
             let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
             self.vm.close_file(f).map_err(sd)
         });
-        self.account();
+        let settled = self.settle();
         r?;
+        settled?;
         self.finish_new(d, sfn, case)
     }
 
@@ -152,8 +153,9 @@ impl<S: SectorIo> FatFs<S> {
         self.reserve(2)?;
         let n = Self::crate_name(&sfn)?;
         let r = self.in_crate_dir(&names, |cd| self.vm.make_dir_in_dir(cd, n).map_err(sd));
-        self.account();
+        let settled = self.settle();
         r?;
+        settled?;
         self.finish_new(&mut d, sfn, case).map(drop)
     }
 
@@ -234,8 +236,9 @@ impl<S: SectorIo> FatFs<S> {
             let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
             self.vm.close_file(f).map_err(sd)
         });
-        self.account();
+        let settled = self.settle();
         r?;
+        settled?;
         let ne = self.finish_new(&mut td, tsfn, tcase)?;
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);

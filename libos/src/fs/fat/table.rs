@@ -13,7 +13,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 /// FAT sectors read at once when walking chains.
-const WINDOW: u32 = 16;
+const WINDOW: u32 = 64;
 /// FAT sectors read at once when counting free clusters.
 const SCAN: u32 = 256;
 
