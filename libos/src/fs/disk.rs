@@ -241,7 +241,8 @@ impl<S: SectorIo> Partition<S> {
 }
 
 fn bytes(s: &[AlignedSector]) -> &[u8] {
-    // SAFETY: as in `bytes_mut`, for a shared borrow.
+    // SAFETY: `AlignedSector` is `repr(C)` around a `[u8; 512]` with size 512 (no padding);
+    // `s.len()` of them are `s.len() * 512` initialised bytes, borrowed shared like `s`.
     unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len() * SECTOR) }
 }
 

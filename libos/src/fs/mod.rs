@@ -18,6 +18,35 @@
 //! [`FileSystem`]. Paths given to a [`FileSystem`] are absolute within that file system.
 //!
 //! Nothing here may run in the upcall handler (it allocates). See `docs/filesystems.md`.
+//!
+//! # Example
+//!
+//! On exo, `mount::mount_disk(&mut vfs)` mounts the disk's FAT and LFS partitions at `/fat`
+//! and `/log`. Here an LFS on a RAM disk stands in for them:
+//!
+//! ```
+//! use exo_libos::fs::lfs::LfsFs;
+//! use exo_libos::fs::{FileSystem, OpenFlags, Partition, SeekFrom, Vfs};
+//!
+//! let ram = Partition::new(vec![0u8; 8192 * 512], 0, 8192);
+//! let opts = exo_lfs::FormatOptions { segment_bytes: 64 * 1024, ..Default::default() };
+//! let mut vfs = Vfs::new();
+//! vfs.mount("/log", Box::new(LfsFs::format(ram, opts, exo_libos::fs::time::uptime)?))?;
+//!
+//! vfs.mkdir("/log/notes")?;
+//! let fd = vfs.open("/log/notes/today", OpenFlags::RW | OpenFlags::CREATE)?;
+//! vfs.write(fd, b"hello, ")?;
+//! vfs.write(fd, b"exo")?;
+//! vfs.seek(fd, SeekFrom::Start(7))?;
+//! let mut buf = [0u8; 3];
+//! assert_eq!(vfs.read(fd, &mut buf)?, 3);
+//! assert_eq!(&buf, b"exo");
+//! vfs.close(fd)?;
+//! vfs.copy("/log/notes/today", "/log/notes/copy")?;
+//! assert_eq!(vfs.read_to_vec("/log/notes/copy")?, b"hello, exo");
+//! vfs.sync()?;
+//! # Ok::<(), exo_libos::fs::Error>(())
+//! ```
 
 extern crate alloc;
 
