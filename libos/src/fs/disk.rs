@@ -1,0 +1,362 @@
+//! A partition as a block device: sectors 0.. of one extent, over any [`SectorIo`].
+//!
+//! The kernel moves sectors straight into the caller's frames, so a transfer needs a
+//! 512-byte-aligned buffer and moves at most [`MAX_TRANSFER`] sectors. [`Partition`] takes
+//! any buffer: aligned ones go to the device directly in batches of up to 2048 sectors, the
+//! others through an aligned bounce buffer. It implements both file-system crates' block
+//! device traits, so FAT and LFS run on it unchanged.
+
+extern crate alloc;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::fmt;
+
+/// Bytes per sector.
+pub const SECTOR: usize = 512;
+/// Most sectors one device call moves (`SectorRead`/`SectorWrite` accept 1 to 2048).
+pub const MAX_TRANSFER: usize = exo_abi::SECTOR_MAX_COUNT as usize;
+/// Sectors in the bounce buffer used for unaligned buffers (64 KiB).
+pub const BOUNCE_SECTORS: usize = 128;
+
+/// The code a [`Partition`] reports for a transfer outside it or not a whole sector count.
+pub const OUT_OF_RANGE: i32 = -1;
+
+/// A failed transfer: the kernel's error number (`exo_abi::Error`), or [`OUT_OF_RANGE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskError {
+    pub code: i32,
+}
+
+impl fmt::Display for DiskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "disk error {}", self.code)
+    }
+}
+
+impl core::error::Error for DiskError {}
+
+/// A transfer the kernel refused for want of a write binding is [`Error::ReadOnly`](super::Error::ReadOnly);
+/// every other failure is [`Error::Io`](super::Error::Io).
+impl From<DiskError> for super::Error {
+    fn from(e: DiskError) -> Self {
+        if e.code == exo_abi::Error::Denied as i32 {
+            super::Error::ReadOnly
+        } else {
+            super::Error::Io
+        }
+    }
+}
+
+/// Raw sector transfers at absolute sector numbers. [`Partition`] only ever passes buffers
+/// that are 512-byte aligned and hold 1 to [`MAX_TRANSFER`] whole sectors.
+pub trait SectorIo {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError>;
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError>;
+    /// Returns once every completed write is on stable storage.
+    fn flush(&mut self) -> Result<(), DiskError>;
+}
+
+/// The disk through exo's system calls (`sys::sector_*`); the kernel checks the caller's
+/// sector bindings on every call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SysSectors;
+
+impl SectorIo for SysSectors {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        crate::sys::sector_read(sector, buf).map(drop).map_err(|e| DiskError { code: e as i32 })
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+        crate::sys::sector_write(sector, buf).map(drop).map_err(|e| DiskError { code: e as i32 })
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        crate::sys::sector_flush().map_err(|e| DiskError { code: e as i32 })
+    }
+}
+
+/// A disk held in memory (a RAM disk, or a host test's image): sector `n` is bytes
+/// `n * 512 ..`.
+impl SectorIo for Vec<u8> {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        let at = mem_range(self.len(), sector, buf.len())?;
+        buf.copy_from_slice(&self[at..at + buf.len()]);
+        Ok(())
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+        let at = mem_range(self.len(), sector, buf.len())?;
+        self[at..at + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        Ok(())
+    }
+}
+
+fn mem_range(have: usize, sector: u64, len: usize) -> Result<usize, DiskError> {
+    let at = usize::try_from(sector).ok().and_then(|s| s.checked_mul(SECTOR));
+    match at {
+        Some(at) if at.checked_add(len).is_some_and(|end| end <= have) => Ok(at),
+        _ => Err(DiskError { code: OUT_OF_RANGE }),
+    }
+}
+
+impl<T: SectorIo + ?Sized> SectorIo for &mut T {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        (**self).read(sector, buf)
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+        (**self).write(sector, buf)
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        (**self).flush()
+    }
+}
+
+/// Transfer counts, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Device calls made.
+    pub reads: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub sectors_read: u64,
+    pub sectors_written: u64,
+    /// Device calls that went through the bounce buffer.
+    pub bounced: u64,
+}
+
+/// One aligned sector of the bounce buffer.
+#[derive(Clone, Copy)]
+#[repr(C, align(512))]
+struct AlignedSector([u8; SECTOR]);
+
+struct Inner<S> {
+    io: S,
+    bounce: Vec<AlignedSector>,
+    stats: IoStats,
+}
+
+/// Sectors `start .. start + count` of a [`SectorIo`], seen as sectors `0 .. count`.
+///
+/// Methods take `&self` (the state sits in a `RefCell`) because `embedded-sdmmc`'s block
+/// device trait does; a libOS environment is single-threaded.
+pub struct Partition<S> {
+    start: u64,
+    count: u64,
+    inner: RefCell<Inner<S>>,
+}
+
+impl<S: SectorIo> Partition<S> {
+    /// The extent `(start, count)` of `io`.
+    pub fn new(io: S, start: u64, count: u64) -> Partition<S> {
+        let bounce = vec![AlignedSector([0; SECTOR]); BOUNCE_SECTORS];
+        Partition { start, count, inner: RefCell::new(Inner { io, bounce, stats: IoStats::default() }) }
+    }
+
+    /// First sector of the extent on the underlying device.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Size in sectors.
+    pub fn sectors(&self) -> u64 {
+        self.count
+    }
+
+    pub fn stats(&self) -> IoStats {
+        self.inner.borrow().stats
+    }
+
+    /// Gives the underlying device back.
+    pub fn into_inner(self) -> S {
+        self.inner.into_inner().io
+    }
+
+    /// Runs `f` on the underlying device.
+    pub fn with_io<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        f(&mut self.inner.borrow_mut().io)
+    }
+
+    fn check(&self, sector: u64, len: usize) -> Result<u64, DiskError> {
+        let n = (len / SECTOR) as u64;
+        if !len.is_multiple_of(SECTOR) || sector.checked_add(n).is_none_or(|end| end > self.count) {
+            return Err(DiskError { code: OUT_OF_RANGE });
+        }
+        Ok(self.start + sector)
+    }
+
+    /// Reads `buf.len() / 512` sectors at partition sector `sector`.
+    pub fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        let abs = self.check(sector, buf.len())?;
+        let inner = &mut *self.inner.borrow_mut();
+        if (buf.as_ptr() as usize).is_multiple_of(SECTOR) {
+            for (i, chunk) in buf.chunks_mut(MAX_TRANSFER * SECTOR).enumerate() {
+                inner.stats.reads += 1;
+                inner.stats.sectors_read += (chunk.len() / SECTOR) as u64;
+                inner.io.read(abs + (i * MAX_TRANSFER) as u64, chunk)?;
+            }
+            return Ok(());
+        }
+        for (i, chunk) in buf.chunks_mut(BOUNCE_SECTORS * SECTOR).enumerate() {
+            inner.stats.reads += 1;
+            inner.stats.bounced += 1;
+            inner.stats.sectors_read += (chunk.len() / SECTOR) as u64;
+            let b = &mut bytes_mut(&mut inner.bounce)[..chunk.len()];
+            inner.io.read(abs + (i * BOUNCE_SECTORS) as u64, b)?;
+            chunk.copy_from_slice(b);
+        }
+        Ok(())
+    }
+
+    /// Writes `buf.len() / 512` sectors at partition sector `sector`.
+    pub fn write(&self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+        let abs = self.check(sector, buf.len())?;
+        let inner = &mut *self.inner.borrow_mut();
+        if (buf.as_ptr() as usize).is_multiple_of(SECTOR) {
+            for (i, chunk) in buf.chunks(MAX_TRANSFER * SECTOR).enumerate() {
+                inner.stats.writes += 1;
+                inner.stats.sectors_written += (chunk.len() / SECTOR) as u64;
+                inner.io.write(abs + (i * MAX_TRANSFER) as u64, chunk)?;
+            }
+            return Ok(());
+        }
+        for (i, chunk) in buf.chunks(BOUNCE_SECTORS * SECTOR).enumerate() {
+            inner.stats.writes += 1;
+            inner.stats.bounced += 1;
+            inner.stats.sectors_written += (chunk.len() / SECTOR) as u64;
+            let b = &mut bytes_mut(&mut inner.bounce)[..chunk.len()];
+            b.copy_from_slice(chunk);
+            inner.io.write(abs + (i * BOUNCE_SECTORS) as u64, b)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every completed write durable.
+    pub fn flush(&self) -> Result<(), DiskError> {
+        let inner = &mut *self.inner.borrow_mut();
+        inner.stats.flushes += 1;
+        inner.io.flush()
+    }
+}
+
+fn bytes(s: &[AlignedSector]) -> &[u8] {
+    // SAFETY: `AlignedSector` is `repr(C)` around a `[u8; 512]` with size 512 (no padding);
+    // `s.len()` of them are `s.len() * 512` initialised bytes, borrowed shared like `s`.
+    unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len() * SECTOR) }
+}
+
+fn bytes_mut(s: &mut [AlignedSector]) -> &mut [u8] {
+    // SAFETY: `AlignedSector` is `repr(C)` around a `[u8; 512]` with size 512 (its alignment
+    // equals its size, so there is no padding); `s.len()` of them are `s.len() * 512`
+    // initialised, exclusively borrowed bytes.
+    unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), s.len() * SECTOR) }
+}
+
+/// A zeroed byte buffer at a 512-byte-aligned address: transfers into it skip the bounce
+/// buffer (what [`Vfs::copy`](super::Vfs::copy) uses).
+pub struct SectorBuf {
+    sectors: Vec<AlignedSector>,
+    len: usize,
+}
+
+impl SectorBuf {
+    /// A buffer of `len` bytes (storage rounded up to whole sectors).
+    pub fn new(len: usize) -> SectorBuf {
+        SectorBuf { sectors: vec![AlignedSector([0; SECTOR]); len.div_ceil(SECTOR)], len }
+    }
+}
+
+impl core::ops::Deref for SectorBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &bytes(&self.sectors)[..self.len]
+    }
+}
+
+impl core::ops::DerefMut for SectorBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut bytes_mut(&mut self.sectors)[..self.len]
+    }
+}
+
+impl<S: SectorIo> exo_lfs::BlockDevice for Partition<S> {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), exo_lfs::IoError> {
+        Partition::read(self, sector, buf).map_err(|e| exo_lfs::IoError { code: e.code })
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), exo_lfs::IoError> {
+        Partition::write(self, sector, buf).map_err(|e| exo_lfs::IoError { code: e.code })
+    }
+    fn flush(&mut self) -> Result<(), exo_lfs::IoError> {
+        Partition::flush(self).map_err(|e| exo_lfs::IoError { code: e.code })
+    }
+    fn sectors(&self) -> u64 {
+        self.count
+    }
+}
+
+impl<S: SectorIo> embedded_sdmmc::BlockDevice for Partition<S> {
+    type Error = DiskError;
+
+    fn read(
+        &self,
+        blocks: &mut [embedded_sdmmc::Block],
+        start: embedded_sdmmc::BlockIdx,
+    ) -> Result<(), DiskError> {
+        let mut at = u64::from(start.0);
+        for group in blocks.chunks_mut(BOUNCE_SECTORS) {
+            let abs = self.check(at, group.len() * SECTOR)?;
+            let inner = &mut *self.inner.borrow_mut();
+            let b = &mut bytes_mut(&mut inner.bounce)[..group.len() * SECTOR];
+            inner.stats.reads += 1;
+            inner.stats.bounced += 1;
+            inner.stats.sectors_read += group.len() as u64;
+            inner.io.read(abs, b)?;
+            for (blk, src) in group.iter_mut().zip(b.chunks(SECTOR)) {
+                blk.contents.copy_from_slice(src);
+            }
+            at += group.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        blocks: &[embedded_sdmmc::Block],
+        start: embedded_sdmmc::BlockIdx,
+    ) -> Result<(), DiskError> {
+        let mut at = u64::from(start.0);
+        for group in blocks.chunks(BOUNCE_SECTORS) {
+            let abs = self.check(at, group.len() * SECTOR)?;
+            let inner = &mut *self.inner.borrow_mut();
+            let b = &mut bytes_mut(&mut inner.bounce)[..group.len() * SECTOR];
+            for (blk, dst) in group.iter().zip(b.chunks_mut(SECTOR)) {
+                dst.copy_from_slice(&blk.contents);
+            }
+            inner.stats.writes += 1;
+            inner.stats.bounced += 1;
+            inner.stats.sectors_written += group.len() as u64;
+            inner.io.write(abs, b)?;
+            at += group.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn num_blocks(&self) -> Result<embedded_sdmmc::BlockCount, DiskError> {
+        Ok(embedded_sdmmc::BlockCount(u32::try_from(self.count).unwrap_or(u32::MAX)))
+    }
+}
+
+/// The partitions the kernel read from the disk's MBR at boot (empty slots left out).
+#[cfg(target_os = "none")]
+pub fn partitions() -> impl Iterator<Item = exo_abi::mbr::Partition> {
+    crate::vm::kinfo().partitions.into_iter().filter(|p| p.sectors != 0)
+}
+
+/// Partition `index` (0..=3 in the MBR) over the sector system calls. The kernel checks
+/// the environment's bindings on each transfer; this only checks that the slot is used.
+#[cfg(target_os = "none")]
+pub fn open_partition(index: usize) -> Option<Partition<SysSectors>> {
+    let p = crate::vm::kinfo().partitions.get(index).copied().filter(|p| p.sectors != 0)?;
+    Some(Partition::new(SysSectors, p.start, p.sectors))
+}

@@ -1,0 +1,279 @@
+//! Directories as the libOS reads them: raw 32-byte slots, long names, lookups, patches.
+//!
+//! A directory is read whole (it is at most 2 MiB by the FAT specification) with its chain
+//! checked, then parsed here rather than by the crate: long names are decoded leniently (a
+//! damaged sequence falls back to the 8.3 name), and the positions of every entry's slots
+//! are kept so that removing or renaming an entry also removes its long-name slots.
+
+extern crate alloc;
+
+use super::bpb::{FatType, Geometry};
+use super::name::{checksum, display, short_name};
+use super::table::Fat;
+use crate::fs::disk::{Partition, SectorIo, SECTOR};
+use crate::fs::{Error, FileKind, Result};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Attribute bits.
+pub const ATTR_READ_ONLY: u8 = 0x01;
+pub const ATTR_VOLUME: u8 = 0x08;
+pub const ATTR_DIR: u8 = 0x10;
+/// Long-name slots have all four of these bits (the crate's test, kept identical).
+const ATTR_LFN: u8 = 0x0f;
+/// Largest directory accepted: 65536 entries, as the FAT specification allows.
+const MAX_DIR_SECTORS: usize = 65536 * 32 / SECTOR;
+
+/// Where a directory's slots live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirLoc {
+    /// The root: FAT16's fixed area, or FAT32's root cluster chain.
+    Root,
+    /// A subdirectory starting at this cluster.
+    Cluster(u32),
+}
+
+/// One live entry (never `.`, `..`, a long-name slot or a deleted one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The long name if a valid one precedes the entry, else the 8.3 name.
+    pub name: String,
+    pub sfn: [u8; 11],
+    /// Byte 12: the lower-case flags.
+    pub case: u8,
+    pub attr: u8,
+    pub cluster: u32,
+    pub size: u32,
+    pub mtime: Option<i64>,
+    /// Index of the 8.3 slot in the directory.
+    pub slot: usize,
+    /// Index of its first slot (the first long-name slot, or `slot` itself).
+    pub first: usize,
+    /// A volume label, not a file (kept only for the duplicate-name check).
+    pub label: bool,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        self.attr & ATTR_DIR != 0
+    }
+
+    pub fn kind(&self) -> FileKind {
+        if self.is_dir() {
+            FileKind::Dir
+        } else {
+            FileKind::File
+        }
+    }
+
+    /// Checks what the crate will compute with before it is handed this entry.
+    pub fn check(&self, geo: &Geometry) -> Result<()> {
+        let ok = if self.is_dir() {
+            geo.valid_cluster(self.cluster)
+        } else if self.cluster == 0 {
+            self.size == 0
+        } else {
+            geo.valid_cluster(self.cluster)
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Corrupt)
+        }
+    }
+}
+
+/// A directory read into memory.
+pub struct Dir {
+    pub loc: DirLoc,
+    /// Partition sectors holding it, in order.
+    pub sectors: Vec<u32>,
+    pub data: Vec<u8>,
+    pub entries: Vec<Entry>,
+}
+
+/// Reads directory `loc` up to the cluster holding its end mark (or its chain's end).
+pub fn read<S: SectorIo>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
+    let mut sectors = Vec::new();
+    let mut data = Vec::new();
+    let first = match (loc, geo.fat_type) {
+        (DirLoc::Root, FatType::Fat16) => {
+            data.resize(geo.root_sectors as usize * SECTOR, 0);
+            part.read(u64::from(geo.root_start), &mut data)?;
+            sectors.extend(geo.root_start..geo.root_start + geo.root_sectors);
+            None
+        }
+        (DirLoc::Root, FatType::Fat32) => Some(geo.root_cluster),
+        (DirLoc::Cluster(c), _) => Some(c),
+    };
+    if let Some(mut c) = first {
+        if !geo.valid_cluster(c) {
+            return Err(Error::Corrupt);
+        }
+        let mut fat = Fat::new(part, geo);
+        loop {
+            let at = data.len();
+            data.resize(at + geo.cluster_bytes() as usize, 0);
+            let s = geo.cluster_sector(c);
+            part.read(u64::from(s), &mut data[at..])?;
+            sectors.extend(s..s + geo.spc);
+            if sectors.len() > MAX_DIR_SECTORS {
+                return Err(Error::Corrupt);
+            }
+            if data[at..].chunks(32).any(|e| e[0] == 0) {
+                break;
+            }
+            match fat.next(c)? {
+                Some(n) => c = n,
+                None => break,
+            }
+        }
+    }
+    let entries = parse(&data, geo.fat_type);
+    Ok(Dir { loc, sectors, data, entries })
+}
+
+/// A long-name sequence being collected, last part first as stored.
+struct Run {
+    first: usize,
+    csum: u8,
+    expect: u8,
+    units: Vec<[u16; 13]>,
+}
+
+fn lfn_units(e: &[u8]) -> [u16; 13] {
+    let mut u = [0u16; 13];
+    for (i, at) in [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30].into_iter().enumerate() {
+        u[i] = u16::from_le_bytes([e[at], e[at + 1]]);
+    }
+    u
+}
+
+fn decode(run: &Run) -> Option<String> {
+    let units = run.units.iter().rev().flatten().copied().take_while(|&u| u != 0);
+    let s: String = char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)).collect();
+    // Trailing 0xFFFF padding without a terminator decodes to U+FFFF: drop it.
+    let s = String::from(s.trim_end_matches('\u{ffff}'));
+    (!s.is_empty() && !s.contains('/') && s != "." && s != "..").then_some(s)
+}
+
+fn parse(data: &[u8], fat_type: FatType) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut run: Option<Run> = None;
+    for (slot, e) in data.chunks_exact(32).enumerate() {
+        match e[0] {
+            0x00 => break,
+            0xe5 => {
+                run = None;
+                continue;
+            }
+            _ => {}
+        }
+        let attr = e[11];
+        if attr & ATTR_LFN == ATTR_LFN {
+            let seq = e[0] & 0x1f;
+            if e[0] & 0x40 != 0 && (1..=20).contains(&seq) {
+                run =
+                    Some(Run { first: slot, csum: e[13], expect: seq - 1, units: alloc::vec![lfn_units(e)] });
+            } else {
+                run = match run.take() {
+                    Some(mut r) if r.expect == seq && seq != 0 && r.csum == e[13] && e[0] & 0x40 == 0 => {
+                        r.expect = seq - 1;
+                        r.units.push(lfn_units(e));
+                        Some(r)
+                    }
+                    _ => None,
+                };
+            }
+            continue;
+        }
+        let mut sfn = [0u8; 11];
+        sfn.copy_from_slice(&e[..11]);
+        let r = run.take();
+        if sfn[0] == b'.' {
+            continue;
+        }
+        let long = r.as_ref().filter(|r| r.expect == 0 && r.csum == checksum(&sfn)).and_then(decode);
+        let hi = if fat_type == FatType::Fat32 { u32::from(u16::from_le_bytes([e[20], e[21]])) } else { 0 };
+        out.push(Entry {
+            name: long.unwrap_or_else(|| display(&sfn, e[12])),
+            sfn,
+            case: e[12],
+            attr,
+            cluster: hi << 16 | u32::from(u16::from_le_bytes([e[26], e[27]])),
+            size: u32::from_le_bytes([e[28], e[29], e[30], e[31]]),
+            mtime: crate::fs::time::from_fat(
+                u16::from_le_bytes([e[24], e[25]]),
+                u16::from_le_bytes([e[22], e[23]]),
+            ),
+            slot,
+            first: r.filter(|r| r.expect == 0 && r.csum == checksum(&sfn)).map_or(slot, |r| r.first),
+            label: attr & ATTR_VOLUME != 0 && attr & ATTR_DIR == 0,
+        });
+    }
+    out
+}
+
+impl Dir {
+    /// The entries a listing shows.
+    pub fn live(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| !e.label)
+    }
+
+    /// Finds `name`: by long name or shown name (ASCII letters match either case), or by
+    /// the 8.3 name it would be stored as.
+    pub fn find(&self, name: &str) -> Option<&Entry> {
+        let short = short_name(name).ok().map(|(s, _)| s);
+        self.live().find(|e| e.name.eq_ignore_ascii_case(name) || Some(e.sfn) == short)
+    }
+
+    /// Fails with [`Error::Corrupt`] unless `e` is the first entry with its 8.3 name (the
+    /// one the crate will find when given that name) and its fields are sane.
+    pub fn check(&self, e: &Entry, geo: &Geometry) -> Result<()> {
+        match self.entries.iter().find(|x| x.sfn == e.sfn) {
+            Some(x) if x.slot == e.slot => e.check(geo),
+            _ => Err(Error::Corrupt),
+        }
+    }
+
+    /// (partition sector, byte offset in it) of slot `slot`.
+    pub fn slot_pos(&self, slot: usize) -> Option<(u32, usize)> {
+        let byte = slot * 32;
+        Some((*self.sectors.get(byte / SECTOR)?, byte % SECTOR))
+    }
+
+    /// Changes slots with `f` and writes the sectors that hold them.
+    pub fn patch<S: SectorIo>(
+        &mut self,
+        part: &Partition<S>,
+        slots: core::ops::RangeInclusive<usize>,
+        mut f: impl FnMut(usize, &mut [u8]),
+    ) -> Result<()> {
+        let mut dirty: Vec<usize> = Vec::new();
+        for slot in slots {
+            let at = slot * 32;
+            let e = self.data.get_mut(at..at + 32).ok_or(Error::Corrupt)?;
+            f(slot, e);
+            let s = at / SECTOR;
+            if dirty.last() != Some(&s) {
+                dirty.push(s);
+            }
+        }
+        for s in dirty {
+            part.write(u64::from(self.sectors[s]), &self.data[s * SECTOR..(s + 1) * SECTOR])?;
+        }
+        Ok(())
+    }
+
+    /// Marks an entry's slots (its long-name slots too) deleted.
+    pub fn delete<S: SectorIo>(&mut self, part: &Partition<S>, e: &Entry) -> Result<()> {
+        self.patch(part, e.first..=e.slot, |_, s| s[0] = 0xe5)
+    }
+}
+
+/// Sets an entry's first cluster in its 32 bytes.
+pub fn set_cluster(e: &mut [u8], fat_type: FatType, c: u32) {
+    let hi = if fat_type == FatType::Fat32 { (c >> 16) as u16 } else { 0 };
+    e[20..22].copy_from_slice(&hi.to_le_bytes());
+    e[26..28].copy_from_slice(&(c as u16).to_le_bytes());
+}

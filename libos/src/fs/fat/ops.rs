@@ -1,0 +1,284 @@
+//! Namespace operations: open (create, truncate), mkdir, remove and rename.
+//!
+//! Creating an entry and making a directory go through the crate. Removing and renaming
+//! are done here, because the crate's delete leaves the clusters allocated and the long
+//! name's slots behind, and it has no rename: both would show as errors in `fsck.vfat`.
+
+use super::dir::{self, Dir, DirLoc, Entry, ATTR_READ_ONLY};
+use super::name::{display, short_name};
+use super::table::{Chain, Fat};
+use super::{sd, FatFs, Node};
+use crate::fs::disk::SectorIo;
+use crate::fs::path::normalize;
+use crate::fs::{Error, Handle, OpenFlags, Result};
+use embedded_sdmmc::Mode;
+
+impl<S: SectorIo> FatFs<S> {
+    pub(super) fn open_file(&mut self, path: &str, flags: OpenFlags) -> Result<Handle> {
+        flags.check()?;
+        if self.read_only && flags.contains(OpenFlags::WRITE) {
+            return Err(Error::ReadOnly);
+        }
+        let p = normalize(path)?;
+        let (mut d, names, name) = self.parent(&p)?;
+        let name = name.ok_or(Error::IsDir)?;
+        let slot = self.free_handle()?;
+        let mut e = match d.find(name) {
+            Some(e) if e.is_dir() => return Err(Error::IsDir),
+            Some(_) if flags.contains(OpenFlags::CREATE | OpenFlags::EXCLUSIVE) => return Err(Error::Exists),
+            Some(e) if flags.contains(OpenFlags::WRITE) && e.attr & ATTR_READ_ONLY != 0 => {
+                return Err(Error::ReadOnly)
+            }
+            Some(e) => {
+                d.check(e, &self.geo)?;
+                e.clone()
+            }
+            None if flags.contains(OpenFlags::CREATE) => self.create_entry(&mut d, &names, name)?,
+            None => return Err(Error::NotFound),
+        };
+        let pos = d.slot_pos(e.slot).ok_or(Error::Corrupt)?;
+        if flags.contains(OpenFlags::TRUNCATE) && (e.size != 0 || e.cluster != 0) {
+            self.truncate_entry(&mut d, &e)?;
+            e.cluster = 0;
+            e.size = 0;
+        }
+        let i = match self.nodes.iter().position(|n| n.as_ref().is_some_and(|n| n.pos == pos)) {
+            Some(i) => i,
+            None => {
+                let node = Node {
+                    dir_path: names,
+                    sfn: e.sfn,
+                    pos,
+                    case: e.case,
+                    cluster: e.cluster,
+                    size: e.size,
+                    mtime: e.mtime,
+                    chain: Chain::new(&self.geo, e.cluster)?,
+                    refs: 0,
+                };
+                match self.nodes.iter().position(Option::is_none) {
+                    Some(i) => {
+                        self.nodes[i] = Some(node);
+                        i
+                    }
+                    None => {
+                        self.nodes.push(Some(node));
+                        self.nodes.len() - 1
+                    }
+                }
+            }
+        };
+        let geo = self.geo;
+        let n = self.node_mut(i)?;
+        if n.cluster != e.cluster || n.size != e.size {
+            n.cluster = e.cluster;
+            n.size = e.size;
+            n.chain = Chain::new(&geo, e.cluster)?;
+        }
+        n.refs += 1;
+        self.handles[slot] = Some((i, flags));
+        Ok(Handle(slot as u32))
+    }
+
+    fn free_handle(&mut self) -> Result<usize> {
+        match self.handles.iter().position(Option::is_none) {
+            Some(i) => Ok(i),
+            None if self.handles.len() < super::MAX_OPEN => {
+                self.handles.push(None);
+                Ok(self.handles.len() - 1)
+            }
+            None => Err(Error::TooManyOpenFiles),
+        }
+    }
+
+    /// Creates an empty file `name` in `d` (reached by 8.3 `names`) through the crate, and
+    /// gives it its lower-case flags. `d` is re-read.
+    fn create_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], name: &str) -> Result<Entry> {
+        let (sfn, case) = short_name(name)?;
+        self.begin_change()?;
+        // The directory may need one more cluster for the entry.
+        self.reserve(1)?;
+        let n = Self::crate_name(&sfn)?;
+        let r = self.in_crate_dir(names, |cd| {
+            let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
+            self.vm.close_file(f).map_err(sd)
+        });
+        let settled = self.settle();
+        r?;
+        settled?;
+        self.finish_new(d, sfn, case)
+    }
+
+    /// Re-reads `d`, finds the entry the crate just made as `sfn`, and sets `case`.
+    fn finish_new(&mut self, d: &mut Dir, sfn: [u8; 11], case: u8) -> Result<Entry> {
+        *d = self.read_dir(d.loc)?;
+        let mut e = d.live().find(|e| e.sfn == sfn).cloned().ok_or(Error::Corrupt)?;
+        if case != 0 {
+            self.with_part(|p, _| d.patch(p, e.slot..=e.slot, |_, s| s[12] = case))?;
+            e.case = case;
+            e.name = display(&sfn, case);
+        }
+        Ok(e)
+    }
+
+    /// Cuts a file to length 0: the entry first (cluster 0, size 0, new time), then its
+    /// clusters are freed.
+    fn truncate_entry(&mut self, d: &mut Dir, e: &Entry) -> Result<()> {
+        self.begin_change()?;
+        let (date, time) = crate::fs::time::to_fat((self.clock)());
+        let ft = self.geo.fat_type;
+        let n = self.with_part(|p, g| {
+            d.patch(p, e.slot..=e.slot, |_, s| {
+                dir::set_cluster(s, ft, 0);
+                s[28..32].fill(0);
+                s[22..24].copy_from_slice(&time.to_le_bytes());
+                s[24..26].copy_from_slice(&date.to_le_bytes());
+            })?;
+            Fat::new(p, g).free_chain(e.cluster)
+        })?;
+        self.freed(n);
+        Ok(())
+    }
+
+    pub(super) fn make_dir(&mut self, path: &str) -> Result<()> {
+        let p = normalize(path)?;
+        let (mut d, names, name) = self.parent(&p)?;
+        let name = name.ok_or(Error::Exists)?;
+        if d.find(name).is_some() {
+            return Err(Error::Exists);
+        }
+        let (sfn, case) = short_name(name)?;
+        self.begin_change()?;
+        // One cluster for the new directory, and maybe one for its parent's entry.
+        self.reserve(2)?;
+        let n = Self::crate_name(&sfn)?;
+        let r = self.in_crate_dir(&names, |cd| self.vm.make_dir_in_dir(cd, n).map_err(sd));
+        let settled = self.settle();
+        r?;
+        settled?;
+        self.finish_new(&mut d, sfn, case).map(drop)
+    }
+
+    /// Removes entry `e` of `d` (at 8.3 path `names`): a file, or an empty directory.
+    fn remove_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], e: &Entry) -> Result<()> {
+        d.check(e, &self.geo)?;
+        let pos = d.slot_pos(e.slot).ok_or(Error::Corrupt)?;
+        let mut below = names.to_vec();
+        below.push(e.sfn);
+        if self.in_use(pos, e.is_dir().then_some(&below[..])) {
+            return Err(Error::Busy);
+        }
+        if e.is_dir() && self.read_dir(DirLoc::Cluster(e.cluster))?.live().next().is_some() {
+            return Err(Error::NotEmpty);
+        }
+        self.begin_change()?;
+        // The entry goes first: a crash in between leaves lost clusters, never a name
+        // pointing at free ones.
+        let n = self.with_part(|p, g| {
+            d.delete(p, e)?;
+            Fat::new(p, g).free_chain(e.cluster)
+        })?;
+        self.freed(n);
+        Ok(())
+    }
+
+    pub(super) fn remove_path(&mut self, path: &str) -> Result<()> {
+        let p = normalize(path)?;
+        let (mut d, names, name) = self.parent(&p)?;
+        let name = name.ok_or(Error::Busy)?;
+        let e = d.find(name).cloned().ok_or(Error::NotFound)?;
+        self.remove_entry(&mut d, &names, &e)
+    }
+
+    pub(super) fn rename_path(&mut self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (normalize(from)?, normalize(to)?);
+        if f == t {
+            return crate::fs::FileSystem::stat(self, &f).map(drop);
+        }
+        let (mut sdir, snames, sname) = self.parent(&f)?;
+        let se = sdir.find(sname.ok_or(Error::Busy)?).cloned().ok_or(Error::NotFound)?;
+        sdir.check(&se, &self.geo)?;
+        let mut below = snames.clone();
+        below.push(se.sfn);
+        let (mut td, tnames, tname) = self.parent(&t)?;
+        let tname = tname.ok_or(Error::Busy)?;
+        if se.is_dir() && tnames.starts_with(&below) {
+            return Err(Error::InvalidArgument);
+        }
+        let spos = sdir.slot_pos(se.slot).ok_or(Error::Corrupt)?;
+        if self.in_use(spos, se.is_dir().then_some(&below[..])) {
+            return Err(Error::Busy);
+        }
+        let (tsfn, tcase) = short_name(tname)?;
+        if let Some(te) = td.find(tname).cloned() {
+            if td.loc == sdir.loc && te.slot == se.slot {
+                // The same entry under another spelling: only the stored case changes.
+                return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
+            }
+            match (se.is_dir(), te.is_dir()) {
+                (false, true) => return Err(Error::IsDir),
+                (true, false) => return Err(Error::NotDir),
+                _ => {}
+            }
+            self.remove_entry(&mut td, &tnames, &te)?;
+            // Both copies may hold the slots just changed.
+            sdir = self.read_dir(sdir.loc)?;
+            td = self.read_dir(td.loc)?;
+        }
+        let se = sdir.live().find(|e| e.slot == se.slot).cloned().ok_or(Error::Corrupt)?;
+        if td.loc == sdir.loc {
+            return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
+        }
+        self.begin_change()?;
+        self.reserve(1)?;
+        let n = Self::crate_name(&tsfn)?;
+        let r = self.in_crate_dir(&tnames, |cd| {
+            let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
+            self.vm.close_file(f).map_err(sd)
+        });
+        let settled = self.settle();
+        r?;
+        settled?;
+        let ne = self.finish_new(&mut td, tsfn, tcase)?;
+        let mut tail = [0u8; 21];
+        tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);
+        let parent_cluster = match td.loc {
+            DirLoc::Root => 0,
+            DirLoc::Cluster(c) => c,
+        };
+        let ft = self.geo.fat_type;
+        // New entry pointing at the data, then the old one gone: a crash in between leaves
+        // two names for one chain (fsck repairs that), never data without a name.
+        self.with_part(|p, g| {
+            td.patch(p, ne.slot..=ne.slot, |_, s| {
+                s[11..32].copy_from_slice(&tail);
+                s[12] = tcase;
+            })?;
+            sdir.delete(p, &se)?;
+            if se.is_dir() {
+                let mut sub = dir::read(p, g, DirLoc::Cluster(se.cluster))?;
+                let dotdot = sub.data.chunks(32).position(|s| &s[..11] == b"..         ");
+                if let Some(i) = dotdot {
+                    sub.patch(p, i..=i, |_, s| dir::set_cluster(s, ft, parent_cluster))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Gives entry `e` of `d` the 8.3 name `sfn`; its long name, if any, is dropped.
+    fn rename_in_place(&mut self, d: &mut Dir, e: &Entry, sfn: [u8; 11], case: u8) -> Result<()> {
+        self.begin_change()?;
+        let slot = e.slot;
+        self.with_part(|p, _| {
+            d.patch(p, e.first..=slot, |i, s| {
+                if i == slot {
+                    s[..11].copy_from_slice(&sfn);
+                    s[12] = case;
+                } else {
+                    s[0] = 0xe5;
+                }
+            })
+        })
+    }
+}

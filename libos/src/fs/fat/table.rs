@@ -1,0 +1,216 @@
+//! The file allocation table as the libOS reads it: checked chains, freeing, counting.
+//!
+//! Every chain is walked here, with every link checked (a data cluster of this volume, or
+//! end-of-chain) and its length bounded by the cluster count, before `embedded-sdmmc`
+//! follows it; so a damaged FAT gives [`Error::Corrupt`], never a panic or an endless walk.
+
+extern crate alloc;
+
+use super::bpb::{FatType, Geometry};
+use crate::fs::disk::{Partition, SectorIo, SECTOR};
+use crate::fs::{Error, Result};
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// FAT sectors read at once when walking chains.
+const WINDOW: u32 = 64;
+/// FAT sectors read at once when counting free clusters.
+const SCAN: u32 = 256;
+
+/// Cached access to the first FAT; writes go to every copy.
+pub struct Fat<'a, S: SectorIo> {
+    part: &'a Partition<S>,
+    geo: &'a Geometry,
+    /// First FAT sector (relative to the FAT) held in `win`, and the sectors themselves.
+    win_at: u32,
+    win: Vec<u8>,
+}
+
+impl<'a, S: SectorIo> Fat<'a, S> {
+    pub fn new(part: &'a Partition<S>, geo: &'a Geometry) -> Self {
+        Fat { part, geo, win_at: 0, win: Vec::new() }
+    }
+
+    /// Entry `c` (any number below `clusters + 2`), masked to its meaningful bits.
+    pub fn get(&mut self, c: u32) -> Result<u32> {
+        let byte = u64::from(c) * u64::from(self.geo.entry_bytes());
+        let sector = (byte / SECTOR as u64) as u32;
+        if sector >= self.geo.fat_size {
+            return Err(Error::Corrupt);
+        }
+        let have = self.win.len() as u32 / SECTOR as u32;
+        if self.win.is_empty() || sector < self.win_at || sector >= self.win_at + have {
+            let n = WINDOW.min(self.geo.fat_size - sector);
+            self.win.resize(n as usize * SECTOR, 0);
+            self.part.read(u64::from(self.geo.fat_start + sector), &mut self.win)?;
+            self.win_at = sector;
+        }
+        let at = (byte - u64::from(self.win_at) * SECTOR as u64) as usize;
+        let w = &self.win;
+        Ok(match self.geo.fat_type {
+            FatType::Fat16 => u32::from(u16::from_le_bytes([w[at], w[at + 1]])),
+            FatType::Fat32 => u32::from_le_bytes([w[at], w[at + 1], w[at + 2], w[at + 3]]) & 0x0fff_ffff,
+        })
+    }
+
+    /// The cluster after `c` in its chain, `None` at the end; a free, bad, reserved or
+    /// out-of-range link is [`Error::Corrupt`].
+    pub fn next(&mut self, c: u32) -> Result<Option<u32>> {
+        let v = self.get(c)?;
+        let eoc = match self.geo.fat_type {
+            FatType::Fat16 => 0xfff8,
+            FatType::Fat32 => 0x0fff_fff8,
+        };
+        if v >= eoc {
+            Ok(None)
+        } else if self.geo.valid_cluster(v) {
+            Ok(Some(v))
+        } else {
+            Err(Error::Corrupt)
+        }
+    }
+
+    /// Sets entries (cluster, value) in every FAT copy. As `embedded-sdmmc` does, each changed
+    /// sector of the first FAT is written to the same place in the others.
+    pub fn set(&mut self, mut updates: Vec<(u32, u32)>) -> Result<()> {
+        updates.sort_unstable();
+        let eb = self.geo.entry_bytes() as usize;
+        let mut i = 0;
+        let mut buf = [0u8; SECTOR];
+        while i < updates.len() {
+            let sector = (updates[i].0 as usize * eb / SECTOR) as u32;
+            if sector >= self.geo.fat_size {
+                return Err(Error::Corrupt);
+            }
+            self.part.read(u64::from(self.geo.fat_start + sector), &mut buf)?;
+            while i < updates.len() && (updates[i].0 as usize * eb / SECTOR) as u32 == sector {
+                let (c, v) = updates[i];
+                let at = c as usize * eb % SECTOR;
+                match self.geo.fat_type {
+                    FatType::Fat16 => buf[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
+                    FatType::Fat32 => {
+                        let old = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+                        let new = (old & 0xf000_0000) | (v & 0x0fff_ffff);
+                        buf[at..at + 4].copy_from_slice(&new.to_le_bytes());
+                    }
+                }
+                i += 1;
+            }
+            for copy in 0..self.geo.nfats {
+                let at = self.geo.fat_start + copy * self.geo.fat_size + sector;
+                self.part.write(u64::from(at), &buf)?;
+            }
+        }
+        self.win.clear();
+        Ok(())
+    }
+
+    /// Frees the whole chain starting at `first` (checked first: nothing is freed if it is
+    /// damaged); returns how many clusters were freed.
+    pub fn free_chain(&mut self, first: u32) -> Result<u32> {
+        if first == 0 {
+            return Ok(0);
+        }
+        let mut chain = Chain::new(self.geo, first)?;
+        chain.ensure(self, u32::MAX)?;
+        let updates: Vec<(u32, u32)> = chain.clusters().map(|c| (c, 0)).collect();
+        let n = updates.len() as u32;
+        self.set(updates)?;
+        Ok(n)
+    }
+
+    /// Counts free clusters; returns (free count, first free cluster or `u32::MAX`).
+    pub fn count_free(&mut self) -> Result<(u32, u32)> {
+        let eb = self.geo.entry_bytes() as usize;
+        let mut buf = vec![0u8; SCAN as usize * SECTOR];
+        let (mut free, mut first) = (0u32, u32::MAX);
+        let mut c = 0u32;
+        let last = self.geo.clusters + 1;
+        let mut sector = 0;
+        while c <= last {
+            let n = SCAN.min(self.geo.fat_size - sector);
+            if n == 0 {
+                break;
+            }
+            let b = &mut buf[..n as usize * SECTOR];
+            self.part.read(u64::from(self.geo.fat_start + sector), b)?;
+            for e in b.chunks_exact(eb) {
+                let v = match self.geo.fat_type {
+                    FatType::Fat16 => u32::from(u16::from_le_bytes([e[0], e[1]])),
+                    FatType::Fat32 => u32::from_le_bytes([e[0], e[1], e[2], e[3]]) & 0x0fff_ffff,
+                };
+                if c >= 2 && c <= last && v == 0 {
+                    free += 1;
+                    first = first.min(c);
+                }
+                c += 1;
+            }
+            sector += n;
+        }
+        Ok((free, first))
+    }
+}
+
+/// A file's or directory's chain as far as it has been walked and checked, as runs of
+/// consecutive clusters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// (first cluster, count) of each run, in chain order.
+    pub runs: Vec<(u32, u32)>,
+    /// Clusters walked so far.
+    pub len: u32,
+    /// Whether the end-of-chain mark was reached.
+    pub ended: bool,
+}
+
+impl Chain {
+    /// The chain starting at `first` (0: an empty file's empty chain).
+    pub fn new(geo: &Geometry, first: u32) -> Result<Chain> {
+        if first == 0 {
+            return Ok(Chain { runs: Vec::new(), len: 0, ended: true });
+        }
+        if !geo.valid_cluster(first) {
+            return Err(Error::Corrupt);
+        }
+        Ok(Chain { runs: vec![(first, 1)], len: 1, ended: false })
+    }
+
+    /// Walks on until `need` clusters are known or the chain ends.
+    pub fn ensure<S: SectorIo>(&mut self, fat: &mut Fat<'_, S>, need: u32) -> Result<()> {
+        while self.len < need && !self.ended {
+            let &(start, n) = self.runs.last().ok_or(Error::Corrupt)?;
+            match fat.next(start + n - 1)? {
+                None => self.ended = true,
+                Some(_) if self.len >= fat.geo.clusters => return Err(Error::Corrupt),
+                Some(c) if c == start + n => self.runs.last_mut().ok_or(Error::Corrupt)?.1 += 1,
+                Some(c) => self.runs.push((c, 1)),
+            }
+            if !self.ended {
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets that the end was reached (the chain may have grown since).
+    pub fn reopen(&mut self) {
+        self.ended = self.runs.is_empty();
+    }
+
+    /// Every cluster walked so far, in order.
+    pub fn clusters(&self) -> impl Iterator<Item = u32> + '_ {
+        self.runs.iter().flat_map(|&(s, n)| s..s + n)
+    }
+
+    /// The cluster at position `index` of the chain, and how many consecutive clusters
+    /// (itself included) follow it on disk.
+    pub fn locate(&self, mut index: u32) -> Option<(u32, u32)> {
+        for &(s, n) in &self.runs {
+            if index < n {
+                return Some((s + index, n - index));
+            }
+            index -= n;
+        }
+        None
+    }
+}

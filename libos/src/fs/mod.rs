@@ -1,0 +1,231 @@
+//! Files for apps: one interface ([`FileSystem`]), a mount table ([`Vfs`]), and two back ends.
+//!
+//! # Layers
+//!
+//! ```text
+//!   app ──► Vfs (vfs.rs): mount points, paths (path.rs), descriptors with a position
+//!             │  Box<dyn FileSystem>
+//!             ├──► FatFs (fat/): FAT16/FAT32 on the embedded-sdmmc crate
+//!             └──► LfsFs (lfs.rs): the log-structured file system (crate exo-lfs)
+//!                        │
+//!                  Partition (disk.rs): one granted extent as sectors 0.., bounce buffer,
+//!                        │              batched transfers
+//!                  SectorIo: sys::sector_* on exo, a Vec or a file in host tests
+//! ```
+//!
+//! An app either mounts file systems in a [`Vfs`] and uses paths such as `/fat/boot.txt` and
+//! `/log/notes`, or links one back end and calls it directly: both implement
+//! [`FileSystem`]. Paths given to a [`FileSystem`] are absolute within that file system.
+//!
+//! Nothing here may run in the upcall handler (it allocates). See `docs/filesystems.md`.
+//!
+//! # Example
+//!
+//! On exo, `mount::mount_disk(&mut vfs)` mounts the disk's FAT and LFS partitions at `/fat`
+//! and `/log`. Here an LFS on a RAM disk stands in for them:
+//!
+//! ```
+//! use exo_libos::fs::lfs::LfsFs;
+//! use exo_libos::fs::{FileSystem, OpenFlags, Partition, SeekFrom, Vfs};
+//!
+//! let ram = Partition::new(vec![0u8; 8192 * 512], 0, 8192);
+//! let opts = exo_lfs::FormatOptions { segment_bytes: 64 * 1024, ..Default::default() };
+//! let mut vfs = Vfs::new();
+//! vfs.mount("/log", Box::new(LfsFs::format(ram, opts, exo_libos::fs::time::uptime)?))?;
+//!
+//! vfs.mkdir("/log/notes")?;
+//! let fd = vfs.open("/log/notes/today", OpenFlags::RW | OpenFlags::CREATE)?;
+//! vfs.write(fd, b"hello, ")?;
+//! vfs.write(fd, b"exo")?;
+//! vfs.seek(fd, SeekFrom::Start(7))?;
+//! let mut buf = [0u8; 3];
+//! assert_eq!(vfs.read(fd, &mut buf)?, 3);
+//! assert_eq!(&buf, b"exo");
+//! vfs.close(fd)?;
+//! vfs.copy("/log/notes/today", "/log/notes/copy")?;
+//! assert_eq!(vfs.read_to_vec("/log/notes/copy")?, b"hello, exo");
+//! vfs.sync()?;
+//! # Ok::<(), exo_libos::fs::Error>(())
+//! ```
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub mod disk;
+mod error;
+pub mod fat;
+pub mod lfs;
+pub mod mount;
+pub mod path;
+pub mod time;
+pub mod vfs;
+
+pub use disk::{Partition, SectorIo};
+pub use error::Error;
+pub use fat::FatFs;
+pub use lfs::LfsFs;
+pub use vfs::{Fd, SeekFrom, Vfs};
+
+/// Shorthand for this module's results.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// The time source of a back end: nanoseconds since 1970-01-01 00:00 UTC. On exo there is no
+/// real-time clock, so the default ([`time::uptime`]) counts from 1980-01-01 at boot.
+pub type Clock = fn() -> i64;
+
+/// An open file of one [`FileSystem`]; meaningless to any other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Handle(pub u32);
+
+/// How to open a file: a set of flags combined with `|`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenFlags(u8);
+
+impl OpenFlags {
+    /// Reads are allowed.
+    pub const READ: OpenFlags = OpenFlags(1);
+    /// Writes are allowed.
+    pub const WRITE: OpenFlags = OpenFlags(2);
+    /// Create the file if it does not exist (needs `WRITE`).
+    pub const CREATE: OpenFlags = OpenFlags(4);
+    /// Cut an existing file to length 0 (needs `WRITE`).
+    pub const TRUNCATE: OpenFlags = OpenFlags(8);
+    /// Every write goes to the end of the file, whatever offset is given (needs `WRITE`).
+    pub const APPEND: OpenFlags = OpenFlags(16);
+    /// With `CREATE`: fail with [`Error::Exists`] if the file exists.
+    pub const EXCLUSIVE: OpenFlags = OpenFlags(32);
+    /// Read and write.
+    pub const RW: OpenFlags = OpenFlags(3);
+
+    pub const fn empty() -> OpenFlags {
+        OpenFlags(0)
+    }
+
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether every flag of `other` is set.
+    pub const fn contains(self, other: OpenFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Fails with [`Error::InvalidArgument`] for combinations that make no sense: neither
+    /// read nor write, or create/truncate/append without write.
+    pub fn check(self) -> Result<()> {
+        let needs_write = OpenFlags::CREATE.0 | OpenFlags::TRUNCATE.0 | OpenFlags::APPEND.0;
+        if self.0 & 3 == 0 || (self.0 & needs_write != 0 && !self.contains(OpenFlags::WRITE)) || self.0 >= 64
+        {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(())
+    }
+}
+
+impl core::ops::BitOr for OpenFlags {
+    type Output = OpenFlags;
+    fn bitor(self, rhs: OpenFlags) -> OpenFlags {
+        OpenFlags(self.0 | rhs.0)
+    }
+}
+
+/// What a directory entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+}
+
+/// What `stat` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: FileKind,
+    /// Bytes (0 for a directory).
+    pub size: u64,
+    /// Last modification, nanoseconds since 1970-01-01 UTC (see [`Clock`]), where the back
+    /// end keeps one: FAT to 2 s, LFS to the nanosecond. `None` for FAT's root directory.
+    pub modified: Option<i64>,
+}
+
+impl Metadata {
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Dir
+    }
+}
+
+/// One entry of a directory listing (never `.` or `..`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub kind: FileKind,
+    /// Bytes (0 for a directory).
+    pub size: u64,
+}
+
+/// What `statfs` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsStats {
+    /// The back end: `"fat16"`, `"fat32"` or `"lfs"`.
+    pub fs_type: &'static str,
+    /// Usable capacity in bytes.
+    pub total_bytes: u64,
+    /// Bytes that can still be written (an upper bound on LFS, where metadata needs room too).
+    pub free_bytes: u64,
+    /// Allocation unit in bytes (cluster on FAT, block on LFS).
+    pub block_size: u32,
+}
+
+/// A mounted file system. Object-safe, so a [`Vfs`] holds `Box<dyn FileSystem>`.
+///
+/// Paths are absolute within the file system (`/`, `/dir/file`); `.`, `..` and repeated
+/// slashes are accepted and normalised, and `..` stops at the root. A [`Handle`] stays valid
+/// until `close`.
+pub trait FileSystem {
+    /// The back end's name, as in [`FsStats::fs_type`].
+    fn fs_type(&self) -> &'static str;
+
+    /// Opens a file (never a directory: [`Error::IsDir`]) as `flags` say.
+    fn open(&mut self, path: &str, flags: OpenFlags) -> Result<Handle>;
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at or past the end).
+    fn read(&mut self, h: Handle, offset: u64, buf: &mut [u8]) -> Result<usize>;
+
+    /// Writes all of `data` at `offset` (at the end if the handle was opened with
+    /// `APPEND`), extending the file with zeros if `offset` is past its end; returns
+    /// `data.len()`.
+    fn write(&mut self, h: Handle, offset: u64, data: &[u8]) -> Result<usize>;
+
+    /// Releases a handle.
+    fn close(&mut self, h: Handle) -> Result<()>;
+
+    /// Status of an open file.
+    fn fstat(&mut self, h: Handle) -> Result<Metadata>;
+
+    /// Status of a path.
+    fn stat(&mut self, path: &str) -> Result<Metadata>;
+
+    /// The entries of a directory, `.` and `..` left out, in the back end's order.
+    fn list_dir(&mut self, path: &str) -> Result<Vec<DirEntry>>;
+
+    /// Creates a directory.
+    fn mkdir(&mut self, path: &str) -> Result<()>;
+
+    /// Removes a file or an empty directory.
+    fn remove(&mut self, path: &str) -> Result<()>;
+
+    /// Renames within this file system, replacing a file or an empty directory at `to`.
+    fn rename(&mut self, from: &str, to: &str) -> Result<()>;
+
+    /// Makes every completed operation durable.
+    fn sync(&mut self) -> Result<()>;
+
+    /// Capacity and free space.
+    fn statfs(&mut self) -> Result<FsStats>;
+
+    /// Opens `path` for writing, creating it or cutting it to length 0.
+    fn create(&mut self, path: &str) -> Result<Handle> {
+        self.open(path, OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE)
+    }
+}

@@ -1,0 +1,124 @@
+//! Helpers shared by the host tests: the host's FAT tools, image files, a seeded RNG.
+#![allow(dead_code)]
+
+use exo_libos::fs::disk::{DiskError, SectorIo};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A disk image file as sectors.
+pub struct FileSectors(pub std::fs::File);
+
+impl SectorIo for FileSectors {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        self.0.read_exact_at(buf, sector * 512).map_err(|_| DiskError { code: -11 })
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+        self.0.write_all_at(buf, sector * 512).map_err(|_| DiskError { code: -11 })
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        Ok(())
+    }
+}
+
+/// Opens an image file for reading and writing.
+pub fn open_image(path: &Path) -> FileSectors {
+    FileSectors(std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open image"))
+}
+
+/// Where a host tool lives (PATH, then the sbin directories mkfs.vfat is usually in).
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/sbin", "/usr/sbin", "/usr/local/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+/// Whether dosfstools and mtools are installed; prints why a test is skipped if not.
+pub fn have_fat_tools(test: &str) -> bool {
+    let missing: Vec<&str> = ["mkfs.vfat", "fsck.vfat", "mcopy", "mdir", "mmd", "mtype"]
+        .into_iter()
+        .filter(|t| tool(t).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!(
+        "SKIPPED {test}: {} not found; install them with `apt-get install -y dosfstools mtools`",
+        missing.join(", ")
+    );
+    false
+}
+
+/// A fresh, empty scratch directory for one test.
+pub fn scratch(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("exo-fs-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// Runs a host tool; panics with its output unless it succeeds.
+pub fn run(name: &str, args: &[&str]) -> String {
+    let out = run_status(name, args);
+    assert!(out.0, "{name} {args:?} failed:\n{}", out.1);
+    out.1
+}
+
+/// Runs a host tool (mtools with its checks relaxed and times in UTC); returns whether it
+/// succeeded and its stdout followed by its stderr.
+pub fn run_status(name: &str, args: &[&str]) -> (bool, String) {
+    let bin = tool(name).unwrap_or_else(|| panic!("{name} not installed"));
+    let out = Command::new(bin)
+        .args(args)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .env("TZ", "UTC")
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), s)
+}
+
+/// Makes an image file of `kib` KiB holding a FAT volume (`fat` = 16 or 32, `spc` sectors
+/// per cluster).
+pub fn mkfs(path: &Path, kib: u32, fat: u32, spc: u32) {
+    let _ = std::fs::remove_file(path);
+    let p = path.to_str().unwrap();
+    run(
+        "mkfs.vfat",
+        &["-C", "-F", &fat.to_string(), "-s", &spc.to_string(), "-n", "EXOTEST", p, &kib.to_string()],
+    );
+}
+
+/// `fsck.vfat -n` on an image: panics with its report unless it is clean (exit 0, and no
+/// line other than the banner and the summary).
+pub fn fsck_clean(image: &str) {
+    let (ok, out) = run_status("fsck.vfat", &["-n", image]);
+    let noise: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with("fsck.fat ") && !l.contains(" files, ") && !l.trim().is_empty())
+        .collect();
+    assert!(ok && noise.is_empty(), "fsck.vfat -n {image} reports problems:\n{out}");
+}
+
+/// xorshift64*: a small seeded generator, so every run does the same thing.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}

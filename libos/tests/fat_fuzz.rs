@@ -1,0 +1,279 @@
+//! A damaged FAT volume gives errors, never a panic or a hang: seeded random damage to the
+//! boot sector, FSInfo, the FAT, the root directory and the first data clusters of a volume
+//! the host tools made, then a workload that reads, lists and writes everything it can.
+//!
+//! `FAT_FUZZ_ITERS=N` runs N seeds per volume instead of the default.
+
+mod common;
+
+use common::*;
+use exo_libos::fs::disk::{DiskError, SectorIo};
+use exo_libos::fs::fat::{FatFs, FatOptions};
+use exo_libos::fs::{FileKind, FileSystem, OpenFlags, Partition};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// A shared base image with private changes on top, so each seed starts from a clean copy
+/// without copying 40 MiB.
+struct Overlay {
+    base: Rc<Vec<u8>>,
+    changed: HashMap<u64, Vec<u8>>,
+}
+
+impl Overlay {
+    fn sector(&mut self, s: u64) -> &mut Vec<u8> {
+        let base = &self.base;
+        self.changed.entry(s).or_insert_with(|| base[s as usize * 512..][..512].to_vec())
+    }
+}
+
+impl SectorIo for Overlay {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        for (i, b) in buf.chunks_mut(512).enumerate() {
+            let s = sector + i as u64;
+            match self.changed.get(&s) {
+                Some(c) => b.copy_from_slice(c),
+                None => b.copy_from_slice(
+                    self.base.get(s as usize * 512..s as usize * 512 + 512).ok_or(DiskError { code: -1 })?,
+                ),
+            }
+        }
+        Ok(())
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+        for (i, b) in buf.chunks(512).enumerate() {
+            self.sector(sector + i as u64).copy_from_slice(b);
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), DiskError> {
+        Ok(())
+    }
+}
+
+/// Where things are on the base volume (read from its boot sector by hand).
+struct Layout {
+    fsinfo: u64,
+    fat: u64,
+    fat_sectors: u64,
+    root: u64,
+    data: u64,
+}
+
+fn layout(img: &[u8]) -> Layout {
+    let u16_at = |at: usize| u64::from(u16::from_le_bytes([img[at], img[at + 1]]));
+    let u32_at = |at: usize| u64::from(u32::from_le_bytes([img[at], img[at + 1], img[at + 2], img[at + 3]]));
+    let reserved = u16_at(14);
+    let fat_size = if u16_at(22) != 0 { u16_at(22) } else { u32_at(36) };
+    let nfats = u64::from(img[16]);
+    let root_sectors = (u16_at(17) * 32).div_ceil(512);
+    let root = reserved + nfats * fat_size;
+    Layout { fsinfo: u16_at(48), fat: reserved, fat_sectors: fat_size, root, data: root + root_sectors }
+}
+
+fn damage(ov: &mut Overlay, l: &Layout, rng: &mut Rng) {
+    let kinds = 1 + rng.below(3);
+    for _ in 0..kinds {
+        match rng.below(7) {
+            0 => {
+                // Boot-sector fields.
+                let at =
+                    [11, 12, 13, 14, 16, 17, 19, 21, 22, 32, 36, 42, 44, 48, 510][rng.below(15) as usize];
+                let v = rng.next() as u8;
+                ov.sector(0)[at] =
+                    if rng.below(2) == 0 { v } else { [0, 1, 0xff, 0x80][rng.below(4) as usize] };
+            }
+            1 => {
+                let s = if rng.below(2) == 0 { l.fsinfo } else { 0 };
+                let at = rng.below(512) as usize;
+                ov.sector(s)[at] = rng.next() as u8;
+            }
+            2 => {
+                // FAT entries in the used part: loops, free links, wild values.
+                for _ in 0..1 + rng.below(20) {
+                    let s = l.fat + rng.below(4.min(l.fat_sectors));
+                    let e = rng.below(128) as usize * 4;
+                    let v: u32 = match rng.below(5) {
+                        0 => rng.next() as u32,
+                        1 => 0,
+                        2 => (s - l.fat) as u32 * 128 + e as u32 / 4,
+                        3 => 2 + rng.below(200) as u32,
+                        _ => 0x0fff_fff7,
+                    };
+                    ov.sector(s)[e..e + 4].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            3 | 4 => {
+                // Directory slots: the root's, or early data clusters' (subdirectories).
+                let s = if rng.below(2) == 0 { l.root } else { l.data + rng.below(64) };
+                for _ in 0..1 + rng.below(6) {
+                    let slot = rng.below(16) as usize * 32;
+                    let field = [0usize, 11, 12, 13, 20, 21, 26, 27, 28, 31, 1, 5][rng.below(12) as usize];
+                    let v = match rng.below(4) {
+                        0 => rng.next() as u8,
+                        1 => 0,
+                        2 => 0xff,
+                        _ => [0xe5, 0x05, b'.', 0x41, 0x0f, 0x10][rng.below(6) as usize],
+                    };
+                    ov.sector(s)[slot + field] = v;
+                }
+            }
+            5 => {
+                let s = [0, l.fsinfo, l.fat, l.root, l.data + rng.below(64)][rng.below(5) as usize];
+                let junk = rng.bytes(512);
+                ov.sector(s).copy_from_slice(&junk);
+            }
+            _ => {
+                let s = rng.below(l.data + 256);
+                let at = rng.below(512) as usize;
+                ov.sector(s)[at] ^= 1 << rng.below(8);
+            }
+        }
+    }
+}
+
+/// Reads, lists and writes whatever it can; every result is allowed to be an error.
+fn workload(fs: &mut dyn FileSystem, rng: &mut Rng) {
+    let mut dirs = vec![(String::from("/"), 0)];
+    let mut files = Vec::new();
+    let mut visited = 0;
+    while let Some((d, depth)) = dirs.pop() {
+        visited += 1;
+        if visited > 40 {
+            break;
+        }
+        let Ok(list) = fs.list_dir(&d) else { continue };
+        for e in list.into_iter().take(50) {
+            let p = if d == "/" { format!("/{}", e.name) } else { format!("{d}/{}", e.name) };
+            let _ = fs.stat(&p);
+            match e.kind {
+                // A damaged directory can point back at its ancestors: go only so deep.
+                FileKind::Dir if depth < 4 => dirs.push((p, depth + 1)),
+                FileKind::Dir => {}
+                FileKind::File => files.push(p),
+            }
+        }
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    for p in files.iter().take(20) {
+        if let Ok(h) = fs.open(p, OpenFlags::READ) {
+            let size = fs.fstat(h).map(|m| m.size).unwrap_or(0);
+            let mut off = 0;
+            while off < size.min(1 << 20) {
+                match fs.read(h, off, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => off += n as u64,
+                }
+            }
+            let _ = fs.read(h, size.saturating_sub(100), &mut buf);
+            let _ = fs.close(h);
+        }
+    }
+    let data = rng.bytes(10_000);
+    for p in ["/NEW.TXT", "/docs/new2.txt", "/sub/deeper/n3.bin"] {
+        if let Ok(h) = fs.create(p) {
+            let _ = fs.write(h, 0, &data);
+            let _ = fs.write(h, 20_000, &data[..100]);
+            let _ = fs.close(h);
+        }
+    }
+    if let Some(p) = files.first() {
+        if let Ok(h) = fs.open(p, OpenFlags::WRITE | OpenFlags::APPEND) {
+            let _ = fs.write(h, 0, &data[..3000]);
+            let _ = fs.close(h);
+        }
+        let _ = fs.open(p, OpenFlags::WRITE | OpenFlags::TRUNCATE).map(|h| fs.close(h));
+    }
+    let _ = fs.mkdir("/made");
+    let _ = fs.mkdir("/docs/made2");
+    let _ = fs.rename("/NEW.TXT", "/made/moved.txt");
+    let _ = fs.rename("/docs", "/made/docs");
+    for p in files.iter().skip(1).take(3) {
+        let _ = fs.remove(p);
+    }
+    let _ = fs.remove("/emptydir");
+    let _ = fs.statfs();
+    let _ = fs.sync();
+    let _ = fs.list_dir("/");
+}
+
+fn fuzz(test: &str, fat: u32, spc: u32, kib: u32, default_iters: u64) {
+    if !have_fat_tools(test) {
+        return;
+    }
+    let dir = scratch(test);
+    let img = dir.join("vol.img");
+    let imgs = img.to_str().unwrap().to_string();
+    mkfs(&img, kib, fat, spc);
+    run("mmd", &["-i", &imgs, "::/docs", "::/docs/deep", "::/sub", "::/sub/deeper", "::/emptydir"]);
+    let mut rng = Rng(99);
+    let host = dir.join("h");
+    for (i, name) in
+        ["Long Name One.txt", "README.TXT", "docs/Report 2024.doc", "docs/deep/x.bin", "sub/deeper/z.dat"]
+            .iter()
+            .enumerate()
+    {
+        std::fs::write(&host, rng.bytes(500 + i * 40_000)).unwrap();
+        run("mcopy", &["-i", &imgs, host.to_str().unwrap(), &format!("::/{name}")]);
+    }
+    let base = std::fs::read(&img).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let iters = std::env::var("FAT_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_iters);
+
+    let current = Arc::new(AtomicU64::new(0));
+    let (done_tx, done_rx) = mpsc::channel();
+    let cur = current.clone();
+    std::thread::spawn(move || {
+        let base = Rc::new(base);
+        let l = layout(&base);
+        let sectors = base.len() as u64 / 512;
+        let mut mounted = 0;
+        for seed in 1..=iters {
+            cur.store(seed, Ordering::Relaxed);
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+                let mut ov = Overlay { base: base.clone(), changed: HashMap::new() };
+                damage(&mut ov, &l, &mut rng);
+                match FatFs::mount(Partition::new(ov, 0, sectors), FatOptions::default()) {
+                    Ok(mut fs) => {
+                        workload(&mut fs, &mut rng);
+                        let _ = fs.unmount();
+                        1
+                    }
+                    Err(_) => 0,
+                }
+            }));
+            match r {
+                Ok(m) => mounted += m,
+                Err(_) => {
+                    let _ = done_tx.send(Err(format!("seed {seed} panicked")));
+                    return;
+                }
+            }
+        }
+        let _ = done_tx.send(Ok(mounted));
+    });
+    match done_rx.recv_timeout(Duration::from_secs(120 + iters / 10)) {
+        Ok(Ok(mounted)) => {
+            eprintln!("{test}: {iters} damaged volumes, {mounted} of them mounted");
+            // Most damage leaves the volume mountable, so the workload really ran.
+            assert!(mounted * 2 > iters, "only {mounted} of {iters} mounted");
+        }
+        Ok(Err(why)) => panic!("{why}"),
+        Err(_) => panic!("hung at seed {}", current.load(Ordering::Relaxed)),
+    }
+}
+
+#[test]
+fn damaged_fat32_volumes_give_errors_not_panics() {
+    fuzz("damaged_fat32_volumes_give_errors_not_panics", 32, 1, 40 * 1024, 300);
+}
+
+#[test]
+fn damaged_fat16_volumes_give_errors_not_panics() {
+    fuzz("damaged_fat16_volumes_give_errors_not_panics", 16, 4, 16 * 1024, 200);
+}
