@@ -32,24 +32,31 @@ unsafe impl GlobalAlloc for LibosHeap {
             if let Ok(p) = h.0.alloc(layout) {
                 return p.as_ptr();
             }
-            let want = (layout.size() as u64 + layout.align() as u64).next_multiple_of(PAGE).max(GROW);
-            let top = h.1;
-            if top + want > HEAP_LIMIT {
+            // A buddy heap serves a block of 2^k bytes only from a 2^k-aligned run, so grow by
+            // a whole aligned block of the size asked for (address space is cheap; only the
+            // pages mapped cost frames).
+            let block = (layout.size().max(layout.align()) as u64).next_power_of_two().max(GROW);
+            let start = h.1.next_multiple_of(block);
+            if start + block > HEAP_LIMIT {
                 return core::ptr::null_mut();
             }
-            let mut va = top;
-            while va < top + want {
+            let mut va = start;
+            while va < start + block {
                 if vm::map_new(va, RW).is_err() {
                     break;
                 }
                 va += PAGE;
             }
-            if va == top {
+            if va == start {
                 return core::ptr::null_mut();
             }
-            // SAFETY: [top, va) was just mapped read-write and belongs to nobody else.
-            unsafe { h.0.add_to_heap(top as usize, va as usize) };
+            // SAFETY: [start, va) was just mapped read-write and belongs to nobody else.
+            unsafe { h.0.add_to_heap(start as usize, va as usize) };
             h.1 = va;
+            if va < start + block {
+                // Out of memory part way: what was mapped is in the heap; try it once more.
+                return h.0.alloc(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr());
+            }
         }
     }
 

@@ -9,18 +9,32 @@ use exo_libos::spawn::{self, SpawnError};
 use exo_libos::vm::{self, PAGE};
 use exo_libos::{print, println, process};
 
+use crate::files::Files;
 use crate::EMBEDDED;
 
-pub struct Shell {}
+pub struct Shell {
+    files: Files,
+}
 
 const HELP: &str = "\
-commands:
-  help                 this text
-  echo WORDS...        print the words
-  run PROGRAM [ARGS]   start a program and wait for it (embedded: see `programs`)
+commands (paths are absolute, or relative to the current directory):
+  ls [PATH]            list a directory (`ls /` lists the mounted file systems)
+  cat FILE             print a file
+  write FILE WORDS...  replace FILE with the words (also: echo WORDS > FILE, >> appends)
+  cp FROM TO           copy a file, across file systems too
+  mv FROM TO           move or rename a file
+  rm PATH              remove a file or an empty directory
+  mkdir PATH           make a directory
+  stat PATH            size, kind and modification time
+  df                   size and free space of each file system
+  sync                 write everything to the disk
+  cd [PATH], pwd       change or show the current directory
+  run PROGRAM [ARGS]   start a program (built in, see `programs`, or an ELF file) and wait
   programs             list the programs built into the shell
   ps                   environments: id, parent, state, frames
   mem                  frames by kind and by owner
+  echo WORDS...        print the words
+  help                 this text
   exit [STATUS]        leave the shell (init then powers off)";
 
 /// Splits a command line into words; "double quotes" group words.
@@ -84,7 +98,7 @@ pub fn describe_status(status: i32) -> String {
 
 impl Shell {
     pub fn new(_args: &str) -> Shell {
-        Shell {}
+        Shell { files: Files::mount_all() }
     }
 
     /// Runs one command line. `Some(status)` when the shell should exit.
@@ -92,9 +106,23 @@ impl Shell {
         let w = words(line);
         let cmd = w.first()?;
         let args: Vec<&str> = w[1..].iter().map(|s| s.as_str()).collect();
+        if let Some(r) = self.files.run(cmd, &args) {
+            if let Err(e) = r {
+                println!("{e}");
+            }
+            return None;
+        }
         match cmd.as_str() {
             "help" => println!("{HELP}"),
-            "echo" => println!("{}", args.join(" ")),
+            "echo" => match args.iter().position(|a| *a == ">" || *a == ">>") {
+                Some(i) if i + 2 == args.len() => {
+                    if let Err(e) = self.files.redirect(&args[..i].join(" "), args[i + 1], args[i] == ">>") {
+                        println!("{e}");
+                    }
+                }
+                Some(_) => println!("echo: usage: echo WORDS > FILE"),
+                None => println!("{}", args.join(" ")),
+            },
             "exit" => return Some(args.first().and_then(|s| s.parse().ok()).unwrap_or(0)),
             "programs" => {
                 for (name, elf) in EMBEDDED {
@@ -114,9 +142,23 @@ impl Shell {
             println!("usage: run PROGRAM [ARGS]");
             return;
         };
-        let Some(elf) = EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, e)| *e) else {
-            println!("run: {name}: no such program");
-            return;
+        let file;
+        let elf = match EMBEDDED.iter().find(|(n, _)| *n == name) {
+            Some((_, e)) => *e,
+            None if name.contains('/') => match self.files.vfs.read_to_vec(&self.files.abs(name)) {
+                Ok(v) => {
+                    file = v;
+                    &file[..]
+                }
+                Err(e) => {
+                    println!("run: {name}: {e}");
+                    return;
+                }
+            },
+            None => {
+                println!("run: {name}: no such program");
+                return;
+            }
         };
         let rest = args[1..].join(" ");
         match spawn::spawn(elf, &rest, spawn::Options::default()) {

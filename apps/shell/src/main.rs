@@ -10,6 +10,7 @@
 extern crate alloc;
 
 mod cmds;
+mod files;
 mod line;
 
 use exo_libos::println;

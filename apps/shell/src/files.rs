@@ -1,0 +1,173 @@
+//! The shell's file commands, over the libOS's `Vfs` (mount points `/fat`, `/log`, ...).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use exo_libos::fs::{self, FileKind, OpenFlags, SeekFrom, Vfs};
+use exo_libos::println;
+
+/// The file side of the shell: the mount table and the current directory.
+pub struct Files {
+    pub vfs: Vfs,
+    pub cwd: String,
+}
+
+type Out = Result<(), String>;
+
+fn err(what: &str, e: fs::Error) -> String {
+    format!("{what}: {e}")
+}
+
+impl Files {
+    /// Mounts every partition this environment was granted, reporting each.
+    pub fn mount_all() -> Files {
+        let mut vfs = Vfs::new();
+        for (_, at, r) in fs::mount::mount_disk(&mut vfs) {
+            match r {
+                Ok(kind) => println!("mounted {kind} at {at}"),
+                Err(e) => println!("{at}: not mounted: {e}"),
+            }
+        }
+        Files { vfs, cwd: String::from("/") }
+    }
+
+    /// `p` made absolute against the current directory.
+    pub fn abs(&self, p: &str) -> String {
+        if p.starts_with('/') {
+            String::from(p)
+        } else if self.cwd.ends_with('/') {
+            format!("{}{p}", self.cwd)
+        } else {
+            format!("{}/{p}", self.cwd)
+        }
+    }
+
+    pub fn run(&mut self, cmd: &str, args: &[&str]) -> Option<Out> {
+        let a = |i: usize| args.get(i).copied();
+        Some(match (cmd, args.len()) {
+            ("ls", 0 | 1) => self.ls(&self.abs(a(0).unwrap_or("."))),
+            ("cat", 1) => self.cat(&self.abs(args[0])),
+            ("write", n) if n >= 1 => self.write(&self.abs(args[0]), &args[1..].join(" "), false),
+            ("cp", 2) => {
+                self.vfs.copy(&self.abs(args[0]), &self.abs(args[1])).map(drop).map_err(|e| err("cp", e))
+            }
+            ("mv", 2) => self.mv(&self.abs(args[0]), &self.abs(args[1])),
+            ("rm", 1) => self.vfs.remove(&self.abs(args[0])).map_err(|e| err("rm", e)),
+            ("mkdir", 1) => self.vfs.mkdir(&self.abs(args[0])).map_err(|e| err("mkdir", e)),
+            ("stat", 1) => self.stat(&self.abs(args[0])),
+            ("df", 0) => self.df(),
+            ("sync", 0) => self.vfs.sync().map_err(|e| err("sync", e)),
+            ("cd", 0 | 1) => self.cd(a(0).unwrap_or("/")),
+            ("pwd", 0) => {
+                println!("{}", self.cwd);
+                Ok(())
+            }
+            (
+                "ls" | "cat" | "write" | "cp" | "mv" | "rm" | "mkdir" | "stat" | "df" | "sync" | "cd" | "pwd",
+                _,
+            ) => Err(format!("{cmd}: wrong number of arguments (see `help`)")),
+            _ => return None,
+        })
+    }
+
+    /// `echo WORDS > FILE` and `echo WORDS >> FILE`.
+    pub fn redirect(&mut self, text: &str, file: &str, append: bool) -> Out {
+        self.write(&self.abs(file), text, append)
+    }
+
+    fn ls(&mut self, p: &str) -> Out {
+        if fs::path::normalize(p).map_err(|e| err("ls", e))? == "/" {
+            for (at, kind) in self.vfs.mounts() {
+                println!("{:<6} {:>12}  {at}/", "mount", kind);
+            }
+            return Ok(());
+        }
+        let mut entries = self.vfs.list_dir(p).map_err(|e| err(p, e))?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        for e in entries {
+            match e.kind {
+                FileKind::Dir => println!("{:<6} {:>12}  {}/", "dir", "", e.name),
+                FileKind::File => println!("{:<6} {:>12}  {}", "file", e.size, e.name),
+            }
+        }
+        Ok(())
+    }
+
+    fn cat(&mut self, p: &str) -> Out {
+        let fd = self.vfs.open(p, OpenFlags::READ).map_err(|e| err(p, e))?;
+        let mut buf = [0u8; 512];
+        let mut r = Ok(());
+        loop {
+            match self.vfs.read(fd, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => exo_libos::rt::print(format_args!("{}", String::from_utf8_lossy(&buf[..n]))),
+                Err(e) => {
+                    r = Err(err(p, e));
+                    break;
+                }
+            }
+        }
+        let _ = self.vfs.close(fd);
+        r
+    }
+
+    fn write(&mut self, p: &str, text: &str, append: bool) -> Out {
+        let mode = if append { OpenFlags::APPEND } else { OpenFlags::TRUNCATE };
+        let fd = self.vfs.open(p, OpenFlags::WRITE | OpenFlags::CREATE | mode).map_err(|e| err(p, e))?;
+        let line = format!("{text}\n");
+        let r = self.vfs.seek(fd, SeekFrom::End(0)).and_then(|_| self.vfs.write(fd, line.as_bytes()));
+        let c = self.vfs.close(fd);
+        r.and(c.map(|_| 0)).map(drop).map_err(|e| err(p, e))
+    }
+
+    /// Rename within one file system; copy and remove across two.
+    fn mv(&mut self, from: &str, to: &str) -> Out {
+        match self.vfs.rename(from, to) {
+            Err(fs::Error::CrossDevice) => {
+                self.vfs.copy(from, to).map_err(|e| err("mv", e))?;
+                self.vfs.remove(from).map_err(|e| err("mv", e))
+            }
+            r => r.map_err(|e| err("mv", e)),
+        }
+    }
+
+    fn stat(&mut self, p: &str) -> Out {
+        let m = self.vfs.stat(p).map_err(|e| err(p, e))?;
+        let kind = if m.is_dir() { "directory" } else { "file" };
+        let when =
+            m.modified.map(|ns| fs::time::to_civil(ns / 1_000_000_000)).map_or(String::from("-"), |c| {
+                format!(
+                    "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+                    c.year, c.month, c.day, c.hour, c.minute, c.second
+                )
+            });
+        println!("{p}: {kind}, {} bytes, modified {when}", m.size);
+        Ok(())
+    }
+
+    fn df(&mut self) -> Out {
+        let mounts: Vec<String> = self.vfs.mounts().map(|(at, _)| String::from(at)).collect();
+        println!("{:<8} {:<6} {:>12} {:>12} {:>8}", "MOUNT", "TYPE", "SIZE KiB", "FREE KiB", "BLOCK");
+        for at in mounts {
+            let s = self.vfs.statfs(&at).map_err(|e| err(&at, e))?;
+            println!(
+                "{at:<8} {:<6} {:>12} {:>12} {:>8}",
+                s.fs_type,
+                s.total_bytes / 1024,
+                s.free_bytes / 1024,
+                s.block_size
+            );
+        }
+        Ok(())
+    }
+
+    fn cd(&mut self, p: &str) -> Out {
+        let target = fs::path::normalize(&self.abs(p)).map_err(|e| err(p, e))?;
+        if target != "/" && !self.vfs.stat(&target).map_err(|e| err(p, e))?.is_dir() {
+            return Err(format!("{p}: not a directory"));
+        }
+        self.cwd = target;
+        Ok(())
+    }
+}
