@@ -1,9 +1,10 @@
-//! `Private<T>`: libOS state for one environment, kept where `fork` never shares it.
+//! `Private<T>`: a static of one environment's single thread of control.
 //!
-//! A libOS environment is single-threaded; the only other way into its code is an upcall,
-//! which interrupts it at an arbitrary point. Statics of this type go in the `.private`
-//! section (a forked child gets zeroed, unshared pages there), so their all-zero value must
-//! be a valid "not started" state.
+//! A libOS environment is single-threaded; the only other way into its code is an upcall
+//! (or a call's context, in a server whose own context is parked), which interrupts it at
+//! an arbitrary point. libOS state that `fork` must never share is put in the `.private`
+//! section (`#[link_section = ".private"]`): a forked child gets zeroed, unshared pages
+//! there, so such a static's all-zero value must be a valid "not started" state.
 
 use core::cell::UnsafeCell;
 

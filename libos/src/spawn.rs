@@ -39,6 +39,8 @@ pub struct Options<'a> {
     pub quota: u32,
     /// Disk extents to grant: (first sector, count, rights).
     pub sectors: &'a [(u64, u64, u32)],
+    /// Environments the child may make protected control transfers to.
+    pub calls: &'a [EnvId],
 }
 
 /// Loads `file` into a new child and starts it with `args`. The child is the caller's to
@@ -102,6 +104,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     }
     for &(start, count, rights) in opts.sectors {
         sys::sector_grant(child, start, count, rights)?;
+    }
+    for &target in opts.calls {
+        sys::pct_allow(child, target)?;
     }
     sys::env_set_entry(child, elf.entry, info_va, info_va, START_MAGIC)?;
     sys::env_start(child)?;

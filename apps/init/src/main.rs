@@ -1,68 +1,145 @@
 //! init: the first environment. It holds the whole disk and all the authority there is,
-//! and decides what runs: the shell, by default, with each file-system partition the MBR
-//! lists granted to it; or, when the bootargs say `exo.test=...`, one of the EL0 test
-//! suites, whose verdict becomes init's exit status (and so the machine's).
+//! and decides what runs: by default the file service (`fsd`, given every file-system
+//! partition) and the shell (given the right to call it); or what `/init.cfg` on the FAT
+//! partition lists; or, when the bootargs say `exo.test=...`, one of the EL0 test suites,
+//! whose verdict becomes init's exit status (and so the machine's).
 #![no_std]
 #![no_main]
 
-use exo_libos::abi::{mbr, SECTOR_READ, SECTOR_WRITE};
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use exo_libos::abi::{mbr, EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::fs::fat::{FatFs, FatOptions};
+use exo_libos::fs::{disk, mount, FileSystem};
 use exo_libos::spawn::{self, Options};
 use exo_libos::{println, process, sys, vm};
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
+/// What runs when there is no `/init.cfg`: one program per line, the last in the
+/// foreground (init waits for it and ends with its status).
+const DEFAULT_CONFIG: &str = "fsd\nshell\n";
+
 fn main(args: &str) -> i32 {
     let word = |key: &str| args.split_ascii_whitespace().find_map(|w| w.strip_prefix(key));
     let filter = word("exo.filter=").unwrap_or("");
+    let suite = |name: &str, run: fn(&str) -> usize| {
+        println!("init: running the {name} tests");
+        (run(filter) != 0) as i32
+    };
     match word("exo.test=") {
-        Some("core") => {
-            println!("init: running the exokernel core tests");
-            (exo_apps::ktest::run(filter) != 0) as i32
-        }
+        Some("core") => suite("exokernel core", exo_apps::ktest::run),
+        Some("disk") => suite("disk", exo_apps::disktest::run),
+        Some("ipc") => suite("protected control transfer", exo_apps::ipctest::run),
         Some("fuzz") => exo_apps::fuzz::run(args),
-        Some("disk") => {
-            println!("init: running the disk tests");
-            (exo_apps::disktest::run(filter) != 0) as i32
-        }
         Some("bench") => exo_apps::bench::run(),
-        Some("ipc") => {
-            println!("init: running the protected control transfer tests");
-            (exo_apps::ipctest::run(filter) != 0) as i32
-        }
         Some("hang") => {
             println!("init: idling forever (for the test runner's hang detection)");
             loop {
                 sys::yield_now();
             }
         }
-        _ => start_shell(),
+        _ => boot(),
     }
 }
 
-/// Starts the shell with every FAT or LFS partition granted to it, and waits for it.
-fn start_shell() -> i32 {
-    let Some((_, shell)) = EMBEDDED.iter().find(|(n, _)| *n == "shell") else {
-        println!("init: no shell in this image");
-        return 1;
-    };
-    let mut grants = [(0u64, 0u64, 0u32); 4];
-    let mut n = 0;
+/// Reads `/init.cfg` from the first FAT partition, read-only, if there is one.
+fn config() -> Option<String> {
+    let index =
+        vm::kinfo().partitions.iter().position(|p| mount::FAT_TYPES.contains(&p.kind) && p.sectors > 0)?;
+    let part = disk::open_partition(index)?;
+    let mut fat = FatFs::mount(part, FatOptions { read_only: true, ..FatOptions::default() }).ok()?;
+    let h = fat.open("/init.cfg", exo_libos::fs::OpenFlags::READ).ok()?;
+    let mut buf = alloc::vec![0u8; 4096];
+    let n = fat.read(h, 0, &mut buf).ok()?;
+    let _ = fat.close(h);
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// A program by name: built into init, or (a path) read from the FAT partition.
+fn program(name: &str) -> Option<Vec<u8>> {
+    if let Some((_, elf)) = EMBEDDED.iter().find(|(n, _)| *n == name) {
+        return Some(elf.to_vec());
+    }
+    let path = name.strip_prefix("/fat")?;
+    let index =
+        vm::kinfo().partitions.iter().position(|p| mount::FAT_TYPES.contains(&p.kind) && p.sectors > 0)?;
+    let mut fat =
+        FatFs::mount(disk::open_partition(index)?, FatOptions { read_only: true, ..FatOptions::default() })
+            .ok()?;
+    let h = fat.open(path, exo_libos::fs::OpenFlags::READ).ok()?;
+    let size = fat.fstat(h).ok()?.size as usize;
+    let mut elf = alloc::vec![0u8; size];
+    let n = fat.read(h, 0, &mut elf).ok()?;
+    let _ = fat.close(h);
+    elf.truncate(n);
+    Some(elf)
+}
+
+/// Starts what the configuration lists and waits for the last program.
+fn boot() -> i32 {
+    let cfg = config();
+    let source = if cfg.is_some() { "/fat/init.cfg" } else { "built-in defaults" };
+    let cfg = cfg.unwrap_or_else(|| String::from(DEFAULT_CONFIG));
+    let lines: Vec<&str> =
+        cfg.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
+    println!("init: starting {} program(s) from {source}", lines.len());
+    let disk = vm::kinfo().disk_sectors > 0;
+    let mut grants = Vec::new();
     for p in vm::kinfo().partitions.iter().filter(|p| p.sectors > 0) {
-        if matches!(p.kind, mbr::TYPE_FAT32_LBA | 0x0b | mbr::TYPE_EXO_LFS) {
-            grants[n] = (p.start, p.sectors, SECTOR_READ | SECTOR_WRITE);
-            n += 1;
+        if mount::FAT_TYPES.contains(&p.kind) || p.kind == mbr::TYPE_EXO_LFS {
+            grants.push((p.start, p.sectors, SECTOR_READ | SECTOR_WRITE));
         }
     }
-    match spawn::spawn(shell, "", Options { quota: 0, sectors: &grants[..n] }) {
-        Ok(child) => {
-            let status = process::wait(child).unwrap_or(-1);
-            println!("init: the shell exited with status {status}");
-            status
+    let (mut fsd, mut started): (Option<EnvId>, Vec<EnvId>) = (None, Vec::new());
+    for line in &lines {
+        let (name, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if name == "fsd" && !disk {
+            continue; // no disk, nothing to serve
         }
-        Err(e) => {
-            println!("init: cannot start the shell: {e:?}");
-            1
+        let Some(elf) = program(name) else {
+            println!("init: {name}: no such program");
+            continue;
+        };
+        let is_fsd = name == "fsd";
+        let args = match fsd {
+            Some(f) if !is_fsd => format!("{rest} fsd={:#x}", f.0),
+            _ => String::from(rest),
+        };
+        let calls: Vec<EnvId> = if is_fsd { Vec::new() } else { fsd.into_iter().collect() };
+        let sectors: &[(u64, u64, u32)] = if is_fsd { &grants } else { &[] };
+        match spawn::spawn(&elf, args.trim(), Options { quota: 0, sectors, calls: &calls }) {
+            Ok(child) => {
+                if is_fsd {
+                    fsd = Some(child);
+                    wait_until_parked(child);
+                }
+                started.push(child);
+            }
+            Err(e) => println!("init: cannot start {name}: {e:?}"),
         }
+    }
+    let Some(&last) = started.last() else {
+        println!("init: nothing to run");
+        return 1;
+    };
+    let status = process::wait(last).unwrap_or(-1);
+    println!("init: {} exited with status {status}", lines.last().copied().unwrap_or("?"));
+    for &child in &started[..started.len() - 1] {
+        let _ = sys::env_destroy(child);
+    }
+    status
+}
+
+/// Waits until a server is parked, ready for calls (or gone).
+fn wait_until_parked(server: EnvId) {
+    use exo_libos::abi::env_state;
+    while vm::env_info(server).is_some_and(|i| i.id == server.0 && i.state == env_state::RUNNABLE) {
+        sys::yield_now();
     }
 }
 

@@ -97,8 +97,8 @@ pub fn describe_status(status: i32) -> String {
 }
 
 impl Shell {
-    pub fn new(_args: &str) -> Shell {
-        Shell { files: Files::mount_all() }
+    pub fn new(args: &str) -> Shell {
+        Shell { files: Files::mount_all(args) }
     }
 
     /// Runs one command line. `Some(status)` when the shell should exit.

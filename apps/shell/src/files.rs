@@ -20,13 +20,23 @@ fn err(what: &str, e: fs::Error) -> String {
 }
 
 impl Files {
-    /// Mounts every partition this environment was granted, reporting each.
-    pub fn mount_all() -> Files {
+    /// Mounts the file systems of the file service `fsd` (when init named one in the
+    /// arguments, `fsd=ID`), or else every partition this environment was granted.
+    pub fn mount_all(args: &str) -> Files {
         let mut vfs = Vfs::new();
-        for (_, at, r) in fs::mount::mount_disk(&mut vfs) {
-            match r {
-                Ok(kind) => println!("mounted {kind} at {at}"),
-                Err(e) => println!("{at}: not mounted: {e}"),
+        let fsd = args.split_whitespace().find_map(|w| w.strip_prefix("fsd=0x"));
+        match fsd.and_then(|id| u32::from_str_radix(id, 16).ok()) {
+            Some(id) => match fs::service::mount_remote(&mut vfs, exo_libos::abi::EnvId(id)) {
+                Ok(at) => println!("using the file service (env {id:#x}): {}", at.join(" ")),
+                Err(e) => println!("the file service did not answer: {e}"),
+            },
+            None => {
+                for (_, at, r) in fs::mount::mount_disk(&mut vfs) {
+                    match r {
+                        Ok(kind) => println!("mounted {kind} at {at}"),
+                        Err(e) => println!("{at}: not mounted: {e}"),
+                    }
+                }
             }
         }
         Files { vfs, cwd: String::from("/") }

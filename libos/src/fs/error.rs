@@ -53,6 +53,32 @@ impl Error {
         self as u8 as i32
     }
 
+    /// The error a [`Error::code`] stands for.
+    pub fn from_code(code: i32) -> Option<Error> {
+        use Error::*;
+        let all = [
+            NotFound,
+            Exists,
+            NotDir,
+            IsDir,
+            NotEmpty,
+            NoSpace,
+            NameTooLong,
+            InvalidName,
+            ReadOnly,
+            TooManyOpenFiles,
+            Io,
+            Corrupt,
+            Unsupported,
+            InvalidArgument,
+            BadHandle,
+            Busy,
+            CrossDevice,
+            FileTooLarge,
+        ];
+        all.into_iter().find(|e| e.code() == code)
+    }
+
     /// A short lower-case description, for messages such as `cat: /fat/x: not found`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -59,6 +59,7 @@ pub mod fat;
 pub mod lfs;
 pub mod mount;
 pub mod path;
+pub mod service;
 pub mod time;
 pub mod vfs;
 
@@ -105,6 +106,11 @@ impl OpenFlags {
 
     pub const fn bits(self) -> u8 {
         self.0
+    }
+
+    /// Flags from [`OpenFlags::bits`] (unknown bits are kept, and refused by `check`).
+    pub const fn from_bits(bits: u8) -> OpenFlags {
+        OpenFlags(bits)
     }
 
     /// Whether every flag of `other` is set.

@@ -15,7 +15,7 @@ pub struct Artifacts {
 /// The programs, built for the board in three stages: the apps; the shell, with the apps
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
-pub const APPS: &[&str] = &["hello", "crash"];
+pub const APPS: &[&str] = &["hello", "crash", "fsd"];
 
 pub fn build_all() -> Result<Artifacts, String> {
     util::ensure_toolchain()?;
@@ -23,7 +23,8 @@ pub fn build_all() -> Result<Artifacts, String> {
     let release = util::root().join("target").join(TARGET).join("release");
     // What each program embeds. Every cargo run sees all three variables, so building one
     // stage never looks like a change to another's build script.
-    let embeds: [(&str, &[&str]); 3] = [("exo-apps", &[]), ("exo-shell", APPS), ("exo-init", &["shell"])];
+    let embeds: [(&str, &[&str]); 3] =
+        [("exo-apps", &[]), ("exo-shell", APPS), ("exo-init", &["shell", "fsd"])];
     let embed_vars: Vec<(String, String)> = embeds
         .iter()
         .map(|(package, names)| {
