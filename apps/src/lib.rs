@@ -1,8 +1,11 @@
 //! exo's applications and their shared pieces (test suites run by init).
 #![no_std]
 
+extern crate alloc;
+
 pub mod bench;
 pub mod disktest;
+pub mod fstest;
 pub mod fuzz;
 pub mod ipctest;
 pub mod ktest;

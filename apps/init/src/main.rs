@@ -35,6 +35,10 @@ fn main(args: &str) -> i32 {
         Some("core") => suite("exokernel core", exo_apps::ktest::run),
         Some("disk") => suite("disk", exo_apps::disktest::run),
         Some("ipc") => suite("protected control transfer", exo_apps::ipctest::run),
+        Some("fs") => {
+            println!("init: running the file-system tests");
+            (exo_apps::fstest::run(filter, EMBEDDED) != 0) as i32
+        }
         Some("fuzz") => exo_apps::fuzz::run(args),
         Some("bench") => exo_apps::bench::run(),
         Some("hang") => {

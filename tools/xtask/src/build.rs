@@ -24,7 +24,7 @@ pub fn build_all() -> Result<Artifacts, String> {
     // What each program embeds. Every cargo run sees all three variables, so building one
     // stage never looks like a change to another's build script.
     let embeds: [(&str, &[&str]); 3] =
-        [("exo-apps", &[]), ("exo-shell", APPS), ("exo-init", &["shell", "fsd"])];
+        [("exo-apps", &[]), ("exo-shell", APPS), ("exo-init", &["shell", "fsd", "hello", "crash"])];
     let embed_vars: Vec<(String, String)> = embeds
         .iter()
         .map(|(package, names)| {

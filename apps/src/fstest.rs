@@ -1,0 +1,251 @@
+//! EL0 tests of the file systems as programs use them: through the file service shared by
+//! two clients, linked directly, and programs spawned from a file system. Run by init with
+//! `exo.test=fs` on a card image with a FAT32 partition and an LFS partition.
+
+use alloc::format;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use exo_libos::abi::pte::Pte;
+use exo_libos::abi::{mbr, EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::fs::{self, service, OpenFlags, Vfs};
+use exo_libos::process::{self, Fork};
+use exo_libos::spawn::{self, Options, SpawnError};
+use exo_libos::vm::{self, RW, SHARED};
+use exo_libos::{println, sys};
+
+type Test = (&'static str, fn(&[(&str, &[u8])]) -> Result<(), &'static str>);
+
+pub const TESTS: &[Test] = &[
+    ("two_clients_share_one_volume_through_the_file_service", two_clients),
+    ("a_client_cannot_use_another_clients_handle", foreign_handle),
+    ("files_survive_a_remount_through_the_libos_linked_directly", direct_remount),
+    ("spawn_runs_an_elf_from_the_fat_partition_and_wait_returns_its_status", spawn_from_fat),
+    ("spawn_refuses_malformed_elf_files", malformed_elf),
+];
+
+/// Runs the suite; `programs` are the ELF files init carries (fsd, hello, crash, ...).
+pub fn run(filter: &str, programs: &[(&str, &[u8])]) -> usize {
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in TESTS.iter().filter(|(n, _)| n.contains(filter)) {
+        let mut result = test(programs);
+        process::reclaim();
+        if result.is_ok() {
+            result = crate::ktest::audit();
+        }
+        match result {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Err(why) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {why}");
+            }
+        }
+    }
+    println!("fstest: {passed} passed, {failed} failed");
+    failed
+}
+
+fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
+    if ok {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
+
+fn partitions() -> Vec<(u64, u64, u32)> {
+    let kinds = [mbr::TYPE_FAT32_LBA, 0x0b, mbr::TYPE_EXO_LFS];
+    vm::kinfo()
+        .partitions
+        .iter()
+        .filter(|p| p.sectors > 0 && kinds.contains(&p.kind))
+        .map(|p| (p.start, p.sectors, SECTOR_READ | SECTOR_WRITE))
+        .collect()
+}
+
+fn find<'a>(programs: &[(&str, &'a [u8])], name: &str) -> Result<&'a [u8], &'static str> {
+    programs.iter().find(|(n, _)| *n == name).map(|(_, e)| *e).ok_or("program not built in")
+}
+
+/// Starts fsd with the disk's partitions; returns once it serves.
+fn start_fsd(programs: &[(&str, &[u8])]) -> Result<EnvId, &'static str> {
+    let grants = partitions();
+    let fsd = spawn::spawn(find(programs, "fsd")?, "", Options { sectors: &grants, ..Options::default() })
+        .map_err(|_| "cannot start fsd")?;
+    while vm::env_info(fsd).is_some_and(|i| i.state == exo_libos::abi::env_state::RUNNABLE) {
+        sys::yield_now();
+    }
+    Ok(fsd)
+}
+
+static FLAGS: AtomicU64 = AtomicU64::new(0);
+
+fn flags() -> &'static [AtomicU64; 8] {
+    // SAFETY: FLAGS holds the address of a page shared read-write with forked children.
+    unsafe { &*(FLAGS.load(SeqCst) as *const [AtomicU64; 8]) }
+}
+
+fn shared_flags() {
+    if FLAGS.load(SeqCst) == 0 {
+        let va = vm::alloc_va(1);
+        let pa = sys::frame_alloc(EnvId::SELF, None).expect("frame");
+        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map");
+        FLAGS.store(va, SeqCst);
+    }
+    for f in flags() {
+        f.store(0, SeqCst);
+    }
+}
+
+/// Client `me` (0 or 1): writes its files, waits for the other, reads both.
+fn client(fsd: EnvId, me: usize) -> i32 {
+    let mut vfs = Vfs::new();
+    if service::mount_remote(&mut vfs, fsd).is_err() {
+        return 10;
+    }
+    let body = |who: usize| format!("client {who} was here\n").repeat(200 + who * 50);
+    for dir in ["/fat", "/log"] {
+        if vfs.write_file(&format!("{dir}/c{me}.txt"), body(me).as_bytes()).is_err() {
+            return 11;
+        }
+    }
+    if vfs.sync().is_err() {
+        return 12;
+    }
+    flags()[me].store(1, SeqCst);
+    while flags()[1 - me].load(SeqCst) == 0 {
+        sys::yield_now();
+    }
+    for dir in ["/fat", "/log"] {
+        for who in 0..2 {
+            match vfs.read_to_vec(&format!("{dir}/c{who}.txt")) {
+                Ok(v) if v == body(who).as_bytes() => {}
+                _ => return 20 + who as i32,
+            }
+        }
+    }
+    0
+}
+
+fn two_clients(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    shared_flags();
+    let fsd = start_fsd(programs)?;
+    sys::pct_allow(EnvId::SELF, fsd).map_err(|_| "allow")?;
+    let mut kids = Vec::new();
+    for me in 0..2 {
+        match process::fork().map_err(|_| "fork")? {
+            Fork::Child => sys::exit(client(fsd, me)),
+            Fork::Parent(c) => {
+                sys::pct_allow(c, fsd).map_err(|_| "allow client")?;
+                kids.push(c);
+            }
+        }
+    }
+    let statuses: Vec<i32> = kids.iter().map(|&c| process::wait(c).unwrap_or(-1)).collect();
+    // And the parent sees both clients' files too.
+    let mut vfs = Vfs::new();
+    service::mount_remote(&mut vfs, fsd).map_err(|_| "mount")?;
+    let both = (0..2)
+        .all(|w| vfs.stat(&format!("/log/c{w}.txt")).is_ok() && vfs.stat(&format!("/fat/c{w}.txt")).is_ok());
+    for w in 0..2 {
+        let _ = vfs.remove(&format!("/log/c{w}.txt"));
+        let _ = vfs.remove(&format!("/fat/c{w}.txt"));
+    }
+    let _ = vfs.sync();
+    drop(vfs);
+    let _ = sys::env_destroy(fsd);
+    if statuses != [0, 0] {
+        println!("  client statuses: {statuses:?}");
+    }
+    check(statuses == [0, 0], "a client did not read back both files")?;
+    check(both, "the parent does not see the clients' files")
+}
+
+fn foreign_handle(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    shared_flags();
+    let fsd = start_fsd(programs)?;
+    sys::pct_allow(EnvId::SELF, fsd).map_err(|_| "allow")?;
+    let mut mine = service::RemoteFs::discover(fsd).map_err(|_| "discover")?;
+    let (_, fs) = mine.iter_mut().find(|(at, _)| at == "/log").ok_or("no /log")?;
+    let h = fs::FileSystem::open(fs, "/secret.txt", OpenFlags::RW | OpenFlags::CREATE).map_err(|_| "open")?;
+    let _ = fs::FileSystem::write(fs, h, 0, b"mine");
+    let thief = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let Ok(mut theirs) = service::RemoteFs::discover(fsd) else { sys::exit(1) };
+            let Some((_, fs)) = theirs.iter_mut().find(|(at, _)| at == "/log") else { sys::exit(2) };
+            let mut buf = [0u8; 4];
+            let stolen = fs::FileSystem::read(fs, h, 0, &mut buf);
+            sys::exit((stolen == Err(fs::Error::BadHandle)) as i32)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::pct_allow(thief, fsd).map_err(|_| "allow thief")?;
+    let refused = process::wait(thief) == Ok(1);
+    let _ = fs::FileSystem::close(fs, h);
+    let _ = fs::FileSystem::remove(fs, "/secret.txt");
+    drop(mine);
+    let _ = sys::env_destroy(fsd);
+    check(refused, "another client's handle worked")
+}
+
+fn direct_remount(_: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    {
+        let mut vfs = Vfs::new();
+        fs::mount::mount_disk(&mut vfs);
+        for dir in ["/fat", "/log"] {
+            vfs.mkdir(&format!("{dir}/sub")).map_err(|_| "mkdir")?;
+            vfs.write_file(&format!("{dir}/sub/big.bin"), &data).map_err(|_| "write")?;
+        }
+        vfs.sync().map_err(|_| "sync")?;
+    }
+    let mut vfs = Vfs::new();
+    fs::mount::mount_disk(&mut vfs);
+    let mut ok = true;
+    for dir in ["/fat", "/log"] {
+        ok &= vfs.read_to_vec(&format!("{dir}/sub/big.bin")).is_ok_and(|v| v == data);
+        let _ = vfs.remove(&format!("{dir}/sub/big.bin"));
+        let _ = vfs.remove(&format!("{dir}/sub"));
+    }
+    let _ = vfs.sync();
+    check(ok, "a file read back differently after a remount")
+}
+
+fn spawn_from_fat(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    let mut vfs = Vfs::new();
+    fs::mount::mount_disk(&mut vfs);
+    vfs.write_file("/fat/hello", find(programs, "hello")?).map_err(|_| "write hello")?;
+    vfs.write_file("/fat/crash", find(programs, "crash")?).map_err(|_| "write crash")?;
+    vfs.sync().map_err(|_| "sync")?;
+    let hello = vfs.read_to_vec("/fat/hello").map_err(|_| "read hello")?;
+    let crash = vfs.read_to_vec("/fat/crash").map_err(|_| "read crash")?;
+    let _ = vfs.remove("/fat/hello");
+    let _ = vfs.remove("/fat/crash");
+    let _ = vfs.sync();
+    drop(vfs);
+    let h = spawn::spawn(&hello, "from the FAT partition", Options::default()).map_err(|_| "spawn hello")?;
+    let c = spawn::spawn(&crash, "", Options::default()).map_err(|_| "spawn crash")?;
+    let hs = process::wait(h).map_err(|_| "wait hello")?;
+    let cs = process::wait(c).map_err(|_| "wait crash")?;
+    check(hs == 0, "hello did not exit 0")?;
+    check(
+        cs == exo_libos::abi::killed_status(exo_libos::abi::upcall::DATA_ABORT),
+        "crash was not killed by its fault",
+    )
+}
+
+fn malformed_elf(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    let good = find(programs, "hello")?;
+    let mut bad = good.to_vec();
+    bad[18] = 62; // x86-64
+    let results = [
+        spawn::spawn(&bad, "", Options::default()),
+        spawn::spawn(&good[..200], "", Options::default()),
+        spawn::spawn(b"#!/bin/sh\necho hi\n", "", Options::default()),
+        spawn::spawn(&[0u8; 4096], "", Options::default()),
+    ];
+    check(results.iter().all(|r| matches!(r, Err(SpawnError::BadElf(_)))), "a malformed ELF was started")
+}
