@@ -21,8 +21,13 @@ pub struct Options {
 }
 
 impl Options {
-    pub const DEFAULT: Options =
-        Options { chunk: DEFAULT_CHUNK as u16, attempts: 3, ready_ms: 30_000, reply_ms: 3000, max_resends: 10 };
+    pub const DEFAULT: Options = Options {
+        chunk: DEFAULT_CHUNK as u16,
+        attempts: 3,
+        ready_ms: 30_000,
+        reply_ms: 3000,
+        max_resends: 10,
+    };
 }
 
 /// Why a transfer failed.
@@ -31,18 +36,28 @@ pub enum SendError {
     /// No `R` frame arrived in time: no loader, a wrong port or baud rate.
     NoLoader,
     /// The loader says it has room for `capacity` bytes.
-    TooBig { size: usize, capacity: u32 },
+    TooBig {
+        size: usize,
+        capacity: u32,
+    },
     Empty,
     /// The loader refused the transfer.
     Refused(ErrorCode),
     /// The loader stopped answering while chunk `index` was in flight.
-    NoReply { index: u32 },
+    NoReply {
+        index: u32,
+    },
     /// Chunk `index` was asked for again too many times.
-    TooManyResends { index: u32 },
+    TooManyResends {
+        index: u32,
+    },
     /// The loader started over (said `R`) in the middle of a transfer.
     LoaderRestarted,
     /// The loader confirmed a CRC-32 other than the image's.
-    WrongCrc { expected: u32, confirmed: u32 },
+    WrongCrc {
+        expected: u32,
+        confirmed: u32,
+    },
 }
 
 impl SendError {
@@ -69,7 +84,9 @@ impl core::fmt::Display for SendError {
             SendError::Refused(c) => write!(f, "the loader refused the transfer: {}", c.describe()),
             SendError::NoReply { index } => write!(f, "the loader stopped answering (at chunk {index})"),
             SendError::TooManyResends { index } => write!(f, "chunk {index} was damaged on every try"),
-            SendError::LoaderRestarted => f.write_str("the loader started over in the middle of the transfer"),
+            SendError::LoaderRestarted => {
+                f.write_str("the loader started over in the middle of the transfer")
+            }
             SendError::WrongCrc { expected, confirmed } => {
                 write!(f, "the loader confirmed CRC-32 {confirmed:#010x}, expected {expected:#010x}")
             }
@@ -94,11 +111,17 @@ pub struct Quiet;
 impl Observer for Quiet {}
 
 /// Sends `image` to a loader on `link`. Returns its CRC-32 once the loader said `B`.
-pub fn send<L: Link, O: Observer>(link: &mut L, image: &[u8], o: &Options, obs: &mut O) -> Result<u32, SendError> {
+pub fn send<L: Link, O: Observer>(
+    link: &mut L,
+    image: &[u8],
+    o: &Options,
+    obs: &mut O,
+) -> Result<u32, SendError> {
     if image.is_empty() {
         return Err(SendError::Empty);
     }
-    let size = u32::try_from(image.len()).map_err(|_| SendError::TooBig { size: image.len(), capacity: 0 })?;
+    let size =
+        u32::try_from(image.len()).map_err(|_| SendError::TooBig { size: image.len(), capacity: 0 })?;
     let header = Header { size, crc: crc32(image), chunk: o.chunk };
     let mut ep = Endpoint { link, scan: ReplyScanner::new(), obs };
     let mut attempt = 1;

@@ -57,7 +57,8 @@ pub enum PlaceError {
 }
 
 pub fn plan(l: &Layout) -> Result<Plan, PlaceError> {
-    let bank = *l.memory.iter().find(|m| m.base <= l.load && l.load < m.end()).ok_or(PlaceError::LoadNotInRam)?;
+    let bank =
+        *l.memory.iter().find(|m| m.base <= l.load && l.load < m.end()).ok_or(PlaceError::LoadNotInRam)?;
     let mut dest = (l.load + KERNEL_ROOM).next_multiple_of(ALIGN);
     'search: loop {
         let me = Span { base: dest, size: l.span };
@@ -153,13 +154,16 @@ mod tests {
         assert_eq!(plan(&no_ram), Err(PlaceError::LoadNotInRam));
         let small = Layout { load: 0x8_0000, span: MIB, memory: &[s(0, 16 * MIB)], avoid: &[] };
         assert_eq!(plan(&small), Err(PlaceError::NoRoom));
-        let dtb_at_load = Layout { load: 0x8_0000, span: MIB, memory: &[s(0, 1 << 30)], avoid: &[s(0x8_0000, 4096)] };
+        let dtb_at_load =
+            Layout { load: 0x8_0000, span: MIB, memory: &[s(0, 1 << 30)], avoid: &[s(0x8_0000, 4096)] };
         assert_eq!(plan(&dtb_at_load), Err(PlaceError::NoRoom));
     }
 
     #[test]
     fn dtb_used_ignores_padding() {
-        let raspi = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bsp/testdata/qemu-raspi4b.dtb")).unwrap();
+        let raspi =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bsp/testdata/qemu-raspi4b.dtb"))
+                .unwrap();
         assert_eq!(dtb_used(&raspi), Some(0x6534 + 0x606));
         let mut padded = raspi.clone();
         padded[4..8].copy_from_slice(&(1u32 << 20).to_be_bytes());

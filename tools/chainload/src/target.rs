@@ -38,11 +38,22 @@ pub enum LoadError {
     Version,
     Empty,
     /// `needs` bytes (the image, or its arm64 header's `image_size`) but `capacity` are free.
-    TooBig { needs: u64, capacity: usize },
+    TooBig {
+        needs: u64,
+        capacity: usize,
+    },
     /// `received` of `size` bytes had arrived when the data stopped.
-    Stalled { received: usize, size: usize },
-    BadChunks { index: u32 },
-    ImageCrc { expected: u32, actual: u32 },
+    Stalled {
+        received: usize,
+        size: usize,
+    },
+    BadChunks {
+        index: u32,
+    },
+    ImageCrc {
+        expected: u32,
+        actual: u32,
+    },
 }
 
 impl LoadError {
@@ -66,7 +77,9 @@ impl core::fmt::Display for LoadError {
             LoadError::TooBig { needs, capacity } => write!(f, " ({needs} bytes; {capacity} free)"),
             LoadError::Stalled { received, size } => write!(f, " ({received} of {size} bytes arrived)"),
             LoadError::BadChunks { index } => write!(f, " (chunk {index})"),
-            LoadError::ImageCrc { expected, actual } => write!(f, " ({actual:#010x}, expected {expected:#010x})"),
+            LoadError::ImageCrc { expected, actual } => {
+                write!(f, " ({actual:#010x}, expected {expected:#010x})")
+            }
             _ => Ok(()),
         }
     }
@@ -117,11 +130,7 @@ fn wait_header<L: Link>(link: &mut L, capacity: usize, t: &Timing) -> Result<Hea
             continue;
         };
         // The magic has no repeated first byte, so a restart only ever begins at `b`.
-        matched = if b == HEADER_MAGIC[matched] {
-            matched + 1
-        } else {
-            usize::from(b == HEADER_MAGIC[0])
-        };
+        matched = if b == HEADER_MAGIC[matched] { matched + 1 } else { usize::from(b == HEADER_MAGIC[0]) };
     }
     h[..4].copy_from_slice(&HEADER_MAGIC);
     for slot in &mut h[4..] {

@@ -133,7 +133,11 @@ fn dropped_and_inserted_bytes_are_recovered() {
     assert_eq!(o.watched.resends, vec![1]);
 
     let extra_at = 20 + 2 * 1032 + 7;
-    let o = run(&img, 1 << 20, (Box::new(move |i, b| if i == extra_at { vec![b, 0x55] } else { vec![b] }), clean()));
+    let o = run(
+        &img,
+        1 << 20,
+        (Box::new(move |i, b| if i == extra_at { vec![b, 0x55] } else { vec![b] }), clean()),
+    );
     assert_loaded(&o, &img);
     assert_eq!(o.watched.resends, vec![2]);
 }
@@ -196,7 +200,10 @@ fn a_truncated_transfer_is_refused_and_the_loader_keeps_waiting() {
         let mut ep = host::Endpoint { link: h, scan: Default::default(), obs: w };
         ep.wait_ready(10_000)?;
         let lie = ep.transfer(&short, &header, &O);
-        assert!(matches!(lie, Err(SendError::TooManyResends { index: 29 } | SendError::Refused(_))), "{lie:?}");
+        assert!(
+            matches!(lie, Err(SendError::TooManyResends { index: 29 } | SendError::Refused(_))),
+            "{lie:?}"
+        );
         host::send(h, &img, &O, w)
     });
     assert!(matches!(o.loader[0], Err(LoadError::BadChunks { index: 29 } | LoadError::Stalled { .. })));
@@ -289,7 +296,8 @@ fn the_host_reports_a_silent_port_and_shows_loader_text() {
     // Noise before the loader's first frame (firmware chatter, its banner) reaches the
     // observer as text; frames do not.
     let img = image(2000);
-    let noisy: Fault = Box::new(|i, b| if i == 0 { [&b"boot noise [ex\n"[..], &[b]].concat() } else { vec![b] });
+    let noisy: Fault =
+        Box::new(|i, b| if i == 0 { [&b"boot noise [ex\n"[..], &[b]].concat() } else { vec![b] });
     let o = run_with(1 << 20, (clean(), noisy), |h, w| host::send(h, &img, &O, w));
     assert_loaded(&o, &img);
     assert_eq!(String::from_utf8_lossy(&o.watched.text), "boot noise [ex\n");

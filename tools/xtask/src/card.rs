@@ -41,7 +41,7 @@ pub fn write(out: &Path, size: u64, files: &[BootFile], keep_lfs: bool) -> Resul
         .map_err(err)?;
     file.set_len(size).map_err(err)?; // sparse: only what is written takes space
     write_mbr(&file, size).map_err(err)?;
-    eprintln!("xtask: formatting the boot partition: FAT32, {} MiB", BOOT_BYTES >> 20);
+    crate::progress::say(&format!("xtask: formatting the boot partition: FAT32, {} MiB", BOOT_BYTES >> 20));
     crate::sdtools::run(
         Command::new("mkfs.fat")
             .args(["-F", "32", "-n", "EXO-BOOT", "--mbr=n", "--invariant"])
@@ -72,7 +72,7 @@ pub fn write(out: &Path, size: u64, files: &[BootFile], keep_lfs: bool) -> Resul
     bar.finish();
     let _ = std::fs::remove_dir_all(&stage);
     if keep_lfs {
-        eprintln!("xtask: kept the LFS partition's contents (use --fresh to format it again)");
+        crate::progress::say("xtask: kept the LFS partition's contents (use --fresh to format it again)");
     } else {
         format_lfs(&file, size)?;
     }
@@ -145,7 +145,10 @@ fn io_err(e: io::Error) -> exo_lfs::IoError {
 
 fn format_lfs(file: &File, size: u64) -> Result<(), String> {
     let sectors = size / SECTOR - LFS_START;
-    eprintln!("xtask: formatting the LFS partition: {} MiB, 1 MiB segments", sectors * SECTOR >> 20);
+    crate::progress::say(&format!(
+        "xtask: formatting the LFS partition: {} MiB, 1 MiB segments",
+        sectors * SECTOR >> 20
+    ));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let opts = exo_lfs::FormatOptions {
         segment_bytes: 1 << 20,
@@ -153,7 +156,8 @@ fn format_lfs(file: &File, size: u64) -> Result<(), String> {
         fs_id: now.as_nanos() as u64 ^ ((std::process::id() as u64) << 40),
         now: now.as_nanos() as i64,
     };
-    let fs = exo_lfs::Fs::format(LfsPart { file, sectors }, opts).map_err(|e| format!("formatting the LFS: {e}"))?;
+    let fs = exo_lfs::Fs::format(LfsPart { file, sectors }, opts)
+        .map_err(|e| format!("formatting the LFS: {e}"))?;
     fs.unmount().map_err(|e| format!("writing the LFS checkpoint: {e}"))?;
     Ok(())
 }

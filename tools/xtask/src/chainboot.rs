@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use exo_chainload::host::{self, Observer, Options, SendError};
 
+use crate::build;
 use crate::progress::Progress;
 use crate::serial::{self, PortLink};
-use crate::build;
 
 pub const HELP: &str = "\
 cargo xtask chainboot --port DEV [options]

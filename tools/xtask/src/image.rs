@@ -20,7 +20,8 @@ cargo xtask image [options]
 ";
 
 /// Firmware files a Pi 4 cannot boot without; overlays live in `overlays/`.
-pub const FIRMWARE: &[&str] = &["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "overlays/disable-bt.dtbo"];
+pub const FIRMWARE: &[&str] =
+    &["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "overlays/disable-bt.dtbo"];
 /// Copied when present: the Pi 400 and CM4 device trees, the overlay map newer firmware
 /// reads, and the licence the firmware is distributed under.
 pub const FIRMWARE_OPTIONAL: &[&str] =
@@ -67,7 +68,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         }
     }
     if !o.size.is_power_of_two() || o.size < MIN_CARD || o.size > 1 << 41 {
-        return Err(format!("--size must be a power of two from 256M to 2T (QEMU's SD card needs one), not {}", o.size));
+        return Err(format!(
+            "--size must be a power of two from 256M to 2T (QEMU's SD card needs one), not {}",
+            o.size
+        ));
     }
     Ok(o)
 }
@@ -111,26 +115,27 @@ pub fn make(o: &Opts, b: &Built) -> Result<(), String> {
     let keep = !o.fresh && std::fs::metadata(&o.out).is_ok_and(|m| m.len() == o.size) && has_our_mbr(&o.out);
     card::write(&o.out, o.size, &files, keep)?;
     std::fs::write(stamp_path(&o.out), stamp(o, b)).map_err(|e| format!("writing the stamp: {e}"))?;
-    eprintln!("xtask: {} ({} MiB)", o.out.display(), o.size >> 20);
+    crate::progress::say(&format!("xtask: {} ({} MiB)", o.out.display(), o.size >> 20));
     if o.firmware.is_empty() {
-        eprintln!(
+        crate::progress::say(
             "xtask: note: no --firmware given: this card boots QEMU only, not a Raspberry Pi \
-             (see docs/sdcard.md)"
+             (see docs/sdcard.md)",
         );
     } else {
-        eprintln!(
+        crate::progress::say(&format!(
             "xtask: write it with `sudo dd if={} of=/dev/sdX bs=4M conv=fsync` (or Raspberry Pi Imager, \
              balenaEtcher); the Pi boots {}",
             o.out.display(),
             if o.chainload { "the chainloader" } else { "exo" }
-        );
+        ));
     }
     Ok(())
 }
 
 fn has_our_mbr(path: &Path) -> bool {
     let mut s0 = [0u8; 512];
-    let ok = std::fs::File::open(path).and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut s0, 0));
+    let ok =
+        std::fs::File::open(path).and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut s0, 0));
     ok.is_ok()
         && exo_abi::mbr::parse(&s0, None).is_ok_and(|p| {
             p[1].is_some_and(|p| p.kind == exo_abi::mbr::TYPE_EXO_LFS && p.start == card::LFS_START)
@@ -234,7 +239,10 @@ fn stamp(o: &Opts, b: &Built) -> String {
     }
     for p in inputs {
         let m = std::fs::metadata(&p).ok();
-        let t = m.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        let t = m
+            .as_ref()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         s += &format!("input {} {:?} {:?}\n", p.display(), m.map(|m| m.len()), t.map(|t| t.as_nanos()));
     }
     s
@@ -257,7 +265,7 @@ pub fn for_qemu(b: &Built) -> Result<PathBuf, String> {
     if out.is_file() && old == stamp(&o, b) {
         return Ok(out);
     }
-    eprintln!("xtask: {} is missing or older than its inputs: making it", out.display());
+    crate::progress::say(&format!("xtask: {} is missing or older than its inputs: making it", out.display()));
     make(&o, b)?;
     Ok(out)
 }
@@ -280,7 +288,13 @@ mod tests {
     #[test]
     fn config_txt_boots_the_chosen_image() {
         let k = config_txt(&Opts { firmware: vec!["fw".into()], ..Opts::default() });
-        for line in ["arm_64bit=1", "kernel=kernel8.img", "enable_uart=1", "dtoverlay=disable-bt", "init_uart_clock=48000000"] {
+        for line in [
+            "arm_64bit=1",
+            "kernel=kernel8.img",
+            "enable_uart=1",
+            "dtoverlay=disable-bt",
+            "init_uart_clock=48000000",
+        ] {
             assert!(k.lines().any(|l| l == line), "config.txt lacks {line}");
         }
         assert!(!k.contains("QEMU ONLY"));

@@ -1,7 +1,18 @@
 //! A progress bar on stderr for long work (a bar on a terminal, a few lines in a log).
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Set by the test runner: the card is made many times there, without a word.
+pub static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Prints a line of what xtask is doing (unless [`QUIET`]).
+pub fn say(line: &str) {
+    if !QUIET.load(Ordering::Relaxed) {
+        eprintln!("{line}");
+    }
+}
 
 pub struct Progress {
     label: String,
@@ -17,11 +28,22 @@ pub struct Progress {
 impl Progress {
     pub fn new(label: &str, total: u64) -> Progress {
         let tty = std::io::stderr().is_terminal();
-        Progress { label: label.into(), total, done: 0, started: Instant::now(), tty, quarter: 0, drawn: false }
+        Progress {
+            label: label.into(),
+            total,
+            done: 0,
+            started: Instant::now(),
+            tty,
+            quarter: 0,
+            drawn: false,
+        }
     }
 
     pub fn set(&mut self, done: u64) {
         self.done = done.min(self.total);
+        if QUIET.load(Ordering::Relaxed) {
+            return;
+        }
         if self.tty {
             self.draw();
         } else {

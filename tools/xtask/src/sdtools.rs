@@ -33,6 +33,11 @@ pub fn run(cmd: &mut Command) -> Result<String, String> {
         Ok(text)
     } else {
         let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        Err(format!("`{} {}` failed ({}):\n{text}", cmd.get_program().to_string_lossy(), args.join(" "), out.status))
+        Err(format!(
+            "`{} {}` failed ({}):\n{text}",
+            cmd.get_program().to_string_lossy(),
+            args.join(" "),
+            out.status
+        ))
     }
 }

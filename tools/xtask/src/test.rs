@@ -159,6 +159,11 @@ pub fn cmd_test(args: &[String]) -> Result<(), String> {
     util::ensure_qemu()?;
     let syms = Symbols::load(&art.elf)?;
     boot_tests(&opts, &art.image, &syms, &mut tally);
+    // The SD card and chainloading (tools/xtask/src/test_image.rs, test_chainload.rs).
+    for t in crate::test_image::tests(&opts.boards).into_iter().filter(|t| wanted(&opts, &t.name)) {
+        let started = Instant::now();
+        report(&mut tally, &t.name, started, (t.run)());
+    }
 
     if !tally.failures.is_empty() {
         println!("\nfailed:");
@@ -224,6 +229,8 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
                 "exo-libos",
                 "-p",
                 "exo-apps",
+                "-p",
+                "exo-chainloader",
                 "--",
                 "-D",
                 "warnings",
