@@ -1,7 +1,7 @@
 //! The host's end: find the loader, send the header and the chunks, retry what can be retried.
 
 use crate::crc32::crc32;
-use crate::wire::{chunk_crc, ErrorCode, Header, Reply, ReplyScanner, DEFAULT_CHUNK};
+use crate::wire::{chunk_crc, ErrorCode, Header, Reply, ReplyScanner, DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
 use crate::Link;
 
 /// Knobs for [`send`]; the defaults suit a real UART at 115200 baud.
@@ -122,7 +122,8 @@ pub fn send<L: Link, O: Observer>(
     }
     let size =
         u32::try_from(image.len()).map_err(|_| SendError::TooBig { size: image.len(), capacity: 0 })?;
-    let header = Header { size, crc: crc32(image), chunk: o.chunk };
+    let chunk = o.chunk.clamp(MIN_CHUNK as u16, MAX_CHUNK as u16);
+    let header = Header { size, crc: crc32(image), chunk };
     let mut ep = Endpoint { link, scan: ReplyScanner::new(), obs };
     let mut attempt = 1;
     loop {
@@ -207,15 +208,20 @@ impl<L: Link, O: Observer> Endpoint<'_, L, O> {
         let range = h.chunk_range(index);
         // A header may promise more than the image holds (tests do that on purpose).
         let data = image.get(range.start..range.end.min(image.len())).unwrap_or(&[]);
-        let crc = chunk_crc(index, data).to_le_bytes();
+        // One frame, one write: fewer, larger writes for the OS and USB adapter to carry.
+        let mut frame = [0u8; 4 + MAX_CHUNK + 4];
+        let n = data.len().min(MAX_CHUNK); // a larger chunk size is refused at the header
+        let data = &data[..n];
+        frame[..4].copy_from_slice(&index.to_le_bytes());
+        frame[4..4 + n].copy_from_slice(data);
+        frame[4 + n..8 + n].copy_from_slice(&chunk_crc(index, data).to_le_bytes());
+        let frame = &frame[..8 + n];
         let mut silent = 0;
         for copy in 0..o.max_resends {
             if copy > 0 {
                 self.obs.resend(index);
             }
-            self.link.send(&index.to_le_bytes());
-            self.link.send(data);
-            self.link.send(&crc);
+            self.link.send(frame);
             loop {
                 match self.next_reply(o.reply_ms) {
                     Some(Reply::Ack(i)) if i == index => return Ok(()),

@@ -146,14 +146,14 @@ extern "C" fn loader_main(dtb: usize, load: usize, here: usize) -> ! {
     loop {
         match target::serve(&mut uart, dest, &Timing::DEFAULT) {
             Ok(k) => {
-                let _ = write!(uart, "exo chainloader: booting {} bytes (CRC-32 {:#010x})\n", k.size, k.crc);
+                let _ = writeln!(uart, "exo chainloader: booting {} bytes (CRC-32 {:#010x})", k.size, k.crc);
                 uart.flush();
                 // SAFETY: a complete image whose CRC-32 matched sits at `load`; x0 gets
                 // the DTB we were given.
                 unsafe { boot_kernel(load, dtb, k.size) }
             }
             Err(e) => {
-                let _ = write!(uart, "exo chainloader: transfer refused: {e}; waiting again\n");
+                let _ = writeln!(uart, "exo chainloader: transfer refused: {e}; waiting again");
             }
         }
     }

@@ -147,7 +147,7 @@ fn format_lfs(file: &File, size: u64) -> Result<(), String> {
     let sectors = size / SECTOR - LFS_START;
     crate::progress::say(&format!(
         "xtask: formatting the LFS partition: {} MiB, 1 MiB segments",
-        sectors * SECTOR >> 20
+        (sectors * SECTOR) >> 20
     ));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let opts = exo_lfs::FormatOptions {

@@ -137,6 +137,7 @@ impl Observer for Show {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serialport::SerialPort;
 
     fn err(args: &[&str]) -> String {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -151,9 +152,13 @@ mod tests {
 
     #[test]
     fn a_busy_port_is_reported() {
+        use std::os::fd::AsRawFd;
         let (_master, slave) = serialport::TTYPort::pair().unwrap();
         let name = slave.name().unwrap();
-        // `slave` holds the port exclusively (flock), as another terminal program would.
+        // Another program holds the port, with the lock picocom, tio and serialport take.
+        let other = std::fs::OpenOptions::new().read(true).write(true).open(&name).unwrap();
+        // SAFETY: flock on a file descriptor this test owns.
+        assert_eq!(unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
         let e = err(&["--port", &name, "--kernel", "/dev/null"]);
         assert!(e.contains("is busy"), "{e}");
     }
