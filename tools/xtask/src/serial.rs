@@ -165,9 +165,8 @@ impl Drop for RawMode {
 /// Ctrl-]: leaves the terminal (as in telnet).
 const QUIT: u8 = 0x1d;
 
-/// Copies the port to this terminal and the keyboard to the port until Ctrl-] (or the
-/// port goes away, or the keyboard reaches its end... then the board still talks until
-/// the port closes).
+/// Copies the port to this terminal and the keyboard to the port until Ctrl-] or until the
+/// port goes away. Without a keyboard (stdin at its end) the board is shown until then.
 pub fn terminal(mut link: PortLink) -> Result<(), String> {
     let pending = link.take_pending();
     let mut reader = link.port.try_clone_port().map_err(|e| format!("cannot clone the port: {e}"))?;
@@ -193,7 +192,8 @@ pub fn terminal(mut link: PortLink) -> Result<(), String> {
     loop {
         if out.is_finished() {
             let why = out.join().unwrap_or_default();
-            return Err(format!("{why}\r"));
+            eprint!("\r\nxtask: {why} (the board powered off or reset, or the adapter was unplugged)\r\n");
+            return Ok(());
         }
         let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd, for the duration of the call.
@@ -204,7 +204,8 @@ pub fn terminal(mut link: PortLink) -> Result<(), String> {
             Ok(0) | Err(_) => {
                 // No keyboard (a pipe that ended): keep showing the board until the port closes.
                 let why = out.join().unwrap_or_default();
-                return Err(why);
+                eprint!("\r\nxtask: {why}\r\n");
+                return Ok(());
             }
             Ok(n) => {
                 if let Some(q) = key[..n].iter().position(|&b| b == QUIT) {
