@@ -37,12 +37,16 @@ struct Setup {
 
 /// Reads the DTB at `dtb` (a copy of it, in the scratch area) and plans the move.
 fn read_setup(dtb: usize, load: usize) -> Result<Setup, &'static str> {
+    let info = read_dtb(dtb)?;
+    plan_for(&info, dtb, load).map(|plan| Setup { info, plan })
+}
+
+fn read_dtb(dtb: usize) -> Result<BoardInfo, &'static str> {
     if dtb == 0 || !dtb.is_multiple_of(8) {
         return Err("no device tree: x0 does not point at one");
     }
     // SAFETY: the linker script reserves the scratch area inside our span.
-    let (scratch, scratch_end, start, span) =
-        unsafe { (addr(&__scratch_start), addr(&__scratch_end), addr(&_start), addr(&__span)) };
+    let (scratch, scratch_end) = unsafe { (addr(&__scratch_start), addr(&__scratch_end)) };
     // SAFETY: x0 points at RAM at least 40 bytes long, per the boot protocol; when it is
     // not a DTB, `dtb_used` refuses the magic.
     let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 40) };
@@ -50,7 +54,6 @@ fn read_setup(dtb: usize, load: usize) -> Result<Setup, &'static str> {
     if used > scratch_end - scratch || used < 40 {
         return Err("the device tree is larger than the loader's 512 KiB scratch area");
     }
-    let total = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as u64;
     // SAFETY: `used` bytes fit the scratch area, which nothing else uses; the source is the
     // DTB's own extent, which does not overlap our image.
     let copy = unsafe {
@@ -58,7 +61,15 @@ fn read_setup(dtb: usize, load: usize) -> Result<Setup, &'static str> {
         core::slice::from_raw_parts_mut(scratch as *mut u8, used)
     };
     copy[4..8].copy_from_slice(&(used as u32).to_be_bytes());
-    let info = BoardInfo::parse(copy).map_err(|_| "the device tree names no board exo knows")?;
+    BoardInfo::parse(copy).map_err(|_| "the device tree names no board exo knows")
+}
+
+/// Where the loader moves, and the kernel's room (see `exo_chainload::place`).
+fn plan_for(info: &BoardInfo, dtb: usize, load: usize) -> Result<Plan, &'static str> {
+    // SAFETY: linker-script symbols; only their addresses are taken.
+    let (start, span) = unsafe { (addr(&_start), addr(&__span)) };
+    // SAFETY: read_dtb checked that a DTB header is there.
+    let total = unsafe { u32::from_be((dtb as *const u32).add(1).read_volatile()) } as u64;
     let memory: [Span; 8] = core::array::from_fn(|i| {
         info.memory.as_slice().get(i).map_or(Span::default(), |r| Span { base: r.base, size: r.size })
     });
@@ -76,11 +87,10 @@ fn read_setup(dtb: usize, load: usize) -> Result<Setup, &'static str> {
         memory: &memory[..info.memory.as_slice().len()],
         avoid: &avoid,
     };
-    let plan = place::plan(&layout).map_err(|e| match e {
+    place::plan(&layout).map_err(|e| match e {
         place::PlaceError::LoadNotInRam => "the load address is in no RAM bank of the device tree",
         place::PlaceError::NoRoom => "no room above the load address for the loader and a kernel",
-    })?;
-    Ok(Setup { info, plan })
+    })
 }
 
 fn open_uart(info: &BoardInfo) -> Option<Uart> {
@@ -90,7 +100,8 @@ fn open_uart(info: &BoardInfo) -> Option<Uart> {
     Some(unsafe { Uart::new(base, clock) })
 }
 
-/// Says why the loader stops, on the UART the device tree names or, without one, the Pi's.
+/// Says why the loader stops, on the UART the device tree names or, without a readable
+/// device tree, the Pi's UART0.
 fn give_up(info: Option<&BoardInfo>, why: &str) -> usize {
     let uart = match info {
         Some(i) => open_uart(i),
@@ -109,7 +120,7 @@ fn give_up(info: Option<&BoardInfo>, why: &str) -> usize {
 extern "C" fn loader_stage1(dtb: usize, load: usize) -> usize {
     match read_setup(dtb, load) {
         Ok(s) => s.plan.dest as usize,
-        Err(why) => give_up(None, why),
+        Err(why) => give_up(read_dtb(dtb).ok().as_ref(), why),
     }
 }
 
@@ -123,7 +134,7 @@ extern "C" fn loader_main(dtb: usize, load: usize, here: usize) -> ! {
             park()
         }
         Err(why) => {
-            give_up(None, why);
+            give_up(read_dtb(dtb).ok().as_ref(), why);
             park()
         }
     };

@@ -53,6 +53,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 }
 
 pub fn cmd_chainboot(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{HELP}");
+        return Ok(());
+    }
     let o = parse(args)?;
     // The port first: a missing or busy port is worth knowing before a build.
     let port = serial::open(&o.port, o.baud)?;

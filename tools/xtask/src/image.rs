@@ -87,6 +87,10 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub fn cmd_image(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{HELP}");
+        return Ok(());
+    }
     let o = parse(args)?;
     let built = Built::build()?;
     make(&o, &built)

@@ -30,7 +30,8 @@ Commands:
                         (see `cargo xtask image --help`, docs/sdcard.md)
   chainboot --port DEV  Send the kernel to a board running the chainloader, then be its
                         terminal (see `cargo xtask chainboot --help`, docs/chainload.md)
-  qemu [options]        Build, then boot exo in QEMU with the console on this terminal
+  qemu [options]        Build, then boot exo in QEMU with the console on this terminal;
+                        target/exo/sdcard.img is attached as its SD card (made if missing)
       --board virt|rpi4   Machine to emulate (default: virt)
       --gdb               Wait for a debugger on localhost:1234 (see `cargo xtask gdb`)
       --append ARGS       Extra kernel bootargs (e.g. exo.log=debug)
