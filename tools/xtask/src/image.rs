@@ -230,7 +230,8 @@ fn stamp_path(out: &Path) -> PathBuf {
     p.into()
 }
 
-/// What the card was made from: options and every input's size and modification time.
+/// What the card was made from: the options and every input's CRC-32 (contents, not times:
+/// `cargo xtask build` rewrites kernel8.img even when nothing changed).
 fn stamp(o: &Opts, b: &Built) -> String {
     let mut s = format!("size {}\nchainload {}\n", o.size, o.chainload);
     for d in &o.firmware {
@@ -242,12 +243,8 @@ fn stamp(o: &Opts, b: &Built) -> String {
         inputs.extend(FIRMWARE.iter().chain(FIRMWARE_OPTIONAL).map(|n| d.join(n)));
     }
     for p in inputs {
-        let m = std::fs::metadata(&p).ok();
-        let t = m
-            .as_ref()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-        s += &format!("input {} {:?} {:?}\n", p.display(), m.map(|m| m.len()), t.map(|t| t.as_nanos()));
+        let sum = std::fs::read(&p).map(|d| format!("{:08x}", exo_chainload::crc32::crc32(&d)));
+        s += &format!("input {} {}\n", p.display(), sum.unwrap_or_else(|_| "absent".into()));
     }
     s
 }
@@ -256,8 +253,14 @@ fn stamp(o: &Opts, b: &Built) -> String {
 /// the options it was last made with.
 pub fn for_qemu(b: &Built) -> Result<PathBuf, String> {
     let out = default_out();
-    let old = std::fs::read_to_string(stamp_path(&out)).unwrap_or_default();
-    let mut o = Opts { out: out.clone(), ..Opts::default() };
+    up_to_date(&out, b)?;
+    Ok(out)
+}
+
+/// Makes the card at `out` when it is missing or its inputs changed; says whether it did.
+pub fn up_to_date(out: &Path, b: &Built) -> Result<bool, String> {
+    let old = std::fs::read_to_string(stamp_path(out)).unwrap_or_default();
+    let mut o = Opts { out: out.to_path_buf(), ..Opts::default() };
     for line in old.lines() {
         match line.split_once(' ') {
             Some(("size", v)) => o.size = v.parse().unwrap_or(o.size),
@@ -267,11 +270,11 @@ pub fn for_qemu(b: &Built) -> Result<PathBuf, String> {
         }
     }
     if out.is_file() && old == stamp(&o, b) {
-        return Ok(out);
+        return Ok(false);
     }
     crate::progress::say(&format!("xtask: {} is missing or older than its inputs: making it", out.display()));
     make(&o, b)?;
-    Ok(out)
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub fn tests(boards: &[Board]) -> Vec<Extra> {
         Extra::new("sdcard::layout_fsck_and_every_file_read_back".into(), layout_and_files),
         Extra::new("sdcard::rebuild_keeps_the_lfs_and_qemu_only_cards_say_so".into(), rebuild_and_qemu_only),
         Extra::new("sdcard::incomplete_firmware_is_refused_by_name".into(), incomplete_firmware),
+        Extra::new("sdcard::qemu_makes_the_card_when_missing_or_stale".into(), made_when_missing_or_stale),
     ];
     crate::test_chainload::tests(boards, &mut v);
     v
@@ -246,4 +247,24 @@ fn incomplete_firmware() -> Result<(), String> {
     }
     ensure(!e.contains("start4.elf,"), || format!("the error names a file that is there: {e}"))?;
     ensure(!img.exists(), || "a card file was left behind".into())
+}
+
+fn made_when_missing_or_stale() -> Result<(), String> {
+    let b = built()?;
+    let img = scratch().join("qemu-default-card.img");
+    let _ = std::fs::remove_file(&img);
+    ensure(image::up_to_date(&img, b)?, || "a missing card was not made".into())?;
+    ensure(!image::up_to_date(&img, b)?, || "an up-to-date card was made again".into())?;
+    // A new kernel (same name, other bytes) makes the card stale.
+    let mut other = b.apps.clone();
+    let changed = scratch().join("init-changed");
+    let mut elf = std::fs::read(&other[0].1).map_err(|e| e.to_string())?;
+    elf.push(0);
+    std::fs::write(&changed, &elf).map_err(|e| e.to_string())?;
+    other[0].1 = changed;
+    let b2 = Built { kernel: b.kernel.clone(), chainloader: b.chainloader.clone(), apps: other };
+    ensure(image::up_to_date(&img, &b2)?, || "a card with a changed input was not made again".into())?;
+    ensure(mread(&img, "apps/init")? == elf, || "the remade card does not hold the new file".into())?;
+    let _ = std::fs::remove_file(&img);
+    Ok(())
 }
