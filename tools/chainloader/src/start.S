@@ -12,7 +12,7 @@ _start:
     b       entry                       // code0
     .long   0                           // code1
     .quad   0x80000                     // text_offset: where QEMU virt puts us above RAM base
-    .quad   __span_bytes                // image_size: every byte the loader uses
+    .quad   __image_bytes               // image_size: the kernel's room and the moved loader
     .quad   0xa                         // flags: LE, 4 KiB pages, anywhere in RAM
     .quad   0, 0, 0                     // res2, res3, res4
     .ascii  "ARM\x64"                   // magic
