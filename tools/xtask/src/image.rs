@@ -96,6 +96,10 @@ pub fn cmd_image(args: &[String]) -> Result<(), String> {
     make(&o, &built)
 }
 
+/// Programs copied to `apps/` besides `build::APPS`, when the build made them (init is
+/// embedded in the kernel too, and may embed others).
+const SYSTEM_PROGRAMS: &[&str] = &["init", "shell"];
+
 /// What the card is made from, besides the firmware.
 pub struct Built {
     pub kernel: PathBuf,
@@ -108,7 +112,13 @@ impl Built {
     pub fn build() -> Result<Built, String> {
         let kernel = build::build_all()?.image;
         let chainloader = loader::build()?;
-        let apps = build::APPS.iter().map(|a| (a.to_string(), util::out_dir().join(a))).collect();
+        let mut names: Vec<&str> = build::APPS.to_vec();
+        for p in SYSTEM_PROGRAMS {
+            if !names.contains(p) && util::out_dir().join(p).is_file() {
+                names.push(p);
+            }
+        }
+        let apps = names.iter().map(|a| (a.to_string(), util::out_dir().join(a))).collect();
         Ok(Built { kernel, chainloader, apps })
     }
 }

@@ -41,6 +41,23 @@ impl Board {
         }
     }
 
+    /// QEMU arguments that attach `image` as this board's disk: the SD slot on the Pi,
+    /// a modern virtio-blk device on `virt`.
+    pub fn disk_args(self, image: &Path) -> Vec<String> {
+        let file = image.display();
+        match self {
+            Board::Virt => vec![
+                "-drive".into(),
+                format!("file={file},if=none,format=raw,id=disk0"),
+                "-device".into(),
+                "virtio-blk-device,drive=disk0".into(),
+                "-global".into(),
+                "virtio-mmio.force-legacy=false".into(),
+            ],
+            Board::Rpi4 => vec!["-drive".into(), format!("file={file},if=sd,format=raw")],
+        }
+    }
+
     /// The machine, the kernel and what the board needs to boot it.
     pub fn machine_args(self, image: &Path) -> Vec<String> {
         let mut a: Vec<String> = match self {
@@ -53,23 +70,6 @@ impl Board {
         a.push("-kernel".into());
         a.push(image.display().to_string());
         a
-    }
-
-    /// Attaches an SD-card image: on the Pi's SD controller (the size must be a power of
-    /// two), or on virt as a virtio-blk disk (modern virtio-mmio).
-    pub fn card_args(self, card: &Path) -> Vec<String> {
-        let f = card.display();
-        match self {
-            Board::Virt => vec![
-                "-drive".into(),
-                format!("file={f},if=none,format=raw,id=sd"),
-                "-device".into(),
-                "virtio-blk-device,drive=sd".into(),
-                "-global".into(),
-                "virtio-mmio.force-legacy=false".into(),
-            ],
-            Board::Rpi4 => vec!["-drive".into(), format!("if=sd,format=raw,file={f}")],
-        }
     }
 }
 
@@ -102,7 +102,7 @@ pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
     let card = image::for_qemu(&built)?; // a newcomer's first run makes the SD card too
     util::ensure_qemu()?;
     let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(o.board.machine_args(&built.kernel)).args(o.board.card_args(&card)).arg("-nographic");
+    cmd.args(o.board.machine_args(&built.kernel)).args(o.board.disk_args(&card)).arg("-nographic");
     if !o.append.is_empty() {
         cmd.arg("-append").arg(&o.append);
     }

@@ -2,7 +2,7 @@
 //! the host end of the protocol pushes the real kernel8.img, and the kernel must boot from
 //! it exactly as it boots from the firmware (same EL, same load address, same bootargs).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +15,8 @@ use crate::serial::PortLink;
 use crate::test_image::{built, Extra};
 
 const BANNER: &str = "exo 0.1.0 — an exokernel for 64-bit ARM";
+/// The shell's prompt, where init starts a shell.
+const PROMPT: &str = "exo> ";
 
 pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
     for &b in boards {
@@ -42,7 +44,7 @@ impl Machine {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let mut child = Command::new("qemu-system-aarch64")
             .args(board.machine_args(&b.chainloader))
-            .args(board.card_args(&card))
+            .args(board.disk_args(&card))
             .args(["-display", "none", "-monitor", "none", "-no-reboot"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .arg("-serial")
@@ -77,12 +79,18 @@ impl Machine {
     }
 
     /// Reads the console until QEMU exits (or `limit` passes); returns it and the status.
+    /// A shell prompt, where init starts one, is answered with `exit`.
     fn finish(mut self, limit: Duration) -> (String, Option<i32>) {
         let mut text = self.link.take_pending();
         let deadline = Instant::now() + limit;
         let mut buf = [0u8; 4096];
+        let mut answered = false;
         let _ = self.link.port.set_timeout(Duration::from_millis(100));
         let status = loop {
+            if !answered && String::from_utf8_lossy(&text).contains(PROMPT) {
+                answered = true;
+                let _ = self.link.port.write_all(b"exit\r");
+            }
             match self.link.port.read(&mut buf) {
                 Ok(n) if n > 0 => text.extend_from_slice(&buf[..n]),
                 _ => {
