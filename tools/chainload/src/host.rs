@@ -4,6 +4,9 @@ use crate::crc32::crc32;
 use crate::wire::{chunk_crc, ErrorCode, Header, Reply, ReplyScanner, DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
 use crate::Link;
 
+/// Bytes a UART at 115200 baud carries in a second (8N1: ten bits a byte).
+pub const BYTES_PER_SECOND: usize = 11_520;
+
 /// Knobs for [`send`]; the defaults suit a real UART at 115200 baud.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -151,26 +154,32 @@ pub struct Endpoint<'a, L, O> {
 }
 
 impl<L: Link, O: Observer> Endpoint<'_, L, O> {
-    /// The next frame within `timeout_ms` (text on the way goes to the observer).
+    /// The next frame within `timeout_ms` (text on the way goes to the observer). A line
+    /// that never falls silent (a running kernel, a wrong baud rate) cannot hold this
+    /// forever: every [`BYTES_PER_SECOND`] bytes without a frame count as a second.
     pub fn next_reply(&mut self, timeout_ms: u32) -> Option<Reply> {
-        loop {
+        let budget = (timeout_ms as usize).div_ceil(1000).max(1) * BYTES_PER_SECOND;
+        for _ in 0..budget {
             let b = self.link.recv(timeout_ms)?;
             let obs = &mut *self.obs;
             if let Some(r) = self.scan.feed(b, &mut |c| obs.text(c)) {
                 return Some(r);
             }
         }
+        None
     }
 
     /// Waits for an `R` frame; returns the loader's capacity.
     pub fn wait_ready(&mut self, timeout_ms: u32) -> Result<u32, SendError> {
-        // Frames keep arriving from a busy loader, so the wait is counted in beacon periods.
+        // Waited in steps of one beacon period: frames other than `R` (a loader finishing
+        // an earlier transfer) and noise count too.
+        let step = 1000.min(timeout_ms);
         let mut waited = 0u32;
         while waited < timeout_ms {
-            match self.next_reply(1000.min(timeout_ms)) {
+            match self.next_reply(step) {
                 Some(Reply::Ready(capacity)) => return Ok(capacity),
                 Some(_) => {}
-                None => waited += 1000.min(timeout_ms),
+                None => waited += step,
             }
         }
         Err(SendError::NoLoader)

@@ -302,3 +302,29 @@ fn the_host_reports_a_silent_port_and_shows_loader_text() {
     assert_loaded(&o, &img);
     assert_eq!(String::from_utf8_lossy(&o.watched.text), "boot noise [ex\n");
 }
+
+#[test]
+fn a_line_that_never_falls_silent_does_not_hold_the_host_forever() {
+    // Not a loader: something that talks without pause (a running kernel, a wrong baud rate).
+    let (mut h, mut l) = wire(clean(), clean());
+    let talker = std::thread::spawn(move || {
+        let mut sent = 0usize;
+        while !l.peer_gone() {
+            if l.unread_by_peer() < 4096 {
+                l.send(b"[exo? not a frame ] 0123456789 ");
+                sent += 32;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        sent
+    });
+    let mut w = Watch::default();
+    let opts = Options { ready_ms: 3000, ..O };
+    assert_eq!(host::send(&mut h, b"kernel", &opts, &mut w), Err(SendError::NoLoader));
+    h.hang_up();
+    let sent = talker.join().unwrap();
+    // About three seconds' worth of a 115200-baud line, then it gave up.
+    assert!(w.text.len() >= 3 * host::BYTES_PER_SECOND, "gave up after {} bytes", w.text.len());
+    assert!(sent < 3 * host::BYTES_PER_SECOND + 8192, "read {sent} bytes");
+}

@@ -74,6 +74,16 @@ impl End {
         cv.notify_all();
     }
 
+    /// Whether the other end has hung up.
+    pub fn peer_gone(&self) -> bool {
+        self.world.0.lock().unwrap().waiting[1 - self.me] == Some(u64::MAX)
+    }
+
+    /// Bytes sent to the other end and not yet read.
+    pub fn unread_by_peer(&self) -> usize {
+        self.world.0.lock().unwrap().inbox[1 - self.me].len()
+    }
+
     /// Virtual milliseconds since the wire was made.
     pub fn now(&self) -> u64 {
         self.world.0.lock().unwrap().now
