@@ -5,9 +5,18 @@
 
 mod bench;
 mod build;
+mod card;
+mod chainboot;
+mod image;
+mod loader;
+mod progress;
 mod qemu;
+mod sdtools;
+mod serial;
 mod symbols;
 mod test;
+mod test_chainload;
+mod test_image;
 mod util;
 
 use std::process::ExitCode;
@@ -16,8 +25,14 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
-  build                 Build the kernel and apps; writes target/exo/kernel8.img
-  qemu [options]        Build, then boot exo in QEMU with the console on this terminal
+  build                 Build the kernel, apps and chainloader; writes target/exo/kernel8.img
+                        and target/exo/chainloader.img
+  image [options]       Write target/exo/sdcard.img, a card for a Raspberry Pi 4 and QEMU
+                        (see `cargo xtask image --help`, docs/sdcard.md)
+  chainboot --port DEV  Send the kernel to a board running the chainloader, then be its
+                        terminal (see `cargo xtask chainboot --help`, docs/chainload.md)
+  qemu [options]        Build, then boot exo in QEMU with the console on this terminal;
+                        target/exo/sdcard.img is attached as its SD card (made if missing)
       --board virt|rpi4   Machine to emulate (default: virt)
       --gdb               Wait for a debugger on localhost:1234 (see `cargo xtask gdb`)
       --append ARGS       Extra kernel bootargs (e.g. exo.log=debug)
@@ -42,7 +57,9 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match cmd {
-        "build" => build::build_all().map(|_| ()),
+        "build" => build::build_all().and_then(|_| loader::build()).map(|_| ()),
+        "image" => image::cmd_image(rest),
+        "chainboot" => chainboot::cmd_chainboot(rest),
         "qemu" => qemu::cmd_qemu(rest),
         "test" => test::cmd_test(rest),
         "gdb" => qemu::cmd_gdb(rest),

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{build, util};
+use crate::{image, util};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Board {
@@ -98,10 +98,11 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
 
 pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
     let o = parse_opts(args)?;
-    let art = build::build_all()?;
+    let built = image::Built::build()?;
+    let card = image::for_qemu(&built)?; // a newcomer's first run makes the SD card too
     util::ensure_qemu()?;
     let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(o.board.machine_args(&art.image)).arg("-nographic");
+    cmd.args(o.board.machine_args(&built.kernel)).args(o.board.disk_args(&card)).arg("-nographic");
     if !o.append.is_empty() {
         cmd.arg("-append").arg(&o.append);
     }

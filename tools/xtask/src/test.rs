@@ -297,6 +297,11 @@ pub fn cmd_test(args: &[String]) -> Result<(), String> {
     util::ensure_qemu()?;
     let syms = Symbols::load(&art.elf)?;
     boot_tests(&opts, &art.image, &syms, &mut tally);
+    // The SD card and chainloading (tools/xtask/src/test_image.rs, test_chainload.rs).
+    for t in crate::test_image::tests(&opts.boards).into_iter().filter(|t| wanted(&opts, &t.name)) {
+        let started = Instant::now();
+        report(&mut tally, &t.name, started, (t.run)());
+    }
 
     if !tally.failures.is_empty() {
         println!("\nfailed:");
@@ -354,6 +359,8 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
                 "--release",
                 "--target",
                 util::TARGET,
+                "-p",
+                "exo-chainloader",
                 "-p",
                 "exo-kernel",
                 "-p",

@@ -1,0 +1,42 @@
+//! Building the chainloader image, `target/exo/chainloader.img`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::util::{self, TARGET};
+
+/// R_AARCH64_RELATIVE with no symbol: the only dynamic relocation `start.S` knows how to apply.
+const RELATIVE: u64 = 1027;
+
+pub fn build() -> Result<PathBuf, String> {
+    util::ensure_toolchain()?;
+    let objcopy = util::llvm_tool("llvm-objcopy")?;
+    eprintln!("xtask: building the chainloader for {TARGET}");
+    util::run(util::cargo().args(["build", "--release", "--target", TARGET, "-p", "exo-chainloader"]))?;
+    let elf = util::root().join("target").join(TARGET).join("release").join("exo-chainloader");
+    check_relocations(&elf)?;
+    let image = util::out_dir().join("chainloader.img");
+    util::run(Command::new(objcopy).arg("-O").arg("binary").arg(&elf).arg(&image))?;
+    let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
+    eprintln!("xtask: {} ({} KiB)", image.display(), size.div_ceil(1024));
+    Ok(image)
+}
+
+/// The loader relocates itself; an entry it cannot apply would leave a wrong pointer behind.
+fn check_relocations(elf: &std::path::Path) -> Result<(), String> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let Some(rela) = file.section_by_name(".rela.dyn") else { return Ok(()) };
+    let bytes = rela.data().map_err(|e| e.to_string())?;
+    for (i, entry) in bytes.chunks_exact(24).enumerate() {
+        let info = u64::from_le_bytes(entry[8..16].try_into().unwrap());
+        if info != RELATIVE {
+            return Err(format!(
+                "the chainloader has a dynamic relocation start.S cannot apply (entry {i}, r_info {info:#x}); \
+                 only R_AARCH64_RELATIVE is supported"
+            ));
+        }
+    }
+    Ok(())
+}
