@@ -10,6 +10,8 @@ fn exo_program_build() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         println!("cargo:rustc-link-arg-bins=-T{}", libos.join("libos/link.ld").display());
         println!("cargo:rustc-link-arg-bins=--no-pie");
+        // Pages are 4 KiB: without this, lld pads each segment in the file to 64 KiB.
+        println!("cargo:rustc-link-arg-bins=-zmax-page-size=4096");
     }
     println!("cargo:rerun-if-changed={}", libos.join("libos/link.ld").display());
     let var = format!("EXO_EMBED_{}", std::env::var("CARGO_PKG_NAME").unwrap().to_uppercase().replace('-', "_"));

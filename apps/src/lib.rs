@@ -9,3 +9,4 @@ pub mod fstest;
 pub mod fuzz;
 pub mod ipctest;
 pub mod ktest;
+pub mod logcrash;

@@ -40,6 +40,10 @@ fn main(args: &str) -> i32 {
             (exo_apps::fstest::run(filter, EMBEDDED) != 0) as i32
         }
         Some("fuzz") => exo_apps::fuzz::run(args),
+        Some("logcrash") => exo_apps::logcrash::crash(),
+        Some("logcheck") => {
+            exo_apps::logcrash::check(word("exo.logcheck.upto=").and_then(|n| n.parse().ok()).unwrap_or(0))
+        }
         Some("bench") => exo_apps::bench::run(),
         Some("hang") => {
             println!("init: idling forever (for the test runner's hang detection)");

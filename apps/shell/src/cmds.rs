@@ -26,6 +26,7 @@ commands (paths are absolute, or relative to the current directory):
   rm PATH              remove a file or an empty directory
   mkdir PATH           make a directory
   stat PATH            size, kind and modification time
+  sum FILE             CRC-32 and size of a file
   df                   size and free space of each file system
   sync                 write everything to the disk
   cd [PATH], pwd       change or show the current directory

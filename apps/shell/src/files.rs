@@ -66,6 +66,7 @@ impl Files {
             ("rm", 1) => self.vfs.remove(&self.abs(args[0])).map_err(|e| err("rm", e)),
             ("mkdir", 1) => self.vfs.mkdir(&self.abs(args[0])).map_err(|e| err("mkdir", e)),
             ("stat", 1) => self.stat(&self.abs(args[0])),
+            ("sum", 1) => self.sum(&self.abs(args[0])),
             ("df", 0) => self.df(),
             ("sync", 0) => self.vfs.sync().map_err(|e| err("sync", e)),
             ("cd", 0 | 1) => self.cd(a(0).unwrap_or("/")),
@@ -74,7 +75,8 @@ impl Files {
                 Ok(())
             }
             (
-                "ls" | "cat" | "write" | "cp" | "mv" | "rm" | "mkdir" | "stat" | "df" | "sync" | "cd" | "pwd",
+                "ls" | "cat" | "write" | "cp" | "mv" | "rm" | "mkdir" | "stat" | "sum" | "df" | "sync" | "cd"
+                | "pwd",
                 _,
             ) => Err(format!("{cmd}: wrong number of arguments (see `help`)")),
             _ => return None,
@@ -153,6 +155,32 @@ impl Files {
                 )
             });
         println!("{p}: {kind}, {} bytes, modified {when}", m.size);
+        Ok(())
+    }
+
+    /// The file's CRC-32 (IEEE, as zlib and `crc32` compute it) and size.
+    fn sum(&mut self, p: &str) -> Out {
+        let fd = self.vfs.open(p, OpenFlags::READ).map_err(|e| err(p, e))?;
+        let (mut crc, mut size) = (!0u32, 0u64);
+        let mut buf = alloc::vec![0u8; 64 * 1024];
+        let r = loop {
+            match self.vfs.read(fd, &mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    for &b in &buf[..n] {
+                        crc ^= b as u32;
+                        for _ in 0..8 {
+                            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+                        }
+                    }
+                    size += n as u64;
+                }
+                Err(e) => break Err(err(p, e)),
+            }
+        };
+        let _ = self.vfs.close(fd);
+        r?;
+        println!("{:08x} {size} {p}", !crc);
         Ok(())
     }
 

@@ -69,6 +69,12 @@ impl<D: BlockDevice> LfsFs<D> {
         &mut self.fs
     }
 
+    /// Makes one open file's data and metadata durable (POSIX `fsync`).
+    pub fn fsync(&mut self, h: Handle) -> Result<()> {
+        let lh = self.get(h)?.h;
+        Ok(self.fs.fsync(lh)?)
+    }
+
     /// Checkpoints (unless read-only) and gives the device back.
     pub fn unmount(self) -> Result<D> {
         if self.read_only {

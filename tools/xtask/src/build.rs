@@ -23,8 +23,11 @@ pub fn build_all() -> Result<Artifacts, String> {
     let release = util::root().join("target").join(TARGET).join("release");
     // What each program embeds. Every cargo run sees all three variables, so building one
     // stage never looks like a change to another's build script.
-    let embeds: [(&str, &[&str]); 3] =
-        [("exo-apps", &[]), ("exo-shell", APPS), ("exo-init", &["shell", "fsd", "hello", "crash"])];
+    let embeds: [(&str, &[&str]); 3] = [
+        ("exo-apps", &[]),
+        ("exo-shell", &["hello", "crash"]),
+        ("exo-init", &["shell", "fsd", "hello", "crash"]),
+    ];
     let embed_vars: Vec<(String, String)> = embeds
         .iter()
         .map(|(package, names)| {
@@ -46,7 +49,7 @@ pub fn build_all() -> Result<Artifacts, String> {
             let out = util::out_dir().join(bin);
             let tmp = util::out_dir().join(format!("{bin}.new"));
             let mut strip = std::process::Command::new(&objcopy);
-            util::run(strip.arg("--strip-debug").arg(release.join(bin)).arg(&tmp))?;
+            util::run(strip.arg("--strip-all").arg(release.join(bin)).arg(&tmp))?;
             let same = std::fs::read(&tmp).ok() == std::fs::read(&out).ok();
             if same {
                 let _ = std::fs::remove_file(&tmp);

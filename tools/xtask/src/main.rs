@@ -16,6 +16,7 @@ mod serial;
 mod symbols;
 mod test;
 mod test_chainload;
+mod test_fs;
 mod test_image;
 mod util;
 

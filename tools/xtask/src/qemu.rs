@@ -214,6 +214,15 @@ impl Session {
         stdin.write_all(text.as_bytes()).and_then(|_| stdin.flush()).map_err(|e| format!("send: {e}"))
     }
 
+    /// Pulls the plug: kills QEMU at once (a power cut, as far as the disk is concerned) and
+    /// returns the console output.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        String::from_utf8_lossy(&self.output.0.lock().unwrap()).into_owned()
+    }
+
     /// Waits for QEMU to exit, or kills it at the deadline.
     pub fn finish(mut self) -> (End, String) {
         let end = loop {

@@ -144,7 +144,7 @@ const BOOT_TESTS: &[BootTest] = &[
             contains(out, "hello from env")?;
             contains(out, "from a test")?;
             contains(out, "unhandled data abort")?;
-            contains(out, "init: the shell exited with status 0")?;
+            contains(out, "init: shell exited with status 0")?;
             exited(end, 0)
         },
     },

@@ -34,6 +34,7 @@ pub fn tests(boards: &[Board]) -> Vec<Extra> {
         Extra::new("sdcard::incomplete_firmware_is_refused_by_name".into(), incomplete_firmware),
         Extra::new("sdcard::qemu_makes_the_card_when_missing_or_stale".into(), made_when_missing_or_stale),
     ];
+    crate::test_fs::tests(boards, &mut v);
     crate::test_chainload::tests(boards, &mut v);
     v
 }
@@ -56,7 +57,7 @@ pub fn test_card() -> Result<PathBuf, String> {
     .clone()
 }
 
-fn scratch() -> PathBuf {
+pub(crate) fn scratch() -> PathBuf {
     let d = crate::util::out_dir().join("tmp").join("tests");
     let _ = std::fs::create_dir_all(&d);
     d
@@ -75,7 +76,7 @@ fn fake_firmware(names: &[&str]) -> Result<PathBuf, String> {
     Ok(d)
 }
 
-fn ensure(cond: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+pub(crate) fn ensure(cond: bool, why: impl FnOnce() -> String) -> Result<(), String> {
     if cond {
         Ok(())
     } else {
@@ -84,7 +85,7 @@ fn ensure(cond: bool, why: impl FnOnce() -> String) -> Result<(), String> {
 }
 
 /// A file of the boot partition, read back with mtools.
-fn mread(img: &Path, path: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn mread(img: &Path, path: &str) -> Result<Vec<u8>, String> {
     let out = Command::new("mcopy")
         .env("MTOOLS_SKIP_CHECK", "1")
         .arg("-n")
@@ -112,7 +113,7 @@ fn mlist(img: &Path) -> Result<Vec<String>, String> {
 }
 
 /// `fsck.fat -n` over the boot partition (copied out: fsck.fat takes no offset).
-fn fsck_fat(img: &Path) -> Result<(), String> {
+pub(crate) fn fsck_fat(img: &Path) -> Result<(), String> {
     let data = std::fs::read(img).map_err(|e| e.to_string())?;
     let start = (BOOT_START * SECTOR) as usize;
     let part = scratch().join("boot-partition.img");
@@ -122,7 +123,7 @@ fn fsck_fat(img: &Path) -> Result<(), String> {
     r.map(|_| ())
 }
 
-fn lfs_clean(img: &Path) -> Result<(), String> {
+pub(crate) fn lfs_clean(img: &Path) -> Result<(), String> {
     let f = std::fs::File::open(img).map_err(|e| e.to_string())?;
     let sectors = f.metadata().map_err(|e| e.to_string())?.len() / SECTOR - LFS_START;
     let report = exo_lfs::fsck::check_device(&mut LfsPart { file: &f, sectors });
@@ -258,10 +259,11 @@ fn made_when_missing_or_stale() -> Result<(), String> {
     // A new kernel (same name, other bytes) makes the card stale.
     let mut other = b.apps.clone();
     let changed = scratch().join("init-changed");
-    let mut elf = std::fs::read(&other[0].1).map_err(|e| e.to_string())?;
+    let init = other.iter().position(|(n, _)| n == "init").ok_or("no init among the card's programs")?;
+    let mut elf = std::fs::read(&other[init].1).map_err(|e| e.to_string())?;
     elf.push(0);
     std::fs::write(&changed, &elf).map_err(|e| e.to_string())?;
-    other[0].1 = changed;
+    other[init].1 = changed;
     let b2 = Built { kernel: b.kernel.clone(), chainloader: b.chainloader.clone(), apps: other };
     ensure(image::up_to_date(&img, &b2)?, || "a card with a changed input was not made again".into())?;
     ensure(mread(&img, "apps/init")? == elf, || "the remade card does not hold the new file".into())?;

@@ -1,0 +1,156 @@
+//! Emulator tests of the file systems on a real card image: the EL0 file-system suite, the
+//! shell editing files that the host then checks with its own tools (mtools, fsck.fat, the
+//! LFS's fsck), and a power cut in the middle of LFS writes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::card::{self, LfsPart, LFS_START, SECTOR};
+use crate::qemu::{Board, RunSpec, Session};
+use crate::test_image::{built, ensure, fsck_fat, lfs_clean, mread, scratch, test_card, Extra};
+
+pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
+    for &b in boards {
+        out.push(Extra::new(format!("{}::fs_suite_on_the_card", b.name()), move || suite(b)));
+        out.push(Extra::new(
+            format!("{}::shell_edits_files_then_the_host_checks_them", b.name()),
+            move || shell_files(b),
+        ));
+        out.push(Extra::new(format!("{}::lfs_survives_a_power_cut_mid_write", b.name()), move || {
+            power_cut(b)
+        }));
+    }
+}
+
+/// A private copy of the test card (sparse: the card is mostly empty).
+fn card_copy(name: &str) -> Result<PathBuf, String> {
+    let src = test_card()?;
+    let dst = scratch().join(format!("{name}.img"));
+    let ok =
+        Command::new("cp").arg("--sparse=always").arg(&src).arg(&dst).status().map_err(|e| e.to_string())?;
+    ensure(ok.success(), || format!("cannot copy {}", src.display()))?;
+    Ok(dst)
+}
+
+fn session(board: Board, card: &Path, bootargs: &str, timeout: u64) -> Result<Session, String> {
+    let image = &built()?.kernel;
+    let spec = RunSpec {
+        board,
+        image,
+        bootargs: bootargs.to_string(),
+        timeout: Duration::from_secs(timeout),
+        extra: board.disk_args(card),
+    };
+    Session::start(&spec)
+}
+
+fn tail(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n        | ")
+}
+
+fn suite(board: Board) -> Result<(), String> {
+    let card = card_copy(&format!("fs-suite-{}", board.name()))?;
+    let (end, out) = session(board, &card, "exo.test=fs", 180)?.finish();
+    let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("test ") && l.contains("FAILED")).collect();
+    ensure(failed.is_empty(), || failed.join("\n"))?;
+    ensure(out.contains("fstest: 5 passed, 0 failed"), || {
+        format!("the suite did not finish:\n        | {}", tail(&out))
+    })?;
+    ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}"))?;
+    fsck_fat(&card)?;
+    lfs_clean(&card)?;
+    let _ = std::fs::remove_file(&card);
+    Ok(())
+}
+
+/// A file of the LFS partition, read on the host with the LFS library.
+fn lfs_read(img: &Path, path: &str) -> Result<Vec<u8>, String> {
+    let f = std::fs::File::open(img).map_err(|e| e.to_string())?;
+    let sectors = f.metadata().map_err(|e| e.to_string())?.len() / SECTOR - LFS_START;
+    let dev = LfsPart { file: &f, sectors };
+    let mut fs = exo_lfs::Fs::mount(dev, exo_lfs::MountOptions { read_only: true, clock: None })
+        .map_err(|e| format!("mount: {e:?}"))?;
+    let h = fs.open(path).map_err(|e| format!("{path}: {e:?}"))?;
+    let size = fs.fstat(h).map_err(|e| format!("{e:?}"))?.size as usize;
+    let mut buf = vec![0u8; size];
+    let n = fs.read(h, 0, &mut buf).map_err(|e| format!("{e:?}"))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn shell_files(board: Board) -> Result<(), String> {
+    let card = card_copy(&format!("shell-files-{}", board.name()))?;
+    let kernel = std::fs::read(&built()?.kernel).map_err(|e| e.to_string())?;
+    let want_sum = format!("{:08x} {} /fat/kernel8.img", exo_chainload::crc32::crc32(&kernel), kernel.len());
+    let mut s = session(board, &card, "", 120)?;
+    let steps: &[(&str, &str)] = &[
+        ("exo> ", "ls /fat\r"),
+        ("kernel8.img", ""),
+        ("exo> ", "sum /fat/kernel8.img\r"),
+        (&want_sum, ""),
+        ("exo> ", "write /fat/notes.txt hello from exo\r"),
+        ("exo> ", "mkdir /fat/dir\r"),
+        ("exo> ", "cp /fat/notes.txt /fat/dir/copy.txt\r"),
+        ("exo> ", "echo kept on the log > /log/l.txt\r"),
+        ("exo> ", "cp /log/l.txt /fat/l.txt\r"),
+        ("exo> ", "mv /fat/notes.txt /log/moved.txt\r"),
+        ("exo> ", "cat /log/moved.txt\r"),
+        ("hello from exo", ""),
+        ("exo> ", "cat /fat/nonexistent\r"),
+        ("not found", ""),
+        ("exo> ", "sync\r"),
+        ("exo> ", "exit 0\r"),
+    ];
+    for (wait, send) in steps {
+        s.expect(wait)?;
+        if !send.is_empty() {
+            s.send(send)?;
+        }
+    }
+    let (end, out) = s.finish();
+    ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}:\n        | {}", tail(&out)))?;
+    // Now the host's own tools read what the shell wrote.
+    fsck_fat(&card)?;
+    lfs_clean(&card)?;
+    ensure(mread(&card, "dir/copy.txt")? == b"hello from exo\n", || "/fat/dir/copy.txt differs".into())?;
+    ensure(mread(&card, "l.txt")? == b"kept on the log\n", || "/fat/l.txt differs".into())?;
+    ensure(mread(&card, "notes.txt").is_err(), || "/fat/notes.txt was moved but is still there".into())?;
+    ensure(lfs_read(&card, "/moved.txt")? == b"hello from exo\n", || "/log/moved.txt differs".into())?;
+    ensure(lfs_read(&card, "/l.txt")? == b"kept on the log\n", || "/log/l.txt differs".into())?;
+    let _ = std::fs::remove_file(&card);
+    Ok(())
+}
+
+/// The file `k` the crash writer fsyncs (same as `apps/src/logcrash.rs`).
+fn contents(k: u64) -> Vec<u8> {
+    let len = 12 * 1024 + (k % 7) as usize * 4096;
+    (0..len).map(|i| ((i as u64).wrapping_mul(2654435761).wrapping_add(k * 97) >> 7) as u8).collect()
+}
+
+fn power_cut(board: Board) -> Result<(), String> {
+    let card = card_copy(&format!("power-cut-{}", board.name()))?;
+    let mut s = session(board, &card, "exo.test=logcrash", 120)?;
+    s.expect("logcrash: fsynced f40")?;
+    let out = s.kill(); // mid-write: the writer never stops on its own
+    let last = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("logcrash: fsynced f"))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .max()
+        .ok_or("no file was reported fsynced")?;
+    // Boot again on the same card: mount (rolling forward), fsck, every fsynced file intact.
+    let args = format!("exo.test=logcheck exo.logcheck.upto={}", last + 1);
+    let (end, out) = session(board, &card, &args, 120)?.finish();
+    ensure(end == crate::qemu::End::Exited(0), || format!("the check failed:\n        | {}", tail(&out)))?;
+    lfs_clean(&card)?;
+    for k in [0, last / 2, last] {
+        ensure(lfs_read(&card, &format!("/crash/f{k}"))? == contents(k), || {
+            format!("/crash/f{k} differs on the host")
+        })?;
+    }
+    let _ = card::fat(&card);
+    let _ = std::fs::remove_file(&card);
+    Ok(())
+}
