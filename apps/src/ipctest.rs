@@ -15,6 +15,7 @@ type Test = (&'static str, fn() -> Result<(), &'static str>);
 pub const TESTS: &[Test] = &[
     ("call_and_reply_carry_values_both_ways", round_trip),
     ("calls_without_the_right_are_denied_and_rights_revoke", rights),
+    ("rights_pass_down_to_descendants_but_not_sideways", delegation),
     ("calling_an_unregistered_or_destroyed_environment_fails", dead_targets),
     ("busy_server_refuses_a_nonblocking_call_and_serves_a_waiting_one", busy),
     ("callee_that_faults_during_a_call_fails_the_call", callee_faults),
@@ -129,6 +130,45 @@ fn rights() -> Result<(), &'static str> {
     check(first, "a call without the right went through")?;
     check(after == Err(Error::Denied), "a revoked right still worked")?;
     check(twice == Err(Error::NotFound), "a right revoked twice")
+}
+
+fn delegation() -> Result<(), &'static str> {
+    setup_shared();
+    let s = server(arithmetic)?;
+    let holder = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            // Wait for the right, then pass it to a child of our own.
+            while sys::pct_call(s, [1, 1, 1, 1], 0).is_err() {
+                sys::yield_now();
+            }
+            let grandchild = match process::fork() {
+                Ok(Fork::Child) => {
+                    while sys::pct_call(s, [2, 2, 2, 2], 0).is_err() {
+                        sys::yield_now();
+                    }
+                    sys::exit(1)
+                }
+                Ok(Fork::Parent(g)) => g,
+                Err(_) => sys::exit(0),
+            };
+            let passed = sys::pct_allow(grandchild, s).is_ok();
+            let got = process::wait(grandchild) == Ok(1);
+            sys::exit((passed && got) as i32)
+        }
+        Fork::Parent(c) => c,
+    };
+    let sibling = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            sys::yield_now();
+        },
+        Fork::Parent(c) => c,
+    };
+    sys::pct_allow(holder, s).map_err(|_| "allow")?;
+    let ok = process::wait(holder) == Ok(1);
+    // The holder cannot hand its right to a sibling: it has no authority over it.
+    let _ = sys::env_destroy(sibling);
+    let _ = sys::env_destroy(s);
+    check(ok, "a held right could not be passed to a descendant")
 }
 
 fn dead_targets() -> Result<(), &'static str> {

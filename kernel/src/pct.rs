@@ -16,18 +16,31 @@ use crate::env::{Grant, Kernel, Wait, MAX_ENVS, NONE};
 const CALL_FRAME: usize = 2;
 
 impl Kernel {
-    /// `PctAllow` / `PctDisallow`.
+    /// `PctAllow` / `PctDisallow`: the granter needs authority over the caller (itself or
+    /// an ancestor) and over the target — as its ancestor, or by holding the right to call
+    /// it itself (a right can be passed down, never up or sideways).
     pub fn pct_right(&mut self, caller: EnvId, target: EnvId, allow: bool) -> Result<u64, Error> {
-        let (c, t) = (self.target(caller)?, self.target(target)?);
+        let c = self.target(caller)?;
+        let t = self.slot(target)?;
         let target = self.envs[t].id;
-        let rights = &mut self.envs[c].pct_rights;
-        if allow {
-            if !rights.contains(&target) {
-                *rights.iter_mut().find(|r| r.0 == 0).ok_or(Error::NoSlot)? = target;
+        let me = self.current;
+        if !crate::env::is_ancestor_or_self(&self.envs, me, t) && !self.envs[me].pct_rights.contains(&target)
+        {
+            return Err(Error::Denied);
+        }
+        let rights = &self.envs[c].pct_rights;
+        let slot = if allow {
+            match rights.iter().position(|r| *r == target) {
+                Some(_) => return Ok(0),
+                // A free slot, or one naming an environment that is gone.
+                None => {
+                    rights.iter().position(|r| r.0 == 0 || self.slot(*r).is_err()).ok_or(Error::NoSlot)?
+                }
             }
         } else {
-            *rights.iter_mut().find(|r| **r == target).ok_or(Error::NotFound)? = EnvId(0);
-        }
+            rights.iter().position(|r| *r == target).ok_or(Error::NotFound)?
+        };
+        self.envs[c].pct_rights[slot] = if allow { target } else { EnvId(0) };
         Ok(0)
     }
 

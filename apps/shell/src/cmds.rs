@@ -161,8 +161,14 @@ impl Shell {
                 return;
             }
         };
-        let rest = args[1..].join(" ");
-        match spawn::spawn(elf, &rest, spawn::Options::default()) {
+        // A program reaches the files through the file service too: it gets the right to
+        // call it, and its id as `fsd=0x...` after its own arguments.
+        let mut rest = args[1..].join(" ");
+        let calls: Vec<exo_libos::abi::EnvId> = self.files.fsd.into_iter().collect();
+        if let Some(f) = self.files.fsd {
+            rest = alloc::format!("{rest} fsd={:#x}", f.0);
+        }
+        match spawn::spawn(elf, rest.trim(), spawn::Options { calls: &calls, ..spawn::Options::default() }) {
             Ok(child) => match process::wait(child) {
                 Ok(0) => {}
                 Ok(status) => println!("{name}: {}", describe_status(status)),

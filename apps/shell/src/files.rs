@@ -11,6 +11,8 @@ use exo_libos::println;
 pub struct Files {
     pub vfs: Vfs,
     pub cwd: String,
+    /// The file service, when the files come through one.
+    pub fsd: Option<exo_libos::abi::EnvId>,
 }
 
 type Out = Result<(), String>;
@@ -25,7 +27,8 @@ impl Files {
     pub fn mount_all(args: &str) -> Files {
         let mut vfs = Vfs::new();
         let fsd = args.split_whitespace().find_map(|w| w.strip_prefix("fsd=0x"));
-        match fsd.and_then(|id| u32::from_str_radix(id, 16).ok()) {
+        let fsd = fsd.and_then(|id| u32::from_str_radix(id, 16).ok());
+        match fsd {
             Some(id) => match fs::service::mount_remote(&mut vfs, exo_libos::abi::EnvId(id)) {
                 Ok(at) => println!("using the file service (env {id:#x}): {}", at.join(" ")),
                 Err(e) => println!("the file service did not answer: {e}"),
@@ -39,7 +42,7 @@ impl Files {
                 }
             }
         }
-        Files { vfs, cwd: String::from("/") }
+        Files { vfs, cwd: String::from("/"), fsd: fsd.map(exo_libos::abi::EnvId) }
     }
 
     /// `p` made absolute against the current directory.

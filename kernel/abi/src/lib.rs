@@ -185,8 +185,9 @@ pub enum Sys {
     /// or a descendant; `NotFound` if there is none.
     SectorRevoke = 21,
     /// `(caller, target)`: lets `caller` make protected control transfers to `target`.
-    /// The granter must be an ancestor-or-self of both (authority over the caller, and the
-    /// target's consent); `NoSlot` past [`PCT_RIGHTS`] rights.
+    /// The granter must be an ancestor-or-self of `caller`, and an ancestor-or-self of
+    /// `target` or itself allowed to call it (rights pass down); `NoSlot` past
+    /// [`PCT_RIGHTS`] rights.
     PctAllow = 22,
     /// `(caller, target)`: takes that right back (same authority); `NotFound` if absent.
     PctDisallow = 23,

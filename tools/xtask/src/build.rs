@@ -15,7 +15,7 @@ pub struct Artifacts {
 /// The programs, built for the board in three stages: the apps; the shell, with the apps
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
-pub const APPS: &[&str] = &["hello", "crash", "fsd"];
+pub const APPS: &[&str] = &["hello", "crash", "fsd", "wc"];
 
 pub fn build_all() -> Result<Artifacts, String> {
     util::ensure_toolchain()?;
@@ -25,7 +25,7 @@ pub fn build_all() -> Result<Artifacts, String> {
     // stage never looks like a change to another's build script.
     let embeds: [(&str, &[&str]); 3] = [
         ("exo-apps", &[]),
-        ("exo-shell", &["hello", "crash"]),
+        ("exo-shell", &["hello", "crash", "wc"]),
         ("exo-init", &["shell", "fsd", "hello", "crash"]),
     ];
     let embed_vars: Vec<(String, String)> = embeds

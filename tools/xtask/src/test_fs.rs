@@ -98,6 +98,8 @@ fn shell_files(board: Board) -> Result<(), String> {
         ("exo> ", "mv /fat/notes.txt /log/moved.txt\r"),
         ("exo> ", "cat /log/moved.txt\r"),
         ("hello from exo", ""),
+        ("exo> ", "run /fat/apps/wc /log/moved.txt\r"),
+        ("1 3 15 /log/moved.txt", ""),
         ("exo> ", "cat /fat/nonexistent\r"),
         ("not found", ""),
         ("exo> ", "sync\r"),
