@@ -14,7 +14,7 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RW};
 use exo_libos::{println, sys};
 
-fn cycles() -> u64 {
+pub(crate) fn cycles() -> u64 {
     let c: u64;
     // SAFETY: EL0 may read the cycle counter (PMUSERENR_EL0.CR, set by the kernel); `isb`
     // keeps the read from moving across the measured code.
@@ -23,7 +23,7 @@ fn cycles() -> u64 {
 }
 
 /// Cost of `f` per call, minus the measuring loop's own cost.
-fn measure(n: u64, mut f: impl FnMut(u64)) -> u64 {
+pub(crate) fn measure(n: u64, mut f: impl FnMut(u64)) -> u64 {
     let t0 = cycles();
     for i in 0..n {
         f(i);
@@ -41,10 +41,21 @@ fn report(name: &str, n: u64, per_op: u64) {
     println!("bench {name} ops={n} per_op={per_op}");
 }
 
-/// Whether `name` passes the `exo.filter=` of the bootargs.
+/// The `exo.filter=` of the bootargs: comma-separated pieces of names.
+fn filter() -> Option<&'static str> {
+    vm::kinfo().bootargs().split_ascii_whitespace().find_map(|w| w.strip_prefix("exo.filter="))
+}
+
+/// Whether `name` passes the filter (everything does without one).
 fn wanted(name: &str) -> bool {
-    let args = vm::kinfo().bootargs();
-    args.split_ascii_whitespace().find_map(|w| w.strip_prefix("exo.filter=")).is_none_or(|f| name.contains(f))
+    filter().is_none_or(|f| f.split(',').any(|p| name.contains(p)))
+}
+
+/// Whether the filter names `name` (for benchmarks that need a prepared card; never in the
+/// `exo.bench=micro` boot).
+fn asked_for(name: &str) -> bool {
+    let micro = vm::kinfo().bootargs().contains("exo.bench=micro");
+    !micro && filter().is_some_and(|f| f.split(',').any(|p| name.contains(p)))
 }
 
 static POOL: AtomicU64 = AtomicU64::new(0);
@@ -73,6 +84,8 @@ const BENCHES: &[(&str, Bench)] = &[
     ("frame_alloc_map_unmap_free", frame_cycle),
     ("env_switch", env_switch),
     ("pct_round_trip", pct_round_trip),
+    ("pct_call", || pct_leg(false)),
+    ("pct_reply", || pct_leg(true)),
     ("fork_exit_wait", fork_exit_wait),
     ("sector_read_1", || sector_io(false, 1)),
     ("sector_read_64k", || sector_io(false, 128)),
@@ -82,7 +95,9 @@ const BENCHES: &[(&str, Bench)] = &[
     ("sector_write_1m", || sector_io(true, 2048)),
 ];
 
-pub fn run() -> i32 {
+/// Runs the benchmarks the bootargs' `exo.filter=` picks; `programs` are the ELF files
+/// init carries (the file-service benchmark starts `fsd`).
+pub fn run(programs: &[(&str, &[u8])]) -> i32 {
     let disk = vm::kinfo().disk_sectors > 0;
     for (name, bench) in BENCHES.iter().filter(|(n, _)| wanted(n)) {
         if name.starts_with("sector") && !disk {
@@ -90,6 +105,15 @@ pub fn run() -> i32 {
         }
         let (ops, per) = bench();
         report(name, ops, per);
+    }
+    // These need a card with formatted FAT and LFS partitions: only when asked for by name.
+    for fat in [true, false] {
+        if asked_for(if fat { "fs_fat" } else { "fs_lfs" }) {
+            crate::fsbench::workloads(fat);
+        }
+    }
+    if let Some((_, fsd)) = programs.iter().find(|(n, _)| *n == "fsd").filter(|_| asked_for("read_4k")) {
+        crate::fsbench::service_read(fsd);
     }
     process::reclaim();
     0
@@ -157,23 +181,49 @@ fn env_switch() -> (u64, u64) {
 }
 
 /// Protected control transfer: call + reply to a server that answers at once.
-fn pct_round_trip() -> (u64, u64) {
-    fn echo(c: &exo_libos::ipc::Call) -> [u64; 4] {
-        c.args
-    }
+/// Forks a server answering with `handler` and waits until it is parked in `PctWait`.
+fn start_server(handler: exo_libos::ipc::Handler) -> Option<EnvId> {
     let Ok(Fork::Parent(server)) = process::fork() else {
-        let e = exo_libos::ipc::serve(echo);
+        let e = exo_libos::ipc::serve(handler);
         sys::exit(-(e as i32))
     };
     while vm::env_info(server).is_none_or(|i| i.state != exo_libos::abi::env_state::BLOCKED) {
         sys::yield_now();
     }
-    let _ = sys::pct_allow(EnvId::SELF, server);
+    sys::pct_allow(EnvId::SELF, server).ok().map(|_| server)
+}
+
+fn pct_round_trip() -> (u64, u64) {
+    fn echo(c: &exo_libos::ipc::Call) -> [u64; 4] {
+        c.args
+    }
+    let Some(server) = start_server(echo) else { return (1, 0) };
     let per = measure(N, |i| {
         let _ = sys::pct_call(server, [i, 0, 0, 0], 0);
     });
     let _ = sys::env_destroy(server);
     (N, per)
+}
+
+/// One leg of a call, timed across the two environments (the cycle counter is the CPU's,
+/// not the environment's): the call from the caller's `svc` to the first instruction of the
+/// server's handler, or the reply from the handler's last instruction until the caller runs
+/// again. The server stamps both ends and sends the stamps back in its reply.
+fn pct_leg(reply: bool) -> (u64, u64) {
+    fn stamp(_: &exo_libos::ipc::Call) -> [u64; 4] {
+        let entered = cycles();
+        [entered, cycles(), 0, 0]
+    }
+    let Some(server) = start_server(stamp) else { return (1, 0) };
+    let mut total = 0;
+    for _ in 0..N {
+        let t0 = cycles();
+        let Ok([entered, leaving, ..]) = sys::pct_call(server, [0; 4], 0) else { break };
+        let t3 = cycles();
+        total += if reply { t3 - leaving } else { entered - t0 };
+    }
+    let _ = sys::env_destroy(server);
+    (N, total / N)
 }
 
 /// One `SectorRead`/`SectorWrite` of `count` sectors through the binding check, into or

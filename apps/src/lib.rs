@@ -5,6 +5,7 @@ extern crate alloc;
 
 pub mod bench;
 pub mod disktest;
+pub mod fsbench;
 pub mod fstest;
 pub mod fuzz;
 pub mod ipctest;

@@ -164,12 +164,13 @@ mod boot {
             Some("panic") => panic!("test: a deliberate kernel panic"),
             _ => {}
         }
-        wait_ticks(10);
-        log::info!("timer: {} ticks at {} Hz", irq::ticks(), irq::TICK_HZ);
         if config.test == Some("boot") {
+            wait_ticks(10);
+            log::info!("timer: {} ticks at {} Hz", irq::ticks(), irq::TICK_HZ);
             log::info!("test: boot ok");
             exit::pass();
         }
+        log::info!("timer: ticking at {} Hz", irq::TICK_HZ);
         if KERNEL.with(start::load_init) {
             let first = KERNEL.with(|k| k.schedule(false, 0));
             if let Some(frame) = first {

@@ -44,7 +44,7 @@ fn main(args: &str) -> i32 {
         Some("logcheck") => {
             exo_apps::logcrash::check(word("exo.logcheck.upto=").and_then(|n| n.parse().ok()).unwrap_or(0))
         }
-        Some("bench") => exo_apps::bench::run(),
+        Some("bench") => exo_apps::bench::run(EMBEDDED),
         Some("hang") => {
             println!("init: idling forever (for the test runner's hang detection)");
             loop {

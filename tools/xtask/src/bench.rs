@@ -45,23 +45,70 @@ pub fn parse(board: &'static str, out: &str) -> Vec<Row> {
 }
 
 /// Boots the benchmark build on `board` and collects its rows.
+/// Boots the benchmark build on `board` three times and collects the rows: the kernel's
+/// paths and raw sector transfers on a scratch disk; the file-system workloads on a fresh
+/// copy of the test card (FAT32 and LFS partitions); and boot to the shell's prompt.
 pub fn run_board(board: Board, image: &std::path::Path, filter: Option<&str>) -> Result<Vec<Row>, String> {
-    let mut bootargs = "exo.test=bench".to_string();
-    if let Some(f) = filter {
-        bootargs += &format!(" exo.filter={f}");
-    }
+    let wants = |name: &str| filter.is_none_or(|f| name.contains(f));
+    let mut rows = vec![];
     let disk = util::out_dir().join(format!("bench-disk-{}.img", board.name()));
     crate::test::test_disk(&disk)?;
-    let extra = board.disk_args(&disk);
-    let spec = RunSpec { board, image, bootargs, timeout: Duration::from_secs(300), extra };
-    let (_, out) = Session::start(&spec)?.finish();
-    let rows = parse(board.name(), &out);
+    // `exo.bench=micro`: everything but the card's file-system workloads.
+    let args = format!(
+        "exo.test=bench exo.bench=micro{}",
+        filter.map(|f| format!(" exo.filter={f}")).unwrap_or_default()
+    );
+    rows.extend(boot(board, image, &disk, &args, None)?);
+    let fs_filter: Vec<&str> = ["fs_fat", "fs_lfs", "read_4k"].into_iter().filter(|n| wants(n)).collect();
+    if !fs_filter.is_empty() {
+        let card = card_copy(board)?;
+        rows.extend(boot(
+            board,
+            image,
+            &card,
+            &format!("exo.test=bench exo.filter={}", fs_filter.join(",")),
+            None,
+        )?);
+    }
+    if wants("boot_to_shell_prompt") {
+        let card = card_copy(board)?;
+        rows.extend(boot(board, image, &card, "exo.bench=boot", Some(("exo> ", "exit\r")))?);
+    }
     if rows.is_empty() {
-        return Err(format!(
-            "{}: no benchmark results; the console ended with:\n{}",
-            board.name(),
-            tail(&out)
-        ));
+        return Err(format!("{}: no benchmark matched", board.name()));
+    }
+    Ok(rows)
+}
+
+/// A private, sparse copy of the test card.
+fn card_copy(board: Board) -> Result<PathBuf, String> {
+    let src = crate::test_image::test_card()?;
+    let dst = util::out_dir().join(format!("bench-card-{}.img", board.name()));
+    let ok = std::process::Command::new("cp").arg("--sparse=always").arg(&src).arg(&dst).status();
+    if !ok.is_ok_and(|s| s.success()) {
+        return Err(format!("cannot copy {}", src.display()));
+    }
+    Ok(dst)
+}
+
+fn boot(
+    board: Board,
+    image: &std::path::Path,
+    disk: &std::path::Path,
+    bootargs: &str,
+    answer: Option<(&str, &str)>,
+) -> Result<Vec<Row>, String> {
+    let extra = board.disk_args(disk);
+    let spec = RunSpec { board, image, bootargs: bootargs.into(), timeout: Duration::from_secs(600), extra };
+    let mut s = Session::start(&spec)?;
+    if let Some((wait, send)) = answer {
+        s.expect(wait)?;
+        s.send(send)?;
+    }
+    let (_, out) = s.finish();
+    let rows = parse(board.name(), &out);
+    if out.contains(" failed") && out.lines().any(|l| l.starts_with("bench ") && l.ends_with("failed")) {
+        return Err(format!("{}: a benchmark failed:\n{}", board.name(), tail(&out)));
     }
     Ok(rows)
 }
@@ -132,19 +179,58 @@ pub fn to_json(rows: &[Row]) -> String {
     format!("[\n{}\n]\n", items.join(",\n"))
 }
 
-/// A horizontal bar chart, log scale (the figures span five orders of magnitude).
+/// The file-system workloads that ran on both back ends: (board, workload, FAT row, LFS row).
+fn fs_pairs(rows: &[Row]) -> Vec<(&'static str, String, &Row, &Row)> {
+    let mut out = vec![];
+    for fat in rows.iter().filter(|r| r.name.starts_with("fs_fat_")) {
+        let work = &fat.name["fs_fat_".len()..];
+        if let Some(lfs) = rows.iter().find(|r| r.board == fat.board && r.name == format!("fs_lfs_{work}")) {
+            out.push((fat.board, work.to_string(), fat, lfs));
+        }
+    }
+    out
+}
+
+/// Two charts, log scale (the figures span five orders of magnitude): FAT against the
+/// log-structured file system, workload by workload; then every benchmark.
 pub fn chart(rows: &[Row]) -> String {
     let (bar_h, label_w, plot_w) = (22, 360, 520);
-    let height = 40 + bar_h * rows.len() + 30;
+    let pairs = fs_pairs(rows);
+    let top = if pairs.is_empty() { 0 } else { 50 + pairs.len() * (2 * bar_h + 8) };
+    let height = top + 40 + bar_h * rows.len() + 30;
     let max = rows.iter().map(|r| r.per_op.max(1)).max().unwrap_or(1) as f64;
     let scale = |v: u64| ((v.max(1) as f64).log10() / max.log10().max(1.0) * plot_w as f64) as usize;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n",
         label_w + plot_w + 120
     );
-    s += "<text x=\"10\" y=\"20\" font-size=\"14\">exo: guest instructions per operation (QEMU -icount, log scale)</text>\n";
+    if !pairs.is_empty() {
+        s += "<text x=\"10\" y=\"20\" font-size=\"14\">FAT (grey) against the log-structured file system (green): instructions per operation, log scale</text>\n";
+        for (i, (board, work, fat, lfs)) in pairs.iter().enumerate() {
+            let y = 40 + i * (2 * bar_h + 8);
+            let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{board} · {work}</text>", y + bar_h);
+            for (j, (r, colour)) in [(fat, "#999999"), (lfs, "#4f9a5a")].iter().enumerate() {
+                let yy = y + j * bar_h;
+                let _ = writeln!(
+                    s,
+                    "<rect x=\"{label_w}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{colour}\"/>",
+                    yy + 3,
+                    scale(r.per_op),
+                    bar_h - 6
+                );
+                let _ = writeln!(
+                    s,
+                    "<text x=\"{}\" y=\"{}\">{}</text>",
+                    label_w + scale(r.per_op) + 6,
+                    yy + 15,
+                    r.per_op
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "<text x=\"10\" y=\"{}\" font-size=\"14\">exo: guest instructions per operation (QEMU -icount, log scale)</text>", top + 20);
     for (i, r) in rows.iter().enumerate() {
-        let y = 40 + i * bar_h;
+        let y = top + 40 + i * bar_h;
         let colour = if r.board == "virt" { "#4a7ab5" } else { "#c0504d" };
         let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{} · {}</text>", y + 15, r.board, r.name);
         let _ = writeln!(
@@ -177,5 +263,19 @@ mod tests {
         let json = to_json(&rows);
         assert!(json.contains("\"instructions_per_op\": 41") && json.contains("\"sectors\": 3"));
         assert!(chart(&rows).starts_with("<svg") && table(&rows).contains("lfs_create"));
+    }
+
+    #[test]
+    fn chart_pairs_fat_and_lfs_workloads() {
+        let out =
+            "bench fs_fat_create_1k ops=1000 per_op=3340820\nbench fs_lfs_create_1k ops=1000 per_op=11419\n\
+                   bench fs_lfs_delete ops=1000 per_op=30914\nbench null_syscall ops=2000 per_op=41\n";
+        let rows = parse("rpi4", out);
+        let pairs = fs_pairs(&rows);
+        assert_eq!(pairs.len(), 1); // delete ran on the LFS only
+        assert_eq!(pairs[0].1, "create_1k");
+        let svg = chart(&rows);
+        std::fs::write(crate::util::out_dir().join("chart-test.svg"), &svg).unwrap();
+        assert!(svg.contains("#999999") && svg.contains("#4f9a5a") && svg.contains("rpi4 · create_1k"));
     }
 }

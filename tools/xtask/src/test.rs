@@ -172,9 +172,23 @@ const BOOT_TESTS: &[BootTest] = &[
         check: |_, end, out| {
             let rows = crate::bench::parse("virt", out);
             let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-            for want in ["null_syscall", "fault_upcall_map_resume", "env_switch", "pct_round_trip"] {
+            for want in [
+                "null_syscall",
+                "fault_upcall_map_resume",
+                "env_switch",
+                "pct_round_trip",
+                "pct_call",
+                "pct_reply",
+            ] {
                 if !names.contains(&want) {
                     return Err(format!("no `{want}` result"));
+                }
+            }
+            let per = |n: &str| rows.iter().find(|r| r.name == n).map_or(0, |r| r.per_op);
+            // Each leg is timed across two environments; either one is a part of the round trip.
+            for leg in ["pct_call", "pct_reply"] {
+                if per(leg) >= per("pct_round_trip") {
+                    return Err(format!("{leg} is not less than pct_round_trip"));
                 }
             }
             if rows.iter().any(|r| r.per_op == 0) {
