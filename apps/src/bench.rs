@@ -99,8 +99,15 @@ const BENCHES: &[(&str, Bench)] = &[
 /// init carries (the file-service benchmark starts `fsd`).
 pub fn run(programs: &[(&str, &[u8])]) -> i32 {
     let disk = vm::kinfo().disk_sectors > 0;
+    // The write benchmarks overwrite sectors 4096..12288: only on a scratch disk, never on
+    // a card with partitions (a Pi 4's boot card, say).
+    let partitioned = vm::kinfo().partitions.iter().any(|p| p.sectors > 0);
     for (name, bench) in BENCHES.iter().filter(|(n, _)| wanted(n)) {
         if name.starts_with("sector") && !disk {
+            continue;
+        }
+        if name.starts_with("sector_write") && partitioned {
+            println!("bench {name} skipped: the disk is partitioned and would be overwritten");
             continue;
         }
         let (ops, per) = bench();

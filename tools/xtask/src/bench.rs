@@ -140,9 +140,10 @@ pub fn cmd_bench(args: &[String]) -> Result<(), String> {
     }
     print!("{}", table(&rows));
     println!(
-        "\nAll figures are exact and repeat run after run, except disk transfers on virt: QEMU's\n\
-         virtio-blk completes on a host thread, so the polling there varies; raspi4b's SD card\n\
-         is emulated synchronously and its figures are exact."
+        "\nAll figures are exact and repeat run after run, except those that wait for the disk on\n\
+         virt (sector_*, fs_*, read_4k_*, boot_to_shell_prompt): QEMU's virtio-blk completes on\n\
+         a host thread, so the polling there varies. raspi4b's SD card is emulated\n\
+         synchronously: every rpi4 figure is exact."
     );
     std::fs::write(&json, to_json(&rows)).map_err(|e| format!("{}: {e}", json.display()))?;
     let svg = json.with_extension("svg");
