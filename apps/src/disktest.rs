@@ -2,10 +2,11 @@
 //! the test runner's disk image: 16384 sectors, an MBR with a FAT32-typed partition at
 //! 2048 (4096 sectors) and an LFS-typed one at 6144 (8192 sectors).
 
+use crate::ktest::check;
 use exo_libos::abi::{mbr, EnvId, Error, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::process::{self, Fork};
+use exo_libos::sys;
 use exo_libos::vm::{self, PAGE, RW};
-use exo_libos::{println, sys};
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
@@ -22,34 +23,7 @@ pub const TESTS: &[Test] = &[
 const DISK: u64 = 16384;
 
 pub fn run(filter: &str) -> usize {
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS.iter().filter(|(n, _)| n.contains(filter)) {
-        let mut result = test();
-        process::reclaim();
-        if result.is_ok() {
-            result = crate::ktest::audit();
-        }
-        match result {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {why}");
-            }
-        }
-    }
-    println!("disktest: {passed} passed, {failed} failed");
-    failed
-}
-
-fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
-    if ok {
-        Ok(())
-    } else {
-        Err(why)
-    }
+    crate::ktest::run_suite("disktest", TESTS, filter, |test| test())
 }
 
 /// A fresh mapped buffer of `pages` pages.

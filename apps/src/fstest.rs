@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
+use crate::ktest::check;
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{mbr, EnvId, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::fs::{self, service, OpenFlags, Vfs};
@@ -26,34 +27,7 @@ pub const TESTS: &[Test] = &[
 
 /// Runs the suite; `programs` are the ELF files init carries (fsd, hello, crash, ...).
 pub fn run(filter: &str, programs: &[(&str, &[u8])]) -> usize {
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS.iter().filter(|(n, _)| n.contains(filter)) {
-        let mut result = test(programs);
-        process::reclaim();
-        if result.is_ok() {
-            result = crate::ktest::audit();
-        }
-        match result {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {why}");
-            }
-        }
-    }
-    println!("fstest: {passed} passed, {failed} failed");
-    failed
-}
-
-fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
-    if ok {
-        Ok(())
-    } else {
-        Err(why)
-    }
+    crate::ktest::run_suite("fstest", TESTS, filter, |test| test(programs))
 }
 
 fn partitions() -> Vec<(u64, u64, u32)> {

@@ -3,12 +3,13 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
+use crate::ktest::check;
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{env_state, EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT};
 use exo_libos::ipc::{self, Call};
 use exo_libos::process::{self, Fork};
+use exo_libos::sys;
 use exo_libos::vm::{self, RO, RW, SHARED};
-use exo_libos::{println, sys};
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
@@ -25,34 +26,7 @@ pub const TESTS: &[Test] = &[
 ];
 
 pub fn run(filter: &str) -> usize {
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS.iter().filter(|(n, _)| n.contains(filter)) {
-        let mut result = test();
-        process::reclaim();
-        if result.is_ok() {
-            result = crate::ktest::audit();
-        }
-        match result {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {why}");
-            }
-        }
-    }
-    println!("ipctest: {passed} passed, {failed} failed");
-    failed
-}
-
-fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
-    if ok {
-        Ok(())
-    } else {
-        Err(why)
-    }
+    crate::ktest::run_suite("ipctest", TESTS, filter, |test| test())
 }
 
 /// Addresses the handlers use (set before `fork`, so the server has them too).

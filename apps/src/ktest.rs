@@ -41,16 +41,24 @@ pub const TESTS: &[Test] = &[
 ];
 
 /// Runs every test whose name contains `filter`; returns the number that failed.
-/// After each test the whole frame table is audited.
 pub fn run(filter: &str) -> usize {
+    run_suite("ktest", TESTS, filter, |test| test())
+}
+
+/// The runner of every EL0 suite: each test of `tests` whose name contains `filter` runs
+/// through `call`; afterwards its children are reclaimed and the whole frame table is
+/// audited. Prints a line per test and a summary; returns the number that failed.
+pub fn run_suite<T>(
+    suite: &str,
+    tests: &[(&str, T)],
+    filter: &str,
+    call: impl Fn(&T) -> Result<(), &'static str>,
+) -> usize {
     let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS.iter().filter(|(n, _)| n.contains(filter)) {
-        let mut result = test();
+    for (name, test) in tests.iter().filter(|(n, _)| n.contains(filter)) {
+        let result = call(test);
         process::reclaim();
-        if result.is_ok() {
-            result = audit();
-        }
-        match result {
+        match result.and_then(|()| audit()) {
             Ok(()) => {
                 passed += 1;
                 println!("test {name} ... ok");
@@ -61,7 +69,7 @@ pub fn run(filter: &str) -> usize {
             }
         }
     }
-    println!("ktest: {passed} passed, {failed} failed");
+    println!("{suite}: {passed} passed, {failed} failed");
     failed
 }
 
@@ -99,7 +107,8 @@ pub fn audit() -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
+/// `Ok` if `ok`, else the failure `why`.
+pub(crate) fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
     if ok {
         Ok(())
     } else {

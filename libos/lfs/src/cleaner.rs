@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::fs::Fs;
 use crate::inode::{tree_slot, Inode, Kind, MAX_BLOCKS};
 use crate::layout::{iloc_make, ptr_make, INODES_PER_SECTOR, INODE_SIZE};
-use crate::summary::{parse_header, parse_ps, Entry, EntryKind};
+use crate::summary::{partial_segments, Entry, EntryKind};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -112,27 +112,12 @@ impl<D: BlockDevice> Fs<D> {
         let start = self.geo.seg_start(seg);
         let mut buf = vec![0u8; n as usize * SECTOR];
         self.dev.read(start, &mut buf).map_err(Error::Io)?;
-        let mut pos = 0u32;
-        let mut prev: Option<(u64, u64)> = None;
-        while pos < n {
-            let at = pos as usize * SECTOR;
-            let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos) else {
-                break;
-            };
-            if prev.is_some_and(|(e, s)| h.serial != s + 1 || h.epoch < e) {
-                break;
-            }
-            let ps = &buf[at..at + h.total as usize * SECTOR];
-            let Some(entries) = parse_ps(ps, &h, self.geo.fs_id) else {
-                break;
-            };
+        for (pos, _, entries) in partial_segments(&buf, self.geo.fs_id) {
             let mut item = pos + 1;
             for e in entries {
                 self.relocate(&e, start + item as u64, &buf[item as usize * SECTOR..])?;
                 item += e.payload();
             }
-            prev = Some((h.epoch, h.serial));
-            pos += h.total;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use crate::fs::Fs;
 use crate::inode::{span, Kind, FANOUT, NDIRECT, NPTR};
 use crate::layout::{ptr_len, ptr_sector, BLOCK, INODE_SIZE, ROOT_INO};
 use crate::mount::MountOptions;
-use crate::summary::{parse_header, parse_ps};
+use crate::summary::partial_segments;
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
@@ -284,22 +284,8 @@ impl<D: BlockDevice> Fs<D> {
             let end = start + n as u64;
             let mut ranges = Vec::new();
             if self.read_log(start, &mut buf).is_ok() {
-                let mut pos = 0u32;
-                let mut prev: Option<(u64, u64)> = None;
-                while pos < n {
-                    let at = pos as usize * SECTOR;
-                    let Some(h) = parse_header(&buf[at..at + SECTOR], self.geo.fs_id, n - pos) else {
-                        break;
-                    };
-                    if prev.is_some_and(|(e, s)| h.serial != s + 1 || h.epoch < e) {
-                        break;
-                    }
-                    if parse_ps(&buf[at..at + h.total as usize * SECTOR], &h, self.geo.fs_id).is_none() {
-                        break;
-                    }
+                for (pos, h, _) in partial_segments(&buf, self.geo.fs_id) {
                     ranges.push((start + pos as u64, start + (pos + h.total) as u64));
-                    prev = Some((h.epoch, h.serial));
-                    pos += h.total;
                 }
             }
             while i < ex.len() && ex[i].0 < end {

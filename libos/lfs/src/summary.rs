@@ -143,6 +143,31 @@ pub fn parse_header(s: &[u8], fs_id: u64, room: u32) -> Option<Header> {
     (fits && h.flags & !FLAG_COMMIT == 0 && trailer_sectors(h.nentries as usize) < h.total).then_some(h)
 }
 
+/// The intact partial segments a segment's contents `seg` begins with, in log order: each
+/// one's first sector within the segment, its header and its entries. The walk stops at the
+/// first sector that is not a plausible header, a PS that fails its checksum, or a break in
+/// the sequence (serials must follow one another and epochs never go back).
+pub fn partial_segments(seg: &[u8], fs_id: u64) -> impl Iterator<Item = (u32, Header, Vec<Entry>)> + '_ {
+    let n = (seg.len() / SECTOR) as u32;
+    let mut pos = 0u32;
+    let mut prev: Option<(u64, u64)> = None;
+    core::iter::from_fn(move || {
+        if pos >= n {
+            return None;
+        }
+        let at = pos as usize * SECTOR;
+        let h = parse_header(&seg[at..at + SECTOR], fs_id, n - pos)?;
+        if prev.is_some_and(|(e, s)| h.serial != s + 1 || h.epoch < e) {
+            return None;
+        }
+        let entries = parse_ps(&seg[at..at + h.total as usize * SECTOR], &h, fs_id)?;
+        let item = (pos, h, entries);
+        prev = Some((h.epoch, h.serial));
+        pos += h.total;
+        Some(item)
+    })
+}
+
 /// Checks a whole PS's hash and decodes its entries. `None` if the PS is torn, stale or
 /// its entries do not exactly fill its payload.
 pub fn parse_ps(ps: &[u8], h: &Header, fs_id: u64) -> Option<Vec<Entry>> {
