@@ -162,13 +162,13 @@ mod boot {
                 exit::pass()
             }
             Some("panic") => panic!("test: a deliberate kernel panic"),
+            Some("boot") => {
+                wait_ticks(10);
+                log::info!("timer: {} ticks at {} Hz", irq::ticks(), irq::TICK_HZ);
+                log::info!("test: boot ok");
+                exit::pass()
+            }
             _ => {}
-        }
-        if config.test == Some("boot") {
-            wait_ticks(10);
-            log::info!("timer: {} ticks at {} Hz", irq::ticks(), irq::TICK_HZ);
-            log::info!("test: boot ok");
-            exit::pass();
         }
         log::info!("timer: ticking at {} Hz", irq::TICK_HZ);
         if KERNEL.with(start::load_init) {

@@ -36,15 +36,12 @@ impl Uart {
     /// The UART the loader already set up, if any (for the panic handler).
     pub fn existing() -> Option<Uart> {
         let base = BASE.load(Ordering::Relaxed);
+        if base == 0 {
+            return None;
+        }
         // SAFETY: BASE only ever holds the address `new` was given.
-        (base != 0).then(|| Uart {
-            dev: unsafe { Pl011::new(base) },
-            base,
-            ticks_per_ms: 1,
-            buf: [0; 32],
-            head: 0,
-            len: 0,
-        })
+        let dev = unsafe { Pl011::new(base) };
+        Some(Uart { dev, base, ticks_per_ms: 1, buf: [0; 32], head: 0, len: 0 })
     }
 
     fn pop(&mut self) -> Option<u8> {

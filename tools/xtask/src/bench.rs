@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::qemu::{Board, RunSpec, Session};
+use crate::test_image::card_copy;
 use crate::{build, util};
 
 /// One benchmark's result.
@@ -44,7 +45,6 @@ pub fn parse(board: &'static str, out: &str) -> Vec<Row> {
         .collect()
 }
 
-/// Boots the benchmark build on `board` and collects its rows.
 /// Boots the benchmark build on `board` three times and collects the rows: the kernel's
 /// paths and raw sector transfers on a scratch disk; the file-system workloads on a fresh
 /// copy of the test card (FAT32 and LFS partitions); and boot to the shell's prompt.
@@ -61,7 +61,7 @@ pub fn run_board(board: Board, image: &std::path::Path, filter: Option<&str>) ->
     rows.extend(boot(board, image, &disk, &args, None)?);
     let fs_filter: Vec<&str> = ["fs_fat", "fs_lfs", "read_4k"].into_iter().filter(|n| wants(n)).collect();
     if !fs_filter.is_empty() {
-        let card = card_copy(board)?;
+        let card = card_copy(&format!("bench-card-{}", board.name()))?;
         rows.extend(boot(
             board,
             image,
@@ -71,24 +71,13 @@ pub fn run_board(board: Board, image: &std::path::Path, filter: Option<&str>) ->
         )?);
     }
     if wants("boot_to_shell_prompt") {
-        let card = card_copy(board)?;
+        let card = card_copy(&format!("bench-card-{}", board.name()))?;
         rows.extend(boot(board, image, &card, "exo.bench=boot", Some(("exo> ", "exit\r")))?);
     }
     if rows.is_empty() {
         return Err(format!("{}: no benchmark matched", board.name()));
     }
     Ok(rows)
-}
-
-/// A private, sparse copy of the test card.
-fn card_copy(board: Board) -> Result<PathBuf, String> {
-    let src = crate::test_image::test_card()?;
-    let dst = util::out_dir().join(format!("bench-card-{}.img", board.name()));
-    let ok = std::process::Command::new("cp").arg("--sparse=always").arg(&src).arg(&dst).status();
-    if !ok.is_ok_and(|s| s.success()) {
-        return Err(format!("cannot copy {}", src.display()));
-    }
-    Ok(dst)
 }
 
 fn boot(
@@ -101,21 +90,15 @@ fn boot(
     let extra = board.disk_args(disk);
     let spec = RunSpec { board, image, bootargs: bootargs.into(), timeout: Duration::from_secs(600), extra };
     let mut s = Session::start(&spec)?;
-    if let Some((wait, send)) = answer {
-        s.expect(wait)?;
-        s.send(send)?;
+    if let Some(step) = answer {
+        s.script(&[step])?;
     }
     let (_, out) = s.finish();
     let rows = parse(board.name(), &out);
     if out.contains(" failed") && out.lines().any(|l| l.starts_with("bench ") && l.ends_with("failed")) {
-        return Err(format!("{}: a benchmark failed:\n{}", board.name(), tail(&out)));
+        return Err(format!("{}: a benchmark failed:\n{}", board.name(), crate::qemu::tail(&out, 15)));
     }
     Ok(rows)
-}
-
-fn tail(out: &str) -> String {
-    let lines: Vec<&str> = out.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 pub fn cmd_bench(args: &[String]) -> Result<(), String> {

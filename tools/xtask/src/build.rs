@@ -1,10 +1,12 @@
 //! Building the kernel image: cargo for the bare-metal target, then ELF -> raw image.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use crate::util::{self, TARGET};
 
 /// What a build produced.
+#[derive(Clone)]
 pub struct Artifacts {
     /// The kernel ELF, with symbols (for gdb and symbolizing).
     pub elf: PathBuf,
@@ -17,10 +19,16 @@ pub struct Artifacts {
 /// kernel image).
 pub const APPS: &[&str] = &["hello", "crash", "fsd", "wc"];
 
+/// Builds everything the kernel image holds; once per xtask run (later calls get the same).
 pub fn build_all() -> Result<Artifacts, String> {
+    static BUILT: OnceLock<Result<Artifacts, String>> = OnceLock::new();
+    BUILT.get_or_init(build).clone()
+}
+
+fn build() -> Result<Artifacts, String> {
     util::ensure_toolchain()?;
     let objcopy = util::llvm_tool("llvm-objcopy")?;
-    let release = util::root().join("target").join(TARGET).join("release");
+    let release = util::release_dir();
     // What each program embeds. Every cargo run sees all three variables, so building one
     // stage never looks like a change to another's build script.
     let embeds: [(&str, &[&str]); 3] = [
@@ -38,11 +46,7 @@ pub fn build_all() -> Result<Artifacts, String> {
         .collect();
     let stage = |package: &str, bins: &[&str]| -> Result<(), String> {
         eprintln!("xtask: building {package} for {TARGET}");
-        util::run(
-            util::cargo()
-                .args(["build", "--release", "--target", TARGET, "-p", package])
-                .envs(embed_vars.iter().cloned()),
-        )?;
+        util::run(util::cargo_build(package).envs(embed_vars.iter().cloned()))?;
         for bin in bins {
             // Replace the stripped copy only when it changed: the next stage embeds it, and
             // a new timestamp alone would rebuild everything after it.
@@ -63,15 +67,9 @@ pub fn build_all() -> Result<Artifacts, String> {
     stage("exo-shell", &["shell"])?;
     stage("exo-init", &["init"])?;
     eprintln!("xtask: building the kernel for {TARGET}");
-    util::run(
-        util::cargo()
-            .args(["build", "--release", "--target", TARGET, "-p", "exo-kernel"])
-            .env("EXO_INIT", util::out_dir().join("init")),
-    )?;
-    let elf = release.join("exo-kernel");
+    util::run(util::cargo_build("exo-kernel").env("EXO_INIT", util::out_dir().join("init")))?;
+    let elf = crate::qemu::kernel_elf();
     let image = util::out_dir().join("kernel8.img");
-    util::run(std::process::Command::new(objcopy).arg("-O").arg("binary").arg(&elf).arg(&image))?;
-    let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
-    eprintln!("xtask: {} ({} KiB)", image.display(), size.div_ceil(1024));
+    util::elf_to_image(&elf, &image)?;
     Ok(Artifacts { elf, image })
 }

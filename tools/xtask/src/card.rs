@@ -122,6 +122,14 @@ pub struct LfsPart<'a> {
     pub sectors: u64,
 }
 
+impl<'a> LfsPart<'a> {
+    /// The LFS partition of the card image open in `file` (it runs to the card's end).
+    pub fn of(file: &'a File) -> Result<LfsPart<'a>, String> {
+        let sectors = file.metadata().map_err(|e| e.to_string())?.len() / SECTOR - LFS_START;
+        Ok(LfsPart { file, sectors })
+    }
+}
+
 impl exo_lfs::BlockDevice for LfsPart<'_> {
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), exo_lfs::IoError> {
         exo_lfs::device::check_range(sector, buf.len(), self.sectors)?;

@@ -42,7 +42,6 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--kernel" => o.kernel = Some(it.next().ok_or("--kernel needs a file")?.into()),
             "--wait" => o.wait_s = num(it.next(), "--wait")?,
             "--no-terminal" => o.terminal = false,
-            "-h" | "--help" => return Err(HELP.into()),
             other => return Err(format!("unknown option `{other}`\n\n{HELP}")),
         }
     }

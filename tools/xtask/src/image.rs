@@ -63,7 +63,6 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--size" => o.size = parse_size(val()?)?,
             "--out" => o.out = val()?.into(),
             "--fresh" => o.fresh = true,
-            "-h" | "--help" => return Err(HELP.into()),
             other => return Err(format!("unknown option `{other}`\n\n{HELP}")),
         }
     }

@@ -1,7 +1,6 @@
 //! Building the chainloader image, `target/exo/chainloader.img`.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use crate::util::{self, TARGET};
 
@@ -10,15 +9,12 @@ const RELATIVE: u64 = 1027;
 
 pub fn build() -> Result<PathBuf, String> {
     util::ensure_toolchain()?;
-    let objcopy = util::llvm_tool("llvm-objcopy")?;
     eprintln!("xtask: building the chainloader for {TARGET}");
-    util::run(util::cargo().args(["build", "--release", "--target", TARGET, "-p", "exo-chainloader"]))?;
-    let elf = util::root().join("target").join(TARGET).join("release").join("exo-chainloader");
+    util::run(&mut util::cargo_build("exo-chainloader"))?;
+    let elf = util::release_dir().join("exo-chainloader");
     check_relocations(&elf)?;
     let image = util::out_dir().join("chainloader.img");
-    util::run(Command::new(objcopy).arg("-O").arg("binary").arg(&elf).arg(&image))?;
-    let size = std::fs::metadata(&image).map(|m| m.len()).unwrap_or(0);
-    eprintln!("xtask: {} ({} KiB)", image.display(), size.div_ceil(1024));
+    util::elf_to_image(&elf, &image)?;
     Ok(image)
 }
 

@@ -117,7 +117,7 @@ pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
 
 pub fn cmd_gdb(args: &[String]) -> Result<(), String> {
     let _ = parse_opts(args)?;
-    let elf = util::root().join("target").join(util::TARGET).join("release").join("exo-kernel");
+    let elf = kernel_elf();
     if !elf.exists() {
         return Err("no kernel ELF yet: run `cargo xtask qemu --gdb` first".into());
     }
@@ -146,6 +146,8 @@ pub enum End {
 pub struct Session {
     child: Child,
     output: Arc<(Mutex<Vec<u8>>, Condvar)>,
+    /// The threads copying QEMU's stdout and stderr into `output`.
+    pumps: Vec<std::thread::JoinHandle<()>>,
     /// How much of the output `expect` has consumed.
     seen: usize,
     deadline: Instant,
@@ -177,6 +179,7 @@ impl Session {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| format!("could not start qemu-system-aarch64: {e}"))?;
         let output = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let mut pumps = vec![];
         for stream in [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
             child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
@@ -185,9 +188,9 @@ impl Session {
         .flatten()
         {
             let out = output.clone();
-            std::thread::spawn(move || pump(stream, out));
+            pumps.push(std::thread::spawn(move || pump(stream, out)));
         }
-        Ok(Session { child, output, seen: 0, deadline: Instant::now() + spec.timeout })
+        Ok(Session { child, output, pumps, seen: 0, deadline: Instant::now() + spec.timeout })
     }
 
     /// Waits until `needle` appears in output not yet consumed; consumes through it.
@@ -208,6 +211,25 @@ impl Session {
         }
     }
 
+    /// Plays a script: for each step, waits for its text, then types its answer (if any).
+    /// On failure the error ends with the console's last lines.
+    pub fn script(&mut self, steps: &[(&str, &str)]) -> Result<(), String> {
+        for (wait_for, answer) in steps {
+            let step =
+                self.expect(wait_for)
+                    .and_then(|_| if answer.is_empty() { Ok(()) } else { self.send(answer) });
+            if let Err(e) = step {
+                let out = String::from_utf8_lossy(&self.output.0.lock().unwrap()).into_owned();
+                return Err(format!(
+                    "{e}
+{}",
+                    tail(&out, 25)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Types `text` on the console.
     pub fn send(&mut self, text: &str) -> Result<(), String> {
         let stdin = self.child.stdin.as_mut().ok_or("QEMU's stdin is closed")?;
@@ -219,8 +241,7 @@ impl Session {
     pub fn kill(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(50));
-        String::from_utf8_lossy(&self.output.0.lock().unwrap()).into_owned()
+        self.drain()
     }
 
     /// Waits for QEMU to exit, or kills it at the deadline.
@@ -236,10 +257,15 @@ impl Session {
                 }
             }
         };
-        // Let the reader threads drain what QEMU wrote last.
-        std::thread::sleep(Duration::from_millis(50));
-        let text = String::from_utf8_lossy(&self.output.0.lock().unwrap()).into_owned();
-        (end, text)
+        (end, self.drain())
+    }
+
+    /// Everything QEMU wrote, once it has exited and the pipes have run dry.
+    fn drain(self) -> String {
+        for p in self.pumps {
+            let _ = p.join();
+        }
+        String::from_utf8_lossy(&self.output.0.lock().unwrap()).into_owned()
     }
 }
 
@@ -256,5 +282,18 @@ fn pump(mut from: Box<dyn Read + Send>, to: Arc<(Mutex<Vec<u8>>, Condvar)>) {
 
 /// The kernel ELF the image was made from (for symbolizing).
 pub fn kernel_elf() -> PathBuf {
-    util::root().join("target").join(util::TARGET).join("release").join("exo-kernel")
+    util::release_dir().join("exo-kernel")
+}
+
+/// The last `n` lines of console output, indented, for a failure report.
+pub fn tail(out: &str, n: usize) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    let from = lines.len().saturating_sub(n);
+    let mut s = format!("        --- last {} console lines ---\n", lines.len() - from);
+    for l in &lines[from..] {
+        s.push_str("        | ");
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
 }

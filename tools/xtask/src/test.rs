@@ -260,7 +260,7 @@ fn exited(end: &End, want: i32) -> Result<(), String> {
     }
 }
 
-fn contains(out: &str, needle: &str) -> Result<(), String> {
+pub(crate) fn contains(out: &str, needle: &str) -> Result<(), String> {
     out.contains(needle).then_some(()).ok_or_else(|| format!("console never showed {needle:?}"))
 }
 
@@ -478,7 +478,7 @@ fn boot_tests(opts: &Opts, image: &std::path::Path, syms: &Symbols, tally: &mut 
                     if test.suite {
                         suite_results(&mut shared.lock().unwrap(), &name, &out);
                     }
-                    (test.check)(board, &end, &out).map_err(|why| format!("{why}\n{}", tail(&out, 25)))
+                    (test.check)(board, &end, &out).map_err(|why| format!("{why}\n{}", qemu::tail(&out, 25)))
                 });
                 report(&mut shared.lock().unwrap(), &name, t, result);
             });
@@ -506,26 +506,9 @@ fn suite_results(tally: &mut Tally, suite: &str, out: &str) {
 
 fn run_script(spec: &RunSpec, script: &[(&str, &str)]) -> Result<(End, String), String> {
     let mut session = qemu::Session::start(spec)?;
-    for (wait_for, send) in script {
-        let sent =
-            session.expect(wait_for).and_then(|_| if send.is_empty() { Ok(()) } else { session.send(send) });
-        if let Err(e) = sent {
-            let (_, out) = session.finish();
-            return Err(format!("{e}\n{}", tail(&out, 25)));
-        }
+    if let Err(e) = session.script(script) {
+        let _ = session.finish();
+        return Err(e);
     }
     Ok(session.finish())
-}
-
-/// The last `n` lines of console output, indented, for a failure report.
-fn tail(out: &str, n: usize) -> String {
-    let lines: Vec<&str> = out.lines().collect();
-    let from = lines.len().saturating_sub(n);
-    let mut s = format!("        --- last {} console lines ---\n", lines.len() - from);
-    for l in &lines[from..] {
-        s.push_str("        | ");
-        s.push_str(l);
-        s.push('\n');
-    }
-    s
 }

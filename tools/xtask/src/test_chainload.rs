@@ -119,20 +119,8 @@ impl Observer for Keep {
     }
 }
 
-fn check(text: &str, needle: &str) -> Result<(), String> {
-    if text.contains(needle) {
-        Ok(())
-    } else {
-        Err(format!("the console never showed {needle:?}"))
-    }
-}
-
 fn with_tail(r: Result<(), String>, text: &str) -> Result<(), String> {
-    r.map_err(|e| {
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(25)..].join("\n        | ");
-        format!("{e}\n        --- console ---\n        | {tail}")
-    })
+    r.map_err(|e| format!("{e}\n{}", crate::qemu::tail(text, 25)))
 }
 
 fn boots_the_kernel(board: Board, loader_text: &str, m: Machine) -> Result<(), String> {
@@ -143,14 +131,14 @@ fn boots_the_kernel(board: Board, loader_text: &str, m: Machine) -> Result<(), S
         Board::Rpi4 => (2, "0x80000"),
     };
     let r = (|| {
-        check(&all, &format!("exo chainloader 0.1.0 on {}, EL{el}", board.name()))?;
-        check(&all, "exo chainloader: booting ")?;
-        check(&all, BANNER)?;
+        crate::test::contains(&all, &format!("exo chainloader 0.1.0 on {}, EL{el}", board.name()))?;
+        crate::test::contains(&all, "exo chainloader: booting ")?;
+        crate::test::contains(&all, BANNER)?;
         // The loader kept the entry EL, loaded the kernel where the firmware would have, and
         // passed the DTB (with QEMU's /chosen/bootargs) through untouched.
-        check(&all, &format!("board {}, entered at EL{el}, loaded at {load}", board.name()))?;
-        check(&all, "bootargs: \"exo.exit=semihosting\"")?;
-        check(&all, "init exited with status 0")?;
+        crate::test::contains(&all, &format!("board {}, entered at EL{el}, loaded at {load}", board.name()))?;
+        crate::test::contains(&all, "bootargs: \"exo.exit=semihosting\"")?;
+        crate::test::contains(&all, "init exited with status 0")?;
         match status {
             Some(0) => Ok(()),
             other => Err(format!("QEMU ended with {other:?}, expected status 0")),
@@ -199,8 +187,8 @@ fn refuses_then_boots() -> Result<(), String> {
         if oversized != Err(SendError::Refused(ErrorCode::TooBig)) {
             return Err(format!("a 1 GiB header gave {oversized:?}, expected a refusal"));
         }
-        check(&text, "transfer refused: the CRC-32 of the whole image")?;
-        check(&text, "transfer refused: the image does not fit")?;
+        crate::test::contains(&text, "transfer refused: the CRC-32 of the whole image")?;
+        crate::test::contains(&text, "transfer refused: the image does not fit")?;
         good.map(|_| ()).map_err(|e| format!("the good transfer after the bad ones failed: {e}"))
     })();
     if r.is_err() {

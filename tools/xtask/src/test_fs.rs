@@ -2,13 +2,12 @@
 //! shell editing files that the host then checks with its own tools (mtools, fsck.fat, the
 //! LFS's fsck), and a power cut in the middle of LFS writes.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use crate::card::{self, LfsPart, LFS_START, SECTOR};
-use crate::qemu::{Board, RunSpec, Session};
-use crate::test_image::{built, ensure, fsck_fat, lfs_clean, mread, scratch, test_card, Extra};
+use crate::card::LfsPart;
+use crate::qemu::{tail, Board, RunSpec, Session};
+use crate::test_image::{built, card_copy, ensure, fsck_fat, lfs_clean, mread, Extra};
 
 pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
     for &b in boards {
@@ -23,16 +22,6 @@ pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
     }
 }
 
-/// A private copy of the test card (sparse: the card is mostly empty).
-fn card_copy(name: &str) -> Result<PathBuf, String> {
-    let src = test_card()?;
-    let dst = scratch().join(format!("{name}.img"));
-    let ok =
-        Command::new("cp").arg("--sparse=always").arg(&src).arg(&dst).status().map_err(|e| e.to_string())?;
-    ensure(ok.success(), || format!("cannot copy {}", src.display()))?;
-    Ok(dst)
-}
-
 fn session(board: Board, card: &Path, bootargs: &str, timeout: u64) -> Result<Session, String> {
     let image = &built()?.kernel;
     let spec = RunSpec {
@@ -45,18 +34,13 @@ fn session(board: Board, card: &Path, bootargs: &str, timeout: u64) -> Result<Se
     Session::start(&spec)
 }
 
-fn tail(out: &str) -> String {
-    let lines: Vec<&str> = out.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n        | ")
-}
-
 fn suite(board: Board) -> Result<(), String> {
     let card = card_copy(&format!("fs-suite-{}", board.name()))?;
     let (end, out) = session(board, &card, "exo.test=fs", 180)?.finish();
     let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("test ") && l.contains("FAILED")).collect();
     ensure(failed.is_empty(), || failed.join("\n"))?;
     ensure(out.contains("fstest: 5 passed, 0 failed"), || {
-        format!("the suite did not finish:\n        | {}", tail(&out))
+        format!("the suite did not finish:\n{}", tail(&out, 20))
     })?;
     ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}"))?;
     fsck_fat(&card)?;
@@ -68,9 +52,7 @@ fn suite(board: Board) -> Result<(), String> {
 /// A file of the LFS partition, read on the host with the LFS library.
 fn lfs_read(img: &Path, path: &str) -> Result<Vec<u8>, String> {
     let f = std::fs::File::open(img).map_err(|e| e.to_string())?;
-    let sectors = f.metadata().map_err(|e| e.to_string())?.len() / SECTOR - LFS_START;
-    let dev = LfsPart { file: &f, sectors };
-    let mut fs = exo_lfs::Fs::mount(dev, exo_lfs::MountOptions { read_only: true, clock: None })
+    let mut fs = exo_lfs::Fs::mount(LfsPart::of(&f)?, exo_lfs::MountOptions { read_only: true, clock: None })
         .map_err(|e| format!("mount: {e:?}"))?;
     let h = fs.open(path).map_err(|e| format!("{path}: {e:?}"))?;
     let size = fs.fstat(h).map_err(|e| format!("{e:?}"))?.size as usize;
@@ -105,14 +87,9 @@ fn shell_files(board: Board) -> Result<(), String> {
         ("exo> ", "sync\r"),
         ("exo> ", "exit 0\r"),
     ];
-    for (wait, send) in steps {
-        s.expect(wait)?;
-        if !send.is_empty() {
-            s.send(send)?;
-        }
-    }
+    s.script(steps)?;
     let (end, out) = s.finish();
-    ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}:\n        | {}", tail(&out)))?;
+    ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))?;
     // Now the host's own tools read what the shell wrote.
     fsck_fat(&card)?;
     lfs_clean(&card)?;
@@ -145,14 +122,13 @@ fn power_cut(board: Board) -> Result<(), String> {
     // Boot again on the same card: mount (rolling forward), fsck, every fsynced file intact.
     let args = format!("exo.test=logcheck exo.logcheck.upto={}", last + 1);
     let (end, out) = session(board, &card, &args, 120)?.finish();
-    ensure(end == crate::qemu::End::Exited(0), || format!("the check failed:\n        | {}", tail(&out)))?;
+    ensure(end == crate::qemu::End::Exited(0), || format!("the check failed:\n{}", tail(&out, 20)))?;
     lfs_clean(&card)?;
     for k in [0, last / 2, last] {
         ensure(lfs_read(&card, &format!("/crash/f{k}"))? == contents(k), || {
             format!("/crash/f{k} differs on the host")
         })?;
     }
-    let _ = card::fat(&card);
     let _ = std::fs::remove_file(&card);
     Ok(())
 }

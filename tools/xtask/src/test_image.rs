@@ -45,6 +45,16 @@ pub fn built() -> Result<&'static Built, String> {
     B.get_or_init(Built::build).as_ref().map_err(|e| e.clone())
 }
 
+/// A private copy of the test card (sparse: the card is mostly empty).
+pub fn card_copy(name: &str) -> Result<PathBuf, String> {
+    let src = test_card()?;
+    let dst = scratch().join(format!("{name}.img"));
+    let ok =
+        Command::new("cp").arg("--sparse=always").arg(&src).arg(&dst).status().map_err(|e| e.to_string())?;
+    ensure(ok.success(), || format!("cannot copy {}", src.display()))?;
+    Ok(dst)
+}
+
 /// A QEMU-only card for the emulator tests (their own, so a `cargo xtask qemu` running on the
 /// default card does not lock them out).
 pub fn test_card() -> Result<PathBuf, String> {
@@ -125,8 +135,7 @@ pub(crate) fn fsck_fat(img: &Path) -> Result<(), String> {
 
 pub(crate) fn lfs_clean(img: &Path) -> Result<(), String> {
     let f = std::fs::File::open(img).map_err(|e| e.to_string())?;
-    let sectors = f.metadata().map_err(|e| e.to_string())?.len() / SECTOR - LFS_START;
-    let report = exo_lfs::fsck::check_device(&mut LfsPart { file: &f, sectors });
+    let report = exo_lfs::fsck::check_device(&mut LfsPart::of(&f)?);
     ensure(report.is_clean(), || format!("exo-lfs fsck found problems: {:?}", report.errors))
 }
 
@@ -207,18 +216,14 @@ fn rebuild_and_qemu_only() -> Result<(), String> {
     // Something a libOS might have written to the LFS partition.
     let put = |img: &Path| -> Result<(), String> {
         let f = std::fs::OpenOptions::new().read(true).write(true).open(img).map_err(|e| e.to_string())?;
-        let sectors = f.metadata().map_err(|e| e.to_string())?.len() / SECTOR - LFS_START;
-        let mut fs = exo_lfs::Fs::mount(LfsPart { file: &f, sectors }, Default::default())
-            .map_err(|e| e.to_string())?;
+        let mut fs = exo_lfs::Fs::mount(LfsPart::of(&f)?, Default::default()).map_err(|e| e.to_string())?;
         let h = fs.create("/kept").map_err(|e| e.to_string())?;
         fs.write(h, 0, b"still here").map_err(|e| e.to_string())?;
         fs.unmount().map(|_| ()).map_err(|e| e.to_string())
     };
     let has = |img: &Path| -> Result<bool, String> {
         let f = std::fs::OpenOptions::new().read(true).write(true).open(img).map_err(|e| e.to_string())?;
-        let sectors = f.metadata().map_err(|e| e.to_string())?.len() / SECTOR - LFS_START;
-        let mut fs = exo_lfs::Fs::mount(LfsPart { file: &f, sectors }, Default::default())
-            .map_err(|e| e.to_string())?;
+        let mut fs = exo_lfs::Fs::mount(LfsPart::of(&f)?, Default::default()).map_err(|e| e.to_string())?;
         Ok(fs.open("/kept").is_ok())
     };
     put(&img)?;

@@ -17,6 +17,27 @@ pub fn out_dir() -> PathBuf {
     d
 }
 
+/// Where cargo puts the bare-metal release builds.
+pub fn release_dir() -> PathBuf {
+    root().join("target").join(TARGET).join("release")
+}
+
+/// `cargo build --release` of `package` for the board.
+pub fn cargo_build(package: &str) -> Command {
+    let mut c = cargo();
+    c.args(["build", "--release", "--target", TARGET, "-p", package]);
+    c
+}
+
+/// ELF -> the raw image a board or loader jumps into, and says how big it came out.
+pub fn elf_to_image(elf: &Path, image: &Path) -> Result<(), String> {
+    let objcopy = llvm_tool("llvm-objcopy")?;
+    run(Command::new(objcopy).arg("-O").arg("binary").arg(elf).arg(image))?;
+    let size = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
+    eprintln!("xtask: {} ({} KiB)", image.display(), size.div_ceil(1024));
+    Ok(())
+}
+
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
