@@ -24,7 +24,7 @@ pub enum Disk {
     Sdhci(Sdhci),
 }
 
-/// What [`Disk::probe_logged`] tried on the SD controllers, for the boot log: one entry
+/// What [`Disk::probe`] tried on the SD controllers, for the boot log: one entry
 /// per controller probed, in order (EMMC2, then the legacy EMMC).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProbeLog {
@@ -42,28 +42,14 @@ impl Disk {
     /// card on EMMC2 (the slot of a real Pi 4), else on the legacy EMMC (where QEMU
     /// `raspi4b` attaches `-drive if=sd`). `virt` maps a physical MMIO address to where the
     /// kernel mapped it; `virt_to_phys` turns a kernel address of RAM into a physical one
-    /// (for DMA).
+    /// (for DMA). `log` records what each SD controller said (the bsp has no logger; the
+    /// kernel prints the entries).
     ///
     /// # Safety
     /// Every region of [`BoardInfo::device_regions`] must be mapped at `virt(base)`; `dma`
     /// must satisfy [`Dma`]'s description; `virt_to_phys` must be right for every buffer
     /// later passed to the disk.
     pub unsafe fn probe(
-        info: &BoardInfo,
-        virt: impl Fn(u64) -> usize,
-        dma: Dma,
-        virt_to_phys: fn(usize) -> u64,
-    ) -> Option<Disk> {
-        // SAFETY: the caller's contract.
-        unsafe { Self::probe_logged(info, virt, dma, virt_to_phys, &mut ProbeLog::default()) }
-    }
-
-    /// [`Disk::probe`], recording in `log` what each SD controller said (the bsp has no
-    /// logger; the kernel prints the entries).
-    ///
-    /// # Safety
-    /// As for [`Disk::probe`].
-    pub unsafe fn probe_logged(
         info: &BoardInfo,
         virt: impl Fn(u64) -> usize,
         dma: Dma,

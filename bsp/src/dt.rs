@@ -84,6 +84,12 @@ pub enum BoardKind {
 }
 
 impl BoardKind {
+    /// The console UART's reference clock where the board fixes it (the device tree's
+    /// clock nodes are not followed).
+    pub fn uart_clock(self) -> Option<u32> {
+        (self == BoardKind::Rpi4).then_some(crate::board::RPI4_UART_CLOCK)
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             BoardKind::Virt => "virt",

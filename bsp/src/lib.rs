@@ -36,16 +36,6 @@ pub trait IrqController {
     fn end(&self, intid: u32);
 }
 
-/// A free-running counter with one programmable deadline interrupt.
-pub trait Timer {
-    /// Counter ticks per second.
-    fn frequency(&self) -> u64;
-    /// The counter now.
-    fn now(&self) -> u64;
-    /// Raises the timer interrupt `ticks` from now (replacing any earlier deadline).
-    fn arm(&self, ticks: u64);
-}
-
 /// Errors a block device reports. A device never hangs the caller: a command that does not
 /// complete in time is a `Timeout`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

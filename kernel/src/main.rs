@@ -74,9 +74,6 @@ mod boot {
     use crate::mm::phys::MemoryMap;
     use crate::{arch, console, disk, exit, irq, kprintln, mm, platform, start};
 
-    /// The Pi 4's UART0: the only board that can start exo without a device tree is a Pi.
-    const RPI4_UART: u64 = 0xfe20_1000;
-
     /// The kernel heap's size. The kernel keeps almost nothing variable-sized.
     const KERNEL_HEAP: u64 = 1 << 20;
 
@@ -135,9 +132,8 @@ mod boot {
             // SAFETY: every device region is mapped in the physmap; the DMA pages were just
             // taken from free memory for the driver alone; `kva_to_pa` translates kernel
             // addresses back.
-            let found = unsafe {
-                exo_bsp::disk::Disk::probe_logged(&board.info, virt, dma, mm::kva_to_pa, &mut tried)
-            };
+            let found =
+                unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa, &mut tried) };
             for p in tried.sd() {
                 log::info!("disk: {p}");
             }
@@ -215,11 +211,12 @@ mod boot {
     /// Without a usable device tree there is no console to report on — except that the only
     /// board that starts exo without one is a Raspberry Pi 4, so say it on the Pi's UART0.
     fn no_device_tree(phys_base: u64, why: &str) -> ! {
-        let uart = [Region { base: RPI4_UART, size: 0x1000 }];
+        use exo_bsp::board::{RPI4_UART0, RPI4_UART_CLOCK};
+        let uart = [Region { base: RPI4_UART0, size: 0x1000 }];
         let _ = mm::finish_boot_map(phys_base, &[], &uart);
         // SAFETY: the UART page was just mapped as device memory in the physmap.
-        let pl011 = unsafe { exo_bsp::drivers::pl011::Pl011::new(mm::phys_to_virt(RPI4_UART) as usize) };
-        pl011.init(Some(48_000_000), exo_bsp::board::CONSOLE_BAUD);
+        let pl011 = unsafe { exo_bsp::drivers::pl011::Pl011::new(mm::phys_to_virt(RPI4_UART0) as usize) };
+        pl011.init(Some(RPI4_UART_CLOCK), exo_bsp::board::CONSOLE_BAUD);
         use exo_bsp::Console;
         for s in ["\nexo: cannot boot: ", why, "\n(QEMU raspi4b needs -dtb bcm2711-rpi-4-b.dtb)\n"] {
             pl011.write_bytes(s.as_bytes());

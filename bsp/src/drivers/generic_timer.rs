@@ -20,28 +20,7 @@ pub fn arm(ticks: u64) {
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
 }
 
-pub fn disarm() {
-    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR);
-}
-
 /// Counter ticks to microseconds.
 pub fn to_micros(ticks: u64) -> u64 {
     (ticks as u128 * 1_000_000 / frequency().max(1) as u128) as u64
-}
-
-/// The generic timer as a [`crate::Timer`].
-pub struct GenericTimer;
-
-impl crate::Timer for GenericTimer {
-    fn frequency(&self) -> u64 {
-        frequency()
-    }
-
-    fn now(&self) -> u64 {
-        now()
-    }
-
-    fn arm(&self, ticks: u64) {
-        arm(ticks)
-    }
 }

@@ -198,13 +198,8 @@ impl VirtioBlk {
     }
 
     /// Runs one request: header, then `pieces` (address, length), then the status byte.
-    fn request(
-        &mut self,
-        kind: u32,
-        lba: u64,
-        pieces: &[(u64, u32)],
-        device_writes: bool,
-    ) -> Result<(), BlockError> {
+    fn request(&mut self, kind: u32, lba: u64, pieces: &[(u64, u32)]) -> Result<(), BlockError> {
+        let device_writes = kind == T_IN;
         // SAFETY: the header and status bytes lie in the second DMA page, which we own.
         unsafe {
             let h = self.dma.add(HEADER);
@@ -276,12 +271,12 @@ impl VirtioBlk {
             n += 1;
             sectors += len as u64 / 512;
             if n == pieces.len() {
-                self.request(kind, lba, &pieces[..n], kind == T_IN)?;
+                self.request(kind, lba, &pieces[..n])?;
                 (lba, n, sectors) = (lba + sectors, 0, 0);
             }
         }
         if n > 0 {
-            self.request(kind, lba, &pieces[..n], kind == T_IN)?;
+            self.request(kind, lba, &pieces[..n])?;
         }
         Ok(())
     }
@@ -302,7 +297,7 @@ impl BlockDevice for VirtioBlk {
 
     fn flush(&mut self) -> Result<(), BlockError> {
         if self.can_flush {
-            self.request(T_FLUSH, 0, &[], false)
+            self.request(T_FLUSH, 0, &[])
         } else {
             Ok(()) // no volatile write cache: a completed write is already durable
         }

@@ -3,7 +3,8 @@
 use core::fmt::Write;
 
 use aarch64_cpu::registers::CurrentEL;
-use exo_bsp::dt::{BoardInfo, BoardKind};
+use exo_bsp::board::{RPI4_UART0, RPI4_UART_CLOCK};
+use exo_bsp::dt::BoardInfo;
 use exo_chainload::place::{self, Layout, Plan, Span};
 use exo_chainload::target::{self, Timing};
 use tock_registers::interfaces::Readable;
@@ -19,11 +20,6 @@ extern "C" {
     static __span: u8;
     fn boot_kernel(entry: usize, dtb: usize, size: usize) -> !;
 }
-
-/// The Pi 4's UART0, used only to say that there is no device tree: a Pi (real or QEMU
-/// `raspi4b` without `-dtb`) is the only board that can start us without one.
-const PI4_UART0: usize = 0xfe20_1000;
-const PI4_UART_CLOCK: u32 = 48_000_000;
 
 fn addr(sym: &u8) -> usize {
     sym as *const u8 as usize
@@ -95,7 +91,7 @@ fn plan_for(info: &BoardInfo, dtb: usize, load: usize) -> Result<Plan, &'static 
 
 fn open_uart(info: &BoardInfo) -> Option<Uart> {
     let base = info.uart?.base as usize;
-    let clock = (info.kind == BoardKind::Rpi4).then_some(PI4_UART_CLOCK);
+    let clock = info.kind.uart_clock();
     // SAFETY: the device tree names a PL011 there, and the MMU is off (physical addresses).
     Some(unsafe { Uart::new(base, clock) })
 }
@@ -106,7 +102,7 @@ fn give_up(info: Option<&BoardInfo>, why: &str) -> usize {
     let uart = match info {
         Some(i) => open_uart(i),
         // SAFETY: only a Pi starts us without a device tree, and UART0 is there.
-        None => Some(unsafe { Uart::new(PI4_UART0, Some(PI4_UART_CLOCK)) }),
+        None => Some(unsafe { Uart::new(RPI4_UART0 as usize, Some(RPI4_UART_CLOCK)) }),
     };
     if let Some(mut u) = uart {
         let _ = write!(u, "\nexo chainloader: {why}; stopping.\n");
