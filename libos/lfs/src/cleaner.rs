@@ -133,7 +133,7 @@ impl<D: BlockDevice> Fs<D> {
             EntryKind::Indirect => {
                 if self.live_inode(e.ino) && tree_slot(e.key).is_some_and(|t| t.1 >= e.level) {
                     if let Some(k) = self.node_if_at(e.ino, e.level, e.key, ptr)? {
-                        self.mark_node_dirty_pub(k);
+                        self.mark_node_dirty(k);
                     }
                 }
                 Ok(())

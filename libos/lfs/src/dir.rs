@@ -183,8 +183,13 @@ impl Dir {
     /// Looks a name up: (inode number, kind).
     pub fn lookup(&self, name: &[u8]) -> Option<(u32, Kind)> {
         let (_, b, off) = self.find(name)?;
+        Some(self.entry_at(b, off))
+    }
+
+    /// The inode number and kind of the entry at `off` in block `b`.
+    fn entry_at(&self, b: usize, off: usize) -> (u32, Kind) {
         let d = &self.blocks[b].data;
-        Some((get_u32(&d[..], off), Kind::from_u8(d[off + 4]).unwrap_or(Kind::File)))
+        (get_u32(&d[..], off), Kind::from_u8(d[off + 4]).unwrap_or(Kind::File))
     }
 
     /// Adds an entry (the caller checked that the name is absent). Returns true when a
@@ -223,8 +228,8 @@ impl Dir {
 
     /// Removes an entry; returns what it named.
     pub fn remove(&mut self, name: &[u8]) -> Option<(u32, Kind)> {
-        let found = self.lookup(name)?;
         let (slot, b, off) = self.find(name)?;
+        let found = self.entry_at(b, off);
         self.index_remove(slot);
         self.count -= 1;
         let len = ENTRY_HDR + name.len();

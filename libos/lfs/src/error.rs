@@ -53,28 +53,6 @@ pub enum Error {
     Failed,
 }
 
-impl Error {
-    /// A stable number for an ABI (negated by a libOS that returns errors in `x0`).
-    pub fn code(&self) -> i32 {
-        match self {
-            Error::NotFound => 1,
-            Error::Exists => 2,
-            Error::NotDir => 3,
-            Error::IsDir => 4,
-            Error::NotEmpty => 5,
-            Error::NoSpace => 6,
-            Error::NameTooLong => 7,
-            Error::InvalidArgument => 8,
-            Error::FileTooBig => 9,
-            Error::ReadOnly => 10,
-            Error::Stale => 11,
-            Error::Corrupt(_) => 12,
-            Error::Io(_) => 13,
-            Error::Failed => 14,
-        }
-    }
-}
-
 impl From<IoError> for Error {
     fn from(e: IoError) -> Self {
         Error::Io(e)

@@ -2,7 +2,6 @@
 //! down to exact live-byte accounting per segment. Used by `lfs fsck` and by the tests.
 
 use crate::device::{BlockDevice, SECTOR};
-use crate::error::Error;
 use crate::fs::Fs;
 use crate::inode::{span, Kind, FANOUT, NDIRECT, NPTR};
 use crate::layout::{ptr_len, ptr_sector, BLOCK, INODE_SIZE, ROOT_INO};
@@ -135,12 +134,11 @@ impl<D: BlockDevice> Fs<D> {
     ) {
         let v = self.imap.get(ino);
         match self.geo.iloc(v) {
-            Some((s, slot)) => {
+            Some((s, _)) => {
                 if let Some(seg) = self.geo.seg_of(s) {
                     w.live[seg as usize] += INODE_SIZE as u64;
                 }
                 w.inode_slots.insert(v);
-                let _ = slot;
             }
             None => {
                 w.r.err(format!("inode {ino}: inode-map entry {v:#x} is not a location in the log"));
@@ -342,6 +340,5 @@ impl<D: BlockDevice> Fs<D> {
         if self.failed {
             w.r.err(String::from("the file system is in the failed state"));
         }
-        let _ = Error::Failed;
     }
 }

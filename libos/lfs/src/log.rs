@@ -26,8 +26,6 @@ pub(crate) struct Log {
     /// Serial the open (or next) PS gets.
     pub serial: u64,
     pub epoch: u64,
-    /// The last payload item of the open PS: (entry index, relative sector).
-    pub last_item: Option<(usize, u32)>,
     /// PSs were written since the last commit.
     pub group_open: bool,
 }
@@ -44,7 +42,6 @@ impl Log {
             entries: Vec::new(),
             serial,
             epoch,
-            last_item: None,
             group_open: false,
         }
     }
@@ -93,7 +90,6 @@ impl<D: BlockDevice> Fs<D> {
         self.room_for(n, 1)?;
         let rel = self.log.fill;
         self.log.fill += n;
-        self.log.last_item = Some((self.log.entries.len(), rel));
         self.log.entries.push(e);
         let (seg, serial) = (self.log.seg, self.log.serial);
         self.usage.add(seg, item_bytes(&e), serial);
@@ -172,7 +168,6 @@ impl<D: BlockDevice> Fs<D> {
         self.log.ps = None;
         self.log.entries.clear();
         self.log.serial += 1;
-        self.log.last_item = None;
         self.log.group_open = !commit;
         if let Some((w, _)) = &self.ichunk {
             if *w < at + total as u64 && at < *w + 8 {

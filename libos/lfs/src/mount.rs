@@ -214,7 +214,6 @@ impl<D: BlockDevice> Fs<D> {
                 self.apply(&group);
                 group.clear();
                 self.recovery.replayed += group_ps;
-                self.stats.log_sectors += 0;
                 group_ps = 0;
                 committed = (seg, pos, next, serial);
             } else if group.len() > GROUP_MAX {

@@ -110,7 +110,7 @@ impl<D: BlockDevice> Fs<D> {
         }
     }
 
-    fn mark_node_dirty(&mut self, key: NodeKey) {
+    pub(crate) fn mark_node_dirty(&mut self, key: NodeKey) {
         if let Some(n) = self.nodes.map.get_mut(&key) {
             if !n.dirty {
                 n.dirty = true;
@@ -323,9 +323,5 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(None);
         }
         self.node_for(ino, base, level, false)
-    }
-
-    pub(crate) fn mark_node_dirty_pub(&mut self, key: NodeKey) {
-        self.mark_node_dirty(key)
     }
 }
