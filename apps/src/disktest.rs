@@ -16,6 +16,7 @@ pub const TESTS: &[Test] = &[
     ("multi_sector_transfers_span_pages_in_any_alignment", multi_sector),
     ("largest_transfer_is_accepted_and_one_more_is_not", largest),
     ("grants_narrow_rights_and_die_with_the_environment", grants),
+    ("reads_land_in_copy_on_write_pages_at_any_offset", cow_read),
     ("out_of_range_and_malformed_requests_are_refused", bad_requests),
     ("bad_buffers_are_refused_and_nothing_is_transferred", bad_buffers),
 ];
@@ -156,6 +157,32 @@ fn grants() -> Result<(), &'static str> {
         sys::sector_revoke(EnvId::SELF, 1, 1) == Err(Error::NotFound),
         "revoked a binding that is not there",
     )
+}
+
+/// After a fork every page is copy-on-write: a read into a buffer that starts late in one
+/// page and ends in the next must privatise both (the kernel writes only writable pages).
+fn cow_read() -> Result<(), &'static str> {
+    let sector = 9000u64;
+    let buf = buffer(2);
+    let pattern: [u8; 1024] = core::array::from_fn(|i| (i * 7 + 3) as u8);
+    buf[..1024].copy_from_slice(&pattern);
+    sys::sector_write(sector, &buf[..1024]).map_err(|_| "write")?;
+    buf.fill(0xee);
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            wait_for_binding(sector);
+            let part = &mut buf[0xe00..0x1200];
+            let ok = sys::sector_read(sector, part) == Ok(2) && part[..] == pattern[..];
+            sys::exit(ok as i32)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::sector_grant(child, sector, 2, SECTOR_READ).map_err(|_| "grant")?;
+    let status = process::wait(child).map_err(|_| "wait")?;
+    let untouched = buf.iter().all(|&b| b == 0xee);
+    release(buf);
+    check(status == 1, "the child's read across two copy-on-write pages failed")?;
+    check(untouched, "the child's read showed through in the parent's pages")
 }
 
 /// Yields until this environment holds a binding starting at `start` (its parent grants

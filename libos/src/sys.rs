@@ -135,11 +135,15 @@ pub fn upcall_resume() -> ! {
 }
 /// Reads `buf.len() / 512` sectors from `sector` into `buf` (512-byte aligned). The
 /// kernel writes only into pages mapped writable, so copy-on-write pages of `buf` are
-/// first made private by writing to them.
+/// first made private by writing to them: one byte in each page the buffer touches.
 pub fn sector_read(sector: u64, buf: &mut [u8]) -> Result<u64, Error> {
-    for page in buf.chunks_mut(4096) {
+    let base = buf.as_ptr() as usize;
+    let mut at = 0;
+    while at < buf.len() {
+        let p = buf[at..].as_mut_ptr();
         // SAFETY: a write of the byte's own value, through a valid &mut.
-        unsafe { core::ptr::write_volatile(page.as_mut_ptr(), core::ptr::read_volatile(page.as_ptr())) };
+        unsafe { core::ptr::write_volatile(p, core::ptr::read_volatile(p)) };
+        at = ((base + at) & !0xfff) + 0x1000 - base; // the start of the next page
     }
     c3(Sys::SectorRead, sector, buf.len() as u64 / 512, buf.as_mut_ptr() as u64)
 }
