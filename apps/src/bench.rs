@@ -188,23 +188,11 @@ fn env_switch() -> (u64, u64) {
 }
 
 /// Protected control transfer: call + reply to a server that answers at once.
-/// Forks a server answering with `handler` and waits until it is parked in `PctWait`.
-fn start_server(handler: exo_libos::ipc::Handler) -> Option<EnvId> {
-    let Ok(Fork::Parent(server)) = process::fork() else {
-        let e = exo_libos::ipc::serve(handler);
-        sys::exit(-(e as i32))
-    };
-    while vm::env_info(server).is_none_or(|i| i.state != exo_libos::abi::env_state::BLOCKED) {
-        sys::yield_now();
-    }
-    sys::pct_allow(EnvId::SELF, server).ok().map(|_| server)
-}
-
 fn pct_round_trip() -> (u64, u64) {
     fn echo(c: &exo_libos::ipc::Call) -> [u64; 4] {
         c.args
     }
-    let Some(server) = start_server(echo) else { return (1, 0) };
+    let Ok(server) = crate::ipctest::server(echo) else { return (1, 0) };
     let per = measure(N, |i| {
         let _ = sys::pct_call(server, [i, 0, 0, 0], 0);
     });
@@ -221,7 +209,7 @@ fn pct_leg(reply: bool) -> (u64, u64) {
         let entered = cycles();
         [entered, cycles(), 0, 0]
     }
-    let Some(server) = start_server(stamp) else { return (1, 0) };
+    let Ok(server) = crate::ipctest::server(stamp) else { return (1, 0) };
     let mut total = 0;
     for _ in 0..N {
         let t0 = cycles();

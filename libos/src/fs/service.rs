@@ -139,9 +139,7 @@ impl FileSystem for RemoteFs {
             let want = (buf.len() - done).min(BUF);
             let n = self.call(op::READ, [h.0 as u64, offset + done as u64, want as u64])?[0] as usize;
             let n = n.min(want);
-            // SAFETY: buf_va maps our one-page buffer, which the server just filled.
-            let page = unsafe { core::slice::from_raw_parts(self.buf_va as *const u8, n) };
-            buf[done..done + n].copy_from_slice(page);
+            buf[done..done + n].copy_from_slice(&self.buf()[..n]); // the server just filled it
             done += n;
             if n < want {
                 break;

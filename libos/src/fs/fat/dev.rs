@@ -237,7 +237,7 @@ impl<S: SectorIo> BlockDevice for FatDev<S> {
                 let last = *self.last.borrow();
                 let known = last.filter(|(ls, _)| *ls == s && copy == 0).map(|(_, b)| b);
                 let mut disk = [0u8; SECTOR];
-                if known.is_none() || self.has_tail(fidx) {
+                if (copy == 0 && known.is_none()) || self.has_tail(fidx) {
                     disk = self.raw(s)?;
                 }
                 if copy == 0 {

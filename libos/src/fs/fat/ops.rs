@@ -229,17 +229,7 @@ impl<S: SectorIo> FatFs<S> {
         if td.loc == sdir.loc {
             return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
         }
-        self.begin_change()?;
-        self.reserve(1)?;
-        let n = Self::crate_name(&tsfn)?;
-        let r = self.in_crate_dir(&tnames, |cd| {
-            let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
-            self.vm.close_file(f).map_err(sd)
-        });
-        let settled = self.settle();
-        r?;
-        settled?;
-        let ne = self.finish_new(&mut td, tsfn, tcase)?;
+        let ne = self.create_entry(&mut td, &tnames, tname)?;
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);
         let parent_cluster = match td.loc {
