@@ -71,12 +71,3 @@ unsafe impl GlobalAlloc for LibosHeap {
 #[cfg(target_os = "none")]
 #[global_allocator]
 static HEAP: LibosHeap = LibosHeap { heap: Mutex::new((Heap::new(), HEAP_BASE)) };
-
-/// Nothing to do up front: the heap maps its first pages on first use.
-pub fn init() {}
-
-/// Bytes the heap has mapped so far.
-#[cfg(target_os = "none")]
-pub fn mapped() -> u64 {
-    HEAP.heap.lock().1 - HEAP_BASE
-}

@@ -132,31 +132,14 @@ impl Batch {
     }
 }
 
-pub(crate) fn ensure_tables(env: EnvId, va: u64) -> Result<(), Error> {
-    for level in 0..3 {
-        if !Pte(sys::table_get(env, va, level)?).is_valid() {
-            let pa = sys::frame_alloc(env, None)?;
-            sys::table_bind(env, pa, level + 1)?;
-            sys::table_set(env, va, level, Pte::table(pa).0)?;
-        }
-    }
-    Ok(())
-}
-
 fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let me = vm::me();
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
     vm::reserve(SCRATCH)?;
-    let mut regions = [0u64; vm::MAX_L3];
-    let mut n = 0;
-    vm::regions(|r| {
-        regions[n] = r;
-        n += 1;
-    });
-    for &r in &regions[..n] {
-        ensure_tables(child, r)?;
-    }
+    let mut tables = Ok(0);
+    vm::regions(|r| tables = tables.and_then(|_| vm::ensure_tables(child, r)));
+    tables?;
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
         |va: u64| (private.0..private.1).contains(&va) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&va);
@@ -186,13 +169,19 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     sys::env_start(child)
 }
 
+/// The page mapped at `va`, to read.
+///
+/// # Safety
+/// A page must be mapped readable at `va` and not be written while the slice lives.
+pub(crate) unsafe fn page_at<'a>(va: u64) -> &'a [u8] {
+    // SAFETY: the caller's contract.
+    unsafe { core::slice::from_raw_parts(va as *const u8, PAGE as usize) }
+}
+
 /// A new frame holding a copy of the page at `va`, given to `child`.
 fn copy_page(va: u64, child: EnvId) -> Result<u64, Error> {
-    let pa = sys::frame_alloc(vm::me(), None)?;
-    vm::map_frame(SCRATCH, pa, RW)?;
-    // SAFETY: SCRATCH maps the new frame read-write, `va` is mapped readable; whole pages.
-    unsafe { core::ptr::copy_nonoverlapping(va as *const u8, SCRATCH as *mut u8, PAGE as usize) };
-    vm::unmap(SCRATCH)?;
+    // SAFETY: `va` is a mapped, readable page.
+    let pa = vm::fill_new_frame(|page| page.copy_from_slice(unsafe { page_at(va) }))?;
     sys::frame_give(pa, child)?;
     Ok(pa)
 }

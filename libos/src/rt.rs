@@ -2,7 +2,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::{heap, sys, upcall, vm};
+use crate::{sys, upcall, vm};
 
 /// `x1` at entry when a libOS parent started the program; `x0` then points at its
 /// [`StartInfo`]. The kernel starts init with `x0` = the kernel information page and
@@ -59,7 +59,6 @@ extern "C" fn exo_rt_start(x0: u64, x1: u64) -> ! {
         let _ = sys::console_write(b"libOS: cannot set up the address space\n");
         sys::exit(-(e as i32));
     }
-    heap::init();
     let args = if x1 == START_MAGIC { args } else { vm::kinfo().bootargs() };
     // SAFETY: `__exo_main` is defined by the program through `entry!`.
     let status = unsafe { __exo_main(args) };

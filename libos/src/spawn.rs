@@ -9,10 +9,9 @@ use exo_abi::elf::{Elf, ElfError};
 use exo_abi::pte::{Perm, Pte};
 use exo_abi::{EnvId, Error};
 
-use crate::process::ensure_tables;
 use crate::rt::{StartInfo, START_MAGIC};
 use crate::sys;
-use crate::vm::{self, PAGE, RW, SCRATCH, STACK_SIZE, STACK_TOP};
+use crate::vm::{self, PAGE, RW, STACK_SIZE, STACK_TOP};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpawnError {
@@ -66,6 +65,7 @@ pub fn spawn(file: &[u8], args: &str, opts: Options) -> Result<EnvId, SpawnError
 fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), SpawnError> {
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
+    let mut tables = Tables { child, covered: u64::MAX };
     for seg in elf.segments() {
         let bytes = elf.bytes(&seg);
         let perm = Perm { write: seg.write, exec: seg.exec };
@@ -76,13 +76,13 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
             let to = (va + PAGE).min(seg.vaddr + seg.file_size).saturating_sub(seg.vaddr);
             let at = (va.max(seg.vaddr) - va) as usize;
             let part = if to > from { &bytes[from as usize..to as usize] } else { &[][..] };
-            give_page(child, va, perm, |page| page[at..at + part.len()].copy_from_slice(part))?;
+            tables.give_page(va, perm, |page| page[at..at + part.len()].copy_from_slice(part))?;
             va += PAGE;
         }
     }
     // The stack: the top page holds the StartInfo, the stack grows down below it.
     let info_va = STACK_TOP - PAGE;
-    give_page(child, info_va, RW, |page| {
+    tables.give_page(info_va, RW, |page| {
         let mut si =
             StartInfo { kinfo_pa: vm::with(|s| s.kinfo_pa), args_len: args.len() as u64, args: [0; 1024] };
         si.args[..args.len()].copy_from_slice(args.as_bytes());
@@ -98,8 +98,7 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     let mut va = STACK_TOP - STACK_SIZE;
     while va < info_va {
         let pa = sys::frame_alloc(child, None)?;
-        ensure_tables(child, va)?;
-        sys::table_set(child, va, 3, Pte::user_page(pa, RW).0)?;
+        tables.map(va, Pte::user_page(pa, RW))?;
         va += PAGE;
     }
     for &(start, count, rights) in opts.sectors {
@@ -113,14 +112,27 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     Ok(())
 }
 
-/// Fills a fresh frame through the scratch mapping, gives it to `child` and maps it at `va`.
-fn give_page(child: EnvId, va: u64, perm: Perm, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
-    let pa = sys::frame_alloc(vm::me(), None)?;
-    vm::map_frame(SCRATCH, pa, RW)?;
-    // SAFETY: SCRATCH maps the new frame read-write, a whole page nothing else uses.
-    fill(unsafe { core::slice::from_raw_parts_mut(SCRATCH as *mut u8, PAGE as usize) });
-    vm::unmap(SCRATCH)?;
-    sys::frame_give(pa, child)?;
-    ensure_tables(child, va)?;
-    sys::table_set(child, va, 3, Pte::user_page(pa, perm).0)
+/// The child's tables, made sure of once per 2 MiB region as pages go in (pages arrive in
+/// address order, so each region's tables are walked for once, not once per page).
+struct Tables {
+    child: EnvId,
+    covered: u64,
+}
+
+impl Tables {
+    fn map(&mut self, va: u64, pte: Pte) -> Result<(), Error> {
+        let region = va & !(vm::REGION - 1);
+        if self.covered != region {
+            vm::ensure_tables(self.child, va)?;
+            self.covered = region;
+        }
+        sys::table_set(self.child, va, 3, pte.0)
+    }
+
+    /// Fills a fresh frame, gives it to the child and maps it at `va`.
+    fn give_page(&mut self, va: u64, perm: Perm, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
+        let pa = vm::fill_new_frame(fill)?;
+        sys::frame_give(pa, self.child)?;
+        self.map(va, Pte::user_page(pa, perm))
+    }
 }

@@ -10,7 +10,7 @@ use exo_abi::pte::{bits, Pte};
 use exo_abi::{upcall, Error};
 
 use crate::private::Private;
-use crate::vm::{self, COW, PAGE, RW, SCRATCH};
+use crate::vm::{self, COW, PAGE, RW};
 use crate::{println, sys};
 
 const STACK_SIZE: usize = 32 * 1024;
@@ -97,7 +97,8 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
     sys::exit(exo_abi::killed_status(kind));
 }
 
-fn name(kind: u64) -> &'static str {
+/// An exception kind in words.
+pub fn name(kind: u64) -> &'static str {
     match kind {
         upcall::DATA_ABORT => "data abort",
         upcall::INSTRUCTION_ABORT => "instruction abort",
@@ -130,10 +131,7 @@ fn copy_on_write(far: u64) -> Result<(), Error> {
             Err(e) => return Err(e),
         }
     };
-    vm::map_frame(SCRATCH, new, RW)?;
-    // SAFETY: SCRATCH maps the new frame read-write and `va` the old one readable; both
-    // are whole pages and distinct.
-    unsafe { core::ptr::copy_nonoverlapping(va as *const u8, SCRATCH as *mut u8, PAGE as usize) };
-    vm::unmap(SCRATCH)?;
+    // SAFETY: `va` maps the old frame readable; nothing writes it meanwhile.
+    vm::fill_frame(new, |page| page.copy_from_slice(unsafe { crate::process::page_at(va) }))?;
     vm::map(va, (writable & !bits::ADDR_MASK) | new)
 }

@@ -118,21 +118,7 @@ impl State {
         if self.n == MAX_L3 {
             return Err(Error::NoMemory);
         }
-        let mut l3 = 0;
-        for level in 0..3 {
-            let e = Pte(sys::table_get(self.me, va, level)?);
-            let table = if e.is_valid() {
-                e.addr()
-            } else {
-                let pa = sys::frame_alloc(self.me, None)?;
-                sys::table_bind(self.me, pa, level + 1)?;
-                sys::table_set(self.me, va, level, Pte::table(pa).0)?;
-                pa
-            };
-            if level == 2 {
-                l3 = table;
-            }
-        }
+        let l3 = ensure_tables(self.me, va)?;
         let i = self.n;
         self.l3[i] = L3 { region, pa: l3 };
         self.n += 1;
@@ -180,6 +166,40 @@ fn entry_in(s: &State, va: u64) -> u64 {
 /// Maps `va` with descriptor `pte`.
 pub fn map(va: u64, pte: u64) -> Result<(), Error> {
     with(|s| s.map(va, pte))
+}
+
+/// Makes sure `env`'s tables reach level 3 at `va`, creating (and binding) each missing
+/// table with a frame of `env`'s own; returns the level-3 table's address.
+pub fn ensure_tables(env: EnvId, va: u64) -> Result<u64, Error> {
+    let mut table = 0;
+    for level in 0..3 {
+        let e = Pte(sys::table_get(env, va, level)?);
+        table = if e.is_valid() {
+            e.addr()
+        } else {
+            let pa = sys::frame_alloc(env, None)?;
+            sys::table_bind(env, pa, level + 1)?;
+            sys::table_set(env, va, level, Pte::table(pa).0)?;
+            pa
+        };
+    }
+    Ok(table)
+}
+
+/// A new frame of this environment's, filled by `fill` through the scratch mapping.
+pub fn fill_new_frame(fill: impl FnOnce(&mut [u8])) -> Result<u64, Error> {
+    let pa = sys::frame_alloc(me(), None)?;
+    fill_frame(pa, fill)?;
+    Ok(pa)
+}
+
+/// Lets `fill` write frame `pa` (ours, not mapped elsewhere writable) through the scratch
+/// mapping.
+pub fn fill_frame(pa: u64, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
+    map_frame(SCRATCH, pa, RW)?;
+    // SAFETY: SCRATCH maps the frame read-write: a whole page that only this call uses.
+    fill(unsafe { core::slice::from_raw_parts_mut(SCRATCH as *mut u8, PAGE as usize) });
+    unmap(SCRATCH).map(drop)
 }
 
 pub fn map_frame(va: u64, pa: u64, perm: Perm) -> Result<(), Error> {

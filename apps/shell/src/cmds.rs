@@ -79,16 +79,8 @@ fn state_name(s: u8) -> &'static str {
 
 /// How a program ended, in words.
 pub fn describe_status(status: i32) -> String {
-    let kinds = [
-        (upcall::DATA_ABORT, "data abort"),
-        (upcall::INSTRUCTION_ABORT, "instruction abort"),
-        (upcall::ALIGNMENT, "alignment fault"),
-        (upcall::UNDEFINED, "undefined instruction"),
-        (upcall::BREAKPOINT, "breakpoint"),
-        (upcall::OTHER, "exception"),
-    ];
-    if let Some((_, name)) = kinds.iter().find(|(k, _)| killed_status(*k) == status) {
-        return alloc::format!("killed by a fault ({name})");
+    if let Some(kind) = (upcall::DATA_ABORT..=upcall::OTHER).find(|&k| killed_status(k) == status) {
+        return alloc::format!("killed by a fault ({})", exo_libos::upcall::name(kind));
     }
     match status {
         STATUS_DESTROYED => "destroyed".into(),
