@@ -216,7 +216,7 @@ const BOOT_TESTS: &[BootTest] = &[
 /// The test disk: 8 MiB (a power of two, as the Pi's SD model wants), with an MBR holding
 /// a FAT32-typed partition at sector 2048 (4096 sectors) and an LFS-typed one at 6144
 /// (8192 sectors). The disk suite checks the kernel publishes exactly this.
-pub fn test_disk(path: &std::path::Path) -> Result<(), String> {
+fn test_disk(path: &std::path::Path) -> Result<(), String> {
     let mut img = vec![0u8; 8 << 20];
     let entry = |img: &mut Vec<u8>, i: usize, kind: u8, start: u32, len: u32| {
         let e = &mut img[446 + 16 * i..446 + 16 * (i + 1)];
