@@ -37,7 +37,8 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// Whether dosfstools and mtools are installed; prints why a test is skipped if not.
+/// Whether dosfstools and mtools are installed. If not, the caller skips its test (see
+/// `skip`).
 pub fn have_fat_tools(test: &str) -> bool {
     let missing: Vec<&str> = ["mkfs.vfat", "fsck.vfat", "mcopy", "mdir", "mmd", "mtype"]
         .into_iter()
@@ -46,11 +47,26 @@ pub fn have_fat_tools(test: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
-    eprintln!(
-        "SKIPPED {test}: {} not found; install them with `apt-get install -y dosfstools mtools`",
-        missing.join(", ")
+    skip(
+        test,
+        &format!(
+            "{} not found; install them with `apt-get install -y dosfstools mtools`",
+            missing.join(", ")
+        ),
     );
     false
+}
+
+/// Records that `test` did not run, and why. cargo counts a test that returns early as
+/// passed, so the skip is also appended to the file `EXO_SKIP_LOG` names: `cargo xtask test`
+/// sets it, reports every skip in its final count, and fails a CI run that has any.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(log) = std::env::var_os("EXO_SKIP_LOG") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("EXO_SKIP_LOG");
+        writeln!(f, "{test}: {why}").expect("EXO_SKIP_LOG");
+    }
 }
 
 /// A fresh, empty scratch directory for one test.
