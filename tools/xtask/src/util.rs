@@ -176,7 +176,7 @@ pub fn ensure_qemu() -> Result<(), String> {
     }
     eprintln!("xtask: QEMU >= 9 (qemu-system-aarch64) is needed; running tools/install-qemu.sh");
     run(Command::new("bash").arg(root().join("tools/install-qemu.sh")))
-        .map_err(|e| format!("{e}\n  install QEMU >= 9 yourself: see README.md, 'Requirements'"))
+        .map_err(|e| format!("{e}\n  install QEMU >= 9 yourself: see README.md, 'Two commands'"))
 }
 
 fn qemu_major() -> Option<u32> {
