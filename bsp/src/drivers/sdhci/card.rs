@@ -1,9 +1,9 @@
 //! An SD card on an SDHCI controller: identification and initialisation, sector
 //! transfers by PIO, and recovery after errors, over any [`HostOps`].
 
-use super::host::{Host, BUSY_MS, DATA_MS, INT_DATA_DONE, INT_READ_READY, INT_WRITE_READY, POWER_UP_MS};
+use super::host::{Host, BUSY_MS, DATA_MS, POWER_UP_MS};
 use super::proto::{self, Cmd};
-use super::{CardInfo, ClockSource, Controller, HostOps, Probe, SdError};
+use super::{CardInfo, ClockSource, Controller, Event, HostOps, Probe, SdError};
 use crate::drivers::bcm2835_mbox::MboxError;
 use crate::{BlockDevice, BlockError};
 
@@ -233,22 +233,23 @@ impl<H: HostOps> Sdhci<H> {
         self.host.set_blocks(n);
         self.r1(cmd, self.address(lba))?;
         // A write's next buffer comes once the card has programmed the previous block.
-        let (ready, ms) = if write { (INT_WRITE_READY, BUSY_MS) } else { (INT_READ_READY, DATA_MS) };
+        let (ready, ms) = if write { (Event::WriteReady, BUSY_MS) } else { (Event::ReadReady, DATA_MS) };
         for _ in 0..n {
             let block = blocks.next().ok_or(SdError::Io { cmd: Some(cmd.index) })?;
             self.host.wait(ready, ms, cmd.index)?;
-            // SAFETY: `block` is 512 bytes of the caller's buffer (see `BlockDevice` impl).
-            unsafe {
-                if write {
-                    self.host.write_block(block);
-                } else {
-                    self.host.read_block(block);
-                }
+            if write {
+                // SAFETY: `block` is 512 readable bytes of the caller's buffer (the
+                // `BlockDevice` impl below cuts the buffers into whole blocks).
+                unsafe { self.host.write_block(block) };
+            } else {
+                // SAFETY: `block` is 512 writable bytes of the caller's buffer (the
+                // `BlockDevice` impl below cuts the buffers into whole blocks).
+                unsafe { self.host.read_block(block) };
             }
         }
         // For a write the controller signals completion once the card has released DAT0
         // (busy) after the last block, and after the automatic CMD12's busy.
-        self.host.wait(INT_DATA_DONE, if write { BUSY_MS } else { DATA_MS }, cmd.index)?;
+        self.host.wait(Event::DataDone, if write { BUSY_MS } else { DATA_MS }, cmd.index)?;
         // Errors found during a multi-block transfer (a read running past the end of the
         // card, say) are reported in the answer to the CMD12 that ended it.
         if n > 1 && self.host.auto_cmd12_status() & proto::R1_ERRORS != 0 {

@@ -5,9 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::vec::Vec;
 
-use super::host::{INT_DATA_DONE, INT_READ_READY, INT_WRITE_READY};
 use super::proto::{self, Cmd, Resp};
-use super::{HostOps, SdError};
+use super::{Event, HostOps, SdError};
 
 pub(super) const IDLE: u32 = 0;
 pub(super) const READY: u32 = 1;
@@ -248,7 +247,7 @@ impl HostOps for Fake {
         self.block_counts.borrow_mut().push(count);
     }
 
-    fn wait(&self, want: u32, _ms: u64, cmd: u8) -> Result<u32, SdError> {
+    fn wait(&self, want: Event, _ms: u64, cmd: u8) -> Result<(), SdError> {
         let timeout = Err(SdError::Timeout { cmd: Some(cmd) });
         let mut slot = self.card.borrow_mut();
         let Some(c) = slot.as_mut() else { return timeout };
@@ -256,17 +255,17 @@ impl HostOps for Fake {
         if self.dead.get() {
             return timeout;
         }
-        if want & (INT_READ_READY | INT_WRITE_READY) != 0 {
+        if want == Event::ReadReady || want == Event::WriteReady {
             let stalled = self.stall_after.get().is_some_and(|n| self.moved.get() >= n);
-            return if stalled || x.left == 0 { timeout } else { Ok(want) };
+            return if stalled || x.left == 0 { timeout } else { Ok(()) };
         }
-        assert_eq!(want, INT_DATA_DONE);
+        assert_eq!(want, Event::DataDone);
         if x.left != 0 {
             return timeout;
         }
         c.state = TRAN;
         c.xfer = None;
-        Ok(want)
+        Ok(())
     }
 
     fn auto_cmd12_status(&self) -> u32 {
