@@ -75,31 +75,78 @@ pub const APP_CMD: Cmd = cmd(55, Resp::R1);
 
 /// CMD8's argument: 2.7–3.6 V supplied, check pattern 0xaa. The card echoes it.
 pub const IF_COND_ARG: u32 = 0x1aa;
-/// ACMD41 argument bits and OCR bits.
-pub const OCR_HCS: u32 = 1 << 30;
-/// 2.7–3.6 V: every window from 2.7–2.8 V to 3.5–3.6 V.
-pub const OCR_VOLTAGE_WINDOW: u32 = 0x00ff_8000;
-pub const OCR_POWERED_UP: u32 = 1 << 31;
-/// In the OCR answer: the card is SDHC/SDXC (block addressed).
-pub const OCR_CCS: u32 = 1 << 30;
 /// ACMD6's argument for a 4-bit bus.
 pub const BUS_WIDTH_4: u32 = 2;
 
-/// Card-status (R1) bits that mean the command failed: OUT_OF_RANGE, ADDRESS_ERROR,
-/// BLOCK_LEN_ERROR, ERASE_SEQ_ERROR, ERASE_PARAM, WP_VIOLATION, LOCK_UNLOCK_FAILED,
-/// COM_CRC_ERROR, ILLEGAL_COMMAND, CARD_ECC_FAILED, CC_ERROR, ERROR, CSD_OVERWRITE,
-/// WP_ERASE_SKIP and AKE_SEQ_ERROR.
-pub const R1_ERRORS: u32 = 0xfdf9_8008;
-/// The CURRENT_STATE field of R1 (bits 12:9).
-pub const fn r1_state(status: u32) -> u32 {
-    (status >> 9) & 0xf
+register_bitfields! {u32,
+    /// The OCR: ACMD41's argument, and the card's answer to it.
+    pub OCR [
+        /// Supported voltages; the driver offers 2.7–3.6 V, every window from 2.7–2.8 V to
+        /// 3.5–3.6 V.
+        VOLTAGE_WINDOW OFFSET(15) NUMBITS(9) [V2_7To3_6 = 0x1ff],
+        /// Switching to 1.8 V signalling requested (argument) or accepted (answer); never
+        /// asked for by this driver.
+        S18R OFFSET(24) NUMBITS(1) [],
+        /// In the argument: the host takes SDHC/SDXC (HCS). In the answer: the card is one,
+        /// block addressed (CCS).
+        HIGH_CAPACITY OFFSET(30) NUMBITS(1) [],
+        /// In the answer: the card has finished powering up.
+        POWERED_UP OFFSET(31) NUMBITS(1) [],
+    ],
+    /// The card status an R1 answer carries (SD Physical Layer spec, 4.10.1).
+    pub CARD_STATUS [
+        AKE_SEQ_ERROR OFFSET(3) NUMBITS(1) [],
+        APP_CMD OFFSET(5) NUMBITS(1) [],
+        /// The card's buffer is free.
+        READY_FOR_DATA OFFSET(8) NUMBITS(1) [],
+        CURRENT_STATE OFFSET(9) NUMBITS(4) [
+            Idle = 0, Ready = 1, Ident = 2, Stby = 3, Tran = 4, Data = 5, Rcv = 6, Prg = 7, Dis = 8
+        ],
+        WP_ERASE_SKIP OFFSET(15) NUMBITS(1) [],
+        CSD_OVERWRITE OFFSET(16) NUMBITS(1) [],
+        ERROR OFFSET(19) NUMBITS(1) [],
+        CC_ERROR OFFSET(20) NUMBITS(1) [],
+        CARD_ECC_FAILED OFFSET(21) NUMBITS(1) [],
+        ILLEGAL_COMMAND OFFSET(22) NUMBITS(1) [],
+        COM_CRC_ERROR OFFSET(23) NUMBITS(1) [],
+        LOCK_UNLOCK_FAILED OFFSET(24) NUMBITS(1) [],
+        WP_VIOLATION OFFSET(26) NUMBITS(1) [],
+        ERASE_PARAM OFFSET(27) NUMBITS(1) [],
+        ERASE_SEQ_ERROR OFFSET(28) NUMBITS(1) [],
+        BLOCK_LEN_ERROR OFFSET(29) NUMBITS(1) [],
+        ADDRESS_ERROR OFFSET(30) NUMBITS(1) [],
+        OUT_OF_RANGE OFFSET(31) NUMBITS(1) [],
+    ],
 }
-pub const STATE_TRAN: u32 = 4;
-pub const STATE_DATA: u32 = 5;
-pub const STATE_RCV: u32 = 6;
-pub const STATE_PRG: u32 = 7;
-/// READY_FOR_DATA: the card's buffer is free (bit 8).
-pub const R1_READY_FOR_DATA: u32 = 1 << 8;
+
+/// A card's state, from the CURRENT_STATE field of its status.
+pub use CARD_STATUS::CURRENT_STATE::Value as State;
+
+/// Whether a card status reports that the command failed: any of the error bits set.
+pub fn r1_failed(status: u32) -> bool {
+    use CARD_STATUS::*;
+    let errors = OUT_OF_RANGE::SET
+        + ADDRESS_ERROR::SET
+        + BLOCK_LEN_ERROR::SET
+        + ERASE_SEQ_ERROR::SET
+        + ERASE_PARAM::SET
+        + WP_VIOLATION::SET
+        + LOCK_UNLOCK_FAILED::SET
+        + COM_CRC_ERROR::SET
+        + ILLEGAL_COMMAND::SET
+        + CARD_ECC_FAILED::SET
+        + CC_ERROR::SET
+        + ERROR::SET
+        + CSD_OVERWRITE::SET
+        + WP_ERASE_SKIP::SET
+        + AKE_SEQ_ERROR::SET;
+    errors.any_matching_bits_set(status)
+}
+
+/// The card's state in a card status (`None` for the reserved values).
+pub fn r1_state(status: u32) -> Option<State> {
+    CARD_STATUS::CURRENT_STATE.read_as_enum(status)
+}
 
 register_bitfields! {u32,
     /// The SDHCI Transfer Mode (15:0) and Command (31:16) registers, written together as one
@@ -208,6 +255,18 @@ pub const fn clock_divider(base_hz: u32, target_hz: u32, v3: bool) -> ClockDivid
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_status_and_ocr_bits() {
+        // Exactly the error bits the spec lists: 0xfdf9_8008.
+        for bit in 0..32 {
+            assert_eq!(r1_failed(1 << bit), 0xfdf9_8008u32 & 1 << bit != 0, "bit {bit}");
+        }
+        assert_eq!(r1_state(5 << 9 | 1 << 8), Some(State::Data));
+        assert_eq!(r1_state(15 << 9), None);
+        assert_eq!(OCR::VOLTAGE_WINDOW::V2_7To3_6.value, 0x00ff_8000);
+        assert_eq!((OCR::HIGH_CAPACITY::SET + OCR::POWERED_UP::SET).value, 0xc000_0000);
+    }
 
     #[test]
     fn command_words() {
