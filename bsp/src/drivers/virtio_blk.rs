@@ -15,7 +15,7 @@
 //! kernel, though, returns `Timeout` to the caller, who may then free those frames and see
 //! them handed to another environment. So before `Timeout` is returned the device is reset
 //! (status 0) and the driver waits until it reads back 0: from then on a virtio device may
-//! not touch the queue or its buffers (virtio 1.2, 2.4.1; QEMU drains the request in the
+//! not touch the queue or its buffers (virtio 1.2, 2.4; QEMU drains the request in the
 //! register write). The queue is then cleared and set up again, and the next request starts
 //! from a fresh ring. If the device does not acknowledge the reset, or does not come back
 //! from it, the disk fails every later request with `Io` and never notifies the device again.
