@@ -13,31 +13,47 @@
 //! `0xc000_0000` is ARM `0x0` for the first GiB).
 
 use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, WriteOnly};
+use tock_registers::{register_bitfields, register_structs};
 
 use crate::drivers::generic_timer;
+
+register_bitfields! {u32,
+    /// A mailbox's status.
+    STATUS [
+        EMPTY OFFSET(30) NUMBITS(1) [],
+        FULL OFFSET(31) NUMBITS(1) [],
+    ],
+    /// A mailbox word: a channel, and the top 28 bits of a 16-byte-aligned bus address.
+    MAIL [
+        CHANNEL OFFSET(0) NUMBITS(4) [
+            /// The ARM-to-VideoCore property channel.
+            Property = 8
+        ],
+        ADDRESS OFFSET(4) NUMBITS(28) [],
+    ],
+    /// A tag's request/response code word: the response flag and the value's length.
+    TAG_CODE [
+        LENGTH OFFSET(0) NUMBITS(31) [],
+        RESPONSE OFFSET(31) NUMBITS(1) [],
+    ],
+}
 
 register_structs! {
     Regs {
         /// Mailbox 0: VideoCore to ARM.
-        (0x00 => read: ReadOnly<u32>),
+        (0x00 => read: ReadOnly<u32, MAIL::Register>),
         (0x04 => _r0),
-        (0x18 => read_status: ReadOnly<u32>),
+        (0x18 => read_status: ReadOnly<u32, STATUS::Register>),
         (0x1c => _r1),
         /// Mailbox 1: ARM to VideoCore.
-        (0x20 => write: WriteOnly<u32>),
+        (0x20 => write: WriteOnly<u32, MAIL::Register>),
         (0x24 => _r2),
-        (0x38 => write_status: ReadOnly<u32>),
+        (0x38 => write_status: ReadOnly<u32, STATUS::Register>),
         (0x3c => _r3),
         (0x40 => @END),
     }
 }
-
-const STATUS_FULL: u32 = 1 << 31;
-const STATUS_EMPTY: u32 = 1 << 30;
-/// The ARM-to-VideoCore property channel.
-pub const CHANNEL_PROPERTY: u32 = 8;
 
 /// Firmware clock ids for [`get_clock_rate`] (the firmware's own numbering).
 pub const CLOCK_EMMC: u32 = 1;
@@ -46,7 +62,6 @@ pub const CLOCK_EMMC2: u32 = 12;
 const TAG_GET_CLOCK_RATE: u32 = 0x0003_0002;
 const CODE_REQUEST: u32 = 0;
 const CODE_SUCCESS: u32 = 0x8000_0000;
-const TAG_RESPONSE: u32 = 1 << 31;
 
 /// Bytes of buffer a property call needs: the largest message built here, rounded up to a
 /// cache line so that cache maintenance touches no neighbour.
@@ -70,7 +85,9 @@ pub fn clock_rate_request(clock_id: u32) -> [u32; 8] {
 
 /// The rate in Hz from a GET_CLOCK_RATE response, if the firmware answered for this clock.
 pub fn clock_rate_response(msg: &[u32; 8], clock_id: u32) -> Result<u32, MboxError> {
-    let tag_ok = msg[2] == TAG_GET_CLOCK_RATE && msg[4] & TAG_RESPONSE != 0 && msg[4] & !TAG_RESPONSE >= 8;
+    let tag_ok = msg[2] == TAG_GET_CLOCK_RATE
+        && TAG_CODE::RESPONSE.is_set(msg[4])
+        && TAG_CODE::LENGTH.read(msg[4]) >= 8;
     if msg[1] != CODE_SUCCESS || !tag_ok || msg[5] != clock_id || msg[6] == 0 {
         return Err(MboxError::Refused);
     }
@@ -121,28 +138,31 @@ impl Mailbox {
             return Err(MboxError::BadBuffer);
         }
         for (i, w) in msg.iter().enumerate() {
-            // SAFETY: within the caller's buffer (length checked above).
-            unsafe { buf.va.add(i).write_volatile(*w) };
+            // SAFETY: word i lies within the caller's buffer (the length was checked above).
+            let at = unsafe { buf.va.add(i) };
+            // SAFETY: `at` is an aligned word of the caller's buffer, which no one else
+            // touches during the call.
+            unsafe { at.write_volatile(*w) };
         }
         clean_and_invalidate(buf.va as usize, BUFFER_BYTES);
         let r = self.regs();
         let deadline = generic_timer::now() + generic_timer::frequency() * TIMEOUT_MS / 1000;
         // Answers to calls we no longer wait for (a timed-out earlier call) are dropped.
-        while r.read_status.get() & STATUS_EMPTY == 0 {
+        while !r.read_status.is_set(STATUS::EMPTY) {
             let _ = r.read.get();
             if generic_timer::now() > deadline {
                 return Err(MboxError::Timeout);
             }
         }
-        while r.write_status.get() & STATUS_FULL != 0 {
+        while r.write_status.is_set(STATUS::FULL) {
             if generic_timer::now() > deadline {
                 return Err(MboxError::Timeout);
             }
         }
-        let word = buf.bus | CHANNEL_PROPERTY;
-        r.write.set(word);
+        let word = MAIL::ADDRESS.val(buf.bus >> MAIL::ADDRESS.shift) + MAIL::CHANNEL::Property;
+        r.write.write(word);
         loop {
-            if r.read_status.get() & STATUS_EMPTY == 0 && r.read.get() == word {
+            if !r.read_status.is_set(STATUS::EMPTY) && r.read.get() == word.value {
                 break;
             }
             if generic_timer::now() > deadline {
@@ -153,8 +173,11 @@ impl Mailbox {
         // The VideoCore wrote the answer to memory behind the ARM's caches.
         clean_and_invalidate(buf.va as usize, BUFFER_BYTES);
         for (i, w) in msg.iter_mut().enumerate() {
-            // SAFETY: within the caller's buffer.
-            *w = unsafe { buf.va.add(i).read_volatile() };
+            // SAFETY: word i lies within the caller's buffer (the length was checked above).
+            let at = unsafe { buf.va.add(i) };
+            // SAFETY: `at` is an aligned word of the caller's buffer, which the firmware has
+            // finished rewriting (its answer came back) and no one else touches.
+            *w = unsafe { at.read_volatile() };
         }
         Ok(())
     }
@@ -165,7 +188,8 @@ impl Mailbox {
     /// As for [`Mailbox::call`].
     pub unsafe fn get_clock_rate(&self, buf: MboxBuffer, clock_id: u32) -> Result<u32, MboxError> {
         let mut msg = clock_rate_request(clock_id);
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract is `call`'s: `buf` is its own, untouched by others,
+        // and `buf.bus` is the VideoCore's address for it.
         unsafe { self.call(buf, &mut msg)? };
         clock_rate_response(&msg, clock_id)
     }
@@ -180,17 +204,17 @@ fn clean_and_invalidate(va: usize, len: usize) {
         // always safe and these buffers are one or two lines.
         const LINE: usize = 64;
         let mut a = va & !(LINE - 1);
-        // SAFETY: `dc civac` on mapped memory the caller owns has no effect other than
-        // writing dirty lines back and dropping them; the barriers order it with the
-        // surrounding accesses.
-        unsafe {
-            core::arch::asm!("dsb sy", options(nostack, preserves_flags));
-            while a < va + len {
-                core::arch::asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags));
-                a += LINE;
-            }
-            core::arch::asm!("dsb sy", options(nostack, preserves_flags));
+        // SAFETY: a barrier only orders memory accesses; it changes no memory.
+        unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+        while a < va + len {
+            // SAFETY: `dc civac` on a line of mapped memory the caller owns writes it back
+            // if dirty and drops it from the cache: the memory's contents do not change.
+            unsafe { core::arch::asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
+            a += LINE;
         }
+        // SAFETY: a barrier only orders memory accesses (the cache maintenance before what
+        // follows); it changes no memory.
+        unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
     }
     #[cfg(not(target_arch = "aarch64"))]
     let _ = (va, len);
@@ -214,6 +238,13 @@ mod tests {
 
     fn answered(id: u32, rate: u32) -> [u32; 8] {
         [32, 0x8000_0000, 0x0003_0002, 8, 0x8000_0008, id, rate, 0]
+    }
+
+    #[test]
+    fn mailbox_word_and_status_bits() {
+        let word = MAIL::ADDRESS.val(0xc012_3450 >> 4) + MAIL::CHANNEL::Property;
+        assert_eq!(word.value, 0xc012_3458);
+        assert_eq!((STATUS::FULL::SET + STATUS::EMPTY::SET).value, 0xc000_0000);
     }
 
     #[test]

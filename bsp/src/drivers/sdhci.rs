@@ -141,6 +141,20 @@ impl fmt::Display for Probe {
     }
 }
 
+/// What a data or command phase waits for: one of the controller's normal interrupt
+/// statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Command complete.
+    CmdDone,
+    /// Transfer complete (and, for R1b or a write, the card no longer busy).
+    DataDone,
+    /// The buffer can take the next block.
+    WriteReady,
+    /// The buffer holds the next block.
+    ReadReady,
+}
+
 /// What the SD protocol code ([`super::Sdhci`]) needs from a host controller. [`Host`](host::Host)
 /// drives the SDHCI registers; host unit tests drive a simulated controller and card.
 pub trait HostOps {
@@ -170,10 +184,9 @@ pub trait HostOps {
     fn command(&self, cmd: Cmd, arg: u32) -> Result<[u32; 4], SdError>;
     /// Block size 512 and `count` blocks for the next data command.
     fn set_blocks(&self, count: u16);
-    /// Waits until one of `want` (interrupt status bits) is set, clears it and returns the
-    /// status; an error status, the card's removal or `ms` milliseconds without news is an
-    /// error.
-    fn wait(&self, want: u32, ms: u64, cmd: u8) -> Result<u32, SdError>;
+    /// Waits until the controller reports `want`, and clears that status; an error status,
+    /// the card's removal or `ms` milliseconds without news is an error.
+    fn wait(&self, want: Event, ms: u64, cmd: u8) -> Result<(), SdError>;
     /// The card status the automatic CMD12 after a multi-block transfer answered with.
     fn auto_cmd12_status(&self) -> u32;
     /// Waits until the card releases DAT0 (it signals busy while programming).

@@ -1,251 +1,213 @@
 //! virtio-blk over virtio-mmio: QEMU `virt`'s natural disk. Both the modern (version 2)
 //! and the legacy (version 1) transport are driven; requests are polled to completion.
 //!
+//! - [`queue`]: the virtqueue's memory as `#[repr(C)]` types.
+//! - [`mmio`]: the transport's registers, feature negotiation, queue setup and reset.
+//! - This file: requests over any [`Transport`] (the registers, or a simulated device in the
+//!   host tests), and what happens when the device does not answer.
+//!
 //! Requests use one virtqueue of [`QSIZE`] descriptors in two pages of DMA memory the
-//! kernel hands over at probe time: descriptor table and available ring in the first
-//! page, the used ring and the request header/status area in the second (the legacy
-//! transport wants the used ring page-aligned). Data moves straight between the device and
-//! the caller's buffers (scatter-gather), never through a bounce buffer.
+//! kernel hands over at probe time ([`QueueMem`]). Data moves straight between the device
+//! and the caller's buffers (scatter-gather), never through a bounce buffer.
+//!
+//! **A request that times out is taken back by resetting the device.** Until the device
+//! returns a chain in the used ring, it may still read or write the caller's buffers; the
+//! kernel, though, returns `Timeout` to the caller, who may then free those frames and see
+//! them handed to another environment. So before `Timeout` is returned the device is reset
+//! (status 0) and the driver waits until it reads back 0: from then on a virtio device may
+//! not touch the queue or its buffers (virtio 1.2, 2.4; QEMU drains the request in the
+//! register write). The queue is then cleared and set up again, and the next request starts
+//! from a fresh ring. If the device does not acknowledge the reset, or does not come back
+//! from it, the disk fails every later request with `Io` and never notifies the device again.
+//! Keeping the frames pinned until the device returns them would have meant a kernel-side
+//! pin in the frame table for a condition the device's own reset already ends.
+//! `docs/storage.md` says what is tested and what holds by construction.
+
+mod mmio;
+mod queue;
+#[cfg(test)]
+mod tests;
 
 use core::sync::atomic::{fence, Ordering};
 
 use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::register_structs;
-use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
-use crate::drivers::generic_timer;
+pub use self::mmio::Mmio;
+pub use self::queue::{QueueMem, DMA_BYTES, QSIZE};
+use self::queue::{ReqType, DESC_FLAGS, HEAD, S_OK, S_UNSUPP};
 use crate::{BlockDevice, BlockError};
 
-register_structs! {
-    Regs {
-        (0x000 => magic: ReadOnly<u32>),
-        (0x004 => version: ReadOnly<u32>),
-        (0x008 => device_id: ReadOnly<u32>),
-        (0x00c => _vendor),
-        (0x010 => device_features: ReadOnly<u32>),
-        (0x014 => device_features_sel: WriteOnly<u32>),
-        (0x018 => _r0),
-        (0x020 => driver_features: WriteOnly<u32>),
-        (0x024 => driver_features_sel: WriteOnly<u32>),
-        (0x028 => guest_page_size: WriteOnly<u32>),
-        (0x02c => _r1),
-        (0x030 => queue_sel: WriteOnly<u32>),
-        (0x034 => queue_num_max: ReadOnly<u32>),
-        (0x038 => queue_num: WriteOnly<u32>),
-        (0x03c => queue_align: WriteOnly<u32>),
-        (0x040 => queue_pfn: ReadWrite<u32>),
-        (0x044 => queue_ready: ReadWrite<u32>),
-        (0x048 => _r2),
-        (0x050 => queue_notify: WriteOnly<u32>),
-        (0x054 => _r3),
-        (0x060 => interrupt_status: ReadOnly<u32>),
-        (0x064 => interrupt_ack: WriteOnly<u32>),
-        (0x068 => _r4),
-        (0x070 => status: ReadWrite<u32>),
-        (0x074 => _r5),
-        (0x080 => queue_desc_low: WriteOnly<u32>),
-        (0x084 => queue_desc_high: WriteOnly<u32>),
-        (0x088 => _r6),
-        (0x090 => queue_driver_low: WriteOnly<u32>),
-        (0x094 => queue_driver_high: WriteOnly<u32>),
-        (0x098 => _r7),
-        (0x0a0 => queue_device_low: WriteOnly<u32>),
-        (0x0a4 => queue_device_high: WriteOnly<u32>),
-        (0x0a8 => _r8),
-        (0x100 => capacity_low: ReadOnly<u32>),
-        (0x104 => capacity_high: ReadOnly<u32>),
-        (0x108 => @END),
-    }
+/// How long a request may take before it is taken back.
+const REQUEST_MS: u64 = 2000;
+
+/// What the device said at setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub sectors: u64,
+    /// `VIRTIO_BLK_F_FLUSH` was offered (and accepted).
+    pub can_flush: bool,
 }
 
-/// Descriptors in the queue; a request uses 2 plus one per buffer piece.
-pub const QSIZE: usize = 128;
-/// Bytes of DMA memory the driver needs (two pages, physically contiguous).
-pub const DMA_BYTES: usize = 8192;
-
-const STATUS_ACK: u32 = 1;
-const STATUS_DRIVER: u32 = 2;
-const STATUS_DRIVER_OK: u32 = 4;
-const STATUS_FEATURES_OK: u32 = 8;
-const F_FLUSH: u32 = 1 << 9;
-const F_VERSION_1: u32 = 1; // feature bit 32: word 1, bit 0
-
-const T_IN: u32 = 0;
-const T_OUT: u32 = 1;
-const T_FLUSH: u32 = 4;
-
-const DESC_NEXT: u16 = 1;
-const DESC_WRITE: u16 = 2;
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Desc {
-    addr: u64,
-    len: u32,
-    flags: u16,
-    next: u16,
+/// What the request logic needs from a virtio transport. [`Mmio`] drives the registers; the
+/// host tests drive a simulated device.
+pub trait Transport {
+    /// Resets the device and waits, within a bound, until it says it has let go of every
+    /// queue and buffer. `false` if it did not.
+    fn reset(&mut self) -> bool;
+    /// Negotiates features and hands the device the queue whose pages start at physical
+    /// `queue_pa`, then sets DRIVER_OK. `None` if the device is unusable.
+    fn setup(&mut self, queue_pa: u64) -> Option<Config>;
+    /// Tells the device the available ring has news.
+    fn notify(&self);
+    fn ack_interrupt(&self);
+    /// The counter now, and counter ticks in `ms` milliseconds.
+    fn now(&self) -> u64;
+    fn ticks_ms(&self, ms: u64) -> u64;
 }
 
-/// Offsets inside the two DMA pages.
-const AVAIL: usize = QSIZE * 16;
-const USED: usize = 4096;
-const HEADER: usize = 4096 + 2048;
-const STATUS: usize = HEADER + 16;
-
-pub struct VirtioBlk {
-    regs: *const Regs,
-    /// DMA memory: kernel address and the physical address the device uses.
-    dma: *mut u8,
-    dma_pa: u64,
+pub struct VirtioBlk<T: Transport = Mmio> {
+    dev: T,
+    /// The DMA pages: the kernel's view, and the physical address the device uses.
+    mem: &'static QueueMem,
+    mem_pa: u64,
     virt_to_phys: fn(usize) -> u64,
     sectors: u64,
     can_flush: bool,
     avail_idx: u16,
     used_idx: u16,
+    /// A timed-out request could not be taken back (or the device did not come back after
+    /// the reset): the device is never notified again and every request fails with `Io`.
+    failed: bool,
 }
 
-// SAFETY: the registers and DMA pages are reached only through this value, which the
-// kernel keeps behind exclusive access.
-unsafe impl Send for VirtioBlk {}
+// SAFETY: the registers (through `T`) and the DMA pages are reached only through this value,
+// which the kernel keeps behind exclusive access; nothing else holds a reference to `mem`.
+unsafe impl<T: Transport + Send> Send for VirtioBlk<T> {}
 
-impl VirtioBlk {
+impl VirtioBlk<Mmio> {
     /// Sets the device at `base` up, if it is a virtio block device.
     ///
     /// # Safety
     /// `base` must map a virtio-mmio slot's registers; `dma`/`dma_pa` must be [`DMA_BYTES`]
-    /// of physically contiguous, zeroed, cache-coherent memory the driver owns for good;
-    /// `virt_to_phys` must give the physical address of any buffer later passed in.
+    /// of page-aligned, physically contiguous, zeroed, cache-coherent memory the driver owns
+    /// for good; `virt_to_phys` must give the physical address of any buffer later passed in.
     pub unsafe fn probe(
         base: usize,
         dma: *mut u8,
         dma_pa: u64,
         virt_to_phys: fn(usize) -> u64,
     ) -> Option<Self> {
-        // SAFETY: per the contract, `base` maps virtio-mmio registers.
-        let r = unsafe { &*(base as *const Regs) };
-        if r.magic.get() != 0x7472_6976 || r.device_id.get() != 2 {
+        // SAFETY: the caller's contract: `base` maps a virtio-mmio slot that only we use.
+        let dev = unsafe { Mmio::new(base) }?;
+        if !(dma as usize).is_multiple_of(4096) {
             return None;
         }
-        let modern = match r.version.get() {
-            1 => false,
-            2 => true,
-            _ => return None,
+        // SAFETY: the caller gives us DMA_BYTES of page-aligned memory for good, and all-zero
+        // bytes are a valid `QueueMem` (integer cells only); nothing else refers to it.
+        let mem = unsafe { &*(dma as *const QueueMem) };
+        VirtioBlk::new(dev, mem, dma_pa, virt_to_phys)
+    }
+}
+
+impl<T: Transport> VirtioBlk<T> {
+    /// Resets the device behind `dev` and sets it up with the queue in `mem` (physical
+    /// address `mem_pa`).
+    pub fn new(
+        mut dev: T,
+        mem: &'static QueueMem,
+        mem_pa: u64,
+        virt_to_phys: fn(usize) -> u64,
+    ) -> Option<Self> {
+        if !dev.reset() {
+            return None;
+        }
+        mem.clear();
+        let Some(c) = dev.setup(mem_pa) else {
+            dev.reset();
+            return None;
         };
-        r.status.set(0);
-        r.status.set(STATUS_ACK);
-        r.status.set(STATUS_ACK | STATUS_DRIVER);
-        r.device_features_sel.set(0);
-        let features = r.device_features.get();
-        r.driver_features_sel.set(0);
-        r.driver_features.set(features & F_FLUSH);
-        if modern {
-            r.device_features_sel.set(1);
-            if r.device_features.get() & F_VERSION_1 == 0 {
-                return None;
-            }
-            r.driver_features_sel.set(1);
-            r.driver_features.set(F_VERSION_1);
-            r.status.set(STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK);
-            if r.status.get() & STATUS_FEATURES_OK == 0 {
-                return None;
-            }
-        }
-        r.queue_sel.set(0);
-        if (r.queue_num_max.get() as usize) < QSIZE {
-            return None;
-        }
-        r.queue_num.set(QSIZE as u32);
-        if modern {
-            let split = |pa: u64| (pa as u32, (pa >> 32) as u32);
-            let (l, h) = split(dma_pa);
-            r.queue_desc_low.set(l);
-            r.queue_desc_high.set(h);
-            let (l, h) = split(dma_pa + AVAIL as u64);
-            r.queue_driver_low.set(l);
-            r.queue_driver_high.set(h);
-            let (l, h) = split(dma_pa + USED as u64);
-            r.queue_device_low.set(l);
-            r.queue_device_high.set(h);
-            r.queue_ready.set(1);
-        } else {
-            r.guest_page_size.set(4096);
-            r.queue_align.set(4096);
-            r.queue_pfn.set((dma_pa >> 12) as u32);
-        }
-        let sectors = r.capacity_low.get() as u64 | (r.capacity_high.get() as u64) << 32;
-        let status = if modern { STATUS_FEATURES_OK } else { 0 };
-        r.status.set(STATUS_ACK | STATUS_DRIVER | status | STATUS_DRIVER_OK);
         Some(VirtioBlk {
-            regs: base as *const Regs,
-            dma,
-            dma_pa,
+            dev,
+            mem,
+            mem_pa,
             virt_to_phys,
-            sectors,
-            can_flush: features & F_FLUSH != 0,
+            sectors: c.sectors,
+            can_flush: c.can_flush,
             avail_idx: 0,
             used_idx: 0,
+            failed: false,
         })
     }
 
-    fn regs(&self) -> &Regs {
-        // SAFETY: `probe`'s contract.
-        unsafe { &*self.regs }
-    }
-
-    fn desc(&mut self, i: usize, d: Desc) {
-        // SAFETY: i < QSIZE, so the descriptor lies in the first DMA page, which we own.
-        unsafe { (self.dma as *mut Desc).add(i).write_volatile(d) };
+    fn desc(&self, i: usize, addr: u64, len: u32, last: bool, device_writes: bool, next: u16) {
+        let d = &self.mem.desc[i];
+        d.addr.set(addr);
+        d.len.set(len);
+        d.flags.write(DESC_FLAGS::NEXT.val(!last as u16) + DESC_FLAGS::WRITE.val(device_writes as u16));
+        d.next.set(next);
     }
 
     /// Runs one request: header, then `pieces` (address, length), then the status byte.
-    fn request(&mut self, kind: u32, lba: u64, pieces: &[(u64, u32)]) -> Result<(), BlockError> {
-        let device_writes = kind == T_IN;
-        // SAFETY: the header and status bytes lie in the second DMA page, which we own.
-        unsafe {
-            let h = self.dma.add(HEADER);
-            (h as *mut u32).write_volatile(kind);
-            (h.add(4) as *mut u32).write_volatile(0);
-            (h.add(8) as *mut u64).write_volatile(lba);
-            self.dma.add(STATUS).write_volatile(0xff);
+    fn request(&mut self, kind: ReqType, lba: u64, pieces: &[(u64, u32)]) -> Result<(), BlockError> {
+        if self.failed {
+            return Err(BlockError::Io);
         }
-        self.desc(0, Desc { addr: self.dma_pa + HEADER as u64, len: 16, flags: DESC_NEXT, next: 1 });
-        let data_flags = DESC_NEXT | if device_writes { DESC_WRITE } else { 0 };
+        let m = self.mem;
+        m.header.kind.set(kind as u32);
+        m.header.reserved.set(0);
+        m.header.sector.set(lba);
+        m.status.set(0xff);
+        self.desc(0, self.mem_pa + QueueMem::HEADER, 16, false, false, 1);
         for (i, &(addr, len)) in pieces.iter().enumerate() {
-            self.desc(1 + i, Desc { addr, len, flags: data_flags, next: 2 + i as u16 });
+            self.desc(1 + i, addr, len, false, kind == ReqType::In, 2 + i as u16);
         }
-        let last = 1 + pieces.len();
-        self.desc(last, Desc { addr: self.dma_pa + STATUS as u64, len: 1, flags: DESC_WRITE, next: 0 });
-        // SAFETY: the available ring lies in the first DMA page.
-        unsafe {
-            let ring = self.dma.add(AVAIL) as *mut u16;
-            ring.add(2 + self.avail_idx as usize % QSIZE).write_volatile(0);
-            fence(Ordering::SeqCst);
-            self.avail_idx = self.avail_idx.wrapping_add(1);
-            ring.add(1).write_volatile(self.avail_idx);
-        }
+        self.desc(1 + pieces.len(), self.mem_pa + QueueMem::STATUS, 1, true, true, 0);
+        m.avail.ring[self.avail_idx as usize % QSIZE].set(HEAD);
         fence(Ordering::SeqCst);
-        self.regs().queue_notify.set(0);
-        let deadline = generic_timer::now() + generic_timer::frequency() * 2;
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        m.avail.idx.set(self.avail_idx);
+        fence(Ordering::SeqCst);
+        self.dev.notify();
+        let deadline = self.dev.now() + self.dev.ticks_ms(REQUEST_MS);
         loop {
-            // SAFETY: the used ring's index lies in the second DMA page.
-            let used = unsafe { (self.dma.add(USED + 2) as *const u16).read_volatile() };
+            let used = m.used.idx.get();
             if used != self.used_idx {
                 self.used_idx = used;
                 break;
             }
-            if generic_timer::now() > deadline {
+            if self.dev.now() > deadline {
+                self.take_back();
                 return Err(BlockError::Timeout);
             }
             core::hint::spin_loop();
         }
         fence(Ordering::SeqCst);
-        let ack = self.regs().interrupt_status.get();
-        self.regs().interrupt_ack.set(ack);
-        // SAFETY: the status byte lies in the second DMA page.
-        match unsafe { self.dma.add(STATUS).read_volatile() } {
-            0 => Ok(()),
-            2 => Err(BlockError::OutOfRange), // UNSUPP
+        self.dev.ack_interrupt();
+        match m.status.get() {
+            S_OK => Ok(()),
+            S_UNSUPP => Err(BlockError::OutOfRange),
             _ => Err(BlockError::Io),
+        }
+    }
+
+    /// Takes a request the device did not finish back from it: a reset, then a fresh queue.
+    /// The disk stays failed if either step does not work.
+    fn take_back(&mut self) {
+        self.failed = true;
+        if !self.dev.reset() {
+            return; // the device may still hold the buffers: never touch the ring again
+        }
+        self.mem.clear();
+        (self.avail_idx, self.used_idx) = (0, 0);
+        match self.dev.setup(self.mem_pa) {
+            Some(c) if c.sectors == self.sectors => {
+                self.can_flush = c.can_flush;
+                self.failed = false;
+            }
+            // Not the disk it was: leave it reset and unused.
+            _ => {
+                self.dev.reset();
+            }
         }
     }
 
@@ -253,7 +215,7 @@ impl VirtioBlk {
     /// pieces each.
     fn transfer(
         &mut self,
-        kind: u32,
+        kind: ReqType,
         mut lba: u64,
         bufs: impl Iterator<Item = (usize, usize)> + Clone,
     ) -> Result<(), BlockError> {
@@ -282,22 +244,22 @@ impl VirtioBlk {
     }
 }
 
-impl BlockDevice for VirtioBlk {
+impl<T: Transport> BlockDevice for VirtioBlk<T> {
     fn sectors(&self) -> u64 {
         self.sectors
     }
 
     fn read(&mut self, lba: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        self.transfer(T_IN, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
+        self.transfer(ReqType::In, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
     }
 
     fn write(&mut self, lba: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        self.transfer(T_OUT, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
+        self.transfer(ReqType::Out, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
         if self.can_flush {
-            self.request(T_FLUSH, 0, &[])
+            self.request(ReqType::Flush, 0, &[])
         } else {
             Ok(()) // no volatile write cache: a completed write is already durable
         }

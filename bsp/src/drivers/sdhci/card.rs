@@ -1,9 +1,9 @@
 //! An SD card on an SDHCI controller: identification and initialisation, sector
 //! transfers by PIO, and recovery after errors, over any [`HostOps`].
 
-use super::host::{Host, BUSY_MS, DATA_MS, INT_DATA_DONE, INT_READ_READY, INT_WRITE_READY, POWER_UP_MS};
-use super::proto::{self, Cmd};
-use super::{CardInfo, ClockSource, Controller, HostOps, Probe, SdError};
+use super::host::{Host, BUSY_MS, DATA_MS, POWER_UP_MS};
+use super::proto::{self, Cmd, State, OCR};
+use super::{CardInfo, ClockSource, Controller, Event, HostOps, Probe, SdError};
 use crate::drivers::bcm2835_mbox::MboxError;
 use crate::{BlockDevice, BlockError};
 
@@ -124,7 +124,7 @@ impl<H: HostOps> Sdhci<H> {
             Err(e) => return Err(e),
         };
         let ocr = self.power_up(v2).map_err(silent)?;
-        self.high_capacity = v2 && ocr & proto::OCR_CCS != 0;
+        self.high_capacity = v2 && OCR::HIGH_CAPACITY.is_set(ocr);
         self.host.command(proto::ALL_SEND_CID, 0)?;
         let mut rca = 0;
         for _ in 0..4 {
@@ -156,14 +156,14 @@ impl<H: HostOps> Sdhci<H> {
     /// ACMD41 until the card has powered up (at most [`POWER_UP_MS`]); returns its OCR.
     /// HCS is offered to version 2 cards; 1.8 V signalling (S18R) is not asked for.
     fn power_up(&self, v2: bool) -> Result<u32, SdError> {
-        let arg = proto::OCR_VOLTAGE_WINDOW | if v2 { proto::OCR_HCS } else { 0 };
+        let arg = (OCR::VOLTAGE_WINDOW::V2_7To3_6 + OCR::HIGH_CAPACITY.val(v2 as u32)).value;
         let deadline = self.host.now() + self.host.ticks_ms(POWER_UP_MS);
         loop {
             // The card status here may carry ILLEGAL_COMMAND from a CMD8 a 1.x card did
             // not know, so it is not checked.
             self.host.command(proto::APP_CMD, 0)?;
             let ocr = self.host.command(proto::SD_SEND_OP_COND, arg)?[0];
-            if ocr & proto::OCR_POWERED_UP != 0 {
+            if OCR::POWERED_UP.is_set(ocr) {
                 return Ok(ocr);
             }
             if self.host.now() > deadline {
@@ -176,7 +176,7 @@ impl<H: HostOps> Sdhci<H> {
     /// Issues a command with an R1/R1b answer and checks the card status in it.
     fn r1(&self, cmd: Cmd, arg: u32) -> Result<u32, SdError> {
         let status = self.host.command(cmd, arg)?[0];
-        if status & proto::R1_ERRORS != 0 {
+        if proto::r1_failed(status) {
             return Err(SdError::Io { cmd: Some(cmd.index) });
         }
         Ok(status)
@@ -233,25 +233,26 @@ impl<H: HostOps> Sdhci<H> {
         self.host.set_blocks(n);
         self.r1(cmd, self.address(lba))?;
         // A write's next buffer comes once the card has programmed the previous block.
-        let (ready, ms) = if write { (INT_WRITE_READY, BUSY_MS) } else { (INT_READ_READY, DATA_MS) };
+        let (ready, ms) = if write { (Event::WriteReady, BUSY_MS) } else { (Event::ReadReady, DATA_MS) };
         for _ in 0..n {
             let block = blocks.next().ok_or(SdError::Io { cmd: Some(cmd.index) })?;
             self.host.wait(ready, ms, cmd.index)?;
-            // SAFETY: `block` is 512 bytes of the caller's buffer (see `BlockDevice` impl).
-            unsafe {
-                if write {
-                    self.host.write_block(block);
-                } else {
-                    self.host.read_block(block);
-                }
+            if write {
+                // SAFETY: `block` is 512 readable bytes of the caller's buffer (the
+                // `BlockDevice` impl below cuts the buffers into whole blocks).
+                unsafe { self.host.write_block(block) };
+            } else {
+                // SAFETY: `block` is 512 writable bytes of the caller's buffer (the
+                // `BlockDevice` impl below cuts the buffers into whole blocks).
+                unsafe { self.host.read_block(block) };
             }
         }
         // For a write the controller signals completion once the card has released DAT0
         // (busy) after the last block, and after the automatic CMD12's busy.
-        self.host.wait(INT_DATA_DONE, if write { BUSY_MS } else { DATA_MS }, cmd.index)?;
+        self.host.wait(Event::DataDone, if write { BUSY_MS } else { DATA_MS }, cmd.index)?;
         // Errors found during a multi-block transfer (a read running past the end of the
         // card, say) are reported in the answer to the CMD12 that ended it.
-        if n > 1 && self.host.auto_cmd12_status() & proto::R1_ERRORS != 0 {
+        if n > 1 && proto::r1_failed(self.host.auto_cmd12_status()) {
             return Err(SdError::Io { cmd: Some(12) });
         }
         if write {
@@ -288,14 +289,14 @@ impl<H: HostOps> Sdhci<H> {
             return BlockError::Timeout;
         }
         match self.host.command(proto::SEND_STATUS, self.rca).map(|s| proto::r1_state(s[0])) {
-            Ok(proto::STATE_DATA | proto::STATE_RCV) => {
+            Ok(Some(State::Data | State::Rcv)) => {
                 if self.host.command(proto::STOP_TRANSMISSION, 0).is_err() {
                     let _ = self.host.reset_lines();
                 }
                 // Also clears the error bits the failed transfer left in the card status.
                 let _ = self.host.command(proto::SEND_STATUS, self.rca);
             }
-            Ok(proto::STATE_PRG) => {
+            Ok(Some(State::Prg)) => {
                 let _ = self.host.wait_not_busy(BUSY_MS);
             }
             Ok(_) => {}
@@ -338,7 +339,7 @@ impl<H: HostOps> BlockDevice for Sdhci<H> {
         self.check_present()?;
         self.host.wait_not_busy(BUSY_MS).map_err(|e| self.recover(e))?;
         match self.host.command(proto::SEND_STATUS, self.rca) {
-            Ok(s) if proto::r1_state(s[0]) == proto::STATE_TRAN => Ok(()),
+            Ok(s) if proto::r1_state(s[0]) == Some(State::Tran) => Ok(()),
             Ok(_) => Err(self.recover(SdError::Io { cmd: Some(13) })),
             Err(e) => Err(self.recover(e)),
         }

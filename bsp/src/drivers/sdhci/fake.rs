@@ -5,9 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::vec::Vec;
 
-use super::host::{INT_DATA_DONE, INT_READ_READY, INT_WRITE_READY};
-use super::proto::{self, Cmd, Resp};
-use super::{HostOps, SdError};
+use super::proto::{self, Cmd, Resp, CARD_STATUS, OCR};
+use super::{Event, HostOps, SdError};
 
 pub(super) const IDLE: u32 = 0;
 pub(super) const READY: u32 = 1;
@@ -16,8 +15,7 @@ pub(super) const STBY: u32 = 3;
 pub(super) const TRAN: u32 = 4;
 pub(super) const DATA: u32 = 5;
 pub(super) const RCV: u32 = 6;
-pub(super) const OUT_OF_RANGE: u32 = 1 << 31;
-pub(super) const ILLEGAL_COMMAND: u32 = 1 << 22;
+pub(super) const OUT_OF_RANGE: u32 = CARD_STATUS::OUT_OF_RANGE::SET.value;
 pub(super) const RCA: u32 = 0x4567;
 
 /// A data transfer in progress on the card.
@@ -48,9 +46,11 @@ impl Card {
     }
 
     fn status(&mut self) -> u32 {
-        let s = self.state << 9 | proto::R1_READY_FOR_DATA | if self.illegal { ILLEGAL_COMMAND } else { 0 };
+        let s = CARD_STATUS::CURRENT_STATE.val(self.state)
+            + CARD_STATUS::READY_FOR_DATA::SET
+            + CARD_STATUS::ILLEGAL_COMMAND.val(self.illegal as u32);
         self.illegal = false;
-        s
+        s.value
     }
 
     /// The CSD in the four response registers, as an SDHCI controller presents it.
@@ -128,18 +128,20 @@ impl Fake {
             (_, 8) if c.v2 && c.state == IDLE => r1(arg & 0xfff),
             (_, 55) => {
                 c.app = true;
-                r1(c.status() | 1 << 5)
+                r1(c.status() | CARD_STATUS::APP_CMD::SET.value)
             }
             (true, 41) if c.state == IDLE => {
-                let hcs = arg & proto::OCR_HCS != 0;
+                let hcs = OCR::HIGH_CAPACITY.is_set(arg);
                 // An SDHC card never powers up for a host that does not offer HCS.
                 if c.busy_polls > 0 || (c.high_capacity && !hcs) {
                     c.busy_polls = c.busy_polls.saturating_sub(1);
-                    return r1(proto::OCR_VOLTAGE_WINDOW);
+                    return r1(OCR::VOLTAGE_WINDOW::V2_7To3_6.value);
                 }
                 c.state = READY;
-                let ccs = if c.high_capacity { proto::OCR_CCS } else { 0 };
-                r1(proto::OCR_POWERED_UP | ccs | proto::OCR_VOLTAGE_WINDOW)
+                let ocr = OCR::POWERED_UP::SET
+                    + OCR::HIGH_CAPACITY.val(c.high_capacity as u32)
+                    + OCR::VOLTAGE_WINDOW::V2_7To3_6;
+                r1(ocr.value)
             }
             (_, 2) if c.state == READY => {
                 c.state = IDENT;
@@ -248,7 +250,7 @@ impl HostOps for Fake {
         self.block_counts.borrow_mut().push(count);
     }
 
-    fn wait(&self, want: u32, _ms: u64, cmd: u8) -> Result<u32, SdError> {
+    fn wait(&self, want: Event, _ms: u64, cmd: u8) -> Result<(), SdError> {
         let timeout = Err(SdError::Timeout { cmd: Some(cmd) });
         let mut slot = self.card.borrow_mut();
         let Some(c) = slot.as_mut() else { return timeout };
@@ -256,17 +258,17 @@ impl HostOps for Fake {
         if self.dead.get() {
             return timeout;
         }
-        if want & (INT_READ_READY | INT_WRITE_READY) != 0 {
+        if want == Event::ReadReady || want == Event::WriteReady {
             let stalled = self.stall_after.get().is_some_and(|n| self.moved.get() >= n);
-            return if stalled || x.left == 0 { timeout } else { Ok(want) };
+            return if stalled || x.left == 0 { timeout } else { Ok(()) };
         }
-        assert_eq!(want, INT_DATA_DONE);
+        assert_eq!(want, Event::DataDone);
         if x.left != 0 {
             return timeout;
         }
         c.state = TRAN;
         c.xfer = None;
-        Ok(want)
+        Ok(())
     }
 
     fn auto_cmd12_status(&self) -> u32 {

@@ -65,21 +65,29 @@ pub(super) unsafe fn pio_out(port: *mut u32, src: *const u32) {
 /// Host builds (unit tests) have no data port; the same moves as plain volatile accesses.
 ///
 /// # Safety
-/// As for the aarch64 version.
+/// `port` must be valid for 32-bit volatile reads; `dst` 512 writable bytes, 4-byte aligned.
 #[cfg(not(target_arch = "aarch64"))]
 pub(super) unsafe fn pio_in(port: *const u32, dst: *mut u32) {
     for i in 0..128 {
-        // SAFETY: the caller's contract.
-        unsafe { dst.add(i).write(port.read_volatile()) };
+        // SAFETY: the caller gives a readable, aligned port.
+        let w = unsafe { port.read_volatile() };
+        // SAFETY: word i (i < 128) lies within the caller's 512 bytes.
+        let at = unsafe { dst.add(i) };
+        // SAFETY: `at` is an aligned, writable word of the caller's buffer.
+        unsafe { at.write(w) };
     }
 }
 
 /// # Safety
-/// As for the aarch64 version.
+/// `port` must be valid for 32-bit volatile writes; `src` 512 readable bytes, 4-byte aligned.
 #[cfg(not(target_arch = "aarch64"))]
 pub(super) unsafe fn pio_out(port: *mut u32, src: *const u32) {
     for i in 0..128 {
-        // SAFETY: the caller's contract.
-        unsafe { port.write_volatile(src.add(i).read()) };
+        // SAFETY: word i (i < 128) lies within the caller's 512 bytes.
+        let at = unsafe { src.add(i) };
+        // SAFETY: `at` is an aligned, readable word of the caller's buffer.
+        let w = unsafe { at.read() };
+        // SAFETY: the caller gives a writable, aligned port.
+        unsafe { port.write_volatile(w) };
     }
 }

@@ -1,6 +1,9 @@
 //! SD protocol facts as pure functions: commands encoded for the SDHCI command register,
 //! card-status errors, OCR bits, CSD capacity and SD clock divisors. Host-tested.
 
+use tock_registers::fields::FieldValue;
+use tock_registers::register_bitfields;
+
 /// How the card answers a command (SD Physical Layer spec, 4.9).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resp {
@@ -72,65 +75,118 @@ pub const APP_CMD: Cmd = cmd(55, Resp::R1);
 
 /// CMD8's argument: 2.7–3.6 V supplied, check pattern 0xaa. The card echoes it.
 pub const IF_COND_ARG: u32 = 0x1aa;
-/// ACMD41 argument bits and OCR bits.
-pub const OCR_HCS: u32 = 1 << 30;
-/// 2.7–3.6 V: every window from 2.7–2.8 V to 3.5–3.6 V.
-pub const OCR_VOLTAGE_WINDOW: u32 = 0x00ff_8000;
-pub const OCR_POWERED_UP: u32 = 1 << 31;
-/// In the OCR answer: the card is SDHC/SDXC (block addressed).
-pub const OCR_CCS: u32 = 1 << 30;
 /// ACMD6's argument for a 4-bit bus.
 pub const BUS_WIDTH_4: u32 = 2;
 
-/// Card-status (R1) bits that mean the command failed: OUT_OF_RANGE, ADDRESS_ERROR,
-/// BLOCK_LEN_ERROR, ERASE_SEQ_ERROR, ERASE_PARAM, WP_VIOLATION, LOCK_UNLOCK_FAILED,
-/// COM_CRC_ERROR, ILLEGAL_COMMAND, CARD_ECC_FAILED, CC_ERROR, ERROR, CSD_OVERWRITE,
-/// WP_ERASE_SKIP and AKE_SEQ_ERROR.
-pub const R1_ERRORS: u32 = 0xfdf9_8008;
-/// The CURRENT_STATE field of R1 (bits 12:9).
-pub const fn r1_state(status: u32) -> u32 {
-    (status >> 9) & 0xf
+register_bitfields! {u32,
+    /// The OCR: ACMD41's argument, and the card's answer to it.
+    pub OCR [
+        /// Supported voltages; the driver offers 2.7–3.6 V, every window from 2.7–2.8 V to
+        /// 3.5–3.6 V.
+        VOLTAGE_WINDOW OFFSET(15) NUMBITS(9) [V2_7To3_6 = 0x1ff],
+        /// Switching to 1.8 V signalling requested (argument) or accepted (answer); never
+        /// asked for by this driver.
+        S18R OFFSET(24) NUMBITS(1) [],
+        /// In the argument: the host takes SDHC/SDXC (HCS). In the answer: the card is one,
+        /// block addressed (CCS).
+        HIGH_CAPACITY OFFSET(30) NUMBITS(1) [],
+        /// In the answer: the card has finished powering up.
+        POWERED_UP OFFSET(31) NUMBITS(1) [],
+    ],
+    /// The card status an R1 answer carries (SD Physical Layer spec, 4.10.1).
+    pub CARD_STATUS [
+        AKE_SEQ_ERROR OFFSET(3) NUMBITS(1) [],
+        APP_CMD OFFSET(5) NUMBITS(1) [],
+        /// The card's buffer is free.
+        READY_FOR_DATA OFFSET(8) NUMBITS(1) [],
+        CURRENT_STATE OFFSET(9) NUMBITS(4) [
+            Idle = 0, Ready = 1, Ident = 2, Stby = 3, Tran = 4, Data = 5, Rcv = 6, Prg = 7, Dis = 8
+        ],
+        WP_ERASE_SKIP OFFSET(15) NUMBITS(1) [],
+        CSD_OVERWRITE OFFSET(16) NUMBITS(1) [],
+        ERROR OFFSET(19) NUMBITS(1) [],
+        CC_ERROR OFFSET(20) NUMBITS(1) [],
+        CARD_ECC_FAILED OFFSET(21) NUMBITS(1) [],
+        ILLEGAL_COMMAND OFFSET(22) NUMBITS(1) [],
+        COM_CRC_ERROR OFFSET(23) NUMBITS(1) [],
+        LOCK_UNLOCK_FAILED OFFSET(24) NUMBITS(1) [],
+        WP_VIOLATION OFFSET(26) NUMBITS(1) [],
+        ERASE_PARAM OFFSET(27) NUMBITS(1) [],
+        ERASE_SEQ_ERROR OFFSET(28) NUMBITS(1) [],
+        BLOCK_LEN_ERROR OFFSET(29) NUMBITS(1) [],
+        ADDRESS_ERROR OFFSET(30) NUMBITS(1) [],
+        OUT_OF_RANGE OFFSET(31) NUMBITS(1) [],
+    ],
 }
-pub const STATE_TRAN: u32 = 4;
-pub const STATE_DATA: u32 = 5;
-pub const STATE_RCV: u32 = 6;
-pub const STATE_PRG: u32 = 7;
-/// READY_FOR_DATA: the card's buffer is free (bit 8).
-pub const R1_READY_FOR_DATA: u32 = 1 << 8;
 
-// The SDHCI Command and Transfer Mode registers, written together as one 32-bit word at
-// offset 0x0c (the BCM2835 controllers accept only 32-bit writes): transfer mode in the low
-// half, command in the high half.
-const TM_BLOCK_COUNT: u32 = 1 << 1;
-const TM_AUTO_CMD12: u32 = 1 << 2;
-const TM_READ: u32 = 1 << 4;
-const TM_MULTI: u32 = 1 << 5;
-const CMD_RESP_136: u32 = 1 << 16;
-const CMD_RESP_48: u32 = 2 << 16;
-const CMD_RESP_48_BUSY: u32 = 3 << 16;
-const CMD_CRC_CHECK: u32 = 1 << 19;
-const CMD_INDEX_CHECK: u32 = 1 << 20;
-const CMD_DATA: u32 = 1 << 21;
-const CMD_ABORT: u32 = 3 << 22;
+/// A card's state, from the CURRENT_STATE field of its status.
+pub use CARD_STATUS::CURRENT_STATE::Value as State;
 
-/// The 32-bit value for the Transfer Mode + Command registers that issues `c`.
-pub const fn command_word(c: Cmd) -> u32 {
+/// Whether a card status reports that the command failed: any of the error bits set.
+pub fn r1_failed(status: u32) -> bool {
+    use CARD_STATUS::*;
+    let errors = OUT_OF_RANGE::SET
+        + ADDRESS_ERROR::SET
+        + BLOCK_LEN_ERROR::SET
+        + ERASE_SEQ_ERROR::SET
+        + ERASE_PARAM::SET
+        + WP_VIOLATION::SET
+        + LOCK_UNLOCK_FAILED::SET
+        + COM_CRC_ERROR::SET
+        + ILLEGAL_COMMAND::SET
+        + CARD_ECC_FAILED::SET
+        + CC_ERROR::SET
+        + ERROR::SET
+        + CSD_OVERWRITE::SET
+        + WP_ERASE_SKIP::SET
+        + AKE_SEQ_ERROR::SET;
+    errors.any_matching_bits_set(status)
+}
+
+/// The card's state in a card status (`None` for the reserved values).
+pub fn r1_state(status: u32) -> Option<State> {
+    CARD_STATUS::CURRENT_STATE.read_as_enum(status)
+}
+
+register_bitfields! {u32,
+    /// The SDHCI Transfer Mode (15:0) and Command (31:16) registers, written together as one
+    /// 32-bit word at offset 0x0c (the BCM2835 controllers accept only 32-bit writes).
+    pub CMDTM [
+        BLOCK_COUNT_ENABLE OFFSET(1) NUMBITS(1) [],
+        AUTO_CMD12 OFFSET(2) NUMBITS(1) [],
+        /// Card to host.
+        READ OFFSET(4) NUMBITS(1) [],
+        MULTI_BLOCK OFFSET(5) NUMBITS(1) [],
+        RESPONSE OFFSET(16) NUMBITS(2) [None = 0, Bits136 = 1, Bits48 = 2, Bits48Busy = 3],
+        CRC_CHECK OFFSET(19) NUMBITS(1) [],
+        INDEX_CHECK OFFSET(20) NUMBITS(1) [],
+        DATA_PRESENT OFFSET(21) NUMBITS(1) [],
+        TYPE OFFSET(22) NUMBITS(2) [Normal = 0, Abort = 3],
+        INDEX OFFSET(24) NUMBITS(6) [],
+    ],
+}
+
+/// The value for the Transfer Mode + Command registers that issues `c`.
+pub fn command_word(c: Cmd) -> FieldValue<u32, CMDTM::Register> {
+    use CMDTM::*;
+    let checked = CRC_CHECK::SET + INDEX_CHECK::SET;
     let resp = match c.resp {
-        Resp::None => 0,
-        Resp::R2 => CMD_RESP_136 | CMD_CRC_CHECK,
-        Resp::R3 => CMD_RESP_48,
-        Resp::R1b => CMD_RESP_48_BUSY | CMD_CRC_CHECK | CMD_INDEX_CHECK,
-        Resp::R1 | Resp::R6 | Resp::R7 => CMD_RESP_48 | CMD_CRC_CHECK | CMD_INDEX_CHECK,
+        Resp::None => RESPONSE::None,
+        Resp::R2 => RESPONSE::Bits136 + CRC_CHECK::SET,
+        Resp::R3 => RESPONSE::Bits48,
+        Resp::R1b => RESPONSE::Bits48Busy + checked,
+        Resp::R1 | Resp::R6 | Resp::R7 => RESPONSE::Bits48 + checked,
     };
+    let multi = MULTI_BLOCK::SET + BLOCK_COUNT_ENABLE::SET + AUTO_CMD12::SET;
     let mode = match c.data {
-        Data::None => 0,
-        Data::Read => CMD_DATA | TM_READ,
-        Data::Write => CMD_DATA,
-        Data::ReadMulti => CMD_DATA | TM_READ | TM_MULTI | TM_BLOCK_COUNT | TM_AUTO_CMD12,
-        Data::WriteMulti => CMD_DATA | TM_MULTI | TM_BLOCK_COUNT | TM_AUTO_CMD12,
+        Data::None => DATA_PRESENT::CLEAR,
+        Data::Read => DATA_PRESENT::SET + READ::SET,
+        Data::Write => DATA_PRESENT::SET,
+        Data::ReadMulti => DATA_PRESENT::SET + READ::SET + multi,
+        Data::WriteMulti => DATA_PRESENT::SET + multi,
     };
-    let abort = if c.abort { CMD_ABORT } else { 0 };
-    ((c.index as u32 & 0x3f) << 24) | resp | mode | abort
+    let kind = if c.abort { TYPE::Abort } else { TYPE::Normal };
+    INDEX.val(c.index as u32) + resp + mode + kind
 }
 
 /// The CSD (or CID) as one 128-bit number with the register's bit numbering, from the four
@@ -201,27 +257,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn card_status_and_ocr_bits() {
+        // Exactly the error bits the spec lists: 0xfdf9_8008.
+        for bit in 0..32 {
+            assert_eq!(r1_failed(1 << bit), 0xfdf9_8008u32 & 1 << bit != 0, "bit {bit}");
+        }
+        assert_eq!(r1_state(5 << 9 | 1 << 8), Some(State::Data));
+        assert_eq!(r1_state(15 << 9), None);
+        assert_eq!(OCR::VOLTAGE_WINDOW::V2_7To3_6.value, 0x00ff_8000);
+        assert_eq!((OCR::HIGH_CAPACITY::SET + OCR::POWERED_UP::SET).value, 0xc000_0000);
+    }
+
+    #[test]
     fn command_words() {
         // CMD0: index 0, no response, nothing else.
-        assert_eq!(command_word(GO_IDLE_STATE), 0);
+        assert_eq!(command_word(GO_IDLE_STATE).value, 0);
         // CMD8 (R7): 48-bit response with CRC and index checks.
-        assert_eq!(command_word(SEND_IF_COND), 0x081a_0000);
+        assert_eq!(command_word(SEND_IF_COND).value, 0x081a_0000);
         // ACMD41 (R3): 48-bit response, no CRC or index check.
-        assert_eq!(command_word(SD_SEND_OP_COND), 0x2902_0000);
+        assert_eq!(command_word(SD_SEND_OP_COND).value, 0x2902_0000);
         // CMD2 (R2): 136-bit response, CRC check only.
-        assert_eq!(command_word(ALL_SEND_CID), 0x0209_0000);
+        assert_eq!(command_word(ALL_SEND_CID).value, 0x0209_0000);
         // CMD7 (R1b): 48-bit with busy.
-        assert_eq!(command_word(SELECT_CARD), 0x071b_0000);
+        assert_eq!(command_word(SELECT_CARD).value, 0x071b_0000);
         // CMD12 by hand: R1b and the abort command type.
-        assert_eq!(command_word(STOP_TRANSMISSION), 0x0cdb_0000);
+        assert_eq!(command_word(STOP_TRANSMISSION).value, 0x0cdb_0000);
         // CMD17: data present, read, no block count or auto CMD12.
-        assert_eq!(command_word(READ_SINGLE_BLOCK), 0x113a_0010);
+        assert_eq!(command_word(READ_SINGLE_BLOCK).value, 0x113a_0010);
         // CMD18: read, multi, block count enable, auto CMD12.
-        assert_eq!(command_word(READ_MULTIPLE_BLOCK), 0x123a_0036);
+        assert_eq!(command_word(READ_MULTIPLE_BLOCK).value, 0x123a_0036);
         // CMD24: write (no read bit).
-        assert_eq!(command_word(WRITE_BLOCK), 0x183a_0000);
+        assert_eq!(command_word(WRITE_BLOCK).value, 0x183a_0000);
         // CMD25: write, multi, block count, auto CMD12.
-        assert_eq!(command_word(WRITE_MULTIPLE_BLOCK), 0x193a_0026);
+        assert_eq!(command_word(WRITE_MULTIPLE_BLOCK).value, 0x193a_0026);
     }
 
     /// Builds a CSD from hex as printed by Linux (`/sys/block/mmcblk0/device/csd`), CRC byte
