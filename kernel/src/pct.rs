@@ -8,7 +8,7 @@
 //! carry one frame, granted to the server until the caller takes it back.
 
 use exo_abi::pte::Pte;
-use exo_abi::{EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT};
+use exo_abi::{EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT};
 
 use crate::env::{Grant, Kernel, Wait, MAX_ENVS, NONE};
 
@@ -45,7 +45,7 @@ impl Kernel {
     }
 
     pub fn pct_register(&mut self, entry: u64, stack: u64) -> Result<u64, Error> {
-        if entry >= 1 << 48 || stack >= 1 << 48 {
+        if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT {
             return Err(Error::Invalid);
         }
         let e = &mut self.envs[self.current];

@@ -7,7 +7,7 @@
 //! and run with the caller's full context saved (`slow`).
 
 use exo_abi::pte::Pte;
-use exo_abi::{env_state, Context, EnvId, Error, Sys, TableOp, ANY_FRAME};
+use exo_abi::{env_state, Context, EnvId, Error, Sys, TableOp, ANY_FRAME, USER_VA_LIMIT};
 
 use crate::arch::trap::TrapFrame;
 use crate::env::{Env, Kernel, Wait, KERNEL};
@@ -136,7 +136,7 @@ fast!(env_create, |k, quota, _b, _c, _d, _e| {
 });
 fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
     let t = k.child(env_arg(env)?)?;
-    if k.envs[t].state != env_state::BLANK || pc >= 1 << 48 || sp >= 1 << 48 {
+    if k.envs[t].state != env_state::BLANK || pc >= USER_VA_LIMIT || sp >= USER_VA_LIMIT {
         return Err(Error::Invalid);
     }
     let f = &mut k.envs[t].frames[0];
@@ -147,7 +147,7 @@ fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
 });
 fast!(env_set_upcall, |k, env, entry, stack, flags, _e| {
     let t = k.target(env_arg(env)?)?;
-    if entry >= 1 << 48 || stack >= 1 << 48 || flags > 1 {
+    if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT || flags > 1 {
         return Err(Error::Invalid);
     }
     let e = &mut k.envs[t];

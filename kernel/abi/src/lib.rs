@@ -434,6 +434,10 @@ impl KernelInfo {
     }
 }
 
+/// The end of EL0's address space: every user virtual address (a mapping, an entry point,
+/// a stack, a buffer) lies below it — the low half of a 48-bit address space.
+pub const USER_VA_LIMIT: u64 = 1 << 48;
+
 /// Where the kernel puts init's stack: the top of the low half's first 512 GiB slot is
 /// left to the libOS; init's initial stack is the 64 KiB below this address.
 pub const INIT_STACK_TOP: u64 = 0x0000_7fff_0000_0000;
