@@ -45,6 +45,17 @@ pub struct Grant {
     pub write: bool,
 }
 
+/// An environment's saved contexts, in the order of `Env::frames`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ctx {
+    /// Its own.
+    Own,
+    /// Its upcall handler's (see `upcall.rs`).
+    Upcall,
+    /// A protected control transfer's (see `pct.rs`).
+    Call,
+}
+
 /// Upcalls waiting for the environment to be able to take them.
 pub const PENDING_SLICE: u8 = 1;
 pub const PENDING_REVOKE: u8 = 2;
@@ -53,12 +64,11 @@ pub struct Env {
     pub id: EnvId,
     pub parent: usize,
     pub state: u8,
-    /// Saved contexts: [0] the environment's own, [1] its upcall handler's, [2] a
-    /// protected control transfer's.
+    /// Saved contexts, indexed by [`Ctx`].
     pub frames: [TrapFrame; 3],
     /// Which of `frames` runs, and which one the running upcall interrupted.
-    pub active: usize,
-    pub interrupted: usize,
+    pub active: Ctx,
+    pub interrupted: Ctx,
     pub root: u64,
     pub upcall_entry: u64,
     pub upcall_stack: u64,
@@ -94,8 +104,8 @@ impl Env {
         parent: NONE,
         state: env_state::FREE,
         frames: [TrapFrame::ZERO; 3],
-        active: 0,
-        interrupted: 0,
+        active: Ctx::Own,
+        interrupted: Ctx::Own,
         root: 0,
         upcall_entry: 0,
         upcall_stack: 0,
@@ -126,7 +136,7 @@ impl Env {
     }
 
     pub fn frame(&mut self) -> &mut TrapFrame {
-        &mut self.frames[self.active]
+        &mut self.frames[self.active as usize]
     }
 }
 

@@ -10,10 +10,7 @@
 use exo_abi::pte::Pte;
 use exo_abi::{EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT};
 
-use crate::env::{Grant, Kernel, Wait, MAX_ENVS, NONE};
-
-/// The context a call starts in.
-const CALL_FRAME: usize = 2;
+use crate::env::{Ctx, Grant, Kernel, Wait, MAX_ENVS, NONE};
 
 impl Kernel {
     /// `PctAllow` / `PctDisallow`: the granter needs authority over the caller (itself or
@@ -65,7 +62,7 @@ impl Kernel {
 
     /// `PctWait`: park the caller's own context, available for calls.
     pub fn pct_wait(&mut self, cur: usize) -> Result<(), Error> {
-        if self.envs[cur].pct_entry == 0 || self.envs[cur].active != 0 {
+        if self.envs[cur].pct_entry == 0 || self.envs[cur].active != Ctx::Own {
             return Err(Error::Invalid);
         }
         self.block(cur, Wait::Serve);
@@ -136,7 +133,7 @@ impl Kernel {
         let e = &mut self.envs[t];
         // Only what the entry relies on is set: arguments, a clean frame-pointer chain,
         // stack, pc. Other registers hold this server's own earlier values.
-        let f = &mut e.frames[CALL_FRAME];
+        let f = &mut e.frames[Ctx::Call as usize];
         f.x[..6].copy_from_slice(&[
             args[0],
             args[1],
@@ -146,7 +143,7 @@ impl Kernel {
             frame | (opts & PCT_GRANT_RW),
         ]);
         (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.pct_stack, e.pct_entry, 0);
-        e.active = CALL_FRAME;
+        e.active = Ctx::Call;
         e.pct_caller = (cur, caller_id);
         e.wait = Wait::Serve; // so that `wake` accepts it
         self.wake(t);
@@ -157,20 +154,20 @@ impl Kernel {
 
     /// `PctReply`, from a call context: results to the caller, park again.
     pub fn pct_reply(&mut self, cur: usize) -> Result<(), Error> {
-        if self.envs[cur].active != CALL_FRAME {
+        if self.envs[cur].active != Ctx::Call {
             return Err(Error::Invalid);
         }
-        let x = &self.envs[cur].frames[CALL_FRAME].x;
+        let x = &self.envs[cur].frames[Ctx::Call as usize].x;
         let r = [x[0], x[1], x[2], x[3]];
         let (c, cid) = core::mem::replace(&mut self.envs[cur].pct_caller, (NONE, EnvId(0)));
         if c != NONE && self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {
-            let f = &mut self.envs[c].frames[self.envs[c].active];
+            let f = &mut self.envs[c].frames[self.envs[c].active as usize];
             f.x[0] = 0;
             f.x[1..5].copy_from_slice(&r[..4]);
             self.wake(c);
             self.donate_to = c;
         }
-        self.envs[cur].active = 0;
+        self.envs[cur].active = Ctx::Own;
         self.block(cur, Wait::Serve);
         self.wake_callers_of(cur);
         Ok(())

@@ -10,7 +10,7 @@ use exo_abi::pte::{Perm, Pte};
 use exo_abi::{board, env_state, frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
 use exo_bsp::dt::{BoardInfo, BoardKind};
 
-use crate::env::{Kernel, MAX_ENVS, NONE};
+use crate::env::{Ctx, Kernel, MAX_ENVS, NONE};
 use crate::mm::frames::FrameTable;
 use crate::mm::phys::MemoryMap;
 use crate::mm::phys_to_virt;
@@ -152,7 +152,7 @@ fn load(k: &mut Kernel, file: &[u8]) -> Result<usize, &'static str> {
         va += 4096;
     }
     let info = info_pa(k);
-    let f = &mut k.envs[slot].frames[0];
+    let f = &mut k.envs[slot].frames[Ctx::Own as usize];
     f.elr = elf.entry;
     f.sp_el0 = INIT_STACK_TOP;
     f.x[0] = info;

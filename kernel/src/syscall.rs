@@ -10,7 +10,7 @@ use exo_abi::pte::Pte;
 use exo_abi::{env_state, Context, EnvId, Error, Sys, TableOp, ANY_FRAME, USER_VA_LIMIT};
 
 use crate::arch::trap::TrapFrame;
-use crate::env::{Env, Kernel, Wait, KERNEL};
+use crate::env::{Ctx, Env, Kernel, Wait, KERNEL};
 use crate::mm::phys_to_virt;
 use crate::{console, uaccess, upcall};
 
@@ -23,7 +23,7 @@ type Fast = extern "C" fn(u64, u64, u64, u64, u64, u64) -> i64;
 extern "C" fn upcall_resume() -> *mut TrapFrame {
     KERNEL.with(|k| {
         let cur = k.current;
-        if k.envs[cur].active != 1 {
+        if k.envs[cur].active != Ctx::Upcall {
             return core::ptr::null_mut();
         }
         k.envs[cur].active = k.envs[cur].interrupted;
@@ -139,7 +139,7 @@ fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
     if k.envs[t].state != env_state::BLANK || pc >= USER_VA_LIMIT || sp >= USER_VA_LIMIT {
         return Err(Error::Invalid);
     }
-    let f = &mut k.envs[t].frames[0];
+    let f = &mut k.envs[t].frames[Ctx::Own as usize];
     *f = TrapFrame { elr: pc, sp_el0: sp, spsr: 0, ..TrapFrame::ZERO };
     f.x[0] = a0;
     f.x[1] = a1;
@@ -171,10 +171,10 @@ fast!(kernel_info, |k, _a, _b, _c, _d, _e| {
 fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
     let cur = k.current;
     let (root, e) = (k.envs[cur].root, &mut k.envs[cur]);
-    if e.active != 1 || write > 1 {
+    if e.active != Ctx::Upcall || write > 1 {
         return Err(Error::Invalid);
     }
-    let f = &mut e.frames[e.interrupted];
+    let f = &mut e.frames[e.interrupted as usize];
     if write == 1 {
         let c: Context = uaccess::read(root, ptr)?;
         // Only the condition flags of PSTATE are the environment's to change.
