@@ -7,7 +7,7 @@
 //! descendants, never on anything else, and a child dies with its parent.
 
 use exo_abi::{
-    env_state, EnvId, EnvInfo, Error, KernelInfo, SectorBinding, PCT_GRANTS, PCT_RIGHTS, REPOSSESS_LOG,
+    EnvId, EnvInfo, EnvState, Error, KernelInfo, SectorBinding, PCT_GRANTS, PCT_RIGHTS, REPOSSESS_LOG,
     SECTOR_BINDINGS,
 };
 
@@ -63,7 +63,7 @@ pub const PENDING_REVOKE: u8 = 2;
 pub struct Env {
     pub id: EnvId,
     pub parent: usize,
-    pub state: u8,
+    pub state: EnvState,
     /// Saved contexts, indexed by [`Ctx`].
     pub frames: [TrapFrame; 3],
     /// Which of `frames` runs, and which one the running upcall interrupted.
@@ -102,7 +102,7 @@ impl Env {
     const EMPTY: Env = Env {
         id: EnvId(0),
         parent: NONE,
-        state: env_state::FREE,
+        state: EnvState::Free,
         frames: [TrapFrame::ZERO; 3],
         active: Ctx::Own,
         interrupted: Ctx::Own,
@@ -200,7 +200,7 @@ impl Kernel {
         }
         let s = id.slot();
         match self.envs.get(s) {
-            Some(e) if e.id == id && e.state != env_state::FREE && e.state != env_state::ZOMBIE => Ok(s),
+            Some(e) if e.id == id && e.state != EnvState::Free && e.state != EnvState::Zombie => Ok(s),
             _ => Err(Error::NotFound),
         }
     }
@@ -262,11 +262,11 @@ impl Kernel {
 
     /// A new blank environment, child of `parent` (or of no one, for init).
     pub fn create(&mut self, parent: usize, quota: u32) -> Result<usize, Error> {
-        let slot = self.envs.iter().position(|e| e.state == env_state::FREE).ok_or(Error::NoSlot)?;
+        let slot = self.envs.iter().position(|e| e.state == EnvState::Free).ok_or(Error::NoSlot)?;
         let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
         self.envs[slot] = Env { generation, parent, quota, ..Env::EMPTY };
         self.envs[slot].id = EnvId((generation << 12) | slot as u32);
-        self.envs[slot].state = env_state::BLANK;
+        self.envs[slot].state = EnvState::Blank;
         self.publish(slot);
         Ok(slot)
     }
@@ -276,11 +276,11 @@ impl Kernel {
     /// zombie holding `status` for its parent, or is freed if its parent is going too.
     pub fn destroy(&mut self, slot: usize, status: i32) {
         for child in 0..MAX_ENVS {
-            if self.envs[child].parent == slot && self.envs[child].state != env_state::FREE {
-                if self.envs[child].state != env_state::ZOMBIE {
+            if self.envs[child].parent == slot && self.envs[child].state != EnvState::Free {
+                if self.envs[child].state != EnvState::Zombie {
                     self.destroy(child, status);
                 }
-                self.envs[child].state = env_state::FREE; // its parent is going: no one to tell
+                self.envs[child].state = EnvState::Free; // its parent is going: no one to tell
                 self.publish(child);
             }
         }
@@ -298,7 +298,7 @@ impl Kernel {
         }
         let e = &mut self.envs[slot];
         e.root = 0;
-        e.state = env_state::ZOMBIE;
+        e.state = EnvState::Zombie;
         e.exit_status = status;
         e.wait = Wait::None;
         self.runnable &= !(1 << slot);
@@ -319,8 +319,8 @@ impl Kernel {
 
     pub fn wake(&mut self, slot: usize) {
         let e = &mut self.envs[slot];
-        if e.state == env_state::BLOCKED {
-            e.state = env_state::RUNNABLE;
+        if e.state == EnvState::Blocked {
+            e.state = EnvState::Runnable;
             e.wait = Wait::None;
             self.runnable |= 1 << slot;
             self.publish_state(slot);
@@ -328,7 +328,7 @@ impl Kernel {
     }
 
     pub fn block(&mut self, slot: usize, why: Wait) {
-        self.envs[slot].state = env_state::BLOCKED;
+        self.envs[slot].state = EnvState::Blocked;
         self.envs[slot].wait = why;
         self.runnable &= !(1 << slot);
         self.publish_state(slot);
@@ -337,7 +337,7 @@ impl Kernel {
     /// Publishes just the state (the hot paths change nothing else).
     pub fn publish_state(&mut self, slot: usize) {
         if let Some(info) = self.env_info.get_mut(slot) {
-            info.state = self.envs[slot].state;
+            info.state = self.envs[slot].state as u8;
         }
     }
 
@@ -347,9 +347,9 @@ impl Kernel {
         let parent = if e.parent == NONE { 0 } else { self.envs[e.parent].id.0 };
         if let Some(info) = self.env_info.get_mut(slot) {
             *info = EnvInfo {
-                id: if e.state == env_state::FREE { 0 } else { e.id.0 },
+                id: if e.state == EnvState::Free { 0 } else { e.id.0 },
                 parent,
-                state: e.state,
+                state: e.state as u8,
                 exit_status: e.exit_status,
                 frames: e.held,
                 quota: e.quota,

@@ -7,7 +7,7 @@
 
 use exo_abi::elf::Elf;
 use exo_abi::pte::{Perm, Pte};
-use exo_abi::{board, env_state, frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
+use exo_abi::{board, frame, EnvInfo, EnvState, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
 use exo_bsp::dt::{BoardInfo, BoardKind};
 
 use crate::env::{Ctx, Kernel, MAX_ENVS, NONE};
@@ -156,7 +156,7 @@ fn load(k: &mut Kernel, file: &[u8]) -> Result<usize, &'static str> {
     f.elr = elf.entry;
     f.sp_el0 = INIT_STACK_TOP;
     f.x[0] = info;
-    k.envs[slot].state = env_state::RUNNABLE;
+    k.envs[slot].state = EnvState::Runnable;
     k.runnable |= 1 << slot;
     k.publish(slot);
     Ok(slot)

@@ -7,7 +7,7 @@
 //! and run with the caller's full context saved (`slow`).
 
 use exo_abi::pte::Pte;
-use exo_abi::{env_state, Context, EnvId, Error, Sys, TableOp, ANY_FRAME, USER_VA_LIMIT};
+use exo_abi::{Context, EnvId, EnvState, Error, Sys, TableOp, ANY_FRAME, USER_VA_LIMIT};
 
 use crate::arch::trap::TrapFrame;
 use crate::env::{Ctx, Env, Kernel, Wait, KERNEL};
@@ -136,7 +136,7 @@ fast!(env_create, |k, quota, _b, _c, _d, _e| {
 });
 fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
     let t = k.child(env_arg(env)?)?;
-    if k.envs[t].state != env_state::BLANK || pc >= USER_VA_LIMIT || sp >= USER_VA_LIMIT {
+    if k.envs[t].state != EnvState::Blank || pc >= USER_VA_LIMIT || sp >= USER_VA_LIMIT {
         return Err(Error::Invalid);
     }
     let f = &mut k.envs[t].frames[Ctx::Own as usize];
@@ -156,10 +156,10 @@ fast!(env_set_upcall, |k, env, entry, stack, flags, _e| {
 });
 fast!(env_start, |k, env, _b, _c, _d, _e| {
     let t = k.child(env_arg(env)?)?;
-    if k.envs[t].state != env_state::BLANK || k.envs[t].root == 0 {
+    if k.envs[t].state != EnvState::Blank || k.envs[t].root == 0 {
         return Err(Error::Invalid);
     }
-    k.envs[t].state = env_state::RUNNABLE;
+    k.envs[t].state = EnvState::Runnable;
     k.runnable |= 1 << t;
     k.publish(t);
     Ok(0)
@@ -279,7 +279,7 @@ impl Kernel {
         let result = match num {
             n if n == Sys::Yield as u64 => return true,
             n if n == Sys::YieldTo as u64 => match env_arg(a0).and_then(|id| self.slot(id)) {
-                Ok(t) if self.envs[t].state == env_state::RUNNABLE => {
+                Ok(t) if self.envs[t].state == EnvState::Runnable => {
                     self.envs[cur].frame().x[0] = 0;
                     self.donate_to = t;
                     return true;
@@ -345,7 +345,7 @@ impl Kernel {
         let Some(e) = self.envs.get(s).filter(|e| e.id == id && e.parent == cur) else {
             return Some(Err(Error::NotFound));
         };
-        if e.state == env_state::ZOMBIE {
+        if e.state == EnvState::Zombie {
             let status = e.exit_status;
             self.reap(s);
             return Some(Ok(status as u32 as u64));
@@ -356,8 +356,8 @@ impl Kernel {
 
     /// Frees a zombie's slot.
     fn reap(&mut self, slot: usize) {
-        if self.envs[slot].state == env_state::ZOMBIE {
-            self.envs[slot].state = env_state::FREE;
+        if self.envs[slot].state == EnvState::Zombie {
+            self.envs[slot].state = EnvState::Free;
             self.publish(slot);
         }
     }

@@ -9,7 +9,7 @@
 //! the handler runs, or with no handler, kills the environment.
 
 use exo_abi::pte::Pte;
-use exo_abi::{env_state, frame, upcall, REPOSSESS_LOG};
+use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
 
 use crate::arch::trap::describe_esr;
 use crate::env::{Ctx, Kernel, MAX_ENVS, PENDING_REVOKE, PENDING_SLICE};
@@ -94,7 +94,7 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
 /// to ask; which frames go back is the libOS's choice until the deadline passes.
 pub fn request_revocation(k: &mut Kernel, asker: usize) {
     let victim = (0..MAX_ENVS)
-        .filter(|&s| matches!(k.envs[s].state, env_state::RUNNABLE | env_state::BLOCKED | env_state::BLANK))
+        .filter(|&s| matches!(k.envs[s].state, EnvState::Runnable | EnvState::Blocked | EnvState::Blank))
         .filter(|&s| !crate::env::is_ancestor_or_self(&k.envs, s, asker) && k.envs[s].revoke_wanted == 0)
         .max_by_key(|&s| k.envs[s].held)
         .filter(|&s| k.envs[s].held > 0);
@@ -122,7 +122,7 @@ impl Kernel {
 pub fn on_tick(k: &mut Kernel) {
     for s in 0..MAX_ENVS {
         let e = &k.envs[s];
-        if e.revoke_wanted > 0 && k.ticks >= e.revoke_deadline && e.state != env_state::FREE {
+        if e.revoke_wanted > 0 && k.ticks >= e.revoke_deadline && e.state != EnvState::Free {
             repossess(k, s, e.revoke_wanted);
         }
     }
