@@ -99,8 +99,8 @@ at_el1:
 
     ldr     x2, =0x44ff04               // MAIR_EL1: 0 Device-nGnRE, 1 Normal WB, 2 Normal NC
     msr     mair_el1, x2
-    // TCR_EL1: 48-bit VAs both halves, 4 KiB granule, inner-shareable write-back walks.
-    ldr     x2, =((16 << 0) | (1 << 8) | (1 << 10) | (3 << 12) | (16 << 16) | (1 << 24) | (1 << 26) | (3 << 28) | (2 << 30))
+    // TCR_EL1: BOOT_TCR in arch/mod.rs, named with aarch64-cpu's fields.
+    ldr     x2, ={BOOT_TCR}
     mrs     x3, id_aa64mmfr0_el1
     and     x3, x3, #7                  // PARange -> IPS
     cmp     x3, #5
@@ -115,7 +115,7 @@ at_el1:
     dsb     nsh
     isb
     mrs     x2, sctlr_el1
-    mov     x3, #((1 << 0) | (1 << 2) | (1 << 12)) // M, C, I
+    mov     x3, #{MMU_ON}                // SCTLR_EL1: M, C, I
     orr     x2, x2, x3
     msr     sctlr_el1, x2
     isb
