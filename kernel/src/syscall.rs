@@ -39,6 +39,10 @@ fn ret(r: Result<u64, Error>) -> i64 {
     }
 }
 
+/// A slow call's outcome: its result, or `Ok(None)` once the caller has given up the CPU
+/// (blocked, switched away, gone, or already holding its result).
+type Step = Result<Option<u64>, Error>;
+
 fn env_arg(x: u64) -> Result<EnvId, Error> {
     u32::try_from(x).map(EnvId).map_err(|_| Error::Invalid)
 }
@@ -276,60 +280,60 @@ impl Kernel {
     /// caller gives up the CPU.
     pub fn slow(&mut self, num: u64, cur: usize) -> bool {
         let a0 = self.envs[cur].frame().x[0];
-        let result = match num {
-            n if n == Sys::Yield as u64 => return true,
-            n if n == Sys::YieldTo as u64 => match env_arg(a0).and_then(|id| self.slot(id)) {
-                Ok(t) if self.envs[t].state == EnvState::Runnable => {
-                    self.envs[cur].frame().x[0] = 0;
-                    self.donate_to = t;
-                    return true;
-                }
-                Ok(_) => Err(Error::Invalid),
-                Err(e) => Err(e),
-            },
+        let step = match num {
+            n if n == Sys::Yield as u64 => Ok(None),
+            n if n == Sys::YieldTo as u64 => self.yield_to(cur, a0),
             n if n == Sys::Exit as u64 => {
                 self.destroy(cur, a0 as i32);
-                return true;
+                Ok(None)
             }
-            n if n == Sys::EnvDestroy as u64 => match env_arg(a0).and_then(|id| self.target(id)) {
-                Ok(t) => {
-                    self.destroy(t, exo_abi::STATUS_DESTROYED);
-                    if t != cur {
-                        self.reap(t);
-                        Ok(0)
-                    } else {
-                        return true;
-                    }
-                }
-                Err(e) => Err(e),
-            },
+            n if n == Sys::EnvDestroy as u64 => self.env_destroy(cur, a0),
             n if n == Sys::PctCall as u64 => return self.pct_call(cur),
-            n if n == Sys::PctWait as u64 => match self.pct_wait(cur) {
-                Ok(()) => return true,
-                Err(e) => Err(e),
-            },
-            n if n == Sys::PctReply as u64 => match self.pct_reply(cur) {
-                Ok(()) => return true,
-                Err(e) => Err(e),
-            },
-            n if n == Sys::EnvWait as u64 => match self.wait(cur, a0) {
-                Some(r) => r,
-                None => return true, // blocked: the call runs again once the child exits
-            },
-            n if n == Sys::ConsoleRead as u64 => match console::read_byte() {
-                Some(b) => Ok(b as u64),
-                None if a0 == 0 => Err(Error::WouldBlock),
-                None => {
-                    self.restart(cur, Wait::Console);
-                    return true;
-                }
-            },
+            n if n == Sys::PctWait as u64 => self.pct_wait(cur).map(|()| None),
+            n if n == Sys::PctReply as u64 => self.pct_reply(cur).map(|()| None),
+            n if n == Sys::EnvWait as u64 => self.wait(cur, a0),
+            n if n == Sys::ConsoleRead as u64 => self.console_read(cur, a0),
             _ => Err(Error::NoSys),
         };
+        let Some(result) = step.transpose() else { return true };
         if self.current == cur {
             self.envs[cur].frame().x[0] = ret(result) as u64;
         }
         false
+    }
+
+    /// `YieldTo`: the rest of the slice to a runnable environment.
+    fn yield_to(&mut self, cur: usize, target: u64) -> Step {
+        let t = self.slot(env_arg(target)?)?;
+        if self.envs[t].state != EnvState::Runnable {
+            return Err(Error::Invalid);
+        }
+        self.envs[cur].frame().x[0] = 0;
+        self.donate_to = t;
+        Ok(None)
+    }
+
+    /// `EnvDestroy`: a descendant is destroyed and reaped; the caller itself just ends.
+    fn env_destroy(&mut self, cur: usize, target: u64) -> Step {
+        let t = self.target(env_arg(target)?)?;
+        self.destroy(t, exo_abi::STATUS_DESTROYED);
+        if t == cur {
+            return Ok(None);
+        }
+        self.reap(t);
+        Ok(Some(0))
+    }
+
+    /// `ConsoleRead`: a received byte, or (if `blocking`) a wait for one.
+    fn console_read(&mut self, cur: usize, blocking: u64) -> Step {
+        match console::read_byte() {
+            Some(b) => Ok(Some(b as u64)),
+            None if blocking == 0 => Err(Error::WouldBlock),
+            None => {
+                self.restart(cur, Wait::Console);
+                Ok(None)
+            }
+        }
     }
 
     /// Blocks the caller so that it repeats this system call once woken.
@@ -338,20 +342,18 @@ impl Kernel {
         self.block(cur, why);
     }
 
-    /// `EnvWait`: the child's status, or `None` when the caller now waits for it.
-    fn wait(&mut self, cur: usize, child: u64) -> Option<Result<u64, Error>> {
-        let Ok(id) = env_arg(child) else { return Some(Err(Error::Invalid)) };
+    /// `EnvWait`: the child's status, or a wait for it to exit.
+    fn wait(&mut self, cur: usize, child: u64) -> Step {
+        let id = env_arg(child)?;
         let s = id.slot();
-        let Some(e) = self.envs.get(s).filter(|e| e.id == id && e.parent == cur) else {
-            return Some(Err(Error::NotFound));
-        };
+        let e = self.envs.get(s).filter(|e| e.id == id && e.parent == cur).ok_or(Error::NotFound)?;
         if e.state == EnvState::Zombie {
             let status = e.exit_status;
             self.reap(s);
-            return Some(Ok(status as u32 as u64));
+            return Ok(Some(status as u32 as u64));
         }
         self.restart(cur, Wait::Child(id));
-        None
+        Ok(None)
     }
 
     /// Frees a zombie's slot.
