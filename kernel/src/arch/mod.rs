@@ -136,11 +136,6 @@ pub fn wait_for_interrupt() {
     unsafe { asm!("msr daifclr, #2", "wfi", "msr daifset, #2") };
 }
 
-/// The syndrome (ESR_EL1) and fault address (FAR_EL1) of the exception being handled.
-pub fn fault_registers() -> (u64, u64) {
-    (ESR_EL1.get(), FAR_EL1.get())
-}
-
 unsafe extern "C" {
     fn secondary_park();
 }
