@@ -163,21 +163,28 @@ pub fn may_map(envs: &[Env], slot: usize) -> impl Fn(u32, u64, bool) -> bool + '
     }
 }
 
-/// All kernel state. There is exactly one, in [`KERNEL`].
+/// All kernel state. There is exactly one, in [`KERNEL`]. Each field has one owner, the
+/// module that changes it (the crate doc lists them); the private ones change only here.
 pub struct Kernel {
+    /// Who owns each frame, changed only through `FrameTable`'s checked transitions.
     pub ft: FrameTable,
+    /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
+    /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
     pub envs: [Env; MAX_ENVS],
-    /// The slot running now, or [`NONE`].
+    /// The slot running now, or [`NONE`]: chosen by `sched.rs`, cleared by `destroy`.
     pub current: usize,
-    /// Bit i set: slot i is runnable.
-    pub runnable: u64,
+    /// Bit i set: slot i is runnable. Follows `Env::state`, so it changes only here.
+    runnable: u64,
+    /// Timer ticks since boot, counted by `sched.rs`.
     pub ticks: u64,
-    /// Where a `YieldTo` sends the rest of the slice ([`NONE`]: nowhere).
+    /// Where a `YieldTo` or a PCT sends the rest of the slice ([`NONE`]: nowhere); `sched.rs`
+    /// takes it.
     pub donate_to: usize,
-    /// Callers blocked waiting for a busy server to become free.
+    /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
-    pub info: Option<&'static mut KernelInfo>,
-    pub env_info: &'static mut [EnvInfo],
+    /// The public pages, installed at boot and written by the `publish` methods here.
+    info: Option<&'static mut KernelInfo>,
+    env_info: &'static mut [EnvInfo],
 }
 
 pub static KERNEL: Global<Kernel> = Global::new(Kernel {
@@ -193,6 +200,27 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
 });
 
 impl Kernel {
+    /// Installs the frame table and the public pages (at boot, once).
+    pub fn install(&mut self, ft: FrameTable, info: &'static mut KernelInfo, envs: &'static mut [EnvInfo]) {
+        (self.ft, self.info, self.env_info) = (ft, Some(info), envs);
+        self.publish_free();
+    }
+
+    /// The kernel information page, once installed (`disk.rs` publishes the disk in it).
+    pub fn info(&mut self) -> Option<&mut KernelInfo> {
+        self.info.as_deref_mut()
+    }
+
+    /// The physical address of the kernel information page, once installed.
+    pub fn info_pa(&self) -> Option<u64> {
+        self.info.as_deref().map(|i| i as *const KernelInfo as u64 - crate::mm::phys_to_virt(0))
+    }
+
+    /// The runnable set: bit i for slot i.
+    pub fn runnable(&self) -> u64 {
+        self.runnable
+    }
+
     /// The slot named by `id` (`EnvId(0)`: the caller), if it is a live environment.
     pub fn slot(&self, id: EnvId) -> Result<usize, Error> {
         if id.0 == 0 {
@@ -293,9 +321,6 @@ impl Kernel {
         let n = self.ft.reclaim(self.envs[slot].id);
         self.uncharge(slot, n);
         self.publish_free();
-        if matches!(self.envs[slot].wait, Wait::Call(_)) {
-            self.call_waiters -= 1;
-        }
         let e = &mut self.envs[slot];
         e.root = 0;
         e.state = EnvState::Zombie;
@@ -314,6 +339,13 @@ impl Kernel {
                 self.wake(parent);
             }
         }
+        self.publish(slot);
+    }
+
+    /// A blank environment starts: it becomes runnable.
+    pub fn make_runnable(&mut self, slot: usize) {
+        self.envs[slot].state = EnvState::Runnable;
+        self.runnable |= 1 << slot;
         self.publish(slot);
     }
 

@@ -215,6 +215,9 @@ pub fn on_tick(k: &mut Kernel) {
 /// Before `slot` is torn down: callers waiting on it fail, and every grant of its frames
 /// is withdrawn — mappings included — before those frames go back to the free list.
 pub fn on_destroy(k: &mut Kernel, slot: usize) {
+    if matches!(k.envs[slot].wait, Wait::Call(_)) {
+        k.call_waiters -= 1; // it was queued for a busy server
+    }
     let id = k.envs[slot].id;
     for s in 0..MAX_ENVS {
         if matches!(k.envs[s].wait, Wait::Reply(t) | Wait::Call(t) if t == slot) {

@@ -163,15 +163,11 @@ fast!(env_start, |k, env, _b, _c, _d, _e| {
     if k.envs[t].state != EnvState::Blank || k.envs[t].root == 0 {
         return Err(Error::Invalid);
     }
-    k.envs[t].state = EnvState::Runnable;
-    k.runnable |= 1 << t;
-    k.publish(t);
+    k.make_runnable(t);
     Ok(0)
 });
 fast!(env_self, |k, _a, _b, _c, _d, _e| Ok(k.envs[k.current].id.0 as u64));
-fast!(kernel_info, |k, _a, _b, _c, _d, _e| {
-    k.info.as_deref().map(|i| i as *const _ as u64 - phys_to_virt(0)).ok_or(Error::NotFound)
-});
+fast!(kernel_info, |k, _a, _b, _c, _d, _e| { k.info_pa().ok_or(Error::NotFound) });
 fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
     let cur = k.current;
     let (root, e) = (k.envs[cur].root, &mut k.envs[cur]);
