@@ -66,7 +66,7 @@ impl Pool {
         match r.below(4) {
             0 | 1 => r.pick(&self.vas) + r.below(512) * PAGE,
             2 => r.next() & 0x0000_ffff_ffff_f000,
-            _ => r.pick(&[0, 1 << 48, 0xffff_ffff_8000_0000, u64::MAX, 0x40_0000]),
+            _ => r.pick(&[0, exo_libos::abi::USER_VA_LIMIT, 0xffff_ffff_8000_0000, u64::MAX, 0x40_0000]),
         }
     }
     fn pte(&self, r: &mut Rng) -> u64 {
@@ -153,10 +153,7 @@ fn worker(seed: u64, counter: &AtomicU64) -> ! {
 }
 
 fn now_ms() -> u64 {
-    let t: u64;
-    // SAFETY: EL0 may read the virtual counter.
-    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
-    t / (vm::kinfo().counter_hz / 1000).max(1)
+    sys::now() / (vm::kinfo().counter_hz / 1000).max(1)
 }
 
 /// Runs the fuzzer; returns 0 if the kernel survived and the frame table balances.

@@ -120,18 +120,11 @@ fn free_frames() -> u32 {
     vm::kinfo().free_frames
 }
 
-fn now() -> u64 {
-    let t: u64;
-    // SAFETY: EL0 may read the virtual counter (the kernel sets CNTKCTL_EL1.EL0VCTEN).
-    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
-    t
-}
-
 /// Yields until `cond` holds or `ms` of (virtual) time pass.
 fn wait_for(ms: u64, cond: impl Fn() -> bool) -> bool {
-    let end = now() + vm::kinfo().counter_hz / 1000 * ms;
+    let end = sys::now() + vm::kinfo().counter_hz / 1000 * ms;
     while !cond() {
-        if now() > end {
+        if sys::now() > end {
             return false;
         }
         sys::yield_now();
@@ -440,7 +433,7 @@ fn bad_addresses() -> Result<(), &'static str> {
     let results = [
         sys::table_set(me, 0xffff_0000_0000_0000, 3, rw),
         sys::table_set(me, 0xffff_ffff_8000_0000, 3, rw),
-        sys::table_set(me, 1 << 48, 3, rw),
+        sys::table_set(me, exo_libos::abi::USER_VA_LIMIT, 3, rw),
         sys::table_set(me, !0xfff, 3, rw),
         sys::table_set(me, vm::alloc_va(1) + 8, 3, rw),
         sys::table_set(me, vm::alloc_va(1), 7, rw),

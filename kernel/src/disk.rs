@@ -36,7 +36,7 @@ pub fn attach(k: &mut Kernel, mut disk: Disk) -> u64 {
         .read(0, &mut [&mut sector0[..]])
         .map_err(|_| "unreadable")
         .and_then(|_| mbr::parse(&sector0, Some(sectors)).map_err(|_| "no valid MBR"));
-    let info = k.info.as_deref_mut();
+    let info = k.info();
     match (table, info) {
         (Ok(parts), Some(info)) => {
             info.disk_sectors = sectors;
@@ -69,8 +69,8 @@ fn check_range(start: u64, count: u64, disk_sectors: u64) -> Result<(), Error> {
 }
 
 impl Kernel {
-    fn disk_sectors(&self) -> Result<u64, Error> {
-        match self.info.as_deref().map(|i| i.disk_sectors) {
+    fn disk_sectors(&mut self) -> Result<u64, Error> {
+        match self.info().map(|i| i.disk_sectors) {
             Some(n) if n > 0 => Ok(n),
             _ => Err(Error::NotFound),
         }

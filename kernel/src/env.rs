@@ -7,7 +7,7 @@
 //! descendants, never on anything else, and a child dies with its parent.
 
 use exo_abi::{
-    env_state, EnvId, EnvInfo, Error, KernelInfo, SectorBinding, PCT_GRANTS, PCT_RIGHTS, REPOSSESS_LOG,
+    EnvId, EnvInfo, EnvState, Error, KernelInfo, SectorBinding, PCT_GRANTS, PCT_RIGHTS, REPOSSESS_LOG,
     SECTOR_BINDINGS,
 };
 
@@ -45,6 +45,17 @@ pub struct Grant {
     pub write: bool,
 }
 
+/// An environment's saved contexts, in the order of `Env::frames`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ctx {
+    /// Its own.
+    Own,
+    /// Its upcall handler's (see `upcall.rs`).
+    Upcall,
+    /// A protected control transfer's (see `pct.rs`).
+    Call,
+}
+
 /// Upcalls waiting for the environment to be able to take them.
 pub const PENDING_SLICE: u8 = 1;
 pub const PENDING_REVOKE: u8 = 2;
@@ -52,13 +63,12 @@ pub const PENDING_REVOKE: u8 = 2;
 pub struct Env {
     pub id: EnvId,
     pub parent: usize,
-    pub state: u8,
-    /// Saved contexts: [0] the environment's own, [1] its upcall handler's, [2] a
-    /// protected control transfer's.
+    pub state: EnvState,
+    /// Saved contexts, indexed by [`Ctx`].
     pub frames: [TrapFrame; 3],
     /// Which of `frames` runs, and which one the running upcall interrupted.
-    pub active: usize,
-    pub interrupted: usize,
+    pub active: Ctx,
+    pub interrupted: Ctx,
     pub root: u64,
     pub upcall_entry: u64,
     pub upcall_stack: u64,
@@ -92,10 +102,10 @@ impl Env {
     const EMPTY: Env = Env {
         id: EnvId(0),
         parent: NONE,
-        state: env_state::FREE,
+        state: EnvState::Free,
         frames: [TrapFrame::ZERO; 3],
-        active: 0,
-        interrupted: 0,
+        active: Ctx::Own,
+        interrupted: Ctx::Own,
         root: 0,
         upcall_entry: 0,
         upcall_stack: 0,
@@ -126,7 +136,7 @@ impl Env {
     }
 
     pub fn frame(&mut self) -> &mut TrapFrame {
-        &mut self.frames[self.active]
+        &mut self.frames[self.active as usize]
     }
 }
 
@@ -153,21 +163,28 @@ pub fn may_map(envs: &[Env], slot: usize) -> impl Fn(u32, u64, bool) -> bool + '
     }
 }
 
-/// All kernel state. There is exactly one, in [`KERNEL`].
+/// All kernel state. There is exactly one, in [`KERNEL`]. Each field has one owner, the
+/// module that changes it (the crate doc lists them); the private ones change only here.
 pub struct Kernel {
+    /// Who owns each frame, changed only through `FrameTable`'s checked transitions.
     pub ft: FrameTable,
+    /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
+    /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
     pub envs: [Env; MAX_ENVS],
-    /// The slot running now, or [`NONE`].
+    /// The slot running now, or [`NONE`]: chosen by `sched.rs`, cleared by `destroy`.
     pub current: usize,
-    /// Bit i set: slot i is runnable.
-    pub runnable: u64,
+    /// Bit i set: slot i is runnable. Follows `Env::state`, so it changes only here.
+    runnable: u64,
+    /// Timer ticks since boot, counted by `sched.rs`.
     pub ticks: u64,
-    /// Where a `YieldTo` sends the rest of the slice ([`NONE`]: nowhere).
+    /// Where a `YieldTo` or a PCT sends the rest of the slice ([`NONE`]: nowhere); `sched.rs`
+    /// takes it.
     pub donate_to: usize,
-    /// Callers blocked waiting for a busy server to become free.
+    /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
-    pub info: Option<&'static mut KernelInfo>,
-    pub env_info: &'static mut [EnvInfo],
+    /// The public pages, installed at boot and written by the `publish` methods here.
+    info: Option<&'static mut KernelInfo>,
+    env_info: &'static mut [EnvInfo],
 }
 
 pub static KERNEL: Global<Kernel> = Global::new(Kernel {
@@ -183,6 +200,27 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
 });
 
 impl Kernel {
+    /// Installs the frame table and the public pages (at boot, once).
+    pub fn install(&mut self, ft: FrameTable, info: &'static mut KernelInfo, envs: &'static mut [EnvInfo]) {
+        (self.ft, self.info, self.env_info) = (ft, Some(info), envs);
+        self.publish_free();
+    }
+
+    /// The kernel information page, once installed (`disk.rs` publishes the disk in it).
+    pub fn info(&mut self) -> Option<&mut KernelInfo> {
+        self.info.as_deref_mut()
+    }
+
+    /// The physical address of the kernel information page, once installed.
+    pub fn info_pa(&self) -> Option<u64> {
+        self.info.as_deref().map(|i| i as *const KernelInfo as u64 - crate::mm::phys_to_virt(0))
+    }
+
+    /// The runnable set: bit i for slot i.
+    pub fn runnable(&self) -> u64 {
+        self.runnable
+    }
+
     /// The slot named by `id` (`EnvId(0)`: the caller), if it is a live environment.
     pub fn slot(&self, id: EnvId) -> Result<usize, Error> {
         if id.0 == 0 {
@@ -190,7 +228,7 @@ impl Kernel {
         }
         let s = id.slot();
         match self.envs.get(s) {
-            Some(e) if e.id == id && e.state != env_state::FREE && e.state != env_state::ZOMBIE => Ok(s),
+            Some(e) if e.id == id && e.state != EnvState::Free && e.state != EnvState::Zombie => Ok(s),
             _ => Err(Error::NotFound),
         }
     }
@@ -252,11 +290,11 @@ impl Kernel {
 
     /// A new blank environment, child of `parent` (or of no one, for init).
     pub fn create(&mut self, parent: usize, quota: u32) -> Result<usize, Error> {
-        let slot = self.envs.iter().position(|e| e.state == env_state::FREE).ok_or(Error::NoSlot)?;
+        let slot = self.envs.iter().position(|e| e.state == EnvState::Free).ok_or(Error::NoSlot)?;
         let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
         self.envs[slot] = Env { generation, parent, quota, ..Env::EMPTY };
         self.envs[slot].id = EnvId((generation << 12) | slot as u32);
-        self.envs[slot].state = env_state::BLANK;
+        self.envs[slot].state = EnvState::Blank;
         self.publish(slot);
         Ok(slot)
     }
@@ -266,11 +304,11 @@ impl Kernel {
     /// zombie holding `status` for its parent, or is freed if its parent is going too.
     pub fn destroy(&mut self, slot: usize, status: i32) {
         for child in 0..MAX_ENVS {
-            if self.envs[child].parent == slot && self.envs[child].state != env_state::FREE {
-                if self.envs[child].state != env_state::ZOMBIE {
+            if self.envs[child].parent == slot && self.envs[child].state != EnvState::Free {
+                if self.envs[child].state != EnvState::Zombie {
                     self.destroy(child, status);
                 }
-                self.envs[child].state = env_state::FREE; // its parent is going: no one to tell
+                self.envs[child].state = EnvState::Free; // its parent is going: no one to tell
                 self.publish(child);
             }
         }
@@ -283,12 +321,9 @@ impl Kernel {
         let n = self.ft.reclaim(self.envs[slot].id);
         self.uncharge(slot, n);
         self.publish_free();
-        if matches!(self.envs[slot].wait, Wait::Call(_)) {
-            self.call_waiters -= 1;
-        }
         let e = &mut self.envs[slot];
         e.root = 0;
-        e.state = env_state::ZOMBIE;
+        e.state = EnvState::Zombie;
         e.exit_status = status;
         e.wait = Wait::None;
         self.runnable &= !(1 << slot);
@@ -307,10 +342,17 @@ impl Kernel {
         self.publish(slot);
     }
 
+    /// A blank environment starts: it becomes runnable.
+    pub fn make_runnable(&mut self, slot: usize) {
+        self.envs[slot].state = EnvState::Runnable;
+        self.runnable |= 1 << slot;
+        self.publish(slot);
+    }
+
     pub fn wake(&mut self, slot: usize) {
         let e = &mut self.envs[slot];
-        if e.state == env_state::BLOCKED {
-            e.state = env_state::RUNNABLE;
+        if e.state == EnvState::Blocked {
+            e.state = EnvState::Runnable;
             e.wait = Wait::None;
             self.runnable |= 1 << slot;
             self.publish_state(slot);
@@ -318,7 +360,7 @@ impl Kernel {
     }
 
     pub fn block(&mut self, slot: usize, why: Wait) {
-        self.envs[slot].state = env_state::BLOCKED;
+        self.envs[slot].state = EnvState::Blocked;
         self.envs[slot].wait = why;
         self.runnable &= !(1 << slot);
         self.publish_state(slot);
@@ -327,7 +369,7 @@ impl Kernel {
     /// Publishes just the state (the hot paths change nothing else).
     pub fn publish_state(&mut self, slot: usize) {
         if let Some(info) = self.env_info.get_mut(slot) {
-            info.state = self.envs[slot].state;
+            info.state = self.envs[slot].state as u8;
         }
     }
 
@@ -337,9 +379,9 @@ impl Kernel {
         let parent = if e.parent == NONE { 0 } else { self.envs[e.parent].id.0 };
         if let Some(info) = self.env_info.get_mut(slot) {
             *info = EnvInfo {
-                id: if e.state == env_state::FREE { 0 } else { e.id.0 },
+                id: if e.state == EnvState::Free { 0 } else { e.id.0 },
                 parent,
-                state: e.state,
+                state: e.state as u8,
                 exit_status: e.exit_status,
                 frames: e.held,
                 quota: e.quota,

@@ -21,6 +21,25 @@
 //! - `platform.rs`: the board (from `exo-bsp`, chosen from the device tree at run time)
 //!   and the bootargs configuration.
 //!
+//! ## Who owns the kernel's state
+//!
+//! All state that changes after boot is the one `env::Kernel` value. Its `impl Kernel`
+//! blocks are spread over six files, one per mechanism, and each file changes only what
+//! it owns (the compiler holds the private fields to `env.rs`):
+//!
+//! - `env.rs`: environments' lives (create, start, block, wake, destroy), quotas, the
+//!   runnable set and the public pages (`install`, `publish*`).
+//! - `sched.rs`: which environment runs — `current`, `ticks`, and the `donate_to` that
+//!   `YieldTo` and `pct.rs` leave for it.
+//! - `syscall.rs`: every call's arguments checked, the fast calls, and the slow calls cut
+//!   into one step each; frames and tables change through `ft`'s checked transitions
+//!   (`mm/frames.rs`) and `mm/uvm.rs`'s `Space`.
+//! - `pct.rs`: protected control transfers — an environment's `pct_*` fields, `grants`,
+//!   `deadline`, and `call_waiters`.
+//! - `upcall.rs`: upcalls in an environment's `Ctx::Upcall` context, its `pending` bits
+//!   and the revocation fields (`frames_returned`).
+//! - `disk.rs`: sector bindings (`Env::sectors`) and the disk's facts in the info page.
+//!
 //! The kernel is single-core and runs with interrupts masked: an interrupt can only arrive
 //! while EL0 runs or while the kernel idles in `wfi`. Shared kernel state therefore needs no
 //! locks (see `cell.rs`). It is built for `aarch64-unknown-none-softfloat` and leaves FP/SIMD

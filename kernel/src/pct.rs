@@ -8,12 +8,9 @@
 //! carry one frame, granted to the server until the caller takes it back.
 
 use exo_abi::pte::Pte;
-use exo_abi::{EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT};
+use exo_abi::{EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT};
 
-use crate::env::{Grant, Kernel, Wait, MAX_ENVS, NONE};
-
-/// The context a call starts in.
-const CALL_FRAME: usize = 2;
+use crate::env::{Ctx, Grant, Kernel, Wait, MAX_ENVS, NONE};
 
 impl Kernel {
     /// `PctAllow` / `PctDisallow`: the granter needs authority over the caller (itself or
@@ -45,7 +42,7 @@ impl Kernel {
     }
 
     pub fn pct_register(&mut self, entry: u64, stack: u64) -> Result<u64, Error> {
-        if entry >= 1 << 48 || stack >= 1 << 48 {
+        if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT {
             return Err(Error::Invalid);
         }
         let e = &mut self.envs[self.current];
@@ -65,7 +62,7 @@ impl Kernel {
 
     /// `PctWait`: park the caller's own context, available for calls.
     pub fn pct_wait(&mut self, cur: usize) -> Result<(), Error> {
-        if self.envs[cur].pct_entry == 0 || self.envs[cur].active != 0 {
+        if self.envs[cur].pct_entry == 0 || self.envs[cur].active != Ctx::Own {
             return Err(Error::Invalid);
         }
         self.block(cur, Wait::Serve);
@@ -136,7 +133,7 @@ impl Kernel {
         let e = &mut self.envs[t];
         // Only what the entry relies on is set: arguments, a clean frame-pointer chain,
         // stack, pc. Other registers hold this server's own earlier values.
-        let f = &mut e.frames[CALL_FRAME];
+        let f = &mut e.frames[Ctx::Call as usize];
         f.x[..6].copy_from_slice(&[
             args[0],
             args[1],
@@ -146,7 +143,7 @@ impl Kernel {
             frame | (opts & PCT_GRANT_RW),
         ]);
         (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.pct_stack, e.pct_entry, 0);
-        e.active = CALL_FRAME;
+        e.active = Ctx::Call;
         e.pct_caller = (cur, caller_id);
         e.wait = Wait::Serve; // so that `wake` accepts it
         self.wake(t);
@@ -157,20 +154,20 @@ impl Kernel {
 
     /// `PctReply`, from a call context: results to the caller, park again.
     pub fn pct_reply(&mut self, cur: usize) -> Result<(), Error> {
-        if self.envs[cur].active != CALL_FRAME {
+        if self.envs[cur].active != Ctx::Call {
             return Err(Error::Invalid);
         }
-        let x = &self.envs[cur].frames[CALL_FRAME].x;
+        let x = &self.envs[cur].frames[Ctx::Call as usize].x;
         let r = [x[0], x[1], x[2], x[3]];
         let (c, cid) = core::mem::replace(&mut self.envs[cur].pct_caller, (NONE, EnvId(0)));
         if c != NONE && self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {
-            let f = &mut self.envs[c].frames[self.envs[c].active];
+            let f = &mut self.envs[c].frames[self.envs[c].active as usize];
             f.x[0] = 0;
             f.x[1..5].copy_from_slice(&r[..4]);
             self.wake(c);
             self.donate_to = c;
         }
-        self.envs[cur].active = 0;
+        self.envs[cur].active = Ctx::Own;
         self.block(cur, Wait::Serve);
         self.wake_callers_of(cur);
         Ok(())
@@ -218,6 +215,9 @@ pub fn on_tick(k: &mut Kernel) {
 /// Before `slot` is torn down: callers waiting on it fail, and every grant of its frames
 /// is withdrawn — mappings included — before those frames go back to the free list.
 pub fn on_destroy(k: &mut Kernel, slot: usize) {
+    if matches!(k.envs[slot].wait, Wait::Call(_)) {
+        k.call_waiters -= 1; // it was queued for a busy server
+    }
     let id = k.envs[slot].id;
     for s in 0..MAX_ENVS {
         if matches!(k.envs[s].wait, Wait::Reply(t) | Wait::Call(t) if t == slot) {

@@ -29,7 +29,7 @@ impl Kernel {
             self.ticks += 1;
             crate::upcall::on_tick(self);
             crate::pct::on_tick(self);
-            let running = cur != NONE && self.runnable & (1 << cur) != 0 && !give_up;
+            let running = cur != NONE && self.runnable() & (1 << cur) != 0 && !give_up;
             if running {
                 let warned = core::mem::replace(&mut self.envs[cur].slice_warned, false);
                 let asked = self.envs[cur].slice_upcall && !warned;
@@ -41,9 +41,9 @@ impl Kernel {
             give_up = true;
         }
         let donated = core::mem::replace(&mut self.donate_to, NONE);
-        let next = if donated != NONE && self.runnable & (1 << donated) != 0 {
+        let next = if donated != NONE && self.runnable() & (1 << donated) != 0 {
             donated
-        } else if !give_up && cur != NONE && self.runnable & (1 << cur) != 0 {
+        } else if !give_up && cur != NONE && self.runnable() & (1 << cur) != 0 {
             cur
         } else {
             self.next_after(cur)?
@@ -53,11 +53,11 @@ impl Kernel {
 
     /// The first runnable slot after `cur` in round-robin order (possibly `cur` itself).
     fn next_after(&self, cur: usize) -> Option<usize> {
-        if self.runnable == 0 {
+        if self.runnable() == 0 {
             return None;
         }
         let from = if cur == NONE { 0 } else { (cur + 1) % MAX_ENVS } as u32;
-        let rotated = self.runnable.rotate_right(from);
+        let rotated = self.runnable().rotate_right(from);
         Some((rotated.trailing_zeros() + from) as usize % MAX_ENVS)
     }
 

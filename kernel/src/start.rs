@@ -7,10 +7,10 @@
 
 use exo_abi::elf::Elf;
 use exo_abi::pte::{Perm, Pte};
-use exo_abi::{board, env_state, frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
+use exo_abi::{board, frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
 use exo_bsp::dt::{BoardInfo, BoardKind};
 
-use crate::env::{Kernel, MAX_ENVS, NONE};
+use crate::env::{Ctx, Kernel, MAX_ENVS, NONE};
 use crate::mm::frames::FrameTable;
 use crate::mm::phys::MemoryMap;
 use crate::mm::phys_to_virt;
@@ -79,21 +79,13 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
     };
     ki.bootargs[..info.bootargs().len()].copy_from_slice(info.bootargs().as_bytes());
     let census = ft.census();
-    k.ft = ft;
-    k.info = Some(ki);
-    k.env_info = env_info;
-    k.publish_free();
+    k.install(ft, ki, env_info);
     log::info!(
         "frames: {} free, {} kernel, {} public (frame table at {ft_pa:#x})",
         census[0],
         census[1],
         census[2]
     );
-}
-
-/// The physical address of the kernel information page.
-pub fn info_pa(k: &Kernel) -> u64 {
-    k.info.as_deref().map_or(0, |i| i as *const KernelInfo as u64 - phys_to_virt(0))
 }
 
 /// Loads the embedded init program as the first environment. Returns false if there is
@@ -105,7 +97,7 @@ pub fn load_init(k: &mut Kernel) -> bool {
     }
     match load(k, INIT_ELF) {
         Ok(slot) => {
-            let disk = k.info.as_deref().map_or(0, |i| i.disk_sectors);
+            let disk = k.info().map_or(0, |i| i.disk_sectors);
             if disk > 0 {
                 k.bind_whole_disk(slot, disk);
             }
@@ -151,14 +143,12 @@ fn load(k: &mut Kernel, file: &[u8]) -> Result<usize, &'static str> {
         map_new_page(k, slot, va, Perm { write: true, exec: false })?;
         va += 4096;
     }
-    let info = info_pa(k);
-    let f = &mut k.envs[slot].frames[0];
+    let info = k.info_pa().unwrap_or(0);
+    let f = &mut k.envs[slot].frames[Ctx::Own as usize];
     f.elr = elf.entry;
     f.sp_el0 = INIT_STACK_TOP;
     f.x[0] = info;
-    k.envs[slot].state = env_state::RUNNABLE;
-    k.runnable |= 1 << slot;
-    k.publish(slot);
+    k.make_runnable(slot);
     Ok(slot)
 }
 

@@ -7,10 +7,10 @@
 //! and run with the caller's full context saved (`slow`).
 
 use exo_abi::pte::Pte;
-use exo_abi::{env_state, Context, EnvId, Error, Sys, TableOp, ANY_FRAME};
+use exo_abi::{Context, EnvId, EnvState, Error, Sys, TableOp, ANY_FRAME, USER_VA_LIMIT};
 
 use crate::arch::trap::TrapFrame;
-use crate::env::{Env, Kernel, Wait, KERNEL};
+use crate::env::{Ctx, Env, Kernel, Wait, KERNEL};
 use crate::mm::phys_to_virt;
 use crate::{console, uaccess, upcall};
 
@@ -23,7 +23,7 @@ type Fast = extern "C" fn(u64, u64, u64, u64, u64, u64) -> i64;
 extern "C" fn upcall_resume() -> *mut TrapFrame {
     KERNEL.with(|k| {
         let cur = k.current;
-        if k.envs[cur].active != 1 {
+        if k.envs[cur].active != Ctx::Upcall {
             return core::ptr::null_mut();
         }
         k.envs[cur].active = k.envs[cur].interrupted;
@@ -38,6 +38,10 @@ fn ret(r: Result<u64, Error>) -> i64 {
         Err(e) => e as i64,
     }
 }
+
+/// A slow call's outcome: its result, or `Ok(None)` once the caller has given up the CPU
+/// (blocked, switched away, gone, or already holding its result).
+type Step = Result<Option<u64>, Error>;
 
 fn env_arg(x: u64) -> Result<EnvId, Error> {
     u32::try_from(x).map(EnvId).map_err(|_| Error::Invalid)
@@ -136,10 +140,10 @@ fast!(env_create, |k, quota, _b, _c, _d, _e| {
 });
 fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
     let t = k.child(env_arg(env)?)?;
-    if k.envs[t].state != env_state::BLANK || pc >= 1 << 48 || sp >= 1 << 48 {
+    if k.envs[t].state != EnvState::Blank || pc >= USER_VA_LIMIT || sp >= USER_VA_LIMIT {
         return Err(Error::Invalid);
     }
-    let f = &mut k.envs[t].frames[0];
+    let f = &mut k.envs[t].frames[Ctx::Own as usize];
     *f = TrapFrame { elr: pc, sp_el0: sp, spsr: 0, ..TrapFrame::ZERO };
     f.x[0] = a0;
     f.x[1] = a1;
@@ -147,7 +151,7 @@ fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
 });
 fast!(env_set_upcall, |k, env, entry, stack, flags, _e| {
     let t = k.target(env_arg(env)?)?;
-    if entry >= 1 << 48 || stack >= 1 << 48 || flags > 1 {
+    if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT || flags > 1 {
         return Err(Error::Invalid);
     }
     let e = &mut k.envs[t];
@@ -156,25 +160,21 @@ fast!(env_set_upcall, |k, env, entry, stack, flags, _e| {
 });
 fast!(env_start, |k, env, _b, _c, _d, _e| {
     let t = k.child(env_arg(env)?)?;
-    if k.envs[t].state != env_state::BLANK || k.envs[t].root == 0 {
+    if k.envs[t].state != EnvState::Blank || k.envs[t].root == 0 {
         return Err(Error::Invalid);
     }
-    k.envs[t].state = env_state::RUNNABLE;
-    k.runnable |= 1 << t;
-    k.publish(t);
+    k.make_runnable(t);
     Ok(0)
 });
 fast!(env_self, |k, _a, _b, _c, _d, _e| Ok(k.envs[k.current].id.0 as u64));
-fast!(kernel_info, |k, _a, _b, _c, _d, _e| {
-    k.info.as_deref().map(|i| i as *const _ as u64 - phys_to_virt(0)).ok_or(Error::NotFound)
-});
+fast!(kernel_info, |k, _a, _b, _c, _d, _e| { k.info_pa().ok_or(Error::NotFound) });
 fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
     let cur = k.current;
     let (root, e) = (k.envs[cur].root, &mut k.envs[cur]);
-    if e.active != 1 || write > 1 {
+    if e.active != Ctx::Upcall || write > 1 {
         return Err(Error::Invalid);
     }
-    let f = &mut e.frames[e.interrupted];
+    let f = &mut e.frames[e.interrupted as usize];
     if write == 1 {
         let c: Context = uaccess::read(root, ptr)?;
         // Only the condition flags of PSTATE are the environment's to change.
@@ -276,60 +276,60 @@ impl Kernel {
     /// caller gives up the CPU.
     pub fn slow(&mut self, num: u64, cur: usize) -> bool {
         let a0 = self.envs[cur].frame().x[0];
-        let result = match num {
-            n if n == Sys::Yield as u64 => return true,
-            n if n == Sys::YieldTo as u64 => match env_arg(a0).and_then(|id| self.slot(id)) {
-                Ok(t) if self.envs[t].state == env_state::RUNNABLE => {
-                    self.envs[cur].frame().x[0] = 0;
-                    self.donate_to = t;
-                    return true;
-                }
-                Ok(_) => Err(Error::Invalid),
-                Err(e) => Err(e),
-            },
+        let step = match num {
+            n if n == Sys::Yield as u64 => Ok(None),
+            n if n == Sys::YieldTo as u64 => self.yield_to(cur, a0),
             n if n == Sys::Exit as u64 => {
                 self.destroy(cur, a0 as i32);
-                return true;
+                Ok(None)
             }
-            n if n == Sys::EnvDestroy as u64 => match env_arg(a0).and_then(|id| self.target(id)) {
-                Ok(t) => {
-                    self.destroy(t, exo_abi::STATUS_DESTROYED);
-                    if t != cur {
-                        self.reap(t);
-                        Ok(0)
-                    } else {
-                        return true;
-                    }
-                }
-                Err(e) => Err(e),
-            },
+            n if n == Sys::EnvDestroy as u64 => self.env_destroy(cur, a0),
             n if n == Sys::PctCall as u64 => return self.pct_call(cur),
-            n if n == Sys::PctWait as u64 => match self.pct_wait(cur) {
-                Ok(()) => return true,
-                Err(e) => Err(e),
-            },
-            n if n == Sys::PctReply as u64 => match self.pct_reply(cur) {
-                Ok(()) => return true,
-                Err(e) => Err(e),
-            },
-            n if n == Sys::EnvWait as u64 => match self.wait(cur, a0) {
-                Some(r) => r,
-                None => return true, // blocked: the call runs again once the child exits
-            },
-            n if n == Sys::ConsoleRead as u64 => match console::read_byte() {
-                Some(b) => Ok(b as u64),
-                None if a0 == 0 => Err(Error::WouldBlock),
-                None => {
-                    self.restart(cur, Wait::Console);
-                    return true;
-                }
-            },
+            n if n == Sys::PctWait as u64 => self.pct_wait(cur).map(|()| None),
+            n if n == Sys::PctReply as u64 => self.pct_reply(cur).map(|()| None),
+            n if n == Sys::EnvWait as u64 => self.wait(cur, a0),
+            n if n == Sys::ConsoleRead as u64 => self.console_read(cur, a0),
             _ => Err(Error::NoSys),
         };
+        let Some(result) = step.transpose() else { return true };
         if self.current == cur {
             self.envs[cur].frame().x[0] = ret(result) as u64;
         }
         false
+    }
+
+    /// `YieldTo`: the rest of the slice to a runnable environment.
+    fn yield_to(&mut self, cur: usize, target: u64) -> Step {
+        let t = self.slot(env_arg(target)?)?;
+        if self.envs[t].state != EnvState::Runnable {
+            return Err(Error::Invalid);
+        }
+        self.envs[cur].frame().x[0] = 0;
+        self.donate_to = t;
+        Ok(None)
+    }
+
+    /// `EnvDestroy`: a descendant is destroyed and reaped; the caller itself just ends.
+    fn env_destroy(&mut self, cur: usize, target: u64) -> Step {
+        let t = self.target(env_arg(target)?)?;
+        self.destroy(t, exo_abi::STATUS_DESTROYED);
+        if t == cur {
+            return Ok(None);
+        }
+        self.reap(t);
+        Ok(Some(0))
+    }
+
+    /// `ConsoleRead`: a received byte, or (if `blocking`) a wait for one.
+    fn console_read(&mut self, cur: usize, blocking: u64) -> Step {
+        match console::read_byte() {
+            Some(b) => Ok(Some(b as u64)),
+            None if blocking == 0 => Err(Error::WouldBlock),
+            None => {
+                self.restart(cur, Wait::Console);
+                Ok(None)
+            }
+        }
     }
 
     /// Blocks the caller so that it repeats this system call once woken.
@@ -338,26 +338,24 @@ impl Kernel {
         self.block(cur, why);
     }
 
-    /// `EnvWait`: the child's status, or `None` when the caller now waits for it.
-    fn wait(&mut self, cur: usize, child: u64) -> Option<Result<u64, Error>> {
-        let Ok(id) = env_arg(child) else { return Some(Err(Error::Invalid)) };
+    /// `EnvWait`: the child's status, or a wait for it to exit.
+    fn wait(&mut self, cur: usize, child: u64) -> Step {
+        let id = env_arg(child)?;
         let s = id.slot();
-        let Some(e) = self.envs.get(s).filter(|e| e.id == id && e.parent == cur) else {
-            return Some(Err(Error::NotFound));
-        };
-        if e.state == env_state::ZOMBIE {
+        let e = self.envs.get(s).filter(|e| e.id == id && e.parent == cur).ok_or(Error::NotFound)?;
+        if e.state == EnvState::Zombie {
             let status = e.exit_status;
             self.reap(s);
-            return Some(Ok(status as u32 as u64));
+            return Ok(Some(status as u32 as u64));
         }
         self.restart(cur, Wait::Child(id));
-        None
+        Ok(None)
     }
 
     /// Frees a zombie's slot.
     fn reap(&mut self, slot: usize) {
-        if self.envs[slot].state == env_state::ZOMBIE {
-            self.envs[slot].state = env_state::FREE;
+        if self.envs[slot].state == EnvState::Zombie {
+            self.envs[slot].state = EnvState::Free;
             self.publish(slot);
         }
     }

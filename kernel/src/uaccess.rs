@@ -13,7 +13,7 @@ use crate::mm::phys_to_virt;
 /// The frame behind EL0 address `va` in the tree at `root`, if mapped for EL0 (and
 /// writable, when `write`).
 fn translate(root: u64, va: u64, write: bool) -> Result<u64, Error> {
-    if root == 0 || va >= 1 << 48 {
+    if root == 0 || va >= exo_abi::USER_VA_LIMIT {
         return Err(Error::Fault);
     }
     let mut t = root;

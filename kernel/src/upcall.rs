@@ -1,18 +1,18 @@
 //! Upcalls: exceptions and kernel requests delivered to an environment's own handler at EL0,
 //! and the revocation ("abort") protocol for taking frames back.
 //!
-//! An environment has three saved contexts: its own (0), its upcall handler's (1), and a
-//! protected control transfer's (2, see `pct.rs`). An upcall leaves the running context
-//! untouched and starts context 1 at the registered handler, on the registered exception
+//! An environment has three saved contexts (`env::Ctx`): its own, its upcall handler's, and
+//! a protected control transfer's (see `pct.rs`). An upcall leaves the running context
+//! untouched and starts the handler's at the registered entry, on the registered exception
 //! stack, with x0 = kind, x1 = ESR, x2 = FAR, x3 = interrupted pc, x4 = the kind's
 //! argument; `UpcallResume` switches back — nothing is copied either way. A fault while
-//! context 1 runs, or with no handler, kills the environment.
+//! the handler runs, or with no handler, kills the environment.
 
 use exo_abi::pte::Pte;
-use exo_abi::{env_state, frame, upcall, REPOSSESS_LOG};
+use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
 
 use crate::arch::trap::describe_esr;
-use crate::env::{Kernel, MAX_ENVS, PENDING_REVOKE, PENDING_SLICE};
+use crate::env::{Ctx, Kernel, MAX_ENVS, PENDING_REVOKE, PENDING_SLICE};
 
 /// Frames asked back per revocation, and ticks the environment has to give them.
 pub const REVOKE_BATCH: u32 = 16;
@@ -22,18 +22,18 @@ pub const REVOKE_GRACE: u64 = 3;
 /// is already in one (the caller decides what that means).
 pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: u64) -> bool {
     let e = &mut k.envs[slot];
-    if e.upcall_entry == 0 || e.active == 1 {
+    if e.upcall_entry == 0 || e.active == Ctx::Upcall {
         return false;
     }
-    let pc = e.frames[e.active].elr;
+    let pc = e.frames[e.active as usize].elr;
     e.interrupted = e.active;
     // Only what the handler may rely on is set: its arguments, a clean frame-pointer
     // chain, its stack and entry. Other registers hold what this environment's previous
     // handler left (its own values, nothing of anyone else's).
-    let f = &mut e.frames[1];
+    let f = &mut e.frames[Ctx::Upcall as usize];
     f.x[..5].copy_from_slice(&[kind, esr, far, pc, arg]);
     (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.upcall_stack, e.upcall_entry, 0);
-    e.active = 1;
+    e.active = Ctx::Upcall;
     true
 }
 
@@ -47,7 +47,7 @@ pub fn deliver_pending(k: &mut Kernel, slot: usize) {
 
 fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
     let e = &k.envs[slot];
-    if e.active == 1 || e.upcall_entry == 0 {
+    if e.active == Ctx::Upcall || e.upcall_entry == 0 {
         return;
     }
     if e.pending & PENDING_REVOKE != 0 {
@@ -73,7 +73,7 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
         0x3c => (upcall::BREAKPOINT, 0),
         _ => (upcall::OTHER, 0),
     };
-    let in_handler = k.envs[slot].active == 1;
+    let in_handler = k.envs[slot].active == Ctx::Upcall;
     if !in_handler && deliver(k, slot, kind, esr, far, arg) {
         return;
     }
@@ -83,7 +83,7 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
         "env {:#x} killed: {} at pc {:#x}, FAR {:#x} ({why})",
         e.id.0,
         describe_esr(esr),
-        e.frames[e.active].elr,
+        e.frames[e.active as usize].elr,
         far
     );
     k.destroy(slot, exo_abi::killed_status(kind));
@@ -94,7 +94,7 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
 /// to ask; which frames go back is the libOS's choice until the deadline passes.
 pub fn request_revocation(k: &mut Kernel, asker: usize) {
     let victim = (0..MAX_ENVS)
-        .filter(|&s| matches!(k.envs[s].state, env_state::RUNNABLE | env_state::BLOCKED | env_state::BLANK))
+        .filter(|&s| matches!(k.envs[s].state, EnvState::Runnable | EnvState::Blocked | EnvState::Blank))
         .filter(|&s| !crate::env::is_ancestor_or_self(&k.envs, s, asker) && k.envs[s].revoke_wanted == 0)
         .max_by_key(|&s| k.envs[s].held)
         .filter(|&s| k.envs[s].held > 0);
@@ -122,7 +122,7 @@ impl Kernel {
 pub fn on_tick(k: &mut Kernel) {
     for s in 0..MAX_ENVS {
         let e = &k.envs[s];
-        if e.revoke_wanted > 0 && k.ticks >= e.revoke_deadline && e.state != env_state::FREE {
+        if e.revoke_wanted > 0 && k.ticks >= e.revoke_deadline && e.state != EnvState::Free {
             repossess(k, s, e.revoke_wanted);
         }
     }

@@ -1,5 +1,6 @@
 //! The system calls, one safe function each. The kernel checks every argument, so none of
 //! these can harm the kernel or another environment; each returns the kernel's verdict.
+//! Also [`now`], the counter the kernel lets EL0 read.
 
 use exo_abi::{result, Context, EnvId, Error, Sys, TableOp};
 
@@ -28,6 +29,21 @@ fn call(num: u64, a: [u64; 6]) -> u64 {
 #[cfg(not(target_os = "none"))]
 fn call(_num: u64, _a: [u64; 6]) -> u64 {
     Error::NoSys as i64 as u64
+}
+
+/// The virtual counter: ticks since the machine started, `KernelInfo::counter_hz` a second
+/// (under QEMU's `-icount`, instructions). Always 0 on the host.
+#[cfg(target_os = "none")]
+pub fn now() -> u64 {
+    let t: u64;
+    // SAFETY: reads CNTVCT_EL0, which the kernel lets EL0 read (CNTKCTL_EL1.EL0VCTEN); it
+    // writes only the output register.
+    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t, options(nostack, preserves_flags)) };
+    t
+}
+#[cfg(not(target_os = "none"))]
+pub fn now() -> u64 {
+    0
 }
 
 /// A raw call with any number and arguments (for the fuzzer).

@@ -22,9 +22,7 @@ fn main(args: &str) -> i32 {
     if exo_libos::vm::kinfo().bootargs().contains("exo.bench=boot") {
         // Under -icount, virtual time is instructions: the counter says how many ran since
         // the machine started.
-        let t: u64;
-        // SAFETY: EL0 may read the virtual counter.
-        unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
+        let t = exo_libos::sys::now();
         let hz = exo_libos::vm::kinfo().counter_hz.max(1) as u128;
         println!("bench boot_to_shell_prompt ops=1 per_op={}", (t as u128 * 1_000_000_000 / hz) as u64);
     }

@@ -4,6 +4,8 @@
 //! any malformed file with an error — never panic, never index out of bounds, never trust
 //! an offset or size without checking it against the file.
 
+use crate::USER_VA_LIMIT;
+
 /// A loadable segment (`PT_LOAD`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -55,15 +57,13 @@ fn u64_at(d: &[u8], at: usize) -> Result<u64, ElfError> {
     Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
 }
 
-/// Highest address a user segment may reach: the low half of a 48-bit address space.
-pub const USER_LIMIT: u64 = 1 << 48;
 /// At most this many program headers are looked at.
 const MAX_PHDRS: usize = 64;
 
 impl<'a> Elf<'a> {
     /// Checks the header and every program header; after this, [`Elf::segments`] only yields
     /// segments whose file bytes are inside `data` and whose memory range is below
-    /// [`USER_LIMIT`] and disjoint from the others.
+    /// [`USER_VA_LIMIT`] and disjoint from the others.
     pub fn parse(data: &'a [u8]) -> Result<Elf<'a>, ElfError> {
         if data.get(0..4) != Some(b"\x7fELF".as_slice()) || data.get(4) != Some(&2) || data.get(5) != Some(&1)
         {
@@ -93,7 +93,7 @@ impl<'a> Elf<'a> {
             if file_end > data.len() as u64 {
                 return Err(ElfError::Truncated);
             }
-            if s.file_size > s.mem_size || mem_end > USER_LIMIT {
+            if s.file_size > s.mem_size || mem_end > USER_VA_LIMIT {
                 return Err(ElfError::BadSegment);
             }
             for t in elf.raw_segments().take(i) {
@@ -104,7 +104,7 @@ impl<'a> Elf<'a> {
             }
             count += 1;
         }
-        if count == 0 || entry >= USER_LIMIT {
+        if count == 0 || entry >= USER_VA_LIMIT {
             return Err(ElfError::BadSegment);
         }
         Ok(elf)
@@ -232,7 +232,7 @@ mod tests {
             if let Ok(e) = Elf::parse(&f) {
                 for s in e.segments() {
                     assert_eq!(e.bytes(&s).len() as u64, s.file_size);
-                    assert!(s.vaddr + s.mem_size <= USER_LIMIT);
+                    assert!(s.vaddr + s.mem_size <= USER_VA_LIMIT);
                 }
             }
         }

@@ -344,16 +344,28 @@ pub struct FrameEntry {
     pub link: u32,
 }
 
-/// Environment states in [`EnvInfo::state`].
-pub mod env_state {
-    pub const FREE: u8 = 0;
+/// An environment's state. [`EnvInfo::state`] holds it as a `u8`, numbered as here.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvState {
+    Free = 0,
     /// Created, not yet started.
-    pub const BLANK: u8 = 1;
-    pub const RUNNABLE: u8 = 2;
+    Blank = 1,
+    Runnable = 2,
     /// Waiting (console input, a child, ...).
-    pub const BLOCKED: u8 = 3;
+    Blocked = 3,
     /// Exited or destroyed by the kernel; waiting for its parent to collect the status.
-    pub const ZOMBIE: u8 = 4;
+    Zombie = 4,
+}
+
+/// [`EnvState`]s as the numbers in [`EnvInfo::state`].
+pub mod env_state {
+    use super::EnvState;
+    pub const FREE: u8 = EnvState::Free as u8;
+    pub const BLANK: u8 = EnvState::Blank as u8;
+    pub const RUNNABLE: u8 = EnvState::Runnable as u8;
+    pub const BLOCKED: u8 = EnvState::Blocked as u8;
+    pub const ZOMBIE: u8 = EnvState::Zombie as u8;
 }
 
 /// Repossessed frames remembered per environment (the last ones; `repossessed` counts all).
@@ -434,6 +446,10 @@ impl KernelInfo {
     }
 }
 
+/// The end of EL0's address space: every user virtual address (a mapping, an entry point,
+/// a stack, a buffer) lies below it — the low half of a 48-bit address space.
+pub const USER_VA_LIMIT: u64 = 1 << 48;
+
 /// Where the kernel puts init's stack: the top of the low half's first 512 GiB slot is
 /// left to the libOS; init's initial stack is the 64 KiB below this address.
 pub const INIT_STACK_TOP: u64 = 0x0000_7fff_0000_0000;
@@ -442,6 +458,13 @@ pub const INIT_STACK_SIZE: u64 = 64 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_states_keep_the_numbers_el0_reads() {
+        use env_state::*;
+        assert_eq!([FREE, BLANK, RUNNABLE, BLOCKED, ZOMBIE], [0, 1, 2, 3, 4]);
+        assert_eq!(EnvState::Zombie as u8, ZOMBIE);
+    }
 
     #[test]
     fn error_values_are_stable_and_round_trip() {

@@ -7,6 +7,10 @@
 // address in TTBR1, and an identity map of the image and DTB in TTBR0 for the switch-over --
 // turns the MMU on and jumps to the high half. Other cores park.
 
+// SCTLR_EL1 with the MMU and caches off: only the bits ARMv8.0 makes RES1 (EOS, TSCXT, EIS,
+// SPAN, nTLSMD, LSMAOE in later versions), which aarch64-cpu does not name.
+.equ SCTLR_EL1_RES1, (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29)
+
 .section .text.boot, "ax"
 .global _start
 _start:
@@ -47,7 +51,7 @@ primary_entry:
     cbz     x1, 1f
     mov     x1, #0x9                    // ICC_SRE_EL2: SRE | Enable
     msr     S3_4_C12_C9_5, x1
-1:  ldr     x1, =0x30d00800             // SCTLR_EL1: RES1 bits, MMU and caches off
+1:  ldr     x1, =SCTLR_EL1_RES1         // SCTLR_EL1: MMU and caches off
     msr     sctlr_el1, x1
     mov     x1, #0x3c5                  // SPSR_EL2: EL1h, DAIF masked
     msr     spsr_el2, x1
@@ -61,7 +65,7 @@ at_el1:
     cmp     x21, #2
     b.hi    park
     msr     cpacr_el1, xzr              // FP/SIMD trap: exo is built soft-float throughout
-    ldr     x1, =0x30d00800
+    ldr     x1, =SCTLR_EL1_RES1
     msr     sctlr_el1, x1
     isb
     adrp    x1, __stack_top
@@ -99,8 +103,8 @@ at_el1:
 
     ldr     x2, =0x44ff04               // MAIR_EL1: 0 Device-nGnRE, 1 Normal WB, 2 Normal NC
     msr     mair_el1, x2
-    // TCR_EL1: 48-bit VAs both halves, 4 KiB granule, inner-shareable write-back walks.
-    ldr     x2, =((16 << 0) | (1 << 8) | (1 << 10) | (3 << 12) | (16 << 16) | (1 << 24) | (1 << 26) | (3 << 28) | (2 << 30))
+    // TCR_EL1: BOOT_TCR in arch/mod.rs, named with aarch64-cpu's fields.
+    ldr     x2, ={BOOT_TCR}
     mrs     x3, id_aa64mmfr0_el1
     and     x3, x3, #7                  // PARange -> IPS
     cmp     x3, #5
@@ -115,7 +119,7 @@ at_el1:
     dsb     nsh
     isb
     mrs     x2, sctlr_el1
-    mov     x3, #((1 << 0) | (1 << 2) | (1 << 12)) // M, C, I
+    mov     x3, #{MMU_ON}                // SCTLR_EL1: M, C, I
     orr     x2, x2, x3
     msr     sctlr_el1, x2
     isb

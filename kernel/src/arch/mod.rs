@@ -2,10 +2,13 @@
 
 use core::arch::{asm, global_asm};
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+
 pub mod power;
 pub mod trap;
 
-global_asm!(include_str!("boot.S"));
+global_asm!(include_str!("boot.S"), BOOT_TCR = const BOOT_TCR, MMU_ON = const MMU_ON);
 global_asm!(
     include_str!("vectors.S"),
     SYS_FAST_COUNT = const exo_abi::Sys::FAST_COUNT,
@@ -13,30 +16,40 @@ global_asm!(
     ERR_INVALID = const exo_abi::Error::Invalid as i64,
 );
 
+/// TCR_EL1 as `boot.S` switches the MMU on (it adds IPS, the CPU's physical range): 48-bit
+/// addresses and 4 KiB pages in both halves, walks inner-shareable and write-back cached.
+const BOOT_TCR: u64 = TCR_EL1::T0SZ.val(16).value
+    | TCR_EL1::T1SZ.val(16).value
+    | TCR_EL1::TG0::KiB_4.value
+    | TCR_EL1::TG1::KiB_4.value
+    | TCR_EL1::SH0::Inner.value
+    | TCR_EL1::SH1::Inner.value
+    | TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::IRGN1::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
+    | TCR_EL1::ORGN1::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value;
+/// The SCTLR_EL1 bits `boot.S` sets with the tables in place: MMU, data and instruction caches.
+const MMU_ON: u64 =
+    SCTLR_EL1::M::Enable.value | SCTLR_EL1::C::Cacheable.value | SCTLR_EL1::I::Cacheable.value;
+
 /// Replaces the boot identity map in TTBR0 with an empty table and flushes the TLB. From
 /// here on the low half holds only environments' mappings. Also switches to 16-bit ASIDs
 /// where the CPU has them.
 pub fn drop_identity_map() {
-    let empty = crate::mm::empty_root();
+    if ID_AA64MMFR0_EL1.matches_all(ID_AA64MMFR0_EL1::ASIDBits::Bits_16) {
+        TCR_EL1.modify(TCR_EL1::AS::ASID16Bits);
+    }
     // SAFETY: after `finish_boot_map` nothing the kernel runs or touches lives in the low
-    // half, so replacing its tables cannot pull anything out from under us.
+    // half, so replacing its tables (and widening ASIDs while no EL0 entry is live) cannot
+    // pull anything out from under us.
     unsafe {
-        let mut tcr: u64;
-        let mmfr0: u64;
-        asm!("mrs {}, tcr_el1", out(reg) tcr);
-        asm!("mrs {}, id_aa64mmfr0_el1", out(reg) mmfr0);
-        if (mmfr0 >> 4) & 0xf == 2 {
-            tcr |= 1 << 36; // AS: 16-bit ASIDs
-        }
         asm!(
-            "msr tcr_el1, {tcr}",
             "msr ttbr0_el1, {empty}",
             "isb",
             "tlbi vmalle1",
             "dsb nsh",
             "isb",
-            tcr = in(reg) tcr,
-            empty = in(reg) empty,
+            empty = in(reg) crate::mm::empty_root(),
         );
     }
 }
@@ -46,24 +59,21 @@ pub fn drop_identity_map() {
 #[inline]
 pub fn set_user_table(root: u64, asid: u16) {
     let root = if root == 0 { crate::mm::empty_root() } else { root };
-    // SAFETY: `root` is a table the frame table records as this environment's root (or the
-    // kernel's empty table); TTBR0 only translates EL0's half.
-    unsafe { asm!("msr ttbr0_el1, {}", "isb", in(reg) root | (asid as u64) << 48) };
+    TTBR0_EL1.write(TTBR0_EL1::ASID.val(asid as u64) + TTBR0_EL1::BADDR.val(root >> 1));
+    barrier::isb(barrier::SY);
 }
 
 /// What EL0 may do without trapping: read the virtual counter and the PMU counters, zero
 /// cache lines (`dc zva`), read CTR_EL0; unaligned stack pointers and wfi/wfe do trap. The
 /// PMU cycle counter runs (under QEMU's `-icount` it counts instructions), for benchmarks.
 pub fn configure_el0() {
-    // SAFETY: these registers only widen what EL0 may read (counters, cache geometry) and
-    // turn on SP alignment checks; none exposes kernel state.
+    use SCTLR_EL1::{DZE, SA, SA0, UCT};
+    SCTLR_EL1.modify(SA::Enable + SA0::Enable + DZE::DontTrap + UCT::DontTrap);
+    CNTKCTL_EL1.write(CNTKCTL_EL1::EL0PCTEN::TrappedNone + CNTKCTL_EL1::EL0VCTEN::TrappedNone);
+    // SAFETY: the PMU registers (which `aarch64-cpu` does not describe) only let EL0 read the
+    // counters and start the cycle counter; none exposes kernel state.
     unsafe {
         asm!(
-            "mrs {t}, sctlr_el1",
-            "orr {t}, {t}, {bits}",
-            "msr sctlr_el1, {t}",
-            "mov {t}, #3",          // CNTKCTL_EL1: EL0PCTEN | EL0VCTEN
-            "msr cntkctl_el1, {t}",
             "mov {t}, #0xd",        // PMUSERENR_EL0: EN | CR | ER
             "msr pmuserenr_el0, {t}",
             "mov {t}, #5",          // PMCR_EL0: E | C (cycle counter on, from zero)
@@ -72,7 +82,6 @@ pub fn configure_el0() {
             "msr pmcntenset_el0, {t}",
             "isb",
             t = out(reg) _,
-            bits = in(reg) (1u64 << 3) | (1 << 4) | (1 << 14) | (1 << 15),
         )
     };
 }
@@ -125,14 +134,6 @@ pub fn wait_for_interrupt() {
     // SAFETY: interrupts are only ever unmasked here, where the kernel holds no state that
     // an interrupt handler could touch (the idle loop owns nothing).
     unsafe { asm!("msr daifclr, #2", "wfi", "msr daifset, #2") };
-}
-
-/// The syndrome (ESR_EL1) and fault address (FAR_EL1) of the exception being handled.
-pub fn fault_registers() -> (u64, u64) {
-    let (esr, far): (u64, u64);
-    // SAFETY: reading EL1 syndrome registers has no side effects.
-    unsafe { asm!("mrs {}, esr_el1", "mrs {}, far_el1", out(reg) esr, out(reg) far) };
-    (esr, far)
 }
 
 unsafe extern "C" {

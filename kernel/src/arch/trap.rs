@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use aarch64_cpu::registers::{Readable, ESR_EL1, FAR_EL1};
+
 use crate::env::KERNEL;
 
 /// Registers as `vectors.S` saves them. The layout is shared with the assembly.
@@ -80,7 +82,7 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
         let cur = k.current;
         let give_up = match kind {
             0 => {
-                let (esr, far) = super::fault_registers();
+                let (esr, far) = (ESR_EL1.get(), FAR_EL1.get());
                 match esr >> 26 {
                     0x15 => {
                         let num = k.envs[cur].frame().x[8];
@@ -119,7 +121,7 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
 /// An exception the kernel cannot have caused on purpose: report everything and stop the
 /// machine with a failure status.
 fn kernel_fault(frame: &TrapFrame, slot: u64) -> ! {
-    let (esr, far) = super::fault_registers();
+    let (esr, far) = (ESR_EL1.get(), FAR_EL1.get());
     let name = SLOT_NAMES.get(slot as usize).copied().unwrap_or("?");
     crate::console::emergency(format_args!(
         "\n*** KERNEL FAULT: {name}: {}\n    ESR {esr:#018x}  FAR {far:#018x}\n    ELR {:#018x}  SPSR {:#018x}\n{frame}",

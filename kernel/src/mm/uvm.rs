@@ -17,7 +17,7 @@
 //! and the checks above are exact. TLB entries are invalidated by ASID and address.
 
 use exo_abi::pte::{index, Pte};
-use exo_abi::{frame, EnvId, Error};
+use exo_abi::{frame, EnvId, Error, USER_VA_LIMIT};
 
 use super::frames::FrameTable;
 use super::phys_to_virt;
@@ -29,8 +29,6 @@ pub struct Space<'a> {
     pub root: u64,
     pub asid: u16,
 }
-
-const USER_VA_LIMIT: u64 = 1 << 48;
 
 fn slots(table_pa: u64) -> &'static mut [u64; 512] {
     // SAFETY: callers pass only frames the frame table records as TABLE, which the kernel

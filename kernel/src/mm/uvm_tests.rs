@@ -89,7 +89,7 @@ fn refuses_frames_that_are_not_the_callers_to_map() {
     // Kernel-half and wrapped addresses.
     let f = s.ft.alloc(A, None).unwrap();
     assert_eq!(s.set(0xffff_0000_0000_0000, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
-    assert_eq!(s.set(1 << 48, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
+    assert_eq!(s.set(exo_abi::USER_VA_LIMIT, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
     assert_eq!(s.set(va + 1, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
     // No level-3 table there yet.
     assert_eq!(s.set(0x8000_0000, 3, Pte::user_page(f, RW), own), Err(Error::NotFound));

@@ -16,10 +16,7 @@ pub fn uptime() -> i64 {
 
 #[cfg(target_os = "none")]
 fn since_boot_ns() -> i64 {
-    let t: u64;
-    // SAFETY: reads the virtual counter, which the kernel lets EL0 read (CNTKCTL_EL1.EL0VCTEN);
-    // no memory or other register is touched.
-    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t, options(nomem, nostack)) };
+    let t = crate::sys::now();
     let hz = crate::vm::kinfo().counter_hz.max(1);
     ((t as u128 * 1_000_000_000 / hz as u128) as u64).min(i64::MAX as u64 / 2) as i64
 }
