@@ -8,7 +8,8 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use exo_libos::abi::{mbr, EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::format::mbr;
 use exo_libos::fs::disk::{DiskError, Partition, SectorIo, SysSectors};
 use exo_libos::fs::fat::{FatFs, FatOptions};
 use exo_libos::fs::lfs::{LfsFs, LfsOptions};

@@ -349,7 +349,7 @@ impl<S: SectorIo> embedded_sdmmc::BlockDevice for Partition<S> {
 
 /// The partitions the kernel read from the disk's MBR at boot (empty slots left out).
 #[cfg(target_os = "none")]
-pub fn partitions() -> impl Iterator<Item = exo_abi::mbr::Partition> {
+pub fn partitions() -> impl Iterator<Item = exo_abi::Partition> {
     crate::vm::kinfo().partitions.into_iter().filter(|p| p.sectors != 0)
 }
 

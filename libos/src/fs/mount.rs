@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use exo_abi::mbr;
+use exo_format::mbr;
 
 /// MBR type bytes of FAT16 and FAT32 partitions.
 pub const FAT_TYPES: [u8; 5] = [0x04, 0x06, 0x0b, 0x0c, 0x0e];

@@ -121,20 +121,4 @@ pub fn fsck_clean(image: &str) {
     assert!(ok && noise.is_empty(), "fsck.vfat -n {image} reports problems:\n{out}");
 }
 
-/// xorshift64*: a small seeded generator, so every run does the same thing.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+pub use exo_format::rng::Rng;

@@ -24,6 +24,7 @@ use crate::fs::disk::{DiskError, Partition, SectorIo, OUT_OF_RANGE, SECTOR};
 use crate::fs::Clock;
 use core::cell::{Cell, RefCell};
 use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, TimeSource, Timestamp};
+use exo_format::le;
 
 /// FAT sectors read at once when the crate reads one.
 const FAT_AHEAD: u32 = 64;
@@ -34,7 +35,7 @@ const FSINFO_TRAIL: u32 = 0xaa55_0000;
 
 /// Whether `b` carries FSInfo's three signatures.
 pub fn fsinfo_valid(b: &[u8]) -> bool {
-    let at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let at = |i: usize| le::get_u32(b, i);
     at(0) == FSINFO_LEAD && at(484) == FSINFO_STRUC && at(508) == FSINFO_TRAIL
 }
 
@@ -69,7 +70,7 @@ impl<S: SectorIo> FatDev<S> {
     pub fn new(part: Partition<S>, geo: Geometry) -> FatDev<S> {
         let mut mbr = [0u8; SECTOR];
         let entry = &mut mbr[446..462];
-        entry[4] = exo_abi::mbr::TYPE_FAT32_LBA;
+        entry[4] = exo_format::mbr::TYPE_FAT32_LBA;
         entry[8..12].copy_from_slice(&1u32.to_le_bytes());
         entry[12..16].copy_from_slice(&(part.sectors() as u32).to_le_bytes());
         mbr[510] = 0x55;
@@ -123,9 +124,9 @@ impl<S: SectorIo> FatDev<S> {
     fn value(b: &[u8], k: usize, eb: usize) -> u32 {
         let e = &b[k * eb..(k + 1) * eb];
         if eb == 2 {
-            u32::from(u16::from_le_bytes([e[0], e[1]]))
+            u32::from(le::get_u16(e, 0))
         } else {
-            u32::from_le_bytes([e[0], e[1], e[2], e[3]]) & 0x0fff_ffff
+            le::get_u32(e, 0) & 0x0fff_ffff
         }
     }
 
@@ -197,7 +198,7 @@ impl<S: SectorIo> FatDev<S> {
     fn read_one(&self, s: u32, b: &mut [u8; SECTOR]) -> Result<(), DiskError> {
         *b = self.raw(s)?;
         if Some(s) == self.geo.fsinfo {
-            let next = u32::from_le_bytes([b[492], b[493], b[494], b[495]]);
+            let next = le::get_u32(b, 492);
             let next = if fsinfo_valid(b) { next } else { u32::MAX };
             fsinfo_fill(b, u32::MAX, next);
         }

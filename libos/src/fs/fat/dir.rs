@@ -5,6 +5,7 @@
 //! damaged sequence falls back to the 8.3 name), and the positions of every entry's slots
 //! are kept so that removing or renaming an entry also removes its long-name slots.
 
+use exo_format::le;
 extern crate alloc;
 
 use super::bpb::{FatType, Geometry};
@@ -144,7 +145,7 @@ struct Run {
 fn lfn_units(e: &[u8]) -> [u16; 13] {
     let mut u = [0u16; 13];
     for (i, at) in [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30].into_iter().enumerate() {
-        u[i] = u16::from_le_bytes([e[at], e[at + 1]]);
+        u[i] = le::get_u16(e, at);
     }
     u
 }
@@ -194,18 +195,15 @@ fn parse(data: &[u8], fat_type: FatType) -> Vec<Entry> {
             continue;
         }
         let long = r.as_ref().filter(|r| r.expect == 0 && r.csum == checksum(&sfn)).and_then(decode);
-        let hi = if fat_type == FatType::Fat32 { u32::from(u16::from_le_bytes([e[20], e[21]])) } else { 0 };
+        let hi = if fat_type == FatType::Fat32 { u32::from(le::get_u16(e, 20)) } else { 0 };
         out.push(Entry {
             name: long.unwrap_or_else(|| display(&sfn, e[12])),
             sfn,
             case: e[12],
             attr,
-            cluster: hi << 16 | u32::from(u16::from_le_bytes([e[26], e[27]])),
-            size: u32::from_le_bytes([e[28], e[29], e[30], e[31]]),
-            mtime: crate::fs::time::from_fat(
-                u16::from_le_bytes([e[24], e[25]]),
-                u16::from_le_bytes([e[22], e[23]]),
-            ),
+            cluster: hi << 16 | u32::from(le::get_u16(e, 26)),
+            size: le::get_u32(e, 28),
+            mtime: crate::fs::time::from_fat(le::get_u16(e, 24), le::get_u16(e, 22)),
             slot,
             first: r.filter(|r| r.expect == 0 && r.csum == checksum(&sfn)).map_or(slot, |r| r.first),
             label: attr & ATTR_VOLUME != 0 && attr & ATTR_DIR == 0,

@@ -11,6 +11,7 @@ use super::{sd, FatFs};
 use crate::fs::disk::{Partition, SectorIo, SECTOR};
 use crate::fs::{Error, OpenFlags, Result};
 use embedded_sdmmc::Mode;
+use exo_format::le;
 
 /// Largest file FAT can hold.
 const MAX_SIZE: u64 = u32::MAX as u64;
@@ -158,13 +159,12 @@ impl<S: SectorIo> FatFs<S> {
             e.copy_from_slice(&b[pos.1..pos.1 + 32]);
             Ok(e)
         })?;
-        let hi = if fat32 { u32::from(u16::from_le_bytes([e[20], e[21]])) } else { 0 };
-        let cluster = hi << 16 | u32::from(u16::from_le_bytes([e[26], e[27]]));
+        let hi = if fat32 { u32::from(le::get_u16(&e, 20)) } else { 0 };
+        let cluster = hi << 16 | u32::from(le::get_u16(&e, 26));
         let geo = self.geo;
         let n = self.node_mut(i)?;
-        n.size = u32::from_le_bytes([e[28], e[29], e[30], e[31]]);
-        n.mtime =
-            crate::fs::time::from_fat(u16::from_le_bytes([e[24], e[25]]), u16::from_le_bytes([e[22], e[23]]));
+        n.size = le::get_u32(&e, 28);
+        n.mtime = crate::fs::time::from_fat(le::get_u16(&e, 24), le::get_u16(&e, 22));
         if cluster != n.cluster {
             n.cluster = cluster;
             n.chain = Chain::new(&geo, cluster)?;

@@ -4,6 +4,7 @@
 //! end-of-chain) and its length bounded by the cluster count, before `embedded-sdmmc`
 //! follows it; so a damaged FAT gives [`Error::Corrupt`], never a panic or an endless walk.
 
+use exo_format::le;
 extern crate alloc;
 
 use super::bpb::{FatType, Geometry};
@@ -48,8 +49,8 @@ impl<'a, S: SectorIo> Fat<'a, S> {
         let at = (byte - u64::from(self.win_at) * SECTOR as u64) as usize;
         let w = &self.win;
         Ok(match self.geo.fat_type {
-            FatType::Fat16 => u32::from(u16::from_le_bytes([w[at], w[at + 1]])),
-            FatType::Fat32 => u32::from_le_bytes([w[at], w[at + 1], w[at + 2], w[at + 3]]) & 0x0fff_ffff,
+            FatType::Fat16 => u32::from(le::get_u16(w, at)),
+            FatType::Fat32 => le::get_u32(w, at) & 0x0fff_ffff,
         })
     }
 
@@ -89,7 +90,7 @@ impl<'a, S: SectorIo> Fat<'a, S> {
                 match self.geo.fat_type {
                     FatType::Fat16 => buf[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
                     FatType::Fat32 => {
-                        let old = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+                        let old = le::get_u32(&buf, at);
                         let new = (old & 0xf000_0000) | (v & 0x0fff_ffff);
                         buf[at..at + 4].copy_from_slice(&new.to_le_bytes());
                     }
@@ -136,8 +137,8 @@ impl<'a, S: SectorIo> Fat<'a, S> {
             self.part.read(u64::from(self.geo.fat_start + sector), b)?;
             for e in b.chunks_exact(eb) {
                 let v = match self.geo.fat_type {
-                    FatType::Fat16 => u32::from(u16::from_le_bytes([e[0], e[1]])),
-                    FatType::Fat32 => u32::from_le_bytes([e[0], e[1], e[2], e[3]]) & 0x0fff_ffff,
+                    FatType::Fat16 => u32::from(le::get_u16(e, 0)),
+                    FatType::Fat32 => le::get_u32(e, 0) & 0x0fff_ffff,
                 };
                 if c >= 2 && c <= last && v == 0 {
                     free += 1;
