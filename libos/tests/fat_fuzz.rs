@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use exo_format::le;
-use exo_libos::fs::disk::{DiskError, SectorIo};
+use exo_libos::fs::disk::{BlockDevice, IoError};
 use exo_libos::fs::fat::{FatFs, FatOptions};
 use exo_libos::fs::{FileKind, FileSystem, OpenFlags, Partition};
 use std::collections::HashMap;
@@ -32,27 +32,30 @@ impl Overlay {
     }
 }
 
-impl SectorIo for Overlay {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+impl BlockDevice for Overlay {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         for (i, b) in buf.chunks_mut(512).enumerate() {
             let s = sector + i as u64;
             match self.changed.get(&s) {
                 Some(c) => b.copy_from_slice(c),
                 None => b.copy_from_slice(
-                    self.base.get(s as usize * 512..s as usize * 512 + 512).ok_or(DiskError { code: -1 })?,
+                    self.base.get(s as usize * 512..s as usize * 512 + 512).ok_or(IoError { code: -1 })?,
                 ),
             }
         }
         Ok(())
     }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         for (i, b) in buf.chunks(512).enumerate() {
             self.sector(sector + i as u64).copy_from_slice(b);
         }
         Ok(())
     }
-    fn flush(&mut self) -> Result<(), DiskError> {
+    fn flush(&mut self) -> Result<(), IoError> {
         Ok(())
+    }
+    fn sectors(&self) -> u64 {
+        (self.base.len() / 512) as u64
     }
 }
 

@@ -1,7 +1,7 @@
 //! Helpers shared by the host tests: the host's FAT tools, image files, a seeded RNG.
 #![allow(dead_code)]
 
-use exo_libos::fs::disk::{DiskError, SectorIo};
+use exo_libos::fs::disk::{BlockDevice, IoError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,15 +9,18 @@ use std::process::Command;
 /// A disk image file as sectors.
 pub struct FileSectors(pub std::fs::File);
 
-impl SectorIo for FileSectors {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        self.0.read_exact_at(buf, sector * 512).map_err(|_| DiskError { code: -11 })
+impl BlockDevice for FileSectors {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.0.read_exact_at(buf, sector * 512).map_err(|_| IoError { code: -11 })
     }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
-        self.0.write_all_at(buf, sector * 512).map_err(|_| DiskError { code: -11 })
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        self.0.write_all_at(buf, sector * 512).map_err(|_| IoError { code: -11 })
     }
-    fn flush(&mut self) -> Result<(), DiskError> {
+    fn flush(&mut self) -> Result<(), IoError> {
         Ok(())
+    }
+    fn sectors(&self) -> u64 {
+        self.0.metadata().map_or(0, |m| m.len() / 512)
     }
 }
 

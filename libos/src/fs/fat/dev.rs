@@ -20,10 +20,10 @@
 
 use super::bpb::Geometry;
 use super::cache::SectorCache;
-use crate::fs::disk::{DiskError, Partition, SectorIo, OUT_OF_RANGE, SECTOR};
+use crate::fs::disk::{BlockDevice, IoError, Partition, OUT_OF_RANGE, SECTOR};
 use crate::fs::Clock;
 use core::cell::{Cell, RefCell};
-use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, TimeSource, Timestamp};
+use embedded_sdmmc::{Block, BlockCount, BlockIdx, TimeSource, Timestamp};
 use exo_format::le;
 
 /// FAT sectors read at once when the crate reads one.
@@ -52,7 +52,7 @@ pub fn fsinfo_fill(b: &mut [u8], free: u32, next: u32) {
 }
 
 /// The partition as `embedded-sdmmc` sees it.
-pub struct FatDev<S: SectorIo> {
+pub struct FatDev<S: BlockDevice> {
     pub part: Partition<S>,
     geo: Geometry,
     mbr: [u8; SECTOR],
@@ -65,7 +65,7 @@ pub struct FatDev<S: SectorIo> {
     cache: RefCell<SectorCache>,
 }
 
-impl<S: SectorIo> FatDev<S> {
+impl<S: BlockDevice> FatDev<S> {
     /// Wraps `part` (at most `u32::MAX - 1` sectors) holding the volume `geo` describes.
     pub fn new(part: Partition<S>, geo: Geometry) -> FatDev<S> {
         let mut mbr = [0u8; SECTOR];
@@ -93,13 +93,13 @@ impl<S: SectorIo> FatDev<S> {
 
     /// Writes out what the crate wrote and forgets what it read: the operation is over, or
     /// the libOS is about to use the disk itself.
-    pub fn settle(&self) -> Result<(), DiskError> {
+    pub fn settle(&self) -> Result<(), IoError> {
         *self.last.borrow_mut() = None;
         self.cache.borrow_mut().flush(&self.part)
     }
 
     /// Sector `s` as the crate's writes left it; FAT sectors are read ahead.
-    fn raw(&self, s: u32) -> Result<[u8; SECTOR], DiskError> {
+    fn raw(&self, s: u32) -> Result<[u8; SECTOR], IoError> {
         let ahead = match self.fat_sector(s) {
             Some((copy, _)) => (s + FAT_AHEAD).min(self.geo.fat_start + (copy + 1) * self.geo.fat_size),
             None => s + 1,
@@ -187,15 +187,15 @@ impl<S: SectorIo> FatDev<S> {
     }
 
     /// Partition sector of crate block `b` inside the volume; `None` for the MBR.
-    fn sector(&self, b: u32) -> Result<Option<u32>, DiskError> {
+    fn sector(&self, b: u32) -> Result<Option<u32>, IoError> {
         match b.checked_sub(1) {
             None => Ok(None),
             Some(s) if s < self.geo.total => Ok(Some(s)),
-            Some(_) => Err(DiskError { code: OUT_OF_RANGE }),
+            Some(_) => Err(IoError { code: OUT_OF_RANGE }),
         }
     }
 
-    fn read_one(&self, s: u32, b: &mut [u8; SECTOR]) -> Result<(), DiskError> {
+    fn read_one(&self, s: u32, b: &mut [u8; SECTOR]) -> Result<(), IoError> {
         *b = self.raw(s)?;
         if Some(s) == self.geo.fsinfo {
             let next = le::get_u32(b, 492);
@@ -209,12 +209,12 @@ impl<S: SectorIo> FatDev<S> {
     }
 }
 
-impl<S: SectorIo> BlockDevice for FatDev<S> {
-    type Error = DiskError;
+impl<S: BlockDevice> embedded_sdmmc::BlockDevice for FatDev<S> {
+    type Error = IoError;
 
-    fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), DiskError> {
+    fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), IoError> {
         for (i, blk) in blocks.iter_mut().enumerate() {
-            let idx = start.0.checked_add(i as u32).ok_or(DiskError { code: OUT_OF_RANGE })?;
+            let idx = start.0.checked_add(i as u32).ok_or(IoError { code: OUT_OF_RANGE })?;
             match self.sector(idx)? {
                 None => blk.contents = self.mbr,
                 Some(s) => {
@@ -226,10 +226,10 @@ impl<S: SectorIo> BlockDevice for FatDev<S> {
         Ok(())
     }
 
-    fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), DiskError> {
+    fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), IoError> {
         for (i, blk) in blocks.iter().enumerate() {
-            let idx = start.0.checked_add(i as u32).ok_or(DiskError { code: OUT_OF_RANGE })?;
-            let s = self.sector(idx)?.ok_or(DiskError { code: OUT_OF_RANGE })?;
+            let idx = start.0.checked_add(i as u32).ok_or(IoError { code: OUT_OF_RANGE })?;
+            let s = self.sector(idx)?.ok_or(IoError { code: OUT_OF_RANGE })?;
             if Some(s) == self.geo.fsinfo {
                 continue;
             }
@@ -257,7 +257,7 @@ impl<S: SectorIo> BlockDevice for FatDev<S> {
         Ok(())
     }
 
-    fn num_blocks(&self) -> Result<BlockCount, DiskError> {
+    fn num_blocks(&self) -> Result<BlockCount, IoError> {
         Ok(BlockCount(self.part.sectors() as u32 + 1))
     }
 }

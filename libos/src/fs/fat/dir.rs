@@ -11,7 +11,7 @@ extern crate alloc;
 use super::bpb::{FatType, Geometry};
 use super::name::{checksum, display, short_name};
 use super::table::Fat;
-use crate::fs::disk::{Partition, SectorIo, SECTOR};
+use crate::fs::disk::{BlockDevice, Partition, SECTOR};
 use crate::fs::{Error, FileKind, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -94,7 +94,7 @@ pub struct Dir {
 }
 
 /// Reads directory `loc` up to the cluster holding its end mark (or its chain's end).
-pub fn read<S: SectorIo>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
+pub fn read<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
     let mut sectors = Vec::new();
     let mut data = Vec::new();
     let first = match (loc, geo.fat_type) {
@@ -241,7 +241,7 @@ impl Dir {
     }
 
     /// Changes slots with `f` and writes the sectors that hold them.
-    pub fn patch<S: SectorIo>(
+    pub fn patch<S: BlockDevice>(
         &mut self,
         part: &Partition<S>,
         slots: core::ops::RangeInclusive<usize>,
@@ -264,7 +264,7 @@ impl Dir {
     }
 
     /// Marks an entry's slots (its long-name slots too) deleted.
-    pub fn delete<S: SectorIo>(&mut self, part: &Partition<S>, e: &Entry) -> Result<()> {
+    pub fn delete<S: BlockDevice>(&mut self, part: &Partition<S>, e: &Entry) -> Result<()> {
         self.patch(part, e.first..=e.slot, |_, s| s[0] = 0xe5)
     }
 }

@@ -8,7 +8,7 @@
 
 use super::table::{Chain, Fat};
 use super::{sd, FatFs};
-use crate::fs::disk::{Partition, SectorIo, SECTOR};
+use crate::fs::disk::{BlockDevice, Partition, SECTOR};
 use crate::fs::{Error, OpenFlags, Result};
 use embedded_sdmmc::Mode;
 use exo_format::le;
@@ -17,7 +17,7 @@ use exo_format::le;
 const MAX_SIZE: u64 = u32::MAX as u64;
 
 /// Copies bytes `off .. off + buf.len()` of the file whose chain is `chain` into `buf`.
-fn read_runs<S: SectorIo>(
+fn read_runs<S: BlockDevice>(
     p: &Partition<S>,
     g: &super::Geometry,
     chain: &Chain,
@@ -49,7 +49,7 @@ fn read_runs<S: SectorIo>(
     Ok(())
 }
 
-impl<S: SectorIo> FatFs<S> {
+impl<S: BlockDevice> FatFs<S> {
     /// Walks node `i`'s chain until `want` clusters are known or it ends; fails with
     /// [`Error::Corrupt`] if fewer than `need` exist.
     fn chain_to(&mut self, i: usize, want: u32, need: u32) -> Result<Chain> {

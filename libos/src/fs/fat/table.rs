@@ -8,7 +8,7 @@ use exo_format::le;
 extern crate alloc;
 
 use super::bpb::{FatType, Geometry};
-use crate::fs::disk::{Partition, SectorIo, SECTOR};
+use crate::fs::disk::{BlockDevice, Partition, SECTOR};
 use crate::fs::{Error, Result};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -19,7 +19,7 @@ const WINDOW: u32 = 64;
 const SCAN: u32 = 256;
 
 /// Cached access to the first FAT; writes go to every copy.
-pub struct Fat<'a, S: SectorIo> {
+pub struct Fat<'a, S: BlockDevice> {
     part: &'a Partition<S>,
     geo: &'a Geometry,
     /// First FAT sector (relative to the FAT) held in `win`, and the sectors themselves.
@@ -27,7 +27,7 @@ pub struct Fat<'a, S: SectorIo> {
     win: Vec<u8>,
 }
 
-impl<'a, S: SectorIo> Fat<'a, S> {
+impl<'a, S: BlockDevice> Fat<'a, S> {
     pub fn new(part: &'a Partition<S>, geo: &'a Geometry) -> Self {
         Fat { part, geo, win_at: 0, win: Vec::new() }
     }
@@ -177,7 +177,7 @@ impl Chain {
     }
 
     /// Walks on until `need` clusters are known or the chain ends.
-    pub fn ensure<S: SectorIo>(&mut self, fat: &mut Fat<'_, S>, need: u32) -> Result<()> {
+    pub fn ensure<S: BlockDevice>(&mut self, fat: &mut Fat<'_, S>, need: u32) -> Result<()> {
         while self.len < need && !self.ended {
             let &(start, n) = self.runs.last().ok_or(Error::Corrupt)?;
             match fat.next(start + n - 1)? {
