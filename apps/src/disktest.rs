@@ -3,7 +3,8 @@
 //! 2048 (4096 sectors) and an LFS-typed one at 6144 (8192 sectors).
 
 use crate::ktest::check;
-use exo_libos::abi::{mbr, EnvId, Error, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::abi::{EnvId, Error, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::format::mbr;
 use exo_libos::process::{self, Fork};
 use exo_libos::sys;
 use exo_libos::vm::{self, PAGE, RW};

@@ -8,8 +8,9 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use exo_libos::abi::{mbr, EnvId, SECTOR_READ, SECTOR_WRITE};
-use exo_libos::fs::disk::{DiskError, Partition, SectorIo, SysSectors};
+use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::format::mbr;
+use exo_libos::fs::disk::{BlockDevice, IoError, Partition, SysSectors};
 use exo_libos::fs::fat::{FatFs, FatOptions};
 use exo_libos::fs::lfs::{LfsFs, LfsOptions};
 use exo_libos::fs::{mount, service, FileSystem, OpenFlags, Vfs};
@@ -22,17 +23,20 @@ static READ: AtomicU64 = AtomicU64::new(0);
 #[derive(Clone, Copy, Default)]
 struct Counted;
 
-impl SectorIo for Counted {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+impl BlockDevice for Counted {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         READ.fetch_add(buf.len() as u64 / 512, Relaxed);
         SysSectors.read(sector, buf)
     }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         WRITTEN.fetch_add(buf.len() as u64 / 512, Relaxed);
         SysSectors.write(sector, buf)
     }
-    fn flush(&mut self) -> Result<(), DiskError> {
+    fn flush(&mut self) -> Result<(), IoError> {
         SysSectors.flush()
+    }
+    fn sectors(&self) -> u64 {
+        SysSectors.sectors()
     }
 }
 

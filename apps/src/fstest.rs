@@ -8,7 +8,8 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use crate::ktest::check;
 use exo_libos::abi::pte::Pte;
-use exo_libos::abi::{mbr, EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::format::mbr;
 use exo_libos::fs::{self, service, OpenFlags, Vfs};
 use exo_libos::process::{self, Fork};
 use exo_libos::spawn::{self, Options, SpawnError};

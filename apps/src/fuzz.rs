@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use exo_libos::abi::pte::{Perm, Pte};
 use exo_libos::abi::{env_state, EnvId, Sys, ANY_FRAME};
+use exo_libos::format::rng::Rng;
 use exo_libos::process::Fork;
 use exo_libos::vm::{self, PAGE, RW, SHARED};
 use exo_libos::{println, process, sys};
@@ -20,24 +21,6 @@ const WORKERS: usize = 4;
 const WORKER_QUOTA: u32 = 2048;
 /// A worker whose count has not moved for this long (blocked, or spinning) is replaced.
 const STALL_MS: u64 = 200;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
 
 /// What a worker knows that makes arguments half-valid.
 struct Pool {
@@ -59,13 +42,13 @@ impl Pool {
     fn env(&self, r: &mut Rng) -> u64 {
         match r.below(4) {
             0..=2 => r.pick(&self.envs),
-            _ => r.next() & 0xffff_ffff,
+            _ => r.next_u64() & 0xffff_ffff,
         }
     }
     fn va(&self, r: &mut Rng) -> u64 {
         match r.below(4) {
             0 | 1 => r.pick(&self.vas) + r.below(512) * PAGE,
-            2 => r.next() & 0x0000_ffff_ffff_f000,
+            2 => r.next_u64() & 0x0000_ffff_ffff_f000,
             _ => r.pick(&[0, exo_libos::abi::USER_VA_LIMIT, 0xffff_ffff_8000_0000, u64::MAX, 0x40_0000]),
         }
     }
@@ -76,14 +59,14 @@ impl Pool {
             1 => Pte::table(self.frame(r)).0,
             2 => Pte::user_page(self.frame(r), perm).0 ^ (1 << r.below(64)),
             3 => 0,
-            _ => r.next(),
+            _ => r.next_u64(),
         }
     }
 }
 
 /// One worker: `calls` random system calls, counting each in `counter`.
 fn worker(seed: u64, counter: &AtomicU64) -> ! {
-    let mut r = Rng(seed | 1);
+    let mut r = Rng::from_state(seed | 1);
     let me = vm::me().0 as u64;
     let mut pool = Pool { frames: [0; 32], envs: [0, me, 1, 0x1000, 0, 0, 0, 0], vas: [0; 8] };
     for f in pool.frames.iter_mut() {
@@ -132,7 +115,7 @@ fn worker(seed: u64, counter: &AtomicU64) -> ! {
                         (0, 0) => pool.env(&mut r),
                         (_, 0) => pool.frame(&mut r),
                         (_, 1) => pool.va(&mut r),
-                        _ => r.next(),
+                        _ => r.next_u64(),
                     };
                 }
             }
@@ -169,7 +152,7 @@ pub fn run(args: &str) -> i32 {
     }
     // SAFETY: `va` is a shared read-write page for the rest of the run.
     let counters = unsafe { &*(va as *const [AtomicU64; WORKERS]) };
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::from_state(seed | 1);
     let mut workers = [(EnvId(0), 0u64, 0u64); WORKERS]; // (id, last count, last progress ms)
     let (mut started, mut done) = (0u64, 0u64);
     while done < calls {
@@ -191,7 +174,7 @@ pub fn run(args: &str) -> i32 {
             }
             done += count;
             counters[i].store(0, Relaxed);
-            let worker_seed = rng.next();
+            let worker_seed = rng.next_u64();
             match process::fork_with_quota(WORKER_QUOTA) {
                 Ok(Fork::Child) => worker(worker_seed, &counters[i]),
                 Ok(Fork::Parent(id)) => *w = (id, 0, now_ms()),

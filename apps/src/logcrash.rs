@@ -20,7 +20,7 @@ fn mount() -> Option<LfsFs<disk::Partition<disk::SysSectors>>> {
     let i = vm::kinfo()
         .partitions
         .iter()
-        .position(|p| p.kind == exo_libos::abi::mbr::TYPE_EXO_LFS && p.sectors > 0)?;
+        .position(|p| p.kind == exo_libos::format::mbr::TYPE_EXO_LFS && p.sectors > 0)?;
     LfsFs::mount(disk::open_partition(i)?, LfsOptions::default()).ok()
 }
 

@@ -8,8 +8,9 @@
 //! caller's own frames — no buffer cache, no bounce buffer.
 
 use core::mem::MaybeUninit;
-use exo_abi::{mbr, EnvId, Error, SectorBinding, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
+use exo_abi::{EnvId, Error, SectorBinding, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
 use exo_bsp::disk::Disk;
+use exo_format::mbr;
 
 use exo_bsp::{BlockDevice, BlockError};
 

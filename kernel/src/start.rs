@@ -5,10 +5,10 @@
 //! `init` program embedded in the image is loaded the way a libOS would load a child:
 //! frames owned by init, tables bound from them, entries checked like any other.
 
-use exo_abi::elf::Elf;
 use exo_abi::pte::{Perm, Pte};
 use exo_abi::{board, frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
 use exo_bsp::dt::{BoardInfo, BoardKind};
+use exo_format::elf::Elf;
 
 use crate::env::{Ctx, Kernel, MAX_ENVS, NONE};
 use crate::mm::frames::FrameTable;

@@ -18,3 +18,4 @@ pub mod upcall;
 pub mod vm;
 
 pub use exo_abi as abi;
+pub use exo_format as format;

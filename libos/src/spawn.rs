@@ -5,9 +5,9 @@
 //! builds the child's stack with a [`StartInfo`] on top, grants it disk extents, and starts
 //! it. The kernel only sees checked frame, table and environment calls.
 
-use exo_abi::elf::{Elf, ElfError};
 use exo_abi::pte::{Perm, Pte};
 use exo_abi::{EnvId, Error};
+use exo_format::elf::{Elf, ElfError};
 
 use crate::rt::{StartInfo, START_MAGIC};
 use crate::sys;

@@ -1,7 +1,7 @@
 //! The partition block device: offsets, bounds, bounce buffer and batching, both traits.
 
 use exo_libos::fs::disk::{
-    DiskError, IoStats, Partition, SectorIo, BOUNCE_SECTORS, MAX_TRANSFER, OUT_OF_RANGE,
+    BlockDevice, IoError, IoStats, Partition, BOUNCE_SECTORS, MAX_TRANSFER, OUT_OF_RANGE,
 };
 
 /// A disk that behaves like the kernel: refuses unaligned buffers and over-long transfers,
@@ -18,34 +18,37 @@ impl Strict {
             calls: Vec::new(),
         }
     }
-    fn check(&self, sector: u64, buf: *const u8, len: usize) -> Result<(), DiskError> {
+    fn check(&self, sector: u64, buf: *const u8, len: usize) -> Result<(), IoError> {
         let n = len / 512;
         if !(buf as usize).is_multiple_of(512) || !len.is_multiple_of(512) || n == 0 || n > MAX_TRANSFER {
-            return Err(DiskError { code: -1 });
+            return Err(IoError { code: -1 });
         }
         if (sector as usize + n) * 512 > self.data.len() {
-            return Err(DiskError { code: -2 });
+            return Err(IoError { code: -2 });
         }
         Ok(())
     }
 }
 
-impl SectorIo for Strict {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+impl BlockDevice for Strict {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         self.check(sector, buf.as_ptr(), buf.len())?;
         self.calls.push(('r', sector, buf.len() / 512));
         buf.copy_from_slice(&self.data[sector as usize * 512..][..buf.len()]);
         Ok(())
     }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         self.check(sector, buf.as_ptr(), buf.len())?;
         self.calls.push(('w', sector, buf.len() / 512));
         self.data[sector as usize * 512..][..buf.len()].copy_from_slice(buf);
         Ok(())
     }
-    fn flush(&mut self) -> Result<(), DiskError> {
+    fn flush(&mut self) -> Result<(), IoError> {
         self.calls.push(('f', 0, 0));
         Ok(())
+    }
+    fn sectors(&self) -> u64 {
+        (self.data.len() / 512) as u64
     }
 }
 
@@ -77,10 +80,10 @@ fn offsets_and_bounds() {
     p.read(0, b).unwrap();
     assert_eq!(&b[..], &Strict::new(10_000).data[1000 * 512..1002 * 512]);
     p.read(2998, b).unwrap();
-    assert_eq!(p.read(2999, b), Err(DiskError { code: OUT_OF_RANGE }));
-    assert_eq!(p.read(u64::MAX, b), Err(DiskError { code: OUT_OF_RANGE }));
-    assert_eq!(p.write(3000, &b[..512]), Err(DiskError { code: OUT_OF_RANGE }));
-    assert_eq!(p.read(0, &mut b[..100]), Err(DiskError { code: OUT_OF_RANGE }));
+    assert_eq!(p.read(2999, b), Err(IoError { code: OUT_OF_RANGE }));
+    assert_eq!(p.read(u64::MAX, b), Err(IoError { code: OUT_OF_RANGE }));
+    assert_eq!(p.write(3000, &b[..512]), Err(IoError { code: OUT_OF_RANGE }));
+    assert_eq!(p.read(0, &mut b[..100]), Err(IoError { code: OUT_OF_RANGE }));
     p.write(5, &[7u8; 1024]).unwrap();
     let io = p.into_inner();
     assert!(io.data[1005 * 512..1007 * 512].iter().all(|&x| x == 7));

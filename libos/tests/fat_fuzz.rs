@@ -7,7 +7,8 @@
 mod common;
 
 use common::*;
-use exo_libos::fs::disk::{DiskError, SectorIo};
+use exo_format::le;
+use exo_libos::fs::disk::{BlockDevice, IoError};
 use exo_libos::fs::fat::{FatFs, FatOptions};
 use exo_libos::fs::{FileKind, FileSystem, OpenFlags, Partition};
 use std::collections::HashMap;
@@ -31,27 +32,30 @@ impl Overlay {
     }
 }
 
-impl SectorIo for Overlay {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+impl BlockDevice for Overlay {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         for (i, b) in buf.chunks_mut(512).enumerate() {
             let s = sector + i as u64;
             match self.changed.get(&s) {
                 Some(c) => b.copy_from_slice(c),
                 None => b.copy_from_slice(
-                    self.base.get(s as usize * 512..s as usize * 512 + 512).ok_or(DiskError { code: -1 })?,
+                    self.base.get(s as usize * 512..s as usize * 512 + 512).ok_or(IoError { code: -1 })?,
                 ),
             }
         }
         Ok(())
     }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         for (i, b) in buf.chunks(512).enumerate() {
             self.sector(sector + i as u64).copy_from_slice(b);
         }
         Ok(())
     }
-    fn flush(&mut self) -> Result<(), DiskError> {
+    fn flush(&mut self) -> Result<(), IoError> {
         Ok(())
+    }
+    fn sectors(&self) -> u64 {
+        (self.base.len() / 512) as u64
     }
 }
 
@@ -65,8 +69,8 @@ struct Layout {
 }
 
 fn layout(img: &[u8]) -> Layout {
-    let u16_at = |at: usize| u64::from(u16::from_le_bytes([img[at], img[at + 1]]));
-    let u32_at = |at: usize| u64::from(u32::from_le_bytes([img[at], img[at + 1], img[at + 2], img[at + 3]]));
+    let u16_at = |at: usize| u64::from(le::get_u16(img, at));
+    let u32_at = |at: usize| u64::from(le::get_u32(img, at));
     let reserved = u16_at(14);
     let fat_size = if u16_at(22) != 0 { u16_at(22) } else { u32_at(36) };
     let nfats = u64::from(img[16]);
@@ -83,14 +87,14 @@ fn damage(ov: &mut Overlay, l: &Layout, rng: &mut Rng) {
                 // Boot-sector fields.
                 let at =
                     [11, 12, 13, 14, 16, 17, 19, 21, 22, 32, 36, 42, 44, 48, 510][rng.below(15) as usize];
-                let v = rng.next() as u8;
+                let v = rng.next_u64() as u8;
                 ov.sector(0)[at] =
                     if rng.below(2) == 0 { v } else { [0, 1, 0xff, 0x80][rng.below(4) as usize] };
             }
             1 => {
                 let s = if rng.below(2) == 0 { l.fsinfo } else { 0 };
                 let at = rng.below(512) as usize;
-                ov.sector(s)[at] = rng.next() as u8;
+                ov.sector(s)[at] = rng.next_u64() as u8;
             }
             2 => {
                 // FAT entries in the used part: loops, free links, wild values.
@@ -98,7 +102,7 @@ fn damage(ov: &mut Overlay, l: &Layout, rng: &mut Rng) {
                     let s = l.fat + rng.below(4.min(l.fat_sectors));
                     let e = rng.below(128) as usize * 4;
                     let v: u32 = match rng.below(5) {
-                        0 => rng.next() as u32,
+                        0 => rng.next_u64() as u32,
                         1 => 0,
                         2 => (s - l.fat) as u32 * 128 + e as u32 / 4,
                         3 => 2 + rng.below(200) as u32,
@@ -114,7 +118,7 @@ fn damage(ov: &mut Overlay, l: &Layout, rng: &mut Rng) {
                     let slot = rng.below(16) as usize * 32;
                     let field = [0usize, 11, 12, 13, 20, 21, 26, 27, 28, 31, 1, 5][rng.below(12) as usize];
                     let v = match rng.below(4) {
-                        0 => rng.next() as u8,
+                        0 => rng.next_u64() as u8,
                         1 => 0,
                         2 => 0xff,
                         _ => [0xe5, 0x05, b'.', 0x41, 0x0f, 0x10][rng.below(6) as usize],
@@ -210,7 +214,7 @@ fn fuzz(test: &str, fat: u32, spc: u32, kib: u32, default_iters: u64) {
     let imgs = img.to_str().unwrap().to_string();
     mkfs(&img, kib, fat, spc);
     run("mmd", &["-i", &imgs, "::/docs", "::/docs/deep", "::/sub", "::/sub/deeper", "::/emptydir"]);
-    let mut rng = Rng(99);
+    let mut rng = Rng::from_state(99);
     let host = dir.join("h");
     for (i, name) in
         ["Long Name One.txt", "README.TXT", "docs/Report 2024.doc", "docs/deep/x.bin", "sub/deeper/z.dat"]
@@ -235,7 +239,7 @@ fn fuzz(test: &str, fat: u32, spc: u32, kib: u32, default_iters: u64) {
         for seed in 1..=iters {
             cur.store(seed, Ordering::Relaxed);
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+                let mut rng = Rng::new(seed);
                 let mut ov = Overlay { base: base.clone(), changed: HashMap::new() };
                 damage(&mut ov, &l, &mut rng);
                 match FatFs::mount(Partition::new(ov, 0, sectors), FatOptions::default()) {

@@ -93,7 +93,7 @@ fn reads_a_fat32_volume_mtools_filled() {
     let dir = scratch("read32");
     let img = dir.join("vol.img");
     mkfs(&img, 40 * 1024, 32, 1);
-    let files = host_files(&mut Rng(7));
+    let files = host_files(&mut Rng::from_state(7));
     fill(&dir, img.to_str().unwrap(), &files);
     let sectors = std::fs::metadata(&img).unwrap().len() / 512;
     let mut fs = FatFs::mount(Partition::new(open_image(&img), 0, sectors), FatOptions::default()).unwrap();
@@ -153,7 +153,7 @@ fn reads_a_fat16_partition_behind_an_mbr() {
     disk.extend_from_slice(&[0x5au8; 4096]);
     let img = dir.join("disk.img");
     std::fs::write(&img, &disk).unwrap();
-    let files = host_files(&mut Rng(16));
+    let files = host_files(&mut Rng::from_state(16));
     fill(&dir, &format!("{}@@1048576", img.display()), &files);
     let mut fs =
         FatFs::mount(Partition::new(open_image(&img), 2048, u64::from(count)), FatOptions::default())

@@ -173,7 +173,7 @@ fn round_trip(test: &str, fat: u32, spc: u32, kib: u32) {
     let img = dir.join("vol.img");
     let imgs = img.to_str().unwrap();
     mkfs(&img, kib, fat, spc);
-    let mut rng = Rng(fat as u64 * 1000 + spc as u64);
+    let mut rng = Rng::from_state(fat as u64 * 1000 + spc as u64);
     let host = dir.join("host");
     let mut model = Model::new();
     run("mmd", &["-i", imgs, "::/olddir"]);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use exo_abi::mbr;
+use exo_format::mbr;
 use exo_lfs::FormatOptions;
 use exo_libos::fs::lfs::LfsFs;
 use exo_libos::fs::mount::{mount_partitions, mount_point};
@@ -49,7 +49,7 @@ fn partitions_mount_where_their_type_says() {
     entry(&mut disk, 1, mbr::TYPE_EXO_LFS, lfs_at, lfs_len);
     entry(&mut disk, 2, 0x83, linux_at, 2048);
     entry(&mut disk, 3, 0x0b, junk_at, 2048);
-    let mut rng = Rng(3);
+    let mut rng = Rng::from_state(3);
     let junk = rng.bytes(2048 * 512);
     disk[junk_at as usize * 512..].copy_from_slice(&junk);
     std::fs::write(&img, &disk).unwrap();

@@ -138,7 +138,7 @@ fn the_descriptor_table_has_a_limit() {
 
 #[test]
 fn copy_across_file_systems_and_move_within_one() {
-    let mut rng = Rng(5);
+    let mut rng = Rng::from_state(5);
     let data = rng.bytes(1_500_000);
     let mut v = two_logs();
     let dir = have_fat_tools("copy_across_file_systems_and_move_within_one").then(|| scratch("vfs-copy"));

@@ -12,7 +12,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use exo_libos::abi::{mbr, EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::format::mbr;
 use exo_libos::fs::fat::{FatFs, FatOptions};
 use exo_libos::fs::{disk, mount, FileSystem};
 use exo_libos::spawn::{self, Options};

@@ -4,6 +4,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use exo_libos::format::crc32::Crc32;
 use exo_libos::fs::{self, FileKind, OpenFlags, SeekFrom, Vfs};
 use exo_libos::println;
 
@@ -164,18 +165,13 @@ impl Files {
     /// The file's CRC-32 (IEEE, as zlib and `crc32` compute it) and size.
     fn sum(&mut self, p: &str) -> Out {
         let fd = self.vfs.open(p, OpenFlags::READ).map_err(|e| err(p, e))?;
-        let (mut crc, mut size) = (!0u32, 0u64);
+        let (mut crc, mut size) = (Crc32::new(), 0u64);
         let mut buf = alloc::vec![0u8; 64 * 1024];
         let r = loop {
             match self.vfs.read(fd, &mut buf) {
                 Ok(0) => break Ok(()),
                 Ok(n) => {
-                    for &b in &buf[..n] {
-                        crc ^= b as u32;
-                        for _ in 0..8 {
-                            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
-                        }
-                    }
+                    crc.update(&buf[..n]);
                     size += n as u64;
                 }
                 Err(e) => break Err(err(p, e)),
@@ -183,7 +179,7 @@ impl Files {
         };
         let _ = self.vfs.close(fd);
         r?;
-        println!("{:08x} {size} {p}", !crc);
+        println!("{:08x} {size} {p}", crc.finish());
         Ok(())
     }
 

@@ -10,8 +10,6 @@
 //! translation-table slots by (environment, virtual address, level).
 #![cfg_attr(not(test), no_std)]
 
-pub mod elf;
-pub mod mbr;
 pub mod pte;
 
 /// An environment's name: slot index in the low 12 bits, a generation above, so a stale id
@@ -435,7 +433,7 @@ pub struct KernelInfo {
     /// The disk's size in sectors (0: no disk), and its MBR partitions as read at boot
     /// (entries with `sectors == 0` are empty).
     pub disk_sectors: u64,
-    pub partitions: [mbr::Partition; 4],
+    pub partitions: [Partition; 4],
 }
 
 impl KernelInfo {
@@ -449,6 +447,24 @@ impl KernelInfo {
 /// The end of EL0's address space: every user virtual address (a mapping, an entry point,
 /// a stack, a buffer) lies below it — the low half of a 48-bit address space.
 pub const USER_VA_LIMIT: u64 = 1 << 48;
+
+/// One primary partition as the MBR records it (`exo_format::mbr` reads them), as the kernel
+/// reports it in [`KernelInfo::partitions`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Partition {
+    /// First sector (LBA) of the partition.
+    pub start: u64,
+    /// Number of 512-byte sectors.
+    pub sectors: u64,
+    /// The MBR type byte (0x0c FAT32 LBA, 0x83 Linux, 0x7f exo LFS ...).
+    pub kind: u8,
+    /// Position in the table, 0..=3.
+    pub index: u8,
+    /// Whether the boot flag (0x80) is set.
+    pub bootable: bool,
+    pub _reserved: [u8; 5],
+}
 
 /// Where the kernel puts init's stack: the top of the low half's first 512 GiB slot is
 /// left to the libOS; init's initial stack is the 64 KiB below this address.

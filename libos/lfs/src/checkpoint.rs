@@ -1,12 +1,12 @@
 //! Checkpoint regions: the fixed-place record from which mount starts rolling forward.
 
-use crate::bytes::*;
 use crate::device::SECTOR;
 use crate::hash::hash64;
 use crate::layout::{Geometry, NO_SEG};
 use crate::stats::Stats;
 use alloc::vec;
 use alloc::vec::Vec;
+use exo_format::le::*;
 
 const CP_MAGIC: u32 = 0x4350_464c; // "LFSC"
 const CP_VERSION: u32 = 1;

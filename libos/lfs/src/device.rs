@@ -7,7 +7,10 @@ use alloc::vec::Vec;
 /// Bytes per sector. Every transfer is a whole number of sectors.
 pub const SECTOR: usize = 512;
 
-/// A disk (or partition) of 512-byte sectors numbered from 0.
+/// A disk (or partition) of 512-byte sectors numbered from 0: the one block-device seam of
+/// EL0. The LFS runs on it, and so does the libOS (`exo_libos::fs::disk`: the sector system
+/// calls, partitions, FAT). The kernel's drivers implement `exo_bsp`'s own `BlockDevice`,
+/// which the libOS cannot name (it never depends on the bsp).
 ///
 /// Durability contract the file system relies on (and nothing more):
 /// - a `write` that returned, followed by a `flush` that returned, is durable;
@@ -51,6 +54,29 @@ pub fn check_range(sector: u64, len: usize, sectors: u64) -> Result<(), IoError>
     Ok(())
 }
 
+/// A disk held in memory (a RAM disk, or a host test's image): sector `n` is bytes
+/// `n * 512 ..`.
+impl BlockDevice for Vec<u8> {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        check_range(sector, buf.len(), self.sectors())?;
+        let at = sector as usize * SECTOR;
+        buf.copy_from_slice(&self[at..at + buf.len()]);
+        Ok(())
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        check_range(sector, buf.len(), self.sectors())?;
+        let at = sector as usize * SECTOR;
+        self[at..at + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        Ok(())
+    }
+    fn sectors(&self) -> u64 {
+        (self.len() / SECTOR) as u64
+    }
+}
+
 /// A device held in memory: the test suite's disk, and a RAM disk for a libOS.
 #[derive(Clone)]
 pub struct MemDevice {
@@ -65,22 +91,16 @@ impl MemDevice {
 
 impl BlockDevice for MemDevice {
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        check_range(sector, buf.len(), self.sectors())?;
-        let at = sector as usize * SECTOR;
-        buf.copy_from_slice(&self.data[at..at + buf.len()]);
-        Ok(())
+        self.data.read(sector, buf)
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
-        check_range(sector, buf.len(), self.sectors())?;
-        let at = sector as usize * SECTOR;
-        self.data[at..at + buf.len()].copy_from_slice(buf);
-        Ok(())
+        self.data.write(sector, buf)
     }
     fn flush(&mut self) -> Result<(), IoError> {
         Ok(())
     }
     fn sectors(&self) -> u64 {
-        (self.data.len() / SECTOR) as u64
+        self.data.sectors()
     }
 }
 

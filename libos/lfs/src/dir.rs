@@ -4,7 +4,6 @@
 //! ended by a zero `ino` or the end of the block. In memory every block is kept, and an
 //! open-addressing table maps a name's hash to (block, offset).
 
-use crate::bytes::*;
 use crate::error::{Corruption, Error, Result};
 use crate::hash::name_hash;
 use crate::inode::Kind;
@@ -12,6 +11,7 @@ use crate::layout::{BLOCK, NAME_MAX};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use exo_format::le::*;
 
 /// Bytes before the name in an entry.
 pub const ENTRY_HDR: usize = 6;

@@ -6,6 +6,14 @@ pub struct IoError {
     pub code: i32,
 }
 
+impl core::fmt::Display for IoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "disk error {}", self.code)
+    }
+}
+
+impl core::error::Error for IoError {}
+
 /// Which structure was found damaged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Corruption {

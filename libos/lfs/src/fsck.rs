@@ -3,7 +3,7 @@
 
 use crate::device::{BlockDevice, SECTOR};
 use crate::fs::Fs;
-use crate::inode::{span, Kind, FANOUT, NDIRECT, NPTR};
+use crate::inode::{span, Inode, Kind, FANOUT, NDIRECT};
 use crate::layout::{ptr_len, ptr_sector, BLOCK, INODE_SIZE, ROOT_INO};
 use crate::mount::MountOptions;
 use crate::summary::partial_segments;
@@ -124,6 +124,9 @@ impl<D: BlockDevice> Fs<D> {
         true
     }
 
+    /// Checks inode `ino` (found in directory `parent`, `depth` below the root): its place
+    /// in the log, its kind and size, its block tree and, for a directory, its entries, whose
+    /// inodes go on `stack` to be checked next.
     fn check_inode(
         &mut self,
         w: &mut Walk,
@@ -132,18 +135,8 @@ impl<D: BlockDevice> Fs<D> {
         depth: u32,
         stack: &mut Vec<(u32, u32, u32)>,
     ) {
-        let v = self.imap.get(ino);
-        match self.geo.iloc(v) {
-            Some((s, _)) => {
-                if let Some(seg) = self.geo.seg_of(s) {
-                    w.live[seg as usize] += INODE_SIZE as u64;
-                }
-                w.inode_slots.insert(v);
-            }
-            None => {
-                w.r.err(format!("inode {ino}: inode-map entry {v:#x} is not a location in the log"));
-                return;
-            }
+        if !self.inode_slot(w, ino) {
+            return;
         }
         if let Err(e) = self.load_inode(ino) {
             w.r.err(format!("inode {ino}: cannot be read: {e}"));
@@ -153,73 +146,99 @@ impl<D: BlockDevice> Fs<D> {
             return;
         };
         let inode = c.inode.clone();
+        Self::inode_fields(w, ino, parent, &inode);
+        self.block_tree(w, ino, &inode);
         if inode.kind == Kind::Dir {
-            w.r.dirs += 1;
-            if inode.parent != parent {
-                w.r.err(format!(
-                    "directory {ino}: parent field {} but it is in directory {parent}",
-                    inode.parent
-                ));
-            }
-            if inode.size % BLOCK as u64 != 0 {
-                w.r.err(format!("directory {ino}: size {} is not whole blocks", inode.size));
-            }
-        } else {
-            w.r.files += 1;
+            self.dir_entries(w, ino, depth, stack);
         }
+    }
+
+    /// Counts the 128 bytes of inode `ino`'s slot as live; false when its inode-map entry
+    /// is not a place in the log.
+    fn inode_slot(&mut self, w: &mut Walk, ino: u32) -> bool {
+        let v = self.imap.get(ino);
+        let Some((s, _)) = self.geo.iloc(v) else {
+            w.r.err(format!("inode {ino}: inode-map entry {v:#x} is not a location in the log"));
+            return false;
+        };
+        if let Some(seg) = self.geo.seg_of(s) {
+            w.live[seg as usize] += INODE_SIZE as u64;
+        }
+        w.inode_slots.insert(v);
+        true
+    }
+
+    /// Counts the inode as a file or a directory; a directory must name `parent` and hold
+    /// whole blocks.
+    fn inode_fields(w: &mut Walk, ino: u32, parent: u32, inode: &Inode) {
+        if inode.kind != Kind::Dir {
+            w.r.files += 1;
+            return;
+        }
+        w.r.dirs += 1;
+        if inode.parent != parent {
+            w.r.err(format!(
+                "directory {ino}: parent field {} but it is in directory {parent}",
+                inode.parent
+            ));
+        }
+        if !inode.size.is_multiple_of(BLOCK as u64) {
+            w.r.err(format!("directory {ino}: size {} is not whole blocks", inode.size));
+        }
+    }
+
+    /// Walks every block pointer of the inode: direct blocks, then each indirect tree, which
+    /// must start inside the file.
+    fn block_tree(&mut self, w: &mut Walk, ino: u32, inode: &Inode) {
         let nblocks = inode.size.div_ceil(BLOCK as u64);
-        for slot in 0..NPTR {
-            let p = inode.ptr[slot];
+        for (slot, &p) in inode.ptr.iter().enumerate() {
             if p == 0 {
                 continue;
             }
             if slot < NDIRECT {
                 self.data_block(w, ino, inode.size, slot as u64, p);
-            } else {
-                let level = (slot - NDIRECT + 1) as u8;
-                let base = match level {
-                    1 => NDIRECT as u64,
-                    2 => NDIRECT as u64 + FANOUT,
-                    _ => NDIRECT as u64 + FANOUT + FANOUT * FANOUT,
-                };
-                if base >= nblocks {
-                    w.r.err(format!(
-                        "inode {ino}: indirect tree at block {base} lies past the end of the file"
-                    ));
-                }
-                self.node(w, ino, inode.size, level, base, p);
+                continue;
             }
+            let level = (slot - NDIRECT + 1) as u8;
+            let base = match level {
+                1 => NDIRECT as u64,
+                2 => NDIRECT as u64 + FANOUT,
+                _ => NDIRECT as u64 + FANOUT + FANOUT * FANOUT,
+            };
+            if base >= nblocks {
+                w.r.err(format!("inode {ino}: indirect tree at block {base} lies past the end of the file"));
+            }
+            self.node(w, ino, inode.size, level, base, p);
         }
-        if inode.kind == Kind::Dir {
-            match self.load_dir(ino) {
-                Ok(()) => {
-                    let mut kids = Vec::new();
-                    if let Ok(d) = self.dir(ino) {
-                        d.for_each(|name, child, kind| {
-                            kids.push((String::from_utf8_lossy(name).into_owned(), child, kind))
-                        });
-                    }
-                    for (name, child, kind) in kids {
-                        if child == 0 || child >= self.imap.max || self.imap.get(child) == 0 {
-                            w.r.err(format!("directory {ino}: entry {name:?} names free inode {child}"));
-                            continue;
-                        }
-                        match self.load_inode(child) {
-                            Ok(()) => {
-                                let k = self.inodes.get(child).map(|c| c.inode.kind);
-                                if k != Some(kind) {
-                                    w.r.err(format!(
-                                        "directory {ino}: entry {name:?} says {kind:?}, inode says {k:?}"
-                                    ));
-                                }
-                                stack.push((child, ino, depth + 1));
-                            }
-                            Err(e) => w.r.err(format!("directory {ino}: entry {name:?}: inode {child}: {e}")),
-                        }
-                    }
-                }
-                Err(e) => w.r.err(format!("directory {ino}: cannot be read: {e}")),
+    }
+
+    /// Checks each entry of directory `ino` against the inode it names (allocated, readable,
+    /// of the kind the entry says) and pushes the child to be checked.
+    fn dir_entries(&mut self, w: &mut Walk, ino: u32, depth: u32, stack: &mut Vec<(u32, u32, u32)>) {
+        if let Err(e) = self.load_dir(ino) {
+            w.r.err(format!("directory {ino}: cannot be read: {e}"));
+            return;
+        }
+        let mut kids = Vec::new();
+        if let Ok(d) = self.dir(ino) {
+            d.for_each(|name, child, kind| {
+                kids.push((String::from_utf8_lossy(name).into_owned(), child, kind))
+            });
+        }
+        for (name, child, kind) in kids {
+            if child == 0 || child >= self.imap.max || self.imap.get(child) == 0 {
+                w.r.err(format!("directory {ino}: entry {name:?} names free inode {child}"));
+                continue;
             }
+            if let Err(e) = self.load_inode(child) {
+                w.r.err(format!("directory {ino}: entry {name:?}: inode {child}: {e}"));
+                continue;
+            }
+            let k = self.inodes.get(child).map(|c| c.inode.kind);
+            if k != Some(kind) {
+                w.r.err(format!("directory {ino}: entry {name:?} says {kind:?}, inode says {k:?}"));
+            }
+            stack.push((child, ino, depth + 1));
         }
     }
 
@@ -250,7 +269,7 @@ impl<D: BlockDevice> Fs<D> {
         }
         let mut any = false;
         for i in 0..FANOUT as usize {
-            let c = crate::bytes::get_u64(&raw, i * 8);
+            let c = exo_format::le::get_u64(&raw, i * 8);
             if c == 0 {
                 continue;
             }

@@ -6,13 +6,14 @@
 //! single 64-bit word always changes the result. It detects accidents (torn writes, stale
 //! sectors, bit rot), not adversaries. `docs/lfs-format.md` specifies it bit for bit.
 
+use exo_format::le;
 const P1: u64 = 0x9e37_79b9_7f4a_7c15;
 const P2: u64 = 0xc2b2_ae3d_27d4_eb4f;
 const P3: u64 = 0x1656_67b1_9e37_79f9;
 
 #[inline(always)]
 fn word(b: &[u8]) -> u64 {
-    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    le::get_u64(b, 0)
 }
 
 #[inline(always)]

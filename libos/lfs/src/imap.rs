@@ -1,6 +1,5 @@
 //! The inode map: inode number → where the newest copy of the inode lives in the log.
 
-use crate::bytes::*;
 use crate::device::{BlockDevice, SECTOR};
 use crate::error::{Corruption, Error, Result};
 use crate::fs::Fs;
@@ -8,6 +7,7 @@ use crate::layout::{ptr_len, ptr_make, ptr_sector, BLOCK, IMAP_PER_BLOCK, ROOT_I
 use crate::summary::{Entry, EntryKind};
 use alloc::vec;
 use alloc::vec::Vec;
+use exo_format::le::*;
 
 /// Value of an entry allocated in memory whose inode has not been written yet.
 pub const UNWRITTEN: u64 = 1;

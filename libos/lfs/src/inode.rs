@@ -1,7 +1,7 @@
 //! The 128-byte on-disk inode and the shape of its block tree.
 
-use crate::bytes::*;
 use crate::layout::INODE_SIZE;
+use exo_format::le::*;
 
 /// Direct block pointers in an inode.
 pub const NDIRECT: usize = 6;

@@ -1,9 +1,9 @@
 //! Geometry, the superblock (sector 0) and the two pointer encodings of the format.
 
-use crate::bytes::*;
 use crate::device::SECTOR;
 use crate::error::{Corruption, Error, Result};
 use crate::hash::hash64;
+use exo_format::le::*;
 
 /// Bytes per file-system block (file data, directory, indirect and inode-map blocks).
 pub const BLOCK: usize = 4096;

@@ -59,7 +59,6 @@
 
 extern crate alloc;
 
-mod bytes;
 pub mod checkpoint;
 mod cleaner;
 mod commit;

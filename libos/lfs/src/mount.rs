@@ -13,7 +13,7 @@ use crate::layout::{iloc_make, Geometry, INODES_PER_SECTOR, INODE_SIZE, NO_SEG, 
 use crate::log::{item_bytes, Log};
 use crate::nodes::NodeCache;
 use crate::stats::Stats;
-use crate::summary::{parse_header, parse_ps, EntryKind, FLAG_COMMIT};
+use crate::summary::{parse_header, parse_ps, Entry, EntryKind, Header, FLAG_COMMIT};
 use crate::usage::Usage;
 use alloc::boxed::Box;
 use alloc::vec;
@@ -38,6 +38,45 @@ enum Effect {
 
 /// Most effects one uncommitted group may hold before mount gives up on it.
 const GROUP_MAX: usize = 1 << 22;
+
+/// Where roll-forward reads next: a sector `pos` of segment `seg`, the segment the writer
+/// named to go on in, and the serial the next partial segment must carry.
+#[derive(Clone, Copy)]
+struct Cursor {
+    seg: u32,
+    pos: u32,
+    next: u32,
+    serial: u64,
+}
+
+/// Appends to `group` what the partial segment `ps` (header `h`, summary `entries`), read at
+/// `at` in the segment starting at sector `start`, does: live bytes added and killed, inodes
+/// written and freed, inode-map blocks moved.
+fn effects(start: u64, at: &Cursor, h: &Header, entries: &[Entry], ps: &[u8], group: &mut Vec<Effect>) {
+    let mut item = at.pos + 1;
+    for e in entries {
+        let abs = start + item as u64;
+        match e.kind {
+            EntryKind::Kill => group.push(Effect::Kill { sector: e.key, bytes: e.ino }),
+            EntryKind::Free => group.push(Effect::Free { ino: e.ino }),
+            _ => group.push(Effect::Add { seg: at.seg, bytes: item_bytes(e), serial: h.serial }),
+        }
+        if e.kind == EntryKind::Imap {
+            group.push(Effect::Imap { block: e.ino, ptr: crate::layout::ptr_make(abs, e.sectors as u32) });
+        }
+        if e.kind == EntryKind::Inodes {
+            let off = item as usize * SECTOR - at.pos as usize * SECTOR;
+            for i in 0..e.sectors as usize * INODES_PER_SECTOR {
+                let o = off + i * INODE_SIZE;
+                if let Some(ino) = Inode::decode(&ps[o..o + INODE_SIZE]) {
+                    let loc = iloc_make(abs + (i / INODES_PER_SECTOR) as u64, i % INODES_PER_SECTOR);
+                    group.push(Effect::Inode { ino: ino.ino, loc, gen: ino.gen });
+                }
+            }
+        }
+        item += e.payload();
+    }
+}
 
 impl<D: BlockDevice> Fs<D> {
     fn assemble(dev: D, geo: Geometry, cp: &Checkpoint, read_only: bool) -> Fs<D> {
@@ -144,86 +183,70 @@ impl<D: BlockDevice> Fs<D> {
     /// Replays committed groups after the checkpoint; leaves the log positioned after the
     /// last committed partial segment.
     fn roll_forward(&mut self) -> Result<()> {
-        let s = self.geo.seg_sectors;
-        let (epoch, fs_id) = (self.log.epoch, self.geo.fs_id);
-        let (mut seg, mut pos, mut next, mut serial) =
-            (self.log.seg, self.log.fill, self.log.next_seg, self.log.serial);
-        let mut committed = (seg, pos, next, serial);
+        let mut at = Cursor {
+            seg: self.log.seg,
+            pos: self.log.fill,
+            next: self.log.next_seg,
+            serial: self.log.serial,
+        };
+        let mut committed = at;
         let mut group: Vec<Effect> = Vec::new();
         let mut group_ps = 0u64;
         let mut jumped = false;
         let mut ps = Vec::new();
-        let mut hdr = [0u8; SECTOR];
-        let limit = self.geo.nsegs as u64 * s as u64;
+        let limit = self.geo.nsegs as u64 * self.geo.seg_sectors as u64;
         for _ in 0..limit {
-            let start = self.geo.seg_start(seg);
-            let mut found = None;
-            if pos < s {
-                self.dev.read(start + pos as u64, &mut hdr)?;
-                if let Some(h) =
-                    parse_header(&hdr, fs_id, s - pos).filter(|h| h.epoch == epoch && h.serial == serial)
-                {
-                    ps.resize(h.total as usize * SECTOR, 0);
-                    self.dev.read(start + pos as u64, &mut ps)?;
-                    found = parse_ps(&ps, &h, fs_id).map(|e| (h, e));
-                }
-            }
-            let Some((h, entries)) = found else {
+            let Some((h, entries)) = self.read_partial(&at, &mut ps)? else {
                 // The writer moves to the next segment when an item does not fit: look there once.
-                if jumped || next == NO_SEG || next == seg {
+                if jumped || at.next == NO_SEG || at.next == at.seg {
                     break;
                 }
-                (seg, pos, jumped) = (next, 0, true);
+                (at.seg, at.pos, jumped) = (at.next, 0, true);
                 continue;
             };
             jumped = false;
-            if h.next_seg != NO_SEG && (h.next_seg >= self.geo.nsegs || h.next_seg == seg) {
+            if h.next_seg != NO_SEG && (h.next_seg >= self.geo.nsegs || h.next_seg == at.seg) {
                 break;
             }
-            let mut item = pos + 1;
-            for e in &entries {
-                let abs = start + item as u64;
-                match e.kind {
-                    EntryKind::Kill => group.push(Effect::Kill { sector: e.key, bytes: e.ino }),
-                    EntryKind::Free => group.push(Effect::Free { ino: e.ino }),
-                    _ => group.push(Effect::Add { seg, bytes: item_bytes(e), serial: h.serial }),
-                }
-                if e.kind == EntryKind::Imap {
-                    group.push(Effect::Imap {
-                        block: e.ino,
-                        ptr: crate::layout::ptr_make(abs, e.sectors as u32),
-                    });
-                }
-                if e.kind == EntryKind::Inodes {
-                    let at = item as usize * SECTOR - pos as usize * SECTOR;
-                    for i in 0..e.sectors as usize * INODES_PER_SECTOR {
-                        let o = at + i * INODE_SIZE;
-                        if let Some(ino) = Inode::decode(&ps[o..o + INODE_SIZE]) {
-                            let loc = iloc_make(abs + (i / INODES_PER_SECTOR) as u64, i % INODES_PER_SECTOR);
-                            group.push(Effect::Inode { ino: ino.ino, loc, gen: ino.gen });
-                        }
-                    }
-                }
-                item += e.payload();
-            }
+            effects(self.geo.seg_start(at.seg), &at, &h, &entries, &ps, &mut group);
             group_ps += 1;
-            pos += h.total;
-            serial += 1;
-            next = h.next_seg;
+            at = Cursor { seg: at.seg, pos: at.pos + h.total, next: h.next_seg, serial: at.serial + 1 };
             if h.flags & FLAG_COMMIT != 0 {
                 self.apply(&group);
                 group.clear();
                 self.recovery.replayed += group_ps;
                 group_ps = 0;
-                committed = (seg, pos, next, serial);
+                committed = at;
             } else if group.len() > GROUP_MAX {
                 break;
             }
         }
         self.recovery.discarded = group_ps;
-        (self.log.seg, self.log.fill, self.log.next_seg, self.log.serial) = committed;
+        (self.log.seg, self.log.fill, self.log.next_seg, self.log.serial) =
+            (committed.seg, committed.pos, committed.next, committed.serial);
         self.log.mem_from = self.log.fill;
         Ok(())
+    }
+
+    /// The partial segment at `at`, read whole into `ps`, with its summary entries: `None`
+    /// when no valid one of this epoch carrying the serial roll-forward expects is there.
+    fn read_partial(&mut self, at: &Cursor, ps: &mut Vec<u8>) -> Result<Option<(Header, Vec<Entry>)>> {
+        let s = self.geo.seg_sectors;
+        if at.pos >= s {
+            return Ok(None);
+        }
+        let (epoch, fs_id) = (self.log.epoch, self.geo.fs_id);
+        let sector = self.geo.seg_start(at.seg) + at.pos as u64;
+        let mut hdr = [0u8; SECTOR];
+        self.dev.read(sector, &mut hdr)?;
+        let Some(h) =
+            parse_header(&hdr, fs_id, s - at.pos).filter(|h| h.epoch == epoch && h.serial == at.serial)
+        else {
+            return Ok(None);
+        };
+        ps.resize(h.total as usize * SECTOR, 0);
+        self.dev.read(sector, ps)?;
+        Ok(parse_ps(ps, &h, fs_id).map(|e| (h, e)))
     }
 
     fn apply(&mut self, group: &[Effect]) {

@@ -1,7 +1,6 @@
 //! The block tree of a file: finding, setting and freeing block pointers through indirect
 //! blocks, which are cached and written bottom-up at commit.
 
-use crate::bytes::*;
 use crate::device::{BlockDevice, SECTOR};
 use crate::error::{Corruption, Error, Result};
 use crate::fs::Fs;
@@ -11,6 +10,7 @@ use crate::summary::{Entry, EntryKind};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use exo_format::le::*;
 
 /// Names an indirect block: its file, its level (1 = points at data) and the first file
 /// block it covers.

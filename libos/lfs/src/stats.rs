@@ -1,6 +1,6 @@
 //! Counters a benchmark or `lfs df` reports: write amplification and cleaner work.
 
-use crate::bytes::*;
+use exo_format::le::*;
 
 /// Cumulative counters. Persisted at each checkpoint (so after a crash they may lag by the
 /// work done since the last one).

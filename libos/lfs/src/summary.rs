@@ -3,10 +3,10 @@
 //! A partial segment (PS) is one device write: a header sector, the payload items, then
 //! trailer sectors holding the summary entries that did not fit in the header sector.
 
-use crate::bytes::*;
 use crate::device::SECTOR;
 use crate::hash::hash64;
 use alloc::vec::Vec;
+use exo_format::le::*;
 
 pub const PS_MAGIC: u32 = 0x5053_464c; // "LFSP"
 /// The PS ends an atomic group: roll-forward applies the group only when it sees this flag.

@@ -51,7 +51,7 @@ fn reseal_cp(img: &mut [u8], geo: &Geometry, r: &mut Rng) {
             1 => SECTOR + r.below((len - SECTOR) as u64) as usize,
             _ => r.below(504) as usize,
         };
-        reg[off] = r.next() as u8;
+        reg[off] = r.next_u64() as u8;
     }
     let h = region_hash(reg, geo.fs_id);
     reg[504..512].copy_from_slice(&h.to_le_bytes());
@@ -81,7 +81,7 @@ fn reseal_ps(img: &mut [u8], geo: &Geometry, r: &mut Rng) {
             let off =
                 if r.chance(50) { 64 + r.below(448) as usize } else { r.below(ps.len() as u64) as usize };
             if !(56..64).contains(&off) {
-                ps[off] = r.next() as u8;
+                ps[off] = r.next_u64() as u8;
             }
         }
         let h = ps_hash(ps, geo.fs_id);

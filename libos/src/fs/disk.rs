@@ -1,17 +1,17 @@
-//! A partition as a block device: sectors 0.. of one extent, over any [`SectorIo`].
+//! A partition as a block device: sectors 0.. of one extent, over any [`BlockDevice`].
 //!
 //! The kernel moves sectors straight into the caller's frames, so a transfer needs a
 //! 512-byte-aligned buffer and moves at most [`MAX_TRANSFER`] sectors. [`Partition`] takes
 //! any buffer: aligned ones go to the device directly in batches of up to 2048 sectors, the
-//! others through an aligned bounce buffer. It implements both file-system crates' block
-//! device traits, so FAT and LFS run on it unchanged.
+//! others through an aligned bounce buffer. The block-device trait is the LFS core's
+//! ([`BlockDevice`], re-exported here), so the libOS and the LFS spell the seam once; a
+//! partition implements it, and `embedded-sdmmc`'s for FAT, so both run on it unchanged.
 
 extern crate alloc;
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use core::fmt;
 
 /// Bytes per sector.
 pub const SECTOR: usize = 512;
@@ -23,24 +23,18 @@ pub const BOUNCE_SECTORS: usize = 128;
 /// The code a [`Partition`] reports for a transfer outside it or not a whole sector count.
 pub const OUT_OF_RANGE: i32 = -1;
 
+/// The block-device seam the libOS and the LFS core share: `read`, `write` and `flush` of
+/// whole 512-byte sectors numbered from 0, and `sectors`. [`SysSectors`] is the whole disk
+/// through the system calls, [`Partition`] an extent of any device (itself a device), a
+/// `Vec<u8>` a disk in memory.
+pub use exo_lfs::BlockDevice;
 /// A failed transfer: the kernel's error number (`exo_abi::Error`), or [`OUT_OF_RANGE`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DiskError {
-    pub code: i32,
-}
-
-impl fmt::Display for DiskError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "disk error {}", self.code)
-    }
-}
-
-impl core::error::Error for DiskError {}
+pub use exo_lfs::IoError;
 
 /// A transfer the kernel refused for want of a write binding is [`Error::ReadOnly`](super::Error::ReadOnly);
 /// every other failure is [`Error::Io`](super::Error::Io).
-impl From<DiskError> for super::Error {
-    fn from(e: DiskError) -> Self {
+impl From<IoError> for super::Error {
+    fn from(e: IoError) -> Self {
         if e.code == exo_abi::Error::Denied as i32 {
             super::Error::ReadOnly
         } else {
@@ -49,67 +43,27 @@ impl From<DiskError> for super::Error {
     }
 }
 
-/// Raw sector transfers at absolute sector numbers. [`Partition`] only ever passes buffers
-/// that are 512-byte aligned and hold 1 to [`MAX_TRANSFER`] whole sectors.
-pub trait SectorIo {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError>;
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError>;
-    /// Returns once every completed write is on stable storage.
-    fn flush(&mut self) -> Result<(), DiskError>;
-}
-
 /// The disk through exo's system calls (`sys::sector_*`); the kernel checks the caller's
 /// sector bindings on every call.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SysSectors;
 
-impl SectorIo for SysSectors {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        crate::sys::sector_read(sector, buf).map(drop).map_err(|e| DiskError { code: e as i32 })
+impl BlockDevice for SysSectors {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        crate::sys::sector_read(sector, buf).map(drop).map_err(|e| IoError { code: e as i32 })
     }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
-        crate::sys::sector_write(sector, buf).map(drop).map_err(|e| DiskError { code: e as i32 })
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        crate::sys::sector_write(sector, buf).map(drop).map_err(|e| IoError { code: e as i32 })
     }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        crate::sys::sector_flush().map_err(|e| DiskError { code: e as i32 })
+    fn flush(&mut self) -> Result<(), IoError> {
+        crate::sys::sector_flush().map_err(|e| IoError { code: e as i32 })
     }
-}
-
-/// A disk held in memory (a RAM disk, or a host test's image): sector `n` is bytes
-/// `n * 512 ..`.
-impl SectorIo for Vec<u8> {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        let at = mem_range(self.len(), sector, buf.len())?;
-        buf.copy_from_slice(&self[at..at + buf.len()]);
-        Ok(())
-    }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
-        let at = mem_range(self.len(), sector, buf.len())?;
-        self[at..at + buf.len()].copy_from_slice(buf);
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        Ok(())
-    }
-}
-
-fn mem_range(have: usize, sector: u64, len: usize) -> Result<usize, DiskError> {
-    let at = usize::try_from(sector).ok().and_then(|s| s.checked_mul(SECTOR));
-    match at {
-        Some(at) if at.checked_add(len).is_some_and(|end| end <= have) => Ok(at),
-        _ => Err(DiskError { code: OUT_OF_RANGE }),
-    }
-}
-
-impl<T: SectorIo + ?Sized> SectorIo for &mut T {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        (**self).read(sector, buf)
-    }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
-        (**self).write(sector, buf)
-    }
-    fn flush(&mut self) -> Result<(), DiskError> {
-        (**self).flush()
+    /// The disk's size as the kernel found it at boot (0: no disk; on the host, always 0).
+    fn sectors(&self) -> u64 {
+        #[cfg(target_os = "none")]
+        return crate::vm::kinfo().disk_sectors;
+        #[cfg(not(target_os = "none"))]
+        0
     }
 }
 
@@ -137,7 +91,10 @@ struct Inner<S> {
     stats: IoStats,
 }
 
-/// Sectors `start .. start + count` of a [`SectorIo`], seen as sectors `0 .. count`.
+/// Sectors `start .. start + count` of a [`BlockDevice`], seen as sectors `0 .. count`.
+///
+/// It only ever passes the device buffers that are 512-byte aligned and hold 1 to
+/// [`MAX_TRANSFER`] whole sectors, as the sector system calls want.
 ///
 /// Methods take `&self` (the state sits in a `RefCell`) because `embedded-sdmmc`'s block
 /// device trait does; a libOS environment is single-threaded.
@@ -147,7 +104,7 @@ pub struct Partition<S> {
     inner: RefCell<Inner<S>>,
 }
 
-impl<S: SectorIo> Partition<S> {
+impl<S: BlockDevice> Partition<S> {
     /// The extent `(start, count)` of `io`.
     pub fn new(io: S, start: u64, count: u64) -> Partition<S> {
         let bounce = vec![AlignedSector([0; SECTOR]); BOUNCE_SECTORS];
@@ -178,16 +135,16 @@ impl<S: SectorIo> Partition<S> {
         f(&mut self.inner.borrow_mut().io)
     }
 
-    fn check(&self, sector: u64, len: usize) -> Result<u64, DiskError> {
+    fn check(&self, sector: u64, len: usize) -> Result<u64, IoError> {
         let n = (len / SECTOR) as u64;
         if !len.is_multiple_of(SECTOR) || sector.checked_add(n).is_none_or(|end| end > self.count) {
-            return Err(DiskError { code: OUT_OF_RANGE });
+            return Err(IoError { code: OUT_OF_RANGE });
         }
         Ok(self.start + sector)
     }
 
     /// Reads `buf.len() / 512` sectors at partition sector `sector`.
-    pub fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+    pub fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let abs = self.check(sector, buf.len())?;
         let inner = &mut *self.inner.borrow_mut();
         if (buf.as_ptr() as usize).is_multiple_of(SECTOR) {
@@ -210,7 +167,7 @@ impl<S: SectorIo> Partition<S> {
     }
 
     /// Writes `buf.len() / 512` sectors at partition sector `sector`.
-    pub fn write(&self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
+    pub fn write(&self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         let abs = self.check(sector, buf.len())?;
         let inner = &mut *self.inner.borrow_mut();
         if (buf.as_ptr() as usize).is_multiple_of(SECTOR) {
@@ -233,7 +190,7 @@ impl<S: SectorIo> Partition<S> {
     }
 
     /// Makes every completed write durable.
-    pub fn flush(&self) -> Result<(), DiskError> {
+    pub fn flush(&self) -> Result<(), IoError> {
         let inner = &mut *self.inner.borrow_mut();
         inner.stats.flushes += 1;
         inner.io.flush()
@@ -280,29 +237,30 @@ impl core::ops::DerefMut for SectorBuf {
     }
 }
 
-impl<S: SectorIo> exo_lfs::BlockDevice for Partition<S> {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), exo_lfs::IoError> {
-        Partition::read(self, sector, buf).map_err(|e| exo_lfs::IoError { code: e.code })
+/// A partition is a device of its own, sectors `0..count`: the LFS mounts one directly.
+impl<S: BlockDevice> BlockDevice for Partition<S> {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        Partition::read(self, sector, buf)
     }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), exo_lfs::IoError> {
-        Partition::write(self, sector, buf).map_err(|e| exo_lfs::IoError { code: e.code })
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        Partition::write(self, sector, buf)
     }
-    fn flush(&mut self) -> Result<(), exo_lfs::IoError> {
-        Partition::flush(self).map_err(|e| exo_lfs::IoError { code: e.code })
+    fn flush(&mut self) -> Result<(), IoError> {
+        Partition::flush(self)
     }
     fn sectors(&self) -> u64 {
         self.count
     }
 }
 
-impl<S: SectorIo> embedded_sdmmc::BlockDevice for Partition<S> {
-    type Error = DiskError;
+impl<S: BlockDevice> embedded_sdmmc::BlockDevice for Partition<S> {
+    type Error = IoError;
 
     fn read(
         &self,
         blocks: &mut [embedded_sdmmc::Block],
         start: embedded_sdmmc::BlockIdx,
-    ) -> Result<(), DiskError> {
+    ) -> Result<(), IoError> {
         let mut at = u64::from(start.0);
         for group in blocks.chunks_mut(BOUNCE_SECTORS) {
             let abs = self.check(at, group.len() * SECTOR)?;
@@ -324,7 +282,7 @@ impl<S: SectorIo> embedded_sdmmc::BlockDevice for Partition<S> {
         &self,
         blocks: &[embedded_sdmmc::Block],
         start: embedded_sdmmc::BlockIdx,
-    ) -> Result<(), DiskError> {
+    ) -> Result<(), IoError> {
         let mut at = u64::from(start.0);
         for group in blocks.chunks(BOUNCE_SECTORS) {
             let abs = self.check(at, group.len() * SECTOR)?;
@@ -342,14 +300,14 @@ impl<S: SectorIo> embedded_sdmmc::BlockDevice for Partition<S> {
         Ok(())
     }
 
-    fn num_blocks(&self) -> Result<embedded_sdmmc::BlockCount, DiskError> {
+    fn num_blocks(&self) -> Result<embedded_sdmmc::BlockCount, IoError> {
         Ok(embedded_sdmmc::BlockCount(u32::try_from(self.count).unwrap_or(u32::MAX)))
     }
 }
 
 /// The partitions the kernel read from the disk's MBR at boot (empty slots left out).
 #[cfg(target_os = "none")]
-pub fn partitions() -> impl Iterator<Item = exo_abi::mbr::Partition> {
+pub fn partitions() -> impl Iterator<Item = exo_abi::Partition> {
     crate::vm::kinfo().partitions.into_iter().filter(|p| p.sectors != 0)
 }
 

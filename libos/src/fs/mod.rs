@@ -10,7 +10,7 @@
 //!                        │
 //!                  Partition (disk.rs): one granted extent as sectors 0.., bounce buffer,
 //!                        │              batched transfers
-//!                  SectorIo: sys::sector_* on exo, a Vec or a file in host tests
+//!                  BlockDevice: sys::sector_* on exo, a Vec or a file in host tests
 //! ```
 //!
 //! An app either mounts file systems in a [`Vfs`] and uses paths such as `/fat/boot.txt` and
@@ -63,7 +63,7 @@ pub mod service;
 pub mod time;
 pub mod vfs;
 
-pub use disk::{Partition, SectorIo};
+pub use disk::{BlockDevice, Partition};
 pub use error::Error;
 pub use fat::FatFs;
 pub use lfs::LfsFs;

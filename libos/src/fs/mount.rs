@@ -4,12 +4,12 @@ extern crate alloc;
 
 use super::fat::{FatFs, FatOptions};
 use super::lfs::{LfsFs, LfsOptions};
-use super::{Clock, Partition, Result, SectorIo, Vfs};
+use super::{BlockDevice, Clock, Partition, Result, Vfs};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use exo_abi::mbr;
+use exo_format::mbr;
 
 /// MBR type bytes of FAT16 and FAT32 partitions.
 pub const FAT_TYPES: [u8; 5] = [0x04, 0x06, 0x0b, 0x0c, 0x0e];
@@ -34,7 +34,7 @@ pub type Mounted = (u8, String, Result<&'static str>);
 /// Mounts every partition of `table` a libOS back end knows, each over its own extent of
 /// the device `io()` returns. Partitions of other types are left alone; a partition that
 /// fails to mount is reported and skipped. Never formats.
-pub fn mount_partitions<S: SectorIo + 'static>(
+pub fn mount_partitions<S: BlockDevice + 'static>(
     vfs: &mut Vfs,
     table: &[mbr::Partition],
     mut io: impl FnMut() -> S,

@@ -1,7 +1,7 @@
 //! Helpers shared by the host tests: the host's FAT tools, image files, a seeded RNG.
 #![allow(dead_code)]
 
-use exo_libos::fs::disk::{DiskError, SectorIo};
+use exo_libos::fs::disk::{BlockDevice, IoError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,15 +9,18 @@ use std::process::Command;
 /// A disk image file as sectors.
 pub struct FileSectors(pub std::fs::File);
 
-impl SectorIo for FileSectors {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), DiskError> {
-        self.0.read_exact_at(buf, sector * 512).map_err(|_| DiskError { code: -11 })
+impl BlockDevice for FileSectors {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.0.read_exact_at(buf, sector * 512).map_err(|_| IoError { code: -11 })
     }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), DiskError> {
-        self.0.write_all_at(buf, sector * 512).map_err(|_| DiskError { code: -11 })
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        self.0.write_all_at(buf, sector * 512).map_err(|_| IoError { code: -11 })
     }
-    fn flush(&mut self) -> Result<(), DiskError> {
+    fn flush(&mut self) -> Result<(), IoError> {
         Ok(())
+    }
+    fn sectors(&self) -> u64 {
+        self.0.metadata().map_or(0, |m| m.len() / 512)
     }
 }
 
@@ -121,20 +124,4 @@ pub fn fsck_clean(image: &str) {
     assert!(ok && noise.is_empty(), "fsck.vfat -n {image} reports problems:\n{out}");
 }
 
-/// xorshift64*: a small seeded generator, so every run does the same thing.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+pub use exo_format::rng::Rng;

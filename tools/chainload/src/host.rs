@@ -1,8 +1,8 @@
 //! The host's end: find the loader, send the header and the chunks, retry what can be retried.
 
-use crate::crc32::crc32;
 use crate::wire::{chunk_crc, ErrorCode, Header, Reply, ReplyScanner, DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
 use crate::Link;
+use exo_format::crc32::crc32;
 
 /// Bytes a UART at 115200 baud carries in a second (8N1: ten bits a byte).
 pub const BYTES_PER_SECOND: usize = 11_520;

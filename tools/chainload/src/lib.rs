@@ -14,12 +14,11 @@
 //!    `B <crc>` before it jumps, or `E` and waits again. It never jumps to an image that did
 //!    not check out.
 //!
-//! - [`wire`]: the bytes on the wire. [`crc32`]: the checksum.
+//! - [`wire`]: the bytes on the wire (checksummed with `exo_format::crc32`).
 //! - [`target`]: the loader's end. [`host`]: the host's end.
 //! - [`place`]: where the loader moves itself and how much room the kernel gets.
 #![cfg_attr(not(test), no_std)]
 
-pub mod crc32;
 pub mod host;
 pub mod place;
 pub mod target;

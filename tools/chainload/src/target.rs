@@ -1,8 +1,9 @@
 //! The loader's end: wait for a header, take the chunks, check the image, say `B`.
 
-use crate::crc32::{crc32, Crc32};
-use crate::wire::{self, ErrorCode, Header, Reply, HEADER_LEN, HEADER_MAGIC};
+use crate::wire::{ErrorCode, Header, Reply, HEADER_LEN, HEADER_MAGIC};
 use crate::Link;
+use exo_format::crc32::{crc32, Crc32};
+use exo_format::le;
 
 /// How long the loader waits for things, in milliseconds.
 #[derive(Clone, Copy, Debug)]
@@ -89,8 +90,7 @@ impl core::fmt::Display for LoadError {
 /// (which counts BSS and stack), or just its length when it has no such header.
 pub fn footprint(image_start: &[u8], size: usize) -> u64 {
     if image_start.len() >= 64 && image_start[56..60] == *b"ARM\x64" {
-        let b = &image_start[16..24];
-        let declared = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let declared = le::get_u64(image_start, 16);
         return declared.max(size as u64);
     }
     size as u64
@@ -236,7 +236,7 @@ fn read_chunk<L: Link>(link: &mut L, dest: &mut [u8], h: &Header, next: u32, t: 
             None => return Chunk::Damaged,
         }
     }
-    if wire::le32(&sum) == crc.finish() {
+    if le::get_u32(&sum, 0) == crc.finish() {
         Chunk::Good(index)
     } else {
         Chunk::Damaged

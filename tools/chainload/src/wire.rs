@@ -3,7 +3,8 @@
 //! Host → loader is binary (little-endian). Loader → host is short ASCII frames a person can
 //! read on a plain terminal: `[exo R 01e00000]`, one per line.
 
-use crate::crc32::crc32;
+use exo_format::crc32::{crc32, Crc32};
+use exo_format::le;
 
 /// First four bytes of a header. The loader ignores everything else while it waits.
 pub const HEADER_MAGIC: [u8; 4] = *b"EXO!";
@@ -36,27 +37,27 @@ impl Header {
         h[..4].copy_from_slice(&HEADER_MAGIC);
         h[4] = VERSION;
         h[5] = 0;
-        h[6..8].copy_from_slice(&self.chunk.to_le_bytes());
-        h[8..12].copy_from_slice(&self.size.to_le_bytes());
-        h[12..16].copy_from_slice(&self.crc.to_le_bytes());
+        le::put_u16(&mut h, 6, self.chunk);
+        le::put_u32(&mut h, 8, self.size);
+        le::put_u32(&mut h, 12, self.crc);
         let c = crc32(&h[..16]);
-        h[16..20].copy_from_slice(&c.to_le_bytes());
+        le::put_u32(&mut h, 16, c);
         h
     }
 
     /// Checks and reads a header (magic included).
     pub fn decode(h: &[u8; HEADER_LEN]) -> Result<Header, ErrorCode> {
-        if h[..4] != HEADER_MAGIC || crc32(&h[..16]) != le32(&h[16..20]) {
+        if h[..4] != HEADER_MAGIC || crc32(&h[..16]) != le::get_u32(h, 16) {
             return Err(ErrorCode::BadHeader);
         }
         if h[4] != VERSION {
             return Err(ErrorCode::Version);
         }
-        let chunk = u16::from_le_bytes([h[6], h[7]]);
+        let chunk = le::get_u16(h, 6);
         if h[5] != 0 || !(MIN_CHUNK..=MAX_CHUNK).contains(&(chunk as usize)) {
             return Err(ErrorCode::BadHeader);
         }
-        Ok(Header { size: le32(&h[8..12]), crc: le32(&h[12..16]), chunk })
+        Ok(Header { size: le::get_u32(h, 8), crc: le::get_u32(h, 12), chunk })
     }
 
     /// Number of chunks the image is sent in.
@@ -71,13 +72,9 @@ impl Header {
     }
 }
 
-pub fn le32(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
-
 /// The CRC a chunk frame carries: over its index (little-endian) and its payload.
 pub fn chunk_crc(index: u32, data: &[u8]) -> u32 {
-    let mut c = crate::crc32::Crc32::new();
+    let mut c = Crc32::new();
     c.update(&index.to_le_bytes());
     c.update(data);
     c.finish()

@@ -6,7 +6,8 @@ mod sim;
 use exo_chainload::host::{self, Observer, Options, SendError};
 use exo_chainload::target::{self, LoadError, Loaded, Timing};
 use exo_chainload::wire::{ErrorCode, Header};
-use exo_chainload::{crc32::crc32, Link};
+use exo_chainload::Link;
+use exo_format::crc32::crc32;
 use sim::{clean, run_loader, wire, Fault};
 
 const T: Timing = Timing::DEFAULT;

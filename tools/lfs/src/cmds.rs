@@ -1,6 +1,6 @@
 //! The commands: argument parsing and each operation on an opened image.
 
-use crate::image::{parse_size, ImageDev, Spec};
+use crate::image::{size_arg, ImageDev, Spec};
 use exo_lfs::{fsck, Error, FormatOptions, Fs, Kind, MountOptions};
 use std::io::{Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -93,8 +93,8 @@ fn mkfs(rest: &[String]) -> Result<u8, Fail> {
     let a = parse(rest, &["--size", "--segment-size", "--inodes"], &[])?;
     a.want(1, 1)?;
     let spec = Spec::parse(&a.pos[0]).map_err(Fail::Usage)?;
-    let size = a.opt("--size").map(parse_size).transpose().map_err(Fail::Usage)?;
-    let seg = a.opt("--segment-size").map(parse_size).transpose().map_err(Fail::Usage)?.unwrap_or(1 << 20);
+    let size = a.opt("--size").map(size_arg).transpose().map_err(Fail::Usage)?;
+    let seg = a.opt("--segment-size").map(size_arg).transpose().map_err(Fail::Usage)?.unwrap_or(1 << 20);
     let inodes = a
         .opt("--inodes")
         .map(|v| v.parse::<u32>())

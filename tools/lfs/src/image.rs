@@ -1,6 +1,6 @@
 //! Where a file system lives: an image file, a byte offset in it, or an MBR partition.
 
-use exo_abi::mbr;
+use exo_format::mbr;
 use exo_lfs::{BlockDevice, IoError, SECTOR};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -57,7 +57,7 @@ impl Spec {
             return Ok(Spec { path: p.into(), at: Place::Partition(n) });
         }
         if let Some((p, off)) = s.rsplit_once('@') {
-            let off = parse_size(off)?;
+            let off = size_arg(off)?;
             if off % SECTOR as u64 != 0 {
                 return Err(format!("offset {off} is not a multiple of 512"));
             }
@@ -113,15 +113,9 @@ impl Spec {
     }
 }
 
-/// `123`, `64K`, `16M`, `2G` (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let (num, mul) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mul)).ok_or(format!("bad size {s:?}"))
+/// A size argument: `123`, `64K`, `16M`, `2G` (powers of 1024), or a usage error.
+pub fn size_arg(s: &str) -> Result<u64, String> {
+    exo_format::size::parse_size(s).ok_or(format!("bad size {s:?}"))
 }
 
 #[cfg(test)]
@@ -138,7 +132,7 @@ mod tests {
         assert_eq!(Spec::parse("x/a.img#2").unwrap().at, Place::Partition(2));
         assert!(Spec::parse("a.img#5").is_err());
         assert!(Spec::parse("a.img@100").is_err());
-        assert_eq!(parse_size("64K").unwrap(), 65536);
-        assert!(parse_size("12Q").is_err());
+        assert_eq!(size_arg("64K").unwrap(), 65536);
+        assert!(size_arg("12Q").is_err());
     }
 }

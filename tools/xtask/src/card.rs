@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-use exo_abi::mbr::{TYPE_EXO_LFS, TYPE_FAT32_LBA};
+use exo_format::mbr::{TYPE_EXO_LFS, TYPE_FAT32_LBA};
 
 use crate::progress::Progress;
 

@@ -60,7 +60,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                     other => return Err(format!("--boot {other}: use kernel or chainloader")),
                 }
             }
-            "--size" => o.size = parse_size(val()?)?,
+            "--size" => o.size = size_arg(val()?)?,
             "--out" => o.out = val()?.into(),
             "--fresh" => o.fresh = true,
             other => return Err(format!("unknown option `{other}`\n\n{HELP}")),
@@ -75,14 +75,8 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    let (n, mul) = match s.as_bytes().last() {
-        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
-        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    n.parse::<u64>().ok().and_then(|n| n.checked_mul(mul)).ok_or(format!("bad size {s:?} (like 256M or 1G)"))
+fn size_arg(s: &str) -> Result<u64, String> {
+    exo_format::size::parse_size(s).ok_or(format!("bad size {s:?} (like 256M or 1G)"))
 }
 
 pub fn cmd_image(args: &[String]) -> Result<(), String> {
@@ -150,8 +144,8 @@ fn has_our_mbr(path: &Path) -> bool {
     let ok =
         std::fs::File::open(path).and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut s0, 0));
     ok.is_ok()
-        && exo_abi::mbr::parse(&s0, None).is_ok_and(|p| {
-            p[1].is_some_and(|p| p.kind == exo_abi::mbr::TYPE_EXO_LFS && p.start == card::LFS_START)
+        && exo_format::mbr::parse(&s0, None).is_ok_and(|p| {
+            p[1].is_some_and(|p| p.kind == exo_format::mbr::TYPE_EXO_LFS && p.start == card::LFS_START)
         })
 }
 
@@ -252,7 +246,7 @@ fn stamp(o: &Opts, b: &Built) -> String {
         inputs.extend(FIRMWARE.iter().chain(FIRMWARE_OPTIONAL).map(|n| d.join(n)));
     }
     for p in inputs {
-        let sum = std::fs::read(&p).map(|d| format!("{:08x}", exo_chainload::crc32::crc32(&d)));
+        let sum = std::fs::read(&p).map(|d| format!("{:08x}", exo_format::crc32::crc32(&d)));
         s += &format!("input {} {}\n", p.display(), sum.unwrap_or_else(|_| "absent".into()));
     }
     s

@@ -26,7 +26,7 @@ fn check_relocations(elf: &std::path::Path) -> Result<(), String> {
     let Some(rela) = file.section_by_name(".rela.dyn") else { return Ok(()) };
     let bytes = rela.data().map_err(|e| e.to_string())?;
     for (i, entry) in bytes.chunks_exact(24).enumerate() {
-        let info = u64::from_le_bytes(entry[8..16].try_into().unwrap());
+        let info = exo_format::le::get_u64(entry, 8);
         if info != RELATIVE {
             return Err(format!(
                 "the chainloader has a dynamic relocation start.S cannot apply (entry {i}, r_info {info:#x}); \

@@ -164,11 +164,11 @@ fn refuses_then_boots() -> Result<(), String> {
     let kernel = std::fs::read(&built()?.kernel).map_err(|e| e.to_string())?;
     let mut m = Machine::start(Board::Virt)?;
     let mut keep = Keep::default();
-    let crc = exo_chainload::crc32::crc32(&kernel);
+    let crc = exo_format::crc32::crc32(&kernel);
     // The first 16 KiB of the kernel under a header whose CRC-32 is off by one bit: every
     // chunk arrives intact, the image does not check out.
     let part = &kernel[..16 << 10];
-    let lie = Header { size: part.len() as u32, crc: exo_chainload::crc32::crc32(part) ^ 1, chunk: 1024 };
+    let lie = Header { size: part.len() as u32, crc: exo_format::crc32::crc32(part) ^ 1, chunk: 1024 };
     let refused = {
         let mut ep = Endpoint { link: &mut m.link, scan: ReplyScanner::new(), obs: &mut keep };
         ep.wait_ready(20_000).and_then(|_| ep.transfer(part, &lie, &Options::DEFAULT))

@@ -65,7 +65,7 @@ fn lfs_read(img: &Path, path: &str) -> Result<Vec<u8>, String> {
 fn shell_files(board: Board) -> Result<(), String> {
     let card = card_copy(&format!("shell-files-{}", board.name()))?;
     let kernel = std::fs::read(&built()?.kernel).map_err(|e| e.to_string())?;
-    let want_sum = format!("{:08x} {} /fat/kernel8.img", exo_chainload::crc32::crc32(&kernel), kernel.len());
+    let want_sum = format!("{:08x} {} /fat/kernel8.img", exo_format::crc32::crc32(&kernel), kernel.len());
     let mut s = session(board, &card, "", 120)?;
     let steps: &[(&str, &str)] = &[
         ("exo> ", "ls /fat\r"),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use exo_abi::mbr;
+use exo_format::mbr;
 
 use crate::card::{self, LfsPart, BOOT_START, LFS_START, MIN_CARD, SECTOR};
 use crate::image::{self, Built, Opts};

@@ -6,29 +6,7 @@ pub mod fault;
 use exo_lfs::{BlockDevice, FormatOptions, Fs, Kind, MemDevice};
 use std::collections::BTreeMap;
 
-/// xorshift64* — small, seeded, good enough to drive workloads.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    pub fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+pub use exo_format::rng::Rng;
 
 /// `LFS_TEST_SCALE` multiplies iteration counts (default 1).
 pub fn scale() -> u64 {

@@ -6,6 +6,7 @@
 //! positions) stays inside the volume once these checks pass.
 
 use crate::fs::{Error, Result};
+use exo_format::le;
 
 /// FAT16 or FAT32 (FAT12 is not supported by the crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,11 +43,7 @@ pub struct Geometry {
 }
 
 fn u16_at(b: &[u8], at: usize) -> u32 {
-    u32::from(u16::from_le_bytes([b[at], b[at + 1]]))
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    u32::from(le::get_u16(b, at))
 }
 
 impl Geometry {
@@ -61,11 +58,11 @@ impl Geometry {
         let nfats = u32::from(b[16]);
         let root_entries = u16_at(b, 17);
         let total = match u16_at(b, 19) {
-            0 => u32_at(b, 32),
+            0 => le::get_u32(b, 32),
             n => n,
         };
         let fat_size = match u16_at(b, 22) {
-            0 => u32_at(b, 36),
+            0 => le::get_u32(b, 36),
             n => n,
         };
         if bytes_per_sector != 512 {
@@ -113,7 +110,7 @@ impl Geometry {
             FatType::Fat16 if root_entries == 0 => return Err(Error::Corrupt),
             FatType::Fat16 => {}
             FatType::Fat32 => {
-                let (version, root, fsinfo) = (u16_at(b, 42), u32_at(b, 44), u16_at(b, 48));
+                let (version, root, fsinfo) = (u16_at(b, 42), le::get_u32(b, 44), u16_at(b, 48));
                 if version != 0 {
                     return Err(Error::Unsupported);
                 }

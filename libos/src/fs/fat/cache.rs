@@ -9,7 +9,7 @@
 
 extern crate alloc;
 
-use crate::fs::disk::{DiskError, Partition, SectorBuf, SectorIo, MAX_TRANSFER, SECTOR};
+use crate::fs::disk::{BlockDevice, IoError, Partition, SectorBuf, MAX_TRANSFER, SECTOR};
 use alloc::collections::BTreeMap;
 
 /// Written sectors held before they are written out anyway (256 KiB).
@@ -30,12 +30,12 @@ pub struct SectorCache {
 impl SectorCache {
     /// Sector `s` as the crate last wrote it or the device holds it. On a miss, reads
     /// `s .. ahead` (at least `s` itself) in one transfer.
-    pub fn read<S: SectorIo>(
+    pub fn read<S: BlockDevice>(
         &mut self,
         part: &Partition<S>,
         s: u32,
         ahead: u32,
-    ) -> Result<Sector, DiskError> {
+    ) -> Result<Sector, IoError> {
         if let Some(b) = self.pending.get(&s).or_else(|| self.clean.get(&s)) {
             return Ok(*b);
         }
@@ -56,7 +56,7 @@ impl SectorCache {
     }
 
     /// Holds a write of sector `s`; writes everything out if too much is held.
-    pub fn write<S: SectorIo>(&mut self, part: &Partition<S>, s: u32, b: &Sector) -> Result<(), DiskError> {
+    pub fn write<S: BlockDevice>(&mut self, part: &Partition<S>, s: u32, b: &Sector) -> Result<(), IoError> {
         self.clean.remove(&s);
         self.pending.insert(s, *b);
         if self.pending.len() >= MAX_PENDING {
@@ -66,7 +66,7 @@ impl SectorCache {
     }
 
     /// Writes held sectors in runs of consecutive ones, one device call per run.
-    fn write_out<S: SectorIo>(&mut self, part: &Partition<S>) -> Result<(), DiskError> {
+    fn write_out<S: BlockDevice>(&mut self, part: &Partition<S>) -> Result<(), IoError> {
         let pending = core::mem::take(&mut self.pending);
         let mut it = pending.iter().peekable();
         while let Some((&first, data)) = it.next() {
@@ -88,7 +88,7 @@ impl SectorCache {
     }
 
     /// Writes everything out and forgets everything (the disk is about to change under it).
-    pub fn flush<S: SectorIo>(&mut self, part: &Partition<S>) -> Result<(), DiskError> {
+    pub fn flush<S: BlockDevice>(&mut self, part: &Partition<S>) -> Result<(), IoError> {
         self.clean.clear();
         self.write_out(part)
     }

@@ -20,10 +20,11 @@
 
 use super::bpb::Geometry;
 use super::cache::SectorCache;
-use crate::fs::disk::{DiskError, Partition, SectorIo, OUT_OF_RANGE, SECTOR};
+use crate::fs::disk::{BlockDevice, IoError, Partition, OUT_OF_RANGE, SECTOR};
 use crate::fs::Clock;
 use core::cell::{Cell, RefCell};
-use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx, TimeSource, Timestamp};
+use embedded_sdmmc::{Block, BlockCount, BlockIdx, TimeSource, Timestamp};
+use exo_format::le;
 
 /// FAT sectors read at once when the crate reads one.
 const FAT_AHEAD: u32 = 64;
@@ -34,7 +35,7 @@ const FSINFO_TRAIL: u32 = 0xaa55_0000;
 
 /// Whether `b` carries FSInfo's three signatures.
 pub fn fsinfo_valid(b: &[u8]) -> bool {
-    let at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let at = |i: usize| le::get_u32(b, i);
     at(0) == FSINFO_LEAD && at(484) == FSINFO_STRUC && at(508) == FSINFO_TRAIL
 }
 
@@ -51,7 +52,7 @@ pub fn fsinfo_fill(b: &mut [u8], free: u32, next: u32) {
 }
 
 /// The partition as `embedded-sdmmc` sees it.
-pub struct FatDev<S: SectorIo> {
+pub struct FatDev<S: BlockDevice> {
     pub part: Partition<S>,
     geo: Geometry,
     mbr: [u8; SECTOR],
@@ -64,12 +65,12 @@ pub struct FatDev<S: SectorIo> {
     cache: RefCell<SectorCache>,
 }
 
-impl<S: SectorIo> FatDev<S> {
+impl<S: BlockDevice> FatDev<S> {
     /// Wraps `part` (at most `u32::MAX - 1` sectors) holding the volume `geo` describes.
     pub fn new(part: Partition<S>, geo: Geometry) -> FatDev<S> {
         let mut mbr = [0u8; SECTOR];
         let entry = &mut mbr[446..462];
-        entry[4] = exo_abi::mbr::TYPE_FAT32_LBA;
+        entry[4] = exo_format::mbr::TYPE_FAT32_LBA;
         entry[8..12].copy_from_slice(&1u32.to_le_bytes());
         entry[12..16].copy_from_slice(&(part.sectors() as u32).to_le_bytes());
         mbr[510] = 0x55;
@@ -92,13 +93,13 @@ impl<S: SectorIo> FatDev<S> {
 
     /// Writes out what the crate wrote and forgets what it read: the operation is over, or
     /// the libOS is about to use the disk itself.
-    pub fn settle(&self) -> Result<(), DiskError> {
+    pub fn settle(&self) -> Result<(), IoError> {
         *self.last.borrow_mut() = None;
         self.cache.borrow_mut().flush(&self.part)
     }
 
     /// Sector `s` as the crate's writes left it; FAT sectors are read ahead.
-    fn raw(&self, s: u32) -> Result<[u8; SECTOR], DiskError> {
+    fn raw(&self, s: u32) -> Result<[u8; SECTOR], IoError> {
         let ahead = match self.fat_sector(s) {
             Some((copy, _)) => (s + FAT_AHEAD).min(self.geo.fat_start + (copy + 1) * self.geo.fat_size),
             None => s + 1,
@@ -123,9 +124,9 @@ impl<S: SectorIo> FatDev<S> {
     fn value(b: &[u8], k: usize, eb: usize) -> u32 {
         let e = &b[k * eb..(k + 1) * eb];
         if eb == 2 {
-            u32::from(u16::from_le_bytes([e[0], e[1]]))
+            u32::from(le::get_u16(e, 0))
         } else {
-            u32::from_le_bytes([e[0], e[1], e[2], e[3]]) & 0x0fff_ffff
+            le::get_u32(e, 0) & 0x0fff_ffff
         }
     }
 
@@ -186,18 +187,18 @@ impl<S: SectorIo> FatDev<S> {
     }
 
     /// Partition sector of crate block `b` inside the volume; `None` for the MBR.
-    fn sector(&self, b: u32) -> Result<Option<u32>, DiskError> {
+    fn sector(&self, b: u32) -> Result<Option<u32>, IoError> {
         match b.checked_sub(1) {
             None => Ok(None),
             Some(s) if s < self.geo.total => Ok(Some(s)),
-            Some(_) => Err(DiskError { code: OUT_OF_RANGE }),
+            Some(_) => Err(IoError { code: OUT_OF_RANGE }),
         }
     }
 
-    fn read_one(&self, s: u32, b: &mut [u8; SECTOR]) -> Result<(), DiskError> {
+    fn read_one(&self, s: u32, b: &mut [u8; SECTOR]) -> Result<(), IoError> {
         *b = self.raw(s)?;
         if Some(s) == self.geo.fsinfo {
-            let next = u32::from_le_bytes([b[492], b[493], b[494], b[495]]);
+            let next = le::get_u32(b, 492);
             let next = if fsinfo_valid(b) { next } else { u32::MAX };
             fsinfo_fill(b, u32::MAX, next);
         }
@@ -208,12 +209,12 @@ impl<S: SectorIo> FatDev<S> {
     }
 }
 
-impl<S: SectorIo> BlockDevice for FatDev<S> {
-    type Error = DiskError;
+impl<S: BlockDevice> embedded_sdmmc::BlockDevice for FatDev<S> {
+    type Error = IoError;
 
-    fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), DiskError> {
+    fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), IoError> {
         for (i, blk) in blocks.iter_mut().enumerate() {
-            let idx = start.0.checked_add(i as u32).ok_or(DiskError { code: OUT_OF_RANGE })?;
+            let idx = start.0.checked_add(i as u32).ok_or(IoError { code: OUT_OF_RANGE })?;
             match self.sector(idx)? {
                 None => blk.contents = self.mbr,
                 Some(s) => {
@@ -225,10 +226,10 @@ impl<S: SectorIo> BlockDevice for FatDev<S> {
         Ok(())
     }
 
-    fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), DiskError> {
+    fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), IoError> {
         for (i, blk) in blocks.iter().enumerate() {
-            let idx = start.0.checked_add(i as u32).ok_or(DiskError { code: OUT_OF_RANGE })?;
-            let s = self.sector(idx)?.ok_or(DiskError { code: OUT_OF_RANGE })?;
+            let idx = start.0.checked_add(i as u32).ok_or(IoError { code: OUT_OF_RANGE })?;
+            let s = self.sector(idx)?.ok_or(IoError { code: OUT_OF_RANGE })?;
             if Some(s) == self.geo.fsinfo {
                 continue;
             }
@@ -256,7 +257,7 @@ impl<S: SectorIo> BlockDevice for FatDev<S> {
         Ok(())
     }
 
-    fn num_blocks(&self) -> Result<BlockCount, DiskError> {
+    fn num_blocks(&self) -> Result<BlockCount, IoError> {
         Ok(BlockCount(self.part.sectors() as u32 + 1))
     }
 }

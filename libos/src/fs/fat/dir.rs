@@ -5,12 +5,13 @@
 //! damaged sequence falls back to the 8.3 name), and the positions of every entry's slots
 //! are kept so that removing or renaming an entry also removes its long-name slots.
 
+use exo_format::le;
 extern crate alloc;
 
 use super::bpb::{FatType, Geometry};
 use super::name::{checksum, display, short_name};
 use super::table::Fat;
-use crate::fs::disk::{Partition, SectorIo, SECTOR};
+use crate::fs::disk::{BlockDevice, Partition, SECTOR};
 use crate::fs::{Error, FileKind, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -93,7 +94,7 @@ pub struct Dir {
 }
 
 /// Reads directory `loc` up to the cluster holding its end mark (or its chain's end).
-pub fn read<S: SectorIo>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
+pub fn read<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
     let mut sectors = Vec::new();
     let mut data = Vec::new();
     let first = match (loc, geo.fat_type) {
@@ -144,7 +145,7 @@ struct Run {
 fn lfn_units(e: &[u8]) -> [u16; 13] {
     let mut u = [0u16; 13];
     for (i, at) in [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30].into_iter().enumerate() {
-        u[i] = u16::from_le_bytes([e[at], e[at + 1]]);
+        u[i] = le::get_u16(e, at);
     }
     u
 }
@@ -194,18 +195,15 @@ fn parse(data: &[u8], fat_type: FatType) -> Vec<Entry> {
             continue;
         }
         let long = r.as_ref().filter(|r| r.expect == 0 && r.csum == checksum(&sfn)).and_then(decode);
-        let hi = if fat_type == FatType::Fat32 { u32::from(u16::from_le_bytes([e[20], e[21]])) } else { 0 };
+        let hi = if fat_type == FatType::Fat32 { u32::from(le::get_u16(e, 20)) } else { 0 };
         out.push(Entry {
             name: long.unwrap_or_else(|| display(&sfn, e[12])),
             sfn,
             case: e[12],
             attr,
-            cluster: hi << 16 | u32::from(u16::from_le_bytes([e[26], e[27]])),
-            size: u32::from_le_bytes([e[28], e[29], e[30], e[31]]),
-            mtime: crate::fs::time::from_fat(
-                u16::from_le_bytes([e[24], e[25]]),
-                u16::from_le_bytes([e[22], e[23]]),
-            ),
+            cluster: hi << 16 | u32::from(le::get_u16(e, 26)),
+            size: le::get_u32(e, 28),
+            mtime: crate::fs::time::from_fat(le::get_u16(e, 24), le::get_u16(e, 22)),
             slot,
             first: r.filter(|r| r.expect == 0 && r.csum == checksum(&sfn)).map_or(slot, |r| r.first),
             label: attr & ATTR_VOLUME != 0 && attr & ATTR_DIR == 0,
@@ -243,7 +241,7 @@ impl Dir {
     }
 
     /// Changes slots with `f` and writes the sectors that hold them.
-    pub fn patch<S: SectorIo>(
+    pub fn patch<S: BlockDevice>(
         &mut self,
         part: &Partition<S>,
         slots: core::ops::RangeInclusive<usize>,
@@ -266,7 +264,7 @@ impl Dir {
     }
 
     /// Marks an entry's slots (its long-name slots too) deleted.
-    pub fn delete<S: SectorIo>(&mut self, part: &Partition<S>, e: &Entry) -> Result<()> {
+    pub fn delete<S: BlockDevice>(&mut self, part: &Partition<S>, e: &Entry) -> Result<()> {
         self.patch(part, e.first..=e.slot, |_, s| s[0] = 0xe5)
     }
 }

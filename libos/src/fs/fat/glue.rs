@@ -3,13 +3,13 @@
 extern crate alloc;
 
 use super::{name, FatFs};
-use crate::fs::disk::{DiskError, SectorIo};
+use crate::fs::disk::{BlockDevice, IoError};
 use crate::fs::{Error, Result};
 use alloc::string::String;
 use embedded_sdmmc::{RawDirectory, ShortFileName};
 
 /// The crate's error as ours.
-pub fn sd(e: embedded_sdmmc::Error<DiskError>) -> Error {
+pub fn sd(e: embedded_sdmmc::Error<IoError>) -> Error {
     use embedded_sdmmc::Error as E;
     use embedded_sdmmc::FilenameError as F;
     match e {
@@ -37,7 +37,7 @@ pub fn sd(e: embedded_sdmmc::Error<DiskError>) -> Error {
     }
 }
 
-impl<S: SectorIo> FatFs<S> {
+impl<S: BlockDevice> FatFs<S> {
     /// The crate's name for 8.3 name `sfn`.
     pub(super) fn crate_name(sfn: &[u8; 11]) -> Result<ShortFileName> {
         if let Some(n) = name::crate_string(sfn).and_then(|s| ShortFileName::create_from_str(&s).ok()) {

@@ -8,15 +8,16 @@
 
 use super::table::{Chain, Fat};
 use super::{sd, FatFs};
-use crate::fs::disk::{Partition, SectorIo, SECTOR};
+use crate::fs::disk::{BlockDevice, Partition, SECTOR};
 use crate::fs::{Error, OpenFlags, Result};
 use embedded_sdmmc::Mode;
+use exo_format::le;
 
 /// Largest file FAT can hold.
 const MAX_SIZE: u64 = u32::MAX as u64;
 
 /// Copies bytes `off .. off + buf.len()` of the file whose chain is `chain` into `buf`.
-fn read_runs<S: SectorIo>(
+fn read_runs<S: BlockDevice>(
     p: &Partition<S>,
     g: &super::Geometry,
     chain: &Chain,
@@ -48,7 +49,7 @@ fn read_runs<S: SectorIo>(
     Ok(())
 }
 
-impl<S: SectorIo> FatFs<S> {
+impl<S: BlockDevice> FatFs<S> {
     /// Walks node `i`'s chain until `want` clusters are known or it ends; fails with
     /// [`Error::Corrupt`] if fewer than `need` exist.
     fn chain_to(&mut self, i: usize, want: u32, need: u32) -> Result<Chain> {
@@ -158,13 +159,12 @@ impl<S: SectorIo> FatFs<S> {
             e.copy_from_slice(&b[pos.1..pos.1 + 32]);
             Ok(e)
         })?;
-        let hi = if fat32 { u32::from(u16::from_le_bytes([e[20], e[21]])) } else { 0 };
-        let cluster = hi << 16 | u32::from(u16::from_le_bytes([e[26], e[27]]));
+        let hi = if fat32 { u32::from(le::get_u16(&e, 20)) } else { 0 };
+        let cluster = hi << 16 | u32::from(le::get_u16(&e, 26));
         let geo = self.geo;
         let n = self.node_mut(i)?;
-        n.size = u32::from_le_bytes([e[28], e[29], e[30], e[31]]);
-        n.mtime =
-            crate::fs::time::from_fat(u16::from_le_bytes([e[24], e[25]]), u16::from_le_bytes([e[22], e[23]]));
+        n.size = le::get_u32(&e, 28);
+        n.mtime = crate::fs::time::from_fat(le::get_u16(&e, 24), le::get_u16(&e, 22));
         if cluster != n.cluster {
             n.cluster = cluster;
             n.chain = Chain::new(&geo, cluster)?;

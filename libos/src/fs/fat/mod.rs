@@ -29,7 +29,7 @@ mod name;
 mod ops;
 mod table;
 
-use super::disk::{Partition, SectorIo};
+use super::disk::{BlockDevice, Partition};
 use super::{Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result};
 use alloc::vec::Vec;
 use bpb::Geometry;
@@ -83,7 +83,7 @@ struct Node {
 }
 
 /// A FAT16 or FAT32 volume filling one partition.
-pub struct FatFs<S: SectorIo> {
+pub struct FatFs<S: BlockDevice> {
     vm: Vm<S>,
     vol: RawVolume,
     geo: Geometry,
@@ -100,7 +100,7 @@ pub struct FatFs<S: SectorIo> {
     handles: Vec<Option<(usize, OpenFlags)>>,
 }
 
-impl<S: SectorIo> FatFs<S> {
+impl<S: BlockDevice> FatFs<S> {
     /// Mounts the FAT16/FAT32 volume that fills `part`, after checking its boot sector.
     pub fn mount(part: Partition<S>, opts: FatOptions) -> Result<Self> {
         if part.sectors() >= u64::from(u32::MAX) {
@@ -265,7 +265,7 @@ impl<S: SectorIo> FatFs<S> {
     }
 }
 
-impl<S: SectorIo> FileSystem for FatFs<S> {
+impl<S: BlockDevice> FileSystem for FatFs<S> {
     fn fs_type(&self) -> &'static str {
         self.geo.name()
     }

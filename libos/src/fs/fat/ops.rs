@@ -8,12 +8,12 @@ use super::dir::{self, Dir, DirLoc, Entry, ATTR_READ_ONLY};
 use super::name::{display, short_name};
 use super::table::{Chain, Fat};
 use super::{sd, FatFs, Node};
-use crate::fs::disk::SectorIo;
+use crate::fs::disk::BlockDevice;
 use crate::fs::path::normalize;
 use crate::fs::{Error, Handle, OpenFlags, Result};
 use embedded_sdmmc::Mode;
 
-impl<S: SectorIo> FatFs<S> {
+impl<S: BlockDevice> FatFs<S> {
     pub(super) fn open_file(&mut self, path: &str, flags: OpenFlags) -> Result<Handle> {
         flags.check()?;
         if self.read_only && flags.contains(OpenFlags::WRITE) {

@@ -4,10 +4,11 @@
 //! end-of-chain) and its length bounded by the cluster count, before `embedded-sdmmc`
 //! follows it; so a damaged FAT gives [`Error::Corrupt`], never a panic or an endless walk.
 
+use exo_format::le;
 extern crate alloc;
 
 use super::bpb::{FatType, Geometry};
-use crate::fs::disk::{Partition, SectorIo, SECTOR};
+use crate::fs::disk::{BlockDevice, Partition, SECTOR};
 use crate::fs::{Error, Result};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -18,7 +19,7 @@ const WINDOW: u32 = 64;
 const SCAN: u32 = 256;
 
 /// Cached access to the first FAT; writes go to every copy.
-pub struct Fat<'a, S: SectorIo> {
+pub struct Fat<'a, S: BlockDevice> {
     part: &'a Partition<S>,
     geo: &'a Geometry,
     /// First FAT sector (relative to the FAT) held in `win`, and the sectors themselves.
@@ -26,7 +27,7 @@ pub struct Fat<'a, S: SectorIo> {
     win: Vec<u8>,
 }
 
-impl<'a, S: SectorIo> Fat<'a, S> {
+impl<'a, S: BlockDevice> Fat<'a, S> {
     pub fn new(part: &'a Partition<S>, geo: &'a Geometry) -> Self {
         Fat { part, geo, win_at: 0, win: Vec::new() }
     }
@@ -48,8 +49,8 @@ impl<'a, S: SectorIo> Fat<'a, S> {
         let at = (byte - u64::from(self.win_at) * SECTOR as u64) as usize;
         let w = &self.win;
         Ok(match self.geo.fat_type {
-            FatType::Fat16 => u32::from(u16::from_le_bytes([w[at], w[at + 1]])),
-            FatType::Fat32 => u32::from_le_bytes([w[at], w[at + 1], w[at + 2], w[at + 3]]) & 0x0fff_ffff,
+            FatType::Fat16 => u32::from(le::get_u16(w, at)),
+            FatType::Fat32 => le::get_u32(w, at) & 0x0fff_ffff,
         })
     }
 
@@ -89,7 +90,7 @@ impl<'a, S: SectorIo> Fat<'a, S> {
                 match self.geo.fat_type {
                     FatType::Fat16 => buf[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
                     FatType::Fat32 => {
-                        let old = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+                        let old = le::get_u32(&buf, at);
                         let new = (old & 0xf000_0000) | (v & 0x0fff_ffff);
                         buf[at..at + 4].copy_from_slice(&new.to_le_bytes());
                     }
@@ -136,8 +137,8 @@ impl<'a, S: SectorIo> Fat<'a, S> {
             self.part.read(u64::from(self.geo.fat_start + sector), b)?;
             for e in b.chunks_exact(eb) {
                 let v = match self.geo.fat_type {
-                    FatType::Fat16 => u32::from(u16::from_le_bytes([e[0], e[1]])),
-                    FatType::Fat32 => u32::from_le_bytes([e[0], e[1], e[2], e[3]]) & 0x0fff_ffff,
+                    FatType::Fat16 => u32::from(le::get_u16(e, 0)),
+                    FatType::Fat32 => le::get_u32(e, 0) & 0x0fff_ffff,
                 };
                 if c >= 2 && c <= last && v == 0 {
                     free += 1;
@@ -176,7 +177,7 @@ impl Chain {
     }
 
     /// Walks on until `need` clusters are known or the chain ends.
-    pub fn ensure<S: SectorIo>(&mut self, fat: &mut Fat<'_, S>, need: u32) -> Result<()> {
+    pub fn ensure<S: BlockDevice>(&mut self, fat: &mut Fat<'_, S>, need: u32) -> Result<()> {
         while self.len < need && !self.ended {
             let &(start, n) = self.runs.last().ok_or(Error::Corrupt)?;
             match fat.next(start + n - 1)? {

@@ -4,22 +4,11 @@
 //! tools parse it the same way. Only the four primary entries are read: exo does not follow
 //! extended-partition chains.
 
-/// One primary partition as the MBR records it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Partition {
-    /// First sector (LBA) of the partition.
-    pub start: u64,
-    /// Number of 512-byte sectors.
-    pub sectors: u64,
-    /// The MBR type byte (0x0c FAT32 LBA, 0x83 Linux, [`TYPE_EXO_LFS`] ...).
-    pub kind: u8,
-    /// Position in the table, 0..=3.
-    pub index: u8,
-    /// Whether the boot flag (0x80) is set.
-    pub bootable: bool,
-    pub _reserved: [u8; 5],
-}
+use crate::le;
+
+/// One primary partition as the MBR records it; the kernel hands environments these in
+/// [`exo_abi::KernelInfo::partitions`], so the record itself is part of the ABI.
+pub use exo_abi::Partition;
 
 /// The MBR type byte exo uses for a log-structured file system partition. 0x7f is set aside
 /// for experimental systems by convention, so no other OS claims it.
@@ -51,8 +40,8 @@ pub fn parse(sector0: &[u8], disk_sectors: Option<u64>) -> Result<[Option<Partit
     for (i, slot) in out.iter_mut().enumerate() {
         let e = &sector0[446 + 16 * i..446 + 16 * (i + 1)];
         let kind = e[4];
-        let start = u32::from_le_bytes([e[8], e[9], e[10], e[11]]) as u64;
-        let sectors = u32::from_le_bytes([e[12], e[13], e[14], e[15]]) as u64;
+        let start = le::get_u32(e, 8) as u64;
+        let sectors = le::get_u32(e, 12) as u64;
         if kind == 0 || sectors == 0 {
             continue;
         }

@@ -1,0 +1,180 @@
+//! The server's side of the file service ([`Server`], run by the `fsd` program): it owns
+//! the file systems, and a handle it gives out is checked against its caller on every use.
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use exo_abi::EnvId;
+
+use super::protocol::{op, pack_metadata, put_entry, type_code, BUF};
+use crate::fs::{Error, FileSystem, Handle, OpenFlags, Result, Vfs};
+use crate::vm;
+
+/// The server's side: a `Vfs` of its own, and the handles it gave each client.
+pub struct Server {
+    pub vfs: Vfs,
+    handles: Vec<Option<(EnvId, String, Handle)>>,
+    window: u64,
+    mapped: u64,
+}
+
+impl Server {
+    pub fn new(vfs: Vfs) -> Server {
+        Server { vfs, handles: Vec::new(), window: vm::alloc_va(1), mapped: 0 }
+    }
+
+    /// The client's buffer, mapped at the server's window (kept mapped while the same
+    /// frame comes back, as it does from one client).
+    fn buffer(&mut self, frame: u64) -> Result<&'static mut [u8]> {
+        if frame == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        if self.mapped != frame || vm::entry(self.window) == 0 {
+            vm::map_frame(self.window, frame, vm::RW).map_err(|_| Error::InvalidArgument)?;
+            self.mapped = frame;
+        }
+        // SAFETY: the window maps the granted frame read-write; one call at a time.
+        Ok(unsafe { core::slice::from_raw_parts_mut(self.window as *mut u8, BUF) })
+    }
+
+    /// Answers one call: `[status, r0, r1, r2]`.
+    pub fn handle(&mut self, caller: EnvId, args: [u64; 4], frame: u64) -> [u64; 4] {
+        match self.dispatch(caller, args, frame) {
+            Ok(r) => [0, r[0], r[1], r[2]],
+            Err(e) => [e.code() as u64, 0, 0, 0],
+        }
+    }
+
+    fn path(buf: &[u8], from: u64, len: u64) -> Result<String> {
+        let (a, b) = (from as usize, (from + len) as usize);
+        let bytes = buf.get(a..b).ok_or(Error::InvalidArgument)?;
+        core::str::from_utf8(bytes).map(String::from).map_err(|_| Error::InvalidName)
+    }
+
+    fn owned(&mut self, caller: EnvId, h: u64) -> Result<(String, Handle)> {
+        match self.handles.get(h as usize) {
+            Some(Some((c, at, hd))) if *c == caller => Ok((at.clone(), *hd)),
+            _ => Err(Error::BadHandle),
+        }
+    }
+
+    fn fs(&mut self, at: &str) -> Result<&mut dyn FileSystem> {
+        self.vfs.fs_at(at).ok_or(Error::NotFound)
+    }
+
+    /// Splits a served path into (mount point, path within it).
+    fn split(&mut self, p: &str) -> Result<(String, String)> {
+        let mounts: Vec<String> = self.vfs.mounts().map(|(m, _)| String::from(m)).collect();
+        let m = mounts
+            .into_iter()
+            .filter(|m| p == m || p.starts_with(&alloc::format!("{m}/")))
+            .max_by_key(|m| m.len())
+            .ok_or(Error::NotFound)?;
+        let rest = if p.len() == m.len() { String::from("/") } else { String::from(&p[m.len()..]) };
+        Ok((m, rest))
+    }
+
+    fn dispatch(&mut self, caller: EnvId, a: [u64; 4], frame: u64) -> Result<[u64; 3]> {
+        let buf = self.buffer(frame)?;
+        match a[0] {
+            op::MOUNTS => {
+                let mut s = String::new();
+                for (at, t) in self.vfs.mounts() {
+                    s += &alloc::format!("{at} {t}\n");
+                }
+                let n = s.len().min(BUF);
+                buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+                Ok([n as u64, 0, 0])
+            }
+            op::OPEN => {
+                if self.handles.len() >= 32 {
+                    self.forget_departed();
+                }
+                let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
+                let flags = OpenFlags::from_bits(a[2] as u8);
+                let h = self.fs(&at)?.open(&p, flags)?;
+                let slot = self.handles.iter().position(|x| x.is_none()).unwrap_or(self.handles.len());
+                if slot == self.handles.len() {
+                    self.handles.push(None);
+                }
+                self.handles[slot] = Some((caller, at, h));
+                Ok([slot as u64, 0, 0])
+            }
+            op::READ => {
+                let (at, h) = self.owned(caller, a[1])?;
+                let n = (a[3] as usize).min(BUF);
+                let got = self.fs(&at)?.read(h, a[2], &mut buf[..n])?;
+                Ok([got as u64, 0, 0])
+            }
+            op::WRITE => {
+                let (at, h) = self.owned(caller, a[1])?;
+                let n = (a[3] as usize).min(BUF);
+                let wrote = self.fs(&at)?.write(h, a[2], &buf[..n])?;
+                Ok([wrote as u64, 0, 0])
+            }
+            op::CLOSE => {
+                let (at, h) = self.owned(caller, a[1])?;
+                self.handles[a[1] as usize] = None;
+                self.fs(&at)?.close(h).map(|_| [0; 3])
+            }
+            op::FSTAT => {
+                let (at, h) = self.owned(caller, a[1])?;
+                self.fs(&at)?.fstat(h).map(pack_metadata)
+            }
+            op::STAT => {
+                let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
+                self.fs(&at)?.stat(&p).map(pack_metadata)
+            }
+            op::LIST => {
+                let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
+                let entries = self.fs(&at)?.list_dir(&p)?;
+                let (mut used, mut count, mut next) = (0usize, 0u64, 0u64);
+                for (i, e) in entries.iter().enumerate().skip(a[2] as usize) {
+                    let Some(len) = put_entry(&mut buf[used..], e) else {
+                        next = i as u64;
+                        break;
+                    };
+                    used += len;
+                    count += 1;
+                }
+                Ok([count, next, used as u64])
+            }
+            op::MKDIR | op::REMOVE => {
+                let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
+                let fs = self.fs(&at)?;
+                if a[0] == op::MKDIR { fs.mkdir(&p) } else { fs.remove(&p) }.map(|_| [0; 3])
+            }
+            op::RENAME => {
+                let (from, to) = (Self::path(buf, 0, a[1])?, Self::path(buf, a[1], a[2])?);
+                let ((m1, p1), (m2, p2)) = (self.split(&from)?, self.split(&to)?);
+                if m1 != m2 {
+                    return Err(Error::CrossDevice);
+                }
+                self.fs(&m1)?.rename(&p1, &p2).map(|_| [0; 3])
+            }
+            op::SYNC => self.vfs.sync().map(|_| [0; 3]),
+            op::STATFS => {
+                let (at, _) = self.split(&Self::path(buf, 0, a[1])?)?;
+                let s = self.fs(&at)?.statfs()?;
+                Ok([s.total_bytes, s.free_bytes, s.block_size as u64 | type_code(s.fs_type) << 32])
+            }
+            _ => Err(Error::Unsupported),
+        }
+    }
+
+    /// Closes the handles of clients that no longer exist.
+    fn forget_departed(&mut self) {
+        for i in 0..self.handles.len() {
+            if let Some((c, at, h)) = self.handles[i].clone() {
+                if vm::env_info(c).is_none_or(|e| e.id != c.0) {
+                    self.handles[i] = None;
+                    if let Ok(fs) = self.fs(&at) {
+                        let _ = fs.close(h);
+                    }
+                }
+            }
+        }
+    }
+}
