@@ -11,6 +11,8 @@
 //! the firmware reads it and invalidated before the ARM reads the answer. The VideoCore sees
 //! RAM at bus addresses given by the device tree's `dma-ranges` (on the Pi 4, bus
 //! `0xc000_0000` is ARM `0x0` for the first GiB).
+// TODO(regs branch): remove
+#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;

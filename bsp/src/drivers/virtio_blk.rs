@@ -6,6 +6,8 @@
 //! page, the used ring and the request header/status area in the second (the legacy
 //! transport wants the used ring page-aligned). Data moves straight between the device and
 //! the caller's buffers (scatter-gather), never through a bounce buffer.
+// TODO(regs branch): remove
+#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use core::sync::atomic::{fence, Ordering};
 

@@ -18,16 +18,19 @@ global_asm!(
 /// where the CPU has them.
 pub fn drop_identity_map() {
     let empty = crate::mm::empty_root();
+    let mut tcr: u64;
+    let mmfr0: u64;
+    // SAFETY: reading TCR_EL1 at EL1 has no side effect.
+    unsafe { asm!("mrs {}, tcr_el1", out(reg) tcr) };
+    // SAFETY: reading an ID register at EL1 has no side effect.
+    unsafe { asm!("mrs {}, id_aa64mmfr0_el1", out(reg) mmfr0) };
+    if (mmfr0 >> 4) & 0xf == 2 {
+        tcr |= 1 << 36; // AS: 16-bit ASIDs
+    }
     // SAFETY: after `finish_boot_map` nothing the kernel runs or touches lives in the low
-    // half, so replacing its tables cannot pull anything out from under us.
+    // half, so replacing its tables cannot pull anything out from under us; the TLB is
+    // flushed before anything is translated with the new ASID size.
     unsafe {
-        let mut tcr: u64;
-        let mmfr0: u64;
-        asm!("mrs {}, tcr_el1", out(reg) tcr);
-        asm!("mrs {}, id_aa64mmfr0_el1", out(reg) mmfr0);
-        if (mmfr0 >> 4) & 0xf == 2 {
-            tcr |= 1 << 36; // AS: 16-bit ASIDs
-        }
         asm!(
             "msr tcr_el1, {tcr}",
             "msr ttbr0_el1, {empty}",
@@ -146,11 +149,10 @@ pub fn park_secondaries(release: &[exo_bsp::dt::Region]) {
     for r in release {
         let slot = crate::mm::phys_to_virt(r.base) as *mut u64;
         // SAFETY: release addresses are RAM the device tree names for exactly this
-        // handshake, mapped in the physmap. The core polls it with its caches off, so the
-        // line is cleaned to the point of coherency before the wake-up event.
-        unsafe {
-            slot.write_volatile(entry);
-            asm!("dc civac, {}", "dsb sy", "sev", in(reg) slot);
-        }
+        // handshake, mapped in the physmap.
+        unsafe { slot.write_volatile(entry) };
+        // SAFETY: the waiting core polls `slot` with its caches off, so the line is cleaned
+        // to the point of coherency (which changes no data) before the wake-up event.
+        unsafe { asm!("dc civac, {}", "dsb sy", "sev", in(reg) slot) };
     }
 }

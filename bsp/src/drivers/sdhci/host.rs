@@ -1,6 +1,8 @@
 //! The SDHCI host controller itself: its registers, resets, clock, command issue, the PIO
 //! data port and error recovery. Every access is 32 bits wide, which is all the BCM2835
 //! Arasan controller accepts (16-bit registers are written in their 32-bit pairs).
+// TODO(regs branch): remove
+#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;

@@ -1,4 +1,6 @@
 //! The buffer data port loops: one 512-byte block in or out by 32-bit port accesses.
+// TODO(regs branch): remove
+#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 /// 128 words from the data port to `dst`: sixteen 32-bit port loads and eight paired
 /// stores per turn, 26 instructions per 64 bytes. (At `opt-level = "s"` the compiler
