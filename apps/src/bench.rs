@@ -67,8 +67,12 @@ fn map_on_fault(u: &Upcall) -> bool {
         return false;
     }
     let i = NEXT.fetch_add(1, Relaxed);
-    // SAFETY: POOL points at an array of frame addresses filled before the faults.
-    let pa = unsafe { *(POOL.load(Relaxed) as *const u64).add(i as usize) };
+    // SAFETY: POOL points at the 512 frame addresses `fault_upcall` filled, and it touches
+    // 512 pages, each faulting once, so `i` stays below 512.
+    let slot = unsafe { (POOL.load(Relaxed) as *const u64).add(i as usize) };
+    // SAFETY: `slot` is inside that array, which lives on `fault_upcall`'s stack until the
+    // faults are over.
+    let pa = unsafe { *slot };
     vm::map_frame(u.far & !(PAGE - 1), pa, RW).is_ok()
 }
 

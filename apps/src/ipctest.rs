@@ -247,8 +247,10 @@ fn use_grant(c: &Call) -> [u64; 4] {
     // SAFETY: just mapped; the caller keeps the frame alive for the grant's life.
     let word = unsafe { (va as *const u64).read_volatile() };
     if c.frame_writable {
-        // SAFETY: mapped writable above.
-        unsafe { (va as *mut u64).add(1).write_volatile(word + 1) };
+        // SAFETY: the second word of the page mapped at `va` just above.
+        let next = unsafe { (va as *mut u64).add(1) };
+        // SAFETY: that page was mapped writable, since the grant is writable.
+        unsafe { next.write_volatile(word + 1) };
     }
     let writable_refused = !c.frame_writable && vm::map_frame(va, c.frame, RW).is_err();
     [word, writable_refused as u64, 0, 0]
@@ -288,8 +290,11 @@ fn grant_client(s: EnvId) -> i32 {
         bits |= 1;
     }
     let rw = sys::pct_call(s, [0; 4], pa | PCT_GRANT_RW);
-    // SAFETY: as above.
-    let written = unsafe { (va as *const u64).add(1).read_volatile() };
+    // SAFETY: the second word of the page at `va`.
+    let second = unsafe { (va as *const u64).add(1) };
+    // SAFETY: `va` is still mapped read-write (only the server's mapping of the grant was
+    // touched).
+    let written = unsafe { second.read_volatile() };
     if rw.map(|r| r[0]) == Ok(0x5eed) && written == 0x5eee {
         bits |= 2;
     }

@@ -198,14 +198,15 @@ fn lazy_fault() -> Result<(), &'static str> {
     let base = vm::alloc_va(16);
     vm::add_lazy_region(base, base + 16 * PAGE).map_err(|_| "no lazy slot")?;
     let p = (base + 5 * PAGE + 8) as *mut u64;
-    // SAFETY: the page is mapped on demand by the upcall handler; reading then writing.
-    unsafe {
-        if p.read_volatile() != 0 {
-            return Err("lazy page not zero");
-        }
-        p.write_volatile(0x1234);
-        check(p.read_volatile() == 0x1234, "write to lazy page lost")?;
+    // SAFETY: `p` lies in the lazy region, whose pages the upcall handler maps read-write
+    // on the first touch; this read is that touch.
+    if unsafe { p.read_volatile() } != 0 {
+        return Err("lazy page not zero");
     }
+    // SAFETY: the page holding `p` is mapped read-write now (the read above mapped it).
+    unsafe { p.write_volatile(0x1234) };
+    // SAFETY: the same mapped page.
+    check(unsafe { p.read_volatile() } == 0x1234, "write to lazy page lost")?;
     check(vm::entry(base + 5 * PAGE) != 0 && vm::entry(base + 4 * PAGE) == 0, "wrong pages mapped")?;
     vm::unmap_free(base + 5 * PAGE).map_err(|_| "unmap")
 }
@@ -218,10 +219,10 @@ fn tlb_remap() -> Result<(), &'static str> {
     unsafe { p.write_volatile(0xaaaa) };
     let b = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc b")?;
     vm::map_frame(va, b, RW).map_err(|_| "remap b")?;
-    // SAFETY: as above (now frame b).
+    // SAFETY: `va` is still mapped read-write, now to frame b.
     let seen_b = unsafe { p.read_volatile() };
     vm::map_frame(va, a, RW).map_err(|_| "remap a")?;
-    // SAFETY: as above (frame a again).
+    // SAFETY: `va` is still mapped read-write, to frame a again.
     let seen_a = unsafe { p.read_volatile() };
     vm::unmap(va).map_err(|_| "unmap")?;
     sys::frame_free(EnvId::SELF, a).map_err(|_| "free a")?;
@@ -530,8 +531,10 @@ fn hog(list: u64, flag: &Shared) -> i32 {
     // Take every free frame; remember the first `words` of them.
     while let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) {
         if n < words {
+            // SAFETY: `n < words`, the number of words in the LIST_PAGES pages at `list`.
+            let slot = unsafe { (list as *mut u64).add(n) };
             // SAFETY: `list` maps LIST_PAGES shared read-write pages.
-            unsafe { (list as *mut u64).add(n).write_volatile(pa) };
+            unsafe { slot.write_volatile(pa) };
         }
         n += 1;
     }
@@ -597,11 +600,14 @@ fn give_back(u: &Upcall) -> bool {
     let mut freed = 0;
     let mut i = 0;
     while freed < u.arg && i < (LIST_PAGES * PAGE / 8) as usize {
-        // SAFETY: as above.
-        let pa = unsafe { list.add(i).read_volatile() };
+        // SAFETY: `i` is below the number of words in the LIST_PAGES pages at `list`.
+        let slot = unsafe { list.add(i) };
+        // SAFETY: LIST maps the shared list read-write, and the hog that also holds it is
+        // parked in yield, so nothing writes it meanwhile.
+        let pa = unsafe { slot.read_volatile() };
         if pa != 0 && sys::frame_free(EnvId::SELF, pa).is_ok() {
-            // SAFETY: as above.
-            unsafe { list.add(i).write_volatile(0) };
+            // SAFETY: the same mapped, read-write entry.
+            unsafe { slot.write_volatile(0) };
             freed += 1;
         }
         i += 1;

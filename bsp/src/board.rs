@@ -72,15 +72,15 @@ impl Board {
             Some(Gic::V3 { .. }) => return Err(BoardError::UnsupportedGic),
             None => return Err(BoardError::NoInterruptController),
         };
-        // SAFETY: the caller mapped every device region at `virt(base)`.
-        let board = unsafe {
-            Board {
-                info,
-                uart: Pl011::new(virt(uart.base)),
-                gic: GicV2::new(virt(dist), virt(cpu)),
-                watchdog: info.watchdog.map(|w| Watchdog::new(virt(w.base))),
-            }
-        };
+        // SAFETY: the UART is one of the device regions the caller mapped at `virt(base)`.
+        let console = unsafe { Pl011::new(virt(uart.base)) };
+        // SAFETY: the distributor and the CPU interface are device regions the caller mapped.
+        let gic = unsafe { GicV2::new(virt(dist), virt(cpu)) };
+        let watchdog = info.watchdog.map(|w| {
+            // SAFETY: the PM block is a device region the caller mapped at `virt(w.base)`.
+            unsafe { Watchdog::new(virt(w.base)) }
+        });
+        let board = Board { info, uart: console, gic, watchdog };
         let clock = info.kind.uart_clock();
         board.uart.init(clock, CONSOLE_BAUD);
         Ok(board)

@@ -57,12 +57,13 @@ impl Disk {
         log: &mut ProbeLog,
     ) -> Option<Disk> {
         for slot in info.virtio_mmio.as_slice() {
-            // SAFETY: the slot is mapped (caller's contract) and the DMA memory is ours.
+            // SAFETY: virtio-mmio slots are device regions, which the caller mapped at
+            // `virt(base)`; the DMA memory is ours, as `Dma` describes.
             if let Some(d) = unsafe { VirtioBlk::probe(virt(slot.base), dma.va, dma.pa, virt_to_phys) } {
                 return Some(Disk::Virtio(d));
             }
         }
-        // SAFETY: the mailbox region is mapped (caller's contract).
+        // SAFETY: the mailbox is a device region, which the caller mapped at `virt(base)`.
         let mailbox = info.mailbox.map(|m| unsafe { Mailbox::new(virt(m.base)) });
         let bus = info.soc_dma.and_then(|w| w.to_bus(dma.pa, bcm2835_mbox::BUFFER_BYTES as u64));
         let firmware_hz = |c: Controller| {
@@ -78,8 +79,8 @@ impl Disk {
         let controllers = [(Controller::Emmc2, info.sdhci_emmc2), (Controller::Legacy, info.sdhci_legacy)];
         for (i, (c, region)) in controllers.into_iter().enumerate() {
             let Some(region) = region else { continue };
-            // SAFETY: the controller's registers are mapped (caller's contract) and nothing
-            // else drives them.
+            // SAFETY: the controller is a device region, which the caller mapped at
+            // `virt(base)`, and nothing else drives its registers.
             let (probe, sd) = unsafe { Sdhci::probe(virt(region.base), c, firmware_hz(c)) };
             log.sd[i] = Some(probe);
             if let Some(sd) = sd {

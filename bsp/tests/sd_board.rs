@@ -1,5 +1,8 @@
 //! What the SD driver learns from the Pi 4's device tree: where its controllers and the
 //! mailbox are, and how the VideoCore addresses RAM for mailbox messages.
+// An integration test sees every dependency of its package; the library target is the
+// one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
 
 use exo_bsp::dt::{BoardInfo, DmaWindow};
 

@@ -40,7 +40,9 @@ pub fn backtrace(mut fp: u64, pc: Option<u64>) {
     }
     while n < 32 && fp >= lo && fp + 16 <= hi && fp.is_multiple_of(16) {
         // SAFETY: `fp` is 16-byte aligned and inside the kernel stack, which is mapped.
-        let (next, lr) = unsafe { (*(fp as *const u64), *((fp + 8) as *const u64)) };
+        let next = unsafe { *(fp as *const u64) };
+        // SAFETY: `fp + 16 <= hi` was checked, so the frame record's second word is too.
+        let lr = unsafe { *((fp + 8) as *const u64) };
         if lr == 0 {
             break;
         }

@@ -21,13 +21,12 @@ static INIT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.elf"));
 fn take_public<T>(map: &mut MemoryMap, bytes: u64) -> (&'static mut [T], u64) {
     let r = map.take(bytes).unwrap_or_else(|| panic!("no room for {bytes} bytes of kernel tables"));
     let n = bytes as usize / core::mem::size_of::<T>();
-    // SAFETY: the range was just removed from the free map, is RAM mapped in the physmap, is
-    // suitably aligned (page-aligned) and is used for nothing else from now on. It is zeroed
-    // before any element is read, and every `T` here is plain data valid when all-zero.
-    let slice = unsafe {
-        core::ptr::write_bytes(phys_to_virt(r.base) as *mut u8, 0, r.size as usize);
-        core::slice::from_raw_parts_mut(phys_to_virt(r.base) as *mut T, n)
-    };
+    // SAFETY: the range was just removed from the free map, is RAM mapped in the physmap,
+    // and is used for nothing else from now on.
+    unsafe { core::ptr::write_bytes(phys_to_virt(r.base) as *mut u8, 0, r.size as usize) };
+    // SAFETY: the same range, page-aligned and so aligned for `T`, holds `n` elements; it
+    // is all zero now, and every `T` here is plain data valid when all-zero.
+    let slice = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(r.base) as *mut T, n) };
     (slice, r.base)
 }
 

@@ -174,7 +174,8 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
 /// # Safety
 /// A page must be mapped readable at `va` and not be written while the slice lives.
 pub(crate) unsafe fn page_at<'a>(va: u64) -> &'a [u8] {
-    // SAFETY: the caller's contract.
+    // SAFETY: the caller guarantees a readable page at `va` that nothing writes while the
+    // slice lives; a page is `PAGE` bytes, and bytes need no alignment.
     unsafe { core::slice::from_raw_parts(va as *const u8, PAGE as usize) }
 }
 

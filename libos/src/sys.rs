@@ -157,8 +157,10 @@ pub fn sector_read(sector: u64, buf: &mut [u8]) -> Result<u64, Error> {
     let mut at = 0;
     while at < buf.len() {
         let p = buf[at..].as_mut_ptr();
-        // SAFETY: a write of the byte's own value, through a valid &mut.
-        unsafe { core::ptr::write_volatile(p, core::ptr::read_volatile(p)) };
+        // SAFETY: `p` points into `buf`, a valid `&mut [u8]`, so it may be read.
+        let byte = unsafe { core::ptr::read_volatile(p) };
+        // SAFETY: the same pointer may be written; the byte keeps its own value.
+        unsafe { core::ptr::write_volatile(p, byte) };
         at = ((base + at) & !0xfff) + 0x1000 - base; // the start of the next page
     }
     c3(Sys::SectorRead, sector, buf.len() as u64 / 512, buf.as_mut_ptr() as u64)

@@ -86,7 +86,8 @@ static STATE: Private<State> = Private::new(State {
 /// way in is an upcall, and faults cannot happen inside this module (its state and the
 /// stacks are never copy-on-write), so re-entry means a bug: it panics.
 pub fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    // SAFETY: see above — one thread of control, and `busy` rules out overlapping borrows.
+    // SAFETY: a libOS environment has one thread of control, and `busy` (checked next)
+    // rules out a second, overlapping borrow from an upcall.
     let s = unsafe { &mut *STATE.get() };
     assert!(!s.busy, "libOS address-space state re-entered");
     s.busy = true;
@@ -308,8 +309,12 @@ pub fn env_info(id: EnvId) -> Option<EnvInfo> {
             }
             s.env_mapped = true;
         }
-        // SAFETY: the whole environment table was mapped read-only just above (or before).
-        Some(unsafe { (ENV_TABLE_WINDOW as *const EnvInfo).add(id.slot()).read_volatile() })
+        // SAFETY: `id.slot()` is below `max_envs` (checked above), so the entry lies inside
+        // the window that holds the whole table.
+        let entry = unsafe { (ENV_TABLE_WINDOW as *const EnvInfo).add(id.slot()) };
+        // SAFETY: the whole environment table was mapped read-only just above (or before),
+        // and `EnvInfo` is plain data the kernel keeps aligned in it.
+        Some(unsafe { entry.read_volatile() })
     })
 }
 

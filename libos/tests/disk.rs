@@ -1,4 +1,7 @@
 //! The partition block device: offsets, bounds, bounce buffer and batching, both traits.
+// An integration test sees every dependency of its package; the library target is the
+// one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
 
 use exo_libos::fs::disk::{
     BlockDevice, IoError, IoStats, Partition, BOUNCE_SECTORS, MAX_TRANSFER, OUT_OF_RANGE,

@@ -1,4 +1,7 @@
 //! The log-structured file system behind the common interface: round trip, remount, flags.
+// An integration test sees every dependency of its package; the library target is the
+// one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
 
 use exo_lfs::FormatOptions;
 use exo_libos::fs::lfs::{LfsFs, LfsOptions};

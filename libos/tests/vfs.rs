@@ -1,4 +1,7 @@
 //! The Vfs over two back ends: descriptors and positions, the namespace, cross-FS copies.
+// An integration test sees every dependency of its package; the library target is the
+// one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
 
 mod common;
 

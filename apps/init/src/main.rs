@@ -5,6 +5,7 @@
 //! whose verdict becomes init's exit status (and so the machine's).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

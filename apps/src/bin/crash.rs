@@ -1,4 +1,7 @@
 //! crash: a program that faults on purpose (for the shell's crash report and its tests).
+// A program beside the `exo-apps` library sees that library and its dependencies; the
+// library target is the one that must use them all (see the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
 #![no_std]
 #![no_main]
 

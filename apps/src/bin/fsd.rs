@@ -1,6 +1,9 @@
 //! fsd: the file service. It mounts the partitions init granted it and serves them to other
 //! programs over protected control transfer (see `exo_libos::fs::service`), so several
 //! programs can use one volume at once and see each other's writes.
+// A program beside the `exo-apps` library sees that library and its dependencies; the
+// library target is the one that must use them all (see the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
 #![no_std]
 #![no_main]
 

@@ -1,4 +1,7 @@
 //! hello: the smallest exo program. Prints its arguments and who it is.
+// A program beside the `exo-apps` library sees that library and its dependencies; the
+// library target is the one that must use them all (see the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
 #![no_std]
 #![no_main]
 

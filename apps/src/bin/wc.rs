@@ -1,5 +1,8 @@
 //! wc: counts the lines, words and bytes of the files named on its command line — the
 //! example program of `docs/apps.md`.
+// A program beside the `exo-apps` library sees that library and its dependencies; the
+// library target is the one that must use them all (see the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
 #![no_std]
 #![no_main]
 

@@ -27,7 +27,8 @@ pub struct Watchdog {
 
 // SAFETY: MMIO reached only through volatile register accesses on a single-core kernel.
 unsafe impl Send for Watchdog {}
-// SAFETY: as above.
+// SAFETY: `&Watchdog` only reaches the PM block through volatile accesses, and on the
+// single-core kernel no two of its operations run at the same time.
 unsafe impl Sync for Watchdog {}
 
 impl Watchdog {
@@ -39,7 +40,8 @@ impl Watchdog {
 
     /// Resets the board in about 150 µs; with `halt`, the firmware stops instead of booting.
     pub fn reset(&self, halt: bool) {
-        // SAFETY: `new`'s contract.
+        // SAFETY: `new` was given the mapped address of the PM block, valid for the
+        // program's life, and the registers are only reached through volatile accesses.
         let r = unsafe { &*self.regs };
         if halt {
             r.rsts.set(PASSWORD | (r.rsts.get() & !0xfff) | RSTS_HALT_PARTITION);

@@ -48,7 +48,8 @@ pub struct GicV2 {
 
 // SAFETY: MMIO reached only through volatile register accesses on a single-core kernel.
 unsafe impl Send for GicV2 {}
-// SAFETY: as above.
+// SAFETY: `&GicV2` only reaches the distributor and CPU interface through volatile
+// accesses, and on the single-core kernel no two of its operations run at the same time.
 unsafe impl Sync for GicV2 {}
 
 impl GicV2 {
@@ -59,12 +60,14 @@ impl GicV2 {
     }
 
     fn d(&self) -> &DistRegs {
-        // SAFETY: `new`'s contract.
+        // SAFETY: `new` was given the mapped distributor frame, valid for the program's life;
+        // its registers are only reached through volatile accesses.
         unsafe { &*self.dist }
     }
 
     fn c(&self) -> &CpuRegs {
-        // SAFETY: `new`'s contract.
+        // SAFETY: `new` was given the mapped CPU-interface frame, valid for the program's
+        // life; its registers are only reached through volatile accesses.
         unsafe { &*self.cpu }
     }
 

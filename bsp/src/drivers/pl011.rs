@@ -47,7 +47,8 @@ pub struct Pl011 {
 // SAFETY: the registers are MMIO reached only through volatile accesses; the kernel is
 // single-core, and every operation is one register access or a short polled sequence.
 unsafe impl Send for Pl011 {}
-// SAFETY: as above.
+// SAFETY: `&Pl011` only reaches the registers through volatile accesses, and on the
+// single-core kernel no two of its operations run at the same time.
 unsafe impl Sync for Pl011 {}
 
 impl Pl011 {

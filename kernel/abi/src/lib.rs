@@ -9,6 +9,7 @@
 //! Names are physical: frames are named by physical address, environments by [`EnvId`],
 //! translation-table slots by (environment, virtual address, level).
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod pte;
 

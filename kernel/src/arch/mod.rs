@@ -147,11 +147,10 @@ pub fn park_secondaries(release: &[exo_bsp::dt::Region]) {
     for r in release {
         let slot = crate::mm::phys_to_virt(r.base) as *mut u64;
         // SAFETY: release addresses are RAM the device tree names for exactly this
-        // handshake, mapped in the physmap. The core polls it with its caches off, so the
-        // line is cleaned to the point of coherency before the wake-up event.
-        unsafe {
-            slot.write_volatile(entry);
-            asm!("dc civac, {}", "dsb sy", "sev", in(reg) slot);
-        }
+        // handshake, mapped in the physmap.
+        unsafe { slot.write_volatile(entry) };
+        // SAFETY: the waiting core polls `slot` with its caches off, so the line is cleaned
+        // to the point of coherency (which changes no data) before the wake-up event.
+        unsafe { asm!("dc civac, {}", "dsb sy", "sev", in(reg) slot) };
     }
 }

@@ -18,11 +18,11 @@ pub fn semihosting_exit(code: u32) {
 /// PSCI `SYSTEM_OFF` through the conduit the device tree names.
 pub fn psci_system_off(conduit: exo_bsp::dt::PsciConduit) {
     const SYSTEM_OFF: u64 = 0x8400_0008;
-    // SAFETY: a PSCI call with no arguments; on success it does not return.
-    unsafe {
-        match conduit {
-            exo_bsp::dt::PsciConduit::Hvc => asm!("hvc #0", inout("x0") SYSTEM_OFF => _),
-            exo_bsp::dt::PsciConduit::Smc => asm!("smc #0", inout("x0") SYSTEM_OFF => _),
-        }
+    match conduit {
+        // SAFETY: a PSCI call with no arguments, to the hypervisor the device tree names as
+        // the conduit; on success it does not return.
+        exo_bsp::dt::PsciConduit::Hvc => unsafe { asm!("hvc #0", inout("x0") SYSTEM_OFF => _) },
+        // SAFETY: the same call to the secure monitor (the conduit the device tree names).
+        exo_bsp::dt::PsciConduit::Smc => unsafe { asm!("smc #0", inout("x0") SYSTEM_OFF => _) },
     }
 }

@@ -148,12 +148,11 @@ mod boot {
         if pa == 0 || !pa.is_multiple_of(8) {
             return None;
         }
-        // SAFETY: the loader hands over a DTB pointer in x0 or nothing useful; reading the
-        // two header words of RAM at an 8-byte aligned address is harmless either way.
-        let (magic, size) = unsafe {
-            let w = pa as *const u32;
-            (u32::from_be(w.read_volatile()), u32::from_be(w.add(1).read_volatile()))
-        };
+        // SAFETY: the loader hands over a DTB pointer in x0 or nothing useful; reading a
+        // header word of RAM at an 8-byte aligned address is harmless either way.
+        let magic = u32::from_be(unsafe { (pa as *const u32).read_volatile() });
+        // SAFETY: the second header word, in the same aligned 8 bytes.
+        let size = u32::from_be(unsafe { ((pa + 4) as *const u32).read_volatile() });
         (magic == 0xd00d_feed && size <= (16 << 20)).then_some(size as u64)
     }
 

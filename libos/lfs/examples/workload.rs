@@ -1,6 +1,8 @@
 //! The create/read workload of the performance targets, for instruction counting on the
 //! host: `valgrind --tool=callgrind target/release/examples/workload PHASE` with PHASE
 //! `setup`, `sync` (creates and the sync), `create` (plus a cold mount) or `read`; the differences between phases give each phase's cost.
+// An example sees all of the crate's dependencies, and uses only the crate itself.
+#![allow(unused_crate_dependencies)]
 use exo_lfs::{FormatOptions, Fs, MemDevice, MountOptions};
 
 fn main() {

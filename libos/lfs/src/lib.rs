@@ -56,6 +56,9 @@
 //! [`Error`] values). The `std` feature only adds `std::error::Error` for [`Error`].
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+// The dev-dependency on this crate itself only turns `std` on for the unit tests, which
+// therefore see an unused `exo_lfs`.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 extern crate alloc;
 

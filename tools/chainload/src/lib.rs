@@ -18,6 +18,7 @@
 //! - [`target`]: the loader's end. [`host`]: the host's end.
 //! - [`place`]: where the loader moves itself and how much room the kernel gets.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod host;
 pub mod place;

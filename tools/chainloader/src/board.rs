@@ -52,10 +52,10 @@ fn read_dtb(dtb: usize) -> Result<BoardInfo, &'static str> {
     }
     // SAFETY: `used` bytes fit the scratch area, which nothing else uses; the source is the
     // DTB's own extent, which does not overlap our image.
-    let copy = unsafe {
-        core::ptr::copy_nonoverlapping(dtb as *const u8, scratch as *mut u8, used);
-        core::slice::from_raw_parts_mut(scratch as *mut u8, used)
-    };
+    unsafe { core::ptr::copy_nonoverlapping(dtb as *const u8, scratch as *mut u8, used) };
+    // SAFETY: the scratch area's first `used` bytes, now holding the copy; nothing else
+    // refers to them while `copy` lives.
+    let copy = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u8, used) };
     copy[4..8].copy_from_slice(&(used as u32).to_be_bytes());
     BoardInfo::parse(copy).map_err(|_| "the device tree names no board exo knows")
 }
@@ -64,8 +64,8 @@ fn read_dtb(dtb: usize) -> Result<BoardInfo, &'static str> {
 fn plan_for(info: &BoardInfo, dtb: usize, load: usize) -> Result<Plan, &'static str> {
     // SAFETY: linker-script symbols; only their addresses are taken.
     let (start, span) = unsafe { (addr(&_start), addr(&__span)) };
-    // SAFETY: read_dtb checked that a DTB header is there.
-    let total = unsafe { u32::from_be((dtb as *const u32).add(1).read_volatile()) } as u64;
+    // SAFETY: read_dtb checked that a DTB header is there; `totalsize` is its second word.
+    let total = unsafe { u32::from_be(((dtb + 4) as *const u32).read_volatile()) } as u64;
     let memory: [Span; 8] = core::array::from_fn(|i| {
         info.memory.as_slice().get(i).map_or(Span::default(), |r| Span { base: r.base, size: r.size })
     });

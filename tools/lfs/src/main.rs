@@ -1,5 +1,6 @@
 //! `lfs`: the host tool for exo's log-structured file system — make, check, inspect and fill
 //! images (whole files, byte offsets, or MBR partitions) with the same core the libOS uses.
+#![forbid(unsafe_code)]
 
 mod cmds;
 mod image;

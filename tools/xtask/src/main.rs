@@ -8,6 +8,7 @@ mod build;
 mod card;
 mod chainboot;
 mod image;
+mod lints;
 mod loader;
 mod progress;
 mod qemu;

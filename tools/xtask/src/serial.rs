@@ -144,11 +144,10 @@ impl RawMode {
         // SAFETY: initialised by the successful tcgetattr above.
         let saved = unsafe { t.assume_init() };
         let mut raw = saved;
-        // SAFETY: `raw` is a valid termios; cfmakeraw and tcsetattr only read and write it.
-        unsafe {
-            libc::cfmakeraw(&mut raw);
-            libc::tcsetattr(0, libc::TCSANOW, &raw);
-        }
+        // SAFETY: `raw` is a valid, initialised termios that cfmakeraw only rewrites.
+        unsafe { libc::cfmakeraw(&mut raw) };
+        // SAFETY: fd 0 is a terminal and `raw` a valid termios that tcsetattr only reads.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &raw) };
         RawMode(Some(saved))
     }
 }

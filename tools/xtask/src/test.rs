@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::qemu::{self, Board, End, RunSpec};
 use crate::symbols::Symbols;
-use crate::{build, util};
+use crate::{build, lints, util};
 
 /// One check of a finished run.
 type Check = fn(Board, &End, &str) -> Result<(), String>;
@@ -393,33 +393,15 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
             }
         }
     }
+    // The lints themselves are in the root Cargo.toml's `[workspace.lints]`; `-D warnings`
+    // makes clippy's other warnings errors too.
+    let mut target = vec!["clippy", "--release", "--target", util::TARGET];
+    target.extend(lints::TARGET_CRATES.iter().flat_map(|c| ["-p", c]));
+    target.extend(["--", "-D", "warnings"]);
     let lints: [(&str, Vec<&str>); 3] = [
         ("lint::rustfmt", vec!["fmt", "--all", "--", "--check"]),
         ("lint::clippy_host", vec!["clippy", "--all-targets", "--", "-D", "warnings"]),
-        (
-            "lint::clippy_target",
-            vec![
-                "clippy",
-                "--release",
-                "--target",
-                util::TARGET,
-                "-p",
-                "exo-chainloader",
-                "-p",
-                "exo-kernel",
-                "-p",
-                "exo-libos",
-                "-p",
-                "exo-apps",
-                "-p",
-                "exo-shell",
-                "-p",
-                "exo-init",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        ),
+        ("lint::clippy_target", target),
     ];
     for (name, args) in lints {
         if !wanted(opts, name) {
