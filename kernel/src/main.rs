@@ -84,14 +84,7 @@ mod boot {
     #[unsafe(no_mangle)]
     extern "C" fn kmain(dtb_pa: u64, phys_base: u64, entry_el: u64) -> ! {
         let (board, dtb) = wire_board(dtb_pa, phys_base);
-        let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
-        console::init_logging(config.log_level);
-        kprintln!("\nexo {} — an exokernel for 64-bit ARM", env!("CARGO_PKG_VERSION"));
-        log::info!(
-            "board {}, entered at EL{entry_el}, loaded at {phys_base:#x}, DTB at {dtb_pa:#x}",
-            board.info.kind.name()
-        );
-        log::info!("bootargs: {:?}", board.info.bootargs());
+        start_console(board, entry_el, phys_base, dtb_pa);
         let mut map = take_memory(board, phys_base, dtb);
         let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
         KERNEL.with(|k| start::setup(k, &board.info, map));
@@ -102,7 +95,7 @@ mod boot {
         arch::configure_el0();
         assert!(arch::check_dc_zva(), "this CPU's dc zva block is not 64 bytes");
         #[cfg(feature = "test-modes")]
-        crate::selftests::run(config.test);
+        crate::selftests::run(platform::config().test);
         log::info!("timer: ticking at {} Hz", irq::TICK_HZ);
         run_init()
     }
@@ -129,6 +122,18 @@ mod boot {
         };
         arch::park_secondaries(board.info.spin_table.as_slice());
         (board, dtb_region)
+    }
+
+    /// Reads the bootargs, starts the logger at the level they ask for and says hello.
+    fn start_console(board: &'static Board, entry_el: u64, phys_base: u64, dtb_pa: u64) {
+        let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
+        console::init_logging(config.log_level);
+        kprintln!("\nexo {} — an exokernel for 64-bit ARM", env!("CARGO_PKG_VERSION"));
+        log::info!(
+            "board {}, entered at EL{entry_el}, loaded at {phys_base:#x}, DTB at {dtb_pa:#x}",
+            board.info.kind.name()
+        );
+        log::info!("bootargs: {:?}", board.info.bootargs());
     }
 
     /// The free memory map, with the kernel heap taken from it and set up.
