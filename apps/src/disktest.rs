@@ -2,7 +2,7 @@
 //! the test runner's disk image: 16384 sectors, an MBR with a FAT32-typed partition at
 //! 2048 (4096 sectors) and an LFS-typed one at 6144 (8192 sectors).
 
-use crate::ktest::check;
+use crate::runner::check;
 use exo_libos::abi::{EnvId, Error, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::format::mbr;
 use exo_libos::process::{self, Fork};
@@ -25,7 +25,7 @@ pub const TESTS: &[Test] = &[
 const DISK: u64 = 16384;
 
 pub fn run(filter: &str) -> usize {
-    crate::ktest::run_suite("disktest", TESTS, filter, |test| test())
+    crate::runner::run_suite("disktest", TESTS, filter, |test| test())
 }
 
 /// A fresh mapped buffer of `pages` pages.

@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use crate::ktest::check;
+use crate::runner::check;
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::format::mbr;
@@ -28,7 +28,7 @@ pub const TESTS: &[Test] = &[
 
 /// Runs the suite; `programs` are the ELF files init carries (fsd, hello, crash, ...).
 pub fn run(filter: &str, programs: &[(&str, &[u8])]) -> usize {
-    crate::ktest::run_suite("fstest", TESTS, filter, |test| test(programs))
+    crate::runner::run_suite("fstest", TESTS, filter, |test| test(programs))
 }
 
 fn partitions() -> Vec<(u64, u64, u32)> {

@@ -1,7 +1,7 @@
 //! The system-call fuzzer: several environments at once throw a seeded random stream of
 //! system calls at the kernel, with arguments that are random or half-valid (real frames,
 //! real ids, real addresses, nearly-right descriptors). The kernel must stay up, and at
-//! the end the whole frame table must balance (see `ktest::audit`).
+//! the end the whole frame table must balance (see `runner::audit`).
 //!
 //! Run by init with `exo.test=fuzz`; `exo.fuzz.calls=N` (default 100000) and
 //! `exo.fuzz.seed=S` choose the length and the stream. The same seed gives the same run.
@@ -192,7 +192,7 @@ pub fn run(args: &str) -> i32 {
         let _ = sys::env_destroy(w.0);
     }
     process::reclaim();
-    let verdict = crate::ktest::audit();
+    let verdict = crate::runner::audit();
     println!(
         "fuzz: {done} calls from {started} environments; frame table {}",
         verdict.map_or("UNBALANCED", |_| "balanced")

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use crate::ktest::check;
+use crate::runner::check;
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{env_state, EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT};
 use exo_libos::ipc::{self, Call};
@@ -26,7 +26,7 @@ pub const TESTS: &[Test] = &[
 ];
 
 pub fn run(filter: &str) -> usize {
-    crate::ktest::run_suite("ipctest", TESTS, filter, |test| test())
+    crate::runner::run_suite("ipctest", TESTS, filter, |test| test())
 }
 
 /// Addresses the handlers use (set before `fork`, so the server has them too).

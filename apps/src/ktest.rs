@@ -12,6 +12,8 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
 use exo_libos::{println, sys};
 
+use crate::runner::check;
+
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::SeqCst;
 
@@ -42,78 +44,7 @@ pub const TESTS: &[Test] = &[
 
 /// Runs every test whose name contains `filter`; returns the number that failed.
 pub fn run(filter: &str) -> usize {
-    run_suite("ktest", TESTS, filter, |test| test())
-}
-
-/// The runner of every EL0 suite: each test of `tests` whose name contains `filter` runs
-/// through `call`; afterwards its children are reclaimed and the whole frame table is
-/// audited. Prints a line per test and a summary; returns the number that failed.
-pub fn run_suite<T>(
-    suite: &str,
-    tests: &[(&str, T)],
-    filter: &str,
-    call: impl Fn(&T) -> Result<(), &'static str>,
-) -> usize {
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests.iter().filter(|(n, _)| n.contains(filter)) {
-        let result = call(test);
-        process::reclaim();
-        match result.and_then(|()| audit()) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED: {why}");
-            }
-        }
-    }
-    println!("{suite}: {passed} passed, {failed} failed");
-    failed
-}
-
-/// Every frame is accounted for: free frames match the free count, and every data or
-/// table frame belongs to a live environment whose published count matches.
-pub fn audit() -> Result<(), &'static str> {
-    let k = vm::kinfo();
-    // Map every page of the tables first: mapping takes frames, which would move the counts.
-    for i in (0..k.frames).step_by((PAGE / 16) as usize) {
-        vm::frame_entry(k.ram_base + i * PAGE).ok_or("frame table unreadable")?;
-    }
-    vm::env_info(vm::me()).ok_or("env table unreadable")?;
-    let mut owned = [0u32; 64];
-    let mut free = 0;
-    for i in 0..k.frames {
-        let f = vm::frame_entry(k.ram_base + i * PAGE).ok_or("frame table unreadable")?;
-        match f.kind {
-            exo_libos::abi::frame::FREE => free += 1,
-            exo_libos::abi::frame::DATA | exo_libos::abi::frame::TABLE => {
-                let id = EnvId(f.owner);
-                let live = vm::env_info(id).is_some_and(|e| e.id == f.owner && e.state != env_state::FREE);
-                check(live, "a frame is owned by an environment that is gone")?;
-                owned[id.slot() % 64] += 1;
-            }
-            _ => {}
-        }
-    }
-    check(free == k.free_frames, "free frames disagree with the free count")?;
-    for (slot, &n) in owned.iter().enumerate().take(k.max_envs as usize) {
-        let e = vm::env_info(EnvId(slot as u32)).ok_or("env table unreadable")?;
-        if e.state != env_state::FREE {
-            check(n == e.frames, "an environment's frame count is wrong")?;
-        }
-    }
-    Ok(())
-}
-
-/// `Ok` if `ok`, else the failure `why`.
-pub(crate) fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
-    if ok {
-        Ok(())
-    } else {
-        Err(why)
-    }
+    crate::runner::run_suite("ktest", TESTS, filter, |test| test())
 }
 
 fn free_frames() -> u32 {

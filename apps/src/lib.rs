@@ -1,4 +1,7 @@
-//! exo's applications and their shared pieces (test suites run by init).
+//! The EL0 test suites, the system-call fuzzer and the benchmarks, with the runner they
+//! share (`runner`) and the table init picks them from (`suites`). Only the test image
+//! links them: its init is built with the `tests` feature (see `suites.rs` for adding one).
+//! The package's programs (`src/bin/`) link none of this.
 #![no_std]
 
 extern crate alloc;
@@ -11,3 +14,5 @@ pub mod fuzz;
 pub mod ipctest;
 pub mod ktest;
 pub mod logcrash;
+pub mod runner;
+pub mod suites;

@@ -20,7 +20,8 @@ pub const EVENT_CONSOLE: u32 = 2;
 static EVENTS: AtomicU32 = AtomicU32::new(0);
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// Timer interrupts taken since boot.
+/// Timer interrupts taken since boot (the boot self-test counts them).
+#[cfg(feature = "test-modes")]
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }

@@ -75,6 +75,8 @@ mod pct;
 mod platform;
 #[cfg(target_os = "none")]
 mod sched;
+#[cfg(all(target_os = "none", feature = "test-modes"))]
+mod selftests;
 #[cfg(target_os = "none")]
 mod start;
 #[cfg(target_os = "none")]
@@ -91,18 +93,39 @@ mod boot {
 
     use crate::env::KERNEL;
     use crate::mm::phys::MemoryMap;
-    use crate::{arch, console, disk, exit, irq, kprintln, mm, platform, start};
+    use crate::{arch, console, disk, irq, kprintln, mm, platform, start};
 
     /// The kernel heap's size. The kernel keeps almost nothing variable-sized.
     const KERNEL_HEAP: u64 = 1 << 20;
 
     /// Rust entry from `boot.S`: MMU on, running at the link address, on the boot stack.
+    /// Each step below needs the ones before it.
     #[unsafe(no_mangle)]
     extern "C" fn kmain(dtb_pa: u64, phys_base: u64, entry_el: u64) -> ! {
+        let (board, dtb) = wire_board(dtb_pa, phys_base);
+        start_console(board, entry_el, phys_base, dtb_pa);
+        let mut map = take_memory(board, phys_base, dtb);
+        let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
+        KERNEL.with(|k| start::setup(k, &board.info, map));
+        if let Some(dma) = dma {
+            attach_disk(board, dma);
+        }
+        irq::init();
+        arch::configure_el0();
+        assert!(arch::check_dc_zva(), "this CPU's dc zva block is not 64 bytes");
+        #[cfg(feature = "test-modes")]
+        crate::selftests::run(platform::config().test);
+        log::info!("timer: ticking at {} Hz", irq::TICK_HZ);
+        run_init()
+    }
+
+    /// Finds the board in the device tree, maps its devices and wires their drivers; parks
+    /// the other cores. Returns the board and where the device tree lies.
+    fn wire_board(dtb_pa: u64, phys_base: u64) -> (&'static Board, Region) {
         let Some(dtb) = mm::boot_dtb(dtb_pa) else {
             no_device_tree(phys_base, "no device tree was passed in x0")
         };
-        let dtb_len = dtb.len() as u64;
+        let dtb_region = Region { base: dtb_pa, size: dtb.len() as u64 };
         let info = match BoardInfo::parse(dtb) {
             Ok(info) => info,
             Err(_) => no_device_tree(phys_base, "the device tree is malformed or names no supported board"),
@@ -117,17 +140,24 @@ mod boot {
             Err(e) => no_device_tree(phys_base, board_error(e)),
         };
         arch::park_secondaries(board.info.spin_table.as_slice());
+        (board, dtb_region)
+    }
+
+    /// Reads the bootargs, starts the logger at the level they ask for and says hello.
+    fn start_console(board: &'static Board, entry_el: u64, phys_base: u64, dtb_pa: u64) {
         let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
         console::init_logging(config.log_level);
-
         kprintln!("\nexo {} — an exokernel for 64-bit ARM", env!("CARGO_PKG_VERSION"));
         log::info!(
             "board {}, entered at EL{entry_el}, loaded at {phys_base:#x}, DTB at {dtb_pa:#x}",
             board.info.kind.name()
         );
         log::info!("bootargs: {:?}", board.info.bootargs());
+    }
 
-        let mut map = memory_map(&board.info, phys_base, Region { base: dtb_pa, size: dtb_len });
+    /// The free memory map, with the kernel heap taken from it and set up.
+    fn take_memory(board: &Board, phys_base: u64, dtb: Region) -> MemoryMap {
+        let mut map = memory_map(&board.info, phys_base, dtb);
         let Some(heap) = map.take(KERNEL_HEAP) else { panic!("no room for the kernel heap") };
         // SAFETY: the range was just removed from the free map and is mapped in the physmap.
         unsafe { mm::heap::init(mm::phys_to_virt(heap.base), heap.size) };
@@ -141,51 +171,32 @@ mod boot {
         );
         let (used, pool) = mm::table_pool_usage();
         log::info!("kernel tables: {used} of {pool} pool pages");
-        let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
-        KERNEL.with(|k| start::setup(k, &board.info, map));
-        if let Some(dma) = dma {
-            mm::heap::zero(mm::phys_to_virt(dma.base), dma.size);
-            let dma = exo_bsp::disk::Dma { va: mm::phys_to_virt(dma.base) as *mut u8, pa: dma.base };
-            let virt = |pa| mm::phys_to_virt(pa) as usize;
-            let mut tried = exo_bsp::disk::ProbeLog::default();
-            // SAFETY: every device region is mapped in the physmap; the DMA pages were just
-            // taken from free memory for the driver alone; `kva_to_pa` translates kernel
-            // addresses back.
-            let found =
-                unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa, &mut tried) };
-            for p in tried.sd() {
-                log::info!("disk: {p}");
-            }
-            match found {
-                Some(d) => {
-                    KERNEL.with(|k| disk::attach(k, d));
-                }
-                None => log::info!("disk: none found"),
-            }
-        }
+        map
+    }
 
-        irq::init();
-        arch::configure_el0();
-        assert!(arch::check_dc_zva(), "this CPU's dc zva block is not 64 bytes");
-        match config.test {
-            Some("el1-fault") => {
-                log::info!("test: touching an unmapped kernel address");
-                // SAFETY: deliberately unsound — this read must fault, and the fault report
-                // and failure status are what the test checks.
-                let v = unsafe { core::ptr::read_volatile(0xffff_8000_dead_0000 as *const u64) };
-                kprintln!("read {v:#x}: the fault did not happen");
-                exit::pass()
-            }
-            Some("panic") => panic!("test: a deliberate kernel panic"),
-            Some("boot") => {
-                wait_ticks(10);
-                log::info!("timer: {} ticks at {} Hz", irq::ticks(), irq::TICK_HZ);
-                log::info!("test: boot ok");
-                exit::pass()
-            }
-            _ => {}
+    /// Probes for a disk with `dma` as its driver's DMA memory, and attaches what it finds.
+    fn attach_disk(board: &Board, dma: Region) {
+        mm::heap::zero(mm::phys_to_virt(dma.base), dma.size);
+        let dma = exo_bsp::disk::Dma { va: mm::phys_to_virt(dma.base) as *mut u8, pa: dma.base };
+        let virt = |pa| mm::phys_to_virt(pa) as usize;
+        let mut tried = exo_bsp::disk::ProbeLog::default();
+        // SAFETY: every device region is mapped in the physmap; the DMA pages were just
+        // taken from free memory for the driver alone; `kva_to_pa` translates kernel
+        // addresses back.
+        let found = unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa, &mut tried) };
+        for p in tried.sd() {
+            log::info!("disk: {p}");
         }
-        log::info!("timer: ticking at {} Hz", irq::TICK_HZ);
+        match found {
+            Some(d) => {
+                KERNEL.with(|k| disk::attach(k, d));
+            }
+            None => log::info!("disk: none found"),
+        }
+    }
+
+    /// Loads init and drops to EL0 in the first environment; idles if there is none.
+    fn run_init() -> ! {
         if KERNEL.with(start::load_init) {
             let first = KERNEL.with(|k| k.schedule(false, 0));
             if let Some(frame) = first {
@@ -194,13 +205,6 @@ mod boot {
         }
         log::info!("nothing to run; idling (timer ticks continue)");
         loop {
-            arch::wait_for_interrupt();
-        }
-    }
-
-    fn wait_ticks(n: u64) {
-        let until = irq::ticks() + n;
-        while irq::ticks() < until {
             arch::wait_for_interrupt();
         }
     }

@@ -24,17 +24,25 @@ pub struct Config {
     pub semihosting: bool,
     /// `exo.log=error|warn|info|debug|trace`.
     pub log_level: log::LevelFilter,
-    /// `exo.test=NAME`: a kernel self-test to run after boot (`boot`, `el1-fault`).
+    /// `exo.test=NAME`: a kernel self-test to run after boot (`boot`, `el1-fault`,
+    /// `panic`); only the test image has them (`selftests.rs`).
+    #[cfg(feature = "test-modes")]
     pub test: Option<&'static str>,
 }
 
 impl Config {
     pub fn parse(args: &'static str) -> Config {
-        let mut c = Config { semihosting: false, log_level: log::LevelFilter::Info, test: None };
+        let mut c = Config {
+            semihosting: false,
+            log_level: log::LevelFilter::Info,
+            #[cfg(feature = "test-modes")]
+            test: None,
+        };
         for word in args.split_ascii_whitespace() {
             match word.split_once('=') {
                 Some(("exo.exit", "semihosting")) => c.semihosting = true,
                 Some(("exo.log", level)) => c.log_level = level.parse().unwrap_or(c.log_level),
+                #[cfg(feature = "test-modes")]
                 Some(("exo.test", name)) => c.test = Some(name),
                 _ => {}
             }
@@ -48,9 +56,5 @@ pub fn set_config(c: Config) -> &'static Config {
 }
 
 pub fn config() -> Config {
-    CONFIG.get().copied().unwrap_or(Config {
-        semihosting: false,
-        log_level: log::LevelFilter::Info,
-        test: None,
-    })
+    CONFIG.get().copied().unwrap_or_else(|| Config::parse(""))
 }

@@ -27,34 +27,17 @@ include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 const DEFAULT_CONFIG: &str = "fsd\nshell\n";
 
 fn main(args: &str) -> i32 {
-    let word = |key: &str| args.split_ascii_whitespace().find_map(|w| w.strip_prefix(key));
-    let filter = word("exo.filter=").unwrap_or("");
-    let suite = |name: &str, run: fn(&str) -> usize| {
-        println!("init: running the {name} tests");
-        (run(filter) != 0) as i32
-    };
-    match word("exo.test=") {
-        Some("core") => suite("exokernel core", exo_apps::ktest::run),
-        Some("disk") => suite("disk", exo_apps::disktest::run),
-        Some("ipc") => suite("protected control transfer", exo_apps::ipctest::run),
-        Some("fs") => {
-            println!("init: running the file-system tests");
-            (exo_apps::fstest::run(filter, EMBEDDED) != 0) as i32
-        }
-        Some("fuzz") => exo_apps::fuzz::run(args),
-        Some("logcrash") => exo_apps::logcrash::crash(),
-        Some("logcheck") => {
-            exo_apps::logcrash::check(word("exo.logcheck.upto=").and_then(|n| n.parse().ok()).unwrap_or(0))
-        }
-        Some("bench") => exo_apps::bench::run(EMBEDDED),
-        Some("hang") => {
-            println!("init: idling forever (for the test runner's hang detection)");
-            loop {
-                sys::yield_now();
-            }
-        }
-        _ => boot(),
+    #[cfg(feature = "tests")]
+    if let Some(status) = exo_apps::suites::run(args, EMBEDDED) {
+        return status;
     }
+    #[cfg(not(feature = "tests"))]
+    if let Some(mode) = args.split_ascii_whitespace().find_map(|w| w.strip_prefix("exo.test=")) {
+        println!(
+            "init: exo.test={mode} needs the test image (cargo xtask qemu --test-image); booting normally"
+        );
+    }
+    boot()
 }
 
 /// Reads `/init.cfg` from the first FAT partition, read-only, if there is one.

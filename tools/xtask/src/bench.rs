@@ -45,10 +45,16 @@ pub fn parse(board: &'static str, out: &str) -> Vec<Row> {
         .collect()
 }
 
-/// Boots the benchmark build on `board` three times and collects the rows: the kernel's
-/// paths and raw sector transfers on a scratch disk; the file-system workloads on a fresh
-/// copy of the test card (FAT32 and LFS partitions); and boot to the shell's prompt.
-pub fn run_board(board: Board, image: &std::path::Path, filter: Option<&str>) -> Result<Vec<Row>, String> {
+/// Boots `board` three times and collects the rows: the test image (whose init has the
+/// benchmark mode) for the kernel's paths and raw sector transfers on a scratch disk, then
+/// for the file-system workloads on a fresh copy of the test card (FAT32 and LFS
+/// partitions); and the production image, `production`, for boot to the shell's prompt.
+pub fn run_board(
+    board: Board,
+    image: &std::path::Path,
+    production: &std::path::Path,
+    filter: Option<&str>,
+) -> Result<Vec<Row>, String> {
     let wants = |name: &str| filter.is_none_or(|f| name.contains(f));
     let mut rows = vec![];
     // A blank disk: the sector-write benchmarks run only where no partition table is.
@@ -73,7 +79,7 @@ pub fn run_board(board: Board, image: &std::path::Path, filter: Option<&str>) ->
     }
     if wants("boot_to_shell_prompt") {
         let card = card_copy(&format!("bench-card-{}", board.name()))?;
-        rows.extend(boot(board, image, &card, "exo.bench=boot", Some(("exo> ", "exit\r")))?);
+        rows.extend(boot(board, production, &card, "exo.bench=boot", Some(("exo> ", "exit\r")))?);
     }
     if rows.is_empty() {
         return Err(format!("{}: no benchmark matched", board.name()));
@@ -118,12 +124,13 @@ pub fn cmd_bench(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown option `{other}` (see `cargo xtask help`)")),
         }
     }
-    let art = build::build_all()?;
+    let production = build::build_all()?;
+    let test = build::build_test()?;
     util::ensure_qemu()?;
     let mut rows = vec![];
     for b in boards {
         eprintln!("xtask: benchmarking on QEMU {} (instructions, under -icount)", b.name());
-        rows.extend(run_board(b, &art.image, filter.as_deref())?);
+        rows.extend(run_board(b, &test.image, &production.image, filter.as_deref())?);
     }
     print!("{}", table(&rows));
     println!(

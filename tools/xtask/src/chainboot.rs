@@ -16,7 +16,8 @@ cargo xtask chainboot --port DEV [options]
   (config.txt: kernel=chainloader.img), then is its serial terminal: quit with Ctrl-].
       --port DEV          Serial port, e.g. /dev/ttyUSB0 (Linux), /dev/cu.usbserial-* (macOS)
       --baud N            Port speed (default 115200, what the loader and kernel use)
-      --kernel FILE       Send FILE instead of building the kernel
+      --kernel FILE       Send FILE instead of building the kernel (for instance the test
+                          image, target/exo/test/kernel8.img, see docs/apps.md)
       --wait SECS         How long to wait for the loader (default 60): reset the board now
       --no-terminal       Exit once the kernel is sent
 ";

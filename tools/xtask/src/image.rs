@@ -17,6 +17,8 @@ cargo xtask image [options]
       --size SIZE         Card size, a power of two of at least 256M (default 256M)
       --out FILE          Where to write it (default target/exo/sdcard.img)
       --fresh             Format the LFS partition again (a rebuild keeps its contents)
+      --test-image        Put the test image's kernel8.img on the card (exo.test=NAME in
+                          cmdline.txt runs a test suite or the benchmarks on the board)
 ";
 
 /// Firmware files a Pi 4 cannot boot without; overlays live in `overlays/`.
@@ -34,11 +36,20 @@ pub struct Opts {
     pub size: u64,
     pub out: PathBuf,
     pub fresh: bool,
+    /// The card's kernel8.img is the test image.
+    pub test_image: bool,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { firmware: vec![], chainload: false, size: MIN_CARD, out: default_out(), fresh: false }
+        Opts {
+            firmware: vec![],
+            chainload: false,
+            size: MIN_CARD,
+            out: default_out(),
+            fresh: false,
+            test_image: false,
+        }
     }
 }
 
@@ -63,6 +74,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--size" => o.size = size_arg(val()?)?,
             "--out" => o.out = val()?.into(),
             "--fresh" => o.fresh = true,
+            "--test-image" => o.test_image = true,
             other => return Err(format!("unknown option `{other}`\n\n{HELP}")),
         }
     }
@@ -85,7 +97,10 @@ pub fn cmd_image(args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     let o = parse(args)?;
-    let built = Built::build()?;
+    let mut built = Built::build()?;
+    if o.test_image {
+        built.kernel = build::build_test()?.image;
+    }
     make(&o, &built)
 }
 

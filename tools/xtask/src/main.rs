@@ -19,6 +19,7 @@ mod test;
 mod test_chainload;
 mod test_fs;
 mod test_image;
+mod test_split;
 mod util;
 
 use std::process::ExitCode;
@@ -28,7 +29,7 @@ cargo xtask <command> [options]
 
 Commands:
   build                 Build the kernel, apps and chainloader; writes target/exo/kernel8.img
-                        and target/exo/chainloader.img
+                        and target/exo/chainloader.img (no test code in either)
   image [options]       Write target/exo/sdcard.img, a card for a Raspberry Pi 4 and QEMU
                         (see `cargo xtask image --help`, docs/sdcard.md)
   chainboot --port DEV  Send the kernel to a board running the chainloader, then be its
@@ -37,9 +38,12 @@ Commands:
                         target/exo/sdcard.img is attached as its SD card (made if missing)
       --board virt|rpi4   Machine to emulate (default: virt)
       --gdb               Wait for a debugger on localhost:1234 (see `cargo xtask gdb`)
+      --test-image        Boot the test image, target/exo/test/kernel8.img, which has the
+                          kernel's self-tests and init's test suites (exo.test=NAME)
       --append ARGS       Extra kernel bootargs (e.g. exo.log=debug)
       -- QEMU-ARGS        Anything after -- goes to QEMU as is
   test [options]        Run every test: host unit tests, lints, boot tests on both boards
+                        (builds both images: the production one and the test image)
       --filter TEXT       Only tests whose name contains TEXT
       --no-host           Skip host unit tests and lints
       --board virt|rpi4   Only boot tests on this board
@@ -47,8 +51,9 @@ Commands:
       --board virt|rpi4   Only this board (default: both)
       --filter TEXT       Only benchmarks whose name contains TEXT
       --json FILE         Write the results here instead (the chart goes next to it)
-  gdb [--board B]       Attach gdb-multiarch to a QEMU started with `qemu --gdb`
-  symbolize [FILE]      Add function names to kernel addresses in a log (stdin by default)
+  gdb [--test-image]    Attach gdb-multiarch to a QEMU started with `qemu --gdb`
+  symbolize [--test-image] [FILE]
+                        Add function names to kernel addresses in a log (stdin by default)
   help                  This text
 ";
 

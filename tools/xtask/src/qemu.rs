@@ -1,11 +1,12 @@
 //! Running exo under QEMU: interactively on this terminal, or captured for tests.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::build::Variant;
 use crate::{image, util};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,17 +78,26 @@ impl Board {
 struct Opts {
     board: Board,
     gdb: bool,
+    /// Boot the test image (`--test-image`): the kernel's self-tests, init's suites.
+    variant: Variant,
     append: String,
     extra: Vec<String>,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts { board: Board::Virt, gdb: false, append: String::new(), extra: vec![] };
+    let mut o = Opts {
+        board: Board::Virt,
+        gdb: false,
+        variant: Variant::Production,
+        append: String::new(),
+        extra: vec![],
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--board" => o.board = Board::parse(it.next().ok_or("--board needs a value")?)?,
             "--gdb" => o.gdb = true,
+            "--test-image" => o.variant = Variant::Test,
             "--append" => o.append = it.next().ok_or("--append needs a value")?.clone(),
             "--" => o.extra.extend(it.by_ref().cloned()),
             other => return Err(format!("unknown option `{other}` (see `cargo xtask help`)")),
@@ -100,9 +110,10 @@ pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
     let o = parse_opts(args)?;
     let built = image::Built::build()?;
     let card = image::for_qemu(&built)?; // a newcomer's first run makes the SD card too
+    let kernel = o.variant.build()?.image;
     util::ensure_qemu()?;
     let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(o.board.machine_args(&built.kernel)).args(o.board.disk_args(&card)).arg("-nographic");
+    cmd.args(o.board.machine_args(&kernel)).args(o.board.disk_args(&card)).arg("-nographic");
     if !o.append.is_empty() {
         cmd.arg("-append").arg(&o.append);
     }
@@ -111,13 +122,14 @@ pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
         eprintln!("xtask: QEMU waits for gdb on localhost:1234: run `cargo xtask gdb` in another terminal");
     }
     cmd.args(&o.extra);
-    eprintln!("xtask: booting exo on QEMU {} — quit with Ctrl-A then X", o.board.name());
+    let what = if o.variant == Variant::Test { " (the test image)" } else { "" };
+    eprintln!("xtask: booting exo{what} on QEMU {} — quit with Ctrl-A then X", o.board.name());
     util::run(&mut cmd)
 }
 
 pub fn cmd_gdb(args: &[String]) -> Result<(), String> {
-    let _ = parse_opts(args)?;
-    let elf = kernel_elf();
+    let o = parse_opts(args)?;
+    let elf = o.variant.artifacts().elf;
     if !elf.exists() {
         return Err("no kernel ELF yet: run `cargo xtask qemu --gdb` first".into());
     }
@@ -278,11 +290,6 @@ fn pump(mut from: Box<dyn Read + Send>, to: Arc<(Mutex<Vec<u8>>, Condvar)>) {
         to.0.lock().unwrap().extend_from_slice(&chunk[..n]);
         to.1.notify_all();
     }
-}
-
-/// The kernel ELF the image was made from (for symbolizing).
-pub fn kernel_elf() -> PathBuf {
-    util::release_dir().join("exo-kernel")
 }
 
 /// The last `n` lines of console output, indented, for a failure report.

@@ -59,8 +59,11 @@ impl Symbols {
 }
 
 pub fn cmd_symbolize(args: &[String]) -> Result<(), String> {
-    let syms = Symbols::load(&crate::qemu::kernel_elf())
-        .map_err(|e| format!("{e}\n  build the kernel first: `cargo xtask build`"))?;
+    let test_image = args.first().is_some_and(|a| a == "--test-image");
+    let args = &args[test_image as usize..];
+    let elf = crate::build::Variant::chosen(test_image).artifacts().elf;
+    let syms =
+        Symbols::load(&elf).map_err(|e| format!("{e}\n  build the kernel first: `cargo xtask build`"))?;
     let mut text = String::new();
     match args.first() {
         Some(f) => text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,

@@ -3,19 +3,25 @@
 //! A boot test starts QEMU with bootargs that tell the kernel what to do, reads the console,
 //! and checks both what was printed and how the machine ended (the kernel's semihosting exit
 //! status). A run that does not end in time is a hang, reported with the last console lines.
+//!
+//! A boot test whose bootargs name a test mode (`exo.test=...`) boots the test image
+//! (`target/exo/test/kernel8.img`, see `build.rs`); every other boots the production image,
+//! the `kernel8.img` people run.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::build::Variant;
 use crate::qemu::{self, Board, End, RunSpec};
 use crate::symbols::Symbols;
-use crate::{build, lints, util};
+use crate::{lints, util};
 
 /// One check of a finished run.
 type Check = fn(Board, &End, &str) -> Result<(), String>;
 
 struct BootTest {
     name: &'static str,
+    /// With `exo.test=NAME`, the test boots the test image.
     bootargs: &'static str,
     timeout_s: u64,
     /// An EL0 suite run by init: each `test NAME ... ok|FAILED` line counts as a test.
@@ -79,7 +85,7 @@ const BOOT_TESTS: &[BootTest] = &[
         check: |_, end, out| {
             exited(end, 1)?;
             contains(out, "KERNEL PANIC: test: a deliberate kernel panic")?;
-            contains(out, "at kernel/src/main.rs:")?;
+            contains(out, "at kernel/src/selftests.rs:")?;
             contains(out, "<kmain+")
         },
     },
@@ -314,9 +320,12 @@ pub fn cmd_test(args: &[String]) -> Result<(), String> {
     if opts.host {
         host_tests(&opts, &mut tally);
     }
-    let art = build::build_all()?;
-    let syms = Symbols::load(&art.elf)?;
-    boot_tests(&opts, &art.image, &syms, &mut tally);
+    let mut images = vec![];
+    for variant in [Variant::Production, Variant::Test] {
+        let art = variant.build()?;
+        images.push((variant, art.image, Symbols::load(&art.elf)?));
+    }
+    boot_tests(&opts, &images, &mut tally);
     // The SD card and chainloading (tools/xtask/src/test_image.rs, test_chainload.rs).
     for t in crate::test_image::tests(&opts.boards).into_iter().filter(|t| wanted(&opts, &t.name)) {
         let started = Instant::now();
@@ -398,10 +407,29 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
     let mut target = vec!["clippy", "--release", "--target", util::TARGET];
     target.extend(lints::TARGET_CRATES.iter().flat_map(|c| ["-p", c]));
     target.extend(["--", "-D", "warnings"]);
-    let lints: [(&str, Vec<&str>); 3] = [
+    let lints: [(&str, Vec<&str>); 4] = [
         ("lint::rustfmt", vec!["fmt", "--all", "--", "--check"]),
         ("lint::clippy_host", vec!["clippy", "--all-targets", "--", "-D", "warnings"]),
         ("lint::clippy_target", target),
+        // The test image's code: the crates whose features add it (see build.rs).
+        (
+            "lint::clippy_target_test_image",
+            vec![
+                "clippy",
+                "--release",
+                "--target",
+                util::TARGET,
+                "-p",
+                "exo-kernel",
+                "-p",
+                "exo-init",
+                "--features",
+                "exo-kernel/test-modes,exo-init/tests",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
     ];
     for (name, args) in lints {
         if !wanted(opts, name) {
@@ -441,8 +469,9 @@ fn report(tally: &mut Tally, name: &str, started: Instant, result: Result<(), St
     }
 }
 
-/// Runs the boot tests on each board, two QEMUs at a time.
-fn boot_tests(opts: &Opts, image: &std::path::Path, syms: &Symbols, tally: &mut Tally) {
+/// Runs the boot tests on each board, two QEMUs at a time. `images` are the production
+/// image and the test image, each with its kernel's symbols.
+fn boot_tests(opts: &Opts, images: &[(Variant, std::path::PathBuf, Symbols)], tally: &mut Tally) {
     let jobs: Vec<(Board, &BootTest)> = opts
         .boards
         .iter()
@@ -477,6 +506,9 @@ fn boot_tests(opts: &Opts, image: &std::path::Path, syms: &Symbols, tally: &mut 
                     }
                     extra = board.disk_args(&path);
                 }
+                let variant =
+                    if test.bootargs.contains("exo.test=") { Variant::Test } else { Variant::Production };
+                let Some((_, image, syms)) = images.iter().find(|i| i.0 == variant) else { continue };
                 let spec = RunSpec {
                     board,
                     image,

@@ -22,8 +22,14 @@ pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
     }
 }
 
+/// Boots `board` with `card` as its disk: the test image when `bootargs` name a test mode,
+/// else the production image.
 fn session(board: Board, card: &Path, bootargs: &str, timeout: u64) -> Result<Session, String> {
-    let image = &built()?.kernel;
+    let image = &if bootargs.contains("exo.test=") {
+        crate::build::build_test()?.image
+    } else {
+        built()?.kernel.clone()
+    };
     let spec = RunSpec {
         board,
         image,

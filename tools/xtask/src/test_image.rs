@@ -34,6 +34,7 @@ pub fn tests(boards: &[Board]) -> Vec<Extra> {
         Extra::new("sdcard::incomplete_firmware_is_refused_by_name".into(), incomplete_firmware),
         Extra::new("sdcard::qemu_makes_the_card_when_missing_or_stale".into(), made_when_missing_or_stale),
     ];
+    crate::test_split::tests(boards, &mut v);
     crate::test_fs::tests(boards, &mut v);
     crate::test_chainload::tests(boards, &mut v);
     v
