@@ -6,6 +6,7 @@
 //! prints a message; nothing a command does can take the shell down.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
