@@ -11,9 +11,10 @@ use exo_bsp::Console;
 
 use crate::cell::Global;
 
-struct Uart;
+/// The console as a `fmt::Write`.
+pub struct Out;
 
-impl Write for Uart {
+impl Write for Out {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         if let Some(b) = crate::platform::board() {
             b.uart.write_bytes(s.as_bytes());
@@ -23,7 +24,7 @@ impl Write for Uart {
 }
 
 pub fn print(args: fmt::Arguments) {
-    let _ = Uart.write_fmt(args);
+    let _ = Out.write_fmt(args);
 }
 
 /// Raw bytes to the console (the EL0 debug-console call).

@@ -47,6 +47,8 @@ mod env;
 #[cfg(target_os = "none")]
 mod exit;
 #[cfg(target_os = "none")]
+mod hwcheck;
+#[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]
 mod panic;
@@ -136,6 +138,9 @@ mod boot {
                 unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa, &mut tried) };
             for p in tried.sd() {
                 log::info!("disk: {p}");
+            }
+            if config.test == Some("hwcheck") {
+                crate::hwcheck::run(board, &tried, found.as_ref());
             }
             match found {
                 Some(d) => {

@@ -52,6 +52,16 @@ const BOOT_TESTS: &[BootTest] = &[
         },
     },
     BootTest {
+        name: "hwcheck_reports_every_board_fact_and_none_fails",
+        bootargs: "exo.test=hwcheck",
+        timeout_s: 60,
+        suite: false,
+        only: None,
+        disk: true,
+        script: &[],
+        check: hwcheck_check,
+    },
+    BootTest {
         name: "el1_fault_is_reported_with_esr_and_far_then_fails",
         bootargs: "exo.test=el1-fault",
         timeout_s: 30,
@@ -245,6 +255,41 @@ const SHELL_SESSION: &[(&str, &str)] = &[
     ("no such program", ""),
     ("exo> ", "exit 0\r"),
 ];
+
+/// The production image's board report (`docs/qemu-vs-pi4.md`): every fact a line, the
+/// facts each board is known to have as PASS, and no FAIL.
+fn hwcheck_check(board: Board, end: &End, out: &str) -> Result<(), String> {
+    let mut want = vec![
+        "hwcheck: PASS counter: ".to_string(),
+        "hwcheck: PASS gic: v2".into(),
+        format!("hwcheck: PASS ram: {} MiB", board.expected_ram_mib()),
+        "hwcheck: INFO cores: ".into(),
+        "hwcheck: INFO uart: PL011".into(),
+        "hwcheck: INFO sector test: skipped".into(),
+    ];
+    match board {
+        Board::Virt => want.extend([
+            "hwcheck: PASS disk: virtio-blk, 16384 sectors".into(),
+            "hwcheck: INFO mailbox: none".into(),
+            "hwcheck: INFO framebuffer: none".into(),
+        ]),
+        Board::Rpi4 => want.extend([
+            "hwcheck: PASS counter: 62500000 Hz".into(),
+            "hwcheck: PASS sd: legacy emmc".into(),
+            "hwcheck: PASS disk: sdhci (legacy emmc), 16384 sectors".into(),
+            "hwcheck: PASS firmware clock: emmc (id 1)".into(),
+        ]),
+    }
+    for w in &want {
+        contains(out, w)?;
+    }
+    not_contains(out, "hwcheck: FAIL")?;
+    let pass = number_after(out, "hwcheck: done: ").ok_or("no `hwcheck: done` line")?;
+    if pass < want.iter().filter(|w| w.contains("PASS")).count() as u64 {
+        return Err(format!("only {pass} PASS lines counted"));
+    }
+    exited(end, 0)
+}
 
 fn fuzz_check(_: Board, end: &End, out: &str) -> Result<(), String> {
     not_contains(out, "KERNEL")?;

@@ -1,0 +1,182 @@
+//! `exo.test=hwcheck`: every board fact exo assumes or reads, one line each, for a person
+//! to paste back (see `docs/qemu-vs-pi4.md`).
+//!
+//! A line reads `hwcheck: PASS|FAIL|INFO what: value`. PASS means the fact is one exo can
+//! work with, FAIL one it cannot (or a device that should answer and did not), INFO a fact
+//! that is only reported. The report is written through any [`fmt::Write`]; it reads the
+//! hardware but changes nothing a user keeps (no sector of the card is written).
+
+use core::fmt::{self, Write};
+
+use crate::disk::ProbeLog;
+use crate::drivers::bcm2835_mbox::{Mailbox, MboxBuffer, BUFFER_BYTES};
+use crate::drivers::generic_timer;
+use crate::dt::{Gic, PsciConduit};
+use crate::Board;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Info,
+}
+
+/// The firmware clocks worth knowing on a Pi 4 (the firmware's numbering).
+const FIRMWARE_CLOCKS: [(u32, &str); 6] =
+    [(1, "emmc"), (2, "uart"), (3, "arm"), (4, "core"), (9, "pixel"), (12, "emmc2")];
+
+/// Facts the kernel gathered before the report.
+pub struct Facts<'a> {
+    pub board: &'a Board,
+    /// What each SD controller said when the disk was probed.
+    pub probes: &'a ProbeLog,
+    /// The disk attached, by driver name, with its size in sectors.
+    pub disk: Option<(&'static str, u64)>,
+    /// The framebuffer the console draws on: width, height, bits per pixel.
+    pub framebuffer: Option<(u32, u32, u32)>,
+}
+
+/// Counts of each verdict, and where the lines go.
+pub struct Report<W: Write> {
+    out: W,
+    pub counts: [u32; 3],
+}
+
+impl<W: Write> Report<W> {
+    pub fn new(out: W) -> Self {
+        Report { out, counts: [0; 3] }
+    }
+
+    /// One line: `hwcheck: VERDICT what: value`.
+    pub fn line(&mut self, v: Verdict, what: &str, value: fmt::Arguments) {
+        self.counts[v as usize] += 1;
+        let tag = ["PASS", "FAIL", "INFO"][v as usize];
+        let _ = writeln!(self.out, "hwcheck: {tag} {what}: {value}");
+    }
+
+    pub fn fails(&self) -> u32 {
+        self.counts[Verdict::Fail as usize]
+    }
+
+    /// The closing line, with the counts.
+    pub fn finish(&mut self) {
+        let [pass, fail, info] = self.counts;
+        let _ = writeln!(self.out, "hwcheck: done: {pass} PASS, {fail} FAIL, {info} INFO");
+    }
+}
+
+/// Reports everything the board tells. `virt` maps a physical MMIO address to where the
+/// kernel mapped it; `mbox` is memory for property calls (a Pi's firmware clocks).
+///
+/// # Safety
+/// As for [`Board::new`] (every device region mapped at `virt(base)`), and `mbox`, if
+/// given, must satisfy [`Mailbox::call`]'s contract (with its `va` pointing at
+/// [`BUFFER_BYTES`] owned by the caller).
+pub unsafe fn report(
+    facts: &Facts,
+    virt: impl Fn(u64) -> usize,
+    mbox: Option<(*mut u32, u64)>,
+    r: &mut Report<impl Write>,
+) {
+    use Verdict::*;
+    let info = &facts.board.info;
+    r.line(Info, "board", format_args!("{}", info.kind.name()));
+    let hz = generic_timer::frequency();
+    r.line(if hz > 0 { Pass } else { Fail }, "counter", format_args!("{hz} Hz (CNTFRQ_EL0)"));
+    match info.gic {
+        Some(Gic::V2 { dist, cpu }) => {
+            let lines = facts.board.gic.lines();
+            let ok = lines >= 64 && info.uart_intid.is_none_or(|i| (i as usize) < lines);
+            let v = if ok { Pass } else { Fail };
+            r.line(v, "gic", format_args!("v2, distributor {dist:#x}, cpu {cpu:#x}, {lines} lines"));
+        }
+        Some(Gic::V3 { dist, .. }) => r.line(Fail, "gic", format_args!("v3 at {dist:#x} (exo drives v2)")),
+        None => r.line(Fail, "gic", format_args!("none in the device tree")),
+    }
+    r.line(Info, "timer", format_args!("virtual timer INTID {}", info.timer_intid));
+    let ram = info.memory.total();
+    let v = if ram >= 64 << 20 { Pass } else { Fail };
+    r.line(v, "ram", format_args!("{} MiB in {} region(s)", ram >> 20, info.memory.as_slice().len()));
+    for m in info.memory.as_slice() {
+        r.line(Info, "ram region", format_args!("{:#x}..{:#x}", m.base, m.base + m.size));
+    }
+    for m in info.reserved.as_slice() {
+        r.line(Info, "reserved", format_args!("{:#x}..{:#x}", m.base, m.base + m.size));
+    }
+    let parked = info.spin_table.as_slice().len();
+    let start = match info.psci {
+        Some(PsciConduit::Hvc) => "PSCI over hvc (not started)",
+        Some(PsciConduit::Smc) => "PSCI over smc (not started)",
+        None if parked > 0 => "spin table (released into a wfe loop: exo runs on core 0)",
+        None => "no way to start them",
+    };
+    r.line(Info, "cores", format_args!("core 0 plus {parked} spin-table core(s); {start}"));
+    match (info.uart, info.kind.uart_clock()) {
+        (Some(u), Some(c)) => {
+            r.line(Info, "uart", format_args!("PL011 at {:#x}, clock {c} Hz assumed", u.base))
+        }
+        (Some(u), None) => r.line(Info, "uart", format_args!("PL011 at {:#x}, clock left as found", u.base)),
+        (None, _) => r.line(Fail, "uart", format_args!("none in the device tree")),
+    }
+    for p in facts.probes.sd() {
+        r.line(if p.result.is_ok() { Pass } else { Info }, "sd", format_args!("{p}"));
+    }
+    match facts.disk {
+        Some((name, sectors)) => {
+            r.line(Pass, "disk", format_args!("{name}, {sectors} sectors ({} MiB)", sectors >> 11))
+        }
+        None => r.line(Info, "disk", format_args!("none found")),
+    }
+    r.line(Info, "sector test", format_args!("skipped: exo writes no sector it was not given"));
+    if let (Some(region), Some((va, pa))) = (info.mailbox, mbox) {
+        let bus = info.soc_dma.and_then(|w| w.to_bus(pa, BUFFER_BYTES as u64));
+        let Some(bus) = bus.and_then(|b| u32::try_from(b).ok()) else {
+            r.line(Fail, "mailbox", format_args!("its buffer at {pa:#x} is outside the VideoCore's view"));
+            return framebuffer(facts, r);
+        };
+        // SAFETY: the mailbox region is mapped at `virt(base)` (the caller's contract).
+        let mailbox = unsafe { Mailbox::new(virt(region.base)) };
+        for (id, name) in FIRMWARE_CLOCKS {
+            // SAFETY: the buffer is the caller's alone and `bus` is its VideoCore address.
+            match unsafe { mailbox.get_clock_rate(MboxBuffer { va, bus }, id) } {
+                Ok(hz) => r.line(Pass, "firmware clock", format_args!("{name} (id {id}): {hz} Hz")),
+                Err(e) => r.line(Fail, "firmware clock", format_args!("{name} (id {id}): {e:?}")),
+            }
+        }
+    } else {
+        r.line(Info, "mailbox", format_args!("none (not a Raspberry Pi)"));
+    }
+    framebuffer(facts, r)
+}
+
+fn framebuffer(facts: &Facts, r: &mut Report<impl Write>) {
+    match (facts.framebuffer, facts.board.info.mailbox) {
+        (Some((w, h, bpp)), _) => r.line(Verdict::Pass, "framebuffer", format_args!("{w}x{h}, {bpp} bpp")),
+        (None, Some(_)) => {
+            r.line(Verdict::Info, "framebuffer", format_args!("the firmware gave none (no screen?)"))
+        }
+        (None, None) => r.line(Verdict::Info, "framebuffer", format_args!("none (no screen on this board)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_tagged_and_counted() {
+        let mut s = String::new();
+        let mut r = Report::new(&mut s);
+        r.line(Verdict::Pass, "counter", format_args!("{} Hz", 54_000_000));
+        r.line(Verdict::Fail, "gic", format_args!("none"));
+        r.line(Verdict::Info, "disk", format_args!("none found"));
+        r.line(Verdict::Info, "sd", format_args!("x"));
+        assert_eq!(r.counts, [1, 1, 2]);
+        assert_eq!(r.fails(), 1);
+        assert_eq!(
+            s,
+            "hwcheck: PASS counter: 54000000 Hz\nhwcheck: FAIL gic: none\n\
+             hwcheck: INFO disk: none found\nhwcheck: INFO sd: x\n"
+        );
+    }
+}
