@@ -8,11 +8,11 @@
 
 use core::fmt::{self, Write};
 
-use crate::disk::ProbeLog;
-use crate::drivers::bcm2835_mbox::{Mailbox, MboxBuffer, BUFFER_BYTES};
+use crate::disk::{Disk, ProbeLog};
+use crate::drivers::bcm2835_mbox::{Framebuffer, Mailbox, STATIC_BUFFER};
 use crate::drivers::generic_timer;
 use crate::dt::{Gic, PsciConduit};
-use crate::Board;
+use crate::{BlockDevice, Board};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -30,10 +30,10 @@ pub struct Facts<'a> {
     pub board: &'a Board,
     /// What each SD controller said when the disk was probed.
     pub probes: &'a ProbeLog,
-    /// The disk attached, by driver name, with its size in sectors.
-    pub disk: Option<(&'static str, u64)>,
-    /// The framebuffer the console draws on: width, height, bits per pixel.
-    pub framebuffer: Option<(u32, u32, u32)>,
+    /// The disk attached.
+    pub disk: Option<&'a Disk>,
+    /// The framebuffer the console draws on.
+    pub framebuffer: Option<Framebuffer>,
 }
 
 /// Counts of each verdict, and where the lines go.
@@ -66,16 +66,16 @@ impl<W: Write> Report<W> {
 }
 
 /// Reports everything the board tells. `virt` maps a physical MMIO address to where the
-/// kernel mapped it; `mbox` is memory for property calls (a Pi's firmware clocks).
+/// kernel mapped it; `virt_to_phys` turns a kernel address into a physical one (for the
+/// property calls that read a Pi's firmware clocks).
 ///
 /// # Safety
-/// As for [`Board::new`] (every device region mapped at `virt(base)`), and `mbox`, if
-/// given, must satisfy [`Mailbox::call`]'s contract (with its `va` pointing at
-/// [`BUFFER_BYTES`] owned by the caller).
+/// As for [`Board::new`] (every device region mapped at `virt(base)`), and nothing else
+/// may make property calls meanwhile.
 pub unsafe fn report(
     facts: &Facts,
     virt: impl Fn(u64) -> usize,
-    mbox: Option<(*mut u32, u64)>,
+    virt_to_phys: fn(usize) -> u64,
     r: &mut Report<impl Write>,
 ) {
     use Verdict::*;
@@ -121,24 +121,24 @@ pub unsafe fn report(
     for p in facts.probes.sd() {
         r.line(if p.result.is_ok() { Pass } else { Info }, "sd", format_args!("{p}"));
     }
-    match facts.disk {
+    match facts.disk.map(|d| (d.name(), d.sectors())) {
         Some((name, sectors)) => {
             r.line(Pass, "disk", format_args!("{name}, {sectors} sectors ({} MiB)", sectors >> 11))
         }
         None => r.line(Info, "disk", format_args!("none found")),
     }
     r.line(Info, "sector test", format_args!("skipped: exo writes no sector it was not given"));
-    if let (Some(region), Some((va, pa))) = (info.mailbox, mbox) {
-        let bus = info.soc_dma.and_then(|w| w.to_bus(pa, BUFFER_BYTES as u64));
-        let Some(bus) = bus.and_then(|b| u32::try_from(b).ok()) else {
-            r.line(Fail, "mailbox", format_args!("its buffer at {pa:#x} is outside the VideoCore's view"));
+    if let Some(region) = info.mailbox {
+        let Some(buf) = STATIC_BUFFER.get(virt_to_phys, info.soc_dma) else {
+            r.line(Fail, "mailbox", format_args!("its buffer is outside the VideoCore's view of RAM"));
             return framebuffer(facts, r);
         };
         // SAFETY: the mailbox region is mapped at `virt(base)` (the caller's contract).
         let mailbox = unsafe { Mailbox::new(virt(region.base)) };
         for (id, name) in FIRMWARE_CLOCKS {
-            // SAFETY: the buffer is the caller's alone and `bus` is its VideoCore address.
-            match unsafe { mailbox.get_clock_rate(MboxBuffer { va, bus }, id) } {
+            // SAFETY: nothing else makes property calls meanwhile (caller's contract), so the
+            // static buffer is ours; `buf.bus` is its VideoCore address.
+            match unsafe { mailbox.get_clock_rate(buf, id) } {
                 Ok(hz) => r.line(Pass, "firmware clock", format_args!("{name} (id {id}): {hz} Hz")),
                 Err(e) => r.line(Fail, "firmware clock", format_args!("{name} (id {id}): {e:?}")),
             }
@@ -151,7 +151,11 @@ pub unsafe fn report(
 
 fn framebuffer(facts: &Facts, r: &mut Report<impl Write>) {
     match (facts.framebuffer, facts.board.info.mailbox) {
-        (Some((w, h, bpp)), _) => r.line(Verdict::Pass, "framebuffer", format_args!("{w}x{h}, {bpp} bpp")),
+        (Some(f), _) => r.line(
+            Verdict::Pass,
+            "framebuffer",
+            format_args!("{}x{} at 32 bpp, pitch {} bytes, at {:#x}", f.width, f.height, f.pitch, f.pa),
+        ),
         (None, Some(_)) => {
             r.line(Verdict::Info, "framebuffer", format_args!("the firmware gave none (no screen?)"))
         }

@@ -102,6 +102,7 @@ mod boot {
         arch::park_secondaries(board.info.spin_table.as_slice());
         let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
         console::init_logging(config.log_level);
+        console::init_screen(&board.info);
 
         kprintln!("\nexo {} — an exokernel for 64-bit ARM", env!("CARGO_PKG_VERSION"));
         log::info!(
