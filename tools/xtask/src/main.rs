@@ -18,6 +18,7 @@ mod test;
 mod test_chainload;
 mod test_fs;
 mod test_image;
+mod test_screen;
 mod util;
 
 use std::process::ExitCode;
