@@ -30,8 +30,8 @@ pub struct Facts<'a> {
     pub board: &'a Board,
     /// What each SD controller said when the disk was probed.
     pub probes: &'a ProbeLog,
-    /// The disk attached.
-    pub disk: Option<&'a Disk>,
+    /// The disk attached (written only inside a scratch partition, see [`SCRATCH_TYPE`]).
+    pub disk: Option<&'a mut Disk>,
     /// The framebuffer the console draws on.
     pub framebuffer: Option<Framebuffer>,
 }
@@ -65,6 +65,11 @@ impl<W: Write> Report<W> {
     }
 }
 
+/// The MBR partition type of a scratch area `hwcheck` may write to: 0xDA, "non-FS data".
+/// Only a card that has one gets the sector test, and only its first sector is touched
+/// (its contents are put back).
+pub const SCRATCH_TYPE: u8 = 0xda;
+
 /// Reports everything the board tells. `virt` maps a physical MMIO address to where the
 /// kernel mapped it; `virt_to_phys` turns a kernel address into a physical one (for the
 /// property calls that read a Pi's firmware clocks).
@@ -73,7 +78,7 @@ impl<W: Write> Report<W> {
 /// As for [`Board::new`] (every device region mapped at `virt(base)`), and nothing else
 /// may make property calls meanwhile.
 pub unsafe fn report(
-    facts: &Facts,
+    facts: Facts,
     virt: impl Fn(u64) -> usize,
     virt_to_phys: fn(usize) -> u64,
     r: &mut Report<impl Write>,
@@ -121,17 +126,18 @@ pub unsafe fn report(
     for p in facts.probes.sd() {
         r.line(if p.result.is_ok() { Pass } else { Info }, "sd", format_args!("{p}"));
     }
-    match facts.disk.map(|d| (d.name(), d.sectors())) {
-        Some((name, sectors)) => {
-            r.line(Pass, "disk", format_args!("{name}, {sectors} sectors ({} MiB)", sectors >> 11))
+    match facts.disk {
+        Some(d) => {
+            let sectors = d.sectors();
+            r.line(Pass, "disk", format_args!("{}, {sectors} sectors ({} MiB)", d.name(), sectors >> 11));
+            sector_test(d, r);
         }
         None => r.line(Info, "disk", format_args!("none found")),
     }
-    r.line(Info, "sector test", format_args!("skipped: exo writes no sector it was not given"));
     if let Some(region) = info.mailbox {
         let Some(buf) = STATIC_BUFFER.get(virt_to_phys, info.soc_dma) else {
             r.line(Fail, "mailbox", format_args!("its buffer is outside the VideoCore's view of RAM"));
-            return framebuffer(facts, r);
+            return framebuffer(facts.framebuffer, info.mailbox.is_some(), r);
         };
         // SAFETY: the mailbox region is mapped at `virt(base)` (the caller's contract).
         let mailbox = unsafe { Mailbox::new(virt(region.base)) };
@@ -146,26 +152,83 @@ pub unsafe fn report(
     } else {
         r.line(Info, "mailbox", format_args!("none (not a Raspberry Pi)"));
     }
-    framebuffer(facts, r)
+    framebuffer(facts.framebuffer, info.mailbox.is_some(), r)
 }
 
-fn framebuffer(facts: &Facts, r: &mut Report<impl Write>) {
-    match (facts.framebuffer, facts.board.info.mailbox) {
+/// The first sector of the scratch partition, if the disk's MBR has one.
+pub fn scratch_sector(sector0: &[u8; 512]) -> Option<u64> {
+    if sector0[510..] != [0x55, 0xaa] {
+        return None;
+    }
+    let entries = sector0[446..510].chunks_exact(16);
+    let e = entries.into_iter().find(|e| e[4] == SCRATCH_TYPE)?;
+    let (start, len) = (u32::from_le_bytes([e[8], e[9], e[10], e[11]]), e[12..16] != [0; 4]);
+    (start > 0 && len).then_some(u64::from(start))
+}
+
+/// Write, read back, compare, and put back the first sector of the scratch partition.
+fn sector_test(d: &mut Disk, r: &mut Report<impl Write>) {
+    use Verdict::*;
+    let mut s0 = [0u8; 512];
+    if let Err(e) = d.read(0, &mut [&mut s0[..]]) {
+        return r.line(Fail, "sector test", format_args!("sector 0 unreadable: {e:?}"));
+    }
+    let Some(lba) = scratch_sector(&s0) else {
+        return r.line(Info, "sector test", format_args!("skipped: no scratch partition (MBR type 0xda)"));
+    };
+    let (mut keep, mut back) = ([0u8; 512], [0u8; 512]);
+    let pattern: [u8; 512] = core::array::from_fn(|i| (i as u8) ^ 0xa5 ^ (lba as u8));
+    let step = d
+        .read(lba, &mut [&mut keep[..]])
+        .and_then(|_| d.write(lba, &[&pattern[..]]))
+        .and_then(|_| d.read(lba, &mut [&mut back[..]]))
+        .and_then(|_| d.write(lba, &[&keep[..]]))
+        .and_then(|_| d.flush());
+    match step {
+        Ok(()) if back == pattern => {
+            r.line(Pass, "sector test", format_args!("sector {lba} written, read back, compared, restored"))
+        }
+        Ok(()) => r.line(Fail, "sector test", format_args!("sector {lba} read back different")),
+        Err(e) => r.line(Fail, "sector test", format_args!("sector {lba}: {e:?}")),
+    }
+}
+
+fn framebuffer(fb: Option<Framebuffer>, mailbox: bool, r: &mut Report<impl Write>) {
+    match (fb, mailbox) {
         (Some(f), _) => r.line(
             Verdict::Pass,
             "framebuffer",
             format_args!("{}x{} at 32 bpp, pitch {} bytes, at {:#x}", f.width, f.height, f.pitch, f.pa),
         ),
-        (None, Some(_)) => {
+        (None, true) => {
             r.line(Verdict::Info, "framebuffer", format_args!("the firmware gave none (no screen?)"))
         }
-        (None, None) => r.line(Verdict::Info, "framebuffer", format_args!("none (no screen on this board)")),
+        (None, false) => r.line(Verdict::Info, "framebuffer", format_args!("none (no screen on this board)")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_partition_of_the_scratch_type_is_written() {
+        let mut s0 = [0u8; 512];
+        let entry = |s0: &mut [u8; 512], i: usize, kind: u8, start: u32, len: u32| {
+            let e = &mut s0[446 + 16 * i..446 + 16 * (i + 1)];
+            e[4] = kind;
+            e[8..12].copy_from_slice(&start.to_le_bytes());
+            e[12..16].copy_from_slice(&len.to_le_bytes());
+        };
+        entry(&mut s0, 0, 0x0c, 2048, 4096);
+        assert_eq!(scratch_sector(&s0), None, "no signature");
+        s0[510..].copy_from_slice(&[0x55, 0xaa]);
+        assert_eq!(scratch_sector(&s0), None, "a FAT partition is a user's data");
+        entry(&mut s0, 2, 0xda, 14336, 0);
+        assert_eq!(scratch_sector(&s0), None, "an empty scratch entry");
+        entry(&mut s0, 2, 0xda, 14336, 2048);
+        assert_eq!(scratch_sector(&s0), Some(14336));
+    }
 
     #[test]
     fn lines_are_tagged_and_counted() {

@@ -135,13 +135,13 @@ mod boot {
             // SAFETY: every device region is mapped in the physmap; the DMA pages were just
             // taken from free memory for the driver alone; `kva_to_pa` translates kernel
             // addresses back.
-            let found =
+            let mut found =
                 unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa, &mut tried) };
             for p in tried.sd() {
                 log::info!("disk: {p}");
             }
             if config.test == Some("hwcheck") {
-                crate::hwcheck::run(board, &tried, found.as_ref());
+                crate::hwcheck::run(board, &tried, found.as_mut());
             }
             match found {
                 Some(d) => {
