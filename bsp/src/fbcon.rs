@@ -100,12 +100,14 @@ impl FbConsole {
 
     fn put(&mut self, x: usize, y: usize, pixel: u32) {
         debug_assert!(x < self.width && y < self.height);
-        // SAFETY: (x, y) is on the screen, which `new`'s caller gave us.
+        // SAFETY: callers pass on-screen coordinates, so the word lies in the framebuffer
+        // `new`'s caller gave us, mapped, writable and touched by no one else.
         unsafe { self.base.add(y * self.stride + x).write_volatile(pixel) };
     }
 
     fn get(&self, x: usize, y: usize) -> u32 {
-        // SAFETY: as for `put`.
+        // SAFETY: callers pass on-screen coordinates, so the word lies in the framebuffer
+        // `new`'s caller gave us, mapped and touched by no one else.
         unsafe { self.base.add(y * self.stride + x).read_volatile() }
     }
 

@@ -283,7 +283,8 @@ impl Mailbox {
     /// As for [`Mailbox::call`].
     pub unsafe fn allocate_framebuffer(&self, buf: MboxBuffer) -> Result<Framebuffer, MboxError> {
         let mut msg = framebuffer_request();
-        // SAFETY: the caller's contract is `call`'s.
+        // SAFETY: the caller's contract is `call`'s: `buf` is its own, untouched by others
+        // during the call, and `buf.bus` is its VideoCore address.
         unsafe { self.call(buf, &mut msg)? };
         framebuffer_response(&msg)
     }
