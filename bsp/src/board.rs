@@ -54,6 +54,7 @@ impl BoardInfo {
         add(self.sdhci_legacy);
         add(self.sdhci_emmc2);
         add(self.mailbox);
+        add(self.videocore_memory());
         add(self.watchdog);
         out
     }

@@ -15,6 +15,8 @@ pub mod board;
 pub mod disk;
 pub mod drivers;
 pub mod dt;
+pub mod fbcon;
+pub mod hwcheck;
 
 pub use board::{Board, BoardError};
 

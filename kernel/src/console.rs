@@ -1,36 +1,54 @@
 //! Kernel output: `kprintln!`, the `log` backend with timestamps, and the emergency path
 //! used by faults and panics.
 //!
-//! The console is the board's UART. Writes need no lock: the kernel is single-core and never
-//! preempted, and a PL011 write is a polled register sequence that keeps no state.
+//! The console is the board's UART, mirrored on the screen where there is one (a Pi's HDMI
+//! framebuffer, drawn by `exo_bsp::fbcon`). Writes need no lock: the kernel is single-core
+//! and never preempted, and a PL011 write is a polled register sequence that keeps no state.
 
 use core::fmt::{self, Write};
 
-use exo_bsp::drivers::generic_timer;
-use exo_bsp::Console;
+use exo_bsp::drivers::{bcm2835_mbox::Framebuffer, generic_timer};
+use exo_bsp::{fbcon::FbConsole, Console};
 
-use crate::cell::Global;
+use crate::{cell::Global, mm};
 
-struct Uart;
+/// The console as a `fmt::Write`.
+pub struct Out;
 
-impl Write for Uart {
+impl Write for Out {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if let Some(b) = crate::platform::board() {
-            b.uart.write_bytes(s.as_bytes());
-        }
+        write_raw(s.as_bytes());
         Ok(())
     }
 }
 
 pub fn print(args: fmt::Arguments) {
-    let _ = Uart.write_fmt(args);
+    let _ = Out.write_fmt(args);
 }
 
-/// Raw bytes to the console (the EL0 debug-console call).
+/// Raw bytes to the console (the EL0 debug-console call): the UART, and the screen if any.
 pub fn write_raw(bytes: &[u8]) {
     if let Some(b) = crate::platform::board() {
         b.uart.write_bytes(bytes);
     }
+    SCREEN.with(|s| s.as_mut().map(|(c, _)| c.write_bytes(bytes)));
+}
+
+/// The screen the console is mirrored on, and its framebuffer.
+static SCREEN: Global<Option<(FbConsole, Framebuffer)>> = Global::new(None);
+
+/// Mirrors the console on a screen, where the board has one (a Pi's framebuffer).
+pub fn init_screen(info: &exo_bsp::dt::BoardInfo) {
+    // SAFETY: every device region, the VideoCore's memory among them, is mapped in the
+    // physmap as Device memory; the kernel is single-core and nothing else draws or calls
+    // the mailbox now; `kva_to_pa` translates kernel addresses.
+    let screen = unsafe { FbConsole::probe(info, |pa| mm::phys_to_virt(pa) as usize, mm::kva_to_pa) };
+    SCREEN.with(|s| *s = screen);
+}
+
+/// The framebuffer the console is mirrored on.
+pub fn screen() -> Option<Framebuffer> {
+    SCREEN.with(|s| s.as_ref().map(|s| s.1))
 }
 
 /// Bytes received but not yet read by an environment.

@@ -66,6 +66,8 @@ mod env;
 #[cfg(target_os = "none")]
 mod exit;
 #[cfg(target_os = "none")]
+mod hwcheck;
+#[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]
 mod panic;
@@ -147,6 +149,8 @@ mod boot {
     fn start_console(board: &'static Board, entry_el: u64, phys_base: u64, dtb_pa: u64) {
         let config = platform::set_config(platform::Config::parse(board.info.bootargs()));
         console::init_logging(config.log_level);
+        console::init_screen(&board.info);
+
         kprintln!("\nexo {} — an exokernel for 64-bit ARM", env!("CARGO_PKG_VERSION"));
         log::info!(
             "board {}, entered at EL{entry_el}, loaded at {phys_base:#x}, DTB at {dtb_pa:#x}",
@@ -183,9 +187,13 @@ mod boot {
         // SAFETY: every device region is mapped in the physmap; the DMA pages were just
         // taken from free memory for the driver alone; `kva_to_pa` translates kernel
         // addresses back.
-        let found = unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa, &mut tried) };
+        let mut found =
+            unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa, &mut tried) };
         for p in tried.sd() {
             log::info!("disk: {p}");
+        }
+        if platform::config().hwcheck {
+            crate::hwcheck::run(board, &tried, found.as_mut());
         }
         match found {
             Some(d) => {

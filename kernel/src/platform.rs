@@ -24,6 +24,9 @@ pub struct Config {
     pub semihosting: bool,
     /// `exo.log=error|warn|info|debug|trace`.
     pub log_level: log::LevelFilter,
+    /// `exo.test=hwcheck`: report every board fact instead of booting (`hwcheck.rs`); the
+    /// one test mode of the production image, for Pi 4 owners.
+    pub hwcheck: bool,
     /// `exo.test=NAME`: a kernel self-test to run after boot (`boot`, `el1-fault`,
     /// `panic`); only the test image has them (`selftests.rs`).
     #[cfg(feature = "test-modes")]
@@ -35,6 +38,7 @@ impl Config {
         let mut c = Config {
             semihosting: false,
             log_level: log::LevelFilter::Info,
+            hwcheck: false,
             #[cfg(feature = "test-modes")]
             test: None,
         };
@@ -42,6 +46,7 @@ impl Config {
             match word.split_once('=') {
                 Some(("exo.exit", "semihosting")) => c.semihosting = true,
                 Some(("exo.log", level)) => c.log_level = level.parse().unwrap_or(c.log_level),
+                Some(("exo.test", "hwcheck")) => c.hwcheck = true,
                 #[cfg(feature = "test-modes")]
                 Some(("exo.test", name)) => c.test = Some(name),
                 _ => {}

@@ -17,6 +17,7 @@ use tock_registers::registers::{ReadOnly, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
 
 use crate::drivers::generic_timer;
+use crate::dt::DmaWindow;
 
 register_bitfields! {u32,
     /// A mailbox's status.
@@ -63,9 +64,9 @@ const TAG_GET_CLOCK_RATE: u32 = 0x0003_0002;
 const CODE_REQUEST: u32 = 0;
 const CODE_SUCCESS: u32 = 0x8000_0000;
 
-/// Bytes of buffer a property call needs: the largest message built here, rounded up to a
-/// cache line so that cache maintenance touches no neighbour.
-pub const BUFFER_BYTES: usize = 64;
+/// Bytes of buffer a property call needs: the largest message built here (the framebuffer
+/// request), rounded up to a cache line so that cache maintenance touches no neighbour.
+pub const BUFFER_BYTES: usize = 128;
 
 /// Why a property call gave no answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,11 +95,91 @@ pub fn clock_rate_response(msg: &[u32; 8], clock_id: u32) -> Result<u32, MboxErr
     Ok(msg[6])
 }
 
+/// The framebuffer the console asks for: 640x480 at 32 bits per pixel, which QEMU shows
+/// as is and a Pi's firmware scales to the screen.
+pub const FB_WIDTH: u32 = 640;
+pub const FB_HEIGHT: u32 = 480;
+
+/// The request for a framebuffer: physical and virtual size, depth, pixel order (RGB),
+/// then allocate (16-byte aligned) and get the pitch. 30 words.
+pub fn framebuffer_request() -> [u32; 30] {
+    let (w, h) = (FB_WIDTH, FB_HEIGHT);
+    #[rustfmt::skip]
+    let msg = [
+        120, CODE_REQUEST,
+        0x0004_8003, 8, 0, w, h, // set physical width and height
+        0x0004_8004, 8, 0, w, h, // set virtual width and height
+        0x0004_8005, 4, 0, 32, // set depth
+        0x0004_8006, 4, 0, 1, // set pixel order: RGB
+        0x0004_0001, 8, 0, 16, 0, // allocate buffer: alignment in, bus address and size out
+        0x0004_0008, 4, 0, 0, // get pitch
+        0,
+    ];
+    msg
+}
+
+/// A framebuffer the firmware allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framebuffer {
+    /// Its VideoCore bus address with the cache-alias bits cleared: the ARM physical
+    /// address on a Pi 4, whose VideoCore sees the first GiB of RAM at `0xc000_0000`.
+    pub pa: u64,
+    pub size: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes from one row to the next.
+    pub pitch: u32,
+}
+
+/// The framebuffer from the firmware's answer, if it granted what was asked (32 bpp, a
+/// buffer big enough for the rows it says it has).
+pub fn framebuffer_response(msg: &[u32; 30]) -> Result<Framebuffer, MboxError> {
+    let answered = |i: usize| TAG_CODE::RESPONSE.is_set(msg[i]);
+    let fb = Framebuffer {
+        pa: u64::from(msg[23] & 0x3fff_ffff),
+        size: msg[24],
+        width: msg[5],
+        height: msg[6],
+        pitch: msg[28],
+    };
+    let tags_ok = [4, 9, 14, 22, 27].into_iter().all(answered);
+    let fits = fb.width > 0
+        && fb.height > 0
+        && fb.pitch >= fb.width * 4
+        && u64::from(fb.size) >= u64::from(fb.pitch) * u64::from(fb.height);
+    if msg[1] != CODE_SUCCESS || !tags_ok || msg[15] != 32 || msg[23] == 0 || !fits {
+        return Err(MboxError::Refused);
+    }
+    Ok(fb)
+}
+
 /// Memory for property messages: where the ARM sees it and the address the VideoCore uses.
 #[derive(Clone, Copy, Debug)]
 pub struct MboxBuffer {
     pub va: *mut u32,
     pub bus: u32,
+}
+
+/// A property-call buffer in the program image, for callers with no DMA memory of their
+/// own (the screen console's set-up, `hwcheck`). Whoever uses it for a call must be its only
+/// user during that call ([`Mailbox::call`]'s contract).
+#[repr(C, align(64))]
+pub struct StaticBuffer(core::cell::UnsafeCell<[u8; BUFFER_BYTES]>);
+
+// SAFETY: the bytes are only reached through `Mailbox::call`, whose callers promise to be
+// the buffer's only user for the call.
+unsafe impl Sync for StaticBuffer {}
+
+pub static STATIC_BUFFER: StaticBuffer = StaticBuffer(core::cell::UnsafeCell::new([0; BUFFER_BYTES]));
+
+impl StaticBuffer {
+    /// The buffer as the ARM and the VideoCore see it: `virt_to_phys` turns its address
+    /// into a physical one, `window` is how the VideoCore sees RAM. `None` if it cannot.
+    pub fn get(&self, virt_to_phys: fn(usize) -> u64, window: Option<DmaWindow>) -> Option<MboxBuffer> {
+        let va = self.0.get().cast::<u32>();
+        let bus = window?.to_bus(virt_to_phys(va as usize), BUFFER_BYTES as u64)?;
+        Some(MboxBuffer { va, bus: u32::try_from(bus).ok()? })
+    }
 }
 
 /// The mailbox registers.
@@ -195,6 +276,20 @@ impl Mailbox {
     }
 }
 
+impl Mailbox {
+    /// Asks the firmware for a framebuffer ([`framebuffer_request`]).
+    ///
+    /// # Safety
+    /// As for [`Mailbox::call`].
+    pub unsafe fn allocate_framebuffer(&self, buf: MboxBuffer) -> Result<Framebuffer, MboxError> {
+        let mut msg = framebuffer_request();
+        // SAFETY: the caller's contract is `call`'s: `buf` is its own, untouched by others
+        // during the call, and `buf.bus` is its VideoCore address.
+        unsafe { self.call(buf, &mut msg)? };
+        framebuffer_response(&msg)
+    }
+}
+
 /// Cleans and invalidates the data-cache lines over `[va, va + len)` to the point of
 /// coherency, so that a non-coherent observer (the VideoCore) and the ARM agree on it.
 fn clean_and_invalidate(va: usize, len: usize) {
@@ -245,6 +340,36 @@ mod tests {
         let word = MAIL::ADDRESS.val(0xc012_3450 >> 4) + MAIL::CHANNEL::Property;
         assert_eq!(word.value, 0xc012_3458);
         assert_eq!((STATUS::FULL::SET + STATUS::EMPTY::SET).value, 0xc000_0000);
+    }
+
+    #[test]
+    fn framebuffer_request_and_answer() {
+        let m = framebuffer_request();
+        assert_eq!(m[0] as usize, m.len() * 4);
+        assert!(m.len() * 4 <= BUFFER_BYTES);
+        assert_eq!((m[20], m[25], m[29]), (0x0004_0001, 0x0004_0008, 0));
+        // What QEMU answers: every tag flagged, a bus address with the alias bits set.
+        let mut a = m;
+        a[1] = CODE_SUCCESS;
+        for i in [4, 9, 14, 19, 22, 27] {
+            a[i] = 0x8000_0000 | m[i - 1];
+        }
+        a[23] = 0xc000_0000 | 0x3c10_0000;
+        a[24] = 640 * 480 * 4;
+        a[28] = 640 * 4;
+        let fb = framebuffer_response(&a).unwrap();
+        assert_eq!(
+            fb,
+            Framebuffer { pa: 0x3c10_0000, size: 640 * 480 * 4, width: 640, height: 480, pitch: 2560 }
+        );
+        // Untouched, a depth not granted, a buffer too small for its rows: refused.
+        assert_eq!(framebuffer_response(&m), Err(MboxError::Refused));
+        let mut b = a;
+        b[15] = 16;
+        assert_eq!(framebuffer_response(&b), Err(MboxError::Refused));
+        let mut b = a;
+        b[24] = 640 * 4;
+        assert_eq!(framebuffer_response(&b), Err(MboxError::Refused));
     }
 
     #[test]

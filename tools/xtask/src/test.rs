@@ -58,6 +58,16 @@ const BOOT_TESTS: &[BootTest] = &[
         },
     },
     BootTest {
+        name: "hwcheck_reports_every_board_fact_and_none_fails",
+        bootargs: "exo.test=hwcheck",
+        timeout_s: 60,
+        suite: false,
+        only: None,
+        disk: true,
+        script: &[],
+        check: hwcheck_check,
+    },
+    BootTest {
         name: "el1_fault_is_reported_with_esr_and_far_then_fails",
         bootargs: "exo.test=el1-fault",
         timeout_s: 30,
@@ -221,8 +231,10 @@ const BOOT_TESTS: &[BootTest] = &[
 
 /// The test disk: 8 MiB (a power of two, as the Pi's SD model wants), with an MBR holding
 /// a FAT32-typed partition at sector 2048 (4096 sectors) and an LFS-typed one at 6144
-/// (8192 sectors). The disk suite checks the kernel publishes exactly this.
-fn test_disk(path: &std::path::Path) -> Result<(), String> {
+/// (8192 sectors). The disk suite checks the kernel publishes exactly this. With `scratch`
+/// (for `hwcheck`), a third, of type 0xDA, fills the rest: the scratch area the sector
+/// test may write.
+fn test_disk(path: &std::path::Path, scratch: bool) -> Result<(), String> {
     let mut img = vec![0u8; 8 << 20];
     let entry = |img: &mut Vec<u8>, i: usize, kind: u8, start: u32, len: u32| {
         let e = &mut img[446 + 16 * i..446 + 16 * (i + 1)];
@@ -232,6 +244,9 @@ fn test_disk(path: &std::path::Path) -> Result<(), String> {
     };
     entry(&mut img, 0, 0x0c, 2048, 4096);
     entry(&mut img, 1, 0x7f, 6144, 8192);
+    if scratch {
+        entry(&mut img, 2, 0xda, 14336, 2048);
+    }
     img[510] = 0x55;
     img[511] = 0xaa;
     std::fs::write(path, img).map_err(|e| format!("{}: {e}", path.display()))
@@ -251,6 +266,41 @@ const SHELL_SESSION: &[(&str, &str)] = &[
     ("no such program", ""),
     ("exo> ", "exit 0\r"),
 ];
+
+/// The production image's board report (`docs/qemu-vs-pi4.md`): every fact a line, the
+/// facts each board is known to have as PASS, and no FAIL.
+fn hwcheck_check(board: Board, end: &End, out: &str) -> Result<(), String> {
+    let mut want = vec![
+        "hwcheck: PASS counter: ".to_string(),
+        "hwcheck: PASS gic: v2".into(),
+        format!("hwcheck: PASS ram: {} MiB", board.expected_ram_mib()),
+        "hwcheck: INFO cores: ".into(),
+        "hwcheck: INFO uart: PL011".into(),
+        "hwcheck: PASS sector test: sector 14336 written, read back, compared, restored".into(),
+    ];
+    match board {
+        Board::Virt => want.extend([
+            "hwcheck: PASS disk: virtio-blk, 16384 sectors".into(),
+            "hwcheck: INFO mailbox: none".into(),
+            "hwcheck: INFO framebuffer: none".into(),
+        ]),
+        Board::Rpi4 => want.extend([
+            "hwcheck: PASS counter: 62500000 Hz".into(),
+            "hwcheck: PASS sd: legacy emmc".into(),
+            "hwcheck: PASS disk: sdhci (legacy emmc), 16384 sectors".into(),
+            "hwcheck: PASS firmware clock: emmc (id 1)".into(),
+        ]),
+    }
+    for w in &want {
+        contains(out, w)?;
+    }
+    not_contains(out, "hwcheck: FAIL")?;
+    let pass = number_after(out, "hwcheck: done: ").ok_or("no `hwcheck: done` line")?;
+    if pass < want.iter().filter(|w| w.contains("PASS")).count() as u64 {
+        return Err(format!("only {pass} PASS lines counted"));
+    }
+    exited(end, 0)
+}
 
 fn fuzz_check(_: Board, end: &End, out: &str) -> Result<(), String> {
     not_contains(out, "KERNEL")?;
@@ -500,7 +550,7 @@ fn boot_tests(opts: &Opts, images: &[(Variant, std::path::PathBuf, Symbols)], ta
                 let mut extra = vec![];
                 if test.disk {
                     let path = util::out_dir().join(format!("test-disk-{}-{}.img", board.name(), test.name));
-                    if let Err(e) = test_disk(&path) {
+                    if let Err(e) = test_disk(&path, test.name.starts_with("hwcheck")) {
                         report(&mut shared.lock().unwrap(), test.name, t, Err(e));
                         continue;
                     }
