@@ -8,6 +8,8 @@ pub mod disktest;
 pub mod fsbench;
 pub mod fstest;
 pub mod fuzz;
+pub mod hostile;
 pub mod ipctest;
 pub mod ktest;
 pub mod logcrash;
+pub mod oracle;
