@@ -24,7 +24,7 @@ pub const TESTS: &[Test] = &[
 const DISK: u64 = 16384;
 
 pub fn run(filter: &str) -> usize {
-    crate::ktest::run_suite("disktest", TESTS, filter, |test| test())
+    crate::ktest::run_suite("disktest", TESTS, filter, |test| test()) + crate::hostile::run_disk(filter)
 }
 
 /// A fresh mapped buffer of `pages` pages.

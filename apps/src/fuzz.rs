@@ -114,7 +114,9 @@ fn hostile(r: &mut Rng, pool: &Pool, ctl: &[AtomicU64; 512]) {
                 *slot = e;
                 n += 1;
             }
-            made[..n].iter().for_each(|e| drop(sys::env_destroy(*e)));
+            for e in &made[..n] {
+                let _ = sys::env_destroy(*e);
+            }
         }
         _ => {
             // Map one public page into a whole region at once, then take it away again.
@@ -155,7 +157,7 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
             }
             ctl[PAUSED + i].store(0, Relaxed);
         }
-        if r.below(200) == 0 {
+        if r.below(2000) == 0 {
             hostile(&mut r, &pool, ctl);
         }
         let num = match r.below(10) {
@@ -273,14 +275,19 @@ pub fn run(args: &str) -> i32 {
             started += 1;
         }
         let progress = done + counters[..WORKERS].iter().map(|c| c.load(Relaxed)).sum::<u64>();
-        if progress >= next_check || progress >= calls {
+        if progress >= next_check {
             next_check = progress + every;
             if let Err(why) = isolation(counters, &mut workers, &mut oracle) {
                 println!("fuzz: ISOLATION BROKEN after {progress} calls: {why}");
                 return 1;
             }
+            println!("fuzz: {progress} calls, oracle pass {} clean", oracle.passes);
         }
         sys::yield_now();
+    }
+    if let Err(why) = isolation(counters, &mut workers, &mut oracle) {
+        println!("fuzz: ISOLATION BROKEN at the end: {why}");
+        return 1;
     }
     for (i, w) in workers.iter().enumerate() {
         done += counters[i].load(Relaxed);

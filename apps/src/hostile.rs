@@ -1,13 +1,14 @@
 //! Hostile EL0 tests: each is one of the attacks in the isolation review (issue 13), tried
 //! the way an ordinary program would try it, and passes only if the kernel refuses it.
-//! They run in the core suite (`exo.test=core`), after `ktest`'s own tests.
+//! They run in the core suite (`exo.test=core`), after `ktest`'s own tests; those that
+//! need a disk run in the disk suite (`exo.test=disk`).
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use crate::ipctest::server;
 use crate::ktest::{check, run_suite};
 use exo_libos::abi::pte::Pte;
-use exo_libos::abi::{EnvId, Error, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT};
+use exo_libos::abi::{EnvId, Error, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::ipc::Call;
 use exo_libos::process::{self, Fork};
 use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
@@ -342,4 +343,54 @@ fn hog_loses() -> Result<(), &'static str> {
     check(ready, "the victim did not start")?;
     check(victim_lost == 0, "the kernel repossessed the victim's frames for the hog")?;
     check(hog_lost, "the hog was never made to give frames back")
+}
+
+/// Attacks on disk bindings; they need a disk, so they run in the disk suite.
+pub const DISK_TESTS: &[Test] = &[
+    ("revoking_a_binding_also_revokes_what_was_granted_onward", sector_revoke_reaches_down),
+    ("flush_without_a_write_binding_is_denied", flush_needs_binding),
+];
+
+pub fn run_disk(filter: &str) -> usize {
+    run_suite("hostile-disk", DISK_TESTS, filter, |test| test())
+}
+
+/// Item 11: a child's sub-grant survived the revocation of the binding it came from.
+fn sector_revoke_reaches_down() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let grandchild = sys::env_create(0).map_or(0, |g| g.0 as u64);
+            w[1].store(grandchild, SeqCst);
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let ready = wait_for(|| w[0].load(SeqCst) == 1);
+    let grandchild = EnvId(w[1].load(SeqCst) as u32);
+    let (start, rw) = (10_000, SECTOR_READ | SECTOR_WRITE);
+    let granted = sys::sector_grant(child, start, 64, rw).is_ok()
+        && sys::sector_grant(grandchild, start + 8, 16, rw).is_ok();
+    let revoked = sys::sector_revoke(child, start, 64);
+    let left = vm::env_info(grandchild).map_or(1, |i| i.sectors.iter().filter(|b| b.count != 0).count());
+    let _ = sys::env_destroy(child);
+    check(ready && grandchild.0 != 0, "the child could not create a grandchild")?;
+    check(granted && revoked.is_ok(), "granting or revoking failed")?;
+    check(left == 0, "a sub-grant outlived the binding it was carved from")
+}
+
+/// Item 8 (the kernel's side): anyone could make the device flush.
+fn flush_needs_binding() -> Result<(), &'static str> {
+    let status = in_child(|| {
+        let me = vm::me();
+        let mine = vm::env_info(me).map_or(0, |i| i.sectors.iter().filter(|b| b.count != 0).count());
+        (mine == 0 && sys::sector_flush() == Err(Error::Denied)) as i32
+    })?;
+    let own = sys::sector_flush();
+    check(status == 1, "an environment without a write binding flushed the disk")?;
+    check(own.is_ok(), "the disk's owner could not flush")
 }
