@@ -287,7 +287,14 @@ impl Kernel {
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
         let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
         self.envs[slot] = Env { generation, parent, quota, kin_quota, ..Env::EMPTY };
-        self.envs[slot].id = EnvId((generation << 12) | slot as u32);
+        let id = EnvId((generation << 12) | slot as u32);
+        // Ids wrap after 2^20 uses of a slot: no right left from before may name this one.
+        self.envs
+            .iter_mut()
+            .flat_map(|e| e.pct_rights.iter_mut())
+            .filter(|r| **r == id)
+            .for_each(|r| *r = EnvId(0));
+        self.envs[slot].id = id;
         self.envs[slot].state = env_state::BLANK;
         self.publish(slot);
         Ok(slot)

@@ -244,8 +244,6 @@ pub fn on_destroy(k: &mut Kernel, slot: usize) {
         if matches!(k.envs[s].wait, Wait::Reply(t) | Wait::Call(t) if t == slot) {
             k.fail_caller(s, Error::NotFound);
         }
-        // Rights to call it die with it: its id may come back after 2^20 reuses of the slot.
-        k.envs[s].pct_rights.iter_mut().filter(|r| **r == id).for_each(|r| *r = EnvId(0));
         for i in 0..k.envs[s].grants.len() {
             let g = k.envs[s].grants[i];
             if g.owner == id && g.pa != 0 {
