@@ -155,6 +155,9 @@ pub fn is_ancestor_or_self(envs: &[Env], a: usize, mut b: usize) -> bool {
 pub fn may_map(envs: &[Env], slot: usize, actor: usize) -> impl Fn(u32, u64, bool, u8) -> Option<u8> + '_ {
     move |owner, pa, write, flags| {
         let o = EnvId(owner);
+        if o == envs[slot].id {
+            return Some(flags); // its own: the common case, decided first
+        }
         let family =
             envs.get(o.slot()).is_some_and(|e| e.id == o) && is_ancestor_or_self(envs, o.slot(), slot);
         let shared = if write { frame::SHARED_RW } else { frame::SHARED_RW | frame::SHARED_RO };
@@ -162,7 +165,7 @@ pub fn may_map(envs: &[Env], slot: usize, actor: usize) -> impl Fn(u32, u64, boo
             flags & frame::GRANTED != 0
                 && envs[slot].grants.iter().any(|g| g.pa == pa && g.owner == o && (g.write || !write))
         };
-        if family && (o == envs[slot].id || flags & shared != 0) || granted() {
+        if family && flags & shared != 0 || granted() {
             Some(flags)
         } else if family && envs.get(actor).is_some_and(|a| a.id == o) {
             Some(flags | if write { frame::SHARED_RW } else { frame::SHARED_RO })
