@@ -48,7 +48,7 @@ Commands:
       --json FILE         Write the results here instead (the chart goes next to it)
   fuzz [options]        Long seeded fuzzer runs with the isolation oracle, per board and seed
       --calls N           Calls per run (default 1000000)
-      --seed S[,S..]      Seeds (default 1,2,3)
+      --seed S[,S..]      Seeds (default 1,2,4)
       --board virt|rpi4   Only this board (default: both)
   gdb [--board B]       Attach gdb-multiarch to a QEMU started with `qemu --gdb`
   symbolize [FILE]      Add function names to kernel addresses in a log (stdin by default)

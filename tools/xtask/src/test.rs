@@ -257,7 +257,9 @@ fn fuzz_check(_: Board, end: &End, out: &str) -> Result<(), String> {
 /// `cargo xtask fuzz`: one long seeded fuzzer run per board and seed (the isolation oracle
 /// walks every worker's tables along the way), each reported like a boot test.
 pub fn cmd_fuzz(args: &[String]) -> Result<(), String> {
-    let (mut calls, mut seeds, mut boards) = (1_000_000u64, vec![1u64, 2, 3], Board::ALL.to_vec());
+    // The fuzzer seeds its generator with `seed | 1`: 2 and 3 give the same stream, so the
+    // default seeds are 1, 2 and 4.
+    let (mut calls, mut seeds, mut boards) = (1_000_000u64, vec![1u64, 2, 4], Board::ALL.to_vec());
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
