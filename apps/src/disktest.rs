@@ -25,7 +25,7 @@ pub const TESTS: &[Test] = &[
 const DISK: u64 = 16384;
 
 pub fn run(filter: &str) -> usize {
-    crate::runner::run_suite("disktest", TESTS, filter, |test| test())
+    crate::runner::run_suite("disktest", TESTS, filter, |test| test()) + crate::hostile::run_disk(filter)
 }
 
 /// A fresh mapped buffer of `pages` pages.

@@ -1,18 +1,25 @@
 //! The system-call fuzzer: several environments at once throw a seeded random stream of
 //! system calls at the kernel, with arguments that are random or half-valid (real frames,
-//! real ids, real addresses, nearly-right descriptors). The kernel must stay up, and at
-//! the end the whole frame table must balance (see `runner::audit`).
+//! real ids, real addresses, nearly-right descriptors), mixed with hostile patterns the
+//! random stream rarely hits (giving to the parent, taking every environment slot it can,
+//! mapping one page over and over). The
+//! kernel must stay up; every `exo.fuzz.check=N` calls (default 20000) and at the end the
+//! workers are paused and the isolation oracle (`oracle.rs`) walks every environment's
+//! tables; at the end the whole frame table must balance (see `runner::audit`).
 //!
 //! Run by init with `exo.test=fuzz`; `exo.fuzz.calls=N` (default 100000) and
-//! `exo.fuzz.seed=S` choose the length and the stream. The same seed gives the same run.
+//! `exo.fuzz.seed=S` choose the length and the stream (`cargo xtask fuzz` runs long ones).
+//! The same seed gives the same stream of calls (scheduling still varies).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::oracle::Oracle;
 
 use exo_libos::abi::pte::{Perm, Pte};
 use exo_libos::abi::{env_state, EnvId, Sys, ANY_FRAME};
 use exo_libos::format::rng::Rng;
 use exo_libos::process::Fork;
-use exo_libos::vm::{self, PAGE, RW, SHARED};
+use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
 use exo_libos::{println, process, sys};
 
 /// Fuzzing environments running at any time.
@@ -64,8 +71,54 @@ impl Pool {
     }
 }
 
-/// One worker: `calls` random system calls, counting each in `counter`.
-fn worker(seed: u64, counter: &AtomicU64) -> ! {
+/// The page the fuzzer and its workers share: a call count per worker, then these.
+const PAUSE: usize = 8;
+const PAUSED: usize = 9; // + worker index: the worker is parked
+const BROKEN: usize = 16; // a hostile pattern succeeded: which one
+
+/// Once in a while, an attack the random stream would almost never put together.
+fn hostile(r: &mut Rng, pool: &Pool, ctl: &[AtomicU64; 512]) {
+    let me = vm::env_info(vm::me());
+    match r.below(3) {
+        0 => {
+            // Give a fresh frame to the parent, beyond this worker's quota's reach.
+            let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return };
+            if sys::frame_give(pa, EnvId(me.map_or(0, |e| e.parent))).is_ok() {
+                ctl[BROKEN].store(1, Relaxed);
+            } else {
+                let _ = sys::frame_free(EnvId::SELF, pa);
+            }
+        }
+        1 => {
+            // Take environment slots until refused, then give them back.
+            let mut made = [EnvId(0); 64];
+            let mut n = 0;
+            while let (Some(slot), Ok(e)) = (made.get_mut(n), sys::env_create(0)) {
+                *slot = e;
+                n += 1;
+            }
+            for e in &made[..n] {
+                let _ = sys::env_destroy(*e);
+            }
+        }
+        _ => {
+            // Map one public page into a whole region at once, then take it away again.
+            let va = pool.vas[1 + r.below(7) as usize];
+            let public = vm::kinfo().frame_table;
+            for p in 0..512 {
+                let _ = sys::table_set(EnvId::SELF, va + p * PAGE, 3, Pte::user_page(public, RO).0);
+            }
+            for p in 0..512 {
+                let _ = sys::table_set(EnvId::SELF, va + p * PAGE, 3, 0);
+            }
+        }
+    }
+}
+
+/// One worker (number `i`): random system calls, counting each in `ctl[i]`, parking
+/// whenever the fuzzer asks.
+fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
+    let counter = &ctl[i];
     let mut r = Rng::from_state(seed | 1);
     let me = vm::me().0 as u64;
     let mut pool = Pool { frames: [0; 32], envs: [0, me, 1, 0x1000, 0, 0, 0, 0], vas: [0; 8] };
@@ -76,7 +129,20 @@ fn worker(seed: u64, counter: &AtomicU64) -> ! {
         *v = vm::alloc_va(512);
     }
     pool.vas[0] = 0x40_0000; // its own program image: mapping over it is fair game
+    for v in pool.vas[1..].iter() {
+        let _ = vm::ensure_tables(EnvId::SELF, *v); // so the mapping loops reach their pages
+    }
     loop {
+        if ctl[PAUSE].load(Relaxed) != 0 {
+            ctl[PAUSED + i].store(1, Relaxed);
+            while ctl[PAUSE].load(Relaxed) != 0 {
+                sys::yield_now();
+            }
+            ctl[PAUSED + i].store(0, Relaxed);
+        }
+        if r.below(2000) == 0 {
+            hostile(&mut r, &pool, ctl);
+        }
         let num = match r.below(10) {
             0 => r.below(64),
             _ => r.pick(&[
@@ -144,14 +210,17 @@ pub fn run(args: &str) -> i32 {
     let word = |key: &str| args.split_ascii_whitespace().find_map(|w| w.strip_prefix(key));
     let calls: u64 = word("exo.fuzz.calls=").and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let seed: u64 = word("exo.fuzz.seed=").and_then(|v| v.parse().ok()).unwrap_or(0x5eed);
-    println!("fuzz: {calls} calls, seed {seed}, {WORKERS} environments at a time");
+    let every: u64 = word("exo.fuzz.check=").and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    println!("fuzz: {calls} calls, seed {seed}, {WORKERS} environments at a time, oracle every {every}");
+    let mut oracle = Oracle::new(1 << 15);
+    let mut next_check = every;
     let va = vm::alloc_va(1);
     let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return 1 };
     if vm::map(va, Pte::user_page(pa, RW).0 | SHARED).is_err() {
         return 1;
     }
     // SAFETY: `va` is a shared read-write page for the rest of the run.
-    let counters = unsafe { &*(va as *const [AtomicU64; WORKERS]) };
+    let counters = unsafe { &*(va as *const [AtomicU64; 512]) };
     let mut rng = Rng::from_state(seed | 1);
     let mut workers = [(EnvId(0), 0u64, 0u64); WORKERS]; // (id, last count, last progress ms)
     let (mut started, mut done) = (0u64, 0u64);
@@ -176,7 +245,7 @@ pub fn run(args: &str) -> i32 {
             counters[i].store(0, Relaxed);
             let worker_seed = rng.next_u64();
             match process::fork_with_quota(WORKER_QUOTA) {
-                Ok(Fork::Child) => worker(worker_seed, &counters[i]),
+                Ok(Fork::Child) => worker(worker_seed, i, counters),
                 Ok(Fork::Parent(id)) => *w = (id, 0, now_ms()),
                 Err(e) => {
                     println!("fuzz: fork failed: {e:?}");
@@ -185,7 +254,20 @@ pub fn run(args: &str) -> i32 {
             }
             started += 1;
         }
+        let progress = done + counters[..WORKERS].iter().map(|c| c.load(Relaxed)).sum::<u64>();
+        if progress >= next_check {
+            next_check = progress + every;
+            if let Err(why) = isolation(counters, &mut workers, &mut oracle) {
+                println!("fuzz: ISOLATION BROKEN after {progress} calls: {why}");
+                return 1;
+            }
+            println!("fuzz: {progress} calls, oracle pass {} clean", oracle.passes);
+        }
         sys::yield_now();
+    }
+    if let Err(why) = isolation(counters, &mut workers, &mut oracle) {
+        println!("fuzz: ISOLATION BROKEN at the end: {why}");
+        return 1;
     }
     for (i, w) in workers.iter().enumerate() {
         done += counters[i].load(Relaxed);
@@ -194,8 +276,38 @@ pub fn run(args: &str) -> i32 {
     process::reclaim();
     let verdict = crate::runner::audit();
     println!(
-        "fuzz: {done} calls from {started} environments; frame table {}",
+        "fuzz: {done} calls from {started} environments; {} oracle passes; frame table {}",
+        oracle.passes,
         verdict.map_or("UNBALANCED", |_| "balanced")
     );
     verdict.is_err() as i32
+}
+
+/// Parks every worker (one that does not park in time is destroyed), runs the oracle over
+/// all of them, and lets them go on.
+fn isolation(
+    ctl: &[AtomicU64; 512],
+    workers: &mut [(EnvId, u64, u64); WORKERS],
+    oracle: &mut Oracle,
+) -> Result<(), &'static str> {
+    ctl[PAUSE].store(1, Relaxed);
+    let deadline = now_ms() + STALL_MS;
+    for (i, w) in workers.iter().enumerate() {
+        let running = || vm::env_info(w.0).is_some_and(|e| e.id == w.0 .0 && e.state == env_state::RUNNABLE);
+        while running() && ctl[PAUSED + i].load(Relaxed) == 0 && now_ms() < deadline {
+            sys::yield_now();
+        }
+        if running() && ctl[PAUSED + i].load(Relaxed) == 0 {
+            let _ = sys::env_destroy(w.0); // replaced by the main loop
+        }
+    }
+    let verdict = match ctl[BROKEN].load(Relaxed) {
+        0 => oracle.check().map(drop),
+        _ => Err("a worker gave a frame to its parent"),
+    };
+    ctl[PAUSE].store(0, Relaxed);
+    for w in workers.iter_mut() {
+        w.2 = now_ms(); // parked time is not a stall
+    }
+    verdict
 }

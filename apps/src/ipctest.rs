@@ -259,8 +259,7 @@ fn use_grant(c: &Call) -> [u64; 4] {
 fn grants() -> Result<(), &'static str> {
     setup_shared();
     let s = server(use_grant)?;
-    // The client is the server's sibling, so only the grant lets the server map its frame
-    // (a parent's frames would be mappable by its children anyway).
+    // The client is the server's sibling, so only the grant lets the server map its frame.
     let client = match process::fork().map_err(|_| "fork")? {
         Fork::Child => sys::exit(grant_client(s)),
         Fork::Parent(c) => c,

@@ -44,7 +44,7 @@ pub const TESTS: &[Test] = &[
 
 /// Runs every test whose name contains `filter`; returns the number that failed.
 pub fn run(filter: &str) -> usize {
-    crate::runner::run_suite("ktest", TESTS, filter, |test| test())
+    crate::runner::run_suite("ktest", TESTS, filter, |test| test()) + crate::hostile::run(filter)
 }
 
 fn free_frames() -> u32 {
@@ -501,9 +501,9 @@ fn pressure(hook: Option<exo_libos::upcall::Hook>) -> Result<(EnvId, bool), &'st
         hog(list, &flag)
     });
     check(wait_for(20_000, || flag.get(0) == 1), "hog never filled memory")?;
-    // Memory is full: asking starts a revocation; keep asking (in virtual time, well past
-    // the deadline) until a frame comes back.
-    let first = sys::frame_alloc(EnvId::SELF, None);
+    // Memory is full: the hog's own failed request asked the biggest holder — the hog —
+    // for frames back; keep asking (in virtual time, well past the deadline) until one
+    // comes back.
     let got = core::cell::Cell::new(None);
     wait_for(2000, || {
         got.set(sys::frame_alloc(EnvId::SELF, None).ok());
@@ -512,7 +512,6 @@ fn pressure(hook: Option<exo_libos::upcall::Hook>) -> Result<(EnvId, bool), &'st
     if let Some(pa) = got.get() {
         let _ = sys::frame_free(EnvId::SELF, pa);
     }
-    check(first == Err(Error::NoMemory), "memory was not full")?;
     let ok = got.get().is_some();
     let info = vm::env_info(hogger).ok_or("env info")?;
     let _ = sys::env_destroy(hogger);

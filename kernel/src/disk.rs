@@ -15,7 +15,7 @@ use exo_format::mbr;
 use exo_bsp::{BlockDevice, BlockError};
 
 use crate::cell::Global;
-use crate::env::Kernel;
+use crate::env::{Kernel, MAX_ENVS};
 use crate::uaccess;
 
 static DISK: Global<Option<Disk>> = Global::new(None);
@@ -114,8 +114,12 @@ impl Kernel {
         })
     }
 
+    /// `SectorFlush`: only for a holder of some binding with the write right.
     pub fn sector_flush(&mut self) -> Result<u64, Error> {
         self.disk_sectors()?;
+        if !self.envs[self.current].sectors.iter().any(|b| b.count != 0 && b.rights & SECTOR_WRITE != 0) {
+            return Err(Error::Denied);
+        }
         DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.flush().map(|_| 0).map_err(io_error))
     }
 
@@ -137,7 +141,8 @@ impl Kernel {
     }
 
     /// `SectorRevoke`: removes a binding of exactly this extent from the caller or a
-    /// descendant.
+    /// descendant, and from every descendant of that one whatever part of the extent its
+    /// remaining bindings no longer cover (so what was granted onward goes too).
     pub fn sector_revoke(&mut self, env: EnvId, start: u64, count: u64) -> Result<u64, Error> {
         let t = self.target(env)?;
         let b = self.envs[t]
@@ -145,6 +150,19 @@ impl Kernel {
             .iter_mut()
             .find(|b| b.count != 0 && b.start == start && b.count as u64 == count);
         *b.ok_or(Error::NotFound)? = SectorBinding::default();
+        let kept = self.envs[t].sectors;
+        for d in 0..MAX_ENVS {
+            if d == t || !crate::env::is_ancestor_or_self(&self.envs, t, d) {
+                continue;
+            }
+            for b in self.envs[d].sectors.iter_mut() {
+                let overlaps = b.count != 0 && b.start < start + count && start < b.start + b.count as u64;
+                if overlaps && !kept.iter().any(|k| k.covers(b.start, b.count as u64, b.rights)) {
+                    *b = SectorBinding::default();
+                }
+            }
+            self.publish(d);
+        }
         self.publish(t);
         Ok(0)
     }

@@ -7,7 +7,7 @@
 //! descendants, never on anything else, and a child dies with its parent.
 
 use exo_abi::{
-    EnvId, EnvInfo, EnvState, Error, KernelInfo, SectorBinding, PCT_GRANTS, PCT_RIGHTS, REPOSSESS_LOG,
+    frame, EnvId, EnvInfo, EnvState, Error, KernelInfo, SectorBinding, PCT_GRANTS, PCT_RIGHTS, REPOSSESS_LOG,
     SECTOR_BINDINGS,
 };
 
@@ -36,8 +36,8 @@ pub enum Wait {
     Call(usize),
 }
 
-/// A frame another environment granted over a call: mappable here while the owner keeps
-/// it (the owner is checked too, so a grant of a frame that changed hands means nothing).
+/// A frame another environment granted over a call: mappable here while the frame keeps
+/// its `GRANTED` flag, which it loses when it changes hands (see `pct::enter`).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct Grant {
     pub pa: u64,
@@ -80,6 +80,9 @@ pub struct Env {
     pub held: u32,
     pub subtree: u32,
     pub quota: u32,
+    /// Slots its descendants hold (zombies included), and how many they may hold at once.
+    pub kin: u32,
+    pub kin_quota: u32,
     pub exit_status: i32,
     pub wait: Wait,
     pub revoke_wanted: u32,
@@ -115,6 +118,8 @@ impl Env {
         held: 0,
         subtree: 0,
         quota: 0,
+        kin: 0,
+        kin_quota: 0,
         exit_status: 0,
         wait: Wait::None,
         revoke_wanted: 0,
@@ -151,15 +156,32 @@ pub fn is_ancestor_or_self(envs: &[Env], a: usize, mut b: usize) -> bool {
     false
 }
 
-/// Whether data frame `pa`, owned by `owner`, may be mapped in `slot`'s space (writable
-/// if `write`): it must be `slot`'s own or an ancestor's (an ancestor outlives its
-/// descendants), or granted to `slot` by its owner over a call.
-pub fn may_map(envs: &[Env], slot: usize) -> impl Fn(u32, u64, bool) -> bool + '_ {
-    move |owner, pa, write| {
+/// The sharing rule: whether data frame `pa` — owned by `owner`, with frame-table `flags`
+/// — may be mapped in `slot`'s space (writable if `write`) by `actor`, and if so the
+/// frame's new flags. Allowed: `slot`'s own frames; an ancestor's frame the ancestor
+/// shared with its descendants at least that widely, which it does by mapping the frame
+/// into a descendant itself (an ancestor outlives its descendants); a frame granted to
+/// `slot` over a call since it last changed hands. Kinship alone grants nothing.
+pub fn may_map(envs: &[Env], slot: usize, actor: usize) -> impl Fn(u32, u64, bool, u8) -> Option<u8> + '_ {
+    move |owner, pa, write, flags| {
         let o = EnvId(owner);
+        if o == envs[slot].id {
+            return Some(flags); // its own: the common case, decided first
+        }
         let family =
             envs.get(o.slot()).is_some_and(|e| e.id == o) && is_ancestor_or_self(envs, o.slot(), slot);
-        family || envs[slot].grants.iter().any(|g| g.pa == pa && g.owner == o && (g.write || !write))
+        let shared = if write { frame::SHARED_RW } else { frame::SHARED_RW | frame::SHARED_RO };
+        let granted = || {
+            flags & frame::GRANTED != 0
+                && envs[slot].grants.iter().any(|g| g.pa == pa && g.owner == o && (g.write || !write))
+        };
+        if family && flags & shared != 0 || granted() {
+            Some(flags)
+        } else if family && envs.get(actor).is_some_and(|a| a.id == o) {
+            Some(flags | if write { frame::SHARED_RW } else { frame::SHARED_RO })
+        } else {
+            None
+        }
     }
 }
 
@@ -245,10 +267,10 @@ impl Kernel {
 
     /// `slot`'s address space, for one operation, and the rule for which data frames may
     /// appear in it.
-    pub fn space(&mut self, slot: usize) -> (Space<'_>, impl Fn(u32, u64, bool) -> bool + '_) {
+    pub fn space(&mut self, slot: usize) -> (Space<'_>, impl Fn(u32, u64, bool, u8) -> Option<u8> + '_) {
         let e = &self.envs[slot];
         let space = Space { env: e.id, root: e.root, asid: Env::asid(slot), ft: &mut self.ft };
-        (space, may_map(&self.envs, slot))
+        (space, may_map(&self.envs, slot, self.current))
     }
 
     /// Counts a frame newly held by `slot` against its quota and every ancestor's.
@@ -288,15 +310,50 @@ impl Kernel {
         self.publish_frames(slot);
     }
 
-    /// A new blank environment, child of `parent` (or of no one, for init).
-    pub fn create(&mut self, parent: usize, quota: u32) -> Result<usize, Error> {
+    /// A new blank environment, child of `parent` (or of no one, for init). It takes a slot
+    /// from `parent`'s and every ancestor's slot quota, and may itself have `kin` descendants
+    /// at once (0: half of what `parent` has left, so no child can take every slot).
+    pub fn create(&mut self, parent: usize, quota: u32, kin: u32) -> Result<usize, Error> {
         let slot = self.envs.iter().position(|e| e.state == EnvState::Free).ok_or(Error::NoSlot)?;
+        let mut left = MAX_ENVS as u32;
+        let mut a = parent;
+        while a != NONE {
+            left = left.min(self.envs[a].kin_quota.saturating_sub(self.envs[a].kin));
+            a = self.envs[a].parent;
+        }
+        if left == 0 || kin >= left {
+            return Err(Error::NoSlot);
+        }
+        self.kin(parent, 1);
+        let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
         let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
-        self.envs[slot] = Env { generation, parent, quota, ..Env::EMPTY };
-        self.envs[slot].id = EnvId((generation << 12) | slot as u32);
+        self.envs[slot] = Env { generation, parent, quota, kin_quota, ..Env::EMPTY };
+        let id = EnvId((generation << 12) | slot as u32);
+        // Ids wrap after 2^20 uses of a slot: no right left from before may name this one.
+        self.envs
+            .iter_mut()
+            .flat_map(|e| e.pct_rights.iter_mut())
+            .filter(|r| **r == id)
+            .for_each(|r| *r = EnvId(0));
+        self.envs[slot].id = id;
         self.envs[slot].state = EnvState::Blank;
         self.publish(slot);
         Ok(slot)
+    }
+
+    /// Counts `n` slots taken (or, negative, given back) by descendants of `from` upwards.
+    fn kin(&mut self, mut from: usize, n: i32) {
+        while from != NONE {
+            self.envs[from].kin = self.envs[from].kin.wrapping_add_signed(n);
+            from = self.envs[from].parent;
+        }
+    }
+
+    /// Frees a zombie's (or an orphaned environment's) slot.
+    pub fn release(&mut self, slot: usize) {
+        self.envs[slot].state = EnvState::Free;
+        self.kin(self.envs[slot].parent, -1);
+        self.publish(slot);
     }
 
     /// Tears `slot` and all its descendants down: every mapping removed, every frame and
@@ -308,8 +365,7 @@ impl Kernel {
                 if self.envs[child].state != EnvState::Zombie {
                     self.destroy(child, status);
                 }
-                self.envs[child].state = EnvState::Free; // its parent is going: no one to tell
-                self.publish(child);
+                self.release(child); // its parent is going: no one to tell
             }
         }
         crate::pct::on_destroy(self, slot);
@@ -317,6 +373,7 @@ impl Kernel {
         self.space(slot).0.unmap_all();
         if root != 0 {
             uvm::unlink_tables(&mut self.ft, root, 0);
+            uvm::tlb::invalidate_asid(Env::asid(slot)); // walk caches may name those tables
         }
         let n = self.ft.reclaim(self.envs[slot].id);
         self.uncharge(slot, n);

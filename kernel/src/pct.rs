@@ -8,9 +8,12 @@
 //! carry one frame, granted to the server until the caller takes it back.
 
 use exo_abi::pte::Pte;
-use exo_abi::{EnvId, Error, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT};
+use exo_abi::{
+    frame, EnvId, Error, PCT_GRANTS, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT,
+};
 
 use crate::env::{Ctx, Grant, Kernel, Wait, MAX_ENVS, NONE};
+use crate::mm::frames::FrameTable;
 
 impl Kernel {
     /// `PctAllow` / `PctDisallow`: the granter needs authority over the caller (itself or
@@ -50,12 +53,18 @@ impl Kernel {
         Ok(0)
     }
 
-    /// `PctUngrant`: ends a grant and removes the frame from the grantee's tables.
+    /// `PctUngrant`: ends a grant and removes the frame from the grantee's tables — not
+    /// while the grantee may still be using it for the granter's call.
     pub fn pct_ungrant(&mut self, target: EnvId, pa: u64) -> Result<u64, Error> {
         let t = self.slot(target)?;
         let me = self.envs[self.current].id;
-        let g = self.envs[t].grants.iter().position(|g| g.pa == pa && g.owner == me && pa != 0);
-        self.envs[t].grants[g.ok_or(Error::NotFound)?] = Grant::default();
+        let ft = &self.ft;
+        let g = self.envs[t].grants.iter().position(|g| g.pa == pa && g.owner == me && live(ft, g));
+        let g = g.ok_or(Error::NotFound)?;
+        if self.envs[t].active == Ctx::Call && self.envs[t].pct_caller.1 == me {
+            return Err(Error::Busy);
+        }
+        self.envs[t].grants[g] = Grant::default();
         unmap_frame(self, t, pa);
         Ok(0)
     }
@@ -119,8 +128,22 @@ impl Kernel {
         let frame = opts & !0xfff;
         if frame != 0 {
             let g = Grant { pa: frame, owner: self.envs[cur].id, write: opts & PCT_GRANT_RW != 0 };
-            let grants = &mut self.envs[t].grants;
-            match grants.iter().position(|h| h.pa == frame).or_else(|| grants.iter().position(|h| h.pa == 0))
+            if let Some(f) = self.ft.get_mut(frame).ok().filter(|f| f.flags & frame::GRANTED == 0) {
+                // First grant since the frame changed hands: grants from before are void.
+                f.flags |= frame::GRANTED;
+                self.envs
+                    .iter_mut()
+                    .flat_map(|e| e.grants.iter_mut())
+                    .filter(|h| h.pa == frame)
+                    .for_each(|h| *h = Grant::default());
+            }
+            // Each caller may hold a quarter of a server's grant slots, so that no one
+            // caller can take them all (a grant of the same frame is renewed in place).
+            let (ft, grants) = (&self.ft, &mut self.envs[t].grants);
+            let theirs = grants.iter().filter(|h| h.owner == g.owner && h.pa != frame && live(ft, h)).count();
+            let slot = grants.iter().position(|h| h.pa == frame);
+            match slot
+                .or_else(|| grants.iter().position(|h| !live(ft, h)).filter(|_| theirs < PCT_GRANTS / 4))
             {
                 Some(i) => grants[i] = g,
                 None => {
@@ -233,6 +256,13 @@ pub fn on_destroy(k: &mut Kernel, slot: usize) {
     }
     k.envs[slot].grants = [Grant::default(); exo_abi::PCT_GRANTS];
     k.envs[slot].pct_caller = (NONE, EnvId(0));
+}
+
+/// Whether grant `g` stands: its frame has not changed hands since it was made.
+fn live(ft: &FrameTable, g: &Grant) -> bool {
+    let f = ft.get(g.pa);
+    g.pa != 0
+        && f.is_ok_and(|f| f.kind == frame::DATA && f.owner == g.owner.0 && f.flags & frame::GRANTED != 0)
 }
 
 /// Removes every mapping of frame `pa` from `slot`'s tables.

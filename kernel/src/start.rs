@@ -112,7 +112,7 @@ pub fn load_init(k: &mut Kernel) -> bool {
 
 fn load(k: &mut Kernel, file: &[u8]) -> Result<usize, &'static str> {
     let elf = Elf::parse(file).map_err(|_| "malformed ELF")?;
-    let slot = k.create(NONE, 0).map_err(|_| "no environment slot")?;
+    let slot = k.create(NONE, 0, MAX_ENVS as u32 - 1).map_err(|_| "no environment slot")?;
     let root = new_frame(k, slot)?;
     let id = k.envs[slot].id;
     k.ft.bind_table(id, root, 0).map_err(|_| "bind root")?;

@@ -62,8 +62,9 @@ fast!(console_write, |k, ptr, len, _c, _d, _e| {
     if len > 64 * 1024 {
         return Err(Error::Invalid);
     }
-    let root = k.envs[k.current].root;
-    uaccess::with_user(root, ptr, len, false, |bytes| console::write_raw(bytes)).map(|_| len)
+    // A polled transmit with interrupts masked: a little at a time (a few ms at 115200 baud).
+    let (root, n) = (k.envs[k.current].root, len.min(exo_abi::CONSOLE_CHUNK));
+    uaccess::with_user(root, ptr, n, false, |bytes| console::write_raw(bytes)).map(|_| n)
 });
 fast!(frame_alloc, |k, env, pa, _c, _d, _e| k.frame_alloc(env_arg(env)?, pa));
 fast!(frame_free, |k, env, pa, _c, _d, _e| {
@@ -76,9 +77,8 @@ fast!(frame_free, |k, env, pa, _c, _d, _e| {
 });
 fast!(frame_give, |k, pa, to, _c, _d, _e| {
     let (cur, t) = (k.current, k.slot(env_arg(to)?)?);
-    let down = t != cur && crate::env::is_ancestor_or_self(&k.envs, cur, t);
-    if !down && k.envs[cur].parent != t {
-        return Err(Error::Denied);
+    if t == cur || !crate::env::is_ancestor_or_self(&k.envs, cur, t) {
+        return Err(Error::Denied); // down only: up or sideways would escape the quota
     }
     k.ft.check_unmapped_data(k.envs[cur].id, pa)?;
     k.charge(t)?;
@@ -134,9 +134,9 @@ fast!(table_get, |k, env, va, level, _d, _e| {
     let t = k.target(env_arg(env)?)?;
     k.space(t).0.get(va, level.min(4) as u32).map(|p| p.0)
 });
-fast!(env_create, |k, quota, _b, _c, _d, _e| {
+fast!(env_create, |k, quota, kin, _c, _d, _e| {
     let quota = u32::try_from(quota).map_err(|_| Error::Invalid)?;
-    k.create(k.current, quota).map(|s| k.envs[s].id.0 as u64)
+    k.create(k.current, quota, u32::try_from(kin).map_err(|_| Error::Invalid)?).map(|s| k.envs[s].id.0 as u64)
 });
 fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
     let t = k.child(env_arg(env)?)?;
@@ -342,7 +342,11 @@ impl Kernel {
     fn wait(&mut self, cur: usize, child: u64) -> Step {
         let id = env_arg(child)?;
         let s = id.slot();
-        let e = self.envs.get(s).filter(|e| e.id == id && e.parent == cur).ok_or(Error::NotFound)?;
+        let e = self
+            .envs
+            .get(s)
+            .filter(|e| e.id == id && e.parent == cur && e.state != EnvState::Free)
+            .ok_or(Error::NotFound)?;
         if e.state == EnvState::Zombie {
             let status = e.exit_status;
             self.reap(s);
@@ -355,8 +359,7 @@ impl Kernel {
     /// Frees a zombie's slot.
     fn reap(&mut self, slot: usize) {
         if self.envs[slot].state == EnvState::Zombie {
-            self.envs[slot].state = EnvState::Free;
-            self.publish(slot);
+            self.release(slot);
         }
     }
 }

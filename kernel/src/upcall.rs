@@ -89,15 +89,17 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
     k.destroy(slot, exo_abi::killed_status(kind));
 }
 
-/// Memory ran out for `asker`: ask the environment holding the most frames (other than
-/// the asker and its ancestors) to give some back. The kernel's only policy here is whom
-/// to ask; which frames go back is the libOS's choice until the deadline passes.
+/// Memory ran out for `asker`: ask the environment holding the most frames — the asker
+/// included, its ancestors not — to give some back, unless that one is already asked. So a
+/// hog that took everything is asked itself, and loses frames, rather than its victims.
+/// The kernel's only policy here is whom to ask; which frames go back is the libOS's
+/// choice until the deadline passes.
 pub fn request_revocation(k: &mut Kernel, asker: usize) {
     let victim = (0..MAX_ENVS)
         .filter(|&s| matches!(k.envs[s].state, EnvState::Runnable | EnvState::Blocked | EnvState::Blank))
-        .filter(|&s| !crate::env::is_ancestor_or_self(&k.envs, s, asker) && k.envs[s].revoke_wanted == 0)
+        .filter(|&s| s == asker || !crate::env::is_ancestor_or_self(&k.envs, s, asker))
         .max_by_key(|&s| k.envs[s].held)
-        .filter(|&s| k.envs[s].held > 0);
+        .filter(|&s| k.envs[s].held > 0 && k.envs[s].revoke_wanted == 0);
     let Some(v) = victim else { return };
     let e = &mut k.envs[v];
     e.revoke_wanted = REVOKE_BATCH.min(e.held);

@@ -70,8 +70,14 @@ fn c4(n: Sys, a: u64, b: u64, c: u64, d: u64) -> Result<u64, Error> {
 pub fn nop() -> Result<u64, Error> {
     c0(Sys::Nop)
 }
+/// Writes all of `bytes` (the kernel takes a few at a time).
 pub fn console_write(bytes: &[u8]) -> Result<u64, Error> {
-    c2(Sys::ConsoleWrite, bytes.as_ptr() as u64, bytes.len() as u64)
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = c2(Sys::ConsoleWrite, rest.as_ptr() as u64, rest.len() as u64)?;
+        rest = &rest[(n as usize).min(rest.len())..];
+    }
+    Ok(bytes.len() as u64)
 }
 /// `pa`: a particular frame, or `None` for any free one.
 pub fn frame_alloc(env: EnvId, pa: Option<u64>) -> Result<u64, Error> {

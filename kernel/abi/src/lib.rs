@@ -101,7 +101,8 @@ pub const ANY_FRAME: u64 = u64::MAX;
 pub enum Sys {
     /// Does nothing; returns 0. The cost of a round trip.
     Nop = 0,
-    /// `(ptr, len) -> len`: writes bytes to the debug console. `Fault` if the buffer is not
+    /// `(ptr, len) -> written`: writes the first [`CONSOLE_CHUNK`] bytes at most to the
+    /// debug console (a polled transmit: the caller loops for more). `Fault` if they are not
     /// mapped readable; `Invalid` if `len` > 64 KiB.
     ConsoleWrite = 1,
     /// `(env, pa) -> pa`: allocates frame `pa` (or any free frame, with [`ANY_FRAME`]) as
@@ -110,8 +111,9 @@ pub enum Sys {
     FrameAlloc = 2,
     /// `(env, pa)`: frees a data frame `env` owns. `Busy` while any mapping points at it.
     FrameFree = 3,
-    /// `(pa, to)`: gives a data frame the caller owns to `to` (a descendant, or the caller's
-    /// parent). `Busy` while mapped; `Quota` if `to` is full.
+    /// `(pa, to)`: gives a data frame the caller owns to `to`, a strict descendant
+    /// (`Denied` for anyone else: memory never flows up or sideways, where it would escape
+    /// the giver's quota). `Busy` while mapped; `Quota` if `to` is full.
     FrameGive = 4,
     /// `(env, pa, level)`: makes `env`'s unmapped data frame `pa` a translation table at
     /// `level` (0..=3), zeroed. Level 0 becomes `env`'s root (TTBR0); `Busy` if it has one.
@@ -122,17 +124,21 @@ pub enum Sys {
     /// must be reachable from the root (`NotFound` otherwise). A zero `pte` clears it.
     /// At levels 0–2 a valid entry must be a table descriptor naming an unlinked table of
     /// `env` at `level + 1`; at level 3 a page descriptor with only the bits
-    /// [`pte::USER_ALLOWED`] permits, pointing at a data frame owned by `env` or one of its
-    /// ancestors, or read-only at a public kernel frame or one of `env`'s tables. Writable
-    /// and executable together is `Denied`. Clearing a table entry needs that table empty.
+    /// [`pte::USER_ALLOWED`] permits, pointing at a data frame `env` may map (its own; an
+    /// ancestor's that the ancestor shared at least that widely — the caller shares its own
+    /// frame by mapping it into a descendant; one granted to `env` over a call), or
+    /// read-only at a public kernel frame or one of `env`'s tables. `Denied` otherwise, and
+    /// for writable and executable together. Clearing a table entry needs that table empty.
     TableSet = 7,
     /// `(env, ptr, count) -> done`: applies `count` [`TableOp`]s from memory in order;
     /// returns how many succeeded, or the first one's error if none did.
     TableSetBatch = 8,
     /// `(env, va, level) -> pte`: reads the entry for `va` at `level`.
     TableGet = 9,
-    /// `(quota) -> env`: creates a blank child (no address space, not runnable) that may
-    /// own at most `quota` frames (0: no limit beyond the caller's own).
+    /// `(quota, kin) -> env`: creates a blank child (no address space, not runnable) that
+    /// may own at most `quota` frames (0: no limit beyond the caller's own) and have at
+    /// most `kin` descendants at once (0: half the slots the caller has left). The child's
+    /// slot counts against the caller's and every ancestor's `kin`; `NoSlot` past any.
     EnvCreate = 10,
     /// `(env, pc, sp, arg0, arg1)`: sets a blank or stopped child's entry registers.
     EnvSetEntry = 11,
@@ -174,7 +180,8 @@ pub enum Sys {
     /// `(sector, count, buf) -> count`: writes, likewise (buffer mapped readable, the write
     /// right). Complete when it returns; see `docs/storage.md` for durability.
     SectorWrite = 18,
-    /// Returns once every completed write is durable on the device.
+    /// Returns once every completed write is durable on the device. `Denied` unless the
+    /// caller holds a binding with the write right.
     SectorFlush = 19,
     /// `(env, sector, count, rights)`: binds an extent to a descendant. The caller must
     /// hold one binding covering the extent with at least `rights`; `NoSlot` if the
@@ -194,7 +201,9 @@ pub enum Sys {
     /// `entry` on `stack_top` (see [`Sys::PctCall`]). Entry 0 stops accepting.
     PctRegister = 24,
     /// `(target, frame)`: ends a frame grant the caller made to `target`, removing every
-    /// mapping of the frame in `target`'s tables; `NotFound` if there is no such grant.
+    /// mapping of the frame in `target`'s tables; `NotFound` if there is no such grant (a
+    /// grant dies when its frame changes hands); `Busy` while `target` is still serving a
+    /// call from the caller (a call that timed out included).
     PctUngrant = 25,
     /// `()`: parks the caller's own context for good and makes it available for calls
     /// (it must have registered an entry). Returns only with an error.
@@ -214,6 +223,8 @@ pub enum Sys {
     PctReply = 41,
 }
 
+/// Most bytes one [`Sys::ConsoleWrite`] sends.
+pub const CONSOLE_CHUNK: u64 = 64;
 /// Calls an environment may be allowed to make (distinct targets).
 pub const PCT_RIGHTS: usize = 8;
 /// Frames granted to an environment at once.
@@ -320,6 +331,14 @@ pub mod frame {
     pub const ABSENT: u8 = 5;
     /// [`super::FrameEntry::flags`]: the table is linked into its owner's tree.
     pub const LINKED: u8 = 1;
+    /// Data-frame flags, all cleared whenever the frame changes hands (freed, given, bound
+    /// as a table). The owner shared it with its descendants read-only, or read-write, by
+    /// mapping it into a descendant's tables itself (see `docs/memory-model.md`).
+    pub const SHARED_RO: u8 = 2;
+    pub const SHARED_RW: u8 = 4;
+    /// The owner granted it over a call since it last changed hands (call grants made
+    /// before that are void).
+    pub const GRANTED: u8 = 8;
 }
 
 /// One frame's entry in the public frame table (readable by mapping its frames).
@@ -333,7 +352,8 @@ pub struct FrameEntry {
     pub level: u8,
     pub flags: u8,
     pub _pad: u8,
-    /// Page entries, in any environment's tables, that map this frame.
+    /// Page entries, in any environment's tables, that map this frame (not counted for
+    /// public frames, which never change hands).
     pub maps: u16,
     /// For tables: valid entries inside it.
     pub entries: u16,

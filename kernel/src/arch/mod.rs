@@ -63,18 +63,20 @@ pub fn set_user_table(root: u64, asid: u16) {
     barrier::isb(barrier::SY);
 }
 
-/// What EL0 may do without trapping: read the virtual counter and the PMU counters, zero
-/// cache lines (`dc zva`), read CTR_EL0; unaligned stack pointers and wfi/wfe do trap. The
-/// PMU cycle counter runs (under QEMU's `-icount` it counts instructions), for benchmarks.
+/// What EL0 may do without trapping: read the virtual counter and the PMU cycle counter,
+/// zero cache lines (`dc zva`), read CTR_EL0; unaligned stack pointers and wfi/wfe do trap.
+/// The cycle counter runs (under QEMU's `-icount` it counts instructions), for benchmarks;
+/// EL0 may only read it — not reset, stop or reprogram it, nor touch the event counters —
+/// so no environment can disturb another's measurements (it tells no more than CNTVCT).
 pub fn configure_el0() {
     use SCTLR_EL1::{DZE, SA, SA0, UCT};
     SCTLR_EL1.modify(SA::Enable + SA0::Enable + DZE::DontTrap + UCT::DontTrap);
     CNTKCTL_EL1.write(CNTKCTL_EL1::EL0PCTEN::TrappedNone + CNTKCTL_EL1::EL0VCTEN::TrappedNone);
     // SAFETY: the PMU registers (which `aarch64-cpu` does not describe) only let EL0 read the
-    // counters and start the cycle counter; none exposes kernel state.
+    // cycle counter, which the kernel starts; none exposes kernel state.
     unsafe {
         asm!(
-            "mov {t}, #0xd",        // PMUSERENR_EL0: EN | CR | ER
+            "mov {t}, #4",          // PMUSERENR_EL0: CR (read the cycle counter) only
             "msr pmuserenr_el0, {t}",
             "mov {t}, #5",          // PMCR_EL0: E | C (cycle counter on, from zero)
             "msr pmcr_el0, {t}",
@@ -98,10 +100,13 @@ pub fn start_user(frame: *mut trap::TrapFrame) -> ! {
 }
 
 /// Zeroes the 4 KiB page at kernel address `va` with `dc zva`, 64 bytes per instruction
-/// (the block size of every ARMv8-A core exo runs on; checked at boot by `check_dc_zva`).
+/// (the block size of every ARMv8-A core exo runs on; checked at boot by `check_dc_zva`),
+/// then cleans it to the point of coherency: the new owner may map it non-cacheable, and
+/// must then read the zeros, not an earlier owner's data still in memory.
 pub fn zero_page(va: u64) {
     // SAFETY: the caller passes a page-aligned kernel mapping of a frame it owns; `dc zva`
-    // writes zeros to exactly the 64-byte blocks named, 64 of them here.
+    // writes zeros to exactly the 64-byte blocks named, 64 of them here, and `dc cvac` only
+    // writes those same lines back to memory.
     unsafe {
         asm!(
             "2: dc zva, {p}",
@@ -114,6 +119,18 @@ pub fn zero_page(va: u64) {
             "add {p}, {p}, #64",
             "cmp {p}, {end}",
             "b.lo 2b",
+            "sub {p}, {p}, #4096",
+            "3: dc cvac, {p}",
+            "add {p}, {p}, #64",
+            "dc cvac, {p}",
+            "add {p}, {p}, #64",
+            "dc cvac, {p}",
+            "add {p}, {p}, #64",
+            "dc cvac, {p}",
+            "add {p}, {p}, #64",
+            "cmp {p}, {end}",
+            "b.lo 3b",
+            "dsb ish",
             p = inout(reg) va => _,
             end = in(reg) va + 4096,
             options(nostack),

@@ -80,6 +80,13 @@ impl FrameTable {
         Ok(e)
     }
 
+    /// One page entry fewer points at `pa` (public frames are not counted).
+    pub fn uncount(&mut self, pa: u64) {
+        if let Some(e) = self.get_mut(pa).ok().filter(|e| e.kind != frame::PUBLIC) {
+            e.maps -= 1;
+        }
+    }
+
     /// Boot only: marks `[pa, pa + len)` as `kind` (FREE puts the frames on the free list).
     pub fn set_range(&mut self, pa: u64, len: u64, kind: u8) {
         let first = pa >> PAGE_SHIFT;
@@ -170,10 +177,11 @@ impl FrameTable {
         Ok(())
     }
 
-    /// Hands `from`'s unmapped data frame to `to`.
+    /// Hands `from`'s unmapped data frame to `to`. Its shares and grants end (so do they
+    /// whenever a frame changes hands: `push` and `bind_table` clear the flags too).
     pub fn give(&mut self, from: EnvId, pa: u64, to: EnvId) -> Result<(), Error> {
         let i = self.check_unmapped_data(from, pa)?;
-        self.entries[i].owner = to.0;
+        (self.entries[i].owner, self.entries[i].flags) = (to.0, 0);
         Ok(())
     }
 
@@ -184,8 +192,7 @@ impl FrameTable {
         }
         let i = self.check_unmapped_data(owner, pa)?;
         let e = &mut self.entries[i];
-        e.kind = frame::TABLE;
-        e.level = level;
+        (e.kind, e.level, e.flags) = (frame::TABLE, level, 0);
         Ok(())
     }
 
@@ -230,89 +237,5 @@ impl FrameTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table(frames: usize) -> FrameTable {
-        let entries = Box::leak(vec![FrameEntry::default(); frames].into_boxed_slice());
-        let mut t = FrameTable::new(entries, 0x4000_0000);
-        t.set_range(0x4000_0000, frames as u64 * 4096, frame::FREE);
-        t.set_range(0x4000_0000, 2 * 4096, frame::KERNEL);
-        t
-    }
-
-    const A: EnvId = EnvId(0x1001);
-    const B: EnvId = EnvId(0x1002);
-
-    #[test]
-    fn specific_and_any_allocation() {
-        let mut t = table(16);
-        assert_eq!(t.free_count(), 14);
-        assert_eq!(t.alloc(A, Some(0x4000_5000)), Ok(0x4000_5000));
-        assert_eq!(t.alloc(B, Some(0x4000_5000)), Err(Error::Busy));
-        assert_eq!(t.alloc(B, Some(0x4000_0000)), Err(Error::Busy)); // kernel
-        assert_eq!(t.alloc(B, Some(0x5000_0000)), Err(Error::NotFound));
-        assert_eq!(t.alloc(B, Some(0x4000_5004)), Err(Error::Invalid));
-        let mut got = vec![];
-        while let Ok(pa) = t.alloc(B, None) {
-            got.push(pa);
-        }
-        assert_eq!(got.len(), 13);
-        assert!(!got.contains(&0x4000_5000) && !got.contains(&0x4000_0000));
-        assert_eq!(t.alloc(A, None), Err(Error::NoMemory));
-        assert_eq!(t.census(), [0, 2, 0, 14, 0]);
-    }
-
-    #[test]
-    fn only_the_owner_frees_and_never_while_mapped() {
-        let mut t = table(8);
-        let pa = t.alloc(A, None).unwrap();
-        assert_eq!(t.free(B, pa), Err(Error::Denied));
-        t.get_mut(pa).unwrap().maps = 1;
-        assert_eq!(t.free(A, pa), Err(Error::Busy));
-        assert_eq!(t.give(A, pa, B), Err(Error::Busy));
-        t.get_mut(pa).unwrap().maps = 0;
-        t.give(A, pa, B).unwrap();
-        assert_eq!(t.free(A, pa), Err(Error::Denied));
-        t.free(B, pa).unwrap();
-        assert_eq!(t.free_count(), 6);
-        assert_eq!(t.free(B, pa), Err(Error::Denied)); // already free
-    }
-
-    #[test]
-    fn tables_bind_and_unbind_only_when_idle() {
-        let mut t = table(8);
-        let pa = t.alloc(A, None).unwrap();
-        assert_eq!(t.bind_table(A, pa, 4), Err(Error::Invalid));
-        assert_eq!(t.bind_table(B, pa, 1), Err(Error::Denied));
-        t.bind_table(A, pa, 1).unwrap();
-        assert_eq!(t.bind_table(A, pa, 1), Err(Error::Busy));
-        assert_eq!(t.free(A, pa), Err(Error::Busy));
-        t.get_mut(pa).unwrap().entries = 1;
-        assert_eq!(t.unbind_table(A, pa), Err(Error::Busy));
-        t.get_mut(pa).unwrap().entries = 0;
-        assert_eq!(t.unbind_table(A, pa), Ok(1));
-        t.free(A, pa).unwrap();
-    }
-
-    #[test]
-    fn reclaim_returns_everything_an_owner_holds() {
-        let mut t = table(32);
-        let before = t.census();
-        for _ in 0..5 {
-            t.alloc(A, None).unwrap();
-        }
-        let tb = t.alloc(A, None).unwrap();
-        t.bind_table(A, tb, 0).unwrap();
-        let b = t.alloc(B, None).unwrap();
-        assert_eq!(t.reclaim(A), 6);
-        t.free(B, b).unwrap();
-        assert_eq!(t.census(), before);
-        // The free list still hands out every free frame exactly once.
-        let mut seen = std::collections::HashSet::new();
-        while let Ok(pa) = t.alloc(A, None) {
-            assert!(seen.insert(pa));
-        }
-        assert_eq!(seen.len(), 30);
-    }
-}
+#[path = "frames_tests.rs"]
+mod tests;

@@ -7,8 +7,9 @@
 //!
 //! 1. Tables form a tree: a level-L table is linked from exactly one level-(L-1) entry of
 //!    the same environment's tree (so no cycles, no sharing, no surprise walks).
-//! 2. A page entry points at a data frame owned by the environment or one of its ancestors
-//!    (which outlive it), or read-only at a public kernel frame or one of its own tables.
+//! 2. A page entry points at a data frame the sharing rule (`env::may_map`) lets the
+//!    environment map with that access, or read-only at a public kernel frame or one of
+//!    its own tables.
 //!    Frames with a mapping cannot be freed, given away or bound as tables.
 //! 3. Page entries carry only the bits `exo_abi::pte::USER_ALLOWED` permits: EL0, normal
 //!    memory, never EL1-executable, never writable and executable at once.
@@ -67,14 +68,14 @@ impl Space<'_> {
     }
 
     /// Sets the entry for `va` at `level` (see the module doc for what is allowed).
-    /// `may_map(owner, pa, write)` says whether data frame `pa` of `owner` may appear in
-    /// this space (writable if `write`).
+    /// `may_map(owner, pa, write, flags)` says whether data frame `pa` of `owner` may
+    /// appear in this space (writable if `write`), and with which frame flags after.
     pub fn set(
         &mut self,
         va: u64,
         level: u32,
         pte: Pte,
-        may_map: impl Fn(u32, u64, bool) -> bool,
+        may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>,
     ) -> Result<(), Error> {
         Self::check_va(va, level)?;
         let t = self.table_at(va, level)?;
@@ -104,8 +105,18 @@ impl Space<'_> {
         let (pa, perm) = pte.check_user_page()?;
         let env = self.env.0;
         let target = self.ft.get_mut(pa)?;
+        let mut flags = target.flags;
         let allowed = match target.kind {
-            frame::DATA => may_map(target.owner, pa, perm.write),
+            frame::DATA => match may_map(target.owner, pa, perm.write, flags) {
+                Some(f) => {
+                    // The owner mapping it writable where nothing else maps it: shares end.
+                    let others = target.maps - (old.is_valid() && old.addr() == pa) as u16;
+                    let alone = target.owner == env && perm.write && others == 0;
+                    flags = if alone { f & !(frame::SHARED_RO | frame::SHARED_RW) } else { f };
+                    true
+                }
+                None => false,
+            },
             frame::PUBLIC => !perm.write && !perm.exec,
             frame::TABLE => target.owner == env && !perm.write && !perm.exec,
             _ => false,
@@ -113,9 +124,16 @@ impl Space<'_> {
         if !allowed {
             return Err(Error::Denied);
         }
-        target.maps = target.maps.checked_add(1).ok_or(Error::Busy)?;
+        // Public frames never change hands, so their mappings are not counted (nor can a
+        // loop of mappings saturate the count for everyone). Others may not take the last
+        // 4096 counts of a frame from its owner.
+        if target.kind != frame::PUBLIC {
+            let cap = if target.owner == env { u16::MAX } else { u16::MAX - 4096 };
+            target.maps = target.maps.checked_add(1).filter(|&m| m <= cap).ok_or(Error::Busy)?;
+        }
+        target.flags = flags;
         if old.is_valid() {
-            self.ft.get_mut(old.addr())?.maps -= 1;
+            self.ft.uncount(old.addr());
             slots(t)[i] = pte.0;
             tlb::invalidate_page(self.asid, va);
         } else {
@@ -138,7 +156,7 @@ impl Space<'_> {
             }
             e.flags &= !frame::LINKED;
         } else {
-            e.maps -= 1;
+            self.ft.uncount(old.addr());
         }
         self.ft.get_mut(t)?.entries -= 1;
         slots(t)[i] = 0;
@@ -163,9 +181,7 @@ impl Space<'_> {
     /// reclaimed). Afterwards no frame anywhere counts a mapping from this space.
     pub fn unmap_all(&mut self) {
         self.for_each_page(|ft, _, e| {
-            if let Ok(f) = ft.get_mut(Pte(*e).addr()) {
-                f.maps -= 1;
-            }
+            ft.uncount(Pte(*e).addr());
             *e = 0;
             true
         });

@@ -34,9 +34,9 @@ fn space(ft: &mut FrameTable, va: u64) -> u64 {
     let l2 = table(ft, A, 2);
     let l3 = table(ft, A, 3);
     let mut s = Space { ft, env: A, root, asid: 1 };
-    s.set(va, 0, Pte::table(l1), |_, _, _| false).unwrap();
-    s.set(va, 1, Pte::table(l2), |_, _, _| false).unwrap();
-    s.set(va, 2, Pte::table(l3), |_, _, _| false).unwrap();
+    s.set(va, 0, Pte::table(l1), |_, _, _, _| None).unwrap();
+    s.set(va, 1, Pte::table(l2), |_, _, _, _| None).unwrap();
+    s.set(va, 2, Pte::table(l3), |_, _, _, _| None).unwrap();
     root
 }
 
@@ -51,7 +51,7 @@ fn map_remap_unmap_keep_counts_exact() {
     let f1 = ft.alloc(A, None).unwrap();
     let f2 = ft.alloc(A, None).unwrap();
     let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
-    let own = |o: u32, _: u64, _: bool| o == A.0;
+    let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     s.set(va, 3, Pte::user_page(f1, RW), own).unwrap();
     assert_eq!(s.get(va, 3).unwrap().addr(), f1);
     s.set(va, 3, Pte::user_page(f2, RW), own).unwrap(); // remap
@@ -77,7 +77,7 @@ fn refuses_frames_that_are_not_the_callers_to_map() {
     let child_frame = ft.alloc(CHILD, None).unwrap();
     let kernel_pa = ft.pa(0); // PUBLIC in this machine
     let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
-    let own = |o: u32, _: u64, _: bool| o == A.0;
+    let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     assert_eq!(s.set(va, 3, Pte::user_page(sibling, RW), own), Err(Error::Denied));
     // A parent may not map its child's frames into itself (only the other way round).
     assert_eq!(s.set(va, 3, Pte::user_page(child_frame, RW), own), Err(Error::Denied));
@@ -101,7 +101,7 @@ fn table_pages_cannot_be_shared_cycled_or_mapped_writable() {
     let va = 0x40_0000;
     let root = space(&mut ft, va);
     let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
-    let own = |o: u32, _: u64, _: bool| o == A.0;
+    let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     let l1 = s.get(va, 0).unwrap().addr();
     let l3 = s.get(va, 2).unwrap().addr();
     // Linking an already-linked table elsewhere (a cycle or a shared subtree) is refused.
@@ -129,10 +129,10 @@ fn children_may_map_ancestor_frames_and_teardown_balances() {
     let shared = ft.alloc(A, None).unwrap();
     let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
     // `may_map` is the kernel's ancestor check; here A's frames may appear in A's space.
-    s.set(va, 3, Pte::user_page(shared, RO), |o, _, _| o == A.0).unwrap();
+    s.set(va, 3, Pte::user_page(shared, RO), |o, _, _, f| (o == A.0).then_some(f)).unwrap();
     for k in 1..10 {
         let f = s.ft.alloc(A, None).unwrap();
-        s.set(va + k * 4096, 3, Pte::user_page(f, RW), |o, _, _| o == A.0).unwrap();
+        s.set(va + k * 4096, 3, Pte::user_page(f, RW), |o, _, _, f| (o == A.0).then_some(f)).unwrap();
     }
     s.unmap_all();
     super::unlink_tables(s.ft, root, 0);

@@ -52,6 +52,10 @@ Commands:
       --board virt|rpi4   Only this board (default: both)
       --filter TEXT       Only benchmarks whose name contains TEXT
       --json FILE         Write the results here instead (the chart goes next to it)
+  fuzz [options]        Long seeded fuzzer runs with the isolation oracle, per board and seed
+      --calls N           Calls per run (default 1000000)
+      --seed S[,S..]      Seeds (default 1,2,4)
+      --board virt|rpi4   Only this board (default: both)
   gdb [--test-image]    Attach gdb-multiarch to a QEMU started with `qemu --gdb`
   symbolize [--test-image] [FILE]
                         Add function names to kernel addresses in a log (stdin by default)
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         "test" => test::cmd_test(rest),
         "gdb" => qemu::cmd_gdb(rest),
         "bench" => bench::cmd_bench(rest),
+        "fuzz" => test::cmd_fuzz(rest),
         "symbolize" => symbols::cmd_symbolize(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

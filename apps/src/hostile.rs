@@ -1,0 +1,396 @@
+//! Hostile EL0 tests: each is one of the attacks in the isolation review (issue 13), tried
+//! the way an ordinary program would try it, and passes only if the kernel refuses it.
+//! They run in the core suite (`exo.test=core`), after `ktest`'s own tests; those that
+//! need a disk run in the disk suite (`exo.test=disk`).
+
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use crate::ipctest::server;
+use crate::runner::{check, run_suite};
+use exo_libos::abi::pte::Pte;
+use exo_libos::abi::{EnvId, Error, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::ipc::Call;
+use exo_libos::process::{self, Fork};
+use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
+use exo_libos::{println, sys};
+
+type Test = (&'static str, fn() -> Result<(), &'static str>);
+
+pub const TESTS: &[Test] = &[
+    ("child_cannot_map_its_parents_frames_or_code_writable", parents_frames),
+    ("child_cannot_escape_its_quota_by_giving_frames_to_its_parent", give_to_parent),
+    ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
+    ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
+    ("mapping_a_public_page_66000_times_locks_no_one_out", map_count_flood),
+    ("child_cannot_take_every_environment_slot", slot_hog),
+    ("one_caller_cannot_fill_a_servers_grant_slots", grant_slot_hog),
+    ("memory_hog_is_made_to_give_back_not_its_victims", hog_loses),
+];
+
+pub fn run(filter: &str) -> usize {
+    run_suite("hostile", TESTS, filter, |test| test())
+}
+
+/// Forks a child that runs `f`; returns its exit status.
+fn in_child(f: impl FnOnce() -> i32) -> Result<i32, &'static str> {
+    match process::fork().map_err(|_| "fork")? {
+        Fork::Child => sys::exit(f()),
+        Fork::Parent(c) => process::wait(c).map_err(|_| "wait"),
+    }
+}
+
+static COW_WORD: AtomicU64 = AtomicU64::new(7);
+
+/// Hole 1: the old family rule let a child map any frame of an ancestor, writable.
+fn parents_frames() -> Result<(), &'static str> {
+    COW_WORD.store(7, SeqCst);
+    let private = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let status = in_child(|| {
+        let va = vm::alloc_va(1);
+        let cow = vm::entry(&COW_WORD as *const _ as u64 & !0xfff);
+        let code = vm::entry(parents_frames as *const () as u64 & !0xfff);
+        let tries = [
+            vm::map_frame(va, private, RW), // never shared at all
+            vm::map_frame(va, private, RO),
+            vm::map_frame(va, Pte(cow).addr(), RW), // shared read-only by fork
+            vm::map_frame(va, Pte(code).addr(), RW), // the parent's code
+        ];
+        let refused = tries.iter().filter(|r| **r == Err(Error::Denied)).count() as i32;
+        // Read-only sharing still works: that is how copy-on-write reaches the child.
+        let read = vm::map_frame(va, Pte(cow).addr(), RO).is_ok() as i32;
+        refused + 10 * read
+    });
+    let _ = sys::frame_free(EnvId::SELF, private); // unless `wait`'s reclaim freed it
+    check(COW_WORD.load(SeqCst) == 7, "the child changed the parent's copy")?;
+    check(status? % 10 == 4, "the child mapped a frame of its parent it was never given")?;
+    check(status? / 10 == 1, "a page shared read-only by fork was not mappable read-only")
+}
+
+/// Hole 2: memory given up the tree escaped the child's quota.
+fn give_to_parent() -> Result<(), &'static str> {
+    let status = in_child(|| {
+        let parent = vm::env_info(vm::me()).map_or(0, |i| i.parent);
+        let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return 1 };
+        let r = sys::frame_give(pa, EnvId(parent));
+        if r.is_ok() {
+            return 2;
+        }
+        (r == Err(Error::Denied)) as i32 * 10
+    })?;
+    check(status != 2, "a child gave a frame to its parent")?;
+    check(status == 10, "giving to the parent failed, but not with Denied")
+}
+
+/// A page the server and this test both write, and a window the server maps into.
+static SHARED_VA: AtomicU64 = AtomicU64::new(0);
+
+fn words() -> &'static [AtomicU64; 512] {
+    if SHARED_VA.load(SeqCst) == 0 {
+        let va = vm::alloc_va(1);
+        let pa = sys::frame_alloc(EnvId::SELF, None).expect("shared frame");
+        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared");
+        SHARED_VA.store(va, SeqCst);
+    }
+    // SAFETY: SHARED_VA maps a page shared read-write with every forked child.
+    unsafe { &*(SHARED_VA.load(SeqCst) as *const [AtomicU64; 512]) }
+}
+
+const MARK: u64 = 0x600d_f00d;
+
+/// The server of the grant attacks. `args[0]`: 1 maps the granted frame, reads it,
+/// unmaps it; 2 takes frame `args[1]` for itself and maps it at `args[2]`, marked; 3 reads
+/// the mark back; 4 maps the grant writable, waits for word 1, writes through it.
+fn grant_server(c: &Call) -> [u64; 4] {
+    let w = words();
+    match c.args[0] {
+        1 => {
+            let va = c.args[2];
+            let ok = vm::map_frame(va, c.frame, RO).is_ok() && vm::unmap(va).is_ok();
+            [ok as u64, 0, 0, 0]
+        }
+        2 => {
+            let (pa, va) = (c.args[1], c.args[2]);
+            let ok = sys::frame_alloc(EnvId::SELF, Some(pa)).is_ok() && vm::map_frame(va, pa, RW).is_ok();
+            if ok {
+                // SAFETY: just mapped read-write.
+                unsafe { (va as *mut u64).write_volatile(MARK) };
+            }
+            [ok as u64, 0, 0, 0]
+        }
+        // SAFETY: mapped by call 2; if the mapping was taken away this faults and the call
+        // fails, which is what the test looks for.
+        3 => [unsafe { (c.args[2] as *const u64).read_volatile() }, 0, 0, 0],
+        4 => {
+            let va = c.args[2];
+            if vm::map_frame(va, c.frame, RW).is_err() {
+                return [0, 0, 0, 0];
+            }
+            w[0].store(1, SeqCst);
+            while w[1].load(SeqCst) == 0 {
+                sys::yield_now();
+            }
+            // SAFETY: mapped read-write above; the kernel must keep it so until we reply.
+            unsafe { (va as *mut u64).write_volatile(MARK) };
+            let _ = vm::unmap(va);
+            w[2].store(1, SeqCst);
+            [1, 0, 0, 0]
+        }
+        _ => [0; 4],
+    }
+}
+
+/// Hole 6: a grant outlived its frame changing hands, and its old granter could then tear
+/// the frame's new owner's mapping away.
+fn stale_grant() -> Result<(), &'static str> {
+    words().iter().for_each(|w| w.store(0, SeqCst));
+    let window = vm::alloc_va(1); // the same address in the server, which forks from us
+    let s = server(grant_server)?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let used = sys::pct_call(s, [1, 0, window, 0], pa);
+    let freed = sys::frame_free(EnvId::SELF, pa);
+    let taken = sys::pct_call(s, [2, pa, window, 0], 0);
+    let ungrant = sys::pct_ungrant(s, pa);
+    let mark = sys::pct_call(s, [3, 0, window, 0], 0);
+    let _ = sys::env_destroy(s);
+    check(used == Ok([1, 0, 0, 0]), "the server could not use the granted frame")?;
+    check(freed.is_ok() && taken == Ok([1, 0, 0, 0]), "the server could not take the freed frame")?;
+    check(ungrant == Err(Error::NotFound), "a grant survived its frame changing hands")?;
+    check(mark == Ok([MARK, 0, 0, 0]), "the server lost its own page")
+}
+
+/// Hole 6, variant: a caller whose call timed out took the buffer back mid-call.
+fn ungrant_during_call() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let window = vm::alloc_va(1);
+    let s = server(grant_server)?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let opts = pa | PCT_GRANT_RW | (5 << PCT_TIMEOUT_SHIFT);
+    let call = sys::pct_call(s, [4, 0, window, 0], opts);
+    let mapped = w[0].load(SeqCst) == 1;
+    let during = sys::pct_ungrant(s, pa);
+    w[1].store(1, SeqCst);
+    let finished = wait_for(|| w[2].load(SeqCst) == 1);
+    let alive = vm::env_info(s).is_some_and(|i| i.id == s.0 && i.state != exo_libos::abi::env_state::ZOMBIE);
+    let after = sys::pct_ungrant(s, pa);
+    let _ = sys::env_destroy(s);
+    let freed = sys::frame_free(EnvId::SELF, pa);
+    if call != Err(Error::Timeout) || !mapped {
+        println!("  call {call:?}, mapped {mapped}");
+        return Err("the call did not time out with the buffer mapped");
+    }
+    check(during == Err(Error::Busy), "the grant was taken back while the server used it")?;
+    check(finished && alive, "the server did not survive to finish its call")?;
+    check(after.is_ok() && freed.is_ok(), "the grant did not end once the call was over")
+}
+
+/// Yields until `cond` holds, for at most two seconds of virtual time.
+fn wait_for(cond: impl Fn() -> bool) -> bool {
+    let now = || {
+        let t: u64;
+        // SAFETY: EL0 may read the virtual counter (the kernel sets CNTKCTL_EL1.EL0VCTEN).
+        unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
+        t
+    };
+    let end = now() + 2 * vm::kinfo().counter_hz;
+    while !cond() {
+        if now() > end {
+            return false;
+        }
+        sys::yield_now();
+    }
+    true
+}
+
+/// Hole 3: a public page mapped 65,535 times saturated its 16-bit count, and every other
+/// environment's mapping of it (so fork and spawn) failed with `Busy`.
+fn map_count_flood() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let public = vm::kinfo().frame_table;
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            const N: u64 = 66_000;
+            let base = vm::alloc_va(N + 512) & !(0x20_0000 - 1);
+            let mut ops = [TableOp::default(); 500];
+            let mut mapped = 0;
+            for chunk in 0..N.div_ceil(500) {
+                let va = base + 0x20_0000 + chunk * 500 * PAGE;
+                for (k, op) in ops.iter_mut().enumerate() {
+                    let v = va + k as u64 * PAGE;
+                    if k == 0 || v & 0x1f_ffff == 0 {
+                        let _ = vm::ensure_tables(EnvId::SELF, v);
+                    }
+                    *op = TableOp { va: v, level: 3, pte: Pte::user_page(public, RO).0 };
+                }
+                mapped += sys::table_set_batch(EnvId::SELF, &ops).unwrap_or(0);
+            }
+            w[1].store(mapped, SeqCst);
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let done = wait_for(|| w[0].load(SeqCst) == 1);
+    let va = vm::alloc_va(1);
+    let mine = vm::map_frame(va, public, RO);
+    let _ = vm::unmap(va);
+    let fork_works = in_child(|| 5) == Ok(5);
+    let _ = sys::env_destroy(child);
+    check(done, "the flooding child did not finish")?;
+    check(w[1].load(SeqCst) >= 65_536, "the flood was refused before the old limit")?;
+    check(mine.is_ok(), "after the flood, mapping the public page failed")?;
+    check(fork_works, "after the flood, fork failed")
+}
+
+/// Hole 4: environment slots cost nothing, so one program took all of them.
+fn slot_hog() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let mut n = 0;
+            while sys::env_create(0).is_ok() {
+                n += 1;
+            }
+            w[1].store(n, SeqCst);
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let done = wait_for(|| w[0].load(SeqCst) == 1);
+    let mine = sys::env_create(0);
+    if let Ok(e) = mine {
+        let _ = sys::env_destroy(e);
+    }
+    let fork_works = in_child(|| 5) == Ok(5);
+    let _ = sys::env_destroy(child);
+    check(done, "the slot-hogging child did not finish")?;
+    check(w[1].load(SeqCst) > 0, "the child could not create any environment")?;
+    check(mine.is_ok() && fork_works, "one child took every environment slot")
+}
+
+/// Hole 5: eight calls with distinct frames filled a server's grant table for everyone.
+fn grant_slot_hog() -> Result<(), &'static str> {
+    words().iter().for_each(|w| w.store(0, SeqCst));
+    let s = server(grant_server)?;
+    let mut frames = [0u64; exo_libos::abi::PCT_GRANTS];
+    let mut accepted = 0;
+    for f in frames.iter_mut() {
+        *f = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+        accepted += sys::pct_call(s, [0; 4], *f).is_ok() as usize;
+    }
+    let other = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { sys::exit(2) };
+            while sys::pct_call(s, [0; 4], 0) == Err(Error::Denied) {
+                sys::yield_now(); // until the right arrives
+            }
+            sys::exit(sys::pct_call(s, [0; 4], pa).is_ok() as i32)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::pct_allow(other, s).map_err(|_| "allow")?;
+    let served = process::wait(other);
+    let _ = sys::env_destroy(s);
+    for f in frames {
+        let _ = sys::frame_free(EnvId::SELF, f);
+    }
+    check(accepted < frames.len(), "one caller filled every grant slot of the server")?;
+    check(served == Ok(1), "another caller's grant was refused")
+}
+
+/// Item 10: revocation asked the biggest holder *other than the asker*, so a hog that took
+/// all memory and kept asking had the kernel repossess its victims' frames.
+fn hog_loses() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    // Map the whole environment table while memory is free.
+    vm::env_info(EnvId(0)).zip(vm::env_info(EnvId(vm::kinfo().max_envs as u32 - 1))).ok_or("env info")?;
+    let victim = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            for _ in 0..64 {
+                let _ = sys::frame_alloc(EnvId::SELF, None);
+            }
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let ready = wait_for(|| w[0].load(SeqCst) == 1);
+    let hog = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            // No upcall handler of note: it ignores revocation requests and keeps taking.
+            if sys::frame_alloc(EnvId::SELF, None).is_err() {
+                w[1].fetch_add(1, SeqCst);
+                sys::yield_now();
+            }
+        },
+        Fork::Parent(c) => c,
+    };
+    let hog_lost =
+        wait_for(|| vm::env_info(hog).is_some_and(|i| i.repossessed > 0) && w[1].load(SeqCst) > 50);
+    let victim_lost = vm::env_info(victim).map_or(u64::MAX, |i| i.repossessed);
+    let _ = sys::env_destroy(hog);
+    let _ = sys::env_destroy(victim);
+    check(ready, "the victim did not start")?;
+    check(victim_lost == 0, "the kernel repossessed the victim's frames for the hog")?;
+    check(hog_lost, "the hog was never made to give frames back")
+}
+
+/// Attacks on disk bindings; they need a disk, so they run in the disk suite.
+pub const DISK_TESTS: &[Test] = &[
+    ("revoking_a_binding_also_revokes_what_was_granted_onward", sector_revoke_reaches_down),
+    ("flush_without_a_write_binding_is_denied", flush_needs_binding),
+];
+
+pub fn run_disk(filter: &str) -> usize {
+    run_suite("hostile-disk", DISK_TESTS, filter, |test| test())
+}
+
+/// Item 11: a child's sub-grant survived the revocation of the binding it came from.
+fn sector_revoke_reaches_down() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let grandchild = sys::env_create(0).map_or(0, |g| g.0 as u64);
+            w[1].store(grandchild, SeqCst);
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let ready = wait_for(|| w[0].load(SeqCst) == 1);
+    let grandchild = EnvId(w[1].load(SeqCst) as u32);
+    let (start, rw) = (10_000, SECTOR_READ | SECTOR_WRITE);
+    let granted = sys::sector_grant(child, start, 64, rw).is_ok()
+        && sys::sector_grant(grandchild, start + 8, 16, rw).is_ok();
+    let revoked = sys::sector_revoke(child, start, 64);
+    let left = vm::env_info(grandchild).map_or(1, |i| i.sectors.iter().filter(|b| b.count != 0).count());
+    let _ = sys::env_destroy(child);
+    check(ready && grandchild.0 != 0, "the child could not create a grandchild")?;
+    check(granted && revoked.is_ok(), "granting or revoking failed")?;
+    check(left == 0, "a sub-grant outlived the binding it was carved from")
+}
+
+/// Item 8 (the kernel's side): anyone could make the device flush.
+fn flush_needs_binding() -> Result<(), &'static str> {
+    let status = in_child(|| {
+        let me = vm::me();
+        let mine = vm::env_info(me).map_or(0, |i| i.sectors.iter().filter(|b| b.count != 0).count());
+        (mine == 0 && sys::sector_flush() == Err(Error::Denied)) as i32
+    })?;
+    let own = sys::sector_flush();
+    check(status == 1, "an environment without a write binding flushed the disk")?;
+    check(own.is_ok(), "the disk's owner could not flush")
+}
