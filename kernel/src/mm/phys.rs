@@ -87,49 +87,5 @@ impl MemoryMap {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reg(base: u64, size: u64) -> Region {
-        Region { base, size }
-    }
-
-    #[test]
-    fn carves_out_image_dtb_and_reservations() {
-        // The Pi 4 as QEMU raspi4b describes it, with the image at 0x80000.
-        let ram = [reg(0, 0x3c00_0000)];
-        let taken = [reg(0, 0x1000), reg(0x80000, 0x4_2345), reg(0x0800_0000, 0x1_2470)];
-        let m = MemoryMap::new(&ram, &taken);
-        assert_eq!(
-            m.ranges(),
-            &[
-                reg(0x1000, 0x7f000),
-                reg(0xc3000, 0x0800_0000 - 0xc3000),
-                reg(0x0801_3000, 0x3c00_0000 - 0x0801_3000)
-            ]
-        );
-        assert_eq!(m.total(), 0x3c00_0000 - 0x1000 - 0x43000 - 0x13000);
-    }
-
-    #[test]
-    fn keeps_ranges_sorted_and_ignores_outside_reservations() {
-        let ram = [reg(0x8000_0000, 0x1000_0000), reg(0x4000_0000, 0x1000_0000)];
-        let m = MemoryMap::new(&ram, &[reg(0x1_0000_0000, 4096), reg(0x4fff_f000, 0x2000)]);
-        assert_eq!(m.ranges(), &[reg(0x4000_0000, 0x0fff_f000), reg(0x8000_0000, 0x1000_0000)]);
-    }
-
-    #[test]
-    fn take_carves_from_the_first_range_that_fits() {
-        let mut m = MemoryMap::new(&[reg(0, 0x2000), reg(0x10000, 0x10000)], &[]);
-        assert_eq!(m.take(0x3000), Some(reg(0x10000, 0x3000)));
-        assert_eq!(m.take(0x2000), Some(reg(0, 0x2000)));
-        assert_eq!(m.ranges(), &[reg(0x13000, 0xd000)]);
-        assert_eq!(m.take(0xe000), None);
-    }
-
-    #[test]
-    fn unaligned_ram_edges_are_trimmed() {
-        let m = MemoryMap::new(&[reg(0x1234, 0x10000)], &[]);
-        assert_eq!(m.ranges(), &[reg(0x2000, 0xf000)]);
-    }
-}
+#[path = "phys_tests.rs"]
+mod tests;

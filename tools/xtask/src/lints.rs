@@ -132,3 +132,40 @@ mod tests {
         }
     }
 }
+
+/// The kernel's size budget: `kernel/src` in lines of code (not blank, not a comment),
+/// without its tests (files named `*tests*`: unit tests, and the test image's self-tests).
+/// The ABI and format crates are outside `kernel/src` and not counted.
+#[cfg(test)]
+mod budget {
+    const KERNEL_LINES: usize = 3000;
+
+    fn code_lines(dir: &std::path::Path, total: &mut usize) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                code_lines(&path, total);
+            } else if name.ends_with(".rs") && !name.contains("tests") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                *total += text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("//"))
+                    .count();
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_stays_under_its_line_budget() {
+        let mut total = 0;
+        code_lines(&crate::util::root().join("kernel/src"), &mut total);
+        assert!(total > 1000, "counted only {total} lines: wrong directory?");
+        assert!(
+            total < KERNEL_LINES,
+            "kernel/src has {total} lines of code, over the {KERNEL_LINES}-line budget: \
+             ask whether a libOS or bsp could do it"
+        );
+    }
+}
