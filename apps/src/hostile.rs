@@ -25,6 +25,7 @@ pub const TESTS: &[Test] = &[
     ("child_cannot_take_every_environment_slot", slot_hog),
     ("one_caller_cannot_fill_a_servers_grant_slots", grant_slot_hog),
     ("memory_hog_is_made_to_give_back_not_its_victims", hog_loses),
+    ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -393,4 +394,55 @@ fn flush_needs_binding() -> Result<(), &'static str> {
     let own = sys::sector_flush();
     check(status == 1, "an environment without a write binding flushed the disk")?;
     check(own.is_ok(), "the disk's owner could not flush")
+}
+
+/// Hole 14 (in part): any environment could read the console and steal keystrokes. The
+/// test runs in init, which holds the console input.
+fn console_stealing() -> Result<(), &'static str> {
+    // A child without the console input: its read and its attempt to give it are refused.
+    let status = in_child(|| {
+        let read = sys::console_read(false) == Err(Error::Denied);
+        let give = sys::console_give(EnvId::SELF) == Err(Error::Denied);
+        read as i32 + 10 * give as i32
+    })?;
+    check(status % 10 == 1, "a child that was not given the console read it")?;
+    check(status / 10 == 1, "a child that does not hold the console gave it to itself")?;
+    // Given it, a child may read: nothing is waiting, so `WouldBlock` (or a byte).
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => sys::exit(poll_until_given()),
+        Fork::Parent(c) => c,
+    };
+    let given = sys::console_give(child);
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(given.is_ok(), "the holder could not give the console to its child")?;
+    check(status == 1, "the child given the console could not read it")?;
+    check(readable(), "the console did not come back to the parent when its holder died")?;
+    // Held by one child (a blank one), it is closed to that child's sibling and to the
+    // parent, until the parent takes it back.
+    let holder = sys::env_create(0).map_err(|_| "create")?;
+    sys::console_give(holder).map_err(|_| "give to a blank child")?;
+    let sibling = in_child(|| (sys::console_read(false) == Err(Error::Denied)) as i32);
+    let parent_denied = sys::console_read(false) == Err(Error::Denied);
+    let taken_back = sys::console_give(EnvId::SELF);
+    let _ = sys::env_destroy(holder);
+    check(sibling? == 1, "a sibling read the console given to another child")?;
+    check(parent_denied, "the parent read the console it had given away")?;
+    check(taken_back.is_ok() && readable(), "the parent could not take the console back")
+}
+
+/// Reads the console until the parent gives it (a bounded wait): 1 once a read is allowed.
+fn poll_until_given() -> i32 {
+    for _ in 0..1000 {
+        match sys::console_read(false) {
+            Err(Error::Denied) => sys::yield_now(),
+            Ok(_) | Err(Error::WouldBlock) => return 1,
+            Err(_) => return 3,
+        }
+    }
+    2
+}
+
+/// Whether the caller may read the console now (without waiting for a byte).
+fn readable() -> bool {
+    matches!(sys::console_read(false), Ok(_) | Err(Error::WouldBlock))
 }

@@ -204,6 +204,9 @@ pub struct Kernel {
     pub donate_to: usize,
     /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
+    /// The slot that holds the console input: init's from boot, moved by `ConsoleGive`
+    /// (`syscall.rs`) and, when its holder dies, to the nearest living ancestor here.
+    pub console: usize,
     /// The public pages, installed at boot and written by the `publish` methods here.
     info: Option<&'static mut KernelInfo>,
     env_info: &'static mut [EnvInfo],
@@ -217,6 +220,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     ticks: 0,
     donate_to: NONE,
     call_waiters: 0,
+    console: NONE,
     info: None,
     env_info: &mut [],
 });
@@ -337,6 +341,9 @@ impl Kernel {
             .for_each(|r| *r = EnvId(0));
         self.envs[slot].id = id;
         self.envs[slot].state = EnvState::Blank;
+        if parent == NONE {
+            self.console = slot; // init holds the console input from boot
+        }
         self.publish(slot);
         Ok(slot)
     }
@@ -388,6 +395,9 @@ impl Kernel {
             self.current = NONE;
         }
         let parent = self.envs[slot].parent;
+        if self.console == slot {
+            self.console = parent; // descendants went first: the parent is the nearest alive
+        }
         if parent == NONE {
             log::info!("init exited with status {status}");
             crate::exit::power_off(status as u32);

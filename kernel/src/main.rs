@@ -33,7 +33,8 @@
 //!   `YieldTo` and `pct.rs` leave for it.
 //! - `syscall.rs`: every call's arguments checked, the fast calls, and the slow calls cut
 //!   into one step each; frames and tables change through `ft`'s checked transitions
-//!   (`mm/frames.rs`) and `mm/uvm.rs`'s `Space`.
+//!   (`mm/frames.rs`) and `mm/uvm.rs`'s `Space`. It moves the console input's holder
+//!   (`console`), which `env.rs` hands up the tree when the holder dies.
 //! - `pct.rs`: protected control transfers — an environment's `pct_*` fields, `grants`,
 //!   `deadline`, and `call_waiters`.
 //! - `upcall.rs`: upcalls in an environment's `Ctx::Upcall` context, its `pending` bits

@@ -289,6 +289,7 @@ impl Kernel {
             n if n == Sys::PctReply as u64 => self.pct_reply(cur).map(|()| None),
             n if n == Sys::EnvWait as u64 => self.wait(cur, a0),
             n if n == Sys::ConsoleRead as u64 => self.console_read(cur, a0),
+            n if n == Sys::ConsoleGive as u64 => self.console_give(cur, a0),
             _ => Err(Error::NoSys),
         };
         let Some(result) = step.transpose() else { return true };
@@ -322,6 +323,9 @@ impl Kernel {
 
     /// `ConsoleRead`: a received byte, or (if `blocking`) a wait for one.
     fn console_read(&mut self, cur: usize, blocking: u64) -> Step {
+        if cur != self.console {
+            return Err(Error::Denied); // keystrokes go to the holder alone
+        }
         match console::read_byte() {
             Some(b) => Ok(Some(b as u64)),
             None if blocking == 0 => Err(Error::WouldBlock),
@@ -330,6 +334,16 @@ impl Kernel {
                 Ok(None)
             }
         }
+    }
+
+    /// `ConsoleGive`: the console input moves to `to`, from a holder or an ancestor of it.
+    fn console_give(&mut self, cur: usize, to: u64) -> Step {
+        let t = self.target(env_arg(to)?)?;
+        if !crate::env::is_ancestor_or_self(&self.envs, cur, self.console) {
+            return Err(Error::Denied);
+        }
+        self.console = t;
+        Ok(Some(0))
     }
 
     /// Blocks the caller so that it repeats this system call once woken.

@@ -40,6 +40,9 @@ pub struct Options<'a> {
     pub sectors: &'a [(u64, u64, u32)],
     /// Environments the child may make protected control transfers to.
     pub calls: &'a [EnvId],
+    /// Hand the child the console input before it starts (the caller must hold it): for a
+    /// program run in the foreground. It comes back to the caller when the child dies.
+    pub console: bool,
 }
 
 /// Loads `file` into a new child and starts it with `args`. The child is the caller's to
@@ -108,6 +111,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
         sys::pct_allow(child, target)?;
     }
     sys::env_set_entry(child, elf.entry, info_va, info_va, START_MAGIC)?;
+    if opts.console {
+        sys::console_give(child)?;
+    }
     sys::env_start(child)?;
     Ok(())
 }

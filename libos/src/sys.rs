@@ -147,8 +147,14 @@ pub fn env_destroy(env: EnvId) -> Result<(), Error> {
 pub fn env_wait(env: EnvId) -> Result<i32, Error> {
     c1(Sys::EnvWait, env.0 as u64).map(|v| v as u32 as i32)
 }
+/// Reads one byte of console input; `Denied` unless the caller holds the console input.
 pub fn console_read(blocking: bool) -> Result<u8, Error> {
     c1(Sys::ConsoleRead, blocking as u64).map(|b| b as u8)
+}
+/// Hands the console input to `env` (the caller or a descendant); `EnvId::SELF` takes it
+/// back from a descendant. The caller must hold it or be an ancestor of its holder.
+pub fn console_give(env: EnvId) -> Result<(), Error> {
+    c1(Sys::ConsoleGive, env.0 as u64).map(drop)
 }
 pub fn upcall_resume() -> ! {
     loop {

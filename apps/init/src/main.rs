@@ -89,7 +89,7 @@ fn boot() -> i32 {
         }
     }
     let (mut fsd, mut started): (Option<EnvId>, Vec<EnvId>) = (None, Vec::new());
-    for line in &lines {
+    for (i, line) in lines.iter().enumerate() {
         let (name, rest) = line.split_once(' ').unwrap_or((line, ""));
         if name == "fsd" && !disk {
             continue; // no disk, nothing to serve
@@ -105,7 +105,9 @@ fn boot() -> i32 {
         };
         let calls: Vec<EnvId> = if is_fsd { Vec::new() } else { fsd.into_iter().collect() };
         let sectors: &[(u64, u64, u32)] = if is_fsd { &grants } else { &[] };
-        match spawn::spawn(&elf, args.trim(), Options { quota: 0, sectors, calls: &calls }) {
+        // The program in the foreground, the last, gets the console input (the shell).
+        let console = i == lines.len() - 1;
+        match spawn::spawn(&elf, args.trim(), Options { quota: 0, sectors, calls: &calls, console }) {
             Ok(child) => {
                 if is_fsd {
                     fsd = Some(child);

@@ -166,7 +166,8 @@ pub enum Sys {
     /// `(env) -> status`: waits for a child to exit and reclaims it.
     EnvWait = 36,
     /// `(blocking) -> byte`: reads one byte from the debug console; `WouldBlock` if none
-    /// is waiting and `blocking` is 0.
+    /// is waiting and `blocking` is 0. `Denied` (at once, never blocking) unless the caller
+    /// holds the console input (see [`Sys::ConsoleGive`]).
     ConsoleRead = 37,
     /// Returns from an upcall to the interrupted context (as possibly changed by
     /// `UpcallContext`).
@@ -221,6 +222,12 @@ pub enum Sys {
     /// `(r0, r1, r2, r3)`: from a call's context, returns to the caller (status 0, x1-x4 =
     /// r0-r3) and parks this context again.
     PctReply = 41,
+    /// `(env)`: hands the console input to `env`, the caller or a descendant of it. One
+    /// environment holds it at a time: init from boot; when the holder dies it passes to
+    /// its nearest living ancestor. `Denied` unless the caller holds it or is an ancestor
+    /// of its holder (so an ancestor takes it back by naming itself), or if `env` is not
+    /// the caller or its descendant; `NotFound` if `env` is not alive.
+    ConsoleGive = 42,
 }
 
 /// Most bytes one [`Sys::ConsoleWrite`] sends.
