@@ -25,6 +25,7 @@ pub const TESTS: &[Test] = &[
     ("child_cannot_take_every_environment_slot", slot_hog),
     ("one_caller_cannot_fill_a_servers_grant_slots", grant_slot_hog),
     ("memory_hog_is_made_to_give_back_not_its_victims", hog_loses),
+    ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
 ];
 
@@ -396,8 +397,35 @@ fn flush_needs_binding() -> Result<(), &'static str> {
     check(own.is_ok(), "the disk's owner could not flush")
 }
 
-/// Hole 14 (in part): any environment could read the console and steal keystrokes. The
-/// test runs in init, which holds the console input.
+/// Item 14: `PctUngrant` runs on the fast path, which leaves x1-x18 as the kernel left them,
+/// and it computes with the grantee's tables: every one of those registers must come back
+/// zero, not a kernel value (the sentinel the caller put there is gone too).
+fn ungrant_registers() -> Result<(), &'static str> {
+    const S: u64 = 0x5a5a_5a5a_5a5a_5a5a;
+    let mut r = [S; 18];
+    let num = exo_libos::abi::Sys::PctUngrant as u64;
+    // SAFETY: a system call; it may change only x0-x18 (declared here, x18 excepted, which
+    // the compiler reserves and the kernel zeroes) and the memory of this environment's own
+    // tables, which no Rust value aliases.
+    unsafe {
+        core::arch::asm!(
+            "svc #0",
+            inout("x0") EnvId::SELF.0 as u64 => r[0],
+            inout("x1") 0x1000u64 => r[1],
+            inout("x2") S => r[2], inout("x3") S => r[3], inout("x4") S => r[4],
+            inout("x5") S => r[5], inout("x6") S => r[6], inout("x7") S => r[7],
+            inout("x8") num => r[8], inout("x9") S => r[9], inout("x10") S => r[10],
+            inout("x11") S => r[11], inout("x12") S => r[12], inout("x13") S => r[13],
+            inout("x14") S => r[14], inout("x15") S => r[15], inout("x16") S => r[16],
+            inout("x17") S => r[17],
+        )
+    };
+    check((r[0] as i64) < 0, "ungranting a frame never granted succeeded")?;
+    check(r[1..].iter().all(|&x| x == 0), "PctUngrant left values in x1-x17")
+}
+
+/// Item 14: any environment could `ConsoleRead` and steal keystrokes. The test runs in
+/// init, which holds the console input.
 fn console_stealing() -> Result<(), &'static str> {
     // A child without the console input: its read and its attempt to give it are refused.
     let status = in_child(|| {

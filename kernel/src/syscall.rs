@@ -195,7 +195,16 @@ fast!(sector_revoke, |k, env, start, count, _d, _e| k.sector_revoke(env_arg(env)
 fast!(pct_allow, |k, caller, target, _c, _d, _e| k.pct_right(env_arg(caller)?, env_arg(target)?, true));
 fast!(pct_disallow, |k, caller, target, _c, _d, _e| k.pct_right(env_arg(caller)?, env_arg(target)?, false));
 fast!(pct_register, |k, entry, stack, _c, _d, _e| k.pct_register(entry, stack));
-fast!(pct_ungrant, |k, target, pa, _c, _d, _e| k.pct_ungrant(env_arg(target)?, pa));
+/// `PctUngrant`, reached only through `pct_ungrant_scrubbed` (vectors.S), which zeroes the
+/// registers it leaves behind: it computes with the grantee's tables.
+#[unsafe(no_mangle)]
+extern "C" fn pct_ungrant(target: u64, pa: u64, _c: u64, _d: u64, _e: u64, _f: u64) -> i64 {
+    ret(KERNEL.with(|k| k.pct_ungrant(env_arg(target)?, pa)))
+}
+
+unsafe extern "C" {
+    safe fn pct_ungrant_scrubbed(a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> i64;
+}
 
 /// The fast path's dispatch table, indexed by system-call number (read by `vectors.S`).
 #[unsafe(no_mangle)]
@@ -225,7 +234,7 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     pct_allow,
     pct_disallow,
     pct_register,
-    pct_ungrant,
+    pct_ungrant_scrubbed,
 ];
 
 fn zero_frame(pa: u64) {

@@ -8,7 +8,8 @@
 // SYSCALL_FAST_TABLE with the argument registers as they are, after which the environment
 // resumes with x0 the result and x1-x18 as the call left them (the ABI says clobbered; fast
 // calls only ever compute with the caller's own data and public kernel state, so nothing
-// another environment could call secret is in them). UpcallResume restores the
+// another environment could call secret is in them; the one exception, PctUngrant, which
+// edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume restores the
 // interrupted context without saving the handler's. Everything else
 // saves the whole context into the TrapFrame and calls `el0_trap(kind)`, which returns the
 // TrapFrame of whichever environment runs next; `el0_return` restores it.
@@ -201,3 +202,31 @@ trap_common:
     add     sp, sp, #16
     mov     sp, x0
     RESTORE_FRAME_AND_ERET
+
+// PctUngrant's fast-table entry: it computes with another environment's tables, so the
+// registers it leaves behind (x1-x18) are zeroed before its caller can read them. Arguments
+// pass through untouched to `pct_ungrant` (syscall.rs); x0 is its result.
+.global pct_ungrant_scrubbed
+pct_ungrant_scrubbed:
+    stp     x29, x30, [sp, #-16]!
+    bl      pct_ungrant
+    ldp     x29, x30, [sp], #16
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    mov     x4, xzr
+    mov     x5, xzr
+    mov     x6, xzr
+    mov     x7, xzr
+    mov     x8, xzr
+    mov     x9, xzr
+    mov     x10, xzr
+    mov     x11, xzr
+    mov     x12, xzr
+    mov     x13, xzr
+    mov     x14, xzr
+    mov     x15, xzr
+    mov     x16, xzr
+    mov     x17, xzr
+    mov     x18, xzr
+    ret

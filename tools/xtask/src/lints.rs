@@ -148,11 +148,8 @@ mod budget {
                 code_lines(&path, total);
             } else if name.ends_with(".rs") && !name.contains("tests") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                *total += text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with("//"))
-                    .count();
+                *total +=
+                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("//")).count();
             }
         }
     }
