@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use crate::ipctest::server;
 use crate::runner::{check, run_suite};
-use exo_libos::abi::pte::Pte;
+use exo_libos::abi::pte::{attr, bits, Pte};
 use exo_libos::abi::{EnvId, Error, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::ipc::Call;
 use exo_libos::process::{self, Fork};
@@ -27,6 +27,7 @@ pub const TESTS: &[Test] = &[
     ("memory_hog_is_made_to_give_back_not_its_victims", hog_loses),
     ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
+    ("child_cannot_map_the_framebuffer_it_was_not_given", framebuffer_stealing),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -473,4 +474,59 @@ fn poll_until_given() -> i32 {
 /// Whether the caller may read the console now (without waiting for a byte).
 fn readable() -> bool {
     matches!(sys::console_read(false), Ok(_) | Err(Error::WouldBlock))
+}
+
+/// Maps the framebuffer's frame `pa` (non-cacheable, as device frames must be) at a fresh
+/// address, writes a white pixel and unmaps it.
+fn map_fb(pa: u64) -> Result<(), Error> {
+    let va = vm::alloc_va(1);
+    let nc = (Pte::user_page(pa, RW).0 & !bits::ATTR_MASK) | (attr::NORMAL_NC << bits::ATTR_SHIFT);
+    vm::map(va, nc)?;
+    // SAFETY: `va` was just mapped writable at the framebuffer's first frame, 4-aligned.
+    unsafe { core::ptr::write_volatile(va as *mut u32, 0x00ff_ffff) };
+    vm::unmap(va).map(|_| ())
+}
+
+fn framebuffer_stealing() -> Result<(), &'static str> {
+    let k = vm::kinfo();
+    if k.fb_bytes == 0 {
+        return Ok(()); // no screen (virt): nothing is bound
+    }
+    let fb = k.fb_base;
+    let owner = || vm::frame_entry(fb).map(|e| e.owner);
+    check(owner() == Some(vm::me().0), "the framebuffer is not bound to init")?;
+    // A child that was not given it cannot map it, and its owner cannot map it cacheable.
+    let child = in_child(|| (map_fb(fb) == Err(Error::Denied)) as i32)?;
+    check(child == 1, "a child mapped the framebuffer it was not given")?;
+    let va = vm::alloc_va(1);
+    check(vm::map(va, Pte::user_page(fb, RW).0) == Err(Error::Denied), "the owner mapped it cacheable")?;
+    // Given it, a child maps it; when the child dies, it comes back.
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => sys::exit(poll_until_owner(fb)),
+        Fork::Parent(c) => c,
+    };
+    let given = sys::frame_give(fb, child);
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(given.is_ok(), "the owner could not give the framebuffer to its child")?;
+    check(status == 1, "the child given the framebuffer could not map it")?;
+    check(owner() == Some(vm::me().0), "the framebuffer did not come back when its holder died")?;
+    // Held by a blank child, it is closed to the parent that gave it.
+    let holder = sys::env_create(0).map_err(|_| "create")?;
+    sys::frame_give(fb, holder).map_err(|_| "give to a blank child")?;
+    let parent_denied = map_fb(fb) == Err(Error::Denied);
+    let _ = sys::env_destroy(holder);
+    check(parent_denied, "the parent mapped the framebuffer it had given away")?;
+    check(owner() == Some(vm::me().0), "the framebuffer did not come back from the blank child")?;
+    check(map_fb(fb).is_ok(), "the owner could not map its framebuffer")
+}
+
+/// Waits (bounded) until this environment owns frame `pa`, then maps it: 1 if that worked.
+fn poll_until_owner(pa: u64) -> i32 {
+    for _ in 0..1000 {
+        if vm::frame_entry(pa).map(|e| e.owner) == Some(vm::me().0) {
+            return map_fb(pa).is_ok() as i32;
+        }
+        sys::yield_now();
+    }
+    2
 }

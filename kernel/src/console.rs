@@ -26,12 +26,14 @@ pub fn print(args: fmt::Arguments) {
     let _ = Out.write_fmt(args);
 }
 
-/// Raw bytes to the console (the EL0 debug-console call): the UART, and the screen if any.
+/// Raw bytes to the console (the EL0 debug-console call): the UART, and the screen if any
+/// until its holder maps it.
 pub fn write_raw(bytes: &[u8]) {
     if let Some(b) = crate::platform::board() {
         b.uart.write_bytes(bytes);
     }
-    SCREEN.with(|s| s.as_mut().map(|(c, _)| c.write_bytes(bytes)));
+    let taken = mm::uvm::SCREEN_TAKEN.load(core::sync::atomic::Ordering::Relaxed);
+    SCREEN.with(|s| s.as_mut().filter(|_| !taken).map(|(c, _)| c.write_bytes(bytes)));
 }
 
 /// The screen the console is mirrored on, and its framebuffer.

@@ -382,7 +382,8 @@ impl Kernel {
             uvm::unlink_tables(&mut self.ft, root, 0);
             uvm::tlb::invalidate_asid(Env::asid(slot)); // walk caches may name those tables
         }
-        let n = self.ft.reclaim(self.envs[slot].id);
+        let heir = self.envs.get(self.envs[slot].parent).map_or(EnvId(0), |p| p.id);
+        let n = self.ft.reclaim(self.envs[slot].id, heir);
         self.uncharge(slot, n);
         self.publish_free();
         let e = &mut self.envs[slot];

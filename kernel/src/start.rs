@@ -34,7 +34,10 @@ fn take_public<T>(map: &mut MemoryMap, bytes: u64) -> (&'static mut [T], u64) {
 pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
     let ram = info.memory.as_slice();
     let lo = ram.iter().map(|r| r.base).min().unwrap_or(0) & !0xfff;
-    let hi = ram.iter().map(|r| r.end()).max().unwrap_or(0);
+    // The table covers the screen's framebuffer too, even where it lies beyond RAM.
+    let fb =
+        crate::console::screen().map_or((0, 0), |f| (f.pa & !0xfff, (f.size as u64).next_multiple_of(4096)));
+    let hi = ram.iter().map(|r| r.end()).chain([fb.0 + fb.1]).max().unwrap_or(0);
     let frames = (hi - lo) / 4096;
     let ft_bytes = (frames * 16).next_multiple_of(4096);
     let env_bytes = (MAX_ENVS * core::mem::size_of::<EnvInfo>()) as u64;
@@ -53,6 +56,7 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
     for (pa, len) in [(ft_pa, ft_bytes), (env_pa, env_bytes), (info_pa, 4096)] {
         ft.set_range(pa, len, frame::PUBLIC);
     }
+    ft.set_range(fb.0, fb.1, frame::DEVICE);
     let ki = &mut kinfo[0];
     *ki = KernelInfo {
         magic: KernelInfo::MAGIC,
@@ -75,6 +79,9 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
         bootargs: [0; 256],
         disk_sectors: 0,
         partitions: Default::default(),
+        fb_base: fb.0,
+        fb_bytes: fb.1,
+        fb_size: crate::console::screen().map_or([0; 4], |f| [f.width, f.height, f.pitch, 0]),
     };
     ki.bootargs[..info.bootargs().len()].copy_from_slice(info.bootargs().as_bytes());
     let census = ft.census();
@@ -97,9 +104,9 @@ pub fn load_init(k: &mut Kernel) -> bool {
     match load(k, INIT_ELF) {
         Ok(slot) => {
             let disk = k.info().map_or(0, |i| i.disk_sectors);
-            if disk > 0 {
-                k.bind_whole_disk(slot, disk);
-            }
+            let _ = (disk > 0).then(|| k.bind_whole_disk(slot, disk));
+            let (id, fb) = (k.envs[slot].id, k.info().map_or(0..0, |i| i.fb_base..i.fb_base + i.fb_bytes));
+            fb.step_by(4096).for_each(|pa| _ = k.ft.get_mut(pa).map(|e| e.owner = id.0)); // init's
             log::info!("init is env {:#x}, {} frames", k.envs[slot].id.0, k.envs[slot].held);
             true
         }

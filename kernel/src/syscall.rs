@@ -80,6 +80,9 @@ fast!(frame_give, |k, pa, to, _c, _d, _e| {
     if t == cur || !crate::env::is_ancestor_or_self(&k.envs, cur, t) {
         return Err(Error::Denied); // down only: up or sideways would escape the quota
     }
+    if k.ft.get(pa)?.kind == exo_abi::frame::DEVICE {
+        return k.ft.give(k.envs[cur].id, pa, k.envs[t].id).map(|_| 0); // outside quotas
+    }
     k.ft.check_unmapped_data(k.envs[cur].id, pa)?;
     k.charge(t)?;
     k.ft.give(k.envs[cur].id, pa, k.envs[t].id)?;

@@ -336,6 +336,11 @@ pub mod frame {
     pub const TABLE: u8 = 4;
     /// Not RAM: a hole in the physical address range the table covers.
     pub const ABSENT: u8 = 5;
+    /// A device's memory bound to one environment (the screen's framebuffer, see
+    /// [`super::KernelInfo::fb_base`]): its owner alone maps it, non-cacheable and not
+    /// executable; it is given down like data (`FrameGive`), never freed nor bound as a
+    /// table, outside every quota, and passes to the owner's parent when the owner dies.
+    pub const DEVICE: u8 = 6;
     /// [`super::FrameEntry::flags`]: the table is linked into its owner's tree.
     pub const LINKED: u8 = 1;
     /// Data-frame flags, all cleared whenever the frame changes hands (freed, given, bound
@@ -462,6 +467,12 @@ pub struct KernelInfo {
     /// (entries with `sectors == 0` are empty).
     pub disk_sectors: u64,
     pub partitions: [Partition; 4],
+    /// The screen's framebuffer (0 bytes: no screen): physical address and size, whose
+    /// frames are `frame::DEVICE`, bound to init when it starts.
+    pub fb_base: u64,
+    pub fb_bytes: u64,
+    /// Its width and height in pixels (32 bits each), bytes from one row to the next, 0.
+    pub fb_size: [u32; 4],
 }
 
 impl KernelInfo {

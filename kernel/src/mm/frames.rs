@@ -179,8 +179,11 @@ impl FrameTable {
 
     /// Hands `from`'s unmapped data frame to `to`. Its shares and grants end (so do they
     /// whenever a frame changes hands: `push` and `bind_table` clear the flags too).
+    /// An unmapped device frame of `from` changes hands the same way.
     pub fn give(&mut self, from: EnvId, pa: u64, to: EnvId) -> Result<(), Error> {
-        let i = self.check_unmapped_data(from, pa)?;
+        let device =
+            matches!(self.get(pa)?, e if e.kind == frame::DEVICE && e.owner == from.0 && e.maps == 0);
+        let i = if device { self.index(pa)? } else { self.check_unmapped_data(from, pa)? };
         (self.entries[i].owner, self.entries[i].flags) = (to.0, 0);
         Ok(())
     }
@@ -210,13 +213,16 @@ impl FrameTable {
         Ok(level)
     }
 
-    /// Every frame `owner` holds goes back on the free list (environment teardown: the
-    /// caller has already removed every mapping of them). Returns how many.
-    pub fn reclaim(&mut self, owner: EnvId) -> u32 {
+    /// Every frame `owner` holds goes back on the free list, its device frames to `heir`
+    /// (environment teardown: the caller has already removed every mapping of them).
+    /// Returns how many went on the free list.
+    pub fn reclaim(&mut self, owner: EnvId, heir: EnvId) -> u32 {
         let mut n = 0;
         for i in 0..self.entries.len() {
-            let e = &self.entries[i];
-            if e.owner == owner.0 && (e.kind == frame::DATA || e.kind == frame::TABLE) {
+            let e = &mut self.entries[i];
+            if e.owner == owner.0 && e.kind == frame::DEVICE {
+                e.owner = heir.0;
+            } else if e.owner == owner.0 && (e.kind == frame::DATA || e.kind == frame::TABLE) {
                 self.push(i);
                 n += 1;
             }

@@ -73,7 +73,7 @@ fn reclaim_returns_everything_an_owner_holds() {
     let tb = t.alloc(A, None).unwrap();
     t.bind_table(A, tb, 0).unwrap();
     let b = t.alloc(B, None).unwrap();
-    assert_eq!(t.reclaim(A), 6);
+    assert_eq!(t.reclaim(A, EnvId(0)), 6);
     t.free(B, b).unwrap();
     assert_eq!(t.census(), before);
     // The free list still hands out every free frame exactly once.
@@ -82,4 +82,22 @@ fn reclaim_returns_everything_an_owner_holds() {
         assert!(seen.insert(pa));
     }
     assert_eq!(seen.len(), 30);
+}
+
+#[test]
+fn device_frames_are_given_down_never_freed_and_pass_to_the_heir() {
+    let mut t = table(8);
+    let dev = t.pa(7);
+    t.set_range(dev, 4096, frame::DEVICE);
+    t.get_mut(dev).unwrap().owner = A.0;
+    assert_eq!(t.free(A, dev), Err(Error::Denied));
+    assert_eq!(t.bind_table(A, dev, 3), Err(Error::Denied));
+    assert_eq!(t.give(B, dev, A), Err(Error::Denied), "only its owner gives it");
+    t.get_mut(dev).unwrap().maps = 1;
+    assert_eq!(t.give(A, dev, B), Err(Error::Denied), "not while mapped");
+    t.get_mut(dev).unwrap().maps = 0;
+    t.give(A, dev, B).unwrap();
+    assert_eq!(t.get(dev).unwrap().owner, B.0);
+    assert_eq!(t.reclaim(B, A), 0, "device frames never go on the free list");
+    assert_eq!((t.get(dev).unwrap().owner, t.get(dev).unwrap().kind), (A.0, frame::DEVICE));
 }

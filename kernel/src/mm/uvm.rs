@@ -17,11 +17,17 @@
 //! Each frame's `maps` and each table's `entries` count what points where, so teardown
 //! and the checks above are exact. TLB entries are invalidated by ASID and address.
 
-use exo_abi::pte::{index, Pte};
+use exo_abi::pte::{attr, index, Pte};
 use exo_abi::{frame, EnvId, Error, USER_VA_LIMIT};
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::frames::FrameTable;
 use super::phys_to_virt;
+
+/// Set once an environment maps a device frame (the screen's framebuffer): from then on
+/// the screen is its owner's, and the kernel's console stops drawing on it.
+pub static SCREEN_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// One environment's address space, borrowed for one operation.
 pub struct Space<'a> {
@@ -119,11 +125,14 @@ impl Space<'_> {
             },
             frame::PUBLIC => !perm.write && !perm.exec,
             frame::TABLE => target.owner == env && !perm.write && !perm.exec,
+            // Device memory: its owner's alone (no sharing), non-cacheable, never executed.
+            frame::DEVICE => target.owner == env && !perm.exec && pte.attr_index() == attr::NORMAL_NC,
             _ => false,
         };
         if !allowed {
             return Err(Error::Denied);
         }
+        SCREEN_TAKEN.fetch_or(target.kind == frame::DEVICE, Ordering::Relaxed);
         // Public frames never change hands, so their mappings are not counted (nor can a
         // loop of mappings saturate the count for everyone). Others may not take the last
         // 4096 counts of a frame from its owner.

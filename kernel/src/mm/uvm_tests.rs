@@ -137,6 +137,6 @@ fn children_may_map_ancestor_frames_and_teardown_balances() {
     s.unmap_all();
     super::unlink_tables(s.ft, root, 0);
     assert_eq!(s.ft.get(shared).unwrap().maps, 0);
-    s.ft.reclaim(A);
+    s.ft.reclaim(A, EnvId(0));
     assert_eq!(ft.census(), before);
 }
