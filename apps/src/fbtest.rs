@@ -52,10 +52,11 @@ pub fn oracle_holds_device_frames_to_their_owner() -> Result<(), &'static str> {
         sys::frame_give(fb, holder)?;
         sys::table_set(holder, va, 3, device_pte(fb))
     })();
-    let verdict = setup.map_err(|_| "could not map the framebuffer into the child owning it").and_then(|_| {
-        let mut oracle = Oracle::new(1 << 12);
-        oracle.check()
-    });
+    let verdict =
+        setup.map_err(|_| "could not map the framebuffer into the child owning it").and_then(|_| {
+            let mut oracle = Oracle::new(1 << 12);
+            oracle.check()
+        });
     let _ = sys::env_destroy(holder);
     let _ = sys::env_wait(holder);
     verdict.map(drop)?;

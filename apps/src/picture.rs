@@ -160,7 +160,8 @@ impl Picture {
     /// Draws `s` from (x, y), anti-aliased on black; characters the font lacks are `?`.
     fn text(&mut self, x: usize, y: usize, s: &str, rgb: u32) {
         for (i, ch) in s.chars().enumerate() {
-            let g = get_raster(ch, FontWeight::Regular, FONT).or_else(|| get_raster('?', FontWeight::Regular, FONT));
+            let g = get_raster(ch, FontWeight::Regular, FONT)
+                .or_else(|| get_raster('?', FontWeight::Regular, FONT));
             let Some(g) = g else { continue };
             for (gy, row) in g.rows().enumerate() {
                 for (gx, &c) in row.iter().enumerate() {

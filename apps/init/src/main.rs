@@ -108,7 +108,11 @@ fn boot() -> i32 {
         // The program in the foreground, the last, gets the console input and the screen
         // (the shell, which hands both to what it runs).
         let console = i == lines.len() - 1;
-        match spawn::spawn(&elf, args.trim(), Options { quota: 0, sectors, calls: &calls, console, screen: console }) {
+        match spawn::spawn(
+            &elf,
+            args.trim(),
+            Options { quota: 0, sectors, calls: &calls, console, screen: console },
+        ) {
             Ok(child) => {
                 if is_fsd {
                     fsd = Some(child);

@@ -21,7 +21,10 @@ fn main(args: &str) -> i32 {
             return if e == exo_libos::abi::Error::NotFound { 0 } else { 1 };
         }
     };
-    println!("fbdemo: drawing on the {}x{} screen, every second; any key stops it", screen.width, screen.height);
+    println!(
+        "fbdemo: drawing on the {}x{} screen, every second; any key stops it",
+        screen.width, screen.height
+    );
     let mut pic = Picture::new(screen);
     let hz = vm::kinfo().counter_hz.max(1);
     let mut next = sys::now();

@@ -5,11 +5,12 @@
 //! The raspi4b check reads the emulated display through QEMU's monitor (`screendump`, as
 //! `test_screen.rs` does) and looks at the picture's fixed layout (`apps/src/picture.rs`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::qemu::{self, Board, RunSpec, Session};
-use crate::test_image::{scratch, Extra};
+use crate::test_image::{card_copy, scratch, Extra};
 use crate::test_screen::screendump;
 
 // The picture's layout and colours, as `apps/src/picture.rs` defines them.
@@ -32,9 +33,16 @@ pub fn tests(boards: &[Board], v: &mut Vec<Extra>) {
             "rpi4::fbdemo_draws_every_environments_frames_in_its_legend_colour_and_refreshes".into(),
             demo_on_rpi4,
         ));
+        v.push(Extra::new(
+            "rpi4::init_cfg_can_run_fbdemo_in_the_foreground_for_a_screen_only_pi".into(),
+            demo_from_init_cfg,
+        ));
     }
     if boards.contains(&Board::Virt) {
-        v.push(Extra::new("virt::fbdemo_says_there_is_no_screen_and_returns_to_the_shell".into(), demo_on_virt));
+        v.push(Extra::new(
+            "virt::fbdemo_says_there_is_no_screen_and_returns_to_the_shell".into(),
+            demo_on_virt,
+        ));
     }
 }
 
@@ -58,18 +66,49 @@ fn demo_on_virt() -> Result<(), String> {
     r
 }
 
-fn demo_on_rpi4() -> Result<(), String> {
+/// Boots the production image on raspi4b with a monitor socket (and `card`, if any).
+fn start_rpi4(card: Option<&Path>) -> Result<(Session, PathBuf), String> {
     let image = crate::build::build_all()?.image;
     let sock = std::env::temp_dir().join(format!("exo-demo-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
+    let mut extra = vec!["-monitor".into(), format!("unix:{},server=on,wait=off", sock.display())];
+    extra.extend(card.map(|c| Board::Rpi4.disk_args(c)).unwrap_or_default());
     let spec = RunSpec {
         board: Board::Rpi4,
         image: &image,
         bootargs: String::new(),
         timeout: Duration::from_secs(120),
-        extra: vec!["-monitor".into(), format!("unix:{},server=on,wait=off", sock.display())],
+        extra,
     };
-    let mut s = Session::start(&spec)?;
+    Ok((Session::start(&spec)?, sock))
+}
+
+/// What a Pi owner without a serial cable does (README): `fsd` and the demo in
+/// `/init.cfg`, so that init runs the demo in the foreground with the screen.
+fn demo_from_init_cfg() -> Result<(), String> {
+    let card = card_copy("demo-init-cfg")?;
+    let cfg = scratch().join("demo-init.cfg");
+    std::fs::write(&cfg, "fsd\n/fat/apps/fbdemo\n").map_err(|e| e.to_string())?;
+    let mut cp = Command::new("mcopy");
+    cp.env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-o")
+        .arg("-i")
+        .arg(crate::card::fat(&card))
+        .arg(&cfg)
+        .arg("::/init.cfg");
+    crate::sdtools::run(&mut cp)?;
+    let (mut s, sock) = start_rpi4(Some(&card))?;
+    let r = s
+        .script(&[("from /fat/init.cfg", ""), ("fbdemo: drawing on the 640x480 screen", "")])
+        .and_then(|_| look(&sock));
+    let out = s.kill();
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&card);
+    r.map_err(|e| format!("{e}\n{}", qemu::tail(&out, 10)))
+}
+
+fn demo_on_rpi4() -> Result<(), String> {
+    let (mut s, sock) = start_rpi4(None)?;
     let started = s.script(&[("exo> ", "run fbdemo\n"), ("fbdemo: drawing on the 640x480 screen", "")]);
     let checked = started.and_then(|_| look(&sock));
     // A key stops the demo and the shell takes the console back.
