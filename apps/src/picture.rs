@@ -33,6 +33,9 @@ pub const LEGEND_Y: usize = 300;
 pub const LINE_H: usize = 18;
 /// The legend's colour squares.
 pub const SWATCH: usize = 12;
+/// The smallest screen the layout above fits on (a legend of at least two lines).
+pub const MIN_WIDTH: usize = 2 * MARGIN + 64 * CELL;
+pub const MIN_HEIGHT: usize = LEGEND_Y + 2 * LINE_H;
 const TEXT_X: usize = MARGIN + SWATCH + 8;
 const FONT: RasterHeight = RasterHeight::Size16;
 const TEXT_W: usize = get_raster_width(FontWeight::Regular, FONT);

@@ -25,6 +25,10 @@ fn main(args: &str) -> i32 {
         "fbdemo: drawing on the {}x{} screen, every second; any key stops it",
         screen.width, screen.height
     );
+    if screen.width < picture::MIN_WIDTH || screen.height < picture::MIN_HEIGHT {
+        println!("fbdemo: the {}x{} screen is too small for the picture", screen.width, screen.height);
+        return 1;
+    }
     let mut pic = Picture::new(screen);
     let hz = vm::kinfo().counter_hz.max(1);
     let mut next = sys::now();
