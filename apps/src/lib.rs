@@ -16,5 +16,6 @@ pub mod ipctest;
 pub mod ktest;
 pub mod logcrash;
 pub mod oracle;
+pub mod pressure;
 pub mod runner;
 pub mod suites;
