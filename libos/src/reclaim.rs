@@ -81,6 +81,9 @@ struct State {
     owed: u64,
     /// Slice-end upcalls were switched on to come back for them.
     slices_on: bool,
+    /// The main context is changing the parked list or the reserve: the handler leaves
+    /// both alone until it is done.
+    main_busy: bool,
 }
 
 #[unsafe(link_section = ".private")]
@@ -103,6 +106,7 @@ static STATE: Private<State> = Private::new(State {
     reserve_goal: 0,
     owed: 0,
     slices_on: false,
+    main_busy: false,
 });
 
 fn state() -> &'static mut State {
@@ -168,6 +172,7 @@ pub fn keep_reserve(frames: usize) -> usize {
 
 fn refill_reserve() {
     let s = state();
+    s.main_busy = true;
     while s.n_reserve < s.reserve_goal {
         match sys::frame_alloc(vm::me(), None) {
             Ok(pa) => {
@@ -177,6 +182,7 @@ fn refill_reserve() {
             Err(_) => break,
         }
     }
+    s.main_busy = false;
 }
 
 /// Takes private copies now of the heap pages a `fork` left copy-on-write, so that free
@@ -202,8 +208,11 @@ pub(crate) fn unpark() -> Option<u64> {
     if s.n_parked == 0 {
         return None;
     }
+    s.main_busy = true;
     s.n_parked -= 1;
-    Some(s.parked[s.n_parked])
+    let va = s.parked[s.n_parked];
+    s.main_busy = false;
+    Some(va)
 }
 
 /// Unmaps and frees the page at `va` if the frame is this environment's and mapped only
@@ -254,7 +263,7 @@ fn settle() -> u64 {
         }
     }
     // 2. Free heap pages (only if the interrupted code is not in the allocator).
-    while vm_free && given < s.owed && s.n_parked < MAX_PARKED {
+    while vm_free && !s.main_busy && given < s.owed && s.n_parked < MAX_PARKED {
         let Some(va) = crate::heap::take_free_page() else { break };
         if give_page(va) {
             given += 1;
@@ -267,7 +276,7 @@ fn settle() -> u64 {
         }
     }
     // 3. The reserve (a system call each: no `vm` needed).
-    while given < s.owed && s.n_reserve > 0 {
+    while !s.main_busy && given < s.owed && s.n_reserve > 0 {
         s.n_reserve -= 1;
         if sys::frame_free(EnvId::SELF, s.reserve[s.n_reserve]).is_ok() {
             given += 1;
@@ -300,7 +309,7 @@ pub(crate) fn on_upcall() {
     // The kernel's count is the truth: frames the program freed itself count too.
     s.owed = s.owed.min(u64::from(info.revoke_wanted));
     settle();
-    if info.repossessed == s.stats.repossessed {
+    if info.repossessed == s.stats.repossessed || s.main_busy {
         return;
     }
     let new = info.repossessed - s.stats.repossessed;
