@@ -5,6 +5,7 @@
 use crate::runner::check;
 use exo_libos::abi::{EnvId, Error, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::format::mbr;
+use exo_libos::fs::parts;
 use exo_libos::process::{self, Fork};
 use exo_libos::sys;
 use exo_libos::vm::{self, PAGE, RW};
@@ -20,6 +21,7 @@ pub const TESTS: &[Test] = &[
     ("reads_land_in_copy_on_write_pages_at_any_offset", cow_read),
     ("out_of_range_and_malformed_requests_are_refused", bad_requests),
     ("bad_buffers_are_refused_and_nothing_is_transferred", bad_buffers),
+    ("a_program_given_only_the_fat_partition_cannot_read_the_log_partition", fat_only),
 ];
 
 const DISK: u64 = 16384;
@@ -158,6 +160,32 @@ fn grants() -> Result<(), &'static str> {
         sys::sector_revoke(EnvId::SELF, 1, 1) == Err(Error::NotFound),
         "revoked a binding that is not there",
     )
+}
+
+/// What init does for a `/init.cfg` line `disk=fat PROGRAM`: the name resolves to the FAT
+/// partition alone, and a program holding just that gets `Denied` on the log partition.
+fn fat_only() -> Result<(), &'static str> {
+    let grants = parts::resolve("fat", &vm::kinfo().partitions).map_err(|_| "resolve")?;
+    check(grants == [(2048, 4096, SECTOR_READ | SECTOR_WRITE)], "`fat` is not the FAT partition")?;
+    let s = buffer(1);
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            wait_for_binding(2048);
+            let fat = sys::sector_read(2048 + 4095, &mut s[..512]);
+            let log = sys::sector_read(6144, &mut s[..512]);
+            let next = sys::sector_read(2048 + 4096, &mut s[..512]);
+            sys::exit(match (fat, log, next) {
+                (Ok(_), Err(a), Err(b)) if a == b => a as i32,
+                _ => 1,
+            })
+        }
+        Fork::Parent(c) => c,
+    };
+    for (start, count, rights) in grants {
+        sys::sector_grant(child, start, count, rights).map_err(|_| "grant")?;
+    }
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(status == Error::Denied as i32, "the log partition was readable, or the FAT one was not")
 }
 
 /// After a fork every page is copy-on-write: a read into a buffer that starts late in one

@@ -8,13 +8,13 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use exo_fat::{FatFs, FatOptions};
 use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::format::mbr;
 use exo_libos::fs::disk::{BlockDevice, IoError, Partition, SysSectors};
-use exo_libos::fs::fat::{FatFs, FatOptions};
-use exo_libos::fs::lfs::{LfsFs, LfsOptions};
 use exo_libos::fs::{mount, service, FileSystem, OpenFlags, Vfs};
 use exo_libos::{println, process, spawn, sys, vm};
+use exo_logfs::{LfsFs, LfsOptions};
 
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
 static READ: AtomicU64 = AtomicU64::new(0);

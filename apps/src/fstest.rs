@@ -170,7 +170,7 @@ fn direct_remount(_: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     {
         let mut vfs = Vfs::new();
-        fs::mount::mount_disk(&mut vfs);
+        fs::mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]);
         for dir in ["/fat", "/log"] {
             vfs.mkdir(&format!("{dir}/sub")).map_err(|_| "mkdir")?;
             vfs.write_file(&format!("{dir}/sub/big.bin"), &data).map_err(|_| "write")?;
@@ -178,7 +178,7 @@ fn direct_remount(_: &[(&str, &[u8])]) -> Result<(), &'static str> {
         vfs.sync().map_err(|_| "sync")?;
     }
     let mut vfs = Vfs::new();
-    fs::mount::mount_disk(&mut vfs);
+    fs::mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]);
     let mut ok = true;
     for dir in ["/fat", "/log"] {
         ok &= vfs.read_to_vec(&format!("{dir}/sub/big.bin")).is_ok_and(|v| v == data);
@@ -191,7 +191,7 @@ fn direct_remount(_: &[(&str, &[u8])]) -> Result<(), &'static str> {
 
 fn spawn_from_fat(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let mut vfs = Vfs::new();
-    fs::mount::mount_disk(&mut vfs);
+    fs::mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]);
     vfs.write_file("/fat/hello", find(programs, "hello")?).map_err(|_| "write hello")?;
     vfs.write_file("/fat/crash", find(programs, "crash")?).map_err(|_| "write crash")?;
     vfs.sync().map_err(|_| "sync")?;

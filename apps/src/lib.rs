@@ -19,5 +19,6 @@ pub mod ktest;
 pub mod logcrash;
 pub mod oracle;
 pub mod picture;
+pub mod pressure;
 pub mod runner;
 pub mod suites;

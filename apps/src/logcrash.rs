@@ -6,9 +6,9 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use exo_libos::fs::lfs::{LfsFs, LfsOptions};
 use exo_libos::fs::{disk, FileSystem, OpenFlags};
 use exo_libos::{println, vm};
+use exo_logfs::{LfsFs, LfsOptions};
 
 /// File `k`'s contents: 12 KiB to 36 KiB of a pattern only `k` determines.
 pub fn contents(k: u64) -> Vec<u8> {

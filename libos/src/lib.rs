@@ -3,7 +3,8 @@
 //! Everything here runs at EL0 and talks to the kernel only through [`sys`] (the ABI in
 //! `exo-abi`). The libOS decides what the kernel refuses to: where things go in the
 //! address space ([`vm`]), how memory is handed out ([`heap`]), what happens on a page
-//! fault ([`upcall`]), and how processes are made ([`process`]: copy-on-write `fork`).
+//! fault ([`upcall`]), what is given back when the kernel wants memory ([`reclaim`]), and
+//! how processes are made ([`process`]: copy-on-write `fork`).
 #![cfg_attr(not(test), no_std)]
 
 pub mod fs;
@@ -11,6 +12,7 @@ pub mod heap;
 pub mod ipc;
 pub mod private;
 pub mod process;
+pub mod reclaim;
 pub mod rt;
 pub mod screen;
 pub mod spawn;

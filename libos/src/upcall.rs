@@ -1,4 +1,5 @@
-//! The upcall handler: page faults, revocation requests and slice ends, at EL0.
+//! The upcall handler: page faults, revocation requests (answered by `reclaim`) and slice
+//! ends, at EL0.
 //!
 //! The kernel starts `exo_upcall_entry` on the private exception stack with the kind and
 //! the fault's details in registers. Copy-on-write faults and faults in lazy regions are
@@ -75,6 +76,14 @@ core::arch::global_asm!(
 #[unsafe(no_mangle)]
 extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u64) -> ! {
     let u = Upcall { kind, esr, far, pc, arg };
+    // SAFETY: read of a function pointer only this module writes.
+    let hook = unsafe { *HOOK.get() };
+    // A program's hook may answer revocation itself; otherwise the libOS gives back what
+    // it can drop (`reclaim`), and at every upcall it takes stock of forced repossessions.
+    if kind == upcall::REVOKE && !hook.is_some_and(|h| h(&u)) {
+        crate::reclaim::on_revoke(arg);
+    }
+    crate::reclaim::on_upcall();
     let handled = match kind {
         upcall::DATA_ABORT if arg == 1 && vm::entry(far & !(PAGE - 1)) & COW != 0 => {
             copy_on_write(far).is_ok()
@@ -84,9 +93,8 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
         }
         _ => false,
     };
-    // SAFETY: read of a function pointer only this module writes.
-    let hook = unsafe { *HOOK.get() };
-    if handled || hook.is_some_and(|h| h(&u)) || kind == upcall::SLICE_END || kind == upcall::REVOKE {
+    let hooked = kind != upcall::REVOKE && hook.is_some_and(|h| h(&u));
+    if handled || hooked || kind == upcall::SLICE_END || kind == upcall::REVOKE {
         sys::upcall_resume();
     }
     println!(
@@ -112,7 +120,7 @@ pub fn name(kind: u64) -> &'static str {
 /// A write to a copy-on-write page: take it over if nobody else maps the frame and it is
 /// ours, otherwise copy it into a new frame. Retries briefly when memory is short (a
 /// revocation elsewhere may free some).
-fn copy_on_write(far: u64) -> Result<(), Error> {
+pub(crate) fn copy_on_write(far: u64) -> Result<(), Error> {
     let va = far & !(PAGE - 1);
     let old = Pte(vm::entry(va));
     let writable = (old.0 & !(COW | bits::AP_RO)) | bits::UXN;

@@ -96,6 +96,14 @@ pub fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     r
 }
 
+/// Whether the code an upcall interrupted is inside this module: the handler must then
+/// leave it alone (it answers kernel requests later, see `reclaim`).
+pub fn busy() -> bool {
+    // SAFETY: a plain read of a flag of this environment's own state; only this thread of
+    // control writes it, and not while this read runs.
+    unsafe { (*STATE.get()).busy }
+}
+
 pub fn me() -> EnvId {
     with(|s| s.me)
 }

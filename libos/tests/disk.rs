@@ -131,23 +131,18 @@ fn unaligned_buffers_bounce() {
 }
 
 #[test]
-fn both_file_system_traits() {
-    use embedded_sdmmc::{Block, BlockIdx};
+fn a_partition_is_a_block_device_of_its_own_extent() {
+    use exo_libos::fs::BlockDevice;
     let mut p = Partition::new(Strict::new(500), 50, 400);
-    let mut blocks = vec![Block::new(); 70];
-    embedded_sdmmc::BlockDevice::read(&p, &mut blocks, BlockIdx(1)).unwrap();
-    assert_eq!(&blocks[0].contents[..], &Strict::new(500).data[51 * 512..52 * 512]);
-    assert_eq!(&blocks[69].contents[..], &Strict::new(500).data[120 * 512..121 * 512]);
-    assert_eq!(embedded_sdmmc::BlockDevice::num_blocks(&p).unwrap().0, 400);
-    assert!(embedded_sdmmc::BlockDevice::read(&p, &mut blocks, BlockIdx(340)).is_err());
-    blocks[0].contents = [9; 512];
-    embedded_sdmmc::BlockDevice::write(&p, &blocks[..1], BlockIdx(399)).unwrap();
-    let mut b = [0u8; 512];
-    exo_lfs::BlockDevice::read(&mut p, 399, &mut b).unwrap();
+    let mut b = [9u8; 512];
+    BlockDevice::write(&mut p, 399, &b).unwrap();
+    b = [0; 512];
+    BlockDevice::read(&mut p, 399, &mut b).unwrap();
     assert_eq!(b, [9; 512]);
-    assert_eq!(exo_lfs::BlockDevice::sectors(&p), 400);
-    assert!(exo_lfs::BlockDevice::write(&mut p, 400, &b).is_err());
-    exo_lfs::BlockDevice::flush(&mut p).unwrap();
+    assert_eq!(p.with_io(|io| io.data[449 * 512]), 9);
+    assert_eq!(BlockDevice::sectors(&p), 400);
+    assert!(BlockDevice::write(&mut p, 400, &b).is_err());
+    BlockDevice::flush(&mut p).unwrap();
 }
 
 #[test]

@@ -13,10 +13,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use exo_fat::{FatFs, FatOptions};
 use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
-use exo_libos::format::mbr;
-use exo_libos::fs::fat::{FatFs, FatOptions};
-use exo_libos::fs::{disk, mount, FileSystem};
+use exo_libos::fs::{disk, mount, parts, FileSystem};
 use exo_libos::spawn::{self, Options};
 use exo_libos::{println, process, sys, vm};
 
@@ -82,18 +81,28 @@ fn boot() -> i32 {
         cfg.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
     println!("init: starting {} program(s) from {source}", lines.len());
     let disk = vm::kinfo().disk_sectors > 0;
+    let table = vm::kinfo().partitions;
     let mut grants = Vec::new();
-    for p in vm::kinfo().partitions.iter().filter(|p| p.sectors > 0) {
-        if mount::FAT_TYPES.contains(&p.kind) || p.kind == mbr::TYPE_EXO_LFS {
-            grants.push((p.start, p.sectors, SECTOR_READ | SECTOR_WRITE));
-        }
+    for p in table.iter().filter(|p| p.sectors > 0 && mount::is_file_system(p.kind)) {
+        grants.push((p.start, p.sectors, SECTOR_READ | SECTOR_WRITE));
     }
     let (mut fsd, mut started): (Option<EnvId>, Vec<EnvId>) = (None, Vec::new());
     for (i, line) in lines.iter().enumerate() {
-        let (name, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let Some(line) = Line::parse(line) else {
+            println!("init: {line}: a line is `[wait] [disk=PARTS] PROGRAM [ARGS]`");
+            continue;
+        };
+        let (name, rest) = (line.program, line.args);
         if name == "fsd" && !disk {
             continue; // no disk, nothing to serve
         }
+        let own = match line.disk.map(|spec| parts::resolve(spec, &table)) {
+            Some(Err(e)) => {
+                println!("init: {name}: disk={e}");
+                continue;
+            }
+            r => r.map(Result::unwrap_or_default),
+        };
         let Some(elf) = program(name) else {
             println!("init: {name}: no such program");
             continue;
@@ -104,7 +113,13 @@ fn boot() -> i32 {
             _ => String::from(rest),
         };
         let calls: Vec<EnvId> = if is_fsd { Vec::new() } else { fsd.into_iter().collect() };
-        let sectors: &[(u64, u64, u32)] = if is_fsd { &grants } else { &[] };
+        // `disk=` binds exactly what it names; without it fsd gets every file-system
+        // partition and other programs none.
+        let sectors: &[(u64, u64, u32)] = match &own {
+            Some(g) => g,
+            None if is_fsd => &grants,
+            None => &[],
+        };
         // The program in the foreground, the last, gets the console input and the screen
         // (the shell, which hands both to what it runs).
         let console = i == lines.len() - 1;
@@ -113,6 +128,10 @@ fn boot() -> i32 {
             args.trim(),
             Options { quota: 0, sectors, calls: &calls, console, screen: console },
         ) {
+            Ok(child) if line.wait && !console => {
+                let status = process::wait(child).unwrap_or(-1);
+                println!("init: {name} exited with status {status}");
+            }
             Ok(child) => {
                 if is_fsd {
                     fsd = Some(child);
@@ -133,6 +152,32 @@ fn boot() -> i32 {
         let _ = sys::env_destroy(child);
     }
     status
+}
+
+/// One line of `/init.cfg`: `[wait] [disk=PARTS] PROGRAM [ARGS]` (docs/apps.md).
+struct Line<'a> {
+    /// Wait for it to exit before starting the next line.
+    wait: bool,
+    /// The partitions it may touch (`fs::parts` names), instead of the default.
+    disk: Option<&'a str>,
+    program: &'a str,
+    args: &'a str,
+}
+
+impl<'a> Line<'a> {
+    fn parse(mut line: &'a str) -> Option<Line<'a>> {
+        let (mut wait, mut disk) = (false, None);
+        loop {
+            let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match word {
+                "wait" => wait = true,
+                _ if word.starts_with("disk=") => disk = Some(&word[5..]),
+                "" => return None,
+                _ => return Some(Line { wait, disk, program: word, args: rest.trim() }),
+            }
+            line = rest.trim_start();
+        }
+    }
 }
 
 /// Waits until a server is parked, ready for calls (or gone).

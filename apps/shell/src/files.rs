@@ -35,7 +35,8 @@ impl Files {
                 Err(e) => println!("the file service did not answer: {e}"),
             },
             None => {
-                for (_, at, r) in fs::mount::mount_disk(&mut vfs) {
+                for (_, at, r) in fs::mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()])
+                {
                     match r {
                         Ok(kind) => println!("mounted {kind} at {at}"),
                         Err(e) => println!("{at}: not mounted: {e}"),

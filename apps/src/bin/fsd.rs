@@ -28,7 +28,7 @@ fn handle(c: &Call) -> [u64; 4] {
 
 fn main(_args: &str) -> i32 {
     let mut vfs = Vfs::new();
-    for (_, at, r) in mount::mount_disk(&mut vfs) {
+    for (_, at, r) in mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]) {
         match r {
             Ok(kind) => println!("fsd: serving {kind} at {at}"),
             Err(e) => println!("fsd: {at}: not mounted: {e}"),

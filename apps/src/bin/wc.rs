@@ -21,7 +21,7 @@ fn main(args: &str) -> i32 {
             let _ = service::mount_remote(&mut vfs, exo_libos::abi::EnvId(id));
         }
         None => {
-            fs::mount::mount_disk(&mut vfs);
+            fs::mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]);
         }
     }
     let mut status = 0;

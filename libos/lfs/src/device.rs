@@ -4,78 +4,9 @@ use crate::error::IoError;
 use alloc::vec;
 use alloc::vec::Vec;
 
-/// Bytes per sector. Every transfer is a whole number of sectors.
-pub const SECTOR: usize = 512;
-
-/// A disk (or partition) of 512-byte sectors numbered from 0: the one block-device seam of
-/// EL0. The LFS runs on it, and so does the libOS (`exo_libos::fs::disk`: the sector system
-/// calls, partitions, FAT). The kernel's drivers implement `exo_bsp`'s own `BlockDevice`,
-/// which the libOS cannot name (it never depends on the bsp).
-///
-/// Durability contract the file system relies on (and nothing more):
-/// - a `write` that returned, followed by a `flush` that returned, is durable;
-/// - at power loss, a write not yet followed by a completed flush may have reached the medium
-///   in any subset of its sectors, each sector wholly old or wholly new;
-/// - writes not separated by a flush may reach the medium in any order.
-///
-/// On exo each call is one system call, so the file system issues few, large transfers.
-pub trait BlockDevice {
-    /// Reads `buf.len() / 512` sectors starting at `sector`.
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError>;
-    /// Writes `buf.len() / 512` sectors starting at `sector`.
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError>;
-    /// Returns once every completed write is durable.
-    fn flush(&mut self) -> Result<(), IoError>;
-    /// The device size in sectors.
-    fn sectors(&self) -> u64;
-}
-
-impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        (**self).read(sector, buf)
-    }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
-        (**self).write(sector, buf)
-    }
-    fn flush(&mut self) -> Result<(), IoError> {
-        (**self).flush()
-    }
-    fn sectors(&self) -> u64 {
-        (**self).sectors()
-    }
-}
-
-/// Checks a transfer against a device of `sectors` sectors.
-pub fn check_range(sector: u64, len: usize, sectors: u64) -> Result<(), IoError> {
-    let n = (len / SECTOR) as u64;
-    if !len.is_multiple_of(SECTOR) || sector.checked_add(n).is_none_or(|end| end > sectors) {
-        return Err(IoError { code: -22 });
-    }
-    Ok(())
-}
-
-/// A disk held in memory (a RAM disk, or a host test's image): sector `n` is bytes
-/// `n * 512 ..`.
-impl BlockDevice for Vec<u8> {
-    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        check_range(sector, buf.len(), self.sectors())?;
-        let at = sector as usize * SECTOR;
-        buf.copy_from_slice(&self[at..at + buf.len()]);
-        Ok(())
-    }
-    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
-        check_range(sector, buf.len(), self.sectors())?;
-        let at = sector as usize * SECTOR;
-        self[at..at + buf.len()].copy_from_slice(buf);
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), IoError> {
-        Ok(())
-    }
-    fn sectors(&self) -> u64 {
-        (self.len() / SECTOR) as u64
-    }
-}
+/// The seam itself lives in `exo-block`, shared with the libOS runtime and the FAT libOS;
+/// it is re-exported here so that this crate reads as before.
+pub use exo_block::{check_range, BlockDevice, SECTOR};
 
 /// A device held in memory: the test suite's disk, and a RAM disk for a libOS.
 #[derive(Clone)]

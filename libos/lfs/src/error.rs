@@ -1,18 +1,7 @@
 //! Errors: one enum with stable numeric codes, never a panic.
 
-/// A block device failed a transfer. `code` is the device's own number, kept for reporting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IoError {
-    pub code: i32,
-}
-
-impl core::fmt::Display for IoError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "disk error {}", self.code)
-    }
-}
-
-impl core::error::Error for IoError {}
+/// A block device failed a transfer (the type is `exo-block`'s, shared with the libOS).
+pub use exo_block::IoError;
 
 /// Which structure was found damaged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 //! The kernel moves sectors straight into the caller's frames, so a transfer needs a
 //! 512-byte-aligned buffer and moves at most [`MAX_TRANSFER`] sectors. [`Partition`] takes
 //! any buffer: aligned ones go to the device directly in batches of up to 2048 sectors, the
-//! others through an aligned bounce buffer. The block-device trait is the LFS core's
-//! ([`BlockDevice`], re-exported here), so the libOS and the LFS spell the seam once; a
-//! partition implements it, and `embedded-sdmmc`'s for FAT, so both run on it unchanged.
+//! others through an aligned bounce buffer. The block-device trait is `exo-block`'s
+//! ([`BlockDevice`], re-exported here), shared with the file-system crates, so the seam is
+//! spelled once; a partition implements it, and both file systems run on it unchanged.
 
 extern crate alloc;
 
@@ -23,13 +23,13 @@ pub const BOUNCE_SECTORS: usize = 128;
 /// The code a [`Partition`] reports for a transfer outside it or not a whole sector count.
 pub const OUT_OF_RANGE: i32 = -1;
 
-/// The block-device seam the libOS and the LFS core share: `read`, `write` and `flush` of
-/// whole 512-byte sectors numbered from 0, and `sectors`. [`SysSectors`] is the whole disk
+/// The block-device seam the runtime and the file systems share (crate `exo-block`): `read`,
+/// `write` and `flush` of whole 512-byte sectors numbered from 0, and `sectors`. [`SysSectors`] is the whole disk
 /// through the system calls, [`Partition`] an extent of any device (itself a device), a
 /// `Vec<u8>` a disk in memory.
-pub use exo_lfs::BlockDevice;
+pub use exo_block::BlockDevice;
 /// A failed transfer: the kernel's error number (`exo_abi::Error`), or [`OUT_OF_RANGE`].
-pub use exo_lfs::IoError;
+pub use exo_block::IoError;
 
 /// A transfer the kernel refused for want of a write binding is [`Error::ReadOnly`](super::Error::ReadOnly);
 /// every other failure is [`Error::Io`](super::Error::Io).
@@ -96,8 +96,9 @@ struct Inner<S> {
 /// It only ever passes the device buffers that are 512-byte aligned and hold 1 to
 /// [`MAX_TRANSFER`] whole sectors, as the sector system calls want.
 ///
-/// Methods take `&self` (the state sits in a `RefCell`) because `embedded-sdmmc`'s block
-/// device trait does; a libOS environment is single-threaded.
+/// Methods take `&self` (the state sits in a `RefCell`) so that the FAT libOS can share one
+/// partition between `embedded-sdmmc`'s `&self` device and its own reads; a libOS
+/// environment is single-threaded.
 pub struct Partition<S> {
     start: u64,
     count: u64,
@@ -250,58 +251,6 @@ impl<S: BlockDevice> BlockDevice for Partition<S> {
     }
     fn sectors(&self) -> u64 {
         self.count
-    }
-}
-
-impl<S: BlockDevice> embedded_sdmmc::BlockDevice for Partition<S> {
-    type Error = IoError;
-
-    fn read(
-        &self,
-        blocks: &mut [embedded_sdmmc::Block],
-        start: embedded_sdmmc::BlockIdx,
-    ) -> Result<(), IoError> {
-        let mut at = u64::from(start.0);
-        for group in blocks.chunks_mut(BOUNCE_SECTORS) {
-            let abs = self.check(at, group.len() * SECTOR)?;
-            let inner = &mut *self.inner.borrow_mut();
-            let b = &mut bytes_mut(&mut inner.bounce)[..group.len() * SECTOR];
-            inner.stats.reads += 1;
-            inner.stats.bounced += 1;
-            inner.stats.sectors_read += group.len() as u64;
-            inner.io.read(abs, b)?;
-            for (blk, src) in group.iter_mut().zip(b.chunks(SECTOR)) {
-                blk.contents.copy_from_slice(src);
-            }
-            at += group.len() as u64;
-        }
-        Ok(())
-    }
-
-    fn write(
-        &self,
-        blocks: &[embedded_sdmmc::Block],
-        start: embedded_sdmmc::BlockIdx,
-    ) -> Result<(), IoError> {
-        let mut at = u64::from(start.0);
-        for group in blocks.chunks(BOUNCE_SECTORS) {
-            let abs = self.check(at, group.len() * SECTOR)?;
-            let inner = &mut *self.inner.borrow_mut();
-            let b = &mut bytes_mut(&mut inner.bounce)[..group.len() * SECTOR];
-            for (blk, dst) in group.iter().zip(b.chunks_mut(SECTOR)) {
-                dst.copy_from_slice(&blk.contents);
-            }
-            inner.stats.writes += 1;
-            inner.stats.bounced += 1;
-            inner.stats.sectors_written += group.len() as u64;
-            inner.io.write(abs, b)?;
-            at += group.len() as u64;
-        }
-        Ok(())
-    }
-
-    fn num_blocks(&self) -> Result<embedded_sdmmc::BlockCount, IoError> {
-        Ok(embedded_sdmmc::BlockCount(u32::try_from(self.count).unwrap_or(u32::MAX)))
     }
 }
 

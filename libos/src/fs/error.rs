@@ -111,24 +111,3 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
-
-impl From<exo_lfs::Error> for Error {
-    fn from(e: exo_lfs::Error) -> Self {
-        use exo_lfs::Error as L;
-        match e {
-            L::NotFound => Error::NotFound,
-            L::Exists => Error::Exists,
-            L::NotDir => Error::NotDir,
-            L::IsDir => Error::IsDir,
-            L::NotEmpty => Error::NotEmpty,
-            L::NoSpace => Error::NoSpace,
-            L::NameTooLong => Error::NameTooLong,
-            L::InvalidArgument => Error::InvalidArgument,
-            L::FileTooBig => Error::FileTooLarge,
-            L::ReadOnly => Error::ReadOnly,
-            L::Stale => Error::BadHandle,
-            L::Corrupt(_) => Error::Corrupt,
-            L::Io(_) | L::Failed => Error::Io,
-        }
-    }
-}

@@ -1,50 +1,73 @@
-//! Files for apps: one interface ([`FileSystem`]), a mount table ([`Vfs`]), and two back ends.
+//! Files for apps: one interface ([`FileSystem`]), a mount table ([`Vfs`]), and the mount
+//! layer the file-system libOSes plug into.
 //!
 //! # Layers
 //!
 //! ```text
 //!   app ──► Vfs (vfs.rs): mount points, paths (path.rs), descriptors with a position
 //!             │  Box<dyn FileSystem>
-//!             ├──► FatFs (fat/): FAT16/FAT32 on the embedded-sdmmc crate
-//!             └──► LfsFs (lfs.rs): the log-structured file system (crate exo-lfs)
+//!             ├──► exo_fat::FatFs (crate exo-fat): FAT16/FAT32 on embedded-sdmmc
+//!             ├──► exo_logfs::LfsFs (crate exo-logfs): the log-structured file system
+//!             └──► service::Remote: a file server (fsd) over IPC
 //!                        │
 //!                  Partition (disk.rs): one granted extent as sectors 0.., bounce buffer,
 //!                        │              batched transfers
-//!                  BlockDevice: sys::sector_* on exo, a Vec or a file in host tests
+//!                  BlockDevice (crate exo-block): sys::sector_* on exo, a Vec or a file in
+//!                                                 host tests
 //! ```
 //!
-//! An app either mounts file systems in a [`Vfs`] and uses paths such as `/fat/boot.txt` and
-//! `/log/notes`, or links one back end and calls it directly: both implement
-//! [`FileSystem`]. Paths given to a [`FileSystem`] are absolute within that file system.
+//! The runtime names no file system: an app depends on the file-system crates it wants and
+//! hands their [`mount::Backend`]s to [`mount::mount_disk`], or calls one back end directly
+//! (both implement [`FileSystem`]), so a FAT-only app links no LFS code and the reverse
+//! (`docs/libos.md`). Paths given to a [`FileSystem`] are absolute within that file system.
 //!
 //! Nothing here may run in the upcall handler (it allocates). See `docs/filesystems.md`.
 //!
 //! # Example
 //!
-//! On exo, `mount::mount_disk(&mut vfs)` mounts the disk's FAT and LFS partitions at `/fat`
-//! and `/log`. Here an LFS on a RAM disk stands in for them:
+//! On exo, `mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()])`
+//! mounts the disk's FAT and LFS partitions at `/fat` and `/log`. Here a toy file system
+//! stands in for them (the file-system crates' tests use the real ones):
 //!
 //! ```
-//! use exo_libos::fs::lfs::LfsFs;
-//! use exo_libos::fs::{FileSystem, OpenFlags, Partition, SeekFrom, Vfs};
+//! use exo_libos::fs::{DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata};
+//! use exo_libos::fs::{OpenFlags, Result, Vfs};
 //!
-//! let ram = Partition::new(vec![0u8; 8192 * 512], 0, 8192);
-//! let opts = exo_lfs::FormatOptions { segment_bytes: 64 * 1024, ..Default::default() };
+//! /// One file, `/motd`, read-only.
+//! struct Motd;
+//! impl FileSystem for Motd {
+//!     fn fs_type(&self) -> &'static str { "motd" }
+//!     fn open(&mut self, p: &str, _: OpenFlags) -> Result<Handle> {
+//!         if p == "/motd" { Ok(Handle(0)) } else { Err(Error::NotFound) }
+//!     }
+//!     fn read(&mut self, _: Handle, off: u64, buf: &mut [u8]) -> Result<usize> {
+//!         let rest = b"hello, exo".get(off as usize..).unwrap_or(&[]);
+//!         let n = rest.len().min(buf.len());
+//!         buf[..n].copy_from_slice(&rest[..n]);
+//!         Ok(n)
+//!     }
+//!     fn write(&mut self, _: Handle, _: u64, _: &[u8]) -> Result<usize> { Err(Error::ReadOnly) }
+//!     fn close(&mut self, _: Handle) -> Result<()> { Ok(()) }
+//!     fn fstat(&mut self, _: Handle) -> Result<Metadata> {
+//!         Ok(Metadata { kind: FileKind::File, size: 10, modified: None })
+//!     }
+//!     fn stat(&mut self, p: &str) -> Result<Metadata> { self.open(p, OpenFlags::READ)?; self.fstat(Handle(0)) }
+//!     fn list_dir(&mut self, _: &str) -> Result<Vec<DirEntry>> {
+//!         Ok(vec![DirEntry { name: "motd".into(), kind: FileKind::File, size: 10 }])
+//!     }
+//!     fn mkdir(&mut self, _: &str) -> Result<()> { Err(Error::ReadOnly) }
+//!     fn remove(&mut self, _: &str) -> Result<()> { Err(Error::ReadOnly) }
+//!     fn rename(&mut self, _: &str, _: &str) -> Result<()> { Err(Error::ReadOnly) }
+//!     fn sync(&mut self) -> Result<()> { Ok(()) }
+//!     fn statfs(&mut self) -> Result<FsStats> {
+//!         Ok(FsStats { fs_type: "motd", total_bytes: 10, free_bytes: 0, block_size: 1 })
+//!     }
+//! }
+//!
 //! let mut vfs = Vfs::new();
-//! vfs.mount("/log", Box::new(LfsFs::format(ram, opts, exo_libos::fs::time::uptime)?))?;
-//!
-//! vfs.mkdir("/log/notes")?;
-//! let fd = vfs.open("/log/notes/today", OpenFlags::RW | OpenFlags::CREATE)?;
-//! vfs.write(fd, b"hello, ")?;
-//! vfs.write(fd, b"exo")?;
-//! vfs.seek(fd, SeekFrom::Start(7))?;
-//! let mut buf = [0u8; 3];
-//! assert_eq!(vfs.read(fd, &mut buf)?, 3);
-//! assert_eq!(&buf, b"exo");
-//! vfs.close(fd)?;
-//! vfs.copy("/log/notes/today", "/log/notes/copy")?;
-//! assert_eq!(vfs.read_to_vec("/log/notes/copy")?, b"hello, exo");
-//! vfs.sync()?;
+//! vfs.mount("/etc", Box::new(Motd))?;
+//! assert_eq!(vfs.read_to_vec("/etc/motd")?, b"hello, exo");
+//! assert_eq!(vfs.write_file("/etc/motd", b"x"), Err(Error::ReadOnly));
 //! # Ok::<(), exo_libos::fs::Error>(())
 //! ```
 
@@ -55,9 +78,8 @@ use alloc::vec::Vec;
 
 pub mod disk;
 mod error;
-pub mod fat;
-pub mod lfs;
 pub mod mount;
+pub mod parts;
 pub mod path;
 pub mod service;
 pub mod time;
@@ -65,8 +87,6 @@ pub mod vfs;
 
 pub use disk::{BlockDevice, Partition};
 pub use error::Error;
-pub use fat::FatFs;
-pub use lfs::LfsFs;
 pub use vfs::{Fd, SeekFrom, Vfs};
 
 /// Shorthand for this module's results.

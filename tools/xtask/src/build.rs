@@ -90,6 +90,10 @@ pub struct Artifacts {
 /// kernel image).
 pub const APPS: &[&str] = &["hello", "crash", "fsd", "wc", "fbdemo"];
 
+/// Apps that are packages of their own (package, program), built beside `APPS` and put on
+/// the card with them: the example apps that link one file-system libOS each.
+pub const OWN_PACKAGE_APPS: &[(&str, &str)] = &[("exo-fatnote", "fatnote"), ("exo-lognote", "lognote")];
+
 /// Builds the production image and everything it holds; once per xtask run (later calls
 /// get the same).
 pub fn build_all() -> Result<Artifacts, String> {
@@ -147,6 +151,9 @@ fn build(variant: Variant) -> Result<Artifacts, String> {
     let art = variant.artifacts();
     if variant == Variant::Production {
         stage("exo-apps", APPS, &util::out_dir())?;
+        for (package, program) in OWN_PACKAGE_APPS {
+            stage(package, &[program], &util::out_dir())?;
+        }
         stage("exo-shell", &["shell"], &util::out_dir())?;
     }
     stage("exo-init", &["init"], &variant.dir())?;

@@ -121,6 +121,7 @@ impl Built {
         let kernel = build::build_all()?.image;
         let chainloader = loader::build()?;
         let mut names: Vec<&str> = build::APPS.to_vec();
+        names.extend(build::OWN_PACKAGE_APPS.iter().map(|(_, program)| *program));
         for p in SYSTEM_PROGRAMS {
             if !names.contains(p) && util::out_dir().join(p).is_file() {
                 names.push(p);

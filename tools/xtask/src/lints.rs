@@ -11,10 +11,15 @@ pub const TARGET_CRATES: &[&str] = &[
     "exo-format",
     "exo-kernel",
     "exo-libos",
+    "exo-block",
+    "exo-fat",
     "exo-lfs",
+    "exo-logfs",
     "exo-apps",
     "exo-shell",
     "exo-init",
+    "exo-fatnote",
+    "exo-lognote",
 ];
 
 /// Workspace members that build only for the host (clippy checks them there).

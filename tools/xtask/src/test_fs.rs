@@ -56,7 +56,7 @@ fn suite(board: Board) -> Result<(), String> {
 }
 
 /// A file of the LFS partition, read on the host with the LFS library.
-fn lfs_read(img: &Path, path: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn lfs_read(img: &Path, path: &str) -> Result<Vec<u8>, String> {
     let f = std::fs::File::open(img).map_err(|e| e.to_string())?;
     let mut fs = exo_lfs::Fs::mount(LfsPart::of(&f)?, exo_lfs::MountOptions { read_only: true, clock: None })
         .map_err(|e| format!("mount: {e:?}"))?;

@@ -7,6 +7,8 @@ use exo_lfs::{BlockDevice, FormatOptions, Fs, Kind, MemDevice};
 use std::collections::BTreeMap;
 
 pub use exo_format::rng::Rng;
+// The block-device seam is `exo-block`'s; the tests name it through `exo_lfs`'s re-exports.
+use exo_block as _;
 
 /// `LFS_TEST_SCALE` multiplies iteration counts (default 1).
 pub fn scale() -> u64 {

@@ -9,8 +9,8 @@
 
 extern crate alloc;
 
-use crate::fs::disk::{BlockDevice, IoError, Partition, SectorBuf, MAX_TRANSFER, SECTOR};
 use alloc::collections::BTreeMap;
+use exo_libos::fs::disk::{BlockDevice, IoError, Partition, SectorBuf, MAX_TRANSFER, SECTOR};
 
 /// Written sectors held before they are written out anyway (256 KiB).
 const MAX_PENDING: usize = 512;

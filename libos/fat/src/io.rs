@@ -8,10 +8,10 @@
 
 use super::table::{Chain, Fat};
 use super::{sd, FatFs};
-use crate::fs::disk::{BlockDevice, Partition, SECTOR};
-use crate::fs::{Error, OpenFlags, Result};
 use embedded_sdmmc::Mode;
 use exo_format::le;
+use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
+use exo_libos::fs::{Error, OpenFlags, Result};
 
 /// Largest file FAT can hold.
 const MAX_SIZE: u64 = u32::MAX as u64;
@@ -65,7 +65,7 @@ impl<S: BlockDevice> FatFs<S> {
         }
     }
 
-    pub(super) fn read_at(&mut self, h: crate::fs::Handle, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    pub(super) fn read_at(&mut self, h: exo_libos::fs::Handle, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let (i, flags) = self.node(h)?;
         if !flags.contains(OpenFlags::READ) {
             return Err(Error::BadHandle);
@@ -82,7 +82,7 @@ impl<S: BlockDevice> FatFs<S> {
         Ok(len)
     }
 
-    pub(super) fn write_at(&mut self, h: crate::fs::Handle, offset: u64, data: &[u8]) -> Result<usize> {
+    pub(super) fn write_at(&mut self, h: exo_libos::fs::Handle, offset: u64, data: &[u8]) -> Result<usize> {
         let (i, flags) = self.node(h)?;
         if !flags.contains(OpenFlags::WRITE) {
             return Err(Error::BadHandle);
@@ -164,7 +164,7 @@ impl<S: BlockDevice> FatFs<S> {
         let geo = self.geo;
         let n = self.node_mut(i)?;
         n.size = le::get_u32(&e, 28);
-        n.mtime = crate::fs::time::from_fat(le::get_u16(&e, 24), le::get_u16(&e, 22));
+        n.mtime = exo_libos::fs::time::from_fat(le::get_u16(&e, 24), le::get_u16(&e, 22));
         if cluster != n.cluster {
             n.cluster = cluster;
             n.chain = Chain::new(&geo, cluster)?;

@@ -3,10 +3,10 @@
 extern crate alloc;
 
 use super::{name, FatFs};
-use crate::fs::disk::{BlockDevice, IoError};
-use crate::fs::{Error, Result};
 use alloc::string::String;
 use embedded_sdmmc::{RawDirectory, ShortFileName};
+use exo_libos::fs::disk::{BlockDevice, IoError};
+use exo_libos::fs::{Error, Result};
 
 /// The crate's error as ours.
 pub fn sd(e: embedded_sdmmc::Error<IoError>) -> Error {

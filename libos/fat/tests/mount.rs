@@ -1,4 +1,5 @@
-//! Mounting a partitioned disk by MBR type: FAT at /fat, the LFS at /log, others skipped.
+//! Mounting a partitioned disk by MBR type with the back ends an app links: FAT at /fat,
+//! the LFS at /log, others skipped; a back end left out leaves its partitions alone.
 // An integration test sees every dependency of its package; the library target is the
 // one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
 #![allow(unused_crate_dependencies)]
@@ -8,9 +9,13 @@ mod common;
 use common::*;
 use exo_format::mbr;
 use exo_lfs::FormatOptions;
-use exo_libos::fs::lfs::LfsFs;
-use exo_libos::fs::mount::{mount_partitions, mount_point};
+use exo_libos::fs::mount::{mount_partitions, Backend};
 use exo_libos::fs::{Error, Partition, Vfs};
+use exo_logfs::LfsFs;
+
+fn both() -> [Backend<FileSectors>; 2] {
+    [exo_fat::backend(), exo_logfs::backend()]
+}
 
 fn entry(disk: &mut [u8], i: usize, kind: u8, start: u32, len: u32) {
     let e = &mut disk[446 + 16 * i..446 + 16 * (i + 1)];
@@ -20,12 +25,12 @@ fn entry(disk: &mut [u8], i: usize, kind: u8, start: u32, len: u32) {
 }
 
 #[test]
-fn names_by_type() {
-    assert_eq!(mount_point(0x0c, 0).as_deref(), Some("/fat"));
-    assert_eq!(mount_point(0x0e, 2).as_deref(), Some("/fat2"));
-    assert_eq!(mount_point(mbr::TYPE_EXO_LFS, 0).as_deref(), Some("/log"));
-    assert_eq!(mount_point(mbr::TYPE_EXO_LFS, 1).as_deref(), Some("/log1"));
-    assert_eq!(mount_point(0x83, 0), None);
+fn back_ends_name_their_mount_points_and_types() {
+    let [fat, log] = both();
+    assert_eq!((fat.mount_point(0), fat.mount_point(2)), ("/fat".into(), "/fat2".into()));
+    assert_eq!((log.mount_point(0), log.mount_point(1)), ("/log".into(), "/log1".into()));
+    assert!(fat.kinds.contains(&0x0c) && fat.kinds.contains(&0x0e) && !fat.kinds.contains(&0x83));
+    assert_eq!(log.kinds, &[mbr::TYPE_EXO_LFS]);
 }
 
 #[test]
@@ -63,7 +68,12 @@ fn partitions_mount_where_their_type_says() {
     let table: Vec<mbr::Partition> =
         mbr::parse(&disk[..512], Some(u64::from(total))).unwrap().into_iter().flatten().collect();
     let mut vfs = Vfs::new();
-    let got = mount_partitions(&mut vfs, &table, || open_image(&img), || 0);
+    // An app that links only the LFS mounts only the LFS.
+    let only_log = mount_partitions(&mut vfs, &table, || open_image(&img), || 0, &[exo_logfs::backend()]);
+    assert_eq!(only_log, vec![(1, String::from("/log"), Ok("lfs"))]);
+    assert_eq!(vfs.mounts().collect::<Vec<_>>(), vec![("/log", "lfs")]);
+    vfs.unmount("/log").unwrap();
+    let got = mount_partitions(&mut vfs, &table, || open_image(&img), || 0, &both());
     let mut want = vec![];
     if fat {
         want.push((0u8, String::from("/fat"), Ok("fat32")));

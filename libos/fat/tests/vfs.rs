@@ -6,11 +6,11 @@
 mod common;
 
 use common::*;
+use exo_fat::{FatFs, FatOptions};
 use exo_lfs::FormatOptions;
-use exo_libos::fs::fat::{FatFs, FatOptions};
-use exo_libos::fs::lfs::LfsFs;
 use exo_libos::fs::vfs::MAX_FDS;
 use exo_libos::fs::{Error, Fd, FileKind, FileSystem, OpenFlags, Partition, SeekFrom, Vfs};
+use exo_logfs::LfsFs;
 
 fn lfs(sectors: u64) -> Box<dyn FileSystem> {
     let opts = FormatOptions { segment_bytes: 64 * 1024, ..Default::default() };

@@ -1,16 +1,59 @@
-//! The log-structured file system (crate `exo-lfs`) behind the [`FileSystem`] interface.
+//! The log-structured libOS: the LFS engine (crate `exo-lfs`) behind the runtime's
+//! [`FileSystem`] interface. An app that wants only the log-structured file system depends
+//! on this crate and `exo-libos`, and links nothing of FAT (see `docs/libos.md`).
 //!
 //! A thin adapter: paths are normalised here, handles map to the LFS's (inode, generation)
 //! handles, open flags are enforced here, and errors become [`Error`]s. Mounting never
-//! formats; [`LfsFs::format`] does, and only when called.
+//! formats; [`LfsFs::format`] does, and only when called. [`backend`] is what an app hands
+//! to `exo_libos::fs::mount` to have LFS partitions mounted at `/log`, `/log1`, ...
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
-use super::path::normalize;
-use super::{Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result};
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use exo_lfs::{BlockDevice, Kind, MountOptions};
+use exo_libos::fs::mount::Backend;
+use exo_libos::fs::path::normalize;
+use exo_libos::fs::{
+    Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Partition, Result,
+};
+
+/// The LFS as a back end of the mount layer: partitions of MBR type
+/// [`exo_libos::format::mbr::TYPE_EXO_LFS`], mounted read-write at `/log`, `/log1`, ...
+pub const fn backend<S: BlockDevice + 'static>() -> Backend<S> {
+    Backend { at: "/log", kinds: &[exo_libos::format::mbr::TYPE_EXO_LFS], mount: mount_partition::<S> }
+}
+
+fn mount_partition<S: BlockDevice + 'static>(
+    part: Partition<S>,
+    clock: Clock,
+) -> Result<Box<dyn FileSystem>> {
+    Ok(Box::new(LfsFs::mount(part, LfsOptions { read_only: false, clock })?))
+}
+
+/// The engine's error as the runtime's (the two crates cannot name each other's types in a
+/// `From`, so the adapter converts with this).
+pub fn error(e: exo_lfs::Error) -> Error {
+    use exo_lfs::Error as L;
+    match e {
+        L::NotFound => Error::NotFound,
+        L::Exists => Error::Exists,
+        L::NotDir => Error::NotDir,
+        L::IsDir => Error::IsDir,
+        L::NotEmpty => Error::NotEmpty,
+        L::NoSpace => Error::NoSpace,
+        L::NameTooLong => Error::NameTooLong,
+        L::InvalidArgument => Error::InvalidArgument,
+        L::FileTooBig => Error::FileTooLarge,
+        L::ReadOnly => Error::ReadOnly,
+        L::Stale => Error::BadHandle,
+        L::Corrupt(_) => Error::Corrupt,
+        L::Io(_) | L::Failed => Error::Io,
+    }
+}
 
 /// Most handles open at once.
 pub const MAX_OPEN: usize = 256;
@@ -26,7 +69,7 @@ pub struct LfsOptions {
 
 impl Default for LfsOptions {
     fn default() -> Self {
-        LfsOptions { read_only: false, clock: super::time::uptime }
+        LfsOptions { read_only: false, clock: exo_libos::fs::time::uptime }
     }
 }
 
@@ -52,14 +95,14 @@ fn kind(k: Kind) -> FileKind {
 impl<D: BlockDevice> LfsFs<D> {
     /// Mounts the LFS on `dev` (rolling forward after a crash). Never formats.
     pub fn mount(dev: D, opts: LfsOptions) -> Result<Self> {
-        let fs =
-            exo_lfs::Fs::mount(dev, MountOptions { read_only: opts.read_only, clock: Some(opts.clock) })?;
+        let fs = exo_lfs::Fs::mount(dev, MountOptions { read_only: opts.read_only, clock: Some(opts.clock) })
+            .map_err(error)?;
         Ok(LfsFs { fs, read_only: opts.read_only, open: Vec::new() })
     }
 
     /// Creates an empty LFS on all of `dev` and mounts it. Erases whatever `dev` held.
     pub fn format(dev: D, format: exo_lfs::FormatOptions, clock: Clock) -> Result<Self> {
-        let mut fs = exo_lfs::Fs::format(dev, format)?;
+        let mut fs = exo_lfs::Fs::format(dev, format).map_err(error)?;
         fs.set_clock(clock);
         Ok(LfsFs { fs, read_only: false, open: Vec::new() })
     }
@@ -72,7 +115,7 @@ impl<D: BlockDevice> LfsFs<D> {
     /// Makes one open file's data and metadata durable (POSIX `fsync`).
     pub fn fsync(&mut self, h: Handle) -> Result<()> {
         let lh = self.get(h)?.h;
-        Ok(self.fs.fsync(lh)?)
+        self.fs.fsync(lh).map_err(error)
     }
 
     /// Checkpoints (unless read-only) and gives the device back.
@@ -80,7 +123,7 @@ impl<D: BlockDevice> LfsFs<D> {
         if self.read_only {
             return Ok(self.fs.into_device());
         }
-        Ok(self.fs.unmount()?)
+        self.fs.unmount().map_err(error)
     }
 
     fn get(&self, h: Handle) -> Result<&Open> {
@@ -96,14 +139,16 @@ impl<D: BlockDevice> LfsFs<D> {
         let h = match self.fs.open(p) {
             Ok(_) if flags.contains(OpenFlags::CREATE | OpenFlags::EXCLUSIVE) => return Err(Error::Exists),
             Ok(h) => h,
-            Err(exo_lfs::Error::NotFound) if flags.contains(OpenFlags::CREATE) => self.fs.create(p)?,
-            Err(e) => return Err(e.into()),
+            Err(exo_lfs::Error::NotFound) if flags.contains(OpenFlags::CREATE) => {
+                self.fs.create(p).map_err(error)?
+            }
+            Err(e) => return Err(error(e)),
         };
-        if self.fs.fstat(h)?.kind == Kind::Dir {
+        if self.fs.fstat(h).map_err(error)?.kind == Kind::Dir {
             return Err(Error::IsDir);
         }
         if flags.contains(OpenFlags::TRUNCATE) {
-            self.fs.truncate(h, 0)?;
+            self.fs.truncate(h, 0).map_err(error)?;
         }
         Ok(h)
     }
@@ -139,7 +184,7 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
             return Err(Error::BadHandle);
         }
         let lh = o.h;
-        Ok(self.fs.read(lh, offset, buf)?)
+        self.fs.read(lh, offset, buf).map_err(error)
     }
 
     fn write(&mut self, h: Handle, offset: u64, data: &[u8]) -> Result<usize> {
@@ -148,8 +193,8 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
             return Err(Error::BadHandle);
         }
         let (lh, append) = (o.h, o.flags.contains(OpenFlags::APPEND));
-        let offset = if append { self.fs.fstat(lh)?.size } else { offset };
-        Ok(self.fs.write(lh, offset, data)?)
+        let offset = if append { self.fs.fstat(lh).map_err(error)?.size } else { offset };
+        self.fs.write(lh, offset, data).map_err(error)
     }
 
     fn close(&mut self, h: Handle) -> Result<()> {
@@ -160,24 +205,24 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
 
     fn fstat(&mut self, h: Handle) -> Result<Metadata> {
         let lh = self.get(h)?.h;
-        Ok(Self::metadata(&self.fs.fstat(lh)?))
+        Ok(Self::metadata(&self.fs.fstat(lh).map_err(error)?))
     }
 
     fn stat(&mut self, path: &str) -> Result<Metadata> {
         let p = normalize(path)?;
-        Ok(Self::metadata(&self.fs.stat(&p)?))
+        Ok(Self::metadata(&self.fs.stat(&p).map_err(error)?))
     }
 
     fn list_dir(&mut self, path: &str) -> Result<Vec<DirEntry>> {
         let p = normalize(path)?;
-        let list = self.fs.read_dir(&p)?;
+        let list = self.fs.read_dir(&p).map_err(error)?;
         let mut out = Vec::with_capacity(list.len());
         for e in list {
             let size = match e.kind {
                 // A name that is not UTF-8 cannot be reached by path: its size shows as 0.
                 Kind::File => self
                     .fs
-                    .stat(&super::path::join(&p, &String::from_utf8_lossy(&e.name)))
+                    .stat(&exo_libos::fs::path::join(&p, &String::from_utf8_lossy(&e.name)))
                     .map_or(0, |s| s.size),
                 Kind::Dir => 0,
             };
@@ -195,7 +240,7 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
         if p == "/" {
             return Err(Error::Exists);
         }
-        self.fs.mkdir(&p).map(drop).map_err(Error::from)
+        self.fs.mkdir(&p).map(drop).map_err(error)
     }
 
     fn remove(&mut self, path: &str) -> Result<()> {
@@ -203,7 +248,7 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
         if p == "/" {
             return Err(Error::Busy);
         }
-        Ok(self.fs.remove(&p)?)
+        self.fs.remove(&p).map_err(error)
     }
 
     fn rename(&mut self, from: &str, to: &str) -> Result<()> {
@@ -211,11 +256,11 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
         if f == "/" || t == "/" {
             return Err(Error::Busy);
         }
-        Ok(self.fs.rename(&f, &t)?)
+        self.fs.rename(&f, &t).map_err(error)
     }
 
     fn sync(&mut self) -> Result<()> {
-        Ok(self.fs.sync()?)
+        self.fs.sync().map_err(error)
     }
 
     fn statfs(&mut self) -> Result<FsStats> {

@@ -20,11 +20,11 @@
 
 use super::bpb::Geometry;
 use super::cache::SectorCache;
-use crate::fs::disk::{BlockDevice, IoError, Partition, OUT_OF_RANGE, SECTOR};
-use crate::fs::Clock;
 use core::cell::{Cell, RefCell};
 use embedded_sdmmc::{Block, BlockCount, BlockIdx, TimeSource, Timestamp};
 use exo_format::le;
+use exo_libos::fs::disk::{BlockDevice, IoError, Partition, OUT_OF_RANGE, SECTOR};
+use exo_libos::fs::Clock;
 
 /// FAT sectors read at once when the crate reads one.
 const FAT_AHEAD: u32 = 64;
@@ -267,7 +267,7 @@ pub struct FatClock(pub Clock);
 
 impl TimeSource for FatClock {
     fn get_timestamp(&self) -> Timestamp {
-        let (date, time) = crate::fs::time::to_fat((self.0)());
+        let (date, time) = exo_libos::fs::time::to_fat((self.0)());
         Timestamp::from_fat(date, time)
     }
 }

@@ -11,10 +11,10 @@ extern crate alloc;
 use super::bpb::{FatType, Geometry};
 use super::name::{checksum, display, short_name};
 use super::table::Fat;
-use crate::fs::disk::{BlockDevice, Partition, SECTOR};
-use crate::fs::{Error, FileKind, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
+use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
+use exo_libos::fs::{Error, FileKind, Result};
 
 /// Attribute bits.
 pub const ATTR_READ_ONLY: u8 = 0x01;
@@ -203,7 +203,7 @@ fn parse(data: &[u8], fat_type: FatType) -> Vec<Entry> {
             attr,
             cluster: hi << 16 | u32::from(le::get_u16(e, 26)),
             size: le::get_u32(e, 28),
-            mtime: crate::fs::time::from_fat(le::get_u16(e, 24), le::get_u16(e, 22)),
+            mtime: exo_libos::fs::time::from_fat(le::get_u16(e, 24), le::get_u16(e, 22)),
             slot,
             first: r.filter(|r| r.expect == 0 && r.csum == checksum(&sfn)).map_or(slot, |r| r.first),
             label: attr & ATTR_VOLUME != 0 && attr & ATTR_DIR == 0,

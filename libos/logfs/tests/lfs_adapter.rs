@@ -4,8 +4,8 @@
 #![allow(unused_crate_dependencies)]
 
 use exo_lfs::FormatOptions;
-use exo_libos::fs::lfs::{LfsFs, LfsOptions};
 use exo_libos::fs::{Error, FileKind, FileSystem, OpenFlags, Partition};
+use exo_logfs::{LfsFs, LfsOptions};
 
 const SECTORS: u64 = 16384; // 8 MiB
 

@@ -10,9 +10,9 @@
 mod common;
 
 use common::*;
+use exo_fat::{FatFs, FatOptions};
 use exo_format::le;
 use exo_libos::fs::disk::{BlockDevice, IoError};
-use exo_libos::fs::fat::{FatFs, FatOptions};
 use exo_libos::fs::{FileKind, FileSystem, OpenFlags, Partition};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;

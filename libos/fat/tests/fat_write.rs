@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use exo_libos::fs::fat::{FatFs, FatOptions};
+use exo_fat::{FatFs, FatOptions};
 use exo_libos::fs::{Error, FileKind, FileSystem, OpenFlags, Partition};
 use std::collections::BTreeMap;
 

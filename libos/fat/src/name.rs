@@ -6,8 +6,8 @@
 
 extern crate alloc;
 
-use crate::fs::{Error, Result};
 use alloc::string::String;
+use exo_libos::fs::{Error, Result};
 
 /// Byte 12 flag: the base name is shown in lower case.
 pub const LOWER_BASE: u8 = 0x08;

@@ -8,10 +8,10 @@ use super::dir::{self, Dir, DirLoc, Entry, ATTR_READ_ONLY};
 use super::name::{display, short_name};
 use super::table::{Chain, Fat};
 use super::{sd, FatFs, Node};
-use crate::fs::disk::BlockDevice;
-use crate::fs::path::normalize;
-use crate::fs::{Error, Handle, OpenFlags, Result};
 use embedded_sdmmc::Mode;
+use exo_libos::fs::disk::BlockDevice;
+use exo_libos::fs::path::normalize;
+use exo_libos::fs::{Error, Handle, OpenFlags, Result};
 
 impl<S: BlockDevice> FatFs<S> {
     pub(super) fn open_file(&mut self, path: &str, flags: OpenFlags) -> Result<Handle> {
@@ -125,7 +125,7 @@ impl<S: BlockDevice> FatFs<S> {
     /// clusters are freed.
     fn truncate_entry(&mut self, d: &mut Dir, e: &Entry) -> Result<()> {
         self.begin_change()?;
-        let (date, time) = crate::fs::time::to_fat((self.clock)());
+        let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
         let ft = self.geo.fat_type;
         let n = self.with_part(|p, g| {
             d.patch(p, e.slot..=e.slot, |_, s| {
@@ -193,7 +193,7 @@ impl<S: BlockDevice> FatFs<S> {
     pub(super) fn rename_path(&mut self, from: &str, to: &str) -> Result<()> {
         let (f, t) = (normalize(from)?, normalize(to)?);
         if f == t {
-            return crate::fs::FileSystem::stat(self, &f).map(drop);
+            return exo_libos::fs::FileSystem::stat(self, &f).map(drop);
         }
         let (mut sdir, snames, sname) = self.parent(&f)?;
         let se = sdir.find(sname.ok_or(Error::Busy)?).cloned().ok_or(Error::NotFound)?;

@@ -5,8 +5,8 @@
 //! panic. Everything the rest of the FAT libOS computes (cluster to sector, FAT entry
 //! positions) stays inside the volume once these checks pass.
 
-use crate::fs::{Error, Result};
 use exo_format::le;
+use exo_libos::fs::{Error, Result};
 
 /// FAT16 or FAT32 (FAT12 is not supported by the crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,8 @@
-//! The FAT libOS: FAT16 and FAT32 volumes on the `embedded-sdmmc` crate.
+//! The FAT libOS: FAT16 and FAT32 volumes on the `embedded-sdmmc` crate, behind the
+//! runtime's [`FileSystem`] interface. An app that wants only FAT depends on this crate and
+//! `exo-libos`, and links nothing of the log-structured file system (see `docs/libos.md`);
+//! [`backend`] is what it hands to `exo_libos::fs::mount` to have FAT partitions mounted at
+//! `/fat`, `/fat1`, ...
 //!
 //! # Who does what
 //!
@@ -17,6 +21,8 @@
 //! and closes them before returning, so `MAX_DIRS`/`MAX_FILES` bound the nesting of one
 //! operation, and the libOS's handle table (up to [`MAX_OPEN`]) is what apps see.
 
+#![cfg_attr(not(test), no_std)]
+
 extern crate alloc;
 
 mod bpb;
@@ -29,13 +35,22 @@ mod name;
 mod ops;
 mod table;
 
-use super::disk::{BlockDevice, Partition};
-use super::{Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result};
+// Dev-dependencies for the integration tests, which mount FAT beside the LFS; the unit
+// tests see them too and do not use them.
+#[cfg(test)]
+use {exo_lfs as _, exo_logfs as _};
+
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use bpb::Geometry;
 use dev::{FatClock, FatDev};
 use dir::DirLoc;
 use embedded_sdmmc::{RawVolume, VolumeIdx, VolumeManager};
+use exo_libos::fs::disk::{BlockDevice, Partition};
+use exo_libos::fs::mount::{Backend, FAT_TYPES};
+use exo_libos::fs::{
+    Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result,
+};
 use glue::sd;
 use table::{Chain, Fat};
 
@@ -51,6 +66,19 @@ type Names = Vec<[u8; 11]>;
 
 type Vm<S> = VolumeManager<FatDev<S>, FatClock, MAX_DIRS, MAX_FILES, 1>;
 
+/// FAT as a back end of the mount layer: partitions of the FAT16/FAT32 MBR types, mounted
+/// read-write at `/fat`, `/fat1`, ...
+pub const fn backend<S: BlockDevice + 'static>() -> Backend<S> {
+    Backend { at: "/fat", kinds: &FAT_TYPES, mount: mount_partition::<S> }
+}
+
+fn mount_partition<S: BlockDevice + 'static>(
+    part: Partition<S>,
+    clock: Clock,
+) -> Result<Box<dyn FileSystem>> {
+    Ok(Box::new(FatFs::mount(part, FatOptions { read_only: false, clock })?))
+}
+
 /// How to mount.
 #[derive(Clone, Copy, Debug)]
 pub struct FatOptions {
@@ -62,7 +90,7 @@ pub struct FatOptions {
 
 impl Default for FatOptions {
     fn default() -> Self {
-        FatOptions { read_only: false, clock: super::time::uptime }
+        FatOptions { read_only: false, clock: exo_libos::fs::time::uptime }
     }
 }
 
@@ -139,7 +167,7 @@ impl<S: BlockDevice> FatFs<S> {
     }
 
     /// Transfer counts of the partition underneath.
-    pub fn io_stats(&self) -> super::disk::IoStats {
+    pub fn io_stats(&self) -> exo_libos::fs::disk::IoStats {
         self.vm.device(|d| d.part.stats())
     }
 
@@ -179,10 +207,10 @@ impl<S: BlockDevice> FatFs<S> {
     /// The directory holding normalised `path`'s last component, the 8.3 names leading to
     /// it, and that component (`None` for the root).
     fn parent<'p>(&self, path: &'p str) -> Result<(dir::Dir, Names, Option<&'p str>)> {
-        match super::path::split_last(path) {
+        match exo_libos::fs::path::split_last(path) {
             None => Ok((self.read_dir(DirLoc::Root)?, Vec::new(), None)),
             Some((p, name)) => {
-                let (d, names) = self.walk(super::path::components(p))?;
+                let (d, names) = self.walk(exo_libos::fs::path::components(p))?;
                 Ok((d, names, Some(name)))
             }
         }
@@ -300,7 +328,7 @@ impl<S: BlockDevice> FileSystem for FatFs<S> {
     }
 
     fn stat(&mut self, path: &str) -> Result<Metadata> {
-        let p = super::path::normalize(path)?;
+        let p = exo_libos::fs::path::normalize(path)?;
         let (d, _, name) = self.parent(&p)?;
         let Some(name) = name else {
             return Ok(Metadata { kind: FileKind::Dir, size: 0, modified: None });
@@ -311,8 +339,8 @@ impl<S: BlockDevice> FileSystem for FatFs<S> {
     }
 
     fn list_dir(&mut self, path: &str) -> Result<Vec<DirEntry>> {
-        let p = super::path::normalize(path)?;
-        let (d, _) = self.walk(super::path::components(&p))?;
+        let p = exo_libos::fs::path::normalize(path)?;
+        let (d, _) = self.walk(exo_libos::fs::path::components(&p))?;
         Ok(d.live()
             .map(|e| DirEntry {
                 name: e.name.clone(),

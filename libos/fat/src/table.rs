@@ -8,10 +8,10 @@ use exo_format::le;
 extern crate alloc;
 
 use super::bpb::{FatType, Geometry};
-use crate::fs::disk::{BlockDevice, Partition, SECTOR};
-use crate::fs::{Error, Result};
 use alloc::vec;
 use alloc::vec::Vec;
+use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
+use exo_libos::fs::{Error, Result};
 
 /// FAT sectors read at once when walking chains.
 const WINDOW: u32 = 64;

@@ -1,0 +1,273 @@
+//! Memory pressure and the default libOS's answer to revocation (`exo_libos::reclaim`):
+//! well-behaved programs asked for frames give back cache-region pages and free heap pages
+//! and keep working; one that misses its deadline loses only its reserve. Part of the core
+//! suite.
+//!
+//! The scene: the test forks the workers, then a hoarder that takes all but a few free
+//! frames and forks a taker. The taker keeps allocating; each failure makes the kernel ask
+//! the biggest holder that is not its ancestor — a worker, since the hoarder is the taker's
+//! parent — and the worker's libOS gives frames back, which the taker then gets.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use exo_libos::abi::{upcall, EnvId};
+use exo_libos::process::{self, Fork};
+use exo_libos::reclaim::{self, CacheRegion};
+use exo_libos::upcall::{set_hook, Upcall};
+use exo_libos::vm::{self, PAGE};
+use exo_libos::{println, sys};
+
+use crate::runner::check;
+
+type Test = (&'static str, fn() -> Result<(), &'static str>);
+
+pub const TESTS: &[Test] = &[
+    ("under_memory_pressure_workers_give_back_cache_and_heap_pages_and_survive", give_back),
+    ("a_missed_deadline_costs_only_the_reserve_and_the_program_survives", reserve_taken),
+];
+
+/// Runs every test whose name contains `filter`; returns the number that failed.
+pub fn run(filter: &str) -> usize {
+    crate::runner::run_suite("pressure", TESTS, filter, |test| test())
+}
+
+/// Cache-region pages each worker fills.
+const CACHE_PAGES: u64 = 24;
+/// Free heap a worker leaves behind (so whole free pages are there to give).
+const FREE_HEAP: usize = 256 * 1024;
+/// Frames the taker wants beyond what memory had left, from workers that answer (more than
+/// their cache regions hold, so free heap pages go too) and from workers that do not (what
+/// one reserve holds).
+const WANTED: u64 = 96;
+const WANTED_UNANSWERED: u64 = 16;
+/// Frames left free when the taker starts.
+const LEFT: u32 = 24;
+
+/// Words of the page the test shares with its children.
+mod word {
+    /// Set by the test when the workers may stop and check.
+    pub const STOP: usize = 0;
+    /// Workers that are ready (filled their memory).
+    pub const READY: usize = 1;
+    /// Set by the hoarder once memory is full.
+    pub const FULL: usize = 2;
+    /// Frames the taker got after memory was full.
+    pub const GOT: usize = 3;
+    /// Set by the taker when it is done.
+    pub const DONE: usize = 4;
+    /// Frames the taker wants beyond what memory had left.
+    pub const WANT: usize = 5;
+    /// Per worker `w` (0, 1): frames it gave back, its cache pages, heap pages, reserve
+    /// frames, repossessed, lost — at `8 + 8 * w ..`.
+    pub const STATS: usize = 8;
+}
+
+/// A page both a parent and its forked children can write.
+struct Shared {
+    va: u64,
+}
+
+impl Shared {
+    fn new() -> Result<Shared, &'static str> {
+        let va = vm::alloc_va(1);
+        vm::map_new(va, vm::RW).map_err(|_| "shared page")?;
+        let e = vm::entry(va);
+        vm::map(va, e | vm::SHARED).map_err(|_| "share page")?;
+        Ok(Shared { va })
+    }
+    fn word(&self, i: usize) -> &'static core::sync::atomic::AtomicU64 {
+        // SAFETY: the page is mapped read-write and shared for the test's life; atomics make
+        // use from several environments well-defined.
+        unsafe { &*((self.va + 8 * i as u64) as *const core::sync::atomic::AtomicU64) }
+    }
+    fn get(&self, i: usize) -> u64 {
+        self.word(i).load(core::sync::atomic::Ordering::SeqCst)
+    }
+    fn set(&self, i: usize, v: u64) {
+        self.word(i).store(v, core::sync::atomic::Ordering::SeqCst)
+    }
+    fn add(&self, i: usize, v: u64) {
+        self.word(i).fetch_add(v, core::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = vm::unmap_free(self.va);
+    }
+}
+
+/// Yields until `cond` holds or `ms` of (virtual) time pass.
+fn wait_for(ms: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let end = sys::now() + vm::kinfo().counter_hz / 1000 * ms;
+    while !cond() {
+        if sys::now() > end {
+            return false;
+        }
+        sys::yield_now();
+    }
+    true
+}
+
+fn spawn(f: impl FnOnce() -> i32) -> Result<EnvId, &'static str> {
+    match process::fork().map_err(|_| "fork")? {
+        Fork::Parent(child) => Ok(child),
+        Fork::Child => sys::exit(f()),
+    }
+}
+
+/// What a worker's cache page `i` holds: a pattern only `w` and `i` decide.
+fn pattern(w: u64, i: u64, k: u64) -> u64 {
+    (w * 0x9e37_79b9 + i * 0x85eb_ca6b + k).wrapping_mul(0xc2b2_ae35)
+}
+
+fn fill(c: &CacheRegion, w: u64, i: u64) {
+    let p = c.page(i) as *mut u64;
+    for k in 0..PAGE / 8 {
+        // SAFETY: page `i` of the cache region is mapped (or mapped now, lazily) read-write
+        // and only this environment uses it.
+        unsafe { p.wrapping_add(k as usize).write_volatile(pattern(w, i, k)) };
+    }
+}
+
+fn holds(c: &CacheRegion, w: u64, i: u64) -> bool {
+    let p = c.page(i) as *const u64;
+    // SAFETY: the caller checked page `i` resident inside `reclaim::pinned`, so it stays
+    // mapped while this reads it.
+    (0..PAGE / 8).all(|k| unsafe { p.wrapping_add(k as usize).read_volatile() } == pattern(w, i, k))
+}
+
+/// A well-behaved program: a cache it can refill, live heap data, free heap pages. It keeps
+/// checking what is resident while the pressure lasts, then refills what was given back
+/// and checks everything. Exits 0 if nothing was ever wrong.
+fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
+    if decline {
+        // Too busy to answer: the request goes unanswered and the deadline passes.
+        fn ignore(u: &Upcall) -> bool {
+            u.kind == upcall::REVOKE
+        }
+        set_hook(Some(ignore));
+    }
+    let live: Vec<u64> = (0..4096).map(|i| pattern(w, 1000, i)).collect();
+    drop(core::hint::black_box(vec![1u8; FREE_HEAP]));
+    if reclaim::own_heap().is_err() {
+        return 10;
+    }
+    let Ok(cache) = reclaim::add_cache_region(CACHE_PAGES) else { return 11 };
+    for i in 0..CACHE_PAGES {
+        fill(&cache, w, i);
+    }
+    if reclaim::keep_reserve(reserve) != reserve {
+        return 12;
+    }
+    s.add(word::READY, 1);
+    let mut bad = false;
+    while s.get(word::STOP) == 0 {
+        // A page at a time, yielding between: requests mostly arrive with no page pinned.
+        for i in 0..CACHE_PAGES {
+            bad |= reclaim::pinned(|| cache.resident(i) && !holds(&cache, w, i));
+            sys::yield_now();
+        }
+        bad |= live.iter().enumerate().any(|(i, &v)| v != pattern(w, 1000, i as u64));
+    }
+    // The pressure is over: take stock, refill what went, and check it all.
+    reclaim::poll();
+    for i in 0..CACHE_PAGES {
+        if !reclaim::pinned(|| cache.resident(i)) {
+            fill(&cache, w, i);
+        }
+    }
+    bad |= reclaim::pinned(|| (0..CACHE_PAGES).any(|i| !cache.resident(i) || !holds(&cache, w, i)));
+    bad |= live.iter().enumerate().any(|(i, &v)| v != pattern(w, 1000, i as u64));
+    let st = reclaim::stats();
+    let at = word::STATS + 8 * w as usize;
+    for (k, v) in [st.given(), st.cache_pages, st.heap_pages, st.reserve_frames, st.repossessed, st.lost]
+        .into_iter()
+        .enumerate()
+    {
+        s.set(at + k, v);
+    }
+    i32::from(bad)
+}
+
+/// Takes all but `LEFT` free frames, forks the taker first (so that it is the taker's
+/// ancestor, never asked on its behalf), and parks.
+fn hoarder(s: &Shared) -> i32 {
+    let Ok(taker) = spawn(|| taker(s)) else { return 1 };
+    let _ = taker;
+    while vm::kinfo().free_frames > LEFT {
+        if sys::frame_alloc(EnvId::SELF, None).is_err() {
+            break;
+        }
+    }
+    s.set(word::FULL, 1);
+    loop {
+        sys::yield_now();
+    }
+}
+
+/// Allocates until it has `WANTED` frames past the point memory ran out.
+fn taker(s: &Shared) -> i32 {
+    while s.get(word::FULL) == 0 {
+        sys::yield_now();
+    }
+    let mut got = 0;
+    let done = wait_for(20_000, || {
+        if sys::frame_alloc(EnvId::SELF, None).is_ok() {
+            got += 1;
+            s.set(word::GOT, got);
+        }
+        got >= s.get(word::WANT) + u64::from(LEFT)
+    });
+    s.set(word::DONE, 1 + u64::from(done));
+    loop {
+        sys::yield_now();
+    }
+}
+
+/// Runs the scene with two workers; returns their exit statuses.
+fn scene(s: &Shared, decline: bool, reserve: usize) -> Result<Vec<i32>, &'static str> {
+    s.set(word::WANT, if decline { WANTED_UNANSWERED } else { WANTED });
+    let workers: Vec<EnvId> =
+        (0..2).map(|w| spawn(|| worker(s, w, decline, reserve))).collect::<Result<_, _>>()?;
+    check(wait_for(10_000, || s.get(word::READY) == 2), "the workers never got ready")?;
+    let hoarder = spawn(|| hoarder(s))?;
+    let finished = wait_for(30_000, || s.get(word::DONE) != 0);
+    let _ = sys::env_destroy(hoarder);
+    s.set(word::STOP, 1);
+    let statuses: Vec<i32> = workers.iter().map(|&w| process::wait(w).unwrap_or(-1)).collect();
+    check(finished, "the taker never finished")?;
+    println!(
+        "pressure: taker got {} frames; workers gave {} and {}, lost {} and {}",
+        s.get(word::GOT),
+        s.get(word::STATS),
+        s.get(word::STATS + 8),
+        s.get(word::STATS + 5),
+        s.get(word::STATS + 8 + 5)
+    );
+    Ok(statuses)
+}
+
+fn give_back() -> Result<(), &'static str> {
+    let s = Shared::new()?;
+    // A reserve as well: what the handler cannot give from its caches at the moment a
+    // request arrives (a page pinned, or `vm` busy) comes from it, never from mapped pages.
+    let statuses = scene(&s, false, 16)?;
+    check(statuses == [0, 0], "a well-behaved worker died or saw wrong data")?;
+    let sum = |k: usize| s.get(word::STATS + k) + s.get(word::STATS + 8 + k);
+    check(s.get(word::DONE) == 2, "the taker did not get its frames")?;
+    check(sum(1) > 0, "no cache page was given back")?;
+    check(sum(2) > 0, "no free heap page was given back")?;
+    check(sum(4) == 0 && sum(5) == 0, "the kernel had to repossess from a worker that answered")
+}
+
+fn reserve_taken() -> Result<(), &'static str> {
+    let s = Shared::new()?;
+    let statuses = scene(&s, true, 16)?;
+    check(statuses == [0, 0], "a worker that kept a reserve died or saw wrong data")?;
+    let sum = |k: usize| s.get(word::STATS + k) + s.get(word::STATS + 8 + k);
+    check(sum(4) > 0, "nothing was repossessed from workers that did not answer")?;
+    check(sum(5) == 0, "a repossession reached mapped memory despite the reserve")?;
+    check(sum(0) == 0, "workers that declined gave frames anyway")
+}
