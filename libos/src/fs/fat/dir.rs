@@ -13,6 +13,7 @@ use super::name::{checksum, display, short_name};
 use super::table::Fat;
 use crate::fs::disk::{BlockDevice, Partition, SECTOR};
 use crate::fs::{Error, FileKind, Result};
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -90,11 +91,52 @@ pub struct Dir {
     /// Partition sectors holding it, in order.
     pub sectors: Vec<u32>,
     pub data: Vec<u8>,
-    pub entries: Vec<Entry>,
+    /// Parsed from `data` as read (shared with [`Memo`]).
+    pub entries: Rc<Vec<Entry>>,
 }
 
-/// Reads directory `loc` up to the cluster holding its end mark (or its chain's end).
+/// Reads and parses directory `loc`.
 pub fn read<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
+    let (sectors, data) = read_raw(part, geo, loc)?;
+    let entries = Rc::new(parse(&data, geo.fat_type));
+    Ok(Dir { loc, sectors, data, entries })
+}
+
+/// Directories kept at once by [`Memo`], and the largest it keeps.
+const MEMO_DIRS: usize = 4;
+const MEMO_BYTES: usize = 128 * 1024;
+
+/// The directories parsed lately, by location and contents. Reading one again still reads
+/// its sectors (from the mount's sector cache, `cache::Kept`), but parses them only if they
+/// changed: a path walk and an open re-read the same directories at every operation, and
+/// parsing a directory of a thousand entries cost far more than reading it.
+#[derive(Default)]
+pub struct Memo(Vec<(DirLoc, Vec<u8>, Rc<Vec<Entry>>)>);
+
+impl Memo {
+    pub fn read<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
+        let (sectors, data) = read_raw(part, geo, loc)?;
+        let entries = match self.0.iter().find(|(l, d, _)| *l == loc && *d == data) {
+            Some((_, _, e)) => e.clone(),
+            None => {
+                let e = Rc::new(parse(&data, geo.fat_type));
+                self.0.retain(|(l, ..)| *l != loc);
+                if self.0.len() == MEMO_DIRS {
+                    self.0.remove(0);
+                }
+                if data.len() <= MEMO_BYTES {
+                    self.0.push((loc, data.clone(), e.clone()));
+                }
+                e
+            }
+        };
+        Ok(Dir { loc, sectors, data, entries })
+    }
+}
+
+/// Reads directory `loc` up to the cluster holding its end mark (or its chain's end): the
+/// sectors holding it, and their bytes.
+fn read_raw<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<(Vec<u32>, Vec<u8>)> {
     let mut sectors = Vec::new();
     let mut data = Vec::new();
     let first = match (loc, geo.fat_type) {
@@ -130,8 +172,7 @@ pub fn read<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) ->
             }
         }
     }
-    let entries = parse(&data, geo.fat_type);
-    Ok(Dir { loc, sectors, data, entries })
+    Ok((sectors, data))
 }
 
 /// A long-name sequence being collected, last part first as stored.

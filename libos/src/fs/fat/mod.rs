@@ -33,6 +33,7 @@ use super::disk::{BlockDevice, Partition};
 use super::{Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result};
 use alloc::vec::Vec;
 use bpb::Geometry;
+use cache::Kept;
 use dev::{FatClock, FatDev};
 use dir::DirLoc;
 use embedded_sdmmc::{RawVolume, VolumeIdx, VolumeManager};
@@ -49,7 +50,7 @@ pub const MAX_OPEN: usize = 64;
 /// 8.3 names from the root to a directory (how the crate is led to it).
 type Names = Vec<[u8; 11]>;
 
-type Vm<S> = VolumeManager<FatDev<S>, FatClock, MAX_DIRS, MAX_FILES, 1>;
+type Vm<S> = VolumeManager<FatDev<Kept<S>>, FatClock, MAX_DIRS, MAX_FILES, 1>;
 
 /// How to mount.
 #[derive(Clone, Copy, Debug)]
@@ -98,6 +99,8 @@ pub struct FatFs<S: BlockDevice> {
     free: Option<u32>,
     nodes: Vec<Option<Node>>,
     handles: Vec<Option<(usize, OpenFlags)>>,
+    /// Directories parsed lately.
+    dirs: core::cell::RefCell<dir::Memo>,
 }
 
 impl<S: BlockDevice> FatFs<S> {
@@ -114,6 +117,7 @@ impl<S: BlockDevice> FatFs<S> {
             part.read(u64::from(s), &mut b)?;
             fsinfo_ok = dev::fsinfo_valid(&b);
         }
+        let part = Kept::wrap(part);
         let vm: Vm<S> = VolumeManager::new_with_limits(FatDev::new(part, geo), FatClock(opts.clock), 1);
         let vol = vm.open_raw_volume(VolumeIdx(0)).map_err(sd)?;
         Ok(FatFs {
@@ -127,6 +131,7 @@ impl<S: BlockDevice> FatFs<S> {
             free: None,
             nodes: Vec::new(),
             handles: Vec::new(),
+            dirs: Default::default(),
         })
     }
 
@@ -135,7 +140,7 @@ impl<S: BlockDevice> FatFs<S> {
         self.sync()?;
         self.vm.close_volume(self.vol).map_err(sd)?;
         self.settle()?;
-        Ok(self.vm.free().0.part)
+        Ok(Kept::unwrap(self.vm.free().0.part))
     }
 
     /// Transfer counts of the partition underneath.
@@ -145,7 +150,7 @@ impl<S: BlockDevice> FatFs<S> {
 
     /// Runs `f` on the partition, after the crate's writes still held in [`FatDev`]'s cache
     /// went out (and its one-block cache was dropped).
-    fn with_part<R>(&self, f: impl FnOnce(&Partition<S>, &Geometry) -> Result<R>) -> Result<R> {
+    fn with_part<R>(&self, f: impl FnOnce(&Partition<Kept<S>>, &Geometry) -> Result<R>) -> Result<R> {
         let geo = self.geo;
         self.vm.device(|d| {
             d.settle()?;
@@ -155,7 +160,7 @@ impl<S: BlockDevice> FatFs<S> {
 
     /// Reads directory `loc`.
     fn read_dir(&self, loc: DirLoc) -> Result<dir::Dir> {
-        self.with_part(|p, g| dir::read(p, g, loc))
+        self.with_part(|p, g| self.dirs.borrow_mut().read(p, g, loc))
     }
 
     /// Walks normalised path components from the root to a directory; returns it and the
