@@ -344,8 +344,14 @@ impl<S: BlockDevice> FileSystem for FatFs<S> {
             return Ok(());
         }
         if self.dirty {
-            // A fresh count: the FSInfo sector must be exact, not an estimate.
-            let (free, first) = self.with_part(|p, g| Fat::new(p, g).count_free())?;
+            // The FSInfo sector must be exact, not an estimate. The count kept since it was
+            // taken is (every allocation and free is counted as it happens), so the FAT is
+            // scanned again only if it was never counted; the next-free hint is then left
+            // "unknown", which the specification allows.
+            let (free, first) = match self.free {
+                Some(f) => (f, u32::MAX),
+                None => self.with_part(|p, g| Fat::new(p, g).count_free())?,
+            };
             self.free = Some(free);
             if self.fsinfo_ok {
                 self.write_fsinfo(free, first)?;
