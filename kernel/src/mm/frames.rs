@@ -35,8 +35,9 @@ impl FrameTable {
     }
 
     /// A table over `entries.len()` frames from `base`, all `ABSENT` to start with.
+    /// `entries` must be all zero (boot's tables are): only each entry's kind is written.
     pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
-        entries.fill(FrameEntry { kind: frame::ABSENT, ..FrameEntry::default() });
+        entries.iter_mut().for_each(|e| e.kind = frame::ABSENT);
         let low = entries.len();
         FrameTable { entries, base, free: FreeList::default(), low }
     }
