@@ -92,9 +92,9 @@ impl FrameTable {
         }
     }
 
-    /// Boot only: marks `[pa, pa + len)` as `kind` (FREE puts the frames on the free list).
-    /// Boot leaves every field but these three zero, so only they are written (a whole
-    /// entry at a time compiled to a `memset` call per frame).
+    /// Boot only: marks `[pa, pa + len)` as `kind` (FREE puts the frames on the free list,
+    /// threaded in one pass as pushing them one by one would). Boot leaves every other
+    /// field zero, so only three are written (a whole entry compiled to a `memset` call).
     pub fn set_range(&mut self, pa: u64, len: u64, kind: u8) {
         let first = (pa >> PAGE_SHIFT).saturating_sub(self.base >> PAGE_SHIFT) as usize;
         let end =
@@ -103,12 +103,30 @@ impl FrameTable {
             if self.entries[i].kind == frame::FREE {
                 self.unlink(i);
             }
+        }
+        let (free, head) = (kind == frame::FREE, self.free.head);
+        for i in first..end {
+            // On the list, frame i's next is i - 1 (the run's first: the old head), its
+            // previous i + 1 (the run's last is the new head).
+            let link = if !free {
+                0
+            } else if i == first {
+                head
+            } else {
+                i as u32
+            };
+            let prev = if free && i + 1 < end { i as u32 + 2 } else { 0 };
             let e = &mut self.entries[i];
-            (e.owner, e.kind, e.link) = (0, kind, 0);
-            self.low = if kind == frame::DEVICE { self.low.min(i) } else { self.low };
-            if kind == frame::FREE {
-                self.push(i);
+            (e.owner, e.kind, e.link) = (prev, kind, link);
+        }
+        if free && first < end {
+            if head != 0 {
+                self.entries[head as usize - 1].owner = first as u32 + 1;
             }
+            (self.free.head, self.free.count) = (end as u32, self.free.count + (end - first) as u32);
+        }
+        if kind == frame::DEVICE && first < end {
+            self.low = self.low.min(first);
         }
     }
 

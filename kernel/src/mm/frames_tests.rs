@@ -117,3 +117,22 @@ fn teardown_scans_from_the_lowest_frame_ever_owned_and_still_finds_them_all() {
     assert_eq!(t.reclaim(B, A), 1);
     assert_eq!(t.census(), [62, 2, 0, 0, 0]);
 }
+
+#[test]
+fn boot_threads_free_runs_as_one_push_per_frame_would() {
+    let mut t = table(32); // 30 free, frames 0 and 1 kernel
+    t.set_range(0x4000_8000, 8 * 4096, frame::PUBLIC); // out of the middle of the list
+    t.set_range(0x4000_a000, 2 * 4096, frame::FREE); // and back
+                                                     // Walk the list from its head: every back link matches, highest frame first.
+    let (mut at, mut prev, mut order) = (t.free.head, 0, vec![]);
+    while at != 0 {
+        let e = t.entries[at as usize - 1];
+        assert_eq!((e.kind, e.owner), (frame::FREE, prev));
+        order.push(at - 1);
+        (prev, at) = (at, e.link);
+    }
+    assert_eq!(order.len() as u32, t.free.count);
+    let expect: Vec<u32> = [11, 10].into_iter().chain((16..32).rev()).chain((2..8).rev()).collect();
+    assert_eq!(order, expect);
+    assert_eq!(t.census(), [24, 2, 6, 0, 0]);
+}
