@@ -37,13 +37,19 @@ pub struct Kept<S> {
     /// Reads go straight to the device, kept or not (file data: what is held equals the
     /// device, so reading past the cache is safe).
     pub pass: bool,
+    /// Writes so far (what was read before the last one may be out of date).
+    pub writes: u64,
 }
 
 impl<S: BlockDevice> Kept<S> {
     /// `part` with the cache in front of its device.
     pub fn wrap(part: Partition<S>) -> Partition<Kept<S>> {
         let (start, count) = (part.start(), part.sectors());
-        Partition::new(Kept { io: part.into_inner(), held: BTreeMap::new(), pass: false }, start, count)
+        Partition::new(
+            Kept { io: part.into_inner(), held: BTreeMap::new(), pass: false, writes: 0 },
+            start,
+            count,
+        )
     }
 
     /// The partition without the cache.
@@ -96,13 +102,19 @@ impl<S: BlockDevice> BlockDevice for Kept<S> {
 
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         let n = (buf.len() / SECTOR) as u64;
+        self.writes += 1;
         let r = self.io.write(sector, buf);
         if r.is_err() || n as usize > KEEP_RUN {
             // Unknown on the device now, or file data: drop what is held of it.
             let stale: alloc::vec::Vec<u64> = self.held.range(sector..sector + n).map(|(&k, _)| k).collect();
             stale.iter().for_each(|k| drop(self.held.remove(k)));
         } else {
-            self.keep(sector, buf);
+            // Only what is held already is updated: a written sector (file data, mostly)
+            // is not read again soon enough to earn a place.
+            for (k, held) in self.held.range_mut(sector..sector + n) {
+                let at = (k - sector) as usize * SECTOR;
+                held.copy_from_slice(&buf[at..at + SECTOR]);
+            }
         }
         r
     }

@@ -85,13 +85,15 @@ impl Entry {
     }
 }
 
-/// A directory read into memory.
+/// A directory read into memory. Its parts are shared with [`Memo`] (a patch copies the
+/// bytes first if they are).
+#[derive(Clone)]
 pub struct Dir {
     pub loc: DirLoc,
     /// Partition sectors holding it, in order.
-    pub sectors: Vec<u32>,
-    pub data: Vec<u8>,
-    /// Parsed from `data` as read (shared with [`Memo`]).
+    pub sectors: Rc<Vec<u32>>,
+    pub data: Rc<Vec<u8>>,
+    /// Parsed from `data` as read.
     pub entries: Rc<Vec<Entry>>,
 }
 
@@ -99,38 +101,43 @@ pub struct Dir {
 pub fn read<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
     let (sectors, data) = read_raw(part, geo, loc)?;
     let entries = Rc::new(parse(&data, geo.fat_type));
-    Ok(Dir { loc, sectors, data, entries })
+    Ok(Dir { loc, sectors: Rc::new(sectors), data: Rc::new(data), entries })
 }
 
-/// Directories kept at once by [`Memo`], and the largest it keeps.
+/// Directories kept by [`Memo`].
 const MEMO_DIRS: usize = 4;
-const MEMO_BYTES: usize = 128 * 1024;
 
-/// The directories parsed lately, by location and contents. Reading one again still reads
-/// its sectors (from the mount's sector cache, `cache::Kept`), but parses them only if they
-/// changed: a path walk and an open re-read the same directories at every operation, and
-/// parsing a directory of a thousand entries cost far more than reading it.
+/// The directories read lately, valid until the next write to the volume: a path walk
+/// and an open read the same directories at every operation, and reading and parsing a
+/// directory of a thousand entries costs far more than the lookup in it. `writes` is the
+/// mount's count of sector writes (`cache::Kept` sees every one, the crate's and the
+/// libOS's), so nothing here can be stale.
 #[derive(Default)]
-pub struct Memo(Vec<(DirLoc, Vec<u8>, Rc<Vec<Entry>>)>);
+pub struct Memo {
+    writes: u64,
+    dirs: Vec<Dir>,
+}
 
 impl Memo {
-    pub fn read<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
-        let (sectors, data) = read_raw(part, geo, loc)?;
-        let entries = match self.0.iter().find(|(l, d, _)| *l == loc && *d == data) {
-            Some((_, _, e)) => e.clone(),
-            None => {
-                let e = Rc::new(parse(&data, geo.fat_type));
-                self.0.retain(|(l, ..)| *l != loc);
-                if self.0.len() == MEMO_DIRS {
-                    self.0.remove(0);
-                }
-                if data.len() <= MEMO_BYTES {
-                    self.0.push((loc, data.clone(), e.clone()));
-                }
-                e
-            }
-        };
-        Ok(Dir { loc, sectors, data, entries })
+    pub fn read<S: BlockDevice>(
+        &mut self,
+        part: &Partition<S>,
+        geo: &Geometry,
+        loc: DirLoc,
+        writes: u64,
+    ) -> Result<Dir> {
+        if writes != self.writes {
+            (self.writes, self.dirs) = (writes, Vec::new());
+        }
+        if let Some(d) = self.dirs.iter().find(|d| d.loc == loc) {
+            return Ok(d.clone());
+        }
+        let d = read(part, geo, loc)?;
+        if self.dirs.len() == MEMO_DIRS {
+            self.dirs.remove(0);
+        }
+        self.dirs.push(d.clone());
+        Ok(d)
     }
 }
 
@@ -291,7 +298,7 @@ impl Dir {
         let mut dirty: Vec<usize> = Vec::new();
         for slot in slots {
             let at = slot * 32;
-            let e = self.data.get_mut(at..at + 32).ok_or(Error::Corrupt)?;
+            let e = Rc::make_mut(&mut self.data).get_mut(at..at + 32).ok_or(Error::Corrupt)?;
             f(slot, e);
             let s = at / SECTOR;
             if dirty.last() != Some(&s) {

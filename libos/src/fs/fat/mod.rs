@@ -160,7 +160,10 @@ impl<S: BlockDevice> FatFs<S> {
 
     /// Reads directory `loc`.
     fn read_dir(&self, loc: DirLoc) -> Result<dir::Dir> {
-        self.with_part(|p, g| self.dirs.borrow_mut().read(p, g, loc))
+        self.with_part(|p, g| {
+            let writes = p.with_io(|k| k.writes);
+            self.dirs.borrow_mut().read(p, g, loc, writes)
+        })
     }
 
     /// Walks normalised path components from the root to a directory; returns it and the
@@ -199,6 +202,9 @@ impl<S: BlockDevice> FatFs<S> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        // What is about to change is read again anyway: dropping the memo now lets a
+        // directory about to be patched be patched in place, not copied first.
+        *self.dirs.get_mut() = dir::Memo::default();
         if !self.dirty {
             if self.fsinfo_ok {
                 self.write_fsinfo(u32::MAX, u32::MAX)?;
