@@ -207,7 +207,10 @@ pub fn flame_graph(folded: &str, title: &str) -> String {
         escape(title),
         root.value
     );
-    fn draw(s: &mut String, n: &Node, name: &str, x: f64, level: usize, scale: f64, total: u64, h: f64) {
+    /// Pixels per instruction, all instructions, the bottom row's baseline.
+    struct Frame(f64, u64, f64);
+    fn draw(s: &mut String, n: &Node, name: &str, x: f64, level: usize, f: &Frame) {
+        let Frame(scale, total, h) = *f;
         let w = n.value as f64 * scale;
         if w < 0.3 {
             return;
@@ -239,14 +242,14 @@ pub fn flame_graph(folded: &str, title: &str) -> String {
         s.push_str("</g>\n");
         let mut cx = x;
         for (child, c) in &n.children {
-            draw(s, c, child, cx, level + 1, scale, total, h);
+            draw(s, c, child, cx, level + 1, f);
             cx += c.value as f64 * scale;
         }
     }
     let scale = (width - 20.0) / root.value.max(1) as f64;
     let mut x = 10.0;
     for (name, c) in &root.children {
-        draw(&mut s, c, name, x, 0, scale, root.value, height - 10.0);
+        draw(&mut s, c, name, x, 0, &Frame(scale, root.value, height - 10.0));
         x += c.value as f64 * scale;
     }
     s + "</svg>\n"

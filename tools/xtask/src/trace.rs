@@ -254,7 +254,7 @@ impl Profiler {
                     format!("{}:{f}", img.name)
                 }
             }
-            None if pc >= 0x40_0000 && pc < 0x4000_0000 => "[unknown program]".to_string(),
+            None if (0x40_0000..0x4000_0000).contains(&pc) => "[unknown program]".to_string(),
             None => format!("[{}]", if pc < 0x1000 { "firmware" } else { "unknown" }),
         };
         let frame = self.intern(name);
