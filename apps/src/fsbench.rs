@@ -71,7 +71,12 @@ fn timed(name: &str, ops: u64, f: impl FnOnce() -> bool) {
     }
 }
 
-const FILES: u64 = 1000;
+/// A count from the bootargs' `exo.KEY=N` (`cargo xtask profile` shortens runs with
+/// `exo.files=` and `exo.mib=`), else `default`.
+fn bootarg(key: &str, default: u64) -> u64 {
+    let arg = vm::kinfo().bootargs().split_ascii_whitespace().find_map(|w| w.strip_prefix(key));
+    arg.and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(default)
+}
 
 fn name(fat: bool, i: u64) -> alloc::string::String {
     if fat {
@@ -81,18 +86,19 @@ fn name(fat: bool, i: u64) -> alloc::string::String {
     }
 }
 
-/// Create + write 1 KiB + close, `FILES` times, then one sync; read them all back after a
+/// Create + write 1 KiB + close, `files` times, then one sync; read them all back after a
 /// remount (cold); delete them all; a 16 MiB file written and read sequentially.
 pub fn workloads(fat: bool) {
     let kind = if fat { "fat" } else { "lfs" };
+    let (files, mib) = (bootarg("exo.files=", 1000), bootarg("exo.mib=", 16));
     let Some(mut fs) = open(fat) else {
         println!("bench fs_{kind} skipped: no such partition");
         return;
     };
     let data = [0x5au8; 1024];
     let _ = fs.mkdir("/bench");
-    timed(&format!("fs_{kind}_create_1k"), FILES, || {
-        (0..FILES).all(|i| {
+    timed(&format!("fs_{kind}_create_1k"), files, || {
+        (0..files).all(|i| {
             let Ok(h) = fs.open(&name(fat, i), OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE)
             else {
                 return false;
@@ -103,17 +109,16 @@ pub fn workloads(fat: bool) {
     drop(fs);
     let Some(mut fs) = open(fat) else { return };
     let mut buf = [0u8; 1024];
-    timed(&format!("fs_{kind}_read_1k_cold"), FILES, || {
-        (0..FILES).all(|i| {
+    timed(&format!("fs_{kind}_read_1k_cold"), files, || {
+        (0..files).all(|i| {
             let Ok(h) = fs.open(&name(fat, i), OpenFlags::READ) else { return false };
             fs.read(h, 0, &mut buf).is_ok_and(|n| n == 1024) && fs.close(h).is_ok()
         })
     });
-    timed(&format!("fs_{kind}_delete"), FILES, || {
-        (0..FILES).all(|i| fs.remove(&name(fat, i)).is_ok()) && fs.sync().is_ok()
+    timed(&format!("fs_{kind}_delete"), files, || {
+        (0..files).all(|i| fs.remove(&name(fat, i)).is_ok()) && fs.sync().is_ok()
     });
     let chunk: Vec<u8> = (0..64 * 1024).map(|i| i as u8).collect();
-    let mib = 16u64;
     timed(&format!("fs_{kind}_seq_write_per_mib"), mib, || {
         let Ok(h) = fs.open("/bench/big.bin", OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE)
         else {

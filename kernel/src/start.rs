@@ -21,9 +21,10 @@ static INIT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.elf"));
 fn take_public<T>(map: &mut MemoryMap, bytes: u64) -> (&'static mut [T], u64) {
     let r = map.take(bytes).unwrap_or_else(|| panic!("no room for {bytes} bytes of kernel tables"));
     let n = bytes as usize / core::mem::size_of::<T>();
-    // SAFETY: the range was just removed from the free map, is RAM mapped in the physmap,
-    // and is used for nothing else from now on.
-    unsafe { core::ptr::write_bytes(phys_to_virt(r.base) as *mut u8, 0, r.size as usize) };
+    // The range was just removed from the free map, is RAM mapped in the physmap and used
+    // for nothing else; `dc zva` zeroes it a cache line per instruction (a byte-wise memset
+    // of the 4 MiB frame table was a sixth of raspi4b's boot).
+    (0..r.size).step_by(4096).for_each(|off| crate::arch::zero_page(phys_to_virt(r.base + off)));
     // SAFETY: the same range, page-aligned and so aligned for `T`, holds `n` elements; it
     // is all zero now, and every `T` here is plain data valid when all-zero.
     let slice = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(r.base) as *mut T, n) };
@@ -161,8 +162,7 @@ fn load(k: &mut Kernel, file: &[u8]) -> Result<usize, &'static str> {
 fn new_frame(k: &mut Kernel, slot: usize) -> Result<u64, &'static str> {
     k.charge(slot).map_err(|_| "quota")?;
     let pa = k.ft.alloc(k.envs[slot].id, None).map_err(|_| "out of memory")?;
-    // SAFETY: a frame just taken from the free list, mapped in the physmap.
-    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, 4096) };
+    crate::arch::zero_page(phys_to_virt(pa)); // just taken from the free list
     Ok(pa)
 }
 

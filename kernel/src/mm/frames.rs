@@ -21,6 +21,9 @@ pub struct FrameTable {
     /// Physical address of entry 0.
     base: u64,
     pub free: FreeList,
+    /// No frame below this index has ever had an owner (allocations come from the top of
+    /// RAM first): teardown scans from here, in proportion to the memory in use, not RAM.
+    low: usize,
 }
 
 const PAGE_SHIFT: u32 = 12;
@@ -28,13 +31,15 @@ const PAGE_SHIFT: u32 = 12;
 impl FrameTable {
     /// A table over no frames at all (before boot sets it up).
     pub const fn empty() -> FrameTable {
-        FrameTable { entries: &mut [], base: 0, free: FreeList { head: 0, count: 0 } }
+        FrameTable { entries: &mut [], base: 0, free: FreeList { head: 0, count: 0 }, low: 0 }
     }
 
     /// A table over `entries.len()` frames from `base`, all `ABSENT` to start with.
+    /// `entries` must be all zero (boot's tables are): only each entry's kind is written.
     pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
-        entries.fill(FrameEntry { kind: frame::ABSENT, ..FrameEntry::default() });
-        FrameTable { entries, base, free: FreeList::default() }
+        entries.iter_mut().for_each(|e| e.kind = frame::ABSENT);
+        let low = entries.len();
+        FrameTable { entries, base, free: FreeList::default(), low }
     }
 
     #[cfg(test)]
@@ -87,20 +92,41 @@ impl FrameTable {
         }
     }
 
-    /// Boot only: marks `[pa, pa + len)` as `kind` (FREE puts the frames on the free list).
+    /// Boot only: marks `[pa, pa + len)` as `kind` (FREE puts the frames on the free list,
+    /// threaded in one pass as pushing them one by one would). Boot leaves every other
+    /// field zero, so only three are written (a whole entry compiled to a `memset` call).
     pub fn set_range(&mut self, pa: u64, len: u64, kind: u8) {
-        let first = pa >> PAGE_SHIFT;
-        for f in first..(pa + len).div_ceil(4096) {
-            let Ok(i) = self.index(f << PAGE_SHIFT) else {
-                continue;
-            };
+        let first = (pa >> PAGE_SHIFT).saturating_sub(self.base >> PAGE_SHIFT) as usize;
+        let end =
+            ((pa + len).div_ceil(4096).saturating_sub(self.base >> PAGE_SHIFT) as usize).min(self.len());
+        for i in first..end {
             if self.entries[i].kind == frame::FREE {
                 self.unlink(i);
             }
-            self.entries[i] = FrameEntry { kind, ..FrameEntry::default() };
-            if kind == frame::FREE {
-                self.push(i);
+        }
+        let (free, head) = (kind == frame::FREE, self.free.head);
+        for i in first..end {
+            // On the list, frame i's next is i - 1 (the run's first: the old head), its
+            // previous i + 1 (the run's last is the new head).
+            let link = if !free {
+                0
+            } else if i == first {
+                head
+            } else {
+                i as u32
+            };
+            let prev = if free && i + 1 < end { i as u32 + 2 } else { 0 };
+            let e = &mut self.entries[i];
+            (e.owner, e.kind, e.link) = (prev, kind, link);
+        }
+        if free && first < end {
+            if head != 0 {
+                self.entries[head as usize - 1].owner = first as u32 + 1;
             }
+            (self.free.head, self.free.count) = (end as u32, self.free.count + (end - first) as u32);
+        }
+        if kind == frame::DEVICE && first < end {
+            self.low = self.low.min(first);
         }
     }
 
@@ -144,6 +170,7 @@ impl FrameTable {
             },
         };
         self.unlink(i);
+        self.low = self.low.min(i);
         self.entries[i] = FrameEntry { owner: owner.0, kind: frame::DATA, ..FrameEntry::default() };
         Ok(self.pa(i))
     }
@@ -218,7 +245,7 @@ impl FrameTable {
     /// Returns how many went on the free list.
     pub fn reclaim(&mut self, owner: EnvId, heir: EnvId) -> u32 {
         let mut n = 0;
-        for i in 0..self.entries.len() {
+        for i in self.low..self.entries.len() {
             let e = &mut self.entries[i];
             if e.owner == owner.0 && e.kind == frame::DEVICE {
                 e.owner = heir.0;

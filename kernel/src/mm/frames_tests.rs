@@ -101,3 +101,38 @@ fn device_frames_are_given_down_never_freed_and_pass_to_the_heir() {
     assert_eq!(t.reclaim(B, A), 0, "device frames never go on the free list");
     assert_eq!((t.get(dev).unwrap().owner, t.get(dev).unwrap().kind), (A.0, frame::DEVICE));
 }
+
+#[test]
+fn teardown_scans_from_the_lowest_frame_ever_owned_and_still_finds_them_all() {
+    let mut t = table(64);
+    let top: Vec<u64> = (0..3).map(|_| t.alloc(A, None).unwrap()).collect();
+    // The free list hands out the top of RAM first, so teardown scans 3 entries, not 64.
+    assert_eq!(top, [0x4003_f000, 0x4003_e000, 0x4003_d000]);
+    assert_eq!(t.low, 61);
+    // A particular frame near the bottom widens the scan to it.
+    assert_eq!(t.alloc(A, Some(0x4000_2000)), Ok(0x4000_2000));
+    assert_eq!(t.low, 2);
+    t.give(A, top[0], B).unwrap();
+    assert_eq!(t.reclaim(A, B), 3);
+    assert_eq!(t.reclaim(B, A), 1);
+    assert_eq!(t.census(), [62, 2, 0, 0, 0]);
+}
+
+#[test]
+fn boot_threads_free_runs_as_one_push_per_frame_would() {
+    let mut t = table(32); // 30 free, frames 0 and 1 kernel
+    t.set_range(0x4000_8000, 8 * 4096, frame::PUBLIC); // out of the middle of the list
+    t.set_range(0x4000_a000, 2 * 4096, frame::FREE); // and back
+                                                     // Walk the list from its head: every back link matches, highest frame first.
+    let (mut at, mut prev, mut order) = (t.free.head, 0, vec![]);
+    while at != 0 {
+        let e = t.entries[at as usize - 1];
+        assert_eq!((e.kind, e.owner), (frame::FREE, prev));
+        order.push(at - 1);
+        (prev, at) = (at, e.link);
+    }
+    assert_eq!(order.len() as u32, t.free.count);
+    let expect: Vec<u32> = [11, 10].into_iter().chain((16..32).rev()).chain((2..8).rev()).collect();
+    assert_eq!(order, expect);
+    assert_eq!(t.census(), [24, 2, 6, 0, 0]);
+}

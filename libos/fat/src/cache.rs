@@ -1,4 +1,13 @@
-//! A sector cache for the crate's one-sector transfers, emptied at the end of every operation.
+//! The sector caches: one under everything, kept for the life of the mount ([`Kept`]),
+//! and one for the crate's one-sector transfers, emptied at the end of every operation.
+//!
+//! [`Kept`] is write-through: every write reaches the device before it returns, and what
+//! it holds always equals the device, so the order in which the libOS writes (entry before
+//! clusters, and so on) and what a power cut leaves are exactly as without it. It keeps
+//! the small transfers (FAT windows, directory clusters, entries): the libOS re-reads
+//! those at every operation, and without it each create and each cold open read the FAT
+//! and the directory from the card again (the profile: most of FAT's instructions went
+//! into the SD driver's copy loop). File data moved in large transfers passes by it.
 //!
 //! `embedded-sdmmc` reads and writes one sector per call, and rewrites the same FAT sector
 //! for every cluster it allocates. Between the start and the end of one libOS operation its
@@ -9,8 +18,115 @@
 
 extern crate alloc;
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use exo_libos::fs::disk::{BlockDevice, IoError, Partition, SectorBuf, MAX_TRANSFER, SECTOR};
+
+/// Sectors [`Kept`] holds at most (1 MiB); when full it starts again empty.
+const KEEP: usize = 2048;
+/// Transfers of more sectors than this (file data) are not kept.
+const KEEP_RUN: usize = 64;
+/// Sectors read at once when one sector is missing (the next FAT or directory sectors are
+/// usually wanted next).
+const KEEP_AHEAD: u64 = 16;
+
+/// A device with a write-through cache of recently used sectors in front (see above).
+pub struct Kept<S> {
+    io: S,
+    held: BTreeMap<u64, Box<Sector>>,
+    /// Reads go straight to the device, kept or not (file data: what is held equals the
+    /// device, so reading past the cache is safe).
+    pub pass: bool,
+    /// Writes so far (what was read before the last one may be out of date).
+    pub writes: u64,
+}
+
+impl<S: BlockDevice> Kept<S> {
+    /// `part` with the cache in front of its device.
+    pub fn wrap(part: Partition<S>) -> Partition<Kept<S>> {
+        let (start, count) = (part.start(), part.sectors());
+        Partition::new(
+            Kept { io: part.into_inner(), held: BTreeMap::new(), pass: false, writes: 0 },
+            start,
+            count,
+        )
+    }
+
+    /// The partition without the cache.
+    pub fn unwrap(part: Partition<Kept<S>>) -> Partition<S> {
+        let (start, count) = (part.start(), part.sectors());
+        Partition::new(part.into_inner().io, start, count)
+    }
+
+    fn keep(&mut self, sector: u64, data: &[u8]) {
+        if self.held.len() + data.len() / SECTOR > KEEP {
+            self.held.clear();
+        }
+        for (i, b) in data.chunks_exact(SECTOR).enumerate() {
+            let mut sec = Box::new([0u8; SECTOR]);
+            sec.copy_from_slice(b);
+            self.held.insert(sector + i as u64, sec);
+        }
+    }
+}
+
+impl<S: BlockDevice> BlockDevice for Kept<S> {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        if self.pass {
+            return self.io.read(sector, buf);
+        }
+        let n = (buf.len() / SECTOR) as u64;
+        let held = self.held.range(sector..sector + n);
+        if held.clone().count() as u64 == n {
+            for ((_, b), dst) in held.zip(buf.chunks_exact_mut(SECTOR)) {
+                dst.copy_from_slice(&b[..]);
+            }
+            return Ok(());
+        }
+        if n == 1 {
+            let ahead = KEEP_AHEAD.min(self.io.sectors().saturating_sub(sector)).max(1);
+            let ahead =
+                self.held.range(sector..sector + ahead).next().map_or(ahead, |(&h, _)| h - sector).max(1);
+            let mut tmp = SectorBuf::new(ahead as usize * SECTOR);
+            self.io.read(sector, &mut tmp)?;
+            buf.copy_from_slice(&tmp[..SECTOR]);
+            self.keep(sector, &tmp);
+            return Ok(());
+        }
+        self.io.read(sector, buf)?;
+        if n as usize <= KEEP_RUN {
+            self.keep(sector, buf);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        let n = (buf.len() / SECTOR) as u64;
+        self.writes += 1;
+        let r = self.io.write(sector, buf);
+        if r.is_err() || n as usize > KEEP_RUN {
+            // Unknown on the device now, or file data: drop what is held of it.
+            let stale: alloc::vec::Vec<u64> = self.held.range(sector..sector + n).map(|(&k, _)| k).collect();
+            stale.iter().for_each(|k| drop(self.held.remove(k)));
+        } else {
+            // Only what is held already is updated: a written sector (file data, mostly)
+            // is not read again soon enough to earn a place.
+            for (k, held) in self.held.range_mut(sector..sector + n) {
+                let at = (k - sector) as usize * SECTOR;
+                held.copy_from_slice(&buf[at..at + SECTOR]);
+            }
+        }
+        r
+    }
+
+    fn flush(&mut self) -> Result<(), IoError> {
+        self.io.flush()
+    }
+
+    fn sectors(&self) -> u64 {
+        self.io.sectors()
+    }
+}
 
 /// Written sectors held before they are written out anyway (256 KiB).
 const MAX_PENDING: usize = 512;
@@ -91,5 +207,54 @@ impl SectorCache {
     pub fn flush<S: BlockDevice>(&mut self, part: &Partition<S>) -> Result<(), IoError> {
         self.clean.clear();
         self.write_out(part)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A disk in memory that counts the transfers reaching it.
+    struct Counting(alloc::vec::Vec<u8>, u32);
+
+    impl BlockDevice for Counting {
+        fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+            self.1 += 1;
+            self.0.read(sector, buf)
+        }
+        fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+            self.1 += 1;
+            self.0.write(sector, buf)
+        }
+        fn flush(&mut self) -> Result<(), IoError> {
+            Ok(())
+        }
+        fn sectors(&self) -> u64 {
+            self.0.sectors()
+        }
+    }
+
+    #[test]
+    fn kept_sectors_are_read_once_and_writes_reach_the_device_at_once() {
+        let disk: alloc::vec::Vec<u8> = (0..128 * SECTOR).map(|i| (i / SECTOR) as u8).collect();
+        let part = Kept::wrap(Partition::new(Counting(disk, 0), 8, 100));
+        let calls = |p: &Partition<Kept<Counting>>| p.with_io(|k| k.io.1);
+        let mut b = [0u8; SECTOR];
+        part.read(0, &mut b).unwrap(); // one transfer, reading ahead
+        assert_eq!((b[0], calls(&part)), (8, 1));
+        part.read(5, &mut b).unwrap();
+        assert_eq!((b[0], calls(&part)), (13, 1)); // from the cache
+        part.write(5, &[0xee; SECTOR]).unwrap();
+        assert_eq!(calls(&part), 2); // written through
+        part.read(5, &mut b).unwrap();
+        assert_eq!((b[0], calls(&part)), (0xee, 2));
+        // File data in large transfers passes by, and drops what the cache held of it.
+        part.write(0, &alloc::vec![0x11u8; (KEEP_RUN + 1) * SECTOR]).unwrap();
+        part.read(5, &mut b).unwrap();
+        assert_eq!((b[0], calls(&part)), (0x11, 4));
+        let dev = Kept::unwrap(part).into_inner();
+        let end = 8 + KEEP_RUN + 1;
+        assert!(dev.0[8 * SECTOR..end * SECTOR].iter().all(|&x| x == 0x11));
+        assert_eq!(dev.0[end * SECTOR], end as u8);
     }
 }

@@ -26,8 +26,10 @@ use exo_format::le;
 use exo_libos::fs::disk::{BlockDevice, IoError, Partition, OUT_OF_RANGE, SECTOR};
 use exo_libos::fs::Clock;
 
-/// FAT sectors read at once when the crate reads one.
-const FAT_AHEAD: u32 = 64;
+/// FAT sectors read at once when the crate reads one. One: the mount's sector cache
+/// underneath reads ahead on a miss, and every sector taken here is copied into the
+/// operation's cache, which starts empty at every operation.
+const FAT_AHEAD: u32 = 1;
 
 const FSINFO_LEAD: u32 = 0x4161_5252;
 const FSINFO_STRUC: u32 = 0x6141_7272;

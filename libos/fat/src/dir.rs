@@ -11,6 +11,7 @@ extern crate alloc;
 use super::bpb::{FatType, Geometry};
 use super::name::{checksum, display, short_name};
 use super::table::Fat;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
@@ -84,17 +85,65 @@ impl Entry {
     }
 }
 
-/// A directory read into memory.
+/// A directory read into memory. Its parts are shared with [`Memo`] (a patch copies the
+/// bytes first if they are).
+#[derive(Clone)]
 pub struct Dir {
     pub loc: DirLoc,
     /// Partition sectors holding it, in order.
-    pub sectors: Vec<u32>,
-    pub data: Vec<u8>,
-    pub entries: Vec<Entry>,
+    pub sectors: Rc<Vec<u32>>,
+    pub data: Rc<Vec<u8>>,
+    /// Parsed from `data` as read.
+    pub entries: Rc<Vec<Entry>>,
 }
 
-/// Reads directory `loc` up to the cluster holding its end mark (or its chain's end).
+/// Reads and parses directory `loc`.
 pub fn read<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<Dir> {
+    let (sectors, data) = read_raw(part, geo, loc)?;
+    let entries = Rc::new(parse(&data, geo.fat_type));
+    Ok(Dir { loc, sectors: Rc::new(sectors), data: Rc::new(data), entries })
+}
+
+/// Directories kept by [`Memo`].
+const MEMO_DIRS: usize = 4;
+
+/// The directories read lately, valid until the next write to the volume: a path walk
+/// and an open read the same directories at every operation, and reading and parsing a
+/// directory of a thousand entries costs far more than the lookup in it. `writes` is the
+/// mount's count of sector writes (`cache::Kept` sees every one, the crate's and the
+/// libOS's), so nothing here can be stale.
+#[derive(Default)]
+pub struct Memo {
+    writes: u64,
+    dirs: Vec<Dir>,
+}
+
+impl Memo {
+    pub fn read<S: BlockDevice>(
+        &mut self,
+        part: &Partition<S>,
+        geo: &Geometry,
+        loc: DirLoc,
+        writes: u64,
+    ) -> Result<Dir> {
+        if writes != self.writes {
+            (self.writes, self.dirs) = (writes, Vec::new());
+        }
+        if let Some(d) = self.dirs.iter().find(|d| d.loc == loc) {
+            return Ok(d.clone());
+        }
+        let d = read(part, geo, loc)?;
+        if self.dirs.len() == MEMO_DIRS {
+            self.dirs.remove(0);
+        }
+        self.dirs.push(d.clone());
+        Ok(d)
+    }
+}
+
+/// Reads directory `loc` up to the cluster holding its end mark (or its chain's end): the
+/// sectors holding it, and their bytes.
+fn read_raw<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<(Vec<u32>, Vec<u8>)> {
     let mut sectors = Vec::new();
     let mut data = Vec::new();
     let first = match (loc, geo.fat_type) {
@@ -130,8 +179,7 @@ pub fn read<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) ->
             }
         }
     }
-    let entries = parse(&data, geo.fat_type);
-    Ok(Dir { loc, sectors, data, entries })
+    Ok((sectors, data))
 }
 
 /// A long-name sequence being collected, last part first as stored.
@@ -250,7 +298,7 @@ impl Dir {
         let mut dirty: Vec<usize> = Vec::new();
         for slot in slots {
             let at = slot * 32;
-            let e = self.data.get_mut(at..at + 32).ok_or(Error::Corrupt)?;
+            let e = Rc::make_mut(&mut self.data).get_mut(at..at + 32).ok_or(Error::Corrupt)?;
             f(slot, e);
             let s = at / SECTOR;
             if dirty.last() != Some(&s) {

@@ -78,7 +78,13 @@ impl<S: BlockDevice> FatFs<S> {
         let cb = u64::from(self.geo.cluster_bytes());
         let need = (offset + len as u64).div_ceil(cb) as u32;
         let chain = self.chain_to(i, need, need)?;
-        self.with_part(|p, g| read_runs(p, g, &chain, offset, &mut buf[..len]))?;
+        self.with_part(|p, g| {
+            // File data does not go through the mount's sector cache.
+            p.with_io(|k| k.pass = true);
+            let r = read_runs(p, g, &chain, offset, &mut buf[..len]);
+            p.with_io(|k| k.pass = false);
+            r
+        })?;
         Ok(len)
     }
 

@@ -43,6 +43,7 @@ use {exo_lfs as _, exo_logfs as _};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use bpb::Geometry;
+use cache::Kept;
 use dev::{FatClock, FatDev};
 use dir::DirLoc;
 use embedded_sdmmc::{RawVolume, VolumeIdx, VolumeManager};
@@ -64,7 +65,7 @@ pub const MAX_OPEN: usize = 64;
 /// 8.3 names from the root to a directory (how the crate is led to it).
 type Names = Vec<[u8; 11]>;
 
-type Vm<S> = VolumeManager<FatDev<S>, FatClock, MAX_DIRS, MAX_FILES, 1>;
+type Vm<S> = VolumeManager<FatDev<Kept<S>>, FatClock, MAX_DIRS, MAX_FILES, 1>;
 
 /// FAT as a back end of the mount layer: partitions of the FAT16/FAT32 MBR types, mounted
 /// read-write at `/fat`, `/fat1`, ...
@@ -126,6 +127,8 @@ pub struct FatFs<S: BlockDevice> {
     free: Option<u32>,
     nodes: Vec<Option<Node>>,
     handles: Vec<Option<(usize, OpenFlags)>>,
+    /// Directories parsed lately.
+    dirs: core::cell::RefCell<dir::Memo>,
 }
 
 impl<S: BlockDevice> FatFs<S> {
@@ -142,6 +145,7 @@ impl<S: BlockDevice> FatFs<S> {
             part.read(u64::from(s), &mut b)?;
             fsinfo_ok = dev::fsinfo_valid(&b);
         }
+        let part = Kept::wrap(part);
         let vm: Vm<S> = VolumeManager::new_with_limits(FatDev::new(part, geo), FatClock(opts.clock), 1);
         let vol = vm.open_raw_volume(VolumeIdx(0)).map_err(sd)?;
         Ok(FatFs {
@@ -155,6 +159,7 @@ impl<S: BlockDevice> FatFs<S> {
             free: None,
             nodes: Vec::new(),
             handles: Vec::new(),
+            dirs: Default::default(),
         })
     }
 
@@ -163,7 +168,7 @@ impl<S: BlockDevice> FatFs<S> {
         self.sync()?;
         self.vm.close_volume(self.vol).map_err(sd)?;
         self.settle()?;
-        Ok(self.vm.free().0.part)
+        Ok(Kept::unwrap(self.vm.free().0.part))
     }
 
     /// Transfer counts of the partition underneath.
@@ -173,7 +178,7 @@ impl<S: BlockDevice> FatFs<S> {
 
     /// Runs `f` on the partition, after the crate's writes still held in [`FatDev`]'s cache
     /// went out (and its one-block cache was dropped).
-    fn with_part<R>(&self, f: impl FnOnce(&Partition<S>, &Geometry) -> Result<R>) -> Result<R> {
+    fn with_part<R>(&self, f: impl FnOnce(&Partition<Kept<S>>, &Geometry) -> Result<R>) -> Result<R> {
         let geo = self.geo;
         self.vm.device(|d| {
             d.settle()?;
@@ -183,7 +188,10 @@ impl<S: BlockDevice> FatFs<S> {
 
     /// Reads directory `loc`.
     fn read_dir(&self, loc: DirLoc) -> Result<dir::Dir> {
-        self.with_part(|p, g| dir::read(p, g, loc))
+        self.with_part(|p, g| {
+            let writes = p.with_io(|k| k.writes);
+            self.dirs.borrow_mut().read(p, g, loc, writes)
+        })
     }
 
     /// Walks normalised path components from the root to a directory; returns it and the
@@ -222,6 +230,9 @@ impl<S: BlockDevice> FatFs<S> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        // What is about to change is read again anyway: dropping the memo now lets a
+        // directory about to be patched be patched in place, not copied first.
+        *self.dirs.get_mut() = dir::Memo::default();
         if !self.dirty {
             if self.fsinfo_ok {
                 self.write_fsinfo(u32::MAX, u32::MAX)?;
@@ -367,8 +378,14 @@ impl<S: BlockDevice> FileSystem for FatFs<S> {
             return Ok(());
         }
         if self.dirty {
-            // A fresh count: the FSInfo sector must be exact, not an estimate.
-            let (free, first) = self.with_part(|p, g| Fat::new(p, g).count_free())?;
+            // The FSInfo sector must be exact, not an estimate. The count kept since it was
+            // taken is (every allocation and free is counted as it happens), so the FAT is
+            // scanned again only if it was never counted; the next-free hint is then left
+            // "unknown", which the specification allows.
+            let (free, first) = match self.free {
+                Some(f) => (f, u32::MAX),
+                None => self.with_part(|p, g| Fat::new(p, g).count_free())?,
+            };
             self.free = Some(free);
             if self.fsinfo_ok {
                 self.write_fsinfo(free, first)?;

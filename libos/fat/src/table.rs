@@ -13,8 +13,9 @@ use alloc::vec::Vec;
 use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
 use exo_libos::fs::{Error, Result};
 
-/// FAT sectors read at once when walking chains.
-const WINDOW: u32 = 64;
+/// FAT sectors read at once when walking chains (from the mount's sector cache, usually:
+/// a larger window only copies more).
+const WINDOW: u32 = 32;
 /// FAT sectors read at once when counting free clusters.
 const SCAN: u32 = 256;
 

@@ -10,6 +10,7 @@ mod chainboot;
 mod image;
 mod lints;
 mod loader;
+mod profile;
 mod progress;
 mod qemu;
 mod sdtools;
@@ -23,6 +24,7 @@ mod test_fs;
 mod test_image;
 mod test_screen;
 mod test_split;
+mod trace;
 mod util;
 
 use std::process::ExitCode;
@@ -54,6 +56,9 @@ Commands:
       --board virt|rpi4   Only this board (default: both)
       --filter TEXT       Only benchmarks whose name contains TEXT
       --json FILE         Write the results here instead (the chart goes next to it)
+  profile [options]     Guest instructions per function and call stack, kernel and programs,
+                        with folded stacks and a flame graph (see `cargo xtask profile --help`)
+      --boot | --bench NAME   What to profile (default: boot to the shell's prompt)
   fuzz [options]        Long seeded fuzzer runs with the isolation oracle, per board and seed
       --calls N           Calls per run (default 1000000)
       --seed S[,S..]      Seeds (default 1,2,4)
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         "gdb" => qemu::cmd_gdb(rest),
         "bench" => bench::cmd_bench(rest),
         "fuzz" => test::cmd_fuzz(rest),
+        "profile" => profile::cmd_profile(rest),
         "symbolize" => symbols::cmd_symbolize(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

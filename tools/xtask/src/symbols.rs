@@ -26,6 +26,20 @@ impl Symbols {
         Ok(Symbols { funcs })
     }
 
+    /// A table from (start, size, name) entries, in any order.
+    #[cfg(test)]
+    pub fn from_list(mut funcs: Vec<(u64, u64, String)>) -> Symbols {
+        funcs.sort_by_key(|f| f.0);
+        Symbols { funcs }
+    }
+
+    /// The name of the function holding `addr`.
+    pub fn function(&self, addr: u64) -> Option<&str> {
+        let i = self.funcs.partition_point(|f| f.0 <= addr).checked_sub(1)?;
+        let (start, size, name) = &self.funcs[i];
+        (addr - start < (*size).max(1) || *size == 0 && addr - start < 0x10000).then_some(name.as_str())
+    }
+
     /// `name+0xoff` for an address inside a known function.
     pub fn lookup(&self, addr: u64) -> Option<String> {
         let i = self.funcs.partition_point(|f| f.0 <= addr).checked_sub(1)?;
