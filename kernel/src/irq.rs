@@ -1,12 +1,14 @@
-//! Interrupts: acknowledge at the GIC, turn each into an event bit, end. The scheduler
-//! consumes the events (`take_events`) the next time it runs, with kernel state in hand;
-//! the handler itself touches nothing but the devices.
+//! Interrupts: acknowledge at the GIC, turn each into an event bit of this core, end. The
+//! scheduler consumes the events (`take_events`) the next time it runs on this core, with
+//! kernel state in hand; the handler itself touches nothing but the devices — and, for an
+//! SGI, carries out a kick (`arch::smp`) without the kernel lock.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use exo_bsp::drivers::generic_timer;
 use exo_bsp::IrqController;
 
+use crate::arch::smp::{self, MAX_CPUS};
 use crate::{console, platform};
 
 /// Length of a time slice: 10 ms.
@@ -17,7 +19,7 @@ pub const EVENT_TICK: u32 = 1;
 /// Console input arrived.
 pub const EVENT_CONSOLE: u32 = 2;
 
-static EVENTS: AtomicU32 = AtomicU32::new(0);
+static EVENTS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Timer interrupts taken since boot (the boot self-test counts them).
@@ -26,12 +28,13 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
-/// The events raised since the last call. (Plain load and store: only the kernel touches
-/// EVENTS, with interrupts masked, so nothing can slip in between.)
+/// The events raised on this core since the last call. (Plain load and store: only this
+/// core touches its EVENTS, with interrupts masked, so nothing can slip in between.)
 pub fn take_events() -> u32 {
-    let e = EVENTS.load(Ordering::Relaxed);
+    let events = &EVENTS[smp::cpu()];
+    let e = events.load(Ordering::Relaxed);
     if e != 0 {
-        EVENTS.store(0, Ordering::Relaxed);
+        events.store(0, Ordering::Relaxed);
     }
     e
 }
@@ -39,26 +42,43 @@ pub fn take_events() -> u32 {
 /// Sets up the interrupt controller, console input, and starts the periodic tick.
 pub fn init() {
     let Some(board) = platform::board() else { return };
-    board.gic.init();
-    board.gic.enable(board.info.timer_intid);
+    let gic_bit = board.gic.init();
     if let Some(id) = board.info.uart_intid {
         board.uart.enable_rx_interrupt();
         board.gic.enable(id);
     }
-    generic_timer::arm(generic_timer::frequency() / TICK_HZ);
+    start_cpu(gic_bit);
+}
+
+/// Sets up a started core's own part of the GIC and starts its tick.
+pub fn init_cpu() {
+    if let Some(board) = platform::board() {
+        start_cpu(board.gic.init_cpu());
+    }
+}
+
+fn start_cpu(gic_bit: u8) {
+    if let Some(board) = platform::board() {
+        board.gic.enable(board.info.timer_intid);
+        generic_timer::arm(generic_timer::frequency() / TICK_HZ);
+        smp::set_up(gic_bit);
+    }
 }
 
 /// Handles every pending interrupt (called from the vectors with interrupts masked).
 pub fn handle() {
     let Some(board) = platform::board() else { return };
+    let events = &EVENTS[smp::cpu()];
     while let Some(id) = board.gic.acknowledge() {
-        if id == board.info.timer_intid {
+        if id & 0x3ff < 16 {
+            smp::take_kick(); // an SGI: a kick, or just a wake-up from wfi
+        } else if id == board.info.timer_intid {
             TICKS.fetch_add(1, Ordering::Relaxed);
-            EVENTS.fetch_or(EVENT_TICK, Ordering::Relaxed);
+            events.fetch_or(EVENT_TICK, Ordering::Relaxed);
             generic_timer::arm(generic_timer::frequency() / TICK_HZ);
         } else if Some(id) == board.info.uart_intid {
             console::drain_input();
-            EVENTS.fetch_or(EVENT_CONSOLE, Ordering::Relaxed);
+            events.fetch_or(EVENT_CONSOLE, Ordering::Relaxed);
         } else {
             log::warn!("unexpected interrupt {id}; disabling it");
             board.gic.disable(id);

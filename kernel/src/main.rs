@@ -41,9 +41,10 @@
 //!   and the revocation fields (`frames_returned`).
 //! - `disk.rs`: sector bindings (`Env::sectors`) and the disk's facts in the info page.
 //!
-//! The kernel is single-core and runs with interrupts masked: an interrupt can only arrive
-//! while EL0 runs or while the kernel idles in `wfi`. Shared kernel state therefore needs no
-//! locks (see `cell.rs`). It is built for `aarch64-unknown-none-softfloat` and leaves FP/SIMD
+//! The kernel runs on every core (`arch/smp.rs`) with interrupts masked: an interrupt can
+//! only arrive while EL0 runs or while a core idles in `wfi`. Each trap holds the one big
+//! kernel lock (`env::kernel`, `cell.rs`) for its whole stay; `docs/multicore.md` says what
+//! is per core, what is shared, and what comes next. It is built for `aarch64-unknown-none-softfloat` and leaves FP/SIMD
 //! trapped, so no trap path ever saves vector registers.
 //!
 //! Everything that is pure logic (descriptor encoding, table building, the memory map)
@@ -94,7 +95,7 @@ mod boot {
     use exo_bsp::dt::{BoardInfo, Region, Regions};
     use exo_bsp::Board;
 
-    use crate::env::KERNEL;
+    use crate::env::kernel;
     use crate::mm::phys::MemoryMap;
     use crate::{arch, console, disk, irq, kprintln, mm, platform, start};
 
@@ -109,7 +110,7 @@ mod boot {
         start_console(board, entry_el, phys_base, dtb_pa);
         let mut map = take_memory(board, phys_base, dtb);
         let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
-        KERNEL.with(|k| start::setup(k, &board.info, map));
+        kernel(|k| start::setup(k, &board.info, map));
         if let Some(dma) = dma {
             attach_disk(board, dma);
         }
@@ -119,11 +120,12 @@ mod boot {
         #[cfg(feature = "test-modes")]
         crate::selftests::run(platform::config().test);
         log::info!("timer: ticking at {} Hz", irq::TICK_HZ);
+        arch::smp::start_secondaries(board);
         run_init()
     }
 
-    /// Finds the board in the device tree, maps its devices and wires their drivers; parks
-    /// the other cores. Returns the board and where the device tree lies.
+    /// Finds the board in the device tree, maps its devices and wires their drivers.
+    /// Returns the board and where the device tree lies.
     fn wire_board(dtb_pa: u64, phys_base: u64) -> (&'static Board, Region) {
         let Some(dtb) = mm::boot_dtb(dtb_pa) else {
             no_device_tree(phys_base, "no device tree was passed in x0")
@@ -142,7 +144,6 @@ mod boot {
             Ok(b) => platform::set_board(b),
             Err(e) => no_device_tree(phys_base, board_error(e)),
         };
-        arch::park_secondaries(board.info.spin_table.as_slice());
         (board, dtb_region)
     }
 
@@ -198,7 +199,7 @@ mod boot {
         }
         match found {
             Some(d) => {
-                KERNEL.with(|k| disk::attach(k, d));
+                kernel(|k| disk::attach(k, d));
             }
             None => log::info!("disk: none found"),
         }
@@ -206,16 +207,14 @@ mod boot {
 
     /// Loads init and drops to EL0 in the first environment; idles if there is none.
     fn run_init() -> ! {
-        if KERNEL.with(start::load_init) {
-            let first = KERNEL.with(|k| k.schedule(false, 0));
+        if kernel(start::load_init) {
+            let first = kernel(|k| k.schedule(false, 0));
             if let Some(frame) = first {
                 arch::start_user(frame);
             }
         }
         log::info!("nothing to run; idling (timer ticks continue)");
-        loop {
-            arch::wait_for_interrupt();
-        }
+        arch::start_user(arch::trap::idle())
     }
 
     /// RAM minus the image, the DTB, an initrd and every reservation.

@@ -1,6 +1,7 @@
 //! GICv2 (QEMU `virt`'s default, the Pi 4's GIC-400): distributor plus CPU interface.
 //!
-//! Everything is routed to CPU 0 in group 0. On a GIC without security extensions (QEMU) that
+//! Shared interrupts are routed to CPU 0 in group 0; each core sets up its own banked part
+//! (SGIs, PPIs, its CPU interface) with `init_cpu`, and cores signal each other with SGIs. On a GIC without security extensions (QEMU) that
 //! is what the CPU interface signals as IRQ; where firmware has made the non-secure view the
 //! only one we can see (a real Pi 4), the group writes are ignored and the same enable bits
 //! turn on group 1 instead.
@@ -26,7 +27,8 @@ register_structs! {
         (0x7fc => _r3),
         (0x800 => itargetsr: [ReadWrite<u32>; 255]),
         (0xbfc => _r4),
-        (0xc00 => @END),
+        (0xf00 => sgir: WriteOnly<u32>),
+        (0xf04 => @END),
     }
 }
 
@@ -46,10 +48,12 @@ pub struct GicV2 {
     cpu: *const CpuRegs,
 }
 
-// SAFETY: MMIO reached only through volatile register accesses on a single-core kernel.
+// SAFETY: MMIO reached only through volatile register accesses.
 unsafe impl Send for GicV2 {}
 // SAFETY: `&GicV2` only reaches the distributor and CPU interface through volatile
-// accesses, and on the single-core kernel no two of its operations run at the same time.
+// single-register accesses: the CPU interface is banked per core, and of the distributor
+// the cores share, after `init` only the set/clear-enable and SGI registers are written,
+// each write complete in itself.
 unsafe impl Sync for GicV2 {}
 
 impl GicV2 {
@@ -76,8 +80,9 @@ impl GicV2 {
         (((self.d().typer.get() & 0x1f) as usize) + 1) * 32
     }
 
-    /// Everything off, every line group 0, equal priority, targeted at CPU 0; then on.
-    pub fn init(&self) {
+    /// Everything off, every line group 0, equal priority, targeted at CPU 0; then on, with
+    /// the calling core's CPU interface (`init_cpu`, whose result it returns).
+    pub fn init(&self) -> u8 {
         let d = self.d();
         d.ctlr.set(0);
         let words = (self.lines() / 32).min(32);
@@ -93,10 +98,29 @@ impl GicV2 {
             }
         }
         d.ctlr.set(0b11); // enable group 0 and group 1 forwarding
+        self.init_cpu()
+    }
+
+    /// The calling core's banked part: its SGIs and PPIs group 0 at the common priority, and
+    /// its CPU interface on. Returns the core's CPU-interface bit, as `send_sgi` names it.
+    pub fn init_cpu(&self) -> u8 {
+        let d = self.d();
+        d.igroupr[0].set(0);
+        for i in 0..8 {
+            d.ipriorityr[i].set(0xa0a0_a0a0);
+        }
+        d.isenabler[0].set(0xffff); // SGIs (the PPIs are enabled one by one)
         let c = self.c();
         c.pmr.set(0xff);
         c.bpr.set(0);
         c.ctlr.set(0b111); // EnableGrp0 | EnableGrp1 | AckCtl
+        d.itargetsr[0].get() as u8 // reads as this core's own bit (GICv2 banks it)
+    }
+
+    /// Raises software-generated interrupt `id` (0..16) on the cores in `targets`
+    /// (CPU-interface bits).
+    pub fn send_sgi(&self, targets: u8, id: u32) {
+        self.d().sgir.set(((targets as u32) << 16) | (id & 0xf));
     }
 }
 
@@ -109,9 +133,10 @@ impl IrqController for GicV2 {
         self.d().icenabler[(intid / 32) as usize % 32].set(1 << (intid % 32));
     }
 
+    /// For an SGI the value also holds the sending core (bits 10..13), which `end` needs.
     fn acknowledge(&self) -> Option<u32> {
-        let id = self.c().iar.get() & 0x3ff;
-        (id < 1020).then_some(id)
+        let iar = self.c().iar.get() & 0x1fff;
+        (iar & 0x3ff < 1020).then_some(iar)
     }
 
     fn end(&self, intid: u32) {
