@@ -17,4 +17,5 @@ pub mod ktest;
 pub mod logcrash;
 pub mod oracle;
 pub mod runner;
+pub mod smptest;
 pub mod suites;

@@ -173,7 +173,8 @@ fast!(env_start, |k, env, _b, _c, _d, _e| {
 fast!(env_set_affinity, |k, env, mask, _c, _d, _e| {
     let t = k.target(env_arg(env)?)?;
     let mask = u8::try_from(mask).ok().filter(|&m| m != 0).ok_or(Error::Invalid)?;
-    if mask & !k.envs[k.current].affinity != 0 {
+    let parent = k.envs.get(k.envs[t].parent);
+    if mask & !parent.map_or(crate::arch::smp::up_mask(), |p| p.affinity) != 0 {
         return Err(Error::Denied); // cores flow down the tree, like frames
     }
     k.set_affinity(t, mask);

@@ -209,8 +209,9 @@ pub enum Sys {
     /// `(env, cores)`: lets `env` (the caller or a descendant) run only on the cores in the
     /// mask `cores` (bit i: core i), from each core's next scheduling decision on. A new
     /// environment starts with its parent's mask; init with every core that is up. `Denied`
-    /// if `cores` names a core the caller itself may not run on (cores flow down the tree);
-    /// `Invalid` for an empty mask or one wider than 8 bits.
+    /// if `cores` names a core `env`'s parent may not run on (cores flow down the tree: a
+    /// parent keeps its subtree off a core by leaving the core out of its own mask before
+    /// it creates children); `Invalid` for an empty mask or one wider than 8 bits.
     EnvSetAffinity = 26,
     /// `()`: parks the caller's own context for good and makes it available for calls
     /// (it must have registered an entry). Returns only with an error.

@@ -178,6 +178,20 @@ const BOOT_TESTS: &[BootTest] = &[
         },
     },
     BootTest {
+        name: "smp",
+        bootargs: "exo.test=smp",
+        timeout_s: 180,
+        suite: true,
+        only: None,
+        disk: false,
+        script: &[],
+        check: |_, end, out| {
+            contains(out, "cores: 4 of 4 up")?;
+            contains(out, "init exited with status")?;
+            exited(end, 0)
+        },
+    },
+    BootTest {
         name: "bench_runs_and_reports_well_formed_results",
         bootargs: "exo.test=bench",
         timeout_s: 120,
