@@ -87,3 +87,19 @@ impl Board {
         Ok(board)
     }
 }
+
+impl Board {
+    /// Switches the machine off the board's way: PSCI `SYSTEM_OFF` where the device tree
+    /// names PSCI (QEMU virt), else a watchdog reset (a Pi). Returns if neither worked.
+    pub fn power_off(&self) {
+        if let Some(conduit) = self.info.psci {
+            crate::smp::psci_system_off(conduit);
+        }
+        if let Some(wdt) = &self.watchdog {
+            wdt.reset(true);
+            for _ in 0..10_000_000 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}

@@ -45,29 +45,72 @@ pub unsafe fn start_core(
     }
 }
 
-#[cfg(target_arch = "aarch64")]
-fn psci_cpu_on(conduit: PsciConduit, mpidr: u64, entry: u64) -> Result<(), StartError> {
-    const CPU_ON: u64 = 0xc400_0003; // the SMC64 function id
-    let mut r = CPU_ON;
-    match conduit {
-        // SAFETY: PSCI CPU_ON to the hypervisor the device tree names: it starts another core
-        // at `entry` and changes nothing of this core's state but x0.
-        PsciConduit::Hvc => unsafe {
-            core::arch::asm!("hvc #0", inout("x0") r, in("x1") mpidr, in("x2") entry, in("x3") 0u64, clobber_abi("C"))
-        },
-        // SAFETY: the same call to the secure monitor.
-        PsciConduit::Smc => unsafe {
-            core::arch::asm!("smc #0", inout("x0") r, in("x1") mpidr, in("x2") entry, in("x3") 0u64, clobber_abi("C"))
-        },
-    }
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(StartError::Psci(r as i64))
+/// Starts every core of the device tree whose MPIDR is an Aff0 below `max` other than
+/// `me`, one at a time: `prepare(core)` first (the kernel leaves it a stack), then the
+/// start, then a bounded wait for `up(core)`. Cores that do not start are logged by the
+/// caller from what `up` says.
+///
+/// # Safety
+/// As for [`start_core`].
+pub unsafe fn start_cores(
+    info: &BoardInfo,
+    me: usize,
+    max: usize,
+    entry: u64,
+    virt: impl Fn(u64) -> usize + Copy,
+    mut prepare: impl FnMut(usize),
+    up: impl Fn(usize) -> bool,
+) {
+    for (mpidr, _) in info.cpus.iter() {
+        let core = mpidr as usize;
+        if mpidr > 0xff || core >= max || core == me {
+            continue;
+        }
+        prepare(core);
+        // SAFETY: as the caller guarantees.
+        if unsafe { start_core(info, mpidr, entry, virt) }.is_ok() {
+            for _ in 0..(1u32 << 26) {
+                if up(core) {
+                    break;
+                }
+                core::hint::spin_loop();
+            }
+        }
     }
 }
 
+/// PSCI `SYSTEM_OFF` through `conduit`; returns only if it failed.
+pub fn psci_system_off(conduit: PsciConduit) {
+    let _ = psci(conduit, 0x8400_0008, 0, 0);
+}
+
+fn psci_cpu_on(conduit: PsciConduit, mpidr: u64, entry: u64) -> Result<(), StartError> {
+    const CPU_ON: u64 = 0xc400_0003; // the SMC64 function id
+    match psci(conduit, CPU_ON, mpidr, entry) {
+        0 => Ok(()),
+        r => Err(StartError::Psci(r as i64)),
+    }
+}
+
+/// A PSCI call (SMC calling convention) with two arguments and a zero context id.
+#[cfg(target_arch = "aarch64")]
+fn psci(conduit: PsciConduit, function: u64, a1: u64, a2: u64) -> u64 {
+    let mut r = function;
+    match conduit {
+        // SAFETY: a PSCI call to the hypervisor the device tree names as the conduit: it
+        // changes nothing of this core's state but the registers the convention clobbers.
+        PsciConduit::Hvc => unsafe {
+            core::arch::asm!("hvc #0", inout("x0") r, in("x1") a1, in("x2") a2, in("x3") 0u64, clobber_abi("C"))
+        },
+        // SAFETY: the same call to the secure monitor.
+        PsciConduit::Smc => unsafe {
+            core::arch::asm!("smc #0", inout("x0") r, in("x1") a1, in("x2") a2, in("x3") 0u64, clobber_abi("C"))
+        },
+    }
+    r
+}
+
 #[cfg(not(target_arch = "aarch64"))]
-fn psci_cpu_on(_: PsciConduit, _: u64, _: u64) -> Result<(), StartError> {
-    Err(StartError::NoMethod)
+fn psci(_: PsciConduit, _: u64, _: u64, _: u64) -> u64 {
+    u64::MAX // NOT_SUPPORTED
 }

@@ -4,7 +4,7 @@
 //! once; across cores each `Global` is a lock. [`KERNEL`](crate::env::KERNEL) is the big one
 //! every trap takes (see `docs/multicore.md`); the others (heap, console, disk) are leaves,
 //! taken inside it or alone, never the other way round. A core spinning on a lock still
-//! answers kicks (`arch::smp::take_kick`), so a lock holder may wait for one. Re-entry on
+//! answers kicks (`arch::smp::wait_for_lock`), so a lock holder may wait for one. Re-entry on
 //! the same core — a fault inside a `with` closure that ends up in another `with` on the
 //! same value — panics instead of deadlocking or handing out two `&mut`.
 
@@ -22,13 +22,15 @@ pub struct Global<T> {
 unsafe impl<T> Sync for Global<T> {}
 
 #[cfg(target_os = "none")]
-use crate::arch::smp::{cpu, take_kick};
+use crate::arch::smp::{cpu, lock_released, wait_for_lock};
 #[cfg(not(target_os = "none"))]
 fn cpu() -> usize {
     0
 }
 #[cfg(not(target_os = "none"))]
-fn take_kick() {}
+fn wait_for_lock() {}
+#[cfg(not(target_os = "none"))]
+fn lock_released() {}
 
 impl<T> Global<T> {
     pub const fn new(value: T) -> Self {
@@ -41,13 +43,13 @@ impl<T> Global<T> {
         let me = cpu() + 1;
         while let Err(held) = self.owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
             assert!(held != me, "kernel state re-entered");
-            take_kick();
-            core::hint::spin_loop();
+            wait_for_lock();
         }
         // SAFETY: the lock is ours, so no other `&mut` to the value exists, and none can be
         // made until it is released below.
         let r = f(unsafe { &mut *self.value.get() });
         self.owner.store(0, Ordering::Release);
+        lock_released();
         r
     }
 

@@ -20,15 +20,7 @@ pub fn power_off(status: u32) -> ! {
         power::semihosting_exit(status);
     }
     if let Some(board) = platform::board() {
-        if let Some(conduit) = board.info.psci {
-            power::psci_system_off(conduit);
-        }
-        if let Some(wdt) = &board.watchdog {
-            wdt.reset(true);
-            for _ in 0..10_000_000 {
-                core::hint::spin_loop();
-            }
-        }
+        board.power_off();
     }
     crate::kprintln!("exo: could not power off (status {status}); halting this core");
     loop {

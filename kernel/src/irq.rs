@@ -41,28 +41,23 @@ pub fn take_events() -> u32 {
 
 /// Sets up the interrupt controller, console input, and starts the periodic tick.
 pub fn init() {
+    init_cpu();
     let Some(board) = platform::board() else { return };
-    let gic_bit = board.gic.init();
     if let Some(id) = board.info.uart_intid {
         board.uart.enable_rx_interrupt();
         board.gic.enable(id);
     }
-    start_cpu(gic_bit);
 }
 
-/// Sets up a started core's own part of the GIC and starts its tick.
+/// Sets up this core's own part of the GIC (the distributor first, on core 0) and its tick.
 pub fn init_cpu() {
-    if let Some(board) = platform::board() {
-        start_cpu(board.gic.init_cpu());
+    let Some(board) = platform::board() else { return };
+    match smp::cpu() {
+        0 => board.gic.init(0),
+        c => board.gic.init_cpu(c),
     }
-}
-
-fn start_cpu(gic_bit: u8) {
-    if let Some(board) = platform::board() {
-        board.gic.enable(board.info.timer_intid);
-        generic_timer::arm(generic_timer::frequency() / TICK_HZ);
-        smp::set_up(gic_bit);
-    }
+    board.gic.enable(board.info.timer_intid);
+    generic_timer::arm(generic_timer::frequency() / TICK_HZ);
 }
 
 /// Handles every pending interrupt (called from the vectors with interrupts masked).

@@ -6,6 +6,8 @@
 //! only one we can see (a real Pi 4), the group writes are ignored and the same enable bits
 //! turn on group 1 instead.
 
+use core::sync::atomic::{AtomicU8, Ordering};
+
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
@@ -46,6 +48,8 @@ register_structs! {
 pub struct GicV2 {
     dist: *const DistRegs,
     cpu: *const CpuRegs,
+    /// Each core's CPU-interface bit, by core index (0: that core has not set up yet).
+    cores: [AtomicU8; 8],
 }
 
 // SAFETY: MMIO reached only through volatile register accesses.
@@ -60,7 +64,11 @@ impl GicV2 {
     /// # Safety
     /// Both addresses must be mapped GICv2 register frames, valid for the program's life.
     pub const unsafe fn new(dist: usize, cpu: usize) -> Self {
-        Self { dist: dist as *const DistRegs, cpu: cpu as *const CpuRegs }
+        Self {
+            dist: dist as *const DistRegs,
+            cpu: cpu as *const CpuRegs,
+            cores: [const { AtomicU8::new(0) }; 8],
+        }
     }
 
     fn d(&self) -> &DistRegs {
@@ -81,8 +89,8 @@ impl GicV2 {
     }
 
     /// Everything off, every line group 0, equal priority, targeted at CPU 0; then on, with
-    /// the calling core's CPU interface (`init_cpu`, whose result it returns).
-    pub fn init(&self) -> u8 {
+    /// the calling core's CPU interface (`init_cpu`; `core` is its index).
+    pub fn init(&self, core: usize) {
         let d = self.d();
         d.ctlr.set(0);
         let words = (self.lines() / 32).min(32);
@@ -98,12 +106,12 @@ impl GicV2 {
             }
         }
         d.ctlr.set(0b11); // enable group 0 and group 1 forwarding
-        self.init_cpu()
+        self.init_cpu(core)
     }
 
     /// The calling core's banked part: its SGIs and PPIs group 0 at the common priority, and
-    /// its CPU interface on. Returns the core's CPU-interface bit, as `send_sgi` names it.
-    pub fn init_cpu(&self) -> u8 {
+    /// its CPU interface on. From then on core `core` (its index) counts as up.
+    pub fn init_cpu(&self, core: usize) {
         let d = self.d();
         d.igroupr[0].set(0);
         for i in 0..8 {
@@ -114,13 +122,23 @@ impl GicV2 {
         c.pmr.set(0xff);
         c.bpr.set(0);
         c.ctlr.set(0b111); // EnableGrp0 | EnableGrp1 | AckCtl
-        d.itargetsr[0].get() as u8 // reads as this core's own bit (GICv2 banks it)
+                           // ITARGETSR0 reads as the core's own bit (GICv2 banks it; 0 on a one-core GIC).
+        let bit = (d.itargetsr[0].get() as u8).max(1 << (core % 8));
+        self.cores[core % 8].store(bit, Ordering::Release);
     }
 
-    /// Raises software-generated interrupt `id` (0..16) on the cores in `targets`
-    /// (CPU-interface bits).
-    pub fn send_sgi(&self, targets: u8, id: u32) {
-        self.d().sgir.set(((targets as u32) << 16) | (id & 0xf));
+    /// The cores that have set up their CPU interface, as a mask by core index.
+    pub fn cores_up(&self) -> u8 {
+        (0..8).filter(|&c| self.cores[c].load(Ordering::Acquire) != 0).fold(0, |m, c| m | 1 << c)
+    }
+
+    /// Raises SGI `id` (0..16) on the cores in `cores` (a mask by core index) that are up.
+    pub fn send_sgi(&self, cores: u8, id: u32) {
+        let bits =
+            (0..8).filter(|c| cores & 1 << c != 0).fold(0, |m, c| m | self.cores[c].load(Ordering::Relaxed));
+        if bits != 0 {
+            self.d().sgir.set(((bits as u32) << 16) | (id & 0xf));
+        }
     }
 }
 

@@ -153,10 +153,11 @@ pub fn check_dc_zva() -> bool {
     dczid & 0x1f == 4 // DZP clear, BS = log2(16 words)
 }
 
-/// Sleeps until an interrupt is pending, lets it be taken, and masks interrupts again.
-/// (Sleeping masked means an SGI sent just before the `wfi` still wakes it.)
+/// Sleeps until an interrupt arrives, lets it be taken, and masks interrupts again. (An
+/// SGI taken between the unmask and the `wfi` leaves the core asleep until its next tick:
+/// sleeping masked would close that gap, but QEMU's raspi4b does not wake from it.)
 pub fn wait_for_interrupt() {
     // SAFETY: interrupts are only ever unmasked here, where the kernel holds no state that
     // an interrupt handler could touch (the idle loop owns nothing).
-    unsafe { asm!("wfi", "msr daifclr, #2", "isb", "msr daifset, #2") };
+    unsafe { asm!("msr daifclr, #2", "wfi", "msr daifset, #2") };
 }

@@ -1,5 +1,5 @@
-//! Ending the machine with a status: ARM semihosting (QEMU with `-semihosting`), PSCI
-//! `SYSTEM_OFF` (QEMU virt), or the watchdog (Raspberry Pi).
+//! Ending the machine with a status: ARM semihosting (QEMU with `-semihosting`). PSCI
+//! `SYSTEM_OFF` and the Pi's watchdog are the board's (`exo_bsp::Board::power_off`).
 
 use core::arch::asm;
 
@@ -12,17 +12,5 @@ pub fn semihosting_exit(code: u32) {
     // is attached; the block outlives the call.
     unsafe {
         asm!("hlt #0xf000", in("x0") 0x18u64, in("x1") &block as *const _ as u64, options(nostack));
-    }
-}
-
-/// PSCI `SYSTEM_OFF` through the conduit the device tree names.
-pub fn psci_system_off(conduit: exo_bsp::dt::PsciConduit) {
-    const SYSTEM_OFF: u64 = 0x8400_0008;
-    match conduit {
-        // SAFETY: a PSCI call with no arguments, to the hypervisor the device tree names as
-        // the conduit; on success it does not return.
-        exo_bsp::dt::PsciConduit::Hvc => unsafe { asm!("hvc #0", inout("x0") SYSTEM_OFF => _) },
-        // SAFETY: the same call to the secure monitor (the conduit the device tree names).
-        exo_bsp::dt::PsciConduit::Smc => unsafe { asm!("smc #0", inout("x0") SYSTEM_OFF => _) },
     }
 }

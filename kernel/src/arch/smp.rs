@@ -2,7 +2,7 @@
 //! a kick (SGI) that makes a core load a new TTBR0 before another core frees or reuses
 //! what the old one pointed at. `docs/multicore.md` has the whole design.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{Readable, Writeable, MPIDR_EL1, TCR_EL1, TPIDR_EL1, TTBR0_EL1};
 
@@ -15,8 +15,6 @@ const SGI: u32 = 0;
 /// In a kick: the core's environment is gone; its next context save goes to a scratch frame.
 pub const GONE: u64 = 1;
 
-/// Each started core's GIC CPU-interface bit (0: not up).
-static GIC_BIT: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 /// A pending kick per core: the TTBR0 value to load, | `GONE` (0: none).
 static KICK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Where a core whose environment was destroyed under it saves EL0 state until it schedules.
@@ -35,22 +33,15 @@ pub fn cpu() -> usize {
     (MPIDR_EL1.get() & 0xff) as usize % MAX_CPUS
 }
 
-/// The cores that are up, as a bit mask by index.
+/// The cores that are up (their GIC CPU interface set up), as a mask by index.
 pub fn up_mask() -> u8 {
-    (0..MAX_CPUS).filter(|&c| GIC_BIT[c].load(Ordering::Relaxed) != 0).fold(0, |m, c| m | 1 << c)
-}
-
-/// Records the calling core's GIC bit: it is up and can be signalled.
-pub fn set_up(gic_bit: u8) {
-    GIC_BIT[cpu()].store(gic_bit.max(1 << cpu()), Ordering::Release);
+    crate::platform::board().map_or(1, |b| b.gic.cores_up())
 }
 
 /// Wakes the cores in `cores` (a mask by index) out of `wfi`.
 pub fn signal(cores: u8) {
-    let bits =
-        (0..MAX_CPUS).filter(|c| cores & 1 << c != 0).fold(0, |m, c| m | GIC_BIT[c].load(Ordering::Relaxed));
-    if let (Some(b), true) = (crate::platform::board(), bits != 0) {
-        b.gic.send_sgi(bits, SGI);
+    if let Some(b) = crate::platform::board() {
+        b.gic.send_sgi(cores, SGI);
     }
 }
 
@@ -60,12 +51,26 @@ pub fn signal(cores: u8) {
 pub fn kick(c: usize, ttbr0: u64) {
     KICK[c].store(ttbr0, Ordering::Release);
     signal(1 << c);
+    lock_released(); // a core waiting for a lock in `wfe` wakes up too
     let mut spins = 0u64;
     while KICK[c].load(Ordering::Acquire) != 0 {
         spins += 1;
         assert!(spins < 1 << 32, "core {c} does not answer a kick");
-        core::hint::spin_loop();
+        aarch64_cpu::asm::wfe();
     }
+}
+
+/// One round of waiting for a lock another core holds: answer a kick, then `wfe` until
+/// the holder lets go (`lock_released`). Under QEMU a `wfe` also hands the host thread to
+/// the other cores, so a waiting core does not burn the holder's time.
+pub fn wait_for_lock() {
+    take_kick();
+    aarch64_cpu::asm::wfe();
+}
+
+/// Wakes the cores waiting in `wfe` (`sev`): a lock was released, or a kick answered.
+pub fn lock_released() {
+    aarch64_cpu::asm::sev();
 }
 
 /// Carries out a kick aimed at this core, if there is one.
@@ -82,6 +87,7 @@ pub fn take_kick() {
     TTBR0_EL1.set(v & !GONE);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
     KICK[c].store(0, Ordering::Release);
+    lock_released();
 }
 
 /// Core `c`'s kernel stack top (`link.ld` lays them out from `__stack_top` up).
@@ -89,40 +95,23 @@ pub fn stack_top(c: usize) -> u64 {
     &raw const __stack_top as u64 + c as u64 * crate::mm::STACK_STRIDE
 }
 
-/// Starts every other core the device tree lists, one at a time, each waited for. Returns
-/// how many cores are up.
-pub fn start_secondaries(board: &exo_bsp::Board) -> usize {
+/// Starts every other core the device tree lists, one at a time, each waited for.
+pub fn start_secondaries(board: &exo_bsp::Board) {
     let entry = crate::mm::image_pa(secondary_entry as *const () as u64);
-    for (mpidr, _) in board.info.cpus.iter() {
-        let c = (mpidr & 0xff) as usize;
-        if mpidr & !0xff != 0 || c >= MAX_CPUS || c == cpu() {
-            continue;
-        }
+    let prepare = |c| {
         // SAFETY: only this core touches `secondary_boot` (the others wait), and cleaning
         // its line to memory changes no data; the core started next reads it MMU off.
         unsafe {
-            secondary_boot[2] = TCR_EL1.get();
-            secondary_boot[3] = stack_top(c);
+            (secondary_boot[2], secondary_boot[3]) = (TCR_EL1.get(), stack_top(c));
             core::arch::asm!("dc cvac, {}", "dsb sy", in(reg) &raw const secondary_boot);
         }
-        // SAFETY: `secondary_entry` runs MMU off at EL1 or EL2; the physmap maps release
-        // addresses, which lie in RAM.
-        let started = unsafe {
-            exo_bsp::smp::start_core(&board.info, mpidr, entry, |pa| crate::mm::phys_to_virt(pa) as usize)
-        };
-        if let Err(e) = started {
-            log::warn!("core {c} did not start: {e:?}");
-            continue;
-        }
-        let mut spins = 0u32;
-        while GIC_BIT[c].load(Ordering::Acquire) == 0 && spins < 1 << 26 {
-            spins += 1;
-            core::hint::spin_loop();
-        }
-    }
-    let up = up_mask().count_ones() as usize;
-    log::info!("cores: {up} of {} up", board.info.cpus.len().max(1));
-    up
+    };
+    let virt = |pa| crate::mm::phys_to_virt(pa) as usize;
+    let up = |c: usize| up_mask() & 1 << c != 0;
+    // SAFETY: `secondary_entry` runs MMU off at EL1 or EL2; the physmap maps the release
+    // addresses, which lie in RAM.
+    unsafe { exo_bsp::smp::start_cores(&board.info, cpu(), MAX_CPUS, entry, virt, prepare, up) };
+    log::info!("cores: {} of {} up", up_mask().count_ones(), board.info.cpus.len().max(1));
 }
 
 /// A started core's first Rust code (`boot.S`): MMU on, on its own stack.
