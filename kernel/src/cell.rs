@@ -21,16 +21,7 @@ pub struct Global<T> {
 // time, and never twice on the same core.
 unsafe impl<T> Sync for Global<T> {}
 
-#[cfg(target_os = "none")]
 use crate::arch::smp::{cpu, lock_released, wait_for_lock};
-#[cfg(not(target_os = "none"))]
-fn cpu() -> usize {
-    0
-}
-#[cfg(not(target_os = "none"))]
-fn wait_for_lock() {}
-#[cfg(not(target_os = "none"))]
-fn lock_released() {}
 
 impl<T> Global<T> {
     pub const fn new(value: T) -> Self {

@@ -13,7 +13,7 @@
 //! ## Where things live
 //!
 //! - `arch/`: boot assembly (arm64 Image header, EL2→EL1, MMU on, jump to the high half),
-//!   exception vectors, trap entry, power-off primitives.
+//!   exception vectors, trap entry; `arch/smp.rs`: the other cores.
 //! - `mm/`: the kernel's address-space layout, its own tables (`kmap`), the physical memory
 //!   map (`phys`) and the heap.
 //! - `irq.rs`: GIC dispatch and the timer tick. `console.rs`: output and the logger.
@@ -54,6 +54,7 @@
 // On the host the crate is only a harness for the pure parts' unit tests.
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
+#[cfg(target_os = "none")]
 mod cell;
 mod mm;
 
@@ -96,8 +97,8 @@ mod boot {
     use exo_bsp::Board;
 
     use crate::env::kernel;
-    use crate::mm::phys::MemoryMap;
     use crate::{arch, console, disk, irq, kprintln, mm, platform, start};
+    use exo_bsp::memmap::MemoryMap;
 
     /// The kernel heap's size. The kernel keeps almost nothing variable-sized.
     const KERNEL_HEAP: u64 = 1 << 20;

@@ -5,7 +5,6 @@ use core::arch::{asm, global_asm};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
-pub mod power;
 pub mod smp;
 pub mod trap;
 

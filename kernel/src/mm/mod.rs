@@ -13,7 +13,6 @@
 
 pub mod frames;
 pub mod kmap;
-pub mod phys;
 pub mod uvm;
 
 #[cfg(target_os = "none")]
