@@ -12,6 +12,7 @@ pub mod ipc;
 pub mod private;
 pub mod process;
 pub mod rt;
+pub mod screen;
 pub mod spawn;
 pub mod sys;
 pub mod upcall;

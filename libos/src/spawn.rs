@@ -45,6 +45,9 @@ pub struct Options<'a> {
     pub console: bool,
     /// The cores the child may run on (bit i: core i; 0: the caller's own cores).
     pub cores: u8,
+    /// Give the child the frames of the screen the caller holds (see [`crate::screen`]):
+    /// for a program run in the foreground. They come back when the child dies.
+    pub screen: bool,
 }
 
 /// Loads `file` into a new child and starts it with `args`. The child is the caller's to
@@ -118,6 +121,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     }
     if opts.console {
         sys::console_give(child)?;
+    }
+    if opts.screen {
+        crate::screen::give(child)?;
     }
     sys::env_start(child)?;
     Ok(())
