@@ -47,20 +47,20 @@ pub unsafe fn start_core(
 
 /// Starts every core of the device tree whose MPIDR is an Aff0 below `max` other than
 /// `me`, one at a time: `prepare(core)` first (the kernel leaves it a stack), then the
-/// start, then a bounded wait for `up(core)`. Cores that do not start are logged by the
-/// caller from what `up` says.
+/// start, then a bounded wait for the core to set up its GIC CPU interface
+/// ([`GicV2::cores_up`](crate::drivers::gicv2::GicV2::cores_up)).
 ///
 /// # Safety
 /// As for [`start_core`].
 pub unsafe fn start_cores(
-    info: &BoardInfo,
+    board: &crate::Board,
     me: usize,
     max: usize,
     entry: u64,
     virt: impl Fn(u64) -> usize + Copy,
     mut prepare: impl FnMut(usize),
-    up: impl Fn(usize) -> bool,
 ) {
+    let info = &board.info;
     for (mpidr, _) in info.cpus.iter() {
         let core = mpidr as usize;
         if mpidr > 0xff || core >= max || core == me {
@@ -70,7 +70,7 @@ pub unsafe fn start_cores(
         // SAFETY: as the caller guarantees.
         if unsafe { start_core(info, mpidr, entry, virt) }.is_ok() {
             for _ in 0..(1u32 << 26) {
-                if up(core) {
+                if board.gic.cores_up() & 1 << core != 0 {
                     break;
                 }
                 core::hint::spin_loop();

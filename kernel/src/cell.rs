@@ -4,7 +4,7 @@
 //! once; across cores each `Global` is a lock. [`KERNEL`](crate::env::KERNEL) is the big one
 //! every trap takes (see `docs/multicore.md`); the others (heap, console, disk) are leaves,
 //! taken inside it or alone, never the other way round. A core spinning on a lock still
-//! answers kicks (`arch::smp::wait_for_lock`), so a lock holder may wait for one. Re-entry on
+//! answers kicks (`arch::smp::take_kick`), so a lock holder may wait for one. Re-entry on
 //! the same core — a fault inside a `with` closure that ends up in another `with` on the
 //! same value — panics instead of deadlocking or handing out two `&mut`.
 
@@ -21,7 +21,9 @@ pub struct Global<T> {
 // time, and never twice on the same core.
 unsafe impl<T> Sync for Global<T> {}
 
-use crate::arch::smp::{cpu, lock_released, wait_for_lock};
+use aarch64_cpu::asm::{sev, wfe};
+
+use crate::arch::smp::{cpu, take_kick};
 
 impl<T> Global<T> {
     pub const fn new(value: T) -> Self {
@@ -34,13 +36,14 @@ impl<T> Global<T> {
         let me = cpu() + 1;
         while let Err(held) = self.owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
             assert!(held != me, "kernel state re-entered");
-            wait_for_lock();
+            take_kick();
+            wfe(); // until a holder's `sev`; under QEMU it also lets the holder's core run
         }
         // SAFETY: the lock is ours, so no other `&mut` to the value exists, and none can be
         // made until it is released below.
         let r = f(unsafe { &mut *self.value.get() });
         self.owner.store(0, Ordering::Release);
-        lock_released();
+        sev();
         r
     }
 

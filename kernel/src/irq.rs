@@ -28,34 +28,26 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
-/// The events raised on this core since the last call. (Plain load and store: only this
-/// core touches its EVENTS, with interrupts masked, so nothing can slip in between.)
+/// The events raised on this core since the last call.
 pub fn take_events() -> u32 {
-    let events = &EVENTS[smp::cpu()];
-    let e = events.load(Ordering::Relaxed);
-    if e != 0 {
-        events.store(0, Ordering::Relaxed);
-    }
-    e
+    EVENTS[smp::cpu()].swap(0, Ordering::Relaxed)
 }
 
 /// Sets up the interrupt controller, console input, and starts the periodic tick.
 pub fn init() {
-    init_cpu();
     let Some(board) = platform::board() else { return };
+    board.gic.init();
+    init_cpu();
     if let Some(id) = board.info.uart_intid {
         board.uart.enable_rx_interrupt();
         board.gic.enable(id);
     }
 }
 
-/// Sets up this core's own part of the GIC (the distributor first, on core 0) and its tick.
+/// Sets up this core's own part of the GIC and its tick.
 pub fn init_cpu() {
     let Some(board) = platform::board() else { return };
-    match smp::cpu() {
-        0 => board.gic.init(0),
-        c => board.gic.init_cpu(c),
-    }
+    board.gic.init_cpu(smp::cpu());
     board.gic.enable(board.info.timer_intid);
     generic_timer::arm(generic_timer::frequency() / TICK_HZ);
 }

@@ -209,13 +209,9 @@ mod boot {
 
     /// Loads init and drops to EL0 in the first environment; idles if there is none.
     fn run_init() -> ! {
-        if kernel(start::load_init) {
-            let first = kernel(|k| k.schedule(false, 0));
-            if let Some(frame) = first {
-                arch::start_user(frame);
-            }
+        if !kernel(start::load_init) {
+            log::info!("nothing to run; idling (timer ticks continue)");
         }
-        log::info!("nothing to run; idling (timer ticks continue)");
         arch::start_user(arch::trap::idle())
     }
 

@@ -88,9 +88,9 @@ impl GicV2 {
         (((self.d().typer.get() & 0x1f) as usize) + 1) * 32
     }
 
-    /// Everything off, every line group 0, equal priority, targeted at CPU 0; then on, with
-    /// the calling core's CPU interface (`init_cpu`; `core` is its index).
-    pub fn init(&self, core: usize) {
+    /// The distributor: everything off, every line group 0, equal priority, targeted at
+    /// CPU 0; then on. Each core then sets up its own part with `init_cpu`.
+    pub fn init(&self) {
         let d = self.d();
         d.ctlr.set(0);
         let words = (self.lines() / 32).min(32);
@@ -106,7 +106,6 @@ impl GicV2 {
             }
         }
         d.ctlr.set(0b11); // enable group 0 and group 1 forwarding
-        self.init_cpu(core)
     }
 
     /// The calling core's banked part: its SGIs and PPIs group 0 at the common priority, and

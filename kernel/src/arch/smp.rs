@@ -28,7 +28,6 @@ unsafe extern "C" {
 }
 
 /// The index of the core running this.
-#[inline]
 pub fn cpu() -> usize {
     (MPIDR_EL1.get() & 0xff) as usize % MAX_CPUS
 }
@@ -51,23 +50,10 @@ pub fn signal(cores: u8) {
 pub fn kick(c: usize, ttbr0: u64) {
     KICK[c].store(ttbr0, Ordering::Release);
     signal(1 << c);
-    lock_released(); // a core waiting for a lock in `wfe` wakes up too
+    aarch64_cpu::asm::sev(); // a core waiting for a lock in `wfe` wakes up too
     while KICK[c].load(Ordering::Acquire) != 0 {
         aarch64_cpu::asm::wfe();
     }
-}
-
-/// One round of waiting for a lock another core holds: answer a kick, then `wfe` until
-/// the holder lets go (`lock_released`). Under QEMU a `wfe` also hands the host thread to
-/// the other cores, so a waiting core does not burn the holder's time.
-pub fn wait_for_lock() {
-    take_kick();
-    aarch64_cpu::asm::wfe();
-}
-
-/// Wakes the cores waiting in `wfe` (`sev`): a lock was released, or a kick answered.
-pub fn lock_released() {
-    aarch64_cpu::asm::sev();
 }
 
 /// Carries out a kick aimed at this core, if there is one.
@@ -84,7 +70,7 @@ pub fn take_kick() {
     TTBR0_EL1.set(v & !GONE);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
     KICK[c].store(0, Ordering::Release);
-    lock_released();
+    aarch64_cpu::asm::sev(); // the kicker waits in `wfe`
 }
 
 /// Core `c`'s kernel stack top (`link.ld` lays them out from `__stack_top` up).
@@ -104,10 +90,9 @@ pub fn start_secondaries(board: &exo_bsp::Board) {
         }
     };
     let virt = |pa| crate::mm::phys_to_virt(pa) as usize;
-    let up = |c: usize| up_mask() & 1 << c != 0;
     // SAFETY: `secondary_entry` runs MMU off at EL1 or EL2; the physmap maps the release
     // addresses, which lie in RAM.
-    unsafe { exo_bsp::smp::start_cores(&board.info, cpu(), MAX_CPUS, entry, virt, prepare, up) };
+    unsafe { exo_bsp::smp::start_cores(board, cpu(), MAX_CPUS, entry, virt, prepare) };
     log::info!("cores: {} of {} up", up_mask().count_ones(), board.info.cpus.len().max(1));
 }
 

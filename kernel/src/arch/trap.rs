@@ -114,10 +114,10 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
 /// Idles this core (`wfi`) until there is an environment for it to run; returns its context.
 pub fn idle() -> *mut TrapFrame {
     loop {
-        super::wait_for_interrupt();
         if let Some(frame) = kernel(|k| k.schedule(false, crate::irq::take_events())) {
             return frame;
         }
+        super::wait_for_interrupt();
     }
 }
 
