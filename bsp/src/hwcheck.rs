@@ -114,11 +114,7 @@ pub unsafe fn report(
         None if !info.spin_table.as_slice().is_empty() => "their spin-table release addresses",
         None => "nothing (no way to start them)",
     };
-    r.line(
-        Info,
-        "cores",
-        format_args!("{} listed; the others start through {start} after this report", info.cpus.len()),
-    );
+    r.line(Info, "cores", format_args!("{} listed; the others started through {start}", info.cpus.len()));
     match (info.uart, info.kind.uart_clock()) {
         (Some(u), Some(c)) => {
             r.line(Info, "uart", format_args!("PL011 at {:#x}, clock {c} Hz assumed", u.base))

@@ -112,16 +112,16 @@ mod boot {
         let mut map = take_memory(board, phys_base, dtb);
         let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
         kernel(|k| start::setup(k, &board.info, map));
+        irq::init();
+        arch::smp::start_secondaries(board); // early: a Pi's firmware stub spins until then
         if let Some(dma) = dma {
             attach_disk(board, dma);
         }
-        irq::init();
         arch::configure_el0();
         assert!(arch::check_dc_zva(), "this CPU's dc zva block is not 64 bytes");
         #[cfg(feature = "test-modes")]
         crate::selftests::run(platform::config().test);
         log::info!("timer: ticking at {} Hz", irq::TICK_HZ);
-        arch::smp::start_secondaries(board);
         run_init()
     }
 
