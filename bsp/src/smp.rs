@@ -30,13 +30,14 @@ pub unsafe fn start_core(
     if release != 0 {
         let slot = virt(release) as *mut u64;
         // SAFETY: the caller maps the release address, RAM the device tree names for this
-        // handshake alone; the waiting core polls it with its caches off, so the line is
-        // cleaned to the point of coherency before the wake-up event.
+        // handshake alone.
+        unsafe { slot.write_volatile(entry) };
+        // SAFETY: the waiting core polls the slot with its caches off, so the line is cleaned
+        // to the point of coherency (which changes no data) before the wake-up event.
+        #[cfg(target_arch = "aarch64")]
         unsafe {
-            slot.write_volatile(entry);
-            #[cfg(target_arch = "aarch64")]
-            core::arch::asm!("dc civac, {}", "dsb sy", "sev", in(reg) slot);
-        }
+            core::arch::asm!("dc civac, {}", "dsb sy", "sev", in(reg) slot)
+        };
         return Ok(());
     }
     match info.psci {

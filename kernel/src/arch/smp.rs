@@ -82,12 +82,12 @@ pub fn stack_top(c: usize) -> u64 {
 pub fn start_secondaries(board: &exo_bsp::Board) {
     let entry = crate::mm::image_pa(secondary_entry as *const () as u64);
     let prepare = |c| {
-        // SAFETY: only this core touches `secondary_boot` (the others wait), and cleaning
-        // its line to memory changes no data; the core started next reads it MMU off.
-        unsafe {
-            (secondary_boot[2], secondary_boot[3]) = (TCR_EL1.get(), stack_top(c));
-            core::arch::asm!("dc cvac, {}", "dsb sy", in(reg) &raw const secondary_boot);
-        }
+        // SAFETY: only this core touches `secondary_boot` (the others wait or are not started).
+        unsafe { secondary_boot[2..4].copy_from_slice(&[TCR_EL1.get(), stack_top(c)]) };
+        let line = &raw const secondary_boot;
+        // SAFETY: cleaning the line to memory changes no data; the core started next reads it
+        // with the MMU off.
+        unsafe { core::arch::asm!("dc cvac, {}", "dsb sy", in(reg) line) };
     };
     let virt = |pa| crate::mm::phys_to_virt(pa) as usize;
     // SAFETY: `secondary_entry` runs MMU off at EL1 or EL2; the physmap maps the release
