@@ -28,6 +28,7 @@ pub const TESTS: &[Test] = &[
     ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
     ("child_cannot_map_the_framebuffer_it_was_not_given", framebuffer_stealing),
+    ("child_cannot_move_onto_a_core_its_parent_left_out", core_escape),
     ("forked_child_does_not_inherit_the_framebuffer_mapping", crate::fbtest::fork_leaves_the_framebuffer_out),
     (
         "oracle_refuses_device_frames_to_all_but_their_owner",
@@ -534,4 +535,46 @@ fn poll_until_owner(pa: u64) -> i32 {
         sys::yield_now();
     }
     2
+}
+
+/// A parent that keeps itself (and so its subtree) to core 0: its child may not move itself
+/// onto another core, nor move its parent or a sibling anywhere.
+fn core_escape() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine.count_ones() < 2 {
+        return Ok(()); // one core up: there is nowhere to escape to
+    }
+    let va = vm::alloc_va(1);
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "frame")?;
+    vm::map(va, Pte::user_page(pa, RW).0 | SHARED).map_err(|_| "map")?;
+    // SAFETY: `va` was just mapped read-write and shared with the children forked below.
+    let word = unsafe { &*(va as *const AtomicU64) };
+    word.store(0, SeqCst);
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let sibling = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            sys::yield_now();
+        },
+        Fork::Parent(s) => s,
+    };
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let parent = vm::env_info(vm::me()).map_or(EnvId(0), |e| EnvId(e.parent));
+            let refused = sys::env_set_affinity(EnvId::SELF, mine) == Err(Error::Denied)
+                && sys::env_set_affinity(EnvId::SELF, 0b10) == Err(Error::Denied)
+                && sys::env_set_affinity(parent, mine) == Err(Error::Denied)
+                && sys::env_set_affinity(sibling, 0b10) == Err(Error::Denied)
+                && vm::env_info(vm::me()).is_some_and(|e| e.affinity == 1);
+            word.store(1 + refused as u64, SeqCst);
+            sys::exit(0)
+        }
+        Fork::Parent(c) => c,
+    };
+    let _ = process::wait(child);
+    let _ = sys::env_destroy(sibling);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    let verdict = word.load(SeqCst);
+    let _ = vm::unmap(va);
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    check(verdict == 2, "a child moved onto a core its parent left out")
 }

@@ -21,4 +21,5 @@ pub mod oracle;
 pub mod picture;
 pub mod pressure;
 pub mod runner;
+pub mod smptest;
 pub mod suites;

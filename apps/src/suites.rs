@@ -16,7 +16,7 @@
 
 use exo_libos::{println, sys};
 
-use crate::{bench, disktest, fstest, fuzz, ipctest, ktest, logcrash};
+use crate::{bench, disktest, fstest, fuzz, ipctest, ktest, logcrash, smptest};
 
 /// What a mode is given.
 pub struct Context<'a> {
@@ -50,6 +50,7 @@ pub const MODES: &[(&str, Run)] = &[
     ("core", Run::Suite("exokernel core", |c| ktest::run(c.filter))),
     ("disk", Run::Suite("disk", |c| disktest::run(c.filter))),
     ("ipc", Run::Suite("protected control transfer", |c| ipctest::run(c.filter))),
+    ("smp", Run::Suite("multicore", |c| smptest::run(c.filter))),
     ("fs", Run::Suite("file-system", |c| fstest::run(c.filter, c.programs))),
     ("fuzz", Run::Status(|c| fuzz::run(c.args))),
     ("bench", Run::Status(|c| bench::run(c.programs))),

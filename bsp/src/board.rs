@@ -123,3 +123,31 @@ impl Board {
         Ok(board)
     }
 }
+
+impl Board {
+    /// Switches the machine off: with `status` through semihosting `SYS_EXIT` if
+    /// `semihosting` (only when a host is attached — QEMU with `-semihosting` — or `hlt` is
+    /// an undefined instruction); else the board's way, PSCI `SYSTEM_OFF` where the device
+    /// tree names PSCI (QEMU virt), else a watchdog reset (a Pi). Returns if nothing worked.
+    pub fn power_off(&self, semihosting: bool, status: u32) {
+        #[cfg(target_arch = "aarch64")]
+        if semihosting {
+            let block: [u64; 2] = [0x20026, status as u64]; // ADP_Stopped_ApplicationExit
+                                                            // SAFETY: SYS_EXIT reads the two-word block through x1 and does not return when
+                                                            // a host is attached (the caller says one is); the block outlives the call.
+            unsafe {
+                core::arch::asm!("hlt #0xf000", in("x0") 0x18u64, in("x1") &block as *const _ as u64, options(nostack));
+            }
+        }
+        let _ = (semihosting, status);
+        if let Some(conduit) = self.info.psci {
+            crate::smp::psci_system_off(conduit);
+        }
+        if let Some(wdt) = &self.watchdog {
+            wdt.reset(true);
+            for _ in 0..10_000_000 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}

@@ -74,6 +74,37 @@ impl<const N: usize> Regions<N> {
     }
 }
 
+/// The cores a device tree lists: each one's `reg` (its MPIDR affinity fields) and, for a
+/// core that waits in a spin table, its `cpu-release-addr` (0: started through PSCI, or none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpus {
+    mpidr: [u64; 8],
+    release: [u64; 8],
+    len: usize,
+}
+
+impl Cpus {
+    fn push(&mut self, mpidr: u64, release: u64) {
+        if self.len < self.mpidr.len() {
+            (self.mpidr[self.len], self.release[self.len]) = (mpidr, release);
+            self.len += 1;
+        }
+    }
+
+    /// `(mpidr, release address)` of each core, in device-tree order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.mpidr[..self.len].iter().copied().zip(self.release[..self.len].iter().copied())
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Which board the device tree describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BoardKind {
@@ -142,6 +173,8 @@ pub struct BoardInfo {
     /// Spin-table release addresses of the cores other than CPU 0 (Pi: the firmware stub
     /// polls them). Empty where cores start through PSCI or not at all.
     pub spin_table: Regions<8>,
+    /// Every core the `/cpus` node lists, boot core included, and how each one starts.
+    pub cpus: Cpus,
     /// An initial ramdisk the loader placed in memory (`/chosen/linux,initrd-*`).
     pub initrd: Option<Region>,
     /// `/chosen/bootargs`, truncated to fit.
@@ -187,6 +220,7 @@ impl BoardInfo {
             soc_dma: None,
             watchdog: None,
             spin_table: Regions::default(),
+            cpus: Cpus::default(),
             initrd: None,
             bootargs: [0; 256],
             bootargs_len: 0,
@@ -390,6 +424,10 @@ fn visit(node: &FdtNode, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
         let id = node.property("reg").and_then(|p| be_uint(p.value));
         if let (Some("spin-table"), Some(addr), Some(1..)) = (method, release, id) {
             info.spin_table.push(Region { base: addr, size: 8 });
+        }
+        if let Some(id) = id {
+            let spin = (method == Some("spin-table")).then_some(release).flatten();
+            info.cpus.push(id, spin.unwrap_or(0));
         }
         return;
     }

@@ -108,14 +108,13 @@ pub unsafe fn report(
     for m in info.reserved.as_slice() {
         r.line(Info, "reserved", format_args!("{:#x}..{:#x}", m.base, m.base + m.size));
     }
-    let parked = info.spin_table.as_slice().len();
     let start = match info.psci {
-        Some(PsciConduit::Hvc) => "PSCI over hvc (not started)",
-        Some(PsciConduit::Smc) => "PSCI over smc (not started)",
-        None if parked > 0 => "spin table (released into a wfe loop: exo runs on core 0)",
-        None => "no way to start them",
+        Some(PsciConduit::Hvc) => "PSCI CPU_ON over hvc",
+        Some(PsciConduit::Smc) => "PSCI CPU_ON over smc",
+        None if !info.spin_table.as_slice().is_empty() => "their spin-table release addresses",
+        None => "nothing (no way to start them)",
     };
-    r.line(Info, "cores", format_args!("core 0 plus {parked} spin-table core(s); {start}"));
+    r.line(Info, "cores", format_args!("{} listed; the others started through {start}", info.cpus.len()));
     match (info.uart, info.kind.uart_clock()) {
         (Some(u), Some(c)) => {
             r.line(Info, "uart", format_args!("PL011 at {:#x}, clock {c} Hz assumed", u.base))

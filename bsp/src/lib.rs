@@ -17,6 +17,8 @@ pub mod drivers;
 pub mod dt;
 pub mod fbcon;
 pub mod hwcheck;
+pub mod memmap;
+pub mod smp;
 
 pub use board::{Board, BoardError};
 

@@ -1,35 +1,60 @@
-//! `Global<T>`: kernel state shared by every path into the kernel, without locks.
+//! `Global<T>`: kernel state shared by every core, behind a spin lock.
 //!
-//! exo's kernel runs on one core with interrupts masked whenever it executes (an interrupt
-//! can only arrive while EL0 runs or the kernel idles in `wfi`), so no two kernel paths ever
-//! run at once. What can still go wrong is re-entry: a fault inside a `with` closure that
-//! ends up in another `with` on the same value. A one-byte flag catches that and panics
-//! instead of handing out two `&mut` to the same data.
+//! The kernel runs with interrupts masked, so on one core no two kernel paths ever run at
+//! once; across cores each `Global` is a lock. [`KERNEL`](crate::env::KERNEL) is the big one
+//! every trap takes (see `docs/multicore.md`); the others (heap, console, disk) are leaves,
+//! taken inside it or alone, never the other way round. A core spinning on a lock still
+//! answers kicks (`arch::smp::take_kick`), so a lock holder may wait for one. Re-entry on
+//! the same core — a fault inside a `with` closure that ends up in another `with` on the
+//! same value — panics instead of deadlocking or handing out two `&mut`.
 
-use core::cell::{Cell, UnsafeCell};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct Global<T> {
-    busy: Cell<bool>,
+    /// The holding core's index + 1; 0 when free.
+    owner: AtomicUsize,
     value: UnsafeCell<T>,
 }
 
-// SAFETY: exo's kernel is single-core and never preempted (see the module doc), so the value
-// is only ever reached from one thread of control; `busy` rules out aliasing `&mut`.
+// SAFETY: the value is only reached through `with`, which holds the lock: one core at a
+// time, and never twice on the same core.
 unsafe impl<T> Sync for Global<T> {}
+
+use aarch64_cpu::asm::{sev, wfe};
+
+use crate::arch::smp::{cpu, take_kick};
 
 impl<T> Global<T> {
     pub const fn new(value: T) -> Self {
-        Self { busy: Cell::new(false), value: UnsafeCell::new(value) }
+        Self { owner: AtomicUsize::new(0), value: UnsafeCell::new(value) }
     }
 
     /// Runs `f` with exclusive access to the value. Panics on re-entry.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        assert!(!self.busy.replace(true), "kernel state re-entered");
-        // SAFETY: `busy` was false, so no other `&mut` to the value exists, and none can be
-        // made until it is cleared below (single core, no preemption in the kernel).
+        let me = cpu() + 1;
+        while let Err(held) = self.owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+            assert!(held != me, "kernel state re-entered");
+            take_kick();
+            wfe(); // until a holder's `sev`; under QEMU it also lets the holder's core run
+        }
+        // SAFETY: the lock is ours, so no other `&mut` to the value exists, and none can be
+        // made until it is released below.
         let r = f(unsafe { &mut *self.value.get() });
-        self.busy.set(false);
+        self.owner.store(0, Ordering::Release);
+        sev();
         r
+    }
+
+    /// The value without the lock: for `early_map` alone, which runs with the MMU off, when
+    /// exclusive accesses do not work on a real Pi 4 and only core 0 runs.
+    ///
+    /// # Safety
+    /// Nothing else may reach the value while the reference lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn unlocked(&self) -> &mut T {
+        // SAFETY: the caller guarantees exclusive access.
+        unsafe { &mut *self.value.get() }
     }
 }

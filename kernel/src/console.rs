@@ -2,8 +2,10 @@
 //! used by faults and panics.
 //!
 //! The console is the board's UART, mirrored on the screen where there is one (a Pi's HDMI
-//! framebuffer, drawn by `exo_bsp::fbcon`). Writes need no lock: the kernel is single-core
-//! and never preempted, and a PL011 write is a polled register sequence that keeps no state.
+//! framebuffer, drawn by `exo_bsp::fbcon`). UART writes take no lock: a PL011 write is a
+//! polled register sequence that keeps no state, so two cores writing at once can only
+//! interleave their bytes (kernel paths mostly write under the big kernel lock anyway); the
+//! screen, which keeps a cursor, is behind its own lock.
 
 use core::fmt::{self, Write};
 
@@ -42,8 +44,8 @@ static SCREEN: Global<Option<(FbConsole, Framebuffer)>> = Global::new(None);
 /// Mirrors the console on a screen, where the board has one (a Pi's framebuffer).
 pub fn init_screen(info: &exo_bsp::dt::BoardInfo) {
     // SAFETY: every device region, the VideoCore's memory among them, is mapped in the
-    // physmap as Device memory; the kernel is single-core and nothing else draws or calls
-    // the mailbox now; `kva_to_pa` translates kernel addresses.
+    // physmap as Device memory; only core 0 runs yet, so nothing else draws or calls the
+    // mailbox now; `kva_to_pa` translates kernel addresses.
     let screen = unsafe { FbConsole::probe(info, |pa| mm::phys_to_virt(pa) as usize, mm::kva_to_pa) };
     SCREEN.with(|s| *s = screen);
 }

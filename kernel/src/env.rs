@@ -11,6 +11,7 @@ use exo_abi::{
     SECTOR_BINDINGS,
 };
 
+use crate::arch::smp::{self, MAX_CPUS};
 use crate::arch::trap::TrapFrame;
 use crate::cell::Global;
 use crate::mm::frames::FrameTable;
@@ -98,6 +99,9 @@ pub struct Env {
     pub grants: [Grant; PCT_GRANTS],
     pub pct_caller: (usize, EnvId),
     pub deadline: u64,
+    /// The cores it may run on (a mask by core index), and the one it last ran on.
+    pub affinity: u8,
+    pub last_cpu: u8,
     generation: u32,
 }
 
@@ -133,6 +137,8 @@ impl Env {
         grants: [Grant { pa: 0, owner: EnvId(0), write: false }; PCT_GRANTS],
         pct_caller: (NONE, EnvId(0)),
         deadline: 0,
+        affinity: 0,
+        last_cpu: 0,
         generation: 0,
     };
 
@@ -193,8 +199,14 @@ pub struct Kernel {
     /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
     /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
     pub envs: [Env; MAX_ENVS],
-    /// The slot running now, or [`NONE`]: chosen by `sched.rs`, cleared by `destroy`.
+    /// The slot running now on the core holding the lock, or [`NONE`]: chosen by
+    /// `sched.rs`, cleared by `destroy`. [`kernel`] swaps it in and out of `on`.
     pub current: usize,
+    /// The core holding the lock, and the slot each core runs ([`NONE`]: it idles).
+    pub cpu: usize,
+    pub on: [usize; MAX_CPUS],
+    /// Per core, bit i set: slot i may not run there (its affinity leaves the core out).
+    pub excluded: [u64; MAX_CPUS],
     /// Bit i set: slot i is runnable. Follows `Env::state`, so it changes only here.
     runnable: u64,
     /// Timer ticks since boot, counted by `sched.rs`.
@@ -216,6 +228,9 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     ft: FrameTable::empty(),
     envs: [Env::EMPTY; MAX_ENVS],
     current: NONE,
+    cpu: 0,
+    on: [NONE; MAX_CPUS],
+    excluded: [0; MAX_CPUS],
     runnable: 0,
     ticks: 0,
     donate_to: NONE,
@@ -224,6 +239,17 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     info: None,
     env_info: &mut [],
 });
+
+/// Runs `f` with the kernel state for this core: the big kernel lock held, `current` the
+/// slot this core runs. Every path into the kernel goes through here.
+pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
+    KERNEL.with(|k| {
+        (k.cpu, k.current) = (smp::cpu(), k.on[smp::cpu()]);
+        let r = f(k);
+        k.on[k.cpu] = k.current;
+        r
+    })
+}
 
 impl Kernel {
     /// Installs the frame table and the public pages (at boot, once).
@@ -331,7 +357,9 @@ impl Kernel {
         self.kin(parent, 1);
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
         let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
+        let affinity = self.envs.get(parent).map_or(smp::up_mask(), |p| p.affinity);
         self.envs[slot] = Env { generation, parent, quota, kin_quota, ..Env::EMPTY };
+        self.set_affinity(slot, affinity);
         let id = EnvId((generation << 12) | slot as u32);
         // Ids wrap after 2^20 uses of a slot: no right left from before may name this one.
         self.envs
@@ -367,6 +395,11 @@ impl Kernel {
     /// table back on the free list, every TLB entry of their ASIDs dropped. Each becomes a
     /// zombie holding `status` for its parent, or is freed if its parent is going too.
     pub fn destroy(&mut self, slot: usize, status: i32) {
+        // Another core running it first lets go of its tables (and its saved context).
+        while let Some(c) = self.running_elsewhere(slot) {
+            smp::kick(c, crate::arch::ttbr0(0, 0) | smp::GONE);
+            self.on[c] = NONE;
+        }
         for child in 0..MAX_ENVS {
             if self.envs[child].parent == slot && self.envs[child].state != EnvState::Free {
                 if self.envs[child].state != EnvState::Zombie {
@@ -415,6 +448,28 @@ impl Kernel {
         self.envs[slot].state = EnvState::Runnable;
         self.runnable |= 1 << slot;
         self.publish(slot);
+        self.nudge(slot);
+    }
+
+    /// Wakes the idle cores `slot` may run on, so that one of them takes it now.
+    fn nudge(&self, slot: usize) {
+        let idle = (0..MAX_CPUS)
+            .filter(|&c| self.on[c] == NONE && c != self.cpu && self.excluded[c] & 1 << slot == 0);
+        smp::signal(idle.fold(0, |m, c| m | 1 << c));
+    }
+
+    /// Lets `slot` run on the cores in `mask` only (from the next scheduling decision on).
+    pub fn set_affinity(&mut self, slot: usize, mask: u8) {
+        self.envs[slot].affinity = mask;
+        for (c, x) in self.excluded.iter_mut().enumerate() {
+            *x = if mask & 1 << c != 0 { *x & !(1 << slot) } else { *x | 1 << slot };
+        }
+        self.publish(slot);
+    }
+
+    /// The core other than this one that runs `slot`, if any.
+    pub fn running_elsewhere(&self, slot: usize) -> Option<usize> {
+        (0..MAX_CPUS).find(|&c| c != self.cpu && self.on[c] == slot)
     }
 
     pub fn wake(&mut self, slot: usize) {
@@ -424,6 +479,7 @@ impl Kernel {
             e.wait = Wait::None;
             self.runnable |= 1 << slot;
             self.publish_state(slot);
+            self.nudge(slot);
         }
     }
 
@@ -434,10 +490,10 @@ impl Kernel {
         self.publish_state(slot);
     }
 
-    /// Publishes just the state (the hot paths change nothing else).
+    /// Publishes just the state and core (the hot paths change nothing else).
     pub fn publish_state(&mut self, slot: usize) {
         if let Some(info) = self.env_info.get_mut(slot) {
-            info.state = self.envs[slot].state as u8;
+            (info.state, info.cpu) = (self.envs[slot].state as u8, self.envs[slot].last_cpu);
         }
     }
 
@@ -459,6 +515,8 @@ impl Kernel {
                 repossessed: e.repossessed,
                 repossess_log: e.repossess_log,
                 sectors: e.sectors,
+                cpu: e.last_cpu,
+                affinity: e.affinity,
                 ..EnvInfo::default()
             };
         }

@@ -1,6 +1,5 @@
 //! Stopping the machine: with a status for the test runner, or plainly off.
 
-use crate::arch::power;
 use crate::platform;
 
 /// Ends the machine reporting success (status 0) where a status can be carried.
@@ -16,19 +15,8 @@ pub fn fail() -> ! {
 }
 
 pub fn power_off(status: u32) -> ! {
-    if platform::config().semihosting {
-        power::semihosting_exit(status);
-    }
     if let Some(board) = platform::board() {
-        if let Some(conduit) = board.info.psci {
-            power::psci_system_off(conduit);
-        }
-        if let Some(wdt) = &board.watchdog {
-            wdt.reset(true);
-            for _ in 0..10_000_000 {
-                core::hint::spin_loop();
-            }
-        }
+        board.power_off(platform::config().semihosting, status);
     }
     crate::kprintln!("exo: could not power off (status {status}); halting this core");
     loop {

@@ -11,8 +11,9 @@ use crate::{arch, console, exit, mm, platform};
 pub fn run(board: &Board, probes: &ProbeLog, disk: Option<&mut Disk>) -> ! {
     let facts = Facts { board, probes, disk, framebuffer: console::screen() };
     let mut r = Report::new(console::Out);
-    // SAFETY: every device region is mapped in the physmap; the kernel is single-core and
-    // nothing else makes property calls now; `kva_to_pa` translates kernel addresses.
+    // SAFETY: every device region is mapped in the physmap; the other cores only idle (no
+    // environment exists yet), so nothing else makes property calls now; `kva_to_pa`
+    // translates kernel addresses.
     unsafe { exo_bsp::hwcheck::report(facts, |pa| mm::phys_to_virt(pa) as usize, mm::kva_to_pa, &mut r) };
     r.finish();
     if platform::config().semihosting {

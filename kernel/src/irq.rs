@@ -1,12 +1,14 @@
-//! Interrupts: acknowledge at the GIC, turn each into an event bit, end. The scheduler
-//! consumes the events (`take_events`) the next time it runs, with kernel state in hand;
-//! the handler itself touches nothing but the devices.
+//! Interrupts: acknowledge at the GIC, turn each into an event bit of this core, end. The
+//! scheduler consumes the events (`take_events`) the next time it runs on this core, with
+//! kernel state in hand; the handler itself touches nothing but the devices — and, for an
+//! SGI, carries out a kick (`arch::smp`) without the kernel lock.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use exo_bsp::drivers::generic_timer;
 use exo_bsp::IrqController;
 
+use crate::arch::smp::{self, MAX_CPUS};
 use crate::{console, platform};
 
 /// Length of a time slice: 10 ms.
@@ -17,7 +19,7 @@ pub const EVENT_TICK: u32 = 1;
 /// Console input arrived.
 pub const EVENT_CONSOLE: u32 = 2;
 
-static EVENTS: AtomicU32 = AtomicU32::new(0);
+static EVENTS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Timer interrupts taken since boot (the boot self-test counts them).
@@ -26,39 +28,44 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
-/// The events raised since the last call. (Plain load and store: only the kernel touches
-/// EVENTS, with interrupts masked, so nothing can slip in between.)
+/// The events raised on this core since the last call.
 pub fn take_events() -> u32 {
-    let e = EVENTS.load(Ordering::Relaxed);
-    if e != 0 {
-        EVENTS.store(0, Ordering::Relaxed);
-    }
-    e
+    EVENTS[smp::cpu()].swap(0, Ordering::Relaxed)
 }
 
 /// Sets up the interrupt controller, console input, and starts the periodic tick.
 pub fn init() {
     let Some(board) = platform::board() else { return };
     board.gic.init();
-    board.gic.enable(board.info.timer_intid);
+    init_cpu();
     if let Some(id) = board.info.uart_intid {
         board.uart.enable_rx_interrupt();
         board.gic.enable(id);
     }
+}
+
+/// Sets up this core's own part of the GIC and its tick.
+pub fn init_cpu() {
+    let Some(board) = platform::board() else { return };
+    board.gic.init_cpu(smp::cpu());
+    board.gic.enable(board.info.timer_intid);
     generic_timer::arm(generic_timer::frequency() / TICK_HZ);
 }
 
 /// Handles every pending interrupt (called from the vectors with interrupts masked).
 pub fn handle() {
     let Some(board) = platform::board() else { return };
+    let events = &EVENTS[smp::cpu()];
     while let Some(id) = board.gic.acknowledge() {
-        if id == board.info.timer_intid {
+        if id & 0x3ff < 16 {
+            smp::take_kick(); // an SGI: a kick, or just a wake-up from wfi
+        } else if id == board.info.timer_intid {
             TICKS.fetch_add(1, Ordering::Relaxed);
-            EVENTS.fetch_or(EVENT_TICK, Ordering::Relaxed);
+            events.fetch_or(EVENT_TICK, Ordering::Relaxed);
             generic_timer::arm(generic_timer::frequency() / TICK_HZ);
         } else if Some(id) == board.info.uart_intid {
             console::drain_input();
-            EVENTS.fetch_or(EVENT_CONSOLE, Ordering::Relaxed);
+            events.fetch_or(EVENT_CONSOLE, Ordering::Relaxed);
         } else {
             log::warn!("unexpected interrupt {id}; disabling it");
             board.gic.disable(id);

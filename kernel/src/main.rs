@@ -13,7 +13,7 @@
 //! ## Where things live
 //!
 //! - `arch/`: boot assembly (arm64 Image header, EL2→EL1, MMU on, jump to the high half),
-//!   exception vectors, trap entry, power-off primitives.
+//!   exception vectors, trap entry; `arch/smp.rs`: the other cores.
 //! - `mm/`: the kernel's address-space layout, its own tables (`kmap`), the physical memory
 //!   map (`phys`) and the heap.
 //! - `irq.rs`: GIC dispatch and the timer tick. `console.rs`: output and the logger.
@@ -41,9 +41,10 @@
 //!   and the revocation fields (`frames_returned`).
 //! - `disk.rs`: sector bindings (`Env::sectors`) and the disk's facts in the info page.
 //!
-//! The kernel is single-core and runs with interrupts masked: an interrupt can only arrive
-//! while EL0 runs or while the kernel idles in `wfi`. Shared kernel state therefore needs no
-//! locks (see `cell.rs`). It is built for `aarch64-unknown-none-softfloat` and leaves FP/SIMD
+//! The kernel runs on every core (`arch/smp.rs`) with interrupts masked: an interrupt can
+//! only arrive while EL0 runs or while a core idles in `wfi`. Each trap holds the one big
+//! kernel lock (`env::kernel`, `cell.rs`) for its whole stay; `docs/multicore.md` says what
+//! is per core, what is shared, and what comes next. It is built for `aarch64-unknown-none-softfloat` and leaves FP/SIMD
 //! trapped, so no trap path ever saves vector registers.
 //!
 //! Everything that is pure logic (descriptor encoding, table building, the memory map)
@@ -53,6 +54,7 @@
 // On the host the crate is only a harness for the pure parts' unit tests.
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
+#[cfg(target_os = "none")]
 mod cell;
 mod mm;
 
@@ -94,9 +96,9 @@ mod boot {
     use exo_bsp::dt::{BoardInfo, Region};
     use exo_bsp::Board;
 
-    use crate::env::KERNEL;
-    use crate::mm::phys::MemoryMap;
+    use crate::env::kernel;
     use crate::{arch, console, disk, irq, kprintln, mm, platform, start};
+    use exo_bsp::memmap::MemoryMap;
 
     /// The kernel heap's size. The kernel keeps almost nothing variable-sized.
     const KERNEL_HEAP: u64 = 1 << 20;
@@ -109,11 +111,12 @@ mod boot {
         start_console(board, entry_el, phys_base, dtb_pa);
         let mut map = take_memory(board, phys_base, dtb);
         let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
-        KERNEL.with(|k| start::setup(k, &board.info, map));
+        kernel(|k| start::setup(k, &board.info, map));
+        irq::init();
+        arch::smp::start_secondaries(board); // early: a Pi's firmware stub spins until then
         if let Some(dma) = dma {
             attach_disk(board, dma);
         }
-        irq::init();
         arch::configure_el0();
         assert!(arch::check_dc_zva(), "this CPU's dc zva block is not 64 bytes");
         #[cfg(feature = "test-modes")]
@@ -122,8 +125,8 @@ mod boot {
         run_init()
     }
 
-    /// Finds the board in the device tree, maps its devices and wires their drivers; parks
-    /// the other cores. Returns the board and where the device tree lies.
+    /// Finds the board in the device tree, maps its devices and wires their drivers.
+    /// Returns the board and where the device tree lies.
     fn wire_board(dtb_pa: u64, phys_base: u64) -> (&'static Board, Region) {
         let Some(dtb) = mm::boot_dtb(dtb_pa) else {
             no_device_tree(phys_base, "no device tree was passed in x0")
@@ -142,7 +145,6 @@ mod boot {
             Ok(b) => platform::set_board(b),
             Err(e) => no_device_tree(phys_base, e.why()),
         };
-        arch::park_secondaries(board.info.spin_table.as_slice());
         (board, dtb_region)
     }
 
@@ -199,7 +201,7 @@ mod boot {
         }
         match found {
             Some(d) => {
-                KERNEL.with(|k| disk::attach(k, d));
+                kernel(|k| disk::attach(k, d));
             }
             None => log::info!("disk: none found"),
         }
@@ -207,16 +209,10 @@ mod boot {
 
     /// Loads init and drops to EL0 in the first environment; idles if there is none.
     fn run_init() -> ! {
-        if KERNEL.with(start::load_init) {
-            let first = KERNEL.with(|k| k.schedule(false, 0));
-            if let Some(frame) = first {
-                arch::start_user(frame);
-            }
+        if !kernel(start::load_init) {
+            log::info!("nothing to run; idling (timer ticks continue)");
         }
-        log::info!("nothing to run; idling (timer ticks continue)");
-        loop {
-            arch::wait_for_interrupt();
-        }
+        arch::start_user(arch::trap::idle())
     }
 
     /// Without a usable device tree there is no console to report on — except that the only

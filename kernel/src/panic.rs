@@ -21,17 +21,12 @@ fn panic(info: &PanicInfo) -> ! {
     crate::exit::fail()
 }
 
-unsafe extern "C" {
-    static __stack_bottom: u8;
-    static __stack_top: u8;
-}
-
 /// Prints the return addresses of the frame chain that starts at `fp` (after `pc`, the
 /// faulting instruction, when there is one). Stops at the first record outside the kernel
 /// stack, so a corrupt chain cannot take the walk anywhere else.
 pub fn backtrace(mut fp: u64, pc: Option<u64>) {
-    let lo = &raw const __stack_bottom as u64;
-    let hi = &raw const __stack_top as u64;
+    let hi = crate::arch::smp::stack_top(crate::arch::smp::cpu()); // this core's stack
+    let lo = hi - crate::mm::STACK_STRIDE + 4096;
     kprintln!("backtrace:");
     let mut n = 0;
     if let Some(pc) = pc {

@@ -5,6 +5,11 @@
 //! its upcall handler runs first, with one more tick of grace to save state and yield.
 //! `YieldTo` donates the rest of a slice to a chosen environment. The runnable set is a
 //! bitmask, so choosing the next environment costs a few instructions, whatever the count.
+//!
+//! Each core schedules itself, at its own ticks, from the same runnable set: what it may
+//! take is what is runnable, allowed on this core (`excluded`), and not running on another
+//! core — an environment runs on one core at a time. Core 0's ticks are the clock
+//! (`ticks`, the deadlines of calls and revocations).
 
 use exo_abi::upcall;
 
@@ -26,9 +31,11 @@ impl Kernel {
             }
         }
         if events & EVENT_TICK != 0 {
-            self.ticks += 1;
-            crate::upcall::on_tick(self);
-            crate::pct::on_tick(self);
+            if self.cpu == 0 {
+                self.ticks += 1;
+                crate::upcall::on_tick(self);
+                crate::pct::on_tick(self);
+            }
             let running = cur != NONE && self.runnable() & (1 << cur) != 0 && !give_up;
             if running {
                 let warned = core::mem::replace(&mut self.envs[cur].slice_warned, false);
@@ -40,25 +47,22 @@ impl Kernel {
             }
             give_up = true;
         }
+        let others = (0..self.on.len()).filter(|&c| c != self.cpu && self.on[c] != NONE);
+        let avail = self.runnable() & !self.excluded[self.cpu] & !others.fold(0, |m, c| m | 1 << self.on[c]);
         let donated = core::mem::replace(&mut self.donate_to, NONE);
-        let next = if donated != NONE && self.runnable() & (1 << donated) != 0 {
+        let next = if donated != NONE && avail & (1 << donated) != 0 {
             donated
-        } else if !give_up && cur != NONE && self.runnable() & (1 << cur) != 0 {
+        } else if !give_up && cur != NONE && avail & (1 << cur) != 0 {
             cur
+        } else if let Some(next) = next_after(avail, cur) {
+            next
         } else {
-            self.next_after(cur)?
+            // Idle: the slot it ran may go to another core, or be destroyed; walk nothing of it.
+            arch::set_user_table(0, 0);
+            self.current = NONE;
+            return None;
         };
         self.run(next)
-    }
-
-    /// The first runnable slot after `cur` in round-robin order (possibly `cur` itself).
-    fn next_after(&self, cur: usize) -> Option<usize> {
-        if self.runnable() == 0 {
-            return None;
-        }
-        let from = if cur == NONE { 0 } else { (cur + 1) % MAX_ENVS } as u32;
-        let rotated = self.runnable().rotate_right(from);
-        Some((rotated.trailing_zeros() + from) as usize % MAX_ENVS)
     }
 
     /// Makes `slot` current: its tables in TTBR0, any pending upcall delivered.
@@ -66,8 +70,19 @@ impl Kernel {
         if slot != self.current {
             arch::set_user_table(self.envs[slot].root, Env::asid(slot));
             self.current = slot;
+            self.envs[slot].last_cpu = self.cpu as u8;
+            self.publish_state(slot);
         }
         crate::upcall::deliver_pending(self, slot);
         Some(self.envs[slot].frame() as *mut TrapFrame)
     }
+}
+
+/// The first slot of `avail` after `cur` in round-robin order (possibly `cur` itself).
+fn next_after(avail: u64, cur: usize) -> Option<usize> {
+    if avail == 0 {
+        return None;
+    }
+    let from = if cur == NONE { 0 } else { (cur + 1) % MAX_ENVS } as u32;
+    Some((avail.rotate_right(from).trailing_zeros() + from) as usize % MAX_ENVS)
 }

@@ -10,7 +10,7 @@ use exo_abi::pte::Pte;
 use exo_abi::{Context, EnvId, EnvState, Error, Sys, TableOp, ANY_FRAME, USER_VA_LIMIT};
 
 use crate::arch::trap::TrapFrame;
-use crate::env::{Ctx, Env, Kernel, Wait, KERNEL};
+use crate::env::{kernel, Ctx, Env, Kernel, Wait, NONE};
 use crate::mm::phys_to_virt;
 use crate::{console, uaccess, upcall};
 
@@ -21,9 +21,9 @@ type Fast = extern "C" fn(u64, u64, u64, u64, u64, u64) -> i64;
 /// upcall. Null if the caller is not in an upcall (the vector then returns `Invalid`).
 #[unsafe(no_mangle)]
 extern "C" fn upcall_resume() -> *mut TrapFrame {
-    KERNEL.with(|k| {
+    kernel(|k| {
         let cur = k.current;
-        if k.envs[cur].active != Ctx::Upcall {
+        if cur == NONE || k.envs[cur].active != Ctx::Upcall {
             return core::ptr::null_mut();
         }
         k.envs[cur].active = k.envs[cur].interrupted;
@@ -50,7 +50,8 @@ fn env_arg(x: u64) -> Result<EnvId, Error> {
 macro_rules! fast {
     ($name:ident, |$k:ident, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident| $body:expr) => {
         extern "C" fn $name($a: u64, $b: u64, $c: u64, $d: u64, $e: u64, _f: u64) -> i64 {
-            ret(KERNEL.with(|$k| $body))
+            // NONE: destroyed by another core while this call waited for the lock.
+            ret(kernel(|$k| if $k.current == NONE { Err(Error::NotFound) } else { $body }))
         }
     };
 }
@@ -169,8 +170,18 @@ fast!(env_start, |k, env, _b, _c, _d, _e| {
     k.make_runnable(t);
     Ok(0)
 });
+fast!(env_set_affinity, |k, env, mask, _c, _d, _e| {
+    let t = k.target(env_arg(env)?)?;
+    let mask = u8::try_from(mask).ok().filter(|&m| m != 0).ok_or(Error::Invalid)?;
+    let parent = k.envs.get(k.envs[t].parent);
+    if mask & !parent.map_or(crate::arch::smp::up_mask(), |p| p.affinity) != 0 {
+        return Err(Error::Denied); // cores flow down the tree, like frames
+    }
+    k.set_affinity(t, mask);
+    Ok(0)
+});
 fast!(env_self, |k, _a, _b, _c, _d, _e| Ok(k.envs[k.current].id.0 as u64));
-fast!(kernel_info, |k, _a, _b, _c, _d, _e| { k.info_pa().ok_or(Error::NotFound) });
+fast!(kernel_info, |k, _a, _b, _c, _d, _e| k.info_pa().ok_or(Error::NotFound));
 fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
     let cur = k.current;
     let (root, e) = (k.envs[cur].root, &mut k.envs[cur]);
@@ -202,7 +213,9 @@ fast!(pct_register, |k, entry, stack, _c, _d, _e| k.pct_register(entry, stack));
 /// registers it leaves behind: it computes with the grantee's tables.
 #[unsafe(no_mangle)]
 extern "C" fn pct_ungrant(target: u64, pa: u64, _c: u64, _d: u64, _e: u64, _f: u64) -> i64 {
-    ret(KERNEL.with(|k| k.pct_ungrant(env_arg(target)?, pa)))
+    ret(kernel(
+        |k| if k.current == NONE { Err(Error::NotFound) } else { k.pct_ungrant(env_arg(target)?, pa) },
+    ))
 }
 
 unsafe extern "C" {
@@ -238,6 +251,7 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     pct_disallow,
     pct_register,
     pct_ungrant_scrubbed,
+    env_set_affinity,
 ];
 
 fn zero_frame(pa: u64) {
@@ -279,6 +293,8 @@ impl Kernel {
         self.envs[slot].root = root;
         if self.current == slot {
             crate::arch::set_user_table(root, Env::asid(slot));
+        } else if let Some(c) = self.running_elsewhere(slot) {
+            crate::arch::smp::kick(c, crate::arch::ttbr0(root, Env::asid(slot)));
         }
         self.publish(slot);
     }

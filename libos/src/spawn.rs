@@ -43,6 +43,8 @@ pub struct Options<'a> {
     /// Hand the child the console input before it starts (the caller must hold it): for a
     /// program run in the foreground. It comes back to the caller when the child dies.
     pub console: bool,
+    /// The cores the child may run on (bit i: core i; 0: the caller's own cores).
+    pub cores: u8,
     /// Give the child the frames of the screen the caller holds (see [`crate::screen`]):
     /// for a program run in the foreground. They come back when the child dies.
     pub screen: bool,
@@ -114,6 +116,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
         sys::pct_allow(child, target)?;
     }
     sys::env_set_entry(child, elf.entry, info_va, info_va, START_MAGIC)?;
+    if opts.cores != 0 {
+        sys::env_set_affinity(child, opts.cores)?;
+    }
     if opts.console {
         sys::console_give(child)?;
     }

@@ -114,6 +114,11 @@ pub fn env_set_entry(env: EnvId, pc: u64, sp: u64, a0: u64, a1: u64) -> Result<(
 pub fn env_set_upcall(env: EnvId, entry: u64, stack_top: u64, slice_upcalls: bool) -> Result<(), Error> {
     c4(Sys::EnvSetUpcall, env.0 as u64, entry, stack_top, slice_upcalls as u64).map(drop)
 }
+/// Lets `env` (this environment or a descendant) run only on the cores in `cores` (bit i:
+/// core i), a subset of this environment's own.
+pub fn env_set_affinity(env: EnvId, cores: u8) -> Result<(), Error> {
+    c2(Sys::EnvSetAffinity, env.0 as u64, cores as u64).map(drop)
+}
 pub fn env_start(env: EnvId) -> Result<(), Error> {
     c1(Sys::EnvStart, env.0 as u64).map(drop)
 }

@@ -30,9 +30,11 @@ commands (paths are absolute, or relative to the current directory):
   df                   size and free space of each file system
   sync                 write everything to the disk
   cd [PATH], pwd       change or show the current directory
-  run PROGRAM [ARGS]   start a program (built in, see `programs`, or an ELF file) and wait
+  run [-c CORE] PROGRAM [ARGS]
+                       start a program (built in, see `programs`, or an ELF file) and wait;
+                       -c runs it on that core alone
   programs             list the programs built into the shell
-  ps                   environments: id, parent, state, frames
+  ps                   environments: id, parent, state, frames, core last run on, cores allowed
   mem                  frames by kind and by owner
   echo WORDS...        print the words
   help                 this text
@@ -130,9 +132,16 @@ impl Shell {
         None
     }
 
-    fn run(&mut self, args: &[&str]) {
+    fn run(&mut self, mut args: &[&str]) {
+        let mut cores = 0;
+        if let ["-c", core, rest @ ..] = args {
+            match core.parse::<u8>().ok().filter(|c| *c < 8) {
+                Some(c) => (cores, args) = (1 << c, rest),
+                None => return println!("run: -c takes a core number"),
+            }
+        }
         let Some(&name) = args.first() else {
-            println!("usage: run PROGRAM [ARGS]");
+            println!("usage: run [-c CORE] PROGRAM [ARGS]");
             return;
         };
         let file;
@@ -163,7 +172,8 @@ impl Shell {
         // The program runs in the foreground with the console input and the screen; when it
         // ends, the kernel hands both back to the shell, its nearest living ancestor (the
         // screen keeps what the program drew: the kernel's console no longer draws there).
-        let opts = spawn::Options { calls: &calls, console: true, screen: true, ..spawn::Options::default() };
+        let opts =
+            spawn::Options { calls: &calls, console: true, screen: true, cores, ..spawn::Options::default() };
         match spawn::spawn(elf, rest.trim(), opts) {
             Ok(child) => match process::wait(child) {
                 Ok(0) => {}
@@ -178,11 +188,12 @@ impl Shell {
 
 fn ps() {
     let k = vm::kinfo();
-    println!("{:<10} {:<10} {:<9} {:>7}", "ENV", "PARENT", "STATE", "FRAMES");
+    println!("{:<10} {:<10} {:<9} {:>7} {:>4} {:>5}", "ENV", "PARENT", "STATE", "FRAMES", "CORE", "CORES");
     for slot in 0..k.max_envs as u32 {
         let Some(e) = vm::env_info(EnvId(slot)) else { continue };
         if e.state != env_state::FREE {
-            println!("{:<#10x} {:<#10x} {:<9} {:>7}", e.id, e.parent, state_name(e.state), e.frames);
+            let (id, parent, state) = (e.id, e.parent, state_name(e.state));
+            println!("{id:<#10x} {parent:<#10x} {state:<9} {:>7} {:>4} {:>#5x}", e.frames, e.cpu, e.affinity);
         }
     }
 }

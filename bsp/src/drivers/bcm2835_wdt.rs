@@ -25,10 +25,10 @@ pub struct Watchdog {
     regs: *const Regs,
 }
 
-// SAFETY: MMIO reached only through volatile register accesses on a single-core kernel.
+// SAFETY: MMIO reached only through volatile register accesses.
 unsafe impl Send for Watchdog {}
-// SAFETY: `&Watchdog` only reaches the PM block through volatile accesses, and on the
-// single-core kernel no two of its operations run at the same time.
+// SAFETY: `&Watchdog` only reaches the PM block through volatile accesses, each a complete
+// register write; the kernel resets through it from one core, while powering off.
 unsafe impl Sync for Watchdog {}
 
 impl Watchdog {

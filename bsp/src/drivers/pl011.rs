@@ -44,11 +44,11 @@ pub struct Pl011 {
     regs: *const Regs,
 }
 
-// SAFETY: the registers are MMIO reached only through volatile accesses; the kernel is
-// single-core, and every operation is one register access or a short polled sequence.
+// SAFETY: the registers are MMIO reached only through volatile accesses, and every
+// operation is one register access or a short polled sequence.
 unsafe impl Send for Pl011 {}
-// SAFETY: `&Pl011` only reaches the registers through volatile accesses, and on the
-// single-core kernel no two of its operations run at the same time.
+// SAFETY: `&Pl011` only reaches the registers through volatile accesses and keeps no state
+// of its own: operations from two cores at once can interleave bytes, never break memory.
 unsafe impl Sync for Pl011 {}
 
 impl Pl011 {

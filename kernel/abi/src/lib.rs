@@ -206,6 +206,13 @@ pub enum Sys {
     /// grant dies when its frame changes hands); `Busy` while `target` is still serving a
     /// call from the caller (a call that timed out included).
     PctUngrant = 25,
+    /// `(env, cores)`: lets `env` (the caller or a descendant) run only on the cores in the
+    /// mask `cores` (bit i: core i), from each core's next scheduling decision on. A new
+    /// environment starts with its parent's mask; init with every core that is up. `Denied`
+    /// if `cores` names a core `env`'s parent may not run on (cores flow down the tree: a
+    /// parent keeps its subtree off a core by leaving the core out of its own mask before
+    /// it creates children); `Invalid` for an empty mask or one wider than 8 bits.
+    EnvSetAffinity = 26,
     /// `()`: parks the caller's own context for good and makes it available for calls
     /// (it must have registered an entry). Returns only with an error.
     PctWait = 39,
@@ -244,7 +251,7 @@ pub const PCT_TIMEOUT_SHIFT: u32 = 3;
 impl Sys {
     pub const FIRST_SLOW: u64 = 32;
     /// One past the highest fast number the kernel's table has.
-    pub const FAST_COUNT: u64 = 26;
+    pub const FAST_COUNT: u64 = 27;
 }
 
 /// Sector-binding rights.
@@ -409,7 +416,11 @@ pub struct EnvInfo {
     pub id: u32,
     pub parent: u32,
     pub state: u8,
-    pub _pad: [u8; 3],
+    /// The core it last ran on (0 before it first runs), and the cores it may run on (a
+    /// mask by core index; see [`Sys::EnvSetAffinity`]).
+    pub cpu: u8,
+    pub affinity: u8,
+    pub _pad: u8,
     pub exit_status: i32,
     /// Frames owned (data and tables).
     pub frames: u32,

@@ -5,7 +5,7 @@ use core::arch::{asm, global_asm};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
-pub mod power;
+pub mod smp;
 pub mod trap;
 
 global_asm!(include_str!("boot.S"), BOOT_TCR = const BOOT_TCR, MMU_ON = const MMU_ON);
@@ -58,9 +58,14 @@ pub fn drop_identity_map() {
 /// ASID. No TLB flush: translations are tagged, and each ASID belongs to one slot.
 #[inline]
 pub fn set_user_table(root: u64, asid: u16) {
-    let root = if root == 0 { crate::mm::empty_root() } else { root };
-    TTBR0_EL1.write(TTBR0_EL1::ASID.val(asid as u64) + TTBR0_EL1::BADDR.val(root >> 1));
+    TTBR0_EL1.set(ttbr0(root, asid));
     barrier::isb(barrier::SY);
+}
+
+/// The TTBR0 value for `root` (0: the empty table) and `asid`.
+pub fn ttbr0(root: u64, asid: u16) -> u64 {
+    let root = if root == 0 { crate::mm::empty_root() } else { root };
+    (TTBR0_EL1::ASID.val(asid as u64) + TTBR0_EL1::BADDR.val(root >> 1)).value
 }
 
 /// What EL0 may do without trapping: read the virtual counter and the PMU cycle counter,
@@ -89,14 +94,15 @@ pub fn configure_el0() {
 }
 
 unsafe extern "C" {
-    fn enter_user(frame: *mut trap::TrapFrame) -> !;
+    fn enter_user(frame: *mut trap::TrapFrame, stack_top: u64) -> !;
 }
 
-/// Leaves the kernel for EL0 the first time, resuming `frame`.
+/// Leaves the kernel for EL0 the first time on this core, resuming `frame`.
 pub fn start_user(frame: *mut trap::TrapFrame) -> ! {
     // SAFETY: `frame` is the active context of the environment the scheduler just made
-    // current (TTBR0 points at its tables); the kernel stack is abandoned on purpose.
-    unsafe { enter_user(frame) }
+    // current (TTBR0 points at its tables); this core's kernel stack starts over, abandoned
+    // on purpose.
+    unsafe { enter_user(frame, smp::stack_top(smp::cpu())) }
 }
 
 /// Zeroes the 4 KiB page at kernel address `va` with `dc zva`, 64 bytes per instruction
@@ -146,28 +152,11 @@ pub fn check_dc_zva() -> bool {
     dczid & 0x1f == 4 // DZP clear, BS = log2(16 words)
 }
 
-/// Sleeps until an interrupt arrives, lets it be taken, and masks interrupts again.
+/// Sleeps until an interrupt arrives, lets it be taken, and masks interrupts again. (An
+/// SGI taken between the unmask and the `wfi` leaves the core asleep until its next tick:
+/// sleeping masked would close that gap, but QEMU's raspi4b does not wake from it.)
 pub fn wait_for_interrupt() {
     // SAFETY: interrupts are only ever unmasked here, where the kernel holds no state that
     // an interrupt handler could touch (the idle loop owns nothing).
     unsafe { asm!("msr daifclr, #2", "wfi", "msr daifset, #2") };
-}
-
-unsafe extern "C" {
-    fn secondary_park();
-}
-
-/// Moves the cores waiting in the firmware's spin table (Pi) into `secondary_park`, where
-/// they sleep in `wfi` instead of polling memory.
-pub fn park_secondaries(release: &[exo_bsp::dt::Region]) {
-    let entry = crate::mm::image_pa(secondary_park as *const () as u64);
-    for r in release {
-        let slot = crate::mm::phys_to_virt(r.base) as *mut u64;
-        // SAFETY: release addresses are RAM the device tree names for exactly this
-        // handshake, mapped in the physmap.
-        unsafe { slot.write_volatile(entry) };
-        // SAFETY: the waiting core polls `slot` with its caches off, so the line is cleaned
-        // to the point of coherency (which changes no data) before the wake-up event.
-        unsafe { asm!("dc civac, {}", "dsb sy", "sev", in(reg) slot) };
-    }
 }

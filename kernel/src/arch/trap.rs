@@ -5,7 +5,7 @@ use core::fmt;
 
 use aarch64_cpu::registers::{Readable, ESR_EL1, FAR_EL1};
 
-use crate::env::KERNEL;
+use crate::env::{kernel, NONE};
 
 /// Registers as `vectors.S` saves them. The layout is shared with the assembly.
 #[repr(C)]
@@ -78,9 +78,10 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
     if kind == 1 {
         crate::irq::handle();
     }
-    let next = KERNEL.with(|k| {
+    let next = kernel(|k| {
         let cur = k.current;
         let give_up = match kind {
+            _ if cur == NONE => true, // destroyed by another core meanwhile
             0 => {
                 let (esr, far) = (ESR_EL1.get(), FAR_EL1.get());
                 match esr >> 26 {
@@ -107,14 +108,16 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
         };
         k.schedule(give_up, crate::irq::take_events())
     });
-    if let Some(frame) = next {
-        return frame;
-    }
+    next.unwrap_or_else(idle)
+}
+
+/// Idles this core (`wfi`) until there is an environment for it to run; returns its context.
+pub fn idle() -> *mut TrapFrame {
     loop {
-        super::wait_for_interrupt();
-        if let Some(frame) = KERNEL.with(|k| k.schedule(false, crate::irq::take_events())) {
+        if let Some(frame) = kernel(|k| k.schedule(false, crate::irq::take_events())) {
             return frame;
         }
+        super::wait_for_interrupt();
     }
 }
 

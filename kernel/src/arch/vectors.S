@@ -184,10 +184,10 @@ el0_return:
     ldp     x0, x1, [x0]
     eret
 
-// First entry to EL0: x0 = the TrapFrame; the kernel stack starts over empty.
+// First entry to EL0 on a core: x0 = the TrapFrame, x1 = the top of this core's kernel
+// stack, which starts over empty.
 .global enter_user
 enter_user:
-    ldr     x1, =__stack_top
     mov     sp, x1
     b       el0_return
 

@@ -13,7 +13,6 @@
 
 pub mod frames;
 pub mod kmap;
-pub mod phys;
 pub mod uvm;
 
 #[cfg(target_os = "none")]
@@ -57,6 +56,9 @@ mod boot {
     use super::kmap::{Builder, Kind, MapError, Table};
     use super::{phys_to_virt, KERNEL_VMA, PAGE_SIZE};
     use crate::cell::Global;
+
+    /// From one core's kernel stack to the next: a guard page and 64 KiB (see `link.ld`).
+    pub const STACK_STRIDE: u64 = PAGE_SIZE + (64 << 10);
 
     /// Table pages for the kernel's own tables; enough for the image, the boot identity
     /// map, and a physmap of several GiB in 1 GiB / 2 MiB blocks with ragged edges.
@@ -111,10 +113,11 @@ mod boot {
     /// failure, which parks the core: nothing can be printed yet.
     #[unsafe(no_mangle)]
     extern "C" fn early_map(phys_base: u64, dtb: u64) -> EarlyTables {
-        POOL.with(|p| match early_map_inner(p, phys_base, dtb) {
+        // SAFETY: only core 0 runs yet, MMU off (no exclusive accesses: see `unlocked`).
+        match early_map_inner(unsafe { POOL.unlocked() }, phys_base, dtb) {
             Ok(t) => t,
             Err(_) => EarlyTables { ttbr1: 0, ttbr0: 0 },
-        })
+        }
     }
 
     fn early_map_inner(p: &mut Pool, phys: u64, dtb: u64) -> Result<EarlyTables, MapError> {
@@ -126,7 +129,10 @@ mod boot {
         b.map(ttbr1, va(start), pa(start), text - start, Kind::Text, true)?;
         b.map(ttbr1, va(text), pa(text), ro - text, Kind::ReadOnly, true)?;
         b.map(ttbr1, va(ro), pa(ro), guard - ro, Kind::Data, true)?;
-        b.map(ttbr1, va(stack), pa(stack), end - stack, Kind::Data, true)?;
+        for s in (stack..end).step_by(STACK_STRIDE as usize) {
+            b.map(ttbr1, va(s), pa(s), STACK_STRIDE - PAGE_SIZE, Kind::Data, true)?;
+            // guards between
+        }
 
         let ttbr0 = b.new_table()?;
         const BLOCK: u64 = 2 << 20;

@@ -43,6 +43,7 @@ Commands:
                         target/exo/sdcard.img is attached as its SD card (made if missing)
       --board virt|rpi4   Machine to emulate (default: virt)
       --gdb               Wait for a debugger on localhost:1234 (see `cargo xtask gdb`)
+      --smp N             Cores on virt, 1 to 4 (default: 4; raspi4b always has 4)
       --test-image        Boot the test image, target/exo/test/kernel8.img, which has the
                           kernel's self-tests and init's test suites (exo.test=NAME)
       --append ARGS       Extra kernel bootargs (e.g. exo.log=debug)

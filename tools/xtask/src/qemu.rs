@@ -59,10 +59,18 @@ impl Board {
         }
     }
 
-    /// The machine, the kernel and what the board needs to boot it.
+    /// The machine, the kernel and what the board needs to boot it: four cores (raspi4b
+    /// always has four; `virt` gets `-smp 4`).
     pub fn machine_args(self, image: &Path) -> Vec<String> {
+        self.machine_args_smp(image, 4)
+    }
+
+    /// The same with `smp` cores on `virt` (raspi4b has four whatever is asked).
+    pub fn machine_args_smp(self, image: &Path, smp: u32) -> Vec<String> {
         let mut a: Vec<String> = match self {
-            Board::Virt => ["-M", "virt", "-cpu", "cortex-a72", "-m", "256M"].map(String::from).to_vec(),
+            Board::Virt => ["-M", "virt", "-cpu", "cortex-a72", "-m", "256M", "-smp", &smp.to_string()]
+                .map(String::from)
+                .to_vec(),
             Board::Rpi4 => {
                 let dtb = util::root().join("bsp/testdata/bcm2711-rpi-4-b.dtb");
                 vec!["-M".into(), "raspi4b".into(), "-dtb".into(), dtb.display().to_string()]
@@ -81,6 +89,8 @@ struct Opts {
     /// Boot the test image (`--test-image`): the kernel's self-tests, init's suites.
     variant: Variant,
     append: String,
+    /// Cores on `virt` (`--smp N`, 4 by default).
+    smp: u32,
     extra: Vec<String>,
 }
 
@@ -90,6 +100,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         gdb: false,
         variant: Variant::Production,
         append: String::new(),
+        smp: 4,
         extra: vec![],
     };
     let mut it = args.iter();
@@ -98,6 +109,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--board" => o.board = Board::parse(it.next().ok_or("--board needs a value")?)?,
             "--gdb" => o.gdb = true,
             "--test-image" => o.variant = Variant::Test,
+            "--smp" => {
+                let n = it.next().ok_or("--smp needs a value")?;
+                o.smp = n.parse().ok().filter(|n| (1..=4).contains(n)).ok_or("--smp takes 1 to 4")?;
+            }
             "--append" => o.append = it.next().ok_or("--append needs a value")?.clone(),
             "--" => o.extra.extend(it.by_ref().cloned()),
             other => return Err(format!("unknown option `{other}` (see `cargo xtask help`)")),
@@ -113,7 +128,7 @@ pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
     let kernel = o.variant.build()?.image;
     util::ensure_qemu()?;
     let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(o.board.machine_args(&kernel)).args(o.board.disk_args(&card)).arg("-nographic");
+    cmd.args(o.board.machine_args_smp(&kernel, o.smp)).args(o.board.disk_args(&card)).arg("-nographic");
     if !o.append.is_empty() {
         cmd.arg("-append").arg(&o.append);
     }

@@ -1,0 +1,216 @@
+//! EL0 tests of the kernel on several cores at once: environments placed on cores with
+//! `EnvSetAffinity` run there in parallel, a table change made on one core is never seen
+//! stale on another, an environment is destroyed while it runs on another core, and a
+//! protected control transfer reaches a server on another core. Run by init with
+//! `exo.test=smp`; every test needs four cores up (the test runner boots four).
+
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+use crate::runner::check;
+use exo_libos::abi::pte::Pte;
+use exo_libos::abi::{env_state, EnvId, Error};
+use exo_libos::process::{self, Fork};
+use exo_libos::sys;
+use exo_libos::vm::{self, RO, RW, SHARED};
+
+type Test = (&'static str, fn() -> Result<(), &'static str>);
+
+pub const TESTS: &[Test] = &[
+    ("four_environments_spinning_on_four_cores_all_make_progress", four_spinners),
+    ("a_page_remapped_on_core_0_is_not_seen_stale_on_core_3", remap_seen_everywhere),
+    ("destroying_an_environment_running_on_another_core_stops_it_at_once", destroy_elsewhere),
+    ("pct_to_a_server_on_another_core_carries_values_both_ways", pct_across_cores),
+    ("affinity_is_set_only_within_the_parents_cores_and_authority", affinity_rules),
+];
+
+pub fn run(filter: &str) -> usize {
+    crate::runner::run_suite("smptest", TESTS, filter, |test| {
+        let mine = my_cores();
+        if mine != 0xf {
+            return Err("these tests need four cores up");
+        }
+        let r = test();
+        let _ = sys::env_set_affinity(EnvId::SELF, mine); // back where it was
+        r
+    })
+}
+
+/// How long a waiting loop waits before it gives up, in seconds of virtual time.
+const PATIENCE_S: u64 = 1;
+
+fn my_cores() -> u8 {
+    vm::env_info(vm::me()).map_or(0, |e| e.affinity)
+}
+
+static SHARED_VA: AtomicU64 = AtomicU64::new(0);
+
+/// A page shared read-write with every child forked after this call, zeroed.
+fn shared() -> &'static [AtomicU64; 512] {
+    if SHARED_VA.load(SeqCst) == 0 {
+        let va = vm::alloc_va(1);
+        let pa = sys::frame_alloc(EnvId::SELF, None).expect("shared frame");
+        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared");
+        SHARED_VA.store(va, SeqCst);
+    }
+    // SAFETY: SHARED_VA maps a page shared read-write with every forked child.
+    let s = unsafe { &*(SHARED_VA.load(SeqCst) as *const [AtomicU64; 512]) };
+    s.iter().for_each(|w| w.store(0, SeqCst));
+    s
+}
+
+/// Yields until `done` holds, for [`PATIENCE_S`] at most; returns whether it held.
+fn wait_for(mut done: impl FnMut() -> bool) -> bool {
+    let end = sys::now() + PATIENCE_S * vm::kinfo().counter_hz;
+    while sys::now() < end {
+        if done() {
+            return true;
+        }
+        sys::yield_now();
+    }
+    done()
+}
+
+/// Forks a child that counts in `s[slot]` for ever, placed on `core` alone.
+fn spinner(s: &'static [AtomicU64; 512], slot: usize, core: u8) -> Result<EnvId, &'static str> {
+    match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            s[slot].fetch_add(1, SeqCst);
+        },
+        Fork::Parent(c) => {
+            sys::env_set_affinity(c, 1 << core).map_err(|_| "set affinity")?;
+            Ok(c)
+        }
+    }
+}
+
+fn runs_on(env: EnvId, core: u8) -> bool {
+    vm::env_info(env).is_some_and(|e| e.id == env.0 && e.cpu == core && e.state == env_state::RUNNABLE)
+}
+
+fn four_spinners() -> Result<(), &'static str> {
+    let s = shared();
+    let mut kids = [EnvId(0); 4];
+    for (core, kid) in kids.iter_mut().enumerate() {
+        *kid = spinner(s, core, core as u8)?;
+    }
+    let placed = wait_for(|| (0..4).all(|c| runs_on(kids[c], c as u8) && s[c].load(SeqCst) > 0));
+    // All four count during the same stretch: each core runs its own.
+    let before: [u64; 4] = core::array::from_fn(|c| s[c].load(SeqCst));
+    let moved = wait_for(|| (0..4).all(|c| s[c].load(SeqCst) > before[c] + 1000));
+    for kid in kids {
+        let _ = sys::env_destroy(kid);
+    }
+    check(placed, "the spinners did not each run on their own core")?;
+    check(moved, "not every spinner made progress")
+}
+
+fn remap_seen_everywhere() -> Result<(), &'static str> {
+    let s = shared();
+    // A page the child reads over and over, first holding A; the parent later points the
+    // child's entry at a frame holding B, from another core.
+    let va = vm::alloc_va(1);
+    let a = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "frame A")?;
+    vm::map(va, Pte::user_page(a, RW).0 | SHARED).map_err(|_| "map A")?;
+    // SAFETY: `va` was just mapped read-write.
+    unsafe { (va as *mut u64).write_volatile(0xaaaa) };
+    let reader = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            // SAFETY: `va` is mapped in the child too (fork keeps SHARED pages shared).
+            let read = || unsafe { (va as *const u64).read_volatile() };
+            while s[0].load(SeqCst) == 0 {
+                s[1].store(read(), SeqCst);
+                s[2].fetch_add(1, SeqCst);
+            }
+            s[3].store(read(), SeqCst);
+            s[4].store(1, SeqCst);
+            sys::exit(0)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::env_set_affinity(reader, 1 << 3).map_err(|_| "reader to core 3")?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let reading = wait_for(|| runs_on(reader, 3) && s[2].load(SeqCst) > 100 && s[1].load(SeqCst) == 0xaaaa);
+    let b = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "frame B")?;
+    let window = vm::alloc_va(1);
+    vm::map(window, Pte::user_page(b, RW).0).map_err(|_| "map B")?;
+    // SAFETY: `window` was just mapped read-write.
+    unsafe { (window as *mut u64).write_volatile(0xbbbb) };
+    let on_core_0 = vm::env_info(vm::me()).is_some_and(|e| e.cpu == 0);
+    let remapped = sys::table_set(reader, va, 3, Pte::user_page(b, RO).0);
+    s[0].store(1, SeqCst);
+    let answered = wait_for(|| s[4].load(SeqCst) == 1);
+    let seen = s[3].load(SeqCst);
+    let _ = process::wait(reader);
+    let _ = vm::unmap(window);
+    let _ = vm::unmap(va);
+    let _ = sys::frame_free(EnvId::SELF, a);
+    let _ = sys::frame_free(EnvId::SELF, b);
+    check(reading, "the reader did not run on core 3")?;
+    check(on_core_0, "the remapping did not run on core 0")?;
+    check(remapped.is_ok(), "the remap was refused")?;
+    check(answered, "the reader did not answer")?;
+    check(seen == 0xbbbb, "core 3 still saw the old page after the remap returned")
+}
+
+fn destroy_elsewhere() -> Result<(), &'static str> {
+    let s = shared();
+    let victim = spinner(s, 0, 2)?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let running = wait_for(|| runs_on(victim, 2) && s[0].load(SeqCst) > 100);
+    let destroyed = sys::env_destroy(victim);
+    let after = s[0].load(SeqCst);
+    let later = sys::now() + vm::kinfo().counter_hz / 20;
+    while sys::now() < later {
+        sys::yield_now();
+    }
+    let still = s[0].load(SeqCst) == after;
+    let gone = vm::env_info(victim).is_none_or(|e| e.id != victim.0 || e.state == env_state::FREE);
+    check(running, "the victim did not run on core 2")?;
+    check(destroyed.is_ok(), "the destroy failed")?;
+    check(still, "the victim kept counting after it was destroyed")?;
+    check(gone, "the victim's slot was not reclaimed")
+}
+
+fn pct_across_cores() -> Result<(), &'static str> {
+    shared();
+    let server = crate::ipctest::server(|c| [c.args[0] * 2, c.args[1] + 1, 0, 7])?;
+    sys::env_set_affinity(server, 1 << 2).map_err(|_| "server to core 2")?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let mut ok = true;
+    let mut server_core = true;
+    for i in 0..50u64 {
+        ok &= sys::pct_call(server, [i, i, 0, 0], 0) == Ok([2 * i, i + 1, 0, 7]);
+        server_core &= vm::env_info(server).is_some_and(|e| e.cpu == 2);
+    }
+    let client_core = vm::env_info(vm::me()).is_some_and(|e| e.cpu == 0);
+    let _ = sys::env_destroy(server);
+    check(ok, "wrong values came back")?;
+    check(server_core, "the server did not run on core 2")?;
+    check(client_core, "the client did not run on core 0")
+}
+
+fn affinity_rules() -> Result<(), &'static str> {
+    let s = shared();
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            // Pinned to core 1 by the parent: it may move within the parent's cores...
+            let within = sys::env_set_affinity(EnvId::SELF, 0b110) == Ok(());
+            // ...never onto a core that does not exist or outside a mask of eight.
+            let beyond = sys::env_set_affinity(EnvId::SELF, 0x10) == Err(Error::Denied);
+            let raw = sys::raw(exo_libos::abi::Sys::EnvSetAffinity as u64, [0, 0x1ff, 0, 0, 0, 0]);
+            let wide = exo_libos::abi::result(raw) == Err(Error::Invalid);
+            let empty = sys::env_set_affinity(EnvId::SELF, 0) == Err(Error::Invalid);
+            let parent = vm::env_info(vm::me()).map_or(EnvId(0), |e| EnvId(e.parent));
+            let not_parent = sys::env_set_affinity(parent, 1) == Err(Error::Denied);
+            s[0].store(1 + (within && beyond && wide && empty && not_parent) as u64, SeqCst);
+            sys::exit(0)
+        }
+        Fork::Parent(c) => c,
+    };
+    let pinned = sys::env_set_affinity(child, 0b10);
+    let done = wait_for(|| s[0].load(SeqCst) != 0);
+    let _ = process::wait(child);
+    check(pinned.is_ok(), "a parent could not pin its child")?;
+    check(done, "the child did not report")?;
+    check(s[0].load(SeqCst) == 2, "an affinity outside the rules was accepted")
+}
