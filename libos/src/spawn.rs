@@ -43,6 +43,11 @@ pub struct Options<'a> {
     /// Hand the child the console input before it starts (the caller must hold it): for a
     /// program run in the foreground. It comes back to the caller when the child dies.
     pub console: bool,
+    /// The child's stdin, stdout and stderr (by default, the caller's own).
+    pub stdio: [crate::fd::Stdio<'a>; crate::fd::COUNT],
+    /// Build the child but do not start it: the caller starts it (`sys::env_start`) once
+    /// everything it is to be connected with exists (a pipeline's other programs).
+    pub hold: bool,
 }
 
 /// Loads `file` into a new child and starts it with `args`. The child is the caller's to
@@ -83,11 +88,16 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
             va += PAGE;
         }
     }
+    let fds = crate::fd::give(child, &opts.stdio)?;
     // The stack: the top page holds the StartInfo, the stack grows down below it.
     let info_va = STACK_TOP - PAGE;
     tables.give_page(info_va, RW, |page| {
-        let mut si =
-            StartInfo { kinfo_pa: vm::with(|s| s.kinfo_pa), args_len: args.len() as u64, args: [0; 1024] };
+        let mut si = StartInfo {
+            kinfo_pa: vm::with(|s| s.kinfo_pa),
+            args_len: args.len() as u64,
+            args: [0; 1024],
+            fds,
+        };
         si.args[..args.len()].copy_from_slice(args.as_bytes());
         // SAFETY: StartInfo is plain data smaller than a page; we copy its bytes.
         let raw = unsafe {
@@ -114,7 +124,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     if opts.console {
         sys::console_give(child)?;
     }
-    sys::env_start(child)?;
+    if !opts.hold {
+        sys::env_start(child)?;
+    }
     Ok(())
 }
 

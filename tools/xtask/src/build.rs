@@ -88,7 +88,8 @@ pub struct Artifacts {
 /// The programs, built for the board in three stages: the apps; the shell, with the apps
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
-pub const APPS: &[&str] = &["hello", "crash", "fsd", "wc"];
+pub const APPS: &[&str] =
+    &["hello", "crash", "fsd", "wc", "cat", "grep", "head", "tail", "hexdump", "yes", "save"];
 
 /// Builds the production image and everything it holds; once per xtask run (later calls
 /// get the same).
