@@ -107,7 +107,7 @@ fn boot() -> i32 {
         let sectors: &[(u64, u64, u32)] = if is_fsd { &grants } else { &[] };
         // The program in the foreground, the last, gets the console input (the shell).
         let console = i == lines.len() - 1;
-        match spawn::spawn(&elf, args.trim(), Options { quota: 0, sectors, calls: &calls, console }) {
+        match spawn::spawn(&elf, args.trim(), Options { quota: 0, sectors, calls: &calls, console, ..Options::default() }) {
             Ok(child) => {
                 if is_fsd {
                     fsd = Some(child);
