@@ -256,6 +256,16 @@ impl Jobs {
             }
             return;
         }
+        // The job prints its programs' ids once it has started them all, then blocks
+        // waiting for them: the prompt comes after that line.
+        for _ in 0..100_000 {
+            match vm::env_info(job) {
+                Some(e) if e.id == job.0 && e.state != env_state::BLOCKED && e.state != env_state::ZOMBIE => {
+                    sys::yield_now()
+                }
+                _ => break,
+            }
+        }
         self.list.push(Job { n, env: job, line: words.join(" ") });
     }
 
