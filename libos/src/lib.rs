@@ -6,6 +6,7 @@
 //! fault ([`upcall`]), and how processes are made ([`process`]: copy-on-write `fork`).
 #![cfg_attr(not(test), no_std)]
 
+pub mod exec;
 pub mod fd;
 pub mod fs;
 pub mod heap;

@@ -20,6 +20,8 @@ pub struct StartInfo {
     pub args: [u8; 1024],
     /// The standard descriptors' kinds (`fd::kind`; zero: the console).
     pub fds: [u32; crate::fd::COUNT],
+    /// Pages `exec` left at `exec::AREA` for the new program to free (0: not exec'd).
+    pub exec_pages: u64,
 }
 
 unsafe extern "C" {
@@ -48,16 +50,20 @@ extern "C" fn exo_rt_start(x0: u64, x1: u64) -> ! {
     if x1 == FORK_MAGIC {
         crate::process::child_start(x0);
     }
-    let (kinfo_pa, args, fds) = if x1 == START_MAGIC {
-        // SAFETY: a libOS parent put a StartInfo at x0, in this environment's memory.
+    let (kinfo_pa, args, fds, exec_pages) = if x1 == START_MAGIC {
+        // SAFETY: a libOS parent (or `exec`) put a StartInfo at x0, in this environment's
+        // memory.
         let si = unsafe { &*(x0 as *const StartInfo) };
         let n = (si.args_len as usize).min(si.args.len());
-        (si.kinfo_pa, core::str::from_utf8(&si.args[..n]).unwrap_or(""), si.fds)
+        (si.kinfo_pa, core::str::from_utf8(&si.args[..n]).unwrap_or(""), si.fds, si.exec_pages)
     } else {
-        (x0, "", [crate::fd::kind::CONSOLE; crate::fd::COUNT])
+        (x0, "", [crate::fd::kind::CONSOLE; crate::fd::COUNT], 0)
     };
     let image = (&raw const __image_start as u64, &raw const __private_end as u64);
-    let set_up = vm::init(kinfo_pa, image).and_then(|_| upcall::register()).and_then(|_| crate::fd::adopt(fds));
+    let set_up = vm::init(kinfo_pa, image)
+        .and_then(|_| upcall::register())
+        .and_then(|_| crate::fd::adopt(fds))
+        .and_then(|_| crate::exec::finish(exec_pages));
     if let Err(e) = set_up {
         let _ = sys::console_write(b"libOS: cannot set up the address space\n");
         sys::exit(-(e as i32));

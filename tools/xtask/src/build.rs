@@ -89,7 +89,7 @@ pub struct Artifacts {
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
 pub const APPS: &[&str] =
-    &["hello", "crash", "fsd", "wc", "cat", "grep", "head", "tail", "hexdump", "yes", "save"];
+    &["hello", "crash", "fsd", "wc", "cat", "grep", "head", "tail", "hexdump", "yes", "save", "exec"];
 
 /// Builds the production image and everything it holds; once per xtask run (later calls
 /// get the same).

@@ -20,6 +20,10 @@ pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
             format!("{}::background_job_runs_while_the_shell_answers_and_killing_its_middle_ends_it", b.name()),
             move || background(b),
         ));
+        out.push(Extra::new(
+            format!("{}::exec_keeps_the_pipes_and_drops_the_old_images_frames", b.name()),
+            move || exec(b),
+        ));
     }
 }
 
@@ -77,6 +81,9 @@ fn pipeline(board: Board) -> Result<(), String> {
     let mut s = session(board, &card)?;
     let steps: &[(&str, &str)] = &[
         ("exo> ", "cat /log/big.txt | grep needle | wc\r"),
+        (&want, ""),
+        // The program `exec` becomes keeps its stdout pipe and its right to the file service.
+        ("exo> ", "exec grep needle /log/big.txt | wc\r"),
         (&want, ""),
         ("exo> ", "head -n 2 < /log/big.txt\r"),
         ("line 000000 of the hay file", ""),
@@ -150,6 +157,49 @@ fn background(board: Board) -> Result<(), String> {
         let after = census(&mut s)?;
         ensure(after.0 == before.0, || format!("environments before {:?}, after {:?}", before.0, after.0))?;
         ensure(after.1 == before.1, || format!("frame owners before {:?}, after {:?}", before.1, after.1))?;
+        s.send("exit 0\r")
+    })();
+    let (end, out) = s.finish();
+    r.map_err(|e| format!("{e}\n{}", tail(&out, 25)))?;
+    ensure(end == End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))?;
+    let _ = std::fs::remove_file(&card);
+    Ok(())
+}
+
+/// The frames `ps` shows for environment `id`.
+fn frames_of(ps: &str, id: &str) -> Option<u64> {
+    ps.lines().find(|l| l.starts_with(id))?.split_whitespace().last()?.parse().ok()
+}
+
+fn exec(board: Board) -> Result<(), String> {
+    let card = card_copy(&format!("exec-{}", board.name()))?;
+    let mut s = session(board, &card)?;
+    let r = (|| {
+        s.expect("exo> ")?;
+        s.send("yes | exec -m 4 cat | wc &\r")?;
+        s.expect("[1] 0x")?;
+        s.expect("| exec ")?;
+        let middle = s.read_until(" |")?;
+        s.expect(&format!("exec: env {middle} holds "))?;
+        let before: u64 = s.read_until(" frames")?.parse().map_err(|_| "no frame count")?;
+        ensure(before > 1024, || format!("exec held only {before} frames with 4 MiB of heap"))?;
+        s.expect("exo> ")?;
+        s.send("ps\r")?;
+        let ps = s.read_until("exo> ")?;
+        let after = frames_of(&ps, &middle).ok_or(format!("{middle} is not in ps:\n{ps}"))?;
+        ensure(after + 1024 <= before, || format!("{middle} held {before} frames before exec, {after} after"))?;
+        // What it became still passes the pipeline's data along.
+        s.send(&format!("kill {middle}\r"))?;
+        let mut counted = s.read_until("exo> ")?;
+        s.send("wait 1\r")?;
+        counted += &s.read_until("[1] done (exit status 0)")?;
+        let lines: u64 = counted
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().and_then(|n| n.parse().ok()))
+            .next_back()
+            .ok_or(format!("wc printed no count: {counted:?}"))?;
+        ensure(lines > 0, || "nothing went through the program exec became".into())?;
+        s.expect("exo> ")?;
         s.send("exit 0\r")
     })();
     let (end, out) = s.finish();
