@@ -183,10 +183,17 @@ fn exec(board: Board) -> Result<(), String> {
         s.expect(&format!("exec: env {middle} holds "))?;
         let before: u64 = s.read_until(" frames")?.parse().map_err(|_| "no frame count")?;
         ensure(before > 1024, || format!("exec held only {before} frames with 4 MiB of heap"))?;
-        s.expect("exo> ")?;
-        s.send("ps\r")?;
-        let ps = s.read_until("exo> ")?;
-        let after = frames_of(&ps, &middle).ok_or(format!("{middle} is not in ps:\n{ps}"))?;
+        // The prompt came before that line; `exec` and the new program's start-up take a
+        // moment more: ask `ps` a few times.
+        let mut after = before;
+        for _ in 0..10 {
+            s.send("ps\r")?;
+            let ps = s.read_until("exo> ")?;
+            after = frames_of(&ps, &middle).ok_or(format!("{middle} is not in ps:\n{ps}"))?;
+            if after + 1024 <= before {
+                break;
+            }
+        }
         ensure(after + 1024 <= before, || format!("{middle} held {before} frames before exec, {after} after"))?;
         // What it became still passes the pipeline's data along.
         s.send(&format!("kill {middle}\r"))?;
