@@ -2,13 +2,14 @@
 //! share (`runner`) and the table init picks them from (`suites`). Only the test image
 //! links them: its init is built with the `tests` feature (see `suites.rs` for adding one).
 //! The package's programs (`src/bin/`) link none of this but `tool`, what the small tools
-//! (`cat`, `grep`, `wc`, ...) share.
+//! (`cat`, `grep`, `wc`, ...) share, and `picture`, with which `fbdemo` draws.
 #![no_std]
 
 extern crate alloc;
 
 pub mod bench;
 pub mod disktest;
+pub mod fbtest;
 pub mod fsbench;
 pub mod fstest;
 pub mod fuzz;
@@ -17,6 +18,7 @@ pub mod ipctest;
 pub mod ktest;
 pub mod logcrash;
 pub mod oracle;
+pub mod picture;
 pub mod runner;
 pub mod suites;
 pub mod tool;

@@ -15,6 +15,7 @@ pub mod pipe;
 pub mod private;
 pub mod process;
 pub mod rt;
+pub mod screen;
 pub mod spawn;
 pub mod sys;
 pub mod upcall;

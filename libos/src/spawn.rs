@@ -48,6 +48,9 @@ pub struct Options<'a> {
     /// Build the child but do not start it: the caller starts it (`sys::env_start`) once
     /// everything it is to be connected with exists (a pipeline's other programs).
     pub hold: bool,
+    /// Give the child the frames of the screen the caller holds (see [`crate::screen`]):
+    /// for a program run in the foreground. They come back when the child dies.
+    pub screen: bool,
 }
 
 /// Loads `file` into a new child and starts it with `args`. The child is the caller's to
@@ -96,6 +99,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     sys::env_set_entry(child, elf.entry, info_va, info_va, START_MAGIC)?;
     if opts.console {
         sys::console_give(child)?;
+    }
+    if opts.screen {
+        crate::screen::give(child)?;
     }
     if !opts.hold {
         sys::env_start(child)?;

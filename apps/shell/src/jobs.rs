@@ -155,8 +155,9 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             println!("[{n}] the file service's right never came");
         }
     }
-    let console = procs.iter().any(|p| p.io[0] == Io::Console);
-    if console && !await_handover(|| sys::console_give(EnvId::SELF).is_ok()) {
+    // In the foreground the shell hands the job the console input (and the screen, before
+    // it); the program reading the console gets both.
+    if !background && !await_handover(|| sys::console_give(EnvId::SELF).is_ok()) {
         println!("[{n}] the console never came");
     }
     let count = procs.iter().flat_map(|p| p.io).filter(|io| matches!(io, Io::To(_))).count();
@@ -183,8 +184,9 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             Some(f) => format!("{} fsd={:#x}", p.args, f.0),
             None => p.args.clone(),
         };
-        let opts =
-            spawn::Options { calls: &calls, console: p.io[0] == Io::Console, stdio, hold: true, ..Default::default() };
+        let console = p.io[0] == Io::Console;
+        let screen = console && exo_libos::screen::held();
+        let opts = spawn::Options { calls: &calls, console, screen, stdio, hold: true, ..Default::default() };
         match spawn::spawn(&p.elf, args.trim(), opts) {
             Ok(id) => ids.push(id),
             Err(e) => {
@@ -246,6 +248,9 @@ impl Jobs {
             let _ = sys::pct_allow(job, f);
         }
         if !background {
+            if exo_libos::screen::held() {
+                let _ = exo_libos::screen::give(job);
+            }
             let _ = sys::console_give(job);
             let last = words.split(|w| w == "|").next_back().unwrap_or_default();
             let last = last.iter().find(|w| *w != "run").cloned().unwrap_or_default();

@@ -88,8 +88,9 @@ pub struct Artifacts {
 /// The programs, built for the board in three stages: the apps; the shell, with the apps
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
-pub const APPS: &[&str] =
-    &["hello", "crash", "fsd", "wc", "cat", "grep", "head", "tail", "hexdump", "yes", "save", "exec"];
+pub const APPS: &[&str] = &[
+    "hello", "crash", "fsd", "wc", "fbdemo", "cat", "grep", "head", "tail", "hexdump", "yes", "save", "exec",
+];
 
 /// Builds the production image and everything it holds; once per xtask run (later calls
 /// get the same).
@@ -113,7 +114,7 @@ fn build(variant: Variant) -> Result<Artifacts, String> {
     // stage never looks like a change to another's build script.
     let embeds: [(&str, &[&str]); 3] = [
         ("exo-apps", &[]),
-        ("exo-shell", &["hello", "crash", "wc"]),
+        ("exo-shell", &["hello", "crash", "wc", "fbdemo"]),
         ("exo-init", &["shell", "fsd", "hello", "crash"]),
     ];
     let embed_vars: Vec<(String, String)> = embeds
