@@ -599,7 +599,9 @@ fn own_a_pipe() -> i32 {
         Ok(Fork::Parent(c)) => c,
         Err(_) => return 11,
     };
-    let wired = pipe.attach(reader, slot_va(0), End::Read).and_then(|_| pipe.attach(vm::me(), slot_va(1), End::Write));
+    let wired = pipe
+        .attach(reader, slot_va(0), End::Read)
+        .and_then(|_| pipe.attach(vm::me(), slot_va(1), End::Write));
     let wrote = wired.is_ok() && Mapped { va: slot_va(1) }.write(TEXT).is_ok();
     w[404].store(1, SeqCst);
     // Not `process::wait`: its reclaim would free the read token, which nothing maps once

@@ -12,8 +12,8 @@ use exo_abi::{EnvId, Error};
 
 use crate::pipe::{self, Mapped, Pipe};
 use crate::private::Private;
-use crate::vm::{self, PAGE};
 use crate::sys;
+use crate::vm::{self, PAGE};
 
 /// Where the pipe ends behind the descriptors are mapped: one 64 KiB slot each, all in one
 /// 2 MiB region.

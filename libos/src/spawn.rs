@@ -111,7 +111,10 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
 
 /// Calls `f(va, perm, offset, bytes)` for each page of `elf`'s segments, in address order:
 /// the page at `va` holds `bytes` at `offset`, zeros elsewhere.
-pub(crate) fn pages(elf: &Elf, mut f: impl FnMut(u64, Perm, usize, &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+pub(crate) fn pages(
+    elf: &Elf,
+    mut f: impl FnMut(u64, Perm, usize, &[u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
     for seg in elf.segments() {
         let bytes = elf.bytes(&seg);
         let perm = Perm { write: seg.write, exec: seg.exec };
@@ -131,8 +134,13 @@ pub(crate) fn pages(elf: &Elf, mut f: impl FnMut(u64, Perm, usize, &[u8]) -> Res
 
 /// The StartInfo page's contents, for a program given `args` and descriptors `fds`.
 pub(crate) fn start_info(page: &mut [u8], args: &str, fds: [u32; crate::fd::COUNT], exec_pages: u64) {
-    let mut si =
-        StartInfo { kinfo_pa: vm::with(|s| s.kinfo_pa), args_len: args.len() as u64, args: [0; 1024], fds, exec_pages };
+    let mut si = StartInfo {
+        kinfo_pa: vm::with(|s| s.kinfo_pa),
+        args_len: args.len() as u64,
+        args: [0; 1024],
+        fds,
+        exec_pages,
+    };
     si.args[..args.len()].copy_from_slice(args.as_bytes());
     // SAFETY: StartInfo is plain data smaller than a page; we copy its bytes.
     let raw = unsafe {

@@ -100,7 +100,9 @@ fn plan(files: &mut Files, words: &[String], background: bool) -> Result<Vec<Pro
         if run {
             argv.remove(0);
         }
-        let Some((&name, rest)) = argv.split_first() else { return Err("an empty command in the pipeline".into()) };
+        let Some((&name, rest)) = argv.split_first() else {
+            return Err("an empty command in the pipeline".into());
+        };
         if !run && !name.contains('/') && program(files, name).is_err() {
             return Err(format!("{name}: no such command (try `help`)"));
         }
@@ -205,7 +207,8 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
         let _ = sys::env_start(id);
     }
     if background {
-        let list: Vec<String> = procs.iter().zip(&ids).map(|(p, id)| format!("{} {:#x}", p.name, id.0)).collect();
+        let list: Vec<String> =
+            procs.iter().zip(&ids).map(|(p, id)| format!("{} {:#x}", p.name, id.0)).collect();
         println!("[{n}] {:#x}: {}", vm::me().0, list.join(" | "));
     }
     let mut status = 0;
@@ -326,7 +329,9 @@ impl Jobs {
                 Err(e) => println!("kill: {arg}: {e:?}"),
             };
         }
-        let Ok(n) = arg.trim_start_matches('%').parse::<u32>() else { return println!("kill: {arg}: not a job") };
+        let Ok(n) = arg.trim_start_matches('%').parse::<u32>() else {
+            return println!("kill: {arg}: not a job");
+        };
         let Some(i) = self.list.iter().position(|j| j.n == n) else { return println!("kill: no job {n}") };
         let j = self.list.remove(i);
         match sys::env_destroy(j.env) {

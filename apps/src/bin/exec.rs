@@ -44,7 +44,11 @@ fn main(args: &str) -> i32 {
     let ballast: Vec<u8> = (0..mib << 20).map(|i| i as u8).collect();
     let me = vm::me();
     let frames = vm::env_info(me).map_or(0, |e| e.frames);
-    eprintln!("exec: env {:#x} holds {frames} frames ({} bytes of heap filled), becomes {name}", me.0, ballast.len());
+    eprintln!(
+        "exec: env {:#x} holds {frames} frames ({} bytes of heap filled), becomes {name}",
+        me.0,
+        ballast.len()
+    );
     let mut new_args = rest.join(" ");
     if let Some(f) = args.split_whitespace().find(|w| w.starts_with("fsd=")) {
         new_args = format!("{new_args} {f}");

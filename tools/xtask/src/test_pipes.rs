@@ -17,7 +17,10 @@ pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
             move || pipeline(b),
         ));
         out.push(Extra::new(
-            format!("{}::background_job_runs_while_the_shell_answers_and_killing_its_middle_ends_it", b.name()),
+            format!(
+                "{}::background_job_runs_while_the_shell_answers_and_killing_its_middle_ends_it",
+                b.name()
+            ),
             move || background(b),
         ));
         out.push(Extra::new(
@@ -114,8 +117,12 @@ fn census(s: &mut Session) -> Result<(Vec<String>, Vec<String>), String> {
     let ps = s.read_until("exo> ")?;
     s.send("mem\r")?;
     let mem = s.read_until("exo> ")?;
-    let envs = ps.lines().filter(|l| l.starts_with("0x")).map(|l| l.split_whitespace().next().unwrap_or("").into());
-    let owners = mem.lines().filter_map(|l| l.trim().strip_prefix("env ")).map(|l| l[..l.find(':').unwrap_or(0)].into());
+    let envs =
+        ps.lines().filter(|l| l.starts_with("0x")).map(|l| l.split_whitespace().next().unwrap_or("").into());
+    let owners = mem
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("env "))
+        .map(|l| l[..l.find(':').unwrap_or(0)].into());
     let (mut envs, mut owners): (Vec<String>, Vec<String>) = (envs.collect(), owners.collect());
     envs.sort();
     owners.sort();
@@ -194,7 +201,9 @@ fn exec(board: Board) -> Result<(), String> {
                 break;
             }
         }
-        ensure(after + 1024 <= before, || format!("{middle} held {before} frames before exec, {after} after"))?;
+        ensure(after + 1024 <= before, || {
+            format!("{middle} held {before} frames before exec, {after} after")
+        })?;
         // What it became still passes the pipeline's data along.
         s.send(&format!("kill {middle}\r"))?;
         let mut counted = s.read_until("exo> ")?;
