@@ -208,7 +208,7 @@ pub unsafe fn put(h: &Header, ring: *mut u8, size: u64, data: &[u8]) -> usize {
     for (i, &b) in data[..n].iter().enumerate() {
         // SAFETY: the index is below `size` (the caller's bound), and the bytes between
         // `read` and `written` + n are the writer's until it publishes them below.
-        unsafe { ring.add(((w + i as u64) % size) as usize).write_volatile(b) };
+        unsafe { ring.wrapping_add(((w + i as u64) % size) as usize).write_volatile(b) };
     }
     h.written.store(w + n as u64, Ordering::Release);
     n
@@ -226,7 +226,7 @@ pub unsafe fn take(h: &Header, ring: *const u8, size: u64, buf: &mut [u8]) -> us
         // SAFETY: the index is below `size`, and the writer published these bytes before
         // it advanced `written` (acquired above); it does not touch them until `read`
         // moves past them below.
-        *b = unsafe { ring.add(((r + i as u64) % size) as usize).read_volatile() };
+        *b = unsafe { ring.wrapping_add(((r + i as u64) % size) as usize).read_volatile() };
     }
     h.read.store(r + n as u64, Ordering::Release);
     n

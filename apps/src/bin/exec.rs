@@ -29,7 +29,8 @@ fn main(args: &str) -> i32 {
         eprintln!("usage: exec [-m MIB] PROGRAM [ARGS]");
         return 2;
     };
-    let path = if name.contains('/') { format!("{name}") } else { format!("/fat/apps/{name}") };
+    let path =
+        if name.contains('/') { alloc::string::String::from(name) } else { format!("/fat/apps/{name}") };
     let elf = {
         // Dropped before the jump: it ends this program's grant to the file service.
         let mut vfs = a.files();
