@@ -106,7 +106,7 @@ fn prepare(file: &[u8], args: &str) -> Result<(u64, u64, u64, u64), SpawnError> 
     let mut new: Vec<TableOp> = Vec::new();
     let mut made: Vec<u64> = Vec::new();
     let r = load(&elf, args, me, &mut new, &mut made);
-    let built = r.and_then(|n| trampoline(&new, n));
+    let built = r.and_then(|(pages, count)| trampoline(&new, pages, count as usize));
     match built {
         Ok((stub, list, count)) => {
             // No calls may reach the old program's code any more.
@@ -123,14 +123,25 @@ fn prepare(file: &[u8], args: &str) -> Result<(u64, u64, u64, u64), SpawnError> 
 }
 
 /// Fills frames with the new program and its stack; `new` gets their mappings, `made` the
-/// frames. Returns how many pages `AREA` will need for the whole list.
-fn load(elf: &Elf, args: &str, me: EnvId, new: &mut Vec<TableOp>, made: &mut Vec<u64>) -> Result<u64, Error> {
-    // The whole list's size first (old mappings to clear, new pages), for the StartInfo.
-    let mut count = STACK_SIZE / PAGE;
+/// frames. Returns how many pages `AREA` will need for the whole list, and how many
+/// changes it may hold.
+fn load(
+    elf: &Elf,
+    args: &str,
+    me: EnvId,
+    new: &mut Vec<TableOp>,
+    made: &mut Vec<u64>,
+) -> Result<(u64, u64), Error> {
+    // The whole list's size first (old mappings to clear, new pages), for the StartInfo;
+    // the vectors are sized now so that loading maps no more heap pages.
+    let mut n_new = STACK_SIZE / PAGE;
     spawn::pages(elf, |_, _, _, _| {
-        count += 1;
+        n_new += 1;
         Ok(())
     })?;
+    new.reserve(n_new as usize);
+    made.reserve(n_new as usize);
+    let mut count = n_new + SLACK;
     vm::for_each_mapping(|va, _| count += !kept(va) as u64);
     let exec_pages = 1 + (count * 24).div_ceil(PAGE);
     let fds = core::array::from_fn(fd::kind_of);
@@ -150,8 +161,11 @@ fn load(elf: &Elf, args: &str, me: EnvId, new: &mut Vec<TableOp>, made: &mut Vec
         va += PAGE;
     }
     page(STACK_TOP - PAGE, RW, &|p: &mut [u8]| spawn::start_info(p, args, fds, exec_pages))?;
-    Ok(exec_pages)
+    Ok((exec_pages, count))
 }
+
+/// Room in the list for heap pages mapped between counting and listing.
+const SLACK: u64 = 64;
 
 /// Mappings `exec` leaves alone: the descriptors' pipe pages, and its own area.
 fn kept(va: u64) -> bool {
@@ -160,8 +174,9 @@ fn kept(va: u64) -> bool {
 }
 
 /// Maps the trampoline and the list (old mappings cleared, then `new`) at `AREA`.
-fn trampoline(new: &[TableOp], pages: u64) -> Result<(u64, u64, u64), Error> {
-    let mut list: Vec<TableOp> = Vec::new();
+fn trampoline(new: &[TableOp], pages: u64, count: usize) -> Result<(u64, u64, u64), Error> {
+    // Allocated before the walk, so the walk sees every heap page there will be.
+    let mut list: Vec<TableOp> = Vec::with_capacity(count);
     vm::for_each_mapping(|va, _| {
         if !kept(va) {
             list.push(TableOp { va, level: 3, pte: 0 });
@@ -169,7 +184,7 @@ fn trampoline(new: &[TableOp], pages: u64) -> Result<(u64, u64, u64), Error> {
     });
     list.extend_from_slice(new);
     let bytes = (list.len() * 24) as u64;
-    if 1 + bytes.div_ceil(PAGE) > pages {
+    if list.len() > count || 1 + bytes.div_ceil(PAGE) > pages {
         return Err(Error::Invalid); // the space changed while loading
     }
     // The trampoline: copied, then mapped read-only and executable.
