@@ -22,6 +22,7 @@ mod test_choice;
 mod test_demo;
 mod test_fs;
 mod test_image;
+mod test_pipes;
 mod test_screen;
 mod test_split;
 mod trace;
