@@ -15,6 +15,7 @@ pub mod hostile;
 pub mod ipctest;
 pub mod ktest;
 pub mod logcrash;
+pub mod nettest;
 pub mod oracle;
 pub mod runner;
 pub mod suites;

@@ -9,6 +9,7 @@
 pub mod fs;
 pub mod heap;
 pub mod ipc;
+pub mod nic;
 pub mod private;
 pub mod process;
 pub mod rt;

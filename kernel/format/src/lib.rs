@@ -22,5 +22,6 @@ pub mod crc32;
 pub mod elf;
 pub mod le;
 pub mod mbr;
+pub mod netfilter;
 pub mod rng;
 pub mod size;

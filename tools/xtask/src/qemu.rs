@@ -59,6 +59,22 @@ impl Board {
         }
     }
 
+    /// QEMU arguments that attach a NIC: on `virt`, a modern virtio-net device on QEMU's
+    /// user network, restricted (the guest reaches nothing outside QEMU's virtual network),
+    /// with host TCP port `http_port` on 127.0.0.1 forwarded to the guest's port 80. QEMU's
+    /// `raspi4b` emulates no NIC (the Pi 4's GENET): nothing there.
+    pub fn net_args(self, http_port: Option<u16>) -> Vec<String> {
+        if self == Board::Rpi4 {
+            return vec![];
+        }
+        let fwd = http_port.map_or(String::new(), |p| format!(",hostfwd=tcp:127.0.0.1:{p}-:80"));
+        ["-netdev", &format!("user,id=n0,restrict=on{fwd}"), "-device", "virtio-net-device,netdev=n0"]
+            .into_iter()
+            .chain(["-global", "virtio-mmio.force-legacy=false"])
+            .map(String::from)
+            .collect()
+    }
+
     /// The machine, the kernel and what the board needs to boot it.
     pub fn machine_args(self, image: &Path) -> Vec<String> {
         let mut a: Vec<String> = match self {
@@ -81,6 +97,8 @@ struct Opts {
     /// Boot the test image (`--test-image`): the kernel's self-tests, init's suites.
     variant: Variant,
     append: String,
+    /// Host port forwarded to the guest's port 80 (`--http-port`).
+    http_port: u16,
     extra: Vec<String>,
 }
 
@@ -90,6 +108,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         gdb: false,
         variant: Variant::Production,
         append: String::new(),
+        http_port: 8080,
         extra: vec![],
     };
     let mut it = args.iter();
@@ -99,6 +118,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             "--gdb" => o.gdb = true,
             "--test-image" => o.variant = Variant::Test,
             "--append" => o.append = it.next().ok_or("--append needs a value")?.clone(),
+            "--http-port" => {
+                let p = it.next().ok_or("--http-port needs a value")?;
+                o.http_port = p.parse().map_err(|_| format!("--http-port: `{p}` is not a port"))?;
+            }
             "--" => o.extra.extend(it.by_ref().cloned()),
             other => return Err(format!("unknown option `{other}` (see `cargo xtask help`)")),
         }
@@ -114,6 +137,7 @@ pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
     util::ensure_qemu()?;
     let mut cmd = Command::new("qemu-system-aarch64");
     cmd.args(o.board.machine_args(&kernel)).args(o.board.disk_args(&card)).arg("-nographic");
+    cmd.args(o.board.net_args(Some(o.http_port)));
     if !o.append.is_empty() {
         cmd.arg("-append").arg(&o.append);
     }
@@ -186,6 +210,7 @@ impl Session {
             .arg("-append")
             .arg(format!("exo.exit=semihosting {}", spec.bootargs))
             .args(&spec.extra)
+            .args(if spec.extra.iter().any(|a| a == "-netdev") { vec![] } else { spec.board.net_args(None) })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
