@@ -69,7 +69,7 @@ impl Ring {
         }
         let len = len.min(NET_SLOT - 8);
         // SAFETY: the frame's `len` bytes follow the 8-byte header inside the same slot.
-        let frame = unsafe { core::slice::from_raw_parts((slot as *const u8).add(8), len) };
+        let frame = unsafe { core::slice::from_raw_parts((slot as *const u8).wrapping_add(8), len) };
         let r = f(frame);
         // SAFETY: as above; writing 0 hands the slot back to the kernel.
         unsafe { slot.write_volatile(0) };
