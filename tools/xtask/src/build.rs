@@ -89,6 +89,8 @@ pub struct Artifacts {
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
 pub const APPS: &[&str] = &["hello", "crash", "fsd", "wc"];
+/// The networked programs (package `exo-httpd`, linking the `exo-net` stack).
+pub const NET_APPS: &[&str] = &["httpd", "ping"];
 
 /// Builds the production image and everything it holds; once per xtask run (later calls
 /// get the same).
@@ -112,8 +114,8 @@ fn build(variant: Variant) -> Result<Artifacts, String> {
     // stage never looks like a change to another's build script.
     let embeds: [(&str, &[&str]); 3] = [
         ("exo-apps", &[]),
-        ("exo-shell", &["hello", "crash", "wc"]),
-        ("exo-init", &["shell", "fsd", "hello", "crash"]),
+        ("exo-shell", &["hello", "crash", "wc", "ping"]),
+        ("exo-init", &["shell", "fsd", "hello", "crash", "httpd"]),
     ];
     let embed_vars: Vec<(String, String)> = embeds
         .iter()
@@ -147,6 +149,7 @@ fn build(variant: Variant) -> Result<Artifacts, String> {
     let art = variant.artifacts();
     if variant == Variant::Production {
         stage("exo-apps", APPS, &util::out_dir())?;
+        stage("exo-httpd", NET_APPS, &util::out_dir())?;
         stage("exo-shell", &["shell"], &util::out_dir())?;
     }
     stage("exo-init", &["init"], &variant.dir())?;

@@ -12,7 +12,9 @@ pub const TARGET_CRATES: &[&str] = &[
     "exo-kernel",
     "exo-libos",
     "exo-lfs",
+    "exo-net",
     "exo-apps",
+    "exo-httpd",
     "exo-shell",
     "exo-init",
 ];
