@@ -27,7 +27,7 @@ use exo_net::smoltcp::time::Duration;
 use exo_net::Stack;
 
 /// Connections served at once.
-const CONNS: usize = 4;
+const CONNS: usize = 8;
 /// Bytes of a response one connection may send per turn of the loop.
 const SLICE: usize = 8192;
 /// A connection quiet for this long is closed.

@@ -13,6 +13,7 @@ extern crate alloc;
 mod cmds;
 mod files;
 mod line;
+mod net;
 
 use exo_libos::println;
 

@@ -19,6 +19,7 @@ mod test;
 mod test_chainload;
 mod test_fs;
 mod test_image;
+mod test_net;
 mod test_screen;
 mod test_split;
 mod util;
