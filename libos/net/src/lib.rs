@@ -8,6 +8,7 @@
 //! only while it asks. Waiting is `NetWait` (until the next tick, when the kernel polls the
 //! device too), so an idle server costs nothing but a wake-up per tick.
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -3,6 +3,7 @@
 //! `ping [ADDRESS] [COUNT]`.
 #![allow(unused_crate_dependencies)]
 #![no_std]
+#![forbid(unsafe_code)]
 #![no_main]
 
 extern crate alloc;

@@ -9,6 +9,7 @@
 //! through a request). `docs/network.md`.
 #![allow(unused_crate_dependencies)]
 #![no_std]
+#![forbid(unsafe_code)]
 #![no_main]
 
 extern crate alloc;
