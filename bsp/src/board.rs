@@ -27,7 +27,43 @@ pub enum BoardError {
     UnsupportedGic,
 }
 
+impl BoardError {
+    /// What to tell the person at the console.
+    pub fn why(self) -> &'static str {
+        match self {
+            BoardError::NoConsole => "the device tree names no PL011 UART",
+            BoardError::NoInterruptController => "the device tree names no GIC",
+            BoardError::UnsupportedGic => "only GICv2 is supported (QEMU: gic-version=2)",
+        }
+    }
+}
+
+/// Says on the Pi 4's UART0 why exo cannot boot: the last word when there is no usable
+/// device tree, so nothing else is known about the board.
+///
+/// # Safety
+/// [`RPI4_UART0`] must be mapped as device memory at `va`.
+pub unsafe fn say_cannot_boot(va: usize, why: &str) {
+    use crate::Console;
+    // SAFETY: the caller mapped the Pi's UART0 at `va`.
+    let uart = unsafe { Pl011::new(va) };
+    uart.init(Some(RPI4_UART_CLOCK), CONSOLE_BAUD);
+    for s in ["\nexo: cannot boot: ", why, "\n(QEMU raspi4b needs -dtb bcm2711-rpi-4-b.dtb)\n"] {
+        uart.write_bytes(s.as_bytes());
+    }
+}
+
 impl BoardInfo {
+    /// RAM the kernel must not hand out: its own image, the device tree, an initrd, and
+    /// what the device tree reserves.
+    pub fn taken(&self, image: Region, dtb: Region) -> Regions<24> {
+        let mut taken = Regions::default();
+        for r in [image, dtb].iter().chain(&self.initrd).chain(self.reserved.as_slice()) {
+            taken.push(*r);
+        }
+        taken
+    }
+
     /// MMIO the kernel must map (Device memory) before calling [`Board::new`].
     pub fn device_regions(&self) -> Regions<48> {
         let mut out = Regions::default();

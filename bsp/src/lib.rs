@@ -27,6 +27,45 @@ pub trait Console {
     fn read_byte(&self) -> Option<u8>;
 }
 
+/// Bytes received on a console and not yet read: a ring that drops what does not fit
+/// (a person typing faster than anyone reads loses keystrokes, never older ones).
+pub struct RxRing {
+    buf: [u8; 256],
+    head: usize,
+    len: usize,
+}
+
+impl RxRing {
+    pub const fn new() -> RxRing {
+        RxRing { buf: [0; 256], head: 0, len: 0 }
+    }
+
+    /// Moves every byte `console` has waiting into the ring.
+    pub fn drain(&mut self, console: &impl Console) {
+        while let Some(byte) = console.read_byte() {
+            if self.len < self.buf.len() {
+                self.buf[(self.head + self.len) % self.buf.len()] = byte;
+                self.len += 1;
+            }
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<u8> {
+        (self.len > 0).then(|| {
+            let b = self.buf[self.head];
+            self.head = (self.head + 1) % self.buf.len();
+            self.len -= 1;
+            b
+        })
+    }
+}
+
+impl Default for RxRing {
+    fn default() -> RxRing {
+        RxRing::new()
+    }
+}
+
 /// An interrupt controller that delivers to one CPU.
 pub trait IrqController {
     /// Lets interrupt `intid` through (level-triggered PPIs and SPIs alike).
@@ -64,4 +103,35 @@ pub trait BlockDevice {
     fn write(&mut self, lba: u64, bufs: &[&[u8]]) -> Result<(), BlockError>;
     /// Returns once every completed write is durable.
     fn flush(&mut self) -> Result<(), BlockError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Console, RxRing};
+    use core::cell::RefCell;
+
+    struct Fifo(RefCell<Vec<u8>>);
+
+    impl Console for Fifo {
+        fn write_bytes(&self, _: &[u8]) {}
+        fn read_byte(&self) -> Option<u8> {
+            let mut v = self.0.borrow_mut();
+            (!v.is_empty()).then(|| v.remove(0))
+        }
+    }
+
+    #[test]
+    fn input_ring_keeps_order_and_drops_what_does_not_fit() {
+        let mut ring = RxRing::new();
+        let fifo = Fifo(RefCell::new((0..=255u8).chain(0..10).collect()));
+        ring.drain(&fifo);
+        assert!(fifo.0.borrow().is_empty(), "the FIFO is always emptied");
+        assert_eq!(ring.pop(), Some(0));
+        fifo.0.borrow_mut().push(77);
+        ring.drain(&fifo);
+        let rest: Vec<u8> = core::iter::from_fn(|| ring.pop()).collect();
+        assert_eq!(rest.len(), 256, "255 left plus the one that fitted after a read");
+        assert_eq!(&rest[..3], &[1, 2, 3]);
+        assert_eq!(rest[254..], [255, 77]);
+    }
 }

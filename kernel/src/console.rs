@@ -54,40 +54,21 @@ pub fn screen() -> Option<Framebuffer> {
 }
 
 /// Bytes received but not yet read by an environment.
-struct Input {
-    buf: [u8; 256],
-    head: usize,
-    len: usize,
-}
-
-static INPUT: Global<Input> = Global::new(Input { buf: [0; 256], head: 0, len: 0 });
+static INPUT: Global<exo_bsp::RxRing> = Global::new(exo_bsp::RxRing::new());
 
 /// Moves everything in the UART's receive FIFO into the input buffer (from the interrupt
 /// handler; also clears the UART's interrupt). When the buffer is full, new bytes are
 /// dropped: a slow reader loses typing, the kernel never blocks on it.
 pub fn drain_input() {
-    let Some(b) = crate::platform::board() else { return };
-    INPUT.with(|i| {
-        while let Some(byte) = b.uart.read_byte() {
-            if i.len < i.buf.len() {
-                i.buf[(i.head + i.len) % i.buf.len()] = byte;
-                i.len += 1;
-            }
-        }
-    });
+    if let Some(b) = crate::platform::board() {
+        INPUT.with(|i| i.drain(&b.uart));
+    }
 }
 
 /// The next received byte, if any.
 pub fn read_byte() -> Option<u8> {
     drain_input();
-    INPUT.with(|i| {
-        (i.len > 0).then(|| {
-            let b = i.buf[i.head];
-            i.head = (i.head + 1) % i.buf.len();
-            i.len -= 1;
-            b
-        })
-    })
+    INPUT.with(|i| i.pop())
 }
 
 /// Output for faults and panics: the same UART, with no dependency on the logger.

@@ -94,7 +94,7 @@ mod upcall;
 
 #[cfg(target_os = "none")]
 mod boot {
-    use exo_bsp::dt::{BoardInfo, Region, Regions};
+    use exo_bsp::dt::{BoardInfo, Region};
     use exo_bsp::Board;
 
     use crate::env::KERNEL;
@@ -147,7 +147,7 @@ mod boot {
         // SAFETY: `finish_boot_map` mapped every device region into the physmap.
         let board = match unsafe { Board::new(info, |pa| mm::phys_to_virt(pa) as usize) } {
             Ok(b) => platform::set_board(b),
-            Err(e) => no_device_tree(phys_base, board_error(e)),
+            Err(e) => no_device_tree(phys_base, e.why()),
         };
         arch::park_secondaries(board.info.spin_table.as_slice());
         (board, dtb_region)
@@ -169,7 +169,8 @@ mod boot {
 
     /// The free memory map, with the kernel heap taken from it and set up.
     fn take_memory(board: &Board, phys_base: u64, dtb: Region) -> MemoryMap {
-        let mut map = memory_map(&board.info, phys_base, dtb);
+        let image = Region { base: phys_base, size: mm::image_size() };
+        let mut map = MemoryMap::new(board.info.memory.as_slice(), board.info.taken(image, dtb).as_slice());
         let Some(heap) = map.take(KERNEL_HEAP) else { panic!("no room for the kernel heap") };
         // SAFETY: the range was just removed from the free map and is mapped in the physmap.
         unsafe { mm::heap::init(mm::phys_to_virt(heap.base), heap.size) };
@@ -225,41 +226,13 @@ mod boot {
         }
     }
 
-    /// RAM minus the image, the DTB, an initrd and every reservation.
-    fn memory_map(info: &BoardInfo, phys_base: u64, dtb: Region) -> MemoryMap {
-        let mut taken: Regions<24> = Regions::default();
-        taken.push(Region { base: phys_base, size: mm::image_size() });
-        taken.push(dtb);
-        if let Some(rd) = info.initrd {
-            taken.push(rd);
-        }
-        for r in info.reserved.as_slice() {
-            taken.push(*r);
-        }
-        MemoryMap::new(info.memory.as_slice(), taken.as_slice())
-    }
-
-    fn board_error(e: exo_bsp::BoardError) -> &'static str {
-        match e {
-            exo_bsp::BoardError::NoConsole => "the device tree names no PL011 UART",
-            exo_bsp::BoardError::NoInterruptController => "the device tree names no GIC",
-            exo_bsp::BoardError::UnsupportedGic => "only GICv2 is supported (QEMU: gic-version=2)",
-        }
-    }
-
     /// Without a usable device tree there is no console to report on — except that the only
     /// board that starts exo without one is a Raspberry Pi 4, so say it on the Pi's UART0.
     fn no_device_tree(phys_base: u64, why: &str) -> ! {
-        use exo_bsp::board::{RPI4_UART0, RPI4_UART_CLOCK};
-        let uart = [Region { base: RPI4_UART0, size: 0x1000 }];
-        let _ = mm::finish_boot_map(phys_base, &[], &uart);
+        use exo_bsp::board::RPI4_UART0;
+        let _ = mm::finish_boot_map(phys_base, &[], &[Region { base: RPI4_UART0, size: 0x1000 }]);
         // SAFETY: the UART page was just mapped as device memory in the physmap.
-        let pl011 = unsafe { exo_bsp::drivers::pl011::Pl011::new(mm::phys_to_virt(RPI4_UART0) as usize) };
-        pl011.init(Some(RPI4_UART_CLOCK), exo_bsp::board::CONSOLE_BAUD);
-        use exo_bsp::Console;
-        for s in ["\nexo: cannot boot: ", why, "\n(QEMU raspi4b needs -dtb bcm2711-rpi-4-b.dtb)\n"] {
-            pl011.write_bytes(s.as_bytes());
-        }
+        unsafe { exo_bsp::board::say_cannot_boot(mm::phys_to_virt(RPI4_UART0) as usize, why) };
         loop {
             aarch64_cpu::asm::wfe();
         }
