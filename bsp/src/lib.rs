@@ -17,6 +17,7 @@ pub mod drivers;
 pub mod dt;
 pub mod fbcon;
 pub mod hwcheck;
+pub mod memory;
 
 pub use board::{Board, BoardError};
 

@@ -14,8 +14,8 @@
 //!
 //! - `arch/`: boot assembly (arm64 Image header, EL2→EL1, MMU on, jump to the high half),
 //!   exception vectors, trap entry, power-off primitives.
-//! - `mm/`: the kernel's address-space layout, its own tables (`kmap`), the physical memory
-//!   map (`phys`) and the heap.
+//! - `mm/`: the kernel's address-space layout, its own tables (`kmap`) and the heap (the
+//!   physical memory map it hands out from is `exo_bsp::memory`).
 //! - `irq.rs`: GIC dispatch and the timer tick. `console.rs`: output and the logger.
 //!   `panic.rs`: panics and backtraces. `exit.rs`: ending the machine with a status.
 //! - `platform.rs`: the board (from `exo-bsp`, chosen from the device tree at run time)
@@ -98,8 +98,8 @@ mod boot {
     use exo_bsp::Board;
 
     use crate::env::KERNEL;
-    use crate::mm::phys::MemoryMap;
     use crate::{arch, console, disk, irq, kprintln, mm, platform, start};
+    use exo_bsp::memory::MemoryMap;
 
     /// The kernel heap's size. The kernel keeps almost nothing variable-sized.
     const KERNEL_HEAP: u64 = 1 << 20;

@@ -6,7 +6,7 @@
 //! the driver's buffers, into the ring of every binding they match, on `NetPoll` and at
 //! every tick; a frame is sent only if the transmit check passes. `docs/network.md`.
 
-use exo_abi::net::{NetBind, NetInfo, NET_BINDINGS, NET_FRAME_MAX, NET_RING_SLOTS, NET_SLOT};
+use exo_abi::net::{NetBind, NET_BINDINGS, NET_FRAME_MAX, NET_RING_SLOTS, NET_SLOT};
 use exo_abi::{EnvId, Error};
 use exo_bsp::drivers::virtio_net::{NetError, VirtioNet};
 use exo_bsp::dt::{BoardInfo, Region};
@@ -16,39 +16,28 @@ use crate::cell::Global;
 use crate::env::{Kernel, Wait, MAX_ENVS};
 use crate::{mm, uaccess};
 
-struct Net {
-    nic: Option<VirtioNet>,
-    /// Room for every environment's share at once, so no one can fill it for others.
-    table: Bindings,
-    info: NetInfo,
-}
+/// Room for every environment's share at once, so no one can fill it for others.
+type Bindings = Table<{ MAX_ENVS * NET_BINDINGS }>;
 
-static NET: Global<Net> = Global::new(Net { nic: None, table: Table::new(), info: NetInfo::ZERO });
+static NET: Global<(Option<VirtioNet>, Bindings)> = Global::new((None, Table::new()));
 
 /// Finds a virtio network device and gives it `dma` (free memory, taken for good).
 pub fn probe(info: &BoardInfo, dma: Region) {
-    mm::heap::zero(mm::phys_to_virt(dma.base), dma.size);
-    for slot in info.virtio_mmio.as_slice() {
-        let (regs, va) = (mm::phys_to_virt(slot.base) as usize, mm::phys_to_virt(dma.base) as *mut u8);
-        // SAFETY: the slot is a device region mapped in the physmap; a slot holding another
-        // device (the disk) is only read (its ids) and left alone; the DMA memory is ours.
-        if let Some(nic) = unsafe { VirtioNet::probe(regs, va, dma.base) } {
-            log::info!("net: virtio-net, MAC {:02x?}", nic.mac());
-            return NET.with(|n| {
-                n.info.mac[..6].copy_from_slice(&nic.mac());
-                n.nic = Some(nic);
-            });
-        }
-    }
+    let va = mm::phys_to_virt(dma.base) as *mut u8;
+    // SAFETY: every virtio-mmio slot is a device region mapped in the physmap, and only a
+    // network device's is driven; the DMA memory was taken from free memory for the NIC.
+    let Some(nic) = (unsafe {
+        VirtioNet::find(info.virtio_mmio.as_slice(), |pa| mm::phys_to_virt(pa) as usize, va, dma.base)
+    }) else {
+        return;
+    };
+    log::info!("net: virtio-net, MAC {:02x?}", nic.mac());
+    NET.with(|(n, t)| (t.info.mac[..6].copy_from_slice(&nic.mac()), *n = Some(nic)));
 }
 
-type Bindings = Table<{ MAX_ENVS * NET_BINDINGS }>;
-
-/// `f` on the NIC, the table and the counters; `NotFound` if there is no NIC.
-fn with_net<R>(
-    f: impl FnOnce(&mut VirtioNet, &mut Bindings, &mut NetInfo) -> Result<R, Error>,
-) -> Result<R, Error> {
-    NET.with(|Net { nic, table, info }| f(nic.as_mut().ok_or(Error::NotFound)?, table, info))
+/// `f` on the NIC and the bindings; `NotFound` if there is no NIC.
+fn with_net<R>(f: impl FnOnce(&mut VirtioNet, &mut Bindings) -> Result<R, Error>) -> Result<R, Error> {
+    NET.with(|(nic, table)| f(nic.as_mut().ok_or(Error::NotFound)?, table))
 }
 
 impl Kernel {
@@ -61,13 +50,13 @@ impl Kernel {
         }
         uaccess::with_user(root, b.ring, b.slots as u64 * NET_SLOT as u64, true, |_| {})?;
         let alive = |o| self.slot(EnvId(o)).is_ok();
-        with_net(|_, t, _| t.bind(id.0, &b, NET_BINDINGS, alive)).map(|i| i as u64)
+        with_net(|_, t| t.bind(id.0, &b, NET_BINDINGS, alive)).map(|i| i as u64)
     }
 
     /// `NetUnbind`.
     pub fn net_unbind(&mut self, index: u64) -> Result<u64, Error> {
         let id = self.envs[self.current].id.0;
-        with_net(|_, t, _| t.unbind(id, index)).map(|_| 0)
+        with_net(|_, t| t.unbind(id, index)).map(|_| 0)
     }
 
     /// `NetSend`: copied in, checked, sent.
@@ -81,47 +70,39 @@ impl Kernel {
             frame[at..at + c.len()].copy_from_slice(c);
             at += c.len();
         })?;
-        let frame = &frame[..at];
-        with_net(|nic, table, info| {
-            if !table.may_send(id, frame, &nic.mac()) {
-                info.tx_denied += 1;
-                return Err(Error::Denied);
-            }
-            nic.send(frame).map_err(|e| if e == NetError::Timeout { Error::Timeout } else { Error::Io })?;
-            info.tx += 1;
-            Ok(0)
+        with_net(|nic, t| {
+            t.may_send(id, &frame[..at])?;
+            nic.send(&frame[..at])
+                .map_err(|e| if e == NetError::Timeout { Error::Timeout } else { Error::Io })
         })
+        .map(|_| 0)
     }
 
     /// `NetPoll`: the device drained into the rings, and the counters to `ptr`.
     pub fn net_poll(&mut self, ptr: u64) -> Result<u64, Error> {
         let delivered = self.net_drain();
-        let info = with_net(|_, _, info| Ok(*info))?;
+        let info = with_net(|_, t| Ok(t.info))?;
         if ptr != 0 {
             uaccess::write(self.envs[self.current].root, ptr, &info)?;
         }
         Ok(delivered)
     }
 
-    /// Copies every frame the device holds into the rings of the bindings it matches.
+    /// Copies every frame the device holds into the rings of the bindings it matches
+    /// (through the binder's own tables: a ring no longer mapped writable drops it).
     fn net_drain(&mut self) -> u64 {
         let mut delivered = 0;
-        let _ = with_net(|nic, table, info| {
-            nic.recv(|frame| {
-                info.rx += 1;
-                let (done, dropped) = table.demux(frame, |owner, va| {
-                    let Ok(s) = self.slot(EnvId(owner)) else { return Delivery::Dropped };
-                    let mut r = Delivery::Dropped;
-                    let _ = uaccess::with_user(self.envs[s].root, va, NET_SLOT as u64, true, |slot| {
+        let _ = with_net(|nic, t| {
+            Ok(nic.recv(|frame| {
+                delivered += t.receive(frame, |owner, va| {
+                    let (s, mut r) = (self.slot(EnvId(owner)), Delivery::Dropped);
+                    let root = s.map_or(0, |s| self.envs[s].root);
+                    let _ = uaccess::with_user(root, va, NET_SLOT as u64, true, |slot| {
                         r = netfilter::put(slot, frame)
                     });
                     r
-                });
-                info.unmatched += (done + dropped == 0) as u64;
-                info.ring_full += dropped as u64;
-                delivered += done as u64;
-            });
-            Ok(())
+                })
+            }))
         });
         delivered
     }

@@ -12,8 +12,8 @@ use exo_format::elf::Elf;
 
 use crate::env::{Ctx, Kernel, MAX_ENVS, NONE};
 use crate::mm::frames::FrameTable;
-use crate::mm::phys::MemoryMap;
 use crate::mm::phys_to_virt;
+use exo_bsp::memory::MemoryMap;
 
 /// The init program, embedded by `cargo xtask build` (empty when built without one).
 static INIT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.elf"));

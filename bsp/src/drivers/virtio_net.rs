@@ -24,6 +24,8 @@ use core::sync::atomic::{fence, Ordering};
 
 use tock_registers::registers::InMemoryRegister;
 
+use crate::dt::Region;
+
 pub use self::mmio::Mmio;
 use tock_registers::interfaces::{Readable, Writeable};
 
@@ -168,22 +170,31 @@ pub struct VirtioNet<T: Transport = Mmio> {
 unsafe impl<T: Transport + Send> Send for VirtioNet<T> {}
 
 impl VirtioNet<Mmio> {
-    /// Sets the device at `base` up, if it is a modern virtio network device.
+    /// Sets up the first modern virtio network device among the virtio-mmio `slots`
+    /// (physical regions, reached at `virt(base)`); slots holding anything else are only read.
     ///
     /// # Safety
-    /// `base` must map a virtio-mmio slot's registers, used by nothing else; `dma`/`dma_pa`
-    /// must be [`DMA_BYTES`] of page-aligned, physically contiguous, zeroed, cache-coherent
-    /// memory the driver owns for good.
-    pub unsafe fn probe(base: usize, dma: *mut u8, dma_pa: u64) -> Option<Self> {
-        // SAFETY: the caller's contract: `base` maps a virtio-mmio slot only we use.
-        let dev = unsafe { Mmio::new(base) }?;
+    /// Every slot must be mapped as device memory at `virt(base)`, and a network device's
+    /// slot used by nothing else; `dma`/`dma_pa` must be [`DMA_BYTES`] of page-aligned,
+    /// physically contiguous, cache-coherent memory (any contents) the driver owns for good.
+    pub unsafe fn find(
+        slots: &[Region],
+        virt: impl Fn(u64) -> usize,
+        dma: *mut u8,
+        dma_pa: u64,
+    ) -> Option<Self> {
         if !(dma as usize).is_multiple_of(4096) {
             return None;
         }
-        // SAFETY: the caller gives us DMA_BYTES of page-aligned memory for good, and all-zero
-        // bytes are a valid `NetMem` (cells of integers only); nothing else refers to it.
+        // SAFETY: the caller gives us DMA_BYTES of page-aligned memory for good; any bytes
+        // are a valid `NetMem` (cells of integers only); nothing else refers to it.
         let mem = unsafe { &*(dma as *const NetMem) };
-        VirtioNet::new(dev, mem, dma_pa)
+        slots.iter().find_map(|slot| {
+            // SAFETY: the caller's contract: the slot is mapped at `virt(base)`; `new` only
+            // reads the ids of a slot that holds another device.
+            let dev = unsafe { Mmio::new(virt(slot.base)) }?;
+            VirtioNet::new(dev, mem, dma_pa)
+        })
     }
 }
 

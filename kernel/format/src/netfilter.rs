@@ -11,7 +11,8 @@
 //! knowledge of protocols: see [`Table::bind`].
 
 use exo_abi::net::{
-    NetBind, NetFilter, NET_FRAME_MAX, NET_HEADER_BYTES, NET_RING_SLOTS, NET_SHARED, NET_SLOT, NET_TERMS,
+    NetBind, NetFilter, NetInfo, NET_FRAME_MAX, NET_HEADER_BYTES, NET_RING_SLOTS, NET_SHARED, NET_SLOT,
+    NET_TERMS,
 };
 use exo_abi::Error;
 
@@ -91,6 +92,8 @@ pub struct Entry {
 /// fill the table for others).
 pub struct Table<const N: usize> {
     entries: [Entry; N],
+    /// The interface's counters (the MAC is the kernel's to fill in).
+    pub info: NetInfo,
 }
 
 /// What delivering a frame into one ring came to.
@@ -112,7 +115,7 @@ impl<const N: usize> Table<N> {
     pub const fn new() -> Self {
         const NONE: Norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
         const FREE: Entry = Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0 };
-        Table { entries: [FREE; N] }
+        Table { entries: [FREE; N], info: NetInfo::ZERO }
     }
 
     fn live(&self) -> impl Iterator<Item = &Entry> {
@@ -172,17 +175,31 @@ impl<const N: usize> Table<N> {
         }
     }
 
-    /// Whether `owner` may send `frame`: a whole frame from the interface's own `mac` that
-    /// matches the transmit filter of one of its bindings.
-    pub fn may_send(&self, owner: u32, frame: &[u8], mac: &[u8; 6]) -> bool {
-        (exo_abi::net::NET_FRAME_MIN..=NET_FRAME_MAX).contains(&frame.len())
-            && frame[6..12] == mac[..]
-            && self.live().any(|e| e.owner == owner && e.tx.matches(frame))
+    /// Whether `owner` may send `frame`: a whole frame from the interface's own MAC that
+    /// matches the transmit filter of one of its bindings. Counted as sent, or as denied.
+    pub fn may_send(&mut self, owner: u32, frame: &[u8]) -> Result<(), Error> {
+        let ok = (exo_abi::net::NET_FRAME_MIN..=NET_FRAME_MAX).contains(&frame.len())
+            && frame[6..12] == self.info.mac[..6]
+            && self.live().any(|e| e.owner == owner && e.tx.matches(frame));
+        match ok {
+            true => self.info.tx += 1,
+            false => self.info.tx_denied += 1,
+        }
+        ok.then_some(()).ok_or(Error::Denied)
     }
 
-    /// Hands `frame` to every binding whose receive filter it matches: `deliver(owner,
-    /// slot address)` copies it into the ring. Returns (copies delivered, copies dropped);
-    /// (0, 0) means nothing matched.
+    /// Hands a received `frame` to every binding whose receive filter it matches:
+    /// `deliver(owner, slot address)` copies it into the ring. Counts it (delivered,
+    /// dropped for a full ring, or unmatched) and returns the copies delivered.
+    pub fn receive(&mut self, frame: &[u8], deliver: impl FnMut(u32, u64) -> Delivery) -> u64 {
+        let (done, dropped) = self.demux(frame, deliver);
+        self.info.rx += 1;
+        self.info.unmatched += (done + dropped == 0) as u64;
+        self.info.ring_full += dropped as u64;
+        done as u64
+    }
+
+    /// [`Table::receive`] without the counting: (copies delivered, copies dropped).
     pub fn demux(&mut self, frame: &[u8], mut deliver: impl FnMut(u32, u64) -> Delivery) -> (u32, u32) {
         let (mut done, mut dropped) = (0, 0);
         for e in self.entries.iter_mut() {

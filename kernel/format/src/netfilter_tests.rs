@@ -187,15 +187,17 @@ fn bind_refuses_bad_rings_and_flags() {
 #[test]
 fn transmit_needs_the_interface_mac_and_a_matching_binding() {
     let mut t: Table<4> = Table::new();
+    t.info.mac[..6].copy_from_slice(&MAC);
     t.bind(1, &bind_port(17, 68), NET_BINDINGS, |_| true).unwrap();
-    assert!(t.may_send(1, &udp(68, 67, 60), &MAC));
-    assert!(!t.may_send(2, &udp(68, 67, 60), &MAC), "not another's binding");
-    assert!(!t.may_send(1, &udp(69, 67, 60), &MAC), "not another source port");
+    assert_eq!(t.may_send(1, &udp(68, 67, 60)), Ok(()));
+    assert_eq!(t.may_send(2, &udp(68, 67, 60)), Err(Error::Denied), "not another's binding");
+    assert_eq!(t.may_send(1, &udp(69, 67, 60)), Err(Error::Denied), "not another source port");
     let mut spoofed = udp(68, 67, 60);
     spoofed[11] ^= 1;
-    assert!(!t.may_send(1, &spoofed, &MAC), "not another source MAC");
-    assert!(!t.may_send(1, &udp(68, 67, 13), &MAC));
-    assert!(!t.may_send(1, &udp(68, 67, NET_FRAME_MAX + 1), &MAC));
+    assert_eq!(t.may_send(1, &spoofed), Err(Error::Denied), "not another source MAC");
+    assert_eq!(t.may_send(1, &udp(68, 67, 13)), Err(Error::Denied));
+    assert_eq!(t.may_send(1, &udp(68, 67, NET_FRAME_MAX + 1)), Err(Error::Denied));
+    assert_eq!((t.info.tx, t.info.tx_denied), (1, 5));
 }
 
 #[test]
@@ -212,6 +214,10 @@ fn demux_walks_the_ring_and_counts_drops() {
     assert_eq!(at, [0x4000, 0x4000 + NET_SLOT as u64, 0x4000]);
     assert_eq!(t.demux(&udp(9, 53, 60), |_, _| Delivery::Dropped), (0, 1));
     assert_eq!(t.demux(&udp(9, 54, 60), |_, _| Delivery::Delivered), (0, 0));
+    assert_eq!(t.receive(&udp(9, 53, 60), |_, _| Delivery::Delivered), 1);
+    assert_eq!(t.receive(&udp(9, 53, 60), |_, _| Delivery::Dropped), 0);
+    assert_eq!(t.receive(&udp(9, 54, 60), |_, _| Delivery::Delivered), 0);
+    assert_eq!((t.info.rx, t.info.ring_full, t.info.unmatched), (3, 1, 1));
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Memory: the kernel's address-space layout, its own tables, the physical memory map and
-//! the kernel heap.
+//! Memory: the kernel's address-space layout, its own tables and the kernel heap (the
+//! physical memory map is `exo_bsp::memory`).
 //!
 //! Kernel virtual layout (TTBR1, 48-bit):
 //!
@@ -13,7 +13,6 @@
 
 pub mod frames;
 pub mod kmap;
-pub mod phys;
 pub mod uvm;
 
 #[cfg(target_os = "none")]

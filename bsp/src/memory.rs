@@ -1,8 +1,9 @@
-//! The physical memory map: RAM from the device tree minus everything already in use.
+//! The physical memory map: RAM from the device tree minus everything already in use
+//! ([`crate::dt::BoardInfo::taken`]).
 //!
 //! What is left is the memory the kernel may hand out: page-aligned, sorted, disjoint ranges.
 
-use exo_bsp::dt::Region;
+use crate::dt::Region;
 
 /// Enough for RAM split around the image, the DTB, an initrd and a dozen reservations.
 pub const MAX_RANGES: usize = 32;
@@ -87,5 +88,5 @@ impl MemoryMap {
 }
 
 #[cfg(test)]
-#[path = "phys_tests.rs"]
+#[path = "memory_tests.rs"]
 mod tests;

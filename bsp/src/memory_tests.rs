@@ -1,4 +1,4 @@
-//! Host tests of `phys.rs`.
+//! Host tests of `memory.rs`.
 
 use super::*;
 
