@@ -152,13 +152,6 @@ impl Stack {
         }
     }
 
-    /// This interface's IPv4 address, once it has one.
-    pub fn address(&self) -> Option<Ipv4Cidr> {
-        self.iface.ip_addrs().iter().find_map(|a| match a {
-            IpCidr::Ipv4(c) => Some(*c),
-        })
-    }
-
     /// Asks for an address by DHCP, for at most `ticks` ticks; configures the interface and
     /// its default route. The port-68 binding is held only meanwhile (another stack may be
     /// asking: then it waits for its turn, within the same bound).
