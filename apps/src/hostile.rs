@@ -28,6 +28,11 @@ pub const TESTS: &[Test] = &[
     ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
     ("child_cannot_map_the_framebuffer_it_was_not_given", framebuffer_stealing),
+    ("forked_child_does_not_inherit_the_framebuffer_mapping", crate::fbtest::fork_leaves_the_framebuffer_out),
+    (
+        "oracle_refuses_device_frames_to_all_but_their_owner",
+        crate::fbtest::oracle_holds_device_frames_to_their_owner,
+    ),
 ];
 
 pub fn run(filter: &str) -> usize {

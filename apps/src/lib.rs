@@ -1,13 +1,15 @@
 //! The EL0 test suites, the system-call fuzzer and the benchmarks, with the runner they
 //! share (`runner`) and the table init picks them from (`suites`). Only the test image
 //! links them: its init is built with the `tests` feature (see `suites.rs` for adding one).
-//! The package's programs (`src/bin/`) link none of this.
+//! The package's programs (`src/bin/`) link none of this, but for `fbdemo`, which draws
+//! with `picture`.
 #![no_std]
 
 extern crate alloc;
 
 pub mod bench;
 pub mod disktest;
+pub mod fbtest;
 pub mod fsbench;
 pub mod fstest;
 pub mod fuzz;
@@ -17,5 +19,6 @@ pub mod ktest;
 pub mod logcrash;
 pub mod nettest;
 pub mod oracle;
+pub mod picture;
 pub mod runner;
 pub mod suites;

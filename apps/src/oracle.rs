@@ -7,6 +7,8 @@
 //!   at least as widely as mapped, or one granted over a call (`GRANTED`);
 //! - a public kernel frame or one of the environment's own tables is mapped read-only and
 //!   never executable; kernel, free and absent frames are never reachable;
+//! - a device frame (the screen's) is mapped only by its owner, never executable and
+//!   non-cacheable (the owner-only rule);
 //! - every table is the environment's, linked at its level, and counts its entries
 //!   exactly; every frame the walked environments own counts its mappings exactly (the
 //!   caller's own frames, which its ancestors may map too, at least as many).
@@ -16,7 +18,7 @@
 use alloc::vec::Vec;
 
 use crate::runner::check as ok;
-use exo_libos::abi::pte::Pte;
+use exo_libos::abi::pte::{attr, Pte};
 use exo_libos::abi::{env_state, frame, EnvId, EnvInfo};
 use exo_libos::{sys, vm};
 
@@ -55,7 +57,7 @@ impl Oracle {
         for i in 0..k.frames {
             let pa = k.ram_base + i * vm::PAGE;
             let f = vm::frame_entry(pa).ok_or("frame table unreadable")?;
-            if f.kind != frame::DATA && f.kind != frame::TABLE {
+            if !matches!(f.kind, frame::DATA | frame::TABLE | frame::DEVICE) {
                 continue;
             }
             let found = self.seen.partition_point(|&p| p < pa);
@@ -106,6 +108,7 @@ impl Oracle {
             }
             frame::PUBLIC => read_only,
             frame::TABLE => read_only && f.owner == env.0,
+            frame::DEVICE => device_allowed(f.owner, env, perm.exec, e),
             _ => false,
         };
         ok(allowed, "an environment maps a frame the sharing rule does not give it")?;
@@ -115,6 +118,12 @@ impl Oracle {
         self.seen.push(pa);
         Ok(())
     }
+}
+
+/// The owner-only rule for device frames: `env` maps one only if it owns it, not
+/// executable, and non-cacheable.
+pub fn device_allowed(owner: u32, env: EnvId, exec: bool, e: Pte) -> bool {
+    owner == env.0 && !exec && e.attr_index() == attr::NORMAL_NC
 }
 
 /// Whether `e` is a strict descendant of `ancestor`.

@@ -13,6 +13,7 @@ pub mod nic;
 pub mod private;
 pub mod process;
 pub mod rt;
+pub mod screen;
 pub mod spawn;
 pub mod sys;
 pub mod upcall;

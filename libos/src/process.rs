@@ -67,7 +67,8 @@ pub enum Fork {
 /// Creates a child running a copy of this environment. Data and heap pages are shared
 /// copy-on-write; the stack and `.private` are copied at once (the upcall handler and the
 /// address-space bookkeeping must never fault); pages marked [`SHARED`] stay shared
-/// read-write. Returns in both, like Unix `fork`.
+/// read-write. Device frames (the screen) are left out: only their owner may map them, so
+/// the child starts without them. Returns in both, like Unix `fork`.
 pub fn fork() -> Result<Fork, Error> {
     fork_with_quota(0)
 }
@@ -147,7 +148,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
     vm::for_each_mapping(|va, e| {
-        if result.is_err() || va == SCRATCH {
+        if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) {
             return;
         }
         // Read-only pages (text, rodata, public kernel pages) are shared as they are.
@@ -167,6 +168,11 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let boot_sp = CHILD_BOOT_STACK.get() as u64 + BOOT_STACK as u64;
     sys::env_set_entry(child, _start as *const () as u64, boot_sp, saved as *const Saved as u64, FORK_MAGIC)?;
     sys::env_start(child)
+}
+
+/// Whether `pa` is a device frame (the screen's), which the child could not map.
+fn is_device(pa: u64) -> bool {
+    vm::frame_entry(pa).is_some_and(|f| f.kind == frame::DEVICE)
 }
 
 /// The page mapped at `va`, to read.

@@ -43,6 +43,9 @@ pub struct Options<'a> {
     /// Hand the child the console input before it starts (the caller must hold it): for a
     /// program run in the foreground. It comes back to the caller when the child dies.
     pub console: bool,
+    /// Give the child the frames of the screen the caller holds (see [`crate::screen`]):
+    /// for a program run in the foreground. They come back when the child dies.
+    pub screen: bool,
 }
 
 /// Loads `file` into a new child and starts it with `args`. The child is the caller's to
@@ -113,6 +116,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     sys::env_set_entry(child, elf.entry, info_va, info_va, START_MAGIC)?;
     if opts.console {
         sys::console_give(child)?;
+    }
+    if opts.screen {
+        crate::screen::give(child)?;
     }
     sys::env_start(child)?;
     Ok(())

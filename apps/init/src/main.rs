@@ -105,9 +105,14 @@ fn boot() -> i32 {
         };
         let calls: Vec<EnvId> = if is_fsd { Vec::new() } else { fsd.into_iter().collect() };
         let sectors: &[(u64, u64, u32)] = if is_fsd { &grants } else { &[] };
-        // The program in the foreground, the last, gets the console input (the shell).
+        // The program in the foreground, the last, gets the console input and the screen
+        // (the shell, which hands both to what it runs).
         let console = i == lines.len() - 1;
-        match spawn::spawn(&elf, args.trim(), Options { quota: 0, sectors, calls: &calls, console }) {
+        match spawn::spawn(
+            &elf,
+            args.trim(),
+            Options { quota: 0, sectors, calls: &calls, console, screen: console },
+        ) {
             Ok(child) => {
                 if is_fsd {
                     fsd = Some(child);

@@ -162,9 +162,10 @@ impl Shell {
         if let Some(f) = self.files.fsd {
             rest = alloc::format!("{rest} fsd={:#x}", f.0);
         }
-        // The program runs in the foreground with the console input; when it ends, the
-        // kernel hands the input back to the shell, its nearest living ancestor.
-        let opts = spawn::Options { calls: &calls, console: true, ..spawn::Options::default() };
+        // The program runs in the foreground with the console input and the screen; when it
+        // ends, the kernel hands both back to the shell, its nearest living ancestor (the
+        // screen keeps what the program drew: the kernel's console no longer draws there).
+        let opts = spawn::Options { calls: &calls, console: true, screen: true, ..spawn::Options::default() };
         match spawn::spawn(elf, rest.trim(), opts) {
             Ok(child) => match process::wait(child) {
                 Ok(0) => {}

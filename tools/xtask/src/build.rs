@@ -88,7 +88,7 @@ pub struct Artifacts {
 /// The programs, built for the board in three stages: the apps; the shell, with the apps
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
-pub const APPS: &[&str] = &["hello", "crash", "fsd", "wc"];
+pub const APPS: &[&str] = &["hello", "crash", "fsd", "wc", "fbdemo"];
 /// The networked programs (package `exo-httpd`, linking the `exo-net` stack).
 pub const NET_APPS: &[&str] = &["httpd", "ping"];
 
@@ -114,7 +114,7 @@ fn build(variant: Variant) -> Result<Artifacts, String> {
     // stage never looks like a change to another's build script.
     let embeds: [(&str, &[&str]); 3] = [
         ("exo-apps", &[]),
-        ("exo-shell", &["hello", "crash", "wc", "ping"]),
+        ("exo-shell", &["hello", "crash", "wc", "fbdemo", "ping"]),
         ("exo-init", &["shell", "fsd", "hello", "crash", "httpd"]),
     ];
     let embed_vars: Vec<(String, String)> = embeds

@@ -17,6 +17,7 @@ mod serial;
 mod symbols;
 mod test;
 mod test_chainload;
+mod test_demo;
 mod test_fs;
 mod test_image;
 mod test_net;

@@ -97,7 +97,7 @@ fn compare(want: &[[u8; 3]], got: &[[u8; 3]]) -> Result<(), String> {
 }
 
 /// Asks QEMU's monitor for a screendump and reads the PPM back as RGB pixels.
-fn screendump(sock: &Path, file: &Path) -> Result<Vec<[u8; 3]>, String> {
+pub(crate) fn screendump(sock: &Path, file: &Path) -> Result<Vec<[u8; 3]>, String> {
     let _ = std::fs::remove_file(file);
     let mut s = UnixStream::connect(sock).map_err(|e| format!("monitor {}: {e}", sock.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
