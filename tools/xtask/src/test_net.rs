@@ -69,7 +69,9 @@ fn http() -> Result<(), String> {
         extra,
     };
     let mut s = Session::start(&spec)?;
+    // httpd's line may come before or after the shell's first prompt: ask for a fresh one.
     let shell: &[(&str, &str)] = &[
+        ("", "\r"),
         ("exo> ", "run ping 10.0.2.2 2\r"),
         ("ping: 2 sent, 2 received", ""),
         ("exo> ", "net\r"),
