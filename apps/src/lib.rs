@@ -17,6 +17,7 @@ pub mod hostile;
 pub mod ipctest;
 pub mod ktest;
 pub mod logcrash;
+pub mod nettest;
 pub mod oracle;
 pub mod picture;
 pub mod pressure;

@@ -16,7 +16,7 @@
 
 use exo_libos::{println, sys};
 
-use crate::{bench, disktest, fstest, fuzz, ipctest, ktest, logcrash, smptest};
+use crate::{bench, disktest, fstest, fuzz, ipctest, ktest, logcrash, nettest, smptest};
 
 /// What a mode is given.
 pub struct Context<'a> {
@@ -52,6 +52,7 @@ pub const MODES: &[(&str, Run)] = &[
     ("ipc", Run::Suite("protected control transfer", |c| ipctest::run(c.filter))),
     ("smp", Run::Suite("multicore", |c| smptest::run(c.filter))),
     ("fs", Run::Suite("file-system", |c| fstest::run(c.filter, c.programs))),
+    ("net", Run::Suite("network", |c| nettest::run(c.filter))),
     ("fuzz", Run::Status(|c| fuzz::run(c.args))),
     ("bench", Run::Status(|c| bench::run(c.programs))),
     ("logcrash", Run::Status(|_| logcrash::crash())),

@@ -27,6 +27,8 @@ pub const NONE: usize = usize::MAX;
 pub enum Wait {
     None,
     Console,
+    /// `NetWait`: the next tick.
+    Net,
     /// A child's exit (`EnvId(0)`: any child).
     Child(EnvId),
     /// Parked, available for protected control transfers.

@@ -40,6 +40,7 @@
 //! - `upcall.rs`: upcalls in an environment's `Ctx::Upcall` context, its `pending` bits
 //!   and the revocation fields (`frames_returned`).
 //! - `disk.rs`: sector bindings (`Env::sectors`) and the disk's facts in the info page.
+//! - `net.rs`: packet bindings (the table of `exo_format::netfilter`) and the NIC.
 //!
 //! The kernel runs on every core (`arch/smp.rs`) with interrupts masked: an interrupt can
 //! only arrive while EL0 runs or while a core idles in `wfi`. Each trap holds the one big
@@ -72,6 +73,8 @@ mod exit;
 mod hwcheck;
 #[cfg(target_os = "none")]
 mod irq;
+#[cfg(target_os = "none")]
+mod net;
 #[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
@@ -111,11 +114,15 @@ mod boot {
         start_console(board, entry_el, phys_base, dtb_pa);
         let mut map = take_memory(board, phys_base, dtb);
         let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
+        let net_dma = map.take(exo_bsp::drivers::virtio_net::DMA_BYTES as u64);
         kernel(|k| start::setup(k, &board.info, map));
         irq::init();
         arch::smp::start_secondaries(board); // early: a Pi's firmware stub spins until then
         if let Some(dma) = dma {
             attach_disk(board, dma);
+        }
+        if let Some(dma) = net_dma {
+            crate::net::probe(&board.info, dma);
         }
         arch::configure_el0();
         assert!(arch::check_dc_zva(), "this CPU's dc zva block is not 64 bytes");

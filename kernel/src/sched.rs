@@ -35,6 +35,7 @@ impl Kernel {
                 self.ticks += 1;
                 crate::upcall::on_tick(self);
                 crate::pct::on_tick(self);
+                self.net_tick();
             }
             let running = cur != NONE && self.runnable() & (1 << cur) != 0 && !give_up;
             if running {

@@ -318,6 +318,14 @@ impl Kernel {
             n if n == Sys::EnvWait as u64 => self.wait(cur, a0),
             n if n == Sys::ConsoleRead as u64 => self.console_read(cur, a0),
             n if n == Sys::ConsoleGive as u64 => self.console_give(cur, a0),
+            n if n == Sys::NetBind as u64 => self.net_bind(a0).map(Some),
+            n if n == Sys::NetUnbind as u64 => self.net_unbind(a0).map(Some),
+            n if n == Sys::NetSend as u64 => {
+                let a1 = self.envs[cur].frame().x[1];
+                self.net_send(a0, a1).map(Some)
+            }
+            n if n == Sys::NetPoll as u64 => self.net_poll(a0).map(Some),
+            n if n == Sys::NetWait as u64 => self.net_wait(cur),
             _ => Err(Error::NoSys),
         };
         let Some(result) = step.transpose() else { return true };

@@ -12,6 +12,7 @@ pub mod fd;
 pub mod fs;
 pub mod heap;
 pub mod ipc;
+pub mod nic;
 pub mod pipe;
 pub mod private;
 pub mod process;

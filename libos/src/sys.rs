@@ -244,3 +244,24 @@ pub fn pct_reply(r: [u64; 4]) -> ! {
         let _ = c4(Sys::PctReply, r[0], r[1], r[2], r[3]);
     }
 }
+
+/// `NetBind`: the kernel checks the filters and the ring (see [`Sys::NetBind`]).
+pub fn net_bind(b: &exo_abi::net::NetBind) -> Result<u64, Error> {
+    c1(Sys::NetBind, b as *const exo_abi::net::NetBind as u64)
+}
+pub fn net_unbind(binding: u64) -> Result<(), Error> {
+    c1(Sys::NetUnbind, binding).map(drop)
+}
+/// Sends one Ethernet frame, if the transmit check lets it.
+pub fn net_send(frame: &[u8]) -> Result<(), Error> {
+    c2(Sys::NetSend, frame.as_ptr() as u64, frame.len() as u64).map(drop)
+}
+/// Moves what the device received into the rings; returns how many copies went anywhere,
+/// with the interface's counters in `info`.
+pub fn net_poll(info: Option<&mut exo_abi::net::NetInfo>) -> Result<u64, Error> {
+    c1(Sys::NetPoll, info.map_or(0, |i| i as *mut exo_abi::net::NetInfo as u64))
+}
+/// Sleeps until the next tick.
+pub fn net_wait() -> Result<(), Error> {
+    c0(Sys::NetWait).map(drop)
+}

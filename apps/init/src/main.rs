@@ -1,6 +1,6 @@
 //! init: the first environment. It holds the whole disk and all the authority there is,
 //! and decides what runs: by default the file service (`fsd`, given every file-system
-//! partition) and the shell (given the right to call it); or what `/init.cfg` on the FAT
+//! partition), the web server (`httpd`) and the shell (both given the right to call fsd); or what `/init.cfg` on the FAT
 //! partition lists; or, when the bootargs say `exo.test=...`, one of the EL0 test suites,
 //! whose verdict becomes init's exit status (and so the machine's).
 #![no_std]
@@ -23,7 +23,7 @@ include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
 /// What runs when there is no `/init.cfg`: one program per line, the last in the
 /// foreground (init waits for it and ends with its status).
-const DEFAULT_CONFIG: &str = "fsd\nshell\n";
+const DEFAULT_CONFIG: &str = "fsd\nhttpd\nshell\n";
 
 fn main(args: &str) -> i32 {
     #[cfg(feature = "tests")]

@@ -49,6 +49,7 @@ commands (paths are absolute, or relative to the current directory):
   programs             list the programs built into the shell
   ps                   environments: id, parent, state, frames, core last run on, cores allowed
   mem                  frames by kind and by owner
+  net                  the network interface: MAC address and counters
   echo WORDS...        print the words
   help                 this text
   exit [STATUS]        leave the shell (init then powers off)";
@@ -146,6 +147,7 @@ impl Shell {
             "kill" => self.jobs.kill(&args),
             "ps" => ps(),
             "mem" => mem(),
+            "net" => crate::net::net(),
             other => println!("{other}: no such command (try `help`)"),
         }
         None

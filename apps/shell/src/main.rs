@@ -14,6 +14,7 @@ mod cmds;
 mod files;
 mod jobs;
 mod line;
+mod net;
 
 use exo_libos::println;
 

@@ -7,3 +7,4 @@ pub mod gicv2;
 pub mod pl011;
 pub mod sdhci;
 pub mod virtio_blk;
+pub mod virtio_net;

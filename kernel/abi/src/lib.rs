@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod net;
 pub mod pte;
 
 /// An environment's name: slot index in the low 12 bits, a generation above, so a stale id
@@ -235,6 +236,23 @@ pub enum Sys {
     /// of its holder (so an ancestor takes it back by naming itself), or if `env` is not
     /// the caller or its descendant; `NotFound` if `env` is not alive.
     ConsoleGive = 42,
+    /// `(ptr) -> binding`: binds the receive side of the network with the [`net::NetBind`]
+    /// at `ptr` (see `docs/network.md`). `Invalid` if a filter fails the checker or the
+    /// ring is misaligned or too large; `Fault` unless the ring is mapped writable;
+    /// `Busy` if a filter overlaps another environment's (or a shared with an exclusive
+    /// one); `NoSlot` past [`net::NET_BINDINGS`]; `NotFound` without a network device.
+    NetBind = 48,
+    /// `(binding)`: removes one of the caller's bindings; `NotFound` if it is not one.
+    NetUnbind = 49,
+    /// `(ptr, len)`: sends the Ethernet frame at `ptr`. `Denied` unless its source MAC
+    /// is the interface's and it matches the transmit filter of one of the caller's
+    /// bindings; `Invalid` for a length outside 14..=1514; `Io`, `Timeout` from the device.
+    NetSend = 50,
+    /// `(ptr) -> delivered`: moves what the device has received into the rings of the
+    /// bindings it matches, and writes the [`net::NetInfo`] to `ptr` (unless 0).
+    NetPoll = 51,
+    /// `()`: blocks until the next timer tick (when the kernel also polls the device).
+    NetWait = 52,
 }
 
 /// Most bytes one [`Sys::ConsoleWrite`] sends.

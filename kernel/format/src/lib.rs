@@ -6,7 +6,8 @@
 //! and the shell's `sum`; [`le`] reads and writes the little-endian fields of every on-disk
 //! and on-wire structure (ELF, MBR, LFS, FAT, chainload). [`size`] reads `64M`-style sizes for
 //! the host tools, and [`rng`] is the one small seeded generator behind the fuzzer and the
-//! randomised tests.
+//! randomised tests. [`netfilter`] is the network's packet-filter language, its checker and
+//! the binding table the kernel demultiplexes frames with (`docs/network.md`).
 //!
 //! Everything here is plain safe logic over byte slices (no `unsafe`, no allocation outside
 //! the `alloc` feature), so it compiles for the kernel, for EL0 and for the host, and is
@@ -22,5 +23,6 @@ pub mod crc32;
 pub mod elf;
 pub mod le;
 pub mod mbr;
+pub mod netfilter;
 pub mod rng;
 pub mod size;

@@ -1,5 +1,5 @@
-//! Memory: the kernel's address-space layout, its own tables, the physical memory map and
-//! the kernel heap.
+//! Memory: the kernel's address-space layout, its own tables and the kernel heap (the
+//! physical memory map is `exo_bsp::memmap`).
 //!
 //! Kernel virtual layout (TTBR1, 48-bit):
 //!

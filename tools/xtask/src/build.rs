@@ -95,6 +95,8 @@ pub const APPS: &[&str] = &[
 /// Apps that are packages of their own (package, program), built beside `APPS` and put on
 /// the card with them: the example apps that link one file-system libOS each.
 pub const OWN_PACKAGE_APPS: &[(&str, &str)] = &[("exo-fatnote", "fatnote"), ("exo-lognote", "lognote")];
+/// The networked programs (package `exo-httpd`, linking the `exo-net` stack).
+pub const NET_APPS: &[&str] = &["httpd", "ping"];
 
 /// Builds the production image and everything it holds; once per xtask run (later calls
 /// get the same).
@@ -118,8 +120,8 @@ fn build(variant: Variant) -> Result<Artifacts, String> {
     // stage never looks like a change to another's build script.
     let embeds: [(&str, &[&str]); 3] = [
         ("exo-apps", &[]),
-        ("exo-shell", &["hello", "crash", "wc", "fbdemo"]),
-        ("exo-init", &["shell", "fsd", "hello", "crash"]),
+        ("exo-shell", &["hello", "crash", "wc", "fbdemo", "ping"]),
+        ("exo-init", &["shell", "fsd", "hello", "crash", "httpd"]),
     ];
     let embed_vars: Vec<(String, String)> = embeds
         .iter()
@@ -156,6 +158,7 @@ fn build(variant: Variant) -> Result<Artifacts, String> {
         for (package, program) in OWN_PACKAGE_APPS {
             stage(package, &[program], &util::out_dir())?;
         }
+        stage("exo-httpd", NET_APPS, &util::out_dir())?;
         stage("exo-shell", &["shell"], &util::out_dir())?;
     }
     stage("exo-init", &["init"], &variant.dir())?;

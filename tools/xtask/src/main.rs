@@ -22,6 +22,7 @@ mod test_choice;
 mod test_demo;
 mod test_fs;
 mod test_image;
+mod test_net;
 mod test_pipes;
 mod test_screen;
 mod test_split;
@@ -48,6 +49,8 @@ Commands:
       --test-image        Boot the test image, target/exo/test/kernel8.img, which has the
                           kernel's self-tests and init's test suites (exo.test=NAME)
       --append ARGS       Extra kernel bootargs (e.g. exo.log=debug)
+      --http-port N       Host port (on 127.0.0.1) forwarded to the guest's port 80 on
+                          virt's restricted user network (default: 8080)
       -- QEMU-ARGS        Anything after -- goes to QEMU as is
   test [options]        Run every test: host unit tests, lints, boot tests on both boards
                         (builds both images: the production one and the test image)

@@ -59,6 +59,22 @@ impl Board {
         }
     }
 
+    /// QEMU arguments that attach a NIC: on `virt`, a modern virtio-net device on QEMU's
+    /// user network, restricted (the guest reaches nothing outside QEMU's virtual network),
+    /// with host TCP port `http_port` on 127.0.0.1 forwarded to the guest's port 80. QEMU's
+    /// `raspi4b` emulates no NIC (the Pi 4's GENET): nothing there.
+    pub fn net_args(self, http_port: Option<u16>) -> Vec<String> {
+        if self == Board::Rpi4 {
+            return vec![];
+        }
+        let fwd = http_port.map_or(String::new(), |p| format!(",hostfwd=tcp:127.0.0.1:{p}-:80"));
+        ["-netdev", &format!("user,id=n0,restrict=on{fwd}"), "-device", "virtio-net-device,netdev=n0"]
+            .into_iter()
+            .chain(["-global", "virtio-mmio.force-legacy=false"])
+            .map(String::from)
+            .collect()
+    }
+
     /// The machine, the kernel and what the board needs to boot it: four cores (raspi4b
     /// always has four; `virt` gets `-smp 4`).
     pub fn machine_args(self, image: &Path) -> Vec<String> {
@@ -91,6 +107,8 @@ struct Opts {
     append: String,
     /// Cores on `virt` (`--smp N`, 4 by default).
     smp: u32,
+    /// Host port forwarded to the guest's port 80 (`--http-port`).
+    http_port: u16,
     extra: Vec<String>,
 }
 
@@ -101,6 +119,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         variant: Variant::Production,
         append: String::new(),
         smp: 4,
+        http_port: 8080,
         extra: vec![],
     };
     let mut it = args.iter();
@@ -114,6 +133,10 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 o.smp = n.parse().ok().filter(|n| (1..=4).contains(n)).ok_or("--smp takes 1 to 4")?;
             }
             "--append" => o.append = it.next().ok_or("--append needs a value")?.clone(),
+            "--http-port" => {
+                let p = it.next().ok_or("--http-port needs a value")?;
+                o.http_port = p.parse().map_err(|_| format!("--http-port: `{p}` is not a port"))?;
+            }
             "--" => o.extra.extend(it.by_ref().cloned()),
             other => return Err(format!("unknown option `{other}` (see `cargo xtask help`)")),
         }
@@ -129,6 +152,7 @@ pub fn cmd_qemu(args: &[String]) -> Result<(), String> {
     util::ensure_qemu()?;
     let mut cmd = Command::new("qemu-system-aarch64");
     cmd.args(o.board.machine_args_smp(&kernel, o.smp)).args(o.board.disk_args(&card)).arg("-nographic");
+    cmd.args(o.board.net_args(Some(o.http_port)));
     if !o.append.is_empty() {
         cmd.arg("-append").arg(&o.append);
     }
@@ -189,6 +213,9 @@ pub struct RunSpec<'a> {
     pub extra: Vec<String>,
 }
 
+/// Instruction counting: every run the same.
+const ICOUNT: [&str; 4] = ["-icount", "shift=0,align=off,sleep=off", "-seed", "1"];
+
 impl Session {
     /// Starts QEMU with the console on pipes, semihosting on (so the kernel can exit with a
     /// status) and instruction counting on, so runs are deterministic.
@@ -197,10 +224,13 @@ impl Session {
         cmd.args(spec.board.machine_args(spec.image))
             .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
             .args(["-semihosting-config", "enable=on,target=native"])
-            .args(["-icount", "shift=0,align=off,sleep=off", "-seed", "1"])
+            // A run the host talks to over a forwarded port keeps real time: the guest's
+            // timeouts then mean what they say to the host's client.
+            .args(if spec.extra.iter().any(|a| a.contains("hostfwd")) { &[][..] } else { &ICOUNT[..] })
             .arg("-append")
             .arg(format!("exo.exit=semihosting {}", spec.bootargs))
             .args(&spec.extra)
+            .args(if spec.extra.iter().any(|a| a == "-netdev") { vec![] } else { spec.board.net_args(None) })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

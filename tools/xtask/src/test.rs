@@ -231,6 +231,20 @@ const BOOT_TESTS: &[BootTest] = &[
         },
     },
     BootTest {
+        name: "net",
+        bootargs: "exo.test=net",
+        timeout_s: 120,
+        suite: true,
+        // QEMU's raspi4b emulates no NIC.
+        only: Some(Board::Virt),
+        disk: false,
+        script: &[],
+        check: |_, end, out| {
+            contains(out, "init exited with status")?;
+            exited(end, 0)
+        },
+    },
+    BootTest {
         name: "disk",
         bootargs: "exo.test=disk",
         timeout_s: 120,

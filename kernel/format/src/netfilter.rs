@@ -1,0 +1,234 @@
+//! Packet filters and the binding table: the checker, the interpreter and the rule that
+//! keeps environments' packets apart. The kernel keeps one [`Table`] and calls it from its
+//! network system calls; everything here is pure and tested on the host.
+//!
+//! A filter is a conjunction of at most [`NET_TERMS`] terms "the big-endian field of 1, 2
+//! or 4 bytes at this offset, masked, equals this value", all within the first
+//! [`NET_HEADER_BYTES`] of a frame: running one costs at most eight loads and compares.
+//! Since every term only fixes bits, a filter is the same as one (mask, value) pair per
+//! header byte ([`Norm`]), and two filters can match a common frame exactly when no byte
+//! has a bit that both fix to different values. That test decides conflicts without any
+//! knowledge of protocols: see [`Table::bind`].
+
+use exo_abi::net::{
+    NetBind, NetFilter, NetInfo, NET_FRAME_MAX, NET_HEADER_BYTES, NET_RING_SLOTS, NET_SHARED, NET_SLOT,
+    NET_TERMS,
+};
+use exo_abi::Error;
+
+/// A filter as per-byte (mask, value) pairs, and how many leading bytes it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Norm {
+    mask: [u8; NET_HEADER_BYTES],
+    value: [u8; NET_HEADER_BYTES],
+    reach: usize,
+}
+
+/// Checks a filter and normalizes it. `Invalid` if a term has a bad size, reaches past
+/// [`NET_HEADER_BYTES`], sets value bits outside its mask, or contradicts another term (a
+/// filter nothing can match), or if the filter does not fix the EtherType (bytes 12-13):
+/// no catch-all filters.
+pub fn check(f: &NetFilter) -> Result<Norm, Error> {
+    let n = f.count as usize;
+    if n == 0 || n > NET_TERMS {
+        return Err(Error::Invalid);
+    }
+    let mut norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
+    for t in &f.terms[..n] {
+        let (off, size) = (t.offset as usize, t.size as usize);
+        if !matches!(size, 1 | 2 | 4) || off + size > NET_HEADER_BYTES {
+            return Err(Error::Invalid);
+        }
+        let full = if size == 4 { u32::MAX } else { (1u32 << (8 * size)) - 1 };
+        if t.value & !t.mask != 0 || t.mask & !full != 0 {
+            return Err(Error::Invalid);
+        }
+        for i in 0..size {
+            let shift = 8 * (size - 1 - i);
+            let (m, v) = ((t.mask >> shift) as u8, (t.value >> shift) as u8);
+            let at = off + i;
+            if (norm.value[at] ^ v) & norm.mask[at] & m != 0 {
+                return Err(Error::Invalid);
+            }
+            norm.mask[at] |= m;
+            norm.value[at] |= v;
+        }
+        norm.reach = norm.reach.max(off + size);
+    }
+    if norm.mask[12] != 0xff || norm.mask[13] != 0xff {
+        return Err(Error::Invalid);
+    }
+    Ok(norm)
+}
+
+impl Norm {
+    /// Whether `frame` matches: it holds every byte the filter reads, and each fixed bit.
+    pub fn matches(&self, frame: &[u8]) -> bool {
+        frame.len() >= self.reach && (0..self.reach).all(|i| (frame[i] ^ self.value[i]) & self.mask[i] == 0)
+    }
+
+    /// Whether some frame matches both filters.
+    pub fn overlaps(&self, other: &Norm) -> bool {
+        (0..NET_HEADER_BYTES).all(|i| (self.value[i] ^ other.value[i]) & self.mask[i] & other.mask[i] == 0)
+    }
+}
+
+/// One binding.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// The binder's environment id (0: a free entry; no environment has id 0).
+    pub owner: u32,
+    rx: Norm,
+    tx: Norm,
+    shared: bool,
+    /// The ring: its address in the owner's space, its slots, the next one to fill.
+    ring: u64,
+    slots: u32,
+    next: u32,
+}
+
+/// The binding table: `N` entries, at most [`exo_abi::net::NET_BINDINGS`] per environment
+/// (the kernel sizes `N` so that every environment can hold its share at once: no one can
+/// fill the table for others).
+pub struct Table<const N: usize> {
+    entries: [Entry; N],
+    /// The interface's counters (the MAC is the kernel's to fill in).
+    pub info: NetInfo,
+}
+
+/// What delivering a frame into one ring came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// The slot was still full, or the ring is no longer mapped writable: dropped.
+    Dropped,
+}
+
+impl<const N: usize> Default for Table<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Table<N> {
+    /// An empty table: all zeroes (so a kernel `static` of one lies in .bss).
+    pub const fn new() -> Self {
+        const NONE: Norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
+        const FREE: Entry = Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0 };
+        Table { entries: [FREE; N], info: NetInfo::ZERO }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.owner != 0)
+    }
+
+    /// Binds for `owner`, at most `cap` bindings each. Entries of environments that are
+    /// no longer `alive` are dropped first. The rule: an exclusive binding's receive filter
+    /// may overlap no other environment's receive filter, and its transmit filter no other
+    /// environment's transmit filter; a shared one may overlap only other shared ones.
+    /// Returns the binding's index.
+    pub fn bind(
+        &mut self,
+        owner: u32,
+        b: &NetBind,
+        cap: usize,
+        alive: impl Fn(u32) -> bool,
+    ) -> Result<usize, Error> {
+        let (rx, tx) = (check(&b.rx)?, check(&b.tx)?);
+        if owner == 0
+            || b.flags & !NET_SHARED != 0
+            || b.slots == 0
+            || b.slots > NET_RING_SLOTS
+            || !b.ring.is_multiple_of(NET_SLOT as u64)
+        {
+            return Err(Error::Invalid);
+        }
+        let shared = b.flags & NET_SHARED != 0;
+        for e in self.entries.iter_mut() {
+            if e.owner != 0 && !alive(e.owner) {
+                e.owner = 0;
+            }
+        }
+        if self.live().filter(|e| e.owner == owner).count() >= cap {
+            return Err(Error::NoSlot);
+        }
+        let clash = |e: &Entry| {
+            e.owner != owner && !(shared && e.shared) && (e.rx.overlaps(&rx) || e.tx.overlaps(&tx))
+        };
+        if self.live().any(clash) {
+            return Err(Error::Busy);
+        }
+        let i = self.entries.iter().position(|e| e.owner == 0).ok_or(Error::NoSlot)?;
+        self.entries[i] = Entry { owner, rx, tx, shared, ring: b.ring, slots: b.slots, next: 0 };
+        Ok(i)
+    }
+
+    /// Removes `owner`'s binding `index`.
+    pub fn unbind(&mut self, owner: u32, index: u64) -> Result<(), Error> {
+        let e = self.entries.get_mut(usize::try_from(index).map_err(|_| Error::NotFound)?);
+        match e {
+            Some(e) if owner != 0 && e.owner == owner => {
+                e.owner = 0;
+                Ok(())
+            }
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// Whether `owner` may send `frame`: a whole frame from the interface's own MAC that
+    /// matches the transmit filter of one of its bindings. Counted as sent, or as denied.
+    pub fn may_send(&mut self, owner: u32, frame: &[u8]) -> Result<(), Error> {
+        let ok = (exo_abi::net::NET_FRAME_MIN..=NET_FRAME_MAX).contains(&frame.len())
+            && frame[6..12] == self.info.mac[..6]
+            && self.live().any(|e| e.owner == owner && e.tx.matches(frame));
+        match ok {
+            true => self.info.tx += 1,
+            false => self.info.tx_denied += 1,
+        }
+        ok.then_some(()).ok_or(Error::Denied)
+    }
+
+    /// Hands a received `frame` to every binding whose receive filter it matches:
+    /// `deliver(owner, slot address)` copies it into the ring. Counts it (delivered,
+    /// dropped for a full ring, or unmatched) and returns the copies delivered.
+    pub fn receive(&mut self, frame: &[u8], deliver: impl FnMut(u32, u64) -> Delivery) -> u64 {
+        let (done, dropped) = self.demux(frame, deliver);
+        self.info.rx += 1;
+        self.info.unmatched += (done + dropped == 0) as u64;
+        self.info.ring_full += dropped as u64;
+        done as u64
+    }
+
+    /// [`Table::receive`] without the counting: (copies delivered, copies dropped).
+    pub fn demux(&mut self, frame: &[u8], mut deliver: impl FnMut(u32, u64) -> Delivery) -> (u32, u32) {
+        let (mut done, mut dropped) = (0, 0);
+        for e in self.entries.iter_mut() {
+            if e.owner == 0 || !e.rx.matches(frame) {
+                continue;
+            }
+            match deliver(e.owner, e.ring + e.next as u64 * NET_SLOT as u64) {
+                Delivery::Delivered => {
+                    e.next = (e.next + 1) % e.slots;
+                    done += 1;
+                }
+                Delivery::Dropped => dropped += 1,
+            }
+        }
+        (done, dropped)
+    }
+}
+
+/// Copies `frame` into a ring slot (`slot`: its [`NET_SLOT`] bytes) unless the slot is
+/// still full: the frame first, then its length in the header, which hands it over.
+pub fn put(slot: &mut [u8], frame: &[u8]) -> Delivery {
+    if slot.len() < NET_SLOT || frame.len() > NET_SLOT - 8 || slot[..4] != [0; 4] {
+        return Delivery::Dropped;
+    }
+    slot[8..8 + frame.len()].copy_from_slice(frame);
+    slot[..4].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+    Delivery::Delivered
+}
+
+#[cfg(test)]
+#[path = "netfilter_tests.rs"]
+mod tests;

@@ -1,0 +1,232 @@
+//! Host tests of the filter checker, the interpreter, the overlap rule and the table.
+
+use super::*;
+use exo_abi::net::{NetTerm, NET_BINDINGS};
+
+const IPV4: u32 = 0x0800;
+const ARP: u32 = 0x0806;
+const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+
+/// IPv4 (no options), protocol `proto`, destination port `dport`.
+fn to_port(proto: u32, dport: u32) -> NetFilter {
+    NetFilter::exact(&[(12, 2, IPV4), (14, 1, 0x45), (23, 1, proto), (36, 2, dport)])
+}
+
+fn from_port(proto: u32, sport: u32) -> NetFilter {
+    NetFilter::exact(&[(12, 2, IPV4), (14, 1, 0x45), (23, 1, proto), (34, 2, sport)])
+}
+
+fn bind_port(proto: u32, port: u32) -> NetBind {
+    NetBind { rx: to_port(proto, port), tx: from_port(proto, port), ring: 0x10_0000, slots: 4, flags: 0 }
+}
+
+/// A UDP frame from `MAC`, ports as given.
+fn udp(sport: u16, dport: u16, len: usize) -> std::vec::Vec<u8> {
+    let mut f = std::vec![0u8; len.max(38)];
+    f[6..12].copy_from_slice(&MAC);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[23] = 17;
+    f[34..36].copy_from_slice(&sport.to_be_bytes());
+    f[36..38].copy_from_slice(&dport.to_be_bytes());
+    f.truncate(len);
+    f
+}
+
+#[test]
+fn checker_refuses_malformed_filters() {
+    let ok = to_port(17, 53);
+    assert!(check(&ok).is_ok());
+    let mut bad_size = ok;
+    bad_size.terms[3].size = 3;
+    let mut too_far = ok;
+    too_far.terms[3].offset = (NET_HEADER_BYTES - 1) as u16;
+    let mut value_outside_mask = ok;
+    value_outside_mask.terms[3].mask = 0xff00;
+    let mut mask_wider_than_field = ok;
+    mask_wider_than_field.terms[2].mask = 0x1ff;
+    let mut too_many = ok;
+    too_many.count = NET_TERMS as u32 + 1;
+    let empty = NetFilter::default();
+    let no_ethertype = NetFilter::exact(&[(23, 1, 17)]);
+    let contradiction = NetFilter::exact(&[(12, 2, IPV4), (13, 1, 0x06)]);
+    for f in [
+        bad_size,
+        too_far,
+        value_outside_mask,
+        mask_wider_than_field,
+        too_many,
+        empty,
+        no_ethertype,
+        contradiction,
+    ] {
+        assert_eq!(check(&f), Err(Error::Invalid), "{f:?}");
+    }
+}
+
+#[test]
+fn a_frame_matches_only_when_every_term_holds_and_it_is_long_enough() {
+    let n = check(&to_port(17, 53)).unwrap();
+    assert!(n.matches(&udp(1000, 53, 60)));
+    assert!(!n.matches(&udp(1000, 54, 60)));
+    assert!(!n.matches(&udp(1000, 53, 37)), "a frame too short for the port field");
+    let mut tcp = udp(1000, 53, 60);
+    tcp[23] = 6;
+    assert!(!n.matches(&tcp));
+    let masked = NetFilter {
+        count: 2,
+        _pad: 0,
+        terms: {
+            let mut t = [NetTerm::default(); NET_TERMS];
+            t[0] = NetTerm { offset: 12, size: 2, _pad: 0, mask: 0xffff, value: IPV4 };
+            t[1] = NetTerm { offset: 14, size: 1, _pad: 0, mask: 0xf0, value: 0x40 };
+            t
+        },
+    };
+    let m = check(&masked).unwrap();
+    let mut options = udp(1, 2, 60);
+    options[14] = 0x46;
+    assert!(m.matches(&options), "only the version nibble is fixed");
+}
+
+#[test]
+fn overlap_is_exact_on_fixed_bits() {
+    let port = |p| check(&to_port(17, p)).unwrap();
+    assert!(port(53).overlaps(&port(53)));
+    assert!(!port(53).overlaps(&port(54)));
+    assert!(!port(53).overlaps(&check(&to_port(6, 53)).unwrap()), "UDP and TCP differ");
+    let all_ipv4 = check(&NetFilter::exact(&[(12, 2, IPV4)])).unwrap();
+    assert!(all_ipv4.overlaps(&port(53)), "a broader filter overlaps a narrower one");
+    let arp = check(&NetFilter::exact(&[(12, 2, ARP)])).unwrap();
+    assert!(!arp.overlaps(&all_ipv4));
+}
+
+#[test]
+fn a_taken_port_cannot_be_bound_by_another_environment() {
+    let mut t: Table<16> = Table::new();
+    let alive = |_| true;
+    assert_eq!(t.bind(1, &bind_port(6, 80), NET_BINDINGS, alive), Ok(0));
+    assert_eq!(t.bind(2, &bind_port(6, 80), NET_BINDINGS, alive), Err(Error::Busy));
+    // Nor a broader filter that would take its frames, nor a shared one.
+    let mut broad = bind_port(6, 80);
+    broad.rx = NetFilter::exact(&[(12, 2, IPV4)]);
+    broad.tx = from_port(17, 9);
+    assert_eq!(t.bind(2, &broad, NET_BINDINGS, alive), Err(Error::Busy));
+    let shared = NetBind { flags: NET_SHARED, ..bind_port(6, 80) };
+    assert_eq!(t.bind(2, &shared, NET_BINDINGS, alive), Err(Error::Busy));
+    // Sending as port 80 is claimed too: another receive port, same transmit filter.
+    let spoof = NetBind { rx: to_port(6, 81), ..bind_port(6, 80) };
+    assert_eq!(t.bind(2, &spoof, NET_BINDINGS, alive), Err(Error::Busy));
+    assert_eq!(t.bind(2, &bind_port(6, 81), NET_BINDINGS, alive), Ok(1));
+}
+
+#[test]
+fn shared_bindings_overlap_each_other_and_each_gets_a_copy() {
+    let mut t: Table<16> = Table::new();
+    let arp = NetFilter::exact(&[(12, 2, ARP)]);
+    let b = NetBind { rx: arp, tx: arp, ring: 0x2000, slots: 2, flags: NET_SHARED };
+    assert!(t.bind(1, &b, NET_BINDINGS, |_| true).is_ok());
+    assert!(t.bind(2, &b, NET_BINDINGS, |_| true).is_ok());
+    let exclusive = NetBind { flags: 0, ..b };
+    assert_eq!(t.bind(3, &exclusive, NET_BINDINGS, |_| true), Err(Error::Busy));
+    let mut frame = [0u8; 42];
+    frame[12..14].copy_from_slice(&[0x08, 0x06]);
+    let mut got = std::vec::Vec::new();
+    assert_eq!(
+        t.demux(&frame, |o, _| {
+            got.push(o);
+            Delivery::Delivered
+        }),
+        (2, 0)
+    );
+    assert_eq!(got, [1, 2]);
+}
+
+#[test]
+fn one_environment_cannot_fill_the_table() {
+    let mut t: Table<{ 3 * NET_BINDINGS }> = Table::new();
+    for p in 0..NET_BINDINGS as u32 {
+        assert!(t.bind(7, &bind_port(17, 1000 + p), NET_BINDINGS, |_| true).is_ok());
+    }
+    assert_eq!(t.bind(7, &bind_port(17, 2000), NET_BINDINGS, |_| true), Err(Error::NoSlot));
+    assert!(t.bind(8, &bind_port(17, 2000), NET_BINDINGS, |_| true).is_ok());
+}
+
+#[test]
+fn bindings_of_dead_environments_are_dropped_before_a_new_bind() {
+    let mut t: Table<4> = Table::new();
+    assert!(t.bind(1, &bind_port(6, 80), NET_BINDINGS, |_| true).is_ok());
+    assert_eq!(t.bind(2, &bind_port(6, 80), NET_BINDINGS, |_| true), Err(Error::Busy));
+    assert!(t.bind(2, &bind_port(6, 80), NET_BINDINGS, |o| o != 1).is_ok());
+}
+
+#[test]
+fn unbind_takes_only_the_callers_own_binding() {
+    let mut t: Table<4> = Table::new();
+    let i = t.bind(1, &bind_port(6, 80), NET_BINDINGS, |_| true).unwrap() as u64;
+    assert_eq!(t.unbind(2, i), Err(Error::NotFound));
+    assert_eq!(t.unbind(1, 99), Err(Error::NotFound));
+    assert_eq!(t.unbind(1, u64::MAX), Err(Error::NotFound));
+    assert_eq!(t.unbind(1, i), Ok(()));
+    assert_eq!(t.unbind(1, i), Err(Error::NotFound));
+}
+
+#[test]
+fn bind_refuses_bad_rings_and_flags() {
+    let mut t: Table<4> = Table::new();
+    for b in [
+        NetBind { ring: 0x1001, ..bind_port(6, 80) },
+        NetBind { slots: 0, ..bind_port(6, 80) },
+        NetBind { slots: NET_RING_SLOTS + 1, ..bind_port(6, 80) },
+        NetBind { flags: 2, ..bind_port(6, 80) },
+    ] {
+        assert_eq!(t.bind(1, &b, NET_BINDINGS, |_| true), Err(Error::Invalid));
+    }
+}
+
+#[test]
+fn transmit_needs_the_interface_mac_and_a_matching_binding() {
+    let mut t: Table<4> = Table::new();
+    t.info.mac[..6].copy_from_slice(&MAC);
+    t.bind(1, &bind_port(17, 68), NET_BINDINGS, |_| true).unwrap();
+    assert_eq!(t.may_send(1, &udp(68, 67, 60)), Ok(()));
+    assert_eq!(t.may_send(2, &udp(68, 67, 60)), Err(Error::Denied), "not another's binding");
+    assert_eq!(t.may_send(1, &udp(69, 67, 60)), Err(Error::Denied), "not another source port");
+    let mut spoofed = udp(68, 67, 60);
+    spoofed[11] ^= 1;
+    assert_eq!(t.may_send(1, &spoofed), Err(Error::Denied), "not another source MAC");
+    assert_eq!(t.may_send(1, &udp(68, 67, 13)), Err(Error::Denied));
+    assert_eq!(t.may_send(1, &udp(68, 67, NET_FRAME_MAX + 1)), Err(Error::Denied));
+    assert_eq!((t.info.tx, t.info.tx_denied), (1, 5));
+}
+
+#[test]
+fn demux_walks_the_ring_and_counts_drops() {
+    let mut t: Table<4> = Table::new();
+    t.bind(1, &NetBind { ring: 0x4000, slots: 2, ..bind_port(17, 53) }, NET_BINDINGS, |_| true).unwrap();
+    let mut at = std::vec::Vec::new();
+    for _ in 0..3 {
+        t.demux(&udp(9, 53, 60), |_, va| {
+            at.push(va);
+            Delivery::Delivered
+        });
+    }
+    assert_eq!(at, [0x4000, 0x4000 + NET_SLOT as u64, 0x4000]);
+    assert_eq!(t.demux(&udp(9, 53, 60), |_, _| Delivery::Dropped), (0, 1));
+    assert_eq!(t.demux(&udp(9, 54, 60), |_, _| Delivery::Delivered), (0, 0));
+    assert_eq!(t.receive(&udp(9, 53, 60), |_, _| Delivery::Delivered), 1);
+    assert_eq!(t.receive(&udp(9, 53, 60), |_, _| Delivery::Dropped), 0);
+    assert_eq!(t.receive(&udp(9, 54, 60), |_, _| Delivery::Delivered), 0);
+    assert_eq!((t.info.rx, t.info.ring_full, t.info.unmatched), (3, 1, 1));
+}
+
+#[test]
+fn put_fills_an_empty_slot_and_never_overwrites_a_full_one() {
+    let mut slot = [0u8; NET_SLOT];
+    let frame = udp(1, 2, 100);
+    assert_eq!(put(&mut slot, &frame), Delivery::Delivered);
+    assert_eq!(u32::from_le_bytes(slot[..4].try_into().unwrap()), 100);
+    assert_eq!(&slot[8..108], &frame[..]);
+    assert_eq!(put(&mut slot, &udp(3, 4, 60)), Delivery::Dropped);
+    assert_eq!(put(&mut slot[..100], &frame), Delivery::Dropped);
+}

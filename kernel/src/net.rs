@@ -1,0 +1,126 @@
+//! The network, multiplexed by packet filter: secure bindings of frames to environments.
+//!
+//! An environment binds with a receive filter, a transmit filter and a ring in its own
+//! memory (`Sys::NetBind`); the filter language, its checker, the conflict rule and the
+//! table are `exo_format::netfilter`. Frames the device received are copied, after DMA into
+//! the driver's buffers, into the ring of every binding they match, on `NetPoll` and at
+//! every tick; a frame is sent only if the transmit check passes. `docs/network.md`.
+
+use exo_abi::net::{NetBind, NET_BINDINGS, NET_FRAME_MAX, NET_RING_SLOTS, NET_SLOT};
+use exo_abi::{EnvId, Error};
+use exo_bsp::drivers::virtio_net::{NetError, VirtioNet};
+use exo_bsp::dt::{BoardInfo, Region};
+use exo_format::netfilter::{self, Delivery, Table};
+
+use crate::cell::Global;
+use crate::env::{Kernel, Wait, MAX_ENVS};
+use crate::{mm, uaccess};
+
+/// Room for every environment's share at once, so no one can fill it for others.
+type Bindings = Table<{ MAX_ENVS * NET_BINDINGS }>;
+
+static NET: Global<(Option<VirtioNet>, Bindings)> = Global::new((None, Table::new()));
+
+/// Finds a virtio network device and gives it `dma` (free memory, taken for good).
+pub fn probe(info: &BoardInfo, dma: Region) {
+    let va = mm::phys_to_virt(dma.base) as *mut u8;
+    // SAFETY: every virtio-mmio slot is a device region mapped in the physmap, and only a
+    // network device's is driven; the DMA memory was taken from free memory for the NIC.
+    let Some(nic) = (unsafe {
+        VirtioNet::find(info.virtio_mmio.as_slice(), |pa| mm::phys_to_virt(pa) as usize, va, dma.base)
+    }) else {
+        return;
+    };
+    log::info!("net: virtio-net, MAC {:02x?}", nic.mac());
+    NET.with(|(n, t)| (t.info.mac[..6].copy_from_slice(&nic.mac()), *n = Some(nic)));
+}
+
+/// `f` on the NIC and the bindings; `NotFound` if there is no NIC.
+fn with_net<R>(f: impl FnOnce(&mut VirtioNet, &mut Bindings) -> Result<R, Error>) -> Result<R, Error> {
+    NET.with(|(nic, table)| f(nic.as_mut().ok_or(Error::NotFound)?, table))
+}
+
+impl Kernel {
+    /// `NetBind`.
+    pub fn net_bind(&mut self, ptr: u64) -> Result<u64, Error> {
+        let (root, id) = (self.envs[self.current].root, self.envs[self.current].id);
+        let b: NetBind = uaccess::read(root, ptr)?;
+        if b.slots > NET_RING_SLOTS {
+            return Err(Error::Invalid);
+        }
+        uaccess::with_user(root, b.ring, b.slots as u64 * NET_SLOT as u64, true, |_| {})?;
+        let alive = |o| self.slot(EnvId(o)).is_ok();
+        with_net(|_, t| t.bind(id.0, &b, NET_BINDINGS, alive)).map(|i| i as u64)
+    }
+
+    /// `NetUnbind`.
+    pub fn net_unbind(&mut self, index: u64) -> Result<u64, Error> {
+        let id = self.envs[self.current].id.0;
+        with_net(|_, t| t.unbind(id, index)).map(|_| 0)
+    }
+
+    /// `NetSend`: copied in, checked, sent.
+    pub fn net_send(&mut self, ptr: u64, len: u64) -> Result<u64, Error> {
+        if !(14..=NET_FRAME_MAX as u64).contains(&len) {
+            return Err(Error::Invalid);
+        }
+        let (root, id) = (self.envs[self.current].root, self.envs[self.current].id.0);
+        let (mut frame, mut at) = ([0u8; NET_FRAME_MAX], 0);
+        uaccess::with_user(root, ptr, len, false, |c| {
+            frame[at..at + c.len()].copy_from_slice(c);
+            at += c.len();
+        })?;
+        with_net(|nic, t| {
+            t.may_send(id, &frame[..at])?;
+            nic.send(&frame[..at])
+                .map_err(|e| if e == NetError::Timeout { Error::Timeout } else { Error::Io })
+        })
+        .map(|_| 0)
+    }
+
+    /// `NetPoll`: the device drained into the rings, and the counters to `ptr`.
+    pub fn net_poll(&mut self, ptr: u64) -> Result<u64, Error> {
+        let delivered = self.net_drain();
+        let info = with_net(|_, t| Ok(t.info))?;
+        if ptr != 0 {
+            uaccess::write(self.envs[self.current].root, ptr, &info)?;
+        }
+        Ok(delivered)
+    }
+
+    /// Copies every frame the device holds into the rings of the bindings it matches
+    /// (through the binder's own tables: a ring no longer mapped writable drops it).
+    fn net_drain(&mut self) -> u64 {
+        let mut delivered = 0;
+        let _ = with_net(|nic, t| {
+            Ok(nic.recv(|frame| {
+                delivered += t.receive(frame, |owner, va| {
+                    let (s, mut r) = (self.slot(EnvId(owner)), Delivery::Dropped);
+                    let root = s.map_or(0, |s| self.envs[s].root);
+                    let _ = uaccess::with_user(root, va, NET_SLOT as u64, true, |slot| {
+                        r = netfilter::put(slot, frame)
+                    });
+                    r
+                })
+            }))
+        });
+        delivered
+    }
+
+    /// `NetWait`: blocked until the next tick.
+    pub fn net_wait(&mut self, cur: usize) -> Result<Option<u64>, Error> {
+        self.envs[cur].frame().x[0] = 0;
+        self.block(cur, Wait::Net);
+        Ok(None)
+    }
+
+    /// At every tick: the device drained, and every `NetWait` woken.
+    pub fn net_tick(&mut self) {
+        self.net_drain();
+        for s in 0..MAX_ENVS {
+            if self.envs[s].wait == Wait::Net {
+                self.wake(s);
+            }
+        }
+    }
+}

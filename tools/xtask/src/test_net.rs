@@ -1,0 +1,131 @@
+//! Emulator tests of the network on `virt` (QEMU's raspi4b has no NIC): the host fetches
+//! the card's files from `httpd` over a forwarded port and compares them byte for byte,
+//! sends it malformed, oversized, slow and idle requests, and pings QEMU's gateway from
+//! the shell. Traffic goes only to 127.0.0.1 and inside QEMU's restricted user network;
+//! every wait is bounded.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::qemu::{tail, Board, RunSpec, Session};
+use crate::test_image::{built, card_copy, ensure, mread, Extra};
+
+pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
+    if boards.contains(&Board::Virt) {
+        out.push(Extra::new("virt::http_serves_the_cards_files_and_refuses_bad_requests".into(), http));
+    }
+}
+
+/// A port on 127.0.0.1 free right now (the kernel picks it), so parallel runs never collide.
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn connect(port: u16) -> Result<TcpStream, String> {
+    let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+/// Reads one response: (status, headers, body).
+fn response(s: &mut TcpStream) -> Result<(u16, String, Vec<u8>), String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        ensure(buf.len() < 8192, || "a response head over 8 KiB".into())?;
+        let n = s.read(&mut byte).map_err(|e| format!("reading the head: {e}"))?;
+        ensure(n == 1, || format!("the connection closed mid-head: {:?}", String::from_utf8_lossy(&buf)))?;
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).ok_or(format!("no status in {head:?}"))?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or(format!("no Content-Length in {head:?}"))?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).map_err(|e| format!("reading {len} bytes of body: {e}"))?;
+    Ok((status, head, body))
+}
+
+fn get(s: &mut TcpStream, path: &str) -> Result<(u16, String, Vec<u8>), String> {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: exo\r\n\r\n").as_bytes()).map_err(|e| e.to_string())?;
+    response(s)
+}
+
+fn http() -> Result<(), String> {
+    let card = card_copy("http-virt")?;
+    let port = free_port()?;
+    let mut extra = Board::Virt.disk_args(&card);
+    extra.extend(Board::Virt.net_args(Some(port)));
+    let spec = RunSpec {
+        board: Board::Virt,
+        image: &built()?.kernel,
+        bootargs: String::new(),
+        timeout: Duration::from_secs(240),
+        extra,
+    };
+    let mut s = Session::start(&spec)?;
+    // httpd's line may come before or after the shell's first prompt: ask for a fresh one.
+    let shell: &[(&str, &str)] = &[
+        ("", "\r"),
+        ("exo> ", "run ping 10.0.2.2 2\r"),
+        ("ping: 2 sent, 2 received", ""),
+        ("exo> ", "net\r"),
+        ("tx denied", ""),
+        ("exo> ", "exit 0\r"),
+    ];
+    let result = s
+        .expect("serving http on port 80")
+        .and_then(|_| exchanges(port, &card))
+        .and_then(|_| s.script(shell));
+    let (end, out) = if result.is_ok() { s.finish() } else { (crate::qemu::End::Hung, s.kill()) };
+    let _ = std::fs::remove_file(&card);
+    result.map_err(|e| format!("{e}\n{}", tail(&out, 20)))?;
+    ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))
+}
+
+/// What the host asks of httpd, once it is serving.
+fn exchanges(port: u16, card: &std::path::Path) -> Result<(), String> {
+    // A slow client that never finishes its request holds one connection meanwhile.
+    let mut slow = connect(port)?;
+    slow.write_all(b"GET /fat/config.txt HTTP/1.1\r\nHo").map_err(|e| e.to_string())?;
+    // Two files over one kept-alive connection, byte for byte the card's.
+    let mut c = connect(port)?;
+    for (path, file) in [("/fat/config.txt", "config.txt"), ("/fat/kernel8.img", "kernel8.img")] {
+        let (status, head, body) = get(&mut c, path).map_err(|e| format!("GET {path}: {e}"))?;
+        ensure(status == 200, || format!("GET {path}: {head}"))?;
+        ensure(body == mread(card, file)?, || format!("GET {path}: the body differs from the card's file"))?;
+        ensure(head.contains("Connection: keep-alive"), || format!("GET {path}: not kept alive: {head}"))?;
+    }
+    let (status, head, _) = get(&mut c, "/fat/config.txt")?;
+    ensure(status == 200 && head.contains("Content-Type: text/plain"), || {
+        format!("a text file's type: {head}")
+    })?;
+    let (status, _, body) = get(&mut c, "/fat/")?;
+    ensure(status == 200 && String::from_utf8_lossy(&body).contains("kernel8.img"), || "no listing".into())?;
+    let (status, _, _) = get(&mut c, "/fat/no-such-file")?;
+    ensure(status == 404, || format!("a missing file got {status}"))?;
+    // Each bad request gets its error, then the connection is closed.
+    let oversized = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(4000));
+    for (req, want) in [
+        ("POST /fat/config.txt HTTP/1.1\r\n\r\n", 405),
+        ("BLAH\r\n\r\n", 400),
+        ("GET /fat/../x HTTP/1.1\r\n\r\n", 400),
+        (oversized.as_str(), 431),
+    ] {
+        let mut b = connect(port)?;
+        b.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        let (status, _, _) = response(&mut b).map_err(|e| format!("{:?}...: {e}", &req[..12]))?;
+        ensure(status == want, || format!("{:?}... got {status}, not {want}", &req[..12]))?;
+    }
+    // The slow client was never answered, and gets 408 once it has idled long enough.
+    let (status, _, _) = response(&mut slow)?;
+    ensure(status == 408, || format!("the slow client got {status}, not 408"))?;
+    // And everyone else is still served.
+    let (status, _, _) = get(&mut connect(port)?, "/fat/config.txt")?;
+    ensure(status == 200, || "not served after the bad requests".into())
+}
