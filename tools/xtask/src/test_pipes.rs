@@ -174,8 +174,11 @@ fn background(board: Board) -> Result<(), String> {
 }
 
 /// The frames `ps` shows for environment `id`.
+/// The FRAMES column of environment `id` in the shell's `ps` table (found by its header, so
+/// that columns added after it change nothing).
 fn frames_of(ps: &str, id: &str) -> Option<u64> {
-    ps.lines().find(|l| l.starts_with(id))?.split_whitespace().last()?.parse().ok()
+    let column = ps.lines().find_map(|l| l.split_whitespace().position(|w| w == "FRAMES"))?;
+    ps.lines().find(|l| l.starts_with(id))?.split_whitespace().nth(column)?.parse().ok()
 }
 
 fn exec(board: Board) -> Result<(), String> {
