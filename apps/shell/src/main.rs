@@ -12,7 +12,6 @@ extern crate alloc;
 
 mod cmds;
 mod files;
-mod jobs;
 mod line;
 mod net;
 
