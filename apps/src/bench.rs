@@ -126,6 +126,9 @@ pub fn run(programs: &[(&str, &[u8])]) -> i32 {
     if let Some((_, fsd)) = programs.iter().find(|(n, _)| *n == "fsd").filter(|_| asked_for("read_4k")) {
         crate::fsbench::service_read(fsd);
     }
+    if asked_for("http_get") {
+        http_get(programs);
+    }
     process::reclaim();
     0
 }
@@ -257,4 +260,22 @@ fn fork_exit_wait() -> (u64, u64) {
         Err(_) => {}
     });
     (20, per)
+}
+
+/// httpd's own benchmark (`apps/httpd/src/bench.rs`: the plain path against prepared
+/// responses), run by httpd itself with the file service, since only httpd links the
+/// TCP/IP stack.
+fn http_get(programs: &[(&str, &[u8])]) {
+    let (Ok(fsd), Ok(httpd)) = (crate::fstest::start_fsd(programs), crate::fstest::find(programs, "httpd"))
+    else {
+        return println!("bench http_get failed: no fsd or httpd");
+    };
+    let opts = exo_libos::spawn::Options { calls: &[fsd], ..exo_libos::spawn::Options::default() };
+    match exo_libos::spawn::spawn(httpd, &alloc::format!("bench fsd={:#x}", fsd.0), opts) {
+        Ok(child) => {
+            let _ = process::wait(child);
+        }
+        Err(_) => println!("bench http_get failed: cannot start httpd"),
+    }
+    let _ = sys::env_destroy(fsd);
 }

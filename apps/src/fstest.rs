@@ -41,12 +41,12 @@ fn partitions() -> Vec<(u64, u64, u32)> {
         .collect()
 }
 
-fn find<'a>(programs: &[(&str, &'a [u8])], name: &str) -> Result<&'a [u8], &'static str> {
+pub(crate) fn find<'a>(programs: &[(&str, &'a [u8])], name: &str) -> Result<&'a [u8], &'static str> {
     programs.iter().find(|(n, _)| *n == name).map(|(_, e)| *e).ok_or("program not built in")
 }
 
 /// Starts fsd with the disk's partitions; returns once it serves.
-fn start_fsd(programs: &[(&str, &[u8])]) -> Result<EnvId, &'static str> {
+pub(crate) fn start_fsd(programs: &[(&str, &[u8])]) -> Result<EnvId, &'static str> {
     let grants = partitions();
     let fsd = spawn::spawn(find(programs, "fsd")?, "", Options { sectors: &grants, ..Options::default() })
         .map_err(|_| "cannot start fsd")?;

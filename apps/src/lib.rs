@@ -24,3 +24,4 @@ pub mod pressure;
 pub mod runner;
 pub mod smptest;
 pub mod suites;
+pub mod webcrash;

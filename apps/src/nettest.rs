@@ -25,6 +25,7 @@ pub const TESTS: &[Test] = &[
     ("hostile_filters_outside_the_language_are_refused", bad_filters),
     ("hostile_child_cannot_fill_the_binding_table", table_hog),
     ("a_crashed_binder_frees_its_port_and_the_network_goes_on", dead_binder),
+    ("hostile_ring_unmapped_or_remapped_after_bind_gets_nothing_written", moved_ring),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -297,4 +298,56 @@ fn dead_binder() -> Result<(), &'static str> {
     b.close();
     // And the network still works for everyone else.
     gateway_mac().map(drop)
+}
+
+/// Pings the gateway as `id` and polls until `ring_full` (drops) passes `before` or the
+/// reply has surely come and gone; the new `ring_full`.
+fn ping_and_count_drops(gw: [u8; 6], id: u16, before: u64) -> Result<u64, &'static str> {
+    sys::net_send(&echo(mac()?, gw, id, 2)).map_err(|_| "send echo")?;
+    for _ in 0..PATIENCE {
+        let i = nic::info().map_err(|_| "info")?;
+        if i.ring_full > before {
+            return Ok(i.ring_full);
+        }
+        let _ = sys::net_wait();
+    }
+    Ok(nic::info().map_err(|_| "info")?.ring_full)
+}
+
+fn moved_ring() -> Result<(), &'static str> {
+    let gw = gateway_mac()?;
+    let id = 0x5353;
+    let mut b = icmp_binding(id).map_err(|_| "bind icmp")?;
+    let va = b.ring.va();
+    // The ring's frame leaves the ring's address and is mapped elsewhere (as it would be
+    // if it were handed on): delivery goes through the binder's tables at the bound
+    // address, so nothing may be written into the frame where it now lives.
+    let pa = exo_libos::abi::pte::Pte(vm::unmap(va).map_err(|_| "unmap")?).addr();
+    let elsewhere = vm::alloc_va(1);
+    vm::map_frame(elsewhere, pa, vm::RW).map_err(|_| "remap")?;
+    let start = nic::info().map_err(|_| "info")?.ring_full;
+    let after_unmap = ping_and_count_drops(gw, id, start)?;
+    let untouched = |what| {
+        // SAFETY: `elsewhere` maps one whole page (the frame `pa`) read-write until the
+        // end of this test, and nothing else in this environment writes it meanwhile.
+        let page = unsafe { core::slice::from_raw_parts(elsewhere as *const u8, vm::PAGE as usize) };
+        check(page.iter().all(|b| *b == 0), what)
+    };
+    untouched("the kernel wrote a frame into the ring's old frame")?;
+    // A read-only page in the ring's place: dropped too.
+    vm::map_new(va, vm::RO).map_err(|_| "map read-only")?;
+    let after_ro = ping_and_count_drops(gw, id, after_unmap)?;
+    untouched("the kernel wrote a frame past a read-only ring")?;
+    let _ = vm::unmap_free(va);
+    // The frame back in place: the binding works again.
+    let _ = vm::unmap(elsewhere);
+    vm::map_frame(va, pa, vm::RW).map_err(|_| "map back")?;
+    let reply = {
+        sys::net_send(&echo(mac()?, gw, id, 3)).map_err(|_| "send echo")?;
+        wait_for(&mut b, |f| f.len() >= 42 && f[34] == 0, &mut Vec::new())
+    };
+    b.close();
+    check(after_unmap > start, "a reply to an unmapped ring was not counted as dropped")?;
+    check(after_ro > after_unmap, "a reply to a read-only ring was not counted as dropped")?;
+    check(reply.is_some(), "the ring mapped back received nothing")
 }

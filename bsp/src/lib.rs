@@ -107,6 +107,27 @@ pub trait BlockDevice {
     fn flush(&mut self) -> Result<(), BlockError>;
 }
 
+/// Errors sending a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetError {
+    /// Shorter than an Ethernet header or longer than the driver's largest frame.
+    BadLength,
+    /// The device did not take the frame in time (the driver took its buffer back).
+    Timeout,
+    /// The device is unusable (it did not come back from a reset, or has no link).
+    Io,
+}
+
+/// A network card: Ethernet frames in and out, no offloads (`docs/network.md`). The
+/// kernel demultiplexes what `recv` hands it; each driver bounds every wait itself.
+pub trait Nic {
+    fn mac(&self) -> [u8; 6];
+    /// Hands each frame received (at most one queue's worth) to `f`; how many there were.
+    fn recv(&mut self, f: &mut dyn FnMut(&[u8])) -> usize;
+    /// Sends one frame (14 to 1514 bytes) and waits, within a bound, for the device to take it.
+    fn send(&mut self, frame: &[u8]) -> Result<(), NetError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Console, RxRing};

@@ -29,7 +29,7 @@ pub fn probe(info: &BoardInfo, dma: Region) {
     let Some(nic) = (unsafe {
         VirtioNet::find(info.virtio_mmio.as_slice(), |pa| mm::phys_to_virt(pa) as usize, va, dma.base)
     }) else {
-        return;
+        return log::info!("net: no NIC (the network calls return NotFound)");
     };
     log::info!("net: virtio-net, MAC {:02x?}", nic.mac());
     NET.with(|(n, t)| (t.info.mac[..6].copy_from_slice(&nic.mac()), *n = Some(nic)));

@@ -46,6 +46,21 @@ pub fn now() -> u64 {
     0
 }
 
+/// The PMU cycle counter: under QEMU's `-icount`, guest instructions exactly (for
+/// benchmarks; on a Pi 4, cycles). Always 0 on the host.
+#[cfg(target_os = "none")]
+pub fn cycles() -> u64 {
+    let c: u64;
+    // SAFETY: EL0 may read PMCCNTR_EL0 (the kernel sets PMUSERENR_EL0.CR); the `isb`s keep
+    // the read from moving across the measured code; only the output register is written.
+    unsafe { core::arch::asm!("isb", "mrs {}, pmccntr_el0", "isb", out(reg) c, options(nostack)) };
+    c
+}
+#[cfg(not(target_os = "none"))]
+pub fn cycles() -> u64 {
+    0
+}
+
 /// A raw call with any number and arguments (for the fuzzer).
 pub fn raw(num: u64, a: [u64; 6]) -> u64 {
     call(num, a)

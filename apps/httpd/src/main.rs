@@ -14,7 +14,11 @@
 
 extern crate alloc;
 
+mod bench;
+mod prepared;
+
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -23,9 +27,11 @@ use exo_libos::fs::{service, FileKind, OpenFlags, Vfs};
 use exo_libos::nic::{self, IP_TCP};
 use exo_libos::println;
 use exo_net::http::{self, Parse};
+use exo_net::smoltcp::iface::SocketSet;
 use exo_net::smoltcp::socket::tcp;
 use exo_net::smoltcp::time::Duration;
 use exo_net::Stack;
+use prepared::Prepared;
 
 /// Connections served at once.
 const CONNS: usize = 8;
@@ -36,11 +42,12 @@ const IDLE_MS: i64 = 5000;
 /// Ticks to wait for a DHCP lease.
 const DHCP_TICKS: u32 = 500;
 
-/// What is left to send of a response: bytes in memory, then a file's.
-struct Conn {
+/// What is left to send of a response: bytes in memory (a head, or a whole prepared
+/// response), then a file's.
+pub struct Conn {
     handle: exo_net::smoltcp::iface::SocketHandle,
     req: Vec<u8>,
-    out: Vec<u8>,
+    out: Rc<[u8]>,
     sent: usize,
     file: Option<(exo_libos::fs::Fd, u64)>,
     keep_alive: bool,
@@ -48,9 +55,29 @@ struct Conn {
 }
 
 impl Conn {
+    /// A connection on a fresh listening-to-be socket in `sockets`.
+    pub fn new(sockets: &mut SocketSet<'static>) -> Conn {
+        let s = tcp::Socket::new(
+            tcp::SocketBuffer::new(alloc::vec![0; 4096]),
+            tcp::SocketBuffer::new(alloc::vec![0; 16384]),
+        );
+        let handle = sockets.add(s);
+        Conn { handle, req: Vec::new(), out: empty(), sent: 0, file: None, keep_alive: true, last: 0 }
+    }
+
     fn busy(&self) -> bool {
         self.sent < self.out.len() || self.file.is_some()
     }
+}
+
+/// The files served, and the prepared responses (None: every request takes the plain path).
+pub struct Server {
+    pub vfs: Vfs,
+    pub prepared: Option<Prepared>,
+}
+
+fn empty() -> Rc<[u8]> {
+    Rc::from(&[][..])
 }
 
 fn main(args: &str) -> i32 {
@@ -60,6 +87,11 @@ fn main(args: &str) -> i32 {
         if service::mount_remote(&mut vfs, EnvId(id)).is_err() {
             println!("httpd: the file service did not answer; serving nothing");
         }
+    }
+    let plain = args.split_whitespace().any(|w| w == "plain");
+    let mut srv = Server { vfs, prepared: (!plain).then(Prepared::default) };
+    if args.split_whitespace().any(|w| w == "bench") {
+        return bench::run(&mut srv);
     }
     let port80 = (nic::ipv4_port(IP_TCP, 80, true), nic::ipv4_port(IP_TCP, 80, false));
     let mut stack = match Stack::new(&[port80]) {
@@ -77,22 +109,13 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     }
-    let mut conns: Vec<Conn> = (0..CONNS)
-        .map(|_| {
-            let s = tcp::Socket::new(
-                tcp::SocketBuffer::new(alloc::vec![0; 4096]),
-                tcp::SocketBuffer::new(alloc::vec![0; 16384]),
-            );
-            let handle = stack.sockets.add(s);
-            Conn { handle, req: Vec::new(), out: Vec::new(), sent: 0, file: None, keep_alive: true, last: 0 }
-        })
-        .collect();
+    let mut conns: Vec<Conn> = (0..CONNS).map(|_| Conn::new(&mut stack.sockets)).collect();
     loop {
         stack.poll();
         let now = exo_net::now().total_millis();
         let mut progress = false;
         for c in conns.iter_mut() {
-            progress |= serve(&mut stack, &mut vfs, c, now);
+            progress |= serve(&mut stack.sockets, &mut srv, c, now);
         }
         stack.poll();
         if !progress {
@@ -102,10 +125,10 @@ fn main(args: &str) -> i32 {
 }
 
 /// One turn for one connection; whether anything moved.
-fn serve(stack: &mut Stack, vfs: &mut Vfs, c: &mut Conn, now: i64) -> bool {
-    let s = stack.sockets.get_mut::<tcp::Socket>(c.handle);
+pub fn serve(sockets: &mut SocketSet<'static>, srv: &mut Server, c: &mut Conn, now: i64) -> bool {
+    let s = sockets.get_mut::<tcp::Socket>(c.handle);
     if !s.is_open() {
-        finish(vfs, c);
+        finish(&mut srv.vfs, c);
         c.req.clear();
         c.last = now;
         s.set_timeout(Some(Duration::from_millis(IDLE_MS as u64 * 2)));
@@ -127,10 +150,10 @@ fn serve(stack: &mut Stack, vfs: &mut Vfs, c: &mut Conn, now: i64) -> bool {
         }
     }
     if !c.busy() && !c.req.is_empty() {
-        progress |= respond(vfs, c);
+        progress |= respond(srv, c);
     }
     if c.busy() {
-        progress |= send(vfs, c, s);
+        progress |= send(&mut srv.vfs, c, s);
         c.last = if progress { now } else { c.last };
     } else if !c.keep_alive || (!s.may_recv() && c.req.is_empty()) {
         s.close();
@@ -144,7 +167,8 @@ fn serve(stack: &mut Stack, vfs: &mut Vfs, c: &mut Conn, now: i64) -> bool {
 }
 
 /// Answers the request at the head of `c.req`, if it is whole.
-fn respond(vfs: &mut Vfs, c: &mut Conn) -> bool {
+fn respond(srv: &mut Server, c: &mut Conn) -> bool {
+    let vfs = &mut srv.vfs;
     let (status, head_only, path, used) = match http::parse(&c.req) {
         Parse::Incomplete => return false,
         Parse::Error(status) => (status, false, String::new(), c.req.len()),
@@ -154,31 +178,38 @@ fn respond(vfs: &mut Vfs, c: &mut Conn) -> bool {
         }
     };
     c.req.drain(..used);
-    (c.out, c.sent) = (Vec::new(), 0);
+    c.sent = 0;
+    let mut out = Vec::new();
     if status != 200 {
         c.keep_alive = false;
         let body = format!("{status} {}\n", http::reason(status));
-        c.out.extend_from_slice(http::head(status, "text/plain", body.len() as u64, false).as_bytes());
-        c.out.extend_from_slice(body.as_bytes());
+        out.extend_from_slice(http::head(status, "text/plain", body.len() as u64, false).as_bytes());
+        out.extend_from_slice(body.as_bytes());
+        c.out = out.into();
         return true;
     }
     let path = path.trim_end_matches('/');
     let stat = if path.is_empty() { None } else { vfs.stat(path).ok() };
     if path.is_empty() || stat.is_some_and(|m| m.kind == FileKind::Dir) {
         let body = listing(vfs, path);
-        c.out.extend_from_slice(
+        out.extend_from_slice(
             http::head(200, "text/html; charset=utf-8", body.len() as u64, c.keep_alive).as_bytes(),
         );
         if !head_only {
-            c.out.extend_from_slice(body.as_bytes());
+            out.extend_from_slice(body.as_bytes());
         }
+        c.out = out.into();
         return true;
+    }
+    if let (Some(m), Some(p), false, true) = (&stat, &mut srv.prepared, head_only, c.keep_alive) {
+        if let Some(bytes) = p.get(vfs, path, m) {
+            c.out = bytes;
+            return true;
+        }
     }
     match (stat, vfs.open(path, OpenFlags::READ)) {
         (Some(m), Ok(fd)) => {
-            c.out.extend_from_slice(
-                http::head(200, http::content_type(path), m.size, c.keep_alive).as_bytes(),
-            );
+            out.extend_from_slice(http::head(200, http::content_type(path), m.size, c.keep_alive).as_bytes());
             if head_only {
                 let _ = vfs.close(fd);
             } else {
@@ -187,11 +218,11 @@ fn respond(vfs: &mut Vfs, c: &mut Conn) -> bool {
         }
         _ => {
             let body = "404 Not Found\n";
-            c.out
-                .extend_from_slice(http::head(404, "text/plain", body.len() as u64, c.keep_alive).as_bytes());
-            c.out.extend_from_slice(body.as_bytes());
+            out.extend_from_slice(http::head(404, "text/plain", body.len() as u64, c.keep_alive).as_bytes());
+            out.extend_from_slice(body.as_bytes());
         }
     }
+    c.out = out.into();
     true
 }
 
@@ -253,7 +284,7 @@ fn send(vfs: &mut Vfs, c: &mut Conn, s: &mut tcp::Socket) -> bool {
         }
     }
     if !c.busy() {
-        (c.out, c.sent) = (Vec::new(), 0);
+        (c.out, c.sent) = (empty(), 0);
     }
     budget < start
 }
@@ -263,7 +294,7 @@ fn finish(vfs: &mut Vfs, c: &mut Conn) {
     if let Some((fd, _)) = c.file.take() {
         let _ = vfs.close(fd);
     }
-    (c.out, c.sent) = (Vec::new(), 0);
+    (c.out, c.sent) = (empty(), 0);
     c.keep_alive = true;
 }
 

@@ -3,6 +3,7 @@
 pub mod bcm2835_mbox;
 pub mod bcm2835_wdt;
 pub mod generic_timer;
+pub mod genet;
 pub mod gicv2;
 pub mod pl011;
 pub mod sdhci;

@@ -131,16 +131,7 @@ impl NetMem {
     }
 }
 
-/// Errors sending a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetError {
-    /// Shorter than an Ethernet header or longer than [`FRAME_MAX`].
-    BadLength,
-    /// The device did not give the buffer back in time (it was reset and set up again).
-    Timeout,
-    /// The device is unusable (it did not come back from a reset).
-    Io,
-}
+pub use crate::NetError;
 
 /// What the frame logic needs from a virtio transport.
 pub trait Transport {
@@ -300,5 +291,17 @@ impl<T: Transport> VirtioNet<T> {
     fn take_back(&mut self) {
         (self.rx_seen, self.tx_idx) = (0, 0);
         self.failed = Self::start(&mut self.dev, self.mem, self.mem_pa) != Some(self.mac);
+    }
+}
+
+impl<T: Transport> crate::Nic for VirtioNet<T> {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn recv(&mut self, f: &mut dyn FnMut(&[u8])) -> usize {
+        VirtioNet::recv(self, f)
+    }
+    fn send(&mut self, frame: &[u8]) -> Result<(), NetError> {
+        VirtioNet::send(self, frame)
     }
 }

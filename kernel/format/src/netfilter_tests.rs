@@ -230,3 +230,37 @@ fn put_fills_an_empty_slot_and_never_overwrites_a_full_one() {
     assert_eq!(put(&mut slot, &udp(3, 4, 60)), Delivery::Dropped);
     assert_eq!(put(&mut slot[..100], &frame), Delivery::Dropped);
 }
+
+#[test]
+fn garbage_frames_reach_no_one_and_are_counted() {
+    let mut t: Table<8> = Table::new();
+    t.bind(1, &bind_port(17, 53), NET_BINDINGS, |_| true).unwrap();
+    t.bind(
+        2,
+        &NetBind { rx: NetFilter::exact(&[(12, 2, ARP)]), flags: NET_SHARED, ..bind_port(6, 80) },
+        4,
+        |_| true,
+    )
+    .unwrap();
+    // Frames of every length up to a full one, of pseudo-random bytes (a fixed xorshift).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut delivered = 0;
+    for i in 0..4000usize {
+        let len = i % 1515;
+        let f: std::vec::Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        delivered += t.receive(&f, |owner, _| {
+            assert!(f.len() >= 14, "a runt frame was delivered to {owner}");
+            Delivery::Delivered
+        });
+    }
+    assert_eq!(t.info.rx, 4000);
+    assert_eq!(t.info.unmatched + delivered, 4000, "every frame is delivered or counted");
+    assert!(t.info.unmatched > 3900, "random bytes almost never pass a filter");
+}

@@ -66,7 +66,8 @@ pub fn run_board(
         filter.map(|f| format!(" exo.filter={f}")).unwrap_or_default()
     );
     rows.extend(boot(board, image, &disk, &args, None)?);
-    let fs_filter: Vec<&str> = ["fs_fat", "fs_lfs", "read_4k"].into_iter().filter(|n| wants(n)).collect();
+    let fs_filter: Vec<&str> =
+        ["fs_fat", "fs_lfs", "read_4k", "http_get"].into_iter().filter(|n| wants(n)).collect();
     if !fs_filter.is_empty() {
         let card = card_copy(&format!("bench-card-{}", board.name()))?;
         rows.extend(boot(

@@ -7,7 +7,7 @@ use std::vec::Vec;
 
 use tock_registers::interfaces::{Readable, Writeable};
 
-use super::{NetError, NetMem, Transport, VirtioNet, BUF, HDR, QSIZE};
+use super::{NetError, NetMem, Transport, VirtioNet, BUF, FRAME_MAX, HDR, QSIZE};
 
 const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 
@@ -152,4 +152,24 @@ fn a_send_the_device_sits_on_is_taken_back_by_a_reset() {
     assert_eq!(f.sent.borrow().last().unwrap(), &[2u8; 60].to_vec());
     assert!(f.receive(&[3; 20]), "receive buffers are offered again after the reset");
     assert_eq!(n.recv(|fr| assert_eq!(fr, &[3; 20])), 1);
+}
+
+#[test]
+fn garbage_from_the_device_is_bounded_or_dropped_never_a_panic() {
+    let f = fake();
+    let mut n = net(f);
+    // A device that reports nonsense in the used ring: a buffer id past the queue, a length
+    // of zero, a header alone, a length far past the buffer.
+    let q = &f.mem.rx;
+    (0..4).for_each(|_| assert!(f.receive(&[1; 60])));
+    for (i, (id, len)) in [(9999u32, 0u32), (3, HDR as u32), (5, u32::MAX), (0, 77)].iter().enumerate() {
+        q.used_ring[i].id.set(*id);
+        q.used_ring[i].len.set(*len);
+    }
+    let mut lens = Vec::new();
+    assert_eq!(n.recv(|fr| lens.push(fr.len())), 4, "every used entry is consumed");
+    assert_eq!(lens, [FRAME_MAX, 77 - HDR], "empty ones are dropped, long ones cut to the buffer");
+    // The driver still works: every buffer was offered again.
+    assert!(f.receive(&[7; 60]));
+    assert_eq!(n.recv(|fr| assert_eq!(fr, &[7; 60])), 1);
 }
