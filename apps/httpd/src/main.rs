@@ -6,7 +6,9 @@
 //! [`SLICE`] bytes of a response per turn, so one large download or one slow reader cannot
 //! starve the others. A request head may have at most `http::MAX_HEAD` bytes (431 past
 //! that); a connection that sends nothing for [`IDLE_MS`] is closed (408 if it was partway
-//! through a request). `docs/network.md`.
+//! through a request). A small LFS file's whole response is prepared once and sent from
+//! memory after that ([`prepared`]; `httpd plain` turns that off); `httpd bench` measures
+//! both paths (`bench.rs`). `docs/network.md`.
 #![allow(unused_crate_dependencies)]
 #![no_std]
 #![forbid(unsafe_code)]

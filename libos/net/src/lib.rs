@@ -133,7 +133,11 @@ impl Stack {
             }
         }
         let mut nic = Nic { bindings, refused: 0 };
-        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        // Every stack its own DHCP transaction ids, TCP initial sequence numbers and
+        // ephemeral ports (smoltcp's seed is otherwise 0: a restarted server would repeat
+        // its predecessor's).
+        config.random_seed = sys::now() ^ ((sys::env_self().0 as u64) << 32);
         let iface = Interface::new(config, &mut nic, now());
         Ok(Stack { iface, nic, sockets: SocketSet::new(Vec::new()), mac })
     }
@@ -170,7 +174,15 @@ impl Stack {
             }
         };
         self.nic.bindings.push(binding);
-        let handle: SocketHandle = self.sockets.add(dhcpv4::Socket::new());
+        // Ask again every second (smoltcp waits 10 s after a lost DISCOVER, 5 s after a lost
+        // REQUEST: longer than the bounds programs give, on a network that drops nothing
+        // but whose answers can be late on a busy host).
+        let mut dhcp = dhcpv4::Socket::new();
+        let mut retry = dhcpv4::RetryConfig::default();
+        retry.discover_timeout = smoltcp::time::Duration::from_secs(1);
+        retry.initial_request_timeout = smoltcp::time::Duration::from_secs(1);
+        dhcp.set_retry_config(retry);
+        let handle: SocketHandle = self.sockets.add(dhcp);
         let mut lease = None;
         while lease.is_none() && left > 0 {
             left -= 1;
