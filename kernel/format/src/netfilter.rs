@@ -64,7 +64,22 @@ pub fn check(f: &NetFilter) -> Result<Norm, Error> {
 impl Norm {
     /// Whether `frame` matches: it holds every byte the filter reads, and each fixed bit.
     pub fn matches(&self, frame: &[u8]) -> bool {
-        frame.len() >= self.reach && (0..self.reach).all(|i| (frame[i] ^ self.value[i]) & self.mask[i] == 0)
+        if frame.len() < self.reach {
+            return false;
+        }
+        // Eight bytes at a time (at most 8 words, 5 for a port); bytes past `reach` fix no
+        // bits, so a frame ending inside its last word is padded with zeros there.
+        let word = |b: &[u8], at: usize| match b.get(at..at + 8) {
+            Some(w) => u64::from_le_bytes(w.try_into().unwrap_or_default()),
+            None => {
+                let mut w = [0u8; 8];
+                w[..b.len() - at].copy_from_slice(&b[at..]);
+                u64::from_le_bytes(w)
+            }
+        };
+        (0..self.reach)
+            .step_by(8)
+            .all(|at| (word(frame, at) ^ word(&self.value, at)) & word(&self.mask, at) == 0)
     }
 
     /// Whether some frame matches both filters.

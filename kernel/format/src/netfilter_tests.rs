@@ -264,3 +264,36 @@ fn garbage_frames_reach_no_one_and_are_counted() {
     assert_eq!(t.info.unmatched + delivered, 4000, "every frame is delivered or counted");
     assert!(t.info.unmatched > 3900, "random bytes almost never pass a filter");
 }
+
+#[test]
+fn word_at_a_time_matching_agrees_with_byte_by_byte() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut matched = 0;
+    for _ in 0..20_000 {
+        let (off, size) = (next() as usize % 60, [1u8, 2, 4][next() as usize % 3]);
+        let full = if size == 4 { u32::MAX } else { (1u32 << (8 * size)) - 1 };
+        let mask = next() as u32 & full;
+        let mut f = NetFilter::exact(&[(12, 2, IPV4)]);
+        f.terms[1] = NetTerm { offset: off as u16, size, _pad: 0, mask, value: next() as u32 & mask };
+        f.count = 2;
+        let Ok(n) = check(&f) else { continue };
+        let len = next() as usize % 80;
+        // Frames that agree with the filter, then a byte or none disturbed.
+        let mut frame: std::vec::Vec<u8> =
+            (0..len).map(|i| if i < NET_HEADER_BYTES { n.value[i] } else { 0 }).collect();
+        if len > 0 && next() % 2 == 0 {
+            let i = next() as usize % len;
+            frame[i] ^= 1 << (next() % 8);
+        }
+        let slow = frame.len() >= n.reach && (0..n.reach).all(|i| (frame[i] ^ n.value[i]) & n.mask[i] == 0);
+        assert_eq!(n.matches(&frame), slow, "filter {f:?}, frame {frame:?}");
+        matched += slow as u32;
+    }
+    assert!(matched > 1000, "the test exercised matches too ({matched})");
+}
