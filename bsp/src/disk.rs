@@ -90,6 +90,16 @@ impl Disk {
         None
     }
 
+    /// Reads into `bufs` in order from `lba`, or (`write`) writes them there.
+    pub fn transfer(&mut self, lba: u64, bufs: &mut [&mut [u8]], write: bool) -> Result<(), BlockError> {
+        if write {
+            // SAFETY: `&mut [u8]` and `&[u8]` have the same layout; the data is only read.
+            self.write(lba, unsafe { core::slice::from_raw_parts(bufs.as_ptr() as *const &[u8], bufs.len()) })
+        } else {
+            self.read(lba, bufs)
+        }
+    }
+
     /// What kind of controller this is, for the boot log.
     pub fn name(&self) -> &'static str {
         match self {
