@@ -125,7 +125,7 @@ impl Kernel {
         pieces: &mut [MaybeUninit<&mut [u8]>; PIECES],
     ) -> Result<(usize, u64), Error> {
         let disk = self.disk_sectors()?;
-        let end = start.checked_add(count).unwrap_or(u64::MAX);
+        let end = start.saturating_add(count);
         if count == 0 || count > SECTOR_MAX_COUNT || end > disk || !buf.is_multiple_of(512) {
             return Err(Error::Invalid);
         }
