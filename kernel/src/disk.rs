@@ -12,8 +12,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use exo_abi::{EnvId, Error, SectorBinding, SECTOR_CHUNK, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
 use exo_bsp::disk::Disk;
-use exo_bsp::{BlockDevice, BlockError};
-use exo_format::mbr;
+use exo_bsp::BlockDevice;
 
 use crate::arch::smp::{self, MAX_CPUS};
 use crate::cell::Global;
@@ -22,27 +21,14 @@ use crate::uaccess;
 
 static DISK: Global<Option<Disk>> = Global::new(None);
 
-fn io_error(e: BlockError) -> Error {
-    match e {
-        BlockError::OutOfRange => Error::Invalid,
-        BlockError::Timeout => Error::Timeout,
-        BlockError::Io | BlockError::NoMedium => Error::Io,
-    }
-}
-
 /// Installs the disk found at boot, reads its partition table into the kernel information
 /// page, and returns its size in sectors.
 pub fn attach(k: &mut Kernel, mut disk: Disk) -> u64 {
     let sectors = disk.sectors();
-    let mut sector0 = [0u8; 512];
-    let table = disk
-        .read(0, &mut [&mut sector0[..]])
-        .map_err(|_| "unreadable")
-        .and_then(|_| mbr::parse(&sector0, Some(sectors)).map_err(|_| "no valid MBR"));
+    let table = disk.partition_table();
     if let Some(info) = k.info() {
-        info.disk_sectors = sectors;
-        let parts = table.unwrap_or_default().map(|p| p.unwrap_or_default());
-        info.partitions = parts;
+        (info.disk_sectors, info.partitions) =
+            (sectors, table.unwrap_or_default().map(|p| p.unwrap_or_default()));
     }
     let (name, mib) = (disk.name(), sectors >> 11);
     match table {
@@ -71,22 +57,15 @@ pub fn wait_unpinned(of: impl Fn(usize) -> bool) {
 
 /// `SectorRead` (`WRITE` false) and `SectorWrite`: checked, and the caller pinned, under
 /// the kernel lock; moved without it, so the other cores go on (docs/multicore.md).
-pub extern "C" fn sector_io<const WRITE: bool>(
-    start: u64,
-    count: u64,
-    buf: u64,
-    _: u64,
-    _: u64,
-    _: u64,
-) -> i64 {
+pub extern "C" fn sector_io<const WRITE: bool>(at: u64, count: u64, buf: u64, _: u64, _: u64, _: u64) -> i64 {
     let mut pieces: [MaybeUninit<&mut [u8]>; PIECES] = [const { MaybeUninit::uninit() }; PIECES];
-    let checked = crate::env::kernel(|k| k.sector_check(start, count, buf, WRITE, &mut pieces));
+    let checked = crate::env::kernel(|k| k.sector_check(at, count, buf, WRITE, &mut pieces));
     crate::syscall::ret(checked.and_then(|(n, count)| {
         // SAFETY: entries 0..n were written by `sector_check`: slices of frames that stay
         // mapped in the caller's tables while it is pinned (see `wait_unpinned`).
         let bufs = unsafe { core::slice::from_raw_parts_mut(pieces.as_mut_ptr() as *mut &mut [u8], n) };
         let r =
-            DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.transfer(start, bufs, WRITE).map_err(io_error));
+            DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.transfer(at, bufs, WRITE).map_err(Error::from));
         PINNED[smp::cpu()].store(NONE, Ordering::Release);
         aarch64_cpu::asm::sev();
         r.map(|_| count)
@@ -104,7 +83,7 @@ pub extern "C" fn sector_flush(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -
             .then_some(0)
             .ok_or(Error::Denied)
     });
-    let flush = |_| DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.flush().map(|_| 0).map_err(io_error));
+    let flush = |_| DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.flush().map(|_| 0).map_err(Error::from));
     crate::syscall::ret(allowed.and_then(flush))
 }
 
