@@ -2,13 +2,16 @@
 //! the test runner's disk image: 16384 sectors, an MBR with a FAT32-typed partition at
 //! 2048 (4096 sectors) and an LFS-typed one at 6144 (8192 sectors).
 
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
 use crate::runner::check;
+use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{EnvId, Error, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::format::mbr;
 use exo_libos::fs::parts;
 use exo_libos::process::{self, Fork};
 use exo_libos::sys;
-use exo_libos::vm::{self, PAGE, RW};
+use exo_libos::vm::{self, PAGE, RW, SHARED};
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
@@ -22,6 +25,7 @@ pub const TESTS: &[Test] = &[
     ("out_of_range_and_malformed_requests_are_refused", bad_requests),
     ("bad_buffers_are_refused_and_nothing_is_transferred", bad_buffers),
     ("a_program_given_only_the_fat_partition_cannot_read_the_log_partition", fat_only),
+    ("another_core_keeps_making_system_calls_while_one_streams_1_mib_writes", stream_vs_calls),
 ];
 
 const DISK: u64 = 16384;
@@ -263,4 +267,89 @@ fn bad_buffers() -> Result<(), &'static str> {
     check(results[..5].iter().all(|&r| r == Error::Fault as i64), "a bad buffer was accepted")?;
     check(results[5] == 1 && spans == Error::Fault as i64, "page-crossing buffer handled wrongly")?;
     check(unchanged, "a refused write changed the disk")
+}
+
+/// Writes of 1 MiB the streaming test makes, and the calls the other core must complete
+/// *during* them (on average, at least [`CALLS_PER_WRITE`] inside each write).
+const STREAM_WRITES: u64 = 8;
+const CALLS_PER_WRITE: u64 = 16;
+
+/// One environment on core 1 streams 1 MiB writes while another on core 2 makes system
+/// calls that take the kernel lock: the calls go on *during* each write, because a write
+/// holds the lock only to check and pin, never while the device works. Counted (calls
+/// that began and ended while the same write was in progress), not timed.
+fn stream_vs_calls() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 0b110 != 0b110 {
+        return Ok(()); // needs cores 1 and 2
+    }
+    let w = shared();
+    let caller = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            let before = w[1].load(SeqCst);
+            let _ = sys::env_self(); // takes the kernel lock
+            let inside = before & 1 == 1 && w[1].load(SeqCst) == before;
+            w[2].fetch_add(inside as u64, SeqCst);
+            w[3].fetch_add(1, SeqCst);
+        },
+        Fork::Parent(c) => c,
+    };
+    sys::env_set_affinity(caller, 0b100).map_err(|_| "caller to core 2")?;
+    let at = DISK - 2048;
+    let streamer = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let buf = buffer(256);
+            fill(buf, 5);
+            while w[0].load(SeqCst) == 0 {
+                sys::yield_now();
+            }
+            for _ in 0..STREAM_WRITES {
+                w[1].fetch_add(1, SeqCst); // odd: a write in progress
+                let ok = sys::sector_write(at, buf) == Ok(2048);
+                w[1].fetch_add(1, SeqCst);
+                w[4].fetch_add(ok as u64, SeqCst);
+            }
+            sys::exit(0)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::env_set_affinity(streamer, 0b10).map_err(|_| "streamer to core 1")?;
+    sys::sector_grant(streamer, at, 2048, SECTOR_WRITE).map_err(|_| "grant")?;
+    let calling = wait_until(|| w[3].load(SeqCst) > 100);
+    w[0].store(1, SeqCst);
+    let status = process::wait(streamer);
+    let (inside, written) = (w[2].load(SeqCst), w[4].load(SeqCst));
+    let _ = sys::env_destroy(caller);
+    exo_libos::println!(
+        "    {written} writes of 1 MiB on core 1; core 2 completed {inside} calls during them"
+    );
+    check(calling && status == Ok(0) && written == STREAM_WRITES, "the stream or the caller did not run")?;
+    check(inside >= STREAM_WRITES * CALLS_PER_WRITE, "the other core stalled while the disk was written")
+}
+
+/// A page shared read-write with every child forked after this call, zeroed.
+fn shared() -> &'static [AtomicU64; 512] {
+    static VA: AtomicU64 = AtomicU64::new(0);
+    if VA.load(SeqCst) == 0 {
+        let va = vm::alloc_va(1);
+        let pa = sys::frame_alloc(EnvId::SELF, None).expect("shared frame");
+        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared");
+        VA.store(va, SeqCst);
+    }
+    // SAFETY: VA maps a page shared read-write with every forked child.
+    let s = unsafe { &*(VA.load(SeqCst) as *const [AtomicU64; 512]) };
+    s.iter().for_each(|w| w.store(0, SeqCst));
+    s
+}
+
+/// Yields until `done` holds, for two seconds of virtual time at most.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let end = sys::now() + 2 * vm::kinfo().counter_hz;
+    while sys::now() < end {
+        if done() {
+            return true;
+        }
+        sys::yield_now();
+    }
+    done()
 }

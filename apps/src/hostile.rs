@@ -358,6 +358,9 @@ fn hog_loses() -> Result<(), &'static str> {
 pub const DISK_TESTS: &[Test] = &[
     ("revoking_a_binding_also_revokes_what_was_granted_onward", sector_revoke_reaches_down),
     ("flush_without_a_write_binding_is_denied", flush_needs_binding),
+    ("a_binding_revoked_mid_stream_lets_no_write_land_after_the_revoke", revoke_mid_stream),
+    ("destroying_a_reading_child_from_another_core_leaves_its_old_frames_alone", destroy_mid_stream),
+    ("freeing_a_reading_childs_buffer_page_mid_stream_leaves_the_frame_alone", free_mid_stream),
 ];
 
 pub fn run_disk(filter: &str) -> usize {
@@ -577,4 +580,165 @@ fn core_escape() -> Result<(), &'static str> {
     let _ = vm::unmap(va);
     let _ = sys::frame_free(EnvId::SELF, pa);
     check(verdict == 2, "a child moved onto a core its parent left out")
+}
+
+/// The sectors the mid-stream attacks use: the last MiB of the test disk, past the LFS
+/// partition (its first `STREAM` sectors).
+const STREAM_AT: u64 = 16384 - 2048;
+const STREAM: u64 = 512;
+
+/// A child placed on core 1 that streams `SectorWrite`s (`write`) or `SectorRead`s of
+/// [`STREAM`] sectors at [`STREAM_AT`] for ever, through a buffer of its own filled with
+/// `0xbb`. It publishes in `words()`: [1] transfers done, [2] the first error, [3] and [4]
+/// its buffer's last page (physical address, virtual address). The parent runs on core 2
+/// (`affinity` restores it). `None` with fewer than three cores up.
+fn streamer(write: bool) -> Result<Option<(EnvId, u8)>, &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 0b110 != 0b110 {
+        return Ok(None);
+    }
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let pages = STREAM * 512 / PAGE;
+            let va = vm::alloc_va(pages);
+            for p in 0..pages {
+                let Ok(pa) = vm::map_new(va + p * PAGE, RW) else { sys::exit(1) };
+                w[3].store(pa, SeqCst);
+                w[4].store(va + p * PAGE, SeqCst);
+            }
+            // SAFETY: just mapped read-write, used by nothing else.
+            let buf = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, (pages * PAGE) as usize) };
+            buf.fill(0xbb);
+            while w[0].load(SeqCst) == 0 {
+                sys::yield_now(); // until the parent has granted the sectors
+            }
+            loop {
+                let r =
+                    if write { sys::sector_write(STREAM_AT, buf) } else { sys::sector_read(STREAM_AT, buf) };
+                match r {
+                    Ok(_) => w[1].fetch_add(1, SeqCst),
+                    Err(e) => sys::exit(w[2].swap(e as i64 as u64, SeqCst) as i32),
+                };
+            }
+        }
+        Fork::Parent(c) => {
+            sys::env_set_affinity(c, 0b10).map_err(|_| "child to core 1")?;
+            let _ = sys::env_set_affinity(EnvId::SELF, 0b100);
+            let rights = if write { SECTOR_WRITE } else { SECTOR_READ };
+            sys::sector_grant(c, STREAM_AT, STREAM, rights).map_err(|_| "grant")?;
+            w[0].store(1, SeqCst);
+            if !wait_for(|| w[1].load(SeqCst) >= 2) {
+                let _ = sys::env_destroy(c);
+                let _ = sys::env_set_affinity(EnvId::SELF, mine);
+                return Err("the child did not stream");
+            }
+            Ok(Some((c, mine)))
+        }
+    }
+}
+
+/// Lets the streaming child's core run on for a while: long enough for a transfer still in
+/// flight to land where it should not.
+fn settle() {
+    for _ in 0..200 {
+        sys::yield_now();
+    }
+}
+
+/// The child gone and reaped, whether it still runs or has exited.
+fn end(child: EnvId) {
+    if sys::env_destroy(child).is_err() {
+        let _ = process::wait(child);
+    }
+}
+
+/// `STREAM` sectors at `STREAM_AT` all hold `byte`.
+fn stream_holds(byte: u8) -> Result<bool, &'static str> {
+    let pages = STREAM * 512 / PAGE;
+    let va = vm::alloc_va(pages);
+    for p in 0..pages {
+        vm::map_new(va + p * PAGE, RW).map_err(|_| "map")?;
+    }
+    // SAFETY: just mapped read-write, used by nothing else.
+    let buf = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, (pages * PAGE) as usize) };
+    let ok = sys::sector_read(STREAM_AT, buf).is_ok() && buf.iter().all(|&b| b == byte);
+    for p in 0..pages {
+        let _ = vm::unmap_free(va + p * PAGE);
+    }
+    Ok(ok)
+}
+
+/// A transfer in flight when its binding is revoked: once `SectorRevoke` returns, nothing
+/// of the child's lands any more, and its next call is refused.
+fn revoke_mid_stream() -> Result<(), &'static str> {
+    let Some((child, mine)) = streamer(true)? else { return Ok(()) };
+    let w = words();
+    let revoked = sys::sector_revoke(child, STREAM_AT, STREAM);
+    let pages = STREAM * 512 / PAGE;
+    let va = vm::alloc_va(pages);
+    for p in 0..pages {
+        vm::map_new(va + p * PAGE, RW).map_err(|_| "map")?;
+    }
+    // SAFETY: just mapped read-write, used by nothing else.
+    let buf = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, (pages * PAGE) as usize) };
+    buf.fill(0xaa);
+    let mine_written = sys::sector_write(STREAM_AT, buf).is_ok();
+    let refused = wait_for(|| w[2].load(SeqCst) != 0);
+    let error = w[2].load(SeqCst) as i64;
+    for p in 0..pages {
+        let _ = vm::unmap_free(va + p * PAGE);
+    }
+    end(child);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(revoked.is_ok() && mine_written, "revoking or the parent's own write failed")?;
+    check(refused && error == Error::Denied as i64, "the child kept writing after the revoke")?;
+    check(stream_holds(0xaa)?, "a write of the child's landed after its binding was revoked")
+}
+
+/// Frames the device may still be filling are not freed under it: the child is destroyed
+/// from core 2 while it reads on core 1; the frames that come back (and are handed to the
+/// parent here) are never written afterwards.
+fn destroy_mid_stream() -> Result<(), &'static str> {
+    let Some((child, mine)) = streamer(false)? else { return Ok(()) };
+    let destroyed = sys::env_destroy(child);
+    let n = (STREAM * 512 / PAGE + 8) as usize;
+    let mut frames = [0u64; 80];
+    let mut got = 0;
+    for f in frames.iter_mut().take(n) {
+        let Ok(pa) = vm::fill_new_frame(|b| b.fill(0x5a)) else { break };
+        (*f, got) = (pa, got + 1);
+    }
+    settle();
+    let mut clean = true;
+    for &pa in &frames[..got] {
+        let _ = vm::fill_frame(pa, |b| clean &= b.iter().all(|&x| x == 0x5a));
+        let _ = sys::frame_free(EnvId::SELF, pa);
+    }
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(destroyed.is_ok() && got == n, "destroying the child or taking frames failed")?;
+    check(clean, "a frame of the destroyed child was written after it came back")
+}
+
+/// A page of a reading child's buffer, unmapped and freed by its parent mid-stream and
+/// taken by the parent: the unmap waits for the transfer in flight, so the frame is never
+/// written afterwards, and the child's next transfer finds the page gone.
+fn free_mid_stream() -> Result<(), &'static str> {
+    let Some((child, mine)) = streamer(false)? else { return Ok(()) };
+    let w = words();
+    let (pa, va) = (w[3].load(SeqCst), w[4].load(SeqCst));
+    let unmapped = sys::table_set(child, va, 3, 0);
+    let freed = sys::frame_free(child, pa);
+    let taken = sys::frame_alloc(EnvId::SELF, Some(pa));
+    let filled = vm::fill_frame(pa, |b| b.fill(0x5a)).is_ok();
+    settle();
+    let mut clean = false;
+    let _ = vm::fill_frame(pa, |b| clean = b.iter().all(|&x| x == 0x5a));
+    end(child);
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(unmapped.is_ok() && freed.is_ok(), "the parent could not take the page back")?;
+    check(taken == Ok(pa) && filled, "the parent could not take the freed frame")?;
+    check(clean, "the device wrote into a frame after it was freed")
 }

@@ -90,6 +90,24 @@ impl Disk {
         None
     }
 
+    /// Reads sector 0 and parses its MBR: the four primary partitions, or why not (for the
+    /// boot log).
+    pub fn partition_table(&mut self) -> Result<[Option<exo_abi::Partition>; 4], &'static str> {
+        let mut sector0 = [0u8; 512];
+        self.read(0, &mut [&mut sector0[..]]).map_err(|_| "unreadable")?;
+        exo_format::mbr::parse(&sector0, Some(self.sectors())).map_err(|_| "no valid MBR")
+    }
+
+    /// Reads into `bufs` in order from `lba`, or (`write`) writes them there.
+    pub fn transfer(&mut self, lba: u64, bufs: &mut [&mut [u8]], write: bool) -> Result<(), BlockError> {
+        if write {
+            // SAFETY: `&mut [u8]` and `&[u8]` have the same layout; the data is only read.
+            self.write(lba, unsafe { core::slice::from_raw_parts(bufs.as_ptr() as *const &[u8], bufs.len()) })
+        } else {
+            self.read(lba, bufs)
+        }
+    }
+
     /// What kind of controller this is, for the boot log.
     pub fn name(&self) -> &'static str {
         match self {

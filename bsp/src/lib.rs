@@ -95,6 +95,17 @@ pub enum BlockError {
     NoMedium,
 }
 
+/// What the kernel answers EL0 for each.
+impl From<BlockError> for exo_abi::Error {
+    fn from(e: BlockError) -> Self {
+        match e {
+            BlockError::OutOfRange => exo_abi::Error::Invalid,
+            BlockError::Timeout => exo_abi::Error::Timeout,
+            BlockError::Io | BlockError::NoMedium => exo_abi::Error::Io,
+        }
+    }
+}
+
 /// A disk of 512-byte sectors. Transfers are scatter-gather: the buffers (each a whole
 /// number of sectors) are filled or drained in order, from `lba` on, straight into the
 /// caller's memory. A driver checks the range against the device size itself.

@@ -8,90 +8,111 @@
 //! caller's own frames — no buffer cache, no bounce buffer.
 
 use core::mem::MaybeUninit;
-use exo_abi::{EnvId, Error, SectorBinding, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use exo_abi::{EnvId, Error, SectorBinding, SECTOR_CHUNK, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
 use exo_bsp::disk::Disk;
-use exo_format::mbr;
+use exo_bsp::BlockDevice;
 
-use exo_bsp::{BlockDevice, BlockError};
-
+use crate::arch::smp::{self, MAX_CPUS};
 use crate::cell::Global;
-use crate::env::{Kernel, MAX_ENVS};
+use crate::env::{Kernel, MAX_ENVS, NONE};
 use crate::uaccess;
 
 static DISK: Global<Option<Disk>> = Global::new(None);
-
-fn io_error(e: BlockError) -> Error {
-    match e {
-        BlockError::OutOfRange => Error::Invalid,
-        BlockError::Timeout => Error::Timeout,
-        BlockError::Io | BlockError::NoMedium => Error::Io,
-    }
-}
 
 /// Installs the disk found at boot, reads its partition table into the kernel information
 /// page, and returns its size in sectors.
 pub fn attach(k: &mut Kernel, mut disk: Disk) -> u64 {
     let sectors = disk.sectors();
-    let mut sector0 = [0u8; 512];
-    let table = disk
-        .read(0, &mut [&mut sector0[..]])
-        .map_err(|_| "unreadable")
-        .and_then(|_| mbr::parse(&sector0, Some(sectors)).map_err(|_| "no valid MBR"));
-    let info = k.info();
-    match (table, info) {
-        (Ok(parts), Some(info)) => {
-            info.disk_sectors = sectors;
-            for (slot, p) in info.partitions.iter_mut().zip(parts) {
-                *slot = p.unwrap_or_default();
-            }
-            let n = parts.iter().flatten().count();
-            log::info!("disk: {} ({} MiB), {n} partition(s)", disk.name(), sectors >> 11);
-        }
-        (Err(why), info) => {
-            if let Some(info) = info {
-                info.disk_sectors = sectors;
-            }
-            log::info!("disk: {} ({} MiB), partition table: {why}", disk.name(), sectors >> 11);
-        }
-        (Ok(_), None) => {}
+    let table = disk.partition_table();
+    if let Some(info) = k.info() {
+        (info.disk_sectors, info.partitions) =
+            (sectors, table.unwrap_or_default().map(|p| p.unwrap_or_default()));
+    }
+    let (name, mib) = (disk.name(), sectors >> 11);
+    match table {
+        Ok(parts) => log::info!("disk: {name} ({mib} MiB), {} partition(s)", parts.iter().flatten().count()),
+        Err(why) => log::info!("disk: {name} ({mib} MiB), partition table: {why}"),
     }
     DISK.with(|d| *d = Some(disk));
     sectors
 }
 
-/// Page pieces a transfer of at most SECTOR_MAX_COUNT sectors can span.
-const PIECES: usize = (SECTOR_MAX_COUNT as usize * 512) / 4096 + 1;
+/// Page pieces a chunk of at most `SECTOR_CHUNK` sectors can span.
+const PIECES: usize = (SECTOR_CHUNK as usize * 512) / 4096 + 1;
 
-fn check_range(start: u64, count: u64, disk_sectors: u64) -> Result<(), Error> {
-    if count == 0 || count > SECTOR_MAX_COUNT || start.checked_add(count).is_none_or(|e| e > disk_sectors) {
-        return Err(Error::Invalid);
+/// Per core, the slot whose frames a transfer on that core moves data to or from without
+/// the kernel lock ([`NONE`]: none).
+static PINNED: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NONE) }; MAX_CPUS];
+
+/// Waits until no core moves data for a slot `of` picks: before anything unmaps a page of
+/// an environment or takes a binding from it. The caller holds the kernel lock, so no new
+/// transfer can start: the wait is one chunk at most.
+pub fn wait_unpinned(of: impl Fn(usize) -> bool) {
+    while PINNED.iter().map(|p| p.load(Ordering::Acquire)).any(|s| s != NONE && of(s)) {
+        aarch64_cpu::asm::wfe(); // the transfer's end `sev`s
     }
-    Ok(())
+}
+
+/// `SectorRead` (`WRITE` false) and `SectorWrite`: checked, and the caller pinned, under
+/// the kernel lock; moved without it, so the other cores go on (docs/multicore.md).
+pub extern "C" fn sector_io<const WRITE: bool>(at: u64, count: u64, buf: u64, _: u64, _: u64, _: u64) -> i64 {
+    let mut pieces: [MaybeUninit<&mut [u8]>; PIECES] = [const { MaybeUninit::uninit() }; PIECES];
+    let checked = crate::env::kernel(|k| k.sector_check(at, count, buf, WRITE, &mut pieces));
+    crate::syscall::ret(checked.and_then(|(n, count)| {
+        // SAFETY: entries 0..n were written by `sector_check`: slices of frames that stay
+        // mapped in the caller's tables while it is pinned (see `wait_unpinned`).
+        let bufs = unsafe { core::slice::from_raw_parts_mut(pieces.as_mut_ptr() as *mut &mut [u8], n) };
+        let r =
+            DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.transfer(at, bufs, WRITE).map_err(Error::from));
+        PINNED[smp::cpu()].store(NONE, Ordering::Release);
+        aarch64_cpu::asm::sev();
+        r.map(|_| count)
+    }))
+}
+
+/// `SectorFlush`: only for a holder of some binding with the write right; without the lock.
+pub extern "C" fn sector_flush(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
+    let allowed = crate::env::kernel(|k| {
+        k.disk_sectors()?;
+        let e = k.envs.get(k.current).ok_or(Error::NotFound)?;
+        e.sectors
+            .iter()
+            .any(|b| b.count != 0 && b.rights & SECTOR_WRITE != 0)
+            .then_some(0)
+            .ok_or(Error::Denied)
+    });
+    let flush = |_| DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.flush().map(|_| 0).map_err(Error::from));
+    crate::syscall::ret(allowed.and_then(flush))
 }
 
 impl Kernel {
     fn disk_sectors(&mut self) -> Result<u64, Error> {
-        match self.info().map(|i| i.disk_sectors) {
-            Some(n) if n > 0 => Ok(n),
-            _ => Err(Error::NotFound),
-        }
+        self.info().map(|i| i.disk_sectors).filter(|&n| n > 0).ok_or(Error::NotFound)
     }
 
-    /// `SectorRead` (`write` false) and `SectorWrite`.
-    pub fn sector_io(&mut self, start: u64, count: u64, buf: u64, write: bool) -> Result<u64, Error> {
-        check_range(start, count, self.disk_sectors()?)?;
-        if !buf.is_multiple_of(512) {
+    /// A transfer's checks: the whole range lies on the disk and in one of the caller's
+    /// bindings with the right; the first chunk's pages are mapped for the caller (writable
+    /// for a read). Writes them to `pieces`, pins the caller, returns the pieces and sectors.
+    fn sector_check(
+        &mut self,
+        start: u64,
+        count: u64,
+        buf: u64,
+        write: bool,
+        pieces: &mut [MaybeUninit<&mut [u8]>; PIECES],
+    ) -> Result<(usize, u64), Error> {
+        let disk = self.disk_sectors()?;
+        let end = start.saturating_add(count);
+        if count == 0 || count > SECTOR_MAX_COUNT || end > disk || !buf.is_multiple_of(512) {
             return Err(Error::Invalid);
         }
-        let e = &self.envs[self.current];
-        let right = if write { SECTOR_WRITE } else { SECTOR_READ };
-        if !e.sectors.iter().any(|b| b.covers(start, count, right)) {
+        let e = self.envs.get(self.current).ok_or(Error::NotFound)?; // destroyed meanwhile
+        if !e.sectors.iter().any(|b| b.covers(start, count, if write { SECTOR_WRITE } else { SECTOR_READ })) {
             return Err(Error::Denied);
         }
-        // The caller's pages, checked all at once (for a read they must be writable), as
-        // slices of its frames in the physmap. Only the first `n` entries are ever read.
-        let mut pieces: [MaybeUninit<&mut [u8]>; PIECES] = [const { MaybeUninit::uninit() }; PIECES];
-        let mut n = 0;
+        let (count, mut n) = (count.min(SECTOR_CHUNK), 0);
         uaccess::with_user(e.root, buf, count * 512, !write, |chunk| {
             // SAFETY: `chunk` is a physmap slice of a frame the caller has mapped with the
             // needed permission; it stays valid past this closure, and the pieces do not
@@ -99,28 +120,8 @@ impl Kernel {
             pieces[n].write(unsafe { core::slice::from_raw_parts_mut(chunk.as_mut_ptr(), chunk.len()) });
             n += 1;
         })?;
-        // SAFETY: entries 0..n were written just above.
-        let bufs = unsafe { core::slice::from_raw_parts_mut(pieces.as_mut_ptr() as *mut &mut [u8], n) };
-        DISK.with(|d| {
-            let d = d.as_mut().ok_or(Error::NotFound)?;
-            if write {
-                // SAFETY: `&mut [u8]` and `&[u8]` have the same layout; the data is only read.
-                let bufs = unsafe { core::slice::from_raw_parts(bufs.as_ptr() as *const &[u8], n) };
-                d.write(start, bufs).map_err(io_error)?;
-            } else {
-                d.read(start, bufs).map_err(io_error)?;
-            }
-            Ok(count)
-        })
-    }
-
-    /// `SectorFlush`: only for a holder of some binding with the write right.
-    pub fn sector_flush(&mut self) -> Result<u64, Error> {
-        self.disk_sectors()?;
-        if !self.envs[self.current].sectors.iter().any(|b| b.count != 0 && b.rights & SECTOR_WRITE != 0) {
-            return Err(Error::Denied);
-        }
-        DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.flush().map(|_| 0).map_err(io_error))
+        PINNED[self.cpu].store(self.current, Ordering::Relaxed); // published by the unlock
+        Ok((n, count))
     }
 
     /// `SectorGrant`: a sub-extent of one of the caller's bindings to a descendant.
@@ -145,6 +146,7 @@ impl Kernel {
     /// remaining bindings no longer cover (so what was granted onward goes too).
     pub fn sector_revoke(&mut self, env: EnvId, start: u64, count: u64) -> Result<u64, Error> {
         let t = self.target(env)?;
+        wait_unpinned(|s| crate::env::is_ancestor_or_self(&self.envs, t, s)); // nothing in flight
         let b = self.envs[t]
             .sectors
             .iter_mut()

@@ -300,6 +300,7 @@ impl Kernel {
     /// `slot`'s address space, for one operation, and the rule for which data frames may
     /// appear in it.
     pub fn space(&mut self, slot: usize) -> (Space<'_>, impl Fn(u32, u64, bool, u8) -> Option<u8> + '_) {
+        crate::disk::wait_unpinned(|s| s == slot); // no page unmapped under a transfer
         let e = &self.envs[slot];
         let space = Space { env: e.id, root: e.root, asid: Env::asid(slot), ft: &mut self.ft };
         (space, may_map(&self.envs, slot, self.current))

@@ -32,7 +32,7 @@ extern "C" fn upcall_resume() -> *mut TrapFrame {
     })
 }
 
-fn ret(r: Result<u64, Error>) -> i64 {
+pub fn ret(r: Result<u64, Error>) -> i64 {
     match r {
         Ok(v) => v as i64,
         Err(e) => e as i64,
@@ -200,9 +200,6 @@ fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
     Ok(0)
 });
 
-fast!(sector_read, |k, start, count, buf, _d, _e| k.sector_io(start, count, buf, false));
-fast!(sector_write, |k, start, count, buf, _d, _e| k.sector_io(start, count, buf, true));
-fast!(sector_flush, |k, _a, _b, _c, _d, _e| k.sector_flush());
 fast!(sector_grant, |k, env, start, count, rights, _e| k.sector_grant(env_arg(env)?, start, count, rights));
 fast!(sector_revoke, |k, env, start, count, _d, _e| k.sector_revoke(env_arg(env)?, start, count));
 
@@ -242,9 +239,9 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     env_self,
     kernel_info,
     upcall_context,
-    sector_read,
-    sector_write,
-    sector_flush,
+    crate::disk::sector_io::<false>, // these three move data without the kernel lock
+    crate::disk::sector_io::<true>,
+    crate::disk::sector_flush,
     sector_grant,
     sector_revoke,
     pct_allow,

@@ -195,11 +195,23 @@ pub fn sector_read(sector: u64, buf: &mut [u8]) -> Result<u64, Error> {
         unsafe { core::ptr::write_volatile(p, byte) };
         at = ((base + at) & !0xfff) + 0x1000 - base; // the start of the next page
     }
-    c3(Sys::SectorRead, sector, buf.len() as u64 / 512, buf.as_mut_ptr() as u64)
+    sectors(Sys::SectorRead, sector, buf.len() as u64 / 512, buf.as_mut_ptr() as u64)
 }
 /// Writes `buf.len() / 512` sectors from `buf` (512-byte aligned) at `sector`.
 pub fn sector_write(sector: u64, buf: &[u8]) -> Result<u64, Error> {
-    c3(Sys::SectorWrite, sector, buf.len() as u64 / 512, buf.as_ptr() as u64)
+    sectors(Sys::SectorWrite, sector, buf.len() as u64 / 512, buf.as_ptr() as u64)
+}
+/// One transfer of `count` sectors as as many calls as it takes: each call moves at most
+/// [`exo_abi::SECTOR_CHUNK`] and says how many. Returns `count`, or the first error.
+fn sectors(call: Sys, sector: u64, count: u64, buf: u64) -> Result<u64, Error> {
+    let mut done = 0;
+    loop {
+        let n = c3(call, sector + done, count - done, buf + done * 512)?;
+        done += n;
+        if n == 0 || done >= count {
+            return Ok(done);
+        }
+    }
 }
 pub fn sector_flush() -> Result<(), Error> {
     c0(Sys::SectorFlush).map(drop)

@@ -173,14 +173,15 @@ pub enum Sys {
     /// Returns from an upcall to the interrupted context (as possibly changed by
     /// `UpcallContext`).
     UpcallResume = 38,
-    /// `(sector, count, buf) -> count`: reads `count` sectors (1..=2048) into the caller's
-    /// memory at `buf` (512-byte aligned, mapped writable: `Fault` otherwise). `Denied`
-    /// unless one of the caller's sector bindings with the read right covers the whole
-    /// range; `Invalid` for a bad count, alignment or a range past the disk; `Io`,
-    /// `Timeout` from the device; `NotFound` if there is no disk.
+    /// `(sector, count, buf) -> moved`: reads the first [`SECTOR_CHUNK`] at most of `count`
+    /// sectors (1..=2048) into the caller's memory at `buf` (512-byte aligned, mapped
+    /// writable: `Fault` otherwise) and returns how many it read; the caller asks again
+    /// for the rest. `Denied` unless one of the caller's sector bindings with the read right
+    /// covers the whole range; `Invalid` for a bad count, alignment or a range past the
+    /// disk; `Io`, `Timeout` from the device; `NotFound` if there is no disk.
     SectorRead = 17,
-    /// `(sector, count, buf) -> count`: writes, likewise (buffer mapped readable, the write
-    /// right). Complete when it returns; see `docs/storage.md` for durability.
+    /// `(sector, count, buf) -> moved`: writes, likewise (buffer mapped readable, the write
+    /// right). What it moved is complete when it returns; see `docs/storage.md` for durability.
     SectorWrite = 18,
     /// Returns once every completed write is durable on the device. `Denied` unless the
     /// caller holds a binding with the write right.
@@ -277,8 +278,12 @@ pub const SECTOR_READ: u32 = 1;
 pub const SECTOR_WRITE: u32 = 2;
 /// Bindings an environment can hold.
 pub const SECTOR_BINDINGS: usize = 8;
-/// Most sectors one `SectorRead`/`SectorWrite` moves (1 MiB).
+/// Most sectors one `SectorRead`/`SectorWrite` may ask for (1 MiB).
 pub const SECTOR_MAX_COUNT: u64 = 2048;
+/// Most sectors one `SectorRead`/`SectorWrite` moves (32 KiB): it returns how many it
+/// moved, and the caller asks again for the rest. The kernel thus holds a core, with
+/// interrupts masked, for one chunk at a time (docs/multicore.md).
+pub const SECTOR_CHUNK: u64 = 64;
 
 /// An extent of the disk bound to an environment (count 0: an empty slot).
 #[repr(C)]
