@@ -22,7 +22,8 @@ struct Stack([u8; STACK_SIZE]);
 #[unsafe(link_section = ".private")]
 static UPCALL_STACK: Private<Stack> = Private::new(Stack([0; STACK_SIZE]));
 
-/// What a hook learns about an upcall.
+/// What a hook learns about an upcall: for a fault, `kind` and `arg` are the syndrome's
+/// reading ([`upcall::classify`]), never `FAULT`.
 #[derive(Clone, Copy, Debug)]
 pub struct Upcall {
     pub kind: u64,
@@ -75,6 +76,8 @@ core::arch::global_asm!(
 
 #[unsafe(no_mangle)]
 extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u64) -> ! {
+    // The kernel hands over a fault's syndrome as it is; its kind is read here.
+    let (kind, arg) = if kind == upcall::FAULT { upcall::classify(esr) } else { (kind, arg) };
     let u = Upcall { kind, esr, far, pc, arg };
     // SAFETY: read of a function pointer only this module writes.
     let hook = unsafe { *HOOK.get() };
