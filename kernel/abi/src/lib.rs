@@ -82,14 +82,21 @@ impl Error {
     }
 }
 
-/// Decodes a raw `x0`.
+/// Decodes a raw `x0`. Inlined into every system-call wrapper: success costs a test and a
+/// branch, the error's decoding is out of line.
+#[inline(always)]
 pub fn result(x0: u64) -> Result<u64, Error> {
-    let v = x0 as i64;
-    if v >= 0 {
+    if (x0 as i64) >= 0 {
         Ok(x0)
     } else {
-        Err(Error::from_ret(v).unwrap_or(Error::Invalid))
+        Err(error_of(x0 as i64))
     }
+}
+
+#[cold]
+#[inline(never)]
+fn error_of(v: i64) -> Error {
+    Error::from_ret(v).unwrap_or(Error::Invalid)
 }
 
 /// Argument meaning "any free frame" for [`Sys::FrameAlloc`].
