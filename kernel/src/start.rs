@@ -53,6 +53,11 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
 
     let (entries, _) = entries.split_at_mut(frames as usize);
     let mut ft = FrameTable::new(entries, lo);
+    let mut at = lo; // what lies between free ranges is the kernel's (or a hole, just below)
+    for r in map.ranges().iter().chain(&[exo_bsp::dt::Region { base: hi, size: 0 }]) {
+        ft.set_range(at, r.base - at, frame::KERNEL);
+        at = r.end();
+    }
     for r in ram {
         let next = ram.iter().map(|n| n.base).filter(|&b| b >= r.end()).min().unwrap_or(hi);
         ft.set_range(r.end(), next - r.end(), frame::ABSENT); // the hole after `r`

@@ -34,11 +34,10 @@ impl FrameTable {
         FrameTable { entries: &mut [], base: 0, free: FreeList { head: 0, count: 0 }, low: 0 }
     }
 
-    /// A table over `entries.len()` frames from `base`, all the kernel's to start with
-    /// (boot then marks the holes in RAM absent and free memory free).
-    /// `entries` must be all zero (boot's tables are): only each entry's kind is written.
+    /// A table over `entries.len()` frames from `base`. `entries` must be all zero (boot's
+    /// tables are), which reads as free frames on no list: the caller marks every frame
+    /// with `set_range` (boot: all but free memory as the kernel's, holes absent, then free).
     pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
-        entries.iter_mut().for_each(|e| e.kind = frame::KERNEL);
         let low = entries.len();
         FrameTable { entries, base, free: FreeList::default(), low }
     }
@@ -110,21 +109,13 @@ impl FrameTable {
             }
         }
         let (free, head) = (kind == frame::FREE, self.free.head);
-        for i in first..end {
-            // On the list, frame i's next is i - 1 (the run's first: the old head), its
-            // previous i + 1 (the run's last is the new head).
-            let link = if !free {
-                0
-            } else if i == first {
-                head
-            } else {
-                i as u32
-            };
-            let prev = if free && i + 1 < end { i as u32 + 2 } else { 0 };
-            let e = &mut self.entries[i];
-            (e.owner, e.kind, e.link) = (prev, kind, link);
+        // On the list, frame i's next is i - 1, its previous i + 1; the run's first and last
+        // are fixed up after (the old head is the first's next; the last is the new head).
+        for (i, e) in self.entries[first..end].iter_mut().enumerate().map(|(j, e)| (first + j, e)) {
+            (e.owner, e.kind, e.link) = if free { (i as u32 + 2, kind, i as u32) } else { (0, kind, 0) };
         }
         if free && first < end {
+            (self.entries[first].link, self.entries[end - 1].owner) = (head, 0);
             if head != 0 {
                 self.entries[head as usize - 1].owner = first as u32 + 1;
             }
