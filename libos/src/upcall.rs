@@ -2,7 +2,8 @@
 //! ends, at EL0.
 //!
 //! The kernel starts `exo_upcall_entry` on the private exception stack with the kind and
-//! the fault's details in registers. Copy-on-write faults and faults in lazy regions are
+//! the fault's details in registers; a fault comes as `FAULT` with the raw syndrome, which
+//! is read here (`exo_abi::upcall::classify`). Copy-on-write faults and faults in lazy regions are
 //! handled here; anything else goes to the hook the program installed, or ends the
 //! environment with a report. The handler never allocates: the heap may be mid-update in
 //! the code it interrupted.
