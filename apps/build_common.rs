@@ -16,12 +16,21 @@ fn exo_program_build() {
     println!("cargo:rerun-if-changed={}", libos.join("libos/link.ld").display());
     let var = format!("EXO_EMBED_{}", std::env::var("CARGO_PKG_NAME").unwrap().to_uppercase().replace('-', "_"));
     println!("cargo:rerun-if-env-changed={var}");
-    let mut code = String::from("/// Programs embedded at build time (name, ELF).\npub static EMBEDDED: &[(&str, &[u8])] = &[\n");
-    for item in std::env::var(&var).unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+    // Each ELF is page aligned, so that loading copies its segments a word at a time
+    // (`memcpy` goes byte by byte from a misaligned source).
+    let mut code = String::new();
+    let mut list = String::from("/// Programs embedded at build time (name, ELF).\npub static EMBEDDED: &[(&str, &[u8])] = &[\n");
+    let items = std::env::var(&var).unwrap_or_default();
+    for (i, item) in items.split(',').filter(|s| !s.is_empty()).enumerate() {
         let (name, path) = item.split_once('=').expect("EXO_EMBED items are name=path");
         println!("cargo:rerun-if-changed={path}");
-        code += &format!("    ({name:?}, include_bytes!({path:?})),\n");
+        code += &format!("static ELF_{i}: &Aligned<[u8]> = &Aligned(*include_bytes!({path:?}));\n");
+        list += &format!("    ({name:?}, &ELF_{i}.0),\n");
     }
+    if !code.is_empty() {
+        code += "#[repr(C, align(4096))]\nstruct Aligned<T: ?Sized>(T);\n";
+    }
+    code += &list;
     code += "];\n";
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("embedded.rs");
     std::fs::write(out, code).unwrap();

@@ -112,6 +112,12 @@ pub fn run(programs: &[(&str, &[u8])]) -> i32 {
     // The write benchmarks overwrite sectors 4096..12288: only on a scratch disk, never on
     // a card with partitions (a Pi 4's boot card, say).
     let partitioned = vm::kinfo().partitions.iter().any(|p| p.sectors > 0);
+    // Everything runs on core 0, children included (they inherit it): with the cores free
+    // to pick them up, `YieldTo`'s partner would be running on another core, and the
+    // figure would be two cores contending for the kernel lock instead of a switch.
+    if sys::env_set_affinity(EnvId::SELF, 1).is_err() {
+        println!("bench: cannot keep to core 0; the figures may include other cores' doings");
+    }
     for (name, bench) in BENCHES.iter().filter(|(n, _)| wanted(n)) {
         if name.starts_with("sector") && !disk {
             continue;

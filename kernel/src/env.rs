@@ -455,7 +455,11 @@ impl Kernel {
     }
 
     /// Wakes the idle cores `slot` may run on, so that one of them takes it now.
+    /// Not one this core is about to switch to (a call or reply donating to it).
     fn nudge(&self, slot: usize) {
+        if self.donate_to == slot && self.excluded[self.cpu] & 1 << slot == 0 {
+            return;
+        }
         let idle = (0..MAX_CPUS)
             .filter(|&c| self.on[c] == NONE && c != self.cpu && self.excluded[c] & 1 << slot == 0);
         smp::signal(idle.fold(0, |m, c| m | 1 << c));

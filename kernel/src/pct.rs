@@ -169,9 +169,9 @@ impl Kernel {
         e.active = Ctx::Call;
         e.pct_caller = (cur, caller_id);
         e.wait = Wait::Serve; // so that `wake` accepts it
+        self.donate_to = t;
         self.wake(t);
         self.wait_with_deadline(cur, Wait::Reply(t), opts);
-        self.donate_to = t;
         true
     }
 
@@ -187,8 +187,8 @@ impl Kernel {
             let f = &mut self.envs[c].frames[self.envs[c].active as usize];
             f.x[0] = 0;
             f.x[1..5].copy_from_slice(&r[..4]);
-            self.wake(c);
             self.donate_to = c;
+            self.wake(c);
         }
         self.envs[cur].active = Ctx::Own;
         self.block(cur, Wait::Serve);

@@ -23,6 +23,11 @@ impl Kernel {
     /// resume, or `None` if nothing can run (the caller idles).
     pub fn schedule(&mut self, mut give_up: bool, events: u32) -> Option<*mut TrapFrame> {
         let cur = self.current;
+        // The common case — no interrupt, nobody yielded to — keeps running what ran.
+        let stays = cur != NONE && self.runnable() & !self.excluded[self.cpu] & 1 << cur != 0;
+        if events == 0 && !give_up && self.donate_to == NONE && stays {
+            return self.run(cur);
+        }
         if events & EVENT_CONSOLE != 0 {
             for s in 0..MAX_ENVS {
                 if self.envs[s].wait == Wait::Console {

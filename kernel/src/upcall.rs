@@ -5,8 +5,9 @@
 //! a protected control transfer's (see `pct.rs`). An upcall leaves the running context
 //! untouched and starts the handler's at the registered entry, on the registered exception
 //! stack, with x0 = kind, x1 = ESR, x2 = FAR, x3 = interrupted pc, x4 = the kind's
-//! argument; `UpcallResume` switches back — nothing is copied either way. A fault while
-//! the handler runs, or with no handler, kills the environment.
+//! argument; `UpcallResume` switches back — nothing is copied either way. Every exception
+//! is one kind, `FAULT`: reading the syndrome is the libOS's business. A fault while the
+//! handler runs, or with no handler, kills the environment.
 
 use exo_abi::pte::Pte;
 use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
@@ -60,25 +61,14 @@ fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
     }
 }
 
-/// A synchronous exception from EL0 other than a system call.
+/// A synchronous exception from EL0 other than a system call: handed to the handler as it
+/// is (the libOS reads the syndrome), or the end of the environment.
 pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
-    let iss = esr & 0x1ff_ffff;
-    let fsc = iss & 0x3f;
-    let (kind, arg) = match esr >> 26 {
-        0x24 if fsc == 0x21 => (upcall::ALIGNMENT, 0),
-        0x24 => (upcall::DATA_ABORT, (iss >> 6) & 1),
-        0x20 => (upcall::INSTRUCTION_ABORT, 0),
-        0x22 | 0x26 => (upcall::ALIGNMENT, 0),
-        0x00 | 0x07 => (upcall::UNDEFINED, 0),
-        0x3c => (upcall::BREAKPOINT, 0),
-        _ => (upcall::OTHER, 0),
-    };
-    let in_handler = k.envs[slot].active == Ctx::Upcall;
-    if !in_handler && deliver(k, slot, kind, esr, far, arg) {
+    if deliver(k, slot, upcall::FAULT, esr, far, 0) {
         return;
     }
     let e = &k.envs[slot];
-    let why = if in_handler { "fault in its upcall handler" } else { "no upcall handler" };
+    let why = if e.active == Ctx::Upcall { "fault in its upcall handler" } else { "no upcall handler" };
     log::warn!(
         "env {:#x} killed: {} at pc {:#x}, FAR {:#x} ({why})",
         e.id.0,
@@ -86,7 +76,7 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
         e.frames[e.active as usize].elr,
         far
     );
-    k.destroy(slot, exo_abi::killed_status(kind));
+    k.destroy(slot, exo_abi::killed_status(upcall::classify(esr).0));
 }
 
 /// Memory ran out for `asker`: ask the environment holding the most frames — the asker

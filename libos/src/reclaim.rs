@@ -304,14 +304,15 @@ pub(crate) fn on_upcall() {
         settle();
         return;
     }
-    let Some(info) = vm::env_info(vm::me()) else { return };
+    let Some((wanted, repossessed)) = vm::env_revocation(vm::me()) else { return };
     let s = state();
     // The kernel's count is the truth: frames the program freed itself count too.
-    s.owed = s.owed.min(u64::from(info.revoke_wanted));
+    s.owed = s.owed.min(u64::from(wanted));
     settle();
-    if info.repossessed == s.stats.repossessed || s.main_busy {
+    if repossessed == s.stats.repossessed || s.main_busy {
         return;
     }
+    let Some(info) = vm::env_info(vm::me()) else { return };
     let new = info.repossessed - s.stats.repossessed;
     let logged = new.min(REPOSSESS_LOG as u64);
     let mut from_reserve = 0;

@@ -2,7 +2,8 @@
 //! ends, at EL0.
 //!
 //! The kernel starts `exo_upcall_entry` on the private exception stack with the kind and
-//! the fault's details in registers. Copy-on-write faults and faults in lazy regions are
+//! the fault's details in registers; a fault comes as `FAULT` with the raw syndrome, which
+//! is read here (`exo_abi::upcall::classify`). Copy-on-write faults and faults in lazy regions are
 //! handled here; anything else goes to the hook the program installed, or ends the
 //! environment with a report. The handler never allocates: the heap may be mid-update in
 //! the code it interrupted.
@@ -22,7 +23,8 @@ struct Stack([u8; STACK_SIZE]);
 #[unsafe(link_section = ".private")]
 static UPCALL_STACK: Private<Stack> = Private::new(Stack([0; STACK_SIZE]));
 
-/// What a hook learns about an upcall.
+/// What a hook learns about an upcall: for a fault, `kind` and `arg` are the syndrome's
+/// reading ([`upcall::classify`]), never `FAULT`.
 #[derive(Clone, Copy, Debug)]
 pub struct Upcall {
     pub kind: u64,
@@ -75,6 +77,8 @@ core::arch::global_asm!(
 
 #[unsafe(no_mangle)]
 extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u64) -> ! {
+    // The kernel hands over a fault's syndrome as it is; its kind is read here.
+    let (kind, arg) = if kind == upcall::FAULT { upcall::classify(esr) } else { (kind, arg) };
     let u = Upcall { kind, esr, far, pc, arg };
     // SAFETY: read of a function pointer only this module writes.
     let hook = unsafe { *HOOK.get() };

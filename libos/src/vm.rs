@@ -306,6 +306,25 @@ pub fn frame_entry(pa: u64) -> Option<FrameEntry> {
 
 /// An environment's entry in the kernel's public environment table.
 pub fn env_info(id: EnvId) -> Option<EnvInfo> {
+    // SAFETY: `env_entry` points at a mapped, aligned entry; `EnvInfo` is plain data.
+    env_entry(id).map(|e| unsafe { e.read_volatile() })
+}
+
+/// Of `id`'s entry, just the revocation request and the repossession count (what every
+/// upcall looks at; the whole entry is a few hundred bytes).
+pub(crate) fn env_revocation(id: EnvId) -> Option<(u32, u64)> {
+    use core::mem::offset_of;
+    let e = env_entry(id)?.cast::<u8>();
+    let wanted = e.wrapping_add(offset_of!(EnvInfo, revoke_wanted)).cast::<u32>();
+    let repossessed = e.wrapping_add(offset_of!(EnvInfo, repossessed)).cast::<u64>();
+    // SAFETY: as in `env_info`, for one aligned field inside the mapped entry.
+    let wanted = unsafe { wanted.read_volatile() };
+    // SAFETY: likewise.
+    Some((wanted, unsafe { repossessed.read_volatile() }))
+}
+
+/// Where `id`'s entry is, mapping the table's window the first time.
+fn env_entry(id: EnvId) -> Option<*const EnvInfo> {
     let k = kinfo();
     if id.slot() as u64 >= k.max_envs {
         return None;
@@ -318,11 +337,9 @@ pub fn env_info(id: EnvId) -> Option<EnvInfo> {
             s.env_mapped = true;
         }
         // SAFETY: `id.slot()` is below `max_envs` (checked above), so the entry lies inside
-        // the window that holds the whole table.
-        let entry = unsafe { (ENV_TABLE_WINDOW as *const EnvInfo).add(id.slot()) };
-        // SAFETY: the whole environment table was mapped read-only just above (or before),
-        // and `EnvInfo` is plain data the kernel keeps aligned in it.
-        Some(unsafe { entry.read_volatile() })
+        // the window, mapped read-only just above (or before), that holds the whole table;
+        // the kernel keeps each `EnvInfo` aligned in it.
+        Some(unsafe { (ENV_TABLE_WINDOW as *const EnvInfo).add(id.slot()) })
     })
 }
 

@@ -82,14 +82,21 @@ impl Error {
     }
 }
 
-/// Decodes a raw `x0`.
+/// Decodes a raw `x0`. Inlined into every system-call wrapper: success costs a test and a
+/// branch, the error's decoding is out of line.
+#[inline(always)]
 pub fn result(x0: u64) -> Result<u64, Error> {
-    let v = x0 as i64;
-    if v >= 0 {
+    if (x0 as i64) >= 0 {
         Ok(x0)
     } else {
-        Err(Error::from_ret(v).unwrap_or(Error::Invalid))
+        Err(error_of(x0 as i64))
     }
+}
+
+#[cold]
+#[inline(never)]
+fn error_of(v: i64) -> Error {
+    Error::from_ret(v).unwrap_or(Error::Invalid)
 }
 
 /// Argument meaning "any free frame" for [`Sys::FrameAlloc`].
@@ -326,8 +333,14 @@ pub struct Context {
 
 /// Why an upcall was delivered: `x0` of the handler. `x1` = ESR, `x2` = FAR, `x3` = the
 /// interrupted pc, `x4` = the kind's argument.
+///
+/// The kernel delivers three kinds: [`upcall::FAULT`], [`upcall::SLICE_END`] and
+/// [`upcall::REVOKE`]. It does not read the syndrome of a fault; a libOS decodes it with
+/// [`upcall::classify`] into the kinds 1-6, which are also what exit statuses name.
 pub mod upcall {
-    /// Translation or permission fault on a data access (x4: 1 for a write).
+    /// A synchronous exception other than `svc`: x1 = ESR_EL1, x2 = FAR_EL1, x4 = 0.
+    pub const FAULT: u64 = 0;
+    /// Translation or permission fault on a data access (argument: 1 for a write).
     pub const DATA_ABORT: u64 = 1;
     /// Translation or permission fault on an instruction fetch.
     pub const INSTRUCTION_ABORT: u64 = 2;
@@ -343,13 +356,30 @@ pub mod upcall {
     pub const SLICE_END: u64 = 7;
     /// The kernel asks for frames back: x4 = how many, x2 = deadline in timer ticks.
     pub const REVOKE: u64 = 8;
+
+    /// Reads an exception syndrome (ESR_EL1) as one of the kinds 1-6 and its argument
+    /// (for a data abort, 1 if the access was a write).
+    pub const fn classify(esr: u64) -> (u64, u64) {
+        let iss = esr & 0x1ff_ffff;
+        match esr >> 26 {
+            0x24 if iss & 0x3f == 0x21 => (ALIGNMENT, 0),
+            0x24 => (DATA_ABORT, (iss >> 6) & 1),
+            0x20 => (INSTRUCTION_ABORT, 0),
+            0x22 | 0x26 => (ALIGNMENT, 0),
+            0x00 | 0x07 => (UNDEFINED, 0),
+            0x3c => (BREAKPOINT, 0),
+            _ => (OTHER, 0),
+        }
+    }
 }
 
 /// Exit status of an environment destroyed with `EnvDestroy`.
 pub const STATUS_DESTROYED: i32 = -1;
 
-/// Exit status of an environment the kernel killed for an exception of upcall `kind` it
-/// could not deliver (no handler, or a fault inside the handler): -100 - kind.
+/// Exit status of an environment the kernel killed for an exception it could not deliver
+/// (no handler, or a fault inside the handler), `kind` being [`upcall::classify`]'s reading
+/// of it: -100 - kind. The default libOS exits with the same status for a fault it does
+/// not handle.
 pub const fn killed_status(kind: u64) -> i32 {
     -100 - kind as i32
 }
@@ -547,6 +577,23 @@ pub const INIT_STACK_SIZE: u64 = 64 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classify_reads_the_exception_class_and_the_write_bit() {
+        use upcall::*;
+        // A level-3 translation fault on a write (EC 0x24, WnR, DFSC 0x07), then a read.
+        assert_eq!(classify(0x24 << 26 | 1 << 25 | 1 << 6 | 0x07), (DATA_ABORT, 1));
+        assert_eq!(classify(0x24 << 26 | 1 << 25 | 0x07), (DATA_ABORT, 0));
+        assert_eq!(classify(0x24 << 26 | 0x21), (ALIGNMENT, 0)); // DFSC alignment
+        assert_eq!(classify(0x20 << 26 | 0x0f), (INSTRUCTION_ABORT, 0));
+        assert_eq!(classify(0x22 << 26), (ALIGNMENT, 0)); // pc alignment
+        assert_eq!(classify(0x26 << 26), (ALIGNMENT, 0)); // sp alignment
+        assert_eq!(classify(0x07 << 26), (UNDEFINED, 0)); // FP/SIMD access
+        assert_eq!(classify(0), (UNDEFINED, 0));
+        assert_eq!(classify(0x3c << 26 | 1), (BREAKPOINT, 0));
+        assert_eq!(classify(0x15 << 26), (OTHER, 0));
+        assert_eq!(classify(u64::MAX), (OTHER, 0));
+    }
 
     #[test]
     fn env_states_keep_the_numbers_el0_reads() {

@@ -39,7 +39,7 @@ pub fn up_mask() -> u8 {
 
 /// Wakes the cores in `cores` (a mask by index) out of `wfi`.
 pub fn signal(cores: u8) {
-    if let Some(b) = crate::platform::board() {
+    if let Some(b) = crate::platform::board().filter(|_| cores != 0) {
         b.gic.send_sgi(cores, SGI);
     }
 }

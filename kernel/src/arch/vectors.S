@@ -120,8 +120,20 @@ exception_vectors:
     VECTOR 5        //   irq
     VECTOR 6        //   fiq
     VECTOR 7        //   serror
-.balign 0x80     // lower EL, AArch64: sync
-    b       el0_sync
+.balign 0x80     // lower EL, AArch64: sync. The fast path runs here, in the slot itself.
+    stp     x9, x10, [sp, #-16]         // below sp, no writeback: the fast path drops them
+    mrs     x9, esr_el1
+    lsr     x9, x9, #26
+    cmp     x8, #{SYS_FAST_COUNT}
+    ccmp    x9, #0x15, #0, lo           // a fast number, and an SVC from AArch64?
+    b.ne    el0_sync                    // (x9 = the exception class)
+    adrp    x10, SYSCALL_FAST_TABLE     // x9, x10 are the caller's to lose now
+    add     x10, x10, :lo12:SYSCALL_FAST_TABLE
+    ldr     x10, [x10, x8, lsl #3]
+    stp     x29, x30, [sp, #-16]!
+    blr     x10
+    ldp     x29, x30, [sp], #16
+    eret
     EL0_VECTOR 1    //   irq
     EL0_VECTOR 2    //   fiq
     EL0_VECTOR 3    //   serror
@@ -131,31 +143,16 @@ exception_vectors:
     EL0_VECTOR 2    //   serror
 
 el0_sync:
-    stp     x9, x10, [sp, #-16]!
-    mrs     x9, esr_el1
-    lsr     x10, x9, #26
-    cmp     x10, #0x15                  // SVC from AArch64?
+    cmp     x8, #{SYS_UPCALL_RESUME}
+    ccmp    x9, #0x15, #0, eq           // UpcallResume?
     b.ne    1f
-    cmp     x8, #{SYS_FAST_COUNT}
-    b.hs    2f
-    add     sp, sp, #16                 // x9, x10 are the caller's to lose now
-    adrp    x10, SYSCALL_FAST_TABLE
-    add     x10, x10, :lo12:SYSCALL_FAST_TABLE
-    ldr     x10, [x10, x8, lsl #3]
-    stp     x29, x30, [sp, #-16]!
-    blr     x10
-    ldp     x29, x30, [sp], #16
-    eret
-2:  cmp     x8, #{SYS_UPCALL_RESUME}
-    b.ne    1f
-    add     sp, sp, #16                 // the handler's own registers are not kept
-    stp     x29, x30, [sp, #-16]!
+    stp     x29, x30, [sp, #-16]!       // the handler's own registers are not kept
     bl      upcall_resume
     ldp     x29, x30, [sp], #16
     cbnz    x0, el0_return
     mov     x0, #{ERR_INVALID}          // not in an upcall
     eret
-1:  ldp     x9, x10, [sp], #16
+1:  ldp     x9, x10, [sp, #-16]
     EL0_SAVE 0
 
 // x0 = the TrapFrame to resume; it becomes the active one.

@@ -34,10 +34,10 @@ impl FrameTable {
         FrameTable { entries: &mut [], base: 0, free: FreeList { head: 0, count: 0 }, low: 0 }
     }
 
-    /// A table over `entries.len()` frames from `base`, all `ABSENT` to start with.
-    /// `entries` must be all zero (boot's tables are): only each entry's kind is written.
+    /// A table over `entries.len()` frames from `base`. `entries` must be all zero (boot's
+    /// tables are), which reads as free frames on no list: the caller marks every frame
+    /// with `set_range` (boot: all but free memory as the kernel's, holes absent, then free).
     pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
-        entries.iter_mut().for_each(|e| e.kind = frame::ABSENT);
         let low = entries.len();
         FrameTable { entries, base, free: FreeList::default(), low }
     }
@@ -93,33 +93,29 @@ impl FrameTable {
     }
 
     /// Boot only: marks `[pa, pa + len)` as `kind` (FREE puts the frames on the free list,
-    /// threaded in one pass as pushing them one by one would). Boot leaves every other
-    /// field zero, so only three are written (a whole entry compiled to a `memset` call).
+    /// threaded in one pass as pushing them one by one would; a FREE range must not overlap
+    /// free frames). Boot leaves every other field zero, so only three are written (a whole
+    /// entry compiled to a `memset` call).
     pub fn set_range(&mut self, pa: u64, len: u64, kind: u8) {
         let first = (pa >> PAGE_SHIFT).saturating_sub(self.base >> PAGE_SHIFT) as usize;
         let end =
             ((pa + len).div_ceil(4096).saturating_sub(self.base >> PAGE_SHIFT) as usize).min(self.len());
-        for i in first..end {
+        // Free frames in the range leave the list first (none can be, before the first
+        // FREE range or in one: two passes over all of RAM saved at boot).
+        let scan = if self.free.count > 0 && kind != frame::FREE { first..end } else { 0..0 };
+        for i in scan {
             if self.entries[i].kind == frame::FREE {
                 self.unlink(i);
             }
         }
         let (free, head) = (kind == frame::FREE, self.free.head);
-        for i in first..end {
-            // On the list, frame i's next is i - 1 (the run's first: the old head), its
-            // previous i + 1 (the run's last is the new head).
-            let link = if !free {
-                0
-            } else if i == first {
-                head
-            } else {
-                i as u32
-            };
-            let prev = if free && i + 1 < end { i as u32 + 2 } else { 0 };
-            let e = &mut self.entries[i];
-            (e.owner, e.kind, e.link) = (prev, kind, link);
+        // On the list, frame i's next is i - 1, its previous i + 1; the run's first and last
+        // are fixed up after (the old head is the first's next; the last is the new head).
+        for (i, e) in self.entries[first..end].iter_mut().enumerate().map(|(j, e)| (first + j, e)) {
+            (e.owner, e.kind, e.link) = if free { (i as u32 + 2, kind, i as u32) } else { (0, kind, 0) };
         }
         if free && first < end {
+            (self.entries[first].link, self.entries[end - 1].owner) = (head, 0);
             if head != 0 {
                 self.entries[head as usize - 1].owner = first as u32 + 1;
             }
@@ -258,6 +254,7 @@ impl FrameTable {
     }
 
     /// Frames of each kind, for the accounting checks: [free, kernel, public, data, table].
+    #[cfg(test)]
     pub fn census(&self) -> [u32; 5] {
         let mut c = [0u32; 5];
         for e in self.entries.iter() {
