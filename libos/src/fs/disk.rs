@@ -49,10 +49,19 @@ impl From<IoError> for super::Error {
 pub struct SysSectors;
 
 impl BlockDevice for SysSectors {
+    /// Small reads go through the program's block cache ([`bcache`](super::bcache)).
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        crate::sys::sector_read(sector, buf).map(drop).map_err(|e| IoError { code: e as i32 })
+        let raw = |sector, buf: &mut [u8]| {
+            crate::sys::sector_read(sector, buf).map(drop).map_err(|e| IoError { code: e as i32 })
+        };
+        #[cfg(target_os = "none")]
+        return super::bcache::read(sector, buf, raw);
+        #[cfg(not(target_os = "none"))]
+        raw(sector, buf)
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        #[cfg(target_os = "none")]
+        super::bcache::forget(sector, (buf.len() / SECTOR) as u64);
         crate::sys::sector_write(sector, buf).map(drop).map_err(|e| IoError { code: e as i32 })
     }
     fn flush(&mut self) -> Result<(), IoError> {
@@ -107,7 +116,11 @@ pub struct Partition<S> {
 
 impl<S: BlockDevice> Partition<S> {
     /// The extent `(start, count)` of `io`.
+    /// Opening a partition (a mount) empties the program's block cache: another program
+    /// may have written the disk since.
     pub fn new(io: S, start: u64, count: u64) -> Partition<S> {
+        #[cfg(target_os = "none")]
+        super::bcache::clear();
         let bounce = vec![AlignedSector([0; SECTOR]); BOUNCE_SECTORS];
         Partition { start, count, inner: RefCell::new(Inner { io, bounce, stats: IoStats::default() }) }
     }
