@@ -117,7 +117,7 @@ pub fn read(
     let r = if buf.len() <= MAX_CACHED { region() } else { None };
     let Some(r) = r else {
         state().stats.bypassed += 1;
-        return raw(sector, buf);
+        return aligned(sector, buf, raw);
     };
     let cached = reclaim::pinned(|| {
         let mut at = 0;
@@ -159,6 +159,26 @@ pub fn read(
     // a page taken by force mid-copy: read what was asked, uncached.
     cached.or_else(|_: IoError| {
         state().stats.bypassed += 1;
-        raw(sector, buf)
+        aligned(sector, buf, raw)
     })
+}
+
+#[repr(C, align(512))]
+struct Aligned([u8; MAX_CACHED]);
+
+/// `raw(sector, buf)`, through an aligned buffer on the stack if `buf` is not aligned to
+/// 512 bytes (the device takes small reads in any buffer: `SysSectors::reads_any_buffer`).
+fn aligned(
+    sector: u64,
+    buf: &mut [u8],
+    mut raw: impl FnMut(u64, &mut [u8]) -> Result<(), IoError>,
+) -> Result<(), IoError> {
+    if (buf.as_ptr() as usize).is_multiple_of(512) || buf.len() > MAX_CACHED {
+        return raw(sector, buf);
+    }
+    let mut tmp = Aligned([0; MAX_CACHED]);
+    let tmp = &mut tmp.0[..buf.len()];
+    raw(sector, tmp)?;
+    buf.copy_from_slice(tmp);
+    Ok(())
 }

@@ -67,6 +67,10 @@ impl BlockDevice for SysSectors {
     fn flush(&mut self) -> Result<(), IoError> {
         crate::sys::sector_flush().map_err(|e| IoError { code: e as i32 })
     }
+    /// Small reads are copied out of the block cache, so they take any buffer.
+    fn reads_any_buffer(&self, len: usize) -> bool {
+        cfg!(target_os = "none") && len <= super::bcache::MAX_CACHED
+    }
     /// The disk's size as the kernel found it at boot (0: no disk; on the host, always 0).
     fn sectors(&self) -> u64 {
         #[cfg(target_os = "none")]
@@ -161,7 +165,7 @@ impl<S: BlockDevice> Partition<S> {
     pub fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let abs = self.check(sector, buf.len())?;
         let inner = &mut *self.inner.borrow_mut();
-        if (buf.as_ptr() as usize).is_multiple_of(SECTOR) {
+        if (buf.as_ptr() as usize).is_multiple_of(SECTOR) || inner.io.reads_any_buffer(buf.len()) {
             for (i, chunk) in buf.chunks_mut(MAX_TRANSFER * SECTOR).enumerate() {
                 inner.stats.reads += 1;
                 inner.stats.sectors_read += (chunk.len() / SECTOR) as u64;
@@ -264,6 +268,9 @@ impl<S: BlockDevice> BlockDevice for Partition<S> {
     }
     fn sectors(&self) -> u64 {
         self.count
+    }
+    fn reads_any_buffer(&self, len: usize) -> bool {
+        self.inner.borrow().io.reads_any_buffer(len)
     }
 }
 
