@@ -13,11 +13,13 @@
 //! direct-mapped onto [`PAGES`] pages: block `g` lives in page `g % PAGES`. The pages are
 //! mapped on first use and marked droppable (`vm::DROPPABLE`): on `REVOKE` the libOS gives
 //! them back before anything else, and a forced repossession takes them before any other
-//! mapped page. A page that went is simply a miss: it is checked with
-//! [`CacheRegion::resident`] under [`reclaim::pinned`] before every use (pinning holds off
-//! the libOS's own handler, not the kernel: a page taken by force in the middle of a copy
-//! shows as a new cache fault, [`reclaim::cache_faults`], and the read is done again from
-//! the disk).
+//! mapped page. A page that went is simply a miss, found without walking the page
+//! table: reading from a page that is gone faults it back in (the region is lazy) as a
+//! zero page, which shows as a new cache fault ([`reclaim::cache_faults`]), so a copy is
+//! trusted only if the count did not move during it, and otherwise the block is forgotten
+//! and the read done from the disk. Copies run under [`reclaim::pinned`], so the libOS's own
+//! handler gives nothing back meanwhile; the kernel's forced repossession is caught the
+//! same way.
 //!
 //! The state is in `.private`: a forked child starts with an empty cache of its own. If no
 //! cache region can be had, reads go to the disk as before.
@@ -126,7 +128,9 @@ pub fn read(
             let block = s / BLOCK_SECTORS;
             let slot = block % PAGES;
             let page = r.page(slot);
-            if state().tags[slot as usize] != block + 1 || !r.resident(slot) {
+            // No `resident` check (a page-table walk): a page given back since it was
+            // filled faults when copied from, which the fault count below catches.
+            if state().tags[slot as usize] != block + 1 {
                 state().tags[slot as usize] = 0;
                 // SAFETY: the page lies in this program's cache region, which nothing else
                 // uses; `sector_read` faults it in (the region is lazy) before the kernel
