@@ -33,6 +33,10 @@ use crate::reclaim::{self, CacheRegion};
 pub const PAGES: u64 = 64;
 /// Reads of up to this many bytes go through the cache; larger ones straight to the disk.
 pub const MAX_CACHED: usize = 16 * 512;
+/// Reads in a row, each starting where the last ended (or at most a block further), after
+/// which small reads are taken for a sequential scan and go straight to the disk (a scan
+/// would only churn the cache and pay a copy per block), until one starts elsewhere.
+pub const STREAK: u64 = 32;
 const BLOCK_SECTORS: u64 = 8;
 const BLOCK: usize = 4096;
 /// The cached path's own failure: a page was taken from under a copy.
@@ -56,6 +60,9 @@ struct State {
     off: bool,
     /// Block number + 1 held by each page (0: none).
     tags: [u64; PAGES as usize],
+    /// Where the last read ended, and how many reads in a row began there (or a block on).
+    prev_end: u64,
+    streak: u64,
     stats: Stats,
 }
 
@@ -64,6 +71,8 @@ static STATE: Private<State> = Private::new(State {
     start: 0,
     off: false,
     tags: [0; PAGES as usize],
+    prev_end: 0,
+    streak: 0,
     stats: Stats { hits: 0, misses: 0, bypassed: 0 },
 });
 
@@ -121,6 +130,14 @@ pub fn read(
         state().stats.bypassed += 1;
         return aligned(sector, buf, raw);
     };
+    let st = state();
+    let in_order = sector >= st.prev_end && sector <= st.prev_end + BLOCK_SECTORS;
+    st.streak = if in_order { st.streak + 1 } else { 0 };
+    st.prev_end = sector + (buf.len() / 512) as u64;
+    if st.streak >= STREAK {
+        st.stats.bypassed += 1;
+        return aligned(sector, buf, raw);
+    }
     let cached = reclaim::pinned(|| {
         let mut at = 0;
         let mut s = sector;
