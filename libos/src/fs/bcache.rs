@@ -1,22 +1,24 @@
-//! The program's disk block cache: recently read 4 KiB blocks of the disk, kept in a
-//! `reclaim` cache region so that the kernel can have them back.
+//! The program's disk block cache: recent small reads of the disk, kept in a `reclaim`
+//! cache region so that the kernel can have them back.
 //!
 //! [`SysSectors`](super::disk::SysSectors) reads through it: a read of at most
-//! [`MAX_CACHED`] bytes is served block by block from the cache, and a block not there (or
-//! given back since) is read whole from the disk into its page first. Larger reads (the
-//! sequential ones) go straight to the disk. Every write through `SysSectors` forgets the
-//! blocks it touches, so the cache never holds what this program overwrote; a
+//! [`MAX_CACHED`] bytes (a page: a file system's block, an inode, one FAT sector) is kept
+//! in a page of its own, found again by its first sector, and a later read of the same
+//! sectors (or fewer) is a copy from it. A miss reads exactly what was asked, into the
+//! page: nothing is read ahead, so a cold read costs no more transfer than without the
+//! cache. Larger reads go straight to the disk, and so do small ones in a sequential scan
+//! ([`STREAK`]). Every write through `SysSectors` forgets the reads it overlaps, so the
+//! cache never holds what this program overwrote; a
 //! [`Partition`](super::disk::Partition) being opened (a mount) forgets everything, since
 //! another program may have written the disk meanwhile.
 //!
-//! Blocks are 8 sectors aligned on the disk (sector `8 g` .. `8 g + 8` is block `g`),
-//! direct-mapped onto [`PAGES`] pages: block `g` lives in page `g % PAGES`. The pages are
-//! mapped on first use and marked droppable (`vm::DROPPABLE`): on `REVOKE` the libOS gives
+//! Reads are placed by a hash of their first sector onto [`PAGES`] pages, one read per
+//! page (a later read that hashes there replaces it). The pages are mapped on first use and marked droppable (`vm::DROPPABLE`): on `REVOKE` the libOS gives
 //! them back before anything else, and a forced repossession takes them before any other
 //! mapped page. A page that went is simply a miss, found without walking the page
 //! table: reading from a page that is gone faults it back in (the region is lazy) as a
 //! zero page, which shows as a new cache fault ([`reclaim::cache_faults`]), so a copy is
-//! trusted only if the count did not move during it, and otherwise the block is forgotten
+//! trusted only if the count did not move during it, and otherwise the page is forgotten
 //! and the read done from the disk. Copies run under [`reclaim::pinned`], so the libOS's own
 //! handler gives nothing back meanwhile; the kernel's forced repossession is caught the
 //! same way.
@@ -29,25 +31,25 @@ use exo_block::IoError;
 use crate::private::Private;
 use crate::reclaim::{self, CacheRegion};
 
-/// Pages (4 KiB blocks) the cache holds at most: 256 KiB.
+/// Pages (one read of up to 4 KiB each) the cache holds at most: 256 KiB.
 pub const PAGES: u64 = 64;
-/// Reads of up to this many bytes go through the cache; larger ones straight to the disk.
-pub const MAX_CACHED: usize = 16 * 512;
+/// Reads of up to this many bytes (a page) go through the cache; larger ones straight to
+/// the disk.
+pub const MAX_CACHED: usize = 4096;
 /// Reads in a row, each starting where the last ended (or at most a block further), after
 /// which small reads are taken for a sequential scan and go straight to the disk (a scan
 /// would only churn the cache and pay a copy per block), until one starts elsewhere.
 pub const STREAK: u64 = 32;
 const BLOCK_SECTORS: u64 = 8;
-const BLOCK: usize = 4096;
 /// The cached path's own failure: a page was taken from under a copy.
 const TAKEN: i32 = -2;
 
 /// What the cache did, since the program started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Blocks served from the cache.
+    /// Reads served from the cache.
     pub hits: u64,
-    /// Blocks read from the disk into the cache.
+    /// Reads made from the disk into the cache.
     pub misses: u64,
     /// Reads that went straight to the disk (too large, or no cache).
     pub bypassed: u64,
@@ -58,8 +60,9 @@ struct State {
     start: u64,
     /// No cache region could be had: read straight from the disk.
     off: bool,
-    /// Block number + 1 held by each page (0: none).
+    /// The first sector + 1 of the read each page holds (0: none), and its length in sectors.
     tags: [u64; PAGES as usize],
+    lens: [u64; PAGES as usize],
     /// Where the last read ended, and how many reads in a row began there (or a block on).
     prev_end: u64,
     streak: u64,
@@ -71,6 +74,7 @@ static STATE: Private<State> = Private::new(State {
     start: 0,
     off: false,
     tags: [0; PAGES as usize],
+    lens: [0; PAGES as usize],
     prev_end: 0,
     streak: 0,
     stats: Stats { hits: 0, misses: 0, bypassed: 0 },
@@ -88,20 +92,16 @@ pub fn stats() -> Stats {
     state().stats
 }
 
-/// Forgets every block (what a mount does: another program may have written the disk).
+/// Forgets everything (what a mount does: another program may have written the disk).
 pub fn clear() {
     state().tags = [0; PAGES as usize];
 }
 
-/// Forgets the blocks that sectors `sector .. sector + count` touch (they are being written).
+/// Forgets what sectors `sector .. sector + count` overlap (they are being written).
 pub fn forget(sector: u64, count: u64) {
     let s = state();
-    if count == 0 {
-        return;
-    }
-    let (first, last) = (sector / BLOCK_SECTORS, (sector + count - 1) / BLOCK_SECTORS);
-    for t in s.tags.iter_mut() {
-        if *t != 0 && (first..=last).contains(&(*t - 1)) {
+    for (t, &n) in s.tags.iter_mut().zip(s.lens.iter()) {
+        if *t != 0 && *t - 1 < sector + count && sector < *t - 1 + n {
             *t = 0;
         }
     }
@@ -118,6 +118,12 @@ fn region() -> Option<CacheRegion> {
     (s.start != 0).then_some(CacheRegion { start: s.start, pages: PAGES })
 }
 
+/// The page a read starting at `sector` lives in (a multiplicative hash, so that reads a
+/// few sectors apart, as a file's blocks are, spread over the pages).
+fn slot(sector: u64) -> u64 {
+    sector.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - PAGES.trailing_zeros())
+}
+
 /// Reads `buf.len() / 512` sectors at disk sector `sector`, through the cache when the read
 /// is small; `raw` reads from the disk (into a 512-byte-aligned buffer).
 pub fn read(
@@ -130,54 +136,50 @@ pub fn read(
         state().stats.bypassed += 1;
         return aligned(sector, buf, raw);
     };
+    let n = (buf.len() / 512) as u64;
     let st = state();
     let in_order = sector >= st.prev_end && sector <= st.prev_end + BLOCK_SECTORS;
     st.streak = if in_order { st.streak + 1 } else { 0 };
-    st.prev_end = sector + (buf.len() / 512) as u64;
+    st.prev_end = sector + n;
     if st.streak >= STREAK {
         st.stats.bypassed += 1;
         return aligned(sector, buf, raw);
     }
+    let i = slot(sector);
+    let page = r.page(i);
     let cached = reclaim::pinned(|| {
-        let mut at = 0;
-        let mut s = sector;
-        while at < buf.len() {
-            let block = s / BLOCK_SECTORS;
-            let slot = block % PAGES;
-            let page = r.page(slot);
-            // No `resident` check (a page-table walk): a page given back since it was
-            // filled faults when copied from, which the fault count below catches.
-            if state().tags[slot as usize] != block + 1 {
-                state().tags[slot as usize] = 0;
-                // SAFETY: the page lies in this program's cache region, which nothing else
-                // uses; `sector_read` faults it in (the region is lazy) before the kernel
-                // fills it, and it stays mapped while pinned. The slice ends here.
-                let dst = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, BLOCK) };
-                raw(block * BLOCK_SECTORS, dst)?;
-                state().tags[slot as usize] = block + 1;
-                state().stats.misses += 1;
-            } else {
-                state().stats.hits += 1;
-            }
-            let faults = reclaim::cache_faults();
-            let from = ((s % BLOCK_SECTORS) as usize) * 512;
-            let len = (BLOCK - from).min(buf.len() - at);
-            // SAFETY: the page is mapped (resident, or just filled) and pinned: nothing
-            // unmaps it before this shared slice ends, and nothing writes it meanwhile.
-            let src = unsafe { core::slice::from_raw_parts((page + from as u64) as *const u8, len) };
-            buf[at..at + len].copy_from_slice(src);
-            if reclaim::cache_faults() != faults {
-                // The kernel took the page by force during the copy (it came back as zeros).
-                state().tags[slot as usize] = 0;
-                return Err(IoError { code: TAKEN });
-            }
-            at += len;
-            s = (block + 1) * BLOCK_SECTORS;
+        let st = state();
+        // No `resident` check (a page-table walk): a page given back since it was filled
+        // faults when copied from, which the fault count below catches.
+        if st.tags[i as usize] != sector + 1 || st.lens[i as usize] < n {
+            st.tags[i as usize] = 0;
+            // SAFETY: the page lies in this program's cache region, which nothing else
+            // uses; `sector_read` faults it in (the region is lazy) before the kernel fills
+            // it, and it stays mapped while pinned. The slice ends here.
+            let dst = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, buf.len()) };
+            raw(sector, dst)?;
+            st.tags[i as usize] = sector + 1;
+            st.lens[i as usize] = n;
+            st.stats.misses += 1;
+        } else {
+            st.stats.hits += 1;
+        }
+        let faults = reclaim::cache_faults();
+        // SAFETY: the page is mapped (it was filled) and pinned: nothing the program does
+        // unmaps it before this shared slice ends, and nothing writes it meanwhile (a page
+        // the kernel takes by force is caught by the fault count).
+        let src = unsafe { core::slice::from_raw_parts(page as *const u8, buf.len()) };
+        buf.copy_from_slice(src);
+        if reclaim::cache_faults() != faults {
+            // The page was gone (given back, or taken by force during the copy): it came
+            // back as zeros.
+            st.tags[i as usize] = 0;
+            return Err(IoError { code: TAKEN });
         }
         Ok(())
     });
-    // A block the program may not read whole (past the end of its binding or the disk), or
-    // a page taken by force mid-copy: read what was asked, uncached.
+    // A read the kernel refused into the page, or a page that was gone: read what was
+    // asked, uncached.
     cached.or_else(|_: IoError| {
         state().stats.bypassed += 1;
         aligned(sector, buf, raw)
