@@ -39,19 +39,30 @@ pub fn given_back(_: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let mut vfs = Vfs::new();
     fs::mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]);
     let mut ok = true;
+    let mut same = |vfs: &mut Vfs, dir: &str, pass: u32| {
+        let v = read_in_blocks(vfs, &format!("{dir}/cached.bin"));
+        let first_bad = v.as_ref().map(|v| v.iter().zip(&data).position(|(a, b)| a != b));
+        if v.as_ref().is_none_or(|v| *v != data) {
+            exo_libos::println!(
+                "cachetest: {dir} pass {pass}: {:?} bytes, first difference at {first_bad:?}",
+                v.as_ref().map(|v| v.len())
+            );
+            ok = false;
+        }
+    };
     for dir in ["/fat", "/log"] {
-        ok &= read_in_blocks(&mut vfs, &format!("{dir}/cached.bin")).is_some_and(|v| v == data);
+        same(&mut vfs, dir, 1);
     }
     let filled = bcache::stats();
     for dir in ["/fat", "/log"] {
-        ok &= read_in_blocks(&mut vfs, &format!("{dir}/cached.bin")).is_some_and(|v| v == data);
+        same(&mut vfs, dir, 2);
     }
     let warm = bcache::stats();
     let before = reclaim::stats().cache_pages;
     let given = reclaim::trim(bcache::PAGES);
     let dropped = reclaim::stats().cache_pages - before;
     for dir in ["/fat", "/log"] {
-        ok &= read_in_blocks(&mut vfs, &format!("{dir}/cached.bin")).is_some_and(|v| v == data);
+        same(&mut vfs, dir, 3);
         let _ = vfs.remove(&format!("{dir}/cached.bin"));
     }
     let refilled = bcache::stats();

@@ -174,7 +174,16 @@ pub fn in_cache_region(va: u64) -> bool {
 /// force while the program was using it comes back as a fresh zero page through a fault:
 /// code that reads a cache page compares this before and after to know that did not happen.
 pub fn cache_faults() -> u64 {
-    state().cache_faults
+    // The fault handler changes the count behind the compiler's back (an upcall in the
+    // middle of a copy): a fence keeps the read where it is written, and a volatile read
+    // keeps it from being folded with an earlier one.
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    // SAFETY: STATE's pointer is valid for the program's life; this only names a field.
+    let at = unsafe { &raw const (*STATE.get()).cache_faults };
+    // SAFETY: `at` points to an initialised, aligned `u64` in STATE.
+    let n = unsafe { core::ptr::read_volatile(at) };
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    n
 }
 
 /// The fault handler mapped a cache-region page.
