@@ -26,6 +26,9 @@
 //! The state is in `.private`: a forked child starts with an empty cache of its own. If no
 //! cache region can be had, reads go to the disk as before.
 
+extern crate alloc;
+
+use alloc::boxed::Box;
 use exo_block::IoError;
 
 use crate::private::Private;
@@ -36,11 +39,14 @@ pub const PAGES: u64 = 64;
 /// Reads of up to this many bytes (a page) go through the cache; larger ones straight to
 /// the disk.
 pub const MAX_CACHED: usize = 4096;
-/// Reads in a row, each starting where the last ended (or at most a block further), after
-/// which small reads are taken for a sequential scan and go straight to the disk (a scan
-/// would only churn the cache and pay a copy per block), until one starts elsewhere.
-pub const STREAK: u64 = 32;
-const BLOCK_SECTORS: u64 = 8;
+/// Reads in a row, each starting where the last ended or at most [`GAP`] sectors further
+/// (a log's summaries sit between a file's blocks), after which small reads are taken for a
+/// sequential scan and go straight to the disk (a scan would only churn the cache and pay a
+/// copy per block), until one starts elsewhere. So the first 64 KiB of a file read in
+/// order are cached, and the rest of a longer scan is not.
+pub const STREAK: u64 = 16;
+/// Sectors a read may skip and still count as in order.
+pub const GAP: u64 = 64;
 /// The cached path's own failure: a page was taken from under a copy.
 const TAKEN: i32 = -2;
 
@@ -138,7 +144,7 @@ pub fn read(
     };
     let n = (buf.len() / 512) as u64;
     let st = state();
-    let in_order = sector >= st.prev_end && sector <= st.prev_end + BLOCK_SECTORS;
+    let in_order = sector >= st.prev_end && sector <= st.prev_end + GAP;
     st.streak = if in_order { st.streak + 1 } else { 0 };
     st.prev_end = sector + n;
     if st.streak >= STREAK {
@@ -189,6 +195,10 @@ pub fn read(
 #[repr(C, align(512))]
 struct Aligned([u8; MAX_CACHED]);
 
+/// The bounce buffer of [`aligned`] (in `.private`: a forked child makes its own).
+#[unsafe(link_section = ".private")]
+static BOUNCE: Private<Option<Box<Aligned>>> = Private::new(None);
+
 /// `raw(sector, buf)`, through an aligned buffer on the stack if `buf` is not aligned to
 /// 512 bytes (the device takes small reads in any buffer: `SysSectors::reads_any_buffer`).
 fn aligned(
@@ -199,8 +209,12 @@ fn aligned(
     if (buf.as_ptr() as usize).is_multiple_of(512) || buf.len() > MAX_CACHED {
         return raw(sector, buf);
     }
-    let mut tmp = Aligned([0; MAX_CACHED]);
-    let tmp = &mut tmp.0[..buf.len()];
+    // One bounce buffer, made on first use (zeroing one on the stack at every read cost
+    // as much as the copy).
+    // SAFETY: one thread of control, and the upcall handler never reads from the disk;
+    // the reference ends with this call.
+    let slot = unsafe { &mut *BOUNCE.get() };
+    let tmp = &mut slot.get_or_insert_with(|| Box::new(Aligned([0; MAX_CACHED]))).0[..buf.len()];
     raw(sector, tmp)?;
     buf.copy_from_slice(tmp);
     Ok(())
