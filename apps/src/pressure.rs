@@ -155,8 +155,11 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
     if reclaim::own_heap().is_err() {
         return 10;
     }
-    let Ok(cache) = reclaim::add_cache_region(CACHE_PAGES) else { return 11 };
-    for i in 0..CACHE_PAGES {
+    // With no reserve and no answer, every frame the kernel takes comes from mapped pages:
+    // a cache large enough for several repossessions (16 frames each) keeps them all there.
+    let pages = if decline && reserve == 0 { 4 * CACHE_PAGES } else { CACHE_PAGES };
+    let Ok(cache) = reclaim::add_cache_region(pages) else { return 11 };
+    for i in 0..pages {
         fill(&cache, w, i);
     }
     if reclaim::keep_reserve(reserve) != reserve {
@@ -165,8 +168,14 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
     s.add(word::READY, 1);
     let mut bad = false;
     while s.get(word::STOP) == 0 {
+        if decline && reserve == 0 {
+            // A cache page taken by force could not be faulted back in while memory is
+            // full (the fault would find no frame): leave the cache alone until it is over.
+            sys::yield_now();
+            continue;
+        }
         // A page at a time, yielding between: requests mostly arrive with no page pinned.
-        for i in 0..CACHE_PAGES {
+        for i in 0..pages {
             bad |= reclaim::pinned(|| {
                 // A page the kernel takes by force mid-check comes back as zeros through a
                 // fault: only a check no fault interrupted counts.
@@ -179,12 +188,12 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
     }
     // The pressure is over: take stock, refill what went, and check it all.
     reclaim::poll();
-    for i in 0..CACHE_PAGES {
+    for i in 0..pages {
         if !reclaim::pinned(|| cache.resident(i)) {
             fill(&cache, w, i);
         }
     }
-    bad |= reclaim::pinned(|| (0..CACHE_PAGES).any(|i| !cache.resident(i) || !holds(&cache, w, i)));
+    bad |= reclaim::pinned(|| (0..pages).any(|i| !cache.resident(i) || !holds(&cache, w, i)));
     bad |= live.iter().enumerate().any(|(i, &v)| v != pattern(w, 1000, i as u64));
     let st = reclaim::stats();
     let at = word::STATS + 8 * w as usize;
