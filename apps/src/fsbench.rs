@@ -38,6 +38,9 @@ impl BlockDevice for Counted {
     fn sectors(&self) -> u64 {
         SysSectors.sectors()
     }
+    fn reads_any_buffer(&self, len: usize) -> bool {
+        SysSectors.reads_any_buffer(len)
+    }
 }
 
 fn partition(fat: bool) -> Option<Partition<Counted>> {

@@ -22,6 +22,7 @@ pub const TESTS: &[Test] = &[
     ("two_clients_share_one_volume_through_the_file_service", two_clients),
     ("a_client_cannot_use_another_clients_handle", foreign_handle),
     ("files_survive_a_remount_through_the_libos_linked_directly", direct_remount),
+    ("the_block_cache_gives_its_pages_back_and_reads_stay_right", crate::cachetest::given_back),
     ("spawn_runs_an_elf_from_the_fat_partition_and_wait_returns_its_status", spawn_from_fat),
     ("spawn_refuses_malformed_elf_files", malformed_elf),
 ];

@@ -25,6 +25,10 @@ pub const TESTS: &[Test] = &[
     ("child_cannot_take_every_environment_slot", slot_hog),
     ("one_caller_cannot_fill_a_servers_grant_slots", grant_slot_hog),
     ("memory_hog_is_made_to_give_back_not_its_victims", hog_loses),
+    (
+        "droppable_mark_cannot_make_the_kernel_take_another_environments_frame",
+        crate::pressure::mark_cannot_give_away_others_frames,
+    ),
     ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
     ("child_cannot_map_the_framebuffer_it_was_not_given", framebuffer_stealing),

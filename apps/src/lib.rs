@@ -8,6 +8,7 @@
 extern crate alloc;
 
 pub mod bench;
+pub mod cachetest;
 pub mod disktest;
 pub mod fbtest;
 pub mod fsbench;

@@ -25,6 +25,7 @@ type Test = (&'static str, fn() -> Result<(), &'static str>);
 pub const TESTS: &[Test] = &[
     ("under_memory_pressure_workers_give_back_cache_and_heap_pages_and_survive", give_back),
     ("a_missed_deadline_costs_only_the_reserve_and_the_program_survives", reserve_taken),
+    ("past_the_reserve_a_forced_repossession_takes_the_droppable_cache_pages_first", droppable_first),
 ];
 
 /// Runs every test whose name contains `filter`; returns the number that failed.
@@ -59,7 +60,7 @@ mod word {
     /// Frames the taker wants beyond what memory had left.
     pub const WANT: usize = 5;
     /// Per worker `w` (0, 1): frames it gave back, its cache pages, heap pages, reserve
-    /// frames, repossessed, lost — at `8 + 8 * w ..`.
+    /// frames, repossessed, lost, cache pages repossessed — at `8 + 8 * w ..`.
     pub const STATS: usize = 8;
 }
 
@@ -154,8 +155,11 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
     if reclaim::own_heap().is_err() {
         return 10;
     }
-    let Ok(cache) = reclaim::add_cache_region(CACHE_PAGES) else { return 11 };
-    for i in 0..CACHE_PAGES {
+    // With no reserve and no answer, every frame the kernel takes comes from mapped pages:
+    // a cache large enough for several repossessions (16 frames each) keeps them all there.
+    let pages = if decline && reserve == 0 { 4 * CACHE_PAGES } else { CACHE_PAGES };
+    let Ok(cache) = reclaim::add_cache_region(pages) else { return 11 };
+    for i in 0..pages {
         fill(&cache, w, i);
     }
     if reclaim::keep_reserve(reserve) != reserve {
@@ -164,28 +168,37 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
     s.add(word::READY, 1);
     let mut bad = false;
     while s.get(word::STOP) == 0 {
+        if decline && reserve == 0 {
+            // A cache page taken by force could not be faulted back in while memory is
+            // full (the fault would find no frame): leave the cache alone until it is over.
+            sys::yield_now();
+            continue;
+        }
         // A page at a time, yielding between: requests mostly arrive with no page pinned.
-        for i in 0..CACHE_PAGES {
-            bad |= reclaim::pinned(|| cache.resident(i) && !holds(&cache, w, i));
+        for i in 0..pages {
+            bad |= reclaim::pinned(|| {
+                // A page the kernel takes by force mid-check comes back as zeros through a
+                // fault: only a check no fault interrupted counts.
+                let faults = reclaim::cache_faults();
+                cache.resident(i) && !holds(&cache, w, i) && reclaim::cache_faults() == faults
+            });
             sys::yield_now();
         }
         bad |= live.iter().enumerate().any(|(i, &v)| v != pattern(w, 1000, i as u64));
     }
     // The pressure is over: take stock, refill what went, and check it all.
     reclaim::poll();
-    for i in 0..CACHE_PAGES {
+    for i in 0..pages {
         if !reclaim::pinned(|| cache.resident(i)) {
             fill(&cache, w, i);
         }
     }
-    bad |= reclaim::pinned(|| (0..CACHE_PAGES).any(|i| !cache.resident(i) || !holds(&cache, w, i)));
+    bad |= reclaim::pinned(|| (0..pages).any(|i| !cache.resident(i) || !holds(&cache, w, i)));
     bad |= live.iter().enumerate().any(|(i, &v)| v != pattern(w, 1000, i as u64));
     let st = reclaim::stats();
     let at = word::STATS + 8 * w as usize;
-    for (k, v) in [st.given(), st.cache_pages, st.heap_pages, st.reserve_frames, st.repossessed, st.lost]
-        .into_iter()
-        .enumerate()
-    {
+    let all = [st.given(), st.cache_pages, st.heap_pages, st.reserve_frames, st.repossessed, st.lost];
+    for (k, v) in all.into_iter().chain([st.cache_repossessed]).enumerate() {
         s.set(at + k, v);
     }
     i32::from(bad)
@@ -270,4 +283,70 @@ fn reserve_taken() -> Result<(), &'static str> {
     check(sum(4) > 0, "nothing was repossessed from workers that did not answer")?;
     check(sum(5) == 0, "a repossession reached mapped memory despite the reserve")?;
     check(sum(0) == 0, "workers that declined gave frames anyway")
+}
+
+/// No reserve and no answer: the kernel takes mapped pages by force. The libOS maps its
+/// cache-region pages marked droppable, so those go before anything else (the heap, the
+/// stack), the workers refill them and survive, and nothing is lost.
+fn droppable_first() -> Result<(), &'static str> {
+    let s = Shared::new()?;
+    let statuses = scene(&s, true, 0)?;
+    check(statuses == [0, 0], "a worker lost more than its cache to a forced repossession")?;
+    let sum = |k: usize| s.get(word::STATS + k) + s.get(word::STATS + 8 + k);
+    check(sum(4) > 0, "nothing was repossessed from workers that did not answer")?;
+    check(sum(6) == sum(4), "a forced repossession took something other than cache pages")?;
+    check(sum(5) == 0, "a worker lost mapped memory that was not its cache")
+}
+
+/// Hostile: a child marks droppable its mapping of a frame it does not own (its parent's,
+/// shared with it and no longer mapped by the parent, so mapped exactly once: in the child),
+/// then hogs memory and ignores revocation. The kernel takes the child's own pages, never
+/// the parent's frame.
+pub fn mark_cannot_give_away_others_frames() -> Result<(), &'static str> {
+    let s = Shared::new()?;
+    let va = vm::alloc_va(1);
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let pte = exo_libos::abi::pte::Pte::user_page(pa, vm::RW).0 | vm::SHARED | vm::DROPPABLE;
+    vm::map(va, pte).map_err(|_| "map")?;
+    // SAFETY: `va` maps `pa` read-write just above; nothing else uses it yet.
+    unsafe { (va as *mut u64).write_volatile(0x600d_cafe) };
+    let hog = spawn(|| {
+        fn ignore(u: &Upcall) -> bool {
+            u.kind == upcall::REVOKE
+        }
+        set_hook(Some(ignore));
+        while s.get(word::READY) == 0 {
+            sys::yield_now(); // until the parent has unmapped its own mapping
+        }
+        // Take all memory, each page mapped (and marked droppable: the kernel should take
+        // these first, which keeps the hog's stack and so the hog alive).
+        let base = vm::alloc_va(1 << 20);
+        let mut i = 0;
+        loop {
+            if i < 1 << 20 && vm::map_new_marked(base + i * PAGE, vm::RW, vm::DROPPABLE).is_ok() {
+                i += 1;
+            } else {
+                s.add(word::GOT, 1);
+                sys::yield_now();
+            }
+        }
+    })?;
+    let unmapped = vm::unmap(va).is_ok();
+    s.set(word::READY, 1);
+    let taken =
+        wait_for(20_000, || vm::env_info(hog).is_some_and(|i| i.repossessed > 16) && s.get(word::GOT) > 50);
+    use exo_libos::abi::env_state::{BLOCKED, RUNNABLE};
+    let alive = vm::env_info(hog).is_some_and(|i| i.state == RUNNABLE || i.state == BLOCKED);
+    let _ = sys::env_destroy(hog);
+    let _ = process::wait(hog);
+    let still_mine = vm::frame_entry(pa).is_some_and(|f| f.owner == vm::me().0);
+    let intact = still_mine && vm::map(va, exo_libos::abi::pte::Pte::user_page(pa, vm::RW).0).is_ok() && {
+        // SAFETY: `va` maps `pa` again, read-write, and only this environment uses it now.
+        unsafe { (va as *const u64).read_volatile() == 0x600d_cafe }
+    };
+    let _ = vm::unmap_free(va);
+    check(unmapped, "unmap")?;
+    check(taken, "the hog was never repossessed")?;
+    check(alive, "the kernel took the hog's own unmarked pages before its marked ones")?;
+    check(intact, "the droppable mark made the kernel take another environment's frame")
 }

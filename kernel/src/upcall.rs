@@ -9,7 +9,7 @@
 //! is one kind, `FAULT`: reading the syndrome is the libOS's business. A fault while the
 //! handler runs, or with no handler, kills the environment.
 
-use exo_abi::pte::Pte;
+use exo_abi::pte::{bits::DROPPABLE, Pte};
 use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
 
 use crate::arch::trap::describe_esr;
@@ -121,27 +121,26 @@ pub fn on_tick(k: &mut Kernel) {
 }
 
 /// The abort protocol: takes `n` of `slot`'s data frames — unmapped ones first, then ones
-/// mapped once in its own tables (the mapping is removed) — and logs each in its public
-/// repossession record. Tables are never taken: the address space stays well-formed.
+/// mapped once in its own tables (the mapping is removed; pages marked `DROPPABLE` before
+/// the rest) — and logs each in its public repossession record. Tables are never taken: the address space stays well-formed.
 fn repossess(k: &mut Kernel, slot: usize, n: u32) {
     let id = k.envs[slot].id;
     let mut taken = [0u64; REVOKE_BATCH as usize];
     let mut count = 0;
-    for i in 0..k.ft.len() {
-        if count == taken.len() || count as u32 == n {
-            break;
-        }
-        let pa = k.ft.pa(i);
-        if k.ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 0) {
+    let want = (n as usize).min(taken.len());
+    for pa in (0..k.ft.len()).map(|i| k.ft.pa(i)) {
+        let spare = k.ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 0);
+        if count < want && spare {
             taken[count] = pa;
             count += 1;
         }
     }
-    if (count as u32) < n {
-        let want = (n as usize).min(taken.len());
+    // Mapped pages the owner marked droppable first, then the others, in address order.
+    for mark in [DROPPABLE, 0] {
         k.space(slot).0.for_each_page(|ft, _, entry| {
             let pa = Pte(*entry).addr();
-            if ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 1) {
+            let mine = ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 1);
+            if count < want && *entry & DROPPABLE == mark && mine {
                 if let Ok(e) = ft.get_mut(pa) {
                     e.maps = 0;
                 }

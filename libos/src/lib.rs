@@ -10,6 +10,7 @@
 pub mod fs;
 pub mod heap;
 pub mod ipc;
+mod mem;
 pub mod nic;
 pub mod private;
 pub mod process;

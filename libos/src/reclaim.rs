@@ -55,7 +55,10 @@ pub struct Stats {
     pub reserve_frames: u64,
     /// Frames the kernel took by force (its count).
     pub repossessed: u64,
-    /// Of those, frames that were not the reserve's: mapped memory the program lost.
+    /// Of those, cache-region pages (refilled on use, so not lost).
+    pub cache_repossessed: u64,
+    /// Of those, frames neither the reserve's nor cache pages: mapped memory the program
+    /// lost.
     pub lost: u64,
 }
 
@@ -72,6 +75,11 @@ struct State {
     caches: [(u64, u64); MAX_CACHE_REGIONS],
     /// Cache regions in use by the program right now (never dropped while > 0).
     pinned: u32,
+    /// Cache-region pages mapped, as far as this libOS knows (a forced repossession may
+    /// have taken some since: `on_upcall` counts them).
+    cache_mapped: u64,
+    /// Cache-region pages faulted in so far ([`cache_faults`]).
+    cache_faults: u64,
     parked: [u64; MAX_PARKED],
     n_parked: usize,
     reserve: [u64; MAX_RESERVE],
@@ -95,8 +103,11 @@ static STATE: Private<State> = Private::new(State {
         heap_pages: 0,
         reserve_frames: 0,
         repossessed: 0,
+        cache_repossessed: 0,
         lost: 0,
     },
+    cache_mapped: 0,
+    cache_faults: 0,
     caches: [(0, 0); MAX_CACHE_REGIONS],
     pinned: 0,
     parked: [0; MAX_PARKED],
@@ -152,6 +163,47 @@ pub fn add_cache_region(pages: u64) -> Result<CacheRegion, Error> {
     vm::add_lazy_region(start, end)?;
     s.caches[slot] = (start, end);
     Ok(CacheRegion { start, pages })
+}
+
+/// Whether `va` lies in a cache region (its pages are mapped [`vm::DROPPABLE`]).
+pub fn in_cache_region(va: u64) -> bool {
+    state().caches.iter().any(|&(a, b)| va >= a && va < b)
+}
+
+/// Cache-region pages faulted in since the program started. A page the kernel took by
+/// force while the program was using it comes back as a fresh zero page through a fault:
+/// code that reads a cache page compares this before and after to know that did not happen.
+pub fn cache_faults() -> u64 {
+    // The fault handler changes the count behind the compiler's back (an upcall in the
+    // middle of a copy): a fence keeps the read where it is written, and a volatile read
+    // keeps it from being folded with an earlier one.
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    // SAFETY: STATE's pointer is valid for the program's life; this only names a field.
+    let at = unsafe { &raw const (*STATE.get()).cache_faults };
+    // SAFETY: `at` points to an initialised, aligned `u64` in STATE.
+    let n = unsafe { core::ptr::read_volatile(at) };
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    n
+}
+
+/// The fault handler mapped a cache-region page.
+pub(crate) fn note_cache_fault() {
+    let s = state();
+    s.cache_mapped += 1;
+    s.cache_faults += 1;
+}
+
+/// Cache-region pages mapped right now.
+fn cache_resident() -> u64 {
+    let mut n = 0;
+    for &(start, end) in &state().caches {
+        let mut va = start;
+        while va < end {
+            n += u64::from(Pte(vm::entry(va)).is_valid());
+            va += PAGE;
+        }
+    }
+    n
 }
 
 /// Runs `f` while no cache page can be given back (so a page checked resident stays so).
@@ -246,6 +298,31 @@ fn settle() -> u64 {
     if s.owed == 0 {
         return 0;
     }
+    let given = give(s.owed);
+    s.owed -= given;
+    let come_back = s.owed > 0;
+    if come_back != s.slices_on {
+        let r = sys::env_set_upcall(
+            EnvId::SELF,
+            crate::upcall::entry_address(),
+            crate::upcall::stack_top(),
+            come_back,
+        );
+        s.slices_on = come_back && r.is_ok();
+    }
+    given
+}
+
+/// Gives back up to `frames` frames now, as a `REVOKE` asking for them would (cache pages
+/// first, then free heap pages, then the reserve); returns how many went. A program that
+/// wants to shrink calls it; cache users find their pages gone and refill them on use.
+pub fn trim(frames: u64) -> u64 {
+    give(frames)
+}
+
+/// Gives back up to `wanted` frames, as far as the interrupted code allows.
+fn give(wanted: u64) -> u64 {
+    let s = state();
     let vm_free = !vm::busy();
     let mut given = 0;
     // 1. Cache pages.
@@ -253,17 +330,18 @@ fn settle() -> u64 {
         for r in 0..MAX_CACHE_REGIONS {
             let (start, end) = s.caches[r];
             let mut va = start;
-            while va < end && given < s.owed {
+            while va < end && given < wanted {
                 if give_page(va) {
                     given += 1;
                     s.stats.cache_pages += 1;
+                    s.cache_mapped = s.cache_mapped.saturating_sub(1);
                 }
                 va += PAGE;
             }
         }
     }
     // 2. Free heap pages (only if the interrupted code is not in the allocator).
-    while vm_free && !s.main_busy && given < s.owed && s.n_parked < MAX_PARKED {
+    while vm_free && !s.main_busy && given < wanted && s.n_parked < MAX_PARKED {
         let Some(va) = crate::heap::take_free_page() else { break };
         if give_page(va) {
             given += 1;
@@ -276,23 +354,12 @@ fn settle() -> u64 {
         }
     }
     // 3. The reserve (a system call each: no `vm` needed).
-    while !s.main_busy && given < s.owed && s.n_reserve > 0 {
+    while !s.main_busy && given < wanted && s.n_reserve > 0 {
         s.n_reserve -= 1;
         if sys::frame_free(EnvId::SELF, s.reserve[s.n_reserve]).is_ok() {
             given += 1;
             s.stats.reserve_frames += 1;
         }
-    }
-    s.owed -= given;
-    let come_back = s.owed > 0;
-    if come_back != s.slices_on {
-        let r = sys::env_set_upcall(
-            EnvId::SELF,
-            crate::upcall::entry_address(),
-            crate::upcall::stack_top(),
-            come_back,
-        );
-        s.slices_on = come_back && r.is_ok();
     }
     given
 }
@@ -331,12 +398,17 @@ pub(crate) fn on_upcall() {
     let reserve_beyond = beyond.min(s.n_reserve as u64);
     s.n_reserve -= reserve_beyond as usize;
     from_reserve += reserve_beyond;
-    let lost = new - from_reserve;
+    // Past the reserve the kernel takes pages marked droppable first: the cache pages.
+    let resident = cache_resident();
+    let from_cache = s.cache_mapped.saturating_sub(resident).min(new - from_reserve);
+    s.cache_mapped = resident;
+    let lost = new - from_reserve - from_cache;
     s.stats.repossessed = info.repossessed;
+    s.stats.cache_repossessed += from_cache;
     s.stats.lost += lost;
     if lost > 0 {
         println!(
-            "env {:#x}: the kernel repossessed {new} frames: {from_reserve} from the reserve, {lost} others (a mapped page among them is lost; cache pages are refilled on use)",
+            "env {:#x}: the kernel repossessed {new} frames: {from_reserve} from the reserve, {from_cache} cache pages (refilled on use), {lost} others (a mapped page among them is lost)",
             info.id
         );
     }

@@ -93,7 +93,13 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
             copy_on_write(far).is_ok()
         }
         upcall::DATA_ABORT | upcall::INSTRUCTION_ABORT if vm::in_lazy_region(far) => {
-            vm::map_new(far & !(PAGE - 1), RW).is_ok()
+            let cache = crate::reclaim::in_cache_region(far);
+            let mapped =
+                vm::map_new_marked(far & !(PAGE - 1), RW, if cache { vm::DROPPABLE } else { 0 }).is_ok();
+            if mapped && cache {
+                crate::reclaim::note_cache_fault();
+            }
+            mapped
         }
         _ => false,
     };

@@ -41,6 +41,10 @@ pub const SCRATCH: u64 = 0x2fff_ffff_f000;
 pub const COW: u64 = 1 << 55;
 /// Software bit 56: this page is shared read-write with children (`fork` keeps it shared).
 pub const SHARED: u64 = 1 << 56;
+/// Software bit 58, the one the kernel reads: a page whose contents the program can make
+/// again, which a forced repossession takes before any other mapped page (`reclaim`'s cache
+/// regions are mapped with it).
+pub const DROPPABLE: u64 = exo_abi::pte::bits::DROPPABLE;
 
 pub const RW: Perm = Perm { write: true, exec: false };
 pub const RO: Perm = Perm { write: false, exec: false };
@@ -217,9 +221,14 @@ pub fn map_frame(va: u64, pa: u64, perm: Perm) -> Result<(), Error> {
 
 /// Maps a fresh zeroed frame at `va`; returns its physical address.
 pub fn map_new(va: u64, perm: Perm) -> Result<u64, Error> {
+    map_new_marked(va, perm, 0)
+}
+
+/// [`map_new`] with software bits `sw` in the entry (e.g. [`DROPPABLE`]).
+pub fn map_new_marked(va: u64, perm: Perm, sw: u64) -> Result<u64, Error> {
     with(|s| {
         let pa = sys::frame_alloc(s.me, None)?;
-        match s.map(va, Pte::user_page(pa, perm).0) {
+        match s.map(va, Pte::user_page(pa, perm).0 | sw) {
             Ok(()) => Ok(pa),
             Err(e) => {
                 let _ = sys::frame_free(s.me, pa);

@@ -29,6 +29,11 @@ pub mod bits {
     pub const UXN: u64 = 1 << 54;
     /// Bits 55..=58 are ignored by hardware and left to software.
     pub const SW_MASK: u64 = 0b1111 << 55;
+    /// Software bit 58, the one the kernel reads: the owner says this page can be dropped
+    /// (its contents can be made again). A forced repossession takes such pages before any
+    /// other mapped page. It only orders the owner's own frames: a frame the environment does
+    /// not own, or maps more than once, is never taken, marked or not.
+    pub const DROPPABLE: u64 = 1 << 58;
     /// Output address, bits 12..=47.
     pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 }

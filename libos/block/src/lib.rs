@@ -50,6 +50,13 @@ pub trait BlockDevice {
     fn flush(&mut self) -> Result<(), IoError>;
     /// The device size in sectors.
     fn sectors(&self) -> u64;
+    /// Whether a read of `len` bytes may be handed to this device in a buffer at any
+    /// alignment (a partition otherwise bounces a buffer not aligned to 512 bytes, as the
+    /// sector system calls want). A device that copies from memory says yes.
+    fn reads_any_buffer(&self, len: usize) -> bool {
+        let _ = len;
+        false
+    }
 }
 
 impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
@@ -64,6 +71,9 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     }
     fn sectors(&self) -> u64 {
         (**self).sectors()
+    }
+    fn reads_any_buffer(&self, len: usize) -> bool {
+        (**self).reads_any_buffer(len)
     }
 }
 

@@ -49,14 +49,27 @@ impl From<IoError> for super::Error {
 pub struct SysSectors;
 
 impl BlockDevice for SysSectors {
+    /// Small reads go through the program's block cache ([`bcache`](super::bcache)).
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        crate::sys::sector_read(sector, buf).map(drop).map_err(|e| IoError { code: e as i32 })
+        let raw = |sector, buf: &mut [u8]| {
+            crate::sys::sector_read(sector, buf).map(drop).map_err(|e| IoError { code: e as i32 })
+        };
+        #[cfg(target_os = "none")]
+        return super::bcache::read(sector, buf, raw);
+        #[cfg(not(target_os = "none"))]
+        raw(sector, buf)
     }
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        #[cfg(target_os = "none")]
+        super::bcache::forget(sector, (buf.len() / SECTOR) as u64);
         crate::sys::sector_write(sector, buf).map(drop).map_err(|e| IoError { code: e as i32 })
     }
     fn flush(&mut self) -> Result<(), IoError> {
         crate::sys::sector_flush().map_err(|e| IoError { code: e as i32 })
+    }
+    /// Small reads are copied out of the block cache, so they take any buffer.
+    fn reads_any_buffer(&self, len: usize) -> bool {
+        cfg!(target_os = "none") && len <= super::bcache::MAX_CACHED
     }
     /// The disk's size as the kernel found it at boot (0: no disk; on the host, always 0).
     fn sectors(&self) -> u64 {
@@ -107,7 +120,11 @@ pub struct Partition<S> {
 
 impl<S: BlockDevice> Partition<S> {
     /// The extent `(start, count)` of `io`.
+    /// Opening a partition (a mount) empties the program's block cache: another program
+    /// may have written the disk since.
     pub fn new(io: S, start: u64, count: u64) -> Partition<S> {
+        #[cfg(target_os = "none")]
+        super::bcache::clear();
         let bounce = vec![AlignedSector([0; SECTOR]); BOUNCE_SECTORS];
         Partition { start, count, inner: RefCell::new(Inner { io, bounce, stats: IoStats::default() }) }
     }
@@ -148,7 +165,7 @@ impl<S: BlockDevice> Partition<S> {
     pub fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let abs = self.check(sector, buf.len())?;
         let inner = &mut *self.inner.borrow_mut();
-        if (buf.as_ptr() as usize).is_multiple_of(SECTOR) {
+        if (buf.as_ptr() as usize).is_multiple_of(SECTOR) || inner.io.reads_any_buffer(buf.len()) {
             for (i, chunk) in buf.chunks_mut(MAX_TRANSFER * SECTOR).enumerate() {
                 inner.stats.reads += 1;
                 inner.stats.sectors_read += (chunk.len() / SECTOR) as u64;
@@ -251,6 +268,9 @@ impl<S: BlockDevice> BlockDevice for Partition<S> {
     }
     fn sectors(&self) -> u64 {
         self.count
+    }
+    fn reads_any_buffer(&self, len: usize) -> bool {
+        self.inner.borrow().io.reads_any_buffer(len)
     }
 }
 

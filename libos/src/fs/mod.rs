@@ -76,6 +76,7 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+pub mod bcache;
 pub mod disk;
 mod error;
 pub mod mount;

@@ -89,9 +89,16 @@ impl Vfs {
 
     /// The file system mounted exactly at `at`, to use it directly.
     pub fn fs_at(&mut self, at: &str) -> Option<&mut dyn FileSystem> {
-        let at = normalize(at).ok()?;
-        let m = self.mounts.iter_mut().flatten().find(|m| m.at == at)?;
-        Some(m.fs.as_mut())
+        // A mount point as the mount table spells it (what a server keeps) needs no
+        // normalising, which would allocate.
+        let i = match self.mount_points().find(|(_, m)| *m == at) {
+            Some((i, _)) => i,
+            None => {
+                let at = normalize(at).ok()?;
+                self.mount_points().find(|(_, m)| *m == at)?.0
+            }
+        };
+        Some(self.mounts[i].as_mut()?.fs.as_mut())
     }
 
     fn mount_points(&self) -> impl Iterator<Item = (usize, &str)> {

@@ -60,6 +60,15 @@ impl Server {
         }
     }
 
+    /// The file system and handle behind the caller's handle `h`, without copying its
+    /// mount point (the per-read path: no allocation).
+    fn owned_fs(&mut self, caller: EnvId, h: u64) -> Result<(&mut dyn FileSystem, Handle)> {
+        match self.handles.get(h as usize) {
+            Some(Some((c, at, hd))) if *c == caller => Ok((self.vfs.fs_at(at).ok_or(Error::NotFound)?, *hd)),
+            _ => Err(Error::BadHandle),
+        }
+    }
+
     fn fs(&mut self, at: &str) -> Result<&mut dyn FileSystem> {
         self.vfs.fs_at(at).ok_or(Error::NotFound)
     }
@@ -103,15 +112,15 @@ impl Server {
                 Ok([slot as u64, 0, 0])
             }
             op::READ => {
-                let (at, h) = self.owned(caller, a[1])?;
+                let (fs, h) = self.owned_fs(caller, a[1])?;
                 let n = (a[3] as usize).min(BUF);
-                let got = self.fs(&at)?.read(h, a[2], &mut buf[..n])?;
+                let got = fs.read(h, a[2], &mut buf[..n])?;
                 Ok([got as u64, 0, 0])
             }
             op::WRITE => {
-                let (at, h) = self.owned(caller, a[1])?;
+                let (fs, h) = self.owned_fs(caller, a[1])?;
                 let n = (a[3] as usize).min(BUF);
-                let wrote = self.fs(&at)?.write(h, a[2], &buf[..n])?;
+                let wrote = fs.write(h, a[2], &buf[..n])?;
                 Ok([wrote as u64, 0, 0])
             }
             op::CLOSE => {
@@ -120,8 +129,8 @@ impl Server {
                 self.fs(&at)?.close(h).map(|_| [0; 3])
             }
             op::FSTAT => {
-                let (at, h) = self.owned(caller, a[1])?;
-                self.fs(&at)?.fstat(h).map(pack_metadata)
+                let (fs, h) = self.owned_fs(caller, a[1])?;
+                fs.fstat(h).map(pack_metadata)
             }
             op::STAT => {
                 let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;

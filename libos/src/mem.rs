@@ -1,0 +1,48 @@
+//! `memcpy` for every EL0 program, in place of the compiler's.
+//!
+//! The compiler's own (`compiler_builtins`, generic Rust) moves 8 bytes per 4 instructions
+//! when source and destination share their alignment, and assembles each word from single
+//! bytes (about 20 instructions per 8 bytes) when they do not: a 4 KiB copy cost 2,000 to
+//! 10,000 instructions, which was most of a cached file read. This one moves 64 bytes per
+//! 10 instructions whatever the alignment (EL0 runs with alignment checking off, so `ldp`
+//! and `stp` may be unaligned on normal memory, the only kind EL0 can map), then 8 bytes,
+//! then single bytes: 4 KiB in about 650. `memmove` and `memset` stay the compiler's.
+//!
+//! Written in assembly so that the compiler cannot turn the loop back into a call to
+//! `memcpy`. The strong symbol here takes precedence over the builtins' weak one.
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(
+    ".section .text.memcpy, \"ax\"",
+    ".global memcpy",
+    ".type memcpy, %function",
+    ".p2align 4",
+    "memcpy:",
+    "    mov x3, x0",
+    "    subs x2, x2, #64",
+    "    b.lo 2f",
+    "1:  ldp x6, x7, [x1, #16]",
+    "    ldp x8, x9, [x1, #32]",
+    "    ldp x10, x11, [x1, #48]",
+    "    ldp x4, x5, [x1], #64",
+    "    stp x6, x7, [x3, #16]",
+    "    stp x8, x9, [x3, #32]",
+    "    stp x10, x11, [x3, #48]",
+    "    stp x4, x5, [x3], #64",
+    "    subs x2, x2, #64",
+    "    b.hs 1b",
+    "2:  adds x2, x2, #56",
+    "    b.lo 4f",
+    "3:  ldr x4, [x1], #8",
+    "    str x4, [x3], #8",
+    "    subs x2, x2, #8",
+    "    b.hs 3b",
+    "4:  adds x2, x2, #8",
+    "    b.eq 6f",
+    "5:  ldrb w4, [x1], #1",
+    "    strb w4, [x3], #1",
+    "    subs x2, x2, #1",
+    "    b.ne 5b",
+    "6:  ret",
+    ".size memcpy, . - memcpy",
+);
