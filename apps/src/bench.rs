@@ -14,6 +14,8 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RW};
 use exo_libos::{println, sys};
 
+use crate::smpbench::{self, Work};
+
 pub(crate) fn cycles() -> u64 {
     let c: u64;
     // SAFETY: EL0 may read the cycle counter (PMUSERENR_EL0.CR, set by the kernel); `isb`
@@ -84,6 +86,7 @@ type Bench = fn() -> (u64, u64);
 /// The benchmarks, in the order they run.
 const BENCHES: &[(&str, Bench)] = &[
     ("null_syscall", null_syscall),
+    ("locked_null_syscall", || (N, measure(N, |_| smpbench::locked_nop()))),
     ("fault_upcall_map_resume", fault_upcall),
     ("frame_alloc_map_unmap_free", frame_cycle),
     ("env_switch", env_switch),
@@ -91,6 +94,21 @@ const BENCHES: &[(&str, Bench)] = &[
     ("pct_call", || pct_leg(false)),
     ("pct_reply", || pct_leg(true)),
     ("fork_exit_wait", fork_exit_wait),
+    // Several cores (`smpbench.rs`): guest time per operation, all cores counted.
+    ("pct_round_trip_same_core", || smpbench::pct_pinned(0)),
+    ("pct_round_trip_cross_core", || smpbench::pct_pinned(1)),
+    ("scale_spin_1_core", || smpbench::scale(Work::Spin, 1, 2000)),
+    ("scale_spin_2_cores", || smpbench::scale(Work::Spin, 2, 2000)),
+    ("scale_spin_4_cores", || smpbench::scale(Work::Spin, 4, 2000)),
+    ("scale_null_syscall_1_core", || smpbench::scale(Work::NullSyscall, 1, 4000)),
+    ("scale_null_syscall_2_cores", || smpbench::scale(Work::NullSyscall, 2, 4000)),
+    ("scale_null_syscall_4_cores", || smpbench::scale(Work::NullSyscall, 4, 4000)),
+    ("scale_locked_syscall_1_core", || smpbench::scale(Work::LockedSyscall, 1, 4000)),
+    ("scale_locked_syscall_2_cores", || smpbench::scale(Work::LockedSyscall, 2, 4000)),
+    ("scale_locked_syscall_4_cores", || smpbench::scale(Work::LockedSyscall, 4, 4000)),
+    ("scale_frame_cycle_1_core", || smpbench::scale(Work::FrameCycle, 1, 500)),
+    ("scale_frame_cycle_2_cores", || smpbench::scale(Work::FrameCycle, 2, 500)),
+    ("scale_frame_cycle_4_cores", || smpbench::scale(Work::FrameCycle, 4, 500)),
     ("sector_read_1", || sector_io(false, 1)),
     ("sector_read_64k", || sector_io(false, 128)),
     ("sector_read_1m", || sector_io(false, 2048)),
@@ -115,6 +133,10 @@ pub fn run(programs: &[(&str, &[u8])]) -> i32 {
             continue;
         }
         let (ops, per) = bench();
+        if ops == 0 {
+            println!("bench {name} skipped: it needs four cores");
+            continue;
+        }
         report(name, ops, per);
     }
     // These need a card with formatted FAT and LFS partitions: only when asked for by name.
