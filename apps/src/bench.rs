@@ -197,19 +197,24 @@ fn frame_cycle() -> (u64, u64) {
     (N, per)
 }
 
-/// Environment switch: two environments yielding to each other.
+/// Environment switch: two environments yielding to each other, both on core 0 (on another
+/// core the child would spin through its own yields instead of being switched to).
 fn env_switch() -> (u64, u64) {
     let me = vm::me();
+    let cores = vm::env_info(me).map_or(1, |e| e.affinity);
     let Ok(Fork::Parent(child)) = process::fork() else {
         loop {
             let _ = sys::yield_to(me);
         }
     };
+    let _ = sys::env_set_affinity(child, 1);
+    let _ = sys::env_set_affinity(EnvId::SELF, 1);
     let _ = sys::yield_to(child); // let the child reach its loop
     let per = measure(N, |_| {
         let _ = sys::yield_to(child);
     });
     let _ = sys::env_destroy(child);
+    let _ = sys::env_set_affinity(EnvId::SELF, cores);
     (2 * N, per / 2)
 }
 

@@ -242,6 +242,11 @@ pub fn scale(what: Work, cores: u8, n: u64) -> (u64, u64) {
     let first = (0..WORKERS).map(|k| s[START + k].load(SeqCst)).min().unwrap_or(0);
     let last = (0..WORKERS).map(|k| s[END + k].load(SeqCst)).max().unwrap_or(0);
     let ops = n * WORKERS as u64;
+    // Each worker's own start-to-end, from the first start: on silicon a worker's span is its
+    // work; under -icount it stretches with what the other cores do meanwhile.
+    let at = |row: usize, k: usize| s[row + k].load(SeqCst).saturating_sub(first);
+    let spans: [(u64, u64); WORKERS] = core::array::from_fn(|k| (at(START, k), at(END, k)));
+    println!("smpbench: cores {cores}: workers' (start, end) {spans:?}");
     if !ok || first == 0 || last <= first {
         return (1, 0);
     }
