@@ -20,7 +20,7 @@ use exo_libos::process::{self, Fork};
 use exo_libos::vm::{self, RW, SHARED};
 use exo_libos::{println, sys};
 
-use crate::bench::{cycles, measure};
+use crate::bench::measure;
 
 /// Environments in every scaling row.
 const WORKERS: usize = 4;
@@ -184,15 +184,24 @@ fn finish(s: &[AtomicU64; 512]) -> ! {
 
 /// Records the counter in this worker's word of the row `at` (`START` or `END`).
 fn stamp(s: &[AtomicU64; 512], at: usize) {
-    s[at + ME.load(SeqCst) as usize].store(cycles(), SeqCst);
+    s[at + ME.load(SeqCst) as usize].store(clock_ns(), SeqCst);
+}
+
+/// Guest time in ns from the generic timer's virtual count, which every core shares. (Each
+/// core's PMU cycle counter starts when that core enables it, so stamps taken on different
+/// cores with it cannot be compared: on raspi4b they differed by millions.)
+fn clock_ns() -> u64 {
+    let hz = vm::kinfo().counter_hz.max(1);
+    (u128::from(sys::now()) * 1_000_000_000 / u128::from(hz)) as u64
 }
 
 /// This worker's index (each worker is a forked copy with its own statics).
 static ME: AtomicU64 = AtomicU64::new(0);
 
 /// Four environments each doing `n` operations of `what`, placed round-robin on the first
-/// `cores` cores (each pinned to one). Returns (operations, guest time per operation): the
-/// span from the first worker's start to the last one's end, over all the operations.
+/// `cores` cores (each pinned to one). Returns (operations, guest time per operation in
+/// ns): the span from the first worker's start to the last one's end, over all the
+/// operations.
 pub fn scale(what: Work, cores: u8, n: u64) -> (u64, u64) {
     let all = mine();
     if all != 0xf {
