@@ -3,13 +3,14 @@
 //! independent work placed on one, two and four cores — read as work per unit of guest
 //! time. Run by init's benchmark mode (`bench.rs` lists them); each needs four cores up.
 //!
-//! Under QEMU's `-icount` the cycle counter is the machine's virtual clock, and that clock
-//! advances with the instructions of *every* vCPU (QEMU runs them one after another on one
-//! host thread and keeps one instruction count). So here a scaling row measures the total
+//! Under QEMU's `-icount` guest time (`CNTVCT`, and each core's cycle counter) advances
+//! with the instructions of *every* vCPU (QEMU runs them one after another on one host
+//! thread and keeps one instruction count). So here a scaling row measures the total
 //! instructions the machine spent per operation, and perfect scaling shows as a flat row
 //! (no extra instructions when cores are added), not as a shorter time. The `scale_spin`
 //! rows, pure EL0 work that scales perfectly on silicon, show the effect: see
-//! `docs/multicore.md`. A benchmark that needs four cores and finds fewer returns 0
+//! `docs/multicore.md`. Spans across cores are stamped with `CNTVCT`, which the cores
+//! share; each core's cycle counter starts when that core enables it. A benchmark that needs four cores and finds fewer returns 0
 //! operations (reported as skipped).
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
