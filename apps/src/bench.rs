@@ -17,6 +17,8 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RW, SHARED};
 use exo_libos::{println, sys};
 
+use crate::smpbench::{self, Work};
+
 pub(crate) fn cycles() -> u64 {
     let c: u64;
     // SAFETY: EL0 may read the cycle counter (PMUSERENR_EL0.CR, set by the kernel); `isb`
@@ -87,6 +89,7 @@ type Bench = fn() -> (u64, u64);
 /// The benchmarks, in the order they run.
 const BENCHES: &[(&str, Bench)] = &[
     ("null_syscall", null_syscall),
+    ("locked_null_syscall", || (N, measure(N, |_| smpbench::locked_nop()))),
     ("fault_upcall_map_resume", fault_upcall),
     ("frame_alloc_map_unmap_free", frame_cycle),
     ("env_switch", env_switch),
@@ -96,6 +99,21 @@ const BENCHES: &[(&str, Bench)] = &[
     ("fork_exit_wait", fork_exit_wait),
     ("net_demux_frame_64_bindings", net_demux),
     ("net_copy_frame_into_ring_slot", net_put),
+    // Several cores (`smpbench.rs`): guest time per operation, all cores counted.
+    ("pct_round_trip_same_core", || smpbench::pct_pinned(0)),
+    ("pct_round_trip_cross_core", || smpbench::pct_pinned(1)),
+    ("scale_spin_1_core", || smpbench::scale(Work::Spin, 1, 2000)),
+    ("scale_spin_2_cores", || smpbench::scale(Work::Spin, 2, 2000)),
+    ("scale_spin_4_cores", || smpbench::scale(Work::Spin, 4, 2000)),
+    ("scale_null_syscall_1_core", || smpbench::scale(Work::NullSyscall, 1, 4000)),
+    ("scale_null_syscall_2_cores", || smpbench::scale(Work::NullSyscall, 2, 4000)),
+    ("scale_null_syscall_4_cores", || smpbench::scale(Work::NullSyscall, 4, 4000)),
+    ("scale_locked_syscall_1_core", || smpbench::scale(Work::LockedSyscall, 1, 4000)),
+    ("scale_locked_syscall_2_cores", || smpbench::scale(Work::LockedSyscall, 2, 4000)),
+    ("scale_locked_syscall_4_cores", || smpbench::scale(Work::LockedSyscall, 4, 4000)),
+    ("scale_frame_cycle_1_core", || smpbench::scale(Work::FrameCycle, 1, 500)),
+    ("scale_frame_cycle_2_cores", || smpbench::scale(Work::FrameCycle, 2, 500)),
+    ("scale_frame_cycle_4_cores", || smpbench::scale(Work::FrameCycle, 4, 500)),
     ("sector_read_1", || sector_io(false, 1)),
     ("sector_read_64k", || sector_io(false, 128)),
     ("sector_read_1m", || sector_io(false, 2048)),
@@ -128,7 +146,7 @@ pub fn run(programs: &[(&str, &[u8])]) -> i32 {
         }
         let (ops, per) = bench();
         if ops > 0 {
-            report(name, ops, per); // 0: it reported itself, or could not run
+            report(name, ops, per); // 0: it reported itself, or said why it was skipped
         }
     }
     // These need a card with formatted FAT and LFS partitions: only when asked for by name.
@@ -192,19 +210,24 @@ fn frame_cycle() -> (u64, u64) {
     (N, per)
 }
 
-/// Environment switch: two environments yielding to each other.
+/// Environment switch: two environments yielding to each other, both on core 0 (on another
+/// core the child would spin through its own yields instead of being switched to).
 fn env_switch() -> (u64, u64) {
     let me = vm::me();
+    let cores = vm::env_info(me).map_or(1, |e| e.affinity);
     let Ok(Fork::Parent(child)) = process::fork() else {
         loop {
             let _ = sys::yield_to(me);
         }
     };
+    let _ = sys::env_set_affinity(child, 1);
+    let _ = sys::env_set_affinity(EnvId::SELF, 1);
     let _ = sys::yield_to(child); // let the child reach its loop
     let per = measure(N, |_| {
         let _ = sys::yield_to(child);
     });
     let _ = sys::env_destroy(child);
+    let _ = sys::env_set_affinity(EnvId::SELF, cores);
     (2 * N, per / 2)
 }
 

@@ -191,6 +191,7 @@ pub fn service_read(fsd_elf: &[u8]) {
             });
             println!("bench read_4k_through_fsd ops={n} per_op={per}");
             let _ = vfs.close(fd);
+            crate::smpbench::fsd_rows(fsd);
         }
         let _ = vfs.remove("/log/svc.bin");
         let _ = vfs.sync();

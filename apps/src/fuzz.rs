@@ -9,12 +9,14 @@
 //!
 //! Run by init with `exo.test=fuzz`; `exo.fuzz.calls=N` (default 100000) and
 //! `exo.fuzz.seed=S` choose the length and the stream (`cargo xtask fuzz` runs long ones).
-//! The same seed gives the same stream of calls (scheduling still varies).
+//! The same seed gives the same stream of calls. With four cores up, worker i starts pinned
+//! to core i (the workers may move themselves: `EnvSetAffinity` is in the stream).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::oracle::Oracle;
 
+use exo_libos::abi::net::{NetBind, NetFilter, NetTerm, NET_SHARED};
 use exo_libos::abi::pte::{Perm, Pte};
 use exo_libos::abi::{env_state, EnvId, Sys, ANY_FRAME};
 use exo_libos::format::rng::Rng;
@@ -34,7 +36,13 @@ struct Pool {
     frames: [u64; 32],
     envs: [u64; 8],
     vas: [u64; 8],
+    /// A mapped page of the worker's for pointer arguments (`NetBind`'s, a frame to send),
+    /// followed by [`RING_PAGES`] mapped pages a binding's ring may use.
+    buf: u64,
 }
+
+/// Mapped pages after `Pool::buf` for network receive rings (two slots a page).
+const RING_PAGES: u64 = 4;
 
 impl Pool {
     fn frame(&self, r: &mut Rng) -> u64 {
@@ -59,6 +67,42 @@ impl Pool {
             _ => r.pick(&[0, exo_libos::abi::USER_VA_LIMIT, 0xffff_ffff_8000_0000, u64::MAX, 0x40_0000]),
         }
     }
+    /// A pointer argument: into the worker's own mapped page most of the time.
+    fn ptr(&self, r: &mut Rng) -> u64 {
+        match r.below(4) {
+            0..=2 => self.buf + r.below(PAGE / 8) * 8,
+            _ => self.va(r),
+        }
+    }
+    /// Fills `buf` with a half-valid `NetBind`: filters with plausible offsets and sizes, a
+    /// ring in the worker's ring pages (or anywhere), a slot count around the limit.
+    fn net_bind(&self, r: &mut Rng) -> u64 {
+        let term = |r: &mut Rng| NetTerm {
+            offset: r.pick(&[0, 6, 12, 14, 23, 34, 36, 62, 63, 64, 1000]) as u16,
+            size: r.pick(&[1, 2, 4, 3, 0, 8]) as u8,
+            _pad: 0,
+            mask: or_random(r, &[0xff, 0xffff, u32::MAX as u64]) as u32,
+            value: r.next_u64() as u32,
+        };
+        let filter = |r: &mut Rng| {
+            let mut f = NetFilter { count: r.below(10) as u32, ..NetFilter::default() };
+            f.terms.iter_mut().for_each(|t| *t = term(r));
+            f
+        };
+        let b = NetBind {
+            rx: filter(r),
+            tx: filter(r),
+            ring: match r.below(3) {
+                0 | 1 => self.buf + PAGE * (1 + r.below(RING_PAGES)) + r.pick(&[0, 8, 2048]),
+                _ => self.va(r),
+            },
+            slots: or_random(r, &[0, 1, 2, 8, 9, 64, 65]) as u32,
+            flags: or_random(r, &[0, NET_SHARED as u64]) as u32,
+        };
+        // SAFETY: `buf` is the worker's own mapped read-write page, larger than a `NetBind`.
+        unsafe { (self.buf as *mut NetBind).write(b) };
+        self.buf
+    }
     fn pte(&self, r: &mut Rng) -> u64 {
         let perm = Perm { write: r.below(2) == 0, exec: r.below(2) == 0 };
         match r.below(5) {
@@ -68,6 +112,16 @@ impl Pool {
             3 => 0,
             _ => r.next_u64(),
         }
+    }
+}
+
+/// One of `xs`, or now and then any number at all.
+fn or_random(r: &mut Rng, xs: &[u64]) -> u64 {
+    let any = r.next_u64();
+    if r.below(xs.len() as u64 + 1) == 0 {
+        any
+    } else {
+        r.pick(xs)
     }
 }
 
@@ -121,7 +175,11 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
     let counter = &ctl[i];
     let mut r = Rng::from_state(seed | 1);
     let me = vm::me().0 as u64;
-    let mut pool = Pool { frames: [0; 32], envs: [0, me, 1, 0x1000, 0, 0, 0, 0], vas: [0; 8] };
+    let mut pool = Pool { frames: [0; 32], envs: [0, me, 1, 0x1000, 0, 0, 0, 0], vas: [0; 8], buf: 0 };
+    pool.buf = vm::alloc_va(1 + RING_PAGES);
+    for p in 0..1 + RING_PAGES {
+        let _ = vm::map_new(pool.buf + p * PAGE, RW);
+    }
     for f in pool.frames.iter_mut() {
         *f = sys::frame_alloc(EnvId::SELF, None).unwrap_or(0);
     }
@@ -147,7 +205,7 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
             0 => r.below(64),
             _ => r.pick(&[
                 2, 3, 4, 5, 6, 7, 7, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 32,
-                33, 35, 36, 37, 38, 40, 41,
+                26, 33, 35, 36, 37, 38, 40, 41, 48, 49, 50, 51, 52,
             ]),
         };
         let mut a = [0u64; 6];
@@ -172,6 +230,21 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
             }
             n if n == Sys::TableGet as u64 => {
                 a[..3].copy_from_slice(&[pool.env(&mut r), pool.va(&mut r), r.below(5)])
+            }
+            n if n == Sys::EnvSetAffinity as u64 => {
+                let cores = or_random(&mut r, &[1, 2, 4, 8, 0xf, 0x3, 0, 0x10, 0xff, 0x1ff]);
+                a[..2].copy_from_slice(&[pool.env(&mut r), cores])
+            }
+            n if n == Sys::NetBind as u64 => {
+                a[0] = if r.below(4) == 0 { pool.ptr(&mut r) } else { pool.net_bind(&mut r) }
+            }
+            n if n == Sys::NetUnbind as u64 => a[0] = or_random(&mut r, &[0, 1, 2, 3, 4, 7]),
+            n if n == Sys::NetSend as u64 => {
+                let len = or_random(&mut r, &[0, 13, 14, 60, 1514, 1515, PAGE, u64::MAX]) % (2 * PAGE);
+                a[..2].copy_from_slice(&[pool.ptr(&mut r), len])
+            }
+            n if n == Sys::NetPoll as u64 => {
+                a[0] = if r.below(2) == 0 { r.pick(&[0, pool.buf]) } else { pool.ptr(&mut r) }
             }
             n if n == Sys::ConsoleRead as u64 => a[0] = 0, // never block on input
             n if n == Sys::Exit as u64 && r.below(20) != 0 => continue, // exit only now and then
@@ -222,6 +295,8 @@ pub fn run(args: &str) -> i32 {
     // SAFETY: `va` is a shared read-write page for the rest of the run.
     let counters = unsafe { &*(va as *const [AtomicU64; 512]) };
     let mut rng = Rng::from_state(seed | 1);
+    let cores = vm::env_info(vm::me()).map_or(1, |e| e.affinity);
+    let mut ran_on = 0u8; // the cores the workers were seen running on
     let mut workers = [(EnvId(0), 0u64, 0u64); WORKERS]; // (id, last count, last progress ms)
     let (mut started, mut done) = (0u64, 0u64);
     while done < calls {
@@ -246,13 +321,23 @@ pub fn run(args: &str) -> i32 {
             let worker_seed = rng.next_u64();
             match process::fork_with_quota(WORKER_QUOTA) {
                 Ok(Fork::Child) => worker(worker_seed, i, counters),
-                Ok(Fork::Parent(id)) => *w = (id, 0, now_ms()),
+                Ok(Fork::Parent(id)) => {
+                    // One worker per core when four are ours: worker i starts on core i.
+                    if cores == 0xf {
+                        let _ = sys::env_set_affinity(id, 1 << i);
+                    }
+                    *w = (id, 0, now_ms())
+                }
                 Err(e) => {
                     println!("fuzz: fork failed: {e:?}");
                     return 1;
                 }
             }
             started += 1;
+        }
+        for w in workers.iter() {
+            let e = vm::env_info(w.0).filter(|e| e.id == w.0 .0 && e.state == env_state::RUNNABLE);
+            ran_on |= e.map_or(0, |e| 1 << (e.cpu & 7));
         }
         let progress = done + counters[..WORKERS].iter().map(|c| c.load(Relaxed)).sum::<u64>();
         if progress >= next_check {
@@ -275,6 +360,7 @@ pub fn run(args: &str) -> i32 {
     }
     process::reclaim();
     let verdict = crate::runner::audit();
+    println!("fuzz: workers ran on {} cores (mask {ran_on:#x})", ran_on.count_ones());
     println!(
         "fuzz: {done} calls from {started} environments; {} oracle passes; frame table {}",
         oracle.passes,

@@ -59,6 +59,10 @@ mod word {
     pub const DONE: usize = 4;
     /// Frames the taker wants beyond what memory had left.
     pub const WANT: usize = 5;
+    /// Placed on cores (`across_cores`): 1 + the core each taker (0, 1) last ran on.
+    pub const TAKER_CORE: usize = 6;
+    /// Per worker: 1 + the core it last ran on, at `8 + 8 * w + 7` (after its `STATS`).
+    pub const WORKER_CORE: usize = 7;
     /// Per worker `w` (0, 1): frames it gave back, its cache pages, heap pages, reserve
     /// frames, repossessed, lost, cache pages repossessed — at `8 + 8 * w ..`.
     pub const STATS: usize = 8;
@@ -142,7 +146,11 @@ fn holds(c: &CacheRegion, w: u64, i: u64) -> bool {
 /// A well-behaved program: a cache it can refill, live heap data, free heap pages. It keeps
 /// checking what is resident while the pressure lasts, then refills what was given back
 /// and checks everything. Exits 0 if nothing was ever wrong.
-fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
+fn worker(s: &Shared, w: u64, decline: bool, reserve: usize, core: Option<u8>) -> i32 {
+    if let Some(c) = core {
+        let _ = sys::env_set_affinity(EnvId::SELF, 1 << c);
+        sys::yield_now(); // on to that core
+    }
     if decline {
         // Too busy to answer: the request goes unanswered and the deadline passes.
         fn ignore(u: &Upcall) -> bool {
@@ -197,6 +205,7 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
     bad |= live.iter().enumerate().any(|(i, &v)| v != pattern(w, 1000, i as u64));
     let st = reclaim::stats();
     let at = word::STATS + 8 * w as usize;
+    s.set(at + word::WORKER_CORE, 1 + vm::env_info(vm::me()).map_or(9, |e| u64::from(e.cpu)));
     let all = [st.given(), st.cache_pages, st.heap_pages, st.reserve_frames, st.repossessed, st.lost];
     for (k, v) in all.into_iter().chain([st.cache_repossessed]).enumerate() {
         s.set(at + k, v);
@@ -204,11 +213,20 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize) -> i32 {
     i32::from(bad)
 }
 
-/// Takes all but `LEFT` free frames, forks the taker first (so that it is the taker's
-/// ancestor, never asked on its behalf), and parks.
-fn hoarder(s: &Shared) -> i32 {
-    let Ok(taker) = spawn(|| taker(s)) else { return 1 };
-    let _ = taker;
+/// Takes all but `LEFT` free frames, forks the takers first (so that it is each taker's
+/// ancestor, never asked on its behalf), and parks. `cores`: one taker per core named,
+/// pinned there; `None`: one taker, anywhere.
+fn hoarder(s: &Shared, cores: Option<[u8; 2]>) -> i32 {
+    match cores {
+        None => {
+            let Ok(_) = spawn(|| taker(s, None)) else { return 1 };
+        }
+        Some(cs) => {
+            for (i, c) in cs.into_iter().enumerate() {
+                let Ok(_) = spawn(move || taker(s, Some((i, c)))) else { return 1 };
+            }
+        }
+    }
     while vm::kinfo().free_frames > LEFT {
         if sys::frame_alloc(EnvId::SELF, None).is_err() {
             break;
@@ -220,33 +238,45 @@ fn hoarder(s: &Shared) -> i32 {
     }
 }
 
-/// Allocates until it has `WANTED` frames past the point memory ran out.
-fn taker(s: &Shared) -> i32 {
+/// Allocates until the takers together have `WANTED` frames past the point memory ran
+/// out. `placed`: (which taker, the core it pins itself to).
+fn taker(s: &Shared, placed: Option<(usize, u8)>) -> i32 {
+    if let Some((_, c)) = placed {
+        let _ = sys::env_set_affinity(EnvId::SELF, 1 << c);
+    }
     while s.get(word::FULL) == 0 {
         sys::yield_now();
     }
-    let mut got = 0;
     let done = wait_for(20_000, || {
         if sys::frame_alloc(EnvId::SELF, None).is_ok() {
-            got += 1;
-            s.set(word::GOT, got);
+            s.add(word::GOT, 1);
         }
-        got >= s.get(word::WANT) + u64::from(LEFT)
+        s.get(word::GOT) >= s.get(word::WANT) + u64::from(LEFT)
     });
+    if let Some((i, _)) = placed {
+        let core = vm::env_info(vm::me()).map_or(9, |e| u64::from(e.cpu));
+        s.word(word::TAKER_CORE).fetch_or((1 + core) << (8 * i), core::sync::atomic::Ordering::SeqCst);
+    }
     s.set(word::DONE, 1 + u64::from(done));
     loop {
         sys::yield_now();
     }
 }
 
-/// Runs the scene with two workers; returns their exit statuses.
-fn scene(s: &Shared, decline: bool, reserve: usize) -> Result<Vec<i32>, &'static str> {
+/// Runs the scene with two workers; returns their exit statuses. `across`: the workers on
+/// cores 1 and 2, two takers on cores 0 and 3.
+fn scene(s: &Shared, decline: bool, reserve: usize, across: bool) -> Result<Vec<i32>, &'static str> {
     s.set(word::WANT, if decline { WANTED_UNANSWERED } else { WANTED });
+    let core = |w: u64| across.then_some(1 + w as u8);
     let workers: Vec<EnvId> =
-        (0..2).map(|w| spawn(|| worker(s, w, decline, reserve))).collect::<Result<_, _>>()?;
+        (0..2).map(|w| spawn(|| worker(s, w, decline, reserve, core(w)))).collect::<Result<_, _>>()?;
     check(wait_for(10_000, || s.get(word::READY) == 2), "the workers never got ready")?;
-    let hoarder = spawn(|| hoarder(s))?;
+    let hoarder = spawn(|| hoarder(s, across.then_some([0, 3])))?;
     let finished = wait_for(30_000, || s.get(word::DONE) != 0);
+    if across {
+        // Both takers say where they ran before they go with the hoarder.
+        wait_for(1_000, || s.get(word::TAKER_CORE) & 0xff != 0 && s.get(word::TAKER_CORE) >> 8 != 0);
+    }
     let _ = sys::env_destroy(hoarder);
     s.set(word::STOP, 1);
     let statuses: Vec<i32> = workers.iter().map(|&w| process::wait(w).unwrap_or(-1)).collect();
@@ -266,7 +296,7 @@ fn give_back() -> Result<(), &'static str> {
     let s = Shared::new()?;
     // A reserve as well: what the handler cannot give from its caches at the moment a
     // request arrives (a page pinned, or `vm` busy) comes from it, never from mapped pages.
-    let statuses = scene(&s, false, 16)?;
+    let statuses = scene(&s, false, 16, false)?;
     check(statuses == [0, 0], "a well-behaved worker died or saw wrong data")?;
     let sum = |k: usize| s.get(word::STATS + k) + s.get(word::STATS + 8 + k);
     check(s.get(word::DONE) == 2, "the taker did not get its frames")?;
@@ -277,7 +307,7 @@ fn give_back() -> Result<(), &'static str> {
 
 fn reserve_taken() -> Result<(), &'static str> {
     let s = Shared::new()?;
-    let statuses = scene(&s, true, 16)?;
+    let statuses = scene(&s, true, 16, false)?;
     check(statuses == [0, 0], "a worker that kept a reserve died or saw wrong data")?;
     let sum = |k: usize| s.get(word::STATS + k) + s.get(word::STATS + 8 + k);
     check(sum(4) > 0, "nothing was repossessed from workers that did not answer")?;
@@ -290,7 +320,7 @@ fn reserve_taken() -> Result<(), &'static str> {
 /// stack), the workers refill them and survive, and nothing is lost.
 fn droppable_first() -> Result<(), &'static str> {
     let s = Shared::new()?;
-    let statuses = scene(&s, true, 0)?;
+    let statuses = scene(&s, true, 0, false)?;
     check(statuses == [0, 0], "a worker lost more than its cache to a forced repossession")?;
     let sum = |k: usize| s.get(word::STATS + k) + s.get(word::STATS + 8 + k);
     check(sum(4) > 0, "nothing was repossessed from workers that did not answer")?;
@@ -349,4 +379,19 @@ pub fn mark_cannot_give_away_others_frames() -> Result<(), &'static str> {
     check(taken, "the hog was never repossessed")?;
     check(alive, "the kernel took the hog's own unmarked pages before its marked ones")?;
     check(intact, "the droppable mark made the kernel take another environment's frame")
+}
+
+/// The well-behaved scene spread over the cores: the workers on cores 1 and 2 are asked
+/// for frames on behalf of two takers allocating at once on cores 0 and 3 (the smp suite).
+pub fn across_cores() -> Result<(), &'static str> {
+    let s = Shared::new()?;
+    let statuses = scene(&s, false, 16, true)?;
+    check(statuses == [0, 0], "a well-behaved worker died or saw wrong data")?;
+    let sum = |k: usize| s.get(word::STATS + k) + s.get(word::STATS + 8 + k);
+    check(s.get(word::DONE) == 2, "the takers did not get their frames")?;
+    check(sum(0) > 0, "no worker gave anything back")?;
+    check(sum(4) == 0 && sum(5) == 0, "the kernel had to repossess from a worker that answered")?;
+    let worker_cores = [0, 1].map(|w| s.get(word::STATS + 8 * w + word::WORKER_CORE));
+    check(worker_cores == [2, 3], "the workers did not run on cores 1 and 2")?;
+    check(s.get(word::TAKER_CORE) == 1 | 4 << 8, "the takers did not run on cores 0 and 3")
 }

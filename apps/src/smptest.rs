@@ -21,6 +21,10 @@ pub const TESTS: &[Test] = &[
     ("destroying_an_environment_running_on_another_core_stops_it_at_once", destroy_elsewhere),
     ("pct_to_a_server_on_another_core_carries_values_both_ways", pct_across_cores),
     ("affinity_is_set_only_within_the_parents_cores_and_authority", affinity_rules),
+    (
+        "revocation_under_pressure_from_two_cores_is_answered_by_workers_on_two_others",
+        crate::pressure::across_cores,
+    ),
 ];
 
 pub fn run(filter: &str) -> usize {

@@ -54,6 +54,7 @@ pub fn run_board(
     image: &std::path::Path,
     production: &std::path::Path,
     filter: Option<&str>,
+    smp: Option<u32>,
 ) -> Result<Vec<Row>, String> {
     let wants = |name: &str| filter.is_none_or(|f| name.contains(f));
     let mut rows = vec![];
@@ -65,7 +66,7 @@ pub fn run_board(
         "exo.test=bench exo.bench=micro{}",
         filter.map(|f| format!(" exo.filter={f}")).unwrap_or_default()
     );
-    rows.extend(boot(board, image, &disk, &args, None)?);
+    rows.extend(boot(board, image, &disk, &args, None, smp)?);
     let fs_filter: Vec<&str> =
         ["fs_fat", "fs_lfs", "read_4k", "http_get"].into_iter().filter(|n| wants(n)).collect();
     if !fs_filter.is_empty() {
@@ -76,11 +77,12 @@ pub fn run_board(
             &card,
             &format!("exo.test=bench exo.filter={}", fs_filter.join(",")),
             None,
+            smp,
         )?);
     }
     if wants("boot_to_shell_prompt") {
         let card = card_copy(&format!("bench-card-{}", board.name()))?;
-        rows.extend(boot(board, production, &card, "exo.bench=boot", Some(("exo> ", "exit\r")))?);
+        rows.extend(boot(board, production, &card, "exo.bench=boot", Some(("exo> ", "exit\r")), smp)?);
     }
     if rows.is_empty() {
         return Err(format!("{}: no benchmark matched", board.name()));
@@ -94,8 +96,16 @@ fn boot(
     disk: &std::path::Path,
     bootargs: &str,
     answer: Option<(&str, &str)>,
+    smp: Option<u32>,
 ) -> Result<Vec<Row>, String> {
-    let extra = board.disk_args(disk);
+    let mut extra = board.disk_args(disk);
+    // A later `-smp` overrides the four cores `machine_args` asks for (virt only).
+    extra.extend(
+        smp.filter(|_| board == Board::Virt)
+            .map(|n| ["-smp".to_string(), n.to_string()])
+            .into_iter()
+            .flatten(),
+    );
     let spec = RunSpec { board, image, bootargs: bootargs.into(), timeout: Duration::from_secs(600), extra };
     let mut s = Session::start(&spec)?;
     if let Some(step) = answer {
@@ -115,12 +125,17 @@ fn boot(
 pub fn cmd_bench(args: &[String]) -> Result<(), String> {
     let mut boards = Board::ALL.to_vec();
     let mut filter = None;
+    let mut smp = None;
     let mut json = util::out_dir().join("bench.json");
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--board" => boards = vec![Board::parse(it.next().ok_or("--board needs a value")?)?],
             "--filter" => filter = Some(it.next().ok_or("--filter needs a value")?.clone()),
+            "--smp" => {
+                let n = it.next().ok_or("--smp needs a value")?;
+                smp = Some(n.parse().ok().filter(|n| (1..=4).contains(n)).ok_or("--smp takes 1 to 4")?);
+            }
             "--json" => json = PathBuf::from(it.next().ok_or("--json needs a file")?),
             other => return Err(format!("unknown option `{other}` (see `cargo xtask help`)")),
         }
@@ -131,7 +146,10 @@ pub fn cmd_bench(args: &[String]) -> Result<(), String> {
     let mut rows = vec![];
     for b in boards {
         eprintln!("xtask: benchmarking on QEMU {} (instructions, under -icount)", b.name());
-        rows.extend(run_board(b, &test.image, &production.image, filter.as_deref())?);
+        if let (Some(n), Board::Virt) = (smp, b) {
+            eprintln!("xtask: virt with -smp {n}");
+        }
+        rows.extend(run_board(b, &test.image, &production.image, filter.as_deref(), smp)?);
     }
     print!("{}", table(&rows));
     println!(

@@ -20,6 +20,7 @@ mod test;
 mod test_chainload;
 mod test_choice;
 mod test_demo;
+mod test_determinism;
 mod test_fs;
 mod test_image;
 mod test_net;
@@ -60,6 +61,7 @@ Commands:
       --board virt|rpi4   Only this board (default: both)
       --filter TEXT       Only benchmarks whose name contains TEXT
       --json FILE         Write the results here instead (the chart goes next to it)
+      --smp N             Boot virt with N cores (default 4; raspi4b always has four)
   profile [options]     Guest instructions per function and call stack, kernel and programs,
                         with folded stacks and a flame graph (see `cargo xtask profile --help`)
       --boot | --bench NAME   What to profile (default: boot to the shell's prompt)

@@ -338,6 +338,8 @@ fn fuzz_check(_: Board, end: &End, out: &str) -> Result<(), String> {
     not_contains(out, "ISOLATION BROKEN")?;
     contains(out, "oracle passes")?;
     contains(out, "frame table balanced")?;
+    // Worker i starts pinned to core i (apps/src/fuzz.rs).
+    contains(out, "fuzz: workers ran on 4 cores")?;
     exited(end, 0)
 }
 

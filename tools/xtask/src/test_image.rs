@@ -40,6 +40,7 @@ pub fn tests(boards: &[Board]) -> Vec<Extra> {
     crate::test_chainload::tests(boards, &mut v);
     crate::test_screen::tests(boards, &mut v);
     crate::test_net::tests(boards, &mut v);
+    crate::test_determinism::tests(boards, &mut v);
     crate::test_demo::tests(boards, &mut v);
     v
 }
