@@ -23,6 +23,7 @@ mod test_demo;
 mod test_fs;
 mod test_image;
 mod test_net;
+mod test_pipes;
 mod test_screen;
 mod test_split;
 mod trace;
