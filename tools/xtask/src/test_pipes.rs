@@ -104,9 +104,7 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "exit 0\r"),
     ];
     let r = s.script(steps);
-    let (end, out) = s.finish();
-    r?;
-    ensure(end == End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))?;
+    close(s, r)?;
     let _ = std::fs::remove_file(&card);
     Ok(())
 }
@@ -129,32 +127,69 @@ fn census(s: &mut Session) -> Result<(Vec<String>, Vec<String>), String> {
     Ok((envs, owners))
 }
 
+/// Reads the console until every one of `needles` has appeared since `log` began, in any
+/// order (programs on other cores print when they get there); `log` keeps what was read.
+fn gather(s: &mut Session, log: &mut String, needles: &[&str]) -> Result<(), String> {
+    for n in needles {
+        if !log.contains(n) {
+            *log += &s.read_until(n)?;
+            *log += n;
+        }
+    }
+    Ok(())
+}
+
+/// Ends a session: at once if the script failed (the rest of the deadline would only look
+/// like a hang), else once the shell has exited.
+fn close(s: Session, r: Result<(), String>) -> Result<(), String> {
+    if let Err(e) = r {
+        return Err(format!("{e}\n{}", tail(&s.kill(), 25)));
+    }
+    let (end, out) = s.finish();
+    ensure(end == End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))
+}
+
+/// The id after `name ` in the job line `[N] 0x..: a 0x.. | name 0x.. | ...` in `log`.
+fn id_in_job(log: &str, name: &str) -> Result<String, String> {
+    let key = format!(" {name} 0x");
+    let line = log.lines().find(|l| l.contains("] 0x") && l.contains(&key));
+    let line = line.ok_or(format!("no job line with {name} in {log:?}"))?;
+    let at = line.find(&key).unwrap_or(0) + key.len() - 2;
+    Ok(line[at..].split(|c: char| !c.is_ascii_hexdigit() && c != 'x').next().unwrap_or("").into())
+}
+
+/// What flows out of the background job below once its first 4 KiB have passed through
+/// its middle: the hex dump's line for offset 0x1000 (lines of "y").
+const FLOWED: &str = "00001000  79 0a 79 0a";
+
 fn background(board: Board) -> Result<(), String> {
     let card = card_copy(&format!("jobs-{}", board.name()))?;
     let mut s = session(board, &card)?;
     let r = (|| {
         s.expect("exo> ")?;
         let before = census(&mut s)?;
-        s.send("yes | cat | wc &\r")?;
-        s.expect("[1] 0x")?;
-        s.expect("| cat ")?;
-        let middle = s.read_until(" |")?;
-        // The shell answers while the job runs.
-        s.script(&[("exo> ", "echo the shell answers\r"), ("the shell answers", ""), ("exo> ", "jobs\r")])?;
-        s.expect("[1] running  yes | cat | wc")?;
-        s.expect("exo> ")?;
+        // The last program prints one line, once data has gone through the middle one: the
+        // test waits for that, not for any amount of time.
+        s.send("yes | cat | hexdump | grep 00001000 &\r")?;
+        let mut log = String::new();
+        // The prompt that follows the job's line, whenever it came.
+        gather(&mut s, &mut log, &["| hexdump 0x", FLOWED, "exo> "])?;
+        let middle = id_in_job(&log, "cat")?;
+        // The shell answers while the job runs (it never ends by itself).
+        s.send("echo the shell answers\r")?;
+        let answer = s.read_until("exo> ")?;
+        ensure(answer.matches("the shell answers").count() == 2, || format!("no answer: {answer:?}"))?;
+        s.send("jobs\r")?;
+        let jobs = s.read_until("exo> ")?;
+        ensure(jobs.contains("[1] running  yes | cat | hexdump | grep 00001000"), || {
+            format!("jobs said {jobs:?}")
+        })?;
+        // Killing the middle: `hexdump` sees the end of its input, `grep` then too (its
+        // status, 0 as it found the line, is the job's); `yes` finds no reader and stops.
         s.send(&format!("kill {middle}\r"))?;
-        let mut counted = s.read_until("exo> ")?;
+        s.expect("exo> ")?;
         s.send("wait 1\r")?;
-        // `yes` finds no reader and stops; `wc` sees the end of its input and says how
-        // much went through while the shell was answering.
-        counted += &s.read_until("[1] done (exit status 0)  yes | cat | wc")?;
-        let lines: u64 = counted
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().and_then(|n| n.parse().ok()))
-            .next_back()
-            .ok_or(format!("wc printed no count: {counted:?}"))?;
-        ensure(lines > 0, || "nothing went through the pipeline".into())?;
+        s.expect("[1] done (exit status 0)  yes | cat | hexdump | grep 00001000")?;
         s.expect("exo> ")?;
         // A second job, killed whole.
         s.send("yes | cat &\r")?;
@@ -166,19 +201,18 @@ fn background(board: Board) -> Result<(), String> {
         ensure(after.1 == before.1, || format!("frame owners before {:?}, after {:?}", before.1, after.1))?;
         s.send("exit 0\r")
     })();
-    let (end, out) = s.finish();
-    r.map_err(|e| format!("{e}\n{}", tail(&out, 25)))?;
-    ensure(end == End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))?;
+    close(s, r)?;
     let _ = std::fs::remove_file(&card);
     Ok(())
 }
 
-/// The frames `ps` shows for environment `id`.
-/// The FRAMES column of environment `id` in the shell's `ps` table (found by its header, so
-/// that columns added after it change nothing).
-fn frames_of(ps: &str, id: &str) -> Option<u64> {
-    let column = ps.lines().find_map(|l| l.split_whitespace().position(|w| w == "FRAMES"))?;
-    ps.lines().find(|l| l.starts_with(id))?.split_whitespace().nth(column)?.parse().ok()
+/// The frame counts `exec` reported for environment `id`, in the order it printed them.
+fn exec_reports(log: &str, id: &str) -> Vec<u64> {
+    let head = format!("exec: env {id} holds ");
+    log.lines()
+        .filter_map(|l| l.split_once(&head))
+        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 fn exec(board: Board) -> Result<(), String> {
@@ -186,44 +220,29 @@ fn exec(board: Board) -> Result<(), String> {
     let mut s = session(board, &card)?;
     let r = (|| {
         s.expect("exo> ")?;
-        s.send("yes | exec -m 4 cat | wc &\r")?;
-        s.expect("[1] 0x")?;
-        s.expect("| exec ")?;
-        let middle = s.read_until(" |")?;
-        s.expect(&format!("exec: env {middle} holds "))?;
-        let before: u64 = s.read_until(" frames")?.parse().map_err(|_| "no frame count")?;
-        ensure(before > 1024, || format!("exec held only {before} frames with 4 MiB of heap"))?;
-        // The prompt came before that line; `exec` and the new program's start-up take a
-        // moment more: ask `ps` a few times.
-        let mut after = before;
-        for _ in 0..10 {
-            s.send("ps\r")?;
-            let ps = s.read_until("exo> ")?;
-            after = frames_of(&ps, &middle).ok_or(format!("{middle} is not in ps:\n{ps}"))?;
-            if after + 1024 <= before {
-                break;
-            }
-        }
-        ensure(after + 1024 <= before, || {
-            format!("{middle} held {before} frames before exec, {after} after")
-        })?;
-        // What it became still passes the pipeline's data along.
-        s.send(&format!("kill {middle}\r"))?;
-        let mut counted = s.read_until("exo> ")?;
+        // `exec` fills 4 MiB of heap and becomes `exec` again, which reports the frames it
+        // holds once started — after the start-up freed the old image's — and reads `head`
+        // through the file service (a right the environment kept); `head` then passes a
+        // known count of lines between the kept pipes and ends the job.
+        s.send("yes | exec -m 4 exec head -n 20000 | wc &\r")?;
+        let mut log = String::new();
+        gather(&mut s, &mut log, &["| wc 0x", "becomes head"])?;
         s.send("wait 1\r")?;
-        counted += &s.read_until("[1] done (exit status 0)")?;
-        let lines: u64 = counted
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().and_then(|n| n.parse().ok()))
-            .next_back()
-            .ok_or(format!("wc printed no count: {counted:?}"))?;
-        ensure(lines > 0, || "nothing went through the program exec became".into())?;
+        gather(&mut s, &mut log, &["[1] done (exit status 0)"])?;
         s.expect("exo> ")?;
+        let middle = id_in_job(&log, "exec")?;
+        let frames = exec_reports(&log, &middle);
+        let [before, after] = frames[..] else {
+            return Err(format!("exec reported {frames:?} for {middle}:\n{log}"));
+        };
+        ensure(before > 1024, || format!("exec held only {before} frames with 4 MiB of heap"))?;
+        // The second `exec` holds its own image, stack and heap (with `head`'s file in it):
+        // about 200 frames, and the 1,024 of the ballast only if the old frames stayed.
+        ensure(after < 512, || format!("{middle} held {before} frames before exec, {after} after"))?;
+        ensure(log.contains("20000 20000 40000"), || format!("wc did not count 20000 lines:\n{log}"))?;
         s.send("exit 0\r")
     })();
-    let (end, out) = s.finish();
-    r.map_err(|e| format!("{e}\n{}", tail(&out, 25)))?;
-    ensure(end == End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))?;
+    close(s, r)?;
     let _ = std::fs::remove_file(&card);
     Ok(())
 }
