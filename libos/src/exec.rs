@@ -248,3 +248,15 @@ pub(crate) fn finish(pages: u64) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_frames_list_and_its_count_fit_the_pages_set_aside_for_them() {
+        for count in [0, 1, 510, 511, 512, 1273, 4096, 100_000] {
+            assert!(list_pages(count) * PAGE >= 8 * (count + 1), "{count} frames");
+        }
+    }
+}
