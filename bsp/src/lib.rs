@@ -12,11 +12,13 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod board;
+pub mod bootargs;
 pub mod disk;
 pub mod drivers;
 pub mod dt;
 pub mod fbcon;
 pub mod hwcheck;
+pub mod logger;
 pub mod memmap;
 pub mod smp;
 

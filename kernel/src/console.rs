@@ -1,4 +1,4 @@
-//! Kernel output: `kprintln!`, the `log` backend with timestamps, and the emergency path
+//! Kernel output: `kprintln!`, the `log` backend (`exo_bsp::logger`, timestamped), and the emergency path
 //! used by faults and panics.
 //!
 //! The console is the board's UART, mirrored on the screen where there is one (a Pi's HDMI
@@ -9,7 +9,7 @@
 
 use core::fmt::{self, Write};
 
-use exo_bsp::drivers::{bcm2835_mbox::Framebuffer, generic_timer};
+use exo_bsp::drivers::bcm2835_mbox::Framebuffer;
 use exo_bsp::{fbcon::FbConsole, Console};
 
 use crate::{cell::Global, mm};
@@ -84,31 +84,7 @@ macro_rules! kprintln {
     ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-struct Logger;
-
-impl log::Log for Logger {
-    fn enabled(&self, meta: &log::Metadata) -> bool {
-        meta.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        let us = generic_timer::to_micros(generic_timer::now());
-        print(format_args!(
-            "[{:>5}.{:06}] {:<5} {}\n",
-            us / 1_000_000,
-            us % 1_000_000,
-            record.level(),
-            record.args()
-        ));
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: Logger = Logger;
+static LOGGER: exo_bsp::logger::Logger = exo_bsp::logger::Logger { print };
 
 pub fn init_logging(level: log::LevelFilter) {
     let _ = log::set_logger(&LOGGER);
