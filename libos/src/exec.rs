@@ -240,7 +240,7 @@ pub(crate) fn finish(pages: u64) -> Result<(), Error> {
     let n = unsafe { ((AREA + PAGE) as *const u64).read() }.min(room);
     for i in 1..=n {
         // SAFETY: i <= n <= room: a word inside the mapped pages.
-        let pa = unsafe { ((AREA + PAGE) as *const u64).add(i as usize).read() };
+        let pa = unsafe { ((AREA + PAGE + i * 8) as *const u64).read() };
         let _ = sys::frame_free(me, pa);
     }
     for p in 0..pages {
