@@ -20,7 +20,7 @@ pub struct Shell {
 /// The commands the shell answers itself; any other first word names a program.
 const BUILTINS: &[&str] = &[
     "ls", "cat", "write", "cp", "mv", "rm", "mkdir", "stat", "sum", "df", "sync", "cd", "pwd", "help",
-    "echo", "exit", "programs", "ps", "mem", "jobs", "wait", "kill",
+    "echo", "exit", "programs", "ps", "mem", "net", "jobs", "wait", "kill",
 ];
 
 const HELP: &str = "\
