@@ -38,6 +38,7 @@ pub const TESTS: &[Test] = &[
         "oracle_refuses_device_frames_to_all_but_their_owner",
         crate::fbtest::oracle_holds_device_frames_to_their_owner,
     ),
+    ("program_cannot_map_a_pipe_it_was_not_given", pipe_stealing),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -745,4 +746,85 @@ fn free_mid_stream() -> Result<(), &'static str> {
     check(unmapped.is_ok() && freed.is_ok(), "the parent could not take the page back")?;
     check(taken == Ok(pa) && filled, "the parent could not take the freed frame")?;
     check(clean, "the device wrote into a frame after it was freed")
+}
+/// Waits (a bounded number of turns) until `ready` holds.
+fn poll(mut ready: impl FnMut() -> bool) -> bool {
+    (0..200_000).any(|_| {
+        let r = ready();
+        if !r {
+            sys::yield_now();
+        }
+        r
+    })
+}
+
+/// A pipe's frames are its owner's (a shell's job), shared with the programs it gives an
+/// end to and no one else: a program of another job cannot map them, whatever access it
+/// asks for, though it can read their addresses in the public frame table.
+fn pipe_stealing() -> Result<(), &'static str> {
+    let w = words();
+    for word in &w[400..404] {
+        word.store(0, SeqCst);
+    }
+    let owner = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => sys::exit(own_a_pipe()),
+        Fork::Parent(c) => c,
+    };
+    let published = poll(|| w[403].load(SeqCst) == 1);
+    let [header, ring, token] = [0, 1, 2].map(|i| w[400 + i].load(SeqCst));
+    // The owner's sibling, as another job's program is.
+    let refused = in_child(|| {
+        let va = vm::alloc_va(1);
+        let tries = [
+            vm::map_frame(va, header, RO),
+            vm::map_frame(va, header, RW),
+            vm::map_frame(va, ring, RO),
+            vm::map_frame(va, ring, RW),
+            vm::map_frame(va, token, RO),
+        ];
+        tries.iter().filter(|r| **r == Err(Error::Denied)).count() as i32
+    });
+    w[403].store(2, SeqCst);
+    let owner_status = process::wait(owner);
+    check(published && header != 0, "the pipe's owner never set its pipe up")?;
+    check(refused? == 5, "a program mapped a pipe it was not given")?;
+    check(owner_status == Ok(1), "the program given the read end did not read what was written")
+}
+
+/// The owner's side: a pipe, its read end given to a child, its write end its own; then
+/// the frames' addresses published, and a wait until the test is done with them.
+fn own_a_pipe() -> i32 {
+    use exo_libos::fd::slot_va;
+    use exo_libos::pipe::{End, Mapped, Pipe};
+    const TEXT: &[u8] = b"through the pipe";
+    let w = words();
+    let Ok(pipe) = Pipe::new() else { return 10 };
+    let reader = match process::fork() {
+        Ok(Fork::Child) => {
+            let given = poll(|| w[404].load(SeqCst) == 1);
+            let mut buf = [0u8; 16];
+            let n = if given { Mapped { va: slot_va(0) }.read(&mut buf) } else { 0 };
+            sys::exit((&buf[..n] == TEXT) as i32)
+        }
+        Ok(Fork::Parent(c)) => c,
+        Err(_) => return 11,
+    };
+    let wired = pipe
+        .attach(reader, slot_va(0), End::Read)
+        .and_then(|_| pipe.attach(vm::me(), slot_va(1), End::Write));
+    let wrote = wired.is_ok() && Mapped { va: slot_va(1) }.write(TEXT).is_ok();
+    w[404].store(1, SeqCst);
+    // Not `process::wait`: its reclaim would free the read token, which nothing maps once
+    // the reader is gone.
+    let read = sys::env_wait(reader).unwrap_or(0);
+    for (i, pa) in [pipe.header, pipe.ring[0], pipe.read_token].into_iter().enumerate() {
+        w[400 + i].store(pa, SeqCst);
+    }
+    w[403].store(1, SeqCst);
+    poll(|| w[403].load(SeqCst) == 2);
+    if wrote {
+        read
+    } else {
+        12
+    }
 }

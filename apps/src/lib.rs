@@ -1,8 +1,8 @@
 //! The EL0 test suites, the system-call fuzzer and the benchmarks, with the runner they
 //! share (`runner`) and the table init picks them from (`suites`). Only the test image
 //! links them: its init is built with the `tests` feature (see `suites.rs` for adding one).
-//! The package's programs (`src/bin/`) link none of this, but for `fbdemo`, which draws
-//! with `picture`.
+//! The package's programs (`src/bin/`) link none of this but `tool`, what the small tools
+//! (`cat`, `grep`, `wc`, ...) share, and `picture`, with which `fbdemo` draws.
 #![no_std]
 
 extern crate alloc;
@@ -26,4 +26,5 @@ pub mod runner;
 pub mod smpbench;
 pub mod smptest;
 pub mod suites;
+pub mod tool;
 pub mod webcrash;

@@ -7,11 +7,14 @@
 //! how processes are made ([`process`]: copy-on-write `fork`).
 #![cfg_attr(not(test), no_std)]
 
+pub mod exec;
+pub mod fd;
 pub mod fs;
 pub mod heap;
 pub mod ipc;
 mod mem;
 pub mod nic;
+pub mod pipe;
 pub mod private;
 pub mod process;
 pub mod reclaim;

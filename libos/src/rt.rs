@@ -1,6 +1,6 @@
 //! Program start and end: the entry point, the runtime's set-up, printing, panics.
 
-use core::fmt::{self, Write};
+use core::fmt;
 
 use crate::{sys, upcall, vm};
 
@@ -18,6 +18,10 @@ pub struct StartInfo {
     pub kinfo_pa: u64,
     pub args_len: u64,
     pub args: [u8; 1024],
+    /// The standard descriptors' kinds (`fd::kind`; zero: the console).
+    pub fds: [u32; crate::fd::COUNT],
+    /// Pages `exec` left at `exec::AREA` for the new program to free (0: not exec'd).
+    pub exec_pages: u64,
 }
 
 unsafe extern "C" {
@@ -46,16 +50,21 @@ extern "C" fn exo_rt_start(x0: u64, x1: u64) -> ! {
     if x1 == FORK_MAGIC {
         crate::process::child_start(x0);
     }
-    let (kinfo_pa, args) = if x1 == START_MAGIC {
-        // SAFETY: a libOS parent put a StartInfo at x0, in this environment's memory.
+    let (kinfo_pa, args, fds, exec_pages) = if x1 == START_MAGIC {
+        // SAFETY: a libOS parent (or `exec`) put a StartInfo at x0, in this environment's
+        // memory.
         let si = unsafe { &*(x0 as *const StartInfo) };
         let n = (si.args_len as usize).min(si.args.len());
-        (si.kinfo_pa, core::str::from_utf8(&si.args[..n]).unwrap_or(""))
+        (si.kinfo_pa, core::str::from_utf8(&si.args[..n]).unwrap_or(""), si.fds, si.exec_pages)
     } else {
-        (x0, "")
+        (x0, "", [crate::fd::kind::CONSOLE; crate::fd::COUNT], 0)
     };
     let image = (&raw const __image_start as u64, &raw const __private_end as u64);
-    if let Err(e) = vm::init(kinfo_pa, image).and_then(|_| upcall::register()) {
+    let set_up = vm::init(kinfo_pa, image)
+        .and_then(|_| upcall::register())
+        .and_then(|_| crate::fd::adopt(fds))
+        .and_then(|_| crate::exec::finish(exec_pages));
+    if let Err(e) = set_up {
         let _ = sys::console_write(b"libOS: cannot set up the address space\n");
         sys::exit(-(e as i32));
     }
@@ -76,29 +85,15 @@ macro_rules! entry {
     };
 }
 
-/// Formats into a small buffer and writes it with one system call (so lines from
-/// different environments do not interleave mid-line).
+/// Formats into a small buffer and writes it to stdout (the console: one system call per
+/// 512 bytes, so lines from different environments do not interleave mid-line).
 pub fn print(args: fmt::Arguments) {
-    struct Buf {
-        b: [u8; 512],
-        n: usize,
-    }
-    impl Write for Buf {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            for &c in s.as_bytes() {
-                if self.n == self.b.len() {
-                    let _ = sys::console_write(&self.b);
-                    self.n = 0;
-                }
-                self.b[self.n] = c;
-                self.n += 1;
-            }
-            Ok(())
-        }
-    }
-    let mut buf = Buf { b: [0; 512], n: 0 };
-    let _ = buf.write_fmt(args);
-    let _ = sys::console_write(&buf.b[..buf.n]);
+    let _ = crate::fd::write_fmt(crate::fd::STDOUT, args);
+}
+
+/// Like [`print`], to stderr.
+pub fn eprint(args: fmt::Arguments) {
+    let _ = crate::fd::write_fmt(crate::fd::STDERR, args);
 }
 
 #[macro_export]
@@ -112,12 +107,23 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::rt::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+#[macro_export]
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::rt::eprint(format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! eprintln {
+    () => { $crate::rt::eprint(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::rt::eprint(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 /// Exit status of a program that panicked.
 pub const PANIC_STATUS: i32 = 101;
 
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    crate::println!("panic in env {:#x}: {}", sys::env_self().0, info);
+    crate::eprintln!("panic in env {:#x}: {}", sys::env_self().0, info);
     sys::exit(PANIC_STATUS)
 }

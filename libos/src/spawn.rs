@@ -45,6 +45,11 @@ pub struct Options<'a> {
     pub console: bool,
     /// The cores the child may run on (bit i: core i; 0: the caller's own cores).
     pub cores: u8,
+    /// The child's stdin, stdout and stderr (by default, the caller's own).
+    pub stdio: [crate::fd::Stdio<'a>; crate::fd::COUNT],
+    /// Build the child but do not start it: the caller starts it (`sys::env_start`) once
+    /// everything it is to be connected with exists (a pipeline's other programs).
+    pub hold: bool,
     /// Give the child the frames of the screen the caller holds (see [`crate::screen`]):
     /// for a program run in the foreground. They come back when the child dies.
     pub screen: bool,
@@ -74,35 +79,13 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
     let mut tables = Tables { child, covered: u64::MAX };
-    for seg in elf.segments() {
-        let bytes = elf.bytes(&seg);
-        let perm = Perm { write: seg.write, exec: seg.exec };
-        let mut va = seg.vaddr & !(PAGE - 1);
-        while va < seg.vaddr + seg.mem_size {
-            // This page's share of the file: [from, to) in segment-relative offsets.
-            let from = va.max(seg.vaddr) - seg.vaddr;
-            let to = (va + PAGE).min(seg.vaddr + seg.file_size).saturating_sub(seg.vaddr);
-            let at = (va.max(seg.vaddr) - va) as usize;
-            let part = if to > from { &bytes[from as usize..to as usize] } else { &[][..] };
-            tables.give_page(va, perm, |page| page[at..at + part.len()].copy_from_slice(part))?;
-            va += PAGE;
-        }
-    }
+    pages(elf, |va, perm, at, part| {
+        tables.give_page(va, perm, |page| page[at..at + part.len()].copy_from_slice(part))
+    })?;
+    let fds = crate::fd::give(child, &opts.stdio)?;
     // The stack: the top page holds the StartInfo, the stack grows down below it.
     let info_va = STACK_TOP - PAGE;
-    tables.give_page(info_va, RW, |page| {
-        let mut si =
-            StartInfo { kinfo_pa: vm::with(|s| s.kinfo_pa), args_len: args.len() as u64, args: [0; 1024] };
-        si.args[..args.len()].copy_from_slice(args.as_bytes());
-        // SAFETY: StartInfo is plain data smaller than a page; we copy its bytes.
-        let raw = unsafe {
-            core::slice::from_raw_parts(
-                &si as *const StartInfo as *const u8,
-                core::mem::size_of::<StartInfo>(),
-            )
-        };
-        page[..raw.len()].copy_from_slice(raw);
-    })?;
+    tables.give_page(info_va, RW, |page| start_info(page, args, fds, 0))?;
     let mut va = STACK_TOP - STACK_SIZE;
     while va < info_va {
         let pa = sys::frame_alloc(child, None)?;
@@ -125,8 +108,50 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     if opts.screen {
         crate::screen::give(child)?;
     }
-    sys::env_start(child)?;
+    if !opts.hold {
+        sys::env_start(child)?;
+    }
     Ok(())
+}
+
+/// Calls `f(va, perm, offset, bytes)` for each page of `elf`'s segments, in address order:
+/// the page at `va` holds `bytes` at `offset`, zeros elsewhere.
+pub(crate) fn pages(
+    elf: &Elf,
+    mut f: impl FnMut(u64, Perm, usize, &[u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for seg in elf.segments() {
+        let bytes = elf.bytes(&seg);
+        let perm = Perm { write: seg.write, exec: seg.exec };
+        let mut va = seg.vaddr & !(PAGE - 1);
+        while va < seg.vaddr + seg.mem_size {
+            // This page's share of the file: [from, to) in segment-relative offsets.
+            let from = va.max(seg.vaddr) - seg.vaddr;
+            let to = (va + PAGE).min(seg.vaddr + seg.file_size).saturating_sub(seg.vaddr);
+            let at = (va.max(seg.vaddr) - va) as usize;
+            let part = if to > from { &bytes[from as usize..to as usize] } else { &[][..] };
+            f(va, perm, at, part)?;
+            va += PAGE;
+        }
+    }
+    Ok(())
+}
+
+/// The StartInfo page's contents, for a program given `args` and descriptors `fds`.
+pub(crate) fn start_info(page: &mut [u8], args: &str, fds: [u32; crate::fd::COUNT], exec_pages: u64) {
+    let mut si = StartInfo {
+        kinfo_pa: vm::with(|s| s.kinfo_pa),
+        args_len: args.len() as u64,
+        args: [0; 1024],
+        fds,
+        exec_pages,
+    };
+    si.args[..args.len()].copy_from_slice(args.as_bytes());
+    // SAFETY: StartInfo is plain data smaller than a page; we copy its bytes.
+    let raw = unsafe {
+        core::slice::from_raw_parts(&si as *const StartInfo as *const u8, core::mem::size_of::<StartInfo>())
+    };
+    page[..raw.len()].copy_from_slice(raw);
 }
 
 /// The child's tables, made sure of once per 2 MiB region as pages go in (pages arrive in

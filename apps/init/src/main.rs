@@ -126,7 +126,7 @@ fn boot() -> i32 {
         match spawn::spawn(
             &elf,
             args.trim(),
-            Options { quota: 0, sectors, calls: &calls, console, screen: console, cores: 0 },
+            Options { quota: 0, sectors, calls: &calls, console, screen: console, ..Options::default() },
         ) {
             Ok(child) if line.wait && !console => {
                 let status = process::wait(child).unwrap_or(-1);

@@ -5,16 +5,23 @@ use alloc::vec::Vec;
 
 use exo_libos::abi::{env_state, frame, killed_status, upcall, EnvId, STATUS_DESTROYED};
 use exo_libos::rt::PANIC_STATUS;
-use exo_libos::spawn::{self, SpawnError};
 use exo_libos::vm::{self, PAGE};
-use exo_libos::{print, println, process};
+use exo_libos::{print, println};
 
 use crate::files::Files;
+use crate::jobs::{self, Jobs};
 use crate::EMBEDDED;
 
 pub struct Shell {
     files: Files,
+    jobs: Jobs,
 }
+
+/// The commands the shell answers itself; any other first word names a program.
+const BUILTINS: &[&str] = &[
+    "ls", "cat", "write", "cp", "mv", "rm", "mkdir", "stat", "sum", "df", "sync", "cd", "pwd", "help",
+    "echo", "exit", "programs", "ps", "mem", "net", "jobs", "wait", "kill",
+];
 
 const HELP: &str = "\
 commands (paths are absolute, or relative to the current directory):
@@ -30,9 +37,15 @@ commands (paths are absolute, or relative to the current directory):
   df                   size and free space of each file system
   sync                 write everything to the disk
   cd [PATH], pwd       change or show the current directory
-  run [-c CORE] PROGRAM [ARGS]
-                       start a program (built in, see `programs`, or an ELF file) and wait;
-                       -c runs it on that core alone
+  PROGRAM [ARGS]       run a program (built in, see `programs`; in /fat/apps; or an ELF
+                       file by path) and wait for it; `run PROGRAM [ARGS]` says the same
+  run -c CORE PROGRAM  the same, on that core alone
+  A | B | C            a pipeline: each program's output is the next one's input
+  A < FILE, A > FILE   input from a file, output to one (>> appends, 2> sends errors)
+  LINE &               run in the background; the shell goes on at once
+  jobs, wait [N]       the background jobs; wait for job N (or all)
+  kill N, kill 0xENV   end job N (all its programs), or one program of a job
+  tools (/fat/apps)    cat grep head tail wc hexdump yes save (see docs/apps.md)
   programs             list the programs built into the shell
   ps                   environments: id, parent, state, frames, core last run on, cores allowed
   mem                  frames by kind and by owner
@@ -94,13 +107,17 @@ pub fn describe_status(status: i32) -> String {
 
 impl Shell {
     pub fn new(args: &str) -> Shell {
-        Shell { files: Files::mount_all(args) }
+        Shell { files: Files::mount_all(args), jobs: Jobs::default() }
     }
 
     /// Runs one command line. `Some(status)` when the shell should exit.
     pub fn execute(&mut self, line: &str) -> Option<i32> {
         let w = words(line);
         let cmd = w.first()?;
+        if jobs::is_job(&w, BUILTINS.contains(&cmd.as_str())) {
+            self.jobs.start(&mut self.files, &w);
+            return None;
+        }
         let args: Vec<&str> = w[1..].iter().map(|s| s.as_str()).collect();
         if let Some(r) = self.files.run(cmd, &args) {
             if let Err(e) = r {
@@ -125,66 +142,15 @@ impl Shell {
                     println!("{name:<12} {} bytes", elf.len());
                 }
             }
-            "run" => self.run(&args),
+            "jobs" => self.jobs.list(),
+            "wait" => self.jobs.wait(&args),
+            "kill" => self.jobs.kill(&args),
             "ps" => ps(),
             "mem" => mem(),
             "net" => crate::net::net(),
             other => println!("{other}: no such command (try `help`)"),
         }
         None
-    }
-
-    fn run(&mut self, mut args: &[&str]) {
-        let mut cores = 0;
-        if let ["-c", core, rest @ ..] = args {
-            match core.parse::<u8>().ok().filter(|c| *c < 8) {
-                Some(c) => (cores, args) = (1 << c, rest),
-                None => return println!("run: -c takes a core number"),
-            }
-        }
-        let Some(&name) = args.first() else {
-            println!("usage: run [-c CORE] PROGRAM [ARGS]");
-            return;
-        };
-        let file;
-        let elf = match EMBEDDED.iter().find(|(n, _)| *n == name) {
-            Some((_, e)) => *e,
-            None if name.contains('/') => match self.files.vfs.read_to_vec(&self.files.abs(name)) {
-                Ok(v) => {
-                    file = v;
-                    &file[..]
-                }
-                Err(e) => {
-                    println!("run: {name}: {e}");
-                    return;
-                }
-            },
-            None => {
-                println!("run: {name}: no such program");
-                return;
-            }
-        };
-        // A program reaches the files through the file service too: it gets the right to
-        // call it, and its id as `fsd=0x...` after its own arguments.
-        let mut rest = args[1..].join(" ");
-        let calls: Vec<exo_libos::abi::EnvId> = self.files.fsd.into_iter().collect();
-        if let Some(f) = self.files.fsd {
-            rest = alloc::format!("{rest} fsd={:#x}", f.0);
-        }
-        // The program runs in the foreground with the console input and the screen; when it
-        // ends, the kernel hands both back to the shell, its nearest living ancestor (the
-        // screen keeps what the program drew: the kernel's console no longer draws there).
-        let opts =
-            spawn::Options { calls: &calls, console: true, screen: true, cores, ..spawn::Options::default() };
-        match spawn::spawn(elf, rest.trim(), opts) {
-            Ok(child) => match process::wait(child) {
-                Ok(0) => {}
-                Ok(status) => println!("{name}: {}", describe_status(status)),
-                Err(e) => println!("{name}: wait failed: {e:?}"),
-            },
-            Err(SpawnError::BadElf(e)) => println!("run: {name}: not a program ({e:?})"),
-            Err(e) => println!("run: {name}: cannot start: {e:?}"),
-        }
     }
 }
 

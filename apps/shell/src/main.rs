@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod cmds;
 mod files;
+mod jobs;
 mod line;
 mod net;
 

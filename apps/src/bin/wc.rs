@@ -1,5 +1,5 @@
-//! wc: counts the lines, words and bytes of the files named on its command line — the
-//! example program of `docs/apps.md`.
+//! wc: counts the lines, words and bytes of the files named on its command line, or of
+//! stdin — the example program of `docs/apps.md`.
 // A program beside the `exo-apps` library sees that library and its dependencies; the
 // library target is the one that must use them all (see the root Cargo.toml).
 #![allow(unused_crate_dependencies)]
@@ -8,38 +8,51 @@
 
 extern crate alloc;
 
-use exo_libos::fs::{self, service, Vfs};
-use exo_libos::println;
+use alloc::format;
 
-fn main(args: &str) -> i32 {
-    // Files come through the file service when the shell passed its id (`fsd=0x...`),
-    // else straight from the partitions this program was granted.
-    let mut vfs = Vfs::new();
-    match args.split_whitespace().find_map(|w| w.strip_prefix("fsd=0x")) {
-        Some(id) => {
-            let id = u32::from_str_radix(id, 16).unwrap_or(0);
-            let _ = service::mount_remote(&mut vfs, exo_libos::abi::EnvId(id));
-        }
-        None => {
-            fs::mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]);
+use exo_apps::tool::{each_chunk, out, Args};
+
+/// Lines, words and bytes, counted a chunk at a time.
+#[derive(Default)]
+struct Count {
+    lines: u64,
+    words: u64,
+    bytes: u64,
+    in_word: bool,
+}
+
+impl Count {
+    fn feed(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        for &b in chunk {
+            let space = b.is_ascii_whitespace();
+            if b == b'\n' {
+                self.lines += 1;
+            }
+            if !space && !self.in_word {
+                self.words += 1;
+            }
+            self.in_word = !space;
         }
     }
+}
+
+fn main(args: &str) -> i32 {
+    let a = Args::parse(args);
+    let inputs = a.words.clone();
+    if inputs.is_empty() {
+        let mut c = Count::default();
+        let ok = each_chunk(&a, &[], |_, chunk| c.feed(chunk));
+        out(format!("{} {} {}\n", c.lines, c.words, c.bytes).as_bytes());
+        return if ok { 0 } else { 1 };
+    }
     let mut status = 0;
-    for path in args.split_whitespace().filter(|w| w.starts_with('/')) {
-        match vfs.read_to_vec(path) {
-            Ok(data) => {
-                let text = core::str::from_utf8(&data).unwrap_or("");
-                println!(
-                    "{} {} {} {path}",
-                    text.lines().count(),
-                    text.split_whitespace().count(),
-                    data.len()
-                );
-            }
-            Err(e) => {
-                println!("wc: {path}: {e}");
-                status = 1;
-            }
+    for path in inputs {
+        let mut c = Count::default();
+        if each_chunk(&a, &[path], |_, chunk| c.feed(chunk)) {
+            out(format!("{} {} {} {path}\n", c.lines, c.words, c.bytes).as_bytes());
+        } else {
+            status = 1;
         }
     }
     status

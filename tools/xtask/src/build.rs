@@ -88,7 +88,9 @@ pub struct Artifacts {
 /// The programs, built for the board in three stages: the apps; the shell, with the apps
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
-pub const APPS: &[&str] = &["hello", "crash", "fsd", "wc", "fbdemo"];
+pub const APPS: &[&str] = &[
+    "hello", "crash", "fsd", "wc", "fbdemo", "cat", "grep", "head", "tail", "hexdump", "yes", "save", "exec",
+];
 
 /// Apps that are packages of their own (package, program), built beside `APPS` and put on
 /// the card with them: the example apps that link one file-system libOS each.

@@ -24,6 +24,7 @@ mod test_determinism;
 mod test_fs;
 mod test_image;
 mod test_net;
+mod test_pipes;
 mod test_screen;
 mod test_split;
 mod trace;

@@ -268,6 +268,16 @@ impl Session {
         }
     }
 
+    /// Waits until `end` appears in output not yet consumed; consumes through it and
+    /// returns what came before it.
+    pub fn read_until(&mut self, end: &str) -> Result<String, String> {
+        let from = self.seen;
+        self.expect(end)?;
+        let buf = self.output.0.lock().unwrap();
+        let text = String::from_utf8_lossy(&buf[from..self.seen]).into_owned();
+        Ok(text[..text.len() - end.len()].to_string())
+    }
+
     /// Plays a script: for each step, waits for its text, then types its answer (if any).
     /// On failure the error ends with the console's last lines.
     pub fn script(&mut self, steps: &[(&str, &str)]) -> Result<(), String> {

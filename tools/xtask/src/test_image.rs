@@ -37,6 +37,7 @@ pub fn tests(boards: &[Board]) -> Vec<Extra> {
     crate::test_split::tests(boards, &mut v);
     crate::test_fs::tests(boards, &mut v);
     crate::test_choice::tests(boards, &mut v);
+    crate::test_pipes::tests(boards, &mut v);
     crate::test_chainload::tests(boards, &mut v);
     crate::test_screen::tests(boards, &mut v);
     crate::test_net::tests(boards, &mut v);

@@ -43,6 +43,11 @@ impl RemoteFs {
     fn new(server: EnvId, prefix: String, fs_type: &'static str) -> Result<RemoteFs> {
         let buf_va = vm::alloc_va(1);
         let buf_pa = vm::map_new(buf_va, vm::RW).map_err(|_| Error::NoSpace)?;
+        // Shared, not copy-on-write, with a forked child (a shell's job): the server keeps
+        // the frame mapped, so a copy made on write would leave `buf_pa` naming a stale
+        // frame.
+        let shared = exo_abi::pte::Pte::user_page(buf_pa, vm::RW).0 | vm::SHARED;
+        vm::map(buf_va, shared).map_err(|_| Error::NoSpace)?;
         Ok(RemoteFs { server, prefix, fs_type, buf_va, buf_pa })
     }
 
