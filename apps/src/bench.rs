@@ -132,11 +132,16 @@ pub fn run(programs: &[(&str, &[u8])]) -> i32 {
     let partitioned = vm::kinfo().partitions.iter().any(|p| p.sectors > 0);
     // Everything runs on core 0, children included (they inherit it): with the cores free
     // to pick them up, `YieldTo`'s partner would be running on another core, and the
-    // figure would be two cores contending for the kernel lock instead of a switch.
+    // figure would be two cores contending for the kernel lock instead of a switch. The
+    // several-core benchmarks (`smpbench.rs`, the stream with calls elsewhere) get every
+    // core this environment was given, and place their workers themselves.
+    let all = vm::env_info(vm::me()).map_or(1, |e| e.affinity);
     if sys::env_set_affinity(EnvId::SELF, 1).is_err() {
         println!("bench: cannot keep to core 0; the figures may include other cores' doings");
     }
     for (name, bench) in BENCHES.iter().filter(|(n, _)| wanted(n)) {
+        let spread = name.starts_with("scale_") || name.ends_with("_core") || name.ends_with("_elsewhere");
+        let _ = sys::env_set_affinity(EnvId::SELF, if spread { all } else { 1 });
         if name.starts_with("sector") && !disk {
             continue;
         }

@@ -465,13 +465,19 @@ impl Kernel {
         smp::signal(idle.fold(0, |m, c| m | 1 << c));
     }
 
-    /// Lets `slot` run on the cores in `mask` only (from the next scheduling decision on).
+    /// Lets `slot` run on the cores in `mask` only: an idle core it may now use is woken to
+    /// take it, and a core it must leave is signalled to reschedule (not left to its tick).
     pub fn set_affinity(&mut self, slot: usize, mask: u8) {
         self.envs[slot].affinity = mask;
         for (c, x) in self.excluded.iter_mut().enumerate() {
             *x = if mask & 1 << c != 0 { *x & !(1 << slot) } else { *x | 1 << slot };
         }
         self.publish(slot);
+        let leave = self.running_elsewhere(slot).filter(|&c| mask & 1 << c == 0);
+        smp::signal(leave.map_or(0, |c| 1 << c));
+        if self.runnable & 1 << slot != 0 {
+            self.nudge(slot);
+        }
     }
 
     /// The core other than this one that runs `slot`, if any.

@@ -103,15 +103,22 @@ fn main(args: &str) -> i32 {
             return 0;
         }
     };
-    match stack.dhcp(DHCP_TICKS) {
-        Ok(a) => println!("httpd: {a}, serving http on port 80"),
+    let addr = match stack.dhcp(DHCP_TICKS) {
+        Ok(a) => a,
         Err(e) => {
             println!("httpd: no address ({e:?}); not serving");
             stack.close();
             return 1;
         }
-    }
+    };
     let mut conns: Vec<Conn> = (0..CONNS).map(|_| Conn::new(&mut stack.sockets)).collect();
+    // A first turn puts every socket in LISTEN, so that the line below is true when read: a
+    // client that connects on seeing it is never reset for being early.
+    let now = exo_net::now().total_millis();
+    for c in conns.iter_mut() {
+        serve(&mut stack.sockets, &mut srv, c, now);
+    }
+    println!("httpd: {addr}, serving http on port 80");
     loop {
         stack.poll();
         let now = exo_net::now().total_millis();
