@@ -24,6 +24,7 @@ pub const TESTS: &[Test] = &[
     ("granted_frame_is_seen_by_the_callee_and_gone_after_revocation", grants),
     ("garbage_registers_and_forged_grants_are_refused", garbage),
     ("server_survives_a_caller_destroyed_while_it_writes_the_grant", grant_vanishes),
+    ("server_writing_a_read_only_grant_in_its_window_still_dies", readonly_window_write),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -396,9 +397,33 @@ fn grant_vanishes() -> Result<(), &'static str> {
     let _ = sys::env_destroy(s);
     let _ = vm::unmap_free(va);
     check(in_call, "the doomed caller's call never reached the server")?;
-    check(first_lost, "the doomed caller's grant did not vanish mid-call")?;
     check(reply == Ok([9, 0, 0, 0]), "the server did not answer after its caller died mid-call")?;
+    check(first_lost, "the doomed caller's grant did not vanish mid-call")?;
     check(filled && ungranted, "the fresh caller's frame was not filled")?;
     check(alive, "the server is not parked for the next call")?;
     check(!fresh_lost, "the fresh call was taken for a vanished grant")
+}
+
+/// Names the window, maps the grant read-only there and writes to it: a fault at a mapped
+/// page of the window is the server's own bug, not a vanished grant.
+fn write_read_only(c: &Call) -> [u64; 4] {
+    let va = WINDOW.load(SeqCst);
+    if ipc::set_grant_window(va, 1).is_err() || vm::map_frame(va, c.frame, RO).is_err() {
+        return [u64::MAX, 0, 0, 0];
+    }
+    // SAFETY: deliberately faults: `va` maps the grant read-only.
+    unsafe { (va as *mut u64).write_volatile(1) };
+    [0, 0, 0, 0]
+}
+
+fn readonly_window_write() -> Result<(), &'static str> {
+    setup_shared();
+    let s = server(write_read_only)?;
+    let va = vm::alloc_va(1);
+    let pa = vm::map_new(va, RW).map_err(|_| "frame")?;
+    let r = sys::pct_call(s, [0; 4], pa);
+    let status = process::wait(s);
+    let _ = vm::unmap_free(va);
+    check(r == Err(Error::NotFound), "a write to a read-only grant was papered over")?;
+    check(status.is_ok(), "the server was not reaped")
 }
