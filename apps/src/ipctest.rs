@@ -349,13 +349,13 @@ fn slow_writer(c: &Call) -> [u64; 4] {
     while shared()[0].load(SeqCst) == 0 && i < 1_000_000 {
         // SAFETY: word i % 512 of the page at `va`: the grant, or (once it vanished) the
         // scratch page the libOS puts in its place.
-        unsafe { page.add(i % 512).write_volatile(c.args[0]) };
+        unsafe { page.wrapping_add(i % 512).write_volatile(c.args[0]) };
         sys::yield_now();
         i += 1;
     }
     for w in 0..512 {
         // SAFETY: as above.
-        unsafe { page.add(w).write_volatile(c.args[0]) };
+        unsafe { page.wrapping_add(w).write_volatile(c.args[0]) };
     }
     // SAFETY: as above.
     let back = unsafe { page.read_volatile() };
@@ -391,7 +391,7 @@ fn grant_vanishes() -> Result<(), &'static str> {
     let reply = sys::pct_call(s, [9, 0, 0, 0], pa | PCT_GRANT_RW);
     let (first_lost, fresh_lost) = (shared()[5].load(SeqCst) == 1, shared()[9].load(SeqCst) == 1);
     // SAFETY: `va` maps our frame read-write.
-    let filled = (0..512).all(|w| unsafe { (va as *const u64).add(w).read_volatile() } == 9);
+    let filled = (0..512).all(|w| unsafe { (va as *const u64).wrapping_add(w).read_volatile() } == 9);
     let ungranted = sys::pct_ungrant(s, pa).is_ok();
     let alive = vm::env_info(s).is_some_and(|i| i.state == env_state::BLOCKED);
     let _ = sys::env_destroy(s);

@@ -78,8 +78,10 @@ pub fn grant_lost() -> bool {
 /// in the grant window and its page is unmapped, the grant vanished under the call: back
 /// the page with a scratch frame and return true. Otherwise false (not ours to handle).
 pub(crate) fn on_grant_fault(far: u64) -> bool {
-    // SAFETY: reads of words the environment's own code set up before serving.
-    let ((base, pages), serving) = unsafe { (*GRANT_WINDOW.get(), (*HANDLER.get()).is_some()) };
+    // SAFETY: a read of a word the environment's own code sets, never an upcall.
+    let (base, pages) = unsafe { *GRANT_WINDOW.get() };
+    // SAFETY: as above; HANDLER is set once, by `serve`.
+    let serving = unsafe { (*HANDLER.get()).is_some() };
     if !serving || far < base || far - base >= pages * 0x1000 {
         return false;
     }
@@ -98,8 +100,10 @@ pub(crate) fn on_grant_fault(far: u64) -> bool {
 /// After a call whose grant vanished: unmaps and frees the scratch pages.
 #[cold]
 fn drop_scratch() {
-    // SAFETY: the call is over; no upcall touches SCRATCH outside a call's fault.
-    let (mask, (base, _)) = unsafe { (core::mem::take(&mut *SCRATCH.get()), *GRANT_WINDOW.get()) };
+    // SAFETY: the handler has returned, so no fault of this call can write SCRATCH now.
+    let mask = unsafe { core::mem::take(&mut *SCRATCH.get()) };
+    // SAFETY: a read of a word the environment's own code sets, never an upcall.
+    let (base, _) = unsafe { *GRANT_WINDOW.get() };
     for i in 0..MAX_WINDOW_PAGES {
         if mask & (1 << i) != 0 {
             let _ = vm::unmap_free(base + i * 0x1000);
