@@ -23,6 +23,8 @@ pub const TESTS: &[Test] = &[
     ("callee_that_never_replies_times_the_caller_out", timeout),
     ("granted_frame_is_seen_by_the_callee_and_gone_after_revocation", grants),
     ("garbage_registers_and_forged_grants_are_refused", garbage),
+    ("server_survives_a_caller_destroyed_while_it_writes_the_grant", grant_vanishes),
+    ("server_writing_a_read_only_grant_in_its_window_still_dies", readonly_window_write),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -331,4 +333,97 @@ fn garbage() -> Result<(), &'static str> {
     check(forged[2] == Err(Error::Denied) && forged[3] == Err(Error::Denied), "a bogus target was accepted")?;
     check(raw == Error::Invalid as i64 && reply_outside == Error::Invalid as i64, "garbage accepted")?;
     check(flood, "the server stopped answering under a flood of calls")
+}
+
+/// Maps the granted frame at the window and fills it with `args[0]` slowly: it writes and
+/// yields until `shared()[0]` is set, then writes the whole page. Records in
+/// `shared()[args[0]]` whether the grant vanished during the call.
+fn slow_writer(c: &Call) -> [u64; 4] {
+    let va = WINDOW.load(SeqCst);
+    if ipc::set_grant_window(va, 1).is_err() || vm::map_frame(va, c.frame, RW).is_err() {
+        return [u64::MAX, 0, 0, 0];
+    }
+    shared()[1].store(1, SeqCst);
+    let page = va as *mut u64;
+    let mut i = 0;
+    while shared()[0].load(SeqCst) == 0 && i < 1_000_000 {
+        // SAFETY: word i % 512 of the page at `va`: the grant, or (once it vanished) the
+        // scratch page the libOS puts in its place.
+        unsafe { page.wrapping_add(i % 512).write_volatile(c.args[0]) };
+        sys::yield_now();
+        i += 1;
+    }
+    for w in 0..512 {
+        // SAFETY: as above.
+        unsafe { page.wrapping_add(w).write_volatile(c.args[0]) };
+    }
+    // SAFETY: as above.
+    let back = unsafe { page.read_volatile() };
+    shared()[c.args[0] as usize % 512].store(ipc::grant_lost() as u64, SeqCst);
+    [back, 0, 0, 0]
+}
+
+fn grant_vanishes() -> Result<(), &'static str> {
+    setup_shared();
+    let s = server(slow_writer)?;
+    let doomed = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let va = vm::alloc_va(1);
+            let Ok(pa) = vm::map_new(va, RW) else { sys::exit(0) };
+            let _ = sys::pct_call(s, [5, 0, 0, 0], pa | PCT_GRANT_RW);
+            sys::exit(1)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::pct_allow(doomed, s).map_err(|_| "allow")?;
+    let mut spins = 0;
+    while shared()[1].load(SeqCst) == 0 && spins < 1_000_000 {
+        sys::yield_now(); // until the server is writing into the doomed caller's frame
+        spins += 1;
+    }
+    let in_call = shared()[1].load(SeqCst) == 1;
+    let _ = sys::env_destroy(doomed);
+    shared()[0].store(1, SeqCst); // the server now writes into a grant that is gone
+                                  // A fresh caller with a fresh grant is answered, and its frame filled.
+    let va = vm::alloc_va(1);
+    let pa = vm::map_new(va, RW).map_err(|_| "frame")?;
+    // A blocking call: it waits while the server finishes the dead caller's call.
+    let reply = sys::pct_call(s, [9, 0, 0, 0], pa | PCT_GRANT_RW);
+    let (first_lost, fresh_lost) = (shared()[5].load(SeqCst) == 1, shared()[9].load(SeqCst) == 1);
+    // SAFETY: `va` maps our frame read-write.
+    let filled = (0..512).all(|w| unsafe { (va as *const u64).wrapping_add(w).read_volatile() } == 9);
+    let ungranted = sys::pct_ungrant(s, pa).is_ok();
+    let alive = vm::env_info(s).is_some_and(|i| i.state == env_state::BLOCKED);
+    let _ = sys::env_destroy(s);
+    let _ = vm::unmap_free(va);
+    check(in_call, "the doomed caller's call never reached the server")?;
+    check(reply == Ok([9, 0, 0, 0]), "the server did not answer after its caller died mid-call")?;
+    check(first_lost, "the doomed caller's grant did not vanish mid-call")?;
+    check(filled && ungranted, "the fresh caller's frame was not filled")?;
+    check(alive, "the server is not parked for the next call")?;
+    check(!fresh_lost, "the fresh call was taken for a vanished grant")
+}
+
+/// Names the window, maps the grant read-only there and writes to it: a fault at a mapped
+/// page of the window is the server's own bug, not a vanished grant.
+fn write_read_only(c: &Call) -> [u64; 4] {
+    let va = WINDOW.load(SeqCst);
+    if ipc::set_grant_window(va, 1).is_err() || vm::map_frame(va, c.frame, RO).is_err() {
+        return [u64::MAX, 0, 0, 0];
+    }
+    // SAFETY: deliberately faults: `va` maps the grant read-only.
+    unsafe { (va as *mut u64).write_volatile(1) };
+    [0, 0, 0, 0]
+}
+
+fn readonly_window_write() -> Result<(), &'static str> {
+    setup_shared();
+    let s = server(write_read_only)?;
+    let va = vm::alloc_va(1);
+    let pa = vm::map_new(va, RW).map_err(|_| "frame")?;
+    let r = sys::pct_call(s, [0; 4], pa);
+    let status = process::wait(s);
+    let _ = vm::unmap_free(va);
+    check(r == Err(Error::NotFound), "a write to a read-only grant was papered over")?;
+    check(status.is_ok(), "the server was not reaped")
 }

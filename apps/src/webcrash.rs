@@ -1,9 +1,9 @@
 //! `exo.test=webcrash`: the web server dies mid-download and everything else goes on.
 //!
 //! init starts `fsd` and `httpd` (as the default boot does) and then follows the host's
-//! orders on the console: `k` kills httpd, between requests, while the host holds
-//! connections to it (`EnvDestroy`: in the kernel, the same teardown a fault or a panic
-//! ends in, without any cleanup by httpd itself); init then checks that
+//! orders on the console: `k` kills httpd while the host holds connections to it, one of
+//! them in the middle of a large download (`EnvDestroy`: in the kernel, the same teardown
+//! a fault or a panic ends in, without any cleanup by httpd itself); init then checks that
 //! fsd still serves files and starts a second httpd, which must be able to bind port 80
 //! again; `q` ends the run. The host's side is `tools/xtask/src/test_net.rs`.
 

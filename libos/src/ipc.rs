@@ -5,11 +5,21 @@
 //! A call may carry one frame the caller owns (`Call::frame`), which the server may map
 //! (read-only, or read-write if `Call::frame_writable`) until the caller takes the grant
 //! back with `sys::pct_ungrant`.
+//!
+//! A grant can also vanish in the middle of a call: when its caller is destroyed, the
+//! kernel withdraws the grant and its mappings while the server may still be using them.
+//! A server that names the virtual range where it maps granted frames
+//! ([`set_grant_window`]) survives that: a fault in the window during a call, at a page
+//! that is no longer mapped, is taken as the grant having vanished; the upcall handler
+//! backs the page with a zeroed scratch frame of the server's own, the handler runs to its
+//! end (its reply goes nowhere: the caller is gone), and the scratch page is unmapped and
+//! freed before the server parks again. A fault anywhere else still ends the server.
 
+use exo_abi::pte::bits;
 use exo_abi::{EnvId, Error};
 
 use crate::private::Private;
-use crate::sys;
+use crate::{sys, vm};
 
 /// One incoming call.
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +41,75 @@ struct Stack([u8; STACK]);
 static CALL_STACK: Private<Stack> = Private::new(Stack([0; STACK]));
 #[unsafe(link_section = ".private")]
 static HANDLER: Private<Option<Handler>> = Private::new(None);
+
+/// Where this server maps granted frames: `(base, pages)`, or `pages` = 0 for nowhere.
+#[unsafe(link_section = ".private")]
+static GRANT_WINDOW: Private<(u64, u64)> = Private::new((0, 0));
+/// The window's pages (bit i: page i) backed by scratch frames during the current call.
+#[unsafe(link_section = ".private")]
+static SCRATCH: Private<u64> = Private::new(0);
+
+/// Largest window [`set_grant_window`] accepts, in pages (one bit each in `SCRATCH`).
+pub const MAX_WINDOW_PAGES: u64 = 64;
+
+/// Names the page-aligned range `[base, base + pages * 4 KiB)` where this server maps the
+/// frames its callers grant, so that a grant withdrawn mid-call does not kill it (see the
+/// module's notes). `pages` = 0 forgets the window; more than [`MAX_WINDOW_PAGES`] or an
+/// unaligned base is refused with `Invalid`.
+pub fn set_grant_window(base: u64, pages: u64) -> Result<(), Error> {
+    if base & 0xfff != 0 || pages > MAX_WINDOW_PAGES || base.checked_add(pages * 0x1000).is_none() {
+        return Err(Error::Invalid);
+    }
+    // SAFETY: written only from the environment's own code (never from an upcall); the
+    // fault handler reads it, and no fault in the window can happen during this store.
+    unsafe { *GRANT_WINDOW.get() = (base, pages) };
+    Ok(())
+}
+
+/// True if, during the current call, part of the grant window had to be backed by scratch
+/// frames: the caller's grant vanished, so what was read from it is zeros and what was
+/// written to it reaches nobody. A server can check it before committing an effect.
+pub fn grant_lost() -> bool {
+    // SAFETY: a plain read of a word only this environment writes.
+    unsafe { *SCRATCH.get() != 0 }
+}
+
+/// From the upcall handler: a data abort at `far`. If a call is being served, `far` lies
+/// in the grant window and its page is unmapped, the grant vanished under the call: back
+/// the page with a scratch frame and return true. Otherwise false (not ours to handle).
+pub(crate) fn on_grant_fault(far: u64) -> bool {
+    // SAFETY: a read of a word the environment's own code sets, never an upcall.
+    let (base, pages) = unsafe { *GRANT_WINDOW.get() };
+    // SAFETY: as above; HANDLER is set once, by `serve`.
+    let serving = unsafe { (*HANDLER.get()).is_some() };
+    if !serving || far < base || far - base >= pages * 0x1000 {
+        return false;
+    }
+    let page = far & !0xfff;
+    if vm::entry(page) & bits::VALID != 0 {
+        return false; // mapped, so not a vanished grant (e.g. a write to a read-only one)
+    }
+    if vm::map_new(page, vm::RW).is_err() {
+        return false;
+    }
+    // SAFETY: the handler interrupted the call context, which does not touch SCRATCH.
+    unsafe { *SCRATCH.get() |= 1 << ((page - base) / 0x1000) };
+    true
+}
+
+/// After a call whose grant vanished: unmaps and frees the scratch pages.
+#[cold]
+fn drop_scratch() {
+    // SAFETY: the handler has returned, so no fault of this call can write SCRATCH now.
+    let mask = unsafe { core::mem::take(&mut *SCRATCH.get()) };
+    // SAFETY: a read of a word the environment's own code sets, never an upcall.
+    let (base, _) = unsafe { *GRANT_WINDOW.get() };
+    for i in 0..MAX_WINDOW_PAGES {
+        if mask & (1 << i) != 0 {
+            let _ = vm::unmap_free(base + i * 0x1000);
+        }
+    }
+}
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
@@ -60,6 +139,9 @@ extern "C" fn exo_pct_dispatch(a0: u64, a1: u64, a2: u64, a3: u64, caller: u64, 
         Some(h) => h(&call),
         None => [Error::NoSys as i64 as u64, 0, 0, 0],
     };
+    if grant_lost() {
+        drop_scratch();
+    }
     sys::pct_reply(result)
 }
 

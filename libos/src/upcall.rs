@@ -101,6 +101,8 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
             }
             mapped
         }
+        // A server's grant window, its caller's grant withdrawn mid-call (`ipc`).
+        upcall::DATA_ABORT => crate::ipc::on_grant_fault(far),
         _ => false,
     };
     let hooked = kind != upcall::REVOKE && hook.is_some_and(|h| h(&u));

@@ -195,9 +195,9 @@ fn served(port: u16) -> Result<(), String> {
     Err(format!("never served in 20 tries (last: {last})"))
 }
 
-/// The test image's `exo.test=webcrash` (`apps/src/webcrash.rs`): httpd is killed with two
-/// connections open; fsd still serves, and a new httpd binds port 80 again and serves the
-/// same bytes.
+/// The test image's `exo.test=webcrash` (`apps/src/webcrash.rs`): httpd is killed with a
+/// download half-read and an idle connection open; fsd still serves, and a new httpd binds
+/// port 80 again and serves the same bytes.
 fn crash() -> Result<(), String> {
     let card = card_copy("http-crash-virt")?;
     let port = free_port()?;
@@ -219,8 +219,11 @@ fn crash() -> Result<(), String> {
         let mut c = connect(port)?;
         let (status, _, body) = get(&mut c, "/fat/config.txt")?;
         ensure(status == 200 && body == config, || "the first httpd did not serve config.txt".into())?;
-        // httpd dies between requests, with connections open. (Killed in the middle of a
-        // file-service call, it can take fsd down with it: docs/network.md, "Not done yet".)
+        // A download left half-read, and an idle connection, when httpd dies: killed in the
+        // middle of a file-service call, its granted buffer vanishes under fsd (docs/ipc.md).
+        c.write_all(b"GET /fat/kernel8.img HTTP/1.1\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut part = [0u8; 4096];
+        c.read_exact(&mut part).map_err(|e| format!("the download did not start: {e}"))?;
         let _idle = connect(port)?;
         s.send("k")?;
         s.expect("webcrash: httpd killed (gone)")?;

@@ -22,7 +22,10 @@ pub struct Server {
 
 impl Server {
     pub fn new(vfs: Vfs) -> Server {
-        Server { vfs, handles: Vec::new(), window: vm::alloc_va(1), mapped: 0 }
+        let window = vm::alloc_va(1);
+        // A client destroyed mid-call then costs that call, not the server (`ipc`).
+        let _ = crate::ipc::set_grant_window(window, 1);
+        Server { vfs, handles: Vec::new(), window, mapped: 0 }
     }
 
     /// The client's buffer, mapped at the server's window (kept mapped while the same
