@@ -121,9 +121,16 @@ impl Server {
                 Ok([got as u64, 0, 0])
             }
             op::WRITE => {
-                let (fs, h) = self.owned_fs(caller, a[1])?;
                 let n = (a[3] as usize).min(BUF);
-                let wrote = fs.write(h, a[2], &buf[..n])?;
+                // The caller's bytes, taken before anything is written: if its grant vanished
+                // during the copy (the caller was destroyed mid-call), what was read is a
+                // stand-in page's zeros (`ipc::set_grant_window`), and nothing is written.
+                let data = buf[..n].to_vec();
+                if crate::ipc::grant_lost() {
+                    return Err(Error::Io);
+                }
+                let (fs, h) = self.owned_fs(caller, a[1])?;
+                let wrote = fs.write(h, a[2], &data)?;
                 Ok([wrote as u64, 0, 0])
             }
             op::CLOSE => {
