@@ -5,13 +5,12 @@
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use crate::runner::check;
-use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{EnvId, Error, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::format::mbr;
 use exo_libos::fs::parts;
 use exo_libos::process::{self, Fork};
 use exo_libos::sys;
-use exo_libos::vm::{self, PAGE, RW, SHARED};
+use exo_libos::vm::{self, PAGE, RW};
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
@@ -327,19 +326,10 @@ fn stream_vs_calls() -> Result<(), &'static str> {
     check(inside >= STREAM_WRITES * CALLS_PER_WRITE, "the other core stalled while the disk was written")
 }
 
-/// A page shared read-write with every child forked after this call, zeroed.
+/// This module's page shared with its forked children, zeroed ([`crate::runner::shared_page`]).
 fn shared() -> &'static [AtomicU64; 512] {
     static VA: AtomicU64 = AtomicU64::new(0);
-    if VA.load(SeqCst) == 0 {
-        let va = vm::alloc_va(1);
-        let pa = sys::frame_alloc(EnvId::SELF, None).expect("shared frame");
-        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared");
-        VA.store(va, SeqCst);
-    }
-    // SAFETY: VA maps a page shared read-write with every forked child.
-    let s = unsafe { &*(VA.load(SeqCst) as *const [AtomicU64; 512]) };
-    s.iter().for_each(|w| w.store(0, SeqCst));
-    s
+    crate::runner::shared_page(&VA)
 }
 
 /// Yields until `done` holds, for two seconds of virtual time at most.

@@ -76,3 +76,22 @@ pub fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
         Err(why)
     }
 }
+
+/// A page shared read-write with every child forked after the first call, zeroed on each
+/// call. `va` remembers where it is mapped: one static per suite, so suites never share a
+/// page.
+pub fn shared_page(va: &core::sync::atomic::AtomicU64) -> &'static [core::sync::atomic::AtomicU64; 512] {
+    use core::sync::atomic::Ordering::SeqCst;
+    use exo_libos::abi::pte::Pte;
+    if va.load(SeqCst) == 0 {
+        let at = vm::alloc_va(1);
+        let pa = exo_libos::sys::frame_alloc(EnvId::SELF, None).expect("shared frame");
+        vm::map(at, Pte::user_page(pa, vm::RW).0 | vm::SHARED).expect("map shared");
+        va.store(at, SeqCst);
+    }
+    // SAFETY: `va` holds the address of a page mapped read-write and shared with every forked
+    // child, for good; atomics make use from several environments well-defined.
+    let s = unsafe { &*(va.load(SeqCst) as *const [core::sync::atomic::AtomicU64; 512]) };
+    s.iter().for_each(|w| w.store(0, SeqCst));
+    s
+}

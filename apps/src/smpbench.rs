@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::EnvId;
 use exo_libos::process::{self, Fork};
-use exo_libos::vm::{self, RW, SHARED};
+use exo_libos::vm::{self, RW};
 use exo_libos::{println, sys};
 
 use crate::bench::measure;
@@ -36,19 +36,10 @@ fn mine() -> u8 {
     vm::env_info(vm::me()).map_or(0, |e| e.affinity)
 }
 
-/// A page shared read-write with every child forked after this call, zeroed.
+/// This module's page shared with its forked children, zeroed ([`crate::runner::shared_page`]).
 fn shared() -> &'static [AtomicU64; 512] {
     static VA: AtomicU64 = AtomicU64::new(0);
-    if VA.load(SeqCst) == 0 {
-        let va = vm::alloc_va(1);
-        let pa = sys::frame_alloc(EnvId::SELF, None).expect("shared frame");
-        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared");
-        VA.store(va, SeqCst);
-    }
-    // SAFETY: VA maps a page shared read-write with every forked child, for good.
-    let s = unsafe { &*(VA.load(SeqCst) as *const [AtomicU64; 512]) };
-    s.iter().for_each(|w| w.store(0, SeqCst));
-    s
+    crate::runner::shared_page(&VA)
 }
 
 /// A PCT round trip to an echo server, the client on core 0 and the server on `server_core`.

@@ -48,18 +48,9 @@ fn my_cores() -> u8 {
 
 static SHARED_VA: AtomicU64 = AtomicU64::new(0);
 
-/// A page shared read-write with every child forked after this call, zeroed.
+/// This suite's page shared with its forked children, zeroed ([`crate::runner::shared_page`]).
 fn shared() -> &'static [AtomicU64; 512] {
-    if SHARED_VA.load(SeqCst) == 0 {
-        let va = vm::alloc_va(1);
-        let pa = sys::frame_alloc(EnvId::SELF, None).expect("shared frame");
-        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared");
-        SHARED_VA.store(va, SeqCst);
-    }
-    // SAFETY: SHARED_VA maps a page shared read-write with every forked child.
-    let s = unsafe { &*(SHARED_VA.load(SeqCst) as *const [AtomicU64; 512]) };
-    s.iter().for_each(|w| w.store(0, SeqCst));
-    s
+    crate::runner::shared_page(&SHARED_VA)
 }
 
 /// Yields until `done` holds, for [`PATIENCE_S`] at most; returns whether it held.
