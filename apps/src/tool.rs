@@ -2,7 +2,6 @@
 //! share: their arguments, their input (files named on the command line, else stdin) and
 //! their output (stdout, ending the program quietly once no one reads it).
 
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use exo_libos::abi::EnvId;
@@ -40,13 +39,16 @@ impl<'a> Args<'a> {
         self.words.len() != before
     }
 
-    /// Takes `-n N` out of the words.
-    pub fn number(&mut self, name: &str, default: u64) -> Result<u64, String> {
-        let Some(i) = self.words.iter().position(|w| *w == name) else { return Ok(default) };
-        let v = self.words.get(i + 1).and_then(|v| v.parse().ok());
-        let v = v.ok_or_else(|| alloc::format!("{name} needs a number"))?;
+    /// Takes `-n N` out of the words (`default` when absent). A flag without a number is
+    /// reported as `TOOL: -n needs a number` and gives `None`: the tool exits with 2.
+    pub fn number(&mut self, tool: &str, name: &str, default: u64) -> Option<u64> {
+        let Some(i) = self.words.iter().position(|w| *w == name) else { return Some(default) };
+        let Some(v) = self.words.get(i + 1).and_then(|v| v.parse().ok()) else {
+            eprintln!("{tool}: {name} needs a number");
+            return None;
+        };
         self.words.drain(i..i + 2);
-        Ok(v)
+        Some(v)
     }
 
     /// The file systems: through the file service when the shell named one, else the

@@ -18,13 +18,7 @@ use exo_libos::{eprintln, exec, vm};
 
 fn main(args: &str) -> i32 {
     let mut a = Args::parse(args);
-    let mib = match a.number("-m", 0) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("exec: {e}");
-            return 2;
-        }
-    };
+    let Some(mib) = a.number("exec", "-m", 0) else { return 2 };
     let Some((&name, rest)) = a.words.split_first() else {
         eprintln!("usage: exec [-m MIB] PROGRAM [ARGS]");
         return 2;

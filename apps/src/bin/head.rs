@@ -9,17 +9,11 @@
 extern crate alloc;
 
 use exo_apps::tool::{each_chunk, out, Args};
-use exo_libos::{eprintln, fd, sys};
+use exo_libos::{fd, sys};
 
 fn main(args: &str) -> i32 {
     let mut a = Args::parse(args);
-    let n = match a.number("-n", 10) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("head: {e}");
-            return 2;
-        }
-    };
+    let Some(n) = a.number("head", "-n", 10) else { return 2 };
     let inputs = a.words.clone();
     let mut left = n;
     each_chunk(&a, &inputs, |_, chunk| {

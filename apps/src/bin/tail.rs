@@ -11,17 +11,11 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use exo_apps::tool::{each_chunk, out, Args, Lines};
-use exo_libos::eprintln;
 
 fn main(args: &str) -> i32 {
     let mut a = Args::parse(args);
-    let n = match a.number("-n", 10) {
-        Ok(n) => n as usize,
-        Err(e) => {
-            eprintln!("tail: {e}");
-            return 2;
-        }
-    };
+    let Some(n) = a.number("tail", "-n", 10) else { return 2 };
+    let n = n as usize;
     let inputs = a.words.clone();
     let mut last: VecDeque<Vec<u8>> = VecDeque::new();
     let mut lines = Lines::new();

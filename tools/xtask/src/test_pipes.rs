@@ -93,6 +93,8 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("line 000001 of the straw file", ""),
         ("exo> ", "tail -n 1 /log/big.txt\r"),
         (&last, ""),
+        ("exo> ", "tail -n many /log/big.txt\r"),
+        ("tail: -n needs a number", ""),
         ("exo> ", "hexdump /log/big.txt | head -n 1\r"),
         ("00000000  6c 69 6e 65 20 30 30 30  30 30 30 20 6f 66 20 74  |line 000000 of t|", ""),
         ("exo> ", "grep -c needle /log/big.txt > /log/count.txt\r"),
