@@ -6,9 +6,9 @@
 //!   and the LFS hands it back only while the file's version (inode, generation, a change
 //!   time that every write moves strictly forward, size) is the one it was made for.
 //! - **In memory.** The whole response (that head, the file's bytes behind it) is kept in
-//!   httpd's memory, keyed by the same version. A request then costs one `attr` call
-//!   through the file service (which also says the file's size and version) instead of a
-//!   `stat`, an `open`, a `read` per piece and a `close`, and no head is formatted again.
+//!   httpd's memory, keyed by the same version. A request then costs one `version` call
+//!   through the file service instead of a `stat`, an `open`, a `read` per piece and a
+//!   `close`, and no head is formatted again.
 //!
 //! Stale bytes cannot be served: versions never repeat, and both layers are used only for
 //! the version the file has now. FAT keeps no versions, so FAT files always take the plain
@@ -18,7 +18,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use exo_libos::fs::{Version, Vfs};
+use exo_libos::fs::{OpenFlags, Version, Vfs};
 use exo_libos::println;
 use exo_net::http;
 
@@ -65,16 +65,17 @@ impl Prepared {
         if !path.starts_with(LFS) {
             return None;
         }
+        let i = self.entries.iter().position(|e| e.path == path);
+        if let Some(i) = i {
+            if vfs.version(path).ok()? == self.entries[i].version {
+                return Some(self.entries[i].bytes.clone());
+            }
+            self.held -= self.entries.remove(i).bytes.len();
+        }
         let (version, stored) = vfs.attr(path).ok()?;
         let size = version[2];
         if size > FILE_MAX {
             return None;
-        }
-        if let Some(i) = self.entries.iter().position(|e| e.path == path) {
-            if self.entries[i].version == version {
-                return Some(self.entries[i].bytes.clone());
-            }
-            self.held -= self.entries.remove(i).bytes.len();
         }
         let kept = stored.strip_prefix(path.as_bytes()).and_then(|r| r.strip_prefix(b"\n"));
         let mut bytes = match kept {
@@ -94,8 +95,15 @@ impl Prepared {
         };
         // Read after the version was taken: if the file changes in between, these bytes
         // are newer than the version and the entry is never matched again.
-        let body = vfs.read_to_vec(path).ok().filter(|b| b.len() as u64 == size)?;
-        bytes.extend_from_slice(&body);
+        // The size is known: an `open`, the `read`s, a `close` (no `fstat`).
+        let at = bytes.len();
+        bytes.resize(at + size as usize, 0);
+        let fd = vfs.open(path, OpenFlags::READ).ok()?;
+        let got = vfs.read(fd, &mut bytes[at..]);
+        let _ = vfs.close(fd);
+        if got != Ok(size as usize) {
+            return None;
+        }
         let bytes: Rc<[u8]> = bytes.into();
         if self.stored_only {
             return Some(bytes);

@@ -264,6 +264,10 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
         self.fs.sync().map_err(error)
     }
 
+    fn version(&mut self, path: &str) -> Result<Version> {
+        Ok(self.fs.version(&normalize(path)?).map_err(error)?.to_words())
+    }
+
     fn attr(&mut self, path: &str) -> Result<(Version, Vec<u8>)> {
         let (v, value) = self.fs.attr(&normalize(path)?).map_err(error)?;
         Ok((v.to_words(), value))

@@ -141,6 +141,7 @@ fn an_attribute_goes_through_the_interface_and_a_rewrite_hides_it() {
     let (v, none) = fs.attr("/page.html").unwrap();
     assert!(none.is_empty());
     assert_eq!(v[2], 10);
+    assert_eq!(fs.version("/page.html").unwrap(), v);
     fs.set_attr("/page.html", v, b"head").unwrap();
     assert_eq!(fs.attr("/page.html").unwrap(), (v, b"head".to_vec()));
     // The test clock never moves; a rewrite of the same length still changes the version.

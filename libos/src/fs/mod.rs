@@ -255,6 +255,11 @@ pub trait FileSystem {
     /// Capacity and free space.
     fn statfs(&mut self) -> Result<FsStats>;
 
+    /// The file's present version alone ([`FileSystem::attr`] without reading the attribute).
+    fn version(&mut self, _path: &str) -> Result<Version> {
+        Err(Error::Unsupported)
+    }
+
     /// The file's present version (words that change whenever its bytes do, and never come
     /// back) and the attribute kept beside it for that version, empty if none
     /// (`docs/filesystems.md#attributes`). `Unsupported` where the back end keeps none.

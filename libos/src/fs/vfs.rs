@@ -224,6 +224,12 @@ impl Vfs {
         }
     }
 
+    /// A file's version ([`FileSystem::version`]).
+    pub fn version(&mut self, p: &str) -> Result<crate::fs::Version> {
+        let (mount, _, rest) = self.locate(p)?;
+        self.fs(mount)?.version(&rest)
+    }
+
     /// A file's version and the attribute kept beside it ([`FileSystem::attr`]).
     pub fn attr(&mut self, p: &str) -> Result<(crate::fs::Version, Vec<u8>)> {
         let (mount, _, rest) = self.locate(p)?;

@@ -179,6 +179,11 @@ impl FileSystem for RemoteFs {
         self.call(op::SYNC, [0, 0, 0]).map(drop)
     }
 
+    fn version(&mut self, path: &str) -> Result<Version> {
+        let (n, _) = self.put_paths(path, None)?;
+        self.call(op::VERSION, [n, 0, 0])
+    }
+
     fn attr(&mut self, path: &str) -> Result<(Version, Vec<u8>)> {
         let (n, _) = self.put_paths(path, None)?;
         let v = self.call(op::ATTR, [n, 0, 0])?;

@@ -32,6 +32,8 @@ pub mod op {
     pub const ATTR: u64 = 14;
     /// The buffer holds the path, the version (24 bytes) and the value.
     pub const SET_ATTR: u64 = 15;
+    /// A file's version in the reply words.
+    pub const VERSION: u64 = 16;
 }
 
 /// Bytes of the shared buffer (one page).

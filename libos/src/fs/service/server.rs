@@ -188,6 +188,10 @@ impl Server {
                 buf[2..2 + n].copy_from_slice(&value[..n]);
                 Ok(v)
             }
+            op::VERSION => {
+                let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
+                self.fs(&at)?.version(&p)
+            }
             op::SET_ATTR => {
                 let (path, len) = (Self::path(buf, 0, a[1])?, a[2] as usize);
                 let at = a[1] as usize;
