@@ -2,9 +2,10 @@
 //! present contents (httpd keeps a prepared response head there, `docs/network.md`).
 //!
 //! A file's [`Version`] is its inode number and generation, its change time and its size.
-//! Every write and truncate moves the change time strictly forward ([`next_ctime`]: at
-//! least one nanosecond past the last, whatever the clock says, even a clock that restarts
-//! at every boot), and the generation never repeats for an inode number (it is kept in the
+//! Every change to a file (a write, a truncate, a rename, new permission bits) moves its
+//! change time strictly forward ([`next_ctime`]: at least one nanosecond past the last,
+//! whatever the clock says, even a clock that restarts at every boot), so it never takes a
+//! value it had before; and the generation never repeats for an inode number (it is kept in the
 //! checkpoint), so a version is never seen twice: once the file's bytes change, no earlier
 //! version can match it again, not after a crash and not after a reboot.
 //!
@@ -87,7 +88,8 @@ impl<D: BlockDevice> Fs<D> {
     /// is no longer at that version (the value was made from contents that are gone),
     /// `InvalidArgument` for a value over [`ATTR_MAX`] or a path inside [`ATTR_DIR`].
     pub fn set_attr(&mut self, path: &str, v: Version, value: &[u8]) -> Result<()> {
-        if value.len() > ATTR_MAX || path.trim_start_matches('/').starts_with(&ATTR_DIR[1..]) {
+        let top = path.trim_start_matches('/').split('/').next();
+        if value.len() > ATTR_MAX || top == Some(&ATTR_DIR[1..]) {
             return Err(Error::InvalidArgument);
         }
         if self.version(path)? != v {

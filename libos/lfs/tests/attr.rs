@@ -39,10 +39,15 @@ fn a_same_size_rewrite_hides_the_attribute_even_with_a_clock_that_stands_still()
     fs.set_attr("/a", v2, b"for two").unwrap();
     fs.truncate(f, 3).unwrap();
     assert!(fs.attr("/a").unwrap().1.is_empty());
+    // A rename after a clock that went back (a reboot: exo's restarts at 1980) does not
+    // bring an old change time back either: every later version is new.
+    fs.rename("/a", "/b").unwrap();
+    let (v4, _) = fs.attr("/b").unwrap();
+    assert!(v4.ctime > v2.ctime);
     // After a remount the old versions are still gone.
     fs.sync().unwrap();
     let mut fs = Fs::mount(fs.into_device(), MountOptions::default()).unwrap();
-    let (v3, value) = fs.attr("/a").unwrap();
+    let (v3, value) = fs.attr("/b").unwrap();
     assert!(value.is_empty() && v3 != v1 && v3 != v2);
 }
 
@@ -76,4 +81,9 @@ fn bad_attribute_requests_are_refused() {
     let side = format!("/.attr/{}", v.ino);
     let (s, _) = fs.attr(&side).unwrap();
     assert_eq!(fs.set_attr(&side, s, b"x"), Err(Error::InvalidArgument));
+    // A name that merely starts like the directory is an ordinary file.
+    let g = fs.create("/.attributes").unwrap();
+    fs.write(g, 0, b"y").unwrap();
+    let (w, _) = fs.attr("/.attributes").unwrap();
+    fs.set_attr("/.attributes", w, b"ok").unwrap();
 }
