@@ -201,8 +201,14 @@ pub fn run(srv: &mut Server) -> i32 {
     }
     let mut failed = false;
     for (name, path, size) in files {
-        for (mode, prepared) in [("plain", false), ("prepared", true)] {
-            srv.prepared = prepared.then(Prepared::default);
+        for (mode, prepared, stored_only) in
+            [("plain", false, false), ("stored_head", true, true), ("prepared", true, false)]
+        {
+            srv.prepared = prepared.then(|| {
+                let mut p = Prepared::default();
+                p.stored_only = stored_only;
+                p
+            });
             match measure(srv, path, size, 1) {
                 Some(per) => println!("bench http_get_{name}_{mode} ops={N} per_op={per}"),
                 None => {

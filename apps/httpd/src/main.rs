@@ -6,9 +6,9 @@
 //! [`SLICE`] bytes of a response per turn, so one large download or one slow reader cannot
 //! starve the others. A request head may have at most `http::MAX_HEAD` bytes (431 past
 //! that); a connection that sends nothing for [`IDLE_MS`] is closed (408 if it was partway
-//! through a request). A small LFS file's whole response is prepared once and sent from
-//! memory after that ([`prepared`]; `httpd plain` turns that off); `httpd bench` measures
-//! both paths (`bench.rs`). `docs/network.md`.
+//! through a request). A small LFS file's response head is prepared once and kept beside
+//! the file in the LFS, its whole response in memory ([`prepared`]; `httpd plain` turns
+//! that off); `httpd bench` measures the paths (`bench.rs`). `docs/network.md`.
 #![allow(unused_crate_dependencies)]
 #![no_std]
 #![forbid(unsafe_code)]
@@ -198,6 +198,12 @@ fn respond(srv: &mut Server, c: &mut Conn) -> bool {
         return true;
     }
     let path = path.trim_end_matches('/');
+    if let (Some(p), false, true) = (&mut srv.prepared, head_only, c.keep_alive) {
+        if let Some(bytes) = p.get(vfs, path) {
+            c.out = bytes;
+            return true;
+        }
+    }
     let stat = if path.is_empty() { None } else { vfs.stat(path).ok() };
     if path.is_empty() || stat.is_some_and(|m| m.kind == FileKind::Dir) {
         let body = listing(vfs, path);
@@ -209,12 +215,6 @@ fn respond(srv: &mut Server, c: &mut Conn) -> bool {
         }
         c.out = out.into();
         return true;
-    }
-    if let (Some(m), Some(p), false, true) = (&stat, &mut srv.prepared, head_only, c.keep_alive) {
-        if let Some(bytes) = p.get(vfs, path, m) {
-            c.out = bytes;
-            return true;
-        }
     }
     match (stat, vfs.open(path, OpenFlags::READ)) {
         (Some(m), Ok(fd)) => {

@@ -97,7 +97,7 @@ impl<D: BlockDevice> Fs<D> {
         let c = self.inodes.get_mut(h.ino).ok_or(Error::Failed)?;
         c.inode.size = new_size;
         c.inode.mtime = now;
-        c.inode.ctime = now;
+        c.inode.ctime = crate::attr::next_ctime(c.inode.ctime, now);
         self.inodes.mark_dirty(h.ino);
         self.after_op()?;
         Ok(data.len())
@@ -167,7 +167,7 @@ impl<D: BlockDevice> Fs<D> {
         let c = self.inodes.get_mut(h.ino).ok_or(Error::Failed)?;
         c.inode.size = size;
         c.inode.mtime = now;
-        c.inode.ctime = now;
+        c.inode.ctime = crate::attr::next_ctime(c.inode.ctime, now);
         self.inodes.mark_dirty(h.ino);
         self.after_op()
     }

@@ -33,6 +33,8 @@
 //!   and checked against the inode map and block trees; segments become free at the next
 //!   checkpoint. A reserve of segments keeps it able to run on a full disk.
 //! - `fsck`: checks every invariant, including exact per-segment live-byte accounting.
+//! - `attr`: attributes kept beside a file, valid only for its present bytes (a file's
+//!   [`Version`] never repeats).
 //!
 //! The on-disk format is specified in `docs/lfs-format.md`; crash behaviour in
 //! `docs/lfs-crash-safety.md`.
@@ -62,6 +64,7 @@
 
 extern crate alloc;
 
+mod attr;
 pub mod checkpoint;
 mod cleaner;
 mod commit;
@@ -87,6 +90,7 @@ pub mod stats;
 pub mod summary;
 mod usage;
 
+pub use attr::{Version, ATTR_DIR, ATTR_MAX};
 pub use cleaner::CleanReport;
 pub use device::{BlockDevice, Counting, IoCounts, MemDevice, SECTOR};
 pub use error::{Corruption, Error, IoError, Result};

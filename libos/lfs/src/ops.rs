@@ -155,7 +155,7 @@ impl<D: BlockDevice> Fs<D> {
         let now = self.now();
         self.load_inode(ino)?;
         let c = self.inodes.get_mut(ino).ok_or(Error::Failed)?;
-        c.inode.ctime = now;
+        c.inode.ctime = crate::attr::next_ctime(c.inode.ctime, now);
         if kind == Kind::Dir {
             c.inode.parent = ddir;
         }
@@ -199,7 +199,7 @@ impl<D: BlockDevice> Fs<D> {
         let now = self.now();
         let c = self.open_handle(h)?;
         c.inode.mode = mode;
-        c.inode.ctime = now;
+        c.inode.ctime = crate::attr::next_ctime(c.inode.ctime, now);
         self.inodes.mark_dirty(h.ino);
         Ok(())
     }

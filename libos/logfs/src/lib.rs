@@ -19,6 +19,7 @@ use exo_libos::fs::mount::Backend;
 use exo_libos::fs::path::normalize;
 use exo_libos::fs::{
     Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Partition, Result,
+    Version,
 };
 
 /// The LFS as a back end of the mount layer: partitions of MBR type
@@ -261,6 +262,20 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
 
     fn sync(&mut self) -> Result<()> {
         self.fs.sync().map_err(error)
+    }
+
+    fn version(&mut self, path: &str) -> Result<Version> {
+        Ok(self.fs.version(&normalize(path)?).map_err(error)?.to_words())
+    }
+
+    fn attr(&mut self, path: &str) -> Result<(Version, Vec<u8>)> {
+        let (v, value) = self.fs.attr(&normalize(path)?).map_err(error)?;
+        Ok((v.to_words(), value))
+    }
+
+    fn set_attr(&mut self, path: &str, v: Version, value: &[u8]) -> Result<()> {
+        let v = exo_lfs::Version::from_words(v);
+        self.fs.set_attr(&normalize(path)?, v, value).map_err(error)
     }
 
     fn statfs(&mut self) -> Result<FsStats> {

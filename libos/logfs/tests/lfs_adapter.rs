@@ -132,3 +132,22 @@ fn flags_and_errors() {
     let blank = Partition::new(vec![0u8; SECTORS as usize * 512], 0, SECTORS);
     assert_eq!(LfsFs::mount(blank, LfsOptions::default()).err(), Some(Error::Corrupt));
 }
+
+#[test]
+fn an_attribute_goes_through_the_interface_and_a_rewrite_hides_it() {
+    let mut fs = format();
+    let h = fs.create("/page.html").unwrap();
+    fs.write(h, 0, b"<p>one</p>").unwrap();
+    let (v, none) = fs.attr("/page.html").unwrap();
+    assert!(none.is_empty());
+    assert_eq!(v[2], 10);
+    assert_eq!(fs.version("/page.html").unwrap(), v);
+    fs.set_attr("/page.html", v, b"head").unwrap();
+    assert_eq!(fs.attr("/page.html").unwrap(), (v, b"head".to_vec()));
+    // The test clock never moves; a rewrite of the same length still changes the version.
+    fs.write(h, 0, b"<p>two</p>").unwrap();
+    let (w, value) = fs.attr("/page.html").unwrap();
+    assert!(value.is_empty() && w != v);
+    assert_eq!(fs.set_attr("/page.html", v, b"head"), Err(Error::BadHandle));
+    assert_eq!(fs.attr("/").map(drop), Err(Error::IsDir));
+}

@@ -97,6 +97,10 @@ pub type Result<T> = core::result::Result<T, Error>;
 /// real-time clock, so the default ([`time::uptime`]) counts from 1980-01-01 at boot.
 pub type Clock = fn() -> i64;
 
+/// What identifies a file's present bytes, for [`FileSystem::attr`]: the last word is the
+/// file's size.
+pub type Version = [u64; 3];
+
 /// An open file of one [`FileSystem`]; meaningless to any other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Handle(pub u32);
@@ -250,6 +254,24 @@ pub trait FileSystem {
 
     /// Capacity and free space.
     fn statfs(&mut self) -> Result<FsStats>;
+
+    /// The file's present version alone ([`FileSystem::attr`] without reading the attribute).
+    fn version(&mut self, _path: &str) -> Result<Version> {
+        Err(Error::Unsupported)
+    }
+
+    /// The file's present version (words that change whenever its bytes do, and never come
+    /// back) and the attribute kept beside it for that version, empty if none
+    /// (`docs/filesystems.md#attributes`). `Unsupported` where the back end keeps none.
+    fn attr(&mut self, _path: &str) -> Result<(Version, Vec<u8>)> {
+        Err(Error::Unsupported)
+    }
+
+    /// Keeps `value` beside the file for its version `v`; `BadHandle` if the file has
+    /// changed since.
+    fn set_attr(&mut self, _path: &str, _v: Version, _value: &[u8]) -> Result<()> {
+        Err(Error::Unsupported)
+    }
 
     /// Opens `path` for writing, creating it or cutting it to length 0.
     fn create(&mut self, path: &str) -> Result<Handle> {

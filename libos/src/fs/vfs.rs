@@ -224,6 +224,24 @@ impl Vfs {
         }
     }
 
+    /// A file's version ([`FileSystem::version`]).
+    pub fn version(&mut self, p: &str) -> Result<crate::fs::Version> {
+        let (mount, _, rest) = self.locate(p)?;
+        self.fs(mount)?.version(&rest)
+    }
+
+    /// A file's version and the attribute kept beside it ([`FileSystem::attr`]).
+    pub fn attr(&mut self, p: &str) -> Result<(crate::fs::Version, Vec<u8>)> {
+        let (mount, _, rest) = self.locate(p)?;
+        self.fs(mount)?.attr(&rest)
+    }
+
+    /// Keeps an attribute beside a file ([`FileSystem::set_attr`]).
+    pub fn set_attr(&mut self, p: &str, v: crate::fs::Version, value: &[u8]) -> Result<()> {
+        let (mount, _, rest) = self.locate(p)?;
+        self.fs(mount)?.set_attr(&rest, v, value)
+    }
+
     /// Lists a directory, with the mount points inside it (or the directories leading to
     /// them) added as directories.
     pub fn list_dir(&mut self, p: &str) -> Result<Vec<DirEntry>> {

@@ -80,6 +80,8 @@ fn http() -> Result<(), String> {
         ("ping: 2 sent, ", ""),
         ("exo> ", "net\r"),
         ("tx denied", ""),
+        // What httpd kept beside /log/www.txt goes to the card before the power goes.
+        ("exo> ", "sync\r"),
         ("exo> ", "exit 0\r"),
     ];
     let result = s
@@ -88,9 +90,36 @@ fn http() -> Result<(), String> {
         .and_then(|_| prepared(&mut s, port))
         .and_then(|_| s.script(shell));
     let (end, out) = if result.is_ok() { s.finish() } else { (crate::qemu::End::Hung, s.kill()) };
+    let result = result
+        .map_err(|e| format!("{e}\n{}", tail(&out, 20)))
+        .and_then(|_| {
+            ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))
+        })
+        .and_then(|_| after_reboot(&spec, port));
     let _ = std::fs::remove_file(&card);
-    result.map_err(|e| format!("{e}\n{}", tail(&out, 20)))?;
-    ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))
+    result
+}
+
+/// The same card booted again: the first GET of the file prepared before is answered with
+/// the response head httpd kept beside it in the LFS, byte for byte the file; a rewrite
+/// after that is served new.
+fn after_reboot(spec: &RunSpec, port: u16) -> Result<(), String> {
+    let mut s = Session::start(spec)?;
+    let result = s
+        .expect("serving http on port 80")
+        .and_then(|_| {
+            let (status, head, body) = get(&mut connect(port)?, "/log/www.txt")?;
+            ensure(status == 200 && body == b"version two\n", || format!("after a reboot: {head}"))
+        })
+        .and_then(|_| s.expect("httpd: /log/www.txt: response head kept beside the file in the LFS"))
+        .and_then(|_| s.send("\recho version three > /log/www.txt\r"))
+        .and_then(|_| until_body(port, "/log/www.txt", b"version three\n"))
+        .and_then(|_| s.send("exit 0\r"));
+    let (end, out) = if result.is_ok() { s.finish() } else { (crate::qemu::End::Hung, s.kill()) };
+    result.map_err(|e| format!("after the reboot: {e}\n{}", tail(&out, 20)))?;
+    ensure(end == crate::qemu::End::Exited(0), || {
+        format!("after the reboot, ended {end:?}:\n{}", tail(&out, 20))
+    })
 }
 
 /// What the host asks of httpd, once it is serving.

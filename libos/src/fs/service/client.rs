@@ -8,9 +8,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use exo_abi::{EnvId, PCT_GRANT_RW};
+use exo_format::le;
 
 use super::protocol::{error_from, get_entry, op, type_name, unpack_metadata, BUF, FS_TYPES};
-use crate::fs::{DirEntry, Error, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result, Vfs};
+use crate::fs::{DirEntry, Error, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result, Version, Vfs};
 use crate::{sys, vm};
 
 /// One file system served by `server`, seen from a client: `prefix` is its mount point
@@ -176,6 +177,30 @@ impl FileSystem for RemoteFs {
 
     fn sync(&mut self) -> Result<()> {
         self.call(op::SYNC, [0, 0, 0]).map(drop)
+    }
+
+    fn version(&mut self, path: &str) -> Result<Version> {
+        let (n, _) = self.put_paths(path, None)?;
+        self.call(op::VERSION, [n, 0, 0])
+    }
+
+    fn attr(&mut self, path: &str) -> Result<(Version, Vec<u8>)> {
+        let (n, _) = self.put_paths(path, None)?;
+        let v = self.call(op::ATTR, [n, 0, 0])?;
+        let buf = self.buf();
+        let len = (le::get_u16(buf, 0) as usize).min(BUF - 2);
+        Ok((v, buf[2..2 + len].to_vec()))
+    }
+
+    fn set_attr(&mut self, path: &str, v: Version, value: &[u8]) -> Result<()> {
+        let (n, _) = self.put_paths(path, None)?;
+        let at = n as usize;
+        let rec = self.buf().get_mut(at..at + 24 + value.len()).ok_or(Error::InvalidArgument)?;
+        for (i, w) in v.into_iter().enumerate() {
+            le::put_u64(rec, i * 8, w);
+        }
+        rec[24..].copy_from_slice(value);
+        self.call(op::SET_ATTR, [n, value.len() as u64, 0]).map(drop)
     }
 
     fn statfs(&mut self) -> Result<FsStats> {

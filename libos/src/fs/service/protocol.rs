@@ -27,6 +27,13 @@ pub mod op {
     pub const SYNC: u64 = 11;
     pub const STATFS: u64 = 12;
     pub const MOUNTS: u64 = 13;
+    /// A file's version in the reply words; its attribute in the buffer, after 2 bytes of
+    /// length.
+    pub const ATTR: u64 = 14;
+    /// The buffer holds the path, the version (24 bytes) and the value.
+    pub const SET_ATTR: u64 = 15;
+    /// A file's version in the reply words.
+    pub const VERSION: u64 = 16;
 }
 
 /// Bytes of the shared buffer (one page).

@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use exo_abi::EnvId;
+use exo_format::le;
 
 use super::protocol::{op, pack_metadata, put_entry, type_code, BUF};
 use crate::fs::{Error, FileSystem, Handle, OpenFlags, Result, Vfs};
@@ -178,6 +179,31 @@ impl Server {
                 let (at, _) = self.split(&Self::path(buf, 0, a[1])?)?;
                 let s = self.fs(&at)?.statfs()?;
                 Ok([s.total_bytes, s.free_bytes, s.block_size as u64 | type_code(s.fs_type) << 32])
+            }
+            op::ATTR => {
+                let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
+                let (v, value) = self.fs(&at)?.attr(&p)?;
+                let n = value.len().min(BUF - 2);
+                le::put_u16(buf, 0, n as u16);
+                buf[2..2 + n].copy_from_slice(&value[..n]);
+                Ok(v)
+            }
+            op::VERSION => {
+                let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
+                self.fs(&at)?.version(&p)
+            }
+            op::SET_ATTR => {
+                let (path, len) = (Self::path(buf, 0, a[1])?, a[2] as usize);
+                let at = a[1] as usize;
+                let rec =
+                    buf.get(at..at.saturating_add(24).saturating_add(len)).ok_or(Error::InvalidArgument)?;
+                let v = [le::get_u64(rec, 0), le::get_u64(rec, 8), le::get_u64(rec, 16)];
+                let value = rec[24..].to_vec();
+                if crate::ipc::grant_lost() {
+                    return Err(Error::Io);
+                }
+                let (at, p) = self.split(&path)?;
+                self.fs(&at)?.set_attr(&p, v, &value).map(|_| [0; 3])
             }
             _ => Err(Error::Unsupported),
         }
