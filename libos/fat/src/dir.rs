@@ -21,6 +21,7 @@ use exo_libos::fs::{Error, FileKind, Result};
 pub const ATTR_READ_ONLY: u8 = 0x01;
 pub const ATTR_VOLUME: u8 = 0x08;
 pub const ATTR_DIR: u8 = 0x10;
+pub const ATTR_ARCHIVE: u8 = 0x20;
 /// Long-name slots have all four of these bits (the crate's test, kept identical).
 const ATTR_LFN: u8 = 0x0f;
 /// Largest directory accepted: 65536 entries, as the FAT specification allows.

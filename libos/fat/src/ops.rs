@@ -47,9 +47,7 @@ impl<S: BlockDevice> FatFs<S> {
             None => {
                 let node = Node {
                     dir_path: names,
-                    sfn: e.sfn,
                     pos,
-                    case: e.case,
                     cluster: e.cluster,
                     size: e.size,
                     mtime: e.mtime,

@@ -107,6 +107,36 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
         Ok(())
     }
 
+    /// The end-of-chain mark this FAT type writes.
+    pub fn eoc(&self) -> u32 {
+        match self.geo.fat_type {
+            FatType::Fat16 => 0xffff,
+            FatType::Fat32 => 0x0fff_ffff,
+        }
+    }
+
+    /// Finds `k` free clusters, looking from cluster `from` to the last one and then from
+    /// cluster 2 (the allocation hint, as Linux keeps one: each search goes on where the
+    /// last one stopped). Nothing is written; fails with [`Error::NoSpace`] if there are
+    /// fewer than `k`.
+    pub fn find_free(&mut self, from: u32, k: u32) -> Result<Vec<u32>> {
+        let last = self.geo.clusters + 1;
+        let from = if self.geo.valid_cluster(from) { from } else { 2 };
+        let mut found = Vec::new();
+        for c in (from..=last).chain(2..from) {
+            if found.len() as u32 == k {
+                break;
+            }
+            if self.get(c)? == 0 {
+                found.push(c);
+            }
+        }
+        if (found.len() as u32) < k {
+            return Err(Error::NoSpace);
+        }
+        Ok(found)
+    }
+
     /// Frees the whole chain starting at `first` (checked first: nothing is freed if it is
     /// damaged); returns how many clusters were freed.
     pub fn free_chain(&mut self, first: u32) -> Result<u32> {
@@ -194,9 +224,20 @@ impl Chain {
         Ok(())
     }
 
-    /// Forgets that the end was reached (the chain may have grown since).
-    pub fn reopen(&mut self) {
-        self.ended = self.runs.is_empty();
+    /// Adds newly linked clusters at the end (the chain is known to its end).
+    pub fn append(&mut self, clusters: &[u32]) {
+        for &c in clusters {
+            match self.runs.last_mut() {
+                Some((s, n)) if *s + *n == c => *n += 1,
+                _ => self.runs.push((c, 1)),
+            }
+            self.len += 1;
+        }
+    }
+
+    /// The last cluster walked, if any.
+    pub fn last(&self) -> Option<u32> {
+        self.runs.last().map(|&(s, n)| s + n - 1)
     }
 
     /// Every cluster walked so far, in order.
