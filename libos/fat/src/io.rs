@@ -118,6 +118,7 @@ impl<S: BlockDevice> FatFs<S> {
         };
         let tail = chain.last();
         chain.append(&new);
+        let w0 = self.writes()?;
         // Data first, into clusters still free on disk; then the FAT links them; then the
         // entry gets the size. A crash in between leaves free clusters written, or a chain
         // longer than the size (`fsck.vfat` trims it): never a size over unlinked clusters.
@@ -154,7 +155,7 @@ impl<S: BlockDevice> FatFs<S> {
         let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
         let pos = self.node_mut(i)?.pos;
         let ft = self.geo.fat_type;
-        self.with_part(|p, _| {
+        let e = self.with_part(|p, _| {
             let mut b = [0u8; SECTOR];
             p.read(u64::from(pos.0), &mut b)?;
             let e = &mut b[pos.1..pos.1 + 32];
@@ -163,8 +164,22 @@ impl<S: BlockDevice> FatFs<S> {
             e[22..24].copy_from_slice(&time.to_le_bytes());
             e[24..26].copy_from_slice(&date.to_le_bytes());
             e[28..32].copy_from_slice(&size.to_le_bytes());
-            Ok(p.write(u64::from(pos.0), &b)?)
+            p.write(u64::from(pos.0), &b)?;
+            let mut e = [0u8; 32];
+            e.copy_from_slice(&b[pos.1..pos.1 + 32]);
+            Ok(e)
         })?;
+        // The directories parsed lately stay valid: this write changed file data (in
+        // this chain's clusters), the FAT and this one entry.
+        let w1 = self.writes()?;
+        let g = self.geo;
+        let ours = |s: u32| {
+            s >= g.data_start && {
+                let c = (s - g.data_start) / g.spc + 2;
+                chain.runs.iter().any(|&(a, n)| (a..a + n).contains(&c))
+            }
+        };
+        self.dirs.get_mut().carry_entry(w0, w1, pos, &e, ft, ours);
         let n = self.node_mut(i)?;
         n.cluster = first;
         n.size = size;

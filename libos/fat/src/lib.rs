@@ -192,6 +192,11 @@ impl<S: BlockDevice> FatFs<S> {
         })
     }
 
+    /// The count of sector writes to the volume so far (after the crate's went out).
+    fn writes(&self) -> Result<u64> {
+        self.with_part(|p, _| Ok(p.with_io(|k| k.writes)))
+    }
+
     /// Reads directory `loc`.
     fn read_dir(&self, loc: DirLoc) -> Result<dir::Dir> {
         self.with_part(|p, g| {
@@ -236,9 +241,6 @@ impl<S: BlockDevice> FatFs<S> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        // What is about to change is read again anyway: dropping the memo now lets a
-        // directory about to be patched be patched in place, not copied first.
-        *self.dirs.get_mut() = dir::Memo::default();
         if !self.dirty {
             if self.fsinfo_ok {
                 self.write_fsinfo(u32::MAX, u32::MAX)?;
