@@ -6,14 +6,14 @@
 //!
 //! # Who does what
 //!
-//! - `embedded-sdmmc` parses the volume and does what must get the FAT right: creating
-//!   entries and directories.
+//! - `embedded-sdmmc` parses the volume and makes directories, and creates a file's entry
+//!   when the directory has no free slot (it grows the directory).
 //! - This module checks what the crate trusts (`bpb`: the boot sector; `table`: every chain
 //!   before the crate follows it; `dir`: every entry before the crate is handed it), and
-//!   does what the crate cannot: long names when reading (`dir`), rename and remove that
-//!   free clusters and long-name slots (`ops`), file data read and written in large
-//!   transfers along checked cluster runs, with its own cluster allocation (`io`), and the
-//!   FSInfo free count and next-free hint (`dev`, `sync`).
+//!   does the rest: long names when reading (`dir`), file entries created in a free slot,
+//!   rename and remove that free clusters and long-name slots (`ops`), file data read and
+//!   written in large transfers along checked cluster runs, with its own cluster
+//!   allocation (`io`), and the FSInfo free count and next-free hint (`dev`, `sync`).
 //! - `dev`: the crate opens volumes only through an MBR, so it is shown a synthesised one
 //!   in front of the partition.
 //!
