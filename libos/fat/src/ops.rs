@@ -1,7 +1,8 @@
 //! Namespace operations: open (create, truncate), mkdir, remove and rename.
 //!
-//! Creating an entry and making a directory go through the crate. Removing and renaming
-//! are done here, because the crate's delete leaves the clusters allocated and the long
+//! Making a directory goes through the crate, and so does creating a file's entry when
+//! its directory has no free slot (the crate grows it); otherwise the entry is written
+//! here. Removing and renaming are done here, because the crate's delete leaves the clusters allocated and the long
 //! name's slots behind, and it has no rename: both would show as errors in `fsck.vfat`.
 
 extern crate alloc;
@@ -91,8 +92,8 @@ impl<S: BlockDevice> FatFs<S> {
         }
     }
 
-    /// Creates an empty file `name` in `d` (reached by 8.3 `names`) through the crate, and
-    /// gives it its lower-case flags. `d` is re-read.
+    /// Creates an empty file `name` in `d` (reached by 8.3 `names`) with its lower-case
+    /// flags: in a free slot of `d` here, else through the crate (`d` is then re-read).
     fn create_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], name: &str) -> Result<Entry> {
         let (sfn, case) = short_name(name)?;
         if d.entries.iter().any(|e| e.sfn == sfn) {
