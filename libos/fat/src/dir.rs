@@ -21,6 +21,7 @@ use exo_libos::fs::{Error, FileKind, Result};
 pub const ATTR_READ_ONLY: u8 = 0x01;
 pub const ATTR_VOLUME: u8 = 0x08;
 pub const ATTR_DIR: u8 = 0x10;
+pub const ATTR_ARCHIVE: u8 = 0x20;
 /// Long-name slots have all four of these bits (the crate's test, kept identical).
 const ATTR_LFN: u8 = 0x0f;
 /// Largest directory accepted: 65536 entries, as the FAT specification allows.
@@ -138,6 +139,62 @@ impl Memo {
         }
         self.dirs.push(d.clone());
         Ok(d)
+    }
+}
+
+impl Memo {
+    /// Drops what is kept of `loc` (so that a caller's copy is the only one, and changing
+    /// it copies nothing).
+    pub fn forget(&mut self, loc: DirLoc) {
+        self.dirs.retain(|d| d.loc != loc);
+    }
+
+    /// After the libOS's own writes between counts `w0` and `w1`, which changed directory
+    /// `d` (kept equal to what is on disk) and otherwise wrote only FAT sectors: `d` is kept
+    /// as of `w1`, and what was valid at `w0` stays so, but for a directory sharing a
+    /// sector with `d` (possible only on a cross-linked volume).
+    pub fn carry(&mut self, w0: u64, w1: u64, d: Dir) {
+        if self.writes != w0 {
+            self.dirs.clear();
+        }
+        self.dirs.retain(|x| x.loc != d.loc && !x.sectors.iter().any(|s| d.sectors.contains(s)));
+        self.writes = w1;
+        if self.dirs.len() == MEMO_DIRS {
+            self.dirs.remove(0);
+        }
+        self.dirs.push(d);
+    }
+
+    /// After the libOS's own writes between counts `w0` and `w1`, which wrote file data
+    /// (to sectors for which `data` says true), FAT sectors, and the 32 bytes `e` of the
+    /// entry at `pos`: a directory holding a written data sector is dropped (a cross-linked
+    /// volume), the others keep their validity with the entry updated.
+    pub fn carry_entry(
+        &mut self,
+        w0: u64,
+        w1: u64,
+        pos: (u32, usize),
+        e: &[u8],
+        fat_type: FatType,
+        data: impl Fn(u32) -> bool,
+    ) {
+        if self.writes != w0 {
+            return;
+        }
+        self.dirs.retain(|d| !d.sectors.iter().any(|&s| data(s)));
+        for d in &mut self.dirs {
+            let Some(i) = d.sectors.iter().position(|&s| s == pos.0) else { continue };
+            let at = i * SECTOR + pos.1;
+            Rc::make_mut(&mut d.data)[at..at + 32].copy_from_slice(e);
+            if let Some(x) = Rc::make_mut(&mut d.entries).iter_mut().find(|x| x.slot == at / 32) {
+                x.attr = e[11];
+                let hi = if fat_type == FatType::Fat32 { u32::from(le::get_u16(e, 20)) } else { 0 };
+                x.cluster = hi << 16 | u32::from(le::get_u16(e, 26));
+                x.size = le::get_u32(e, 28);
+                x.mtime = exo_libos::fs::time::from_fat(le::get_u16(e, 24), le::get_u16(e, 22));
+            }
+        }
+        self.writes = w1;
     }
 }
 
@@ -309,6 +366,12 @@ impl Dir {
             part.write(u64::from(self.sectors[s]), &self.data[s * SECTOR..(s + 1) * SECTOR])?;
         }
         Ok(())
+    }
+
+    /// The first slot free for a new entry (deleted, or the end mark), if the slots read
+    /// have one.
+    pub fn free_slot(&self) -> Option<usize> {
+        self.data.chunks_exact(32).position(|s| s[0] == 0 || s[0] == 0xe5)
     }
 
     /// Marks an entry's slots (its long-name slots too) deleted.

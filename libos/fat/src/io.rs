@@ -1,15 +1,14 @@
-//! File data: reads along checked cluster runs in large transfers; writes through the crate.
+//! File data: read and written along checked cluster runs in large transfers.
 //!
 //! The crate reads one sector per device call. Reads are done here instead: the file's
 //! chain is walked once (and kept with the open file), then each run of consecutive
 //! clusters is read in one transfer of up to 2048 sectors, straight into the caller's
-//! buffer. Writes go through the crate, which allocates clusters, keeps both FATs equal and
-//! updates the entry; the chain it will follow is checked here first.
+//! buffer. Writes likewise: the clusters a write adds are found from a hint that moves on
+//! (so a growing file stays in one run), its data goes out in the same large transfers,
+//! then both FAT copies link the clusters, then the entry gets the size and time.
 
 use super::table::{Chain, Fat};
-use super::{sd, FatFs};
-use embedded_sdmmc::Mode;
-use exo_format::le;
+use super::FatFs;
 use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
 use exo_libos::fs::{Error, OpenFlags, Result};
 
@@ -102,81 +101,172 @@ impl<S: BlockDevice> FatFs<S> {
             return Err(Error::FileTooLarge);
         }
         self.begin_change()?;
-        // The crate follows every link from the first cluster to the last one the write
-        // touches (allocating where the chain ends): all of those links are checked first,
-        // and the clusters the file's size says exist must be there.
+        // The chain is known (and checked) as far as the write reaches; the clusters the
+        // file's size says exist must be there.
         let cb = u64::from(self.geo.cluster_bytes());
         let end = off + data.len() as u64;
         let want = end.div_ceil(cb) as u32;
-        let chain = self.chain_to(i, want, want.min(u64::from(size).div_ceil(cb) as u32))?;
-        if chain.ended {
-            self.reserve(want.saturating_sub(chain.len))?;
-        }
-        let (path, sfn) = {
-            let n = self.node_mut(i)?;
-            (n.dir_path.clone(), n.sfn)
-        };
-        let name = Self::crate_name(&sfn)?;
-        let r = self.in_crate_dir(&path, |cd| {
-            let f = self.vm.open_file_in_dir(cd, name, Mode::ReadWriteAppend).map_err(sd)?;
-            let r = self.crate_write(f, u64::from(size), off, data);
-            let c = self.vm.close_file(f).map_err(sd);
-            r.and(c)
-        });
-        let settled = self.settle();
-        self.refresh(i)?;
-        settled?;
-        r.map(|_| data.len())
-    }
-
-    /// Writes `data` at `off` of an open crate file of length `size`, zero-filling a gap.
-    fn crate_write(&self, f: embedded_sdmmc::RawFile, size: u64, off: u64, data: &[u8]) -> Result<()> {
-        if off > size {
-            self.vm.file_seek_from_start(f, size as u32).map_err(sd)?;
-            let zeros = [0u8; 4096];
-            let mut gap = off - size;
-            while gap > 0 {
-                let k = gap.min(zeros.len() as u64) as usize;
-                self.vm.write(f, &zeros[..k]).map_err(sd)?;
-                gap -= k as u64;
+        let mut chain = self.chain_to(i, want, want.min(u64::from(size).div_ceil(cb) as u32))?;
+        let new = match want.checked_sub(chain.len) {
+            Some(k) if k > 0 => {
+                // One cluster stays free, as for the crate's allocations (`reserve`).
+                self.reserve(k)?;
+                let hint = self.next_free;
+                self.with_part(|p, g| Fat::new(p, g).find_free(hint, k))?
             }
-        } else {
-            self.vm.file_seek_from_start(f, off as u32).map_err(sd)?;
-        }
-        self.vm.write(f, data).map_err(sd)
-    }
-
-    /// Re-reads node `i`'s entry after the crate wrote it (size, first cluster, time), and
-    /// puts back the lower-case flags the crate clears when it rewrites an entry.
-    fn refresh(&mut self, i: usize) -> Result<()> {
-        let (pos, case) = {
-            let n = self.node_mut(i)?;
-            (n.pos, n.case)
+            _ => alloc::vec::Vec::new(),
         };
-        let fat32 = self.geo.fat_type == super::bpb::FatType::Fat32;
-        let e = self.with_part(|p, _| -> Result<[u8; 32]> {
+        let tail = chain.last();
+        chain.append(&new);
+        let w0 = self.writes()?;
+        // Data first, into clusters still free on disk; then the FAT links them; then the
+        // entry gets the size. A crash in between leaves free clusters written, or a chain
+        // longer than the size (`fsck.vfat` trims it): never a size over unlinked clusters.
+        let r = self.with_part(|p, g| {
+            // File data does not go through the mount's sector cache (a partial sector is
+            // read from the device: what the cache holds equals it).
+            p.with_io(|k| k.pass = true);
+            let r = (|| {
+                if off > u64::from(size) {
+                    write_runs(p, g, &chain, u64::from(size), Src::Zeros((off - u64::from(size)) as usize))?;
+                }
+                write_runs(p, g, &chain, off, Src::Data(data))
+            })();
+            p.with_io(|k| k.pass = false);
+            r?;
+            link(&mut Fat::new(p, g), tail, &new)
+        });
+        if let Err(e) = r {
+            // The links may or may not be on disk: walk the chain again next time.
+            let geo = self.geo;
+            let n = self.node_mut(i)?;
+            n.chain = Chain::new(&geo, n.cluster)?;
+            self.free = None;
+            return Err(e);
+        }
+        if let Some(&c) = new.last() {
+            self.next_free = c + 1;
+            if let Some(f) = &mut self.free {
+                *f -= new.len() as u32;
+            }
+        }
+        let first = chain.runs.first().map_or(0, |r| r.0);
+        let size = (end as u32).max(size);
+        let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
+        let pos = self.node_mut(i)?.pos;
+        let ft = self.geo.fat_type;
+        let e = self.with_part(|p, _| {
             let mut b = [0u8; SECTOR];
             p.read(u64::from(pos.0), &mut b)?;
-            if b[pos.1 + 12] != case {
-                b[pos.1 + 12] = case;
-                p.write(u64::from(pos.0), &b)?;
-            }
+            let e = &mut b[pos.1..pos.1 + 32];
+            e[11] |= super::dir::ATTR_ARCHIVE;
+            super::dir::set_cluster(e, ft, first);
+            e[22..24].copy_from_slice(&time.to_le_bytes());
+            e[24..26].copy_from_slice(&date.to_le_bytes());
+            e[28..32].copy_from_slice(&size.to_le_bytes());
+            p.write(u64::from(pos.0), &b)?;
             let mut e = [0u8; 32];
             e.copy_from_slice(&b[pos.1..pos.1 + 32]);
             Ok(e)
         })?;
-        let hi = if fat32 { u32::from(le::get_u16(&e, 20)) } else { 0 };
-        let cluster = hi << 16 | u32::from(le::get_u16(&e, 26));
-        let geo = self.geo;
+        // The directories parsed lately stay valid: this write changed file data (in
+        // this chain's clusters), the FAT and this one entry.
+        let w1 = self.writes()?;
+        let g = self.geo;
+        let ours = |s: u32| {
+            s >= g.data_start && {
+                let c = (s - g.data_start) / g.spc + 2;
+                chain.runs.iter().any(|&(a, n)| (a..a + n).contains(&c))
+            }
+        };
+        self.dirs.get_mut().carry_entry(w0, w1, pos, &e, ft, ours);
         let n = self.node_mut(i)?;
-        n.size = le::get_u32(&e, 28);
-        n.mtime = exo_libos::fs::time::from_fat(le::get_u16(&e, 24), le::get_u16(&e, 22));
-        if cluster != n.cluster {
-            n.cluster = cluster;
-            n.chain = Chain::new(&geo, cluster)?;
-        } else {
-            n.chain.reopen();
+        n.cluster = first;
+        n.size = size;
+        n.mtime = exo_libos::fs::time::from_fat(date, time);
+        n.chain = chain;
+        Ok(data.len())
+    }
+}
+
+/// What [`write_runs`] writes.
+enum Src<'a> {
+    Data(&'a [u8]),
+    /// This many zero bytes.
+    Zeros(usize),
+}
+
+impl Src<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Src::Data(d) => d.len(),
+            Src::Zeros(n) => *n,
         }
-        Ok(())
+    }
+}
+
+/// Zero bytes written at once for a gap.
+const ZEROS: usize = 64 * SECTOR;
+
+/// Writes `src` at byte `off` of the file whose chain (long enough) is `chain`: each run of
+/// consecutive clusters in whole-sector transfers, a partial sector read and rewritten.
+fn write_runs<S: BlockDevice>(
+    p: &Partition<S>,
+    g: &super::Geometry,
+    chain: &Chain,
+    off: u64,
+    src: Src,
+) -> Result<()> {
+    let cb = u64::from(g.cluster_bytes());
+    let len = src.len();
+    let zeros = match src {
+        Src::Zeros(_) => alloc::vec![0u8; ZEROS.min(len.next_multiple_of(SECTOR))],
+        Src::Data(_) => alloc::vec::Vec::new(),
+    };
+    let bytes = |from: usize, n: usize| match src {
+        Src::Data(d) => &d[from..from + n],
+        Src::Zeros(_) => &zeros[..n],
+    };
+    let mut done = 0usize;
+    while done < len {
+        let pos = off + done as u64;
+        let (c, run) = chain.locate((pos / cb) as u32).ok_or(Error::Corrupt)?;
+        let within = pos % cb;
+        let contiguous = u64::from(run) * cb - within;
+        let want = contiguous.min((len - done) as u64) as usize;
+        let sector = u64::from(g.cluster_sector(c)) + within / SECTOR as u64;
+        let skew = (pos % SECTOR as u64) as usize;
+        if skew != 0 || want < SECTOR {
+            let mut tmp = [0u8; SECTOR];
+            p.read(sector, &mut tmp)?;
+            let k = (SECTOR - skew).min(want);
+            tmp[skew..skew + k].copy_from_slice(bytes(done, k));
+            p.write(sector, &tmp)?;
+            done += k;
+        } else {
+            let mut whole = want / SECTOR * SECTOR;
+            if matches!(src, Src::Zeros(_)) {
+                whole = whole.min(ZEROS);
+            }
+            p.write(sector, bytes(done, whole))?;
+            done += whole;
+        }
+    }
+    Ok(())
+}
+
+/// Links `new` (free clusters) into a chain after `tail` (none: they are a new file's
+/// first), in every FAT copy: the new clusters' own links first, then the old end's link
+/// to them, so a crash never leaves a link to a free cluster.
+fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[u32]) -> Result<()> {
+    let Some(&last) = new.last() else { return Ok(()) };
+    let mut links: alloc::vec::Vec<(u32, u32)> = new.windows(2).map(|w| (w[0], w[1])).collect();
+    links.push((last, fat.eoc()));
+    match tail {
+        None => fat.set(links),
+        Some(t) => {
+            fat.set(links)?;
+            fat.set(alloc::vec![(t, new[0])])
+        }
     }
 }

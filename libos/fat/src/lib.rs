@@ -6,14 +6,14 @@
 //!
 //! # Who does what
 //!
-//! - `embedded-sdmmc` parses the volume and does what must get the FAT right: creating
-//!   entries and directories, and writing file data (allocating clusters, updating both FAT
-//!   copies, and the entry's size and time).
+//! - `embedded-sdmmc` parses the volume and makes directories, and creates a file's entry
+//!   when the directory has no free slot (it grows the directory).
 //! - This module checks what the crate trusts (`bpb`: the boot sector; `table`: every chain
 //!   before the crate follows it; `dir`: every entry before the crate is handed it), and
-//!   does what the crate cannot: long names when reading (`dir`), rename and remove that
-//!   free clusters and long-name slots (`ops`), reads in large batched transfers along
-//!   checked cluster runs (`io`), and the FSInfo free count (`dev`, `sync`).
+//!   does the rest: long names when reading (`dir`), file entries created in a free slot,
+//!   rename and remove that free clusters and long-name slots (`ops`), file data read and
+//!   written in large transfers along checked cluster runs, with its own cluster
+//!   allocation (`io`), and the FSInfo free count and next-free hint (`dev`, `sync`).
 //! - `dev`: the crate opens volumes only through an MBR, so it is shown a synthesised one
 //!   in front of the partition.
 //!
@@ -97,12 +97,10 @@ impl Default for FatOptions {
 
 /// An open file, shared by every handle on it.
 struct Node {
-    /// 8.3 names from the root to the file's directory (the crate opens by name).
+    /// 8.3 names from the root to the file's directory (what `in_use` compares).
     dir_path: Names,
-    sfn: [u8; 11],
     /// Where its entry's slot is (partition sector, byte offset).
     pos: (u32, usize),
-    case: u8,
     cluster: u32,
     size: u32,
     mtime: Option<i64>,
@@ -125,6 +123,9 @@ pub struct FatFs<S: BlockDevice> {
     /// Free clusters, once counted; then kept up to date (the crate's allocations are
     /// counted by [`FatDev`], the libOS's own frees here).
     free: Option<u32>,
+    /// Where the next search for free clusters for file data starts (after the last one
+    /// handed out; kept in FSInfo's next-free field at `sync`).
+    next_free: u32,
     nodes: Vec<Option<Node>>,
     handles: Vec<Option<(usize, OpenFlags)>>,
     /// Directories parsed lately.
@@ -140,10 +141,14 @@ impl<S: BlockDevice> FatFs<S> {
         let mut b = [0u8; 512];
         part.read(0, &mut b)?;
         let geo = Geometry::parse(&b, part.sectors())?;
-        let mut fsinfo_ok = false;
+        let (mut fsinfo_ok, mut next_free) = (false, 2);
         if let Some(s) = geo.fsinfo {
             part.read(u64::from(s), &mut b)?;
             fsinfo_ok = dev::fsinfo_valid(&b);
+            if fsinfo_ok {
+                // Only a hint: `find_free` starts from 2 if it is not a cluster.
+                next_free = exo_format::le::get_u32(&b, 492);
+            }
         }
         let part = Kept::wrap(part);
         let vm: Vm<S> = VolumeManager::new_with_limits(FatDev::new(part, geo), FatClock(opts.clock), 1);
@@ -157,6 +162,7 @@ impl<S: BlockDevice> FatFs<S> {
             fsinfo_ok,
             dirty: false,
             free: None,
+            next_free,
             nodes: Vec::new(),
             handles: Vec::new(),
             dirs: Default::default(),
@@ -184,6 +190,11 @@ impl<S: BlockDevice> FatFs<S> {
             d.settle()?;
             f(&d.part, &geo)
         })
+    }
+
+    /// The count of sector writes to the volume so far (after the crate's went out).
+    fn writes(&self) -> Result<u64> {
+        self.with_part(|p, _| Ok(p.with_io(|k| k.writes)))
     }
 
     /// Reads directory `loc`.
@@ -230,9 +241,6 @@ impl<S: BlockDevice> FatFs<S> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        // What is about to change is read again anyway: dropping the memo now lets a
-        // directory about to be patched be patched in place, not copied first.
-        *self.dirs.get_mut() = dir::Memo::default();
         if !self.dirty {
             if self.fsinfo_ok {
                 self.write_fsinfo(u32::MAX, u32::MAX)?;
@@ -380,10 +388,12 @@ impl<S: BlockDevice> FileSystem for FatFs<S> {
         if self.dirty {
             // The FSInfo sector must be exact, not an estimate. The count kept since it was
             // taken is (every allocation and free is counted as it happens), so the FAT is
-            // scanned again only if it was never counted; the next-free hint is then left
-            // "unknown", which the specification allows.
+            // scanned again only if it was never counted. The next-free hint is where the
+            // libOS's next search starts (a hint only: the specification allows any value).
             let (free, first) = match self.free {
-                Some(f) => (f, u32::MAX),
+                Some(f) => {
+                    (f, if self.geo.valid_cluster(self.next_free) { self.next_free } else { u32::MAX })
+                }
                 None => self.with_part(|p, g| Fat::new(p, g).count_free())?,
             };
             self.free = Some(free);

@@ -1,8 +1,11 @@
 //! Namespace operations: open (create, truncate), mkdir, remove and rename.
 //!
-//! Creating an entry and making a directory go through the crate. Removing and renaming
-//! are done here, because the crate's delete leaves the clusters allocated and the long
+//! Making a directory goes through the crate, and so does creating a file's entry when
+//! its directory has no free slot (the crate grows it); otherwise the entry is written
+//! here. Removing and renaming are done here, because the crate's delete leaves the clusters allocated and the long
 //! name's slots behind, and it has no rename: both would show as errors in `fsck.vfat`.
+
+extern crate alloc;
 
 use super::dir::{self, Dir, DirLoc, Entry, ATTR_READ_ONLY};
 use super::name::{display, short_name};
@@ -47,9 +50,7 @@ impl<S: BlockDevice> FatFs<S> {
             None => {
                 let node = Node {
                     dir_path: names,
-                    sfn: e.sfn,
                     pos,
-                    case: e.case,
                     cluster: e.cluster,
                     size: e.size,
                     mtime: e.mtime,
@@ -91,12 +92,19 @@ impl<S: BlockDevice> FatFs<S> {
         }
     }
 
-    /// Creates an empty file `name` in `d` (reached by 8.3 `names`) through the crate, and
-    /// gives it its lower-case flags. `d` is re-read.
+    /// Creates an empty file `name` in `d` (reached by 8.3 `names`) with its lower-case
+    /// flags: in a free slot of `d` here, else through the crate (`d` is then re-read).
     fn create_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], name: &str) -> Result<Entry> {
         let (sfn, case) = short_name(name)?;
+        if d.entries.iter().any(|e| e.sfn == sfn) {
+            // A volume label of that name (the caller looked for files).
+            return Err(Error::Exists);
+        }
         self.begin_change()?;
-        // The directory may need one more cluster for the entry.
+        if let Some(slot) = d.free_slot() {
+            return self.own_entry(d, slot, sfn, case);
+        }
+        // The directory needs one more cluster for the entry: the crate grows it.
         self.reserve(1)?;
         let n = Self::crate_name(&sfn)?;
         let r = self.in_crate_dir(names, |cd| {
@@ -107,6 +115,44 @@ impl<S: BlockDevice> FatFs<S> {
         r?;
         settled?;
         self.finish_new(d, sfn, case)
+    }
+
+    /// Writes a new empty file's entry into free slot `slot` of `d`, and keeps `d` (so the
+    /// next lookup in it parses nothing).
+    fn own_entry(&mut self, d: &mut Dir, slot: usize, sfn: [u8; 11], case: u8) -> Result<Entry> {
+        let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
+        let w0 = self.writes()?;
+        self.dirs.get_mut().forget(d.loc);
+        self.with_part(|p, _| {
+            d.patch(p, slot..=slot, |_, s| {
+                s.fill(0);
+                s[..11].copy_from_slice(&sfn);
+                s[11] = dir::ATTR_ARCHIVE;
+                s[12] = case;
+                for at in [14, 22] {
+                    s[at..at + 2].copy_from_slice(&time.to_le_bytes());
+                    s[at + 2..at + 4].copy_from_slice(&date.to_le_bytes());
+                }
+                s[18..20].copy_from_slice(&date.to_le_bytes());
+            })
+        })?;
+        let e = Entry {
+            name: display(&sfn, case),
+            sfn,
+            case,
+            attr: dir::ATTR_ARCHIVE,
+            cluster: 0,
+            size: 0,
+            mtime: exo_libos::fs::time::from_fat(date, time),
+            slot,
+            first: slot,
+            label: false,
+        };
+        let at = d.entries.partition_point(|x| x.slot < slot);
+        alloc::rc::Rc::make_mut(&mut d.entries).insert(at, e.clone());
+        let w1 = self.writes()?;
+        self.dirs.get_mut().carry(w0, w1, d.clone());
+        Ok(e)
     }
 
     /// Re-reads `d`, finds the entry the crate just made as `sfn`, and sets `case`.
@@ -172,6 +218,12 @@ impl<S: BlockDevice> FatFs<S> {
             return Err(Error::NotEmpty);
         }
         self.begin_change()?;
+        let w0 = self.writes()?;
+        let memo = self.dirs.get_mut();
+        memo.forget(d.loc);
+        if e.is_dir() {
+            memo.forget(DirLoc::Cluster(e.cluster));
+        }
         // The entry goes first: a crash in between leaves lost clusters, never a name
         // pointing at free ones.
         let n = self.with_part(|p, g| {
@@ -179,6 +231,9 @@ impl<S: BlockDevice> FatFs<S> {
             Fat::new(p, g).free_chain(e.cluster)
         })?;
         self.freed(n);
+        alloc::rc::Rc::make_mut(&mut d.entries).retain(|x| x.slot != e.slot);
+        let w1 = self.writes()?;
+        self.dirs.get_mut().carry(w0, w1, d.clone());
         Ok(())
     }
 

@@ -42,10 +42,13 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
         }
         let have = self.win.len() as u32 / SECTOR as u32;
         if self.win.is_empty() || sector < self.win_at || sector >= self.win_at + have {
-            let n = WINDOW.min(self.geo.fat_size - sector);
+            // Windows start at multiples of WINDOW, so the next `Fat` asks the mount's
+            // cache for the same sectors again (a window at any sector would miss it).
+            let at = sector / WINDOW * WINDOW;
+            let n = WINDOW.min(self.geo.fat_size - at);
             self.win.resize(n as usize * SECTOR, 0);
-            self.part.read(u64::from(self.geo.fat_start + sector), &mut self.win)?;
-            self.win_at = sector;
+            self.part.read(u64::from(self.geo.fat_start + at), &mut self.win)?;
+            self.win_at = at;
         }
         let at = (byte - u64::from(self.win_at) * SECTOR as u64) as usize;
         let w = &self.win;
@@ -107,6 +110,36 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
         Ok(())
     }
 
+    /// The end-of-chain mark this FAT type writes.
+    pub fn eoc(&self) -> u32 {
+        match self.geo.fat_type {
+            FatType::Fat16 => 0xffff,
+            FatType::Fat32 => 0x0fff_ffff,
+        }
+    }
+
+    /// Finds `k` free clusters, looking from cluster `from` to the last one and then from
+    /// cluster 2 (the allocation hint, as Linux keeps one: each search goes on where the
+    /// last one stopped). Nothing is written; fails with [`Error::NoSpace`] if there are
+    /// fewer than `k`.
+    pub fn find_free(&mut self, from: u32, k: u32) -> Result<Vec<u32>> {
+        let last = self.geo.clusters + 1;
+        let from = if self.geo.valid_cluster(from) { from } else { 2 };
+        let mut found = Vec::new();
+        for c in (from..=last).chain(2..from) {
+            if found.len() as u32 == k {
+                break;
+            }
+            if self.get(c)? == 0 {
+                found.push(c);
+            }
+        }
+        if (found.len() as u32) < k {
+            return Err(Error::NoSpace);
+        }
+        Ok(found)
+    }
+
     /// Frees the whole chain starting at `first` (checked first: nothing is freed if it is
     /// damaged); returns how many clusters were freed.
     pub fn free_chain(&mut self, first: u32) -> Result<u32> {
@@ -136,21 +169,35 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
             }
             let b = &mut buf[..n as usize * SECTOR];
             self.part.read(u64::from(self.geo.fat_start + sector), b)?;
-            for e in b.chunks_exact(eb) {
-                let v = match self.geo.fat_type {
-                    FatType::Fat16 => u32::from(le::get_u16(e, 0)),
-                    FatType::Fat32 => le::get_u32(e, 0) & 0x0fff_ffff,
-                };
-                if c >= 2 && c <= last && v == 0 {
-                    free += 1;
-                    first = first.min(c);
-                }
-                c += 1;
+            // Entries c .. c + k are in `b`; of them, clusters 2 ..= last count.
+            let k = (b.len() / eb) as u32;
+            let (lo, hi) = (c.max(2).min(c + k) - c, (last + 1).clamp(c, c + k) - c);
+            let b = &b[lo as usize * eb..hi as usize * eb];
+            let (n_free, at) = match self.geo.fat_type {
+                FatType::Fat16 => zeros(b.chunks_exact(2).map(|e| e[0] | e[1])),
+                FatType::Fat32 => zeros(b.chunks_exact(4).map(|e| e[0] | e[1] | e[2] | (e[3] & 0x0f))),
+            };
+            free += n_free;
+            if let Some(at) = at {
+                first = first.min(c + lo + at);
             }
+            c += k;
             sector += n;
         }
         Ok((free, first))
     }
+}
+
+/// How many of `entries` are 0, and the index of the first that is.
+fn zeros(entries: impl Iterator<Item = u8>) -> (u32, Option<u32>) {
+    let (mut n, mut first) = (0u32, None);
+    for (i, e) in entries.enumerate() {
+        if e == 0 {
+            n += 1;
+            first = first.or(Some(i as u32));
+        }
+    }
+    (n, first)
 }
 
 /// A file's or directory's chain as far as it has been walked and checked, as runs of
@@ -194,9 +241,20 @@ impl Chain {
         Ok(())
     }
 
-    /// Forgets that the end was reached (the chain may have grown since).
-    pub fn reopen(&mut self) {
-        self.ended = self.runs.is_empty();
+    /// Adds newly linked clusters at the end (the chain is known to its end).
+    pub fn append(&mut self, clusters: &[u32]) {
+        for &c in clusters {
+            match self.runs.last_mut() {
+                Some((s, n)) if *s + *n == c => *n += 1,
+                _ => self.runs.push((c, 1)),
+            }
+            self.len += 1;
+        }
+    }
+
+    /// The last cluster walked, if any.
+    pub fn last(&self) -> Option<u32> {
+        self.runs.last().map(|&(s, n)| s + n - 1)
     }
 
     /// Every cluster walked so far, in order.

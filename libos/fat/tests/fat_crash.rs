@@ -1,0 +1,145 @@
+//! A power cut during FAT file writes, at every write the libOS makes: after `fsck.vfat -a`
+//! the volume is clean, a file synced before is whole, and the file being written holds a
+//! prefix of what was written (its size never runs ahead of its data).
+// An integration test sees every dependency of its package; the library target is the
+// one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
+#![allow(unused_crate_dependencies)]
+
+mod common;
+
+use common::*;
+use exo_fat::{FatFs, FatOptions};
+use exo_libos::fs::disk::{BlockDevice, IoError};
+use exo_libos::fs::{FileSystem, OpenFlags, Partition};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// A disk in memory that loses power after `left` more write calls: the call that runs out
+/// is torn (only its first half of sectors lands) and every later write fails.
+struct Cut {
+    disk: Rc<RefCell<Vec<u8>>>,
+    left: Option<usize>,
+    writes: usize,
+}
+
+impl BlockDevice for Cut {
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.disk.borrow_mut().read(sector, buf)
+    }
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
+        self.writes += 1;
+        match &mut self.left {
+            Some(0) => Err(IoError { code: -5 }),
+            Some(n) if *n == 1 => {
+                *n = 0;
+                let half = buf.len() / 512 / 2 * 512;
+                if half > 0 {
+                    self.disk.borrow_mut().write(sector, &buf[..half])?;
+                }
+                Err(IoError { code: -5 })
+            }
+            Some(n) => {
+                *n -= 1;
+                self.disk.borrow_mut().write(sector, buf)
+            }
+            None => self.disk.borrow_mut().write(sector, buf),
+        }
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        Ok(())
+    }
+    fn sectors(&self) -> u64 {
+        self.disk.borrow().sectors()
+    }
+}
+
+/// What the file under test holds when every write has gone through: pieces written in
+/// order, then one past the end (a zero-filled gap).
+fn expected(keep: &[u8]) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..6 * 1500u32).map(|i| (i * 7 + 3) as u8).collect();
+    v.resize(v.len() + 3000, 0);
+    v.extend_from_slice(&keep[..700]);
+    v
+}
+
+/// The writes that may be cut: a new file grown in pieces that cross clusters, then a
+/// write past its end. Stops at the first error (the power is gone).
+fn writes(fs: &mut FatFs<Cut>, grow: &[u8]) -> exo_libos::fs::Result<()> {
+    let h = fs.create("/grow.bin")?;
+    for (i, piece) in grow[..6 * 1500].chunks(1500).enumerate() {
+        fs.write(h, (i * 1500) as u64, piece)?;
+    }
+    fs.write(h, (6 * 1500 + 3000) as u64, &grow[6 * 1500 + 3000..])?;
+    fs.close(h)?;
+    fs.sync()
+}
+
+fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32) {
+    if !have_fat_tools(test) {
+        return;
+    }
+    let dir = scratch(test);
+    let img = dir.join("vol.img");
+    let imgs = img.to_str().unwrap();
+    mkfs(&img, kib, fat, spc);
+    let keep = Rng::from_state(u64::from(fat)).bytes(3000);
+    let disk = std::fs::read(&img).unwrap();
+    let sectors = disk.len() as u64 / 512;
+    let dev = |disk: &Rc<RefCell<Vec<u8>>>, left| {
+        Partition::new(Cut { disk: disk.clone(), left, writes: 0 }, 0, sectors)
+    };
+    let disk = Rc::new(RefCell::new(disk));
+    let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
+    let h = fs.create("/keep.txt").unwrap();
+    fs.write(h, 0, &keep).unwrap();
+    fs.close(h).unwrap();
+    fs.unmount().unwrap();
+    let base = disk.borrow().clone();
+    let grow = expected(&keep);
+
+    // How many write calls the whole sequence makes.
+    let mut fs =
+        FatFs::mount(dev(&Rc::new(RefCell::new(base.clone())), None), FatOptions::default()).unwrap();
+    writes(&mut fs, &grow).unwrap();
+    let total = fs.unmount().unwrap().into_inner().writes;
+    assert!(total > 10, "{total} writes");
+
+    for k in 1..=total {
+        let disk = Rc::new(RefCell::new(base.clone()));
+        let mut fs = FatFs::mount(dev(&disk, Some(k)), FatOptions::default()).unwrap();
+        let _ = writes(&mut fs, &grow);
+        // The power is gone: what is on the disk is what the test checks (no unmount).
+        drop(fs);
+        std::fs::write(&img, &*disk.borrow()).unwrap();
+        run_status("fsck.vfat", &["-a", imgs]);
+        fsck_clean(imgs);
+        let disk = Rc::new(RefCell::new(std::fs::read(&img).unwrap()));
+        let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
+        let read = |fs: &mut FatFs<Cut>, p: &str| {
+            let h = fs.open(p, OpenFlags::READ).ok()?;
+            let mut v = vec![0u8; fs.fstat(h).unwrap().size as usize];
+            assert_eq!(fs.read(h, 0, &mut v).unwrap(), v.len());
+            fs.close(h).unwrap();
+            Some(v)
+        };
+        assert!(
+            read(&mut fs, "/keep.txt").as_deref() == Some(&keep[..]),
+            "cut at write {k}: keep.txt damaged"
+        );
+        if let Some(v) = read(&mut fs, "/grow.bin") {
+            assert!(grow.starts_with(&v), "cut at write {k}: grow.bin ({} bytes) is not a prefix", v.len());
+        }
+    }
+    fsck_clean(imgs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fat16_power_cut_at_any_write_leaves_synced_files_whole_and_written_ones_a_prefix() {
+    cut_everywhere("fat16_power_cut_at_any_write", 16, 4, 16 * 1024);
+}
+
+#[test]
+fn fat32_power_cut_at_any_write_leaves_synced_files_whole_and_written_ones_a_prefix() {
+    cut_everywhere("fat32_power_cut_at_any_write", 32, 1, 40 * 1024);
+}
