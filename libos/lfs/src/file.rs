@@ -42,14 +42,18 @@ impl<D: BlockDevice> Fs<D> {
             if lo == 0 && hi == BLOCK && self.whole(p) {
                 // Whole blocks stored in full, one after another in the log (as a sequential
                 // write leaves them): one device read, straight into the caller's buffer.
+                let want = ((n - done) / BLOCK).min(MAX_RUN);
                 let mut run = 1;
-                while run < (n - done) / BLOCK && run < MAX_RUN {
-                    let q = self.block_ptr(h.ino, blk + run as u64)?;
-                    if q != ptr_make(ptr_sector(p) + (run * 8) as u64, 8) || !self.whole(q) {
-                        next = Some(q);
-                        break;
+                let mut ptrs = [0u64; 64];
+                'run: while run < want {
+                    let got = self.block_ptrs(h.ino, blk + run as u64, &mut ptrs[..(want - run).min(64)])?;
+                    for &q in &ptrs[..got] {
+                        if q != ptr_make(ptr_sector(p) + (run * 8) as u64, 8) || !self.whole(q) {
+                            next = Some(q);
+                            break 'run;
+                        }
+                        run += 1;
                     }
-                    run += 1;
                 }
                 self.read_log(ptr_sector(p), &mut buf[done..done + run * BLOCK])?;
                 done += run * BLOCK;

@@ -39,6 +39,12 @@ const STAGE: usize = 512;
 #[repr(align(8))]
 struct Stage([u8; STAGE]);
 
+/// The word at `at` (a multiple of 8) of the stage.
+#[inline(always)]
+fn staged(s: &Stage, at: usize) -> u64 {
+    le::get_u64(&s.0, at)
+}
+
 /// Hashes `data` with `seed`. Any length; the format only hashes whole sectors, names and
 /// small headers.
 ///
@@ -49,22 +55,22 @@ struct Stage([u8; STAGE]);
 pub fn hash64(seed: u64, data: &[u8]) -> u64 {
     let mut v = [seed ^ P1, seed ^ P2, seed.rotate_left(21) ^ P3, !seed];
     let mut stage = Stage([0; STAGE]);
-    let mut rest: &[u8] = &[];
+    let mut done = 0;
     for part in data.chunks(STAGE) {
-        let s = &mut stage.0[..part.len()];
-        s.copy_from_slice(part);
-        let mut chunks = s.chunks_exact(32);
-        for c in &mut chunks {
-            v[0] = lane(v[0], word(&c[0..8]));
-            v[1] = lane(v[1], word(&c[8..16]));
-            v[2] = lane(v[2], word(&c[16..24]));
-            v[3] = lane(v[3], word(&c[24..32]));
+        stage.0[..part.len()].copy_from_slice(part);
+        // Offsets from the start of the aligned array (not a sub-slice of it), so that the
+        // compiler sees every word aligned.
+        let rounds = part.len() / 32;
+        for r in 0..rounds {
+            let o = r * 32;
+            v[0] = lane(v[0], staged(&stage, o));
+            v[1] = lane(v[1], staged(&stage, o + 8));
+            v[2] = lane(v[2], staged(&stage, o + 16));
+            v[3] = lane(v[3], staged(&stage, o + 24));
         }
-        if part.len() < STAGE {
-            // Only the last part can be short: its tail (under 32 bytes) is finished below.
-            rest = &part[part.len() - chunks.remainder().len()..];
-        }
+        done += rounds * 32;
     }
+    let rest = &data[done..];
     let mut h = v[0] ^ v[1].rotate_left(7) ^ v[2].rotate_left(13) ^ v[3].rotate_left(19);
     let mut words = rest.chunks_exact(8);
     for w in &mut words {
