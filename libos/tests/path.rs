@@ -3,7 +3,7 @@
 // one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
 #![allow(unused_crate_dependencies)]
 
-use exo_libos::fs::path::{is_within, join, normalize, resolve, split_last, strip_dir};
+use exo_libos::fs::path::{is_normal, is_within, join, normalize, resolve, split_last, strip_dir};
 use exo_libos::fs::Error;
 
 #[test]
@@ -34,7 +34,12 @@ fn normalisation() {
     ];
     for (input, want) in cases {
         assert_eq!(normalize(input).as_deref().map_err(|e| *e), *want, "normalize({input:?})");
+        // A path is taken as it is exactly when normalising would give it back unchanged.
+        assert_eq!(is_normal(input), *want == Ok(*input), "is_normal({input:?})");
     }
+    assert!(!is_normal(&format!("/{long}")));
+    assert!(is_normal(&format!("/{}", &long[1..])));
+    assert!(!is_normal(&"/abcdefgh".repeat(520)));
     assert_eq!(normalize(&format!("/{long}")), Err(Error::NameTooLong));
     assert_eq!(normalize(&format!("/{}", &long[1..])).unwrap().len(), 256);
     // A too-long component is refused even if `..` would remove it.

@@ -3,6 +3,12 @@
 //! A directory's data blocks hold packed entries `ino u32 | kind u8 | name_len u8 | name`,
 //! ended by a zero `ino` or the end of the block. In memory every block is kept, and an
 //! open-addressing table maps a name's hash to (block, offset).
+//!
+//! Removing an entry only marks it dead in memory (kind byte [`DEAD`]); a block's dead
+//! entries are squeezed out when it is next written ([`Dir::compact`], called by the
+//! writer) or when an insert needs their room. So a run of removals costs one pass over
+//! each block per commit instead of one per removal, and no dead entry ever reaches the
+//! disk.
 
 use crate::error::{Corruption, Error, Result};
 use crate::hash::name_hash;
@@ -17,10 +23,14 @@ use exo_format::le::*;
 pub const ENTRY_HDR: usize = 6;
 /// Largest directory, in blocks (16 MiB, several hundred thousand entries).
 pub const MAX_DIR_BLOCKS: usize = 4096;
+/// The kind byte of an entry removed in memory but not yet squeezed out (never on disk).
+const DEAD: u8 = 0;
 
 pub(crate) struct DirBlock {
     pub data: Box<[u8; BLOCK]>,
     pub used: u16,
+    /// Bytes of `..used` held by dead entries.
+    dead: u16,
     pub dirty: bool,
 }
 
@@ -167,7 +177,7 @@ impl Dir {
             off += ENTRY_HDR + n;
         }
         data[off.min(BLOCK)..].fill(0);
-        self.blocks.push(DirBlock { data, used: off as u16, dirty: false });
+        self.blocks.push(DirBlock { data, used: off as u16, dead: 0, dirty: false });
         for o in found {
             let name = self.name_at(b, o);
             if self.find(name).is_some() {
@@ -196,7 +206,7 @@ impl Dir {
     /// block was added (the directory grew).
     pub fn insert(&mut self, name: &[u8], ino: u32, kind: Kind) -> Result<bool> {
         let need = ENTRY_HDR + name.len();
-        let fits = |b: &DirBlock| b.used as usize + need <= BLOCK;
+        let fits = |b: &DirBlock| (b.used - b.dead) as usize + need <= BLOCK;
         let mut grew = false;
         let b = match self.blocks.last() {
             Some(l) if fits(l) => self.blocks.len() - 1,
@@ -206,12 +216,15 @@ impl Dir {
                     if self.blocks.len() >= MAX_DIR_BLOCKS {
                         return Err(Error::NoSpace);
                     }
-                    self.blocks.push(DirBlock { data: Box::new([0; BLOCK]), used: 0, dirty: true });
+                    self.blocks.push(DirBlock { data: Box::new([0; BLOCK]), used: 0, dead: 0, dirty: true });
                     grew = true;
                     self.blocks.len() - 1
                 }
             },
         };
+        if self.blocks[b].used as usize + need > BLOCK {
+            self.compact(b);
+        }
         let blk = &mut self.blocks[b];
         let off = blk.used as usize;
         put_u32(&mut blk.data[..], off, ino);
@@ -226,31 +239,47 @@ impl Dir {
         Ok(grew)
     }
 
-    /// Removes an entry; returns what it named.
+    /// Removes an entry; returns what it named. The entry stays in its block, dead, until
+    /// the block is compacted.
     pub fn remove(&mut self, name: &[u8]) -> Option<(u32, Kind)> {
         let (slot, b, off) = self.find(name)?;
         let found = self.entry_at(b, off);
         self.index_remove(slot);
         self.count -= 1;
-        let len = ENTRY_HDR + name.len();
-        let used = self.blocks[b].used as usize;
-        {
-            let blk = &mut self.blocks[b];
-            blk.data.copy_within(off + len..used, off);
-            blk.data[used - len..used].fill(0);
-            blk.used -= len as u16;
-            blk.dirty = true;
-        }
+        let blk = &mut self.blocks[b];
+        blk.data[off + 4] = DEAD;
+        blk.dead += (ENTRY_HDR + name.len()) as u16;
+        blk.dirty = true;
         self.dirty = true;
-        // Entries after the removed one moved down by `len`: fix their index slots.
-        let mut p = off;
-        while p < used - len {
-            let n = self.blocks[b].data[p + 5] as usize;
-            let tag = tag_of(self.name_at(b, p));
-            self.index_replace(slot_value(tag, b, p + len), slot_value(tag, b, p));
-            p += ENTRY_HDR + n;
-        }
         Some(found)
+    }
+
+    /// Squeezes block `b`'s dead entries out, moving the live ones down (and their index
+    /// slots with them). Returns the block's bytes in use: what is to be stored.
+    pub fn compact(&mut self, b: usize) -> usize {
+        let (used, dead) = (self.blocks[b].used as usize, self.blocks[b].dead);
+        if dead == 0 {
+            return used;
+        }
+        let (mut from, mut to) = (0, 0);
+        while from < used {
+            let d = &self.blocks[b].data;
+            let len = ENTRY_HDR + d[from + 5] as usize;
+            if d[from + 4] != DEAD {
+                if to != from {
+                    let tag = tag_of(self.name_at(b, from));
+                    self.blocks[b].data.copy_within(from..from + len, to);
+                    self.index_replace(slot_value(tag, b, from), slot_value(tag, b, to));
+                }
+                to += len;
+            }
+            from += len;
+        }
+        let blk = &mut self.blocks[b];
+        blk.data[to..used].fill(0);
+        blk.used = to as u16;
+        blk.dead = 0;
+        to
     }
 
     /// Calls `f(name, ino, kind)` for every entry, in on-disk order.
@@ -260,8 +289,9 @@ impl Dir {
             while off < blk.used as usize {
                 let d = &blk.data;
                 let n = d[off + 5] as usize;
-                let kind = Kind::from_u8(d[off + 4]).unwrap_or(Kind::File);
-                f(&d[off + ENTRY_HDR..off + ENTRY_HDR + n], get_u32(&d[..], off), kind);
+                if let Some(kind) = Kind::from_u8(d[off + 4]) {
+                    f(&d[off + ENTRY_HDR..off + ENTRY_HDR + n], get_u32(&d[..], off), kind);
+                }
                 off += ENTRY_HDR + n;
             }
         }
@@ -299,6 +329,52 @@ mod tests {
         let mut seen = 0;
         d.for_each(|_, _, _| seen += 1);
         assert_eq!(seen, 2000);
+    }
+
+    /// 256 entries of 16 bytes: exactly one full block.
+    fn full_block() -> Dir {
+        let mut d = Dir::new();
+        for i in 0..256u32 {
+            d.insert(format!("entry-{i:04}").as_bytes(), i + 2, Kind::File).unwrap();
+        }
+        assert_eq!((d.blocks.len(), d.blocks[0].used as usize), (1, BLOCK));
+        d
+    }
+
+    #[test]
+    fn removed_entries_are_squeezed_out_by_compaction() {
+        let mut d = full_block();
+        for i in (0..256u32).step_by(2) {
+            assert!(d.remove(format!("entry-{i:04}").as_bytes()).is_some());
+        }
+        assert!(d.remove(b"entry-0000").is_none());
+        let mut listed = 0;
+        d.for_each(|_, ino, _| {
+            assert_eq!(ino % 2, 1, "a removed entry was listed");
+            listed += 1;
+        });
+        assert_eq!(listed, 128);
+        assert_eq!(d.compact(0), BLOCK / 2);
+        for i in 0..256u32 {
+            let got = d.lookup(format!("entry-{i:04}").as_bytes());
+            assert_eq!(got, (i % 2 == 1).then_some((i + 2, Kind::File)), "{i}");
+        }
+        // What is stored holds exactly the survivors.
+        let mut e = Dir::new();
+        e.push_block(d.blocks[0].data.clone(), 1).unwrap();
+        assert_eq!(e.count, 128);
+        assert_eq!(e.lookup(b"entry-0255"), Some((257, Kind::File)));
+    }
+
+    #[test]
+    fn an_insert_reuses_the_room_of_removed_entries() {
+        let mut d = full_block();
+        d.remove(b"entry-0007").unwrap();
+        assert!(!d.insert(b"other-0001", 999, Kind::Dir).unwrap(), "the directory grew");
+        assert_eq!((d.blocks.len(), d.blocks[0].used as usize), (1, BLOCK));
+        assert_eq!(d.lookup(b"other-0001"), Some((999, Kind::Dir)));
+        assert_eq!(d.lookup(b"entry-0008"), Some((10, Kind::File)));
+        assert_eq!(d.lookup(b"entry-0007"), None);
     }
 
     #[test]

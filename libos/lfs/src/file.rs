@@ -9,6 +9,8 @@ use crate::summary::{Entry, EntryKind};
 
 /// Largest file size in bytes.
 pub const MAX_FILE: u64 = MAX_BLOCKS * BLOCK as u64;
+/// Most blocks one read of adjacent blocks moves (1 MiB).
+const MAX_RUN: usize = 256;
 
 impl<D: BlockDevice> Fs<D> {
     fn file_handle(&mut self, h: Handle) -> Result<u64> {
@@ -27,17 +29,46 @@ impl<D: BlockDevice> Fs<D> {
         }
         let n = (size - off).min(buf.len() as u64) as usize;
         let mut done = 0;
+        let mut next = None;
         while done < n {
             let pos = off + done as u64;
             let blk = pos / BLOCK as u64;
             let lo = (pos % BLOCK as u64) as usize;
             let hi = (lo + (n - done)).min(BLOCK);
+            let p = match next.take() {
+                Some(p) => p,
+                None => self.block_ptr(h.ino, blk)?,
+            };
+            if lo == 0 && hi == BLOCK && self.whole(p) {
+                // Whole blocks stored in full, one after another in the log (as a sequential
+                // write leaves them): one device read, straight into the caller's buffer.
+                let want = ((n - done) / BLOCK).min(MAX_RUN);
+                let mut run = 1;
+                let mut ptrs = [0u64; 64];
+                'run: while run < want {
+                    let got = self.block_ptrs(h.ino, blk + run as u64, &mut ptrs[..(want - run).min(64)])?;
+                    for &q in &ptrs[..got] {
+                        if q != ptr_make(ptr_sector(p) + (run * 8) as u64, 8) || !self.whole(q) {
+                            next = Some(q);
+                            break 'run;
+                        }
+                        run += 1;
+                    }
+                }
+                self.read_log(ptr_sector(p), &mut buf[done..done + run * BLOCK])?;
+                done += run * BLOCK;
+                continue;
+            }
             let dst = &mut buf[done..done + hi - lo];
-            let p = self.block_ptr(h.ino, blk)?;
             self.read_block_part(h.ino, p, lo, dst)?;
             done += hi - lo;
         }
         Ok(n)
+    }
+
+    /// Whether `p` names a block stored in full (all eight sectors) inside the log.
+    fn whole(&self, p: u64) -> bool {
+        p != 0 && ptr_len(p) == 8 && self.geo.ptr_ok(p)
     }
 
     /// Copies bytes `lo..lo + dst.len()` of the block at `p` into `dst`.
@@ -81,6 +112,9 @@ impl<D: BlockDevice> Fs<D> {
         self.reserve(end.saturating_sub(size.max(off)) + data.len() as u64, data.len() as u64, false)?;
         self.file_handle(h)?;
         let new_size = size.max(end);
+        // Blocks from here on lie wholly past the old end: none is stored (truncation frees
+        // them), so they need no look-up before being set.
+        let past_end = size.div_ceil(BLOCK as u64);
         let mut pos = off;
         while pos < end {
             let blk = pos / BLOCK as u64;
@@ -89,7 +123,7 @@ impl<D: BlockDevice> Fs<D> {
             let hi = ((end - bstart) as usize).min(BLOCK);
             let keep = ((new_size - bstart) as usize).min(BLOCK);
             let src = &data[(pos - off) as usize..(bstart + hi as u64 - off) as usize];
-            self.write_block(h.ino, blk, lo, src, keep)?;
+            self.write_block(h.ino, blk, lo, src, keep, blk >= past_end)?;
             pos = bstart + hi as u64;
         }
         self.stats.user_sectors += (data.len() as u64).div_ceil(SECTOR as u64);
@@ -104,11 +138,20 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Puts `src` at byte `lo` of file block `blk`, whose stored part must cover `keep`
-    /// bytes (the rest of the block lies past the end of the file).
-    fn write_block(&mut self, ino: u32, blk: u64, lo: usize, src: &[u8], keep: usize) -> Result<()> {
+    /// bytes (the rest of the block lies past the end of the file). `past_end`: the block
+    /// lies wholly past the file's old end, so it holds nothing yet.
+    fn write_block(
+        &mut self,
+        ino: u32,
+        blk: u64,
+        lo: usize,
+        src: &[u8],
+        keep: usize,
+        past_end: bool,
+    ) -> Result<()> {
         let hi = lo + src.len();
         let nsec = keep.div_ceil(SECTOR) as u32;
-        let old = self.block_ptr(ino, blk)?;
+        let old = if past_end { 0 } else { self.block_ptr(ino, blk)? };
         if old != 0 && !self.geo.ptr_ok(old) {
             return Err(Error::Corrupt(Corruption::BlockPointer(ino)));
         }
@@ -133,8 +176,13 @@ impl<D: BlockDevice> Fs<D> {
             self.log.buf[at + hi..at + n].fill(0);
         }
         self.log.buf[at + lo..at + hi].copy_from_slice(src);
-        self.set_block_ptr(ino, blk, ptr_make(abs, nsec))?;
-        self.kill_ptr(old)
+        let was = self.set_block_ptr(ino, blk, ptr_make(abs, nsec))?;
+        // `was` is `old`, except past the end of a damaged file: a stray pointer there that
+        // names no block of the log is dropped without a kill.
+        if was != 0 && !self.geo.ptr_ok(was) {
+            return Ok(());
+        }
+        self.kill_ptr(was)
     }
 
     /// Sets the file's size: shrinking frees blocks and zeroes the tail of the last one;
@@ -159,7 +207,7 @@ impl<D: BlockDevice> Fs<D> {
                     self.read_block_part(h.ino, p, 0, &mut tmp[..tail])?;
                     self.set_block_ptr(h.ino, blk, 0)?;
                     self.kill_ptr(p)?;
-                    self.write_block(h.ino, blk, 0, &tmp[..tail], tail)?;
+                    self.write_block(h.ino, blk, 0, &tmp[..tail], tail, false)?;
                 }
             }
         }

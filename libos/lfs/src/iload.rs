@@ -166,10 +166,11 @@ impl<D: BlockDevice> Fs<D> {
                 _ => continue,
             };
             for b in 0..nblocks {
-                let used = match self.dir(ino)?.blocks.get_mut(b) {
+                let d = self.dir(ino)?;
+                let used = match d.blocks.get_mut(b) {
                     Some(blk) if blk.dirty => {
                         blk.dirty = false;
-                        blk.used as usize
+                        d.compact(b)
                     }
                     _ => continue,
                 };

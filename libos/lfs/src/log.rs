@@ -201,13 +201,21 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Reads sectors of a block the log holds, from the segment buffer when they are there.
+    /// A range reaching from the disk into the buffer is read in two parts (adjacent blocks
+    /// are read as one range; today a PS header always separates the two sides).
     pub(crate) fn read_log(&mut self, sector: u64, buf: &mut [u8]) -> Result<()> {
         let start = self.geo.seg_start(self.log.seg);
         let n = (buf.len() / SECTOR) as u64;
-        if sector >= start + self.log.mem_from as u64 && sector + n <= start + self.log.fill as u64 {
+        let mem = start + self.log.mem_from as u64;
+        if sector >= mem && sector + n <= start + self.log.fill as u64 {
             let at = (sector - start) as usize * SECTOR;
             buf.copy_from_slice(&self.log.buf[at..at + buf.len()]);
             return Ok(());
+        }
+        if sector < mem && sector + n > mem {
+            let (disk, rest) = buf.split_at_mut((mem - sector) as usize * SECTOR);
+            self.read_log(sector, disk)?;
+            return self.read_log(mem, rest);
         }
         if sector + n > self.geo.total_sectors {
             return Err(Error::Corrupt(crate::Corruption::Summary));

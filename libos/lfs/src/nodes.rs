@@ -131,6 +131,31 @@ impl<D: BlockDevice> Fs<D> {
         }
     }
 
+    /// The pointers of file blocks `blk..`, as many as `out` holds and the structure holding
+    /// `blk`'s pointer (the inode's direct pointers, or one level-1 node) has: one tree walk
+    /// for a run of blocks. Returns how many were filled (at least 1 when `out` is not empty).
+    pub(crate) fn block_ptrs(&mut self, ino: u32, blk: u64, out: &mut [u64]) -> Result<usize> {
+        let (slot, depth, _) = tree_slot(blk).ok_or(Error::FileTooBig)?;
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if depth == 0 {
+            let c = self.inodes.get(ino).ok_or(Error::Failed)?;
+            let n = out.len().min(NDIRECT - slot);
+            out[..n].copy_from_slice(&c.inode.ptr[slot..slot + n]);
+            return Ok(n);
+        }
+        let Some(k) = self.node_for(ino, blk, 1, false)? else {
+            out[0] = 0;
+            return Ok(1);
+        };
+        let node = self.nodes.map.get(&k).ok_or(Error::Failed)?;
+        let i = (blk - k.base) as usize;
+        let n = out.len().min(FANOUT as usize - i);
+        out[..n].copy_from_slice(&node.ptrs[i..i + n]);
+        Ok(n)
+    }
+
     /// Points file block `blk` at `new`; returns the old pointer (the caller kills it).
     pub(crate) fn set_block_ptr(&mut self, ino: u32, blk: u64, new: u64) -> Result<u64> {
         let (slot, depth, _) = tree_slot(blk).ok_or(Error::FileTooBig)?;

@@ -42,6 +42,34 @@ impl<D: BlockDevice> Fs<D> {
         self.make(path, Kind::Dir)
     }
 
+    /// Opens a file or directory, or creates an empty file if the name is free (`open` with
+    /// `O_CREAT`): the handle and whether it was created. The path is resolved once.
+    pub fn open_or_create(&mut self, path: &str) -> Result<(Handle, bool)> {
+        self.writable()?;
+        self.safe_point();
+        let Ok((dir, name)) = self.resolve_parent(path) else {
+            // "/" and the like: whatever `open` makes of them.
+            return self.open(path).map(|h| (h, false));
+        };
+        if let Some((ino, _)) = self.dir(dir)?.lookup(name) {
+            self.load_inode(ino).map_err(|e| match e {
+                Error::NotFound => Error::Corrupt(crate::Corruption::Inode(ino)),
+                e => e,
+            })?;
+            let c = self.inodes.get(ino).ok_or(Error::Failed)?;
+            return Ok((Handle { ino, gen: c.inode.gen }, false));
+        }
+        self.reserve(INODE_SIZE as u64, 0, false)?;
+        // Making room may have cleaned, and dropped the directory from the cache.
+        self.load_dir(dir)?;
+        self.make_in(dir, name, Kind::File).map(|h| (h, true))
+    }
+
+    /// What an open handle names.
+    pub fn kind(&mut self, h: Handle) -> Result<Kind> {
+        Ok(self.open_handle(h)?.inode.kind)
+    }
+
     fn make(&mut self, path: &str, kind: Kind) -> Result<Handle> {
         self.writable()?;
         self.reserve(INODE_SIZE as u64, 0, false)?;
@@ -49,6 +77,11 @@ impl<D: BlockDevice> Fs<D> {
         if self.dir(dir)?.lookup(name).is_some() {
             return Err(Error::Exists);
         }
+        self.make_in(dir, name, kind)
+    }
+
+    /// Creates `name` (absent) in the loaded directory `dir`.
+    fn make_in(&mut self, dir: u32, name: &[u8], kind: Kind) -> Result<Handle> {
         let ino = self.imap.alloc().ok_or(Error::NoSpace)?;
         let inode = self.new_inode_value(kind, ino, dir);
         let gen = inode.gen;

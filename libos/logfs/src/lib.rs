@@ -11,12 +11,13 @@
 
 extern crate alloc;
 
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use exo_lfs::{BlockDevice, Kind, MountOptions};
 use exo_libos::fs::mount::Backend;
-use exo_libos::fs::path::normalize;
+use exo_libos::fs::path::{is_normal, normalize};
 use exo_libos::fs::{
     Clock, DirEntry, Error, FileKind, FileSystem, FsStats, Handle, Metadata, OpenFlags, Partition, Result,
     Version,
@@ -137,21 +138,31 @@ impl<D: BlockDevice> LfsFs<D> {
     }
 
     fn open_inner(&mut self, p: &str, flags: OpenFlags) -> Result<exo_lfs::Handle> {
-        let h = match self.fs.open(p) {
-            Ok(_) if flags.contains(OpenFlags::CREATE | OpenFlags::EXCLUSIVE) => return Err(Error::Exists),
-            Ok(h) => h,
-            Err(exo_lfs::Error::NotFound) if flags.contains(OpenFlags::CREATE) => {
-                self.fs.create(p).map_err(error)?
+        let (h, created) = if flags.contains(OpenFlags::CREATE) {
+            match self.fs.open_or_create(p).map_err(error)? {
+                (_, false) if flags.contains(OpenFlags::EXCLUSIVE) => return Err(Error::Exists),
+                found => found,
             }
-            Err(e) => return Err(error(e)),
+        } else {
+            (self.fs.open(p).map_err(error)?, false)
         };
-        if self.fs.fstat(h).map_err(error)?.kind == Kind::Dir {
+        if self.fs.kind(h).map_err(error)? == Kind::Dir {
             return Err(Error::IsDir);
         }
-        if flags.contains(OpenFlags::TRUNCATE) {
+        // A file created just now is empty already.
+        if flags.contains(OpenFlags::TRUNCATE) && !created {
             self.fs.truncate(h, 0).map_err(error)?;
         }
         Ok(h)
+    }
+
+    /// `path` normalised; borrowed when it already is (the common case), saving a copy.
+    fn norm(path: &str) -> Result<Cow<'_, str>> {
+        if is_normal(path) {
+            Ok(Cow::Borrowed(path))
+        } else {
+            normalize(path).map(Cow::Owned)
+        }
     }
 }
 
@@ -162,7 +173,7 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
 
     fn open(&mut self, path: &str, flags: OpenFlags) -> Result<Handle> {
         flags.check()?;
-        let p = normalize(path)?;
+        let p = Self::norm(path)?;
         if self.read_only && flags.contains(OpenFlags::WRITE) {
             return Err(Error::ReadOnly);
         }
@@ -210,12 +221,12 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
     }
 
     fn stat(&mut self, path: &str) -> Result<Metadata> {
-        let p = normalize(path)?;
+        let p = Self::norm(path)?;
         Ok(Self::metadata(&self.fs.stat(&p).map_err(error)?))
     }
 
     fn list_dir(&mut self, path: &str) -> Result<Vec<DirEntry>> {
-        let p = normalize(path)?;
+        let p = Self::norm(path)?;
         let list = self.fs.read_dir(&p).map_err(error)?;
         let mut out = Vec::with_capacity(list.len());
         for e in list {
@@ -237,7 +248,7 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
     }
 
     fn mkdir(&mut self, path: &str) -> Result<()> {
-        let p = normalize(path)?;
+        let p = Self::norm(path)?;
         if p == "/" {
             return Err(Error::Exists);
         }
@@ -245,7 +256,7 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
     }
 
     fn remove(&mut self, path: &str) -> Result<()> {
-        let p = normalize(path)?;
+        let p = Self::norm(path)?;
         if p == "/" {
             return Err(Error::Busy);
         }
@@ -253,7 +264,7 @@ impl<D: BlockDevice> FileSystem for LfsFs<D> {
     }
 
     fn rename(&mut self, from: &str, to: &str) -> Result<()> {
-        let (f, t) = (normalize(from)?, normalize(to)?);
+        let (f, t) = (Self::norm(from)?, Self::norm(to)?);
         if f == "/" || t == "/" {
             return Err(Error::Busy);
         }

@@ -56,6 +56,22 @@ pub fn normalize(path: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Whether `path` is already what [`normalize`] makes of it (so a caller can use it as it
+/// is, without the allocation): absolute, no empty, `.` or `..` component, no trailing `/`
+/// (except `/` itself), no NUL, and within the length limits.
+pub fn is_normal(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') || b.len() > PATH_MAX {
+        return false;
+    }
+    if b.len() == 1 {
+        return true;
+    }
+    b[1..]
+        .split(|&c| c == b'/')
+        .all(|c| !c.is_empty() && c != b"." && c != b".." && c.len() <= NAME_MAX && !c.contains(&0))
+}
+
 /// The components of a normalised path (none for `/`).
 pub fn components(norm: &str) -> impl Iterator<Item = &str> {
     norm.split('/').filter(|c| !c.is_empty())
