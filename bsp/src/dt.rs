@@ -127,6 +127,14 @@ impl BoardKind {
             BoardKind::Rpi4 => "rpi4",
         }
     }
+
+    /// The board's number in the kernel information page ([`exo_abi::board`]).
+    pub const fn abi(self) -> u32 {
+        match self {
+            BoardKind::Virt => exo_abi::board::VIRT,
+            BoardKind::Rpi4 => exo_abi::board::RPI4,
+        }
+    }
 }
 
 /// Where the GIC's register frames are.

@@ -6,9 +6,9 @@
 //! frames owned by init, tables bound from them, entries checked like any other.
 
 use exo_abi::pte::{Perm, Pte};
-use exo_abi::{board, frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
-use exo_bsp::dt::{BoardInfo, BoardKind};
-use exo_format::elf::Elf;
+use exo_abi::{frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
+use exo_bsp::dt::BoardInfo;
+use exo_format::elf::{Elf, ElfError};
 
 use crate::env::{Ctx, Kernel, MAX_ENVS, NONE};
 use crate::mm::frames::FrameTable;
@@ -53,17 +53,8 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
 
     let (entries, _) = entries.split_at_mut(frames as usize);
     let mut ft = FrameTable::new(entries, lo);
-    let mut at = lo; // what lies between free ranges is the kernel's (or a hole, just below)
-    for r in map.ranges().iter().chain(&[exo_bsp::dt::Region { base: hi, size: 0 }]) {
-        ft.set_range(at, r.base - at, frame::KERNEL);
-        at = r.end();
-    }
-    for r in ram {
-        let next = ram.iter().map(|n| n.base).filter(|&b| b >= r.end()).min().unwrap_or(hi);
-        ft.set_range(r.end(), next - r.end(), frame::ABSENT); // the hole after `r`
-    }
-    for r in map.ranges() {
-        ft.set_range(r.base, r.size, frame::FREE);
+    for (pa, len, kind) in map.frame_marks(ram, lo, hi) {
+        ft.set_range(pa, len, kind);
     }
     for (pa, len) in [(ft_pa, ft_bytes), (env_pa, env_bytes), (info_pa, 4096)] {
         ft.set_range(pa, len, frame::PUBLIC);
@@ -83,10 +74,7 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
         tick_hz: crate::irq::TICK_HZ,
         free_head: 0,
         free_frames: 0,
-        board: match info.kind {
-            BoardKind::Virt => board::VIRT,
-            BoardKind::Rpi4 => board::RPI4,
-        },
+        board: info.kind.abi(),
         bootargs_len: info.bootargs().len() as u32,
         bootargs: [0; 256],
         disk_sectors: 0,
@@ -125,31 +113,18 @@ pub fn load_init(k: &mut Kernel) -> bool {
 }
 
 fn load(k: &mut Kernel, file: &[u8]) -> Result<usize, &'static str> {
-    let elf = Elf::parse(file).map_err(|_| "malformed ELF")?;
+    let elf = Elf::parse(file).map_err(ElfError::why)?;
     let slot = k.create(NONE, 0, MAX_ENVS as u32 - 1).map_err(|_| "no environment slot")?;
     let root = new_frame(k, slot)?;
     let id = k.envs[slot].id;
     k.ft.bind_table(id, root, 0).map_err(|_| "bind root")?;
     k.envs[slot].root = root;
-    for seg in elf.segments() {
-        if seg.write && seg.exec {
-            return Err("a segment is writable and executable");
-        }
-        let perm = Perm { write: seg.write, exec: seg.exec };
-        let bytes = elf.bytes(&seg);
-        let mut va = seg.vaddr & !0xfff;
-        while va < seg.vaddr + seg.mem_size {
-            let pa = map_new_page(k, slot, va, perm)?;
-            // Copy the part of the file that falls in this page.
-            let (from, to) = (va.max(seg.vaddr), (va + 4096).min(seg.vaddr + seg.file_size));
-            if to > from {
-                let src = &bytes[(from - seg.vaddr) as usize..(to - seg.vaddr) as usize];
-                let dst = phys_to_virt(pa + (from - va)) as *mut u8;
-                // SAFETY: `dst..dst + len` lies in the frame just allocated for init.
-                unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
-            }
-            va += 4096;
-        }
+    for page in elf.pages() {
+        let pa = map_new_page(k, slot, page.va, page.perm)?;
+        let dst = phys_to_virt(pa + page.at as u64) as *mut u8;
+        // SAFETY: `Elf::pages` keeps `at + bytes.len()` within the page, and `pa` is the
+        // frame just allocated for init and mapped nowhere in the kernel but the physmap.
+        unsafe { core::ptr::copy_nonoverlapping(page.bytes.as_ptr(), dst, page.bytes.len()) };
     }
     let mut va = INIT_STACK_TOP - INIT_STACK_SIZE;
     while va < INIT_STACK_TOP {
