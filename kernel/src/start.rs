@@ -82,9 +82,8 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
         ..*ki
     };
     ki.bootargs[..info.bootargs().len()].copy_from_slice(info.bootargs().as_bytes());
-    let free = ft.free.count;
+    log::info!("frames: {} free of {frames} (frame table at {ft_pa:#x})", ft.free.count);
     k.install(ft, ki, env_info);
-    log::info!("frames: {free} free of {frames} (frame table at {ft_pa:#x})");
 }
 
 /// Loads the embedded init program as the first environment. Returns false if there is
