@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use crate::runner::check;
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::format::elf::ElfError;
 use exo_libos::format::mbr;
 use exo_libos::fs::{self, service, OpenFlags, Vfs};
 use exo_libos::process::{self, Fork};
@@ -223,5 +224,11 @@ fn malformed_elf(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
         spawn::spawn(b"#!/bin/sh\necho hi\n", "", Options::default()),
         spawn::spawn(&[0u8; 4096], "", Options::default()),
     ];
-    check(results.iter().all(|r| matches!(r, Err(SpawnError::BadElf(_)))), "a malformed ELF was started")
+    check(results.iter().all(|r| matches!(r, Err(SpawnError::BadElf(_)))), "a malformed ELF was started")?;
+    // Text made writable too: refused by the parser before anything is built.
+    let mut wx = good.to_vec();
+    let phoff = exo_libos::format::le::read_u64(&wx, 32).ok_or("no program header offset")? as usize;
+    *wx.get_mut(phoff + 4).ok_or("no program header")? |= 7; // the first PT_LOAD: read, write, execute
+    let r = spawn::spawn(&wx, "", Options::default());
+    check(r == Err(SpawnError::BadElf(ElfError::WriteExec)), "a writable and executable segment was loaded")
 }

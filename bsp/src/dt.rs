@@ -127,6 +127,14 @@ impl BoardKind {
             BoardKind::Rpi4 => "rpi4",
         }
     }
+
+    /// The board's number in the kernel information page ([`exo_abi::board`]).
+    pub const fn abi(self) -> u32 {
+        match self {
+            BoardKind::Virt => exo_abi::board::VIRT,
+            BoardKind::Rpi4 => exo_abi::board::RPI4,
+        }
+    }
 }
 
 /// Where the GIC's register frames are.
@@ -365,23 +373,55 @@ fn is_compatible(compat: &[u8], names: &[&str]) -> bool {
     compat.split(|&b| b == 0).any(|x| names.iter().any(|n| n.as_bytes() == x))
 }
 
-fn is_enabled(node: &FdtNode) -> bool {
-    node.property("status").and_then(|p| p.as_str()).is_none_or(|s| s == "okay" || s == "ok")
+/// What the walk reads of every node, gathered in one pass over its properties: looking
+/// each up by name scanned them all (and checked each name's UTF-8) six times per node,
+/// most of the walk's cost at boot.
+struct Props<'a> {
+    device_type: Option<&'a str>,
+    compatible: &'a [u8],
+    enabled: bool,
+    ranges: Option<&'a [u8]>,
+    /// The node's own `#address-cells` and `#size-cells` (how its children are encoded).
+    cells: CellSizes,
+}
+
+fn props<'a>(node: &FdtNode<'_, 'a>) -> Props<'a> {
+    let mut p = Props {
+        device_type: None,
+        compatible: &[],
+        enabled: true,
+        ranges: None,
+        cells: CellSizes::default(),
+    };
+    let cell = |v: &[u8]| v.get(..4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize);
+    for prop in node.properties() {
+        match prop.name {
+            "device_type" => p.device_type = prop.as_str(),
+            "compatible" => p.compatible = prop.value,
+            "status" => p.enabled = prop.as_str().is_none_or(|s| s == "okay" || s == "ok"),
+            "ranges" => p.ranges = Some(prop.value),
+            "#address-cells" => p.cells.address_cells = cell(prop.value).unwrap_or(p.cells.address_cells),
+            "#size-cells" => p.cells.size_cells = cell(prop.value).unwrap_or(p.cells.size_cells),
+            _ => {}
+        }
+    }
+    p
 }
 
 /// Depth-first walk. `cells` are `node`'s parent's cell sizes (how `node`'s `reg` is encoded).
 fn walk<'a>(node: FdtNode<'_, 'a>, cells: CellSizes, path: &mut Path<'a>, info: &mut BoardInfo) {
-    visit(&node, cells, path, info);
+    let props = props(&node);
+    visit(&node, &props, cells, path, info);
     if path.depth == MAX_DEPTH {
         return;
     }
-    let own = node.cell_sizes();
+    let own = props.cells;
     // The root's children are on the CPU's own address space; deeper buses need `ranges`.
     path.ranges[path.depth] = if path.depth == 0 {
         Some(Ranges { value: &[], child_cells: 0, parent_cells: 0, size_cells: 0 })
     } else {
-        node.property("ranges").map(|p| Ranges {
-            value: p.value,
+        props.ranges.map(|value| Ranges {
+            value,
             child_cells: own.address_cells,
             parent_cells: cells.address_cells,
             size_cells: own.size_cells,
@@ -394,9 +434,8 @@ fn walk<'a>(node: FdtNode<'_, 'a>, cells: CellSizes, path: &mut Path<'a>, info: 
     path.depth -= 1;
 }
 
-fn visit(node: &FdtNode, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
-    let device_type = node.property("device_type").and_then(|p| p.as_str());
-    let compat = node.property("compatible").map_or(&[][..], |p| p.value);
+fn visit(node: &FdtNode, props: &Props, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
+    let (device_type, compat) = (props.device_type, props.compatible);
     if device_type == Some("memory") {
         for r in regs(node, cells, path) {
             info.memory.push(r);
@@ -419,7 +458,7 @@ fn visit(node: &FdtNode, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
         };
         return;
     }
-    if !is_enabled(node) {
+    if !props.enabled {
         return;
     }
     if device_type == Some("cpu") {

@@ -4,6 +4,7 @@
 //! What is left is the memory the kernel may hand out: page-aligned, sorted, disjoint ranges.
 
 use crate::dt::Region;
+use exo_abi::frame;
 
 /// Enough for RAM split around the image, the DTB, an initrd and a dozen reservations.
 pub const MAX_RANGES: usize = 32;
@@ -39,6 +40,26 @@ impl MemoryMap {
     /// Free bytes in all.
     pub fn total(&self) -> u64 {
         self.ranges().iter().map(|r| r.size).sum()
+    }
+
+    /// How boot marks a frame table covering `[lo, hi)` (every RAM region inside it), as
+    /// `(base, bytes, kind)` in the order to apply them, a later mark overriding an earlier
+    /// one: what lies between the free ranges is the kernel's, then the holes after each RAM
+    /// region are absent, then the free ranges are free.
+    pub fn frame_marks<'a>(
+        &'a self,
+        ram: &'a [Region],
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = (u64, u64, u8)> + 'a {
+        let gap_starts = [lo].into_iter().chain(self.ranges().iter().map(Region::end));
+        let gap_ends = self.ranges().iter().map(|r| r.base).chain([hi]);
+        let kernel = gap_starts.zip(gap_ends).map(|(a, b)| (a, b.saturating_sub(a), frame::KERNEL));
+        let holes = ram.iter().map(move |r| {
+            let next = ram.iter().map(|n| n.base).filter(|&b| b >= r.end()).min().unwrap_or(hi);
+            (r.end(), next.saturating_sub(r.end()), frame::ABSENT)
+        });
+        kernel.chain(holes).chain(self.ranges().iter().map(|r| (r.base, r.size, frame::FREE)))
     }
 
     /// Takes `size` bytes (page-aligned) from the first range that has them.

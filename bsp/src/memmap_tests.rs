@@ -44,3 +44,26 @@ fn unaligned_ram_edges_are_trimmed() {
     let m = MemoryMap::new(&[reg(0x1234, 0x10000)], &[]);
     assert_eq!(m.ranges(), &[reg(0x2000, 0xf000)]);
 }
+
+#[test]
+fn frame_marks_give_the_kernel_the_gaps_hide_the_holes_and_free_the_rest() {
+    // Two RAM regions with a hole between them; the image taken from the first.
+    let ram = [reg(0, 0x10_0000), reg(0x20_0000, 0x10_0000)];
+    let m = MemoryMap::new(&ram, &[reg(0x8_0000, 0x1_0000)]);
+    let marks: Vec<_> = m.frame_marks(&ram, 0, 0x30_0000).collect();
+    use exo_abi::frame::{ABSENT, FREE, KERNEL};
+    assert_eq!(
+        marks,
+        [
+            (0, 0, KERNEL),
+            (0x8_0000, 0x1_0000, KERNEL), // the image
+            (0x10_0000, 0x10_0000, KERNEL),
+            (0x30_0000, 0, KERNEL),
+            (0x10_0000, 0x10_0000, ABSENT), // the hole, after the kernel's mark over it
+            (0x30_0000, 0, ABSENT),
+            (0, 0x8_0000, FREE),
+            (0x9_0000, 0x7_0000, FREE),
+            (0x20_0000, 0x10_0000, FREE),
+        ]
+    );
+}

@@ -176,16 +176,7 @@ mod boot {
         let Some(heap) = map.take(KERNEL_HEAP) else { panic!("no room for the kernel heap") };
         // SAFETY: the range was just removed from the free map and is mapped in the physmap.
         unsafe { mm::heap::init(mm::phys_to_virt(heap.base), heap.size) };
-        let ram = board.info.memory.total();
-        log::info!(
-            "memory: {} MiB RAM in {} region(s), {} MiB free in {} range(s)",
-            ram >> 20,
-            board.info.memory.as_slice().len(),
-            map.total() >> 20,
-            map.ranges().len()
-        );
-        let (used, pool) = mm::table_pool_usage();
-        log::info!("kernel tables: {used} of {pool} pool pages");
+        log::info!("memory: {} MiB RAM, {} MiB free", board.info.memory.total() >> 20, map.total() >> 20);
         map
     }
 

@@ -6,9 +6,9 @@
 //! frames owned by init, tables bound from them, entries checked like any other.
 
 use exo_abi::pte::{Perm, Pte};
-use exo_abi::{board, frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
-use exo_bsp::dt::{BoardInfo, BoardKind};
-use exo_format::elf::Elf;
+use exo_abi::{frame, EnvInfo, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
+use exo_bsp::dt::BoardInfo;
+use exo_format::elf::{Elf, ElfError, Page};
 
 use crate::env::{Ctx, Kernel, MAX_ENVS, NONE};
 use crate::mm::frames::FrameTable;
@@ -53,17 +53,8 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
 
     let (entries, _) = entries.split_at_mut(frames as usize);
     let mut ft = FrameTable::new(entries, lo);
-    let mut at = lo; // what lies between free ranges is the kernel's (or a hole, just below)
-    for r in map.ranges().iter().chain(&[exo_bsp::dt::Region { base: hi, size: 0 }]) {
-        ft.set_range(at, r.base - at, frame::KERNEL);
-        at = r.end();
-    }
-    for r in ram {
-        let next = ram.iter().map(|n| n.base).filter(|&b| b >= r.end()).min().unwrap_or(hi);
-        ft.set_range(r.end(), next - r.end(), frame::ABSENT); // the hole after `r`
-    }
-    for r in map.ranges() {
-        ft.set_range(r.base, r.size, frame::FREE);
+    for (pa, len, kind) in map.frame_marks(ram, lo, hi) {
+        ft.set_range(pa, len, kind);
     }
     for (pa, len) in [(ft_pa, ft_bytes), (env_pa, env_bytes), (info_pa, 4096)] {
         ft.set_range(pa, len, frame::PUBLIC);
@@ -81,24 +72,18 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
         max_envs: MAX_ENVS as u64,
         counter_hz: exo_bsp::drivers::generic_timer::frequency(),
         tick_hz: crate::irq::TICK_HZ,
-        free_head: 0,
-        free_frames: 0,
-        board: match info.kind {
-            BoardKind::Virt => board::VIRT,
-            BoardKind::Rpi4 => board::RPI4,
-        },
+        board: info.kind.abi(),
         bootargs_len: info.bootargs().len() as u32,
-        bootargs: [0; 256],
-        disk_sectors: 0,
-        partitions: Default::default(),
         fb_base: fb.0,
         fb_bytes: fb.1,
         fb_size: crate::console::screen().map_or([0; 4], |f| [f.width, f.height, f.pitch, 0]),
+        // The rest as `take_public` left it, zero: the free list's (`install` publishes
+        // it), the bootargs' bytes (just below), the disk's (`disk::attach`).
+        ..*ki
     };
     ki.bootargs[..info.bootargs().len()].copy_from_slice(info.bootargs().as_bytes());
-    let free = ft.free.count;
+    log::info!("frames: {} free of {frames} (frame table at {ft_pa:#x})", ft.free.count);
     k.install(ft, ki, env_info);
-    log::info!("frames: {free} free of {frames} (frame table at {ft_pa:#x})");
 }
 
 /// Loads the embedded init program as the first environment. Returns false if there is
@@ -108,61 +93,40 @@ pub fn load_init(k: &mut Kernel) -> bool {
         log::info!("no init program embedded in this image");
         return false;
     }
-    match load(k, INIT_ELF) {
-        Ok(slot) => {
-            let disk = k.info().map_or(0, |i| i.disk_sectors);
-            let _ = (disk > 0).then(|| k.bind_whole_disk(slot, disk));
-            let (id, fb) = (k.envs[slot].id, k.info().map_or(0..0, |i| i.fb_base..i.fb_base + i.fb_bytes));
-            fb.step_by(4096).for_each(|pa| _ = k.ft.get_mut(pa).map(|e| e.owner = id.0)); // init's
-            log::info!("init is env {:#x}, {} frames", k.envs[slot].id.0, k.envs[slot].held);
-            true
-        }
-        Err(why) => {
-            log::error!("cannot start init: {why}");
-            false
-        }
-    }
+    load(k, INIT_ELF).inspect_err(|why| log::error!("cannot start init: {why}")).is_ok()
 }
 
-fn load(k: &mut Kernel, file: &[u8]) -> Result<usize, &'static str> {
-    let elf = Elf::parse(file).map_err(|_| "malformed ELF")?;
+/// Loads `file` as the first environment, born with the whole disk and the screen, and
+/// makes it runnable.
+fn load(k: &mut Kernel, file: &[u8]) -> Result<(), &'static str> {
+    let elf = Elf::parse(file).map_err(ElfError::why)?;
     let slot = k.create(NONE, 0, MAX_ENVS as u32 - 1).map_err(|_| "no environment slot")?;
     let root = new_frame(k, slot)?;
     let id = k.envs[slot].id;
     k.ft.bind_table(id, root, 0).map_err(|_| "bind root")?;
     k.envs[slot].root = root;
-    for seg in elf.segments() {
-        if seg.write && seg.exec {
-            return Err("a segment is writable and executable");
-        }
-        let perm = Perm { write: seg.write, exec: seg.exec };
-        let bytes = elf.bytes(&seg);
-        let mut va = seg.vaddr & !0xfff;
-        while va < seg.vaddr + seg.mem_size {
-            let pa = map_new_page(k, slot, va, perm)?;
-            // Copy the part of the file that falls in this page.
-            let (from, to) = (va.max(seg.vaddr), (va + 4096).min(seg.vaddr + seg.file_size));
-            if to > from {
-                let src = &bytes[(from - seg.vaddr) as usize..(to - seg.vaddr) as usize];
-                let dst = phys_to_virt(pa + (from - va)) as *mut u8;
-                // SAFETY: `dst..dst + len` lies in the frame just allocated for init.
-                unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
-            }
-            va += 4096;
-        }
+    let stack = (INIT_STACK_TOP - INIT_STACK_SIZE..INIT_STACK_TOP).step_by(4096);
+    let rw = Perm { write: true, exec: false };
+    for page in elf.pages().chain(stack.map(|va| Page { va, perm: rw, at: 0, bytes: &[] })) {
+        let pa = map_new_page(k, slot, page.va, page.perm)?;
+        let dst = phys_to_virt(pa + page.at as u64) as *mut u8;
+        // SAFETY: `Elf::pages` keeps `at + bytes.len()` within the page (a stack page has no
+        // bytes), and `pa` is the frame just allocated for init, mapped in the kernel only
+        // by the physmap.
+        unsafe { core::ptr::copy_nonoverlapping(page.bytes.as_ptr(), dst, page.bytes.len()) };
     }
-    let mut va = INIT_STACK_TOP - INIT_STACK_SIZE;
-    while va < INIT_STACK_TOP {
-        map_new_page(k, slot, va, Perm { write: true, exec: false })?;
-        va += 4096;
-    }
+    let disk = k.info().map_or(0, |i| i.disk_sectors);
+    let _ = (disk > 0).then(|| k.bind_whole_disk(slot, disk));
+    let fb = k.info().map_or(0..0, |i| i.fb_base..i.fb_base + i.fb_bytes);
+    fb.step_by(4096).for_each(|pa| _ = k.ft.get_mut(pa).map(|e| e.owner = id.0)); // init's
     let info = k.info_pa().unwrap_or(0);
     let f = &mut k.envs[slot].frames[Ctx::Own as usize];
     f.elr = elf.entry;
     f.sp_el0 = INIT_STACK_TOP;
     f.x[0] = info;
+    log::info!("init is env {:#x}, {} frames", id.0, k.envs[slot].held);
     k.make_runnable(slot);
-    Ok(slot)
+    Ok(())
 }
 
 fn new_frame(k: &mut Kernel, slot: usize) -> Result<u64, &'static str> {

@@ -99,9 +99,6 @@ pub fn exec(file: &[u8], args: &str) -> SpawnError {
 /// new program's entry.
 fn prepare(file: &[u8], args: &str) -> Result<(u64, u64, u64, u64), SpawnError> {
     let elf = Elf::parse(file).map_err(SpawnError::BadElf)?;
-    if elf.segments().any(|s| s.write && s.exec) {
-        return Err(SpawnError::WriteExec);
-    }
     if args.len() > 1024 {
         return Err(SpawnError::ArgsTooLong);
     }
@@ -137,11 +134,7 @@ fn load(
 ) -> Result<(u64, u64), Error> {
     // The whole list's size first (old mappings to clear, new pages), for the StartInfo;
     // the vectors are sized now so that loading maps no more heap pages.
-    let mut n_new = STACK_SIZE / PAGE;
-    spawn::pages(elf, |_, _, _, _| {
-        n_new += 1;
-        Ok(())
-    })?;
+    let n_new = STACK_SIZE / PAGE + elf.pages().count() as u64;
     new.reserve(n_new as usize);
     made.reserve(n_new as usize);
     let mut count = n_new + SLACK;
@@ -155,9 +148,9 @@ fn load(
         new.push(TableOp { va, level: 3, pte: Pte::user_page(pa, perm).0 });
         Ok(())
     };
-    spawn::pages(elf, |va, perm, at, part| {
-        page(va, perm, &|p: &mut [u8]| p[at..at + part.len()].copy_from_slice(part))
-    })?;
+    for p in elf.pages() {
+        page(p.va, p.perm, &|f: &mut [u8]| f[p.at..p.at + p.bytes.len()].copy_from_slice(p.bytes))?;
+    }
     let mut va = STACK_TOP - STACK_SIZE;
     while va < STACK_TOP - PAGE {
         page(va, RW, &|_: &mut [u8]| {})?;

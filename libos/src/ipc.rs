@@ -80,7 +80,7 @@ pub fn grant_lost() -> bool {
 pub(crate) fn on_grant_fault(far: u64) -> bool {
     // SAFETY: a read of a word the environment's own code sets, never an upcall.
     let (base, pages) = unsafe { *GRANT_WINDOW.get() };
-    // SAFETY: as above; HANDLER is set once, by `serve`.
+    // SAFETY: as above; HANDLER is set once, by `register`.
     let serving = unsafe { (*HANDLER.get()).is_some() };
     if !serving || far < base || far - base >= pages * 0x1000 {
         return false;
@@ -134,7 +134,7 @@ extern "C" fn exo_pct_dispatch(a0: u64, a1: u64, a2: u64, a3: u64, caller: u64, 
         frame: frame & !0xfff,
         frame_writable: frame & 1 != 0,
     };
-    // SAFETY: HANDLER is written only by `serve`, before any call can arrive.
+    // SAFETY: HANDLER is written only by `register`, before any call can arrive.
     let result = match unsafe { *HANDLER.get() } {
         Some(h) => h(&call),
         None => [Error::NoSys as i64 as u64, 0, 0, 0],
@@ -148,11 +148,20 @@ extern "C" fn exo_pct_dispatch(a0: u64, a1: u64, a2: u64, a3: u64, caller: u64, 
 /// Turns this environment into a server: `handler` answers every call from now on.
 /// Never returns (the environment's own context is parked for good).
 pub fn serve(handler: Handler) -> Error {
-    // SAFETY: no call can be running yet: the entry is registered just below.
-    unsafe { *HANDLER.get() = Some(handler) };
-    let top = CALL_STACK.get() as u64 + STACK as u64;
-    if let Err(e) = sys::pct_register(exo_pct_entry as *const () as u64, top) {
+    if let Err(e) = register(handler) {
         return e;
     }
     sys::pct_wait()
+}
+
+/// Registers `handler` for calls without serving yet: from now on a blocking call waits in
+/// the kernel until this environment parks (`serve`, or `sys::pct_wait` after `register`),
+/// where before it would find no server (`NotFound`). For a server with work to do first
+/// (fsd mounting its partitions), so that its clients wait instead of polling.
+pub fn register(handler: Handler) -> Result<(), Error> {
+    // SAFETY: no call can be running yet: calls start only once the context parks, and
+    // the entry is registered just below.
+    unsafe { *HANDLER.get() = Some(handler) };
+    let top = CALL_STACK.get() as u64 + STACK as u64;
+    sys::pct_register(exo_pct_entry as *const () as u64, top)
 }

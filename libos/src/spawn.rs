@@ -15,10 +15,9 @@ use crate::vm::{self, PAGE, RW, STACK_SIZE, STACK_TOP};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpawnError {
-    /// The file is not a loadable AArch64 executable.
+    /// The file is not a loadable AArch64 executable (or a segment asks to be writable and
+    /// executable: [`ElfError::WriteExec`]).
     BadElf(ElfError),
-    /// A segment asks to be writable and executable.
-    WriteExec,
     /// The arguments do not fit in [`StartInfo`].
     ArgsTooLong,
     /// The kernel refused something (out of memory, quota, no slot, ...).
@@ -59,9 +58,6 @@ pub struct Options<'a> {
 /// wait for.
 pub fn spawn(file: &[u8], args: &str, opts: Options) -> Result<EnvId, SpawnError> {
     let elf = Elf::parse(file).map_err(SpawnError::BadElf)?;
-    if elf.segments().any(|s| s.write && s.exec) {
-        return Err(SpawnError::WriteExec);
-    }
     if args.len() > 1024 {
         return Err(SpawnError::ArgsTooLong);
     }
@@ -79,9 +75,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
     let mut tables = Tables { child, covered: u64::MAX };
-    pages(elf, |va, perm, at, part| {
-        tables.give_page(va, perm, |page| page[at..at + part.len()].copy_from_slice(part))
-    })?;
+    for p in elf.pages() {
+        tables.give_page(p.va, p.perm, |page| page[p.at..p.at + p.bytes.len()].copy_from_slice(p.bytes))?;
+    }
     let fds = crate::fd::give(child, &opts.stdio)?;
     // The stack: the top page holds the StartInfo, the stack grows down below it.
     let info_va = STACK_TOP - PAGE;
@@ -110,29 +106,6 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     }
     if !opts.hold {
         sys::env_start(child)?;
-    }
-    Ok(())
-}
-
-/// Calls `f(va, perm, offset, bytes)` for each page of `elf`'s segments, in address order:
-/// the page at `va` holds `bytes` at `offset`, zeros elsewhere.
-pub(crate) fn pages(
-    elf: &Elf,
-    mut f: impl FnMut(u64, Perm, usize, &[u8]) -> Result<(), Error>,
-) -> Result<(), Error> {
-    for seg in elf.segments() {
-        let bytes = elf.bytes(&seg);
-        let perm = Perm { write: seg.write, exec: seg.exec };
-        let mut va = seg.vaddr & !(PAGE - 1);
-        while va < seg.vaddr + seg.mem_size {
-            // This page's share of the file: [from, to) in segment-relative offsets.
-            let from = va.max(seg.vaddr) - seg.vaddr;
-            let to = (va + PAGE).min(seg.vaddr + seg.file_size).saturating_sub(seg.vaddr);
-            let at = (va.max(seg.vaddr) - va) as usize;
-            let part = if to > from { &bytes[from as usize..to as usize] } else { &[][..] };
-            f(va, perm, at, part)?;
-            va += PAGE;
-        }
     }
     Ok(())
 }

@@ -217,7 +217,7 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             Ok(id) => ids.push(id),
             Err(e) => {
                 match e {
-                    SpawnError::BadElf(e) => println!("{}: not a program ({e:?})", p.name),
+                    SpawnError::BadElf(e) => println!("{}: not a program ({})", p.name, e.why()),
                     e => println!("{}: cannot start: {e:?}", p.name),
                 }
                 for &id in &ids {

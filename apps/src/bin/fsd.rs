@@ -27,6 +27,12 @@ fn handle(c: &Call) -> [u64; 4] {
 }
 
 fn main(_args: &str) -> i32 {
+    // Registered before mounting: a client's call (init's, which waits for fsd to be ready)
+    // then waits in the kernel until `pct_wait` below, instead of finding no server.
+    if let Err(e) = ipc::register(handle) {
+        println!("fsd: cannot serve: {e:?}");
+        sys::exit(1)
+    }
     let mut vfs = Vfs::new();
     for (_, at, r) in mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]) {
         match r {
@@ -34,9 +40,9 @@ fn main(_args: &str) -> i32 {
             Err(e) => println!("fsd: {at}: not mounted: {e}"),
         }
     }
-    // SAFETY: no call can arrive before `serve` registers the entry below.
+    // SAFETY: no call can run before `pct_wait` parks this context, just below.
     unsafe { *SERVER.get() = Some(Server::new(vfs)) };
-    let e = ipc::serve(handle);
+    let e = sys::pct_wait();
     println!("fsd: cannot serve: {e:?}");
     sys::exit(1)
 }

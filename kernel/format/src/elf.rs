@@ -5,7 +5,10 @@
 //! an offset or size without checking it against the file.
 
 use crate::le;
+use exo_abi::pte::Perm;
 use exo_abi::USER_VA_LIMIT;
+
+const PAGE: u64 = 4096;
 
 /// A loadable segment (`PT_LOAD`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +35,31 @@ pub enum ElfError {
     /// A segment is inconsistent: file size above memory size, overflowing or kernel-half
     /// addresses, overlapping another segment, or no segment at all.
     BadSegment,
+    /// A segment is both writable and executable (every loader here keeps W^X).
+    WriteExec,
+}
+
+impl ElfError {
+    /// What is wrong, in words (for a log line).
+    pub fn why(self) -> &'static str {
+        match self {
+            ElfError::NotElf => "not a 64-bit little-endian ELF file",
+            ElfError::WrongKind => "not an AArch64 executable",
+            ElfError::Truncated => "a header, table or segment lies outside the file",
+            ElfError::BadSegment => "a segment's addresses are inconsistent, or there is none",
+            ElfError::WriteExec => "a segment is writable and executable",
+        }
+    }
+}
+
+/// One page of a program as loaded: mapped at `va` with `perm`, holding `bytes` from the file
+/// at offset `at` within the page and zeros everywhere else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page<'a> {
+    pub va: u64,
+    pub perm: Perm,
+    pub at: usize,
+    pub bytes: &'a [u8],
 }
 
 /// A checked ELF image.
@@ -94,6 +122,9 @@ impl<'a> Elf<'a> {
             if s.file_size > s.mem_size || mem_end > USER_VA_LIMIT {
                 return Err(ElfError::BadSegment);
             }
+            if s.write && s.exec {
+                return Err(ElfError::WriteExec);
+            }
             for t in elf.raw_segments().take(i) {
                 let t = t?;
                 if s.vaddr < t.vaddr + t.mem_size && t.vaddr < mem_end {
@@ -143,6 +174,23 @@ impl<'a> Elf<'a> {
     pub fn bytes(&self, s: &Segment) -> &'a [u8] {
         let (from, len) = (s.offset as usize, s.file_size as usize);
         self.data.get(from..from + len).unwrap_or(&[])
+    }
+
+    /// Every page the loadable segments cover, segment by segment in address order within
+    /// each, with its share of the file: what a loader allocates, copies and maps.
+    pub fn pages(&self) -> impl Iterator<Item = Page<'a>> + '_ {
+        self.segments().flat_map(move |seg| {
+            let bytes = self.bytes(&seg);
+            let (start, end, file_end) = (seg.vaddr, seg.vaddr + seg.mem_size, seg.vaddr + seg.file_size);
+            (start & !(PAGE - 1)..end).step_by(PAGE as usize).map(move |va| {
+                // This page's share of the file, as addresses: [from, to).
+                let (from, to) = (va.max(start), (va + PAGE).min(file_end));
+                let part =
+                    if to > from { &bytes[(from - start) as usize..(to - start) as usize] } else { &[] };
+                let perm = Perm { write: seg.write, exec: seg.exec };
+                Page { va, perm, at: (from - va) as usize, bytes: part }
+            })
+        })
     }
 }
 
@@ -213,6 +261,38 @@ mod tests {
     }
 
     #[test]
+    fn pages_cover_each_segment_with_its_share_of_the_file() {
+        let mut f = sample();
+        // Data starts mid-page and its file bytes cross into a second page.
+        f[120 + 16..120 + 24].copy_from_slice(&0x41_0ff0u64.to_le_bytes());
+        let e = Elf::parse(&f).unwrap();
+        let p: Vec<_> = e.pages().collect();
+        let (ro_x, rw) = (Perm { write: false, exec: true }, Perm { write: true, exec: false });
+        assert_eq!(p.len(), 4, "one text page, three data pages");
+        assert_eq!((p[0].va, p[0].perm, p[0].at, p[0].bytes), (0x40_0000, ro_x, 0, &f[0x100..0x180]));
+        assert_eq!((p[1].va, p[1].perm, p[1].at, p[1].bytes), (0x41_0000, rw, 0xff0, &f[0x180..0x190]));
+        assert_eq!((p[2].va, p[2].at, p[2].bytes), (0x41_1000, 0, &f[0x190..0x1c0]));
+        assert_eq!((p[3].va, p[3].at, p[3].bytes.len()), (0x41_2000, 0, 0), "bss only");
+    }
+
+    #[test]
+    fn refuses_a_writable_executable_segment() {
+        let mut f = sample();
+        f[64 + 4..64 + 8].copy_from_slice(&7u32.to_le_bytes()); // text: read, write, execute
+        assert_eq!(Elf::parse(&f).err(), Some(ElfError::WriteExec));
+        assert_eq!(ElfError::WriteExec.why(), "a segment is writable and executable");
+    }
+
+    #[test]
+    fn every_truncation_is_refused_with_an_error() {
+        let good = sample();
+        for len in 0..0x1c0 {
+            assert!(Elf::parse(&good[..len]).is_err(), "accepted {len} bytes of a 0x1c0-byte image");
+        }
+        assert!(Elf::parse(&good[..0x1c0]).is_ok());
+    }
+
+    #[test]
     fn random_corruption_never_panics() {
         // A seeded corrupter over the sample; parse must return, not panic, and whatever it
         // accepts must stay inside the file.
@@ -229,6 +309,12 @@ mod tests {
                 for s in e.segments() {
                     assert_eq!(e.bytes(&s).len() as u64, s.file_size);
                     assert!(s.vaddr + s.mem_size <= USER_VA_LIMIT);
+                    assert!(!(s.write && s.exec));
+                }
+                // Bounded, so that a huge bss does not walk millions of pages here.
+                for p in e.pages().take(64) {
+                    assert!(p.va.is_multiple_of(PAGE) && p.va < USER_VA_LIMIT);
+                    assert!(p.at + p.bytes.len() <= PAGE as usize, "a page's bytes overflow it");
                 }
             }
         }

@@ -137,23 +137,6 @@ impl<'p> Builder<'p> {
         *slot = leaf;
         Ok(())
     }
-
-    /// Looks up the descriptor that maps `va`, if any.
-    #[cfg(test)]
-    pub fn lookup(&mut self, root: u64, va: u64) -> Option<(u64, u32)> {
-        let mut table = root;
-        for l in 0..=3 {
-            let e = self.table_at(table).0[index(va, l)];
-            if e & bits::VALID == 0 {
-                return None;
-            }
-            if l == 3 || e & bits::TABLE_OR_PAGE == 0 {
-                return Some((e, l));
-            }
-            table = e & bits::ADDR_MASK;
-        }
-        None
-    }
 }
 
 #[cfg(test)]

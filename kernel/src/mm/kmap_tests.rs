@@ -2,6 +2,24 @@
 
 use super::*;
 
+impl Builder<'_> {
+    /// Looks up the descriptor that maps `va`, if any.
+    fn lookup(&mut self, root: u64, va: u64) -> Option<(u64, u32)> {
+        let mut table = root;
+        for l in 0..=3 {
+            let e = self.table_at(table).0[index(va, l)];
+            if e & bits::VALID == 0 {
+                return None;
+            }
+            if l == 3 || e & bits::TABLE_OR_PAGE == 0 {
+                return Some((e, l));
+            }
+            table = e & bits::ADDR_MASK;
+        }
+        None
+    }
+}
+
 fn pool(n: usize) -> Vec<Table> {
     (0..n).map(|_| Table([0; 512])).collect()
 }

@@ -215,9 +215,4 @@ mod boot {
     pub fn empty_root() -> u64 {
         image_pa(&EMPTY_ROOT as *const Table as u64)
     }
-
-    /// Table pages of the kernel's own tables in use, of the pool's total.
-    pub fn table_pool_usage() -> (usize, usize) {
-        POOL.with(|p| (p.used, POOL_PAGES))
-    }
 }
