@@ -42,11 +42,6 @@ impl FrameTable {
         FrameTable { entries, base, free: FreeList::default(), low }
     }
 
-    #[cfg(test)]
-    pub fn free_count(&self) -> u32 {
-        self.free.count
-    }
-
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -222,6 +217,13 @@ impl FrameTable {
         Ok(())
     }
 
+    /// Teardown: a table whose links and mappings are gone goes back on the free list.
+    pub fn free_table(&mut self, pa: u64) {
+        if let Some(i) = self.index(pa).ok().filter(|&i| self.entries[i].kind == frame::TABLE) {
+            self.push(i);
+        }
+    }
+
     /// Turns an empty, unlinked, unmapped table of `owner` back into data.
     pub fn unbind_table(&mut self, owner: EnvId, pa: u64) -> Result<u8, Error> {
         let e = self.get_mut(pa)?;
@@ -252,20 +254,8 @@ impl FrameTable {
         }
         n
     }
-
-    /// Frames of each kind, for the accounting checks: [free, kernel, public, data, table].
-    #[cfg(test)]
-    pub fn census(&self) -> [u32; 5] {
-        let mut c = [0u32; 5];
-        for e in self.entries.iter() {
-            if let Some(slot) = c.get_mut(e.kind as usize) {
-                *slot += 1;
-            }
-        }
-        c
-    }
 }
 
 #[cfg(test)]
 #[path = "frames_tests.rs"]
-mod tests;
+pub(crate) mod tests;

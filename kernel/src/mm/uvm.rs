@@ -186,14 +186,18 @@ impl Space<'_> {
         }
     }
 
-    /// Removes every mapping and unlinks every table (teardown before the frames are
-    /// reclaimed). Afterwards no frame anywhere counts a mapping from this space.
-    pub fn unmap_all(&mut self) {
+    /// Teardown: removes every mapping and unlinks every table, and puts each table and
+    /// each data frame of the owner's whose last mapping this was on the free list; returns
+    /// how many. Afterwards no frame anywhere counts a mapping from this space.
+    pub fn dismantle(&mut self) -> u32 {
+        let (env, mut n) = (self.env, 0);
         self.for_each_page(|ft, _, e| {
             ft.uncount(Pte(*e).addr());
+            n += ft.free(env, Pte(*e).addr()).is_ok() as u32; // its last mapping, if ours
             *e = 0;
             true
         });
+        n + if self.root != 0 { free_tables(self.ft, self.root, 0) } else { 0 }
     }
 }
 
@@ -205,11 +209,8 @@ fn walk(
     base: u64,
     f: &mut impl FnMut(&mut FrameTable, u64, &mut u64) -> bool,
 ) -> bool {
-    for i in 0..512 {
+    for i in valid(table) {
         let e = Pte(slots(table)[i]);
-        if !e.is_valid() {
-            continue;
-        }
         let va = base + ((i as u64) << (39 - 9 * level));
         let keep_going = if level < 3 {
             walk(ft, e.addr(), level + 1, va, f)
@@ -230,21 +231,25 @@ fn walk(
     true
 }
 
-/// Unlinks every table below `root` (after `unmap_all`): for teardown.
-pub fn unlink_tables(ft: &mut FrameTable, root: u64, level: u32) {
-    for i in 0..512 {
-        let e = Pte(slots(root)[i]);
-        if e.is_valid() && level < 3 {
-            unlink_tables(ft, e.addr(), level + 1);
-            if let Ok(t) = ft.get_mut(e.addr()) {
-                t.flags &= !frame::LINKED;
-            }
-            slots(root)[i] = 0;
-        }
+/// Frees `table` and every table below it (their page entries already cleared),
+/// clearing the links: for teardown. Returns how many.
+fn free_tables(ft: &mut FrameTable, table: u64, level: u32) -> u32 {
+    let mut n = 1;
+    let below = if level < 3 { 512 } else { 0 }; // a level-3 table's entries are cleared
+    for i in valid(table).take(below) {
+        n += free_tables(ft, Pte(slots(table)[i]).addr(), level + 1);
+        slots(table)[i] = 0;
     }
-    if let Ok(t) = ft.get_mut(root) {
-        t.entries = 0;
-    }
+    ft.free_table(table);
+    n
+}
+
+/// The indexes of `table`'s valid entries, in order: a run of eight empty ones costs a few
+/// loads (most of a tree is empty).
+fn valid(table: u64) -> impl Iterator<Item = usize> {
+    let empty = move |c: usize| slots(table)[c * 8..c * 8 + 8].iter().fold(0, |a, e| a | e) == 0;
+    let chunks = (0..64).filter(move |&c| !empty(c)).flat_map(|c| c * 8..c * 8 + 8);
+    chunks.filter(move |&i| Pte(slots(table)[i]).is_valid())
 }
 
 /// TLB maintenance for EL0 mappings (no-ops on the host, where tests run).
