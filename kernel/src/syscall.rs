@@ -127,8 +127,12 @@ fast!(table_set_batch, |k, env, ptr, count, _d, _e| {
     }
     let root = k.envs[k.current].root;
     let (mut space, may_map) = k.space(t); // the lock is held: no transfer pins it meanwhile
+    let mut ops = [TableOp::default(); 16]; // read sixteen at a time
     for i in 0..count {
-        let op: TableOp = uaccess::read(root, ptr.wrapping_add(i * 24))?;
+        if i % 16 == 0 {
+            uaccess::read_into(root, ptr.wrapping_add(i * 24), &mut ops[..(count - i).min(16) as usize])?;
+        }
+        let op = ops[i as usize % 16];
         if let Err(e) = space.set(op.va, op.level.min(4) as u32, Pte(op.pte), &may_map) {
             return if i == 0 { Err(e) } else { Ok(i) };
         }

@@ -357,15 +357,23 @@ fn env_entry(id: EnvId) -> Option<*const EnvInfo> {
 pub fn for_each_mapping(mut f: impl FnMut(u64, u64)) {
     let n = with(|s| s.n);
     for slot in 1..n {
-        let region = with(|s| s.l3[slot].region);
+        let (region, pa) = with(|s| (s.l3[slot].region, s.l3[slot].pa));
         // SAFETY: the window of an existing table slot, read-only; i < 512.
         let entry = |i: u64| unsafe { ((window(slot) + i * 8) as *const u64).read_volatile() };
-        // Runs of eight empty entries are skipped with a few loads (most tables are sparse).
-        for run in (0..64).filter(|r| (r * 8..r * 8 + 8).fold(0, |a, i| a | entry(i)) != 0) {
-            for (i, e) in (run * 8..run * 8 + 8).map(|i| (i, entry(i))).filter(|(_, e)| e & bits::VALID != 0)
-            {
-                f(region + i * PAGE, e);
+        // The frame table counts a table's valid entries: the walk stops after the last one,
+        // and skips runs of eight empty ones with a few loads (most tables are sparse).
+        let (mut left, mut i) = (frame_entry(pa).map_or(512, |t| t.entries), 0);
+        while i < 512 && left > 0 {
+            if i % 8 == 0 && (i..i + 8).fold(0, |a, j| a | entry(j)) == 0 {
+                i += 8;
+                continue;
             }
+            let e = entry(i);
+            if e & bits::VALID != 0 {
+                f(region + i * PAGE, e);
+                left -= 1;
+            }
+            i += 1;
         }
     }
 }

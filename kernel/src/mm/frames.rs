@@ -64,20 +64,12 @@ impl FrameTable {
 
     /// The entry for `pa`, if `pa` is a frame of RAM.
     pub fn get(&self, pa: u64) -> Result<&FrameEntry, Error> {
-        let e = &self.entries[self.index(pa)?];
-        if e.kind == frame::ABSENT {
-            return Err(Error::NotFound);
-        }
-        Ok(e)
+        Some(&self.entries[self.index(pa)?]).filter(|e| e.kind != frame::ABSENT).ok_or(Error::NotFound)
     }
 
     pub fn get_mut(&mut self, pa: u64) -> Result<&mut FrameEntry, Error> {
         let i = self.index(pa)?;
-        let e = &mut self.entries[i];
-        if e.kind == frame::ABSENT {
-            return Err(Error::NotFound);
-        }
-        Ok(e)
+        Some(&mut self.entries[i]).filter(|e| e.kind != frame::ABSENT).ok_or(Error::NotFound)
     }
 
     /// One page entry fewer points at `pa` (public frames are not counted).

@@ -209,7 +209,7 @@ fn walk(
     base: u64,
     f: &mut impl FnMut(&mut FrameTable, u64, &mut u64) -> bool,
 ) -> bool {
-    for i in valid(table) {
+    for i in valid(table).take(count(ft, table)) {
         let e = Pte(slots(table)[i]);
         let va = base + ((i as u64) << (39 - 9 * level));
         let keep_going = if level < 3 {
@@ -218,9 +218,7 @@ fn walk(
             let slot = &mut slots(table)[i];
             let go = f(ft, va, slot);
             if *slot == 0 {
-                if let Ok(t) = ft.get_mut(table) {
-                    t.entries -= 1;
-                }
+                let _ = ft.get_mut(table).map(|t| t.entries -= 1);
             }
             go
         };
@@ -231,12 +229,11 @@ fn walk(
     true
 }
 
-/// Frees `table` and every table below it (their page entries already cleared),
-/// clearing the links: for teardown. Returns how many.
+/// Frees `table` and every table below it (their page entries already cleared: a
+/// level-3 table is not looked into), clearing the links: for teardown. Returns how many.
 fn free_tables(ft: &mut FrameTable, table: u64, level: u32) -> u32 {
     let mut n = 1;
-    let below = if level < 3 { 512 } else { 0 }; // a level-3 table's entries are cleared
-    for i in valid(table).take(below) {
+    for i in valid(table).take(if level < 3 { count(ft, table) } else { 0 }) {
         n += free_tables(ft, Pte(slots(table)[i]).addr(), level + 1);
         slots(table)[i] = 0;
     }
@@ -244,12 +241,26 @@ fn free_tables(ft: &mut FrameTable, table: u64, level: u32) -> u32 {
     n
 }
 
+/// How many valid entries `table` has (the frame table counts them): a walk stops there.
+fn count(ft: &FrameTable, table: u64) -> usize {
+    ft.get(table).map_or(512, |t| t.entries as usize)
+}
+
 /// The indexes of `table`'s valid entries, in order: a run of eight empty ones costs a few
 /// loads (most of a tree is empty).
+#[inline]
 fn valid(table: u64) -> impl Iterator<Item = usize> {
-    let empty = move |c: usize| slots(table)[c * 8..c * 8 + 8].iter().fold(0, |a, e| a | e) == 0;
-    let chunks = (0..64).filter(move |&c| !empty(c)).flat_map(|c| c * 8..c * 8 + 8);
-    chunks.filter(move |&i| Pte(slots(table)[i]).is_valid())
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        while i < 512 {
+            let (at, t) = (i, slots(table));
+            i += if at % 8 == 0 && t[at..at + 8].iter().fold(0, |a, e| a | e) == 0 { 8 } else { 1 };
+            if i == at + 1 && Pte(t[at]).is_valid() {
+                return Some(at);
+            }
+        }
+        None
+    })
 }
 
 /// TLB maintenance for EL0 mappings (no-ops on the host, where tests run).
