@@ -39,6 +39,10 @@ pub const TESTS: &[Test] = &[
         crate::fbtest::oracle_holds_device_frames_to_their_owner,
     ),
     ("program_cannot_map_a_pipe_it_was_not_given", pipe_stealing),
+    (
+        "dying_child_leaves_no_frame_behind_and_takes_none_of_its_parents",
+        crate::teardown::child_leaves_no_frame_behind_and_takes_none_of_its_parents,
+    ),
 ];
 
 pub fn run(filter: &str) -> usize {

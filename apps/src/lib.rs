@@ -26,5 +26,6 @@ pub mod runner;
 pub mod smpbench;
 pub mod smptest;
 pub mod suites;
+pub mod teardown;
 pub mod tool;
 pub mod webcrash;

@@ -82,6 +82,8 @@ pub struct Env {
     /// Frames owned (data and tables), and owned by it and all its descendants.
     pub held: u32,
     pub subtree: u32,
+    /// It was given device frames (which no quota counts), so teardown looks for them.
+    pub devices: bool,
     pub quota: u32,
     /// Slots its descendants hold (zombies included), and how many they may hold at once.
     pub kin: u32,
@@ -123,6 +125,7 @@ impl Env {
         pending: 0,
         held: 0,
         subtree: 0,
+        devices: false,
         quota: 0,
         kin: 0,
         kin_quota: 0,
@@ -412,14 +415,13 @@ impl Kernel {
             }
         }
         crate::pct::on_destroy(self, slot);
-        let root = self.envs[slot].root;
-        self.space(slot).0.unmap_all();
-        if root != 0 {
-            uvm::unlink_tables(&mut self.ft, root, 0);
-            uvm::tlb::invalidate_asid(Env::asid(slot)); // walk caches may name those tables
+        let mut n = self.space(slot).0.dismantle();
+        uvm::tlb::invalidate_asid(Env::asid(slot)); // walk caches may name those tables
+                                                    // Frames it holds but did not map, or device frames: the frame table has them.
+        if n < self.envs[slot].held || self.envs[slot].devices {
+            let heir = self.envs.get(self.envs[slot].parent).map_or(EnvId(0), |p| p.id);
+            n += self.ft.reclaim(self.envs[slot].id, heir);
         }
-        let heir = self.envs.get(self.envs[slot].parent).map_or(EnvId(0), |p| p.id);
-        let n = self.ft.reclaim(self.envs[slot].id, heir);
         self.uncharge(slot, n);
         self.publish_free();
         let e = &mut self.envs[slot];

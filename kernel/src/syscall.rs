@@ -82,6 +82,7 @@ fast!(frame_give, |k, pa, to, _c, _d, _e| {
         return Err(Error::Denied); // down only: up or sideways would escape the quota
     }
     if k.ft.get(pa)?.kind == exo_abi::frame::DEVICE {
+        k.envs[t].devices = true;
         return k.ft.give(k.envs[cur].id, pa, k.envs[t].id).map(|_| 0); // outside quotas
     }
     k.ft.check_unmapped_data(k.envs[cur].id, pa)?;
@@ -125,10 +126,14 @@ fast!(table_set_batch, |k, env, ptr, count, _d, _e| {
         return Err(Error::Invalid);
     }
     let root = k.envs[k.current].root;
+    let (mut space, may_map) = k.space(t); // the lock is held: no transfer pins it meanwhile
+    let mut ops = [TableOp::default(); 16]; // read sixteen at a time
     for i in 0..count {
-        let op: TableOp = uaccess::read(root, ptr.wrapping_add(i * 24))?;
-        let (mut space, may_map) = k.space(t);
-        if let Err(e) = space.set(op.va, op.level.min(4) as u32, Pte(op.pte), may_map) {
+        if i % 16 == 0 {
+            uaccess::read_into(root, ptr.wrapping_add(i * 24), &mut ops[..(count - i).min(16) as usize])?;
+        }
+        let op = ops[i as usize % 16];
+        if let Err(e) = space.set(op.va, op.level.min(4) as u32, Pte(op.pte), &may_map) {
             return if i == 0 { Err(e) } else { Ok(i) };
         }
     }

@@ -66,16 +66,20 @@ pub fn with_user(
 
 /// Copies a `T` from EL0 memory.
 pub fn read<T: Copy + Default>(root: u64, va: u64) -> Result<T, Error> {
-    let mut v = T::default();
-    let size = core::mem::size_of::<T>();
-    // SAFETY: `T: Copy` plain data; we write exactly its bytes.
-    let out = unsafe { core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, size) };
+    let mut v = [T::default()];
+    read_into(root, va, &mut v).map(|_| v[0])
+}
+
+/// Fills `out` from EL0 memory at `va`, or leaves it unchanged on an error.
+pub fn read_into<T: Copy>(root: u64, va: u64, out: &mut [T]) -> Result<(), Error> {
+    let size = core::mem::size_of_val(out);
+    // SAFETY: `T: Copy` plain data; we write exactly the bytes of `out`.
+    let out = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, size) };
     let mut done = 0;
     with_user(root, va, size as u64, false, |chunk| {
         out[done..done + chunk.len()].copy_from_slice(chunk);
         done += chunk.len();
-    })?;
-    Ok(v)
+    })
 }
 
 /// Copies a `T` to EL0 memory.

@@ -39,6 +39,12 @@ struct Stack([u8; STACK]);
 
 #[unsafe(link_section = ".private")]
 static CALL_STACK: Private<Stack> = Private::new(Stack([0; STACK]));
+/// The call stack's bytes, `(start, end)` (dead whenever no call runs: `fork` skips it).
+pub(crate) fn call_stack() -> (u64, u64) {
+    let start = CALL_STACK.get() as u64;
+    (start, start + STACK as u64)
+}
+
 #[unsafe(link_section = ".private")]
 static HANDLER: Private<Option<Handler>> = Private::new(None);
 

@@ -7,7 +7,7 @@ use exo_abi::{frame, EnvId, Error, TableOp};
 use crate::private::Private;
 use crate::rt::FORK_MAGIC;
 use crate::vm::{self, COW, PAGE, RW, SCRATCH, SHARED, STACK_SIZE, STACK_TOP};
-use crate::{sys, upcall};
+use crate::{ipc, sys, upcall};
 
 /// Callee-saved registers and sp at the moment of `fork` (x19..x30, sp).
 #[repr(C)]
@@ -66,7 +66,8 @@ pub enum Fork {
 
 /// Creates a child running a copy of this environment. Data and heap pages are shared
 /// copy-on-write; the stack and `.private` are copied at once (the upcall handler and the
-/// address-space bookkeeping must never fault); pages marked [`SHARED`] stay shared
+/// address-space bookkeeping must never fault), except stack pages that hold nothing the
+/// child reads, which it gets zeroed; pages marked [`SHARED`] stay shared
 /// read-write. Device frames (the screen) are left out: only their owner may map them, so
 /// the child starts without them. Returns in both, like Unix `fork`.
 pub fn fork() -> Result<Fork, Error> {
@@ -144,6 +145,8 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
         |va: u64| (private.0..private.1).contains(&va) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&va);
+    let dead = dead_stack_pages(saved.0[12]);
+    let fresh = |va: u64| dead.iter().any(|r| r.contains(&va));
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
@@ -152,11 +155,15 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
             return;
         }
         // Read-only pages (text, rodata, public kernel pages) are shared as they are.
-        result = if copied(va) {
+        result = if fresh(va) {
+            sys::frame_alloc(child, None).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
+        } else if copied(va) {
             copy_page(va, child).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
         } else if e & SHARED == 0 && (e & bits::AP_RO == 0 || e & COW != 0) {
+            // Still copy-on-write from an earlier fork: only the child's entry is new.
             let shared = e | bits::AP_RO | COW;
-            for_me.push(va, shared).and_then(|_| for_child.push(va, shared))
+            let mine = if shared == e { Ok(()) } else { for_me.push(va, shared) };
+            mine.and_then(|_| for_child.push(va, shared))
         } else {
             for_child.push(va, e)
         };
@@ -170,9 +177,30 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     sys::env_start(child)
 }
 
-/// Whether `pa` is a device frame (the screen's), which the child could not map.
+/// Pages of the stacks that hold nothing the child will read, for a fork whose saved stack
+/// pointer is `sp`: the child gets zeroed frames there instead of copies. The child's boot
+/// stack is the parent's too, unused since its own start; when `fork` runs on the main
+/// stack, so is everything below `sp`, and the upcall and call stacks (neither an upcall
+/// nor a call is running then, and each starts afresh on its stack's top).
+fn dead_stack_pages(sp: u64) -> [core::ops::Range<u64>; 4] {
+    let pages = |(lo, hi): (u64, u64)| lo.next_multiple_of(PAGE)..hi & !(PAGE - 1);
+    let boot = CHILD_BOOT_STACK.get() as u64;
+    let mut dead = [pages((boot, boot + BOOT_STACK as u64)), 0..0, 0..0, 0..0];
+    if (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp) {
+        dead[1..].clone_from_slice(&[
+            pages((STACK_TOP - STACK_SIZE, sp)),
+            pages(upcall::stack()),
+            pages(ipc::call_stack()),
+        ]);
+    }
+    dead
+}
+
+/// Whether `pa` is a device frame (the screen's, the only kind there is: see
+/// `KernelInfo::fb_base`), which the child could not map.
 fn is_device(pa: u64) -> bool {
-    vm::frame_entry(pa).is_some_and(|f| f.kind == frame::DEVICE)
+    let k = vm::kinfo();
+    (k.fb_base..k.fb_base + k.fb_bytes).contains(&pa)
 }
 
 /// The page mapped at `va`, to read.

@@ -51,6 +51,11 @@ pub fn stack_top() -> u64 {
     UPCALL_STACK.get() as u64 + STACK_SIZE as u64
 }
 
+/// The upcall stack's bytes, `(start, end)` (dead whenever no upcall runs: `fork` skips it).
+pub(crate) fn stack() -> (u64, u64) {
+    (UPCALL_STACK.get() as u64, stack_top())
+}
+
 /// Registers this environment's handler with the kernel.
 pub fn register() -> Result<(), Error> {
     sys::env_set_upcall(exo_abi::EnvId::SELF, entry_address(), stack_top(), false)

@@ -357,13 +357,23 @@ fn env_entry(id: EnvId) -> Option<*const EnvInfo> {
 pub fn for_each_mapping(mut f: impl FnMut(u64, u64)) {
     let n = with(|s| s.n);
     for slot in 1..n {
-        let region = with(|s| s.l3[slot].region);
-        for i in 0..512 {
-            // SAFETY: the window of an existing table slot, read-only; i < 512.
-            let e = unsafe { ((window(slot) + i * 8) as *const u64).read_volatile() };
+        let (region, pa) = with(|s| (s.l3[slot].region, s.l3[slot].pa));
+        // SAFETY: the window of an existing table slot, read-only; i < 512.
+        let entry = |i: u64| unsafe { ((window(slot) + i * 8) as *const u64).read_volatile() };
+        // The frame table counts a table's valid entries: the walk stops after the last one,
+        // and skips runs of eight empty ones with a few loads (most tables are sparse).
+        let (mut left, mut i) = (frame_entry(pa).map_or(512, |t| t.entries), 0);
+        while i < 512 && left > 0 {
+            if i % 8 == 0 && (i..i + 8).fold(0, |a, j| a | entry(j)) == 0 {
+                i += 8;
+                continue;
+            }
+            let e = entry(i);
             if e & bits::VALID != 0 {
                 f(region + i * PAGE, e);
+                left -= 1;
             }
+            i += 1;
         }
     }
 }

@@ -42,11 +42,6 @@ impl FrameTable {
         FrameTable { entries, base, free: FreeList::default(), low }
     }
 
-    #[cfg(test)]
-    pub fn free_count(&self) -> u32 {
-        self.free.count
-    }
-
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -69,20 +64,12 @@ impl FrameTable {
 
     /// The entry for `pa`, if `pa` is a frame of RAM.
     pub fn get(&self, pa: u64) -> Result<&FrameEntry, Error> {
-        let e = &self.entries[self.index(pa)?];
-        if e.kind == frame::ABSENT {
-            return Err(Error::NotFound);
-        }
-        Ok(e)
+        Some(&self.entries[self.index(pa)?]).filter(|e| e.kind != frame::ABSENT).ok_or(Error::NotFound)
     }
 
     pub fn get_mut(&mut self, pa: u64) -> Result<&mut FrameEntry, Error> {
         let i = self.index(pa)?;
-        let e = &mut self.entries[i];
-        if e.kind == frame::ABSENT {
-            return Err(Error::NotFound);
-        }
-        Ok(e)
+        Some(&mut self.entries[i]).filter(|e| e.kind != frame::ABSENT).ok_or(Error::NotFound)
     }
 
     /// One page entry fewer points at `pa` (public frames are not counted).
@@ -226,6 +213,13 @@ impl FrameTable {
         Ok(())
     }
 
+    /// Teardown: a table whose links and mappings are gone goes back on the free list.
+    pub fn free_table(&mut self, pa: u64) {
+        if let Some(i) = self.index(pa).ok().filter(|&i| self.entries[i].kind == frame::TABLE) {
+            self.push(i);
+        }
+    }
+
     /// Turns an empty, unlinked, unmapped table of `owner` back into data.
     pub fn unbind_table(&mut self, owner: EnvId, pa: u64) -> Result<u8, Error> {
         let e = self.get_mut(pa)?;
@@ -256,20 +250,8 @@ impl FrameTable {
         }
         n
     }
-
-    /// Frames of each kind, for the accounting checks: [free, kernel, public, data, table].
-    #[cfg(test)]
-    pub fn census(&self) -> [u32; 5] {
-        let mut c = [0u32; 5];
-        for e in self.entries.iter() {
-            if let Some(slot) = c.get_mut(e.kind as usize) {
-                *slot += 1;
-            }
-        }
-        c
-    }
 }
 
 #[cfg(test)]
 #[path = "frames_tests.rs"]
-mod tests;
+pub(crate) mod tests;

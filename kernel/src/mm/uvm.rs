@@ -186,14 +186,18 @@ impl Space<'_> {
         }
     }
 
-    /// Removes every mapping and unlinks every table (teardown before the frames are
-    /// reclaimed). Afterwards no frame anywhere counts a mapping from this space.
-    pub fn unmap_all(&mut self) {
+    /// Teardown: removes every mapping and unlinks every table, and puts each table and
+    /// each data frame of the owner's whose last mapping this was on the free list; returns
+    /// how many. Afterwards no frame anywhere counts a mapping from this space.
+    pub fn dismantle(&mut self) -> u32 {
+        let (env, mut n) = (self.env, 0);
         self.for_each_page(|ft, _, e| {
             ft.uncount(Pte(*e).addr());
+            n += ft.free(env, Pte(*e).addr()).is_ok() as u32; // its last mapping, if ours
             *e = 0;
             true
         });
+        n + if self.root != 0 { free_tables(self.ft, self.root, 0) } else { 0 }
     }
 }
 
@@ -205,11 +209,8 @@ fn walk(
     base: u64,
     f: &mut impl FnMut(&mut FrameTable, u64, &mut u64) -> bool,
 ) -> bool {
-    for i in 0..512 {
+    for i in valid(table).take(count(ft, table)) {
         let e = Pte(slots(table)[i]);
-        if !e.is_valid() {
-            continue;
-        }
         let va = base + ((i as u64) << (39 - 9 * level));
         let keep_going = if level < 3 {
             walk(ft, e.addr(), level + 1, va, f)
@@ -217,9 +218,7 @@ fn walk(
             let slot = &mut slots(table)[i];
             let go = f(ft, va, slot);
             if *slot == 0 {
-                if let Ok(t) = ft.get_mut(table) {
-                    t.entries -= 1;
-                }
+                let _ = ft.get_mut(table).map(|t| t.entries -= 1);
             }
             go
         };
@@ -230,21 +229,38 @@ fn walk(
     true
 }
 
-/// Unlinks every table below `root` (after `unmap_all`): for teardown.
-pub fn unlink_tables(ft: &mut FrameTable, root: u64, level: u32) {
-    for i in 0..512 {
-        let e = Pte(slots(root)[i]);
-        if e.is_valid() && level < 3 {
-            unlink_tables(ft, e.addr(), level + 1);
-            if let Ok(t) = ft.get_mut(e.addr()) {
-                t.flags &= !frame::LINKED;
+/// Frees `table` and every table below it (their page entries already cleared: a
+/// level-3 table is not looked into), clearing the links: for teardown. Returns how many.
+fn free_tables(ft: &mut FrameTable, table: u64, level: u32) -> u32 {
+    let mut n = 1;
+    for i in valid(table).take(if level < 3 { count(ft, table) } else { 0 }) {
+        n += free_tables(ft, Pte(slots(table)[i]).addr(), level + 1);
+        slots(table)[i] = 0;
+    }
+    ft.free_table(table);
+    n
+}
+
+/// How many valid entries `table` has (the frame table counts them): a walk stops there.
+fn count(ft: &FrameTable, table: u64) -> usize {
+    ft.get(table).map_or(512, |t| t.entries as usize)
+}
+
+/// The indexes of `table`'s valid entries, in order: a run of eight empty ones costs a few
+/// loads (most of a tree is empty).
+#[inline]
+fn valid(table: u64) -> impl Iterator<Item = usize> {
+    let mut i = 0;
+    core::iter::from_fn(move || {
+        while i < 512 {
+            let (at, t) = (i, slots(table));
+            i += if at % 8 == 0 && t[at..at + 8].iter().fold(0, |a, e| a | e) == 0 { 8 } else { 1 };
+            if i == at + 1 && Pte(t[at]).is_valid() {
+                return Some(at);
             }
-            slots(root)[i] = 0;
         }
-    }
-    if let Ok(t) = ft.get_mut(root) {
-        t.entries = 0;
-    }
+        None
+    })
 }
 
 /// TLB maintenance for EL0 mappings (no-ops on the host, where tests run).

@@ -4,6 +4,7 @@ use exo_abi::pte::{Perm, Pte};
 use exo_abi::{frame, EnvId, Error, FrameEntry};
 
 use super::Space;
+use crate::mm::frames::tests::census;
 use crate::mm::frames::FrameTable;
 use crate::mm::kmap::Table;
 
@@ -121,9 +122,9 @@ fn table_pages_cannot_be_shared_cycled_or_mapped_writable() {
 }
 
 #[test]
-fn children_may_map_ancestor_frames_and_teardown_balances() {
+fn teardown_frees_tables_and_last_mapped_frames_and_balances() {
     let mut ft = machine(64);
-    let before = ft.census();
+    let before = census(&ft);
     let va = 0x40_0000;
     let root = space(&mut ft, va);
     let shared = ft.alloc(A, None).unwrap();
@@ -134,9 +135,17 @@ fn children_may_map_ancestor_frames_and_teardown_balances() {
         let f = s.ft.alloc(A, None).unwrap();
         s.set(va + k * 4096, 3, Pte::user_page(f, RW), |o, _, _, f| (o == A.0).then_some(f)).unwrap();
     }
-    s.unmap_all();
-    super::unlink_tables(s.ft, root, 0);
-    assert_eq!(s.ft.get(shared).unwrap().maps, 0);
-    s.ft.reclaim(A, EnvId(0));
-    assert_eq!(ft.census(), before);
+    // Mapped twice: freed once, at its last mapping. One frame A holds but never maps,
+    // and one of another's that A maps, stay where they are.
+    s.set(va + 10 * 4096, 3, Pte::user_page(shared, RO), |o, _, _, f| (o == A.0).then_some(f)).unwrap();
+    let unmapped = s.ft.alloc(A, None).unwrap();
+    let others = s.ft.alloc(OTHER, None).unwrap();
+    s.set(va + 11 * 4096, 3, Pte::user_page(others, RO), |_, _, _, f| Some(f)).unwrap();
+    assert_eq!(s.dismantle(), 4 + 10, "four tables and ten mapped frames of A's");
+    assert_eq!(s.ft.get(others).unwrap().maps, 0);
+    assert_eq!(s.ft.get(unmapped).unwrap().owner, A.0);
+    assert_eq!(s.ft.get(others).unwrap().owner, OTHER.0);
+    assert_eq!(s.ft.reclaim(A, EnvId(0)), 1, "the frame table still finds the unmapped one");
+    s.ft.free(OTHER, others).unwrap();
+    assert_eq!(census(&ft), before);
 }
