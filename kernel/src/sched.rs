@@ -21,25 +21,13 @@ impl Kernel {
     /// Handles interrupt `events`, then picks the environment to run and points the MMU at
     /// it. `give_up`: the current environment yields its slice. Returns the frame to
     /// resume, or `None` if nothing can run (the caller idles).
-    pub fn schedule(&mut self, give_up: bool, events: u32) -> Option<*mut TrapFrame> {
-        let (cur, here) = (self.current, self.runnable() & !self.excluded[self.cpu]);
-        let donated = core::mem::replace(&mut self.donate_to, NONE);
-        // The common cases, without the pass below: with no interrupt, what ran keeps
-        // running unless it yielded, and a call, reply or `YieldTo` goes straight to the
-        // environment it named if that may run here and runs nowhere else.
-        let to = if donated == NONE && !give_up { cur } else { donated };
-        let free = |s: usize| s == cur || self.running_elsewhere(s).is_none();
-        if events == 0 && to != NONE && here & 1 << to != 0 && free(to) {
-            return self.run(to);
-        }
-        self.reschedule(give_up, events, donated)
-    }
-
-    /// The rest of [`Kernel::schedule`]: interrupt events, then round robin (`donated`: the
-    /// slot a call, reply or `YieldTo` named, taken if it may run here).
-    #[inline(never)]
-    fn reschedule(&mut self, mut give_up: bool, events: u32, donated: usize) -> Option<*mut TrapFrame> {
+    pub fn schedule(&mut self, mut give_up: bool, events: u32) -> Option<*mut TrapFrame> {
         let cur = self.current;
+        // The common case — no interrupt, nobody yielded to — keeps running what ran.
+        let stays = cur != NONE && self.runnable() & !self.excluded[self.cpu] & 1 << cur != 0;
+        if events == 0 && !give_up && self.donate_to == NONE && stays {
+            return self.run(cur);
+        }
         if events & EVENT_CONSOLE != 0 {
             for s in 0..MAX_ENVS {
                 if self.envs[s].wait == Wait::Console {
@@ -67,6 +55,7 @@ impl Kernel {
         }
         let others = (0..self.on.len()).filter(|&c| c != self.cpu && self.on[c] != NONE);
         let avail = self.runnable() & !self.excluded[self.cpu] & !others.fold(0, |m, c| m | 1 << self.on[c]);
+        let donated = core::mem::replace(&mut self.donate_to, NONE);
         let next = if donated != NONE && avail & (1 << donated) != 0 {
             donated
         } else if !give_up && cur != NONE && avail & (1 << cur) != 0 {
