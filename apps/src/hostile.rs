@@ -582,7 +582,7 @@ fn core_escape() -> Result<(), &'static str> {
     check(verdict == 2, "a child moved onto a core its parent left out")
 }
 
-/// `YieldTo` switches straight to the environment it names when that may run on this core
+/// `YieldTo` donates the slice to the environment it names only if that may run on this core
 /// and runs nowhere else. Two children are kept to core 1, where they take turns a tick at
 /// a time: a watcher and a spinner. From core 0 the watcher is yielded to over and over for
 /// 30 ms, so both while it runs on core 1 and while it waits there for its turn: it must
