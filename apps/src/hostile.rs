@@ -43,6 +43,7 @@ pub const TESTS: &[Test] = &[
         "dying_child_leaves_no_frame_behind_and_takes_none_of_its_parents",
         crate::teardown::child_leaves_no_frame_behind_and_takes_none_of_its_parents,
     ),
+    ("yield_to_cannot_pull_a_partner_onto_a_core_it_may_not_use", yield_off_core),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -204,15 +205,9 @@ fn ungrant_during_call() -> Result<(), &'static str> {
 
 /// Yields until `cond` holds, for at most two seconds of virtual time.
 fn wait_for(cond: impl Fn() -> bool) -> bool {
-    let now = || {
-        let t: u64;
-        // SAFETY: EL0 may read the virtual counter (the kernel sets CNTKCTL_EL1.EL0VCTEN).
-        unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
-        t
-    };
-    let end = now() + 2 * vm::kinfo().counter_hz;
+    let end = counter() + 2 * vm::kinfo().counter_hz;
     while !cond() {
-        if now() > end {
+        if counter() > end {
             return false;
         }
         sys::yield_now();
@@ -589,6 +584,63 @@ fn core_escape() -> Result<(), &'static str> {
     let _ = vm::unmap(va);
     let _ = sys::frame_free(EnvId::SELF, pa);
     check(verdict == 2, "a child moved onto a core its parent left out")
+}
+
+/// `YieldTo` donates the slice to the environment it names only if that may run on this core
+/// and runs nowhere else. Two children are kept to core 1, where they take turns a tick at
+/// a time: a watcher and a spinner. From core 0 the watcher is yielded to over and over for
+/// 30 ms, so both while it runs on core 1 and while it waits there for its turn: it must
+/// never run on core 0, which its affinity leaves out. It watches the core the kernel says
+/// it is on.
+fn yield_off_core() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 0b11 != 0b11 {
+        return Ok(()); // cores 0 and 1 are not both ours: nothing to pull across
+    }
+    let w = words();
+    w[5].store(0, SeqCst);
+    w[6].store(0, SeqCst);
+    let on_core_1 = || vm::env_info(vm::me()).is_some_and(|e| e.cpu == 1);
+    let mut kids = [EnvId(0); 2];
+    for (i, kid) in kids.iter_mut().enumerate() {
+        *kid = match process::fork().map_err(|_| "fork")? {
+            Fork::Child => {
+                let _ = sys::env_set_affinity(EnvId::SELF, 0b10);
+                if !wait_for(on_core_1) {
+                    sys::exit(1); // never moved: the parent sees no progress
+                }
+                loop {
+                    if i == 0 && !on_core_1() {
+                        w[6].store(1, SeqCst);
+                    }
+                    w[5].fetch_add(1, SeqCst);
+                }
+            }
+            Fork::Parent(c) => c,
+        };
+    }
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let started = wait_for(|| w[5].load(SeqCst) > 0);
+    let (hz, mut yields) = (vm::kinfo().counter_hz, 0);
+    let end = counter() + hz * 30 / 1000;
+    while counter() < end {
+        yields += sys::yield_to(kids[0]).is_ok() as u32;
+    }
+    let moved = w[6].load(SeqCst);
+    for k in kids {
+        let _ = sys::env_destroy(k);
+    }
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(started && yields > 0, "the children never ran, or no yield was taken")?;
+    check(moved == 0, "a yield pulled its partner onto a core it may not use")
+}
+
+/// The virtual counter.
+fn counter() -> u64 {
+    let t: u64;
+    // SAFETY: EL0 may read the virtual counter (the kernel sets CNTKCTL_EL1.EL0VCTEN).
+    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
+    t
 }
 
 /// The sectors the mid-stream attacks use: the last MiB of the test disk, past the LFS

@@ -93,11 +93,13 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
         crate::reclaim::on_revoke(arg);
     }
     crate::reclaim::on_upcall();
+    // The address-space state is taken once for both questions (the common fault asks both).
+    let abort = kind == upcall::DATA_ABORT || kind == upcall::INSTRUCTION_ABORT;
+    let (cow, lazy) =
+        if abort { vm::fault_facts(far, kind == upcall::DATA_ABORT && arg == 1) } else { (false, false) };
     let handled = match kind {
-        upcall::DATA_ABORT if arg == 1 && vm::entry(far & !(PAGE - 1)) & COW != 0 => {
-            copy_on_write(far).is_ok()
-        }
-        upcall::DATA_ABORT | upcall::INSTRUCTION_ABORT if vm::in_lazy_region(far) => {
+        upcall::DATA_ABORT if cow => copy_on_write(far).is_ok(),
+        upcall::DATA_ABORT | upcall::INSTRUCTION_ABORT if lazy => {
             let cache = crate::reclaim::in_cache_region(far);
             let mapped =
                 vm::map_new_marked(far & !(PAGE - 1), RW, if cache { vm::DROPPABLE } else { 0 }).is_ok();

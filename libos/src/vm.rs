@@ -71,6 +71,9 @@ pub struct State {
     env_mapped: bool,
     lazy: [(u64, u64); 8],
     busy: bool,
+    /// The slot `lookup` found last: faults and mappings come in runs within one region,
+    /// so most lookups are one compare instead of a walk of `l3`.
+    last: usize,
 }
 
 #[unsafe(link_section = ".private")]
@@ -84,6 +87,7 @@ static STATE: Private<State> = Private::new(State {
     env_mapped: false,
     lazy: [(0, 0); 8],
     busy: false,
+    last: 0,
 });
 
 /// Runs `f` on the bookkeeping. A libOS environment is single-threaded; the only other
@@ -109,7 +113,9 @@ pub fn busy() -> bool {
 }
 
 pub fn me() -> EnvId {
-    with(|s| s.me)
+    // SAFETY: a plain read of a word set before the program runs (`init`) and again only
+    // by a forked child's own code (`fixup_after_fork`), never from an upcall.
+    unsafe { (*STATE.get()).me }
 }
 
 fn window(slot: usize) -> u64 {
@@ -117,8 +123,13 @@ fn window(slot: usize) -> u64 {
 }
 
 impl State {
-    fn lookup(&self, region: u64) -> Option<usize> {
-        self.l3[..self.n].iter().position(|t| t.region == region)
+    fn lookup(&mut self, region: u64) -> Option<usize> {
+        if self.last < self.n && self.l3[self.last].region == region {
+            return Some(self.last);
+        }
+        let i = self.l3[..self.n].iter().position(|t| t.region == region)?;
+        self.last = i;
+        Some(i)
     }
 
     /// Makes sure a level-3 table covers `va` (creating tables at levels 1–3 as needed,
@@ -135,13 +146,13 @@ impl State {
         let i = self.n;
         self.l3[i] = L3 { region, pa: l3 };
         self.n += 1;
-        sys::table_set(self.me, window(i), 3, Pte::user_page(l3, RO).0)?;
+        sys::table_set(EnvId::SELF, window(i), 3, Pte::user_page(l3, RO).0)?;
         Ok(i)
     }
 
     fn map(&mut self, va: u64, pte: u64) -> Result<(), Error> {
         self.ensure_l3(va)?;
-        sys::table_set(self.me, va, 3, pte)
+        sys::table_set(EnvId::SELF, va, 3, pte)
     }
 }
 
@@ -168,7 +179,7 @@ pub fn entry(va: u64) -> u64 {
     with(|s| entry_in(s, va))
 }
 
-fn entry_in(s: &State, va: u64) -> u64 {
+fn entry_in(s: &mut State, va: u64) -> u64 {
     match s.lookup(va & !(REGION - 1)) {
         // SAFETY: the window of slot i maps table i read-only; index < 512.
         Some(i) => unsafe { ((window(i) + index(va, 3) as u64 * 8) as *const u64).read_volatile() },
@@ -227,11 +238,11 @@ pub fn map_new(va: u64, perm: Perm) -> Result<u64, Error> {
 /// [`map_new`] with software bits `sw` in the entry (e.g. [`DROPPABLE`]).
 pub fn map_new_marked(va: u64, perm: Perm, sw: u64) -> Result<u64, Error> {
     with(|s| {
-        let pa = sys::frame_alloc(s.me, None)?;
+        let pa = sys::frame_alloc(EnvId::SELF, None)?;
         match s.map(va, Pte::user_page(pa, perm).0 | sw) {
             Ok(()) => Ok(pa),
             Err(e) => {
-                let _ = sys::frame_free(s.me, pa);
+                let _ = sys::frame_free(EnvId::SELF, pa);
                 Err(e)
             }
         }
@@ -243,7 +254,7 @@ pub fn unmap(va: u64) -> Result<u64, Error> {
     with(|s| {
         let old = entry_in(s, va);
         if old & bits::VALID != 0 {
-            sys::table_set(s.me, va, 3, 0)?;
+            sys::table_set(EnvId::SELF, va, 3, 0)?;
         }
         Ok(old)
     })
@@ -280,7 +291,21 @@ pub fn add_lazy_region(start: u64, end: u64) -> Result<(), Error> {
 }
 
 pub fn in_lazy_region(va: u64) -> bool {
-    with(|s| s.lazy.iter().any(|&(a, b)| va >= a && va < b))
+    with(|s| in_lazy(s, va))
+}
+
+/// Regions fill `lazy` from the front and are never removed: the first empty slot ends it.
+fn in_lazy(s: &State, va: u64) -> bool {
+    s.lazy.iter().take_while(|r| r.1 != 0).any(|&(a, b)| va >= a && va < b)
+}
+
+/// What the upcall handler asks about a fault at `va`, in one look at the state: whether
+/// its page is copy-on-write (asked only for a `write`) and whether it is in a lazy region.
+pub(crate) fn fault_facts(va: u64, write: bool) -> (bool, bool) {
+    with(|s| {
+        let cow = write && entry_in(s, va & !(PAGE - 1)) & COW != 0;
+        (cow, in_lazy(s, va))
+    })
 }
 
 /// The kernel information page (mapped read-only at start).
@@ -338,18 +363,21 @@ fn env_entry(id: EnvId) -> Option<*const EnvInfo> {
     if id.slot() as u64 >= k.max_envs {
         return None;
     }
-    with(|s| {
-        if !s.env_mapped {
+    // SAFETY: a plain read of a flag only this environment's own code writes (never an
+    // upcall while the code it interrupted is inside this module: see `busy`).
+    if !unsafe { (*STATE.get()).env_mapped } {
+        with(|s| {
             for p in 0..k.env_table_bytes.div_ceil(PAGE) {
                 s.map(ENV_TABLE_WINDOW + p * PAGE, Pte::user_page(k.env_table + p * PAGE, RO).0).ok()?;
             }
             s.env_mapped = true;
-        }
-        // SAFETY: `id.slot()` is below `max_envs` (checked above), so the entry lies inside
-        // the window, mapped read-only just above (or before), that holds the whole table;
-        // the kernel keeps each `EnvInfo` aligned in it.
-        Some(unsafe { (ENV_TABLE_WINDOW as *const EnvInfo).add(id.slot()) })
-    })
+            Some(())
+        })?;
+    }
+    // SAFETY: `id.slot()` is below `max_envs` (checked above), so the entry lies inside the
+    // window, mapped read-only just above (or before), that holds the whole table; the
+    // kernel keeps each `EnvInfo` aligned in it.
+    Some(unsafe { (ENV_TABLE_WINDOW as *const EnvInfo).add(id.slot()) })
 }
 
 /// Calls `f(va, entry)` for every valid page entry of this space, except the table

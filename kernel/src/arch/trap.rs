@@ -41,24 +41,11 @@ impl Source {
     }
 }
 
-const SLOT_NAMES: [&str; 16] = [
-    "EL1t sync",
-    "EL1t IRQ",
-    "EL1t FIQ",
-    "EL1t SError",
-    "EL1h sync",
-    "EL1h IRQ",
-    "EL1h FIQ",
-    "EL1h SError",
-    "EL0 sync",
-    "EL0 IRQ",
-    "EL0 FIQ",
-    "EL0 SError",
-    "EL0 (AArch32) sync",
-    "EL0 (AArch32) IRQ",
-    "EL0 (AArch32) FIQ",
-    "EL0 (AArch32) SError",
-];
+/// A vector slot's name: where the exception came from, and what it was.
+fn slot_name(slot: u64) -> (&'static str, &'static str) {
+    let from = ["EL1t", "EL1h", "EL0", "EL0 (AArch32)"];
+    (from[(slot / 4 % 4) as usize], ["sync", "IRQ", "FIQ", "SError"][(slot % 4) as usize])
+}
 
 /// Called by `trap_common` in `vectors.S` with the saved frame; returns the frame to resume.
 #[unsafe(no_mangle)]
@@ -101,7 +88,8 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
             }
             1 => false,
             _ => {
-                log::warn!("env {:#x} killed: {}", k.envs[cur].id.0, SLOT_NAMES[8 + kind as usize]);
+                let (from, what) = slot_name(8 + kind);
+                log::warn!("env {:#x} killed: {from} {what}", k.envs[cur].id.0);
                 k.destroy(cur, exo_abi::killed_status(exo_abi::upcall::OTHER));
                 true
             }
@@ -125,9 +113,9 @@ pub fn idle() -> *mut TrapFrame {
 /// machine with a failure status.
 fn kernel_fault(frame: &TrapFrame, slot: u64) -> ! {
     let (esr, far) = (ESR_EL1.get(), FAR_EL1.get());
-    let name = SLOT_NAMES.get(slot as usize).copied().unwrap_or("?");
+    let (from, what) = slot_name(slot);
     crate::console::emergency(format_args!(
-        "\n*** KERNEL FAULT: {name}: {}\n    ESR {esr:#018x}  FAR {far:#018x}\n    ELR {:#018x}  SPSR {:#018x}\n{frame}",
+        "\n*** KERNEL FAULT: {from} {what}: {}\n    ESR {esr:#018x}  FAR {far:#018x}\n    ELR {:#018x}  SPSR {:#018x}\n{frame}",
         describe_esr(esr),
         frame.elr,
         frame.spsr,
