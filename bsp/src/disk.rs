@@ -24,6 +24,23 @@ pub enum Disk {
     Sdhci(Sdhci),
 }
 
+/// What [`Disk::partitions`] found, as the boot log says it: "virtio-blk (64 MiB), 2
+/// partition(s)".
+pub struct Summary {
+    name: &'static str,
+    mib: u64,
+    table: Result<usize, &'static str>,
+}
+
+impl core::fmt::Display for Summary {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self.table {
+            Ok(n) => write!(f, "{} ({} MiB), {n} partition(s)", self.name, self.mib),
+            Err(why) => write!(f, "{} ({} MiB), partition table: {why}", self.name, self.mib),
+        }
+    }
+}
+
 /// What [`Disk::probe`] tried on the SD controllers, for the boot log: one entry
 /// per controller probed, in order (EMMC2, then the legacy EMMC).
 #[derive(Clone, Copy, Debug, Default)]
@@ -96,6 +113,15 @@ impl Disk {
         let mut sector0 = [0u8; 512];
         self.read(0, &mut [&mut sector0[..]]).map_err(|_| "unreadable")?;
         exo_format::mbr::parse(&sector0, Some(self.sectors())).map_err(|_| "no valid MBR")
+    }
+
+    /// The partitions as the kernel publishes them (empty entries where there are none, or
+    /// no readable table), and the boot log's line about the disk.
+    pub fn partitions(&mut self) -> ([exo_abi::Partition; 4], Summary) {
+        let table = self.partition_table();
+        let parts = table.unwrap_or_default().map(|p| p.unwrap_or_default());
+        let table = table.map(|t| t.iter().flatten().count());
+        (parts, Summary { name: self.name(), mib: self.sectors() >> 11, table })
     }
 
     /// Reads into `bufs` in order from `lba`, or (`write`) writes them there.

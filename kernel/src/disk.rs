@@ -24,16 +24,10 @@ static DISK: Global<Option<Disk>> = Global::new(None);
 /// Installs the disk found at boot, reads its partition table into the kernel information
 /// page, and returns its size in sectors.
 pub fn attach(k: &mut Kernel, mut disk: Disk) -> u64 {
-    let sectors = disk.sectors();
-    let table = disk.partition_table();
+    let (sectors, (parts, summary)) = (disk.sectors(), disk.partitions());
+    log::info!("disk: {summary}");
     if let Some(info) = k.info() {
-        (info.disk_sectors, info.partitions) =
-            (sectors, table.unwrap_or_default().map(|p| p.unwrap_or_default()));
-    }
-    let (name, mib) = (disk.name(), sectors >> 11);
-    match table {
-        Ok(parts) => log::info!("disk: {name} ({mib} MiB), {} partition(s)", parts.iter().flatten().count()),
-        Err(why) => log::info!("disk: {name} ({mib} MiB), partition table: {why}"),
+        (info.disk_sectors, info.partitions) = (sectors, parts);
     }
     DISK.with(|d| *d = Some(disk));
     sectors

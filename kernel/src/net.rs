@@ -65,15 +65,11 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         let (root, id) = (self.envs[self.current].root, self.envs[self.current].id.0);
-        let (mut frame, mut at) = ([0u8; NET_FRAME_MAX], 0);
-        uaccess::with_user(root, ptr, len, false, |c| {
-            frame[at..at + c.len()].copy_from_slice(c);
-            at += c.len();
-        })?;
+        let frame = &mut [0u8; NET_FRAME_MAX][..len as usize];
+        uaccess::copy_in(root, ptr, frame)?;
         with_net(|nic, t| {
-            t.may_send(id, &frame[..at])?;
-            nic.send(&frame[..at])
-                .map_err(|e| if e == NetError::Timeout { Error::Timeout } else { Error::Io })
+            t.may_send(id, frame)?;
+            nic.send(frame).map_err(|e| if e == NetError::Timeout { Error::Timeout } else { Error::Io })
         })
         .map(|_| 0)
     }

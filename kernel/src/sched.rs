@@ -36,6 +36,10 @@ impl Kernel {
             }
         }
         if events & EVENT_TICK != 0 {
+            let (c, busy) = (self.cpu, cur != NONE);
+            if let Some(i) = self.info() {
+                (i.cpu_ticks[c], i.cpu_busy[c]) = (i.cpu_ticks[c] + 1, i.cpu_busy[c] + busy as u64);
+            }
             if self.cpu == 0 {
                 self.ticks += 1;
                 crate::upcall::on_tick(self);

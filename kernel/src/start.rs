@@ -71,7 +71,6 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
     ft.set_range(fb.0, fb.1, frame::DEVICE);
     let ki = &mut kinfo[0];
     *ki = KernelInfo {
-        magic: KernelInfo::MAGIC,
         ram_base: lo,
         frames,
         frame_table: ft_pa,
@@ -81,19 +80,15 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
         max_envs: MAX_ENVS as u64,
         counter_hz: exo_bsp::drivers::generic_timer::frequency(),
         tick_hz: crate::irq::TICK_HZ,
-        free_head: 0,
-        free_frames: 0,
         board: match info.kind {
             BoardKind::Virt => board::VIRT,
             BoardKind::Rpi4 => board::RPI4,
         },
         bootargs_len: info.bootargs().len() as u32,
-        bootargs: [0; 256],
-        disk_sectors: 0,
-        partitions: Default::default(),
         fb_base: fb.0,
         fb_bytes: fb.1,
         fb_size: crate::console::screen().map_or([0; 4], |f| [f.width, f.height, f.pitch, 0]),
+        ..KernelInfo::default()
     };
     ki.bootargs[..info.bootargs().len()].copy_from_slice(info.bootargs().as_bytes());
     let free = ft.free.count;

@@ -64,18 +64,21 @@ pub fn with_user(
     Ok(())
 }
 
+/// Copies `out.len()` bytes from EL0 memory at `va` (all of them, or none on an error).
+pub fn copy_in(root: u64, va: u64, out: &mut [u8]) -> Result<(), Error> {
+    let mut done = 0;
+    with_user(root, va, out.len() as u64, false, |chunk| {
+        out[done..done + chunk.len()].copy_from_slice(chunk);
+        done += chunk.len();
+    })
+}
+
 /// Copies a `T` from EL0 memory.
 pub fn read<T: Copy + Default>(root: u64, va: u64) -> Result<T, Error> {
     let mut v = T::default();
-    let size = core::mem::size_of::<T>();
     // SAFETY: `T: Copy` plain data; we write exactly its bytes.
-    let out = unsafe { core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, size) };
-    let mut done = 0;
-    with_user(root, va, size as u64, false, |chunk| {
-        out[done..done + chunk.len()].copy_from_slice(chunk);
-        done += chunk.len();
-    })?;
-    Ok(v)
+    let out = unsafe { core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, size_of::<T>()) };
+    copy_in(root, va, out).map(|_| v)
 }
 
 /// Copies a `T` to EL0 memory.

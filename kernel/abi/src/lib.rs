@@ -537,6 +537,46 @@ pub struct KernelInfo {
     pub fb_bytes: u64,
     /// Its width and height in pixels (32 bits each), bytes from one row to the next, 0.
     pub fb_size: [u32; 4],
+    /// Per core, by index (cores that are not up stay 0): the timer ticks it has taken
+    /// since it came up, one per time slice ([`KernelInfo::tick_hz`] a second), and how many
+    /// of them found it running an environment rather than idle. Updated by the kernel at
+    /// each core's own tick; a libOS reads a core's load as busy over ticks between two looks.
+    pub cpu_ticks: [u64; MAX_CPUS],
+    pub cpu_busy: [u64; MAX_CPUS],
+}
+
+/// Most cores the kernel runs on (the length of [`KernelInfo::cpu_ticks`], and of an
+/// affinity mask's meaningful bits).
+pub const MAX_CPUS: usize = 4;
+
+impl Default for KernelInfo {
+    /// All zero but the magic (arrays of 256 bytes have no derived `Default`).
+    fn default() -> Self {
+        KernelInfo {
+            magic: KernelInfo::MAGIC,
+            ram_base: 0,
+            frames: 0,
+            frame_table: 0,
+            frame_table_bytes: 0,
+            env_table: 0,
+            env_table_bytes: 0,
+            max_envs: 0,
+            counter_hz: 0,
+            tick_hz: 0,
+            free_head: 0,
+            free_frames: 0,
+            board: 0,
+            bootargs_len: 0,
+            bootargs: [0; 256],
+            disk_sectors: 0,
+            partitions: Default::default(),
+            fb_base: 0,
+            fb_bytes: 0,
+            fb_size: [0; 4],
+            cpu_ticks: [0; MAX_CPUS],
+            cpu_busy: [0; MAX_CPUS],
+        }
+    }
 }
 
 impl KernelInfo {
