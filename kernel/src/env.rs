@@ -29,6 +29,8 @@ pub enum Wait {
     Console,
     /// `NetWait`: the next tick.
     Net,
+    /// `SectorWait`: the disk letting go of a transfer.
+    Disk,
     /// A child's exit (`EnvId(0)`: any child).
     Child(EnvId),
     /// Parked, available for protected control transfers.

@@ -15,7 +15,7 @@ use exo_abi::upcall;
 
 use crate::arch::{self, trap::TrapFrame};
 use crate::env::{Env, Kernel, Wait, MAX_ENVS, NONE};
-use crate::irq::{EVENT_CONSOLE, EVENT_TICK};
+use crate::irq::{EVENT_CONSOLE, EVENT_DISK, EVENT_TICK};
 
 impl Kernel {
     /// Handles interrupt `events`, then picks the environment to run and points the MMU at
@@ -28,9 +28,12 @@ impl Kernel {
         if events == 0 && !give_up && self.donate_to == NONE && stays {
             return self.run(cur);
         }
-        if events & EVENT_CONSOLE != 0 {
+        if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
             for s in 0..MAX_ENVS {
-                if self.envs[s].wait == Wait::Console {
+                let w = self.envs[s].wait;
+                if w == Wait::Console && events & EVENT_CONSOLE != 0
+                    || w == Wait::Disk && events & EVENT_DISK != 0
+                {
                     self.wake(s);
                 }
             }

@@ -315,6 +315,7 @@ impl Kernel {
             }
             n if n == Sys::NetPoll as u64 => self.net_poll(a0).map(Some),
             n if n == Sys::NetWait as u64 => self.net_wait(cur),
+            n if n == Sys::SectorWait as u64 => self.sector_wait(cur),
             _ => Err(Error::NoSys),
         };
         let Some(result) = step.transpose() else { return true };
@@ -372,7 +373,7 @@ impl Kernel {
     }
 
     /// Blocks the caller so that it repeats this system call once woken.
-    fn restart(&mut self, cur: usize, why: Wait) {
+    pub fn restart(&mut self, cur: usize, why: Wait) {
         self.envs[cur].frame().elr -= 4;
         self.block(cur, why);
     }
