@@ -215,9 +215,11 @@ fn affinity_rules() -> Result<(), &'static str> {
 /// Core `c`'s published (ticks, busy ticks), read afresh from the kernel's page.
 fn core_ticks(c: usize) -> (u64, u64) {
     let k = vm::kinfo();
-    // SAFETY: plain reads of the kernel information page, which stays mapped; volatile
+    // SAFETY: a plain read of the kernel information page, which stays mapped; volatile
     // because the kernel updates it behind the compiler's back.
-    unsafe { (core::ptr::read_volatile(&k.cpu_ticks[c]), core::ptr::read_volatile(&k.cpu_busy[c])) }
+    let ticks = unsafe { core::ptr::read_volatile(&k.cpu_ticks[c]) };
+    // SAFETY: the same, for the next field.
+    (ticks, unsafe { core::ptr::read_volatile(&k.cpu_busy[c]) })
 }
 
 fn core_figures() -> Result<(), &'static str> {

@@ -94,7 +94,7 @@ pub unsafe fn run(
         board.power_off(true, u32::from(r.fails() > 0));
     }
     loop {
-        core::hint::spin_loop(); // idle, so that a person can read the screen
+        aarch64_cpu::asm::wfi(); // idle, so that a person can read the screen
     }
 }
 

@@ -292,6 +292,7 @@ const SHELL_SESSION: &[(&str, &str)] = &[
     ("crash: killed by a fault (data abort)", ""),
     ("exo> ", "ps\r"),
     ("runnable", ""),
+    ("busy ticks by core  0: ", ""),
     ("exo> ", "nosuchthing\r"),
     ("no such command", ""),
     ("exo> ", "run nosuchprogram\r"),
