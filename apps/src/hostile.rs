@@ -731,14 +731,26 @@ fn destroy_mid_stream() -> Result<(), &'static str> {
 }
 
 /// The same as [`destroy_mid_stream`], with the child caught blocked in `SectorWait` while
-/// the device (virtio-blk, in the background) fills its buffer. Only `virt` moves data in
+/// the device (virtio-blk, in the background) fills its buffer. A spinner shares its core
+/// (a caller sleeps only when its core has someone else to run). Only `virt` moves data in
 /// the background; elsewhere a transfer ends before its call returns and there is no such
 /// state to catch.
 fn destroy_while_waiting() -> Result<(), &'static str> {
     if vm::kinfo().board != exo_libos::abi::board::VIRT {
         return Ok(());
     }
-    let Some((child, mine)) = streamer(false)? else { return Ok(()) };
+    let company = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            core::hint::spin_loop();
+        },
+        Fork::Parent(c) => c,
+    };
+    let placed = sys::env_set_affinity(company, 0b10); // before `streamer` leaves core 1
+    let streaming = streamer(false);
+    let Ok(Some((child, mine))) = streaming else {
+        let _ = sys::env_destroy(company);
+        return streaming.map(drop);
+    };
     let blocked = || vm::env_info(child).is_some_and(|e| e.state == exo_libos::abi::env_state::BLOCKED);
     let caught = poll(blocked);
     let destroyed = sys::env_destroy(child);
@@ -756,6 +768,8 @@ fn destroy_while_waiting() -> Result<(), &'static str> {
         let _ = sys::frame_free(EnvId::SELF, pa);
     }
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    let _ = sys::env_destroy(company);
+    check(placed.is_ok(), "the spinner could not be placed on core 1")?;
     check(caught, "the reader was never seen blocked on its transfer")?;
     check(destroyed.is_ok() && got == n, "destroying the child or taking frames failed")?;
     check(clean, "a frame of the destroyed child was written after it came back")

@@ -95,9 +95,7 @@ pub fn read_byte() -> Option<u8> {
 }
 
 /// Output for faults and panics: the same UART, with no dependency on the logger.
-pub fn emergency(args: fmt::Arguments) {
-    print(args);
-}
+pub use self::print as emergency;
 
 #[macro_export]
 macro_rules! kprintln {

@@ -66,9 +66,8 @@ pub fn wait_unpinned(of: impl Fn(usize) -> bool) {
 pub fn complete() {
     let polled = (INTID.load(Relaxed) != 1023).then(|| DISK.with(|d| d.as_mut()?.poll()));
     let Some(Some(r)) = polled else { return };
-    if let Some(o) = OUTCOME.get(PINNED.load(Relaxed)) {
-        o.fetch_or(crate::syscall::ret(r.map(|_| 0).map_err(Error::from)) as u32 as u64, Relaxed);
-    }
+    let code = crate::syscall::ret(r.map(|_| 0).map_err(Error::from)) as u32 as u64;
+    OUTCOME.get(PINNED.load(Relaxed)).map(|o| o.fetch_or(code, Relaxed)); // (never NONE here)
     PINNED.store(NONE, Release); // its sleeper wakes at the interrupt or the tick
 }
 
@@ -138,12 +137,17 @@ impl Kernel {
         Ok((n, count))
     }
 
-    /// `SectorWait`: blocks while the caller's transfer is in flight; then how it ended (0
-    /// if it was collected already).
+    /// `SectorWait`: while the caller's transfer is in flight, it sleeps if another
+    /// environment its core may run is runnable, else it polls (calls again at once: an idle
+    /// core would gain nothing, and under `-icount` its clock would run at host speed); then
+    /// how the transfer ended (0 if it was collected already).
     pub fn sector_wait(&mut self, cur: usize) -> Result<Option<u64>, Error> {
         complete();
         if PINNED.load(Acquire) == cur {
-            self.restart(cur, Wait::Disk);
+            self.envs[cur].frame().elr -= 4; // repeated when it runs again
+            if self.runnable() & !self.excluded[self.cpu] & !(1 << cur) != 0 {
+                self.block(cur, Wait::Disk);
+            }
             return Ok(None);
         }
         let o = OUTCOME[cur].swap(0, Relaxed); // published before the unpin

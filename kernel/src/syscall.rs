@@ -373,7 +373,7 @@ impl Kernel {
     }
 
     /// Blocks the caller so that it repeats this system call once woken.
-    pub fn restart(&mut self, cur: usize, why: Wait) {
+    fn restart(&mut self, cur: usize, why: Wait) {
         self.envs[cur].frame().elr -= 4;
         self.block(cur, why);
     }
