@@ -266,8 +266,9 @@ pub enum Sys {
     /// `()`: blocks until the next timer tick (when the kernel also polls the device).
     NetWait = 52,
     /// `()`: blocks while the caller's last `SectorRead`/`SectorWrite` is still moving data
-    /// (its core runs others meanwhile); then returns how that transfer ended: 0, or `Io`,
-    /// `Timeout` from the device. An outcome is returned once; 0 when there is none.
+    /// (its core runs others meanwhile; with none to run, it polls: it is repeated at once);
+    /// then returns how that transfer ended: 0, or `Io`, `Timeout` from the device. An
+    /// outcome is returned once; 0 when there is none.
     SectorWait = 46,
 }
 
