@@ -509,6 +509,7 @@ impl Kernel {
     pub fn publish_state(&mut self, slot: usize) {
         if let Some(info) = self.env_info.get_mut(slot) {
             (info.state, info.cpu) = (self.envs[slot].state as u8, self.envs[slot].last_cpu);
+            info.disk_wait = (self.envs[slot].wait == Wait::Disk) as u8; // not parked: `SectorWait`
         }
     }
 

@@ -183,7 +183,8 @@ impl<'a> Line<'a> {
 /// Waits until a server is parked, ready for calls (or gone).
 fn wait_until_parked(server: EnvId) {
     use exo_libos::abi::env_state;
-    while vm::env_info(server).is_some_and(|i| i.id == server.0 && i.state == env_state::RUNNABLE) {
+    let busy = |i: &exo_libos::abi::EnvInfo| i.state == env_state::RUNNABLE || i.disk_wait != 0;
+    while vm::env_info(server).is_some_and(|i| i.id == server.0 && busy(&i)) {
         sys::yield_now();
     }
 }

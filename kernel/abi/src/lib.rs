@@ -495,7 +495,9 @@ pub struct EnvInfo {
     /// mask by core index; see [`Sys::EnvSetAffinity`]).
     pub cpu: u8,
     pub affinity: u8,
-    pub _pad: u8,
+    /// 1 while it sleeps in [`Sys::SectorWait`] (blocked, but not parked for calls: a
+    /// libOS waiting for a server to park tells the two apart by this).
+    pub disk_wait: u8,
     pub exit_status: i32,
     /// Frames owned (data and tables).
     pub frames: u32,
