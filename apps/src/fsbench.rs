@@ -176,7 +176,9 @@ pub fn service_read(fsd_elf: &[u8]) {
     else {
         return;
     };
-    while vm::env_info(fsd).is_some_and(|i| i.state == exo_libos::abi::env_state::RUNNABLE) {
+    while vm::env_info(fsd)
+        .is_some_and(|i| i.state == exo_libos::abi::env_state::RUNNABLE || i.disk_wait != 0)
+    {
         sys::yield_now();
     }
     let _ = sys::pct_allow(EnvId::SELF, fsd);

@@ -52,7 +52,10 @@ pub(crate) fn start_fsd(programs: &[(&str, &[u8])]) -> Result<EnvId, &'static st
     let grants = partitions();
     let fsd = spawn::spawn(find(programs, "fsd")?, "", Options { sectors: &grants, ..Options::default() })
         .map_err(|_| "cannot start fsd")?;
-    while vm::env_info(fsd).is_some_and(|i| i.state == exo_libos::abi::env_state::RUNNABLE) {
+    // Until it parks: blocked, but not on the disk (`SectorWait`) while it mounts.
+    while vm::env_info(fsd)
+        .is_some_and(|i| i.state == exo_libos::abi::env_state::RUNNABLE || i.disk_wait != 0)
+    {
         sys::yield_now();
     }
     Ok(fsd)

@@ -8,7 +8,9 @@ use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use crate::ipctest::server;
 use crate::runner::{check, run_suite};
 use exo_libos::abi::pte::{attr, bits, Pte};
-use exo_libos::abi::{EnvId, Error, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT, SECTOR_READ, SECTOR_WRITE};
+use exo_libos::abi::{
+    EnvId, Error, Sys, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT, SECTOR_READ, SECTOR_WRITE,
+};
 use exo_libos::ipc::Call;
 use exo_libos::process::{self, Fork};
 use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
@@ -365,6 +367,8 @@ pub const DISK_TESTS: &[Test] = &[
     ("a_binding_revoked_mid_stream_lets_no_write_land_after_the_revoke", revoke_mid_stream),
     ("destroying_a_reading_child_from_another_core_leaves_its_old_frames_alone", destroy_mid_stream),
     ("freeing_a_reading_childs_buffer_page_mid_stream_leaves_the_frame_alone", free_mid_stream),
+    ("destroying_a_reader_blocked_on_its_transfer_leaves_its_old_frames_alone", destroy_while_waiting),
+    ("a_reader_freeing_its_own_buffer_before_sector_wait_gets_a_clean_frame", free_before_wait),
 ];
 
 pub fn run_disk(filter: &str) -> usize {
@@ -780,6 +784,86 @@ fn destroy_mid_stream() -> Result<(), &'static str> {
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     check(destroyed.is_ok() && got == n, "destroying the child or taking frames failed")?;
     check(clean, "a frame of the destroyed child was written after it came back")
+}
+
+/// The same as [`destroy_mid_stream`], with the child caught blocked in `SectorWait` while
+/// the device (virtio-blk, in the background) fills its buffer. A spinner shares its core
+/// (a caller sleeps only when its core has someone else to run). Only `virt` moves data in
+/// the background; elsewhere a transfer ends before its call returns and there is no such
+/// state to catch.
+fn destroy_while_waiting() -> Result<(), &'static str> {
+    if vm::kinfo().board != exo_libos::abi::board::VIRT {
+        return Ok(());
+    }
+    let company = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            core::hint::spin_loop();
+        },
+        Fork::Parent(c) => c,
+    };
+    let placed = sys::env_set_affinity(company, 0b10); // before `streamer` leaves core 1
+    let streaming = streamer(false);
+    let Ok(Some((child, mine))) = streaming else {
+        let _ = sys::env_destroy(company);
+        return streaming.map(drop);
+    };
+    let blocked = || vm::env_info(child).is_some_and(|e| e.state == exo_libos::abi::env_state::BLOCKED);
+    let caught = poll(blocked);
+    let destroyed = sys::env_destroy(child);
+    let n = (STREAM * 512 / PAGE + 8) as usize;
+    let mut frames = [0u64; 80];
+    let mut got = 0;
+    for f in frames.iter_mut().take(n) {
+        let Ok(pa) = vm::fill_new_frame(|b| b.fill(0x5a)) else { break };
+        (*f, got) = (pa, got + 1);
+    }
+    settle();
+    let mut clean = true;
+    for &pa in &frames[..got] {
+        let _ = vm::fill_frame(pa, |b| clean &= b.iter().all(|&x| x == 0x5a));
+        let _ = sys::frame_free(EnvId::SELF, pa);
+    }
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    let _ = sys::env_destroy(company);
+    check(placed.is_ok(), "the spinner could not be placed on core 1")?;
+    check(caught, "the reader was never seen blocked on its transfer")?;
+    check(destroyed.is_ok() && got == n, "destroying the child or taking frames failed")?;
+    check(clean, "a frame of the destroyed child was written after it came back")
+}
+
+/// A reader that starts a `SectorRead` and, before its `SectorWait`, unmaps and frees the
+/// buffer's last page, takes the frame back and fills it: the unmap waits for the device,
+/// so nothing of the read lands in the frame afterwards. A second transfer started before
+/// the wait is refused with `Busy` while the first is in flight, and the wait reports 0.
+fn free_before_wait() -> Result<(), &'static str> {
+    let pages = 8;
+    let va = vm::alloc_va(pages);
+    let mut pa = 0;
+    for p in 0..pages {
+        pa = vm::map_new(va + p * PAGE, RW).map_err(|_| "map")?;
+    }
+    let read = |at: u64| exo_libos::abi::result(sys::raw(Sys::SectorRead as u64, [at, 64, va, 0, 0, 0]));
+    let started = read(STREAM_AT);
+    let again = read(STREAM_AT);
+    let unmapped = sys::table_set(EnvId::SELF, va + (pages - 1) * PAGE, 3, 0);
+    let retaken = sys::frame_free(EnvId::SELF, pa).and_then(|_| sys::frame_alloc(EnvId::SELF, Some(pa)));
+    let filled = vm::fill_frame(pa, |b| b.fill(0x5a)).is_ok();
+    let waited = exo_libos::abi::result(sys::raw(Sys::SectorWait as u64, [0; 6]));
+    settle();
+    let mut clean = false;
+    let _ = vm::fill_frame(pa, |b| clean = b.iter().all(|&x| x == 0x5a));
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    for p in 0..pages - 1 {
+        let _ = vm::unmap_free(va + p * PAGE);
+    }
+    check(started == Ok(64), "the read was refused")?;
+    check(
+        again == Err(Error::Busy) || again == Ok(64),
+        "a second read before the wait got neither Busy nor through",
+    )?;
+    check(unmapped.is_ok() && retaken == Ok(pa) && filled, "the page could not be taken back")?;
+    check(waited == Ok(0), "SectorWait did not report the transfer's success")?;
+    check(clean, "the read landed in the frame after it was freed")
 }
 
 /// A page of a reading child's buffer, unmapped and freed by its parent mid-stream and

@@ -25,6 +25,8 @@ pub const TESTS: &[Test] = &[
         "revocation_under_pressure_from_two_cores_is_answered_by_workers_on_two_others",
         crate::pressure::across_cores,
     ),
+    ("each_core_publishes_its_ticks_and_how_many_found_it_running_something", core_figures),
+    ("console_writes_from_four_cores_at_once_come_out_whole", console_from_four_cores),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -208,4 +210,71 @@ fn affinity_rules() -> Result<(), &'static str> {
     check(pinned.is_ok(), "a parent could not pin its child")?;
     check(done, "the child did not report")?;
     check(s[0].load(SeqCst) == 2, "an affinity outside the rules was accepted")
+}
+
+/// Core `c`'s published (ticks, busy ticks), read afresh from the kernel's page.
+fn core_ticks(c: usize) -> (u64, u64) {
+    let k = vm::kinfo();
+    // SAFETY: a plain read of the kernel information page, which stays mapped; volatile
+    // because the kernel updates it behind the compiler's back.
+    let ticks = unsafe { core::ptr::read_volatile(&k.cpu_ticks[c]) };
+    // SAFETY: the same, for the next field.
+    (ticks, unsafe { core::ptr::read_volatile(&k.cpu_busy[c]) })
+}
+
+fn core_figures() -> Result<(), &'static str> {
+    let s = shared();
+    // Core 3 runs a spinner, this test runs on core 0, cores 1 and 2 have nothing to run.
+    let kid = spinner(s, 0, 3)?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let placed = wait_for(|| runs_on(kid, 3) && s[0].load(SeqCst) > 0);
+    let before: [(u64, u64); 4] = core::array::from_fn(core_ticks);
+    let ticked = wait_for(|| (0..4).all(|c| core_ticks(c).0 >= before[c].0 + 10));
+    let after: [(u64, u64); 4] = core::array::from_fn(core_ticks);
+    let _ = sys::env_destroy(kid);
+    let delta = |c: usize| (after[c].0 - before[c].0, after[c].1 - before[c].1);
+    let sane = (0..4).all(|c| after[c].1 <= after[c].0 && after[c].0 >= before[c].0);
+    check(placed, "the spinner did not run on core 3")?;
+    check(ticked, "not every core's tick count grew by 10")?;
+    check(sane, "a core has more busy ticks than ticks, or its count went back")?;
+    // The spinner's core was busy at (nearly) every tick; the idle cores at (nearly) none.
+    let (t3, b3) = delta(3);
+    check(b3 + 1 >= t3, "core 3 ran a spinner but its ticks did not count as busy")?;
+    check((1..3).all(|c| delta(c).1 * 2 < delta(c).0), "an idle core's ticks counted as busy")
+}
+
+/// Lines each core writes in [`console_from_four_cores`].
+pub const CONSOLE_LINES: u64 = 20;
+
+fn console_from_four_cores() -> Result<(), &'static str> {
+    let s = shared();
+    let mut kids = [EnvId(0); 4];
+    for (core, kid) in kids.iter_mut().enumerate() {
+        *kid = match process::fork().map_err(|_| "fork")? {
+            Fork::Child => {
+                while s[8].load(SeqCst) == 0 {
+                    core::hint::spin_loop();
+                }
+                // One `ConsoleWrite` of 64 bytes per line: "console-mix c=N " and 47 N's.
+                let mut line = [b'0' + core as u8; 64];
+                line[..16].copy_from_slice(b"console-mix c=0 ");
+                (line[14], line[63]) = (b'0' + core as u8, b'\n');
+                let call = exo_libos::abi::Sys::ConsoleWrite as u64;
+                let ok =
+                    (0..CONSOLE_LINES).all(|_| sys::raw(call, [line.as_ptr() as u64, 64, 0, 0, 0, 0]) == 64);
+                s[core].store(1 + ok as u64, SeqCst);
+                sys::exit(0)
+            }
+            Fork::Parent(c) => c,
+        };
+        sys::env_set_affinity(*kid, 1 << core).map_err(|_| "set affinity")?;
+    }
+    s[8].store(1, SeqCst);
+    let done = wait_for(|| (0..4).all(|c| s[c].load(SeqCst) != 0));
+    for kid in kids {
+        let _ = process::wait(kid);
+    }
+    check(done, "not every writer finished")?;
+    // The host side (xtask's smp test) checks that every line came out whole.
+    check((0..4).all(|c| s[c].load(SeqCst) == 2), "a ConsoleWrite of 64 bytes did not take all 64")
 }

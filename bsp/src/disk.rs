@@ -24,6 +24,23 @@ pub enum Disk {
     Sdhci(Sdhci),
 }
 
+/// What [`Disk::partitions`] found, as the boot log says it: "virtio-blk (64 MiB), 2
+/// partition(s)".
+pub struct Summary {
+    name: &'static str,
+    mib: u64,
+    table: Result<usize, &'static str>,
+}
+
+impl core::fmt::Display for Summary {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self.table {
+            Ok(n) => write!(f, "{} ({} MiB), {n} partition(s)", self.name, self.mib),
+            Err(why) => write!(f, "{} ({} MiB), partition table: {why}", self.name, self.mib),
+        }
+    }
+}
+
 /// What [`Disk::probe`] tried on the SD controllers, for the boot log: one entry
 /// per controller probed, in order (EMMC2, then the legacy EMMC).
 #[derive(Clone, Copy, Debug, Default)]
@@ -56,10 +73,11 @@ impl Disk {
         virt_to_phys: fn(usize) -> u64,
         log: &mut ProbeLog,
     ) -> Option<Disk> {
-        for slot in info.virtio_mmio.as_slice() {
+        for (slot, &intid) in info.virtio_mmio.as_slice().iter().zip(&info.virtio_intids) {
             // SAFETY: virtio-mmio slots are device regions, which the caller mapped at
             // `virt(base)`; the DMA memory is ours, as `Dma` describes.
-            if let Some(d) = unsafe { VirtioBlk::probe(virt(slot.base), dma.va, dma.pa, virt_to_phys) } {
+            if let Some(mut d) = unsafe { VirtioBlk::probe(virt(slot.base), dma.va, dma.pa, virt_to_phys) } {
+                d.intid = (intid != 0).then_some(intid);
                 return Some(Disk::Virtio(d));
             }
         }
@@ -98,6 +116,15 @@ impl Disk {
         exo_format::mbr::parse(&sector0, Some(self.sectors())).map_err(|_| "no valid MBR")
     }
 
+    /// The partitions as the kernel publishes them (empty entries where there are none, or
+    /// no readable table), and the boot log's line about the disk.
+    pub fn partitions(&mut self) -> ([exo_abi::Partition; 4], Summary) {
+        let table = self.partition_table();
+        let parts = table.unwrap_or_default().map(|p| p.unwrap_or_default());
+        let table = table.map(|t| t.iter().flatten().count());
+        (parts, Summary { name: self.name(), mib: self.sectors() >> 11, table })
+    }
+
     /// Reads into `bufs` in order from `lba`, or (`write`) writes them there.
     pub fn transfer(&mut self, lba: u64, bufs: &mut [&mut [u8]], write: bool) -> Result<(), BlockError> {
         if write {
@@ -105,6 +132,34 @@ impl Disk {
             self.write(lba, unsafe { core::slice::from_raw_parts(bufs.as_ptr() as *const &[u8], bufs.len()) })
         } else {
             self.read(lba, bufs)
+        }
+    }
+
+    /// Starts moving `bufs` as [`Disk::transfer`] does. `Ok(true)`: the device goes on in
+    /// the background, and [`Disk::poll`] gives the outcome once it is done (virtio-blk);
+    /// the buffers must stay put until then. `Ok(false)`: done already (the SD
+    /// controllers' PIO, which only the CPU moves; a virtio device without an interrupt).
+    pub fn start(&mut self, lba: u64, bufs: &mut [&mut [u8]], write: bool) -> Result<bool, BlockError> {
+        match self {
+            Disk::Virtio(d) if d.intid.is_some() => d.start(lba, bufs, write).map(|_| true),
+            _ => self.transfer(lba, bufs, write).map(|_| false),
+        }
+    }
+
+    /// The outcome of the transfer [`Disk::start`] left in the background, once it has
+    /// ended; `None` before that, or if there is none.
+    pub fn poll(&mut self) -> Option<Result<(), BlockError>> {
+        match self {
+            Disk::Virtio(d) => d.poll(),
+            Disk::Sdhci(_) => None,
+        }
+    }
+
+    /// The interrupt that says a background transfer may have ended, if there is one.
+    pub fn intid(&self) -> Option<u32> {
+        match self {
+            Disk::Virtio(d) => d.intid,
+            Disk::Sdhci(_) => None,
         }
     }
 

@@ -166,8 +166,10 @@ pub struct BoardInfo {
     /// INTID of the EL1 virtual timer (a PPI, so 16..32).
     pub timer_intid: u32,
     pub psci: Option<PsciConduit>,
-    /// virtio-mmio transport slots, in device-tree order.
+    /// virtio-mmio transport slots, in device-tree order, and each one's interrupt (INTID;
+    /// 0: none given), by the same index.
     pub virtio_mmio: Regions<32>,
+    pub virtio_intids: [u32; 32],
     /// SDHCI controllers: the Pi's legacy Arasan EMMC and its EMMC2, when present.
     pub sdhci_legacy: Option<Region>,
     pub sdhci_emmc2: Option<Region>,
@@ -222,6 +224,7 @@ impl BoardInfo {
             timer_intid: 27,
             psci: None,
             virtio_mmio: Regions::default(),
+            virtio_intids: [0; 32],
             sdhci_legacy: None,
             sdhci_emmc2: None,
             mailbox: None,
@@ -348,6 +351,13 @@ fn be_uint(bytes: &[u8]) -> Option<u64> {
         return None;
     }
     Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
+}
+
+/// `node`'s interrupt as an INTID, if it is an SPI: `interrupts = <type number flags>`,
+/// where type 0 is an SPI, and SPIs start at INTID 32.
+fn spi_intid(node: &FdtNode) -> Option<u32> {
+    let v = node.property("interrupts")?.value.get(..8)?;
+    (be_uint(&v[..4]) == Some(0)).then(|| be_uint(&v[4..8]).map(|n| 32 + n as u32)).flatten()
 }
 
 /// First `reg` entry of `node`, translated to a CPU address. `cells` are the parent's sizes.
@@ -485,11 +495,7 @@ fn visit(node: &FdtNode, props: &Props, cells: CellSizes, path: &Path, info: &mu
         }
     } else if is_compatible(compat, &["arm,pl011"]) && info.uart.is_none() {
         info.uart = first_reg(node, cells, path);
-        // interrupts = <type number flags>; type 0 is an SPI, which starts at INTID 32.
-        info.uart_intid = node.property("interrupts").and_then(|p| {
-            let v = p.value.get(..8)?;
-            (be_uint(&v[..4]) == Some(0)).then(|| be_uint(&v[4..8]).map(|n| 32 + n as u32)).flatten()
-        });
+        info.uart_intid = spi_intid(node);
     } else if is_compatible(compat, &["arm,cortex-a15-gic", "arm,gic-400"]) {
         let mut r = regs(node, cells, path);
         if let (Some(d), Some(c)) = (r.next(), r.next()) {
@@ -502,7 +508,10 @@ fn visit(node: &FdtNode, props: &Props, cells: CellSizes, path: &Path, info: &mu
         }
     } else if is_compatible(compat, &["virtio,mmio"]) {
         if let Some(r) = first_reg(node, cells, path) {
-            info.virtio_mmio.push(r);
+            let i = info.virtio_mmio.as_slice().len();
+            if r.size != 0 && info.virtio_mmio.push(r) {
+                info.virtio_intids[i] = spi_intid(node).unwrap_or(0);
+            }
         }
     } else if is_compatible(compat, &["brcm,bcm2711-emmc2"]) {
         info.sdhci_emmc2 = first_reg(node, cells, path);

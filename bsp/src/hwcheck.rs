@@ -70,13 +70,38 @@ impl<W: Write> Report<W> {
 /// (its contents are put back).
 pub const SCRATCH_TYPE: u8 = 0xda;
 
-/// Reports everything the board tells. `virt` maps a physical MMIO address to where the
-/// kernel mapped it; `virt_to_phys` turns a kernel address into a physical one (for the
+/// The `hwcheck` boot mode: reports everything the board tells on `out`, then ends the
+/// machine with the verdict under a test runner (semihosting, as the bootargs say), or
+/// idles so that a person can read the screen. `virt` maps a physical MMIO address to where
+/// the kernel mapped it; `virt_to_phys` turns a kernel address into a physical one (for the
 /// property calls that read a Pi's firmware clocks).
 ///
 /// # Safety
 /// As for [`Board::new`] (every device region mapped at `virt(base)`), and nothing else
 /// may make property calls meanwhile.
+pub unsafe fn run(
+    facts: Facts,
+    virt: impl Fn(u64) -> usize,
+    virt_to_phys: fn(usize) -> u64,
+    out: impl Write,
+) -> ! {
+    let board = facts.board;
+    let mut r = Report::new(out);
+    // SAFETY: the caller's contract is `report`'s.
+    unsafe { report(facts, virt, virt_to_phys, &mut r) };
+    r.finish();
+    if crate::platform::config().semihosting {
+        board.power_off(true, u32::from(r.fails() > 0));
+    }
+    loop {
+        aarch64_cpu::asm::wfi(); // idle, so that a person can read the screen
+    }
+}
+
+/// The report itself, one line per fact.
+///
+/// # Safety
+/// As for [`run`].
 pub unsafe fn report(
     facts: Facts,
     virt: impl Fn(u64) -> usize,

@@ -20,6 +20,7 @@ pub mod fbcon;
 pub mod hwcheck;
 pub mod logger;
 pub mod memmap;
+pub mod platform;
 pub mod smp;
 
 pub use board::{Board, BoardError};
@@ -129,6 +130,16 @@ pub enum NetError {
     Timeout,
     /// The device is unusable (it did not come back from a reset, or has no link).
     Io,
+}
+
+/// What the kernel answers EL0 for each (a bad length is checked before the driver sees it).
+impl From<NetError> for exo_abi::Error {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Timeout => exo_abi::Error::Timeout,
+            NetError::BadLength | NetError::Io => exo_abi::Error::Io,
+        }
+    }
 }
 
 /// A network card: Ethernet frames in and out, no offloads (`docs/network.md`). The

@@ -23,6 +23,10 @@ fn qemu_virt_gicv2() {
     assert_eq!(b.psci, Some(PsciConduit::Hvc));
     assert_eq!(b.virtio_mmio.as_slice().len(), 32);
     assert_eq!(b.virtio_mmio.as_slice()[0], Region { base: 0x0a00_0000, size: 0x200 });
+    // Each slot's interrupt, by the same index: slot n at 0x0a00_0000 + 0x200 n is SPI 16 + n.
+    for (i, r) in b.virtio_mmio.as_slice().iter().enumerate() {
+        assert_eq!(b.virtio_intids[i], 48 + ((r.base - 0x0a00_0000) / 0x200) as u32, "slot {i}");
+    }
     assert!(b.sdhci_emmc2.is_none() && b.mailbox.is_none());
     assert!(b.spin_table.as_slice().is_empty()); // virt starts cores through PSCI
 }

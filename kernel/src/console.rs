@@ -2,17 +2,19 @@
 //! used by faults and panics.
 //!
 //! The console is the board's UART, mirrored on the screen where there is one (a Pi's HDMI
-//! framebuffer, drawn by `exo_bsp::fbcon`). UART writes take no lock: a PL011 write is a
-//! polled register sequence that keeps no state, so two cores writing at once can only
-//! interleave their bytes (kernel paths mostly write under the big kernel lock anyway); the
-//! screen, which keeps a cursor, is behind its own lock.
+//! framebuffer, drawn by `exo_bsp::fbcon`). Output has a lock of its own (`SCREEN`, which
+//! also holds the screen's cursor): one writer's bytes come out together, and an
+//! environment's `ConsoleWrite` transmits without the kernel lock, so a slow UART (a 64-byte
+//! write is about 5.5 ms at 115200 baud) holds up only other writers, not the kernel.
 
 use core::fmt::{self, Write};
 
 use exo_bsp::drivers::bcm2835_mbox::Framebuffer;
 use exo_bsp::{fbcon::FbConsole, Console};
 
-use crate::{cell::Global, mm};
+use exo_abi::Error;
+
+use crate::{cell::Global, mm, uaccess};
 
 /// The console as a `fmt::Write`.
 pub struct Out;
@@ -31,14 +33,33 @@ pub fn print(args: fmt::Arguments) {
 /// Raw bytes to the console (the EL0 debug-console call): the UART, and the screen if any
 /// until its holder maps it.
 pub fn write_raw(bytes: &[u8]) {
-    if let Some(b) = crate::platform::board() {
-        b.uart.write_bytes(bytes);
-    }
     let taken = mm::uvm::SCREEN_TAKEN.load(core::sync::atomic::Ordering::Relaxed);
-    SCREEN.with(|s| s.as_mut().filter(|_| !taken).map(|(c, _)| c.write_bytes(bytes)));
+    SCREEN.with(|s| {
+        if let Some(b) = crate::platform::board() {
+            b.uart.write_bytes(bytes);
+        }
+        s.as_mut().filter(|_| !taken).map(|(c, _)| c.write_bytes(bytes))
+    });
 }
 
-/// The screen the console is mirrored on, and its framebuffer.
+/// `ConsoleWrite`: up to `CONSOLE_CHUNK` bytes copied out of the caller's memory under the
+/// kernel lock, then sent without it: a polled transmit takes ms on hardware, and only
+/// other writers of the console wait for it (docs/multicore.md).
+pub extern "C" fn console_write(ptr: u64, len: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
+    let buf = &mut [0u8; exo_abi::CONSOLE_CHUNK as usize][..len.min(exo_abi::CONSOLE_CHUNK) as usize];
+    let copied = crate::env::kernel(|k| {
+        let e = k.envs.get(k.current).ok_or(Error::NotFound)?; // destroyed meanwhile
+        let r = if len > 64 * 1024 { Err(Error::Invalid) } else { uaccess::copy_in(e.root, ptr, buf) };
+        r.map(|_| buf.len() as u64)
+    });
+    if copied.is_ok() {
+        write_raw(buf);
+    }
+    crate::syscall::ret(copied)
+}
+
+/// The console's own lock (taken without the kernel lock, or inside it, never around it):
+/// the screen the console is mirrored on, and its framebuffer.
 static SCREEN: Global<Option<(FbConsole, Framebuffer)>> = Global::new(None);
 
 /// Mirrors the console on a screen, where the board has one (a Pi's framebuffer).
@@ -74,9 +95,7 @@ pub fn read_byte() -> Option<u8> {
 }
 
 /// Output for faults and panics: the same UART, with no dependency on the logger.
-pub fn emergency(args: fmt::Arguments) {
-    print(args);
-}
+pub use self::print as emergency;
 
 #[macro_export]
 macro_rules! kprintln {

@@ -7,16 +7,15 @@
 //! against the caller's bindings and moves data straight between the device and the
 //! caller's own frames — no buffer cache, no bounce buffer.
 
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 
 use exo_abi::{EnvId, Error, SectorBinding, SECTOR_CHUNK, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
 use exo_bsp::disk::Disk;
-use exo_bsp::BlockDevice;
+use exo_bsp::{BlockDevice, IrqController};
 
-use crate::arch::smp::{self, MAX_CPUS};
 use crate::cell::Global;
-use crate::env::{Kernel, MAX_ENVS, NONE};
+use crate::env::{Kernel, Wait, MAX_ENVS, NONE};
 use crate::uaccess;
 
 static DISK: Global<Option<Disk>> = Global::new(None);
@@ -24,16 +23,14 @@ static DISK: Global<Option<Disk>> = Global::new(None);
 /// Installs the disk found at boot, reads its partition table into the kernel information
 /// page, and returns its size in sectors.
 pub fn attach(k: &mut Kernel, mut disk: Disk) -> u64 {
-    let sectors = disk.sectors();
-    let table = disk.partition_table();
+    let (sectors, (parts, summary)) = (disk.sectors(), disk.partitions());
+    log::info!("disk: {summary}");
     if let Some(info) = k.info() {
-        (info.disk_sectors, info.partitions) =
-            (sectors, table.unwrap_or_default().map(|p| p.unwrap_or_default()));
+        (info.disk_sectors, info.partitions) = (sectors, parts);
     }
-    let (name, mib) = (disk.name(), sectors >> 11);
-    match table {
-        Ok(parts) => log::info!("disk: {name} ({mib} MiB), {} partition(s)", parts.iter().flatten().count()),
-        Err(why) => log::info!("disk: {name} ({mib} MiB), partition table: {why}"),
+    if let (Some(id), Some(b)) = (disk.intid(), crate::platform::board()) {
+        INTID.store(id, Relaxed); // the device ends transfers in the background
+        b.gic.enable(id);
     }
     DISK.with(|d| *d = Some(disk));
     sectors
@@ -42,32 +39,50 @@ pub fn attach(k: &mut Kernel, mut disk: Disk) -> u64 {
 /// Page pieces a chunk of at most `SECTOR_CHUNK` sectors can span.
 const PIECES: usize = (SECTOR_CHUNK as usize * 512) / 4096 + 1;
 
-/// Per core, the slot whose frames a transfer on that core moves data to or from without
-/// the kernel lock ([`NONE`]: none).
-static PINNED: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NONE) }; MAX_CPUS];
+/// The slot whose frames the disk's one transfer moves data to or from ([`NONE`]: none):
+/// claimed by the transfer's checks under the kernel lock, let go when it ends — on return
+/// from a synchronous one (the SD controllers' PIO), in [`complete`] for one the device does
+/// in the background (virtio-blk).
+static PINNED: AtomicUsize = AtomicUsize::new(NONE);
+/// Per slot, for `SectorWait`: the id of the environment that last started a transfer there
+/// (high half) and how its background transfer ended (low half: 0 or an error code).
+static OUTCOME: [AtomicU64; MAX_ENVS] = [const { AtomicU64::new(0) }; MAX_ENVS];
+/// The interrupt the disk raises when a background transfer ends (1023, the GIC's spurious
+/// id, which is never delivered: none).
+pub static INTID: AtomicU32 = AtomicU32::new(1023);
 
-/// Waits until no core moves data for a slot `of` picks: before anything unmaps a page of
-/// an environment or takes a binding from it. The caller holds the kernel lock, so no new
-/// transfer can start: the wait is one chunk at most.
+/// Waits until the disk moves no data for a slot `of` picks: before anything unmaps a page
+/// of an environment or takes a binding from it. The caller holds the kernel lock, so no
+/// new transfer can start: the wait is one chunk at most (or the device's timeout).
 pub fn wait_unpinned(of: impl Fn(usize) -> bool) {
-    while PINNED.iter().map(|p| p.load(Ordering::Acquire)).any(|s| s != NONE && of(s)) {
-        aarch64_cpu::asm::wfe(); // the transfer's end `sev`s
+    while of(PINNED.load(Acquire)) {
+        complete(); // the transfer's interrupt may be waiting for this very core
+        core::hint::spin_loop(); // (under QEMU it hands the host thread to the other cores)
     }
 }
 
+/// Ends a background transfer if the device is done with it (from its interrupt, core 0's
+/// tick, `SectorWait` and `wait_unpinned`): its outcome kept for `SectorWait`, the pin let go.
+pub fn complete() {
+    let polled = (INTID.load(Relaxed) != 1023).then(|| DISK.with(|d| d.as_mut()?.poll()));
+    let Some(Some(r)) = polled else { return };
+    let code = crate::syscall::ret(r.map(|_| 0).map_err(Error::from)) as u32 as u64;
+    OUTCOME.get(PINNED.load(Relaxed)).map(|o| o.fetch_or(code, Relaxed)); // (never NONE here)
+    PINNED.store(NONE, Release); // its sleeper wakes at the interrupt or the tick
+}
+
 /// `SectorRead` (`WRITE` false) and `SectorWrite`: checked, and the caller pinned, under
-/// the kernel lock; moved without it, so the other cores go on (docs/multicore.md).
+/// the kernel lock; started without it, so the other cores go on, and on `virt` left to
+/// the device, so the caller's core goes on too (`SectorWait`; docs/multicore.md).
 pub extern "C" fn sector_io<const WRITE: bool>(at: u64, count: u64, buf: u64, _: u64, _: u64, _: u64) -> i64 {
-    let mut pieces: [MaybeUninit<&mut [u8]>; PIECES] = [const { MaybeUninit::uninit() }; PIECES];
+    let mut pieces: [&mut [u8]; PIECES] = Default::default();
     let checked = crate::env::kernel(|k| k.sector_check(at, count, buf, WRITE, &mut pieces));
     crate::syscall::ret(checked.and_then(|(n, count)| {
-        // SAFETY: entries 0..n were written by `sector_check`: slices of frames that stay
-        // mapped in the caller's tables while it is pinned (see `wait_unpinned`).
-        let bufs = unsafe { core::slice::from_raw_parts_mut(pieces.as_mut_ptr() as *mut &mut [u8], n) };
-        let r =
-            DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.transfer(at, bufs, WRITE).map_err(Error::from));
-        PINNED[smp::cpu()].store(NONE, Ordering::Release);
-        aarch64_cpu::asm::sev();
+        let bufs = &mut pieces[..n]; // frames that stay mapped while the caller is pinned
+        let r = DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.start(at, bufs, WRITE).map_err(Error::from));
+        if r != Ok(true) {
+            PINNED.store(NONE, Release); // done already, or refused
+        }
         r.map(|_| count)
     }))
 }
@@ -77,11 +92,8 @@ pub extern "C" fn sector_flush(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -
     let allowed = crate::env::kernel(|k| {
         k.disk_sectors()?;
         let e = k.envs.get(k.current).ok_or(Error::NotFound)?;
-        e.sectors
-            .iter()
-            .any(|b| b.count != 0 && b.rights & SECTOR_WRITE != 0)
-            .then_some(0)
-            .ok_or(Error::Denied)
+        let writer = e.sectors.iter().any(|b| b.count != 0 && b.rights & SECTOR_WRITE != 0);
+        writer.then_some(0).ok_or(Error::Denied)
     });
     let flush = |_| DISK.with(|d| d.as_mut().ok_or(Error::NotFound)?.flush().map(|_| 0).map_err(Error::from));
     crate::syscall::ret(allowed.and_then(flush))
@@ -101,7 +113,7 @@ impl Kernel {
         count: u64,
         buf: u64,
         write: bool,
-        pieces: &mut [MaybeUninit<&mut [u8]>; PIECES],
+        pieces: &mut [&mut [u8]; PIECES],
     ) -> Result<(usize, u64), Error> {
         let disk = self.disk_sectors()?;
         let end = start.saturating_add(count);
@@ -117,11 +129,30 @@ impl Kernel {
             // SAFETY: `chunk` is a physmap slice of a frame the caller has mapped with the
             // needed permission; it stays valid past this closure, and the pieces do not
             // overlap. They are used only for this one transfer.
-            pieces[n].write(unsafe { core::slice::from_raw_parts_mut(chunk.as_mut_ptr(), chunk.len()) });
+            pieces[n] = unsafe { core::slice::from_raw_parts_mut(chunk.as_mut_ptr(), chunk.len()) };
             n += 1;
         })?;
-        PINNED[self.cpu].store(self.current, Ordering::Relaxed); // published by the unlock
+        PINNED.compare_exchange(NONE, self.current, Relaxed, Relaxed).or(Err(Error::Busy))?;
+        OUTCOME[self.current].store((e.id.0 as u64) << 32, Relaxed); // published by the unlock
         Ok((n, count))
+    }
+
+    /// `SectorWait`: while the caller's transfer is in flight, it sleeps if another
+    /// environment its core may run is runnable, else it polls (calls again at once: an idle
+    /// core would gain nothing, and under `-icount` its clock would run at host speed); then
+    /// how the transfer ended (0 if it was collected already).
+    pub fn sector_wait(&mut self, cur: usize) -> Result<Option<u64>, Error> {
+        complete();
+        if PINNED.load(Acquire) == cur {
+            self.envs[cur].frame().elr -= 4; // repeated when it runs again
+            if self.runnable() & !self.excluded[self.cpu] & !(1 << cur) != 0 {
+                self.block(cur, Wait::Disk);
+            }
+            return Ok(None);
+        }
+        let o = OUTCOME[cur].swap(0, Relaxed); // published before the unpin
+        let mine = o >> 32 == self.envs[cur].id.0 as u64;
+        exo_abi::result(if mine { o as u32 as i32 as i64 as u64 } else { 0 }).map(Some)
     }
 
     /// `SectorGrant`: a sub-extent of one of the caller's bindings to a descendant.
@@ -157,12 +188,7 @@ impl Kernel {
             if d == t || !crate::env::is_ancestor_or_self(&self.envs, t, d) {
                 continue;
             }
-            for b in self.envs[d].sectors.iter_mut() {
-                let overlaps = b.count != 0 && b.start < start + count && start < b.start + b.count as u64;
-                if overlaps && !kept.iter().any(|k| k.covers(b.start, b.count as u64, b.rights)) {
-                    *b = SectorBinding::default();
-                }
-            }
+            SectorBinding::revoke_uncovered(&mut self.envs[d].sectors, start, count, &kept);
             self.publish(d);
         }
         self.publish(t);

@@ -29,6 +29,8 @@ pub enum Wait {
     Console,
     /// `NetWait`: the next tick.
     Net,
+    /// `SectorWait`: the disk letting go of a transfer.
+    Disk,
     /// A child's exit (`EnvId(0)`: any child).
     Child(EnvId),
     /// Parked, available for protected control transfers.
@@ -509,6 +511,7 @@ impl Kernel {
     pub fn publish_state(&mut self, slot: usize) {
         if let Some(info) = self.env_info.get_mut(slot) {
             (info.state, info.cpu) = (self.envs[slot].state as u8, self.envs[slot].last_cpu);
+            info.disk_wait = (self.envs[slot].wait == Wait::Disk) as u8; // not parked: `SectorWait`
         }
     }
 

@@ -18,6 +18,8 @@ pub const TICK_HZ: u64 = 100;
 pub const EVENT_TICK: u32 = 1;
 /// Console input arrived.
 pub const EVENT_CONSOLE: u32 = 2;
+/// The disk's interrupt, or the clock's tick: `SectorWait` sleepers look again.
+pub const EVENT_DISK: u32 = 4;
 
 static EVENTS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static TICKS: AtomicU64 = AtomicU64::new(0);
@@ -57,6 +59,11 @@ pub fn handle() {
     let Some(board) = platform::board() else { return };
     let events = &EVENTS[smp::cpu()];
     while let Some(id) = board.gic.acknowledge() {
+        let disk = id == crate::disk::INTID.load(Ordering::Relaxed);
+        if disk || id == board.info.timer_intid && smp::cpu() == 0 {
+            crate::disk::complete(); // and at the clock's tick: a lost interrupt, or a timeout
+            events.fetch_or(EVENT_DISK, Ordering::Relaxed);
+        }
         if id & 0x3ff < 16 {
             smp::take_kick(); // an SGI: a kick, or just a wake-up from wfi
         } else if id == board.info.timer_intid {
@@ -66,7 +73,7 @@ pub fn handle() {
         } else if Some(id) == board.info.uart_intid {
             console::drain_input();
             events.fetch_or(EVENT_CONSOLE, Ordering::Relaxed);
-        } else {
+        } else if !disk {
             log::warn!("unexpected interrupt {id}; disabling it");
             board.gic.disable(id);
         }

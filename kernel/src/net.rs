@@ -8,7 +8,7 @@
 
 use exo_abi::net::{NetBind, NET_BINDINGS, NET_FRAME_MAX, NET_RING_SLOTS, NET_SLOT};
 use exo_abi::{EnvId, Error};
-use exo_bsp::drivers::virtio_net::{NetError, VirtioNet};
+use exo_bsp::drivers::virtio_net::VirtioNet;
 use exo_bsp::dt::{BoardInfo, Region};
 use exo_format::netfilter::{self, Delivery, Table};
 
@@ -65,17 +65,9 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         let (root, id) = (self.envs[self.current].root, self.envs[self.current].id.0);
-        let (mut frame, mut at) = ([0u8; NET_FRAME_MAX], 0);
-        uaccess::with_user(root, ptr, len, false, |c| {
-            frame[at..at + c.len()].copy_from_slice(c);
-            at += c.len();
-        })?;
-        with_net(|nic, t| {
-            t.may_send(id, &frame[..at])?;
-            nic.send(&frame[..at])
-                .map_err(|e| if e == NetError::Timeout { Error::Timeout } else { Error::Io })
-        })
-        .map(|_| 0)
+        let frame = &mut [0u8; NET_FRAME_MAX][..len as usize];
+        uaccess::copy_in(root, ptr, frame)?;
+        with_net(|nic, t| t.may_send(id, frame).and_then(|_| nic.send(frame).map_err(Error::from))).map(|_| 0)
     }
 
     /// `NetPoll`: the device drained into the rings, and the counters to `ptr`.

@@ -15,7 +15,7 @@ use exo_abi::upcall;
 
 use crate::arch::{self, trap::TrapFrame};
 use crate::env::{Env, Kernel, Wait, MAX_ENVS, NONE};
-use crate::irq::{EVENT_CONSOLE, EVENT_TICK};
+use crate::irq::{EVENT_CONSOLE, EVENT_DISK, EVENT_TICK};
 
 impl Kernel {
     /// Handles interrupt `events`, then picks the environment to run and points the MMU at
@@ -28,14 +28,21 @@ impl Kernel {
         if events == 0 && !give_up && self.donate_to == NONE && stays {
             return self.run(cur);
         }
-        if events & EVENT_CONSOLE != 0 {
+        if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
             for s in 0..MAX_ENVS {
-                if self.envs[s].wait == Wait::Console {
+                let w = self.envs[s].wait;
+                if w == Wait::Console && events & EVENT_CONSOLE != 0
+                    || w == Wait::Disk && events & EVENT_DISK != 0
+                {
                     self.wake(s);
                 }
             }
         }
         if events & EVENT_TICK != 0 {
+            let (c, busy) = (self.cpu, cur != NONE);
+            if let Some(i) = self.info() {
+                (i.cpu_ticks[c], i.cpu_busy[c]) = (i.cpu_ticks[c] + 1, i.cpu_busy[c] + busy as u64);
+            }
             if self.cpu == 0 {
                 self.ticks += 1;
                 crate::upcall::on_tick(self);

@@ -62,7 +62,6 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
     ft.set_range(fb.0, fb.1, frame::DEVICE);
     let ki = &mut kinfo[0];
     *ki = KernelInfo {
-        magic: KernelInfo::MAGIC,
         ram_base: lo,
         frames,
         frame_table: ft_pa,

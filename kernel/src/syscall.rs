@@ -59,14 +59,6 @@ macro_rules! fast {
 extern "C" fn nop(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
     0
 }
-fast!(console_write, |k, ptr, len, _c, _d, _e| {
-    if len > 64 * 1024 {
-        return Err(Error::Invalid);
-    }
-    // A polled transmit with interrupts masked: a little at a time (a few ms at 115200 baud).
-    let (root, n) = (k.envs[k.current].root, len.min(exo_abi::CONSOLE_CHUNK));
-    uaccess::with_user(root, ptr, n, false, |bytes| console::write_raw(bytes)).map(|_| n)
-});
 fast!(frame_alloc, |k, env, pa, _c, _d, _e| k.frame_alloc(env_arg(env)?, pa));
 fast!(frame_free, |k, env, pa, _c, _d, _e| {
     let t = k.target(env_arg(env)?)?;
@@ -228,7 +220,7 @@ unsafe extern "C" {
 #[unsafe(no_mangle)]
 static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     nop,
-    console_write,
+    console::console_write, // sends without the kernel lock
     frame_alloc,
     frame_free,
     frame_give,
@@ -328,6 +320,7 @@ impl Kernel {
             }
             n if n == Sys::NetPoll as u64 => self.net_poll(a0).map(Some),
             n if n == Sys::NetWait as u64 => self.net_wait(cur),
+            n if n == Sys::SectorWait as u64 => self.sector_wait(cur),
             _ => Err(Error::NoSys),
         };
         let Some(result) = step.transpose() else { return true };

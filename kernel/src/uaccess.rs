@@ -64,6 +64,15 @@ pub fn with_user(
     Ok(())
 }
 
+/// Copies `out.len()` bytes from EL0 memory at `va` (all of them, or none on an error).
+pub fn copy_in(root: u64, va: u64, out: &mut [u8]) -> Result<(), Error> {
+    let mut done = 0;
+    with_user(root, va, out.len() as u64, false, |chunk| {
+        out[done..done + chunk.len()].copy_from_slice(chunk);
+        done += chunk.len();
+    })
+}
+
 /// Copies a `T` from EL0 memory.
 pub fn read<T: Copy + Default>(root: u64, va: u64) -> Result<T, Error> {
     let mut v = [T::default()];
@@ -75,11 +84,7 @@ pub fn read_into<T: Copy>(root: u64, va: u64, out: &mut [T]) -> Result<(), Error
     let size = core::mem::size_of_val(out);
     // SAFETY: `T: Copy` plain data; we write exactly the bytes of `out`.
     let out = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, size) };
-    let mut done = 0;
-    with_user(root, va, size as u64, false, |chunk| {
-        out[done..done + chunk.len()].copy_from_slice(chunk);
-        done += chunk.len();
-    })
+    copy_in(root, va, out)
 }
 
 /// Copies a `T` to EL0 memory.

@@ -164,6 +164,10 @@ fn ps() {
             println!("{id:<#10x} {parent:<#10x} {state:<9} {:>7} {:>4} {:>#5x}", e.frames, e.cpu, e.affinity);
         }
     }
+    // Each core's load since it came up: ticks that found it running something, of all.
+    let up = (0..exo_libos::abi::MAX_CPUS).filter(|&c| k.cpu_ticks[c] != 0);
+    let load: Vec<String> = up.map(|c| alloc::format!("{c}: {}/{}", k.cpu_busy[c], k.cpu_ticks[c])).collect();
+    println!("busy ticks by core  {}", load.join("  "));
 }
 
 fn mem() {

@@ -1,5 +1,7 @@
 //! virtio-blk over virtio-mmio: QEMU `virt`'s natural disk. Both the modern (version 2)
-//! and the legacy (version 1) transport are driven; requests are polled to completion.
+//! and the legacy (version 1) transport are driven. A request is either polled to
+//! completion, or started ([`VirtioBlk::start`]) and left to the device, its end seen later
+//! by [`VirtioBlk::poll`] (from the device's interrupt, or from whoever must wait for it).
 //!
 //! - [`queue`]: the virtqueue's memory as `#[repr(C)]` types.
 //! - [`mmio`]: the transport's registers, feature negotiation, queue setup and reset.
@@ -78,6 +80,12 @@ pub struct VirtioBlk<T: Transport = Mmio> {
     /// A timed-out request could not be taken back (or the device did not come back after
     /// the reset): the device is never notified again and every request fails with `Io`.
     failed: bool,
+    /// The deadline of the request the device is working on, if any; and the outcome of
+    /// one that ended while a synchronous request waited for the device, kept for `poll`.
+    pending: Option<u64>,
+    ended: Option<Result<(), BlockError>>,
+    /// The interrupt the device raises when it returns a request (from the device tree).
+    pub intid: Option<u32>,
 }
 
 // SAFETY: the registers (through `T`) and the DMA pages are reached only through this value,
@@ -136,6 +144,9 @@ impl<T: Transport> VirtioBlk<T> {
             avail_idx: 0,
             used_idx: 0,
             failed: false,
+            pending: None,
+            ended: None,
+            intid: None,
         })
     }
 
@@ -149,6 +160,25 @@ impl<T: Transport> VirtioBlk<T> {
 
     /// Runs one request: header, then `pieces` (address, length), then the status byte.
     fn request(&mut self, kind: ReqType, lba: u64, pieces: &[(u64, u32)]) -> Result<(), BlockError> {
+        self.submit(kind, lba, pieces)?;
+        self.wait()
+    }
+
+    /// Polls the request in flight to its end.
+    fn wait(&mut self) -> Result<(), BlockError> {
+        loop {
+            if let Some(r) = self.check() {
+                return r;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Hands one request to the device, once the one in flight (if any) has ended.
+    fn submit(&mut self, kind: ReqType, lba: u64, pieces: &[(u64, u32)]) -> Result<(), BlockError> {
+        if self.pending.is_some() {
+            self.ended = Some(self.wait());
+        }
         if self.failed {
             return Err(BlockError::Io);
         }
@@ -167,27 +197,38 @@ impl<T: Transport> VirtioBlk<T> {
         self.avail_idx = self.avail_idx.wrapping_add(1);
         m.avail.idx.set(self.avail_idx);
         fence(Ordering::SeqCst);
+        self.pending = Some(self.dev.now() + self.dev.ticks_ms(REQUEST_MS));
         self.dev.notify();
-        let deadline = self.dev.now() + self.dev.ticks_ms(REQUEST_MS);
-        loop {
-            let used = m.used.idx.get();
-            if used != self.used_idx {
-                self.used_idx = used;
-                break;
+        Ok(())
+    }
+
+    /// The outcome of the request [`Self::start`] left with the device, once it has ended —
+    /// returned by the device, or past its deadline taken back (`Timeout`) — and `None`
+    /// before that, or if there is none. Also acknowledges the device's interrupt.
+    pub fn poll(&mut self) -> Option<Result<(), BlockError>> {
+        self.ended.take().or_else(|| self.check())
+    }
+
+    /// The request in flight's outcome, if it has ended.
+    fn check(&mut self) -> Option<Result<(), BlockError>> {
+        let deadline = self.pending?;
+        let used = self.mem.used.idx.get();
+        if used == self.used_idx {
+            if self.dev.now() <= deadline {
+                return None;
             }
-            if self.dev.now() > deadline {
-                self.take_back();
-                return Err(BlockError::Timeout);
-            }
-            core::hint::spin_loop();
+            self.pending = None;
+            self.take_back();
+            return Some(Err(BlockError::Timeout));
         }
+        (self.used_idx, self.pending) = (used, None);
         fence(Ordering::SeqCst);
         self.dev.ack_interrupt();
-        match m.status.get() {
+        Some(match self.mem.status.get() {
             S_OK => Ok(()),
             S_UNSUPP => Err(BlockError::OutOfRange),
             _ => Err(BlockError::Io),
-        }
+        })
     }
 
     /// Takes a request the device did not finish back from it: a reset, then a fresh queue.
@@ -212,15 +253,16 @@ impl<T: Transport> VirtioBlk<T> {
     }
 
     /// Moves `bufs` (kernel address, length) in order, in requests of at most QSIZE - 2
-    /// pieces each.
+    /// pieces each; with `background`, the last request is only started (see [`Self::poll`]).
     fn transfer(
         &mut self,
         kind: ReqType,
         mut lba: u64,
         bufs: impl Iterator<Item = (usize, usize)> + Clone,
+        background: bool,
     ) -> Result<(), BlockError> {
         let total: usize = bufs.clone().map(|b| b.1).sum();
-        if bufs.clone().any(|b| b.1 % 512 != 0) {
+        if bufs.clone().any(|b| b.1 % 512 != 0) || background && total == 0 {
             return Err(BlockError::OutOfRange);
         }
         if lba.checked_add(total as u64 / 512).is_none_or(|end| end > self.sectors) {
@@ -237,10 +279,19 @@ impl<T: Transport> VirtioBlk<T> {
                 (lba, n, sectors) = (lba + sectors, 0, 0);
             }
         }
-        if n > 0 {
-            self.request(kind, lba, &pieces[..n])?;
+        match n {
+            0 => Ok(()),
+            _ if background => self.submit(kind, lba, &pieces[..n]),
+            _ => self.request(kind, lba, &pieces[..n]),
         }
-        Ok(())
+    }
+
+    /// Starts moving `bufs` from `lba` into memory (or, `write`, from memory there) and
+    /// returns without waiting: the device works on it until [`Self::poll`] reports its end.
+    /// The buffers must stay put until then. A request already in flight is waited for first.
+    pub fn start(&mut self, lba: u64, bufs: &[&mut [u8]], write: bool) -> Result<(), BlockError> {
+        let kind = if write { ReqType::Out } else { ReqType::In };
+        self.transfer(kind, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())), true)
     }
 }
 
@@ -250,11 +301,11 @@ impl<T: Transport> BlockDevice for VirtioBlk<T> {
     }
 
     fn read(&mut self, lba: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlockError> {
-        self.transfer(ReqType::In, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
+        self.transfer(ReqType::In, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())), false)
     }
 
     fn write(&mut self, lba: u64, bufs: &[&[u8]]) -> Result<(), BlockError> {
-        self.transfer(ReqType::Out, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())))
+        self.transfer(ReqType::Out, lba, bufs.iter().map(|b| (b.as_ptr() as usize, b.len())), false)
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {

@@ -182,13 +182,17 @@ pub enum Sys {
     UpcallResume = 38,
     /// `(sector, count, buf) -> moved`: reads the first [`SECTOR_CHUNK`] at most of `count`
     /// sectors (1..=2048) into the caller's memory at `buf` (512-byte aligned, mapped
-    /// writable: `Fault` otherwise) and returns how many it read; the caller asks again
-    /// for the rest. `Denied` unless one of the caller's sector bindings with the read right
-    /// covers the whole range; `Invalid` for a bad count, alignment or a range past the
-    /// disk; `Io`, `Timeout` from the device; `NotFound` if there is no disk.
+    /// writable: `Fault` otherwise) and returns how many it reads; the caller asks again
+    /// for the rest. The data has arrived once [`Sys::SectorWait`] returns 0: a device
+    /// that works in the background (virtio-blk) may still be moving it when this returns.
+    /// `Denied` unless one of the caller's sector bindings with the read right covers the
+    /// whole range; `Invalid` for a bad count, alignment or a range past the disk; `Busy`
+    /// while the disk moves another transfer (one chunk at most: ask again); `Io`,
+    /// `Timeout` from the device; `NotFound` if there is no disk.
     SectorRead = 17,
     /// `(sector, count, buf) -> moved`: writes, likewise (buffer mapped readable, the write
-    /// right). What it moved is complete when it returns; see `docs/storage.md` for durability.
+    /// right). What it moved is complete once `SectorWait` returns 0; see `docs/storage.md`
+    /// for durability.
     SectorWrite = 18,
     /// Returns once every completed write is durable on the device. `Denied` unless the
     /// caller holds a binding with the write right.
@@ -261,6 +265,11 @@ pub enum Sys {
     NetPoll = 51,
     /// `()`: blocks until the next timer tick (when the kernel also polls the device).
     NetWait = 52,
+    /// `()`: blocks while the caller's last `SectorRead`/`SectorWrite` is still moving data
+    /// (its core runs others meanwhile; with none to run, it polls: it is repeated at once);
+    /// then returns how that transfer ended: 0, or `Io`, `Timeout` from the device. An
+    /// outcome is returned once; 0 when there is none.
+    SectorWait = 46,
 }
 
 /// Most bytes one [`Sys::ConsoleWrite`] sends.
@@ -288,8 +297,9 @@ pub const SECTOR_BINDINGS: usize = 8;
 /// Most sectors one `SectorRead`/`SectorWrite` may ask for (1 MiB).
 pub const SECTOR_MAX_COUNT: u64 = 2048;
 /// Most sectors one `SectorRead`/`SectorWrite` moves (32 KiB): it returns how many it
-/// moved, and the caller asks again for the rest. The kernel thus holds a core, with
-/// interrupts masked, for one chunk at a time (docs/multicore.md).
+/// moved, and the caller asks again for the rest. A device the CPU drives (PIO) thus holds
+/// a core, with interrupts masked, for one chunk at a time; one that works in the
+/// background holds none (docs/multicore.md).
 pub const SECTOR_CHUNK: u64 = 64;
 
 /// An extent of the disk bound to an environment (count 0: an empty slot).
@@ -308,6 +318,18 @@ impl SectorBinding {
             && self.rights & rights == rights
             && start >= self.start
             && start.checked_add(count).is_some_and(|end| end <= self.start + self.count as u64)
+    }
+
+    /// What a descendant loses when a binding of `[start, start + count)` is revoked from
+    /// an ancestor left holding `kept`: each of its `bindings` that overlaps the extent and
+    /// that none of `kept` covers (with the same rights) is cleared.
+    pub fn revoke_uncovered(bindings: &mut [SectorBinding], start: u64, count: u64, kept: &[SectorBinding]) {
+        for b in bindings.iter_mut() {
+            let overlaps = b.count != 0 && b.start < start + count && start < b.start + b.count as u64;
+            if overlaps && !kept.iter().any(|k| k.covers(b.start, b.count as u64, b.rights)) {
+                *b = SectorBinding::default();
+            }
+        }
     }
 }
 
@@ -473,7 +495,9 @@ pub struct EnvInfo {
     /// mask by core index; see [`Sys::EnvSetAffinity`]).
     pub cpu: u8,
     pub affinity: u8,
-    pub _pad: u8,
+    /// 1 while it sleeps in [`Sys::SectorWait`] (blocked, but not parked for calls: a
+    /// libOS waiting for a server to park tells the two apart by this).
+    pub disk_wait: u8,
     pub exit_status: i32,
     /// Frames owned (data and tables).
     pub frames: u32,
@@ -537,6 +561,46 @@ pub struct KernelInfo {
     pub fb_bytes: u64,
     /// Its width and height in pixels (32 bits each), bytes from one row to the next, 0.
     pub fb_size: [u32; 4],
+    /// Per core, by index (cores that are not up stay 0): the timer ticks it has taken
+    /// since it came up, one per time slice ([`KernelInfo::tick_hz`] a second), and how many
+    /// of them found it running an environment rather than idle. Updated by the kernel at
+    /// each core's own tick; a libOS reads a core's load as busy over ticks between two looks.
+    pub cpu_ticks: [u64; MAX_CPUS],
+    pub cpu_busy: [u64; MAX_CPUS],
+}
+
+/// Most cores the kernel runs on (the length of [`KernelInfo::cpu_ticks`], and of an
+/// affinity mask's meaningful bits).
+pub const MAX_CPUS: usize = 4;
+
+impl Default for KernelInfo {
+    /// All zero but the magic (arrays of 256 bytes have no derived `Default`).
+    fn default() -> Self {
+        KernelInfo {
+            magic: KernelInfo::MAGIC,
+            ram_base: 0,
+            frames: 0,
+            frame_table: 0,
+            frame_table_bytes: 0,
+            env_table: 0,
+            env_table_bytes: 0,
+            max_envs: 0,
+            counter_hz: 0,
+            tick_hz: 0,
+            free_head: 0,
+            free_frames: 0,
+            board: 0,
+            bootargs_len: 0,
+            bootargs: [0; 256],
+            disk_sectors: 0,
+            partitions: Default::default(),
+            fb_base: 0,
+            fb_bytes: 0,
+            fb_size: [0; 4],
+            cpu_ticks: [0; MAX_CPUS],
+            cpu_busy: [0; MAX_CPUS],
+        }
+    }
 }
 
 impl KernelInfo {
@@ -610,6 +674,19 @@ mod tests {
         }
         assert_eq!(result(42), Ok(42));
         assert_eq!(result(-999i64 as u64), Err(Error::Invalid));
+    }
+
+    #[test]
+    fn revocation_clears_only_overlapping_bindings_the_kept_ones_do_not_cover() {
+        let rw = SECTOR_READ | SECTOR_WRITE;
+        let b = |start, count, rights| SectorBinding { start, count, rights };
+        let mut held = [b(100, 10, SECTOR_READ), b(200, 10, rw), b(300, 10, SECTOR_READ), b(0, 0, 0)];
+        // [100, 250) revoked from an ancestor that still holds [200, 220) read-only.
+        SectorBinding::revoke_uncovered(&mut held, 100, 150, &[b(200, 20, SECTOR_READ)]);
+        assert_eq!(held, [b(0, 0, 0), b(0, 0, 0), b(300, 10, SECTOR_READ), b(0, 0, 0)]);
+        let mut kept = [b(205, 5, SECTOR_READ)];
+        SectorBinding::revoke_uncovered(&mut kept, 100, 150, &[b(200, 20, rw)]);
+        assert_eq!(kept, [b(205, 5, SECTOR_READ)], "covered by what the ancestor kept");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use aarch64_cpu::registers::{Readable, Writeable, MPIDR_EL1, TCR_EL1, TPIDR_EL1,
 use super::trap::TrapFrame;
 
 /// Cores exo runs on; a core's index is its MPIDR Aff0 (0..4 on every board exo knows).
-pub const MAX_CPUS: usize = 4;
+pub const MAX_CPUS: usize = exo_abi::MAX_CPUS;
 /// The SGI every cross-core signal uses: it wakes an idle core and carries out a kick.
 const SGI: u32 = 0;
 /// In a kick: the core's environment is gone; its next context save goes to a scratch frame.

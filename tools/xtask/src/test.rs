@@ -190,6 +190,7 @@ const BOOT_TESTS: &[BootTest] = &[
         script: &[],
         check: |_, end, out| {
             contains(out, "cores: 4 of 4 up")?;
+            console_lines_whole(out)?;
             contains(out, "init exited with status")?;
             exited(end, 0)
         },
@@ -291,6 +292,7 @@ const SHELL_SESSION: &[(&str, &str)] = &[
     ("crash: killed by a fault (data abort)", ""),
     ("exo> ", "ps\r"),
     ("runnable", ""),
+    ("busy ticks by core  0: ", ""),
     ("exo> ", "nosuchthing\r"),
     ("no such command", ""),
     ("exo> ", "run nosuchprogram\r"),
@@ -404,6 +406,25 @@ fn exited(end: &End, want: i32) -> Result<(), String> {
         End::Exited(code) if *code == want => Ok(()),
         End::Exited(code) => Err(format!("exit status {code}, expected {want}")),
         End::Hung => Err(format!("hang: no exit within the time limit (expected status {want})")),
+    }
+}
+
+/// `console_writes_from_four_cores_at_once_come_out_whole` (smp suite): four cores each
+/// wrote 20 lines of "console-mix c=N " and 47 N's, one `ConsoleWrite` each, at once; the
+/// console lock must keep every line whole.
+fn console_lines_whole(out: &str) -> Result<(), String> {
+    let whole = |l: &str| {
+        let b = l.as_bytes();
+        b.len() == 63
+            && l.starts_with("console-mix c=")
+            && b[15] == b' '
+            && b[16..].iter().all(|&x| x == b[14])
+    };
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("console-mix")).collect();
+    match lines.iter().find(|l| !whole(l)) {
+        Some(bad) => Err(format!("a console write came out mixed: {bad:?}")),
+        None if lines.len() != 80 => Err(format!("{} whole console-mix lines, expected 80", lines.len())),
+        None => Ok(()),
     }
 }
 

@@ -129,6 +129,9 @@ impl Transport for &Fake {
     fn ack_interrupt(&self) {}
 
     fn now(&self) -> u64 {
+        if self.answers.get() {
+            self.finish(); // time passes: a device that answers finishes what it holds
+        }
         self.now.set(self.now.get() + 1);
         self.now.get()
     }
@@ -268,4 +271,42 @@ fn ring_indices_wrap() {
     }
     assert_eq!(f.mem.avail.idx.get(), (70_000u32 % 65_536) as u16);
     assert_eq!(buf[..], f.disk.borrow()[(69_999 % 64) * 512..(69_999 % 64 + 1) * 512]);
+}
+
+#[test]
+fn started_request_ends_at_poll_and_a_synchronous_one_waits_for_it() {
+    let f = fake(true);
+    let mut d = blk(f);
+    f.answers.set(false);
+    let mut buf = vec![0u8; 1024];
+    d.start(4, &[&mut buf[..]], false).unwrap();
+    assert_eq!(d.poll(), None, "the device has not answered yet");
+    f.finish();
+    assert_eq!(d.poll(), Some(Ok(())));
+    assert_eq!(buf[..], f.disk.borrow()[4 * 512..6 * 512]);
+    assert_eq!(d.poll(), None, "an outcome is reported once");
+    // A flush while a started write is in flight waits for it and keeps its outcome.
+    let mut nines = [9u8; 512];
+    d.start(10, &[&mut nines[..]], true).unwrap();
+    f.answers.set(true);
+    d.flush().unwrap();
+    assert_eq!(f.disk.borrow()[10 * 512..11 * 512], [9u8; 512]);
+    assert_eq!(*f.log.borrow(), [(0, 4, 1), (1, 10, 1), (4, 0, 0)]);
+    assert_eq!(d.poll(), Some(Ok(())), "the started write's outcome was kept for poll");
+    assert_eq!(d.poll(), None);
+}
+
+#[test]
+fn started_request_that_times_out_is_taken_back_at_poll() {
+    let f = fake(true);
+    let mut d = blk(f);
+    f.answers.set(false);
+    let mut stale = vec![0xaau8; 512];
+    d.start(8, &[&mut stale[..]], false).unwrap();
+    assert_eq!((0..5000).find_map(|_| d.poll()), Some(Err(BlockError::Timeout)));
+    assert!(f.held.borrow().is_empty(), "the device still holds the request");
+    f.answers.set(true);
+    f.finish();
+    assert!(stale.iter().all(|&b| b == 0xaa), "the timed-out buffer was written");
+    assert_eq!(d.start(8, &[], false), Err(BlockError::OutOfRange), "nothing to start");
 }
