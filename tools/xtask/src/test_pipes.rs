@@ -163,6 +163,10 @@ fn id_in_job(log: &str, name: &str) -> Result<String, String> {
 /// What flows out of the background job below once its first 4 KiB have passed through
 /// its middle: the hex dump's line for offset 0x1000 (lines of "y").
 const FLOWED: &str = "00001000  79 0a 79 0a";
+/// The end of that line. It is 78 bytes, so it reaches the console in two writes (at most
+/// 64 bytes each) and whatever the test types next could be echoed between them: the test
+/// waits for the second write too.
+const FLOWED_END: &str = ".y.y.y.y.y.y.|";
 
 fn background(board: Board) -> Result<(), String> {
     let card = card_copy(&format!("jobs-{}", board.name()))?;
@@ -175,7 +179,7 @@ fn background(board: Board) -> Result<(), String> {
         s.send("yes | cat | hexdump | grep 00001000 &\r")?;
         let mut log = String::new();
         // The prompt that follows the job's line, whenever it came.
-        gather(&mut s, &mut log, &["| hexdump 0x", FLOWED, "exo> "])?;
+        gather(&mut s, &mut log, &["| hexdump 0x", FLOWED, FLOWED_END, "exo> "])?;
         let middle = id_in_job(&log, "cat")?;
         // The shell answers while the job runs (it never ends by itself).
         s.send("echo the shell answers\r")?;
