@@ -12,13 +12,15 @@
 //! An attribute is stored as the file `/.attr/<inode number>`: the version it was made for
 //! (24 bytes), then the value. [`Fs::attr`] returns the value only while that version is the
 //! file's present one, so a stale attribute cannot be read, only ignored (and overwritten by
-//! the next [`Fs::set_attr`]). Nothing needs invalidating on the write path. Attributes of
-//! removed files stay behind until their inode number is reused.
+//! the next [`Fs::set_attr`]). Nothing needs invalidating on the write path. Removing a
+//! file (or renaming another over it) removes its attribute in the same operation, so
+//! attributes never outlive their files and take no space once those are gone.
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::fs::Fs;
 use crate::inode::Kind;
+use crate::layout::ROOT_INO;
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -112,5 +114,22 @@ impl<D: BlockDevice> Fs<D> {
         self.truncate(h, 0)?;
         self.write(h, 0, &rec)?;
         Ok(())
+    }
+
+    /// Removes the attribute kept for inode `ino`, which was in directory `dir` and has just
+    /// been removed: nothing when there is none (or `ino` was itself an attribute).
+    pub(crate) fn drop_attr(&mut self, dir: u32, ino: u32) -> Result<()> {
+        self.load_dir(ROOT_INO)?;
+        let Some((side_dir, Kind::Dir)) = self.dir(ROOT_INO)?.lookup(&ATTR_DIR.as_bytes()[1..]) else {
+            return Ok(());
+        };
+        if dir == side_dir {
+            return Ok(());
+        }
+        self.load_dir(side_dir)?;
+        let name = format!("{ino}");
+        let Some((side, Kind::File)) = self.dir(side_dir)?.lookup(name.as_bytes()) else { return Ok(()) };
+        self.dir_del(side_dir, name.as_bytes())?;
+        self.free_inode(side)
     }
 }

@@ -135,6 +135,9 @@ impl<D: BlockDevice> Fs<D> {
         }
         self.dir_del(dir, name)?;
         self.free_inode(ino)?;
+        if kind == Kind::File {
+            self.drop_attr(dir, ino)?;
+        }
         self.after_op()
     }
 
@@ -182,6 +185,9 @@ impl<D: BlockDevice> Fs<D> {
             }
             self.dir_del(ddir, &dname_v)?;
             self.free_inode(victim)?;
+            if vkind == Kind::File {
+                self.drop_attr(ddir, victim)?;
+            }
         }
         self.dir_del(sdir, &sname)?;
         self.dir_add(ddir, &dname_v, ino, kind)?;

@@ -87,3 +87,32 @@ fn bad_attribute_requests_are_refused() {
     let (w, _) = fs.attr("/.attributes").unwrap();
     fs.set_attr("/.attributes", w, b"ok").unwrap();
 }
+
+/// Attributes never outlive their files: an unlink, and a rename over the file, take the
+/// attribute with it, while one kept for another file stays.
+#[test]
+fn removing_a_file_or_renaming_over_it_removes_its_attribute() {
+    let mut fs = fresh(8, 64);
+    let keep = |fs: &mut Fs<_>, path: &str, value: &[u8]| {
+        let f = fs.create(path).unwrap();
+        fs.write(f, 0, value).unwrap();
+        let (v, _) = fs.attr(path).unwrap();
+        fs.set_attr(path, v, value).unwrap();
+        format!("/.attr/{}", v.ino)
+    };
+    let (a, b, c) =
+        (keep(&mut fs, "/a", b"for a"), keep(&mut fs, "/b", b"for b"), keep(&mut fs, "/c", b"for c"));
+    fs.unlink("/a").unwrap();
+    assert_eq!(fs.stat(&a).map(drop), Err(Error::NotFound), "unlink left the attribute");
+    fs.rename("/c", "/b").unwrap();
+    assert_eq!(fs.stat(&b).map(drop), Err(Error::NotFound), "the replaced file's attribute stayed");
+    // The moved file keeps its own attribute's file (stale now: a rename is a change).
+    assert!(fs.stat(&c).is_ok(), "the renamed file's own attribute went");
+    // An attribute removed directly is only an attribute gone; the file stays.
+    fs.unlink(&c).unwrap();
+    assert!(fs.stat("/b").is_ok());
+    fs.sync().unwrap();
+    let mut fs = Fs::mount(fs.into_device(), MountOptions::default()).unwrap();
+    assert_eq!(fs.stat(&a).map(drop), Err(Error::NotFound));
+    assert_clean(&mut fs, "after attributes were removed with their files");
+}
