@@ -5,7 +5,7 @@
 //! every wait is bounded.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use crate::qemu::{tail, Board, RunSpec, Session};
@@ -15,6 +15,10 @@ pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
     if boards.contains(&Board::Virt) {
         out.push(Extra::new("virt::http_serves_the_cards_files_and_refuses_bad_requests".into(), http));
         out.push(Extra::new("virt::a_killed_httpd_leaves_the_rest_running_and_its_port_free".into(), crash));
+        out.push(Extra::new(
+            "virt::garbage_frames_on_the_wire_leave_the_kernel_and_httpd_serving".into(),
+            garbage,
+        ));
     }
 }
 
@@ -269,4 +273,133 @@ fn crash() -> Result<(), String> {
     let _ = std::fs::remove_file(&card);
     result.map_err(|e| format!("{e}\n{}", tail(&out, 20)))?;
     ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))
+}
+
+/// Garbage on the wire, end to end. QEMU's restricted user network only ever hands the
+/// guest well-formed frames, so the guest's NIC is put on a QEMU hub with two ports
+/// besides: the user network (DHCP, the forwarded HTTP port) and a UDP socket on 127.0.0.1,
+/// each datagram sent to which QEMU delivers to the hub as one Ethernet frame. The host
+/// sends 1,500 frames (random bytes of every length, then frames addressed to the guest's
+/// MAC and port 80 with every header field after the Ethernet header scrambled, then
+/// broken ARP), all to 127.0.0.1. The kernel counts them (the shell's `net` shows the
+/// unmatched count grow), and httpd keeps serving the card's bytes on a connection opened
+/// before them and on new ones.
+fn garbage() -> Result<(), String> {
+    let card = card_copy("http-garbage-virt")?;
+    let port = free_port()?;
+    // The host's end of the wire, and a free port on 127.0.0.1 for QEMU's end.
+    let wire = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let host_end = wire.local_addr().map_err(|e| e.to_string())?.port();
+    let qemu_end =
+        UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map_err(|e| e.to_string())?.port();
+    let mut extra = Board::Virt.disk_args(&card);
+    let args = [
+        format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:80"),
+        format!("socket,id=n1,udp=127.0.0.1:{host_end},localaddr=127.0.0.1:{qemu_end}"),
+        "hubport,id=p0,hubid=0,netdev=n0".into(),
+        "hubport,id=p1,hubid=0,netdev=n1".into(),
+        "hubport,id=p2,hubid=0".into(),
+    ];
+    for a in args {
+        extra.extend(["-netdev".into(), a]);
+    }
+    extra.extend(
+        ["-device", "virtio-net-device,netdev=p2", "-global", "virtio-mmio.force-legacy=false"]
+            .map(String::from),
+    );
+    let spec = RunSpec {
+        board: Board::Virt,
+        image: &built()?.kernel,
+        bootargs: String::new(),
+        timeout: Duration::from_secs(240),
+        extra,
+    };
+    let mut s = Session::start(&spec)?;
+    let config = mread(&card, "config.txt")?;
+    let unmatched = |s: &mut Session| -> Result<u64, String> {
+        s.send("net\r")?;
+        let out = s.read_until(" unmatched")?;
+        let n = out.rsplit("dropped").next().unwrap_or("").trim();
+        n.parse().map_err(|_| format!("no unmatched count in {out:?}"))
+    };
+    let result = (|| {
+        s.expect("serving http on port 80")?;
+        let mut kept = connect(port)?;
+        let (status, _, body) = get(&mut kept, "/fat/config.txt")?;
+        ensure(status == 200 && body == config, || "before the garbage: config.txt not served".into())?;
+        s.send("\r")?;
+        s.expect("exo> ")?;
+        let before = unmatched(&mut s)?;
+        let sent = send_garbage(&wire, qemu_end)?;
+        // The frames are in flight on QEMU's side: the count grows as they arrive.
+        let mut after = before;
+        for _ in 0..20 {
+            s.expect("exo> ")?;
+            after = unmatched(&mut s)?;
+            if after - before >= 400 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        println!("    {sent} garbage frames sent; the kernel counted {} unmatched", after - before);
+        // The 500 random frames match no binding (nor do most of the rest).
+        ensure(after - before >= 400, || {
+            format!("only {} garbage frames were counted unmatched", after - before)
+        })?;
+        let (status, _, body) = get(&mut kept, "/fat/config.txt")?;
+        ensure(status == 200 && body == config, || "the kept-alive connection broke".into())?;
+        let (status, _, body) = get(&mut connect(port)?, "/fat/kernel8.img")?;
+        ensure(status == 200 && body == mread(&card, "kernel8.img")?, || {
+            "a new connection after the garbage".into()
+        })?;
+        s.expect("exo> ")?;
+        s.send("exit 0\r")
+    })();
+    let (end, out) = if result.is_ok() { s.finish() } else { (crate::qemu::End::Hung, s.kill()) };
+    let _ = std::fs::remove_file(&card);
+    result.map_err(|e| format!("{e}\n{}", tail(&out, 20)))?;
+    ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}:\n{}", tail(&out, 20)))
+}
+
+/// Sends the garbage of [`garbage`] to QEMU's end of the wire, all on 127.0.0.1: 1,500
+/// datagrams from a fixed seed, a short pause every 50 so that QEMU's socket keeps up.
+fn send_garbage(wire: &UdpSocket, qemu_end: u16) -> Result<usize, String> {
+    const GUEST: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    const GATEWAY: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut sent = 0;
+    for i in 0..1500usize {
+        let len = match i {
+            0..500 => 1 + rand() as usize % 1600,
+            _ => 14 + rand() as usize % 1500,
+        };
+        let mut f: Vec<u8> = (0..len).map(|_| rand() as u8).collect();
+        if i >= 500 {
+            f[..6].copy_from_slice(&GUEST);
+            f[6..12].copy_from_slice(&GATEWAY);
+        }
+        if (500..1200).contains(&i) && len >= 54 {
+            // IPv4 to 10.0.2.15, TCP to port 80; everything else as random as it came.
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            f[14] = 0x40 | (f[14] & 0x0f);
+            f[23] = 6;
+            f[30..34].copy_from_slice(&[10, 0, 2, 15]);
+            let ihl = ((f[14] & 0x0f) as usize * 4).clamp(20, len - 34);
+            f[14 + ihl + 2..14 + ihl + 4].copy_from_slice(&80u16.to_be_bytes());
+        } else if i >= 1200 {
+            f[12..14].copy_from_slice(&[0x08, 0x06]);
+        }
+        wire.send_to(&f, ("127.0.0.1", qemu_end)).map_err(|e| format!("sending garbage: {e}"))?;
+        sent += 1;
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(sent)
 }
