@@ -113,23 +113,23 @@ impl FbConsole {
         unsafe { word.read_volatile() }
     }
 
-    /// Clears whole pixel rows, two pixels per store where the row allows (a per-pixel loop
-    /// over the 640x480 screen was a tenth of the boot on QEMU `raspi4b`).
+    /// Clears whole pixel rows: each row's 16-byte aligned middle in 64-byte blocks (four
+    /// paired stores a turn, [`zero_blocks`]), the few pixels either side one at a time. A
+    /// per-pixel loop over the 640x480 screen was a tenth of the boot on QEMU `raspi4b`,
+    /// two pixels a store still 0.8 million instructions.
     fn clear_rows(&mut self, from: usize, to: usize) {
         for y in from..to {
             let row = self.base.wrapping_add(y * self.stride);
             let mut x = 0;
-            if !(row as usize).is_multiple_of(8) && self.width > 0 {
-                self.put(0, y, 0);
-                x = 1;
+            while x < self.width && !(row.wrapping_add(x) as usize).is_multiple_of(16) {
+                self.put(x, y, 0);
+                x += 1;
             }
-            while x + 2 <= self.width {
-                // SAFETY: pixels `x` and `x + 1` of on-screen row `y` are in the framebuffer
-                // (as for `put`), and `row + x` is 8-byte aligned: one aligned 64-bit store.
-                unsafe { (row.wrapping_add(x) as *mut u64).write_volatile(0) };
-                x += 2;
-            }
-            if x < self.width {
+            let blocks = (self.width - x) / 16;
+            // SAFETY: pixels `x..x + 16 * blocks` of on-screen row `y` are in the
+            // framebuffer (as for `put`), and `row + x` is 16-byte aligned.
+            unsafe { zero_blocks(row.wrapping_add(x) as *mut u8, blocks) };
+            for x in x + 16 * blocks..self.width {
                 self.put(x, y, 0);
             }
         }
@@ -321,5 +321,37 @@ mod tests {
         assert_eq!(pi.videocore_memory(), Some(vc));
         assert!(pi.device_regions().as_slice().contains(&vc));
         assert_eq!(parse("qemu-virt.dtb").videocore_memory(), None);
+    }
+}
+
+/// Zeroes `blocks` 64-byte blocks at `p`.
+///
+/// # Safety
+/// `p` is 16-byte aligned and the `64 * blocks` bytes from it are mapped, writable memory
+/// (Device memory included: paired aligned stores are allowed there) that nothing else uses.
+unsafe fn zero_blocks(p: *mut u8, blocks: usize) {
+    #[cfg(target_arch = "aarch64")]
+    if blocks > 0 {
+        // SAFETY: the caller's contract; the loop stores exactly `64 * blocks` bytes from `p`.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "stp xzr, xzr, [{p}]",
+                "stp xzr, xzr, [{p}, #16]",
+                "stp xzr, xzr, [{p}, #32]",
+                "stp xzr, xzr, [{p}, #48]",
+                "add {p}, {p}, #64",
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                p = inout(reg) p => _,
+                n = inout(reg) blocks => _,
+                options(nostack),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    for i in 0..blocks * 16 {
+        // SAFETY: the caller's contract: word `i` is within the blocks.
+        unsafe { (p as *mut u32).add(i).write_volatile(0) };
     }
 }
