@@ -41,7 +41,7 @@ impl core::fmt::Display for Summary {
     }
 }
 
-/// What [`Disk::probe`] tried on the SD controllers, for the boot log: one entry
+/// What [`Search::finish`] tried on the SD controllers, for the boot log: one entry
 /// per controller probed, in order (EMMC2, then the legacy EMMC).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProbeLog {
@@ -54,31 +54,65 @@ impl ProbeLog {
     }
 }
 
+impl Search {
+    /// Ends the search: the virtio device, or the first SD controller (in [`Disk::search`]'s
+    /// order) whose card initialises, once its power has ramped up. `log` records what each
+    /// SD controller tried said (the bsp has no logger; the kernel prints the entries).
+    pub fn finish(self, log: &mut ProbeLog) -> Option<Disk> {
+        if let Some(d) = self.virtio {
+            return Some(Disk::Virtio(d));
+        }
+        let mut found = None;
+        for (i, s) in self.sd.into_iter().enumerate() {
+            match s {
+                Some(s) if found.is_some() => s.abandon(),
+                Some(s) => {
+                    let (probe, sd) = s.finish();
+                    log.sd[i] = Some(probe);
+                    found = sd.map(Disk::Sdhci);
+                }
+                None => {}
+            }
+        }
+        found
+    }
+}
+
+/// A search for the disk begun by [`Disk::search`]: a virtio block device found, or the SD
+/// controllers' cards powered up and ramping (each needs a millisecond before its first
+/// command), so that the kernel can do other work until [`Search::finish`].
+pub struct Search {
+    virtio: Option<VirtioBlk>,
+    sd: [Option<sdhci::Starting>; 2],
+}
+
 impl Disk {
-    /// Finds the disk: the first virtio block device on `virt`; on a Raspberry Pi, an SD
-    /// card on EMMC2 (the slot of a real Pi 4), else on the legacy EMMC (where QEMU
-    /// `raspi4b` attaches `-drive if=sd`). `virt` maps a physical MMIO address to where the
-    /// kernel mapped it; `virt_to_phys` turns a kernel address of RAM into a physical one
-    /// (for DMA). `log` records what each SD controller said (the bsp has no logger; the
-    /// kernel prints the entries).
+    /// Begins to find the disk: the first virtio block device on `virt`; on a Raspberry
+    /// Pi, an SD card on EMMC2 (the slot of a real Pi 4), else on the legacy EMMC (where
+    /// QEMU `raspi4b` attaches `-drive if=sd`). Both SD controllers are reset and their
+    /// cards powered now, whichever will hold the card; the one not chosen is turned off
+    /// again by [`Search::finish`]. `virt` maps a physical MMIO address to where the kernel
+    /// mapped it; `virt_to_phys` turns a kernel address of RAM into a physical one (for
+    /// DMA).
     ///
     /// # Safety
     /// Every region of [`BoardInfo::device_regions`] must be mapped at `virt(base)`; `dma`
     /// must satisfy [`Dma`]'s description; `virt_to_phys` must be right for every buffer
     /// later passed to the disk.
-    pub unsafe fn probe(
+    pub unsafe fn search(
         info: &BoardInfo,
         virt: impl Fn(u64) -> usize,
         dma: Dma,
         virt_to_phys: fn(usize) -> u64,
-        log: &mut ProbeLog,
-    ) -> Option<Disk> {
+    ) -> Search {
+        let mut search = Search { virtio: None, sd: [None, None] };
         for (slot, &intid) in info.virtio_mmio.as_slice().iter().zip(&info.virtio_intids) {
             // SAFETY: virtio-mmio slots are device regions, which the caller mapped at
             // `virt(base)`; the DMA memory is ours, as `Dma` describes.
             if let Some(mut d) = unsafe { VirtioBlk::probe(virt(slot.base), dma.va, dma.pa, virt_to_phys) } {
                 d.intid = (intid != 0).then_some(intid);
-                return Some(Disk::Virtio(d));
+                search.virtio = Some(d);
+                return search;
             }
         }
         // SAFETY: the mailbox is a device region, which the caller mapped at `virt(base)`.
@@ -96,16 +130,11 @@ impl Disk {
         };
         let controllers = [(Controller::Emmc2, info.sdhci_emmc2), (Controller::Legacy, info.sdhci_legacy)];
         for (i, (c, region)) in controllers.into_iter().enumerate() {
-            let Some(region) = region else { continue };
             // SAFETY: the controller is a device region, which the caller mapped at
             // `virt(base)`, and nothing else drives its registers.
-            let (probe, sd) = unsafe { Sdhci::probe(virt(region.base), c, firmware_hz(c)) };
-            log.sd[i] = Some(probe);
-            if let Some(sd) = sd {
-                return Some(Disk::Sdhci(sd));
-            }
+            search.sd[i] = region.map(|r| unsafe { Sdhci::start(virt(r.base), c, firmware_hz(c)) });
         }
-        None
+        search
     }
 
     /// Reads sector 0 and parses its MBR: the four primary partitions, or why not (for the

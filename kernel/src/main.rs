@@ -113,13 +113,14 @@ mod boot {
         let (board, dtb) = wire_board(dtb_pa, phys_base);
         start_console(board, entry_el, phys_base, dtb_pa);
         let mut map = take_memory(board, phys_base, dtb);
-        let dma = map.take(exo_bsp::disk::DMA_BYTES as u64);
+        // SD cards need a millisecond to power up: the frame table's set-up covers it.
+        let disk = map.take(exo_bsp::disk::DMA_BYTES as u64).map(|dma| start_disk(board, dma));
         let net_dma = map.take(exo_bsp::drivers::virtio_net::DMA_BYTES as u64);
         kernel(|k| start::setup(k, &board.info, map));
         irq::init();
         arch::smp::start_secondaries(board); // early: a Pi's firmware stub spins until then
-        if let Some(dma) = dma {
-            attach_disk(board, dma);
+        if let Some(disk) = disk {
+            attach_disk(board, disk);
         }
         if let Some(dma) = net_dma {
             crate::net::probe(&board.info, dma);
@@ -181,16 +182,19 @@ mod boot {
     }
 
     /// Probes for a disk with `dma` as its driver's DMA memory, and attaches what it finds.
-    fn attach_disk(board: &Board, dma: Region) {
+    fn start_disk(board: &Board, dma: Region) -> exo_bsp::disk::Search {
         mm::heap::zero(mm::phys_to_virt(dma.base), dma.size);
         let dma = exo_bsp::disk::Dma { va: mm::phys_to_virt(dma.base) as *mut u8, pa: dma.base };
         let virt = |pa| mm::phys_to_virt(pa) as usize;
-        let mut tried = exo_bsp::disk::ProbeLog::default();
         // SAFETY: every device region is mapped in the physmap; the DMA pages were just
         // taken from free memory for the driver alone; `kva_to_pa` translates kernel
         // addresses back.
-        let mut found =
-            unsafe { exo_bsp::disk::Disk::probe(&board.info, virt, dma, mm::kva_to_pa, &mut tried) };
+        unsafe { exo_bsp::disk::Disk::search(&board.info, virt, dma, mm::kva_to_pa) }
+    }
+
+    fn attach_disk(board: &Board, search: exo_bsp::disk::Search) {
+        let mut tried = exo_bsp::disk::ProbeLog::default();
+        let mut found = search.finish(&mut tried);
         for p in tried.sd() {
             log::info!("disk: {p}");
         }

@@ -24,7 +24,7 @@ mod tests;
 
 use core::fmt;
 
-pub use self::card::Sdhci;
+pub use self::card::{Sdhci, Starting};
 use self::proto::Cmd;
 use crate::drivers::bcm2835_mbox::{self, MboxError};
 use crate::BlockError;

@@ -43,18 +43,41 @@ impl Sdhci<Host> {
         // SAFETY: the caller's contract.
         Self::probe_with(unsafe { Host::new(base) }, controller, firmware_hz)
     }
-}
 
-impl<H: HostOps> Sdhci<H> {
-    /// Picks the base clock (`firmware_hz`, the mailbox's answer when there is a mailbox;
-    /// else, on the legacy controller, the capabilities register; else a default), then
-    /// looks for a card and initialises it. A controller without a card fails in well under
-    /// a second.
-    pub fn probe_with(
-        host: H,
+    /// [`Sdhci::start_with`] on the SDHCI registers at `base`.
+    ///
+    /// # Safety
+    /// As for [`Sdhci::probe`].
+    pub unsafe fn start(
+        base: usize,
         controller: Controller,
         firmware_hz: Option<Result<u32, MboxError>>,
-    ) -> (Probe, Option<Self>) {
+    ) -> Starting {
+        // SAFETY: the caller's contract.
+        Starting::new(unsafe { Host::new(base) }, controller, firmware_hz)
+    }
+}
+
+/// A controller whose card has been given power and the identification clock, but not yet
+/// spoken to: the card needs [`POWER_RAMP_MS`] before its first command. The wait is a
+/// deadline, not a delay, so a caller can do other work meanwhile (the kernel sets up its
+/// frame table) and [`Starting::finish`] waits only for what is left of it.
+pub struct Starting<H: HostOps = Host> {
+    pub(super) sd: Sdhci<H>,
+    base_hz: u32,
+    clock_source: ClockSource,
+    /// The counter's value when the card may first be spoken to, or why it may not.
+    ready_at: Result<u64, SdError>,
+}
+
+/// Power ramp-up and at least 74 clocks before the first command.
+const POWER_RAMP_MS: u64 = 1;
+
+impl<H: HostOps> Starting<H> {
+    /// Picks the base clock (`firmware_hz`, the mailbox's answer when there is a mailbox;
+    /// else, on the legacy controller, the capabilities register; else a default), resets
+    /// the controller and powers its card up.
+    pub fn new(host: H, controller: Controller, firmware_hz: Option<Result<u32, MboxError>>) -> Self {
         // Linux marks EMMC2's capabilities clock as wrong (SDHCI_QUIRK_CAP_CLOCK_BASE_BROKEN).
         let caps_hz = match controller {
             Controller::Emmc2 => 0,
@@ -75,25 +98,56 @@ impl<H: HostOps> Sdhci<H> {
             detect_works: false,
             gone: false,
         };
-        let result = sd.init(base_hz);
-        let probe = Probe { controller, base_hz, clock_source, result };
+        let ready_at = sd.power(base_hz);
+        Starting { sd, base_hz, clock_source, ready_at }
+    }
+
+    /// Looks for the card and initialises it, once its power has ramped up. A controller
+    /// without a card fails in well under a second.
+    pub fn finish(self) -> (Probe, Option<Sdhci<H>>) {
+        let Starting { mut sd, base_hz, clock_source, ready_at } = self;
+        let result = ready_at.and_then(|at| sd.identify(base_hz, at));
+        let probe = Probe { controller: sd.controller, base_hz, clock_source, result };
         match result {
             Ok(_) => (probe, Some(sd)),
             Err(SdError::NoController) => (probe, None),
             Err(_) => {
-                // Leave the controller quiet: card clock and power off.
-                let _ = sd.host.reset_all();
+                sd.quiet();
                 (probe, None)
             }
         }
+    }
+
+    /// Leaves the controller quiet without looking for its card (another was chosen).
+    pub fn abandon(mut self) {
+        if self.ready_at.is_ok() {
+            self.sd.quiet();
+        }
+    }
+}
+
+impl<H: HostOps> Sdhci<H> {
+    /// Powers the card up, waits for it and initialises it ([`Starting`] in one step).
+    pub fn probe_with(
+        host: H,
+        controller: Controller,
+        firmware_hz: Option<Result<u32, MboxError>>,
+    ) -> (Probe, Option<Self>) {
+        Starting::new(host, controller, firmware_hz).finish()
+    }
+
+    /// Card clock and power off.
+    fn quiet(&mut self) {
+        let _ = self.host.reset_all();
     }
 
     pub fn controller(&self) -> Controller {
         self.controller
     }
 
-    /// The SD Physical Layer's initialisation, from reset to a selected 4-bit card.
-    pub(super) fn init(&mut self, base_hz: u32) -> Result<CardInfo, SdError> {
+    /// The SD Physical Layer's initialisation, from reset to a card powered at the
+    /// identification clock: returns the counter's value at which it may be spoken to.
+    pub(super) fn power(&mut self, base_hz: u32) -> Result<u64, SdError> {
         if self.host.spec_version().is_none() {
             return Err(SdError::NoController);
         }
@@ -105,8 +159,16 @@ impl<H: HostOps> Sdhci<H> {
         }
         self.host.power_on();
         self.host.set_clock(base_hz, IDENT_HZ)?;
-        // Power ramp-up and at least 74 clocks before the first command.
-        self.host.delay_us(1000);
+        Ok(self.host.now() + self.host.ticks_ms(POWER_RAMP_MS))
+    }
+
+    /// The rest of the initialisation, once the counter has reached `ready_at`: to a
+    /// selected 4-bit card.
+    pub(super) fn identify(&mut self, base_hz: u32, ready_at: u64) -> Result<CardInfo, SdError> {
+        let left = ready_at.saturating_sub(self.host.now());
+        if left > 0 {
+            self.host.delay_us(left * 1000 / self.host.ticks_ms(1).max(1));
+        }
         // From here on, no answer at all means no card.
         let silent = |e: SdError| match e {
             SdError::Timeout { .. } => SdError::NoCard,

@@ -7,7 +7,7 @@ use std::vec::Vec;
 
 use super::fake::{card, Fake, OUT_OF_RANGE, RCA, TRAN};
 use super::proto;
-use super::{ClockSource, Controller, SdError, Sdhci};
+use super::{ClockSource, Controller, SdError, Sdhci, Starting};
 use crate::drivers::bcm2835_mbox::MboxError;
 use crate::{BlockDevice, BlockError};
 
@@ -207,7 +207,7 @@ fn empty_slot_fails_fast_with_no_card() {
         detect_works: false,
         gone: false,
     };
-    assert_eq!(sd.init(100_000_000), Err(SdError::NoCard));
+    assert_eq!(sd.power(100_000_000).and_then(|at| sd.identify(100_000_000, at)), Err(SdError::NoCard));
     assert!(sd.host.forced_detect.get(), "an undetected card is still looked for");
     assert_eq!(sd.host.commands(), [0, 8, 55]);
     assert!(sd.host.now.get() < 5000, "{} µs", sd.host.now.get());
@@ -259,4 +259,25 @@ fn timed_out_read_is_over_when_it_returns() {
     sd.write(100, &[&fresh]).unwrap();
     assert_eq!(fresh[..], card_data[40 * 512..44 * 512]);
     assert_eq!(abandoned, snapshot, "the abandoned buffer changed after the timeout");
+}
+
+/// The card's power ramp is a deadline: time spent between [`Starting::new`] and
+/// [`Starting::finish`] (the kernel sets up its frame table meanwhile) counts toward it,
+/// and `finish` waits only for what is left, never sending the card a command earlier.
+#[test]
+fn power_ramp_counts_the_time_between_start_and_finish() {
+    let finish_after = |work_us: u64| {
+        let s =
+            Starting::new(Fake::new(Some(card(true, true, 16384))), Controller::Legacy, Some(Ok(50_000_000)));
+        assert!(s.sd.host.commands().is_empty(), "a command before the ramp");
+        let now = &s.sd.host.now;
+        now.set(now.get() + work_us);
+        let before = now.get();
+        let (p, sd) = s.finish();
+        assert!(p.result.is_ok(), "{p:?}");
+        sd.unwrap().host.now.get() - before
+    };
+    let (at_once, after_work) = (finish_after(0), finish_after(5000));
+    assert!(at_once >= 1000, "finish at once waited only {at_once} µs");
+    assert!(at_once - after_work >= 990, "waited {at_once} µs at once and {after_work} after 5 ms of work");
 }
