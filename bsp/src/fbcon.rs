@@ -220,6 +220,38 @@ impl BoardInfo {
     }
 }
 
+/// Zeroes `blocks` 64-byte blocks at `p`.
+///
+/// # Safety
+/// `p` is 16-byte aligned and the `64 * blocks` bytes from it are mapped, writable memory
+/// (Device memory included: paired aligned stores are allowed there) that nothing else uses.
+unsafe fn zero_blocks(p: *mut u8, blocks: usize) {
+    #[cfg(target_arch = "aarch64")]
+    if blocks > 0 {
+        // SAFETY: the caller's contract; the loop stores exactly `64 * blocks` bytes from `p`.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "stp xzr, xzr, [{p}]",
+                "stp xzr, xzr, [{p}, #16]",
+                "stp xzr, xzr, [{p}, #32]",
+                "stp xzr, xzr, [{p}, #48]",
+                "add {p}, {p}, #64",
+                "subs {n}, {n}, #1",
+                "b.ne 2b",
+                p = inout(reg) p => _,
+                n = inout(reg) blocks => _,
+                options(nostack),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    for i in 0..blocks * 64 {
+        // SAFETY: the caller's contract: byte `i` is within the blocks.
+        unsafe { p.wrapping_add(i).write_volatile(0) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,37 +353,5 @@ mod tests {
         assert_eq!(pi.videocore_memory(), Some(vc));
         assert!(pi.device_regions().as_slice().contains(&vc));
         assert_eq!(parse("qemu-virt.dtb").videocore_memory(), None);
-    }
-}
-
-/// Zeroes `blocks` 64-byte blocks at `p`.
-///
-/// # Safety
-/// `p` is 16-byte aligned and the `64 * blocks` bytes from it are mapped, writable memory
-/// (Device memory included: paired aligned stores are allowed there) that nothing else uses.
-unsafe fn zero_blocks(p: *mut u8, blocks: usize) {
-    #[cfg(target_arch = "aarch64")]
-    if blocks > 0 {
-        // SAFETY: the caller's contract; the loop stores exactly `64 * blocks` bytes from `p`.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "stp xzr, xzr, [{p}]",
-                "stp xzr, xzr, [{p}, #16]",
-                "stp xzr, xzr, [{p}, #32]",
-                "stp xzr, xzr, [{p}, #48]",
-                "add {p}, {p}, #64",
-                "subs {n}, {n}, #1",
-                "b.ne 2b",
-                p = inout(reg) p => _,
-                n = inout(reg) blocks => _,
-                options(nostack),
-            )
-        };
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    for i in 0..blocks * 16 {
-        // SAFETY: the caller's contract: word `i` is within the blocks.
-        unsafe { (p as *mut u32).add(i).write_volatile(0) };
     }
 }

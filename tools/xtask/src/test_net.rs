@@ -22,6 +22,12 @@ pub fn tests(boards: &[Board], out: &mut Vec<Extra>) {
     }
 }
 
+/// A run of `image` on `virt` with `bootargs` and the QEMU arguments `extra` (the card, the
+/// network), four minutes at most.
+fn virt_spec<'a>(image: &'a std::path::Path, bootargs: &str, extra: Vec<String>) -> RunSpec<'a> {
+    RunSpec { board: Board::Virt, image, bootargs: bootargs.into(), timeout: Duration::from_secs(240), extra }
+}
+
 /// A port on 127.0.0.1 free right now (the kernel picks it), so parallel runs never collide.
 fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -66,13 +72,7 @@ fn http() -> Result<(), String> {
     let port = free_port()?;
     let mut extra = Board::Virt.disk_args(&card);
     extra.extend(Board::Virt.net_args(Some(port)));
-    let spec = RunSpec {
-        board: Board::Virt,
-        image: &built()?.kernel,
-        bootargs: String::new(),
-        timeout: Duration::from_secs(240),
-        extra,
-    };
+    let spec = virt_spec(&built()?.kernel, "", extra);
     let mut s = Session::start(&spec)?;
     // httpd's line may come before or after the shell's first prompt: ask for a fresh one.
     let shell: &[(&str, &str)] = &[
@@ -237,13 +237,7 @@ fn crash() -> Result<(), String> {
     let mut extra = Board::Virt.disk_args(&card);
     extra.extend(Board::Virt.net_args(Some(port)));
     let image = crate::build::build_test()?.image;
-    let spec = RunSpec {
-        board: Board::Virt,
-        image: &image,
-        bootargs: "exo.test=webcrash".into(),
-        timeout: Duration::from_secs(240),
-        extra,
-    };
+    let spec = virt_spec(&image, "exo.test=webcrash", extra);
     let mut s = Session::start(&spec)?;
     let config = mread(&card, "config.txt")?;
     let big = mread(&card, "kernel8.img")?;
@@ -307,13 +301,7 @@ fn garbage() -> Result<(), String> {
         ["-device", "virtio-net-device,netdev=p2", "-global", "virtio-mmio.force-legacy=false"]
             .map(String::from),
     );
-    let spec = RunSpec {
-        board: Board::Virt,
-        image: &built()?.kernel,
-        bootargs: String::new(),
-        timeout: Duration::from_secs(240),
-        extra,
-    };
+    let spec = virt_spec(&built()?.kernel, "", extra);
     let mut s = Session::start(&spec)?;
     let config = mread(&card, "config.txt")?;
     let unmatched = |s: &mut Session| -> Result<u64, String> {
