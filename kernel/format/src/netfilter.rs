@@ -9,12 +9,32 @@
 //! header byte ([`Norm`]), and two filters can match a common frame exactly when no byte
 //! has a bit that both fix to different values. That test decides conflicts without any
 //! knowledge of protocols: see [`Table::bind`].
+//!
+//! Receiving does not try every binding: a receive filter that fixes every bit of the
+//! [`KEY`] bytes (the EtherType, the IPv4 protocol and the TCP/UDP destination port) can
+//! only match frames whose key bytes are its own, so it is kept on one of [`BUCKETS`]
+//! chains chosen by a hash of them, and a frame tries only its own chain's filters and
+//! those on the chain of filters that leave some key bit free (ARP, ICMP). This is DPF's
+//! idea, merging what filters share, at its simplest. The key is a guess at what filters
+//! will fix, not a rule: a filter that does not fix it is only slower to reach.
 
 use exo_abi::net::{
     NetBind, NetFilter, NetInfo, NET_FRAME_MAX, NET_HEADER_BYTES, NET_RING_SLOTS, NET_SHARED, NET_SLOT,
     NET_TERMS,
 };
 use exo_abi::Error;
+
+/// The header bytes receive filters are indexed by: EtherType, IPv4 protocol, and the
+/// destination port of TCP and UDP (IPv4 without options).
+pub const KEY: [usize; 5] = [12, 13, 23, 36, 37];
+/// Chains of keyed receive filters; one more chain holds the rest.
+pub const BUCKETS: usize = 32;
+
+/// The chain for a frame or filter whose key bytes are `b` (indexed by [`KEY`]).
+fn bucket(b: &[u8]) -> usize {
+    let k = KEY.iter().fold(0u32, |h, &i| h.wrapping_mul(31).wrapping_add(b[i] as u32));
+    (k ^ (k >> 7) ^ (k >> 13)) as usize % BUCKETS
+}
 
 /// A filter as per-byte (mask, value) pairs, and how many leading bytes it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +102,15 @@ impl Norm {
             .all(|at| (word(frame, at) ^ word(&self.value, at)) & word(&self.mask, at) == 0)
     }
 
+    /// The chain this receive filter goes on: its key's, or the last ([`BUCKETS`]) when it
+    /// leaves a key bit free.
+    fn chain(&self) -> usize {
+        match KEY.iter().all(|&i| self.mask[i] == 0xff) {
+            true => bucket(&self.value),
+            false => BUCKETS,
+        }
+    }
+
     /// Whether some frame matches both filters.
     pub fn overlaps(&self, other: &Norm) -> bool {
         (0..NET_HEADER_BYTES).all(|i| (self.value[i] ^ other.value[i]) & self.mask[i] & other.mask[i] == 0)
@@ -100,6 +129,8 @@ pub struct Entry {
     ring: u64,
     slots: u32,
     next: u32,
+    /// The next entry on this one's receive chain, plus one (0: the end).
+    link: u16,
 }
 
 /// The binding table: `N` entries, at most [`exo_abi::net::NET_BINDINGS`] per environment
@@ -107,6 +138,8 @@ pub struct Entry {
 /// fill the table for others).
 pub struct Table<const N: usize> {
     entries: [Entry; N],
+    /// The first entry of each receive chain, plus one (0: empty).
+    chains: [u16; BUCKETS + 1],
     /// The interface's counters (the MAC is the kernel's to fill in).
     pub info: NetInfo,
 }
@@ -129,8 +162,24 @@ impl<const N: usize> Table<N> {
     /// An empty table: all zeroes (so a kernel `static` of one lies in .bss).
     pub const fn new() -> Self {
         const NONE: Norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
-        const FREE: Entry = Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0 };
-        Table { entries: [FREE; N], info: NetInfo::ZERO }
+        const FREE: Entry = Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0, link: 0 };
+        assert!(N < u16::MAX as usize);
+        Table { entries: [FREE; N], chains: [0; BUCKETS + 1], info: NetInfo::ZERO }
+    }
+
+    /// Frees entry `i` and takes it off its receive chain.
+    fn free(&mut self, i: usize) {
+        let e = &mut self.entries[i];
+        e.owner = 0;
+        let (chain, after) = (e.rx.chain(), e.link);
+        let mut at = &mut self.chains[chain];
+        while *at != 0 {
+            if *at as usize == i + 1 {
+                *at = after;
+                return;
+            }
+            at = &mut self.entries[*at as usize - 1].link;
+        }
     }
 
     fn live(&self) -> impl Iterator<Item = &Entry> {
@@ -159,9 +208,9 @@ impl<const N: usize> Table<N> {
             return Err(Error::Invalid);
         }
         let shared = b.flags & NET_SHARED != 0;
-        for e in self.entries.iter_mut() {
-            if e.owner != 0 && !alive(e.owner) {
-                e.owner = 0;
+        for i in 0..N {
+            if self.entries[i].owner != 0 && !alive(self.entries[i].owner) {
+                self.free(i);
             }
         }
         if self.live().filter(|e| e.owner == owner).count() >= cap {
@@ -174,16 +223,22 @@ impl<const N: usize> Table<N> {
             return Err(Error::Busy);
         }
         let i = self.entries.iter().position(|e| e.owner == 0).ok_or(Error::NoSlot)?;
-        self.entries[i] = Entry { owner, rx, tx, shared, ring: b.ring, slots: b.slots, next: 0 };
+        self.entries[i] = Entry { owner, rx, tx, shared, ring: b.ring, slots: b.slots, next: 0, link: 0 };
+        // At the chain's end: a frame reaches the bindings it matches in the order they came.
+        let mut at = &mut self.chains[rx.chain()];
+        while *at != 0 {
+            at = &mut self.entries[*at as usize - 1].link;
+        }
+        *at = i as u16 + 1;
         Ok(i)
     }
 
     /// Removes `owner`'s binding `index`.
     pub fn unbind(&mut self, owner: u32, index: u64) -> Result<(), Error> {
-        let e = self.entries.get_mut(usize::try_from(index).map_err(|_| Error::NotFound)?);
-        match e {
+        let i = usize::try_from(index).map_err(|_| Error::NotFound)?;
+        match self.entries.get(i) {
             Some(e) if owner != 0 && e.owner == owner => {
-                e.owner = 0;
+                self.free(i);
                 Ok(())
             }
             _ => Err(Error::NotFound),
@@ -214,11 +269,27 @@ impl<const N: usize> Table<N> {
         done as u64
     }
 
-    /// [`Table::receive`] without the counting: (copies delivered, copies dropped).
+    /// [`Table::receive`] without the counting: (copies delivered, copies dropped). Tries
+    /// the filters on the frame's own chain and on the chain of unkeyed ones: a keyed
+    /// filter reads past the key, so a frame too short to have one matches none of them.
     pub fn demux(&mut self, frame: &[u8], mut deliver: impl FnMut(u32, u64) -> Delivery) -> (u32, u32) {
         let (mut done, mut dropped) = (0, 0);
-        for e in self.entries.iter_mut() {
-            if e.owner == 0 || !e.rx.matches(frame) {
+        let mut at = match frame.len() > KEY[KEY.len() - 1] {
+            true => self.chains[bucket(frame)],
+            false => 0,
+        };
+        let mut last = false;
+        loop {
+            if at == 0 {
+                if last {
+                    break;
+                }
+                (at, last) = (self.chains[BUCKETS], true);
+                continue;
+            }
+            let e = &mut self.entries[at as usize - 1];
+            at = e.link;
+            if !e.rx.matches(frame) {
                 continue;
             }
             match deliver(e.owner, e.ring + e.next as u64 * NET_SLOT as u64) {

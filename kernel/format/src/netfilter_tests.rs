@@ -297,3 +297,85 @@ fn word_at_a_time_matching_agrees_with_byte_by_byte() {
     }
     assert!(matched > 1000, "the test exercised matches too ({matched})");
 }
+
+/// The chains deliver to exactly the bindings a scan of the whole table would, in the order
+/// they were bound, through thousands of random binds (ports that share a chain, ARP and
+/// ICMP-like filters off the key, filters fixing only part of it), unbinds and deaths; and
+/// every live entry stays on its own chain once, no free one on any.
+#[test]
+fn chained_demux_agrees_with_a_scan_of_every_binding() {
+    let mut x = 0x853c_49e6_748f_ea9bu64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut t: Table<64> = Table::new();
+    let mut dead = [false; 17];
+    let (mut delivered, mut keyed) = (0, 0);
+    for round in 0..3000 {
+        let owner = 1 + next() as u32 % 16;
+        let port = 1000 + next() as u32 % 40;
+        let rx = match next() % 5 {
+            0 => NetFilter::exact(&[(12, 2, ARP)]),
+            1 => NetFilter::exact(&[(12, 2, IPV4), (23, 1, 1), (38, 2, port)]),
+            2 => NetFilter::exact(&[(12, 2, IPV4), (36, 1, port >> 8)]),
+            _ => to_port([6, 17][next() as usize % 2], port),
+        };
+        let flags = if next() % 3 == 0 { NET_SHARED } else { 0 };
+        let ring = 0x1000_0000 + (round as u64 % 64) * 0x10_0000;
+        let _ = t.bind(owner, &NetBind { rx, tx: rx, ring, slots: 4, flags }, NET_BINDINGS, |o| !dead[o as usize]);
+        match next() % 8 {
+            0 => {
+                let _ = t.unbind(owner, next() % 64);
+            }
+            1 => dead[owner as usize] = !dead[owner as usize],
+            _ => {}
+        }
+        // A frame that agrees with a live binding's filter, or with none, then maybe a bit off.
+        let mut frame = udp(0, port as u16, 60 + next() as usize % 40);
+        let live: std::vec::Vec<usize> = (0..64).filter(|&i| t.entries[i].owner != 0).collect();
+        if !live.is_empty() && next() % 4 != 0 {
+            let n = t.entries[live[next() as usize % live.len()]].rx;
+            for i in 0..NET_HEADER_BYTES.min(frame.len()) {
+                frame[i] = (frame[i] & !n.mask[i]) | n.value[i];
+            }
+        }
+        if next() % 4 == 0 {
+            let i = next() as usize % frame.len();
+            frame[i] ^= 1 << (next() % 8);
+        }
+        let mut want: std::vec::Vec<u64> = live
+            .iter()
+            .filter(|&&i| t.entries[i].rx.matches(&frame))
+            .map(|&i| t.entries[i].ring)
+            .collect();
+        let mut got = std::vec::Vec::new();
+        t.demux(&frame, |_, slot| {
+            got.push(slot & !0xf_ffff);
+            Delivery::Delivered
+        });
+        delivered += got.len();
+        keyed += (t.chains[..BUCKETS].iter().any(|&c| c != 0)) as usize;
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "round {round}: frame {frame:?}");
+        // Chain integrity.
+        let mut seen = [0u32; 64];
+        for (c, &head) in t.chains.iter().enumerate() {
+            let mut at = head;
+            while at != 0 {
+                let e = &t.entries[at as usize - 1];
+                assert!(e.owner != 0, "a free entry on chain {c}");
+                assert_eq!(e.rx.chain(), c);
+                seen[at as usize - 1] += 1;
+                at = e.link;
+            }
+        }
+        for (i, (e, n)) in t.entries.iter().zip(seen).enumerate() {
+            assert_eq!(n, (e.owner != 0) as u32, "entry {i} on {n} chains");
+        }
+    }
+    assert!(delivered > 1000 && keyed > 1000, "the test exercised delivery ({delivered}) and keyed chains ({keyed})");
+}
