@@ -162,7 +162,8 @@ impl<const N: usize> Table<N> {
     /// An empty table: all zeroes (so a kernel `static` of one lies in .bss).
     pub const fn new() -> Self {
         const NONE: Norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
-        const FREE: Entry = Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0, link: 0 };
+        const FREE: Entry =
+            Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0, link: 0 };
         assert!(N < u16::MAX as usize);
         Table { entries: [FREE; N], chains: [0; BUCKETS + 1], info: NetInfo::ZERO }
     }

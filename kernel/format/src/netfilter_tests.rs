@@ -325,7 +325,8 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
         };
         let flags = if next() % 3 == 0 { NET_SHARED } else { 0 };
         let ring = 0x1000_0000 + (round as u64 % 64) * 0x10_0000;
-        let _ = t.bind(owner, &NetBind { rx, tx: rx, ring, slots: 4, flags }, NET_BINDINGS, |o| !dead[o as usize]);
+        let _ = t
+            .bind(owner, &NetBind { rx, tx: rx, ring, slots: 4, flags }, NET_BINDINGS, |o| !dead[o as usize]);
         match next() % 8 {
             0 => {
                 let _ = t.unbind(owner, next() % 64);
@@ -346,11 +347,8 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
             let i = next() as usize % frame.len();
             frame[i] ^= 1 << (next() % 8);
         }
-        let mut want: std::vec::Vec<u64> = live
-            .iter()
-            .filter(|&&i| t.entries[i].rx.matches(&frame))
-            .map(|&i| t.entries[i].ring)
-            .collect();
+        let mut want: std::vec::Vec<u64> =
+            live.iter().filter(|&&i| t.entries[i].rx.matches(&frame)).map(|&i| t.entries[i].ring).collect();
         let mut got = std::vec::Vec::new();
         t.demux(&frame, |_, slot| {
             got.push(slot & !0xf_ffff);
@@ -377,5 +375,8 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
             assert_eq!(n, (e.owner != 0) as u32, "entry {i} on {n} chains");
         }
     }
-    assert!(delivered > 1000 && keyed > 1000, "the test exercised delivery ({delivered}) and keyed chains ({keyed})");
+    assert!(
+        delivered > 1000 && keyed > 1000,
+        "the test exercised delivery ({delivered}) and keyed chains ({keyed})"
+    );
 }
