@@ -842,7 +842,10 @@ fn free_before_wait() -> Result<(), &'static str> {
     for p in 0..pages {
         pa = vm::map_new(va + p * PAGE, RW).map_err(|_| "map")?;
     }
-    let read = |at: u64| exo_libos::abi::result(sys::raw(Sys::SectorRead as u64, [at, 64, va, 0, 0, 0]));
+    let read = |at: u64| {
+        let r = exo_libos::abi::result(sys::raw(Sys::SectorRead as u64, [at, 64, va, 0, 0, 0]));
+        r.map(|n| n & !exo_libos::abi::SECTOR_PENDING)
+    };
     let started = read(STREAM_AT);
     let again = read(STREAM_AT);
     let unmapped = sys::table_set(EnvId::SELF, va + (pages - 1) * PAGE, 3, 0);

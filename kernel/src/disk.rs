@@ -83,7 +83,7 @@ pub extern "C" fn sector_io<const WRITE: bool>(at: u64, count: u64, buf: u64, _:
         if r != Ok(true) {
             PINNED.store(NONE, Release); // done already, or refused
         }
-        r.map(|_| count)
+        r.map(|background| count | if background { exo_abi::SECTOR_PENDING } else { 0 })
     }))
 }
 

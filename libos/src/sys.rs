@@ -227,10 +227,12 @@ pub fn sector_write(sector: u64, buf: &[u8]) -> Result<u64, Error> {
     sectors(Sys::SectorWrite, sector, buf.len() as u64 / 512, buf.as_ptr() as u64)
 }
 /// One transfer of `count` sectors as as many calls as it takes: each call moves at most
-/// [`exo_abi::SECTOR_CHUNK`] and says how many, and `SectorWait` blocks until they have
-/// moved. While the disk moves another's transfer (`Busy`, one chunk at most), the rest
-/// of the slice goes to others. Returns `count`, or the first error.
+/// [`exo_abi::SECTOR_CHUNK`] and says how many, and when the device moves them in the
+/// background ([`exo_abi::SECTOR_PENDING`]) `SectorWait` blocks until they have moved.
+/// While the disk moves another's transfer (`Busy`, one chunk at most), the rest of the
+/// slice goes to others. Returns `count`, or the first error.
 fn sectors(call: Sys, sector: u64, count: u64, buf: u64) -> Result<u64, Error> {
+    use exo_abi::SECTOR_PENDING;
     let mut done = 0;
     loop {
         let n = match c3(call, sector + done, count - done, buf + done * 512) {
@@ -240,7 +242,10 @@ fn sectors(call: Sys, sector: u64, count: u64, buf: u64) -> Result<u64, Error> {
             }
             r => r?,
         };
-        c0(Sys::SectorWait)?;
+        if n & SECTOR_PENDING != 0 {
+            c0(Sys::SectorWait)?;
+        }
+        let n = n & !SECTOR_PENDING;
         done += n;
         if n == 0 || done >= count {
             return Ok(done);

@@ -183,8 +183,9 @@ pub enum Sys {
     /// `(sector, count, buf) -> moved`: reads the first [`SECTOR_CHUNK`] at most of `count`
     /// sectors (1..=2048) into the caller's memory at `buf` (512-byte aligned, mapped
     /// writable: `Fault` otherwise) and returns how many it reads; the caller asks again
-    /// for the rest. The data has arrived once [`Sys::SectorWait`] returns 0: a device
-    /// that works in the background (virtio-blk) may still be moving it when this returns.
+    /// for the rest. With [`SECTOR_PENDING`] set beside the count, a device that works in
+    /// the background (virtio-blk) is still moving it, and the data has arrived once
+    /// [`Sys::SectorWait`] returns 0; without it, the data is there.
     /// `Denied` unless one of the caller's sector bindings with the read right covers the
     /// whole range; `Invalid` for a bad count, alignment or a range past the disk; `Busy`
     /// while the disk moves another transfer (one chunk at most: ask again); `Io`,
@@ -301,6 +302,10 @@ pub const SECTOR_MAX_COUNT: u64 = 2048;
 /// a core, with interrupts masked, for one chunk at a time; one that works in the
 /// background holds none (docs/multicore.md).
 pub const SECTOR_CHUNK: u64 = 64;
+/// Set in what `SectorRead`/`SectorWrite` return, beside the count, when the chunk is left
+/// to the device: [`Sys::SectorWait`] then waits for it and says how it ended. Without it
+/// the chunk has moved already (a device the CPU drives), and there is nothing to wait for.
+pub const SECTOR_PENDING: u64 = 1 << 32;
 
 /// An extent of the disk bound to an environment (count 0: an empty slot).
 #[repr(C)]
