@@ -13,6 +13,7 @@
 
 use exo_abi::upcall;
 
+use crate::arch::smp::{self, MAX_CPUS};
 use crate::arch::{self, trap::TrapFrame};
 use crate::env::{Env, Kernel, Wait, MAX_ENVS, NONE};
 use crate::irq::{EVENT_CONSOLE, EVENT_DISK, EVENT_TICK};
@@ -25,7 +26,7 @@ impl Kernel {
         let cur = self.current;
         // The common case — no interrupt, nobody yielded to — keeps running what ran.
         let stays = cur != NONE && self.runnable() & !self.excluded[self.cpu] & 1 << cur != 0;
-        if events == 0 && !give_up && self.donate_to == NONE && stays {
+        if events == 0 && !give_up && self.donate_to == NONE && self.handoff[self.cpu] == NONE && stays {
             return self.run(cur);
         }
         if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
@@ -65,6 +66,8 @@ impl Kernel {
         let donated = core::mem::replace(&mut self.donate_to, NONE);
         let next = if donated != NONE && avail & (1 << donated) != 0 {
             donated
+        } else if let Some(handed) = self.handed(avail, cur, give_up, events & EVENT_TICK != 0) {
+            handed
         } else if !give_up && cur != NONE && avail & (1 << cur) != 0 {
             cur
         } else if let Some(next) = next_after(avail, cur) {
@@ -98,4 +101,56 @@ fn next_after(avail: u64, cur: usize) -> Option<usize> {
     }
     let from = if cur == NONE { 0 } else { (cur + 1) % MAX_ENVS } as u32;
     Some((avail.rotate_right(from).trailing_zeros() + from) as usize % MAX_ENVS)
+}
+
+/// In `Kernel::lent`: the core's occupant had its turn back after a hand-off; no other
+/// hand-off preempts it before the core's next tick.
+const GUARD: usize = MAX_ENVS;
+
+/// Directed yield across cores. A `YieldTo` names an environment this core may not run
+/// (its affinity) and that runs nowhere: the caller's slice ends, and one core the target
+/// may use is handed it and signalled, so that it runs the target at once rather than at
+/// its next tick — an idle core if there is one, else the core the target last ran on. A
+/// yield gives only the caller's own time, so what the preempted occupant loses is bounded:
+/// it gets the core back as soon as the target's turn ends (the target yields or blocks, or
+/// the core ticks), and from then until the core's next tick no hand-off preempts it (a
+/// hand-off meanwhile is dropped, as one that meets the tick is). However many callers loop,
+/// an occupant loses at most one slice in three to hand-offs.
+impl Kernel {
+    /// Hands runnable `t` to a core it may use, if this core may not run it and no core runs it.
+    pub fn hand_off(&mut self, t: usize) {
+        if self.excluded[self.cpu] & 1 << t == 0 || self.running_elsewhere(t).is_some() {
+            return; // a plain donation, or nothing to do
+        }
+        let free = |c: usize| {
+            c != self.cpu && self.excluded[c] & 1 << t == 0 && self.lent[c] == NONE && self.handoff[c] == NONE
+        };
+        let last = self.envs[t].last_cpu as usize;
+        if let Some(c) = (0..MAX_CPUS).filter(|&c| free(c)).min_by_key(|&c| (self.on[c] != NONE, c != last)) {
+            self.handoff[c] = t;
+            smp::signal(1 << c);
+        }
+    }
+
+    /// What a hand-off makes this core run now, if anything: the occupant it preempted, when
+    /// the target's turn ends; else the target handed to it, preempting the occupant (which
+    /// is then owed the core) unless the occupant gave up its slice.
+    fn handed(&mut self, avail: u64, cur: usize, give_up: bool, tick: bool) -> Option<usize> {
+        let c = self.cpu;
+        let (to, lent) = (core::mem::replace(&mut self.handoff[c], NONE), self.lent[c]);
+        let has = |s: usize| s < MAX_ENVS && avail & 1 << s != 0;
+        if lent == GUARD && tick {
+            self.lent[c] = NONE;
+        } else if lent < MAX_ENVS && (give_up || !has(cur)) {
+            self.lent[c] = GUARD;
+            return Some(lent).filter(|&s| has(s));
+        }
+        if to == cur || !has(to) || lent != NONE || tick {
+            return None;
+        }
+        if !give_up && has(cur) {
+            self.lent[c] = cur;
+        }
+        Some(to)
+    }
 }

@@ -1,0 +1,161 @@
+//! `YieldTo` across cores (smp suite): a partner kept to another core runs at once, not at
+//! that core's next tick; a caller yielding in a loop cannot take that core from its other
+//! occupant; and neither `YieldTo` nor `EnvSetAffinity` interrupts a core that runs an
+//! environment the caller has no authority over. The rule is in `docs/multicore.md`.
+
+use core::sync::atomic::Ordering::SeqCst;
+
+use crate::runner::check;
+use crate::smptest::{core_ticks, runs_on, shared, spinner, wait_for};
+use exo_libos::abi::EnvId;
+use exo_libos::process::{self, Fork};
+use exo_libos::{println, sys};
+
+/// Forks a child kept to `core` alone that runs `f`, then exits.
+fn on_core(core: u8, f: impl FnOnce()) -> Result<EnvId, &'static str> {
+    match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            f();
+            sys::exit(0)
+        }
+        Fork::Parent(c) => {
+            sys::env_set_affinity(c, 1 << core).map_err(|_| "set affinity")?;
+            Ok(c)
+        }
+    }
+}
+
+/// Core 1 runs a spinner and a partner that, at each turn, stamps core 1's tick count,
+/// counts the turn and yields: by round robin it runs once a tick, just after core 1's
+/// tick. From core 0, just after such a turn, the partner is yielded to: it must run again
+/// before core 1 ticks again (the old kernel let it wait for that tick: the donation was not
+/// taken on core 0, which the partner may not use).
+pub fn partner_runs_at_once() -> Result<(), &'static str> {
+    let s = shared();
+    let spin = spinner(s, 0, 1)?;
+    // The partner keeps the stamp of its turn n in s[16 + n % 64], then counts it in s[1].
+    let partner = on_core(1, || loop {
+        let n = s[1].load(SeqCst);
+        s[16 + n as usize % 64].store(core_ticks(1).0, SeqCst);
+        s[1].store(n + 1, SeqCst);
+        sys::yield_now();
+    })?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let placed = wait_for(|| runs_on(spin, 1) && s[0].load(SeqCst) > 0 && s[1].load(SeqCst) > 2);
+    let (rounds, mut prompt, mut missed) = (5, 0, 0);
+    for _ in 0..rounds {
+        // Wait for a fresh tick of core 1 and the partner's turn in it.
+        let t = core_ticks(1).0;
+        let fresh = wait_for(|| {
+            let now = core_ticks(1).0;
+            let n = s[1].load(SeqCst);
+            now > t && n > 0 && s[16 + (n as usize - 1) % 64].load(SeqCst) == now
+        });
+        let (turns, tick) = (s[1].load(SeqCst), core_ticks(1).0);
+        let _ = sys::yield_to(partner);
+        let ran = wait_for(|| s[1].load(SeqCst) != turns);
+        let stamp = s[16 + turns as usize % 64].load(SeqCst);
+        if fresh && ran && stamp == tick {
+            prompt += 1;
+        } else {
+            println!("xcore: late: fresh {fresh} ran {ran} tick {tick} partner's stamp {stamp}");
+            missed += 1;
+        }
+    }
+    let kept = runs_on(partner, 1) || vm_cpu(partner) == Some(1);
+    let _ = sys::env_destroy(partner);
+    let _ = sys::env_destroy(spin);
+    println!(
+        "xcore: partner ran before core 1's next tick after {prompt} of {rounds} yields ({missed} late)"
+    );
+    check(placed, "the spinner and the partner did not both run on core 1")?;
+    check(kept, "the partner left core 1")?;
+    check(prompt == rounds, "a yield to the partner on core 1 waited for core 1's tick")
+}
+
+fn vm_cpu(env: EnvId) -> Option<u8> {
+    exo_libos::vm::env_info(env).filter(|e| e.id == env.0).map(|e| e.cpu)
+}
+
+/// Core 1 runs two spinners, a victim and a partner, which share it a tick at a time. The
+/// test on core 0 and two helpers on cores 2 and 3 yield to the partner in a loop for 30 of
+/// core 1's ticks. The victim must keep a quarter of core 1 (its fair share is a half; the
+/// rule leaves it at least a third): a kernel that let every such yield preempt it would
+/// leave it almost nothing.
+pub fn looping_yields_do_not_starve_the_neighbour() -> Result<(), &'static str> {
+    let s = shared();
+    let victim = spinner(s, 0, 1)?;
+    let partner = spinner(s, 1, 1)?;
+    let attack = || {
+        while s[8].load(SeqCst) == 0 {
+            let _ = sys::yield_to(partner);
+        }
+    };
+    let helpers = [
+        on_core(2, || loop {
+            attack()
+        })?,
+        on_core(3, || loop {
+            attack()
+        })?,
+    ];
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let placed = wait_for(|| s[0].load(SeqCst) > 0 && s[1].load(SeqCst) > 0 && runs_on(victim, 1));
+    let t = core_ticks(1).0;
+    let (v, p) = (s[0].load(SeqCst), s[1].load(SeqCst));
+    while core_ticks(1).0 < t + 30 {
+        let _ = sys::yield_to(partner);
+    }
+    let (dv, dp) = (s[0].load(SeqCst) - v, s[1].load(SeqCst) - p);
+    s[8].store(1, SeqCst);
+    for k in [victim, partner].into_iter().chain(helpers) {
+        let _ = sys::env_destroy(k);
+    }
+    let share = dv * 100 / (dv + dp).max(1);
+    println!(
+        "xcore: over 30 ticks of core 1 the victim counted {dv}, the partner {dp}: {share}% to the victim"
+    );
+    check(placed, "the victim did not run on core 1")?;
+    check(share >= 25, "yields in a loop took core 1 from the victim")
+}
+
+/// A victim spins alone on core 1, where the caller has no authority. The caller on core 0
+/// makes a locked system call in a loop for 20 of core 1's ticks, then for 20 more moves its
+/// own child between cores 2 and 3 (`EnvSetAffinity`) and yields to the victim (`YieldTo`).
+/// Neither may signal core 1: the victim must count at least 90% as much per tick during
+/// the second stretch as during the first.
+pub fn affinity_and_yields_leave_other_cores_alone() -> Result<(), &'static str> {
+    let s = shared();
+    let victim = spinner(s, 0, 1)?;
+    let child = spinner(s, 1, 2)?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let placed = wait_for(|| runs_on(victim, 1) && runs_on(child, 2) && s[0].load(SeqCst) > 0);
+    let stretch = |attack: bool| {
+        let t = core_ticks(1).0;
+        while core_ticks(1).0 == t {}
+        let (t, v) = (core_ticks(1).0, s[0].load(SeqCst));
+        let mut i = 0u64;
+        while core_ticks(1).0 < t + 20 {
+            if attack {
+                let _ = sys::env_set_affinity(child, 0b100 << (i % 2));
+                let _ = sys::yield_to(victim);
+            } else {
+                crate::smpbench::locked_nop();
+                crate::smpbench::locked_nop();
+            }
+            i += 1;
+        }
+        (s[0].load(SeqCst) - v, i)
+    };
+    let (calm, calls_calm) = stretch(false);
+    let (attacked, calls) = stretch(true);
+    let _ = sys::env_destroy(child);
+    let _ = sys::env_destroy(victim);
+    println!(
+        "xcore: victim on core 1 counted {calm} over 20 ticks beside {calls_calm} locked calls, \
+         {attacked} beside {calls} affinity changes and yields"
+    );
+    check(placed, "the victim and the child did not run on cores 1 and 2")?;
+    check(calls > 100, "the caller made too few calls to tell")?;
+    check(attacked * 10 >= calm * 9, "the caller's calls slowed a core it has no authority over")
+}
