@@ -43,6 +43,7 @@ impl Kernel {
             let (c, busy) = (self.cpu, cur != NONE);
             if let Some(i) = self.info() {
                 (i.cpu_ticks[c], i.cpu_busy[c]) = (i.cpu_ticks[c] + 1, i.cpu_busy[c] + busy as u64);
+                i.cpu_signals[c] = crate::irq::SIGNALS[c].load(core::sync::atomic::Ordering::Relaxed);
             }
             if self.cpu == 0 {
                 self.ticks += 1;

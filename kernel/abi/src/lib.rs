@@ -567,6 +567,10 @@ pub struct KernelInfo {
     /// each core's own tick; a libOS reads a core's load as busy over ticks between two looks.
     pub cpu_ticks: [u64; MAX_CPUS],
     pub cpu_busy: [u64; MAX_CPUS],
+    /// Per core: the signals (SGIs) it has taken since it came up — wake-ups of an idle
+    /// core, kicks, hand-offs of a `YieldTo` from another core — as of its last tick. A
+    /// libOS can see that nothing signals a core it runs on, but its own subtree's doings.
+    pub cpu_signals: [u64; MAX_CPUS],
 }
 
 /// Most cores the kernel runs on (the length of [`KernelInfo::cpu_ticks`], and of an
@@ -599,6 +603,7 @@ impl Default for KernelInfo {
             fb_size: [0; 4],
             cpu_ticks: [0; MAX_CPUS],
             cpu_busy: [0; MAX_CPUS],
+            cpu_signals: [0; MAX_CPUS],
         }
     }
 }
