@@ -126,34 +126,47 @@ fn signals(c: usize) -> u64 {
     unsafe { core::ptr::read_volatile(&exo_libos::vm::kinfo().cpu_signals[c]) }
 }
 
-/// A victim spins alone on core 1, where the caller has no authority. For 20 of core 1's
-/// ticks the caller on core 0 moves its own child between cores 2 and 3 (`EnvSetAffinity`,
-/// which signals the core the child must leave and idle cores it may now use) and yields to
-/// the victim (`YieldTo`, which hands nothing to a core where its target already runs).
-/// Core 1 must take no signal meanwhile (each core publishes how many it took).
+/// A victim spins alone on core 1. Its sibling, the attacker, has no authority over it
+/// and may use every core but 1: for 20 of core 1's ticks it moves its own child between
+/// cores 2 and 3 (`EnvSetAffinity`, which signals the core the child must leave and idle
+/// cores it may now use) and yields to the victim (`YieldTo`, which hands nothing to a core
+/// where its target already runs). Core 1 must take no signal meanwhile (each core
+/// publishes how many it took).
 pub fn affinity_and_yields_leave_other_cores_alone() -> Result<(), &'static str> {
     let s = shared();
     let victim = spinner(s, 0, 1)?;
-    let child = spinner(s, 1, 2)?;
+    let attacker = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let child = spinner(s, 1, 2).unwrap_or(EnvId(0));
+            let placed = wait_for(|| runs_on(child, 2) && runs_on(victim, 1));
+            let t = core_ticks(1).0;
+            while core_ticks(1).0 == t {}
+            let (t, before, moved) = (core_ticks(1).0, signals(1), signals(2) + signals(3));
+            let (mut calls, mut moves) = (0u64, 0u64);
+            while core_ticks(1).0 < t + 20 {
+                moves += sys::env_set_affinity(child, 0b100 << (calls % 2)).is_ok() as u64;
+                let _ = sys::yield_to(victim);
+                calls += 1;
+            }
+            let (taken, moved) = (signals(1) - before, signals(2) + signals(3) - moved);
+            let _ = sys::env_destroy(child);
+            s[10].store(taken, SeqCst);
+            s[11].store(moved, SeqCst);
+            s[12].store(moves, SeqCst);
+            s[13].store(1 + placed as u64, SeqCst);
+            sys::exit(0)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::env_set_affinity(attacker, 0b1101).map_err(|_| "attacker off core 1")?;
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
-    let placed = wait_for(|| runs_on(victim, 1) && runs_on(child, 2) && s[0].load(SeqCst) > 0);
-    let t = core_ticks(1).0;
-    while core_ticks(1).0 == t {}
-    let (t, before, moved) = (core_ticks(1).0, signals(1), signals(2) + signals(3));
-    let mut calls = 0u64;
-    while core_ticks(1).0 < t + 20 {
-        let _ = sys::env_set_affinity(child, 0b100 << (calls % 2));
-        let _ = sys::yield_to(victim);
-        calls += 1;
-    }
-    let (taken, moved) = (signals(1) - before, signals(2) + signals(3) - moved);
-    let ran = s[1].load(SeqCst);
-    let _ = sys::env_destroy(child);
+    let done = wait_for(|| s[13].load(SeqCst) != 0);
+    let _ = process::wait(attacker);
     let _ = sys::env_destroy(victim);
-    println!(
-        "xcore: {calls} affinity changes and yields: core 1 took {taken} signals, cores 2 and 3 {moved}"
-    );
-    check(placed, "the victim and the child did not run on cores 1 and 2")?;
-    check(calls > 100 && ran > 0, "the caller made too few calls, or the child never ran")?;
+    let (taken, moved, moves) = (s[10].load(SeqCst), s[11].load(SeqCst), s[12].load(SeqCst));
+    println!("xcore: {moves} moves of the attacker's child and yields: core 1 took {taken} signals, cores 2 and 3 {moved}");
+    check(done, "the attacker did not report")?;
+    check(s[13].load(SeqCst) == 2, "the victim and the attacker's child did not run on cores 1 and 2")?;
+    check(moves > 100, "the attacker could not move its own child")?;
     check(taken == 0, "a core running an environment outside the caller's authority was signalled")
 }
