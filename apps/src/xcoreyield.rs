@@ -51,6 +51,9 @@ pub fn partner_runs_at_once() -> Result<(), &'static str> {
             let n = s[1].load(SeqCst);
             now > t && n > 0 && s[16 + (n as usize - 1) % 64].load(SeqCst) == now
         });
+        // The spinner counts again: the partner has yielded (while it runs, it is not handed).
+        let spun = s[0].load(SeqCst);
+        let fresh = fresh && wait_for(|| s[0].load(SeqCst) > spun);
         let (turns, tick) = (s[1].load(SeqCst), core_ticks(1).0);
         let _ = sys::yield_to(partner);
         let ran = wait_for(|| s[1].load(SeqCst) != turns);
