@@ -138,6 +138,9 @@ impl Kernel {
     /// is then owed the core) unless the occupant gave up its slice.
     fn handed(&mut self, avail: u64, cur: usize, give_up: bool, tick: bool) -> Option<usize> {
         let c = self.cpu;
+        if self.handoff[c] == NONE && self.lent[c] == NONE {
+            return None; // the common case: no hand-off about
+        }
         let (to, lent) = (core::mem::replace(&mut self.handoff[c], NONE), self.lent[c]);
         let has = |s: usize| s < MAX_ENVS && avail & 1 << s != 0;
         if lent == GUARD && tick {

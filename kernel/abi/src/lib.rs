@@ -164,7 +164,10 @@ pub enum Sys {
     UpcallContext = 16,
     /// Gives up the rest of the time slice.
     Yield = 32,
-    /// `(env)`: donates the rest of the slice to a runnable environment.
+    /// `(env)`: donates the rest of the slice to a runnable environment (any). If this core
+    /// may not run it and it runs nowhere, a core it may use is signalled to run it at once,
+    /// preempting its occupant — at most once between two of that core's ticks, the
+    /// occupant getting the core back when the target's turn ends (`docs/multicore.md`).
     YieldTo = 33,
     /// `(status)`: ends the caller; its parent can collect `status` with `EnvWait`.
     Exit = 34,
@@ -569,7 +572,7 @@ pub struct KernelInfo {
     pub cpu_busy: [u64; MAX_CPUS],
     /// Per core: the signals (SGIs) it has taken since it came up — wake-ups of an idle
     /// core, kicks, hand-offs of a `YieldTo` from another core — as of its last tick. A
-    /// libOS can see that nothing signals a core it runs on, but its own subtree's doings.
+    /// libOS can see whether anything signals a core its environments run on.
     pub cpu_signals: [u64; MAX_CPUS],
 }
 
