@@ -224,8 +224,7 @@ pub struct Kernel {
     /// Per core: a slot that a `YieldTo` on another core handed it, to run at once
     /// ([`NONE`]: none), and the occupant that hand-off preempted, owed the core back (or
     /// `sched::GUARD`: not to be preempted again before the core's next tick). `sched.rs`.
-    pub handoff: [usize; MAX_CPUS],
-    pub lent: [usize; MAX_CPUS],
+    pub handoff: [(usize, usize); MAX_CPUS],
     /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
     /// The slot that holds the console input: init's from boot, moved by `ConsoleGive`
@@ -246,8 +245,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     runnable: 0,
     ticks: 0,
     donate_to: NONE,
-    handoff: [NONE; MAX_CPUS],
-    lent: [NONE; MAX_CPUS],
+    handoff: [(NONE, NONE); MAX_CPUS],
     call_waiters: 0,
     console: NONE,
     info: None,

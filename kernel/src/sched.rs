@@ -26,7 +26,7 @@ impl Kernel {
         let cur = self.current;
         // The common case — no interrupt, nobody yielded to — keeps running what ran.
         let stays = cur != NONE && self.runnable() & !self.excluded[self.cpu] & 1 << cur != 0;
-        if events == 0 && !give_up && self.donate_to == NONE && self.handoff[self.cpu] == NONE && stays {
+        if events == 0 && !give_up && self.donate_to == NONE && self.handoff[self.cpu].0 == NONE && stays {
             return self.run(cur);
         }
         if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
@@ -116,19 +116,18 @@ const GUARD: usize = MAX_ENVS;
 /// it gets the core back as soon as the target's turn ends (the target yields or blocks, or
 /// the core ticks), and from then until the core's next tick no hand-off preempts it (a
 /// hand-off meanwhile is dropped, as one that meets the tick is). However many callers loop,
-/// an occupant loses at most one slice in three to hand-offs.
+/// a core takes at most one preempting hand-off per two of its ticks.
 impl Kernel {
     /// Hands runnable `t` to a core it may use, if this core may not run it and no core runs it.
     pub fn hand_off(&mut self, t: usize) {
         if self.excluded[self.cpu] & 1 << t == 0 || self.running_elsewhere(t).is_some() {
             return; // a plain donation, or nothing to do
         }
-        let free = |c: usize| {
-            c != self.cpu && self.excluded[c] & 1 << t == 0 && self.lent[c] == NONE && self.handoff[c] == NONE
-        };
+        let ok =
+            |c: usize| c != self.cpu && self.excluded[c] & 1 << t == 0 && self.handoff[c] == (NONE, NONE);
         let last = self.envs[t].last_cpu as usize;
-        if let Some(c) = (0..MAX_CPUS).filter(|&c| free(c)).min_by_key(|&c| (self.on[c] != NONE, c != last)) {
-            self.handoff[c] = t;
+        if let Some(c) = (0..MAX_CPUS).filter(|&c| ok(c)).min_by_key(|&c| (self.on[c] != NONE, c != last)) {
+            self.handoff[c].0 = t;
             smp::signal(1 << c);
         }
     }
@@ -137,24 +136,16 @@ impl Kernel {
     /// the target's turn ends; else the target handed to it, preempting the occupant (which
     /// is then owed the core) unless the occupant gave up its slice.
     fn handed(&mut self, avail: u64, cur: usize, give_up: bool, tick: bool) -> Option<usize> {
-        let c = self.cpu;
-        if self.handoff[c] == NONE && self.lent[c] == NONE {
-            return None; // the common case: no hand-off about
-        }
-        let (to, lent) = (core::mem::replace(&mut self.handoff[c], NONE), self.lent[c]);
+        let (to, lent) = core::mem::replace(&mut self.handoff[self.cpu], (NONE, NONE));
         let has = |s: usize| s < MAX_ENVS && avail & 1 << s != 0;
-        if lent == GUARD && tick {
-            self.lent[c] = NONE;
-        } else if lent < MAX_ENVS && (give_up || !has(cur)) {
-            self.lent[c] = GUARD;
+        if lent < MAX_ENVS && (give_up || !has(cur)) {
+            self.handoff[self.cpu].1 = GUARD;
             return Some(lent).filter(|&s| has(s));
-        }
-        if to == cur || !has(to) || lent != NONE || tick {
+        } else if lent != NONE || tick || to == cur || !has(to) {
+            self.handoff[self.cpu].1 = if lent == GUARD && tick { NONE } else { lent };
             return None;
         }
-        if !give_up && has(cur) {
-            self.lent[c] = cur;
-        }
+        self.handoff[self.cpu].1 = if !give_up && has(cur) { cur } else { NONE };
         Some(to)
     }
 }
