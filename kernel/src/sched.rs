@@ -136,6 +136,9 @@ impl Kernel {
     /// the target's turn ends; else the target handed to it, preempting the occupant (which
     /// is then owed the core) unless the occupant gave up its slice.
     fn handed(&mut self, avail: u64, cur: usize, give_up: bool, tick: bool) -> Option<usize> {
+        if self.handoff[self.cpu] == (NONE, NONE) {
+            return None; // the common case: no hand-off about
+        }
         let (to, lent) = core::mem::replace(&mut self.handoff[self.cpu], (NONE, NONE));
         let has = |s: usize| s < MAX_ENVS && avail & 1 << s != 0;
         if lent < MAX_ENVS && (give_up || !has(cur)) {
