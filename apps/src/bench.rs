@@ -93,6 +93,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("fault_upcall_map_resume", fault_upcall),
     ("frame_alloc_map_unmap_free", frame_cycle),
     ("env_switch", env_switch),
+    ("env_switch_cross_core", smpbench::yield_cross_core),
     ("pct_round_trip", pct_round_trip),
     ("pct_call", || pct_leg(false)),
     ("pct_reply", || pct_leg(true)),

@@ -29,3 +29,4 @@ pub mod suites;
 pub mod teardown;
 pub mod tool;
 pub mod webcrash;
+pub mod xcoreyield;

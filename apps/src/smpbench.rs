@@ -70,6 +70,80 @@ pub fn pct_pinned(server_core: u8) -> (u64, u64) {
     (n, per)
 }
 
+/// A directed yield across cores: the caller on core 0 yields to a partner kept to core 1,
+/// where a spinner runs; the figure is the guest time (machine instructions, under
+/// `-icount`) from just before the `YieldTo` to the partner's first stamp on core 1; the
+/// caller then sleeps (`NetWait`), so that core 0 idles meanwhile, as a PCT's caller's does
+/// in `pct_round_trip_cross_core` (a caller spinning would be counted too). Core 1
+/// takes one such hand-off per tick at most (`docs/multicore.md`), so each operation waits
+/// for a fresh tick of core 1, the partner's round-robin turn in it, and the spinner's
+/// return (a yield to the partner while it still runs would hand nothing over).
+pub fn yield_cross_core() -> (u64, u64) {
+    let all = mine();
+    if all != 0xf {
+        return skipped();
+    }
+    let s = shared();
+    let ticks = |c: usize| {
+        // SAFETY: a plain read of the kernel information page, which stays mapped; volatile
+        // because the kernel updates it behind the compiler's back.
+        unsafe { core::ptr::read_volatile(&vm::kinfo().cpu_ticks[c]) }
+    };
+    let mut kids = [EnvId(0); 2];
+    for (i, kid) in kids.iter_mut().enumerate() {
+        *kid = match process::fork() {
+            Ok(Fork::Child) if i == 0 => loop {
+                s[0].fetch_add(1, SeqCst);
+            },
+            Ok(Fork::Child) => loop {
+                // The partner: the tick of its latest turn; at the first turn after a request
+                // (s[4] = 1) the time and the tick, answered (s[4] = 2).
+                s[6].store(ticks(1), SeqCst);
+                if s[4].load(SeqCst) == 1 {
+                    s[2].store(clock_ns(), SeqCst);
+                    s[3].store(ticks(1), SeqCst);
+                    s[4].store(2, SeqCst);
+                }
+                sys::yield_now();
+            },
+            Ok(Fork::Parent(c)) => c,
+            Err(_) => return (1, 0),
+        };
+        let _ = sys::env_set_affinity(*kid, 0b10);
+    }
+    let _ = sys::env_set_affinity(EnvId::SELF, 1);
+    let wait = |done: &dyn Fn() -> bool| {
+        let end = sys::now() + vm::kinfo().counter_hz / 10; // ten ticks
+        while !done() && sys::now() < end {
+            sys::yield_now();
+        }
+    };
+    let (n, mut total, mut prompt) = (20, 0, 0);
+    for _ in 0..n {
+        let t = ticks(1);
+        wait(&|| ticks(1) > t && s[6].load(SeqCst) == ticks(1));
+        let spun = s[0].load(SeqCst);
+        wait(&|| s[0].load(SeqCst) > spun); // the partner has yielded: the spinner runs
+        let tick = ticks(1);
+        s[4].store(1, SeqCst);
+        let start = clock_ns();
+        let _ = sys::yield_to(kids[1]);
+        let _ = sys::net_wait(); // core 0 idles (a spinning wait would count too) until its tick
+        wait(&|| s[4].load(SeqCst) == 2);
+        total += s[2].load(SeqCst).saturating_sub(start);
+        prompt += (s[4].load(SeqCst) == 2 && s[3].load(SeqCst) == tick) as u64;
+    }
+    for kid in kids {
+        let _ = sys::env_destroy(kid);
+    }
+    let _ = sys::env_set_affinity(EnvId::SELF, all);
+    if prompt != n {
+        println!("bench env_switch_cross_core: {} of {n} yields waited for core 1's tick", n - prompt);
+        return (1, 0);
+    }
+    (n, total / n)
+}
+
 /// The work of a scaling row, `n` times.
 #[derive(Clone, Copy)]
 pub enum Work {

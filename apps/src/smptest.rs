@@ -27,6 +27,18 @@ pub const TESTS: &[Test] = &[
     ),
     ("each_core_publishes_its_ticks_and_how_many_found_it_running_something", core_figures),
     ("console_writes_from_four_cores_at_once_come_out_whole", console_from_four_cores),
+    (
+        "yield_to_a_partner_kept_to_another_core_runs_it_before_that_cores_next_tick",
+        crate::xcoreyield::partner_runs_at_once,
+    ),
+    (
+        "yielding_in_a_loop_to_a_partner_on_another_core_leaves_its_neighbour_a_fair_share",
+        crate::xcoreyield::looping_yields_do_not_starve_the_neighbour,
+    ),
+    (
+        "set_affinity_and_yield_to_do_not_signal_a_core_running_an_environment_outside_the_callers_authority",
+        crate::xcoreyield::affinity_and_yields_leave_other_cores_alone,
+    ),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -51,12 +63,12 @@ fn my_cores() -> u8 {
 static SHARED_VA: AtomicU64 = AtomicU64::new(0);
 
 /// This suite's page shared with its forked children, zeroed ([`crate::runner::shared_page`]).
-fn shared() -> &'static [AtomicU64; 512] {
+pub(crate) fn shared() -> &'static [AtomicU64; 512] {
     crate::runner::shared_page(&SHARED_VA)
 }
 
 /// Yields until `done` holds, for [`PATIENCE_S`] at most; returns whether it held.
-fn wait_for(mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(mut done: impl FnMut() -> bool) -> bool {
     let end = sys::now() + PATIENCE_S * vm::kinfo().counter_hz;
     while sys::now() < end {
         if done() {
@@ -68,7 +80,7 @@ fn wait_for(mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// Forks a child that counts in `s[slot]` for ever, placed on `core` alone.
-fn spinner(s: &'static [AtomicU64; 512], slot: usize, core: u8) -> Result<EnvId, &'static str> {
+pub(crate) fn spinner(s: &'static [AtomicU64; 512], slot: usize, core: u8) -> Result<EnvId, &'static str> {
     match process::fork().map_err(|_| "fork")? {
         Fork::Child => loop {
             s[slot].fetch_add(1, SeqCst);
@@ -80,7 +92,7 @@ fn spinner(s: &'static [AtomicU64; 512], slot: usize, core: u8) -> Result<EnvId,
     }
 }
 
-fn runs_on(env: EnvId, core: u8) -> bool {
+pub(crate) fn runs_on(env: EnvId, core: u8) -> bool {
     vm::env_info(env).is_some_and(|e| e.id == env.0 && e.cpu == core && e.state == env_state::RUNNABLE)
 }
 
@@ -213,7 +225,7 @@ fn affinity_rules() -> Result<(), &'static str> {
 }
 
 /// Core `c`'s published (ticks, busy ticks), read afresh from the kernel's page.
-fn core_ticks(c: usize) -> (u64, u64) {
+pub(crate) fn core_ticks(c: usize) -> (u64, u64) {
     let k = vm::kinfo();
     // SAFETY: a plain read of the kernel information page, which stays mapped; volatile
     // because the kernel updates it behind the compiler's back.

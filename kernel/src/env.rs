@@ -221,6 +221,10 @@ pub struct Kernel {
     /// Where a `YieldTo` or a PCT sends the rest of the slice ([`NONE`]: nowhere); `sched.rs`
     /// takes it.
     pub donate_to: usize,
+    /// Per core: a slot that a `YieldTo` on another core handed it, to run at once
+    /// ([`NONE`]: none), and the occupant that hand-off preempted, owed the core back (or
+    /// `sched::GUARD`: not to be preempted again before the core's next tick). `sched.rs`.
+    pub handoff: [(usize, usize); MAX_CPUS],
     /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
     /// The slot that holds the console input: init's from boot, moved by `ConsoleGive`
@@ -241,6 +245,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     runnable: 0,
     ticks: 0,
     donate_to: NONE,
+    handoff: [(NONE, NONE); MAX_CPUS],
     call_waiters: 0,
     console: NONE,
     info: None,

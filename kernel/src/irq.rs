@@ -23,6 +23,8 @@ pub const EVENT_DISK: u32 = 4;
 
 static EVENTS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// SGIs each core has taken (published at its tick as `KernelInfo::cpu_signals`).
+pub static SIGNALS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Timer interrupts taken since boot (the boot self-test counts them).
 #[cfg(feature = "test-modes")]
@@ -66,6 +68,7 @@ pub fn handle() {
         }
         if id & 0x3ff < 16 {
             smp::take_kick(); // an SGI: a kick, or just a wake-up from wfi
+            SIGNALS[smp::cpu()].fetch_add(1, Ordering::Relaxed);
         } else if id == board.info.timer_intid {
             TICKS.fetch_add(1, Ordering::Relaxed);
             events.fetch_or(EVENT_TICK, Ordering::Relaxed);

@@ -13,6 +13,7 @@
 
 use exo_abi::upcall;
 
+use crate::arch::smp::{self, MAX_CPUS};
 use crate::arch::{self, trap::TrapFrame};
 use crate::env::{Env, Kernel, Wait, MAX_ENVS, NONE};
 use crate::irq::{EVENT_CONSOLE, EVENT_DISK, EVENT_TICK};
@@ -25,7 +26,7 @@ impl Kernel {
         let cur = self.current;
         // The common case — no interrupt, nobody yielded to — keeps running what ran.
         let stays = cur != NONE && self.runnable() & !self.excluded[self.cpu] & 1 << cur != 0;
-        if events == 0 && !give_up && self.donate_to == NONE && stays {
+        if events == 0 && !give_up && self.donate_to == NONE && self.handoff[self.cpu].0 == NONE && stays {
             return self.run(cur);
         }
         if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
@@ -42,6 +43,7 @@ impl Kernel {
             let (c, busy) = (self.cpu, cur != NONE);
             if let Some(i) = self.info() {
                 (i.cpu_ticks[c], i.cpu_busy[c]) = (i.cpu_ticks[c] + 1, i.cpu_busy[c] + busy as u64);
+                i.cpu_signals[c] = crate::irq::SIGNALS[c].load(core::sync::atomic::Ordering::Relaxed);
             }
             if self.cpu == 0 {
                 self.ticks += 1;
@@ -65,6 +67,8 @@ impl Kernel {
         let donated = core::mem::replace(&mut self.donate_to, NONE);
         let next = if donated != NONE && avail & (1 << donated) != 0 {
             donated
+        } else if let Some(handed) = self.handed(avail, cur, give_up, events & EVENT_TICK != 0) {
+            handed
         } else if !give_up && cur != NONE && avail & (1 << cur) != 0 {
             cur
         } else if let Some(next) = next_after(avail, cur) {
@@ -98,4 +102,53 @@ fn next_after(avail: u64, cur: usize) -> Option<usize> {
     }
     let from = if cur == NONE { 0 } else { (cur + 1) % MAX_ENVS } as u32;
     Some((avail.rotate_right(from).trailing_zeros() + from) as usize % MAX_ENVS)
+}
+
+/// In `Kernel::lent`: the core's occupant had its turn back after a hand-off; no other
+/// hand-off preempts it before the core's next tick.
+const GUARD: usize = MAX_ENVS;
+
+/// Directed yield across cores. A `YieldTo` names an environment this core may not run
+/// (its affinity) and that runs nowhere: the caller's slice ends, and one core the target
+/// may use is handed it and signalled, so that it runs the target at once rather than at
+/// its next tick — an idle core if there is one, else the core the target last ran on. A
+/// yield gives only the caller's own time, so what the preempted occupant loses is bounded:
+/// it gets the core back as soon as the target's turn ends (the target yields or blocks, or
+/// the core ticks), and from then until the core's next tick no hand-off preempts it (a
+/// hand-off meanwhile is dropped, as one that meets the tick is). However many callers loop,
+/// a core takes at most one preempting hand-off per two of its ticks.
+impl Kernel {
+    /// Hands runnable `t` to a core it may use, if this core may not run it and no core runs it.
+    pub fn hand_off(&mut self, t: usize) {
+        if self.excluded[self.cpu] & 1 << t == 0 || self.running_elsewhere(t).is_some() {
+            return; // a plain donation, or nothing to do
+        }
+        let ok =
+            |c: usize| c != self.cpu && self.excluded[c] & 1 << t == 0 && self.handoff[c] == (NONE, NONE);
+        let last = self.envs[t].last_cpu as usize;
+        if let Some(c) = (0..MAX_CPUS).filter(|&c| ok(c)).min_by_key(|&c| (self.on[c] != NONE, c != last)) {
+            self.handoff[c].0 = t;
+            smp::signal(1 << c);
+        }
+    }
+
+    /// What a hand-off makes this core run now, if anything: the occupant it preempted, when
+    /// the target's turn ends; else the target handed to it, preempting the occupant (which
+    /// is then owed the core) unless the occupant gave up its slice.
+    fn handed(&mut self, avail: u64, cur: usize, give_up: bool, tick: bool) -> Option<usize> {
+        if self.handoff[self.cpu] == (NONE, NONE) {
+            return None; // the common case: no hand-off about
+        }
+        let (to, lent) = core::mem::replace(&mut self.handoff[self.cpu], (NONE, NONE));
+        let has = |s: usize| s < MAX_ENVS && avail & 1 << s != 0;
+        if lent < MAX_ENVS && (give_up || !has(cur)) {
+            self.handoff[self.cpu].1 = GUARD;
+            return Some(lent).filter(|&s| has(s));
+        } else if lent != NONE || tick || to == cur || !has(to) {
+            self.handoff[self.cpu].1 = if lent == GUARD && tick { NONE } else { lent };
+            return None;
+        }
+        self.handoff[self.cpu].1 = if !give_up && has(cur) { cur } else { NONE };
+        Some(to)
+    }
 }

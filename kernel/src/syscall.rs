@@ -330,7 +330,8 @@ impl Kernel {
         false
     }
 
-    /// `YieldTo`: the rest of the slice to a runnable environment.
+    /// `YieldTo`: the rest of the slice to a runnable environment, here or, if this core
+    /// may not run it, on another (`sched.rs`, `hand_off`).
     fn yield_to(&mut self, cur: usize, target: u64) -> Step {
         let t = self.slot(env_arg(target)?)?;
         if self.envs[t].state != EnvState::Runnable {
@@ -338,6 +339,7 @@ impl Kernel {
         }
         self.envs[cur].frame().x[0] = 0;
         self.donate_to = t;
+        self.hand_off(t);
         Ok(None)
     }
 

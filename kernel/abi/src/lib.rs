@@ -164,7 +164,10 @@ pub enum Sys {
     UpcallContext = 16,
     /// Gives up the rest of the time slice.
     Yield = 32,
-    /// `(env)`: donates the rest of the slice to a runnable environment.
+    /// `(env)`: donates the rest of the slice to a runnable environment (any). If this core
+    /// may not run it and it runs nowhere, a core it may use is signalled to run it at once,
+    /// preempting its occupant — at most once between two of that core's ticks, the
+    /// occupant getting the core back when the target's turn ends (`docs/multicore.md`).
     YieldTo = 33,
     /// `(status)`: ends the caller; its parent can collect `status` with `EnvWait`.
     Exit = 34,
@@ -398,6 +401,27 @@ pub mod upcall {
             _ => (OTHER, 0),
         }
     }
+
+    /// A short reading of an exception syndrome's class (the kernel's fault logs use it).
+    pub const fn describe(esr: u64) -> &'static str {
+        match (esr >> 26) & 0x3f {
+            0x00 => "unknown reason",
+            0x01 => "WFI/WFE trapped",
+            0x07 => "FP/SIMD access trapped",
+            0x0e => "illegal execution state",
+            0x15 => "SVC",
+            0x18 => "system register access trapped",
+            0x20 => "instruction abort from a lower EL",
+            0x21 => "instruction abort",
+            0x22 => "PC alignment fault",
+            0x24 => "data abort from a lower EL",
+            0x25 => "data abort",
+            0x26 => "SP alignment fault",
+            0x2f => "SError",
+            0x3c => "BRK instruction",
+            _ => "other exception",
+        }
+    }
 }
 
 /// Exit status of an environment destroyed with `EnvDestroy`.
@@ -572,6 +596,10 @@ pub struct KernelInfo {
     /// each core's own tick; a libOS reads a core's load as busy over ticks between two looks.
     pub cpu_ticks: [u64; MAX_CPUS],
     pub cpu_busy: [u64; MAX_CPUS],
+    /// Per core: the signals (SGIs) it has taken since it came up — wake-ups of an idle
+    /// core, kicks, hand-offs of a `YieldTo` from another core — as of its last tick. A
+    /// libOS can see whether anything signals a core its environments run on.
+    pub cpu_signals: [u64; MAX_CPUS],
 }
 
 /// Most cores the kernel runs on (the length of [`KernelInfo::cpu_ticks`], and of an
@@ -604,6 +632,7 @@ impl Default for KernelInfo {
             fb_size: [0; 4],
             cpu_ticks: [0; MAX_CPUS],
             cpu_busy: [0; MAX_CPUS],
+            cpu_signals: [0; MAX_CPUS],
         }
     }
 }
