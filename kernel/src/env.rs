@@ -500,6 +500,15 @@ impl Kernel {
         }
     }
 
+    /// A direct switch's bookkeeping: `from` blocks for `why`, and `to` (blocked) becomes
+    /// runnable for this core to take at once: no other core is woken for it, and `run`
+    /// publishes it.
+    pub fn hand_over(&mut self, from: usize, why: Wait, to: usize) {
+        self.block(from, why);
+        (self.envs[to].state, self.envs[to].wait) = (EnvState::Runnable, Wait::None);
+        self.runnable |= 1 << to;
+    }
+
     pub fn block(&mut self, slot: usize, why: Wait) {
         self.envs[slot].state = EnvState::Blocked;
         self.envs[slot].wait = why;

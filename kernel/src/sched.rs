@@ -78,8 +78,16 @@ impl Kernel {
         self.run(next)
     }
 
+    /// The direct switch of the fast paths (`PctCall`, `PctReply`, `YieldTo`): this core
+    /// may run `slot` at once, with no pass, when the pass would pick it — no interrupt's
+    /// events to handle first, allowed on this core — and it runs on no other core (the
+    /// callers check that for a runnable `slot`: a blocked one runs nowhere).
+    pub fn may_switch_to(&self, slot: usize) -> bool {
+        self.excluded[self.cpu] & 1 << slot == 0 && crate::irq::no_events(self.cpu)
+    }
+
     /// Makes `slot` current: its tables in TTBR0, any pending upcall delivered.
-    fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {
+    pub fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {
         if slot != self.current {
             arch::set_user_table(self.envs[slot].root, Env::asid(slot));
             self.current = slot;

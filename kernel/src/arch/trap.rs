@@ -74,6 +74,9 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
                 match esr >> 26 {
                     0x15 => {
                         let num = k.envs[cur].frame().x[8];
+                        if let Some(next) = k.direct(num, cur) {
+                            return Some(next);
+                        }
                         k.slow(num, cur)
                     }
                     0x01 => {
