@@ -200,12 +200,10 @@ pub fn may_map(envs: &[Env], slot: usize, actor: usize) -> impl Fn(u32, u64, boo
 
 /// All kernel state. There is exactly one, in [`KERNEL`]. Each field has one owner, the
 /// module that changes it (the crate doc lists them); the private ones change only here.
+#[repr(C)]
 pub struct Kernel {
     /// Who owns each frame, changed only through `FrameTable`'s checked transitions.
     pub ft: FrameTable,
-    /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
-    /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
-    pub envs: [Env; MAX_ENVS],
     /// The slot running now on the core holding the lock, or [`NONE`]: chosen by
     /// `sched.rs`, cleared by `destroy`. [`kernel`] swaps it in and out of `on`.
     pub current: usize,
@@ -221,6 +219,9 @@ pub struct Kernel {
     /// Where a `YieldTo` or a PCT sends the rest of the slice ([`NONE`]: nowhere); `sched.rs`
     /// takes it.
     pub donate_to: usize,
+    /// Where this trap switches at once, with no pass (`hand_over`, `YieldTo`; [`NONE`]:
+    /// nowhere); `el0_trap` takes it.
+    pub switch_to: usize,
     /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
     /// The slot that holds the console input: init's from boot, moved by `ConsoleGive`
@@ -229,6 +230,10 @@ pub struct Kernel {
     /// The public pages, installed at boot and written by the `publish` methods here.
     info: Option<&'static mut KernelInfo>,
     env_info: &'static mut [EnvInfo],
+    /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
+    /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
+    /// Last, so that every other field is a short offset from the start (one load each).
+    pub envs: [Env; MAX_ENVS],
 }
 
 pub static KERNEL: Global<Kernel> = Global::new(Kernel {
@@ -241,6 +246,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     runnable: 0,
     ticks: 0,
     donate_to: NONE,
+    switch_to: NONE,
     call_waiters: 0,
     console: NONE,
     info: None,
@@ -500,13 +506,19 @@ impl Kernel {
         }
     }
 
-    /// A direct switch's bookkeeping: `from` blocks for `why`, and `to` (blocked) becomes
-    /// runnable for this core to take at once: no other core is woken for it, and `run`
-    /// publishes it.
+    /// `from` blocks for `why`, giving the CPU to `to` (blocked until now), which runs
+    /// next: straight away on this core if it may ([`Kernel::switch_to`]: no pass of the
+    /// scheduler, no other core woken), else as a donation the scheduler takes or passes on.
     pub fn hand_over(&mut self, from: usize, why: Wait, to: usize) {
         self.block(from, why);
-        (self.envs[to].state, self.envs[to].wait) = (EnvState::Runnable, Wait::None);
-        self.runnable |= 1 << to;
+        if self.may_switch_to(to) {
+            (self.envs[to].state, self.envs[to].wait) = (EnvState::Runnable, Wait::None);
+            self.runnable |= 1 << to;
+            self.switch_to = to; // `run` publishes it
+        } else {
+            self.donate_to = to;
+            self.wake(to);
+        }
     }
 
     pub fn block(&mut self, slot: usize, why: Wait) {

@@ -9,10 +9,9 @@
 
 use exo_abi::pte::Pte;
 use exo_abi::{
-    frame, EnvId, Error, Sys, PCT_GRANTS, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT,
+    frame, EnvId, Error, PCT_GRANTS, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT,
 };
 
-use crate::arch::trap::TrapFrame;
 use crate::env::{Ctx, Grant, Kernel, Wait, MAX_ENVS, NONE};
 use crate::mm::frames::FrameTable;
 
@@ -122,7 +121,8 @@ impl Kernel {
         self.envs[cur].deadline = if ticks == 0 { 0 } else { self.ticks + ticks };
     }
 
-    /// Starts target `t`'s call context with `cur`'s arguments and blocks `cur` for the reply.
+    /// Starts target `t`'s call context with `cur`'s arguments and blocks `cur` for the
+    /// reply; `t` runs next, on this core at once if it may (`hand_over`).
     fn enter(&mut self, cur: usize, t: usize, opts: u64) -> bool {
         let frame = opts & !0xfff;
         if frame != 0 {
@@ -151,67 +151,20 @@ impl Kernel {
                 }
             }
         }
-        self.start_call(cur, t, opts);
-        self.donate_to = t;
-        self.wake(t);
-        self.block(cur, Wait::Reply(t));
-        true
-    }
-
-    /// `t`'s call context starts with `cur`'s arguments; `cur` is to wait for the reply (the
-    /// caller blocks it).
-    fn start_call(&mut self, cur: usize, t: usize, opts: u64) {
-        let f = self.envs[cur].frame();
-        let args = [f.x[1], f.x[2], f.x[3], f.x[4]];
         let caller_id = self.envs[cur].id;
+        let f = self.envs[cur].frame();
+        let args = [f.x[1], f.x[2], f.x[3], f.x[4], caller_id.0 as u64, opts & (!0xfff | PCT_GRANT_RW)];
         let e = &mut self.envs[t];
         // Only what the entry relies on is set: arguments, a clean frame-pointer chain,
         // stack, pc. Other registers hold this server's own earlier values.
         let f = &mut e.frames[Ctx::Call as usize];
-        f.x[..6].copy_from_slice(&[
-            args[0],
-            args[1],
-            args[2],
-            args[3],
-            caller_id.0 as u64,
-            opts & (!0xfff | PCT_GRANT_RW),
-        ]);
+        f.x[..6].copy_from_slice(&args);
         (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.pct_stack, e.pct_entry, 0);
         e.active = Ctx::Call;
         e.pct_caller = (cur, caller_id);
         self.set_deadline(cur, opts);
-    }
-
-    /// The fast path of `PctCall` (`num`) and `PctReply` (any other): when the other side may run on this core
-    /// at once, the switch is made here, with no pass of the scheduler (`may_switch_to`).
-    /// A call that grants a frame, or any case the fast path does not take, returns `None`
-    /// before changing anything, and the general path does it all, its checks included.
-    pub fn pct_direct(&mut self, num: u64, cur: usize) -> Option<*mut TrapFrame> {
-        let (target, opts) = (self.envs[cur].frame().x[0], self.envs[cur].frame().x[5]);
-        let other = if num == Sys::PctCall as u64 {
-            // Cheap refusals first: a cross-core call pays for little more than this.
-            let t = self.slot(EnvId(target as u32)).ok().filter(|&t| self.may_switch_to(t))?;
-            if opts & !0xfff != 0
-                || self.envs[t].wait != Wait::Serve
-                || self.call_target(cur, target, opts) != Ok(t)
-            {
-                return None;
-            }
-            self.start_call(cur, t, opts);
-            self.hand_over(cur, Wait::Reply(t), t);
-            t
-        } else {
-            let (c, cid) = self.envs[cur].pct_caller;
-            let waits = c != NONE && self.may_switch_to(c) && self.envs[c].id == cid;
-            if self.envs[cur].active != Ctx::Call || !waits || self.envs[c].wait != Wait::Reply(cur) {
-                return None;
-            }
-            self.answer(cur);
-            self.hand_over(cur, Wait::Serve, c);
-            self.wake_callers_of(cur);
-            c
-        };
-        self.run(other)
+        self.hand_over(cur, Wait::Reply(t), t);
+        true
     }
 
     /// `PctReply`, from a call context: results to the caller, park again.
@@ -219,30 +172,20 @@ impl Kernel {
         if self.envs[cur].active != Ctx::Call {
             return Err(Error::Invalid);
         }
-        let c = self.answer(cur);
-        if c != NONE {
-            self.donate_to = c;
-            self.wake(c);
-        }
-        self.block(cur, Wait::Serve);
-        self.wake_callers_of(cur);
-        Ok(())
-    }
-
-    /// Ends `cur`'s call: its results go to the caller if that still waits for them (its
-    /// slot, or `NONE`), and its own context becomes the active one again.
-    fn answer(&mut self, cur: usize) -> usize {
         let x = &self.envs[cur].frames[Ctx::Call as usize].x;
         let r = [x[0], x[1], x[2], x[3]];
         let (c, cid) = core::mem::replace(&mut self.envs[cur].pct_caller, (NONE, EnvId(0)));
         self.envs[cur].active = Ctx::Own;
-        if c == NONE || self.envs[c].id != cid || self.envs[c].wait != Wait::Reply(cur) {
-            return NONE;
+        if c != NONE && self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {
+            let f = &mut self.envs[c].frames[self.envs[c].active as usize];
+            f.x[0] = 0;
+            f.x[1..5].copy_from_slice(&r[..4]);
+            self.hand_over(cur, Wait::Serve, c);
+        } else {
+            self.block(cur, Wait::Serve);
         }
-        let f = &mut self.envs[c].frames[self.envs[c].active as usize];
-        f.x[0] = 0;
-        f.x[1..5].copy_from_slice(&r[..4]);
-        c
+        self.wake_callers_of(cur);
+        Ok(())
     }
 
     /// Callers that were waiting for `t` to be free try again.

@@ -78,10 +78,10 @@ impl Kernel {
         self.run(next)
     }
 
-    /// The direct switch of the fast paths (`PctCall`, `PctReply`, `YieldTo`): this core
-    /// may run `slot` at once, with no pass, when the pass would pick it — no interrupt's
-    /// events to handle first, allowed on this core — and it runs on no other core (the
-    /// callers check that for a runnable `slot`: a blocked one runs nowhere).
+    /// Whether this core may switch to `slot` at once, with no pass, as a `PctCall`,
+    /// `PctReply` or `YieldTo` asks: when the pass would pick it — no interrupt's events to
+    /// handle first, allowed on this core. (A blocked `slot` runs on no other core; a
+    /// runnable one may, which `YieldTo` checks.)
     pub fn may_switch_to(&self, slot: usize) -> bool {
         self.excluded[self.cpu] & 1 << slot == 0 && crate::irq::no_events(self.cpu)
     }

@@ -330,25 +330,6 @@ impl Kernel {
         false
     }
 
-    /// The fast paths: straight to the environment a `PctCall`, `PctReply` or `YieldTo`
-    /// names when this core may run it now (`may_switch_to`); `None`: the general path.
-    pub fn direct(&mut self, num: u64, cur: usize) -> Option<*mut TrapFrame> {
-        match num {
-            n if n == Sys::PctCall as u64 || n == Sys::PctReply as u64 => self.pct_direct(num, cur),
-            n if n == Sys::YieldTo as u64 => {
-                let id = env_arg(self.envs[cur].frame().x[0]).ok()?;
-                let t = self.slot(id).ok()?;
-                let elsewhere = t != cur && self.on.contains(&t); // `on[cpu]` is still `cur`
-                if self.runnable() & 1 << t == 0 || elsewhere || !self.may_switch_to(t) {
-                    return None;
-                }
-                self.envs[cur].frame().x[0] = 0;
-                self.run(t)
-            }
-            _ => None,
-        }
-    }
-
     /// `YieldTo`: the rest of the slice to a runnable environment.
     fn yield_to(&mut self, cur: usize, target: u64) -> Step {
         let t = self.slot(env_arg(target)?)?;
@@ -356,7 +337,12 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         self.envs[cur].frame().x[0] = 0;
-        self.donate_to = t;
+        let elsewhere = t != cur && self.on.contains(&t); // `on[cpu]` is still `cur`
+        if self.may_switch_to(t) && !elsewhere {
+            self.switch_to = t;
+        } else {
+            self.donate_to = t;
+        }
         Ok(None)
     }
 

@@ -74,10 +74,12 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
                 match esr >> 26 {
                     0x15 => {
                         let num = k.envs[cur].frame().x[8];
-                        if let Some(next) = k.direct(num, cur) {
-                            return Some(next);
+                        let give_up = k.slow(num, cur);
+                        let next = core::mem::replace(&mut k.switch_to, NONE);
+                        if next != NONE {
+                            return k.run(next); // a direct switch: no pass (`hand_over`)
                         }
-                        k.slow(num, cur)
+                        give_up
                     }
                     0x01 => {
                         k.envs[cur].frame().elr += 4; // wfi/wfe at EL0: a yield
