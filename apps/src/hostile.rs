@@ -703,7 +703,7 @@ fn direct_call_destroyed() -> Result<(), &'static str> {
     sys::env_set_affinity(s, 1).map_err(|_| "server to core 0")?;
     let mut statuses = [0; 2];
     for (round, status) in statuses.iter_mut().enumerate() {
-        (w[8].store(0, SeqCst), w[9].store(0, SeqCst), w[10].store(0, SeqCst));
+        [8, 9, 10].iter().for_each(|&i| w[i].store(0, SeqCst));
         sys::env_set_affinity(EnvId::SELF, mine).map_err(|_| "self to every core")?;
         let client = match process::fork().map_err(|_| "fork")? {
             Fork::Child => {

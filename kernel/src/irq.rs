@@ -35,11 +35,6 @@ pub fn take_events() -> u32 {
     EVENTS[smp::cpu()].swap(0, Ordering::Relaxed)
 }
 
-/// Whether no event waits on core `cpu` (this one) for the scheduler.
-pub fn no_events(cpu: usize) -> bool {
-    EVENTS[cpu].load(Ordering::Relaxed) == 0
-}
-
 /// Sets up the interrupt controller, console input, and starts the periodic tick.
 pub fn init() {
     let Some(board) = platform::board() else { return };

@@ -94,11 +94,11 @@ impl Kernel {
     }
 
     /// Whether this core may switch to `slot` at once, with no pass, as a `PctCall`,
-    /// `PctReply` or `YieldTo` asks: when the pass would pick it — no interrupt's events to
-    /// handle first, allowed on this core. (A blocked `slot` runs on no other core; a
-    /// runnable one may, which `YieldTo` checks.)
+    /// `PctReply` or `YieldTo` asks: if it may run `slot` at all. (No events wait at a
+    /// system call: every interrupt is handled in a trap that passes them to `schedule`.
+    /// A blocked `slot` runs on no other core; a runnable one may, which `YieldTo` checks.)
     pub fn may_switch_to(&self, slot: usize) -> bool {
-        self.excluded[self.cpu] & 1 << slot == 0 && crate::irq::no_events(self.cpu)
+        self.excluded[self.cpu] & 1 << slot == 0
     }
 
     /// Makes `slot` current: its tables in TTBR0, any pending upcall delivered.

@@ -12,7 +12,6 @@
 use exo_abi::pte::{bits::DROPPABLE, Pte};
 use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
 
-use crate::arch::trap::describe_esr;
 use crate::env::{Ctx, Kernel, MAX_ENVS, PENDING_REVOKE, PENDING_SLICE};
 
 /// Frames asked back per revocation, and ticks the environment has to give them.
@@ -72,7 +71,7 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
     log::warn!(
         "env {:#x} killed: {} at pc {:#x}, FAR {:#x} ({why})",
         e.id.0,
-        describe_esr(esr),
+        upcall::describe_esr(esr),
         e.frames[e.active as usize].elr,
         far
     );

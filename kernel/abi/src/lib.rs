@@ -393,6 +393,27 @@ pub mod upcall {
             _ => (OTHER, 0),
         }
     }
+
+    /// A short reading of an exception syndrome.
+    pub const fn describe_esr(esr: u64) -> &'static str {
+        match (esr >> 26) & 0x3f {
+            0x00 => "unknown reason",
+            0x01 => "WFI/WFE trapped",
+            0x07 => "FP/SIMD access trapped",
+            0x0e => "illegal execution state",
+            0x15 => "SVC",
+            0x18 => "system register access trapped",
+            0x20 => "instruction abort from a lower EL",
+            0x21 => "instruction abort",
+            0x22 => "PC alignment fault",
+            0x24 => "data abort from a lower EL",
+            0x25 => "data abort",
+            0x26 => "SP alignment fault",
+            0x2f => "SError",
+            0x3c => "BRK instruction",
+            _ => "other exception",
+        }
+    }
 }
 
 /// Exit status of an environment destroyed with `EnvDestroy`.

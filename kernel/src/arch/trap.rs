@@ -23,24 +23,6 @@ impl TrapFrame {
     pub const ZERO: TrapFrame = TrapFrame { x: [0; 31], sp_el0: 0, elr: 0, spsr: 0 };
 }
 
-/// The vector slot an exception came through (`vectors.S` numbers them 0..16).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Source {
-    KernelSync,
-    KernelIrq,
-    Other(u64),
-}
-
-impl Source {
-    fn from_slot(slot: u64) -> Source {
-        match slot {
-            4 => Source::KernelSync,
-            5 => Source::KernelIrq,
-            n => Source::Other(n),
-        }
-    }
-}
-
 /// A vector slot's name: where the exception came from, and what it was.
 fn slot_name(slot: u64) -> (&'static str, &'static str) {
     let from = ["EL1t", "EL1h", "EL0", "EL0 (AArch32)"];
@@ -50,8 +32,8 @@ fn slot_name(slot: u64) -> (&'static str, &'static str) {
 /// Called by `trap_common` in `vectors.S` with the saved frame; returns the frame to resume.
 #[unsafe(no_mangle)]
 extern "C" fn trap_entry(frame: &mut TrapFrame, slot: u64) -> *mut TrapFrame {
-    match Source::from_slot(slot) {
-        Source::KernelIrq => crate::irq::handle(),
+    match slot {
+        5 => crate::irq::handle(), // an interrupt while idle (slot 5: EL1h IRQ)
         _ => kernel_fault(frame, slot),
     }
     frame
@@ -121,33 +103,12 @@ fn kernel_fault(frame: &TrapFrame, slot: u64) -> ! {
     let (from, what) = slot_name(slot);
     crate::console::emergency(format_args!(
         "\n*** KERNEL FAULT: {from} {what}: {}\n    ESR {esr:#018x}  FAR {far:#018x}\n    ELR {:#018x}  SPSR {:#018x}\n{frame}",
-        describe_esr(esr),
+        exo_abi::upcall::describe_esr(esr),
         frame.elr,
         frame.spsr,
     ));
     crate::panic::backtrace(frame.x[29], Some(frame.elr));
     crate::exit::fail()
-}
-
-/// A short reading of an exception syndrome.
-pub fn describe_esr(esr: u64) -> &'static str {
-    match (esr >> 26) & 0x3f {
-        0x00 => "unknown reason",
-        0x01 => "WFI/WFE trapped",
-        0x07 => "FP/SIMD access trapped",
-        0x0e => "illegal execution state",
-        0x15 => "SVC",
-        0x18 => "system register access trapped",
-        0x20 => "instruction abort from a lower EL",
-        0x21 => "instruction abort",
-        0x22 => "PC alignment fault",
-        0x24 => "data abort from a lower EL",
-        0x25 => "data abort",
-        0x26 => "SP alignment fault",
-        0x2f => "SError",
-        0x3c => "BRK instruction",
-        _ => "other exception",
-    }
 }
 
 impl fmt::Display for TrapFrame {
