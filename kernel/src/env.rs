@@ -257,7 +257,8 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
 /// slot this core runs. Every path into the kernel goes through here.
 pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
     KERNEL.with(|k| {
-        (k.cpu, k.current) = (smp::cpu(), k.on[smp::cpu()]);
+        let c = smp::cpu();
+        (k.cpu, k.current) = (c, k.on[c]);
         let r = f(k);
         k.on[k.cpu] = k.current;
         r

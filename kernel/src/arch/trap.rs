@@ -81,7 +81,8 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
                 true
             }
         };
-        k.schedule(give_up, crate::irq::take_events())
+        // Only an interrupt raises events (the idle loop takes those it gets while idle).
+        k.schedule(give_up, if kind == 1 { crate::irq::take_events() } else { 0 })
     });
     next.unwrap_or_else(idle)
 }
