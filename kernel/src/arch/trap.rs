@@ -52,7 +52,7 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
         let give_up = match kind {
             _ if cur == NONE => true, // destroyed by another core meanwhile
             0 => {
-                let (esr, far) = (ESR_EL1.get(), FAR_EL1.get());
+                let esr = ESR_EL1.get();
                 match esr >> 26 {
                     0x15 => {
                         let num = k.envs[cur].frame().x[8];
@@ -68,16 +68,14 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
                         true
                     }
                     _ => {
-                        crate::upcall::fault(k, cur, esr, far);
+                        crate::upcall::fault(k, cur, esr, FAR_EL1.get());
                         false
                     }
                 }
             }
             1 => false,
             _ => {
-                let (from, what) = slot_name(8 + kind);
-                log::warn!("env {:#x} killed: {from} {what}", k.envs[cur].id.0);
-                k.destroy(cur, exo_abi::killed_status(exo_abi::upcall::OTHER));
+                killed(k, cur, kind);
                 true
             }
         };
@@ -85,6 +83,15 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
         k.schedule(give_up, if kind == 1 { crate::irq::take_events() } else { 0 })
     });
     next.unwrap_or_else(idle)
+}
+
+/// A FIQ, an SError or an AArch32 exception from EL0 (`kind` 2 or 3) ends the environment.
+#[cold]
+#[inline(never)]
+fn killed(k: &mut crate::env::Kernel, cur: usize, kind: u64) {
+    let (from, what) = slot_name(8 + kind);
+    log::warn!("env {:#x} killed: {from} {what}", k.envs[cur].id.0);
+    k.destroy(cur, exo_abi::killed_status(exo_abi::upcall::OTHER));
 }
 
 /// Idles this core (`wfi`) until there is an environment for it to run; returns its context.
