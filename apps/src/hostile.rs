@@ -46,6 +46,8 @@ pub const TESTS: &[Test] = &[
         crate::teardown::child_leaves_no_frame_behind_and_takes_none_of_its_parents,
     ),
     ("yield_to_cannot_pull_a_partner_onto_a_core_it_may_not_use", yield_off_core),
+    ("call_switched_to_directly_still_needs_the_right_and_the_servers_core", direct_call_checks),
+    ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -637,6 +639,102 @@ fn yield_off_core() -> Result<(), &'static str> {
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     check(started && yields > 0, "the children never ran, or no yield was taken")?;
     check(moved == 0, "a yield pulled its partner onto a core it may not use")
+}
+
+/// The core a handler runs on, as the kernel publishes it.
+fn where_am_i(_: &Call) -> [u64; 4] {
+    words()[7].fetch_add(1, SeqCst);
+    [vm::env_info(vm::me()).map_or(9, |e| e.cpu as u64), 0, 0, 0]
+}
+
+/// The direct switch (a call on one core goes straight to the parked server, no pass of
+/// the scheduler) keeps the checks of the general path: on the server's own core a caller
+/// without the right, or whose right was taken back, is refused and the handler never
+/// runs; a server moved off the caller's core is served on its new core, not pulled back.
+fn direct_call_checks() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 0b11 != 0b11 {
+        return Ok(()); // cores 0 and 1 are not both ours
+    }
+    let w = words();
+    w[7].store(0, SeqCst);
+    let s = server(where_am_i)?;
+    sys::env_set_affinity(s, 1).map_err(|_| "server to core 0")?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let here = sys::pct_call(s, [0; 4], 0);
+    let stranger = in_child(|| (sys::pct_call(s, [0; 4], 0) == Err(Error::Denied)) as i32);
+    let revoked =
+        sys::pct_disallow(EnvId::SELF, s).is_ok() && sys::pct_call(s, [0; 4], 0) == Err(Error::Denied);
+    let ran = w[7].load(SeqCst);
+    let moved = sys::pct_allow(EnvId::SELF, s).is_ok()
+        && sys::env_set_affinity(EnvId::SELF, mine).is_ok() // cores flow down: 1 must be ours
+        && sys::env_set_affinity(s, 0b10).is_ok()
+        && sys::env_set_affinity(EnvId::SELF, 1).is_ok();
+    let there = sys::pct_call(s, [0; 4], 0);
+    let _ = sys::env_destroy(s);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(here == Ok([0, 0, 0, 0]), "the call on core 0 failed or ran elsewhere")?;
+    check(stranger == Ok(1) && revoked, "a call without the right was not refused")?;
+    check(ran == 1, "the handler ran for a caller without the right")?;
+    check(moved && there == Ok([1, 0, 0, 0]), "the server moved to core 1 was not served there")
+}
+
+/// A handler that reports it started (`words()[8]`) and holds the call until `words()[10]`.
+fn held(_: &Call) -> [u64; 4] {
+    let w = words();
+    w[8].store(1, SeqCst);
+    while w[10].load(SeqCst) == 0 {
+        sys::yield_now();
+    }
+    [5, 0, 0, 0]
+}
+
+/// Destroy while blocked, with the call and reply switched directly on core 0 and the
+/// destroyer on core 1: a caller destroyed mid-call leaves a server that still serves the
+/// next caller (the reply to the dead one is dropped), and a server destroyed mid-call
+/// fails its caller with `NotFound`.
+fn direct_call_destroyed() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 0b11 != 0b11 {
+        return Ok(());
+    }
+    let w = words();
+    let s = server(held)?;
+    sys::env_set_affinity(s, 1).map_err(|_| "server to core 0")?;
+    let mut statuses = [0; 2];
+    for (round, status) in statuses.iter_mut().enumerate() {
+        [8, 9, 10].iter().for_each(|&i| w[i].store(0, SeqCst));
+        sys::env_set_affinity(EnvId::SELF, mine).map_err(|_| "self to every core")?;
+        let client = match process::fork().map_err(|_| "fork")? {
+            Fork::Child => {
+                while w[9].load(SeqCst) == 0 {
+                    sys::yield_now();
+                }
+                let r = sys::pct_call(s, [0; 4], 0);
+                sys::exit(if r == Err(Error::NotFound) { 1 } else { 2 })
+            }
+            Fork::Parent(c) => c,
+        };
+        sys::env_set_affinity(client, 1).map_err(|_| "client to core 0")?;
+        sys::env_set_affinity(EnvId::SELF, mine & !1).map_err(|_| "self off core 0")?;
+        sys::pct_allow(client, s).map_err(|_| "allow")?;
+        w[9].store(1, SeqCst);
+        check(wait_for(|| w[8].load(SeqCst) == 1), "the handler never started")?;
+        let on_core_0 = vm::env_info(s).is_some_and(|e| e.cpu == 0);
+        check(on_core_0, "the server did not run on core 0")?;
+        if round == 0 {
+            *status = sys::env_destroy(client).is_ok() as i32; // reaped too; the server goes on
+            w[10].store(1, SeqCst);
+            let s = sys::pct_allow(EnvId::SELF, s).and_then(|_| sys::pct_call(s, [0; 4], 0));
+            check(s == Ok([5, 0, 0, 0]), "the server did not serve after its caller died")?;
+        } else {
+            let _ = sys::env_destroy(s); // the server goes mid-call
+            *status = process::wait(client).unwrap_or(0);
+        }
+    }
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(statuses[0] == 1, "the caller could not be destroyed mid-call")?;
+    check(statuses[1] == 1, "the caller of a destroyed server did not get NotFound")
 }
 
 /// The virtual counter.

@@ -200,12 +200,10 @@ pub fn may_map(envs: &[Env], slot: usize, actor: usize) -> impl Fn(u32, u64, boo
 
 /// All kernel state. There is exactly one, in [`KERNEL`]. Each field has one owner, the
 /// module that changes it (the crate doc lists them); the private ones change only here.
+#[repr(C)]
 pub struct Kernel {
     /// Who owns each frame, changed only through `FrameTable`'s checked transitions.
     pub ft: FrameTable,
-    /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
-    /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
-    pub envs: [Env; MAX_ENVS],
     /// The slot running now on the core holding the lock, or [`NONE`]: chosen by
     /// `sched.rs`, cleared by `destroy`. [`kernel`] swaps it in and out of `on`.
     pub current: usize,
@@ -225,6 +223,9 @@ pub struct Kernel {
     /// ([`NONE`]: none), and the occupant that hand-off preempted, owed the core back (or
     /// `sched::GUARD`: not to be preempted again before the core's next tick). `sched.rs`.
     pub handoff: [(usize, usize); MAX_CPUS],
+    /// Where this trap switches at once, with no pass (`hand_over`, `YieldTo`; [`NONE`]:
+    /// nowhere); `el0_trap` takes it.
+    pub switch_to: usize,
     /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
     /// The slot that holds the console input: init's from boot, moved by `ConsoleGive`
@@ -233,6 +234,10 @@ pub struct Kernel {
     /// The public pages, installed at boot and written by the `publish` methods here.
     info: Option<&'static mut KernelInfo>,
     env_info: &'static mut [EnvInfo],
+    /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
+    /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
+    /// Last, so that every other field is a short offset from the start (one load each).
+    pub envs: [Env; MAX_ENVS],
 }
 
 pub static KERNEL: Global<Kernel> = Global::new(Kernel {
@@ -246,6 +251,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     ticks: 0,
     donate_to: NONE,
     handoff: [(NONE, NONE); MAX_CPUS],
+    switch_to: NONE,
     call_waiters: 0,
     console: NONE,
     info: None,
@@ -256,7 +262,8 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
 /// slot this core runs. Every path into the kernel goes through here.
 pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
     KERNEL.with(|k| {
-        (k.cpu, k.current) = (smp::cpu(), k.on[smp::cpu()]);
+        let c = smp::cpu();
+        (k.cpu, k.current) = (c, k.on[c]);
         let r = f(k);
         k.on[k.cpu] = k.current;
         r
@@ -502,6 +509,21 @@ impl Kernel {
             self.runnable |= 1 << slot;
             self.publish_state(slot);
             self.nudge(slot);
+        }
+    }
+
+    /// `from` blocks for `why`, giving the CPU to `to` (blocked until now), which runs
+    /// next: straight away on this core if it may ([`Kernel::switch_to`]: no pass of the
+    /// scheduler, no other core woken), else as a donation the scheduler takes or passes on.
+    pub fn hand_over(&mut self, from: usize, why: Wait, to: usize) {
+        self.block(from, why);
+        if self.may_switch_to(to) {
+            (self.envs[to].state, self.envs[to].wait) = (EnvState::Runnable, Wait::None);
+            self.runnable |= 1 << to;
+            self.switch_to = to; // `run` publishes it
+        } else {
+            self.donate_to = to;
+            self.wake(to);
         }
     }
 

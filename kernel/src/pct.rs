@@ -90,7 +90,8 @@ impl Kernel {
             Ok(t) => {
                 self.envs[cur].frame().elr -= 4; // retry the call once the target is free
                 self.call_waiters += 1;
-                self.wait_with_deadline(cur, Wait::Call(t), opts);
+                self.set_deadline(cur, opts);
+                self.block(cur, Wait::Call(t));
                 return true;
             }
             Err(e) => e,
@@ -115,16 +116,14 @@ impl Kernel {
         Ok(t)
     }
 
-    fn wait_with_deadline(&mut self, cur: usize, why: Wait, opts: u64) {
+    fn set_deadline(&mut self, cur: usize, opts: u64) {
         let ticks = (opts & 0xfff) >> PCT_TIMEOUT_SHIFT;
         self.envs[cur].deadline = if ticks == 0 { 0 } else { self.ticks + ticks };
-        self.block(cur, why);
     }
 
-    /// Starts target `t`'s call context with `cur`'s arguments and blocks `cur` for the reply.
+    /// Starts target `t`'s call context with `cur`'s arguments and blocks `cur` for the
+    /// reply; `t` runs next, on this core at once if it may (`hand_over`).
     fn enter(&mut self, cur: usize, t: usize, opts: u64) -> bool {
-        let f = self.envs[cur].frame();
-        let args = [f.x[1], f.x[2], f.x[3], f.x[4]];
         let frame = opts & !0xfff;
         if frame != 0 {
             let g = Grant { pa: frame, owner: self.envs[cur].id, write: opts & PCT_GRANT_RW != 0 };
@@ -153,25 +152,18 @@ impl Kernel {
             }
         }
         let caller_id = self.envs[cur].id;
+        let f = self.envs[cur].frame();
+        let args = [f.x[1], f.x[2], f.x[3], f.x[4], caller_id.0 as u64, opts & (!0xfff | PCT_GRANT_RW)];
         let e = &mut self.envs[t];
         // Only what the entry relies on is set: arguments, a clean frame-pointer chain,
         // stack, pc. Other registers hold this server's own earlier values.
         let f = &mut e.frames[Ctx::Call as usize];
-        f.x[..6].copy_from_slice(&[
-            args[0],
-            args[1],
-            args[2],
-            args[3],
-            caller_id.0 as u64,
-            frame | (opts & PCT_GRANT_RW),
-        ]);
+        f.x[..6].copy_from_slice(&args);
         (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.pct_stack, e.pct_entry, 0);
         e.active = Ctx::Call;
         e.pct_caller = (cur, caller_id);
-        e.wait = Wait::Serve; // so that `wake` accepts it
-        self.donate_to = t;
-        self.wake(t);
-        self.wait_with_deadline(cur, Wait::Reply(t), opts);
+        self.set_deadline(cur, opts);
+        self.hand_over(cur, Wait::Reply(t), t);
         true
     }
 
@@ -183,15 +175,15 @@ impl Kernel {
         let x = &self.envs[cur].frames[Ctx::Call as usize].x;
         let r = [x[0], x[1], x[2], x[3]];
         let (c, cid) = core::mem::replace(&mut self.envs[cur].pct_caller, (NONE, EnvId(0)));
+        self.envs[cur].active = Ctx::Own;
         if c != NONE && self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {
             let f = &mut self.envs[c].frames[self.envs[c].active as usize];
             f.x[0] = 0;
             f.x[1..5].copy_from_slice(&r[..4]);
-            self.donate_to = c;
-            self.wake(c);
+            self.hand_over(cur, Wait::Serve, c);
+        } else {
+            self.block(cur, Wait::Serve);
         }
-        self.envs[cur].active = Ctx::Own;
-        self.block(cur, Wait::Serve);
         self.wake_callers_of(cur);
         Ok(())
     }

@@ -29,6 +29,38 @@ impl Kernel {
         if events == 0 && !give_up && self.donate_to == NONE && self.handoff[self.cpu].0 == NONE && stays {
             return self.run(cur);
         }
+        if events != 0 {
+            match self.on_events(events, give_up) {
+                Some(g) => give_up = g,
+                None => return self.run(cur), // its slice-end upcall runs first
+            }
+        }
+        let others = (0..self.on.len()).filter(|&c| c != self.cpu && self.on[c] != NONE);
+        let avail = self.runnable() & !self.excluded[self.cpu] & !others.fold(0, |m, c| m | 1 << self.on[c]);
+        let donated = core::mem::replace(&mut self.donate_to, NONE);
+        let next = if donated != NONE && avail & (1 << donated) != 0 {
+            donated
+        } else if let Some(handed) = self.handed(avail, cur, give_up, events & EVENT_TICK != 0) {
+            handed
+        } else if !give_up && cur != NONE && avail & (1 << cur) != 0 {
+            cur
+        } else if let Some(next) = next_after(avail, cur) {
+            next
+        } else {
+            // Idle: the slot it ran may go to another core, or be destroyed; walk nothing of it.
+            arch::set_user_table(0, 0);
+            self.current = NONE;
+            return None;
+        };
+        self.run(next)
+    }
+
+    /// Handles interrupt `events` (out of line: `schedule`'s common paths have none):
+    /// sleepers woken, and at a tick the clock, deadlines and slices. Returns whether the
+    /// current environment gives up the CPU, or `None` if it keeps it for a slice-end upcall.
+    #[inline(never)]
+    fn on_events(&mut self, events: u32, mut give_up: bool) -> Option<bool> {
+        let cur = self.current;
         if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
             for s in 0..MAX_ENVS {
                 let w = self.envs[s].wait;
@@ -57,33 +89,24 @@ impl Kernel {
                 let asked = self.envs[cur].slice_upcall && !warned;
                 if asked && crate::upcall::deliver(self, cur, upcall::SLICE_END, 0, 0, 0) {
                     self.envs[cur].slice_warned = true; // one tick of grace, then preempted
-                    return self.run(cur);
+                    return None;
                 }
             }
             give_up = true;
         }
-        let others = (0..self.on.len()).filter(|&c| c != self.cpu && self.on[c] != NONE);
-        let avail = self.runnable() & !self.excluded[self.cpu] & !others.fold(0, |m, c| m | 1 << self.on[c]);
-        let donated = core::mem::replace(&mut self.donate_to, NONE);
-        let next = if donated != NONE && avail & (1 << donated) != 0 {
-            donated
-        } else if let Some(handed) = self.handed(avail, cur, give_up, events & EVENT_TICK != 0) {
-            handed
-        } else if !give_up && cur != NONE && avail & (1 << cur) != 0 {
-            cur
-        } else if let Some(next) = next_after(avail, cur) {
-            next
-        } else {
-            // Idle: the slot it ran may go to another core, or be destroyed; walk nothing of it.
-            arch::set_user_table(0, 0);
-            self.current = NONE;
-            return None;
-        };
-        self.run(next)
+        Some(give_up)
+    }
+
+    /// Whether this core may switch to `slot` at once, with no pass, as a `PctCall`,
+    /// `PctReply` or `YieldTo` asks: if it may run `slot` at all. (No events wait at a
+    /// system call: every interrupt is handled in a trap that passes them to `schedule`.
+    /// A blocked `slot` runs on no other core; a runnable one may, which `YieldTo` checks.)
+    pub fn may_switch_to(&self, slot: usize) -> bool {
+        self.excluded[self.cpu] & 1 << slot == 0
     }
 
     /// Makes `slot` current: its tables in TTBR0, any pending upcall delivered.
-    fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {
+    pub fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {
         if slot != self.current {
             arch::set_user_table(self.envs[slot].root, Env::asid(slot));
             self.current = slot;

@@ -338,8 +338,13 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         self.envs[cur].frame().x[0] = 0;
-        self.donate_to = t;
-        self.hand_off(t);
+        let elsewhere = t != cur && self.on.contains(&t); // `on[cpu]` is still `cur`
+        if self.may_switch_to(t) && !elsewhere {
+            self.switch_to = t;
+        } else {
+            self.donate_to = t;
+            self.hand_off(t);
+        }
         Ok(None)
     }
 

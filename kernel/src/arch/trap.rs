@@ -32,10 +32,9 @@ fn slot_name(slot: u64) -> (&'static str, &'static str) {
 /// Called by `trap_common` in `vectors.S` with the saved frame; returns the frame to resume.
 #[unsafe(no_mangle)]
 extern "C" fn trap_entry(frame: &mut TrapFrame, slot: u64) -> *mut TrapFrame {
-    if slot == 5 {
-        crate::irq::handle(); // an interrupt while the kernel idles (`vectors.S` slot 5: EL1h IRQ)
-    } else {
-        kernel_fault(frame, slot);
+    match slot {
+        5 => crate::irq::handle(), // an interrupt while idle (slot 5: EL1h IRQ)
+        _ => kernel_fault(frame, slot),
     }
     frame
 }
@@ -53,33 +52,46 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
         let give_up = match kind {
             _ if cur == NONE => true, // destroyed by another core meanwhile
             0 => {
-                let (esr, far) = (ESR_EL1.get(), FAR_EL1.get());
+                let esr = ESR_EL1.get();
                 match esr >> 26 {
                     0x15 => {
                         let num = k.envs[cur].frame().x[8];
-                        k.slow(num, cur)
+                        let give_up = k.slow(num, cur);
+                        let next = core::mem::replace(&mut k.switch_to, NONE);
+                        if next != NONE {
+                            return k.run(next); // a direct switch: no pass (`hand_over`)
+                        }
+                        give_up
                     }
                     0x01 => {
                         k.envs[cur].frame().elr += 4; // wfi/wfe at EL0: a yield
                         true
                     }
                     _ => {
-                        crate::upcall::fault(k, cur, esr, far);
+                        crate::upcall::fault(k, cur, esr, FAR_EL1.get());
                         false
                     }
                 }
             }
             1 => false,
             _ => {
-                let (from, what) = slot_name(8 + kind);
-                log::warn!("env {:#x} killed: {from} {what}", k.envs[cur].id.0);
-                k.destroy(cur, exo_abi::killed_status(exo_abi::upcall::OTHER));
+                killed(k, cur, kind);
                 true
             }
         };
-        k.schedule(give_up, crate::irq::take_events())
+        // Only an interrupt raises events (the idle loop takes those it gets while idle).
+        k.schedule(give_up, if kind == 1 { crate::irq::take_events() } else { 0 })
     });
     next.unwrap_or_else(idle)
+}
+
+/// A FIQ, an SError or an AArch32 exception from EL0 (`kind` 2 or 3) ends the environment.
+#[cold]
+#[inline(never)]
+fn killed(k: &mut crate::env::Kernel, cur: usize, kind: u64) {
+    let (from, what) = slot_name(8 + kind);
+    log::warn!("env {:#x} killed: {from} {what}", k.envs[cur].id.0);
+    k.destroy(cur, exo_abi::killed_status(exo_abi::upcall::OTHER));
 }
 
 /// Idles this core (`wfi`) until there is an environment for it to run; returns its context.

@@ -10,9 +10,10 @@
 // calls only ever compute with the caller's own data and public kernel state, so nothing
 // another environment could call secret is in them; the one exception, PctUngrant, which
 // edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume restores the
-// interrupted context without saving the handler's. Everything else
-// saves the whole context into the TrapFrame and calls `el0_trap(kind)`, which returns the
-// TrapFrame of whichever environment runs next; `el0_return` restores it.
+// interrupted context without saving the handler's. A slow call saves what survives it
+// (EL0_SAVE_SVC), everything else the whole context, into the TrapFrame, then calls
+// `el0_trap(kind)`, which returns the TrapFrame of whichever environment runs next;
+// `el0_return` restores it.
 
 .macro SAVE_FRAME
     sub     sp, sp, #(34 * 8)
@@ -103,6 +104,33 @@
     b       el0_return
 .endm
 
+// A slow system call: only what the ABI keeps (x19-x30, sp, pc, flags), the arguments
+// (x0-x5), the number (x8) and x18; x6, x7 and x9-x17 are the caller's to lose (exo's
+// calling convention), so the frame keeps older values of its own there. x9 = the frame.
+.macro EL0_SAVE_SVC
+    mrs     x9, tpidr_el1
+    stp     x0, x1, [x9]
+    stp     x2, x3, [x9, #(2 * 8)]
+    stp     x4, x5, [x9, #(4 * 8)]
+    str     x8, [x9, #(8 * 8)]
+    stp     x18, x19, [x9, #(18 * 8)]
+    stp     x20, x21, [x9, #(20 * 8)]
+    stp     x22, x23, [x9, #(22 * 8)]
+    stp     x24, x25, [x9, #(24 * 8)]
+    stp     x26, x27, [x9, #(26 * 8)]
+    stp     x28, x29, [x9, #(28 * 8)]
+    mrs     x1, sp_el0
+    stp     x30, x1, [x9, #(30 * 8)]
+    mrs     x1, elr_el1
+    mrs     x2, spsr_el1
+    stp     x1, x2, [x9, #(32 * 8)]
+    mov     x0, #0
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      el0_trap
+    b       el0_return
+.endm
+
 .macro EL0_VECTOR kind
 .balign 0x80
     EL0_SAVE \kind
@@ -152,7 +180,10 @@ el0_sync:
     cbnz    x0, el0_return
     mov     x0, #{ERR_INVALID}          // not in an upcall
     eret
-1:  ldp     x9, x10, [sp, #-16]
+1:  cmp     x9, #0x15                   // a slow system call?
+    b.ne    2f
+    EL0_SAVE_SVC
+2:  ldp     x9, x10, [sp, #-16]
     EL0_SAVE 0
 
 // x0 = the TrapFrame to resume; it becomes the active one.

@@ -132,7 +132,9 @@ impl Space<'_> {
         if !allowed {
             return Err(Error::Denied);
         }
-        SCREEN_TAKEN.fetch_or(target.kind == frame::DEVICE, Ordering::Relaxed);
+        if target.kind == frame::DEVICE {
+            SCREEN_TAKEN.store(true, Ordering::Relaxed);
+        }
         // Public frames never change hands, so their mappings are not counted (nor can a
         // loop of mappings saturate the count for everyone). Others may not take the last
         // 4096 counts of a frame from its owner.
