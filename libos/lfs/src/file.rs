@@ -11,6 +11,9 @@ use crate::summary::{Entry, EntryKind};
 pub const MAX_FILE: u64 = MAX_BLOCKS * BLOCK as u64;
 /// Most blocks one read of adjacent blocks moves (1 MiB).
 const MAX_RUN: usize = 256;
+/// Whole blocks a write must cover, at least, to go to the disk straight from the caller's
+/// buffer as a direct partial segment (16 KiB): fewer are copied into the segment buffer.
+const DIRECT_MIN: u64 = 4;
 
 impl<D: BlockDevice> Fs<D> {
     fn file_handle(&mut self, h: Handle) -> Result<u64> {
@@ -119,6 +122,13 @@ impl<D: BlockDevice> Fs<D> {
         while pos < end {
             let blk = pos / BLOCK as u64;
             let bstart = blk * BLOCK as u64;
+            let whole = (end - pos) / BLOCK as u64;
+            if pos == bstart && whole >= DIRECT_MIN {
+                let from = (pos - off) as usize;
+                let n = self.write_direct(h.ino, blk, &data[from..from + whole as usize * BLOCK])?;
+                pos += (n * BLOCK) as u64;
+                continue;
+            }
             let lo = (pos - bstart) as usize;
             let hi = ((end - bstart) as usize).min(BLOCK);
             let keep = ((new_size - bstart) as usize).min(BLOCK);

@@ -7,8 +7,11 @@
 use crate::device::{BlockDevice, SECTOR};
 use crate::error::{Error, Result};
 use crate::fs::Fs;
+use crate::layout::BLOCK;
 use crate::layout::{ptr_len, ptr_sector, NO_SEG};
-use crate::summary::{seal, trailer_sectors, Entry, EntryKind, Header, FLAG_COMMIT};
+use crate::summary::{
+    seal, seal_direct, trailer_sectors, Entry, EntryKind, Header, FLAG_COMMIT, FLAG_DIRECT, HEADER_ENTRIES,
+};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -175,6 +178,84 @@ impl<D: BlockDevice> Fs<D> {
             }
         }
         Ok(())
+    }
+
+    /// Writes whole blocks of file `ino` from `blk` on as a direct PS ([`FLAG_DIRECT`]): the
+    /// data goes from `data` (whole blocks) straight to the disk, then a flush, then the
+    /// header; nothing is copied and nothing is hashed but the header. Writes as many
+    /// blocks as fit in one header sector's entries and in the segment; returns how many
+    /// (at least 1). The file's pointers are set in memory, the old blocks killed.
+    pub(crate) fn write_direct(&mut self, ino: u32, blk: u64, data: &[u8]) -> Result<usize> {
+        let per = (BLOCK / SECTOR) as u32;
+        // The open PS goes first: the direct PS takes the log's next sectors.
+        self.close_ps(false)?;
+        if self.log.fill + 1 + per > self.geo.seg_sectors {
+            self.switch_segment()?;
+        }
+        let room = ((self.geo.seg_sectors - self.log.fill - 1) / per) as usize;
+        let n = (data.len() / BLOCK).min(HEADER_ENTRIES).min(room);
+        let rel = self.log.fill;
+        let total = 1 + n as u32 * per;
+        let at = self.geo.seg_start(self.log.seg) + rel as u64;
+        let r = self.dev.write(at + 1, &data[..n * BLOCK]);
+        self.io(r)?;
+        // The header must not reach the medium before the data it vouches for.
+        let r = self.dev.flush();
+        self.io(r)?;
+        let mut entries =
+            [Entry { kind: EntryKind::Data, sectors: per as u8, level: 0, ino, key: 0 }; HEADER_ENTRIES];
+        for (i, e) in entries[..n].iter_mut().enumerate() {
+            e.key = blk + i as u64;
+        }
+        let h = Header {
+            flags: FLAG_DIRECT,
+            epoch: self.log.epoch,
+            serial: self.log.serial,
+            total,
+            nentries: n as u32,
+            next_seg: self.log.next_seg,
+        };
+        // The header is built where it lies in the segment buffer (which mirrors the
+        // segment only from `mem_from` on: the data is not there).
+        let hdr = &mut self.log.buf[rel as usize * SECTOR..(rel as usize + 1) * SECTOR];
+        seal_direct(hdr, &h, &entries[..n], self.geo.fs_id);
+        let r = self.dev.write(at, &self.log.buf[rel as usize * SECTOR..(rel as usize + 1) * SECTOR]);
+        self.io(r)?;
+        self.unflushed = true;
+        self.stats.log_sectors += total as u64;
+        self.stats.partial_segments += 1;
+        let (seg, serial) = (self.log.seg, self.log.serial);
+        self.usage.add(seg, n as u32 * BLOCK as u32, serial);
+        self.log.fill = rel + total;
+        self.log.mem_from = self.log.fill;
+        self.log.serial += 1;
+        self.log.group_open = true;
+        if let Some((w, _)) = &self.ichunk {
+            if *w < at + total as u64 && at < *w + 8 {
+                self.ichunk = None;
+            }
+        }
+        // Point the file at the new blocks, a structure (inode or indirect block) at a time,
+        // and kill what they replace.
+        let mut done = 0;
+        let mut old = [0u64; HEADER_ENTRIES];
+        while done < n {
+            let k = self.set_block_run(
+                ino,
+                blk + done as u64,
+                at + 1 + (done as u32 * per) as u64,
+                &mut old[..n - done],
+            )?;
+            for &p in &old[..k] {
+                // Past the end of a damaged file a stray pointer that names no block of the
+                // log is dropped without a kill.
+                if p != 0 && self.geo.ptr_ok(p) {
+                    self.kill_ptr(p)?;
+                }
+            }
+            done += k;
+        }
+        Ok(n)
     }
 
     /// Moves the log into its next segment and reserves the one after.

@@ -172,6 +172,39 @@ impl<D: BlockDevice> Fs<D> {
         Ok(old)
     }
 
+    /// Points file blocks `blk..` at whole blocks stored one after another from `sector`, as
+    /// many as `old` holds and the structure holding `blk`'s pointer (the inode's direct
+    /// pointers, or one level-1 node) has: one tree walk for a run. The old pointers go
+    /// into `old` (the caller kills them); returns how many were set (at least 1 when `old`
+    /// is not empty).
+    pub(crate) fn set_block_run(
+        &mut self,
+        ino: u32,
+        blk: u64,
+        sector: u64,
+        old: &mut [u64],
+    ) -> Result<usize> {
+        let (slot, depth, _) = tree_slot(blk).ok_or(Error::FileTooBig)?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let ptrs = if depth == 0 {
+            self.inodes.get(ino).ok_or(Error::Failed)?;
+            self.inodes.mark_dirty(ino);
+            &mut self.inodes.get_mut(ino).ok_or(Error::Failed)?.inode.ptr[slot..NDIRECT]
+        } else {
+            let k = self.node_for(ino, blk, 1, true)?.ok_or(Error::Failed)?;
+            self.mark_node_dirty(k);
+            let n = self.nodes.map.get_mut(&k).ok_or(Error::Failed)?;
+            &mut n.ptrs[(blk - k.base) as usize..]
+        };
+        let n = old.len().min(ptrs.len());
+        for (i, (p, o)) in ptrs[..n].iter_mut().zip(old.iter_mut()).enumerate() {
+            *o = core::mem::replace(p, ptr_make(sector + (i * 8) as u64, 8));
+        }
+        Ok(n)
+    }
+
     /// Points the parent of node `key` (a node or the inode) at `new`; returns the old value.
     fn set_parent(&mut self, key: NodeKey, new: u64) -> Result<u64> {
         let (slot, depth, _) = tree_slot(key.base).ok_or(Error::Failed)?;
