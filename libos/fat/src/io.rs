@@ -257,13 +257,20 @@ fn write_runs<S: BlockDevice>(
 
 /// Links `new` (free clusters) into a chain after `tail` (none: they are a new file's
 /// first), in every FAT copy: the new clusters' own links first, then the old end's link
-/// to them, so a crash never leaves a link to a free cluster.
+/// to them, so a crash never leaves a link to a free cluster. When the old end and the
+/// new clusters ascend (the usual case: the allocation hint moves on), one pass writes the
+/// sectors from the last to the first, which keeps that order and writes the sector shared
+/// by the old end and the first new clusters once.
 fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[u32]) -> Result<()> {
     let Some(&last) = new.last() else { return Ok(()) };
     let mut links: alloc::vec::Vec<(u32, u32)> = new.windows(2).map(|w| (w[0], w[1])).collect();
     links.push((last, fat.eoc()));
     match tail {
-        None => fat.set(links),
+        None => fat.set_in_order(links, true),
+        Some(t) if t < new[0] && new.windows(2).all(|w| w[0] < w[1]) => {
+            links.push((t, new[0]));
+            fat.set_in_order(links, true)
+        }
         Some(t) => {
             fat.set(links)?;
             fat.set(alloc::vec![(t, new[0])])

@@ -115,19 +115,37 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
 
     /// Sets entries (cluster, value) in every FAT copy. As `embedded-sdmmc` does, each changed
     /// sector of the first FAT is written to the same place in the others.
-    pub fn set(&mut self, mut updates: Vec<(u32, u32)>) -> Result<()> {
+    pub fn set(&mut self, updates: Vec<(u32, u32)>) -> Result<()> {
+        self.set_in_order(updates, false)
+    }
+
+    /// [`set`](Self::set), the changed sectors written from the last to the first when
+    /// `descending` (so that a chain of ascending clusters is whole on disk before the
+    /// sector linking to its start is written), else from the first.
+    pub fn set_in_order(&mut self, mut updates: Vec<(u32, u32)>, descending: bool) -> Result<()> {
         updates.sort_unstable();
         let eb = self.geo.entry_bytes() as usize;
-        let mut i = 0;
+        let sector_of = |c: u32| (c as usize * eb / SECTOR) as u32;
+        // The updates of each sector: `updates[from..to]`.
+        let mut groups = Vec::new();
+        let mut from = 0;
+        for i in 1..=updates.len() {
+            if i == updates.len() || sector_of(updates[i].0) != sector_of(updates[from].0) {
+                groups.push((from, i));
+                from = i;
+            }
+        }
+        if descending {
+            groups.reverse();
+        }
         let mut buf = [0u8; SECTOR];
-        while i < updates.len() {
-            let sector = (updates[i].0 as usize * eb / SECTOR) as u32;
+        for (from, to) in groups {
+            let sector = sector_of(updates[from].0);
             if sector >= self.geo.fat_size {
                 return Err(Error::Corrupt);
             }
             self.part.read(u64::from(self.geo.fat_start + sector), &mut buf)?;
-            while i < updates.len() && (updates[i].0 as usize * eb / SECTOR) as u32 == sector {
-                let (c, v) = updates[i];
+            for &(c, v) in &updates[from..to] {
                 let at = c as usize * eb % SECTOR;
                 match self.geo.fat_type {
                     FatType::Fat16 => buf[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
@@ -137,7 +155,6 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
                         buf[at..at + 4].copy_from_slice(&new.to_le_bytes());
                     }
                 }
-                i += 1;
             }
             for copy in 0..self.geo.nfats {
                 let at = self.geo.fat_start + copy * self.geo.fat_size + sector;
