@@ -27,11 +27,25 @@ pub struct Fat<'a, S: BlockDevice> {
     /// First FAT sector (relative to the FAT) held in `win`, and the sectors themselves.
     win_at: u32,
     win: Vec<u8>,
+    /// Whether `win` holds sectors read by this `Fat` (a reused buffer holds stale ones).
+    loaded: bool,
 }
 
 impl<'a, S: BlockDevice> Fat<'a, S> {
     pub fn new(part: &'a Partition<S>, geo: &'a Geometry) -> Self {
-        Fat { part, geo, win_at: 0, win: Vec::new() }
+        Self::reuse(part, geo, Vec::new())
+    }
+
+    /// A `Fat` whose window goes into `buf`, a buffer an earlier one gave back
+    /// ([`into_window`](Self::into_window)): its contents are read again, but it is not
+    /// allocated and zeroed again.
+    pub fn reuse(part: &'a Partition<S>, geo: &'a Geometry, buf: Vec<u8>) -> Self {
+        Fat { part, geo, win_at: 0, win: buf, loaded: false }
+    }
+
+    /// The window's buffer, for [`reuse`](Self::reuse).
+    pub fn into_window(self) -> Vec<u8> {
+        self.win
     }
 
     /// Entry `c` (any number below `clusters + 2`), masked to its meaningful bits.
@@ -42,14 +56,16 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
             return Err(Error::Corrupt);
         }
         let have = self.win.len() as u32 / SECTOR as u32;
-        if self.win.is_empty() || sector < self.win_at || sector >= self.win_at + have {
+        if !self.loaded || sector < self.win_at || sector >= self.win_at + have {
             // Windows start at multiples of WINDOW, so the next `Fat` asks the mount's
             // cache for the same sectors again (a window at any sector would miss it).
             let at = sector / WINDOW * WINDOW;
             let n = WINDOW.min(self.geo.fat_size - at);
             self.win.resize(n as usize * SECTOR, 0);
+            self.loaded = false;
             self.part.read(u64::from(self.geo.fat_start + at), &mut self.win)?;
             self.win_at = at;
+            self.loaded = true;
         }
         let at = (byte - u64::from(self.win_at) * SECTOR as u64) as usize;
         let w = &self.win;
@@ -70,15 +86,11 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
         Ok((c, hi.min(end)))
     }
 
-    /// Entry `x`, which [`span`](Self::span) put in the window.
-    #[inline(always)]
-    fn raw(&self, x: u32) -> u32 {
+    /// The window's bytes holding entries `lo..hi`, which [`span`](Self::span) put there.
+    fn entries(&self, lo: u32, hi: u32) -> &[u8] {
         let eb = self.geo.entry_bytes() as usize;
-        let at = x as usize * eb - self.win_at as usize * SECTOR;
-        match self.geo.fat_type {
-            FatType::Fat16 => u32::from(le::get_u16(&self.win, at)),
-            FatType::Fat32 => le::get_u32(&self.win, at) & 0x0fff_ffff,
-        }
+        let at = lo as usize * eb - self.win_at as usize * SECTOR;
+        &self.win[at..at + (hi - lo) as usize * eb]
     }
 
     /// How many clusters from `c` on each link to the one after (`c` → `c + 1` → ...),
@@ -89,11 +101,27 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
         // `c + 1` must itself be a cluster of the volume: the last is `clusters + 1`.
         let last = self.geo.clusters + 1;
         let (lo, hi) = self.span(c, c.saturating_add(max).min(last))?;
-        let mut x = lo;
-        while x < hi && self.raw(x) == x + 1 {
-            x += 1;
+        let b = self.entries(lo, hi);
+        let mut want = lo + 1;
+        match self.geo.fat_type {
+            FatType::Fat16 => {
+                for e in b.chunks_exact(2) {
+                    if u32::from(u16::from_le_bytes([e[0], e[1]])) != want {
+                        break;
+                    }
+                    want += 1;
+                }
+            }
+            FatType::Fat32 => {
+                for e in b.chunks_exact(4) {
+                    if u32::from_le_bytes([e[0], e[1], e[2], e[3]]) & 0x0fff_ffff != want {
+                        break;
+                    }
+                    want += 1;
+                }
+            }
         }
-        Ok(x - c)
+        Ok(want - 1 - c)
     }
 
     /// The cluster after `c` in its chain, `None` at the end; a free, bad, reserved or
@@ -123,7 +151,9 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
     /// `descending` (so that a chain of ascending clusters is whole on disk before the
     /// sector linking to its start is written), else from the first.
     pub fn set_in_order(&mut self, mut updates: Vec<(u32, u32)>, descending: bool) -> Result<()> {
-        updates.sort_unstable();
+        if !updates.is_sorted() {
+            updates.sort_unstable();
+        }
         let eb = self.geo.entry_bytes() as usize;
         let sector_of = |c: u32| (c as usize * eb / SECTOR) as u32;
         // The updates of each sector: `updates[from..to]`.
@@ -161,7 +191,7 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
                 self.part.write(u64::from(at), &buf)?;
             }
         }
-        self.win.clear();
+        self.loaded = false;
         Ok(())
     }
 
@@ -185,8 +215,11 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
             // A window at a time, its entries tested in a tight loop.
             while c < end && (found.len() as u32) < k {
                 let (lo, hi) = self.span(c, end)?;
-                for x in lo..hi {
-                    if self.raw(x) == 0 {
+                let eb = self.geo.entry_bytes() as usize;
+                let fat16 = self.geo.fat_type == FatType::Fat16;
+                for (x, e) in (lo..hi).zip(self.entries(lo, hi).chunks_exact(eb)) {
+                    let free = if fat16 { e[0] | e[1] == 0 } else { e[0] | e[1] | e[2] | (e[3] & 0x0f) == 0 };
+                    if free {
                         found.push(x);
                         if found.len() as u32 == k {
                             break;
