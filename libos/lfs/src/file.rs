@@ -119,11 +119,15 @@ impl<D: BlockDevice> Fs<D> {
         // them), so they need no look-up before being set.
         let past_end = size.div_ceil(BLOCK as u64);
         let mut pos = off;
+        // Once a run of whole blocks has started going out direct, its rest does too (a
+        // segment's end may split it into a short tail).
+        let mut direct = false;
         while pos < end {
             let blk = pos / BLOCK as u64;
             let bstart = blk * BLOCK as u64;
             let whole = (end - pos) / BLOCK as u64;
-            if pos == bstart && whole >= DIRECT_MIN {
+            if pos == bstart && (whole >= DIRECT_MIN || direct && whole > 0) {
+                direct = true;
                 let from = (pos - off) as usize;
                 let n = self.write_direct(h.ino, blk, &data[from..from + whole as usize * BLOCK])?;
                 pos += (n * BLOCK) as u64;

@@ -31,6 +31,10 @@ pub(crate) struct Log {
     pub epoch: u64,
     /// PSs were written since the last commit.
     pub group_open: bool,
+    /// Direct PSs of this segment whose data is written and whose header (sealed in `buf`
+    /// at this relative sector) is not yet: written after one flush for them all, before
+    /// anything else goes into the log.
+    pub headers: Vec<u32>,
 }
 
 impl Log {
@@ -46,6 +50,7 @@ impl Log {
             serial,
             epoch,
             group_open: false,
+            headers: Vec::new(),
         }
     }
 }
@@ -138,6 +143,7 @@ impl<D: BlockDevice> Fs<D> {
     /// Writes the open PS. With `commit`, also ends the atomic group (writing an empty PS if
     /// an uncommitted group is on disk and nothing is open).
     pub(crate) fn close_ps(&mut self, commit: bool) -> Result<()> {
+        self.write_headers()?;
         if self.log.ps.is_none() {
             if !(commit && self.log.group_open) {
                 return Ok(());
@@ -180,15 +186,39 @@ impl<D: BlockDevice> Fs<D> {
         Ok(())
     }
 
+    /// Writes the headers of the direct PSs whose data is on its way: one flush (the data
+    /// must be durable before a header can reach the medium), then each header.
+    pub(crate) fn write_headers(&mut self) -> Result<()> {
+        if self.log.headers.is_empty() {
+            return Ok(());
+        }
+        let r = self.dev.flush();
+        self.io(r)?;
+        let start = self.geo.seg_start(self.log.seg);
+        for i in 0..self.log.headers.len() {
+            let rel = self.log.headers[i] as usize;
+            let r = self.dev.write(start + rel as u64, &self.log.buf[rel * SECTOR..(rel + 1) * SECTOR]);
+            self.io(r)?;
+        }
+        self.log.headers.clear();
+        self.unflushed = true;
+        Ok(())
+    }
+
     /// Writes whole blocks of file `ino` from `blk` on as a direct PS ([`FLAG_DIRECT`]): the
-    /// data goes from `data` (whole blocks) straight to the disk, then a flush, then the
-    /// header; nothing is copied and nothing is hashed but the header. Writes as many
-    /// blocks as fit in one header sector's entries and in the segment; returns how many
-    /// (at least 1). The file's pointers are set in memory, the old blocks killed.
+    /// data goes from `data` (whole blocks) straight to the disk; its header is sealed in
+    /// the segment buffer and written later, after a flush ([`write_headers`](Self::write_headers),
+    /// before anything else enters the log). Nothing is copied and nothing is hashed but
+    /// the header. Writes as many blocks as fit in one header sector's entries and in the
+    /// segment; returns how many (at least 1). The file's pointers are set in memory, the
+    /// old blocks killed.
     pub(crate) fn write_direct(&mut self, ino: u32, blk: u64, data: &[u8]) -> Result<usize> {
         let per = (BLOCK / SECTOR) as u32;
-        // The open PS goes first: the direct PS takes the log's next sectors.
-        self.close_ps(false)?;
+        // The open PS goes first: the direct PS takes the log's next sectors. (With none
+        // open, nothing is written: earlier direct PSs' headers may wait on.)
+        if self.log.ps.is_some() {
+            self.close_ps(false)?;
+        }
         if self.log.fill + 1 + per > self.geo.seg_sectors {
             self.switch_segment()?;
         }
@@ -198,9 +228,6 @@ impl<D: BlockDevice> Fs<D> {
         let total = 1 + n as u32 * per;
         let at = self.geo.seg_start(self.log.seg) + rel as u64;
         let r = self.dev.write(at + 1, &data[..n * BLOCK]);
-        self.io(r)?;
-        // The header must not reach the medium before the data it vouches for.
-        let r = self.dev.flush();
         self.io(r)?;
         let mut entries =
             [Entry { kind: EntryKind::Data, sectors: per as u8, level: 0, ino, key: 0 }; HEADER_ENTRIES];
@@ -215,12 +242,12 @@ impl<D: BlockDevice> Fs<D> {
             nentries: n as u32,
             next_seg: self.log.next_seg,
         };
-        // The header is built where it lies in the segment buffer (which mirrors the
-        // segment only from `mem_from` on: the data is not there).
+        // The header waits where it lies in the segment buffer (which mirrors the segment
+        // only from `mem_from` on: the data is not there). It must not reach the medium
+        // before the data it vouches for: it is written after a flush.
         let hdr = &mut self.log.buf[rel as usize * SECTOR..(rel as usize + 1) * SECTOR];
         seal_direct(hdr, &h, &entries[..n], self.geo.fs_id);
-        let r = self.dev.write(at, &self.log.buf[rel as usize * SECTOR..(rel as usize + 1) * SECTOR]);
-        self.io(r)?;
+        self.log.headers.push(rel);
         self.unflushed = true;
         self.stats.log_sectors += total as u64;
         self.stats.partial_segments += 1;
@@ -260,6 +287,8 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Moves the log into its next segment and reserves the one after.
     fn switch_segment(&mut self) -> Result<()> {
+        // Waiting headers live in the buffer, which is about to mirror the next segment.
+        self.write_headers()?;
         if self.log.next_seg == NO_SEG {
             // Only reachable if the space reserve was miscounted; the in-memory state may be
             // mid-operation, so stop writing rather than commit half of it.
