@@ -229,11 +229,6 @@ impl<D: BlockDevice> Fs<D> {
         let at = self.geo.seg_start(self.log.seg) + rel as u64;
         let r = self.dev.write(at + 1, &data[..n * BLOCK]);
         self.io(r)?;
-        let mut entries =
-            [Entry { kind: EntryKind::Data, sectors: per as u8, level: 0, ino, key: 0 }; HEADER_ENTRIES];
-        for (i, e) in entries[..n].iter_mut().enumerate() {
-            e.key = blk + i as u64;
-        }
         let h = Header {
             flags: FLAG_DIRECT,
             epoch: self.log.epoch,
@@ -246,7 +241,14 @@ impl<D: BlockDevice> Fs<D> {
         // only from `mem_from` on: the data is not there). It must not reach the medium
         // before the data it vouches for: it is written after a flush.
         let hdr = &mut self.log.buf[rel as usize * SECTOR..(rel as usize + 1) * SECTOR];
-        seal_direct(hdr, &h, &entries[..n], self.geo.fs_id);
+        let entries = (0..n as u64).map(|i| Entry {
+            kind: EntryKind::Data,
+            sectors: per as u8,
+            level: 0,
+            ino,
+            key: blk + i,
+        });
+        seal_direct(hdr, &h, entries, self.geo.fs_id);
         self.log.headers.push(rel);
         self.unflushed = true;
         self.stats.log_sectors += total as u64;

@@ -55,6 +55,10 @@ impl NodeCache {
     }
 }
 
+/// A block's bytes at an 8-aligned address.
+#[repr(align(8))]
+struct Aligned([u8; BLOCK]);
+
 /// Covered blocks of a node at `level`.
 fn node_span(level: u8) -> u64 {
     span(level) * FANOUT
@@ -76,11 +80,14 @@ impl<D: BlockDevice> Fs<D> {
             if !self.geo.ptr_ok(ptr) {
                 return Err(Error::Corrupt(Corruption::BlockPointer(key.ino)));
             }
-            let mut raw = [0u8; BLOCK];
+            // Read into an 8-aligned array and decoded at offsets from its start, so that
+            // the compiler loads each pointer whole (from a byte slice of unknown alignment
+            // it assembles each from eight byte loads on this target).
+            let mut raw = Aligned([0u8; BLOCK]);
             let n = ptr_len(ptr) as usize * SECTOR;
-            self.read_log(ptr_sector(ptr), &mut raw[..n])?;
+            self.read_log(ptr_sector(ptr), &mut raw.0[..n])?;
             for (i, p) in ptrs.iter_mut().enumerate() {
-                *p = get_u64(&raw, i * 8);
+                *p = get_u64(&raw.0, i * 8);
             }
         }
         self.nodes.map.insert(key, Node { ptrs, dirty: false });

@@ -218,10 +218,12 @@ pub fn parse_direct(hdr: &[u8], h: &Header, fs_id: u64) -> Option<Vec<Entry>> {
 
 /// Fills in the header sector `hdr` of a direct PS (see [`FLAG_DIRECT`]) and stamps its
 /// hash, which covers this sector alone.
-pub fn seal_direct(hdr: &mut [u8], h: &Header, entries: &[Entry], fs_id: u64) {
-    debug_assert!(h.flags & FLAG_DIRECT != 0 && entries.len() <= HEADER_ENTRIES);
+pub fn seal_direct(hdr: &mut [u8], h: &Header, entries: impl IntoIterator<Item = Entry>, fs_id: u64) {
+    debug_assert!(h.flags & FLAG_DIRECT != 0 && h.nentries as usize <= HEADER_ENTRIES);
     let hdr = &mut hdr[..SECTOR];
-    hdr.fill(0);
+    // Every byte is written once: the fields, the entries, zeros for the rest.
+    hdr[44..64].fill(0);
+    hdr[64 + h.nentries as usize * ENTRY_SIZE..].fill(0);
     put_u32(hdr, 0, PS_MAGIC);
     put_u32(hdr, 4, h.flags);
     put_u64(hdr, 8, fs_id);
@@ -230,7 +232,7 @@ pub fn seal_direct(hdr: &mut [u8], h: &Header, entries: &[Entry], fs_id: u64) {
     put_u32(hdr, 32, h.total);
     put_u32(hdr, 36, h.nentries);
     put_u32(hdr, 40, h.next_seg);
-    for (i, e) in entries.iter().enumerate() {
+    for (i, e) in entries.into_iter().take(h.nentries as usize).enumerate() {
         let at = 64 + i * ENTRY_SIZE;
         e.encode(&mut hdr[at..at + ENTRY_SIZE]);
     }
@@ -279,7 +281,7 @@ mod tests {
         let total = 1 + 32;
         let mut ps = vec![0x33u8; total as usize * SECTOR];
         let h = Header { flags: FLAG_DIRECT, epoch: 1, serial: 4, total, nentries: 4, next_seg: 3 };
-        seal_direct(&mut ps[..SECTOR], &h, &entries, 9);
+        seal_direct(&mut ps[..SECTOR], &h, entries.iter().copied(), 9);
         let got = parse_header(&ps, 9, total).unwrap();
         assert_eq!(got, h);
         assert_eq!(parse_ps(&ps, &got, 9).unwrap(), entries);
@@ -292,11 +294,11 @@ mod tests {
         // Too short for its entries, or a non-Data entry: refused.
         let short = Header { total: 30, ..h };
         let mut ps2 = vec![0u8; SECTOR];
-        seal_direct(&mut ps2, &short, &entries, 9);
+        seal_direct(&mut ps2, &short, entries.iter().copied(), 9);
         assert!(parse_direct(&ps2, &short, 9).is_none());
         let kill = [Entry { kind: EntryKind::Kill, sectors: 0, level: 0, ino: 512, key: 99 }];
         let k = Header { total: 1, nentries: 1, ..h };
-        seal_direct(&mut ps2, &k, &kill, 9);
+        seal_direct(&mut ps2, &k, kill, 9);
         assert!(parse_direct(&ps2, &k, 9).is_none());
     }
 }
