@@ -20,6 +20,10 @@ const WINDOW: u32 = 8;
 /// FAT sectors read at once when counting free clusters.
 const SCAN: u32 = 256;
 
+/// A sector's bytes at an 8-aligned address.
+#[repr(align(8))]
+struct AlignedSector([u8; SECTOR]);
+
 /// Cached access to the first FAT; writes go to every copy.
 pub struct Fat<'a, S: BlockDevice> {
     part: &'a Partition<S>,
@@ -168,27 +172,35 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
         if descending {
             groups.reverse();
         }
-        let mut buf = [0u8; SECTOR];
+        // 8-aligned, and entries indexed by a shift, so that the compiler sees each aligned
+        // and moves it whole (in a byte slice of unknown alignment it moves single bytes).
+        let mut buf = AlignedSector([0u8; SECTOR]);
         for (from, to) in groups {
             let sector = sector_of(updates[from].0);
             if sector >= self.geo.fat_size {
                 return Err(Error::Corrupt);
             }
-            self.part.read(u64::from(self.geo.fat_start + sector), &mut buf)?;
-            for &(c, v) in &updates[from..to] {
-                let at = c as usize * eb % SECTOR;
-                match self.geo.fat_type {
-                    FatType::Fat16 => buf[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
-                    FatType::Fat32 => {
-                        let old = le::get_u32(&buf, at);
+            self.part.read(u64::from(self.geo.fat_start + sector), &mut buf.0)?;
+            let b = &mut buf.0;
+            match self.geo.fat_type {
+                FatType::Fat16 => {
+                    for &(c, v) in &updates[from..to] {
+                        let at = (c as usize % (SECTOR / 2)) << 1;
+                        b[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes());
+                    }
+                }
+                FatType::Fat32 => {
+                    for &(c, v) in &updates[from..to] {
+                        let at = (c as usize % (SECTOR / 4)) << 2;
+                        let old = le::get_u32(b, at);
                         let new = (old & 0xf000_0000) | (v & 0x0fff_ffff);
-                        buf[at..at + 4].copy_from_slice(&new.to_le_bytes());
+                        b[at..at + 4].copy_from_slice(&new.to_le_bytes());
                     }
                 }
             }
             for copy in 0..self.geo.nfats {
                 let at = self.geo.fat_start + copy * self.geo.fat_size + sector;
-                self.part.write(u64::from(at), &buf)?;
+                self.part.write(u64::from(at), &buf.0)?;
             }
         }
         self.loaded = false;
@@ -347,12 +359,16 @@ impl Chain {
 
     /// Adds newly linked clusters at the end (the chain is known to its end).
     pub fn append(&mut self, clusters: &[u32]) {
-        for &c in clusters {
+        let mut rest = clusters;
+        while let Some(&c) = rest.first() {
+            // The longest prefix of consecutive clusters, as one run.
+            let k = 1 + rest.windows(2).take_while(|w| w[1] == w[0] + 1).count();
             match self.runs.last_mut() {
-                Some((s, n)) if *s + *n == c => *n += 1,
-                _ => self.runs.push((c, 1)),
+                Some((s, n)) if *s + *n == c => *n += k as u32,
+                _ => self.runs.push((c, k as u32)),
             }
-            self.len += 1;
+            self.len += k as u32;
+            rest = &rest[k..];
         }
     }
 
