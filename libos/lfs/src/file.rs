@@ -47,8 +47,8 @@ impl<D: BlockDevice> Fs<D> {
                 // write leaves them): one device read, straight into the caller's buffer.
                 let want = ((n - done) / BLOCK).min(MAX_RUN);
                 let mut run = 1;
-                let mut ptrs = [0u64; 32];
                 'run: while run < want {
+                    let mut ptrs = [0u64; 32];
                     let got = self.block_ptrs(h.ino, blk + run as u64, &mut ptrs[..(want - run).min(32)])?;
                     for &q in &ptrs[..got] {
                         // The next block in the log (its pointer checked with the run's last).
@@ -61,8 +61,9 @@ impl<D: BlockDevice> Fs<D> {
                 }
                 // The first and the last block lie in the log, and so every one between.
                 let last = ptr_make(ptr_sector(p) + ((run - 1) * 8) as u64, 8);
-                if !self.geo.ptr_ok(last)
-                    || self.geo.seg_of(ptr_sector(p)) != self.geo.seg_of(ptr_sector(last))
+                if run > 1
+                    && (!self.geo.ptr_ok(last)
+                        || self.geo.seg_of(ptr_sector(p)) != self.geo.seg_of(ptr_sector(last)))
                 {
                     return Err(Error::Corrupt(Corruption::BlockPointer(h.ino)));
                 }
