@@ -1,4 +1,5 @@
-//! File data: read, write at an offset, truncate. Data goes straight into the segment buffer.
+//! File data: read, write at an offset, truncate. Small writes go into the segment buffer,
+//! runs of whole blocks straight to the disk (direct partial segments).
 
 use crate::device::{BlockDevice, SECTOR};
 use crate::error::{Corruption, Error, Result};
