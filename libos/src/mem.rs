@@ -1,4 +1,4 @@
-//! `memcpy` for every EL0 program, in place of the compiler's.
+//! `memcpy` and `memset` for every EL0 program, in place of the compiler's.
 //!
 //! The compiler's own (`compiler_builtins`, generic Rust) moves 8 bytes per 4 instructions
 //! when source and destination share their alignment, and assembles each word from single
@@ -6,7 +6,9 @@
 //! 10,000 instructions, which was most of a cached file read. This one moves 64 bytes per
 //! 10 instructions whatever the alignment (EL0 runs with alignment checking off, so `ldp`
 //! and `stp` may be unaligned on normal memory, the only kind EL0 can map), then 8 bytes,
-//! then single bytes: 4 KiB in about 650. `memmove` and `memset` stay the compiler's.
+//! then single bytes: 4 KiB in about 650. `memset` likewise stores 64 bytes per 7
+//! instructions (the compiler's stored 8 bytes per 3 or 4: zeroing a 512-byte buffer cost
+//! about 220). `memmove` stays the compiler's.
 //!
 //! Written in assembly so that the compiler cannot turn the loop back into a call to
 //! `memcpy`. The strong symbol here takes precedence over the builtins' weak one.
@@ -45,4 +47,37 @@ core::arch::global_asm!(
     "    b.ne 5b",
     "6:  ret",
     ".size memcpy, . - memcpy",
+);
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(
+    ".section .text.memset, \"ax\"",
+    ".global memset",
+    ".type memset, %function",
+    ".p2align 4",
+    "memset:",
+    "    mov x3, x0",
+    "    and x1, x1, #0xff",
+    "    mov x4, #0x0101010101010101",
+    "    mul x4, x4, x1",
+    "    subs x2, x2, #64",
+    "    b.lo 2f",
+    "1:  stp x4, x4, [x3, #16]",
+    "    stp x4, x4, [x3, #32]",
+    "    stp x4, x4, [x3, #48]",
+    "    stp x4, x4, [x3], #64",
+    "    subs x2, x2, #64",
+    "    b.hs 1b",
+    "2:  adds x2, x2, #56",
+    "    b.lo 4f",
+    "3:  str x4, [x3], #8",
+    "    subs x2, x2, #8",
+    "    b.hs 3b",
+    "4:  adds x2, x2, #8",
+    "    b.eq 6f",
+    "5:  strb w4, [x3], #1",
+    "    subs x2, x2, #1",
+    "    b.ne 5b",
+    "6:  ret",
+    ".size memset, . - memset",
 );

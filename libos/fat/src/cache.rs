@@ -26,8 +26,8 @@ use exo_libos::fs::disk::{BlockDevice, IoError, Partition, SectorBuf, MAX_TRANSF
 const KEEP: usize = 2048;
 /// Transfers of more sectors than this (file data) are not kept.
 const KEEP_RUN: usize = 64;
-/// Sectors read at once when one sector is missing (the next FAT or directory sectors are
-/// usually wanted next).
+/// Sectors read at once when a read of at most this many is missing (the next FAT or
+/// directory sectors are usually wanted next).
 const KEEP_AHEAD: u64 = 16;
 
 /// A device with a write-through cache of recently used sectors in front (see above).
@@ -83,13 +83,13 @@ impl<S: BlockDevice> BlockDevice for Kept<S> {
             }
             return Ok(());
         }
-        if n == 1 {
-            let ahead = KEEP_AHEAD.min(self.io.sectors().saturating_sub(sector)).max(1);
+        if n <= KEEP_AHEAD {
+            let ahead = KEEP_AHEAD.min(self.io.sectors().saturating_sub(sector)).max(n);
             let ahead =
-                self.held.range(sector..sector + ahead).next().map_or(ahead, |(&h, _)| h - sector).max(1);
+                self.held.range(sector..sector + ahead).next().map_or(ahead, |(&h, _)| h - sector).max(n);
             let mut tmp = SectorBuf::new(ahead as usize * SECTOR);
             self.io.read(sector, &mut tmp)?;
-            buf.copy_from_slice(&tmp[..SECTOR]);
+            buf.copy_from_slice(&tmp[..buf.len()]);
             self.keep(sector, &tmp);
             return Ok(());
         }

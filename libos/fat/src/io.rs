@@ -53,7 +53,14 @@ impl<S: BlockDevice> FatFs<S> {
     /// [`Error::Corrupt`] if fewer than `need` exist.
     fn chain_to(&mut self, i: usize, want: u32, need: u32) -> Result<Chain> {
         let mut chain = core::mem::take(&mut self.node_mut(i)?.chain);
-        let r = self.with_part(|p, g| chain.ensure(&mut Fat::new(p, g), want));
+        let mut win = core::mem::take(&mut self.fat_win);
+        let r = self.with_part(|p, g| {
+            let mut fat = Fat::reuse(p, g, core::mem::take(&mut win));
+            let r = chain.ensure(&mut fat, want);
+            win = fat.into_window();
+            r
+        });
+        self.fat_win = win;
         let ok = chain.len >= need;
         self.node_mut(i)?.chain = chain.clone();
         r?;
@@ -112,7 +119,15 @@ impl<S: BlockDevice> FatFs<S> {
                 // One cluster stays free, as for the crate's allocations (`reserve`).
                 self.reserve(k)?;
                 let hint = self.next_free;
-                self.with_part(|p, g| Fat::new(p, g).find_free(hint, k))?
+                let mut win = core::mem::take(&mut self.fat_win);
+                let r = self.with_part(|p, g| {
+                    let mut fat = Fat::reuse(p, g, core::mem::take(&mut win));
+                    let r = fat.find_free(hint, k);
+                    win = fat.into_window();
+                    r
+                });
+                self.fat_win = win;
+                r?
             }
             _ => alloc::vec::Vec::new(),
         };
@@ -257,16 +272,25 @@ fn write_runs<S: BlockDevice>(
 
 /// Links `new` (free clusters) into a chain after `tail` (none: they are a new file's
 /// first), in every FAT copy: the new clusters' own links first, then the old end's link
-/// to them, so a crash never leaves a link to a free cluster.
+/// to them, so a crash never leaves a link to a free cluster. When the old end and the
+/// new clusters ascend (the usual case: the allocation hint moves on), one pass writes the
+/// sectors from the last to the first, which keeps that order and writes the sector shared
+/// by the old end and the first new clusters once.
 fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[u32]) -> Result<()> {
     let Some(&last) = new.last() else { return Ok(()) };
-    let mut links: alloc::vec::Vec<(u32, u32)> = new.windows(2).map(|w| (w[0], w[1])).collect();
+    let ascending = tail.is_none_or(|t| t < new[0]) && new.is_sorted();
+    // In cluster order (the old end first), so that `set` finds them sorted.
+    let mut links = alloc::vec::Vec::with_capacity(new.len() + 1);
+    if let (Some(t), true) = (tail, ascending) {
+        links.push((t, new[0]));
+    }
+    links.extend(new.windows(2).map(|w| (w[0], w[1])));
     links.push((last, fat.eoc()));
     match tail {
-        None => fat.set(links),
-        Some(t) => {
+        Some(t) if !ascending => {
             fat.set(links)?;
             fat.set(alloc::vec![(t, new[0])])
         }
+        _ => fat.set_in_order(links, true),
     }
 }

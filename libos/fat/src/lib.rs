@@ -130,6 +130,9 @@ pub struct FatFs<S: BlockDevice> {
     handles: Vec<Option<(usize, OpenFlags)>>,
     /// Directories parsed lately.
     dirs: core::cell::RefCell<dir::Memo>,
+    /// A buffer for the FAT window of the walks and searches of file data, kept so that
+    /// each is not allocated and zeroed again (what it holds is read again every time).
+    fat_win: Vec<u8>,
 }
 
 impl<S: BlockDevice> FatFs<S> {
@@ -166,6 +169,7 @@ impl<S: BlockDevice> FatFs<S> {
             nodes: Vec::new(),
             handles: Vec::new(),
             dirs: Default::default(),
+            fat_win: Vec::new(),
         })
     }
 

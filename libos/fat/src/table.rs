@@ -14,10 +14,15 @@ use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
 use exo_libos::fs::{Error, Result};
 
 /// FAT sectors read at once when walking chains (from the mount's sector cache, usually:
-/// a larger window only copies more).
-const WINDOW: u32 = 32;
+/// a larger window only copies more; every `Fat` reads its first one afresh). Eight hold
+/// 1,024 FAT32 entries: a 64 KiB transfer's clusters even when they are 512 bytes.
+const WINDOW: u32 = 8;
 /// FAT sectors read at once when counting free clusters.
 const SCAN: u32 = 256;
+
+/// A sector's bytes at an 8-aligned address.
+#[repr(align(8))]
+struct AlignedSector([u8; SECTOR]);
 
 /// Cached access to the first FAT; writes go to every copy.
 pub struct Fat<'a, S: BlockDevice> {
@@ -26,11 +31,25 @@ pub struct Fat<'a, S: BlockDevice> {
     /// First FAT sector (relative to the FAT) held in `win`, and the sectors themselves.
     win_at: u32,
     win: Vec<u8>,
+    /// Whether `win` holds sectors read by this `Fat` (a reused buffer holds stale ones).
+    loaded: bool,
 }
 
 impl<'a, S: BlockDevice> Fat<'a, S> {
     pub fn new(part: &'a Partition<S>, geo: &'a Geometry) -> Self {
-        Fat { part, geo, win_at: 0, win: Vec::new() }
+        Self::reuse(part, geo, Vec::new())
+    }
+
+    /// A `Fat` whose window goes into `buf`, a buffer an earlier one gave back
+    /// ([`into_window`](Self::into_window)): its contents are read again, but it is not
+    /// allocated and zeroed again.
+    pub fn reuse(part: &'a Partition<S>, geo: &'a Geometry, buf: Vec<u8>) -> Self {
+        Fat { part, geo, win_at: 0, win: buf, loaded: false }
+    }
+
+    /// The window's buffer, for [`reuse`](Self::reuse).
+    pub fn into_window(self) -> Vec<u8> {
+        self.win
     }
 
     /// Entry `c` (any number below `clusters + 2`), masked to its meaningful bits.
@@ -41,14 +60,16 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
             return Err(Error::Corrupt);
         }
         let have = self.win.len() as u32 / SECTOR as u32;
-        if self.win.is_empty() || sector < self.win_at || sector >= self.win_at + have {
+        if !self.loaded || sector < self.win_at || sector >= self.win_at + have {
             // Windows start at multiples of WINDOW, so the next `Fat` asks the mount's
             // cache for the same sectors again (a window at any sector would miss it).
             let at = sector / WINDOW * WINDOW;
             let n = WINDOW.min(self.geo.fat_size - at);
             self.win.resize(n as usize * SECTOR, 0);
+            self.loaded = false;
             self.part.read(u64::from(self.geo.fat_start + at), &mut self.win)?;
             self.win_at = at;
+            self.loaded = true;
         }
         let at = (byte - u64::from(self.win_at) * SECTOR as u64) as usize;
         let w = &self.win;
@@ -56,6 +77,55 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
             FatType::Fat16 => u32::from(le::get_u16(w, at)),
             FatType::Fat32 => le::get_u32(w, at) & 0x0fff_ffff,
         })
+    }
+
+    /// The window's entries `lo..hi` (cluster numbers) as they stand, read into the window
+    /// that holds `c`'s entry first; `hi` is clipped to the window's end. For scans that
+    /// test entries in a tight loop instead of one `get` each.
+    fn span(&mut self, c: u32, hi: u32) -> Result<(u32, u32)> {
+        self.get(c)?;
+        let eb = self.geo.entry_bytes();
+        let first = self.win_at * SECTOR as u32 / eb;
+        let end = first + self.win.len() as u32 / eb;
+        Ok((c, hi.min(end)))
+    }
+
+    /// The window's bytes holding entries `lo..hi`, which [`span`](Self::span) put there.
+    fn entries(&self, lo: u32, hi: u32) -> &[u8] {
+        let eb = self.geo.entry_bytes() as usize;
+        let at = lo as usize * eb - self.win_at as usize * SECTOR;
+        &self.win[at..at + (hi - lo) as usize * eb]
+    }
+
+    /// How many clusters from `c` on each link to the one after (`c` → `c + 1` → ...),
+    /// at most `max`, as far as the window holding `c`'s entry reaches: a chain laid out
+    /// in one run is walked in a tight loop rather than a checked `next` per cluster. The
+    /// links counted are to valid clusters by construction.
+    pub fn consecutive(&mut self, c: u32, max: u32) -> Result<u32> {
+        // `c + 1` must itself be a cluster of the volume: the last is `clusters + 1`.
+        let last = self.geo.clusters + 1;
+        let (lo, hi) = self.span(c, c.saturating_add(max).min(last))?;
+        let b = self.entries(lo, hi);
+        let mut want = lo + 1;
+        match self.geo.fat_type {
+            FatType::Fat16 => {
+                for e in b.chunks_exact(2) {
+                    if u32::from(u16::from_le_bytes([e[0], e[1]])) != want {
+                        break;
+                    }
+                    want += 1;
+                }
+            }
+            FatType::Fat32 => {
+                for e in b.chunks_exact(4) {
+                    if u32::from_le_bytes([e[0], e[1], e[2], e[3]]) & 0x0fff_ffff != want {
+                        break;
+                    }
+                    want += 1;
+                }
+            }
+        }
+        Ok(want - 1 - c)
     }
 
     /// The cluster after `c` in its chain, `None` at the end; a free, bad, reserved or
@@ -77,36 +147,63 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
 
     /// Sets entries (cluster, value) in every FAT copy. As `embedded-sdmmc` does, each changed
     /// sector of the first FAT is written to the same place in the others.
-    pub fn set(&mut self, mut updates: Vec<(u32, u32)>) -> Result<()> {
-        updates.sort_unstable();
+    pub fn set(&mut self, updates: Vec<(u32, u32)>) -> Result<()> {
+        self.set_in_order(updates, false)
+    }
+
+    /// [`set`](Self::set), the changed sectors written from the last to the first when
+    /// `descending` (so that a chain of ascending clusters is whole on disk before the
+    /// sector linking to its start is written), else from the first.
+    pub fn set_in_order(&mut self, mut updates: Vec<(u32, u32)>, descending: bool) -> Result<()> {
+        if !updates.is_sorted() {
+            updates.sort_unstable();
+        }
         let eb = self.geo.entry_bytes() as usize;
-        let mut i = 0;
-        let mut buf = [0u8; SECTOR];
-        while i < updates.len() {
-            let sector = (updates[i].0 as usize * eb / SECTOR) as u32;
+        let sector_of = |c: u32| (c as usize * eb / SECTOR) as u32;
+        // The updates of each sector: `updates[from..to]`.
+        let mut groups = Vec::new();
+        let mut from = 0;
+        for i in 1..=updates.len() {
+            if i == updates.len() || sector_of(updates[i].0) != sector_of(updates[from].0) {
+                groups.push((from, i));
+                from = i;
+            }
+        }
+        if descending {
+            groups.reverse();
+        }
+        // 8-aligned, and entries indexed by a shift, so that the compiler sees each aligned
+        // and moves it whole (in a byte slice of unknown alignment it moves single bytes).
+        let mut buf = AlignedSector([0u8; SECTOR]);
+        for (from, to) in groups {
+            let sector = sector_of(updates[from].0);
             if sector >= self.geo.fat_size {
                 return Err(Error::Corrupt);
             }
-            self.part.read(u64::from(self.geo.fat_start + sector), &mut buf)?;
-            while i < updates.len() && (updates[i].0 as usize * eb / SECTOR) as u32 == sector {
-                let (c, v) = updates[i];
-                let at = c as usize * eb % SECTOR;
-                match self.geo.fat_type {
-                    FatType::Fat16 => buf[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes()),
-                    FatType::Fat32 => {
-                        let old = le::get_u32(&buf, at);
-                        let new = (old & 0xf000_0000) | (v & 0x0fff_ffff);
-                        buf[at..at + 4].copy_from_slice(&new.to_le_bytes());
+            self.part.read(u64::from(self.geo.fat_start + sector), &mut buf.0)?;
+            let b = &mut buf.0;
+            match self.geo.fat_type {
+                FatType::Fat16 => {
+                    for &(c, v) in &updates[from..to] {
+                        let at = (c as usize % (SECTOR / 2)) << 1;
+                        b[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes());
                     }
                 }
-                i += 1;
+                FatType::Fat32 => {
+                    for &(c, v) in &updates[from..to] {
+                        let at = (c as usize % (SECTOR / 4)) << 2;
+                        let old = le::get_u32(b, at);
+                        let new = (old & 0xf000_0000) | (v & 0x0fff_ffff);
+                        b[at..at + 4].copy_from_slice(&new.to_le_bytes());
+                    }
+                }
             }
             for copy in 0..self.geo.nfats {
                 let at = self.geo.fat_start + copy * self.geo.fat_size + sector;
-                self.part.write(u64::from(at), &buf)?;
+                self.part.write(u64::from(at), &buf.0)?;
             }
         }
-        self.win.clear();
+        self.loaded = false;
         Ok(())
     }
 
@@ -125,13 +222,23 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
     pub fn find_free(&mut self, from: u32, k: u32) -> Result<Vec<u32>> {
         let last = self.geo.clusters + 1;
         let from = if self.geo.valid_cluster(from) { from } else { 2 };
-        let mut found = Vec::new();
-        for c in (from..=last).chain(2..from) {
-            if found.len() as u32 == k {
-                break;
-            }
-            if self.get(c)? == 0 {
-                found.push(c);
+        let mut found = Vec::with_capacity(k as usize);
+        for (mut c, end) in [(from, last + 1), (2, from)] {
+            // A window at a time, its entries tested in a tight loop.
+            while c < end && (found.len() as u32) < k {
+                let (lo, hi) = self.span(c, end)?;
+                let eb = self.geo.entry_bytes() as usize;
+                let fat16 = self.geo.fat_type == FatType::Fat16;
+                for (x, e) in (lo..hi).zip(self.entries(lo, hi).chunks_exact(eb)) {
+                    let free = if fat16 { e[0] | e[1] == 0 } else { e[0] | e[1] | e[2] | (e[3] & 0x0f) == 0 };
+                    if free {
+                        found.push(x);
+                        if found.len() as u32 == k {
+                            break;
+                        }
+                    }
+                }
+                c = hi;
             }
         }
         if (found.len() as u32) < k {
@@ -228,6 +335,15 @@ impl Chain {
     pub fn ensure<S: BlockDevice>(&mut self, fat: &mut Fat<'_, S>, need: u32) -> Result<()> {
         while self.len < need && !self.ended {
             let &(start, n) = self.runs.last().ok_or(Error::Corrupt)?;
+            let k = fat.consecutive(start + n - 1, need - self.len)?;
+            if k > 0 {
+                if self.len + k > fat.geo.clusters {
+                    return Err(Error::Corrupt);
+                }
+                self.runs.last_mut().ok_or(Error::Corrupt)?.1 += k;
+                self.len += k;
+                continue;
+            }
             match fat.next(start + n - 1)? {
                 None => self.ended = true,
                 Some(_) if self.len >= fat.geo.clusters => return Err(Error::Corrupt),
@@ -243,12 +359,16 @@ impl Chain {
 
     /// Adds newly linked clusters at the end (the chain is known to its end).
     pub fn append(&mut self, clusters: &[u32]) {
-        for &c in clusters {
+        let mut rest = clusters;
+        while let Some(&c) = rest.first() {
+            // The longest prefix of consecutive clusters, as one run.
+            let k = 1 + rest.windows(2).take_while(|w| w[1] == w[0] + 1).count();
             match self.runs.last_mut() {
-                Some((s, n)) if *s + *n == c => *n += 1,
-                _ => self.runs.push((c, 1)),
+                Some((s, n)) if *s + *n == c => *n += k as u32,
+                _ => self.runs.push((c, k as u32)),
             }
-            self.len += 1;
+            self.len += k as u32;
+            rest = &rest[k..];
         }
     }
 

@@ -1,4 +1,5 @@
-//! File data: read, write at an offset, truncate. Data goes straight into the segment buffer.
+//! File data: read, write at an offset, truncate. Small writes go into the segment buffer,
+//! runs of whole blocks straight to the disk (direct partial segments).
 
 use crate::device::{BlockDevice, SECTOR};
 use crate::error::{Corruption, Error, Result};
@@ -11,6 +12,9 @@ use crate::summary::{Entry, EntryKind};
 pub const MAX_FILE: u64 = MAX_BLOCKS * BLOCK as u64;
 /// Most blocks one read of adjacent blocks moves (1 MiB).
 const MAX_RUN: usize = 256;
+/// Whole blocks a write must cover, at least, to go to the disk straight from the caller's
+/// buffer as a direct partial segment (16 KiB): fewer are copied into the segment buffer.
+const DIRECT_MIN: u64 = 4;
 
 impl<D: BlockDevice> Fs<D> {
     fn file_handle(&mut self, h: Handle) -> Result<u64> {
@@ -44,16 +48,25 @@ impl<D: BlockDevice> Fs<D> {
                 // write leaves them): one device read, straight into the caller's buffer.
                 let want = ((n - done) / BLOCK).min(MAX_RUN);
                 let mut run = 1;
-                let mut ptrs = [0u64; 64];
                 'run: while run < want {
-                    let got = self.block_ptrs(h.ino, blk + run as u64, &mut ptrs[..(want - run).min(64)])?;
+                    let mut ptrs = [0u64; 32];
+                    let got = self.block_ptrs(h.ino, blk + run as u64, &mut ptrs[..(want - run).min(32)])?;
                     for &q in &ptrs[..got] {
-                        if q != ptr_make(ptr_sector(p) + (run * 8) as u64, 8) || !self.whole(q) {
+                        // The next block in the log (its pointer checked with the run's last).
+                        if q != ptr_make(ptr_sector(p) + (run * 8) as u64, 8) {
                             next = Some(q);
                             break 'run;
                         }
                         run += 1;
                     }
+                }
+                // The first and the last block lie in the log, and so every one between.
+                let last = ptr_make(ptr_sector(p) + ((run - 1) * 8) as u64, 8);
+                if run > 1
+                    && (!self.geo.ptr_ok(last)
+                        || self.geo.seg_of(ptr_sector(p)) != self.geo.seg_of(ptr_sector(last)))
+                {
+                    return Err(Error::Corrupt(Corruption::BlockPointer(h.ino)));
                 }
                 self.read_log(ptr_sector(p), &mut buf[done..done + run * BLOCK])?;
                 done += run * BLOCK;
@@ -116,9 +129,20 @@ impl<D: BlockDevice> Fs<D> {
         // them), so they need no look-up before being set.
         let past_end = size.div_ceil(BLOCK as u64);
         let mut pos = off;
+        // Once a run of whole blocks has started going out direct, its rest does too (a
+        // segment's end may split it into a short tail).
+        let mut direct = false;
         while pos < end {
             let blk = pos / BLOCK as u64;
             let bstart = blk * BLOCK as u64;
+            let whole = (end - pos) / BLOCK as u64;
+            if pos == bstart && (whole >= DIRECT_MIN || direct && whole > 0) {
+                direct = true;
+                let from = (pos - off) as usize;
+                let n = self.write_direct(h.ino, blk, &data[from..from + whole as usize * BLOCK])?;
+                pos += (n * BLOCK) as u64;
+                continue;
+            }
             let lo = (pos - bstart) as usize;
             let hi = ((end - bstart) as usize).min(BLOCK);
             let keep = ((new_size - bstart) as usize).min(BLOCK);

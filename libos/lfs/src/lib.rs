@@ -18,8 +18,11 @@
 //! - `summary`: a *partial segment* (PS) is one device write: header sector, payload items,
 //!   summary entries describing every item (data, indirect, packed inodes, inode-map blocks)
 //!   and every *kill* (bytes that stopped being live), all under one 64-bit hash (`hash`).
-//! - `log`: the segment buffer. File data is copied once, straight into it; metadata is
-//!   packed in at commit (inodes four to a sector).
+//!   A *direct* PS holds file data written straight from the caller's buffer, unhashed,
+//!   and its header goes out after a flush.
+//! - `log`: the segment buffer. Small writes' file data is copied once, straight into it
+//!   (runs of four or more whole blocks go out as direct PSs instead); metadata is packed
+//!   in at commit (inodes four to a sector).
 //! - `nodes`, `file`: the block tree (6 direct, single, double and triple indirect) and
 //!   file I/O. `dir`, `namei`, `ops`: directories with an in-memory hash index, paths, and
 //!   the namespace operations.

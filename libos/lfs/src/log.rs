@@ -7,8 +7,11 @@
 use crate::device::{BlockDevice, SECTOR};
 use crate::error::{Error, Result};
 use crate::fs::Fs;
+use crate::layout::BLOCK;
 use crate::layout::{ptr_len, ptr_sector, NO_SEG};
-use crate::summary::{seal, trailer_sectors, Entry, EntryKind, Header, FLAG_COMMIT};
+use crate::summary::{
+    seal, seal_direct, trailer_sectors, Entry, EntryKind, Header, FLAG_COMMIT, FLAG_DIRECT, HEADER_ENTRIES,
+};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -28,6 +31,10 @@ pub(crate) struct Log {
     pub epoch: u64,
     /// PSs were written since the last commit.
     pub group_open: bool,
+    /// Direct PSs of this segment whose data is written and whose header (sealed in `buf`
+    /// at this relative sector) is not yet: written after one flush for them all, before
+    /// anything else goes into the log.
+    pub headers: Vec<u32>,
 }
 
 impl Log {
@@ -43,6 +50,7 @@ impl Log {
             serial,
             epoch,
             group_open: false,
+            headers: Vec::new(),
         }
     }
 }
@@ -135,6 +143,7 @@ impl<D: BlockDevice> Fs<D> {
     /// Writes the open PS. With `commit`, also ends the atomic group (writing an empty PS if
     /// an uncommitted group is on disk and nothing is open).
     pub(crate) fn close_ps(&mut self, commit: bool) -> Result<()> {
+        self.write_headers()?;
         if self.log.ps.is_none() {
             if !(commit && self.log.group_open) {
                 return Ok(());
@@ -177,8 +186,111 @@ impl<D: BlockDevice> Fs<D> {
         Ok(())
     }
 
+    /// Writes the headers of the direct PSs whose data is on its way: one flush (the data
+    /// must be durable before a header can reach the medium), then each header.
+    pub(crate) fn write_headers(&mut self) -> Result<()> {
+        if self.log.headers.is_empty() {
+            return Ok(());
+        }
+        let r = self.dev.flush();
+        self.io(r)?;
+        let start = self.geo.seg_start(self.log.seg);
+        for i in 0..self.log.headers.len() {
+            let rel = self.log.headers[i] as usize;
+            let r = self.dev.write(start + rel as u64, &self.log.buf[rel * SECTOR..(rel + 1) * SECTOR]);
+            self.io(r)?;
+        }
+        self.log.headers.clear();
+        self.unflushed = true;
+        Ok(())
+    }
+
+    /// Writes whole blocks of file `ino` from `blk` on as a direct PS ([`FLAG_DIRECT`]): the
+    /// data goes from `data` (whole blocks) straight to the disk; its header is sealed in
+    /// the segment buffer and written later, after a flush ([`write_headers`](Self::write_headers),
+    /// before anything else enters the log). Nothing is copied and nothing is hashed but
+    /// the header. Writes as many blocks as fit in one header sector's entries and in the
+    /// segment; returns how many (at least 1). The file's pointers are set in memory, the
+    /// old blocks killed.
+    pub(crate) fn write_direct(&mut self, ino: u32, blk: u64, data: &[u8]) -> Result<usize> {
+        let per = (BLOCK / SECTOR) as u32;
+        // The open PS goes first: the direct PS takes the log's next sectors. (With none
+        // open, nothing is written: earlier direct PSs' headers may wait on.)
+        if self.log.ps.is_some() {
+            self.close_ps(false)?;
+        }
+        if self.log.fill + 1 + per > self.geo.seg_sectors {
+            self.switch_segment()?;
+        }
+        let room = ((self.geo.seg_sectors - self.log.fill - 1) / per) as usize;
+        let n = (data.len() / BLOCK).min(HEADER_ENTRIES).min(room);
+        let rel = self.log.fill;
+        let total = 1 + n as u32 * per;
+        let at = self.geo.seg_start(self.log.seg) + rel as u64;
+        let r = self.dev.write(at + 1, &data[..n * BLOCK]);
+        self.io(r)?;
+        let h = Header {
+            flags: FLAG_DIRECT,
+            epoch: self.log.epoch,
+            serial: self.log.serial,
+            total,
+            nentries: n as u32,
+            next_seg: self.log.next_seg,
+        };
+        // The header waits where it lies in the segment buffer (which mirrors the segment
+        // only from `mem_from` on: the data is not there). It must not reach the medium
+        // before the data it vouches for: it is written after a flush.
+        let hdr = &mut self.log.buf[rel as usize * SECTOR..(rel as usize + 1) * SECTOR];
+        let entries = (0..n as u64).map(|i| Entry {
+            kind: EntryKind::Data,
+            sectors: per as u8,
+            level: 0,
+            ino,
+            key: blk + i,
+        });
+        seal_direct(hdr, &h, entries, self.geo.fs_id);
+        self.log.headers.push(rel);
+        self.unflushed = true;
+        self.stats.log_sectors += total as u64;
+        self.stats.partial_segments += 1;
+        let (seg, serial) = (self.log.seg, self.log.serial);
+        self.usage.add(seg, n as u32 * BLOCK as u32, serial);
+        self.log.fill = rel + total;
+        self.log.mem_from = self.log.fill;
+        self.log.serial += 1;
+        self.log.group_open = true;
+        if let Some((w, _)) = &self.ichunk {
+            if *w < at + total as u64 && at < *w + 8 {
+                self.ichunk = None;
+            }
+        }
+        // Point the file at the new blocks, a structure (inode or indirect block) at a time,
+        // and kill what they replace.
+        let mut done = 0;
+        let mut old = [0u64; HEADER_ENTRIES];
+        while done < n {
+            let k = self.set_block_run(
+                ino,
+                blk + done as u64,
+                at + 1 + (done as u32 * per) as u64,
+                &mut old[..n - done],
+            )?;
+            for &p in &old[..k] {
+                // Past the end of a damaged file a stray pointer that names no block of the
+                // log is dropped without a kill.
+                if p != 0 && self.geo.ptr_ok(p) {
+                    self.kill_ptr(p)?;
+                }
+            }
+            done += k;
+        }
+        Ok(n)
+    }
+
     /// Moves the log into its next segment and reserves the one after.
     fn switch_segment(&mut self) -> Result<()> {
+        // Waiting headers live in the buffer, which is about to mirror the next segment.
+        self.write_headers()?;
         if self.log.next_seg == NO_SEG {
             // Only reachable if the space reserve was miscounted; the in-memory state may be
             // mid-operation, so stop writing rather than commit half of it.

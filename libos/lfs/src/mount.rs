@@ -13,7 +13,9 @@ use crate::layout::{iloc_make, Geometry, INODES_PER_SECTOR, INODE_SIZE, NO_SEG, 
 use crate::log::{item_bytes, Log};
 use crate::nodes::NodeCache;
 use crate::stats::Stats;
-use crate::summary::{parse_header, parse_ps, Entry, EntryKind, Header, FLAG_COMMIT};
+use crate::summary::{
+    parse_direct, parse_header, parse_ps, Entry, EntryKind, Header, FLAG_COMMIT, FLAG_DIRECT,
+};
 use crate::usage::Usage;
 use alloc::boxed::Box;
 use alloc::vec;
@@ -244,6 +246,10 @@ impl<D: BlockDevice> Fs<D> {
         else {
             return Ok(None);
         };
+        if h.flags & FLAG_DIRECT != 0 {
+            // Only file data follows the header, and it is not hashed: nothing more to read.
+            return Ok(parse_direct(&hdr, &h, fs_id).map(|e| (h, e)));
+        }
         ps.resize(h.total as usize * SECTOR, 0);
         self.dev.read(sector, ps)?;
         Ok(parse_ps(ps, &h, fs_id).map(|e| (h, e)))

@@ -55,6 +55,10 @@ impl NodeCache {
     }
 }
 
+/// A block's bytes at an 8-aligned address.
+#[repr(align(8))]
+struct Aligned([u8; BLOCK]);
+
 /// Covered blocks of a node at `level`.
 fn node_span(level: u8) -> u64 {
     span(level) * FANOUT
@@ -76,11 +80,14 @@ impl<D: BlockDevice> Fs<D> {
             if !self.geo.ptr_ok(ptr) {
                 return Err(Error::Corrupt(Corruption::BlockPointer(key.ino)));
             }
-            let mut raw = [0u8; BLOCK];
+            // Read into an 8-aligned array and decoded at offsets from its start, so that
+            // the compiler loads each pointer whole (from a byte slice of unknown alignment
+            // it assembles each from eight byte loads on this target).
+            let mut raw = Aligned([0u8; BLOCK]);
             let n = ptr_len(ptr) as usize * SECTOR;
-            self.read_log(ptr_sector(ptr), &mut raw[..n])?;
+            self.read_log(ptr_sector(ptr), &mut raw.0[..n])?;
             for (i, p) in ptrs.iter_mut().enumerate() {
-                *p = get_u64(&raw, i * 8);
+                *p = get_u64(&raw.0, i * 8);
             }
         }
         self.nodes.map.insert(key, Node { ptrs, dirty: false });
@@ -170,6 +177,39 @@ impl<D: BlockDevice> Fs<D> {
         let old = core::mem::replace(&mut n.ptrs[(blk - k.base) as usize], new);
         self.mark_node_dirty(k);
         Ok(old)
+    }
+
+    /// Points file blocks `blk..` at whole blocks stored one after another from `sector`, as
+    /// many as `old` holds and the structure holding `blk`'s pointer (the inode's direct
+    /// pointers, or one level-1 node) has: one tree walk for a run. The old pointers go
+    /// into `old` (the caller kills them); returns how many were set (at least 1 when `old`
+    /// is not empty).
+    pub(crate) fn set_block_run(
+        &mut self,
+        ino: u32,
+        blk: u64,
+        sector: u64,
+        old: &mut [u64],
+    ) -> Result<usize> {
+        let (slot, depth, _) = tree_slot(blk).ok_or(Error::FileTooBig)?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let ptrs = if depth == 0 {
+            self.inodes.get(ino).ok_or(Error::Failed)?;
+            self.inodes.mark_dirty(ino);
+            &mut self.inodes.get_mut(ino).ok_or(Error::Failed)?.inode.ptr[slot..NDIRECT]
+        } else {
+            let k = self.node_for(ino, blk, 1, true)?.ok_or(Error::Failed)?;
+            self.mark_node_dirty(k);
+            let n = self.nodes.map.get_mut(&k).ok_or(Error::Failed)?;
+            &mut n.ptrs[(blk - k.base) as usize..]
+        };
+        let n = old.len().min(ptrs.len());
+        for (i, (p, o)) in ptrs[..n].iter_mut().zip(old.iter_mut()).enumerate() {
+            *o = core::mem::replace(p, ptr_make(sector + (i * 8) as u64, 8));
+        }
+        Ok(n)
     }
 
     /// Points the parent of node `key` (a node or the inode) at `new`; returns the old value.

@@ -11,6 +11,10 @@ use exo_format::le::*;
 pub const PS_MAGIC: u32 = 0x5053_464c; // "LFSP"
 /// The PS ends an atomic group: roll-forward applies the group only when it sees this flag.
 pub const FLAG_COMMIT: u32 = 1;
+/// A direct PS: file data written straight from the caller's buffer, before its header and
+/// with a flush between. It holds only Data entries, all in the header sector (no trailer),
+/// and its hash covers the header sector alone: the data is not hashed.
+pub const FLAG_DIRECT: u32 = 2;
 /// Summary entries that fit in the header sector.
 pub const HEADER_ENTRIES: usize = (SECTOR - 64) / ENTRY_SIZE;
 pub const ENTRY_SIZE: usize = 16;
@@ -140,7 +144,9 @@ pub fn parse_header(s: &[u8], fs_id: u64, room: u32) -> Option<Header> {
     };
     let fits =
         h.total >= 1 && h.total <= room && (h.nentries as usize) <= room as usize * (SECTOR / ENTRY_SIZE);
-    (fits && h.flags & !FLAG_COMMIT == 0 && trailer_sectors(h.nentries as usize) < h.total).then_some(h)
+    let direct_ok = h.flags & FLAG_DIRECT == 0 || h.nentries as usize <= HEADER_ENTRIES;
+    let flags_ok = h.flags & !(FLAG_COMMIT | FLAG_DIRECT) == 0 && direct_ok;
+    (fits && flags_ok && trailer_sectors(h.nentries as usize) < h.total).then_some(h)
 }
 
 /// The intact partial segments a segment's contents `seg` begins with, in log order: each
@@ -171,6 +177,9 @@ pub fn partial_segments(seg: &[u8], fs_id: u64) -> impl Iterator<Item = (u32, He
 /// Checks a whole PS's hash and decodes its entries. `None` if the PS is torn, stale or
 /// its entries do not exactly fill its payload.
 pub fn parse_ps(ps: &[u8], h: &Header, fs_id: u64) -> Option<Vec<Entry>> {
+    if h.flags & FLAG_DIRECT != 0 {
+        return parse_direct(&ps[..SECTOR], h, fs_id);
+    }
     if ps_hash(ps, fs_id) != get_u64(ps, HASH_AT) {
         return None;
     }
@@ -187,6 +196,48 @@ pub fn parse_ps(ps: &[u8], h: &Header, fs_id: u64) -> Option<Vec<Entry>> {
         out.push(e);
     }
     (payload as usize + 1 + t == ps.len() / SECTOR).then_some(out)
+}
+
+/// Checks a direct PS's header sector `hdr` (its hash and entries: Data only, exactly
+/// filling the payload); its payload need not be read.
+pub fn parse_direct(hdr: &[u8], h: &Header, fs_id: u64) -> Option<Vec<Entry>> {
+    if h.flags & FLAG_DIRECT == 0 || ps_hash(&hdr[..SECTOR], fs_id) != get_u64(hdr, HASH_AT) {
+        return None;
+    }
+    let n = h.nentries as usize;
+    let mut out = Vec::with_capacity(n);
+    let mut payload = 0u32;
+    for i in 0..n.min(HEADER_ENTRIES) {
+        let at = 64 + i * ENTRY_SIZE;
+        let e = Entry::decode(&hdr[at..at + ENTRY_SIZE]).filter(|e| e.kind == EntryKind::Data)?;
+        payload += e.payload();
+        out.push(e);
+    }
+    (n <= HEADER_ENTRIES && payload + 1 == h.total).then_some(out)
+}
+
+/// Fills in the header sector `hdr` of a direct PS (see [`FLAG_DIRECT`]) and stamps its
+/// hash, which covers this sector alone.
+pub fn seal_direct(hdr: &mut [u8], h: &Header, entries: impl IntoIterator<Item = Entry>, fs_id: u64) {
+    debug_assert!(h.flags & FLAG_DIRECT != 0 && h.nentries as usize <= HEADER_ENTRIES);
+    let hdr = &mut hdr[..SECTOR];
+    // Every byte is written once: the fields, the entries, zeros for the rest.
+    hdr[44..64].fill(0);
+    hdr[64 + h.nentries as usize * ENTRY_SIZE..].fill(0);
+    put_u32(hdr, 0, PS_MAGIC);
+    put_u32(hdr, 4, h.flags);
+    put_u64(hdr, 8, fs_id);
+    put_u64(hdr, 16, h.epoch);
+    put_u64(hdr, 24, h.serial);
+    put_u32(hdr, 32, h.total);
+    put_u32(hdr, 36, h.nentries);
+    put_u32(hdr, 40, h.next_seg);
+    for (i, e) in entries.into_iter().take(h.nentries as usize).enumerate() {
+        let at = 64 + i * ENTRY_SIZE;
+        e.encode(&mut hdr[at..at + ENTRY_SIZE]);
+    }
+    let hash = ps_hash(hdr, fs_id);
+    put_u64(hdr, HASH_AT, hash);
 }
 
 /// The PS hash: bytes 0..56 of the header seed a hash of everything from byte 64 on, so the
@@ -220,5 +271,34 @@ mod tests {
         assert!(parse_header(&ps, 78, total).is_none());
         ps[SECTOR * 5] ^= 1;
         assert!(parse_ps(&ps, &got, 77).is_none());
+    }
+
+    #[test]
+    fn direct_ps_hashes_its_header_only() {
+        let entries: Vec<Entry> = (0..4)
+            .map(|i| Entry { kind: EntryKind::Data, sectors: 8, level: 0, ino: 5, key: i as u64 })
+            .collect();
+        let total = 1 + 32;
+        let mut ps = vec![0x33u8; total as usize * SECTOR];
+        let h = Header { flags: FLAG_DIRECT, epoch: 1, serial: 4, total, nentries: 4, next_seg: 3 };
+        seal_direct(&mut ps[..SECTOR], &h, entries.iter().copied(), 9);
+        let got = parse_header(&ps, 9, total).unwrap();
+        assert_eq!(got, h);
+        assert_eq!(parse_ps(&ps, &got, 9).unwrap(), entries);
+        assert_eq!(parse_direct(&ps[..SECTOR], &got, 9).unwrap(), entries);
+        // The data is not hashed; the header is.
+        ps[SECTOR * 3] ^= 1;
+        assert!(parse_ps(&ps, &got, 9).is_some());
+        ps[70] ^= 1;
+        assert!(parse_ps(&ps, &got, 9).is_none());
+        // Too short for its entries, or a non-Data entry: refused.
+        let short = Header { total: 30, ..h };
+        let mut ps2 = vec![0u8; SECTOR];
+        seal_direct(&mut ps2, &short, entries.iter().copied(), 9);
+        assert!(parse_direct(&ps2, &short, 9).is_none());
+        let kill = [Entry { kind: EntryKind::Kill, sectors: 0, level: 0, ino: 512, key: 99 }];
+        let k = Header { total: 1, nentries: 1, ..h };
+        seal_direct(&mut ps2, &k, kill, 9);
+        assert!(parse_direct(&ps2, &k, 9).is_none());
     }
 }

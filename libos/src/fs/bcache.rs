@@ -72,6 +72,11 @@ struct State {
     /// Where the last read ended, and how many reads in a row began there (or a block on).
     prev_end: u64,
     streak: u64,
+    /// Every sector a page has held since the last `clear` lies in `lo..hi`: a write
+    /// outside it (a log's head, file data going to new places) forgets nothing and
+    /// skips the look at every page.
+    lo: u64,
+    hi: u64,
     stats: Stats,
 }
 
@@ -83,6 +88,8 @@ static STATE: Private<State> = Private::new(State {
     lens: [0; PAGES as usize],
     prev_end: 0,
     streak: 0,
+    lo: u64::MAX,
+    hi: 0,
     stats: Stats { hits: 0, misses: 0, bypassed: 0 },
 });
 
@@ -100,12 +107,17 @@ pub fn stats() -> Stats {
 
 /// Forgets everything (what a mount does: another program may have written the disk).
 pub fn clear() {
-    state().tags = [0; PAGES as usize];
+    let s = state();
+    s.tags = [0; PAGES as usize];
+    (s.lo, s.hi) = (u64::MAX, 0);
 }
 
 /// Forgets what sectors `sector .. sector + count` overlap (they are being written).
 pub fn forget(sector: u64, count: u64) {
     let s = state();
+    if sector >= s.hi || sector + count <= s.lo {
+        return;
+    }
     for (t, &n) in s.tags.iter_mut().zip(s.lens.iter()) {
         if *t != 0 && *t - 1 < sector + count && sector < *t - 1 + n {
             *t = 0;
@@ -166,6 +178,8 @@ pub fn read(
             raw(sector, dst)?;
             st.tags[i as usize] = sector + 1;
             st.lens[i as usize] = n;
+            st.lo = st.lo.min(sector);
+            st.hi = st.hi.max(sector + n);
             st.stats.misses += 1;
         } else {
             st.stats.hits += 1;
