@@ -866,16 +866,6 @@ fn revoke_mid_stream() -> Result<(), &'static str> {
 fn destroy_mid_stream() -> Result<(), &'static str> {
     let Some((child, mine)) = streamer(false)? else { return Ok(()) };
     let destroyed = sys::env_destroy(child);
-    let (got, n, clean) = frames_stay_clean();
-    let _ = sys::env_set_affinity(EnvId::SELF, mine);
-    check(destroyed.is_ok() && got == n, "destroying the child or taking frames failed")?;
-    check(clean, "a frame of the destroyed child was written after it came back")
-}
-
-/// Takes as many frames as a streaming child's buffer held, and a few more, fills them,
-/// lets the device finish anything in flight, and says whether they were all taken and
-/// none was written after: (frames taken, frames wanted, clean). They are freed again.
-fn frames_stay_clean() -> (usize, usize, bool) {
     let n = (STREAM * 512 / PAGE + 8) as usize;
     let mut frames = [0u64; 80];
     let mut got = 0;
@@ -889,7 +879,9 @@ fn frames_stay_clean() -> (usize, usize, bool) {
         let _ = vm::fill_frame(pa, |b| clean &= b.iter().all(|&x| x == 0x5a));
         let _ = sys::frame_free(EnvId::SELF, pa);
     }
-    (got, n, clean)
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(destroyed.is_ok() && got == n, "destroying the child or taking frames failed")?;
+    check(clean, "a frame of the destroyed child was written after it came back")
 }
 
 /// The same as [`destroy_mid_stream`], with the child caught blocked in `SectorWait` while
@@ -916,7 +908,19 @@ fn destroy_while_waiting() -> Result<(), &'static str> {
     let blocked = || vm::env_info(child).is_some_and(|e| e.state == exo_libos::abi::env_state::BLOCKED);
     let caught = poll(blocked);
     let destroyed = sys::env_destroy(child);
-    let (got, n, clean) = frames_stay_clean();
+    let n = (STREAM * 512 / PAGE + 8) as usize;
+    let mut frames = [0u64; 80];
+    let mut got = 0;
+    for f in frames.iter_mut().take(n) {
+        let Ok(pa) = vm::fill_new_frame(|b| b.fill(0x5a)) else { break };
+        (*f, got) = (pa, got + 1);
+    }
+    settle();
+    let mut clean = true;
+    for &pa in &frames[..got] {
+        let _ = vm::fill_frame(pa, |b| clean &= b.iter().all(|&x| x == 0x5a));
+        let _ = sys::frame_free(EnvId::SELF, pa);
+    }
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     let _ = sys::env_destroy(company);
     check(placed.is_ok(), "the spinner could not be placed on core 1")?;
