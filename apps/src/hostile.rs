@@ -611,7 +611,6 @@ fn yield_off_core() -> Result<(), &'static str> {
     for (i, kid) in kids.iter_mut().enumerate() {
         *kid = match process::fork().map_err(|_| "fork")? {
             Fork::Child => {
-                let _ = sys::env_set_affinity(EnvId::SELF, 0b10);
                 if !wait_for(on_core_1) {
                     sys::exit(1); // never moved: the parent sees no progress
                 }
@@ -622,7 +621,14 @@ fn yield_off_core() -> Result<(), &'static str> {
                     w[5].fetch_add(1, SeqCst);
                 }
             }
-            Fork::Parent(c) => c,
+            // The parent places them, before it leaves core 1 itself: a child may only
+            // take cores its parent has, so a child asking for core 1 after that would be
+            // refused and stay free to run on core 0 (this test once failed so, on builds
+            // where the children came to ask late).
+            Fork::Parent(c) => {
+                sys::env_set_affinity(c, 0b10).map_err(|_| "child to core 1")?;
+                c
+            }
         };
     }
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
@@ -866,6 +872,16 @@ fn revoke_mid_stream() -> Result<(), &'static str> {
 fn destroy_mid_stream() -> Result<(), &'static str> {
     let Some((child, mine)) = streamer(false)? else { return Ok(()) };
     let destroyed = sys::env_destroy(child);
+    let (got, n, clean) = frames_stay_clean();
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(destroyed.is_ok() && got == n, "destroying the child or taking frames failed")?;
+    check(clean, "a frame of the destroyed child was written after it came back")
+}
+
+/// Takes as many frames as a streaming child's buffer held, and a few more, fills them,
+/// lets the device finish anything in flight, and says whether they were all taken and
+/// none was written after: (frames taken, frames wanted, clean). They are freed again.
+fn frames_stay_clean() -> (usize, usize, bool) {
     let n = (STREAM * 512 / PAGE + 8) as usize;
     let mut frames = [0u64; 80];
     let mut got = 0;
@@ -879,9 +895,7 @@ fn destroy_mid_stream() -> Result<(), &'static str> {
         let _ = vm::fill_frame(pa, |b| clean &= b.iter().all(|&x| x == 0x5a));
         let _ = sys::frame_free(EnvId::SELF, pa);
     }
-    let _ = sys::env_set_affinity(EnvId::SELF, mine);
-    check(destroyed.is_ok() && got == n, "destroying the child or taking frames failed")?;
-    check(clean, "a frame of the destroyed child was written after it came back")
+    (got, n, clean)
 }
 
 /// The same as [`destroy_mid_stream`], with the child caught blocked in `SectorWait` while
@@ -908,19 +922,7 @@ fn destroy_while_waiting() -> Result<(), &'static str> {
     let blocked = || vm::env_info(child).is_some_and(|e| e.state == exo_libos::abi::env_state::BLOCKED);
     let caught = poll(blocked);
     let destroyed = sys::env_destroy(child);
-    let n = (STREAM * 512 / PAGE + 8) as usize;
-    let mut frames = [0u64; 80];
-    let mut got = 0;
-    for f in frames.iter_mut().take(n) {
-        let Ok(pa) = vm::fill_new_frame(|b| b.fill(0x5a)) else { break };
-        (*f, got) = (pa, got + 1);
-    }
-    settle();
-    let mut clean = true;
-    for &pa in &frames[..got] {
-        let _ = vm::fill_frame(pa, |b| clean &= b.iter().all(|&x| x == 0x5a));
-        let _ = sys::frame_free(EnvId::SELF, pa);
-    }
+    let (got, n, clean) = frames_stay_clean();
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     let _ = sys::env_destroy(company);
     check(placed.is_ok(), "the spinner could not be placed on core 1")?;
