@@ -562,6 +562,7 @@ impl Kernel {
                 sectors: e.sectors,
                 cpu: e.last_cpu,
                 affinity: e.affinity,
+                disk_wait: (e.wait == Wait::Disk) as u8,
                 ..EnvInfo::default()
             };
         }
