@@ -15,6 +15,17 @@ use exo_libos::fs::{Error, OpenFlags, Result};
 /// Largest file FAT can hold.
 const MAX_SIZE: u64 = u32::MAX as u64;
 
+/// Where byte `pos` of the file whose chain is `chain` lies: its sector, its offset in
+/// that sector, and how many of the `left` bytes from it are contiguous on the disk.
+fn place(g: &super::Geometry, chain: &Chain, pos: u64, left: usize) -> Result<(u64, usize, usize)> {
+    let cb = u64::from(g.cluster_bytes());
+    let (c, run) = chain.locate((pos / cb) as u32).ok_or(Error::Corrupt)?;
+    let within = pos % cb;
+    let want = (u64::from(run) * cb - within).min(left as u64) as usize;
+    let sector = u64::from(g.cluster_sector(c)) + within / SECTOR as u64;
+    Ok((sector, (pos % SECTOR as u64) as usize, want))
+}
+
 /// Copies bytes `off .. off + buf.len()` of the file whose chain is `chain` into `buf`.
 fn read_runs<S: BlockDevice>(
     p: &Partition<S>,
@@ -23,16 +34,9 @@ fn read_runs<S: BlockDevice>(
     off: u64,
     buf: &mut [u8],
 ) -> Result<()> {
-    let cb = u64::from(g.cluster_bytes());
     let mut done = 0usize;
     while done < buf.len() {
-        let pos = off + done as u64;
-        let (c, run) = chain.locate((pos / cb) as u32).ok_or(Error::Corrupt)?;
-        let within = pos % cb;
-        let contiguous = u64::from(run) * cb - within;
-        let want = contiguous.min((buf.len() - done) as u64) as usize;
-        let sector = u64::from(g.cluster_sector(c)) + within / SECTOR as u64;
-        let skew = (pos % SECTOR as u64) as usize;
+        let (sector, skew, want) = place(g, chain, off + done as u64, buf.len() - done)?;
         if skew != 0 || want < SECTOR {
             let mut tmp = [0u8; SECTOR];
             p.read(sector, &mut tmp)?;
@@ -232,7 +236,6 @@ fn write_runs<S: BlockDevice>(
     off: u64,
     src: Src,
 ) -> Result<()> {
-    let cb = u64::from(g.cluster_bytes());
     let len = src.len();
     let zeros = match src {
         Src::Zeros(_) => alloc::vec![0u8; ZEROS.min(len.next_multiple_of(SECTOR))],
@@ -244,13 +247,7 @@ fn write_runs<S: BlockDevice>(
     };
     let mut done = 0usize;
     while done < len {
-        let pos = off + done as u64;
-        let (c, run) = chain.locate((pos / cb) as u32).ok_or(Error::Corrupt)?;
-        let within = pos % cb;
-        let contiguous = u64::from(run) * cb - within;
-        let want = contiguous.min((len - done) as u64) as usize;
-        let sector = u64::from(g.cluster_sector(c)) + within / SECTOR as u64;
-        let skew = (pos % SECTOR as u64) as usize;
+        let (sector, skew, want) = place(g, chain, off + done as u64, len - done)?;
         if skew != 0 || want < SECTOR {
             let mut tmp = [0u8; SECTOR];
             p.read(sector, &mut tmp)?;

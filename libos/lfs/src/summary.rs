@@ -103,11 +103,8 @@ pub struct Header {
     pub next_seg: u32,
 }
 
-/// Fills in header and trailer of a PS laid out in `ps` (whole PS, payload already in place)
-/// and stamps its hash.
-pub fn seal(ps: &mut [u8], h: &Header, entries: &[Entry], fs_id: u64) {
-    let hdr = &mut ps[..SECTOR];
-    hdr.fill(0);
+/// The header's fixed fields (its first 44 bytes).
+fn put_fields(hdr: &mut [u8], h: &Header, fs_id: u64) {
     put_u32(hdr, 0, PS_MAGIC);
     put_u32(hdr, 4, h.flags);
     put_u64(hdr, 8, fs_id);
@@ -116,6 +113,14 @@ pub fn seal(ps: &mut [u8], h: &Header, entries: &[Entry], fs_id: u64) {
     put_u32(hdr, 32, h.total);
     put_u32(hdr, 36, h.nentries);
     put_u32(hdr, 40, h.next_seg);
+}
+
+/// Fills in header and trailer of a PS laid out in `ps` (whole PS, payload already in place)
+/// and stamps its hash.
+pub fn seal(ps: &mut [u8], h: &Header, entries: &[Entry], fs_id: u64) {
+    let hdr = &mut ps[..SECTOR];
+    hdr.fill(0);
+    put_fields(hdr, h, fs_id);
     let t = trailer_sectors(entries.len()) as usize;
     let tstart = ps.len() - t * SECTOR;
     ps[tstart..].fill(0);
@@ -224,14 +229,7 @@ pub fn seal_direct(hdr: &mut [u8], h: &Header, entries: impl IntoIterator<Item =
     // Every byte is written once: the fields, the entries, zeros for the rest.
     hdr[44..64].fill(0);
     hdr[64 + h.nentries as usize * ENTRY_SIZE..].fill(0);
-    put_u32(hdr, 0, PS_MAGIC);
-    put_u32(hdr, 4, h.flags);
-    put_u64(hdr, 8, fs_id);
-    put_u64(hdr, 16, h.epoch);
-    put_u64(hdr, 24, h.serial);
-    put_u32(hdr, 32, h.total);
-    put_u32(hdr, 36, h.nentries);
-    put_u32(hdr, 40, h.next_seg);
+    put_fields(hdr, h, fs_id);
     for (i, e) in entries.into_iter().take(h.nentries as usize).enumerate() {
         let at = 64 + i * ENTRY_SIZE;
         e.encode(&mut hdr[at..at + ENTRY_SIZE]);
