@@ -143,10 +143,10 @@ pub fn run(programs: &[(&str, &[u8])]) -> i32 {
     for (name, bench) in BENCHES.iter().filter(|(n, _)| wanted(n)) {
         let spread = name.starts_with("scale_") || name.ends_with("_core") || name.ends_with("_elsewhere");
         let _ = sys::env_set_affinity(EnvId::SELF, if spread { all } else { 1 });
-        // A new affinity takes effect when this core next schedules: until then this may
-        // still run where the last benchmark left it, and the cycle counter is per core,
-        // so a benchmark must not start there (sector_read_1 once ended on another core
-        // than it began, and its figure wrapped below zero).
+        // The cycle counter is per core, so a benchmark must not start on the core the
+        // last one left it on (sector_read_1 once began on another core than it ended, and
+        // its figure wrapped below zero, when a new affinity took effect only at the next
+        // pass of the scheduler): wait until the kernel says this runs on core 0.
         for _ in 0..100 {
             if spread || vm::env_info(vm::me()).is_none_or(|e| e.cpu == 0) {
                 break;

@@ -21,6 +21,7 @@ pub const TESTS: &[Test] = &[
     ("destroying_an_environment_running_on_another_core_stops_it_at_once", destroy_elsewhere),
     ("pct_to_a_server_on_another_core_carries_values_both_ways", pct_across_cores),
     ("affinity_is_set_only_within_the_parents_cores_and_authority", affinity_rules),
+    ("an_environment_leaving_its_own_core_goes_before_that_cores_next_tick", leave_own_core),
     (
         "revocation_under_pressure_from_two_cores_is_answered_by_workers_on_two_others",
         crate::pressure::across_cores,
@@ -222,6 +223,25 @@ fn affinity_rules() -> Result<(), &'static str> {
     check(pinned.is_ok(), "a parent could not pin its child")?;
     check(done, "the child did not report")?;
     check(s[0].load(SeqCst) == 2, "an affinity outside the rules was accepted")
+}
+
+/// `EnvSetAffinity` returns straight to its caller (no scheduler pass), so an environment
+/// that takes away its own core is moved by a signal to that core, not left running there
+/// until the core's tick: this one, on core 1, moves itself to core 2 and, making no
+/// system call, watches the core the kernel says it is on change before core 1 ticks.
+fn leave_own_core() -> Result<(), &'static str> {
+    let me = vm::me();
+    sys::env_set_affinity(EnvId::SELF, 0b10).map_err(|_| "to core 1")?;
+    check(wait_for(|| runs_on(me, 1)), "never ran on core 1")?;
+    let tick = core_ticks(1).0;
+    sys::env_set_affinity(EnvId::SELF, 0b100).map_err(|_| "to core 2")?;
+    let end = sys::now() + PATIENCE_S * vm::kinfo().counter_hz;
+    while !runs_on(me, 2) && sys::now() < end {
+        core::hint::spin_loop();
+    }
+    let ticked = core_ticks(1).0 != tick;
+    check(runs_on(me, 2), "it never left core 1")?;
+    check(!ticked, "it left core 1 only at that core's tick")
 }
 
 /// Core `c`'s published (ticks, busy ticks), read afresh from the kernel's page.

@@ -489,7 +489,9 @@ impl Kernel {
             *x = if mask & 1 << c != 0 { *x & !(1 << slot) } else { *x | 1 << slot };
         }
         self.publish(slot);
-        let leave = self.running_elsewhere(slot).filter(|&c| mask & 1 << c == 0);
+        // Its core, this one included (a fast call returns without a pass), if it must go.
+        let on = (self.current == slot).then_some(self.cpu).or(self.running_elsewhere(slot));
+        let leave = on.filter(|&c| mask & 1 << c == 0);
         smp::signal(leave.map_or(0, |c| 1 << c));
         if self.runnable & 1 << slot != 0 {
             self.nudge(slot);
