@@ -1,4 +1,4 @@
-//! Errors: one enum with stable numeric codes, never a panic.
+//! Errors: one enum, never a panic.
 
 /// A block device failed a transfer (the type is `exo-block`'s, shared with the libOS).
 pub use exo_block::IoError;
@@ -26,7 +26,7 @@ pub enum Corruption {
     Cycle,
 }
 
-/// Every way an operation can fail. Codes are stable (see [`Error::code`]).
+/// Every way an operation can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     NotFound,
@@ -44,6 +44,9 @@ pub enum Error {
     /// The handle names an inode that was removed (or reused) since it was opened.
     Stale,
     Corrupt(Corruption),
+    /// Sector 0 is an exo-lfs superblock of this format version, not the one this crate
+    /// reads ([`crate::layout::SB_VERSION`]).
+    Version(u32),
     Io(IoError),
     /// An earlier device error left the in-memory state unusable; remount to recover the
     /// last committed state.
@@ -60,6 +63,11 @@ impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Error::Corrupt(c) => write!(f, "file system corrupt: {c:?}"),
+            Error::Version(v) => write!(
+                f,
+                "exo-lfs format version {v}; this build reads version {} only (re-create it with mkfs)",
+                crate::layout::SB_VERSION
+            ),
             Error::Io(e) => write!(f, "device error {}", e.code),
             other => write!(f, "{other:?}"),
         }

@@ -23,7 +23,10 @@ pub const NAME_MAX: usize = 255;
 pub const NO_SEG: u32 = u32::MAX;
 
 const SB_MAGIC: &[u8; 8] = b"EXO-LFS1";
-const SB_VERSION: u32 = 1;
+/// The format version this crate writes and reads. Version 2 added direct partial segments
+/// (`docs/lfs-format.md`), which a version-1 reader would take for the log's end: an image
+/// of the other version is refused with [`Error::Version`] rather than half read.
+pub const SB_VERSION: u32 = 2;
 const SB_HASH_SEED: u64 = 0x5b5b_5b5b;
 const MIN_SEG: u32 = 64 * 1024;
 const MAX_SEG: u32 = 16 * 1024 * 1024;
@@ -185,7 +188,10 @@ impl Geometry {
         if b.len() < SECTOR || &b[0..8] != SB_MAGIC || hash64(SB_HASH_SEED, &b[..504]) != get_u64(b, 504) {
             return Err(bad);
         }
-        if get_u32(b, 8) != SB_VERSION || get_u32(b, 12) != SECTOR as u32 || get_u32(b, 16) != BLOCK as u32 {
+        if get_u32(b, 8) != SB_VERSION {
+            return Err(Error::Version(get_u32(b, 8)));
+        }
+        if get_u32(b, 12) != SECTOR as u32 || get_u32(b, 16) != BLOCK as u32 {
             return Err(bad);
         }
         let g = Geometry {
@@ -239,6 +245,19 @@ mod tests {
         assert!(Geometry::decode(&s, g.total_sectors - 1).is_err());
         s[40] ^= 1;
         assert!(Geometry::decode(&s, g.total_sectors).is_err());
+    }
+
+    #[test]
+    fn an_image_of_another_format_version_is_refused_by_name() {
+        let g = Geometry::new(64 * 1024 * 2, 256 * 1024, None, 42).unwrap();
+        let mut s = [0u8; SECTOR];
+        g.encode(&mut s);
+        for v in [1, SB_VERSION + 1] {
+            put_u32(&mut s, 8, v);
+            let h = hash64(SB_HASH_SEED, &s[..504]);
+            put_u64(&mut s, 504, h);
+            assert_eq!(Geometry::decode(&s, g.total_sectors), Err(Error::Version(v)));
+        }
     }
 
     #[test]
