@@ -142,9 +142,8 @@ pub fn call_registers() -> Result<(), &'static str> {
         sys::yield_now();
     }
     sys::pct_allow(EnvId::SELF, s).map_err(|_| "allow")?;
-    let pinned = mine & 1 != 0
-        && sys::env_set_affinity(s, 1).is_ok()
-        && sys::env_set_affinity(EnvId::SELF, 1).is_ok();
+    let pinned =
+        mine & 1 != 0 && sys::env_set_affinity(s, 1).is_ok() && sys::env_set_affinity(EnvId::SELF, 1).is_ok();
     let mut x = [0u64; 31];
     let mut rounds_ok = true;
     for _ in 0..3 {

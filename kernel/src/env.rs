@@ -261,11 +261,11 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
 /// Runs `f` with the kernel state for this core: the big kernel lock held, `current` the
 /// slot this core runs. Every path into the kernel goes through here.
 pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
-    KERNEL.with(|k| {
-        let c = smp::cpu();
+    let c = smp::cpu();
+    KERNEL.with_on(c, |k| {
         (k.cpu, k.current) = (c, k.on[c]);
         let r = f(k);
-        k.on[k.cpu] = k.current;
+        k.on[c] = k.current; // (`cpu` stays `c` throughout)
         r
     })
 }
