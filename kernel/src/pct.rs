@@ -191,13 +191,9 @@ impl Kernel {
     /// Callers that were waiting for `t` to be free try again.
     #[inline]
     fn wake_callers_of(&mut self, t: usize) {
-        if self.call_waiters != 0 {
-            self.wake_queued(t); // not the common case: nobody is queued for any server
+        if self.call_waiters == 0 {
+            return; // the common case: nobody is queued for any server
         }
-    }
-
-    #[inline(never)]
-    fn wake_queued(&mut self, t: usize) {
         for s in 0..MAX_ENVS {
             if self.envs[s].wait == Wait::Call(t) {
                 self.call_waiters -= 1;
