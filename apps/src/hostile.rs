@@ -48,6 +48,8 @@ pub const TESTS: &[Test] = &[
     ("yield_to_cannot_pull_a_partner_onto_a_core_it_may_not_use", yield_off_core),
     ("call_switched_to_directly_still_needs_the_right_and_the_servers_core", direct_call_checks),
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
+    ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
+    ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
 ];
 
 pub fn run(filter: &str) -> usize {

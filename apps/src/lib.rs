@@ -22,6 +22,7 @@ pub mod nettest;
 pub mod oracle;
 pub mod picture;
 pub mod pressure;
+pub mod regtest;
 pub mod runner;
 pub mod smpbench;
 pub mod smptest;

@@ -33,7 +33,13 @@ impl<T> Global<T> {
     /// Runs `f` with exclusive access to the value. Panics on re-entry.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let me = cpu() + 1;
+        self.with_on(cpu(), f)
+    }
+
+    /// [`Global::with`] on core `core`, which the caller has read already (it is this core).
+    #[inline]
+    pub fn with_on<R>(&self, core: usize, f: impl FnOnce(&mut T) -> R) -> R {
+        let me = core + 1;
         while let Err(held) = self.owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
             assert!(held != me, "kernel state re-entered");
             take_kick();

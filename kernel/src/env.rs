@@ -261,11 +261,11 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
 /// Runs `f` with the kernel state for this core: the big kernel lock held, `current` the
 /// slot this core runs. Every path into the kernel goes through here.
 pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
-    KERNEL.with(|k| {
-        let c = smp::cpu();
+    let c = smp::cpu();
+    KERNEL.with_on(c, |k| {
         (k.cpu, k.current) = (c, k.on[c]);
         let r = f(k);
-        k.on[k.cpu] = k.current;
+        k.on[c] = k.current; // (`cpu` stays `c` throughout)
         r
     })
 }
@@ -293,6 +293,7 @@ impl Kernel {
     }
 
     /// The slot named by `id` (`EnvId(0)`: the caller), if it is a live environment.
+    #[inline]
     pub fn slot(&self, id: EnvId) -> Result<usize, Error> {
         if id.0 == 0 {
             return if self.current == NONE { Err(Error::NotFound) } else { Ok(self.current) };
@@ -517,6 +518,7 @@ impl Kernel {
     /// `from` blocks for `why`, giving the CPU to `to` (blocked until now), which runs
     /// next: straight away on this core if it may ([`Kernel::switch_to`]: no pass of the
     /// scheduler, no other core woken), else as a donation the scheduler takes or passes on.
+    #[inline]
     pub fn hand_over(&mut self, from: usize, why: Wait, to: usize) {
         self.block(from, why);
         if self.may_switch_to(to) {
@@ -529,6 +531,7 @@ impl Kernel {
         }
     }
 
+    #[inline]
     pub fn block(&mut self, slot: usize, why: Wait) {
         self.envs[slot].state = EnvState::Blocked;
         self.envs[slot].wait = why;

@@ -189,6 +189,7 @@ impl Kernel {
     }
 
     /// Callers that were waiting for `t` to be free try again.
+    #[inline]
     fn wake_callers_of(&mut self, t: usize) {
         if self.call_waiters == 0 {
             return; // the common case: nobody is queued for any server

@@ -106,6 +106,7 @@ impl Kernel {
     }
 
     /// Makes `slot` current: its tables in TTBR0, any pending upcall delivered.
+    #[inline(always)]
     pub fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {
         if slot != self.current {
             arch::set_user_table(self.envs[slot].root, Env::asid(slot));

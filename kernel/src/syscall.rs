@@ -293,22 +293,35 @@ impl Kernel {
         self.publish(slot);
     }
 
+    /// The calls that switch environments (`PctCall`, `PctReply`, `YieldTo`), for the
+    /// environment in `cur`, or `None` for any other call (`slow`): dispatched apart so
+    /// that `el0_svc`'s path through them stays short. Returns whether `cur` gives up the CPU.
+    #[inline(always)]
+    pub fn switching(&mut self, num: u64, cur: usize) -> Option<bool> {
+        let a0 = self.envs[cur].frame().x[0];
+        let step = match num {
+            n if n == Sys::PctCall as u64 => return Some(self.pct_call(cur)),
+            n if n == Sys::PctReply as u64 => self.pct_reply(cur).map(|()| None),
+            n if n == Sys::YieldTo as u64 => self.yield_to(cur, a0),
+            _ => return None,
+        };
+        Some(self.finish(cur, step))
+    }
+
     /// System calls that may block or switch, for the environment in `cur`, whose saved
     /// context holds the arguments; the result goes into its x0. Returns whether the
-    /// caller gives up the CPU.
+    /// caller gives up the CPU. (Out of line: the switching calls above stay small.)
+    #[inline(never)]
     pub fn slow(&mut self, num: u64, cur: usize) -> bool {
         let a0 = self.envs[cur].frame().x[0];
         let step = match num {
             n if n == Sys::Yield as u64 => Ok(None),
-            n if n == Sys::YieldTo as u64 => self.yield_to(cur, a0),
             n if n == Sys::Exit as u64 => {
                 self.destroy(cur, a0 as i32);
                 Ok(None)
             }
             n if n == Sys::EnvDestroy as u64 => self.env_destroy(cur, a0),
-            n if n == Sys::PctCall as u64 => return self.pct_call(cur),
             n if n == Sys::PctWait as u64 => self.pct_wait(cur).map(|()| None),
-            n if n == Sys::PctReply as u64 => self.pct_reply(cur).map(|()| None),
             n if n == Sys::EnvWait as u64 => self.wait(cur, a0),
             n if n == Sys::ConsoleRead as u64 => self.console_read(cur, a0),
             n if n == Sys::ConsoleGive as u64 => self.console_give(cur, a0),
@@ -323,6 +336,11 @@ impl Kernel {
             n if n == Sys::SectorWait as u64 => self.sector_wait(cur),
             _ => Err(Error::NoSys),
         };
+        self.finish(cur, step)
+    }
+
+    /// A call's result into the caller's x0; whether it gave up the CPU.
+    fn finish(&mut self, cur: usize, step: Step) -> bool {
         let Some(result) = step.transpose() else { return true };
         if self.current == cur {
             self.envs[cur].frame().x[0] = ret(result) as u64;

@@ -39,9 +39,10 @@ extern "C" fn trap_entry(frame: &mut TrapFrame, slot: u64) -> *mut TrapFrame {
     frame
 }
 
-/// Called by the EL0 vectors once the environment's context is saved. `kind`: 0 a
-/// synchronous exception, 1 an interrupt, 2 or 3 a FIQ, SError or AArch32 exception.
-/// Returns the context to resume — possibly another environment's.
+/// Called by the EL0 vectors once the environment's context is saved, for every exception
+/// but a system call (`el0_svc`). `kind`: 0 a synchronous exception, 1 an interrupt, 2 or 3
+/// a FIQ, SError or AArch32 exception. Returns the context to resume — possibly another
+/// environment's.
 #[unsafe(no_mangle)]
 extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
     if kind == 1 {
@@ -53,24 +54,12 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
             _ if cur == NONE => true, // destroyed by another core meanwhile
             0 => {
                 let esr = ESR_EL1.get();
-                match esr >> 26 {
-                    0x15 => {
-                        let num = k.envs[cur].frame().x[8];
-                        let give_up = k.slow(num, cur);
-                        let next = core::mem::replace(&mut k.switch_to, NONE);
-                        if next != NONE {
-                            return k.run(next); // a direct switch: no pass (`hand_over`)
-                        }
-                        give_up
-                    }
-                    0x01 => {
-                        k.envs[cur].frame().elr += 4; // wfi/wfe at EL0: a yield
-                        true
-                    }
-                    _ => {
-                        crate::upcall::fault(k, cur, esr, FAR_EL1.get());
-                        false
-                    }
+                if esr >> 26 == 0x01 {
+                    k.envs[cur].frame().elr += 4; // wfi/wfe at EL0: a yield
+                    true
+                } else {
+                    crate::upcall::fault(k, cur, esr, FAR_EL1.get());
+                    false
                 }
             }
             1 => false,
@@ -81,6 +70,26 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
         };
         // Only an interrupt raises events (the idle loop takes those it gets while idle).
         k.schedule(give_up, if kind == 1 { crate::irq::take_events() } else { 0 })
+    });
+    next.unwrap_or_else(idle)
+}
+
+/// Called by the EL0 vectors for a slow system call, once what survives it is saved
+/// (`EL0_SAVE_SVC`). A `PctCall`, `PctReply` or `YieldTo` that this core may switch for
+/// runs the environment it names at once (`Kernel::switch_to`: no pass of the scheduler).
+#[unsafe(no_mangle)]
+extern "C" fn el0_svc() -> *mut TrapFrame {
+    let next = kernel(|k| {
+        let cur = k.current;
+        let give_up = cur == NONE || {
+            let num = k.envs[cur].frame().x[8];
+            k.switching(num, cur).unwrap_or_else(|| k.slow(num, cur))
+        }; // NONE: destroyed by another core meanwhile
+        let next = core::mem::replace(&mut k.switch_to, NONE);
+        if next != NONE {
+            return k.run(next); // a direct switch (`hand_over`)
+        }
+        k.schedule(give_up, 0)
     });
     next.unwrap_or_else(idle)
 }

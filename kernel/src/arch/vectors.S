@@ -11,8 +11,8 @@
 // another environment could call secret is in them; the one exception, PctUngrant, which
 // edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume restores the
 // interrupted context without saving the handler's. A slow call saves what survives it
-// (EL0_SAVE_SVC), everything else the whole context, into the TrapFrame, then calls
-// `el0_trap(kind)`, which returns the TrapFrame of whichever environment runs next;
+// (EL0_SAVE_SVC) and calls `el0_svc`; anything else saves the whole context into the
+// TrapFrame and calls `el0_trap(kind)`. Each returns the TrapFrame of whichever environment runs next;
 // `el0_return` restores it.
 
 .macro SAVE_FRAME
@@ -124,10 +124,9 @@
     mrs     x1, elr_el1
     mrs     x2, spsr_el1
     stp     x1, x2, [x9, #(32 * 8)]
-    mov     x0, #0
     mov     x29, xzr
     mov     x30, xzr
-    bl      el0_trap
+    bl      el0_svc
     b       el0_return
 .endm
 
