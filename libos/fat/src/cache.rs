@@ -39,6 +39,10 @@ pub struct Kept<S> {
     pub pass: bool,
     /// Writes so far (what was read before the last one may be out of date).
     pub writes: u64,
+    /// The device's sectors holding the FATs, and writes so far that touched them (a FAT
+    /// window read before the last one may be out of date).
+    pub fat: (u64, u64),
+    pub fat_writes: u64,
 }
 
 impl<S: BlockDevice> Kept<S> {
@@ -46,7 +50,14 @@ impl<S: BlockDevice> Kept<S> {
     pub fn wrap(part: Partition<S>) -> Partition<Kept<S>> {
         let (start, count) = (part.start(), part.sectors());
         Partition::new(
-            Kept { io: part.into_inner(), held: BTreeMap::new(), pass: false, writes: 0 },
+            Kept {
+                io: part.into_inner(),
+                held: BTreeMap::new(),
+                pass: false,
+                writes: 0,
+                fat: (0, 0),
+                fat_writes: 0,
+            },
             start,
             count,
         )
@@ -103,6 +114,9 @@ impl<S: BlockDevice> BlockDevice for Kept<S> {
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         let n = (buf.len() / SECTOR) as u64;
         self.writes += 1;
+        if sector < self.fat.1 && sector + n > self.fat.0 {
+            self.fat_writes += 1;
+        }
         let r = self.io.write(sector, buf);
         if r.is_err() || n as usize > KEEP_RUN {
             // Unknown on the device now, or file data: drop what is held of it.

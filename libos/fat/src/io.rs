@@ -53,23 +53,19 @@ fn read_runs<S: BlockDevice>(
 }
 
 impl<S: BlockDevice> FatFs<S> {
-    /// Walks node `i`'s chain until `want` clusters are known or it ends; fails with
-    /// [`Error::Corrupt`] if fewer than `need` exist.
-    fn chain_to(&mut self, i: usize, want: u32, need: u32) -> Result<Chain> {
-        let mut chain = core::mem::take(&mut self.node_mut(i)?.chain);
-        let mut win = core::mem::take(&mut self.fat_win);
-        let r = self.with_part(|p, g| {
-            let mut fat = Fat::reuse(p, g, core::mem::take(&mut win));
-            let r = chain.ensure(&mut fat, want);
-            win = fat.into_window();
-            r
-        });
-        self.fat_win = win;
-        let ok = chain.len >= need;
-        self.node_mut(i)?.chain = chain.clone();
-        r?;
-        if ok {
-            Ok(chain)
+    /// Walks node `i`'s chain until `want` clusters are known or it ends (the FAT is not
+    /// looked at when they are known already); fails with [`Error::Corrupt`] if fewer than
+    /// `need` exist.
+    fn chain_to(&mut self, i: usize, want: u32, need: u32) -> Result<()> {
+        let c = &self.node_mut(i)?.chain;
+        if c.len < want && !c.ended {
+            let mut chain = core::mem::take(&mut self.node_mut(i)?.chain);
+            let r = self.with_fat(|fat| chain.ensure(fat, want));
+            self.node_mut(i)?.chain = chain;
+            r?;
+        }
+        if self.node_mut(i)?.chain.len >= need {
+            Ok(())
         } else {
             Err(Error::Corrupt)
         }
@@ -87,11 +83,12 @@ impl<S: BlockDevice> FatFs<S> {
         let len = (size - offset).min(buf.len() as u64) as usize;
         let cb = u64::from(self.geo.cluster_bytes());
         let need = (offset + len as u64).div_ceil(cb) as u32;
-        let chain = self.chain_to(i, need, need)?;
+        self.chain_to(i, need, need)?;
+        let chain = &self.nodes.get(i).and_then(Option::as_ref).ok_or(Error::BadHandle)?.chain;
         self.with_part(|p, g| {
             // File data does not go through the mount's sector cache.
             p.with_io(|k| k.pass = true);
-            let r = read_runs(p, g, &chain, offset, &mut buf[..len]);
+            let r = read_runs(p, g, chain, offset, &mut buf[..len]);
             p.with_io(|k| k.pass = false);
             r
         })?;
@@ -117,21 +114,14 @@ impl<S: BlockDevice> FatFs<S> {
         let cb = u64::from(self.geo.cluster_bytes());
         let end = off + data.len() as u64;
         let want = end.div_ceil(cb) as u32;
-        let mut chain = self.chain_to(i, want, want.min(u64::from(size).div_ceil(cb) as u32))?;
+        self.chain_to(i, want, want.min(u64::from(size).div_ceil(cb) as u32))?;
+        let mut chain = self.node_mut(i)?.chain.clone();
         let new = match want.checked_sub(chain.len) {
             Some(k) if k > 0 => {
                 // One cluster stays free, as for the crate's allocations (`reserve`).
                 self.reserve(k)?;
                 let hint = self.next_free;
-                let mut win = core::mem::take(&mut self.fat_win);
-                let r = self.with_part(|p, g| {
-                    let mut fat = Fat::reuse(p, g, core::mem::take(&mut win));
-                    let r = fat.find_free(hint, k);
-                    win = fat.into_window();
-                    r
-                });
-                self.fat_win = win;
-                r?
+                self.with_fat(|fat| fat.find_free(hint, k))?
             }
             _ => alloc::vec::Vec::new(),
         };
@@ -152,9 +142,9 @@ impl<S: BlockDevice> FatFs<S> {
                 write_runs(p, g, &chain, off, Src::Data(data))
             })();
             p.with_io(|k| k.pass = false);
-            r?;
-            link(&mut Fat::new(p, g), tail, &new)
+            r
         });
+        let r = r.and_then(|_| self.with_fat(|fat| link(fat, tail, &new)));
         if let Err(e) = r {
             // The links may or may not be on disk: walk the chain again next time.
             let geo = self.geo;
@@ -163,10 +153,10 @@ impl<S: BlockDevice> FatFs<S> {
             self.free = None;
             return Err(e);
         }
-        if let Some(&c) = new.last() {
-            self.next_free = c + 1;
+        if let Some(&(s, n)) = new.last() {
+            self.next_free = s + n;
             if let Some(f) = &mut self.free {
-                *f -= new.len() as u32;
+                *f -= new.iter().map(|r| r.1).sum::<u32>();
             }
         }
         let first = chain.runs.first().map_or(0, |r| r.0);
@@ -267,27 +257,26 @@ fn write_runs<S: BlockDevice>(
     Ok(())
 }
 
-/// Links `new` (free clusters) into a chain after `tail` (none: they are a new file's
-/// first), in every FAT copy: the new clusters' own links first, then the old end's link
-/// to them, so a crash never leaves a link to a free cluster. When the old end and the
-/// new clusters ascend (the usual case: the allocation hint moves on), one pass writes the
-/// sectors from the last to the first, which keeps that order and writes the sector shared
-/// by the old end and the first new clusters once.
-fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[u32]) -> Result<()> {
-    let Some(&last) = new.last() else { return Ok(()) };
-    let ascending = tail.is_none_or(|t| t < new[0]) && new.is_sorted();
-    // In cluster order (the old end first), so that `set` finds them sorted.
-    let mut links = alloc::vec::Vec::with_capacity(new.len() + 1);
-    if let (Some(t), true) = (tail, ascending) {
-        links.push((t, new[0]));
+/// Links `new` (runs of free clusters, first and count) into a chain after `tail` (none:
+/// they are a new file's first), in every FAT copy: the new clusters' own links first, then
+/// the old end's link to them, so a crash never leaves a link to a free cluster. When the
+/// old end and the new runs ascend (the usual case: the allocation hint moves on),
+/// [`Fat::link_ascending`] writes the sectors from the last to the first, which keeps that
+/// order and writes the sector shared by the old end and the first new clusters once.
+fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[(u32, u32)]) -> Result<()> {
+    let Some(&(first, _)) = new.first() else { return Ok(()) };
+    let ascending = tail.is_none_or(|t| t < first) && new.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0);
+    if ascending {
+        return fat.link_ascending(tail, new);
     }
-    links.extend(new.windows(2).map(|w| (w[0], w[1])));
-    links.push((last, fat.eoc()));
+    let mut links = alloc::vec::Vec::new();
+    for (j, &(s, n)) in new.iter().enumerate() {
+        links.extend((s..s + n - 1).map(|c| (c, c + 1)));
+        links.push((s + n - 1, new.get(j + 1).map_or(fat.eoc(), |r| r.0)));
+    }
+    fat.set(links)?;
     match tail {
-        Some(t) if !ascending => {
-            fat.set(links)?;
-            fat.set(alloc::vec![(t, new[0])])
-        }
-        _ => fat.set_in_order(links, true),
+        Some(t) => fat.set(alloc::vec![(t, first)]),
+        None => Ok(()),
     }
 }
