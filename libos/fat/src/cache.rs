@@ -219,6 +219,9 @@ impl SectorCache {
 
     /// Writes everything out and forgets everything (the disk is about to change under it).
     pub fn flush<S: BlockDevice>(&mut self, part: &Partition<S>) -> Result<(), IoError> {
+        if self.pending.is_empty() && self.clean.is_empty() {
+            return Ok(()); // the libOS's own operations leave nothing here: the common case
+        }
         self.clean.clear();
         self.write_out(part)
     }

@@ -269,17 +269,31 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
                 let (lo, hi) = self.span(c, end)?;
                 let eb = self.geo.entry_bytes() as usize;
                 let fat16 = self.geo.fat_type == FatType::Fat16;
-                for (x, e) in (lo..hi).zip(self.entries(lo, hi).chunks_exact(eb)) {
-                    let free = if fat16 { e[0] | e[1] == 0 } else { e[0] | e[1] | e[2] | (e[3] & 0x0f) == 0 };
-                    if free {
+                let b = self.entries(lo, hi);
+                // The first entry from `at` (among `m`) that is free (or used, if `!free`),
+                // in a tight loop over the window's bytes.
+                let seek = |at: usize, m: usize, free: bool| {
+                    let e = &b[at * eb..(at + m) * eb];
+                    let p = if fat16 {
+                        e.chunks_exact(2).position(|e| (e[0] | e[1] == 0) == free)
+                    } else {
+                        e.chunks_exact(4).position(|e| (e[0] | e[1] | e[2] | (e[3] & 0x0f) == 0) == free)
+                    };
+                    at + p.unwrap_or(m)
+                };
+                // Runs of free entries, each taken whole.
+                let (mut i, len) = (0, (hi - lo) as usize);
+                while i < len && n < k {
+                    i = seek(i, len - i, true);
+                    let from = i;
+                    i = seek(i, ((k - n) as usize).min(len - i), false);
+                    if i > from {
+                        let (x, m) = (lo + from as u32, (i - from) as u32);
                         match found.last_mut() {
-                            Some((s, m)) if *s + *m == x => *m += 1,
-                            _ => found.push((x, 1)),
+                            Some((s, r)) if *s + *r == x => *r += m,
+                            _ => found.push((x, m)),
                         }
-                        n += 1;
-                        if n == k {
-                            break;
-                        }
+                        n += m;
                     }
                 }
                 c = hi;
@@ -326,7 +340,7 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
             let (first, end) = (sector * epb, (sector + 1) * epb);
             self.read_sector(sector, &mut buf.0)?;
             let b = &mut buf.0;
-            let mut put = |c: u32, v: u32| {
+            let put = |b: &mut [u8; SECTOR], c: u32, v: u32| {
                 let i = (c - first) as usize;
                 if fat16 {
                     b[i * 2..i * 2 + 2].copy_from_slice(&(v as u16).to_le_bytes());
@@ -337,16 +351,30 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
             };
             let mut changed = false;
             if let Some(t) = tail.filter(|t| (first..end).contains(t)) {
-                put(t, s0);
+                put(b, t, s0);
                 changed = true;
             }
             for (j, &(s, n)) in runs.iter().enumerate() {
-                let next = runs.get(j + 1).map_or(eoc, |r| r.0);
                 let (a, z) = (s.max(first), (s + n).min(end));
-                for c in a..z {
-                    put(c, if c + 1 == s + n { next } else { c + 1 });
+                if a >= z {
+                    continue;
                 }
-                changed |= a < z;
+                changed = true;
+                // Each cluster but the run's last links to the next, in a tight loop.
+                let body = (a - first) as usize..(z.min(s + n - 1).max(a) - first) as usize;
+                if fat16 {
+                    for (e, v) in b[body.start * 2..body.end * 2].chunks_exact_mut(2).zip(a + 1..) {
+                        e.copy_from_slice(&(v as u16).to_le_bytes());
+                    }
+                } else {
+                    for (e, v) in b[body.start * 4..body.end * 4].chunks_exact_mut(4).zip(a + 1..) {
+                        let v = v | u32::from(e[3] & 0xf0) << 24;
+                        e.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                if z == s + n {
+                    put(b, s + n - 1, runs.get(j + 1).map_or(eoc, |r| r.0));
+                }
             }
             if changed {
                 let at = (sector - lo) as usize * SECTOR;
