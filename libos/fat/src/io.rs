@@ -14,6 +14,9 @@ use exo_libos::fs::{Error, OpenFlags, Result};
 
 /// Largest file FAT can hold.
 const MAX_SIZE: u64 = u32::MAX as u64;
+/// FAT sectors whose other copies may wait to be written, as one range (64 KiB written on
+/// the test card's 512-byte clusters links one or two FAT sectors).
+const MIRROR_SPAN: u32 = 16;
 
 /// Where byte `pos` of the file whose chain is `chain` lies: its sector, its offset in
 /// that sector, and how many of the `left` bytes from it are contiguous on the disk.
@@ -145,6 +148,20 @@ impl<S: BlockDevice> FatFs<S> {
             r
         });
         let r = r.and_then(|_| self.with_fat(|fat| link(fat, tail, &new)));
+        // The other FAT copies of what was linked are written later, a run of sectors at a
+        // time (see `FatFs::fat2`).
+        let r = r.and_then(|lag| match (lag, self.fat2) {
+            (Some((lo, hi)), Some((a, b))) if lo.min(a) + MIRROR_SPAN > hi.max(b) => {
+                self.fat2 = Some((lo.min(a), hi.max(b)));
+                Ok(())
+            }
+            (Some(range), _) => {
+                self.mirror_fat()?;
+                self.fat2 = Some(range);
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        });
         if let Err(e) = r {
             // The links may or may not be on disk: walk the chain again next time.
             let geo = self.geo;
@@ -263,8 +280,8 @@ fn write_runs<S: BlockDevice>(
 /// old end and the new runs ascend (the usual case: the allocation hint moves on),
 /// [`Fat::link_ascending`] writes the sectors from the last to the first, which keeps that
 /// order and writes the sector shared by the old end and the first new clusters once.
-fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[(u32, u32)]) -> Result<()> {
-    let Some(&(first, _)) = new.first() else { return Ok(()) };
+fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[(u32, u32)]) -> Result<Option<(u32, u32)>> {
+    let Some(&(first, _)) = new.first() else { return Ok(None) };
     let ascending = tail.is_none_or(|t| t < first) && new.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0);
     if ascending {
         return fat.link_ascending(tail, new);
@@ -275,8 +292,8 @@ fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[(u32, u3
         links.push((s + n - 1, new.get(j + 1).map_or(fat.eoc(), |r| r.0)));
     }
     fat.set(links)?;
-    match tail {
-        Some(t) => fat.set(alloc::vec![(t, first)]),
-        None => Ok(()),
+    if let Some(t) = tail {
+        fat.set(alloc::vec![(t, first)])?;
     }
+    Ok(None)
 }

@@ -136,6 +136,11 @@ pub struct FatFs<S: BlockDevice> {
     /// [`Kept::fat_writes`] when `fat_win` was put back: it still holds the FAT as it
     /// stands while the count has not moved.
     fat_seen: u64,
+    /// FAT sectors (relative to the FAT) that file writes linked in the first FAT and whose
+    /// other copies are not written yet: written when the next link falls outside the
+    /// range, and at `sync`. Only the first FAT is read (here, by the crate, by Linux and by
+    /// `fsck.vfat -a`); until then the copy is the first FAT as it was before.
+    fat2: Option<(u32, u32)>,
 }
 
 impl<S: BlockDevice> FatFs<S> {
@@ -176,6 +181,7 @@ impl<S: BlockDevice> FatFs<S> {
             dirs: Default::default(),
             fat_win: Default::default(),
             fat_seen: 0,
+            fat2: None,
         })
     }
 
@@ -216,6 +222,14 @@ impl<S: BlockDevice> FatFs<S> {
         })?;
         (self.fat_win, self.fat_seen) = (win, now);
         r
+    }
+
+    /// Brings the other FAT copies up to date with the first (see [`fat2`](Self::fat2)).
+    fn mirror_fat(&mut self) -> Result<()> {
+        let Some((lo, hi)) = self.fat2 else { return Ok(()) };
+        self.with_part(|p, g| Fat::new(p, g).mirror(lo, hi))?;
+        self.fat2 = None;
+        Ok(())
     }
 
     /// The count of sector writes to the volume so far (after the crate's went out).
@@ -411,6 +425,7 @@ impl<S: BlockDevice> FileSystem for FatFs<S> {
         if self.read_only {
             return Ok(());
         }
+        self.mirror_fat()?;
         if self.dirty {
             // The FSInfo sector must be exact, not an estimate. The count kept since it was
             // taken is (every allocation and free is counted as it happens), so the FAT is

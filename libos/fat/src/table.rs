@@ -17,8 +17,7 @@ use exo_libos::fs::{Error, Result};
 /// a larger window only copies more; every `Fat` reads its first one afresh). Eight hold
 /// 1,024 FAT32 entries: a 64 KiB transfer's clusters even when they are 512 bytes.
 const WINDOW: u32 = 8;
-/// FAT sectors a [`Fat::link_ascending`] may span and still write the copies from one
-/// buffer.
+/// FAT sectors a [`Fat::link_ascending`] may span and still be mirrored as one range.
 const SPREAD: u32 = 64;
 /// FAT sectors read at once when counting free clusters.
 const SCAN: u32 = 256;
@@ -309,12 +308,12 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
     /// after `tail` (which lies before them; none: they are a new file's first) with the
     /// end mark after the last. The first FAT's sectors are written from the last to the
     /// first, so the new clusters' links are on disk before the sector linking the old end
-    /// to them (a crash never leaves a link to a free cluster); then the other copy, in one
-    /// transfer when the sectors touched are consecutive (they are, but for gaps of whole
-    /// sectors of used clusters). Only the first FAT is read, by the libOS and by
-    /// `fsck.vfat -a`; the copy is written after it is whole.
-    pub fn link_ascending(&mut self, tail: Option<u32>, runs: &[(u32, u32)]) -> Result<()> {
-        let (Some(&(s0, _)), Some(&(sl, nl))) = (runs.first(), runs.last()) else { return Ok(()) };
+    /// to them (a crash never leaves a link to a free cluster). The other copies: when the
+    /// sectors touched are consecutive (they are, but for gaps of whole sectors of used
+    /// clusters), they are left to the caller, who mirrors them later ([`mirror`](Self::mirror)),
+    /// and their range is returned; otherwise they are written here, one at a time.
+    pub fn link_ascending(&mut self, tail: Option<u32>, runs: &[(u32, u32)]) -> Result<Option<(u32, u32)>> {
+        let (Some(&(s0, _)), Some(&(sl, nl))) = (runs.first(), runs.last()) else { return Ok(None) };
         let epb = (SECTOR / self.geo.entry_bytes() as usize) as u32;
         let (lo, hi) = (tail.unwrap_or(s0) / epb, (sl + nl - 1) / epb);
         if hi >= self.geo.fat_size {
@@ -331,9 +330,8 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
                 links.extend((s..s + n - 1).map(|c| (c, c + 1)));
                 links.push((s + n - 1, runs.get(j + 1).map_or(eoc, |r| r.0)));
             }
-            return self.set_in_order(links, true);
+            return self.set_in_order(links, true).map(|_| None);
         }
-        let mut copy = SectorBuf::new((hi - lo + 1) as usize * SECTOR);
         let mut buf = AlignedSector([0u8; SECTOR]);
         let mut touched = Vec::new();
         for sector in (lo..=hi).rev() {
@@ -377,22 +375,29 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
                 }
             }
             if changed {
-                let at = (sector - lo) as usize * SECTOR;
-                copy[at..at + SECTOR].copy_from_slice(&buf.0);
                 self.write_sector(sector, &buf.0, 0..1)?;
                 touched.push(sector);
             }
         }
+        if touched.len() as u32 == hi - lo + 1 {
+            return Ok(Some((lo, hi)));
+        }
+        for &sector in &touched {
+            self.mirror(sector, sector)?;
+        }
+        Ok(None)
+    }
+
+    /// Writes the first FAT's sectors `lo..=hi` as they stand to the other copies, in one
+    /// transfer each.
+    pub fn mirror(&mut self, lo: u32, hi: u32) -> Result<()> {
+        if self.geo.nfats < 2 || hi >= self.geo.fat_size || lo > hi {
+            return Ok(());
+        }
+        let mut buf = SectorBuf::new((hi - lo + 1) as usize * SECTOR);
+        self.part.read(u64::from(self.geo.fat_start + lo), &mut buf)?;
         for c in 1..self.geo.nfats {
-            let base = self.geo.fat_start + c * self.geo.fat_size;
-            if touched.len() as u32 == hi - lo + 1 {
-                self.part.write(u64::from(base + lo), &copy)?;
-                continue;
-            }
-            for &sector in &touched {
-                let at = (sector - lo) as usize * SECTOR;
-                self.part.write(u64::from(base + sector), &copy[at..at + SECTOR])?;
-            }
+            self.part.write(u64::from(self.geo.fat_start + c * self.geo.fat_size + lo), &buf)?;
         }
         Ok(())
     }
