@@ -280,7 +280,11 @@ fn write_runs<S: BlockDevice>(
 /// old end and the new runs ascend (the usual case: the allocation hint moves on),
 /// [`Fat::link_ascending`] writes the sectors from the last to the first, which keeps that
 /// order and writes the sector shared by the old end and the first new clusters once.
-fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[(u32, u32)]) -> Result<Option<(u32, u32)>> {
+fn link<S: BlockDevice>(
+    fat: &mut Fat<'_, S>,
+    tail: Option<u32>,
+    new: &[(u32, u32)],
+) -> Result<Option<(u32, u32)>> {
     let Some(&(first, _)) = new.first() else { return Ok(None) };
     let ascending = tail.is_none_or(|t| t < first) && new.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0);
     if ascending {

@@ -344,7 +344,8 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
                     b[i * 2..i * 2 + 2].copy_from_slice(&(v as u16).to_le_bytes());
                 } else {
                     let old = le::get_u32(b, i * 4);
-                    b[i * 4..i * 4 + 4].copy_from_slice(&((old & 0xf000_0000) | (v & 0x0fff_ffff)).to_le_bytes());
+                    b[i * 4..i * 4 + 4]
+                        .copy_from_slice(&((old & 0xf000_0000) | (v & 0x0fff_ffff)).to_le_bytes());
                 }
             };
             let mut changed = false;
