@@ -43,6 +43,10 @@ pub struct Kept<S> {
     /// window read before the last one may be out of date).
     pub fat: (u64, u64),
     pub fat_writes: u64,
+    /// Every sector held since the last time the cache was emptied lies in `lo..hi`: a write
+    /// outside (file data going to new clusters) skips the look-up in `held`.
+    lo: u64,
+    hi: u64,
 }
 
 impl<S: BlockDevice> Kept<S> {
@@ -57,6 +61,8 @@ impl<S: BlockDevice> Kept<S> {
                 writes: 0,
                 fat: (0, 0),
                 fat_writes: 0,
+                lo: u64::MAX,
+                hi: 0,
             },
             start,
             count,
@@ -72,7 +78,10 @@ impl<S: BlockDevice> Kept<S> {
     fn keep(&mut self, sector: u64, data: &[u8]) {
         if self.held.len() + data.len() / SECTOR > KEEP {
             self.held.clear();
+            (self.lo, self.hi) = (u64::MAX, 0);
         }
+        self.lo = self.lo.min(sector);
+        self.hi = self.hi.max(sector + (data.len() / SECTOR) as u64);
         for (i, b) in data.chunks_exact(SECTOR).enumerate() {
             let mut sec = Box::new([0u8; SECTOR]);
             sec.copy_from_slice(b);
@@ -87,8 +96,14 @@ impl<S: BlockDevice> BlockDevice for Kept<S> {
             return self.io.read(sector, buf);
         }
         let n = (buf.len() / SECTOR) as u64;
+        if n == 1 {
+            if let Some(b) = self.held.get(&sector) {
+                buf.copy_from_slice(&b[..]);
+                return Ok(());
+            }
+        }
         let held = self.held.range(sector..sector + n);
-        if held.clone().count() as u64 == n {
+        if n > 1 && held.clone().count() as u64 == n {
             for ((_, b), dst) in held.zip(buf.chunks_exact_mut(SECTOR)) {
                 dst.copy_from_slice(&b[..]);
             }
@@ -118,6 +133,15 @@ impl<S: BlockDevice> BlockDevice for Kept<S> {
             self.fat_writes += 1;
         }
         let r = self.io.write(sector, buf);
+        if sector >= self.hi || sector + n <= self.lo {
+            return r; // nothing held there
+        }
+        if n == 1 && r.is_ok() {
+            if let Some(held) = self.held.get_mut(&sector) {
+                held.copy_from_slice(buf);
+            }
+            return r;
+        }
         if r.is_err() || n as usize > KEEP_RUN {
             // Unknown on the device now, or file data: drop what is held of it.
             let stale: alloc::vec::Vec<u64> = self.held.range(sector..sector + n).map(|(&k, _)| k).collect();

@@ -5,12 +5,17 @@
 //! clusters is read in one transfer of up to 2048 sectors, straight into the caller's
 //! buffer. Writes likewise: the clusters a write adds are found from a hint that moves on
 //! (so a growing file stays in one run), its data goes out in the same large transfers,
-//! then both FAT copies link the clusters, then the entry gets the size and time.
+//! then the first FAT links the clusters, then the entry gets the size and time; the other
+//! FAT copies follow later, a run of sectors at a time (`FatFs::fat2`).
 
 use super::table::{Chain, Fat};
 use super::FatFs;
 use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
 use exo_libos::fs::{Error, OpenFlags, Result};
+
+/// A sector's bytes at a 512-aligned address.
+#[repr(C, align(512))]
+struct AlignedSector([u8; SECTOR]);
 
 /// Largest file FAT can hold.
 const MAX_SIZE: u64 = u32::MAX as u64;
@@ -182,15 +187,17 @@ impl<S: BlockDevice> FatFs<S> {
         let pos = self.node_mut(i)?.pos;
         let ft = self.geo.fat_type;
         let e = self.with_part(|p, _| {
-            let mut b = [0u8; SECTOR];
-            p.read(u64::from(pos.0), &mut b)?;
+            // Aligned, so the partition moves it without a bounce copy.
+            let mut b = AlignedSector([0u8; SECTOR]);
+            let b = &mut b.0;
+            p.read(u64::from(pos.0), b)?;
             let e = &mut b[pos.1..pos.1 + 32];
             e[11] |= super::dir::ATTR_ARCHIVE;
             super::dir::set_cluster(e, ft, first);
             e[22..24].copy_from_slice(&time.to_le_bytes());
             e[24..26].copy_from_slice(&date.to_le_bytes());
             e[28..32].copy_from_slice(&size.to_le_bytes());
-            p.write(u64::from(pos.0), &b)?;
+            p.write(u64::from(pos.0), b)?;
             let mut e = [0u8; 32];
             e.copy_from_slice(&b[pos.1..pos.1 + 32]);
             Ok(e)
@@ -200,10 +207,10 @@ impl<S: BlockDevice> FatFs<S> {
         let w1 = self.writes()?;
         let g = self.geo;
         let ours = |s: u32| {
-            s >= g.data_start && {
-                let c = (s - g.data_start) / g.spc + 2;
-                chain.runs.iter().any(|&(a, n)| (a..a + n).contains(&c))
-            }
+            chain
+                .runs
+                .iter()
+                .any(|&(a, n)| (g.cluster_sector(a)..g.cluster_sector(a) + n * g.spc).contains(&s))
         };
         self.dirs.get_mut().carry_entry(w0, w1, pos, &e, ft, ours);
         let n = self.node_mut(i)?;
