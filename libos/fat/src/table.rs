@@ -14,8 +14,8 @@ use exo_libos::fs::disk::{BlockDevice, Partition, SectorBuf, SECTOR};
 use exo_libos::fs::{Error, Result};
 
 /// FAT sectors read at once when walking chains (from the mount's sector cache, usually:
-/// a larger window only copies more; every `Fat` reads its first one afresh). Eight hold
-/// 1,024 FAT32 entries: a 64 KiB transfer's clusters even when they are 512 bytes.
+/// a larger window only copies more). Eight hold 1,024 FAT32 entries: a 64 KiB transfer's
+/// clusters even when they are 512 bytes.
 const WINDOW: u32 = 8;
 /// FAT sectors a [`Fat::link_ascending`] may span and still be mirrored as one range.
 const SPREAD: u32 = 64;
@@ -36,7 +36,8 @@ pub struct Window {
     pub valid: bool,
 }
 
-/// Cached access to the first FAT; writes go to every copy.
+/// Cached access to the first FAT; writes go to every copy (but for
+/// [`link_ascending`](Self::link_ascending)'s, whose copies its caller writes later).
 pub struct Fat<'a, S: BlockDevice> {
     part: &'a Partition<S>,
     geo: &'a Geometry,
