@@ -39,6 +39,14 @@ pub struct Kept<S> {
     pub pass: bool,
     /// Writes so far (what was read before the last one may be out of date).
     pub writes: u64,
+    /// The device's sectors holding the FATs, and writes so far that touched them (a FAT
+    /// window read before the last one may be out of date).
+    pub fat: (u64, u64),
+    pub fat_writes: u64,
+    /// Every sector held since the last time the cache was emptied lies in `lo..hi`: a write
+    /// outside (file data going to new clusters) skips the look-up in `held`.
+    lo: u64,
+    hi: u64,
 }
 
 impl<S: BlockDevice> Kept<S> {
@@ -46,7 +54,16 @@ impl<S: BlockDevice> Kept<S> {
     pub fn wrap(part: Partition<S>) -> Partition<Kept<S>> {
         let (start, count) = (part.start(), part.sectors());
         Partition::new(
-            Kept { io: part.into_inner(), held: BTreeMap::new(), pass: false, writes: 0 },
+            Kept {
+                io: part.into_inner(),
+                held: BTreeMap::new(),
+                pass: false,
+                writes: 0,
+                fat: (0, 0),
+                fat_writes: 0,
+                lo: u64::MAX,
+                hi: 0,
+            },
             start,
             count,
         )
@@ -61,7 +78,10 @@ impl<S: BlockDevice> Kept<S> {
     fn keep(&mut self, sector: u64, data: &[u8]) {
         if self.held.len() + data.len() / SECTOR > KEEP {
             self.held.clear();
+            (self.lo, self.hi) = (u64::MAX, 0);
         }
+        self.lo = self.lo.min(sector);
+        self.hi = self.hi.max(sector + (data.len() / SECTOR) as u64);
         for (i, b) in data.chunks_exact(SECTOR).enumerate() {
             let mut sec = Box::new([0u8; SECTOR]);
             sec.copy_from_slice(b);
@@ -76,8 +96,14 @@ impl<S: BlockDevice> BlockDevice for Kept<S> {
             return self.io.read(sector, buf);
         }
         let n = (buf.len() / SECTOR) as u64;
+        if n == 1 {
+            if let Some(b) = self.held.get(&sector) {
+                buf.copy_from_slice(&b[..]);
+                return Ok(());
+            }
+        }
         let held = self.held.range(sector..sector + n);
-        if held.clone().count() as u64 == n {
+        if n > 1 && held.clone().count() as u64 == n {
             for ((_, b), dst) in held.zip(buf.chunks_exact_mut(SECTOR)) {
                 dst.copy_from_slice(&b[..]);
             }
@@ -103,7 +129,19 @@ impl<S: BlockDevice> BlockDevice for Kept<S> {
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), IoError> {
         let n = (buf.len() / SECTOR) as u64;
         self.writes += 1;
+        if sector < self.fat.1 && sector + n > self.fat.0 {
+            self.fat_writes += 1;
+        }
         let r = self.io.write(sector, buf);
+        if sector >= self.hi || sector + n <= self.lo {
+            return r; // nothing held there
+        }
+        if n == 1 && r.is_ok() {
+            if let Some(held) = self.held.get_mut(&sector) {
+                held.copy_from_slice(buf);
+            }
+            return r;
+        }
         if r.is_err() || n as usize > KEEP_RUN {
             // Unknown on the device now, or file data: drop what is held of it.
             let stale: alloc::vec::Vec<u64> = self.held.range(sector..sector + n).map(|(&k, _)| k).collect();
@@ -205,6 +243,9 @@ impl SectorCache {
 
     /// Writes everything out and forgets everything (the disk is about to change under it).
     pub fn flush<S: BlockDevice>(&mut self, part: &Partition<S>) -> Result<(), IoError> {
+        if self.pending.is_empty() && self.clean.is_empty() {
+            return Ok(()); // the libOS's own operations leave nothing here: the common case
+        }
         self.clean.clear();
         self.write_out(part)
     }

@@ -5,15 +5,23 @@
 //! clusters is read in one transfer of up to 2048 sectors, straight into the caller's
 //! buffer. Writes likewise: the clusters a write adds are found from a hint that moves on
 //! (so a growing file stays in one run), its data goes out in the same large transfers,
-//! then both FAT copies link the clusters, then the entry gets the size and time.
+//! then the first FAT links the clusters, then the entry gets the size and time; the other
+//! FAT copies follow later, a run of sectors at a time (`FatFs::fat2`).
 
 use super::table::{Chain, Fat};
 use super::FatFs;
 use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
 use exo_libos::fs::{Error, OpenFlags, Result};
 
+/// A sector's bytes at a 512-aligned address.
+#[repr(C, align(512))]
+struct AlignedSector([u8; SECTOR]);
+
 /// Largest file FAT can hold.
 const MAX_SIZE: u64 = u32::MAX as u64;
+/// FAT sectors whose other copies may wait to be written, as one range (64 KiB written on
+/// the test card's 512-byte clusters links one or two FAT sectors).
+const MIRROR_SPAN: u32 = 16;
 
 /// Where byte `pos` of the file whose chain is `chain` lies: its sector, its offset in
 /// that sector, and how many of the `left` bytes from it are contiguous on the disk.
@@ -53,23 +61,19 @@ fn read_runs<S: BlockDevice>(
 }
 
 impl<S: BlockDevice> FatFs<S> {
-    /// Walks node `i`'s chain until `want` clusters are known or it ends; fails with
-    /// [`Error::Corrupt`] if fewer than `need` exist.
-    fn chain_to(&mut self, i: usize, want: u32, need: u32) -> Result<Chain> {
-        let mut chain = core::mem::take(&mut self.node_mut(i)?.chain);
-        let mut win = core::mem::take(&mut self.fat_win);
-        let r = self.with_part(|p, g| {
-            let mut fat = Fat::reuse(p, g, core::mem::take(&mut win));
-            let r = chain.ensure(&mut fat, want);
-            win = fat.into_window();
-            r
-        });
-        self.fat_win = win;
-        let ok = chain.len >= need;
-        self.node_mut(i)?.chain = chain.clone();
-        r?;
-        if ok {
-            Ok(chain)
+    /// Walks node `i`'s chain until `want` clusters are known or it ends (the FAT is not
+    /// looked at when they are known already); fails with [`Error::Corrupt`] if fewer than
+    /// `need` exist.
+    fn chain_to(&mut self, i: usize, want: u32, need: u32) -> Result<()> {
+        let c = &self.node_mut(i)?.chain;
+        if c.len < want && !c.ended {
+            let mut chain = core::mem::take(&mut self.node_mut(i)?.chain);
+            let r = self.with_fat(|fat| chain.ensure(fat, want));
+            self.node_mut(i)?.chain = chain;
+            r?;
+        }
+        if self.node_mut(i)?.chain.len >= need {
+            Ok(())
         } else {
             Err(Error::Corrupt)
         }
@@ -87,11 +91,12 @@ impl<S: BlockDevice> FatFs<S> {
         let len = (size - offset).min(buf.len() as u64) as usize;
         let cb = u64::from(self.geo.cluster_bytes());
         let need = (offset + len as u64).div_ceil(cb) as u32;
-        let chain = self.chain_to(i, need, need)?;
+        self.chain_to(i, need, need)?;
+        let chain = &self.nodes.get(i).and_then(Option::as_ref).ok_or(Error::BadHandle)?.chain;
         self.with_part(|p, g| {
             // File data does not go through the mount's sector cache.
             p.with_io(|k| k.pass = true);
-            let r = read_runs(p, g, &chain, offset, &mut buf[..len]);
+            let r = read_runs(p, g, chain, offset, &mut buf[..len]);
             p.with_io(|k| k.pass = false);
             r
         })?;
@@ -117,21 +122,14 @@ impl<S: BlockDevice> FatFs<S> {
         let cb = u64::from(self.geo.cluster_bytes());
         let end = off + data.len() as u64;
         let want = end.div_ceil(cb) as u32;
-        let mut chain = self.chain_to(i, want, want.min(u64::from(size).div_ceil(cb) as u32))?;
+        self.chain_to(i, want, want.min(u64::from(size).div_ceil(cb) as u32))?;
+        let mut chain = self.node_mut(i)?.chain.clone();
         let new = match want.checked_sub(chain.len) {
             Some(k) if k > 0 => {
                 // One cluster stays free, as for the crate's allocations (`reserve`).
                 self.reserve(k)?;
                 let hint = self.next_free;
-                let mut win = core::mem::take(&mut self.fat_win);
-                let r = self.with_part(|p, g| {
-                    let mut fat = Fat::reuse(p, g, core::mem::take(&mut win));
-                    let r = fat.find_free(hint, k);
-                    win = fat.into_window();
-                    r
-                });
-                self.fat_win = win;
-                r?
+                self.with_fat(|fat| fat.find_free(hint, k))?
             }
             _ => alloc::vec::Vec::new(),
         };
@@ -152,8 +150,22 @@ impl<S: BlockDevice> FatFs<S> {
                 write_runs(p, g, &chain, off, Src::Data(data))
             })();
             p.with_io(|k| k.pass = false);
-            r?;
-            link(&mut Fat::new(p, g), tail, &new)
+            r
+        });
+        let r = r.and_then(|_| self.with_fat(|fat| link(fat, tail, &new)));
+        // The other FAT copies of what was linked are written later, a run of sectors at a
+        // time (see `FatFs::fat2`).
+        let r = r.and_then(|lag| match (lag, self.fat2) {
+            (Some((lo, hi)), Some((a, b))) if lo.min(a) + MIRROR_SPAN > hi.max(b) => {
+                self.fat2 = Some((lo.min(a), hi.max(b)));
+                Ok(())
+            }
+            (Some(range), _) => {
+                self.mirror_fat()?;
+                self.fat2 = Some(range);
+                Ok(())
+            }
+            (None, _) => Ok(()),
         });
         if let Err(e) = r {
             // The links may or may not be on disk: walk the chain again next time.
@@ -163,10 +175,10 @@ impl<S: BlockDevice> FatFs<S> {
             self.free = None;
             return Err(e);
         }
-        if let Some(&c) = new.last() {
-            self.next_free = c + 1;
+        if let Some(&(s, n)) = new.last() {
+            self.next_free = s + n;
             if let Some(f) = &mut self.free {
-                *f -= new.len() as u32;
+                *f -= new.iter().map(|r| r.1).sum::<u32>();
             }
         }
         let first = chain.runs.first().map_or(0, |r| r.0);
@@ -175,15 +187,17 @@ impl<S: BlockDevice> FatFs<S> {
         let pos = self.node_mut(i)?.pos;
         let ft = self.geo.fat_type;
         let e = self.with_part(|p, _| {
-            let mut b = [0u8; SECTOR];
-            p.read(u64::from(pos.0), &mut b)?;
+            // Aligned, so the partition moves it without a bounce copy.
+            let mut b = AlignedSector([0u8; SECTOR]);
+            let b = &mut b.0;
+            p.read(u64::from(pos.0), b)?;
             let e = &mut b[pos.1..pos.1 + 32];
             e[11] |= super::dir::ATTR_ARCHIVE;
             super::dir::set_cluster(e, ft, first);
             e[22..24].copy_from_slice(&time.to_le_bytes());
             e[24..26].copy_from_slice(&date.to_le_bytes());
             e[28..32].copy_from_slice(&size.to_le_bytes());
-            p.write(u64::from(pos.0), &b)?;
+            p.write(u64::from(pos.0), b)?;
             let mut e = [0u8; 32];
             e.copy_from_slice(&b[pos.1..pos.1 + 32]);
             Ok(e)
@@ -193,10 +207,10 @@ impl<S: BlockDevice> FatFs<S> {
         let w1 = self.writes()?;
         let g = self.geo;
         let ours = |s: u32| {
-            s >= g.data_start && {
-                let c = (s - g.data_start) / g.spc + 2;
-                chain.runs.iter().any(|&(a, n)| (a..a + n).contains(&c))
-            }
+            chain
+                .runs
+                .iter()
+                .any(|&(a, n)| (g.cluster_sector(a)..g.cluster_sector(a) + n * g.spc).contains(&s))
         };
         self.dirs.get_mut().carry_entry(w0, w1, pos, &e, ft, ours);
         let n = self.node_mut(i)?;
@@ -267,27 +281,30 @@ fn write_runs<S: BlockDevice>(
     Ok(())
 }
 
-/// Links `new` (free clusters) into a chain after `tail` (none: they are a new file's
-/// first), in every FAT copy: the new clusters' own links first, then the old end's link
-/// to them, so a crash never leaves a link to a free cluster. When the old end and the
-/// new clusters ascend (the usual case: the allocation hint moves on), one pass writes the
-/// sectors from the last to the first, which keeps that order and writes the sector shared
-/// by the old end and the first new clusters once.
-fn link<S: BlockDevice>(fat: &mut Fat<'_, S>, tail: Option<u32>, new: &[u32]) -> Result<()> {
-    let Some(&last) = new.last() else { return Ok(()) };
-    let ascending = tail.is_none_or(|t| t < new[0]) && new.is_sorted();
-    // In cluster order (the old end first), so that `set` finds them sorted.
-    let mut links = alloc::vec::Vec::with_capacity(new.len() + 1);
-    if let (Some(t), true) = (tail, ascending) {
-        links.push((t, new[0]));
+/// Links `new` (runs of free clusters, first and count) into a chain after `tail` (none:
+/// they are a new file's first), in every FAT copy: the new clusters' own links first, then
+/// the old end's link to them, so a crash never leaves a link to a free cluster. When the
+/// old end and the new runs ascend (the usual case: the allocation hint moves on),
+/// [`Fat::link_ascending`] writes the sectors from the last to the first, which keeps that
+/// order and writes the sector shared by the old end and the first new clusters once.
+fn link<S: BlockDevice>(
+    fat: &mut Fat<'_, S>,
+    tail: Option<u32>,
+    new: &[(u32, u32)],
+) -> Result<Option<(u32, u32)>> {
+    let Some(&(first, _)) = new.first() else { return Ok(None) };
+    let ascending = tail.is_none_or(|t| t < first) && new.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0);
+    if ascending {
+        return fat.link_ascending(tail, new);
     }
-    links.extend(new.windows(2).map(|w| (w[0], w[1])));
-    links.push((last, fat.eoc()));
-    match tail {
-        Some(t) if !ascending => {
-            fat.set(links)?;
-            fat.set(alloc::vec![(t, new[0])])
-        }
-        _ => fat.set_in_order(links, true),
+    let mut links = alloc::vec::Vec::new();
+    for (j, &(s, n)) in new.iter().enumerate() {
+        links.extend((s..s + n - 1).map(|c| (c, c + 1)));
+        links.push((s + n - 1, new.get(j + 1).map_or(fat.eoc(), |r| r.0)));
     }
+    fat.set(links)?;
+    if let Some(t) = tail {
+        fat.set(alloc::vec![(t, first)])?;
+    }
+    Ok(None)
 }

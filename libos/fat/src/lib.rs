@@ -130,9 +130,17 @@ pub struct FatFs<S: BlockDevice> {
     handles: Vec<Option<(usize, OpenFlags)>>,
     /// Directories parsed lately.
     dirs: core::cell::RefCell<dir::Memo>,
-    /// A buffer for the FAT window of the walks and searches of file data, kept so that
-    /// each is not allocated and zeroed again (what it holds is read again every time).
-    fat_win: Vec<u8>,
+    /// The FAT window of the walks, searches and links of file data, kept from one call to
+    /// the next (see [`with_fat`](Self::with_fat)).
+    fat_win: table::Window,
+    /// [`Kept::fat_writes`] when `fat_win` was put back: it still holds the FAT as it
+    /// stands while the count has not moved.
+    fat_seen: u64,
+    /// FAT sectors (relative to the FAT) that file writes linked in the first FAT and whose
+    /// other copies are not written yet: written when the next link falls outside the
+    /// range, and at `sync`. Only the first FAT is read (here, by the crate, by Linux and by
+    /// `fsck.vfat -a`); until then the copy is the first FAT as it was before.
+    fat2: Option<(u32, u32)>,
 }
 
 impl<S: BlockDevice> FatFs<S> {
@@ -154,6 +162,8 @@ impl<S: BlockDevice> FatFs<S> {
             }
         }
         let part = Kept::wrap(part);
+        let fat = part.start() + u64::from(geo.fat_start);
+        part.with_io(|k| k.fat = (fat, fat + u64::from(geo.nfats * geo.fat_size)));
         let vm: Vm<S> = VolumeManager::new_with_limits(FatDev::new(part, geo), FatClock(opts.clock), 1);
         let vol = vm.open_raw_volume(VolumeIdx(0)).map_err(sd)?;
         Ok(FatFs {
@@ -169,7 +179,9 @@ impl<S: BlockDevice> FatFs<S> {
             nodes: Vec::new(),
             handles: Vec::new(),
             dirs: Default::default(),
-            fat_win: Vec::new(),
+            fat_win: Default::default(),
+            fat_seen: 0,
+            fat2: None,
         })
     }
 
@@ -194,6 +206,30 @@ impl<S: BlockDevice> FatFs<S> {
             d.settle()?;
             f(&d.part, &geo)
         })
+    }
+
+    /// Runs `f` on a `Fat` over the window kept from the last call, read again only if
+    /// something wrote the FAT since (the crate, a free, a failed write: anything but a
+    /// kept `Fat`'s own writes, which update its window as they go).
+    fn with_fat<R>(&mut self, f: impl FnOnce(&mut Fat<'_, Kept<S>>) -> Result<R>) -> Result<R> {
+        let mut win = core::mem::take(&mut self.fat_win);
+        let seen = self.fat_seen;
+        let (r, win, now) = self.with_part(|p, g| {
+            win.valid &= p.with_io(|k| k.fat_writes) == seen;
+            let mut fat = Fat::reuse(p, g, win);
+            let r = f(&mut fat);
+            Ok((r, fat.into_window(), p.with_io(|k| k.fat_writes)))
+        })?;
+        (self.fat_win, self.fat_seen) = (win, now);
+        r
+    }
+
+    /// Brings the other FAT copies up to date with the first (see [`fat2`](Self::fat2)).
+    fn mirror_fat(&mut self) -> Result<()> {
+        let Some((lo, hi)) = self.fat2 else { return Ok(()) };
+        self.with_part(|p, g| Fat::new(p, g).mirror(lo, hi))?;
+        self.fat2 = None;
+        Ok(())
     }
 
     /// The count of sector writes to the volume so far (after the crate's went out).
@@ -389,6 +425,7 @@ impl<S: BlockDevice> FileSystem for FatFs<S> {
         if self.read_only {
             return Ok(());
         }
+        self.mirror_fat()?;
         if self.dirty {
             // The FSInfo sector must be exact, not an estimate. The count kept since it was
             // taken is (every allocation and free is counted as it happens), so the FAT is

@@ -10,21 +10,34 @@ extern crate alloc;
 use super::bpb::{FatType, Geometry};
 use alloc::vec;
 use alloc::vec::Vec;
-use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
+use exo_libos::fs::disk::{BlockDevice, Partition, SectorBuf, SECTOR};
 use exo_libos::fs::{Error, Result};
 
 /// FAT sectors read at once when walking chains (from the mount's sector cache, usually:
-/// a larger window only copies more; every `Fat` reads its first one afresh). Eight hold
-/// 1,024 FAT32 entries: a 64 KiB transfer's clusters even when they are 512 bytes.
+/// a larger window only copies more). Eight hold 1,024 FAT32 entries: a 64 KiB transfer's
+/// clusters even when they are 512 bytes.
 const WINDOW: u32 = 8;
+/// FAT sectors a [`Fat::link_ascending`] may span and still be mirrored as one range.
+const SPREAD: u32 = 64;
 /// FAT sectors read at once when counting free clusters.
 const SCAN: u32 = 256;
 
-/// A sector's bytes at an 8-aligned address.
-#[repr(align(8))]
+/// A sector's bytes at a 512-aligned address (so entries are aligned words, and the
+/// partition writes it without a bounce copy).
+#[repr(align(512))]
 struct AlignedSector([u8; SECTOR]);
 
-/// Cached access to the first FAT; writes go to every copy.
+/// A FAT window kept from one `Fat` to the next (see [`Fat::reuse`]): its buffer, the
+/// first FAT sector it holds, and whether it equals the disk.
+#[derive(Default)]
+pub struct Window {
+    buf: Vec<u8>,
+    at: u32,
+    pub valid: bool,
+}
+
+/// Cached access to the first FAT; writes go to every copy (but for
+/// [`link_ascending`](Self::link_ascending)'s, whose copies its caller writes later).
 pub struct Fat<'a, S: BlockDevice> {
     part: &'a Partition<S>,
     geo: &'a Geometry,
@@ -37,19 +50,49 @@ pub struct Fat<'a, S: BlockDevice> {
 
 impl<'a, S: BlockDevice> Fat<'a, S> {
     pub fn new(part: &'a Partition<S>, geo: &'a Geometry) -> Self {
-        Self::reuse(part, geo, Vec::new())
+        Self::reuse(part, geo, Window::default())
     }
 
-    /// A `Fat` whose window goes into `buf`, a buffer an earlier one gave back
-    /// ([`into_window`](Self::into_window)): its contents are read again, but it is not
-    /// allocated and zeroed again.
-    pub fn reuse(part: &'a Partition<S>, geo: &'a Geometry, buf: Vec<u8>) -> Self {
-        Fat { part, geo, win_at: 0, win: buf, loaded: false }
+    /// A `Fat` over the window an earlier one gave back ([`into_window`](Self::into_window)):
+    /// not allocated and zeroed again, and not read again if `w.valid` (the caller's word
+    /// that nothing wrote the FAT since: a `Fat`'s own writes keep its window up to date).
+    pub fn reuse(part: &'a Partition<S>, geo: &'a Geometry, w: Window) -> Self {
+        Fat { part, geo, win_at: w.at, win: w.buf, loaded: w.valid }
     }
 
-    /// The window's buffer, for [`reuse`](Self::reuse).
-    pub fn into_window(self) -> Vec<u8> {
-        self.win
+    /// The window, for [`reuse`](Self::reuse): valid if it holds FAT sectors as they stand.
+    pub fn into_window(self) -> Window {
+        Window { buf: self.win, at: self.win_at, valid: self.loaded }
+    }
+
+    /// FAT sector `sector` (relative to the FAT) into `buf`: from the window if it holds it.
+    fn read_sector(&mut self, sector: u32, buf: &mut [u8; SECTOR]) -> Result<()> {
+        let have = self.win.len() as u32 / SECTOR as u32;
+        if self.loaded && sector >= self.win_at && sector < self.win_at + have {
+            let at = (sector - self.win_at) as usize * SECTOR;
+            buf.copy_from_slice(&self.win[at..at + SECTOR]);
+            return Ok(());
+        }
+        Ok(self.part.read(u64::from(self.geo.fat_start + sector), buf)?)
+    }
+
+    /// Writes FAT sector `sector` (relative to the FAT) to copies `copies`, and into the
+    /// window if it holds it. A failed write leaves the window unloaded (the disk may or
+    /// may not hold the sector now).
+    fn write_sector(&mut self, sector: u32, buf: &[u8; SECTOR], copies: core::ops::Range<u32>) -> Result<()> {
+        for copy in copies {
+            let at = self.geo.fat_start + copy * self.geo.fat_size + sector;
+            if let Err(e) = self.part.write(u64::from(at), buf) {
+                self.loaded = false;
+                return Err(e.into());
+            }
+        }
+        let have = self.win.len() as u32 / SECTOR as u32;
+        if self.loaded && sector >= self.win_at && sector < self.win_at + have {
+            let at = (sector - self.win_at) as usize * SECTOR;
+            self.win[at..at + SECTOR].copy_from_slice(buf);
+        }
+        Ok(())
     }
 
     /// Entry `c` (any number below `clusters + 2`), masked to its meaningful bits.
@@ -180,7 +223,7 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
             if sector >= self.geo.fat_size {
                 return Err(Error::Corrupt);
             }
-            self.part.read(u64::from(self.geo.fat_start + sector), &mut buf.0)?;
+            self.read_sector(sector, &mut buf.0)?;
             let b = &mut buf.0;
             match self.geo.fat_type {
                 FatType::Fat16 => {
@@ -198,12 +241,8 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
                     }
                 }
             }
-            for copy in 0..self.geo.nfats {
-                let at = self.geo.fat_start + copy * self.geo.fat_size + sector;
-                self.part.write(u64::from(at), &buf.0)?;
-            }
+            self.write_sector(sector, &buf.0, 0..self.geo.nfats)?;
         }
-        self.loaded = false;
         Ok(())
     }
 
@@ -217,34 +256,152 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
 
     /// Finds `k` free clusters, looking from cluster `from` to the last one and then from
     /// cluster 2 (the allocation hint, as Linux keeps one: each search goes on where the
-    /// last one stopped). Nothing is written; fails with [`Error::NoSpace`] if there are
-    /// fewer than `k`.
-    pub fn find_free(&mut self, from: u32, k: u32) -> Result<Vec<u32>> {
+    /// last one stopped); returns them as runs (first cluster, count) in the order found.
+    /// Nothing is written; fails with [`Error::NoSpace`] if there are fewer than `k`.
+    pub fn find_free(&mut self, from: u32, k: u32) -> Result<Vec<(u32, u32)>> {
         let last = self.geo.clusters + 1;
         let from = if self.geo.valid_cluster(from) { from } else { 2 };
-        let mut found = Vec::with_capacity(k as usize);
+        let mut found: Vec<(u32, u32)> = Vec::new();
+        let mut n = 0;
         for (mut c, end) in [(from, last + 1), (2, from)] {
             // A window at a time, its entries tested in a tight loop.
-            while c < end && (found.len() as u32) < k {
+            while c < end && n < k {
                 let (lo, hi) = self.span(c, end)?;
                 let eb = self.geo.entry_bytes() as usize;
                 let fat16 = self.geo.fat_type == FatType::Fat16;
-                for (x, e) in (lo..hi).zip(self.entries(lo, hi).chunks_exact(eb)) {
-                    let free = if fat16 { e[0] | e[1] == 0 } else { e[0] | e[1] | e[2] | (e[3] & 0x0f) == 0 };
-                    if free {
-                        found.push(x);
-                        if found.len() as u32 == k {
-                            break;
+                let b = self.entries(lo, hi);
+                // The first entry from `at` (among `m`) that is free (or used, if `!free`),
+                // in a tight loop over the window's bytes.
+                let seek = |at: usize, m: usize, free: bool| {
+                    let e = &b[at * eb..(at + m) * eb];
+                    let p = if fat16 {
+                        e.chunks_exact(2).position(|e| (e[0] | e[1] == 0) == free)
+                    } else {
+                        e.chunks_exact(4).position(|e| (e[0] | e[1] | e[2] | (e[3] & 0x0f) == 0) == free)
+                    };
+                    at + p.unwrap_or(m)
+                };
+                // Runs of free entries, each taken whole.
+                let (mut i, len) = (0, (hi - lo) as usize);
+                while i < len && n < k {
+                    i = seek(i, len - i, true);
+                    let from = i;
+                    i = seek(i, ((k - n) as usize).min(len - i), false);
+                    if i > from {
+                        let (x, m) = (lo + from as u32, (i - from) as u32);
+                        match found.last_mut() {
+                            Some((s, r)) if *s + *r == x => *r += m,
+                            _ => found.push((x, m)),
                         }
+                        n += m;
                     }
                 }
                 c = hi;
             }
         }
-        if (found.len() as u32) < k {
+        if n < k {
             return Err(Error::NoSpace);
         }
         Ok(found)
+    }
+
+    /// Links `runs` (free clusters, ascending, each run after the one before) into a chain
+    /// after `tail` (which lies before them; none: they are a new file's first) with the
+    /// end mark after the last. The first FAT's sectors are written from the last to the
+    /// first, so the new clusters' links are on disk before the sector linking the old end
+    /// to them (a crash never leaves a link to a free cluster). The other copies: when the
+    /// sectors touched are consecutive (they are, but for gaps of whole sectors of used
+    /// clusters), they are left to the caller, who mirrors them later ([`mirror`](Self::mirror)),
+    /// and their range is returned; otherwise they are written here, one at a time.
+    pub fn link_ascending(&mut self, tail: Option<u32>, runs: &[(u32, u32)]) -> Result<Option<(u32, u32)>> {
+        let (Some(&(s0, _)), Some(&(sl, nl))) = (runs.first(), runs.last()) else { return Ok(None) };
+        let epb = (SECTOR / self.geo.entry_bytes() as usize) as u32;
+        let (lo, hi) = (tail.unwrap_or(s0) / epb, (sl + nl - 1) / epb);
+        if hi >= self.geo.fat_size {
+            return Err(Error::Corrupt);
+        }
+        let (eoc, fat16) = (self.eoc(), self.geo.fat_type == FatType::Fat16);
+        if hi - lo >= SPREAD {
+            // Runs spread far apart: one sector at a time.
+            let mut links = Vec::new();
+            if let Some(t) = tail {
+                links.push((t, s0));
+            }
+            for (j, &(s, n)) in runs.iter().enumerate() {
+                links.extend((s..s + n - 1).map(|c| (c, c + 1)));
+                links.push((s + n - 1, runs.get(j + 1).map_or(eoc, |r| r.0)));
+            }
+            return self.set_in_order(links, true).map(|_| None);
+        }
+        let mut buf = AlignedSector([0u8; SECTOR]);
+        let mut touched = Vec::new();
+        for sector in (lo..=hi).rev() {
+            let (first, end) = (sector * epb, (sector + 1) * epb);
+            self.read_sector(sector, &mut buf.0)?;
+            let b = &mut buf.0;
+            let put = |b: &mut [u8; SECTOR], c: u32, v: u32| {
+                let i = (c - first) as usize;
+                if fat16 {
+                    b[i * 2..i * 2 + 2].copy_from_slice(&(v as u16).to_le_bytes());
+                } else {
+                    let old = le::get_u32(b, i * 4);
+                    b[i * 4..i * 4 + 4]
+                        .copy_from_slice(&((old & 0xf000_0000) | (v & 0x0fff_ffff)).to_le_bytes());
+                }
+            };
+            let mut changed = false;
+            if let Some(t) = tail.filter(|t| (first..end).contains(t)) {
+                put(b, t, s0);
+                changed = true;
+            }
+            for (j, &(s, n)) in runs.iter().enumerate() {
+                let (a, z) = (s.max(first), (s + n).min(end));
+                if a >= z {
+                    continue;
+                }
+                changed = true;
+                // Each cluster but the run's last links to the next, in a tight loop.
+                let body = (a - first) as usize..(z.min(s + n - 1).max(a) - first) as usize;
+                if fat16 {
+                    for (e, v) in b[body.start * 2..body.end * 2].chunks_exact_mut(2).zip(a + 1..) {
+                        e.copy_from_slice(&(v as u16).to_le_bytes());
+                    }
+                } else {
+                    for (e, v) in b[body.start * 4..body.end * 4].chunks_exact_mut(4).zip(a + 1..) {
+                        let v = v | u32::from(e[3] & 0xf0) << 24;
+                        e.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                if z == s + n {
+                    put(b, s + n - 1, runs.get(j + 1).map_or(eoc, |r| r.0));
+                }
+            }
+            if changed {
+                self.write_sector(sector, &buf.0, 0..1)?;
+                touched.push(sector);
+            }
+        }
+        if touched.len() as u32 == hi - lo + 1 {
+            return Ok(Some((lo, hi)));
+        }
+        for &sector in &touched {
+            self.mirror(sector, sector)?;
+        }
+        Ok(None)
+    }
+
+    /// Writes the first FAT's sectors `lo..=hi` as they stand to the other copies, in one
+    /// transfer each.
+    pub fn mirror(&mut self, lo: u32, hi: u32) -> Result<()> {
+        if self.geo.nfats < 2 || hi >= self.geo.fat_size || lo > hi {
+            return Ok(());
+        }
+        let mut buf = SectorBuf::new((hi - lo + 1) as usize * SECTOR);
+        self.part.read(u64::from(self.geo.fat_start + lo), &mut buf)?;
+        for c in 1..self.geo.nfats {
+            self.part.write(u64::from(self.geo.fat_start + c * self.geo.fat_size + lo), &buf)?;
+        }
+        Ok(())
     }
 
     /// Frees the whole chain starting at `first` (checked first: nothing is freed if it is
@@ -357,18 +514,15 @@ impl Chain {
         Ok(())
     }
 
-    /// Adds newly linked clusters at the end (the chain is known to its end).
-    pub fn append(&mut self, clusters: &[u32]) {
-        let mut rest = clusters;
-        while let Some(&c) = rest.first() {
-            // The longest prefix of consecutive clusters, as one run.
-            let k = 1 + rest.windows(2).take_while(|w| w[1] == w[0] + 1).count();
+    /// Adds newly linked runs of clusters (first, count) at the end (the chain is known to
+    /// its end).
+    pub fn append(&mut self, runs: &[(u32, u32)]) {
+        for &(c, k) in runs {
             match self.runs.last_mut() {
-                Some((s, n)) if *s + *n == c => *n += k as u32,
-                _ => self.runs.push((c, k as u32)),
+                Some((s, n)) if *s + *n == c => *n += k,
+                _ => self.runs.push((c, k)),
             }
-            self.len += k as u32;
-            rest = &rest[k..];
+            self.len += k;
         }
     }
 

@@ -55,8 +55,8 @@ impl BlockDevice for Cut {
 
 /// What the file under test holds when every write has gone through: pieces written in
 /// order, then one past the end (a zero-filled gap).
-fn expected(keep: &[u8]) -> Vec<u8> {
-    let mut v: Vec<u8> = (0..6 * 1500u32).map(|i| (i * 7 + 3) as u8).collect();
+fn expected(keep: &[u8], piece: usize) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..6 * piece as u32).map(|i| (i * 7 + 3) as u8).collect();
     v.resize(v.len() + 3000, 0);
     v.extend_from_slice(&keep[..700]);
     v
@@ -64,17 +64,17 @@ fn expected(keep: &[u8]) -> Vec<u8> {
 
 /// The writes that may be cut: a new file grown in pieces that cross clusters, then a
 /// write past its end. Stops at the first error (the power is gone).
-fn writes(fs: &mut FatFs<Cut>, grow: &[u8]) -> exo_libos::fs::Result<()> {
+fn writes(fs: &mut FatFs<Cut>, grow: &[u8], n: usize) -> exo_libos::fs::Result<()> {
     let h = fs.create("/grow.bin")?;
-    for (i, piece) in grow[..6 * 1500].chunks(1500).enumerate() {
-        fs.write(h, (i * 1500) as u64, piece)?;
+    for (i, piece) in grow[..6 * n].chunks(n).enumerate() {
+        fs.write(h, (i * n) as u64, piece)?;
     }
-    fs.write(h, (6 * 1500 + 3000) as u64, &grow[6 * 1500 + 3000..])?;
+    fs.write(h, (6 * n + 3000) as u64, &grow[6 * n + 3000..])?;
     fs.close(h)?;
     fs.sync()
 }
 
-fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32) {
+fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32, piece: usize) {
     if !have_fat_tools(test) {
         return;
     }
@@ -95,19 +95,19 @@ fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32) {
     fs.close(h).unwrap();
     fs.unmount().unwrap();
     let base = disk.borrow().clone();
-    let grow = expected(&keep);
+    let grow = expected(&keep, piece);
 
     // How many write calls the whole sequence makes.
     let mut fs =
         FatFs::mount(dev(&Rc::new(RefCell::new(base.clone())), None), FatOptions::default()).unwrap();
-    writes(&mut fs, &grow).unwrap();
+    writes(&mut fs, &grow, piece).unwrap();
     let total = fs.unmount().unwrap().into_inner().writes;
     assert!(total > 10, "{total} writes");
 
     for k in 1..=total {
         let disk = Rc::new(RefCell::new(base.clone()));
         let mut fs = FatFs::mount(dev(&disk, Some(k)), FatOptions::default()).unwrap();
-        let _ = writes(&mut fs, &grow);
+        let _ = writes(&mut fs, &grow, piece);
         // The power is gone: what is on the disk is what the test checks (no unmount).
         drop(fs);
         std::fs::write(&img, &*disk.borrow()).unwrap();
@@ -136,10 +136,23 @@ fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32) {
 
 #[test]
 fn fat16_power_cut_at_any_write_leaves_synced_files_whole_and_written_ones_a_prefix() {
-    cut_everywhere("fat16_power_cut_at_any_write", 16, 4, 16 * 1024);
+    cut_everywhere("fat16_power_cut_at_any_write", 16, 4, 16 * 1024, 1500);
 }
 
 #[test]
 fn fat32_power_cut_at_any_write_leaves_synced_files_whole_and_written_ones_a_prefix() {
-    cut_everywhere("fat32_power_cut_at_any_write", 32, 1, 40 * 1024);
+    cut_everywhere("fat32_power_cut_at_any_write", 32, 1, 40 * 1024, 1500);
+}
+
+/// Writes of 80 clusters or more: each links clusters across two FAT sectors (written one
+/// at a time, the last first) and writes the second FAT's two in one transfer, which a
+/// cut may tear.
+#[test]
+fn fat32_power_cut_during_large_writes_leaves_synced_files_whole_and_written_ones_a_prefix() {
+    cut_everywhere("fat32_power_cut_during_large_writes", 32, 1, 40 * 1024, 40_000);
+}
+
+#[test]
+fn fat16_power_cut_during_large_writes_leaves_synced_files_whole_and_written_ones_a_prefix() {
+    cut_everywhere("fat16_power_cut_during_large_writes", 16, 1, 16 * 1024, 140_000);
 }

@@ -307,3 +307,55 @@ fn fat16_full_volume_says_no_space_and_stays_consistent() {
 fn fat32_full_volume_says_no_space_and_stays_consistent() {
     fill_up("fat32_full_volume_says_no_space_and_stays_consistent", 32, 1, 40 * 1024);
 }
+
+/// A file grown in large writes while the crate allocates (directories made) and the libOS
+/// frees (files removed) between them: the FAT window the writes keep from one call to the
+/// next must be read again after those, or a write hands out a cluster a directory took
+/// (fsck then finds it cross-linked) or misses one a removal freed.
+fn grow_between_others(test: &str, fat: u32, spc: u32, kib: u32) {
+    if !have_fat_tools(test) {
+        return;
+    }
+    let dir = scratch(test);
+    let img = dir.join("vol.img");
+    let imgs = img.to_str().unwrap();
+    mkfs(&img, kib, fat, spc);
+    let disk = std::fs::read(&img).unwrap();
+    let sectors = disk.len() as u64 / 512;
+    let mut fs = FatFs::mount(Partition::new(disk, 0, sectors), FatOptions::default()).unwrap();
+    let mut rng = Rng::from_state(u64::from(fat) * 7 + 1);
+    let mut model = Model::new();
+    let big = rng.bytes(8 * 65536);
+    let h = fs.create("/big.bin").unwrap();
+    for (i, piece) in big.chunks(65536).enumerate() {
+        assert_eq!(fs.write(h, (i * 65536) as u64, piece).unwrap(), piece.len());
+        let d = format!("/d{i}");
+        fs.mkdir(&d).unwrap();
+        model.insert(d.clone(), None);
+        let small = rng.bytes(3000);
+        write_all(&mut fs, &format!("{d}/s.bin"), &small, 3000);
+        model.insert(format!("{d}/s.bin"), Some(small));
+        if i % 2 == 1 {
+            let p = format!("/d{}/s.bin", i - 1);
+            fs.remove(&p).unwrap();
+            model.remove(&p);
+        }
+    }
+    fs.close(h).unwrap();
+    model.insert("/big.bin".into(), Some(big));
+    check_model(&mut fs, &model);
+    let disk = fs.unmount().unwrap().into_inner();
+    std::fs::write(&img, &disk).unwrap();
+    fsck_clean(imgs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fat32_file_grown_between_allocations_and_frees_stays_consistent() {
+    grow_between_others("fat32_file_grown_between_allocations_and_frees", 32, 1, 40 * 1024);
+}
+
+#[test]
+fn fat16_file_grown_between_allocations_and_frees_stays_consistent() {
+    grow_between_others("fat16_file_grown_between_allocations_and_frees", 16, 4, 16 * 1024);
+}
