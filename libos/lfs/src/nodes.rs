@@ -26,15 +26,53 @@ pub(crate) struct Node {
     pub dirty: bool,
 }
 
+/// Memo slots for block pointers found through indirect blocks (direct-mapped by block).
+const MEMO: usize = 16;
+
+/// One remembered pointer: block `blk` of file `ino` was `ptr` while `epoch` was current.
+#[derive(Clone, Copy, Default)]
+struct Memo {
+    ino: u32,
+    blk: u64,
+    ptr: u64,
+    epoch: u64,
+}
+
 #[derive(Default)]
 pub(crate) struct NodeCache {
     pub map: BTreeMap<NodeKey, Node>,
     pub dirty: Vec<NodeKey>,
+    /// Pointers `block_ptr` found through the tree, so that a read of a cached file skips
+    /// the walk. Valid only while `epoch` is unchanged: every change of a pointer (of a
+    /// file block, a node or an inode's root) goes through `set_block_ptr`, `set_block_run`,
+    /// `set_parent` or `truncate_tree`, and each of them bumps it (as does `drop_file`), so
+    /// a memo never outlives the pointer it copied.
+    memo: [Memo; MEMO],
+    /// Starts at 0 and is bumped before any use, so a zeroed slot never matches.
+    epoch: u64,
 }
 
 impl NodeCache {
+    /// Forgets every remembered pointer (some pointer is about to change).
+    pub fn forget(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    fn recall(&self, ino: u32, blk: u64) -> Option<u64> {
+        let m = &self.memo[blk as usize % MEMO];
+        (m.epoch == self.epoch && self.epoch != 0 && m.ino == ino && m.blk == blk).then_some(m.ptr)
+    }
+
+    fn remember(&mut self, ino: u32, blk: u64, ptr: u64) {
+        if self.epoch == 0 {
+            self.epoch = 1;
+        }
+        self.memo[blk as usize % MEMO] = Memo { ino, blk, ptr, epoch: self.epoch };
+    }
+
     /// Forgets every cached node of a file (its blocks were freed).
     pub fn drop_file(&mut self, ino: u32) {
+        self.forget();
         let lo = NodeKey { ino, level: 0, base: 0 };
         let hi = NodeKey { ino: ino.wrapping_add(1), level: 0, base: 0 };
         let keys: Vec<NodeKey> = if ino == u32::MAX {
@@ -132,10 +170,15 @@ impl<D: BlockDevice> Fs<D> {
         if depth == 0 {
             return self.root_ptr(ino, slot);
         }
-        match self.node_for(ino, blk, 1, false)? {
-            Some(k) => Ok(self.nodes.map.get(&k).map_or(0, |n| n.ptrs[(blk - k.base) as usize])),
-            None => Ok(0),
+        if let Some(p) = self.nodes.recall(ino, blk) {
+            return Ok(p);
         }
+        let p = match self.node_for(ino, blk, 1, false)? {
+            Some(k) => self.nodes.map.get(&k).map_or(0, |n| n.ptrs[(blk - k.base) as usize]),
+            None => 0,
+        };
+        self.nodes.remember(ino, blk, p);
+        Ok(p)
     }
 
     /// The pointers of file blocks `blk..`, as many as `out` holds and the structure holding
@@ -165,6 +208,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Points file block `blk` at `new`; returns the old pointer (the caller kills it).
     pub(crate) fn set_block_ptr(&mut self, ino: u32, blk: u64, new: u64) -> Result<u64> {
+        self.nodes.forget();
         let (slot, depth, _) = tree_slot(blk).ok_or(Error::FileTooBig)?;
         if depth == 0 {
             let c = self.inodes.get_mut(ino).ok_or(Error::Failed)?;
@@ -191,6 +235,7 @@ impl<D: BlockDevice> Fs<D> {
         sector: u64,
         old: &mut [u64],
     ) -> Result<usize> {
+        self.nodes.forget();
         let (slot, depth, _) = tree_slot(blk).ok_or(Error::FileTooBig)?;
         if old.is_empty() {
             return Ok(0);
@@ -214,6 +259,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Points the parent of node `key` (a node or the inode) at `new`; returns the old value.
     fn set_parent(&mut self, key: NodeKey, new: u64) -> Result<u64> {
+        self.nodes.forget();
         let (slot, depth, _) = tree_slot(key.base).ok_or(Error::Failed)?;
         if key.level == depth {
             let c = self.inodes.get_mut(key.ino).ok_or(Error::Failed)?;
@@ -275,6 +321,7 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Frees every block of file `ino` from file block `from` on (the caller fixes the size).
     pub(crate) fn truncate_tree(&mut self, ino: u32, from: u64) -> Result<()> {
+        self.nodes.forget();
         for slot in (from.min(NDIRECT as u64) as usize)..NDIRECT {
             let old = self.set_block_ptr(ino, slot as u64, 0)?;
             self.kill_ptr(old)?;
@@ -298,6 +345,7 @@ impl<D: BlockDevice> Fs<D> {
             }
             base = end;
         }
+        self.nodes.forget();
         Ok(())
     }
 

@@ -86,6 +86,7 @@ impl<D: BlockDevice> Fs<D> {
         let inode = self.new_inode_value(kind, ino, dir);
         let gen = inode.gen;
         let dir_box = (kind == Kind::Dir).then(|| Box::new(crate::dir::Dir::new()));
+        self.nodes.forget(); // a reused number: no pointer remembered for it may survive
         self.inodes.insert(Cached { inode, dirty: false, dir: dir_box });
         self.inodes.mark_dirty(ino);
         self.imap.set(ino, UNWRITTEN);
