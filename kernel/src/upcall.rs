@@ -12,7 +12,8 @@
 use exo_abi::pte::{bits::DROPPABLE, Pte};
 use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
 
-use crate::env::{Ctx, Kernel, MAX_ENVS, PENDING_REVOKE, PENDING_SLICE};
+use crate::arch::trap::TrapFrame;
+use crate::env::{kernel, Ctx, Kernel, MAX_ENVS, NONE, PENDING_REVOKE, PENDING_SLICE};
 
 /// Frames asked back per revocation, and ticks the environment has to give them.
 pub const REVOKE_BATCH: u32 = 16;
@@ -58,6 +59,23 @@ fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
         k.envs[slot].pending &= !PENDING_SLICE;
         deliver(k, slot, upcall::SLICE_END, 0, 0, 0);
     }
+}
+
+/// A synchronous exception from EL0 (not a system call, wfi or wfe), its context saved
+/// (`el0_abort` in `vectors.S`): the handler's context to start at once, with no pass of
+/// the scheduler (who runs here has not changed: an interrupt another core raised
+/// meanwhile is taken as soon as the handler runs, as after a fast call). Null if it
+/// cannot be delivered (no handler, a fault in the handler, the environment destroyed
+/// meanwhile): the vector then takes the general path, `el0_trap`, which ends it.
+#[unsafe(no_mangle)]
+extern "C" fn el0_fault(esr: u64, far: u64) -> *mut TrapFrame {
+    kernel(|k| {
+        let cur = k.current;
+        if cur == NONE || !deliver(k, cur, upcall::FAULT, esr, far, 0) {
+            return core::ptr::null_mut();
+        }
+        k.envs[cur].frame() as *mut TrapFrame
+    })
 }
 
 /// A synchronous exception from EL0 other than a system call: handed to the handler as it

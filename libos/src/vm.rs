@@ -150,9 +150,13 @@ impl State {
         Ok(i)
     }
 
+    /// Sets the entry for page `va`, naming its level-3 table (`TableSetAt`: no walk).
     fn map(&mut self, va: u64, pte: u64) -> Result<(), Error> {
-        self.ensure_l3(va)?;
-        sys::table_set(EnvId::SELF, va, 3, pte)
+        if va % PAGE != 0 {
+            return Err(Error::Invalid);
+        }
+        let i = self.ensure_l3(va)?;
+        sys::table_set_at(EnvId::SELF, self.l3[i].pa, index(va, 3) as u64, pte)
     }
 }
 
@@ -254,7 +258,7 @@ pub fn unmap(va: u64) -> Result<u64, Error> {
     with(|s| {
         let old = entry_in(s, va);
         if old & bits::VALID != 0 {
-            sys::table_set(EnvId::SELF, va, 3, 0)?;
+            s.map(va, 0)?;
         }
         Ok(old)
     })

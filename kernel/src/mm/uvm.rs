@@ -86,27 +86,70 @@ impl Space<'_> {
         Self::check_va(va, level)?;
         let t = self.table_at(va, level)?;
         let i = index(va, level);
+        if level == 3 {
+            return self.set_page(t, i, va, pte, may_map);
+        }
         let old = Pte(slots(t)[i]);
         if pte.0 == 0 {
             return self.clear(t, i, va, level);
         }
-        if level < 3 {
-            let pa = pte.check_user_table()?;
-            let e = self.ft.get_mut(pa)?;
-            if e.kind != frame::TABLE || e.owner != self.env.0 {
-                return Err(Error::Denied);
-            }
-            if e.level as u32 != level + 1 {
-                return Err(Error::Invalid);
-            }
-            if e.flags & frame::LINKED != 0 || old.is_valid() {
-                return Err(Error::Busy);
-            }
-            e.flags |= frame::LINKED;
-            self.ft.get_mut(t)?.entries += 1;
-            slots(t)[i] = Pte::table(pa).0;
-            tlb::publish();
-            return Ok(());
+        let pa = pte.check_user_table()?;
+        let e = self.ft.get_mut(pa)?;
+        if e.kind != frame::TABLE || e.owner != self.env.0 {
+            return Err(Error::Denied);
+        }
+        if e.level as u32 != level + 1 {
+            return Err(Error::Invalid);
+        }
+        if e.flags & frame::LINKED != 0 || old.is_valid() {
+            return Err(Error::Busy);
+        }
+        e.flags |= frame::LINKED;
+        // Where it sits, for `set_at` (and readers of the frame table): its first address.
+        e.link = (va >> (39 - 9 * level) << (39 - 9 * level) >> 21) as u32;
+        self.ft.get_mut(t)?.entries += 1;
+        slots(t)[i] = Pte::table(pa).0;
+        tlb::publish();
+        Ok(())
+    }
+
+    /// `TableSetAt`: entry `i` of the level-3 table `table`, named by the caller. A table
+    /// of this space's linked into its tree sits at one place, which the frame table
+    /// recorded when it was linked (`link`): no walk, and the entry is checked as `set`
+    /// checks it.
+    pub fn set_at(
+        &mut self,
+        table: u64,
+        i: u64,
+        pte: Pte,
+        may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>,
+    ) -> Result<(), Error> {
+        let t = self.ft.get(table)?;
+        if t.kind != frame::TABLE || t.owner != self.env.0 {
+            return Err(Error::Denied);
+        }
+        if t.level != 3 || i >= 512 {
+            return Err(Error::Invalid);
+        }
+        if t.flags & frame::LINKED == 0 {
+            return Err(Error::NotFound); // not in the tree: nothing it maps could be used
+        }
+        let va = (t.link as u64) << 21 | i << 12;
+        self.set_page(table, i as usize, va, pte, may_map)
+    }
+
+    /// Sets page entry `i` (for `va`) of level-3 table `t`.
+    fn set_page(
+        &mut self,
+        t: u64,
+        i: usize,
+        va: u64,
+        pte: Pte,
+        may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>,
+    ) -> Result<(), Error> {
+        let old = Pte(slots(t)[i]);
+        if pte.0 == 0 {
+            return self.clear(t, i, va, 3);
         }
         let (pa, perm) = pte.check_user_page()?;
         let env = self.env.0;
@@ -165,7 +208,7 @@ impl Space<'_> {
             if e.entries != 0 {
                 return Err(Error::Busy);
             }
-            e.flags &= !frame::LINKED;
+            (e.flags, e.link) = (e.flags & !frame::LINKED, 0);
         } else {
             self.ft.uncount(old.addr());
         }
