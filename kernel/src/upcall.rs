@@ -21,6 +21,7 @@ pub const REVOKE_GRACE: u64 = 3;
 
 /// Starts `slot`'s handler for an upcall of `kind`. Returns false if it has no handler or
 /// is already in one (the caller decides what that means).
+#[inline]
 pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: u64) -> bool {
     let e = &mut k.envs[slot];
     if e.upcall_entry == 0 || e.active == Ctx::Upcall {
