@@ -165,7 +165,8 @@ impl State {
         if va % PAGE != 0 {
             return Err(Error::Invalid);
         }
-        let i = self.ensure_l3(va)?;
+        let (region, last) = (va & !(REGION - 1), self.last);
+        let i = if last < self.n && self.l3[last].region == region { last } else { self.ensure_l3(va)? };
         sys::table_set_at(EnvId::SELF, self.l3[i].pa, index(va, 3) as u64, pte)
     }
 }
