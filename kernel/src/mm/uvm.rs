@@ -139,6 +139,7 @@ impl Space<'_> {
     }
 
     /// Sets page entry `i` (for `va`) of level-3 table `t`.
+    #[inline(always)]
     fn set_page(
         &mut self,
         t: u64,
@@ -156,16 +157,16 @@ impl Space<'_> {
         let target = self.ft.get_mut(pa)?;
         let mut flags = target.flags;
         let allowed = match target.kind {
-            frame::DATA => match may_map(target.owner, pa, perm.write, flags) {
-                Some(f) => {
-                    // The owner mapping it writable where nothing else maps it: shares end.
-                    let others = target.maps - (old.is_valid() && old.addr() == pa) as u16;
-                    let alone = target.owner == env && perm.write && others == 0;
-                    flags = if alone { f & !(frame::SHARED_RO | frame::SHARED_RW) } else { f };
-                    true
+            // Its own frame (the common case) needs no look at the sharing rule.
+            frame::DATA if target.owner == env => {
+                // Mapped writable where nothing else maps it: its shares end.
+                let others = target.maps - (old.is_valid() && old.addr() == pa) as u16;
+                if perm.write && others == 0 {
+                    flags &= !(frame::SHARED_RO | frame::SHARED_RW);
                 }
-                None => false,
-            },
+                true
+            }
+            frame::DATA => may_map(target.owner, pa, perm.write, flags).map(|f| flags = f).is_some(),
             frame::PUBLIC => !perm.write && !perm.exec,
             frame::TABLE => target.owner == env && !perm.write && !perm.exec,
             // Device memory: its owner's alone (no sharing), non-cacheable, never executed.
