@@ -48,6 +48,14 @@ pub const TESTS: &[Test] = &[
     ("yield_to_cannot_pull_a_partner_onto_a_core_it_may_not_use", yield_off_core),
     ("call_switched_to_directly_still_needs_the_right_and_the_servers_core", direct_call_checks),
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
+    (
+        "table_set_at_takes_only_a_linked_level_3_table_of_the_space_named",
+        crate::tableat::names_only_linked_level_3_tables_of_the_space,
+    ),
+    (
+        "table_set_at_cannot_reach_a_table_torn_down_on_another_core",
+        crate::tableat::cannot_reach_a_table_torn_down_on_another_core,
+    ),
 ];
 
 pub fn run(filter: &str) -> usize {
