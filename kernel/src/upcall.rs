@@ -70,12 +70,9 @@ fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
 /// meanwhile): the vector then takes the general path, `el0_trap`, which ends it.
 #[unsafe(no_mangle)]
 extern "C" fn el0_fault(esr: u64, far: u64) -> *mut TrapFrame {
-    kernel(|k| {
-        let cur = k.current;
-        if cur == NONE || !deliver(k, cur, upcall::FAULT, esr, far, 0) {
-            return core::ptr::null_mut();
-        }
-        k.envs[cur].frame() as *mut TrapFrame
+    kernel(|k| match { k.current } {
+        cur if cur != NONE && deliver(k, cur, upcall::FAULT, esr, far, 0) => k.envs[cur].frame() as *mut _,
+        _ => core::ptr::null_mut(),
     })
 }
 

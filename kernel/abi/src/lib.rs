@@ -399,6 +399,9 @@ pub mod upcall {
     /// (for a data abort, 1 if the access was a write).
     pub const fn classify(esr: u64) -> (u64, u64) {
         let iss = esr & 0x1ff_ffff;
+        if esr >> 26 == 0x24 && iss & 0x3f != 0x21 {
+            return (DATA_ABORT, (iss >> 6) & 1); // the common case, tested first
+        }
         match esr >> 26 {
             0x24 if iss & 0x3f == 0x21 => (ALIGNMENT, 0),
             0x24 => (DATA_ABORT, (iss >> 6) & 1),

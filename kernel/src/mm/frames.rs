@@ -75,6 +75,11 @@ impl FrameTable {
         Some(&mut self.entries[i]).filter(|e| e.kind != frame::ABSENT).ok_or(Error::NotFound)
     }
 
+    /// The entry at `index` (from [`FrameTable::index`]).
+    pub fn at(&mut self, index: usize) -> &mut FrameEntry {
+        &mut self.entries[index]
+    }
+
     /// One page entry fewer points at `pa` (public frames are not counted).
     pub fn uncount(&mut self, pa: u64) {
         if let Some(e) = self.get_mut(pa).ok().filter(|e| e.kind != frame::PUBLIC) {
