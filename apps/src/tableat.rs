@@ -46,7 +46,7 @@ pub fn names_only_linked_level_3_tables_of_the_space() -> Result<(), &'static st
     let page = |pa| Pte::user_page(pa, RW).0;
     let i = index(va);
     let k = vm::kinfo();
-    let absent = u64::MAX & !(PAGE - 1);
+    let absent = !(PAGE - 1); // the last page of the address range: no RAM
     let unlinked = sys::frame_alloc(me, None).map_err(|_| "alloc")?;
     sys::table_bind(me, unlinked, 3).map_err(|_| "bind")?;
     let refusals = [
@@ -60,7 +60,7 @@ pub fn names_only_linked_level_3_tables_of_the_space() -> Result<(), &'static st
         (set_at(me, l3, u64::MAX, page(a)), Err(Error::Invalid), "index 2^64 - 1"),
         (set_at(me, l3, i, page(a) & !(1 << 54)), Err(Error::Denied), "writable and executable"),
         (
-            set_at(EnvId(0xffff_fff), l3, i, page(a)),
+            set_at(EnvId(0x0fff_ffff), l3, i, page(a)),
             Err(Error::NotFound),
             "an environment that does not exist",
         ),

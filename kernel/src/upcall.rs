@@ -30,8 +30,9 @@ pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: 
     let pc = e.frames[e.active as usize].elr;
     e.interrupted = e.active;
     // Only what the handler may rely on is set: its arguments, a clean frame-pointer
-    // chain, its stack and entry. Other registers hold what this environment's previous
-    // handler left (its own values, nothing of anyone else's).
+    // chain, its stack and entry. Other registers hold this environment's own values: what
+    // its previous handler left, or on the fault path (`el0_abort`, which loads only these)
+    // the interrupted context's and what the kernel computed from its own state.
     let f = &mut e.frames[Ctx::Upcall as usize];
     f.x[..5].copy_from_slice(&[kind, esr, far, pc, arg]);
     (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.upcall_stack, e.upcall_entry, 0);
@@ -70,9 +71,14 @@ fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
 /// meanwhile): the vector then takes the general path, `el0_trap`, which ends it.
 #[unsafe(no_mangle)]
 extern "C" fn el0_fault(esr: u64, far: u64) -> *mut TrapFrame {
-    kernel(|k| match { k.current } {
-        cur if cur != NONE && deliver(k, cur, upcall::FAULT, esr, far, 0) => k.envs[cur].frame() as *mut _,
-        _ => core::ptr::null_mut(),
+    kernel(|k| {
+        let cur = k.current;
+        let delivered = cur != NONE && deliver(k, cur, upcall::FAULT, esr, far, 0);
+        if delivered {
+            k.envs[cur].frame() as *mut _
+        } else {
+            core::ptr::null_mut()
+        }
     })
 }
 

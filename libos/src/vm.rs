@@ -162,7 +162,7 @@ impl State {
 
     /// Sets the entry for page `va`, naming its level-3 table (`TableSetAt`: no walk).
     fn map(&mut self, va: u64, pte: u64) -> Result<(), Error> {
-        if va % PAGE != 0 {
+        if !va.is_multiple_of(PAGE) {
             return Err(Error::Invalid);
         }
         let (region, last) = (va & !(REGION - 1), self.last);
