@@ -50,6 +50,14 @@ pub const TESTS: &[Test] = &[
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
     ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
+    (
+        "table_set_at_takes_only_a_linked_level_3_table_of_the_space_named",
+        crate::tableat::names_only_linked_level_3_tables_of_the_space,
+    ),
+    (
+        "table_set_at_cannot_reach_a_table_torn_down_on_another_core",
+        crate::tableat::cannot_reach_a_table_torn_down_on_another_core,
+    ),
 ];
 
 pub fn run(filter: &str) -> usize {

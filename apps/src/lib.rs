@@ -27,6 +27,7 @@ pub mod runner;
 pub mod smpbench;
 pub mod smptest;
 pub mod suites;
+pub mod tableat;
 pub mod teardown;
 pub mod tool;
 pub mod webcrash;

@@ -112,6 +112,11 @@ fast!(table_set, |k, env, va, level, pte, _e| {
     let (mut space, may_map) = k.space(t);
     space.set(va, level.min(4) as u32, Pte(pte), may_map).map(|_| 0)
 });
+fast!(table_set_at, |k, env, table, i, pte, _e| {
+    let t = k.target(env_arg(env)?)?;
+    let (mut space, may_map) = k.space(t);
+    space.set_at(table, i, Pte(pte), may_map).map(|_| 0)
+});
 fast!(table_set_batch, |k, env, ptr, count, _d, _e| {
     let t = k.target(env_arg(env)?)?;
     if count == 0 || count > 512 {
@@ -246,6 +251,7 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     pct_register,
     pct_ungrant_scrubbed,
     env_set_affinity,
+    table_set_at,
 ];
 
 fn zero_frame(pa: u64) {

@@ -123,10 +123,15 @@ fn window(slot: usize) -> u64 {
 }
 
 impl State {
+    #[inline]
     fn lookup(&mut self, region: u64) -> Option<usize> {
         if self.last < self.n && self.l3[self.last].region == region {
             return Some(self.last);
         }
+        self.search(region)
+    }
+
+    fn search(&mut self, region: u64) -> Option<usize> {
         let i = self.l3[..self.n].iter().position(|t| t.region == region)?;
         self.last = i;
         Some(i)
@@ -134,11 +139,16 @@ impl State {
 
     /// Makes sure a level-3 table covers `va` (creating tables at levels 1–3 as needed,
     /// or adopting ones the kernel or parent made) and that it has a window.
+    #[inline]
     fn ensure_l3(&mut self, va: u64) -> Result<usize, Error> {
-        let region = va & !(REGION - 1);
-        if let Some(i) = self.lookup(region) {
-            return Ok(i);
+        match self.lookup(va & !(REGION - 1)) {
+            Some(i) => Ok(i),
+            None => self.add_l3(va),
         }
+    }
+
+    fn add_l3(&mut self, va: u64) -> Result<usize, Error> {
+        let region = va & !(REGION - 1);
         if self.n == MAX_L3 {
             return Err(Error::NoMemory);
         }
@@ -150,9 +160,14 @@ impl State {
         Ok(i)
     }
 
+    /// Sets the entry for page `va`, naming its level-3 table (`TableSetAt`: no walk).
     fn map(&mut self, va: u64, pte: u64) -> Result<(), Error> {
-        self.ensure_l3(va)?;
-        sys::table_set(EnvId::SELF, va, 3, pte)
+        if !va.is_multiple_of(PAGE) {
+            return Err(Error::Invalid);
+        }
+        let (region, last) = (va & !(REGION - 1), self.last);
+        let i = if last < self.n && self.l3[last].region == region { last } else { self.ensure_l3(va)? };
+        sys::table_set_at(EnvId::SELF, self.l3[i].pa, index(va, 3) as u64, pte)
     }
 }
 
@@ -254,7 +269,7 @@ pub fn unmap(va: u64) -> Result<u64, Error> {
     with(|s| {
         let old = entry_in(s, va);
         if old & bits::VALID != 0 {
-            sys::table_set(EnvId::SELF, va, 3, 0)?;
+            s.map(va, 0)?;
         }
         Ok(old)
     })
@@ -355,6 +370,16 @@ pub(crate) fn env_revocation(id: EnvId) -> Option<(u32, u64)> {
     let wanted = unsafe { wanted.read_volatile() };
     // SAFETY: likewise.
     Some((wanted, unsafe { repossessed.read_volatile() }))
+}
+
+/// Of `id`'s entry, just the count of frames the kernel repossessed (what an upcall looks
+/// at when nothing is owed).
+#[inline]
+pub(crate) fn env_repossessed(id: EnvId) -> Option<u64> {
+    let e = env_entry(id)?.cast::<u8>();
+    let repossessed = e.wrapping_add(core::mem::offset_of!(EnvInfo, repossessed)).cast::<u64>();
+    // SAFETY: as in `env_info`, for one aligned field inside the mapped entry.
+    Some(unsafe { repossessed.read_volatile() })
 }
 
 /// Where `id`'s entry is, mapping the table's window the first time.

@@ -230,6 +230,14 @@ pub enum Sys {
     /// parent keeps its subtree off a core by leaving the core out of its own mask before
     /// it creates children); `Invalid` for an empty mask or one wider than 8 bits.
     EnvSetAffinity = 26,
+    /// `(env, table, index, pte)`: [`Sys::TableSet`] at level 3 with the table named
+    /// directly: sets entry `index` of `table`, which must be a level-3 table of `env`'s
+    /// linked into its tree (the frame table records where: [`FrameEntry::link`]), so the
+    /// kernel walks nothing. The page entry is checked exactly as `TableSet` checks it; a
+    /// zero `pte` clears the entry. `NotFound` if `table` is not RAM or not linked;
+    /// `Denied` unless it is a table `env` owns; `Invalid` if it is not at level 3 or
+    /// `index` ≥ 512.
+    TableSetAt = 27,
     /// `()`: parks the caller's own context for good and makes it available for calls
     /// (it must have registered an entry). Returns only with an error.
     PctWait = 39,
@@ -290,7 +298,7 @@ pub const PCT_TIMEOUT_SHIFT: u32 = 3;
 impl Sys {
     pub const FIRST_SLOW: u64 = 32;
     /// One past the highest fast number the kernel's table has.
-    pub const FAST_COUNT: u64 = 27;
+    pub const FAST_COUNT: u64 = 28;
 }
 
 /// Sector-binding rights.
@@ -391,7 +399,11 @@ pub mod upcall {
     /// (for a data abort, 1 if the access was a write).
     pub const fn classify(esr: u64) -> (u64, u64) {
         let iss = esr & 0x1ff_ffff;
-        match esr >> 26 {
+        let class = (esr >> 26) & 0x3f; // ISS2 (bits 32..) is set on newer cores
+        if class == 0x24 && iss & 0x3f != 0x21 {
+            return (DATA_ABORT, (iss >> 6) & 1); // the common case, tested first
+        }
+        match class {
             0x24 if iss & 0x3f == 0x21 => (ALIGNMENT, 0),
             0x24 => (DATA_ABORT, (iss >> 6) & 1),
             0x20 => (INSTRUCTION_ABORT, 0),
@@ -482,7 +494,9 @@ pub struct FrameEntry {
     pub entries: u16,
     /// Free frames form a doubly linked list: `link` is the next free frame's index + 1
     /// and, for free frames only, `owner` the previous one's (0 ends the list; the head is
-    /// [`KernelInfo::free_head`]). Unused for other kinds.
+    /// [`KernelInfo::free_head`]). For a linked table (levels 1–3): the lowest virtual
+    /// address it covers, shifted right by 21 (what [`Sys::TableSetAt`] reads). Unused
+    /// otherwise.
     pub link: u32,
 }
 
@@ -682,6 +696,8 @@ mod tests {
         // A level-3 translation fault on a write (EC 0x24, WnR, DFSC 0x07), then a read.
         assert_eq!(classify(0x24 << 26 | 1 << 25 | 1 << 6 | 0x07), (DATA_ABORT, 1));
         assert_eq!(classify(0x24 << 26 | 1 << 25 | 0x07), (DATA_ABORT, 0));
+        assert_eq!(classify(1 << 32 | 0x24 << 26 | 0x07), (DATA_ABORT, 0)); // ISS2 set
+        assert_eq!(classify(1 << 40 | 0x20 << 26), (INSTRUCTION_ABORT, 0));
         assert_eq!(classify(0x24 << 26 | 0x21), (ALIGNMENT, 0)); // DFSC alignment
         assert_eq!(classify(0x20 << 26 | 0x0f), (INSTRUCTION_ABORT, 0));
         assert_eq!(classify(0x22 << 26), (ALIGNMENT, 0)); // pc alignment

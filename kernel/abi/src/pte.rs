@@ -88,6 +88,7 @@ impl From<PteError> for crate::Error {
 impl Pte {
     /// Checks a level-3 descriptor an environment asks for. On success returns the frame it
     /// points at and its permissions.
+    #[inline(always)]
     pub fn check_user_page(self) -> Result<(u64, Perm), PteError> {
         let v = self.0;
         let attr = self.attr_index();

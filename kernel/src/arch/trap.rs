@@ -54,7 +54,7 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
             _ if cur == NONE => true, // destroyed by another core meanwhile
             0 => {
                 let esr = ESR_EL1.get();
-                if esr >> 26 == 0x01 {
+                if (esr >> 26) & 0x3f == 0x01 {
                     k.envs[cur].frame().elr += 4; // wfi/wfe at EL0: a yield
                     true
                 } else {

@@ -29,6 +29,14 @@ use super::phys_to_virt;
 /// the screen is its owner's, and the kernel's console stops drawing on it.
 pub static SCREEN_TAKEN: AtomicBool = AtomicBool::new(false);
 
+/// The sharing rule for data frames (`env::may_map`): `(owner, pa, write, flags)` to the
+/// frame's new flags, or `None` if it may not appear in the space.
+pub trait MayMap: Fn(u32, u64, bool, u8) -> Option<u8> {}
+impl<F: Fn(u32, u64, bool, u8) -> Option<u8>> MayMap for F {}
+
+/// A page entry's place: its level-3 table, the table's frame-table index, the entry's index.
+type Slot = (u64, usize, usize);
+
 /// One environment's address space, borrowed for one operation.
 pub struct Space<'a> {
     pub ft: &'a mut FrameTable,
@@ -76,53 +84,80 @@ impl Space<'_> {
     /// Sets the entry for `va` at `level` (see the module doc for what is allowed).
     /// `may_map(owner, pa, write, flags)` says whether data frame `pa` of `owner` may
     /// appear in this space (writable if `write`), and with which frame flags after.
-    pub fn set(
-        &mut self,
-        va: u64,
-        level: u32,
-        pte: Pte,
-        may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>,
-    ) -> Result<(), Error> {
+    pub fn set(&mut self, va: u64, level: u32, pte: Pte, may_map: impl MayMap) -> Result<(), Error> {
         Self::check_va(va, level)?;
         let t = self.table_at(va, level)?;
         let i = index(va, level);
+        if level == 3 {
+            return self.set_page((t, self.ft.index(t)?, i), va, pte, may_map);
+        }
         let old = Pte(slots(t)[i]);
         if pte.0 == 0 {
             return self.clear(t, i, va, level);
         }
-        if level < 3 {
-            let pa = pte.check_user_table()?;
-            let e = self.ft.get_mut(pa)?;
-            if e.kind != frame::TABLE || e.owner != self.env.0 {
-                return Err(Error::Denied);
-            }
-            if e.level as u32 != level + 1 {
-                return Err(Error::Invalid);
-            }
-            if e.flags & frame::LINKED != 0 || old.is_valid() {
-                return Err(Error::Busy);
-            }
-            e.flags |= frame::LINKED;
-            self.ft.get_mut(t)?.entries += 1;
-            slots(t)[i] = Pte::table(pa).0;
-            tlb::publish();
-            return Ok(());
+        let pa = pte.check_user_table()?;
+        let e = self.ft.get_mut(pa)?;
+        if e.kind != frame::TABLE || e.owner != self.env.0 {
+            return Err(Error::Denied);
+        }
+        if e.level as u32 != level + 1 {
+            return Err(Error::Invalid);
+        }
+        if e.flags & frame::LINKED != 0 || old.is_valid() {
+            return Err(Error::Busy);
+        }
+        e.flags |= frame::LINKED;
+        // Where it sits, for `set_at` (and readers of the frame table): its first address.
+        e.link = (va >> (39 - 9 * level) << (39 - 9 * level) >> 21) as u32;
+        self.ft.get_mut(t)?.entries += 1;
+        slots(t)[i] = Pte::table(pa).0;
+        tlb::publish();
+        Ok(())
+    }
+
+    /// `TableSetAt`: entry `i` of the level-3 table `table`, named by the caller. A table
+    /// of this space's linked into its tree sits at one place, which the frame table
+    /// recorded when it was linked (`link`): no walk, and the entry is checked as `set`
+    /// checks it.
+    pub fn set_at(&mut self, table: u64, i: u64, pte: Pte, may_map: impl MayMap) -> Result<(), Error> {
+        let ti = self.ft.index(table)?;
+        let t = self.ft.get(table)?;
+        if t.kind != frame::TABLE || t.owner != self.env.0 {
+            return Err(Error::Denied);
+        }
+        if t.level != 3 || i >= 512 {
+            return Err(Error::Invalid);
+        }
+        if t.flags & frame::LINKED == 0 {
+            return Err(Error::NotFound); // not in the tree: nothing it maps could be used
+        }
+        let va = (t.link as u64) << 21 | i << 12;
+        self.set_page((table, ti, i as usize), va, pte, may_map)
+    }
+
+    /// Sets page entry `i` (for `va`) of level-3 table `t` (its frame-table index `ti`);
+    /// `rule` is the sharing rule (`MayMap`).
+    #[inline(always)]
+    fn set_page(&mut self, (t, ti, i): Slot, va: u64, pte: Pte, rule: impl MayMap) -> Result<(), Error> {
+        let old = Pte(slots(t)[i]);
+        if pte.0 == 0 {
+            return self.clear(t, i, va, 3);
         }
         let (pa, perm) = pte.check_user_page()?;
         let env = self.env.0;
         let target = self.ft.get_mut(pa)?;
         let mut flags = target.flags;
         let allowed = match target.kind {
-            frame::DATA => match may_map(target.owner, pa, perm.write, flags) {
-                Some(f) => {
-                    // The owner mapping it writable where nothing else maps it: shares end.
-                    let others = target.maps - (old.is_valid() && old.addr() == pa) as u16;
-                    let alone = target.owner == env && perm.write && others == 0;
-                    flags = if alone { f & !(frame::SHARED_RO | frame::SHARED_RW) } else { f };
-                    true
+            // Its own frame (the common case) needs no look at the sharing rule.
+            frame::DATA if target.owner == env => {
+                // Mapped writable where nothing else maps it: its shares end.
+                let others = target.maps - (old.is_valid() && old.addr() == pa) as u16;
+                if perm.write && others == 0 {
+                    flags &= !(frame::SHARED_RO | frame::SHARED_RW);
                 }
-                None => false,
-            },
+                true
+            }
+            frame::DATA => rule(target.owner, pa, perm.write, flags).map(|f| flags = f).is_some(),
             frame::PUBLIC => !perm.write && !perm.exec,
             frame::TABLE => target.owner == env && !perm.write && !perm.exec,
             // Device memory: its owner's alone (no sharing), non-cacheable, never executed.
@@ -148,7 +183,7 @@ impl Space<'_> {
             slots(t)[i] = pte.0;
             tlb::invalidate_page(self.asid, va);
         } else {
-            self.ft.get_mut(t)?.entries += 1;
+            self.ft.at(ti).entries += 1;
             slots(t)[i] = pte.0;
             tlb::publish();
         }
@@ -165,7 +200,7 @@ impl Space<'_> {
             if e.entries != 0 {
                 return Err(Error::Busy);
             }
-            e.flags &= !frame::LINKED;
+            (e.flags, e.link) = (e.flags & !frame::LINKED, 0);
         } else {
             self.ft.uncount(old.addr());
         }

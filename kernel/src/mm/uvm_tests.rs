@@ -149,3 +149,32 @@ fn teardown_frees_tables_and_last_mapped_frames_and_balances() {
     s.ft.free(OTHER, others).unwrap();
     assert_eq!(census(&ft), before);
 }
+
+#[test]
+fn set_at_finds_the_page_where_the_table_was_linked_and_only_there() {
+    let mut ft = machine(32);
+    let va = 0x4060_0000; // region 0x203 of 2 MiB: not a multiple of a level-2 table's reach
+    let root = space(&mut ft, va);
+    let f = ft.alloc(A, None).unwrap();
+    let loose = table(&mut ft, A, 3); // bound, linked nowhere
+    let theirs = table(&mut ft, OTHER, 3);
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
+    let own = |o: u32, _: u64, _: bool, fl: u8| (o == A.0).then_some(fl);
+    let l3 = s.get(va, 2).unwrap().addr();
+    let l2 = s.get(va, 1).unwrap().addr();
+    assert_eq!(s.ft.get(l3).unwrap().link as u64, va >> 21);
+    assert_eq!(s.set_at(l3, 5, Pte::user_page(f, RW), own), Ok(()));
+    assert_eq!(s.get(va + 5 * 4096, 3).unwrap().addr(), f); // the same entry as the walk's
+    assert_eq!((s.ft.get(f).unwrap().maps, s.ft.get(l3).unwrap().entries), (1, 1));
+    assert_eq!(s.set_at(l3, 512, Pte::user_page(f, RW), own), Err(Error::Invalid));
+    assert_eq!(s.set_at(l2, 5, Pte::user_page(f, RW), own), Err(Error::Invalid));
+    assert_eq!(s.set_at(loose, 5, Pte::user_page(f, RW), own), Err(Error::NotFound));
+    assert_eq!(s.set_at(theirs, 5, Pte::user_page(f, RW), own), Err(Error::Denied));
+    assert_eq!(s.set_at(f, 5, Pte::user_page(f, RW), own), Err(Error::Denied)); // data, not a table
+    assert_eq!(s.set_at(l3, 5, Pte(0), own), Ok(()));
+    assert_eq!((s.ft.get(f).unwrap().maps, s.ft.get(l3).unwrap().entries), (0, 0));
+    // Unlinked, it is no table of the tree any more, and forgets where it was.
+    s.set(va, 2, Pte(0), own).unwrap();
+    assert_eq!(s.ft.get(l3).unwrap().link, 0);
+    assert_eq!(s.set_at(l3, 5, Pte::user_page(f, RW), own), Err(Error::NotFound));
+}
