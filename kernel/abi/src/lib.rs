@@ -462,6 +462,12 @@ pub mod frame {
     /// The owner granted it over a call since it last changed hands (call grants made
     /// before that are void).
     pub const GRANTED: u8 = 8;
+    /// A level-3 table's flag: frozen, its entries fixed (`TableSet` into it is refused),
+    /// since its owner first linked it into a descendant's tree (checked then: every entry
+    /// read-only, at a data frame of the owner's or a public one). A frozen table is
+    /// shared whole: [`super::FrameEntry::shares`] counts the links to it in other trees.
+    /// It thaws only when its owner unlinks it and nothing shares it (then it is emptied).
+    pub const FROZEN: u8 = 16;
 }
 
 /// One frame's entry in the public frame table (readable by mapping its frames).
@@ -474,7 +480,8 @@ pub struct FrameEntry {
     /// For tables: the level, 0..=3.
     pub level: u8,
     pub flags: u8,
-    pub _pad: u8,
+    /// For a frozen level-3 table: the links to it in descendants' trees (at most 255).
+    pub shares: u8,
     /// Page entries, in any environment's tables, that map this frame (not counted for
     /// public frames, which never change hands).
     pub maps: u16,

@@ -6,7 +6,10 @@
 //! hand to the MMU without the kernel knowing the layout:
 //!
 //! 1. Tables form a tree: a level-L table is linked from exactly one level-(L-1) entry of
-//!    the same environment's tree (so no cycles, no sharing, no surprise walks).
+//!    the same environment's tree (so no cycles, no surprise walks). The one exception is
+//!    a frozen level-3 table (`share`): an ancestor's, linked whole into descendants'
+//!    trees too, which nobody may change while it is frozen and whose pages nobody's walk
+//!    takes while it is shared.
 //! 2. A page entry points at a data frame the sharing rule (`env::may_map`) lets the
 //!    environment map with that access, or read-only at a public kernel frame or one of
 //!    its own tables.
@@ -85,6 +88,9 @@ impl Space<'_> {
     ) -> Result<(), Error> {
         Self::check_va(va, level)?;
         let t = self.table_at(va, level)?;
+        if level == 3 && self.ft.get(t)?.flags & frame::FROZEN != 0 {
+            return Err(Error::Busy); // owner and sharers alike
+        }
         let i = index(va, level);
         let old = Pte(slots(t)[i]);
         if pte.0 == 0 {
@@ -93,16 +99,21 @@ impl Space<'_> {
         if level < 3 {
             let pa = pte.check_user_table()?;
             let e = self.ft.get_mut(pa)?;
-            if e.kind != frame::TABLE || e.owner != self.env.0 {
+            let own = e.owner == self.env.0;
+            if e.kind != frame::TABLE || !own && (level != 2 || e.level != 3) {
                 return Err(Error::Denied);
             }
             if e.level as u32 != level + 1 {
                 return Err(Error::Invalid);
             }
-            if e.flags & frame::LINKED != 0 || old.is_valid() {
+            if own && e.flags & frame::LINKED != 0 || old.is_valid() {
                 return Err(Error::Busy);
             }
-            e.flags |= frame::LINKED;
+            if own {
+                e.flags |= frame::LINKED;
+            } else {
+                self.share(pa, &may_map)?;
+            }
             self.ft.get_mut(t)?.entries += 1;
             slots(t)[i] = Pte::table(pa).0;
             tlb::publish();
@@ -124,7 +135,13 @@ impl Space<'_> {
                 None => false,
             },
             frame::PUBLIC => !perm.write && !perm.exec,
-            frame::TABLE => target.owner == env && !perm.write && !perm.exec,
+            // Its own tables, and an ancestor's frozen one (whose pages it may map anyway).
+            frame::TABLE => {
+                let frozen = target.flags & frame::FROZEN != 0;
+                let mine = target.owner == env
+                    || frozen && may_map(target.owner, pa, false, frame::SHARED_RO).is_some();
+                mine && !perm.write && !perm.exec
+            }
             // Device memory: its owner's alone (no sharing), non-cacheable, never executed.
             frame::DEVICE => target.owner == env && !perm.exec && pte.attr_index() == attr::NORMAL_NC,
             _ => false,
@@ -160,12 +177,8 @@ impl Space<'_> {
         if !old.is_valid() {
             return Ok(());
         }
-        let e = self.ft.get_mut(old.addr())?;
         if level < 3 {
-            if e.entries != 0 {
-                return Err(Error::Busy);
-            }
-            e.flags &= !frame::LINKED;
+            unlink(self.ft, old.addr(), self.env)?;
         } else {
             self.ft.uncount(old.addr());
         }
@@ -179,11 +192,41 @@ impl Space<'_> {
         Ok(())
     }
 
+    /// Links an ancestor's level-3 table `pa` into this space whole (the caller checked its
+    /// kind and level): only its owner may do it first, which freezes it once every entry
+    /// is read-only at a data frame of the owner's (each then counts as shared read-only
+    /// with its descendants, as `may_map` would make it) or a public frame; after that,
+    /// any environment acting on a descendant of the owner. Refused past 255 links.
+    fn share(&mut self, pa: u64, may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>) -> Result<(), Error> {
+        let t = *self.ft.get(pa)?;
+        let frozen = t.flags & frame::FROZEN != 0;
+        if may_map(t.owner, pa, false, if frozen { frame::SHARED_RO } else { 0 }).is_none() {
+            return Err(Error::Denied);
+        }
+        for mark in [false, true].into_iter().filter(|_| !frozen) {
+            for i in valid(pa).take(t.entries as usize) {
+                let (f, perm) = Pte(slots(pa)[i]).check_user_page()?;
+                let e = self.ft.get_mut(f)?;
+                match e.kind {
+                    frame::DATA if e.owner == t.owner && !perm.write => {
+                        e.flags |= mark as u8 * frame::SHARED_RO
+                    }
+                    frame::PUBLIC if !perm.write => {}
+                    _ => return Err(Error::Denied),
+                }
+            }
+        }
+        let t = self.ft.get_mut(pa)?;
+        t.shares = t.shares.checked_add(1).ok_or(Error::Busy)?;
+        t.flags |= frame::FROZEN;
+        Ok(())
+    }
+
     /// Visits every page entry of the tree, depth first; `f(va, entry)` may clear it
     /// (set it to 0), and the counts are kept right. Stops when `f` returns false.
     pub fn for_each_page(&mut self, mut f: impl FnMut(&mut FrameTable, u64, &mut u64) -> bool) {
         if self.root != 0 {
-            walk(self.ft, self.root, 0, 0, &mut f);
+            walk(self.ft, self.root, 0, 0, self.env, &mut f);
             tlb::invalidate_asid(self.asid);
         }
     }
@@ -199,23 +242,48 @@ impl Space<'_> {
             *e = 0;
             true
         });
-        n + if self.root != 0 { free_tables(self.ft, self.root, 0) } else { 0 }
+        n + if self.root != 0 { free_tables(self.ft, self.root, 0, env) } else { 0 }
     }
 }
 
-/// Depth-first walk below `table` (at `level`, covering addresses from `base`).
+/// `env`'s tree lets go of its link to `table`: a sharer's share ends; the owner's link
+/// goes if the table is empty or frozen. A frozen table neither linked nor shared any more
+/// is emptied (its entries uncounted) and thaws.
+fn unlink(ft: &mut FrameTable, table: u64, env: EnvId) -> Result<(), Error> {
+    let t = ft.get_mut(table)?;
+    if t.owner != env.0 {
+        t.shares -= 1;
+    } else if t.entries != 0 && t.flags & frame::FROZEN == 0 {
+        return Err(Error::Busy);
+    }
+    if t.owner == env.0 {
+        t.flags &= !frame::LINKED;
+    }
+    if t.flags & (frame::LINKED | frame::FROZEN) == frame::FROZEN && t.shares == 0 {
+        (t.flags, t.entries) = (0, 0);
+        for e in slots(table).iter_mut().filter(|e| Pte(**e).is_valid()) {
+            ft.uncount(Pte(*e).addr());
+            *e = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Depth-first walk below `table` (at `level`, covering addresses from `base`) of `env`'s
+/// tree; it does not enter a shared table (`count`).
 fn walk(
     ft: &mut FrameTable,
     table: u64,
     level: u32,
     base: u64,
+    env: EnvId,
     f: &mut impl FnMut(&mut FrameTable, u64, &mut u64) -> bool,
 ) -> bool {
-    for i in valid(table).take(count(ft, table)) {
+    for i in valid(table).take(count(ft, table, env)) {
         let e = Pte(slots(table)[i]);
         let va = base + ((i as u64) << (39 - 9 * level));
         let keep_going = if level < 3 {
-            walk(ft, e.addr(), level + 1, va, f)
+            walk(ft, e.addr(), level + 1, va, env, f)
         } else {
             let slot = &mut slots(table)[i];
             let go = f(ft, va, slot);
@@ -232,20 +300,27 @@ fn walk(
 }
 
 /// Frees `table` and every table below it (their page entries already cleared: a
-/// level-3 table is not looked into), clearing the links: for teardown. Returns how many.
-fn free_tables(ft: &mut FrameTable, table: u64, level: u32) -> u32 {
+/// level-3 table is not looked into), clearing the links: for teardown. A shared table is
+/// not `env`'s to free: its share ends. Returns how many.
+fn free_tables(ft: &mut FrameTable, table: u64, level: u32, env: EnvId) -> u32 {
+    if ft.get(table).is_ok_and(|t| t.owner != env.0) {
+        let _ = unlink(ft, table, env);
+        return 0;
+    }
     let mut n = 1;
-    for i in valid(table).take(if level < 3 { count(ft, table) } else { 0 }) {
-        n += free_tables(ft, Pte(slots(table)[i]).addr(), level + 1);
+    for i in valid(table).take(if level < 3 { count(ft, table, env) } else { 0 }) {
+        n += free_tables(ft, Pte(slots(table)[i]).addr(), level + 1, env);
         slots(table)[i] = 0;
     }
     ft.free_table(table);
     n
 }
 
-/// How many valid entries `table` has (the frame table counts them): a walk stops there.
-fn count(ft: &FrameTable, table: u64) -> usize {
-    ft.get(table).map_or(512, |t| t.entries as usize)
+/// How many valid entries of `env`'s `table` a walk looks at (the frame table counts them:
+/// it stops there): none in a table `env` does not own alone — another's, or one shared,
+/// whose pages a sharer's TLB may hold.
+fn count(ft: &FrameTable, table: u64, env: EnvId) -> usize {
+    ft.get(table).map_or(512, |t| if t.owner != env.0 || t.shares != 0 { 0 } else { t.entries as usize })
 }
 
 /// The indexes of `table`'s valid entries, in order: a run of eight empty ones costs a few
