@@ -139,8 +139,18 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
     vm::reserve(SCRATCH)?;
-    let mut tables = Ok(0);
-    vm::regions(|r| tables = tables.and_then(|_| vm::ensure_tables(child, r)));
+    // Text and read-only data: their tables are linked whole (the first fork freezes them;
+    // a forked child's are its ancestor's, frozen already), so no page of them is copied,
+    // walked or, at the child's end, unmapped one by one.
+    let mut tables = Ok(());
+    vm::regions(|r, l3| {
+        tables = tables.and_then(|_| match vm::text_region(r) {
+            true => {
+                vm::ensure_tables_to(child, r, 2).and_then(|_| sys::table_set(child, r, 2, Pte::table(l3).0))
+            }
+            false => vm::ensure_tables(child, r).map(drop),
+        })
+    });
     tables?;
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
