@@ -441,6 +441,15 @@ pub fn text_region(region: u64) -> bool {
     (start & !(REGION - 1)..end).contains(&region)
 }
 
+/// Whether a forked child makes `va`'s mappings again itself when it needs them, so that
+/// `fork` gives it neither them nor their tables: the windows on the environment and frame
+/// tables (`fixup_after_fork` forgets them; pages are mapped again on first use) and the
+/// scratch page.
+pub fn remade_by_child(va: u64) -> bool {
+    (ENV_TABLE_WINDOW..FRAME_TABLE_WINDOW + FT_PAGES as u64 * PAGE).contains(&va)
+        || va & !(REGION - 1) == SCRATCH & !(REGION - 1)
+}
+
 /// Whether level-3 table `pa` is frozen: shared whole with descendants (or an ancestor's),
 /// so no entry of it may change (the kernel refuses); it is replaced by unlinking it.
 pub fn frozen(pa: u64) -> bool {

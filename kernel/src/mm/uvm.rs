@@ -233,16 +233,14 @@ impl Space<'_> {
 
     /// Teardown: removes every mapping and unlinks every table, and puts each table and
     /// each data frame of the owner's whose last mapping this was on the free list; returns
-    /// how many. Afterwards no frame anywhere counts a mapping from this space.
+    /// how many. Afterwards no frame anywhere counts a mapping from this space. The
+    /// caller invalidates the ASID.
     pub fn dismantle(&mut self) -> u32 {
-        let (env, mut n) = (self.env, 0);
-        self.for_each_page(|ft, _, e| {
-            ft.uncount(Pte(*e).addr());
-            n += ft.free(env, Pte(*e).addr()).is_ok() as u32; // its last mapping, if ours
-            *e = 0;
-            true
-        });
-        n + if self.root != 0 { free_tables(self.ft, self.root, 0, env) } else { 0 }
+        if self.root != 0 {
+            free_tables(self.ft, self.root, 0, self.env)
+        } else {
+            0
+        }
     }
 }
 
@@ -299,17 +297,24 @@ fn walk(
     true
 }
 
-/// Frees `table` and every table below it (their page entries already cleared: a
-/// level-3 table is not looked into), clearing the links: for teardown. A shared table is
-/// not `env`'s to free: its share ends. Returns how many.
+/// Teardown, in one walk: removes every page entry below `table` (each frame of `env`'s
+/// whose last mapping that was is freed) and frees `table` and every table below it. A
+/// shared table is not `env`'s to free: its share ends. Returns how many frames were freed.
 fn free_tables(ft: &mut FrameTable, table: u64, level: u32, env: EnvId) -> u32 {
     if ft.get(table).is_ok_and(|t| t.owner != env.0) {
         let _ = unlink(ft, table, env);
         return 0;
     }
     let mut n = 1;
-    for i in valid(table).take(if level < 3 { count(ft, table, env) } else { 0 }) {
-        n += free_tables(ft, Pte(slots(table)[i]).addr(), level + 1, env);
+    for i in valid(table).take(count(ft, table, env)) {
+        let e = Pte(slots(table)[i]);
+        n += match level {
+            3 => {
+                ft.uncount(e.addr());
+                ft.free(env, e.addr()).is_ok() as u32 // its last mapping, if ours
+            }
+            _ => free_tables(ft, e.addr(), level + 1, env),
+        };
         slots(table)[i] = 0;
     }
     ft.free_table(table);
