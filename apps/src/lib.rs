@@ -23,6 +23,7 @@ pub mod oracle;
 pub mod picture;
 pub mod pressure;
 pub mod runner;
+pub mod sharing;
 pub mod smpbench;
 pub mod smptest;
 pub mod suites;
