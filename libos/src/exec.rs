@@ -140,7 +140,7 @@ fn load(
     made.reserve(n_new as usize);
     let mut count = n_new + SLACK;
     vm::for_each_mapping(|va, _| count += !kept(va) as u64);
-    vm::for_each_mapping_in(true, |_, _| count += 1);
+    vm::for_each_mapping_in(true, |_| false, |_, _| count += 1);
     let exec_pages = 1 + list_pages(count) + (count * 24).div_ceil(PAGE);
     let fds = core::array::from_fn(fd::kind_of);
     // A frozen table (shared whole with children, or an ancestor's) cannot be cleared
@@ -208,7 +208,7 @@ fn trampoline(new: &[TableOp], pages: u64, count: usize) -> Result<(u64, u64, u6
     });
     // Pages of frozen tables go with the unlinking (`load`); those still shared with a
     // child stay mapped there, and the kernel refuses to free them.
-    vm::for_each_mapping_in(true, |_, e| old.push(Pte(e).addr()));
+    vm::for_each_mapping_in(true, |_| false, |_, e| old.push(Pte(e).addr()));
     old[0] = old.len() as u64 - 1;
     list.extend_from_slice(new);
     let skip = list_pages(count as u64);

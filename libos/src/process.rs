@@ -161,7 +161,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
-    vm::for_each_mapping(|va, e| {
+    vm::for_each_mapping_in(false, vm::remade_by_child, |va, e| {
         if result.is_err() || vm::remade_by_child(va) || is_device(Pte(e).addr()) {
             return;
         }

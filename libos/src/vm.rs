@@ -389,14 +389,18 @@ fn env_entry(id: EnvId) -> Option<*const EnvInfo> {
 /// Calls `f(va, entry)` for every valid page entry of this space, except the table
 /// windows themselves (slot 0) and those of frozen tables (shared whole: [`frozen`]).
 pub fn for_each_mapping(f: impl FnMut(u64, u64)) {
-    for_each_mapping_in(false, f)
+    for_each_mapping_in(false, |_| false, f)
 }
 
-/// [`for_each_mapping`] over the frozen tables if `frozen`, else over the others.
-pub fn for_each_mapping_in(frozen: bool, mut f: impl FnMut(u64, u64)) {
+/// [`for_each_mapping`] over the frozen tables if `frozen`, else over the others, leaving
+/// out the regions `skip` names.
+pub fn for_each_mapping_in(frozen: bool, skip: impl Fn(u64) -> bool, mut f: impl FnMut(u64, u64)) {
     let n = with(|s| s.n);
     for slot in 1..n {
         let (region, pa) = with(|s| (s.l3[slot].region, s.l3[slot].pa));
+        if skip(region) {
+            continue;
+        }
         // SAFETY: the window of an existing table slot, read-only; i < 512.
         let entry = |i: u64| unsafe { ((window(slot) + i * 8) as *const u64).read_volatile() };
         // The frame table counts a table's valid entries: the walk stops after the last one,
