@@ -1,14 +1,14 @@
-//! Shared level-3 tables under attack: `fork` links the parent's text and read-only data
-//! tables into the child whole, which freezes them (`docs/memory-model.md`). Nobody may
-//! change a frozen table, only its owner may share it first and only when every page in
-//! it is read-only and its own (or public), a page mapped through it cannot be freed or
+//! Shared level-3 tables under attack: `fork` freezes the parent's text and read-only data
+//! tables and links them into the child whole (`docs/memory-model.md`). Nobody may change
+//! a frozen table, only its owner may freeze it and only when every page in it is
+//! read-only and its own (or public), only a frozen table may be linked into another tree, a page mapped through it cannot be freed or
 //! taken, the links are counted and refused at the limit, and a table outlives neither
 //! its owner nor the last of its sharers by a frame.
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use crate::runner::check;
-use exo_libos::abi::pte::Pte;
+use exo_libos::abi::pte::{bits, Pte};
 use exo_libos::abi::{frame, EnvId, Error};
 use exo_libos::process::{self, Fork};
 use exo_libos::sys;
@@ -92,8 +92,9 @@ fn share_every_way() -> i32 {
     let Ok(l3) = sys::table_get(EnvId::SELF, r, 2).map(|e| Pte(e).addr()) else { return 2 };
     let Ok(g) = blank_child(r) else { return 3 };
     let link = |env: EnvId, va: u64, table: u64| sys::table_set(env, va, 2, Pte::table(table).0);
-    // Not first: a table of its parent's, which the parent never shared.
-    if link(g, r, PARENTS_TABLE.load(SeqCst)) != Err(Error::Denied) {
+    let freeze = || sys::table_set(EnvId::SELF, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK);
+    // No table its owner has not frozen: its parent's (never frozen), nor its own yet.
+    if link(g, r, PARENTS_TABLE.load(SeqCst)) != Err(Error::Denied) || link(g, r, l3) != Err(Error::Denied) {
         return 4;
     }
     // A table holding a writable page, a frame not its own (the parent's, shared with it
@@ -104,7 +105,7 @@ fn share_every_way() -> i32 {
         if vm::map_frame(r + PAGE, pa, perm).is_err() {
             return 6 + k as i32 * 10;
         }
-        if link(g, r, l3) != Err(Error::Denied) {
+        if freeze() != Err(Error::Denied) {
             return 7 + k as i32 * 10;
         }
         if vm::unmap(r + PAGE).is_err() {
@@ -113,10 +114,13 @@ fn share_every_way() -> i32 {
     }
     let _ = sys::frame_free(EnvId::SELF, w);
     if vm::frame_entry(own).is_some_and(|f| f.flags & frame::SHARED_RO != 0) {
-        return 40; // a refused share marked the page shared
+        return 40; // a refused freeze marked the page shared
     }
-    // Read-only and its own: shared, and frozen from then on, for the owner too.
-    if link(g, r, l3).is_err() || sys::table_set(EnvId::SELF, r, 3, 0) != Err(Error::Busy) {
+    // Read-only and its own: frozen, for the owner too, then shared.
+    if freeze().is_err()
+        || sys::table_set(EnvId::SELF, r, 3, 0) != Err(Error::Busy)
+        || link(g, r, l3).is_err()
+    {
         return 41;
     }
     // A page of it can be neither freed nor given while the sharer maps it.
@@ -153,7 +157,8 @@ fn share_every_way() -> i32 {
     let Ok(_) = vm::map_new(r2, RO) else { return 50 };
     let Ok(l3) = sys::table_get(EnvId::SELF, r2, 2).map(|e| Pte(e).addr()) else { return 51 };
     let Ok(g) = blank_child(r2) else { return 52 };
-    if link(g, r2, l3).is_err() {
+    let frozen = sys::table_set(EnvId::SELF, r2, 2, Pte::table(l3).0 | bits::FROZEN_LINK);
+    if frozen.is_err() || link(g, r2, l3).is_err() {
         return 53;
     }
     0

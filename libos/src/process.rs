@@ -141,12 +141,16 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     vm::reserve(SCRATCH)?;
     // Text and read-only data: their tables are linked whole (the first fork freezes them;
     // a forked child's are its ancestor's, frozen already), so no page of them is copied,
-    // walked or, at the child's end, unmapped one by one.
+    // walked or, at the child's end, unmapped one by one. Frozen, they never change again.
     let mut tables = Ok(());
     vm::regions(|r, l3| {
         tables = tables.and_then(|_| match (vm::text_region(r), vm::remade_by_child(r)) {
             (true, _) => {
-                vm::ensure_tables_to(child, r, 2).and_then(|_| sys::table_set(child, r, 2, Pte::table(l3).0))
+                let freeze = || sys::table_set(me, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK);
+                let frozen = if vm::frozen(l3) { Ok(()) } else { freeze() };
+                frozen
+                    .and_then(|_| vm::ensure_tables_to(child, r, 2))
+                    .and_then(|_| sys::table_set(child, r, 2, Pte::table(l3).0))
             }
             (false, false) => vm::ensure_tables(child, r).map(drop),
             (false, true) => Ok(()),

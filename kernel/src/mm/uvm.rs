@@ -20,7 +20,7 @@
 //! Each frame's `maps` and each table's `entries` count what points where, so teardown
 //! and the checks above are exact. TLB entries are invalidated by ASID and address.
 
-use exo_abi::pte::{attr, index, Pte};
+use exo_abi::pte::{attr, bits, index, Pte};
 use exo_abi::{frame, EnvId, Error, USER_VA_LIMIT};
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -47,18 +47,22 @@ fn slots(table_pa: u64) -> &'static mut [u64; 512] {
 }
 
 impl Space<'_> {
-    /// The table at `level` that covers `va`, walking from the root.
-    fn table_at(&self, va: u64, level: u32) -> Result<u64, Error> {
+    /// The table at `level` that covers `va`, walking from the root; `Busy` for a frozen
+    /// one if it is to be written (`write`).
+    fn table_at(&self, va: u64, level: u32, write: bool) -> Result<u64, Error> {
         if self.root == 0 {
             return Err(Error::NotFound);
         }
-        let mut t = self.root;
+        let (mut t, mut e) = (self.root, Pte(0));
         for l in 0..level {
-            let e = Pte(slots(t)[index(va, l)]);
+            e = Pte(slots(t)[index(va, l)]);
             if !e.is_valid() {
                 return Err(Error::NotFound);
             }
             t = e.addr();
+        }
+        if write && e.0 & bits::FROZEN_LINK != 0 {
+            return Err(Error::Busy); // owner and sharers alike
         }
         Ok(t)
     }
@@ -73,7 +77,7 @@ impl Space<'_> {
     /// Reads the entry for `va` at `level`.
     pub fn get(&self, va: u64, level: u32) -> Result<Pte, Error> {
         Self::check_va(va, level)?;
-        Ok(Pte(slots(self.table_at(va, level)?)[index(va, level)]))
+        Ok(Pte(slots(self.table_at(va, level, false)?)[index(va, level)]))
     }
 
     /// Sets the entry for `va` at `level` (see the module doc for what is allowed).
@@ -87,17 +91,15 @@ impl Space<'_> {
         may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>,
     ) -> Result<(), Error> {
         Self::check_va(va, level)?;
-        let t = self.table_at(va, level)?;
-        if level == 3 && self.ft.get(t)?.flags & frame::FROZEN != 0 {
-            return Err(Error::Busy); // owner and sharers alike
-        }
+        let t = self.table_at(va, level, true)?;
         let i = index(va, level);
         let old = Pte(slots(t)[i]);
         if pte.0 == 0 {
             return self.clear(t, i, va, level);
         }
         if level < 3 {
-            let pa = pte.check_user_table()?;
+            let freeze = pte.0 & bits::FROZEN_LINK != 0;
+            let pa = Pte(pte.0 & !bits::FROZEN_LINK).check_user_table()?;
             let e = self.ft.get_mut(pa)?;
             let own = e.owner == self.env.0;
             if e.kind != frame::TABLE || !own && (level != 2 || e.level != 3) {
@@ -105,6 +107,9 @@ impl Space<'_> {
             }
             if e.level as u32 != level + 1 {
                 return Err(Error::Invalid);
+            }
+            if freeze {
+                return self.freeze(t, i, pa);
             }
             if own && e.flags & frame::LINKED != 0 || old.is_valid() {
                 return Err(Error::Busy);
@@ -114,8 +119,9 @@ impl Space<'_> {
             } else {
                 self.share(pa, &may_map)?;
             }
+            let frozen = self.ft.get(pa)?.flags & frame::FROZEN != 0;
             self.ft.get_mut(t)?.entries += 1;
-            slots(t)[i] = Pte::table(pa).0;
+            slots(t)[i] = Pte::table(pa).0 | if frozen { bits::FROZEN_LINK } else { 0 };
             tlb::publish();
             return Ok(());
         }
@@ -192,33 +198,46 @@ impl Space<'_> {
         Ok(())
     }
 
-    /// Links an ancestor's level-3 table `pa` into this space whole (the caller checked its
-    /// kind and level): only its owner may do it first, which freezes it once every entry
-    /// is read-only at a data frame of the owner's (each then counts as shared read-only
-    /// with its descendants, as `may_map` would make it) or a public frame; after that,
-    /// any environment acting on a descendant of the owner. Refused past 255 links.
-    fn share(&mut self, pa: u64, may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>) -> Result<(), Error> {
-        let t = *self.ft.get(pa)?;
-        let frozen = t.flags & frame::FROZEN != 0;
-        if may_map(t.owner, pa, false, if frozen { frame::SHARED_RO } else { 0 }).is_none() {
+    /// The owner freezes its level-3 table `pa`, linked at entry `i` of its table `t`: once
+    /// every entry is read-only at a data frame of its own (each then counts as shared
+    /// read-only with its descendants, as `may_map` would make it) or a public frame.
+    /// From then on no entry of it changes, and its descendants may link it (`share`).
+    #[inline(never)] // rare: kept out of `set`'s common path
+    fn freeze(&mut self, t: u64, i: usize, pa: u64) -> Result<(), Error> {
+        let e = *self.ft.get(pa)?;
+        if e.owner != self.env.0 {
             return Err(Error::Denied);
         }
-        for mark in [false, true].into_iter().filter(|_| !frozen) {
-            for i in valid(pa).take(t.entries as usize) {
-                let (f, perm) = Pte(slots(pa)[i]).check_user_page()?;
-                let e = self.ft.get_mut(f)?;
-                match e.kind {
-                    frame::DATA if e.owner == t.owner && !perm.write => {
-                        e.flags |= mark as u8 * frame::SHARED_RO
+        if e.level != 3 || Pte(slots(t)[i]).addr() != pa {
+            return Err(Error::Invalid); // its own link, there
+        }
+        for mark in [false, true].into_iter().filter(|_| e.flags & frame::FROZEN == 0) {
+            for i in valid(pa).take(e.entries as usize) {
+                let (page, perm) = Pte(slots(pa)[i]).check_user_page()?;
+                let f = self.ft.get_mut(page)?;
+                match f.kind {
+                    frame::DATA if f.owner == e.owner && !perm.write => {
+                        f.flags |= mark as u8 * frame::SHARED_RO
                     }
                     frame::PUBLIC if !perm.write => {}
                     _ => return Err(Error::Denied),
                 }
             }
         }
+        self.ft.get_mut(pa)?.flags |= frame::FROZEN;
+        slots(t)[i] |= bits::FROZEN_LINK; // ignored by the MMU: no TLB maintenance
+        Ok(())
+    }
+
+    /// Links an ancestor's frozen level-3 table `pa` into this space whole (the caller
+    /// checked its kind and level). Refused past 255 links.
+    #[inline(never)]
+    fn share(&mut self, pa: u64, may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>) -> Result<(), Error> {
         let t = self.ft.get_mut(pa)?;
+        if t.flags & frame::FROZEN == 0 || may_map(t.owner, pa, false, frame::SHARED_RO).is_none() {
+            return Err(Error::Denied);
+        }
         t.shares = t.shares.checked_add(1).ok_or(Error::Busy)?;
-        t.flags |= frame::FROZEN;
         Ok(())
     }
 
@@ -247,6 +266,7 @@ impl Space<'_> {
 /// `env`'s tree lets go of its link to `table`: a sharer's share ends; the owner's link
 /// goes if the table is empty or frozen. A frozen table neither linked nor shared any more
 /// is emptied (its entries uncounted) and thaws.
+#[inline(never)]
 fn unlink(ft: &mut FrameTable, table: u64, env: EnvId) -> Result<(), Error> {
     let t = ft.get_mut(table)?;
     if t.owner != env.0 {

@@ -173,6 +173,11 @@ fn rule(actor: EnvId) -> impl Fn(u32, u64, bool, u8) -> Option<u8> {
     }
 }
 
+/// The owner's request to freeze level-3 table `l3`, linked where it is set.
+fn freeze(l3: u64) -> Pte {
+    Pte(Pte::table(l3).0 | exo_abi::pte::bits::FROZEN_LINK)
+}
+
 /// A's tables at `va` with three read-only pages of its own and a public one; returns
 /// (A's root, its level-3 table, the pages).
 fn text(ft: &mut FrameTable, va: u64) -> (u64, u64, [u64; 3]) {
@@ -190,7 +195,7 @@ fn text(ft: &mut FrameTable, va: u64) -> (u64, u64, [u64; 3]) {
 }
 
 #[test]
-fn a_shared_table_is_frozen_for_owner_and_sharers_and_checked_when_first_shared() {
+fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     let mut ft = machine(64);
     let before = census(&ft);
     let va = 0x40_0000;
@@ -199,25 +204,28 @@ fn a_shared_table_is_frozen_for_owner_and_sharers_and_checked_when_first_shared(
     let other = ft.alloc(OTHER, None).unwrap();
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2 };
-    // The sharer may not be the first to share it, nor link anything but a level-3 table.
-    assert_eq!(child.set(va, 2, Pte::table(l3), rule(CHILD)), Err(Error::Denied));
+    // Nobody may link a table its owner has not frozen, nor anything but a level-3 table,
+    // nor freeze another's table.
+    assert_eq!(child.set(va, 2, Pte::table(l3), rule(A)), Err(Error::Denied));
     assert_eq!(child.set(va, 1, Pte::table(l3), rule(A)), Err(Error::Denied));
+    assert_eq!(child.set(va, 2, freeze(l3), rule(A)), Err(Error::Denied));
     let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
-    // A writable entry, or a frame not the owner's, makes the first share fail, and marks nothing.
+    // A writable entry, or a frame not the owner's, makes freezing fail, and marks nothing.
     let w = owner.ft.alloc(A, None).unwrap();
     for (pa, perm) in [(w, RW), (other, RO)] {
         owner.set(va + 8 * 4096, 3, Pte::user_page(pa, perm), |_, _, _, f| Some(f)).unwrap();
-        let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2 };
-        assert_eq!(child.set(va, 2, Pte::table(l3), rule(A)), Err(Error::Denied));
+        assert_eq!(owner.set(va, 2, freeze(l3), own), Err(Error::Denied));
         assert!(
-            child.ft.get(pages[1]).unwrap().flags & frame::SHARED_RO == 0,
-            "a refused share marked a page"
+            owner.ft.get(pages[1]).unwrap().flags & frame::SHARED_RO == 0,
+            "a refused freeze marked a page"
         );
-        owner = Space { ft: child.ft, env: A, root, asid: 1 };
         owner.set(va + 8 * 4096, 3, Pte(0), own).unwrap();
     }
+    // Only where it is linked.
+    assert_eq!(owner.set(va + (1 << 21), 2, freeze(l3), own), Err(Error::Invalid));
+    owner.set(va, 2, freeze(l3), own).unwrap();
     let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2 };
-    child.set(va, 2, Pte::table(l3), rule(A)).unwrap();
+    child.set(va, 2, Pte::table(l3), rule(CHILD)).unwrap();
     assert_eq!(child.get(va + 4096, 3).unwrap().addr(), pages[1]);
     let t = *child.ft.get(l3).unwrap();
     assert_eq!((t.shares, t.flags & frame::FROZEN, t.entries), (1, frame::FROZEN, 4));
@@ -267,10 +275,11 @@ fn a_shared_table_its_owner_unlinks_stays_whole_until_its_last_sharer_lets_go() 
     let va = 0x40_0000;
     let (root, l3, pages) = text(&mut ft, va);
     let child_root = tree(&mut ft, CHILD, va, false);
-    let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2 };
-    child.set(va, 2, Pte::table(l3), rule(A)).unwrap();
-    // The owner (an exec) unlinks it with its entries: the sharer's pages stay, uncounted never.
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
+    Space { ft: &mut ft, env: A, root, asid: 1 }.set(va, 2, freeze(l3), own).unwrap();
+    let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2 };
+    child.set(va, 2, Pte::table(l3), rule(CHILD)).unwrap();
+    // The owner (an exec) unlinks it with its entries: the sharer's pages stay, still counted.
     let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
     owner.set(va, 2, Pte(0), own).unwrap();
     assert_eq!(owner.ft.free(A, pages[0]), Err(Error::Busy));
