@@ -144,16 +144,15 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     // walked or, at the child's end, unmapped one by one. Frozen, they never change again.
     let mut tables = Ok(());
     vm::regions(|r, l3| {
-        tables = tables.and_then(|_| match (vm::text_region(r), vm::remade_by_child(r)) {
-            (true, _) => {
+        tables = tables.and_then(|_| match vm::text_region(r) {
+            true => {
                 let freeze = || sys::table_set(me, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK);
                 let frozen = if vm::frozen(l3) { Ok(()) } else { freeze() };
                 frozen
                     .and_then(|_| vm::ensure_tables_to(child, r, 2))
                     .and_then(|_| sys::table_set(child, r, 2, Pte::table(l3).0))
             }
-            (false, false) => vm::ensure_tables(child, r).map(drop),
-            (false, true) => Ok(()),
+            false => vm::ensure_tables(child, r).map(drop),
         })
     });
     tables?;
@@ -166,7 +165,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
     vm::for_each_mapping_in(false, vm::remade_by_child, |va, e| {
-        if result.is_err() || vm::remade_by_child(va) || is_device(Pte(e).addr()) {
+        if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) {
             return;
         }
         // Read-only pages (text, rodata, public kernel pages) are shared as they are.

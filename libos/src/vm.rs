@@ -34,8 +34,10 @@ const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + (1 << 30);
 pub const TABLE_WINDOW: u64 = 0x3f00_0000_0000;
 pub const STACK_TOP: u64 = INIT_STACK_TOP;
 pub const STACK_SIZE: u64 = INIT_STACK_SIZE;
-/// A page used briefly to fill frames before they are mapped where they belong.
-pub const SCRATCH: u64 = 0x2fff_ffff_f000;
+/// A page used briefly to fill frames before they are mapped where they belong: the last
+/// page of the windows' own table (slot [`MAX_L3`] is never a window), so it needs no
+/// tables of its own.
+pub const SCRATCH: u64 = TABLE_WINDOW + MAX_L3 as u64 * PAGE;
 
 /// Software bit 55 of a page entry: this page is copy-on-write (this libOS's convention).
 pub const COW: u64 = 1 << 55;
@@ -445,13 +447,12 @@ pub fn text_region(region: u64) -> bool {
     (start & !(REGION - 1)..end).contains(&region)
 }
 
-/// Whether a forked child makes `va`'s mappings again itself when it needs them, so that
-/// `fork` gives it neither them nor their tables: the windows on the environment and frame
-/// tables (`fixup_after_fork` forgets them; pages are mapped again on first use) and the
-/// scratch page.
+/// Whether a forked child maps `va` again itself when it needs it, so that `fork` gives
+/// it the tables but not the mappings: the windows on the environment and frame tables
+/// (`fixup_after_fork` forgets them; a page is mapped again on first use, which needs no
+/// frame, so it works when memory is short: every upcall reads the environment table).
 pub fn remade_by_child(va: u64) -> bool {
     (ENV_TABLE_WINDOW..FRAME_TABLE_WINDOW + FT_PAGES as u64 * PAGE).contains(&va)
-        || va & !(REGION - 1) == SCRATCH & !(REGION - 1)
 }
 
 /// Whether level-3 table `pa` is frozen: shared whole with descendants (or an ancestor's),

@@ -7,7 +7,7 @@
 //!
 //! 1. Tables form a tree: a level-L table is linked from exactly one level-(L-1) entry of
 //!    the same environment's tree (so no cycles, no surprise walks). The one exception is
-//!    a frozen level-3 table (`share`): an ancestor's, linked whole into descendants'
+//!    a frozen level-3 table (`freeze`): an ancestor's, linked whole into descendants'
 //!    trees too, which nobody may change while it is frozen and whose pages nobody's walk
 //!    takes while it is shared.
 //! 2. A page entry points at a data frame the sharing rule (`env::may_map`) lets the
@@ -101,8 +101,10 @@ impl Space<'_> {
             let freeze = pte.0 & bits::FROZEN_LINK != 0;
             let pa = Pte(pte.0 & !bits::FROZEN_LINK).check_user_table()?;
             let e = self.ft.get_mut(pa)?;
-            let own = e.owner == self.env.0;
-            if e.kind != frame::TABLE || !own && (level != 2 || e.level != 3) {
+            let (own, frozen) = (e.owner == self.env.0, e.flags & frame::FROZEN != 0);
+            // Another's table only if an ancestor froze it (level 3): linked whole, shared.
+            let family = || may_map(e.owner, pa, false, frame::SHARED_RO).is_some();
+            if e.kind != frame::TABLE || !(own || frozen && family()) {
                 return Err(Error::Denied);
             }
             if e.level as u32 != level + 1 {
@@ -114,12 +116,10 @@ impl Space<'_> {
             if own && e.flags & frame::LINKED != 0 || old.is_valid() {
                 return Err(Error::Busy);
             }
-            if own {
-                e.flags |= frame::LINKED;
-            } else {
-                self.share(pa, &may_map)?;
+            match own {
+                true => e.flags |= frame::LINKED,
+                false => e.shares = e.shares.checked_add(1).ok_or(Error::Busy)?, // 255 links at most
             }
-            let frozen = self.ft.get(pa)?.flags & frame::FROZEN != 0;
             self.ft.get_mut(t)?.entries += 1;
             slots(t)[i] = Pte::table(pa).0 | if frozen { bits::FROZEN_LINK } else { 0 };
             tlb::publish();
@@ -201,7 +201,7 @@ impl Space<'_> {
     /// The owner freezes its level-3 table `pa`, linked at entry `i` of its table `t`: once
     /// every entry is read-only at a data frame of its own (each then counts as shared
     /// read-only with its descendants, as `may_map` would make it) or a public frame.
-    /// From then on no entry of it changes, and its descendants may link it (`share`).
+    /// From then on no entry of it changes, and its descendants may link it (`set`).
     #[inline(never)] // rare: kept out of `set`'s common path
     fn freeze(&mut self, t: u64, i: usize, pa: u64) -> Result<(), Error> {
         let e = *self.ft.get(pa)?;
@@ -226,18 +226,6 @@ impl Space<'_> {
         }
         self.ft.get_mut(pa)?.flags |= frame::FROZEN;
         slots(t)[i] |= bits::FROZEN_LINK; // ignored by the MMU: no TLB maintenance
-        Ok(())
-    }
-
-    /// Links an ancestor's frozen level-3 table `pa` into this space whole (the caller
-    /// checked its kind and level). Refused past 255 links.
-    #[inline(never)]
-    fn share(&mut self, pa: u64, may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>) -> Result<(), Error> {
-        let t = self.ft.get_mut(pa)?;
-        if t.flags & frame::FROZEN == 0 || may_map(t.owner, pa, false, frame::SHARED_RO).is_none() {
-            return Err(Error::Denied);
-        }
-        t.shares = t.shares.checked_add(1).ok_or(Error::Busy)?;
         Ok(())
     }
 
@@ -269,13 +257,10 @@ impl Space<'_> {
 #[inline(never)]
 fn unlink(ft: &mut FrameTable, table: u64, env: EnvId) -> Result<(), Error> {
     let t = ft.get_mut(table)?;
-    if t.owner != env.0 {
-        t.shares -= 1;
-    } else if t.entries != 0 && t.flags & frame::FROZEN == 0 {
-        return Err(Error::Busy);
-    }
-    if t.owner == env.0 {
-        t.flags &= !frame::LINKED;
+    match t.owner == env.0 {
+        false => t.shares -= 1,
+        true if t.entries != 0 && t.flags & frame::FROZEN == 0 => return Err(Error::Busy),
+        true => t.flags &= !frame::LINKED,
     }
     if t.flags & (frame::LINKED | frame::FROZEN) == frame::FROZEN && t.shares == 0 {
         (t.flags, t.entries) = (0, 0);
