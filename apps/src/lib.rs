@@ -24,6 +24,7 @@ pub mod picture;
 pub mod pressure;
 pub mod regtest;
 pub mod runner;
+pub mod sharing;
 pub mod smpbench;
 pub mod smptest;
 pub mod suites;

@@ -434,7 +434,8 @@ impl Kernel {
         crate::pct::on_destroy(self, slot);
         let mut n = self.space(slot).0.dismantle();
         uvm::tlb::invalidate_asid(Env::asid(slot)); // walk caches may name those tables
-                                                    // Frames it holds but did not map, or device frames: the frame table has them.
+
+        // Frames it holds but did not map, or device frames: the frame table has them.
         if n < self.envs[slot].held || self.envs[slot].devices {
             let heir = self.envs.get(self.envs[slot].parent).map_or(EnvId(0), |p| p.id);
             n += self.ft.reclaim(self.envs[slot].id, heir);

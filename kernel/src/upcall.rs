@@ -27,7 +27,7 @@ pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: 
     if e.upcall_entry == 0 || e.active == Ctx::Upcall {
         return false;
     }
-    let pc = e.frames[e.active as usize].elr;
+    let pc = e.frames[e.active as usize].pc;
     e.interrupted = e.active;
     // Only what the handler may rely on is set: its arguments, a clean frame-pointer
     // chain, its stack and entry. Other registers hold this environment's own values: what
@@ -35,7 +35,7 @@ pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: 
     // the interrupted context's and what the kernel computed from its own state.
     let f = &mut e.frames[Ctx::Upcall as usize];
     f.x[..5].copy_from_slice(&[kind, esr, far, pc, arg]);
-    (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.upcall_stack, e.upcall_entry, 0);
+    (f.x[29], f.x[30], f.sp, f.pc, f.pstate) = (0, 0, e.upcall_stack, e.upcall_entry, 0);
     e.active = Ctx::Upcall;
     true
 }
@@ -94,7 +94,7 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
         "env {:#x} killed: {} at pc {:#x}, FAR {:#x} ({why})",
         e.id.0,
         upcall::describe(esr),
-        e.frames[e.active as usize].elr,
+        e.frames[e.active as usize].pc,
         far
     );
     k.destroy(slot, exo_abi::killed_status(upcall::classify(esr).0));
@@ -158,14 +158,11 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
     }
     // Mapped pages the owner marked droppable first, then the others, in address order.
     for mark in [DROPPABLE, 0] {
-        k.space(slot).0.for_each_page(|ft, _, entry| {
+        k.space(slot).0.for_each_page(|ft, entry| {
             let pa = Pte(*entry).addr();
             let mine = ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 1);
             if count < want && *entry & DROPPABLE == mark && mine {
-                if let Ok(e) = ft.get_mut(pa) {
-                    e.maps = 0;
-                }
-                *entry = 0;
+                *entry = 0; // the walk uncounts it: no mapping left
                 taken[count] = pa;
                 count += 1;
             }

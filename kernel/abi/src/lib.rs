@@ -358,7 +358,8 @@ pub struct TableOp {
     pub pte: u64,
 }
 
-/// A saved EL0 context, as [`Sys::UpcallContext`] reads and writes it.
+/// A saved EL0 context, as [`Sys::UpcallContext`] reads and writes it. The kernel's own
+/// trap frame has this layout too (`vectors.S` saves into it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Context {
@@ -367,6 +368,24 @@ pub struct Context {
     pub pc: u64,
     /// SPSR: only the NZCV flags may be changed.
     pub pstate: u64,
+}
+
+impl Context {
+    pub const ZERO: Context = Context { x: [0; 31], sp: 0, pc: 0, pstate: 0 };
+}
+
+/// The general registers two to a line, then `sp` (a crash report's register dump).
+impl core::fmt::Display for Context {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        for (i, pair) in self.x.chunks(2).enumerate() {
+            write!(f, "    x{:<2} {:#018x}", 2 * i, pair[0])?;
+            match pair.get(1) {
+                Some(v) => writeln!(f, "  x{:<2} {:#018x}", 2 * i + 1, v)?,
+                None => writeln!(f, "  sp     {:#018x}", self.sp)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why an upcall was delivered: `x0` of the handler. `x1` = ESR, `x2` = FAR, `x3` = the
@@ -474,6 +493,12 @@ pub mod frame {
     /// The owner granted it over a call since it last changed hands (call grants made
     /// before that are void).
     pub const GRANTED: u8 = 8;
+    /// A level-3 table's flag: frozen, its entries fixed (`TableSet` into it is refused),
+    /// since its owner first linked it into a descendant's tree (checked then: every entry
+    /// read-only, at a data frame of the owner's or a public one). A frozen table is
+    /// shared whole: [`super::FrameEntry::shares`] counts the links to it in other trees.
+    /// It thaws only when its owner unlinks it and nothing shares it (then it is emptied).
+    pub const FROZEN: u8 = 16;
 }
 
 /// One frame's entry in the public frame table (readable by mapping its frames).
@@ -486,7 +511,8 @@ pub struct FrameEntry {
     /// For tables: the level, 0..=3.
     pub level: u8,
     pub flags: u8,
-    pub _pad: u8,
+    /// For a frozen level-3 table: the links to it in descendants' trees (at most 255).
+    pub shares: u8,
     /// Page entries, in any environment's tables, that map this frame (not counted for
     /// public frames, which never change hands).
     pub maps: u16,

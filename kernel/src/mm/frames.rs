@@ -228,13 +228,13 @@ impl FrameTable {
         }
     }
 
-    /// Turns an empty, unlinked, unmapped table of `owner` back into data.
+    /// Turns an empty, unlinked, unmapped (and unshared) table of `owner` back into data.
     pub fn unbind_table(&mut self, owner: EnvId, pa: u64) -> Result<u8, Error> {
         let e = self.get_mut(pa)?;
         if e.kind != frame::TABLE || e.owner != owner.0 {
             return Err(Error::Denied);
         }
-        if e.entries != 0 || e.maps != 0 || e.flags & frame::LINKED != 0 {
+        if e.entries != 0 || e.maps != 0 || e.flags & (frame::LINKED | frame::FROZEN) != 0 {
             return Err(Error::Busy);
         }
         let level = e.level;
