@@ -26,6 +26,7 @@ pub const TESTS: &[Test] = &[
     ("the_block_cache_gives_its_pages_back_and_reads_stay_right", crate::cachetest::given_back),
     ("spawn_runs_an_elf_from_the_fat_partition_and_wait_returns_its_status", spawn_from_fat),
     ("spawn_refuses_malformed_elf_files", malformed_elf),
+    ("exec_in_a_forked_child_replaces_its_shared_text_table", crate::sharing::exec_over_a_shared_text_table),
 ];
 
 /// Runs the suite; `programs` are the ELF files init carries (fsd, hello, crash, ...).

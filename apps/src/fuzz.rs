@@ -204,8 +204,8 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
         let num = match r.below(10) {
             0 => r.below(64),
             _ => r.pick(&[
-                2, 3, 4, 5, 6, 7, 7, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 32,
-                26, 33, 35, 36, 37, 38, 40, 41, 48, 49, 50, 51, 52,
+                2, 3, 4, 5, 6, 7, 7, 7, 27, 27, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+                25, 32, 26, 33, 35, 36, 37, 38, 40, 41, 48, 49, 50, 51, 52,
             ]),
         };
         let mut a = [0u64; 6];
@@ -224,6 +224,16 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
             }
             n if n == Sys::TableSet as u64 => {
                 a[..4].copy_from_slice(&[pool.env(&mut r), pool.va(&mut r), r.below(5), pool.pte(&mut r)])
+            }
+            n if n == Sys::TableSetAt as u64 => {
+                // A level-3 table of the worker's own most of the time (the one at a pool
+                // address), else any frame; indexes around the table's end.
+                let va = pool.va(&mut r);
+                let table = match r.below(3) {
+                    0 | 1 => sys::table_get(EnvId::SELF, va, 2).map_or(0, |e| Pte(e).addr()),
+                    _ => pool.frame(&mut r),
+                };
+                a[..4].copy_from_slice(&[pool.env(&mut r), table, r.below(520), pool.pte(&mut r)])
             }
             n if n == Sys::TableSetBatch as u64 => {
                 a[..3].copy_from_slice(&[pool.env(&mut r), pool.va(&mut r), r.below(600)])

@@ -45,11 +45,27 @@ pub const TESTS: &[Test] = &[
         "dying_child_leaves_no_frame_behind_and_takes_none_of_its_parents",
         crate::teardown::child_leaves_no_frame_behind_and_takes_none_of_its_parents,
     ),
+    (
+        "shared_text_table_is_frozen_for_parent_and_child",
+        crate::sharing::text_table_is_frozen_for_parent_and_child,
+    ),
+    (
+        "only_the_owner_shares_a_table_and_only_its_own_read_only_pages",
+        crate::sharing::only_the_owner_shares_a_table_and_only_its_own_read_only_pages,
+    ),
     ("yield_to_cannot_pull_a_partner_onto_a_core_it_may_not_use", yield_off_core),
     ("call_switched_to_directly_still_needs_the_right_and_the_servers_core", direct_call_checks),
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
     ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
+    (
+        "table_set_at_takes_only_a_linked_level_3_table_of_the_space_named",
+        crate::tableat::names_only_linked_level_3_tables_of_the_space,
+    ),
+    (
+        "table_set_at_cannot_reach_a_table_torn_down_on_another_core",
+        crate::tableat::cannot_reach_a_table_torn_down_on_another_core,
+    ),
 ];
 
 pub fn run(filter: &str) -> usize {

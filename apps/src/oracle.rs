@@ -10,7 +10,8 @@
 //! - a device frame (the screen's) is mapped only by its owner, never executable and
 //!   non-cacheable (the owner-only rule);
 //! - every table is the environment's, linked at its level, and counts its entries
-//!   exactly; every frame the walked environments own counts its mappings exactly (the
+//!   exactly — or, at level 3, a frozen table of an ancestor's, shared whole (its pages
+//!   are checked as the sharer's, and counted once, by its owner's walk); every frame the walked environments own counts its mappings exactly (the
 //!   caller's own frames, which its ancestors may map too, at least as many).
 //!
 //! The environments walked must not run meanwhile (the fuzzer pauses its workers first).
@@ -49,7 +50,7 @@ impl Oracle {
             let Some(e) = vm::env_info(EnvId(slot)) else { continue };
             let live = matches!(e.state, env_state::BLANK | env_state::RUNNABLE | env_state::BLOCKED);
             if live && e.id != me.0 && descends(&e, me) && e.root != 0 {
-                self.table(EnvId(e.id), e.root, 0, 0)?;
+                self.table(EnvId(e.id), e.root, 0, 0, false)?;
                 walked += 1;
             }
         }
@@ -73,10 +74,17 @@ impl Oracle {
         Ok(walked)
     }
 
-    /// Checks the table `pa` of `env` at `level`, which covers addresses from `base`.
-    fn table(&mut self, env: EnvId, pa: u64, level: u32, base: u64) -> Verdict {
+    /// Checks the table `pa` of `env` at `level`, which covers addresses from `base`
+    /// (`shared`: reached through a shared table, whose mappings its owner counts).
+    fn table(&mut self, env: EnvId, pa: u64, level: u32, base: u64, shared: bool) -> Verdict {
         let t = vm::frame_entry(pa).ok_or("a table is not RAM")?;
-        ok(t.kind == frame::TABLE && t.owner == env.0, "a table in the tree is not the environment's")?;
+        let shared = shared || level == 3 && t.owner != env.0;
+        let ancestors = vm::env_info(env).is_some_and(|me| descends(&me, EnvId(t.owner)));
+        let frozen = t.flags & frame::FROZEN != 0 && t.shares > 0 && ancestors;
+        ok(
+            t.kind == frame::TABLE && (t.owner == env.0 || frozen),
+            "a table in the tree is not the environment's",
+        )?;
         ok(t.level as u32 == level, "a table is linked at the wrong level")?;
         let mut valid = 0;
         for i in 0..512u64 {
@@ -87,15 +95,15 @@ impl Oracle {
             }
             valid += 1;
             if level < 3 {
-                self.table(env, e.addr(), level + 1, va)?;
+                self.table(env, e.addr(), level + 1, va, shared)?;
             } else {
-                self.page(env, e)?;
+                self.page(env, e, shared)?;
             }
         }
         ok(t.entries == valid, "a table's entry count is wrong")
     }
 
-    fn page(&mut self, env: EnvId, e: Pte) -> Verdict {
+    fn page(&mut self, env: EnvId, e: Pte, shared: bool) -> Verdict {
         let (pa, perm) = e.check_user_page().map_err(|_| "a page entry has forbidden attributes")?;
         let f = vm::frame_entry(pa).ok_or("a mapped frame is not RAM (a device?)")?;
         let read_only = !perm.write && !perm.exec;
@@ -107,11 +115,19 @@ impl Oracle {
                 (ancestor && f.flags & want != 0) || f.flags & frame::GRANTED != 0
             }
             frame::PUBLIC => read_only,
-            frame::TABLE => read_only && f.owner == env.0,
+            frame::TABLE => {
+                let frozen = f.flags & frame::FROZEN != 0;
+                read_only
+                    && (f.owner == env.0
+                        || frozen && vm::env_info(env).is_some_and(|me| descends(&me, EnvId(f.owner))))
+            }
             frame::DEVICE => device_allowed(f.owner, env, perm.exec, e),
             _ => false,
         };
         ok(allowed, "an environment maps a frame the sharing rule does not give it")?;
+        if shared {
+            return Ok(());
+        }
         if self.seen.len() == self.seen.capacity() {
             return Err("too many mappings for the oracle's record");
         }

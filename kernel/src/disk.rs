@@ -144,7 +144,7 @@ impl Kernel {
     pub fn sector_wait(&mut self, cur: usize) -> Result<Option<u64>, Error> {
         complete();
         if PINNED.load(Acquire) == cur {
-            self.envs[cur].frame().elr -= 4; // repeated when it runs again
+            self.envs[cur].frame().pc -= 4; // repeated when it runs again
             if self.runnable() & !self.excluded[self.cpu] & !(1 << cur) != 0 {
                 self.block(cur, Wait::Disk);
             }

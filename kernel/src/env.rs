@@ -306,9 +306,10 @@ impl Kernel {
     }
 
     /// The slot of `id` if the current environment may act on it (itself or a descendant).
+    #[inline]
     pub fn target(&self, id: EnvId) -> Result<usize, Error> {
         let t = self.slot(id)?;
-        if is_ancestor_or_self(&self.envs, self.current, t) {
+        if t == self.current || is_ancestor_or_self(&self.envs, self.current, t) {
             Ok(t)
         } else {
             Err(Error::Denied)
@@ -317,6 +318,7 @@ impl Kernel {
 
     /// `slot`'s address space, for one operation, and the rule for which data frames may
     /// appear in it.
+    #[inline]
     pub fn space(&mut self, slot: usize) -> (Space<'_>, impl Fn(u32, u64, bool, u8) -> Option<u8> + '_) {
         crate::disk::wait_unpinned(|s| s == slot); // no page unmapped under a transfer
         let e = &self.envs[slot];
@@ -432,7 +434,8 @@ impl Kernel {
         crate::pct::on_destroy(self, slot);
         let mut n = self.space(slot).0.dismantle();
         uvm::tlb::invalidate_asid(Env::asid(slot)); // walk caches may name those tables
-                                                    // Frames it holds but did not map, or device frames: the frame table has them.
+
+        // Frames it holds but did not map, or device frames: the frame table has them.
         if n < self.envs[slot].held || self.envs[slot].devices {
             let heir = self.envs.get(self.envs[slot].parent).map_or(EnvId(0), |p| p.id);
             n += self.ft.reclaim(self.envs[slot].id, heir);

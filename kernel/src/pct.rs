@@ -88,7 +88,7 @@ impl Kernel {
             Ok(t) if self.envs[t].wait == Wait::Serve => return self.enter(cur, t, opts),
             Ok(_) if opts & PCT_NONBLOCK != 0 => Error::Busy,
             Ok(t) => {
-                self.envs[cur].frame().elr -= 4; // retry the call once the target is free
+                self.envs[cur].frame().pc -= 4; // retry the call once the target is free
                 self.call_waiters += 1;
                 self.set_deadline(cur, opts);
                 self.block(cur, Wait::Call(t));
@@ -159,7 +159,7 @@ impl Kernel {
         // stack, pc. Other registers hold this server's own earlier values.
         let f = &mut e.frames[Ctx::Call as usize];
         f.x[..6].copy_from_slice(&args);
-        (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.pct_stack, e.pct_entry, 0);
+        (f.x[29], f.x[30], f.sp, f.pc, f.pstate) = (0, 0, e.pct_stack, e.pct_entry, 0);
         e.active = Ctx::Call;
         e.pct_caller = (cur, caller_id);
         self.set_deadline(cur, opts);
@@ -205,14 +205,10 @@ impl Kernel {
     /// Fails a waiting caller with `e`.
     fn fail_caller(&mut self, s: usize, e: Error) {
         let retrying = matches!(self.envs[s].wait, Wait::Call(_));
-        if retrying {
-            self.call_waiters -= 1;
-        }
+        self.call_waiters -= retrying as u32;
         let f = self.envs[s].frame();
-        f.x[0] = e as i64 as u64;
-        if retrying {
-            f.elr += 4; // its pc was wound back to retry the call: it returns instead
-        }
+        // A retrying caller's pc was wound back to repeat the call: it returns instead.
+        (f.x[0], f.pc) = (e as i64 as u64, f.pc + 4 * retrying as u64);
         self.wake(s);
     }
 }
@@ -260,12 +256,9 @@ fn live(ft: &FrameTable, g: &Grant) -> bool {
 
 /// Removes every mapping of frame `pa` from `slot`'s tables.
 fn unmap_frame(k: &mut Kernel, slot: usize, pa: u64) {
-    k.space(slot).0.for_each_page(|ft, _, entry| {
+    k.space(slot).0.for_each_page(|_, entry| {
         if Pte(*entry).addr() == pa {
-            if let Ok(f) = ft.get_mut(pa) {
-                f.maps -= 1;
-            }
-            *entry = 0;
+            *entry = 0; // uncounted by the walk
         }
         true
     });

@@ -93,7 +93,7 @@ fast!(table_bind, |k, env, pa, level, _d, _e| {
         return Err(Error::Busy);
     }
     k.ft.bind_table(k.envs[t].id, pa, level as u8)?;
-    zero_frame(pa);
+    crate::arch::zero_page(phys_to_virt(pa));
     if level == 0 {
         k.set_root(t, pa);
     }
@@ -111,6 +111,11 @@ fast!(table_set, |k, env, va, level, pte, _e| {
     let t = k.target(env_arg(env)?)?;
     let (mut space, may_map) = k.space(t);
     space.set(va, level.min(4) as u32, Pte(pte), may_map).map(|_| 0)
+});
+fast!(table_set_at, |k, env, table, i, pte, _e| {
+    let t = k.target(env_arg(env)?)?;
+    let (mut space, may_map) = k.space(t);
+    space.set_at(table, i, Pte(pte), may_map).map(|_| 0)
 });
 fast!(table_set_batch, |k, env, ptr, count, _d, _e| {
     let t = k.target(env_arg(env)?)?;
@@ -145,7 +150,7 @@ fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
         return Err(Error::Invalid);
     }
     let f = &mut k.envs[t].frames[Ctx::Own as usize];
-    *f = TrapFrame { elr: pc, sp_el0: sp, spsr: 0, ..TrapFrame::ZERO };
+    *f = TrapFrame { pc, sp, ..TrapFrame::ZERO };
     f.x[0] = a0;
     f.x[1] = a1;
     Ok(0)
@@ -189,10 +194,9 @@ fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
     if write == 1 {
         let c: Context = uaccess::read(root, ptr)?;
         // Only the condition flags of PSTATE are the environment's to change.
-        *f = TrapFrame { x: c.x, sp_el0: c.sp, elr: c.pc, spsr: c.pstate & 0xf000_0000 };
+        *f = Context { pstate: c.pstate & 0xf000_0000, ..c };
     } else {
-        let c = Context { x: f.x, sp: f.sp_el0, pc: f.elr, pstate: f.spsr };
-        uaccess::write(root, ptr, &c)?;
+        uaccess::write(root, ptr, f)?;
     }
     Ok(0)
 });
@@ -246,11 +250,8 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     pct_register,
     pct_ungrant_scrubbed,
     env_set_affinity,
+    table_set_at,
 ];
-
-fn zero_frame(pa: u64) {
-    crate::arch::zero_page(phys_to_virt(pa));
-}
 
 impl Kernel {
     /// The slot of a *child* (strict descendant) of the caller.
@@ -268,7 +269,7 @@ impl Kernel {
         let want = (pa != ANY_FRAME).then_some(pa);
         match self.ft.alloc(self.envs[t].id, want) {
             Ok(pa) => {
-                zero_frame(pa);
+                crate::arch::zero_page(phys_to_virt(pa));
                 self.publish_free();
                 Ok(pa)
             }
@@ -404,7 +405,7 @@ impl Kernel {
 
     /// Blocks the caller so that it repeats this system call once woken.
     fn restart(&mut self, cur: usize, why: Wait) {
-        self.envs[cur].frame().elr -= 4;
+        self.envs[cur].frame().pc -= 4;
         self.block(cur, why);
     }
 

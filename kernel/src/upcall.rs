@@ -12,7 +12,8 @@
 use exo_abi::pte::{bits::DROPPABLE, Pte};
 use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
 
-use crate::env::{Ctx, Kernel, MAX_ENVS, PENDING_REVOKE, PENDING_SLICE};
+use crate::arch::trap::TrapFrame;
+use crate::env::{kernel, Ctx, Kernel, MAX_ENVS, NONE, PENDING_REVOKE, PENDING_SLICE};
 
 /// Frames asked back per revocation, and ticks the environment has to give them.
 pub const REVOKE_BATCH: u32 = 16;
@@ -20,19 +21,21 @@ pub const REVOKE_GRACE: u64 = 3;
 
 /// Starts `slot`'s handler for an upcall of `kind`. Returns false if it has no handler or
 /// is already in one (the caller decides what that means).
+#[inline]
 pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: u64) -> bool {
     let e = &mut k.envs[slot];
     if e.upcall_entry == 0 || e.active == Ctx::Upcall {
         return false;
     }
-    let pc = e.frames[e.active as usize].elr;
+    let pc = e.frames[e.active as usize].pc;
     e.interrupted = e.active;
     // Only what the handler may rely on is set: its arguments, a clean frame-pointer
-    // chain, its stack and entry. Other registers hold what this environment's previous
-    // handler left (its own values, nothing of anyone else's).
+    // chain, its stack and entry. Other registers hold this environment's own values: what
+    // its previous handler left, or on the fault path (`el0_abort`, which loads only these)
+    // the interrupted context's and what the kernel computed from its own state.
     let f = &mut e.frames[Ctx::Upcall as usize];
     f.x[..5].copy_from_slice(&[kind, esr, far, pc, arg]);
-    (f.x[29], f.x[30], f.sp_el0, f.elr, f.spsr) = (0, 0, e.upcall_stack, e.upcall_entry, 0);
+    (f.x[29], f.x[30], f.sp, f.pc, f.pstate) = (0, 0, e.upcall_stack, e.upcall_entry, 0);
     e.active = Ctx::Upcall;
     true
 }
@@ -60,6 +63,25 @@ fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
     }
 }
 
+/// A synchronous exception from EL0 (not a system call, wfi or wfe), its context saved
+/// (`el0_abort` in `vectors.S`): the handler's context to start at once, with no pass of
+/// the scheduler (who runs here has not changed: an interrupt another core raised
+/// meanwhile is taken as soon as the handler runs, as after a fast call). Null if it
+/// cannot be delivered (no handler, a fault in the handler, the environment destroyed
+/// meanwhile): the vector then takes the general path, `el0_trap`, which ends it.
+#[unsafe(no_mangle)]
+extern "C" fn el0_fault(esr: u64, far: u64) -> *mut TrapFrame {
+    kernel(|k| {
+        let cur = k.current;
+        let delivered = cur != NONE && deliver(k, cur, upcall::FAULT, esr, far, 0);
+        if delivered {
+            k.envs[cur].frame() as *mut _
+        } else {
+            core::ptr::null_mut()
+        }
+    })
+}
+
 /// A synchronous exception from EL0 other than a system call: handed to the handler as it
 /// is (the libOS reads the syndrome), or the end of the environment.
 pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
@@ -72,7 +94,7 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
         "env {:#x} killed: {} at pc {:#x}, FAR {:#x} ({why})",
         e.id.0,
         upcall::describe(esr),
-        e.frames[e.active as usize].elr,
+        e.frames[e.active as usize].pc,
         far
     );
     k.destroy(slot, exo_abi::killed_status(upcall::classify(esr).0));
@@ -136,14 +158,11 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
     }
     // Mapped pages the owner marked droppable first, then the others, in address order.
     for mark in [DROPPABLE, 0] {
-        k.space(slot).0.for_each_page(|ft, _, entry| {
+        k.space(slot).0.for_each_page(|ft, entry| {
             let pa = Pte(*entry).addr();
             let mine = ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 1);
             if count < want && *entry & DROPPABLE == mark && mine {
-                if let Ok(e) = ft.get_mut(pa) {
-                    e.maps = 0;
-                }
-                *entry = 0;
+                *entry = 0; // the walk uncounts it: no mapping left
                 taken[count] = pa;
                 count += 1;
             }

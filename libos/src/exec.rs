@@ -115,6 +115,7 @@ fn prepare(file: &[u8], args: &str) -> Result<(u64, u64, u64, u64), SpawnError> 
         }
         Err(e) => {
             for pa in made {
+                let _ = sys::table_unbind(me, pa); // the fresh tables for frozen ones
                 let _ = sys::frame_free(me, pa);
             }
             Err(e.into())
@@ -139,8 +140,25 @@ fn load(
     made.reserve(n_new as usize);
     let mut count = n_new + SLACK;
     vm::for_each_mapping(|va, _| count += !kept(va) as u64);
+    vm::for_each_mapping_in(true, |_| false, |_, _| count += 1);
     let exec_pages = 1 + list_pages(count) + (count * 24).div_ceil(PAGE);
     let fds = core::array::from_fn(fd::kind_of);
+    // A frozen table (shared whole with children, or an ancestor's) cannot be cleared
+    // entry by entry: the list unlinks it and links a fresh one in its place. The kernel
+    // empties it once nothing shares it any more.
+    let mut frozen = Ok(());
+    vm::regions(|region, l3| {
+        if frozen.is_ok() && region != vm::TABLE_WINDOW && vm::frozen(l3) {
+            frozen = sys::frame_alloc(me, None).and_then(|pa| {
+                made.push(pa);
+                sys::table_bind(me, pa, 3)?;
+                new.push(TableOp { va: region, level: 2, pte: 0 });
+                new.push(TableOp { va: region, level: 2, pte: Pte::table(pa).0 });
+                Ok(())
+            });
+        }
+    });
+    frozen?;
     let mut page = |va: u64, perm: Perm, fill: &dyn Fn(&mut [u8])| -> Result<(), Error> {
         let pa = vm::fill_new_frame(|p| fill(p))?;
         made.push(pa);
@@ -188,6 +206,9 @@ fn trampoline(new: &[TableOp], pages: u64, count: usize) -> Result<(u64, u64, u6
             old.push(Pte(e).addr());
         }
     });
+    // Pages of frozen tables go with the unlinking (`load`); those still shared with a
+    // child stay mapped there, and the kernel refuses to free them.
+    vm::for_each_mapping_in(true, |_| false, |_, e| old.push(Pte(e).addr()));
     old[0] = old.len() as u64 - 1;
     list.extend_from_slice(new);
     let skip = list_pages(count as u64);

@@ -139,8 +139,22 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
     vm::reserve(SCRATCH)?;
-    let mut tables = Ok(0);
-    vm::regions(|r| tables = tables.and_then(|_| vm::ensure_tables(child, r)));
+    // Text and read-only data: their tables are linked whole (the first fork freezes them;
+    // a forked child's are its ancestor's, frozen already), so no page of them is copied,
+    // walked or, at the child's end, unmapped one by one. Frozen, they never change again.
+    let mut tables = Ok(());
+    vm::regions(|r, l3| {
+        tables = tables.and_then(|_| match vm::text_region(r) {
+            true => {
+                let freeze = || sys::table_set(me, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK);
+                let frozen = if vm::frozen(l3) { Ok(()) } else { freeze() };
+                frozen
+                    .and_then(|_| vm::ensure_tables_to(child, r, 2))
+                    .and_then(|_| sys::table_set(child, r, 2, Pte::table(l3).0))
+            }
+            false => vm::ensure_tables(child, r).map(drop),
+        })
+    });
     tables?;
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
@@ -150,7 +164,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
-    vm::for_each_mapping(|va, e| {
+    vm::for_each_mapping_in(false, vm::remade_by_child, |va, e| {
         if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) {
             return;
         }

@@ -366,13 +366,24 @@ fn give(wanted: u64) -> u64 {
 
 /// Every upcall and [`poll`]: answers a request left owed, then takes stock of frames the
 /// kernel took by force. Must not allocate.
+#[inline]
 pub(crate) fn on_upcall() {
+    let s = state();
+    // The common case, nothing owed and nothing taken since the last look: one word read.
+    if vm::busy() || s.owed != 0 || vm::env_repossessed(vm::me()) != Some(s.stats.repossessed) {
+        take_stock();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn take_stock() {
     if vm::busy() {
         settle();
         return;
     }
-    let Some((wanted, repossessed)) = vm::env_revocation(vm::me()) else { return };
     let s = state();
+    let Some((wanted, repossessed)) = vm::env_revocation(vm::me()) else { return };
     // The kernel's count is the truth: frames the program freed itself count too.
     s.owed = s.owed.min(u64::from(wanted));
     settle();

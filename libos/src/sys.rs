@@ -138,6 +138,11 @@ pub fn table_unbind(env: EnvId, pa: u64) -> Result<(), Error> {
 pub fn table_set(env: EnvId, va: u64, level: u32, pte: u64) -> Result<(), Error> {
     c4(Sys::TableSet, env.0 as u64, va, level as u64, pte).map(drop)
 }
+/// Sets entry `index` of `env`'s level-3 table at `table` (linked into its tree): `TableSet`
+/// without the walk.
+pub fn table_set_at(env: EnvId, table: u64, index: u64, pte: u64) -> Result<(), Error> {
+    c4(Sys::TableSetAt, env.0 as u64, table, index, pte).map(drop)
+}
 /// Applies `ops` in order; returns how many succeeded.
 pub fn table_set_batch(env: EnvId, ops: &[TableOp]) -> Result<u64, Error> {
     c3(Sys::TableSetBatch, env.0 as u64, ops.as_ptr() as u64, ops.len() as u64)

@@ -116,12 +116,23 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
     if handled || hooked || kind == upcall::SLICE_END || kind == upcall::REVOKE {
         sys::upcall_resume();
     }
+    unhandled(&u)
+}
+
+/// The end of an environment whose exception nobody handled (out of line: the common
+/// upcalls do not pay its stack frame).
+#[cold]
+#[inline(never)]
+fn unhandled(u: &Upcall) -> ! {
     println!(
-        "env {:#x}: unhandled {} at pc {pc:#x}, address {far:#x} (ESR {esr:#x})",
+        "env {:#x}: unhandled {} at pc {:#x}, address {:#x} (ESR {:#x})",
         vm::me().0,
-        name(kind)
+        name(u.kind),
+        u.pc,
+        u.far,
+        u.esr
     );
-    sys::exit(exo_abi::killed_status(kind));
+    sys::exit(exo_abi::killed_status(u.kind));
 }
 
 /// An exception kind in words.

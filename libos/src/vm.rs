@@ -17,7 +17,7 @@
 //! busy.
 
 use exo_abi::pte::{bits, index, Perm, Pte};
-use exo_abi::{EnvId, EnvInfo, Error, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
+use exo_abi::{frame, EnvId, EnvInfo, Error, FrameEntry, KernelInfo, INIT_STACK_SIZE, INIT_STACK_TOP};
 
 use crate::private::Private;
 use crate::sys;
@@ -34,8 +34,10 @@ const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + (1 << 30);
 pub const TABLE_WINDOW: u64 = 0x3f00_0000_0000;
 pub const STACK_TOP: u64 = INIT_STACK_TOP;
 pub const STACK_SIZE: u64 = INIT_STACK_SIZE;
-/// A page used briefly to fill frames before they are mapped where they belong.
-pub const SCRATCH: u64 = 0x2fff_ffff_f000;
+/// A page used briefly to fill frames before they are mapped where they belong: the last
+/// page of the windows' own table (slot [`MAX_L3`] is never a window), so it needs no
+/// tables of its own.
+pub const SCRATCH: u64 = TABLE_WINDOW + MAX_L3 as u64 * PAGE;
 
 /// Software bit 55 of a page entry: this page is copy-on-write (this libOS's convention).
 pub const COW: u64 = 1 << 55;
@@ -123,10 +125,15 @@ fn window(slot: usize) -> u64 {
 }
 
 impl State {
+    #[inline]
     fn lookup(&mut self, region: u64) -> Option<usize> {
         if self.last < self.n && self.l3[self.last].region == region {
             return Some(self.last);
         }
+        self.search(region)
+    }
+
+    fn search(&mut self, region: u64) -> Option<usize> {
         let i = self.l3[..self.n].iter().position(|t| t.region == region)?;
         self.last = i;
         Some(i)
@@ -134,11 +141,16 @@ impl State {
 
     /// Makes sure a level-3 table covers `va` (creating tables at levels 1–3 as needed,
     /// or adopting ones the kernel or parent made) and that it has a window.
+    #[inline]
     fn ensure_l3(&mut self, va: u64) -> Result<usize, Error> {
-        let region = va & !(REGION - 1);
-        if let Some(i) = self.lookup(region) {
-            return Ok(i);
+        match self.lookup(va & !(REGION - 1)) {
+            Some(i) => Ok(i),
+            None => self.add_l3(va),
         }
+    }
+
+    fn add_l3(&mut self, va: u64) -> Result<usize, Error> {
+        let region = va & !(REGION - 1);
         if self.n == MAX_L3 {
             return Err(Error::NoMemory);
         }
@@ -150,9 +162,14 @@ impl State {
         Ok(i)
     }
 
+    /// Sets the entry for page `va`, naming its level-3 table (`TableSetAt`: no walk).
     fn map(&mut self, va: u64, pte: u64) -> Result<(), Error> {
-        self.ensure_l3(va)?;
-        sys::table_set(EnvId::SELF, va, 3, pte)
+        if !va.is_multiple_of(PAGE) {
+            return Err(Error::Invalid);
+        }
+        let (region, last) = (va & !(REGION - 1), self.last);
+        let i = if last < self.n && self.l3[last].region == region { last } else { self.ensure_l3(va)? };
+        sys::table_set_at(EnvId::SELF, self.l3[i].pa, index(va, 3) as u64, pte)
     }
 }
 
@@ -195,8 +212,14 @@ pub fn map(va: u64, pte: u64) -> Result<(), Error> {
 /// Makes sure `env`'s tables reach level 3 at `va`, creating (and binding) each missing
 /// table with a frame of `env`'s own; returns the level-3 table's address.
 pub fn ensure_tables(env: EnvId, va: u64) -> Result<u64, Error> {
+    ensure_tables_to(env, va, 3)
+}
+
+/// [`ensure_tables`] down to the table at `level` only (the level-2 table, for a level-3
+/// table to be linked in whole); returns its address.
+pub fn ensure_tables_to(env: EnvId, va: u64, level: u32) -> Result<u64, Error> {
     let mut table = 0;
-    for level in 0..3 {
+    for level in 0..level {
         let e = Pte(sys::table_get(env, va, level)?);
         table = if e.is_valid() {
             e.addr()
@@ -254,7 +277,7 @@ pub fn unmap(va: u64) -> Result<u64, Error> {
     with(|s| {
         let old = entry_in(s, va);
         if old & bits::VALID != 0 {
-            sys::table_set(EnvId::SELF, va, 3, 0)?;
+            s.map(va, 0)?;
         }
         Ok(old)
     })
@@ -357,6 +380,16 @@ pub(crate) fn env_revocation(id: EnvId) -> Option<(u32, u64)> {
     Some((wanted, unsafe { repossessed.read_volatile() }))
 }
 
+/// Of `id`'s entry, just the count of frames the kernel repossessed (what an upcall looks
+/// at when nothing is owed).
+#[inline]
+pub(crate) fn env_repossessed(id: EnvId) -> Option<u64> {
+    let e = env_entry(id)?.cast::<u8>();
+    let repossessed = e.wrapping_add(core::mem::offset_of!(EnvInfo, repossessed)).cast::<u64>();
+    // SAFETY: as in `env_info`, for one aligned field inside the mapped entry.
+    Some(unsafe { repossessed.read_volatile() })
+}
+
 /// Where `id`'s entry is, mapping the table's window the first time.
 fn env_entry(id: EnvId) -> Option<*const EnvInfo> {
     let k = kinfo();
@@ -381,16 +414,28 @@ fn env_entry(id: EnvId) -> Option<*const EnvInfo> {
 }
 
 /// Calls `f(va, entry)` for every valid page entry of this space, except the table
-/// windows themselves (slot 0).
-pub fn for_each_mapping(mut f: impl FnMut(u64, u64)) {
+/// windows themselves (slot 0) and those of frozen tables (shared whole: [`frozen`]).
+pub fn for_each_mapping(f: impl FnMut(u64, u64)) {
+    for_each_mapping_in(false, |_| false, f)
+}
+
+/// [`for_each_mapping`] over the frozen tables if `frozen`, else over the others, leaving
+/// out the regions `skip` names.
+pub fn for_each_mapping_in(frozen: bool, skip: impl Fn(u64) -> bool, mut f: impl FnMut(u64, u64)) {
     let n = with(|s| s.n);
     for slot in 1..n {
         let (region, pa) = with(|s| (s.l3[slot].region, s.l3[slot].pa));
+        if skip(region) {
+            continue;
+        }
         // SAFETY: the window of an existing table slot, read-only; i < 512.
         let entry = |i: u64| unsafe { ((window(slot) + i * 8) as *const u64).read_volatile() };
         // The frame table counts a table's valid entries: the walk stops after the last one,
         // and skips runs of eight empty ones with a few loads (most tables are sparse).
-        let (mut left, mut i) = (frame_entry(pa).map_or(512, |t| t.entries), 0);
+        let (mut left, mut i) = match frame_entry(pa) {
+            Some(t) if (t.flags & frame::FROZEN != 0) != frozen => (0, 0),
+            t => (t.map_or(512, |t| t.entries), 0),
+        };
         while i < 512 && left > 0 {
             if i % 8 == 0 && (i..i + 8).fold(0, |a, j| a | entry(j)) == 0 {
                 i += 8;
@@ -406,12 +451,39 @@ pub fn for_each_mapping(mut f: impl FnMut(u64, u64)) {
     }
 }
 
-/// The 2 MiB regions this space has level-3 tables for, in slot order.
-pub fn regions(mut f: impl FnMut(u64)) {
+/// The 2 MiB regions this space has level-3 tables for, and those tables, in slot order.
+pub fn regions(mut f: impl FnMut(u64, u64)) {
     let n = with(|s| s.n);
     for slot in 0..n {
-        f(with(|s| s.l3[slot].region));
+        let (region, pa) = with(|s| (s.l3[slot].region, s.l3[slot].pa));
+        f(region, pa);
     }
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __data_start: u8;
+}
+
+/// Whether `region` holds only the program's text and read-only data (`link.ld` gives them
+/// 2 MiB regions of their own): `fork` shares its table whole, which freezes it.
+pub fn text_region(region: u64) -> bool {
+    let (start, end) = (&raw const __image_start as u64, &raw const __data_start as u64);
+    (start & !(REGION - 1)..end).contains(&region)
+}
+
+/// Whether a forked child maps `va` again itself when it needs it, so that `fork` gives
+/// it the tables but not the mappings: the windows on the environment and frame tables
+/// (`fixup_after_fork` forgets them; a page is mapped again on first use, which needs no
+/// frame, so it works when memory is short: every upcall reads the environment table).
+pub fn remade_by_child(va: u64) -> bool {
+    (ENV_TABLE_WINDOW..FRAME_TABLE_WINDOW + FT_PAGES as u64 * PAGE).contains(&va)
+}
+
+/// Whether level-3 table `pa` is frozen: shared whole with descendants (or an ancestor's),
+/// so no entry of it may change (the kernel refuses); it is replaced by unlinking it.
+pub fn frozen(pa: u64) -> bool {
+    frame_entry(pa).is_some_and(|t| t.flags & frame::FROZEN != 0)
 }
 
 /// Makes sure a level-3 table covers `va`.

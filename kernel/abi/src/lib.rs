@@ -230,6 +230,14 @@ pub enum Sys {
     /// parent keeps its subtree off a core by leaving the core out of its own mask before
     /// it creates children); `Invalid` for an empty mask or one wider than 8 bits.
     EnvSetAffinity = 26,
+    /// `(env, table, index, pte)`: [`Sys::TableSet`] at level 3 with the table named
+    /// directly: sets entry `index` of `table`, which must be a level-3 table of `env`'s
+    /// linked into its tree (the frame table records where: [`FrameEntry::link`]), so the
+    /// kernel walks nothing. The page entry is checked exactly as `TableSet` checks it; a
+    /// zero `pte` clears the entry. `NotFound` if `table` is not RAM or not linked;
+    /// `Denied` unless it is a table `env` owns; `Invalid` if it is not at level 3 or
+    /// `index` ≥ 512.
+    TableSetAt = 27,
     /// `()`: parks the caller's own context for good and makes it available for calls
     /// (it must have registered an entry). Returns only with an error.
     PctWait = 39,
@@ -290,7 +298,7 @@ pub const PCT_TIMEOUT_SHIFT: u32 = 3;
 impl Sys {
     pub const FIRST_SLOW: u64 = 32;
     /// One past the highest fast number the kernel's table has.
-    pub const FAST_COUNT: u64 = 27;
+    pub const FAST_COUNT: u64 = 28;
 }
 
 /// Sector-binding rights.
@@ -350,7 +358,8 @@ pub struct TableOp {
     pub pte: u64,
 }
 
-/// A saved EL0 context, as [`Sys::UpcallContext`] reads and writes it.
+/// A saved EL0 context, as [`Sys::UpcallContext`] reads and writes it. The kernel's own
+/// trap frame has this layout too (`vectors.S` saves into it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Context {
@@ -359,6 +368,24 @@ pub struct Context {
     pub pc: u64,
     /// SPSR: only the NZCV flags may be changed.
     pub pstate: u64,
+}
+
+impl Context {
+    pub const ZERO: Context = Context { x: [0; 31], sp: 0, pc: 0, pstate: 0 };
+}
+
+/// The general registers two to a line, then `sp` (a crash report's register dump).
+impl core::fmt::Display for Context {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        for (i, pair) in self.x.chunks(2).enumerate() {
+            write!(f, "    x{:<2} {:#018x}", 2 * i, pair[0])?;
+            match pair.get(1) {
+                Some(v) => writeln!(f, "  x{:<2} {:#018x}", 2 * i + 1, v)?,
+                None => writeln!(f, "  sp     {:#018x}", self.sp)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why an upcall was delivered: `x0` of the handler. `x1` = ESR, `x2` = FAR, `x3` = the
@@ -391,7 +418,11 @@ pub mod upcall {
     /// (for a data abort, 1 if the access was a write).
     pub const fn classify(esr: u64) -> (u64, u64) {
         let iss = esr & 0x1ff_ffff;
-        match esr >> 26 {
+        let class = (esr >> 26) & 0x3f; // ISS2 (bits 32..) is set on newer cores
+        if class == 0x24 && iss & 0x3f != 0x21 {
+            return (DATA_ABORT, (iss >> 6) & 1); // the common case, tested first
+        }
+        match class {
             0x24 if iss & 0x3f == 0x21 => (ALIGNMENT, 0),
             0x24 => (DATA_ABORT, (iss >> 6) & 1),
             0x20 => (INSTRUCTION_ABORT, 0),
@@ -462,6 +493,12 @@ pub mod frame {
     /// The owner granted it over a call since it last changed hands (call grants made
     /// before that are void).
     pub const GRANTED: u8 = 8;
+    /// A level-3 table's flag: frozen, its entries fixed (`TableSet` into it is refused),
+    /// since its owner first linked it into a descendant's tree (checked then: every entry
+    /// read-only, at a data frame of the owner's or a public one). A frozen table is
+    /// shared whole: [`super::FrameEntry::shares`] counts the links to it in other trees.
+    /// It thaws only when its owner unlinks it and nothing shares it (then it is emptied).
+    pub const FROZEN: u8 = 16;
 }
 
 /// One frame's entry in the public frame table (readable by mapping its frames).
@@ -474,7 +511,8 @@ pub struct FrameEntry {
     /// For tables: the level, 0..=3.
     pub level: u8,
     pub flags: u8,
-    pub _pad: u8,
+    /// For a frozen level-3 table: the links to it in descendants' trees (at most 255).
+    pub shares: u8,
     /// Page entries, in any environment's tables, that map this frame (not counted for
     /// public frames, which never change hands).
     pub maps: u16,
@@ -482,7 +520,9 @@ pub struct FrameEntry {
     pub entries: u16,
     /// Free frames form a doubly linked list: `link` is the next free frame's index + 1
     /// and, for free frames only, `owner` the previous one's (0 ends the list; the head is
-    /// [`KernelInfo::free_head`]). Unused for other kinds.
+    /// [`KernelInfo::free_head`]). For a linked table (levels 1–3): the lowest virtual
+    /// address it covers, shifted right by 21 (what [`Sys::TableSetAt`] reads). Unused
+    /// otherwise.
     pub link: u32,
 }
 
@@ -682,6 +722,8 @@ mod tests {
         // A level-3 translation fault on a write (EC 0x24, WnR, DFSC 0x07), then a read.
         assert_eq!(classify(0x24 << 26 | 1 << 25 | 1 << 6 | 0x07), (DATA_ABORT, 1));
         assert_eq!(classify(0x24 << 26 | 1 << 25 | 0x07), (DATA_ABORT, 0));
+        assert_eq!(classify(1 << 32 | 0x24 << 26 | 0x07), (DATA_ABORT, 0)); // ISS2 set
+        assert_eq!(classify(1 << 40 | 0x20 << 26), (INSTRUCTION_ABORT, 0));
         assert_eq!(classify(0x24 << 26 | 0x21), (ALIGNMENT, 0)); // DFSC alignment
         assert_eq!(classify(0x20 << 26 | 0x0f), (INSTRUCTION_ABORT, 0));
         assert_eq!(classify(0x22 << 26), (ALIGNMENT, 0)); // pc alignment

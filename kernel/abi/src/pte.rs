@@ -34,6 +34,11 @@ pub mod bits {
     /// other mapped page. It only orders the owner's own frames: a frame the environment does
     /// not own, or maps more than once, is never taken, marked or not.
     pub const DROPPABLE: u64 = 1 << 58;
+    /// Software bit 57 of a level-2 table descriptor, the kernel's: the level-3 table it
+    /// links is frozen (`frame::FROZEN`), so the kernel refuses every change in it without
+    /// looking the table up. In a descriptor given to `TableSet`, the owner's request to
+    /// freeze the table already linked there.
+    pub const FROZEN_LINK: u64 = 1 << 57;
     /// Output address, bits 12..=47.
     pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 }
@@ -88,6 +93,7 @@ impl From<PteError> for crate::Error {
 impl Pte {
     /// Checks a level-3 descriptor an environment asks for. On success returns the frame it
     /// points at and its permissions.
+    #[inline(always)]
     pub fn check_user_page(self) -> Result<(u64, Perm), PteError> {
         let v = self.0;
         let attr = self.attr_index();

@@ -1,27 +1,15 @@
 //! Trap entry from the vectors: the saved register frame, and what each kind of exception
 //! from the kernel itself does. (Exceptions from EL0 are the environment code's business.)
 
-use core::fmt;
-
 use aarch64_cpu::registers::{Readable, ESR_EL1, FAR_EL1};
 
 use crate::env::{kernel, NONE};
 
-/// Registers as `vectors.S` saves them. The layout is shared with the assembly.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct TrapFrame {
-    pub x: [u64; 31],
-    pub sp_el0: u64,
-    pub elr: u64,
-    pub spsr: u64,
-}
+/// Registers as `vectors.S` saves them: the layout of the ABI's context, shared with the
+/// assembly.
+pub type TrapFrame = exo_abi::Context;
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 34 * 8);
-
-impl TrapFrame {
-    pub const ZERO: TrapFrame = TrapFrame { x: [0; 31], sp_el0: 0, elr: 0, spsr: 0 };
-}
 
 /// A vector slot's name: where the exception came from, and what it was.
 fn slot_name(slot: u64) -> (&'static str, &'static str) {
@@ -54,8 +42,8 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
             _ if cur == NONE => true, // destroyed by another core meanwhile
             0 => {
                 let esr = ESR_EL1.get();
-                if esr >> 26 == 0x01 {
-                    k.envs[cur].frame().elr += 4; // wfi/wfe at EL0: a yield
+                if (esr >> 26) & 0x3f == 0x01 {
+                    k.envs[cur].frame().pc += 4; // wfi/wfe at EL0: a yield
                     true
                 } else {
                     crate::upcall::fault(k, cur, esr, FAR_EL1.get());
@@ -121,22 +109,9 @@ fn kernel_fault(frame: &TrapFrame, slot: u64) -> ! {
     crate::console::emergency(format_args!(
         "\n*** KERNEL FAULT: {from} {what}: {}\n    ESR {esr:#018x}  FAR {far:#018x}\n    ELR {:#018x}  SPSR {:#018x}\n{frame}",
         exo_abi::upcall::describe(esr),
-        frame.elr,
-        frame.spsr,
+        frame.pc,
+        frame.pstate,
     ));
-    crate::panic::backtrace(frame.x[29], Some(frame.elr));
+    crate::panic::backtrace(frame.x[29], Some(frame.pc));
     crate::exit::fail()
-}
-
-impl fmt::Display for TrapFrame {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        for (i, pair) in self.x.chunks(2).enumerate() {
-            write!(f, "    x{:<2} {:#018x}", 2 * i, pair[0])?;
-            match pair.get(1) {
-                Some(v) => writeln!(f, "  x{:<2} {:#018x}", 2 * i + 1, v)?,
-                None => writeln!(f, "  sp_el0 {:#018x}", self.sp_el0)?,
-            }
-        }
-        Ok(())
-    }
 }

@@ -12,7 +12,9 @@
 // edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume restores the
 // interrupted context without saving the handler's. A slow call saves what survives it
 // (EL0_SAVE_SVC) and calls `el0_svc`; anything else saves the whole context into the
-// TrapFrame and calls `el0_trap(kind)`. Each returns the TrapFrame of whichever environment runs next;
+// TrapFrame (a fault that can be delivered at once then starts its upcall handler:
+// `el0_abort`) and calls `el0_trap(kind)`. Each returns the TrapFrame of whichever
+// environment runs next;
 // `el0_return` restores it.
 
 .macro SAVE_FRAME
@@ -150,7 +152,7 @@ exception_vectors:
 .balign 0x80     // lower EL, AArch64: sync. The fast path runs here, in the slot itself.
     stp     x9, x10, [sp, #-16]         // below sp, no writeback: the fast path drops them
     mrs     x9, esr_el1
-    lsr     x9, x9, #26
+    ubfx    x9, x9, #26, #6             // EC: bits 31:26 (ISS2 above them on newer cores)
     cmp     x8, #{SYS_FAST_COUNT}
     ccmp    x9, #0x15, #0, lo           // a fast number, and an SVC from AArch64?
     b.ne    el0_sync                    // (x9 = the exception class)
@@ -180,10 +182,59 @@ el0_sync:
     mov     x0, #{ERR_INVALID}          // not in an upcall
     eret
 1:  cmp     x9, #0x15                   // a slow system call?
-    b.ne    2f
+    b.ne    el0_abort
     EL0_SAVE_SVC
-2:  ldp     x9, x10, [sp, #-16]
-    EL0_SAVE 0
+
+// Any other synchronous exception: the whole context is saved, once, into the active
+// TrapFrame (the handler may read it with UpcallContext; UpcallResume restores it whole),
+// then `el0_fault` delivers the upcall with no scheduler pass, and only what the handler
+// starts with is loaded: x0-x4, x29, x30, sp, pc, flags. x5-x28 keep what the environment
+// had, or (x5-x18) values the kernel computed from its own state, as after a fast call.
+// wfi/wfe (class 0x01), and faults `el0_fault` cannot deliver, take the general path.
+el0_abort:
+    mrs     x10, tpidr_el1
+    stp     x0, x1, [x10]
+    stp     x2, x3, [x10, #(2 * 8)]
+    stp     x4, x5, [x10, #(4 * 8)]
+    stp     x6, x7, [x10, #(6 * 8)]
+    ldp     x0, x1, [sp, #-16]          // the environment's x9, x10
+    stp     x8, x0, [x10, #(8 * 8)]
+    stp     x1, x11, [x10, #(10 * 8)]
+    stp     x12, x13, [x10, #(12 * 8)]
+    stp     x14, x15, [x10, #(14 * 8)]
+    stp     x16, x17, [x10, #(16 * 8)]
+    stp     x18, x19, [x10, #(18 * 8)]
+    stp     x20, x21, [x10, #(20 * 8)]
+    stp     x22, x23, [x10, #(22 * 8)]
+    stp     x24, x25, [x10, #(24 * 8)]
+    stp     x26, x27, [x10, #(26 * 8)]
+    stp     x28, x29, [x10, #(28 * 8)]
+    mrs     x1, sp_el0
+    stp     x30, x1, [x10, #(30 * 8)]
+    mrs     x1, elr_el1
+    mrs     x2, spsr_el1
+    stp     x1, x2, [x10, #(32 * 8)]
+    mov     x29, xzr
+    cmp     x9, #0x01                   // wfi/wfe?
+    b.eq    2f
+    mrs     x0, esr_el1
+    mrs     x1, far_el1
+    bl      el0_fault                   // -> the handler's TrapFrame, or null
+    cbz     x0, 2f
+    msr     tpidr_el1, x0
+    ldp     x1, x2, [x0, #(32 * 8)]
+    msr     elr_el1, x1
+    msr     spsr_el1, x2
+    ldp     x30, x1, [x0, #(30 * 8)]
+    msr     sp_el0, x1
+    ldr     x29, [x0, #(29 * 8)]
+    ldp     x2, x3, [x0, #(2 * 8)]
+    ldr     x4, [x0, #(4 * 8)]
+    ldp     x0, x1, [x0]
+    eret
+2:  mov     x0, #0
+    bl      el0_trap
+    b       el0_return
 
 // x0 = the TrapFrame to resume; it becomes the active one.
 .global el0_return

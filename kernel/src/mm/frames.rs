@@ -47,6 +47,7 @@ impl FrameTable {
     }
 
     /// Index of the frame at `pa`: `NotFound` outside the table, `Invalid` if unaligned.
+    #[inline(always)]
     pub fn index(&self, pa: u64) -> Result<usize, Error> {
         if pa & 0xfff != 0 {
             return Err(Error::Invalid);
@@ -63,13 +64,20 @@ impl FrameTable {
     }
 
     /// The entry for `pa`, if `pa` is a frame of RAM.
+    #[inline(always)]
     pub fn get(&self, pa: u64) -> Result<&FrameEntry, Error> {
         Some(&self.entries[self.index(pa)?]).filter(|e| e.kind != frame::ABSENT).ok_or(Error::NotFound)
     }
 
+    #[inline(always)]
     pub fn get_mut(&mut self, pa: u64) -> Result<&mut FrameEntry, Error> {
         let i = self.index(pa)?;
         Some(&mut self.entries[i]).filter(|e| e.kind != frame::ABSENT).ok_or(Error::NotFound)
+    }
+
+    /// The entry at `index` (from [`FrameTable::index`]).
+    pub fn at(&mut self, index: usize) -> &mut FrameEntry {
+        &mut self.entries[index]
     }
 
     /// One page entry fewer points at `pa` (public frames are not counted).
@@ -220,13 +228,13 @@ impl FrameTable {
         }
     }
 
-    /// Turns an empty, unlinked, unmapped table of `owner` back into data.
+    /// Turns an empty, unlinked, unmapped (and unshared) table of `owner` back into data.
     pub fn unbind_table(&mut self, owner: EnvId, pa: u64) -> Result<u8, Error> {
         let e = self.get_mut(pa)?;
         if e.kind != frame::TABLE || e.owner != owner.0 {
             return Err(Error::Denied);
         }
-        if e.entries != 0 || e.maps != 0 || e.flags & frame::LINKED != 0 {
+        if e.entries != 0 || e.maps != 0 || e.flags & (frame::LINKED | frame::FROZEN) != 0 {
             return Err(Error::Busy);
         }
         let level = e.level;

@@ -6,7 +6,10 @@
 //! hand to the MMU without the kernel knowing the layout:
 //!
 //! 1. Tables form a tree: a level-L table is linked from exactly one level-(L-1) entry of
-//!    the same environment's tree (so no cycles, no sharing, no surprise walks).
+//!    the same environment's tree (so no cycles, no surprise walks). The one exception is
+//!    a frozen level-3 table (`freeze`): an ancestor's, linked whole into descendants'
+//!    trees too, which nobody may change while it is frozen and whose pages nobody's walk
+//!    takes while it is shared.
 //! 2. A page entry points at a data frame the sharing rule (`env::may_map`) lets the
 //!    environment map with that access, or read-only at a public kernel frame or one of
 //!    its own tables.
@@ -17,7 +20,7 @@
 //! Each frame's `maps` and each table's `entries` count what points where, so teardown
 //! and the checks above are exact. TLB entries are invalidated by ASID and address.
 
-use exo_abi::pte::{attr, index, Pte};
+use exo_abi::pte::{attr, bits, index, Pte};
 use exo_abi::{frame, EnvId, Error, USER_VA_LIMIT};
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,18 @@ use super::phys_to_virt;
 /// Set once an environment maps a device frame (the screen's framebuffer): from then on
 /// the screen is its owner's, and the kernel's console stops drawing on it.
 pub static SCREEN_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The sharing rule for data frames (`env::may_map`): `(owner, pa, write, flags)` to the
+/// frame's new flags, or `None` if it may not appear in the space.
+pub trait MayMap: Fn(u32, u64, bool, u8) -> Option<u8> {}
+impl<F: Fn(u32, u64, bool, u8) -> Option<u8>> MayMap for F {}
+
+/// A walk's visitor (`Space::for_each_page`): `(frame table, page entry)` to whether to go on.
+pub trait Visit: FnMut(&FrameTable, &mut u64) -> bool {}
+impl<F: FnMut(&FrameTable, &mut u64) -> bool> Visit for F {}
+
+/// A page entry's place: its level-3 table, the table's frame-table index, the entry's index.
+type Slot = (u64, usize, usize);
 
 /// One environment's address space, borrowed for one operation.
 pub struct Space<'a> {
@@ -44,18 +59,22 @@ fn slots(table_pa: u64) -> &'static mut [u64; 512] {
 }
 
 impl Space<'_> {
-    /// The table at `level` that covers `va`, walking from the root.
-    fn table_at(&self, va: u64, level: u32) -> Result<u64, Error> {
+    /// The table at `level` that covers `va`, walking from the root; `Busy` for a frozen
+    /// one if it is to be written (`write`).
+    fn table_at(&self, va: u64, level: u32, write: bool) -> Result<u64, Error> {
         if self.root == 0 {
             return Err(Error::NotFound);
         }
-        let mut t = self.root;
+        let (mut t, mut e) = (self.root, Pte(0));
         for l in 0..level {
-            let e = Pte(slots(t)[index(va, l)]);
+            e = Pte(slots(t)[index(va, l)]);
             if !e.is_valid() {
                 return Err(Error::NotFound);
             }
             t = e.addr();
+        }
+        if write && e.0 & bits::FROZEN_LINK != 0 {
+            return Err(Error::Busy); // owner and sharers alike
         }
         Ok(t)
     }
@@ -70,61 +89,109 @@ impl Space<'_> {
     /// Reads the entry for `va` at `level`.
     pub fn get(&self, va: u64, level: u32) -> Result<Pte, Error> {
         Self::check_va(va, level)?;
-        Ok(Pte(slots(self.table_at(va, level)?)[index(va, level)]))
+        Ok(Pte(slots(self.table_at(va, level, false)?)[index(va, level)]))
     }
 
     /// Sets the entry for `va` at `level` (see the module doc for what is allowed).
     /// `may_map(owner, pa, write, flags)` says whether data frame `pa` of `owner` may
     /// appear in this space (writable if `write`), and with which frame flags after.
-    pub fn set(
-        &mut self,
-        va: u64,
-        level: u32,
-        pte: Pte,
-        may_map: impl Fn(u32, u64, bool, u8) -> Option<u8>,
-    ) -> Result<(), Error> {
+    pub fn set(&mut self, va: u64, level: u32, pte: Pte, may_map: impl MayMap) -> Result<(), Error> {
         Self::check_va(va, level)?;
-        let t = self.table_at(va, level)?;
+        let t = self.table_at(va, level, true)?;
         let i = index(va, level);
+        if level == 3 {
+            return self.set_page((t, self.ft.index(t)?, i), va, pte, may_map);
+        }
         let old = Pte(slots(t)[i]);
         if pte.0 == 0 {
             return self.clear(t, i, va, level);
         }
-        if level < 3 {
-            let pa = pte.check_user_table()?;
-            let e = self.ft.get_mut(pa)?;
-            if e.kind != frame::TABLE || e.owner != self.env.0 {
-                return Err(Error::Denied);
+        let freeze = pte.0 & bits::FROZEN_LINK != 0;
+        let pa = Pte(pte.0 & !bits::FROZEN_LINK).check_user_table()?;
+        let e = self.ft.get_mut(pa)?;
+        let (own, frozen) = (e.owner == self.env.0, e.flags & frame::FROZEN != 0);
+        // Another's table only if an ancestor froze it (level 3): linked whole, shared.
+        let family = || may_map(e.owner, pa, false, frame::SHARED_RO).is_some();
+        if e.kind != frame::TABLE || !(own || frozen && family()) {
+            return Err(Error::Denied);
+        }
+        if e.level as u32 != level + 1 {
+            return Err(Error::Invalid);
+        }
+        if freeze {
+            return self.freeze(t, i, pa);
+        }
+        if own && e.flags & frame::LINKED != 0 || old.is_valid() {
+            return Err(Error::Busy);
+        }
+        match own {
+            // Where it sits, for `set_at` (and readers of the frame table): its first address.
+            true => {
+                (e.flags, e.link) =
+                    (e.flags | frame::LINKED, (va >> (39 - 9 * level) << (39 - 9 * level) >> 21) as u32)
             }
-            if e.level as u32 != level + 1 {
-                return Err(Error::Invalid);
-            }
-            if e.flags & frame::LINKED != 0 || old.is_valid() {
-                return Err(Error::Busy);
-            }
-            e.flags |= frame::LINKED;
-            self.ft.get_mut(t)?.entries += 1;
-            slots(t)[i] = Pte::table(pa).0;
-            tlb::publish();
-            return Ok(());
+            false => e.shares = e.shares.checked_add(1).ok_or(Error::Busy)?, // 255 links at most
+        }
+        self.ft.get_mut(t)?.entries += 1;
+        slots(t)[i] = Pte::table(pa).0 | if frozen { bits::FROZEN_LINK } else { 0 };
+        tlb::publish();
+        Ok(())
+    }
+
+    /// `TableSetAt`: entry `i` of the level-3 table `table`, named by the caller. A table
+    /// of this space's linked into its tree sits at one place, which the frame table
+    /// recorded when it was linked (`link`): no walk, and the entry is checked as `set`
+    /// checks it. A frozen table (`freeze`) is refused as `set`'s walk refuses it.
+    pub fn set_at(&mut self, table: u64, i: u64, pte: Pte, may_map: impl MayMap) -> Result<(), Error> {
+        let ti = self.ft.index(table)?;
+        let t = self.ft.get(table)?;
+        if t.kind != frame::TABLE || t.owner != self.env.0 {
+            return Err(Error::Denied);
+        }
+        if t.level != 3 || i >= 512 {
+            return Err(Error::Invalid);
+        }
+        if t.flags & frame::LINKED == 0 {
+            return Err(Error::NotFound); // not in the tree: nothing it maps could be used
+        }
+        if t.flags & frame::FROZEN != 0 {
+            return Err(Error::Busy); // owner and sharers alike
+        }
+        let va = (t.link as u64) << 21 | i << 12;
+        self.set_page((table, ti, i as usize), va, pte, may_map)
+    }
+
+    /// Sets page entry `i` (for `va`) of level-3 table `t` (its frame-table index `ti`);
+    /// `rule` is the sharing rule (`MayMap`).
+    #[inline(always)]
+    fn set_page(&mut self, (t, ti, i): Slot, va: u64, pte: Pte, rule: impl MayMap) -> Result<(), Error> {
+        let old = Pte(slots(t)[i]);
+        if pte.0 == 0 {
+            return self.clear(t, i, va, 3);
         }
         let (pa, perm) = pte.check_user_page()?;
         let env = self.env.0;
         let target = self.ft.get_mut(pa)?;
         let mut flags = target.flags;
         let allowed = match target.kind {
-            frame::DATA => match may_map(target.owner, pa, perm.write, flags) {
-                Some(f) => {
-                    // The owner mapping it writable where nothing else maps it: shares end.
-                    let others = target.maps - (old.is_valid() && old.addr() == pa) as u16;
-                    let alone = target.owner == env && perm.write && others == 0;
-                    flags = if alone { f & !(frame::SHARED_RO | frame::SHARED_RW) } else { f };
-                    true
+            // Its own frame (the common case) needs no look at the sharing rule.
+            frame::DATA if target.owner == env => {
+                // Mapped writable where nothing else maps it: its shares end.
+                let others = target.maps - (old.is_valid() && old.addr() == pa) as u16;
+                if perm.write && others == 0 {
+                    flags &= !(frame::SHARED_RO | frame::SHARED_RW);
                 }
-                None => false,
-            },
+                true
+            }
+            frame::DATA => rule(target.owner, pa, perm.write, flags).map(|f| flags = f).is_some(),
             frame::PUBLIC => !perm.write && !perm.exec,
-            frame::TABLE => target.owner == env && !perm.write && !perm.exec,
+            // Its own tables, and an ancestor's frozen one (whose pages it may map anyway).
+            frame::TABLE => {
+                let frozen = target.flags & frame::FROZEN != 0;
+                let mine = target.owner == env
+                    || frozen && rule(target.owner, pa, false, frame::SHARED_RO).is_some();
+                mine && !perm.write && !perm.exec
+            }
             // Device memory: its owner's alone (no sharing), non-cacheable, never executed.
             frame::DEVICE => target.owner == env && !perm.exec && pte.attr_index() == attr::NORMAL_NC,
             _ => false,
@@ -148,7 +215,7 @@ impl Space<'_> {
             slots(t)[i] = pte.0;
             tlb::invalidate_page(self.asid, va);
         } else {
-            self.ft.get_mut(t)?.entries += 1;
+            self.ft.at(ti).entries += 1;
             slots(t)[i] = pte.0;
             tlb::publish();
         }
@@ -160,12 +227,8 @@ impl Space<'_> {
         if !old.is_valid() {
             return Ok(());
         }
-        let e = self.ft.get_mut(old.addr())?;
         if level < 3 {
-            if e.entries != 0 {
-                return Err(Error::Busy);
-            }
-            e.flags &= !frame::LINKED;
+            unlink(self.ft, old.addr(), self.env)?;
         } else {
             self.ft.uncount(old.addr());
         }
@@ -179,47 +242,92 @@ impl Space<'_> {
         Ok(())
     }
 
-    /// Visits every page entry of the tree, depth first; `f(va, entry)` may clear it
-    /// (set it to 0), and the counts are kept right. Stops when `f` returns false.
-    pub fn for_each_page(&mut self, mut f: impl FnMut(&mut FrameTable, u64, &mut u64) -> bool) {
+    /// The owner freezes its level-3 table `pa`, linked at entry `i` of its table `t`: once
+    /// every entry is read-only at a data frame of its own (each then counts as shared
+    /// read-only with its descendants, as `may_map` would make it) or a public frame.
+    /// From then on no entry of it changes, and its descendants may link it (`set`).
+    #[inline(never)] // rare: kept out of `set`'s common path
+    fn freeze(&mut self, t: u64, i: usize, pa: u64) -> Result<(), Error> {
+        let e = *self.ft.get(pa)?;
+        if e.owner != self.env.0 {
+            return Err(Error::Denied);
+        }
+        if e.level != 3 || Pte(slots(t)[i]).addr() != pa {
+            return Err(Error::Invalid); // its own link, there
+        }
+        for mark in [false, true].into_iter().filter(|_| e.flags & frame::FROZEN == 0) {
+            for i in valid(pa).take(e.entries as usize) {
+                let (page, perm) = Pte(slots(pa)[i]).check_user_page()?;
+                let f = self.ft.get_mut(page)?;
+                match f.kind {
+                    frame::DATA if f.owner == e.owner && !perm.write => {
+                        f.flags |= mark as u8 * frame::SHARED_RO
+                    }
+                    frame::PUBLIC if !perm.write => {}
+                    _ => return Err(Error::Denied),
+                }
+            }
+        }
+        self.ft.get_mut(pa)?.flags |= frame::FROZEN;
+        slots(t)[i] |= bits::FROZEN_LINK; // ignored by the MMU: no TLB maintenance
+        Ok(())
+    }
+
+    /// Visits every page entry of the tree, depth first; `f(ft, entry)` may clear it (set
+    /// it to 0), and the counts are kept right. Stops when `f` returns false.
+    pub fn for_each_page(&mut self, mut f: impl Visit) {
         if self.root != 0 {
-            walk(self.ft, self.root, 0, 0, &mut f);
+            walk(self.ft, self.root, 0, self.env, &mut f);
             tlb::invalidate_asid(self.asid);
         }
     }
 
     /// Teardown: removes every mapping and unlinks every table, and puts each table and
     /// each data frame of the owner's whose last mapping this was on the free list; returns
-    /// how many. Afterwards no frame anywhere counts a mapping from this space.
+    /// how many. Afterwards no frame anywhere counts a mapping from this space. The
+    /// caller invalidates the ASID.
     pub fn dismantle(&mut self) -> u32 {
-        let (env, mut n) = (self.env, 0);
-        self.for_each_page(|ft, _, e| {
-            ft.uncount(Pte(*e).addr());
-            n += ft.free(env, Pte(*e).addr()).is_ok() as u32; // its last mapping, if ours
-            *e = 0;
-            true
-        });
-        n + if self.root != 0 { free_tables(self.ft, self.root, 0) } else { 0 }
+        if self.root == 0 {
+            0
+        } else {
+            free_tables(self.ft, self.root, 0, self.env)
+        }
     }
 }
 
-/// Depth-first walk below `table` (at `level`, covering addresses from `base`).
-fn walk(
-    ft: &mut FrameTable,
-    table: u64,
-    level: u32,
-    base: u64,
-    f: &mut impl FnMut(&mut FrameTable, u64, &mut u64) -> bool,
-) -> bool {
-    for i in valid(table).take(count(ft, table)) {
+/// `env`'s tree lets go of its link to `table`: a sharer's share ends; the owner's link
+/// goes if the table is empty or frozen. A frozen table neither linked nor shared any more
+/// is emptied (its entries uncounted) and thaws.
+#[inline(never)]
+fn unlink(ft: &mut FrameTable, table: u64, env: EnvId) -> Result<(), Error> {
+    let t = ft.get_mut(table)?;
+    match t.owner == env.0 {
+        false => t.shares -= 1,
+        true if t.entries != 0 && t.flags & frame::FROZEN == 0 => return Err(Error::Busy),
+        true => (t.flags, t.link) = (t.flags & !frame::LINKED, 0),
+    }
+    if t.flags & (frame::LINKED | frame::FROZEN) == frame::FROZEN && t.shares == 0 {
+        (t.flags, t.entries) = (0, 0);
+        for e in slots(table).iter_mut().filter(|e| Pte(**e).is_valid()) {
+            ft.uncount(Pte(*e).addr());
+            *e = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Depth-first walk below `table` (at `level`) of `env`'s tree; it does not enter a shared
+/// table (`count`). A page entry `f` clears is uncounted.
+fn walk(ft: &mut FrameTable, table: u64, level: u32, env: EnvId, f: &mut impl Visit) -> bool {
+    for i in valid(table).take(count(ft, table, env)) {
         let e = Pte(slots(table)[i]);
-        let va = base + ((i as u64) << (39 - 9 * level));
         let keep_going = if level < 3 {
-            walk(ft, e.addr(), level + 1, va, f)
+            walk(ft, e.addr(), level + 1, env, f)
         } else {
             let slot = &mut slots(table)[i];
-            let go = f(ft, va, slot);
+            let go = f(ft, slot);
             if *slot == 0 {
+                ft.uncount(e.addr());
                 let _ = ft.get_mut(table).map(|t| t.entries -= 1);
             }
             go
@@ -231,21 +339,35 @@ fn walk(
     true
 }
 
-/// Frees `table` and every table below it (their page entries already cleared: a
-/// level-3 table is not looked into), clearing the links: for teardown. Returns how many.
-fn free_tables(ft: &mut FrameTable, table: u64, level: u32) -> u32 {
+/// Teardown, in one walk: removes every page entry below `table` (each frame of `env`'s
+/// whose last mapping that was is freed) and frees `table` and every table below it. A
+/// shared table is not `env`'s to free: its share ends. Returns how many frames were freed.
+fn free_tables(ft: &mut FrameTable, table: u64, level: u32, env: EnvId) -> u32 {
+    if ft.get(table).is_ok_and(|t| t.owner != env.0) {
+        let _ = unlink(ft, table, env);
+        return 0;
+    }
     let mut n = 1;
-    for i in valid(table).take(if level < 3 { count(ft, table) } else { 0 }) {
-        n += free_tables(ft, Pte(slots(table)[i]).addr(), level + 1);
+    for i in valid(table).take(count(ft, table, env)) {
+        let e = Pte(slots(table)[i]);
+        n += match level {
+            3 => {
+                ft.uncount(e.addr());
+                ft.free(env, e.addr()).is_ok() as u32 // its last mapping, if ours
+            }
+            _ => free_tables(ft, e.addr(), level + 1, env),
+        };
         slots(table)[i] = 0;
     }
     ft.free_table(table);
     n
 }
 
-/// How many valid entries `table` has (the frame table counts them): a walk stops there.
-fn count(ft: &FrameTable, table: u64) -> usize {
-    ft.get(table).map_or(512, |t| t.entries as usize)
+/// How many valid entries of `env`'s `table` a walk looks at (the frame table counts them:
+/// it stops there): none in a table `env` does not own alone — another's, or one shared,
+/// whose pages a sharer's TLB may hold.
+fn count(ft: &FrameTable, table: u64, env: EnvId) -> usize {
+    ft.get(table).map_or(512, |t| if t.owner != env.0 || t.shares != 0 { 0 } else { t.entries as usize })
 }
 
 /// The indexes of `table`'s valid entries, in order: a run of eight empty ones costs a few

@@ -149,3 +149,181 @@ fn teardown_frees_tables_and_last_mapped_frames_and_balances() {
     s.ft.free(OTHER, others).unwrap();
     assert_eq!(census(&ft), before);
 }
+
+#[test]
+fn set_at_finds_the_page_where_the_table_was_linked_and_only_there() {
+    let mut ft = machine(32);
+    let va = 0x4060_0000; // region 0x203 of 2 MiB: not a multiple of a level-2 table's reach
+    let root = space(&mut ft, va);
+    let f = ft.alloc(A, None).unwrap();
+    let loose = table(&mut ft, A, 3); // bound, linked nowhere
+    let theirs = table(&mut ft, OTHER, 3);
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
+    let own = |o: u32, _: u64, _: bool, fl: u8| (o == A.0).then_some(fl);
+    let l3 = s.get(va, 2).unwrap().addr();
+    let l2 = s.get(va, 1).unwrap().addr();
+    assert_eq!(s.ft.get(l3).unwrap().link as u64, va >> 21);
+    assert_eq!(s.set_at(l3, 5, Pte::user_page(f, RW), own), Ok(()));
+    assert_eq!(s.get(va + 5 * 4096, 3).unwrap().addr(), f); // the same entry as the walk's
+    assert_eq!((s.ft.get(f).unwrap().maps, s.ft.get(l3).unwrap().entries), (1, 1));
+    assert_eq!(s.set_at(l3, 512, Pte::user_page(f, RW), own), Err(Error::Invalid));
+    assert_eq!(s.set_at(l2, 5, Pte::user_page(f, RW), own), Err(Error::Invalid));
+    assert_eq!(s.set_at(loose, 5, Pte::user_page(f, RW), own), Err(Error::NotFound));
+    assert_eq!(s.set_at(theirs, 5, Pte::user_page(f, RW), own), Err(Error::Denied));
+    assert_eq!(s.set_at(f, 5, Pte::user_page(f, RW), own), Err(Error::Denied)); // data, not a table
+    assert_eq!(s.set_at(l3, 5, Pte(0), own), Ok(()));
+    assert_eq!((s.ft.get(f).unwrap().maps, s.ft.get(l3).unwrap().entries), (0, 0));
+    // Unlinked, it is no table of the tree any more, and forgets where it was.
+    s.set(va, 2, Pte(0), own).unwrap();
+    assert_eq!(s.ft.get(l3).unwrap().link, 0);
+    assert_eq!(s.set_at(l3, 5, Pte::user_page(f, RW), own), Err(Error::NotFound));
+}
+
+/// `env`'s root with tables down to level 2 (and level 3 if `l3`) for the 2 MiB at `va`.
+fn tree(ft: &mut FrameTable, env: EnvId, va: u64, l3: bool) -> u64 {
+    let root = table(ft, env, 0);
+    let mut s = Space { ft, env, root, asid: 2 };
+    for level in 0..2 + l3 as u32 {
+        let t = table(s.ft, env, level as u8 + 1);
+        s.set(va, level, Pte::table(t), |_, _, _, _| None).unwrap();
+    }
+    root
+}
+
+/// The kernel's sharing rule for a space of CHILD's (A its parent), with `actor` acting.
+fn rule(actor: EnvId) -> impl Fn(u32, u64, bool, u8) -> Option<u8> {
+    move |o, _, write, f| {
+        let shared = if write { frame::SHARED_RW } else { frame::SHARED_RW | frame::SHARED_RO };
+        match o {
+            o if o == CHILD.0 || o == A.0 && f & shared != 0 => Some(f),
+            o if o == A.0 && actor == A => Some(f | frame::SHARED_RO),
+            _ => None,
+        }
+    }
+}
+
+/// The owner's request to freeze level-3 table `l3`, linked where it is set.
+fn freeze(l3: u64) -> Pte {
+    Pte(Pte::table(l3).0 | exo_abi::pte::bits::FROZEN_LINK)
+}
+
+/// A's tables at `va` with three read-only pages of its own and a public one; returns
+/// (A's root, its level-3 table, the pages).
+fn text(ft: &mut FrameTable, va: u64) -> (u64, u64, [u64; 3]) {
+    let root = space(ft, va);
+    let pages = [0; 3].map(|_| ft.alloc(A, None).unwrap());
+    let public = ft.pa(0);
+    let mut s = Space { ft, env: A, root, asid: 1 };
+    let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
+    let x = Perm { write: false, exec: true };
+    for (k, &pa) in pages.iter().enumerate() {
+        s.set(va + k as u64 * 4096, 3, Pte::user_page(pa, if k == 0 { x } else { RO }), own).unwrap();
+    }
+    s.set(va + 3 * 4096, 3, Pte::user_page(public, RO), own).unwrap();
+    (root, s.get(va, 2).unwrap().addr(), pages)
+}
+
+#[test]
+fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
+    let mut ft = machine(64);
+    let before = census(&ft);
+    let va = 0x40_0000;
+    let (root, l3, pages) = text(&mut ft, va);
+    let child_root = tree(&mut ft, CHILD, va, false);
+    let other = ft.alloc(OTHER, None).unwrap();
+    let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
+    let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2 };
+    // Nobody may link a table its owner has not frozen, nor anything but a level-3 table,
+    // nor freeze another's table.
+    assert_eq!(child.set(va, 2, Pte::table(l3), rule(A)), Err(Error::Denied));
+    assert_eq!(child.set(va, 1, Pte::table(l3), rule(A)), Err(Error::Denied));
+    assert_eq!(child.set(va, 2, freeze(l3), rule(A)), Err(Error::Denied));
+    let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
+    // A writable entry, or a frame not the owner's, makes freezing fail, and marks nothing.
+    let w = owner.ft.alloc(A, None).unwrap();
+    for (pa, perm) in [(w, RW), (other, RO)] {
+        owner.set(va + 8 * 4096, 3, Pte::user_page(pa, perm), |_, _, _, f| Some(f)).unwrap();
+        assert_eq!(owner.set(va, 2, freeze(l3), own), Err(Error::Denied));
+        assert!(
+            owner.ft.get(pages[1]).unwrap().flags & frame::SHARED_RO == 0,
+            "a refused freeze marked a page"
+        );
+        owner.set(va + 8 * 4096, 3, Pte(0), own).unwrap();
+    }
+    // Only where it is linked.
+    assert_eq!(owner.set(va + (1 << 21), 2, freeze(l3), own), Err(Error::Invalid));
+    owner.set(va, 2, freeze(l3), own).unwrap();
+    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2 };
+    child.set(va, 2, Pte::table(l3), rule(CHILD)).unwrap();
+    assert_eq!(child.get(va + 4096, 3).unwrap().addr(), pages[1]);
+    let t = *child.ft.get(l3).unwrap();
+    assert_eq!((t.shares, t.flags & frame::FROZEN, t.entries), (1, frame::FROZEN, 4));
+    assert!(pages.iter().all(|&p| child.ft.get(p).unwrap().flags & frame::SHARED_RO != 0));
+    // Frozen: no change by the sharer, nor by the owner, entry added, changed or cleared.
+    let f = child.ft.alloc(CHILD, None).unwrap();
+    assert_eq!(child.set(va + 5 * 4096, 3, Pte::user_page(f, RW), rule(CHILD)), Err(Error::Busy));
+    assert_eq!(child.set(va, 3, Pte(0), rule(CHILD)), Err(Error::Busy));
+    assert_eq!(child.set_at(l3, 5, Pte::user_page(f, RW), rule(CHILD)), Err(Error::Denied));
+    let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
+    assert_eq!(owner.set(va + 5 * 4096, 3, Pte::user_page(w, RW), own), Err(Error::Busy));
+    // Named directly (`TableSetAt`), no walk to find the frozen link: refused all the same.
+    assert_eq!(owner.set_at(l3, 5, Pte::user_page(w, RW), own), Err(Error::Busy));
+    assert_eq!(owner.set_at(l3, 0, Pte(0), own), Err(Error::Busy));
+    assert_eq!(owner.set(va, 3, Pte::user_page(pages[0], RW), own), Err(Error::Busy));
+    assert_eq!(owner.set(va, 3, Pte(0), own), Err(Error::Busy));
+    assert_eq!(owner.ft.unbind_table(A, l3), Err(Error::Busy));
+    // Nobody's walk takes a page out of it while it is shared (repossession, grants).
+    let mut seen = 0;
+    owner.for_each_page(|_, _| {
+        seen += 1;
+        true
+    });
+    assert_eq!(seen, 0, "the owner's walk entered its shared table");
+    // More links (by the sharer, now that it is frozen), up to 255 in all, then Busy.
+    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2 };
+    let links = (1..512u64)
+        .map(|k| va + (k << 21))
+        .take_while(|&v| child.set(v, 2, Pte::table(l3), rule(CHILD)).is_ok());
+    assert_eq!(links.count(), 254);
+    assert_eq!(child.ft.get(l3).unwrap().shares, 255);
+    for k in 1..255u64 {
+        child.set(va + (k << 21), 2, Pte(0), rule(CHILD)).unwrap();
+    }
+    // The sharer's teardown ends its share and frees only its own tables.
+    assert_eq!(child.dismantle(), 3, "the sharer freed a table or page of its parent's");
+    let t = *ft.get(l3).unwrap();
+    assert_eq!((t.shares, t.entries, t.owner), (0, 4, A.0));
+    assert!(pages.iter().all(|&p| ft.get(p).unwrap().maps == 1));
+    let mut owner = Space { ft: &mut ft, env: A, root, asid: 1 };
+    assert_eq!(owner.dismantle(), 4 + 3);
+    owner.ft.free(A, w).unwrap();
+    owner.ft.free(CHILD, f).unwrap();
+    owner.ft.free(OTHER, other).unwrap();
+    assert_eq!(census(&ft), before);
+}
+
+#[test]
+fn a_shared_table_its_owner_unlinks_stays_whole_until_its_last_sharer_lets_go() {
+    let mut ft = machine(64);
+    let va = 0x40_0000;
+    let (root, l3, pages) = text(&mut ft, va);
+    let child_root = tree(&mut ft, CHILD, va, false);
+    let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
+    Space { ft: &mut ft, env: A, root, asid: 1 }.set(va, 2, freeze(l3), own).unwrap();
+    let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2 };
+    child.set(va, 2, Pte::table(l3), rule(CHILD)).unwrap();
+    // The owner (an exec) unlinks it with its entries: the sharer's pages stay, still counted.
+    let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
+    owner.set(va, 2, Pte(0), own).unwrap();
+    assert_eq!(owner.ft.free(A, pages[0]), Err(Error::Busy));
+    assert_eq!(owner.ft.unbind_table(A, l3), Err(Error::Busy));
+    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2 };
+    assert_eq!(child.get(va, 3).unwrap().addr(), pages[0]);
+    // The last sharer unlinks it: emptied, thawed, the owner's to free.
+    child.set(va, 2, Pte(0), rule(CHILD)).unwrap();
+    let t = *child.ft.get(l3).unwrap();
+    assert_eq!((t.shares, t.entries, t.flags), (0, 0, 0));
+    assert!(pages.iter().all(|&p| child.ft.get(p).unwrap().maps == 0));
+    child.ft.free(A, pages[0]).unwrap();
+    child.ft.unbind_table(A, l3).unwrap();
+}
