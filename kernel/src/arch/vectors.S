@@ -9,13 +9,28 @@
 // resumes with x0 the result and x1-x18 as the call left them (the ABI says clobbered; fast
 // calls only ever compute with the caller's own data and public kernel state, so nothing
 // another environment could call secret is in them; the one exception, PctUngrant, which
-// edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume restores the
-// interrupted context without saving the handler's. A slow call saves what survives it
-// (EL0_SAVE_SVC) and calls `el0_svc`; anything else saves the whole context into the
-// TrapFrame (a fault that can be delivered at once then starts its upcall handler:
-// `el0_abort`) and calls `el0_trap(kind)`. Each returns the TrapFrame of whichever
-// environment runs next;
-// `el0_return` restores it.
+// edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume
+// restores the interrupted context without saving the handler's. A slow call saves what
+// survives it (EL0_SAVE_SVC) and calls `el0_svc`; anything else saves the whole context
+// into the TrapFrame (a fault that can be delivered at once then starts its upcall
+// handler: `el0_abort`) and calls `el0_trap(kind)`. Each returns the TrapFrame of
+// whichever environment runs next; `el0_return` restores it.
+
+// Stores x18-x30, sp_el0, ELR and SPSR into the TrapFrame at \f: the half every save
+// path shares. x1 and x2, saved before it, are its scratch.
+.macro SAVE_UPPER f
+    stp     x18, x19, [\f, #(18 * 8)]
+    stp     x20, x21, [\f, #(20 * 8)]
+    stp     x22, x23, [\f, #(22 * 8)]
+    stp     x24, x25, [\f, #(24 * 8)]
+    stp     x26, x27, [\f, #(26 * 8)]
+    stp     x28, x29, [\f, #(28 * 8)]
+    mrs     x1, sp_el0
+    stp     x30, x1, [\f, #(30 * 8)]
+    mrs     x1, elr_el1
+    mrs     x2, spsr_el1
+    stp     x1, x2, [\f, #(32 * 8)]
+.endm
 
 .macro SAVE_FRAME
     sub     sp, sp, #(34 * 8)
@@ -28,17 +43,7 @@
     stp     x12, x13, [sp, #(12 * 8)]
     stp     x14, x15, [sp, #(14 * 8)]
     stp     x16, x17, [sp, #(16 * 8)]
-    stp     x18, x19, [sp, #(18 * 8)]
-    stp     x20, x21, [sp, #(20 * 8)]
-    stp     x22, x23, [sp, #(22 * 8)]
-    stp     x24, x25, [sp, #(24 * 8)]
-    stp     x26, x27, [sp, #(26 * 8)]
-    stp     x28, x29, [sp, #(28 * 8)]
-    mrs     x9, sp_el0
-    stp     x30, x9, [sp, #(30 * 8)]
-    mrs     x10, elr_el1
-    mrs     x11, spsr_el1
-    stp     x10, x11, [sp, #(32 * 8)]
+    SAVE_UPPER sp
 .endm
 
 .macro RESTORE_FRAME_AND_ERET
@@ -86,17 +91,7 @@
     stp     x12, x13, [x0, #(12 * 8)]
     stp     x14, x15, [x0, #(14 * 8)]
     stp     x16, x17, [x0, #(16 * 8)]
-    stp     x18, x19, [x0, #(18 * 8)]
-    stp     x20, x21, [x0, #(20 * 8)]
-    stp     x22, x23, [x0, #(22 * 8)]
-    stp     x24, x25, [x0, #(24 * 8)]
-    stp     x26, x27, [x0, #(26 * 8)]
-    stp     x28, x29, [x0, #(28 * 8)]
-    mrs     x1, sp_el0
-    stp     x30, x1, [x0, #(30 * 8)]
-    mrs     x1, elr_el1
-    mrs     x2, spsr_el1
-    stp     x1, x2, [x0, #(32 * 8)]
+    SAVE_UPPER x0
     ldp     x1, x2, [sp], #16
     stp     x1, x2, [x0]
     mov     x0, #\kind
@@ -115,17 +110,7 @@
     stp     x2, x3, [x9, #(2 * 8)]
     stp     x4, x5, [x9, #(4 * 8)]
     str     x8, [x9, #(8 * 8)]
-    stp     x18, x19, [x9, #(18 * 8)]
-    stp     x20, x21, [x9, #(20 * 8)]
-    stp     x22, x23, [x9, #(22 * 8)]
-    stp     x24, x25, [x9, #(24 * 8)]
-    stp     x26, x27, [x9, #(26 * 8)]
-    stp     x28, x29, [x9, #(28 * 8)]
-    mrs     x1, sp_el0
-    stp     x30, x1, [x9, #(30 * 8)]
-    mrs     x1, elr_el1
-    mrs     x2, spsr_el1
-    stp     x1, x2, [x9, #(32 * 8)]
+    SAVE_UPPER x9
     mov     x29, xzr
     mov     x30, xzr
     bl      el0_svc
@@ -203,17 +188,7 @@ el0_abort:
     stp     x12, x13, [x10, #(12 * 8)]
     stp     x14, x15, [x10, #(14 * 8)]
     stp     x16, x17, [x10, #(16 * 8)]
-    stp     x18, x19, [x10, #(18 * 8)]
-    stp     x20, x21, [x10, #(20 * 8)]
-    stp     x22, x23, [x10, #(22 * 8)]
-    stp     x24, x25, [x10, #(24 * 8)]
-    stp     x26, x27, [x10, #(26 * 8)]
-    stp     x28, x29, [x10, #(28 * 8)]
-    mrs     x1, sp_el0
-    stp     x30, x1, [x10, #(30 * 8)]
-    mrs     x1, elr_el1
-    mrs     x2, spsr_el1
-    stp     x1, x2, [x10, #(32 * 8)]
+    SAVE_UPPER x10
     mov     x29, xzr
     cmp     x9, #0x01                   // wfi/wfe?
     b.eq    2f
