@@ -106,13 +106,14 @@ fn spawn(f: impl FnOnce() -> i32) -> EnvId {
 }
 
 /// The libOS's own `memset` and `memcpy` (`libos/src/mem.rs`, assembly) at every offset
-/// and length around their 64- and 8-byte steps: exactly the bytes asked for change.
+/// and length around their 256-, 64- and 8-byte steps: exactly the bytes asked for change.
 fn mem_routines() -> Result<(), &'static str> {
     use core::hint::black_box;
-    let mut buf = [0u8; 300];
-    let src: [u8; 300] = core::array::from_fn(|i| (i * 7 + 3) as u8);
+    let mut buf = [0u8; 1200];
+    let src: [u8; 1200] = core::array::from_fn(|i| (i * 7 + 3 + i / 251) as u8);
     for off in 0..17 {
-        for len in (0..140).chain([255, 256, 257, 283 - off]) {
+        let long = [255, 256, 257, 319, 320, 321, 511, 512, 513, 575, 777, 1024, 1100 - off];
+        for len in (0..140).chain(long) {
             buf.fill(0xee);
             let (o, n) = (black_box(off), black_box(len));
             buf[o..o + n].fill(black_box(0x5a));

@@ -18,7 +18,11 @@ const DIRECT_MIN: u64 = 4;
 
 impl<D: BlockDevice> Fs<D> {
     fn file_handle(&mut self, h: Handle) -> Result<u64> {
-        let c = self.open_handle(h)?;
+        // The common case, the handle's inode cached: one look-up (`open_handle` loads it).
+        let c = match self.inodes.get(h.ino) {
+            Some(c) if c.inode.gen == h.gen => c,
+            _ => &*self.open_handle(h)?,
+        };
         if c.inode.kind == Kind::Dir {
             return Err(Error::IsDir);
         }
@@ -34,6 +38,15 @@ impl<D: BlockDevice> Fs<D> {
         let n = (size - off).min(buf.len() as u64) as usize;
         let mut done = 0;
         let mut next = None;
+        if n == BLOCK && off.is_multiple_of(BLOCK as u64) {
+            // One aligned block (a page's worth, the common read): no run to look for.
+            let p = self.block_ptr(h.ino, off / BLOCK as u64)?;
+            if self.whole(p) {
+                self.read_log(ptr_sector(p), &mut buf[..BLOCK])?;
+                return Ok(BLOCK);
+            }
+            next = Some(p);
+        }
         while done < n {
             let pos = off + done as u64;
             let blk = pos / BLOCK as u64;

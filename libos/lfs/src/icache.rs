@@ -32,6 +32,7 @@ impl InodeCache {
         self.slab.len() - self.free.len()
     }
 
+    #[inline]
     pub fn get(&self, ino: u32) -> Option<&Cached> {
         let s = *self.index.get(ino as usize)?;
         if s == 0 {
@@ -40,6 +41,7 @@ impl InodeCache {
         self.slab[s as usize - 1].as_ref()
     }
 
+    #[inline]
     pub fn get_mut(&mut self, ino: u32) -> Option<&mut Cached> {
         let s = *self.index.get(ino as usize)?;
         if s == 0 {

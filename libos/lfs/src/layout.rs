@@ -133,11 +133,13 @@ impl Geometry {
     }
 
     /// First sector of segment `seg`.
+    #[inline]
     pub fn seg_start(&self, seg: u32) -> u64 {
         self.first_seg + seg as u64 * self.seg_sectors as u64
     }
 
     /// The segment holding `sector`, if it is in the log area.
+    #[inline]
     pub fn seg_of(&self, sector: u64) -> Option<u32> {
         if sector < self.first_seg {
             return None;
@@ -147,6 +149,7 @@ impl Geometry {
     }
 
     /// Whether a non-zero pointer names sectors inside one segment.
+    #[inline]
     pub fn ptr_ok(&self, p: u64) -> bool {
         let s = ptr_sector(p);
         p >> 51 == 0
