@@ -308,7 +308,7 @@ fn fork_exit_wait() -> (u64, u64) {
     let per = measure(20, |_| match process::fork() {
         Ok(Fork::Child) => sys::exit(0),
         Ok(Fork::Parent(c)) => {
-            let _ = sys::env_wait(c);
+            let _ = process::wait(c);
         }
         Err(_) => {}
     });

@@ -22,6 +22,7 @@ type Test = (&'static str, fn() -> Result<(), &'static str>);
 pub const TESTS: &[Test] = &[
     ("null_syscall_returns_zero", null_syscall),
     ("cow_fork_gives_parent_and_child_separate_copies", cow_fork),
+    ("wait_frees_the_frame_a_parents_copy_on_write_left_to_its_child", wait_frees_orphan),
     ("page_fault_upcall_maps_a_page_on_demand_and_resumes", lazy_fault),
     ("remapped_page_shows_new_contents", tlb_remap),
     ("preemption_switches_between_spinning_environments", preemption),
@@ -153,6 +154,30 @@ fn cow_fork() -> Result<(), &'static str> {
     })?;
     check(status == 2, "child did not see and change its own copy")?;
     check(COW_VALUE.load(SeqCst) == 1, "parent's copy changed")
+}
+
+static ORPHAN_VALUE: AtomicU64 = AtomicU64::new(1);
+
+/// The parent writes a copy-on-write page while its child still maps the frame: the old
+/// frame, the parent's, is left mapped by the child alone. `process::wait` frees it once
+/// the child is gone (from the libOS's list of such frames, not a walk of the frame table).
+fn wait_frees_orphan() -> Result<(), &'static str> {
+    ORPHAN_VALUE.store(1, SeqCst); // the page is the parent's own before the fork
+    let me = vm::me().0;
+    let go = Shared::new();
+    let child = spawn(|| if wait_for(2000, || go.get(0) == 1) { 0 } else { 1 });
+    let va = &ORPHAN_VALUE as *const AtomicU64 as u64 & !(PAGE - 1);
+    let old = Pte(vm::entry(va)).addr();
+    let shared = vm::frame_entry(old).is_some_and(|f| f.owner == me && f.maps == 2);
+    check(shared, "the page is not shared copy-on-write with the child")?;
+    ORPHAN_VALUE.store(2, SeqCst); // the parent's copy
+    check(Pte(vm::entry(va)).addr() != old, "the parent's write made no copy")?;
+    let childs = vm::frame_entry(old).is_some_and(|f| f.owner == me && f.maps == 1);
+    check(childs, "the old frame is not the parent's, mapped by the child alone")?;
+    go.set(0, 1);
+    check(process::wait(child) == Ok(0), "the child did not exit with 0")?;
+    let kept = vm::frame_entry(old).is_some_and(|f| f.owner == me);
+    check(!kept, "the frame only the child mapped is still the parent's after wait")
 }
 
 fn lazy_fault() -> Result<(), &'static str> {

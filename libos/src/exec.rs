@@ -255,7 +255,9 @@ pub(crate) fn finish(pages: u64) -> Result<(), Error> {
     for i in 1..=n {
         // SAFETY: i <= n <= room: a word inside the mapped pages.
         let pa = unsafe { ((AREA + PAGE + i * 8) as *const u64).read() };
-        let _ = sys::frame_free(me, pa);
+        if sys::frame_free(me, pa) == Err(Error::Busy) {
+            crate::process::orphaned(pa); // a child still maps it
+        }
     }
     for p in 0..pages {
         vm::unmap_free(AREA + p * PAGE)?;

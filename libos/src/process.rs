@@ -236,11 +236,71 @@ fn copy_page(va: u64, child: EnvId) -> Result<u64, Error> {
 }
 
 /// Waits for `child` to exit and returns its status; then frees frames of ours that only
-/// the child still used (copies it made on write leave ours unmapped).
+/// a child still used ([`orphaned`]: a copy made on write leaves ours mapped by the child
+/// alone). That costs a look at each such frame, not a walk of the frame table.
 pub fn wait(child: EnvId) -> Result<i32, Error> {
     let status = sys::env_wait(child)?;
-    reclaim();
+    reclaim_orphans();
     Ok(status)
+}
+
+/// Frames [`orphaned`] remembers at most; past that, the next `wait` walks the whole
+/// frame table once ([`reclaim`]).
+const ORPHANS: usize = 256;
+
+/// Frames of ours this program stopped mapping while another environment (a child) still
+/// mapped them. In `.private`, all zero in a new program and in a forked child.
+struct Orphans {
+    pa: [u64; ORPHANS],
+    n: usize,
+    overflow: bool,
+}
+
+#[unsafe(link_section = ".private")]
+static ORPHANED: Private<Orphans> = Private::new(Orphans { pa: [0; ORPHANS], n: 0, overflow: false });
+
+fn orphans() -> &'static mut Orphans {
+    // SAFETY: one thread of control. The upcall handler adds to the list (a copy made on
+    // write) only while the program runs code that can fault on a copy-on-write page, and
+    // nothing that touches this list does (it and the stack are never copy-on-write in
+    // the program that owns them). Each reference ends within the call that took it.
+    unsafe { &mut *ORPHANED.get() }
+}
+
+/// Frame `pa`, ours, is no longer mapped here but may still be mapped elsewhere (a child's
+/// copy-on-write share): [`wait`] frees it once nothing maps it.
+pub(crate) fn orphaned(pa: u64) {
+    let o = orphans();
+    match o.pa.get_mut(o.n) {
+        Some(slot) => (*slot, o.n) = (pa, o.n + 1),
+        None => o.overflow = true,
+    }
+}
+
+/// Frees the [`orphaned`] frames nothing maps any more, forgets those that are not ours,
+/// keeps the rest; after an overflow, walks the frame table instead. Returns how many went.
+pub fn reclaim_orphans() -> u64 {
+    if core::mem::take(&mut orphans().overflow) {
+        orphans().n = 0;
+        return reclaim();
+    }
+    let me = vm::me();
+    let (mut i, mut freed) = (0, 0);
+    while i < orphans().n {
+        let pa = orphans().pa[i];
+        let f = vm::frame_entry(pa).filter(|f| f.owner == me.0 && f.kind == frame::DATA);
+        if f.is_some_and(|f| f.maps != 0) {
+            i += 1; // another child still maps it
+            continue;
+        }
+        if f.is_some() && sys::frame_free(me, pa).is_ok() {
+            freed += 1;
+        }
+        let o = orphans();
+        o.n -= 1;
+        o.pa[i] = o.pa[o.n];
+    }
+    freed
 }
 
 /// Frees every data frame this environment owns that nothing maps.

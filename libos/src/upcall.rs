@@ -171,5 +171,9 @@ pub(crate) fn copy_on_write(far: u64) -> Result<(), Error> {
     };
     // SAFETY: `va` maps the old frame readable; nothing writes it meanwhile.
     vm::fill_frame(new, |page| page.copy_from_slice(unsafe { crate::process::page_at(va) }))?;
-    vm::map(va, (writable & !bits::ADDR_MASK) | new)
+    vm::map(va, (writable & !bits::ADDR_MASK) | new)?;
+    if vm::frame_entry(old.addr()).is_some_and(|f| f.owner == me.0) {
+        crate::process::orphaned(old.addr()); // a child still maps it
+    }
+    Ok(())
 }

@@ -288,7 +288,8 @@ pub fn unmap_free(va: u64) -> Result<(), Error> {
     let old = Pte(unmap(va)?);
     if old.is_valid() {
         match sys::frame_free(me(), old.addr()) {
-            Ok(()) | Err(Error::Denied) | Err(Error::Busy) => {}
+            Ok(()) | Err(Error::Denied) => {}
+            Err(Error::Busy) => crate::process::orphaned(old.addr()), // still mapped elsewhere
             Err(e) => return Err(e),
         }
     }
