@@ -1,15 +1,20 @@
 //! The libOS's own address space: where things go, and the bookkeeping to map them.
 //!
-//! Layout (this libOS's choice; the kernel knows none of it):
+//! Layout (this libOS's choice; the kernel knows none of it, but for init's stack). All of
+//! it lies in the first 512 GiB, under one level-0 entry, and everything but the heap's
+//! far end, other mappings and `exec`'s area in the first GiB, under one level-1 entry: a
+//! program's tables above level 3 are a root, one level-1 and one or two level-2 tables.
 //!
-//! | address                | what                                                     |
-//! |------------------------|----------------------------------------------------------|
-//! | `0x40_0000`            | the program image (`link.ld`), `.private` at its end     |
-//! | `0x1000_0000_0000`     | the heap, growing up                                     |
-//! | `0x2000_0000_0000`     | other mappings, handed out by [`alloc_va`]               |
-//! | `0x3000_0000_0000`     | read-only windows on public kernel pages                 |
-//! | `0x3f00_0000_0000`     | read-only windows on this environment's level-3 tables   |
-//! | below `0x7fff_0000_0000` | the stack (64 KiB)                                     |
+//! | address                      | what                                               |
+//! |------------------------------|----------------------------------------------------|
+//! | `0x40_0000`                  | the program image (`link.ld`), `.private` at its end |
+//! | `0x1000_0000`                | read-only windows on public kernel pages           |
+//! | `0x1800_0000`                | the descriptors' pipe pages (`fd::FD_BASE`)        |
+//! | `0x1c00_0000`                | read-only windows on this environment's level-3 tables |
+//! | below `0x1fe0_0000`          | the stack (64 KiB)                                 |
+//! | `0x2000_0000`                | the heap, growing up (64 GiB at most)              |
+//! | `0x20_0000_0000`             | other mappings, handed out by [`alloc_va`]         |
+//! | `0x7f_0000_0000`             | `exec`'s area (`exec::AREA`)                       |
 //!
 //! Every level-3 table gets a window, so reading a mapping is a memory load; only changes
 //! are system calls. The bookkeeping lives in `.private`, which a forked child never
@@ -25,13 +30,15 @@ use crate::sys;
 pub const PAGE: u64 = 4096;
 /// What one level-3 table covers.
 pub const REGION: u64 = 2 << 20;
-pub const HEAP_BASE: u64 = 0x1000_0000_0000;
-pub const HEAP_LIMIT: u64 = 0x1010_0000_0000;
-pub const DYN_BASE: u64 = 0x2000_0000_0000;
-pub const PUBLIC_BASE: u64 = 0x3000_0000_0000;
-const ENV_TABLE_WINDOW: u64 = PUBLIC_BASE + (1 << 21);
-const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + (1 << 30);
-pub const TABLE_WINDOW: u64 = 0x3f00_0000_0000;
+pub const HEAP_BASE: u64 = 0x2000_0000;
+pub const HEAP_LIMIT: u64 = HEAP_BASE + (64 << 30);
+pub const DYN_BASE: u64 = 0x20_0000_0000;
+/// The kernel information page; the environment table's window and the frame table's
+/// (64 MiB) follow it, each from a 2 MiB region of its own.
+pub const PUBLIC_BASE: u64 = 0x1000_0000;
+const ENV_TABLE_WINDOW: u64 = PUBLIC_BASE + REGION;
+const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + 2 * REGION;
+pub const TABLE_WINDOW: u64 = 0x1c00_0000;
 pub const STACK_TOP: u64 = INIT_STACK_TOP;
 pub const STACK_SIZE: u64 = INIT_STACK_SIZE;
 /// A page used briefly to fill frames before they are mapped where they belong: the last
@@ -54,6 +61,13 @@ pub const RO: Perm = Perm { write: false, exec: false };
 /// Level-3 tables this space has, at most (one window region).
 pub const MAX_L3: usize = 511;
 const FT_PAGES: usize = 16384;
+
+// The regions, in order, apart and below 512 GiB (one level-0 entry).
+const _: () = assert!(FRAME_TABLE_WINDOW + FT_PAGES as u64 * PAGE <= crate::fd::FD_BASE);
+const _: () = assert!(crate::fd::FD_BASE + REGION <= TABLE_WINDOW);
+const _: () = assert!(TABLE_WINDOW + REGION <= STACK_TOP - STACK_SIZE);
+const _: () = assert!(STACK_TOP + REGION <= HEAP_BASE && HEAP_LIMIT <= DYN_BASE);
+const _: () = assert!(DYN_BASE < crate::exec::AREA && crate::exec::AREA < 1 << 39);
 
 #[derive(Clone, Copy)]
 pub struct L3 {
