@@ -152,6 +152,9 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
                     .and_then(|_| vm::ensure_tables_to(child, r, 2))
                     .and_then(|_| sys::table_set(child, r, 2, Pte::table(l3).0))
             }
+            // An empty table (pages unmapped since, or only reserved) is not made again:
+            // the child forgets its region (`fixup_after_fork`) and adds it if it maps there.
+            false if vm::frame_entry(l3).is_some_and(|t| t.entries == 0) => Ok(()),
             false => vm::ensure_tables(child, r).map(drop),
         })
     });
