@@ -4,14 +4,17 @@
 //! it lies in the first 512 GiB, under one level-0 entry, and everything but the heap's
 //! far end, other mappings and `exec`'s area in the first GiB, under one level-1 entry: a
 //! program's tables above level 3 are a root, one level-1 and one or two level-2 tables.
+//! Small regions start their 2 MiB region: a walk of a table (`fork`'s, teardown's) stops
+//! at its last entry.
 //!
 //! | address                      | what                                               |
 //! |------------------------------|----------------------------------------------------|
 //! | `0x40_0000`                  | the program image (`link.ld`), `.private` at its end |
-//! | `0x1000_0000`                | read-only windows on public kernel pages           |
+//! | `0x1000_0000`                | read-only windows on the environment and frame tables |
 //! | `0x1800_0000`                | the descriptors' pipe pages (`fd::FD_BASE`)        |
-//! | `0x1c00_0000`                | read-only windows on this environment's level-3 tables |
-//! | below `0x1fe0_0000`          | the stack (64 KiB)                                 |
+//! | `0x1c00_0000`                | the kernel information page, the scratch page, then |
+//! |                              | read-only windows on this environment's level-3 tables |
+//! | `0x1fc0_0000`                | the stack (64 KiB, growing down from `0x1fc1_0000`) |
 //! | `0x2000_0000`                | the heap, growing up (64 GiB at most)              |
 //! | `0x20_0000_0000`             | other mappings, handed out by [`alloc_va`]         |
 //! | `0x7f_0000_0000`             | `exec`'s area (`exec::AREA`)                       |
@@ -33,18 +36,22 @@ pub const REGION: u64 = 2 << 20;
 pub const HEAP_BASE: u64 = 0x2000_0000;
 pub const HEAP_LIMIT: u64 = HEAP_BASE + (64 << 30);
 pub const DYN_BASE: u64 = 0x20_0000_0000;
-/// The kernel information page; the environment table's window and the frame table's
-/// (64 MiB) follow it, each from a 2 MiB region of its own.
+/// The windows on the environment table and on the frame table (64 MiB), each from a
+/// 2 MiB region of its own.
 pub const PUBLIC_BASE: u64 = 0x1000_0000;
-const ENV_TABLE_WINDOW: u64 = PUBLIC_BASE + REGION;
-const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + 2 * REGION;
+const ENV_TABLE_WINDOW: u64 = PUBLIC_BASE;
+const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + REGION;
 pub const TABLE_WINDOW: u64 = 0x1c00_0000;
 pub const STACK_TOP: u64 = INIT_STACK_TOP;
 pub const STACK_SIZE: u64 = INIT_STACK_SIZE;
-/// A page used briefly to fill frames before they are mapped where they belong: the last
-/// page of the windows' own table (slot [`MAX_L3`] is never a window), so it needs no
-/// tables of its own.
-pub const SCRATCH: u64 = TABLE_WINDOW + MAX_L3 as u64 * PAGE;
+/// The kernel information page, read-only: the first page of the windows' own table (the
+/// windows follow its first two pages), so it needs no tables of its own. First, because a
+/// walk of a table stops at its last entry: a page at its far end would cost every fork
+/// and teardown a walk of the whole table.
+pub const KINFO: u64 = TABLE_WINDOW;
+/// A page used briefly to fill frames before they are mapped where they belong: the second
+/// page of the windows' own table, likewise.
+pub const SCRATCH: u64 = TABLE_WINDOW + PAGE;
 
 /// Software bit 55 of a page entry: this page is copy-on-write (this libOS's convention).
 pub const COW: u64 = 1 << 55;
@@ -58,8 +65,8 @@ pub const DROPPABLE: u64 = exo_abi::pte::bits::DROPPABLE;
 pub const RW: Perm = Perm { write: true, exec: false };
 pub const RO: Perm = Perm { write: false, exec: false };
 
-/// Level-3 tables this space has, at most (one window region).
-pub const MAX_L3: usize = 511;
+/// Level-3 tables this space has, at most (one window region, but for its first two pages).
+pub const MAX_L3: usize = 510;
 const FT_PAGES: usize = 16384;
 
 // The regions, in order, apart and below 512 GiB (one level-0 entry).
@@ -135,7 +142,7 @@ pub fn me() -> EnvId {
 }
 
 fn window(slot: usize) -> u64 {
-    TABLE_WINDOW + slot as u64 * PAGE
+    TABLE_WINDOW + (2 + slot as u64) * PAGE
 }
 
 impl State {
@@ -201,7 +208,7 @@ pub fn init(kinfo_pa: u64, image: (u64, u64)) -> Result<(), Error> {
             va += REGION;
         }
         s.ensure_l3(STACK_TOP - STACK_SIZE)?;
-        s.map(PUBLIC_BASE, Pte::user_page(kinfo_pa, RO).0)
+        s.map(KINFO, Pte::user_page(kinfo_pa, RO).0)
     })
 }
 
@@ -347,9 +354,10 @@ pub(crate) fn fault_facts(va: u64, write: bool) -> (bool, bool) {
 
 /// The kernel information page (mapped read-only at start).
 pub fn kinfo() -> &'static KernelInfo {
-    // SAFETY: `init` mapped the kernel information page read-only at PUBLIC_BASE; the
-    // kernel keeps it mapped and valid for the environment's life.
-    unsafe { &*(PUBLIC_BASE as *const KernelInfo) }
+    // SAFETY: `init` (or, in a forked child, `fixup_after_fork`) mapped the kernel
+    // information page read-only at KINFO; the kernel keeps it valid for the environment's
+    // life.
+    unsafe { &*(KINFO as *const KernelInfo) }
 }
 
 /// This frame's entry in the kernel's public frame table (mapping the page that holds it
@@ -507,7 +515,8 @@ pub fn reserve(va: u64) -> Result<(), Error> {
 
 /// In a forked child: the bookkeeping was copied from the parent, but the tables are the
 /// child's own. Look each one up again and give it a window; forget regions the parent
-/// added after it built the child's tables.
+/// added after it built the child's tables (or left out, empty). Then map the kernel
+/// information page, which `fork` left out with the rest of the windows' table.
 pub fn fixup_after_fork() -> Result<(), Error> {
     with(|s| {
         s.me = sys::env_self();
@@ -526,6 +535,6 @@ pub fn fixup_after_fork() -> Result<(), Error> {
             kept += 1;
         }
         s.n = kept;
-        Ok(())
+        s.map(KINFO, Pte::user_page(s.kinfo_pa, RO).0)
     })
 }

@@ -708,8 +708,9 @@ pub struct Partition {
 }
 
 /// Where the kernel puts init's stack: the 64 KiB below this address, in the first GiB,
-/// where the default libOS keeps its stack (2 MiB below its heap).
-pub const INIT_STACK_TOP: u64 = 0x1fe0_0000;
+/// where the default libOS keeps its stack (the first pages of a 2 MiB region, 4 MiB below
+/// its heap).
+pub const INIT_STACK_TOP: u64 = 0x1fc1_0000;
 pub const INIT_STACK_SIZE: u64 = 64 * 1024;
 
 #[cfg(test)]
