@@ -142,20 +142,31 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     // Text and read-only data: their tables are linked whole (the first fork freezes them;
     // a forked child's are its ancestor's, frozen already), so no page of them is copied,
     // walked or, at the child's end, unmapped one by one. Frozen, they never change again.
-    let mut tables = Ok(());
+    let (mut tables, mut upper) = (Ok(()), [u64::MAX; 4]);
     vm::regions(|r, l3| {
-        tables = tables.and_then(|_| match vm::text_region(r) {
-            true => {
-                let freeze = || sys::table_set(me, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK);
-                let frozen = if vm::frozen(l3) { Ok(()) } else { freeze() };
-                frozen
-                    .and_then(|_| vm::ensure_tables_to(child, r, 2))
-                    .and_then(|_| sys::table_set(child, r, 2, Pte::table(l3).0))
-            }
+        tables = tables.and_then(|_| {
+            let text = vm::text_region(r);
             // An empty table (pages unmapped since, or only reserved) is not made again:
             // the child forgets its region (`fixup_after_fork`) and adds it if it maps there.
-            false if vm::frame_entry(l3).is_some_and(|t| t.entries == 0) => Ok(()),
-            false => vm::ensure_tables(child, r).map(drop),
+            // But for the windows the child maps again itself: their tables stay, so that
+            // it needs no frame for them (an upcall under memory pressure reads the
+            // environment table), even where the parent never mapped a page.
+            let empty = || vm::frame_entry(l3).is_some_and(|t| t.entries == 0);
+            if !text && !vm::remade_by_child(r) && empty() {
+                return Ok(());
+            }
+            upper_tables(child, r, &mut upper)?;
+            let link = if text {
+                if !vm::frozen(l3) {
+                    sys::table_set(me, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK)?;
+                }
+                l3
+            } else {
+                let pa = sys::frame_alloc(child, None)?;
+                sys::table_bind(child, pa, 3)?;
+                pa
+            };
+            sys::table_set(child, r, 2, Pte::table(link).0)
         })
     });
     tables?;
@@ -192,6 +203,19 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let boot_sp = CHILD_BOOT_STACK.get() as u64 + BOOT_STACK as u64;
     sys::env_set_entry(child, _start as *const () as u64, boot_sp, saved as *const Saved as u64, FORK_MAGIC)?;
     sys::env_start(child)
+}
+
+/// Makes sure `child` has its tables down to level 2 for `region`: looked up and made once
+/// per GiB (`known` lists those done), since most regions share them.
+fn upper_tables(child: EnvId, region: u64, known: &mut [u64; 4]) -> Result<(), Error> {
+    let gib = region >> 30;
+    if !known.contains(&gib) {
+        vm::ensure_tables_to(child, region, 2)?;
+        if let Some(k) = known.iter_mut().find(|k| **k == u64::MAX) {
+            *k = gib;
+        }
+    }
+    Ok(())
 }
 
 /// Pages of the stacks that hold nothing the child will read, for a fork whose saved stack
