@@ -173,7 +173,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
         |va: u64| (private.0..private.1).contains(&va) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&va);
-    let dead = dead_stack_pages(saved.0[12]);
+    let dead = dead_pages(saved.0[12]);
     let fresh = |va: u64| dead.iter().any(|r| r.contains(&va));
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
@@ -218,17 +218,20 @@ fn upper_tables(child: EnvId, region: u64, known: &mut [u64; 4]) -> Result<(), E
     Ok(())
 }
 
-/// Pages of the stacks that hold nothing the child will read, for a fork whose saved stack
-/// pointer is `sp`: the child gets zeroed frames there instead of copies. The child's boot
-/// stack is the parent's too, unused since its own start; when `fork` runs on the main
-/// stack, so is everything below `sp`, and the upcall and call stacks (neither an upcall
+/// Pages of the stacks and of `.private` that hold nothing the child will read, for a fork
+/// whose saved stack pointer is `sp`: the child gets zeroed frames there instead of copies.
+/// The address-space bookkeeping's unused part ([`vm::unread_by_child`]); the child's boot
+/// stack, the parent's too, unused since its own start; when `fork` runs on the main
+/// stack, everything below `sp` as well, and the upcall and call stacks (neither an upcall
 /// nor a call is running then, and each starts afresh on its stack's top).
-fn dead_stack_pages(sp: u64) -> [core::ops::Range<u64>; 4] {
+fn dead_pages(sp: u64) -> [core::ops::Range<u64>; 5] {
     let pages = |(lo, hi): (u64, u64)| lo.next_multiple_of(PAGE)..hi & !(PAGE - 1);
     let boot = CHILD_BOOT_STACK.get() as u64;
-    let mut dead = [pages((boot, boot + BOOT_STACK as u64)), 0..0, 0..0, 0..0];
+    let unread = vm::unread_by_child();
+    let mut dead =
+        [pages((boot, boot + BOOT_STACK as u64)), pages((unread.start, unread.end)), 0..0, 0..0, 0..0];
     if (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp) {
-        dead[1..].clone_from_slice(&[
+        dead[2..].clone_from_slice(&[
             pages((STACK_TOP - STACK_SIZE, sp)),
             pages(upcall::stack()),
             pages(ipc::call_stack()),

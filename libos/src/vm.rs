@@ -83,35 +83,45 @@ pub struct L3 {
 }
 
 /// The address-space bookkeeping. All-zero is the valid "not started" state, because it
-/// lives in `.private`, which starts zeroed.
+/// lives in `.private`, which starts zeroed. `l3` and `ft_mapped` come last, in that order
+/// (`repr(C)`): a forked child reads neither `l3` past `n` nor `ft_mapped`, so `fork`
+/// gives it zeroed pages there instead of copies ([`unread_by_child`]).
+#[repr(C)]
 pub struct State {
     pub me: EnvId,
     pub kinfo_pa: u64,
-    pub l3: [L3; MAX_L3],
     pub n: usize,
     dyn_next: u64,
-    ft_mapped: [u64; FT_PAGES / 64],
     env_mapped: bool,
     lazy: [(u64, u64); 8],
     busy: bool,
     /// The slot `lookup` found last: faults and mappings come in runs within one region,
     /// so most lookups are one compare instead of a walk of `l3`.
     last: usize,
+    pub l3: [L3; MAX_L3],
+    ft_mapped: [u64; FT_PAGES / 64],
 }
 
 #[unsafe(link_section = ".private")]
 static STATE: Private<State> = Private::new(State {
     me: EnvId(0),
     kinfo_pa: 0,
-    l3: [L3 { region: 0, pa: 0 }; MAX_L3],
     n: 0,
     dyn_next: 0,
-    ft_mapped: [0; FT_PAGES / 64],
     env_mapped: false,
     lazy: [(0, 0); 8],
     busy: false,
     last: 0,
+    l3: [L3 { region: 0, pa: 0 }; MAX_L3],
+    ft_mapped: [0; FT_PAGES / 64],
 });
+
+/// The bytes of the bookkeeping a forked child never reads: the level-3 slots past those
+/// in use (`add_l3` writes a slot before counting it) and the record of frame-table pages
+/// mapped, which `fixup_after_fork` clears.
+pub fn unread_by_child() -> core::ops::Range<u64> {
+    with(|s| s.l3[s.n..].as_ptr() as u64..s.ft_mapped.as_ptr_range().end as u64)
+}
 
 /// Runs `f` on the bookkeeping. A libOS environment is single-threaded; the only other
 /// way in is an upcall, and faults cannot happen inside this module (its state and the
