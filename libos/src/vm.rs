@@ -541,7 +541,13 @@ pub fn fixup_after_fork() -> Result<(), Error> {
                 Err(e) => return Err(e),
             };
             s.l3[kept] = L3 { region, pa };
-            sys::table_set(s.me, window(kept), 3, Pte::user_page(pa, RO).0)?;
+            // Slot 0 is the windows' own table (kept first: never empty), so each window
+            // is set in it by name, with no walk.
+            let (w, pte) = (window(kept), Pte::user_page(pa, RO).0);
+            match s.l3[0] {
+                t if t.region == TABLE_WINDOW => sys::table_set_at(s.me, t.pa, index(w, 3) as u64, pte)?,
+                _ => sys::table_set(s.me, w, 3, pte)?,
+            }
             kept += 1;
         }
         s.n = kept;
