@@ -29,9 +29,9 @@ use crate::spawn::{self, SpawnError};
 use crate::vm::{self, PAGE, RW, STACK_SIZE, STACK_TOP};
 use crate::{fd, sys};
 
-/// Where `exec` puts its trampoline (first page) and its list of table changes: a 2 MiB
-/// region of its own, outside both programs' layouts.
-pub const AREA: u64 = 0x2fff_f000_0000;
+/// Where `exec` puts its trampoline (first page) and its list of table changes: past the
+/// other mappings, in the last 4 GiB of the first 512 GiB, outside both programs' layouts.
+pub const AREA: u64 = 0x7f_0000_0000;
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(

@@ -17,7 +17,7 @@ use crate::vm::{self, PAGE};
 
 /// Where the pipe ends behind the descriptors are mapped: one 64 KiB slot each, all in one
 /// 2 MiB region.
-pub const FD_BASE: u64 = 0x2800_0000_0000;
+pub const FD_BASE: u64 = 0x1800_0000;
 const SLOT: u64 = 0x1_0000;
 /// The standard descriptors.
 pub const STDIN: usize = 0;

@@ -142,24 +142,38 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     // Text and read-only data: their tables are linked whole (the first fork freezes them;
     // a forked child's are its ancestor's, frozen already), so no page of them is copied,
     // walked or, at the child's end, unmapped one by one. Frozen, they never change again.
-    let mut tables = Ok(());
+    let (mut tables, mut upper) = (Ok(()), [u64::MAX; 4]);
     vm::regions(|r, l3| {
-        tables = tables.and_then(|_| match vm::text_region(r) {
-            true => {
-                let freeze = || sys::table_set(me, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK);
-                let frozen = if vm::frozen(l3) { Ok(()) } else { freeze() };
-                frozen
-                    .and_then(|_| vm::ensure_tables_to(child, r, 2))
-                    .and_then(|_| sys::table_set(child, r, 2, Pte::table(l3).0))
+        tables = tables.and_then(|_| {
+            let text = vm::text_region(r);
+            // An empty table (pages unmapped since, or only reserved) is not made again:
+            // the child forgets its region (`fixup_after_fork`) and adds it if it maps there.
+            // But for the windows the child maps again itself: their tables stay, so that
+            // it needs no frame for them (an upcall under memory pressure reads the
+            // environment table), even where the parent never mapped a page.
+            let empty = || vm::frame_entry(l3).is_some_and(|t| t.entries == 0);
+            if !text && !vm::remade_by_child(r) && empty() {
+                return Ok(());
             }
-            false => vm::ensure_tables(child, r).map(drop),
+            upper_tables(child, r, &mut upper)?;
+            let link = if text {
+                if !vm::frozen(l3) {
+                    sys::table_set(me, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK)?;
+                }
+                l3
+            } else {
+                let pa = sys::frame_alloc(child, None)?;
+                sys::table_bind(child, pa, 3)?;
+                pa
+            };
+            sys::table_set(child, r, 2, Pte::table(link).0)
         })
     });
     tables?;
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
         |va: u64| (private.0..private.1).contains(&va) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&va);
-    let dead = dead_stack_pages(saved.0[12]);
+    let dead = dead_pages(saved.0[12]);
     let fresh = |va: u64| dead.iter().any(|r| r.contains(&va));
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
@@ -191,17 +205,33 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     sys::env_start(child)
 }
 
-/// Pages of the stacks that hold nothing the child will read, for a fork whose saved stack
-/// pointer is `sp`: the child gets zeroed frames there instead of copies. The child's boot
-/// stack is the parent's too, unused since its own start; when `fork` runs on the main
-/// stack, so is everything below `sp`, and the upcall and call stacks (neither an upcall
+/// Makes sure `child` has its tables down to level 2 for `region`: looked up and made once
+/// per GiB (`known` lists those done), since most regions share them.
+fn upper_tables(child: EnvId, region: u64, known: &mut [u64; 4]) -> Result<(), Error> {
+    let gib = region >> 30;
+    if !known.contains(&gib) {
+        vm::ensure_tables_to(child, region, 2)?;
+        if let Some(k) = known.iter_mut().find(|k| **k == u64::MAX) {
+            *k = gib;
+        }
+    }
+    Ok(())
+}
+
+/// Pages of the stacks and of `.private` that hold nothing the child will read, for a fork
+/// whose saved stack pointer is `sp`: the child gets zeroed frames there instead of copies.
+/// The address-space bookkeeping's unused part ([`vm::unread_by_child`]); the child's boot
+/// stack, the parent's too, unused since its own start; when `fork` runs on the main
+/// stack, everything below `sp` as well, and the upcall and call stacks (neither an upcall
 /// nor a call is running then, and each starts afresh on its stack's top).
-fn dead_stack_pages(sp: u64) -> [core::ops::Range<u64>; 4] {
+fn dead_pages(sp: u64) -> [core::ops::Range<u64>; 5] {
     let pages = |(lo, hi): (u64, u64)| lo.next_multiple_of(PAGE)..hi & !(PAGE - 1);
     let boot = CHILD_BOOT_STACK.get() as u64;
-    let mut dead = [pages((boot, boot + BOOT_STACK as u64)), 0..0, 0..0, 0..0];
+    let unread = vm::unread_by_child();
+    let mut dead =
+        [pages((boot, boot + BOOT_STACK as u64)), pages((unread.start, unread.end)), 0..0, 0..0, 0..0];
     if (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp) {
-        dead[1..].clone_from_slice(&[
+        dead[2..].clone_from_slice(&[
             pages((STACK_TOP - STACK_SIZE, sp)),
             pages(upcall::stack()),
             pages(ipc::call_stack()),

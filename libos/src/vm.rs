@@ -1,15 +1,23 @@
 //! The libOS's own address space: where things go, and the bookkeeping to map them.
 //!
-//! Layout (this libOS's choice; the kernel knows none of it):
+//! Layout (this libOS's choice; the kernel knows none of it, but for init's stack). All of
+//! it lies in the first 512 GiB, under one level-0 entry, and everything but the heap's
+//! far end, other mappings and `exec`'s area in the first GiB, under one level-1 entry: a
+//! program's tables above level 3 are a root, one level-1 and one or two level-2 tables.
+//! Small regions start their 2 MiB region: a walk of a table (`fork`'s, teardown's) stops
+//! at its last entry.
 //!
-//! | address                | what                                                     |
-//! |------------------------|----------------------------------------------------------|
-//! | `0x40_0000`            | the program image (`link.ld`), `.private` at its end     |
-//! | `0x1000_0000_0000`     | the heap, growing up                                     |
-//! | `0x2000_0000_0000`     | other mappings, handed out by [`alloc_va`]               |
-//! | `0x3000_0000_0000`     | read-only windows on public kernel pages                 |
-//! | `0x3f00_0000_0000`     | read-only windows on this environment's level-3 tables   |
-//! | below `0x7fff_0000_0000` | the stack (64 KiB)                                     |
+//! | address                      | what                                               |
+//! |------------------------------|----------------------------------------------------|
+//! | `0x40_0000`                  | the program image (`link.ld`), `.private` at its end |
+//! | `0x1000_0000`                | read-only windows on the environment and frame tables |
+//! | `0x1800_0000`                | the descriptors' pipe pages (`fd::FD_BASE`)        |
+//! | `0x1c00_0000`                | the kernel information page, the scratch page, then |
+//! |                              | read-only windows on this environment's level-3 tables |
+//! | `0x1fc0_0000`                | the stack (64 KiB, growing down from `0x1fc1_0000`) |
+//! | `0x2000_0000`                | the heap, growing up (64 GiB at most)              |
+//! | `0x20_0000_0000`             | other mappings, handed out by [`alloc_va`]         |
+//! | `0x7f_0000_0000`             | `exec`'s area (`exec::AREA`)                       |
 //!
 //! Every level-3 table gets a window, so reading a mapping is a memory load; only changes
 //! are system calls. The bookkeeping lives in `.private`, which a forked child never
@@ -25,19 +33,25 @@ use crate::sys;
 pub const PAGE: u64 = 4096;
 /// What one level-3 table covers.
 pub const REGION: u64 = 2 << 20;
-pub const HEAP_BASE: u64 = 0x1000_0000_0000;
-pub const HEAP_LIMIT: u64 = 0x1010_0000_0000;
-pub const DYN_BASE: u64 = 0x2000_0000_0000;
-pub const PUBLIC_BASE: u64 = 0x3000_0000_0000;
-const ENV_TABLE_WINDOW: u64 = PUBLIC_BASE + (1 << 21);
-const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + (1 << 30);
-pub const TABLE_WINDOW: u64 = 0x3f00_0000_0000;
+pub const HEAP_BASE: u64 = 0x2000_0000;
+pub const HEAP_LIMIT: u64 = HEAP_BASE + (64 << 30);
+pub const DYN_BASE: u64 = 0x20_0000_0000;
+/// The windows on the environment table and on the frame table (64 MiB), each from a
+/// 2 MiB region of its own.
+pub const PUBLIC_BASE: u64 = 0x1000_0000;
+const ENV_TABLE_WINDOW: u64 = PUBLIC_BASE;
+const FRAME_TABLE_WINDOW: u64 = PUBLIC_BASE + REGION;
+pub const TABLE_WINDOW: u64 = 0x1c00_0000;
 pub const STACK_TOP: u64 = INIT_STACK_TOP;
 pub const STACK_SIZE: u64 = INIT_STACK_SIZE;
-/// A page used briefly to fill frames before they are mapped where they belong: the last
-/// page of the windows' own table (slot [`MAX_L3`] is never a window), so it needs no
-/// tables of its own.
-pub const SCRATCH: u64 = TABLE_WINDOW + MAX_L3 as u64 * PAGE;
+/// The kernel information page, read-only: the first page of the windows' own table (the
+/// windows follow its first two pages), so it needs no tables of its own. First, because a
+/// walk of a table stops at its last entry: a page at its far end would cost every fork
+/// and teardown a walk of the whole table.
+pub const KINFO: u64 = TABLE_WINDOW;
+/// A page used briefly to fill frames before they are mapped where they belong: the second
+/// page of the windows' own table, likewise.
+pub const SCRATCH: u64 = TABLE_WINDOW + PAGE;
 
 /// Software bit 55 of a page entry: this page is copy-on-write (this libOS's convention).
 pub const COW: u64 = 1 << 55;
@@ -51,9 +65,16 @@ pub const DROPPABLE: u64 = exo_abi::pte::bits::DROPPABLE;
 pub const RW: Perm = Perm { write: true, exec: false };
 pub const RO: Perm = Perm { write: false, exec: false };
 
-/// Level-3 tables this space has, at most (one window region).
-pub const MAX_L3: usize = 511;
+/// Level-3 tables this space has, at most (one window region, but for its first two pages).
+pub const MAX_L3: usize = 510;
 const FT_PAGES: usize = 16384;
+
+// The regions, in order, apart and below 512 GiB (one level-0 entry).
+const _: () = assert!(FRAME_TABLE_WINDOW + FT_PAGES as u64 * PAGE <= crate::fd::FD_BASE);
+const _: () = assert!(crate::fd::FD_BASE + REGION <= TABLE_WINDOW);
+const _: () = assert!(TABLE_WINDOW + REGION <= STACK_TOP - STACK_SIZE);
+const _: () = assert!(STACK_TOP + REGION <= HEAP_BASE && HEAP_LIMIT <= DYN_BASE);
+const _: () = assert!(DYN_BASE < crate::exec::AREA && crate::exec::AREA < 1 << 39);
 
 #[derive(Clone, Copy)]
 pub struct L3 {
@@ -62,35 +83,45 @@ pub struct L3 {
 }
 
 /// The address-space bookkeeping. All-zero is the valid "not started" state, because it
-/// lives in `.private`, which starts zeroed.
+/// lives in `.private`, which starts zeroed. `l3` and `ft_mapped` come last, in that order
+/// (`repr(C)`): a forked child reads neither `l3` past `n` nor `ft_mapped`, so `fork`
+/// gives it zeroed pages there instead of copies ([`unread_by_child`]).
+#[repr(C)]
 pub struct State {
     pub me: EnvId,
     pub kinfo_pa: u64,
-    pub l3: [L3; MAX_L3],
     pub n: usize,
     dyn_next: u64,
-    ft_mapped: [u64; FT_PAGES / 64],
     env_mapped: bool,
     lazy: [(u64, u64); 8],
     busy: bool,
     /// The slot `lookup` found last: faults and mappings come in runs within one region,
     /// so most lookups are one compare instead of a walk of `l3`.
     last: usize,
+    pub l3: [L3; MAX_L3],
+    ft_mapped: [u64; FT_PAGES / 64],
 }
 
 #[unsafe(link_section = ".private")]
 static STATE: Private<State> = Private::new(State {
     me: EnvId(0),
     kinfo_pa: 0,
-    l3: [L3 { region: 0, pa: 0 }; MAX_L3],
     n: 0,
     dyn_next: 0,
-    ft_mapped: [0; FT_PAGES / 64],
     env_mapped: false,
     lazy: [(0, 0); 8],
     busy: false,
     last: 0,
+    l3: [L3 { region: 0, pa: 0 }; MAX_L3],
+    ft_mapped: [0; FT_PAGES / 64],
 });
+
+/// The bytes of the bookkeeping a forked child never reads: the level-3 slots past those
+/// in use (`add_l3` writes a slot before counting it) and the record of frame-table pages
+/// mapped, which `fixup_after_fork` clears.
+pub fn unread_by_child() -> core::ops::Range<u64> {
+    with(|s| s.l3[s.n..].as_ptr() as u64..s.ft_mapped.as_ptr_range().end as u64)
+}
 
 /// Runs `f` on the bookkeeping. A libOS environment is single-threaded; the only other
 /// way in is an upcall, and faults cannot happen inside this module (its state and the
@@ -121,7 +152,7 @@ pub fn me() -> EnvId {
 }
 
 fn window(slot: usize) -> u64 {
-    TABLE_WINDOW + slot as u64 * PAGE
+    TABLE_WINDOW + (2 + slot as u64) * PAGE
 }
 
 impl State {
@@ -187,7 +218,7 @@ pub fn init(kinfo_pa: u64, image: (u64, u64)) -> Result<(), Error> {
             va += REGION;
         }
         s.ensure_l3(STACK_TOP - STACK_SIZE)?;
-        s.map(PUBLIC_BASE, Pte::user_page(kinfo_pa, RO).0)
+        s.map(KINFO, Pte::user_page(kinfo_pa, RO).0)
     })
 }
 
@@ -334,9 +365,10 @@ pub(crate) fn fault_facts(va: u64, write: bool) -> (bool, bool) {
 
 /// The kernel information page (mapped read-only at start).
 pub fn kinfo() -> &'static KernelInfo {
-    // SAFETY: `init` mapped the kernel information page read-only at PUBLIC_BASE; the
-    // kernel keeps it mapped and valid for the environment's life.
-    unsafe { &*(PUBLIC_BASE as *const KernelInfo) }
+    // SAFETY: `init` (or, in a forked child, `fixup_after_fork`) mapped the kernel
+    // information page read-only at KINFO; the kernel keeps it valid for the environment's
+    // life.
+    unsafe { &*(KINFO as *const KernelInfo) }
 }
 
 /// This frame's entry in the kernel's public frame table (mapping the page that holds it
@@ -494,7 +526,8 @@ pub fn reserve(va: u64) -> Result<(), Error> {
 
 /// In a forked child: the bookkeeping was copied from the parent, but the tables are the
 /// child's own. Look each one up again and give it a window; forget regions the parent
-/// added after it built the child's tables.
+/// added after it built the child's tables (or left out, empty). Then map the kernel
+/// information page, which `fork` left out with the rest of the windows' table.
 pub fn fixup_after_fork() -> Result<(), Error> {
     with(|s| {
         s.me = sys::env_self();
@@ -509,10 +542,16 @@ pub fn fixup_after_fork() -> Result<(), Error> {
                 Err(e) => return Err(e),
             };
             s.l3[kept] = L3 { region, pa };
-            sys::table_set(s.me, window(kept), 3, Pte::user_page(pa, RO).0)?;
+            // Slot 0 is the windows' own table (kept first: never empty), so each window
+            // is set in it by name, with no walk.
+            let (w, pte) = (window(kept), Pte::user_page(pa, RO).0);
+            match s.l3[0] {
+                t if t.region == TABLE_WINDOW => sys::table_set_at(s.me, t.pa, index(w, 3) as u64, pte)?,
+                _ => sys::table_set(s.me, w, 3, pte)?,
+            }
             kept += 1;
         }
         s.n = kept;
-        Ok(())
+        s.map(KINFO, Pte::user_page(s.kinfo_pa, RO).0)
     })
 }

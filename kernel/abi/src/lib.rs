@@ -707,9 +707,10 @@ pub struct Partition {
     pub _reserved: [u8; 5],
 }
 
-/// Where the kernel puts init's stack: the top of the low half's first 512 GiB slot is
-/// left to the libOS; init's initial stack is the 64 KiB below this address.
-pub const INIT_STACK_TOP: u64 = 0x0000_7fff_0000_0000;
+/// Where the kernel puts init's stack: the 64 KiB below this address, in the first GiB,
+/// where the default libOS keeps its stack (the first pages of a 2 MiB region, 4 MiB below
+/// its heap).
+pub const INIT_STACK_TOP: u64 = 0x1fc1_0000;
 pub const INIT_STACK_SIZE: u64 = 64 * 1024;
 
 #[cfg(test)]
