@@ -165,7 +165,8 @@ fn ps() {
         }
     }
     // Each core's load since it came up: ticks that found it running something, of all.
-    let up = (0..exo_libos::abi::MAX_CPUS).filter(|&c| k.cpu_ticks[c] != 0);
+    // The boot core is always up, before its first tick too (the others show from theirs).
+    let up = (0..exo_libos::abi::MAX_CPUS).filter(|&c| c == 0 || k.cpu_ticks[c] != 0);
     let load: Vec<String> = up.map(|c| alloc::format!("{c}: {}/{}", k.cpu_busy[c], k.cpu_ticks[c])).collect();
     println!("busy ticks by core  {}", load.join("  "));
 }

@@ -693,11 +693,18 @@ fn boot_tests(opts: &Opts, images: &[(Variant, std::path::PathBuf, Symbols)], ta
     *tally = shared.into_inner().unwrap();
 }
 
-/// Counts each `test NAME ... ok` / `... FAILED: why` line of an EL0 suite as a test.
+/// Counts each `test NAME ... ok` / `... FAILED: why` line of an EL0 suite as a test, found
+/// anywhere in a line (another environment's output cut short may run into it). Each suite
+/// also prints `SUITE: N passed, M failed`; fewer test lines than those add up to (lines
+/// lost on the console) count as a failure, so that no FAILED line can go missing unseen.
 fn suite_results(tally: &mut Tally, suite: &str, out: &str) {
+    let (mut found, mut claimed) = (0, 0);
     for line in out.lines() {
-        let Some(rest) = line.strip_prefix("test ") else { continue };
-        let Some((name, verdict)) = rest.split_once(" ... ") else { continue };
+        if let Some(n) = summary_count(line) {
+            claimed += n;
+        }
+        let Some((name, verdict)) = test_line(line) else { continue };
+        found += 1;
         let full = format!("{suite}::{name}");
         if verdict.starts_with("ok") {
             tally.passed += 1;
@@ -708,6 +715,29 @@ fn suite_results(tally: &mut Tally, suite: &str, out: &str) {
             tally.failures.push(full);
         }
     }
+    if found < claimed {
+        let full = format!("{suite}::(console)");
+        tally.failed += 1;
+        println!("  FAIL  {full}: the suites report {claimed} tests, {found} test lines arrived");
+        tally.failures.push(full);
+    }
+}
+
+/// `(NAME, verdict)` of a `test NAME ... verdict` line, wherever in the line it starts.
+fn test_line(line: &str) -> Option<(&str, &str)> {
+    line.match_indices("test ").find_map(|(i, _)| {
+        let (name, verdict) = line[i + 5..].split_once(" ... ")?;
+        let ident = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ident.then_some((name, verdict))
+    })
+}
+
+/// `passed + failed` of a suite's `SUITE: N passed, M failed` line.
+fn summary_count(line: &str) -> Option<u64> {
+    let (head, rest) = line.rsplit_once(" passed, ")?;
+    let passed = head.rsplit_once(": ")?.1.parse::<u64>().ok()?;
+    let failed = rest.strip_suffix(" failed")?.parse::<u64>().ok()?;
+    Some(passed + failed)
 }
 
 fn run_script(spec: &RunSpec, script: &[(&str, &str)]) -> Result<(End, String), String> {
@@ -717,4 +747,31 @@ fn run_script(spec: &RunSpec, script: &[(&str, &str)]) -> Result<(End, String), 
         return Err(e);
     }
     Ok(session.finish())
+}
+
+#[cfg(test)]
+mod suite_line_tests {
+    use super::{suite_results, summary_count, test_line, Tally};
+
+    #[test]
+    fn a_test_line_is_found_where_another_line_ran_into_it() {
+        assert_eq!(test_line("test a_b1 ... ok"), Some(("a_b1", "ok")));
+        let glued = "env 0x2005 killed: data abort at 0x1000test droppable_mark ... FAILED: why ... so";
+        assert_eq!(test_line(glued), Some(("droppable_mark", "FAILED: why ... so")));
+        assert_eq!(test_line("a test of nothing ... ok"), None);
+        assert_eq!(test_line("test  ... ok"), None);
+        assert_eq!(summary_count("[ 1.5] ktest: 19 passed, 2 failed"), Some(21));
+        assert_eq!(summary_count("19 passed, 2 failed"), None);
+    }
+
+    #[test]
+    fn test_lines_lost_on_the_console_count_as_a_failure() {
+        let mut tally = Tally::default();
+        suite_results(&mut tally, "virt::core", "test a ... ok\ntest b ... ok\nktest: 2 passed, 0 failed\n");
+        assert_eq!((tally.passed, tally.failed), (2, 0));
+        let mut tally = Tally::default();
+        suite_results(&mut tally, "virt::core", "test a ... ok\nktest: 1 passed, 1 failed\n");
+        assert_eq!((tally.passed, tally.failed), (1, 1));
+        assert_eq!(tally.failures, ["virt::core::(console)"]);
+    }
 }
