@@ -53,6 +53,10 @@ pub const TESTS: &[Test] = &[
         "only_the_owner_shares_a_table_and_only_its_own_read_only_pages",
         crate::sharing::only_the_owner_shares_a_table_and_only_its_own_read_only_pages,
     ),
+    (
+        "a_child_that_uses_up_the_text_tables_links_cannot_stop_its_parent_forking",
+        crate::sharing::a_child_that_uses_up_the_text_tables_links_cannot_stop_its_parent_forking,
+    ),
     ("yield_to_cannot_pull_a_partner_onto_a_core_it_may_not_use", yield_off_core),
     ("call_switched_to_directly_still_needs_the_right_and_the_servers_core", direct_call_checks),
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),

@@ -200,3 +200,62 @@ pub fn exec_over_a_shared_text_table(programs: &[(&str, &[u8])]) -> Result<(), &
     check(shares() == before, "the child's share outlived it")?;
     check(vm::entry(text_page()) == e && text_table()? == t, "the parent's text table changed")
 }
+
+/// In a child: links its parent's frozen text table into a blank child of its own until
+/// the kernel refuses (255 links in all), then holds them. Returns only on failure.
+fn hog_text_table_links() -> i32 {
+    let Ok(l3) = text_table() else { return 1 };
+    let r = (vm::alloc_va(2 << 18) + (1 << 30) - 1) & !((1 << 30) - 1);
+    let Ok(g) = blank_child(r) else { return 2 };
+    let link = |va: u64| sys::table_set(g, va, 2, Pte::table(l3).0).is_ok();
+    if (0..512).map(|k| r + k * REGION).take_while(|&va| link(va)).count() == 0 {
+        return 3;
+    }
+    loop {
+        sys::yield_now();
+    }
+}
+
+/// A child uses up the links of its parent's frozen text table (it may link it, as any
+/// descendant may): the parent's next `fork` must not fail because of it. The new child
+/// gets a copy of the table instead, and can fork in turn (its table maps its parent's
+/// pages, so it cannot be frozen: copied again).
+pub fn a_child_that_uses_up_the_text_tables_links_cannot_stop_its_parent_forking() -> Result<(), &'static str>
+{
+    let shares = |t: u64| vm::frame_entry(t).map_or(0, |f| f.shares);
+    let before = accounted();
+    let hog = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => sys::exit(hog_text_table_links()),
+        Fork::Parent(c) => c,
+    };
+    let t = text_table()?;
+    use exo_libos::abi::env_state::{BLOCKED, RUNNABLE};
+    let alive = || vm::env_info(hog).is_some_and(|i| i.state == RUNNABLE || i.state == BLOCKED);
+    let full = (0..100_000).any(|_| {
+        sys::yield_now();
+        shares(t) == u8::MAX || !alive()
+    }) && shares(t) == u8::MAX;
+    let status = if full {
+        match process::fork() {
+            Ok(Fork::Child) => {
+                let grandchild = match process::fork() {
+                    Ok(Fork::Child) => sys::exit(5),
+                    Ok(Fork::Parent(g)) => process::wait(g) == Ok(5),
+                    Err(_) => false,
+                };
+                sys::exit(if grandchild { 7 } else { 1 })
+            }
+            Ok(Fork::Parent(c)) => process::wait(c).unwrap_or(-1),
+            Err(_) => -2,
+        }
+    } else {
+        0
+    };
+    let _ = sys::env_destroy(hog);
+    let _ = process::wait(hog);
+    check(full, "the child could not use up the table's links")?;
+    check(status != -2, "fork failed: a child had used up the text table's links")?;
+    check(status == 7, "the child forked with a copied text table, or its own child, went wrong")?;
+    check(shares(t) < u8::MAX, "the links were not given back")?;
+    check(accounted() == before, "the children left frames behind")
+}

@@ -143,6 +143,11 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     // a forked child's are its ancestor's, frozen already), so no page of them is copied,
     // walked or, at the child's end, unmapped one by one. Frozen, they never change again.
     let (mut tables, mut upper) = (Ok(()), [u64::MAX; 4]);
+    // Text regions whose frozen table the child could not link, a bit each from the first:
+    // their entries are copied. (Not a `Vec`: nothing may be mapped between this look at
+    // the tables and the walk below, and the heap could map a page.)
+    let text_bit = |r: u64| 1u64.checked_shl(((r - vm::text_base()) / vm::REGION) as u32);
+    let mut unlinked = 0u64;
     vm::regions(|r, l3| {
         tables = tables.and_then(|_| {
             let text = vm::text_region(r);
@@ -156,17 +161,15 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
                 return Ok(());
             }
             upper_tables(child, r, &mut upper)?;
-            let link = if text {
-                if !vm::frozen(l3) {
-                    sys::table_set(me, r, 2, Pte::table(l3).0 | bits::FROZEN_LINK)?;
-                }
-                l3
-            } else {
-                let pa = sys::frame_alloc(child, None)?;
-                sys::table_bind(child, pa, 3)?;
-                pa
-            };
-            sys::table_set(child, r, 2, Pte::table(link).0)
+            if text && share_whole(me, child, r, l3)? {
+                return Ok(());
+            }
+            if text && vm::frozen(l3) {
+                unlinked |= text_bit(r).ok_or(Error::Busy)?;
+            }
+            let pa = sys::frame_alloc(child, None)?;
+            sys::table_bind(child, pa, 3)?;
+            sys::table_set(child, r, 2, Pte::table(pa).0)
         })
     });
     tables?;
@@ -178,7 +181,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
-    vm::for_each_mapping_in(false, vm::remade_by_child, |va, e| {
+    let mut each = |va: u64, e: u64| {
         if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) {
             return;
         }
@@ -195,7 +198,12 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
         } else {
             for_child.push(va, e)
         };
-    });
+    };
+    vm::for_each_mapping_in(false, vm::remade_by_child, &mut each);
+    if unlinked != 0 {
+        let skip = |r: u64| !vm::text_region(r) || text_bit(r).is_none_or(|b| unlinked & b == 0);
+        vm::for_each_mapping_in(true, skip, &mut each);
+    }
     result?;
     for_me.flush()?;
     for_child.flush()?;
@@ -203,6 +211,23 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let boot_sp = CHILD_BOOT_STACK.get() as u64 + BOOT_STACK as u64;
     sys::env_set_entry(child, _start as *const () as u64, boot_sp, saved as *const Saved as u64, FORK_MAGIC)?;
     sys::env_start(child)
+}
+
+/// Links this program's text table `l3` (for `region`) into `child` whole, frozen first if
+/// it is not yet. `false` if it cannot be shared: a table that maps an ancestor's pages
+/// cannot be frozen (this program's text table is then a copy, made when its parent's
+/// could not be linked), and a frozen table takes no more than 255 links, which a
+/// descendant may have used up by linking it itself. The child then gets a table of its
+/// own with the same entries (`build_child`), so that nobody else's doing makes `fork` fail.
+fn share_whole(me: EnvId, child: EnvId, region: u64, l3: u64) -> Result<bool, Error> {
+    if !vm::frozen(l3) && sys::table_set(me, region, 2, Pte::table(l3).0 | bits::FROZEN_LINK).is_err() {
+        return Ok(false);
+    }
+    match sys::table_set(child, region, 2, Pte::table(l3).0) {
+        Ok(()) => Ok(true),
+        Err(Error::Busy) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Makes sure `child` has its tables down to level 2 for `region`: looked up and made once

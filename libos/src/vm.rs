@@ -501,8 +501,12 @@ unsafe extern "C" {
 /// Whether `region` holds only the program's text and read-only data (`link.ld` gives them
 /// 2 MiB regions of their own): `fork` shares its table whole, which freezes it.
 pub fn text_region(region: u64) -> bool {
-    let (start, end) = (&raw const __image_start as u64, &raw const __data_start as u64);
-    (start & !(REGION - 1)..end).contains(&region)
+    (text_base()..&raw const __data_start as u64).contains(&region)
+}
+
+/// The first text region (see [`text_region`]).
+pub fn text_base() -> u64 {
+    &raw const __image_start as u64 & !(REGION - 1)
 }
 
 /// Whether a forked child maps `va` again itself when it needs it, so that `fork` gives
