@@ -42,7 +42,22 @@ pub const TESTS: &[Test] = &[
     ("revocation_request_is_honoured_under_memory_pressure", revoke_cooperative),
     ("revocation_deadline_missed_frames_are_repossessed", revoke_abort),
     ("memset_and_memcpy_touch_exactly_their_bytes_at_any_alignment", mem_routines),
+    ("address_space_handed_out_stops_short_of_execs_area", address_space_ends),
 ];
+
+/// `vm::alloc_va` hands out address space up to `exec`'s area and no further: a request
+/// past it gets `NO_VA`, where nothing can be mapped, and uses nothing up.
+fn address_space_ends() -> Result<(), &'static str> {
+    let last = exo_libos::exec::AREA / PAGE;
+    for pages in [last, 1 << 40, u64::MAX] {
+        check(vm::alloc_va(pages) == vm::NO_VA, "address space past exec's area was handed out")?;
+    }
+    check(vm::map_new(vm::NO_VA, RW).is_err(), "a page was mapped at NO_VA")?;
+    let va = vm::alloc_va(1);
+    check(va != vm::NO_VA && va + PAGE <= exo_libos::exec::AREA, "a refused request used address space up")?;
+    let pa = vm::map_new(va, RW).map_err(|_| "the next page could not be mapped")?;
+    check(pa != 0 && vm::unmap_free(va).is_ok(), "the next page could not be unmapped")
+}
 
 /// Runs every test whose name contains `filter`; returns the number that failed.
 pub fn run(filter: &str) -> usize {

@@ -327,14 +327,25 @@ pub fn unmap_free(va: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Hands out `pages` pages of address space nobody uses (never reused).
+/// Hands out `pages` pages of address space nobody uses (never reused), up to `exec`'s
+/// area; past that, [`NO_VA`], which nothing can be mapped at (the kernel refuses it), so
+/// the caller's first map fails instead of landing in `exec`'s area.
 pub fn alloc_va(pages: u64) -> u64 {
     with(|s| {
         let va = s.dyn_next;
-        s.dyn_next += pages * PAGE;
-        va
+        match pages.checked_mul(PAGE).and_then(|n| va.checked_add(n)) {
+            Some(end) if end <= crate::exec::AREA => {
+                s.dyn_next = end;
+                va
+            }
+            _ => NO_VA,
+        }
     })
 }
+
+/// What [`alloc_va`] returns when the address space is used up: above the 48 bits of
+/// address a table can translate.
+pub const NO_VA: u64 = 1 << 48;
 
 /// Faults in `[start, end)` are answered with fresh zero pages (see `upcall`).
 pub fn add_lazy_region(start: u64, end: u64) -> Result<(), Error> {
