@@ -234,5 +234,20 @@ fn malformed_elf(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let phoff = exo_libos::format::le::read_u64(&wx, 32).ok_or("no program header offset")? as usize;
     *wx.get_mut(phoff + 4).ok_or("no program header")? |= 7; // the first PT_LOAD: read, write, execute
     let r = spawn::spawn(&wx, "", Options::default());
-    check(r == Err(SpawnError::BadElf(ElfError::WriteExec)), "a writable and executable segment was loaded")
+    check(r == Err(SpawnError::BadElf(ElfError::WriteExec)), "a writable and executable segment was loaded")?;
+    // A segment moved onto the libOS's own regions (the windows on the tables): refused by
+    // `spawn`, and by `exec` in a child (which would otherwise replace it).
+    let mut high = good.to_vec();
+    let vaddr = phoff + 16;
+    let at = exo_libos::vm::TABLE_WINDOW.to_le_bytes();
+    high.get_mut(vaddr..vaddr + 8).ok_or("no program header")?.copy_from_slice(&at);
+    check(
+        spawn::spawn(&high, "", Options::default()) == Err(SpawnError::Layout),
+        "spawn loaded over the windows",
+    )?;
+    let status = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => sys::exit((exo_libos::exec::exec(&high, "") == SpawnError::Layout) as i32),
+        Fork::Parent(c) => process::wait(c).map_err(|_| "wait")?,
+    };
+    check(status == 1, "exec loaded over the windows")
 }

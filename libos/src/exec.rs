@@ -98,10 +98,7 @@ pub fn exec(file: &[u8], args: &str) -> SpawnError {
 /// Everything but the jump: the trampoline's address, the list's and its length, and the
 /// new program's entry.
 fn prepare(file: &[u8], args: &str) -> Result<(u64, u64, u64, u64), SpawnError> {
-    let elf = Elf::parse(file).map_err(SpawnError::BadElf)?;
-    if args.len() > 1024 {
-        return Err(SpawnError::ArgsTooLong);
-    }
+    let elf = crate::spawn::parse(file, args)?;
     let me = vm::me();
     let mut new: Vec<TableOp> = Vec::new();
     let mut made: Vec<u64> = Vec::new();

@@ -18,6 +18,9 @@ pub enum SpawnError {
     /// The file is not a loadable AArch64 executable (or a segment asks to be writable and
     /// executable: [`ElfError::WriteExec`]).
     BadElf(ElfError),
+    /// A segment reaches past the program's part of the address space (it must end by
+    /// [`vm::PUBLIC_BASE`]: the libOS's windows, stack and heap lie above).
+    Layout,
     /// The arguments do not fit in [`StartInfo`].
     ArgsTooLong,
     /// The kernel refused something (out of memory, quota, no slot, ...).
@@ -57,10 +60,7 @@ pub struct Options<'a> {
 /// Loads `file` into a new child and starts it with `args`. The child is the caller's to
 /// wait for.
 pub fn spawn(file: &[u8], args: &str, opts: Options) -> Result<EnvId, SpawnError> {
-    let elf = Elf::parse(file).map_err(SpawnError::BadElf)?;
-    if args.len() > 1024 {
-        return Err(SpawnError::ArgsTooLong);
-    }
+    let elf = parse(file, args)?;
     let child = sys::env_create(opts.quota)?;
     match build(child, &elf, args, opts) {
         Ok(()) => Ok(child),
@@ -69,6 +69,18 @@ pub fn spawn(file: &[u8], args: &str, opts: Options) -> Result<EnvId, SpawnError
             Err(e)
         }
     }
+}
+
+/// `file` parsed and checked, with `args`, before anything is built (for `exec` too).
+pub(crate) fn parse<'a>(file: &'a [u8], args: &str) -> Result<Elf<'a>, SpawnError> {
+    let elf = Elf::parse(file).map_err(SpawnError::BadElf)?;
+    if elf.segments().any(|s| s.vaddr + s.mem_size > vm::PUBLIC_BASE) {
+        return Err(SpawnError::Layout); // (the parser checked that the sum does not overflow)
+    }
+    if args.len() > 1024 {
+        return Err(SpawnError::ArgsTooLong);
+    }
+    Ok(elf)
 }
 
 fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), SpawnError> {

@@ -218,6 +218,9 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             Err(e) => {
                 match e {
                     SpawnError::BadElf(e) => println!("{}: not a program ({})", p.name, e.why()),
+                    SpawnError::Layout => {
+                        println!("{}: not a program for exo (a segment lies above 0x1000_0000)", p.name)
+                    }
                     e => println!("{}: cannot start: {e:?}", p.name),
                 }
                 for &id in &ids {
