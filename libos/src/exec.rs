@@ -184,10 +184,10 @@ fn list_pages(count: u64) -> u64 {
     (8 + count * 8).div_ceil(PAGE)
 }
 
-/// Mappings `exec` leaves alone: the descriptors' pipe pages, and its own area.
+/// Mappings `exec` leaves alone: the descriptors' pipe pages, and its own area (all of it:
+/// the list takes more than one 2 MiB region for a program with over 87,000 mappings).
 fn kept(va: u64) -> bool {
-    let region = va & !(vm::REGION - 1);
-    region == fd::FD_BASE & !(vm::REGION - 1) || region == AREA
+    va & !(vm::REGION - 1) == fd::FD_BASE & !(vm::REGION - 1) || va >= AREA
 }
 
 /// Maps the trampoline and the list (old mappings cleared, then `new`) at `AREA`.
