@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use object::{Object, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 pub struct Symbols {
     /// (start, size, demangled name), sorted by start.
@@ -14,9 +14,21 @@ impl Symbols {
     pub fn load(elf: &Path) -> Result<Symbols, String> {
         let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
         let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", elf.display()))?;
+        // Labels in assembly (the vectors, the libOS's entry points) have no type: a symbol
+        // of no type in an executable section counts too, but for the `$x`/`$d` markers and
+        // the linker script's `__` symbols (`__image_start` is where `_start` is).
+        let in_text = |s: &object::Symbol| {
+            s.section_index()
+                .and_then(|i| file.section_by_index(i).ok())
+                .is_some_and(|x| x.kind() == SectionKind::Text)
+        };
         let mut funcs: Vec<_> = file
             .symbols()
-            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+            .filter(|s| s.address() != 0)
+            .filter(|s| {
+                let label = !s.name().is_ok_and(|n| n.starts_with('$') || n.starts_with("__")) && in_text(s);
+                s.kind() == SymbolKind::Text || s.kind() == SymbolKind::Unknown && label
+            })
             .filter_map(|s| {
                 let name = s.name().ok()?;
                 Some((s.address(), s.size(), format!("{:#}", rustc_demangle::demangle(name))))

@@ -272,8 +272,12 @@ impl Profiler {
                 // Back to EL0 (eret), perhaps in another program.
                 self.kstack.clear();
                 self.current_user = Some(tb.image);
+                // The kernel starting a handler (upcall or call) runs it on top of whatever
+                // the program was doing, as if called there: its return to the interrupted
+                // code (an eret back into a frame below it) then unwinds it.
+                let how = if self.is_handler_entry(tb.frame) { End::Call } else { End::Eret };
                 let s = self.user.entry(tb.image).or_default();
-                resync(s, tb.frame, End::Eret);
+                resync(s, tb.frame, how);
             }
             Some(p) if !p.kernel && tb.kernel => {
                 // Into the kernel from EL0: a system call, fault or interrupt.
@@ -317,6 +321,13 @@ impl Profiler {
             }
         }
         self.scratch = stack;
+    }
+
+    /// Whether `frame` is where the kernel starts a libOS handler: an upcall's entry or a
+    /// protected control transfer's (`libos/src/upcall.rs`, `ipc.rs`).
+    fn is_handler_entry(&self, frame: u32) -> bool {
+        let name = &self.names[frame as usize];
+        name.ends_with(":exo_upcall_entry") || name.ends_with(":exo_pct_entry")
     }
 
     /// Folded stacks, one per line: `outer;inner;leaf COUNT`, heaviest first.
@@ -444,6 +455,46 @@ mod tests {
         assert_eq!((sys.1, sys.2), (4, 4));
         let main = funcs.iter().find(|f| f.0 == "a:main").unwrap();
         assert_eq!((main.1, main.2), (3, 3 + 2 + 2));
+    }
+
+    #[test]
+    fn an_upcall_handler_runs_on_top_of_the_interrupted_code_and_unwinds_at_resume() {
+        let kernel = image("kernel", KERNEL_VMA, &[1, 2], &[(KERNEL_VMA, 8, "vector")]);
+        let funcs = [(0x40_0000, 8, "main"), (0x40_0008, 4, "exo_upcall_entry"), (0x40_000c, 4, "dispatch")];
+        let a = image("a", 0x40_0000, &[10, 11, 12, 13], &funcs);
+        let mut p = Profiler::new(vec![kernel, a], 0, 0x8_0000, None);
+        tb(&mut p, 0x200, KERNEL_VMA, &[(1, "nop"), (2, "eret")]); // boot, into main
+        tb(&mut p, 0x100, 0x40_0000, &[(10, "ldr")]); // main faults
+        run(&mut p, 0x200, KERNEL_VMA); // the kernel delivers the fault
+        tb(&mut p, 0x300, 0x40_0008, &[(12, "bl")]); // the handler's entry
+        tb(&mut p, 0x400, 0x40_000c, &[(13, "svc")]); // dispatch resumes (UpcallResume)
+        run(&mut p, 0x200, KERNEL_VMA);
+        for _ in 0..3 {
+            for (host, pc) in
+                [(0x100, 0x40_0000), (0x200, KERNEL_VMA), (0x300, 0x40_0008), (0x400, 0x40_000c)]
+            {
+                run(&mut p, host, pc);
+            }
+            run(&mut p, 0x200, KERNEL_VMA);
+        }
+        run(&mut p, 0x100, 0x40_0000); // main again, after the last resume
+        p.finish();
+        let mut folded: Vec<&str> = Vec::new();
+        let text = p.folded_text();
+        folded.extend(text.lines());
+        folded.sort();
+        assert_eq!(
+            folded,
+            [
+                "a:main 5",
+                "a:main;a:exo_upcall_entry 4",
+                "a:main;a:exo_upcall_entry;a:dispatch 4",
+                "a:main;a:exo_upcall_entry;a:dispatch;vector 8",
+                "a:main;vector 8",
+                "vector 2",
+            ],
+            "{text}"
+        );
     }
 
     #[test]
