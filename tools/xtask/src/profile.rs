@@ -123,8 +123,13 @@ pub fn cmd_profile(args: &[String]) -> Result<(), String> {
     let profiler = reader.join().map_err(|_| "the log reader panicked")?;
     let _ = std::fs::remove_file(&fifo);
     let out = run?;
-    for l in out.lines().filter(|l| l.starts_with("bench ")) {
-        println!("{l}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("bench ")).collect();
+    rows.iter().for_each(|l| println!("{l}"));
+    if bench.is_some() && rows.is_empty() {
+        return Err(format!(
+            "no benchmark ran for `{what}`: name a row `cargo xtask bench` prints (or part of one), \
+             or a group (fs_fat, fs_lfs, read_4k, http_get)"
+        ));
     }
     let profiler = profiler?;
     let stem = dir.join(format!("{}-{}", board.name(), what.replace(['/', ','], "_")));
