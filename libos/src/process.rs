@@ -7,12 +7,17 @@ use exo_abi::{frame, EnvId, Error, TableOp};
 use crate::private::Private;
 use crate::rt::FORK_MAGIC;
 use crate::vm::{self, COW, PAGE, RW, SCRATCH, SHARED, STACK_SIZE, STACK_TOP};
-use crate::{ipc, sys, upcall};
+use crate::{ipc, owed, sys, upcall};
 
-/// Callee-saved registers and sp at the moment of `fork` (x19..x30, sp).
+/// Callee-saved registers and sp at the moment of `fork` (x19..x30, sp; the assembly below
+/// knows these offsets), then the stack pages the child is owed ([`owed`]), which it takes
+/// over at its start.
 #[repr(C)]
 #[derive(Default)]
-struct Saved([u64; 13]);
+struct Saved {
+    regs: [u64; 13],
+    owed: owed::Owed,
+}
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
@@ -67,7 +72,8 @@ pub enum Fork {
 /// Creates a child running a copy of this environment. Data and heap pages are shared
 /// copy-on-write; the stack and `.private` are copied at once (the upcall handler and the
 /// address-space bookkeeping must never fault), except stack pages that hold nothing the
-/// child reads, which it gets zeroed; pages marked [`SHARED`] stay shared
+/// child reads: the main stack below the stack pointer and the call stack are left for
+/// the child to fault in ([`owed`]), the rest it gets zeroed; pages marked [`SHARED`] stay shared
 /// read-write. Device frames (the screen) are left out: only their owner may map them, so
 /// the child starts without them. Returns in both, like Unix `fork`.
 pub fn fork() -> Result<Fork, Error> {
@@ -84,7 +90,7 @@ pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
         return Ok(Fork::Child);
     }
     let child = sys::env_create(quota)?;
-    match build_child(child, &saved) {
+    match build_child(child, &mut saved) {
         Ok(()) => Ok(Fork::Parent(child)),
         Err(e) => {
             let _ = sys::env_destroy(child);
@@ -96,12 +102,25 @@ pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
 /// In the child, from `_start`: adopt the tables the parent built, then continue where
 /// the parent called `fork`.
 pub(crate) fn child_start(saved: u64) -> ! {
-    if let Err(e) = vm::fixup_after_fork().and_then(|_| upcall::register()) {
+    // SAFETY: `saved` points at the parent's Saved, in the child's copy of the stack
+    // (above the saved stack pointer, so copied, not owed).
+    let owed = unsafe { (*(saved as *const Saved)).owed };
+    if let Err(e) = vm::fixup_after_fork().and_then(|_| upcall::register()).and_then(|_| adopt(owed)) {
         crate::println!("fork: the child cannot adopt its tables: {e:?}");
         sys::exit(-1);
     }
     // SAFETY: `saved` points at the parent's Saved, in the child's copy of the stack.
     unsafe { exo_fork_resume(saved as *const Saved) }
+}
+
+/// In the child, before it touches either stack: takes over the pages it is owed, with its
+/// own level-3 table for each stretch.
+fn adopt(mut owed: owed::Owed) -> Result<(), Error> {
+    for s in owed.iter_mut().filter(|s| s.mask != 0) {
+        s.l3 = vm::l3_table(s.base)?;
+    }
+    owed::set(owed);
+    Ok(())
 }
 
 struct Batch {
@@ -134,7 +153,7 @@ impl Batch {
     }
 }
 
-fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
+fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
     let me = vm::me();
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
@@ -173,13 +192,17 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
         |va: u64| (private.0..private.1).contains(&va) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&va);
-    let dead = dead_pages(saved.0[12]);
+    // Written before the walk copies the stack page that holds it.
+    saved.owed = owed_by_child(saved.regs[12]);
+    let owed = saved.owed;
+    let lazy = |va: u64| owed.iter().any(|s| s.bit(va).is_some_and(|b| s.mask & b != 0));
+    let dead = dead_pages(saved.regs[12], &owed);
     let fresh = |va: u64| dead.iter().any(|r| r.contains(&va));
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
     vm::for_each_mapping_in(false, vm::remade_by_child, |va, e| {
-        if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) {
+        if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) || lazy(va) {
             return;
         }
         // Read-only pages (text, rodata, public kernel pages) are shared as they are.
@@ -201,7 +224,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     for_child.flush()?;
     sys::env_set_upcall(child, upcall::entry_address(), upcall::stack_top(), false)?;
     let boot_sp = CHILD_BOOT_STACK.get() as u64 + BOOT_STACK as u64;
-    sys::env_set_entry(child, _start as *const () as u64, boot_sp, saved as *const Saved as u64, FORK_MAGIC)?;
+    sys::env_set_entry(child, _start as *const () as u64, boot_sp, &raw const *saved as u64, FORK_MAGIC)?;
     sys::env_start(child)
 }
 
@@ -218,24 +241,46 @@ fn upper_tables(child: EnvId, region: u64, known: &mut [u64; 4]) -> Result<(), E
     Ok(())
 }
 
-/// Pages of the stacks and of `.private` that hold nothing the child will read, for a fork
-/// whose saved stack pointer is `sp`: the child gets zeroed frames there instead of copies.
-/// The address-space bookkeeping's unused part ([`vm::unread_by_child`]); the child's boot
-/// stack, the parent's too, unused since its own start; when `fork` runs on the main
-/// stack, everything below `sp` as well, and the upcall and call stacks (neither an upcall
-/// nor a call is running then, and each starts afresh on its stack's top).
-fn dead_pages(sp: u64) -> [core::ops::Range<u64>; 5] {
+/// The stack pages a child forked with stack pointer `sp` is owed ([`owed`]): those this
+/// environment is owed itself (never touched, so zero), and when `fork` runs on the main
+/// stack, its pages below `sp` and the whole call stack (no call is running then, and a
+/// call starts afresh on its stack's top). The child gets no frame for them.
+fn owed_by_child(sp: u64) -> owed::Owed {
+    let mine = owed::get();
+    let on_main = (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp);
+    let main = owed::Stretch {
+        base: STACK_TOP - STACK_SIZE,
+        l3: 0,
+        mask: if on_main { owed::mask(STACK_TOP - STACK_SIZE, STACK_TOP - STACK_SIZE, sp) } else { 0 },
+    };
+    let call = owed::stretch(ipc::call_stack())
+        .map_or(owed::Stretch::default(), |c| owed::Stretch { mask: if on_main { c.mask } else { 0 }, ..c });
+    let mut owed = [main, call];
+    for (o, m) in owed.iter_mut().zip(mine) {
+        if m.base == o.base {
+            o.mask |= m.mask;
+        }
+    }
+    owed
+}
+
+/// Pages of the stacks and of `.private` that hold nothing the child will read and that it
+/// is not `owed` either, for a fork whose saved stack pointer is `sp`: the child gets
+/// zeroed frames there instead of copies. The address-space bookkeeping's unused part
+/// ([`vm::unread_by_child`]); the child's boot stack, the parent's too, unused since its
+/// own start; when `fork` runs on the main stack, the upcall stack (no upcall is running
+/// then; it must stay mapped: a fault in the handler is fatal), and the call stack if it
+/// cannot be owed ([`owed::stretch`]).
+fn dead_pages(sp: u64, owed: &owed::Owed) -> [core::ops::Range<u64>; 4] {
     let pages = |(lo, hi): (u64, u64)| lo.next_multiple_of(PAGE)..hi & !(PAGE - 1);
     let boot = CHILD_BOOT_STACK.get() as u64;
     let unread = vm::unread_by_child();
-    let mut dead =
-        [pages((boot, boot + BOOT_STACK as u64)), pages((unread.start, unread.end)), 0..0, 0..0, 0..0];
+    let mut dead = [pages((boot, boot + BOOT_STACK as u64)), pages((unread.start, unread.end)), 0..0, 0..0];
     if (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp) {
-        dead[2..].clone_from_slice(&[
-            pages((STACK_TOP - STACK_SIZE, sp)),
-            pages(upcall::stack()),
-            pages(ipc::call_stack()),
-        ]);
+        dead[2] = pages(upcall::stack());
+        if owed[1].mask == 0 {
+            dead[3] = pages(ipc::call_stack());
+        }
     }
     dead
 }

@@ -356,11 +356,16 @@ fn in_lazy(s: &State, va: u64) -> bool {
 
 /// What the upcall handler asks about a fault at `va`, in one look at the state: whether
 /// its page is copy-on-write (asked only for a `write`) and whether it is in a lazy region.
-pub(crate) fn fault_facts(va: u64, write: bool) -> (bool, bool) {
-    with(|s| {
+/// `None` if the interrupted code is inside this module (a fault on a stack page owed to a
+/// forked child: `owed`, which needs neither answer).
+pub(crate) fn fault_facts(va: u64, write: bool) -> Option<(bool, bool)> {
+    if busy() {
+        return None;
+    }
+    Some(with(|s| {
         let cow = write && entry_in(s, va & !(PAGE - 1)) & COW != 0;
         (cow, in_lazy(s, va))
-    })
+    }))
 }
 
 /// The kernel information page (mapped read-only at start).
@@ -522,6 +527,11 @@ pub fn frozen(pa: u64) -> bool {
 /// Makes sure a level-3 table covers `va`.
 pub fn reserve(va: u64) -> Result<(), Error> {
     with(|s| s.ensure_l3(va).map(drop))
+}
+
+/// The level-3 table that covers `va` (made if there is none).
+pub fn l3_table(va: u64) -> Result<u64, Error> {
+    with(|s| s.ensure_l3(va).map(|i| s.l3[i].pa))
 }
 
 /// In a forked child: the bookkeeping was copied from the parent, but the tables are the
