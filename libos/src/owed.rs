@@ -81,9 +81,22 @@ impl Stretch {
     }
 }
 
-/// From the upcall handler, for a level-3 translation fault at `va`: if its page is owed,
-/// map a zeroed frame there and return true (the page is no longer owed).
-pub(crate) fn fault_in(va: u64) -> bool {
+/// From the upcall handler, for a data abort at `va` with syndrome `esr`: if it is a
+/// level-3 translation fault (nothing mapped) on an owed page, map a zeroed frame there and
+/// return true (the page is no longer owed). Costs other faults two loads while nothing is
+/// owed.
+#[inline]
+pub(crate) fn fault_in(va: u64, esr: u64) -> bool {
+    let o = OWED.get();
+    // SAFETY: reads of this environment's own state, which only this handler and a forked
+    // child's start (before any fault on an owed page) write.
+    let any = unsafe { (*o)[0].mask | (*o)[1].mask } != 0;
+    any && esr & 0x3f == 0x07 && fault_in_owed(va)
+}
+
+#[cold]
+#[inline(never)]
+fn fault_in_owed(va: u64) -> bool {
     let mut owed = get();
     for s in &mut owed {
         let Some(bit) = s.bit(va).filter(|b| s.mask & b != 0) else { continue };

@@ -115,9 +115,7 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
         }
         // A stack page a forked child is owed (a level-3 translation fault: nothing mapped
         // there), or a server's grant window, its caller's grant withdrawn mid-call (`ipc`).
-        upcall::DATA_ABORT => {
-            esr & 0x3f == 0x07 && crate::owed::fault_in(far) || crate::ipc::on_grant_fault(far)
-        }
+        upcall::DATA_ABORT => crate::owed::fault_in(far, esr) || crate::ipc::on_grant_fault(far),
         _ => false,
     };
     let hooked = kind != upcall::REVOKE && hook.is_some_and(|h| h(&u));
