@@ -57,11 +57,14 @@ unsafe extern "C" {
     static __private_end: u8;
 }
 
-const BOOT_STACK: usize = 16 * 1024;
-#[repr(C, align(16))]
+const BOOT_STACK: usize = 8 * 1024;
+#[repr(C, align(4096))]
 struct Stack([u8; BOOT_STACK]);
-/// The stack a forked child starts on, before it switches to its copy of the parent's.
-#[unsafe(link_section = ".private")]
+/// The stack a forked child starts on, before it switches to its copy of the parent's:
+/// whole pages, of which the child gets only the top one (a zeroed frame); the one below
+/// stays unmapped, a guard: `child_start` needs far less than a page, and a fault there
+/// ends the child rather than overwriting the statics next to it.
+#[unsafe(link_section = ".private.stacks")]
 static CHILD_BOOT_STACK: Private<Stack> = Private::new(Stack([0; BOOT_STACK]));
 
 pub enum Fork {
@@ -106,8 +109,9 @@ pub(crate) fn child_start(saved: u64) -> ! {
     // (above the saved stack pointer, so copied, not owed).
     let owed = unsafe { (*(saved as *const Saved)).owed };
     if let Err(e) = vm::fixup_after_fork().and_then(|_| upcall::register()).and_then(|_| adopt(owed)) {
-        crate::println!("fork: the child cannot adopt its tables: {e:?}");
-        sys::exit(-1);
+        // Not `println`: it may write to a pipe, deeper than this stack's one page.
+        let _ = sys::console_write(b"fork: the child cannot adopt its tables\n");
+        sys::exit(-(e as i32));
     }
     // SAFETY: `saved` points at the parent's Saved, in the child's copy of the stack.
     unsafe { exo_fork_resume(saved as *const Saved) }
@@ -196,13 +200,15 @@ fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
     saved.owed = owed_by_child(saved.regs[12]);
     let owed = saved.owed;
     let lazy = |va: u64| owed.iter().any(|s| s.bit(va).is_some_and(|b| s.mask & b != 0));
+    let boot = CHILD_BOOT_STACK.get() as u64;
+    let guard = |va: u64| (boot..boot + BOOT_STACK as u64 - PAGE).contains(&va);
     let dead = dead_pages(saved.regs[12], &owed);
     let fresh = |va: u64| dead.iter().any(|r| r.contains(&va));
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
     vm::for_each_mapping_in(false, vm::remade_by_child, |va, e| {
-        if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) || lazy(va) {
+        if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) || lazy(va) || guard(va) {
             return;
         }
         // Read-only pages (text, rodata, public kernel pages) are shared as they are.
@@ -267,15 +273,17 @@ fn owed_by_child(sp: u64) -> owed::Owed {
 /// Pages of the stacks and of `.private` that hold nothing the child will read and that it
 /// is not `owed` either, for a fork whose saved stack pointer is `sp`: the child gets
 /// zeroed frames there instead of copies. The address-space bookkeeping's unused part
-/// ([`vm::unread_by_child`]); the child's boot stack, the parent's too, unused since its
-/// own start; when `fork` runs on the main stack, the upcall stack (no upcall is running
+/// ([`vm::unread_by_child`]); the top page of the child's boot stack (the rest is a guard,
+/// left unmapped), the parent's too, unused since its own start; when `fork` runs on the
+/// main stack, the upcall stack (no upcall is running
 /// then; it must stay mapped: a fault in the handler is fatal), and the call stack if it
 /// cannot be owed ([`owed::stretch`]).
 fn dead_pages(sp: u64, owed: &owed::Owed) -> [core::ops::Range<u64>; 4] {
     let pages = |(lo, hi): (u64, u64)| lo.next_multiple_of(PAGE)..hi & !(PAGE - 1);
     let boot = CHILD_BOOT_STACK.get() as u64;
     let unread = vm::unread_by_child();
-    let mut dead = [pages((boot, boot + BOOT_STACK as u64)), pages((unread.start, unread.end)), 0..0, 0..0];
+    let top = boot + BOOT_STACK as u64;
+    let mut dead = [top - PAGE..top, pages((unread.start, unread.end)), 0..0, 0..0];
     if (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp) {
         dead[2] = pages(upcall::stack());
         if owed[1].mask == 0 {
