@@ -87,10 +87,10 @@ impl Stretch {
 /// owed.
 #[inline]
 pub(crate) fn fault_in(va: u64, esr: u64) -> bool {
-    let o = OWED.get();
-    // SAFETY: reads of this environment's own state, which only this handler and a forked
-    // child's start (before any fault on an owed page) write.
-    let any = unsafe { (*o)[0].mask | (*o)[1].mask } != 0;
+    // SAFETY: this environment's own state, which only this handler and a forked child's
+    // start (before any fault on an owed page) write; the reference ends before either.
+    let o = unsafe { &*OWED.get() };
+    let any = o[0].mask | o[1].mask != 0;
     any && esr & 0x3f == 0x07 && fault_in_owed(va)
 }
 
