@@ -332,14 +332,16 @@ pub fn wait(child: EnvId) -> Result<i32, Error> {
 const ORPHANS: usize = 256;
 
 /// Frames of ours this program stopped mapping while another environment (a child) still
-/// mapped them. In `.private`, all zero in a new program and in a forked child.
+/// mapped them. In `.private`, all zero in a new program and in a forked child (whose
+/// parent's frames they are not: `fork` gives it zeroed pages here).
 struct Orphans {
     pa: [u64; ORPHANS],
     n: usize,
     overflow: bool,
 }
 
-#[unsafe(link_section = ".private")]
+/// In `.private.zero`: a forked child starts with none (the frames are its parent's).
+#[unsafe(link_section = ".private.zero")]
 static ORPHANED: Private<Orphans> = Private::new(Orphans { pa: [0; ORPHANS], n: 0, overflow: false });
 
 fn orphans() -> &'static mut Orphans {

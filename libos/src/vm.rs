@@ -102,7 +102,9 @@ pub struct State {
     ft_mapped: [u64; FT_PAGES / 64],
 }
 
-#[unsafe(link_section = ".private")]
+/// Alone in `.private.vm`, which the linker places just before `.private.zero` (`link.ld`):
+/// what follows [`unread_by_child`] is zeroed in a child up to `__private_zero_end`.
+#[unsafe(link_section = ".private.vm")]
 static STATE: Private<State> = Private::new(State {
     me: EnvId(0),
     kinfo_pa: 0,
@@ -118,9 +120,13 @@ static STATE: Private<State> = Private::new(State {
 
 /// The bytes of the bookkeeping a forked child never reads: the level-3 slots past those
 /// in use (`add_l3` writes a slot before counting it) and the record of frame-table pages
-/// mapped, which `fixup_after_fork` clears.
+/// mapped, which `fixup_after_fork` clears; then, to `__private_zero_end`, the statics a
+/// child starts with zeroed (`.private.zero`, after this state: `link.ld`).
 pub fn unread_by_child() -> core::ops::Range<u64> {
-    with(|s| s.l3[s.n..].as_ptr() as u64..s.ft_mapped.as_ptr_range().end as u64)
+    unsafe extern "C" {
+        static __private_zero_end: u8;
+    }
+    with(|s| s.l3[s.n..].as_ptr() as u64..&raw const __private_zero_end as u64)
 }
 
 /// Runs `f` on the bookkeeping. A libOS environment is single-threaded; the only other
