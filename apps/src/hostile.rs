@@ -22,6 +22,7 @@ pub const TESTS: &[Test] = &[
     ("child_cannot_map_its_parents_frames_or_code_writable", parents_frames),
     ("child_cannot_escape_its_quota_by_giving_frames_to_its_parent", give_to_parent),
     ("frame_written_since_its_allocation_is_zeroed_when_it_becomes_a_table", written_frame_as_table),
+    ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
     ("mapping_a_public_page_66000_times_locks_no_one_out", map_count_flood),
@@ -1152,4 +1153,47 @@ fn written_frame_as_table() -> Result<(), &'static str> {
     check(process::wait(child) == Ok(0), "the child could not write the frame")?;
     check(!zeroed(pa), "a frame a child wrote is marked zeroed")?;
     empty_once_bound(pa)
+}
+
+/// `EnvCreate` clears call rights naming the new id only once some slot's ids have wrapped
+/// (before that none can name it: a right names an id that was alive). A right to a server
+/// that is gone must not reach the next environment made in its slot.
+fn stale_right() -> Result<(), &'static str> {
+    fn echo(c: &Call) -> [u64; 4] {
+        c.args
+    }
+    let old = server(echo)?;
+    check(
+        sys::pct_call(old, [1, 2, 3, 4], 0) == Ok([1, 2, 3, 4]),
+        "the right to the first server does not work",
+    )?;
+    sys::env_destroy(old).map_err(|_| "destroy")?;
+    let _ = process::wait(old);
+    // Environments made until one takes the gone one's slot (each takes the first free).
+    let mut extra = [EnvId(0); 16];
+    let mut new = EnvId(0);
+    for e in extra.iter_mut() {
+        new = match process::fork().map_err(|_| "fork")? {
+            Fork::Child => sys::exit(-(exo_libos::ipc::serve(echo) as i32)),
+            Fork::Parent(c) => c,
+        };
+        if new.slot() == old.slot() {
+            break;
+        }
+        *e = new;
+    }
+    let parked = || vm::env_info(new).is_some_and(|i| i.state == exo_libos::abi::env_state::BLOCKED);
+    while new.slot() == old.slot() && !parked() {
+        sys::yield_now();
+    }
+    let same_slot = new.slot() == old.slot() && new != old;
+    let call = sys::pct_call(new, [0; 4], 0);
+    let stale = sys::pct_call(old, [0; 4], 0);
+    for e in extra.into_iter().filter(|e| e.0 != 0).chain([new]) {
+        let _ = sys::env_destroy(e);
+        let _ = process::wait(e);
+    }
+    check(same_slot, "the next environment did not take the gone one's slot")?;
+    check(call == Err(Error::Denied), "a right to a gone environment called the next in its slot")?;
+    check(stale.is_err(), "a call to a gone environment went somewhere")
 }

@@ -208,13 +208,16 @@ fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
     let mut result = Ok(());
     vm::for_each_mapping_in(false, vm::remade_by_child, |va, e| {
-        if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) || lazy(va) || guard(va) {
+        // Pages of the stacks and `.private` are owed, left out, zeroed or copied; the
+        // questions are asked only there (most pages are elsewhere).
+        let own = copied(va);
+        if result.is_err() || own && (lazy(va) || guard(va)) || va == SCRATCH || is_device(Pte(e).addr()) {
             return;
         }
         // Read-only pages (text, rodata, public kernel pages) are shared as they are.
-        result = if fresh(va) {
+        result = if own && fresh(va) {
             sys::frame_alloc(child, None).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
-        } else if copied(va) {
+        } else if own {
             copy_page(va, child).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
         } else if e & SHARED == 0 && (e & bits::AP_RO == 0 || e & COW != 0) {
             // Still copy-on-write from an earlier fork: only the child's entry is new.
