@@ -10,14 +10,23 @@ use crate::vm::{self, COW, PAGE, RW, SCRATCH, SHARED, STACK_SIZE, STACK_TOP};
 use crate::{ipc, owed, sys, upcall};
 
 /// Callee-saved registers and sp at the moment of `fork` (x19..x30, sp; the assembly below
-/// knows these offsets), then the stack pages the child is owed ([`owed`]), which it takes
-/// over at its start.
+/// knows these offsets), then what the child takes over at its start: the stack pages it
+/// is owed ([`owed`]), its id, and its level-3 table for each of the parent's table slots
+/// (0: none made), whose windows `fork` set already (`vm::adopt_after_fork`).
 #[repr(C)]
 #[derive(Default)]
 struct Saved {
     regs: [u64; 13],
     owed: owed::Owed,
+    child: EnvId,
+    /// The slots recorded in `l3`, or `usize::MAX` if there were more: the child then
+    /// looks its tables up itself (`vm::fixup_after_fork`).
+    slots: usize,
+    l3: [u64; SLOTS],
 }
+
+/// Table slots `fork` hands the child in its `Saved` (a program has a dozen or so).
+const SLOTS: usize = 32;
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
@@ -107,8 +116,12 @@ pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
 pub(crate) fn child_start(saved: u64) -> ! {
     // SAFETY: `saved` points at the parent's Saved, in the child's copy of the stack
     // (above the saved stack pointer, so copied, not owed).
-    let owed = unsafe { (*(saved as *const Saved)).owed };
-    if let Err(e) = vm::fixup_after_fork().and_then(|_| upcall::register()).and_then(|_| adopt(owed)) {
+    let s = unsafe { &*(saved as *const Saved) };
+    let fixed = match s.slots {
+        usize::MAX => vm::fixup_after_fork(),
+        n => vm::adopt_after_fork(s.child, &s.l3[..n]),
+    };
+    if let Err(e) = fixed.and_then(|_| upcall::register()).and_then(|_| adopt(s.owed)) {
         // Not `println`: it may write to a pipe, deeper than this stack's one page.
         let _ = sys::console_write(b"fork: the child cannot adopt its tables\n");
         sys::exit(-(e as i32));
@@ -166,7 +179,14 @@ fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
     // a forked child's are its ancestor's, frozen already), so no page of them is copied,
     // walked or, at the child's end, unmapped one by one. Frozen, they never change again.
     let (mut tables, mut upper) = (Ok(()), [u64::MAX; 4]);
+    saved.child = child;
+    saved.slots = 0;
     vm::regions(|r, l3| {
+        // The child's table for this slot, in order (0: none), while there is room.
+        let mut record = |pa: u64| match saved.l3.get_mut(saved.slots) {
+            Some(slot) => (*slot, saved.slots) = (pa, saved.slots + 1),
+            None => saved.slots = usize::MAX,
+        };
         tables = tables.and_then(|_| {
             let text = vm::text_region(r);
             // An empty table (pages unmapped since, or only reserved) is not made again:
@@ -176,6 +196,7 @@ fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
             // environment table), even where the parent never mapped a page.
             let empty = || vm::frame_entry(l3).is_some_and(|t| t.entries == 0);
             if !text && !vm::remade_by_child(r) && empty() {
+                record(0);
                 return Ok(());
             }
             upper_tables(child, r, &mut upper)?;
@@ -189,6 +210,7 @@ fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
                 sys::table_bind(child, pa, 3)?;
                 pa
             };
+            record(link);
             sys::table_set(child, r, 2, Pte::table(link).0)
         })
     });
@@ -206,6 +228,15 @@ fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
     let fresh = |va: u64| dead.iter().any(|r| r.contains(&va));
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
+    // The child's windows on its tables (in its slot order: those made) and the kernel
+    // information page, so that it need not set them itself.
+    if saved.slots != usize::MAX {
+        let made = saved.l3[..saved.slots].iter().filter(|&&pa| pa != 0);
+        for (k, &pa) in made.enumerate() {
+            for_child.push(vm::window(k), Pte::user_page(pa, vm::RO).0)?;
+        }
+        for_child.push(vm::KINFO, Pte::user_page(vm::kinfo_pa(), vm::RO).0)?;
+    }
     let mut result = Ok(());
     vm::for_each_mapping_in(false, vm::remade_by_child, |va, e| {
         // Pages of the stacks and `.private` are owed, left out, zeroed or copied; the

@@ -157,7 +157,8 @@ pub fn me() -> EnvId {
     unsafe { (*STATE.get()).me }
 }
 
-fn window(slot: usize) -> u64 {
+/// The window on the level-3 table in `slot`.
+pub(crate) fn window(slot: usize) -> u64 {
     TABLE_WINDOW + (2 + slot as u64) * PAGE
 }
 
@@ -538,6 +539,32 @@ pub fn reserve(va: u64) -> Result<(), Error> {
 /// The level-3 table that covers `va` (made if there is none).
 pub fn l3_table(va: u64) -> Result<u64, Error> {
     with(|s| s.ensure_l3(va).map(|i| s.l3[i].pa))
+}
+
+/// The kernel information page's frame.
+pub(crate) fn kinfo_pa() -> u64 {
+    with(|s| s.kinfo_pa)
+}
+
+/// In a forked child whose parent (`fork`) recorded its id and its level-3 table for each
+/// of the parent's slots (`l3`, 0 for none made) and set their windows and the kernel
+/// information page in the child's tables: the bookkeeping takes them over, no call made.
+/// Regions the parent added after recording, or left out, are forgotten.
+pub fn adopt_after_fork(me: EnvId, l3: &[u64]) -> Result<(), Error> {
+    with(|s| {
+        s.me = me;
+        s.ft_mapped = [0; FT_PAGES / 64];
+        s.env_mapped = false;
+        let mut kept = 0;
+        for (slot, &pa) in l3.iter().enumerate().take(s.n) {
+            if pa != 0 {
+                s.l3[kept] = L3 { region: s.l3[slot].region, pa };
+                kept += 1;
+            }
+        }
+        s.n = kept;
+        Ok(())
+    })
 }
 
 /// In a forked child: the bookkeeping was copied from the parent, but the tables are the
