@@ -170,6 +170,9 @@ impl Batch {
     }
 }
 
+/// Out of line: its frame (the batches, a few KiB) lies below the stack pointer `fork`
+/// saved, so the child is owed those pages rather than given copies of them.
+#[inline(never)]
 fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
     let me = vm::me();
     let root = sys::frame_alloc(child, None)?;
