@@ -121,7 +121,8 @@ pub(crate) fn child_start(saved: u64) -> ! {
         usize::MAX => vm::fixup_after_fork(),
         n => vm::adopt_after_fork(s.child, &s.l3[..n]),
     };
-    if let Err(e) = fixed.and_then(|_| upcall::register()).and_then(|_| adopt(s.owed)) {
+    // The upcall handler: `fork` registered it for the child already (`build_child`).
+    if let Err(e) = fixed.and_then(|_| adopt(s.owed)) {
         // Not `println`: it may write to a pipe, deeper than this stack's one page.
         let _ = sys::console_write(b"fork: the child cannot adopt its tables\n");
         sys::exit(-(e as i32));
