@@ -316,16 +316,22 @@ fn owed_by_child(sp: u64) -> owed::Owed {
 /// main stack, the upcall stack (no upcall is running
 /// then; it must stay mapped: a fault in the handler is fatal), and the call stack if it
 /// cannot be owed ([`owed::stretch`]).
-fn dead_pages(sp: u64, owed: &owed::Owed) -> [core::ops::Range<u64>; 4] {
+fn dead_pages(sp: u64, owed: &owed::Owed) -> [core::ops::Range<u64>; 5] {
     let pages = |(lo, hi): (u64, u64)| lo.next_multiple_of(PAGE)..hi & !(PAGE - 1);
     let boot = CHILD_BOOT_STACK.get() as u64;
-    let unread = vm::unread_by_child();
+    let (unread, read) = (vm::unread_by_child(), crate::reclaim::read_by_child());
+    // The parked pages' list lies in the unread tail: the child reads its first entries.
+    let (a, b) = if read.is_empty() {
+        (pages((unread.start, unread.end)), 0..0)
+    } else {
+        (pages((unread.start, read.start)), pages((read.end, unread.end)))
+    };
     let top = boot + BOOT_STACK as u64;
-    let mut dead = [top - PAGE..top, pages((unread.start, unread.end)), 0..0, 0..0];
+    let mut dead = [top - PAGE..top, a, b, 0..0, 0..0];
     if (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp) {
-        dead[2] = pages(upcall::stack());
+        dead[3] = pages(upcall::stack());
         if owed[1].mask == 0 {
-            dead[3] = pages(ipc::call_stack());
+            dead[4] = pages(ipc::call_stack());
         }
     }
     dead

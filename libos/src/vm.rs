@@ -120,8 +120,10 @@ static STATE: Private<State> = Private::new(State {
 
 /// The bytes of the bookkeeping a forked child never reads: the level-3 slots past those
 /// in use (`add_l3` writes a slot before counting it) and the record of frame-table pages
-/// mapped, which `fixup_after_fork` clears; then, to `__private_zero_end`, the statics a
-/// child starts with zeroed (`.private.zero`, after this state: `link.ld`).
+/// mapped, which `fixup_after_fork` clears; then, to `__private_zero_end`, what `link.ld`
+/// puts after this state: the parked heap pages' list (`.private.tail`, of which the child
+/// reads the first few: `reclaim::read_by_child`) and the statics a child starts with
+/// zeroed (`.private.zero`).
 pub fn unread_by_child() -> core::ops::Range<u64> {
     unsafe extern "C" {
         static __private_zero_end: u8;
