@@ -21,6 +21,8 @@ type Test = (&'static str, fn() -> Result<(), &'static str>);
 pub const TESTS: &[Test] = &[
     ("child_cannot_map_its_parents_frames_or_code_writable", parents_frames),
     ("child_cannot_escape_its_quota_by_giving_frames_to_its_parent", give_to_parent),
+    ("frame_written_since_its_allocation_is_zeroed_when_it_becomes_a_table", written_frame_as_table),
+    ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
     ("mapping_a_public_page_66000_times_locks_no_one_out", map_count_flood),
@@ -1092,4 +1094,110 @@ fn own_a_pipe() -> i32 {
     } else {
         12
     }
+}
+
+/// `TableBind` leaves a frame unzeroed only while the frame table marks it `ZEROED` (all
+/// zeros since `FrameAlloc`): a program that fills a frame with forged page entries and
+/// binds it as a table must find it empty, whether it wrote the frame through a mapping of
+/// its own (removed since), a child wrote it where the parent mapped it in the child's
+/// tables, or it only mapped it read-only.
+/// A fresh frame is bound without the second zeroing, and is empty too.
+fn written_frame_as_table() -> Result<(), &'static str> {
+    use exo_libos::abi::frame::ZEROED;
+    let zeroed = |pa: u64| vm::frame_entry(pa).is_some_and(|f| f.flags & ZEROED != 0);
+    // Every entry the first page of RAM, writable from EL0, were the frame a table.
+    let forged = Pte::user_page(vm::kinfo().ram_base, RW).0;
+    let va = vm::alloc_va(1);
+    let empty_once_bound = |pa: u64| -> Result<(), &'static str> {
+        sys::table_bind(EnvId::SELF, pa, 3).map_err(|_| "bind")?;
+        vm::map_frame(va, pa, RO).map_err(|_| "map the table")?;
+        // SAFETY: `va` maps the table read-only while the slice is read.
+        let empty = unsafe { core::slice::from_raw_parts(va as *const u64, 512) }.iter().all(|&w| w == 0);
+        vm::unmap(va).map_err(|_| "unmap")?;
+        sys::table_unbind(EnvId::SELF, pa).map_err(|_| "unbind")?;
+        sys::frame_free(EnvId::SELF, pa).map_err(|_| "free")?;
+        check(empty, "a table kept what was written to its frame")
+    };
+    // Fresh: marked, bound as it is.
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    check(zeroed(pa), "a fresh frame is not marked zeroed")?;
+    empty_once_bound(pa)?;
+    // Written through a mapping, then unmapped.
+    let pa = vm::map_new(va, RW).map_err(|_| "map")?;
+    check(!zeroed(pa), "a mapped frame is still marked zeroed")?;
+    // SAFETY: `va` maps `pa` read-write.
+    unsafe { core::slice::from_raw_parts_mut(va as *mut u64, 512).fill(forged) };
+    vm::unmap(va).map_err(|_| "unmap")?;
+    check(!zeroed(pa), "a written frame is marked zeroed again once unmapped")?;
+    empty_once_bound(pa)?;
+    // Mapped read-only only: the mark goes too (no mapping keeps it).
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    vm::map_frame(va, pa, RO).map_err(|_| "map")?;
+    vm::unmap(va).map_err(|_| "unmap")?;
+    check(!zeroed(pa), "a frame mapped read-only is still marked zeroed")?;
+    empty_once_bound(pa)?;
+    // Mapped by the parent into its child's tables; the child writes it and exits.
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let mut tries = 0;
+            while sys::table_get(EnvId::SELF, va, 3).map_or(true, |e| !Pte(e).is_valid()) && tries < 10_000 {
+                sys::yield_now();
+                tries += 1;
+            }
+            // SAFETY: the parent mapped `pa` read-write at `va` in this child's tables (or
+            // the write faults, and the child dies: the parent's check fails).
+            unsafe { core::slice::from_raw_parts_mut(va as *mut u64, 512).fill(forged) };
+            sys::exit(0)
+        }
+        Fork::Parent(c) => c,
+    };
+    vm::ensure_tables(child, va).map_err(|_| "child's tables")?;
+    sys::table_set(child, va, 3, Pte::user_page(pa, RW).0).map_err(|_| "map into the child")?;
+    check(process::wait(child) == Ok(0), "the child could not write the frame")?;
+    check(!zeroed(pa), "a frame a child wrote is marked zeroed")?;
+    empty_once_bound(pa)
+}
+
+/// `EnvCreate` clears call rights naming the new id only once some slot's ids have wrapped
+/// (before that none can name it: a right names an id that was alive). A right to a server
+/// that is gone must not reach the next environment made in its slot.
+fn stale_right() -> Result<(), &'static str> {
+    fn echo(c: &Call) -> [u64; 4] {
+        c.args
+    }
+    let old = server(echo)?;
+    check(
+        sys::pct_call(old, [1, 2, 3, 4], 0) == Ok([1, 2, 3, 4]),
+        "the right to the first server does not work",
+    )?;
+    sys::env_destroy(old).map_err(|_| "destroy")?;
+    let _ = process::wait(old);
+    // Environments made until one takes the gone one's slot (each takes the first free).
+    let mut extra = [EnvId(0); 16];
+    let mut new = EnvId(0);
+    for e in extra.iter_mut() {
+        new = match process::fork().map_err(|_| "fork")? {
+            Fork::Child => sys::exit(-(exo_libos::ipc::serve(echo) as i32)),
+            Fork::Parent(c) => c,
+        };
+        if new.slot() == old.slot() {
+            break;
+        }
+        *e = new;
+    }
+    let parked = || vm::env_info(new).is_some_and(|i| i.state == exo_libos::abi::env_state::BLOCKED);
+    while new.slot() == old.slot() && !parked() {
+        sys::yield_now();
+    }
+    let same_slot = new.slot() == old.slot() && new != old;
+    let call = sys::pct_call(new, [0; 4], 0);
+    let stale = sys::pct_call(old, [0; 4], 0);
+    for e in extra.into_iter().filter(|e| e.0 != 0).chain([new]) {
+        let _ = sys::env_destroy(e);
+        let _ = process::wait(e);
+    }
+    check(same_slot, "the next environment did not take the gone one's slot")?;
+    check(call == Err(Error::Denied), "a right to a gone environment called the next in its slot")?;
+    check(stale.is_err(), "a call to a gone environment went somewhere")
 }

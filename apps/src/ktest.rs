@@ -22,6 +22,8 @@ type Test = (&'static str, fn() -> Result<(), &'static str>);
 pub const TESTS: &[Test] = &[
     ("null_syscall_returns_zero", null_syscall),
     ("cow_fork_gives_parent_and_child_separate_copies", cow_fork),
+    ("forked_child_faults_in_its_stack_and_calls_the_kernel_with_buffers_there", owed_stack),
+    ("stack_page_taken_from_a_forked_child_does_not_come_back_zeroed", taken_stack_page),
     ("wait_frees_the_frame_a_parents_copy_on_write_left_to_its_child", wait_frees_orphan),
     ("page_fault_upcall_maps_a_page_on_demand_and_resumes", lazy_fault),
     ("remapped_page_shows_new_contents", tlb_remap),
@@ -193,6 +195,104 @@ fn wait_frees_orphan() -> Result<(), &'static str> {
     check(process::wait(child) == Ok(0), "the child did not exit with 0")?;
     let kept = vm::frame_entry(old).is_some_and(|f| f.owner == me);
     check(!kept, "the frame only the child mapped is still the parent's after wait")
+}
+
+/// The lowest page of the main stack, never used by the tests' own depth.
+const STACK_BASE: u64 = vm::STACK_TOP - vm::STACK_SIZE;
+
+fn mapped(va: u64) -> bool {
+    Pte(vm::entry(va)).is_valid()
+}
+
+/// Reads a byte at `va` through no Rust reference (an address below the stack pointer
+/// holds no Rust object).
+fn load(va: u64) -> u8 {
+    let b: u32;
+    // SAFETY: a one-byte load of `va`; it writes nothing. Where nothing is mapped, the
+    // fault goes to the upcall handler as any other would.
+    unsafe {
+        core::arch::asm!("ldrb {b:w}, [{p}]", p = in(reg) va, b = out(reg) b, options(nostack, readonly))
+    };
+    b as u8
+}
+
+/// A forked child gets no frames for its main stack below the fork's stack pointer
+/// (`libos/src/owed.rs`): it faults them in. It recurses a page a call to 20 KiB above the
+/// stack's base, each call checking its page on the way back, then calls the kernel with
+/// a buffer on a page still owed: the raw call is refused (the kernel faults nothing in),
+/// the libOS's wrapper touches the page first. A grandchild forked at the child's own
+/// depth does the same.
+fn owed_stack() -> Result<(), &'static str> {
+    fn in_child() -> i32 {
+        let r = check(!mapped(STACK_BASE), "the stack's lowest page is mapped in a new child")
+            .and_then(|_| deep(0).map(drop));
+        r.map_or_else(
+            |e| {
+                println!("  {e}");
+                1
+            },
+            |_| 0,
+        )
+    }
+    let child = spawn(|| {
+        let me = in_child();
+        let grandchild = spawn(in_child);
+        me + 2 * process::wait(grandchild).unwrap_or(1)
+    });
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(status & 1 == 0, "the child's deep stack or its calls failed")?;
+    check(status == 0, "the grandchild's deep stack or its calls failed")
+}
+
+/// A page a call, written and checked; at the bottom, the system calls.
+#[inline(never)]
+fn deep(level: u64) -> Result<u64, &'static str> {
+    let mut page = [0u64; 512];
+    for (i, w) in page.iter_mut().enumerate() {
+        *w = level << 16 | i as u64;
+    }
+    let page = core::hint::black_box(&mut page);
+    let here = page.as_ptr() as u64;
+    let below = if here > STACK_BASE + 20 * 1024 { deep(level + 1)? } else { at_the_bottom()? };
+    let ok = page.iter().enumerate().all(|(i, &w)| w == level << 16 | i as u64);
+    check(ok, "a stack page lost what was written to it")?;
+    Ok(below + 1)
+}
+
+#[inline(never)]
+fn at_the_bottom() -> Result<u64, &'static str> {
+    use exo_libos::abi::net::NetBind;
+    use exo_libos::abi::{result, Sys};
+    let (raw, wrapped) = (STACK_BASE, STACK_BASE + PAGE);
+    check(!mapped(raw) && !mapped(wrapped), "the pages below a deep stack are mapped")?;
+    // A receive ring there (the kernel checks it is mapped writable): flags nobody may
+    // set, so that no binding is made.
+    let b = NetBind { ring: raw, slots: 1, flags: u32::MAX, ..NetBind::default() };
+    let r = result(sys::raw(Sys::NetBind as u64, [&raw const b as u64, 0, 0, 0, 0, 0]));
+    check(r == Err(Error::Fault) && !mapped(raw), "the kernel took a buffer on an owed page")?;
+    let b = NetBind { ring: wrapped, ..b };
+    let r = sys::net_bind(&b);
+    check(r.is_err() && r != Err(Error::Fault), "a ring on an owed stack page was refused")?;
+    check(mapped(wrapped) && load(wrapped) == 0, "the call did not map a zeroed page under its ring")?;
+    Ok(0)
+}
+
+/// A page the child faulted in and then lost (unmapped and freed, as a forced
+/// repossession takes it) is not owed any more: touching it again ends the child, as for
+/// any page a program lost, rather than giving it a zeroed page silently.
+fn taken_stack_page() -> Result<(), &'static str> {
+    let child = spawn(|| {
+        let page = STACK_BASE + 2 * PAGE;
+        if mapped(page) || load(page) != 0 || !mapped(page) {
+            return 1; // not owed, or not faulted in
+        }
+        if vm::unmap_free(page).is_err() || mapped(page) {
+            return 2;
+        }
+        load(page) as i32 + 3
+    });
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(status == exo_libos::abi::killed_status(upcall::DATA_ABORT), "the taken page came back")
 }
 
 fn lazy_fault() -> Result<(), &'static str> {

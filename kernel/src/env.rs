@@ -231,6 +231,8 @@ pub struct Kernel {
     /// The slot that holds the console input: init's from boot, moved by `ConsoleGive`
     /// (`syscall.rs`) and, when its holder dies, to the nearest living ancestor here.
     pub console: usize,
+    /// Some slot's generation has wrapped (`create`): an old call right may name a new id.
+    ids_wrapped: bool,
     /// The public pages, installed at boot and written by the `publish` methods here.
     info: Option<&'static mut KernelInfo>,
     env_info: &'static mut [EnvInfo],
@@ -254,6 +256,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     switch_to: NONE,
     call_waiters: 0,
     console: NONE,
+    ids_wrapped: false,
     info: None,
     env_info: &mut [],
 });
@@ -379,17 +382,20 @@ impl Kernel {
         }
         self.kin(parent, 1);
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
-        let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
+        let old = self.envs[slot].generation;
+        let generation = old.wrapping_add(1).max(1) & 0xf_ffff;
+        self.ids_wrapped |= generation <= old;
         let affinity = self.envs.get(parent).map_or(smp::up_mask(), |p| p.affinity);
         self.envs[slot] = Env { generation, parent, quota, kin_quota, ..Env::EMPTY };
         self.set_affinity(slot, affinity);
         let id = EnvId((generation << 12) | slot as u32);
         // Ids wrap after 2^20 uses of a slot: no right left from before may name this one.
-        self.envs
-            .iter_mut()
-            .flat_map(|e| e.pct_rights.iter_mut())
-            .filter(|r| **r == id)
-            .for_each(|r| *r = EnvId(0));
+        // Until some slot's have, none can: a right names an id that was alive (`pct_right`),
+        // and each slot's ids grew since.
+        if self.ids_wrapped {
+            let rights = self.envs.iter_mut().flat_map(|e| e.pct_rights.iter_mut());
+            rights.filter(|r| **r == id).for_each(|r| *r = EnvId(0));
+        }
         self.envs[slot].id = id;
         self.envs[slot].state = EnvState::Blank;
         if parent == NONE {

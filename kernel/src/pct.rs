@@ -9,7 +9,7 @@
 
 use exo_abi::pte::Pte;
 use exo_abi::{
-    frame, EnvId, Error, PCT_GRANTS, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT,
+    frame, EnvId, EnvState, Error, PCT_GRANTS, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT,
 };
 
 use crate::env::{Ctx, Grant, Kernel, Wait, MAX_ENVS, NONE};
@@ -232,6 +232,9 @@ pub fn on_destroy(k: &mut Kernel, slot: usize) {
     }
     let id = k.envs[slot].id;
     for s in 0..MAX_ENVS {
+        if matches!(k.envs[s].state, EnvState::Free | EnvState::Zombie) {
+            continue; // neither waits nor holds grants (`destroy` and `create` cleared them)
+        }
         if matches!(k.envs[s].wait, Wait::Reply(t) | Wait::Call(t) if t == slot) {
             k.fail_caller(s, Error::NotFound);
         }

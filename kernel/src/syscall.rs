@@ -92,8 +92,9 @@ fast!(table_bind, |k, env, pa, level, _d, _e| {
     if level == 0 && k.envs[t].root != 0 {
         return Err(Error::Busy);
     }
-    k.ft.bind_table(k.envs[t].id, pa, level as u8)?;
-    crate::arch::zero_page(phys_to_virt(pa));
+    if !k.ft.bind_table(k.envs[t].id, pa, level as u8)? {
+        crate::arch::zero_page(phys_to_virt(pa));
+    }
     if level == 0 {
         k.set_root(t, pa);
     }
@@ -270,6 +271,7 @@ impl Kernel {
         match self.ft.alloc(self.envs[t].id, want) {
             Ok(pa) => {
                 crate::arch::zero_page(phys_to_virt(pa));
+                self.ft.get_mut(pa)?.flags = exo_abi::frame::ZEROED;
                 self.publish_free();
                 Ok(pa)
             }

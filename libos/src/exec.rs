@@ -100,6 +100,10 @@ pub fn exec(file: &[u8], args: &str) -> SpawnError {
 fn prepare(file: &[u8], args: &str) -> Result<(u64, u64, u64, u64), SpawnError> {
     let elf = crate::spawn::parse(file, args)?;
     let me = vm::me();
+    // Stack pages still owed (a forked child's) are mapped now, so that the walks below
+    // see every page there will be: one faulted in after them would stay mapped, its frame
+    // never freed. Nothing is owed again in this program (only a fork's child is owed).
+    crate::owed::touch(0, u64::MAX);
     let mut new: Vec<TableOp> = Vec::new();
     let mut made: Vec<u64> = Vec::new();
     let r = load(&elf, args, me, &mut new, &mut made);

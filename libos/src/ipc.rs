@@ -34,10 +34,11 @@ pub struct Call {
 pub type Handler = fn(&Call) -> [u64; 4];
 
 const STACK: usize = 32 * 1024;
-#[repr(C, align(16))]
+/// Whole pages (`fork` leaves them all to the child to fault in: `owed`), so page-aligned.
+#[repr(C, align(4096))]
 struct Stack([u8; STACK]);
 
-#[unsafe(link_section = ".private")]
+#[unsafe(link_section = ".private.stacks")]
 static CALL_STACK: Private<Stack> = Private::new(Stack([0; STACK]));
 /// The call stack's bytes, `(start, end)` (dead whenever no call runs: `fork` skips it).
 pub(crate) fn call_stack() -> (u64, u64) {

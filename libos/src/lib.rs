@@ -14,6 +14,7 @@ pub mod heap;
 pub mod ipc;
 mod mem;
 pub mod nic;
+mod owed;
 pub mod pipe;
 pub mod private;
 pub mod process;

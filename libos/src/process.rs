@@ -7,12 +7,26 @@ use exo_abi::{frame, EnvId, Error, TableOp};
 use crate::private::Private;
 use crate::rt::FORK_MAGIC;
 use crate::vm::{self, COW, PAGE, RW, SCRATCH, SHARED, STACK_SIZE, STACK_TOP};
-use crate::{ipc, sys, upcall};
+use crate::{ipc, owed, sys, upcall};
 
-/// Callee-saved registers and sp at the moment of `fork` (x19..x30, sp).
+/// Callee-saved registers and sp at the moment of `fork` (x19..x30, sp; the assembly below
+/// knows these offsets), then what the child takes over at its start: the stack pages it
+/// is owed ([`owed`]), its id, and its level-3 table for each of the parent's table slots
+/// (0: none made), whose windows `fork` set already (`vm::adopt_after_fork`).
 #[repr(C)]
 #[derive(Default)]
-struct Saved([u64; 13]);
+struct Saved {
+    regs: [u64; 13],
+    owed: owed::Owed,
+    child: EnvId,
+    /// The slots recorded in `l3`, or `usize::MAX` if there were more: the child then
+    /// looks its tables up itself (`vm::fixup_after_fork`).
+    slots: usize,
+    l3: [u64; SLOTS],
+}
+
+/// Table slots `fork` hands the child in its `Saved` (a program has a dozen or so).
+const SLOTS: usize = 32;
 
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
@@ -52,11 +66,14 @@ unsafe extern "C" {
     static __private_end: u8;
 }
 
-const BOOT_STACK: usize = 16 * 1024;
-#[repr(C, align(16))]
+const BOOT_STACK: usize = 8 * 1024;
+#[repr(C, align(4096))]
 struct Stack([u8; BOOT_STACK]);
-/// The stack a forked child starts on, before it switches to its copy of the parent's.
-#[unsafe(link_section = ".private")]
+/// The stack a forked child starts on, before it switches to its copy of the parent's:
+/// whole pages, of which the child gets only the top one (a zeroed frame); the one below
+/// stays unmapped, a guard: `child_start` needs far less than a page, and a fault there
+/// ends the child rather than overwriting the statics next to it.
+#[unsafe(link_section = ".private.stacks")]
 static CHILD_BOOT_STACK: Private<Stack> = Private::new(Stack([0; BOOT_STACK]));
 
 pub enum Fork {
@@ -67,7 +84,8 @@ pub enum Fork {
 /// Creates a child running a copy of this environment. Data and heap pages are shared
 /// copy-on-write; the stack and `.private` are copied at once (the upcall handler and the
 /// address-space bookkeeping must never fault), except stack pages that hold nothing the
-/// child reads, which it gets zeroed; pages marked [`SHARED`] stay shared
+/// child reads: the main stack below the stack pointer and the call stack are left for
+/// the child to fault in ([`owed`]), the rest it gets zeroed; pages marked [`SHARED`] stay shared
 /// read-write. Device frames (the screen) are left out: only their owner may map them, so
 /// the child starts without them. Returns in both, like Unix `fork`.
 pub fn fork() -> Result<Fork, Error> {
@@ -84,7 +102,7 @@ pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
         return Ok(Fork::Child);
     }
     let child = sys::env_create(quota)?;
-    match build_child(child, &saved) {
+    match build_child(child, &mut saved) {
         Ok(()) => Ok(Fork::Parent(child)),
         Err(e) => {
             let _ = sys::env_destroy(child);
@@ -96,12 +114,31 @@ pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
 /// In the child, from `_start`: adopt the tables the parent built, then continue where
 /// the parent called `fork`.
 pub(crate) fn child_start(saved: u64) -> ! {
-    if let Err(e) = vm::fixup_after_fork().and_then(|_| upcall::register()) {
-        crate::println!("fork: the child cannot adopt its tables: {e:?}");
-        sys::exit(-1);
+    // SAFETY: `saved` points at the parent's Saved, in the child's copy of the stack
+    // (above the saved stack pointer, so copied, not owed).
+    let s = unsafe { &*(saved as *const Saved) };
+    let fixed = match s.slots {
+        usize::MAX => vm::fixup_after_fork(),
+        n => vm::adopt_after_fork(s.child, &s.l3[..n]),
+    };
+    // The upcall handler: `fork` registered it for the child already (`build_child`).
+    if let Err(e) = fixed.and_then(|_| adopt(s.owed)) {
+        // Not `println`: it may write to a pipe, deeper than this stack's one page.
+        let _ = sys::console_write(b"fork: the child cannot adopt its tables\n");
+        sys::exit(-(e as i32));
     }
     // SAFETY: `saved` points at the parent's Saved, in the child's copy of the stack.
     unsafe { exo_fork_resume(saved as *const Saved) }
+}
+
+/// In the child, before it touches either stack: takes over the pages it is owed, with its
+/// own level-3 table for each stretch.
+fn adopt(mut owed: owed::Owed) -> Result<(), Error> {
+    for s in owed.iter_mut().filter(|s| s.mask != 0) {
+        s.l3 = vm::l3_table(s.base)?;
+    }
+    owed::set(owed);
+    Ok(())
 }
 
 struct Batch {
@@ -134,7 +171,10 @@ impl Batch {
     }
 }
 
-fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
+/// Out of line: its frame (the batches, a few KiB) lies below the stack pointer `fork`
+/// saved, so the child is owed those pages rather than given copies of them.
+#[inline(never)]
+fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
     let me = vm::me();
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
@@ -148,7 +188,14 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     // the tables and the walk below, and the heap could map a page.)
     let text_bit = |r: u64| 1u64.checked_shl(((r - vm::text_base()) / vm::REGION) as u32);
     let mut unlinked = 0u64;
+    saved.child = child;
+    saved.slots = 0;
     vm::regions(|r, l3| {
+        // The child's table for this slot, in order (0: none), while there is room.
+        let mut record = |pa: u64| match saved.l3.get_mut(saved.slots) {
+            Some(slot) => (*slot, saved.slots) = (pa, saved.slots + 1),
+            None => saved.slots = usize::MAX,
+        };
         tables = tables.and_then(|_| {
             let text = vm::text_region(r);
             // An empty table (pages unmapped since, or only reserved) is not made again:
@@ -158,10 +205,12 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
             // environment table), even where the parent never mapped a page.
             let empty = || vm::frame_entry(l3).is_some_and(|t| t.entries == 0);
             if !text && !vm::remade_by_child(r) && empty() {
+                record(0);
                 return Ok(());
             }
             upper_tables(child, r, &mut upper)?;
             if text && share_whole(me, child, r, l3)? {
+                record(l3);
                 return Ok(());
             }
             if text && vm::frozen(l3) {
@@ -169,6 +218,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
             }
             let pa = sys::frame_alloc(child, None)?;
             sys::table_bind(child, pa, 3)?;
+            record(pa);
             sys::table_set(child, r, 2, Pte::table(pa).0)
         })
     });
@@ -176,19 +226,37 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     let private = (&raw const __private_start as u64, &raw const __private_end as u64);
     let copied =
         |va: u64| (private.0..private.1).contains(&va) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&va);
-    let dead = dead_pages(saved.0[12]);
+    // Written before the walk copies the stack page that holds it.
+    saved.owed = owed_by_child(saved.regs[12]);
+    let owed = saved.owed;
+    let lazy = |va: u64| owed.iter().any(|s| s.bit(va).is_some_and(|b| s.mask & b != 0));
+    let boot = CHILD_BOOT_STACK.get() as u64;
+    let guard = |va: u64| (boot..boot + BOOT_STACK as u64 - PAGE).contains(&va);
+    let dead = dead_pages(saved.regs[12], &owed);
     let fresh = |va: u64| dead.iter().any(|r| r.contains(&va));
     let mut for_child = Batch { env: child, ops: [TableOp::default(); 64], n: 0 };
     let mut for_me = Batch { env: me, ops: [TableOp::default(); 64], n: 0 };
+    // The child's windows on its tables (in its slot order: those made) and the kernel
+    // information page, so that it need not set them itself.
+    if saved.slots != usize::MAX {
+        let made = saved.l3[..saved.slots].iter().filter(|&&pa| pa != 0);
+        for (k, &pa) in made.enumerate() {
+            for_child.push(vm::window(k), Pte::user_page(pa, vm::RO).0)?;
+        }
+        for_child.push(vm::KINFO, Pte::user_page(vm::kinfo_pa(), vm::RO).0)?;
+    }
     let mut result = Ok(());
     let mut each = |va: u64, e: u64| {
-        if result.is_err() || va == SCRATCH || is_device(Pte(e).addr()) {
+        // Pages of the stacks and `.private` are owed, left out, zeroed or copied; the
+        // questions are asked only there (most pages are elsewhere).
+        let own = copied(va);
+        if result.is_err() || own && (lazy(va) || guard(va)) || va == SCRATCH || is_device(Pte(e).addr()) {
             return;
         }
         // Read-only pages (text, rodata, public kernel pages) are shared as they are.
-        result = if fresh(va) {
+        result = if own && fresh(va) {
             sys::frame_alloc(child, None).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
-        } else if copied(va) {
+        } else if own {
             copy_page(va, child).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
         } else if e & SHARED == 0 && (e & bits::AP_RO == 0 || e & COW != 0) {
             // Still copy-on-write from an earlier fork: only the child's entry is new.
@@ -209,7 +277,7 @@ fn build_child(child: EnvId, saved: &Saved) -> Result<(), Error> {
     for_child.flush()?;
     sys::env_set_upcall(child, upcall::entry_address(), upcall::stack_top(), false)?;
     let boot_sp = CHILD_BOOT_STACK.get() as u64 + BOOT_STACK as u64;
-    sys::env_set_entry(child, _start as *const () as u64, boot_sp, saved as *const Saved as u64, FORK_MAGIC)?;
+    sys::env_set_entry(child, _start as *const () as u64, boot_sp, &raw const *saved as u64, FORK_MAGIC)?;
     sys::env_start(child)
 }
 
@@ -243,24 +311,54 @@ fn upper_tables(child: EnvId, region: u64, known: &mut [u64; 4]) -> Result<(), E
     Ok(())
 }
 
-/// Pages of the stacks and of `.private` that hold nothing the child will read, for a fork
-/// whose saved stack pointer is `sp`: the child gets zeroed frames there instead of copies.
-/// The address-space bookkeeping's unused part ([`vm::unread_by_child`]); the child's boot
-/// stack, the parent's too, unused since its own start; when `fork` runs on the main
-/// stack, everything below `sp` as well, and the upcall and call stacks (neither an upcall
-/// nor a call is running then, and each starts afresh on its stack's top).
-fn dead_pages(sp: u64) -> [core::ops::Range<u64>; 5] {
+/// The stack pages a child forked with stack pointer `sp` is owed ([`owed`]): those this
+/// environment is owed itself (never touched, so zero), and when `fork` runs on the main
+/// stack, its pages below `sp` and the whole call stack (no call is running then, and a
+/// call starts afresh on its stack's top). The child gets no frame for them.
+fn owed_by_child(sp: u64) -> owed::Owed {
+    let mine = owed::get();
+    let on_main = (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp);
+    let main = owed::Stretch {
+        base: STACK_TOP - STACK_SIZE,
+        l3: 0,
+        mask: if on_main { owed::mask(STACK_TOP - STACK_SIZE, STACK_TOP - STACK_SIZE, sp) } else { 0 },
+    };
+    let call = owed::stretch(ipc::call_stack())
+        .map_or(owed::Stretch::default(), |c| owed::Stretch { mask: if on_main { c.mask } else { 0 }, ..c });
+    let mut owed = [main, call];
+    for (o, m) in owed.iter_mut().zip(mine) {
+        if m.base == o.base {
+            o.mask |= m.mask;
+        }
+    }
+    owed
+}
+
+/// Pages of the stacks and of `.private` that hold nothing the child will read and that it
+/// is not `owed` either, for a fork whose saved stack pointer is `sp`: the child gets
+/// zeroed frames there instead of copies. The address-space bookkeeping's unused part
+/// ([`vm::unread_by_child`]); the top page of the child's boot stack (the rest is a guard,
+/// left unmapped), the parent's too, unused since its own start; when `fork` runs on the
+/// main stack, the upcall stack (no upcall is running
+/// then; it must stay mapped: a fault in the handler is fatal), and the call stack if it
+/// cannot be owed ([`owed::stretch`]).
+fn dead_pages(sp: u64, owed: &owed::Owed) -> [core::ops::Range<u64>; 5] {
     let pages = |(lo, hi): (u64, u64)| lo.next_multiple_of(PAGE)..hi & !(PAGE - 1);
     let boot = CHILD_BOOT_STACK.get() as u64;
-    let unread = vm::unread_by_child();
-    let mut dead =
-        [pages((boot, boot + BOOT_STACK as u64)), pages((unread.start, unread.end)), 0..0, 0..0, 0..0];
+    let (unread, read) = (vm::unread_by_child(), crate::reclaim::read_by_child());
+    // The parked pages' list lies in the unread tail: the child reads its first entries.
+    let (a, b) = if read.is_empty() {
+        (pages((unread.start, unread.end)), 0..0)
+    } else {
+        (pages((unread.start, read.start)), pages((read.end, unread.end)))
+    };
+    let top = boot + BOOT_STACK as u64;
+    let mut dead = [top - PAGE..top, a, b, 0..0, 0..0];
     if (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&sp) {
-        dead[2..].clone_from_slice(&[
-            pages((STACK_TOP - STACK_SIZE, sp)),
-            pages(upcall::stack()),
-            pages(ipc::call_stack()),
-        ]);
+        dead[3] = pages(upcall::stack());
+        if owed[1].mask == 0 {
+            dead[4] = pages(ipc::call_stack());
+        }
     }
     dead
 }
@@ -304,14 +402,16 @@ pub fn wait(child: EnvId) -> Result<i32, Error> {
 const ORPHANS: usize = 256;
 
 /// Frames of ours this program stopped mapping while another environment (a child) still
-/// mapped them. In `.private`, all zero in a new program and in a forked child.
+/// mapped them. In `.private`, all zero in a new program and in a forked child (whose
+/// parent's frames they are not: `fork` gives it zeroed pages here).
 struct Orphans {
     pa: [u64; ORPHANS],
     n: usize,
     overflow: bool,
 }
 
-#[unsafe(link_section = ".private")]
+/// In `.private.zero`: a forked child starts with none (the frames are its parent's).
+#[unsafe(link_section = ".private.zero")]
 static ORPHANED: Private<Orphans> = Private::new(Orphans { pa: [0; ORPHANS], n: 0, overflow: false });
 
 fn orphans() -> &'static mut Orphans {

@@ -80,7 +80,7 @@ struct State {
     cache_mapped: u64,
     /// Cache-region pages faulted in so far ([`cache_faults`]).
     cache_faults: u64,
-    parked: [u64; MAX_PARKED],
+    /// How many of [`PARKED`] hold a page.
     n_parked: usize,
     reserve: [u64; MAX_RESERVE],
     n_reserve: usize,
@@ -110,7 +110,6 @@ static STATE: Private<State> = Private::new(State {
     cache_faults: 0,
     caches: [(0, 0); MAX_CACHE_REGIONS],
     pinned: 0,
-    parked: [0; MAX_PARKED],
     n_parked: 0,
     reserve: [0; MAX_RESERVE],
     n_reserve: 0,
@@ -119,6 +118,24 @@ static STATE: Private<State> = Private::new(State {
     slices_on: false,
     main_busy: false,
 });
+
+/// The parked heap pages, `n_parked` of them. Apart from `State`, alone in `.private.tail`
+/// after `vm`'s state (`link.ld`): a forked child reads only the first `n_parked`
+/// ([`read_by_child`]), and is given zeroed pages past them, most often all of them.
+#[unsafe(link_section = ".private.tail")]
+static PARKED: Private<[u64; MAX_PARKED]> = Private::new([0; MAX_PARKED]);
+
+fn parked() -> &'static mut [u64; MAX_PARKED] {
+    // SAFETY: as for `state`: the parked list is changed only under `main_busy` by the
+    // main context, and by the handler only when `main_busy` is clear.
+    unsafe { &mut *PARKED.get() }
+}
+
+/// The bytes of the parked list a forked child reads: the pages parked.
+pub(crate) fn read_by_child() -> core::ops::Range<u64> {
+    let p = PARKED.get() as u64;
+    p..p + state().n_parked as u64 * 8
+}
 
 fn state() -> &'static mut State {
     // SAFETY: one thread of control. The main context only touches this state in short
@@ -262,7 +279,7 @@ pub(crate) fn unpark() -> Option<u64> {
     }
     s.main_busy = true;
     s.n_parked -= 1;
-    let va = s.parked[s.n_parked];
+    let va = parked()[s.n_parked];
     s.main_busy = false;
     Some(va)
 }
@@ -346,7 +363,7 @@ fn give(wanted: u64) -> u64 {
         if give_page(va) {
             given += 1;
             s.stats.heap_pages += 1;
-            s.parked[s.n_parked] = va;
+            parked()[s.n_parked] = va;
             s.n_parked += 1;
         } else {
             crate::heap::return_page(va);

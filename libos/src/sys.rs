@@ -1,8 +1,14 @@
 //! The system calls, one safe function each. The kernel checks every argument, so none of
 //! these can harm the kernel or another environment; each returns the kernel's verdict.
 //! Also [`now`], the counter the kernel lets EL0 read.
+//!
+//! The kernel reads and writes a call's buffers only where pages are mapped; a forked
+//! child's stack pages are mapped on first touch (`owed`), so each call that passes the
+//! kernel a buffer first touches the owed pages under it ([`owed::touch`]).
 
 use exo_abi::{result, Context, EnvId, Error, Sys, TableOp};
+
+use crate::owed;
 
 #[cfg(target_os = "none")]
 #[inline(always)]
@@ -112,6 +118,7 @@ pub fn nop() -> Result<u64, Error> {
 }
 /// Writes all of `bytes` (the kernel takes a few at a time).
 pub fn console_write(bytes: &[u8]) -> Result<u64, Error> {
+    owed::touch(bytes.as_ptr() as u64, bytes.len() as u64);
     let mut rest = bytes;
     while !rest.is_empty() {
         let n = c2(Sys::ConsoleWrite, rest.as_ptr() as u64, rest.len() as u64)?;
@@ -145,6 +152,7 @@ pub fn table_set_at(env: EnvId, table: u64, index: u64, pte: u64) -> Result<(), 
 }
 /// Applies `ops` in order; returns how many succeeded.
 pub fn table_set_batch(env: EnvId, ops: &[TableOp]) -> Result<u64, Error> {
+    owed::touch(ops.as_ptr() as u64, size_of_val(ops) as u64);
     c3(Sys::TableSetBatch, env.0 as u64, ops.as_ptr() as u64, ops.len() as u64)
 }
 pub fn table_get(env: EnvId, va: u64, level: u32) -> Result<u64, Error> {
@@ -174,9 +182,11 @@ pub fn kernel_info() -> Result<u64, Error> {
     c0(Sys::KernelInfo)
 }
 pub fn upcall_context_get(ctx: &mut Context) -> Result<(), Error> {
+    owed::touch(ctx as *mut Context as u64, size_of::<Context>() as u64);
     c2(Sys::UpcallContext, ctx as *mut Context as u64, 0).map(drop)
 }
 pub fn upcall_context_set(ctx: &Context) -> Result<(), Error> {
+    owed::touch(ctx as *const Context as u64, size_of::<Context>() as u64);
     c2(Sys::UpcallContext, ctx as *const Context as u64, 1).map(drop)
 }
 pub fn yield_now() {
@@ -213,7 +223,8 @@ pub fn upcall_resume() -> ! {
 }
 /// Reads `buf.len() / 512` sectors from `sector` into `buf` (512-byte aligned). The
 /// kernel writes only into pages mapped writable, so copy-on-write pages of `buf` are
-/// first made private by writing to them: one byte in each page the buffer touches.
+/// first made private by writing to them: one byte in each page the buffer touches (which
+/// maps owed stack pages too).
 pub fn sector_read(sector: u64, buf: &mut [u8]) -> Result<u64, Error> {
     let base = buf.as_ptr() as usize;
     let mut at = 0;
@@ -229,6 +240,7 @@ pub fn sector_read(sector: u64, buf: &mut [u8]) -> Result<u64, Error> {
 }
 /// Writes `buf.len() / 512` sectors from `buf` (512-byte aligned) at `sector`.
 pub fn sector_write(sector: u64, buf: &[u8]) -> Result<u64, Error> {
+    owed::touch(buf.as_ptr() as u64, buf.len() as u64);
     sectors(Sys::SectorWrite, sector, buf.len() as u64 / 512, buf.as_ptr() as u64)
 }
 /// One transfer of `count` sectors as as many calls as it takes: each call moves at most
@@ -316,8 +328,11 @@ pub fn pct_reply(r: [u64; 4]) -> ! {
     }
 }
 
-/// `NetBind`: the kernel checks the filters and the ring (see [`Sys::NetBind`]).
+/// `NetBind`: the kernel checks the filters and the ring (see [`Sys::NetBind`]), which
+/// it writes to later: owed pages of it are touched now.
 pub fn net_bind(b: &exo_abi::net::NetBind) -> Result<u64, Error> {
+    owed::touch(b as *const exo_abi::net::NetBind as u64, size_of::<exo_abi::net::NetBind>() as u64);
+    owed::touch(b.ring, u64::from(b.slots).saturating_mul(exo_abi::net::NET_SLOT as u64));
     c1(Sys::NetBind, b as *const exo_abi::net::NetBind as u64)
 }
 pub fn net_unbind(binding: u64) -> Result<(), Error> {
@@ -325,11 +340,15 @@ pub fn net_unbind(binding: u64) -> Result<(), Error> {
 }
 /// Sends one Ethernet frame, if the transmit check lets it.
 pub fn net_send(frame: &[u8]) -> Result<(), Error> {
+    owed::touch(frame.as_ptr() as u64, frame.len() as u64);
     c2(Sys::NetSend, frame.as_ptr() as u64, frame.len() as u64).map(drop)
 }
 /// Moves what the device received into the rings; returns how many copies went anywhere,
 /// with the interface's counters in `info`.
 pub fn net_poll(info: Option<&mut exo_abi::net::NetInfo>) -> Result<u64, Error> {
+    if let Some(i) = &info {
+        owed::touch(&raw const **i as u64, size_of::<exo_abi::net::NetInfo>() as u64);
+    }
     c1(Sys::NetPoll, info.map_or(0, |i| i as *mut exo_abi::net::NetInfo as u64))
 }
 /// Sleeps until the next tick.

@@ -9,7 +9,7 @@
 //! the code it interrupted.
 
 use exo_abi::pte::{bits, Pte};
-use exo_abi::{upcall, Error};
+use exo_abi::{upcall, EnvId, Error};
 
 use crate::private::Private;
 use crate::vm::{self, COW, PAGE, RW};
@@ -17,10 +17,12 @@ use crate::{println, sys};
 
 const STACK_SIZE: usize = 32 * 1024;
 
-#[repr(C, align(16))]
+/// Whole pages (`fork` gives the child zeroed ones, and copies no page it shares with other
+/// statics), so page-aligned.
+#[repr(C, align(4096))]
 struct Stack([u8; STACK_SIZE]);
 
-#[unsafe(link_section = ".private")]
+#[unsafe(link_section = ".private.stacks")]
 static UPCALL_STACK: Private<Stack> = Private::new(Stack([0; STACK_SIZE]));
 
 /// What a hook learns about an upcall: for a fault, `kind` and `arg` are the syndrome's
@@ -95,8 +97,13 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
     crate::reclaim::on_upcall();
     // The address-space state is taken once for both questions (the common fault asks both).
     let abort = kind == upcall::DATA_ABORT || kind == upcall::INSTRUCTION_ABORT;
-    let (cow, lazy) =
-        if abort { vm::fault_facts(far, kind == upcall::DATA_ABORT && arg == 1) } else { (false, false) };
+    // While the interrupted code is inside `vm` it has no answers (`None`): only a stack
+    // page owed to a forked child is mapped then, which needs no `vm` (`owed`).
+    let (cow, lazy) = if abort {
+        vm::fault_facts(far, kind == upcall::DATA_ABORT && arg == 1).unwrap_or((false, false))
+    } else {
+        (false, false)
+    };
     let handled = match kind {
         upcall::DATA_ABORT if cow => copy_on_write(far).is_ok(),
         upcall::DATA_ABORT | upcall::INSTRUCTION_ABORT if lazy => {
@@ -108,8 +115,9 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
             }
             mapped
         }
-        // A server's grant window, its caller's grant withdrawn mid-call (`ipc`).
-        upcall::DATA_ABORT => crate::ipc::on_grant_fault(far),
+        // A stack page a forked child is owed (a level-3 translation fault: nothing mapped
+        // there), or a server's grant window, its caller's grant withdrawn mid-call (`ipc`).
+        upcall::DATA_ABORT => crate::owed::fault_in(far, esr) || crate::ipc::on_grant_fault(far),
         _ => false,
     };
     let hooked = kind != upcall::REVOKE && hook.is_some_and(|h| h(&u));
@@ -147,6 +155,22 @@ pub fn name(kind: u64) -> &'static str {
     }
 }
 
+/// A frame of this environment's for the handler, retrying briefly when memory is short (a
+/// revocation elsewhere may free some).
+pub(crate) fn alloc_frame() -> Result<u64, Error> {
+    let mut tries = 0;
+    loop {
+        match sys::frame_alloc(EnvId::SELF, None) {
+            Ok(pa) => return Ok(pa),
+            Err(Error::NoMemory) if tries < 50 => {
+                tries += 1;
+                sys::yield_now();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A write to a copy-on-write page: take it over if nobody else maps the frame and it is
 /// ours, otherwise copy it into a new frame. Retries briefly when memory is short (a
 /// revocation elsewhere may free some).
@@ -158,17 +182,7 @@ pub(crate) fn copy_on_write(far: u64) -> Result<(), Error> {
     if vm::frame_entry(old.addr()).is_some_and(|f| f.owner == me.0 && f.maps == 1) {
         return vm::map(va, writable);
     }
-    let mut tries = 0;
-    let new = loop {
-        match sys::frame_alloc(me, None) {
-            Ok(pa) => break pa,
-            Err(Error::NoMemory) if tries < 50 => {
-                tries += 1;
-                sys::yield_now();
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let new = alloc_frame()?;
     // SAFETY: `va` maps the old frame readable; nothing writes it meanwhile.
     vm::fill_frame(new, |page| page.copy_from_slice(unsafe { crate::process::page_at(va) }))?;
     vm::map(va, (writable & !bits::ADDR_MASK) | new)?;

@@ -102,7 +102,9 @@ pub struct State {
     ft_mapped: [u64; FT_PAGES / 64],
 }
 
-#[unsafe(link_section = ".private")]
+/// Alone in `.private.vm`, which the linker places just before `.private.zero` (`link.ld`):
+/// what follows [`unread_by_child`] is zeroed in a child up to `__private_zero_end`.
+#[unsafe(link_section = ".private.vm")]
 static STATE: Private<State> = Private::new(State {
     me: EnvId(0),
     kinfo_pa: 0,
@@ -118,9 +120,15 @@ static STATE: Private<State> = Private::new(State {
 
 /// The bytes of the bookkeeping a forked child never reads: the level-3 slots past those
 /// in use (`add_l3` writes a slot before counting it) and the record of frame-table pages
-/// mapped, which `fixup_after_fork` clears.
+/// mapped, which `fixup_after_fork` clears; then, to `__private_zero_end`, what `link.ld`
+/// puts after this state: the parked heap pages' list (`.private.tail`, of which the child
+/// reads the first few: `reclaim::read_by_child`) and the statics a child starts with
+/// zeroed (`.private.zero`).
 pub fn unread_by_child() -> core::ops::Range<u64> {
-    with(|s| s.l3[s.n..].as_ptr() as u64..s.ft_mapped.as_ptr_range().end as u64)
+    unsafe extern "C" {
+        static __private_zero_end: u8;
+    }
+    with(|s| s.l3[s.n..].as_ptr() as u64..&raw const __private_zero_end as u64)
 }
 
 /// Runs `f` on the bookkeeping. A libOS environment is single-threaded; the only other
@@ -151,7 +159,8 @@ pub fn me() -> EnvId {
     unsafe { (*STATE.get()).me }
 }
 
-fn window(slot: usize) -> u64 {
+/// The window on the level-3 table in `slot`.
+pub(crate) fn window(slot: usize) -> u64 {
     TABLE_WINDOW + (2 + slot as u64) * PAGE
 }
 
@@ -367,11 +376,16 @@ fn in_lazy(s: &State, va: u64) -> bool {
 
 /// What the upcall handler asks about a fault at `va`, in one look at the state: whether
 /// its page is copy-on-write (asked only for a `write`) and whether it is in a lazy region.
-pub(crate) fn fault_facts(va: u64, write: bool) -> (bool, bool) {
-    with(|s| {
+/// `None` if the interrupted code is inside this module (a fault on a stack page owed to a
+/// forked child: `owed`, which needs neither answer).
+pub(crate) fn fault_facts(va: u64, write: bool) -> Option<(bool, bool)> {
+    if busy() {
+        return None;
+    }
+    Some(with(|s| {
         let cow = write && entry_in(s, va & !(PAGE - 1)) & COW != 0;
         (cow, in_lazy(s, va))
-    })
+    }))
 }
 
 /// The kernel information page (mapped read-only at start).
@@ -537,6 +551,37 @@ pub fn frozen(pa: u64) -> bool {
 /// Makes sure a level-3 table covers `va`.
 pub fn reserve(va: u64) -> Result<(), Error> {
     with(|s| s.ensure_l3(va).map(drop))
+}
+
+/// The level-3 table that covers `va` (made if there is none).
+pub fn l3_table(va: u64) -> Result<u64, Error> {
+    with(|s| s.ensure_l3(va).map(|i| s.l3[i].pa))
+}
+
+/// The kernel information page's frame.
+pub(crate) fn kinfo_pa() -> u64 {
+    with(|s| s.kinfo_pa)
+}
+
+/// In a forked child whose parent (`fork`) recorded its id and its level-3 table for each
+/// of the parent's slots (`l3`, 0 for none made) and set their windows and the kernel
+/// information page in the child's tables: the bookkeeping takes them over, no call made.
+/// Regions the parent added after recording, or left out, are forgotten.
+pub fn adopt_after_fork(me: EnvId, l3: &[u64]) -> Result<(), Error> {
+    with(|s| {
+        s.me = me;
+        s.ft_mapped = [0; FT_PAGES / 64];
+        s.env_mapped = false;
+        let mut kept = 0;
+        for (slot, &pa) in l3.iter().enumerate().take(s.n) {
+            if pa != 0 {
+                s.l3[kept] = L3 { region: s.l3[slot].region, pa };
+                kept += 1;
+            }
+        }
+        s.n = kept;
+        Ok(())
+    })
 }
 
 /// In a forked child: the bookkeeping was copied from the parent, but the tables are the

@@ -499,6 +499,10 @@ pub mod frame {
     /// shared whole: [`super::FrameEntry::shares`] counts the links to it in other trees.
     /// It thaws only when its owner unlinks it and nothing shares it (then it is emptied).
     pub const FROZEN: u8 = 16;
+    /// A data frame's flag: all zeros since `FrameAlloc` zeroed it. Cleared when it is
+    /// mapped as a page anywhere (the only way EL0 or a transfer can write it) and when it
+    /// changes hands; `TableBind` does not zero such a frame again.
+    pub const ZEROED: u8 = 32;
 }
 
 /// One frame's entry in the public frame table (readable by mapping its frames).

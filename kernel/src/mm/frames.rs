@@ -210,15 +210,17 @@ impl FrameTable {
         Ok(())
     }
 
-    /// Turns `owner`'s unmapped data frame into a table at `level`. The caller zeroes it.
-    pub fn bind_table(&mut self, owner: EnvId, pa: u64, level: u8) -> Result<(), Error> {
+    /// Turns `owner`'s unmapped data frame into a table at `level`. Returns whether it is
+    /// still all zeros ([`frame::ZEROED`]); if not, the caller zeroes it.
+    pub fn bind_table(&mut self, owner: EnvId, pa: u64, level: u8) -> Result<bool, Error> {
         if level > 3 {
             return Err(Error::Invalid);
         }
         let i = self.check_unmapped_data(owner, pa)?;
         let e = &mut self.entries[i];
+        let zeroed = e.flags & frame::ZEROED != 0;
         (e.kind, e.level, e.flags) = (frame::TABLE, level, 0);
-        Ok(())
+        Ok(zeroed)
     }
 
     /// Teardown: a table whose links and mappings are gone goes back on the free list.

@@ -209,7 +209,7 @@ impl Space<'_> {
             let cap = if target.owner == env { u16::MAX } else { u16::MAX - 4096 };
             target.maps = target.maps.checked_add(1).filter(|&m| m <= cap).ok_or(Error::Busy)?;
         }
-        target.flags = flags;
+        target.flags = flags & !frame::ZEROED; // EL0 (or a transfer) may write it from now on
         if old.is_valid() {
             self.ft.uncount(old.addr());
             slots(t)[i] = pte.0;
