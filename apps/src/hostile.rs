@@ -58,6 +58,7 @@ pub const TESTS: &[Test] = &[
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
     ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
+    ("yield_switched_to_directly_refuses_what_the_general_path_refuses", direct_yield_checks),
     (
         "table_set_at_takes_only_a_linked_level_3_table_of_the_space_named",
         crate::tableat::names_only_linked_level_3_tables_of_the_space,
@@ -616,6 +617,70 @@ fn core_escape() -> Result<(), &'static str> {
 /// 30 ms, so both while it runs on core 1 and while it waits there for its turn: it must
 /// never run on core 0, which its affinity leaves out. It watches the core the kernel says
 /// it is on.
+/// `YieldTo` on core 0 to environments on core 0, where the vector's fast path
+/// (`el0_yield`) decides it: every id the general path refuses is refused with the same error
+/// (bits above 32, a slot beyond the table, a blank child, a parked server, a zombie, a
+/// stale id), and none of them runs anything; a yield to a runnable child runs it, and one
+/// to the caller itself (by id or as 0) returns at once.
+fn direct_yield_checks() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 1 == 0 || sys::env_set_affinity(EnvId::SELF, 1).is_err() {
+        return check(false, "could not keep to core 0");
+    }
+    let (w, me) = (words(), vm::me());
+    w[11].store(0, SeqCst);
+    let spinner = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            w[11].fetch_add(1, SeqCst);
+            let _ = sys::yield_to(me);
+        },
+        Fork::Parent(c) => c,
+    };
+    let zombie = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => sys::exit(0),
+        Fork::Parent(c) => c,
+    };
+    let server = server(|c| c.args)?;
+    let blank = sys::env_create(0).map_err(|_| "create")?;
+    let dead =
+        wait_for(|| vm::env_info(zombie).is_some_and(|i| i.state == exo_libos::abi::env_state::ZOMBIE));
+    let raw = |id: u64| sys::raw(Sys::YieldTo as u64, [id, 0, 0, 0, 0, 0]) as i64;
+    let ran = || w[11].load(SeqCst);
+    // SAFETY: a plain read of the kernel information page, which stays mapped.
+    let ticks = || unsafe { core::ptr::read_volatile(&vm::kinfo().cpu_ticks[0]) };
+    let (mut refused, mut still, mut own) = ([false; 7], false, false);
+    for _ in 0..5 {
+        let (before, tick) = (ran(), ticks());
+        refused = [
+            raw(1 << 32 | spinner.0 as u64) == Error::Invalid as i64,
+            raw(1 << 32) == Error::Invalid as i64,
+            raw(spinner.0 as u64 & !0xfff | 0x7ff) == Error::NotFound as i64,
+            raw(blank.0 as u64) == Error::Invalid as i64,
+            raw(server.0 as u64) == Error::Invalid as i64,
+            raw(zombie.0 as u64) == Error::NotFound as i64,
+            raw(spinner.0 as u64 + 0x1000) == Error::NotFound as i64,
+        ];
+        still = ran() == before;
+        own = raw(me.0 as u64) == 0 && raw(0) == 0 && ran() == before;
+        if ticks() == tick {
+            break; // no tick let the spinner run meanwhile: `still` and `own` count
+        }
+    }
+    let before = ran();
+    let direct = raw(spinner.0 as u64) == 0 && ran() > before;
+    let reaped = process::wait(zombie) == Ok(0);
+    let stale = raw(zombie.0 as u64) == Error::NotFound as i64;
+    for e in [spinner, server, blank] {
+        let _ = sys::env_destroy(e);
+    }
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(dead && reaped, "the exiting child did not become a zombie")?;
+    check(refused.iter().all(|&ok| ok) && stale, "a yield to what may not run was not refused")?;
+    check(still, "a refused yield ran an environment")?;
+    check(own, "a yield to the caller itself did not return at once")?;
+    check(direct, "a yield to a runnable child did not run it")
+}
+
 fn yield_off_core() -> Result<(), &'static str> {
     let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
     if mine & 0b11 != 0b11 {

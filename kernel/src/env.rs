@@ -50,8 +50,9 @@ pub struct Grant {
     pub write: bool,
 }
 
-/// An environment's saved contexts, in the order of `Env::frames`.
+/// An environment's saved contexts, in the order of `Env::frames` (a byte: `el0_yield` reads it).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub enum Ctx {
     /// Its own.
     Own,
@@ -233,7 +234,7 @@ pub struct Kernel {
     pub console: usize,
     /// The public pages, installed at boot and written by the `publish` methods here.
     info: Option<&'static mut KernelInfo>,
-    env_info: &'static mut [EnvInfo],
+    env_info: Option<&'static mut [EnvInfo; MAX_ENVS]>,
     /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
     /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
     /// Last, so that every other field is a short offset from the start (one load each).
@@ -255,7 +256,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     call_waiters: 0,
     console: NONE,
     info: None,
-    env_info: &mut [],
+    env_info: None,
 });
 
 /// Runs `f` with the kernel state for this core: the big kernel lock held, `current` the
@@ -271,9 +272,12 @@ pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
 }
 
 impl Kernel {
+    /// Where the public environment table's address lies, for `el0_yield` (`vectors.S`).
+    pub const ENV_INFO: usize = core::mem::offset_of!(Kernel, env_info);
+
     /// Installs the frame table and the public pages (at boot, once).
     pub fn install(&mut self, ft: FrameTable, info: &'static mut KernelInfo, envs: &'static mut [EnvInfo]) {
-        (self.ft, self.info, self.env_info) = (ft, Some(info), envs);
+        (self.ft, self.info, self.env_info) = (ft, Some(info), envs.first_chunk_mut());
         self.publish_free();
     }
 
@@ -347,7 +351,7 @@ impl Kernel {
     }
 
     fn publish_frames(&mut self, slot: usize) {
-        if let Some(info) = self.env_info.get_mut(slot) {
+        if let Some(info) = self.env_info.as_mut().and_then(|t| t.get_mut(slot)) {
             info.frames = self.envs[slot].held;
         }
     }
@@ -544,7 +548,7 @@ impl Kernel {
 
     /// Publishes just the state and core (the hot paths change nothing else).
     pub fn publish_state(&mut self, slot: usize) {
-        if let Some(info) = self.env_info.get_mut(slot) {
+        if let Some(info) = self.env_info.as_mut().and_then(|t| t.get_mut(slot)) {
             (info.state, info.cpu) = (self.envs[slot].state as u8, self.envs[slot].last_cpu);
             info.disk_wait = (self.envs[slot].wait == Wait::Disk) as u8; // not parked: `SectorWait`
         }
@@ -554,7 +558,7 @@ impl Kernel {
     pub fn publish(&mut self, slot: usize) {
         let e = &self.envs[slot];
         let parent = if e.parent == NONE { 0 } else { self.envs[e.parent].id.0 };
-        if let Some(info) = self.env_info.get_mut(slot) {
+        if let Some(info) = self.env_info.as_mut().and_then(|t| t.get_mut(slot)) {
             *info = EnvInfo {
                 id: if e.state == EnvState::Free { 0 } else { e.id.0 },
                 parent,

@@ -1,9 +1,15 @@
 //! The AArch64 specifics: boot and vector assembly, trap entry, and a few CPU operations.
 
 use core::arch::{asm, global_asm};
+use core::mem::{offset_of, size_of};
+
+use exo_abi::{EnvInfo, EnvState};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
+
+use crate::cell::Global;
+use crate::env::{Env, Kernel, MAX_ENVS};
 
 pub mod smp;
 pub mod trap;
@@ -13,8 +19,32 @@ global_asm!(
     include_str!("vectors.S"),
     SYS_FAST_COUNT = const exo_abi::Sys::FAST_COUNT,
     SYS_UPCALL_RESUME = const exo_abi::Sys::UpcallResume as u64,
+    SYS_YIELD_TO = const exo_abi::Sys::YieldTo as u64,
     ERR_INVALID = const exo_abi::Error::Invalid as i64,
+    // `el0_yield`'s view of the kernel state: every offset from the Rust layouts.
+    KERNEL = sym crate::env::KERNEL,
+    K_VALUE = const Global::<Kernel>::VALUE,
+    K_ON = const offset_of!(Kernel, on),
+    K_EXCLUDED = const offset_of!(Kernel, excluded),
+    K_ENVS = const offset_of!(Kernel, envs),
+    K_ENV_INFO = const Kernel::ENV_INFO,
+    ENV_SIZE = const size_of::<Env>(),
+    E_ID = const offset_of!(Env, id),
+    E_STATE = const offset_of!(Env, state),
+    E_PENDING = const offset_of!(Env, pending),
+    E_ROOT = const offset_of!(Env, root),
+    E_ACTIVE = const offset_of!(Env, active),
+    E_LAST_CPU = const offset_of!(Env, last_cpu),
+    E_FRAMES = const offset_of!(Env, frames),
+    FRAME_SIZE = const size_of::<trap::TrapFrame>(),
+    INFO_SIZE = const size_of::<EnvInfo>(),
+    I_STATE = const offset_of!(EnvInfo, state),
+    I_DISK_WAIT = const offset_of!(EnvInfo, disk_wait),
+    RUNNABLE = const EnvState::Runnable as u8,
+    MAX_ENVS = const MAX_ENVS,
 );
+// `el0_yield` writes a state and core with one store, and finds a core's index by a mask.
+const _: () = assert!(offset_of!(EnvInfo, cpu) == offset_of!(EnvInfo, state) + 1 && smp::MAX_CPUS == 4);
 
 /// TCR_EL1 as `boot.S` switches the MMU on (it adds IPS, the CPU's physical range): 48-bit
 /// addresses and 4 KiB pages in both halves, walks inner-shareable and write-back cached.

@@ -63,8 +63,9 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
 }
 
 /// Called by the EL0 vectors for a slow system call, once what survives it is saved
-/// (`EL0_SAVE_SVC`). A `PctCall`, `PctReply` or `YieldTo` that this core may switch for
-/// runs the environment it names at once (`Kernel::switch_to`: no pass of the scheduler).
+/// (`SAVE_SVC`; a `YieldTo` only after its fast path, `el0_yield`, missed). A `PctCall`,
+/// `PctReply` or `YieldTo` that this core may switch for runs the environment it names at
+/// once (`Kernel::switch_to`: no pass of the scheduler).
 #[unsafe(no_mangle)]
 extern "C" fn el0_svc() -> *mut TrapFrame {
     let next = kernel(|k| {

@@ -11,7 +11,7 @@
 // another environment could call secret is in them; the one exception, PctUngrant, which
 // edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume
 // restores the interrupted context without saving the handler's. A slow call saves what
-// survives it (EL0_SAVE_SVC) and calls `el0_svc`; anything else saves the whole context
+// survives it (SAVE_SVC) and calls `el0_svc`; anything else saves the whole context
 // into the TrapFrame (a fault that can be delivered at once then starts its upcall
 // handler: `el0_abort`) and calls `el0_trap(kind)`. Each returns the TrapFrame of
 // whichever environment runs next; `el0_return` restores it.
@@ -104,17 +104,13 @@
 // A slow system call: only what the ABI keeps (x19-x30, sp, pc, flags), the arguments
 // (x0-x5), the number (x8) and x18; x6, x7 and x9-x17 are the caller's to lose (exo's
 // calling convention), so the frame keeps older values of its own there. x9 = the frame.
-.macro EL0_SAVE_SVC
+.macro SAVE_SVC
     mrs     x9, tpidr_el1
     stp     x0, x1, [x9]
     stp     x2, x3, [x9, #(2 * 8)]
     stp     x4, x5, [x9, #(4 * 8)]
     str     x8, [x9, #(8 * 8)]
     SAVE_UPPER x9
-    mov     x29, xzr
-    mov     x30, xzr
-    bl      el0_svc
-    b       el0_return
 .endm
 
 .macro EL0_VECTOR kind
@@ -168,7 +164,97 @@ el0_sync:
     eret
 1:  cmp     x9, #0x15                   // a slow system call?
     b.ne    el0_abort
-    EL0_SAVE_SVC
+    cmp     x8, #{SYS_YIELD_TO}
+    b.eq    el0_yield
+    SAVE_SVC
+el0_svc_saved:
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      el0_svc
+    b       el0_return
+
+// YieldTo's fast path: what `Kernel::yield_to` and `run` do for a direct switch, in the
+// common case, here. The caller's context is saved as for any slow call (x9 = its frame);
+// then, with the lock taken once, and only if x0 names a live environment that is runnable,
+// not the caller, running on no core, allowed on this one, with a root table and no upcall
+// pending, this core switches to it with no pass of the scheduler. Any miss (the lock held,
+// the caller destroyed meanwhile, and all the above) takes `el0_svc`, which decides it in
+// full. The environment switched to is restored whole from its own saved context
+// (`el0_return`), so nothing computed here reaches it, and the caller's x1-x7 and x10-x17
+// (clobbered here) come back from its own frame too. x10 = this core, x11 = the lock,
+// x12 = the Kernel, x13 = on[], x14 = the caller's slot, x15 = the target's, x16 its Env.
+el0_yield:
+    SAVE_SVC
+    mrs     x10, mpidr_el1
+    and     x10, x10, #3                // this core (`smp::cpu`; MAX_CPUS is 4)
+    adrp    x11, {KERNEL}
+    add     x11, x11, :lo12:{KERNEL}    // `Global`'s lock word, first (#[repr(C)])
+    add     x12, x10, #1                // the lock's owner: core + 1, as `Global::with_on`
+1:  ldaxr   x13, [x11]
+    cbnz    x13, el0_svc_saved          // held: the general path waits for it
+    stxr    w13, x12, [x11]
+    cbnz    w13, 1b
+    add     x12, x11, #{K_VALUE}
+    and     x15, x0, #0xfff             // EnvId::slot
+    add     x4, x12, #{K_EXCLUDED}
+    ldr     x4, [x4, x10, lsl #3]
+    lsr     x4, x4, x15
+    tbnz    x4, #0, 2f                  // its affinity leaves this core out (tested first:
+                                        // the cross-core yield's miss stays short)
+    add     x13, x12, #{K_ON}
+    ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
+    lsr     x1, x0, #32
+    cmp     x15, #{MAX_ENVS}
+    ccmp    x1, #0, #0, lo              // an id (u32) of a slot?
+    b.ne    2f
+    cmp     x15, x14
+    ccmn    x14, #1, #4, ne             // not the caller, which is not NONE?
+    b.eq    2f
+    mov     x16, #{ENV_SIZE}
+    madd    x16, x15, x16, x12
+    add     x16, x16, #{K_ENVS}         // &envs[slot]
+    ldr     w1, [x16, #{E_ID}]
+    ldrb    w2, [x16, #{E_STATE}]
+    cmp     w1, w0
+    ccmp    w2, #{RUNNABLE}, #0, eq     // the live environment of that id, runnable?
+    b.ne    2f
+    ldrb    w1, [x16, #{E_PENDING}]
+    cbnz    w1, 2f                      // an upcall to deliver first (`deliver_pending`)
+    ldr     x2, [x16, #{E_ROOT}]
+    cbz     x2, 2f                      // no tables (`ttbr0` would give the empty one)
+    ldr     x3, [x12, #{K_ENV_INFO}]
+    cbz     x3, 2f                      // (the public table: always there after boot)
+    ldp     x4, x5, [x13]
+    ldp     x6, x7, [x13, #16]
+    cmp     x4, x15
+    ccmp    x5, x15, #4, ne
+    ccmp    x6, x15, #4, ne
+    ccmp    x7, x15, #4, ne
+    b.eq    2f                          // running on a core (another: it is not the caller)
+    // The switch: `run`'s state changes, then the lock back.
+    str     x15, [x13, x10, lsl #3]     // on[cpu] = the target (`kernel()` does it from `current`)
+    strb    w10, [x16, #{E_LAST_CPU}]
+    mov     x4, #{INFO_SIZE}
+    madd    x3, x15, x4, x3             // its public entry (`publish_state`):
+    mov     w4, #{RUNNABLE}
+    orr     w4, w4, w10, lsl #8
+    strh    w4, [x3, #{I_STATE}]        //   state and core (adjacent bytes)
+    strb    wzr, [x3, #{I_DISK_WAIT}]   //   not in SectorWait (a runnable one never is)
+    str     xzr, [x9]                   // the caller's result: 0
+    add     x4, x15, #1                 // its ASID (`Env::asid`)
+    orr     x2, x2, x4, lsl #48
+    msr     ttbr0_el1, x2               // `set_user_table`
+    isb
+    ldrb    w4, [x16, #{E_ACTIVE}]
+    mov     x5, #{FRAME_SIZE}
+    madd    x0, x4, x5, x16
+    add     x0, x0, #{E_FRAMES}         // its active context
+    stlr    xzr, [x11]
+    sev
+    b       el0_return
+2:  stlr    xzr, [x11]                  // a miss: the lock back, and the general path
+    sev
+    b       el0_svc_saved
 
 // Any other synchronous exception: the whole context is saved, once, into the active
 // TrapFrame (the handler may read it with UpcallContext; UpcallResume restores it whole),
