@@ -1,15 +1,12 @@
 //! The AArch64 specifics: boot and vector assembly, trap entry, and a few CPU operations.
 
 use core::arch::{asm, global_asm};
-use core::mem::{offset_of, size_of};
-
-use exo_abi::{EnvInfo, EnvState};
+use core::mem::offset_of;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 
-use crate::cell::Global;
-use crate::env::{Env, Kernel, MAX_ENVS};
+use crate::env::{Env, Kernel};
 
 pub mod smp;
 pub mod trap;
@@ -23,7 +20,7 @@ global_asm!(
     ERR_INVALID = const exo_abi::Error::Invalid as i64,
     // `el0_yield`'s view of the kernel state: every offset from the Rust layouts.
     KERNEL = sym crate::env::KERNEL,
-    K_VALUE = const Global::<Kernel>::VALUE,
+    K_VALUE = const crate::cell::Global::<Kernel>::VALUE,
     K_ON = const offset_of!(Kernel, on),
     K_EXCLUDED = const offset_of!(Kernel, excluded),
     K_ENVS = const offset_of!(Kernel, envs),
@@ -37,14 +34,12 @@ global_asm!(
     E_LAST_CPU = const offset_of!(Env, last_cpu),
     E_FRAMES = const offset_of!(Env, frames),
     FRAME_SIZE = const size_of::<trap::TrapFrame>(),
-    INFO_SIZE = const size_of::<EnvInfo>(),
-    I_STATE = const offset_of!(EnvInfo, state),
-    I_DISK_WAIT = const offset_of!(EnvInfo, disk_wait),
-    RUNNABLE = const EnvState::Runnable as u8,
-    MAX_ENVS = const MAX_ENVS,
+    INFO_SIZE = const size_of::<exo_abi::EnvInfo>(),
+    I_CPU = const offset_of!(exo_abi::EnvInfo, cpu),
+    RUNNABLE = const exo_abi::EnvState::Runnable as u8,
+    MAX_ENVS = const crate::env::MAX_ENVS,
 );
-// `el0_yield` writes a state and core with one store, and finds a core's index by a mask.
-const _: () = assert!(offset_of!(EnvInfo, cpu) == offset_of!(EnvInfo, state) + 1 && smp::MAX_CPUS == 4);
+const _: () = assert!(smp::MAX_CPUS == 4); // `el0_yield` masks MPIDR with 3 and reads on[] unrolled
 
 /// TCR_EL1 as `boot.S` switches the MMU on (it adds IPS, the CPU's physical range): 48-bit
 /// addresses and 4 KiB pages in both halves, walks inner-shareable and write-back cached.

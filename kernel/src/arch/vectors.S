@@ -235,11 +235,10 @@ el0_yield:
     str     x15, [x13, x10, lsl #3]     // on[cpu] = the target (`kernel()` does it from `current`)
     strb    w10, [x16, #{E_LAST_CPU}]
     mov     x4, #{INFO_SIZE}
-    madd    x3, x15, x4, x3             // its public entry (`publish_state`):
-    mov     w4, #{RUNNABLE}
-    orr     w4, w4, w10, lsl #8
-    strh    w4, [x3, #{I_STATE}]        //   state and core (adjacent bytes)
-    strb    wzr, [x3, #{I_DISK_WAIT}]   //   not in SectorWait (a runnable one never is)
+    madd    x3, x15, x4, x3
+    strb    w10, [x3, #{I_CPU}]         // `publish_state`: the core (its state, runnable, and
+                                        // disk_wait, 0, are published: every change of state
+                                        // publishes, and a runnable one waits for nothing)
     str     xzr, [x9]                   // the caller's result: 0
     add     x4, x15, #1                 // its ASID (`Env::asid`)
     orr     x2, x2, x4, lsl #48
