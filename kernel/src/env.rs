@@ -22,8 +22,10 @@ pub const MAX_ENVS: usize = 64;
 /// No environment (an empty `parent`, an idle CPU).
 pub const NONE: usize = usize::MAX;
 
-/// What a blocked environment waits for.
+/// What a blocked environment waits for. A tag byte, then (`Reply`, `Call`) the slot
+/// aligned after it (`#[repr(u8)]`'s layout): `el0_reply` (`vectors.S`) reads and writes it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub enum Wait {
     None,
     Console,
@@ -39,6 +41,14 @@ pub enum Wait {
     Reply(usize),
     /// Calling this slot: waiting for it to be free to take the call.
     Call(usize),
+}
+
+impl Wait {
+    /// The tag byte, for `vectors.S`.
+    pub const fn tag(self) -> u8 {
+        // SAFETY: a `#[repr(u8)]` enum starts with its tag, which is always initialised.
+        unsafe { *(&raw const self as *const u8) }
+    }
 }
 
 /// A frame another environment granted over a call: mappable here while the frame keeps
@@ -272,8 +282,10 @@ pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
 }
 
 impl Kernel {
-    /// Where the public environment table's address lies, for `el0_yield` (`vectors.S`).
+    /// Where the public environment table's address and the runnable set lie, for
+    /// `el0_yield` and `el0_reply` (`vectors.S`).
     pub const ENV_INFO: usize = core::mem::offset_of!(Kernel, env_info);
+    pub const RUNNABLE: usize = core::mem::offset_of!(Kernel, runnable);
 
     /// Installs the frame table and the public pages (at boot, once).
     pub fn install(&mut self, ft: FrameTable, info: &'static mut KernelInfo, envs: &'static mut [EnvInfo]) {
