@@ -59,6 +59,7 @@ pub const TESTS: &[Test] = &[
     ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
     ("yield_switched_to_directly_refuses_what_the_general_path_refuses", direct_yield_checks),
+    ("late_reply_does_not_wake_a_timed_out_caller_blocked_elsewhere", late_reply),
     (
         "table_set_at_takes_only_a_linked_level_3_table_of_the_space_named",
         crate::tableat::names_only_linked_level_3_tables_of_the_space,
@@ -766,6 +767,48 @@ fn direct_call_checks() -> Result<(), &'static str> {
     check(stranger == Ok(1) && revoked, "a call without the right was not refused")?;
     check(ran == 1, "the handler ran for a caller without the right")?;
     check(moved && there == Ok([1, 0, 0, 0]), "the server moved to core 1 was not served there")
+}
+
+/// A handler that holds the call until `words()[12]` is set and its caller is blocked
+/// (again: it was, for the reply), then replies [9, 9, 9, 9].
+fn late(c: &Call) -> [u64; 4] {
+    let blocked = || vm::env_info(c.caller).is_some_and(|i| i.state == exo_libos::abi::env_state::BLOCKED);
+    while words()[12].load(SeqCst) == 0 || !blocked() {
+        sys::yield_now();
+    }
+    [9; 4]
+}
+
+/// A reply switched directly on core 0 (`el0_reply`) reaches only a caller waiting for it:
+/// the caller times out, then blocks in `EnvWait` for a child; the server's late reply
+/// must leave it there (not wake it with the results as that wait's outcome), and the
+/// server must park and serve the next call.
+fn late_reply() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 1 == 0 || sys::env_set_affinity(EnvId::SELF, 1).is_err() {
+        return check(false, "could not keep to core 0");
+    }
+    let w = words();
+    w[12].store(0, SeqCst);
+    let s = server(late)?;
+    let parked = || vm::env_info(s).is_some_and(|i| i.state == exo_libos::abi::env_state::BLOCKED);
+    let child = match process::fork().map_err(|_| "fork")? {
+        // Exits once the late reply is over: the server, running its handler since the
+        // call, is parked again.
+        Fork::Child => {
+            sys::exit(if wait_for(|| w[12].load(SeqCst) == 1) && wait_for(parked) { 7 } else { 1 })
+        }
+        Fork::Parent(c) => c,
+    };
+    let call = sys::pct_call(s, [0; 4], 2 << PCT_TIMEOUT_SHIFT);
+    w[12].store(1, SeqCst);
+    let status = process::wait(child);
+    let next = sys::pct_call(s, [0; 4], 0);
+    let _ = sys::env_destroy(s);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(call == Err(Error::Timeout), "the held call did not time out")?;
+    check(status == Ok(7), "the late reply woke its caller out of another wait")?;
+    check(next == Ok([9; 4]), "the server did not serve the next call")
 }
 
 /// A handler that reports it started (`words()[8]`) and holds the call until `words()[10]`.
