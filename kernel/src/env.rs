@@ -234,8 +234,8 @@ pub struct Kernel {
     /// ([`NONE`]: none), and the occupant that hand-off preempted, owed the core back (or
     /// `sched::GUARD`: not to be preempted again before the core's next tick). `sched.rs`.
     pub handoff: [(usize, usize); MAX_CPUS],
-    /// Where this trap switches at once, with no pass (`hand_over`, `YieldTo`; [`NONE`]:
-    /// nowhere); `el0_trap` takes it.
+    /// Where this trap switches at once, with no pass (`hand_over`; [`NONE`]: nowhere);
+    /// `el0_svc` takes it. (`YieldTo`'s direct switch is `el0_yield`'s, in `vectors.S`.)
     pub switch_to: usize,
     /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
@@ -535,12 +535,14 @@ impl Kernel {
     }
 
     /// `from` blocks for `why`, giving the CPU to `to` (blocked until now), which runs
-    /// next: straight away on this core if it may ([`Kernel::switch_to`]: no pass of the
-    /// scheduler, no other core woken), else as a donation the scheduler takes or passes on.
+    /// next: straight away on this core if it may run `to` at all ([`Kernel::switch_to`]:
+    /// no pass of the scheduler, no other core woken; a blocked `to` runs on no other core,
+    /// and no events wait at a system call, every interrupt being handled in a trap that
+    /// passes them to `schedule`), else as a donation the scheduler takes or passes on.
     #[inline]
     pub fn hand_over(&mut self, from: usize, why: Wait, to: usize) {
         self.block(from, why);
-        if self.may_switch_to(to) {
+        if self.excluded[self.cpu] & 1 << to == 0 {
             (self.envs[to].state, self.envs[to].wait) = (EnvState::Runnable, Wait::None);
             self.runnable |= 1 << to;
             self.switch_to = to; // `run` publishes it

@@ -285,10 +285,15 @@ el0_reply:
     mov     x4, #{ENV_SIZE}
     add     x5, x12, #{K_ENVS}
     madd    x16, x14, x4, x5            // &envs[server]
+    ldr     x15, [x16, #{E_CALLER}]     // the caller's slot (NONE: none)
+    add     x6, x12, #{K_EXCLUDED}
+    ldr     x6, [x6, x10, lsl #3]
+    lsr     x6, x6, x15
+    tbnz    x6, #0, el0_switch_miss     // its affinity leaves this core out: a donation
+                                        // (tested first: the cross-core reply's miss stays short)
     ldrb    w6, [x16, #{E_ACTIVE}]
     cmp     w6, #{CTX_CALL}
     b.ne    el0_switch_miss             // not in a call (`Invalid`)
-    ldr     x15, [x16, #{E_CALLER}]     // the caller's slot (NONE: none)
     cmp     x15, #{MAX_ENVS}
     b.hs    el0_switch_miss
     madd    x17, x15, x4, x5            // &envs[caller]
@@ -302,10 +307,6 @@ el0_reply:
     b.ne    el0_switch_miss
     ldr     w6, [x12, #{K_CALL_WAITERS}]
     cbnz    w6, el0_switch_miss         // callers to wake (`wake_callers_of`)
-    add     x6, x12, #{K_EXCLUDED}
-    ldr     x6, [x6, x10, lsl #3]
-    lsr     x6, x6, x15
-    tbnz    x6, #0, el0_switch_miss     // its affinity leaves this core out: a donation
     ldrb    w6, [x17, #{E_PENDING}]
     cbnz    w6, el0_switch_miss         // an upcall to deliver first
     ldr     x7, [x17, #{E_ROOT}]
