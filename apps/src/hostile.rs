@@ -60,6 +60,7 @@ pub const TESTS: &[Test] = &[
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
     ("yield_switched_to_directly_refuses_what_the_general_path_refuses", direct_yield_checks),
     ("late_reply_does_not_wake_a_timed_out_caller_blocked_elsewhere", late_reply),
+    ("yield_to_cannot_run_an_environment_already_running_on_another_core", yield_no_double_run),
     (
         "table_set_at_takes_only_a_linked_level_3_table_of_the_space_named",
         crate::tableat::names_only_linked_level_3_tables_of_the_space,
@@ -641,6 +642,9 @@ fn direct_yield_checks() -> Result<(), &'static str> {
         Fork::Child => sys::exit(0),
         Fork::Parent(c) => c,
     };
+    // The child's first turn may be long (the libOS's start after a fork): let it reach
+    // its loop before anything is measured.
+    let started = wait_for(|| w[11].load(SeqCst) > 0);
     let server = server(|c| c.args)?;
     let blank = sys::env_create(0).map_err(|_| "create")?;
     let dead =
@@ -667,19 +671,66 @@ fn direct_yield_checks() -> Result<(), &'static str> {
             break; // no tick let the spinner run meanwhile: `still` and `own` count
         }
     }
-    let before = ran();
-    let direct = raw(spinner.0 as u64) == 0 && ran() > before;
+    let direct = (0..5).any(|_| {
+        let before = ran();
+        raw(spinner.0 as u64) == 0 && ran() > before // (a tick may end the child's turn first)
+    });
     let reaped = process::wait(zombie) == Ok(0);
     let stale = raw(zombie.0 as u64) == Error::NotFound as i64;
     for e in [spinner, server, blank] {
         let _ = sys::env_destroy(e);
     }
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(started, "the yielding child never ran")?;
     check(dead && reaped, "the exiting child did not become a zombie")?;
     check(refused.iter().all(|&ok| ok) && stale, "a yield to what may not run was not refused")?;
     check(still, "a refused yield ran an environment")?;
     check(own, "a yield to the caller itself did not return at once")?;
     check(direct, "a yield to a runnable child did not run it")
+}
+
+/// `YieldTo` to an environment that may run on the caller's core but runs on another
+/// right now must not switch to it here as well (`el0_yield` reads `on[]`): a child spins
+/// holding a flag through nearly all of its loop, and reports finding the flag taken, which
+/// only a second copy of itself running at the same time can do. It is placed on core 1,
+/// then allowed core 0 too (it keeps running on core 1), while the parent, on core 0,
+/// yields to it for 30 ms.
+fn yield_no_double_run() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 0b11 != 0b11 {
+        return Ok(()); // cores 0 and 1 are not both ours
+    }
+    let w = words();
+    (13..=15).for_each(|i| w[i].store(0, SeqCst));
+    let kid = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            if w[13].swap(1, SeqCst) == 1 {
+                w[14].store(1, SeqCst); // another copy of this loop holds it
+            }
+            w[15].fetch_add(1, SeqCst);
+            for _ in 0..200 {
+                core::hint::black_box(w[15].load(SeqCst));
+            }
+            w[13].store(0, SeqCst);
+        },
+        Fork::Parent(c) => c,
+    };
+    sys::env_set_affinity(kid, 0b10).map_err(|_| "child to core 1")?;
+    let on_core_1 =
+        || vm::env_info(kid).is_some_and(|e| e.cpu == 1 && e.state == exo_libos::abi::env_state::RUNNABLE);
+    let placed = wait_for(|| on_core_1() && w[15].load(SeqCst) > 0);
+    sys::env_set_affinity(kid, 0b11).map_err(|_| "child to cores 0 and 1")?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let (hz, mut yields) = (vm::kinfo().counter_hz, 0);
+    let end = counter() + hz * 30 / 1000;
+    while counter() < end {
+        yields += sys::yield_to(kid).is_ok() as u32;
+    }
+    let twice = w[14].load(SeqCst);
+    let _ = sys::env_destroy(kid);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(placed && yields > 0, "the child never ran on core 1, or no yield to it succeeded")?;
+    check(twice == 0, "the child ran on two cores at once")
 }
 
 fn yield_off_core() -> Result<(), &'static str> {
