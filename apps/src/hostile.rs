@@ -64,6 +64,9 @@ pub const TESTS: &[Test] = &[
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
     ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
+    ("yield_switched_to_directly_refuses_what_the_general_path_refuses", direct_yield_checks),
+    ("late_reply_does_not_wake_a_timed_out_caller_blocked_elsewhere", late_reply),
+    ("yield_to_cannot_run_an_environment_already_running_on_another_core", yield_no_double_run),
     (
         "table_set_at_takes_only_a_linked_level_3_table_of_the_space_named",
         crate::tableat::names_only_linked_level_3_tables_of_the_space,
@@ -622,6 +625,120 @@ fn core_escape() -> Result<(), &'static str> {
 /// 30 ms, so both while it runs on core 1 and while it waits there for its turn: it must
 /// never run on core 0, which its affinity leaves out. It watches the core the kernel says
 /// it is on.
+/// `YieldTo` on core 0 to environments on core 0, where the vector's fast path
+/// (`el0_yield`) decides it: every id the general path refuses is refused with the same error
+/// (bits above 32, a slot beyond the table, a blank child, a parked server, a zombie, a
+/// stale id), and none of them runs anything; a yield to a runnable child runs it, and one
+/// to the caller itself (by id or as 0) returns at once.
+fn direct_yield_checks() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 1 == 0 || sys::env_set_affinity(EnvId::SELF, 1).is_err() {
+        return check(false, "could not keep to core 0");
+    }
+    let (w, me) = (words(), vm::me());
+    w[11].store(0, SeqCst);
+    let spinner = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            w[11].fetch_add(1, SeqCst);
+            let _ = sys::yield_to(me);
+        },
+        Fork::Parent(c) => c,
+    };
+    let zombie = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => sys::exit(0),
+        Fork::Parent(c) => c,
+    };
+    // The child's first turn may be long (the libOS's start after a fork): let it reach
+    // its loop before anything is measured.
+    let started = wait_for(|| w[11].load(SeqCst) > 0);
+    let server = server(|c| c.args)?;
+    let blank = sys::env_create(0).map_err(|_| "create")?;
+    let dead =
+        wait_for(|| vm::env_info(zombie).is_some_and(|i| i.state == exo_libos::abi::env_state::ZOMBIE));
+    let raw = |id: u64| sys::raw(Sys::YieldTo as u64, [id, 0, 0, 0, 0, 0]) as i64;
+    let ran = || w[11].load(SeqCst);
+    // SAFETY: a plain read of the kernel information page, which stays mapped.
+    let ticks = || unsafe { core::ptr::read_volatile(&vm::kinfo().cpu_ticks[0]) };
+    let (mut refused, mut still, mut own) = ([false; 7], false, false);
+    for _ in 0..5 {
+        let (before, tick) = (ran(), ticks());
+        refused = [
+            raw(1 << 32 | spinner.0 as u64) == Error::Invalid as i64,
+            raw(1 << 32) == Error::Invalid as i64,
+            raw(spinner.0 as u64 & !0xfff | 0x7ff) == Error::NotFound as i64,
+            raw(blank.0 as u64) == Error::Invalid as i64,
+            raw(server.0 as u64) == Error::Invalid as i64,
+            raw(zombie.0 as u64) == Error::NotFound as i64,
+            raw(spinner.0 as u64 + 0x1000) == Error::NotFound as i64,
+        ];
+        still = ran() == before;
+        own = raw(me.0 as u64) == 0 && raw(0) == 0 && ran() == before;
+        if ticks() == tick {
+            break; // no tick let the spinner run meanwhile: `still` and `own` count
+        }
+    }
+    let direct = (0..5).any(|_| {
+        let before = ran();
+        raw(spinner.0 as u64) == 0 && ran() > before // (a tick may end the child's turn first)
+    });
+    let reaped = process::wait(zombie) == Ok(0);
+    let stale = raw(zombie.0 as u64) == Error::NotFound as i64;
+    for e in [spinner, server, blank] {
+        let _ = sys::env_destroy(e);
+    }
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(started, "the yielding child never ran")?;
+    check(dead && reaped, "the exiting child did not become a zombie")?;
+    check(refused.iter().all(|&ok| ok) && stale, "a yield to what may not run was not refused")?;
+    check(still, "a refused yield ran an environment")?;
+    check(own, "a yield to the caller itself did not return at once")?;
+    check(direct, "a yield to a runnable child did not run it")
+}
+
+/// `YieldTo` to an environment that may run on the caller's core but runs on another
+/// right now must not switch to it here as well (`el0_yield` reads `on[]`): a child spins
+/// holding a flag through nearly all of its loop, and reports finding the flag taken, which
+/// only a second copy of itself running at the same time can do. It is placed on core 1,
+/// then allowed core 0 too (it keeps running on core 1), while the parent, on core 0,
+/// yields to it for 30 ms.
+fn yield_no_double_run() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 0b11 != 0b11 {
+        return Ok(()); // cores 0 and 1 are not both ours
+    }
+    let w = words();
+    (13..=15).for_each(|i| w[i].store(0, SeqCst));
+    let kid = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => loop {
+            if w[13].swap(1, SeqCst) == 1 {
+                w[14].store(1, SeqCst); // another copy of this loop holds it
+            }
+            w[15].fetch_add(1, SeqCst);
+            for _ in 0..200 {
+                core::hint::black_box(w[15].load(SeqCst));
+            }
+            w[13].store(0, SeqCst);
+        },
+        Fork::Parent(c) => c,
+    };
+    sys::env_set_affinity(kid, 0b10).map_err(|_| "child to core 1")?;
+    let on_core_1 =
+        || vm::env_info(kid).is_some_and(|e| e.cpu == 1 && e.state == exo_libos::abi::env_state::RUNNABLE);
+    let placed = wait_for(|| on_core_1() && w[15].load(SeqCst) > 0);
+    sys::env_set_affinity(kid, 0b11).map_err(|_| "child to cores 0 and 1")?;
+    sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
+    let (hz, mut yields) = (vm::kinfo().counter_hz, 0);
+    let end = counter() + hz * 30 / 1000;
+    while counter() < end {
+        yields += sys::yield_to(kid).is_ok() as u32;
+    }
+    let twice = w[14].load(SeqCst);
+    let _ = sys::env_destroy(kid);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(placed && yields > 0, "the child never ran on core 1, or no yield to it succeeded")?;
+    check(twice == 0, "the child ran on two cores at once")
+}
+
 fn yield_off_core() -> Result<(), &'static str> {
     let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
     if mine & 0b11 != 0b11 {
@@ -707,6 +824,48 @@ fn direct_call_checks() -> Result<(), &'static str> {
     check(stranger == Ok(1) && revoked, "a call without the right was not refused")?;
     check(ran == 1, "the handler ran for a caller without the right")?;
     check(moved && there == Ok([1, 0, 0, 0]), "the server moved to core 1 was not served there")
+}
+
+/// A handler that holds the call until `words()[12]` is set and its caller is blocked
+/// (again: it was, for the reply), then replies [9, 9, 9, 9].
+fn late(c: &Call) -> [u64; 4] {
+    let blocked = || vm::env_info(c.caller).is_some_and(|i| i.state == exo_libos::abi::env_state::BLOCKED);
+    while words()[12].load(SeqCst) == 0 || !blocked() {
+        sys::yield_now();
+    }
+    [9; 4]
+}
+
+/// A reply switched directly on core 0 (`el0_reply`) reaches only a caller waiting for it:
+/// the caller times out, then blocks in `EnvWait` for a child; the server's late reply
+/// must leave it there (not wake it with the results as that wait's outcome), and the
+/// server must park and serve the next call.
+fn late_reply() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 1 == 0 || sys::env_set_affinity(EnvId::SELF, 1).is_err() {
+        return check(false, "could not keep to core 0");
+    }
+    let w = words();
+    w[12].store(0, SeqCst);
+    let s = server(late)?;
+    let parked = || vm::env_info(s).is_some_and(|i| i.state == exo_libos::abi::env_state::BLOCKED);
+    let child = match process::fork().map_err(|_| "fork")? {
+        // Exits once the late reply is over: the server, running its handler since the
+        // call, is parked again.
+        Fork::Child => {
+            sys::exit(if wait_for(|| w[12].load(SeqCst) == 1) && wait_for(parked) { 7 } else { 1 })
+        }
+        Fork::Parent(c) => c,
+    };
+    let call = sys::pct_call(s, [0; 4], 2 << PCT_TIMEOUT_SHIFT);
+    w[12].store(1, SeqCst);
+    let status = process::wait(child);
+    let next = sys::pct_call(s, [0; 4], 0);
+    let _ = sys::env_destroy(s);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(call == Err(Error::Timeout), "the held call did not time out")?;
+    check(status == Ok(7), "the late reply woke its caller out of another wait")?;
+    check(next == Ok([9; 4]), "the server did not serve the next call")
 }
 
 /// A handler that reports it started (`words()[8]`) and holds the call until `words()[10]`.

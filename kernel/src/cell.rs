@@ -11,6 +11,7 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+#[repr(C)] // the lock word first: `vectors.S` takes it itself for `YieldTo` (`el0_yield`)
 pub struct Global<T> {
     /// The holding core's index + 1; 0 when free.
     owner: AtomicUsize,
@@ -26,6 +27,9 @@ use aarch64_cpu::asm::{sev, wfe};
 use crate::arch::smp::{cpu, take_kick};
 
 impl<T> Global<T> {
+    /// Where the value lies, for `el0_yield`.
+    pub const VALUE: usize = core::mem::offset_of!(Self, value);
+
     pub const fn new(value: T) -> Self {
         Self { owner: AtomicUsize::new(0), value: UnsafeCell::new(value) }
     }

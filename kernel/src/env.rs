@@ -22,8 +22,10 @@ pub const MAX_ENVS: usize = 64;
 /// No environment (an empty `parent`, an idle CPU).
 pub const NONE: usize = usize::MAX;
 
-/// What a blocked environment waits for.
+/// What a blocked environment waits for. A tag byte, then (`Reply`, `Call`) the slot
+/// aligned after it (`#[repr(u8)]`'s layout): `el0_reply` (`vectors.S`) reads and writes it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub enum Wait {
     None,
     Console,
@@ -41,6 +43,14 @@ pub enum Wait {
     Call(usize),
 }
 
+impl Wait {
+    /// The tag byte, for `vectors.S`.
+    pub const fn tag(self) -> u8 {
+        // SAFETY: a `#[repr(u8)]` enum starts with its tag, which is always initialised.
+        unsafe { *(&raw const self as *const u8) }
+    }
+}
+
 /// A frame another environment granted over a call: mappable here while the frame keeps
 /// its `GRANTED` flag, which it loses when it changes hands (see `pct::enter`).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -50,8 +60,9 @@ pub struct Grant {
     pub write: bool,
 }
 
-/// An environment's saved contexts, in the order of `Env::frames`.
+/// An environment's saved contexts, in the order of `Env::frames` (a byte: `el0_yield` reads it).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub enum Ctx {
     /// Its own.
     Own,
@@ -223,8 +234,8 @@ pub struct Kernel {
     /// ([`NONE`]: none), and the occupant that hand-off preempted, owed the core back (or
     /// `sched::GUARD`: not to be preempted again before the core's next tick). `sched.rs`.
     pub handoff: [(usize, usize); MAX_CPUS],
-    /// Where this trap switches at once, with no pass (`hand_over`, `YieldTo`; [`NONE`]:
-    /// nowhere); `el0_trap` takes it.
+    /// Where this trap switches at once, with no pass (`hand_over`; [`NONE`]: nowhere);
+    /// `el0_svc` takes it. (`YieldTo`'s direct switch is `el0_yield`'s, in `vectors.S`.)
     pub switch_to: usize,
     /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
@@ -235,7 +246,7 @@ pub struct Kernel {
     ids_wrapped: bool,
     /// The public pages, installed at boot and written by the `publish` methods here.
     info: Option<&'static mut KernelInfo>,
-    env_info: &'static mut [EnvInfo],
+    env_info: Option<&'static mut [EnvInfo; MAX_ENVS]>,
     /// Created, started, blocked, woken and destroyed here; each mechanism's module keeps
     /// its own fields of an `Env` (`pct.rs` its calls, `upcall.rs` its upcalls, ...).
     /// Last, so that every other field is a short offset from the start (one load each).
@@ -258,7 +269,7 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     console: NONE,
     ids_wrapped: false,
     info: None,
-    env_info: &mut [],
+    env_info: None,
 });
 
 /// Runs `f` with the kernel state for this core: the big kernel lock held, `current` the
@@ -274,9 +285,14 @@ pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
 }
 
 impl Kernel {
+    /// Where the public environment table's address and the runnable set lie, for
+    /// `el0_yield` and `el0_reply` (`vectors.S`).
+    pub const ENV_INFO: usize = core::mem::offset_of!(Kernel, env_info);
+    pub const RUNNABLE: usize = core::mem::offset_of!(Kernel, runnable);
+
     /// Installs the frame table and the public pages (at boot, once).
     pub fn install(&mut self, ft: FrameTable, info: &'static mut KernelInfo, envs: &'static mut [EnvInfo]) {
-        (self.ft, self.info, self.env_info) = (ft, Some(info), envs);
+        (self.ft, self.info, self.env_info) = (ft, Some(info), envs.first_chunk_mut());
         self.publish_free();
     }
 
@@ -350,7 +366,7 @@ impl Kernel {
     }
 
     fn publish_frames(&mut self, slot: usize) {
-        if let Some(info) = self.env_info.get_mut(slot) {
+        if let Some(info) = self.env_info.as_mut().and_then(|t| t.get_mut(slot)) {
             info.frames = self.envs[slot].held;
         }
     }
@@ -525,12 +541,14 @@ impl Kernel {
     }
 
     /// `from` blocks for `why`, giving the CPU to `to` (blocked until now), which runs
-    /// next: straight away on this core if it may ([`Kernel::switch_to`]: no pass of the
-    /// scheduler, no other core woken), else as a donation the scheduler takes or passes on.
+    /// next: straight away on this core if it may run `to` at all ([`Kernel::switch_to`]:
+    /// no pass of the scheduler, no other core woken; a blocked `to` runs on no other core,
+    /// and no events wait at a system call, every interrupt being handled in a trap that
+    /// passes them to `schedule`), else as a donation the scheduler takes or passes on.
     #[inline]
     pub fn hand_over(&mut self, from: usize, why: Wait, to: usize) {
         self.block(from, why);
-        if self.may_switch_to(to) {
+        if self.excluded[self.cpu] & 1 << to == 0 {
             (self.envs[to].state, self.envs[to].wait) = (EnvState::Runnable, Wait::None);
             self.runnable |= 1 << to;
             self.switch_to = to; // `run` publishes it
@@ -550,7 +568,7 @@ impl Kernel {
 
     /// Publishes just the state and core (the hot paths change nothing else).
     pub fn publish_state(&mut self, slot: usize) {
-        if let Some(info) = self.env_info.get_mut(slot) {
+        if let Some(info) = self.env_info.as_mut().and_then(|t| t.get_mut(slot)) {
             (info.state, info.cpu) = (self.envs[slot].state as u8, self.envs[slot].last_cpu);
             info.disk_wait = (self.envs[slot].wait == Wait::Disk) as u8; // not parked: `SectorWait`
         }
@@ -560,7 +578,7 @@ impl Kernel {
     pub fn publish(&mut self, slot: usize) {
         let e = &self.envs[slot];
         let parent = if e.parent == NONE { 0 } else { self.envs[e.parent].id.0 };
-        if let Some(info) = self.env_info.get_mut(slot) {
+        if let Some(info) = self.env_info.as_mut().and_then(|t| t.get_mut(slot)) {
             *info = EnvInfo {
                 id: if e.state == EnvState::Free { 0 } else { e.id.0 },
                 parent,

@@ -56,43 +56,16 @@
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
 #[cfg(target_os = "none")]
-mod cell;
+mod console; // not below: its `kprintln!` is exported, and a macro may not declare it
 mod mm;
-
-#[cfg(target_os = "none")]
-mod arch;
-#[cfg(target_os = "none")]
-mod console;
-#[cfg(target_os = "none")]
-mod disk;
-#[cfg(target_os = "none")]
-mod env;
-#[cfg(target_os = "none")]
-mod exit;
-#[cfg(target_os = "none")]
-mod hwcheck;
-#[cfg(target_os = "none")]
-mod irq;
-#[cfg(target_os = "none")]
-mod net;
-#[cfg(target_os = "none")]
-mod panic;
-#[cfg(target_os = "none")]
-mod pct;
-#[cfg(target_os = "none")]
-mod platform;
-#[cfg(target_os = "none")]
-mod sched;
 #[cfg(all(target_os = "none", feature = "test-modes"))]
 mod selftests;
-#[cfg(target_os = "none")]
-mod start;
-#[cfg(target_os = "none")]
-mod syscall;
-#[cfg(target_os = "none")]
-mod uaccess;
-#[cfg(target_os = "none")]
-mod upcall;
+
+/// Declares the modules that exist on the board alone (the host compiles `mm` only).
+macro_rules! on_the_board {
+    ($($m:ident)*) => { $(#[cfg(target_os = "none")] mod $m;)* };
+}
+on_the_board!(arch cell disk env exit hwcheck irq net panic pct platform sched start syscall uaccess upcall);
 
 #[cfg(target_os = "none")]
 mod boot {

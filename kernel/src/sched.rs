@@ -97,14 +97,6 @@ impl Kernel {
         Some(give_up)
     }
 
-    /// Whether this core may switch to `slot` at once, with no pass, as a `PctCall`,
-    /// `PctReply` or `YieldTo` asks: if it may run `slot` at all. (No events wait at a
-    /// system call: every interrupt is handled in a trap that passes them to `schedule`.
-    /// A blocked `slot` runs on no other core; a runnable one may, which `YieldTo` checks.)
-    pub fn may_switch_to(&self, slot: usize) -> bool {
-        self.excluded[self.cpu] & 1 << slot == 0
-    }
-
     /// Makes `slot` current: its tables in TTBR0, any pending upcall delivered.
     #[inline(always)]
     pub fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {

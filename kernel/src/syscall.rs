@@ -352,20 +352,17 @@ impl Kernel {
     }
 
     /// `YieldTo`: the rest of the slice to a runnable environment, here or, if this core
-    /// may not run it, on another (`sched.rs`, `hand_off`).
+    /// may not run it, on another (`sched.rs`, `hand_off`). The direct switch, with no
+    /// pass of the scheduler, is the vector's (`el0_yield`); what it leaves here (the lock
+    /// was held, an upcall is pending, the target runs elsewhere or not here) is a donation.
     fn yield_to(&mut self, cur: usize, target: u64) -> Step {
         let t = self.slot(env_arg(target)?)?;
         if self.envs[t].state != EnvState::Runnable {
             return Err(Error::Invalid);
         }
         self.envs[cur].frame().x[0] = 0;
-        let elsewhere = t != cur && self.on.contains(&t); // `on[cpu]` is still `cur`
-        if self.may_switch_to(t) && !elsewhere {
-            self.switch_to = t;
-        } else {
-            self.donate_to = t;
-            self.hand_off(t);
-        }
+        self.donate_to = t;
+        self.hand_off(t);
         Ok(None)
     }
 

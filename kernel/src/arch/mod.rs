@@ -1,9 +1,12 @@
 //! The AArch64 specifics: boot and vector assembly, trap entry, and a few CPU operations.
 
 use core::arch::{asm, global_asm};
+use core::mem::offset_of;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
+
+use crate::env::{Ctx, Env, Kernel, Wait};
 
 pub mod smp;
 pub mod trap;
@@ -13,8 +16,44 @@ global_asm!(
     include_str!("vectors.S"),
     SYS_FAST_COUNT = const exo_abi::Sys::FAST_COUNT,
     SYS_UPCALL_RESUME = const exo_abi::Sys::UpcallResume as u64,
+    SYS_YIELD_TO = const exo_abi::Sys::YieldTo as u64,
+    SYS_PCT_REPLY = const exo_abi::Sys::PctReply as u64,
     ERR_INVALID = const exo_abi::Error::Invalid as i64,
+    // `el0_yield`'s and `el0_reply`'s view of the kernel state, from the Rust layouts.
+    KERNEL = sym crate::env::KERNEL,
+    K_VALUE = const crate::cell::Global::<Kernel>::VALUE,
+    K_ON = const offset_of!(Kernel, on),
+    K_EXCLUDED = const offset_of!(Kernel, excluded),
+    K_ENVS = const offset_of!(Kernel, envs),
+    K_ENV_INFO = const Kernel::ENV_INFO,
+    K_RUNNABLE = const Kernel::RUNNABLE,
+    K_CALL_WAITERS = const offset_of!(Kernel, call_waiters),
+    ENV_SIZE = const size_of::<Env>(),
+    E_ID = const offset_of!(Env, id),
+    E_STATE = const offset_of!(Env, state),
+    E_PENDING = const offset_of!(Env, pending),
+    E_ROOT = const offset_of!(Env, root),
+    E_ACTIVE = const offset_of!(Env, active),
+    E_LAST_CPU = const offset_of!(Env, last_cpu),
+    E_FRAMES = const offset_of!(Env, frames),
+    E_WAIT = const offset_of!(Env, wait),
+    E_CALLER = const offset_of!(Env, pct_caller.0),
+    E_CALLER_ID = const offset_of!(Env, pct_caller.1),
+    W_SLOT = const align_of::<usize>(),
+    W_NONE = const Wait::None.tag(),
+    W_SERVE = const Wait::Serve.tag(),
+    W_REPLY = const Wait::Reply(0).tag(),
+    CTX_OWN = const Ctx::Own as u8,
+    CTX_CALL = const Ctx::Call as u8,
+    FRAME_SIZE = const size_of::<trap::TrapFrame>(),
+    INFO_SIZE = const size_of::<exo_abi::EnvInfo>(),
+    I_CPU = const offset_of!(exo_abi::EnvInfo, cpu),
+    I_STATE = const offset_of!(exo_abi::EnvInfo, state),
+    RUNNABLE = const exo_abi::EnvState::Runnable as u8,
+    BLOCKED = const exo_abi::EnvState::Blocked as u8,
+    MAX_ENVS = const crate::env::MAX_ENVS,
 );
+const _: () = assert!(smp::MAX_CPUS == 4); // `el0_yield` masks MPIDR with 3 and reads on[] unrolled
 
 /// TCR_EL1 as `boot.S` switches the MMU on (it adds IPS, the CPU's physical range): 48-bit
 /// addresses and 4 KiB pages in both halves, walks inner-shareable and write-back cached.

@@ -63,8 +63,9 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
 }
 
 /// Called by the EL0 vectors for a slow system call, once what survives it is saved
-/// (`EL0_SAVE_SVC`). A `PctCall`, `PctReply` or `YieldTo` that this core may switch for
-/// runs the environment it names at once (`Kernel::switch_to`: no pass of the scheduler).
+/// (`SAVE_SVC`; a `YieldTo` or `PctReply` only after its fast path, `el0_yield` or
+/// `el0_reply`, missed). A `PctCall` or `PctReply` that this core may switch for runs the
+/// environment it names at once (`Kernel::switch_to`: no pass of the scheduler).
 #[unsafe(no_mangle)]
 extern "C" fn el0_svc() -> *mut TrapFrame {
     let next = kernel(|k| {
@@ -73,11 +74,10 @@ extern "C" fn el0_svc() -> *mut TrapFrame {
             let num = k.envs[cur].frame().x[8];
             k.switching(num, cur).unwrap_or_else(|| k.slow(num, cur))
         }; // NONE: destroyed by another core meanwhile
-        let next = core::mem::replace(&mut k.switch_to, NONE);
-        if next != NONE {
-            return k.run(next); // a direct switch (`hand_over`)
+        match core::mem::replace(&mut k.switch_to, NONE) {
+            NONE => k.schedule(give_up, 0),
+            next => k.run(next), // a direct switch (`hand_over`)
         }
-        k.schedule(give_up, 0)
     });
     next.unwrap_or_else(idle)
 }

@@ -11,7 +11,7 @@
 // another environment could call secret is in them; the one exception, PctUngrant, which
 // edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume
 // restores the interrupted context without saving the handler's. A slow call saves what
-// survives it (EL0_SAVE_SVC) and calls `el0_svc`; anything else saves the whole context
+// survives it (SAVE_SVC) and calls `el0_svc`; anything else saves the whole context
 // into the TrapFrame (a fault that can be delivered at once then starts its upcall
 // handler: `el0_abort`) and calls `el0_trap(kind)`. Each returns the TrapFrame of
 // whichever environment runs next; `el0_return` restores it.
@@ -71,6 +71,22 @@
     eret
 .endm
 
+// For the switching fast paths (`el0_yield`, `el0_reply`): takes the kernel lock as
+// `Global::with_on` does, or if another core holds it goes to the general path (which waits
+// for it, answering kicks meanwhile). x10 = this core, x11 = the lock word, x12 = the Kernel.
+.macro LOCK
+    mrs     x10, mpidr_el1
+    and     x10, x10, #3                // this core (`smp::cpu`; MAX_CPUS is 4)
+    adrp    x11, {KERNEL}
+    add     x11, x11, :lo12:{KERNEL}    // `Global`'s lock word, first (#[repr(C)])
+    add     x12, x10, #1                // the lock's owner: core + 1
+1:  ldaxr   x13, [x11]
+    cbnz    x13, el0_svc_saved          // held
+    stxr    w13, x12, [x11]
+    cbnz    w13, 1b
+    add     x12, x11, #{K_VALUE}
+.endm
+
 // Each slot is 0x80 bytes: save, then branch to the shared tail with the slot number in x1.
 .macro VECTOR n
 .balign 0x80
@@ -104,17 +120,13 @@
 // A slow system call: only what the ABI keeps (x19-x30, sp, pc, flags), the arguments
 // (x0-x5), the number (x8) and x18; x6, x7 and x9-x17 are the caller's to lose (exo's
 // calling convention), so the frame keeps older values of its own there. x9 = the frame.
-.macro EL0_SAVE_SVC
+.macro SAVE_SVC
     mrs     x9, tpidr_el1
     stp     x0, x1, [x9]
     stp     x2, x3, [x9, #(2 * 8)]
     stp     x4, x5, [x9, #(4 * 8)]
     str     x8, [x9, #(8 * 8)]
     SAVE_UPPER x9
-    mov     x29, xzr
-    mov     x30, xzr
-    bl      el0_svc
-    b       el0_return
 .endm
 
 .macro EL0_VECTOR kind
@@ -168,7 +180,191 @@ el0_sync:
     eret
 1:  cmp     x9, #0x15                   // a slow system call?
     b.ne    el0_abort
-    EL0_SAVE_SVC
+    cmp     x8, #{SYS_YIELD_TO}
+    b.eq    el0_yield
+    cmp     x8, #{SYS_PCT_REPLY}
+    b.eq    el0_reply
+    SAVE_SVC
+el0_svc_saved:
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      el0_svc
+    b       el0_return
+
+// YieldTo's fast path: what `Kernel::yield_to` and `run` do for a direct switch, in the
+// common case, here. The caller's context is saved as for any slow call (x9 = its frame);
+// then, with the lock taken once, and only if x0 names a live environment that is runnable,
+// not the caller, running on no core, allowed on this one, with a root table and no upcall
+// pending, this core switches to it with no pass of the scheduler. Any miss (the lock held,
+// the caller destroyed meanwhile, and all the above) takes `el0_svc`, which decides it in
+// full. The environment switched to is restored whole from its own saved context
+// (`el0_return`), so nothing computed here reaches it, and the caller's x1-x7 and x10-x17
+// (clobbered here) come back from its own frame too. x10 = this core, x11 = the lock,
+// x12 = the Kernel, x13 = on[], x14 = the caller's slot, x15 = the target's, x16 its Env.
+el0_yield:
+    SAVE_SVC
+    LOCK
+    and     x15, x0, #0xfff             // EnvId::slot
+    add     x4, x12, #{K_EXCLUDED}
+    ldr     x4, [x4, x10, lsl #3]
+    lsr     x4, x4, x15
+    tbnz    x4, #0, el0_switch_miss     // its affinity leaves this core out (tested first:
+                                        // the cross-core yield's miss stays short)
+    add     x13, x12, #{K_ON}
+    ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
+    lsr     x1, x0, #32
+    cmp     x15, #{MAX_ENVS}
+    ccmp    x1, #0, #0, lo              // an id (u32) of a slot?
+    b.ne    el0_switch_miss
+    cmp     x15, x14
+    ccmn    x14, #1, #4, ne             // not the caller, which is not NONE?
+    b.eq    el0_switch_miss
+    mov     x16, #{ENV_SIZE}
+    madd    x16, x15, x16, x12
+    add     x16, x16, #{K_ENVS}         // &envs[slot]
+    ldr     w1, [x16, #{E_ID}]
+    ldrb    w2, [x16, #{E_STATE}]
+    cmp     w1, w0
+    ccmp    w2, #{RUNNABLE}, #0, eq     // the live environment of that id, runnable?
+    b.ne    el0_switch_miss
+    ldrb    w1, [x16, #{E_PENDING}]
+    cbnz    w1, el0_switch_miss         // an upcall to deliver first (`deliver_pending`)
+    ldr     x2, [x16, #{E_ROOT}]
+    cbz     x2, el0_switch_miss         // no tables (`ttbr0` would give the empty one)
+    ldr     x3, [x12, #{K_ENV_INFO}]
+    cbz     x3, el0_switch_miss         // (the public table: always there after boot)
+    ldp     x4, x5, [x13]
+    ldp     x6, x7, [x13, #16]
+    cmp     x4, x15
+    ccmp    x5, x15, #4, ne
+    ccmp    x6, x15, #4, ne
+    ccmp    x7, x15, #4, ne
+    b.eq    el0_switch_miss             // running on a core (another: it is not the caller)
+    // The switch: `run`'s state changes, then the lock back.
+    str     x15, [x13, x10, lsl #3]     // on[cpu] = the target (`kernel()` does it from `current`)
+    strb    w10, [x16, #{E_LAST_CPU}]
+    mov     x4, #{INFO_SIZE}
+    madd    x3, x15, x4, x3
+    strb    w10, [x3, #{I_CPU}]         // `publish_state`: the core (its state, runnable, and
+                                        // disk_wait, 0, are published: every change of state
+                                        // publishes, and a runnable one waits for nothing)
+    str     xzr, [x9]                   // the caller's result: 0
+    add     x4, x15, #1                 // its ASID (`Env::asid`)
+    orr     x2, x2, x4, lsl #48
+    msr     ttbr0_el1, x2               // `set_user_table`
+    isb
+    ldrb    w4, [x16, #{E_ACTIVE}]
+    mov     x5, #{FRAME_SIZE}
+    madd    x0, x4, x5, x16
+    add     x0, x0, #{E_FRAMES}         // its active context
+    stlr    xzr, [x11]
+    sev
+    b       el0_return
+el0_switch_miss:                        // a miss: the lock back, and the general path
+    stlr    xzr, [x11]
+    sev
+    b       el0_svc_saved
+
+// PctReply's fast path: what `Kernel::pct_reply`, `hand_over` and `run` do when the
+// server's caller is waiting for this reply and this core may run it, here. The server's
+// context is saved as for any slow call (x9 = it; x0 and x3, results, are still in their
+// registers, x1 and x2 in it); then, with the lock taken once, and only if the server is in a call, its
+// caller's slot still holds that caller (same id) waiting for this server's reply, no
+// caller is queued for any server (`call_waiters`: nobody to wake), the caller may run on
+// this core, has no upcall pending and has a root table, the caller gets the results and
+// runs at once, and the server is parked. Any miss takes `el0_svc`. As for `el0_yield`, the
+// caller is restored whole from its own context: x0-x4 (the status and results) are all
+// it gets of the server. x14 = the server's slot, x15 = the caller's, x16/x17 their Envs.
+el0_reply:
+    SAVE_SVC
+    LOCK
+    add     x13, x12, #{K_ON}
+    ldr     x14, [x13, x10, lsl #3]     // the server (on[cpu]; NONE: destroyed meanwhile)
+    cmp     x14, #{MAX_ENVS}
+    b.hs    el0_switch_miss
+    mov     x4, #{ENV_SIZE}
+    add     x5, x12, #{K_ENVS}
+    madd    x16, x14, x4, x5            // &envs[server]
+    ldr     x15, [x16, #{E_CALLER}]     // the caller's slot (NONE: none)
+    add     x6, x12, #{K_EXCLUDED}
+    ldr     x6, [x6, x10, lsl #3]
+    lsr     x6, x6, x15
+    tbnz    x6, #0, el0_switch_miss     // its affinity leaves this core out: a donation
+                                        // (tested first: the cross-core reply's miss stays short)
+    ldrb    w6, [x16, #{E_ACTIVE}]
+    cmp     w6, #{CTX_CALL}
+    b.ne    el0_switch_miss             // not in a call (`Invalid`)
+    cmp     x15, #{MAX_ENVS}
+    b.hs    el0_switch_miss
+    madd    x17, x15, x4, x5            // &envs[caller]
+    ldr     w6, [x16, #{E_CALLER_ID}]
+    ldr     w7, [x17, #{E_ID}]
+    ldrb    w8, [x17, #{E_WAIT}]
+    ldr     x4, [x17, #({E_WAIT} + {W_SLOT})]
+    cmp     w6, w7                      // still that caller,
+    ccmp    w8, #{W_REPLY}, #0, eq      // waiting for a reply
+    ccmp    x4, x14, #0, eq             // from this server?
+    b.ne    el0_switch_miss
+    ldr     w6, [x12, #{K_CALL_WAITERS}]
+    cbnz    w6, el0_switch_miss         // callers to wake (`wake_callers_of`)
+    ldrb    w6, [x17, #{E_PENDING}]
+    cbnz    w6, el0_switch_miss         // an upcall to deliver first
+    ldr     x7, [x17, #{E_ROOT}]
+    cbz     x7, el0_switch_miss         // no tables
+    ldr     x5, [x12, #{K_ENV_INFO}]
+    cbz     x5, el0_switch_miss         // (the public table: always there after boot)
+    // The server: the call ends (`pct_caller` cleared, its own context active), parked.
+    mov     x6, #-1
+    str     x6, [x16, #{E_CALLER}]
+    str     wzr, [x16, #{E_CALLER_ID}]
+    mov     w6, #{CTX_OWN}
+    strb    w6, [x16, #{E_ACTIVE}]
+    mov     w6, #{BLOCKED}
+    strb    w6, [x16, #{E_STATE}]
+    mov     w6, #{W_SERVE}
+    strb    w6, [x16, #{E_WAIT}]
+    // The caller: runnable, waiting for nothing. Then the runnable set: one bit off, one on.
+    mov     w6, #{RUNNABLE}
+    strb    w6, [x17, #{E_STATE}]
+    mov     w6, #{W_NONE}
+    strb    w6, [x17, #{E_WAIT}]
+    strb    w10, [x17, #{E_LAST_CPU}]
+    ldr     x6, [x12, #{K_RUNNABLE}]
+    mov     x4, #1
+    lsl     x8, x4, x14
+    bic     x6, x6, x8
+    lsl     x8, x4, x15
+    orr     x6, x6, x8
+    str     x6, [x12, #{K_RUNNABLE}]
+    // `publish_state` for both: the server blocked (its core and disk_wait, 0, as they
+    // were: it ran here, waiting for nothing), the caller runnable on this core (disk_wait
+    // 0: it waited for a reply).
+    mov     x4, #{INFO_SIZE}
+    madd    x6, x14, x4, x5
+    mov     w8, #{BLOCKED}
+    strb    w8, [x6, #{I_STATE}]
+    madd    x6, x15, x4, x5
+    mov     w8, #{RUNNABLE}
+    strb    w8, [x6, #{I_STATE}]
+    strb    w10, [x6, #{I_CPU}]
+    str     x15, [x13, x10, lsl #3]     // on[cpu] = the caller
+    // The results into the caller's active context: x0 = 0, x1-x4 = the server's x0-x3.
+    ldrb    w6, [x17, #{E_ACTIVE}]
+    mov     x4, #{FRAME_SIZE}
+    madd    x6, x6, x4, x17
+    add     x6, x6, #{E_FRAMES}
+    ldp     x1, x2, [x9, #(1 * 8)]      // (SAVE_UPPER took x1 and x2 for scratch)
+    stp     xzr, x0, [x6]
+    stp     x1, x2, [x6, #(2 * 8)]
+    str     x3, [x6, #(4 * 8)]
+    add     x4, x15, #1                 // its ASID
+    orr     x7, x7, x4, lsl #48
+    msr     ttbr0_el1, x7
+    isb
+    mov     x0, x6
+    stlr    xzr, [x11]
+    sev
+    b       el0_return
 
 // Any other synchronous exception: the whole context is saved, once, into the active
 // TrapFrame (the handler may read it with UpcallContext; UpcallResume restores it whole),
