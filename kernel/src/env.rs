@@ -347,22 +347,26 @@ impl Kernel {
 
     /// Counts a frame newly held by `slot` against its quota and every ancestor's.
     pub fn charge(&mut self, slot: usize) -> Result<(), Error> {
-        let mut s = slot;
-        while s != NONE {
-            let e = &self.envs[s];
-            if e.quota != 0 && e.subtree >= e.quota {
-                return Err(Error::Quota);
-            }
-            s = e.parent;
+        if self.line(slot).any(|e| e.quota != 0 && e.subtree >= e.quota) {
+            return Err(Error::Quota);
         }
         self.envs[slot].held += 1;
-        let mut s = slot;
-        while s != NONE {
-            self.envs[s].subtree += 1;
-            s = self.envs[s].parent;
-        }
+        self.up(slot, |e| e.subtree += 1);
         self.publish_frames(slot);
         Ok(())
+    }
+
+    /// `from` and each of its ancestors ([`NONE`]: none).
+    fn line(&self, from: usize) -> impl Iterator<Item = &Env> {
+        core::iter::successors(self.envs.get(from), |e| self.envs.get(e.parent))
+    }
+
+    /// Applies `f` to `from` and each of its ancestors ([`NONE`]: to none).
+    fn up(&mut self, mut from: usize, f: impl Fn(&mut Env)) {
+        while from != NONE {
+            f(&mut self.envs[from]);
+            from = self.envs[from].parent;
+        }
     }
 
     fn publish_frames(&mut self, slot: usize) {
@@ -374,11 +378,7 @@ impl Kernel {
     /// The opposite of [`Kernel::charge`], for `n` frames.
     pub fn uncharge(&mut self, slot: usize, n: u32) {
         self.envs[slot].held -= n;
-        let mut s = slot;
-        while s != NONE {
-            self.envs[s].subtree -= n;
-            s = self.envs[s].parent;
-        }
+        self.up(slot, |e| e.subtree -= n);
         self.publish_frames(slot);
     }
 
@@ -387,16 +387,11 @@ impl Kernel {
     /// at once (0: half of what `parent` has left, so no child can take every slot).
     pub fn create(&mut self, parent: usize, quota: u32, kin: u32) -> Result<usize, Error> {
         let slot = self.envs.iter().position(|e| e.state == EnvState::Free).ok_or(Error::NoSlot)?;
-        let mut left = MAX_ENVS as u32;
-        let mut a = parent;
-        while a != NONE {
-            left = left.min(self.envs[a].kin_quota.saturating_sub(self.envs[a].kin));
-            a = self.envs[a].parent;
-        }
+        let left = self.line(parent).map(|e| e.kin_quota.saturating_sub(e.kin)).fold(MAX_ENVS as u32, u32::min);
         if left == 0 || kin >= left {
             return Err(Error::NoSlot);
         }
-        self.kin(parent, 1);
+        self.up(parent, |e| e.kin += 1); // a slot taken by a descendant of each
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
         let old = self.envs[slot].generation;
         let generation = old.wrapping_add(1).max(1) & 0xf_ffff;
@@ -421,18 +416,10 @@ impl Kernel {
         Ok(slot)
     }
 
-    /// Counts `n` slots taken (or, negative, given back) by descendants of `from` upwards.
-    fn kin(&mut self, mut from: usize, n: i32) {
-        while from != NONE {
-            self.envs[from].kin = self.envs[from].kin.wrapping_add_signed(n);
-            from = self.envs[from].parent;
-        }
-    }
-
     /// Frees a zombie's (or an orphaned environment's) slot.
     pub fn release(&mut self, slot: usize) {
         self.envs[slot].state = EnvState::Free;
-        self.kin(self.envs[slot].parent, -1);
+        self.up(self.envs[slot].parent, |e| e.kin -= 1);
         self.publish(slot);
     }
 
