@@ -43,6 +43,7 @@ pub const TESTS: &[Test] = &[
     ("environment_can_destroy_itself_inside_its_upcall", destroy_in_upcall),
     ("revocation_request_is_honoured_under_memory_pressure", revoke_cooperative),
     ("revocation_deadline_missed_frames_are_repossessed", revoke_abort),
+    ("child_forked_after_a_repossession_keeps_its_own_accounts", fork_after_repossession),
     ("memset_and_memcpy_touch_exactly_their_bytes_at_any_alignment", mem_routines),
     ("address_space_handed_out_stops_short_of_execs_area", address_space_ends),
 ];
@@ -627,6 +628,14 @@ fn destroy_in_upcall() -> Result<(), &'static str> {
 const LIST_PAGES: u64 = 128;
 
 fn hog(list: u64, flag: &Shared) -> i32 {
+    fill(list, flag);
+    loop {
+        sys::yield_now();
+    }
+}
+
+/// Takes every free frame, the first of them listed at `list`; then flag word 0 is 1.
+fn fill(list: u64, flag: &Shared) {
     let words = (LIST_PAGES * PAGE / 8) as usize;
     let mut n = 0;
     // Take every free frame; remember the first `words` of them.
@@ -641,9 +650,6 @@ fn hog(list: u64, flag: &Shared) -> i32 {
     }
     flag.set(1, n as u64);
     flag.set(0, 1);
-    loop {
-        sys::yield_now();
-    }
 }
 
 fn shared_list() -> Result<u64, &'static str> {
@@ -726,6 +732,64 @@ fn revoke_cooperative() -> Result<(), &'static str> {
 /// can drop: see `pressure.rs`).
 fn ignore_revoke(u: &Upcall) -> bool {
     u.kind == upcall::REVOKE
+}
+
+/// A program the kernel took frames from forks: the child's accounts are its own, from 0.
+/// (It copies its parent's: a parent's repossession count left in the child was subtracted
+/// from the kernel's 0 for the child at its first stock-taking, and wrapped.)
+fn fork_after_repossession() -> Result<(), &'static str> {
+    let flag = Shared::new();
+    let list = shared_list()?;
+    let hogger = spawn(|| {
+        set_hook(Some(ignore_revoke));
+        fill(list, &flag);
+        while flag.get(0) != 2 {
+            sys::yield_now();
+        }
+        // Room for a child, then stock taken (`poll`, as at any upcall): the hog's own count.
+        for i in 0..(LIST_PAGES * PAGE / 8) {
+            // SAFETY: `i` is below the number of words in the LIST_PAGES shared pages at `list`.
+            let pa = unsafe { (list as *const u64).add(i as usize).read_volatile() };
+            let _ = sys::frame_free(EnvId::SELF, pa); // (those the kernel took are refused)
+        }
+        exo_libos::reclaim::poll();
+        let seen = exo_libos::reclaim::stats().repossessed;
+        let child = match process::fork() {
+            Ok(Fork::Child) => {
+                // Nothing was asked of it or taken from it: all zero, before stock is
+                // taken and after. (The parent's count left here made the stock-taking
+                // report "18446744073709551600 frames" repossessed, and a loss that
+                // cancelled the parent's own, copied, to zero.)
+                let fresh = exo_libos::reclaim::stats() == Default::default();
+                exo_libos::reclaim::poll();
+                sys::exit((fresh && exo_libos::reclaim::stats() == Default::default()) as i32)
+            }
+            Ok(Fork::Parent(c)) => process::wait(c) == Ok(1),
+            Err(_) => false,
+        };
+        flag.set(1, if seen == 0 { 2 } else { child as u64 });
+        flag.set(0, 3);
+        loop {
+            sys::yield_now();
+        }
+    });
+    check(wait_for(20_000, || flag.get(0) == 1), "hog never filled memory")?;
+    // Memory is full: ask for a frame until the kernel takes some from the hog.
+    let taken = wait_for(4000, || {
+        if let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) {
+            let _ = sys::frame_free(EnvId::SELF, pa);
+        }
+        vm::env_info(hogger).is_some_and(|i| i.repossessed > 0)
+    });
+    flag.set(0, 2);
+    let forked = wait_for(20_000, || flag.get(0) == 3);
+    let status = flag.get(1);
+    let _ = sys::env_destroy(hogger);
+    free_list(list);
+    check(taken, "no frame was repossessed from the hog")?;
+    check(forked, "the hog did not fork")?;
+    check(status != 2, "the hog's own stock-taking did not see its frames taken")?;
+    check(status == 1, "the forked child's accounts were its parent's")
 }
 
 fn revoke_abort() -> Result<(), &'static str> {

@@ -3,8 +3,12 @@
 //! A libOS environment is single-threaded; the only other way into its code is an upcall
 //! (or a call's context, in a server whose own context is parked), which interrupts it at
 //! an arbitrary point. libOS state that `fork` must never share is put in the `.private`
-//! section (`#[link_section = ".private"]`): a forked child gets zeroed, unshared pages
-//! there, so such a static's all-zero value must be a valid "not started" state.
+//! section (`#[link_section = ".private"]`): a forked child gets its own pages there,
+//! never shared: copies of the parent's small statics, and zeroed pages for what it does
+//! not read (`.private.zero`, the unread tails) and for its stacks (`libos/link.ld` lays
+//! them out). A static a child starts with zeroed must take all-zero as "not started"; one
+//! it copies must be fit for a new environment or be reset in `process::child_start` (the
+//! reclaim accounts are: `reclaim::after_fork`).
 
 use core::cell::UnsafeCell;
 

@@ -127,6 +127,7 @@ pub(crate) fn child_start(saved: u64) -> ! {
         let _ = sys::console_write(b"fork: the child cannot adopt its tables\n");
         sys::exit(-(e as i32));
     }
+    crate::reclaim::after_fork();
     // SAFETY: `saved` points at the parent's Saved, in the child's copy of the stack.
     unsafe { exo_fork_resume(saved as *const Saved) }
 }

@@ -131,6 +131,17 @@ fn parked() -> &'static mut [u64; MAX_PARKED] {
     unsafe { &mut *PARKED.get() }
 }
 
+/// In a forked child, before it runs on: its accounts start afresh. The counts it copied
+/// are its parent's, and the kernel counts this environment's repossessions from 0 (a
+/// parent's count left here would make the next stock-taking subtract past zero); the
+/// reserve names the parent's frames, not the child's to give back; nobody owes anything
+/// yet, and slice-end upcalls are off. (The parked heap pages are addresses, the child's too.)
+pub(crate) fn after_fork() {
+    let s = state();
+    s.stats = Stats::default();
+    (s.n_reserve, s.owed, s.slices_on) = (0, 0, false);
+}
+
 /// The bytes of the parked list a forked child reads: the pages parked.
 pub(crate) fn read_by_child() -> core::ops::Range<u64> {
     let p = PARKED.get() as u64;
