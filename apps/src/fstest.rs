@@ -117,12 +117,10 @@ fn two_clients(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     sys::pct_allow(EnvId::SELF, fsd).map_err(|_| "allow")?;
     let mut kids = Vec::new();
     for me in 0..2 {
-        match process::fork().map_err(|_| "fork")? {
+        // Allowed before it runs: on another core it would call fsd at once.
+        match process::fork_allowing(&[fsd]).map_err(|_| "fork")? {
             Fork::Child => sys::exit(client(fsd, me)),
-            Fork::Parent(c) => {
-                sys::pct_allow(c, fsd).map_err(|_| "allow client")?;
-                kids.push(c);
-            }
+            Fork::Parent(c) => kids.push(c),
         }
     }
     let statuses: Vec<i32> = kids.iter().map(|&c| process::wait(c).unwrap_or(-1)).collect();
@@ -153,7 +151,7 @@ fn foreign_handle(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let (_, fs) = mine.iter_mut().find(|(at, _)| at == "/log").ok_or("no /log")?;
     let h = fs::FileSystem::open(fs, "/secret.txt", OpenFlags::RW | OpenFlags::CREATE).map_err(|_| "open")?;
     let _ = fs::FileSystem::write(fs, h, 0, b"mine");
-    let thief = match process::fork().map_err(|_| "fork")? {
+    let thief = match process::fork_allowing(&[fsd]).map_err(|_| "fork")? {
         Fork::Child => {
             let Ok(mut theirs) = service::RemoteFs::discover(fsd) else { sys::exit(1) };
             let Some((_, fs)) = theirs.iter_mut().find(|(at, _)| at == "/log") else { sys::exit(2) };
@@ -163,7 +161,6 @@ fn foreign_handle(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    sys::pct_allow(thief, fsd).map_err(|_| "allow thief")?;
     let refused = process::wait(thief) == Ok(1);
     let _ = fs::FileSystem::close(fs, h);
     let _ = fs::FileSystem::remove(fs, "/secret.txt");

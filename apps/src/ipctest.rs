@@ -180,21 +180,19 @@ fn slow(c: &Call) -> [u64; 4] {
 fn busy() -> Result<(), &'static str> {
     setup_shared();
     let s = server(slow)?;
-    let client = match process::fork().map_err(|_| "fork")? {
+    let client = match process::fork_allowing(&[s]).map_err(|_| "fork")? {
         Fork::Child => sys::exit(if sys::pct_call(s, [5, 0, 0, 0], 0) == Ok([5, 0, 0, 0]) { 1 } else { 0 }),
         Fork::Parent(c) => c,
     };
-    sys::pct_allow(client, s).map_err(|_| "allow client")?;
     while shared()[1].load(SeqCst) == 0 {
         sys::yield_now(); // until the client's call is being served
     }
     let nonblocking = sys::pct_call(s, [6, 0, 0, 0], PCT_NONBLOCK);
     // A blocking call from another environment waits its turn, then gets through.
-    let second = match process::fork().map_err(|_| "fork")? {
+    let second = match process::fork_allowing(&[s]).map_err(|_| "fork")? {
         Fork::Child => sys::exit(if sys::pct_call(s, [7, 0, 0, 0], 0) == Ok([7, 0, 0, 0]) { 1 } else { 0 }),
         Fork::Parent(c) => c,
     };
-    sys::pct_allow(second, s).map_err(|_| "allow second")?;
     shared()[0].store(1, SeqCst);
     let first_ok = process::wait(client) == Ok(1);
     let second_ok = process::wait(second) == Ok(1);
@@ -262,11 +260,10 @@ fn grants() -> Result<(), &'static str> {
     setup_shared();
     let s = server(use_grant)?;
     // The client is the server's sibling, so only the grant lets the server map its frame.
-    let client = match process::fork().map_err(|_| "fork")? {
+    let client = match process::fork_allowing(&[s]).map_err(|_| "fork")? {
         Fork::Child => sys::exit(grant_client(s)),
         Fork::Parent(c) => c,
     };
-    sys::pct_allow(client, s).map_err(|_| "allow")?;
     let status = process::wait(client).map_err(|_| "wait")?;
     let _ = sys::env_destroy(s);
     check(status & 1 != 0, "read-only grant not seen, or mappable writable")?;
@@ -366,7 +363,7 @@ fn slow_writer(c: &Call) -> [u64; 4] {
 fn grant_vanishes() -> Result<(), &'static str> {
     setup_shared();
     let s = server(slow_writer)?;
-    let doomed = match process::fork().map_err(|_| "fork")? {
+    let doomed = match process::fork_allowing(&[s]).map_err(|_| "fork")? {
         Fork::Child => {
             let va = vm::alloc_va(1);
             let Ok(pa) = vm::map_new(va, RW) else { sys::exit(0) };
@@ -375,7 +372,6 @@ fn grant_vanishes() -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    sys::pct_allow(doomed, s).map_err(|_| "allow")?;
     let mut spins = 0;
     while shared()[1].load(SeqCst) == 0 && spins < 1_000_000 {
         sys::yield_now(); // until the server is writing into the doomed caller's frame

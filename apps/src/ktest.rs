@@ -749,7 +749,9 @@ fn fork_after_repossession() -> Result<(), &'static str> {
         // Room for a child, then stock taken (`poll`, as at any upcall): the hog's own count.
         for i in 0..(LIST_PAGES * PAGE / 8) {
             // SAFETY: `i` is below the number of words in the LIST_PAGES shared pages at `list`.
-            let pa = unsafe { (list as *const u64).add(i as usize).read_volatile() };
+            let slot = unsafe { (list as *const u64).add(i as usize) };
+            // SAFETY: `list` maps LIST_PAGES shared pages, readable.
+            let pa = unsafe { slot.read_volatile() };
             let _ = sys::frame_free(EnvId::SELF, pa); // (those the kernel took are refused)
         }
         exo_libos::reclaim::poll();

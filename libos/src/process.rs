@@ -96,13 +96,27 @@ pub fn fork() -> Result<Fork, Error> {
 /// but the caller's own).
 #[inline(never)]
 pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
+    fork_with(quota, &[])
+}
+
+/// [`fork`], the child allowed to call each of `servers` (`PctAllow`) before it first
+/// runs. Rights are never inherited, and a child may run on another core at once, before
+/// its parent could give them once `fork` returns there.
+#[inline(never)]
+pub fn fork_allowing(servers: &[EnvId]) -> Result<Fork, Error> {
+    fork_with(0, servers)
+}
+
+/// Inlined into each entry point (whose own frame the child resumes in).
+#[inline(always)]
+fn fork_with(quota: u32, servers: &[EnvId]) -> Result<Fork, Error> {
     let mut saved = Saved::default();
     // SAFETY: saves callee-saved state into `saved`; the child resumes here with 1.
     if unsafe { exo_fork_save(&mut saved) } != 0 {
         return Ok(Fork::Child);
     }
     let child = sys::env_create(quota)?;
-    match build_child(child, &mut saved) {
+    match build_child(child, &mut saved, servers) {
         Ok(()) => Ok(Fork::Parent(child)),
         Err(e) => {
             let _ = sys::env_destroy(child);
@@ -175,7 +189,7 @@ impl Batch {
 /// Out of line: its frame (the batches, a few KiB) lies below the stack pointer `fork`
 /// saved, so the child is owed those pages rather than given copies of them.
 #[inline(never)]
-fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
+fn build_child(child: EnvId, saved: &mut Saved, servers: &[EnvId]) -> Result<(), Error> {
     let me = vm::me();
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
@@ -279,6 +293,9 @@ fn build_child(child: EnvId, saved: &mut Saved) -> Result<(), Error> {
     sys::env_set_upcall(child, upcall::entry_address(), upcall::stack_top(), false)?;
     let boot_sp = CHILD_BOOT_STACK.get() as u64 + BOOT_STACK as u64;
     sys::env_set_entry(child, _start as *const () as u64, boot_sp, &raw const *saved as u64, FORK_MAGIC)?;
+    for &s in servers {
+        sys::pct_allow(child, s)?;
+    }
     sys::env_start(child)
 }
 
