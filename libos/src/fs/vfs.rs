@@ -101,6 +101,18 @@ impl Vfs {
         Some(self.mounts[i].as_mut()?.fs.as_mut())
     }
 
+    /// The file system at mount slot `i` if it is still mounted at `at` (a server keeps
+    /// both: the slot saves the look-up by name on every use, the name catches a remount).
+    pub fn fs_in_slot(&mut self, i: usize, at: &str) -> Option<&mut dyn FileSystem> {
+        let m = self.mounts.get_mut(i)?.as_mut().filter(|m| m.at == at)?;
+        Some(m.fs.as_mut())
+    }
+
+    /// The mount slot of the file system mounted exactly at `at` (see [`Vfs::fs_in_slot`]).
+    pub fn slot_of(&self, at: &str) -> Option<usize> {
+        self.mount_points().find(|(_, m)| *m == at).map(|(i, _)| i)
+    }
+
     fn mount_points(&self) -> impl Iterator<Item = (usize, &str)> {
         self.mounts.iter().enumerate().filter_map(|(i, m)| m.as_ref().map(|m| (i, m.at.as_str())))
     }

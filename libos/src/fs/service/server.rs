@@ -16,7 +16,9 @@ use crate::vm;
 /// The server's side: a `Vfs` of its own, and the handles it gave each client.
 pub struct Server {
     pub vfs: Vfs,
-    handles: Vec<Option<(EnvId, String, Handle)>>,
+    /// Per handle given out: its client, the mount point and its slot in `vfs`, and the
+    /// file system's own handle.
+    handles: Vec<Option<(EnvId, String, usize, Handle)>>,
     window: u64,
     mapped: u64,
 }
@@ -59,7 +61,7 @@ impl Server {
 
     fn owned(&mut self, caller: EnvId, h: u64) -> Result<(String, Handle)> {
         match self.handles.get(h as usize) {
-            Some(Some((c, at, hd))) if *c == caller => Ok((at.clone(), *hd)),
+            Some(Some((c, at, _, hd))) if *c == caller => Ok((at.clone(), *hd)),
             _ => Err(Error::BadHandle),
         }
     }
@@ -68,7 +70,9 @@ impl Server {
     /// mount point (the per-read path: no allocation).
     fn owned_fs(&mut self, caller: EnvId, h: u64) -> Result<(&mut dyn FileSystem, Handle)> {
         match self.handles.get(h as usize) {
-            Some(Some((c, at, hd))) if *c == caller => Ok((self.vfs.fs_at(at).ok_or(Error::NotFound)?, *hd)),
+            Some(Some((c, at, i, hd))) if *c == caller => {
+                Ok((self.vfs.fs_in_slot(*i, at).ok_or(Error::NotFound)?, *hd))
+            }
             _ => Err(Error::BadHandle),
         }
     }
@@ -107,12 +111,13 @@ impl Server {
                 }
                 let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
                 let flags = OpenFlags::from_bits(a[2] as u8);
-                let h = self.fs(&at)?.open(&p, flags)?;
+                let i = self.vfs.slot_of(&at).ok_or(Error::NotFound)?;
+                let h = self.vfs.fs_in_slot(i, &at).ok_or(Error::NotFound)?.open(&p, flags)?;
                 let slot = self.handles.iter().position(|x| x.is_none()).unwrap_or(self.handles.len());
                 if slot == self.handles.len() {
                     self.handles.push(None);
                 }
-                self.handles[slot] = Some((caller, at, h));
+                self.handles[slot] = Some((caller, at, i, h));
                 Ok([slot as u64, 0, 0])
             }
             op::READ => {
@@ -212,7 +217,7 @@ impl Server {
     /// Closes the handles of clients that no longer exist.
     fn forget_departed(&mut self) {
         for i in 0..self.handles.len() {
-            if let Some((c, at, h)) = self.handles[i].clone() {
+            if let Some((c, at, _, h)) = self.handles[i].clone() {
                 if vm::env_info(c).is_none_or(|e| e.id != c.0) {
                     self.handles[i] = None;
                     if let Ok(fs) = self.fs(&at) {
