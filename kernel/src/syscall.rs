@@ -270,8 +270,7 @@ impl Kernel {
         let want = (pa != ANY_FRAME).then_some(pa);
         match self.ft.alloc(self.envs[t].id, want) {
             Ok(pa) => {
-                crate::arch::zero_page(phys_to_virt(pa));
-                self.ft.get_mut(pa)?.flags = exo_abi::frame::ZEROED;
+                crate::arch::zero_page(phys_to_virt(pa)); // (`alloc` marked it ZEROED)
                 self.publish_free();
                 Ok(pa)
             }

@@ -147,8 +147,9 @@ impl FrameTable {
         self.free.count -= 1;
     }
 
-    /// Takes frame `pa` (or the first free one, for `None`) as data owned by `owner`.
-    /// The caller zeroes it.
+    /// Takes frame `pa` (or the first free one, for `None`) as data owned by `owner`, marked
+    /// [`frame::ZEROED`]: the caller zeroes it before anyone else can see it (it holds the
+    /// kernel lock).
     pub fn alloc(&mut self, owner: EnvId, pa: Option<u64>) -> Result<u64, Error> {
         let i = match pa {
             Some(pa) => {
@@ -166,7 +167,8 @@ impl FrameTable {
         };
         self.unlink(i);
         self.low = self.low.min(i);
-        self.entries[i] = FrameEntry { owner: owner.0, kind: frame::DATA, ..FrameEntry::default() };
+        self.entries[i] =
+            FrameEntry { owner: owner.0, kind: frame::DATA, flags: frame::ZEROED, ..FrameEntry::default() };
         Ok(self.pa(i))
     }
 
