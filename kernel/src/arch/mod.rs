@@ -144,43 +144,38 @@ pub fn start_user(frame: *mut trap::TrapFrame) -> ! {
     unsafe { enter_user(frame, smp::stack_top(smp::cpu())) }
 }
 
-/// Zeroes the 4 KiB page at kernel address `va` with `dc zva`, 64 bytes per instruction
-/// (the block size of every ARMv8-A core exo runs on; checked at boot by `check_dc_zva`),
-/// then cleans it to the point of coherency: the new owner may map it non-cacheable, and
-/// must then read the zeros, not an earlier owner's data still in memory.
-pub fn zero_page(va: u64) {
-    // SAFETY: the caller passes a page-aligned kernel mapping of a frame it owns; `dc zva`
-    // writes zeros to exactly the 64-byte blocks named, 64 of them here, and `dc cvac` only
-    // writes those same lines back to memory.
-    unsafe {
-        asm!(
-            "2: dc zva, {p}",
-            "add {p}, {p}, #64",
-            "dc zva, {p}",
-            "add {p}, {p}, #64",
-            "dc zva, {p}",
-            "add {p}, {p}, #64",
-            "dc zva, {p}",
-            "add {p}, {p}, #64",
-            "cmp {p}, {end}",
-            "b.lo 2b",
-            "sub {p}, {p}, #4096",
-            "3: dc cvac, {p}",
-            "add {p}, {p}, #64",
-            "dc cvac, {p}",
-            "add {p}, {p}, #64",
-            "dc cvac, {p}",
-            "add {p}, {p}, #64",
-            "dc cvac, {p}",
-            "add {p}, {p}, #64",
-            "cmp {p}, {end}",
-            "b.lo 3b",
-            "dsb ish",
-            p = inout(reg) va => _,
-            end = in(reg) va + 4096,
-            options(nostack),
-        )
+/// Runs one cache operation on each 64-byte block of the 4 KiB page at kernel address `va`
+/// (`dc zva`'s block size on every ARMv8-A core exo runs on; checked at boot by
+/// `check_dc_zva`), then waits for them to finish.
+macro_rules! each_block {
+    ($op:literal, $va:expr) => {
+        // SAFETY: callers pass a page-aligned kernel mapping of a frame the kernel may write
+        // (zeroing) or of any RAM (cleaning, which changes no data); the operation touches
+        // exactly the 64 blocks of that page.
+        unsafe {
+            asm!(
+                concat!("2: ", $op, ", {p}"), "add {p}, {p}, #64",
+                concat!($op, ", {p}"), "add {p}, {p}, #64",
+                concat!($op, ", {p}"), "add {p}, {p}, #64",
+                concat!($op, ", {p}"), "add {p}, {p}, #64",
+                "cmp {p}, {end}", "b.lo 2b", "dsb ish",
+                p = inout(reg) $va => _, end = in(reg) $va + 4096, options(nostack),
+            )
+        }
     };
+}
+
+/// Zeroes the page at kernel address `va` with `dc zva`, 64 bytes per instruction. The zeros
+/// may sit in the cache for a while: a frame mapped non-cacheable is cleaned then (`clean_page`).
+pub fn zero_page(va: u64) {
+    each_block!("dc zva", va);
+}
+
+/// Cleans the page at kernel address `va` to the point of coherency, so that a view that
+/// bypasses the cache (a non-cacheable mapping) reads what the cache holds — the zeros its
+/// owner was given, never an earlier owner's data still in memory.
+pub fn clean_page(va: u64) {
+    each_block!("dc cvac", va);
 }
 
 /// `dc zva` must be allowed and zero 64-byte blocks for `zero_page` to be right.

@@ -201,6 +201,8 @@ impl Space<'_> {
         }
         if target.kind == frame::DEVICE {
             SCREEN_TAKEN.store(true, Ordering::Relaxed);
+        } else if pte.attr_index() == attr::NORMAL_NC {
+            crate::arch::clean_page(phys_to_virt(pa)); // zeroed in the cache only, maybe
         }
         // Public frames never change hands, so their mappings are not counted (nor can a
         // loop of mappings saturate the count for everyone). Others may not take the last
