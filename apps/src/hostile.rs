@@ -22,6 +22,7 @@ pub const TESTS: &[Test] = &[
     ("child_cannot_map_its_parents_frames_or_code_writable", parents_frames),
     ("child_cannot_escape_its_quota_by_giving_frames_to_its_parent", give_to_parent),
     ("frame_written_since_its_allocation_is_zeroed_when_it_becomes_a_table", written_frame_as_table),
+    ("non_cacheable_view_of_a_frame_reads_its_zeros_and_none_reaches_past_ram", non_cacheable_views),
     ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
@@ -1261,6 +1262,46 @@ fn own_a_pipe() -> i32 {
 /// its own (removed since), a child wrote it where the parent mapped it in the child's
 /// tables, or it only mapped it read-only.
 /// A fresh frame is bound without the second zeroing, and is empty too.
+/// A page entry that maps a frame non-cacheable has the kernel clean the frame first (it
+/// was zeroed in the cache, `uvm.rs`'s `clean_for`). The views read the zeros and then what
+/// a cacheable view wrote (QEMU models no caches: what this shows is that the path runs and
+/// maps the right frame); at frames the kernel keeps, or past RAM, they are refused, with
+/// no clean attempted on memory the kernel has no view of.
+fn non_cacheable_views() -> Result<(), &'static str> {
+    use exo_libos::abi::frame::{ABSENT, KERNEL};
+    let nc = |pa: u64, perm| {
+        (Pte::user_page(pa, perm).0 & !bits::ATTR_MASK) | (attr::NORMAL_NC << bits::ATTR_SHIFT)
+    };
+    let (va, alias) = (vm::alloc_va(1), vm::alloc_va(1));
+    // SAFETY: each read happens while `va` maps a frame of ours.
+    let words = || unsafe { core::slice::from_raw_parts(va as *const u64, 512) };
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    vm::map(va, nc(pa, RW)).map_err(|_| "map a fresh frame non-cacheable (TableSetAt)")?;
+    check(words().iter().all(|&w| w == 0), "a non-cacheable view of a fresh frame is not all zeros")?;
+    vm::unmap(va).map_err(|_| "unmap")?;
+    vm::map_frame(alias, pa, RW).map_err(|_| "map cacheable")?;
+    // SAFETY: `alias` maps `pa` read-write.
+    unsafe { core::slice::from_raw_parts_mut(alias as *mut u64, 512).fill(0x5a5a_0000_1234_5678) };
+    // The same through `TableSet`'s walk (`vm` believes `va` unmapped: it is put back so).
+    sys::table_set(EnvId::SELF, va, 3, nc(pa, RO)).map_err(|_| "map non-cacheable (TableSet)")?;
+    let seen = words().iter().all(|&w| w == 0x5a5a_0000_1234_5678);
+    sys::table_set(EnvId::SELF, va, 3, 0).map_err(|_| "unmap (TableSet)")?;
+    vm::unmap(alias).map_err(|_| "unmap the alias")?;
+    sys::frame_free(EnvId::SELF, pa).map_err(|_| "free")?;
+    check(seen, "a non-cacheable view does not show what was written")?;
+    // Refused: a frame the kernel keeps, an absent one (if this board has any), past RAM.
+    let k = vm::kinfo();
+    let kind = |pa: u64| vm::frame_entry(pa).map(|e| e.kind);
+    let find = |want| (0..k.frames).map(|i| k.ram_base + i * PAGE).find(|&pa| kind(pa) == Some(want));
+    let kernel = find(KERNEL).ok_or("no kernel frame in the frame table")?;
+    let past = [k.ram_base + k.frames * PAGE, k.ram_base + (k.frames + 4096) * PAGE];
+    for pa in [Some(kernel), find(ABSENT)].into_iter().flatten().chain(past) {
+        check(vm::map(va, nc(pa, RO)).is_err(), "a non-cacheable view of a frame not ours was allowed")?;
+        check(sys::table_set(EnvId::SELF, va, 3, nc(pa, RO)).is_err(), "TableSet allowed one too")?;
+    }
+    Ok(())
+}
+
 fn written_frame_as_table() -> Result<(), &'static str> {
     use exo_libos::abi::frame::ZEROED;
     let zeroed = |pa: u64| vm::frame_entry(pa).is_some_and(|f| f.flags & ZEROED != 0);

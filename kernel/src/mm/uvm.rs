@@ -100,6 +100,7 @@ impl Space<'_> {
         let t = self.table_at(va, level, true)?;
         let i = index(va, level);
         if level == 3 {
+            self.clean_for(pte);
             return self.set_page((t, self.ft.index(t)?, i), va, pte, may_map);
         }
         let old = Pte(slots(t)[i]);
@@ -143,6 +144,7 @@ impl Space<'_> {
     /// recorded when it was linked (`link`): no walk, and the entry is checked as `set`
     /// checks it. A frozen table (`freeze`) is refused as `set`'s walk refuses it.
     pub fn set_at(&mut self, table: u64, i: u64, pte: Pte, may_map: impl MayMap) -> Result<(), Error> {
+        self.clean_for(pte);
         let ti = self.ft.index(table)?;
         let t = self.ft.get(table)?;
         if t.kind != frame::TABLE || t.owner != self.env.0 {
@@ -201,8 +203,6 @@ impl Space<'_> {
         }
         if target.kind == frame::DEVICE {
             SCREEN_TAKEN.store(true, Ordering::Relaxed);
-        } else if pte.attr_index() == attr::NORMAL_NC {
-            crate::arch::clean_page(phys_to_virt(pa)); // zeroed in the cache only, maybe
         }
         // Public frames never change hands, so their mappings are not counted (nor can a
         // loop of mappings saturate the count for everyone). Others may not take the last
@@ -222,6 +222,24 @@ impl Space<'_> {
             tlb::publish();
         }
         Ok(())
+    }
+
+    /// Before `pte` (not yet checked) may map a data frame or a table non-cacheable: the
+    /// frame is cleaned, since it was zeroed in the cache, maybe over an earlier owner's
+    /// data still in memory. One bit is tested: of the two attributes a page may have, only
+    /// `NORMAL_NC` has it, and a bit test keeps nothing alive across the checks after it.
+    #[inline(always)]
+    fn clean_for(&self, pte: Pte) {
+        #[cold]
+        #[inline(never)]
+        fn clean(ft: &FrameTable, pa: u64) {
+            if ft.get(pa).is_ok_and(|f| f.kind == frame::DATA || f.kind == frame::TABLE) {
+                crate::arch::clean_page(phys_to_virt(pa)); // (RAM, in the physmap)
+            }
+        }
+        if pte.0 & (attr::NORMAL_NC << bits::ATTR_SHIFT) != 0 {
+            clean(self.ft, pte.addr());
+        }
     }
 
     fn clear(&mut self, t: u64, i: usize, va: u64, level: u32) -> Result<(), Error> {
