@@ -23,6 +23,7 @@ pub const TESTS: &[Test] = &[
     ("child_cannot_escape_its_quota_by_giving_frames_to_its_parent", give_to_parent),
     ("frame_written_since_its_allocation_is_zeroed_when_it_becomes_a_table", written_frame_as_table),
     ("non_cacheable_view_of_a_frame_reads_its_zeros_and_none_reaches_past_ram", non_cacheable_views),
+    ("frame_copy_reads_only_the_callers_own_data_frames", frame_copy_rights),
     ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
@@ -1299,6 +1300,60 @@ fn non_cacheable_views() -> Result<(), &'static str> {
         check(vm::map(va, nc(pa, RO)).is_err(), "a non-cacheable view of a frame not ours was allowed")?;
         check(sys::table_set(EnvId::SELF, va, 3, nc(pa, RO)).is_err(), "TableSet allowed one too")?;
     }
+    Ok(())
+}
+
+/// `FrameAlloc` with a source (`sys::frame_copy`) copies a data frame the caller owns, and
+/// nothing else: not an ancestor's frame (though the child maps it, copy-on-write), not a
+/// public, kernel or table frame, not past RAM; and only into a frame for itself or a
+/// descendant. The copy is not marked zeroed, so a table made of it starts empty.
+fn frame_copy_rights() -> Result<(), &'static str> {
+    use exo_libos::abi::frame::{KERNEL, ZEROED};
+    let va = vm::alloc_va(1);
+    let mine = vm::map_new(va, RW).map_err(|_| "map")?;
+    // SAFETY: `va` maps `mine` read-write.
+    let page = || unsafe { core::slice::from_raw_parts_mut(va as *mut u64, 512) };
+    page().iter_mut().enumerate().for_each(|(i, w)| *w = 0x7000_0000_0000_0000 | i as u64);
+    let copy = sys::frame_copy(EnvId::SELF, mine).map_err(|_| "copy our own frame")?;
+    let entry = vm::frame_entry(copy).ok_or("no entry for the copy")?;
+    check(entry.owner == vm::me().0 && entry.flags & ZEROED == 0, "the copy's owner or mark is wrong")?;
+    vm::unmap(va).map_err(|_| "unmap")?;
+    vm::map_frame(va, copy, RO).map_err(|_| "map the copy")?;
+    let same = page().iter().enumerate().all(|(i, &w)| w == 0x7000_0000_0000_0000 | i as u64);
+    vm::unmap(va).map_err(|_| "unmap the copy")?;
+    check(same, "the copy does not hold the frame's words")?;
+    sys::table_bind(EnvId::SELF, copy, 3).map_err(|_| "bind the copy")?;
+    vm::map_frame(va, copy, RO).map_err(|_| "map the table")?;
+    let empty = page().iter().all(|&w| w == 0);
+    vm::unmap(va).map_err(|_| "unmap the table")?;
+    sys::table_unbind(EnvId::SELF, copy).map_err(|_| "unbind")?;
+    check(empty, "a table made of a copy kept the copied words")?;
+    // Not ours: a kernel frame, a public one, a table, nothing at all.
+    let k = vm::kinfo();
+    let kernel = (0..k.frames).map(|i| k.ram_base + i * PAGE);
+    let kernel = kernel.clone().find(|&pa| vm::frame_entry(pa).is_some_and(|e| e.kind == KERNEL));
+    let table = (0..k.frames).map(|i| k.ram_base + i * PAGE).find(|&pa| {
+        vm::frame_entry(pa).is_some_and(|e| e.kind == exo_libos::abi::frame::TABLE && e.owner == vm::me().0)
+    });
+    let past = k.ram_base + k.frames * PAGE;
+    for from in [kernel, Some(k.frame_table), table, Some(past), Some(mine + 8)].into_iter().flatten() {
+        check(sys::frame_copy(EnvId::SELF, from).is_err(), "a frame not our own data was copied")?;
+    }
+    // A child may read the parent's frame through its copy-on-write mapping, but not copy
+    // it; nor make a copy of its own for its parent.
+    vm::map_frame(va, mine, RW).map_err(|_| "map again")?;
+    let status = in_child(|| {
+        let up = sys::frame_copy(EnvId::SELF, mine) == Err(Error::Denied);
+        let own = sys::frame_alloc(EnvId::SELF, None).unwrap_or(0);
+        let parent = vm::env_info(vm::me()).map_or(EnvId(0), |e| EnvId(e.parent));
+        let sideways = own != 0 && sys::frame_copy(parent, own) == Err(Error::Denied);
+        up as i32 | (sideways as i32) << 1
+    })?;
+    check(status & 1 == 1, "a child copied its parent's frame")?;
+    check(status & 2 == 2, "a child made a copy for its parent")?;
+    vm::unmap(va).map_err(|_| "unmap again")?;
+    sys::frame_free(EnvId::SELF, copy).map_err(|_| "free the copy")?;
+    sys::frame_free(EnvId::SELF, mine).map_err(|_| "free")?;
     Ok(())
 }
 

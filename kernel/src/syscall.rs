@@ -59,7 +59,7 @@ macro_rules! fast {
 extern "C" fn nop(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
     0
 }
-fast!(frame_alloc, |k, env, pa, _c, _d, _e| k.frame_alloc(env_arg(env)?, pa));
+fast!(frame_alloc, |k, env, pa, from, _d, _e| k.frame_alloc(env_arg(env)?, pa, from));
 fast!(frame_free, |k, env, pa, _c, _d, _e| {
     let t = k.target(env_arg(env)?)?;
     k.ft.free(k.envs[t].id, pa)?;
@@ -222,35 +222,13 @@ unsafe extern "C" {
 }
 
 /// The fast path's dispatch table, indexed by system-call number (read by `vectors.S`).
+/// `console_write` sends, and the three `disk` calls move data, without the kernel lock.
 #[unsafe(no_mangle)]
 static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
-    nop,
-    console::console_write, // sends without the kernel lock
-    frame_alloc,
-    frame_free,
-    frame_give,
-    table_bind,
-    table_unbind,
-    table_set,
-    table_set_batch,
-    table_get,
-    env_create,
-    env_set_entry,
-    env_set_upcall,
-    env_start,
-    env_self,
-    kernel_info,
-    upcall_context,
-    crate::disk::sector_io::<false>, // these three move data without the kernel lock
-    crate::disk::sector_io::<true>,
-    crate::disk::sector_flush,
-    sector_grant,
-    sector_revoke,
-    pct_allow,
-    pct_disallow,
-    pct_register,
-    pct_ungrant_scrubbed,
-    env_set_affinity,
+    nop, console::console_write, frame_alloc, frame_free, frame_give, table_bind, table_unbind, table_set,
+    table_set_batch, table_get, env_create, env_set_entry, env_set_upcall, env_start, env_self, kernel_info,
+    upcall_context, crate::disk::sector_io::<false>, crate::disk::sector_io::<true>, crate::disk::sector_flush,
+    sector_grant, sector_revoke, pct_allow, pct_disallow, pct_register, pct_ungrant_scrubbed, env_set_affinity,
     table_set_at,
 ];
 
@@ -264,13 +242,20 @@ impl Kernel {
         Ok(t)
     }
 
-    fn frame_alloc(&mut self, env: EnvId, pa: u64) -> Result<u64, Error> {
+    /// `FrameAlloc`: a frame for `env`, zeroed, or a copy of the caller's own data frame `from`.
+    fn frame_alloc(&mut self, env: EnvId, pa: u64, from: u64) -> Result<u64, Error> {
         let t = self.target(env)?;
+        if from != 0 {
+            self.ft.check_owned_data(self.envs[self.current].id, from)?;
+        }
         self.charge(t)?;
         let want = (pa != ANY_FRAME).then_some(pa);
-        match self.ft.alloc(self.envs[t].id, want) {
+        match self.ft.alloc(self.envs[t].id, want, from == 0) {
             Ok(pa) => {
-                crate::arch::zero_page(phys_to_virt(pa)); // (`alloc` marked it ZEROED)
+                match from {
+                    0 => crate::arch::zero_page(phys_to_virt(pa)), // (`alloc` marked it ZEROED)
+                    _ => crate::arch::copy_page(phys_to_virt(pa), phys_to_virt(from)), // (not marked)
+                }
                 self.publish_free();
                 Ok(pa)
             }

@@ -272,7 +272,7 @@ fn build_child(child: EnvId, saved: &mut Saved, servers: &[EnvId]) -> Result<(),
         result = if own && fresh(va) {
             sys::frame_alloc(child, None).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
         } else if own {
-            copy_page(va, child).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
+            copy_page(va, Pte(e).addr(), child).and_then(|pa| for_child.push(va, Pte::user_page(pa, RW).0))
         } else if e & SHARED == 0 && (e & bits::AP_RO == 0 || e & COW != 0) {
             // Still copy-on-write from an earlier fork: only the child's entry is new.
             let shared = e | bits::AP_RO | COW;
@@ -398,8 +398,13 @@ pub(crate) unsafe fn page_at<'a>(va: u64) -> &'a [u8] {
     unsafe { core::slice::from_raw_parts(va as *const u8, PAGE as usize) }
 }
 
-/// A new frame holding a copy of the page at `va`, given to `child`.
-fn copy_page(va: u64, child: EnvId) -> Result<u64, Error> {
+/// A new frame holding a copy of the page at `va` (mapped from frame `pa`), given to
+/// `child`: the kernel copies a frame of ours; another's (`Denied`) is copied here.
+fn copy_page(va: u64, pa: u64, child: EnvId) -> Result<u64, Error> {
+    match sys::frame_copy(child, pa) {
+        Err(Error::Denied) => {}
+        done => return done,
+    }
     // SAFETY: `va` is a mapped, readable page.
     let pa = vm::fill_new_frame(|page| page.copy_from_slice(unsafe { page_at(va) }))?;
     sys::frame_give(pa, child)?;

@@ -128,7 +128,11 @@ pub fn console_write(bytes: &[u8]) -> Result<u64, Error> {
 }
 /// `pa`: a particular frame, or `None` for any free one.
 pub fn frame_alloc(env: EnvId, pa: Option<u64>) -> Result<u64, Error> {
-    c2(Sys::FrameAlloc, env.0 as u64, pa.unwrap_or(exo_abi::ANY_FRAME))
+    c3(Sys::FrameAlloc, env.0 as u64, pa.unwrap_or(exo_abi::ANY_FRAME), 0)
+}
+/// A new frame for `env` holding a copy of `from`, a data frame the caller owns.
+pub fn frame_copy(env: EnvId, from: u64) -> Result<u64, Error> {
+    c3(Sys::FrameAlloc, env.0 as u64, exo_abi::ANY_FRAME, from)
 }
 pub fn frame_free(env: EnvId, pa: u64) -> Result<(), Error> {
     c2(Sys::FrameFree, env.0 as u64, pa).map(drop)

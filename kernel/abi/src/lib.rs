@@ -113,9 +113,11 @@ pub enum Sys {
     /// debug console (a polled transmit: the caller loops for more). `Fault` if they are not
     /// mapped readable; `Invalid` if `len` > 64 KiB.
     ConsoleWrite = 1,
-    /// `(env, pa) -> pa`: allocates frame `pa` (or any free frame, with [`ANY_FRAME`]) as
-    /// data owned by `env`, zeroed. `Denied` unless `env` is the caller or its descendant;
-    /// `NotFound` if `pa` is not RAM; `Busy` if it is not free; `Quota`, `NoMemory`.
+    /// `(env, pa, from) -> pa`: allocates frame `pa` (or any free frame, with [`ANY_FRAME`])
+    /// as data owned by `env`, zeroed, or (`from` ≠ 0) holding a copy of `from`, which must
+    /// be a data frame the caller owns (`Denied` otherwise: not an ancestor's, not a shared
+    /// one). `Denied` unless `env` is the caller or its descendant; `NotFound` if `pa` is not
+    /// RAM; `Busy` if it is not free; `Quota`, `NoMemory`.
     FrameAlloc = 2,
     /// `(env, pa)`: frees a data frame `env` owns. `Busy` while any mapping points at it.
     FrameFree = 3,

@@ -148,9 +148,9 @@ impl FrameTable {
     }
 
     /// Takes frame `pa` (or the first free one, for `None`) as data owned by `owner`, marked
-    /// [`frame::ZEROED`]: the caller zeroes it before anyone else can see it (it holds the
-    /// kernel lock).
-    pub fn alloc(&mut self, owner: EnvId, pa: Option<u64>) -> Result<u64, Error> {
+    /// [`frame::ZEROED`] if `zeroed`: the caller then zeroes it before anyone else can see it
+    /// (it holds the kernel lock).
+    pub fn alloc(&mut self, owner: EnvId, pa: Option<u64>, zeroed: bool) -> Result<u64, Error> {
         let i = match pa {
             Some(pa) => {
                 let i = self.index(pa)?;
@@ -167,8 +167,12 @@ impl FrameTable {
         };
         self.unlink(i);
         self.low = self.low.min(i);
-        self.entries[i] =
-            FrameEntry { owner: owner.0, kind: frame::DATA, flags: frame::ZEROED, ..FrameEntry::default() };
+        self.entries[i] = FrameEntry {
+            owner: owner.0,
+            kind: frame::DATA,
+            flags: frame::ZEROED * zeroed as u8,
+            ..FrameEntry::default()
+        };
         Ok(self.pa(i))
     }
 

@@ -27,25 +27,25 @@ const B: EnvId = EnvId(0x1002);
 fn specific_and_any_allocation() {
     let mut t = table(16);
     assert_eq!(t.free.count, 14);
-    assert_eq!(t.alloc(A, Some(0x4000_5000)), Ok(0x4000_5000));
-    assert_eq!(t.alloc(B, Some(0x4000_5000)), Err(Error::Busy));
-    assert_eq!(t.alloc(B, Some(0x4000_0000)), Err(Error::Busy)); // kernel
-    assert_eq!(t.alloc(B, Some(0x5000_0000)), Err(Error::NotFound));
-    assert_eq!(t.alloc(B, Some(0x4000_5004)), Err(Error::Invalid));
+    assert_eq!(t.alloc(A, Some(0x4000_5000), true), Ok(0x4000_5000));
+    assert_eq!(t.alloc(B, Some(0x4000_5000), true), Err(Error::Busy));
+    assert_eq!(t.alloc(B, Some(0x4000_0000), true), Err(Error::Busy)); // kernel
+    assert_eq!(t.alloc(B, Some(0x5000_0000), true), Err(Error::NotFound));
+    assert_eq!(t.alloc(B, Some(0x4000_5004), true), Err(Error::Invalid));
     let mut got = vec![];
-    while let Ok(pa) = t.alloc(B, None) {
+    while let Ok(pa) = t.alloc(B, None, true) {
         got.push(pa);
     }
     assert_eq!(got.len(), 13);
     assert!(!got.contains(&0x4000_5000) && !got.contains(&0x4000_0000));
-    assert_eq!(t.alloc(A, None), Err(Error::NoMemory));
+    assert_eq!(t.alloc(A, None, true), Err(Error::NoMemory));
     assert_eq!(census(&t), [0, 2, 0, 14, 0]);
 }
 
 #[test]
 fn only_the_owner_frees_and_never_while_mapped() {
     let mut t = table(8);
-    let pa = t.alloc(A, None).unwrap();
+    let pa = t.alloc(A, None, true).unwrap();
     assert_eq!(t.free(B, pa), Err(Error::Denied));
     t.get_mut(pa).unwrap().maps = 1;
     assert_eq!(t.free(A, pa), Err(Error::Busy));
@@ -61,7 +61,7 @@ fn only_the_owner_frees_and_never_while_mapped() {
 #[test]
 fn tables_bind_and_unbind_only_when_idle() {
     let mut t = table(8);
-    let pa = t.alloc(A, None).unwrap();
+    let pa = t.alloc(A, None, true).unwrap();
     assert_eq!(t.bind_table(A, pa, 4), Err(Error::Invalid));
     assert_eq!(t.bind_table(B, pa, 1), Err(Error::Denied));
     t.bind_table(A, pa, 1).unwrap();
@@ -79,17 +79,17 @@ fn reclaim_returns_everything_an_owner_holds() {
     let mut t = table(32);
     let before = census(&t);
     for _ in 0..5 {
-        t.alloc(A, None).unwrap();
+        t.alloc(A, None, true).unwrap();
     }
-    let tb = t.alloc(A, None).unwrap();
+    let tb = t.alloc(A, None, true).unwrap();
     t.bind_table(A, tb, 0).unwrap();
-    let b = t.alloc(B, None).unwrap();
+    let b = t.alloc(B, None, true).unwrap();
     assert_eq!(t.reclaim(A, EnvId(0)), 6);
     t.free(B, b).unwrap();
     assert_eq!(census(&t), before);
     // The free list still hands out every free frame exactly once.
     let mut seen = std::collections::HashSet::new();
-    while let Ok(pa) = t.alloc(A, None) {
+    while let Ok(pa) = t.alloc(A, None, true) {
         assert!(seen.insert(pa));
     }
     assert_eq!(seen.len(), 30);
@@ -116,12 +116,12 @@ fn device_frames_are_given_down_never_freed_and_pass_to_the_heir() {
 #[test]
 fn teardown_scans_from_the_lowest_frame_ever_owned_and_still_finds_them_all() {
     let mut t = table(64);
-    let top: Vec<u64> = (0..3).map(|_| t.alloc(A, None).unwrap()).collect();
+    let top: Vec<u64> = (0..3).map(|_| t.alloc(A, None, true).unwrap()).collect();
     // The free list hands out the top of RAM first, so teardown scans 3 entries, not 64.
     assert_eq!(top, [0x4003_f000, 0x4003_e000, 0x4003_d000]);
     assert_eq!(t.low, 61);
     // A particular frame near the bottom widens the scan to it.
-    assert_eq!(t.alloc(A, Some(0x4000_2000)), Ok(0x4000_2000));
+    assert_eq!(t.alloc(A, Some(0x4000_2000), true), Ok(0x4000_2000));
     assert_eq!(t.low, 2);
     t.give(A, top[0], B).unwrap();
     assert_eq!(t.reclaim(A, B), 3);
@@ -146,4 +146,14 @@ fn boot_threads_free_runs_as_one_push_per_frame_would() {
     let expect: Vec<u32> = [11, 10].into_iter().chain((16..32).rev()).chain((2..8).rev()).collect();
     assert_eq!(order, expect);
     assert_eq!(census(&t), [24, 2, 6, 0, 0]);
+}
+
+#[test]
+fn a_frame_taken_for_a_copy_is_not_marked_zeroed_so_a_table_made_of_it_is_zeroed() {
+    let mut t = table(8);
+    let copy = t.alloc(A, None, false).unwrap();
+    assert_eq!(t.get(copy).unwrap().flags & frame::ZEROED, 0);
+    assert_eq!(t.bind_table(A, copy, 3), Ok(false)); // false: `TableBind` zeroes it
+    let fresh = t.alloc(A, None, true).unwrap();
+    assert_eq!(t.bind_table(A, fresh, 3), Ok(true));
 }

@@ -23,7 +23,7 @@ fn machine(frames: usize) -> FrameTable {
 }
 
 fn table(ft: &mut FrameTable, env: EnvId, level: u8) -> u64 {
-    let pa = ft.alloc(env, None).unwrap();
+    let pa = ft.alloc(env, None, true).unwrap();
     ft.bind_table(env, pa, level).unwrap();
     pa
 }
@@ -49,8 +49,8 @@ fn map_remap_unmap_keep_counts_exact() {
     let mut ft = machine(32);
     let va = 0x40_0000;
     let root = space(&mut ft, va);
-    let f1 = ft.alloc(A, None).unwrap();
-    let f2 = ft.alloc(A, None).unwrap();
+    let f1 = ft.alloc(A, None, true).unwrap();
+    let f2 = ft.alloc(A, None, true).unwrap();
     let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     s.set(va, 3, Pte::user_page(f1, RW), own).unwrap();
@@ -74,8 +74,8 @@ fn refuses_frames_that_are_not_the_callers_to_map() {
     let mut ft = machine(32);
     let va = 0x40_0000;
     let root = space(&mut ft, va);
-    let sibling = ft.alloc(OTHER, None).unwrap();
-    let child_frame = ft.alloc(CHILD, None).unwrap();
+    let sibling = ft.alloc(OTHER, None, true).unwrap();
+    let child_frame = ft.alloc(CHILD, None, true).unwrap();
     let kernel_pa = ft.pa(0); // PUBLIC in this machine
     let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
@@ -88,7 +88,7 @@ fn refuses_frames_that_are_not_the_callers_to_map() {
     // Not RAM at all.
     assert_eq!(s.set(va + 4096, 3, Pte::user_page(0x1000, RO), own), Err(Error::NotFound));
     // Kernel-half and wrapped addresses.
-    let f = s.ft.alloc(A, None).unwrap();
+    let f = s.ft.alloc(A, None, true).unwrap();
     assert_eq!(s.set(0xffff_0000_0000_0000, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
     assert_eq!(s.set(exo_abi::USER_VA_LIMIT, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
     assert_eq!(s.set(va + 1, 3, Pte::user_page(f, RW), own), Err(Error::Invalid));
@@ -112,7 +112,7 @@ fn table_pages_cannot_be_shared_cycled_or_mapped_writable() {
     assert_eq!(s.set(va, 3, Pte::user_page(l3, RW), own), Err(Error::Denied));
     s.set(va, 3, Pte::user_page(l3, RO), own).unwrap();
     // A frame mapped as data cannot become a table.
-    let f = s.ft.alloc(A, None).unwrap();
+    let f = s.ft.alloc(A, None, true).unwrap();
     s.set(va + 4096, 3, Pte::user_page(f, RW), own).unwrap();
     assert_eq!(s.ft.bind_table(A, f, 3), Err(Error::Busy));
     // An entry with a block descriptor or extra bits is refused.
@@ -127,19 +127,19 @@ fn teardown_frees_tables_and_last_mapped_frames_and_balances() {
     let before = census(&ft);
     let va = 0x40_0000;
     let root = space(&mut ft, va);
-    let shared = ft.alloc(A, None).unwrap();
+    let shared = ft.alloc(A, None, true).unwrap();
     let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
     // `may_map` is the kernel's ancestor check; here A's frames may appear in A's space.
     s.set(va, 3, Pte::user_page(shared, RO), |o, _, _, f| (o == A.0).then_some(f)).unwrap();
     for k in 1..10 {
-        let f = s.ft.alloc(A, None).unwrap();
+        let f = s.ft.alloc(A, None, true).unwrap();
         s.set(va + k * 4096, 3, Pte::user_page(f, RW), |o, _, _, f| (o == A.0).then_some(f)).unwrap();
     }
     // Mapped twice: freed once, at its last mapping. One frame A holds but never maps,
     // and one of another's that A maps, stay where they are.
     s.set(va + 10 * 4096, 3, Pte::user_page(shared, RO), |o, _, _, f| (o == A.0).then_some(f)).unwrap();
-    let unmapped = s.ft.alloc(A, None).unwrap();
-    let others = s.ft.alloc(OTHER, None).unwrap();
+    let unmapped = s.ft.alloc(A, None, true).unwrap();
+    let others = s.ft.alloc(OTHER, None, true).unwrap();
     s.set(va + 11 * 4096, 3, Pte::user_page(others, RO), |_, _, _, f| Some(f)).unwrap();
     assert_eq!(s.dismantle(), 4 + 10, "four tables and ten mapped frames of A's");
     assert_eq!(s.ft.get(others).unwrap().maps, 0);
@@ -155,7 +155,7 @@ fn set_at_finds_the_page_where_the_table_was_linked_and_only_there() {
     let mut ft = machine(32);
     let va = 0x4060_0000; // region 0x203 of 2 MiB: not a multiple of a level-2 table's reach
     let root = space(&mut ft, va);
-    let f = ft.alloc(A, None).unwrap();
+    let f = ft.alloc(A, None, true).unwrap();
     let loose = table(&mut ft, A, 3); // bound, linked nowhere
     let theirs = table(&mut ft, OTHER, 3);
     let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
@@ -211,7 +211,7 @@ fn freeze(l3: u64) -> Pte {
 /// (A's root, its level-3 table, the pages).
 fn text(ft: &mut FrameTable, va: u64) -> (u64, u64, [u64; 3]) {
     let root = space(ft, va);
-    let pages = [0; 3].map(|_| ft.alloc(A, None).unwrap());
+    let pages = [0; 3].map(|_| ft.alloc(A, None, true).unwrap());
     let public = ft.pa(0);
     let mut s = Space { ft, env: A, root, asid: 1 };
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
@@ -230,7 +230,7 @@ fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     let va = 0x40_0000;
     let (root, l3, pages) = text(&mut ft, va);
     let child_root = tree(&mut ft, CHILD, va, false);
-    let other = ft.alloc(OTHER, None).unwrap();
+    let other = ft.alloc(OTHER, None, true).unwrap();
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2 };
     // Nobody may link a table its owner has not frozen, nor anything but a level-3 table,
@@ -240,7 +240,7 @@ fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     assert_eq!(child.set(va, 2, freeze(l3), rule(A)), Err(Error::Denied));
     let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
     // A writable entry, or a frame not the owner's, makes freezing fail, and marks nothing.
-    let w = owner.ft.alloc(A, None).unwrap();
+    let w = owner.ft.alloc(A, None, true).unwrap();
     for (pa, perm) in [(w, RW), (other, RO)] {
         owner.set(va + 8 * 4096, 3, Pte::user_page(pa, perm), |_, _, _, f| Some(f)).unwrap();
         assert_eq!(owner.set(va, 2, freeze(l3), own), Err(Error::Denied));
@@ -260,7 +260,7 @@ fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     assert_eq!((t.shares, t.flags & frame::FROZEN, t.entries), (1, frame::FROZEN, 4));
     assert!(pages.iter().all(|&p| child.ft.get(p).unwrap().flags & frame::SHARED_RO != 0));
     // Frozen: no change by the sharer, nor by the owner, entry added, changed or cleared.
-    let f = child.ft.alloc(CHILD, None).unwrap();
+    let f = child.ft.alloc(CHILD, None, true).unwrap();
     assert_eq!(child.set(va + 5 * 4096, 3, Pte::user_page(f, RW), rule(CHILD)), Err(Error::Busy));
     assert_eq!(child.set(va, 3, Pte(0), rule(CHILD)), Err(Error::Busy));
     assert_eq!(child.set_at(l3, 5, Pte::user_page(f, RW), rule(CHILD)), Err(Error::Denied));
