@@ -1330,9 +1330,10 @@ fn frame_copy_rights() -> Result<(), &'static str> {
     check(empty, "a table made of a copy kept the copied words")?;
     // Not ours: a kernel frame, a public one, a table, nothing at all.
     let k = vm::kinfo();
-    let kernel = (0..k.frames).map(|i| k.ram_base + i * PAGE);
-    let kernel = kernel.clone().find(|&pa| vm::frame_entry(pa).is_some_and(|e| e.kind == KERNEL));
-    let table = (0..k.frames).map(|i| k.ram_base + i * PAGE).find(|&pa| {
+    let frames = || (0..k.frames).map(|i| k.ram_base + i * PAGE);
+    // (Not frame 0, a Pi's first: `from` = 0 asks for no copy, a zeroed frame.)
+    let kernel = frames().find(|&pa| pa != 0 && vm::frame_entry(pa).is_some_and(|e| e.kind == KERNEL));
+    let table = frames().find(|&pa| {
         vm::frame_entry(pa).is_some_and(|e| e.kind == exo_libos::abi::frame::TABLE && e.owner == vm::me().0)
     });
     let past = k.ram_base + k.frames * PAGE;
