@@ -191,6 +191,7 @@ impl FrameTable {
     }
 
     /// Checks that `pa` is a data frame of `owner` (mapped or not).
+    #[inline(always)]
     pub fn check_owned_data(&self, owner: EnvId, pa: u64) -> Result<(), Error> {
         match self.get(pa)? {
             e if e.kind == frame::DATA && e.owner == owner.0 => Ok(()),
