@@ -79,7 +79,8 @@ fn map_on_fault(u: &Upcall) -> bool {
     // SAFETY: `slot` is inside that array, which lives on `fault_upcall`'s stack until the
     // faults are over.
     let pa = unsafe { *slot };
-    vm::map_frame(u.far & !(PAGE - 1), pa, RW).is_ok()
+    vm::map_and_resume(u.far & !(PAGE - 1), Pte::user_page(pa, RW).0);
+    false // not mapped
 }
 
 const N: u64 = 2000;

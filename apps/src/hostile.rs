@@ -9,10 +9,11 @@ use crate::ipctest::server;
 use crate::runner::{check, run_suite};
 use exo_libos::abi::pte::{attr, bits, Pte};
 use exo_libos::abi::{
-    EnvId, Error, Sys, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT, SECTOR_READ, SECTOR_WRITE,
+    upcall, EnvId, Error, Sys, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT, SECTOR_READ, SECTOR_WRITE,
 };
 use exo_libos::ipc::Call;
 use exo_libos::process::{self, Fork};
+use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
 use exo_libos::{println, sys};
 
@@ -24,6 +25,7 @@ pub const TESTS: &[Test] = &[
     ("frame_written_since_its_allocation_is_zeroed_when_it_becomes_a_table", written_frame_as_table),
     ("non_cacheable_view_of_a_frame_reads_its_zeros_and_none_reaches_past_ram", non_cacheable_views),
     ("frame_copy_reads_only_the_callers_own_data_frames", frame_copy_rights),
+    ("resume_with_a_mapping_checks_it_as_table_set_at_does", resume_mapping_checks),
     ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
@@ -1356,6 +1358,61 @@ fn frame_copy_rights() -> Result<(), &'static str> {
     sys::frame_free(EnvId::SELF, copy).map_err(|_| "free the copy")?;
     sys::frame_free(EnvId::SELF, mine).map_err(|_| "free")?;
     Ok(())
+}
+
+/// What `resume_mapping_hook` saw: the errors of its three refused attempts.
+static RESUME_ERRORS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// At the fault it is set for, tries `UpcallResume` with three entries the kernel must
+/// refuse (a kernel frame, a page writable and executable, a table not its own), noting
+/// each error and going on running; then resumes with its own fresh frame mapped.
+fn resume_mapping_hook(u: &Upcall) -> bool {
+    use exo_libos::abi::frame::{KERNEL, PUBLIC};
+    if u.kind != upcall::DATA_ABORT {
+        return false;
+    }
+    let (va, k) = (u.far & !(PAGE - 1), vm::kinfo());
+    let frames = || (0..k.frames).map(|i| k.ram_base + i * PAGE);
+    let kind = |want| move |pa: &u64| *pa != 0 && vm::frame_entry(*pa).is_some_and(|e| e.kind == want);
+    let (Some(kernel), Some(public)) = (frames().find(kind(KERNEL)), frames().find(kind(PUBLIC))) else {
+        return false;
+    };
+    let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
+    let wx = Pte::user_page(pa, RW).0 & !bits::UXN;
+    let i = (va >> 12) & 511;
+    let tries = [
+        vm::map_and_resume(va, Pte::user_page(kernel, RO).0),
+        vm::map_and_resume(va, wx),
+        sys::upcall_resume_mapping(public, i, Pte::user_page(pa, RW).0),
+    ];
+    for (slot, e) in RESUME_ERRORS.iter().zip(tries) {
+        slot.store(e as i64 as u64, SeqCst);
+    }
+    vm::map_and_resume(va, Pte::user_page(pa, RW).0);
+    false
+}
+
+/// `UpcallResume` with a page entry (`sys::upcall_resume_mapping`) sets it with the checks
+/// of `TableSetAt`, and an entry refused leaves the handler running with the error; outside
+/// an upcall it is refused before anything is set.
+fn resume_mapping_checks() -> Result<(), &'static str> {
+    let va = vm::alloc_va(1);
+    vm::reserve(va).map_err(|_| "reserve")?;
+    let table = Pte(sys::table_get(EnvId::SELF, va, 2).map_err(|_| "table")?).addr();
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let outside = sys::upcall_resume_mapping(table, (va >> 12) & 511, Pte::user_page(pa, RW).0);
+    check(vm::entry(va) == 0, "UpcallResume outside an upcall set the entry")?;
+    check(outside == Error::Invalid, "UpcallResume outside an upcall was not refused")?;
+    sys::frame_free(EnvId::SELF, pa).map_err(|_| "free")?;
+    set_hook(Some(resume_mapping_hook));
+    // SAFETY: `va` is unmapped until the hook maps a frame of ours there, read-write.
+    let word = unsafe { (va as *const u64).read_volatile() };
+    set_hook(None);
+    let errors = RESUME_ERRORS.each_ref().map(|e| e.load(SeqCst) as i64);
+    let refused = [Error::Denied as i64; 3]; // (writable and executable: `PteError::WriteExec`)
+    vm::unmap_free(va).map_err(|_| "unmap")?;
+    check(word == 0, "the page mapped at the resume was not a fresh zeroed frame")?;
+    check(errors == refused, "an entry UpcallResume should refuse was not refused as TableSetAt would")
 }
 
 fn written_frame_as_table() -> Result<(), &'static str> {

@@ -17,26 +17,31 @@ use crate::{console, uaccess, upcall};
 type Fast = extern "C" fn(u64, u64, u64, u64, u64, u64) -> i64;
 
 /// `UpcallResume`, called by `vectors.S` without saving the handler's context (it is
-/// being thrown away): back to the interrupted context, or straight into the next pending
-/// upcall. Null if the caller is not in an upcall (the vector then returns `Invalid`).
+/// being thrown away): first, if `table` is not 0, `TableSetAt(SELF, table, i, pte)`;
+/// then back to the interrupted context, or straight into the next pending upcall.
+/// Returns the context to resume, or an error code for the handler (-4095..=-1, never a
+/// kernel address): `Invalid` outside an upcall, or why the entry could not be set.
 #[unsafe(no_mangle)]
-extern "C" fn upcall_resume() -> *mut TrapFrame {
+extern "C" fn upcall_resume(table: u64, i: u64, pte: u64) -> i64 {
     kernel(|k| {
         let cur = k.current;
         if cur == NONE || k.envs[cur].active != Ctx::Upcall {
-            return core::ptr::null_mut();
+            return Error::Invalid as i64;
+        }
+        if table != 0 {
+            let (mut space, may_map) = k.space(cur);
+            if let Err(e) = space.set_at(table, i, Pte(pte), may_map) {
+                return e as i64;
+            }
         }
         k.envs[cur].active = k.envs[cur].interrupted;
         upcall::deliver_pending(k, cur);
-        k.envs[cur].frame() as *mut TrapFrame
+        k.envs[cur].frame() as *mut TrapFrame as i64
     })
 }
 
 pub fn ret(r: Result<u64, Error>) -> i64 {
-    match r {
-        Ok(v) => v as i64,
-        Err(e) => e as i64,
-    }
+    r.map_or_else(|e| e as i64, |v| v as i64)
 }
 
 /// A slow call's outcome: its result, or `Ok(None)` once the caller has given up the CPU

@@ -83,8 +83,8 @@ impl Stretch {
 
 /// From the upcall handler, for a data abort at `va` with syndrome `esr`: if it is a
 /// level-3 translation fault (nothing mapped) on an owed page, map a zeroed frame there and
-/// return true (the page is no longer owed). Costs other faults two loads while nothing is
-/// owed.
+/// resume (the page is no longer owed); false if it is not owed or could not be mapped.
+/// Costs other faults two loads while nothing is owed.
 #[inline]
 pub(crate) fn fault_in(va: u64, esr: u64) -> bool {
     // SAFETY: this environment's own state, which only this handler and a forked child's
@@ -98,17 +98,17 @@ pub(crate) fn fault_in(va: u64, esr: u64) -> bool {
 #[inline(never)]
 fn fault_in_owed(va: u64) -> bool {
     let mut owed = get();
-    for s in &mut owed {
+    for k in 0..owed.len() {
+        let s = owed[k];
         let Some(bit) = s.bit(va).filter(|b| s.mask & b != 0) else { continue };
         let Ok(pa) = crate::upcall::alloc_frame() else { return false };
-        let pte = Pte::user_page(pa, RW).0;
-        if sys::table_set_at(EnvId::SELF, s.l3, index(va, 3) as u64, pte).is_err() {
-            let _ = sys::frame_free(EnvId::SELF, pa);
-            return false;
-        }
-        s.mask &= !bit;
+        owed[k].mask &= !bit;
+        set(owed); // before the resume, which does not come back once the page is mapped
+        sys::upcall_resume_mapping(s.l3, index(va, 3) as u64, Pte::user_page(pa, RW).0);
+        let _ = sys::frame_free(EnvId::SELF, pa);
+        owed[k].mask |= bit; // still owed: the page was not mapped
         set(owed);
-        return true;
+        return false;
     }
     false
 }

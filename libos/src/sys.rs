@@ -222,8 +222,14 @@ pub fn console_give(env: EnvId) -> Result<(), Error> {
 }
 pub fn upcall_resume() -> ! {
     loop {
-        let _ = c0(Sys::UpcallResume);
+        let _ = c0(Sys::UpcallResume); // (x0 = 0: no entry to set)
     }
+}
+/// [`upcall_resume`] with entry `i` of this environment's level-3 table `table` set to
+/// `pte` first, in the same kernel entry (checked as `TableSetAt` checks it). Returns only
+/// if the entry could not be set, with why; the handler is still running then.
+pub fn upcall_resume_mapping(table: u64, i: u64, pte: u64) -> Error {
+    c3(Sys::UpcallResume, table, i, pte).err().unwrap_or(Error::Invalid)
 }
 /// Reads `buf.len() / 512` sectors from `sector` into `buf` (512-byte aligned). The
 /// kernel writes only into pages mapped writable, so copy-on-write pages of `buf` are

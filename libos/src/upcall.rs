@@ -108,12 +108,10 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
         upcall::DATA_ABORT if cow => copy_on_write(far).is_ok(),
         upcall::DATA_ABORT | upcall::INSTRUCTION_ABORT if lazy => {
             let cache = crate::reclaim::in_cache_region(far);
-            let mapped =
-                vm::map_new_marked(far & !(PAGE - 1), RW, if cache { vm::DROPPABLE } else { 0 }).is_ok();
-            if mapped && cache {
-                crate::reclaim::note_cache_fault();
+            if cache {
+                crate::reclaim::note_cache_fault(); // (if it cannot be mapped, the program ends)
             }
-            mapped
+            map_fresh_and_resume(far & !(PAGE - 1), if cache { vm::DROPPABLE } else { 0 })
         }
         // A stack page a forked child is owed (a level-3 translation fault: nothing mapped
         // there), or a server's grant window, its caller's grant withdrawn mid-call (`ipc`).
@@ -125,6 +123,15 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
         sys::upcall_resume();
     }
     unhandled(&u)
+}
+
+/// Maps a zeroed frame at `va` (with software bits `sw`) and resumes, in one kernel entry;
+/// false if it cannot.
+fn map_fresh_and_resume(va: u64, sw: u64) -> bool {
+    let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
+    vm::map_and_resume(va, Pte::user_page(pa, RW).0 | sw);
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    false
 }
 
 /// The end of an environment whose exception nobody handled (out of line: the common

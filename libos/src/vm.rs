@@ -204,12 +204,18 @@ impl State {
 
     /// Sets the entry for page `va`, naming its level-3 table (`TableSetAt`: no walk).
     fn map(&mut self, va: u64, pte: u64) -> Result<(), Error> {
+        let (table, i) = self.slot(va)?;
+        sys::table_set_at(EnvId::SELF, table, i, pte)
+    }
+
+    /// The level-3 table that maps page `va` (made if need be) and the entry's index.
+    fn slot(&mut self, va: u64) -> Result<(u64, u64), Error> {
         if !va.is_multiple_of(PAGE) {
             return Err(Error::Invalid);
         }
         let (region, last) = (va & !(REGION - 1), self.last);
         let i = if last < self.n && self.l3[last].region == region { last } else { self.ensure_l3(va)? };
-        sys::table_set_at(EnvId::SELF, self.l3[i].pa, index(va, 3) as u64, pte)
+        Ok((self.l3[i].pa, index(va, 3) as u64))
     }
 }
 
@@ -287,6 +293,16 @@ pub fn fill_frame(pa: u64, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
     // SAFETY: SCRATCH maps the frame read-write: a whole page that only this call uses.
     fill(unsafe { core::slice::from_raw_parts_mut(SCRATCH as *mut u8, PAGE as usize) });
     unmap(SCRATCH).map(drop)
+}
+
+/// From an upcall handler, as its last act: resumes the interrupted code with `pte` mapped
+/// at `va`, in one kernel entry (`sys::upcall_resume_mapping`) where `map` and the resume
+/// take two. Returns only if it could not be mapped, with why.
+pub fn map_and_resume(va: u64, pte: u64) -> Error {
+    match with(|s| s.slot(va)) {
+        Ok((table, i)) => sys::upcall_resume_mapping(table, i, pte),
+        Err(e) => e,
+    }
 }
 
 pub fn map_frame(va: u64, pa: u64, perm: Perm) -> Result<(), Error> {

@@ -182,8 +182,11 @@ pub enum Sys {
     /// is waiting and `blocking` is 0. `Denied` (at once, never blocking) unless the caller
     /// holds the console input (see [`Sys::ConsoleGive`]).
     ConsoleRead = 37,
-    /// Returns from an upcall to the interrupted context (as possibly changed by
-    /// `UpcallContext`).
+    /// `(table, i, pte)`: returns from an upcall to the interrupted context (as possibly
+    /// changed by `UpcallContext`). With `table` ≠ 0, first sets entry `i` of that level-3
+    /// table to `pte` exactly as [`Sys::TableSetAt`] on the caller itself would; if that
+    /// fails, the handler gets the error and keeps running. `Invalid` outside an upcall
+    /// (nothing set then).
     UpcallResume = 38,
     /// `(sector, count, buf) -> moved`: reads the first [`SECTOR_CHUNK`] at most of `count`
     /// sectors (1..=2048) into the caller's memory at `buf` (512-byte aligned, mapped

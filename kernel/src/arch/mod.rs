@@ -18,7 +18,6 @@ global_asm!(
     SYS_UPCALL_RESUME = const exo_abi::Sys::UpcallResume as u64,
     SYS_YIELD_TO = const exo_abi::Sys::YieldTo as u64,
     SYS_PCT_REPLY = const exo_abi::Sys::PctReply as u64,
-    ERR_INVALID = const exo_abi::Error::Invalid as i64,
     // `el0_yield`'s and `el0_reply`'s view of the kernel state, from the Rust layouts.
     KERNEL = sym crate::env::KERNEL,
     K_VALUE = const crate::cell::Global::<Kernel>::VALUE,

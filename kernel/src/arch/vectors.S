@@ -173,11 +173,11 @@ el0_sync:
     ccmp    x9, #0x15, #0, eq           // UpcallResume?
     b.ne    1f
     stp     x29, x30, [sp, #-16]!       // the handler's own registers are not kept
-    bl      upcall_resume
+    bl      upcall_resume               // (x0-x2: a page entry to set first, if x0)
     ldp     x29, x30, [sp], #16
-    cbnz    x0, el0_return
-    mov     x0, #{ERR_INVALID}          // not in an upcall
-    eret
+    cmn     x0, #4095
+    b.lo    el0_return                  // a context to resume, not an error (-4095..-1)
+    eret                                // the error, to the handler
 1:  cmp     x9, #0x15                   // a slow system call?
     b.ne    el0_abort
     cmp     x8, #{SYS_YIELD_TO}

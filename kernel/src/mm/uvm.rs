@@ -143,6 +143,7 @@ impl Space<'_> {
     /// of this space's linked into its tree sits at one place, which the frame table
     /// recorded when it was linked (`link`): no walk, and the entry is checked as `set`
     /// checks it. A frozen table (`freeze`) is refused as `set`'s walk refuses it.
+    #[inline(always)]
     pub fn set_at(&mut self, table: u64, i: u64, pte: Pte, may_map: impl MayMap) -> Result<(), Error> {
         self.clean_for(pte);
         let ti = self.ft.index(table)?;
