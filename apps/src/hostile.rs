@@ -1360,23 +1360,20 @@ fn frame_copy_rights() -> Result<(), &'static str> {
     Ok(())
 }
 
-/// What `resume_mapping_hook` saw: the errors of its three refused attempts.
-static RESUME_ERRORS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// For `resume_mapping_hook`: a kernel and a public frame to try (set before the fault),
+/// then the errors of its three refused attempts. In `.private`, which is never
+/// copy-on-write: a handler's write elsewhere could fault, and a fault there is fatal.
+#[unsafe(link_section = ".private")]
+static RESUME: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
 
 /// At the fault it is set for, tries `UpcallResume` with three entries the kernel must
 /// refuse (a kernel frame, a page writable and executable, a table not its own), noting
 /// each error and going on running; then resumes with its own fresh frame mapped.
 fn resume_mapping_hook(u: &Upcall) -> bool {
-    use exo_libos::abi::frame::{KERNEL, PUBLIC};
     if u.kind != upcall::DATA_ABORT {
         return false;
     }
-    let (va, k) = (u.far & !(PAGE - 1), vm::kinfo());
-    let frames = || (0..k.frames).map(|i| k.ram_base + i * PAGE);
-    let kind = |want| move |pa: &u64| *pa != 0 && vm::frame_entry(*pa).is_some_and(|e| e.kind == want);
-    let (Some(kernel), Some(public)) = (frames().find(kind(KERNEL)), frames().find(kind(PUBLIC))) else {
-        return false;
-    };
+    let (va, kernel, public) = (u.far & !(PAGE - 1), RESUME[0].load(SeqCst), RESUME[1].load(SeqCst));
     let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
     let wx = Pte::user_page(pa, RW).0 & !bits::UXN;
     let i = (va >> 12) & 511;
@@ -1385,7 +1382,7 @@ fn resume_mapping_hook(u: &Upcall) -> bool {
         vm::map_and_resume(va, wx),
         sys::upcall_resume_mapping(public, i, Pte::user_page(pa, RW).0),
     ];
-    for (slot, e) in RESUME_ERRORS.iter().zip(tries) {
+    for (slot, e) in RESUME[2..].iter().zip(tries) {
         slot.store(e as i64 as u64, SeqCst);
     }
     vm::map_and_resume(va, Pte::user_page(pa, RW).0);
@@ -1404,11 +1401,17 @@ fn resume_mapping_checks() -> Result<(), &'static str> {
     check(vm::entry(va) == 0, "UpcallResume outside an upcall set the entry")?;
     check(outside == Error::Invalid, "UpcallResume outside an upcall was not refused")?;
     sys::frame_free(EnvId::SELF, pa).map_err(|_| "free")?;
+    use exo_libos::abi::frame::{KERNEL, PUBLIC};
+    let k = vm::kinfo();
+    let frames = || (0..k.frames).map(|i| k.ram_base + i * PAGE);
+    let kind = |want| move |pa: &u64| *pa != 0 && vm::frame_entry(*pa).is_some_and(|e| e.kind == want);
+    RESUME[0].store(frames().find(kind(KERNEL)).ok_or("no kernel frame")?, SeqCst);
+    RESUME[1].store(frames().find(kind(PUBLIC)).ok_or("no public frame")?, SeqCst);
     set_hook(Some(resume_mapping_hook));
     // SAFETY: `va` is unmapped until the hook maps a frame of ours there, read-write.
     let word = unsafe { (va as *const u64).read_volatile() };
     set_hook(None);
-    let errors = RESUME_ERRORS.each_ref().map(|e| e.load(SeqCst) as i64);
+    let errors = [2, 3, 4].map(|i| RESUME[i].load(SeqCst) as i64);
     let refused = [Error::Denied as i64; 3]; // (writable and executable: `PteError::WriteExec`)
     vm::unmap_free(va).map_err(|_| "unmap")?;
     check(word == 0, "the page mapped at the resume was not a fresh zeroed frame")?;
