@@ -184,6 +184,8 @@ el0_sync:
     b.eq    el0_yield
     cmp     x8, #{SYS_PCT_REPLY}
     b.eq    el0_reply
+    cmp     x8, #{SYS_PCT_CALL}
+    b.eq    el0_call
     SAVE_SVC
 el0_svc_saved:
     mov     x29, xzr
@@ -362,6 +364,137 @@ el0_reply:
     msr     ttbr0_el1, x7
     isb
     mov     x0, x6
+    stlr    xzr, [x11]
+    sev
+    b       el0_return
+
+// PctCall's fast path: what `Kernel::pct_call`, `call_target`, `enter`, `hand_over` and
+// `run` do when the caller holds the right to a server parked in `Serve` that this core may
+// run, and the call grants no frame, here. The caller's context is saved as for any slow
+// call (x9 = it; x0 the target and x5 the options are still in their registers); then, with
+// the lock taken once, and only if all of that holds and the server has no upcall pending
+// and has a root table, the server's call context starts at its entry with the caller's
+// arguments, the caller blocks for the reply, and the server runs at once. Any miss takes
+// `el0_svc`, which decides the call in full (errors, a busy server, grants, donations). The
+// server is restored whole from its call context: x0-x5 (the arguments, the caller's id,
+// the options) are all it gets of the caller. x14 = the caller's slot, x15 = the server's,
+// x16/x17 = the server's and the caller's Envs.
+el0_call:
+    SAVE_SVC
+    LOCK
+    and     x15, x0, #0xfff             // EnvId::slot
+    add     x6, x12, #{K_EXCLUDED}
+    ldr     x6, [x6, x10, lsl #3]
+    lsr     x6, x6, x15
+    tbnz    x6, #0, el0_switch_miss     // its affinity leaves this core out: a donation
+                                        // (`hand_over`; tested first: the cross-core
+                                        // call's miss stays short)
+    add     x13, x12, #{K_ON}
+    ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
+    cmp     x14, #{MAX_ENVS}
+    b.hs    el0_switch_miss
+    lsr     x1, x0, #32
+    cmp     x15, #{MAX_ENVS}
+    ccmp    x1, #0, #0, lo              // an id (`u32::try_from`) of a slot (`slot`),
+    ccmp    w0, #0, #4, eq              // not 0 (`id.0 == 0`: Denied)?
+    b.eq    el0_switch_miss
+    mov     x6, #{ENV_SIZE}
+    add     x7, x12, #{K_ENVS}
+    madd    x16, x15, x6, x7            // &envs[server]
+    madd    x17, x14, x6, x7            // &envs[caller]
+    add     x6, x17, #{E_RIGHTS}        // `pct_rights.contains(&id)`, all eight
+    ldp     w1, w2, [x6]
+    ldp     w3, w4, [x6, #8]
+    cmp     w1, w0
+    ccmp    w2, w0, #4, ne
+    ccmp    w3, w0, #4, ne
+    ccmp    w4, w0, #4, ne
+    ldp     w1, w2, [x6, #16]
+    ldp     w3, w4, [x6, #24]
+    ccmp    w1, w0, #4, ne
+    ccmp    w2, w0, #4, ne
+    ccmp    w3, w0, #4, ne
+    ccmp    w4, w0, #4, ne
+    b.ne    el0_switch_miss             // no right (Denied)
+    ldr     w1, [x16, #{E_ID}]
+    ldrb    w2, [x16, #{E_STATE}]
+    ldrb    w3, [x16, #{E_WAIT}]
+    cmp     w1, w0                      // the live environment of that id (`slot`; its
+    ccmp    w2, #{BLOCKED}, #0, eq      // being blocked also rules out Free, Zombie and
+    ccmp    w3, #{W_SERVE}, #0, eq      // the caller, which runs), parked (`Wait::Serve`)?
+    b.ne    el0_switch_miss
+    ldr     x7, [x16, #{E_ENTRY}]
+    cbz     x7, el0_switch_miss         // no entry (`pct_entry == 0`: NotFound)
+    tst     x5, #0xfffffffffffff000
+    b.ne    el0_switch_miss             // a frame to grant (`opts & !0xfff`)
+    ldrb    w1, [x16, #{E_PENDING}]
+    cbnz    w1, el0_switch_miss         // an upcall to deliver first (`deliver_pending`)
+    ldr     x8, [x16, #{E_ROOT}]
+    cbz     x8, el0_switch_miss         // no tables (`ttbr0` would give the empty one)
+    ldr     x4, [x12, #{K_ENV_INFO}]
+    cbz     x4, el0_switch_miss         // (the public table: always there after boot)
+    // `enter`: the server's call context gets the arguments (the caller's x1-x4, its id,
+    // the options but the timeout), a clean frame-pointer chain, its stack and entry.
+    add     x6, x16, #({E_FRAMES} + {CTX_CALL} * {FRAME_SIZE})
+    ldp     x1, x2, [x9, #(1 * 8)]      // (SAVE_UPPER took x1 and x2 for scratch)
+    stp     x1, x2, [x6]
+    ldp     x1, x2, [x9, #(3 * 8)]
+    stp     x1, x2, [x6, #(2 * 8)]
+    ldr     w1, [x17, #{E_ID}]
+    and     x2, x5, #{PCT_GRANT_RW}     // `opts & (!0xfff | PCT_GRANT_RW)`: no frame here
+    stp     x1, x2, [x6, #(4 * 8)]
+    stp     xzr, xzr, [x6, #(29 * 8)]
+    ldr     x2, [x16, #{E_STACK}]
+    stp     x2, x7, [x6, #(31 * 8)]     // sp, pc
+    str     xzr, [x6, #(33 * 8)]        // pstate
+    mov     w2, #{CTX_CALL}
+    strb    w2, [x16, #{E_ACTIVE}]
+    str     x14, [x16, #{E_CALLER}]     // `pct_caller = (cur, caller_id)`
+    str     w1, [x16, #{E_CALLER_ID}]
+    // `set_deadline`: the caller's timeout, in ticks from now (0: none).
+    ubfx    x1, x5, #{PCT_TIMEOUT_SHIFT}, #(12 - {PCT_TIMEOUT_SHIFT})
+    ldr     x2, [x12, #{K_TICKS}]
+    add     x2, x2, x1
+    cmp     x1, #0
+    csel    x2, xzr, x2, eq
+    str     x2, [x17, #{E_DEADLINE}]
+    // `hand_over`: the caller blocks for the server's reply (`block`), the server becomes
+    // runnable, waiting for nothing, and (`run`) last ran here. The runnable set: one bit
+    // off, one on.
+    mov     w1, #{BLOCKED}
+    strb    w1, [x17, #{E_STATE}]
+    mov     w1, #{W_REPLY}
+    strb    w1, [x17, #{E_WAIT}]
+    str     x15, [x17, #({E_WAIT} + {W_SLOT})]
+    mov     w1, #{RUNNABLE}
+    strb    w1, [x16, #{E_STATE}]
+    mov     w1, #{W_NONE}
+    strb    w1, [x16, #{E_WAIT}]
+    strb    w10, [x16, #{E_LAST_CPU}]
+    ldr     x1, [x12, #{K_RUNNABLE}]
+    mov     x2, #1
+    lsl     x3, x2, x14
+    bic     x1, x1, x3
+    lsl     x3, x2, x15
+    orr     x1, x1, x3
+    str     x1, [x12, #{K_RUNNABLE}]
+    // `publish_state` for both: the caller blocked (its core and disk_wait, 0, as they
+    // were: it ran here, waiting for nothing), the server runnable on this core (disk_wait
+    // 0: it was parked).
+    mov     x2, #{INFO_SIZE}
+    madd    x1, x14, x2, x4
+    mov     w3, #{BLOCKED}
+    strb    w3, [x1, #{I_STATE}]
+    madd    x1, x15, x2, x4
+    mov     w3, #{RUNNABLE}
+    strb    w3, [x1, #{I_STATE}]
+    strb    w10, [x1, #{I_CPU}]
+    str     x15, [x13, x10, lsl #3]     // on[cpu] = the server
+    add     x2, x15, #1                 // its ASID (`Env::asid`)
+    orr     x8, x8, x2, lsl #48
+    msr     ttbr0_el1, x8               // `set_user_table`
+    isb
+    mov     x0, x6                      // its call context, now active
     stlr    xzr, [x11]
     sev
     b       el0_return
