@@ -11,7 +11,8 @@
 // another environment could call secret is in them; the one exception, PctUngrant, which
 // edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume
 // restores the interrupted context without saving the handler's. A slow call saves what
-// survives it (SAVE_SVC) and calls `el0_svc`; anything else saves the whole context
+// survives it (SAVE_SVC) and calls `el0_svc` (YieldTo, PctReply and PctCall try a direct
+// switch here first: `el0_yield`, `el0_reply`, `el0_call`); anything else saves the whole context
 // into the TrapFrame (a fault that can be delivered at once then starts its upcall
 // handler: `el0_abort`) and calls `el0_trap(kind)`. Each returns the TrapFrame of
 // whichever environment runs next; `el0_return` restores it.
@@ -71,7 +72,7 @@
     eret
 .endm
 
-// For the switching fast paths (`el0_yield`, `el0_reply`): takes the kernel lock as
+// For the switching fast paths (`el0_yield`, `el0_reply`, `el0_call`): takes the kernel lock as
 // `Global::with_on` does, or if another core holds it goes to the general path (which waits
 // for it, answering kicks meanwhile). x10 = this core, x11 = the lock word, x12 = the Kernel.
 .macro LOCK
