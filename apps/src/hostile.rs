@@ -801,7 +801,8 @@ fn direct_call_refusals() -> Result<(), &'static str> {
             }
             && sys::env_set_affinity(s, 1).is_ok();
     let dropped = sys::pct_call(s, [1, 3, 0, 0], 0) == Ok([0, 0, me64, 3])
-        && sys::pct_call(s, [0; 4], 0) == Err(Error::NotFound);
+        && sys::pct_call(s, [0; 4], 0) == Err(Error::NotFound)
+        && state(s) == blocked; // still parked: not started at address 0 (and killed)
     let ran = w[16].load(SeqCst);
     for e in [s, stranger, running, waiting] {
         let _ = sys::env_destroy(e);
