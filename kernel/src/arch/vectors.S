@@ -170,8 +170,9 @@ exception_vectors:
     EL0_VECTOR 2    //   serror
 
 el0_sync:
+    cmp     x9, #0x15                   // a system call (an SVC from AArch64)?
+    b.ne    el0_abort
     cmp     x8, #{SYS_UPCALL_RESUME}
-    ccmp    x9, #0x15, #0, eq           // UpcallResume?
     b.ne    1f
     stp     x29, x30, [sp, #-16]!       // the handler's own registers are not kept
     bl      upcall_resume
@@ -179,9 +180,7 @@ el0_sync:
     cbnz    x0, el0_return
     mov     x0, #{ERR_INVALID}          // not in an upcall
     eret
-1:  cmp     x9, #0x15                   // a slow system call?
-    b.ne    el0_abort
-    cmp     x8, #{SYS_YIELD_TO}
+1:  cmp     x8, #{SYS_YIELD_TO}         // a slow one
     b.eq    el0_yield
     cmp     x8, #{SYS_PCT_REPLY}
     b.eq    el0_reply
@@ -380,6 +379,9 @@ el0_reply:
 // server is restored whole from its call context: x0-x5 (the arguments, the caller's id,
 // the options) are all it gets of the caller. x14 = the caller's slot, x15 = the server's,
 // x16/x17 = the server's and the caller's Envs.
+.if {MAX_ENVS} & ({MAX_ENVS} - 1)
+.error "el0_call tests two slots against MAX_ENVS at once: it must be a power of two"
+.endif
 el0_call:
     SAVE_SVC
     LOCK
@@ -392,11 +394,10 @@ el0_call:
                                         // call's miss stays short)
     add     x13, x12, #{K_ON}
     ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
-    cmp     x14, #{MAX_ENVS}
-    b.hs    el0_switch_miss
     lsr     x1, x0, #32
-    cmp     x15, #{MAX_ENVS}
-    ccmp    x1, #0, #0, lo              // an id (`u32::try_from`) of a slot (`slot`),
+    orr     x7, x14, x15                // (MAX_ENVS is a power of two)
+    cmp     x7, #{MAX_ENVS}             // the caller not NONE, the target a slot (`slot`),
+    ccmp    x1, #0, #0, lo              // its id a u32 (`u32::try_from`),
     ccmp    w0, #0, #4, eq              // not 0 (`id.0 == 0`: Denied)?
     b.eq    el0_switch_miss
     mov     x6, #{ENV_SIZE}
@@ -404,25 +405,25 @@ el0_call:
     madd    x16, x15, x6, x7            // &envs[server]
     madd    x17, x14, x6, x7            // &envs[caller]
     add     x6, x17, #{E_RIGHTS}        // `pct_rights.contains(&id)`, all eight
-    ldp     w1, w2, [x6]
-    ldp     w3, w4, [x6, #8]
-    cmp     w1, w0
-    ccmp    w2, w0, #4, ne
-    ccmp    w3, w0, #4, ne
-    ccmp    w4, w0, #4, ne
-    ldp     w1, w2, [x6, #16]
-    ldp     w3, w4, [x6, #24]
-    ccmp    w1, w0, #4, ne
-    ccmp    w2, w0, #4, ne
-    ccmp    w3, w0, #4, ne
-    ccmp    w4, w0, #4, ne
+    ldp     w19, w20, [x6]              // (x19-x22: the caller's are in its frame, and
+    ldp     w21, w22, [x6, #8]          // x3 and x4 are still its arguments)
+    cmp     w19, w0
+    ccmp    w20, w0, #4, ne
+    ccmp    w21, w0, #4, ne
+    ccmp    w22, w0, #4, ne
+    ldp     w19, w20, [x6, #16]
+    ldp     w21, w22, [x6, #24]
+    ccmp    w19, w0, #4, ne
+    ccmp    w20, w0, #4, ne
+    ccmp    w21, w0, #4, ne
+    ccmp    w22, w0, #4, ne
     b.ne    el0_switch_miss             // no right (Denied)
     ldr     w1, [x16, #{E_ID}]
     ldrb    w2, [x16, #{E_STATE}]
-    ldrb    w3, [x16, #{E_WAIT}]
+    ldrb    w6, [x16, #{E_WAIT}]
     cmp     w1, w0                      // the live environment of that id (`slot`; its
     ccmp    w2, #{BLOCKED}, #0, eq      // being blocked also rules out Free, Zombie and
-    ccmp    w3, #{W_SERVE}, #0, eq      // the caller, which runs), parked (`Wait::Serve`)?
+    ccmp    w6, #{W_SERVE}, #0, eq      // the caller, which runs), parked (`Wait::Serve`)?
     b.ne    el0_switch_miss
     ldr     x7, [x16, #{E_ENTRY}]
     cbz     x7, el0_switch_miss         // no entry (`pct_entry == 0`: NotFound)
@@ -432,15 +433,14 @@ el0_call:
     cbnz    w1, el0_switch_miss         // an upcall to deliver first (`deliver_pending`)
     ldr     x8, [x16, #{E_ROOT}]
     cbz     x8, el0_switch_miss         // no tables (`ttbr0` would give the empty one)
-    ldr     x4, [x12, #{K_ENV_INFO}]
-    cbz     x4, el0_switch_miss         // (the public table: always there after boot)
+    ldr     x22, [x12, #{K_ENV_INFO}]
+    cbz     x22, el0_switch_miss        // (the public table: always there after boot)
     // `enter`: the server's call context gets the arguments (the caller's x1-x4, its id,
     // the options but the timeout), a clean frame-pointer chain, its stack and entry.
     add     x6, x16, #({E_FRAMES} + {CTX_CALL} * {FRAME_SIZE})
     ldp     x1, x2, [x9, #(1 * 8)]      // (SAVE_UPPER took x1 and x2 for scratch)
     stp     x1, x2, [x6]
-    ldp     x1, x2, [x9, #(3 * 8)]
-    stp     x1, x2, [x6, #(2 * 8)]
+    stp     x3, x4, [x6, #(2 * 8)]
     ldr     w1, [x17, #{E_ID}]
     and     x2, x5, #{PCT_GRANT_RW}     // `opts & (!0xfff | PCT_GRANT_RW)`: no frame here
     stp     x1, x2, [x6, #(4 * 8)]
@@ -452,23 +452,22 @@ el0_call:
     strb    w2, [x16, #{E_ACTIVE}]
     str     x14, [x16, #{E_CALLER}]     // `pct_caller = (cur, caller_id)`
     str     w1, [x16, #{E_CALLER_ID}]
-    // `set_deadline`: the caller's timeout, in ticks from now (0: none).
-    ubfx    x1, x5, #{PCT_TIMEOUT_SHIFT}, #(12 - {PCT_TIMEOUT_SHIFT})
+    // The caller's deadline (`pct_call`): its timeout in ticks from now (none: 0).
     ldr     x2, [x12, #{K_TICKS}]
-    add     x2, x2, x1
-    cmp     x1, #0
+    ands    x1, x5, #(0xfff & -(1 << {PCT_TIMEOUT_SHIFT}))
+    add     x2, x2, x1, lsr #{PCT_TIMEOUT_SHIFT}
     csel    x2, xzr, x2, eq
     str     x2, [x17, #{E_DEADLINE}]
     // `hand_over`: the caller blocks for the server's reply (`block`), the server becomes
     // runnable, waiting for nothing, and (`run`) last ran here. The runnable set: one bit
     // off, one on.
-    mov     w1, #{BLOCKED}
-    strb    w1, [x17, #{E_STATE}]
+    mov     w19, #{BLOCKED}
+    strb    w19, [x17, #{E_STATE}]
     mov     w1, #{W_REPLY}
     strb    w1, [x17, #{E_WAIT}]
     str     x15, [x17, #({E_WAIT} + {W_SLOT})]
-    mov     w1, #{RUNNABLE}
-    strb    w1, [x16, #{E_STATE}]
+    mov     w20, #{RUNNABLE}
+    strb    w20, [x16, #{E_STATE}]
     mov     w1, #{W_NONE}
     strb    w1, [x16, #{E_WAIT}]
     strb    w10, [x16, #{E_LAST_CPU}]
@@ -483,12 +482,10 @@ el0_call:
     // were: it ran here, waiting for nothing), the server runnable on this core (disk_wait
     // 0: it was parked).
     mov     x2, #{INFO_SIZE}
-    madd    x1, x14, x2, x4
-    mov     w3, #{BLOCKED}
-    strb    w3, [x1, #{I_STATE}]
-    madd    x1, x15, x2, x4
-    mov     w3, #{RUNNABLE}
-    strb    w3, [x1, #{I_STATE}]
+    madd    x1, x14, x2, x22
+    strb    w19, [x1, #{I_STATE}]
+    madd    x1, x15, x2, x22
+    strb    w20, [x1, #{I_STATE}]
     strb    w10, [x1, #{I_CPU}]
     str     x15, [x13, x10, lsl #3]     // on[cpu] = the server
     add     x2, x15, #1                 // its ASID (`Env::asid`)
