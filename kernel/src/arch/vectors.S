@@ -321,13 +321,13 @@ el0_reply:
     str     wzr, [x16, #{E_CALLER_ID}]
     mov     w6, #{CTX_OWN}
     strb    w6, [x16, #{E_ACTIVE}]
-    mov     w6, #{BLOCKED}
-    strb    w6, [x16, #{E_STATE}]
+    mov     w19, #{BLOCKED}             // (x19, x20: the server's are in its frame)
+    strb    w19, [x16, #{E_STATE}]
     mov     w6, #{W_SERVE}
     strb    w6, [x16, #{E_WAIT}]
     // The caller: runnable, waiting for nothing. Then the runnable set: one bit off, one on.
-    mov     w6, #{RUNNABLE}
-    strb    w6, [x17, #{E_STATE}]
+    mov     w20, #{RUNNABLE}
+    strb    w20, [x17, #{E_STATE}]
     mov     w6, #{W_NONE}
     strb    w6, [x17, #{E_WAIT}]
     strb    w10, [x17, #{E_LAST_CPU}]
@@ -343,11 +343,9 @@ el0_reply:
     // 0: it waited for a reply).
     mov     x4, #{INFO_SIZE}
     madd    x6, x14, x4, x5
-    mov     w8, #{BLOCKED}
-    strb    w8, [x6, #{I_STATE}]
+    strb    w19, [x6, #{I_STATE}]
     madd    x6, x15, x4, x5
-    mov     w8, #{RUNNABLE}
-    strb    w8, [x6, #{I_STATE}]
+    strb    w20, [x6, #{I_STATE}]
     strb    w10, [x6, #{I_CPU}]
     str     x15, [x13, x10, lsl #3]     // on[cpu] = the caller
     // The results into the caller's active context: x0 = 0, x1-x4 = the server's x0-x3.
