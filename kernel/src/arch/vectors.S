@@ -382,6 +382,9 @@ el0_reply:
 .endif
 el0_call:
     SAVE_SVC
+    tst     x5, #0xfffffffffffff000
+    b.ne    el0_svc_saved               // a frame to grant (`opts & !0xfff`): the general
+                                        // path, at once (the file service's calls)
     LOCK
     and     x15, x0, #0xfff             // EnvId::slot
     add     x6, x12, #{K_EXCLUDED}
@@ -425,8 +428,6 @@ el0_call:
     b.ne    el0_switch_miss
     ldr     x7, [x16, #{E_ENTRY}]
     cbz     x7, el0_switch_miss         // no entry (`pct_entry == 0`: NotFound)
-    tst     x5, #0xfffffffffffff000
-    b.ne    el0_switch_miss             // a frame to grant (`opts & !0xfff`)
     ldrb    w1, [x16, #{E_PENDING}]
     cbnz    w1, el0_switch_miss         // an upcall to deliver first (`deliver_pending`)
     ldr     x8, [x16, #{E_ROOT}]
