@@ -9,7 +9,8 @@ use crate::ipctest::server;
 use crate::runner::{check, run_suite};
 use exo_libos::abi::pte::{attr, bits, Pte};
 use exo_libos::abi::{
-    upcall, EnvId, Error, Sys, TableOp, PCT_GRANT_RW, PCT_TIMEOUT_SHIFT, SECTOR_READ, SECTOR_WRITE,
+    upcall, EnvId, Error, Sys, TableOp, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, SECTOR_READ,
+    SECTOR_WRITE,
 };
 use exo_libos::ipc::Call;
 use exo_libos::process::{self, Fork};
@@ -69,6 +70,7 @@ pub const TESTS: &[Test] = &[
     ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
     ("yield_switched_to_directly_refuses_what_the_general_path_refuses", direct_yield_checks),
+    ("call_switched_to_directly_refuses_what_the_general_path_refuses", direct_call_refusals),
     ("late_reply_does_not_wake_a_timed_out_caller_blocked_elsewhere", late_reply),
     ("yield_to_cannot_run_an_environment_already_running_on_another_core", yield_no_double_run),
     (
@@ -697,6 +699,136 @@ fn direct_yield_checks() -> Result<(), &'static str> {
     check(still, "a refused yield ran an environment")?;
     check(own, "a yield to the caller itself did not return at once")?;
     check(direct, "a yield to a runnable child did not run it")
+}
+
+/// The server of `direct_call_refusals`: counts its calls (`words()[16]`) and answers with
+/// its core, the frame it was granted, its caller and `args[1]`. `args[0]`: 1 drops its
+/// entry (`PctRegister(0, 0)`) before it replies, 2 holds the call for 50 ms (5 ticks),
+/// 3 exits (a zombie until reaped).
+fn probe(c: &Call) -> [u64; 4] {
+    words()[16].fetch_add(1, SeqCst);
+    if c.args[0] == 3 {
+        sys::exit(0);
+    }
+    if c.args[0] == 1 {
+        let _ = sys::pct_register(0, 0);
+    }
+    let end = counter() + if c.args[0] == 2 { vm::kinfo().counter_hz / 20 } else { 0 };
+    while counter() < end {
+        sys::yield_now();
+    }
+    [vm::env_info(vm::me()).map_or(9, |e| e.cpu as u64), c.frame, c.caller.0 as u64, c.args[1]]
+}
+
+/// `PctCall` on core 0 to servers on core 0, where the vector's fast path (`el0_call`)
+/// decides the common case: every call the general path refuses is refused with the same
+/// error and runs no handler (an id with bits above 32, id 0, a slot beyond the table, ids
+/// not held as rights, the caller itself, a server registered but not parked — running, or
+/// blocked in another wait — one that exited, before and after it is reaped, one destroyed, a frame the
+/// caller does not own, a server that dropped its entry); a granted frame reaches the
+/// handler; a timeout fires, and a call without one does not inherit it; a server moved to
+/// core 1 is served there.
+fn direct_call_refusals() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 1 == 0 || sys::env_set_affinity(EnvId::SELF, 1).is_err() {
+        return check(false, "could not keep to core 0");
+    }
+    let (w, me) = (words(), vm::me());
+    (16..=18).for_each(|i| w[i].store(0, SeqCst));
+    let state = |e: EnvId| vm::env_info(e).map_or(0, |i| i.state);
+    let (s, zombie, stranger, destroyed) = (server(probe)?, server(probe)?, server(probe)?, server(probe)?);
+    // Registered for calls but not parked: one runs, one waits for a child of its own.
+    let running = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            w[17].store(1 + exo_libos::ipc::register(probe).is_ok() as u64, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let waiting = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let registered = exo_libos::ipc::register(probe).is_ok();
+            if let Ok(Fork::Parent(g)) = process::fork() {
+                w[18].store(1 + registered as u64, SeqCst);
+                let _ = sys::env_wait(g); // the grandchild (below) never exits
+            }
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let blocked = exo_libos::abi::env_state::BLOCKED;
+    let ready = wait_for(|| w[17].load(SeqCst) == 2)
+        && wait_for(|| w[18].load(SeqCst) == 2 && state(waiting) == blocked)
+        && [running, waiting, me].iter().all(|&e| sys::pct_allow(EnvId::SELF, e).is_ok())
+        && sys::pct_disallow(EnvId::SELF, stranger).is_ok();
+    let dead = sys::pct_call(zombie, [3, 0, 0, 0], 0).is_err()
+        && wait_for(|| state(zombie) == exo_libos::abi::env_state::ZOMBIE)
+        && sys::env_destroy(destroyed).is_ok();
+    w[16].store(0, SeqCst);
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let gone = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let freed = sys::frame_free(EnvId::SELF, gone).is_ok();
+    let raw = |id: u64, opts: u64| sys::raw(Sys::PctCall as u64, [id, 0, 7, 0, 0, opts]) as i64;
+    let id = |e: EnvId| e.0 as u64;
+    let refused = [
+        raw(1 << 32 | id(s), 0) == Error::Invalid as i64,
+        raw(0, 0) == Error::Denied as i64,
+        raw(id(s) & !0xfff | 0x7ff, 0) == Error::Denied as i64,
+        raw(id(s) + 0x1000, 0) == Error::Denied as i64,
+        raw(id(stranger), 0) == Error::Denied as i64,
+        raw(id(me), 0) == Error::NotFound as i64,
+        raw(id(running), PCT_NONBLOCK) == Error::Busy as i64,
+        raw(id(waiting), PCT_NONBLOCK) == Error::Busy as i64,
+        raw(id(zombie), 0) == Error::NotFound as i64,
+        raw(id(destroyed), 0) == Error::NotFound as i64,
+        raw(id(s), gone | PCT_GRANT_RW) == Error::Denied as i64,
+    ];
+    let none_ran = w[16].load(SeqCst) == 0;
+    let reaped = process::wait(zombie).is_ok() && raw(id(zombie), 0) == Error::NotFound as i64;
+    let me64 = id(me);
+    let granted = sys::pct_call(s, [0, 5, 0, 0], pa | PCT_GRANT_RW) == Ok([0, pa, me64, 5]);
+    let timed_out = sys::pct_call(s, [2, 0, 0, 0], 2 << PCT_TIMEOUT_SHIFT) == Err(Error::Timeout)
+        && wait_for(|| state(s) == blocked); // parked again once its hold is over
+    let quick = sys::pct_call(s, [0, 1, 0, 0], 2 << PCT_TIMEOUT_SHIFT) == Ok([0, 0, me64, 1]);
+    let long = sys::pct_call(s, [2, 2, 0, 0], 0) == Ok([0, 0, me64, 2]);
+    let mut calls = 4;
+    let moved = mine & 0b10 == 0
+        || sys::env_set_affinity(EnvId::SELF, mine).is_ok() // cores flow down: 1 must be ours
+            && sys::env_set_affinity(s, 0b10).is_ok()
+            && sys::env_set_affinity(EnvId::SELF, 1).is_ok()
+            && {
+                calls += 1;
+                sys::pct_call(s, [0, 4, 0, 0], 0) == Ok([1, 0, me64, 4])
+            }
+            && sys::env_set_affinity(s, 1).is_ok();
+    let dropped = sys::pct_call(s, [1, 3, 0, 0], 0) == Ok([0, 0, me64, 3])
+        && sys::pct_call(s, [0; 4], 0) == Err(Error::NotFound)
+        && state(s) == blocked; // still parked: not started at address 0 (and killed)
+    let ran = w[16].load(SeqCst);
+    for e in [s, stranger, running, waiting] {
+        let _ = sys::env_destroy(e);
+        let _ = process::wait(e);
+    }
+    let _ = sys::pct_disallow(EnvId::SELF, me);
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(ready && dead && freed, "could not set the servers up")?;
+    if let Some(i) = refused.iter().position(|&ok| !ok) {
+        println!("  refusal {i} not as the general path's");
+        return Err("a call the general path refuses was not refused alike");
+    }
+    check(none_ran, "a refused call ran a handler")?;
+    check(reaped, "a call to a reaped server was not refused")?;
+    check(granted, "a granted frame did not reach the handler")?;
+    check(timed_out, "a call held past its timeout did not time out")?;
+    check(quick && long, "a call without a timeout timed out, or a quick one failed")?;
+    check(moved, "the server moved to core 1 was not served there")?;
+    check(dropped, "a call reached a server that had dropped its entry")?;
+    check(ran == calls + 1, "a handler ran for a call that did not reach it")
 }
 
 /// `YieldTo` to an environment that may run on the caller's core but runs on another

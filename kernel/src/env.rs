@@ -23,7 +23,8 @@ pub const MAX_ENVS: usize = 64;
 pub const NONE: usize = usize::MAX;
 
 /// What a blocked environment waits for. A tag byte, then (`Reply`, `Call`) the slot
-/// aligned after it (`#[repr(u8)]`'s layout): `el0_reply` (`vectors.S`) reads and writes it.
+/// aligned after it (`#[repr(u8)]`'s layout): `el0_reply` and `el0_call` (`vectors.S`) read
+/// and write it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum Wait {
@@ -235,7 +236,8 @@ pub struct Kernel {
     /// `sched::GUARD`: not to be preempted again before the core's next tick). `sched.rs`.
     pub handoff: [(usize, usize); MAX_CPUS],
     /// Where this trap switches at once, with no pass (`hand_over`; [`NONE`]: nowhere);
-    /// `el0_svc` takes it. (`YieldTo`'s direct switch is `el0_yield`'s, in `vectors.S`.)
+    /// `el0_svc` takes it. (`YieldTo`'s direct switch is `el0_yield`'s, in `vectors.S`, and
+    /// the common cases of `PctCall`'s and `PctReply`'s are `el0_call`'s and `el0_reply`'s.)
     pub switch_to: usize,
     /// Callers blocked waiting for a busy server to become free (`pct.rs`).
     pub call_waiters: u32,
@@ -286,7 +288,7 @@ pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
 
 impl Kernel {
     /// Where the public environment table's address and the runnable set lie, for
-    /// `el0_yield` and `el0_reply` (`vectors.S`).
+    /// `el0_yield`, `el0_reply` and `el0_call` (`vectors.S`).
     pub const ENV_INFO: usize = core::mem::offset_of!(Kernel, env_info);
     pub const RUNNABLE: usize = core::mem::offset_of!(Kernel, runnable);
 

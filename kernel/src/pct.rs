@@ -83,14 +83,15 @@ impl Kernel {
     /// call failed at once, in which case its x0 holds the error).
     pub fn pct_call(&mut self, cur: usize) -> bool {
         let x = &self.envs[cur].frame().x;
-        let (target, opts) = (x[0], x[5]);
+        let (target, opts, ticks) = (x[0], x[5], (x[5] & 0xfff) >> PCT_TIMEOUT_SHIFT);
+        // When a wait for the target or its reply gives up (0: never; only such waits read it).
+        self.envs[cur].deadline = if ticks == 0 { 0 } else { self.ticks + ticks };
         let status = match self.call_target(cur, target, opts) {
             Ok(t) if self.envs[t].wait == Wait::Serve => return self.enter(cur, t, opts),
             Ok(_) if opts & PCT_NONBLOCK != 0 => Error::Busy,
             Ok(t) => {
                 self.envs[cur].frame().pc -= 4; // retry the call once the target is free
                 self.call_waiters += 1;
-                self.set_deadline(cur, opts);
                 self.block(cur, Wait::Call(t));
                 return true;
             }
@@ -114,11 +115,6 @@ impl Kernel {
             self.ft.check_owned_data(self.envs[cur].id, frame)?;
         }
         Ok(t)
-    }
-
-    fn set_deadline(&mut self, cur: usize, opts: u64) {
-        let ticks = (opts & 0xfff) >> PCT_TIMEOUT_SHIFT;
-        self.envs[cur].deadline = if ticks == 0 { 0 } else { self.ticks + ticks };
     }
 
     /// Starts target `t`'s call context with `cur`'s arguments and blocks `cur` for the
@@ -160,9 +156,7 @@ impl Kernel {
         let f = &mut e.frames[Ctx::Call as usize];
         f.x[..6].copy_from_slice(&args);
         (f.x[29], f.x[30], f.sp, f.pc, f.pstate) = (0, 0, e.pct_stack, e.pct_entry, 0);
-        e.active = Ctx::Call;
-        e.pct_caller = (cur, caller_id);
-        self.set_deadline(cur, opts);
+        (e.active, e.pct_caller) = (Ctx::Call, (cur, caller_id));
         self.hand_over(cur, Wait::Reply(t), t);
         true
     }
@@ -173,13 +167,11 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         let x = &self.envs[cur].frames[Ctx::Call as usize].x;
-        let r = [x[0], x[1], x[2], x[3]];
+        let r = [0, x[0], x[1], x[2], x[3]]; // the status, then the results
         let (c, cid) = core::mem::replace(&mut self.envs[cur].pct_caller, (NONE, EnvId(0)));
         self.envs[cur].active = Ctx::Own;
         if c != NONE && self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {
-            let f = &mut self.envs[c].frames[self.envs[c].active as usize];
-            f.x[0] = 0;
-            f.x[1..5].copy_from_slice(&r[..4]);
+            self.envs[c].frame().x[..5].copy_from_slice(&r);
             self.hand_over(cur, Wait::Serve, c);
         } else {
             self.block(cur, Wait::Serve);

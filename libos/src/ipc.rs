@@ -123,10 +123,8 @@ core::arch::global_asm!(
     ".section .text.exo_pct_entry, \"ax\"",
     ".global exo_pct_entry",
     "exo_pct_entry:",
-    "    mov x29, xzr",
-    "    mov x30, xzr",
-    "    bl exo_pct_dispatch",
-    "    brk #1",
+    // x29 = x30 = 0 from the kernel (`Sys::PctCall`): the frame chain ends here.
+    "    b exo_pct_dispatch",
 );
 
 unsafe extern "C" {
@@ -144,12 +142,19 @@ extern "C" fn exo_pct_dispatch(a0: u64, a1: u64, a2: u64, a3: u64, caller: u64, 
     // SAFETY: HANDLER is written only by `register`, before any call can arrive.
     let result = match unsafe { *HANDLER.get() } {
         Some(h) => h(&call),
-        None => [Error::NoSys as i64 as u64, 0, 0, 0],
+        None => no_handler(),
     };
     if grant_lost() {
         drop_scratch();
     }
     sys::pct_reply(result)
+}
+
+/// A call that found no handler (never: `register` sets one before any call can arrive);
+/// out of the way of the one that did.
+#[cold]
+fn no_handler() -> [u64; 4] {
+    [Error::NoSys as i64 as u64, 0, 0, 0]
 }
 
 /// Turns this environment into a server: `handler` answers every call from now on.

@@ -331,7 +331,24 @@ pub fn pct_call(target: EnvId, args: [u64; 4], opts: u64) -> Result<[u64; 4], Er
 pub fn pct_call(_target: EnvId, _args: [u64; 4], _opts: u64) -> Result<[u64; 4], Error> {
     Err(Error::NoSys)
 }
-/// From a call's context: the four reply words go back to the caller.
+/// From a call's context: the four reply words go back to the caller. Inline, so that
+/// the words go from the handler's result to the `svc` with no call and no frame.
+#[cfg(target_os = "none")]
+#[inline(always)]
+pub fn pct_reply(r: [u64; 4]) -> ! {
+    // SAFETY: PctReply ends this context (the next call starts a fresh one at the entry);
+    // if it fails (not in a call), it is tried again, as `loop` did before, with the words
+    // read again through x20, which a system call keeps; they stay on this stack.
+    unsafe {
+        core::arch::asm!(
+            "2: ldp x0, x1, [x20]", "ldp x2, x3, [x20, #16]", "mov x8, {n}", "svc #0", "b 2b",
+            n = const Sys::PctReply as u64,
+            in("x20") &r,
+            options(noreturn, nostack, readonly),
+        )
+    }
+}
+#[cfg(not(target_os = "none"))]
 pub fn pct_reply(r: [u64; 4]) -> ! {
     loop {
         let _ = c4(Sys::PctReply, r[0], r[1], r[2], r[3]);

@@ -249,7 +249,8 @@ pub enum Sys {
     /// `(target, a0, a1, a2, a3, opts) -> (status, r0, r1, r2, r3)`: a protected control
     /// transfer. The target must be available (parked in `PctWait`, not serving a call);
     /// it starts at its entry with x0-x3 = a0-a3, x4 = the caller's id, x5 = the granted
-    /// frame (or 0) with bit 0 set if read-write, on the rest of the caller's time slice.
+    /// frame (or 0) with bit 0 set if read-write, x29 = x30 = 0, sp = the registered stack
+    /// top, on the rest of the caller's time slice.
     /// `opts` = granted frame (page-aligned physical address of a data frame the caller
     /// owns, or 0) | [`PCT_GRANT_RW`] | [`PCT_NONBLOCK`] | timeout ticks << 3 (0: none).
     /// Errors: `Denied` without the right; `NotFound` if the target is dead or never

@@ -18,7 +18,8 @@ global_asm!(
     SYS_UPCALL_RESUME = const exo_abi::Sys::UpcallResume as u64,
     SYS_YIELD_TO = const exo_abi::Sys::YieldTo as u64,
     SYS_PCT_REPLY = const exo_abi::Sys::PctReply as u64,
-    // `el0_yield`'s and `el0_reply`'s view of the kernel state, from the Rust layouts.
+    SYS_PCT_CALL = const exo_abi::Sys::PctCall as u64,
+    // `el0_yield`'s, `el0_reply`'s and `el0_call`'s view of the kernel state, from the Rust layouts.
     KERNEL = sym crate::env::KERNEL,
     K_VALUE = const crate::cell::Global::<Kernel>::VALUE,
     K_ON = const offset_of!(Kernel, on),
@@ -27,6 +28,7 @@ global_asm!(
     K_ENV_INFO = const Kernel::ENV_INFO,
     K_RUNNABLE = const Kernel::RUNNABLE,
     K_CALL_WAITERS = const offset_of!(Kernel, call_waiters),
+    K_TICKS = const offset_of!(Kernel, ticks),
     ENV_SIZE = const size_of::<Env>(),
     E_ID = const offset_of!(Env, id),
     E_STATE = const offset_of!(Env, state),
@@ -38,6 +40,10 @@ global_asm!(
     E_WAIT = const offset_of!(Env, wait),
     E_CALLER = const offset_of!(Env, pct_caller.0),
     E_CALLER_ID = const offset_of!(Env, pct_caller.1),
+    E_RIGHTS = const offset_of!(Env, pct_rights),
+    E_ENTRY = const offset_of!(Env, pct_entry),
+    E_STACK = const offset_of!(Env, pct_stack),
+    E_DEADLINE = const offset_of!(Env, deadline),
     W_SLOT = const align_of::<usize>(),
     W_NONE = const Wait::None.tag(),
     W_SERVE = const Wait::Serve.tag(),
@@ -51,8 +57,11 @@ global_asm!(
     RUNNABLE = const exo_abi::EnvState::Runnable as u8,
     BLOCKED = const exo_abi::EnvState::Blocked as u8,
     MAX_ENVS = const crate::env::MAX_ENVS,
+    PCT_GRANT_RW = const exo_abi::PCT_GRANT_RW,
+    PCT_TIMEOUT_SHIFT = const exo_abi::PCT_TIMEOUT_SHIFT,
 );
-const _: () = assert!(smp::MAX_CPUS == 4); // `el0_yield` masks MPIDR with 3 and reads on[] unrolled
+// `el0_yield` masks MPIDR with 3 and reads on[] unrolled; `el0_call` reads the rights unrolled
+const _: () = assert!(smp::MAX_CPUS == 4 && exo_abi::PCT_RIGHTS == 8);
 
 /// TCR_EL1 as `boot.S` switches the MMU on (it adds IPS, the CPU's physical range): 48-bit
 /// addresses and 4 KiB pages in both halves, walks inner-shareable and write-back cached.

@@ -63,8 +63,8 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
 }
 
 /// Called by the EL0 vectors for a slow system call, once what survives it is saved
-/// (`SAVE_SVC`; a `YieldTo` or `PctReply` only after its fast path, `el0_yield` or
-/// `el0_reply`, missed). A `PctCall` or `PctReply` that this core may switch for runs the
+/// (`SAVE_SVC`; a `YieldTo`, `PctReply` or `PctCall` only after its fast path, `el0_yield`,
+/// `el0_reply` or `el0_call`, missed). A `PctCall` or `PctReply` that this core may switch for runs the
 /// environment it names at once (`Kernel::switch_to`: no pass of the scheduler).
 #[unsafe(no_mangle)]
 extern "C" fn el0_svc() -> *mut TrapFrame {

@@ -11,7 +11,8 @@
 // another environment could call secret is in them; the one exception, PctUngrant, which
 // edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume
 // restores the interrupted context without saving the handler's. A slow call saves what
-// survives it (SAVE_SVC) and calls `el0_svc`; anything else saves the whole context
+// survives it (SAVE_SVC) and calls `el0_svc` (YieldTo, PctReply and PctCall try a direct
+// switch here first: `el0_yield`, `el0_reply`, `el0_call`); anything else saves the whole context
 // into the TrapFrame (a fault that can be delivered at once then starts its upcall
 // handler: `el0_abort`) and calls `el0_trap(kind)`. Each returns the TrapFrame of
 // whichever environment runs next; `el0_return` restores it.
@@ -71,7 +72,7 @@
     eret
 .endm
 
-// For the switching fast paths (`el0_yield`, `el0_reply`): takes the kernel lock as
+// For the switching fast paths (`el0_yield`, `el0_reply`, `el0_call`): takes the kernel lock as
 // `Global::with_on` does, or if another core holds it goes to the general path (which waits
 // for it, answering kicks meanwhile). x10 = this core, x11 = the lock word, x12 = the Kernel.
 .macro LOCK
@@ -169,8 +170,9 @@ exception_vectors:
     EL0_VECTOR 2    //   serror
 
 el0_sync:
+    cmp     x9, #0x15                   // a system call (an SVC from AArch64)?
+    b.ne    el0_abort
     cmp     x8, #{SYS_UPCALL_RESUME}
-    ccmp    x9, #0x15, #0, eq           // UpcallResume?
     b.ne    1f
     stp     x29, x30, [sp, #-16]!       // the handler's own registers are not kept
     bl      upcall_resume               // (x0-x2: a page entry to set first, if x0)
@@ -178,12 +180,12 @@ el0_sync:
     cmn     x0, #4095
     b.lo    el0_return                  // a context to resume, not an error (-4095..-1)
     eret                                // the error, to the handler
-1:  cmp     x9, #0x15                   // a slow system call?
-    b.ne    el0_abort
-    cmp     x8, #{SYS_YIELD_TO}
+1:  cmp     x8, #{SYS_YIELD_TO}         // a slow one
     b.eq    el0_yield
     cmp     x8, #{SYS_PCT_REPLY}
     b.eq    el0_reply
+    cmp     x8, #{SYS_PCT_CALL}
+    b.eq    el0_call
     SAVE_SVC
 el0_svc_saved:
     mov     x29, xzr
@@ -319,13 +321,13 @@ el0_reply:
     str     wzr, [x16, #{E_CALLER_ID}]
     mov     w6, #{CTX_OWN}
     strb    w6, [x16, #{E_ACTIVE}]
-    mov     w6, #{BLOCKED}
-    strb    w6, [x16, #{E_STATE}]
+    mov     w19, #{BLOCKED}             // (x19, x20: the server's are in its frame)
+    strb    w19, [x16, #{E_STATE}]
     mov     w6, #{W_SERVE}
     strb    w6, [x16, #{E_WAIT}]
     // The caller: runnable, waiting for nothing. Then the runnable set: one bit off, one on.
-    mov     w6, #{RUNNABLE}
-    strb    w6, [x17, #{E_STATE}]
+    mov     w20, #{RUNNABLE}
+    strb    w20, [x17, #{E_STATE}]
     mov     w6, #{W_NONE}
     strb    w6, [x17, #{E_WAIT}]
     strb    w10, [x17, #{E_LAST_CPU}]
@@ -341,11 +343,9 @@ el0_reply:
     // 0: it waited for a reply).
     mov     x4, #{INFO_SIZE}
     madd    x6, x14, x4, x5
-    mov     w8, #{BLOCKED}
-    strb    w8, [x6, #{I_STATE}]
+    strb    w19, [x6, #{I_STATE}]
     madd    x6, x15, x4, x5
-    mov     w8, #{RUNNABLE}
-    strb    w8, [x6, #{I_STATE}]
+    strb    w20, [x6, #{I_STATE}]
     strb    w10, [x6, #{I_CPU}]
     str     x15, [x13, x10, lsl #3]     // on[cpu] = the caller
     // The results into the caller's active context: x0 = 0, x1-x4 = the server's x0-x3.
@@ -362,6 +362,136 @@ el0_reply:
     msr     ttbr0_el1, x7
     isb
     mov     x0, x6
+    stlr    xzr, [x11]
+    sev
+    b       el0_return
+
+// PctCall's fast path: what `Kernel::pct_call`, `call_target`, `enter`, `hand_over` and
+// `run` do when the caller holds the right to a server parked in `Serve` that this core may
+// run, and the call grants no frame, here. The caller's context is saved as for any slow
+// call (x9 = it; x0 the target and x5 the options are still in their registers); then, with
+// the lock taken once, and only if all of that holds and the server has no upcall pending
+// and has a root table, the server's call context starts at its entry with the caller's
+// arguments, the caller blocks for the reply, and the server runs at once. Any miss takes
+// `el0_svc`, which decides the call in full (errors, a busy server, grants, donations). The
+// server is restored whole from its call context: x0-x5 (the arguments, the caller's id,
+// the options) are all it gets of the caller. x14 = the caller's slot, x15 = the server's,
+// x16/x17 = the server's and the caller's Envs.
+.if {MAX_ENVS} & ({MAX_ENVS} - 1)
+.error "el0_call tests two slots against MAX_ENVS at once: it must be a power of two"
+.endif
+el0_call:
+    SAVE_SVC
+    tst     x5, #0xfffffffffffff000
+    b.ne    el0_svc_saved               // a frame to grant (`opts & !0xfff`): the general
+                                        // path, at once (the file service's calls)
+    LOCK
+    and     x15, x0, #0xfff             // EnvId::slot
+    add     x6, x12, #{K_EXCLUDED}
+    ldr     x6, [x6, x10, lsl #3]
+    lsr     x6, x6, x15
+    tbnz    x6, #0, el0_switch_miss     // its affinity leaves this core out: a donation
+                                        // (`hand_over`; tested first: the cross-core
+                                        // call's miss stays short)
+    add     x13, x12, #{K_ON}
+    ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
+    lsr     x1, x0, #32
+    orr     x7, x14, x15                // (MAX_ENVS is a power of two)
+    cmp     x7, #{MAX_ENVS}             // the caller not NONE, the target a slot (`slot`),
+    ccmp    x1, #0, #0, lo              // its id a u32 (`u32::try_from`),
+    ccmp    w0, #0, #4, eq              // not 0 (`id.0 == 0`: Denied)?
+    b.eq    el0_switch_miss
+    mov     x6, #{ENV_SIZE}
+    add     x7, x12, #{K_ENVS}
+    madd    x16, x15, x6, x7            // &envs[server]
+    madd    x17, x14, x6, x7            // &envs[caller]
+    add     x6, x17, #{E_RIGHTS}        // `pct_rights.contains(&id)`, all eight
+    ldp     w19, w20, [x6]              // (x19-x22: the caller's are in its frame, and
+    ldp     w21, w22, [x6, #8]          // x3 and x4 are still its arguments)
+    cmp     w19, w0
+    ccmp    w20, w0, #4, ne
+    ccmp    w21, w0, #4, ne
+    ccmp    w22, w0, #4, ne
+    ldp     w19, w20, [x6, #16]
+    ldp     w21, w22, [x6, #24]
+    ccmp    w19, w0, #4, ne
+    ccmp    w20, w0, #4, ne
+    ccmp    w21, w0, #4, ne
+    ccmp    w22, w0, #4, ne
+    b.ne    el0_switch_miss             // no right (Denied)
+    ldr     w1, [x16, #{E_ID}]
+    ldrb    w2, [x16, #{E_STATE}]
+    ldrb    w6, [x16, #{E_WAIT}]
+    cmp     w1, w0                      // the live environment of that id (`slot`; its
+    ccmp    w2, #{BLOCKED}, #0, eq      // being blocked also rules out Free, Zombie and
+    ccmp    w6, #{W_SERVE}, #0, eq      // the caller, which runs), parked (`Wait::Serve`)?
+    b.ne    el0_switch_miss
+    ldr     x7, [x16, #{E_ENTRY}]
+    cbz     x7, el0_switch_miss         // no entry (`pct_entry == 0`: NotFound)
+    ldrb    w1, [x16, #{E_PENDING}]
+    cbnz    w1, el0_switch_miss         // an upcall to deliver first (`deliver_pending`)
+    ldr     x8, [x16, #{E_ROOT}]
+    cbz     x8, el0_switch_miss         // no tables (`ttbr0` would give the empty one)
+    ldr     x22, [x12, #{K_ENV_INFO}]
+    cbz     x22, el0_switch_miss        // (the public table: always there after boot)
+    // `enter`: the server's call context gets the arguments (the caller's x1-x4, its id,
+    // the options but the timeout), a clean frame-pointer chain, its stack and entry.
+    add     x6, x16, #({E_FRAMES} + {CTX_CALL} * {FRAME_SIZE})
+    ldp     x1, x2, [x9, #(1 * 8)]      // (SAVE_UPPER took x1 and x2 for scratch)
+    stp     x1, x2, [x6]
+    stp     x3, x4, [x6, #(2 * 8)]
+    ldr     w1, [x17, #{E_ID}]
+    and     x2, x5, #{PCT_GRANT_RW}     // `opts & (!0xfff | PCT_GRANT_RW)`: no frame here
+    stp     x1, x2, [x6, #(4 * 8)]
+    stp     xzr, xzr, [x6, #(29 * 8)]
+    ldr     x2, [x16, #{E_STACK}]
+    stp     x2, x7, [x6, #(31 * 8)]     // sp, pc
+    str     xzr, [x6, #(33 * 8)]        // pstate
+    mov     w2, #{CTX_CALL}
+    strb    w2, [x16, #{E_ACTIVE}]
+    str     x14, [x16, #{E_CALLER}]     // `pct_caller = (cur, caller_id)`
+    str     w1, [x16, #{E_CALLER_ID}]
+    // The caller's deadline (`pct_call`): its timeout in ticks from now (none: 0).
+    ldr     x2, [x12, #{K_TICKS}]
+    ands    x1, x5, #(0xfff & -(1 << {PCT_TIMEOUT_SHIFT}))
+    add     x2, x2, x1, lsr #{PCT_TIMEOUT_SHIFT}
+    csel    x2, xzr, x2, eq
+    str     x2, [x17, #{E_DEADLINE}]
+    // `hand_over`: the caller blocks for the server's reply (`block`), the server becomes
+    // runnable, waiting for nothing, and (`run`) last ran here. The runnable set: one bit
+    // off, one on.
+    mov     w19, #{BLOCKED}
+    strb    w19, [x17, #{E_STATE}]
+    mov     w1, #{W_REPLY}
+    strb    w1, [x17, #{E_WAIT}]
+    str     x15, [x17, #({E_WAIT} + {W_SLOT})]
+    mov     w20, #{RUNNABLE}
+    strb    w20, [x16, #{E_STATE}]
+    mov     w1, #{W_NONE}
+    strb    w1, [x16, #{E_WAIT}]
+    strb    w10, [x16, #{E_LAST_CPU}]
+    ldr     x1, [x12, #{K_RUNNABLE}]
+    mov     x2, #1
+    lsl     x3, x2, x14
+    bic     x1, x1, x3
+    lsl     x3, x2, x15
+    orr     x1, x1, x3
+    str     x1, [x12, #{K_RUNNABLE}]
+    // `publish_state` for both: the caller blocked (its core and disk_wait, 0, as they
+    // were: it ran here, waiting for nothing), the server runnable on this core (disk_wait
+    // 0: it was parked).
+    mov     x2, #{INFO_SIZE}
+    madd    x1, x14, x2, x22
+    strb    w19, [x1, #{I_STATE}]
+    madd    x1, x15, x2, x22
+    strb    w20, [x1, #{I_STATE}]
+    strb    w10, [x1, #{I_CPU}]
+    str     x15, [x13, x10, lsl #3]     // on[cpu] = the server
+    add     x2, x15, #1                 // its ASID (`Env::asid`)
+    orr     x8, x8, x2, lsl #48
+    msr     ttbr0_el1, x8               // `set_user_table`
+    isb
+    mov     x0, x6                      // its call context, now active
     stlr    xzr, [x11]
     sev
     b       el0_return
