@@ -124,41 +124,16 @@ pub struct Env {
 }
 
 impl Env {
-    const EMPTY: Env = Env {
-        id: EnvId(0),
-        parent: NONE,
-        state: EnvState::Free,
-        frames: [TrapFrame::ZERO; 3],
-        active: Ctx::Own,
-        interrupted: Ctx::Own,
-        root: 0,
-        upcall_entry: 0,
-        upcall_stack: 0,
-        slice_upcall: false,
-        slice_warned: false,
-        pending: 0,
-        held: 0,
-        subtree: 0,
-        devices: false,
-        quota: 0,
-        kin: 0,
-        kin_quota: 0,
-        exit_status: 0,
-        wait: Wait::None,
-        revoke_wanted: 0,
-        revoke_deadline: 0,
-        repossessed: 0,
-        repossess_log: [0; REPOSSESS_LOG],
-        sectors: [SectorBinding { start: 0, count: 0, rights: 0 }; SECTOR_BINDINGS],
-        pct_entry: 0,
-        pct_stack: 0,
-        pct_rights: [EnvId(0); PCT_RIGHTS],
-        grants: [Grant { pa: 0, owner: EnvId(0), write: false }; PCT_GRANTS],
-        pct_caller: (NONE, EnvId(0)),
-        deadline: 0,
-        affinity: 0,
-        last_cpu: 0,
-        generation: 0,
+    /// An empty slot: free, running its own context, waiting for nothing, holding and bound
+    /// to nothing — every field zero, but for the two that name no slot.
+    const EMPTY: Env = {
+        // SAFETY: every field of `Env` is an integer, a bool, an `EnvId`, an enum whose zero
+        // is its first variant (`EnvState::Free`, `Ctx::Own`, `Wait::None`), or an array,
+        // tuple or plain struct of those: all valid as zero. (A field added for which zero
+        // is not valid would make this constant fail to compile: const evaluation checks.)
+        let mut e: Env = unsafe { core::mem::zeroed() };
+        (e.parent, e.pct_caller) = (NONE, (NONE, EnvId(0)));
+        e
     };
 
     pub fn asid(slot: usize) -> u16 {
