@@ -22,6 +22,7 @@ type Test = (&'static str, fn(&[(&str, &[u8])]) -> Result<(), &'static str>);
 pub const TESTS: &[Test] = &[
     ("two_clients_share_one_volume_through_the_file_service", two_clients),
     ("a_client_cannot_use_another_clients_handle", foreign_handle),
+    ("a_call_that_leaves_out_its_buffer_gets_no_other_clients_buffer", buffer_left_out),
     ("files_survive_a_remount_through_the_libos_linked_directly", direct_remount),
     ("the_block_cache_gives_its_pages_back_and_reads_stay_right", crate::cachetest::given_back),
     ("spawn_runs_an_elf_from_the_fat_partition_and_wait_returns_its_status", spawn_from_fat),
@@ -167,6 +168,62 @@ fn foreign_handle(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     drop(mine);
     let _ = sys::env_destroy(fsd);
     check(refused, "another client's handle worked")
+}
+
+/// A call may leave out the grant of its buffer once the server holds it mapped: never
+/// another client's. A child that names each of its parent's frames in turn, without a
+/// grant, is told to grant every time (`NEED_BUFFER`, nothing done) though its parent's
+/// buffers are mapped; granted once, its own buffer may be left out; and more buffers
+/// than the server has window pages push one another out, each then granted again,
+/// every call still answered from its own buffer.
+fn buffer_left_out(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    use exo_libos::abi::frame::DATA;
+    use service::protocol::{op, NEED_BUFFER, WINDOWS};
+    let fsd = start_fsd(programs)?;
+    sys::pct_allow(EnvId::SELF, fsd).map_err(|_| "allow")?;
+    let mut mine = service::RemoteFs::discover(fsd).map_err(|_| "discover")?;
+    let listed = |fs: &mut Vec<(alloc::string::String, service::RemoteFs)>| {
+        fs.iter_mut().find(|(at, _)| at == "/log").map(|(_, f)| fs::FileSystem::statfs(f).is_ok())
+    };
+    let mounts = |word: u64| sys::pct_call(fsd, [word, 0, 0, 0], 0).map_or(u64::MAX, |r| r[0]);
+    let parent = vm::me();
+    // Its `/log` buffer granted, and mapped in the server's window, before the child tries.
+    check(listed(&mut mine) == Some(true), "the parent's first call failed")?;
+    let child = match process::fork_allowing(&[fsd]).map_err(|_| "fork")? {
+        Fork::Child => {
+            let k = vm::kinfo();
+            let parents =
+                |pa: &u64| vm::frame_entry(*pa).is_some_and(|e| e.kind == DATA && e.owner == parent.0);
+            let mut frames = (0..k.frames).map(|i| k.ram_base + i * vm::PAGE).filter(parents);
+            let refused =
+                frames.clone().count() > 0 && frames.all(|pa| mounts(op::MOUNTS | pa) == NEED_BUFFER);
+            let Ok(mut theirs) = service::RemoteFs::discover(fsd) else { sys::exit(2) };
+            let served = listed(&mut theirs) == Some(true) && listed(&mut theirs) == Some(true);
+            sys::exit(refused as i32 | (served as i32) << 1)
+        }
+        Fork::Parent(c) => c,
+    };
+    let status = process::wait(child).map_err(|_| "wait")?;
+    // More buffers than window pages (a client holds two grants at a server at most, and
+    // each of these children two buffers), each granted once and then left out: the
+    // parent's are pushed out of the window, and its next calls grant them again.
+    let mut crowd = 0;
+    for _ in 0..WINDOWS {
+        let c = match process::fork_allowing(&[fsd]).map_err(|_| "fork")? {
+            Fork::Child => {
+                let Ok(mut theirs) = service::RemoteFs::discover(fsd) else { sys::exit(2) };
+                sys::exit((listed(&mut theirs) == Some(true) && listed(&mut theirs) == Some(true)) as i32)
+            }
+            Fork::Parent(c) => c,
+        };
+        crowd += (process::wait(c) == Ok(1)) as usize;
+    }
+    let all = crowd == WINDOWS && listed(&mut mine) == Some(true) && listed(&mut mine) == Some(true);
+    drop(mine);
+    let _ = sys::env_destroy(fsd);
+    check(status & 1 == 1, "a call without a grant was served from another client's buffer")?;
+    check(status & 2 == 2, "a client that granted its buffer once could not leave it out after")?;
+    check(all, "a client pushed out of the window was not served again")
 }
 
 fn direct_remount(_: &[(&str, &[u8])]) -> Result<(), &'static str> {

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use exo_abi::{EnvId, PCT_GRANT_RW};
 use exo_format::le;
 
-use super::protocol::{error_from, get_entry, op, type_name, unpack_metadata, BUF, FS_TYPES};
+use super::protocol::{error_from, get_entry, op, type_name, unpack_metadata, BUF, FS_TYPES, NEED_BUFFER};
 use crate::fs::{DirEntry, Error, FileSystem, FsStats, Handle, Metadata, OpenFlags, Result, Version, Vfs};
 use crate::{sys, vm};
 
@@ -22,6 +22,9 @@ pub struct RemoteFs {
     fs_type: &'static str,
     buf_va: u64,
     buf_pa: u64,
+    /// The buffer was granted with an earlier call: calls may leave the grant out (the
+    /// server answers [`NEED_BUFFER`] if it no longer holds it).
+    granted: bool,
 }
 
 impl RemoteFs {
@@ -49,7 +52,7 @@ impl RemoteFs {
         // frame.
         let shared = exo_abi::pte::Pte::user_page(buf_pa, vm::RW).0 | vm::SHARED;
         vm::map(buf_va, shared).map_err(|_| Error::NoSpace)?;
-        Ok(RemoteFs { server, prefix, fs_type, buf_va, buf_pa })
+        Ok(RemoteFs { server, prefix, fs_type, buf_va, buf_pa, granted: false })
     }
 
     fn buf(&mut self) -> &mut [u8] {
@@ -58,8 +61,16 @@ impl RemoteFs {
     }
 
     fn call(&mut self, op: u64, a: [u64; 3]) -> Result<[u64; 3]> {
-        let r = sys::pct_call(self.server, [op, a[0], a[1], a[2]], self.buf_pa | PCT_GRANT_RW)
-            .map_err(|_| Error::Io)?;
+        // The buffer's frame names it in the first word, for a call that leaves its grant out.
+        let call = |grant: bool| {
+            let frame = if grant { self.buf_pa | PCT_GRANT_RW } else { 0 };
+            sys::pct_call(self.server, [op | self.buf_pa, a[0], a[1], a[2]], frame).map_err(|_| Error::Io)
+        };
+        let mut r = call(!self.granted)?;
+        if r[0] == NEED_BUFFER {
+            r = call(true)?;
+        }
+        self.granted = r[0] != NEED_BUFFER;
         if r[0] != 0 {
             return Err(error_from(r[0]));
         }

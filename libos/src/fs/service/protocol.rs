@@ -2,7 +2,12 @@
 //! buffer, and how metadata, file-system types and directory entries are packed.
 //!
 //! A call is `[op, a0, a1, a2]` in registers plus the client's buffer page granted
-//! read-write; a reply is `[status, r0, r1, r2]`, status 0 or an [`Error`] code.
+//! read-write; a reply is `[status, r0, r1, r2]`, status 0 or an [`Error`] code, or
+//! [`NEED_BUFFER`]. The operation's word carries the buffer's frame in its upper bits (the
+//! page's address; operations are below 4096), so that a call may leave the grant out once
+//! the server holds that buffer mapped for that caller (the client's first call grants
+//! it): such a call takes the kernel's fast path, which a call carrying a frame does not.
+//! The caller is the kernel's word, so naming a frame reaches only the caller's own.
 
 extern crate alloc;
 
@@ -38,6 +43,15 @@ pub mod op {
 
 /// Bytes of the shared buffer (one page).
 pub const BUF: usize = 4096;
+
+/// The status of a call that left the grant out while the server does not hold the
+/// buffer it names for that caller (never granted, withdrawn, or its window page given to
+/// another buffer since): nothing was done, and the client asks again with the grant. (Not
+/// an [`Error`] code: those fit a byte.)
+pub const NEED_BUFFER: u64 = 0x100;
+
+/// Clients whose buffers the server keeps mapped at once, a window page each.
+pub const WINDOWS: usize = 8;
 
 /// The file-system types a reply can name; anything else travels as `remote`.
 pub const FS_TYPES: [&str; 4] = ["fat16", "fat32", "lfs", "remote"];

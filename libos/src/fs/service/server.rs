@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use exo_abi::EnvId;
 use exo_format::le;
 
-use super::protocol::{op, pack_metadata, put_entry, type_code, BUF};
+use super::protocol::{op, pack_metadata, put_entry, type_code, BUF, NEED_BUFFER, WINDOWS};
 use crate::fs::{Error, FileSystem, Handle, OpenFlags, Result, Vfs};
 use crate::vm;
 
@@ -19,35 +19,59 @@ pub struct Server {
     /// Per handle given out: its client, the mount point and its slot in `vfs`, and the
     /// file system's own handle.
     handles: Vec<Option<(EnvId, String, usize, Handle)>>,
+    /// [`WINDOWS`] pages where clients' buffers are mapped, whose each is which (the
+    /// caller and its frame; a caller named by the kernel, so nobody reaches another's),
+    /// and the page to give the next newcomer.
     window: u64,
-    mapped: u64,
+    buffers: [(EnvId, u64); WINDOWS],
+    next: usize,
 }
 
 impl Server {
     pub fn new(vfs: Vfs) -> Server {
-        let window = vm::alloc_va(1);
+        let window = vm::alloc_va(WINDOWS as u64);
         // A client destroyed mid-call then costs that call, not the server (`ipc`).
-        let _ = crate::ipc::set_grant_window(window, 1);
-        Server { vfs, handles: Vec::new(), window, mapped: 0 }
+        let _ = crate::ipc::set_grant_window(window, WINDOWS as u64);
+        Server { vfs, handles: Vec::new(), window, buffers: [(EnvId(0), 0); WINDOWS], next: 0 }
     }
 
-    /// The client's buffer, mapped at the server's window (kept mapped while the same
-    /// frame comes back, as it does from one client).
-    fn buffer(&mut self, frame: u64) -> Result<&'static mut [u8]> {
-        if frame == 0 {
-            return Err(Error::InvalidArgument);
-        }
-        if self.mapped != frame || vm::entry(self.window) == 0 {
-            vm::map_frame(self.window, frame, vm::RW).map_err(|_| Error::InvalidArgument)?;
-            self.mapped = frame;
-        }
-        // SAFETY: the window maps the granted frame read-write; one call at a time.
-        Ok(unsafe { core::slice::from_raw_parts_mut(self.window as *mut u8, BUF) })
+    /// The caller's buffer `want` (the frame it grants with this call, else the one its
+    /// first word names): the window page that maps it for this caller, or, granted now,
+    /// one mapped in the page it had or the next newcomer's. `None` if the call left the
+    /// grant out and that buffer is not mapped for it: the caller asks again with it.
+    fn buffer(&mut self, caller: EnvId, want: u64, granted: bool) -> Option<Result<&'static mut [u8]>> {
+        let page = |i: usize| self.window + i as u64 * 4096;
+        let held = self.buffers.iter().position(|&b| b == (caller, want));
+        let i = match held.filter(|&i| vm::entry(page(i)) != 0) {
+            Some(i) => i,
+            None if !granted => return None,
+            None => {
+                let i = held.unwrap_or_else(|| {
+                    let i = self.next;
+                    self.next = (i + 1) % WINDOWS;
+                    i
+                });
+                // Whatever that page mapped (another buffer) goes, and its record with it:
+                // a call naming that buffer without its grant is refused from now on.
+                self.buffers[i] = (EnvId(0), 0);
+                if vm::map_frame(page(i), want, vm::RW).is_err() {
+                    return Some(Err(Error::InvalidArgument));
+                }
+                self.buffers[i] = (caller, want);
+                i
+            }
+        };
+        // SAFETY: that page maps the caller's granted frame read-write; one call at a time.
+        Some(Ok(unsafe { core::slice::from_raw_parts_mut(page(i) as *mut u8, BUF) }))
     }
 
-    /// Answers one call: `[status, r0, r1, r2]`.
+    /// Answers one call: `[status, r0, r1, r2]`. The first word is the operation, with the
+    /// caller's buffer's frame in its upper bits (the page's address; see [`NEED_BUFFER`]).
     pub fn handle(&mut self, caller: EnvId, args: [u64; 4], frame: u64) -> [u64; 4] {
-        match self.dispatch(caller, args, frame) {
+        let want = if frame != 0 { frame } else { args[0] & !0xfff };
+        let Some(buf) = self.buffer(caller, want, frame != 0) else { return [NEED_BUFFER, 0, 0, 0] };
+        let a = [args[0] & 0xfff, args[1], args[2], args[3]];
+        match buf.and_then(|buf| self.dispatch(caller, a, buf)) {
             Ok(r) => [0, r[0], r[1], r[2]],
             Err(e) => [e.code() as u64, 0, 0, 0],
         }
@@ -93,8 +117,7 @@ impl Server {
         Ok((m, rest))
     }
 
-    fn dispatch(&mut self, caller: EnvId, a: [u64; 4], frame: u64) -> Result<[u64; 3]> {
-        let buf = self.buffer(frame)?;
+    fn dispatch(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8]) -> Result<[u64; 3]> {
         match a[0] {
             op::MOUNTS => {
                 let mut s = String::new();
