@@ -88,6 +88,35 @@
     add     x12, x11, #{K_VALUE}
 .endm
 
+// For `el0_reply` and `el0_call`, once the environment leaving the core (slot x14, its
+// state blocked, w19 = BLOCKED) is set: what `hand_over` and `run` change for the one taking
+// it. \env (slot x15's Env) runnable, waiting for nothing, last run on this core (x10); the
+// runnable set's bit for x14 off and x15's on; `publish_state` for both (each one's state,
+// and x15's core: every other published field is as it was, disk_wait 0 for both, as
+// neither waited for the disk); on[cpu] = x15. \info: the public environment table;
+// x\a, x\b, x\c: scratch.
+.macro SWITCH_STATE env, info, a, b, c
+    mov     w20, #{RUNNABLE}
+    strb    w20, [\env, #{E_STATE}]
+    mov     w\a, #{W_NONE}
+    strb    w\a, [\env, #{E_WAIT}]
+    strb    w10, [\env, #{E_LAST_CPU}]
+    ldr     x\a, [x12, #{K_RUNNABLE}]
+    mov     x\b, #1
+    lsl     x\c, x\b, x14
+    bic     x\a, x\a, x\c
+    lsl     x\c, x\b, x15
+    orr     x\a, x\a, x\c
+    str     x\a, [x12, #{K_RUNNABLE}]
+    mov     x\b, #{INFO_SIZE}
+    madd    x\a, x14, x\b, \info
+    strb    w19, [x\a, #{I_STATE}]
+    madd    x\a, x15, x\b, \info
+    strb    w20, [x\a, #{I_STATE}]
+    strb    w10, [x\a, #{I_CPU}]
+    str     x15, [x13, x10, lsl #3]     // on[cpu] = slot x15
+.endm
+
 // Each slot is 0x80 bytes: save, then branch to the shared tail with the slot number in x1.
 .macro VECTOR n
 .balign 0x80
@@ -325,29 +354,8 @@ el0_reply:
     strb    w19, [x16, #{E_STATE}]
     mov     w6, #{W_SERVE}
     strb    w6, [x16, #{E_WAIT}]
-    // The caller: runnable, waiting for nothing. Then the runnable set: one bit off, one on.
-    mov     w20, #{RUNNABLE}
-    strb    w20, [x17, #{E_STATE}]
-    mov     w6, #{W_NONE}
-    strb    w6, [x17, #{E_WAIT}]
-    strb    w10, [x17, #{E_LAST_CPU}]
-    ldr     x6, [x12, #{K_RUNNABLE}]
-    mov     x4, #1
-    lsl     x8, x4, x14
-    bic     x6, x6, x8
-    lsl     x8, x4, x15
-    orr     x6, x6, x8
-    str     x6, [x12, #{K_RUNNABLE}]
-    // `publish_state` for both: the server blocked (its core and disk_wait, 0, as they
-    // were: it ran here, waiting for nothing), the caller runnable on this core (disk_wait
-    // 0: it waited for a reply).
-    mov     x4, #{INFO_SIZE}
-    madd    x6, x14, x4, x5
-    strb    w19, [x6, #{I_STATE}]
-    madd    x6, x15, x4, x5
-    strb    w20, [x6, #{I_STATE}]
-    strb    w10, [x6, #{I_CPU}]
-    str     x15, [x13, x10, lsl #3]     // on[cpu] = the caller
+    // The caller: runnable here (its disk_wait, published, 0: it waited for a reply).
+    SWITCH_STATE x17, x5, 6, 4, 8
     // The results into the caller's active context: x0 = 0, x1-x4 = the server's x0-x3.
     ldrb    w6, [x17, #{E_ACTIVE}]
     mov     x4, #{FRAME_SIZE}
@@ -458,35 +466,13 @@ el0_call:
     csel    x2, xzr, x2, eq
     str     x2, [x17, #{E_DEADLINE}]
     // `hand_over`: the caller blocks for the server's reply (`block`), the server becomes
-    // runnable, waiting for nothing, and (`run`) last ran here. The runnable set: one bit
-    // off, one on.
+    // runnable here (its disk_wait, published, 0: it was parked).
     mov     w19, #{BLOCKED}
     strb    w19, [x17, #{E_STATE}]
     mov     w1, #{W_REPLY}
     strb    w1, [x17, #{E_WAIT}]
     str     x15, [x17, #({E_WAIT} + {W_SLOT})]
-    mov     w20, #{RUNNABLE}
-    strb    w20, [x16, #{E_STATE}]
-    mov     w1, #{W_NONE}
-    strb    w1, [x16, #{E_WAIT}]
-    strb    w10, [x16, #{E_LAST_CPU}]
-    ldr     x1, [x12, #{K_RUNNABLE}]
-    mov     x2, #1
-    lsl     x3, x2, x14
-    bic     x1, x1, x3
-    lsl     x3, x2, x15
-    orr     x1, x1, x3
-    str     x1, [x12, #{K_RUNNABLE}]
-    // `publish_state` for both: the caller blocked (its core and disk_wait, 0, as they
-    // were: it ran here, waiting for nothing), the server runnable on this core (disk_wait
-    // 0: it was parked).
-    mov     x2, #{INFO_SIZE}
-    madd    x1, x14, x2, x22
-    strb    w19, [x1, #{I_STATE}]
-    madd    x1, x15, x2, x22
-    strb    w20, [x1, #{I_STATE}]
-    strb    w10, [x1, #{I_CPU}]
-    str     x15, [x13, x10, lsl #3]     // on[cpu] = the server
+    SWITCH_STATE x16, x22, 1, 2, 3
     add     x2, x15, #1                 // its ASID (`Env::asid`)
     orr     x8, x8, x2, lsl #48
     msr     ttbr0_el1, x8               // `set_user_table`
