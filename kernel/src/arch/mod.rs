@@ -12,6 +12,8 @@ pub mod smp;
 pub mod trap;
 
 global_asm!(include_str!("boot.S"), BOOT_TCR = const BOOT_TCR, MMU_ON = const MMU_ON);
+// The libOS's `memcpy` and `memset` (256 and 64 bytes a turn), in place of the compiler's.
+global_asm!(include_str!("../../abi/src/mem.S"));
 global_asm!(
     include_str!("vectors.S"),
     SYS_FAST_COUNT = const exo_abi::Sys::FAST_COUNT,
