@@ -257,9 +257,12 @@ impl Kernel {
         let want = (pa != ANY_FRAME).then_some(pa);
         match self.ft.alloc(self.envs[t].id, want, from == 0) {
             Ok(pa) => {
+                let (src, dst) = (phys_to_virt(from) as *const u8, phys_to_virt(pa) as *mut u8);
                 match from {
-                    0 => crate::arch::zero_page(phys_to_virt(pa)), // (`alloc` marked it ZEROED)
-                    _ => crate::arch::copy_page(phys_to_virt(pa), phys_to_virt(from)), // (not marked)
+                    0 => crate::arch::zero_page(dst as u64), // (`alloc` marked it ZEROED)
+                    // SAFETY: `from` is a data frame and `pa` one just taken from the free
+                    // list: two distinct whole pages of RAM, in the physmap. (Not marked.)
+                    _ => unsafe { core::ptr::copy_nonoverlapping(src, dst, 4096) },
                 }
                 self.publish_free();
                 Ok(pa)

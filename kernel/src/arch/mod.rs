@@ -188,23 +188,6 @@ pub fn clean_page(va: u64) {
     each_block!("dc cvac", va);
 }
 
-/// Copies the 4 KiB page at kernel address `src` to the one at `dst`, 64 bytes per 10
-/// instructions (the compiler's `memcpy` takes 4 per 8 bytes).
-pub fn copy_page(dst: u64, src: u64) {
-    // SAFETY: the caller passes page-aligned kernel mappings of two distinct frames, `dst`
-    // one it may write; exactly 4096 bytes of each are touched.
-    unsafe {
-        asm!(
-            "2: ldp {a}, {b}, [{s}], #16", "ldp {c}, {d}, [{s}], #16", "ldp {e}, {f}, [{s}], #16",
-            "ldp {g}, {h}, [{s}], #16", "stp {a}, {b}, [{t}], #16", "stp {c}, {d}, [{t}], #16",
-            "stp {e}, {f}, [{t}], #16", "stp {g}, {h}, [{t}], #16", "cmp {t}, {end}", "b.lo 2b",
-            t = inout(reg) dst => _, s = inout(reg) src => _, end = in(reg) dst + 4096,
-            a = out(reg) _, b = out(reg) _, c = out(reg) _, d = out(reg) _,
-            e = out(reg) _, f = out(reg) _, g = out(reg) _, h = out(reg) _, options(nostack),
-        )
-    };
-}
-
 /// `dc zva` must be allowed and zero 64-byte blocks for `zero_page` to be right.
 pub fn check_dc_zva() -> bool {
     let dczid: u64;
