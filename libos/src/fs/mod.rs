@@ -88,7 +88,7 @@ pub mod vfs;
 
 pub use disk::{BlockDevice, Partition};
 pub use error::Error;
-pub use vfs::{Fd, SeekFrom, Vfs};
+pub use vfs::{Fd, MountRef, SeekFrom, Vfs};
 
 /// Shorthand for this module's results.
 pub type Result<T> = core::result::Result<T, Error>;

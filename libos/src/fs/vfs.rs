@@ -29,6 +29,16 @@ const COPY_CHUNK: usize = 64 * 1024;
 struct Mount {
     at: String,
     fs: Box<dyn FileSystem>,
+    /// This mount's number, never reused by another ([`MountRef`]).
+    id: u64,
+}
+
+/// One mount of a [`Vfs`], as [`Vfs::mount_ref`] names it: its slot, and the mount's
+/// number, which a remount in the same slot does not share (so a stale one finds nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MountRef {
+    slot: usize,
+    id: u64,
 }
 
 struct OpenFile {
@@ -47,6 +57,7 @@ struct OpenFile {
 pub struct Vfs {
     mounts: Vec<Option<Mount>>,
     fds: Vec<Option<OpenFile>>,
+    mounted: u64,
 }
 
 impl Vfs {
@@ -61,7 +72,8 @@ impl Vfs {
         if self.mount_points().any(|(_, m)| m == at) {
             return Err(Error::Exists);
         }
-        let slot = Some(Mount { at, fs });
+        self.mounted += 1;
+        let slot = Some(Mount { at, fs, id: self.mounted });
         match self.mounts.iter().position(Option::is_none) {
             Some(i) => self.mounts[i] = slot,
             None => self.mounts.push(slot),
@@ -101,16 +113,17 @@ impl Vfs {
         Some(self.mounts[i].as_mut()?.fs.as_mut())
     }
 
-    /// The file system at mount slot `i` if it is still mounted at `at` (a server keeps
-    /// both: the slot saves the look-up by name on every use, the name catches a remount).
-    pub fn fs_in_slot(&mut self, i: usize, at: &str) -> Option<&mut dyn FileSystem> {
-        let m = self.mounts.get_mut(i)?.as_mut().filter(|m| m.at == at)?;
-        Some(m.fs.as_mut())
+    /// The file system `m` names, if it is still mounted (a server keeps a `MountRef` per
+    /// open file: it saves the look-up by name on every use).
+    pub fn fs_of(&mut self, m: MountRef) -> Option<&mut dyn FileSystem> {
+        let mount = self.mounts.get_mut(m.slot)?.as_mut().filter(|x| x.id == m.id)?;
+        Some(mount.fs.as_mut())
     }
 
-    /// The mount slot of the file system mounted exactly at `at` (see [`Vfs::fs_in_slot`]).
-    pub fn slot_of(&self, at: &str) -> Option<usize> {
-        self.mount_points().find(|(_, m)| *m == at).map(|(i, _)| i)
+    /// The mount of the file system mounted exactly at `at` (see [`Vfs::fs_of`]).
+    pub fn mount_ref(&self, at: &str) -> Option<MountRef> {
+        let slot = self.mount_points().find(|(_, m)| *m == at)?.0;
+        Some(MountRef { slot, id: self.mounts[slot].as_ref()?.id })
     }
 
     fn mount_points(&self) -> impl Iterator<Item = (usize, &str)> {

@@ -10,21 +10,23 @@ use exo_abi::EnvId;
 use exo_format::le;
 
 use super::protocol::{op, pack_metadata, put_entry, type_code, BUF, NEED_BUFFER, WINDOWS};
-use crate::fs::{Error, FileSystem, Handle, OpenFlags, Result, Vfs};
+use crate::fs::{Error, FileSystem, Handle, MountRef, OpenFlags, Result, Vfs};
 use crate::vm;
 
 /// The server's side: a `Vfs` of its own, and the handles it gave each client.
 pub struct Server {
     pub vfs: Vfs,
-    /// Per handle given out: its client, the mount point and its slot in `vfs`, and the
-    /// file system's own handle.
-    handles: Vec<Option<(EnvId, String, usize, Handle)>>,
+    /// Per handle given out: its client, the mount it is on, and the file system's own
+    /// handle.
+    handles: Vec<Option<(EnvId, MountRef, Handle)>>,
     /// [`WINDOWS`] pages where clients' buffers are mapped, whose each is which (the
     /// caller and its frame; a caller named by the kernel, so nobody reaches another's),
     /// and the page to give the next newcomer.
     window: u64,
     buffers: [(EnvId, u64); WINDOWS],
     next: usize,
+    /// The page the last call used.
+    last: usize,
 }
 
 impl Server {
@@ -32,7 +34,7 @@ impl Server {
         let window = vm::alloc_va(WINDOWS as u64);
         // A client destroyed mid-call then costs that call, not the server (`ipc`).
         let _ = crate::ipc::set_grant_window(window, WINDOWS as u64);
-        Server { vfs, handles: Vec::new(), window, buffers: [(EnvId(0), 0); WINDOWS], next: 0 }
+        Server { vfs, handles: Vec::new(), window, buffers: [(EnvId(0), 0); WINDOWS], next: 0, last: 0 }
     }
 
     /// The caller's buffer `want` (the frame it grants with this call, else the one its
@@ -41,7 +43,13 @@ impl Server {
     /// grant out and that buffer is not mapped for it: the caller asks again with it.
     fn buffer(&mut self, caller: EnvId, want: u64, granted: bool) -> Option<Result<&'static mut [u8]>> {
         let page = |i: usize| self.window + i as u64 * 4096;
-        let held = self.buffers.iter().position(|&b| b == (caller, want));
+        // The last call's page first: a client's calls come in runs.
+        let last = self.last;
+        let held = if self.buffers[last] == (caller, want) {
+            Some(last)
+        } else {
+            self.buffers.iter().position(|&b| b == (caller, want))
+        };
         let i = match held.filter(|&i| vm::entry(page(i)) != 0) {
             Some(i) => i,
             None if !granted => return None,
@@ -61,6 +69,7 @@ impl Server {
                 i
             }
         };
+        self.last = i;
         // SAFETY: that page maps the caller's granted frame read-write; one call at a time.
         Some(Ok(unsafe { core::slice::from_raw_parts_mut(page(i) as *mut u8, BUF) }))
     }
@@ -83,20 +92,10 @@ impl Server {
         core::str::from_utf8(bytes).map(String::from).map_err(|_| Error::InvalidName)
     }
 
-    fn owned(&mut self, caller: EnvId, h: u64) -> Result<(String, Handle)> {
+    /// The file system and handle behind the caller's handle `h` (no look-up by name).
+    fn owned(&mut self, caller: EnvId, h: u64) -> Result<(&mut dyn FileSystem, Handle)> {
         match self.handles.get(h as usize) {
-            Some(Some((c, at, _, hd))) if *c == caller => Ok((at.clone(), *hd)),
-            _ => Err(Error::BadHandle),
-        }
-    }
-
-    /// The file system and handle behind the caller's handle `h`, without copying its
-    /// mount point (the per-read path: no allocation).
-    fn owned_fs(&mut self, caller: EnvId, h: u64) -> Result<(&mut dyn FileSystem, Handle)> {
-        match self.handles.get(h as usize) {
-            Some(Some((c, at, i, hd))) if *c == caller => {
-                Ok((self.vfs.fs_in_slot(*i, at).ok_or(Error::NotFound)?, *hd))
-            }
+            Some(&Some((c, m, hd))) if c == caller => Ok((self.vfs.fs_of(m).ok_or(Error::NotFound)?, hd)),
             _ => Err(Error::BadHandle),
         }
     }
@@ -134,17 +133,17 @@ impl Server {
                 }
                 let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
                 let flags = OpenFlags::from_bits(a[2] as u8);
-                let i = self.vfs.slot_of(&at).ok_or(Error::NotFound)?;
-                let h = self.vfs.fs_in_slot(i, &at).ok_or(Error::NotFound)?.open(&p, flags)?;
+                let m = self.vfs.mount_ref(&at).ok_or(Error::NotFound)?;
+                let h = self.vfs.fs_of(m).ok_or(Error::NotFound)?.open(&p, flags)?;
                 let slot = self.handles.iter().position(|x| x.is_none()).unwrap_or(self.handles.len());
                 if slot == self.handles.len() {
                     self.handles.push(None);
                 }
-                self.handles[slot] = Some((caller, at, i, h));
+                self.handles[slot] = Some((caller, m, h));
                 Ok([slot as u64, 0, 0])
             }
             op::READ => {
-                let (fs, h) = self.owned_fs(caller, a[1])?;
+                let (fs, h) = self.owned(caller, a[1])?;
                 let n = (a[3] as usize).min(BUF);
                 let got = fs.read(h, a[2], &mut buf[..n])?;
                 Ok([got as u64, 0, 0])
@@ -158,17 +157,18 @@ impl Server {
                 if crate::ipc::grant_lost() {
                     return Err(Error::Io);
                 }
-                let (fs, h) = self.owned_fs(caller, a[1])?;
+                let (fs, h) = self.owned(caller, a[1])?;
                 let wrote = fs.write(h, a[2], &data)?;
                 Ok([wrote as u64, 0, 0])
             }
             op::CLOSE => {
-                let (at, h) = self.owned(caller, a[1])?;
+                let (fs, h) = self.owned(caller, a[1])?;
+                let r = fs.close(h);
                 self.handles[a[1] as usize] = None;
-                self.fs(&at)?.close(h).map(|_| [0; 3])
+                r.map(|_| [0; 3])
             }
             op::FSTAT => {
-                let (fs, h) = self.owned_fs(caller, a[1])?;
+                let (fs, h) = self.owned(caller, a[1])?;
                 fs.fstat(h).map(pack_metadata)
             }
             op::STAT => {
@@ -240,10 +240,10 @@ impl Server {
     /// Closes the handles of clients that no longer exist.
     fn forget_departed(&mut self) {
         for i in 0..self.handles.len() {
-            if let Some((c, at, _, h)) = self.handles[i].clone() {
+            if let Some((c, m, h)) = self.handles[i] {
                 if vm::env_info(c).is_none_or(|e| e.id != c.0) {
                     self.handles[i] = None;
-                    if let Ok(fs) = self.fs(&at) {
+                    if let Some(fs) = self.vfs.fs_of(m) {
                         let _ = fs.close(h);
                     }
                 }
