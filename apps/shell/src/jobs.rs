@@ -363,7 +363,7 @@ impl Jobs {
         let j = self.list.remove(i);
         match sys::env_destroy(j.env) {
             Ok(()) => {
-                process::reclaim();
+                process::reclaim_orphans(); // as `wait` does: no walk of the frame table
                 println!("[{n}] killed  {}", j.line);
             }
             Err(e) => println!("kill: {n}: {e:?}"),
