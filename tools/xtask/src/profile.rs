@@ -30,8 +30,10 @@ cargo xtask profile [options]: guest instructions per function and call stack
   --focus TEXT        Count only call stacks with a function whose name contains TEXT
   --append ARGS       More bootargs (e.g. exo.files=50 exo.mib=1 to shorten fs_* runs)
   --top N             Functions in the table (default 40)
+  --annotate TEXT     Also count each instruction of the functions whose name contains
+                      TEXT (per instruction: times run, in stacks --focus keeps)
 
-Writes target/exo/profile/BOARD-WHAT.{txt,folded,svg}.";
+Writes target/exo/profile/BOARD-WHAT.{txt,folded,svg} (and .annotated.txt).";
 
 pub fn cmd_profile(args: &[String]) -> Result<(), String> {
     if cfg!(debug_assertions) && std::env::var_os("EXO_PROFILE_OPTIMISED").is_none() {
@@ -42,6 +44,7 @@ pub fn cmd_profile(args: &[String]) -> Result<(), String> {
         return util::run(cmd.args(args).env("EXO_PROFILE_OPTIMISED", "1"));
     }
     let (mut board, mut bench, mut focus, mut append, mut top) = (Board::Rpi4, None, None, String::new(), 40);
+    let mut annotate = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
@@ -52,6 +55,7 @@ pub fn cmd_profile(args: &[String]) -> Result<(), String> {
             "--focus" => focus = Some(value()?),
             "--append" => append = value()?,
             "--top" => top = value()?.parse().map_err(|_| "--top needs a number")?,
+            "--annotate" => annotate = Some(value()?),
             "--help" | "-h" => {
                 println!("{HELP}");
                 return Ok(());
@@ -84,7 +88,7 @@ pub fn cmd_profile(args: &[String]) -> Result<(), String> {
         Board::Virt => 0x4008_0000,
         Board::Rpi4 => 0x8_0000,
     };
-    let profiler = Profiler::new(images, 0, load, focus.clone());
+    let profiler = Profiler::annotating(images, 0, load, focus.clone(), annotate.clone());
 
     let dir = util::out_dir().join("profile");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -139,6 +143,11 @@ pub fn cmd_profile(args: &[String]) -> Result<(), String> {
     let folded = profiler.folded_text();
     write(&stem.with_extension("folded"), &folded)?;
     write(&stem.with_extension("svg"), &flame_graph(&folded, &format!("{} · {what}", board.name())))?;
+    if annotate.is_some() {
+        let listing = profiler.annotation();
+        print!("{listing}");
+        write(&stem.with_extension("annotated.txt"), &listing)?;
+    }
     println!(
         "\nfolded stacks: {}\nflame graph:   {}",
         stem.with_extension("folded").display(),

@@ -80,6 +80,8 @@ struct Tb {
     image: Option<usize>,
     kernel: bool,
     end: End,
+    /// Its index in `Profiler::annotated`, if its function is annotated (else `u32::MAX`).
+    annotated: u32,
 }
 
 /// Builds the profile from the log, line by line.
@@ -96,8 +98,9 @@ pub struct Profiler {
     /// TBs by host address (what `Trace` lines name), and by guest pc as a fallback.
     by_host: HashMap<u64, Tb>,
     by_pc: HashMap<u64, Tb>,
-    /// The TB being translated: its pc, instruction words, last mnemonic.
-    pending: Option<(u64, Vec<u32>, String)>,
+    /// The TB being translated: its pc, instruction words, last mnemonic, and (when
+    /// annotating) each instruction's text.
+    pending: Option<(u64, Vec<u32>, String, Vec<String>)>,
     /// The program that ran last (to break ties between programs).
     last_image: Option<usize>,
     /// Each program's call stack, and the kernel's stack on top of the current one.
@@ -113,6 +116,11 @@ pub struct Profiler {
     scratch: Vec<u32>,
     /// Only stacks holding a frame whose name contains this are counted.
     focus: Option<String>,
+    /// Functions whose name contains this get their instructions counted one by one.
+    annotate: Option<String>,
+    /// Each translated TB of an annotated function: its function, first pc, instructions'
+    /// text, and how many times it ran (in stacks counted, as `folded`).
+    annotated: Vec<(u32, u64, Vec<String>, u64)>,
     /// Instructions per folded stack (frames joined by `;`, outermost first).
     pub folded: HashMap<Vec<u32>, u64>,
     pub total: u64,
@@ -124,6 +132,18 @@ pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
 
 impl Profiler {
     pub fn new(images: Vec<Image>, kernel: usize, kernel_load: u64, focus: Option<String>) -> Profiler {
+        Profiler::annotating(images, kernel, kernel_load, focus, None)
+    }
+
+    /// A profiler that also counts each instruction of the functions whose name contains
+    /// `annotate` ([`Profiler::annotation`]).
+    pub fn annotating(
+        images: Vec<Image>,
+        kernel: usize,
+        kernel_load: u64,
+        focus: Option<String>,
+        annotate: Option<String>,
+    ) -> Profiler {
         let (kernel_base, kernel_size) = images[kernel]
             .segs
             .iter()
@@ -148,6 +168,8 @@ impl Profiler {
             logged: None,
             scratch: vec![],
             focus,
+            annotate,
+            annotated: vec![],
             folded: HashMap::new(),
             total: 0,
             counted: 0,
@@ -175,7 +197,7 @@ impl Profiler {
         } else if l.starts_with("Stopped execution of TB chain before") {
             self.logged = None;
         } else if l.starts_with("IN:") {
-            self.pending = Some((u64::MAX, vec![], String::new()));
+            self.pending = Some((u64::MAX, vec![], String::new(), vec![]));
         } else if let (Some(p), Some(rest)) = (self.pending.as_mut(), l.strip_prefix("0x")) {
             // `0x00080040:  aa0003f3  mov      x19, x0`
             let mut w = rest.split_whitespace();
@@ -190,6 +212,11 @@ impl Profiler {
             }
             p.1.push(word);
             p.2 = w.next().unwrap_or("").to_string();
+            if self.annotate.is_some() {
+                // The mnemonic and operands, as QEMU disassembled them.
+                let text = rest.split_once(':').map_or("", |(_, t)| t.trim());
+                p.3.push(text.split_once(char::is_whitespace).map_or("", |(_, t)| t.trim()).to_string());
+            }
         }
     }
 
@@ -200,8 +227,8 @@ impl Profiler {
         let pc = w.next().and_then(|f| f.split('/').nth(1)).and_then(|p| u64::from_str_radix(p, 16).ok());
         let (Some(host), Some(pc)) = (host, pc) else { return };
         let tb = match self.pending.take() {
-            Some((start, words, last)) if start == pc => {
-                let tb = self.translate(pc, &words, &last);
+            Some((start, words, last, text)) if start == pc => {
+                let tb = self.translate(pc, &words, &last, text);
                 self.by_host.insert(host, tb);
                 self.by_pc.insert(pc, tb);
                 tb
@@ -224,7 +251,7 @@ impl Profiler {
     }
 
     /// What a newly translated TB is: its image, function and length.
-    fn translate(&mut self, pc: u64, words: &[u32], last: &str) -> Tb {
+    fn translate(&mut self, pc: u64, words: &[u32], last: &str, text: Vec<String>) -> Tb {
         let kernel_at_load = pc >= self.kernel_load && pc - self.kernel_load < self.kernel_size;
         let (image, addr) = if pc >= KERNEL_VMA {
             (Some(self.kernel), pc)
@@ -257,8 +284,18 @@ impl Profiler {
             None if (0x40_0000..0x4000_0000).contains(&pc) => "[unknown program]".to_string(),
             None => format!("[{}]", if pc < 0x1000 { "firmware" } else { "unknown" }),
         };
+        let annotated = match &self.annotate {
+            Some(a) if name.contains(a.as_str()) => {
+                self.annotated.push((0, addr, text, 0));
+                self.annotated.len() as u32 - 1
+            }
+            _ => u32::MAX,
+        };
         let frame = self.intern(name);
-        Tb { insns: words.len() as u64, frame, image, kernel, end: end_of(last) }
+        if let Some(a) = self.annotated.get_mut(annotated as usize) {
+            a.0 = frame;
+        }
+        Tb { insns: words.len() as u64, frame, image, kernel, end: end_of(last), annotated }
     }
 
     /// Attributes one execution of `tb`, after moving the call stacks to where it runs.
@@ -312,6 +349,9 @@ impl Profiler {
             .as_ref()
             .is_none_or(|f| stack.iter().any(|id| self.names[*id as usize].contains(f.as_str())));
         if wanted {
+            if let Some(a) = self.annotated.get_mut(tb.annotated as usize) {
+                a.3 += 1;
+            }
             self.counted += tb.insns;
             match self.folded.get_mut(stack.as_slice()) {
                 Some(n) => *n += tb.insns,
@@ -328,6 +368,29 @@ impl Profiler {
     fn is_handler_entry(&self, frame: u32) -> bool {
         let name = &self.names[frame as usize];
         name.ends_with(":exo_upcall_entry") || name.ends_with(":exo_pct_entry")
+    }
+
+    /// The annotated functions' instructions, each with how many times it ran, in address
+    /// order (a function's header first): `COUNT  ADDRESS  INSTRUCTION`.
+    pub fn annotation(&self) -> String {
+        let mut at: std::collections::BTreeMap<(u32, u64), (u64, &str)> = Default::default();
+        for (frame, pc, text, runs) in &self.annotated {
+            for (i, t) in text.iter().enumerate() {
+                at.entry((*frame, pc + 4 * i as u64)).or_insert((0, t)).0 += runs;
+            }
+        }
+        let mut out = String::new();
+        let mut last = None;
+        for ((frame, addr), (n, t)) in at {
+            if last != Some(frame) {
+                let total: u64 =
+                    self.annotated.iter().filter(|a| a.0 == frame).map(|a| a.3 * a.2.len() as u64).sum();
+                out += &format!("\n{} ({total} instructions)\n", self.name(frame));
+                last = Some(frame);
+            }
+            out += &format!("{n:>12}  {addr:016x}  {t}\n");
+        }
+        out
     }
 
     /// Folded stacks, one per line: `outer;inner;leaf COUNT`, heaviest first.
@@ -420,6 +483,23 @@ mod tests {
 
     fn run(p: &mut Profiler, host: u64, pc: u64) {
         p.line(&format!("Trace 0: 0x{host:x} [00000000/{pc:016x}/00000121/ff022200] "));
+    }
+
+    #[test]
+    fn annotation_counts_each_instruction_of_the_function_asked_for() {
+        let a = image("a", 0x40_0000, &[10, 11, 12, 13], &[(0x40_0000, 8, "main"), (0x40_0008, 8, "f")]);
+        let kernel = image("kernel", KERNEL_VMA, &[1], &[(KERNEL_VMA, 4, "entry")]);
+        let mut p = Profiler::annotating(vec![kernel, a], 0, 0x8_0000, None, Some("f".into()));
+        tb(&mut p, 0x100, 0x40_0000, &[(10, "nop"), (11, "bl")]);
+        tb(&mut p, 0x200, 0x40_0008, &[(12, "add x0, x0, #1"), (13, "b")]); // f's first TB, twice
+        run(&mut p, 0x200, 0x40_0008);
+        tb(&mut p, 0x300, 0x40_000c, &[(13, "b")]); // a second TB from f's second word
+        p.finish();
+        let text = p.annotation();
+        assert!(text.contains("a:f (5 instructions)"), "{text}");
+        assert!(text.contains("           3  000000000040000c  b\n"), "{text}"); // both TBs hold it
+        assert!(text.contains("           2  0000000000400008  add x0, x0, #1\n"), "{text}");
+        assert!(!text.contains("main"), "{text}");
     }
 
     #[test]
