@@ -30,8 +30,8 @@ cargo xtask profile [options]: guest instructions per function and call stack
   --focus TEXT        Count only call stacks with a function whose name contains TEXT
   --append ARGS       More bootargs (e.g. exo.files=50 exo.mib=1 to shorten fs_* runs)
   --top N             Functions in the table (default 40)
-  --annotate TEXT     Also count each instruction of the functions whose name contains
-                      TEXT (per instruction: times run, in stacks --focus keeps)
+  --annotate A,B      Also count each instruction of the functions whose name contains
+                      A or B (per instruction: times run, in stacks --focus keeps)
 
 Writes target/exo/profile/BOARD-WHAT.{txt,folded,svg} (and .annotated.txt).";
 

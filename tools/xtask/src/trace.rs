@@ -136,7 +136,7 @@ impl Profiler {
     }
 
     /// A profiler that also counts each instruction of the functions whose name contains
-    /// `annotate` ([`Profiler::annotation`]).
+    /// `annotate` (or one of its comma-separated parts) ([`Profiler::annotation`]).
     pub fn annotating(
         images: Vec<Image>,
         kernel: usize,
@@ -285,7 +285,7 @@ impl Profiler {
             None => format!("[{}]", if pc < 0x1000 { "firmware" } else { "unknown" }),
         };
         let annotated = match &self.annotate {
-            Some(a) if name.contains(a.as_str()) => {
+            Some(a) if a.split(',').any(|a| name.contains(a)) => {
                 self.annotated.push((0, addr, text, 0));
                 self.annotated.len() as u32 - 1
             }
