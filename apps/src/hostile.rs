@@ -1492,30 +1492,94 @@ fn frame_copy_rights() -> Result<(), &'static str> {
     Ok(())
 }
 
-/// For `resume_mapping_hook`: a kernel and a public frame to try (set before the fault),
-/// then the errors of its three refused attempts. In `.private`, which is never
-/// copy-on-write: a handler's write elsewhere could fault, and a fault there is fatal.
+/// For `resume_mapping_hook`: what it tries, set before the fault (the `R_*` slots), then
+/// the errors of its refused attempts (from [`R_ERRORS`]) and how many times it ran. In
+/// `.private`, which is never copy-on-write: a handler's write elsewhere could fault, and a
+/// fault there is fatal.
 #[unsafe(link_section = ".private")]
-static RESUME: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static RESUME: [AtomicU64; R_ERRORS + RESUME_REFUSED.len() + 1] =
+    [const { AtomicU64::new(0) }; R_ERRORS + RESUME_REFUSED.len() + 1];
+/// A kernel frame, a public frame, a data frame of a child's, one of our own, our level-2
+/// table, a level-3 table of ours bound but not linked, a child's level-3 table linked in
+/// its tree, a frozen table of ours and an empty entry of it, and a page of ours mapped in
+/// the same table as the faulting one with the frame to replace its frame with.
+const R_KERNEL: usize = 0;
+const R_PUBLIC: usize = 1;
+const R_CHILDS: usize = 2;
+const R_OWN: usize = 3;
+const R_L2: usize = 4;
+const R_UNLINKED: usize = 5;
+const R_CHILDS_TABLE: usize = 6;
+const R_FROZEN: usize = 7;
+const R_FROZEN_ENTRY: usize = 8;
+const R_NEIGHBOUR: usize = 9;
+const R_NEW: usize = 10;
+const R_ERRORS: usize = 11;
+/// What `TableSetAt` answers each of `resume_mapping_hook`'s attempts, in order.
+const RESUME_REFUSED: [Error; 16] = [
+    Error::Denied,   // a kernel frame, read-only
+    Error::Denied,   // a page writable and executable (`PteError::WriteExec`)
+    Error::Denied,   // a public frame as the table
+    Error::Denied,   // a child's data frame, never shared with us
+    Error::NotFound, // a frame past the end of RAM
+    Error::Denied,   // one of our own tables as a writable page
+    Error::Invalid,  // entry 512
+    Error::Invalid,  // an entry with a reserved bit set (`PteError::Malformed`)
+    Error::Invalid,  // an entry for EL1 (`PteError::Malformed`)
+    Error::Denied,   // a data frame of ours as the table
+    Error::Invalid,  // our level-2 table
+    Error::NotFound, // a level-3 table of ours not linked into the tree
+    Error::Invalid,  // a table address not page-aligned
+    Error::NotFound, // a table past the end of RAM
+    Error::Denied,   // a child's table
+    Error::Busy,     // a frozen table of ours
+];
 
-/// At the fault it is set for, tries `UpcallResume` with three entries the kernel must
-/// refuse (a kernel frame, a page writable and executable, a table not its own), noting
-/// each error and going on running; then resumes with its own fresh frame mapped.
+/// At the first fault it is set for, tries `UpcallResume` with entries the kernel must
+/// refuse (`RESUME_REFUSED`, each aimed at one of the checks the fast path in `vectors.S`
+/// makes before it sets an entry itself), noting each error and going on running; then
+/// replaces the frame of a neighbouring page, which resumes (and faults again: the
+/// faulting page is still unmapped). At the second, resumes with a fresh frame mapped.
 fn resume_mapping_hook(u: &Upcall) -> bool {
     if u.kind != upcall::DATA_ABORT {
         return false;
     }
-    let (va, kernel, public) = (u.far & !(PAGE - 1), RESUME[0].load(SeqCst), RESUME[1].load(SeqCst));
-    let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
-    let wx = Pte::user_page(pa, RW).0 & !bits::UXN;
+    let get = |i: usize| RESUME[i].load(SeqCst);
+    let va = u.far & !(PAGE - 1);
     let i = (va >> 12) & 511;
-    let tries = [
-        vm::map_and_resume(va, Pte::user_page(kernel, RO).0),
-        vm::map_and_resume(va, wx),
-        sys::upcall_resume_mapping(public, i, Pte::user_page(pa, RW).0),
-    ];
-    for (slot, e) in RESUME[2..].iter().zip(tries) {
-        slot.store(e as i64 as u64, SeqCst);
+    let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
+    let table = Pte(sys::table_get(EnvId::SELF, va, 2).unwrap_or(0)).addr();
+    let runs = &RESUME[RESUME.len() - 1];
+    if runs.fetch_add(1, SeqCst) == 0 {
+        let rw = |pa| Pte::user_page(pa, RW).0;
+        let k = vm::kinfo();
+        let past = k.ram_base + k.frames * PAGE;
+        let tries = [
+            vm::map_and_resume(va, Pte::user_page(get(R_KERNEL), RO).0),
+            vm::map_and_resume(va, rw(pa) & !bits::UXN),
+            sys::upcall_resume_mapping(get(R_PUBLIC), i, rw(pa)),
+            vm::map_and_resume(va, rw(get(R_CHILDS))),
+            vm::map_and_resume(va, rw(past)),
+            vm::map_and_resume(va, rw(table)),
+            sys::upcall_resume_mapping(table, 512, rw(pa)),
+            vm::map_and_resume(va, rw(pa) | 1 << 52),
+            vm::map_and_resume(va, rw(pa) & !bits::PXN),
+            sys::upcall_resume_mapping(get(R_OWN), i, rw(pa)),
+            sys::upcall_resume_mapping(get(R_L2), i, rw(pa)),
+            sys::upcall_resume_mapping(get(R_UNLINKED), i, rw(pa)),
+            sys::upcall_resume_mapping(table + 8, i, rw(pa)),
+            sys::upcall_resume_mapping(past, i, rw(pa)),
+            sys::upcall_resume_mapping(get(R_CHILDS_TABLE), i, rw(pa)),
+            sys::upcall_resume_mapping(get(R_FROZEN), get(R_FROZEN_ENTRY), rw(pa)),
+        ];
+        for (slot, e) in RESUME[R_ERRORS..].iter().zip(tries) {
+            slot.store(e as i64 as u64, SeqCst);
+        }
+        let _ = sys::frame_free(EnvId::SELF, pa);
+        // A replacement: the neighbour's entry gets the new frame, and this resumes.
+        let neighbour = (get(R_NEIGHBOUR) >> 12) & 511;
+        sys::upcall_resume_mapping(table, neighbour, rw(get(R_NEW)));
+        return false; // (not reached unless it was refused, which the test sees)
     }
     vm::map_and_resume(va, Pte::user_page(pa, RW).0);
     false
@@ -1523,31 +1587,109 @@ fn resume_mapping_hook(u: &Upcall) -> bool {
 
 /// `UpcallResume` with a page entry (`sys::upcall_resume_mapping`) sets it with the checks
 /// of `TableSetAt`, and an entry refused leaves the handler running with the error; outside
-/// an upcall it is refused before anything is set.
+/// an upcall it is refused before anything is set. An entry it replaces has its frame
+/// counted unmapped and its old translation gone. (The vector's fast path sets a new entry
+/// of one's own data frame itself: each refusal here is one of its checks, the
+/// replacement its test for an entry already there.)
 fn resume_mapping_checks() -> Result<(), &'static str> {
-    let va = vm::alloc_va(1);
+    // Two pages in one level-3 table: the one to fault on, and a neighbour mapped.
+    let base = vm::alloc_va(3);
+    let (va, near) = if (base >> 21) == ((base + PAGE) >> 21) {
+        (base, base + PAGE)
+    } else {
+        (base + PAGE, base + 2 * PAGE)
+    };
     vm::reserve(va).map_err(|_| "reserve")?;
+    let old = vm::map_new(near, RW).map_err(|_| "map the neighbour")?;
+    // SAFETY: `near` maps `old` read-write.
+    unsafe { (near as *mut u64).write_volatile(0x5ca1ab1e) };
     let table = Pte(sys::table_get(EnvId::SELF, va, 2).map_err(|_| "table")?).addr();
     let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
     let outside = sys::upcall_resume_mapping(table, (va >> 12) & 511, Pte::user_page(pa, RW).0);
     check(vm::entry(va) == 0, "UpcallResume outside an upcall set the entry")?;
     check(outside == Error::Invalid, "UpcallResume outside an upcall was not refused")?;
-    sys::frame_free(EnvId::SELF, pa).map_err(|_| "free")?;
     use exo_libos::abi::frame::{KERNEL, PUBLIC};
     let k = vm::kinfo();
     let frames = || (0..k.frames).map(|i| k.ram_base + i * PAGE);
     let kind = |want| move |pa: &u64| *pa != 0 && vm::frame_entry(*pa).is_some_and(|e| e.kind == want);
-    RESUME[0].store(frames().find(kind(KERNEL)).ok_or("no kernel frame")?, SeqCst);
-    RESUME[1].store(frames().find(kind(PUBLIC)).ok_or("no public frame")?, SeqCst);
+    let child = sys::env_create(0).map_err(|_| "create a child")?;
+    let childs = sys::frame_alloc(child, None).map_err(|_| "a frame for the child")?;
+    let root = sys::frame_alloc(child, None).map_err(|_| "a root for the child")?;
+    sys::table_bind(child, root, 0).map_err(|_| "bind the child's root")?;
+    let childs_table = vm::ensure_tables(child, va).map_err(|_| "the child's tables")?;
+    sys::table_bind(EnvId::SELF, pa, 3).map_err(|_| "bind a table")?;
+    // A frozen table of ours: a fork freezes the text's tables to link them into the child.
+    in_child(|| 0)?;
+    let (frozen, frozen_entry) = frozen_empty_entry().ok_or("no frozen table of ours with an empty entry")?;
+    let entries = |t: u64| vm::frame_entry(t).map_or(0, |e| e.entries);
+    let entries_before = entries(table);
+    let inputs = [
+        (R_KERNEL, frames().find(kind(KERNEL)).ok_or("no kernel frame")?),
+        (R_PUBLIC, frames().find(kind(PUBLIC)).ok_or("no public frame")?),
+        (R_CHILDS, childs),
+        (R_OWN, old),
+        (R_L2, Pte(sys::table_get(EnvId::SELF, va, 1).map_err(|_| "level 2")?).addr()),
+        (R_UNLINKED, pa),
+        (R_CHILDS_TABLE, childs_table),
+        (R_FROZEN, frozen),
+        (R_FROZEN_ENTRY, frozen_entry),
+        (R_NEIGHBOUR, near),
+        (R_NEW, sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?),
+    ];
+    for (i, v) in inputs {
+        RESUME[i].store(v, SeqCst);
+    }
     set_hook(Some(resume_mapping_hook));
     // SAFETY: `va` is unmapped until the hook maps a frame of ours there, read-write.
     let word = unsafe { (va as *const u64).read_volatile() };
     set_hook(None);
-    let errors = [2, 3, 4].map(|i| RESUME[i].load(SeqCst) as i64);
-    let refused = [Error::Denied as i64; 3]; // (writable and executable: `PteError::WriteExec`)
+    // SAFETY: `near` maps a frame of ours (the new one, if the replacement was made).
+    let near_word = unsafe { (near as *const u64).read_volatile() };
+    let new = RESUME[R_NEW].load(SeqCst);
+    let errors: [i64; RESUME_REFUSED.len()] =
+        core::array::from_fn(|i| RESUME[R_ERRORS + i].load(SeqCst) as i64);
+    let runs = RESUME[RESUME.len() - 1].load(SeqCst);
+    let replaced = Pte(vm::entry(near)).addr() == new;
+    let counts = [old, new].map(|pa| vm::frame_entry(pa).map_or(u16::MAX, |e| e.maps));
+    // The page mapped at the last resume (a new entry of our own frame: the fast path's).
+    let last = vm::frame_entry(Pte(vm::entry(va)).addr());
+    let last_ok = last.is_some_and(|f| f.maps == 1 && f.flags & exo_libos::abi::frame::ZEROED == 0);
+    let entries_after = entries(table);
     vm::unmap_free(va).map_err(|_| "unmap")?;
+    vm::unmap_free(near).map_err(|_| "unmap the neighbour")?;
+    let old_freed = sys::frame_free(EnvId::SELF, old).is_ok();
+    sys::table_unbind(EnvId::SELF, pa).map_err(|_| "unbind")?;
+    sys::frame_free(EnvId::SELF, pa).map_err(|_| "free")?;
+    let _ = sys::env_destroy(child);
     check(word == 0, "the page mapped at the resume was not a fresh zeroed frame")?;
-    check(errors == refused, "an entry UpcallResume should refuse was not refused as TableSetAt would")
+    check(runs == 2, "the replacement did not resume (or the handler ran more than twice)")?;
+    for (got, want) in errors.iter().zip(RESUME_REFUSED) {
+        check(
+            *got == want as i64,
+            "an entry UpcallResume should refuse was not refused as TableSetAt would",
+        )?;
+    }
+    check(replaced, "the replacement did not set the entry")?;
+    check(counts == [0, 1], "the replaced frame is still counted mapped, or the new one not")?;
+    check(near_word == 0, "the old translation of a replaced entry was still used")?;
+    check(old_freed, "the replaced frame could not be freed")?;
+    check(last_ok, "the frame mapped at the resume is not counted mapped once, or still marked zeroed")?;
+    check(entries_after == entries_before + 1, "the table's count of entries did not grow by the one set")
+}
+
+/// A frozen level-3 table of ours that covers text (a fork froze it) and an empty entry in
+/// it: the text's last region ends before its 2 MiB do.
+fn frozen_empty_entry() -> Option<(u64, u64)> {
+    let text = resume_mapping_checks as *const () as u64 & !(0x20_0000 - 1);
+    (0..4).map(|r| text + r * 0x20_0000).find_map(|region| {
+        let l2 = Pte(sys::table_get(EnvId::SELF, region, 2).ok()?);
+        if !l2.is_valid() || l2.0 & bits::FROZEN_LINK == 0 {
+            return None;
+        }
+        let empty =
+            (0..512).find(|j| sys::table_get(EnvId::SELF, region + j * PAGE, 3).is_ok_and(|e| e == 0))?;
+        Some((l2.addr(), empty))
+    })
 }
 
 fn written_frame_as_table() -> Result<(), &'static str> {

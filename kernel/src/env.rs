@@ -266,6 +266,8 @@ impl Kernel {
     /// `el0_yield`, `el0_reply` and `el0_call` (`vectors.S`).
     pub const ENV_INFO: usize = core::mem::offset_of!(Kernel, env_info);
     pub const RUNNABLE: usize = core::mem::offset_of!(Kernel, runnable);
+    /// Where the kernel information page's address lies, for `el0_resume` (0: none yet).
+    pub const INFO: usize = core::mem::offset_of!(Kernel, info);
 
     /// Installs the frame table and the public pages (at boot, once).
     pub fn install(&mut self, ft: FrameTable, info: &'static mut KernelInfo, envs: &'static mut [EnvInfo]) {

@@ -61,9 +61,44 @@ global_asm!(
     MAX_ENVS = const crate::env::MAX_ENVS,
     PCT_GRANT_RW = const exo_abi::PCT_GRANT_RW,
     PCT_TIMEOUT_SHIFT = const exo_abi::PCT_TIMEOUT_SHIFT,
+    // `el0_resume`'s: the upcall state, the frame table (through the public information
+    // page) and what a page entry must be.
+    K_INFO = const Kernel::INFO,
+    E_INTERRUPTED = const offset_of!(Env, interrupted),
+    CTX_UPCALL = const Ctx::Upcall as u8,
+    KI_RAM_BASE = const offset_of!(exo_abi::KernelInfo, ram_base),
+    KI_FRAMES = const offset_of!(exo_abi::KernelInfo, frames),
+    KI_FRAME_TABLE = const offset_of!(exo_abi::KernelInfo, frame_table),
+    PHYSMAP_TOP16 = const crate::mm::PHYSMAP_BASE >> 48,
+    F_OWNER = const offset_of!(exo_abi::FrameEntry, owner),
+    F_KIND = const offset_of!(exo_abi::FrameEntry, kind),
+    F_LEVEL = const offset_of!(exo_abi::FrameEntry, level),
+    F_FLAGS = const offset_of!(exo_abi::FrameEntry, flags),
+    F_MAPS = const offset_of!(exo_abi::FrameEntry, maps),
+    F_ENTRIES = const offset_of!(exo_abi::FrameEntry, entries),
+    FRAME_DATA = const exo_abi::frame::DATA,
+    FRAME_TABLE = const exo_abi::frame::TABLE,
+    FLAG_LINKED_BIT = const exo_abi::frame::LINKED.trailing_zeros(),
+    FLAG_FROZEN_BIT = const exo_abi::frame::FROZEN.trailing_zeros(),
+    FLAG_SHARED = const exo_abi::frame::SHARED_RO | exo_abi::frame::SHARED_RW,
+    FLAG_ZEROED = const exo_abi::frame::ZEROED,
+    PTE_AP_RO_BIT = const exo_abi::pte::bits::AP_RO.trailing_zeros(),
+    PTE_UXN_BIT = const exo_abi::pte::bits::UXN.trailing_zeros(),
 );
+/// What `el0_resume` checks a page entry against, `(entry & [0]) == [1]`: `check_user_page`'s
+/// required and allowed bits, and the attribute normal cacheable (a non-cacheable page
+/// needs a clean first, which only `Space::set_at` makes: `el0_resume` leaves it to it).
+#[unsafe(no_mangle)]
+static RESUME_PTE_RULE: [u64; 2] = {
+    use exo_abi::pte::{attr, bits, USER_ALLOWED, USER_REQUIRED};
+    [USER_REQUIRED | !USER_ALLOWED | bits::ATTR_MASK, USER_REQUIRED | attr::NORMAL << bits::ATTR_SHIFT]
+};
 // `el0_yield` masks MPIDR with 3 and reads on[] unrolled; `el0_call` reads the rights unrolled
 const _: () = assert!(smp::MAX_CPUS == 4 && exo_abi::PCT_RIGHTS == 8);
+// `el0_resume` indexes the frame table by shifting, and tests one bit of each permission.
+const _: () = assert!(size_of::<exo_abi::FrameEntry>() == 16 && crate::mm::PHYSMAP_BASE << 16 == 0);
+const _: () = assert!(exo_abi::pte::bits::AP_RO.count_ones() == 1 && exo_abi::pte::bits::UXN.count_ones() == 1);
+const _: () = assert!(exo_abi::frame::LINKED.count_ones() == 1 && exo_abi::frame::FROZEN.count_ones() == 1);
 
 /// TCR_EL1 as `boot.S` switches the MMU on (it adds IPS, the CPU's physical range): 48-bit
 /// addresses and 4 KiB pages in both halves, walks inner-shareable and write-back cached.

@@ -75,14 +75,14 @@
 // For the switching fast paths (`el0_yield`, `el0_reply`, `el0_call`): takes the kernel lock as
 // `Global::with_on` does, or if another core holds it goes to the general path (which waits
 // for it, answering kicks meanwhile). x10 = this core, x11 = the lock word, x12 = the Kernel.
-.macro LOCK
+.macro LOCK held=el0_svc_saved
     mrs     x10, mpidr_el1
     and     x10, x10, #3                // this core (`smp::cpu`; MAX_CPUS is 4)
     adrp    x11, {KERNEL}
     add     x11, x11, :lo12:{KERNEL}    // `Global`'s lock word, first (#[repr(C)])
     add     x12, x10, #1                // the lock's owner: core + 1
 1:  ldaxr   x13, [x11]
-    cbnz    x13, el0_svc_saved          // held
+    cbnz    x13, \held                  // held
     stxr    w13, x12, [x11]
     cbnz    w13, 1b
     add     x12, x11, #{K_VALUE}
@@ -202,13 +202,7 @@ el0_sync:
     cmp     x9, #0x15                   // a system call (an SVC from AArch64)?
     b.ne    el0_abort
     cmp     x8, #{SYS_UPCALL_RESUME}
-    b.ne    1f
-    stp     x29, x30, [sp, #-16]!       // the handler's own registers are not kept
-    bl      upcall_resume               // (x0-x2: a page entry to set first, if x0)
-    ldp     x29, x30, [sp], #16
-    cmn     x0, #4095
-    b.lo    el0_return                  // a context to resume, not an error (-4095..-1)
-    eret                                // the error, to the handler
+    b.eq    el0_resume
 1:  cmp     x8, #{SYS_YIELD_TO}         // a slow one
     b.eq    el0_yield
     cmp     x8, #{SYS_PCT_REPLY}
@@ -221,6 +215,127 @@ el0_svc_saved:
     mov     x30, xzr
     bl      el0_svc
     b       el0_return
+
+// UpcallResume's fast path: what `upcall_resume` does in the common case, here. With the
+// lock taken once, and only if the caller is in an upcall with none pending, and (when x0
+// names a table) x0 is a linked, unfrozen level-3 table of its own, x1 < 512 an empty entry
+// of it, and x2 a page entry `check_user_page` accepts, of normal cacheable memory, not
+// writable and executable, for a data frame of its own whose count of mappings has room:
+// the entry is set as `set_page` sets a new one (the frame's shares end if it is now
+// mapped writable and nowhere else; its ZEROED mark goes; the table counts one entry
+// more), and the interrupted context resumes. Anything else (a table, entry or frame any
+// other way, a replaced entry, a non-cacheable page, an upcall pending, the lock held)
+// takes `upcall_resume` in Rust, which decides it in full and gives the handler its error.
+// x0-x2 are kept for it; x3-x8 and x13-x17 are scratch, as a fast call's registers are
+// (the handler's x19-x30 are kept: an error goes back to it). x14 = the caller's slot,
+// x16 its Env; from the table on, x4/x5/x6 = RAM's base, frames, the frame table.
+el0_resume:
+    LOCK    el0_resume_slow
+    add     x13, x12, #{K_ON}
+    ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
+    cmp     x14, #{MAX_ENVS}
+    b.hs    el0_resume_miss
+    mov     x4, #{ENV_SIZE}
+    madd    x16, x14, x4, x12
+    add     x16, x16, #{K_ENVS}         // &envs[slot]
+    ldrb    w4, [x16, #{E_ACTIVE}]
+    ldrb    w5, [x16, #{E_PENDING}]
+    cmp     w4, #{CTX_UPCALL}
+    ccmp    w5, #0, #0, eq              // in an upcall, with none pending (`deliver_pending`)?
+    b.ne    el0_resume_miss
+    cbz     x0, 2f                      // nothing to set
+    ldr     x3, [x12, #{K_INFO}]
+    cbz     x3, el0_resume_miss
+    ldr     x4, [x3, #{KI_RAM_BASE}]
+    ldr     x5, [x3, #{KI_FRAMES}]
+    ldr     x6, [x3, #{KI_FRAME_TABLE}]
+    movz    x7, #{PHYSMAP_TOP16}, lsl #48
+    add     x6, x6, x7                  // the frame table, in the physmap
+    ldr     w8, [x16, #{E_ID}]          // the caller's id
+    // The table: a linked, unfrozen level-3 table of the caller's (`set_at`).
+    tst     x0, #0xfff
+    b.ne    el0_resume_miss
+    subs    x13, x0, x4
+    b.lo    el0_resume_miss
+    lsr     x13, x13, #12
+    cmp     x13, x5
+    b.hs    el0_resume_miss
+    add     x13, x6, x13, lsl #4        // its FrameEntry
+    ldr     w15, [x13, #{F_OWNER}]
+    ldrb    w17, [x13, #{F_KIND}]
+    cmp     w15, w8
+    ccmp    w17, #{FRAME_TABLE}, #0, eq
+    b.ne    el0_resume_miss
+    ldrb    w15, [x13, #{F_LEVEL}]
+    ldrb    w17, [x13, #{F_FLAGS}]
+    cmp     w15, #3
+    b.ne    el0_resume_miss
+    tbz     w17, #{FLAG_LINKED_BIT}, el0_resume_miss // not in the tree
+    tbnz    w17, #{FLAG_FROZEN_BIT}, el0_resume_miss // frozen
+    cmp     x1, #512
+    b.hs    el0_resume_miss
+    // The entry: a page `check_user_page` accepts, normal cacheable, not writable and
+    // executable; the old one empty.
+    adrp    x3, RESUME_PTE_RULE
+    add     x3, x3, :lo12:RESUME_PTE_RULE
+    ldp     x3, x7, [x3]
+    and     x3, x2, x3
+    cmp     x3, x7
+    b.ne    el0_resume_miss
+    tbnz    x2, #{PTE_AP_RO_BIT}, 1f     // read-only
+    tbz     x2, #{PTE_UXN_BIT}, el0_resume_miss // writable and executable
+1:  movz    x7, #{PHYSMAP_TOP16}, lsl #48
+    add     x7, x0, x7                  // the table, in the physmap
+    ldr     x3, [x7, x1, lsl #3]
+    tbnz    x3, #0, el0_resume_miss     // an entry there already: its frame is Rust's to uncount
+    // The frame: a data frame of the caller's, its count of mappings below the cap.
+    and     x3, x2, #0xfffffffff000     // (bits::ADDR_MASK)
+    subs    x3, x3, x4
+    b.lo    el0_resume_miss
+    lsr     x3, x3, #12
+    cmp     x3, x5
+    b.hs    el0_resume_miss
+    add     x3, x6, x3, lsl #4          // its FrameEntry
+    ldr     w15, [x3, #{F_OWNER}]
+    ldrb    w17, [x3, #{F_KIND}]
+    cmp     w15, w8
+    ccmp    w17, #{FRAME_DATA}, #0, eq
+    b.ne    el0_resume_miss
+    ldrh    w15, [x3, #{F_MAPS}]
+    ldrb    w17, [x3, #{F_FLAGS}]
+    add     w4, w15, #1
+    cmp     w4, #16, lsl #12            // 0x10000: the u16 count would overflow
+    b.hs    el0_resume_miss
+    // Set: the frame's flags and count, the table's count of entries, the entry.
+    tbnz    x2, #{PTE_AP_RO_BIT}, 1f
+    cbnz    w15, 1f
+    and     w17, w17, #~{FLAG_SHARED}   // mapped writable and nowhere else: its shares end
+1:  and     w17, w17, #~{FLAG_ZEROED}
+    strb    w17, [x3, #{F_FLAGS}]
+    strh    w4, [x3, #{F_MAPS}]
+    ldrh    w15, [x13, #{F_ENTRIES}]
+    add     w15, w15, #1
+    strh    w15, [x13, #{F_ENTRIES}]
+    str     x2, [x7, x1, lsl #3]
+    dsb     ishst                       // (`tlb::publish`: an empty entry was cached nowhere)
+2:  ldrb    w4, [x16, #{E_INTERRUPTED}]
+    strb    w4, [x16, #{E_ACTIVE}]
+    mov     x5, #{FRAME_SIZE}
+    madd    x0, x4, x5, x16
+    add     x0, x0, #{E_FRAMES}         // the interrupted context, now active
+    stlr    xzr, [x11]
+    sev
+    b       el0_return
+el0_resume_miss:                        // a miss: the lock back, and the Rust path
+    stlr    xzr, [x11]
+    sev
+el0_resume_slow:
+    stp     x29, x30, [sp, #-16]!       // the handler's own registers are not kept
+    bl      upcall_resume               // (x0-x2: a page entry to set first, if x0)
+    ldp     x29, x30, [sp], #16
+    cmn     x0, #4095
+    b.lo    el0_return                  // a context to resume, not an error (-4095..-1)
+    eret                                // the error, to the handler
 
 // YieldTo's fast path: what `Kernel::yield_to` and `run` do for a direct switch, in the
 // common case, here. The caller's context is saved as for any slow call (x9 = its frame);
