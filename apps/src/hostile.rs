@@ -1502,7 +1502,9 @@ static RESUME: [AtomicU64; R_ERRORS + RESUME_REFUSED.len() + 1] =
 /// A kernel frame, a public frame, a data frame of a child's, one of our own, our level-2
 /// table, a level-3 table of ours bound but not linked, a child's level-3 table linked in
 /// its tree, a frozen table of ours and an empty entry of it, and a page of ours mapped in
-/// the same table as the faulting one with the frame to replace its frame with.
+/// the same table as the faulting one with the frame to replace its frame with, and an
+/// empty entry of that table after the faulting page's; and a frame of ours once shared
+/// with the child and mapped nowhere now, for the last resume.
 const R_KERNEL: usize = 0;
 const R_PUBLIC: usize = 1;
 const R_CHILDS: usize = 2;
@@ -1514,7 +1516,9 @@ const R_FROZEN: usize = 7;
 const R_FROZEN_ENTRY: usize = 8;
 const R_NEIGHBOUR: usize = 9;
 const R_NEW: usize = 10;
-const R_ERRORS: usize = 11;
+const R_EMPTY: usize = 11;
+const R_SHARED: usize = 12;
+const R_ERRORS: usize = 13;
 /// What `TableSetAt` answers each of `resume_mapping_hook`'s attempts, in order.
 const RESUME_REFUSED: [Error; 16] = [
     Error::Denied,   // a kernel frame, read-only
@@ -1523,7 +1527,7 @@ const RESUME_REFUSED: [Error; 16] = [
     Error::Denied,   // a child's data frame, never shared with us
     Error::NotFound, // a frame past the end of RAM
     Error::Denied,   // one of our own tables as a writable page
-    Error::Invalid,  // entry 512
+    Error::Invalid,  // an entry past 511
     Error::Invalid,  // an entry with a reserved bit set (`PteError::Malformed`)
     Error::Invalid,  // an entry for EL1 (`PteError::Malformed`)
     Error::Denied,   // a data frame of ours as the table
@@ -1547,10 +1551,10 @@ fn resume_mapping_hook(u: &Upcall) -> bool {
     let get = |i: usize| RESUME[i].load(SeqCst);
     let va = u.far & !(PAGE - 1);
     let i = (va >> 12) & 511;
-    let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
     let table = Pte(sys::table_get(EnvId::SELF, va, 2).unwrap_or(0)).addr();
     let runs = &RESUME[RESUME.len() - 1];
     if runs.fetch_add(1, SeqCst) == 0 {
+        let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
         let rw = |pa| Pte::user_page(pa, RW).0;
         let k = vm::kinfo();
         let past = k.ram_base + k.frames * PAGE;
@@ -1561,13 +1565,13 @@ fn resume_mapping_hook(u: &Upcall) -> bool {
             vm::map_and_resume(va, rw(get(R_CHILDS))),
             vm::map_and_resume(va, rw(past)),
             vm::map_and_resume(va, rw(table)),
-            sys::upcall_resume_mapping(table, 512, rw(pa)),
+            sys::upcall_resume_mapping(table, 1 << 61 | get(R_EMPTY), rw(pa)), // (8 times it wraps)
             vm::map_and_resume(va, rw(pa) | 1 << 52),
             vm::map_and_resume(va, rw(pa) & !bits::PXN),
             sys::upcall_resume_mapping(get(R_OWN), i, rw(pa)),
             sys::upcall_resume_mapping(get(R_L2), i, rw(pa)),
             sys::upcall_resume_mapping(get(R_UNLINKED), i, rw(pa)),
-            sys::upcall_resume_mapping(table + 8, i, rw(pa)),
+            sys::upcall_resume_mapping(table + 8 * (get(R_EMPTY) - i), i, rw(pa)), // (its entry i: empty)
             sys::upcall_resume_mapping(past, i, rw(pa)),
             sys::upcall_resume_mapping(get(R_CHILDS_TABLE), i, rw(pa)),
             sys::upcall_resume_mapping(get(R_FROZEN), get(R_FROZEN_ENTRY), rw(pa)),
@@ -1581,7 +1585,7 @@ fn resume_mapping_hook(u: &Upcall) -> bool {
         sys::upcall_resume_mapping(table, neighbour, rw(get(R_NEW)));
         return false; // (not reached unless it was refused, which the test sees)
     }
-    vm::map_and_resume(va, Pte::user_page(pa, RW).0);
+    vm::map_and_resume(va, Pte::user_page(get(R_SHARED), RW).0);
     false
 }
 
@@ -1592,13 +1596,11 @@ fn resume_mapping_hook(u: &Upcall) -> bool {
 /// of one's own data frame itself: each refusal here is one of its checks, the
 /// replacement its test for an entry already there.)
 fn resume_mapping_checks() -> Result<(), &'static str> {
-    // Two pages in one level-3 table: the one to fault on, and a neighbour mapped.
-    let base = vm::alloc_va(3);
-    let (va, near) = if (base >> 21) == ((base + PAGE) >> 21) {
-        (base, base + PAGE)
-    } else {
-        (base + PAGE, base + 2 * PAGE)
-    };
+    // Three pages in one level-3 table: the one to fault on, a neighbour mapped, and one
+    // left empty (the first of three in a row whose index is below 510).
+    let base = vm::alloc_va(5);
+    let va = (0..3).map(|k| base + k * PAGE).find(|v| (v >> 12) & 511 <= 509).ok_or("no room")?;
+    let near = va + PAGE;
     vm::reserve(va).map_err(|_| "reserve")?;
     let old = vm::map_new(near, RW).map_err(|_| "map the neighbour")?;
     // SAFETY: `near` maps `old` read-write.
@@ -1617,11 +1619,21 @@ fn resume_mapping_checks() -> Result<(), &'static str> {
     let root = sys::frame_alloc(child, None).map_err(|_| "a root for the child")?;
     sys::table_bind(child, root, 0).map_err(|_| "bind the child's root")?;
     let childs_table = vm::ensure_tables(child, va).map_err(|_| "the child's tables")?;
+    // Shared with the child by mapping it there, then unmapped: marked shared, mapped nowhere.
+    let shared = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    sys::table_set(child, va, 3, Pte::user_page(shared, RO).0).map_err(|_| "share with the child")?;
+    sys::table_set(child, va, 3, 0).map_err(|_| "unmap from the child")?;
+    use exo_libos::abi::frame::{SHARED_RO, SHARED_RW, ZEROED};
+    let marks = |pa| vm::frame_entry(pa).map_or(0, |e| e.flags);
+    check(marks(shared) & SHARED_RO != 0, "a frame mapped into a child is not marked shared")?;
     sys::table_bind(EnvId::SELF, pa, 3).map_err(|_| "bind a table")?;
     // A frozen table of ours: a fork freezes the text's tables to link them into the child.
     in_child(|| 0)?;
     let (frozen, frozen_entry) = frozen_empty_entry().ok_or("no frozen table of ours with an empty entry")?;
     let entries = |t: u64| vm::frame_entry(t).map_or(0, |e| e.entries);
+    let region = va & !(0x20_0000 - 1);
+    let empty = ((va + 2 * PAGE) >> 12) & 511;
+    check(sys::table_get(EnvId::SELF, region + empty * PAGE, 3) == Ok(0), "the third page is mapped")?;
     let entries_before = entries(table);
     let inputs = [
         (R_KERNEL, frames().find(kind(KERNEL)).ok_or("no kernel frame")?),
@@ -1635,6 +1647,8 @@ fn resume_mapping_checks() -> Result<(), &'static str> {
         (R_FROZEN_ENTRY, frozen_entry),
         (R_NEIGHBOUR, near),
         (R_NEW, sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?),
+        (R_EMPTY, empty),
+        (R_SHARED, shared),
     ];
     for (i, v) in inputs {
         RESUME[i].store(v, SeqCst);
@@ -1653,7 +1667,8 @@ fn resume_mapping_checks() -> Result<(), &'static str> {
     let counts = [old, new].map(|pa| vm::frame_entry(pa).map_or(u16::MAX, |e| e.maps));
     // The page mapped at the last resume (a new entry of our own frame: the fast path's).
     let last = vm::frame_entry(Pte(vm::entry(va)).addr());
-    let last_ok = last.is_some_and(|f| f.maps == 1 && f.flags & exo_libos::abi::frame::ZEROED == 0);
+    let last_ok = last.is_some_and(|f| f.maps == 1 && f.flags & ZEROED == 0);
+    let unshared = marks(shared) & (SHARED_RO | SHARED_RW) == 0;
     let entries_after = entries(table);
     vm::unmap_free(va).map_err(|_| "unmap")?;
     vm::unmap_free(near).map_err(|_| "unmap the neighbour")?;
@@ -1661,20 +1676,21 @@ fn resume_mapping_checks() -> Result<(), &'static str> {
     sys::table_unbind(EnvId::SELF, pa).map_err(|_| "unbind")?;
     sys::frame_free(EnvId::SELF, pa).map_err(|_| "free")?;
     let _ = sys::env_destroy(child);
-    check(word == 0, "the page mapped at the resume was not a fresh zeroed frame")?;
-    check(runs == 2, "the replacement did not resume (or the handler ran more than twice)")?;
+    check(word == 0, "the page mapped at the resume does not hold the zeros of its fresh frame")?;
     for (got, want) in errors.iter().zip(RESUME_REFUSED) {
         check(
             *got == want as i64,
             "an entry UpcallResume should refuse was not refused as TableSetAt would",
         )?;
     }
+    check(runs == 2, "the replacement did not resume (or the handler ran more than twice)")?;
     check(replaced, "the replacement did not set the entry")?;
     check(counts == [0, 1], "the replaced frame is still counted mapped, or the new one not")?;
     check(near_word == 0, "the old translation of a replaced entry was still used")?;
     check(old_freed, "the replaced frame could not be freed")?;
     check(last_ok, "the frame mapped at the resume is not counted mapped once, or still marked zeroed")?;
-    check(entries_after == entries_before + 1, "the table's count of entries did not grow by the one set")
+    check(entries_after == entries_before + 1, "the table's count of entries did not grow by the one set")?;
+    check(unshared, "a frame mapped writable where nothing else maps it is still marked shared")
 }
 
 /// A frozen level-3 table of ours that covers text (a fork froze it) and an empty entry in

@@ -255,8 +255,7 @@ el0_resume:
     // The table: a linked, unfrozen level-3 table of the caller's (`set_at`).
     tst     x0, #0xfff
     b.ne    el0_resume_miss
-    subs    x13, x0, x4
-    b.lo    el0_resume_miss
+    sub     x13, x0, x4                 // (below RAM: wraps round, past the end)
     lsr     x13, x13, #12
     cmp     x13, x5
     b.hs    el0_resume_miss
@@ -290,8 +289,7 @@ el0_resume:
     tbnz    x3, #0, el0_resume_miss     // an entry there already: its frame is Rust's to uncount
     // The frame: a data frame of the caller's, its count of mappings below the cap.
     and     x3, x2, #0xfffffffff000     // (bits::ADDR_MASK)
-    subs    x3, x3, x4
-    b.lo    el0_resume_miss
+    sub     x3, x3, x4                  // (below RAM: as for the table)
     lsr     x3, x3, #12
     cmp     x3, x5
     b.hs    el0_resume_miss
