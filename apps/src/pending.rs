@@ -134,7 +134,7 @@ fn report(_: &Call) -> [u64; 4] {
 /// Its revocation upcall must run before the call's entry does.
 pub fn call_after_pending_upcall() -> Result<(), &'static str> {
     let mine = to_core_0()?;
-    words()?;
+    let w = words()?;
     let s = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             set_hook(Some(count_revocations));
@@ -142,9 +142,14 @@ pub fn call_after_pending_upcall() -> Result<(), &'static str> {
         }
         Fork::Parent(s) => s,
     };
+    // A first call faults the server's call stack in: a fault in the entry would deliver
+    // the pending upcall on its way back (`UpcallResume`), hiding a direct switch that
+    // did not.
     let parked = wait_for(|| vm::env_info(s).is_some_and(|i| i.state == env_state::BLOCKED))
-        && sys::pct_allow(EnvId::SELF, s).is_ok();
-    let filled = if parked { fill_memory_into(s) } else { Err("the server did not park") };
+        && sys::pct_allow(EnvId::SELF, s).is_ok()
+        && sys::pct_call(s, [0; 4], 0) == Ok([1, 0, 0, 0]);
+    w[SEEN].store(0, SeqCst);
+    let filled = if parked { fill_memory_into(s) } else { Err("the server did not park and serve") };
     let call = sys::pct_call(s, [0; 4], 0);
     let _ = sys::env_destroy(s);
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
