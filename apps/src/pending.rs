@@ -82,7 +82,9 @@ fn fill_memory_into(child: EnvId) -> Result<(), &'static str> {
             Err(e) => break e,
         }
     };
-    let asked = vm::env_info(child).is_some_and(|i| i.revoke_wanted > 0);
+    // (Its deadline, which stays set, rather than the frames wanted, which a tick may
+    // already have taken by force.)
+    let asked = vm::env_info(child).is_some_and(|i| i.revoke_deadline != 0);
     for &pa in &last[..given.min(last.len())] {
         let _ = sys::frame_free(child, pa);
     }
@@ -154,9 +156,8 @@ pub fn call_after_pending_upcall() -> Result<(), &'static str> {
     let _ = sys::env_destroy(s);
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     filled?;
-    check(call.is_ok(), "the call to the server failed")?;
-    check(call != Ok([1, 0, 0, 0]), "the call's entry ran before the server's pending revocation upcall")?;
-    check(call == Ok([2, 0, 0, 0]), "the call's entry saw a count of requests other than one")
+    let seen = call.map_err(|_| "the call to the server failed")?[0];
+    check(seen > 1, "the call's entry ran before the server's pending revocation upcall")
 }
 
 /// The server of [`reply_after_pending_upcall`]: holds the call until [`GO`].
@@ -209,8 +210,7 @@ pub fn reply_after_pending_upcall() -> Result<(), &'static str> {
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     filled?;
     check(status == Ok(0), "the call did not come back with the server's reply")?;
-    check(w[SEEN].load(SeqCst) != 1, "the caller went on before its pending revocation upcall")?;
-    check(w[SEEN].load(SeqCst) == 2, "the caller saw a count of requests other than one")
+    check(w[SEEN].load(SeqCst) > 1, "the caller went on before its pending revocation upcall")
 }
 
 /// `el0_yield`: a runnable environment, asked for frames back meanwhile, is yielded to.
@@ -240,6 +240,5 @@ pub fn yield_after_pending_upcall() -> Result<(), &'static str> {
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     filled?;
     check(yielded && recorded, "the yield to the child did not run it")?;
-    check(w[SEEN].load(SeqCst) != 1, "the child's code ran before its pending revocation upcall")?;
-    check(w[SEEN].load(SeqCst) == 2, "the child saw a count of requests other than one")
+    check(w[SEEN].load(SeqCst) > 1, "the child's code ran before its pending revocation upcall")
 }
