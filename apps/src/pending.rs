@@ -44,10 +44,20 @@ fn words() -> Result<&'static [AtomicU64; 512], &'static str> {
         vm::map(va, Pte::user_page(pa, RW).0 | SHARED).map_err(|_| "map shared")?;
         WORDS_VA.store(va, SeqCst);
     }
-    // SAFETY: WORDS_VA maps a page shared read-write with every forked child, for good.
-    let w = unsafe { &*(WORDS_VA.load(SeqCst) as *const [AtomicU64; 512]) };
+    let w = shared();
     w.iter().for_each(|w| w.store(0, SeqCst));
     Ok(w)
+}
+
+/// The page [`words`] mapped: for the children's hooks and handlers, which run only in
+/// children forked after it.
+fn shared() -> &'static [AtomicU64; 512] {
+    let va = WORDS_VA.load(SeqCst);
+    assert!(va != 0, "the shared page is mapped before any child is forked");
+    // SAFETY: `va` is not 0, so `words` mapped a page there read-write and shared with
+    // every child forked since, and nothing unmaps it; its words are atomics, so the
+    // parent's and the children's uses of it are well-defined.
+    unsafe { &*(va as *const [AtomicU64; 512]) }
 }
 
 /// The children's upcall hook: counts revocation requests and answers them itself, giving
@@ -56,9 +66,7 @@ fn count_revocations(u: &Upcall) -> bool {
     if u.kind != upcall::REVOKE {
         return false;
     }
-    // SAFETY: the page was mapped before the fork, shared with this child, for good.
-    let w = unsafe { &*(WORDS_VA.load(SeqCst) as *const [AtomicU64; 512]) };
-    w[ASKED].fetch_add(1, SeqCst);
+    shared()[ASKED].fetch_add(1, SeqCst);
     true
 }
 
@@ -126,8 +134,7 @@ fn counter() -> u64 {
 /// The call's entry of the server in [`call_after_pending_upcall`]: answers with what it
 /// saw.
 fn report(_: &Call) -> [u64; 4] {
-    // SAFETY: as in `count_revocations`.
-    let w = unsafe { &*(WORDS_VA.load(SeqCst) as *const [AtomicU64; 512]) };
+    let w = shared();
     record(w);
     [w[SEEN].load(SeqCst), 0, 0, 0]
 }
@@ -135,8 +142,8 @@ fn report(_: &Call) -> [u64; 4] {
 /// `el0_call`: a server parked in `Serve`, asked for frames back meanwhile, is called.
 /// Its revocation upcall must run before the call's entry does.
 pub fn call_after_pending_upcall() -> Result<(), &'static str> {
-    let mine = to_core_0()?;
     let w = words()?;
+    let mine = to_core_0()?;
     let s = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             set_hook(Some(count_revocations));
@@ -162,8 +169,7 @@ pub fn call_after_pending_upcall() -> Result<(), &'static str> {
 
 /// The server of [`reply_after_pending_upcall`]: holds the call until [`GO`].
 fn hold(_: &Call) -> [u64; 4] {
-    // SAFETY: as in `count_revocations`.
-    let w = unsafe { &*(WORDS_VA.load(SeqCst) as *const [AtomicU64; 512]) };
+    let w = shared();
     w[TURNS].store(1, SeqCst);
     while w[GO].load(SeqCst) == 0 {
         sys::yield_now();
@@ -175,8 +181,8 @@ fn hold(_: &Call) -> [u64; 4] {
 /// is replied to. Its revocation upcall must run before its own code goes on after the
 /// call.
 pub fn reply_after_pending_upcall() -> Result<(), &'static str> {
-    let mine = to_core_0()?;
     let w = words()?;
+    let mine = to_core_0()?;
     let s = match process::fork().map_err(|_| "fork")? {
         Fork::Child => sys::exit(-(ipc::serve(hold) as i32)),
         Fork::Parent(s) => s,
@@ -216,8 +222,8 @@ pub fn reply_after_pending_upcall() -> Result<(), &'static str> {
 /// `el0_yield`: a runnable environment, asked for frames back meanwhile, is yielded to.
 /// Its revocation upcall must run before its own code does.
 pub fn yield_after_pending_upcall() -> Result<(), &'static str> {
-    let mine = to_core_0()?;
     let (w, me) = (words()?, vm::me());
+    let mine = to_core_0()?;
     let y = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             set_hook(Some(count_revocations));
