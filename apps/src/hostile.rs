@@ -71,6 +71,18 @@ pub const TESTS: &[Test] = &[
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
     ("yield_switched_to_directly_refuses_what_the_general_path_refuses", direct_yield_checks),
     ("call_switched_to_directly_refuses_what_the_general_path_refuses", direct_call_refusals),
+    (
+        "revocation_pending_for_a_parked_server_runs_before_a_direct_call_reaches_it",
+        crate::pending::call_after_pending_upcall,
+    ),
+    (
+        "revocation_pending_for_a_waiting_caller_runs_before_a_direct_reply_reaches_it",
+        crate::pending::reply_after_pending_upcall,
+    ),
+    (
+        "revocation_pending_for_a_runnable_environment_runs_before_a_direct_yield_reaches_it",
+        crate::pending::yield_after_pending_upcall,
+    ),
     ("late_reply_does_not_wake_a_timed_out_caller_blocked_elsewhere", late_reply),
     ("yield_to_cannot_run_an_environment_already_running_on_another_core", yield_no_double_run),
     (

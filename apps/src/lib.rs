@@ -20,6 +20,7 @@ pub mod ktest;
 pub mod logcrash;
 pub mod nettest;
 pub mod oracle;
+pub mod pending;
 pub mod picture;
 pub mod pressure;
 pub mod regtest;
