@@ -1,12 +1,16 @@
-//! A power cut during FAT file writes, at every write the libOS makes: after `fsck.vfat -a`
-//! the volume is clean, a file synced before is whole, and the file being written holds a
-//! prefix of what was written (its size never runs ahead of its data).
+//! A power cut during FAT file writes, at every write the libOS makes. Before any repair,
+//! the image shows the libOS's write order: in the first FAT no link points at a free
+//! cluster, no root entry's first cluster is free, and no file's size runs past its chain.
+//! Then, after `fsck.vfat -a`, the volume is clean, a file synced before is whole, and the
+//! file being written holds a prefix of what was written (its size never runs ahead of its
+//! data).
 // An integration test sees every dependency of its package; the library target is the
 // one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
 #![allow(unused_crate_dependencies)]
 
 mod common;
 
+use common::raw_fat::RawFat;
 use common::*;
 use exo_fat::{FatFs, FatOptions};
 use exo_libos::fs::disk::{BlockDevice, IoError};
@@ -101,7 +105,17 @@ fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32, piece: usize) {
     let mut fs =
         FatFs::mount(dev(&Rc::new(RefCell::new(base.clone())), None), FatOptions::default()).unwrap();
     writes(&mut fs, &grow, piece).unwrap();
-    let total = fs.unmount().unwrap().into_inner().writes;
+    let all = fs.unmount().unwrap().into_inner();
+    let total = all.writes;
+    // The raw reading sees the whole file where the libOS put it (so its checks below look
+    // at something), and nothing out of order.
+    let done = all.disk.borrow();
+    let raw = RawFat::parse(&done);
+    let e = raw.root().into_iter().find(|e| e.name == "GROW    BIN").expect("GROW.BIN in the root");
+    assert_eq!(e.size as usize, grow.len());
+    assert_eq!(raw.chain(e.cluster).len() as u64, (grow.len() as u64).div_ceil(raw.cluster_bytes()));
+    assert_eq!(raw.order_faults(), Vec::<String>::new(), "uncut run");
+    drop(done);
     assert!(total > 10, "{total} writes");
 
     for k in 1..=total {
@@ -110,6 +124,13 @@ fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32, piece: usize) {
         let _ = writes(&mut fs, &grow, piece);
         // The power is gone: what is on the disk is what the test checks (no unmount).
         drop(fs);
+        // First as the cut left it: `fsck.vfat -a` would repair what a wrong order leaves.
+        let faults = RawFat::parse(&disk.borrow()).order_faults();
+        assert!(
+            faults.is_empty(),
+            "cut at write {k} of {total}: the image before fsck shows writes out of order:\n{}",
+            faults.join("\n")
+        );
         std::fs::write(&img, &*disk.borrow()).unwrap();
         run_status("fsck.vfat", &["-a", imgs]);
         fsck_clean(imgs);
