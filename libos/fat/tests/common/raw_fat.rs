@@ -102,6 +102,11 @@ impl<'a> RawFat<'a> {
         self.spc as u64 * 512
     }
 
+    /// The first sector of data cluster `c`.
+    pub fn cluster_sector(&self, c: u32) -> usize {
+        self.data_start + (c as usize - 2) * self.spc
+    }
+
     /// The chain from `first` in the first FAT, as far as it goes through clusters that are
     /// in use: it stops before a free or out-of-range cluster, after the end mark or after
     /// as many clusters as the volume has (a loop).
@@ -127,7 +132,7 @@ impl<'a> RawFat<'a> {
             self.chain(self.root_cluster)
                 .iter()
                 .flat_map(|&c| {
-                    let at = (self.data_start + (c as usize - 2) * self.spc) * 512;
+                    let at = self.cluster_sector(c) * 512;
                     self.img[at..at + cb].iter().copied()
                 })
                 .collect()
