@@ -1,6 +1,7 @@
 //! A power cut during FAT file writes, at every write the libOS makes. Before any repair,
 //! the image shows the libOS's write order: in the first FAT no link points at a free
-//! cluster, no root entry's first cluster is free, and no file's size runs past its chain.
+//! cluster, no root entry's first cluster is free, no file's size runs past its chain, and
+//! FSInfo's free count is "unknown" or the FAT's.
 //! Then, after `fsck.vfat -a`, the volume is clean, a file synced before is whole, and the
 //! file being written holds a prefix of what was written (its size never runs ahead of its
 //! data).
@@ -114,6 +115,7 @@ fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32, piece: usize) {
     let e = raw.root().into_iter().find(|e| e.name == "GROW    BIN").expect("GROW.BIN in the root");
     assert_eq!(e.size as usize, grow.len());
     assert_eq!(raw.chain(e.cluster).len() as u64, (grow.len() as u64).div_ceil(raw.cluster_bytes()));
+    assert_eq!(raw.fsinfo_free().is_some(), fat == 32, "FSInfo read");
     assert_eq!(raw.order_faults(), Vec::<String>::new(), "uncut run");
     drop(done);
     assert!(total > 10, "{total} writes");

@@ -13,8 +13,9 @@ pub struct RawFat<'a> {
     /// FAT16: the fixed root directory's first sector and length in sectors.
     root_start: usize,
     root_sectors: usize,
-    /// FAT32: the root directory's first cluster.
+    /// FAT32: the root directory's first cluster, and the FSInfo sector (0: none).
     root_cluster: u32,
+    fsinfo: usize,
     /// First sector of cluster 2.
     data_start: usize,
     /// Data clusters: valid cluster numbers are `2 ..= clusters + 1`.
@@ -64,7 +65,7 @@ impl<'a> RawFat<'a> {
         let clusters = ((total - data_start) / spc) as u32;
         assert!(clusters >= 4085, "a FAT12 volume ({clusters} clusters)");
         let fat32 = clusters >= 65525;
-        let root_cluster = if fat32 { u32_at(b, 44) } else { 0 };
+        let (root_cluster, fsinfo) = if fat32 { (u32_at(b, 44), u16_at(b, 48) as usize) } else { (0, 0) };
         RawFat {
             img,
             fat32,
@@ -73,6 +74,7 @@ impl<'a> RawFat<'a> {
             root_start,
             root_sectors,
             root_cluster,
+            fsinfo,
             data_start,
             clusters,
         }
@@ -105,6 +107,19 @@ impl<'a> RawFat<'a> {
     /// The first sector of data cluster `c`.
     pub fn cluster_sector(&self, c: u32) -> usize {
         self.data_start + (c as usize - 2) * self.spc
+    }
+
+    /// FAT32: the free count FSInfo holds (`u32::MAX`: unknown), if the volume has a valid
+    /// FSInfo sector.
+    pub fn fsinfo_free(&self) -> Option<u32> {
+        let b = self.img.get(self.fsinfo * 512..self.fsinfo * 512 + 512)?;
+        let valid = self.fsinfo != 0 && u32_at(b, 0) == 0x4161_5252 && u32_at(b, 484) == 0x6141_7272;
+        valid.then(|| u32_at(b, 488))
+    }
+
+    /// Free clusters in the first FAT.
+    pub fn free_clusters(&self) -> u32 {
+        (2..=self.clusters + 1).filter(|&c| self.entry(c) == 0).count() as u32
     }
 
     /// The chain from `first` in the first FAT, as far as it goes through clusters that are
@@ -159,13 +174,21 @@ impl<'a> RawFat<'a> {
     }
 
     /// What a FAT writer that orders its writes (data, then the first FAT's links with the
-    /// new clusters' own before the old end's, then the directory entry) never leaves at
-    /// any moment, found in the first FAT and the root directory: a link to a free cluster;
-    /// an entry whose first cluster is free; a file whose size runs past its chain. One
-    /// line each; none when the image is in order. The other FAT copies are not looked at
-    /// (they may lag behind the first, or be torn).
+    /// new clusters' own before the old end's, then the directory entry; FSInfo's free
+    /// count made "unknown" before the first change and exact again only after the last)
+    /// never leaves at any moment, found in the first FAT, the root directory and FSInfo: a
+    /// link to a free cluster; an entry whose first cluster is free; a file whose size runs
+    /// past its chain; a known free count that is not the first FAT's. One line each; none
+    /// when the image is in order. The other FAT copies are not looked at (they may lag
+    /// behind the first, or be torn).
     pub fn order_faults(&self) -> Vec<String> {
         let mut faults = Vec::new();
+        if let Some(n) = self.fsinfo_free().filter(|&n| n != u32::MAX) {
+            let free = self.free_clusters();
+            if n != free {
+                faults.push(format!("FSInfo: free count {n}, but the first FAT has {free} free clusters"));
+            }
+        }
         for c in 2..=self.clusters + 1 {
             let v = self.entry(c);
             if self.valid(v) && self.entry(v) == 0 {
