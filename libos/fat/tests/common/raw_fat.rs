@@ -142,18 +142,27 @@ impl<'a> RawFat<'a> {
     /// The root directory's live entries: deleted slots (0xE5) and long-name slots
     /// (attribute 0x0F) skipped, up to the end mark (a slot starting with 0).
     pub fn root(&self) -> Vec<RawEntry> {
-        let bytes: Vec<u8> = if self.fat32 {
-            let cb = self.cluster_bytes() as usize;
-            self.chain(self.root_cluster)
-                .iter()
-                .flat_map(|&c| {
-                    let at = self.cluster_sector(c) * 512;
-                    self.img[at..at + cb].iter().copied()
-                })
-                .collect()
+        if self.fat32 {
+            self.dir(self.root_cluster)
         } else {
-            self.img[self.root_start * 512..(self.root_start + self.root_sectors) * 512].to_vec()
-        };
+            self.entries(&self.img[self.root_start * 512..(self.root_start + self.root_sectors) * 512])
+        }
+    }
+
+    /// The live entries of the directory whose chain starts at `first`, as [`root`](Self::root).
+    pub fn dir(&self, first: u32) -> Vec<RawEntry> {
+        let bytes: Vec<u8> =
+            self.chain(first).iter().flat_map(|&c| self.cluster(c).iter().copied()).collect();
+        self.entries(&bytes)
+    }
+
+    /// The bytes of data cluster `c`.
+    pub fn cluster(&self, c: u32) -> &[u8] {
+        let at = self.cluster_sector(c) * 512;
+        &self.img[at..at + self.cluster_bytes() as usize]
+    }
+
+    fn entries(&self, bytes: &[u8]) -> Vec<RawEntry> {
         let mut out = Vec::new();
         for (slot, e) in bytes.chunks_exact(32).enumerate() {
             match (e[0], e[11]) {
@@ -174,11 +183,12 @@ impl<'a> RawFat<'a> {
     }
 
     /// What a FAT writer that orders its writes (data, then the first FAT's links with the
-    /// new clusters' own before the old end's, then the directory entry; FSInfo's free
-    /// count made "unknown" before the first change and exact again only after the last)
-    /// never leaves at any moment, found in the first FAT, the root directory and FSInfo: a
+    /// new clusters' own before the old end's, then the directory entry; a new directory's
+    /// cluster before its entry; FSInfo's free count made "unknown" before the first change
+    /// and exact again only after the last) never leaves at any moment, found in the first FAT, the root directory and FSInfo: a
     /// link to a free cluster; an entry whose first cluster is free; a file whose size runs
-    /// past its chain; a known free count that is not the first FAT's. One line each; none
+    /// past its chain; a directory whose first cluster is not yet a directory (its "."
+    /// entry); a known free count that is not the first FAT's. One line each; none
     /// when the image is in order. The other FAT copies are not looked at (they may lag
     /// behind the first, or be torn).
     pub fn order_faults(&self) -> Vec<String> {
@@ -208,6 +218,12 @@ impl<'a> RawFat<'a> {
             } else {
                 self.chain(e.cluster).len() as u64
             };
+            if e.attr & 0x10 != 0 && n > 0 && !self.cluster(e.cluster).starts_with(b".          ") {
+                faults.push(format!(
+                    "{what}: a directory whose first cluster {} does not start with \".\"",
+                    e.cluster
+                ));
+            }
             if e.attr & 0x10 == 0 && u64::from(e.size) > n * self.cluster_bytes() {
                 faults.push(format!(
                     "{what}: size {} runs past its chain of {n} clusters ({} bytes) from cluster {}",
