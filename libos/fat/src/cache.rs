@@ -14,7 +14,10 @@
 //! writes are kept here and then written in runs of consecutive sectors (one device call per
 //! run, up to 2048 sectors), and FAT sectors are read ahead in windows. Before the libOS
 //! touches the disk itself, and before any operation returns, the cache is written out and
-//! dropped, so what an operation wrote is on the device when it returns, as before.
+//! dropped, so what an operation wrote is on the device when it returns, as before. The
+//! order they go out in is the caller's (a key for each sector, see
+//! `FatDev::write_key`), not the crate's: it puts a new directory's cluster before the
+//! entry naming it, which the crate does not.
 
 extern crate alloc;
 
@@ -209,27 +212,42 @@ impl SectorCache {
         Ok(self.clean[&s])
     }
 
-    /// Holds a write of sector `s`; writes everything out if too much is held.
-    pub fn write<S: BlockDevice>(&mut self, part: &Partition<S>, s: u32, b: &Sector) -> Result<(), IoError> {
+    /// Holds a write of sector `s`; writes everything out (in the order `key` gives, see
+    /// [`flush`](Self::flush)) if too much is held.
+    pub fn write<S: BlockDevice>(
+        &mut self,
+        part: &Partition<S>,
+        s: u32,
+        b: &Sector,
+        key: &dyn Fn(u32, &Sector) -> u64,
+    ) -> Result<(), IoError> {
         self.clean.remove(&s);
         self.pending.insert(s, *b);
         if self.pending.len() >= MAX_PENDING {
-            self.write_out(part)?;
+            self.write_out(part, key)?;
         }
         Ok(())
     }
 
-    /// Writes held sectors in runs of consecutive ones, one device call per run.
-    fn write_out<S: BlockDevice>(&mut self, part: &Partition<S>) -> Result<(), IoError> {
+    /// Writes held sectors, those with the lowest `key` (of the sector's number and its
+    /// bytes) first; sectors of one key that follow each other go in one device call.
+    fn write_out<S: BlockDevice>(
+        &mut self,
+        part: &Partition<S>,
+        key: &dyn Fn(u32, &Sector) -> u64,
+    ) -> Result<(), IoError> {
         let pending = core::mem::take(&mut self.pending);
-        let mut it = pending.iter().peekable();
-        while let Some((&first, data)) = it.next() {
+        let mut order: alloc::vec::Vec<(u64, u32, &Sector)> =
+            pending.iter().map(|(&s, b)| (key(s, b), s, b)).collect();
+        order.sort_unstable_by_key(|&(k, s, _)| (k, s));
+        let mut it = order.into_iter().peekable();
+        while let Some((k, first, data)) = it.next() {
             let mut run = alloc::vec![*data];
-            while let Some((&next, d)) = it.peek() {
-                if next != first + run.len() as u32 || run.len() == MAX_TRANSFER {
+            while let Some(&(nk, next, d)) = it.peek() {
+                if nk != k || next != first + run.len() as u32 || run.len() == MAX_TRANSFER {
                     break;
                 }
-                run.push(**d);
+                run.push(*d);
                 it.next();
             }
             let mut buf = SectorBuf::new(run.len() * SECTOR);
@@ -241,13 +259,18 @@ impl SectorCache {
         Ok(())
     }
 
-    /// Writes everything out and forgets everything (the disk is about to change under it).
-    pub fn flush<S: BlockDevice>(&mut self, part: &Partition<S>) -> Result<(), IoError> {
+    /// Writes everything out, in the order `key` gives (lowest first), and forgets
+    /// everything (the disk is about to change under it).
+    pub fn flush<S: BlockDevice>(
+        &mut self,
+        part: &Partition<S>,
+        key: &dyn Fn(u32, &Sector) -> u64,
+    ) -> Result<(), IoError> {
         if self.pending.is_empty() && self.clean.is_empty() {
             return Ok(()); // the libOS's own operations leave nothing here: the common case
         }
         self.clean.clear();
-        self.write_out(part)
+        self.write_out(part, key)
     }
 }
 

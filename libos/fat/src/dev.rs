@@ -15,6 +15,11 @@
 //!   back as they were on disk).
 //! - Every FAT write by the crate is compared with what it read, so the libOS knows exactly
 //!   how many clusters it allocated or freed, and keeps the free count without rescanning.
+//! - The crate's writes, held for the operation, go out in an order that a power cut
+//!   cannot make harmful ([`FatDev::write_key`]): the crate writes a new directory's entry
+//!   before the directory's cluster, and links a cluster to a directory before zeroing it,
+//!   so that a cut could show a removed file's stale bytes as directory entries (which
+//!   `fsck.vfat` may take for files sharing another file's clusters, and cut that file).
 //!
 //! Transfers outside the volume are refused.
 
@@ -97,7 +102,55 @@ impl<S: BlockDevice> FatDev<S> {
     /// the libOS is about to use the disk itself.
     pub fn settle(&self) -> Result<(), IoError> {
         *self.last.borrow_mut() = None;
-        self.cache.borrow_mut().flush(&self.part)
+        self.cache.borrow_mut().flush(&self.part, &|s, b| self.write_key(s, b))
+    }
+
+    /// Where sector `s`, which the crate wrote as `new`, goes in the order its held writes
+    /// go out (lowest first; sectors of one key that follow each other go in one transfer):
+    /// what nothing points at yet before what points at it.
+    ///
+    /// 0. sectors of clusters free in the first FAT on disk: a new directory's cluster, a
+    ///    directory's new cluster (zeroed, maybe with the new entry);
+    /// 1. first-FAT sectors that take a free cluster into use, each alone, the last first;
+    /// 2. the other first-FAT sectors (a link from a chain's old end), likewise;
+    /// 3. the other FAT copies;
+    /// 4. the rest: entries in directories already linked, a new directory's among them.
+    ///
+    /// A sector the disk cannot read goes last.
+    fn write_key(&self, s: u32, new: &[u8; SECTOR]) -> u64 {
+        const LAST: u64 = 4 << 32;
+        let g = &self.geo;
+        let mut disk = [0u8; SECTOR];
+        match self.fat_sector(s) {
+            Some((0, idx)) => {
+                if self.part.read(u64::from(s), &mut disk).is_err() {
+                    return LAST;
+                }
+                let (first, eb) = self.entries(idx);
+                let takes = (0..SECTOR / eb).any(|k| {
+                    g.valid_cluster(first + k as u32)
+                        && Self::value(&disk, k, eb) == 0
+                        && Self::value(new, k, eb) != 0
+                });
+                // Each alone (a distinct key), the last first.
+                (if takes { 1 } else { 2 }) << 32 | u64::from(u32::MAX - s)
+            }
+            Some(_) => 3 << 32,
+            None if s >= g.data_start => {
+                // Whether the sector's cluster is free in the first FAT on disk.
+                let c = (s - g.data_start) / g.spc + 2;
+                let eb = g.entry_bytes();
+                let (idx, k) = (c * eb / SECTOR as u32, (c % (SECTOR as u32 / eb)) as usize);
+                let read =
+                    g.valid_cluster(c) && self.part.read(u64::from(g.fat_start + idx), &mut disk).is_ok();
+                if read && Self::value(&disk, k, eb as usize) == 0 {
+                    0
+                } else {
+                    LAST
+                }
+            }
+            None => LAST,
+        }
     }
 
     /// Sector `s` as the crate's writes left it; FAT sectors are read ahead.
@@ -254,7 +307,7 @@ impl<S: BlockDevice> embedded_sdmmc::BlockDevice for FatDev<S> {
                 }
                 self.unmask(fidx, &mut out, &disk);
             }
-            self.cache.borrow_mut().write(&self.part, s, &out)?;
+            self.cache.borrow_mut().write(&self.part, s, &out, &|s, b| self.write_key(s, b))?;
         }
         Ok(())
     }

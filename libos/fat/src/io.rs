@@ -283,10 +283,13 @@ fn write_runs<S: BlockDevice>(
 
 /// Links `new` (runs of free clusters, first and count) into a chain after `tail` (none:
 /// they are a new file's first), in every FAT copy: the new clusters' own links first, then
-/// the old end's link to them, so a crash never leaves a link to a free cluster. When the
-/// old end and the new runs ascend (the usual case: the allocation hint moves on),
-/// [`Fat::link_ascending`] writes the sectors from the last to the first, which keeps that
-/// order and writes the sector shared by the old end and the first new clusters once.
+/// the old end's link to them, so a crash never leaves the file's chain linking to a free
+/// cluster. When the old end and the new runs ascend (the usual case: the allocation hint
+/// moves on), [`Fat::link_ascending`] writes the sectors from the last to the first, which
+/// keeps that order and writes the sector shared by the old end and the first new clusters
+/// once, and no link points at a free cluster at any moment. Otherwise the new clusters'
+/// own links go out in ascending sector order, so for a moment one of them, not yet reached
+/// from the file, may link to a cluster still free (lost clusters to `fsck.vfat`).
 fn link<S: BlockDevice>(
     fat: &mut Fat<'_, S>,
     tail: Option<u32>,

@@ -1,12 +1,18 @@
-//! A power cut during FAT file writes, at every write the libOS makes: after `fsck.vfat -a`
-//! the volume is clean, a file synced before is whole, and the file being written holds a
-//! prefix of what was written (its size never runs ahead of its data).
+//! A power cut during FAT writes, at every write the libOS makes. Before any repair, the
+//! image shows the libOS's write order: in the first FAT no link points at a free cluster,
+//! no root entry's first cluster is free, no file's size runs past its chain, a new
+//! directory starts with its `.` entry, and FSInfo's free count is "unknown" or the FAT's.
+//! Then, after `fsck.vfat -a`, the volume is clean and a file synced before is whole. For
+//! file writes, the file being written holds a prefix of what was written (its size never
+//! runs ahead of its data); for directories the crate makes and grows over stale bytes that
+//! read as entries, none of those bytes shows as an entry.
 // An integration test sees every dependency of its package; the library target is the
 // one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
 #![allow(unused_crate_dependencies)]
 
 mod common;
 
+use common::raw_fat::RawFat;
 use common::*;
 use exo_fat::{FatFs, FatOptions};
 use exo_libos::fs::disk::{BlockDevice, IoError};
@@ -101,7 +107,18 @@ fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32, piece: usize) {
     let mut fs =
         FatFs::mount(dev(&Rc::new(RefCell::new(base.clone())), None), FatOptions::default()).unwrap();
     writes(&mut fs, &grow, piece).unwrap();
-    let total = fs.unmount().unwrap().into_inner().writes;
+    let all = fs.unmount().unwrap().into_inner();
+    let total = all.writes;
+    // The raw reading sees the whole file where the libOS put it (so its checks below look
+    // at something), and nothing out of order.
+    let done = all.disk.borrow();
+    let raw = RawFat::parse(&done);
+    let e = raw.root().into_iter().find(|e| e.name == "GROW    BIN").expect("GROW.BIN in the root");
+    assert_eq!(e.size as usize, grow.len());
+    assert_eq!(raw.chain(e.cluster).len() as u64, (grow.len() as u64).div_ceil(raw.cluster_bytes()));
+    assert_eq!(raw.fsinfo_free().is_some(), fat == 32, "FSInfo read");
+    assert_eq!(raw.order_faults(), Vec::<String>::new(), "uncut run");
+    drop(done);
     assert!(total > 10, "{total} writes");
 
     for k in 1..=total {
@@ -110,6 +127,13 @@ fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32, piece: usize) {
         let _ = writes(&mut fs, &grow, piece);
         // The power is gone: what is on the disk is what the test checks (no unmount).
         drop(fs);
+        // First as the cut left it: `fsck.vfat -a` would repair what a wrong order leaves.
+        let faults = RawFat::parse(&disk.borrow()).order_faults();
+        assert!(
+            faults.is_empty(),
+            "cut at write {k} of {total}: the image before fsck shows writes out of order:\n{}",
+            faults.join("\n")
+        );
         std::fs::write(&img, &*disk.borrow()).unwrap();
         run_status("fsck.vfat", &["-a", imgs]);
         fsck_clean(imgs);
@@ -155,4 +179,127 @@ fn fat32_power_cut_during_large_writes_leaves_synced_files_whole_and_written_one
 #[test]
 fn fat16_power_cut_during_large_writes_leaves_synced_files_whole_and_written_ones_a_prefix() {
     cut_everywhere("fat16_power_cut_during_large_writes", 16, 1, 16 * 1024, 140_000);
+}
+
+/// Directories the crate writes: `mkdir` and a create in a full directory (which grows it
+/// by a cluster) over clusters a removed file left full of stale bytes that read as
+/// directory entries claiming a synced file's clusters. A cut must never let those bytes
+/// show as a directory's content, or `fsck.vfat -a`, finding them first, would cut the
+/// synced file short.
+fn cut_crate_dirs(test: &str, fat: u32, spc: u32, kib: u32) {
+    if !have_fat_tools(test) {
+        return;
+    }
+    let dir = scratch(test);
+    let img = dir.join("vol.img");
+    let imgs = img.to_str().unwrap();
+    mkfs(&img, kib, fat, spc);
+    let disk = std::fs::read(&img).unwrap();
+    let sectors = disk.len() as u64 / 512;
+    let dev = |disk: &Rc<RefCell<Vec<u8>>>, left| {
+        Partition::new(Cut { disk: disk.clone(), left, writes: 0 }, 0, sectors)
+    };
+    let disk = Rc::new(RefCell::new(disk));
+    let cb = spc as usize * 512;
+    let keep = Rng::from_state(u64::from(fat) + 7).bytes(5000);
+    // stale.bin first, so that its clusters are the lowest free ones once it is removed
+    // (where the crate looks first) and its root slot the first free one (so /d comes
+    // before /sub, and fsck.vfat looks in /d first).
+    let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
+    let h = fs.create("/stale.bin").unwrap();
+    fs.write(h, 0, &vec![0u8; 4 * cb]).unwrap();
+    fs.close(h).unwrap();
+    fs.mkdir("/sub").unwrap();
+    let h = fs.create("/sub/keep.txt").unwrap();
+    fs.write(h, 0, &keep).unwrap();
+    fs.close(h).unwrap();
+    fs.unmount().unwrap();
+    let kc = {
+        let b = disk.borrow();
+        let raw = RawFat::parse(&b);
+        let sub = raw.root().into_iter().find(|e| e.name == "SUB        ").expect("SUB").cluster;
+        raw.dir(sub).into_iter().find(|e| e.name == "KEEP    TXT").expect("KEEP.TXT").cluster
+    };
+    let mut junk = Vec::new();
+    for i in 0..4 * cb / 32 {
+        let mut e = [0u8; 32];
+        e[..11].copy_from_slice(format!("JUNK{i:04}BIN").as_bytes());
+        e[11] = 0x20;
+        e[20..22].copy_from_slice(&((kc >> 16) as u16).to_le_bytes());
+        e[26..28].copy_from_slice(&(kc as u16).to_le_bytes());
+        e[28..32].copy_from_slice(&(keep.len() as u32).to_le_bytes());
+        junk.extend_from_slice(&e);
+    }
+    let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
+    let h = fs.open("/stale.bin", OpenFlags::WRITE).unwrap();
+    fs.write(h, 0, &junk).unwrap();
+    fs.close(h).unwrap();
+    fs.remove("/stale.bin").unwrap();
+    fs.unmount().unwrap();
+    let base = disk.borrow().clone();
+
+    // /d, then files in it until one more needs a second cluster.
+    let files = cb / 32 - 1;
+    let work = |fs: &mut FatFs<Cut>| -> exo_libos::fs::Result<()> {
+        fs.mkdir("/d")?;
+        for i in 0..files {
+            let h = fs.create(&format!("/d/f{i}"))?;
+            fs.close(h)?;
+        }
+        fs.sync()
+    };
+    let mut fs =
+        FatFs::mount(dev(&Rc::new(RefCell::new(base.clone())), None), FatOptions::default()).unwrap();
+    work(&mut fs).unwrap();
+    let all = fs.unmount().unwrap().into_inner();
+    let total = all.writes;
+    {
+        let b = all.disk.borrow();
+        let raw = RawFat::parse(&b);
+        let d = raw.root().into_iter().find(|e| e.name == "D          ").expect("D in the root");
+        assert_eq!(raw.chain(d.cluster).len(), 2, "/d grew to two clusters");
+        assert!(d.slot < raw.root().into_iter().find(|e| e.name == "SUB        ").unwrap().slot);
+        assert_eq!(raw.order_faults(), Vec::<String>::new(), "uncut run");
+    }
+
+    for k in 1..=total {
+        let disk = Rc::new(RefCell::new(base.clone()));
+        let mut fs = FatFs::mount(dev(&disk, Some(k)), FatOptions::default()).unwrap();
+        let _ = work(&mut fs);
+        drop(fs);
+        let faults = RawFat::parse(&disk.borrow()).order_faults();
+        assert!(
+            faults.is_empty(),
+            "cut at write {k} of {total}: the image before fsck shows writes out of order:\n{}",
+            faults.join("\n")
+        );
+        std::fs::write(&img, &*disk.borrow()).unwrap();
+        run_status("fsck.vfat", &["-a", imgs]);
+        fsck_clean(imgs);
+        let disk = Rc::new(RefCell::new(std::fs::read(&img).unwrap()));
+        let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
+        let h = fs.open("/sub/keep.txt", OpenFlags::READ).unwrap();
+        let mut v = vec![0u8; fs.fstat(h).unwrap().size as usize];
+        assert_eq!(fs.read(h, 0, &mut v).unwrap(), v.len());
+        assert!(v == keep, "cut at write {k} of {total}: /sub/keep.txt damaged ({} bytes)", v.len());
+        if let Ok(list) = fs.list_dir("/d") {
+            let stray: Vec<&str> = list
+                .iter()
+                .map(|e| e.name.as_str())
+                .filter(|n| !n.to_ascii_lowercase().starts_with('f'))
+                .collect();
+            assert!(stray.is_empty(), "cut at write {k} of {total}: /d shows stale bytes as {stray:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fat16_power_cut_while_the_crate_makes_and_grows_a_directory_leaves_other_files_whole() {
+    cut_crate_dirs("fat16_power_cut_crate_dirs", 16, 4, 16 * 1024);
+}
+
+#[test]
+fn fat32_power_cut_while_the_crate_makes_and_grows_a_directory_leaves_other_files_whole() {
+    cut_crate_dirs("fat32_power_cut_crate_dirs", 32, 1, 40 * 1024);
 }

@@ -1,5 +1,8 @@
-//! Helpers shared by the host tests: the host's FAT tools, image files, a seeded RNG.
+//! Helpers shared by the host tests: the host's FAT tools, image files, a seeded RNG, and a
+//! FAT image read straight from its bytes (`raw_fat`).
 #![allow(dead_code)]
+
+pub mod raw_fat;
 
 use exo_libos::fs::disk::{BlockDevice, IoError};
 use std::os::unix::fs::FileExt;
