@@ -10,7 +10,8 @@
 // calls only ever compute with the caller's own data and public kernel state, so nothing
 // another environment could call secret is in them; the one exception, PctUngrant, which
 // edits the grantee's tables, goes through `pct_ungrant_scrubbed` below). UpcallResume
-// restores the interrupted context without saving the handler's. A slow call saves what
+// restores the interrupted context without saving the handler's (`el0_resume` decides the
+// common case, a new entry of the caller's own, here). A slow call saves what
 // survives it (SAVE_SVC) and calls `el0_svc` (YieldTo, PctReply and PctCall try a direct
 // switch here first: `el0_yield`, `el0_reply`, `el0_call`); anything else saves the whole context
 // into the TrapFrame (a fault that can be delivered at once then starts its upcall

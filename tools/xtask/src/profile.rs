@@ -88,7 +88,7 @@ pub fn cmd_profile(args: &[String]) -> Result<(), String> {
         Board::Virt => 0x4008_0000,
         Board::Rpi4 => 0x8_0000,
     };
-    let profiler = Profiler::annotating(images, 0, load, focus.clone(), annotate.clone());
+    let profiler = Profiler::new(images, 0, load, focus.clone(), annotate.clone());
 
     let dir = util::out_dir().join("profile");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

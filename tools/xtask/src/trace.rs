@@ -131,13 +131,11 @@ pub struct Profiler {
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
 
 impl Profiler {
-    pub fn new(images: Vec<Image>, kernel: usize, kernel_load: u64, focus: Option<String>) -> Profiler {
-        Profiler::annotating(images, kernel, kernel_load, focus, None)
-    }
-
-    /// A profiler that also counts each instruction of the functions whose name contains
-    /// `annotate` (or one of its comma-separated parts) ([`Profiler::annotation`]).
-    pub fn annotating(
+    /// A profiler of the images given (`kernel` is the kernel's index, `kernel_load` where
+    /// it is loaded); it counts only stacks through a function whose name contains `focus`,
+    /// and counts each instruction of the functions whose name contains `annotate` (or one
+    /// of its comma-separated parts) ([`Profiler::annotation`]).
+    pub fn new(
         images: Vec<Image>,
         kernel: usize,
         kernel_load: u64,
@@ -489,7 +487,7 @@ mod tests {
     fn annotation_counts_each_instruction_of_the_function_asked_for() {
         let a = image("a", 0x40_0000, &[10, 11, 12, 13], &[(0x40_0000, 8, "main"), (0x40_0008, 8, "f")]);
         let kernel = image("kernel", KERNEL_VMA, &[1], &[(KERNEL_VMA, 4, "entry")]);
-        let mut p = Profiler::annotating(vec![kernel, a], 0, 0x8_0000, None, Some("f".into()));
+        let mut p = Profiler::new(vec![kernel, a], 0, 0x8_0000, None, Some("f".into()));
         tb(&mut p, 0x100, 0x40_0000, &[(10, "nop"), (11, "bl")]);
         tb(&mut p, 0x200, 0x40_0008, &[(12, "add x0, x0, #1"), (13, "b")]); // f's first TB, twice
         run(&mut p, 0x200, 0x40_0008);
@@ -512,7 +510,7 @@ mod tests {
         );
         let a = image("a", 0x40_0000, &[10, 11, 12, 13], &[(0x40_0000, 8, "main"), (0x40_0008, 8, "f")]);
         let b = image("b", 0x40_0000, &[20, 21, 22, 23], &[(0x40_0000, 16, "main")]);
-        let mut p = Profiler::new(vec![kernel, a, b], 0, 0x8_0000, None);
+        let mut p = Profiler::new(vec![kernel, a, b], 0, 0x8_0000, None, None);
         tb(&mut p, 0x100, KERNEL_VMA, &[(1, "nop"), (2, "eret")]);
         tb(&mut p, 0x200, 0x40_0000, &[(10, "nop"), (11, "bl")]); // program a calls f
         tb(&mut p, 0x300, 0x40_0008, &[(12, "svc")]); // f makes a system call
@@ -542,7 +540,7 @@ mod tests {
         let kernel = image("kernel", KERNEL_VMA, &[1, 2], &[(KERNEL_VMA, 8, "vector")]);
         let funcs = [(0x40_0000, 8, "main"), (0x40_0008, 4, "exo_upcall_entry"), (0x40_000c, 4, "dispatch")];
         let a = image("a", 0x40_0000, &[10, 11, 12, 13], &funcs);
-        let mut p = Profiler::new(vec![kernel, a], 0, 0x8_0000, None);
+        let mut p = Profiler::new(vec![kernel, a], 0, 0x8_0000, None, None);
         tb(&mut p, 0x200, KERNEL_VMA, &[(1, "nop"), (2, "eret")]); // boot, into main
         tb(&mut p, 0x100, 0x40_0000, &[(10, "ldr")]); // main faults
         run(&mut p, 0x200, KERNEL_VMA); // the kernel delivers the fault
@@ -580,7 +578,7 @@ mod tests {
     #[test]
     fn kernel_before_the_mmu_is_symbolized_from_its_load_address_and_focus_filters() {
         let kernel = image("kernel", KERNEL_VMA, &[1, 2], &[(KERNEL_VMA, 8, "_start")]);
-        let mut p = Profiler::new(vec![kernel], 0, 0x8_0000, Some("nothing".into()));
+        let mut p = Profiler::new(vec![kernel], 0, 0x8_0000, Some("nothing".into()), None);
         tb(&mut p, 0x100, 0x8_0000, &[(1, "nop"), (2, "b")]);
         tb(&mut p, 0x200, 0x0, &[(9, "br")]);
         run(&mut p, 0x100, 0x8_0000);
