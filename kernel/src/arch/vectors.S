@@ -230,6 +230,22 @@ el0_svc_saved:
 // x0-x2 are kept for it; x3-x8 and x13-x17 are scratch, as a fast call's registers are
 // (the handler's x19-x30 are kept: an error goes back to it). x14 = the caller's slot,
 // x16 its Env; from the table on, x4/x5/x6 = RAM's base, frames, the frame table.
+// For `el0_resume`: \out = the FrameEntry of the frame at \pa, if \pa lies in RAM (one
+// test: below RAM wraps round past the end) and the frame is of kind \kind and the
+// caller's (w8); else a miss. x4, x5, x6 = RAM's base, its frames, the frame table.
+.macro OWN_FRAME out, pa, kind
+    sub     \out, \pa, x4
+    lsr     \out, \out, #12
+    cmp     \out, x5
+    b.hs    el0_resume_miss
+    add     \out, x6, \out, lsl #4
+    ldr     w15, [\out, #{F_OWNER}]
+    ldrb    w17, [\out, #{F_KIND}]
+    cmp     w15, w8
+    ccmp    w17, #\kind, #0, eq
+    b.ne    el0_resume_miss
+.endm
+
 el0_resume:
     LOCK    el0_resume_slow
     add     x13, x12, #{K_ON}
@@ -256,16 +272,7 @@ el0_resume:
     // The table: a linked, unfrozen level-3 table of the caller's (`set_at`).
     tst     x0, #0xfff
     b.ne    el0_resume_miss
-    sub     x13, x0, x4                 // (below RAM: wraps round, past the end)
-    lsr     x13, x13, #12
-    cmp     x13, x5
-    b.hs    el0_resume_miss
-    add     x13, x6, x13, lsl #4        // its FrameEntry
-    ldr     w15, [x13, #{F_OWNER}]
-    ldrb    w17, [x13, #{F_KIND}]
-    cmp     w15, w8
-    ccmp    w17, #{FRAME_TABLE}, #0, eq
-    b.ne    el0_resume_miss
+    OWN_FRAME x13, x0, {FRAME_TABLE}
     ldrb    w15, [x13, #{F_LEVEL}]
     ldrb    w17, [x13, #{F_FLAGS}]
     cmp     w15, #3
@@ -290,16 +297,7 @@ el0_resume:
     tbnz    x3, #0, el0_resume_miss     // an entry there already: its frame is Rust's to uncount
     // The frame: a data frame of the caller's, its count of mappings below the cap.
     and     x3, x2, #0xfffffffff000     // (bits::ADDR_MASK)
-    sub     x3, x3, x4                  // (below RAM: as for the table)
-    lsr     x3, x3, #12
-    cmp     x3, x5
-    b.hs    el0_resume_miss
-    add     x3, x6, x3, lsl #4          // its FrameEntry
-    ldr     w15, [x3, #{F_OWNER}]
-    ldrb    w17, [x3, #{F_KIND}]
-    cmp     w15, w8
-    ccmp    w17, #{FRAME_DATA}, #0, eq
-    b.ne    el0_resume_miss
+    OWN_FRAME x3, x3, {FRAME_DATA}
     ldrh    w15, [x3, #{F_MAPS}]
     ldrb    w17, [x3, #{F_FLAGS}]
     add     w4, w15, #1
