@@ -83,6 +83,10 @@ pub const TESTS: &[Test] = &[
         "revocation_pending_for_a_runnable_environment_runs_before_a_direct_yield_reaches_it",
         crate::pending::yield_after_pending_upcall,
     ),
+    (
+        "revocation_asked_during_a_handler_runs_before_a_resume_with_an_entry_goes_on",
+        crate::pending::resume_after_pending_upcall,
+    ),
     ("late_reply_does_not_wake_a_timed_out_caller_blocked_elsewhere", late_reply),
     ("yield_to_cannot_run_an_environment_already_running_on_another_core", yield_no_double_run),
     (

@@ -4,7 +4,9 @@
 //! vector's fast paths switch to another environment without a pass of the scheduler:
 //! `el0_call` into a parked server, `el0_reply` into a waiting caller, `el0_yield` into a
 //! runnable environment; each must miss when its target has an upcall pending, and leave it
-//! to the general path, which delivers it first (`Kernel::run`, `deliver_pending`).
+//! to the general path, which delivers it first (`Kernel::run`, `deliver_pending`). So must
+//! `el0_resume`, which ends an upcall handler's run with no pass of `upcall_resume`: a
+//! request that came while the handler ran waits until then.
 //!
 //! Each test gives a child every free frame (`FrameAlloc` for a descendant) until memory
 //! runs out, so that the kernel asks that child, now holding the most, for frames back
@@ -32,6 +34,8 @@ const SEEN: usize = 1;
 const GO: usize = 2;
 const TURNS: usize = 3;
 const READY: usize = 4;
+/// A frame the parent gave the child, for it to map at its fault (`resume_after_pending_upcall`).
+const FRAME: usize = 5;
 
 /// Where the page of words this environment shares read-write with its children is mapped
 /// (0: not yet). A static, so that the hook, which may not allocate, finds it.
@@ -247,4 +251,57 @@ pub fn yield_after_pending_upcall() -> Result<(), &'static str> {
     filled?;
     check(yielded && recorded, "the yield to the child did not run it")?;
     check(w[SEEN].load(SeqCst) > 1, "the child's code ran before its pending revocation upcall")
+}
+
+/// The child's hook in [`resume_after_pending_upcall`]: counts revocation requests as
+/// [`count_revocations`] does; at its page fault, says so and waits (yielding) for the
+/// parent's go, then resumes with the frame the parent gave it mapped there.
+fn fault_then_wait(u: &Upcall) -> bool {
+    if count_revocations(u) {
+        return true;
+    }
+    if u.kind != upcall::DATA_ABORT {
+        return false;
+    }
+    let w = shared();
+    w[TURNS].store(1, SeqCst);
+    while w[GO].load(SeqCst) == 0 {
+        sys::yield_now();
+    }
+    vm::map_and_resume(u.far & !0xfff, Pte::user_page(w[FRAME].load(SeqCst), RW).0);
+    false // (it could not be mapped: the child dies, and the test fails)
+}
+
+/// `el0_resume`: an environment asked for frames back while its upcall handler runs ends
+/// that run with `UpcallResume` and a page entry of its own (what the fast path decides
+/// itself). Its revocation upcall must run before the code the handler interrupted goes on.
+pub fn resume_after_pending_upcall() -> Result<(), &'static str> {
+    let w = words()?;
+    let mine = to_core_0()?;
+    let c = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            set_hook(Some(fault_then_wait));
+            let va = vm::alloc_va(1);
+            // Its table made now: the handler maps the page when memory has run out.
+            let status = if vm::reserve(va).is_ok() {
+                // SAFETY: `va` is unmapped until the hook maps the parent's frame there.
+                let _ = unsafe { (va as *const u64).read_volatile() };
+                record(w); // first thing after the resume
+                0
+            } else {
+                1
+            };
+            sys::exit(status)
+        }
+        Fork::Parent(c) => c,
+    };
+    let given = sys::frame_alloc(c, None).map(|pa| w[FRAME].store(pa, SeqCst)).is_ok();
+    let faulted = given && wait_for(|| w[TURNS].load(SeqCst) == 1);
+    let filled = if faulted { fill_memory_into(c) } else { Err("the child did not come to its fault") };
+    w[GO].store(1, SeqCst);
+    let status = if faulted { sys::env_wait(c) } else { sys::env_destroy(c).and(Ok(1)) };
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    filled?;
+    check(status == Ok(0), "the child did not go on after its fault")?;
+    check(w[SEEN].load(SeqCst) > 1, "the interrupted code ran before its pending revocation upcall")
 }
