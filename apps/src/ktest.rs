@@ -40,6 +40,7 @@ pub const TESTS: &[Test] = &[
     ("bad_pointers_and_lengths_are_refused", bad_pointers),
     ("cannot_act_on_parent_or_sibling", foreign_envs),
     ("fault_without_handler_kills_only_that_environment", unhandled_fault),
+    ("fault_in_the_upcall_handler_kills_the_environment", fault_in_handler),
     ("environment_can_destroy_itself_inside_its_upcall", destroy_in_upcall),
     ("revocation_request_is_honoured_under_memory_pressure", revoke_cooperative),
     ("revocation_deadline_missed_frames_are_repossessed", revoke_abort),
@@ -608,6 +609,40 @@ fn unhandled_fault() -> Result<(), &'static str> {
     });
     let status = process::wait(child).map_err(|_| "wait")?;
     check(status == exo_libos::abi::killed_status(upcall::DATA_ABORT), "not killed for its fault")
+}
+
+/// Where the page `fault_in_handler` shares with its child is (read by the child's hook,
+/// which may not write a copy-on-write static).
+static HANDLER_RUNS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// A fault inside the upcall handler is not delivered to it again (which would start it
+/// over on top of itself, the code it interrupted lost): the environment ends, killed for
+/// that fault, having run its handler once. Bounded: a handler restarted at each fault
+/// would never end.
+fn fault_in_handler() -> Result<(), &'static str> {
+    use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    let runs = Shared::new();
+    HANDLER_RUNS.store(runs.va, SeqCst);
+    let child = spawn(|| {
+        fn hook(_: &Upcall) -> bool {
+            // SAFETY: the parent's shared page, mapped read-write in this child too.
+            let runs = unsafe { &*(HANDLER_RUNS.load(SeqCst) as *const AtomicU64) };
+            runs.fetch_add(1, SeqCst);
+            // SAFETY: deliberately faults, inside the handler: nothing is mapped at 24.
+            unsafe { (24 as *const u64).read_volatile() == 0 }
+        }
+        set_hook(Some(hook));
+        // SAFETY: deliberately faults into the hook above.
+        unsafe { (16 as *const u64).read_volatile() as i32 }
+    });
+    let ended = wait_for(2000, || vm::env_info(child).is_none_or(|i| i.state == env_state::ZOMBIE));
+    if !ended {
+        let _ = sys::env_destroy(child);
+        return Err("a fault in the handler did not end the environment");
+    }
+    let status = process::wait(child).map_err(|_| "wait")?;
+    check(runs.get(0) == 1, "the handler's own fault started it again")?;
+    check(status == exo_libos::abi::killed_status(upcall::DATA_ABORT), "not killed for the handler's fault")
 }
 
 fn destroy_in_upcall() -> Result<(), &'static str> {

@@ -61,10 +61,13 @@ global_asm!(
     MAX_ENVS = const crate::env::MAX_ENVS,
     PCT_GRANT_RW = const exo_abi::PCT_GRANT_RW,
     PCT_TIMEOUT_SHIFT = const exo_abi::PCT_TIMEOUT_SHIFT,
-    // `el0_resume`'s: the upcall state, the frame table (through the public information
-    // page) and what a page entry must be.
+    // `el0_abort`'s and `el0_resume`'s: the upcall state, the frame table (through the
+    // public information page) and what a page entry must be.
     K_INFO = const Kernel::INFO,
     E_INTERRUPTED = const offset_of!(Env, interrupted),
+    E_UPCALL_ENTRY = const offset_of!(Env, upcall_entry),
+    E_UPCALL_STACK = const offset_of!(Env, upcall_stack),
+    UPCALL_FAULT = const exo_abi::upcall::FAULT,
     CTX_UPCALL = const Ctx::Upcall as u8,
     KI_RAM_BASE = const offset_of!(exo_abi::KernelInfo, ram_base),
     KI_FRAMES = const offset_of!(exo_abi::KernelInfo, frames),

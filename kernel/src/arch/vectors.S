@@ -618,6 +618,55 @@ el0_abort:
     b.eq    2f
     mrs     x0, esr_el1
     mrs     x1, far_el1
+    // `deliver` in the common case, here: with the lock taken once, if the environment has
+    // a handler and is not in it, its upcall context gets what `deliver` gives it and
+    // starts. Anything else (the lock held, no handler, a fault in the handler, the
+    // environment destroyed meanwhile) takes `el0_fault`, which decides it in full.
+    // x14 = the slot, x16 its Env, x5 the handler's entry, x9 its TrapFrame.
+    LOCK    el0_fault_slow
+    add     x13, x12, #{K_ON}
+    ldr     x14, [x13, x10, lsl #3]     // on[cpu] (NONE: destroyed meanwhile)
+    cmp     x14, #{MAX_ENVS}
+    b.hs    el0_fault_miss
+    mov     x4, #{ENV_SIZE}
+    madd    x16, x14, x4, x12
+    add     x16, x16, #{K_ENVS}         // &envs[slot]
+    ldr     x5, [x16, #{E_UPCALL_ENTRY}]
+    ldrb    w4, [x16, #{E_ACTIVE}]
+    cmp     x5, #0
+    ccmp    w4, #{CTX_UPCALL}, #4, ne   // a handler, and not in it?
+    b.eq    el0_fault_miss
+    add     x7, x16, #{E_FRAMES}
+    mov     x6, #{FRAME_SIZE}
+    madd    x8, x4, x6, x7              // the context it interrupts
+    ldr     x3, [x8, #(32 * 8)]         // (its pc)
+    strb    w4, [x16, #{E_INTERRUPTED}]
+    add     x9, x7, #({CTX_UPCALL} * {FRAME_SIZE})
+    mov     x2, x1                      // x0-x4: the kind, ESR, FAR, pc, 0
+    mov     x1, x0
+    mov     x0, #{UPCALL_FAULT}
+    mov     x4, xzr
+    stp     x0, x1, [x9]
+    stp     x2, x3, [x9, #(2 * 8)]
+    str     x4, [x9, #(4 * 8)]
+    stp     xzr, xzr, [x9, #(29 * 8)]   // a clean frame-pointer chain
+    ldr     x6, [x16, #{E_UPCALL_STACK}]
+    stp     x6, x5, [x9, #(31 * 8)]     // sp, pc
+    str     xzr, [x9, #(33 * 8)]        // pstate
+    mov     w7, #{CTX_UPCALL}
+    strb    w7, [x16, #{E_ACTIVE}]
+    stlr    xzr, [x11]
+    sev
+    msr     tpidr_el1, x9
+    msr     elr_el1, x5
+    msr     spsr_el1, xzr
+    msr     sp_el0, x6
+    mov     x30, xzr
+    eret
+el0_fault_miss:                         // a miss: the lock back, and the Rust path
+    stlr    xzr, [x11]
+    sev
+el0_fault_slow:                         // (x0, x1 and x29 are as they were: misses come first)
     bl      el0_fault                   // -> the handler's TrapFrame, or null
     cbz     x0, 2f
     msr     tpidr_el1, x0
