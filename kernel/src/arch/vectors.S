@@ -596,10 +596,11 @@ el0_call:
 
 // Any other synchronous exception: the whole context is saved, once, into the active
 // TrapFrame (the handler may read it with UpcallContext; UpcallResume restores it whole),
-// then `el0_fault` delivers the upcall with no scheduler pass, and only what the handler
-// starts with is loaded: x0-x4, x29, x30, sp, pc, flags. x5-x28 keep what the environment
-// had, or (x5-x18) values the kernel computed from its own state, as after a fast call.
-// wfi/wfe (class 0x01), and faults `el0_fault` cannot deliver, take the general path.
+// then the upcall is delivered with no scheduler pass (here in the common case, else by
+// `el0_fault`), and only what the handler starts with is loaded: x0-x4, x29, x30, sp, pc,
+// flags. x5-x28 keep what the environment had, or (x5-x18) values the kernel computed from
+// its own state and public kernel state, as after a fast call. wfi/wfe (class 0x01), and
+// faults `el0_fault` cannot deliver, take the general path.
 el0_abort:
     mrs     x10, tpidr_el1
     stp     x0, x1, [x10]
