@@ -230,6 +230,20 @@ el0_svc_saved:
 // x0-x2 are kept for it; x3-x8 and x13-x17 are scratch, as a fast call's registers are
 // (the handler's x19-x30 are kept: an error goes back to it). x14 = the caller's slot,
 // x16 its Env; from the table on, x4/x5/x6 = RAM's base, frames, the frame table.
+// For `el0_resume` and `el0_abort`: LOCK (to \held if it is held), then x14 = the slot
+// running on this core and x16 its Env, or \miss if none (destroyed meanwhile: on[cpu]
+// is NONE); the lock is held at \miss. x4 is scratch.
+.macro LOCKED_ENV held, miss
+    LOCK    \held
+    add     x13, x12, #{K_ON}
+    ldr     x14, [x13, x10, lsl #3]
+    cmp     x14, #{MAX_ENVS}
+    b.hs    \miss
+    mov     x4, #{ENV_SIZE}
+    madd    x16, x14, x4, x12
+    add     x16, x16, #{K_ENVS}
+.endm
+
 // For `el0_resume`: \out = the FrameEntry of the frame at \pa, if \pa lies in RAM (one
 // test: below RAM wraps round past the end) and the frame is of kind \kind and the
 // caller's (w8); else a miss. x4, x5, x6 = RAM's base, its frames, the frame table.
@@ -247,14 +261,7 @@ el0_svc_saved:
 .endm
 
 el0_resume:
-    LOCK    el0_resume_slow
-    add     x13, x12, #{K_ON}
-    ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
-    cmp     x14, #{MAX_ENVS}
-    b.hs    el0_resume_miss
-    mov     x4, #{ENV_SIZE}
-    madd    x16, x14, x4, x12
-    add     x16, x16, #{K_ENVS}         // &envs[slot]
+    LOCKED_ENV el0_resume_slow, el0_resume_miss
     ldrb    w4, [x16, #{E_ACTIVE}]
     ldrb    w5, [x16, #{E_PENDING}]
     cmp     w4, #{CTX_UPCALL}
@@ -624,14 +631,7 @@ el0_abort:
     // starts. Anything else (the lock held, no handler, a fault in the handler, the
     // environment destroyed meanwhile) takes `el0_fault`, which decides it in full.
     // x14 = the slot, x16 its Env, x5 the handler's entry, x9 its TrapFrame.
-    LOCK    el0_fault_slow
-    add     x13, x12, #{K_ON}
-    ldr     x14, [x13, x10, lsl #3]     // on[cpu] (NONE: destroyed meanwhile)
-    cmp     x14, #{MAX_ENVS}
-    b.hs    el0_fault_miss
-    mov     x4, #{ENV_SIZE}
-    madd    x16, x14, x4, x12
-    add     x16, x16, #{K_ENVS}         // &envs[slot]
+    LOCKED_ENV el0_fault_slow, el0_fault_miss
     ldr     x5, [x16, #{E_UPCALL_ENTRY}]
     ldrb    w4, [x16, #{E_ACTIVE}]
     cmp     x5, #0
