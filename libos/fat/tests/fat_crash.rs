@@ -18,6 +18,7 @@ use exo_fat::{FatFs, FatOptions};
 use exo_libos::fs::disk::{BlockDevice, IoError};
 use exo_libos::fs::{FileSystem, OpenFlags, Partition};
 use std::cell::RefCell;
+use std::path::Path;
 use std::rc::Rc;
 
 /// A disk in memory that loses power after `left` more write calls: the call that runs out
@@ -80,6 +81,24 @@ fn writes(fs: &mut FatFs<Cut>, grow: &[u8], n: usize) -> exo_libos::fs::Result<(
     fs.sync()
 }
 
+/// What a cut at write `k` of `total` left on `disk`: first its write order, on the image as
+/// the cut left it (`fsck.vfat -a` would repair what a wrong order leaves); then
+/// `fsck.vfat -a` repairs it, through the file `img`, and must leave it clean. Returns the
+/// repaired image.
+fn repaired_after_cut(k: usize, total: usize, disk: &RefCell<Vec<u8>>, img: &Path) -> Rc<RefCell<Vec<u8>>> {
+    let faults = RawFat::parse(&disk.borrow()).order_faults();
+    assert!(
+        faults.is_empty(),
+        "cut at write {k} of {total}: the image before fsck shows writes out of order:\n{}",
+        faults.join("\n")
+    );
+    std::fs::write(img, &*disk.borrow()).unwrap();
+    let imgs = img.to_str().unwrap();
+    run_status("fsck.vfat", &["-a", imgs]);
+    fsck_clean(imgs);
+    Rc::new(RefCell::new(std::fs::read(img).unwrap()))
+}
+
 fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32, piece: usize) {
     if !have_fat_tools(test) {
         return;
@@ -127,17 +146,7 @@ fn cut_everywhere(test: &str, fat: u32, spc: u32, kib: u32, piece: usize) {
         let _ = writes(&mut fs, &grow, piece);
         // The power is gone: what is on the disk is what the test checks (no unmount).
         drop(fs);
-        // First as the cut left it: `fsck.vfat -a` would repair what a wrong order leaves.
-        let faults = RawFat::parse(&disk.borrow()).order_faults();
-        assert!(
-            faults.is_empty(),
-            "cut at write {k} of {total}: the image before fsck shows writes out of order:\n{}",
-            faults.join("\n")
-        );
-        std::fs::write(&img, &*disk.borrow()).unwrap();
-        run_status("fsck.vfat", &["-a", imgs]);
-        fsck_clean(imgs);
-        let disk = Rc::new(RefCell::new(std::fs::read(&img).unwrap()));
+        let disk = repaired_after_cut(k, total, &disk, &img);
         let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
         let read = |fs: &mut FatFs<Cut>, p: &str| {
             let h = fs.open(p, OpenFlags::READ).ok()?;
@@ -192,7 +201,6 @@ fn cut_crate_dirs(test: &str, fat: u32, spc: u32, kib: u32) {
     }
     let dir = scratch(test);
     let img = dir.join("vol.img");
-    let imgs = img.to_str().unwrap();
     mkfs(&img, kib, fat, spc);
     let disk = std::fs::read(&img).unwrap();
     let sectors = disk.len() as u64 / 512;
@@ -267,16 +275,7 @@ fn cut_crate_dirs(test: &str, fat: u32, spc: u32, kib: u32) {
         let mut fs = FatFs::mount(dev(&disk, Some(k)), FatOptions::default()).unwrap();
         let _ = work(&mut fs);
         drop(fs);
-        let faults = RawFat::parse(&disk.borrow()).order_faults();
-        assert!(
-            faults.is_empty(),
-            "cut at write {k} of {total}: the image before fsck shows writes out of order:\n{}",
-            faults.join("\n")
-        );
-        std::fs::write(&img, &*disk.borrow()).unwrap();
-        run_status("fsck.vfat", &["-a", imgs]);
-        fsck_clean(imgs);
-        let disk = Rc::new(RefCell::new(std::fs::read(&img).unwrap()));
+        let disk = repaired_after_cut(k, total, &disk, &img);
         let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
         let h = fs.open("/sub/keep.txt", OpenFlags::READ).unwrap();
         let mut v = vec![0u8; fs.fstat(h).unwrap().size as usize];
