@@ -428,18 +428,17 @@ pub mod upcall {
         if class == 0x24 && iss & 0x3f != 0x21 {
             return (DATA_ABORT, (iss >> 6) & 1); // the common case, tested first
         }
-        classify_other(class, iss)
+        classify_other(class)
     }
 
     /// [`classify`] for every class but a data abort's (out of line: the common case stays
-    /// a few instructions where it is inlined, the upcall handler's dispatch).
+    /// a few instructions where it is inlined, the upcall handler's dispatch). A data
+    /// abort's class comes here only as an alignment fault.
     #[inline(never)]
-    const fn classify_other(class: u64, iss: u64) -> (u64, u64) {
+    const fn classify_other(class: u64) -> (u64, u64) {
         match class {
-            0x24 if iss & 0x3f == 0x21 => (ALIGNMENT, 0),
-            0x24 => (DATA_ABORT, (iss >> 6) & 1),
             0x20 => (INSTRUCTION_ABORT, 0),
-            0x22 | 0x26 => (ALIGNMENT, 0),
+            0x22 | 0x24 | 0x26 => (ALIGNMENT, 0),
             0x00 | 0x07 => (UNDEFINED, 0),
             0x3c => (BREAKPOINT, 0),
             _ => (OTHER, 0),
