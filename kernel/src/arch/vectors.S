@@ -273,7 +273,7 @@ el0_resume:
     ldr     x4, [x3, #{KI_RAM_BASE}]
     ldr     x5, [x3, #{KI_FRAMES}]
     ldr     x6, [x3, #{KI_FRAME_TABLE}]
-    movz    x7, #{PHYSMAP_TOP16}, lsl #48
+    movz    x7, #{PHYSMAP_TOP16}, lsl #48 // (kept: the table is reached through it too)
     add     x6, x6, x7                  // the frame table, in the physmap
     ldr     w8, [x16, #{E_ID}]          // the caller's id
     // The table: a linked, unfrozen level-3 table of the caller's (`set_at`).
@@ -292,14 +292,13 @@ el0_resume:
     // executable; the old one empty.
     adrp    x3, RESUME_PTE_RULE
     add     x3, x3, :lo12:RESUME_PTE_RULE
-    ldp     x3, x7, [x3]
+    ldp     x3, x15, [x3]
     and     x3, x2, x3
-    cmp     x3, x7
+    cmp     x3, x15
     b.ne    el0_resume_miss
     tbnz    x2, #{PTE_AP_RO_BIT}, 1f     // read-only
     tbz     x2, #{PTE_UXN_BIT}, el0_resume_miss // writable and executable
-1:  movz    x7, #{PHYSMAP_TOP16}, lsl #48
-    add     x7, x0, x7                  // the table, in the physmap
+1:  add     x7, x0, x7                  // the table, in the physmap
     ldr     x3, [x7, x1, lsl #3]
     tbnz    x3, #0, el0_resume_miss     // an entry there already: its frame is Rust's to uncount
     // The frame: a data frame of the caller's, its count of mappings below the cap.
