@@ -81,17 +81,26 @@ pub fn grant_lost() -> bool {
     unsafe { *SCRATCH.get() != 0 }
 }
 
-/// From the upcall handler: a data abort at `far`. If a call is being served, `far` lies
-/// in the grant window and its page is unmapped, the grant vanished under the call: back
-/// the page with a scratch frame and return true. Otherwise false (not ours to handle).
-pub(crate) fn on_grant_fault(far: u64) -> bool {
+/// Whether this environment serves calls and `far` lies in its grant window
+/// ([`on_grant_fault`]'s quick test).
+#[inline(always)]
+pub(crate) fn in_grant_window(far: u64) -> bool {
     // SAFETY: a read of a word the environment's own code sets, never an upcall.
     let (base, pages) = unsafe { *GRANT_WINDOW.get() };
     // SAFETY: as above; HANDLER is set once, by `register`.
     let serving = unsafe { (*HANDLER.get()).is_some() };
-    if !serving || far < base || far - base >= pages * 0x1000 {
+    serving && far >= base && far - base < pages * 0x1000
+}
+
+/// From the upcall handler: a data abort at `far`. If a call is being served, `far` lies
+/// in the grant window and its page is unmapped, the grant vanished under the call: back
+/// the page with a scratch frame and return true. Otherwise false (not ours to handle).
+pub(crate) fn on_grant_fault(far: u64) -> bool {
+    if !in_grant_window(far) {
         return false;
     }
+    // SAFETY: a read of a word the environment's own code sets, never an upcall.
+    let (base, _) = unsafe { *GRANT_WINDOW.get() };
     let page = far & !0xfff;
     if vm::entry(page) & bits::VALID != 0 {
         return false; // mapped, so not a vanished grant (e.g. a write to a read-only one)

@@ -87,11 +87,17 @@ impl Stretch {
 /// Costs other faults two loads while nothing is owed.
 #[inline]
 pub(crate) fn fault_in(va: u64, esr: u64) -> bool {
+    may_owe(esr) && fault_in_owed(va)
+}
+
+/// Whether a fault with syndrome `esr` may be on an owed page: a level-3 translation fault
+/// while some page is owed ([`fault_in`]'s quick test).
+#[inline(always)]
+pub(crate) fn may_owe(esr: u64) -> bool {
     // SAFETY: this environment's own state, which only this handler and a forked child's
     // start (before any fault on an owed page) write; the reference ends before either.
     let o = unsafe { &*OWED.get() };
-    let any = o[0].mask | o[1].mask != 0;
-    any && esr & 0x3f == 0x07 && fault_in_owed(va)
+    o[0].mask | o[1].mask != 0 && esr & 0x3f == 0x07
 }
 
 #[cold]

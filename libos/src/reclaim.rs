@@ -396,11 +396,17 @@ fn give(wanted: u64) -> u64 {
 /// kernel took by force. Must not allocate.
 #[inline]
 pub(crate) fn on_upcall() {
-    let s = state();
-    // The common case, nothing owed and nothing taken since the last look: one word read.
-    if vm::busy() || s.owed != 0 || vm::env_repossessed(vm::me()) != Some(s.stats.repossessed) {
+    if !nothing_to_take_stock_of() {
         take_stock();
     }
+}
+
+/// Whether [`on_upcall`] has nothing to do: the interrupted code is not inside `vm`,
+/// nothing is owed, and nothing was taken since the last look (one word read).
+#[inline(always)]
+pub(crate) fn nothing_to_take_stock_of() -> bool {
+    let s = state();
+    !vm::busy() && s.owed == 0 && vm::own_repossessed() == Some(s.stats.repossessed)
 }
 
 #[cold]

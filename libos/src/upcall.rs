@@ -82,9 +82,48 @@ core::arch::global_asm!(
     "    brk #1",
 );
 
+/// Every upcall starts here. The common one, a data abort that none of the libOS's own
+/// questions claims, goes to the program's hook at once; the rest take [`dispatch`].
 #[unsafe(no_mangle)]
 extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u64) -> ! {
     // The kernel hands over a fault's syndrome as it is; its kind is read here.
+    if kind == upcall::FAULT {
+        if let Some(write) = upcall::data_abort(esr) {
+            if only_the_hooks(esr, far, write == 1) {
+                to_hook(esr, far, pc, write)
+            }
+        }
+    }
+    dispatch(kind, esr, far, pc, arg)
+}
+
+/// The hook's answer to a data abort: resume, or end the environment. (Its own function,
+/// so that the quick tests before it need no stack frame: both ways out are tail calls.)
+#[inline(never)]
+fn to_hook(esr: u64, far: u64, pc: u64, write: u64) -> ! {
+    let u = Upcall { kind: upcall::DATA_ABORT, esr, far, pc, arg: write };
+    // SAFETY: read of a function pointer only this module writes.
+    if unsafe { *HOOK.get() }.is_some_and(|h| h(&u)) {
+        sys::upcall_resume();
+    }
+    unhandled(&u)
+}
+
+/// Whether a data abort at `far` is one `dispatch` would hand straight to the hook: no
+/// stock to take (`reclaim`), not a copy-on-write page's first write, not in a lazy region,
+/// not an owed stack page, not in a server's grant window. Each test is the quick one its
+/// module answers first, so a `false` only means "ask `dispatch`".
+#[inline(always)]
+fn only_the_hooks(esr: u64, far: u64, write: bool) -> bool {
+    crate::reclaim::nothing_to_take_stock_of()
+        && vm::plain_fault(far, write)
+        && !crate::owed::may_owe(esr)
+        && !crate::ipc::in_grant_window(far)
+}
+
+/// Every upcall [`exo_upcall_dispatch`] does not answer at once, in full.
+#[inline(never)]
+fn dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u64) -> ! {
     let (kind, arg) = if kind == upcall::FAULT { upcall::classify(esr) } else { (kind, arg) };
     let u = Upcall { kind, esr, far, pc, arg };
     // SAFETY: read of a function pointer only this module writes.

@@ -93,6 +93,9 @@ pub struct State {
     pub n: usize,
     dyn_next: u64,
     env_mapped: bool,
+    /// This environment's own entry in the environment table's window, once it is mapped
+    /// (0 before): what every upcall reads a word of.
+    own_entry: u64,
     lazy: [(u64, u64); 8],
     busy: bool,
     /// The slot `lookup` found last: faults and mappings come in runs within one region,
@@ -111,6 +114,7 @@ static STATE: Private<State> = Private::new(State {
     n: 0,
     dyn_next: 0,
     env_mapped: false,
+    own_entry: 0,
     lazy: [(0, 0); 8],
     busy: false,
     last: 0,
@@ -167,10 +171,13 @@ pub(crate) fn window(slot: usize) -> u64 {
 impl State {
     #[inline]
     fn lookup(&mut self, region: u64) -> Option<usize> {
-        if self.last < self.n && self.l3[self.last].region == region {
-            return Some(self.last);
-        }
-        self.search(region)
+        self.memo(region).or_else(|| self.search(region))
+    }
+
+    /// The slot of `region`'s table if it is the last one looked up (no search, no call).
+    #[inline(always)]
+    fn memo(&self, region: u64) -> Option<usize> {
+        (self.last < self.n && self.l3[self.last].region == region).then_some(self.last)
     }
 
     fn search(&mut self, region: u64) -> Option<usize> {
@@ -215,8 +222,10 @@ impl State {
         if !va.is_multiple_of(PAGE) {
             return Err(Error::Invalid);
         }
-        let (region, last) = (va & !(REGION - 1), self.last);
-        let i = if last < self.n && self.l3[last].region == region { last } else { self.ensure_l3(va)? };
+        let i = match self.memo(va & !(REGION - 1)) {
+            Some(i) => i,
+            None => self.ensure_l3(va)?,
+        };
         Ok((self.l3[i].pa, index(va, 3) as u64))
     }
 }
@@ -245,11 +254,14 @@ pub fn entry(va: u64) -> u64 {
 }
 
 fn entry_in(s: &mut State, va: u64) -> u64 {
-    match s.lookup(va & !(REGION - 1)) {
-        // SAFETY: the window of slot i maps table i read-only; index < 512.
-        Some(i) => unsafe { ((window(i) + index(va, 3) as u64 * 8) as *const u64).read_volatile() },
-        None => 0,
-    }
+    s.lookup(va & !(REGION - 1)).map_or(0, |i| entry_at(i, va))
+}
+
+/// The entry mapping `va` in the level-3 table of slot `i`, which covers it.
+#[inline(always)]
+fn entry_at(i: usize, va: u64) -> u64 {
+    // SAFETY: the window of slot i maps table i read-only; index < 512.
+    unsafe { ((window(i) + index(va, 3) as u64 * 8) as *const u64).read_volatile() }
 }
 
 /// Maps `va` with descriptor `pte`.
@@ -406,6 +418,23 @@ pub(crate) fn fault_facts(va: u64, write: bool) -> Option<(bool, bool)> {
     }))
 }
 
+/// Whether a fault at `va` is none of this module's business: not the first write to a
+/// copy-on-write page, not in a lazy region ([`fault_facts`]' answers, both false). False
+/// too while the interrupted code is inside this module. For the upcall handler only: it
+/// reads the state without taking it, which only an upcall, none nesting, may do.
+#[inline(always)]
+pub(crate) fn plain_fault(va: u64, write: bool) -> bool {
+    if busy() {
+        return false;
+    }
+    // SAFETY: no `with` holds the state (`busy` is clear), and the handler that calls this
+    // is the one thread of control until it resumes; the borrow ends here.
+    let s = unsafe { &*STATE.get() };
+    // A write asks about copy-on-write through the memo only: no search, so no call.
+    let not_cow = !write || s.memo(va & !(REGION - 1)).is_some_and(|i| entry_at(i, va) & COW == 0);
+    not_cow && !in_lazy(s, va)
+}
+
 /// The kernel information page (mapped read-only at start).
 pub fn kinfo() -> &'static KernelInfo {
     // SAFETY: `init` (or, in a forked child, `fixup_after_fork`) mapped the kernel
@@ -456,32 +485,42 @@ pub(crate) fn env_revocation(id: EnvId) -> Option<(u32, u64)> {
     Some((wanted, unsafe { repossessed.read_volatile() }))
 }
 
-/// Of `id`'s entry, just the count of frames the kernel repossessed (what an upcall looks
-/// at when nothing is owed).
-#[inline]
-pub(crate) fn env_repossessed(id: EnvId) -> Option<u64> {
-    let e = env_entry(id)?.cast::<u8>();
-    let repossessed = e.wrapping_add(core::mem::offset_of!(EnvInfo, repossessed)).cast::<u64>();
-    // SAFETY: as in `env_info`, for one aligned field inside the mapped entry.
+/// Of this environment's own entry, the count of frames the kernel repossessed, if the
+/// table's window is mapped already (`None` otherwise: this makes no call, for the upcall
+/// handler's quick test).
+#[inline(always)]
+pub(crate) fn own_repossessed() -> Option<u64> {
+    // SAFETY: a plain read of a word only this environment's own code writes (never an
+    // upcall while the code it interrupted is inside this module: see `busy`).
+    let own = unsafe { (*STATE.get()).own_entry };
+    if own == 0 {
+        return None;
+    }
+    let repossessed = (own + core::mem::offset_of!(EnvInfo, repossessed) as u64) as *const u64;
+    // SAFETY: `own` is this environment's entry in the mapped window (`env_entry`, which
+    // checked its slot against `max_envs`); the field is aligned in it.
     Some(unsafe { repossessed.read_volatile() })
 }
 
 /// Where `id`'s entry is, mapping the table's window the first time.
 fn env_entry(id: EnvId) -> Option<*const EnvInfo> {
-    let k = kinfo();
-    if id.slot() as u64 >= k.max_envs {
-        return None;
-    }
     // SAFETY: a plain read of a flag only this environment's own code writes (never an
     // upcall while the code it interrupted is inside this module: see `busy`).
     if !unsafe { (*STATE.get()).env_mapped } {
+        let k = kinfo();
         with(|s| {
             for p in 0..k.env_table_bytes.div_ceil(PAGE) {
                 s.map(ENV_TABLE_WINDOW + p * PAGE, Pte::user_page(k.env_table + p * PAGE, RO).0).ok()?;
             }
             s.env_mapped = true;
+            if (s.me.slot() as u64) < k.max_envs {
+                s.own_entry = ENV_TABLE_WINDOW + (s.me.slot() * size_of::<EnvInfo>()) as u64;
+            }
             Some(())
         })?;
+    }
+    if id.slot() as u64 >= kinfo().max_envs {
+        return None;
     }
     // SAFETY: `id.slot()` is below `max_envs` (checked above), so the entry lies inside the
     // window, mapped read-only just above (or before), that holds the whole table; the
@@ -590,6 +629,7 @@ pub fn adopt_after_fork(me: EnvId, l3: &[u64]) -> Result<(), Error> {
         s.me = me;
         s.ft_mapped = [0; FT_PAGES / 64];
         s.env_mapped = false;
+        s.own_entry = 0;
         let mut kept = 0;
         for (slot, &pa) in l3.iter().enumerate().take(s.n) {
             if pa != 0 {
@@ -611,6 +651,7 @@ pub fn fixup_after_fork() -> Result<(), Error> {
         s.me = sys::env_self();
         s.ft_mapped = [0; FT_PAGES / 64];
         s.env_mapped = false;
+        s.own_entry = 0;
         let mut kept = 0;
         for slot in 0..s.n {
             let region = s.l3[slot].region;

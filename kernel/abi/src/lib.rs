@@ -421,14 +421,25 @@ pub mod upcall {
     pub const REVOKE: u64 = 8;
 
     /// Reads an exception syndrome (ESR_EL1) as one of the kinds 1-6 and its argument
-    /// (for a data abort, 1 if the access was a write).
+    /// (for a data abort, 1 if the access was a write). Always inline: its callers test the
+    /// common case in a few instructions, and a call would cost them their registers.
+    #[inline(always)]
     pub const fn classify(esr: u64) -> (u64, u64) {
-        let iss = esr & 0x1ff_ffff;
-        let class = (esr >> 26) & 0x3f; // ISS2 (bits 32..) is set on newer cores
-        if class == 0x24 && iss & 0x3f != 0x21 {
-            return (DATA_ABORT, (iss >> 6) & 1); // the common case, tested first
+        match data_abort(esr) {
+            Some(write) => (DATA_ABORT, write), // the common case, tested first
+            None => classify_other((esr >> 26) & 0x3f), // ISS2 (bits 32..) is set on newer cores
         }
-        classify_other(class)
+    }
+
+    /// For a syndrome [`classify`] reads as a data abort, its argument (1 if the access
+    /// was a write); `None` for any other kind.
+    #[inline(always)]
+    pub const fn data_abort(esr: u64) -> Option<u64> {
+        if (esr >> 26) & 0x3f == 0x24 && esr & 0x3f != 0x21 {
+            Some((esr >> 6) & 1)
+        } else {
+            None
+        }
     }
 
     /// [`classify`] for every class but a data abort's (out of line: the common case stays
