@@ -32,7 +32,9 @@ pub fn deliver(k: &mut Kernel, slot: usize, kind: u64, esr: u64, far: u64, arg: 
     // Only what the handler may rely on is set: its arguments, a clean frame-pointer
     // chain, its stack and entry. Other registers hold this environment's own values: what
     // its previous handler left, or on the fault path (`el0_abort`, which loads only these)
-    // the interrupted context's and what the kernel computed from its own state.
+    // the interrupted context's and what the kernel computed from its own state. (`el0_abort`
+    // loads these fields into the registers without storing them: every entry from the
+    // handler saves each before anything reads it.)
     let f = &mut e.frames[Ctx::Upcall as usize];
     f.x[..5].copy_from_slice(&[kind, esr, far, pc, arg]);
     (f.x[29], f.x[30], f.sp, f.pc, f.pstate) = (0, 0, e.upcall_stack, e.upcall_entry, 0);

@@ -216,8 +216,6 @@ impl State {
     }
 
     /// The level-3 table that maps page `va` (made if need be) and the entry's index.
-    /// (Inline: the fault path's `map_and_resume` asks it, and the call cost a third of it.)
-    #[inline(always)]
     fn slot(&mut self, va: u64) -> Result<(u64, u64), Error> {
         if !va.is_multiple_of(PAGE) {
             return Err(Error::Invalid);
@@ -313,6 +311,22 @@ pub fn fill_frame(pa: u64, fill: impl FnOnce(&mut [u8])) -> Result<(), Error> {
 /// at `va`, in one kernel entry (`sys::upcall_resume_mapping`) where `map` and the resume
 /// take two. Returns only if it could not be mapped, with why.
 pub fn map_and_resume(va: u64, pte: u64) -> Error {
+    // The common case first, with no call before the kernel's: the table is the last one
+    // looked up. (A handler cannot be interrupted, so the state needs no `with` to be read.)
+    if !busy() && va.is_multiple_of(PAGE) {
+        // SAFETY: no `with` holds the state (`busy` is clear); the borrow ends here.
+        let s = unsafe { &*STATE.get() };
+        if let Some(i) = s.memo(va & !(REGION - 1)) {
+            return sys::upcall_resume_mapping(s.l3[i].pa, index(va, 3) as u64, pte);
+        }
+    }
+    map_and_resume_looked_up(va, pte)
+}
+
+/// [`map_and_resume`] with the table looked up (or made) in full. (Out of line: the common
+/// case needs no stack frame.)
+#[inline(never)]
+fn map_and_resume_looked_up(va: u64, pte: u64) -> Error {
     match with(|s| s.slot(va)) {
         Ok((table, i)) => sys::upcall_resume_mapping(table, i, pte),
         Err(e) => e,

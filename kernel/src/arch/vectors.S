@@ -646,13 +646,10 @@ el0_abort:
     mov     x1, x0
     mov     x0, #{UPCALL_FAULT}
     mov     x4, xzr
-    stp     x0, x1, [x9]
-    stp     x2, x3, [x9, #(2 * 8)]
-    str     x4, [x9, #(4 * 8)]
-    stp     xzr, xzr, [x9, #(29 * 8)]   // a clean frame-pointer chain
+    // What `deliver` stores in the handler's TrapFrame is loaded straight into the
+    // registers here instead: every entry from the handler saves each of those fields
+    // (x0-x4, x29, x30, sp, pc, pstate: `SAVE_SVC` too) before anything reads them.
     ldr     x6, [x16, #{E_UPCALL_STACK}]
-    stp     x6, x5, [x9, #(31 * 8)]     // sp, pc
-    str     xzr, [x9, #(33 * 8)]        // pstate
     mov     w7, #{CTX_UPCALL}
     strb    w7, [x16, #{E_ACTIVE}]
     stlr    xzr, [x11]
@@ -661,7 +658,7 @@ el0_abort:
     msr     elr_el1, x5
     msr     spsr_el1, xzr
     msr     sp_el0, x6
-    mov     x30, xzr
+    mov     x30, xzr                    // (x29 too, above: a clean frame-pointer chain)
     eret
 el0_fault_miss:                         // a miss: the lock back, and the Rust path
     stlr    xzr, [x11]
