@@ -88,8 +88,10 @@ pub(crate) fn in_grant_window(far: u64) -> bool {
     // SAFETY: a read of a word the environment's own code sets, never an upcall.
     let (base, pages) = unsafe { *GRANT_WINDOW.get() };
     // SAFETY: as above; HANDLER is set once, by `register`.
-    let serving = unsafe { (*HANDLER.get()).is_some() };
-    serving && far >= base && far - base < pages * 0x1000
+    let serving = || unsafe { (*HANDLER.get()).is_some() };
+    // (One compare for the window: `far` below `base` wraps round past its end. A program
+    // with no window, pages 0, is answered by it.)
+    far.wrapping_sub(base) < pages * 0x1000 && serving()
 }
 
 /// From the upcall handler: a data abort at `far`. If a call is being served, `far` lies

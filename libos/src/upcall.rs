@@ -76,10 +76,9 @@ core::arch::global_asm!(
     ".section .text.exo_upcall_entry, \"ax\"",
     ".global exo_upcall_entry",
     "exo_upcall_entry:",
-    "    mov x29, xzr",
-    "    mov x30, xzr",
-    "    bl exo_upcall_dispatch",
-    "    brk #1",
+    // The kernel starts the handler with x29 = x30 = 0 (a clean frame-pointer chain), and
+    // the dispatch never returns: a branch is all it takes.
+    "    b exo_upcall_dispatch",
 );
 
 /// Every upcall starts here. The common one, a data abort that none of the libOS's own
@@ -97,9 +96,8 @@ extern "C" fn exo_upcall_dispatch(kind: u64, esr: u64, far: u64, pc: u64, arg: u
     dispatch(kind, esr, far, pc, arg)
 }
 
-/// The hook's answer to a data abort: resume, or end the environment. (Its own function,
-/// so that the quick tests before it need no stack frame: both ways out are tail calls.)
-#[inline(never)]
+/// The hook's answer to a data abort: resume, or end the environment.
+#[inline(always)]
 fn to_hook(esr: u64, far: u64, pc: u64, write: u64) -> ! {
     let u = Upcall { kind: upcall::DATA_ABORT, esr, far, pc, arg: write };
     // SAFETY: read of a function pointer only this module writes.

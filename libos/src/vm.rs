@@ -414,8 +414,9 @@ pub fn in_lazy_region(va: u64) -> bool {
 }
 
 /// Regions fill `lazy` from the front and are never removed: the first empty slot ends it.
+#[inline(always)]
 fn in_lazy(s: &State, va: u64) -> bool {
-    s.lazy.iter().take_while(|r| r.1 != 0).any(|&(a, b)| va >= a && va < b)
+    s.lazy[0].1 != 0 && s.lazy.iter().take_while(|r| r.1 != 0).any(|&(a, b)| va >= a && va < b)
 }
 
 /// What the upcall handler asks about a fault at `va`, in one look at the state: whether

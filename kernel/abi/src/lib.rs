@@ -426,7 +426,7 @@ pub mod upcall {
     #[inline(always)]
     pub const fn classify(esr: u64) -> (u64, u64) {
         match data_abort(esr) {
-            Some(write) => (DATA_ABORT, write), // the common case, tested first
+            Some(write) => (DATA_ABORT, write),         // the common case, tested first
             None => classify_other((esr >> 26) & 0x3f), // ISS2 (bits 32..) is set on newer cores
         }
     }

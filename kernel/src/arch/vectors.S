@@ -75,8 +75,9 @@
 
 // For the switching fast paths (`el0_yield`, `el0_reply`, `el0_call`): takes the kernel lock as
 // `Global::with_on` does, or if another core holds it goes to the general path (which waits
-// for it, answering kicks meanwhile). x10 = this core, x11 = the lock word, x12 = the Kernel.
-.macro LOCK held=el0_svc_saved
+// for it, answering kicks meanwhile). x10 = this core, x11 = the lock word, x12 = the Kernel
+// (unless \kernel is 0: `LOCKED_ENV` reaches it from x11).
+.macro LOCK held=el0_svc_saved, kernel=1
     mrs     x10, mpidr_el1
     and     x10, x10, #3                // this core (`smp::cpu`; MAX_CPUS is 4)
     adrp    x11, {KERNEL}
@@ -86,7 +87,9 @@
     cbnz    x13, \held                  // held
     stxr    w13, x12, [x11]
     cbnz    w13, 1b
+.if \kernel
     add     x12, x11, #{K_VALUE}
+.endif
 .endm
 
 // For `el0_reply` and `el0_call`, once the environment leaving the core (slot x14, its
@@ -234,14 +237,14 @@ el0_svc_saved:
 // running on this core and x16 its Env, or \miss if none (destroyed meanwhile: on[cpu]
 // is NONE); the lock is held at \miss. x4 is scratch.
 .macro LOCKED_ENV held, miss
-    LOCK    \held
-    add     x13, x12, #{K_ON}
+    LOCK    \held, 0
+    add     x13, x11, #({K_VALUE} + {K_ON})
     ldr     x14, [x13, x10, lsl #3]
     cmp     x14, #{MAX_ENVS}
     b.hs    \miss
     mov     x4, #{ENV_SIZE}
-    madd    x16, x14, x4, x12
-    add     x16, x16, #{K_ENVS}
+    madd    x16, x14, x4, x11
+    add     x16, x16, #({K_VALUE} + {K_ENVS})
 .endm
 
 // For `el0_resume`: \out = the FrameEntry of the frame at \pa, if \pa lies in RAM (one
@@ -268,7 +271,7 @@ el0_resume:
     ccmp    w5, #0, #0, eq              // in an upcall, with none pending (`deliver_pending`)?
     b.ne    el0_resume_miss
     cbz     x0, 2f                      // nothing to set
-    ldr     x3, [x12, #{K_INFO}]
+    ldr     x3, [x11, #({K_VALUE} + {K_INFO})]
     cbz     x3, el0_resume_miss
     ldr     x4, [x3, #{KI_RAM_BASE}]
     ldr     x5, [x3, #{KI_FRAMES}]
@@ -623,28 +626,24 @@ el0_abort:
     mov     x29, xzr
     cmp     x9, #0x01                   // wfi/wfe?
     b.eq    2f
-    mrs     x0, esr_el1
-    mrs     x1, far_el1
+    mov     x3, x1                      // the interrupted pc: the ELR just saved
+    mrs     x1, esr_el1
+    mrs     x2, far_el1
     // `deliver` in the common case, here: with the lock taken once, if the environment has
     // a handler and is not in it, its upcall context gets what `deliver` gives it and
     // starts. Anything else (the lock held, no handler, a fault in the handler, the
     // environment destroyed meanwhile) takes `el0_fault`, which decides it in full.
-    // x14 = the slot, x16 its Env, x5 the handler's entry, x9 its TrapFrame.
+    // x14 = the slot, x16 its Env, x5 the handler's entry, x9 its TrapFrame. The context
+    // it interrupts is the active one, whose TrapFrame (TPIDR_EL1) was just saved.
     LOCKED_ENV el0_fault_slow, el0_fault_miss
     ldr     x5, [x16, #{E_UPCALL_ENTRY}]
     ldrb    w4, [x16, #{E_ACTIVE}]
     cmp     x5, #0
     ccmp    w4, #{CTX_UPCALL}, #4, ne   // a handler, and not in it?
     b.eq    el0_fault_miss
-    add     x7, x16, #{E_FRAMES}
-    mov     x6, #{FRAME_SIZE}
-    madd    x8, x4, x6, x7              // the context it interrupts
-    ldr     x3, [x8, #(32 * 8)]         // (its pc)
     strb    w4, [x16, #{E_INTERRUPTED}]
-    add     x9, x7, #({CTX_UPCALL} * {FRAME_SIZE})
-    mov     x2, x1                      // x0-x4: the kind, ESR, FAR, pc, 0
-    mov     x1, x0
-    mov     x0, #{UPCALL_FAULT}
+    add     x9, x16, #({E_FRAMES} + {CTX_UPCALL} * {FRAME_SIZE})
+    mov     x0, #{UPCALL_FAULT}         // x0-x4: the kind, ESR, FAR, pc, 0
     mov     x4, xzr
     // What `deliver` stores in the handler's TrapFrame is loaded straight into the
     // registers here instead: every entry from the handler saves each of those fields
@@ -663,7 +662,9 @@ el0_abort:
 el0_fault_miss:                         // a miss: the lock back, and the Rust path
     stlr    xzr, [x11]
     sev
-el0_fault_slow:                         // (x0, x1 and x29 are as they were: misses come first)
+el0_fault_slow:                         // (x1, x2 and x29 are as they were: misses come first)
+    mov     x0, x1                      // (ESR, FAR)
+    mov     x1, x2
     bl      el0_fault                   // -> the handler's TrapFrame, or null
     cbz     x0, 2f
     msr     tpidr_el1, x0
