@@ -12,7 +12,7 @@ use super::name::{display, short_name};
 use super::table::{Chain, Fat};
 use super::{sd, FatFs, Node};
 use embedded_sdmmc::Mode;
-use exo_libos::fs::disk::BlockDevice;
+use exo_libos::fs::disk::{BlockDevice, SECTOR};
 use exo_libos::fs::path::normalize;
 use exo_libos::fs::{Error, Handle, OpenFlags, Result};
 
@@ -284,7 +284,16 @@ impl<S: BlockDevice> FatFs<S> {
         if td.loc == sdir.loc {
             return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
         }
-        let ne = self.create_entry(&mut td, &tnames, tname)?;
+        // The new entry is written whole, in one write, into a free slot; only where the
+        // target has none does the crate grow it, writing the entry as an empty file first.
+        let slot = match td.free_slot() {
+            Some(_) if td.entries.iter().any(|e| e.sfn == tsfn) => return Err(Error::Exists),
+            Some(slot) => {
+                self.begin_change()?;
+                slot
+            }
+            None => self.create_entry(&mut td, &tnames, tname)?.slot,
+        };
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);
         let parent_cluster = match td.loc {
@@ -293,9 +302,12 @@ impl<S: BlockDevice> FatFs<S> {
         };
         let ft = self.geo.fat_type;
         // New entry pointing at the data, then the old one gone: a crash in between leaves
-        // two names for one chain (fsck repairs that), never data without a name.
+        // two names for one chain, never data without a name. FAT cannot do better across
+        // directories, and `fsck.vfat -a` keeps both names (the one it reaches second cut to
+        // no clusters: an empty file, or a directory entry its next run deletes).
         self.with_part(|p, g| {
-            td.patch(p, ne.slot..=ne.slot, |_, s| {
+            td.patch(p, slot..=slot, |_, s| {
+                s[..11].copy_from_slice(&tsfn);
                 s[11..32].copy_from_slice(&tail);
                 s[12] = tcase;
             })?;
@@ -312,18 +324,46 @@ impl<S: BlockDevice> FatFs<S> {
     }
 
     /// Gives entry `e` of `d` the 8.3 name `sfn`; its long name, if any, is dropped.
+    ///
+    /// When the long name's slots begin in an earlier sector than the 8.3 slot, no order of
+    /// the two writes is safe in place: the long name's sector first leaves, after a cut,
+    /// the file under its 8.3 alias alone; the 8.3 sector first leaves the long name in
+    /// front of an 8.3 entry whose checksum it no longer matches, which `fsck.vfat -a` does
+    /// not repair. So the renamed 8.3 entry moves to a free slot of its own sector, in the
+    /// write that marks its old slot deleted (that sector goes first, see [`Dir::patch`]):
+    /// the long name is then followed by a deleted slot, an orphan that readers skip and
+    /// `fsck.vfat -a` removes. With no free slot there, the long name's sector goes first
+    /// (the alias alone is a clean volume).
     fn rename_in_place(&mut self, d: &mut Dir, e: &Entry, sfn: [u8; 11], case: u8) -> Result<()> {
         self.begin_change()?;
         let slot = e.slot;
-        self.with_part(|p, _| {
-            d.patch(p, e.first..=slot, |i, s| {
-                if i == slot {
-                    s[..11].copy_from_slice(&sfn);
-                    s[12] = case;
-                } else {
+        let per = SECTOR / 32;
+        let rename = |s: &mut [u8]| {
+            s[..11].copy_from_slice(&sfn);
+            s[12] = case;
+        };
+        if e.first / per == slot / per {
+            return self.with_part(|p, _| {
+                d.patch(p, e.first..=slot, |i, s| if i == slot { rename(s) } else { s[0] = 0xe5 })
+            });
+        }
+        let own = slot / per * per..(slot / per + 1) * per;
+        let free = own.clone().find(|&i| d.data.get(i * 32).is_some_and(|&b| b == 0 || b == 0xe5));
+        let mut old = [0u8; 32];
+        old.copy_from_slice(&d.data[slot * 32..slot * 32 + 32]);
+        self.with_part(|p, _| match free {
+            Some(to) => d.patch(p, e.first..=slot.max(to), |i, s| {
+                if i == to {
+                    s.copy_from_slice(&old);
+                    rename(s);
+                } else if i <= slot {
                     s[0] = 0xe5;
                 }
-            })
+            }),
+            None => {
+                d.patch(p, e.first..=own.start - 1, |_, s| s[0] = 0xe5)?;
+                d.patch(p, own.start..=slot, |i, s| if i == slot { rename(s) } else { s[0] = 0xe5 })
+            }
         })
     }
 }
