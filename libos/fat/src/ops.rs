@@ -205,8 +205,9 @@ impl<S: BlockDevice> FatFs<S> {
         self.finish_new(&mut d, sfn, case).map(drop)
     }
 
-    /// Removes entry `e` of `d` (at 8.3 path `names`): a file, or an empty directory.
-    fn remove_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], e: &Entry) -> Result<()> {
+    /// Fails unless entry `e` of `d` (at 8.3 path `names`) may go: a file, or an empty
+    /// directory, not open nor with anything open below it.
+    fn removable(&self, d: &Dir, names: &[[u8; 11]], e: &Entry) -> Result<()> {
         d.check(e, &self.geo)?;
         let pos = d.slot_pos(e.slot).ok_or(Error::Corrupt)?;
         let mut below = names.to_vec();
@@ -217,6 +218,12 @@ impl<S: BlockDevice> FatFs<S> {
         if e.is_dir() && self.read_dir(DirLoc::Cluster(e.cluster))?.live().next().is_some() {
             return Err(Error::NotEmpty);
         }
+        Ok(())
+    }
+
+    /// Removes entry `e` of `d` (at 8.3 path `names`): a file, or an empty directory.
+    fn remove_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], e: &Entry) -> Result<()> {
+        self.removable(d, names, e)?;
         self.begin_change()?;
         let w0 = self.writes()?;
         let memo = self.dirs.get_mut();
@@ -265,7 +272,8 @@ impl<S: BlockDevice> FatFs<S> {
             return Err(Error::Busy);
         }
         let (tsfn, tcase) = short_name(tname)?;
-        if let Some(te) = td.find(tname).cloned() {
+        let target = td.find(tname).cloned();
+        if let Some(te) = &target {
             if td.loc == sdir.loc && te.slot == se.slot {
                 // The same entry under another spelling: only the stored case changes.
                 return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
@@ -275,24 +283,24 @@ impl<S: BlockDevice> FatFs<S> {
                 (true, false) => return Err(Error::NotDir),
                 _ => {}
             }
-            self.remove_entry(&mut td, &tnames, &te)?;
-            // Both copies may hold the slots just changed.
-            sdir = self.read_dir(sdir.loc)?;
-            td = self.read_dir(td.loc)?;
-        }
-        let se = sdir.live().find(|e| e.slot == se.slot).cloned().ok_or(Error::Corrupt)?;
-        if td.loc == sdir.loc {
+            self.removable(&td, &tnames, te)?;
+        } else if td.loc == sdir.loc {
             return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
         }
-        // The new entry is written whole, in one write, into a free slot; only where the
-        // target has none does the crate grow it, writing the entry as an empty file first.
-        let slot = match td.free_slot() {
-            Some(_) if td.entries.iter().any(|e| e.sfn == tsfn) => return Err(Error::Exists),
-            Some(slot) => {
+        // The new entry is written whole, in one write: over the entry it replaces, else
+        // into a free slot; only where the target has none does the crate grow it, writing
+        // the entry as an empty file first.
+        let slot = match (&target, td.free_slot()) {
+            (Some(te), _) => {
+                self.begin_change()?;
+                te.slot
+            }
+            (None, Some(_)) if td.entries.iter().any(|e| e.sfn == tsfn) => return Err(Error::Exists),
+            (None, Some(slot)) => {
                 self.begin_change()?;
                 slot
             }
-            None => self.create_entry(&mut td, &tnames, tname)?.slot,
+            (None, None) => self.create_entry(&mut td, &tnames, tname)?.slot,
         };
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);
@@ -301,26 +309,52 @@ impl<S: BlockDevice> FatFs<S> {
             DirLoc::Cluster(c) => c,
         };
         let ft = self.geo.fat_type;
-        // New entry pointing at the data, then the old one gone: a crash in between leaves
-        // two names for one chain, never data without a name. FAT cannot do better across
-        // directories, and `fsck.vfat -a` keeps both names (the one it reaches second cut to
-        // no clusters: an empty file, or a directory entry its next run deletes).
-        self.with_part(|p, g| {
-            td.patch(p, slot..=slot, |_, s| {
-                s[..11].copy_from_slice(&tsfn);
-                s[11..32].copy_from_slice(&tail);
-                s[12] = tcase;
-            })?;
-            sdir.delete(p, &se)?;
-            if se.is_dir() {
+        // The replaced entry's long-name slots go with it.
+        let first = target.as_ref().map_or(slot, |te| te.first);
+        let same = td.loc == sdir.loc;
+        let per = SECTOR / 32;
+        // New entry pointing at the data, then the old one gone, then the clusters of the
+        // entry replaced freed: a crash leaves the data under one name or two, never
+        // without a name, and the replaced file whole until its entry is overwritten. In
+        // one directory, where both entries lie in one sector, that is one write: nothing
+        // in between. Otherwise (across directories, or two sectors of one) FAT cannot do
+        // better, and `fsck.vfat -a` keeps both names (the one it reaches second cut to no
+        // clusters: an empty file, or a directory entry its next run deletes).
+        let n = self.with_part(|p, g| {
+            let put = |i: usize, s: &mut [u8]| {
+                if i == slot {
+                    s[..11].copy_from_slice(&tsfn);
+                    s[11..32].copy_from_slice(&tail);
+                    s[12] = tcase;
+                } else if (first..slot).contains(&i) || (same && (se.first..=se.slot).contains(&i)) {
+                    s[0] = 0xe5;
+                }
+            };
+            let one = [first, slot, se.first, se.slot].iter().all(|&i| i / per == slot / per);
+            if same && one {
+                td.patch(p, first.min(se.first)..=slot.max(se.slot), put)?;
+            } else {
+                td.patch(p, first..=slot, put)?;
+                if same {
+                    td.delete(p, &se)?;
+                } else {
+                    sdir.delete(p, &se)?;
+                }
+            }
+            if se.is_dir() && !same {
                 let mut sub = dir::read(p, g, DirLoc::Cluster(se.cluster))?;
                 let dotdot = sub.data.chunks(32).position(|s| &s[..11] == b"..         ");
                 if let Some(i) = dotdot {
                     sub.patch(p, i..=i, |_, s| dir::set_cluster(s, ft, parent_cluster))?;
                 }
             }
-            Ok(())
-        })
+            match &target {
+                Some(te) => Fat::new(p, g).free_chain(te.cluster),
+                None => Ok(0),
+            }
+        })?;
+        self.freed(n);
+        Ok(())
     }
 
     /// Gives entry `e` of `d` the 8.3 name `sfn`; its long name, if any, is dropped.
