@@ -626,6 +626,48 @@ fn fat32_power_cut_during_truncates_leaves_each_file_whole_or_empty() {
     cut_steps("fat32_power_cut_during_truncates", FAT32, names_setup, host_long_name, TRUNCATES, no_check);
 }
 
+/// A file whose chain starts in a later FAT sector than the rest of it: 1 KiB written
+/// after 300 KiB, then grown by 200 KiB when the only free clusters are those the 300 KiB
+/// file gave back (a filler took all the others, and goes afterwards).
+fn back_setup(fs: &mut FatFs<Cut>) {
+    put(fs, "/keep.txt", 5000);
+    put(fs, "/pad.bin", 300 * 1024);
+    put(fs, "/back.bin", 1024);
+    let free = fs.statfs().unwrap().free_bytes as usize;
+    put(fs, "/filler.bin", free);
+    fs.remove("/pad.bin").unwrap();
+    let h = fs.open("/back.bin", OpenFlags::WRITE).unwrap();
+    fs.write(h, 1024, &bytes_of("/back.bin+", 200 * 1024)).unwrap();
+    fs.close(h).unwrap();
+    fs.remove("/filler.bin").unwrap();
+}
+
+/// Checks that `/back.bin`'s chain starts in a later FAT sector than it ends in.
+fn back_host(img: &Path, _: &Path) {
+    let b = std::fs::read(img).unwrap();
+    let raw = RawFat::parse(&b);
+    let e = raw.root().into_iter().find(|e| e.name == "BACK    BIN").expect("BACK.BIN");
+    let chain = raw.chain(e.cluster);
+    assert_eq!(chain.len() as u64, (201 * 1024u64).div_ceil(raw.cluster_bytes()));
+    let (head, end) = (chain[0], chain[chain.len() - 1]);
+    assert!(raw.fat_sector(head) > raw.fat_sector(end), "a chain from cluster {head} to {end}");
+}
+
+const BACK: &[Step] = &[step("remove /back.bin", |fs| fs.remove("/back.bin"))];
+
+/// Removes a file whose chain runs from a later FAT sector back to earlier ones: its
+/// clusters must be freed from the head of the chain on, so that for no moment a cluster
+/// still in use (lost, once the entry is gone) links to one already free.
+#[test]
+fn fat16_power_cut_while_a_chain_running_back_is_freed_leaves_no_link_to_a_free_cluster() {
+    cut_steps("fat16_power_cut_back_chain", FAT16, back_setup, back_host, BACK, no_check);
+}
+
+#[test]
+fn fat32_power_cut_while_a_chain_running_back_is_freed_leaves_no_link_to_a_free_cluster() {
+    cut_steps("fat32_power_cut_back_chain", FAT32, back_setup, back_host, BACK, no_check);
+}
+
 const RENAMES: &[Step] = &[
     step("rename /a.txt to /b.txt", |fs| fs.rename("/a.txt", "/b.txt")),
     step("rename /long-file-name.text to /short.txt", |fs| fs.rename("/long-file-name.text", "/short.txt")),

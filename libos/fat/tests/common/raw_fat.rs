@@ -95,6 +95,11 @@ impl<'a> RawFat<'a> {
         }
     }
 
+    /// Which sector of a FAT holds cluster `c`'s entry.
+    pub fn fat_sector(&self, c: u32) -> u32 {
+        c * if self.fat32 { 4 } else { 2 } / 512
+    }
+
     /// Whether `v`, a FAT entry, marks the end of a chain.
     pub fn is_end(&self, v: u32) -> bool {
         v >= if self.fat32 { 0x0fff_fff8 } else { 0xfff8 }
