@@ -117,6 +117,28 @@ impl<S: BlockDevice> FatFs<S> {
         self.finish_new(d, sfn, case)
     }
 
+    /// Grows full directory `d` (reached by 8.3 `names`) by a cluster, re-reads it, and
+    /// returns its first free slot. Only the crate grows directories, and only to create
+    /// an entry: it creates `sfn` (not in `d`) and deletes it again before its writes, held
+    /// for the operation, go out (see `FatDev::write_key`): the new cluster, its first slot
+    /// already deleted, then the links to it. So no entry appears at any moment, and a cut
+    /// leaves at most a cluster not yet linked, which `fsck.vfat -a` gathers.
+    fn grow_dir(&mut self, d: &mut Dir, names: &[[u8; 11]], sfn: [u8; 11]) -> Result<usize> {
+        self.begin_change()?;
+        self.reserve(1)?;
+        let n = Self::crate_name(&sfn)?;
+        let r = self.in_crate_dir(names, |cd| {
+            let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
+            self.vm.close_file(f).map_err(sd)?;
+            self.vm.delete_entry_in_dir(cd, n).map_err(sd)
+        });
+        let settled = self.settle();
+        r?;
+        settled?;
+        *d = self.read_dir(d.loc)?;
+        d.free_slot().ok_or(Error::Corrupt)
+    }
+
     /// Writes a new empty file's entry into free slot `slot` of `d`, and keeps `d` (so the
     /// next lookup in it parses nothing).
     fn own_entry(&mut self, d: &mut Dir, slot: usize, sfn: [u8; 11], case: u8) -> Result<Entry> {
@@ -288,19 +310,18 @@ impl<S: BlockDevice> FatFs<S> {
             return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
         }
         // The new entry is written whole, in one write: over the entry it replaces, else
-        // into a free slot; only where the target has none does the crate grow it, writing
-        // the entry as an empty file first.
+        // into a free slot, which a full directory is first grown to have.
         let slot = match (&target, td.free_slot()) {
             (Some(te), _) => {
                 self.begin_change()?;
                 te.slot
             }
-            (None, Some(_)) if td.entries.iter().any(|e| e.sfn == tsfn) => return Err(Error::Exists),
+            (None, _) if td.entries.iter().any(|e| e.sfn == tsfn) => return Err(Error::Exists),
             (None, Some(slot)) => {
                 self.begin_change()?;
                 slot
             }
-            (None, None) => self.create_entry(&mut td, &tnames, tname)?.slot,
+            (None, None) => self.grow_dir(&mut td, &tnames, tsfn)?,
         };
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);

@@ -444,11 +444,20 @@ fn cut_steps(
     let base = std::fs::read(&img).unwrap();
 
     // The states the namespace may be found in: before each step, and after the last.
-    let mut fs =
-        FatFs::mount(dev(&Rc::new(RefCell::new(base.clone())), None), FatOptions::default()).unwrap();
+    // The clusters some step frees or takes into use: the only ones a cut may leave lost
+    // (freed after their entry is gone, or taken before anything links to them).
+    let uncut = Rc::new(RefCell::new(base.clone()));
+    let mut fs = FatFs::mount(dev(&uncut, None), FatOptions::default()).unwrap();
     let mut states = vec![tree(&mut fs)];
+    let mut changed = Vec::new();
     for st in steps {
+        let before = uncut.borrow().clone();
         (st.run)(&mut fs).unwrap_or_else(|e| panic!("{}: {e:?}", st.what));
+        let (b, a) = (RawFat::parse(&before), uncut.borrow().clone());
+        let after = RawFat::parse(&a);
+        changed.extend(
+            (2..).take_while(|&c| b.valid(c)).filter(|&c| (b.entry(c) == 0) != (after.entry(c) == 0)),
+        );
         let t = tree(&mut fs);
         assert!(&t != states.last().unwrap(), "{} changed nothing", st.what);
         states.push(t);
@@ -464,12 +473,6 @@ fn cut_steps(
     }
     std::fs::write(&img, &*all.disk.borrow()).unwrap();
     fsck_clean(imgs);
-    // The clusters the steps free: the only ones a cut may leave lost.
-    let freed: Vec<u32> = {
-        let (b, a) = (RawFat::parse(&base), std::fs::read(&img).unwrap());
-        let after = RawFat::parse(&a);
-        (2..).take_while(|&c| b.valid(c)).filter(|&c| b.entry(c) != 0 && after.entry(c) == 0).collect()
-    };
 
     let mut two_names = 0;
     for k in 1..=total {
@@ -480,9 +483,15 @@ fn cut_steps(
         let (stray, shared) = {
             let b = disk.borrow();
             let raw = RawFat::parse(&b);
-            (raw.lost().into_iter().filter(|c| !freed.contains(c)).collect::<Vec<u32>>(), raw.shared_starts())
+            (
+                raw.lost().into_iter().filter(|c| !changed.contains(c)).collect::<Vec<u32>>(),
+                raw.shared_starts(),
+            )
         };
-        assert!(stray.is_empty(), "cut at write {k} of {total}: clusters no step frees are lost: {stray:?}");
+        assert!(
+            stray.is_empty(),
+            "cut at write {k} of {total}: lost, and no step frees or takes them: {stray:?}"
+        );
         assert!(shared.len() <= 1, "cut at write {k} of {total}: chains with two names: {shared:?}");
         two_names += shared.len();
         let disk = repaired_in(1 + shared.len(), k, total, &disk, &img);
@@ -508,7 +517,7 @@ fn cut_steps(
                 None => String::from("after the last step"),
             };
             panic!(
-                "cut at write {k} of {total}: the namespace is no step's state; nearest, {when}, differs:\n{}",
+                "cut at write {k} of {total}: the namespace is no step's state; nearest, {when}:\n{}",
                 tree_diff(near, &t)
             );
         }
@@ -549,9 +558,10 @@ fn put(fs: &mut FatFs<Cut>, path: &str, len: usize) {
 
 /// The volume of the namespace tests: in the root, a file of 200 KiB (its chain spans
 /// several FAT sectors, so freeing it takes several writes), small files (`x.txt` and
-/// `y.txt` in one sector), a directory with a file, and small files up to slot 13 (slot 0 is the volume label), so that the long
-/// name `host_long_name` adds next has its two long-name slots at 14 and 15, at the end of
-/// the directory's first sector, and its 8.3 entry at 16, in the next one.
+/// `y.txt` in one sector), a directory with a file, a directory whose one cluster is full,
+/// and small files up to slot 13 (slot 0 is the volume label), so that the long name
+/// `host_long_name` adds next has its two long-name slots at 14 and 15, at the end of the
+/// directory's first sector, and its 8.3 entry at 16, in the next one.
 fn names_setup(fs: &mut FatFs<Cut>) {
     put(fs, "/keep.txt", 5000);
     put(fs, "/big.bin", 200 * 1024);
@@ -560,6 +570,11 @@ fn names_setup(fs: &mut FatFs<Cut>) {
     put(fs, "/y.txt", 2500);
     fs.mkdir("/sub").unwrap();
     put(fs, "/sub/f.txt", 3000);
+    // `.`, `..` and 14 files.
+    fs.mkdir("/full").unwrap();
+    for i in 0..14 {
+        put(fs, &format!("/full/f{i}.txt"), 10 + i);
+    }
     for i in fs.list_dir("/").unwrap().len() + 1..14 {
         put(fs, &format!("/pad{i}.txt"), 100 + i);
     }
@@ -675,22 +690,31 @@ const RENAMES: &[Step] = &[
     across("rename /sub/f.txt to /f.txt", |fs| fs.rename("/sub/f.txt", "/f.txt")),
     step("rename /x.txt over /y.txt", |fs| fs.rename("/x.txt", "/y.txt")),
     across("rename /y.txt over /sub/b.txt", |fs| fs.rename("/y.txt", "/sub/b.txt")),
+    across("rename /sub/b.txt to /full/b.txt", |fs| fs.rename("/sub/b.txt", "/full/b.txt")),
 ];
 
+/// `/full` grew by a cluster to take `b.txt`.
+fn full_grew(raw: &RawFat) {
+    let full = raw.root().into_iter().find(|e| e.name == "FULL       ").expect("FULL").cluster;
+    assert_eq!(raw.chain(full).len(), 2, "/full's clusters");
+    assert!(raw.dir(full).iter().any(|e| e.name == "B       TXT"), "/full/b.txt");
+}
+
 /// Renames within a directory (an 8.3 name, and a long name whose slots straddle a sector
-/// boundary), across directories both ways, and over an existing file in the same
-/// directory (the moved entry takes the replaced one's slot, and the old slot is freed in
-/// the same write: both lie in one sector) and in another: after a cut the file is under
-/// exactly one of its names, whole, and a replaced file is whole until it is replaced
-/// (save the one write of a move across directories, see `cut_steps`).
+/// boundary), across directories both ways, over an existing file in the same directory
+/// (the moved entry takes the replaced one's slot, and the old slot is freed in the same
+/// write: both lie in one sector) and in another, and into a full directory (grown first,
+/// with no entry showing): after a cut the file is under exactly one of its names, whole,
+/// and a replaced file is whole until it is replaced (save the one write of a move across
+/// directories, see `cut_steps`).
 #[test]
 fn fat16_power_cut_during_renames_leaves_each_file_whole_under_one_name() {
-    cut_steps("fat16_power_cut_during_renames", FAT16, names_setup, host_long_name, RENAMES, no_check);
+    cut_steps("fat16_power_cut_during_renames", FAT16, names_setup, host_long_name, RENAMES, full_grew);
 }
 
 #[test]
 fn fat32_power_cut_during_renames_leaves_each_file_whole_under_one_name() {
-    cut_steps("fat32_power_cut_during_renames", FAT32, names_setup, host_long_name, RENAMES, no_check);
+    cut_steps("fat32_power_cut_during_renames", FAT32, names_setup, host_long_name, RENAMES, full_grew);
 }
 
 /// Two directories, a directory with a file in the first, and a file beside.
