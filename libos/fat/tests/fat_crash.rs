@@ -1,11 +1,14 @@
 //! A power cut during FAT writes, at every write the libOS makes. Before any repair, the
 //! image shows the libOS's write order: in the first FAT no link points at a free cluster,
-//! no root entry's first cluster is free, no file's size runs past its chain, a new
-//! directory starts with its `.` entry, and FSInfo's free count is "unknown" or the FAT's.
-//! Then, after `fsck.vfat -a`, the volume is clean and a file synced before is whole. For
-//! file writes, the file being written holds a prefix of what was written (its size never
-//! runs ahead of its data); for directories the crate makes and grows over stale bytes that
-//! read as entries, none of those bytes shows as an entry.
+//! no entry's first cluster (in any directory) is free, no file's size runs past its chain,
+//! a new directory starts with its `.` entry, and FSInfo's free count is "unknown" or the
+//! FAT's. Then, after `fsck.vfat -a`, the volume is clean and a file synced before is whole.
+//! For file writes, the file being written holds a prefix of what was written (its size
+//! never runs ahead of its data); for directories the crate makes and grows over stale
+//! bytes that read as entries, none of those bytes shows as an entry; for removes,
+//! truncates, renames and directory moves, the whole namespace is as before some operation
+//! or after the last (`cut_steps`, with the one exception FAT imposes on a move across
+//! directories).
 // An integration test sees every dependency of its package; the library target is the
 // one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
 #![allow(unused_crate_dependencies)]
@@ -396,8 +399,8 @@ const fn across(what: &'static str, run: fn(&mut FatFs<Cut>) -> exo_libos::fs::R
 /// A power cut at every write call of `steps` (namespace operations, one after the other,
 /// then a sync) on a volume that `setup` filled through the libOS and `host` then changed
 /// with mtools (given the image's path). After the cut, the raw image passes
-/// `order_faults` and has no lost cluster but those the steps free (a file's own clusters
-/// lost would be data without a name), and after `fsck.vfat -a` the whole namespace, names
+/// `order_faults` and has no lost cluster but those a step frees or takes into use (a
+/// file's own clusters lost would be data without a name), and after `fsck.vfat -a` the whole namespace, names
 /// and bytes, is exactly what it was before some step or after the last: every file the
 /// steps leave alone is whole, and the one a step works on is as before it or as after
 /// it, under one name. `check` looks at the raw image of the uncut run.
@@ -443,8 +446,8 @@ fn cut_steps(
     fsck_clean(imgs);
     let base = std::fs::read(&img).unwrap();
 
-    // The states the namespace may be found in: before each step, and after the last.
-    // The clusters some step frees or takes into use: the only ones a cut may leave lost
+    // The states the namespace may be found in (before each step, and after the last), and
+    // the clusters some step frees or takes into use: the only ones a cut may leave lost
     // (freed after their entry is gone, or taken before anything links to them).
     let uncut = Rc::new(RefCell::new(base.clone()));
     let mut fs = FatFs::mount(dev(&uncut, None), FatOptions::default()).unwrap();
