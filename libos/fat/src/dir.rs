@@ -345,7 +345,12 @@ impl Dir {
         Some((*self.sectors.get(byte / SECTOR)?, byte % SECTOR))
     }
 
-    /// Changes slots with `f` and writes the sectors that hold them.
+    /// Changes slots with `f` and writes the sectors that hold them, the last first: an
+    /// entry's 8.3 slot comes after its long-name slots, so when those lie in the sector
+    /// before, a cut between the two writes leaves the entry removed or renamed with its
+    /// long-name slots orphaned (their checksum no longer matches: readers skip them, and
+    /// `fsck.vfat -a` removes them), never the entry live under its 8.3 alias without its
+    /// long name.
     pub fn patch<S: BlockDevice>(
         &mut self,
         part: &Partition<S>,
@@ -362,7 +367,7 @@ impl Dir {
                 dirty.push(s);
             }
         }
-        for s in dirty {
+        for s in dirty.into_iter().rev() {
             part.write(u64::from(self.sectors[s]), &self.data[s * SECTOR..(s + 1) * SECTOR])?;
         }
         Ok(())

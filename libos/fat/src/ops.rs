@@ -12,7 +12,7 @@ use super::name::{display, short_name};
 use super::table::{Chain, Fat};
 use super::{sd, FatFs, Node};
 use embedded_sdmmc::Mode;
-use exo_libos::fs::disk::BlockDevice;
+use exo_libos::fs::disk::{BlockDevice, SECTOR};
 use exo_libos::fs::path::normalize;
 use exo_libos::fs::{Error, Handle, OpenFlags, Result};
 
@@ -117,6 +117,28 @@ impl<S: BlockDevice> FatFs<S> {
         self.finish_new(d, sfn, case)
     }
 
+    /// Grows full directory `d` (reached by 8.3 `names`) by a cluster, re-reads it, and
+    /// returns its first free slot. Only the crate grows directories, and only to create
+    /// an entry: it creates `sfn` (not in `d`) and deletes it again before its writes, held
+    /// for the operation, go out (see `FatDev::write_key`): the new cluster, its first slot
+    /// already deleted, then the links to it. So no entry appears at any moment, and a cut
+    /// leaves at most a cluster not yet linked, which `fsck.vfat -a` gathers.
+    fn grow_dir(&mut self, d: &mut Dir, names: &[[u8; 11]], sfn: [u8; 11]) -> Result<usize> {
+        self.begin_change()?;
+        self.reserve(1)?;
+        let n = Self::crate_name(&sfn)?;
+        let r = self.in_crate_dir(names, |cd| {
+            let f = self.vm.open_file_in_dir(cd, n, Mode::ReadWriteCreate).map_err(sd)?;
+            self.vm.close_file(f).map_err(sd)?;
+            self.vm.delete_entry_in_dir(cd, n).map_err(sd)
+        });
+        let settled = self.settle();
+        r?;
+        settled?;
+        *d = self.read_dir(d.loc)?;
+        d.free_slot().ok_or(Error::Corrupt)
+    }
+
     /// Writes a new empty file's entry into free slot `slot` of `d`, and keeps `d` (so the
     /// next lookup in it parses nothing).
     fn own_entry(&mut self, d: &mut Dir, slot: usize, sfn: [u8; 11], case: u8) -> Result<Entry> {
@@ -205,8 +227,9 @@ impl<S: BlockDevice> FatFs<S> {
         self.finish_new(&mut d, sfn, case).map(drop)
     }
 
-    /// Removes entry `e` of `d` (at 8.3 path `names`): a file, or an empty directory.
-    fn remove_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], e: &Entry) -> Result<()> {
+    /// Fails unless entry `e` of `d` (at 8.3 path `names`) may go: a file, or an empty
+    /// directory, not open nor with anything open below it.
+    fn removable(&self, d: &Dir, names: &[[u8; 11]], e: &Entry) -> Result<()> {
         d.check(e, &self.geo)?;
         let pos = d.slot_pos(e.slot).ok_or(Error::Corrupt)?;
         let mut below = names.to_vec();
@@ -217,6 +240,12 @@ impl<S: BlockDevice> FatFs<S> {
         if e.is_dir() && self.read_dir(DirLoc::Cluster(e.cluster))?.live().next().is_some() {
             return Err(Error::NotEmpty);
         }
+        Ok(())
+    }
+
+    /// Removes entry `e` of `d` (at 8.3 path `names`): a file, or an empty directory.
+    fn remove_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], e: &Entry) -> Result<()> {
+        self.removable(d, names, e)?;
         self.begin_change()?;
         let w0 = self.writes()?;
         let memo = self.dirs.get_mut();
@@ -265,7 +294,8 @@ impl<S: BlockDevice> FatFs<S> {
             return Err(Error::Busy);
         }
         let (tsfn, tcase) = short_name(tname)?;
-        if let Some(te) = td.find(tname).cloned() {
+        let target = td.find(tname).cloned();
+        if let Some(te) = &target {
             if td.loc == sdir.loc && te.slot == se.slot {
                 // The same entry under another spelling: only the stored case changes.
                 return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
@@ -275,16 +305,24 @@ impl<S: BlockDevice> FatFs<S> {
                 (true, false) => return Err(Error::NotDir),
                 _ => {}
             }
-            self.remove_entry(&mut td, &tnames, &te)?;
-            // Both copies may hold the slots just changed.
-            sdir = self.read_dir(sdir.loc)?;
-            td = self.read_dir(td.loc)?;
-        }
-        let se = sdir.live().find(|e| e.slot == se.slot).cloned().ok_or(Error::Corrupt)?;
-        if td.loc == sdir.loc {
+            self.removable(&td, &tnames, te)?;
+        } else if td.loc == sdir.loc {
             return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
         }
-        let ne = self.create_entry(&mut td, &tnames, tname)?;
+        // The new entry is written whole, in one write: over the entry it replaces, else
+        // into a free slot, which a full directory is first grown to have.
+        let slot = match (&target, td.free_slot()) {
+            (Some(te), _) => {
+                self.begin_change()?;
+                te.slot
+            }
+            (None, _) if td.entries.iter().any(|e| e.sfn == tsfn) => return Err(Error::Exists),
+            (None, Some(slot)) => {
+                self.begin_change()?;
+                slot
+            }
+            (None, None) => self.grow_dir(&mut td, &tnames, tsfn)?,
+        };
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);
         let parent_cluster = match td.loc {
@@ -292,38 +330,95 @@ impl<S: BlockDevice> FatFs<S> {
             DirLoc::Cluster(c) => c,
         };
         let ft = self.geo.fat_type;
-        // New entry pointing at the data, then the old one gone: a crash in between leaves
-        // two names for one chain (fsck repairs that), never data without a name.
-        self.with_part(|p, g| {
-            td.patch(p, ne.slot..=ne.slot, |_, s| {
-                s[11..32].copy_from_slice(&tail);
-                s[12] = tcase;
-            })?;
-            sdir.delete(p, &se)?;
-            if se.is_dir() {
+        // The replaced entry's long-name slots go with it.
+        let first = target.as_ref().map_or(slot, |te| te.first);
+        let same = td.loc == sdir.loc;
+        let per = SECTOR / 32;
+        // New entry pointing at the data, then the old one gone, then the clusters of the
+        // entry replaced freed: a crash leaves the data under one name or two, never
+        // without a name, and the replaced file whole until its entry is overwritten. In
+        // one directory, where both entries lie in one sector, that is one write: nothing
+        // in between. Otherwise (across directories, or two sectors of one) FAT cannot do
+        // better, and `fsck.vfat -a` keeps both names (the one it reaches second cut to no
+        // clusters: an empty file, or a directory entry its next run deletes).
+        let n = self.with_part(|p, g| {
+            let put = |i: usize, s: &mut [u8]| {
+                if i == slot {
+                    s[..11].copy_from_slice(&tsfn);
+                    s[11..32].copy_from_slice(&tail);
+                    s[12] = tcase;
+                } else if (first..slot).contains(&i) || (same && (se.first..=se.slot).contains(&i)) {
+                    s[0] = 0xe5;
+                }
+            };
+            let one = [first, slot, se.first, se.slot].iter().all(|&i| i / per == slot / per);
+            if same && one {
+                td.patch(p, first.min(se.first)..=slot.max(se.slot), put)?;
+            } else {
+                td.patch(p, first..=slot, put)?;
+                if same {
+                    td.delete(p, &se)?;
+                } else {
+                    sdir.delete(p, &se)?;
+                }
+            }
+            if se.is_dir() && !same {
                 let mut sub = dir::read(p, g, DirLoc::Cluster(se.cluster))?;
                 let dotdot = sub.data.chunks(32).position(|s| &s[..11] == b"..         ");
                 if let Some(i) = dotdot {
                     sub.patch(p, i..=i, |_, s| dir::set_cluster(s, ft, parent_cluster))?;
                 }
             }
-            Ok(())
-        })
+            match &target {
+                Some(te) => Fat::new(p, g).free_chain(te.cluster),
+                None => Ok(0),
+            }
+        })?;
+        self.freed(n);
+        Ok(())
     }
 
     /// Gives entry `e` of `d` the 8.3 name `sfn`; its long name, if any, is dropped.
+    ///
+    /// When the long name's slots begin in an earlier sector than the 8.3 slot, no order of
+    /// the two writes is safe in place: the long name's sector first leaves, after a cut,
+    /// the file under its 8.3 alias alone; the 8.3 sector first leaves the long name in
+    /// front of an 8.3 entry whose checksum it no longer matches, which `fsck.vfat -a` does
+    /// not repair. So the renamed 8.3 entry moves to a free slot of its own sector, in the
+    /// write that marks its old slot deleted (that sector goes first, see [`Dir::patch`]):
+    /// the long name is then followed by a deleted slot, an orphan that readers skip and
+    /// `fsck.vfat -a` removes. With no free slot there, the long name's sector goes first
+    /// (the alias alone is a clean volume).
     fn rename_in_place(&mut self, d: &mut Dir, e: &Entry, sfn: [u8; 11], case: u8) -> Result<()> {
         self.begin_change()?;
         let slot = e.slot;
-        self.with_part(|p, _| {
-            d.patch(p, e.first..=slot, |i, s| {
-                if i == slot {
-                    s[..11].copy_from_slice(&sfn);
-                    s[12] = case;
-                } else {
+        let per = SECTOR / 32;
+        let rename = |s: &mut [u8]| {
+            s[..11].copy_from_slice(&sfn);
+            s[12] = case;
+        };
+        if e.first / per == slot / per {
+            return self.with_part(|p, _| {
+                d.patch(p, e.first..=slot, |i, s| if i == slot { rename(s) } else { s[0] = 0xe5 })
+            });
+        }
+        let own = slot / per * per..(slot / per + 1) * per;
+        let free = own.clone().find(|&i| d.data.get(i * 32).is_some_and(|&b| b == 0 || b == 0xe5));
+        let mut old = [0u8; 32];
+        old.copy_from_slice(&d.data[slot * 32..slot * 32 + 32]);
+        self.with_part(|p, _| match free {
+            Some(to) => d.patch(p, e.first..=slot.max(to), |i, s| {
+                if i == to {
+                    s.copy_from_slice(&old);
+                    rename(s);
+                } else if i <= slot {
                     s[0] = 0xe5;
                 }
-            })
+            }),
+            None => {
+                d.patch(p, e.first..=own.start - 1, |_, s| s[0] = 0xe5)?;
+                d.patch(p, own.start..=slot, |i, s| if i == slot { rename(s) } else { s[0] = 0xe5 })
+            }
         })
     }
 }

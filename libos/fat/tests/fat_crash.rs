@@ -1,11 +1,14 @@
 //! A power cut during FAT writes, at every write the libOS makes. Before any repair, the
 //! image shows the libOS's write order: in the first FAT no link points at a free cluster,
-//! no root entry's first cluster is free, no file's size runs past its chain, a new
-//! directory starts with its `.` entry, and FSInfo's free count is "unknown" or the FAT's.
-//! Then, after `fsck.vfat -a`, the volume is clean and a file synced before is whole. For
-//! file writes, the file being written holds a prefix of what was written (its size never
-//! runs ahead of its data); for directories the crate makes and grows over stale bytes that
-//! read as entries, none of those bytes shows as an entry.
+//! no entry's first cluster (in any directory) is free, no file's size runs past its chain,
+//! a new directory starts with its `.` entry, and FSInfo's free count is "unknown" or the
+//! FAT's. Then, after `fsck.vfat -a`, the volume is clean and a file synced before is whole.
+//! For file writes, the file being written holds a prefix of what was written (its size
+//! never runs ahead of its data); for directories the crate makes and grows over stale
+//! bytes that read as entries, none of those bytes shows as an entry; for removes,
+//! truncates, renames and directory moves, the whole namespace is as before some operation
+//! or after the last (`cut_steps`, with the one exception FAT imposes on a move across
+//! directories).
 // An integration test sees every dependency of its package; the library target is the
 // one that must use them all (see `[workspace.lints]` in the root Cargo.toml).
 #![allow(unused_crate_dependencies)]
@@ -16,8 +19,9 @@ use common::raw_fat::RawFat;
 use common::*;
 use exo_fat::{FatFs, FatOptions};
 use exo_libos::fs::disk::{BlockDevice, IoError};
-use exo_libos::fs::{FileSystem, OpenFlags, Partition};
+use exo_libos::fs::{FileKind, FileSystem, OpenFlags, Partition};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -86,6 +90,18 @@ fn writes(fs: &mut FatFs<Cut>, grow: &[u8], n: usize) -> exo_libos::fs::Result<(
 /// `fsck.vfat -a` repairs it, through the file `img`, and must leave it clean. Returns the
 /// repaired image.
 fn repaired_after_cut(k: usize, total: usize, disk: &RefCell<Vec<u8>>, img: &Path) -> Rc<RefCell<Vec<u8>>> {
+    repaired_in(1, k, total, disk, img)
+}
+
+/// [`repaired_after_cut`] with up to `passes` runs of `fsck.vfat -a` (the next only if the
+/// last left the volume unclean).
+fn repaired_in(
+    passes: usize,
+    k: usize,
+    total: usize,
+    disk: &RefCell<Vec<u8>>,
+    img: &Path,
+) -> Rc<RefCell<Vec<u8>>> {
     let faults = RawFat::parse(&disk.borrow()).order_faults();
     assert!(
         faults.is_empty(),
@@ -94,7 +110,12 @@ fn repaired_after_cut(k: usize, total: usize, disk: &RefCell<Vec<u8>>, img: &Pat
     );
     std::fs::write(img, &*disk.borrow()).unwrap();
     let imgs = img.to_str().unwrap();
-    run_status("fsck.vfat", &["-a", imgs]);
+    for _ in 0..passes {
+        run_status("fsck.vfat", &["-a", imgs]);
+        if run_status("fsck.vfat", &["-n", imgs]).0 {
+            break;
+        }
+    }
     fsck_clean(imgs);
     Rc::new(RefCell::new(std::fs::read(img).unwrap()))
 }
@@ -301,4 +322,436 @@ fn fat16_power_cut_while_the_crate_makes_and_grows_a_directory_leaves_other_file
 #[test]
 fn fat32_power_cut_while_the_crate_makes_and_grows_a_directory_leaves_other_files_whole() {
     cut_crate_dirs("fat32_power_cut_crate_dirs", 32, 1, 40 * 1024);
+}
+
+/// The namespace as the libOS shows it after a repair: every path below the root, a
+/// directory's with a `/` at the end and no bytes, a file's with its bytes.
+type Tree = BTreeMap<String, Vec<u8>>;
+
+fn tree(fs: &mut FatFs<Cut>) -> Tree {
+    let mut out = Tree::new();
+    let mut dirs = vec![String::new()];
+    while let Some(d) = dirs.pop() {
+        let list = fs.list_dir(if d.is_empty() { "/" } else { &d }).unwrap();
+        for e in list {
+            let p = format!("{d}/{}", e.name);
+            if e.kind == FileKind::Dir {
+                out.insert(format!("{p}/"), Vec::new());
+                dirs.push(p);
+            } else {
+                let h = fs.open(&p, OpenFlags::READ).unwrap();
+                let mut v = vec![0u8; fs.fstat(h).unwrap().size as usize];
+                assert_eq!(fs.read(h, 0, &mut v).unwrap(), v.len(), "{p}");
+                fs.close(h).unwrap();
+                out.insert(p, v);
+            }
+        }
+    }
+    out
+}
+
+/// How `got` differs from `want`, one line a path.
+fn tree_diff(want: &Tree, got: &Tree) -> String {
+    let mut lines = Vec::new();
+    for (p, v) in want {
+        match got.get(p) {
+            None => lines.push(format!("  {p}: missing")),
+            Some(g) if g != v => lines.push(format!("  {p}: {} bytes, not its {} bytes", g.len(), v.len())),
+            _ => {}
+        }
+    }
+    for (p, g) in got {
+        if !want.contains_key(p) {
+            lines.push(format!("  {p}: there ({} bytes), and should not be", g.len()));
+        }
+    }
+    lines.join("\n")
+}
+
+/// The volumes of the namespace tests: one sector a cluster, so a chain of a few hundred
+/// KiB spans FAT sectors on both.
+#[derive(Clone, Copy)]
+struct Vol {
+    fat: u32,
+    spc: u32,
+    kib: u32,
+}
+
+const FAT16: Vol = Vol { fat: 16, spc: 1, kib: 16 * 1024 };
+const FAT32: Vol = Vol { fat: 32, spc: 1, kib: 40 * 1024 };
+
+/// One step of a namespace test.
+struct Step {
+    what: &'static str,
+    /// A move from one directory to another (see [`cut_steps`]).
+    across: bool,
+    run: fn(&mut FatFs<Cut>) -> exo_libos::fs::Result<()>,
+}
+
+const fn step(what: &'static str, run: fn(&mut FatFs<Cut>) -> exo_libos::fs::Result<()>) -> Step {
+    Step { what, across: false, run }
+}
+
+const fn across(what: &'static str, run: fn(&mut FatFs<Cut>) -> exo_libos::fs::Result<()>) -> Step {
+    Step { what, across: true, run }
+}
+
+/// A power cut at every write call of `steps` (namespace operations, one after the other,
+/// then a sync) on a volume that `setup` filled through the libOS and `host` then changed
+/// with mtools (given the image's path). After the cut, the raw image passes
+/// `order_faults` and has no lost cluster but those a step frees or takes into use (a
+/// file's own clusters lost would be data without a name), and after `fsck.vfat -a` the whole namespace, names
+/// and bytes, is exactly what it was before some step or after the last: every file the
+/// steps leave alone is whole, and the one a step works on is as before it or as after
+/// it, under one name. `check` looks at the raw image of the uncut run.
+///
+/// Save at one write of each move `across` directories. FAT cannot change two directories
+/// at once: the new entry goes first, and a cut before the old one is gone leaves two names
+/// for one chain (the other order would leave the chain with no name, and
+/// `fsck.vfat -a` would gather it into `FSCKnnnn.REC` files, a directory's contents among
+/// them). `fsck.vfat -a` never drops either name: it cuts the one it reaches second to no
+/// clusters, leaving an empty file, or, for a directory, an entry at cluster 0 that its next
+/// run deletes. So where the raw image shows one chain under two names (never more), two
+/// runs are allowed, and the namespace must be what [`mid_move`] says of one such step:
+/// the rest whole, the moved bytes whole under one of the names, the other name at most an
+/// empty file (over an existing file, the replaced bytes are gone). That window must come
+/// exactly once per such step: a second one (the new entry first written empty, or the
+/// replaced entry removed first, say) fails.
+fn cut_steps(
+    test: &str,
+    vol: Vol,
+    setup: fn(&mut FatFs<Cut>),
+    host: fn(&Path, &Path),
+    steps: &[Step],
+    check: fn(&RawFat),
+) {
+    if !have_fat_tools(test) {
+        return;
+    }
+    let dir = scratch(test);
+    let img = dir.join("vol.img");
+    let imgs = img.to_str().unwrap();
+    mkfs(&img, vol.kib, vol.fat, vol.spc);
+    let disk = std::fs::read(&img).unwrap();
+    let sectors = disk.len() as u64 / 512;
+    let dev = |disk: &Rc<RefCell<Vec<u8>>>, left| {
+        Partition::new(Cut { disk: disk.clone(), left, writes: 0 }, 0, sectors)
+    };
+    let disk = Rc::new(RefCell::new(disk));
+    let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
+    setup(&mut fs);
+    fs.unmount().unwrap();
+    std::fs::write(&img, &*disk.borrow()).unwrap();
+    host(&img, &dir);
+    fsck_clean(imgs);
+    let base = std::fs::read(&img).unwrap();
+
+    // The states the namespace may be found in (before each step, and after the last), and
+    // the clusters some step frees or takes into use: the only ones a cut may leave lost
+    // (freed after their entry is gone, or taken before anything links to them).
+    let uncut = Rc::new(RefCell::new(base.clone()));
+    let mut fs = FatFs::mount(dev(&uncut, None), FatOptions::default()).unwrap();
+    let mut states = vec![tree(&mut fs)];
+    let mut changed = Vec::new();
+    for st in steps {
+        let before = uncut.borrow().clone();
+        (st.run)(&mut fs).unwrap_or_else(|e| panic!("{}: {e:?}", st.what));
+        let (b, a) = (RawFat::parse(&before), uncut.borrow().clone());
+        let after = RawFat::parse(&a);
+        changed.extend(
+            (2..).take_while(|&c| b.valid(c)).filter(|&c| (b.entry(c) == 0) != (after.entry(c) == 0)),
+        );
+        let t = tree(&mut fs);
+        assert!(&t != states.last().unwrap(), "{} changed nothing", st.what);
+        states.push(t);
+    }
+    fs.sync().unwrap();
+    let all = fs.unmount().unwrap().into_inner();
+    let total = all.writes;
+    {
+        let b = all.disk.borrow();
+        let raw = RawFat::parse(&b);
+        assert_eq!(raw.order_faults(), Vec::<String>::new(), "uncut run");
+        check(&raw);
+    }
+    std::fs::write(&img, &*all.disk.borrow()).unwrap();
+    fsck_clean(imgs);
+
+    let mut two_names = 0;
+    for k in 1..=total {
+        let disk = Rc::new(RefCell::new(base.clone()));
+        let mut fs = FatFs::mount(dev(&disk, Some(k)), FatOptions::default()).unwrap();
+        let _ = steps.iter().try_for_each(|st| (st.run)(&mut fs)).and_then(|()| fs.sync());
+        drop(fs);
+        let (stray, shared) = {
+            let b = disk.borrow();
+            let raw = RawFat::parse(&b);
+            (
+                raw.lost().into_iter().filter(|c| !changed.contains(c)).collect::<Vec<u32>>(),
+                raw.shared_starts(),
+            )
+        };
+        assert!(
+            stray.is_empty(),
+            "cut at write {k} of {total}: lost, and no step frees or takes them: {stray:?}"
+        );
+        assert!(shared.len() <= 1, "cut at write {k} of {total}: chains with two names: {shared:?}");
+        two_names += shared.len();
+        let disk = repaired_in(1 + shared.len(), k, total, &disk, &img);
+        let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
+        // What `fsck.vfat -a` gathered from lost clusters (of a file or directory being
+        // removed or truncated, as just checked) is no name of the namespace.
+        let mut t = tree(&mut fs);
+        t.retain(|p, _| !(p.starts_with("/FSCK") && p.ends_with(".REC")));
+        if !shared.is_empty() {
+            let mid = states.windows(2).zip(steps).any(|(w, st)| st.across && mid_move(&w[0], &w[1], &t));
+            assert!(
+                mid,
+                "cut at write {k} of {total}: two names for one chain, and the namespace is not \
+                 that of a move across directories cut between its two writes:\n{t:?}"
+            );
+            continue;
+        }
+        if !states.contains(&t) {
+            let (i, near) =
+                states.iter().enumerate().min_by_key(|(_, s)| tree_diff(s, &t).lines().count()).unwrap();
+            let when = match steps.get(i) {
+                Some(st) => format!("before step {} ({})", i + 1, st.what),
+                None => String::from("after the last step"),
+            };
+            panic!(
+                "cut at write {k} of {total}: the namespace is no step's state; nearest, {when}:\n{}",
+                tree_diff(near, &t)
+            );
+        }
+    }
+    let moves = steps.iter().filter(|st| st.across).count();
+    assert_eq!(two_names, moves, "cuts that left two names for one chain, and moves across directories");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether `t` is what a move across directories from namespace `before` to `after`, cut
+/// between its two entry writes, leaves after `fsck.vfat -a` (see [`cut_steps`]): what the
+/// move leaves alone whole, nothing but names of `before` and `after`, each as in one of
+/// them but for at most one emptied file, and the bytes the move puts anywhere still there
+/// under some name.
+fn mid_move(before: &Tree, after: &Tree, t: &Tree) -> bool {
+    let untouched =
+        before.iter().filter(|(p, v)| after.get(*p) == Some(*v)).all(|(p, v)| t.get(p) == Some(v));
+    let known = t
+        .iter()
+        .filter(|(p, v)| before.get(*p) != Some(*v) && after.get(*p) != Some(*v))
+        .all(|(p, v)| v.is_empty() && (before.contains_key(p) || after.contains_key(p)));
+    let emptied = t.iter().filter(|(p, v)| before.get(*p) != Some(*v) && after.get(*p) != Some(*v)).count();
+    let moved =
+        after.iter().filter(|(p, v)| before.get(*p) != Some(*v)).all(|(_, v)| t.values().any(|x| x == v));
+    untouched && known && emptied <= 1 && moved
+}
+
+/// Bytes of file `name`, `len` long (the same at every call).
+fn bytes_of(name: &str, len: usize) -> Vec<u8> {
+    Rng::from_state(name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))).bytes(len)
+}
+
+fn put(fs: &mut FatFs<Cut>, path: &str, len: usize) {
+    let h = fs.create(path).unwrap();
+    fs.write(h, 0, &bytes_of(path, len)).unwrap();
+    fs.close(h).unwrap();
+}
+
+/// The volume of the namespace tests: in the root, a file of 200 KiB (its chain spans
+/// several FAT sectors, so freeing it takes several writes), small files (`x.txt` and
+/// `y.txt` in one sector), a directory with a file, a directory whose one cluster is full,
+/// and small files up to slot 13 (slot 0 is the volume label), so that the long name
+/// `host_long_name` adds next has its two long-name slots at 14 and 15, at the end of the
+/// directory's first sector, and its 8.3 entry at 16, in the next one.
+fn names_setup(fs: &mut FatFs<Cut>) {
+    put(fs, "/keep.txt", 5000);
+    put(fs, "/big.bin", 200 * 1024);
+    put(fs, "/a.txt", 700);
+    put(fs, "/x.txt", 1500);
+    put(fs, "/y.txt", 2500);
+    fs.mkdir("/sub").unwrap();
+    put(fs, "/sub/f.txt", 3000);
+    // `.`, `..` and 14 files.
+    fs.mkdir("/full").unwrap();
+    for i in 0..14 {
+        put(fs, &format!("/full/f{i}.txt"), 10 + i);
+    }
+    for i in fs.list_dir("/").unwrap().len() + 1..14 {
+        put(fs, &format!("/pad{i}.txt"), 100 + i);
+    }
+}
+
+/// Copies `/long-file-name.text` in with mtools (the libOS writes 8.3 names only), and
+/// checks that its slots straddle the directory's first sector boundary.
+fn host_long_name(img: &Path, dir: &Path) {
+    let host = dir.join("long");
+    std::fs::write(&host, bytes_of("/long-file-name.text", 4000)).unwrap();
+    let imgs = img.to_str().unwrap();
+    run("mcopy", &["-i", imgs, host.to_str().unwrap(), "::/long-file-name.text"]);
+    let b = std::fs::read(img).unwrap();
+    let raw = RawFat::parse(&b);
+    let e = raw.root().into_iter().find(|e| e.name.starts_with("LONG-F")).expect("the long name's 8.3 entry");
+    assert_eq!(e.slot, 16, "the long name's 8.3 entry begins the second sector of the root");
+    let slot = |name: &str| raw.root().into_iter().find(|e| e.name == name).expect(name).slot;
+    assert_eq!(slot("X       TXT") / 16, slot("Y       TXT") / 16, "x.txt and y.txt share a sector");
+}
+
+fn no_check(_: &RawFat) {}
+
+const REMOVES: &[Step] = &[
+    step("remove /big.bin", |fs| fs.remove("/big.bin")),
+    step("remove /long-file-name.text", |fs| fs.remove("/long-file-name.text")),
+    step("remove /sub/f.txt", |fs| fs.remove("/sub/f.txt")),
+    step("remove /sub", |fs| fs.remove("/sub")),
+];
+
+/// Removes, one after the other: a file whose chain spans FAT sectors (its entry must go
+/// before any of its clusters is freed), a file whose long name's slots lie in the sector
+/// before its 8.3 entry (the entry must go first, or the file shows under its 8.3 alias),
+/// a file in a directory, and that directory once empty.
+#[test]
+fn fat16_power_cut_during_removes_leaves_each_file_whole_or_gone() {
+    cut_steps("fat16_power_cut_during_removes", FAT16, names_setup, host_long_name, REMOVES, no_check);
+}
+
+#[test]
+fn fat32_power_cut_during_removes_leaves_each_file_whole_or_gone() {
+    cut_steps("fat32_power_cut_during_removes", FAT32, names_setup, host_long_name, REMOVES, no_check);
+}
+
+fn truncate(fs: &mut FatFs<Cut>, path: &str) -> exo_libos::fs::Result<()> {
+    let h = fs.open(path, OpenFlags::WRITE | OpenFlags::TRUNCATE)?;
+    fs.close(h)
+}
+
+const TRUNCATES: &[Step] = &[
+    step("truncate /big.bin", |fs| truncate(fs, "/big.bin")),
+    step("truncate /long-file-name.text", |fs| truncate(fs, "/long-file-name.text")),
+    step("truncate /sub/f.txt", |fs| truncate(fs, "/sub/f.txt")),
+];
+
+/// Truncates to nothing (what the libOS's `TRUNCATE` does): the entry's cluster and size
+/// must be cleared before any cluster is freed, so a cut leaves the file whole or empty.
+#[test]
+fn fat16_power_cut_during_truncates_leaves_each_file_whole_or_empty() {
+    cut_steps("fat16_power_cut_during_truncates", FAT16, names_setup, host_long_name, TRUNCATES, no_check);
+}
+
+#[test]
+fn fat32_power_cut_during_truncates_leaves_each_file_whole_or_empty() {
+    cut_steps("fat32_power_cut_during_truncates", FAT32, names_setup, host_long_name, TRUNCATES, no_check);
+}
+
+/// A file whose chain starts in a later FAT sector than the rest of it: 1 KiB written
+/// after 300 KiB, then grown by 200 KiB when the only free clusters are those the 300 KiB
+/// file gave back (a filler took all the others, and goes afterwards).
+fn back_setup(fs: &mut FatFs<Cut>) {
+    put(fs, "/keep.txt", 5000);
+    put(fs, "/pad.bin", 300 * 1024);
+    put(fs, "/back.bin", 1024);
+    let free = fs.statfs().unwrap().free_bytes as usize;
+    put(fs, "/filler.bin", free);
+    fs.remove("/pad.bin").unwrap();
+    let h = fs.open("/back.bin", OpenFlags::WRITE).unwrap();
+    fs.write(h, 1024, &bytes_of("/back.bin+", 200 * 1024)).unwrap();
+    fs.close(h).unwrap();
+    fs.remove("/filler.bin").unwrap();
+}
+
+/// Checks that `/back.bin`'s chain starts in a later FAT sector than it ends in.
+fn back_host(img: &Path, _: &Path) {
+    let b = std::fs::read(img).unwrap();
+    let raw = RawFat::parse(&b);
+    let e = raw.root().into_iter().find(|e| e.name == "BACK    BIN").expect("BACK.BIN");
+    let chain = raw.chain(e.cluster);
+    assert_eq!(chain.len() as u64, (201 * 1024u64).div_ceil(raw.cluster_bytes()));
+    let (head, end) = (chain[0], chain[chain.len() - 1]);
+    assert!(raw.fat_sector(head) > raw.fat_sector(end), "a chain from cluster {head} to {end}");
+}
+
+const BACK: &[Step] = &[step("remove /back.bin", |fs| fs.remove("/back.bin"))];
+
+/// Removes a file whose chain runs from a later FAT sector back to earlier ones: its
+/// clusters must be freed from the head of the chain on, so that for no moment a cluster
+/// still in use (lost, once the entry is gone) links to one already free.
+#[test]
+fn fat16_power_cut_while_a_chain_running_back_is_freed_leaves_no_link_to_a_free_cluster() {
+    cut_steps("fat16_power_cut_back_chain", FAT16, back_setup, back_host, BACK, no_check);
+}
+
+#[test]
+fn fat32_power_cut_while_a_chain_running_back_is_freed_leaves_no_link_to_a_free_cluster() {
+    cut_steps("fat32_power_cut_back_chain", FAT32, back_setup, back_host, BACK, no_check);
+}
+
+const RENAMES: &[Step] = &[
+    step("rename /a.txt to /b.txt", |fs| fs.rename("/a.txt", "/b.txt")),
+    step("rename /long-file-name.text to /short.txt", |fs| fs.rename("/long-file-name.text", "/short.txt")),
+    across("rename /b.txt to /sub/b.txt", |fs| fs.rename("/b.txt", "/sub/b.txt")),
+    across("rename /sub/f.txt to /f.txt", |fs| fs.rename("/sub/f.txt", "/f.txt")),
+    step("rename /x.txt over /y.txt", |fs| fs.rename("/x.txt", "/y.txt")),
+    across("rename /y.txt over /sub/b.txt", |fs| fs.rename("/y.txt", "/sub/b.txt")),
+    across("rename /sub/b.txt to /full/b.txt", |fs| fs.rename("/sub/b.txt", "/full/b.txt")),
+];
+
+/// `/full` grew by a cluster to take `b.txt`.
+fn full_grew(raw: &RawFat) {
+    let full = raw.root().into_iter().find(|e| e.name == "FULL       ").expect("FULL").cluster;
+    assert_eq!(raw.chain(full).len(), 2, "/full's clusters");
+    assert!(raw.dir(full).iter().any(|e| e.name == "B       TXT"), "/full/b.txt");
+}
+
+/// Renames within a directory (an 8.3 name, and a long name whose slots straddle a sector
+/// boundary), across directories both ways, over an existing file in the same directory
+/// (the moved entry takes the replaced one's slot, and the old slot is freed in the same
+/// write: both lie in one sector) and in another, and into a full directory (grown first,
+/// with no entry showing): after a cut the file is under exactly one of its names, whole,
+/// and a replaced file is whole until it is replaced (save the one write of a move across
+/// directories, see `cut_steps`).
+#[test]
+fn fat16_power_cut_during_renames_leaves_each_file_whole_under_one_name() {
+    cut_steps("fat16_power_cut_during_renames", FAT16, names_setup, host_long_name, RENAMES, full_grew);
+}
+
+#[test]
+fn fat32_power_cut_during_renames_leaves_each_file_whole_under_one_name() {
+    cut_steps("fat32_power_cut_during_renames", FAT32, names_setup, host_long_name, RENAMES, full_grew);
+}
+
+/// Two directories, a directory with a file in the first, and a file beside.
+fn dirs_setup(fs: &mut FatFs<Cut>) {
+    put(fs, "/keep.txt", 5000);
+    fs.mkdir("/d1").unwrap();
+    fs.mkdir("/d1/d2").unwrap();
+    put(fs, "/d1/d2/in.txt", 3000);
+    fs.mkdir("/d3").unwrap();
+}
+
+fn no_host(_: &Path, _: &Path) {}
+
+const DIR_MOVES: &[Step] = &[
+    across("rename /d1/d2 to /d3/d2", |fs| fs.rename("/d1/d2", "/d3/d2")),
+    step("rename /d3 to /d4", |fs| fs.rename("/d3", "/d4")),
+    across("rename /d4/d2 to /d2", |fs| fs.rename("/d4/d2", "/d2")),
+];
+
+/// The moved directory's `..` names its new parent (the root: cluster 0).
+fn dotdot_moved(raw: &RawFat) {
+    let d2 = raw.root().into_iter().find(|e| e.name == "D2         ").expect("D2 in the root");
+    let dotdot = raw.dir(d2.cluster).into_iter().find(|e| e.name == "..         ").expect("..");
+    assert_eq!(dotdot.cluster, 0, "/d2/..");
+}
+
+/// Moves a directory holding a file into another directory (its `..` entry changes too),
+/// renames that directory in place, and moves the first back to the root.
+#[test]
+fn fat16_power_cut_while_a_directory_moves_leaves_it_whole_under_one_name() {
+    cut_steps("fat16_power_cut_dir_moves", FAT16, dirs_setup, no_host, DIR_MOVES, dotdot_moved);
+}
+
+#[test]
+fn fat32_power_cut_while_a_directory_moves_leaves_it_whole_under_one_name() {
+    cut_steps("fat32_power_cut_dir_moves", FAT32, dirs_setup, no_host, DIR_MOVES, dotdot_moved);
 }

@@ -1,5 +1,5 @@
 //! A FAT16 or FAT32 image read straight from its bytes, apart from the libOS: the first
-//! FAT and the root directory's entries, for checks of what a power cut left on the disk
+//! FAT and the directories' entries, for checks of what a power cut left on the disk
 //! before any repair.
 
 /// The layout of a FAT volume that fills an image, from its boot sector.
@@ -95,6 +95,11 @@ impl<'a> RawFat<'a> {
         }
     }
 
+    /// Which sector of a FAT holds cluster `c`'s entry.
+    pub fn fat_sector(&self, c: u32) -> u32 {
+        c * if self.fat32 { 4 } else { 2 } / 512
+    }
+
     /// Whether `v`, a FAT entry, marks the end of a chain.
     pub fn is_end(&self, v: u32) -> bool {
         v >= if self.fat32 { 0x0fff_fff8 } else { 0xfff8 }
@@ -182,15 +187,71 @@ impl<'a> RawFat<'a> {
         out
     }
 
+    /// Every live entry below the root (no `.`, `..` or volume label), with the path of
+    /// the directory holding it (`""`: the root), each directory's entries read once (two
+    /// names for one directory, or a loop, are walked once).
+    pub fn walk(&self) -> Vec<(String, RawEntry)> {
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        let mut todo = vec![(String::new(), self.root())];
+        while let Some((path, entries)) = todo.pop() {
+            for e in entries {
+                if e.name == ".          " || e.name == "..         " || e.attr & 0x08 != 0 {
+                    continue;
+                }
+                let dir = e.attr & 0x10 != 0 && self.valid(e.cluster) && self.entry(e.cluster) != 0;
+                if dir && !seen.contains(&e.cluster) {
+                    seen.push(e.cluster);
+                    todo.push((format!("{path}/{}", e.name.trim_end()), self.dir(e.cluster)));
+                }
+                out.push((path.clone(), e));
+            }
+        }
+        out
+    }
+
+    /// Pairs of live entries that start at the same cluster (two names for one chain),
+    /// as `path/NAME` of each.
+    pub fn shared_starts(&self) -> Vec<(String, String)> {
+        let all = self.walk();
+        let mut out = Vec::new();
+        for (i, (pa, a)) in all.iter().enumerate() {
+            for (pb, b) in &all[i + 1..] {
+                if a.cluster != 0 && a.cluster == b.cluster {
+                    out.push((format!("{pa}/{}", a.name), format!("{pb}/{}", b.name)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Clusters in use in the first FAT that no entry's chain reaches (from the root, through
+    /// every directory): lost clusters, which `fsck.vfat -a` gathers into `FSCKnnnn.REC`
+    /// files in the root. Bad clusters are not counted.
+    pub fn lost(&self) -> Vec<u32> {
+        let mut reached = vec![false; self.clusters as usize + 2];
+        let root = self.fat32.then_some(self.root_cluster);
+        for c in root.into_iter().chain(self.walk().into_iter().map(|(_, e)| e.cluster)) {
+            for x in self.chain(c) {
+                reached[x as usize] = true;
+            }
+        }
+        let bad = if self.fat32 { 0x0fff_fff7 } else { 0xfff7 };
+        (2..=self.clusters + 1)
+            .filter(|&c| !reached[c as usize] && self.entry(c) != 0 && self.entry(c) != bad)
+            .collect()
+    }
+
     /// What a FAT writer that orders its writes (data, then the first FAT's links with the
     /// new clusters' own before the old end's, then the directory entry; a new directory's
     /// cluster before its entry; FSInfo's free count made "unknown" before the first change
-    /// and exact again only after the last) never leaves at any moment, found in the first FAT, the root directory and FSInfo: a
-    /// link to a free cluster; an entry whose first cluster is free; a file whose size runs
-    /// past its chain; a directory whose first cluster is not yet a directory (its "."
-    /// entry); a known free count that is not the first FAT's. One line each; none
-    /// when the image is in order. The other FAT copies are not looked at (they may lag
-    /// behind the first, or be torn).
+    /// and exact again only after the last; an entry removed before its clusters are freed)
+    /// never leaves at any moment, found in the first FAT, every directory reached from the
+    /// root, and FSInfo: a link to a free cluster; an entry whose first cluster is free; a
+    /// file whose size runs past its chain; a directory whose first cluster is not yet a
+    /// directory (its "." entry); a known free count that is not the first FAT's. One line
+    /// each; none when the image is in order. The other FAT copies are not looked at (they
+    /// may lag behind the first, or be torn).
     pub fn order_faults(&self) -> Vec<String> {
         let mut faults = Vec::new();
         if let Some(n) = self.fsinfo_free().filter(|&n| n != u32::MAX) {
@@ -205,8 +266,21 @@ impl<'a> RawFat<'a> {
                 faults.push(format!("first FAT: cluster {c} links to cluster {v}, which is free"));
             }
         }
-        for e in self.root() {
-            let what = format!("root entry {:?} (slot {})", e.name, e.slot);
+        let mut seen = Vec::new();
+        self.dir_faults("", self.root(), &mut seen, &mut faults);
+        faults
+    }
+
+    /// [`order_faults`](Self::order_faults) for the entries of the directory at `path`
+    /// (`""`: the root), and, below it, for every directory reached through an entry that
+    /// passes (each directory cluster once, so two names for one directory, or a loop, are
+    /// walked once).
+    fn dir_faults(&self, path: &str, entries: Vec<RawEntry>, seen: &mut Vec<u32>, faults: &mut Vec<String>) {
+        for e in entries {
+            if e.name == ".          " || e.name == "..         " || e.attr & 0x08 != 0 {
+                continue;
+            }
+            let what = format!("entry {path}/{:?} (slot {})", e.name, e.slot);
             let n = if e.cluster == 0 {
                 0
             } else if !self.valid(e.cluster) {
@@ -218,11 +292,17 @@ impl<'a> RawFat<'a> {
             } else {
                 self.chain(e.cluster).len() as u64
             };
-            if e.attr & 0x10 != 0 && n > 0 && !self.cluster(e.cluster).starts_with(b".          ") {
-                faults.push(format!(
-                    "{what}: a directory whose first cluster {} does not start with \".\"",
-                    e.cluster
-                ));
+            if e.attr & 0x10 != 0 && n > 0 {
+                if !self.cluster(e.cluster).starts_with(b".          ") {
+                    faults.push(format!(
+                        "{what}: a directory whose first cluster {} does not start with \".\"",
+                        e.cluster
+                    ));
+                } else if !seen.contains(&e.cluster) {
+                    seen.push(e.cluster);
+                    let below = format!("{path}/{}", e.name.trim_end());
+                    self.dir_faults(&below, self.dir(e.cluster), seen, faults);
+                }
             }
             if e.attr & 0x10 == 0 && u64::from(e.size) > n * self.cluster_bytes() {
                 faults.push(format!(
@@ -233,6 +313,5 @@ impl<'a> RawFat<'a> {
                 ));
             }
         }
-        faults
     }
 }
