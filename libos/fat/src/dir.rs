@@ -31,8 +31,9 @@ const MAX_DIR_SECTORS: usize = 65536 * 32 / SECTOR;
 /// ([`MAX_DIR_SECTORS`]): before `embedded-sdmmc` walks it. The crate follows a directory's
 /// chain until it finds a free slot (or the end-of-directory mark) or the chain ends, with
 /// no bound of its own, so a chain that loops through clusters without a free slot keeps it
-/// going for ever; [`read`] stops at the first cluster holding the end mark and so may not
-/// have seen such a loop (nor can it have, if a new entry took that mark since).
+/// going for ever. [`read`] stops at the first cluster holding the end mark, so it need not
+/// meet such a loop, and a new entry that takes the mark brings the loop into the crate's
+/// reach.
 pub fn check_chain<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<()> {
     let first = match (loc, geo.fat_type) {
         // FAT16's root is a fixed area, not a chain.

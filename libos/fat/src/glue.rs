@@ -69,8 +69,9 @@ impl<S: BlockDevice> FatFs<S> {
     /// its way to the one `names` lead to, and that one's, ends within the largest
     /// directory size ([`dir::check_chain`]): every walk the crate then makes in them ends,
     /// even on a volume whose chains loop. The directories are found as the crate finds
-    /// them ([`dir::Dir::crate_subdir`]); FAT changes made since cannot close a loop (they
-    /// link only free clusters, and end marks), so the check holds for the operation.
+    /// them ([`dir::Dir::crate_subdir`]). The crate's own FAT writes in the operation cannot
+    /// close a loop (they link in only free clusters, each ending the chain), so the check
+    /// holds for the operation.
     fn check_crate_path(&self, names: &[[u8; 11]]) -> Result<()> {
         let mut loc = DirLoc::Root;
         for n in names {
