@@ -27,6 +27,24 @@ const ATTR_LFN: u8 = 0x0f;
 /// Largest directory accepted: 65536 entries, as the FAT specification allows.
 const MAX_DIR_SECTORS: usize = 65536 * 32 / SECTOR;
 
+/// Checks that directory `loc`'s cluster chain ends within the largest directory size
+/// ([`MAX_DIR_SECTORS`]): before `embedded-sdmmc` walks it. The crate follows a directory's
+/// chain until it finds a free slot (or the end-of-directory mark) or the chain ends, with
+/// no bound of its own, so a chain that loops through clusters without a free slot keeps it
+/// going for ever. [`read`] stops at the first cluster holding the end mark, so it need not
+/// meet such a loop, and a new entry that takes the mark brings the loop into the crate's
+/// reach.
+pub fn check_chain<S: BlockDevice>(part: &Partition<S>, geo: &Geometry, loc: DirLoc) -> Result<()> {
+    let first = match (loc, geo.fat_type) {
+        // FAT16's root is a fixed area, not a chain.
+        (DirLoc::Root, FatType::Fat16) => return Ok(()),
+        (DirLoc::Root, FatType::Fat32) => geo.root_cluster,
+        (DirLoc::Cluster(c), _) => c,
+    };
+    let max = (MAX_DIR_SECTORS as u32 / geo.spc).max(1);
+    Fat::new(part, geo).check_chain(first, max)
+}
+
 /// Where a directory's slots live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DirLoc {
@@ -337,6 +355,29 @@ impl Dir {
             Some(x) if x.slot == e.slot => e.check(geo),
             _ => Err(Error::Corrupt),
         }
+    }
+
+    /// The directory `embedded-sdmmc` opens when asked for 8.3 name `sfn` in this one: the
+    /// first slot before the end mark, not deleted, whose 11 name bytes are `sfn` (the crate
+    /// does not pass over long-name slots, as [`find`](Self::find) does); a cluster of 0
+    /// is the root to it.
+    pub fn crate_subdir(&self, sfn: &[u8; 11], geo: &Geometry) -> Result<DirLoc> {
+        for s in self.data.chunks_exact(32) {
+            match s[0] {
+                0x00 => break,
+                0xe5 => continue,
+                _ if &s[..11] != sfn => continue,
+                _ if s[11] & ATTR_DIR == 0 => return Err(Error::NotDir),
+                _ => {}
+            }
+            let hi = if geo.fat_type == FatType::Fat32 { u32::from(le::get_u16(s, 20)) } else { 0 };
+            return match hi << 16 | u32::from(le::get_u16(s, 26)) {
+                0 => Ok(DirLoc::Root),
+                c if geo.valid_cluster(c) => Ok(DirLoc::Cluster(c)),
+                _ => Err(Error::Corrupt),
+            };
+        }
+        Err(Error::NotFound)
     }
 
     /// (partition sector, byte offset in it) of slot `slot`.

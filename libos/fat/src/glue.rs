@@ -2,6 +2,7 @@
 
 extern crate alloc;
 
+use super::dir::{self, DirLoc};
 use super::{name, FatFs};
 use alloc::string::String;
 use embedded_sdmmc::{RawDirectory, ShortFileName};
@@ -54,6 +55,7 @@ impl<S: BlockDevice> FatFs<S> {
 
     /// Opens, in the crate, the directory the 8.3 names lead to; the caller closes it.
     pub(super) fn crate_dir(&self, names: &[[u8; 11]]) -> Result<RawDirectory> {
+        self.check_crate_path(names)?;
         let mut d = self.vm.open_root_dir(self.vol).map_err(sd)?;
         for n in names {
             let r = Self::crate_name(n).and_then(|n| self.vm.open_dir(d, n).map_err(sd));
@@ -61,6 +63,22 @@ impl<S: BlockDevice> FatFs<S> {
             d = r?;
         }
         Ok(d)
+    }
+
+    /// Fails with [`Error::Corrupt`] unless the chain of every directory the crate walks on
+    /// its way to the one `names` lead to, and that one's, ends within the largest
+    /// directory size ([`dir::check_chain`]): every walk the crate then makes in them ends,
+    /// even on a volume whose chains loop. The directories are found as the crate finds
+    /// them ([`dir::Dir::crate_subdir`]). The crate's own FAT writes in the operation cannot
+    /// close a loop (they link in only free clusters, each ending the chain), so the check
+    /// holds for the operation.
+    fn check_crate_path(&self, names: &[[u8; 11]]) -> Result<()> {
+        let mut loc = DirLoc::Root;
+        for n in names {
+            self.with_part(|p, g| dir::check_chain(p, g, loc))?;
+            loc = self.read_dir(loc)?.crate_subdir(n, &self.geo)?;
+        }
+        self.with_part(|p, g| dir::check_chain(p, g, loc))
     }
 
     /// Runs `f` with the crate directory `names` lead to, and closes it.

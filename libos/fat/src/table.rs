@@ -188,6 +188,24 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
         }
     }
 
+    /// Checks that the chain from `first` reaches its end mark within `max` clusters, every
+    /// link to a cluster of the volume. A loop never does, so a walk that passes this check
+    /// ends, however it is made (for `embedded-sdmmc`'s directory walks, which follow a
+    /// chain for as long as it goes on).
+    pub fn check_chain(&mut self, first: u32, max: u32) -> Result<()> {
+        if !self.geo.valid_cluster(first) {
+            return Err(Error::Corrupt);
+        }
+        let mut c = first;
+        for _ in 0..max {
+            match self.next(c)? {
+                None => return Ok(()),
+                Some(n) => c = n,
+            }
+        }
+        Err(Error::Corrupt)
+    }
+
     /// Sets entries (cluster, value) in every FAT copy. As `embedded-sdmmc` does, each changed
     /// sector of the first FAT is written to the same place in the others.
     pub fn set(&mut self, updates: Vec<(u32, u32)>) -> Result<()> {
