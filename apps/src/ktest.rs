@@ -30,6 +30,7 @@ pub const TESTS: &[Test] = &[
     ("preemption_switches_between_spinning_environments", preemption),
     ("yield_to_runs_the_named_environment", yield_to),
     ("slice_end_upcall_arrives_when_asked_for", slice_upcall),
+    ("slice_end_during_the_handler_comes_at_its_resume_before_the_interrupted_code", slice_end_in_handler),
     ("upcall_can_rewrite_the_interrupted_context", upcall_context),
     ("destroy_returns_every_frame_and_table", destroy_accounting),
     ("libos_cannot_map_a_sibling_frame", sibling_frame),
@@ -393,6 +394,57 @@ fn slice_upcall() -> Result<(), &'static str> {
     let got = wait_for(500, || s.get(0) == 1);
     let _ = sys::env_destroy(child);
     check(got, "no slice-end upcall arrived")
+}
+
+/// A slice end while the handler runs waits for the handler's `UpcallResume`, and comes
+/// before the interrupted code goes on: the hook stays in its first slice-end upcall for
+/// three more ticks; the next one must find the main loop's count where that left it
+/// (were it dropped instead, the next would come a whole slice of the loop later).
+fn slice_end_in_handler() -> Result<(), &'static str> {
+    let s = Shared::new();
+    static WORDS: AtomicU64 = AtomicU64::new(0);
+    WORDS.store(s.va, SeqCst);
+    fn word(i: u64) -> &'static AtomicU64 {
+        // SAFETY: WORDS holds the shared page's address, mapped read-write for the test.
+        unsafe { &*((WORDS.load(SeqCst) + 8 * i) as *const AtomicU64) }
+    }
+    let child = spawn(|| {
+        fn hook(u: &Upcall) -> bool {
+            if u.kind != upcall::SLICE_END {
+                return false;
+            }
+            let (n, loops) = (word(1).fetch_add(1, SeqCst), word(0).load(SeqCst));
+            if n == 0 {
+                word(2).store(loops, SeqCst);
+                // SAFETY: a read of the kernel information page, mapped read-only.
+                let ticks = || unsafe { core::ptr::read_volatile(&vm::kinfo().cpu_ticks[0]) };
+                let t = ticks();
+                while ticks() < t + 3 {
+                    core::hint::spin_loop(); // (on core 0 only: its ticks end its slices)
+                }
+            } else if n == 1 {
+                word(3).store(loops, SeqCst);
+                word(4).store(1, SeqCst);
+            }
+            true
+        }
+        if sys::env_set_affinity(EnvId::SELF, 1).is_err() {
+            return 1;
+        }
+        sys::yield_now();
+        set_hook(Some(hook));
+        let entry = exo_libos::upcall::entry_address();
+        if sys::env_set_upcall(EnvId::SELF, entry, exo_libos::upcall::stack_top(), true).is_err() {
+            return 1;
+        }
+        loop {
+            word(0).fetch_add(1, SeqCst);
+        }
+    });
+    let got = wait_for(2000, || s.get(4) == 1);
+    let _ = sys::env_destroy(child);
+    check(got, "no second slice-end upcall arrived")?;
+    check(s.get(3) == s.get(2), "the interrupted code ran before the slice end that came during the handler")
 }
 
 fn upcall_context() -> Result<(), &'static str> {

@@ -15,7 +15,7 @@ use exo_abi::upcall;
 
 use crate::arch::smp::{self, MAX_CPUS};
 use crate::arch::{self, trap::TrapFrame};
-use crate::env::{Env, Kernel, Wait, MAX_ENVS, NONE};
+use crate::env::{Ctx, Env, Kernel, Wait, MAX_ENVS, NONE, PENDING_SLICE};
 use crate::irq::{EVENT_CONSOLE, EVENT_DISK, EVENT_TICK};
 
 impl Kernel {
@@ -90,6 +90,8 @@ impl Kernel {
                 if asked && crate::upcall::deliver(self, cur, upcall::SLICE_END, 0, 0, 0) {
                     self.envs[cur].slice_warned = true; // one tick of grace, then preempted
                     return None;
+                } else if asked && self.envs[cur].active == Ctx::Upcall {
+                    self.envs[cur].pending |= PENDING_SLICE; // at the handler's resume
                 }
             }
             give_up = true;

@@ -216,6 +216,8 @@ impl State {
     }
 
     /// The level-3 table that maps page `va` (made if need be) and the entry's index.
+    /// (Inline: every `map` asks it; the boot, which maps many pages, pays for a call.)
+    #[inline(always)]
     fn slot(&mut self, va: u64) -> Result<(u64, u64), Error> {
         if !va.is_multiple_of(PAGE) {
             return Err(Error::Invalid);
