@@ -415,7 +415,8 @@ impl Dir {
     }
 
     /// The first slot free for a new entry (deleted, or the end mark), if the slots read
-    /// have one.
+    /// have one: a deleted slot before the mark comes first. Before an entry goes into the
+    /// mark, [`keep_end`](Self::keep_end) writes the next one.
     pub fn free_slot(&self) -> Option<usize> {
         self.data.chunks_exact(32).position(|s| s[0] == 0 || s[0] == 0xe5)
     }

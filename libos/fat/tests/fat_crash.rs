@@ -5,7 +5,8 @@
 //! FAT's. Then, after `fsck.vfat -a`, the volume is clean and a file synced before is whole.
 //! For file writes, the file being written holds a prefix of what was written (its size
 //! never runs ahead of its data); for directories the crate makes and grows over stale
-//! bytes that read as entries, none of those bytes shows as an entry; for removes,
+//! bytes that read as entries, and for entries written into a directory's end mark with
+//! stale entries past it, none of those bytes shows as an entry; for removes,
 //! truncates, renames and directory moves, the whole namespace is as before some operation
 //! or after the last (`cut_steps`, with the one exception FAT imposes on a move across
 //! directories).
