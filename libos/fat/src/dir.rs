@@ -415,9 +415,63 @@ impl Dir {
     }
 
     /// The first slot free for a new entry (deleted, or the end mark), if the slots read
-    /// have one.
+    /// have one: a deleted slot before the mark comes first. Before an entry goes into the
+    /// mark, [`keep_end`](Self::keep_end) writes the next one.
     pub fn free_slot(&self) -> Option<usize> {
         self.data.chunks_exact(32).position(|s| s[0] == 0 || s[0] == 0xe5)
+    }
+
+    /// Makes free slot `slot` safe to write an entry into: when it is the end-of-directory
+    /// mark (first byte 0x00) and the directory goes on after it, the slot after it becomes
+    /// the new mark first (zeroed whole, unless its first byte is 0x00 already). Readers stop
+    /// at the mark and never look past it, so whatever follows may be stale: a reused
+    /// cluster, a damaged volume, another implementation's leftovers. Written over, the old
+    /// mark would let those bytes show as entries (on a test image, garbage with a cluster
+    /// past the volume made `list_dir` and `stat` of other files fail as corrupt). The new
+    /// mark is written before the entry, on its own: a cut between the two leaves the old
+    /// mark in front of it, and nothing after it shows. The slot after the last one read is
+    /// in the next cluster of the chain, which is read and kept in `data` (and `sectors`).
+    pub fn keep_end<S: BlockDevice>(
+        &mut self,
+        part: &Partition<S>,
+        geo: &Geometry,
+        slot: usize,
+    ) -> Result<()> {
+        if self.data.get(slot * 32) != Some(&0) {
+            return Ok(()); // a deleted slot (before the mark): the mark stays where it is
+        }
+        let next = slot + 1;
+        if next * 32 >= self.data.len() && !self.read_next_cluster(part, geo)? {
+            return Ok(()); // the directory's last slot: nothing follows
+        }
+        if self.data[next * 32] == 0 {
+            return Ok(());
+        }
+        self.patch(part, next..=next, |_, s| s.fill(0))
+    }
+
+    /// Reads the cluster after the last one in `data`, if the directory's chain goes on
+    /// (never for FAT16's root: its fixed area is read whole), and appends it.
+    fn read_next_cluster<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry) -> Result<bool> {
+        if self.loc == DirLoc::Root && geo.fat_type == FatType::Fat16 {
+            return Ok(false);
+        }
+        let last = *self.sectors.last().ok_or(Error::Corrupt)?;
+        let c = last.checked_sub(geo.data_start).ok_or(Error::Corrupt)? / geo.spc + 2;
+        let Some(n) = Fat::new(part, geo).next(c)? else { return Ok(false) };
+        let s = geo.cluster_sector(n);
+        // A chain that comes back to a cluster read already loops (every cluster before
+        // this one was read): its "next" slot would be one of the directory's first, maybe
+        // a live entry, which must not be zeroed.
+        if self.sectors.contains(&s) || self.sectors.len() + geo.spc as usize > MAX_DIR_SECTORS {
+            return Err(Error::Corrupt);
+        }
+        let data = Rc::make_mut(&mut self.data);
+        let at = data.len();
+        data.resize(at + geo.cluster_bytes() as usize, 0);
+        part.read(u64::from(s), &mut data[at..])?;
+        Rc::make_mut(&mut self.sectors).extend(s..s + geo.spc);
+        Ok(true)
     }
 
     /// Marks an entry's slots (its long-name slots too) deleted.

@@ -145,7 +145,8 @@ impl<S: BlockDevice> FatFs<S> {
         let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
         let w0 = self.writes()?;
         self.dirs.get_mut().forget(d.loc);
-        self.with_part(|p, _| {
+        self.with_part(|p, g| {
+            d.keep_end(p, g, slot)?;
             d.patch(p, slot..=slot, |_, s| {
                 s.fill(0);
                 s[..11].copy_from_slice(&sfn);
@@ -219,6 +220,15 @@ impl<S: BlockDevice> FatFs<S> {
         self.begin_change()?;
         // One cluster for the new directory, and maybe one for its parent's entry.
         self.reserve(2)?;
+        // The crate writes the entry into the same slot `free_slot` gives, and leaves no
+        // new end mark after it: the libOS writes that mark first. (The chain is checked
+        // first so that a looping one fails, as it will in the crate, before any write.)
+        if let Some(slot) = d.free_slot() {
+            self.with_part(|p, g| {
+                dir::check_chain(p, g, d.loc)?;
+                d.keep_end(p, g, slot)
+            })?;
+        }
         let n = Self::crate_name(&sfn)?;
         let r = self.in_crate_dir(&names, |cd| self.vm.make_dir_in_dir(cd, n).map_err(sd));
         let settled = self.settle();
@@ -319,6 +329,7 @@ impl<S: BlockDevice> FatFs<S> {
             (None, _) if td.entries.iter().any(|e| e.sfn == tsfn) => return Err(Error::Exists),
             (None, Some(slot)) => {
                 self.begin_change()?;
+                self.with_part(|p, g| td.keep_end(p, g, slot))?;
                 slot
             }
             (None, None) => self.grow_dir(&mut td, &tnames, tsfn)?,
@@ -406,6 +417,9 @@ impl<S: BlockDevice> FatFs<S> {
         let free = own.clone().find(|&i| d.data.get(i * 32).is_some_and(|&b| b == 0 || b == 0xe5));
         let mut old = [0u8; 32];
         old.copy_from_slice(&d.data[slot * 32..slot * 32 + 32]);
+        if let Some(to) = free {
+            self.with_part(|p, g| d.keep_end(p, g, to))?;
+        }
         self.with_part(|p, _| match free {
             Some(to) => d.patch(p, e.first..=slot.max(to), |i, s| {
                 if i == to {

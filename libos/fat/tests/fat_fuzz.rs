@@ -408,10 +408,13 @@ fn looping_root() -> (Sparse, Vec<u8>) {
 
 /// Fuzz seed 338's hang, built by hand: a file created in the root's last free slot takes
 /// the end-of-directory mark, so the directory goes on into its looping cluster; making a
-/// directory there, or a file once no slot is free, hands the root to `embedded-sdmmc`,
-/// whose walks follow the chain until a free slot or its end and never reach either. The
-/// libOS checks the chain first, so this test ends by construction (the check stops after
-/// the largest directory the FAT specification allows); before the check it never did.
+/// directory there hands the root to `embedded-sdmmc`, whose walks follow the chain until a
+/// free slot or its end and never reach either. The libOS checks the chain first, so this
+/// test ends by construction (the check stops after the largest directory the FAT
+/// specification allows); before the check it never did. The new mark the libOS writes
+/// after a taken one lands in the looping cluster's first slot (over a stale entry, which
+/// never shows); files fill that cluster until the mark is its last slot, whose next slot
+/// would be the same cluster's first again: that create fails as corrupt, writing nothing.
 #[test]
 fn a_looping_directory_chain_makes_mkdir_and_create_fail_as_corrupt_and_keeps_other_files() {
     use exo_libos::fs::Error;
@@ -423,8 +426,22 @@ fn a_looping_directory_chain_makes_mkdir_and_create_fail_as_corrupt_and_keeps_ot
     fs.close(h).unwrap();
     assert_eq!(fs.mkdir("/B"), Err(Error::Corrupt));
     assert_eq!(fs.stat("/B").err(), Some(Error::NotFound));
-    // No free slot is left: the crate would grow the directory.
-    assert_eq!(fs.create("/D.TXT").err(), Some(Error::Corrupt));
+    // The mark is now cluster 3's first slot: 15 files fit before it is its last.
+    for i in 0..15 {
+        let h = fs.create(&format!("/D{i:02}.TXT")).expect("create in the looping cluster");
+        fs.close(h).unwrap();
+    }
+    assert_eq!(fs.create("/D15.TXT").err(), Some(Error::Corrupt));
+    let mut names: Vec<String> =
+        fs.list_dir("/").expect("list the root").into_iter().map(|e| e.name).collect();
+    names.sort();
+    let mut want: Vec<String> = ["KEEP.TXT".to_string(), "A.TXT".to_string()]
+        .into_iter()
+        .chain((1..15).map(|i| format!("F{i:02}.TXT")))
+        .chain((0..15).map(|i| format!("D{i:02}.TXT")))
+        .collect();
+    want.sort();
+    assert_eq!(names, want, "no stale entry of the looping cluster shows");
     // The other files are as they were.
     let h = fs.open("/KEEP.TXT", OpenFlags::READ).expect("open KEEP.TXT");
     let mut buf = [0u8; 200];
