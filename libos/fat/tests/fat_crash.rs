@@ -601,6 +601,24 @@ fn host_long_name(img: &Path, dir: &Path) {
 
 fn no_check(_: &RawFat) {}
 
+/// The same `cut_steps` test on FAT16 and on FAT32, as two tests (their names given, the
+/// scratch images' after `label`), both with the doc comment given first.
+macro_rules! cut_steps_on_both {
+    ($(#[$doc:meta])* $fat16:ident, $fat32:ident, $label:literal, $setup:expr, $host:expr, $steps:expr, $check:expr) => {
+        $(#[$doc])*
+        #[test]
+        fn $fat16() {
+            cut_steps(concat!("fat16_", $label), FAT16, $setup, $host, $steps, $check);
+        }
+
+        $(#[$doc])*
+        #[test]
+        fn $fat32() {
+            cut_steps(concat!("fat32_", $label), FAT32, $setup, $host, $steps, $check);
+        }
+    };
+}
+
 const REMOVES: &[Step] = &[
     step("remove /big.bin", |fs| fs.remove("/big.bin")),
     step("remove /long-file-name.text", |fs| fs.remove("/long-file-name.text")),
@@ -608,18 +626,15 @@ const REMOVES: &[Step] = &[
     step("remove /sub", |fs| fs.remove("/sub")),
 ];
 
-/// Removes, one after the other: a file whose chain spans FAT sectors (its entry must go
-/// before any of its clusters is freed), a file whose long name's slots lie in the sector
-/// before its 8.3 entry (the entry must go first, or the file shows under its 8.3 alias),
-/// a file in a directory, and that directory once empty.
-#[test]
-fn fat16_power_cut_during_removes_leaves_each_file_whole_or_gone() {
-    cut_steps("fat16_power_cut_during_removes", FAT16, names_setup, host_long_name, REMOVES, no_check);
-}
-
-#[test]
-fn fat32_power_cut_during_removes_leaves_each_file_whole_or_gone() {
-    cut_steps("fat32_power_cut_during_removes", FAT32, names_setup, host_long_name, REMOVES, no_check);
+cut_steps_on_both! {
+    /// Removes, one after the other: a file whose chain spans FAT sectors (its entry must go
+    /// before any of its clusters is freed), a file whose long name's slots lie in the sector
+    /// before its 8.3 entry (the entry must go first, or the file shows under its 8.3 alias),
+    /// a file in a directory, and that directory once empty.
+    fat16_power_cut_during_removes_leaves_each_file_whole_or_gone,
+    fat32_power_cut_during_removes_leaves_each_file_whole_or_gone,
+    "power_cut_during_removes",
+    names_setup, host_long_name, REMOVES, no_check
 }
 
 fn truncate(fs: &mut FatFs<Cut>, path: &str) -> exo_libos::fs::Result<()> {
@@ -633,16 +648,13 @@ const TRUNCATES: &[Step] = &[
     step("truncate /sub/f.txt", |fs| truncate(fs, "/sub/f.txt")),
 ];
 
-/// Truncates to nothing (what the libOS's `TRUNCATE` does): the entry's cluster and size
-/// must be cleared before any cluster is freed, so a cut leaves the file whole or empty.
-#[test]
-fn fat16_power_cut_during_truncates_leaves_each_file_whole_or_empty() {
-    cut_steps("fat16_power_cut_during_truncates", FAT16, names_setup, host_long_name, TRUNCATES, no_check);
-}
-
-#[test]
-fn fat32_power_cut_during_truncates_leaves_each_file_whole_or_empty() {
-    cut_steps("fat32_power_cut_during_truncates", FAT32, names_setup, host_long_name, TRUNCATES, no_check);
+cut_steps_on_both! {
+    /// Truncates to nothing (what the libOS's `TRUNCATE` does): the entry's cluster and size
+    /// must be cleared before any cluster is freed, so a cut leaves the file whole or empty.
+    fat16_power_cut_during_truncates_leaves_each_file_whole_or_empty,
+    fat32_power_cut_during_truncates_leaves_each_file_whole_or_empty,
+    "power_cut_during_truncates",
+    names_setup, host_long_name, TRUNCATES, no_check
 }
 
 /// A file whose chain starts in a later FAT sector than the rest of it: 1 KiB written
@@ -674,17 +686,14 @@ fn back_host(img: &Path, _: &Path) {
 
 const BACK: &[Step] = &[step("remove /back.bin", |fs| fs.remove("/back.bin"))];
 
-/// Removes a file whose chain runs from a later FAT sector back to earlier ones: its
-/// clusters must be freed from the head of the chain on, so that for no moment a cluster
-/// still in use (lost, once the entry is gone) links to one already free.
-#[test]
-fn fat16_power_cut_while_a_chain_running_back_is_freed_leaves_no_link_to_a_free_cluster() {
-    cut_steps("fat16_power_cut_back_chain", FAT16, back_setup, back_host, BACK, no_check);
-}
-
-#[test]
-fn fat32_power_cut_while_a_chain_running_back_is_freed_leaves_no_link_to_a_free_cluster() {
-    cut_steps("fat32_power_cut_back_chain", FAT32, back_setup, back_host, BACK, no_check);
+cut_steps_on_both! {
+    /// Removes a file whose chain runs from a later FAT sector back to earlier ones: its
+    /// clusters must be freed from the head of the chain on, so that for no moment a cluster
+    /// still in use (lost, once the entry is gone) links to one already free.
+    fat16_power_cut_while_a_chain_running_back_is_freed_leaves_no_link_to_a_free_cluster,
+    fat32_power_cut_while_a_chain_running_back_is_freed_leaves_no_link_to_a_free_cluster,
+    "power_cut_back_chain",
+    back_setup, back_host, BACK, no_check
 }
 
 const RENAMES: &[Step] = &[
@@ -704,21 +713,18 @@ fn full_grew(raw: &RawFat) {
     assert!(raw.dir(full).iter().any(|e| e.name == "B       TXT"), "/full/b.txt");
 }
 
-/// Renames within a directory (an 8.3 name, and a long name whose slots straddle a sector
-/// boundary), across directories both ways, over an existing file in the same directory
-/// (the moved entry takes the replaced one's slot, and the old slot is freed in the same
-/// write: both lie in one sector) and in another, and into a full directory (grown first,
-/// with no entry showing): after a cut the file is under exactly one of its names, whole,
-/// and a replaced file is whole until it is replaced (save the one write of a move across
-/// directories, see `cut_steps`).
-#[test]
-fn fat16_power_cut_during_renames_leaves_each_file_whole_under_one_name() {
-    cut_steps("fat16_power_cut_during_renames", FAT16, names_setup, host_long_name, RENAMES, full_grew);
-}
-
-#[test]
-fn fat32_power_cut_during_renames_leaves_each_file_whole_under_one_name() {
-    cut_steps("fat32_power_cut_during_renames", FAT32, names_setup, host_long_name, RENAMES, full_grew);
+cut_steps_on_both! {
+    /// Renames within a directory (an 8.3 name, and a long name whose slots straddle a sector
+    /// boundary), across directories both ways, over an existing file in the same directory
+    /// (the moved entry takes the replaced one's slot, and the old slot is freed in the same
+    /// write: both lie in one sector) and in another, and into a full directory (grown first,
+    /// with no entry showing): after a cut the file is under exactly one of its names, whole,
+    /// and a replaced file is whole until it is replaced (save the one write of a move across
+    /// directories, see `cut_steps`).
+    fat16_power_cut_during_renames_leaves_each_file_whole_under_one_name,
+    fat32_power_cut_during_renames_leaves_each_file_whole_under_one_name,
+    "power_cut_during_renames",
+    names_setup, host_long_name, RENAMES, full_grew
 }
 
 /// Two directories, a directory with a file in the first, and a file beside.
@@ -745,16 +751,13 @@ fn dotdot_moved(raw: &RawFat) {
     assert_eq!(dotdot.cluster, 0, "/d2/..");
 }
 
-/// Moves a directory holding a file into another directory (its `..` entry changes too),
-/// renames that directory in place, and moves the first back to the root.
-#[test]
-fn fat16_power_cut_while_a_directory_moves_leaves_it_whole_under_one_name() {
-    cut_steps("fat16_power_cut_dir_moves", FAT16, dirs_setup, no_host, DIR_MOVES, dotdot_moved);
-}
-
-#[test]
-fn fat32_power_cut_while_a_directory_moves_leaves_it_whole_under_one_name() {
-    cut_steps("fat32_power_cut_dir_moves", FAT32, dirs_setup, no_host, DIR_MOVES, dotdot_moved);
+cut_steps_on_both! {
+    /// Moves a directory holding a file into another directory (its `..` entry changes too),
+    /// renames that directory in place, and moves the first back to the root.
+    fat16_power_cut_while_a_directory_moves_leaves_it_whole_under_one_name,
+    fat32_power_cut_while_a_directory_moves_leaves_it_whole_under_one_name,
+    "power_cut_dir_moves",
+    dirs_setup, no_host, DIR_MOVES, dotdot_moved
 }
 
 /// A file to move, and directory `/d` grown to two clusters by 15 empty files (at one
@@ -817,16 +820,13 @@ const STALE: &[Step] = &[
     across("rename /move.txt to /d/move.txt in the end mark", |fs| fs.rename("/move.txt", "/d/move.txt")),
 ];
 
-/// Entries written into a directory's end mark with stale entries after it (in the next
-/// cluster of its chain, then in the same sector): creates, a directory the crate makes
-/// and a move into it. The new end mark goes out before each entry, so no cut lets a stale
-/// entry show (the namespace would hold a `STALEnnn.TXT` no step made).
-#[test]
-fn fat16_power_cut_while_entries_take_the_end_mark_shows_no_stale_entry_past_it() {
-    cut_steps("fat16_power_cut_stale_end", FAT16, stale_setup, stale_host, STALE, no_stale);
-}
-
-#[test]
-fn fat32_power_cut_while_entries_take_the_end_mark_shows_no_stale_entry_past_it() {
-    cut_steps("fat32_power_cut_stale_end", FAT32, stale_setup, stale_host, STALE, no_stale);
+cut_steps_on_both! {
+    /// Entries written into a directory's end mark with stale entries after it (in the next
+    /// cluster of its chain, then in the same sector): creates, a directory the crate makes
+    /// and a move into it. The new end mark goes out before each entry, so no cut lets a stale
+    /// entry show (the namespace would hold a `STALEnnn.TXT` no step made).
+    fat16_power_cut_while_entries_take_the_end_mark_shows_no_stale_entry_past_it,
+    fat32_power_cut_while_entries_take_the_end_mark_shows_no_stale_entry_past_it,
+    "power_cut_stale_end",
+    stale_setup, stale_host, STALE, no_stale
 }

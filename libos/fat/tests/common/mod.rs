@@ -1,8 +1,9 @@
 //! Helpers shared by the host tests: the host's FAT tools, image files, a seeded RNG, and a
 //! FAT image read straight from its bytes (`raw_fat`).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // (each test file uses some of these)
 
 pub mod raw_fat;
+pub mod sparse;
 
 use exo_libos::fs::disk::{BlockDevice, IoError};
 use std::os::unix::fs::FileExt;
