@@ -418,71 +418,74 @@ el0_switch_miss:                        // a miss: the lock back, and the genera
     b       el0_svc_saved
 
 // PctReply's fast path: what `Kernel::pct_reply`, `hand_over` and `run` do when the
-// server's caller is waiting for this reply and this core may run it, here. The server's
-// context is saved as for any slow call (x9 = it; x0 and x3, results, are still in their
-// registers, x1 and x2 in it); then, with the lock taken once, and only if the server is in a call, its
-// caller's slot still holds that caller (same id) waiting for this server's reply, no
-// caller is queued for any server (`call_waiters`: nobody to wake), the caller may run on
-// this core, has no upcall pending and has a root table, the caller gets the results and
-// runs at once, and the server is parked. Any miss takes `el0_svc`. As for `el0_yield`, the
-// caller is restored whole from its own context: x0-x4 (the status and results) are all
-// it gets of the server. x14 = the server's slot, x15 = the caller's, x16/x17 their Envs.
+// server's caller is waiting for this reply and this core may run it, here. With the lock
+// taken once, and only if the server is in a call, its caller's slot still holds that
+// caller (same id) waiting for this server's reply, no caller is queued for any server
+// (`call_waiters`: nobody to wake), the caller may run on this core, has no upcall pending
+// and has a root table, the caller gets the results and runs at once, and the server is
+// parked. The server's context is not saved on that path: its call context ends with the
+// reply (its own context is the one parked), and the next call starts a new one at its
+// entry. So until the last check the path computes only in x6, x7 and x9-x17, which a
+// system call may clobber: a miss (`el0_reply_miss`) saves the context as any slow call
+// does, with every register it keeps as the server left it, and takes `el0_svc`. As for
+// `el0_yield`, the caller is restored whole from its own context: x0-x4 (the status and
+// results) are all it gets of the server. x14 = the server's slot, x15 = the caller's,
+// x16/x17 their Envs.
 el0_reply:
-    SAVE_SVC
-    LOCK
+    LOCK    el0_reply_slow
     add     x13, x12, #{K_ON}
     ldr     x14, [x13, x10, lsl #3]     // the server (on[cpu]; NONE: destroyed meanwhile)
     cmp     x14, #{MAX_ENVS}
-    b.hs    el0_switch_miss
-    mov     x4, #{ENV_SIZE}
-    add     x5, x12, #{K_ENVS}
-    madd    x16, x14, x4, x5            // &envs[server]
+    b.hs    el0_reply_miss
+    mov     x9, #{ENV_SIZE}
+    add     x7, x12, #{K_ENVS}
+    madd    x16, x14, x9, x7            // &envs[server]
     ldr     x15, [x16, #{E_CALLER}]     // the caller's slot (NONE: none)
     add     x6, x12, #{K_EXCLUDED}
     ldr     x6, [x6, x10, lsl #3]
     lsr     x6, x6, x15
-    tbnz    x6, #0, el0_switch_miss     // its affinity leaves this core out: a donation
+    tbnz    x6, #0, el0_reply_miss      // its affinity leaves this core out: a donation
                                         // (tested first: the cross-core reply's miss stays short)
     ldrb    w6, [x16, #{E_ACTIVE}]
     cmp     w6, #{CTX_CALL}
-    b.ne    el0_switch_miss             // not in a call (`Invalid`)
+    b.ne    el0_reply_miss              // not in a call (`Invalid`)
     cmp     x15, #{MAX_ENVS}
-    b.hs    el0_switch_miss
-    madd    x17, x15, x4, x5            // &envs[caller]
+    b.hs    el0_reply_miss
+    madd    x17, x15, x9, x7            // &envs[caller]
     ldr     w6, [x16, #{E_CALLER_ID}]
     ldr     w7, [x17, #{E_ID}]
-    ldrb    w8, [x17, #{E_WAIT}]
-    ldr     x4, [x17, #({E_WAIT} + {W_SLOT})]
+    ldrb    w9, [x17, #{E_WAIT}]
     cmp     w6, w7                      // still that caller,
-    ccmp    w8, #{W_REPLY}, #0, eq      // waiting for a reply
-    ccmp    x4, x14, #0, eq             // from this server?
-    b.ne    el0_switch_miss
+    ldr     x7, [x17, #({E_WAIT} + {W_SLOT})]
+    ccmp    w9, #{W_REPLY}, #0, eq      // waiting for a reply
+    ccmp    x7, x14, #0, eq             // from this server?
+    b.ne    el0_reply_miss
     ldr     w6, [x12, #{K_CALL_WAITERS}]
-    cbnz    w6, el0_switch_miss         // callers to wake (`wake_callers_of`)
+    cbnz    w6, el0_reply_miss          // callers to wake (`wake_callers_of`)
     ldrb    w6, [x17, #{E_PENDING}]
-    cbnz    w6, el0_switch_miss         // an upcall to deliver first
+    cbnz    w6, el0_reply_miss          // an upcall to deliver first
     ldr     x7, [x17, #{E_ROOT}]
-    cbz     x7, el0_switch_miss         // no tables
-    ldr     x5, [x12, #{K_ENV_INFO}]
-    cbz     x5, el0_switch_miss         // (the public table: always there after boot)
+    cbz     x7, el0_reply_miss          // no tables
+    ldr     x9, [x12, #{K_ENV_INFO}]
+    cbz     x9, el0_reply_miss          // (the public table: always there after boot)
+    // No miss from here: the server's registers are its to lose (x0-x3 still to copy).
     // The server: the call ends (`pct_caller` cleared, its own context active), parked.
     mov     x6, #-1
     str     x6, [x16, #{E_CALLER}]
     str     wzr, [x16, #{E_CALLER_ID}]
     mov     w6, #{CTX_OWN}
     strb    w6, [x16, #{E_ACTIVE}]
-    mov     w19, #{BLOCKED}             // (x19, x20: the server's are in its frame)
+    mov     w19, #{BLOCKED}
     strb    w19, [x16, #{E_STATE}]
     mov     w6, #{W_SERVE}
     strb    w6, [x16, #{E_WAIT}]
     // The caller: runnable here (its disk_wait, published, 0: it waited for a reply).
-    SWITCH_STATE x17, x5, 6, 4, 8
+    SWITCH_STATE x17, x9, 6, 4, 8
     // The results into the caller's active context: x0 = 0, x1-x4 = the server's x0-x3.
     ldrb    w6, [x17, #{E_ACTIVE}]
     mov     x4, #{FRAME_SIZE}
     madd    x6, x6, x4, x17
     add     x6, x6, #{E_FRAMES}
-    ldp     x1, x2, [x9, #(1 * 8)]      // (SAVE_UPPER took x1 and x2 for scratch)
     stp     xzr, x0, [x6]
     stp     x1, x2, [x6, #(2 * 8)]
     str     x3, [x6, #(4 * 8)]
@@ -494,6 +497,12 @@ el0_reply:
     stlr    xzr, [x11]
     sev
     b       el0_return
+el0_reply_miss:                         // a miss: the lock back, the context saved, and
+    stlr    xzr, [x11]                  // the general path
+    sev
+el0_reply_slow:
+    SAVE_SVC
+    b       el0_svc_saved
 
 // PctCall's fast path: what `Kernel::pct_call`, `call_target`, `enter`, `hand_over` and
 // `run` do when the caller holds the right to a server parked in `Serve` that this core may
