@@ -13,7 +13,8 @@
 // restores the interrupted context without saving the handler's (`el0_resume` decides the
 // common case, a new entry of the caller's own, here). A slow call saves what
 // survives it (SAVE_SVC) and calls `el0_svc` (YieldTo, PctReply and PctCall try a direct
-// switch here first: `el0_yield`, `el0_reply`, `el0_call`); anything else saves the whole context
+// switch here first: `el0_yield`, `el0_reply`, `el0_call`; `el0_reply` saves only if it
+// misses, the server's call context ending with the reply); anything else saves the whole context
 // into the TrapFrame (a fault that can be delivered at once then starts its upcall
 // handler: `el0_abort`) and calls `el0_trap(kind)`. Each returns the TrapFrame of
 // whichever environment runs next; `el0_return` restores it.
