@@ -208,12 +208,12 @@ el0_sync:
     b.ne    el0_abort
     cmp     x8, #{SYS_UPCALL_RESUME}
     b.eq    el0_resume
-1:  cmp     x8, #{SYS_YIELD_TO}         // a slow one
-    b.eq    el0_yield
+    cmp     x8, #{SYS_PCT_CALL}         // a slow one (the call first: it has the most
+    b.eq    el0_call                    // to do of the three)
     cmp     x8, #{SYS_PCT_REPLY}
     b.eq    el0_reply
-    cmp     x8, #{SYS_PCT_CALL}
-    b.eq    el0_call
+    cmp     x8, #{SYS_YIELD_TO}
+    b.eq    el0_yield
     SAVE_SVC
 el0_svc_saved:
     mov     x29, xzr
@@ -507,46 +507,63 @@ el0_reply_slow:
 
 // PctCall's fast path: what `Kernel::pct_call`, `call_target`, `enter`, `hand_over` and
 // `run` do when the caller holds the right to a server parked in `Serve` that this core may
-// run, and the call grants no frame, here. The caller's context is saved as for any slow
-// call (x9 = it; x0 the target and x5 the options are still in their registers); then, with
-// the lock taken once, and only if all of that holds and the server has no upcall pending
-// and has a root table, the server's call context starts at its entry with the caller's
-// arguments, the caller blocks for the reply, and the server runs at once. Any miss takes
-// `el0_svc`, which decides the call in full (errors, a busy server, grants, donations). The
-// server is restored whole from its call context: x0-x5 (the arguments, the caller's id,
-// the options) are all it gets of the caller. x14 = the caller's slot, x15 = the server's,
-// x16/x17 = the server's and the caller's Envs.
+// run, and the call grants no frame, here. The caller's context is saved only as far as it
+// survives a PctCall (x19-x30, sp, pc, flags; x9 = its frame); the rest of what a slow
+// call saves (x0-x5, x8, x18) is saved only on a miss (`el0_call_miss`), so until the last
+// check the path computes only in x6, x7, x10-x17 and x19-x22, and x0-x5, x8 and x18 stay
+// as the caller left them. Then, with the lock taken once, and only if all of that holds
+// and the server has no upcall pending and has a root table, the server's call context
+// starts at its entry with the caller's arguments, the caller blocks for the reply, and
+// the server runs at once. Any miss takes `el0_svc`, which decides the call in full
+// (errors, a busy server, grants, donations). The server starts from registers, not from
+// a stored frame: x0-x5 the message (the arguments, the caller's id, the options), x6-x28
+// its own older values from its call context's frame (as the general path's `el0_return`
+// gives them), x29 = x30 = 0, so the message is all it gets of the caller. The frame is
+// left as it was: every entry from the server saves each field of it before anything
+// reads it. x14 = the caller's slot, x15 = the server's, x16/x17 = the server's and the
+// caller's Envs.
 .if {MAX_ENVS} & ({MAX_ENVS} - 1)
 .error "el0_call tests two slots against MAX_ENVS at once: it must be a power of two"
 .endif
 el0_call:
-    SAVE_SVC
     tst     x5, #0xfffffffffffff000
-    b.ne    el0_svc_saved               // a frame to grant (`opts & !0xfff`): the general
+    b.ne    el0_reply_slow              // a frame to grant (`opts & !0xfff`): the general
                                         // path, at once (the file service's calls)
-    LOCK
+    mrs     x9, tpidr_el1
+    stp     x19, x20, [x9, #(19 * 8)]
+    stp     x21, x22, [x9, #(21 * 8)]
+    stp     x23, x24, [x9, #(23 * 8)]
+    stp     x25, x26, [x9, #(25 * 8)]
+    stp     x27, x28, [x9, #(27 * 8)]
+    stp     x29, x30, [x9, #(29 * 8)]
+    mrs     x6, sp_el0
+    mrs     x7, elr_el1
+    stp     x6, x7, [x9, #(31 * 8)]
+    mrs     x6, spsr_el1
+    str     x6, [x9, #(33 * 8)]
+    LOCK    el0_call_slow
     and     x15, x0, #0xfff             // EnvId::slot
     add     x6, x12, #{K_EXCLUDED}
     ldr     x6, [x6, x10, lsl #3]
     lsr     x6, x6, x15
-    tbnz    x6, #0, el0_switch_miss     // its affinity leaves this core out: a donation
+    tbnz    x6, #0, el0_call_miss       // its affinity leaves this core out: a donation
                                         // (`hand_over`; tested first: the cross-core
                                         // call's miss stays short)
     add     x13, x12, #{K_ON}
     ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
-    lsr     x1, x0, #32
+    lsr     x6, x0, #32
     orr     x7, x14, x15                // (MAX_ENVS is a power of two)
     cmp     x7, #{MAX_ENVS}             // the caller not NONE, the target a slot (`slot`),
-    ccmp    x1, #0, #0, lo              // its id a u32 (`u32::try_from`),
+    ccmp    x6, #0, #0, lo              // its id a u32 (`u32::try_from`),
     ccmp    w0, #0, #4, eq              // not 0 (`id.0 == 0`: Denied)?
-    b.eq    el0_switch_miss
+    b.eq    el0_call_miss
     mov     x6, #{ENV_SIZE}
     add     x7, x12, #{K_ENVS}
     madd    x16, x15, x6, x7            // &envs[server]
     madd    x17, x14, x6, x7            // &envs[caller]
     add     x6, x17, #{E_RIGHTS}        // `pct_rights.contains(&id)`, all eight
-    ldp     w19, w20, [x6]              // (x19-x22: the caller's are in its frame, and
-    ldp     w21, w22, [x6, #8]          // x3 and x4 are still its arguments)
+    ldp     w19, w20, [x6]
+    ldp     w21, w22, [x6, #8]
     cmp     w19, w0
     ccmp    w20, w0, #4, ne
     ccmp    w21, w0, #4, ne
@@ -557,61 +574,88 @@ el0_call:
     ccmp    w20, w0, #4, ne
     ccmp    w21, w0, #4, ne
     ccmp    w22, w0, #4, ne
-    b.ne    el0_switch_miss             // no right (Denied)
-    ldr     w1, [x16, #{E_ID}]
-    ldrb    w2, [x16, #{E_STATE}]
-    ldrb    w6, [x16, #{E_WAIT}]
-    cmp     w1, w0                      // the live environment of that id (`slot`; its
-    ccmp    w2, #{BLOCKED}, #0, eq      // being blocked also rules out Free, Zombie and
-    ccmp    w6, #{W_SERVE}, #0, eq      // the caller, which runs), parked (`Wait::Serve`)?
-    b.ne    el0_switch_miss
+    b.ne    el0_call_miss               // no right (Denied)
+    ldr     w19, [x16, #{E_ID}]
+    ldrb    w20, [x16, #{E_STATE}]
+    ldrb    w21, [x16, #{E_WAIT}]
+    cmp     w19, w0                     // the live environment of that id (`slot`; its
+    ccmp    w20, #{BLOCKED}, #0, eq     // being blocked also rules out Free, Zombie and
+    ccmp    w21, #{W_SERVE}, #0, eq     // the caller, which runs), parked (`Wait::Serve`)?
+    b.ne    el0_call_miss
     ldr     x7, [x16, #{E_ENTRY}]
-    cbz     x7, el0_switch_miss         // no entry (`pct_entry == 0`: NotFound)
-    ldrb    w1, [x16, #{E_PENDING}]
-    cbnz    w1, el0_switch_miss         // an upcall to deliver first (`deliver_pending`)
-    ldr     x8, [x16, #{E_ROOT}]
-    cbz     x8, el0_switch_miss         // no tables (`ttbr0` would give the empty one)
+    cbz     x7, el0_call_miss           // no entry (`pct_entry == 0`: NotFound)
+    ldrb    w19, [x16, #{E_PENDING}]
+    cbnz    w19, el0_call_miss          // an upcall to deliver first (`deliver_pending`)
+    ldr     x21, [x16, #{E_ROOT}]
+    cbz     x21, el0_call_miss          // no tables (`ttbr0` would give the empty one)
     ldr     x22, [x12, #{K_ENV_INFO}]
-    cbz     x22, el0_switch_miss        // (the public table: always there after boot)
-    // `enter`: the server's call context gets the arguments (the caller's x1-x4, its id,
-    // the options but the timeout), a clean frame-pointer chain, its stack and entry.
-    add     x6, x16, #({E_FRAMES} + {CTX_CALL} * {FRAME_SIZE})
-    ldp     x1, x2, [x9, #(1 * 8)]      // (SAVE_UPPER took x1 and x2 for scratch)
-    stp     x1, x2, [x6]
-    stp     x3, x4, [x6, #(2 * 8)]
-    ldr     w1, [x17, #{E_ID}]
-    and     x2, x5, #{PCT_GRANT_RW}     // `opts & (!0xfff | PCT_GRANT_RW)`: no frame here
-    stp     x1, x2, [x6, #(4 * 8)]
-    stp     xzr, xzr, [x6, #(29 * 8)]
-    ldr     x2, [x16, #{E_STACK}]
-    stp     x2, x7, [x6, #(31 * 8)]     // sp, pc
-    str     xzr, [x6, #(33 * 8)]        // pstate
-    mov     w2, #{CTX_CALL}
-    strb    w2, [x16, #{E_ACTIVE}]
+    cbz     x22, el0_call_miss          // (the public table: always there after boot)
+    // No miss from here: x0-x5 are the message, the caller's x6-x18 its to lose.
+    // `enter`: the server's call context is active, for this caller.
+    mov     w19, #{CTX_CALL}
+    strb    w19, [x16, #{E_ACTIVE}]
     str     x14, [x16, #{E_CALLER}]     // `pct_caller = (cur, caller_id)`
-    str     w1, [x16, #{E_CALLER_ID}]
+    ldr     w23, [x17, #{E_ID}]
+    str     w23, [x16, #{E_CALLER_ID}]
     // The caller's deadline (`pct_call`): its timeout in ticks from now (none: 0).
-    ldr     x2, [x12, #{K_TICKS}]
-    ands    x1, x5, #(0xfff & -(1 << {PCT_TIMEOUT_SHIFT}))
-    add     x2, x2, x1, lsr #{PCT_TIMEOUT_SHIFT}
-    csel    x2, xzr, x2, eq
-    str     x2, [x17, #{E_DEADLINE}]
+    ldr     x24, [x12, #{K_TICKS}]
+    ands    x25, x5, #(0xfff & -(1 << {PCT_TIMEOUT_SHIFT}))
+    add     x24, x24, x25, lsr #{PCT_TIMEOUT_SHIFT}
+    csel    x24, xzr, x24, eq
+    str     x24, [x17, #{E_DEADLINE}]
     // `hand_over`: the caller blocks for the server's reply (`block`), the server becomes
     // runnable here (its disk_wait, published, 0: it was parked).
     mov     w19, #{BLOCKED}
     strb    w19, [x17, #{E_STATE}]
-    mov     w1, #{W_REPLY}
-    strb    w1, [x17, #{E_WAIT}]
+    mov     w24, #{W_REPLY}
+    strb    w24, [x17, #{E_WAIT}]
     str     x15, [x17, #({E_WAIT} + {W_SLOT})]
-    SWITCH_STATE x16, x22, 1, 2, 3
-    add     x2, x15, #1                 // its ASID (`Env::asid`)
-    orr     x8, x8, x2, lsl #48
-    msr     ttbr0_el1, x8               // `set_user_table`
+    SWITCH_STATE x16, x22, 24, 25, 26
+    add     x24, x15, #1                // its ASID (`Env::asid`)
+    orr     x21, x21, x24, lsl #48
+    msr     ttbr0_el1, x21              // `set_user_table`
     isb
-    mov     x0, x6                      // its call context, now active
     stlr    xzr, [x11]
     sev
-    b       el0_return
+    // The server, at its entry on its call stack; its call context, now active, gives
+    // x6-x28 (x30 points at it until the last load).
+    add     x30, x16, #({E_FRAMES} + {CTX_CALL} * {FRAME_SIZE})
+    ldr     x24, [x16, #{E_STACK}]
+    msr     tpidr_el1, x30
+    msr     elr_el1, x7
+    msr     spsr_el1, xzr
+    msr     sp_el0, x24
+    mov     x0, x1                      // the message: the caller's x1-x4,
+    mov     x1, x2
+    mov     x2, x3
+    mov     x3, x4
+    mov     x4, x23                     // its id,
+    and     x5, x5, #{PCT_GRANT_RW}     // `opts & (!0xfff | PCT_GRANT_RW)`: no frame here
+    ldp     x6, x7, [x30, #(6 * 8)]
+    ldp     x8, x9, [x30, #(8 * 8)]
+    ldp     x10, x11, [x30, #(10 * 8)]
+    ldp     x12, x13, [x30, #(12 * 8)]
+    ldp     x14, x15, [x30, #(14 * 8)]
+    ldp     x16, x17, [x30, #(16 * 8)]
+    ldp     x18, x19, [x30, #(18 * 8)]
+    ldp     x20, x21, [x30, #(20 * 8)]
+    ldp     x22, x23, [x30, #(22 * 8)]
+    ldp     x24, x25, [x30, #(24 * 8)]
+    ldp     x26, x27, [x30, #(26 * 8)]
+    ldr     x28, [x30, #(28 * 8)]
+    mov     x29, xzr                    // a clean frame-pointer chain
+    mov     x30, xzr
+    eret
+el0_call_miss:                          // a miss: the lock back, the rest of the context
+    stlr    xzr, [x11]                  // saved (x0-x5, x8, x18: as the caller left
+    sev                                 // them), and the general path
+el0_call_slow:
+    stp     x0, x1, [x9]
+    stp     x2, x3, [x9, #(2 * 8)]
+    stp     x4, x5, [x9, #(4 * 8)]
+    str     x8, [x9, #(8 * 8)]
+    str     x18, [x9, #(18 * 8)]
+    b       el0_svc_saved
 
 // Any other synchronous exception: the whole context is saved, once, into the active
 // TrapFrame (the handler may read it with UpcallContext; UpcallResume restores it whole),
