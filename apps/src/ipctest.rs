@@ -54,7 +54,7 @@ fn setup_shared() {
 }
 
 /// Forks a server running `handler`; returns once it is parked and callable by us.
-pub(crate) fn server(handler: ipc::Handler) -> Result<EnvId, &'static str> {
+pub(crate) fn server(handler: impl ipc::Handler) -> Result<EnvId, &'static str> {
     let s = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             let e = ipc::serve(handler);

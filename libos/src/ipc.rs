@@ -31,7 +31,10 @@ pub struct Call {
     pub frame_writable: bool,
 }
 
-pub type Handler = fn(&Call) -> [u64; 4];
+/// What answers calls: a function item or a closure that captures nothing (zero-sized,
+/// `Copy`), so that each server's entry is made for its handler alone ([`register`]).
+pub trait Handler: Fn(&Call) -> [u64; 4] + Copy + 'static {}
+impl<H: Fn(&Call) -> [u64; 4] + Copy + 'static> Handler for H {}
 
 const STACK: usize = 32 * 1024;
 /// Whole pages (`fork` leaves them all to the child to fault in: `owed`), so page-aligned.
@@ -46,8 +49,9 @@ pub(crate) fn call_stack() -> (u64, u64) {
     (start, start + STACK as u64)
 }
 
+/// Whether a handler is registered (set once, by `register`).
 #[unsafe(link_section = ".private")]
-static HANDLER: Private<Option<Handler>> = Private::new(None);
+static SERVING: Private<bool> = Private::new(false);
 
 /// Where this server maps granted frames: `(base, pages)`, or `pages` = 0 for nowhere.
 #[unsafe(link_section = ".private")]
@@ -87,8 +91,8 @@ pub fn grant_lost() -> bool {
 pub(crate) fn in_grant_window(far: u64) -> bool {
     // SAFETY: a read of a word the environment's own code sets, never an upcall.
     let (base, pages) = unsafe { *GRANT_WINDOW.get() };
-    // SAFETY: as above; HANDLER is set once, by `register`.
-    let serving = || unsafe { (*HANDLER.get()).is_some() };
+    // SAFETY: as above; SERVING is set once, by `register`.
+    let serving = || unsafe { *SERVING.get() };
     // (One compare for the window: `far` below `base` wraps round past its end. A program
     // with no window, pages 0, is answered by it.)
     far.wrapping_sub(base) < pages * 0x1000 && serving()
@@ -116,7 +120,6 @@ pub(crate) fn on_grant_fault(far: u64) -> bool {
 }
 
 /// After a call whose grant vanished: unmaps and frees the scratch pages.
-#[cold]
 fn drop_scratch() {
     // SAFETY: the handler has returned, so no fault of this call can write SCRATCH now.
     let mask = unsafe { core::mem::take(&mut *SCRATCH.get()) };
@@ -129,48 +132,40 @@ fn drop_scratch() {
     }
 }
 
-#[cfg(target_os = "none")]
-core::arch::global_asm!(
-    ".section .text.exo_pct_entry, \"ax\"",
-    ".global exo_pct_entry",
-    "exo_pct_entry:",
-    // x29 = x30 = 0 from the kernel (`Sys::PctCall`): the frame chain ends here.
-    "    b exo_pct_dispatch",
-);
-
-unsafe extern "C" {
-    fn exo_pct_entry();
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn exo_pct_dispatch(a0: u64, a1: u64, a2: u64, a3: u64, caller: u64, frame: u64) -> ! {
+/// The entry the kernel starts each call at, made for handler `H` alone: x0-x3 the words,
+/// x4 the caller, x5 the granted frame and its options; x29 = x30 = 0 (`Sys::PctCall`),
+/// so the frame chain ends here. The handler is called directly (inlined, if small), and
+/// its result goes back to the caller from registers.
+extern "C" fn pct_entry<H: Handler>(a0: u64, a1: u64, a2: u64, a3: u64, caller: u64, frame: u64) -> ! {
     let call = Call {
         args: [a0, a1, a2, a3],
         caller: EnvId(caller as u32),
         frame: frame & !0xfff,
         frame_writable: frame & 1 != 0,
     };
-    // SAFETY: HANDLER is written only by `register`, before any call can arrive.
-    let result = match unsafe { *HANDLER.get() } {
-        Some(h) => h(&call),
-        None => no_handler(),
-    };
+    // SAFETY: `H` is zero-sized and `Copy` (`register` checks the size when it builds
+    // this entry), and `register` was given a value of it: a read of zero bytes from a
+    // dangling, aligned pointer is a copy of that value.
+    let handler: H = unsafe { core::ptr::NonNull::<H>::dangling().read() };
+    let [r0, r1, r2, r3] = handler(&call);
     if grant_lost() {
-        drop_scratch();
+        reply_after_a_lost_grant(r0, r1, r2, r3)
     }
-    sys::pct_reply(result)
+    sys::pct_reply([r0, r1, r2, r3])
 }
 
-/// A call that found no handler (never: `register` sets one before any call can arrive);
-/// out of the way of the one that did.
+/// The reply of a call whose grant vanished, after its scratch pages go. Out of line, with
+/// the words as four arguments: the common reply keeps them in their registers.
 #[cold]
-fn no_handler() -> [u64; 4] {
-    [Error::NoSys as i64 as u64, 0, 0, 0]
+#[inline(never)]
+fn reply_after_a_lost_grant(r0: u64, r1: u64, r2: u64, r3: u64) -> ! {
+    drop_scratch();
+    sys::pct_reply([r0, r1, r2, r3])
 }
 
 /// Turns this environment into a server: `handler` answers every call from now on.
 /// Never returns (the environment's own context is parked for good).
-pub fn serve(handler: Handler) -> Error {
+pub fn serve(handler: impl Handler) -> Error {
     if let Err(e) = register(handler) {
         return e;
     }
@@ -181,10 +176,12 @@ pub fn serve(handler: Handler) -> Error {
 /// the kernel until this environment parks (`serve`, or `sys::pct_wait` after `register`),
 /// where before it would find no server (`NotFound`). For a server with work to do first
 /// (fsd mounting its partitions), so that its clients wait instead of polling.
-pub fn register(handler: Handler) -> Result<(), Error> {
+pub fn register<H: Handler>(handler: H) -> Result<(), Error> {
+    const { assert!(size_of::<H>() == 0, "a handler captures nothing: a fn item or such a closure") };
+    let _ = handler; // (the entry makes its own copies: `pct_entry`)
     // SAFETY: no call can be running yet: calls start only once the context parks, and
     // the entry is registered just below.
-    unsafe { *HANDLER.get() = Some(handler) };
+    unsafe { *SERVING.get() = true };
     let top = CALL_STACK.get() as u64 + STACK as u64;
-    sys::pct_register(exo_pct_entry as *const () as u64, top)
+    sys::pct_register(pct_entry::<H> as *const () as u64, top)
 }

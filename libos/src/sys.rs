@@ -358,19 +358,21 @@ pub fn pct_call(_target: EnvId, _args: [u64; 4], _opts: u64) -> Result<[u64; 4],
     Err(Error::NoSys)
 }
 /// From a call's context: the four reply words go back to the caller. Inline, so that
-/// the words go from the handler's result to the `svc` with no call and no frame.
+/// the words go from the handler's result to the `svc` in registers, with no call and no
+/// frame.
 #[cfg(target_os = "none")]
 #[inline(always)]
 pub fn pct_reply(r: [u64; 4]) -> ! {
-    // SAFETY: PctReply ends this context (the next call starts a fresh one at the entry);
-    // if it fails (not in a call), it is tried again, as `loop` did before, with the words
-    // read again through x20, which a system call keeps; they stay on this stack.
+    // SAFETY: PctReply ends this context (the next call starts a fresh one at the entry).
+    // It fails only outside a call's context, where it fails whatever the words: it is
+    // then made again forever (with x8 set again, as a failed call clobbers it), as `loop`
+    // did before.
     unsafe {
         core::arch::asm!(
-            "2: ldp x0, x1, [x20]", "ldp x2, x3, [x20, #16]", "mov x8, {n}", "svc #0", "b 2b",
+            "2: mov x8, {n}", "svc #0", "b 2b",
             n = const Sys::PctReply as u64,
-            in("x20") &r,
-            options(noreturn, nostack, readonly),
+            in("x0") r[0], in("x1") r[1], in("x2") r[2], in("x3") r[3],
+            options(noreturn, nostack),
         )
     }
 }

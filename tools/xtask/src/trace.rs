@@ -365,7 +365,7 @@ impl Profiler {
     /// protected control transfer's (`libos/src/upcall.rs`, `ipc.rs`).
     fn is_handler_entry(&self, frame: u32) -> bool {
         let name = &self.names[frame as usize];
-        name.ends_with(":exo_upcall_entry") || name.ends_with(":exo_pct_entry")
+        name.ends_with(":exo_upcall_entry") || name.ends_with(":exo_libos::ipc::pct_entry")
     }
 
     /// The annotated functions' instructions, each with how many times it ran, in address
