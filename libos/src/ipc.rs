@@ -178,7 +178,8 @@ pub fn serve(handler: impl Handler) -> Error {
 /// (fsd mounting its partitions), so that its clients wait instead of polling.
 pub fn register<H: Handler>(handler: H) -> Result<(), Error> {
     const { assert!(size_of::<H>() == 0, "a handler captures nothing: a fn item or such a closure") };
-    let _ = handler; // (the entry makes its own copies: `pct_entry`)
+    // (The entry makes its own copies of `handler`: `pct_entry`.)
+    let _ = handler;
     // SAFETY: no call can be running yet: calls start only once the context parks, and
     // the entry is registered just below.
     unsafe { *SERVING.get() = true };
