@@ -73,7 +73,8 @@ core::arch::global_asm!(
     ".endr",
     "    mov x0, sp",
     "    bl probe_check",
-    ".irp n, 1,2,3,4,5,6,7,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30",
+    "    mov x1, x0",
+    ".irp n, 0,2,3,4,5,6,7,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30",
     "    movz x\\n, #0x5e7e, lsl #48",
     "    movk x\\n, #0xe700, lsl #32",
     "    movk x\\n, #\\n",
@@ -110,16 +111,16 @@ unsafe extern "C" {
     fn probe_yield(target: u64, dump: *mut [u64; 31], mark: u64);
 }
 
-/// In the server, on entry: the registers (bit n: xn) that are wrong. x0-x3 are the
-/// caller's x1-x4, x4 its id and x5 the options (0); x29 and x30 are zero; no other
-/// register holds the caller's mark.
+/// In the server, on entry: the registers (bit n: xn) that are wrong. x0 is the caller's
+/// id, x1-x4 its x1-x4 and x5 the options (0); x29 and x30 are zero; no other register
+/// holds the caller's mark.
 #[unsafe(no_mangle)]
 extern "C" fn probe_check(x: &[u64; 31]) -> u64 {
     let mut bad = 0;
     for (n, &v) in x.iter().enumerate() {
         let ok = match n {
-            0..=3 => v == CALLER | (n as u64 + 1),
-            4 => v != 0 && v & MARK != CALLER,
+            0 => v != 0 && v & MARK != CALLER,
+            1..=4 => v == CALLER | n as u64,
             5 | 29 | 30 => v == 0,
             _ => v & MARK != CALLER,
         };
@@ -164,10 +165,10 @@ pub fn call_registers() -> Result<(), &'static str> {
     check(pinned, "could not keep caller and server on core 0")?;
     check(rounds_ok, "the call failed")?;
     check(x[1] == 0, "the server saw a register of the caller's beyond the message")?;
-    let results = (2..=4).all(|n| x[n] == SERVER | (n as u64 - 1));
+    let results = (2..=4).all(|n| x[n] == SERVER | n as u64);
     check(results, "the reply's words did not arrive")?;
     // x5-x18: its own, as the `wfi` saved them (the direct reply, `el0_reply`, computes in
-    // x4-x8 and x10-x17); x19-x30 kept.
+    // x5-x17 and loads them back from the caller's context); x19-x30 kept.
     let own = x[5] == 0 && (6..=30).filter(|&n| n != 8).all(|n| x[n] == CALLER | n as u64);
     check(own, "the caller did not get all its own registers back")
 }

@@ -149,7 +149,7 @@ impl Kernel {
         }
         let caller_id = self.envs[cur].id;
         let f = self.envs[cur].frame();
-        let args = [f.x[1], f.x[2], f.x[3], f.x[4], caller_id.0 as u64, opts & (!0xfff | PCT_GRANT_RW)];
+        let args = [caller_id.0 as u64, f.x[1], f.x[2], f.x[3], f.x[4], opts & (!0xfff | PCT_GRANT_RW)];
         let e = &mut self.envs[t];
         // Only what the entry relies on is set: arguments, a clean frame-pointer chain,
         // stack, pc. Other registers hold this server's own earlier values.
@@ -167,7 +167,7 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         let x = &self.envs[cur].frames[Ctx::Call as usize].x;
-        let r = [0, x[0], x[1], x[2], x[3]]; // the status, then the results
+        let r = [0, x[1], x[2], x[3], x[4]]; // the status, then the results
         let (c, cid) = core::mem::replace(&mut self.envs[cur].pct_caller, (NONE, EnvId(0)));
         self.envs[cur].active = Ctx::Own;
         if c != NONE && self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {

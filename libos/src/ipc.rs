@@ -132,11 +132,11 @@ fn drop_scratch() {
     }
 }
 
-/// The entry the kernel starts each call at, made for handler `H` alone: x0-x3 the words,
-/// x4 the caller, x5 the granted frame and its options; x29 = x30 = 0 (`Sys::PctCall`),
+/// The entry the kernel starts each call at, made for handler `H` alone: x0 the caller,
+/// x1-x4 the words, x5 the granted frame and its options; x29 = x30 = 0 (`Sys::PctCall`),
 /// so the frame chain ends here. The handler is called directly (inlined, if small), and
-/// its result goes back to the caller from registers.
-extern "C" fn pct_entry<H: Handler>(a0: u64, a1: u64, a2: u64, a3: u64, caller: u64, frame: u64) -> ! {
+/// its result goes back to the caller from registers (x1-x4, where the words came in).
+extern "C" fn pct_entry<H: Handler>(caller: u64, a0: u64, a1: u64, a2: u64, a3: u64, frame: u64) -> ! {
     let call = Call {
         args: [a0, a1, a2, a3],
         caller: EnvId(caller as u32),

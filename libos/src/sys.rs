@@ -357,9 +357,9 @@ pub fn pct_call(target: EnvId, args: [u64; 4], opts: u64) -> Result<[u64; 4], Er
 pub fn pct_call(_target: EnvId, _args: [u64; 4], _opts: u64) -> Result<[u64; 4], Error> {
     Err(Error::NoSys)
 }
-/// From a call's context: the four reply words go back to the caller. Inline, so that
-/// the words go from the handler's result to the `svc` in registers, with no call and no
-/// frame.
+/// From a call's context: the four reply words go back to the caller, in x1-x4. Inline,
+/// so that the words go from the handler's result to the `svc` in registers, with no call
+/// and no frame.
 #[cfg(target_os = "none")]
 #[inline(always)]
 pub fn pct_reply(r: [u64; 4]) -> ! {
@@ -371,7 +371,7 @@ pub fn pct_reply(r: [u64; 4]) -> ! {
         core::arch::asm!(
             "2: mov x8, {n}", "svc #0", "b 2b",
             n = const Sys::PctReply as u64,
-            in("x0") r[0], in("x1") r[1], in("x2") r[2], in("x3") r[3],
+            in("x1") r[0], in("x2") r[1], in("x3") r[2], in("x4") r[3],
             options(noreturn, nostack),
         )
     }
@@ -379,7 +379,7 @@ pub fn pct_reply(r: [u64; 4]) -> ! {
 #[cfg(not(target_os = "none"))]
 pub fn pct_reply(r: [u64; 4]) -> ! {
     loop {
-        let _ = c4(Sys::PctReply, r[0], r[1], r[2], r[3]);
+        let _ = call(Sys::PctReply as u64, [0, r[0], r[1], r[2], r[3], 0]);
     }
 }
 

@@ -248,17 +248,19 @@ pub enum Sys {
     PctWait = 39,
     /// `(target, a0, a1, a2, a3, opts) -> (status, r0, r1, r2, r3)`: a protected control
     /// transfer. The target must be available (parked in `PctWait`, not serving a call);
-    /// it starts at its entry with x0-x3 = a0-a3, x4 = the caller's id, x5 = the granted
-    /// frame (or 0) with bit 0 set if read-write, x29 = x30 = 0, sp = the registered stack
-    /// top, on the rest of the caller's time slice.
+    /// it starts at its entry with x0 = the caller's id, x1-x4 = a0-a3 (the words stay in
+    /// the registers they were passed in, both ways), x5 = the granted frame (or 0) with
+    /// bit 0 set if read-write, x29 = x30 = 0, sp = the registered stack top, on the rest
+    /// of the caller's time slice.
     /// `opts` = granted frame (page-aligned physical address of a data frame the caller
     /// owns, or 0) | [`PCT_GRANT_RW`] | [`PCT_NONBLOCK`] | timeout ticks << 3 (0: none).
     /// Errors: `Denied` without the right; `NotFound` if the target is dead or never
     /// registered, or dies or faults during the call; `Busy` if it is serving another call
     /// and `PCT_NONBLOCK` is set; `Timeout`.
     PctCall = 40,
-    /// `(r0, r1, r2, r3)`: from a call's context, returns to the caller (status 0, x1-x4 =
-    /// r0-r3) and parks this context again.
+    /// `(_, r0, r1, r2, r3)`, the words in x1-x4 (x0 is not read): from a call's context,
+    /// returns to the caller (status 0 in x0, x1-x4 = r0-r3, as they were) and parks this
+    /// context again.
     PctReply = 41,
     /// `(env)`: hands the console input to `env`, the caller or a descendant of it. One
     /// environment holds it at a time: init from boot; when the holder dies it passes to

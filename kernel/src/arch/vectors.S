@@ -428,10 +428,11 @@ el0_switch_miss:                        // a miss: the lock back, and the genera
 // reply (its own context is the one parked), and the next call starts a new one at its
 // entry. So until the last check the path computes only in x6, x7 and x9-x17, which a
 // system call may clobber: a miss (`el0_reply_miss`) saves the context as any slow call
-// does, with every register it keeps as the server left it, and takes `el0_svc`. As for
-// `el0_yield`, the caller is restored whole from its own context: x0-x4 (the status and
-// results) are all it gets of the server. x14 = the server's slot, x15 = the caller's,
-// x16/x17 their Envs.
+// does, with every register it keeps as the server left it, and takes `el0_svc`. The
+// caller resumes from registers, not from a stored frame: x0 = 0, x1-x4 the results (the
+// server's x1-x4, where the words came in), and every other register from its own active
+// context, as the general path's `el0_return` gives them: the results are all it gets of
+// the server. x14 = the server's slot, x15 = the caller's, x16/x17 their Envs.
 el0_reply:
     LOCK    el0_reply_slow
     add     x13, x12, #{K_ON}
@@ -469,7 +470,7 @@ el0_reply:
     cbz     x7, el0_reply_miss          // no tables
     ldr     x9, [x12, #{K_ENV_INFO}]
     cbz     x9, el0_reply_miss          // (the public table: always there after boot)
-    // No miss from here: the server's registers are its to lose (x0-x3 still to copy).
+    // No miss from here: the server's registers are its to lose but x1-x4, the results.
     // The server: the call ends (`pct_caller` cleared, its own context active), parked.
     mov     x6, #-1
     str     x6, [x16, #{E_CALLER}]
@@ -481,23 +482,42 @@ el0_reply:
     mov     w6, #{W_SERVE}
     strb    w6, [x16, #{E_WAIT}]
     // The caller: runnable here (its disk_wait, published, 0: it waited for a reply).
-    SWITCH_STATE x17, x9, 6, 4, 8
-    // The results into the caller's active context: x0 = 0, x1-x4 = the server's x0-x3.
-    ldrb    w6, [x17, #{E_ACTIVE}]
-    mov     x4, #{FRAME_SIZE}
-    madd    x6, x6, x4, x17
-    add     x6, x6, #{E_FRAMES}
-    stp     xzr, x0, [x6]
-    stp     x1, x2, [x6, #(2 * 8)]
-    str     x3, [x6, #(4 * 8)]
-    add     x4, x15, #1                 // its ASID
-    orr     x7, x7, x4, lsl #48
+    SWITCH_STATE x17, x9, 6, 5, 8
+    add     x5, x15, #1                 // its ASID
+    orr     x7, x7, x5, lsl #48
     msr     ttbr0_el1, x7
     isb
-    mov     x0, x6
+    // The caller resumes from registers: x0 = 0, x1-x4 the results as the server left
+    // them (the words stay where they were passed), the rest from its active context
+    // (x30 points at it until the last load), which it keeps as it was.
+    ldrb    w6, [x17, #{E_ACTIVE}]
+    mov     x5, #{FRAME_SIZE}
+    madd    x6, x6, x5, x17
+    add     x30, x6, #{E_FRAMES}
     stlr    xzr, [x11]
     sev
-    b       el0_return
+    msr     tpidr_el1, x30
+    ldp     x6, x7, [x30, #(31 * 8)]    // sp, pc
+    ldr     x8, [x30, #(33 * 8)]        // pstate
+    msr     sp_el0, x6
+    msr     elr_el1, x7
+    msr     spsr_el1, x8
+    mov     x0, xzr
+    ldr     x5, [x30, #(5 * 8)]
+    ldp     x6, x7, [x30, #(6 * 8)]
+    ldp     x8, x9, [x30, #(8 * 8)]
+    ldp     x10, x11, [x30, #(10 * 8)]
+    ldp     x12, x13, [x30, #(12 * 8)]
+    ldp     x14, x15, [x30, #(14 * 8)]
+    ldp     x16, x17, [x30, #(16 * 8)]
+    ldp     x18, x19, [x30, #(18 * 8)]
+    ldp     x20, x21, [x30, #(20 * 8)]
+    ldp     x22, x23, [x30, #(22 * 8)]
+    ldp     x24, x25, [x30, #(24 * 8)]
+    ldp     x26, x27, [x30, #(26 * 8)]
+    ldp     x28, x29, [x30, #(28 * 8)]
+    ldr     x30, [x30, #(30 * 8)]
+    eret
 el0_reply_miss:                         // a miss: the lock back, the context saved, and
     stlr    xzr, [x11]                  // the general path
     sev
@@ -516,7 +536,7 @@ el0_reply_slow:
 // starts at its entry with the caller's arguments, the caller blocks for the reply, and
 // the server runs at once. Any miss takes `el0_svc`, which decides the call in full
 // (errors, a busy server, grants, donations). The server starts from registers, not from
-// a stored frame: x0-x5 the message (the arguments, the caller's id, the options), x6-x28
+// a stored frame: x0-x5 the message (the caller's id, its x1-x4 as they are, the options), x6-x28
 // its own older values from its call context's frame (as the general path's `el0_return`
 // gives them), x29 = x30 = 0, so the message is all it gets of the caller. The frame is
 // left as it was: every entry from the server saves each field of it before anything
@@ -625,12 +645,8 @@ el0_call:
     msr     elr_el1, x7
     msr     spsr_el1, xzr
     msr     sp_el0, x24
-    mov     x0, x1                      // the message: the caller's x1-x4,
-    mov     x1, x2
-    mov     x2, x3
-    mov     x3, x4
-    mov     x4, x23                     // its id,
-    and     x5, x5, #{PCT_GRANT_RW}     // `opts & (!0xfff | PCT_GRANT_RW)`: no frame here
+    mov     x0, x23                     // the message: the caller's id, its x1-x4 as
+    and     x5, x5, #{PCT_GRANT_RW}     // they are, `opts & (!0xfff | PCT_GRANT_RW)` (no frame here)
     ldp     x6, x7, [x30, #(6 * 8)]
     ldp     x8, x9, [x30, #(8 * 8)]
     ldp     x10, x11, [x30, #(10 * 8)]
