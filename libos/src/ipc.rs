@@ -149,16 +149,19 @@ extern "C" fn pct_entry<H: Handler>(caller: u64, a0: u64, a1: u64, a2: u64, a3: 
     let handler: H = unsafe { core::ptr::NonNull::<H>::dangling().read() };
     let [r0, r1, r2, r3] = handler(&call);
     if grant_lost() {
-        reply_after_a_lost_grant(r0, r1, r2, r3)
+        exo_pct_reply_after_a_lost_grant(0, r0, r1, r2, r3)
     }
     sys::pct_reply([r0, r1, r2, r3])
 }
 
 /// The reply of a call whose grant vanished, after its scratch pages go. Out of line, with
-/// the words as four arguments: the common reply keeps them in their registers.
+/// the words as arguments in x1-x4 (`_` fills x0), the registers the reply takes them in,
+/// so that the common reply keeps them where they are (an exported symbol: the unused
+/// argument stays).
 #[cold]
 #[inline(never)]
-fn reply_after_a_lost_grant(r0: u64, r1: u64, r2: u64, r3: u64) -> ! {
+#[unsafe(no_mangle)]
+extern "C" fn exo_pct_reply_after_a_lost_grant(_: u64, r0: u64, r1: u64, r2: u64, r3: u64) -> ! {
     drop_scratch();
     sys::pct_reply([r0, r1, r2, r3])
 }
