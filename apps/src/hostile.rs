@@ -794,7 +794,7 @@ fn direct_call_refusals() -> Result<(), &'static str> {
         raw(1 << 32 | id(s), 0) == Error::Invalid as i64,
         raw(0, 0) == Error::Denied as i64,
         raw(id(s) & !0xfff | 0x7ff, 0) == Error::Denied as i64,
-        raw(id(s) + 0x1000, 0) == Error::Denied as i64,
+        raw(id(s) + 0x1000, 0) == Error::NotFound as i64, // its slot's, not it: nobody
         raw(id(stranger), 0) == Error::Denied as i64,
         raw(id(me), 0) == Error::NotFound as i64,
         raw(id(running), PCT_NONBLOCK) == Error::Busy as i64,
@@ -1781,9 +1781,9 @@ fn written_frame_as_table() -> Result<(), &'static str> {
     empty_once_bound(pa)
 }
 
-/// `EnvCreate` clears call rights naming the new id only once some slot's ids have wrapped
-/// (before that none can name it: a right names an id that was alive). A right to a server
-/// that is gone must not reach the next environment made in its slot.
+/// A call right is one bit per slot, and `EnvCreate` clears every right to the slot it
+/// fills: a right to a server that is gone must not reach the next environment made in
+/// its slot.
 fn stale_right() -> Result<(), &'static str> {
     fn echo(c: &Call) -> [u64; 4] {
         c.args

@@ -7,7 +7,7 @@
 //! descendants, never on anything else, and a child dies with its parent.
 
 use exo_abi::{
-    frame, EnvId, EnvInfo, EnvState, Error, KernelInfo, SectorBinding, PCT_GRANTS, PCT_RIGHTS, REPOSSESS_LOG,
+    frame, EnvId, EnvInfo, EnvState, Error, KernelInfo, SectorBinding, PCT_GRANTS, REPOSSESS_LOG,
     SECTOR_BINDINGS,
 };
 
@@ -113,7 +113,9 @@ pub struct Env {
     /// granted, who is calling it now, and when a wait for a call or reply gives up.
     pub pct_entry: u64,
     pub pct_stack: u64,
-    pub pct_rights: [EnvId; PCT_RIGHTS],
+    /// Bit i: it may call the environment in slot i (cleared when the slot's next
+    /// environment is made: `create`).
+    pub pct_rights: u64,
     pub grants: [Grant; PCT_GRANTS],
     pub pct_caller: (usize, EnvId),
     pub deadline: u64,
@@ -219,8 +221,6 @@ pub struct Kernel {
     /// The slot that holds the console input: init's from boot, moved by `ConsoleGive`
     /// (`syscall.rs`) and, when its holder dies, to the nearest living ancestor here.
     pub console: usize,
-    /// Some slot's generation has wrapped (`create`): an old call right may name a new id.
-    ids_wrapped: bool,
     /// The public pages, installed at boot and written by the `publish` methods here.
     info: Option<&'static mut KernelInfo>,
     env_info: Option<&'static mut [EnvInfo; MAX_ENVS]>,
@@ -244,7 +244,6 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     switch_to: NONE,
     call_waiters: 0,
     console: NONE,
-    ids_wrapped: false,
     info: None,
     env_info: None,
 });
@@ -374,18 +373,12 @@ impl Kernel {
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
         let old = self.envs[slot].generation;
         let generation = old.wrapping_add(1).max(1) & 0xf_ffff;
-        self.ids_wrapped |= generation <= old;
         let affinity = self.envs.get(parent).map_or(smp::up_mask(), |p| p.affinity);
         self.envs[slot] = Env { generation, parent, quota, kin_quota, ..Env::EMPTY };
         self.set_affinity(slot, affinity);
         let id = EnvId((generation << 12) | slot as u32);
-        // Ids wrap after 2^20 uses of a slot: no right left from before may name this one.
-        // Until some slot's have, none can: a right names an id that was alive (`pct_right`),
-        // and each slot's ids grew since.
-        if self.ids_wrapped {
-            let rights = self.envs.iter_mut().flat_map(|e| e.pct_rights.iter_mut());
-            rights.filter(|r| **r == id).for_each(|r| *r = EnvId(0));
-        }
+        // A call right names a slot's environment: none left from before names this one.
+        self.envs.iter_mut().for_each(|e| e.pct_rights &= !(1 << slot));
         self.envs[slot].id = id;
         self.envs[slot].state = EnvState::Blank;
         if parent == NONE {

@@ -20,27 +20,15 @@ impl Kernel {
     /// an ancestor) and over the target — as its ancestor, or by holding the right to call
     /// it itself (a right can be passed down, never up or sideways).
     pub fn pct_right(&mut self, caller: EnvId, target: EnvId, allow: bool) -> Result<u64, Error> {
-        let c = self.target(caller)?;
-        let t = self.slot(target)?;
-        let target = self.envs[t].id;
-        let me = self.current;
-        if !crate::env::is_ancestor_or_self(&self.envs, me, t) && !self.envs[me].pct_rights.contains(&target)
-        {
+        let (c, t, me) = (self.target(caller)?, self.slot(target)?, self.current);
+        if !crate::env::is_ancestor_or_self(&self.envs, me, t) && self.envs[me].pct_rights & 1 << t == 0 {
             return Err(Error::Denied);
         }
-        let rights = &self.envs[c].pct_rights;
-        let slot = if allow {
-            match rights.iter().position(|r| *r == target) {
-                Some(_) => return Ok(0),
-                // A free slot, or one naming an environment that is gone.
-                None => {
-                    rights.iter().position(|r| r.0 == 0 || self.slot(*r).is_err()).ok_or(Error::NoSlot)?
-                }
-            }
-        } else {
-            rights.iter().position(|r| *r == target).ok_or(Error::NotFound)?
-        };
-        self.envs[c].pct_rights[slot] = if allow { target } else { EnvId(0) };
+        let rights = &mut self.envs[c].pct_rights;
+        if !allow && *rights & 1 << t == 0 {
+            return Err(Error::NotFound);
+        }
+        *rights = if allow { *rights | 1 << t } else { *rights & !(1 << t) };
         Ok(0)
     }
 
@@ -103,7 +91,7 @@ impl Kernel {
 
     fn call_target(&self, cur: usize, target: u64, opts: u64) -> Result<usize, Error> {
         let id = EnvId(u32::try_from(target).map_err(|_| Error::Invalid)?);
-        if !self.envs[cur].pct_rights.contains(&id) || id.0 == 0 {
+        if id.0 == 0 || self.envs[cur].pct_rights.checked_shr(id.slot() as u32).unwrap_or(0) & 1 == 0 {
             return Err(Error::Denied);
         }
         let t = self.slot(id)?;

