@@ -39,6 +39,12 @@
 
 .endm
 
+.macro CORE_INDEX tmp                 // TPIDRRO_EL0 = this core's index (`smp::cpu`),
+    mrs     \tmp, mpidr_el1             // read by the vectors' `LOCK` (EL0 may read it too:
+    and     \tmp, \tmp, #3              // which core it runs on is public, `EnvInfo::cpu`)
+    msr     tpidrro_el0, \tmp
+.endm
+
 .section .text.boot, "ax"
 .global _start
 _start:
@@ -137,6 +143,7 @@ at_el1:
 high_entry:
     ldr     x1, =__stack_top
     mov     sp, x1
+    CORE_INDEX x1
     ldr     x1, =exception_vectors
     msr     vbar_el1, x1
     isb
@@ -185,6 +192,7 @@ secondary_el1:
     br      x4
 secondary_high:
     mov     sp, x3
+    CORE_INDEX x1
     ldr     x1, =exception_vectors
     msr     vbar_el1, x1
     isb

@@ -96,7 +96,7 @@ static RESUME_PTE_RULE: [u64; 2] = {
     use exo_abi::pte::{attr, bits, USER_ALLOWED, USER_REQUIRED};
     [USER_REQUIRED | !USER_ALLOWED | bits::ATTR_MASK, USER_REQUIRED | attr::NORMAL << bits::ATTR_SHIFT]
 };
-// `el0_yield` masks MPIDR with 3 and reads on[] unrolled; `el0_call` reads the rights unrolled
+// `el0_yield` reads on[] unrolled (four cores); boot.S sets TPIDRRO_EL0 to `cpu()`, MPIDR & 3
 const _: () = assert!(smp::MAX_CPUS == 4);
 // `el0_resume` indexes the frame table by shifting, and tests one bit of each permission.
 const _: () = assert!(size_of::<exo_abi::FrameEntry>() == 16 && crate::mm::PHYSMAP_BASE << 16 == 0);

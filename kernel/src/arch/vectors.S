@@ -77,10 +77,9 @@
 // For the switching fast paths (`el0_yield`, `el0_reply`, `el0_call`): takes the kernel lock as
 // `Global::with_on` does, or if another core holds it goes to the general path (which waits
 // for it, answering kicks meanwhile). x10 = this core, x11 = the lock word, x12 = the Kernel
-// (unless \kernel is 0: `LOCKED_ENV` reaches it from x11).
+// (unless \kernel is 0: the caller reaches it from x11, at K_VALUE).
 .macro LOCK held=el0_svc_saved, kernel=1
-    mrs     x10, mpidr_el1
-    and     x10, x10, #3                // this core (`smp::cpu`; MAX_CPUS is 4)
+    mrs     x10, tpidrro_el0            // this core (`smp::cpu`, set at boot: boot.S)
     adrp    x11, {KERNEL}
     add     x11, x11, :lo12:{KERNEL}    // `Global`'s lock word, first (#[repr(C)])
     add     x12, x10, #1                // the lock's owner: core + 1
@@ -98,25 +97,26 @@
 // it. \env (slot x15's Env) runnable, waiting for nothing, last run on this core (x10); the
 // runnable set's bit for x14 off and x15's on; `publish_state` for both (each one's state,
 // and x15's core: every other published field is as it was, disk_wait 0 for both, as
-// neither waited for the disk); on[cpu] = x15. \info: the public environment table;
-// x\a, x\b, x\c: scratch.
+// neither waited for the disk); on[cpu] = x15. x11: the lock (the Kernel at K_VALUE);
+// x13: on[]; \info: the public environment table; x\a, x\b, x\c: scratch.
+.if {W_NONE} | ({INFO_SIZE} - 256)
+.error "SWITCH_STATE stores xzr for Wait::None and shifts by 8 for an EnvInfo"
+.endif
 .macro SWITCH_STATE env, info, a, b, c
     mov     w20, #{RUNNABLE}
     strb    w20, [\env, #{E_STATE}]
-    mov     w\a, #{W_NONE}
-    strb    w\a, [\env, #{E_WAIT}]
+    strb    wzr, [\env, #{E_WAIT}]      // Wait::None
     strb    w10, [\env, #{E_LAST_CPU}]
-    ldr     x\a, [x12, #{K_RUNNABLE}]
+    ldr     x\a, [x11, #({K_VALUE} + {K_RUNNABLE})]
     mov     x\b, #1
     lsl     x\c, x\b, x14
     bic     x\a, x\a, x\c
     lsl     x\c, x\b, x15
     orr     x\a, x\a, x\c
-    str     x\a, [x12, #{K_RUNNABLE}]
-    mov     x\b, #{INFO_SIZE}
-    madd    x\a, x14, x\b, \info
+    str     x\a, [x11, #({K_VALUE} + {K_RUNNABLE})]
+    add     x\a, \info, x14, lsl #8      // (INFO_SIZE is 256)
     strb    w19, [x\a, #{I_STATE}]
-    madd    x\a, x15, x\b, \info
+    add     x\a, \info, x15, lsl #8
     strb    w20, [x\a, #{I_STATE}]
     strb    w10, [x\a, #{I_CPU}]
     str     x15, [x13, x10, lsl #3]     // on[cpu] = slot x15
@@ -434,16 +434,16 @@ el0_switch_miss:                        // a miss: the lock back, and the genera
 // context, as the general path's `el0_return` gives them: the results are all it gets of
 // the server. x14 = the server's slot, x15 = the caller's, x16/x17 their Envs.
 el0_reply:
-    LOCK    el0_reply_slow
-    add     x13, x12, #{K_ON}
+    LOCK    el0_reply_slow, 0
+    add     x13, x11, #({K_VALUE} + {K_ON})
     ldr     x14, [x13, x10, lsl #3]     // the server (on[cpu]; NONE: destroyed meanwhile)
     cmp     x14, #{MAX_ENVS}
     b.hs    el0_reply_miss
     mov     x9, #{ENV_SIZE}
-    add     x7, x12, #{K_ENVS}
+    add     x7, x11, #({K_VALUE} + {K_ENVS})
     madd    x16, x14, x9, x7            // &envs[server]
     ldr     x15, [x16, #{E_CALLER}]     // the caller's slot (NONE: none)
-    add     x6, x12, #{K_EXCLUDED}
+    add     x6, x11, #({K_VALUE} + {K_EXCLUDED})
     ldr     x6, [x6, x10, lsl #3]
     lsr     x6, x6, x15
     tbnz    x6, #0, el0_reply_miss      // its affinity leaves this core out: a donation
@@ -462,21 +462,20 @@ el0_reply:
     ccmp    w9, #{W_REPLY}, #0, eq      // waiting for a reply
     ccmp    x7, x14, #0, eq             // from this server?
     b.ne    el0_reply_miss
-    ldr     w6, [x12, #{K_CALL_WAITERS}]
+    ldr     w6, [x11, #({K_VALUE} + {K_CALL_WAITERS})]
     cbnz    w6, el0_reply_miss          // callers to wake (`wake_callers_of`)
     ldrb    w6, [x17, #{E_PENDING}]
     cbnz    w6, el0_reply_miss          // an upcall to deliver first
     ldr     x7, [x17, #{E_ROOT}]
     cbz     x7, el0_reply_miss          // no tables
-    ldr     x9, [x12, #{K_ENV_INFO}]
-    cbz     x9, el0_reply_miss          // (the public table: always there after boot)
     // No miss from here: the server's registers are its to lose but x1-x4, the results.
     // The server: the call ends (`pct_caller` cleared, its own context active), parked.
+    ldr     x9, [x11, #({K_VALUE} + {K_ENV_INFO})] // the public table (installed at boot,
+                                        // before any environment exists: never null here)
     mov     x6, #-1
-    str     x6, [x16, #{E_CALLER}]
+    str     x6, [x16, #{E_CALLER}]      // `pct_caller = (NONE, EnvId(0))`
     str     wzr, [x16, #{E_CALLER_ID}]
-    mov     w6, #{CTX_OWN}
-    strb    w6, [x16, #{E_ACTIVE}]
+    strb    wzr, [x16, #{E_ACTIVE}]     // Ctx::Own
     mov     w19, #{BLOCKED}
     strb    w19, [x16, #{E_STATE}]
     mov     w6, #{W_SERVE}
@@ -545,6 +544,9 @@ el0_reply_slow:
 .if {MAX_ENVS} & ({MAX_ENVS} - 1)
 .error "el0_call tests two slots against MAX_ENVS at once: it must be a power of two"
 .endif
+.if {CTX_OWN}
+.error "el0_reply stores xzr for Ctx::Own"
+.endif
 el0_call:
     tst     x5, #0xfffffffffffff000
     b.ne    el0_reply_slow              // a frame to grant (`opts & !0xfff`): the general
@@ -561,15 +563,15 @@ el0_call:
     stp     x6, x7, [x9, #(31 * 8)]
     mrs     x6, spsr_el1
     str     x6, [x9, #(33 * 8)]
-    LOCK    el0_call_slow
+    LOCK    el0_call_slow, 0
     and     x15, x0, #0xfff             // EnvId::slot
-    add     x6, x12, #{K_EXCLUDED}
+    add     x6, x11, #({K_VALUE} + {K_EXCLUDED})
     ldr     x6, [x6, x10, lsl #3]
     lsr     x6, x6, x15
     tbnz    x6, #0, el0_call_miss       // its affinity leaves this core out: a donation
                                         // (`hand_over`; tested first: the cross-core
                                         // call's miss stays short)
-    add     x13, x12, #{K_ON}
+    add     x13, x11, #({K_VALUE} + {K_ON})
     ldr     x14, [x13, x10, lsl #3]     // the caller (on[cpu]; NONE: destroyed meanwhile)
     lsr     x6, x0, #32
     orr     x7, x14, x15                // (MAX_ENVS is a power of two)
@@ -578,7 +580,7 @@ el0_call:
     ccmp    w0, #0, #4, eq              // not 0 (`id.0 == 0`: Denied)?
     b.eq    el0_call_miss
     mov     x6, #{ENV_SIZE}
-    add     x7, x12, #{K_ENVS}
+    add     x7, x11, #({K_VALUE} + {K_ENVS})
     madd    x16, x15, x6, x7            // &envs[server]
     madd    x17, x14, x6, x7            // &envs[caller]
     ldr     x6, [x17, #{E_RIGHTS}]      // the right to call slot x15 (`pct_rights`)
@@ -597,8 +599,6 @@ el0_call:
     cbnz    w19, el0_call_miss          // an upcall to deliver first (`deliver_pending`)
     ldr     x21, [x16, #{E_ROOT}]
     cbz     x21, el0_call_miss          // no tables (`ttbr0` would give the empty one)
-    ldr     x22, [x12, #{K_ENV_INFO}]
-    cbz     x22, el0_call_miss          // (the public table: always there after boot)
     // No miss from here: x0-x5 are the message, the caller's x6-x18 its to lose.
     // `enter`: the server's call context is active, for this caller.
     mov     w19, #{CTX_CALL}
@@ -607,11 +607,10 @@ el0_call:
     ldr     w23, [x17, #{E_ID}]
     str     w23, [x16, #{E_CALLER_ID}]
     // The caller's deadline (`pct_call`): its timeout in ticks from now (none: 0).
-    ldr     x24, [x12, #{K_TICKS}]
     ands    x25, x5, #(0xfff & -(1 << {PCT_TIMEOUT_SHIFT}))
-    add     x24, x24, x25, lsr #{PCT_TIMEOUT_SHIFT}
-    csel    x24, xzr, x24, eq
-    str     x24, [x17, #{E_DEADLINE}]
+    b.ne    el0_call_deadline
+    str     xzr, [x17, #{E_DEADLINE}]
+el0_call_timed:
     // `hand_over`: the caller blocks for the server's reply (`block`), the server becomes
     // runnable here (its disk_wait, published, 0: it was parked).
     mov     w19, #{BLOCKED}
@@ -619,17 +618,19 @@ el0_call:
     mov     w24, #{W_REPLY}
     strb    w24, [x17, #{E_WAIT}]
     str     x15, [x17, #({E_WAIT} + {W_SLOT})]
+    ldr     x22, [x11, #({K_VALUE} + {K_ENV_INFO})] // the public table (installed at boot,
+                                        // before any environment exists: never null here)
     SWITCH_STATE x16, x22, 24, 25, 26
     add     x24, x15, #1                // its ASID (`Env::asid`)
     orr     x21, x21, x24, lsl #48
     msr     ttbr0_el1, x21              // `set_user_table`
     isb
+    ldr     x24, [x16, #{E_STACK}]
     stlr    xzr, [x11]
     sev
     // The server, at its entry on its call stack; its call context, now active, gives
     // x6-x28 (x30 points at it until the last load).
     add     x30, x16, #({E_FRAMES} + {CTX_CALL} * {FRAME_SIZE})
-    ldr     x24, [x16, #{E_STACK}]
     msr     tpidr_el1, x30
     msr     elr_el1, x7
     msr     spsr_el1, xzr
@@ -651,6 +652,11 @@ el0_call:
     mov     x29, xzr                    // a clean frame-pointer chain
     mov     x30, xzr
     eret
+el0_call_deadline:                      // a timeout: the deadline, in ticks from now
+    ldr     x24, [x11, #({K_VALUE} + {K_TICKS})]
+    add     x24, x24, x25, lsr #{PCT_TIMEOUT_SHIFT}
+    str     x24, [x17, #{E_DEADLINE}]
+    b       el0_call_timed
 el0_call_miss:                          // a miss: the lock back, the rest of the context
     stlr    xzr, [x11]                  // saved (x0-x5, x8, x18: as the caller left
     sev                                 // them), and the general path
