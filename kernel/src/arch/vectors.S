@@ -384,8 +384,8 @@ el0_yield:
     cbnz    w1, el0_switch_miss         // an upcall to deliver first (`deliver_pending`)
     ldr     x2, [x16, #{E_ROOT}]
     cbz     x2, el0_switch_miss         // no tables (`ttbr0` would give the empty one)
-    ldr     x3, [x12, #{K_ENV_INFO}]
-    cbz     x3, el0_switch_miss         // (the public table: always there after boot)
+    ldr     x3, [x12, #{K_ENV_INFO}]    // the public table (installed at boot, before any
+                                        // environment exists: never null here)
     ldp     x4, x5, [x13]
     ldp     x6, x7, [x13, #16]
     cmp     x4, x15
@@ -405,7 +405,9 @@ el0_yield:
     add     x4, x15, #1                 // its ASID (`Env::asid`)
     orr     x2, x2, x4, lsl #48
     msr     ttbr0_el1, x2               // `set_user_table`
-    isb
+                                        // (no isb: the eret ahead synchronizes, as
+                                        // SCTLR_EL1.EOS is set, boot.S, and nothing
+                                        // before it goes through TTBR0)
     ldrb    w4, [x16, #{E_ACTIVE}]
     mov     x5, #{FRAME_SIZE}
     madd    x0, x4, x5, x16
@@ -485,7 +487,9 @@ el0_reply:
     add     x5, x15, #1                 // its ASID
     orr     x7, x7, x5, lsl #48
     msr     ttbr0_el1, x7
-    isb
+                                        // (no isb: the eret ahead synchronizes, as
+                                        // SCTLR_EL1.EOS is set, boot.S, and nothing
+                                        // before it goes through TTBR0)
     // The caller resumes from registers: x0 = 0, x1-x4 the results as the server left
     // them (the words stay where they were passed), the rest from its active context
     // (x30 points at it until the last load), which it keeps as it was.
@@ -624,7 +628,9 @@ el0_call_timed:
     add     x24, x15, #1                // its ASID (`Env::asid`)
     orr     x21, x21, x24, lsl #48
     msr     ttbr0_el1, x21              // `set_user_table`
-    isb
+                                        // (no isb: the eret ahead synchronizes, as
+                                        // SCTLR_EL1.EOS is set, boot.S, and nothing
+                                        // before it goes through TTBR0)
     ldr     x24, [x16, #{E_STACK}]
     stlr    xzr, [x11]
     sev
