@@ -20,19 +20,19 @@
 // whichever environment runs next; `el0_return` restores it.
 
 // Stores x18-x30, sp_el0, ELR and SPSR into the TrapFrame at \f: the half every save
-// path shares. x1 and x2, saved before it, are its scratch.
-.macro SAVE_UPPER f
+// path shares. \s1 and \s2 (x1 and x2, saved before it, unless named) are its scratch.
+.macro SAVE_UPPER f, s1=x1, s2=x2
     stp     x18, x19, [\f, #(18 * 8)]
     stp     x20, x21, [\f, #(20 * 8)]
     stp     x22, x23, [\f, #(22 * 8)]
     stp     x24, x25, [\f, #(24 * 8)]
     stp     x26, x27, [\f, #(26 * 8)]
     stp     x28, x29, [\f, #(28 * 8)]
-    mrs     x1, sp_el0
-    stp     x30, x1, [\f, #(30 * 8)]
-    mrs     x1, elr_el1
-    mrs     x2, spsr_el1
-    stp     x1, x2, [\f, #(32 * 8)]
+    mrs     \s1, sp_el0
+    stp     x30, \s1, [\f, #(30 * 8)]
+    mrs     \s1, elr_el1
+    mrs     \s2, spsr_el1
+    stp     \s1, \s2, [\f, #(32 * 8)]
 .endm
 
 .macro SAVE_FRAME
@@ -120,6 +120,31 @@
     strb    w20, [x\a, #{I_STATE}]
     strb    w10, [x\a, #{I_CPU}]
     str     x15, [x13, x10, lsl #3]     // on[cpu] = slot x15
+.endm
+
+// For `el0_reply` and `el0_call`, which start the other side from registers: x6-x27 from
+// its TrapFrame at x30 (the rest each loads around it).
+.macro LOAD_X6_X27
+    ldp     x6, x7, [x30, #(6 * 8)]
+    ldp     x8, x9, [x30, #(8 * 8)]
+    ldp     x10, x11, [x30, #(10 * 8)]
+    ldp     x12, x13, [x30, #(12 * 8)]
+    ldp     x14, x15, [x30, #(14 * 8)]
+    ldp     x16, x17, [x30, #(16 * 8)]
+    ldp     x18, x19, [x30, #(18 * 8)]
+    ldp     x20, x21, [x30, #(20 * 8)]
+    ldp     x22, x23, [x30, #(22 * 8)]
+    ldp     x24, x25, [x30, #(24 * 8)]
+    ldp     x26, x27, [x30, #(26 * 8)]
+.endm
+
+// TTBR0 = \root with slot \slot's ASID, \slot + 1 (`set_user_table`, `Env::asid`). No isb:
+// the eret ahead synchronizes (SCTLR_EL1.EOS is set: boot.S), and nothing before it goes
+// through TTBR0.
+.macro SET_TTBR0 root, slot, tmp
+    add     \tmp, \slot, #1
+    orr     \root, \root, \tmp, lsl #48
+    msr     ttbr0_el1, \root
 .endm
 
 // Each slot is 0x80 bytes: save, then branch to the shared tail with the slot number in x1.
@@ -396,18 +421,12 @@ el0_yield:
     // The switch: `run`'s state changes, then the lock back.
     str     x15, [x13, x10, lsl #3]     // on[cpu] = the target (`kernel()` does it from `current`)
     strb    w10, [x16, #{E_LAST_CPU}]
-    mov     x4, #{INFO_SIZE}
-    madd    x3, x15, x4, x3
+    add     x3, x3, x15, lsl #8         // (INFO_SIZE is 256: SWITCH_STATE)
     strb    w10, [x3, #{I_CPU}]         // `publish_state`: the core (its state, runnable, and
                                         // disk_wait, 0, are published: every change of state
                                         // publishes, and a runnable one waits for nothing)
     str     xzr, [x9]                   // the caller's result: 0
-    add     x4, x15, #1                 // its ASID (`Env::asid`)
-    orr     x2, x2, x4, lsl #48
-    msr     ttbr0_el1, x2               // `set_user_table`
-                                        // (no isb: the eret ahead synchronizes, as
-                                        // SCTLR_EL1.EOS is set, boot.S, and nothing
-                                        // before it goes through TTBR0)
+    SET_TTBR0 x2, x15, x4
     ldrb    w4, [x16, #{E_ACTIVE}]
     mov     x5, #{FRAME_SIZE}
     madd    x0, x4, x5, x16
@@ -484,12 +503,7 @@ el0_reply:
     strb    w6, [x16, #{E_WAIT}]
     // The caller: runnable here (its disk_wait, published, 0: it waited for a reply).
     SWITCH_STATE x17, x9, 6, 5, 8
-    add     x5, x15, #1                 // its ASID
-    orr     x7, x7, x5, lsl #48
-    msr     ttbr0_el1, x7
-                                        // (no isb: the eret ahead synchronizes, as
-                                        // SCTLR_EL1.EOS is set, boot.S, and nothing
-                                        // before it goes through TTBR0)
+    SET_TTBR0 x7, x15, x5
     // The caller resumes from registers: x0 = 0, x1-x4 the results as the server left
     // them (the words stay where they were passed), the rest from its active context
     // (x30 points at it until the last load), which it keeps as it was.
@@ -507,17 +521,7 @@ el0_reply:
     msr     spsr_el1, x8
     mov     x0, xzr
     ldr     x5, [x30, #(5 * 8)]
-    ldp     x6, x7, [x30, #(6 * 8)]
-    ldp     x8, x9, [x30, #(8 * 8)]
-    ldp     x10, x11, [x30, #(10 * 8)]
-    ldp     x12, x13, [x30, #(12 * 8)]
-    ldp     x14, x15, [x30, #(14 * 8)]
-    ldp     x16, x17, [x30, #(16 * 8)]
-    ldp     x18, x19, [x30, #(18 * 8)]
-    ldp     x20, x21, [x30, #(20 * 8)]
-    ldp     x22, x23, [x30, #(22 * 8)]
-    ldp     x24, x25, [x30, #(24 * 8)]
-    ldp     x26, x27, [x30, #(26 * 8)]
+    LOAD_X6_X27
     ldp     x28, x29, [x30, #(28 * 8)]
     ldr     x30, [x30, #(30 * 8)]
     eret
@@ -531,10 +535,10 @@ el0_reply_slow:
 // PctCall's fast path: what `Kernel::pct_call`, `call_target`, `enter`, `hand_over` and
 // `run` do when the caller holds the right to a server parked in `Serve` that this core may
 // run, and the call grants no frame, here. The caller's context is saved only as far as it
-// survives a PctCall (x19-x30, sp, pc, flags; x9 = its frame); the rest of what a slow
-// call saves (x0-x5, x8, x18) is saved only on a miss (`el0_call_miss`), so until the last
-// check the path computes only in x6, x7, x10-x17 and x19-x22, and x0-x5, x8 and x18 stay
-// as the caller left them. Then, with the lock taken once, and only if all of that holds
+// survives a PctCall (x19-x30, sp, pc, flags, and x18 with them: `SAVE_UPPER`; x9 = its
+// frame); the rest of what a slow call saves (x0-x5, x8) is saved only on a miss
+// (`el0_call_miss`), so until the last check the path computes only in x6, x7, x10-x17
+// and x19-x22, and x0-x5 and x8 stay as the caller left them. Then, with the lock taken once, and only if all of that holds
 // and the server has no upcall pending and has a root table, the server's call context
 // starts at its entry with the caller's arguments, the caller blocks for the reply, and
 // the server runs at once. Any miss takes `el0_svc`, which decides the call in full
@@ -556,17 +560,7 @@ el0_call:
     b.ne    el0_reply_slow              // a frame to grant (`opts & !0xfff`): the general
                                         // path, at once (the file service's calls)
     mrs     x9, tpidr_el1
-    stp     x19, x20, [x9, #(19 * 8)]
-    stp     x21, x22, [x9, #(21 * 8)]
-    stp     x23, x24, [x9, #(23 * 8)]
-    stp     x25, x26, [x9, #(25 * 8)]
-    stp     x27, x28, [x9, #(27 * 8)]
-    stp     x29, x30, [x9, #(29 * 8)]
-    mrs     x6, sp_el0
-    mrs     x7, elr_el1
-    stp     x6, x7, [x9, #(31 * 8)]
-    mrs     x6, spsr_el1
-    str     x6, [x9, #(33 * 8)]
+    SAVE_UPPER x9, x6, x7               // (x18 too: it pairs with x19)
     LOCK    el0_call_slow, 0
     and     x15, x0, #0xfff             // EnvId::slot
     add     x6, x11, #({K_VALUE} + {K_EXCLUDED})
@@ -625,12 +619,7 @@ el0_call_timed:
     ldr     x22, [x11, #({K_VALUE} + {K_ENV_INFO})] // the public table (installed at boot,
                                         // before any environment exists: never null here)
     SWITCH_STATE x16, x22, 24, 25, 26
-    add     x24, x15, #1                // its ASID (`Env::asid`)
-    orr     x21, x21, x24, lsl #48
-    msr     ttbr0_el1, x21              // `set_user_table`
-                                        // (no isb: the eret ahead synchronizes, as
-                                        // SCTLR_EL1.EOS is set, boot.S, and nothing
-                                        // before it goes through TTBR0)
+    SET_TTBR0 x21, x15, x24
     ldr     x24, [x16, #{E_STACK}]
     stlr    xzr, [x11]
     sev
@@ -643,17 +632,7 @@ el0_call_timed:
     msr     sp_el0, x24
     mov     x0, x23                     // the message: the caller's id, its x1-x4 as
     and     x5, x5, #{PCT_GRANT_RW}     // they are, `opts & (!0xfff | PCT_GRANT_RW)` (no frame here)
-    ldp     x6, x7, [x30, #(6 * 8)]
-    ldp     x8, x9, [x30, #(8 * 8)]
-    ldp     x10, x11, [x30, #(10 * 8)]
-    ldp     x12, x13, [x30, #(12 * 8)]
-    ldp     x14, x15, [x30, #(14 * 8)]
-    ldp     x16, x17, [x30, #(16 * 8)]
-    ldp     x18, x19, [x30, #(18 * 8)]
-    ldp     x20, x21, [x30, #(20 * 8)]
-    ldp     x22, x23, [x30, #(22 * 8)]
-    ldp     x24, x25, [x30, #(24 * 8)]
-    ldp     x26, x27, [x30, #(26 * 8)]
+    LOAD_X6_X27
     ldr     x28, [x30, #(28 * 8)]
     mov     x29, xzr                    // a clean frame-pointer chain
     mov     x30, xzr
@@ -664,14 +643,13 @@ el0_call_deadline:                      // a timeout: the deadline, in ticks fro
     str     x24, [x17, #{E_DEADLINE}]
     b       el0_call_timed
 el0_call_miss:                          // a miss: the lock back, the rest of the context
-    stlr    xzr, [x11]                  // saved (x0-x5, x8, x18: as the caller left
-    sev                                 // them), and the general path
+    stlr    xzr, [x11]                  // saved (x0-x5, x8: as the caller left them),
+    sev                                 // and the general path
 el0_call_slow:
     stp     x0, x1, [x9]
     stp     x2, x3, [x9, #(2 * 8)]
     stp     x4, x5, [x9, #(4 * 8)]
     str     x8, [x9, #(8 * 8)]
-    str     x18, [x9, #(18 * 8)]
     b       el0_svc_saved
 
 // Any other synchronous exception: the whole context is saved, once, into the active
