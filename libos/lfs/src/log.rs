@@ -315,6 +315,7 @@ impl<D: BlockDevice> Fs<D> {
     /// Reads sectors of a block the log holds, from the segment buffer when they are there.
     /// A range reaching from the disk into the buffer is read in two parts (adjacent blocks
     /// are read as one range; today a PS header always separates the two sides).
+    #[inline]
     pub(crate) fn read_log(&mut self, sector: u64, buf: &mut [u8]) -> Result<()> {
         let start = self.geo.seg_start(self.log.seg);
         let n = (buf.len() / SECTOR) as u64;
