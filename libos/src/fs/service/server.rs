@@ -80,7 +80,12 @@ impl Server {
         let want = if frame != 0 { frame } else { args[0] & !0xfff };
         let Some(buf) = self.buffer(caller, want, frame != 0) else { return [NEED_BUFFER, 0, 0, 0] };
         let a = [args[0] & 0xfff, args[1], args[2], args[3]];
-        match buf.and_then(|buf| self.dispatch(caller, a, buf)) {
+        // A read (the common call) here, the rest out of line: `dispatch` takes a large frame.
+        let r = match buf {
+            Ok(buf) if a[0] == op::READ => self.read(caller, a, buf),
+            buf => buf.and_then(|buf| self.dispatch(caller, a, buf)),
+        };
+        match r {
             Ok(r) => [0, r[0], r[1], r[2]],
             Err(e) => [e.code() as u64, 0, 0, 0],
         }
@@ -93,6 +98,7 @@ impl Server {
     }
 
     /// The file system and handle behind the caller's handle `h` (no look-up by name).
+    #[inline]
     fn owned(&mut self, caller: EnvId, h: u64) -> Result<(&mut dyn FileSystem, Handle)> {
         match self.handles.get(h as usize) {
             Some(&Some((c, m, hd))) if c == caller => Ok((self.vfs.fs_of(m).ok_or(Error::NotFound)?, hd)),
@@ -116,6 +122,17 @@ impl Server {
         Ok((m, rest))
     }
 
+    /// `READ`: up to `a[3]` bytes (at most the buffer) of the caller's handle `a[1]` at
+    /// offset `a[2]`, into the buffer.
+    #[inline]
+    fn read(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8]) -> Result<[u64; 3]> {
+        let (fs, h) = self.owned(caller, a[1])?;
+        let n = (a[3] as usize).min(BUF);
+        let got = fs.read(h, a[2], &mut buf[..n])?;
+        Ok([got as u64, 0, 0])
+    }
+
+    #[inline(never)]
     fn dispatch(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8]) -> Result<[u64; 3]> {
         match a[0] {
             op::MOUNTS => {
@@ -142,12 +159,7 @@ impl Server {
                 self.handles[slot] = Some((caller, m, h));
                 Ok([slot as u64, 0, 0])
             }
-            op::READ => {
-                let (fs, h) = self.owned(caller, a[1])?;
-                let n = (a[3] as usize).min(BUF);
-                let got = fs.read(h, a[2], &mut buf[..n])?;
-                Ok([got as u64, 0, 0])
-            }
+            op::READ => self.read(caller, a, buf),
             op::WRITE => {
                 let n = (a[3] as usize).min(BUF);
                 // The caller's bytes, taken before anything is written: if its grant vanished
