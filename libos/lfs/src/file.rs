@@ -30,13 +30,13 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Reads up to `buf.len()` bytes at `off`; returns how many (0 at or past the end).
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self, h: Handle, off: u64, buf: &mut [u8]) -> Result<usize> {
         // The common read first, inlined into the caller: one aligned block of a file whose
         // inode is cached, found without a walk and stored whole in the log. Anything else,
         // and every error, is the general path's.
         if let Some(p) = self.cached_block(h, off, buf.len()) {
-            self.read_log(ptr_sector(p), &mut buf[..BLOCK])?;
+            self.read_log_inline(ptr_sector(p), &mut buf[..BLOCK])?;
             return Ok(BLOCK);
         }
         self.read_any(h, off, buf)
@@ -47,7 +47,7 @@ impl<D: BlockDevice> Fs<D> {
     /// the handle's inode cached with its generation, not a directory, the block below
     /// its size, its pointer a direct one or one the memo holds, and the block stored in
     /// full in the log. `None` when any of that does not hold.
-    #[inline]
+    #[inline(always)]
     fn cached_block(&self, h: Handle, off: u64, len: usize) -> Option<u64> {
         let i = &self.inodes.get(h.ino)?.inode;
         if i.gen != h.gen || i.kind == Kind::Dir || off >= i.size || !off.is_multiple_of(BLOCK as u64) {
@@ -126,7 +126,7 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Whether `p` names a block stored in full (all eight sectors) inside the log.
-    #[inline]
+    #[inline(always)]
     fn whole(&self, p: u64) -> bool {
         p != 0 && ptr_len(p) == 8 && self.geo.ptr_ok(p)
     }
