@@ -149,7 +149,7 @@ impl Geometry {
     }
 
     /// Whether a non-zero pointer names sectors inside one segment.
-    #[inline]
+    #[inline(always)]
     pub fn ptr_ok(&self, p: u64) -> bool {
         let s = ptr_sector(p);
         p >> 51 == 0
