@@ -88,6 +88,23 @@ impl RemoteFs {
         self.call_once(op, a, true)
     }
 
+    /// [`RemoteFs::read`] of more than a page (or of nothing): a call per page.
+    #[inline(never)]
+    fn read_pages(&mut self, h: Handle, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            let want = (buf.len() - done).min(BUF);
+            let n = self.call(op::READ, [h.0 as u64, offset + done as u64, want as u64])?[0] as usize;
+            let n = n.min(want);
+            buf[done..done + n].copy_from_slice(&self.buf()[..n]); // the server just filled it
+            done += n;
+            if n < want {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
     /// Puts `prefix + path` (and an optional second path) in the buffer; returns lengths.
     fn put_paths(&mut self, a: &str, b: Option<&str>) -> Result<(u64, u64)> {
         let full = |p: &str| alloc::format!("{}{}", self.prefix, if p == "/" { "" } else { p });
@@ -127,18 +144,7 @@ impl FileSystem for RemoteFs {
             buf[..n].copy_from_slice(&self.buf()[..n]); // the server just filled it
             return Ok(n);
         }
-        let mut done = 0;
-        while done < buf.len() {
-            let want = (buf.len() - done).min(BUF);
-            let n = self.call(op::READ, [h.0 as u64, offset + done as u64, want as u64])?[0] as usize;
-            let n = n.min(want);
-            buf[done..done + n].copy_from_slice(&self.buf()[..n]); // the server just filled it
-            done += n;
-            if n < want {
-                break;
-            }
-        }
-        Ok(done)
+        self.read_pages(h, offset, buf)
     }
 
     fn write(&mut self, h: Handle, offset: u64, data: &[u8]) -> Result<usize> {
