@@ -139,7 +139,7 @@ impl Geometry {
     }
 
     /// The segment holding `sector`, if it is in the log area.
-    #[inline]
+    #[inline(always)]
     pub fn seg_of(&self, sector: u64) -> Option<u32> {
         if sector < self.first_seg {
             return None;
