@@ -166,7 +166,8 @@ pub fn read(
     };
     let n = (buf.len() / 512) as u64;
     let st = state();
-    let in_order = sector >= st.prev_end && sector <= st.prev_end + GAP;
+    // At `prev_end` or at most `GAP` sectors past it (one unsigned compare: below it wraps).
+    let in_order = sector.wrapping_sub(st.prev_end) <= GAP;
     st.streak = if in_order { st.streak + 1 } else { 0 };
     st.prev_end = sector + n;
     if st.streak >= STREAK {
