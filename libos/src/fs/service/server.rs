@@ -42,13 +42,13 @@ impl Server {
     /// one mapped in the page it had or the next newcomer's. `None` if the call left the
     /// grant out and that buffer is not mapped for it: the caller asks again with it.
     #[inline]
-    fn buffer(&mut self, caller: EnvId, want: u64, granted: bool) -> Option<Result<&'static mut [u8]>> {
+    fn buffer(&mut self, caller: EnvId, want: u64, granted: bool) -> Option<Result<&'static mut [u8; BUF]>> {
         // The last call's page first, here: a client's calls come in runs.
         let last = self.last;
         let page = self.window + last as u64 * 4096;
         if self.buffers[last] == (caller, want) && vm::entry(page) != 0 {
             // SAFETY: that page maps the caller's granted frame read-write; one call at a time.
-            return Some(Ok(unsafe { core::slice::from_raw_parts_mut(page as *mut u8, BUF) }));
+            return Some(Ok(unsafe { &mut *(page as *mut [u8; BUF]) }));
         }
         self.find_buffer(caller, want, granted)
     }
@@ -56,7 +56,12 @@ impl Server {
     /// [`Server::buffer`] when the last call's page is not this caller's buffer, or no
     /// longer maps it.
     #[inline(never)]
-    fn find_buffer(&mut self, caller: EnvId, want: u64, granted: bool) -> Option<Result<&'static mut [u8]>> {
+    fn find_buffer(
+        &mut self,
+        caller: EnvId,
+        want: u64,
+        granted: bool,
+    ) -> Option<Result<&'static mut [u8; BUF]>> {
         let page = |i: usize| self.window + i as u64 * 4096;
         let last = self.last;
         let held = if self.buffers[last] == (caller, want) {
@@ -85,7 +90,7 @@ impl Server {
         };
         self.last = i;
         // SAFETY: that page maps the caller's granted frame read-write; one call at a time.
-        Some(Ok(unsafe { core::slice::from_raw_parts_mut(page(i) as *mut u8, BUF) }))
+        Some(Ok(unsafe { &mut *(page(i) as *mut [u8; BUF]) }))
     }
 
     /// Answers one call: `[status, r0, r1, r2]`. The first word is the operation, with the
@@ -139,7 +144,7 @@ impl Server {
     /// `READ`: up to `a[3]` bytes (at most the buffer) of the caller's handle `a[1]` at
     /// offset `a[2]`, into the buffer.
     #[inline]
-    fn read(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8]) -> Result<[u64; 3]> {
+    fn read(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8; BUF]) -> Result<[u64; 3]> {
         let (fs, h) = self.owned(caller, a[1])?;
         let n = (a[3] as usize).min(BUF);
         let got = fs.read(h, a[2], &mut buf[..n])?;
@@ -147,7 +152,7 @@ impl Server {
     }
 
     #[inline(never)]
-    fn dispatch(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8]) -> Result<[u64; 3]> {
+    fn dispatch(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8; BUF]) -> Result<[u64; 3]> {
         match a[0] {
             op::MOUNTS => {
                 let mut s = String::new();
