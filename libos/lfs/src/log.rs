@@ -337,7 +337,10 @@ impl<D: BlockDevice> Fs<D> {
         if sector + n > self.geo.total_sectors {
             return Err(Error::Corrupt(crate::Corruption::Summary));
         }
-        self.dev.read(sector, buf).map_err(Error::Io)
+        match self.dev.read(sector, buf) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io_error(e)),
+        }
     }
 
     /// The part of `sector..` before `mem` from the disk, the rest from the buffer.
@@ -347,4 +350,12 @@ impl<D: BlockDevice> Fs<D> {
         self.read_log(sector, disk)?;
         self.read_log(mem, rest)
     }
+}
+
+/// A device's failure as the LFS's error, out of line: the read's success path then tests
+/// the device's result once, with no error value built on the way.
+#[cold]
+#[inline(never)]
+fn io_error(e: crate::error::IoError) -> Error {
+    Error::Io(e)
 }
