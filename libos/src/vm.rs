@@ -138,6 +138,7 @@ pub fn unread_by_child() -> core::ops::Range<u64> {
 /// Runs `f` on the bookkeeping. A libOS environment is single-threaded; the only other
 /// way in is an upcall, and faults cannot happen inside this module (its state and the
 /// stacks are never copy-on-write), so re-entry means a bug: it panics.
+#[inline]
 pub fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     // SAFETY: a libOS environment has one thread of control, and `busy` (checked next)
     // rules out a second, overlapping borrow from an upcall.
@@ -249,10 +250,12 @@ pub fn init(kinfo_pa: u64, image: (u64, u64)) -> Result<(), Error> {
 }
 
 /// The entry mapping `va` in this space (0 if none), read through the table windows.
+#[inline]
 pub fn entry(va: u64) -> u64 {
     with(|s| entry_in(s, va))
 }
 
+#[inline]
 fn entry_in(s: &mut State, va: u64) -> u64 {
     s.lookup(va & !(REGION - 1)).map_or(0, |i| entry_at(i, va))
 }

@@ -4,7 +4,7 @@
 use crate::device::{BlockDevice, SECTOR};
 use crate::error::{Corruption, Error, Result};
 use crate::fs::{Fs, Handle};
-use crate::inode::{Kind, MAX_BLOCKS};
+use crate::inode::{Kind, MAX_BLOCKS, NDIRECT};
 use crate::layout::{ptr_len, ptr_make, ptr_sector, BLOCK};
 use crate::summary::{Entry, EntryKind};
 
@@ -30,7 +30,40 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Reads up to `buf.len()` bytes at `off`; returns how many (0 at or past the end).
+    #[inline(always)]
     pub fn read(&mut self, h: Handle, off: u64, buf: &mut [u8]) -> Result<usize> {
+        // The common read first, inlined into the caller: one aligned block of a file whose
+        // inode is cached, found without a walk and stored whole in the log. Anything else,
+        // and every error, is the general path's.
+        if let Some(p) = self.cached_block(h, off, buf.len()) {
+            self.read_log_inline(ptr_sector(p), &mut buf[..BLOCK])?;
+            return Ok(BLOCK);
+        }
+        self.read_any(h, off, buf)
+    }
+
+    /// The pointer of the block a read of `len` bytes at `off` covers exactly, when that
+    /// read is one aligned block (what [`Fs::read_any`] would read with one `read_log`):
+    /// the handle's inode cached with its generation, not a directory, the block below
+    /// its size, its pointer a direct one or one the memo holds, and the block stored in
+    /// full in the log. `None` when any of that does not hold.
+    #[inline(always)]
+    fn cached_block(&self, h: Handle, off: u64, len: usize) -> Option<u64> {
+        let i = &self.inodes.get(h.ino)?.inode;
+        if i.gen != h.gen || i.kind == Kind::Dir || off >= i.size || !off.is_multiple_of(BLOCK as u64) {
+            return None;
+        }
+        if (i.size - off).min(len as u64) != BLOCK as u64 {
+            return None;
+        }
+        let blk = off / BLOCK as u64;
+        let p = if blk < NDIRECT as u64 { i.ptr[blk as usize] } else { self.nodes.recall(h.ino, blk)? };
+        self.whole(p).then_some(p)
+    }
+
+    /// [`Fs::read`] in general: any length and offset, a handle whose inode is not cached.
+    #[inline(never)]
+    fn read_any(&mut self, h: Handle, off: u64, buf: &mut [u8]) -> Result<usize> {
         let size = self.file_handle(h)?;
         if off >= size {
             return Ok(0);
@@ -93,6 +126,7 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Whether `p` names a block stored in full (all eight sectors) inside the log.
+    #[inline(always)]
     fn whole(&self, p: u64) -> bool {
         p != 0 && ptr_len(p) == 8 && self.geo.ptr_ok(p)
     }

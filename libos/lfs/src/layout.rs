@@ -139,7 +139,7 @@ impl Geometry {
     }
 
     /// The segment holding `sector`, if it is in the log area.
-    #[inline]
+    #[inline(always)]
     pub fn seg_of(&self, sector: u64) -> Option<u32> {
         if sector < self.first_seg {
             return None;
@@ -149,7 +149,7 @@ impl Geometry {
     }
 
     /// Whether a non-zero pointer names sectors inside one segment.
-    #[inline]
+    #[inline(always)]
     pub fn ptr_ok(&self, p: u64) -> bool {
         let s = ptr_sector(p);
         p >> 51 == 0

@@ -316,6 +316,13 @@ impl<D: BlockDevice> Fs<D> {
     /// A range reaching from the disk into the buffer is read in two parts (adjacent blocks
     /// are read as one range; today a PS header always separates the two sides).
     pub(crate) fn read_log(&mut self, sector: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_log_inline(sector, buf)
+    }
+
+    /// [`Fs::read_log`] inlined where it is called (a cached block's read), the split read
+    /// excepted.
+    #[inline(always)]
+    pub(crate) fn read_log_inline(&mut self, sector: u64, buf: &mut [u8]) -> Result<()> {
         let start = self.geo.seg_start(self.log.seg);
         let n = (buf.len() / SECTOR) as u64;
         let mem = start + self.log.mem_from as u64;
@@ -325,13 +332,30 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(());
         }
         if sector < mem && sector + n > mem {
-            let (disk, rest) = buf.split_at_mut((mem - sector) as usize * SECTOR);
-            self.read_log(sector, disk)?;
-            return self.read_log(mem, rest);
+            return self.read_log_split(sector, mem, buf);
         }
         if sector + n > self.geo.total_sectors {
             return Err(Error::Corrupt(crate::Corruption::Summary));
         }
-        self.dev.read(sector, buf).map_err(Error::Io)
+        match self.dev.read(sector, buf) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(io_error(e)),
+        }
     }
+
+    /// The part of `sector..` before `mem` from the disk, the rest from the buffer.
+    #[inline(never)]
+    fn read_log_split(&mut self, sector: u64, mem: u64, buf: &mut [u8]) -> Result<()> {
+        let (disk, rest) = buf.split_at_mut((mem - sector) as usize * SECTOR);
+        self.read_log(sector, disk)?;
+        self.read_log(mem, rest)
+    }
+}
+
+/// A device's failure as the LFS's error, out of line: the read's success path then tests
+/// the device's result once, with no error value built on the way.
+#[cold]
+#[inline(never)]
+fn io_error(e: crate::error::IoError) -> Error {
+    Error::Io(e)
 }

@@ -58,7 +58,8 @@ impl NodeCache {
         self.epoch = self.epoch.wrapping_add(1);
     }
 
-    fn recall(&self, ino: u32, blk: u64) -> Option<u64> {
+    #[inline]
+    pub(crate) fn recall(&self, ino: u32, blk: u64) -> Option<u64> {
         let m = &self.memo[blk as usize % MEMO];
         (m.epoch == self.epoch && self.epoch != 0 && m.ino == ino && m.blk == blk).then_some(m.ptr)
     }

@@ -125,15 +125,24 @@ pub fn forget(sector: u64, count: u64) {
     }
 }
 
+#[inline]
 fn region() -> Option<CacheRegion> {
     let s = state();
     if s.start == 0 && !s.off {
-        match reclaim::add_cache_region(PAGES) {
-            Ok(r) => s.start = r.start,
-            Err(_) => s.off = true,
-        }
+        open_region();
     }
+    let s = state();
     (s.start != 0).then_some(CacheRegion { start: s.start, pages: PAGES })
+}
+
+/// Takes the cache region at the first read (or notes that none can be had).
+#[inline(never)]
+fn open_region() {
+    let s = state();
+    match reclaim::add_cache_region(PAGES) {
+        Ok(r) => s.start = r.start,
+        Err(_) => s.off = true,
+    }
 }
 
 /// The page a read starting at `sector` lives in (a multiplicative hash, so that reads a
@@ -143,7 +152,8 @@ fn slot(sector: u64) -> u64 {
 }
 
 /// Reads `buf.len() / 512` sectors at disk sector `sector`, through the cache when the read
-/// is small; `raw` reads from the disk (into a 512-byte-aligned buffer).
+/// is small; `raw` reads from the disk (into a 512-byte-aligned buffer). A hit is a few
+/// tests and the copy; a miss calls [`fill`], out of line.
 pub fn read(
     sector: u64,
     buf: &mut [u8],
@@ -156,7 +166,8 @@ pub fn read(
     };
     let n = (buf.len() / 512) as u64;
     let st = state();
-    let in_order = sector >= st.prev_end && sector <= st.prev_end + GAP;
+    // At `prev_end` or at most `GAP` sectors past it (one unsigned compare: below it wraps).
+    let in_order = sector.wrapping_sub(st.prev_end) <= GAP;
     st.streak = if in_order { st.streak + 1 } else { 0 };
     st.prev_end = sector + n;
     if st.streak >= STREAK {
@@ -170,17 +181,7 @@ pub fn read(
         // No `resident` check (a page-table walk): a page given back since it was filled
         // faults when copied from, which the fault count below catches.
         if st.tags[i as usize] != sector + 1 || st.lens[i as usize] < n {
-            st.tags[i as usize] = 0;
-            // SAFETY: the page lies in this program's cache region, which nothing else
-            // uses; `sector_read` faults it in (the region is lazy) before the kernel fills
-            // it, and it stays mapped while pinned. The slice ends here.
-            let dst = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, buf.len()) };
-            raw(sector, dst)?;
-            st.tags[i as usize] = sector + 1;
-            st.lens[i as usize] = n;
-            st.lo = st.lo.min(sector);
-            st.hi = st.hi.max(sector + n);
-            st.stats.misses += 1;
+            fill(st, i as usize, sector, page, buf.len(), &mut raw)?;
         } else {
             st.stats.hits += 1;
         }
@@ -206,6 +207,32 @@ pub fn read(
     })
 }
 
+/// A miss of [`read`] (called pinned, with the cache's state): reads `len` bytes at
+/// `sector` into cache page `page`, slot `i`, and records it there.
+#[inline(never)]
+fn fill(
+    st: &mut State,
+    i: usize,
+    sector: u64,
+    page: u64,
+    len: usize,
+    raw: &mut impl FnMut(u64, &mut [u8]) -> Result<(), IoError>,
+) -> Result<(), IoError> {
+    let n = (len / 512) as u64;
+    st.tags[i] = 0;
+    // SAFETY: the page lies in this program's cache region, which nothing else uses;
+    // `sector_read` faults it in (the region is lazy) before the kernel fills it, and it
+    // stays mapped while pinned (the caller pins). The slice ends here.
+    let dst = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, len) };
+    raw(sector, dst)?;
+    st.tags[i] = sector + 1;
+    st.lens[i] = n;
+    st.lo = st.lo.min(sector);
+    st.hi = st.hi.max(sector + n);
+    st.stats.misses += 1;
+    Ok(())
+}
+
 #[repr(C, align(512))]
 struct Aligned([u8; MAX_CACHED]);
 
@@ -215,6 +242,7 @@ static BOUNCE: Private<Option<Box<Aligned>>> = Private::new(None);
 
 /// `raw(sector, buf)`, through an aligned buffer on the stack if `buf` is not aligned to
 /// 512 bytes (the device takes small reads in any buffer: `SysSectors::reads_any_buffer`).
+#[inline(never)]
 fn aligned(
     sector: u64,
     buf: &mut [u8],

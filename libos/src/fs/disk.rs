@@ -153,6 +153,7 @@ impl<S: BlockDevice> Partition<S> {
         f(&mut self.inner.borrow_mut().io)
     }
 
+    #[inline]
     fn check(&self, sector: u64, len: usize) -> Result<u64, IoError> {
         let n = (len / SECTOR) as u64;
         if !len.is_multiple_of(SECTOR) || sector.checked_add(n).is_none_or(|end| end > self.count) {
@@ -162,8 +163,30 @@ impl<S: BlockDevice> Partition<S> {
     }
 
     /// Reads `buf.len() / 512` sectors at partition sector `sector`.
+    #[inline]
     pub fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let abs = self.check(sector, buf.len())?;
+        // The common read (a file system's block, say), inlined into the caller: one device
+        // call, straight into `buf`. The rest (a long read, an empty one, a buffer that needs
+        // the bounce buffer) takes `read_chunks`.
+        {
+            let inner = &mut *self.inner.borrow_mut();
+            let len = buf.len();
+            if len != 0
+                && len <= MAX_TRANSFER * SECTOR
+                && ((buf.as_ptr() as usize).is_multiple_of(SECTOR) || inner.io.reads_any_buffer(len))
+            {
+                inner.stats.reads += 1;
+                inner.stats.sectors_read += (len / SECTOR) as u64;
+                return inner.io.read(abs, buf);
+            }
+        }
+        self.read_chunks(abs, buf)
+    }
+
+    /// [`Partition::read`] of a checked extent starting at device sector `abs`, in pieces.
+    #[inline(never)]
+    fn read_chunks(&self, abs: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let inner = &mut *self.inner.borrow_mut();
         if (buf.as_ptr() as usize).is_multiple_of(SECTOR) || inner.io.reads_any_buffer(buf.len()) {
             for (i, chunk) in buf.chunks_mut(MAX_TRANSFER * SECTOR).enumerate() {
@@ -257,6 +280,7 @@ impl core::ops::DerefMut for SectorBuf {
 
 /// A partition is a device of its own, sectors `0..count`: the LFS mounts one directly.
 impl<S: BlockDevice> BlockDevice for Partition<S> {
+    #[inline]
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         Partition::read(self, sector, buf)
     }

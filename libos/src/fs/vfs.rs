@@ -190,11 +190,19 @@ impl Vfs {
         self.fds.get_mut(fd.0 as usize).and_then(Option::as_mut).ok_or(Error::BadHandle)
     }
 
+    /// The open file `fd` and the file system it is on, found once.
+    #[inline]
+    fn file_fs(&mut self, fd: Fd) -> Result<(&mut OpenFile, &mut dyn FileSystem)> {
+        let f = self.fds.get_mut(fd.0 as usize).and_then(Option::as_mut).ok_or(Error::BadHandle)?;
+        let m = self.mounts.get_mut(f.mount).and_then(Option::as_mut).ok_or(Error::BadHandle)?;
+        Ok((f, m.fs.as_mut()))
+    }
+
     /// Reads at the descriptor's position and advances it; 0 at the end of the file.
     pub fn read(&mut self, fd: Fd, buf: &mut [u8]) -> Result<usize> {
-        let (mount, h, pos) = self.file(fd).map(|f| (f.mount, f.handle, f.pos))?;
-        let n = self.fs(mount)?.read(h, pos, buf)?;
-        self.file(fd)?.pos = pos + n as u64;
+        let (f, fs) = self.file_fs(fd)?;
+        let n = fs.read(f.handle, f.pos, buf)?;
+        f.pos += n as u64;
         Ok(n)
     }
 
@@ -214,15 +222,21 @@ impl Vfs {
     /// Moves the position; returns the new one. Positions past the end are allowed (a write
     /// there leaves zeros between), before the start are not.
     pub fn seek(&mut self, fd: Fd, to: SeekFrom) -> Result<u64> {
-        let (mount, h, pos) = self.file(fd).map(|f| (f.mount, f.handle, f.pos))?;
+        let size = match to {
+            SeekFrom::End(_) => {
+                let (f, fs) = self.file_fs(fd)?;
+                fs.fstat(f.handle)?.size
+            }
+            _ => 0,
+        };
+        let f = self.file(fd)?;
         let new = match to {
             SeekFrom::Start(n) => Some(n),
-            SeekFrom::Current(d) => pos.checked_add_signed(d),
-            SeekFrom::End(d) => self.fs(mount)?.fstat(h)?.size.checked_add_signed(d),
+            SeekFrom::Current(d) => f.pos.checked_add_signed(d),
+            SeekFrom::End(d) => size.checked_add_signed(d),
         };
-        let new = new.ok_or(Error::InvalidArgument)?;
-        self.file(fd)?.pos = new;
-        Ok(new)
+        f.pos = new.ok_or(Error::InvalidArgument)?;
+        Ok(f.pos)
     }
 
     /// Closes a descriptor. The number is free again even if the file system reports an error.

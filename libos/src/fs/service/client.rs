@@ -60,21 +60,49 @@ impl RemoteFs {
         unsafe { core::slice::from_raw_parts_mut(self.buf_va as *mut u8, BUF) }
     }
 
+    /// One call to the server; inlined where it is made (its retry with the grant is not).
+    #[inline]
     fn call(&mut self, op: u64, a: [u64; 3]) -> Result<[u64; 3]> {
-        // The buffer's frame names it in the first word, for a call that leaves its grant out.
-        let call = |grant: bool| {
-            let frame = if grant { self.buf_pa | PCT_GRANT_RW } else { 0 };
-            sys::pct_call(self.server, [op | self.buf_pa, a[0], a[1], a[2]], frame).map_err(|_| Error::Io)
-        };
-        let mut r = call(!self.granted)?;
+        let mut r = self.call_once(op, a, !self.granted)?;
         if r[0] == NEED_BUFFER {
-            r = call(true)?;
+            r = self.call_granted(op, a)?;
         }
         self.granted = r[0] != NEED_BUFFER;
         if r[0] != 0 {
             return Err(error_from(r[0]));
         }
         Ok([r[1], r[2], r[3]])
+    }
+
+    /// The call as made: the buffer's frame names it in the first word, for a call that
+    /// leaves its grant out.
+    #[inline]
+    fn call_once(&self, op: u64, a: [u64; 3], grant: bool) -> Result<[u64; 4]> {
+        let frame = if grant { self.buf_pa | PCT_GRANT_RW } else { 0 };
+        sys::pct_call(self.server, [op | self.buf_pa, a[0], a[1], a[2]], frame).map_err(|_| Error::Io)
+    }
+
+    /// The call again, with the grant (the server did not hold the buffer).
+    #[inline(never)]
+    fn call_granted(&self, op: u64, a: [u64; 3]) -> Result<[u64; 4]> {
+        self.call_once(op, a, true)
+    }
+
+    /// [`RemoteFs::read`] of more than a page (or of nothing): a call per page.
+    #[inline(never)]
+    fn read_pages(&mut self, h: Handle, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            let want = (buf.len() - done).min(BUF);
+            let n = self.call(op::READ, [h.0 as u64, offset + done as u64, want as u64])?[0] as usize;
+            let n = n.min(want);
+            buf[done..done + n].copy_from_slice(&self.buf()[..n]); // the server just filled it
+            done += n;
+            if n < want {
+                break;
+            }
+        }
+        Ok(done)
     }
 
     /// Puts `prefix + path` (and an optional second path) in the buffer; returns lengths.
@@ -109,18 +137,14 @@ impl FileSystem for RemoteFs {
     }
 
     fn read(&mut self, h: Handle, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            let want = (buf.len() - done).min(BUF);
-            let n = self.call(op::READ, [h.0 as u64, offset + done as u64, want as u64])?[0] as usize;
-            let n = n.min(want);
-            buf[done..done + n].copy_from_slice(&self.buf()[..n]); // the server just filled it
-            done += n;
-            if n < want {
-                break;
-            }
+        if !buf.is_empty() && buf.len() <= BUF {
+            // One call (the common read, a page or less), as the loop below would make it.
+            let want = buf.len();
+            let n = (self.call(op::READ, [h.0 as u64, offset, want as u64])?[0] as usize).min(want);
+            buf[..n].copy_from_slice(&self.buf()[..n]); // the server just filled it
+            return Ok(n);
         }
-        Ok(done)
+        self.read_pages(h, offset, buf)
     }
 
     fn write(&mut self, h: Handle, offset: u64, data: &[u8]) -> Result<usize> {

@@ -41,9 +41,28 @@ impl Server {
     /// first word names): the window page that maps it for this caller, or, granted now,
     /// one mapped in the page it had or the next newcomer's. `None` if the call left the
     /// grant out and that buffer is not mapped for it: the caller asks again with it.
-    fn buffer(&mut self, caller: EnvId, want: u64, granted: bool) -> Option<Result<&'static mut [u8]>> {
+    #[inline]
+    fn buffer(&mut self, caller: EnvId, want: u64, granted: bool) -> Option<Result<&'static mut [u8; BUF]>> {
+        // The last call's page first, here: a client's calls come in runs.
+        let last = self.last;
+        let page = self.window + last as u64 * 4096;
+        if self.buffers[last] == (caller, want) && vm::entry(page) != 0 {
+            // SAFETY: that page maps the caller's granted frame read-write; one call at a time.
+            return Some(Ok(unsafe { &mut *(page as *mut [u8; BUF]) }));
+        }
+        self.find_buffer(caller, want, granted)
+    }
+
+    /// [`Server::buffer`] when the last call's page is not this caller's buffer, or no
+    /// longer maps it.
+    #[inline(never)]
+    fn find_buffer(
+        &mut self,
+        caller: EnvId,
+        want: u64,
+        granted: bool,
+    ) -> Option<Result<&'static mut [u8; BUF]>> {
         let page = |i: usize| self.window + i as u64 * 4096;
-        // The last call's page first: a client's calls come in runs.
         let last = self.last;
         let held = if self.buffers[last] == (caller, want) {
             Some(last)
@@ -71,7 +90,7 @@ impl Server {
         };
         self.last = i;
         // SAFETY: that page maps the caller's granted frame read-write; one call at a time.
-        Some(Ok(unsafe { core::slice::from_raw_parts_mut(page(i) as *mut u8, BUF) }))
+        Some(Ok(unsafe { &mut *(page(i) as *mut [u8; BUF]) }))
     }
 
     /// Answers one call: `[status, r0, r1, r2]`. The first word is the operation, with the
@@ -80,7 +99,12 @@ impl Server {
         let want = if frame != 0 { frame } else { args[0] & !0xfff };
         let Some(buf) = self.buffer(caller, want, frame != 0) else { return [NEED_BUFFER, 0, 0, 0] };
         let a = [args[0] & 0xfff, args[1], args[2], args[3]];
-        match buf.and_then(|buf| self.dispatch(caller, a, buf)) {
+        // A read (the common call) here, the rest out of line: `dispatch` takes a large frame.
+        let r = match buf {
+            Ok(buf) if a[0] == op::READ => self.read(caller, a, buf),
+            buf => buf.and_then(|buf| self.dispatch(caller, a, buf)),
+        };
+        match r {
             Ok(r) => [0, r[0], r[1], r[2]],
             Err(e) => [e.code() as u64, 0, 0, 0],
         }
@@ -93,6 +117,7 @@ impl Server {
     }
 
     /// The file system and handle behind the caller's handle `h` (no look-up by name).
+    #[inline]
     fn owned(&mut self, caller: EnvId, h: u64) -> Result<(&mut dyn FileSystem, Handle)> {
         match self.handles.get(h as usize) {
             Some(&Some((c, m, hd))) if c == caller => Ok((self.vfs.fs_of(m).ok_or(Error::NotFound)?, hd)),
@@ -116,7 +141,18 @@ impl Server {
         Ok((m, rest))
     }
 
-    fn dispatch(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8]) -> Result<[u64; 3]> {
+    /// `READ`: up to `a[3]` bytes (at most the buffer) of the caller's handle `a[1]` at
+    /// offset `a[2]`, into the buffer.
+    #[inline]
+    fn read(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8; BUF]) -> Result<[u64; 3]> {
+        let (fs, h) = self.owned(caller, a[1])?;
+        let n = (a[3] as usize).min(BUF);
+        let got = fs.read(h, a[2], &mut buf[..n])?;
+        Ok([got as u64, 0, 0])
+    }
+
+    #[inline(never)]
+    fn dispatch(&mut self, caller: EnvId, a: [u64; 4], buf: &mut [u8; BUF]) -> Result<[u64; 3]> {
         match a[0] {
             op::MOUNTS => {
                 let mut s = String::new();
@@ -142,12 +178,7 @@ impl Server {
                 self.handles[slot] = Some((caller, m, h));
                 Ok([slot as u64, 0, 0])
             }
-            op::READ => {
-                let (fs, h) = self.owned(caller, a[1])?;
-                let n = (a[3] as usize).min(BUF);
-                let got = fs.read(h, a[2], &mut buf[..n])?;
-                Ok([got as u64, 0, 0])
-            }
+            op::READ => self.read(caller, a, buf),
             op::WRITE => {
                 let n = (a[3] as usize).min(BUF);
                 // The caller's bytes, taken before anything is written: if its grant vanished
