@@ -38,6 +38,7 @@ pub const TESTS: &[Test] = &[
         "droppable_mark_cannot_make_the_kernel_take_another_environments_frame",
         crate::pressure::mark_cannot_give_away_others_frames,
     ),
+    ("taking_and_freeing_in_turn_is_not_giving_frames_back", crate::pressure::churn_is_not_giving_back),
     ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
     ("child_cannot_map_the_framebuffer_it_was_not_given", framebuffer_stealing),

@@ -331,6 +331,13 @@ impl Kernel {
         self.envs[slot].held += 1;
         self.up(slot, |e| e.subtree += 1);
         self.publish_frames(slot);
+        // A frame taken while frames are asked back is one more owed: taking and freeing
+        // in turn must not count as giving back (`frames_returned`).
+        let e = &mut self.envs[slot];
+        if e.revoke_wanted > 0 {
+            e.revoke_wanted += 1;
+            self.publish(slot);
+        }
         Ok(())
     }
 
