@@ -114,8 +114,10 @@ pub struct Env {
     pub pct_entry: u64,
     pub pct_stack: u64,
     /// Bit i: it may call the environment in slot i (cleared when the slot's next
-    /// environment is made: `create`).
+    /// environment is made: `create`). `pct_holders`: bit i, slot i may hold a right to
+    /// call this one (a superset: bits are set with each right and go only with the slot).
     pub pct_rights: u64,
+    pub pct_holders: u64,
     pub grants: [Grant; PCT_GRANTS],
     pub pct_caller: (usize, EnvId),
     pub deadline: u64,
@@ -381,11 +383,15 @@ impl Kernel {
         let old = self.envs[slot].generation;
         let generation = old.wrapping_add(1).max(1) & 0xf_ffff;
         let affinity = self.envs.get(parent).map_or(smp::up_mask(), |p| p.affinity);
+        // A call right names a slot's environment: none left from before names this one.
+        let mut holders = self.envs[slot].pct_holders;
+        while holders != 0 {
+            self.envs[holders.trailing_zeros() as usize].pct_rights &= !(1 << slot);
+            holders &= holders - 1;
+        }
         self.envs[slot] = Env { generation, parent, quota, kin_quota, ..Env::EMPTY };
         self.set_affinity(slot, affinity);
         let id = EnvId((generation << 12) | slot as u32);
-        // A call right names a slot's environment: none left from before names this one.
-        self.envs.iter_mut().for_each(|e| e.pct_rights &= !(1 << slot));
         self.envs[slot].id = id;
         self.envs[slot].state = EnvState::Blank;
         if parent == NONE {

@@ -29,6 +29,7 @@ impl Kernel {
             return Err(Error::NotFound);
         }
         *rights = if allow { *rights | 1 << t } else { *rights & !(1 << t) };
+        self.envs[t].pct_holders |= (allow as u64) << c;
         Ok(0)
     }
 
