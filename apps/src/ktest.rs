@@ -31,6 +31,7 @@ pub const TESTS: &[Test] = &[
     ("yield_to_runs_the_named_environment", yield_to),
     ("slice_end_upcall_arrives_when_asked_for", slice_upcall),
     ("slice_end_during_the_handler_comes_at_its_resume_before_the_interrupted_code", slice_end_in_handler),
+    ("core_index_register_cannot_be_written_by_a_program", core_index_register_is_not_the_programs),
     ("upcall_can_rewrite_the_interrupted_context", upcall_context),
     ("destroy_returns_every_frame_and_table", destroy_accounting),
     ("libos_cannot_map_a_sibling_frame", sibling_frame),
@@ -651,6 +652,28 @@ fn foreign_envs() -> Result<(), &'static str> {
     let _ = sys::env_destroy(a);
     check(s.get(0) == 2, "an environment acted on its parent or sibling")?;
     check(alive, "the sibling was harmed")
+}
+
+/// The kernel's lock takes each core's index from TPIDRRO_EL0 (`boot.S`), which EL0 may
+/// read but not write: a program that tries to write it is killed for an undefined
+/// instruction, and the register still names the core this runs on.
+fn core_index_register_is_not_the_programs() -> Result<(), &'static str> {
+    let child = spawn(|| {
+        let _ = sys::env_set_upcall(EnvId::SELF, 0, 0, false);
+        // SAFETY: deliberately traps: TPIDRRO_EL0 is read-only at EL0.
+        unsafe { core::arch::asm!("msr tpidrro_el0, {}", in(reg) 3u64) };
+        0
+    });
+    let status = process::wait(child).map_err(|_| "wait")?;
+    let index: u64;
+    // SAFETY: a read of a register EL0 may read; it touches nothing else.
+    unsafe { core::arch::asm!("mrs {}, tpidrro_el0", out(reg) index, options(nomem, nostack)) };
+    let mine = vm::env_info(vm::me()).map_or(u64::MAX, |i| i.cpu as u64);
+    check(
+        status == exo_libos::abi::killed_status(upcall::UNDEFINED),
+        "a write of TPIDRRO_EL0 was not refused",
+    )?;
+    check(index == mine, "TPIDRRO_EL0 does not name the core this runs on")
 }
 
 fn unhandled_fault() -> Result<(), &'static str> {
