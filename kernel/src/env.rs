@@ -125,6 +125,8 @@ pub struct Env {
     pub affinity: u8,
     pub last_cpu: u8,
     generation: u32,
+    /// Its FP/SIMD registers while they are not live on a core (`arch::FpState`).
+    pub fp: crate::arch::FpState,
 }
 
 impl Env {
@@ -256,7 +258,11 @@ pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
     let c = smp::cpu();
     KERNEL.with_on(c, |k| {
         (k.cpu, k.current) = (c, k.on[c]);
+        let was = k.current;
         let r = f(k);
+        if k.current != was {
+            crate::arch::fp_leave(k.envs.get_mut(was).map(|e| &mut e.fp));
+        }
         k.on[c] = k.current; // (`cpu` stays `c` throughout)
         r
     })

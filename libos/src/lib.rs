@@ -12,7 +12,7 @@ pub mod fd;
 pub mod fs;
 pub mod heap;
 pub mod ipc;
-mod mem;
+pub mod mem;
 pub mod nic;
 mod owed;
 pub mod pipe;

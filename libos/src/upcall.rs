@@ -15,15 +15,15 @@ use crate::private::Private;
 use crate::vm::{self, COW, PAGE, RW};
 use crate::{println, sys};
 
-const STACK_SIZE: usize = 32 * 1024;
+pub(crate) const STACK_SIZE: usize = 32 * 1024;
 
 /// Whole pages (`fork` gives the child zeroed ones, and copies no page it shares with other
 /// statics), so page-aligned.
 #[repr(C, align(4096))]
-struct Stack([u8; STACK_SIZE]);
+pub(crate) struct Stack([u8; STACK_SIZE]);
 
 #[unsafe(link_section = ".private.stacks")]
-static UPCALL_STACK: Private<Stack> = Private::new(Stack([0; STACK_SIZE]));
+pub(crate) static UPCALL_STACK: Private<Stack> = Private::new(Stack([0; STACK_SIZE]));
 
 /// What a hook learns about an upcall: for a fault, `kind` and `arg` are the syndrome's
 /// reading ([`upcall::classify`]), never `FAULT`.

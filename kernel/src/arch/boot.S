@@ -75,7 +75,8 @@ at_el1:
     b.lo    park                        // EL0 cannot happen; EL3 is not supported
     cmp     x21, #2
     b.hi    park
-    msr     cpacr_el1, xzr              // FP/SIMD trap: exo is built soft-float throughout
+    mov     x1, #{FP_OFF}               // EL0's FP/SIMD access off (`arch::FpState`)
+    msr     cpacr_el1, x1
     ldr     x1, =SCTLR_EL1_RES1
     msr     sctlr_el1, x1
     isb
@@ -166,7 +167,8 @@ secondary_entry:
     b.ne    secondary_el1
     EL2_TO_EL1 secondary_el1
 secondary_el1:
-    msr     cpacr_el1, xzr
+    mov     x1, #{FP_OFF}
+    msr     cpacr_el1, x1
     ldr     x1, =SCTLR_EL1_RES1
     msr     sctlr_el1, x1
     isb

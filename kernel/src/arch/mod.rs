@@ -11,7 +11,12 @@ use crate::env::{Ctx, Env, Kernel, Wait};
 pub mod smp;
 pub mod trap;
 
-global_asm!(include_str!("boot.S"), BOOT_TCR = const BOOT_TCR, MMU_ON = const MMU_ON);
+global_asm!(
+    include_str!("boot.S"),
+    BOOT_TCR = const BOOT_TCR,
+    MMU_ON = const MMU_ON,
+    FP_OFF = const FPEN_EL0_TRAPPED,
+);
 // The libOS's `memcpy` and `memset` (256 and 64 bytes a turn), in place of the compiler's.
 global_asm!(include_str!("../../abi/src/mem.S"));
 global_asm!(
@@ -46,6 +51,9 @@ global_asm!(
     E_ENTRY = const offset_of!(Env, pct_entry),
     E_STACK = const offset_of!(Env, pct_stack),
     E_DEADLINE = const offset_of!(Env, deadline),
+    E_FP = const offset_of!(Env, fp),
+    FP_OFF = const FPEN_EL0_TRAPPED,
+    FP_ON = const FPEN_ON,
     W_SLOT = const align_of::<usize>(),
     W_NONE = const Wait::None.tag(),
     W_SERVE = const Wait::Serve.tag(),
@@ -102,6 +110,59 @@ const _: () = assert!(smp::MAX_CPUS == 4);
 const _: () = assert!(size_of::<exo_abi::FrameEntry>() == 16 && crate::mm::PHYSMAP_BASE << 16 == 0);
 const _: () = assert!(exo_abi::pte::bits::AP_RO.count_ones() == 1 && exo_abi::pte::bits::UXN.count_ones() == 1);
 const _: () = assert!(exo_abi::frame::LINKED.count_ones() == 1 && exo_abi::frame::FROZEN.count_ones() == 1);
+
+/// An environment's FP/SIMD registers while they are not live on a core: v0-v31, then FPSR
+/// and FPCR (`FP_SAVE` and `FP_LOAD` in `vectors.S`). All zero, the reset state, until it
+/// first uses them.
+///
+/// The kernel is built soft-float and never touches these registers itself. EL0's access
+/// is off (CPACR_EL1.FPEN = 0b01: EL0 traps, EL1 does not) whenever a core changes
+/// environments, so an environment's first FP/SIMD instruction in its turn traps: `el0_fp`
+/// loads its registers and turns access on. From then until the core leaves it the
+/// registers are the environment's own, and every path that leaves it (`kernel`,
+/// `el0_yield`, `el0_reply`, `el0_call`) saves them here and turns access off. So no
+/// environment ever reads another's, an environment that never uses them costs one test
+/// per switch, and the state is in memory whenever the environment is not running
+/// (another core may run it next).
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct FpState {
+    v: [[u64; 2]; 32],
+    fpsr: u64,
+    fpcr: u64,
+}
+const _: () = assert!(size_of::<FpState>() == 528 && offset_of!(FpState, fpsr) == 512);
+
+/// CPACR_EL1 with EL0's FP/SIMD access off (it traps, EL1's does not: only `vectors.S`
+/// touches the registers at EL1) and on; `boot.S` starts each core off.
+pub const FPEN_EL0_TRAPPED: u64 = 1 << 20;
+pub const FPEN_ON: u64 = 3 << 20;
+
+unsafe extern "C" {
+    fn fp_save(to: *mut FpState);
+    fn fp_load(from: *const FpState);
+}
+
+/// The core leaves the environment whose FP/SIMD state is `state` (`None`: one destroyed
+/// meanwhile, or none): if its registers are live here they are saved to it, and EL0's
+/// access goes off, so that the next environment's first use loads its own.
+pub fn fp_leave(state: Option<&mut FpState>) {
+    if CPACR_EL1.get() == FPEN_ON {
+        if let Some(s) = state {
+            // SAFETY: EL0's access is on, so EL1's is too; `s` is a valid, aligned FpState.
+            unsafe { fp_save(s) };
+        }
+        CPACR_EL1.set(FPEN_EL0_TRAPPED); // (the eret ahead synchronizes)
+    }
+}
+
+/// The running environment's first FP/SIMD instruction of its turn, when `el0_fp` missed:
+/// its registers loaded from `state`, EL0's access on.
+pub fn fp_enter(state: &FpState) {
+    // SAFETY: EL1's access is never trapped (FPEN is 0b01 or 0b11); `state` is valid and aligned.
+    unsafe { fp_load(state) };
+    CPACR_EL1.set(FPEN_ON);
+}
 
 /// TCR_EL1 as `boot.S` switches the MMU on (it adds IPS, the CPU's physical range): 48-bit
 /// addresses and 4 KiB pages in both halves, walks inner-shareable and write-back cached.

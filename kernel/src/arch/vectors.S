@@ -147,6 +147,47 @@
     msr     ttbr0_el1, \root
 .endm
 
+// The FP/SIMD registers to (`FP_SAVE`) or from (`FP_LOAD`) the `arch::FpState` at \a,
+// which ends past it; \t1, \t2 scratch. (Braces doubled: this file is a format string.)
+.arch_extension fp
+.arch_extension simd
+.macro FP_SAVE a, t1, t2
+    st1     {{v0.2d-v3.2d}}, [\a], #64
+    st1     {{v4.2d-v7.2d}}, [\a], #64
+    st1     {{v8.2d-v11.2d}}, [\a], #64
+    st1     {{v12.2d-v15.2d}}, [\a], #64
+    st1     {{v16.2d-v19.2d}}, [\a], #64
+    st1     {{v20.2d-v23.2d}}, [\a], #64
+    st1     {{v24.2d-v27.2d}}, [\a], #64
+    st1     {{v28.2d-v31.2d}}, [\a], #64
+    mrs     \t1, fpsr
+    mrs     \t2, fpcr
+    stp     \t1, \t2, [\a]
+.endm
+.macro FP_LOAD a, t1, t2
+    ld1     {{v0.2d-v3.2d}}, [\a], #64
+    ld1     {{v4.2d-v7.2d}}, [\a], #64
+    ld1     {{v8.2d-v11.2d}}, [\a], #64
+    ld1     {{v12.2d-v15.2d}}, [\a], #64
+    ld1     {{v16.2d-v19.2d}}, [\a], #64
+    ld1     {{v20.2d-v23.2d}}, [\a], #64
+    ld1     {{v24.2d-v27.2d}}, [\a], #64
+    ld1     {{v28.2d-v31.2d}}, [\a], #64
+    ldp     \t1, \t2, [\a]
+    msr     fpsr, \t1
+    msr     fpcr, \t2
+.endm
+
+// For the switching fast paths, out of line: the environment leaving the core (Env at
+// \env) had its FP/SIMD registers live here (EL0's access on: `arch::FpState`). They go to
+// its Env, and the access goes off. \a, \t1, \t2 scratch.
+.macro FP_LEAVE env, a, t1, t2
+    add     \a, \env, #{E_FP}
+    FP_SAVE \a, \t1, \t2
+    mov     \t1, #{FP_OFF}
+    msr     cpacr_el1, \t1
+.endm
+
 // Each slot is 0x80 bytes: save, then branch to the shared tail with the slot number in x1.
 .macro VECTOR n
 .balign 0x80
@@ -418,6 +459,9 @@ el0_yield:
     ccmp    x6, x15, #4, ne
     ccmp    x7, x15, #4, ne
     b.eq    el0_switch_miss             // running on a core (another: it is not the caller)
+    mrs     x4, cpacr_el1
+    tbnz    x4, #21, el0_yield_fp       // the caller's FP/SIMD registers are live here
+el0_yield_fp_saved:
     // The switch: `run`'s state changes, then the lock back.
     str     x15, [x13, x10, lsl #3]     // on[cpu] = the target (`kernel()` does it from `current`)
     strb    w10, [x16, #{E_LAST_CPU}]
@@ -434,6 +478,12 @@ el0_yield:
     stlr    xzr, [x11]
     sev
     b       el0_return
+el0_yield_fp:                           // (out of line: `FP_LEAVE`)
+    mov     x4, #{ENV_SIZE}
+    madd    x4, x14, x4, x12
+    add     x4, x4, #{K_ENVS}
+    FP_LEAVE x4, x5, x6, x7
+    b       el0_yield_fp_saved
 el0_switch_miss:                        // a miss: the lock back, and the general path
     stlr    xzr, [x11]
     sev
@@ -489,6 +539,9 @@ el0_reply:
     cbnz    w6, el0_reply_miss          // an upcall to deliver first
     ldr     x7, [x17, #{E_ROOT}]
     cbz     x7, el0_reply_miss          // no tables
+    mrs     x6, cpacr_el1
+    tbnz    x6, #21, el0_reply_fp       // the server's FP/SIMD registers are live here
+el0_reply_fp_saved:
     // No miss from here: the server's registers are its to lose but x1-x4, the results.
     // The server: the call ends (`pct_caller` cleared, its own context active), parked.
     ldr     x9, [x11, #({K_VALUE} + {K_ENV_INFO})] // the public table (installed at boot,
@@ -525,6 +578,9 @@ el0_reply:
     ldp     x28, x29, [x30, #(28 * 8)]
     ldr     x30, [x30, #(30 * 8)]
     eret
+el0_reply_fp:                           // (out of line: `FP_LEAVE`)
+    FP_LEAVE x16, x6, x8, x9
+    b       el0_reply_fp_saved
 el0_reply_miss:                         // a miss: the lock back, the context saved, and
     stlr    xzr, [x11]                  // the general path
     sev
@@ -597,6 +653,9 @@ el0_call:
     cbnz    w19, el0_call_miss          // an upcall to deliver first (`deliver_pending`)
     ldr     x21, [x16, #{E_ROOT}]
     cbz     x21, el0_call_miss          // no tables (`ttbr0` would give the empty one)
+    mrs     x19, cpacr_el1
+    tbnz    x19, #21, el0_call_fp       // the caller's FP/SIMD registers are live here
+el0_call_fp_saved:
     // No miss from here: x0-x5 are the message, the caller's x6-x18 its to lose.
     // `enter`: the server's call context is active, for this caller.
     mov     w19, #{CTX_CALL}
@@ -637,6 +696,9 @@ el0_call_timed:
     mov     x29, xzr                    // a clean frame-pointer chain
     mov     x30, xzr
     eret
+el0_call_fp:                            // (out of line: `FP_LEAVE`)
+    FP_LEAVE x17, x19, x20, x22
+    b       el0_call_fp_saved
 el0_call_deadline:                      // a timeout: the deadline, in ticks from now
     ldr     x24, [x11, #({K_VALUE} + {K_TICKS})]
     add     x24, x24, x25, lsr #{PCT_TIMEOUT_SHIFT}
@@ -659,7 +721,7 @@ el0_call_slow:
 // flags. x5-x28 keep what the environment had, or (x5-x18) values the kernel computed from
 // its own state and public kernel state, as after a fast call. wfi/wfe (class 0x01), and
 // faults `el0_fault` cannot deliver, take the general path.
-el0_abort:
+.macro ABORT_SAVE
     mrs     x10, tpidr_el1
     stp     x0, x1, [x10]
     stp     x2, x3, [x10, #(2 * 8)]
@@ -673,8 +735,10 @@ el0_abort:
     stp     x16, x17, [x10, #(16 * 8)]
     SAVE_UPPER x10
     mov     x29, xzr
-    cmp     x9, #0x01                   // wfi/wfe?
-    b.eq    2f
+.endm
+el0_abort:
+    tbz     x9, #5, el0_abort_low       // a class below 0x20 (wfi/wfe, FP/SIMD, undefined...)
+    ABORT_SAVE
     mov     x3, x1                      // the interrupted pc: the ELR just saved
     mrs     x1, esr_el1
     mrs     x2, far_el1
@@ -727,9 +791,50 @@ el0_fault_slow:                         // (x1, x2 and x29 are as they were: mis
     ldr     x4, [x0, #(4 * 8)]
     ldp     x0, x1, [x0]
     eret
+el0_trap_saved:
 2:  mov     x0, #0
     bl      el0_trap
     b       el0_return
+
+// Classes below 0x20 take the general path, `el0_trap` (wfi/wfe a yield, an undefined
+// instruction a fault), but for EL0's first FP/SIMD instruction in its turn (class 0x07:
+// EL0's access off), here: with the lock taken once, the registers of the environment this
+// core runs are loaded from its Env (`arch::FpState`), the access goes on, and the
+// instruction runs again; x9 and x10 are below sp (the vector slot), x11-x14 join them. A
+// miss (the lock held, the environment destroyed meanwhile) takes the general path, which
+// loads them in `el0_trap` if the environment is still there.
+el0_abort_low:
+    cmp     x9, #0x07
+    b.ne    el0_abort_general
+    stp     x11, x12, [sp, #-32]
+    stp     x13, x14, [sp, #-48]
+    LOCK    el0_fp_held, 0
+    add     x13, x11, #({K_VALUE} + {K_ON})
+    ldr     x14, [x13, x10, lsl #3]     // on[cpu] (NONE: destroyed meanwhile)
+    cmp     x14, #{MAX_ENVS}
+    b.hs    el0_fp_miss
+    mov     x12, #{ENV_SIZE}
+    madd    x12, x14, x12, x11
+    add     x12, x12, #({K_VALUE} + {K_ENVS})
+    add     x12, x12, #{E_FP}
+    FP_LOAD x12, x13, x14
+    mov     x13, #{FP_ON}
+    msr     cpacr_el1, x13              // (the eret synchronizes)
+    stlr    xzr, [x11]
+    sev
+    ldp     x13, x14, [sp, #-48]
+    ldp     x11, x12, [sp, #-32]
+    ldp     x9, x10, [sp, #-16]
+    eret
+el0_fp_miss:                            // a miss: the lock back, and the general path
+    stlr    xzr, [x11]
+    sev
+el0_fp_held:
+    ldp     x13, x14, [sp, #-48]
+    ldp     x11, x12, [sp, #-32]
+el0_abort_general:
+    ABORT_SAVE
+    b       el0_trap_saved
 
 // x0 = the TrapFrame to resume; it becomes the active one.
 .global el0_return
@@ -775,6 +880,16 @@ trap_common:
     add     sp, sp, #16
     mov     sp, x0
     RESTORE_FRAME_AND_ERET
+
+// `arch::fp_leave` and `arch::fp_enter`: x0 = the FpState.
+.global fp_save
+fp_save:
+    FP_SAVE x0, x1, x2
+    ret
+.global fp_load
+fp_load:
+    FP_LOAD x0, x1, x2
+    ret
 
 // PctUngrant's fast-table entry: it computes with another environment's tables, so the
 // registers it leaves behind (x1-x18) are zeroed before its caller can read them. Arguments

@@ -190,7 +190,7 @@ pub fn read(
         // unmaps it before this shared slice ends, and nothing writes it meanwhile (a page
         // the kernel takes by force is caught by the fault count).
         let src = unsafe { core::slice::from_raw_parts(page as *const u8, buf.len()) };
-        buf.copy_from_slice(src);
+        crate::mem::copy(buf, src);
         if reclaim::cache_faults() != faults {
             // The page was gone (given back, or taken by force during the copy): it came
             // back as zeros.
@@ -258,6 +258,6 @@ fn aligned(
     let slot = unsafe { &mut *BOUNCE.get() };
     let tmp = &mut slot.get_or_insert_with(|| Box::new(Aligned([0; MAX_CACHED]))).0[..buf.len()];
     raw(sector, tmp)?;
-    buf.copy_from_slice(tmp);
+    crate::mem::copy(buf, tmp);
     Ok(())
 }

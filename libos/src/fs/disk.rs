@@ -202,7 +202,7 @@ impl<S: BlockDevice> Partition<S> {
             inner.stats.sectors_read += (chunk.len() / SECTOR) as u64;
             let b = &mut bytes_mut(&mut inner.bounce)[..chunk.len()];
             inner.io.read(abs + (i * BOUNCE_SECTORS) as u64, b)?;
-            chunk.copy_from_slice(b);
+            crate::mem::copy(chunk, b);
         }
         Ok(())
     }
@@ -224,7 +224,7 @@ impl<S: BlockDevice> Partition<S> {
             inner.stats.bounced += 1;
             inner.stats.sectors_written += (chunk.len() / SECTOR) as u64;
             let b = &mut bytes_mut(&mut inner.bounce)[..chunk.len()];
-            b.copy_from_slice(chunk);
+            crate::mem::copy(b, chunk);
             inner.io.write(abs + (i * BOUNCE_SECTORS) as u64, b)?;
         }
         Ok(())

@@ -96,7 +96,7 @@ impl RemoteFs {
             let want = (buf.len() - done).min(BUF);
             let n = self.call(op::READ, [h.0 as u64, offset + done as u64, want as u64])?[0] as usize;
             let n = n.min(want);
-            buf[done..done + n].copy_from_slice(&self.buf()[..n]); // the server just filled it
+            crate::mem::copy(&mut buf[done..done + n], &self.buf()[..n]); // the server just filled it
             done += n;
             if n < want {
                 break;
@@ -141,7 +141,7 @@ impl FileSystem for RemoteFs {
             // One call (the common read, a page or less), as the loop below would make it.
             let want = buf.len();
             let n = (self.call(op::READ, [h.0 as u64, offset, want as u64])?[0] as usize).min(want);
-            buf[..n].copy_from_slice(&self.buf()[..n]); // the server just filled it
+            crate::mem::copy(&mut buf[..n], &self.buf()[..n]); // the server just filled it
             return Ok(n);
         }
         self.read_pages(h, offset, buf)
@@ -151,7 +151,7 @@ impl FileSystem for RemoteFs {
         let mut done = 0;
         while done < data.len() {
             let n = (data.len() - done).min(BUF);
-            self.buf()[..n].copy_from_slice(&data[done..done + n]);
+            crate::mem::copy(&mut self.buf()[..n], &data[done..done + n]);
             let wrote = self.call(op::WRITE, [h.0 as u64, offset + done as u64, n as u64])?[0] as usize;
             done += wrote;
             if wrote < n {
