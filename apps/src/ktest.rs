@@ -70,6 +70,7 @@ pub fn run(filter: &str) -> usize {
     crate::runner::run_suite("ktest", TESTS, filter, |test| test())
         + crate::hostile::run(filter)
         + crate::pressure::run(filter)
+        + crate::fptest::run(filter)
 }
 
 fn free_frames() -> u32 {

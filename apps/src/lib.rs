@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cachetest;
 pub mod disktest;
 pub mod fbtest;
+pub mod fptest;
 pub mod fsbench;
 pub mod fstest;
 pub mod fuzz;
