@@ -159,7 +159,7 @@ fn across_switches() -> Result<(), &'static str> {
             let set = fill(CHILD);
             let mut kept = true;
             for i in 0..8 {
-                let _ = if i % 2 == 0 { sys::yield_to(me) } else { Ok(sys::yield_now()) };
+                switch(i, me);
                 kept &= holds(&dump(), CHILD, status(&set));
             }
             sys::exit(!fresh as i32 | (!kept as i32) << 1)
@@ -168,7 +168,7 @@ fn across_switches() -> Result<(), &'static str> {
     };
     let mut kept = true;
     for i in 0..8 {
-        let _ = if i % 2 == 0 { sys::yield_to(child) } else { Ok(sys::yield_now()) };
+        switch(i, child);
         kept &= holds(&dump(), PARENT, status(&mine_regs));
     }
     let status = process::wait(child);
@@ -176,6 +176,15 @@ fn across_switches() -> Result<(), &'static str> {
     check(status.is_ok_and(|s| s & 1 == 0), "a new environment saw FP/SIMD registers it never set")?;
     check(status.is_ok_and(|s| s & 2 == 0), "the child lost its FP/SIMD registers at a switch")?;
     check(kept, "the parent lost its FP/SIMD registers at a switch")
+}
+
+/// Round `i` of a switch to `to`: a direct one (`YieldTo`) or one through the scheduler.
+fn switch(i: usize, to: EnvId) {
+    if i.is_multiple_of(2) {
+        let _ = sys::yield_to(to);
+    } else {
+        sys::yield_now();
+    }
 }
 
 /// Marks `mark`, then checks them again and again until told to stop; counts rounds in
@@ -224,7 +233,10 @@ fn preempted() -> Result<(), &'static str> {
     check(sa == Ok(0) && sb == Ok(0), "a spinner did not end well")?;
     check(pinned && a_ran > 10 && b_ran > 10, "the spinners did not both run on one core")?;
     check(!moved || a_after_move > a_ran, "the spinner moved to another core did not run there")?;
-    check(w.at(1).load(SeqCst) == 0 && w.at(3).load(SeqCst) == 0, "a spinner's FP/SIMD registers changed under it")
+    check(
+        w.at(1).load(SeqCst) == 0 && w.at(3).load(SeqCst) == 0,
+        "a spinner's FP/SIMD registers changed under it",
+    )
 }
 
 /// The server's answer, with its own registers checked first: `args[0]` 0, the first call,
@@ -232,11 +244,8 @@ fn preempted() -> Result<(), &'static str> {
 /// them, and the reply is 1 if they were right.
 fn fp_server(c: &Call) -> [u64; 4] {
     let r = dump();
-    let ok = if c.args[0] == 0 {
-        r.iter().all(|&w| w == 0)
-    } else {
-        holds(&r, SERVER, [c.args[1], c.args[2]])
-    };
+    let ok =
+        if c.args[0] == 0 { r.iter().all(|&w| w == 0) } else { holds(&r, SERVER, [c.args[1], c.args[2]]) };
     let set = fill(SERVER);
     [ok as u64, set[64], set[65], 0]
 }
@@ -353,12 +362,9 @@ fn map_and_copy(u: &Upcall) -> bool {
     }
     let scratch = SCRATCH.load(SeqCst);
     // SAFETY: the child's scratch page, mapped read-write: its two halves do not overlap.
-    let (dst, src) = unsafe {
-        (
-            core::slice::from_raw_parts_mut(scratch as *mut u8, 1024),
-            core::slice::from_raw_parts((scratch + 2048) as *const u8, 1024),
-        )
-    };
+    let dst = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u8, 1024) };
+    // SAFETY: as above.
+    let src = unsafe { core::slice::from_raw_parts((scratch + 2048) as *const u8, 1024) };
     mem::copy(dst, src);
     vm::map_new(hole, RW).is_ok()
 }
@@ -374,17 +380,15 @@ fn copy_in_handler() -> Result<(), &'static str> {
             if !mapped {
                 sys::exit(2);
             }
-            // SAFETY: the pages just mapped, read-write, none overlapping another.
-            let (s, d, x) = unsafe {
-                (
-                    core::slice::from_raw_parts_mut(src as *mut u8, 2 * PAGE as usize),
-                    core::slice::from_raw_parts_mut(dst as *mut u8, 2 * PAGE as usize),
-                    core::slice::from_raw_parts_mut(scratch as *mut u8, PAGE as usize),
-                )
+            let pages = |va: u64, n: u64| {
+                // SAFETY: pages just mapped, read-write, each range overlapping no other.
+                unsafe { core::slice::from_raw_parts_mut(va as *mut u8, (n * PAGE) as usize) }
             };
+            let (s, d, x) = (pages(src, 2), pages(dst, 2), pages(scratch, 1));
             s.iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 + i / 256) as u8);
             x.fill(0xee);
-            (HOLE.store(dst + PAGE, SeqCst), SCRATCH.store(scratch, SeqCst));
+            HOLE.store(dst + PAGE, SeqCst);
+            SCRATCH.store(scratch, SeqCst);
             set_hook(Some(map_and_copy));
             mem::copy(d, s);
             set_hook(None);
