@@ -261,7 +261,8 @@ pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
         let was = k.current;
         let r = f(k);
         if k.current != was {
-            crate::arch::fp_leave(k.envs.get_mut(was).map(|e| &mut e.fp));
+            // SAFETY: null, or the FP/SIMD state of the environment leaving the core.
+            unsafe { crate::arch::fp_leave(k.envs.get_mut(was).map_or(core::ptr::null_mut(), |e| &mut e.fp)) };
         }
         k.on[c] = k.current; // (`cpu` stays `c` throughout)
         r
@@ -395,11 +396,9 @@ impl Kernel {
             self.envs[holders.trailing_zeros() as usize].pct_rights &= !(1 << slot);
             holders &= holders - 1;
         }
-        self.envs[slot] = Env { generation, parent, quota, kin_quota, ..Env::EMPTY };
+        let (id, state) = (EnvId((generation << 12) | slot as u32), EnvState::Blank);
+        self.envs[slot] = Env { id, state, generation, parent, quota, kin_quota, ..Env::EMPTY };
         self.set_affinity(slot, affinity);
-        let id = EnvId((generation << 12) | slot as u32);
-        self.envs[slot].id = id;
-        self.envs[slot].state = EnvState::Blank;
         if parent == NONE {
             self.console = slot; // init holds the console input from boot
         }
@@ -443,10 +442,7 @@ impl Kernel {
         self.uncharge(slot, n);
         self.publish_free();
         let e = &mut self.envs[slot];
-        e.root = 0;
-        e.state = EnvState::Zombie;
-        e.exit_status = status;
-        e.wait = Wait::None;
+        (e.root, e.state, e.exit_status, e.wait) = (0, EnvState::Zombie, status, Wait::None);
         self.runnable &= !(1 << slot);
         if self.current == slot {
             self.current = NONE;
@@ -510,8 +506,7 @@ impl Kernel {
     pub fn wake(&mut self, slot: usize) {
         let e = &mut self.envs[slot];
         if e.state == EnvState::Blocked {
-            e.state = EnvState::Runnable;
-            e.wait = Wait::None;
+            (e.state, e.wait) = (EnvState::Runnable, Wait::None);
             self.runnable |= 1 << slot;
             self.publish_state(slot);
             self.nudge(slot);
@@ -538,8 +533,7 @@ impl Kernel {
 
     #[inline]
     pub fn block(&mut self, slot: usize, why: Wait) {
-        self.envs[slot].state = EnvState::Blocked;
-        self.envs[slot].wait = why;
+        (self.envs[slot].state, self.envs[slot].wait) = (EnvState::Blocked, why);
         self.runnable &= !(1 << slot);
         self.publish_state(slot);
     }

@@ -157,8 +157,7 @@ fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
     }
     let f = &mut k.envs[t].frames[Ctx::Own as usize];
     *f = TrapFrame { pc, sp, ..TrapFrame::ZERO };
-    f.x[0] = a0;
-    f.x[1] = a1;
+    (f.x[0], f.x[1]) = (a0, a1);
     Ok(0)
 });
 fast!(env_set_upcall, |k, env, entry, stack, flags, _e| {

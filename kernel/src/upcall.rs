@@ -115,8 +115,7 @@ pub fn request_revocation(k: &mut Kernel, asker: usize) {
         .filter(|&s| k.envs[s].held > 0 && k.envs[s].revoke_wanted == 0);
     let Some(v) = victim else { return };
     let e = &mut k.envs[v];
-    e.revoke_wanted = REVOKE_BATCH.min(e.held);
-    e.revoke_deadline = k.ticks + REVOKE_GRACE;
+    (e.revoke_wanted, e.revoke_deadline) = (REVOKE_BATCH.min(e.held), k.ticks + REVOKE_GRACE);
     e.pending |= PENDING_REVOKE;
     log::debug!("asking env {:#x} for {} frames back by tick {}", e.id.0, e.revoke_wanted, e.revoke_deadline);
     k.publish(v);

@@ -125,43 +125,22 @@ const _: () = assert!(exo_abi::frame::LINKED.count_ones() == 1 && exo_abi::frame
 /// per switch, and the state is in memory whenever the environment is not running
 /// (another core may run it next).
 #[repr(C, align(16))]
-#[derive(Clone, Copy)]
-pub struct FpState {
-    v: [[u64; 2]; 32],
-    fpsr: u64,
-    fpcr: u64,
-}
-const _: () = assert!(size_of::<FpState>() == 528 && offset_of!(FpState, fpsr) == 512);
+pub struct FpState([u64; 66]);
 
 /// CPACR_EL1 with EL0's FP/SIMD access off (it traps, EL1's does not: only `vectors.S`
 /// touches the registers at EL1) and on; `boot.S` starts each core off.
-pub const FPEN_EL0_TRAPPED: u64 = 1 << 20;
-pub const FPEN_ON: u64 = 3 << 20;
+const FPEN_EL0_TRAPPED: u64 = 1 << 20;
+const FPEN_ON: u64 = 3 << 20;
 
 unsafe extern "C" {
-    fn fp_save(to: *mut FpState);
-    fn fp_load(from: *const FpState);
-}
-
-/// The core leaves the environment whose FP/SIMD state is `state` (`None`: one destroyed
-/// meanwhile, or none): if its registers are live here they are saved to it, and EL0's
-/// access goes off, so that the next environment's first use loads its own.
-pub fn fp_leave(state: Option<&mut FpState>) {
-    if CPACR_EL1.get() == FPEN_ON {
-        if let Some(s) = state {
-            // SAFETY: EL0's access is on, so EL1's is too; `s` is a valid, aligned FpState.
-            unsafe { fp_save(s) };
-        }
-        CPACR_EL1.set(FPEN_EL0_TRAPPED); // (the eret ahead synchronizes)
-    }
-}
-
-/// The running environment's first FP/SIMD instruction of its turn, when `el0_fp` missed:
-/// its registers loaded from `state`, EL0's access on.
-pub fn fp_enter(state: &FpState) {
-    // SAFETY: EL1's access is never trapped (FPEN is 0b01 or 0b11); `state` is valid and aligned.
-    unsafe { fp_load(state) };
-    CPACR_EL1.set(FPEN_ON);
+    /// The core leaves the environment whose FP/SIMD state is at `state` (null: one
+    /// destroyed meanwhile, or none): if the registers are live here (EL0's access on)
+    /// they are saved there, and the access goes off, so that the next environment's first
+    /// use loads its own (`vectors.S`).
+    pub fn fp_leave(state: *mut FpState);
+    /// The running environment's first FP/SIMD instruction of its turn, when `el0_fp`
+    /// missed: its registers loaded from `state`, EL0's access on.
+    pub fn fp_enter(state: *const FpState);
 }
 
 /// TCR_EL1 as `boot.S` switches the MMU on (it adds IPS, the CPU's physical range): 48-bit

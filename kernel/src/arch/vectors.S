@@ -881,14 +881,21 @@ trap_common:
     mov     sp, x0
     RESTORE_FRAME_AND_ERET
 
-// `arch::fp_leave` and `arch::fp_enter`: x0 = the FpState.
-.global fp_save
-fp_save:
+// `arch::fp_leave` and `arch::fp_enter` (for `kernel` and `el0_trap`): x0 = the FpState.
+.global fp_leave
+fp_leave:
+    mrs     x1, cpacr_el1
+    tbz     x1, #21, 2f                 // not live here
+    cbz     x0, 1f                      // no environment to save them for
     FP_SAVE x0, x1, x2
-    ret
-.global fp_load
-fp_load:
+1:  mov     x1, #{FP_OFF}
+    msr     cpacr_el1, x1               // (the eret ahead synchronizes)
+2:  ret
+.global fp_enter
+fp_enter:
     FP_LOAD x0, x1, x2
+    mov     x1, #{FP_ON}
+    msr     cpacr_el1, x1
     ret
 
 // PctUngrant's fast-table entry: it computes with another environment's tables, so the
