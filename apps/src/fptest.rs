@@ -8,6 +8,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
+use crate::ktest::Shared;
 use crate::runner::{check, run_suite};
 use exo_libos::abi::{upcall, EnvId};
 use exo_libos::ipc::{self, Call};
@@ -108,29 +109,6 @@ fn status(r: &Regs) -> [u64; 2] {
     [r[64], r[65]]
 }
 
-/// A page both a parent and its forked children can write, as words.
-struct Words(u64);
-
-impl Words {
-    fn new() -> Result<Words, &'static str> {
-        let va = vm::alloc_va(1);
-        let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "frame")?;
-        vm::map(va, exo_libos::abi::pte::Pte::user_page(pa, RW).0 | vm::SHARED).map_err(|_| "map")?;
-        Ok(Words(va))
-    }
-    fn at(&self, i: usize) -> &'static AtomicU64 {
-        // SAFETY: the page is mapped read-write while the test runs; atomics make its use
-        // from several environments well-defined.
-        unsafe { &*((self.0 + 8 * i as u64) as *const AtomicU64) }
-    }
-}
-
-impl Drop for Words {
-    fn drop(&mut self) {
-        let _ = vm::unmap_free(self.0);
-    }
-}
-
 /// Whether core `c` is up (it has taken a tick).
 fn up(c: usize) -> bool {
     // SAFETY: a read of the kernel's public page, which the kernel updates at its ticks.
@@ -189,13 +167,13 @@ fn switch(i: usize, to: EnvId) {
 
 /// Marks `mark`, then checks them again and again until told to stop; counts rounds in
 /// word `2 * i` and rounds that found anything else in word `2 * i + 1`.
-fn spin_checking(w: &Words, i: usize, mark: u64) -> i32 {
+fn spin_checking(w: &Shared, i: usize, mark: u64) -> i32 {
     let set = fill(mark);
-    while w.at(8).load(SeqCst) == 0 {
+    while w.word(8).load(SeqCst) == 0 {
         if !holds(&dump(), mark, status(&set)) {
-            w.at(2 * i + 1).fetch_add(1, SeqCst);
+            w.word(2 * i + 1).fetch_add(1, SeqCst);
         }
-        w.at(2 * i).fetch_add(1, SeqCst);
+        w.word(2 * i).fetch_add(1, SeqCst);
     }
     0
 }
@@ -205,7 +183,7 @@ fn spin_checking(w: &Words, i: usize, mark: u64) -> i32 {
 /// registers (or anything but its own). Then one moves to another core (if there is one)
 /// and keeps checking there: its registers went with it.
 fn preempted() -> Result<(), &'static str> {
-    let w = Words::new()?;
+    let w = Shared::new();
     let spinner = |i: usize, mark: u64| match process::fork() {
         Ok(Fork::Child) => sys::exit(spin_checking(&w, i, mark)),
         Ok(Fork::Parent(c)) => Ok(c),
@@ -222,19 +200,19 @@ fn preempted() -> Result<(), &'static str> {
             sys::yield_now();
         }
     };
-    let before = |i: usize| w.at(2 * i).load(SeqCst);
+    let before = |i: usize| w.word(2 * i).load(SeqCst);
     wait(300);
     let (a_ran, b_ran) = (before(0), before(1));
     let moved = up(2) && sys::env_set_affinity(a, 4).is_ok();
     wait(100);
     let a_after_move = before(0);
-    w.at(8).store(1, SeqCst);
+    w.word(8).store(1, SeqCst);
     let (sa, sb) = (process::wait(a), process::wait(b));
     check(sa == Ok(0) && sb == Ok(0), "a spinner did not end well")?;
     check(pinned && a_ran > 10 && b_ran > 10, "the spinners did not both run on one core")?;
     check(!moved || a_after_move > a_ran, "the spinner moved to another core did not run there")?;
     check(
-        w.at(1).load(SeqCst) == 0 && w.at(3).load(SeqCst) == 0,
+        w.word(1).load(SeqCst) == 0 && w.word(3).load(SeqCst) == 0,
         "a spinner's FP/SIMD registers changed under it",
     )
 }
@@ -293,12 +271,12 @@ fn across_calls() -> Result<(), &'static str> {
 /// until it is destroyed under it; then environments are made until one takes its slot,
 /// and runs on the same core: it starts with all zeros.
 fn destroyed() -> Result<(), &'static str> {
-    let w = Words::new()?;
+    let w = Shared::new();
     let core = if up(1) { 2 } else { 1 };
     let doomed = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             fill(DOOMED);
-            w.at(0).store(1, SeqCst);
+            w.word(0).store(1, SeqCst);
             loop {
                 core::hint::spin_loop();
             }
@@ -307,10 +285,10 @@ fn destroyed() -> Result<(), &'static str> {
     };
     let _ = sys::env_set_affinity(doomed, core);
     let end = sys::now() + vm::kinfo().counter_hz;
-    while w.at(0).load(SeqCst) == 0 && sys::now() < end {
+    while w.word(0).load(SeqCst) == 0 && sys::now() < end {
         sys::yield_now();
     }
-    let marked = w.at(0).load(SeqCst) == 1;
+    let marked = w.word(0).load(SeqCst) == 1;
     let _ = sys::env_destroy(doomed);
     let _ = process::wait(doomed);
     let mut extra = [EnvId(0); 16];
@@ -319,11 +297,11 @@ fn destroyed() -> Result<(), &'static str> {
         let child = match process::fork().map_err(|_| "fork")? {
             Fork::Child => {
                 // Waits to be told where it runs, then reports whether it started clean.
-                while w.at(1).load(SeqCst) == 0 {
+                while w.word(1).load(SeqCst) == 0 {
                     sys::yield_now();
                 }
                 let clean = dump().iter().all(|&x| x == 0);
-                w.at(2).store(1 + clean as u64, SeqCst);
+                w.word(2).store(1 + clean as u64, SeqCst);
                 sys::exit(0)
             }
             Fork::Parent(c) => c,
@@ -336,8 +314,8 @@ fn destroyed() -> Result<(), &'static str> {
     }
     let clean = reused.is_some_and(|c| {
         let _ = sys::env_set_affinity(c, core);
-        w.at(1).store(1, SeqCst);
-        process::wait(c).is_ok() && w.at(2).load(SeqCst) == 2
+        w.word(1).store(1, SeqCst);
+        process::wait(c).is_ok() && w.word(2).load(SeqCst) == 2
     });
     for e in extra.into_iter().filter(|e| e.0 != 0) {
         let _ = sys::env_destroy(e);

@@ -90,26 +90,26 @@ fn wait_for(ms: u64, cond: impl Fn() -> bool) -> bool {
 }
 
 /// A page both a parent and its forked children can write.
-struct Shared {
+pub(crate) struct Shared {
     va: u64,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    pub(crate) fn new() -> Shared {
         let va = vm::alloc_va(1);
         let pa = sys::frame_alloc(EnvId::SELF, None).expect("frame for shared page");
         vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared page");
         Shared { va }
     }
-    fn word(&self, i: usize) -> &'static core::sync::atomic::AtomicU64 {
+    pub(crate) fn word(&self, i: usize) -> &'static core::sync::atomic::AtomicU64 {
         // SAFETY: the page is mapped read-write for the life of the test; atomics make
         // concurrent use from several environments well-defined.
         unsafe { &*((self.va + 8 * i as u64) as *const core::sync::atomic::AtomicU64) }
     }
-    fn get(&self, i: usize) -> u64 {
+    pub(crate) fn get(&self, i: usize) -> u64 {
         self.word(i).load(core::sync::atomic::Ordering::SeqCst)
     }
-    fn set(&self, i: usize, v: u64) {
+    pub(crate) fn set(&self, i: usize, v: u64) {
         self.word(i).store(v, core::sync::atomic::Ordering::SeqCst)
     }
 }
