@@ -102,6 +102,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("fork_exit_wait", fork_exit_wait),
     ("net_demux_frame_64_bindings", net_demux),
     ("net_copy_frame_into_ring_slot", net_put),
+    ("env_switch_fp", env_switch_fp),
     // Several cores (`smpbench.rs`): guest time per operation, all cores counted.
     ("pct_round_trip_same_core", || smpbench::pct_pinned(0)),
     ("pct_round_trip_cross_core", || smpbench::pct_pinned(1)),
@@ -242,6 +243,36 @@ fn env_switch() -> (u64, u64) {
     let _ = sys::env_set_affinity(EnvId::SELF, 1);
     let _ = sys::yield_to(child); // let the child reach its loop
     let per = measure(N, |_| {
+        let _ = sys::yield_to(child);
+    });
+    let _ = sys::env_destroy(child);
+    let _ = sys::env_set_affinity(EnvId::SELF, cores);
+    (2 * N, per / 2)
+}
+
+/// Touches the FP/SIMD registers (one `fmov`): the first use in a turn traps for the
+/// kernel to load this environment's registers (docs/abi.md).
+fn touch_fp(x: u64) {
+    // SAFETY: writes d0 only, which no compiled code uses (every program is soft-float).
+    unsafe { core::arch::asm!(".arch_extension fp", "fmov d0, {x}", x = in(reg) x, options(nomem, nostack)) };
+}
+
+/// `env_switch` with both sides using the FP/SIMD registers after each switch: per switch,
+/// the first use's trap and load, and the save when the core leaves the environment.
+fn env_switch_fp() -> (u64, u64) {
+    let me = vm::me();
+    let cores = vm::env_info(me).map_or(1, |e| e.affinity);
+    let Ok(Fork::Parent(child)) = process::fork() else {
+        loop {
+            touch_fp(1);
+            let _ = sys::yield_to(me);
+        }
+    };
+    let _ = sys::env_set_affinity(child, 1);
+    let _ = sys::env_set_affinity(EnvId::SELF, 1);
+    let _ = sys::yield_to(child); // let the child reach its loop
+    let per = measure(N, |i| {
+        touch_fp(i);
         let _ = sys::yield_to(child);
     });
     let _ = sys::env_destroy(child);
