@@ -168,7 +168,7 @@ fn load(
         Ok(())
     };
     for p in elf.pages() {
-        page(p.va, p.perm, &|f: &mut [u8]| f[p.at..p.at + p.bytes.len()].copy_from_slice(p.bytes))?;
+        page(p.va, p.perm, &|f: &mut [u8]| crate::mem::copy(&mut f[p.at..p.at + p.bytes.len()], p.bytes))?;
     }
     let mut va = STACK_TOP - STACK_SIZE;
     while va < STACK_TOP - PAGE {

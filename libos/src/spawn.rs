@@ -88,7 +88,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     sys::table_bind(child, root, 0)?;
     let mut tables = Tables { child, covered: u64::MAX };
     for p in elf.pages() {
-        tables.give_page(p.va, p.perm, |page| page[p.at..p.at + p.bytes.len()].copy_from_slice(p.bytes))?;
+        tables.give_page(p.va, p.perm, |page| {
+            crate::mem::copy(&mut page[p.at..p.at + p.bytes.len()], p.bytes)
+        })?;
     }
     let fds = crate::fd::give(child, &opts.stdio)?;
     // The stack: the top page holds the StartInfo, the stack grows down below it.
