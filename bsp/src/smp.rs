@@ -96,6 +96,15 @@ pub fn relax() {
     core::hint::spin_loop();
 }
 
+/// [`relax`] out of line: a turn of a wait in code that should not change around it (the
+/// kernel's `SectorWait`, among the system calls' dispatch: inline, it cost raspi4b's
+/// boot, which never waits there, 64 instructions).
+#[cold]
+#[inline(never)]
+pub fn relax_cold() {
+    relax()
+}
+
 /// PSCI `SYSTEM_OFF` through `conduit`; returns only if it failed.
 pub fn psci_system_off(conduit: PsciConduit) {
     let _ = psci(conduit, 0x8400_0008, 0, 0);
