@@ -83,8 +83,10 @@ pub unsafe fn start_cores(
 /// One turn of a wait for another core: `yield`, a hint that a real core ignores, but on
 /// which QEMU (running the cores in turn on one host thread under `-icount`) moves on to
 /// the next core at once, instead of spinning out this core's turn before the core waited
-/// for can run (three such turns were 6.5 million instructions of raspi4b's boot).
-fn relax() {
+/// for can run (three such turns were 6.5 million instructions of raspi4b's boot). Also
+/// each turn of a wait for virtio-blk (`drivers::virtio_blk`, `disk::sector_wait` in the
+/// kernel).
+pub fn relax() {
     // SAFETY: a hint instruction: it touches no memory, register or flag.
     #[cfg(target_arch = "aarch64")]
     unsafe {
@@ -92,6 +94,15 @@ fn relax() {
     };
     #[cfg(not(target_arch = "aarch64"))]
     core::hint::spin_loop();
+}
+
+/// [`relax`] out of line: a turn of a wait in code that should not change around it (the
+/// kernel's `SectorWait`, among the system calls' dispatch: inline, it cost raspi4b's
+/// boot, which never waits there, 64 instructions).
+#[cold]
+#[inline(never)]
+pub fn relax_cold() {
+    relax()
 }
 
 /// PSCI `SYSTEM_OFF` through `conduit`; returns only if it failed.

@@ -81,7 +81,12 @@ impl Kernel {
             Ok(t) => {
                 self.envs[cur].frame().pc -= 4; // retry the call once the target is free
                 self.call_waiters += 1;
-                self.block(cur, Wait::Call(t));
+                // A target asleep in `SectorWait` (perhaps only because the caller was
+                // runnable) gets the core back and polls, unless something else here can use
+                // it: else, with every core idle while virtio-blk works, `-icount ...
+                // sleep=off` moves the clock on to the next tick (init calling fsd at boot).
+                let w = Wait::Call(t);
+                if self.envs[t].wait == Wait::Disk { self.hand_over(cur, w, t) } else { self.block(cur, w) }
                 return true;
             }
             Err(e) => e,
