@@ -258,12 +258,7 @@ pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
     let c = smp::cpu();
     KERNEL.with_on(c, |k| {
         (k.cpu, k.current) = (c, k.on[c]);
-        let was = k.current;
         let r = f(k);
-        if k.current != was {
-            // SAFETY: null, or the FP/SIMD state of the environment leaving the core.
-            unsafe { crate::arch::fp_leave(k.envs.get_mut(was).map_or(core::ptr::null_mut(), |e| &mut e.fp)) };
-        }
         k.on[c] = k.current; // (`cpu` stays `c` throughout)
         r
     })

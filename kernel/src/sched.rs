@@ -49,6 +49,7 @@ impl Kernel {
         } else {
             // Idle: the slot it ran may go to another core, or be destroyed; walk nothing of it.
             arch::set_user_table(0, 0);
+            self.leave_fp();
             self.current = NONE;
             return None;
         };
@@ -103,6 +104,7 @@ impl Kernel {
     #[inline(always)]
     pub fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {
         if slot != self.current {
+            self.leave_fp();
             arch::set_user_table(self.envs[slot].root, Env::asid(slot));
             self.current = slot;
             self.envs[slot].last_cpu = self.cpu as u8;
@@ -110,6 +112,15 @@ impl Kernel {
         }
         crate::upcall::deliver_pending(self, slot);
         Some(self.envs[slot].frame() as *mut TrapFrame)
+    }
+
+    /// The core leaves `current` (for another, or to idle): its FP/SIMD registers saved if
+    /// they are live here, EL0's access off (`arch::FpState`). Every change of `current`
+    /// but `destroy`'s comes here; after `destroy` it is NONE, and the registers left live
+    /// (a zombie's) go at the next, unsaved.
+    fn leave_fp(&mut self) {
+        // SAFETY: null, or the FP/SIMD state of the environment leaving the core.
+        unsafe { arch::fp_leave(self.envs.get_mut(self.current).map_or(core::ptr::null_mut(), |e| &mut e.fp)) };
     }
 }
 
