@@ -22,6 +22,7 @@ type Test = (&'static str, fn() -> Result<(), &'static str>);
 pub const TESTS: &[Test] = &[
     ("fp_registers_stay_with_their_environment_across_switches", across_switches),
     ("fp_registers_survive_preemption_and_a_move_to_another_core", preempted),
+    ("fp_registers_go_with_an_environment_that_leaves_its_core_idle", leaves_idle),
     ("fp_registers_do_not_cross_a_call_or_its_reply", across_calls),
     ("fp_registers_of_a_destroyed_environment_reach_no_one", destroyed),
     ("simd_copy_in_an_upcall_handler_leaves_the_interrupted_copy_whole", copy_in_handler),
@@ -215,6 +216,34 @@ fn preempted() -> Result<(), &'static str> {
         w.word(1).load(SeqCst) == 0 && w.word(3).load(SeqCst) == 0,
         "a spinner's FP/SIMD registers changed under it",
     )
+}
+
+/// A child alone on core 1 marks its registers, then moves itself to core 2: core 1 has
+/// nothing else to run as it leaves (the idle branch of `schedule` must save them), and
+/// core 2 must give them back.
+fn leaves_idle() -> Result<(), &'static str> {
+    check(up(2), "needs three cores")?;
+    let on = |c: u8| vm::env_info(vm::me()).is_some_and(|i| i.cpu == c);
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let _ = sys::env_set_affinity(EnvId::SELF, 2);
+            while !on(1) {
+                sys::yield_now();
+            }
+            let set = fill(CHILD);
+            let _ = sys::env_set_affinity(EnvId::SELF, 4);
+            let mut kept = true;
+            for _ in 0..4 {
+                kept &= holds(&dump(), CHILD, status(&set));
+                sys::yield_now();
+            }
+            sys::exit(!kept as i32 | (!on(2) as i32) << 1)
+        }
+        Fork::Parent(c) => c,
+    };
+    let status = process::wait(child);
+    check(status.is_ok_and(|s| s & 2 == 0), "the child did not move to core 2")?;
+    check(status == Ok(0), "the child's FP/SIMD registers did not go with it to core 2")
 }
 
 /// The server's answer, with its own registers checked first: `args[0]` 0, the first call,
