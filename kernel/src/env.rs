@@ -439,9 +439,7 @@ impl Kernel {
         let e = &mut self.envs[slot];
         (e.root, e.state, e.exit_status, e.wait) = (0, EnvState::Zombie, status, Wait::None);
         self.runnable &= !(1 << slot);
-        if self.current == slot {
-            self.current = NONE;
-        }
+        self.current = if self.current == slot { NONE } else { self.current };
         let parent = self.envs[slot].parent;
         if self.console == slot {
             self.console = parent; // descendants went first: the parent is the nearest alive
@@ -570,8 +568,7 @@ impl Kernel {
     /// Copies the free list's head and length into the kernel information page.
     pub fn publish_free(&mut self) {
         if let Some(info) = self.info.as_deref_mut() {
-            info.free_head = self.ft.free.head;
-            info.free_frames = self.ft.free.count;
+            (info.free_head, info.free_frames) = (self.ft.free.head, self.ft.free.count);
         }
     }
 }

@@ -106,8 +106,7 @@ impl Kernel {
         if slot != self.current {
             self.leave_fp();
             arch::set_user_table(self.envs[slot].root, Env::asid(slot));
-            self.current = slot;
-            self.envs[slot].last_cpu = self.cpu as u8;
+            (self.current, self.envs[slot].last_cpu) = (slot, self.cpu as u8);
             self.publish_state(slot);
         }
         crate::upcall::deliver_pending(self, slot);
@@ -119,8 +118,10 @@ impl Kernel {
     /// but `destroy`'s comes here; after `destroy` it is NONE, and the registers left live
     /// (a zombie's) go at the next, unsaved.
     fn leave_fp(&mut self) {
-        // SAFETY: null, or the FP/SIMD state of the environment leaving the core.
-        unsafe { arch::fp_leave(self.envs.get_mut(self.current).map_or(core::ptr::null_mut(), |e| &mut e.fp)) };
+        if arch::fp_live() {
+            // SAFETY: null, or the FP/SIMD state of the environment leaving the core.
+            unsafe { arch::fp_leave(self.envs.get_mut(self.current).map_or(core::ptr::null_mut(), |e| &mut e.fp)) };
+        }
     }
 }
 

@@ -120,9 +120,7 @@ fn load(k: &mut Kernel, file: &[u8]) -> Result<(), &'static str> {
     fb.step_by(4096).for_each(|pa| _ = k.ft.get_mut(pa).map(|e| e.owner = id.0)); // init's
     let info = k.info_pa().unwrap_or(0);
     let f = &mut k.envs[slot].frames[Ctx::Own as usize];
-    f.pc = elf.entry;
-    f.sp = INIT_STACK_TOP;
-    f.x[0] = info;
+    (f.pc, f.sp, f.x[0]) = (elf.entry, INIT_STACK_TOP, info);
     log::info!("init is env {:#x}, {} frames", id.0, k.envs[slot].held);
     k.make_runnable(slot);
     Ok(())

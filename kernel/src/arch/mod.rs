@@ -132,6 +132,11 @@ pub struct FpState([u64; 66]);
 const FPEN_EL0_TRAPPED: u64 = 1 << 20;
 const FPEN_ON: u64 = 3 << 20;
 
+/// Whether EL0's FP/SIMD access is on: some environment's registers are live on this core.
+pub fn fp_live() -> bool {
+    CPACR_EL1.get() == FPEN_ON
+}
+
 unsafe extern "C" {
     /// The core leaves the environment whose FP/SIMD state is at `state` (null: one
     /// destroyed meanwhile, or none): if the registers are live here (EL0's access on)
