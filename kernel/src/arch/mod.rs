@@ -119,8 +119,9 @@ const _: () = assert!(exo_abi::frame::LINKED.count_ones() == 1 && exo_abi::frame
 /// is off (CPACR_EL1.FPEN = 0b01: EL0 traps, EL1 does not) whenever a core changes
 /// environments, so an environment's first FP/SIMD instruction in its turn traps: `el0_fp`
 /// loads its registers and turns access on. From then until the core leaves it the
-/// registers are the environment's own, and every path that leaves it (`kernel`,
-/// `el0_yield`, `el0_reply`, `el0_call`) saves them here and turns access off. So no
+/// registers are the environment's own, and every path that leaves it (`Kernel::run`,
+/// `schedule`'s idle branch, `el0_yield`, `el0_reply`, `el0_call`) saves them here and
+/// turns access off. So no
 /// environment ever reads another's, an environment that never uses them costs one test
 /// per switch, and the state is in memory whenever the environment is not running
 /// (another core may run it next).
@@ -139,9 +140,9 @@ pub fn fp_live() -> bool {
 
 unsafe extern "C" {
     /// The core leaves the environment whose FP/SIMD state is at `state` (null: one
-    /// destroyed meanwhile, or none): if the registers are live here (EL0's access on)
-    /// they are saved there, and the access goes off, so that the next environment's first
-    /// use loads its own (`vectors.S`).
+    /// destroyed meanwhile, or none) with its registers live here ([`fp_live`]): they are
+    /// saved there, and the access goes off, so that the next environment's first use
+    /// loads its own (`vectors.S`).
     pub fn fp_leave(state: *mut FpState);
     /// The running environment's first FP/SIMD instruction of its turn, when `el0_fp`
     /// missed: its registers loaded from `state`, EL0's access on.

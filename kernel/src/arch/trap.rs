@@ -42,13 +42,14 @@ extern "C" fn el0_trap(kind: u64) -> *mut TrapFrame {
             _ if cur == NONE => true, // destroyed by another core meanwhile
             0 => {
                 let esr = ESR_EL1.get();
-                match (esr >> 26) & 0x3f {
+                let class = (esr >> 26) & 0x3f;
+                match class {
                     0x01 => k.envs[cur].frame().pc += 4, // wfi/wfe at EL0: a yield
                     // SAFETY: the running environment's own FpState, valid and aligned.
                     0x07 => unsafe { crate::arch::fp_enter(&k.envs[cur].fp) }, // FP/SIMD: `el0_fp` missed
                     _ => crate::upcall::fault(k, cur, esr, FAR_EL1.get()),
                 }
-                (esr >> 26) & 0x3f == 0x01 // only the yield gives the CPU up
+                class == 0x01 // only the yield gives the CPU up
             }
             1 => false,
             _ => {

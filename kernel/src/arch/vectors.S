@@ -883,14 +883,12 @@ trap_common:
 
 // `arch::fp_leave` and `arch::fp_enter` (for `kernel` and `el0_trap`): x0 = the FpState.
 .global fp_leave
-fp_leave:
-    mrs     x1, cpacr_el1
-    tbz     x1, #21, 2f                 // not live here
+fp_leave:                               // (called only with them live: `fp_live`)
     cbz     x0, 1f                      // no environment to save them for
     FP_SAVE x0, x1, x2
 1:  mov     x1, #{FP_OFF}
     msr     cpacr_el1, x1               // (the eret ahead synchronizes)
-2:  ret
+    ret
 .global fp_enter
 fp_enter:
     FP_LOAD x0, x1, x2
