@@ -112,6 +112,14 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Writes the checkpoint region not holding the newest checkpoint, and flushes.
     pub(crate) fn write_checkpoint_region(&mut self) -> Result<()> {
+        self.record_epoch()?;
+        let (at, img) = self.next_checkpoint();
+        self.write_region(at, &img)
+    }
+
+    /// The next checkpoint, of the state in memory now: its region and image, counted as
+    /// the newest from here on.
+    pub(crate) fn next_checkpoint(&mut self) -> (u64, Vec<u8>) {
         let serial = self.cp_serial + 1;
         self.stats.checkpoints += 1;
         self.stats.checkpoint_sectors += self.geo.cp_sectors as u64;
@@ -128,15 +136,25 @@ impl<D: BlockDevice> Fs<D> {
             live: self.usage.live.clone(),
             age: self.usage.age.clone(),
         };
-        let img = cp.encode(&self.geo);
-        let at = self.geo.cp_at[(serial % 2) as usize];
-        let r = self.dev.write(at, &img);
+        (self.cp_serial, self.segs_since_cp) = (serial, 0);
+        (self.geo.cp_at[(serial % 2) as usize], cp.encode(&self.geo))
+    }
+
+    fn write_region(&mut self, at: u64, img: &[u8]) -> Result<()> {
+        let r = self.dev.write(at, img);
         self.io(r)?;
         let r = self.dev.flush();
-        self.io(r)?;
-        self.cp_serial = serial;
-        self.segs_since_cp = 0;
-        Ok(())
+        self.io(r)
+    }
+
+    /// Writes the mount's checkpoint if it still waits (`Fs::unwritten_cp`). Every write to
+    /// the medium comes after this, so no partial segment of the new epoch reaches the disk
+    /// before the checkpoint that names the epoch is durable.
+    pub(crate) fn record_epoch(&mut self) -> Result<()> {
+        match self.unwritten_cp.take() {
+            Some((at, img)) => self.write_region(at, &img),
+            None => Ok(()),
+        }
     }
 
     /// Segments kept back from ordinary writes so the cleaner and checkpoints can always run.

@@ -113,6 +113,10 @@ pub struct Fs<D: BlockDevice> {
     pub(crate) unflushed: bool,
     /// How the last mount ended its roll-forward (for fsck and the tool).
     pub(crate) recovery: Recovery,
+    /// A writable mount's checkpoint, which records its new epoch: built at mount, written
+    /// before the mount's first write (`record_epoch`), so a mount that changes nothing
+    /// leaves the medium as it found it. Its region and image.
+    pub(crate) unwritten_cp: Option<(u64, Vec<u8>)>,
 }
 
 /// What mount found while rolling forward.

@@ -168,6 +168,7 @@ impl<D: BlockDevice> Fs<D> {
         let range = start as usize * SECTOR..(start + total) as usize * SECTOR;
         seal(&mut self.log.buf[range.clone()], &h, &self.log.entries, self.geo.fs_id);
         let at = self.geo.seg_start(self.log.seg) + start as u64;
+        self.record_epoch()?;
         let r = self.dev.write(at, &self.log.buf[range]);
         self.io(r)?;
         self.unflushed = true;
@@ -227,6 +228,7 @@ impl<D: BlockDevice> Fs<D> {
         let rel = self.log.fill;
         let total = 1 + n as u32 * per;
         let at = self.geo.seg_start(self.log.seg) + rel as u64;
+        self.record_epoch()?;
         let r = self.dev.write(at + 1, &data[..n * BLOCK]);
         self.io(r)?;
         let h = Header {

@@ -102,6 +102,7 @@ impl<D: BlockDevice> Fs<D> {
             ichunk: None,
             unflushed: false,
             recovery: Recovery::default(),
+            unwritten_cp: None,
         }
     }
 
@@ -144,7 +145,10 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Mounts the file system on `dev`: newest valid checkpoint, then roll-forward. A
-    /// writable mount starts a new epoch and records it in a checkpoint before returning.
+    /// writable mount starts a new epoch and records it in a checkpoint: at once if
+    /// roll-forward replayed anything (the inode map it rebuilt must reach the disk), else
+    /// just before the mount's first write (`record_epoch`), so that a mount of a clean file
+    /// system that changes nothing writes nothing.
     pub fn mount(mut dev: D, opts: MountOptions) -> Result<Fs<D>> {
         let mut sb = [0u8; SECTOR];
         dev.read(0, &mut sb)?;
@@ -177,7 +181,11 @@ impl<D: BlockDevice> Fs<D> {
         fs.usage.refresh_free(fs.log.seg, fs.log.next_seg);
         if !opts.read_only {
             fs.log.epoch += 1;
-            fs.checkpoint()?;
+            if fs.recovery.replayed == 0 {
+                fs.unwritten_cp = Some(fs.next_checkpoint()); // the state found: nothing to write
+            } else {
+                fs.checkpoint()?; // what roll-forward rebuilt (the inode map) goes out first
+            }
         }
         Ok(fs)
     }
