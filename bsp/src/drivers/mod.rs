@@ -8,4 +8,5 @@ pub mod gicv2;
 pub mod pl011;
 pub mod sdhci;
 pub mod virtio_blk;
+pub mod virtio_mmio;
 pub mod virtio_net;
