@@ -183,7 +183,9 @@ impl Slot {
     /// The device may run (`DRIVER_OK`).
     pub fn start(&self) {
         let ok = if self.modern { STATUS::FEATURES_OK::SET } else { STATUS::FEATURES_OK::CLEAR };
-        self.regs().status.write(STATUS::ACKNOWLEDGE::SET + STATUS::DRIVER::SET + ok + STATUS::DRIVER_OK::SET);
+        self.regs()
+            .status
+            .write(STATUS::ACKNOWLEDGE::SET + STATUS::DRIVER::SET + ok + STATUS::DRIVER_OK::SET);
     }
 
     pub fn notify(&self, q: u32) {
