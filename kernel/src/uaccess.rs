@@ -8,7 +8,7 @@
 use exo_abi::pte::{bits, index, Pte};
 use exo_abi::Error;
 
-use crate::mm::phys_to_virt;
+use crate::mm::{phys_to_virt, uvm::slots};
 
 /// The frame behind EL0 address `va` in the tree at `root`, if mapped for EL0 (and
 /// writable, when `write`).
@@ -18,12 +18,9 @@ fn translate(root: u64, va: u64, write: bool) -> Result<u64, Error> {
     }
     let mut t = root;
     for level in 0..4 {
-        // SAFETY: `index` is below 512, so the entry lies inside the 4 KiB table at `t`.
-        let entry = unsafe { (phys_to_virt(t) as *const u64).add(index(va, level)) };
-        // SAFETY: `t` is a table of this environment's tree (the root, or an address taken
-        // from a valid descriptor the kernel checked when it was linked); tables are RAM,
-        // mapped in the physmap.
-        let e = Pte(unsafe { *entry });
+        // `t` is a table of this environment's tree: the root, or an address taken from a
+        // valid table descriptor, which the kernel checked when it was linked.
+        let e = Pte(slots(t)[index(va, level)]);
         if !e.is_valid() || !e.is_table_or_page() {
             return Err(Error::Fault);
         }

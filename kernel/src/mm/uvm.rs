@@ -20,8 +20,8 @@
 //! Each frame's `maps` and each table's `entries` count what points where, so teardown
 //! and the checks above are exact. TLB entries are invalidated by ASID and address.
 
-use exo_abi::pte::{attr, bits, index, Pte};
-use exo_abi::{frame, EnvId, Error, USER_VA_LIMIT};
+use exo_abi::pte::{attr, bits, index, span, Pte};
+use exo_abi::{frame, EnvId, Error, FrameEntry, USER_VA_LIMIT};
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -52,16 +52,21 @@ pub struct Space<'a> {
     pub asid: u16,
 }
 
-fn slots(table_pa: u64) -> &'static mut [u64; 512] {
+/// The entries of the table at `table_pa` (here, and in `uaccess`'s walk of a tree).
+pub(crate) fn slots(table_pa: u64) -> &'static mut [u64; 512] {
     // SAFETY: callers pass only frames the frame table records as TABLE, which the kernel
     // alone writes; the physmap maps all RAM. Each use is a short, non-overlapping borrow.
     unsafe { &mut *(phys_to_virt(table_pa) as *mut [u64; 512]) }
 }
 
 impl Space<'_> {
-    /// The table at `level` that covers `va`, walking from the root; `Busy` for a frozen
-    /// one if it is to be written (`write`).
+    /// The table at `level` that covers `va`, walking from the root; `Invalid` for an
+    /// address past EL0's or an unaligned page, `Busy` for a frozen table if it is to be
+    /// written (`write`).
     fn table_at(&self, va: u64, level: u32, write: bool) -> Result<u64, Error> {
+        if va >= USER_VA_LIMIT || level > 3 || (level == 3 && va & 0xfff != 0) {
+            return Err(Error::Invalid);
+        }
         if self.root == 0 {
             return Err(Error::NotFound);
         }
@@ -79,16 +84,8 @@ impl Space<'_> {
         Ok(t)
     }
 
-    fn check_va(va: u64, level: u32) -> Result<(), Error> {
-        if va >= USER_VA_LIMIT || level > 3 || (level == 3 && va & 0xfff != 0) {
-            return Err(Error::Invalid);
-        }
-        Ok(())
-    }
-
     /// Reads the entry for `va` at `level`.
     pub fn get(&self, va: u64, level: u32) -> Result<Pte, Error> {
-        Self::check_va(va, level)?;
         Ok(Pte(slots(self.table_at(va, level, false)?)[index(va, level)]))
     }
 
@@ -96,14 +93,12 @@ impl Space<'_> {
     /// `may_map(owner, pa, write, flags)` says whether data frame `pa` of `owner` may
     /// appear in this space (writable if `write`), and with which frame flags after.
     pub fn set(&mut self, va: u64, level: u32, pte: Pte, may_map: impl MayMap) -> Result<(), Error> {
-        Self::check_va(va, level)?;
         let t = self.table_at(va, level, true)?;
         let i = index(va, level);
         if level == 3 {
             self.clean_for(pte);
             return self.set_page((t, self.ft.index(t)?, i), va, pte, may_map);
         }
-        let old = Pte(slots(t)[i]);
         if pte.0 == 0 {
             return self.clear(t, i, va, level);
         }
@@ -111,9 +106,7 @@ impl Space<'_> {
         let pa = Pte(pte.0 & !bits::FROZEN_LINK).check_user_table()?;
         let e = self.ft.get_mut(pa)?;
         let (own, frozen) = (e.owner == self.env.0, e.flags & frame::FROZEN != 0);
-        // Another's table only if an ancestor froze it (level 3): linked whole, shared.
-        let family = || may_map(e.owner, pa, false, frame::SHARED_RO).is_some();
-        if e.kind != frame::TABLE || !(own || frozen && family()) {
+        if e.kind != frame::TABLE || !own_or_frozen(e, pa, self.env.0, &may_map) {
             return Err(Error::Denied);
         }
         if e.level as u32 != level + 1 {
@@ -122,16 +115,14 @@ impl Space<'_> {
         if freeze {
             return self.freeze(t, i, pa);
         }
-        if own && e.flags & frame::LINKED != 0 || old.is_valid() {
+        if own && e.flags & frame::LINKED != 0 || Pte(slots(t)[i]).is_valid() {
             return Err(Error::Busy);
         }
-        match own {
+        if own {
             // Where it sits, for `set_at` (and readers of the frame table): its first address.
-            true => {
-                (e.flags, e.link) =
-                    (e.flags | frame::LINKED, (va >> (39 - 9 * level) << (39 - 9 * level) >> 21) as u32)
-            }
-            false => e.shares = e.shares.checked_add(1).ok_or(Error::Busy)?, // 255 links at most
+            (e.flags, e.link) = (e.flags | frame::LINKED, ((va & !(span(level) - 1)) >> 21) as u32);
+        } else {
+            e.shares = e.shares.checked_add(1).ok_or(Error::Busy)?; // 255 links at most
         }
         self.ft.get_mut(t)?.entries += 1;
         slots(t)[i] = Pte::table(pa).0 | if frozen { bits::FROZEN_LINK } else { 0 };
@@ -189,12 +180,7 @@ impl Space<'_> {
             frame::DATA => rule(target.owner, pa, perm.write, flags).map(|f| flags = f).is_some(),
             frame::PUBLIC => !perm.write && !perm.exec,
             // Its own tables, and an ancestor's frozen one (whose pages it may map anyway).
-            frame::TABLE => {
-                let frozen = target.flags & frame::FROZEN != 0;
-                let mine = target.owner == env
-                    || frozen && rule(target.owner, pa, false, frame::SHARED_RO).is_some();
-                mine && !perm.write && !perm.exec
-            }
+            frame::TABLE => own_or_frozen(target, pa, env, &rule) && !perm.write && !perm.exec,
             // Device memory: its owner's alone (no sharing), non-cacheable, never executed.
             frame::DEVICE => target.owner == env && !perm.exec && pte.attr_index() == attr::NORMAL_NC,
             _ => false,
@@ -247,17 +233,15 @@ impl Space<'_> {
         if !old.is_valid() {
             return Ok(());
         }
-        if level < 3 {
-            unlink(self.ft, old.addr(), self.env)?;
-        } else {
-            self.ft.uncount(old.addr());
+        match level {
+            3 => self.ft.uncount(old.addr()),
+            _ => unlink(self.ft, old.addr(), self.env)?,
         }
         self.ft.get_mut(t)?.entries -= 1;
         slots(t)[i] = 0;
-        if level < 3 {
-            tlb::invalidate_asid(self.asid); // walk caches may hold the unlinked table
-        } else {
-            tlb::invalidate_page(self.asid, va);
+        match level {
+            3 => tlb::invalidate_page(self.asid, va),
+            _ => tlb::invalidate_asid(self.asid), // walk caches may hold the unlinked table
         }
         Ok(())
     }
@@ -313,6 +297,12 @@ impl Space<'_> {
             free_tables(self.ft, self.root, 0, self.env)
         }
     }
+}
+
+/// Whether `env` may link or map the table frame `t` (at `pa`): its own, or one an ancestor
+/// froze (level 3: linked whole, shared), if the sharing rule lets `env` read it.
+fn own_or_frozen(t: &FrameEntry, pa: u64, env: u32, rule: impl MayMap) -> bool {
+    t.owner == env || t.flags & frame::FROZEN != 0 && rule(t.owner, pa, false, frame::SHARED_RO).is_some()
 }
 
 /// `env`'s tree lets go of its link to `table`: a sharer's share ends; the owner's link
