@@ -55,7 +55,8 @@ pub enum MapError {
 /// A table builder over a caller-provided pool of table pages.
 pub struct Builder<'p> {
     pool: &'p mut [Table],
-    used: usize,
+    /// How many pool pages are in use (to resume building later).
+    pub used: usize,
     /// Pointer value of a table minus its physical address.
     offset: u64,
 }
@@ -64,11 +65,6 @@ impl<'p> Builder<'p> {
     /// `offset`: what to add to a physical address in the pool to get a usable pointer.
     pub fn new(pool: &'p mut [Table], used: usize, offset: u64) -> Self {
         Self { pool, used, offset }
-    }
-
-    /// How many pool pages are in use (to resume building later).
-    pub fn used(&self) -> usize {
-        self.used
     }
 
     /// Takes a zeroed table from the pool and returns its physical address.

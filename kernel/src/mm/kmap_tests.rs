@@ -37,7 +37,7 @@ fn picks_the_largest_blocks_alignment_allows() {
     let (e, l) = b.lookup(root, 0x8020_0000).unwrap();
     assert_eq!((l, e & bits::ADDR_MASK), (3, 0x8020_0000));
     assert!(b.lookup(root, 0x8020_1000).is_none());
-    assert_eq!(b.used(), 4); // root, L1, L2, L3
+    assert_eq!(b.used, 4); // root, L1, L2, L3
 }
 
 #[test]

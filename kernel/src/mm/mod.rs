@@ -135,7 +135,7 @@ mod boot {
             let (lo, hi) = block_range(dtb, dtb + len);
             b.map(ttbr0, lo, lo, hi - lo, Kind::Boot)?;
         }
-        p.used = b.used();
+        p.used = b.used;
         p.ttbr1 = ttbr1;
         Ok(EarlyTables { ttbr1, ttbr0 })
     }
@@ -176,18 +176,17 @@ mod boot {
         POOL.with(|p| {
             let mut b = Builder::new(&mut p.pages, p.used, offset);
             for r in ram {
+                // Its whole pages (maybe none); a device region's partial ones are mapped whole.
                 let base = r.base.next_multiple_of(PAGE_SIZE);
-                let end = (r.base + r.size) & !(PAGE_SIZE - 1);
-                if end > base {
-                    b.map(p.ttbr1, phys_to_virt(base), base, end - base, Kind::Data)?;
-                }
+                let size = ((r.base + r.size) & !(PAGE_SIZE - 1)).saturating_sub(base);
+                b.map(p.ttbr1, phys_to_virt(base), base, size, Kind::Data)?;
             }
             for r in devices {
                 let base = r.base & !(PAGE_SIZE - 1);
                 let end = (r.base + r.size).next_multiple_of(PAGE_SIZE);
                 b.map(p.ttbr1, phys_to_virt(base), base, end - base, Kind::Device)?;
             }
-            p.used = b.used();
+            p.used = b.used;
             Ok(())
         })?;
         crate::arch::drop_identity_map();

@@ -329,24 +329,19 @@ fn unlink(ft: &mut FrameTable, table: u64, env: EnvId) -> Result<(), Error> {
 /// Depth-first walk below `table` (at `level`) of `env`'s tree; it does not enter a shared
 /// table (`count`). A page entry `f` clears is uncounted.
 fn walk(ft: &mut FrameTable, table: u64, level: u32, env: EnvId, f: &mut impl Visit) -> bool {
-    for i in valid(table).take(count(ft, table, env)) {
+    valid(table).take(count(ft, table, env)).all(|i| {
         let e = Pte(slots(table)[i]);
-        let keep_going = if level < 3 {
-            walk(ft, e.addr(), level + 1, env, f)
-        } else {
-            let slot = &mut slots(table)[i];
-            let go = f(ft, slot);
-            if *slot == 0 {
-                ft.uncount(e.addr());
-                let _ = ft.get_mut(table).map(|t| t.entries -= 1);
-            }
-            go
-        };
-        if !keep_going {
-            return false;
+        if level < 3 {
+            return walk(ft, e.addr(), level + 1, env, f);
         }
-    }
-    true
+        let slot = &mut slots(table)[i];
+        let go = f(ft, slot);
+        if *slot == 0 {
+            ft.uncount(e.addr());
+            let _ = ft.get_mut(table).map(|t| t.entries -= 1);
+        }
+        go
+    })
 }
 
 /// Teardown, in one walk: removes every page entry below `table` (each frame of `env`'s
