@@ -21,7 +21,7 @@
 //! and the checks above are exact. TLB entries are invalidated by ASID and address.
 
 use exo_abi::pte::{attr, bits, index, span, Pte};
-use exo_abi::{frame, EnvId, Error, FrameEntry, USER_VA_LIMIT};
+use exo_abi::{frame, EnvId, Error, USER_VA_LIMIT};
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -60,9 +60,9 @@ pub(crate) fn slots(table_pa: u64) -> &'static mut [u64; 512] {
 }
 
 impl Space<'_> {
-    /// The table at `level` that covers `va`, walking from the root; `Invalid` for an
-    /// address past EL0's or an unaligned page, `Busy` for a frozen table if it is to be
-    /// written (`write`).
+    /// The table at `level` that covers `va`, walking from the root; `Busy` for a frozen
+    /// one if it is to be written (`write`).
+    #[inline]
     fn table_at(&self, va: u64, level: u32, write: bool) -> Result<u64, Error> {
         if va >= USER_VA_LIMIT || level > 3 || (level == 3 && va & 0xfff != 0) {
             return Err(Error::Invalid);
@@ -99,6 +99,7 @@ impl Space<'_> {
             self.clean_for(pte);
             return self.set_page((t, self.ft.index(t)?, i), va, pte, may_map);
         }
+        let old = Pte(slots(t)[i]);
         if pte.0 == 0 {
             return self.clear(t, i, va, level);
         }
@@ -106,7 +107,9 @@ impl Space<'_> {
         let pa = Pte(pte.0 & !bits::FROZEN_LINK).check_user_table()?;
         let e = self.ft.get_mut(pa)?;
         let (own, frozen) = (e.owner == self.env.0, e.flags & frame::FROZEN != 0);
-        if e.kind != frame::TABLE || !own_or_frozen(e, pa, self.env.0, &may_map) {
+        // Another's table only if an ancestor froze it (level 3): linked whole, shared.
+        let family = || may_map(e.owner, pa, false, frame::SHARED_RO).is_some();
+        if e.kind != frame::TABLE || !(own || frozen && family()) {
             return Err(Error::Denied);
         }
         if e.level as u32 != level + 1 {
@@ -115,7 +118,7 @@ impl Space<'_> {
         if freeze {
             return self.freeze(t, i, pa);
         }
-        if own && e.flags & frame::LINKED != 0 || Pte(slots(t)[i]).is_valid() {
+        if own && e.flags & frame::LINKED != 0 || old.is_valid() {
             return Err(Error::Busy);
         }
         if own {
@@ -180,7 +183,12 @@ impl Space<'_> {
             frame::DATA => rule(target.owner, pa, perm.write, flags).map(|f| flags = f).is_some(),
             frame::PUBLIC => !perm.write && !perm.exec,
             // Its own tables, and an ancestor's frozen one (whose pages it may map anyway).
-            frame::TABLE => own_or_frozen(target, pa, env, &rule) && !perm.write && !perm.exec,
+            frame::TABLE => {
+                let frozen = target.flags & frame::FROZEN != 0;
+                let mine = target.owner == env
+                    || frozen && rule(target.owner, pa, false, frame::SHARED_RO).is_some();
+                mine && !perm.write && !perm.exec
+            }
             // Device memory: its owner's alone (no sharing), non-cacheable, never executed.
             frame::DEVICE => target.owner == env && !perm.exec && pte.attr_index() == attr::NORMAL_NC,
             _ => false,
@@ -297,12 +305,6 @@ impl Space<'_> {
             free_tables(self.ft, self.root, 0, self.env)
         }
     }
-}
-
-/// Whether `env` may link or map the table frame `t` (at `pa`): its own, or one an ancestor
-/// froze (level 3: linked whole, shared), if the sharing rule lets `env` read it.
-fn own_or_frozen(t: &FrameEntry, pa: u64, env: u32, rule: impl MayMap) -> bool {
-    t.owner == env || t.flags & frame::FROZEN != 0 && rule(t.owner, pa, false, frame::SHARED_RO).is_some()
 }
 
 /// `env`'s tree lets go of its link to `table`: a sharer's share ends; the owner's link
