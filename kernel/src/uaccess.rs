@@ -78,19 +78,17 @@ pub fn read<T: Copy + Default>(root: u64, va: u64) -> Result<T, Error> {
 
 /// Fills `out` from EL0 memory at `va`, or leaves it unchanged on an error.
 pub fn read_into<T: Copy>(root: u64, va: u64, out: &mut [T]) -> Result<(), Error> {
-    let size = core::mem::size_of_val(out);
     // SAFETY: `T: Copy` plain data; we write exactly the bytes of `out`.
-    let out = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, size) };
+    let out = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, size_of_val(out)) };
     copy_in(root, va, out)
 }
 
 /// Copies a `T` to EL0 memory.
 pub fn write<T: Copy>(root: u64, va: u64, v: &T) -> Result<(), Error> {
-    let size = core::mem::size_of::<T>();
     // SAFETY: reading the bytes of a `Copy` value.
-    let src = unsafe { core::slice::from_raw_parts(v as *const T as *const u8, size) };
+    let src = unsafe { core::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) };
     let mut done = 0;
-    with_user(root, va, size as u64, true, |chunk| {
+    with_user(root, va, src.len() as u64, true, |chunk| {
         chunk.copy_from_slice(&src[done..done + chunk.len()]);
         done += chunk.len();
     })
