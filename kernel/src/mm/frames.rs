@@ -38,8 +38,7 @@ impl FrameTable {
     /// tables are), which reads as free frames on no list: the caller marks every frame
     /// with `set_range` (boot: all but free memory as the kernel's, holes absent, then free).
     pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
-        let low = entries.len();
-        FrameTable { entries, base, free: FreeList::default(), low }
+        FrameTable { low: entries.len(), entries, base, free: FreeList::default() }
     }
 
     pub fn len(&self) -> usize {

@@ -299,10 +299,9 @@ impl Space<'_> {
     /// how many. Afterwards no frame anywhere counts a mapping from this space. The
     /// caller invalidates the ASID.
     pub fn dismantle(&mut self) -> u32 {
-        if self.root == 0 {
-            0
-        } else {
-            free_tables(self.ft, self.root, 0, self.env)
+        match self.root {
+            0 => 0,
+            root => free_tables(self.ft, root, 0, self.env),
         }
     }
 }
