@@ -8,7 +8,7 @@
 use exo_abi::pte::{bits, index, Pte};
 use exo_abi::Error;
 
-use crate::mm::phys_to_virt;
+use crate::mm::{phys_to_virt, uvm::slots};
 
 /// The frame behind EL0 address `va` in the tree at `root`, if mapped for EL0 (and
 /// writable, when `write`).
@@ -18,12 +18,9 @@ fn translate(root: u64, va: u64, write: bool) -> Result<u64, Error> {
     }
     let mut t = root;
     for level in 0..4 {
-        // SAFETY: `index` is below 512, so the entry lies inside the 4 KiB table at `t`.
-        let entry = unsafe { (phys_to_virt(t) as *const u64).add(index(va, level)) };
-        // SAFETY: `t` is a table of this environment's tree (the root, or an address taken
-        // from a valid descriptor the kernel checked when it was linked); tables are RAM,
-        // mapped in the physmap.
-        let e = Pte(unsafe { *entry });
+        // `t` is a table of this environment's tree: the root, or an address taken from a
+        // valid table descriptor, which the kernel checked when it was linked.
+        let e = Pte(slots(t)[index(va, level)]);
         if !e.is_valid() || !e.is_table_or_page() {
             return Err(Error::Fault);
         }
@@ -81,19 +78,17 @@ pub fn read<T: Copy + Default>(root: u64, va: u64) -> Result<T, Error> {
 
 /// Fills `out` from EL0 memory at `va`, or leaves it unchanged on an error.
 pub fn read_into<T: Copy>(root: u64, va: u64, out: &mut [T]) -> Result<(), Error> {
-    let size = core::mem::size_of_val(out);
     // SAFETY: `T: Copy` plain data; we write exactly the bytes of `out`.
-    let out = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, size) };
+    let out = unsafe { core::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, size_of_val(out)) };
     copy_in(root, va, out)
 }
 
 /// Copies a `T` to EL0 memory.
 pub fn write<T: Copy>(root: u64, va: u64, v: &T) -> Result<(), Error> {
-    let size = core::mem::size_of::<T>();
     // SAFETY: reading the bytes of a `Copy` value.
-    let src = unsafe { core::slice::from_raw_parts(v as *const T as *const u8, size) };
+    let src = unsafe { core::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) };
     let mut done = 0;
-    with_user(root, va, size as u64, true, |chunk| {
+    with_user(root, va, src.len() as u64, true, |chunk| {
         chunk.copy_from_slice(&src[done..done + chunk.len()]);
         done += chunk.len();
     })

@@ -38,8 +38,7 @@ impl FrameTable {
     /// tables are), which reads as free frames on no list: the caller marks every frame
     /// with `set_range` (boot: all but free memory as the kernel's, holes absent, then free).
     pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
-        let low = entries.len();
-        FrameTable { entries, base, free: FreeList::default(), low }
+        FrameTable { low: entries.len(), entries, base, free: FreeList::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -152,14 +151,8 @@ impl FrameTable {
     /// (it holds the kernel lock).
     pub fn alloc(&mut self, owner: EnvId, pa: Option<u64>, zeroed: bool) -> Result<u64, Error> {
         let i = match pa {
-            Some(pa) => {
-                let i = self.index(pa)?;
-                match self.entries[i].kind {
-                    frame::FREE => i,
-                    frame::ABSENT => return Err(Error::NotFound),
-                    _ => return Err(Error::Busy),
-                }
-            }
+            Some(pa) if self.get(pa)?.kind != frame::FREE => return Err(Error::Busy),
+            Some(pa) => self.index(pa)?,
             None => match self.free.head {
                 0 => return Err(Error::NoMemory),
                 h => h as usize - 1,
@@ -201,9 +194,7 @@ impl FrameTable {
 
     /// Returns `owner`'s unmapped data frame to the free list.
     pub fn free(&mut self, owner: EnvId, pa: u64) -> Result<(), Error> {
-        let i = self.check_unmapped_data(owner, pa)?;
-        self.push(i);
-        Ok(())
+        self.check_unmapped_data(owner, pa).map(|i| self.push(i))
     }
 
     /// Hands `from`'s unmapped data frame to `to`. Its shares and grants end (so do they

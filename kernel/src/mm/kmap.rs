@@ -55,7 +55,8 @@ pub enum MapError {
 /// A table builder over a caller-provided pool of table pages.
 pub struct Builder<'p> {
     pool: &'p mut [Table],
-    used: usize,
+    /// How many pool pages are in use (to resume building later).
+    pub used: usize,
     /// Pointer value of a table minus its physical address.
     offset: u64,
 }
@@ -64,11 +65,6 @@ impl<'p> Builder<'p> {
     /// `offset`: what to add to a physical address in the pool to get a usable pointer.
     pub fn new(pool: &'p mut [Table], used: usize, offset: u64) -> Self {
         Self { pool, used, offset }
-    }
-
-    /// How many pool pages are in use (to resume building later).
-    pub fn used(&self) -> usize {
-        self.used
     }
 
     /// Takes a zeroed table from the pool and returns its physical address.
@@ -86,28 +82,16 @@ impl<'p> Builder<'p> {
     }
 
     /// Maps `[va, va + size)` to `[pa, pa + size)`, using the largest blocks (1 GiB, 2 MiB)
-    /// that alignment allows, down to pages; `pages_only` forces 4 KiB pages (for
-    /// fine-grained permissions). Re-mapping an identical entry is allowed.
-    pub fn map(
-        &mut self,
-        root: u64,
-        va: u64,
-        pa: u64,
-        size: u64,
-        kind: Kind,
-        pages_only: bool,
-    ) -> Result<(), MapError> {
+    /// that alignment allows, down to pages. A block never reaches past the range, so each
+    /// range keeps its own permissions. Re-mapping an identical entry is allowed.
+    pub fn map(&mut self, root: u64, va: u64, pa: u64, size: u64, kind: Kind) -> Result<(), MapError> {
         if (va | pa | size) & 0xfff != 0 {
             return Err(MapError::Unaligned);
         }
         let mut done = 0;
         while done < size {
             let (v, p, left) = (va + done, pa + done, size - done);
-            let level = if pages_only {
-                3
-            } else {
-                (1..=3).find(|&l| (v | p) & (span(l) - 1) == 0 && left >= span(l)).unwrap_or(3)
-            };
+            let level = (1..=3).find(|&l| (v | p) & (span(l) - 1) == 0 && left >= span(l)).unwrap_or(3);
             self.map_one(root, v, p, level, kind)?;
             done += span(level);
         }

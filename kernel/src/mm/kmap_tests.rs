@@ -31,13 +31,13 @@ fn picks_the_largest_blocks_alignment_allows() {
     let root = b.new_table().unwrap();
     // 1 GiB + 2 MiB + 4 KiB, all aligned: one block of each size.
     let size = (1 << 30) + (2 << 20) + 4096;
-    b.map(root, 0x4000_0000, 0x4000_0000, size, Kind::Data, false).unwrap();
+    b.map(root, 0x4000_0000, 0x4000_0000, size, Kind::Data).unwrap();
     assert_eq!(b.lookup(root, 0x4000_0000).unwrap().1, 1);
     assert_eq!(b.lookup(root, 0x8000_0000).unwrap().1, 2);
     let (e, l) = b.lookup(root, 0x8020_0000).unwrap();
     assert_eq!((l, e & bits::ADDR_MASK), (3, 0x8020_0000));
     assert!(b.lookup(root, 0x8020_1000).is_none());
-    assert_eq!(b.used(), 4); // root, L1, L2, L3
+    assert_eq!(b.used, 4); // root, L1, L2, L3
 }
 
 #[test]
@@ -46,9 +46,9 @@ fn permissions_follow_the_kind() {
     let mut b = Builder::new(&mut p, 0, 0);
     let root = b.new_table().unwrap();
     let va = 0xffff_ffff_8000_0000;
-    b.map(root, va, 0x80000, 0x1000, Kind::Text, true).unwrap();
-    b.map(root, va + 0x1000, 0x81000, 0x1000, Kind::Data, true).unwrap();
-    b.map(root, 0xffff_0000_0900_0000, 0x0900_0000, 0x1000, Kind::Device, true).unwrap();
+    b.map(root, va, 0x80000, 0x1000, Kind::Text).unwrap();
+    b.map(root, va + 0x1000, 0x81000, 0x1000, Kind::Data).unwrap();
+    b.map(root, 0xffff_0000_0900_0000, 0x0900_0000, 0x1000, Kind::Device).unwrap();
     let text = b.lookup(root, va).unwrap().0;
     assert!(text & bits::AP_RO != 0 && text & bits::PXN == 0 && text & bits::UXN != 0);
     let data = b.lookup(root, va + 0x1000).unwrap().0;
@@ -66,10 +66,10 @@ fn conflicts_and_exhaustion_are_errors() {
     let mut p = pool(3);
     let mut b = Builder::new(&mut p, 0, 0);
     let root = b.new_table().unwrap();
-    b.map(root, 0, 0, 2 << 20, Kind::Data, false).unwrap();
-    b.map(root, 0, 0, 2 << 20, Kind::Data, false).unwrap(); // identical: fine
-    assert_eq!(b.map(root, 0, 0, 2 << 20, Kind::Device, false), Err(MapError::Conflict));
-    assert_eq!(b.map(root, 0x1000, 0, 4096, Kind::Data, true), Err(MapError::Conflict));
-    assert_eq!(b.map(root, 1 << 39, 0, 4096, Kind::Data, true), Err(MapError::OutOfTables));
-    assert_eq!(b.map(root, 1, 0, 4096, Kind::Data, true), Err(MapError::Unaligned));
+    b.map(root, 0, 0, 2 << 20, Kind::Data).unwrap();
+    b.map(root, 0, 0, 2 << 20, Kind::Data).unwrap(); // identical: fine
+    assert_eq!(b.map(root, 0, 0, 2 << 20, Kind::Device), Err(MapError::Conflict));
+    assert_eq!(b.map(root, 0x1000, 0, 4096, Kind::Data), Err(MapError::Conflict));
+    assert_eq!(b.map(root, 1 << 39, 0, 4096, Kind::Data), Err(MapError::OutOfTables));
+    assert_eq!(b.map(root, 1, 0, 4096, Kind::Data), Err(MapError::Unaligned));
 }

@@ -24,11 +24,11 @@ pub const PHYSMAP_BASE: u64 = 0xffff_0000_0000_0000;
 /// The kernel's link address (see `link.ld`).
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
 
-/// The kernel's view of physical address `pa` (RAM or mapped MMIO).
-#[cfg(not(test))]
+/// The kernel's view of physical address `pa` (RAM or mapped MMIO). Host unit tests use
+/// host memory as "physical" memory: there addresses map to themselves.
 #[inline]
 pub const fn phys_to_virt(pa: u64) -> u64 {
-    PHYSMAP_BASE + pa
+    pa + if cfg!(test) { 0 } else { PHYSMAP_BASE }
 }
 
 /// The physical address of a kernel address in the physmap or the image (for DMA).
@@ -40,12 +40,6 @@ pub fn kva_to_pa(va: usize) -> u64 {
     } else {
         va - PHYSMAP_BASE
     }
-}
-
-/// Host unit tests use host memory as "physical" memory: addresses map to themselves.
-#[cfg(test)]
-pub const fn phys_to_virt(pa: u64) -> u64 {
-    pa
 }
 
 #[cfg(target_os = "none")]
@@ -114,10 +108,8 @@ mod boot {
     #[unsafe(no_mangle)]
     extern "C" fn early_map(phys_base: u64, dtb: u64) -> EarlyTables {
         // SAFETY: only core 0 runs yet, MMU off (no exclusive accesses: see `unlocked`).
-        match early_map_inner(unsafe { POOL.unlocked() }, phys_base, dtb) {
-            Ok(t) => t,
-            Err(_) => EarlyTables { ttbr1: 0, ttbr0: 0 },
-        }
+        early_map_inner(unsafe { POOL.unlocked() }, phys_base, dtb)
+            .unwrap_or(EarlyTables { ttbr1: 0, ttbr0: 0 })
     }
 
     fn early_map_inner(p: &mut Pool, phys: u64, dtb: u64) -> Result<EarlyTables, MapError> {
@@ -126,11 +118,11 @@ mod boot {
         let ttbr1 = b.new_table()?;
         let va = |a: u64| KERNEL_VMA + (a - start);
         let pa = |a: u64| phys + (a - start);
-        b.map(ttbr1, va(start), pa(start), text - start, Kind::Text, true)?;
-        b.map(ttbr1, va(text), pa(text), ro - text, Kind::ReadOnly, true)?;
-        b.map(ttbr1, va(ro), pa(ro), guard - ro, Kind::Data, true)?;
+        b.map(ttbr1, va(start), pa(start), text - start, Kind::Text)?;
+        b.map(ttbr1, va(text), pa(text), ro - text, Kind::ReadOnly)?;
+        b.map(ttbr1, va(ro), pa(ro), guard - ro, Kind::Data)?;
         for s in (stack..end).step_by(STACK_STRIDE as usize) {
-            b.map(ttbr1, va(s), pa(s), STACK_STRIDE - PAGE_SIZE, Kind::Data, true)?;
+            b.map(ttbr1, va(s), pa(s), STACK_STRIDE - PAGE_SIZE, Kind::Data)?;
             // guards between
         }
 
@@ -138,12 +130,12 @@ mod boot {
         const BLOCK: u64 = 2 << 20;
         let block_range = |from: u64, to: u64| (from & !(BLOCK - 1), to.next_multiple_of(BLOCK));
         let (lo, hi) = block_range(phys, phys + (end - start));
-        b.map(ttbr0, lo, lo, hi - lo, Kind::Boot, false)?;
+        b.map(ttbr0, lo, lo, hi - lo, Kind::Boot)?;
         if let Some(len) = dtb_size(dtb) {
             let (lo, hi) = block_range(dtb, dtb + len);
-            b.map(ttbr0, lo, lo, hi - lo, Kind::Boot, false)?;
+            b.map(ttbr0, lo, lo, hi - lo, Kind::Boot)?;
         }
-        p.used = b.used();
+        p.used = b.used;
         p.ttbr1 = ttbr1;
         Ok(EarlyTables { ttbr1, ttbr0 })
     }
@@ -184,18 +176,17 @@ mod boot {
         POOL.with(|p| {
             let mut b = Builder::new(&mut p.pages, p.used, offset);
             for r in ram {
+                // Its whole pages (maybe none); a device region's partial ones are mapped whole.
                 let base = r.base.next_multiple_of(PAGE_SIZE);
-                let end = (r.base + r.size) & !(PAGE_SIZE - 1);
-                if end > base {
-                    b.map(p.ttbr1, phys_to_virt(base), base, end - base, Kind::Data, false)?;
-                }
+                let size = ((r.base + r.size) & !(PAGE_SIZE - 1)).saturating_sub(base);
+                b.map(p.ttbr1, phys_to_virt(base), base, size, Kind::Data)?;
             }
             for r in devices {
                 let base = r.base & !(PAGE_SIZE - 1);
                 let end = (r.base + r.size).next_multiple_of(PAGE_SIZE);
-                b.map(p.ttbr1, phys_to_virt(base), base, end - base, Kind::Device, false)?;
+                b.map(p.ttbr1, phys_to_virt(base), base, end - base, Kind::Device)?;
             }
-            p.used = b.used();
+            p.used = b.used;
             Ok(())
         })?;
         crate::arch::drop_identity_map();

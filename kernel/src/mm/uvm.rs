@@ -20,7 +20,7 @@
 //! Each frame's `maps` and each table's `entries` count what points where, so teardown
 //! and the checks above are exact. TLB entries are invalidated by ASID and address.
 
-use exo_abi::pte::{attr, bits, index, Pte};
+use exo_abi::pte::{attr, bits, index, span, Pte};
 use exo_abi::{frame, EnvId, Error, USER_VA_LIMIT};
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +52,8 @@ pub struct Space<'a> {
     pub asid: u16,
 }
 
-fn slots(table_pa: u64) -> &'static mut [u64; 512] {
+/// The entries of the table at `table_pa` (here, and in `uaccess`'s walk of a tree).
+pub(crate) fn slots(table_pa: u64) -> &'static mut [u64; 512] {
     // SAFETY: callers pass only frames the frame table records as TABLE, which the kernel
     // alone writes; the physmap maps all RAM. Each use is a short, non-overlapping borrow.
     unsafe { &mut *(phys_to_virt(table_pa) as *mut [u64; 512]) }
@@ -61,7 +62,11 @@ fn slots(table_pa: u64) -> &'static mut [u64; 512] {
 impl Space<'_> {
     /// The table at `level` that covers `va`, walking from the root; `Busy` for a frozen
     /// one if it is to be written (`write`).
+    #[inline]
     fn table_at(&self, va: u64, level: u32, write: bool) -> Result<u64, Error> {
+        if va >= USER_VA_LIMIT || level > 3 || (level == 3 && va & 0xfff != 0) {
+            return Err(Error::Invalid);
+        }
         if self.root == 0 {
             return Err(Error::NotFound);
         }
@@ -79,16 +84,8 @@ impl Space<'_> {
         Ok(t)
     }
 
-    fn check_va(va: u64, level: u32) -> Result<(), Error> {
-        if va >= USER_VA_LIMIT || level > 3 || (level == 3 && va & 0xfff != 0) {
-            return Err(Error::Invalid);
-        }
-        Ok(())
-    }
-
     /// Reads the entry for `va` at `level`.
     pub fn get(&self, va: u64, level: u32) -> Result<Pte, Error> {
-        Self::check_va(va, level)?;
         Ok(Pte(slots(self.table_at(va, level, false)?)[index(va, level)]))
     }
 
@@ -96,7 +93,6 @@ impl Space<'_> {
     /// `may_map(owner, pa, write, flags)` says whether data frame `pa` of `owner` may
     /// appear in this space (writable if `write`), and with which frame flags after.
     pub fn set(&mut self, va: u64, level: u32, pte: Pte, may_map: impl MayMap) -> Result<(), Error> {
-        Self::check_va(va, level)?;
         let t = self.table_at(va, level, true)?;
         let i = index(va, level);
         if level == 3 {
@@ -125,13 +121,11 @@ impl Space<'_> {
         if own && e.flags & frame::LINKED != 0 || old.is_valid() {
             return Err(Error::Busy);
         }
-        match own {
+        if own {
             // Where it sits, for `set_at` (and readers of the frame table): its first address.
-            true => {
-                (e.flags, e.link) =
-                    (e.flags | frame::LINKED, (va >> (39 - 9 * level) << (39 - 9 * level) >> 21) as u32)
-            }
-            false => e.shares = e.shares.checked_add(1).ok_or(Error::Busy)?, // 255 links at most
+            (e.flags, e.link) = (e.flags | frame::LINKED, ((va & !(span(level) - 1)) >> 21) as u32);
+        } else {
+            e.shares = e.shares.checked_add(1).ok_or(Error::Busy)?; // 255 links at most
         }
         self.ft.get_mut(t)?.entries += 1;
         slots(t)[i] = Pte::table(pa).0 | if frozen { bits::FROZEN_LINK } else { 0 };
@@ -247,17 +241,15 @@ impl Space<'_> {
         if !old.is_valid() {
             return Ok(());
         }
-        if level < 3 {
-            unlink(self.ft, old.addr(), self.env)?;
-        } else {
-            self.ft.uncount(old.addr());
+        match level {
+            3 => self.ft.uncount(old.addr()),
+            _ => unlink(self.ft, old.addr(), self.env)?,
         }
         self.ft.get_mut(t)?.entries -= 1;
         slots(t)[i] = 0;
-        if level < 3 {
-            tlb::invalidate_asid(self.asid); // walk caches may hold the unlinked table
-        } else {
-            tlb::invalidate_page(self.asid, va);
+        match level {
+            3 => tlb::invalidate_page(self.asid, va),
+            _ => tlb::invalidate_asid(self.asid), // walk caches may hold the unlinked table
         }
         Ok(())
     }
@@ -307,10 +299,9 @@ impl Space<'_> {
     /// how many. Afterwards no frame anywhere counts a mapping from this space. The
     /// caller invalidates the ASID.
     pub fn dismantle(&mut self) -> u32 {
-        if self.root == 0 {
-            0
-        } else {
-            free_tables(self.ft, self.root, 0, self.env)
+        match self.root {
+            0 => 0,
+            root => free_tables(self.ft, root, 0, self.env),
         }
     }
 }
@@ -339,24 +330,19 @@ fn unlink(ft: &mut FrameTable, table: u64, env: EnvId) -> Result<(), Error> {
 /// Depth-first walk below `table` (at `level`) of `env`'s tree; it does not enter a shared
 /// table (`count`). A page entry `f` clears is uncounted.
 fn walk(ft: &mut FrameTable, table: u64, level: u32, env: EnvId, f: &mut impl Visit) -> bool {
-    for i in valid(table).take(count(ft, table, env)) {
+    valid(table).take(count(ft, table, env)).all(|i| {
         let e = Pte(slots(table)[i]);
-        let keep_going = if level < 3 {
-            walk(ft, e.addr(), level + 1, env, f)
-        } else {
-            let slot = &mut slots(table)[i];
-            let go = f(ft, slot);
-            if *slot == 0 {
-                ft.uncount(e.addr());
-                let _ = ft.get_mut(table).map(|t| t.entries -= 1);
-            }
-            go
-        };
-        if !keep_going {
-            return false;
+        if level < 3 {
+            return walk(ft, e.addr(), level + 1, env, f);
         }
-    }
-    true
+        let slot = &mut slots(table)[i];
+        let go = f(ft, slot);
+        if *slot == 0 {
+            ft.uncount(e.addr());
+            let _ = ft.get_mut(table).map(|t| t.entries -= 1);
+        }
+        go
+    })
 }
 
 /// Teardown, in one walk: removes every page entry below `table` (each frame of `env`'s
