@@ -10,7 +10,7 @@
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 
-use exo_abi::{EnvId, Error, SectorBinding, SECTOR_CHUNK, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
+use exo_abi::{Error, SectorBinding, SECTOR_CHUNK, SECTOR_MAX_COUNT, SECTOR_READ, SECTOR_WRITE};
 use exo_bsp::disk::Disk;
 use exo_bsp::{BlockDevice, IrqController};
 
@@ -155,9 +155,8 @@ impl Kernel {
         exo_abi::result(if mine { o as u32 as i32 as i64 as u64 } else { 0 }).map(Some)
     }
 
-    /// `SectorGrant`: a sub-extent of one of the caller's bindings to a descendant.
-    pub fn sector_grant(&mut self, env: EnvId, start: u64, count: u64, rights: u64) -> Result<u64, Error> {
-        let t = self.target(env)?;
+    /// `SectorGrant`: a sub-extent of one of the caller's bindings to a descendant, `t`.
+    pub fn sector_grant(&mut self, t: usize, start: u64, count: u64, rights: u64) -> Result<u64, Error> {
         let rights = u32::try_from(rights).ok().filter(|r| *r != 0 && r & !(SECTOR_READ | SECTOR_WRITE) == 0);
         let (Some(rights), Ok(count32)) = (rights, u32::try_from(count)) else { return Err(Error::Invalid) };
         if count == 0 || t == self.current {
@@ -172,11 +171,10 @@ impl Kernel {
         Ok(0)
     }
 
-    /// `SectorRevoke`: removes a binding of exactly this extent from the caller or a
-    /// descendant, and from every descendant of that one whatever part of the extent its
+    /// `SectorRevoke`: removes a binding of exactly this extent from `t` (the caller or a
+    /// descendant), and from every descendant of that one whatever part of the extent its
     /// remaining bindings no longer cover (so what was granted onward goes too).
-    pub fn sector_revoke(&mut self, env: EnvId, start: u64, count: u64) -> Result<u64, Error> {
-        let t = self.target(env)?;
+    pub fn sector_revoke(&mut self, t: usize, start: u64, count: u64) -> Result<u64, Error> {
         wait_unpinned(|s| crate::env::is_ancestor_or_self(&self.envs, t, s)); // nothing in flight
         let b = self.envs[t]
             .sectors
@@ -185,13 +183,12 @@ impl Kernel {
         *b.ok_or(Error::NotFound)? = SectorBinding::default();
         let kept = self.envs[t].sectors;
         for d in 0..MAX_ENVS {
-            if d == t || !crate::env::is_ancestor_or_self(&self.envs, t, d) {
-                continue;
+            // (`t` itself loses nothing more: `kept` covers each of its own bindings.)
+            if crate::env::is_ancestor_or_self(&self.envs, t, d) {
+                SectorBinding::revoke_uncovered(&mut self.envs[d].sectors, start, count, &kept);
+                self.publish(d);
             }
-            SectorBinding::revoke_uncovered(&mut self.envs[d].sectors, start, count, &kept);
-            self.publish(d);
         }
-        self.publish(t);
         Ok(0)
     }
 

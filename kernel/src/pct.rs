@@ -9,7 +9,7 @@
 
 use exo_abi::pte::Pte;
 use exo_abi::{
-    frame, EnvId, EnvState, Error, PCT_GRANTS, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, USER_VA_LIMIT,
+    frame, EnvId, EnvState, Error, PCT_GRANTS, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT,
 };
 
 use crate::env::{Ctx, Grant, Kernel, Wait, MAX_ENVS, NONE};
@@ -33,22 +33,12 @@ impl Kernel {
         Ok(0)
     }
 
-    pub fn pct_register(&mut self, entry: u64, stack: u64) -> Result<u64, Error> {
-        if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT {
-            return Err(Error::Invalid);
-        }
-        let e = &mut self.envs[self.current];
-        (e.pct_entry, e.pct_stack) = (entry, stack);
-        Ok(0)
-    }
-
     /// `PctUngrant`: ends a grant and removes the frame from the grantee's tables — not
     /// while the grantee may still be using it for the granter's call.
     pub fn pct_ungrant(&mut self, target: EnvId, pa: u64) -> Result<u64, Error> {
         let t = self.slot(target)?;
         let me = self.envs[self.current].id;
-        let ft = &self.ft;
-        let g = self.envs[t].grants.iter().position(|g| g.pa == pa && g.owner == me && live(ft, g));
+        let g = self.envs[t].grants.iter().position(|g| g.pa == pa && g.owner == me && live(&self.ft, g));
         let g = g.ok_or(Error::NotFound)?;
         if self.envs[t].active == Ctx::Call && self.envs[t].pct_caller.1 == me {
             return Err(Error::Busy);
@@ -130,16 +120,12 @@ impl Kernel {
             // caller can take them all (a grant of the same frame is renewed in place).
             let (ft, grants) = (&self.ft, &mut self.envs[t].grants);
             let theirs = grants.iter().filter(|h| h.owner == g.owner && h.pa != frame && live(ft, h)).count();
-            let slot = grants.iter().position(|h| h.pa == frame);
-            match slot
-                .or_else(|| grants.iter().position(|h| !live(ft, h)).filter(|_| theirs < PCT_GRANTS / 4))
-            {
-                Some(i) => grants[i] = g,
-                None => {
-                    self.envs[cur].frame().x[0] = Error::NoSlot as i64 as u64;
-                    return false;
-                }
-            }
+            let free = || grants.iter().position(|h| !live(ft, h)).filter(|_| theirs < PCT_GRANTS / 4);
+            let Some(i) = grants.iter().position(|h| h.pa == frame).or_else(free) else {
+                self.envs[cur].frame().x[0] = Error::NoSlot as i64 as u64;
+                return false;
+            };
+            grants[i] = g;
         }
         let caller_id = self.envs[cur].id;
         let f = self.envs[cur].frame();
@@ -213,9 +199,7 @@ pub fn on_tick(k: &mut Kernel) {
 /// Before `slot` is torn down: callers waiting on it fail, and every grant of its frames
 /// is withdrawn — mappings included — before those frames go back to the free list.
 pub fn on_destroy(k: &mut Kernel, slot: usize) {
-    if matches!(k.envs[slot].wait, Wait::Call(_)) {
-        k.call_waiters -= 1; // it was queued for a busy server
-    }
+    k.call_waiters -= matches!(k.envs[slot].wait, Wait::Call(_)) as u32; // queued for a busy server
     let id = k.envs[slot].id;
     for s in 0..MAX_ENVS {
         if matches!(k.envs[s].state, EnvState::Free | EnvState::Zombie) {

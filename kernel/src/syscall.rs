@@ -52,28 +52,68 @@ fn env_arg(x: u64) -> Result<EnvId, Error> {
     u32::try_from(x).map(EnvId).map_err(|_| Error::Invalid)
 }
 
+/// A fast call: `|k, a, b, ..|` names the argument registers it reads, in order (none
+/// reads the sixth), and `k` the kernel, for a caller still alive once it holds the lock.
 macro_rules! fast {
-    ($name:ident, |$k:ident, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident| $body:expr) => {
-        extern "C" fn $name($a: u64, $b: u64, $c: u64, $d: u64, $e: u64, _f: u64) -> i64 {
+    ($(#[$attr:meta])* $name:ident, |$k:ident $(, $arg:ident)*| $body:expr) => {
+        $(#[$attr])*
+        extern "C" fn $name(a: u64, b: u64, c: u64, d: u64, e: u64, _: u64) -> i64 {
+            let [$($arg,)* ..] = [a, b, c, d, e];
             // NONE: destroyed by another core while this call waited for the lock.
             ret(kernel(|$k| if $k.current == NONE { Err(Error::NotFound) } else { $body }))
         }
     };
 }
 
+/// A fast call on an environment the caller may act on (itself or a descendant), named by
+/// its first argument: in `|k, t, b, ..|`, `t` is its slot (`Kernel::target`, checked
+/// before the body runs), and `b, ..` the arguments after it.
+macro_rules! fast_on {
+    ($name:ident, |$k:ident, $t:ident $(, $arg:ident)*| $body:expr) => {
+        fast!($name, |$k, env $(, $arg)*| {
+            let $t = $k.target(env_arg(env)?)?;
+            $body
+        });
+    };
+}
+
 extern "C" fn nop(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
     0
 }
-fast!(frame_alloc, |k, env, pa, from, _d, _e| k.frame_alloc(env_arg(env)?, pa, from));
-fast!(frame_free, |k, env, pa, _c, _d, _e| {
-    let t = k.target(env_arg(env)?)?;
+// `FrameAlloc`: a frame for `t`, zeroed, or a copy of the caller's own data frame `from`.
+fast_on!(frame_alloc, |k, t, pa, from| {
+    if from != 0 {
+        k.ft.check_owned_data(k.envs[k.current].id, from)?;
+    }
+    k.charge(t)?;
+    let pa = match k.ft.alloc(k.envs[t].id, (pa != ANY_FRAME).then_some(pa), from == 0) {
+        Ok(pa) => pa,
+        Err(e) => {
+            k.uncharge(t, 1);
+            if e == Error::NoMemory {
+                upcall::request_revocation(k, t);
+            }
+            return Err(e);
+        }
+    };
+    let (src, dst) = (phys_to_virt(from) as *const u8, phys_to_virt(pa) as *mut u8);
+    match from {
+        0 => crate::arch::zero_page(dst as u64), // (`alloc` marked it ZEROED)
+        // SAFETY: `from` is a data frame and `pa` one just taken from the free list: two
+        // distinct whole pages of RAM, in the physmap. (Not marked.)
+        _ => unsafe { core::ptr::copy_nonoverlapping(src, dst, 4096) },
+    }
+    k.publish_free();
+    Ok(pa)
+});
+fast_on!(frame_free, |k, t, pa| {
     k.ft.free(k.envs[t].id, pa)?;
     k.uncharge(t, 1);
     k.publish_free();
     k.frames_returned(t, 1);
     Ok(0)
 });
-fast!(frame_give, |k, pa, to, _c, _d, _e| {
+fast!(frame_give, |k, pa, to| {
     let (cur, t) = (k.current, k.slot(env_arg(to)?)?);
     if t == cur || !crate::env::is_ancestor_or_self(&k.envs, cur, t) {
         return Err(Error::Denied); // down only: up or sideways would escape the quota
@@ -89,8 +129,7 @@ fast!(frame_give, |k, pa, to, _c, _d, _e| {
     k.frames_returned(cur, 1);
     Ok(0)
 });
-fast!(table_bind, |k, env, pa, level, _d, _e| {
-    let t = k.target(env_arg(env)?)?;
+fast_on!(table_bind, |k, t, pa, level| {
     if level > 3 {
         return Err(Error::Invalid);
     }
@@ -105,26 +144,22 @@ fast!(table_bind, |k, env, pa, level, _d, _e| {
     }
     Ok(0)
 });
-fast!(table_unbind, |k, env, pa, _c, _d, _e| {
-    let t = k.target(env_arg(env)?)?;
+fast_on!(table_unbind, |k, t, pa| {
     k.ft.unbind_table(k.envs[t].id, pa)?;
     if k.envs[t].root == pa {
         k.set_root(t, 0);
     }
     Ok(0)
 });
-fast!(table_set, |k, env, va, level, pte, _e| {
-    let t = k.target(env_arg(env)?)?;
+fast_on!(table_set, |k, t, va, level, pte| {
     let (mut space, may_map) = k.space(t);
     space.set(va, level.min(4) as u32, Pte(pte), may_map).map(|_| 0)
 });
-fast!(table_set_at, |k, env, table, i, pte, _e| {
-    let t = k.target(env_arg(env)?)?;
+fast_on!(table_set_at, |k, t, table, i, pte| {
     let (mut space, may_map) = k.space(t);
     space.set_at(table, i, Pte(pte), may_map).map(|_| 0)
 });
-fast!(table_set_batch, |k, env, ptr, count, _d, _e| {
-    let t = k.target(env_arg(env)?)?;
+fast_on!(table_set_batch, |k, t, ptr, count| {
     if count == 0 || count > 512 {
         return Err(Error::Invalid);
     }
@@ -142,16 +177,13 @@ fast!(table_set_batch, |k, env, ptr, count, _d, _e| {
     }
     Ok(count)
 });
-fast!(table_get, |k, env, va, level, _d, _e| {
-    let t = k.target(env_arg(env)?)?;
-    k.space(t).0.get(va, level.min(4) as u32).map(|p| p.0)
-});
-fast!(env_create, |k, quota, kin, _c, _d, _e| {
+fast_on!(table_get, |k, t, va, level| k.space(t).0.get(va, level.min(4) as u32).map(|p| p.0));
+fast!(env_create, |k, quota, kin| {
     let quota = u32::try_from(quota).map_err(|_| Error::Invalid)?;
     k.create(k.current, quota, u32::try_from(kin).map_err(|_| Error::Invalid)?).map(|s| k.envs[s].id.0 as u64)
 });
-fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
-    let t = k.child(env_arg(env)?)?;
+// (A blank child: never the caller itself, which is running.)
+fast_on!(env_set_entry, |k, t, pc, sp, a0, a1| {
     if k.envs[t].state != EnvState::Blank || pc >= USER_VA_LIMIT || sp >= USER_VA_LIMIT {
         return Err(Error::Invalid);
     }
@@ -160,8 +192,7 @@ fast!(env_set_entry, |k, env, pc, sp, a0, a1| {
     (f.x[0], f.x[1]) = (a0, a1);
     Ok(0)
 });
-fast!(env_set_upcall, |k, env, entry, stack, flags, _e| {
-    let t = k.target(env_arg(env)?)?;
+fast_on!(env_set_upcall, |k, t, entry, stack, flags| {
     if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT || flags > 1 {
         return Err(Error::Invalid);
     }
@@ -169,16 +200,15 @@ fast!(env_set_upcall, |k, env, entry, stack, flags, _e| {
     (e.upcall_entry, e.upcall_stack, e.slice_upcall) = (entry, stack, flags & 1 != 0);
     Ok(0)
 });
-fast!(env_start, |k, env, _b, _c, _d, _e| {
-    let t = k.child(env_arg(env)?)?;
+// (A blank child: never the caller itself, which is running.)
+fast_on!(env_start, |k, t| {
     if k.envs[t].state != EnvState::Blank || k.envs[t].root == 0 {
         return Err(Error::Invalid);
     }
     k.make_runnable(t);
     Ok(0)
 });
-fast!(env_set_affinity, |k, env, mask, _c, _d, _e| {
-    let t = k.target(env_arg(env)?)?;
+fast_on!(env_set_affinity, |k, t, mask| {
     let mask = u8::try_from(mask).ok().filter(|&m| m != 0).ok_or(Error::Invalid)?;
     let parent = k.envs.get(k.envs[t].parent);
     if mask & !parent.map_or(crate::arch::smp::up_mask(), |p| p.affinity) != 0 {
@@ -187,39 +217,40 @@ fast!(env_set_affinity, |k, env, mask, _c, _d, _e| {
     k.set_affinity(t, mask);
     Ok(0)
 });
-fast!(env_self, |k, _a, _b, _c, _d, _e| Ok(k.envs[k.current].id.0 as u64));
-fast!(kernel_info, |k, _a, _b, _c, _d, _e| k.info_pa().ok_or(Error::NotFound));
-fast!(upcall_context, |k, ptr, write, _c, _d, _e| {
-    let cur = k.current;
-    let (root, e) = (k.envs[cur].root, &mut k.envs[cur]);
+fast!(env_self, |k| Ok(k.envs[k.current].id.0 as u64));
+fast!(kernel_info, |k| k.info_pa().ok_or(Error::NotFound));
+fast!(upcall_context, |k, ptr, write| {
+    let e = &mut k.envs[k.current];
     if e.active != Ctx::Upcall || write > 1 {
         return Err(Error::Invalid);
     }
     let f = &mut e.frames[e.interrupted as usize];
     if write == 1 {
-        let c: Context = uaccess::read(root, ptr)?;
+        let c: Context = uaccess::read(e.root, ptr)?;
         // Only the condition flags of PSTATE are the environment's to change.
         *f = Context { pstate: c.pstate & 0xf000_0000, ..c };
     } else {
-        uaccess::write(root, ptr, f)?;
+        uaccess::write(e.root, ptr, f)?;
     }
     Ok(0)
 });
 
-fast!(sector_grant, |k, env, start, count, rights, _e| k.sector_grant(env_arg(env)?, start, count, rights));
-fast!(sector_revoke, |k, env, start, count, _d, _e| k.sector_revoke(env_arg(env)?, start, count));
+fast_on!(sector_grant, |k, t, start, count, rights| k.sector_grant(t, start, count, rights));
+fast_on!(sector_revoke, |k, t, start, count| k.sector_revoke(t, start, count));
 
-fast!(pct_allow, |k, caller, target, _c, _d, _e| k.pct_right(env_arg(caller)?, env_arg(target)?, true));
-fast!(pct_disallow, |k, caller, target, _c, _d, _e| k.pct_right(env_arg(caller)?, env_arg(target)?, false));
-fast!(pct_register, |k, entry, stack, _c, _d, _e| k.pct_register(entry, stack));
-/// `PctUngrant`, reached only through `pct_ungrant_scrubbed` (vectors.S), which zeroes the
-/// registers it leaves behind: it computes with the grantee's tables.
-#[unsafe(no_mangle)]
-extern "C" fn pct_ungrant(target: u64, pa: u64, _c: u64, _d: u64, _e: u64, _f: u64) -> i64 {
-    ret(kernel(
-        |k| if k.current == NONE { Err(Error::NotFound) } else { k.pct_ungrant(env_arg(target)?, pa) },
-    ))
-}
+fast!(pct_allow, |k, caller, target| k.pct_right(env_arg(caller)?, env_arg(target)?, true));
+fast!(pct_disallow, |k, caller, target| k.pct_right(env_arg(caller)?, env_arg(target)?, false));
+fast!(pct_register, |k, entry, stack| {
+    if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT {
+        return Err(Error::Invalid);
+    }
+    let e = &mut k.envs[k.current];
+    (e.pct_entry, e.pct_stack) = (entry, stack);
+    Ok(0)
+});
+// `PctUngrant`, reached only through `pct_ungrant_scrubbed` (vectors.S), which zeroes the
+// registers it leaves behind: it computes with the grantee's tables.
+fast!(#[unsafe(no_mangle)] pct_ungrant, |k, target, pa| k.pct_ungrant(env_arg(target)?, pa));
 
 unsafe extern "C" {
     safe fn pct_ungrant_scrubbed(a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> i64;
@@ -237,45 +268,6 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
 ];
 
 impl Kernel {
-    /// The slot of a *child* (strict descendant) of the caller.
-    fn child(&self, id: EnvId) -> Result<usize, Error> {
-        let t = self.target(id)?;
-        if t == self.current {
-            return Err(Error::Invalid);
-        }
-        Ok(t)
-    }
-
-    /// `FrameAlloc`: a frame for `env`, zeroed, or a copy of the caller's own data frame `from`.
-    fn frame_alloc(&mut self, env: EnvId, pa: u64, from: u64) -> Result<u64, Error> {
-        let t = self.target(env)?;
-        if from != 0 {
-            self.ft.check_owned_data(self.envs[self.current].id, from)?;
-        }
-        self.charge(t)?;
-        let want = (pa != ANY_FRAME).then_some(pa);
-        match self.ft.alloc(self.envs[t].id, want, from == 0) {
-            Ok(pa) => {
-                let (src, dst) = (phys_to_virt(from) as *const u8, phys_to_virt(pa) as *mut u8);
-                match from {
-                    0 => crate::arch::zero_page(dst as u64), // (`alloc` marked it ZEROED)
-                    // SAFETY: `from` is a data frame and `pa` one just taken from the free
-                    // list: two distinct whole pages of RAM, in the physmap. (Not marked.)
-                    _ => unsafe { core::ptr::copy_nonoverlapping(src, dst, 4096) },
-                }
-                self.publish_free();
-                Ok(pa)
-            }
-            Err(e) => {
-                self.uncharge(t, 1);
-                if e == Error::NoMemory {
-                    upcall::request_revocation(self, t);
-                }
-                Err(e)
-            }
-        }
-    }
-
     /// Points `slot` at a new root table (0: none), and the MMU too if it is running.
     fn set_root(&mut self, slot: usize, root: u64) {
         self.envs[slot].root = root;
@@ -307,7 +299,7 @@ impl Kernel {
     /// caller gives up the CPU. (Out of line: the switching calls above stay small.)
     #[inline(never)]
     pub fn slow(&mut self, num: u64, cur: usize) -> bool {
-        let a0 = self.envs[cur].frame().x[0];
+        let TrapFrame { x: [a0, a1, ..], .. } = *self.envs[cur].frame();
         let step = match num {
             n if n == Sys::Yield as u64 => Ok(None),
             n if n == Sys::Exit as u64 => {
@@ -321,10 +313,7 @@ impl Kernel {
             n if n == Sys::ConsoleGive as u64 => self.console_give(cur, a0),
             n if n == Sys::NetBind as u64 => self.net_bind(a0).map(Some),
             n if n == Sys::NetUnbind as u64 => self.net_unbind(a0).map(Some),
-            n if n == Sys::NetSend as u64 => {
-                let a1 = self.envs[cur].frame().x[1];
-                self.net_send(a0, a1).map(Some)
-            }
+            n if n == Sys::NetSend as u64 => self.net_send(a0, a1).map(Some),
             n if n == Sys::NetPoll as u64 => self.net_poll(a0).map(Some),
             n if n == Sys::NetWait as u64 => self.net_wait(cur),
             n if n == Sys::SectorWait as u64 => self.sector_wait(cur),
@@ -364,7 +353,7 @@ impl Kernel {
         if t == cur {
             return Ok(None);
         }
-        self.reap(t);
+        self.release(t); // now a zombie
         Ok(Some(0))
     }
 
@@ -403,24 +392,14 @@ impl Kernel {
     fn wait(&mut self, cur: usize, child: u64) -> Step {
         let id = env_arg(child)?;
         let s = id.slot();
-        let e = self
-            .envs
-            .get(s)
-            .filter(|e| e.id == id && e.parent == cur && e.state != EnvState::Free)
-            .ok_or(Error::NotFound)?;
+        let e = self.envs.get(s).filter(|e| e.id == id && e.parent == cur && e.state != EnvState::Free);
+        let e = e.ok_or(Error::NotFound)?;
         if e.state == EnvState::Zombie {
             let status = e.exit_status;
-            self.reap(s);
+            self.release(s);
             return Ok(Some(status as u32 as u64));
         }
         self.restart(cur, Wait::Child(id));
         Ok(None)
-    }
-
-    /// Frees a zombie's slot.
-    fn reap(&mut self, slot: usize) {
-        if self.envs[slot].state == EnvState::Zombie {
-            self.release(slot);
-        }
     }
 }

@@ -52,16 +52,13 @@ pub fn deliver_pending(k: &mut Kernel, slot: usize) {
 
 fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
     let e = &k.envs[slot];
-    if e.active == Ctx::Upcall || e.upcall_entry == 0 {
-        return;
-    }
+    // Each stays pending until it can be delivered (a handler, not already in it).
     if e.pending & PENDING_REVOKE != 0 {
-        let (wanted, deadline) = (e.revoke_wanted as u64, e.revoke_deadline);
-        k.envs[slot].pending &= !PENDING_REVOKE;
-        deliver(k, slot, upcall::REVOKE, 0, deadline, wanted);
-    } else if e.pending & PENDING_SLICE != 0 {
+        if deliver(k, slot, upcall::REVOKE, 0, e.revoke_deadline, e.revoke_wanted as u64) {
+            k.envs[slot].pending &= !PENDING_REVOKE;
+        }
+    } else if e.pending & PENDING_SLICE != 0 && deliver(k, slot, upcall::SLICE_END, 0, 0, 0) {
         k.envs[slot].pending &= !PENDING_SLICE;
-        deliver(k, slot, upcall::SLICE_END, 0, 0, 0);
     }
 }
 
@@ -75,12 +72,10 @@ fn deliver_pending_slow(k: &mut Kernel, slot: usize) {
 extern "C" fn el0_fault(esr: u64, far: u64) -> *mut TrapFrame {
     kernel(|k| {
         let cur = k.current;
-        let delivered = cur != NONE && deliver(k, cur, upcall::FAULT, esr, far, 0);
-        if delivered {
-            k.envs[cur].frame() as *mut _
-        } else {
-            core::ptr::null_mut()
+        if cur != NONE && deliver(k, cur, upcall::FAULT, esr, far, 0) {
+            return k.envs[cur].frame() as *mut _;
         }
+        core::ptr::null_mut()
     })
 }
 
@@ -150,12 +145,10 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
     let mut taken = [0u64; REVOKE_BATCH as usize];
     let mut count = 0;
     let want = (n as usize).min(taken.len());
-    for pa in (0..k.ft.len()).map(|i| k.ft.pa(i)) {
-        let spare = k.ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 0);
-        if count < want && spare {
-            taken[count] = pa;
-            count += 1;
-        }
+    let spare = |&pa: &u64| k.ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 0);
+    for pa in (0..k.ft.len()).map(|i| k.ft.pa(i)).filter(spare).take(want) {
+        taken[count] = pa;
+        count += 1;
     }
     // Mapped pages the owner marked droppable first, then the others, in address order.
     for mark in [DROPPABLE, 0] {
