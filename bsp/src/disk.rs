@@ -195,6 +195,7 @@ impl Disk {
     /// What kind of controller this is, for the boot log.
     pub fn name(&self) -> &'static str {
         match self {
+            Disk::Virtio(d) if d.legacy() => "virtio-blk (legacy transport)",
             Disk::Virtio(_) => "virtio-blk",
             Disk::Sdhci(d) => match d.controller() {
                 Controller::Emmc2 => "sdhci (emmc2)",

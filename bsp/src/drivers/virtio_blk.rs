@@ -116,6 +116,11 @@ impl VirtioBlk<Mmio> {
         let mem = unsafe { &*(dma as *const QueueMem) };
         VirtioBlk::new(dev, mem, dma_pa, virt_to_phys)
     }
+
+    /// Whether the device sits on a legacy (version 1) virtio-mmio slot.
+    pub fn legacy(&self) -> bool {
+        self.dev.legacy()
+    }
 }
 
 impl<T: Transport> VirtioBlk<T> {

@@ -106,6 +106,11 @@ impl Slot {
         unsafe { &*(self.base as *const Regs) }
     }
 
+    /// Whether the slot speaks the legacy transport (version 1).
+    pub fn legacy(&self) -> bool {
+        !self.modern
+    }
+
     /// Resets the device: false if it does not acknowledge in time.
     pub fn reset(&self) -> bool {
         let r = self.regs();

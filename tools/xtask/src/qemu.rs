@@ -45,16 +45,25 @@ impl Board {
     /// QEMU arguments that attach `image` as this board's disk: the SD slot on the Pi,
     /// a modern virtio-blk device on `virt`.
     pub fn disk_args(self, image: &Path) -> Vec<String> {
+        self.disk_args_with(image, true)
+    }
+
+    /// The same, on `virt` with the modern virtio-mmio transport or (not `modern`) the
+    /// legacy one (version 1, QEMU's own default). A run on the legacy transport gets no
+    /// NIC: the network driver takes modern slots only.
+    pub fn disk_args_with(self, image: &Path, modern: bool) -> Vec<String> {
         let file = image.display();
         match self {
-            Board::Virt => vec![
-                "-drive".into(),
-                format!("file={file},if=none,format=raw,id=disk0"),
-                "-device".into(),
-                "virtio-blk-device,drive=disk0".into(),
-                "-global".into(),
-                "virtio-mmio.force-legacy=false".into(),
-            ],
+            Board::Virt => {
+                let mut a = vec![
+                    "-drive".into(),
+                    format!("file={file},if=none,format=raw,id=disk0"),
+                    "-device".into(),
+                    "virtio-blk-device,drive=disk0".into(),
+                ];
+                a.extend(["-global".into(), if modern { MODERN } else { LEGACY }.into()]);
+                a
+            }
             Board::Rpi4 => vec!["-drive".into(), format!("file={file},if=sd,format=raw")],
         }
     }
@@ -70,7 +79,7 @@ impl Board {
         let fwd = http_port.map_or(String::new(), |p| format!(",hostfwd=tcp:127.0.0.1:{p}-:80"));
         ["-netdev", &format!("user,id=n0,restrict=on{fwd}"), "-device", "virtio-net-device,netdev=n0"]
             .into_iter()
-            .chain(["-global", "virtio-mmio.force-legacy=false"])
+            .chain(["-global", MODERN])
             .map(String::from)
             .collect()
     }
@@ -213,6 +222,10 @@ pub struct RunSpec<'a> {
     pub extra: Vec<String>,
 }
 
+/// The virtio-mmio transport every run asks for, and the one `disk_args_with` can ask for.
+const MODERN: &str = "virtio-mmio.force-legacy=false";
+const LEGACY: &str = "virtio-mmio.force-legacy=true";
+
 /// Instruction counting: every run the same.
 const ICOUNT: [&str; 4] = ["-icount", "shift=0,align=off,sleep=off", "-seed", "1"];
 
@@ -230,7 +243,11 @@ impl Session {
             .arg("-append")
             .arg(format!("exo.exit=semihosting {}", spec.bootargs))
             .args(&spec.extra)
-            .args(if spec.extra.iter().any(|a| a == "-netdev") { vec![] } else { spec.board.net_args(None) })
+            .args(if spec.extra.iter().any(|a| a == "-netdev" || a == LEGACY) {
+                vec![]
+            } else {
+                spec.board.net_args(None)
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

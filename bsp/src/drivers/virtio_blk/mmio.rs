@@ -34,6 +34,11 @@ impl Mmio {
         // SAFETY: the caller's contract is `probe`'s.
         unsafe { Slot::probe(base, DEVICE_BLOCK, true) }.map(Mmio)
     }
+
+    /// Whether the slot speaks the legacy transport (version 1).
+    pub fn legacy(&self) -> bool {
+        self.0.legacy()
+    }
 }
 
 impl Transport for Mmio {
