@@ -13,7 +13,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 #[repr(C)] // the lock word first: `vectors.S` takes it itself for `YieldTo` (`el0_yield`)
 pub struct Global<T> {
-    /// The holding core's index + 1; 0 when free.
+    /// The holding core's index + 1; 0 when free. (`vectors.S`'s fast paths store the
+    /// word's own address instead: all they need is "held", and it never equals a core + 1.)
     owner: AtomicUsize,
     value: UnsafeCell<T>,
 }

@@ -77,15 +77,16 @@
 // For the switching fast paths (`el0_yield`, `el0_reply`, `el0_call`): takes the kernel lock as
 // `Global::with_on` does, or if another core holds it goes to the general path (which waits
 // for it, answering kicks meanwhile). x10 = this core, x11 = the lock word, x12 = the Kernel
-// (unless \kernel is 0: the caller reaches it from x11, at K_VALUE).
+// (unless \kernel is 0: the caller reaches it from x11, at K_VALUE). The value stored is
+// the lock word's own address: any value but 0 holds the lock, and `with_on` tests a held
+// lock's value only against its own core + 1, which an address never is, for re-entry.
 .macro LOCK held=el0_svc_saved, kernel=1
     mrs     x10, tpidrro_el0            // this core (`smp::cpu`, set at boot: boot.S)
     adrp    x11, {KERNEL}
     add     x11, x11, :lo12:{KERNEL}    // `Global`'s lock word, first (#[repr(C)])
-    add     x12, x10, #1                // the lock's owner: core + 1
 1:  ldaxr   x13, [x11]
     cbnz    x13, \held                  // held
-    stxr    w13, x12, [x11]
+    stxr    w13, x11, [x11]
     cbnz    w13, 1b
 .if \kernel
     add     x12, x11, #{K_VALUE}
