@@ -77,6 +77,8 @@ pub enum Ctx {
 pub const PENDING_SLICE: u8 = 1;
 pub const PENDING_REVOKE: u8 = 2;
 
+/// 2 KiB apart, so that `vectors.S` finds an environment by a shift, not a multiply.
+#[repr(align(2048))]
 pub struct Env {
     pub id: EnvId,
     pub parent: usize,

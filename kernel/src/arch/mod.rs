@@ -36,7 +36,7 @@ global_asm!(
     K_RUNNABLE = const Kernel::RUNNABLE,
     K_CALL_WAITERS = const offset_of!(Kernel, call_waiters),
     K_TICKS = const offset_of!(Kernel, ticks),
-    ENV_SIZE = const size_of::<Env>(),
+    ENV_SHIFT = const size_of::<Env>().trailing_zeros(),
     E_ID = const offset_of!(Env, id),
     E_STATE = const offset_of!(Env, state),
     E_PENDING = const offset_of!(Env, pending),
@@ -105,7 +105,7 @@ static RESUME_PTE_RULE: [u64; 2] = {
     [USER_REQUIRED | !USER_ALLOWED | bits::ATTR_MASK, USER_REQUIRED | attr::NORMAL << bits::ATTR_SHIFT]
 };
 // `el0_yield` reads on[] unrolled (four cores); boot.S sets TPIDRRO_EL0 to `cpu()`, MPIDR & 3
-const _: () = assert!(smp::MAX_CPUS == 4);
+const _: () = assert!(smp::MAX_CPUS == 4 && size_of::<Env>().is_power_of_two());
 // `el0_resume` indexes the frame table by shifting, and tests one bit of each permission.
 const _: () = assert!(size_of::<exo_abi::FrameEntry>() == 16 && crate::mm::PHYSMAP_BASE << 16 == 0);
 const _: () = assert!(exo_abi::pte::bits::AP_RO.count_ones() == 1 && exo_abi::pte::bits::UXN.count_ones() == 1);

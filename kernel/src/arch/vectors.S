@@ -310,8 +310,7 @@ el0_svc_saved:
     ldr     x14, [x13, x10, lsl #3]
     cmp     x14, #{MAX_ENVS}
     b.hs    \miss
-    mov     x4, #{ENV_SIZE}
-    madd    x16, x14, x4, x11
+    add     x16, x11, x14, lsl #{ENV_SHIFT}
     add     x16, x16, #({K_VALUE} + {K_ENVS})
 .endm
 
@@ -439,8 +438,7 @@ el0_yield:
     cmp     x15, x14
     ccmn    x14, #1, #4, ne             // not the caller, which is not NONE?
     b.eq    el0_switch_miss
-    mov     x16, #{ENV_SIZE}
-    madd    x16, x15, x16, x12
+    add     x16, x12, x15, lsl #{ENV_SHIFT}
     add     x16, x16, #{K_ENVS}         // &envs[slot]
     ldr     w1, [x16, #{E_ID}]
     ldrb    w2, [x16, #{E_STATE}]
@@ -480,8 +478,7 @@ el0_yield_fp_saved:
     sev
     b       el0_return
 el0_yield_fp:                           // (out of line: `FP_LEAVE`)
-    mov     x4, #{ENV_SIZE}
-    madd    x4, x14, x4, x12
+    add     x4, x12, x14, lsl #{ENV_SHIFT}
     add     x4, x4, #{K_ENVS}
     FP_LEAVE x4, x5, x6, x7
     b       el0_yield_fp_saved
@@ -511,9 +508,8 @@ el0_reply:
     ldr     x14, [x13, x10, lsl #3]     // the server (on[cpu]; NONE: destroyed meanwhile)
     cmp     x14, #{MAX_ENVS}
     b.hs    el0_reply_miss
-    mov     x9, #{ENV_SIZE}
     add     x7, x11, #({K_VALUE} + {K_ENVS})
-    madd    x16, x14, x9, x7            // &envs[server]
+    add     x16, x7, x14, lsl #{ENV_SHIFT} // &envs[server]
     ldr     x15, [x16, #{E_CALLER}]     // the caller's slot (NONE: none)
     add     x6, x11, #({K_VALUE} + {K_EXCLUDED})
     ldr     x6, [x6, x10, lsl #3]
@@ -525,7 +521,7 @@ el0_reply:
     b.ne    el0_reply_miss              // not in a call (`Invalid`)
     cmp     x15, #{MAX_ENVS}
     b.hs    el0_reply_miss
-    madd    x17, x15, x9, x7            // &envs[caller]
+    add     x17, x7, x15, lsl #{ENV_SHIFT} // &envs[caller]
     ldr     w6, [x16, #{E_CALLER_ID}]
     ldr     w7, [x17, #{E_ID}]
     ldrb    w9, [x17, #{E_WAIT}]
@@ -634,10 +630,9 @@ el0_call:
     ccmp    x6, #0, #0, lo              // its id a u32 (`u32::try_from`),
     ccmp    w0, #0, #4, eq              // not 0 (`id.0 == 0`: Denied)?
     b.eq    el0_call_miss
-    mov     x6, #{ENV_SIZE}
     add     x7, x11, #({K_VALUE} + {K_ENVS})
-    madd    x16, x15, x6, x7            // &envs[server]
-    madd    x17, x14, x6, x7            // &envs[caller]
+    add     x16, x7, x15, lsl #{ENV_SHIFT} // &envs[server]
+    add     x17, x7, x14, lsl #{ENV_SHIFT} // &envs[caller]
     ldr     x6, [x17, #{E_RIGHTS}]      // the right to call slot x15 (`pct_rights`)
     lsr     x6, x6, x15
     tbz     x6, #0, el0_call_miss       // none (Denied)
@@ -814,8 +809,7 @@ el0_abort_low:
     ldr     x14, [x13, x10, lsl #3]     // on[cpu] (NONE: destroyed meanwhile)
     cmp     x14, #{MAX_ENVS}
     b.hs    el0_fp_miss
-    mov     x12, #{ENV_SIZE}
-    madd    x12, x14, x12, x11
+    add     x12, x11, x14, lsl #{ENV_SHIFT}
     add     x12, x12, #({K_VALUE} + {K_ENVS})
     add     x12, x12, #{E_FP}
     FP_LOAD x12, x13, x14
