@@ -152,14 +152,8 @@ impl Env {
 }
 
 /// Whether `a` is `b` or one of `b`'s ancestors.
-pub fn is_ancestor_or_self(envs: &[Env], a: usize, mut b: usize) -> bool {
-    while b != NONE {
-        if a == b {
-            return true;
-        }
-        b = envs[b].parent;
-    }
-    false
+pub fn is_ancestor_or_self(envs: &[Env], a: usize, b: usize) -> bool {
+    core::iter::successors(Some(b), |&s| envs.get(s).map(|e| e.parent)).any(|s| s == a && s != NONE)
 }
 
 /// The sharing rule: whether data frame `pa` — owned by `owner`, with frame-table `flags`
@@ -310,11 +304,7 @@ impl Kernel {
     #[inline]
     pub fn target(&self, id: EnvId) -> Result<usize, Error> {
         let t = self.slot(id)?;
-        if t == self.current || is_ancestor_or_self(&self.envs, self.current, t) {
-            Ok(t)
-        } else {
-            Err(Error::Denied)
-        }
+        (t == self.current || is_ancestor_or_self(&self.envs, self.current, t)).then_some(t).ok_or(Error::Denied)
     }
 
     /// `slot`'s address space, for one operation, and the rule for which data frames may
@@ -382,8 +372,7 @@ impl Kernel {
         }
         self.up(parent, |e| e.kin += 1); // a slot taken by a descendant of each
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
-        let old = self.envs[slot].generation;
-        let generation = old.wrapping_add(1).max(1) & 0xf_ffff;
+        let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
         let affinity = self.envs.get(parent).map_or(smp::up_mask(), |p| p.affinity);
         // A call right names a slot's environment: none left from before names this one.
         let mut holders = self.envs[slot].pct_holders;
