@@ -61,12 +61,14 @@ impl Kernel {
     /// current environment gives up the CPU, or `None` if it keeps it for a slice-end upcall.
     #[inline(never)]
     fn on_events(&mut self, events: u32, mut give_up: bool) -> Option<bool> {
-        let cur = self.current;
+        let (cur, clock) = (self.current, events & EVENT_TICK != 0 && self.cpu == 0);
+        // (The clock's tick, core 0's, raises `EVENT_DISK` too.)
         if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
             for s in 0..MAX_ENVS {
                 let w = self.envs[s].wait;
                 if w == Wait::Console && events & EVENT_CONSOLE != 0
                     || w == Wait::Disk && events & EVENT_DISK != 0
+                    || w == Wait::Net && clock
                 {
                     self.wake(s);
                 }
@@ -78,11 +80,11 @@ impl Kernel {
                 (i.cpu_ticks[c], i.cpu_busy[c]) = (i.cpu_ticks[c] + 1, i.cpu_busy[c] + busy as u64);
                 i.cpu_signals[c] = crate::irq::SIGNALS[c].load(core::sync::atomic::Ordering::Relaxed);
             }
-            if self.cpu == 0 {
+            if clock {
                 self.ticks += 1;
                 crate::upcall::on_tick(self);
                 crate::pct::on_tick(self);
-                self.net_tick();
+                self.net_drain(); // for the `NetWait` sleepers woken above
             }
             let running = cur != NONE && self.runnable() & (1 << cur) != 0 && !give_up;
             if running {
