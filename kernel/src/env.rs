@@ -430,16 +430,13 @@ impl Kernel {
         self.runnable &= !(1 << slot);
         self.current = if self.current == slot { NONE } else { self.current };
         let parent = self.envs[slot].parent;
-        if self.console == slot {
-            self.console = parent; // descendants went first: the parent is the nearest alive
-        }
+        // The console input's holder: descendants went first, so the parent is the nearest alive.
+        self.console = if self.console == slot { parent } else { self.console };
         if parent == NONE {
             log::info!("init exited with status {status}");
             crate::exit::power_off(status as u32);
-        } else if let Wait::Child(w) = self.envs[parent].wait {
-            if w.0 == 0 || w == self.envs[slot].id {
-                self.wake(parent);
-            }
+        } else if matches!(self.envs[parent].wait, Wait::Child(w) if w.0 == 0 || w == self.envs[slot].id) {
+            self.wake(parent);
         }
         self.publish(slot);
     }

@@ -71,11 +71,11 @@ on_the_board!(arch cell disk env exit irq net panic pct platform sched start sys
 mod boot {
     use exo_bsp::dt::{BoardInfo, Region};
     use exo_bsp::hwcheck::{self, Facts};
+    use exo_bsp::memmap::MemoryMap;
     use exo_bsp::Board;
 
     use crate::env::kernel;
     use crate::{arch, console, disk, irq, kprintln, mm, platform, start};
-    use exo_bsp::memmap::MemoryMap;
 
     /// The kernel heap's size. The kernel keeps almost nothing variable-sized.
     const KERNEL_HEAP: u64 = 1 << 20;

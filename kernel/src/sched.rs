@@ -86,8 +86,7 @@ impl Kernel {
                 crate::pct::on_tick(self);
                 self.net_drain(); // for the `NetWait` sleepers woken above
             }
-            let running = cur != NONE && self.runnable() & (1 << cur) != 0 && !give_up;
-            if running {
+            if cur != NONE && self.runnable() & (1 << cur) != 0 && !give_up {
                 let warned = core::mem::replace(&mut self.envs[cur].slice_warned, false);
                 let asked = self.envs[cur].slice_upcall && !warned;
                 if asked && crate::upcall::deliver(self, cur, upcall::SLICE_END, 0, 0, 0) {
@@ -129,11 +128,8 @@ impl Kernel {
 
 /// The first slot of `avail` after `cur` in round-robin order (possibly `cur` itself).
 fn next_after(avail: u64, cur: usize) -> Option<usize> {
-    if avail == 0 {
-        return None;
-    }
     let from = if cur == NONE { 0 } else { (cur + 1) % MAX_ENVS } as u32;
-    Some((avail.rotate_right(from).trailing_zeros() + from) as usize % MAX_ENVS)
+    (avail != 0).then(|| (avail.rotate_right(from).trailing_zeros() + from) as usize % MAX_ENVS)
 }
 
 /// In `Kernel::lent`: the core's occupant had its turn back after a hand-off; no other
