@@ -38,18 +38,21 @@ impl BoardError {
     }
 }
 
-/// Says on the Pi 4's UART0 why exo cannot boot: the last word when there is no usable
-/// device tree, so nothing else is known about the board.
+/// Says on the Pi 4's UART0 why exo cannot boot, then parks the core: the last word when
+/// there is no usable device tree, so nothing else is known about the board.
 ///
 /// # Safety
 /// [`RPI4_UART0`] must be mapped as device memory at `va`.
-pub unsafe fn say_cannot_boot(va: usize, why: &str) {
+pub unsafe fn say_cannot_boot(va: usize, why: &str) -> ! {
     use crate::Console;
     // SAFETY: the caller mapped the Pi's UART0 at `va`.
     let uart = unsafe { Pl011::new(va) };
     uart.init(Some(RPI4_UART_CLOCK), CONSOLE_BAUD);
     for s in ["\nexo: cannot boot: ", why, "\n(QEMU raspi4b needs -dtb bcm2711-rpi-4-b.dtb)\n"] {
         uart.write_bytes(s.as_bytes());
+    }
+    loop {
+        aarch64_cpu::asm::wfe();
     }
 }
 

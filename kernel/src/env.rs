@@ -154,14 +154,8 @@ impl Env {
 }
 
 /// Whether `a` is `b` or one of `b`'s ancestors.
-pub fn is_ancestor_or_self(envs: &[Env], a: usize, mut b: usize) -> bool {
-    while b != NONE {
-        if a == b {
-            return true;
-        }
-        b = envs[b].parent;
-    }
-    false
+pub fn is_ancestor_or_self(envs: &[Env], a: usize, b: usize) -> bool {
+    core::iter::successors(Some(b), |&s| envs.get(s).map(|e| e.parent)).any(|s| s == a && s != NONE)
 }
 
 /// The sharing rule: whether data frame `pa` — owned by `owner`, with frame-table `flags`
@@ -312,11 +306,7 @@ impl Kernel {
     #[inline]
     pub fn target(&self, id: EnvId) -> Result<usize, Error> {
         let t = self.slot(id)?;
-        if t == self.current || is_ancestor_or_self(&self.envs, self.current, t) {
-            Ok(t)
-        } else {
-            Err(Error::Denied)
-        }
+        (t == self.current || is_ancestor_or_self(&self.envs, self.current, t)).then_some(t).ok_or(Error::Denied)
     }
 
     /// `slot`'s address space, for one operation, and the rule for which data frames may
@@ -384,8 +374,7 @@ impl Kernel {
         }
         self.up(parent, |e| e.kin += 1); // a slot taken by a descendant of each
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
-        let old = self.envs[slot].generation;
-        let generation = old.wrapping_add(1).max(1) & 0xf_ffff;
+        let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
         let affinity = self.envs.get(parent).map_or(smp::up_mask(), |p| p.affinity);
         // A call right names a slot's environment: none left from before names this one.
         let mut holders = self.envs[slot].pct_holders;
@@ -443,16 +432,13 @@ impl Kernel {
         self.runnable &= !(1 << slot);
         self.current = if self.current == slot { NONE } else { self.current };
         let parent = self.envs[slot].parent;
-        if self.console == slot {
-            self.console = parent; // descendants went first: the parent is the nearest alive
-        }
+        // The console input's holder: descendants went first, so the parent is the nearest alive.
+        self.console = if self.console == slot { parent } else { self.console };
         if parent == NONE {
             log::info!("init exited with status {status}");
             crate::exit::power_off(status as u32);
-        } else if let Wait::Child(w) = self.envs[parent].wait {
-            if w.0 == 0 || w == self.envs[slot].id {
-                self.wake(parent);
-            }
+        } else if matches!(self.envs[parent].wait, Wait::Child(w) if w.0 == 0 || w == self.envs[slot].id) {
+            self.wake(parent);
         }
         self.publish(slot);
     }

@@ -65,16 +65,17 @@ mod selftests;
 macro_rules! on_the_board {
     ($($m:ident)*) => { $(#[cfg(target_os = "none")] mod $m;)* };
 }
-on_the_board!(arch cell disk env exit hwcheck irq net panic pct platform sched start syscall uaccess upcall);
+on_the_board!(arch cell disk env exit irq net panic pct platform sched start syscall uaccess upcall);
 
 #[cfg(target_os = "none")]
 mod boot {
     use exo_bsp::dt::{BoardInfo, Region};
+    use exo_bsp::hwcheck::{self, Facts};
+    use exo_bsp::memmap::MemoryMap;
     use exo_bsp::Board;
 
     use crate::env::kernel;
     use crate::{arch, console, disk, irq, kprintln, mm, platform, start};
-    use exo_bsp::memmap::MemoryMap;
 
     /// The kernel heap's size. The kernel keeps almost nothing variable-sized.
     const KERNEL_HEAP: u64 = 1 << 20;
@@ -103,7 +104,11 @@ mod boot {
         #[cfg(feature = "test-modes")]
         crate::selftests::run(platform::config().test);
         log::info!("timer: ticking at {} Hz", irq::TICK_HZ);
-        run_init()
+        // Init, loaded, runs in the first environment; without it this core idles.
+        if !kernel(start::load_init) {
+            log::info!("nothing to run; idling (timer ticks continue)");
+        }
+        arch::start_user(arch::trap::idle())
     }
 
     /// Finds the board in the device tree, maps its devices and wires their drivers.
@@ -113,20 +118,16 @@ mod boot {
             no_device_tree(phys_base, "no device tree was passed in x0")
         };
         let dtb_region = Region { base: dtb_pa, size: dtb.len() as u64 };
-        let info = match BoardInfo::parse(dtb) {
-            Ok(info) => info,
-            Err(_) => no_device_tree(phys_base, "the device tree is malformed or names no supported board"),
+        let Ok(info) = BoardInfo::parse(dtb) else {
+            no_device_tree(phys_base, "the device tree is malformed or names no supported board")
         };
-        let devices = info.device_regions();
-        if mm::finish_boot_map(phys_base, info.memory.as_slice(), devices.as_slice()).is_err() {
+        if mm::finish_boot_map(phys_base, info.memory.as_slice(), info.device_regions().as_slice()).is_err() {
             no_device_tree(phys_base, "the kernel's table pool is too small for this memory map");
         }
         // SAFETY: `finish_boot_map` mapped every device region into the physmap.
-        let board = match unsafe { Board::new(info, |pa| mm::phys_to_virt(pa) as usize) } {
-            Ok(b) => platform::set_board(b),
-            Err(e) => no_device_tree(phys_base, e.why()),
-        };
-        (board, dtb_region)
+        let board = unsafe { Board::new(info, |pa| mm::phys_to_virt(pa) as usize) };
+        let board = board.unwrap_or_else(|e| no_device_tree(phys_base, e.why()));
+        (platform::set_board(board), dtb_region)
     }
 
     /// Reads the bootargs, starts the logger at the level they ask for and says hello.
@@ -165,6 +166,11 @@ mod boot {
         unsafe { exo_bsp::disk::Disk::search(&board.info, virt, dma, mm::kva_to_pa) }
     }
 
+    /// Attaches the disk the search found. `exo.test=hwcheck`, a boot mode of the production
+    /// image for Raspberry Pi owners, stops here instead: the kernel hands what it learned at
+    /// boot to `exo_bsp::hwcheck`, which reads and reports the rest, one `PASS`/`FAIL`/`INFO`
+    /// line per fact (`docs/qemu-vs-pi4.md`), then ends the machine with its verdict under a
+    /// test runner (semihosting) or idles so that a person can read the screen.
     fn attach_disk(board: &Board, search: exo_bsp::disk::Search) {
         let mut tried = exo_bsp::disk::ProbeLog::default();
         let mut found = search.finish(&mut tried);
@@ -172,22 +178,14 @@ mod boot {
             log::info!("disk: {p}");
         }
         if platform::config().hwcheck {
-            crate::hwcheck::run(board, &tried, found.as_mut());
+            let facts = Facts { board, probes: &tried, disk: found.as_mut(), framebuffer: console::screen() };
+            // SAFETY: every device region is mapped in the physmap; the other cores only idle
+            // (no environment exists yet), so nothing else makes property calls now;
+            // `kva_to_pa` translates kernel addresses.
+            unsafe { hwcheck::run(facts, |pa| mm::phys_to_virt(pa) as usize, mm::kva_to_pa, console::Out) }
         }
-        match found {
-            Some(d) => {
-                kernel(|k| disk::attach(k, d));
-            }
-            None => log::info!("disk: none found"),
-        }
-    }
-
-    /// Loads init and drops to EL0 in the first environment; idles if there is none.
-    fn run_init() -> ! {
-        if !kernel(start::load_init) {
-            log::info!("nothing to run; idling (timer ticks continue)");
-        }
-        arch::start_user(arch::trap::idle())
+        let Some(d) = found else { return log::info!("disk: none found") };
+        kernel(|k| disk::attach(k, d));
     }
 
     /// Without a usable device tree there is no console to report on — except that the only
@@ -196,10 +194,7 @@ mod boot {
         use exo_bsp::board::RPI4_UART0;
         let _ = mm::finish_boot_map(phys_base, &[], &[Region { base: RPI4_UART0, size: 0x1000 }]);
         // SAFETY: the UART page was just mapped as device memory in the physmap.
-        unsafe { exo_bsp::board::say_cannot_boot(mm::phys_to_virt(RPI4_UART0) as usize, why) };
-        loop {
-            aarch64_cpu::asm::wfe();
-        }
+        unsafe { exo_bsp::board::say_cannot_boot(mm::phys_to_virt(RPI4_UART0) as usize, why) }
     }
 }
 

@@ -81,8 +81,9 @@ impl Kernel {
     }
 
     /// Copies every frame the device holds into the rings of the bindings it matches
-    /// (through the binder's own tables: a ring no longer mapped writable drops it).
-    fn net_drain(&mut self) -> u64 {
+    /// (through the binder's own tables: a ring no longer mapped writable drops it): on
+    /// `NetPoll`, and at every tick of the clock, which wakes every `NetWait` (`sched.rs`).
+    pub fn net_drain(&mut self) -> u64 {
         let mut delivered = 0;
         let _ = with_net(|nic, t| {
             Ok(nic.recv(|frame| {
@@ -104,15 +105,5 @@ impl Kernel {
         self.envs[cur].frame().x[0] = 0;
         self.block(cur, Wait::Net);
         Ok(None)
-    }
-
-    /// At every tick: the device drained, and every `NetWait` woken.
-    pub fn net_tick(&mut self) {
-        self.net_drain();
-        for s in 0..MAX_ENVS {
-            if self.envs[s].wait == Wait::Net {
-                self.wake(s);
-            }
-        }
     }
 }

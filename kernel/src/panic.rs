@@ -34,10 +34,9 @@ pub fn backtrace(mut fp: u64, pc: Option<u64>) {
         n += 1;
     }
     while n < 32 && fp >= lo && fp + 16 <= hi && fp.is_multiple_of(16) {
-        // SAFETY: `fp` is 16-byte aligned and inside the kernel stack, which is mapped.
-        let next = unsafe { *(fp as *const u64) };
-        // SAFETY: `fp + 16 <= hi` was checked, so the frame record's second word is too.
-        let lr = unsafe { *((fp + 8) as *const u64) };
+        // SAFETY: `fp` is 16-byte aligned and `fp + 16 <= hi`, so the whole frame record
+        // {previous x29, return address} lies inside the kernel stack, which is mapped.
+        let [next, lr] = unsafe { *(fp as *const [u64; 2]) };
         if lr == 0 {
             break;
         }

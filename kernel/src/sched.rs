@@ -61,12 +61,14 @@ impl Kernel {
     /// current environment gives up the CPU, or `None` if it keeps it for a slice-end upcall.
     #[inline(never)]
     fn on_events(&mut self, events: u32, mut give_up: bool) -> Option<bool> {
-        let cur = self.current;
+        let (cur, clock) = (self.current, events & EVENT_TICK != 0 && self.cpu == 0);
+        // (The clock's tick, core 0's, raises `EVENT_DISK` too.)
         if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
             for s in 0..MAX_ENVS {
                 let w = self.envs[s].wait;
                 if w == Wait::Console && events & EVENT_CONSOLE != 0
                     || w == Wait::Disk && events & EVENT_DISK != 0
+                    || w == Wait::Net && clock
                 {
                     self.wake(s);
                 }
@@ -78,14 +80,13 @@ impl Kernel {
                 (i.cpu_ticks[c], i.cpu_busy[c]) = (i.cpu_ticks[c] + 1, i.cpu_busy[c] + busy as u64);
                 i.cpu_signals[c] = crate::irq::SIGNALS[c].load(core::sync::atomic::Ordering::Relaxed);
             }
-            if self.cpu == 0 {
+            if clock {
                 self.ticks += 1;
                 crate::upcall::on_tick(self);
                 crate::pct::on_tick(self);
-                self.net_tick();
+                self.net_drain(); // for the `NetWait` sleepers woken above
             }
-            let running = cur != NONE && self.runnable() & (1 << cur) != 0 && !give_up;
-            if running {
+            if cur != NONE && self.runnable() & (1 << cur) != 0 && !give_up {
                 let warned = core::mem::replace(&mut self.envs[cur].slice_warned, false);
                 let asked = self.envs[cur].slice_upcall && !warned;
                 if asked && crate::upcall::deliver(self, cur, upcall::SLICE_END, 0, 0, 0) {
@@ -127,11 +128,8 @@ impl Kernel {
 
 /// The first slot of `avail` after `cur` in round-robin order (possibly `cur` itself).
 fn next_after(avail: u64, cur: usize) -> Option<usize> {
-    if avail == 0 {
-        return None;
-    }
     let from = if cur == NONE { 0 } else { (cur + 1) % MAX_ENVS } as u32;
-    Some((avail.rotate_right(from).trailing_zeros() + from) as usize % MAX_ENVS)
+    (avail != 0).then(|| (avail.rotate_right(from).trailing_zeros() + from) as usize % MAX_ENVS)
 }
 
 /// In `Kernel::lent`: the core's occupant had its turn back after a hand-off; no other

@@ -23,15 +23,16 @@ static INIT_IMAGE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_D
 #[repr(C, align(4096))]
 struct Aligned<T: ?Sized>(T);
 
-fn take_public<T>(map: &mut MemoryMap, bytes: u64) -> (&'static mut [T], u64) {
+/// `n` values of `T`, all zero, in whole pages taken from free memory, and where they lie.
+fn take_public<T>(map: &mut MemoryMap, n: usize) -> (&'static mut [T], u64) {
+    let bytes = (n * core::mem::size_of::<T>()).next_multiple_of(4096) as u64;
     let r = map.take(bytes).unwrap_or_else(|| panic!("no room for {bytes} bytes of kernel tables"));
-    let n = bytes as usize / core::mem::size_of::<T>();
     // The range was just removed from the free map, is RAM mapped in the physmap and used
     // for nothing else; `dc zva` zeroes it a cache line per instruction (a byte-wise memset
     // of the 4 MiB frame table was a sixth of raspi4b's boot).
     (0..r.size).step_by(4096).for_each(|off| crate::arch::zero_page(phys_to_virt(r.base + off)));
-    // SAFETY: the same range, page-aligned and so aligned for `T`, holds `n` elements; it
-    // is all zero now, and every `T` here is plain data valid when all-zero.
+    // SAFETY: the same range, page-aligned and so aligned for `T`, holds `n` elements (it
+    // is `bytes` long); it is all zero now, and every `T` here is plain data valid when all-zero.
     let slice = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(r.base) as *mut T, n) };
     (slice, r.base)
 }
@@ -45,18 +46,16 @@ pub fn setup(k: &mut Kernel, info: &BoardInfo, mut map: MemoryMap) {
         crate::console::screen().map_or((0, 0), |f| (f.pa & !0xfff, (f.size as u64).next_multiple_of(4096)));
     let hi = ram.iter().map(|r| r.end()).chain([fb.0 + fb.1]).max().unwrap_or(0);
     let frames = (hi - lo) / 4096;
-    let ft_bytes = (frames * 16).next_multiple_of(4096);
     let env_bytes = (MAX_ENVS * core::mem::size_of::<EnvInfo>()) as u64;
-    let (entries, ft_pa) = take_public::<FrameEntry>(&mut map, ft_bytes);
-    let (env_info, env_pa) = take_public::<EnvInfo>(&mut map, env_bytes.next_multiple_of(4096));
-    let (kinfo, info_pa) = take_public::<KernelInfo>(&mut map, 4096);
+    let (entries, ft_pa) = take_public::<FrameEntry>(&mut map, frames as usize);
+    let (env_info, env_pa) = take_public::<EnvInfo>(&mut map, MAX_ENVS);
+    let (kinfo, info_pa) = take_public::<KernelInfo>(&mut map, 1);
 
-    let (entries, _) = entries.split_at_mut(frames as usize);
     let mut ft = FrameTable::new(entries, lo);
     for (pa, len, kind) in map.frame_marks(ram, lo, hi) {
         ft.set_range(pa, len, kind);
     }
-    for (pa, len) in [(ft_pa, ft_bytes), (env_pa, env_bytes), (info_pa, 4096)] {
+    for (pa, len) in [(ft_pa, frames * 16), (env_pa, env_bytes), (info_pa, 4096)] {
         ft.set_range(pa, len, frame::PUBLIC);
     }
     ft.set_range(fb.0, fb.1, frame::DEVICE);

@@ -214,14 +214,11 @@ pub fn configure_el0() {
     // cycle counter, which the kernel starts; none exposes kernel state.
     unsafe {
         asm!(
-            "mov {t}, #4",          // PMUSERENR_EL0: CR (read the cycle counter) only
-            "msr pmuserenr_el0, {t}",
-            "mov {t}, #5",          // PMCR_EL0: E | C (cycle counter on, from zero)
-            "msr pmcr_el0, {t}",
-            "mov {t}, #0x80000000", // PMCNTENSET_EL0: C
-            "msr pmcntenset_el0, {t}",
+            "msr pmuserenr_el0, {cr}", // CR (read the cycle counter) only
+            "msr pmcr_el0, {e_c}",     // E | C (cycle counter on, from zero)
+            "msr pmcntenset_el0, {c}", // C
             "isb",
-            t = out(reg) _,
+            cr = in(reg) 4u64, e_c = in(reg) 5u64, c = in(reg) 0x8000_0000u64,
         )
     };
 }

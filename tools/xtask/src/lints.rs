@@ -145,9 +145,9 @@ mod tests {
 /// The ABI and format crates are outside `kernel/src` and not counted.
 #[cfg(test)]
 mod budget {
-    /// The aim is 3,000 (docs/conventions.md); the ceiling allows today's 3,048 and no more
-    /// growth until the next diet brings the kernel back under the aim.
-    const KERNEL_LINES: usize = 3050;
+    /// The aim is 3,000 (docs/conventions.md); the second diet brought the kernel to 2,998,
+    /// and the ceiling allows that and no more growth.
+    const KERNEL_LINES: usize = 3000;
 
     fn code_lines(dir: &std::path::Path, total: &mut usize) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
