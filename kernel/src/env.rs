@@ -374,7 +374,8 @@ impl Kernel {
         }
         self.up(parent, |e| e.kin += 1); // a slot taken by a descendant of each
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
-        let generation = self.envs[slot].generation.wrapping_add(1).max(1) & 0xf_ffff;
+        // 20 bits of generation, never 0 (slot 0's id would be `EnvId(0)`, "the caller").
+        let generation = ((self.envs[slot].generation + 1) & 0xf_ffff).max(1);
         let affinity = self.envs.get(parent).map_or(smp::up_mask(), |p| p.affinity);
         // A call right names a slot's environment: none left from before names this one.
         let mut holders = self.envs[slot].pct_holders;
