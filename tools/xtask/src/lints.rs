@@ -145,8 +145,8 @@ mod tests {
 /// The ABI and format crates are outside `kernel/src` and not counted.
 #[cfg(test)]
 mod budget {
-    /// The aim is 3,000 (docs/conventions.md); the second diet brought the kernel to 2,998,
-    /// and the ceiling allows that and no more growth.
+    /// The aim is 3,000 (docs/conventions.md), and since issue 19's `diet` round (2,999
+    /// lines) the ceiling is the aim itself: a line added must be paid for.
     const KERNEL_LINES: usize = 3000;
 
     fn code_lines(dir: &std::path::Path, total: &mut usize) {
