@@ -203,7 +203,9 @@ fn affinity_rules() -> Result<(), &'static str> {
     let s = shared();
     let child = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
-            // Pinned to core 1 by the parent: it may move within the parent's cores...
+            // Pinned to core 1 by the parent (waited for: a child that ran to its exit first
+            // would leave the parent nothing to pin): it may move within the parent's cores...
+            wait_for(|| s[1].load(SeqCst) != 0);
             let within = sys::env_set_affinity(EnvId::SELF, 0b110) == Ok(());
             // ...never onto a core that does not exist or outside a mask of eight.
             let beyond = sys::env_set_affinity(EnvId::SELF, 0x10) == Err(Error::Denied);
@@ -218,6 +220,7 @@ fn affinity_rules() -> Result<(), &'static str> {
         Fork::Parent(c) => c,
     };
     let pinned = sys::env_set_affinity(child, 0b10);
+    s[1].store(1, SeqCst);
     let done = wait_for(|| s[0].load(SeqCst) != 0);
     let _ = process::wait(child);
     check(pinned.is_ok(), "a parent could not pin its child")?;

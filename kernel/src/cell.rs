@@ -11,6 +11,11 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+/// A page-aligned value: the embedded init image (copied a word at a time) and
+/// [`KERNEL`](crate::env::KERNEL), whose lock word `vectors.S` reaches with one `adrp`.
+#[repr(C, align(4096))]
+pub struct Aligned<T: ?Sized>(pub T);
+
 #[repr(C)] // the lock word first: `vectors.S` takes it itself for `YieldTo` (`el0_yield`)
 pub struct Global<T> {
     /// The holding core's index + 1; 0 when free. (`vectors.S`'s fast paths store the

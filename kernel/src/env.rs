@@ -13,7 +13,7 @@ use exo_abi::{
 
 use crate::arch::smp::{self, MAX_CPUS};
 use crate::arch::trap::TrapFrame;
-use crate::cell::Global;
+use crate::cell::{Aligned, Global};
 use crate::mm::frames::FrameTable;
 use crate::mm::uvm::{self, Space};
 
@@ -230,7 +230,7 @@ pub struct Kernel {
     pub envs: [Env; MAX_ENVS],
 }
 
-pub static KERNEL: Global<Kernel> = Global::new(Kernel {
+pub static KERNEL: Aligned<Global<Kernel>> = Aligned(Global::new(Kernel {
     ft: FrameTable::empty(),
     envs: [Env::EMPTY; MAX_ENVS],
     current: NONE,
@@ -246,13 +246,13 @@ pub static KERNEL: Global<Kernel> = Global::new(Kernel {
     console: NONE,
     info: None,
     env_info: None,
-});
+}));
 
 /// Runs `f` with the kernel state for this core: the big kernel lock held, `current` the
 /// slot this core runs. Every path into the kernel goes through here.
 pub fn kernel<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
     let c = smp::cpu();
-    KERNEL.with_on(c, |k| {
+    KERNEL.0.with_on(c, |k| {
         (k.cpu, k.current) = (c, k.on[c]);
         let r = f(k);
         k.on[c] = k.current; // (`cpu` stays `c` throughout)

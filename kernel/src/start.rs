@@ -12,7 +12,7 @@ use exo_format::elf::{Elf, ElfError, Page};
 
 use crate::env::{Ctx, Kernel, MAX_ENVS, NONE};
 use crate::mm::frames::FrameTable;
-use crate::mm::phys_to_virt;
+use crate::{cell::Aligned, mm::phys_to_virt};
 use exo_bsp::memmap::MemoryMap;
 
 /// The init program, embedded by `cargo xtask build` (empty when built without one). Page
@@ -20,8 +20,6 @@ use exo_bsp::memmap::MemoryMap;
 /// from a misaligned source: 3 million instructions of the boot).
 static INIT_ELF: &[u8] = &INIT_IMAGE.0;
 static INIT_IMAGE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/init.elf")));
-#[repr(C, align(4096))]
-struct Aligned<T: ?Sized>(T);
 
 /// `n` values of `T`, all zero, in whole pages taken from free memory, and where they lie.
 fn take_public<T>(map: &mut MemoryMap, n: usize) -> (&'static mut [T], u64) {

@@ -82,8 +82,8 @@
 // lock's value only against its own core + 1, which an address never is, for re-entry.
 .macro LOCK held=el0_svc_saved, kernel=1
     mrs     x10, tpidrro_el0            // this core (`smp::cpu`, set at boot: boot.S)
-    adrp    x11, {KERNEL}
-    add     x11, x11, :lo12:{KERNEL}    // `Global`'s lock word, first (#[repr(C)])
+    adrp    x11, {KERNEL}               // `Global`'s lock word, first (#[repr(C)]), on a page
+                                        // boundary (`cell::Aligned`): no low bits to add
 1:  ldaxr   x13, [x11]
     cbnz    x13, \held                  // held
     stxr    w13, x11, [x11]
