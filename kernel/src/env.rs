@@ -144,8 +144,10 @@ impl Env {
         e
     };
 
+    /// The slot's ASID is the slot itself (`el0_yield`, `el0_call`, `el0_reply` put it in
+    /// TTBR0 as it is); `NONE`, the empty table's, gives 255, which is no slot's.
     pub fn asid(slot: usize) -> u16 {
-        slot as u16 + 1
+        slot as u8 as u16
     }
 
     pub fn frame(&mut self) -> &mut TrapFrame {
@@ -406,7 +408,7 @@ impl Kernel {
     pub fn destroy(&mut self, slot: usize, status: i32) {
         // Another core running it first lets go of its tables (and its saved context).
         while let Some(c) = self.running_elsewhere(slot) {
-            smp::kick(c, crate::arch::ttbr0(0, 0) | smp::GONE);
+            smp::kick(c, crate::arch::ttbr0(0, Env::asid(NONE)) | smp::GONE);
             self.on[c] = NONE;
         }
         for child in 0..MAX_ENVS {

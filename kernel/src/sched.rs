@@ -48,7 +48,7 @@ impl Kernel {
             next
         } else {
             // Idle: the slot it ran may go to another core, or be destroyed; walk nothing of it.
-            arch::set_user_table(0, 0);
+            arch::set_user_table(0, Env::asid(NONE));
             self.leave_fp();
             self.current = NONE;
             return None;

@@ -182,7 +182,7 @@ pub fn drop_identity_map() {
             "tlbi vmalle1",
             "dsb nsh",
             "isb",
-            empty = in(reg) crate::mm::empty_root(),
+            empty = in(reg) ttbr0(0, Env::asid(crate::env::NONE)),
         );
     }
 }

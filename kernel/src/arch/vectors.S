@@ -139,12 +139,11 @@
     ldp     x26, x27, [x30, #(26 * 8)]
 .endm
 
-// TTBR0 = \root with slot \slot's ASID, \slot + 1 (`set_user_table`, `Env::asid`). No isb:
+// TTBR0 = \root with slot \slot's ASID, the slot itself (`set_user_table`, `Env::asid`). No isb:
 // the eret ahead synchronizes (SCTLR_EL1.EOS is set: boot.S), and nothing before it goes
 // through TTBR0.
-.macro SET_TTBR0 root, slot, tmp
-    add     \tmp, \slot, #1
-    orr     \root, \root, \tmp, lsl #48
+.macro SET_TTBR0 root, slot
+    orr     \root, \root, \slot, lsl #48
     msr     ttbr0_el1, \root
 .endm
 
@@ -469,7 +468,7 @@ el0_yield_fp_saved:
                                         // disk_wait, 0, are published: every change of state
                                         // publishes, and a runnable one waits for nothing)
     str     xzr, [x9]                   // the caller's result: 0
-    SET_TTBR0 x2, x15, x4
+    SET_TTBR0 x2, x15
     ldrb    w4, [x16, #{E_ACTIVE}]
     mov     x5, #{FRAME_SIZE}
     madd    x0, x4, x5, x16
@@ -553,7 +552,7 @@ el0_reply_fp_saved:
     strb    w6, [x16, #{E_WAIT}]
     // The caller: runnable here (its disk_wait, published, 0: it waited for a reply).
     SWITCH_STATE x17, x9, 6, 5, 8
-    SET_TTBR0 x7, x15, x5
+    SET_TTBR0 x7, x15
     // The caller resumes from registers: x0 = 0, x1-x4 the results as the server left
     // them (the words stay where they were passed), the rest from its active context
     // (x30 points at it until the last load), which it keeps as it was.
@@ -674,7 +673,7 @@ el0_call_timed:
     ldr     x22, [x11, #({K_VALUE} + {K_ENV_INFO})] // the public table (installed at boot,
                                         // before any environment exists: never null here)
     SWITCH_STATE x16, x22, 24, 25, 26
-    SET_TTBR0 x21, x15, x24
+    SET_TTBR0 x21, x15
     ldr     x24, [x16, #{E_STACK}]
     stlr    xzr, [x11]
     sev
