@@ -35,7 +35,6 @@ global_asm!(
     K_ENV_INFO = const Kernel::ENV_INFO,
     K_RUNNABLE = const Kernel::RUNNABLE,
     K_CALL_WAITERS = const offset_of!(Kernel, call_waiters),
-    K_TICKS = const offset_of!(Kernel, ticks),
     ENV_SHIFT = const size_of::<Env>().trailing_zeros(),
     E_ID = const offset_of!(Env, id),
     E_STATE = const offset_of!(Env, state),

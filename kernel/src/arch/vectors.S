@@ -586,7 +586,7 @@ el0_reply_slow:
 
 // PctCall's fast path: what `Kernel::pct_call`, `call_target`, `enter`, `hand_over` and
 // `run` do when the caller holds the right to a server parked in `Serve` that this core may
-// run, and the call grants no frame, here. The caller's context is saved only as far as it
+// run, and the call grants no frame and sets no timeout, here. The caller's context is saved only as far as it
 // survives a PctCall (x19-x30, sp, pc, flags, and x18 with them: `SAVE_UPPER`; x9 = its
 // frame); the rest of what a slow call saves (x0-x5, x8) is saved only on a miss
 // (`el0_call_miss`), so until the last check the path computes only in x6, x7, x10-x17
@@ -594,7 +594,7 @@ el0_reply_slow:
 // and the server has no upcall pending and has a root table, the server's call context
 // starts at its entry with the caller's arguments, the caller blocks for the reply, and
 // the server runs at once. Any miss takes `el0_svc`, which decides the call in full
-// (errors, a busy server, grants, donations). The server starts from registers, not from
+// (errors, a busy server, grants, timeouts, donations). The server starts from registers, not from
 // a stored frame: x0-x5 the message (the caller's id, its x1-x4 as they are, the options), x6-x28
 // its own older values from its call context's frame (as the general path's `el0_return`
 // gives them), x29 = x30 = 0, so the message is all it gets of the caller. The frame is
@@ -608,9 +608,10 @@ el0_reply_slow:
 .error "el0_reply stores xzr for Ctx::Own"
 .endif
 el0_call:
-    tst     x5, #0xfffffffffffff000
-    b.ne    el0_reply_slow              // a frame to grant (`opts & !0xfff`): the general
-                                        // path, at once (the file service's calls)
+    tst     x5, #-(1 << {PCT_TIMEOUT_SHIFT})
+    b.ne    el0_reply_slow              // a frame to grant (`opts & !0xfff`: the file
+                                        // service's calls) or a timeout: the general path,
+                                        // at once
     mrs     x9, tpidr_el1
     SAVE_UPPER x9, x6, x7               // (x18 too: it pairs with x19)
     LOCK    el0_call_slow, 0
@@ -658,11 +659,7 @@ el0_call_fp_saved:
     str     x14, [x16, #{E_CALLER}]     // `pct_caller = (cur, caller_id)`
     ldr     w23, [x17, #{E_ID}]
     str     w23, [x16, #{E_CALLER_ID}]
-    // The caller's deadline (`pct_call`): its timeout in ticks from now (none: 0).
-    ands    x25, x5, #(0xfff & -(1 << {PCT_TIMEOUT_SHIFT}))
-    b.ne    el0_call_deadline
-    str     xzr, [x17, #{E_DEADLINE}]
-el0_call_timed:
+    str     xzr, [x17, #{E_DEADLINE}]     // the caller's deadline (`pct_call`): none
     // `hand_over`: the caller blocks for the server's reply (`block`), the server becomes
     // runnable here (its disk_wait, published, 0: it was parked).
     mov     w19, #{BLOCKED}
@@ -694,11 +691,6 @@ el0_call_timed:
 el0_call_fp:                            // (out of line: `FP_LEAVE`)
     FP_LEAVE x17, x19, x20, x22
     b       el0_call_fp_saved
-el0_call_deadline:                      // a timeout: the deadline, in ticks from now
-    ldr     x24, [x11, #({K_VALUE} + {K_TICKS})]
-    add     x24, x24, x25, lsr #{PCT_TIMEOUT_SHIFT}
-    str     x24, [x17, #{E_DEADLINE}]
-    b       el0_call_timed
 el0_call_miss:                          // a miss: the lock back, the rest of the context
     stlr    xzr, [x11]                  // saved (x0-x5, x8: as the caller left them),
     sev                                 // and the general path
