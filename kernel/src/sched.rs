@@ -62,8 +62,7 @@ impl Kernel {
     #[inline(never)]
     fn on_events(&mut self, events: u32, mut give_up: bool) -> Option<bool> {
         let (cur, clock) = (self.current, events & EVENT_TICK != 0 && self.cpu == 0);
-        // (The clock's tick, core 0's, raises `EVENT_DISK` too.)
-        if events & (EVENT_CONSOLE | EVENT_DISK) != 0 {
+        if events & (EVENT_CONSOLE | EVENT_DISK) != 0 || clock {
             for s in 0..MAX_ENVS {
                 let w = self.envs[s].wait;
                 if w == Wait::Console && events & EVENT_CONSOLE != 0
