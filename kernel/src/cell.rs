@@ -8,6 +8,7 @@
 //! the same core — a fault inside a `with` closure that ends up in another `with` on the
 //! same value — panics instead of deadlocking or handing out two `&mut`.
 
+use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -27,8 +28,6 @@ pub struct Global<T> {
 // SAFETY: the value is only reached through `with`, which holds the lock: one core at a
 // time, and never twice on the same core.
 unsafe impl<T> Sync for Global<T> {}
-
-use aarch64_cpu::asm::{sev, wfe};
 
 use crate::arch::smp::{cpu, take_kick};
 
@@ -53,13 +52,12 @@ impl<T> Global<T> {
         while let Err(held) = self.owner.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
             assert!(held != me, "kernel state re-entered");
             take_kick();
-            wfe(); // until a holder's `sev`; under QEMU it also lets the holder's core run
+            wait_for_release(&self.owner);
         }
         // SAFETY: the lock is ours, so no other `&mut` to the value exists, and none can be
         // made until it is released below.
         let r = f(unsafe { &mut *self.value.get() });
-        self.owner.store(0, Ordering::Release);
-        sev();
+        self.owner.store(0, Ordering::Release); // wakes the waiters: `wait_for_release`
         r
     }
 
@@ -74,3 +72,17 @@ impl<T> Global<T> {
         unsafe { &mut *self.value.get() }
     }
 }
+
+/// Waits in `wfe` while the lock word `owner` reads held. The `ldaxr` arms this core's
+/// exclusive monitor on the word, and any store to it by another core (the holder's
+/// release, here or in `vectors.S`) clears the monitor, which is a wake-up event: so a
+/// release needs no `sev`, and one that lands between the load and the `wfe` is not missed
+/// (the event is latched). A kick (`smp::kick`) still `sev`s. Under QEMU a `wfe` also hands
+/// the host thread to the other cores.
+fn wait_for_release(owner: &AtomicUsize) {
+    // SAFETY: an exclusive load of a word that lives as long as `owner`, and a `wfe`; no
+    // memory is written, and the open exclusive is harmless: the next `stxr` of this core
+    // (the `compare_exchange_weak` above) makes its own.
+    unsafe { asm!("ldaxr {v}, [{p}]", "cbz {v}, 1f", "wfe", "1:", p = in(reg) owner.as_ptr(), v = out(reg) _) };
+}
+

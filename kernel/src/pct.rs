@@ -12,7 +12,7 @@ use exo_abi::{
     frame, EnvId, EnvState, Error, PCT_GRANTS, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT,
 };
 
-use crate::env::{Ctx, Grant, Kernel, Wait, MAX_ENVS, NONE};
+use crate::env::{Ctx, Grant, Kernel, Wait, MAX_ENVS};
 use crate::mm::frames::FrameTable;
 
 impl Kernel {
@@ -148,9 +148,10 @@ impl Kernel {
         }
         let x = &self.envs[cur].frames[Ctx::Call as usize].x;
         let r = [0, x[1], x[2], x[3], x[4]]; // the status, then the results
-        let (c, cid) = core::mem::replace(&mut self.envs[cur].pct_caller, (NONE, EnvId(0)));
+        // (`pct_caller` is read only in a call context: it stays as it is.)
+        let (c, cid) = self.envs[cur].pct_caller;
         self.envs[cur].active = Ctx::Own;
-        if c != NONE && self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {
+        if self.envs[c].id == cid && self.envs[c].wait == Wait::Reply(cur) {
             self.envs[c].frame().x[..5].copy_from_slice(&r);
             self.hand_over(cur, Wait::Serve, c);
         } else {
@@ -202,8 +203,10 @@ pub fn on_destroy(k: &mut Kernel, slot: usize) {
     k.call_waiters -= matches!(k.envs[slot].wait, Wait::Call(_)) as u32; // queued for a busy server
     let id = k.envs[slot].id;
     for s in 0..MAX_ENVS {
+        // A zombie's wait, grants and call are never read again (`slot` refuses it), and
+        // `create` clears them: this one's too, once `destroy` has made it one.
         if matches!(k.envs[s].state, EnvState::Free | EnvState::Zombie) {
-            continue; // neither waits nor holds grants (`destroy` and `create` cleared them)
+            continue;
         }
         if matches!(k.envs[s].wait, Wait::Reply(t) | Wait::Call(t) if t == slot) {
             k.fail_caller(s, Error::NotFound);
@@ -216,8 +219,6 @@ pub fn on_destroy(k: &mut Kernel, slot: usize) {
             }
         }
     }
-    k.envs[slot].grants = [Grant::default(); exo_abi::PCT_GRANTS];
-    k.envs[slot].pct_caller = (NONE, EnvId(0));
 }
 
 /// Whether grant `g` stands: its frame has not changed hands since it was made.

@@ -80,6 +80,8 @@
 // (unless \kernel is 0: the caller reaches it from x11, at K_VALUE). The value stored is
 // the lock word's own address: any value but 0 holds the lock, and `with_on` tests a held
 // lock's value only against its own core + 1, which an address never is, for re-entry.
+// Each release is a `stlr` of 0 alone: a waiter sleeps with its exclusive monitor on the
+// word (`cell::wait_for_release`), so the store itself wakes it, with no `sev`.
 .macro LOCK held=el0_svc_saved, kernel=1
     mrs     x10, tpidrro_el0            // this core (`smp::cpu`, set at boot: boot.S)
     adrp    x11, {KERNEL}               // `Global`'s lock word, first (#[repr(C)]), on a page
@@ -396,11 +398,9 @@ el0_resume:
     madd    x0, x4, x5, x16
     add     x0, x0, #{E_FRAMES}         // the interrupted context, now active
     stlr    xzr, [x11]
-    sev
     b       el0_return
 el0_resume_miss:                        // a miss: the lock back, and the Rust path
     stlr    xzr, [x11]
-    sev
 el0_resume_slow:
     stp     x29, x30, [sp, #-16]!       // the handler's own registers are not kept
     bl      upcall_resume               // (x0-x2: a page entry to set first, if x0)
@@ -474,7 +474,6 @@ el0_yield_fp_saved:
     madd    x0, x4, x5, x16
     add     x0, x0, #{E_FRAMES}         // its active context
     stlr    xzr, [x11]
-    sev
     b       el0_return
 el0_yield_fp:                           // (out of line: `FP_LEAVE`)
     add     x4, x12, x14, lsl #{ENV_SHIFT}
@@ -483,7 +482,6 @@ el0_yield_fp:                           // (out of line: `FP_LEAVE`)
     b       el0_yield_fp_saved
 el0_switch_miss:                        // a miss: the lock back, and the general path
     stlr    xzr, [x11]
-    sev
     b       el0_svc_saved
 
 // PctReply's fast path: what `Kernel::pct_reply`, `hand_over` and `run` do when the
@@ -509,7 +507,7 @@ el0_reply:
     b.hs    el0_reply_miss
     add     x7, x11, #({K_VALUE} + {K_ENVS})
     add     x16, x7, x14, lsl #{ENV_SHIFT} // &envs[server]
-    ldr     x15, [x16, #{E_CALLER}]     // the caller's slot (NONE: none)
+    ldr     x15, [x16, #{E_CALLER}]     // the caller's slot (of the last call, if none now)
     add     x6, x11, #({K_VALUE} + {K_EXCLUDED})
     ldr     x6, [x6, x10, lsl #3]
     lsr     x6, x6, x15
@@ -518,9 +516,8 @@ el0_reply:
     ldrb    w6, [x16, #{E_ACTIVE}]
     cmp     w6, #{CTX_CALL}
     b.ne    el0_reply_miss              // not in a call (`Invalid`)
-    cmp     x15, #{MAX_ENVS}
-    b.hs    el0_reply_miss
-    add     x17, x7, x15, lsl #{ENV_SHIFT} // &envs[caller]
+    add     x17, x7, x15, lsl #{ENV_SHIFT} // &envs[caller] (in a call, `pct_caller` names a
+                                        // slot: only `enter` sets it, with the caller's)
     ldr     w6, [x16, #{E_CALLER_ID}]
     ldr     w7, [x17, #{E_ID}]
     ldrb    w9, [x17, #{E_WAIT}]
@@ -539,12 +536,10 @@ el0_reply:
     tbnz    x6, #21, el0_reply_fp       // the server's FP/SIMD registers are live here
 el0_reply_fp_saved:
     // No miss from here: the server's registers are its to lose but x1-x4, the results.
-    // The server: the call ends (`pct_caller` cleared, its own context active), parked.
+    // The server: the call ends (its own context active: `pct_caller`, read only in a
+    // call context, stays as it was, as `pct_reply` leaves it), parked.
     ldr     x9, [x11, #({K_VALUE} + {K_ENV_INFO})] // the public table (installed at boot,
                                         // before any environment exists: never null here)
-    mov     x6, #-1
-    str     x6, [x16, #{E_CALLER}]      // `pct_caller = (NONE, EnvId(0))`
-    str     wzr, [x16, #{E_CALLER_ID}]
     strb    wzr, [x16, #{E_ACTIVE}]     // Ctx::Own
     mov     w19, #{BLOCKED}
     strb    w19, [x16, #{E_STATE}]
@@ -561,7 +556,6 @@ el0_reply_fp_saved:
     madd    x6, x6, x5, x17
     add     x30, x6, #{E_FRAMES}
     stlr    xzr, [x11]
-    sev
     msr     tpidr_el1, x30
     ldp     x6, x7, [x30, #(31 * 8)]    // sp, pc
     ldr     x8, [x30, #(33 * 8)]        // pstate
@@ -579,7 +573,6 @@ el0_reply_fp:                           // (out of line: `FP_LEAVE`)
     b       el0_reply_fp_saved
 el0_reply_miss:                         // a miss: the lock back, the context saved, and
     stlr    xzr, [x11]                  // the general path
-    sev
 el0_reply_slow:
     SAVE_SVC
     b       el0_svc_saved
@@ -644,7 +637,8 @@ el0_call:
     ccmp    w21, #{W_SERVE}, #0, eq     // the caller, which runs), parked (`Wait::Serve`)?
     b.ne    el0_call_miss
     ldr     x7, [x16, #{E_ENTRY}]
-    cbz     x7, el0_call_miss           // no entry (`pct_entry == 0`: NotFound)
+    cbz     x7, el0_call_miss           // no entry (`pct_entry == 0`: NotFound; a server may
+                                        // drop its entry in a call, then reply and park)
     ldrb    w19, [x16, #{E_PENDING}]
     cbnz    w19, el0_call_miss          // an upcall to deliver first (`deliver_pending`)
     ldr     x21, [x16, #{E_ROOT}]
@@ -673,7 +667,6 @@ el0_call_fp_saved:
     SET_TTBR0 x21, x15
     ldr     x24, [x16, #{E_STACK}]
     stlr    xzr, [x11]
-    sev
     // The server, at its entry on its call stack; its call context, now active, gives
     // x6-x28 (x30 points at it until the last load).
     add     x30, x16, #({E_FRAMES} + {CTX_CALL} * {FRAME_SIZE})
@@ -693,7 +686,7 @@ el0_call_fp:                            // (out of line: `FP_LEAVE`)
     b       el0_call_fp_saved
 el0_call_miss:                          // a miss: the lock back, the rest of the context
     stlr    xzr, [x11]                  // saved (x0-x5, x8: as the caller left them),
-    sev                                 // and the general path
+                                        // and the general path
 el0_call_slow:
     stp     x0, x1, [x9]
     stp     x2, x3, [x9, #(2 * 8)]
@@ -752,7 +745,6 @@ el0_abort:
     mov     w7, #{CTX_UPCALL}
     strb    w7, [x16, #{E_ACTIVE}]
     stlr    xzr, [x11]
-    sev
     msr     tpidr_el1, x9
     msr     elr_el1, x5
     msr     spsr_el1, xzr
@@ -761,7 +753,6 @@ el0_abort:
     eret
 el0_fault_miss:                         // a miss: the lock back, and the Rust path
     stlr    xzr, [x11]
-    sev
 el0_fault_slow:                         // (x1, x2 and x29 are as they were: misses come first)
     mov     x0, x1                      // (ESR, FAR)
     mov     x1, x2
@@ -807,14 +798,12 @@ el0_abort_low:
     mov     x13, #{FP_ON}
     msr     cpacr_el1, x13              // (the eret synchronizes)
     stlr    xzr, [x11]
-    sev
     ldp     x13, x14, [sp, #-48]
     ldp     x11, x12, [sp, #-32]
     ldp     x9, x10, [sp, #-16]
     eret
 el0_fp_miss:                            // a miss: the lock back, and the general path
     stlr    xzr, [x11]
-    sev
 el0_fp_held:
     ldp     x13, x14, [sp, #-48]
     ldp     x11, x12, [sp, #-32]
