@@ -55,9 +55,9 @@ impl Oracle {
             }
         }
         self.seen.sort_unstable();
-        for i in 0..k.frames {
-            let pa = k.ram_base + i * vm::PAGE;
-            let f = vm::frame_entry(pa).ok_or("frame table unreadable")?;
+        let mut seen = 0;
+        for (pa, f) in vm::frames() {
+            seen += 1;
             if !matches!(f.kind, frame::DATA | frame::TABLE | frame::DEVICE) {
                 continue;
             }
@@ -70,6 +70,7 @@ impl Oracle {
                 ok(f.maps as usize == n, "a frame's mapping count is wrong")?;
             }
         }
+        ok(seen == vm::kinfo().frames, "frame table unreadable")?;
         self.passes += 1;
         Ok(walked)
     }

@@ -45,8 +45,9 @@ pub fn audit() -> Result<(), &'static str> {
     vm::env_info(vm::me()).ok_or("env table unreadable")?;
     let mut owned = [0u32; 64];
     let mut free = 0;
-    for i in 0..k.frames {
-        let f = vm::frame_entry(k.ram_base + i * PAGE).ok_or("frame table unreadable")?;
+    let mut seen = 0;
+    for (_, f) in vm::frames() {
+        seen += 1;
         match f.kind {
             exo_libos::abi::frame::FREE => free += 1,
             exo_libos::abi::frame::DATA | exo_libos::abi::frame::TABLE => {
@@ -58,6 +59,7 @@ pub fn audit() -> Result<(), &'static str> {
             _ => {}
         }
     }
+    check(seen == k.frames, "frame table unreadable")?;
     check(free == k.free_frames, "free frames disagree with the free count")?;
     for (slot, &n) in owned.iter().enumerate().take(k.max_envs as usize) {
         let e = vm::env_info(EnvId(slot as u32)).ok_or("env table unreadable")?;

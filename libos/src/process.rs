@@ -2,7 +2,7 @@
 //! leave behind. The kernel only offers blank environments and checked table updates.
 
 use exo_abi::pte::{bits, Pte};
-use exo_abi::{frame, EnvId, Error, TableOp};
+use exo_abi::{frame, EnvId, Error, FrameEntry, TableOp};
 
 use crate::private::Private;
 use crate::rt::FORK_MAGIC;
@@ -484,15 +484,6 @@ pub fn reclaim_orphans() -> u64 {
 /// Frees every data frame this environment owns that nothing maps.
 pub fn reclaim() -> u64 {
     let me = vm::me();
-    let k = vm::kinfo();
-    let mut freed = 0;
-    for i in 0..k.frames {
-        let pa = k.ram_base + i * PAGE;
-        if vm::frame_entry(pa).is_some_and(|f| f.owner == me.0 && f.kind == frame::DATA && f.maps == 0)
-            && sys::frame_free(me, pa).is_ok()
-        {
-            freed += 1;
-        }
-    }
-    freed
+    let mine = |f: &FrameEntry| f.owner == me.0 && f.kind == frame::DATA && f.maps == 0;
+    vm::frames().filter(|(pa, f)| mine(f) && sys::frame_free(me, *pa).is_ok()).count() as u64
 }

@@ -486,6 +486,24 @@ pub fn frame_entry(pa: u64) -> Option<FrameEntry> {
     })
 }
 
+/// Every frame's physical address and entry in the public frame table, in order: a walk
+/// of the whole table at a few instructions a frame, where [`frame_entry`] for each would
+/// take several times that. Each page of the table is mapped (as `frame_entry` maps it)
+/// when the walk reaches it; if one cannot be, the walk ends there.
+pub fn frames() -> impl Iterator<Item = (u64, FrameEntry)> {
+    let k = kinfo();
+    let mut mapped = true;
+    (0..k.frames).map_while(move |i| {
+        if i % (PAGE / 16) == 0 {
+            mapped = frame_entry(k.ram_base + i * PAGE).is_some();
+        }
+        let entry = (FRAME_TABLE_WINDOW + i * 16) as *const FrameEntry;
+        // SAFETY: the page holding entry i was mapped read-only above, with its first entry;
+        // the kernel never unmaps it, and `FrameEntry` is plain data.
+        mapped.then(|| (k.ram_base + i * PAGE, unsafe { entry.read_volatile() }))
+    })
+}
+
 /// An environment's entry in the kernel's public environment table.
 pub fn env_info(id: EnvId) -> Option<EnvInfo> {
     // SAFETY: `env_entry` points at a mapped, aligned entry; `EnvInfo` is plain data.

@@ -172,11 +172,9 @@ fn ps() {
 }
 
 fn mem() {
-    let k = vm::kinfo();
     let mut kinds = [0u64; 6];
     let mut owners: Vec<(u32, u64)> = Vec::new();
-    for i in 0..k.frames {
-        let Some(f) = vm::frame_entry(k.ram_base + i * PAGE) else { continue };
+    for (_, f) in vm::frames() {
         if let Some(n) = kinds.get_mut(f.kind as usize) {
             *n += 1;
         }
