@@ -425,11 +425,13 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
     /// Frees the whole chain starting at `first` (checked first: nothing is freed if it is
     /// damaged); returns how many clusters were freed.
     ///
-    /// A FAT sector at a time, in the order the chain first reaches each: from its head on,
-    /// so that what a cut leaves in use is the chain's rest, linking only to clusters in use
-    /// (a chain that runs back to a lower sector would otherwise, freed in ascending order,
-    /// leave clusters in use linking to free ones). A chain that comes back to a sector it
-    /// left is freed in as many writes as before all the same.
+    /// In the chain's own order, from its head: each run of clusters whose entries share a
+    /// FAT sector is one write of that sector, so what a cut leaves in use is always the
+    /// chain's rest, linking only to clusters in use. A chain that runs back to a lower
+    /// sector, freed in ascending order, would leave clusters in use linking to free ones;
+    /// one that comes back to a sector it left, freed a sector at a time, would too. Such a
+    /// sector is written once for each run (a chain laid out in order takes one write a
+    /// sector, as before).
     pub fn free_chain(&mut self, first: u32) -> Result<u32> {
         if first == 0 {
             return Ok(0);
@@ -438,19 +440,11 @@ impl<'a, S: BlockDevice> Fat<'a, S> {
         chain.ensure(self, u32::MAX)?;
         let eb = self.geo.entry_bytes() as usize;
         let sector_of = |c: u32| (c as usize * eb / SECTOR) as u32;
-        let mut rank = alloc::collections::BTreeMap::new();
-        let mut updates: Vec<(u32, u32)> = Vec::new();
-        for c in chain.clusters() {
-            let next = rank.len();
-            rank.entry(sector_of(c)).or_insert(next);
-            updates.push((c, 0));
+        let updates: Vec<(u32, u32)> = chain.clusters().map(|c| (c, 0)).collect();
+        for run in updates.chunk_by(|a, b| sector_of(a.0) == sector_of(b.0)) {
+            self.set(run.to_vec())?;
         }
-        let n = updates.len() as u32;
-        updates.sort_unstable_by_key(|&(c, _)| (rank[&sector_of(c)], c));
-        for group in updates.chunk_by(|a, b| sector_of(a.0) == sector_of(b.0)) {
-            self.set(group.to_vec())?;
-        }
-        Ok(n)
+        Ok(updates.len() as u32)
     }
 
     /// Counts free clusters; returns (free count, first free cluster or `u32::MAX`).

@@ -696,6 +696,57 @@ cut_steps_on_both! {
     back_setup, back_host, BACK, no_check
 }
 
+/// A file whose chain leaves a FAT sector and comes back to it: `[spare, E-2, E, E-4]`,
+/// where E is the first cluster of the second FAT sector's (FAT sectors `[last, 0, 1, 0]`).
+/// A fresh volume hands clusters out in order from 2, so the next one is 2 plus the
+/// clusters in use (`statfs` holds back the one free cluster never handed out). Each
+/// cluster the chain gains is found from the allocator's hint, just after the cluster it
+/// handed out last, once a removal has made two free (it keeps one back): the file there,
+/// and one it finds after (the volume's last cluster, then the one the next step takes).
+fn come_back_setup(fs: &mut FatFs<Cut>) {
+    let st = fs.statfs().unwrap();
+    let (cluster, e) = (st.block_size as u64, if st.fs_type == "fat32" { 128 } else { 256 });
+    let one = cluster as usize;
+    put(fs, "/keep.txt", 5000);
+    let s = fs.statfs().unwrap();
+    let next = 2 + (s.total_bytes - s.free_bytes) / cluster - 1;
+    put(fs, "/lead.bin", ((e - 4 - next) * cluster) as usize);
+    for name in ["/c.bin", "/y.bin", "/a.bin", "/x.bin", "/b.bin"] {
+        put(fs, name, one); // E-4 .. E
+    }
+    let free = fs.statfs().unwrap().free_bytes as usize;
+    put(fs, "/filler.bin", free); // all but the volume's last cluster
+    for (i, gone) in ["/a.bin", "/b.bin", "/y.bin", "/c.bin"].into_iter().enumerate() {
+        fs.remove(gone).unwrap();
+        let h = fs.open("/back.bin", OpenFlags::WRITE | OpenFlags::CREATE).unwrap();
+        fs.write(h, (i * one) as u64, &bytes_of("/back.bin+", 4 * one)[i * one..(i + 1) * one]).unwrap();
+        fs.close(h).unwrap();
+    }
+    for gone in ["/filler.bin", "/lead.bin", "/x.bin"] {
+        fs.remove(gone).unwrap();
+    }
+}
+
+/// Checks that `/back.bin`'s chain runs through FAT sectors `[last, 0, 1, 0]`.
+fn come_back_host(img: &Path, _: &Path) {
+    let b = std::fs::read(img).unwrap();
+    let raw = RawFat::parse(&b);
+    let e = raw.root().into_iter().find(|e| e.name == "BACK    BIN").expect("BACK.BIN");
+    let chain = raw.chain(e.cluster);
+    let s: Vec<u32> = chain.iter().map(|&c| raw.fat_sector(c)).collect();
+    assert!(s.len() == 4 && s[1..] == [0, 1, 0] && s[0] > 1, "chain {chain:?}, FAT sectors {s:?}");
+}
+
+cut_steps_on_both! {
+    /// Removes a file whose chain comes back to a FAT sector it left: the sector must be
+    /// written once for each run of the chain in it, in the chain's order, or for a moment
+    /// a cluster still in use links to one already free.
+    fat16_power_cut_while_a_chain_that_comes_back_to_a_sector_is_freed_leaves_no_link_to_a_free_cluster,
+    fat32_power_cut_while_a_chain_that_comes_back_to_a_sector_is_freed_leaves_no_link_to_a_free_cluster,
+    "power_cut_come_back_chain",
+    come_back_setup, come_back_host, BACK, no_check
+}
+
 const RENAMES: &[Step] = &[
     step("rename /a.txt to /b.txt", |fs| fs.rename("/a.txt", "/b.txt")),
     step("rename /long-file-name.text to /short.txt", |fs| fs.rename("/long-file-name.text", "/short.txt")),
