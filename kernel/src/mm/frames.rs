@@ -91,9 +91,10 @@ impl FrameTable {
     /// free frames). Boot leaves every other field zero, so only three are written (a whole
     /// entry compiled to a `memset` call).
     pub fn set_range(&mut self, pa: u64, len: u64, kind: u8) {
-        let first = (pa >> PAGE_SHIFT).saturating_sub(self.base >> PAGE_SHIFT) as usize;
-        let end =
-            ((pa + len).div_ceil(4096).saturating_sub(self.base >> PAGE_SHIFT) as usize).min(self.len());
+        // (Clipped to the table: a range partly or wholly outside it marks only what is in.)
+        let end = (pa.saturating_add(len).div_ceil(4096).saturating_sub(self.base >> PAGE_SHIFT) as usize)
+            .min(self.len());
+        let first = ((pa >> PAGE_SHIFT).saturating_sub(self.base >> PAGE_SHIFT) as usize).min(end);
         // Free frames in the range leave the list first (none can be, before the first
         // FREE range or in one: two passes over all of RAM saved at boot).
         let scan = if self.free.count > 0 && kind != frame::FREE { first..end } else { 0..0 };

@@ -149,6 +149,18 @@ fn boot_threads_free_runs_as_one_push_per_frame_would() {
 }
 
 #[test]
+fn a_range_outside_the_table_marks_only_what_lies_inside() {
+    let mut t = table(32); // frames 0x4000_0000 .. 0x4002_0000
+    let before = census(&t);
+    t.set_range(0x5000_0000, 8 * 4096, frame::KERNEL); // wholly above
+    t.set_range(0x1000_0000, 8 * 4096, frame::KERNEL); // wholly below
+    t.set_range(u64::MAX & !0xfff, u64::MAX, frame::KERNEL); // its end past 2^64
+    assert_eq!(census(&t), before);
+    t.set_range(0x4001_e000, 8 * 4096, frame::PUBLIC); // the last two frames, and beyond
+    assert_eq!(census(&t), [before[0] - 2, before[1], before[2] + 2, before[3], before[4]]);
+}
+
+#[test]
 fn a_frame_taken_for_a_copy_is_not_marked_zeroed_so_a_table_made_of_it_is_zeroed() {
     let mut t = table(8);
     let copy = t.alloc(A, None, false).unwrap();
