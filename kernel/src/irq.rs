@@ -22,15 +22,8 @@ pub const EVENT_CONSOLE: u32 = 2;
 pub const EVENT_DISK: u32 = 4;
 
 static EVENTS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
-static TICKS: AtomicU64 = AtomicU64::new(0);
 /// SGIs each core has taken (published at its tick as `KernelInfo::cpu_signals`).
 pub static SIGNALS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-
-/// Timer interrupts taken since boot (the boot self-test counts them).
-#[cfg(feature = "test-modes")]
-pub fn ticks() -> u64 {
-    TICKS.load(Ordering::Relaxed)
-}
 
 /// The events raised on this core since the last call.
 pub fn take_events() -> u32 {
@@ -70,7 +63,6 @@ pub fn handle() {
             smp::take_kick(); // an SGI: a kick, or just a wake-up from wfi
             SIGNALS[smp::cpu()].fetch_add(1, Ordering::Relaxed);
         } else if id == board.info.timer_intid {
-            TICKS.fetch_add(1, Ordering::Relaxed);
             events.fetch_or(EVENT_TICK, Ordering::Relaxed);
             generic_timer::arm(generic_timer::frequency() / TICK_HZ);
         } else if Some(id) == board.info.uart_intid {
