@@ -112,7 +112,8 @@ pub struct Env {
     pub repossess_log: [u64; REPOSSESS_LOG],
     pub sectors: [SectorBinding; SECTOR_BINDINGS],
     /// Protected control transfer: where calls start, whom it may call, what it was
-    /// granted, who is calling it now, and when a wait for a call or reply gives up.
+    /// granted, who is calling it (read only in a call context: after the reply it still
+    /// names that caller), and when a wait for a call or reply gives up.
     pub pct_entry: u64,
     pub pct_stack: u64,
     /// Bit i: it may call the environment in slot i (cleared when the slot's next
