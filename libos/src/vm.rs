@@ -498,8 +498,9 @@ pub fn frames() -> impl Iterator<Item = (u64, FrameEntry)> {
             mapped = frame_entry(k.ram_base + i * PAGE).is_some();
         }
         let entry = (FRAME_TABLE_WINDOW + i * 16) as *const FrameEntry;
-        // SAFETY: the page holding entry i was mapped read-only above, with its first entry;
-        // the kernel never unmaps it, and `FrameEntry` is plain data.
+        // SAFETY: `frame_entry` mapped the page holding entry i read-only (for the page's
+        // first entry, above) unless `mapped` is false; nothing unmaps the table's window
+        // while the environment lives, and `FrameEntry` is plain data.
         mapped.then(|| (k.ram_base + i * PAGE, unsafe { entry.read_volatile() }))
     })
 }
