@@ -18,7 +18,9 @@ use alloc::vec::Vec;
 pub(crate) struct Log {
     pub seg: u32,
     pub next_seg: u32,
-    /// Mirrors the current segment from sector `mem_from` up to `fill`.
+    /// Mirrors the current segment from sector `mem_from` up to `fill`. Empty until the
+    /// log's first item (`room_for`, `write_direct`): a mount that never writes (the boot's,
+    /// a program that only reads) neither zeroes nor maps a segment's worth of memory.
     pub buf: Vec<u8>,
     pub mem_from: u32,
     /// Next free sector of the segment (relative).
@@ -38,11 +40,11 @@ pub(crate) struct Log {
 }
 
 impl Log {
-    pub fn new(seg_sectors: u32, seg: u32, next_seg: u32, fill: u32, serial: u64, epoch: u64) -> Log {
+    pub fn new(seg: u32, next_seg: u32, fill: u32, serial: u64, epoch: u64) -> Log {
         Log {
             seg,
             next_seg,
-            buf: vec![0; seg_sectors as usize * SECTOR],
+            buf: Vec::new(),
             mem_from: fill,
             fill,
             ps: None,
@@ -68,6 +70,7 @@ impl<D: BlockDevice> Fs<D> {
     /// closing the PS and moving to the next segment if it does not fit.
     pub(crate) fn room_for(&mut self, sectors: u32, entries: usize) -> Result<()> {
         let seg_sectors = self.geo.seg_sectors;
+        self.segment_buffer();
         loop {
             match self.log.ps {
                 None => {
@@ -88,6 +91,13 @@ impl<D: BlockDevice> Fs<D> {
                     self.close_ps(false)?;
                 }
             }
+        }
+    }
+
+    /// Gives the log its segment buffer, zeroed, before its first item ([`Log::buf`]).
+    fn segment_buffer(&mut self) {
+        if self.log.buf.is_empty() {
+            self.log.buf = vec![0; self.geo.seg_sectors as usize * SECTOR];
         }
     }
 
@@ -215,6 +225,7 @@ impl<D: BlockDevice> Fs<D> {
     /// old blocks killed.
     pub(crate) fn write_direct(&mut self, ino: u32, blk: u64, data: &[u8]) -> Result<usize> {
         let per = (BLOCK / SECTOR) as u32;
+        self.segment_buffer();
         // The open PS goes first: the direct PS takes the log's next sectors. (With none
         // open, nothing is written: earlier direct PSs' headers may wait on.)
         if self.log.ps.is_some() {
@@ -330,8 +341,11 @@ impl<D: BlockDevice> Fs<D> {
         let mem = start + self.log.mem_from as u64;
         if sector >= mem && sector + n <= start + self.log.fill as u64 {
             let at = (sector - start) as usize * SECTOR;
-            buf.copy_from_slice(&self.log.buf[at..at + buf.len()]);
-            return Ok(());
+            // (Always there but for an empty read before the log's first item: no buffer.)
+            if let Some(from) = self.log.buf.get(at..at + buf.len()) {
+                buf.copy_from_slice(from);
+                return Ok(());
+            }
         }
         if sector < mem && sector + n > mem {
             return self.read_log_split(sector, mem, buf);
@@ -360,4 +374,36 @@ impl<D: BlockDevice> Fs<D> {
 #[inline(never)]
 fn io_error(e: crate::error::IoError) -> Error {
     Error::Io(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{FormatOptions, Fs, MemDevice, MountOptions};
+
+    /// The segment buffer is made at the log's first item, not at mount: a mount that
+    /// only reads never holds one, and the first write (small, or direct) makes it.
+    #[test]
+    fn the_segment_buffer_waits_for_the_first_write() {
+        let opts = FormatOptions { segment_bytes: 64 * 1024, ..Default::default() };
+        let mut fs = Fs::format(MemDevice::new(8192), opts).unwrap();
+        let f = fs.create("/a").unwrap();
+        fs.write(f, 0, &[7; 5000]).unwrap();
+        let clean = fs.unmount().unwrap();
+        for direct in [false, true] {
+            let dev = MemDevice { data: clean.data.clone() };
+            let mut fs = Fs::mount(dev, MountOptions::default()).unwrap();
+            assert!(fs.log.buf.is_empty(), "a clean mount holds no segment buffer");
+            let (h, mut buf) = (fs.open("/a").unwrap(), [0u8; 5000]);
+            assert_eq!(fs.read(h, 0, &mut buf).unwrap(), 5000);
+            assert!(buf.iter().all(|&b| b == 7) && fs.log.buf.is_empty(), "a read made one");
+            // Four whole blocks go out as a direct partial segment; a few bytes are copied.
+            let data = vec![9u8; if direct { 4 * crate::layout::BLOCK } else { 10 }];
+            fs.write(h, 0, &data).unwrap();
+            assert_eq!(fs.log.buf.len(), 64 * 1024, "the first write (direct: {direct})");
+            fs.sync().unwrap();
+            let mut back = vec![0u8; data.len()];
+            assert_eq!(fs.read(h, 0, &mut back).unwrap(), data.len());
+            assert_eq!(back, data);
+        }
+    }
 }

@@ -86,7 +86,7 @@ impl<D: BlockDevice> Fs<D> {
         Fs {
             dev,
             geo,
-            log: Log::new(geo.seg_sectors, cp.cur_seg, cp.next_seg, fill, cp.next_serial, cp.epoch),
+            log: Log::new(cp.cur_seg, cp.next_seg, fill, cp.next_serial, cp.epoch),
             usage: Usage::new(cp.live.clone(), cp.age.clone()),
             imap: Imap::new(cp.imap.clone(), geo.max_inodes),
             inodes: InodeCache::new(),
