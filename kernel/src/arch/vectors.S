@@ -579,21 +579,21 @@ el0_reply_slow:
 
 // PctCall's fast path: what `Kernel::pct_call`, `call_target`, `enter`, `hand_over` and
 // `run` do when the caller holds the right to a server parked in `Serve` that this core may
-// run, and the call grants no frame and sets no timeout, here. The caller's context is saved only as far as it
-// survives a PctCall (x19-x30, sp, pc, flags, and x18 with them: `SAVE_UPPER`; x9 = its
-// frame); the rest of what a slow call saves (x0-x5, x8) is saved only on a miss
-// (`el0_call_miss`), so until the last check the path computes only in x6, x7, x10-x17
-// and x19-x22, and x0-x5 and x8 stay as the caller left them. Then, with the lock taken once, and only if all of that holds
-// and the server has no upcall pending and has a root table, the server's call context
-// starts at its entry with the caller's arguments, the caller blocks for the reply, and
-// the server runs at once. Any miss takes `el0_svc`, which decides the call in full
-// (errors, a busy server, grants, timeouts, donations). The server starts from registers, not from
-// a stored frame: x0-x5 the message (the caller's id, its x1-x4 as they are, the options), x6-x28
-// its own older values from its call context's frame (as the general path's `el0_return`
-// gives them), x29 = x30 = 0, so the message is all it gets of the caller. The frame is
-// left as it was: every entry from the server saves each field of it before anything
-// reads it. x14 = the caller's slot, x15 = the server's, x16/x17 = the server's and the
-// caller's Envs.
+// run, and the call grants no frame and sets no timeout, here. The caller's context is
+// saved only as far as it survives a PctCall (x19-x30, sp, pc, flags, and x18 with them:
+// `SAVE_UPPER`; x9 = its frame); the rest of what a slow call saves (x0-x5, x8) is saved
+// only on a miss (`el0_call_miss`), so until the last check the path computes only in x6,
+// x7, x10-x17 and x19-x22, and x0-x5 and x8 stay as the caller left them. Then, with the
+// lock taken once, and only if all of that holds and the server has no upcall pending and
+// has a root table, the server's call context starts at its entry with the caller's
+// arguments, the caller blocks for the reply, and the server runs at once. Any miss takes
+// `el0_svc`, which decides the call in full (errors, a busy server, grants, timeouts,
+// donations). The server starts from registers, not from a stored frame: x0-x5 the message
+// (the caller's id, its x1-x4 as they are, the options), x6-x28 its own older values from
+// its call context's frame (as the general path's `el0_return` gives them), x29 = x30 = 0,
+// so the message is all it gets of the caller. The frame is left as it was: every entry
+// from the server saves each field of it before anything reads it. x14 = the caller's slot,
+// x15 = the server's, x16/x17 = the server's and the caller's Envs.
 .if {MAX_ENVS} & ({MAX_ENVS} - 1)
 .error "el0_call tests two slots against MAX_ENVS at once: it must be a power of two"
 .endif
@@ -674,8 +674,8 @@ el0_call_fp_saved:
     msr     elr_el1, x7
     msr     spsr_el1, xzr
     msr     sp_el0, x24
-    mov     x0, x23                     // the message: the caller's id, its x1-x4 as
-    and     x5, x5, #{PCT_GRANT_RW}     // they are, `opts & (!0xfff | PCT_GRANT_RW)` (no frame here)
+    mov     x0, x23                     // the message: the caller's id, its x1-x4 as they
+    and     x5, x5, #{PCT_GRANT_RW}     // are, `opts & (!0xfff | PCT_GRANT_RW)` (no frame)
     LOAD_X6_X27
     ldr     x28, [x30, #(28 * 8)]
     mov     x29, xzr                    // a clean frame-pointer chain
