@@ -87,7 +87,7 @@ mod boot {
         let (board, dtb) = wire_board(dtb_pa, phys_base);
         start_console(board, entry_el, phys_base, dtb_pa);
         let mut map = take_memory(board, phys_base, dtb);
-        // SD cards need a millisecond to power up: the frame table's set-up covers it.
+        // SD cards need a millisecond to power up: the steps up to `attach_disk` overlap it.
         let disk = map.take(exo_bsp::disk::DMA_BYTES as u64).map(|dma| start_disk(board, dma));
         let net_dma = map.take(exo_bsp::drivers::virtio_net::DMA_BYTES as u64);
         kernel(|k| start::setup(k, &board.info, map));

@@ -545,9 +545,11 @@ pub struct FrameEntry {
     pub maps: u16,
     /// For tables: valid entries inside it.
     pub entries: u16,
-    /// Free frames form a doubly linked list: `link` is the next free frame's index + 1
-    /// and, for free frames only, `owner` the previous one's (0 ends the list; the head is
-    /// [`KernelInfo::free_head`]). For a linked table (levels 1–3): the lowest virtual
+    /// Free frames form a doubly linked list, stored relative to the frame's own index `i`
+    /// so that a run threaded downwards (next `i - 1`, previous `i + 1`) is all zeros and
+    /// boot lays out free memory without writing to it: `link ^ i` is the next free frame's
+    /// index + 1 and, for free frames only, `owner ^ (i + 2)` the previous one's (0 ends
+    /// the list; the head, as index + 1, is [`KernelInfo::free_head`]). For a linked table (levels 1–3): the lowest virtual
     /// address it covers, shifted right by 21 (what [`Sys::TableSetAt`] reads). Unused
     /// otherwise.
     pub link: u32,

@@ -35,7 +35,7 @@ impl FrameTable {
     }
 
     /// A table over `entries.len()` frames from `base`. `entries` must be all zero (boot's
-    /// tables are), which reads as free frames on no list: the caller marks every frame
+    /// tables are), which reads as free frames on no list yet: the caller marks every frame
     /// with `set_range` (boot: all but free memory as the kernel's, holes absent, then free).
     pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
         FrameTable { low: entries.len(), entries, base, free: FreeList::default() }
@@ -86,63 +86,70 @@ impl FrameTable {
         }
     }
 
-    /// Boot only: marks `[pa, pa + len)` as `kind` (FREE puts the frames on the free list,
-    /// threaded in one pass as pushing them one by one would; a FREE range must not overlap
-    /// free frames). Boot leaves every other field zero, so only three are written (a whole
-    /// entry compiled to a `memset` call).
+    /// Boot only: marks `[pa, pa + len)` as `kind`. A FREE range goes on the free list
+    /// whole, as pushing its frames one by one would, in time independent of its length: it
+    /// must lie over entries never marked (all zero), which already read as a run threaded
+    /// downwards (`next`), so only its ends are written. Boot's do: `frame_marks` marks the
+    /// free ranges last, and over nothing else. Other kinds write three fields an entry.
     pub fn set_range(&mut self, pa: u64, len: u64, kind: u8) {
         // (Clipped to the table: a range partly or wholly outside it marks only what is in.)
         let end = (pa.saturating_add(len).div_ceil(4096).saturating_sub(self.base >> PAGE_SHIFT) as usize)
             .min(self.len());
         let first = ((pa >> PAGE_SHIFT).saturating_sub(self.base >> PAGE_SHIFT) as usize).min(end);
-        // Free frames in the range leave the list first (none can be, before the first
-        // FREE range or in one: two passes over all of RAM saved at boot).
-        let scan = if self.free.count > 0 && kind != frame::FREE { first..end } else { 0..0 };
-        for i in scan {
+        if kind == frame::FREE && first < end {
+            debug_assert!(self.entries[first..end].iter().all(|e| *e == FrameEntry::default()));
+            self.entries[first].link = self.free.head ^ first as u32; // (`next`)
+            self.set_prev(end - 1, 0);
+            if self.free.head != 0 {
+                self.set_prev(self.free.head as usize - 1, first as u32 + 1);
+            }
+            (self.free.head, self.free.count) = (end as u32, self.free.count + (end - first) as u32);
+            return;
+        }
+        // Free frames in the range leave the list first (none can be, before the first FREE
+        // range: a pass over the kernel's gaps saved at boot).
+        for i in if self.free.count > 0 { first..end } else { 0..0 } {
             if self.entries[i].kind == frame::FREE {
                 self.unlink(i);
             }
         }
-        let (free, head) = (kind == frame::FREE, self.free.head);
-        // On the list, frame i's next is i - 1, its previous i + 1; the run's first and last
-        // are fixed up after (the old head is the first's next; the last is the new head).
-        // Two loops rather than a choice per entry: 11 instructions an entry became 8.
-        let run = self.entries[first..end].iter_mut().zip(first as u32..);
-        if free {
-            run.for_each(|(e, i)| (e.owner, e.kind, e.link) = (i + 2, kind, i));
-        } else {
-            run.for_each(|(e, _)| (e.owner, e.kind, e.link) = (0, kind, 0));
-        }
-        if free && first < end {
-            (self.entries[first].link, self.entries[end - 1].owner) = (head, 0);
-            if head != 0 {
-                self.entries[head as usize - 1].owner = first as u32 + 1;
-            }
-            (self.free.head, self.free.count) = (end as u32, self.free.count + (end - first) as u32);
-        }
+        self.entries[first..end].iter_mut().for_each(|e| (e.owner, e.kind, e.link) = (0, kind, 0));
         if kind == frame::DEVICE && first < end {
             self.low = self.low.min(first);
         }
     }
 
+    /// A free frame's neighbours on the list, as index + 1 (0: none), are stored relative
+    /// to its own index (`exo_abi::FrameEntry::link`): next `link ^ i`, previous
+    /// `owner ^ (i + 2)`, so that an all-zero entry links to the frames below and above it.
+    fn next(&self, i: usize) -> u32 {
+        self.entries[i].link ^ i as u32
+    }
+    fn prev(&self, i: usize) -> u32 {
+        self.entries[i].owner ^ (i as u32 + 2)
+    }
+    fn set_prev(&mut self, i: usize, prev: u32) {
+        self.entries[i].owner = prev ^ (i as u32 + 2);
+    }
+
     fn push(&mut self, i: usize) {
         let head = self.free.head;
-        self.entries[i] = FrameEntry { kind: frame::FREE, owner: 0, link: head, ..FrameEntry::default() };
+        self.entries[i] = FrameEntry { owner: i as u32 + 2, link: head ^ i as u32, ..FrameEntry::default() };
         if head != 0 {
-            self.entries[head as usize - 1].owner = i as u32 + 1;
+            self.set_prev(head as usize - 1, i as u32 + 1);
         }
         self.free.head = i as u32 + 1;
         self.free.count += 1;
     }
 
     fn unlink(&mut self, i: usize) {
-        let (prev, next) = (self.entries[i].owner, self.entries[i].link);
+        let (prev, next) = (self.prev(i), self.next(i));
         match prev {
             0 => self.free.head = next,
-            p => self.entries[p as usize - 1].link = next,
+            p => self.entries[p as usize - 1].link = next ^ (p - 1),
         }
         if next != 0 {
-            self.entries[next as usize - 1].owner = prev;
+            self.set_prev(next as usize - 1, prev);
         }
         self.free.count -= 1;
     }

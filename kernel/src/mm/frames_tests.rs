@@ -131,21 +131,39 @@ fn teardown_scans_from_the_lowest_frame_ever_owned_and_still_finds_them_all() {
 
 #[test]
 fn boot_threads_free_runs_as_one_push_per_frame_would() {
-    let mut t = table(32); // 30 free, frames 0 and 1 kernel
-    t.set_range(0x4000_8000, 8 * 4096, frame::PUBLIC); // out of the middle of the list
-    t.set_range(0x4000_a000, 2 * 4096, frame::FREE); // and back
-                                                     // Walk the list from its head: every back link matches, highest frame first.
+    // Boot's pattern: the kernel's gaps first, then the free runs over entries never marked.
+    let entries = Box::leak(vec![FrameEntry::default(); 32].into_boxed_slice());
+    let mut t = FrameTable::new(entries, 0x4000_0000);
+    for (first, n, kind) in
+        [(0, 2, frame::KERNEL), (8, 8, frame::PUBLIC), (2, 6, frame::FREE), (16, 16, frame::FREE)]
+    {
+        t.set_range(0x4000_0000 + first * 4096, n * 4096, kind);
+    }
+    t.set_range(0x4001_4000, 2 * 4096, frame::DEVICE); // out of the middle of the list
+                                                       // Walk the list from its head: every back link matches, highest frame first.
     let (mut at, mut prev, mut order) = (t.free.head, 0, vec![]);
     while at != 0 {
-        let e = t.entries[at as usize - 1];
-        assert_eq!((e.kind, e.owner), (frame::FREE, prev));
+        assert_eq!((t.entries[at as usize - 1].kind, t.prev(at as usize - 1)), (frame::FREE, prev));
         order.push(at - 1);
-        (prev, at) = (at, e.link);
+        (prev, at) = (at, t.next(at as usize - 1));
     }
     assert_eq!(order.len() as u32, t.free.count);
-    let expect: Vec<u32> = [11, 10].into_iter().chain((16..32).rev()).chain((2..8).rev()).collect();
+    let expect: Vec<u32> = (22..32).rev().chain((16..20).rev()).chain((2..8).rev()).collect();
     assert_eq!(order, expect);
-    assert_eq!(census(&t), [24, 2, 6, 0, 0]);
+    // Allocation takes them from the top, by address from anywhere, and frees go on top.
+    assert_eq!(t.alloc(A, None, false), Ok(0x4001_f000));
+    assert_eq!(t.alloc(A, Some(0x4000_4000), false), Ok(0x4000_4000));
+    assert_eq!(t.free(A, 0x4000_4000), Ok(()));
+    assert_eq!((t.free.head, t.next(4), t.prev(30)), (5, 31, 5));
+    assert_eq!(census(&t), [19, 2, 8, 1, 0]);
+}
+
+#[test]
+fn a_free_run_is_threaded_with_no_write_inside_it() {
+    let t = table(64);
+    let inside = |t: &FrameTable| t.entries[3..62].iter().all(|e| *e == FrameEntry::default());
+    assert!(inside(&t), "frames 3..62 of a fresh run are all-zero entries");
+    assert_eq!((t.free.count, t.free.head, t.next(2), t.prev(63)), (62, 64, 0, 0));
 }
 
 #[test]
