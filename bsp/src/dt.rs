@@ -3,9 +3,14 @@
 //! Everything the kernel needs from the DTB is read once into a [`BoardInfo`], a plain value
 //! with fixed-size lists so that it can be built before there is a heap. Addresses are CPU
 //! physical addresses: bus addresses under `/soc` (the Pi's 0x7e...) are translated through
-//! every ancestor's `ranges`, which the `fdt` crate does not do for us.
+//! every ancestor's `ranges`.
+//!
+//! The `fdt` crate checks the header; the structure block is read by our own walk
+//! ([`Tokens`]), once, token by token, with every length and offset bounds-checked. The
+//! crate's node iterators re-parse a subtree at every level above it (a fifth of raspi4b's
+//! boot) and panic on a damaged block (289 of 3,000 single bit flips).
 
-use fdt::node::{CellSizes, FdtNode};
+use fdt::node::CellSizes;
 use fdt::Fdt;
 
 /// A physical address range.
@@ -212,10 +217,9 @@ impl BoardInfo {
     /// are squeezed out of it in place first (see [`strip_nops`]).
     pub fn parse(dtb: &mut [u8]) -> Result<BoardInfo, DtError> {
         strip_nops(dtb)?;
-        let fdt = Fdt::new(dtb).map_err(|_| DtError::NotADtb)?;
-        let kind = board_kind(&fdt)?;
+        Fdt::new(dtb).map_err(|_| DtError::NotADtb)?; // (the header's checks)
         let mut info = BoardInfo {
-            kind,
+            kind: BoardKind::Virt, // (until the root's `compatible` is read: `board_kind`)
             memory: Regions::default(),
             reserved: Regions::default(),
             uart: None,
@@ -236,46 +240,45 @@ impl BoardInfo {
             bootargs: [0; 256],
             bootargs_len: 0,
         };
-        for r in fdt.memory_reservations() {
-            info.reserved.push(Region { base: r.address() as u64, size: r.size() as u64 });
-        }
-        let root = fdt.find_node("/").ok_or(DtError::NotADtb)?;
-        let mut path = Path { ranges: [None; MAX_DEPTH], depth: 0 };
-        // The root node's children sit directly on the CPU's address space.
-        walk(root, root.cell_sizes(), &mut path, &mut info);
+        // The memory reservation block: (address, size) pairs, ended by a pair of zeros.
+        let rsv =
+            dtb.get(16..20).map_or(usize::MAX, |w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize);
+        let pairs = dtb.get(rsv..).unwrap_or(&[]).chunks_exact(16).map(|e| Region {
+            base: u64::from_be_bytes(e[..8].try_into().unwrap_or_default()),
+            size: u64::from_be_bytes(e[8..].try_into().unwrap_or_default()),
+        });
+        pairs.take_while(|r| *r != Region::default()).for_each(|r| _ = info.reserved.push(r));
+        let mut path = Path { ranges: [None; MAX_DEPTH], depth: 0, root: Props::default(), soc: None };
+        let mut t = Tokens::new(dtb).ok_or(DtError::NotADtb)?;
+        (t.word() == Some(BEGIN_NODE)).then_some(()).ok_or(DtError::NotADtb)?;
+        // (The root has no `reg`: the cell sizes its parent would give are never read.)
+        walk(&mut t, CellSizes::default(), &mut path, &mut info, false).ok_or(DtError::NotADtb)?;
+        info.kind = board_kind(path.root.compatible)?;
         if info.memory.as_slice().is_empty() {
             return Err(DtError::NoMemory);
         }
-        read_chosen(&fdt, &mut info);
-        info.soc_dma = soc_dma_window(&fdt, root.cell_sizes());
+        info.soc_dma = path.soc.and_then(|soc| soc_dma_window(soc, path.root.cells));
         Ok(info)
     }
 }
 
-fn board_kind(fdt: &Fdt) -> Result<BoardKind, DtError> {
-    let root = fdt.find_node("/").ok_or(DtError::NotADtb)?;
-    let compat = root.compatible().ok_or(DtError::UnknownBoard)?;
-    for c in compat.all() {
+fn board_kind(compat: &[u8]) -> Result<BoardKind, DtError> {
+    for c in compat.split(|&b| b == 0) {
         match c {
-            "linux,dummy-virt" => return Ok(BoardKind::Virt),
-            "raspberrypi,4-model-b" | "brcm,bcm2711" => return Ok(BoardKind::Rpi4),
+            b"linux,dummy-virt" => return Ok(BoardKind::Virt),
+            b"raspberrypi,4-model-b" | b"brcm,bcm2711" => return Ok(BoardKind::Rpi4),
             _ => {}
         }
     }
     Err(DtError::UnknownBoard)
 }
 
-fn read_chosen(fdt: &Fdt, info: &mut BoardInfo) {
-    let Some(chosen) = fdt.find_node("/chosen") else {
-        return;
-    };
-    if let Some(args) = chosen.property("bootargs").and_then(|p| p.as_str()) {
-        let n = args.len().min(info.bootargs.len());
-        info.bootargs[..n].copy_from_slice(&args.as_bytes()[..n]);
-        info.bootargs_len = n;
-    }
-    let cell = |name: &str| chosen.property(name).and_then(|p| be_uint(p.value));
-    if let (Some(start), Some(end)) = (cell("linux,initrd-start"), cell("linux,initrd-end")) {
+/// `/chosen`: the bootargs and the initrd.
+fn read_chosen(chosen: &Props, info: &mut BoardInfo) {
+    let n = chosen.bootargs.len().min(info.bootargs.len());
+    info.bootargs[..n].copy_from_slice(&chosen.bootargs[..n]);
+    info.bootargs_len = n;
+    if let (Some(start), Some(end)) = (chosen.initrd.0, chosen.initrd.1) {
         if end > start {
             info.initrd = Some(Region { base: start, size: end - start });
         }
@@ -283,10 +286,8 @@ fn read_chosen(fdt: &Fdt, info: &mut BoardInfo) {
 }
 
 /// The first `dma-ranges` entry of `/soc`: child bus address, parent (root) address, size.
-fn soc_dma_window(fdt: &Fdt, root: CellSizes) -> Option<DmaWindow> {
-    let soc = fdt.find_node("/soc")?;
-    let value = soc.property("dma-ranges")?.value;
-    let own = soc.cell_sizes();
+fn soc_dma_window(soc: (&[u8], CellSizes), root: CellSizes) -> Option<DmaWindow> {
+    let (value, own) = soc;
     let (c, p, s) = (4 * own.address_cells, 4 * root.address_cells, 4 * own.size_cells);
     let e = value.get(..c + p + s)?;
     Some(DmaWindow { bus: be_uint(&e[..c])?, cpu: be_uint(&e[c..c + p])?, size: be_uint(&e[c + p..])? })
@@ -312,6 +313,10 @@ struct Ranges<'a> {
 struct Path<'a> {
     ranges: [Option<Ranges<'a>>; MAX_DEPTH],
     depth: usize,
+    /// The root node (its `compatible` names the board), once read.
+    root: Props<'a>,
+    /// `/soc`'s `dma-ranges` and own cell sizes, if it has them.
+    soc: Option<(&'a [u8], CellSizes)>,
 }
 
 impl Path<'_> {
@@ -353,20 +358,19 @@ fn be_uint(bytes: &[u8]) -> Option<u64> {
     Some(bytes.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
 }
 
-/// `node`'s interrupt as an INTID, if it is an SPI: `interrupts = <type number flags>`,
-/// where type 0 is an SPI, and SPIs start at INTID 32.
-fn spi_intid(node: &FdtNode) -> Option<u32> {
-    let v = node.property("interrupts")?.value.get(..8)?;
+/// An interrupt as an INTID, if it is an SPI: `interrupts = <type number flags>`, where
+/// type 0 is an SPI, and SPIs start at INTID 32.
+fn spi_intid(interrupts: &[u8]) -> Option<u32> {
+    let v = interrupts.get(..8)?;
     (be_uint(&v[..4]) == Some(0)).then(|| be_uint(&v[4..8]).map(|n| 32 + n as u32)).flatten()
 }
 
-/// First `reg` entry of `node`, translated to a CPU address. `cells` are the parent's sizes.
-fn first_reg(node: &FdtNode, cells: CellSizes, path: &Path) -> Option<Region> {
-    regs(node, cells, path).next()
+/// First entry of a `reg` value, translated to a CPU address. `cells` are the parent's sizes.
+fn first_reg(reg: &[u8], cells: CellSizes, path: &Path) -> Option<Region> {
+    regs(reg, cells, path).next()
 }
 
-fn regs<'a>(node: &FdtNode<'_, 'a>, cells: CellSizes, path: &'a Path) -> impl Iterator<Item = Region> + 'a {
-    let value = node.property("reg").map(|p| p.value).unwrap_or(&[]);
+fn regs<'a>(value: &'a [u8], cells: CellSizes, path: &'a Path) -> impl Iterator<Item = Region> + 'a {
     let (a, s) = (4 * cells.address_cells, 4 * cells.size_cells);
     let step = if a + s == 0 { 1 } else { a + s };
     value.chunks_exact(step).filter(move |_| a > 0).filter_map(move |e| {
@@ -376,55 +380,191 @@ fn regs<'a>(node: &FdtNode<'_, 'a>, cells: CellSizes, path: &'a Path) -> impl It
     })
 }
 
-/// Whether a node's raw `compatible` (NUL-separated strings, read once per node) names one
-/// of `names`: compared as bytes, without the UTF-8 check and property parse per test that
-/// made the walk a tenth of raspi4b's boot.
-fn is_compatible(compat: &[u8], names: &[&str]) -> bool {
-    compat.split(|&b| b == 0).any(|x| names.iter().any(|n| n.as_bytes() == x))
+/// The devices [`visit`] reads, and the `compatible` strings that name each.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Device {
+    Psci,
+    Timer,
+    Uart,
+    GicV2,
+    GicV3,
+    Virtio,
+    Emmc2,
+    Sdhci,
+    Mailbox,
+    Watchdog,
 }
 
-/// What the walk reads of every node, gathered in one pass over its properties: looking
-/// each up by name scanned them all (and checked each name's UTF-8) six times per node,
-/// most of the walk's cost at boot.
+const DEVICES: [(&[u8], Device); 15] = [
+    (b"arm,psci-1.0", Device::Psci),
+    (b"arm,psci-0.2", Device::Psci),
+    (b"arm,psci", Device::Psci),
+    (b"arm,armv8-timer", Device::Timer),
+    (b"arm,pl011", Device::Uart),
+    (b"arm,cortex-a15-gic", Device::GicV2),
+    (b"arm,gic-400", Device::GicV2),
+    (b"arm,gic-v3", Device::GicV3),
+    (b"virtio,mmio", Device::Virtio),
+    (b"brcm,bcm2711-emmc2", Device::Emmc2),
+    (b"brcm,bcm2835-sdhci", Device::Sdhci),
+    (b"brcm,bcm2835-mbox", Device::Mailbox),
+    (b"brcm,bcm2711-pm", Device::Watchdog),
+    (b"brcm,bcm2835-pm-wdt", Device::Watchdog),
+    (b"brcm,bcm2835-pm", Device::Watchdog),
+];
+
+/// The device a node's raw `compatible` (NUL-separated strings) names, by its first string
+/// that names one: compared as bytes, and split once per node (a split per device tested
+/// was 3% of raspi4b's boot).
+fn device(compat: &[u8]) -> Option<Device> {
+    compat.split(|&b| b == 0).find_map(|c| DEVICES.iter().find(|(name, _)| *name == c).map(|&(_, d)| d))
+}
+
+const BEGIN_NODE: u32 = 1;
+const END_NODE: u32 = 2;
+const PROP: u32 = 3;
+
+/// The structure block, read once from its start to its end: the walk visits each node as
+/// it passes (NOPs are gone: [`strip_nops`]). The `fdt` crate's iterators skip a node's
+/// whole subtree to reach its next sibling and parse every property again at every level
+/// above it, which made the walk about a fifth of raspi4b's boot. A malformed block ends the
+/// walk with `None` (a name or value past its block's end, an unknown token).
+struct Tokens<'a> {
+    block: &'a [u8],
+    strings: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(dtb: &'a [u8]) -> Option<Tokens<'a>> {
+        let word = |at: usize| Some(u32::from_be_bytes(dtb.get(at..at + 4)?.try_into().ok()?) as usize);
+        let (block, strings) = ((word(8)?, word(36)?), (word(12)?, word(32)?));
+        Some(Tokens {
+            block: dtb.get(block.0..block.0.checked_add(block.1)?)?,
+            strings: dtb.get(strings.0..strings.0.checked_add(strings.1)?)?,
+            at: 0,
+        })
+    }
+
+    fn peek(&self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.block.get(self.at..self.at + 4)?.try_into().ok()?))
+    }
+
+    fn word(&mut self) -> Option<u32> {
+        let w = self.peek()?;
+        self.at += 4;
+        Some(w)
+    }
+
+    /// Just past a BEGIN_NODE: the node's name (with its unit address).
+    fn name(&mut self) -> Option<&'a [u8]> {
+        let rest = self.block.get(self.at..)?;
+        let n = rest.iter().position(|&b| b == 0)?;
+        self.at += (n + 1).next_multiple_of(4);
+        Some(&rest[..n])
+    }
+
+    /// Just past a PROP: the property's name and value.
+    fn prop(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let (len, name) = (self.word()? as usize, self.word()? as usize);
+        let value = self.block.get(self.at..self.at.checked_add(len)?)?;
+        self.at += len.next_multiple_of(4);
+        let name = self.strings.get(name..)?;
+        Some((&name[..name.iter().position(|&b| b == 0)?], value))
+    }
+
+    /// Just past a BEGIN_NODE: the rest of that node, its subtree with it, without a visit
+    /// (and without recursion: a deep tree cannot exhaust the stack).
+    fn skip(&mut self) -> Option<()> {
+        self.name()?;
+        let mut depth = 1usize;
+        while depth > 0 {
+            match self.word()? {
+                BEGIN_NODE => (_, depth) = (self.name()?, depth + 1),
+                PROP => _ = self.prop()?,
+                END_NODE => depth -= 1,
+                _ => return None,
+            }
+        }
+        Some(())
+    }
+}
+
+/// A string property's text: up to its first NUL.
+fn text(value: &[u8]) -> &[u8] {
+    value.split(|&b| b == 0).next().unwrap_or(value)
+}
+
+/// What the walk reads of every node, gathered in one pass over its properties.
+#[derive(Default)]
 struct Props<'a> {
-    device_type: Option<&'a str>,
+    name: &'a [u8],
+    device_type: &'a [u8],
     compatible: &'a [u8],
-    enabled: bool,
+    disabled: bool,
     ranges: Option<&'a [u8]>,
+    reg: &'a [u8],
+    interrupts: &'a [u8],
+    /// PSCI's `method`, a CPU's `enable-method`.
+    method: &'a [u8],
+    release: Option<u64>,
+    /// `/chosen`'s `bootargs`, `linux,initrd-start` and `linux,initrd-end`.
+    bootargs: &'a [u8],
+    initrd: (Option<u64>, Option<u64>),
+    dma_ranges: Option<&'a [u8]>,
     /// The node's own `#address-cells` and `#size-cells` (how its children are encoded).
     cells: CellSizes,
 }
 
-fn props<'a>(node: &FdtNode<'_, 'a>) -> Props<'a> {
-    let mut p = Props {
-        device_type: None,
-        compatible: &[],
-        enabled: true,
-        ranges: None,
-        cells: CellSizes::default(),
-    };
+/// Just past a BEGIN_NODE: the node's name and properties.
+fn props<'a>(t: &mut Tokens<'a>) -> Option<Props<'a>> {
+    let mut p = Props { name: t.name()?, ..Props::default() };
     let cell = |v: &[u8]| v.get(..4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as usize);
-    for prop in node.properties() {
-        match prop.name {
-            "device_type" => p.device_type = prop.as_str(),
-            "compatible" => p.compatible = prop.value,
-            "status" => p.enabled = prop.as_str().is_none_or(|s| s == "okay" || s == "ok"),
-            "ranges" => p.ranges = Some(prop.value),
-            "#address-cells" => p.cells.address_cells = cell(prop.value).unwrap_or(p.cells.address_cells),
-            "#size-cells" => p.cells.size_cells = cell(prop.value).unwrap_or(p.cells.size_cells),
+    while t.peek()? == PROP {
+        t.word();
+        let (name, value) = t.prop()?;
+        match name {
+            b"device_type" => p.device_type = text(value),
+            b"compatible" => p.compatible = value,
+            b"status" => p.disabled = !matches!(text(value), b"okay" | b"ok"),
+            b"ranges" => p.ranges = Some(value),
+            b"reg" => p.reg = value,
+            b"interrupts" => p.interrupts = value,
+            b"method" | b"enable-method" => p.method = text(value),
+            b"cpu-release-addr" => p.release = be_uint(value),
+            b"bootargs" => p.bootargs = text(value),
+            b"linux,initrd-start" => p.initrd.0 = be_uint(value),
+            b"linux,initrd-end" => p.initrd.1 = be_uint(value),
+            b"dma-ranges" => p.dma_ranges = Some(value),
+            b"#address-cells" => p.cells.address_cells = cell(value).unwrap_or(p.cells.address_cells),
+            b"#size-cells" => p.cells.size_cells = cell(value).unwrap_or(p.cells.size_cells),
             _ => {}
         }
     }
-    p
+    Some(p)
 }
 
-/// Depth-first walk. `cells` are `node`'s parent's cell sizes (how `node`'s `reg` is encoded).
-fn walk<'a>(node: FdtNode<'_, 'a>, cells: CellSizes, path: &mut Path<'a>, info: &mut BoardInfo) {
-    let props = props(&node);
-    visit(&node, &props, cells, path, info);
-    if path.depth == MAX_DEPTH {
-        return;
+/// Depth-first walk, just past a node's BEGIN_NODE: the node and its subtree, to its
+/// END_NODE. `cells` are `node`'s parent's cell sizes (how its `reg` is encoded);
+/// `reserved`, whether the parent is `/reserved-memory` (its children's `reg` are reserved).
+/// Nodes deeper than `MAX_DEPTH` are passed over.
+fn walk<'a>(
+    t: &mut Tokens<'a>,
+    cells: CellSizes,
+    path: &mut Path<'a>,
+    info: &mut BoardInfo,
+    reserved: bool,
+) -> Option<()> {
+    let props = props(t)?;
+    match (path.depth, props.name) {
+        (1, b"chosen") => read_chosen(&props, info),
+        (1, b"soc") => path.soc = props.dma_ranges.map(|v| (v, props.cells)),
+        _ => {}
     }
+    if reserved {
+        regs(props.reg, cells, path).for_each(|r| _ = info.reserved.push(r));
+    }
+    visit(&props, cells, path, info);
     let own = props.cells;
     // The root's children are on the CPU's own address space; deeper buses need `ranges`.
     path.ranges[path.depth] = if path.depth == 0 {
@@ -438,89 +578,86 @@ fn walk<'a>(node: FdtNode<'_, 'a>, cells: CellSizes, path: &mut Path<'a>, info: 
         })
     };
     path.depth += 1;
-    for child in node.children() {
-        walk(child, own, path, info);
+    while t.peek()? == BEGIN_NODE {
+        t.word();
+        match path.depth < MAX_DEPTH {
+            true => walk(t, own, path, info, props.name == b"reserved-memory")?,
+            false => t.skip()?,
+        }
     }
     path.depth -= 1;
+    if path.depth == 0 {
+        path.root = props;
+    }
+    (t.word()? == END_NODE).then_some(())
 }
 
-fn visit(node: &FdtNode, props: &Props, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
-    let (device_type, compat) = (props.device_type, props.compatible);
-    if device_type == Some("memory") {
-        for r in regs(node, cells, path) {
-            info.memory.push(r);
-        }
+fn visit(node: &Props, cells: CellSizes, path: &Path, info: &mut BoardInfo) {
+    if node.device_type == b"memory" {
+        regs(node.reg, cells, path).for_each(|r| _ = info.memory.push(r));
         return;
     }
-    if node.name == "reserved-memory" {
-        for child in node.children() {
-            for r in regs(&child, node.cell_sizes(), path) {
-                info.reserved.push(r);
-            }
-        }
-        return;
+    if node.name == b"reserved-memory" {
+        return; // (its children's `reg`: `walk`)
     }
-    if node.name == "psci" || is_compatible(compat, &["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]) {
-        info.psci = match node.property("method").and_then(|p| p.as_str()) {
-            Some("hvc") => Some(PsciConduit::Hvc),
-            Some("smc") => Some(PsciConduit::Smc),
+    let device = device(node.compatible);
+    if node.name == b"psci" || device == Some(Device::Psci) {
+        info.psci = match node.method {
+            b"hvc" => Some(PsciConduit::Hvc),
+            b"smc" => Some(PsciConduit::Smc),
             _ => None,
         };
         return;
     }
-    if !props.enabled {
+    if node.disabled {
         return;
     }
-    if device_type == Some("cpu") {
-        let method = node.property("enable-method").and_then(|p| p.as_str());
-        let release = node.property("cpu-release-addr").and_then(|p| be_uint(p.value));
-        let id = node.property("reg").and_then(|p| be_uint(p.value));
-        if let (Some("spin-table"), Some(addr), Some(1..)) = (method, release, id) {
+    if node.device_type == b"cpu" {
+        let spin = node.method == b"spin-table";
+        if let (true, Some(addr), Some(1..)) = (spin, node.release, be_uint(node.reg)) {
             info.spin_table.push(Region { base: addr, size: 8 });
         }
-        if let Some(id) = id {
-            let spin = (method == Some("spin-table")).then_some(release).flatten();
-            info.cpus.push(id, spin.unwrap_or(0));
+        if let Some(id) = be_uint(node.reg) {
+            info.cpus.push(id, spin.then_some(node.release).flatten().unwrap_or(0));
         }
         return;
     }
-    if is_compatible(compat, &["arm,armv8-timer"]) {
+    let Some(device) = device else { return };
+    let reg = first_reg(node.reg, cells, path);
+    let mut two = regs(node.reg, cells, path);
+    match device {
         // interrupts = <secure-phys, phys, virt, hyp>, three cells each; PPIs start at 16.
-        if let Some(irq) = node.property("interrupts").and_then(|p| p.value.get(24..36)) {
-            if irq[..4] == [0, 0, 0, 1] {
-                if let Some(n) = be_uint(&irq[4..8]) {
-                    info.timer_intid = 16 + n as u32;
+        Device::Timer => {
+            if let Some(irq) = node.interrupts.get(24..36).filter(|irq| irq[..4] == [0, 0, 0, 1]) {
+                info.timer_intid = be_uint(&irq[4..8]).map_or(info.timer_intid, |n| 16 + n as u32);
+            }
+        }
+        Device::Uart if info.uart.is_none() => {
+            (info.uart, info.uart_intid) = (reg, spi_intid(node.interrupts))
+        }
+        Device::GicV2 => {
+            if let (Some(d), Some(c)) = (two.next(), two.next()) {
+                info.gic = Some(Gic::V2 { dist: d.base, cpu: c.base });
+            }
+        }
+        Device::GicV3 => {
+            if let (Some(d), Some(rd)) = (two.next(), two.next()) {
+                info.gic = Some(Gic::V3 { dist: d.base, redist: rd.base });
+            }
+        }
+        Device::Virtio => {
+            if let Some(r) = reg.filter(|r| r.size != 0) {
+                let i = info.virtio_mmio.as_slice().len();
+                if info.virtio_mmio.push(r) {
+                    info.virtio_intids[i] = spi_intid(node.interrupts).unwrap_or(0);
                 }
             }
         }
-    } else if is_compatible(compat, &["arm,pl011"]) && info.uart.is_none() {
-        info.uart = first_reg(node, cells, path);
-        info.uart_intid = spi_intid(node);
-    } else if is_compatible(compat, &["arm,cortex-a15-gic", "arm,gic-400"]) {
-        let mut r = regs(node, cells, path);
-        if let (Some(d), Some(c)) = (r.next(), r.next()) {
-            info.gic = Some(Gic::V2 { dist: d.base, cpu: c.base });
-        }
-    } else if is_compatible(compat, &["arm,gic-v3"]) {
-        let mut r = regs(node, cells, path);
-        if let (Some(d), Some(rd)) = (r.next(), r.next()) {
-            info.gic = Some(Gic::V3 { dist: d.base, redist: rd.base });
-        }
-    } else if is_compatible(compat, &["virtio,mmio"]) {
-        if let Some(r) = first_reg(node, cells, path) {
-            let i = info.virtio_mmio.as_slice().len();
-            if r.size != 0 && info.virtio_mmio.push(r) {
-                info.virtio_intids[i] = spi_intid(node).unwrap_or(0);
-            }
-        }
-    } else if is_compatible(compat, &["brcm,bcm2711-emmc2"]) {
-        info.sdhci_emmc2 = first_reg(node, cells, path);
-    } else if is_compatible(compat, &["brcm,bcm2835-sdhci"]) {
-        info.sdhci_legacy = first_reg(node, cells, path);
-    } else if is_compatible(compat, &["brcm,bcm2835-mbox"]) {
-        info.mailbox = first_reg(node, cells, path);
-    } else if is_compatible(compat, &["brcm,bcm2711-pm", "brcm,bcm2835-pm-wdt", "brcm,bcm2835-pm"]) {
-        info.watchdog = first_reg(node, cells, path);
+        Device::Emmc2 => info.sdhci_emmc2 = reg,
+        Device::Sdhci => info.sdhci_legacy = reg,
+        Device::Mailbox => info.mailbox = reg,
+        Device::Watchdog => info.watchdog = reg,
+        Device::Psci | Device::Uart => {}
     }
 }
 
