@@ -67,3 +67,23 @@ fn frame_marks_give_the_kernel_the_gaps_hide_the_holes_and_free_the_rest() {
         ]
     );
 }
+
+/// The kernel's frame table threads a FREE mark onto its free list without writing inside
+/// it (`FrameTable::set_range`): every page of a FREE mark must be one no earlier mark
+/// touched, whatever the alignment of what was taken.
+#[test]
+fn free_marks_fall_on_pages_no_earlier_mark_touched() {
+    let pages = |(base, len, _): (u64, u64, u8)| (base >> 12)..(base + len).div_ceil(4096);
+    let ram = [reg(0, 0x10_0000), reg(0x20_0000, 0x10_0000)];
+    let taken = [reg(0x8_0123, 0x1_0000), reg(0x20_0fff, 2), reg(0x2f_f000, 0x800), reg(0x4_0000, 0x1000)];
+    for n in 0..=taken.len() {
+        let m = MemoryMap::new(&ram, &taken[..n]);
+        let marks: Vec<_> = m.frame_marks(&ram, 0, 0x30_0000).collect();
+        for (i, &mark) in marks.iter().enumerate().filter(|(_, m)| m.2 == exo_abi::frame::FREE) {
+            for &earlier in &marks[..i] {
+                let (a, b) = (pages(mark), pages(earlier));
+                assert!(a.end <= b.start || b.end <= a.start, "{mark:x?} overlaps {earlier:x?}");
+            }
+        }
+    }
+}

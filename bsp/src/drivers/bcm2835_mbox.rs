@@ -56,7 +56,7 @@ register_structs! {
     }
 }
 
-/// Firmware clock ids for [`get_clock_rate`] (the firmware's own numbering).
+/// Firmware clock ids for [`Mailbox::get_clock_rate`] (the firmware's own numbering).
 pub const CLOCK_EMMC: u32 = 1;
 pub const CLOCK_EMMC2: u32 = 12;
 
