@@ -81,14 +81,18 @@ mod boot {
     const KERNEL_HEAP: u64 = 1 << 20;
 
     /// Rust entry from `boot.S`: MMU on, running at the link address, on the boot stack.
-    /// Each step below needs the ones before it.
+    /// Each step below needs the ones before it, but for the console's start, which waits
+    /// until the disk's search has begun (panics before it still reach the UART).
     #[unsafe(no_mangle)]
     extern "C" fn kmain(dtb_pa: u64, phys_base: u64, entry_el: u64) -> ! {
         let (board, dtb) = wire_board(dtb_pa, phys_base);
-        start_console(board, entry_el, phys_base, dtb_pa);
         let mut map = take_memory(board, phys_base, dtb);
-        // SD cards need a millisecond to power up: the steps up to `attach_disk` overlap it.
+        let free_mib = map.total() >> 20;
+        // SD cards need a millisecond to power up: the steps up to `attach_disk`, the
+        // console's start among them, overlap it.
         let disk = map.take(exo_bsp::disk::DMA_BYTES as u64).map(|dma| start_disk(board, dma));
+        start_console(board, entry_el, phys_base, dtb_pa);
+        log::info!("memory: {} MiB RAM, {free_mib} MiB free", board.info.memory.total() >> 20);
         let net_dma = map.take(exo_bsp::drivers::virtio_net::DMA_BYTES as u64);
         kernel(|k| start::setup(k, &board.info, map));
         irq::init();
@@ -151,7 +155,6 @@ mod boot {
         let Some(heap) = map.take(KERNEL_HEAP) else { panic!("no room for the kernel heap") };
         // SAFETY: the range was just removed from the free map and is mapped in the physmap.
         unsafe { mm::heap::init(mm::phys_to_virt(heap.base), heap.size) };
-        log::info!("memory: {} MiB RAM, {} MiB free", board.info.memory.total() >> 20, map.total() >> 20);
         map
     }
 
