@@ -61,6 +61,7 @@ pub fn audit() -> Result<(), &'static str> {
     }
     check(seen == k.frames, "frame table unreadable")?;
     check(free == k.free_frames, "free frames disagree with the free count")?;
+    free_list_intact()?;
     for (slot, &n) in owned.iter().enumerate().take(k.max_envs as usize) {
         let e = vm::env_info(EnvId(slot as u32)).ok_or("env table unreadable")?;
         if e.state != env_state::FREE {
@@ -68,6 +69,24 @@ pub fn audit() -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// The kernel's free list, followed from its head through the public table (its pages
+/// mapped already: `audit`): every frame on it is free and links back to the one before,
+/// and it holds as many frames as the free count, which `audit` has matched to the free
+/// frames, so every free frame is on it once and the list ends.
+fn free_list_intact() -> Result<(), &'static str> {
+    let k = vm::kinfo();
+    let (mut at, mut prev, mut n) = (k.free_head, 0, 0);
+    while at != 0 {
+        check(n < k.free_frames, "the free list is longer than the free count, or loops")?;
+        let i = at as usize - 1;
+        let f = vm::frame_entry(k.ram_base + i as u64 * PAGE).ok_or("a free-list link leaves the table")?;
+        check(f.kind == exo_libos::abi::frame::FREE, "a frame on the free list is not free")?;
+        check(f.free_prev(i) == prev, "a free frame's back link is wrong")?;
+        (prev, at, n) = (at, f.free_next(i), n + 1);
+    }
+    check(n == k.free_frames, "the free list is shorter than the free count")
 }
 
 /// `Ok` if `ok`, else the failure `why`.

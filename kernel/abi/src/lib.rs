@@ -555,6 +555,19 @@ pub struct FrameEntry {
     pub link: u32,
 }
 
+impl FrameEntry {
+    /// For the free frame at index `i` of the table: the next free frame's index + 1, 0 at
+    /// the list's end (decoded from [`FrameEntry::link`]).
+    pub const fn free_next(&self, i: usize) -> u32 {
+        self.link ^ i as u32
+    }
+
+    /// For the free frame at index `i`: the previous free frame's index + 1, 0 at the head.
+    pub const fn free_prev(&self, i: usize) -> u32 {
+        self.owner ^ (i as u32 + 2)
+    }
+}
+
 /// An environment's state. [`EnvInfo::state`] holds it as a `u8`, numbered as here.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -123,10 +123,10 @@ impl FrameTable {
     /// to its own index (`exo_abi::FrameEntry::link`): next `link ^ i`, previous
     /// `owner ^ (i + 2)`, so that an all-zero entry links to the frames below and above it.
     fn next(&self, i: usize) -> u32 {
-        self.entries[i].link ^ i as u32
+        self.entries[i].free_next(i)
     }
     fn prev(&self, i: usize) -> u32 {
-        self.entries[i].owner ^ (i as u32 + 2)
+        self.entries[i].free_prev(i)
     }
     fn set_prev(&mut self, i: usize, prev: u32) {
         self.entries[i].owner = prev ^ (i as u32 + 2);
