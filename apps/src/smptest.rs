@@ -278,7 +278,7 @@ fn core_figures() -> Result<(), &'static str> {
     check((1..3).all(|c| delta(c).1 * 2 < delta(c).0), "an idle core's ticks counted as busy")
 }
 
-/// Lines each core writes in [`console_from_four_cores`].
+/// Lines each core writes in `console_from_four_cores`.
 pub const CONSOLE_LINES: u64 = 20;
 
 fn console_from_four_cores() -> Result<(), &'static str> {

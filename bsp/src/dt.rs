@@ -6,7 +6,7 @@
 //! every ancestor's `ranges`.
 //!
 //! The `fdt` crate checks the header; the structure block is read by our own walk
-//! ([`Tokens`]), once, token by token, with every length and offset bounds-checked. The
+//! (`Tokens`), once, token by token, with every length and offset bounds-checked. The
 //! crate's node iterators re-parse a subtree at every level above it (a fifth of raspi4b's
 //! boot) and panic on a damaged block (289 of 3,000 single bit flips).
 

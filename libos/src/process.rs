@@ -85,7 +85,7 @@ pub enum Fork {
 /// copy-on-write; the stack and `.private` are copied at once (the upcall handler and the
 /// address-space bookkeeping must never fault), except stack pages that hold nothing the
 /// child reads: the main stack below the stack pointer and the call stack are left for
-/// the child to fault in ([`owed`]), the rest it gets zeroed; pages marked [`SHARED`] stay shared
+/// the child to fault in (`owed`), the rest it gets zeroed; pages marked [`SHARED`] stay shared
 /// read-write. Device frames (the screen) are left out: only their owner may map them, so
 /// the child starts without them. Returns in both, like Unix `fork`.
 pub fn fork() -> Result<Fork, Error> {
@@ -412,7 +412,7 @@ fn copy_page(va: u64, pa: u64, child: EnvId) -> Result<u64, Error> {
 }
 
 /// Waits for `child` to exit and returns its status; then frees frames of ours that only
-/// a child still used ([`orphaned`]: a copy made on write leaves ours mapped by the child
+/// a child still used (`orphaned`: a copy made on write leaves ours mapped by the child
 /// alone). That costs a look at each such frame, not a walk of the frame table.
 pub fn wait(child: EnvId) -> Result<i32, Error> {
     let status = sys::env_wait(child)?;
@@ -455,7 +455,7 @@ pub(crate) fn orphaned(pa: u64) {
     }
 }
 
-/// Frees the [`orphaned`] frames nothing maps any more, forgets those that are not ours,
+/// Frees the `orphaned` frames nothing maps any more, forgets those that are not ours,
 /// keeps the rest; after an overflow, walks the frame table instead. Returns how many went.
 pub fn reclaim_orphans() -> u64 {
     if core::mem::take(&mut orphans().overflow) {

@@ -4,7 +4,7 @@
 //!
 //! The kernel reads and writes a call's buffers only where pages are mapped; a forked
 //! child's stack pages are mapped on first touch (`owed`), so each call that passes the
-//! kernel a buffer first touches the owed pages under it ([`owed::touch`]).
+//! kernel a buffer first touches the owed pages under it (`owed::touch`).
 
 use exo_abi::{result, Context, EnvId, Error, Sys, TableOp};
 

@@ -4,7 +4,7 @@
 //! - [`proto`]: the SD protocol as pure, host-tested functions (command words, CSD
 //!   capacity, clock divisors).
 //! - [`host`]: the controller's registers, resets, clock, command issue and data port.
-//! - [`card`]: finding and initialising a card, moving sectors, recovering from errors,
+//! - `card`: finding and initialising a card, moving sectors, recovering from errors,
 //!   over any [`HostOps`] (the registers, or a simulated card in the host tests).
 //! - This file: the types the rest of the kernel sees, and the [`HostOps`] boundary.
 //!
@@ -155,7 +155,7 @@ pub enum Event {
     ReadReady,
 }
 
-/// What the SD protocol code ([`super::Sdhci`]) needs from a host controller. [`Host`](host::Host)
+/// What the SD protocol code ([`Sdhci`]) needs from a host controller. [`Host`](host::Host)
 /// drives the SDHCI registers; host unit tests drive a simulated controller and card.
 pub trait HostOps {
     /// Host controller spec version: 0 = 1.0, 1 = 2.0, 2 = 3.0, ...; `None` when nothing

@@ -3,8 +3,8 @@
 //! completion, or started ([`VirtioBlk::start`]) and left to the device, its end seen later
 //! by [`VirtioBlk::poll`] (from the device's interrupt, or from whoever must wait for it).
 //!
-//! - [`queue`]: the virtqueue's memory as `#[repr(C)]` types.
-//! - [`mmio`]: the transport's registers, feature negotiation, queue setup and reset.
+//! - `queue`: the virtqueue's memory as `#[repr(C)]` types.
+//! - `mmio`: the transport's registers, feature negotiation, queue setup and reset.
 //! - This file: requests over any [`Transport`] (the registers, or a simulated device in the
 //!   host tests), and what happens when the device does not answer.
 //!

@@ -1,6 +1,6 @@
 //! virtio-net over the modern virtio-mmio transport (version 2): QEMU `virt`'s NIC.
 //!
-//! - [`mmio`]: the transport's registers, feature negotiation and the two queues' setup.
+//! - `mmio`: the transport's registers, feature negotiation and the two queues' setup.
 //! - This file: the queues' memory, receiving and sending over any [`Transport`] (the
 //!   registers, or a simulated device in the host tests).
 //!

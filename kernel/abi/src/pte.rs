@@ -15,9 +15,9 @@ pub mod bits {
     pub const TABLE_OR_PAGE: u64 = 1 << 1;
     pub const ATTR_SHIFT: u32 = 2;
     pub const ATTR_MASK: u64 = 0b111 << ATTR_SHIFT;
-    /// AP[1]: accessible from EL0.
+    /// `AP[1]`: accessible from EL0.
     pub const AP_EL0: u64 = 1 << 6;
-    /// AP[2]: read-only.
+    /// `AP[2]`: read-only.
     pub const AP_RO: u64 = 1 << 7;
     pub const SH_INNER: u64 = 0b11 << 8;
     pub const SH_MASK: u64 = 0b11 << 8;

@@ -153,7 +153,7 @@ fn slot(sector: u64) -> u64 {
 
 /// Reads `buf.len() / 512` sectors at disk sector `sector`, through the cache when the read
 /// is small; `raw` reads from the disk (into a 512-byte-aligned buffer). A hit is a few
-/// tests and the copy; a miss calls [`fill`], out of line.
+/// tests and the copy; a miss calls `fill`, out of line.
 pub fn read(
     sector: u64,
     buf: &mut [u8],

@@ -587,7 +587,11 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
     let mut target = vec!["clippy", "--release", "--target", util::TARGET];
     target.extend(lints::TARGET_CRATES.iter().flat_map(|c| ["-p", c]));
     target.extend(["--", "-D", "warnings"]);
-    let lints: [(&str, Vec<&str>); 4] = [
+    // Rustdoc's warnings (a link to a private or missing item) as errors, for the same
+    // crates: `RUSTDOCFLAGS` below.
+    let mut doc = vec!["doc", "--no-deps", "--release", "--target", util::TARGET];
+    doc.extend(lints::TARGET_CRATES.iter().flat_map(|c| ["-p", c]));
+    let lints: [(&str, Vec<&str>); 5] = [
         ("lint::rustfmt", vec!["fmt", "--all", "--", "--check"]),
         ("lint::clippy_host", vec!["clippy", "--all-targets", "--", "-D", "warnings"]),
         ("lint::clippy_target", target),
@@ -610,13 +614,14 @@ fn host_tests(opts: &Opts, tally: &mut Tally) {
                 "warnings",
             ],
         ),
+        ("lint::rustdoc", doc),
     ];
     for (name, args) in lints {
         if !wanted(opts, name) {
             continue;
         }
         let t = Instant::now();
-        let out = util::cargo().args(&args).output();
+        let out = util::cargo().args(&args).env("RUSTDOCFLAGS", "-D warnings").output();
         let ok = matches!(&out, Ok(o) if o.status.success());
         report(tally, name, t, if ok { Ok(()) } else { Err(format!("`cargo {}` failed", args.join(" "))) });
         if let (false, Ok(o)) = (ok, out) {

@@ -44,7 +44,7 @@ impl Sdhci<Host> {
         Self::probe_with(unsafe { Host::new(base) }, controller, firmware_hz)
     }
 
-    /// [`Sdhci::start_with`] on the SDHCI registers at `base`.
+    /// [`Starting::new`] on the SDHCI registers at `base`: the card's power-up begun.
     ///
     /// # Safety
     /// As for [`Sdhci::probe`].
@@ -59,7 +59,7 @@ impl Sdhci<Host> {
 }
 
 /// A controller whose card has been given power and the identification clock, but not yet
-/// spoken to: the card needs [`POWER_RAMP_MS`] before its first command. The wait is a
+/// spoken to: the card needs `POWER_RAMP_MS` before its first command. The wait is a
 /// deadline, not a delay, so a caller can do other work meanwhile (the kernel sets up its
 /// frame table) and [`Starting::finish`] waits only for what is left of it.
 pub struct Starting<H: HostOps = Host> {
