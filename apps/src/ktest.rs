@@ -36,6 +36,7 @@ pub const TESTS: &[Test] = &[
     ("destroy_returns_every_frame_and_table", destroy_accounting),
     ("libos_cannot_map_a_sibling_frame", sibling_frame),
     ("libos_cannot_map_kernel_device_or_absent_frames", kernel_frames),
+    ("frames_taken_by_address_from_deep_in_the_free_list_leave_it_whole", deep_free_frames),
     ("mapped_frame_cannot_become_a_table", mapped_as_table),
     ("table_pages_cannot_form_cycles_or_be_shared", table_cycles),
     ("kernel_half_unaligned_and_wrapped_addresses_are_refused", bad_addresses),
@@ -551,6 +552,32 @@ fn kernel_frames() -> Result<(), &'static str> {
     vm::unmap(va).map(drop).map_err(|_| "unmap")?;
     check(sys::frame_alloc(EnvId::SELF, Some(kernel_frame)) == Err(Error::Busy), "kernel frame allocated")?;
     check(sys::frame_free(EnvId::SELF, kernel_frame) == Err(Error::Denied), "kernel frame freed")
+}
+
+/// Allocation is top-down, so the lowest free frames have sat since boot in a run whose
+/// entries the kernel never wrote (their list links are implicit: `FrameEntry::link`).
+/// Three of them in a row are taken by address, the middle one last, when its neighbours
+/// on the list are already gone, then given back; the runner's audit then follows the
+/// whole free list from its head.
+fn deep_free_frames() -> Result<(), &'static str> {
+    use exo_libos::abi::frame::{DATA, FREE};
+    let k = vm::kinfo();
+    let kind = |i: u64| vm::frame_entry(k.ram_base + i * PAGE).map(|f| (f.kind, f.owner));
+    let free = |i: u64| kind(i).is_some_and(|f| f.0 == FREE);
+    let lo =
+        (0..k.frames - 2).find(|&i| free(i) && free(i + 1) && free(i + 2)).ok_or("no three free in a row")?;
+    let before = free_frames();
+    let pas = [lo + 2, lo, lo + 1].map(|i| k.ram_base + i * PAGE);
+    for pa in pas {
+        check(sys::frame_alloc(EnvId::SELF, Some(pa)) == Ok(pa), "a free frame refused by address")?;
+    }
+    let me = vm::me().0;
+    check((0..3).all(|n| kind(lo + n) == Some((DATA, me))), "a frame taken is not our data")?;
+    check(free_frames() == before - 3, "the free count did not fall by three")?;
+    for pa in pas {
+        sys::frame_free(EnvId::SELF, pa).map_err(|_| "free")?;
+    }
+    check(free_frames() == before, "the frames did not all come back")
 }
 
 fn mapped_as_table() -> Result<(), &'static str> {
