@@ -7,6 +7,7 @@ mod bench;
 mod build;
 mod card;
 mod chainboot;
+mod doclinks;
 mod image;
 mod lints;
 mod loader;
