@@ -98,6 +98,10 @@ pub const TESTS: &[Test] = &[
         "table_set_at_cannot_reach_a_table_torn_down_on_another_core",
         crate::tableat::cannot_reach_a_table_torn_down_on_another_core,
     ),
+    (
+        "teardown_leaves_no_mapping_count_on_a_table_it_freed_that_was_also_mapped_as_a_page",
+        table_mapped_as_page_teardown,
+    ),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -1823,4 +1827,28 @@ fn stale_right() -> Result<(), &'static str> {
     check(same_slot, "the next environment did not take the gone one's slot")?;
     check(call == Err(Error::Denied), "a right to a gone environment called the next in its slot")?;
     check(stale.is_err(), "a call to a gone environment went somewhere")
+}
+
+/// Memory review: a program maps one of its own level-3 tables read-only as a page (which
+/// the kernel allows) at an address whose level-3 table its teardown reaches after that
+/// one. Teardown frees the table first, then uncounts the page entry that mapped it: the
+/// free frame must not be left counting a mapping (0 - 1 = 65535 in its public entry).
+fn table_mapped_as_page_teardown() -> Result<(), &'static str> {
+    let w = words();
+    w[410].store(0, SeqCst);
+    let status = in_child(|| {
+        let low = vm::alloc_va(1);
+        let Ok(table) = vm::l3_table(low) else { return 1 };
+        let high = vm::alloc_va(1024) + 1023 * PAGE; // 4 MiB on: another level-3 table
+        if vm::map_frame(high, table, RO).is_err() {
+            return 2;
+        }
+        words()[410].store(table, SeqCst);
+        0
+    })?;
+    let table = w[410].load(SeqCst);
+    let f = vm::frame_entry(table);
+    check(status == 0 && table != 0, "the child could not map its table as a page")?;
+    let freed = f.is_some_and(|f| f.kind == exo_libos::abi::frame::FREE);
+    check(!freed || f.is_some_and(|f| f.maps == 0), "a freed table still counts a mapping (underflow)")
 }
