@@ -102,6 +102,7 @@ pub const TESTS: &[Test] = &[
         "teardown_leaves_no_mapping_count_on_a_table_it_freed_that_was_also_mapped_as_a_page",
         table_mapped_as_page_teardown,
     ),
+    ("child_cannot_use_up_the_mapping_count_of_a_frame_its_parent_shares", shared_map_count_flood),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -1851,4 +1852,45 @@ fn table_mapped_as_page_teardown() -> Result<(), &'static str> {
     check(status == 0 && table != 0, "the child could not map its table as a page")?;
     let freed = f.is_some_and(|f| f.kind == exo_libos::abi::frame::FREE);
     check(!freed || f.is_some_and(|f| f.maps == 0), "a freed table still counts a mapping (underflow)")
+}
+
+/// Memory review: a frame's mapping count (`maps`, 16 bits) is one counter for every space
+/// that maps it, and only the owner's own space keeps a reserve (the last 4096 counts). A
+/// child that maps a page its parent shares with it (here the page `fork` shares
+/// read-write with every child) until the count is full must not stop the parent sharing
+/// it with anyone else: the next `fork` still works.
+fn shared_map_count_flood() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let shared = Pte(vm::entry(w as *const _ as u64)).addr();
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            const N: u64 = 66_000;
+            let base = vm::alloc_va(N + 512) & !(0x20_0000 - 1);
+            let mut ops = [TableOp::default(); 500];
+            let mut mapped = 0;
+            for chunk in 0..N.div_ceil(500) {
+                let va = base + 0x20_0000 + chunk * 500 * PAGE;
+                for (k, op) in ops.iter_mut().enumerate() {
+                    let v = va + k as u64 * PAGE;
+                    if k == 0 || v & 0x1f_ffff == 0 {
+                        let _ = vm::ensure_tables(EnvId::SELF, v);
+                    }
+                    *op = TableOp { va: v, level: 3, pte: Pte::user_page(shared, RO).0 };
+                }
+                mapped += sys::table_set_batch(EnvId::SELF, &ops).unwrap_or(0);
+            }
+            w[1].store(mapped, SeqCst);
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let done = wait_for(|| w[0].load(SeqCst) == 1);
+    let fork_works = in_child(|| 5) == Ok(5);
+    let _ = sys::env_destroy(child);
+    check(done && w[1].load(SeqCst) > 60_000, "the flooding child did not map the page")?;
+    check(fork_works, "a child used up its parent's shared page's mapping count: fork failed")
 }
