@@ -103,6 +103,7 @@ pub const TESTS: &[Test] = &[
         table_mapped_as_page_teardown,
     ),
     ("child_cannot_use_up_the_mapping_count_of_a_frame_its_parent_shares", shared_map_count_flood),
+    ("data_and_table_frames_of_a_dead_child_read_as_zeros_when_taken_by_address", dead_childs_frames_zeroed),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -1893,4 +1894,42 @@ fn shared_map_count_flood() -> Result<(), &'static str> {
     let _ = sys::env_destroy(child);
     check(done && w[1].load(SeqCst) > 60_000, "the flooding child did not map the page")?;
     check(fork_works, "a child used up its parent's shared page's mapping count: fork failed")
+}
+
+/// Memory review (the kernel holds; no test had tried it): a child fills a page and has a
+/// level-3 table full of page entries (physical addresses), then dies. Teardown puts both
+/// on the free list as they are; whoever takes them next, by address, must read zeros.
+fn dead_childs_frames_zeroed() -> Result<(), &'static str> {
+    let w = words();
+    w[420..423].iter().for_each(|w| w.store(0, SeqCst));
+    let view = vm::alloc_va(1);
+    vm::reserve(view).map_err(|_| "reserve")?; // no table taken after the child dies
+    let status = in_child(|| {
+        let va = vm::alloc_va(512) & !(0x20_0000 - 1); // (a table's worth: all of it ours)
+        let Ok(table) = vm::l3_table(va + 0x20_0000) else { return 1 };
+        let Ok(page) = vm::map_new(va + 0x20_0000, RW) else { return 2 };
+        // SAFETY: just mapped read-write.
+        unsafe { core::ptr::write_bytes((va + 0x20_0000) as *mut u8, 0xa5, PAGE as usize) };
+        let w = words();
+        (w[420].store(page, SeqCst), w[421].store(table, SeqCst));
+        0
+    })?;
+    let mut dirty = 0;
+    let mut taken = 0;
+    for pa in [w[420].load(SeqCst), w[421].load(SeqCst)] {
+        if pa == 0 || sys::frame_alloc(EnvId::SELF, Some(pa)).is_err() {
+            continue; // (another environment took it first: not this test's to see)
+        }
+        taken += 1;
+        if vm::map_frame(view, pa, RO).is_ok() {
+            // SAFETY: just mapped read-only, a whole page.
+            let words = unsafe { core::slice::from_raw_parts(view as *const u64, 512) };
+            dirty += words.iter().any(|&x| x != 0) as u32;
+            let _ = vm::unmap(view);
+        }
+        let _ = sys::frame_free(EnvId::SELF, pa);
+    }
+    check(status == 0, "the child could not fill its page")?;
+    check(taken > 0, "neither frame could be taken back by address")?;
+    check(dirty == 0, "a dead child's frame reached its next owner unzeroed")
 }
