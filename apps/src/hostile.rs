@@ -104,6 +104,7 @@ pub const TESTS: &[Test] = &[
     ),
     ("child_cannot_use_up_the_mapping_count_of_a_frame_its_parent_shares", shared_map_count_flood),
     ("data_and_table_frames_of_a_dead_child_read_as_zeros_when_taken_by_address", dead_childs_frames_zeroed),
+    ("frame_granted_again_read_only_is_no_longer_writable_by_the_server", grant_downgrade),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -212,6 +213,14 @@ fn grant_server(c: &Call) -> [u64; 4] {
             unsafe { (va as *mut u64).write_volatile(MARK) };
             let _ = vm::unmap(va);
             w[2].store(1, SeqCst);
+            [1, 0, 0, 0]
+        }
+        // (5: maps the grant writable and keeps it; 6: writes the mark through that mapping.)
+        5 => [vm::map_frame(c.args[2], c.frame, RW).is_ok() as u64, 0, 0, 0],
+        6 => {
+            // SAFETY: mapped by call 5; if the mapping was taken away this faults and the
+            // call fails, which is what the test looks for.
+            unsafe { (c.args[2] as *mut u64).write_volatile(MARK) };
             [1, 0, 0, 0]
         }
         _ => [0; 4],
@@ -1911,7 +1920,8 @@ fn dead_childs_frames_zeroed() -> Result<(), &'static str> {
         // SAFETY: just mapped read-write.
         unsafe { core::ptr::write_bytes((va + 0x20_0000) as *mut u8, 0xa5, PAGE as usize) };
         let w = words();
-        (w[420].store(page, SeqCst), w[421].store(table, SeqCst));
+        w[420].store(page, SeqCst);
+        w[421].store(table, SeqCst);
         0
     })?;
     let mut dirty = 0;
@@ -1932,4 +1942,27 @@ fn dead_childs_frames_zeroed() -> Result<(), &'static str> {
     check(status == 0, "the child could not fill its page")?;
     check(taken > 0, "neither frame could be taken back by address")?;
     check(dirty == 0, "a dead child's frame reached its next owner unzeroed")
+}
+
+/// Memory review: a caller grants a frame read-write, the server maps it writable and keeps
+/// the mapping; the caller then grants the same frame read-only (the grant is renewed in
+/// place, now read-only). No grant lets the server write the frame any more, so its old
+/// writable mapping must not let it either.
+fn grant_downgrade() -> Result<(), &'static str> {
+    words().iter().for_each(|w| w.store(0, SeqCst));
+    let (window, view) = (vm::alloc_va(1), vm::alloc_va(1)); // `window`: the server's too
+    let s = server(grant_server)?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let rw = sys::pct_call(s, [5, 0, window, 0], pa | PCT_GRANT_RW);
+    let ro = sys::pct_call(s, [6, 0, window, 0], pa); // the same frame, read-only now
+    let _ = sys::env_destroy(s);
+    vm::map_frame(view, pa, RO).map_err(|_| "map")?;
+    // SAFETY: just mapped read-only.
+    let word = unsafe { (view as *const u64).read_volatile() };
+    let _ = vm::unmap(view).and_then(|_| sys::frame_free(EnvId::SELF, pa));
+    check(rw == Ok([1, 0, 0, 0]), "the server could not map the read-write grant")?;
+    if word == MARK {
+        println!("  second call {ro:?}");
+    }
+    check(word != MARK, "a server wrote a frame granted to it read-only")
 }
