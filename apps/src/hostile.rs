@@ -105,6 +105,7 @@ pub const TESTS: &[Test] = &[
     ("child_cannot_use_up_the_mapping_count_of_a_frame_its_parent_shares", shared_map_count_flood),
     ("data_and_table_frames_of_a_dead_child_read_as_zeros_when_taken_by_address", dead_childs_frames_zeroed),
     ("frame_granted_again_read_only_is_no_longer_writable_by_the_server", grant_downgrade),
+    ("public_kernel_pages_cannot_be_mapped_non_cacheable", public_pages_cacheable_only),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -1965,4 +1966,27 @@ fn grant_downgrade() -> Result<(), &'static str> {
         println!("  second call {ro:?}");
     }
     check(word != MARK, "a server wrote a frame granted to it read-only")
+}
+
+/// Memory review: the public pages (frame table, environment table, kernel information
+/// page) were zeroed at boot in the cache (`dc zva`) and are written through it ever since,
+/// and the kernel never cleans them: a non-cacheable view reads memory under the cache,
+/// which on hardware can still hold what was there before boot (a previous session's data
+/// after a warm reboot). Such a view must be refused; a cacheable read-only one is fine.
+/// (QEMU models no caches, so this shows the refusal, not the stale bytes.)
+fn public_pages_cacheable_only() -> Result<(), &'static str> {
+    let k = vm::kinfo();
+    let va = vm::alloc_va(1);
+    let nc = |pa: u64| (Pte::user_page(pa, RO).0 & !bits::ATTR_MASK) | (attr::NORMAL_NC << bits::ATTR_SHIFT);
+    let mut allowed = 0;
+    for pa in [k.frame_table, k.env_table] {
+        if vm::map(va, nc(pa)).is_ok() {
+            allowed += 1;
+            let _ = vm::unmap(va);
+        }
+    }
+    let cacheable = vm::map_frame(va, k.frame_table, RO);
+    let _ = vm::unmap(va);
+    check(cacheable.is_ok(), "the frame table could not be mapped read-only")?;
+    check(allowed == 0, "a public kernel page was mapped non-cacheable")
 }
