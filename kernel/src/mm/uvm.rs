@@ -11,8 +11,8 @@
 //!    trees too, which nobody may change while it is frozen and whose pages nobody's walk
 //!    takes while it is shared.
 //! 2. A page entry points at a data frame the sharing rule (`env::may_map`) lets the
-//!    environment map with that access, or read-only at a public kernel frame or one of
-//!    its own tables.
+//!    environment map with that access, or read-only at a public kernel frame (cacheable:
+//!    zeroed in the cache at boot, never cleaned) or one of its own tables.
 //!    Frames with a mapping cannot be freed, given away or bound as tables.
 //! 3. Page entries carry only the bits `exo_abi::pte::USER_ALLOWED` permits: EL0, normal
 //!    memory, never EL1-executable, never writable and executable at once.
@@ -184,7 +184,7 @@ impl Space<'_> {
                 true
             }
             frame::DATA => rule(target.owner, pa, perm.write, flags).map(|f| flags = f).is_some(),
-            frame::PUBLIC => !perm.write && !perm.exec,
+            frame::PUBLIC => !perm.write && !perm.exec && pte.attr_index() == attr::NORMAL,
             // Its own tables, and an ancestor's frozen one (whose pages it may map anyway).
             frame::TABLE => {
                 let frozen = target.flags & frame::FROZEN != 0;
