@@ -106,6 +106,7 @@ pub const TESTS: &[Test] = &[
     ("data_and_table_frames_of_a_dead_child_read_as_zeros_when_taken_by_address", dead_childs_frames_zeroed),
     ("frame_granted_again_read_only_is_no_longer_writable_by_the_server", grant_downgrade),
     ("public_kernel_pages_cannot_be_mapped_non_cacheable", public_pages_cacheable_only),
+    ("batch_cut_short_by_an_unreadable_op_reports_the_entries_it_changed", batch_cut_short),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -1989,4 +1990,32 @@ fn public_pages_cacheable_only() -> Result<(), &'static str> {
     let _ = vm::unmap(va);
     check(cacheable.is_ok(), "the frame table could not be mapped read-only")?;
     check(allowed == 0, "a public kernel page was mapped non-cacheable")
+}
+
+/// Memory review: `TableSetBatch` returns how many ops it applied, or the first one's error
+/// if none was. Its ops sit in the caller's memory, read sixteen at a time: seventeen ops
+/// whose last lies on an unmapped page must report the sixteen entries already changed,
+/// not an error that tells the caller nothing changed.
+fn batch_cut_short() -> Result<(), &'static str> {
+    let me = EnvId::SELF;
+    let buf = vm::alloc_va(2); // the first page mapped, the second not
+    vm::map_new(buf, RW).map_err(|_| "map")?;
+    let target = (vm::alloc_va(1024) & !(0x20_0000 - 1)) + 0x20_0000; // (wholly ours)
+    vm::reserve(target).map_err(|_| "reserve")?;
+    let pa = sys::frame_alloc(me, None).map_err(|_| "alloc")?;
+    let at = buf + PAGE - 16 * size_of::<TableOp>() as u64; // op 16 is on the second page
+                                                            // SAFETY: `at..buf + PAGE` lies in the page just mapped read-write.
+    let ops = unsafe { core::slice::from_raw_parts_mut(at as *mut TableOp, 16) };
+    for (i, op) in ops.iter_mut().enumerate() {
+        *op = TableOp { va: target + i as u64 * PAGE, level: 3, pte: Pte::user_page(pa, RO).0 };
+    }
+    // The raw call: the library's would touch the unmapped page first.
+    let r = exo_libos::abi::result(sys::raw(Sys::TableSetBatch as u64, [0, at, 17, 0, 0, 0]));
+    let changed = (0..16).filter(|i| sys::table_get(me, target + i * PAGE, 3).is_ok_and(|e| e != 0)).count();
+    for i in 0..16 {
+        let _ = sys::table_set(me, target + i * PAGE, 3, 0);
+    }
+    let _ = sys::frame_free(me, pa);
+    check(changed == 16, "the first sixteen ops were not applied")?;
+    check(r == Ok(16), "a batch that changed sixteen entries reported an error")
 }
