@@ -98,6 +98,15 @@ pub const TESTS: &[Test] = &[
         "table_set_at_cannot_reach_a_table_torn_down_on_another_core",
         crate::tableat::cannot_reach_a_table_torn_down_on_another_core,
     ),
+    (
+        "teardown_leaves_no_mapping_count_on_a_table_it_freed_that_was_also_mapped_as_a_page",
+        table_mapped_as_page_teardown,
+    ),
+    ("child_cannot_use_up_the_mapping_count_of_a_frame_its_parent_shares", shared_map_count_flood),
+    ("data_and_table_frames_of_a_dead_child_read_as_zeros_when_taken_by_address", dead_childs_frames_zeroed),
+    ("frame_granted_again_read_only_is_no_longer_writable_by_the_server", grant_downgrade),
+    ("public_kernel_pages_cannot_be_mapped_non_cacheable", public_pages_cacheable_only),
+    ("batch_cut_short_by_an_unreadable_op_reports_the_entries_it_changed", batch_cut_short),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -206,6 +215,14 @@ fn grant_server(c: &Call) -> [u64; 4] {
             unsafe { (va as *mut u64).write_volatile(MARK) };
             let _ = vm::unmap(va);
             w[2].store(1, SeqCst);
+            [1, 0, 0, 0]
+        }
+        // (5: maps the grant writable and keeps it; 6: writes the mark through that mapping.)
+        5 => [vm::map_frame(c.args[2], c.frame, RW).is_ok() as u64, 0, 0, 0],
+        6 => {
+            // SAFETY: mapped by call 5; if the mapping was taken away this faults and the
+            // call fails, which is what the test looks for.
+            unsafe { (c.args[2] as *mut u64).write_volatile(MARK) };
             [1, 0, 0, 0]
         }
         _ => [0; 4],
@@ -1823,4 +1840,182 @@ fn stale_right() -> Result<(), &'static str> {
     check(same_slot, "the next environment did not take the gone one's slot")?;
     check(call == Err(Error::Denied), "a right to a gone environment called the next in its slot")?;
     check(stale.is_err(), "a call to a gone environment went somewhere")
+}
+
+/// Memory review: a program maps one of its own level-3 tables read-only as a page (which
+/// the kernel allows) at an address whose level-3 table its teardown reaches after that
+/// one. Teardown frees the table first, then uncounts the page entry that mapped it: the
+/// free frame must not be left counting a mapping (0 - 1 = 65535 in its public entry).
+fn table_mapped_as_page_teardown() -> Result<(), &'static str> {
+    let w = words();
+    w[410].store(0, SeqCst);
+    let status = in_child(|| {
+        let low = vm::alloc_va(1);
+        let Ok(table) = vm::l3_table(low) else { return 1 };
+        let high = vm::alloc_va(1024) + 1023 * PAGE; // 4 MiB on: another level-3 table
+        if vm::map_frame(high, table, RO).is_err() {
+            return 2;
+        }
+        words()[410].store(table, SeqCst);
+        0
+    })?;
+    let table = w[410].load(SeqCst);
+    let f = vm::frame_entry(table);
+    check(status == 0 && table != 0, "the child could not map its table as a page")?;
+    let freed = f.is_some_and(|f| f.kind == exo_libos::abi::frame::FREE);
+    check(!freed || f.is_some_and(|f| f.maps == 0), "a freed table still counts a mapping (underflow)")
+}
+
+/// Memory review: a frame's mapping count (`maps`, 16 bits) is one counter for every space
+/// that maps it, and only the owner's own space keeps a reserve (the last 4096 counts). A
+/// child that maps a page its parent shares with it (here the page `fork` shares
+/// read-write with every child) until the count is full must not stop the parent sharing
+/// it with anyone else: the next `fork` still works.
+fn shared_map_count_flood() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let shared = Pte(vm::entry(w as *const _ as u64)).addr();
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            const N: u64 = 66_000;
+            let base = vm::alloc_va(N + 512) & !(0x20_0000 - 1);
+            let mut ops = [TableOp::default(); 500];
+            let mut mapped = 0;
+            for chunk in 0..N.div_ceil(500) {
+                let va = base + 0x20_0000 + chunk * 500 * PAGE;
+                for (k, op) in ops.iter_mut().enumerate() {
+                    let v = va + k as u64 * PAGE;
+                    if k == 0 || v & 0x1f_ffff == 0 {
+                        let _ = vm::ensure_tables(EnvId::SELF, v);
+                    }
+                    *op = TableOp { va: v, level: 3, pte: Pte::user_page(shared, RO).0 };
+                }
+                mapped += sys::table_set_batch(EnvId::SELF, &ops).unwrap_or(0);
+            }
+            w[1].store(mapped, SeqCst);
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let done = wait_for(|| w[0].load(SeqCst) == 1);
+    let fork_works = in_child(|| 5) == Ok(5);
+    let _ = sys::env_destroy(child);
+    check(done && w[1].load(SeqCst) > 60_000, "the flooding child did not map the page")?;
+    check(fork_works, "a child used up its parent's shared page's mapping count: fork failed")
+}
+
+/// Memory review (the kernel holds; no test had tried it): a child fills a page and has a
+/// level-3 table full of page entries (physical addresses), then dies. Teardown puts both
+/// on the free list as they are; whoever takes them next, by address, must read zeros.
+fn dead_childs_frames_zeroed() -> Result<(), &'static str> {
+    let w = words();
+    w[420..423].iter().for_each(|w| w.store(0, SeqCst));
+    let view = vm::alloc_va(1);
+    vm::reserve(view).map_err(|_| "reserve")?; // no table taken after the child dies
+    let status = in_child(|| {
+        let va = vm::alloc_va(512) & !(0x20_0000 - 1); // (a table's worth: all of it ours)
+        let Ok(table) = vm::l3_table(va + 0x20_0000) else { return 1 };
+        let Ok(page) = vm::map_new(va + 0x20_0000, RW) else { return 2 };
+        // SAFETY: just mapped read-write.
+        unsafe { core::ptr::write_bytes((va + 0x20_0000) as *mut u8, 0xa5, PAGE as usize) };
+        let w = words();
+        w[420].store(page, SeqCst);
+        w[421].store(table, SeqCst);
+        0
+    })?;
+    let mut dirty = 0;
+    let mut taken = 0;
+    for pa in [w[420].load(SeqCst), w[421].load(SeqCst)] {
+        if pa == 0 || sys::frame_alloc(EnvId::SELF, Some(pa)).is_err() {
+            continue; // (another environment took it first: not this test's to see)
+        }
+        taken += 1;
+        if vm::map_frame(view, pa, RO).is_ok() {
+            // SAFETY: just mapped read-only, a whole page.
+            let words = unsafe { core::slice::from_raw_parts(view as *const u64, 512) };
+            dirty += words.iter().any(|&x| x != 0) as u32;
+            let _ = vm::unmap(view);
+        }
+        let _ = sys::frame_free(EnvId::SELF, pa);
+    }
+    check(status == 0, "the child could not fill its page")?;
+    check(taken > 0, "neither frame could be taken back by address")?;
+    check(dirty == 0, "a dead child's frame reached its next owner unzeroed")
+}
+
+/// Memory review: a caller grants a frame read-write, the server maps it writable and keeps
+/// the mapping; the caller then grants the same frame read-only (the grant is renewed in
+/// place, now read-only). No grant lets the server write the frame any more, so its old
+/// writable mapping must not let it either.
+fn grant_downgrade() -> Result<(), &'static str> {
+    words().iter().for_each(|w| w.store(0, SeqCst));
+    let (window, view) = (vm::alloc_va(1), vm::alloc_va(1)); // `window`: the server's too
+    let s = server(grant_server)?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let rw = sys::pct_call(s, [5, 0, window, 0], pa | PCT_GRANT_RW);
+    let ro = sys::pct_call(s, [6, 0, window, 0], pa); // the same frame, read-only now
+    let _ = sys::env_destroy(s);
+    vm::map_frame(view, pa, RO).map_err(|_| "map")?;
+    // SAFETY: just mapped read-only.
+    let word = unsafe { (view as *const u64).read_volatile() };
+    let _ = vm::unmap(view).and_then(|_| sys::frame_free(EnvId::SELF, pa));
+    check(rw == Ok([1, 0, 0, 0]), "the server could not map the read-write grant")?;
+    if word == MARK {
+        println!("  second call {ro:?}");
+    }
+    check(word != MARK, "a server wrote a frame granted to it read-only")
+}
+
+/// Memory review: the public pages (frame table, environment table, kernel information
+/// page) were zeroed at boot in the cache (`dc zva`) and are written through it ever since,
+/// and the kernel never cleans them: a non-cacheable view reads memory under the cache,
+/// which on hardware can still hold what was there before boot (a previous session's data
+/// after a warm reboot). Such a view must be refused; a cacheable read-only one is fine.
+/// (QEMU models no caches, so this shows the refusal, not the stale bytes.)
+fn public_pages_cacheable_only() -> Result<(), &'static str> {
+    let k = vm::kinfo();
+    let va = vm::alloc_va(1);
+    let nc = |pa: u64| (Pte::user_page(pa, RO).0 & !bits::ATTR_MASK) | (attr::NORMAL_NC << bits::ATTR_SHIFT);
+    let mut allowed = 0;
+    for pa in [k.frame_table, k.env_table] {
+        if vm::map(va, nc(pa)).is_ok() {
+            allowed += 1;
+            let _ = vm::unmap(va);
+        }
+    }
+    let cacheable = vm::map_frame(va, k.frame_table, RO);
+    let _ = vm::unmap(va);
+    check(cacheable.is_ok(), "the frame table could not be mapped read-only")?;
+    check(allowed == 0, "a public kernel page was mapped non-cacheable")
+}
+
+/// Memory review: `TableSetBatch` returns how many ops it applied, or the first one's error
+/// if none was. Its ops sit in the caller's memory, read sixteen at a time: seventeen ops
+/// whose last lies on an unmapped page must report the sixteen entries already changed,
+/// not an error that tells the caller nothing changed.
+fn batch_cut_short() -> Result<(), &'static str> {
+    let me = EnvId::SELF;
+    let buf = vm::alloc_va(2); // the first page mapped, the second not
+    vm::map_new(buf, RW).map_err(|_| "map")?;
+    let target = (vm::alloc_va(1024) & !(0x20_0000 - 1)) + 0x20_0000; // (wholly ours)
+    vm::reserve(target).map_err(|_| "reserve")?;
+    let pa = sys::frame_alloc(me, None).map_err(|_| "alloc")?;
+    let at = buf + PAGE - 16 * size_of::<TableOp>() as u64; // op 16 is on the second page
+                                                            // SAFETY: `at..buf + PAGE` lies in the page just mapped read-write.
+    let ops = unsafe { core::slice::from_raw_parts_mut(at as *mut TableOp, 16) };
+    for (i, op) in ops.iter_mut().enumerate() {
+        *op = TableOp { va: target + i as u64 * PAGE, level: 3, pte: Pte::user_page(pa, RO).0 };
+    }
+    // The raw call: the library's would touch the unmapped page first.
+    let r = exo_libos::abi::result(sys::raw(Sys::TableSetBatch as u64, [0, at, 17, 0, 0, 0]));
+    let changed = (0..16).filter(|i| sys::table_get(me, target + i * PAGE, 3).is_ok_and(|e| e != 0)).count();
+    for i in 0..16 {
+        let _ = sys::table_set(me, target + i * PAGE, 3, 0);
+    }
+    let _ = sys::frame_free(me, pa);
+    check(changed == 16, "the first sixteen ops were not applied")?;
+    check(r == Ok(16), "a batch that changed sixteen entries reported an error")
 }

@@ -317,8 +317,8 @@ impl Kernel {
     #[inline]
     pub fn space(&mut self, slot: usize) -> (Space<'_>, impl Fn(u32, u64, bool, u8) -> Option<u8> + '_) {
         crate::disk::wait_unpinned(|s| s == slot); // no page unmapped under a transfer
-        let e = &self.envs[slot];
-        let space = Space { env: e.id, root: e.root, asid: Env::asid(slot), ft: &mut self.ft };
+        let (e, by) = (&self.envs[slot], self.envs.get(self.current).map_or(0, |a| a.id.0));
+        let space = Space { env: e.id, root: e.root, asid: Env::asid(slot), ft: &mut self.ft, by };
         (space, may_map(&self.envs, slot, self.current))
     }
 

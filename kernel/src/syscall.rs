@@ -167,12 +167,11 @@ fast_on!(table_set_batch, |k, t, ptr, count| {
     let (mut space, may_map) = k.space(t); // the lock is held: no transfer pins it meanwhile
     let mut ops = [TableOp::default(); 16]; // read sixteen at a time
     for i in 0..count {
-        if i % 16 == 0 {
-            uaccess::read_into(root, ptr.wrapping_add(i * 24), &mut ops[..(count - i).min(16) as usize])?;
-        }
-        let op = ops[i as usize % 16];
-        if let Err(e) = space.set(op.va, op.level.min(4) as u32, Pte(op.pte), &may_map) {
-            return if i == 0 { Err(e) } else { Ok(i) };
+        let n = if i % 16 == 0 { (count - i).min(16) as usize } else { 0 };
+        let read = if n == 0 { Ok(()) } else { uaccess::read_into(root, ptr.wrapping_add(i * 24), &mut ops[..n]) };
+        let op = ops[i as usize % 16]; // (a failed read leaves it unused)
+        if let Err(e) = read.and_then(|_| space.set(op.va, op.level.min(4) as u32, Pte(op.pte), &may_map)) {
+            return if i == 0 { Err(e) } else { Ok(i) }; // what was applied stays reported
         }
     }
     Ok(count)

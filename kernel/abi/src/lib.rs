@@ -137,8 +137,9 @@ pub enum Sys {
     /// [`pte::USER_ALLOWED`] permits, pointing at a data frame `env` may map (its own; an
     /// ancestor's that the ancestor shared at least that widely — the caller shares its own
     /// frame by mapping it into a descendant; one granted to `env` over a call), or
-    /// read-only at a public kernel frame or one of `env`'s tables. `Denied` otherwise, and
-    /// for writable and executable together. Clearing a table entry needs that table empty.
+    /// read-only at a public kernel frame (Normal, cacheable) or one of `env`'s tables.
+    /// `Denied` otherwise, and for writable and executable together. Clearing a table entry
+    /// needs that table empty.
     TableSet = 7,
     /// `(env, ptr, count) -> done`: applies `count` [`TableOp`]s from memory in order;
     /// returns how many succeeded, or the first one's error if none did.

@@ -79,9 +79,10 @@ impl FrameTable {
         &mut self.entries[index]
     }
 
-    /// One page entry fewer points at `pa` (public frames are not counted).
+    /// One page entry fewer points at `pa` (public frames are not counted, nor free ones: a
+    /// table that teardown freed before the page entry mapping it went).
     pub fn uncount(&mut self, pa: u64) {
-        if let Some(e) = self.get_mut(pa).ok().filter(|e| e.kind != frame::PUBLIC) {
+        if let Some(e) = self.get_mut(pa).ok().filter(|e| e.kind != frame::PUBLIC && e.kind != frame::FREE) {
             e.maps -= 1;
         }
     }

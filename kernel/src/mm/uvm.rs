@@ -11,8 +11,8 @@
 //!    trees too, which nobody may change while it is frozen and whose pages nobody's walk
 //!    takes while it is shared.
 //! 2. A page entry points at a data frame the sharing rule (`env::may_map`) lets the
-//!    environment map with that access, or read-only at a public kernel frame or one of
-//!    its own tables.
+//!    environment map with that access, or read-only at a public kernel frame (cacheable:
+//!    zeroed in the cache at boot, never cleaned) or one of its own tables.
 //!    Frames with a mapping cannot be freed, given away or bound as tables.
 //! 3. Page entries carry only the bits `exo_abi::pte::USER_ALLOWED` permits: EL0, normal
 //!    memory, never EL1-executable, never writable and executable at once.
@@ -50,6 +50,9 @@ pub struct Space<'a> {
     pub env: EnvId,
     pub root: u64,
     pub asid: u16,
+    /// Who makes the change (0: the kernel): an owner sharing its frame into another space
+    /// draws on the counts its own space may use, which no other space can take.
+    pub by: u32,
 }
 
 /// The entries of the table at `table_pa` (here, and in `uaccess`'s walk of a tree).
@@ -167,7 +170,7 @@ impl Space<'_> {
             return self.clear(t, i, va, 3);
         }
         let (pa, perm) = pte.check_user_page()?;
-        let env = self.env.0;
+        let (env, by) = (self.env.0, self.by);
         let target = self.ft.get_mut(pa)?;
         let mut flags = target.flags;
         let allowed = match target.kind {
@@ -181,7 +184,7 @@ impl Space<'_> {
                 true
             }
             frame::DATA => rule(target.owner, pa, perm.write, flags).map(|f| flags = f).is_some(),
-            frame::PUBLIC => !perm.write && !perm.exec,
+            frame::PUBLIC => !perm.write && !perm.exec && pte.attr_index() == attr::NORMAL,
             // Its own tables, and an ancestor's frozen one (whose pages it may map anyway).
             frame::TABLE => {
                 let frozen = target.flags & frame::FROZEN != 0;
@@ -201,19 +204,18 @@ impl Space<'_> {
         }
         // Public frames never change hands, so their mappings are not counted (nor can a
         // loop of mappings saturate the count for everyone). Others may not take the last
-        // 4096 counts of a frame from its owner.
+        // 4096 counts of a frame from its owner, in its own space or shared by it.
         if target.kind != frame::PUBLIC {
-            let cap = if target.owner == env { u16::MAX } else { u16::MAX - 4096 };
+            let cap = if target.owner == env || target.owner == by { u16::MAX } else { u16::MAX - 4096 };
             target.maps = target.maps.checked_add(1).filter(|&m| m <= cap).ok_or(Error::Busy)?;
         }
         target.flags = flags & !frame::ZEROED; // EL0 (or a transfer) may write it from now on
+        slots(t)[i] = pte.0;
         if old.is_valid() {
             self.ft.uncount(old.addr());
-            slots(t)[i] = pte.0;
             tlb::invalidate_page(self.asid, va);
         } else {
             self.ft.at(ti).entries += 1;
-            slots(t)[i] = pte.0;
             tlb::publish();
         }
         Ok(())

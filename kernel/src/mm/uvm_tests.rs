@@ -34,7 +34,7 @@ fn space(ft: &mut FrameTable, va: u64) -> u64 {
     let l1 = table(ft, A, 1);
     let l2 = table(ft, A, 2);
     let l3 = table(ft, A, 3);
-    let mut s = Space { ft, env: A, root, asid: 1 };
+    let mut s = Space { ft, env: A, root, asid: 1, by: 0 };
     s.set(va, 0, Pte::table(l1), |_, _, _, _| None).unwrap();
     s.set(va, 1, Pte::table(l2), |_, _, _, _| None).unwrap();
     s.set(va, 2, Pte::table(l3), |_, _, _, _| None).unwrap();
@@ -51,7 +51,7 @@ fn map_remap_unmap_keep_counts_exact() {
     let root = space(&mut ft, va);
     let f1 = ft.alloc(A, None, true).unwrap();
     let f2 = ft.alloc(A, None, true).unwrap();
-    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1, by: 0 };
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     s.set(va, 3, Pte::user_page(f1, RW), own).unwrap();
     assert_eq!(s.get(va, 3).unwrap().addr(), f1);
@@ -77,7 +77,7 @@ fn refuses_frames_that_are_not_the_callers_to_map() {
     let sibling = ft.alloc(OTHER, None, true).unwrap();
     let child_frame = ft.alloc(CHILD, None, true).unwrap();
     let kernel_pa = ft.pa(0); // PUBLIC in this machine
-    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1, by: 0 };
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     assert_eq!(s.set(va, 3, Pte::user_page(sibling, RW), own), Err(Error::Denied));
     // A parent may not map its child's frames into itself (only the other way round).
@@ -101,7 +101,7 @@ fn table_pages_cannot_be_shared_cycled_or_mapped_writable() {
     let mut ft = machine(32);
     let va = 0x40_0000;
     let root = space(&mut ft, va);
-    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1, by: 0 };
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     let l1 = s.get(va, 0).unwrap().addr();
     let l3 = s.get(va, 2).unwrap().addr();
@@ -128,7 +128,7 @@ fn teardown_frees_tables_and_last_mapped_frames_and_balances() {
     let va = 0x40_0000;
     let root = space(&mut ft, va);
     let shared = ft.alloc(A, None, true).unwrap();
-    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1, by: 0 };
     // `may_map` is the kernel's ancestor check; here A's frames may appear in A's space.
     s.set(va, 3, Pte::user_page(shared, RO), |o, _, _, f| (o == A.0).then_some(f)).unwrap();
     for k in 1..10 {
@@ -158,7 +158,7 @@ fn set_at_finds_the_page_where_the_table_was_linked_and_only_there() {
     let f = ft.alloc(A, None, true).unwrap();
     let loose = table(&mut ft, A, 3); // bound, linked nowhere
     let theirs = table(&mut ft, OTHER, 3);
-    let mut s = Space { ft: &mut ft, env: A, root, asid: 1 };
+    let mut s = Space { ft: &mut ft, env: A, root, asid: 1, by: 0 };
     let own = |o: u32, _: u64, _: bool, fl: u8| (o == A.0).then_some(fl);
     let l3 = s.get(va, 2).unwrap().addr();
     let l2 = s.get(va, 1).unwrap().addr();
@@ -182,7 +182,7 @@ fn set_at_finds_the_page_where_the_table_was_linked_and_only_there() {
 /// `env`'s root with tables down to level 2 (and level 3 if `l3`) for the 2 MiB at `va`.
 fn tree(ft: &mut FrameTable, env: EnvId, va: u64, l3: bool) -> u64 {
     let root = table(ft, env, 0);
-    let mut s = Space { ft, env, root, asid: 2 };
+    let mut s = Space { ft, env, root, asid: 2, by: 0 };
     for level in 0..2 + l3 as u32 {
         let t = table(s.ft, env, level as u8 + 1);
         s.set(va, level, Pte::table(t), |_, _, _, _| None).unwrap();
@@ -213,7 +213,7 @@ fn text(ft: &mut FrameTable, va: u64) -> (u64, u64, [u64; 3]) {
     let root = space(ft, va);
     let pages = [0; 3].map(|_| ft.alloc(A, None, true).unwrap());
     let public = ft.pa(0);
-    let mut s = Space { ft, env: A, root, asid: 1 };
+    let mut s = Space { ft, env: A, root, asid: 1, by: 0 };
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
     let x = Perm { write: false, exec: true };
     for (k, &pa) in pages.iter().enumerate() {
@@ -232,13 +232,13 @@ fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     let child_root = tree(&mut ft, CHILD, va, false);
     let other = ft.alloc(OTHER, None, true).unwrap();
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
-    let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2 };
+    let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2, by: 0 };
     // Nobody may link a table its owner has not frozen, nor anything but a level-3 table,
     // nor freeze another's table.
     assert_eq!(child.set(va, 2, Pte::table(l3), rule(A)), Err(Error::Denied));
     assert_eq!(child.set(va, 1, Pte::table(l3), rule(A)), Err(Error::Denied));
     assert_eq!(child.set(va, 2, freeze(l3), rule(A)), Err(Error::Denied));
-    let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
+    let mut owner = Space { ft: child.ft, env: A, root, asid: 1, by: 0 };
     // A writable entry, or a frame not the owner's, makes freezing fail, and marks nothing.
     let w = owner.ft.alloc(A, None, true).unwrap();
     for (pa, perm) in [(w, RW), (other, RO)] {
@@ -253,7 +253,7 @@ fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     // Only where it is linked.
     assert_eq!(owner.set(va + (1 << 21), 2, freeze(l3), own), Err(Error::Invalid));
     owner.set(va, 2, freeze(l3), own).unwrap();
-    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2 };
+    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2, by: 0 };
     child.set(va, 2, Pte::table(l3), rule(CHILD)).unwrap();
     assert_eq!(child.get(va + 4096, 3).unwrap().addr(), pages[1]);
     let t = *child.ft.get(l3).unwrap();
@@ -264,7 +264,7 @@ fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     assert_eq!(child.set(va + 5 * 4096, 3, Pte::user_page(f, RW), rule(CHILD)), Err(Error::Busy));
     assert_eq!(child.set(va, 3, Pte(0), rule(CHILD)), Err(Error::Busy));
     assert_eq!(child.set_at(l3, 5, Pte::user_page(f, RW), rule(CHILD)), Err(Error::Denied));
-    let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
+    let mut owner = Space { ft: child.ft, env: A, root, asid: 1, by: 0 };
     assert_eq!(owner.set(va + 5 * 4096, 3, Pte::user_page(w, RW), own), Err(Error::Busy));
     // Named directly (`TableSetAt`), no walk to find the frozen link: refused all the same.
     assert_eq!(owner.set_at(l3, 5, Pte::user_page(w, RW), own), Err(Error::Busy));
@@ -280,7 +280,7 @@ fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     });
     assert_eq!(seen, 0, "the owner's walk entered its shared table");
     // More links (by the sharer, now that it is frozen), up to 255 in all, then Busy.
-    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2 };
+    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2, by: 0 };
     let links = (1..512u64)
         .map(|k| va + (k << 21))
         .take_while(|&v| child.set(v, 2, Pte::table(l3), rule(CHILD)).is_ok());
@@ -294,7 +294,7 @@ fn a_shared_table_is_frozen_by_its_owner_checked_then_and_changed_by_nobody() {
     let t = *ft.get(l3).unwrap();
     assert_eq!((t.shares, t.entries, t.owner), (0, 4, A.0));
     assert!(pages.iter().all(|&p| ft.get(p).unwrap().maps == 1));
-    let mut owner = Space { ft: &mut ft, env: A, root, asid: 1 };
+    let mut owner = Space { ft: &mut ft, env: A, root, asid: 1, by: 0 };
     assert_eq!(owner.dismantle(), 4 + 3);
     owner.ft.free(A, w).unwrap();
     owner.ft.free(CHILD, f).unwrap();
@@ -309,15 +309,15 @@ fn a_shared_table_its_owner_unlinks_stays_whole_until_its_last_sharer_lets_go() 
     let (root, l3, pages) = text(&mut ft, va);
     let child_root = tree(&mut ft, CHILD, va, false);
     let own = |o: u32, _: u64, _: bool, f: u8| (o == A.0).then_some(f);
-    Space { ft: &mut ft, env: A, root, asid: 1 }.set(va, 2, freeze(l3), own).unwrap();
-    let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2 };
+    Space { ft: &mut ft, env: A, root, asid: 1, by: 0 }.set(va, 2, freeze(l3), own).unwrap();
+    let mut child = Space { ft: &mut ft, env: CHILD, root: child_root, asid: 2, by: 0 };
     child.set(va, 2, Pte::table(l3), rule(CHILD)).unwrap();
     // The owner (an exec) unlinks it with its entries: the sharer's pages stay, still counted.
-    let mut owner = Space { ft: child.ft, env: A, root, asid: 1 };
+    let mut owner = Space { ft: child.ft, env: A, root, asid: 1, by: 0 };
     owner.set(va, 2, Pte(0), own).unwrap();
     assert_eq!(owner.ft.free(A, pages[0]), Err(Error::Busy));
     assert_eq!(owner.ft.unbind_table(A, l3), Err(Error::Busy));
-    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2 };
+    let mut child = Space { ft: owner.ft, env: CHILD, root: child_root, asid: 2, by: 0 };
     assert_eq!(child.get(va, 3).unwrap().addr(), pages[0]);
     // The last sharer unlinks it: emptied, thawed, the owner's to free.
     child.set(va, 2, Pte(0), rule(CHILD)).unwrap();
