@@ -30,6 +30,10 @@ pub const TESTS: &[Test] = &[
     ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
+    (
+        "timed_out_caller_cannot_pull_the_buffer_from_a_server_in_its_handler_mid_call",
+        ungrant_during_call_upcall,
+    ),
     ("mapping_a_public_page_66000_times_locks_no_one_out", map_count_flood),
     ("child_cannot_take_every_environment_slot", slot_hog),
     ("one_caller_cannot_fill_a_servers_grant_slots", grant_slot_hog),
@@ -70,6 +74,7 @@ pub const TESTS: &[Test] = &[
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
     ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
+    ("thread_pointer_register_shows_nothing_of_another_environment", crate::regtest::thread_pointer),
     ("yield_switched_to_directly_refuses_what_the_general_path_refuses", direct_yield_checks),
     ("call_switched_to_directly_refuses_what_the_general_path_refuses", direct_call_refusals),
     (
@@ -208,6 +213,23 @@ fn grant_server(c: &Call) -> [u64; 4] {
             w[2].store(1, SeqCst);
             [1, 0, 0, 0]
         }
+        5 => {
+            let va = c.args[2];
+            if vm::map_frame(va, c.frame, RW).is_err() {
+                return [0, 0, 0, 0];
+            }
+            BAIT.store(c.args[3], SeqCst);
+            set_hook(Some(bait_hook));
+            w[0].store(1, SeqCst);
+            // SAFETY: the bait page is unmapped: this faults, and `bait_hook` maps it.
+            let _ = unsafe { (c.args[3] as *const u64).read_volatile() };
+            set_hook(None);
+            // SAFETY: mapped read-write above; the kernel must keep it so until we reply.
+            unsafe { (va as *mut u64).write_volatile(MARK) };
+            let _ = vm::unmap(va);
+            w[2].store(1, SeqCst);
+            [1, 0, 0, 0]
+        }
         _ => [0; 4],
     }
 }
@@ -253,6 +275,53 @@ fn ungrant_during_call() -> Result<(), &'static str> {
         return Err("the call did not time out with the buffer mapped");
     }
     check(during == Err(Error::Busy), "the grant was taken back while the server used it")?;
+    check(finished && alive, "the server did not survive to finish its call")?;
+    check(after.is_ok() && freed.is_ok(), "the grant did not end once the call was over")
+}
+
+static BAIT: AtomicU64 = AtomicU64::new(0);
+
+/// The grant server's hook in call 5: at the fault on the bait page it says so (word 3),
+/// then stays in its upcall handler, in the middle of the call, until word 1 is set, and
+/// resumes with a fresh frame mapped there.
+fn bait_hook(u: &Upcall) -> bool {
+    let (w, va) = (words(), BAIT.load(SeqCst));
+    if u.kind != upcall::DATA_ABORT || u.far & !(PAGE - 1) != va {
+        return false;
+    }
+    w[3].store(1, SeqCst);
+    while w[1].load(SeqCst) == 0 {
+        sys::yield_now();
+    }
+    let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
+    vm::map_and_resume(va, Pte::user_page(pa, RW).0);
+    false
+}
+
+/// Hole 6, variant: the server, mid-call, is in its upcall handler (a page fault it takes
+/// while working on the call) when the timed-out caller asks for its buffer back. The call
+/// is no less under way: the grant must stay until the reply.
+fn ungrant_during_call_upcall() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let (window, bait) = (vm::alloc_va(1), vm::alloc_va(1));
+    let s = server(grant_server)?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let opts = pa | PCT_GRANT_RW | (5 << PCT_TIMEOUT_SHIFT);
+    let call = sys::pct_call(s, [5, 0, window, bait], opts);
+    let in_handler = wait_for(|| w[3].load(SeqCst) == 1);
+    let during = sys::pct_ungrant(s, pa);
+    w[1].store(1, SeqCst);
+    let finished = wait_for(|| w[2].load(SeqCst) == 1);
+    let alive = vm::env_info(s).is_some_and(|i| i.id == s.0 && i.state != exo_libos::abi::env_state::ZOMBIE);
+    let after = sys::pct_ungrant(s, pa);
+    let _ = sys::env_destroy(s);
+    let freed = sys::frame_free(EnvId::SELF, pa);
+    if call != Err(Error::Timeout) || w[0].load(SeqCst) != 1 || !in_handler {
+        println!("  call {call:?}, in its handler {in_handler}");
+        return Err("the call did not time out with the server in its handler");
+    }
+    check(during == Err(Error::Busy), "the grant was taken back while the server's handler ran mid-call")?;
     check(finished && alive, "the server did not survive to finish its call")?;
     check(after.is_ok() && freed.is_ok(), "the grant did not end once the call was over")
 }

@@ -36,11 +36,13 @@ impl Kernel {
     /// `PctUngrant`: ends a grant and removes the frame from the grantee's tables — not
     /// while the grantee may still be using it for the granter's call.
     pub fn pct_ungrant(&mut self, target: EnvId, pa: u64) -> Result<u64, Error> {
-        let t = self.slot(target)?;
-        let me = self.envs[self.current].id;
-        let g = self.envs[t].grants.iter().position(|g| g.pa == pa && g.owner == me && live(&self.ft, g));
+        let (t, me) = (self.slot(target)?, self.envs[self.current].id);
+        let e = &self.envs[t];
+        let g = e.grants.iter().position(|g| g.pa == pa && g.owner == me && live(&self.ft, g));
         let g = g.ok_or(Error::NotFound)?;
-        if self.envs[t].active == Ctx::Call && self.envs[t].pct_caller.1 == me {
+        // In the call, or in an upcall handler that interrupted it: the call is under way.
+        let ctx = if e.active == Ctx::Upcall { e.interrupted } else { e.active };
+        if ctx == Ctx::Call && e.pct_caller.1 == me {
             return Err(Error::Busy);
         }
         self.envs[t].grants[g] = Grant::default();
