@@ -37,6 +37,7 @@ pub const TESTS: &[Test] = &[
     ("mapping_a_public_page_66000_times_locks_no_one_out", map_count_flood),
     ("child_cannot_take_every_environment_slot", slot_hog),
     ("one_caller_cannot_fill_a_servers_grant_slots", grant_slot_hog),
+    ("one_program_cannot_fill_a_servers_grant_slots_through_its_children", grant_slot_family_hog),
     ("memory_hog_is_made_to_give_back_not_its_victims", hog_loses),
     (
         "droppable_mark_cannot_make_the_kernel_take_another_environments_frame",
@@ -439,6 +440,56 @@ fn grant_slot_hog() -> Result<(), &'static str> {
     }
     check(accepted < frames.len(), "one caller filled every grant slot of the server")?;
     check(served == Ok(1), "another caller's grant was refused")
+}
+
+/// A program that may call a server passes its right down to three children it forks (a
+/// right may be passed down), and each of the four takes its quarter of the server's
+/// grant slots and keeps it (a grant outlives its call). A caller outside that family must
+/// still be able to grant the server a frame: no one program may fill the table.
+fn grant_slot_family_hog() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let s = server(grant_server)?;
+    let take_quarter = |i: usize| {
+        while sys::pct_call(s, [0; 4], 0) == Err(Error::Denied) {
+            sys::yield_now(); // until the right arrives
+        }
+        for _ in 0..exo_libos::abi::PCT_GRANTS / 4 {
+            let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { continue };
+            w[20 + i].fetch_add(sys::pct_call(s, [0; 4], pa).is_ok() as u64, SeqCst);
+        }
+        w[30 + i].store(1, SeqCst);
+        loop {
+            sys::yield_now(); // alive, so that its grants stand
+        }
+    };
+    let hog = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            for i in 1..4 {
+                match process::fork() {
+                    Ok(Fork::Child) => take_quarter(i),
+                    Ok(Fork::Parent(c)) => {
+                        let _ = sys::pct_allow(c, s);
+                    }
+                    Err(_) => {}
+                }
+            }
+            take_quarter(0);
+            sys::exit(0)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::pct_allow(hog, s).map_err(|_| "allow")?;
+    let filled = wait_for(|| (30..34).all(|i| w[i].load(SeqCst) == 1));
+    let taken: u64 = (20..24).map(|i| w[i].load(SeqCst)).sum();
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let mine = sys::pct_call(s, [0; 4], pa);
+    let _ = sys::env_destroy(hog);
+    let _ = sys::env_destroy(s);
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    check(filled, "the hog's family did not all get to call")?;
+    println!("  the hog's family holds {taken} of {} grant slots", exo_libos::abi::PCT_GRANTS);
+    check(mine.is_ok(), "one program's family filled every grant slot of the server")
 }
 
 /// Item 10: revocation asked the biggest holder *other than the asker*, so a hog that took
