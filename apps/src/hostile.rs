@@ -39,6 +39,7 @@ pub const TESTS: &[Test] = &[
     ("one_caller_cannot_fill_a_servers_grant_slots", grant_slot_hog),
     ("one_program_cannot_fill_a_servers_grant_slots_through_its_children", grant_slot_family_hog),
     ("memory_hog_is_made_to_give_back_not_its_victims", hog_loses),
+    ("memory_hog_split_among_children_is_made_to_give_back_not_its_victims", split_hog_loses),
     (
         "droppable_mark_cannot_make_the_kernel_take_another_environments_frame",
         crate::pressure::mark_cannot_give_away_others_frames,
@@ -530,6 +531,68 @@ fn hog_loses() -> Result<(), &'static str> {
     check(ready, "the victim did not start")?;
     check(victim_lost == 0, "the kernel repossessed the victim's frames for the hog")?;
     check(hog_lost, "the hog was never made to give frames back")
+}
+
+/// `hog_loses`, with the hog split: a program forks children that each take frames until
+/// memory runs out, none of them holding as many as the victim. The program and its
+/// children hold most of memory between them: they must be asked, not the victim.
+fn split_hog_loses() -> Result<(), &'static str> {
+    const VICTIM: u64 = 8192;
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    vm::env_info(EnvId(0)).zip(vm::env_info(EnvId(vm::kinfo().max_envs as u32 - 1))).ok_or("env info")?;
+    let victim = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            for _ in 0..VICTIM {
+                let _ = sys::frame_alloc(EnvId::SELF, None);
+            }
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let ready = wait_for(|| w[0].load(SeqCst) == 1);
+    let hog = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            for _ in 0..16 {
+                if let Ok(Fork::Child) = process::fork() {
+                    let mut held = 0;
+                    loop {
+                        // Never as many as the victim; no handler of note, as in `hog_loses`.
+                        if held + 256 < VICTIM && sys::frame_alloc(EnvId::SELF, None).is_ok() {
+                            held += 1;
+                        } else {
+                            w[1].fetch_add(1, SeqCst);
+                            sys::yield_now();
+                        }
+                    }
+                }
+            }
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let victim_lost = || vm::env_info(victim).map_or(u64::MAX, |i| i.repossessed);
+    let hogs_lost = || {
+        (0..vm::kinfo().max_envs as u32)
+            .filter_map(|s| vm::env_info(EnvId(s)))
+            .filter(|i| i.parent == hog.0)
+            .map(|i| i.repossessed)
+            .sum::<u64>()
+    };
+    let anyone_lost = || hogs_lost() > 0 || victim_lost() > 0;
+    let settled = (0..4).any(|_| wait_for(anyone_lost)); // (memory takes a while to run out)
+    let lost = victim_lost();
+    println!("  repossessed: {lost} of the victim's frames, {} of the hogs'", hogs_lost());
+    let _ = sys::env_destroy(hog);
+    let _ = sys::env_destroy(victim);
+    check(ready, "the victim did not start")?;
+    check(settled, "memory never ran out, or no one was made to give frames back")?;
+    check(lost == 0, "the kernel repossessed the victim's frames for a hog split among children")
 }
 
 /// Attacks on disk bindings; they need a disk, so they run in the disk suite.
