@@ -28,6 +28,7 @@ pub const TESTS: &[Test] = &[
     ("frame_copy_reads_only_the_callers_own_data_frames", frame_copy_rights),
     ("resume_with_a_mapping_checks_it_as_table_set_at_does", resume_mapping_checks),
     ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
+    ("call_right_taken_back_is_gone_from_everyone_it_was_passed_down_to", right_revocation_reaches_down),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
     (
@@ -491,6 +492,46 @@ fn grant_slot_family_hog() -> Result<(), &'static str> {
     check(filled, "the hog's family did not all get to call")?;
     println!("  the hog's family holds {taken} of {} grant slots", exo_libos::abi::PCT_GRANTS);
     check(mine.is_ok(), "one program's family filled every grant slot of the server")
+}
+
+/// A call right taken back goes from everyone it was passed down to, as a sector binding
+/// revoked does: the test lets a child call a server, the child passes the right on to a
+/// child of its own, and the test takes the child's right back. The grandchild, which the
+/// right reached only through the child, must no longer reach the server.
+fn right_revocation_reaches_down() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let s = server(|c| c.args)?;
+    let until_allowed = || {
+        while sys::pct_call(s, [0; 4], 0) == Err(Error::Denied) {
+            sys::yield_now();
+        }
+    };
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let Ok(Fork::Parent(grandchild)) = process::fork() else {
+                until_allowed();
+                w[42].store(1, SeqCst);
+                while w[40].load(SeqCst) == 0 {
+                    sys::yield_now();
+                }
+                sys::exit((sys::pct_call(s, [7; 4], 0) == Err(Error::Denied)) as i32)
+            };
+            until_allowed();
+            let passed = sys::pct_allow(grandchild, s).is_ok();
+            w[41].store(1 + passed as u64, SeqCst);
+            sys::exit(process::wait(grandchild).unwrap_or(-1))
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::pct_allow(child, s).map_err(|_| "allow")?;
+    let passed = wait_for(|| w[41].load(SeqCst) == 2 && w[42].load(SeqCst) == 1);
+    let taken = sys::pct_disallow(child, s);
+    w[40].store(1, SeqCst);
+    let status = process::wait(child);
+    let _ = sys::env_destroy(s);
+    check(passed && taken.is_ok(), "the right did not reach the grandchild, or could not be taken back")?;
+    check(status == Ok(1), "a right taken back still let the one it was passed down to call")
 }
 
 /// Item 10: revocation asked the biggest holder *other than the asker*, so a hog that took

@@ -18,17 +18,22 @@ use crate::mm::frames::FrameTable;
 impl Kernel {
     /// `PctAllow` / `PctDisallow`: the granter needs authority over the caller (itself or
     /// an ancestor) and over the target — as its ancestor, or by holding the right to call
-    /// it itself (a right can be passed down, never up or sideways).
+    /// it itself (a right can be passed down, never up or sideways; taken back, from the
+    /// caller and all its descendants).
     pub fn pct_right(&mut self, caller: EnvId, target: EnvId, allow: bool) -> Result<u64, Error> {
         let (c, t, me) = (self.target(caller)?, self.slot(target)?, self.current);
         if !crate::env::is_ancestor_or_self(&self.envs, me, t) && self.envs[me].pct_rights & 1 << t == 0 {
             return Err(Error::Denied);
         }
-        let rights = &mut self.envs[c].pct_rights;
-        if !allow && *rights & 1 << t == 0 {
+        if !allow && self.envs[c].pct_rights & 1 << t == 0 {
             return Err(Error::NotFound);
         }
-        *rights = if allow { *rights | 1 << t } else { *rights & !(1 << t) };
+        // Taken back, it goes from every descendant it was passed down to, as well.
+        for d in 0..MAX_ENVS {
+            let below = !allow && crate::env::is_ancestor_or_self(&self.envs, c, d);
+            self.envs[d].pct_rights &= !((below as u64) << t);
+        }
+        self.envs[c].pct_rights |= (allow as u64) << t;
         self.envs[t].pct_holders |= (allow as u64) << c;
         Ok(0)
     }
