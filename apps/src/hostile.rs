@@ -48,6 +48,7 @@ pub const TESTS: &[Test] = &[
     ("taking_and_freeing_in_turn_is_not_giving_frames_back", crate::pressure::churn_is_not_giving_back),
     ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
+    ("console_holder_cannot_hand_it_up_or_sideways", console_passes_only_down),
     ("child_cannot_map_the_framebuffer_it_was_not_given", framebuffer_stealing),
     ("child_cannot_move_onto_a_core_its_parent_left_out", core_escape),
     ("forked_child_does_not_inherit_the_framebuffer_mapping", crate::fbtest::fork_leaves_the_framebuffer_out),
@@ -753,6 +754,30 @@ fn console_stealing() -> Result<(), &'static str> {
 }
 
 /// Reads the console until the parent gives it (a bounded wait): 1 once a read is allowed.
+/// The console input passes down only: a child given it cannot hand it up to its parent
+/// or sideways to a sibling, and keeps it after trying.
+fn console_passes_only_down() -> Result<(), &'static str> {
+    let (me, sibling) = (vm::me(), sys::env_create(0).map_err(|_| "create")?);
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            if poll_until_given() != 1 {
+                sys::exit(0);
+            }
+            let up = sys::console_give(me) == Err(Error::Denied);
+            let sideways = sys::console_give(sibling) == Err(Error::Denied);
+            sys::exit(up as i32 | (sideways as i32) << 1 | (readable() as i32) << 2)
+        }
+        Fork::Parent(c) => c,
+    };
+    let given = sys::console_give(child);
+    let status = process::wait(child).map_err(|_| "wait")?;
+    let _ = sys::env_destroy(sibling);
+    check(given.is_ok() && status != 0, "the child given the console never read it")?;
+    check(status & 1 != 0, "the child handed the console up to its parent")?;
+    check(status & 2 != 0, "the child handed the console sideways to a sibling")?;
+    check(status & 4 != 0 && readable(), "the console did not stay with the child, then come back")
+}
+
 fn poll_until_given() -> i32 {
     for _ in 0..1000 {
         match sys::console_read(false) {
