@@ -579,13 +579,14 @@ fn hog_loses() -> Result<(), &'static str> {
 /// memory runs out, none of them holding as many as the victim. The program and its
 /// children hold most of memory between them: they must be asked, not the victim.
 fn split_hog_loses() -> Result<(), &'static str> {
-    const VICTIM: u64 = 8192;
+    // An eighth of free memory: sixteen children each holding a little less run it out.
+    let victim_frames = vm::kinfo().free_frames as u64 / 8;
     let w = words();
     w.iter().for_each(|w| w.store(0, SeqCst));
     vm::env_info(EnvId(0)).zip(vm::env_info(EnvId(vm::kinfo().max_envs as u32 - 1))).ok_or("env info")?;
     let victim = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
-            for _ in 0..VICTIM {
+            for _ in 0..victim_frames {
                 let _ = sys::frame_alloc(EnvId::SELF, None);
             }
             w[0].store(1, SeqCst);
@@ -603,7 +604,7 @@ fn split_hog_loses() -> Result<(), &'static str> {
                     let mut held = 0;
                     loop {
                         // Never as many as the victim; no handler of note, as in `hog_loses`.
-                        if held + 256 < VICTIM && sys::frame_alloc(EnvId::SELF, None).is_ok() {
+                        if held + 256 < victim_frames && sys::frame_alloc(EnvId::SELF, None).is_ok() {
                             held += 1;
                         } else {
                             w[1].fetch_add(1, SeqCst);
