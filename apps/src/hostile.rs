@@ -30,6 +30,7 @@ pub const TESTS: &[Test] = &[
     ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
     ("call_right_taken_back_is_gone_from_everyone_it_was_passed_down_to", right_revocation_reaches_down),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
+    ("grant_renewed_read_only_leaves_the_server_no_writable_mapping", grant_narrowed),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
     (
         "timed_out_caller_cannot_pull_the_buffer_from_a_server_in_its_handler_mid_call",
@@ -234,8 +235,40 @@ fn grant_server(c: &Call) -> [u64; 4] {
             w[2].store(1, SeqCst);
             [1, 0, 0, 0]
         }
+        6 => [vm::map_frame(c.args[2], c.frame, RW).is_ok() as u64, 0, 0, 0],
+        7 => {
+            let pte = sys::table_get(EnvId::SELF, c.args[2], 3).unwrap_or(0);
+            let writable = pte & bits::VALID != 0 && pte & bits::AP_RO == 0;
+            if writable {
+                // SAFETY: mapped read-write by call 6, and still so (its entry says).
+                unsafe { (c.args[2] as *mut u64).write_volatile(MARK) };
+            }
+            [writable as u64, 0, 0, 0]
+        }
         _ => [0; 4],
     }
+}
+
+/// A caller grants a frame read-write (the server maps it so and keeps the mapping), then
+/// grants it again read-only, which renews the grant in place: the server must not be left
+/// a writable mapping of a frame now granted to it read-only.
+fn grant_narrowed() -> Result<(), &'static str> {
+    words().iter().for_each(|w| w.store(0, SeqCst));
+    let (window, mine) = (vm::alloc_va(1), vm::alloc_va(1));
+    let s = server(grant_server)?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let wide = sys::pct_call(s, [6, 0, window, 0], pa | PCT_GRANT_RW);
+    let narrow = sys::pct_call(s, [7, 0, window, 0], pa);
+    let seen = vm::map_frame(mine, pa, RO).map(|_| {
+        // SAFETY: just mapped read-only.
+        unsafe { (mine as *const u64).read_volatile() }
+    });
+    let _ = vm::unmap(mine);
+    let _ = sys::env_destroy(s);
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    check(wide == Ok([1, 0, 0, 0]), "the server could not map the read-write grant")?;
+    check(narrow.is_ok() && seen.is_ok(), "the read-only call or the read back failed")?;
+    check(seen != Ok(MARK), "the server wrote through a grant renewed read-only")
 }
 
 /// Hole 6: a grant outlived its frame changing hands, and its old granter could then tear

@@ -118,11 +118,8 @@ impl Kernel {
             if let Some(f) = self.ft.get_mut(frame).ok().filter(|f| f.flags & frame::GRANTED == 0) {
                 // First grant since the frame changed hands: grants from before are void.
                 f.flags |= frame::GRANTED;
-                self.envs
-                    .iter_mut()
-                    .flat_map(|e| e.grants.iter_mut())
-                    .filter(|h| h.pa == frame)
-                    .for_each(|h| *h = Grant::default());
+                let stale = self.envs.iter_mut().flat_map(|e| e.grants.iter_mut()).filter(|h| h.pa == frame);
+                stale.for_each(|h| *h = Grant::default());
             }
             // Each caller may hold a quarter of a server's grant slots, so that no one
             // caller can take them all (a grant of the same frame is renewed in place).
@@ -133,7 +130,10 @@ impl Kernel {
                 self.envs[cur].frame().x[0] = Error::NoSlot as i64 as u64;
                 return false;
             };
-            grants[i] = g;
+            let old = core::mem::replace(&mut grants[i], g);
+            if old.pa == frame && old.write && !g.write {
+                unmap_frame(self, t, frame); // renewed read-only: no writable mapping outlives it
+            }
         }
         let (caller_id, f) = (self.envs[cur].id, self.envs[cur].frame());
         let args = [caller_id.0 as u64, f.x[1], f.x[2], f.x[3], f.x[4], opts & (!0xfff | PCT_GRANT_RW)];
