@@ -28,12 +28,20 @@ pub const TESTS: &[Test] = &[
     ("frame_copy_reads_only_the_callers_own_data_frames", frame_copy_rights),
     ("resume_with_a_mapping_checks_it_as_table_set_at_does", resume_mapping_checks),
     ("call_right_to_a_gone_environment_does_not_reach_the_next_in_its_slot", stale_right),
+    ("call_right_taken_back_is_gone_from_everyone_it_was_passed_down_to", right_revocation_reaches_down),
     ("stale_grant_cannot_unmap_a_page_the_server_now_owns", stale_grant),
+    ("grant_renewed_read_only_leaves_the_server_no_writable_mapping", grant_narrowed),
     ("timed_out_caller_cannot_pull_the_buffer_from_a_working_server", ungrant_during_call),
+    (
+        "timed_out_caller_cannot_pull_the_buffer_from_a_server_in_its_handler_mid_call",
+        ungrant_during_call_upcall,
+    ),
     ("mapping_a_public_page_66000_times_locks_no_one_out", map_count_flood),
     ("child_cannot_take_every_environment_slot", slot_hog),
     ("one_caller_cannot_fill_a_servers_grant_slots", grant_slot_hog),
+    ("one_program_cannot_fill_a_servers_grant_slots_through_its_children", grant_slot_family_hog),
     ("memory_hog_is_made_to_give_back_not_its_victims", hog_loses),
+    ("memory_hog_split_among_children_is_made_to_give_back_not_its_victims", split_hog_loses),
     (
         "droppable_mark_cannot_make_the_kernel_take_another_environments_frame",
         crate::pressure::mark_cannot_give_away_others_frames,
@@ -41,6 +49,7 @@ pub const TESTS: &[Test] = &[
     ("taking_and_freeing_in_turn_is_not_giving_frames_back", crate::pressure::churn_is_not_giving_back),
     ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
+    ("console_holder_cannot_hand_it_up_or_sideways", console_passes_only_down),
     ("child_cannot_map_the_framebuffer_it_was_not_given", framebuffer_stealing),
     ("child_cannot_move_onto_a_core_its_parent_left_out", core_escape),
     ("forked_child_does_not_inherit_the_framebuffer_mapping", crate::fbtest::fork_leaves_the_framebuffer_out),
@@ -70,6 +79,7 @@ pub const TESTS: &[Test] = &[
     ("direct_call_fails_its_caller_when_the_server_is_destroyed_mid_call", direct_call_destroyed),
     ("direct_call_and_reply_show_no_register_of_the_other_side", crate::regtest::call_registers),
     ("direct_yield_shows_no_register_of_the_other_side", crate::regtest::yield_registers),
+    ("thread_pointer_register_shows_nothing_of_another_environment", crate::regtest::thread_pointer),
     ("yield_switched_to_directly_refuses_what_the_general_path_refuses", direct_yield_checks),
     ("call_switched_to_directly_refuses_what_the_general_path_refuses", direct_call_refusals),
     (
@@ -104,7 +114,6 @@ pub const TESTS: &[Test] = &[
     ),
     ("child_cannot_use_up_the_mapping_count_of_a_frame_its_parent_shares", shared_map_count_flood),
     ("data_and_table_frames_of_a_dead_child_read_as_zeros_when_taken_by_address", dead_childs_frames_zeroed),
-    ("frame_granted_again_read_only_is_no_longer_writable_by_the_server", grant_downgrade),
     ("public_kernel_pages_cannot_be_mapped_non_cacheable", public_pages_cacheable_only),
     ("batch_cut_short_by_an_unreadable_op_reports_the_entries_it_changed", batch_cut_short),
 ];
@@ -217,16 +226,57 @@ fn grant_server(c: &Call) -> [u64; 4] {
             w[2].store(1, SeqCst);
             [1, 0, 0, 0]
         }
-        // (5: maps the grant writable and keeps it; 6: writes the mark through that mapping.)
-        5 => [vm::map_frame(c.args[2], c.frame, RW).is_ok() as u64, 0, 0, 0],
-        6 => {
-            // SAFETY: mapped by call 5; if the mapping was taken away this faults and the
-            // call fails, which is what the test looks for.
-            unsafe { (c.args[2] as *mut u64).write_volatile(MARK) };
+        5 => {
+            let va = c.args[2];
+            if vm::map_frame(va, c.frame, RW).is_err() {
+                return [0, 0, 0, 0];
+            }
+            BAIT.store(c.args[3], SeqCst);
+            set_hook(Some(bait_hook));
+            w[0].store(1, SeqCst);
+            // SAFETY: the bait page is unmapped: this faults, and `bait_hook` maps it.
+            let _ = unsafe { (c.args[3] as *const u64).read_volatile() };
+            set_hook(None);
+            // SAFETY: mapped read-write above; the kernel must keep it so until we reply.
+            unsafe { (va as *mut u64).write_volatile(MARK) };
+            let _ = vm::unmap(va);
+            w[2].store(1, SeqCst);
             [1, 0, 0, 0]
+        }
+        6 => [vm::map_frame(c.args[2], c.frame, RW).is_ok() as u64, 0, 0, 0],
+        7 => {
+            let pte = sys::table_get(EnvId::SELF, c.args[2], 3).unwrap_or(0);
+            let writable = pte & bits::VALID != 0 && pte & bits::AP_RO == 0;
+            if writable {
+                // SAFETY: mapped read-write by call 6, and still so (its entry says).
+                unsafe { (c.args[2] as *mut u64).write_volatile(MARK) };
+            }
+            [writable as u64, 0, 0, 0]
         }
         _ => [0; 4],
     }
+}
+
+/// A caller grants a frame read-write (the server maps it so and keeps the mapping), then
+/// grants it again read-only, which renews the grant in place: the server must not be left
+/// a writable mapping of a frame now granted to it read-only.
+fn grant_narrowed() -> Result<(), &'static str> {
+    words().iter().for_each(|w| w.store(0, SeqCst));
+    let (window, mine) = (vm::alloc_va(1), vm::alloc_va(1));
+    let s = server(grant_server)?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let wide = sys::pct_call(s, [6, 0, window, 0], pa | PCT_GRANT_RW);
+    let narrow = sys::pct_call(s, [7, 0, window, 0], pa);
+    let seen = vm::map_frame(mine, pa, RO).map(|_| {
+        // SAFETY: just mapped read-only.
+        unsafe { (mine as *const u64).read_volatile() }
+    });
+    let _ = vm::unmap(mine);
+    let _ = sys::env_destroy(s);
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    check(wide == Ok([1, 0, 0, 0]), "the server could not map the read-write grant")?;
+    check(narrow.is_ok() && seen.is_ok(), "the read-only call or the read back failed")?;
+    check(seen != Ok(MARK), "the server wrote through a grant renewed read-only")
 }
 
 /// Hole 6: a grant outlived its frame changing hands, and its old granter could then tear
@@ -270,6 +320,53 @@ fn ungrant_during_call() -> Result<(), &'static str> {
         return Err("the call did not time out with the buffer mapped");
     }
     check(during == Err(Error::Busy), "the grant was taken back while the server used it")?;
+    check(finished && alive, "the server did not survive to finish its call")?;
+    check(after.is_ok() && freed.is_ok(), "the grant did not end once the call was over")
+}
+
+static BAIT: AtomicU64 = AtomicU64::new(0);
+
+/// The grant server's hook in call 5: at the fault on the bait page it says so (word 3),
+/// then stays in its upcall handler, in the middle of the call, until word 1 is set, and
+/// resumes with a fresh frame mapped there.
+fn bait_hook(u: &Upcall) -> bool {
+    let (w, va) = (words(), BAIT.load(SeqCst));
+    if u.kind != upcall::DATA_ABORT || u.far & !(PAGE - 1) != va {
+        return false;
+    }
+    w[3].store(1, SeqCst);
+    while w[1].load(SeqCst) == 0 {
+        sys::yield_now();
+    }
+    let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { return false };
+    vm::map_and_resume(va, Pte::user_page(pa, RW).0);
+    false
+}
+
+/// Hole 6, variant: the server, mid-call, is in its upcall handler (a page fault it takes
+/// while working on the call) when the timed-out caller asks for its buffer back. The call
+/// is no less under way: the grant must stay until the reply.
+fn ungrant_during_call_upcall() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let (window, bait) = (vm::alloc_va(1), vm::alloc_va(1));
+    let s = server(grant_server)?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let opts = pa | PCT_GRANT_RW | (5 << PCT_TIMEOUT_SHIFT);
+    let call = sys::pct_call(s, [5, 0, window, bait], opts);
+    let in_handler = wait_for(|| w[3].load(SeqCst) == 1);
+    let during = sys::pct_ungrant(s, pa);
+    w[1].store(1, SeqCst);
+    let finished = wait_for(|| w[2].load(SeqCst) == 1);
+    let alive = vm::env_info(s).is_some_and(|i| i.id == s.0 && i.state != exo_libos::abi::env_state::ZOMBIE);
+    let after = sys::pct_ungrant(s, pa);
+    let _ = sys::env_destroy(s);
+    let freed = sys::frame_free(EnvId::SELF, pa);
+    if call != Err(Error::Timeout) || w[0].load(SeqCst) != 1 || !in_handler {
+        println!("  call {call:?}, in its handler {in_handler}");
+        return Err("the call did not time out with the server in its handler");
+    }
+    check(during == Err(Error::Busy), "the grant was taken back while the server's handler ran mid-call")?;
     check(finished && alive, "the server did not survive to finish its call")?;
     check(after.is_ok() && freed.is_ok(), "the grant did not end once the call was over")
 }
@@ -389,6 +486,96 @@ fn grant_slot_hog() -> Result<(), &'static str> {
     check(served == Ok(1), "another caller's grant was refused")
 }
 
+/// A program that may call a server passes its right down to three children it forks (a
+/// right may be passed down), and each of the four takes its quarter of the server's
+/// grant slots and keeps it (a grant outlives its call). A caller outside that family must
+/// still be able to grant the server a frame: no one program may fill the table.
+fn grant_slot_family_hog() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let s = server(grant_server)?;
+    let take_quarter = |i: usize| {
+        while sys::pct_call(s, [0; 4], 0) == Err(Error::Denied) {
+            sys::yield_now(); // until the right arrives
+        }
+        for _ in 0..exo_libos::abi::PCT_GRANTS / 4 {
+            let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) else { continue };
+            w[20 + i].fetch_add(sys::pct_call(s, [0; 4], pa).is_ok() as u64, SeqCst);
+        }
+        w[30 + i].store(1, SeqCst);
+        loop {
+            sys::yield_now(); // alive, so that its grants stand
+        }
+    };
+    let hog = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            for i in 1..4 {
+                match process::fork() {
+                    Ok(Fork::Child) => take_quarter(i),
+                    Ok(Fork::Parent(c)) => {
+                        let _ = sys::pct_allow(c, s);
+                    }
+                    Err(_) => {}
+                }
+            }
+            take_quarter(0);
+            sys::exit(0)
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::pct_allow(hog, s).map_err(|_| "allow")?;
+    let filled = wait_for(|| (30..34).all(|i| w[i].load(SeqCst) == 1));
+    let taken: u64 = (20..24).map(|i| w[i].load(SeqCst)).sum();
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let mine = sys::pct_call(s, [0; 4], pa);
+    let _ = sys::env_destroy(hog);
+    let _ = sys::env_destroy(s);
+    let _ = sys::frame_free(EnvId::SELF, pa);
+    check(filled, "the hog's family did not all get to call")?;
+    println!("  the hog's family holds {taken} of {} grant slots", exo_libos::abi::PCT_GRANTS);
+    check(mine.is_ok(), "one program's family filled every grant slot of the server")
+}
+
+/// A call right taken back goes from everyone it was passed down to, as a sector binding
+/// revoked does: the test lets a child call a server, the child passes the right on to a
+/// child of its own, and the test takes the child's right back. The grandchild, which the
+/// right reached only through the child, must no longer reach the server.
+fn right_revocation_reaches_down() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let s = server(|c| c.args)?;
+    let until_allowed = || {
+        while sys::pct_call(s, [0; 4], 0) == Err(Error::Denied) {
+            sys::yield_now();
+        }
+    };
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let Ok(Fork::Parent(grandchild)) = process::fork() else {
+                until_allowed();
+                w[42].store(1, SeqCst);
+                while w[40].load(SeqCst) == 0 {
+                    sys::yield_now();
+                }
+                sys::exit((sys::pct_call(s, [7; 4], 0) == Err(Error::Denied)) as i32)
+            };
+            until_allowed();
+            let passed = sys::pct_allow(grandchild, s).is_ok();
+            w[41].store(1 + passed as u64, SeqCst);
+            sys::exit(process::wait(grandchild).unwrap_or(-1))
+        }
+        Fork::Parent(c) => c,
+    };
+    sys::pct_allow(child, s).map_err(|_| "allow")?;
+    let passed = wait_for(|| w[41].load(SeqCst) == 2 && w[42].load(SeqCst) == 1);
+    let taken = sys::pct_disallow(child, s);
+    w[40].store(1, SeqCst);
+    let status = process::wait(child);
+    let _ = sys::env_destroy(s);
+    check(passed && taken.is_ok(), "the right did not reach the grandchild, or could not be taken back")?;
+    check(status == Ok(1), "a right taken back still let the one it was passed down to call")
+}
+
 /// Item 10: revocation asked the biggest holder *other than the asker*, so a hog that took
 /// all memory and kept asking had the kernel repossess its victims' frames.
 fn hog_loses() -> Result<(), &'static str> {
@@ -427,6 +614,69 @@ fn hog_loses() -> Result<(), &'static str> {
     check(ready, "the victim did not start")?;
     check(victim_lost == 0, "the kernel repossessed the victim's frames for the hog")?;
     check(hog_lost, "the hog was never made to give frames back")
+}
+
+/// `hog_loses`, with the hog split: a program forks children that each take frames until
+/// memory runs out, none of them holding as many as the victim. The program and its
+/// children hold most of memory between them: they must be asked, not the victim.
+fn split_hog_loses() -> Result<(), &'static str> {
+    // An eighth of free memory: sixteen children each holding a little less run it out.
+    let victim_frames = vm::kinfo().free_frames as u64 / 8;
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    vm::env_info(EnvId(0)).zip(vm::env_info(EnvId(vm::kinfo().max_envs as u32 - 1))).ok_or("env info")?;
+    let victim = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            for _ in 0..victim_frames {
+                let _ = sys::frame_alloc(EnvId::SELF, None);
+            }
+            w[0].store(1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let ready = wait_for(|| w[0].load(SeqCst) == 1);
+    let hog = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            for _ in 0..16 {
+                if let Ok(Fork::Child) = process::fork() {
+                    let mut held = 0;
+                    loop {
+                        // Never as many as the victim; no handler of note, as in `hog_loses`.
+                        if held + 256 < victim_frames && sys::frame_alloc(EnvId::SELF, None).is_ok() {
+                            held += 1;
+                        } else {
+                            w[1].fetch_add(1, SeqCst);
+                            sys::yield_now();
+                        }
+                    }
+                }
+            }
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let victim_lost = || vm::env_info(victim).map_or(u64::MAX, |i| i.repossessed);
+    let hogs_lost = || {
+        (0..vm::kinfo().max_envs as u32)
+            .filter_map(|s| vm::env_info(EnvId(s)))
+            .filter(|i| i.parent == hog.0)
+            .map(|i| i.repossessed)
+            .sum::<u64>()
+    };
+    let anyone_lost = || hogs_lost() > 0 || victim_lost() > 0;
+    let settled = (0..4).any(|_| wait_for(anyone_lost)); // (memory takes a while to run out)
+    let lost = victim_lost();
+    println!("  repossessed: {lost} of the victim's frames, {} of the hogs'", hogs_lost());
+    let _ = sys::env_destroy(hog);
+    let _ = sys::env_destroy(victim);
+    check(ready, "the victim did not start")?;
+    check(settled, "memory never ran out, or no one was made to give frames back")?;
+    check(lost == 0, "the kernel repossessed the victim's frames for a hog split among children")
 }
 
 /// Attacks on disk bindings; they need a disk, so they run in the disk suite.
@@ -546,6 +796,30 @@ fn console_stealing() -> Result<(), &'static str> {
 }
 
 /// Reads the console until the parent gives it (a bounded wait): 1 once a read is allowed.
+/// The console input passes down only: a child given it cannot hand it up to its parent
+/// or sideways to a sibling, and keeps it after trying.
+fn console_passes_only_down() -> Result<(), &'static str> {
+    let (me, sibling) = (vm::me(), sys::env_create(0).map_err(|_| "create")?);
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            if poll_until_given() != 1 {
+                sys::exit(0);
+            }
+            let up = sys::console_give(me) == Err(Error::Denied);
+            let sideways = sys::console_give(sibling) == Err(Error::Denied);
+            sys::exit(up as i32 | (sideways as i32) << 1 | (readable() as i32) << 2)
+        }
+        Fork::Parent(c) => c,
+    };
+    let given = sys::console_give(child);
+    let status = process::wait(child).map_err(|_| "wait")?;
+    let _ = sys::env_destroy(sibling);
+    check(given.is_ok() && status != 0, "the child given the console never read it")?;
+    check(status & 1 != 0, "the child handed the console up to its parent")?;
+    check(status & 2 != 0, "the child handed the console sideways to a sibling")?;
+    check(status & 4 != 0 && readable(), "the console did not stay with the child, then come back")
+}
+
 fn poll_until_given() -> i32 {
     for _ in 0..1000 {
         match sys::console_read(false) {
@@ -1944,29 +2218,6 @@ fn dead_childs_frames_zeroed() -> Result<(), &'static str> {
     check(status == 0, "the child could not fill its page")?;
     check(taken > 0, "neither frame could be taken back by address")?;
     check(dirty == 0, "a dead child's frame reached its next owner unzeroed")
-}
-
-/// Memory review: a caller grants a frame read-write, the server maps it writable and keeps
-/// the mapping; the caller then grants the same frame read-only (the grant is renewed in
-/// place, now read-only). No grant lets the server write the frame any more, so its old
-/// writable mapping must not let it either.
-fn grant_downgrade() -> Result<(), &'static str> {
-    words().iter().for_each(|w| w.store(0, SeqCst));
-    let (window, view) = (vm::alloc_va(1), vm::alloc_va(1)); // `window`: the server's too
-    let s = server(grant_server)?;
-    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
-    let rw = sys::pct_call(s, [5, 0, window, 0], pa | PCT_GRANT_RW);
-    let ro = sys::pct_call(s, [6, 0, window, 0], pa); // the same frame, read-only now
-    let _ = sys::env_destroy(s);
-    vm::map_frame(view, pa, RO).map_err(|_| "map")?;
-    // SAFETY: just mapped read-only.
-    let word = unsafe { (view as *const u64).read_volatile() };
-    let _ = vm::unmap(view).and_then(|_| sys::frame_free(EnvId::SELF, pa));
-    check(rw == Ok([1, 0, 0, 0]), "the server could not map the read-write grant")?;
-    if word == MARK {
-        println!("  second call {ro:?}");
-    }
-    check(word != MARK, "a server wrote a frame granted to it read-only")
 }
 
 /// Memory review: the public pages (frame table, environment table, kernel information

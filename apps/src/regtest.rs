@@ -215,3 +215,52 @@ pub fn yield_registers() -> Result<(), &'static str> {
     check(status == Ok(0), "the child did not get all its own registers back")?;
     check(!parent_bad, "the parent did not get all its own registers back")
 }
+
+/// The thread-pointer register, TPIDR_EL0: EL0 writes it at will, so it is part of an
+/// environment's context like x0-x30. Parent and child (both on core 0) each set their own
+/// mark in it and yield to each other, directly (`el0_yield`), through a `wfi` (the general
+/// path), and by calls both ways; each must always read back its own mark, never the other's.
+pub fn thread_pointer() -> Result<(), &'static str> {
+    let mine = vm::env_info(vm::me()).map_or(0, |e| e.affinity);
+    if mine & 1 == 0 || sys::env_set_affinity(EnvId::SELF, 1).is_err() {
+        return check(false, "could not keep to core 0");
+    }
+    let tp = || {
+        let v: u64;
+        // SAFETY: reads TPIDR_EL0, which EL0 may always read.
+        unsafe { core::arch::asm!("mrs {}, tpidr_el0", out(reg) v) };
+        v
+    };
+    // SAFETY: writes TPIDR_EL0, which EL0 may always write; nothing here relies on it.
+    let set_tp = |v: u64| unsafe { core::arch::asm!("msr tpidr_el0, {}", in(reg) v) };
+    let me = vm::me();
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let mut seen = 0;
+            for _ in 0..20 {
+                set_tp(SERVER | 0x7);
+                let _ = sys::yield_to(me);
+                // SAFETY: a `wfi` at EL0 traps to the kernel: a yield through the general path.
+                unsafe { core::arch::asm!("wfi") };
+                seen |= tp() ^ (SERVER | 0x7);
+            }
+            sys::exit((seen != 0) as i32)
+        }
+        Fork::Parent(c) => c,
+    };
+    let mut seen = 0;
+    let mut switches = 0;
+    for _ in 0..20 {
+        set_tp(CALLER | 0x7);
+        switches += sys::yield_to(child).is_ok() as u32;
+        // SAFETY: as in the child.
+        unsafe { core::arch::asm!("wfi") };
+        seen |= tp() ^ (CALLER | 0x7);
+    }
+    let status = process::wait(child);
+    set_tp(0);
+    let _ = sys::env_set_affinity(EnvId::SELF, mine);
+    check(switches >= 3, "the yields did not switch")?;
+    check(seen == 0, "the parent read another environment's TPIDR_EL0")?;
+    check(status == Ok(0), "the child read another environment's TPIDR_EL0")
+}

@@ -18,17 +18,23 @@ use crate::mm::frames::FrameTable;
 impl Kernel {
     /// `PctAllow` / `PctDisallow`: the granter needs authority over the caller (itself or
     /// an ancestor) and over the target — as its ancestor, or by holding the right to call
-    /// it itself (a right can be passed down, never up or sideways).
+    /// it itself (a right can be passed down, never up or sideways; taken back, from the
+    /// caller and all its descendants).
     pub fn pct_right(&mut self, caller: EnvId, target: EnvId, allow: bool) -> Result<u64, Error> {
         let (c, t, me) = (self.target(caller)?, self.slot(target)?, self.current);
         if !crate::env::is_ancestor_or_self(&self.envs, me, t) && self.envs[me].pct_rights & 1 << t == 0 {
             return Err(Error::Denied);
         }
-        let rights = &mut self.envs[c].pct_rights;
-        if !allow && *rights & 1 << t == 0 {
+        if !allow && self.envs[c].pct_rights & 1 << t == 0 {
             return Err(Error::NotFound);
         }
-        *rights = if allow { *rights | 1 << t } else { *rights & !(1 << t) };
+        // Taken back, it goes from every descendant it was passed down to, as well.
+        for d in 0..MAX_ENVS {
+            if !allow && crate::env::is_ancestor_or_self(&self.envs, c, d) {
+                self.envs[d].pct_rights &= !(1 << t); // (no other's rights read: a fast call)
+            }
+        }
+        self.envs[c].pct_rights |= (allow as u64) << t;
         self.envs[t].pct_holders |= (allow as u64) << c;
         Ok(0)
     }
@@ -36,11 +42,13 @@ impl Kernel {
     /// `PctUngrant`: ends a grant and removes the frame from the grantee's tables — not
     /// while the grantee may still be using it for the granter's call.
     pub fn pct_ungrant(&mut self, target: EnvId, pa: u64) -> Result<u64, Error> {
-        let t = self.slot(target)?;
-        let me = self.envs[self.current].id;
-        let g = self.envs[t].grants.iter().position(|g| g.pa == pa && g.owner == me && live(&self.ft, g));
+        let (t, me) = (self.slot(target)?, self.envs[self.current].id);
+        let e = &self.envs[t];
+        let g = e.grants.iter().position(|g| g.pa == pa && g.owner == me && live(&self.ft, g));
         let g = g.ok_or(Error::NotFound)?;
-        if self.envs[t].active == Ctx::Call && self.envs[t].pct_caller.1 == me {
+        // In the call, or in an upcall handler that interrupted it: the call is under way.
+        let ctx = if e.active == Ctx::Upcall { e.interrupted } else { e.active };
+        if ctx == Ctx::Call && e.pct_caller.1 == me {
             return Err(Error::Busy);
         }
         self.envs[t].grants[g] = Grant::default();
@@ -110,9 +118,8 @@ impl Kernel {
             if let Some(f) = self.ft.get_mut(frame).ok().filter(|f| f.flags & frame::GRANTED == 0) {
                 // First grant since the frame changed hands: grants from before are void.
                 f.flags |= frame::GRANTED;
-                for h in self.envs.iter_mut().flat_map(|e| &mut e.grants).filter(|h| h.pa == frame) {
-                    *h = Grant::default();
-                }
+                let stale = self.envs.iter_mut().flat_map(|e| e.grants.iter_mut()).filter(|h| h.pa == frame);
+                stale.for_each(|h| *h = Grant::default());
             }
             // Each caller may hold a quarter of a server's grant slots, so that no one
             // caller can take them all (a grant of the same frame is renewed in place).

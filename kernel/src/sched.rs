@@ -49,7 +49,7 @@ impl Kernel {
         } else {
             // Idle: the slot it ran may go to another core, or be destroyed; walk nothing of it.
             arch::set_user_table(0, Env::asid(NONE));
-            self.leave_fp();
+            self.leave_fp(NONE);
             self.current = NONE;
             return None;
         };
@@ -104,7 +104,7 @@ impl Kernel {
     #[inline(always)]
     pub fn run(&mut self, slot: usize) -> Option<*mut TrapFrame> {
         if slot != self.current {
-            self.leave_fp();
+            self.leave_fp(slot);
             arch::set_user_table(self.envs[slot].root, Env::asid(slot));
             (self.current, self.envs[slot].last_cpu) = (slot, self.cpu as u8);
             self.publish_state(slot);
@@ -113,15 +113,15 @@ impl Kernel {
         Some(self.envs[slot].frame() as *mut TrapFrame)
     }
 
-    /// The core leaves `current` (for another, or to idle): its FP/SIMD registers saved if
-    /// they are live here, EL0's access off (`arch::FpState`). Every change of `current`
-    /// but `destroy`'s comes here; after `destroy` it is NONE, and the registers left live
-    /// (a zombie's) go at the next, unsaved.
-    fn leave_fp(&mut self) {
-        if arch::fp_live() {
-            // SAFETY: null, or the FP/SIMD state of the environment leaving the core.
-            unsafe { arch::fp_leave(self.envs.get_mut(self.current).map_or(core::ptr::null_mut(), |e| &mut e.fp)) };
-        }
+    /// The core leaves `current` (for `next`, or to idle: NONE): its TPIDR_EL0 saved and
+    /// `next`'s loaded, its FP/SIMD registers saved if they are live here, EL0's access off
+    /// (`arch::FpState`). Every change of `current` but `destroy`'s comes here; after
+    /// `destroy` it is NONE, and the registers left live (a zombie's) go at the next, unsaved.
+    fn leave_fp(&mut self, next: usize) {
+        let next = self.envs.get(next).map_or(core::ptr::null(), |e| &raw const e.fp);
+        // SAFETY: null, or the state of the environment leaving the core; null, or the state
+        // of the one coming (another slot's: `run` switches only to a slot not `current`).
+        unsafe { arch::fp_leave(self.envs.get_mut(self.current).map_or(core::ptr::null_mut(), |e| &mut e.fp), next) };
     }
 }
 

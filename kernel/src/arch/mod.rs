@@ -112,7 +112,9 @@ const _: () = assert!(exo_abi::frame::LINKED.count_ones() == 1 && exo_abi::frame
 
 /// An environment's FP/SIMD registers while they are not live on a core: v0-v31, then FPSR
 /// and FPCR (`FP_SAVE` and `FP_LOAD` in `vectors.S`). All zero, the reset state, until it
-/// first uses them.
+/// first uses them. Word 66 is its TPIDR_EL0 (`TLS_SWITCH`, `fp_leave`), which EL0 writes at
+/// will and no trap reveals: every switch saves the leaving environment's and loads the
+/// coming one's, lazily or not at all would show one environment's value to the next.
 ///
 /// The kernel is built soft-float and never touches these registers itself. EL0's access
 /// is off (CPACR_EL1.FPEN = 0b01: EL0 traps, EL1 does not) whenever a core changes
@@ -125,24 +127,20 @@ const _: () = assert!(exo_abi::frame::LINKED.count_ones() == 1 && exo_abi::frame
 /// per switch, and the state is in memory whenever the environment is not running
 /// (another core may run it next).
 #[repr(C, align(16))]
-pub struct FpState([u64; 66]);
+pub struct FpState([u64; 67]);
 
 /// CPACR_EL1 with EL0's FP/SIMD access off (it traps, EL1's does not: only `vectors.S`
 /// touches the registers at EL1) and on; `boot.S` starts each core off.
 const FPEN_EL0_TRAPPED: u64 = 1 << 20;
 const FPEN_ON: u64 = 3 << 20;
 
-/// Whether EL0's FP/SIMD access is on: some environment's registers are live on this core.
-pub fn fp_live() -> bool {
-    CPACR_EL1.get() == FPEN_ON
-}
-
 unsafe extern "C" {
-    /// The core leaves the environment whose FP/SIMD state is at `state` (null: one
-    /// destroyed meanwhile, or none) with its registers live here ([`fp_live`]): they are
-    /// saved there, and the access goes off, so that the next environment's first use
-    /// loads its own (`vectors.S`).
-    pub fn fp_leave(state: *mut FpState);
+    /// The core leaves the environment whose state is at `state` (null: one destroyed
+    /// meanwhile, or none) for the one at `next` (null: none, it idles): TPIDR_EL0 is saved
+    /// to `state` and loaded from `next`; the FP/SIMD registers, if live here (EL0's access
+    /// on), are saved to `state`, and the access goes off, so that the next environment's
+    /// first use loads its own (`vectors.S`).
+    pub fn fp_leave(state: *mut FpState, next: *const FpState);
     /// The running environment's first FP/SIMD instruction of its turn, when `el0_fp`
     /// missed: its registers loaded from `state`, EL0's access on.
     pub fn fp_enter(state: *const FpState);

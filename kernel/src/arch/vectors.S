@@ -180,6 +180,16 @@
     msr     fpcr, \t2
 .endm
 
+// For the switching fast paths: the environment leaving the core (Env at \from) keeps its
+// TPIDR_EL0, which EL0 writes at will, and the one taking it (Env at \to) gets its own
+// (`arch::FpState`, as `fp_leave` does for `Kernel::run`). \t scratch.
+.macro TLS_SWITCH from, to, t
+    mrs     \t, tpidr_el0
+    str     \t, [\from, #({E_FP} + (66 * 8))]
+    ldr     \t, [\to, #({E_FP} + (66 * 8))]
+    msr     tpidr_el0, \t
+.endm
+
 // For the switching fast paths, out of line: the environment leaving the core (Env at
 // \env) had its FP/SIMD registers live here (EL0's access on: `arch::FpState`). They go to
 // its Env, and the access goes off. \a, \t1, \t2 scratch.
@@ -460,6 +470,9 @@ el0_yield:
     mrs     x4, cpacr_el1
     tbnz    x4, #21, el0_yield_fp       // the caller's FP/SIMD registers are live here
 el0_yield_fp_saved:
+    add     x6, x12, x14, lsl #{ENV_SHIFT}
+    add     x6, x6, #{K_ENVS}
+    TLS_SWITCH x6, x16, x7
     // The switch: `run`'s state changes, then the lock back.
     str     x15, [x13, x10, lsl #3]     // on[cpu] = the target (`kernel()` does it from `current`)
     strb    w10, [x16, #{E_LAST_CPU}]
@@ -536,6 +549,7 @@ el0_reply:
     tbnz    x6, #21, el0_reply_fp       // the server's FP/SIMD registers are live here
 el0_reply_fp_saved:
     // No miss from here: the server's registers are its to lose but x1-x4, the results.
+    TLS_SWITCH x16, x17, x6
     // The server: the call ends (its own context active: `pct_caller`, read only in a
     // call context, stays as it was, as `pct_reply` leaves it), parked.
     ldr     x9, [x11, #({K_VALUE} + {K_ENV_INFO})] // the public table (installed at boot,
@@ -647,6 +661,7 @@ el0_call:
     tbnz    x19, #21, el0_call_fp       // the caller's FP/SIMD registers are live here
 el0_call_fp_saved:
     // No miss from here: x0-x5 are the message, the caller's x6-x18 its to lose.
+    TLS_SWITCH x17, x16, x19
     // `enter`: the server's call context is active, for this caller.
     mov     w19, #{CTX_CALL}
     strb    w19, [x16, #{E_ACTIVE}]
@@ -856,14 +871,24 @@ trap_common:
     mov     sp, x0
     RESTORE_FRAME_AND_ERET
 
-// `arch::fp_leave` and `arch::fp_enter` (for `kernel` and `el0_trap`): x0 = the FpState.
+// `arch::fp_leave` and `arch::fp_enter` (for `kernel` and `el0_trap`): x0 = the FpState
+// (`fp_leave`: of the environment leaving, or null; x1 that of the one coming, or null).
 .global fp_leave
-fp_leave:                               // (called only with them live: `fp_live`)
+fp_leave:
     cbz     x0, 1f                      // no environment to save them for
+    mrs     x2, tpidr_el0
+    str     x2, [x0, #(66 * 8)]
+1:  cbz     x1, 2f                      // none coming (idle: no EL0 runs meanwhile)
+    ldr     x2, [x1, #(66 * 8)]
+    msr     tpidr_el0, x2
+2:  mrs     x2, cpacr_el1
+    cmp     x2, #{FP_ON}
+    b.ne    4f                          // not live here: nothing to save, access off
+    cbz     x0, 3f
     FP_SAVE x0, x1, x2
-1:  mov     x1, #{FP_OFF}
+3:  mov     x1, #{FP_OFF}
     msr     cpacr_el1, x1               // (the eret ahead synchronizes)
-    ret
+4:  ret
 .global fp_enter
 fp_enter:
     FP_LOAD x0, x1, x2
