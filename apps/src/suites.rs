@@ -53,6 +53,7 @@ pub const MODES: &[(&str, Run)] = &[
     ("smp", Run::Suite("multicore", |c| smptest::run(c.filter))),
     ("fs", Run::Suite("file-system", |c| fstest::run(c.filter, c.programs))),
     ("net", Run::Suite("network", |c| nettest::run(c.filter))),
+    ("holes", Run::Suite("known open holes", |c| crate::hostile::run_open(c.filter))),
     ("webcrash", Run::Status(|c| crate::webcrash::run(c.programs))),
     ("fuzz", Run::Status(|c| fuzz::run(c.args))),
     ("bench", Run::Status(|c| bench::run(c.programs))),

@@ -110,7 +110,8 @@ impl Kernel {
     }
 
     /// Starts target `t`'s call context with `cur`'s arguments and blocks `cur` for the
-    /// reply; `t` runs next, on this core at once if it may (`hand_over`).
+    /// reply; `t` runs next, on this core at once if it may (`hand_over`). Returns `true`:
+    /// the caller has given up the CPU.
     fn enter(&mut self, cur: usize, t: usize, opts: u64) -> bool {
         let frame = opts & !0xfff;
         if frame != 0 {
@@ -121,18 +122,20 @@ impl Kernel {
                 let stale = self.envs.iter_mut().flat_map(|e| e.grants.iter_mut()).filter(|h| h.pa == frame);
                 stale.for_each(|h| *h = Grant::default());
             }
-            // Each caller may hold a quarter of a server's grant slots, so that no one
-            // caller can take them all (a grant of the same frame is renewed in place).
+            // The slot of the same frame (renewed in place), else a free one, else the oldest
+            // (the others move down one): that grant ends, so no caller, nor any family of
+            // callers, can keep every slot from the rest. The server is parked: none is in use.
             let (ft, grants) = (&self.ft, &mut self.envs[t].grants);
-            let theirs = grants.iter().filter(|h| h.owner == g.owner && h.pa != frame && live(ft, h)).count();
-            let free = || grants.iter().position(|h| !live(ft, h)).filter(|_| theirs < PCT_GRANTS / 4);
-            let Some(i) = grants.iter().position(|h| h.pa == frame).or_else(free) else {
-                self.envs[cur].frame().x[0] = Error::NoSlot as i64 as u64;
-                return false;
-            };
+            let found = grants.iter().position(|h| h.pa == frame).or_else(|| grants.iter().position(|h| !live(ft, h)));
+            let i = found.unwrap_or_else(|| {
+                grants.rotate_left(1);
+                PCT_GRANTS - 1
+            });
             let old = core::mem::replace(&mut grants[i], g);
-            if old.pa == frame && old.write && !g.write {
-                unmap_frame(self, t, frame); // granted read-only now: no writable mapping stays
+            // The server keeps no mapping of a grant that ended, nor a writable one of a
+            // grant renewed read-only.
+            if live(ft, &old) && (old.pa != frame || old.write && !g.write) {
+                unmap_frame(self, t, old.pa);
             }
         }
         let (caller_id, f) = (self.envs[cur].id, self.envs[cur].frame());
