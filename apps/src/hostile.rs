@@ -395,30 +395,15 @@ fn wait_for(cond: impl Fn() -> bool) -> bool {
     true
 }
 
-/// Hole 3: a public page mapped 65,535 times saturated its 16-bit count, and every other
-/// environment's mapping of it (so fork and spawn) failed with `Busy`.
-fn map_count_flood() -> Result<(), &'static str> {
+/// Forks a child that maps frame `pa` read-only at 66,000 pages of fresh address space
+/// (more than a 16-bit mapping count holds), 500 entries a `TableSetBatch`, leaves how
+/// many took in word 1 and then only yields. Returns it, and whether it got that far
+/// (word 0, which the caller has cleared).
+fn flooder(pa: u64) -> Result<(EnvId, bool), &'static str> {
     let w = words();
-    w.iter().for_each(|w| w.store(0, SeqCst));
-    let public = vm::kinfo().frame_table;
     let child = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
-            const N: u64 = 66_000;
-            let base = vm::alloc_va(N + 512) & !(0x20_0000 - 1);
-            let mut ops = [TableOp::default(); 500];
-            let mut mapped = 0;
-            for chunk in 0..N.div_ceil(500) {
-                let va = base + 0x20_0000 + chunk * 500 * PAGE;
-                for (k, op) in ops.iter_mut().enumerate() {
-                    let v = va + k as u64 * PAGE;
-                    if k == 0 || v & 0x1f_ffff == 0 {
-                        let _ = vm::ensure_tables(EnvId::SELF, v);
-                    }
-                    *op = TableOp { va: v, level: 3, pte: Pte::user_page(public, RO).0 };
-                }
-                mapped += sys::table_set_batch(EnvId::SELF, &ops).unwrap_or(0);
-            }
-            w[1].store(mapped, SeqCst);
+            w[1].store(map_many_times(pa), SeqCst);
             w[0].store(1, SeqCst);
             loop {
                 sys::yield_now();
@@ -426,7 +411,35 @@ fn map_count_flood() -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    let done = wait_for(|| w[0].load(SeqCst) == 1);
+    Ok((child, wait_for(|| w[0].load(SeqCst) == 1)))
+}
+
+fn map_many_times(pa: u64) -> u64 {
+    const N: u64 = 66_000;
+    let base = vm::alloc_va(N + 512) & !(0x20_0000 - 1);
+    let mut ops = [TableOp::default(); 500];
+    let mut mapped = 0;
+    for chunk in 0..N.div_ceil(500) {
+        let va = base + 0x20_0000 + chunk * 500 * PAGE;
+        for (k, op) in ops.iter_mut().enumerate() {
+            let v = va + k as u64 * PAGE;
+            if k == 0 || v & 0x1f_ffff == 0 {
+                let _ = vm::ensure_tables(EnvId::SELF, v);
+            }
+            *op = TableOp { va: v, level: 3, pte: Pte::user_page(pa, RO).0 };
+        }
+        mapped += sys::table_set_batch(EnvId::SELF, &ops).unwrap_or(0);
+    }
+    mapped
+}
+
+/// Hole 3: a public page mapped 65,535 times saturated its 16-bit count, and every other
+/// environment's mapping of it (so fork and spawn) failed with `Busy`.
+fn map_count_flood() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let public = vm::kinfo().frame_table;
+    let (child, done) = flooder(public)?;
     let va = vm::alloc_va(1);
     let mine = vm::map_frame(va, public, RO);
     let _ = vm::unmap(va);
@@ -590,16 +603,15 @@ fn right_revocation_reaches_down() -> Result<(), &'static str> {
     check(status == Ok(1), "a right taken back still let the one it was passed down to call")
 }
 
-/// Item 10: revocation asked the biggest holder *other than the asker*, so a hog that took
-/// all memory and kept asking had the kernel repossess its victims' frames.
-fn hog_loses() -> Result<(), &'static str> {
+/// Forks a victim that takes `frames` frames and then only yields, with the whole
+/// environment table mapped first, while memory is free. Returns it, and whether it got
+/// that far (word 0, which the caller has cleared).
+fn victim_holding(frames: u64) -> Result<(EnvId, bool), &'static str> {
     let w = words();
-    w.iter().for_each(|w| w.store(0, SeqCst));
-    // Map the whole environment table while memory is free.
     vm::env_info(EnvId(0)).zip(vm::env_info(EnvId(vm::kinfo().max_envs as u32 - 1))).ok_or("env info")?;
     let victim = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
-            for _ in 0..64 {
+            for _ in 0..frames {
                 let _ = sys::frame_alloc(EnvId::SELF, None);
             }
             w[0].store(1, SeqCst);
@@ -609,7 +621,15 @@ fn hog_loses() -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    let ready = wait_for(|| w[0].load(SeqCst) == 1);
+    Ok((victim, wait_for(|| w[0].load(SeqCst) == 1)))
+}
+
+/// Item 10: revocation asked the biggest holder *other than the asker*, so a hog that took
+/// all memory and kept asking had the kernel repossess its victims' frames.
+fn hog_loses() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let (victim, ready) = victim_holding(64)?;
     let hog = match process::fork().map_err(|_| "fork")? {
         Fork::Child => loop {
             // No upcall handler of note: it ignores revocation requests and keeps taking.
@@ -638,20 +658,7 @@ fn split_hog_loses() -> Result<(), &'static str> {
     let victim_frames = vm::kinfo().free_frames as u64 / 8;
     let w = words();
     w.iter().for_each(|w| w.store(0, SeqCst));
-    vm::env_info(EnvId(0)).zip(vm::env_info(EnvId(vm::kinfo().max_envs as u32 - 1))).ok_or("env info")?;
-    let victim = match process::fork().map_err(|_| "fork")? {
-        Fork::Child => {
-            for _ in 0..victim_frames {
-                let _ = sys::frame_alloc(EnvId::SELF, None);
-            }
-            w[0].store(1, SeqCst);
-            loop {
-                sys::yield_now();
-            }
-        }
-        Fork::Parent(c) => c,
-    };
-    let ready = wait_for(|| w[0].load(SeqCst) == 1);
+    let (victim, ready) = victim_holding(victim_frames)?;
     let hog = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             for _ in 0..16 {
@@ -2163,32 +2170,7 @@ fn shared_map_count_flood() -> Result<(), &'static str> {
     let w = words();
     w.iter().for_each(|w| w.store(0, SeqCst));
     let shared = Pte(vm::entry(w as *const _ as u64)).addr();
-    let child = match process::fork().map_err(|_| "fork")? {
-        Fork::Child => {
-            const N: u64 = 66_000;
-            let base = vm::alloc_va(N + 512) & !(0x20_0000 - 1);
-            let mut ops = [TableOp::default(); 500];
-            let mut mapped = 0;
-            for chunk in 0..N.div_ceil(500) {
-                let va = base + 0x20_0000 + chunk * 500 * PAGE;
-                for (k, op) in ops.iter_mut().enumerate() {
-                    let v = va + k as u64 * PAGE;
-                    if k == 0 || v & 0x1f_ffff == 0 {
-                        let _ = vm::ensure_tables(EnvId::SELF, v);
-                    }
-                    *op = TableOp { va: v, level: 3, pte: Pte::user_page(shared, RO).0 };
-                }
-                mapped += sys::table_set_batch(EnvId::SELF, &ops).unwrap_or(0);
-            }
-            w[1].store(mapped, SeqCst);
-            w[0].store(1, SeqCst);
-            loop {
-                sys::yield_now();
-            }
-        }
-        Fork::Parent(c) => c,
-    };
-    let done = wait_for(|| w[0].load(SeqCst) == 1);
+    let (child, done) = flooder(shared)?;
     let fork_works = in_child(|| 5) == Ok(5);
     let _ = sys::env_destroy(child);
     check(done && w[1].load(SeqCst) > 60_000, "the flooding child did not map the page")?;
