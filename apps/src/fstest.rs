@@ -23,6 +23,9 @@ pub const TESTS: &[Test] = &[
     ("two_clients_share_one_volume_through_the_file_service", two_clients),
     ("a_client_cannot_use_another_clients_handle", foreign_handle),
     ("a_call_that_leaves_out_its_buffer_gets_no_other_clients_buffer", buffer_left_out),
+    ("malformed_calls_neither_crash_nor_hang_the_file_service", malformed_calls),
+    ("a_freed_buffer_frame_is_refused_without_its_grant", freed_buffer),
+    ("one_client_cannot_take_every_open_file_of_the_file_service", open_file_hog),
     ("files_survive_a_remount_through_the_libos_linked_directly", direct_remount),
     ("the_block_cache_gives_its_pages_back_and_reads_stay_right", crate::cachetest::given_back),
     ("spawn_runs_an_elf_from_the_fat_partition_and_wait_returns_its_status", spawn_from_fat),
@@ -304,4 +307,169 @@ fn malformed_elf(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
         Fork::Parent(c) => process::wait(c).map_err(|_| "wait")?,
     };
     check(status == 1, "exec loaded over the windows")
+}
+
+/// A fresh page of ours, mapped, and its frame.
+fn raw_buffer() -> Result<(&'static mut [u8; 4096], u64), &'static str> {
+    let va = vm::alloc_va(1);
+    let pa = vm::map_new(va, RW).map_err(|_| "map")?;
+    // SAFETY: va maps a fresh page read-write, used only by this test.
+    Ok((unsafe { &mut *(va as *mut [u8; 4096]) }, pa))
+}
+
+/// Hostile calls, each made with the buffer granted: out-of-range lengths, handles, counts
+/// and offsets, paths that are not UTF-8, too long, or full of `..`, unknown operations.
+/// fsd must answer every one and still serve after.
+fn malformed_calls(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    use exo_libos::abi::PCT_GRANT_RW;
+    use service::protocol::op;
+    let fsd = start_fsd(programs)?;
+    sys::pct_allow(EnvId::SELF, fsd).map_err(|_| "allow")?;
+    let (buf, pa) = raw_buffer()?;
+    let call = |w: [u64; 4]| sys::pct_call(fsd, [w[0] | pa, w[1], w[2], w[3]], pa | PCT_GRANT_RW);
+    let put = |buf: &mut [u8; 4096], s: &[u8]| {
+        buf.fill(0);
+        buf[..s.len()].copy_from_slice(s);
+        s.len() as u64
+    };
+    let alive = |i: usize| -> Result<(), &'static str> {
+        match call([op::MOUNTS, 0, 0, 0]) {
+            Ok(r) if r[0] == 0 => Ok(()),
+            r => {
+                println!("  fsd stopped serving after case {i}: {r:?}");
+                Err("fsd did not survive a malformed call")
+            }
+        }
+    };
+    alive(0)?;
+    let mut cases: Vec<(Vec<u8>, [u64; 4])> = Vec::new();
+    let dots = b"/fat".iter().copied().chain(b"/..".repeat(1300)).collect::<Vec<u8>>();
+    let ldots = b"/log".iter().copied().chain(b"/..".repeat(1300)).collect::<Vec<u8>>();
+    let deep = b"/log".iter().copied().chain(b"/a".repeat(2040)).collect::<Vec<u8>>();
+    let long = b"/fat/".iter().copied().chain(b"x".repeat(4000)).collect::<Vec<u8>>();
+    let llong = b"/log/".iter().copied().chain(b"x".repeat(4000)).collect::<Vec<u8>>();
+    let bad = [0xffu8; 64].to_vec();
+    for (p, n) in [(&dots, dots.len()), (&ldots, ldots.len()), (&deep, deep.len()), (&long, long.len()), (&llong, llong.len()), (&bad, 64)] {
+        for o in [op::OPEN, op::STAT, op::LIST, op::MKDIR, op::REMOVE, op::STATFS, op::ATTR, op::VERSION] {
+            cases.push((p.clone(), [o, n as u64, 4 | 3, 0]));
+        }
+        cases.push((p.clone(), [op::RENAME, 4, n as u64 - 4, 0]));
+        cases.push((p.clone(), [op::SET_ATTR, 4, u64::MAX, 0]));
+    }
+    let f = b"/fat/x".to_vec();
+    for w in [
+        [op::OPEN, u64::MAX, 0, 0],
+        [op::OPEN, 4097, 0, 0],
+        [op::OPEN, 6, u64::MAX, u64::MAX],
+        [op::RENAME, 1, u64::MAX, 0],
+        [op::RENAME, u64::MAX, 1, 0],
+        [op::RENAME, 4096, 4096, 0],
+        [op::SET_ATTR, 6, u64::MAX - 10, 0],
+        [op::SET_ATTR, 6, 4096, 0],
+        [op::LIST, 4, u64::MAX, 0],
+        [op::READ, u64::MAX, u64::MAX, u64::MAX],
+        [op::READ, 0, 0, u64::MAX],
+        [op::WRITE, u64::MAX, 0, u64::MAX],
+        [op::WRITE, 0, u64::MAX, u64::MAX],
+        [op::CLOSE, u64::MAX, 0, 0],
+        [op::CLOSE, 1 << 32, 0, 0],
+        [op::FSTAT, u32::MAX as u64, 0, 0],
+        [0, 0, 0, 0],
+        [0xfff, u64::MAX, u64::MAX, u64::MAX],
+    ] {
+        cases.push((f.clone(), w));
+    }
+    for (i, (p, w)) in cases.iter().enumerate() {
+        put(buf, p);
+        let _ = call(*w);
+        alive(i + 1)?;
+    }
+    // A file of our own, then reads and writes at offsets at the end of the range.
+    let mut done = true;
+    for dir in [&b"/log/m.bin"[..], &b"/fat/m.bin"[..]] {
+        let n = put(buf, dir);
+        let r = call([op::OPEN, n, 3 | 4, 0]).map_err(|_| "open")?;
+        check(r[0] == 0, "cannot open a file")?;
+        let h = r[1];
+        for (i, off) in [u64::MAX, u64::MAX - 1, u64::MAX - 4095, 1 << 63, (1 << 32) - 1, 1 << 40].into_iter().enumerate() {
+            let _ = call([op::WRITE, h, off, 4096]);
+            alive(1000 + i)?;
+            let _ = call([op::READ, h, off, 4096]);
+            alive(2000 + i)?;
+        }
+        let _ = call([op::CLOSE, h, 0, 0]);
+        let n = put(buf, dir);
+        done &= call([op::REMOVE, n, 0, 0]).is_ok_and(|r| r[0] == 0);
+    }
+    let _ = call([op::SYNC, 0, 0, 0]);
+    alive(9999)?;
+    let _ = sys::env_destroy(fsd);
+    check(done, "could not remove the test files")
+}
+
+/// A client that grants its buffer and then frees the frame: a later call naming that
+/// frame without its grant must be told to grant it (`NEED_BUFFER`), not served through a
+/// frame that is no longer the caller's.
+fn freed_buffer(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    use exo_libos::abi::PCT_GRANT_RW;
+    use service::protocol::{op, NEED_BUFFER};
+    let fsd = start_fsd(programs)?;
+    sys::pct_allow(EnvId::SELF, fsd).map_err(|_| "allow")?;
+    let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
+    let first = sys::pct_call(fsd, [op::MOUNTS | pa, 0, 0, 0], pa | PCT_GRANT_RW).map_err(|_| "call")?;
+    check(first[0] == 0, "the granted call failed")?;
+    let kept = sys::pct_call(fsd, [op::MOUNTS | pa, 0, 0, 0], 0).map_err(|_| "call")?;
+    check(kept[0] == 0, "the buffer could not be left out once granted")?;
+    let freed = sys::frame_free(EnvId::SELF, pa);
+    println!("  frame_free of the granted buffer: {freed:?}");
+    let after = sys::pct_call(fsd, [op::MOUNTS | pa, 0, 0, 0], 0);
+    println!("  a call naming it without the grant: {after:?}");
+    let regrant = sys::pct_call(fsd, [op::MOUNTS | pa, 0, 0, 0], pa | PCT_GRANT_RW);
+    println!("  with the grant: {regrant:?}");
+    let alive = sys::pct_call(fsd, [op::MOUNTS, 0, 0, 0], 0);
+    let _ = sys::env_destroy(fsd);
+    check(alive.is_ok(), "fsd died")?;
+    check(freed.is_err() || after.is_ok_and(|r| r[0] == NEED_BUFFER), "fsd served a call through a freed frame")
+}
+
+/// One client opens `/fat` files until fsd refuses it, and holds them: another client must
+/// still be able to open a file there.
+fn open_file_hog(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    shared_flags();
+    let fsd = start_fsd(programs)?;
+    sys::pct_allow(EnvId::SELF, fsd).map_err(|_| "allow")?;
+    let mut mine = service::RemoteFs::discover(fsd).map_err(|_| "discover")?;
+    let (_, fs) = mine.iter_mut().find(|(at, _)| at == "/fat").ok_or("no /fat")?;
+    let h = fs::FileSystem::open(fs, "/hog.txt", OpenFlags::RW | OpenFlags::CREATE).map_err(|_| "create")?;
+    let _ = fs::FileSystem::close(fs, h);
+    let hog = match process::fork_allowing(&[fsd]).map_err(|_| "fork")? {
+        Fork::Child => {
+            let Ok(mut theirs) = service::RemoteFs::discover(fsd) else { sys::exit(2) };
+            let Some((_, fs)) = theirs.iter_mut().find(|(at, _)| at == "/fat") else { sys::exit(3) };
+            let mut n = 0u64;
+            while n < 1000 && fs::FileSystem::open(fs, "/hog.txt", OpenFlags::READ).is_ok() {
+                n += 1;
+            }
+            flags()[0].store(n + 1, SeqCst);
+            loop {
+                sys::yield_now();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    while flags()[0].load(SeqCst) == 0 {
+        sys::yield_now();
+    }
+    let held = flags()[0].load(SeqCst) - 1;
+    let r = fs::FileSystem::open(fs, "/hog.txt", OpenFlags::READ);
+    println!("  the hog holds {held} handles; another client's open: {r:?}");
+    if let Ok(h) = r {
+        let _ = fs::FileSystem::close(fs, h);
+    }
+    let _ = sys::env_destroy(hog);
+    let _ = fs::FileSystem::remove(fs, "/hog.txt");
+    let _ = fs::FileSystem::sync(fs);
+    drop(mine);
+    let _ = sys::env_destroy(fsd);
+    check(r.is_ok(), "one client's open files left none for another")
 }
