@@ -349,7 +349,14 @@ fn malformed_calls(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let long = b"/fat/".iter().copied().chain(b"x".repeat(4000)).collect::<Vec<u8>>();
     let llong = b"/log/".iter().copied().chain(b"x".repeat(4000)).collect::<Vec<u8>>();
     let bad = [0xffu8; 64].to_vec();
-    for (p, n) in [(&dots, dots.len()), (&ldots, ldots.len()), (&deep, deep.len()), (&long, long.len()), (&llong, llong.len()), (&bad, 64)] {
+    for (p, n) in [
+        (&dots, dots.len()),
+        (&ldots, ldots.len()),
+        (&deep, deep.len()),
+        (&long, long.len()),
+        (&llong, llong.len()),
+        (&bad, 64),
+    ] {
         for o in [op::OPEN, op::STAT, op::LIST, op::MKDIR, op::REMOVE, op::STATFS, op::ATTR, op::VERSION] {
             cases.push((p.clone(), [o, n as u64, 4 | 3, 0]));
         }
@@ -391,7 +398,9 @@ fn malformed_calls(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
         let r = call([op::OPEN, n, 3 | 4, 0]).map_err(|_| "open")?;
         check(r[0] == 0, "cannot open a file")?;
         let h = r[1];
-        for (i, off) in [u64::MAX, u64::MAX - 1, u64::MAX - 4095, 1 << 63, (1 << 32) - 1, 1 << 40].into_iter().enumerate() {
+        for (i, off) in
+            [u64::MAX, u64::MAX - 1, u64::MAX - 4095, 1 << 63, (1 << 32) - 1, 1 << 40].into_iter().enumerate()
+        {
             let _ = call([op::WRITE, h, off, 4096]);
             alive(1000 + i)?;
             let _ = call([op::READ, h, off, 4096]);
@@ -429,7 +438,10 @@ fn freed_buffer(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let alive = sys::pct_call(fsd, [op::MOUNTS, 0, 0, 0], 0);
     let _ = sys::env_destroy(fsd);
     check(alive.is_ok(), "fsd died")?;
-    check(freed.is_err() || after.is_ok_and(|r| r[0] == NEED_BUFFER), "fsd served a call through a freed frame")
+    check(
+        freed.is_err() || after.is_ok_and(|r| r[0] == NEED_BUFFER),
+        "fsd served a call through a freed frame",
+    )
 }
 
 /// One client opens `/fat` files until fsd refuses it, and holds them: another client must
@@ -457,10 +469,8 @@ fn open_file_hog(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    while flags()[0].load(SeqCst) == 0 {
-        sys::yield_now();
-    }
-    let held = flags()[0].load(SeqCst) - 1;
+    let ready = crate::hostile::wait_for(|| flags()[0].load(SeqCst) != 0);
+    let held = flags()[0].load(SeqCst).saturating_sub(1);
     let r = fs::FileSystem::open(fs, "/hog.txt", OpenFlags::READ);
     println!("  the hog holds {held} handles; another client's open: {r:?}");
     if let Ok(h) = r {
@@ -471,5 +481,6 @@ fn open_file_hog(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let _ = fs::FileSystem::sync(fs);
     drop(mine);
     let _ = sys::env_destroy(fsd);
+    check(ready && held > 0, "the hog could not open its file")?;
     check(r.is_ok(), "one client's open files left none for another")
 }

@@ -384,7 +384,7 @@ fn ungrant_during_call_upcall() -> Result<(), &'static str> {
 }
 
 /// Yields until `cond` holds, for at most two seconds of virtual time.
-fn wait_for(cond: impl Fn() -> bool) -> bool {
+pub(crate) fn wait_for(cond: impl Fn() -> bool) -> bool {
     let end = counter() + 2 * vm::kinfo().counter_hz;
     while !cond() {
         if counter() > end {

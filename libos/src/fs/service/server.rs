@@ -13,6 +13,11 @@ use super::protocol::{op, pack_metadata, put_entry, type_code, BUF, NEED_BUFFER,
 use crate::fs::{Error, FileSystem, Handle, MountRef, OpenFlags, Result, Vfs};
 use crate::vm;
 
+/// Files one client may hold open through the service at once: a quarter of what the FAT
+/// libOS can have open (64), so that no one client can take every open file of a mount
+/// from the others.
+pub const OPEN_PER_CLIENT: usize = 16;
+
 /// The server's side: a `Vfs` of its own, and the handles it gave each client.
 pub struct Server {
     pub vfs: Vfs,
@@ -111,7 +116,7 @@ impl Server {
     }
 
     fn path(buf: &[u8], from: u64, len: u64) -> Result<String> {
-        let (a, b) = (from as usize, (from + len) as usize);
+        let (a, b) = (from as usize, from.saturating_add(len) as usize);
         let bytes = buf.get(a..b).ok_or(Error::InvalidArgument)?;
         core::str::from_utf8(bytes).map(String::from).map_err(|_| Error::InvalidName)
     }
@@ -166,6 +171,9 @@ impl Server {
             op::OPEN => {
                 if self.handles.len() >= 32 {
                     self.forget_departed();
+                }
+                if self.handles.iter().flatten().filter(|x| x.0 == caller).count() >= OPEN_PER_CLIENT {
+                    return Err(Error::TooManyOpenFiles);
                 }
                 let (at, p) = self.split(&Self::path(buf, 0, a[1])?)?;
                 let flags = OpenFlags::from_bits(a[2] as u8);
