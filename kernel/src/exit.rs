@@ -14,9 +14,14 @@ pub fn fail() -> ! {
     power_off(1)
 }
 
+/// Semihosting is tried once: its `hlt` traps when the host has it off (`exo.exit=semihosting`
+/// under a QEMU without `-semihosting`), and the fault's own power-off then goes without it.
 pub fn power_off(status: u32) -> ! {
+    use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static TRIED: AtomicBool = AtomicBool::new(false);
+    let semihosting = platform::config().semihosting && !TRIED.swap(true, Relaxed);
     if let Some(board) = platform::board() {
-        board.power_off(platform::config().semihosting, status);
+        board.power_off(semihosting, status);
     }
     crate::kprintln!("exo: could not power off (status {status}); halting this core");
     loop {
