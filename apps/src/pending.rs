@@ -204,7 +204,7 @@ pub fn reply_after_pending_upcall() -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    // The caller (a sibling of the server: not its ancestor, so it may be asked) calls.
+    // The caller (which will hold the most memory, so it is the one asked) calls.
     let allowed = sys::pct_allow(c, s).is_ok();
     w[READY].store(1, SeqCst);
     let waiting = parked

@@ -3,10 +3,11 @@
 //! and keep working; one that misses its deadline loses only its reserve. Part of the core
 //! suite.
 //!
-//! The scene: the test forks the workers, then a hoarder that takes all but a few free
-//! frames and forks a taker. The taker keeps allocating; each failure makes the kernel ask
-//! the biggest holder that is not its ancestor — a worker, since the hoarder is the taker's
-//! parent — and the worker's libOS gives frames back, which the taker then gets.
+//! The scene: the test forks two workers and a taker; the workers fill memory with their
+//! working sets (plain mapped pages) until only a few frames are free. The taker keeps
+//! allocating; each failure makes the kernel ask the environment that holds the most — a
+//! worker, whose family outweighs the taker's and the test's own frames — and the worker's
+//! libOS gives frames back, which the taker then gets.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -51,7 +52,7 @@ mod word {
     pub const STOP: usize = 0;
     /// Workers that are ready (filled their memory).
     pub const READY: usize = 1;
-    /// Set by the hoarder once memory is full.
+    /// Set by the test once the workers filled memory.
     pub const FULL: usize = 2;
     /// Frames the taker got after memory was full.
     pub const GOT: usize = 3;
@@ -68,6 +69,9 @@ mod word {
     pub const STATS: usize = 8;
     /// The churning hog's frames at its fullest (`churn_is_not_giving_back`).
     pub const PEAK: usize = 24;
+    /// Set by the test when the workers may fill memory; then workers that filled it.
+    pub const PAD: usize = 25;
+    pub const PADDED: usize = 26;
 }
 
 /// A page both a parent and its forked children can write.
@@ -176,6 +180,11 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize, core: Option<u8>) -
         return 12;
     }
     s.add(word::READY, 1);
+    while s.get(word::PAD) == 0 {
+        sys::yield_now();
+    }
+    pad();
+    s.add(word::PADDED, 1);
     let mut bad = false;
     while s.get(word::STOP) == 0 {
         if decline && reserve == 0 {
@@ -215,28 +224,17 @@ fn worker(s: &Shared, w: u64, decline: bool, reserve: usize, core: Option<u8>) -
     i32::from(bad)
 }
 
-/// Takes all but `LEFT` free frames, forks the takers first (so that it is each taker's
-/// ancestor, never asked on its behalf), and parks. `cores`: one taker per core named,
-/// pinned there; `None`: one taker, anywhere.
-fn hoarder(s: &Shared, cores: Option<[u8; 2]>) -> i32 {
-    match cores {
-        None => {
-            let Ok(_) = spawn(|| taker(s, None)) else { return 1 };
+/// Maps plain pages (the worker's working set: nothing it gives back of its own accord)
+/// until memory is down to `LEFT` free frames, yielding now and then so that two workers on
+/// one core fill it in turn and end up holding about as much as each other.
+fn pad() {
+    let va = vm::alloc_va(u64::from(vm::kinfo().free_frames));
+    let mut i = 0;
+    while vm::kinfo().free_frames > LEFT && vm::map_new(va + i * PAGE, vm::RW).is_ok() {
+        i += 1;
+        if i % 64 == 0 {
+            sys::yield_now();
         }
-        Some(cs) => {
-            for (i, c) in cs.into_iter().enumerate() {
-                let Ok(_) = spawn(move || taker(s, Some((i, c)))) else { return 1 };
-            }
-        }
-    }
-    while vm::kinfo().free_frames > LEFT {
-        if sys::frame_alloc(EnvId::SELF, None).is_err() {
-            break;
-        }
-    }
-    s.set(word::FULL, 1);
-    loop {
-        sys::yield_now();
     }
 }
 
@@ -287,15 +285,31 @@ fn scene_here(s: &Shared, decline: bool, reserve: usize, across: bool) -> Result
     let workers: Vec<EnvId> =
         (0..2).map(|w| spawn(|| worker(s, w, decline, reserve, core(w)))).collect::<Result<_, _>>()?;
     check(wait_for(10_000, || s.get(word::READY) == 2), "the workers never got ready")?;
-    let hoarder = spawn(|| hoarder(s, across.then_some([0, 3])))?;
-    let finished = wait_for(30_000, || s.get(word::DONE) != 0);
+    // The takers are forked while memory is free: one anywhere, or one pinned to each of
+    // cores 0 and 3.
+    let takers: Vec<EnvId> = match across {
+        false => vec![spawn(|| taker(s, None))?],
+        true => [0, 3]
+            .into_iter()
+            .enumerate()
+            .map(|p| spawn(move || taker(s, Some(p))))
+            .collect::<Result<_, _>>()?,
+    };
+    s.set(word::PAD, 1);
+    let padded = wait_for(30_000, || s.get(word::PADDED) == 2);
+    s.set(word::FULL, 1);
+    let finished = padded && wait_for(30_000, || s.get(word::DONE) != 0);
     if across {
-        // Both takers say where they ran before they go with the hoarder.
+        // Both takers say where they ran before they go.
         wait_for(1_000, || s.get(word::TAKER_CORE) & 0xff != 0 && s.get(word::TAKER_CORE) >> 8 != 0);
     }
-    let _ = sys::env_destroy(hoarder);
+    for &t in &takers {
+        let _ = sys::env_destroy(t);
+        let _ = process::wait(t);
+    }
     s.set(word::STOP, 1);
     let statuses: Vec<i32> = workers.iter().map(|&w| process::wait(w).unwrap_or(-1)).collect();
+    check(padded, "the workers never filled memory")?;
     check(finished, "the taker never finished")?;
     println!(
         "pressure: taker got {} frames; workers gave {} and {}, lost {} and {}",

@@ -91,7 +91,7 @@ fast_on!(frame_alloc, |k, t, pa, from| {
         Err(e) => {
             k.uncharge(t, 1);
             if e == Error::NoMemory {
-                upcall::request_revocation(k, t);
+                upcall::request_revocation(k);
             }
             return Err(e);
         }

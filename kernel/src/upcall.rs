@@ -97,19 +97,22 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
     k.destroy(slot, exo_abi::killed_status(upcall::classify(esr).0));
 }
 
-/// Memory ran out for `asker`: ask the environment holding the most frames — the asker
-/// included, its ancestors not — to give some back, unless that one is already asked. So a
-/// hog that took everything is asked itself, and loses frames, rather than its victims.
+/// Memory ran out: ask the environment that answers for the most of it to give some
+/// back, unless that one is already asked. From the top of the family tree down, the walk
+/// goes into the child whose family (`subtree`) holds the most, and stops at the first
+/// environment that holds by itself at least as much as any child's family. So the one
+/// that took the memory is asked — a hog that took everything itself, or the largest part
+/// of a hog split among children — never a bystander holding less than the hog's family.
+/// Who ran out counts for nothing: an ancestor of it is asked like anyone else.
 /// The kernel's only policy here is whom to ask; which frames go back is the libOS's
 /// choice until the deadline passes.
-pub fn request_revocation(k: &mut Kernel, asker: usize) {
-    let victim = (0..MAX_ENVS)
-        .filter(|&s| matches!(k.envs[s].state, EnvState::Runnable | EnvState::Blocked | EnvState::Blank))
-        .filter(|&s| s == asker || !crate::env::is_ancestor_or_self(&k.envs, s, asker))
-        .max_by_key(|&s| k.envs[s].held)
-        .filter(|&s| k.envs[s].held > 0 && k.envs[s].revoke_wanted == 0);
-    let Some(v) = victim else { return };
-    let e = &mut k.envs[v];
+pub fn request_revocation(k: &mut Kernel) {
+    let envs = &k.envs;
+    let child_of = |p: usize| move |s: &usize| envs[*s].state != EnvState::Free && envs[*s].parent == p;
+    let heaviest = |p: usize| (0..MAX_ENVS).filter(child_of(p)).max_by_key(|&s| envs[s].subtree);
+    let down = |&v: &usize| heaviest(v).filter(|&c| envs[c].subtree > envs.get(v).map_or(0, |e| e.held));
+    let v = core::iter::successors(Some(NONE), down).last().unwrap_or(NONE); // (NONE: above init)
+    let Some(e) = k.envs.get_mut(v).filter(|e| e.held > 0 && e.revoke_wanted == 0) else { return };
     (e.revoke_wanted, e.revoke_deadline) = (REVOKE_BATCH.min(e.held), k.ticks + REVOKE_GRACE);
     e.pending |= PENDING_REVOKE;
     log::debug!("asking env {:#x} for {} frames back by tick {}", e.id.0, e.revoke_wanted, e.revoke_deadline);
