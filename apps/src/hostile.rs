@@ -121,7 +121,10 @@ pub const TESTS: &[Test] = &[
 /// Attacks the kernel does not refuse yet: each fails until its hole is closed, so they run
 /// only when asked for (`exo.test=holes`), never in the suites `cargo xtask test` boots.
 /// docs/apps.md says why each is still open. (None today.)
-pub const OPEN: &[Test] = &[];
+pub const OPEN: &[Test] = &[
+    ("memory_hoarded_in_frames_mapped_twice_is_still_repossessed", twice_mapped_hoard),
+    ("memory_hoarded_as_page_tables_is_still_repossessed", table_hoard),
+];
 
 pub fn run_open(filter: &str) -> usize {
     run_suite("open holes", OPEN, filter, |test| test())
@@ -698,6 +701,63 @@ fn split_hog_loses() -> Result<(), &'static str> {
     check(ready, "the victim did not start")?;
     check(settled, "memory never ran out, or no one was made to give frames back")?;
     check(lost == 0, "the kernel repossessed the victim's frames for a hog split among children")
+}
+
+/// A blank child (no handler: it can never answer) is given all of memory by its parent,
+/// each frame kept as `keep(child, i)` says (false: memory ran out); it holds the most, so
+/// it is asked, and at the deadline the kernel must take frames by force. Passes if the
+/// parent then gets a frame.
+fn hoard(mut keep: impl FnMut(EnvId, u64) -> bool) -> Result<(), &'static str> {
+    let child = sys::env_create(0).map_err(|_| "create")?;
+    let root = sys::frame_alloc(child, None).map_err(|_| "alloc")?;
+    sys::table_bind(child, root, 0).map_err(|_| "bind the child's root")?;
+    let mut i = 0;
+    while keep(child, i) {
+        i += 1;
+    }
+    // Memory is full: ask for a frame until one comes back (the deadline is 3 ticks).
+    let got = (0..4).any(|_| {
+        wait_for(|| {
+            sys::frame_alloc(EnvId::SELF, None).is_ok_and(|pa| sys::frame_free(EnvId::SELF, pa).is_ok())
+        })
+    });
+    let lost = vm::env_info(child).map_or(u64::MAX, |e| e.repossessed);
+    let _ = sys::env_destroy(child);
+    let _ = process::wait(child);
+    println!("  the hoard kept {i} frames; {lost} repossessed");
+    check(i > 1000, "the hoard never filled memory")?;
+    check(got, "no frame ever came back from the hoard")
+}
+
+/// Frames mapped more than once were never taken: each of the child's frames mapped twice
+/// in its own tables (two entries a frame, a level-3 table's 512 entries a batch; the
+/// tables made before the frames, so that none is left unmapped when memory runs out).
+fn twice_mapped_hoard() -> Result<(), &'static str> {
+    let base = vm::alloc_va(1 << 21) & !0x1f_ffff;
+    let (mut ops, mut n) = ([TableOp::default(); 512], 0);
+    hoard(|child, i| {
+        let va = base + 0x20_0000 + 2 * i * PAGE;
+        let tables = va & 0x1f_ffff != 0 || vm::ensure_tables(child, va).is_ok();
+        let pa = if tables { sys::frame_alloc(child, None).ok() } else { None };
+        if let Some(pa) = pa {
+            for v in [va, va + PAGE] {
+                ops[n] = TableOp { va: v, level: 3, pte: Pte::user_page(pa, RW).0 };
+                n += 1;
+            }
+        }
+        if n == ops.len() || pa.is_none() {
+            let all = sys::table_set_batch(child, &ops[..n]) == Ok(n as u64);
+            n = 0;
+            return pa.is_some() && all;
+        }
+        true
+    })
+}
+
+/// Tables were never taken: each of the child's frames bound as a level-3 table, linked
+/// nowhere.
+fn table_hoard() -> Result<(), &'static str> {
+    hoard(|child, _| sys::frame_alloc(child, None).is_ok_and(|pa| sys::table_bind(child, pa, 3).is_ok()))
 }
 
 /// Attacks on disk bindings; they need a disk, so they run in the disk suite.
