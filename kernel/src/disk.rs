@@ -117,13 +117,11 @@ impl Kernel {
     ) -> Result<(usize, u64), Error> {
         let disk = self.disk_sectors()?;
         let end = start.saturating_add(count);
-        if count == 0 || count > SECTOR_MAX_COUNT || end > disk || !buf.is_multiple_of(512) {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(count == 0 || count > SECTOR_MAX_COUNT || end > disk, Error::Invalid);
+        refuse_if!(!buf.is_multiple_of(512), Error::Invalid);
         let e = self.envs.get(self.current).ok_or(Error::NotFound)?; // destroyed meanwhile
-        if !e.sectors.iter().any(|b| b.covers(start, count, if write { SECTOR_WRITE } else { SECTOR_READ })) {
-            return Err(Error::Denied);
-        }
+        let rights = if write { SECTOR_WRITE } else { SECTOR_READ };
+        refuse_if!(!e.sectors.iter().any(|b| b.covers(start, count, rights)), Error::Denied);
         let (count, mut n) = (count.min(SECTOR_CHUNK), 0);
         uaccess::with_user(e.root, buf, count * 512, !write, |chunk| {
             // SAFETY: `chunk` is a physmap slice of a frame the caller has mapped with the
@@ -159,12 +157,9 @@ impl Kernel {
     pub fn sector_grant(&mut self, t: usize, start: u64, count: u64, rights: u64) -> Result<u64, Error> {
         let rights = u32::try_from(rights).ok().filter(|r| *r != 0 && r & !(SECTOR_READ | SECTOR_WRITE) == 0);
         let (Some(rights), Ok(count32)) = (rights, u32::try_from(count)) else { return Err(Error::Invalid) };
-        if count == 0 || t == self.current {
-            return Err(Error::Invalid);
-        }
-        if !self.envs[self.current].sectors.iter().any(|b| b.covers(start, count, rights)) {
-            return Err(Error::Denied);
-        }
+        refuse_if!(count == 0 || t == self.current, Error::Invalid);
+        let mine = &self.envs[self.current].sectors;
+        refuse_if!(!mine.iter().any(|b| b.covers(start, count, rights)), Error::Denied);
         let slot = self.envs[t].sectors.iter_mut().find(|b| b.count == 0).ok_or(Error::NoSlot)?;
         *slot = SectorBinding { start, count: count32, rights };
         self.publish(t);

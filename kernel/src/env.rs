@@ -133,6 +133,13 @@ pub struct Env {
 }
 
 impl Env {
+    /// Whether it is serving a call from `caller`: in its call context, or in an upcall
+    /// handler that interrupted it.
+    pub fn serving(&self, caller: EnvId) -> bool {
+        let ctx = if self.active == Ctx::Upcall { self.interrupted } else { self.active };
+        ctx == Ctx::Call && self.pct_caller.1 == caller
+    }
+
     /// An empty slot: free, running its own context, waiting for nothing, holding and bound
     /// to nothing — every field zero, but for the two that name no slot.
     const EMPTY: Env = {
@@ -324,9 +331,7 @@ impl Kernel {
 
     /// Counts a frame newly held by `slot` against its quota and every ancestor's.
     pub fn charge(&mut self, slot: usize) -> Result<(), Error> {
-        if self.line(slot).any(|e| e.quota != 0 && e.subtree >= e.quota) {
-            return Err(Error::Quota);
-        }
+        refuse_if!(self.line(slot).any(|e| e.quota != 0 && e.subtree >= e.quota), Error::Quota);
         self.envs[slot].held += 1;
         self.up(slot, |e| e.subtree += 1);
         self.publish_frames(slot);
@@ -372,9 +377,7 @@ impl Kernel {
     pub fn create(&mut self, parent: usize, quota: u32, kin: u32) -> Result<usize, Error> {
         let slot = self.envs.iter().position(|e| e.state == EnvState::Free).ok_or(Error::NoSlot)?;
         let left = self.line(parent).map(|e| e.kin_quota.saturating_sub(e.kin)).fold(MAX_ENVS as u32, u32::min);
-        if left == 0 || kin >= left {
-            return Err(Error::NoSlot);
-        }
+        refuse_if!(left == 0 || kin >= left, Error::NoSlot);
         self.up(parent, |e| e.kin += 1); // a slot taken by a descendant of each
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
         // 20 bits of generation, never 0 (slot 0's id would be `EnvId(0)`, "the caller").

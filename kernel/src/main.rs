@@ -55,6 +55,15 @@
 // On the host the crate is only a harness for the pure parts' unit tests.
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 
+/// A refusal, in one line: returns `Err($err)` from the function if `$cond` holds.
+macro_rules! refuse_if {
+    ($cond:expr, $err:expr) => {
+        if $cond {
+            return Err($err);
+        }
+    };
+}
+
 #[cfg(target_os = "none")]
 mod console; // not below: its `kprintln!` is exported, and a macro may not declare it
 mod mm;

@@ -45,9 +45,7 @@ impl Kernel {
     pub fn net_bind(&mut self, ptr: u64) -> Result<u64, Error> {
         let (root, id) = (self.envs[self.current].root, self.envs[self.current].id);
         let b: NetBind = uaccess::read(root, ptr)?;
-        if b.slots > NET_RING_SLOTS {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(b.slots > NET_RING_SLOTS, Error::Invalid);
         uaccess::with_user(root, b.ring, b.slots as u64 * NET_SLOT as u64, true, |_| {})?;
         let alive = |o| self.slot(EnvId(o)).is_ok();
         with_net(|_, t| t.bind(id.0, &b, NET_BINDINGS, alive)).map(|i| i as u64)
@@ -61,9 +59,7 @@ impl Kernel {
 
     /// `NetSend`: copied in, checked, sent.
     pub fn net_send(&mut self, ptr: u64, len: u64) -> Result<u64, Error> {
-        if !(14..=NET_FRAME_MAX as u64).contains(&len) {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(!(14..=NET_FRAME_MAX as u64).contains(&len), Error::Invalid);
         let (root, id) = (self.envs[self.current].root, self.envs[self.current].id.0);
         let frame = &mut [0u8; NET_FRAME_MAX][..len as usize];
         uaccess::copy_in(root, ptr, frame)?;

@@ -22,12 +22,9 @@ impl Kernel {
     /// caller and all its descendants).
     pub fn pct_right(&mut self, caller: EnvId, target: EnvId, allow: bool) -> Result<u64, Error> {
         let (c, t, me) = (self.target(caller)?, self.slot(target)?, self.current);
-        if !crate::env::is_ancestor_or_self(&self.envs, me, t) && self.envs[me].pct_rights & 1 << t == 0 {
-            return Err(Error::Denied);
-        }
-        if !allow && self.envs[c].pct_rights & 1 << t == 0 {
-            return Err(Error::NotFound);
-        }
+        let above = crate::env::is_ancestor_or_self(&self.envs, me, t);
+        refuse_if!(!above && self.envs[me].pct_rights & 1 << t == 0, Error::Denied);
+        refuse_if!(!allow && self.envs[c].pct_rights & 1 << t == 0, Error::NotFound);
         // Taken back, it goes from every descendant it was passed down to, as well.
         for d in 0..MAX_ENVS {
             if !allow && crate::env::is_ancestor_or_self(&self.envs, c, d) {
@@ -46,11 +43,7 @@ impl Kernel {
         let e = &self.envs[t];
         let g = e.grants.iter().position(|g| g.pa == pa && g.owner == me && live(&self.ft, g));
         let g = g.ok_or(Error::NotFound)?;
-        // In the call, or in an upcall handler that interrupted it: the call is under way.
-        let ctx = if e.active == Ctx::Upcall { e.interrupted } else { e.active };
-        if ctx == Ctx::Call && e.pct_caller.1 == me {
-            return Err(Error::Busy);
-        }
+        refuse_if!(e.serving(me), Error::Busy);
         self.envs[t].grants[g] = Grant::default();
         unmap_frame(self, t, pa);
         Ok(0)
@@ -58,9 +51,7 @@ impl Kernel {
 
     /// `PctWait`: park the caller's own context, available for calls.
     pub fn pct_wait(&mut self, cur: usize) -> Result<(), Error> {
-        if self.envs[cur].pct_entry == 0 || self.envs[cur].active != Ctx::Own {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(self.envs[cur].pct_entry == 0 || self.envs[cur].active != Ctx::Own, Error::Invalid);
         self.block(cur, Wait::Serve);
         self.wake_callers_of(cur);
         Ok(())
@@ -95,13 +86,10 @@ impl Kernel {
 
     fn call_target(&self, cur: usize, target: u64, opts: u64) -> Result<usize, Error> {
         let id = EnvId(u32::try_from(target).map_err(|_| Error::Invalid)?);
-        if id.0 == 0 || self.envs[cur].pct_rights.checked_shr(id.slot() as u32).unwrap_or(0) & 1 == 0 {
-            return Err(Error::Denied);
-        }
+        let right = self.envs[cur].pct_rights.checked_shr(id.slot() as u32).unwrap_or(0) & 1;
+        refuse_if!(id.0 == 0 || right == 0, Error::Denied);
         let t = self.slot(id)?;
-        if self.envs[t].pct_entry == 0 || t == cur {
-            return Err(Error::NotFound);
-        }
+        refuse_if!(self.envs[t].pct_entry == 0 || t == cur, Error::NotFound);
         let frame = opts & !0xfff;
         if frame != 0 {
             self.ft.check_owned_data(self.envs[cur].id, frame)?;
@@ -153,9 +141,7 @@ impl Kernel {
 
     /// `PctReply`, from a call context: results to the caller, park again.
     pub fn pct_reply(&mut self, cur: usize) -> Result<(), Error> {
-        if self.envs[cur].active != Ctx::Call {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(self.envs[cur].active != Ctx::Call, Error::Invalid);
         let x = &self.envs[cur].frames[Ctx::Call as usize].x;
         let r = [0, x[1], x[2], x[3], x[4]]; // the status, then the results
         // (`pct_caller` is read only in a call context: it stays as it is.)

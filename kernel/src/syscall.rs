@@ -130,12 +130,8 @@ fast!(frame_give, |k, pa, to| {
     Ok(0)
 });
 fast_on!(table_bind, |k, t, pa, level| {
-    if level > 3 {
-        return Err(Error::Invalid);
-    }
-    if level == 0 && k.envs[t].root != 0 {
-        return Err(Error::Busy);
-    }
+    refuse_if!(level > 3, Error::Invalid);
+    refuse_if!(level == 0 && k.envs[t].root != 0, Error::Busy);
     if !k.ft.bind_table(k.envs[t].id, pa, level as u8)? {
         crate::arch::zero_page(phys_to_virt(pa));
     }
@@ -160,9 +156,7 @@ fast_on!(table_set_at, |k, t, table, i, pte| {
     space.set_at(table, i, Pte(pte), may_map).map(|_| 0)
 });
 fast_on!(table_set_batch, |k, t, ptr, count| {
-    if count == 0 || count > 512 {
-        return Err(Error::Invalid);
-    }
+    refuse_if!(count == 0 || count > 512, Error::Invalid);
     let root = k.envs[k.current].root;
     let (mut space, may_map) = k.space(t); // the lock is held: no transfer pins it meanwhile
     let mut ops = [TableOp::default(); 16]; // read sixteen at a time
@@ -183,27 +177,22 @@ fast!(env_create, |k, quota, kin| {
 });
 // (A blank child: never the caller itself, which is running.)
 fast_on!(env_set_entry, |k, t, pc, sp, a0, a1| {
-    if k.envs[t].state != EnvState::Blank || pc >= USER_VA_LIMIT || sp >= USER_VA_LIMIT {
-        return Err(Error::Invalid);
-    }
+    refuse_if!(k.envs[t].state != EnvState::Blank, Error::Invalid);
+    refuse_if!(pc >= USER_VA_LIMIT || sp >= USER_VA_LIMIT, Error::Invalid);
     let f = &mut k.envs[t].frames[Ctx::Own as usize];
     *f = TrapFrame { pc, sp, ..TrapFrame::ZERO };
     (f.x[0], f.x[1]) = (a0, a1);
     Ok(0)
 });
 fast_on!(env_set_upcall, |k, t, entry, stack, flags| {
-    if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT || flags > 1 {
-        return Err(Error::Invalid);
-    }
+    refuse_if!(entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT || flags > 1, Error::Invalid);
     let e = &mut k.envs[t];
     (e.upcall_entry, e.upcall_stack, e.slice_upcall) = (entry, stack, flags & 1 != 0);
     Ok(0)
 });
 // (A blank child: never the caller itself, which is running.)
 fast_on!(env_start, |k, t| {
-    if k.envs[t].state != EnvState::Blank || k.envs[t].root == 0 {
-        return Err(Error::Invalid);
-    }
+    refuse_if!(k.envs[t].state != EnvState::Blank || k.envs[t].root == 0, Error::Invalid);
     k.make_runnable(t);
     Ok(0)
 });
@@ -220,9 +209,7 @@ fast!(env_self, |k| Ok(k.envs[k.current].id.0 as u64));
 fast!(kernel_info, |k| k.info_pa().ok_or(Error::NotFound));
 fast!(upcall_context, |k, ptr, write| {
     let e = &mut k.envs[k.current];
-    if e.active != Ctx::Upcall || write > 1 {
-        return Err(Error::Invalid);
-    }
+    refuse_if!(e.active != Ctx::Upcall || write > 1, Error::Invalid);
     let f = &mut e.frames[e.interrupted as usize];
     if write == 1 {
         let c: Context = uaccess::read(e.root, ptr)?;
@@ -240,9 +227,7 @@ fast_on!(sector_revoke, |k, t, start, count| k.sector_revoke(t, start, count));
 fast!(pct_allow, |k, caller, target| k.pct_right(env_arg(caller)?, env_arg(target)?, true));
 fast!(pct_disallow, |k, caller, target| k.pct_right(env_arg(caller)?, env_arg(target)?, false));
 fast!(pct_register, |k, entry, stack| {
-    if entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT {
-        return Err(Error::Invalid);
-    }
+    refuse_if!(entry >= USER_VA_LIMIT || stack >= USER_VA_LIMIT, Error::Invalid);
     let e = &mut k.envs[k.current];
     (e.pct_entry, e.pct_stack) = (entry, stack);
     Ok(0)
@@ -336,9 +321,7 @@ impl Kernel {
     /// was held, an upcall is pending, the target runs elsewhere or not here) is a donation.
     fn yield_to(&mut self, cur: usize, target: u64) -> Step {
         let t = self.slot(env_arg(target)?)?;
-        if self.envs[t].state != EnvState::Runnable {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(self.envs[t].state != EnvState::Runnable, Error::Invalid);
         self.envs[cur].frame().x[0] = 0;
         self.donate_to = t;
         self.hand_off(t);
@@ -374,9 +357,7 @@ impl Kernel {
     /// `ConsoleGive`: the console input moves to `to`, from a holder or an ancestor of it.
     fn console_give(&mut self, cur: usize, to: u64) -> Step {
         let t = self.target(env_arg(to)?)?;
-        if !crate::env::is_ancestor_or_self(&self.envs, cur, self.console) {
-            return Err(Error::Denied);
-        }
+        refuse_if!(!crate::env::is_ancestor_or_self(&self.envs, cur, self.console), Error::Denied);
         self.console = t;
         Ok(Some(0))
     }

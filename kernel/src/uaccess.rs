@@ -13,21 +13,16 @@ use crate::mm::{phys_to_virt, uvm::slots};
 /// The frame behind EL0 address `va` in the tree at `root`, if mapped for EL0 (and
 /// writable, when `write`).
 fn translate(root: u64, va: u64, write: bool) -> Result<u64, Error> {
-    if root == 0 || va >= exo_abi::USER_VA_LIMIT {
-        return Err(Error::Fault);
-    }
+    refuse_if!(root == 0 || va >= exo_abi::USER_VA_LIMIT, Error::Fault);
     let mut t = root;
     for level in 0..4 {
         // `t` is a table of this environment's tree: the root, or an address taken from a
         // valid table descriptor, which the kernel checked when it was linked.
         let e = Pte(slots(t)[index(va, level)]);
-        if !e.is_valid() || !e.is_table_or_page() {
-            return Err(Error::Fault);
-        }
+        refuse_if!(!e.is_valid() || !e.is_table_or_page(), Error::Fault);
         t = e.addr();
-        if level == 3 && (e.0 & bits::AP_EL0 == 0 || (write && e.0 & bits::AP_RO != 0)) {
-            return Err(Error::Fault);
-        }
+        let denied = e.0 & bits::AP_EL0 == 0 || (write && e.0 & bits::AP_RO != 0);
+        refuse_if!(level == 3 && denied, Error::Fault);
     }
     Ok(t)
 }

@@ -14,6 +14,7 @@ use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
 
 use crate::arch::trap::TrapFrame;
 use crate::env::{kernel, Ctx, Kernel, MAX_ENVS, NONE, PENDING_REVOKE, PENDING_SLICE};
+use crate::mm::frames::FrameTable;
 
 /// Frames asked back per revocation, and ticks the environment has to give them.
 pub const REVOKE_BATCH: u32 = 16;
@@ -142,14 +143,20 @@ pub fn on_tick(k: &mut Kernel) {
 
 /// The abort protocol: takes `n` of `slot`'s data frames — unmapped ones first, then ones
 /// mapped once in its own tables (the mapping is removed; pages marked `DROPPABLE` before
-/// the rest) — and logs each in its public repossession record. Tables are never taken: the address space stays well-formed.
+/// the rest), then any other, with every mapping of it in every space — and logs each in
+/// its public repossession record. Tables are not taken: if too few frames could be, what
+/// it holds is tables, and it is destroyed (not init, whose end is the machine's).
 fn repossess(k: &mut Kernel, slot: usize, n: u32) {
     let id = k.envs[slot].id;
     let mut taken = [0u64; REVOKE_BATCH as usize];
     let mut count = 0;
     let want = (n as usize).min(taken.len());
-    let spare = |&pa: &u64| k.ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 0);
-    for pa in (0..k.ft.len()).map(|i| k.ft.pa(i)).filter(spare).take(want) {
+    // How many mappings a frame has, if it is one of its data frames.
+    let maps = |ft: &FrameTable, pa| {
+        let e = ft.get(pa).ok().filter(|e| e.kind == frame::DATA && e.owner == id.0);
+        e.map(|e| e.maps)
+    };
+    for pa in (0..k.ft.len()).map(|i| k.ft.pa(i)).filter(|&pa| maps(&k.ft, pa) == Some(0)).take(want) {
         taken[count] = pa;
         count += 1;
     }
@@ -157,8 +164,7 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
     for mark in [DROPPABLE, 0] {
         k.space(slot).0.for_each_page(|ft, entry| {
             let pa = Pte(*entry).addr();
-            let mine = ft.get(pa).is_ok_and(|e| e.kind == frame::DATA && e.owner == id.0 && e.maps == 1);
-            if count < want && *entry & DROPPABLE == mark && mine {
+            if count < want && *entry & DROPPABLE == mark && maps(ft, pa) == Some(1) {
                 *entry = 0; // the walk uncounts it: no mapping left
                 taken[count] = pa;
                 count += 1;
@@ -166,16 +172,37 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
             count < want
         });
     }
+    // Then frames mapped twice, shared or granted: the bindings are broken by force, in
+    // every space — but not a grant a server is using for this one's call (as `PctUngrant`).
+    let in_call = |pa| k.envs.iter().any(|e| e.serving(id) && e.grants.iter().any(|g| g.pa == pa));
+    let more = |&pa: &u64| maps(&k.ft, pa).is_some_and(|m| m > 0) && !in_call(pa);
+    let first = count;
+    for pa in (0..k.ft.len()).map(|i| k.ft.pa(i)).filter(more).take(want - count) {
+        taken[count] = pa;
+        count += 1;
+    }
+    for s in (0..MAX_ENVS).filter(|_| first < count) {
+        k.space(s).0.for_each_page(|_, entry| {
+            *entry = if taken[first..count].contains(&Pte(*entry).addr()) { 0 } else { *entry };
+            true
+        });
+    }
+    let mut freed = 0;
     for &pa in &taken[..count] {
         if k.ft.free(id, pa).is_ok() {
             let e = &mut k.envs[slot];
             e.repossess_log[(e.repossessed % REPOSSESS_LOG as u64) as usize] = pa;
-            e.repossessed += 1;
+            (e.repossessed, freed) = (e.repossessed + 1, freed + 1);
         }
     }
-    k.uncharge(slot, count as u32);
+    k.uncharge(slot, freed);
     k.envs[slot].revoke_wanted = 0;
     k.publish(slot);
     k.publish_free();
-    log::info!("env {:#x} missed its revocation deadline: {count} frames repossessed", id.0);
+    log::info!("env {:#x} missed its revocation deadline: {freed} frames repossessed", id.0);
+    // Too few: the rest of what it holds is tables, and it must not keep memory that way.
+    if (freed as usize) < want && k.envs[slot].parent != NONE {
+        log::warn!("env {:#x} destroyed: what it still owes is held in its tables", id.0);
+        k.destroy(slot, exo_abi::killed_status(upcall::REVOKE));
+    }
 }

@@ -485,7 +485,8 @@ pub const STATUS_DESTROYED: i32 = -1;
 /// Exit status of an environment the kernel killed for an exception it could not deliver
 /// (no handler, or a fault inside the handler), `kind` being [`upcall::classify`]'s reading
 /// of it: -100 - kind. The default libOS exits with the same status for a fault it does
-/// not handle.
+/// not handle. `killed_status(upcall::REVOKE)`: killed at a revocation deadline, owing
+/// frames it held only as tables.
 pub const fn killed_status(kind: u64) -> i32 {
     -100 - kind as i32
 }

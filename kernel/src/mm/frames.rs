@@ -48,13 +48,9 @@ impl FrameTable {
     /// Index of the frame at `pa`: `NotFound` outside the table, `Invalid` if unaligned.
     #[inline(always)]
     pub fn index(&self, pa: u64) -> Result<usize, Error> {
-        if pa & 0xfff != 0 {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(pa & 0xfff != 0, Error::Invalid);
         let i = pa.checked_sub(self.base).ok_or(Error::NotFound)? >> PAGE_SHIFT;
-        if i as usize >= self.entries.len() {
-            return Err(Error::NotFound);
-        }
+        refuse_if!(i as usize >= self.entries.len(), Error::NotFound);
         Ok(i as usize)
     }
 
@@ -220,9 +216,7 @@ impl FrameTable {
     /// Turns `owner`'s unmapped data frame into a table at `level`. Returns whether it is
     /// still all zeros ([`frame::ZEROED`]); if not, the caller zeroes it.
     pub fn bind_table(&mut self, owner: EnvId, pa: u64, level: u8) -> Result<bool, Error> {
-        if level > 3 {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(level > 3, Error::Invalid);
         let i = self.check_unmapped_data(owner, pa)?;
         let e = &mut self.entries[i];
         let zeroed = e.flags & frame::ZEROED != 0;
@@ -240,12 +234,11 @@ impl FrameTable {
     /// Turns an empty, unlinked, unmapped (and unshared) table of `owner` back into data.
     pub fn unbind_table(&mut self, owner: EnvId, pa: u64) -> Result<u8, Error> {
         let e = self.get_mut(pa)?;
-        if e.kind != frame::TABLE || e.owner != owner.0 {
-            return Err(Error::Denied);
-        }
-        if e.entries != 0 || e.maps != 0 || e.flags & (frame::LINKED | frame::FROZEN) != 0 {
-            return Err(Error::Busy);
-        }
+        refuse_if!(e.kind != frame::TABLE || e.owner != owner.0, Error::Denied);
+        refuse_if!(
+            e.entries != 0 || e.maps != 0 || e.flags & (frame::LINKED | frame::FROZEN) != 0,
+            Error::Busy
+        );
         let level = e.level;
         *e = FrameEntry { owner: owner.0, kind: frame::DATA, ..FrameEntry::default() };
         Ok(level)

@@ -67,18 +67,12 @@ impl Space<'_> {
     /// one if it is to be written (`write`).
     #[inline]
     fn table_at(&self, va: u64, level: u32, write: bool) -> Result<u64, Error> {
-        if va >= USER_VA_LIMIT || level > 3 || (level == 3 && va & 0xfff != 0) {
-            return Err(Error::Invalid);
-        }
-        if self.root == 0 {
-            return Err(Error::NotFound);
-        }
+        refuse_if!(va >= USER_VA_LIMIT || level > 3 || (level == 3 && va & 0xfff != 0), Error::Invalid);
+        refuse_if!(self.root == 0, Error::NotFound);
         let (mut t, mut e) = (self.root, Pte(0));
         for l in 0..level {
             e = Pte(slots(t)[index(va, l)]);
-            if !e.is_valid() {
-                return Err(Error::NotFound);
-            }
+            refuse_if!(!e.is_valid(), Error::NotFound);
             t = e.addr();
         }
         if write && e.0 & bits::FROZEN_LINK != 0 {
@@ -112,18 +106,12 @@ impl Space<'_> {
         let (own, frozen) = (e.owner == self.env.0, e.flags & frame::FROZEN != 0);
         // Another's table only if an ancestor froze it (level 3): linked whole, shared.
         let family = || may_map(e.owner, pa, false, frame::SHARED_RO).is_some();
-        if e.kind != frame::TABLE || !(own || frozen && family()) {
-            return Err(Error::Denied);
-        }
-        if e.level as u32 != level + 1 {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(e.kind != frame::TABLE || !(own || frozen && family()), Error::Denied);
+        refuse_if!(e.level as u32 != level + 1, Error::Invalid);
         if freeze {
             return self.freeze(t, i, pa);
         }
-        if own && e.flags & frame::LINKED != 0 || old.is_valid() {
-            return Err(Error::Busy);
-        }
+        refuse_if!(own && e.flags & frame::LINKED != 0 || old.is_valid(), Error::Busy);
         if own {
             // Where it sits, for `set_at` (and readers of the frame table): its first address.
             (e.flags, e.link) = (e.flags | frame::LINKED, ((va & !(span(level) - 1)) >> 21) as u32);
@@ -145,12 +133,8 @@ impl Space<'_> {
         self.clean_for(pte);
         let ti = self.ft.index(table)?;
         let t = self.ft.get(table)?;
-        if t.kind != frame::TABLE || t.owner != self.env.0 {
-            return Err(Error::Denied);
-        }
-        if t.level != 3 || i >= 512 {
-            return Err(Error::Invalid);
-        }
+        refuse_if!(t.kind != frame::TABLE || t.owner != self.env.0, Error::Denied);
+        refuse_if!(t.level != 3 || i >= 512, Error::Invalid);
         if t.flags & frame::LINKED == 0 {
             return Err(Error::NotFound); // not in the tree: nothing it maps could be used
         }
@@ -196,9 +180,7 @@ impl Space<'_> {
             frame::DEVICE => target.owner == env && !perm.exec && pte.attr_index() == attr::NORMAL_NC,
             _ => false,
         };
-        if !allowed {
-            return Err(Error::Denied);
-        }
+        refuse_if!(!allowed, Error::Denied);
         if target.kind == frame::DEVICE {
             SCREEN_TAKEN.store(true, Ordering::Relaxed);
         }
@@ -263,9 +245,7 @@ impl Space<'_> {
     #[inline(never)] // rare: kept out of `set`'s common path
     fn freeze(&mut self, t: u64, i: usize, pa: u64) -> Result<(), Error> {
         let e = *self.ft.get(pa)?;
-        if e.owner != self.env.0 {
-            return Err(Error::Denied);
-        }
+        refuse_if!(e.owner != self.env.0, Error::Denied);
         if e.level != 3 || Pte(slots(t)[i]).addr() != pa {
             return Err(Error::Invalid); // its own link, there
         }
