@@ -118,6 +118,7 @@ pub const TESTS: &[Test] = &[
     ("memory_hog_split_among_children_is_made_to_give_back_not_its_victims", split_hog_loses),
     ("memory_hoarded_in_frames_mapped_twice_is_still_repossessed", twice_mapped_hoard),
     ("memory_hoarded_as_page_tables_is_still_repossessed", table_hoard),
+    ("a_program_asked_for_frames_that_exits_keeps_its_exit_status_past_the_deadline", asked_then_exited),
 ];
 
 /// Attacks the kernel does not refuse yet: each fails until its hole is closed, so they run
@@ -757,6 +758,34 @@ fn twice_mapped_hoard() -> Result<(), &'static str> {
 /// nowhere.
 fn table_hoard() -> Result<(), &'static str> {
     hoard(|child, _| sys::frame_alloc(child, None).is_ok_and(|pa| sys::table_bind(child, pa, 3).is_ok()))
+}
+
+/// A program asked for frames back exits before its deadline: its parent, reaping it after
+/// the deadline, reads the status it exited with. (A zombie still counted as owing frames
+/// would be found at the deadline with nothing to take, and destroyed again.)
+fn asked_then_exited() -> Result<(), &'static str> {
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            fn ignore(u: &Upcall) -> bool {
+                u.kind == upcall::REVOKE
+            }
+            set_hook(Some(ignore));
+            // Memory runs out with this holding the most of it: the kernel asks it.
+            while sys::frame_alloc(EnvId::SELF, None).is_ok() {}
+            sys::exit(7)
+        }
+        Fork::Parent(c) => c,
+    };
+    use exo_libos::abi::env_state::ZOMBIE;
+    let gone = (0..8).any(|_| wait_for(|| vm::env_info(child).is_some_and(|i| i.state == ZOMBIE)));
+    let asked = vm::env_info(child).is_some_and(|i| i.revoke_deadline != 0);
+    let end = counter() + vm::kinfo().counter_hz / 10; // 10 ticks: the deadline is 3
+    while counter() < end {
+        sys::yield_now();
+    }
+    let status = process::wait(child);
+    check(gone && asked, "the child was not asked for frames before it exited")?;
+    check(status == Ok(7), "the child's exit status was not the one it exited with")
 }
 
 /// Attacks on disk bindings; they need a disk, so they run in the disk suite.

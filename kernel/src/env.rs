@@ -436,6 +436,7 @@ impl Kernel {
         self.publish_free();
         let e = &mut self.envs[slot];
         (e.root, e.state, e.exit_status, e.wait) = (0, EnvState::Zombie, status, Wait::None);
+        e.revoke_wanted = 0; // a zombie owes nothing: no repossession, nor its end, at the deadline
         self.runnable &= !(1 << slot);
         self.current = if self.current == slot { NONE } else { self.current };
         let parent = self.envs[slot].parent;
