@@ -100,6 +100,10 @@ pub struct Env {
     pub subtree: u32,
     /// It was given device frames (which no quota counts), so teardown looks for them.
     pub devices: bool,
+    /// The frame indices it ever owned a frame at, from the lowest to past the highest
+    /// (empty: none): what teardown and repossession scan of the frame table, so that what
+    /// one environment was given never makes another's scan longer.
+    pub span: (u32, u32),
     pub quota: u32,
     /// Slots its descendants hold (zombies included), and how many they may hold at once.
     pub kin: u32,
@@ -329,6 +333,12 @@ impl Kernel {
         (space, may_map(&self.envs, slot, self.current))
     }
 
+    /// Frame `pa` is `slot`'s now: its span takes it in.
+    pub fn owns(&mut self, slot: usize, pa: u64) {
+        let (i, (lo, hi)) = (self.ft.index(pa).unwrap_or(0) as u32, self.envs[slot].span);
+        self.envs[slot].span = if lo == hi { (i, i + 1) } else { (lo.min(i), hi.max(i + 1)) };
+    }
+
     /// Counts a frame newly held by `slot` against its quota and every ancestor's.
     pub fn charge(&mut self, slot: usize) -> Result<(), Error> {
         refuse_if!(self.line(slot).any(|e| e.quota != 0 && e.subtree >= e.quota), Error::Quota);
@@ -430,7 +440,8 @@ impl Kernel {
         // Frames it holds but did not map, or device frames: the frame table has them.
         if n < self.envs[slot].held || self.envs[slot].devices {
             let heir = self.envs.get(self.envs[slot].parent).map_or(EnvId(0), |p| p.id);
-            n += self.ft.reclaim(self.envs[slot].id, heir);
+            let (lo, hi) = self.envs[slot].span; // (a device frame goes back where it came from)
+            n += self.ft.reclaim(self.envs[slot].id, heir, lo as usize..hi as usize);
         }
         self.uncharge(slot, n);
         self.publish_free();

@@ -126,6 +126,7 @@ fn load(k: &mut Kernel, file: &[u8]) -> Result<(), &'static str> {
 fn new_frame(k: &mut Kernel, slot: usize) -> Result<u64, &'static str> {
     k.charge(slot).map_err(|_| "quota")?;
     let pa = k.ft.alloc(k.envs[slot].id, None, true).map_err(|_| "out of memory")?;
+    k.owns(slot, pa);
     crate::arch::zero_page(phys_to_virt(pa)); // just taken from the free list
     Ok(pa)
 }

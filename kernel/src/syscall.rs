@@ -96,6 +96,7 @@ fast_on!(frame_alloc, |k, t, pa, from| {
             return Err(e);
         }
     };
+    k.owns(t, pa);
     let (src, dst) = (phys_to_virt(from) as *const u8, phys_to_virt(pa) as *mut u8);
     match from {
         0 => crate::arch::zero_page(dst as u64), // (`alloc` marked it ZEROED)
@@ -119,12 +120,14 @@ fast!(frame_give, |k, pa, to| {
         return Err(Error::Denied); // down only: up or sideways would escape the quota
     }
     if k.ft.get(pa)?.kind == exo_abi::frame::DEVICE {
-        k.envs[t].devices = true;
-        return k.ft.give(k.envs[cur].id, pa, k.envs[t].id).map(|_| 0); // outside quotas
+        k.ft.give(k.envs[cur].id, pa, k.envs[t].id)?; // outside quotas
+        (k.envs[t].devices, _) = (true, k.owns(t, pa));
+        return Ok(0);
     }
     k.ft.check_unmapped_data(k.envs[cur].id, pa)?;
     k.charge(t)?;
     k.ft.give(k.envs[cur].id, pa, k.envs[t].id)?;
+    k.owns(t, pa);
     k.uncharge(cur, 1);
     k.frames_returned(cur, 1);
     Ok(0)

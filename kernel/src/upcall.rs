@@ -13,7 +13,7 @@ use exo_abi::pte::{bits::DROPPABLE, Pte};
 use exo_abi::{frame, upcall, EnvState, REPOSSESS_LOG};
 
 use crate::arch::trap::TrapFrame;
-use crate::env::{kernel, Ctx, Kernel, MAX_ENVS, NONE, PENDING_REVOKE, PENDING_SLICE};
+use crate::env::{is_ancestor_or_self, kernel, Ctx, Kernel, MAX_ENVS, NONE, PENDING_REVOKE, PENDING_SLICE};
 use crate::mm::frames::FrameTable;
 
 /// Frames asked back per revocation, and ticks the environment has to give them.
@@ -143,7 +143,7 @@ pub fn on_tick(k: &mut Kernel) {
 
 /// The abort protocol: takes `n` of `slot`'s data frames — unmapped ones first, then ones
 /// mapped once in its own tables (the mapping is removed; pages marked `DROPPABLE` before
-/// the rest), then any other, with every mapping of it in every space — and logs each in
+/// the rest), then any other but a granted one, with every mapping of it — and logs each in
 /// its public repossession record. Tables are not taken: if too few frames could be, what
 /// it holds is tables, and it is destroyed (not init, whose end is the machine's).
 fn repossess(k: &mut Kernel, slot: usize, n: u32) {
@@ -156,7 +156,8 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
         let e = ft.get(pa).ok().filter(|e| e.kind == frame::DATA && e.owner == id.0);
         e.map(|e| e.maps)
     };
-    for pa in (0..k.ft.len()).map(|i| k.ft.pa(i)).filter(|&pa| maps(&k.ft, pa) == Some(0)).take(want) {
+    let span = k.envs[slot].span.0 as usize..k.envs[slot].span.1 as usize; // all it may own
+    for pa in span.clone().map(|i| k.ft.pa(i)).filter(|&pa| maps(&k.ft, pa) == Some(0)).take(want) {
         taken[count] = pa;
         count += 1;
     }
@@ -172,16 +173,19 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
             count < want
         });
     }
-    // Then frames mapped twice, shared or granted: the bindings are broken by force, in
-    // every space — but not a grant a server is using for this one's call (as `PctUngrant`).
-    let in_call = |pa| k.envs.iter().any(|e| e.serving(id) && e.grants.iter().any(|g| g.pa == pa));
-    let more = |&pa: &u64| maps(&k.ft, pa).is_some_and(|m| m > 0) && !in_call(pa);
+    // Then frames mapped twice, or shared with its descendants: the bindings are broken by
+    // force, in its family's tables. A frame in a server's grant slot is spared, so that no
+    // server loses a buffer under a call (each server's 8 slots bound what stays so).
+    let granted = |pa| k.envs.iter().any(|e| e.grants.iter().any(|g| g.pa == pa));
+    let more = |&pa: &u64| maps(&k.ft, pa).is_some_and(|m| m > 0) && !granted(pa);
     let first = count;
-    for pa in (0..k.ft.len()).map(|i| k.ft.pa(i)).filter(more).take(want - count) {
+    for pa in span.map(|i| k.ft.pa(i)).filter(more).take(want - count) {
         taken[count] = pa;
         count += 1;
     }
-    for s in (0..MAX_ENVS).filter(|_| first < count) {
+    let reach = (0..MAX_ENVS).filter(|&s| first < count && is_ancestor_or_self(&k.envs, slot, s));
+    let reach = reach.fold(0u64, |m, s| m | 1 << s); // (its own and its descendants')
+    for s in (0..MAX_ENVS).filter(|&s| reach & 1 << s != 0) {
         k.space(s).0.for_each_page(|_, entry| {
             *entry = if taken[first..count].contains(&Pte(*entry).addr()) { 0 } else { *entry };
             true

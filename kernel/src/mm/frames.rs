@@ -21,9 +21,6 @@ pub struct FrameTable {
     /// Physical address of entry 0.
     base: u64,
     pub free: FreeList,
-    /// No frame below this index has ever had an owner (allocations come from the top of
-    /// RAM first): teardown scans from here, in proportion to the memory in use, not RAM.
-    low: usize,
 }
 
 const PAGE_SHIFT: u32 = 12;
@@ -31,14 +28,14 @@ const PAGE_SHIFT: u32 = 12;
 impl FrameTable {
     /// A table over no frames at all (before boot sets it up).
     pub const fn empty() -> FrameTable {
-        FrameTable { entries: &mut [], base: 0, free: FreeList { head: 0, count: 0 }, low: 0 }
+        FrameTable { entries: &mut [], base: 0, free: FreeList { head: 0, count: 0 } }
     }
 
     /// A table over `entries.len()` frames from `base`. `entries` must be all zero (boot's
     /// tables are), which reads as free frames on no list yet: the caller marks every frame
     /// with `set_range` (boot: all but free memory as the kernel's, holes absent, then free).
     pub fn new(entries: &'static mut [FrameEntry], base: u64) -> Self {
-        FrameTable { low: entries.len(), entries, base, free: FreeList::default() }
+        FrameTable { entries, base, free: FreeList::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -111,9 +108,6 @@ impl FrameTable {
             }
         }
         self.entries[first..end].iter_mut().for_each(|e| (e.owner, e.kind, e.link) = (0, kind, 0));
-        if kind == frame::DEVICE && first < end {
-            self.low = self.low.min(first);
-        }
     }
 
     /// A free frame's neighbours on the list, as index + 1 (0: none), are stored relative
@@ -164,7 +158,6 @@ impl FrameTable {
             },
         };
         self.unlink(i);
-        self.low = self.low.min(i);
         self.entries[i] = FrameEntry {
             owner: owner.0,
             kind: frame::DATA,
@@ -246,10 +239,11 @@ impl FrameTable {
 
     /// Every frame `owner` holds goes back on the free list, its device frames to `heir`
     /// (environment teardown: the caller has already removed every mapping of them).
-    /// Returns how many went on the free list.
-    pub fn reclaim(&mut self, owner: EnvId, heir: EnvId) -> u32 {
+    /// `within`: the frame indices it may hold any at (`Env::span`). Returns how many went
+    /// on the free list.
+    pub fn reclaim(&mut self, owner: EnvId, heir: EnvId, within: core::ops::Range<usize>) -> u32 {
         let mut n = 0;
-        for i in self.low..self.entries.len() {
+        for i in within {
             let e = &mut self.entries[i];
             if e.owner == owner.0 && e.kind == frame::DEVICE {
                 e.owner = heir.0;

@@ -84,7 +84,7 @@ fn reclaim_returns_everything_an_owner_holds() {
     let tb = t.alloc(A, None, true).unwrap();
     t.bind_table(A, tb, 0).unwrap();
     let b = t.alloc(B, None, true).unwrap();
-    assert_eq!(t.reclaim(A, EnvId(0)), 6);
+    assert_eq!(t.reclaim(A, EnvId(0), 0..32), 6);
     t.free(B, b).unwrap();
     assert_eq!(census(&t), before);
     // The free list still hands out every free frame exactly once.
@@ -109,23 +109,21 @@ fn device_frames_are_given_down_never_freed_and_pass_to_the_heir() {
     t.get_mut(dev).unwrap().maps = 0;
     t.give(A, dev, B).unwrap();
     assert_eq!(t.get(dev).unwrap().owner, B.0);
-    assert_eq!(t.reclaim(B, A), 0, "device frames never go on the free list");
+    assert_eq!(t.reclaim(B, A, 7..8), 0, "device frames never go on the free list");
     assert_eq!((t.get(dev).unwrap().owner, t.get(dev).unwrap().kind), (A.0, frame::DEVICE));
 }
 
 #[test]
-fn teardown_scans_from_the_lowest_frame_ever_owned_and_still_finds_them_all() {
+fn teardown_scans_only_the_owners_span_and_still_finds_all_it_holds() {
     let mut t = table(64);
     let top: Vec<u64> = (0..3).map(|_| t.alloc(A, None, true).unwrap()).collect();
-    // The free list hands out the top of RAM first, so teardown scans 3 entries, not 64.
+    // The free list hands out the top of RAM first: A's span is 61..64, 3 entries, not 64.
     assert_eq!(top, [0x4003_f000, 0x4003_e000, 0x4003_d000]);
-    assert_eq!(t.low, 61);
-    // A particular frame near the bottom widens the scan to it.
-    assert_eq!(t.alloc(A, Some(0x4000_2000), true), Ok(0x4000_2000));
-    assert_eq!(t.low, 2);
-    t.give(A, top[0], B).unwrap();
-    assert_eq!(t.reclaim(A, B), 3);
-    assert_eq!(t.reclaim(B, A), 1);
+    // B takes a frame near the bottom on purpose: its own span, not A's, grows to it.
+    assert_eq!(t.alloc(B, Some(0x4000_2000), true), Ok(0x4000_2000));
+    t.give(A, top[0], B).unwrap(); // (B's span then also takes in 63)
+    assert_eq!(t.reclaim(A, B, 61..64), 2);
+    assert_eq!(t.reclaim(B, A, 2..64), 2);
     assert_eq!(census(&t), [62, 2, 0, 0, 0]);
 }
 
