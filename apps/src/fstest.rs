@@ -26,6 +26,7 @@ pub const TESTS: &[Test] = &[
     ("malformed_calls_neither_crash_nor_hang_the_file_service", malformed_calls),
     ("a_freed_buffer_frame_is_refused_without_its_grant", freed_buffer),
     ("one_client_cannot_take_every_open_file_of_the_file_service", open_file_hog),
+    ("a_family_of_clients_cannot_take_every_open_file_of_the_file_service", family_open_file_hog),
     ("files_survive_a_remount_through_the_libos_linked_directly", direct_remount),
     ("the_block_cache_gives_its_pages_back_and_reads_stay_right", crate::cachetest::given_back),
     ("spawn_runs_an_elf_from_the_fat_partition_and_wait_returns_its_status", spawn_from_fat),
@@ -447,6 +448,20 @@ fn freed_buffer(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
 /// One client opens `/fat` files until fsd refuses it, and holds them: another client must
 /// still be able to open a file there.
 fn open_file_hog(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    open_hog(programs, 1)
+}
+
+/// The same with the hog's own children as more clients: five of them, each within its own
+/// limit, held 64 together, every handle FAT had. Every client there can be together now
+/// holds fewer than a mount may have open.
+fn family_open_file_hog(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
+    let slots = vm::kinfo().max_envs as usize;
+    check(slots - 1 <= service::server::CLIENTS, "more environment slots than fsd's tables count clients")?;
+    open_hog(programs, 5)
+}
+
+/// `clients` clients (a program and its children) open one file as often as fsd lets each.
+fn open_hog(programs: &[(&str, &[u8])], clients: u64) -> Result<(), &'static str> {
     shared_flags();
     let fsd = start_fsd(programs)?;
     sys::pct_allow(EnvId::SELF, fsd).map_err(|_| "allow")?;
@@ -456,21 +471,27 @@ fn open_file_hog(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let _ = fs::FileSystem::close(fs, h);
     let hog = match process::fork_allowing(&[fsd]).map_err(|_| "fork")? {
         Fork::Child => {
+            for _ in 1..clients {
+                if let Ok(Fork::Child) = process::fork_allowing(&[fsd]) {
+                    break; // a child opens as a client of its own
+                }
+            }
             let Ok(mut theirs) = service::RemoteFs::discover(fsd) else { sys::exit(2) };
             let Some((_, fs)) = theirs.iter_mut().find(|(at, _)| at == "/fat") else { sys::exit(3) };
             let mut n = 0u64;
             while n < 1000 && fs::FileSystem::open(fs, "/hog.txt", OpenFlags::READ).is_ok() {
                 n += 1;
             }
-            flags()[0].store(n + 1, SeqCst);
+            flags()[0].fetch_add(n, SeqCst);
+            flags()[1].fetch_add(1, SeqCst);
             loop {
                 sys::yield_now();
             }
         }
         Fork::Parent(c) => c,
     };
-    let ready = crate::hostile::wait_for(|| flags()[0].load(SeqCst) != 0);
-    let held = flags()[0].load(SeqCst).saturating_sub(1);
+    let ready = crate::hostile::wait_for(|| flags()[1].load(SeqCst) == clients);
+    let held = flags()[0].load(SeqCst);
     let r = fs::FileSystem::open(fs, "/hog.txt", OpenFlags::READ);
     println!("  the hog holds {held} handles; another client's open: {r:?}");
     if let Ok(h) = r {

@@ -121,7 +121,8 @@ fast!(frame_give, |k, pa, to| {
     }
     if k.ft.get(pa)?.kind == exo_abi::frame::DEVICE {
         k.ft.give(k.envs[cur].id, pa, k.envs[t].id)?; // outside quotas
-        (k.envs[t].devices, _) = (true, k.owns(t, pa));
+        k.envs[t].devices = true;
+        k.owns(t, pa);
         return Ok(0);
     }
     k.ft.check_unmapped_data(k.envs[cur].id, pa)?;

@@ -21,8 +21,8 @@ fn translate(root: u64, va: u64, write: bool) -> Result<u64, Error> {
         let e = Pte(slots(t)[index(va, level)]);
         refuse_if!(!e.is_valid() || !e.is_table_or_page(), Error::Fault);
         t = e.addr();
-        let denied = e.0 & bits::AP_EL0 == 0 || (write && e.0 & bits::AP_RO != 0);
-        refuse_if!(level == 3 && denied, Error::Fault);
+        let denied = || e.0 & bits::AP_EL0 == 0 || (write && e.0 & bits::AP_RO != 0);
+        refuse_if!(level == 3 && denied(), Error::Fault);
     }
     Ok(t)
 }

@@ -59,8 +59,8 @@ use table::{Chain, Fat};
 pub const MAX_DIRS: usize = 4;
 /// Crate files open at once within one operation (one is ever used).
 pub const MAX_FILES: usize = 2;
-/// Handles an app may hold open at once.
-pub const MAX_OPEN: usize = 64;
+/// Handles an app may hold open at once (`fs::MAX_OPEN`, as every file system has).
+pub const MAX_OPEN: usize = exo_libos::fs::MAX_OPEN;
 
 /// 8.3 names from the root to a directory (how the crate is led to it).
 type Names = Vec<[u8; 11]>;

@@ -58,8 +58,8 @@ pub fn error(e: exo_lfs::Error) -> Error {
     }
 }
 
-/// Most handles open at once.
-pub const MAX_OPEN: usize = 256;
+/// Most handles open at once (`fs::MAX_OPEN`, as every file system has).
+pub const MAX_OPEN: usize = exo_libos::fs::MAX_OPEN;
 
 /// How to mount.
 #[derive(Clone, Copy, Debug)]

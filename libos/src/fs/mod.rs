@@ -87,6 +87,12 @@ pub mod time;
 pub mod vfs;
 
 pub use disk::{BlockDevice, Partition};
+
+/// Handles a file-system libOS may have open at once: more than every client of the file
+/// service together can hold ([`service::server::OPEN_PER_CLIENT`] each, from at most 63
+/// clients: every environment slot but the server's own), so that no family of clients can
+/// fill a mount's table. A handle costs a few words until it is used.
+pub const MAX_OPEN: usize = 1024;
 pub use error::Error;
 pub use vfs::{Fd, MountRef, SeekFrom, Vfs};
 

@@ -45,7 +45,7 @@ fn suite(board: Board) -> Result<(), String> {
     let (end, out) = session(board, &card, "exo.test=fs", 180)?.finish();
     let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("test ") && l.contains("FAILED")).collect();
     ensure(failed.is_empty(), || failed.join("\n"))?;
-    ensure(out.contains("fstest: 11 passed, 0 failed"), || {
+    ensure(out.contains("fstest: 12 passed, 0 failed"), || {
         format!("the suite did not finish:\n{}", tail(&out, 20))
     })?;
     ensure(end == crate::qemu::End::Exited(0), || format!("ended {end:?}"))?;

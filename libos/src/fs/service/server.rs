@@ -13,10 +13,15 @@ use super::protocol::{op, pack_metadata, put_entry, type_code, BUF, NEED_BUFFER,
 use crate::fs::{Error, FileSystem, Handle, MountRef, OpenFlags, Result, Vfs};
 use crate::vm;
 
-/// Files one client may hold open through the service at once: a quarter of what the FAT
-/// libOS can have open (64), so that no one client can take every open file of a mount
-/// from the others.
+/// Files one client may hold open through the service at once. All the clients there can
+/// be (every environment slot but the server's) hold fewer together than a mount may have
+/// open ([`crate::fs::MAX_OPEN`]), so that no client, nor any family of clients, can take
+/// every open file of a mount from the others.
 pub const OPEN_PER_CLIENT: usize = 16;
+/// Clients there can be at once: the kernel's 64 environment slots (`KernelInfo::max_envs`,
+/// which the fs suite checks), but the server's own.
+pub const CLIENTS: usize = 63;
+const _: () = assert!(OPEN_PER_CLIENT * CLIENTS < crate::fs::MAX_OPEN);
 
 /// The server's side: a `Vfs` of its own, and the handles it gave each client.
 pub struct Server {
