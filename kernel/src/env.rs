@@ -101,8 +101,8 @@ pub struct Env {
     /// It was given device frames (which no quota counts), so teardown looks for them.
     pub devices: bool,
     /// The frame indices it ever owned a frame at, from the lowest to past the highest
-    /// (empty: none): what teardown and repossession scan of the frame table, so that what
-    /// one environment was given never makes another's scan longer.
+    /// (`(u32::MAX, 0)`, empty, at first): what teardown and repossession scan of the frame
+    /// table, so that what one environment was given never makes another's scan longer.
     pub span: (u32, u32),
     pub quota: u32,
     /// Slots its descendants hold (zombies included), and how many they may hold at once.
@@ -333,10 +333,11 @@ impl Kernel {
         (space, may_map(&self.envs, slot, self.current))
     }
 
-    /// Frame `pa` is `slot`'s now: its span takes it in.
+    /// Frame `pa` (a frame of RAM's) is `slot`'s now: its span takes it in.
+    #[inline]
     pub fn owns(&mut self, slot: usize, pa: u64) {
-        let (i, (lo, hi)) = (self.ft.index(pa).unwrap_or(0) as u32, self.envs[slot].span);
-        self.envs[slot].span = if lo == hi { (i, i + 1) } else { (lo.min(i), hi.max(i + 1)) };
+        let (i, s) = (((pa - self.ft.pa(0)) >> 12) as u32, &mut self.envs[slot].span);
+        *s = (s.0.min(i), s.1.max(i + 1));
     }
 
     /// Counts a frame newly held by `slot` against its quota and every ancestor's.
@@ -400,7 +401,8 @@ impl Kernel {
             holders &= holders - 1;
         }
         let (id, state) = (EnvId((generation << 12) | slot as u32), EnvState::Blank);
-        self.envs[slot] = Env { id, state, generation, parent, quota, kin_quota, ..Env::EMPTY };
+        let span = (u32::MAX, 0); // none yet: `owns` widens it
+        self.envs[slot] = Env { id, state, generation, parent, quota, kin_quota, span, ..Env::EMPTY };
         self.set_affinity(slot, affinity);
         if parent == NONE {
             self.console = slot; // init holds the console input from boot
