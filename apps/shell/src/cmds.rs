@@ -101,6 +101,8 @@ pub fn describe_status(status: i32) -> String {
     match status {
         STATUS_DESTROYED => "destroyed".into(),
         PANIC_STATUS => "panicked".into(),
+        // The kernel's, at a revocation deadline: what it still owed was held as tables.
+        s if s == killed_status(upcall::REVOKE) => "killed for memory it would not give back".into(),
         s => alloc::format!("exit status {s}"),
     }
 }
