@@ -26,8 +26,8 @@ impl Kernel {
         refuse_if!(!above && self.envs[me].pct_rights & 1 << t == 0, Error::Denied);
         refuse_if!(!allow && self.envs[c].pct_rights & 1 << t == 0, Error::NotFound);
         // Taken back, it goes from every descendant it was passed down to, as well.
-        for d in 0..MAX_ENVS {
-            if !allow && crate::env::is_ancestor_or_self(&self.envs, c, d) {
+        for d in (0..MAX_ENVS).filter(|_| !allow) {
+            if crate::env::is_ancestor_or_self(&self.envs, c, d) {
                 self.envs[d].pct_rights &= !(1 << t); // (no other's rights read: a fast call)
             }
         }
@@ -65,7 +65,10 @@ impl Kernel {
         // When a wait for the target or its reply gives up (0: never; only such waits read it).
         self.envs[cur].deadline = if ticks == 0 { 0 } else { self.ticks + ticks };
         let status = match self.call_target(cur, target, opts) {
-            Ok(t) if self.envs[t].wait == Wait::Serve => return self.enter(cur, t, opts),
+            Ok(t) if self.envs[t].wait == Wait::Serve => {
+                self.enter(cur, t, opts);
+                return true;
+            }
             Ok(_) if opts & PCT_NONBLOCK != 0 => Error::Busy,
             Ok(t) => {
                 self.envs[cur].frame().pc -= 4; // retry the call once the target is free
@@ -98,9 +101,8 @@ impl Kernel {
     }
 
     /// Starts target `t`'s call context with `cur`'s arguments and blocks `cur` for the
-    /// reply; `t` runs next, on this core at once if it may (`hand_over`). Returns `true`:
-    /// the caller has given up the CPU.
-    fn enter(&mut self, cur: usize, t: usize, opts: u64) -> bool {
+    /// reply; `t` runs next, on this core at once if it may (`hand_over`).
+    fn enter(&mut self, cur: usize, t: usize, opts: u64) {
         let frame = opts & !0xfff;
         if frame != 0 {
             let g = Grant { pa: frame, owner: self.envs[cur].id, write: opts & PCT_GRANT_RW != 0 };
@@ -136,7 +138,6 @@ impl Kernel {
         (f.x[29], f.x[30], f.sp, f.pc, f.pstate) = (0, 0, e.pct_stack, e.pct_entry, 0);
         (e.active, e.pct_caller) = (Ctx::Call, (cur, caller_id));
         self.hand_over(cur, Wait::Reply(t), t);
-        true
     }
 
     /// `PctReply`, from a call context: results to the caller, park again.
