@@ -109,8 +109,11 @@ pub fn fault(k: &mut Kernel, slot: usize, esr: u64, far: u64) {
 /// choice until the deadline passes.
 pub fn request_revocation(k: &mut Kernel) {
     let envs = &k.envs;
-    let child_of = |p: usize| move |s: &usize| envs[*s].state != EnvState::Free && envs[*s].parent == p;
-    let heaviest = |p: usize| (0..MAX_ENVS).filter(child_of(p)).max_by_key(|&s| envs[s].subtree);
+    // The child of `p` whose family holds the most (`p` = NONE: of the roots, init).
+    let heaviest = |p: usize| {
+        let children = (0..MAX_ENVS).filter(|&s| envs[s].state != EnvState::Free && envs[s].parent == p);
+        children.max_by_key(|&s| envs[s].subtree)
+    };
     let down = |&v: &usize| heaviest(v).filter(|&c| envs[c].subtree > envs.get(v).map_or(0, |e| e.held));
     let v = core::iter::successors(Some(NONE), down).last().unwrap_or(NONE); // (NONE: above init)
     let Some(e) = k.envs.get_mut(v).filter(|e| e.held > 0 && e.revoke_wanted == 0) else { return };
@@ -183,13 +186,13 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
         taken[count] = pa;
         count += 1;
     }
-    let reach = (0..MAX_ENVS).filter(|&s| first < count && is_ancestor_or_self(&k.envs, slot, s));
-    let reach = reach.fold(0u64, |m, s| m | 1 << s); // (its own and its descendants')
-    for s in (0..MAX_ENVS).filter(|&s| reach & 1 << s != 0) {
-        k.space(s).0.for_each_page(|_, entry| {
-            *entry = if taken[first..count].contains(&Pte(*entry).addr()) { 0 } else { *entry };
-            true
-        });
+    for s in (0..MAX_ENVS).filter(|_| first < count) {
+        if is_ancestor_or_self(&k.envs, slot, s) {
+            k.space(s).0.for_each_page(|_, entry| {
+                *entry = if taken[first..count].contains(&Pte(*entry).addr()) { 0 } else { *entry };
+                true
+            });
+        }
     }
     let mut freed = 0;
     for &pa in &taken[..count] {
