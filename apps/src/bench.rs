@@ -356,7 +356,11 @@ fn http_get(programs: &[(&str, &[u8])]) {
     else {
         return println!("bench http_get failed: no fsd or httpd");
     };
-    let opts = exo_libos::spawn::Options { calls: &[fsd], ..exo_libos::spawn::Options::default() };
+    let opts = exo_libos::spawn::Options {
+        calls: &[fsd],
+        net: exo_libos::spawn::Net::All,
+        ..exo_libos::spawn::Options::default()
+    };
     match exo_libos::spawn::spawn(httpd, &alloc::format!("bench fsd={:#x}", fsd.0), opts) {
         Ok(child) => {
             let _ = process::wait(child);

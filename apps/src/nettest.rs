@@ -6,10 +6,10 @@
 use alloc::vec::Vec;
 
 use crate::runner::check;
-use exo_libos::abi::net::{NetBind, NetFilter, NET_BINDINGS, NET_RING_SLOTS, NET_SLOT};
-use exo_libos::abi::Error;
+use exo_libos::abi::net::{NetBind, NetFilter, NetScope, NET_BINDINGS, NET_RING_SLOTS, NET_SLOT};
+use exo_libos::abi::{EnvId, Error};
 use exo_libos::nic::{self, Binding, IP_ICMP, IP_UDP};
-use exo_libos::process::{self, Fork};
+use exo_libos::process::{self, Fork, Net};
 use exo_libos::sys;
 use exo_libos::vm;
 
@@ -26,6 +26,8 @@ pub const TESTS: &[Test] = &[
     ("hostile_child_cannot_fill_the_binding_table", table_hog),
     ("a_crashed_binder_frees_its_port_and_the_network_goes_on", dead_binder),
     ("hostile_ring_unmapped_or_remapped_after_bind_gets_nothing_written", moved_ring),
+    ("hostile_child_never_given_the_network_can_neither_bind_nor_send_nor_pass_it_on", offline_child),
+    ("hostile_child_given_one_port_binds_and_passes_on_only_that_port", one_port_child),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -352,4 +354,98 @@ fn moved_ring() -> Result<(), &'static str> {
     check(after_unmap > start, "a reply to an unmapped ring was not counted as dropped")?;
     check(after_ro > after_unmap, "a reply to a read-only ring was not counted as dropped")?;
     check(reply.is_some(), "the ring mapped back received nothing")
+}
+
+/// Runs `f` in a child forked with `net` of this environment's network; its exit status.
+fn in_child_with(net: Net, f: impl FnOnce() -> i32) -> Result<i32, &'static str> {
+    match process::fork_with_network(net).map_err(|_| "fork")? {
+        Fork::Child => sys::exit(f()),
+        Fork::Parent(c) => process::wait(c).map_err(|_| "wait"),
+    }
+}
+
+fn udp_scope(port: u16) -> NetScope {
+    nic::port_scope(IP_UDP, port)
+}
+
+/// A child holds no part of the network it was not given: being a child (a forked copy,
+/// even) gives none. It can take no port, not even ARP's shared one, before its parent
+/// does; so it can send nothing; and it can give its own child nothing.
+fn offline_child() -> Result<(), &'static str> {
+    let parent = sys::env_self();
+    let status = in_child_with(Net::None, || {
+        let refused = [
+            bind_with_ring(udp_bind(5010)),
+            bind_with_ring(NetBind { flags: exo_libos::abi::net::NET_SHARED, ..udp_bind(5010) }),
+            bind_with_ring(NetBind {
+                rx: nic::arp(),
+                tx: nic::arp(),
+                flags: exo_libos::abi::net::NET_SHARED,
+                ..NetBind::default()
+            }),
+        ];
+        let mut frame = [0u8; 60];
+        frame[6..12].copy_from_slice(&mac().unwrap_or_default());
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        let sent = sys::net_send(&frame);
+        let scope = udp_scope(5010);
+        let upwards = sys::net_grant(parent, Some(&scope));
+        let to_self = sys::net_grant(EnvId::SELF, Some(&scope));
+        let onwards = match process::fork_with_network(Net::Only(&[scope])) {
+            Ok(Fork::Child) => sys::exit(0),
+            Ok(Fork::Parent(c)) => process::wait(c).map_or(1, |_| 1),
+            Err(e) => (e == Error::Denied) as i32 * 2,
+        };
+        refused.iter().filter(|r| **r == Err(Error::Denied)).count() as i32
+            + 10 * (sent == Err(Error::Denied)) as i32
+            + 100 * (upwards == Err(Error::Denied)) as i32
+            + 1000 * (to_self == Err(Error::Invalid)) as i32
+            + 10000 * onwards
+    })?;
+    check(status % 10 == 3, "a child never given the network bound some of it")?;
+    check(status / 10 % 10 == 1, "a child without a binding sent a frame")?;
+    check(status / 100 % 10 == 1, "a child granted its parent a scope")?;
+    check(status / 1000 % 10 == 1, "a child granted itself a scope")?;
+    check(status / 10000 == 2, "a child gave its own child a scope it does not hold")?;
+    // The port the child could not squat is its parent's to take.
+    let b =
+        Binding::new(udp_bind(5010).rx, udp_bind(5010).tx, 2, false).map_err(|_| "the parent cannot bind")?;
+    b.close();
+    Ok(())
+}
+
+/// A child given UDP port 5011 binds it, and nothing beside it or wider; it can pass that
+/// port on (a forked copy of it binds there) but not another one.
+fn one_port_child() -> Result<(), &'static str> {
+    let status = in_child_with(Net::Only(&[udp_scope(5011)]), || {
+        let grandchild = in_child_with(Net::All, || {
+            (bind_with_ring(udp_bind(5011)).is_ok() as i32)
+                + 10 * (bind_with_ring(udp_bind(5012)) == Err(Error::Denied)) as i32
+        });
+        let other = match process::fork_with_network(Net::Only(&[udp_scope(5012)])) {
+            Ok(Fork::Child) => sys::exit(0),
+            Ok(Fork::Parent(c)) => process::wait(c).map_or(0, |_| 0),
+            Err(e) => (e == Error::Denied) as i32,
+        };
+        let outside = [
+            bind_with_ring(udp_bind(5012)),
+            bind_with_ring(NetBind { rx: NetFilter::exact(&[(12, 2, nic::ETH_IPV4)]), ..udp_bind(5011) }),
+            bind_with_ring(NetBind { tx: udp_bind(5012).tx, ..udp_bind(5011) }),
+            bind_with_ring(NetBind {
+                rx: nic::arp(),
+                tx: nic::arp(),
+                flags: exo_libos::abi::net::NET_SHARED,
+                ..NetBind::default()
+            }),
+        ];
+        let mine = bind_with_ring(udp_bind(5011));
+        (grandchild == Ok(11)) as i32
+            + 10 * other
+            + 100 * (outside.iter().all(|r| *r == Err(Error::Denied))) as i32
+            + 1000 * mine.is_ok() as i32
+    })?;
+    check(status % 10 == 1, "the port did not pass on to a forked copy, or another did")?;
+    check(status / 10 % 10 == 1, "a child gave its own child a port it does not hold")?;
+    check(status / 100 % 10 == 1, "a child bound outside the port it was given")?;
+    check(status / 1000 == 1, "a child could not bind the port it was given")
 }

@@ -22,7 +22,7 @@ fn key(key: u8) {
 }
 
 fn httpd(elf: &[u8], fsd: EnvId) -> Result<EnvId, &'static str> {
-    let opts = Options { calls: &[fsd], ..Options::default() };
+    let opts = Options { calls: &[fsd], net: spawn::Net::All, ..Options::default() };
     spawn::spawn(elf, &format!("fsd={:#x}", fsd.0), opts).map_err(|_| "cannot start httpd")
 }
 

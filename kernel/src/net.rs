@@ -6,7 +6,7 @@
 //! the driver's buffers, into the ring of every binding they match, on `NetPoll` and at
 //! every tick; a frame is sent only if the transmit check passes. `docs/network.md`.
 
-use exo_abi::net::{NetBind, NET_BINDINGS, NET_FRAME_MAX, NET_RING_SLOTS, NET_SLOT};
+use exo_abi::net::{NetBind, NetScope, NET_BINDINGS, NET_FRAME_MAX, NET_RING_SLOTS, NET_SLOT};
 use exo_abi::{EnvId, Error};
 use exo_bsp::drivers::virtio_net::VirtioNet;
 use exo_bsp::dt::{BoardInfo, Region};
@@ -17,7 +17,7 @@ use crate::env::{Kernel, Wait, MAX_ENVS};
 use crate::{mm, uaccess};
 
 /// Room for every environment's share at once, so no one can fill it for others.
-type Bindings = Table<{ MAX_ENVS * NET_BINDINGS }>;
+type Bindings = Table<{ MAX_ENVS * NET_BINDINGS }, MAX_ENVS>;
 
 static NET: Global<(Option<VirtioNet>, Bindings)> = Global::new((None, Table::new()));
 
@@ -35,6 +35,15 @@ pub fn probe(info: &BoardInfo, dma: Region) {
     NET.with(|(n, t)| (t.info.mac[..6].copy_from_slice(&nic.mac()), *n = Some(nic)));
 }
 
+/// The whole network for `init`, and (`forget`) a slot whose ids start again: see
+/// `Table::scope_everything` and `Table::forget_slot`.
+pub fn scope_everything(init: EnvId) {
+    NET.with(|(_, t)| t.scope_everything(init.0));
+}
+pub fn forget(slot: usize) {
+    NET.with(|(_, t)| t.forget_slot(slot as u32));
+}
+
 /// `f` on the NIC and the bindings; `NotFound` if there is no NIC.
 fn with_net<R>(f: impl FnOnce(&mut VirtioNet, &mut Bindings) -> Result<R, Error>) -> Result<R, Error> {
     NET.with(|(nic, table)| f(nic.as_mut().ok_or(Error::NotFound)?, table))
@@ -49,6 +58,15 @@ impl Kernel {
         uaccess::with_user(root, b.ring, b.slots as u64 * NET_SLOT as u64, true, |_| {})?;
         let alive = |o| self.slot(EnvId(o)).is_ok();
         with_net(|_, t| t.bind(id.0, &b, NET_BINDINGS, alive)).map(|i| i as u64)
+    }
+
+    /// `NetGrant`: a scope of the caller's, or (`ptr` 0) all of them, to a descendant.
+    pub fn net_grant(&mut self, env: u64, ptr: u64) -> Result<u64, Error> {
+        let t = self.target(crate::syscall::env_arg(env)?)?;
+        refuse_if!(t == self.current, Error::Invalid);
+        let (from, to) = (self.envs[self.current].id.0, self.envs[t].id.0);
+        let scope: Option<NetScope> = (ptr != 0).then(|| uaccess::read(self.envs[self.current].root, ptr)).transpose()?;
+        with_net(|_, table| table.grant(from, to, scope.as_ref())).map(|_| 0)
     }
 
     /// `NetUnbind`.

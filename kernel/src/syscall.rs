@@ -48,7 +48,7 @@ pub fn ret(r: Result<u64, Error>) -> i64 {
 /// (blocked, switched away, gone, or already holding its result).
 type Step = Result<Option<u64>, Error>;
 
-fn env_arg(x: u64) -> Result<EnvId, Error> {
+pub fn env_arg(x: u64) -> Result<EnvId, Error> {
     u32::try_from(x).map(EnvId).map_err(|_| Error::Invalid)
 }
 
@@ -304,6 +304,7 @@ impl Kernel {
             n if n == Sys::NetSend as u64 => self.net_send(a0, a1).map(Some),
             n if n == Sys::NetPoll as u64 => self.net_poll(a0).map(Some),
             n if n == Sys::NetWait as u64 => self.net_wait(cur),
+            n if n == Sys::NetGrant as u64 => self.net_grant(a0, a1).map(Some),
             n if n == Sys::SectorWait as u64 => self.sector_wait(cur),
             _ => Err(Error::NoSys),
         };

@@ -2,7 +2,7 @@
 //! receive ring in this environment's own memory, and checked sends. A TCP/IP stack sits on
 //! top (`exo-net`); the filters for the usual bindings are here too. `docs/network.md`.
 
-use exo_abi::net::{NetBind, NetFilter, NetInfo, NET_SHARED, NET_SLOT};
+use exo_abi::net::{NetBind, NetFilter, NetInfo, NetScope, NET_SHARED, NET_SLOT};
 use exo_abi::Error;
 
 use crate::sys;
@@ -28,6 +28,23 @@ pub fn ipv4_port(proto: u32, port: u16, dst: bool) -> NetFilter {
         (_, false) => 34,
     };
     NetFilter::exact(&[(12, 2, ETH_IPV4), (14, 1, 0x45), (23, 1, proto), (at, 2, port as u32)])
+}
+
+/// The scope of a TCP or UDP port (receiving to it, sending from it), or of one ICMP echo
+/// identifier: what a descendant needs to serve or ask on it ([`crate::sys::net_grant`]).
+pub fn port_scope(proto: u32, port: u16) -> NetScope {
+    NetScope { rx: ipv4_port(proto, port, true), tx: ipv4_port(proto, port, false) }
+}
+
+/// The scope of every ARP frame, which each stack binds shared.
+pub fn arp_scope() -> NetScope {
+    NetScope { rx: arp(), tx: arp() }
+}
+
+/// The scope of IPv4 protocol `proto` whole (every ICMP identifier, say).
+pub fn protocol_scope(proto: u32) -> NetScope {
+    let f = NetFilter::exact(&[(12, 2, ETH_IPV4), (14, 1, 0x45), (23, 1, proto)]);
+    NetScope { rx: f, tx: f }
 }
 
 /// A receive ring: slots of [`NET_SLOT`] bytes in fresh pages of this environment's own,

@@ -6,6 +6,7 @@ use exo_abi::{frame, EnvId, Error, FrameEntry, TableOp};
 
 use crate::private::Private;
 use crate::rt::FORK_MAGIC;
+pub use crate::spawn::Net;
 use crate::vm::{self, COW, PAGE, RW, SCRATCH, SHARED, STACK_SIZE, STACK_TOP};
 use crate::{ipc, owed, sys, upcall};
 
@@ -96,7 +97,14 @@ pub fn fork() -> Result<Fork, Error> {
 /// but the caller's own).
 #[inline(never)]
 pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
-    fork_with(quota, &[])
+    fork_with(quota, &[], Net::All)
+}
+
+/// [`fork`], the child given `net` of the caller's network (`NetGrant`) instead of all of
+/// it: [`Net::None`] for a child that is never to use the network.
+#[inline(never)]
+pub fn fork_with_network(net: Net) -> Result<Fork, Error> {
+    fork_with(0, &[], net)
 }
 
 /// [`fork`], the child allowed to call each of `servers` (`PctAllow`) before it first
@@ -104,19 +112,19 @@ pub fn fork_with_quota(quota: u32) -> Result<Fork, Error> {
 /// its parent could give them once `fork` returns there.
 #[inline(never)]
 pub fn fork_allowing(servers: &[EnvId]) -> Result<Fork, Error> {
-    fork_with(0, servers)
+    fork_with(0, servers, Net::All)
 }
 
 /// Inlined into each entry point (whose own frame the child resumes in).
 #[inline(always)]
-fn fork_with(quota: u32, servers: &[EnvId]) -> Result<Fork, Error> {
+fn fork_with(quota: u32, servers: &[EnvId], net: Net) -> Result<Fork, Error> {
     let mut saved = Saved::default();
     // SAFETY: saves callee-saved state into `saved`; the child resumes here with 1.
     if unsafe { exo_fork_save(&mut saved) } != 0 {
         return Ok(Fork::Child);
     }
     let child = sys::env_create(quota)?;
-    match build_child(child, &mut saved, servers) {
+    match build_child(child, &mut saved, servers, net) {
         Ok(()) => Ok(Fork::Parent(child)),
         Err(e) => {
             let _ = sys::env_destroy(child);
@@ -189,7 +197,7 @@ impl Batch {
 /// Out of line: its frame (the batches, a few KiB) lies below the stack pointer `fork`
 /// saved, so the child is owed those pages rather than given copies of them.
 #[inline(never)]
-fn build_child(child: EnvId, saved: &mut Saved, servers: &[EnvId]) -> Result<(), Error> {
+fn build_child(child: EnvId, saved: &mut Saved, servers: &[EnvId], net: Net) -> Result<(), Error> {
     let me = vm::me();
     let root = sys::frame_alloc(child, None)?;
     sys::table_bind(child, root, 0)?;
@@ -296,6 +304,7 @@ fn build_child(child: EnvId, saved: &mut Saved, servers: &[EnvId]) -> Result<(),
     for &s in servers {
         sys::pct_allow(child, s)?;
     }
+    crate::spawn::grant_net(child, net)?; // (a copy of the parent's, unless told otherwise)
     sys::env_start(child)
 }
 

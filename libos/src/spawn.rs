@@ -52,9 +52,23 @@ pub struct Options<'a> {
     /// Build the child but do not start it: the caller starts it (`sys::env_start`) once
     /// everything it is to be connected with exists (a pipeline's other programs).
     pub hold: bool,
+    /// The parts of the network the child may bind (see [`Net`]): none by default.
+    pub net: Net<'a>,
     /// Give the child the frames of the screen the caller holds (see [`crate::screen`]):
     /// for a program run in the foreground. They come back when the child dies.
     pub screen: bool,
+}
+
+/// What of the caller's network a child gets ([`crate::sys::net_grant`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Net<'a> {
+    /// Nothing: its `NetBind`s are refused.
+    #[default]
+    None,
+    /// Every scope the caller holds.
+    All,
+    /// These scopes, each within one of the caller's.
+    Only(&'a [exo_abi::net::NetScope]),
 }
 
 /// Loads `file` into a new child and starts it with `args`. The child is the caller's to
@@ -108,6 +122,7 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
     for &target in opts.calls {
         sys::pct_allow(child, target)?;
     }
+    grant_net(child, opts.net)?;
     sys::env_set_entry(child, elf.entry, info_va, info_va, START_MAGIC)?;
     if opts.cores != 0 {
         sys::env_set_affinity(child, opts.cores)?;
@@ -164,4 +179,15 @@ impl Tables {
         sys::frame_give(pa, self.child)?;
         self.map(va, Pte::user_page(pa, perm))
     }
+}
+
+/// Gives `child` what `net` says of the caller's network; a machine without a network
+/// device has none to give, which is no error.
+pub(crate) fn grant_net(child: EnvId, net: Net) -> Result<(), Error> {
+    let r = match net {
+        Net::None => Ok(()),
+        Net::All => sys::net_grant(child, None),
+        Net::Only(scopes) => scopes.iter().try_for_each(|s| sys::net_grant(child, Some(s))),
+    };
+    r.or_else(|e| if e == Error::NotFound { Ok(()) } else { Err(e) })
 }

@@ -390,6 +390,13 @@ pub fn net_bind(b: &exo_abi::net::NetBind) -> Result<u64, Error> {
     owed::touch(b.ring, u64::from(b.slots).saturating_mul(exo_abi::net::NET_SLOT as u64));
     c1(Sys::NetBind, b as *const exo_abi::net::NetBind as u64)
 }
+/// `NetGrant`: lets `env`, a descendant, bind within `scope`, one of the caller's own or
+/// within one; `None`: within every scope the caller holds.
+pub fn net_grant(env: EnvId, scope: Option<&exo_abi::net::NetScope>) -> Result<(), Error> {
+    let ptr = scope.map_or(0, |s| s as *const exo_abi::net::NetScope as u64);
+    owed::touch(ptr, if ptr == 0 { 0 } else { size_of::<exo_abi::net::NetScope>() as u64 });
+    c2(Sys::NetGrant, env.0 as u64, ptr).map(drop)
+}
 pub fn net_unbind(binding: u64) -> Result<(), Error> {
     c1(Sys::NetUnbind, binding).map(drop)
 }

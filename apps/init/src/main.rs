@@ -1,6 +1,7 @@
 //! init: the first environment. It holds the whole disk and all the authority there is,
 //! and decides what runs: by default the file service (`fsd`, given every file-system
-//! partition), the web server (`httpd`) and the shell (both given the right to call fsd); or what `/init.cfg` on the FAT
+//! partition), the web server (`httpd`) and the shell (both given the right to call fsd,
+//! and each the part of the network it uses); or what `/init.cfg` on the FAT
 //! partition lists; or, when the bootargs say `exo.test=...`, one of the EL0 test suites,
 //! whose verdict becomes init's exit status (and so the machine's).
 #![no_std]
@@ -14,9 +15,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use exo_fat::{FatFs, FatOptions};
+use exo_libos::abi::net::NetScope;
 use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::fs::{disk, mount, parts, FileSystem};
-use exo_libos::spawn::{self, Options};
+use exo_libos::nic::{self, IP_ICMP, IP_TCP, IP_UDP};
+use exo_libos::spawn::{self, Net, Options};
 use exo_libos::{println, process, sys, vm};
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
@@ -89,7 +92,7 @@ fn boot() -> i32 {
     let (mut fsd, mut started): (Option<EnvId>, Vec<EnvId>) = (None, Vec::new());
     for (i, line) in lines.iter().enumerate() {
         let Some(line) = Line::parse(line) else {
-            println!("init: {line}: a line is `[wait] [disk=PARTS] PROGRAM [ARGS]`");
+            println!("init: {line}: a line is `[wait] [disk=PARTS] [net=SCOPES] PROGRAM [ARGS]`");
             continue;
         };
         let (name, rest) = (line.program, line.args);
@@ -113,6 +116,16 @@ fn boot() -> i32 {
             _ => String::from(rest),
         };
         let calls: Vec<EnvId> = if is_fsd { Vec::new() } else { fsd.into_iter().collect() };
+        let spec = line.net.unwrap_or(match name {
+            "httpd" => "arp,dhcp,tcp:80",
+            "shell" => "arp,dhcp,icmp",
+            _ => "",
+        });
+        let Some(scopes) = net_scopes(spec) else {
+            println!("init: {name}: net={spec}: a scope is arp, dhcp, icmp, tcp:PORT, udp:PORT or all");
+            continue;
+        };
+        let net = if spec.split(',').any(|w| w == "all") { Net::All } else { Net::Only(&scopes) };
         // `disk=` binds exactly what it names; without it fsd gets every file-system
         // partition and other programs none.
         let sectors: &[(u64, u64, u32)] = match &own {
@@ -126,7 +139,7 @@ fn boot() -> i32 {
         match spawn::spawn(
             &elf,
             args.trim(),
-            Options { quota: 0, sectors, calls: &calls, console, screen: console, ..Options::default() },
+            Options { quota: 0, sectors, calls: &calls, console, screen: console, net, ..Options::default() },
         ) {
             Ok(child) if line.wait && !console => {
                 let status = process::wait(child).unwrap_or(-1);
@@ -154,26 +167,46 @@ fn boot() -> i32 {
     status
 }
 
-/// One line of `/init.cfg`: `[wait] [disk=PARTS] PROGRAM [ARGS]` (docs/apps.md).
+/// The scopes `net=` names, comma-separated (docs/apps.md); `all` and "" are none here
+/// (`all` is every scope init holds, granted whole); `None` for a name it does not know.
+fn net_scopes(spec: &str) -> Option<Vec<NetScope>> {
+    let port = |p: &str| p.parse::<u16>().ok();
+    spec.split(',')
+        .filter(|w| !w.is_empty() && *w != "all")
+        .map(|w| match w.split_once(':') {
+            None if w == "arp" => Some(nic::arp_scope()),
+            None if w == "dhcp" => Some(nic::port_scope(IP_UDP, 68)),
+            None if w == "icmp" => Some(nic::protocol_scope(IP_ICMP)),
+            Some(("tcp", p)) => port(p).map(|p| nic::port_scope(IP_TCP, p)),
+            Some(("udp", p)) => port(p).map(|p| nic::port_scope(IP_UDP, p)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One line of `/init.cfg`: `[wait] [disk=PARTS] [net=SCOPES] PROGRAM [ARGS]` (docs/apps.md).
 struct Line<'a> {
     /// Wait for it to exit before starting the next line.
     wait: bool,
     /// The partitions it may touch (`fs::parts` names), instead of the default.
     disk: Option<&'a str>,
+    /// The parts of the network it may bind, instead of the default.
+    net: Option<&'a str>,
     program: &'a str,
     args: &'a str,
 }
 
 impl<'a> Line<'a> {
     fn parse(mut line: &'a str) -> Option<Line<'a>> {
-        let (mut wait, mut disk) = (false, None);
+        let (mut wait, mut disk, mut net) = (false, None, None);
         loop {
             let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
             match word {
                 "wait" => wait = true,
                 _ if word.starts_with("disk=") => disk = Some(&word[5..]),
+                _ if word.starts_with("net=") => net = Some(&word[4..]),
                 "" => return None,
-                _ => return Some(Line { wait, disk, program: word, args: rest.trim() }),
+                _ => return Some(Line { wait, disk, net, program: word, args: rest.trim() }),
             }
             line = rest.trim_start();
         }

@@ -211,6 +211,7 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             stdio,
             hold: true,
             cores: p.cores,
+            net: spawn::Net::All, // what the shell may bind, its programs may
             ..Default::default()
         };
         match spawn::spawn(&p.elf, args.trim(), opts) {

@@ -272,6 +272,7 @@ pub enum Sys {
     /// `(ptr) -> binding`: binds the receive side of the network with the [`net::NetBind`]
     /// at `ptr` (see `docs/network.md`). `Invalid` if a filter fails the checker or the
     /// ring is misaligned or too large; `Fault` unless the ring is mapped writable;
+    /// `Denied` unless one of the caller's scopes holds both filters ([`Sys::NetGrant`]);
     /// `Busy` if a filter overlaps another environment's (or a shared with an exclusive
     /// one); `NoSlot` past [`net::NET_BINDINGS`]; `NotFound` without a network device.
     NetBind = 48,
@@ -286,6 +287,15 @@ pub enum Sys {
     NetPoll = 51,
     /// `()`: blocks until the next timer tick (when the kernel also polls the device).
     NetWait = 52,
+    /// `(env, ptr)`: lets `env`, a strict descendant of the caller, bind the network within
+    /// the [`net::NetScope`] at `ptr`, which must lie within one of the caller's own scopes
+    /// (`Denied` otherwise); `ptr` 0 gives `env` a copy of every scope the caller holds.
+    /// `NetBind` accepts only a binding whose receive and transmit filters both lie within
+    /// one scope of the binder's: init holds the whole network from boot, and no other
+    /// environment holds any scope it was not given. `Invalid` for a filter the checker
+    /// refuses; `NoSlot` past [`net::NET_SCOPES`]; `NotFound` without a network device.
+    /// Scopes end with the environment.
+    NetGrant = 53,
     /// `()`: blocks while the caller's last `SectorRead`/`SectorWrite` is still moving data
     /// (its core runs others meanwhile; with none to run, it polls: it is repeated at once);
     /// then returns how that transfer ended: 0, or `Io`, `Timeout` from the device. An

@@ -17,6 +17,8 @@ pub const NET_BINDINGS: usize = 4;
 pub const NET_FRAME_MAX: usize = 1514;
 /// The smallest: a whole Ethernet header.
 pub const NET_FRAME_MIN: usize = 14;
+/// Scopes one environment may hold at once ([`crate::Sys::NetGrant`]).
+pub const NET_SCOPES: usize = 4;
 /// [`NetBind::flags`]: the binding may overlap other shared bindings, and every one of them
 /// gets a copy of each frame they match (for ARP: see `docs/network.md`).
 pub const NET_SHARED: u32 = 1;
@@ -65,6 +67,16 @@ pub struct NetBind {
     pub ring: u64,
     pub slots: u32,
     pub flags: u32,
+}
+
+/// The argument of `Sys::NetGrant`: the part of the network a descendant may bind. A
+/// binding lies within it when every bit each of these filters fixes, the binding's
+/// filter fixes to the same value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetScope {
+    pub rx: NetFilter,
+    pub tx: NetFilter,
 }
 
 /// The header of a receive-ring slot. `len` 0: the slot is empty, the kernel's to fill;

@@ -19,8 +19,8 @@
 //! will fix, not a rule: a filter that does not fix it is only slower to reach.
 
 use exo_abi::net::{
-    NetBind, NetFilter, NetInfo, NET_FRAME_MAX, NET_HEADER_BYTES, NET_RING_SLOTS, NET_SHARED, NET_SLOT,
-    NET_TERMS,
+    NetBind, NetFilter, NetInfo, NetScope, NET_FRAME_MAX, NET_HEADER_BYTES, NET_RING_SLOTS, NET_SCOPES,
+    NET_SHARED, NET_SLOT, NET_TERMS,
 };
 use exo_abi::Error;
 
@@ -111,6 +111,14 @@ impl Norm {
         }
     }
 
+    /// Whether every frame this filter matches also matches `outer`: each bit `outer`
+    /// fixes, this one fixes to the same value, and it reads at least as far.
+    pub fn within(&self, outer: &Norm) -> bool {
+        self.reach >= outer.reach
+            && (0..NET_HEADER_BYTES)
+                .all(|i| outer.mask[i] & !(self.mask[i] & !(self.value[i] ^ outer.value[i])) == 0)
+    }
+
     /// Whether some frame matches both filters.
     pub fn overlaps(&self, other: &Norm) -> bool {
         (0..NET_HEADER_BYTES).all(|i| (self.value[i] ^ other.value[i]) & self.mask[i] & other.mask[i] == 0)
@@ -133,11 +141,28 @@ pub struct Entry {
     link: u16,
 }
 
+/// One scope: a part of the network an environment may bind (`Sys::NetGrant`).
+#[derive(Clone, Copy, Debug)]
+struct Scope {
+    /// The environment's id: an entry in its slot's row is its own only with its id (any
+    /// other is a previous occupant's, which is dead: free).
+    owner: u32,
+    rx: Norm,
+    tx: Norm,
+}
+
+/// The environment slot an id names (its low 12 bits), for the rows of scopes.
+fn row(id: u32) -> usize {
+    (id & 0xfff) as usize
+}
+
 /// The binding table: `N` entries, at most [`exo_abi::net::NET_BINDINGS`] per environment
 /// (the kernel sizes `N` so that every environment can hold its share at once: no one can
-/// fill the table for others).
-pub struct Table<const N: usize> {
+/// fill the table for others), and a row of [`NET_SCOPES`] scopes for each of `E`
+/// environment slots.
+pub struct Table<const N: usize, const E: usize = 64> {
     entries: [Entry; N],
+    scopes: [[Scope; NET_SCOPES]; E],
     /// The first entry of each receive chain, plus one (0: empty).
     chains: [u16; BUCKETS + 1],
     /// The interface's counters (the MAC is the kernel's to fill in).
@@ -152,20 +177,89 @@ pub enum Delivery {
     Dropped,
 }
 
-impl<const N: usize> Default for Table<N> {
+impl<const N: usize, const E: usize> Default for Table<N, E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const N: usize> Table<N> {
+impl<const N: usize, const E: usize> Table<N, E> {
     /// An empty table: all zeroes (so a kernel `static` of one lies in .bss).
     pub const fn new() -> Self {
         const NONE: Norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
         const FREE: Entry =
             Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0, link: 0 };
+        const NO_SCOPE: Scope = Scope { owner: 0, rx: NONE, tx: NONE };
         assert!(N < u16::MAX as usize);
-        Table { entries: [FREE; N], chains: [0; BUCKETS + 1], info: NetInfo::ZERO }
+        Table {
+            entries: [FREE; N],
+            scopes: [[NO_SCOPE; NET_SCOPES]; E],
+            chains: [0; BUCKETS + 1],
+            info: NetInfo::ZERO,
+        }
+    }
+
+    /// `id`'s own scopes (none for an id whose slot is past the rows).
+    fn scopes_of(&self, id: u32) -> impl Iterator<Item = &Scope> {
+        self.scopes.get(row(id)).into_iter().flatten().filter(move |s| s.owner == id)
+    }
+
+    /// Whether one of `owner`'s scopes holds both filters.
+    fn covers(&self, owner: u32, rx: &Norm, tx: &Norm) -> bool {
+        self.scopes_of(owner).any(|s| rx.within(&s.rx) && tx.within(&s.tx))
+    }
+
+    /// Gives `to` the whole network (init, at boot): a scope that fixes nothing.
+    pub fn scope_everything(&mut self, to: u32) {
+        let all = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
+        let _ = self.grant_row(to, &[Some((all, all))]);
+    }
+
+    /// Drops every binding and scope of an environment in slot `slot` (the low 12 bits of
+    /// an id), all of them dead: called when the slot's ids start again from the lowest
+    /// generation, so that no id reissued later finds an old one's entries. (Until then a
+    /// dead environment's entries are dropped lazily: no live one has its id.)
+    pub fn forget_slot(&mut self, slot: u32) {
+        if let Some(r) = self.scopes.get_mut(slot as usize) {
+            r.iter_mut().for_each(|s| s.owner = 0);
+        }
+        for i in 0..N {
+            if self.entries[i].owner != 0 && self.entries[i].owner & 0xfff == slot {
+                self.free(i);
+            }
+        }
+    }
+
+    /// `Sys::NetGrant`: gives `to` the scope `scope` if one of `from`'s holds it (else
+    /// `Denied`), or with `None` a copy of each of `from`'s. `NoSlot` if `to` would hold
+    /// more than [`NET_SCOPES`] (then it is given none).
+    pub fn grant(&mut self, from: u32, to: u32, scope: Option<&NetScope>) -> Result<(), Error> {
+        let mut given = [None; NET_SCOPES];
+        match scope {
+            Some(s) => {
+                let (rx, tx) = (check(&s.rx)?, check(&s.tx)?);
+                if !self.covers(from, &rx, &tx) {
+                    return Err(Error::Denied);
+                }
+                given[0] = Some((rx, tx));
+            }
+            None => given.iter_mut().zip(self.scopes_of(from)).for_each(|(g, s)| *g = Some((s.rx, s.tx))),
+        }
+        self.grant_row(to, &given)
+    }
+
+    /// Adds `given` to `to`'s row, all or (`NoSlot`) none.
+    fn grant_row(&mut self, to: u32, given: &[Option<(Norm, Norm)>]) -> Result<(), Error> {
+        let r = self.scopes.get_mut(row(to)).ok_or(Error::NoSlot)?;
+        let free = r.iter().filter(|s| s.owner != to).count();
+        if given.iter().flatten().count() > free {
+            return Err(Error::NoSlot);
+        }
+        let mut slots = r.iter_mut().filter(|s| s.owner != to);
+        for ((rx, tx), s) in given.iter().flatten().zip(&mut slots) {
+            *s = Scope { owner: to, rx: *rx, tx: *tx };
+        }
+        Ok(())
     }
 
     /// Frees entry `i` and takes it off its receive chain.
@@ -207,6 +301,9 @@ impl<const N: usize> Table<N> {
             || !b.ring.is_multiple_of(NET_SLOT as u64)
         {
             return Err(Error::Invalid);
+        }
+        if !self.covers(owner, &rx, &tx) {
+            return Err(Error::Denied);
         }
         let shared = b.flags & NET_SHARED != 0;
         for i in 0..N {

@@ -20,6 +20,13 @@ fn bind_port(proto: u32, port: u32) -> NetBind {
     NetBind { rx: to_port(proto, port), tx: from_port(proto, port), ring: 0x10_0000, slots: 4, flags: 0 }
 }
 
+/// A table in which environments 1 to 16 (at most `N` of them) may bind anything.
+fn open<const N: usize>() -> Table<N> {
+    let mut t = Table::new();
+    (1..=N.min(16) as u32).for_each(|o| t.scope_everything(o));
+    t
+}
+
 /// A UDP frame from `MAC`, ports as given.
 fn udp(sport: u16, dport: u16, len: usize) -> std::vec::Vec<u8> {
     let mut f = std::vec![0u8; len.max(38)];
@@ -103,7 +110,7 @@ fn overlap_is_exact_on_fixed_bits() {
 
 #[test]
 fn a_taken_port_cannot_be_bound_by_another_environment() {
-    let mut t: Table<16> = Table::new();
+    let mut t: Table<16> = open();
     let alive = |_| true;
     assert_eq!(t.bind(1, &bind_port(6, 80), NET_BINDINGS, alive), Ok(0));
     assert_eq!(t.bind(2, &bind_port(6, 80), NET_BINDINGS, alive), Err(Error::Busy));
@@ -122,7 +129,7 @@ fn a_taken_port_cannot_be_bound_by_another_environment() {
 
 #[test]
 fn shared_bindings_overlap_each_other_and_each_gets_a_copy() {
-    let mut t: Table<16> = Table::new();
+    let mut t: Table<16> = open();
     let arp = NetFilter::exact(&[(12, 2, ARP)]);
     let b = NetBind { rx: arp, tx: arp, ring: 0x2000, slots: 2, flags: NET_SHARED };
     assert!(t.bind(1, &b, NET_BINDINGS, |_| true).is_ok());
@@ -144,7 +151,7 @@ fn shared_bindings_overlap_each_other_and_each_gets_a_copy() {
 
 #[test]
 fn one_environment_cannot_fill_the_table() {
-    let mut t: Table<{ 3 * NET_BINDINGS }> = Table::new();
+    let mut t: Table<{ 3 * NET_BINDINGS }> = open();
     for p in 0..NET_BINDINGS as u32 {
         assert!(t.bind(7, &bind_port(17, 1000 + p), NET_BINDINGS, |_| true).is_ok());
     }
@@ -154,7 +161,7 @@ fn one_environment_cannot_fill_the_table() {
 
 #[test]
 fn bindings_of_dead_environments_are_dropped_before_a_new_bind() {
-    let mut t: Table<4> = Table::new();
+    let mut t: Table<4> = open();
     assert!(t.bind(1, &bind_port(6, 80), NET_BINDINGS, |_| true).is_ok());
     assert_eq!(t.bind(2, &bind_port(6, 80), NET_BINDINGS, |_| true), Err(Error::Busy));
     assert!(t.bind(2, &bind_port(6, 80), NET_BINDINGS, |o| o != 1).is_ok());
@@ -162,7 +169,7 @@ fn bindings_of_dead_environments_are_dropped_before_a_new_bind() {
 
 #[test]
 fn unbind_takes_only_the_callers_own_binding() {
-    let mut t: Table<4> = Table::new();
+    let mut t: Table<4> = open();
     let i = t.bind(1, &bind_port(6, 80), NET_BINDINGS, |_| true).unwrap() as u64;
     assert_eq!(t.unbind(2, i), Err(Error::NotFound));
     assert_eq!(t.unbind(1, 99), Err(Error::NotFound));
@@ -173,7 +180,7 @@ fn unbind_takes_only_the_callers_own_binding() {
 
 #[test]
 fn bind_refuses_bad_rings_and_flags() {
-    let mut t: Table<4> = Table::new();
+    let mut t: Table<4> = open();
     for b in [
         NetBind { ring: 0x1001, ..bind_port(6, 80) },
         NetBind { slots: 0, ..bind_port(6, 80) },
@@ -186,7 +193,7 @@ fn bind_refuses_bad_rings_and_flags() {
 
 #[test]
 fn transmit_needs_the_interface_mac_and_a_matching_binding() {
-    let mut t: Table<4> = Table::new();
+    let mut t: Table<4> = open();
     t.info.mac[..6].copy_from_slice(&MAC);
     t.bind(1, &bind_port(17, 68), NET_BINDINGS, |_| true).unwrap();
     assert_eq!(t.may_send(1, &udp(68, 67, 60)), Ok(()));
@@ -202,7 +209,7 @@ fn transmit_needs_the_interface_mac_and_a_matching_binding() {
 
 #[test]
 fn demux_walks_the_ring_and_counts_drops() {
-    let mut t: Table<4> = Table::new();
+    let mut t: Table<4> = open();
     t.bind(1, &NetBind { ring: 0x4000, slots: 2, ..bind_port(17, 53) }, NET_BINDINGS, |_| true).unwrap();
     let mut at = std::vec::Vec::new();
     for _ in 0..3 {
@@ -233,7 +240,7 @@ fn put_fills_an_empty_slot_and_never_overwrites_a_full_one() {
 
 #[test]
 fn garbage_frames_reach_no_one_and_are_counted() {
-    let mut t: Table<8> = Table::new();
+    let mut t: Table<8> = open();
     t.bind(1, &bind_port(17, 53), NET_BINDINGS, |_| true).unwrap();
     t.bind(
         2,
@@ -311,7 +318,7 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
         x ^= x << 17;
         x
     };
-    let mut t: Table<64> = Table::new();
+    let mut t: Table<64> = open();
     let mut dead = [false; 17];
     let (mut delivered, mut keyed) = (0, 0);
     for round in 0..3000 {
@@ -378,5 +385,144 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
     assert!(
         delivered > 1000 && keyed > 1000,
         "the test exercised delivery ({delivered}) and keyed chains ({keyed})"
+    );
+}
+
+/// The scope (receive, transmit) of TCP or UDP port `port`.
+fn port_scope(proto: u32, port: u32) -> NetScope {
+    NetScope { rx: to_port(proto, port), tx: from_port(proto, port) }
+}
+
+#[test]
+fn a_binding_needs_one_scope_that_holds_both_its_filters() {
+    let mut t: Table<8> = Table::new();
+    t.scope_everything(1);
+    assert_eq!(t.bind(5, &bind_port(6, 80), NET_BINDINGS, |_| true), Err(Error::Denied));
+    assert_eq!(t.grant(1, 5, Some(&port_scope(6, 80))), Ok(()));
+    assert_eq!(t.bind(5, &bind_port(6, 81), NET_BINDINGS, |_| true), Err(Error::Denied));
+    assert_eq!(t.bind(5, &bind_port(17, 80), NET_BINDINGS, |_| true), Err(Error::Denied));
+    // The receive side in the scope, the transmit side not, and the other way round.
+    let mixed = NetBind { tx: from_port(6, 81), ..bind_port(6, 80) };
+    assert_eq!(t.bind(5, &mixed, NET_BINDINGS, |_| true), Err(Error::Denied));
+    let wide = NetBind { rx: NetFilter::exact(&[(12, 2, IPV4)]), ..bind_port(6, 80) };
+    assert_eq!(t.bind(5, &wide, NET_BINDINGS, |_| true), Err(Error::Denied));
+    // Narrower than the scope is within it: port 80 from one source port.
+    let narrow = NetBind {
+        rx: NetFilter::exact(&[(12, 2, IPV4), (14, 1, 0x45), (23, 1, 6), (34, 2, 9), (36, 2, 80)]),
+        ..bind_port(6, 80)
+    };
+    assert!(t.bind(5, &narrow, NET_BINDINGS, |_| true).is_ok());
+    // Two scopes do not combine into one: each binding lies within one.
+    assert_eq!(t.grant(1, 5, Some(&port_scope(6, 81))), Ok(()));
+    assert_eq!(t.bind(5, &mixed, NET_BINDINGS, |_| true), Err(Error::Denied));
+    assert!(t.bind(5, &bind_port(6, 81), NET_BINDINGS, |_| true).is_ok());
+}
+
+#[test]
+fn a_scope_is_granted_only_within_one_the_granter_holds() {
+    let mut t: Table<8> = Table::new();
+    t.scope_everything(1);
+    let ipv4 = NetFilter::exact(&[(12, 2, IPV4)]);
+    assert_eq!(t.grant(1, 5, Some(&NetScope { rx: ipv4, tx: ipv4 })), Ok(()));
+    assert_eq!(t.grant(5, 6, Some(&port_scope(6, 80))), Ok(()));
+    assert_eq!(t.grant(6, 7, Some(&port_scope(6, 81))), Err(Error::Denied));
+    assert_eq!(t.grant(6, 7, Some(&NetScope { rx: ipv4, tx: ipv4 })), Err(Error::Denied));
+    let arp = NetFilter::exact(&[(12, 2, ARP)]);
+    assert_eq!(t.grant(5, 7, Some(&NetScope { rx: arp, tx: arp })), Err(Error::Denied));
+    assert_eq!(t.grant(6, 7, Some(&port_scope(6, 80))), Ok(()));
+    // A filter outside the language is refused before anything else.
+    let bad = NetScope { rx: NetFilter::exact(&[(23, 1, 6)]), ..port_scope(6, 80) };
+    assert_eq!(t.grant(1, 7, Some(&bad)), Err(Error::Invalid));
+    // Nobody holds what it was not given.
+    assert_eq!(t.grant(9, 7, None), Ok(()));
+    assert_eq!(t.grant(9, 7, Some(&port_scope(6, 80))), Err(Error::Denied));
+}
+
+#[test]
+fn granting_all_copies_each_scope_within_the_cap_or_nothing() {
+    let mut t: Table<16> = Table::new();
+    t.scope_everything(1);
+    let arp = NetFilter::exact(&[(12, 2, ARP)]);
+    for s in [NetScope { rx: arp, tx: arp }, port_scope(17, 68), port_scope(6, 80)] {
+        assert_eq!(t.grant(1, 5, Some(&s)), Ok(()));
+    }
+    assert_eq!(t.grant(5, 6, None), Ok(()));
+    assert!(t.bind(6, &bind_port(17, 68), NET_BINDINGS, |_| true).is_ok());
+    assert_eq!(t.bind(6, &bind_port(17, 69), NET_BINDINGS, |_| true), Err(Error::Denied));
+    // Three more would make six: none is given.
+    assert_eq!(t.grant(5, 6, None), Err(Error::NoSlot));
+    assert_eq!(t.scopes_of(6).count(), 3);
+    assert_eq!(t.grant(1, 6, Some(&port_scope(6, 81))), Ok(()));
+    assert_eq!(t.grant(1, 6, Some(&port_scope(6, 82))), Err(Error::NoSlot));
+    // Init's "everything", copied, is everything.
+    assert_eq!(t.grant(1, 7, None), Ok(()));
+    assert!(t.bind(7, &bind_port(6, 443), NET_BINDINGS, |_| true).is_ok());
+}
+
+#[test]
+fn a_slots_next_environment_finds_its_row_of_scopes_free_and_none_of_them_its_own() {
+    let mut t: Table<4> = Table::new();
+    t.scope_everything(1);
+    for s in [port_scope(6, 80), port_scope(6, 81), port_scope(6, 82)] {
+        assert_eq!(t.grant(1, 0x1005, Some(&s)), Ok(()));
+    }
+    assert_eq!(t.grant(1, 0x1005, Some(&port_scope(6, 83))), Ok(()));
+    assert_eq!(t.grant(1, 0x1005, Some(&port_scope(6, 84))), Err(Error::NoSlot));
+    // Slot 5's next environment: the old scopes are not its own, and their room is.
+    assert_eq!(t.bind(0x2005, &bind_port(6, 80), NET_BINDINGS, |_| true), Err(Error::Denied));
+    for p in 90..94 {
+        assert_eq!(t.grant(1, 0x2005, Some(&port_scope(6, p))), Ok(()));
+    }
+    assert_eq!(t.bind(0x1005, &bind_port(6, 80), NET_BINDINGS, |_| true), Err(Error::Denied));
+    // A binding and a scope of slot 5 left behind when its ids start again are gone.
+    assert!(t.bind(0x2005, &bind_port(6, 90), NET_BINDINGS, |_| true).is_ok());
+    t.forget_slot(5);
+    assert_eq!(t.bind(0x2005, &bind_port(6, 91), NET_BINDINGS, |_| true), Err(Error::Denied));
+    assert!(t.live().all(|e| e.owner & 0xfff != 5));
+    assert!(t.bind(1, &bind_port(6, 90), NET_BINDINGS, |_| true).is_ok());
+    // An id whose slot is past the rows holds nothing and is given nothing.
+    assert_eq!(t.grant(1, 0x1fff, Some(&port_scope(6, 80))), Err(Error::NoSlot));
+}
+
+/// `within` is containment: through random filters and frames, a frame that matches a
+/// filter matches every filter it is within.
+#[test]
+fn a_filter_within_another_matches_only_what_the_other_matches() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut found, mut matched) = (0, 0);
+    for _ in 0..20_000 {
+        let mut pick = || {
+            let mut terms = std::vec![(12u16, 2u8, [IPV4, ARP][next() as usize % 2])];
+            for _ in 0..next() % 4 {
+                let (off, size) =
+                    ([14u16, 23, 34, 36, 38][next() as usize % 5], [1u8, 2][next() as usize % 2]);
+                terms.push((off, size, (next() % 3) as u32));
+            }
+            NetFilter::exact(&terms)
+        };
+        let (a, b) = (pick(), pick());
+        let (Ok(a), Ok(b)) = (check(&a), check(&b)) else { continue };
+        if !a.within(&b) {
+            continue;
+        }
+        found += 1;
+        for _ in 0..8 {
+            let mut frame = std::vec![0u8; 40 + next() as usize % 30];
+            for i in 0..frame.len() {
+                frame[i] = if next() % 2 == 0 { a.value[i.min(63)] } else { (next() % 3) as u8 };
+            }
+            matched += a.matches(&frame) as u32;
+            assert!(!a.matches(&frame) || b.matches(&frame), "{a:?} within {b:?}");
+        }
+    }
+    assert!(
+        found > 1000 && matched > 1000,
+        "too few pairs within each other ({found}) or matches ({matched})"
     );
 }
