@@ -514,8 +514,8 @@ fn a_filter_within_another_matches_only_what_the_other_matches() {
         found += 1;
         for _ in 0..8 {
             let mut frame = std::vec![0u8; 40 + next() as usize % 30];
-            for i in 0..frame.len() {
-                frame[i] = if next() % 2 == 0 { a.value[i.min(63)] } else { (next() % 3) as u8 };
+            for (i, b) in frame.iter_mut().enumerate() {
+                *b = if next() % 2 == 0 { a.value[i.min(63)] } else { (next() % 3) as u8 };
             }
             matched += a.matches(&frame) as u32;
             assert!(!a.matches(&frame) || b.matches(&frame), "{a:?} within {b:?}");
