@@ -20,6 +20,16 @@ fn bind_port(proto: u32, port: u32) -> NetBind {
     NetBind { rx: to_port(proto, port), tx: from_port(proto, port), ring: 0x10_0000, slots: 4, flags: 0 }
 }
 
+/// A xorshift generator from `seed`: the same numbers on every run.
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
 /// A table in which environments 1 to 16 (at most `N` of them) may bind anything.
 fn open<const N: usize>() -> Table<N> {
     let mut t = Table::new();
@@ -274,13 +284,7 @@ fn garbage_frames_reach_no_one_and_are_counted() {
 
 #[test]
 fn word_at_a_time_matching_agrees_with_byte_by_byte() {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
     let mut matched = 0;
     for _ in 0..20_000 {
         let (off, size) = (next() as usize % 60, [1u8, 2, 4][next() as usize % 3]);
@@ -294,7 +298,7 @@ fn word_at_a_time_matching_agrees_with_byte_by_byte() {
         // Frames that agree with the filter, then a byte or none disturbed.
         let mut frame: std::vec::Vec<u8> =
             (0..len).map(|i| if i < NET_HEADER_BYTES { n.value[i] } else { 0 }).collect();
-        if len > 0 && next() % 2 == 0 {
+        if len > 0 && next().is_multiple_of(2) {
             let i = next() as usize % len;
             frame[i] ^= 1 << (next() % 8);
         }
@@ -311,13 +315,7 @@ fn word_at_a_time_matching_agrees_with_byte_by_byte() {
 /// every live entry stays on its own chain once, no free one on any.
 #[test]
 fn chained_demux_agrees_with_a_scan_of_every_binding() {
-    let mut x = 0x853c_49e6_748f_ea9bu64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x853c_49e6_748f_ea9bu64);
     let mut t: Table<64> = open();
     let mut dead = [false; 17];
     let (mut delivered, mut keyed) = (0, 0);
@@ -330,7 +328,7 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
             2 => NetFilter::exact(&[(12, 2, IPV4), (36, 1, port >> 8)]),
             _ => to_port([6, 17][next() as usize % 2], port),
         };
-        let flags = if next() % 3 == 0 { NET_SHARED } else { 0 };
+        let flags = if next().is_multiple_of(3) { NET_SHARED } else { 0 };
         let ring = 0x1000_0000 + (round as u64 % 64) * 0x10_0000;
         let _ = t
             .bind(owner, &NetBind { rx, tx: rx, ring, slots: 4, flags }, NET_BINDINGS, |o| !dead[o as usize]);
@@ -344,13 +342,13 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
         // A frame that agrees with a live binding's filter, or with none, then maybe a bit off.
         let mut frame = udp(0, port as u16, 60 + next() as usize % 40);
         let live: std::vec::Vec<usize> = (0..64).filter(|&i| t.entries[i].owner != 0).collect();
-        if !live.is_empty() && next() % 4 != 0 {
+        if !live.is_empty() && !next().is_multiple_of(4) {
             let n = t.entries[live[next() as usize % live.len()]].rx;
             for i in 0..NET_HEADER_BYTES.min(frame.len()) {
                 frame[i] = (frame[i] & !n.mask[i]) | n.value[i];
             }
         }
-        if next() % 4 == 0 {
+        if next().is_multiple_of(4) {
             let i = next() as usize % frame.len();
             frame[i] ^= 1 << (next() % 8);
         }
@@ -488,13 +486,7 @@ fn a_slots_next_environment_finds_its_row_of_scopes_free_and_none_of_them_its_ow
 /// filter matches every filter it is within.
 #[test]
 fn a_filter_within_another_matches_only_what_the_other_matches() {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
     let (mut found, mut matched) = (0, 0);
     for _ in 0..20_000 {
         let mut pick = || {
@@ -515,7 +507,7 @@ fn a_filter_within_another_matches_only_what_the_other_matches() {
         for _ in 0..8 {
             let mut frame = std::vec![0u8; 40 + next() as usize % 30];
             for (i, b) in frame.iter_mut().enumerate() {
-                *b = if next() % 2 == 0 { a.value[i.min(63)] } else { (next() % 3) as u8 };
+                *b = if next().is_multiple_of(2) { a.value[i.min(63)] } else { (next() % 3) as u8 };
             }
             matched += a.matches(&frame) as u32;
             assert!(!a.matches(&frame) || b.matches(&frame), "{a:?} within {b:?}");
