@@ -205,7 +205,7 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
             0 => r.below(64),
             _ => r.pick(&[
                 2, 3, 4, 5, 6, 7, 7, 7, 27, 27, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-                25, 32, 26, 33, 35, 36, 37, 38, 40, 41, 48, 49, 50, 51, 52, 53,
+                25, 32, 26, 33, 35, 36, 37, 38, 40, 41, 48, 49, 50, 51, 52, 53, 54,
             ]),
         };
         let mut a = [0u64; 6];
@@ -248,7 +248,7 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
             n if n == Sys::NetBind as u64 => {
                 a[0] = if r.below(4) == 0 { pool.ptr(&mut r) } else { pool.net_bind(&mut r) }
             }
-            n if n == Sys::NetGrant as u64 => {
+            n if n == Sys::NetGrant as u64 || n == Sys::NetRevoke as u64 => {
                 // (A `NetBind` begins with the two filters of a `NetScope`.)
                 let scope = match r.below(3) {
                     0 => 0,

@@ -28,6 +28,7 @@ pub const TESTS: &[Test] = &[
     ("hostile_ring_unmapped_or_remapped_after_bind_gets_nothing_written", moved_ring),
     ("hostile_child_never_given_the_network_can_neither_bind_nor_send_nor_pass_it_on", offline_child),
     ("hostile_child_given_one_port_binds_and_passes_on_only_that_port", one_port_child),
+    ("a_revoked_scope_takes_the_bindings_that_needed_it_down_the_family", revoked_scope),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -448,4 +449,56 @@ fn one_port_child() -> Result<(), &'static str> {
     check(status / 10 % 10 == 1, "a child gave its own child a port it does not hold")?;
     check(status / 100 % 10 == 1, "a child bound outside the port it was given")?;
     check(status / 1000 == 1, "a child could not bind the port it was given")
+}
+
+/// Tries to bind UDP `port` here, until it is refused as taken (someone else holds it), at
+/// most PATIENCE ticks; whether it was.
+fn held_elsewhere(port: u16) -> bool {
+    for _ in 0..PATIENCE {
+        match Binding::new(udp_bind(port).rx, udp_bind(port).tx, 2, false) {
+            Err(Error::Busy) => return true,
+            Ok(b) => b.close(),
+            Err(_) => return false,
+        }
+        let _ = sys::net_wait();
+    }
+    false
+}
+
+/// A child given UDP 5020 and 5021 passes both to its own child, which binds 5020 while it
+/// binds 5021. Taking 5020 back from the child ends the grandchild's binding there (it
+/// leaned on the scope taken) and leaves the child's 5021; a scope never given cannot be
+/// taken back.
+fn revoked_scope() -> Result<(), &'static str> {
+    let (a, b) = (udp_scope(5020), udp_scope(5021));
+    let child = match process::fork_with_network(Net::Only(&[a, b])).map_err(|_| "fork")? {
+        Fork::Child => {
+            // Each binds until it holds its port (the parent's test binds may be in the
+            // way for a moment), then sleeps until it is destroyed.
+            let port = if let Ok(Fork::Child) = process::fork() { 5020 } else { 5021 };
+            let mut bound = false;
+            loop {
+                bound = bound
+                    || Binding::new(udp_bind(port).rx, udp_bind(port).tx, 2, false)
+                        .map(core::mem::forget)
+                        .is_ok();
+                let _ = sys::net_wait();
+            }
+        }
+        Fork::Parent(c) => c,
+    };
+    let both = held_elsewhere(5020) && held_elsewhere(5021);
+    let never = sys::net_revoke(child, &udp_scope(5022));
+    let revoked = sys::net_revoke(child, &a);
+    let freed = bind_with_ring(udp_bind(5020));
+    let kept = bind_with_ring(udp_bind(5021));
+    let again = sys::net_revoke(child, &a);
+    let _ = freed.map(sys::net_unbind);
+    let _ = sys::env_destroy(child);
+    check(both, "the child and its child did not bind their ports")?;
+    check(never == Err(Error::NotFound), "a scope never given was taken back")?;
+    check(revoked.is_ok(), "the scope could not be taken back")?;
+    check(freed.is_ok(), "the grandchild kept its binding on the scope taken back")?;
+    check(kept == Err(Error::Busy), "the child lost the port it kept")?;
+    check(again == Err(Error::NotFound), "a scope was taken back twice")
 }

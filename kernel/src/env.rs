@@ -393,7 +393,7 @@ impl Kernel {
         let kin_quota = if kin == 0 { (left - 1) / 2 } else { kin };
         // 20 bits of generation, never 0 (slot 0's id would be `EnvId(0)`, "the caller").
         let generation = ((self.envs[slot].generation + 1) & 0xf_ffff).max(1);
-        let _ = (generation == 1).then(|| crate::net::forget(slot)); // ids start again
+        let _ = (generation == 1).then(|| crate::net::table(|t| t.forget_slot(slot as u32))); // ids restart
         let affinity = self.envs.get(parent).map_or(smp::up_mask(), |p| p.affinity);
         // A call right names a slot's environment: none left from before names this one.
         let mut holders = self.envs[slot].pct_holders;

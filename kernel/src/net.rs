@@ -13,7 +13,7 @@ use exo_bsp::dt::{BoardInfo, Region};
 use exo_format::netfilter::{self, Delivery, Table};
 
 use crate::cell::Global;
-use crate::env::{Kernel, Wait, MAX_ENVS};
+use crate::env::{is_ancestor_or_self, Kernel, Wait, MAX_ENVS};
 use crate::{mm, uaccess};
 
 /// Room for every environment's share at once, so no one can fill it for others.
@@ -35,13 +35,10 @@ pub fn probe(info: &BoardInfo, dma: Region) {
     NET.with(|(n, t)| (t.info.mac[..6].copy_from_slice(&nic.mac()), *n = Some(nic)));
 }
 
-/// The whole network for `init`, and (`forget`) a slot whose ids start again: see
-/// `Table::scope_everything` and `Table::forget_slot`.
-pub fn scope_everything(init: EnvId) {
-    NET.with(|(_, t)| t.scope_everything(init.0));
-}
-pub fn forget(slot: usize) {
-    NET.with(|(_, t)| t.forget_slot(slot as u32));
+/// `f` on the bindings and scopes, with or without a NIC (init's whole network at load,
+/// a slot whose ids start again: `Table::scope_everything`, `Table::forget_slot`).
+pub fn table<R>(f: impl FnOnce(&mut Bindings) -> R) -> R {
+    NET.with(|(_, t)| f(t))
 }
 
 /// `f` on the NIC and the bindings; `NotFound` if there is no NIC.
@@ -65,8 +62,17 @@ impl Kernel {
         let t = self.target(crate::syscall::env_arg(env)?)?;
         refuse_if!(t == self.current, Error::Invalid);
         let (from, to) = (self.envs[self.current].id.0, self.envs[t].id.0);
-        let scope: Option<NetScope> = (ptr != 0).then(|| uaccess::read(self.envs[self.current].root, ptr)).transpose()?;
+        let root = self.envs[self.current].root;
+        let scope: Option<NetScope> = (ptr != 0).then(|| uaccess::read(root, ptr)).transpose()?;
         with_net(|_, table| table.grant(from, to, scope.as_ref())).map(|_| 0)
+    }
+
+    /// `NetRevoke`: a scope taken back from `env` and everything that leaned on it.
+    pub fn net_revoke(&mut self, env: u64, ptr: u64) -> Result<u64, Error> {
+        let (t, root) = (self.target(crate::syscall::env_arg(env)?)?, self.envs[self.current].root);
+        let scope = uaccess::read(root, ptr)?;
+        let below = |o| self.slot(EnvId(o)).is_ok_and(|d| d != t && is_ancestor_or_self(&self.envs, t, d));
+        with_net(|_, table| table.revoke(self.envs[t].id.0, &scope, below)).map(|_| 0)
     }
 
     /// `NetUnbind`.

@@ -113,7 +113,7 @@ fn load(k: &mut Kernel, file: &[u8]) -> Result<(), &'static str> {
     }
     let disk = k.info().map_or(0, |i| i.disk_sectors);
     let _ = (disk > 0).then(|| k.bind_whole_disk(slot, disk));
-    crate::net::scope_everything(id);
+    crate::net::table(|t| t.scope_everything(id.0));
     let fb = k.info().map_or(0..0, |i| i.fb_base..i.fb_base + i.fb_bytes);
     fb.step_by(4096).for_each(|pa| _ = k.ft.get_mut(pa).map(|e| e.owner = id.0)); // init's
     let info = k.info_pa().unwrap_or(0);

@@ -305,6 +305,7 @@ impl Kernel {
             n if n == Sys::NetPoll as u64 => self.net_poll(a0).map(Some),
             n if n == Sys::NetWait as u64 => self.net_wait(cur),
             n if n == Sys::NetGrant as u64 => self.net_grant(a0, a1).map(Some),
+            n if n == Sys::NetRevoke as u64 => self.net_revoke(a0, a1).map(Some),
             n if n == Sys::SectorWait as u64 => self.sector_wait(cur),
             _ => Err(Error::NoSys),
         };

@@ -397,6 +397,12 @@ pub fn net_grant(env: EnvId, scope: Option<&exo_abi::net::NetScope>) -> Result<(
     owed::touch(ptr, if ptr == 0 { 0 } else { size_of::<exo_abi::net::NetScope>() as u64 });
     c2(Sys::NetGrant, env.0 as u64, ptr).map(drop)
 }
+/// `NetRevoke`: takes `scope` back from `env` (the caller or a descendant), with every
+/// binding and onward grant that needed it.
+pub fn net_revoke(env: EnvId, scope: &exo_abi::net::NetScope) -> Result<(), Error> {
+    owed::touch(scope as *const exo_abi::net::NetScope as u64, size_of::<exo_abi::net::NetScope>() as u64);
+    c2(Sys::NetRevoke, env.0 as u64, scope as *const exo_abi::net::NetScope as u64).map(drop)
+}
 pub fn net_unbind(binding: u64) -> Result<(), Error> {
     c1(Sys::NetUnbind, binding).map(drop)
 }

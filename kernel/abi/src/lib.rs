@@ -294,8 +294,13 @@ pub enum Sys {
     /// one scope of the binder's: init holds the whole network from boot, and no other
     /// environment holds any scope it was not given. `Invalid` for a filter the checker
     /// refuses; `NoSlot` past [`net::NET_SCOPES`]; `NotFound` without a network device.
-    /// Scopes end with the environment.
+    /// Scopes end with the environment, or are taken back with [`Sys::NetRevoke`].
     NetGrant = 53,
+    /// `(env, ptr)`: takes the [`net::NetScope`] at `ptr` (exactly as it was given) from
+    /// `env`, the caller or a descendant (`NotFound` if it holds none such), and with it
+    /// every binding of `env` or a descendant, and every scope of a descendant, that no
+    /// longer lies within a scope `env` keeps: so what was granted onward goes too.
+    NetRevoke = 54,
     /// `()`: blocks while the caller's last `SectorRead`/`SectorWrite` is still moving data
     /// (its core runs others meanwhile; with none to run, it polls: it is repeated at once);
     /// then returns how that transfer ended: 0, or `Io`, `Timeout` from the device. An

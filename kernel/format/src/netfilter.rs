@@ -248,6 +248,33 @@ impl<const N: usize, const E: usize> Table<N, E> {
         self.grant_row(to, &given)
     }
 
+    /// `Sys::NetRevoke`: takes the scope `scope` (exactly as given) from `env`
+    /// (`NotFound` if it holds none such), then from `env` and each environment `below`
+    /// says is its descendant every binding, and from the descendants every scope, that
+    /// no longer lies within a scope `env` keeps: what was granted onward goes too.
+    pub fn revoke(&mut self, env: u32, scope: &NetScope, below: impl Fn(u32) -> bool) -> Result<(), Error> {
+        let (rx, tx) = (check(&scope.rx)?, check(&scope.tx)?);
+        let r = self.scopes.get_mut(row(env)).ok_or(Error::NotFound)?;
+        let s = r.iter_mut().find(|s| s.owner == env && s.rx == rx && s.tx == tx).ok_or(Error::NotFound)?;
+        s.owner = 0;
+        let kept = *r;
+        let covered = |rx: &Norm, tx: &Norm| {
+            kept.iter().any(|s| s.owner == env && rx.within(&s.rx) && tx.within(&s.tx))
+        };
+        for s in self.scopes.iter_mut().flatten().filter(|s| s.owner != 0 && below(s.owner)) {
+            if !covered(&s.rx, &s.tx) {
+                s.owner = 0;
+            }
+        }
+        for i in 0..N {
+            let e = &self.entries[i];
+            if e.owner != 0 && (e.owner == env || below(e.owner)) && !covered(&e.rx, &e.tx) {
+                self.free(i);
+            }
+        }
+        Ok(())
+    }
+
     /// Adds `given` to `to`'s row, all or (`NoSlot`) none.
     fn grant_row(&mut self, to: u32, given: &[Option<(Norm, Norm)>]) -> Result<(), Error> {
         let r = self.scopes.get_mut(row(to)).ok_or(Error::NoSlot)?;

@@ -518,3 +518,40 @@ fn a_filter_within_another_matches_only_what_the_other_matches() {
         "too few pairs within each other ({found}) or matches ({matched})"
     );
 }
+
+#[test]
+fn revoking_a_scope_takes_what_leaned_on_it_below_and_leaves_the_rest() {
+    let mut t: Table<16> = Table::new();
+    t.scope_everything(1);
+    let ipv4 = NetFilter::exact(&[(12, 2, IPV4)]);
+    let (all_ipv4, udp53) = (NetScope { rx: ipv4, tx: ipv4 }, port_scope(17, 53));
+    // 5 holds IPv4 and UDP 53; its child 6 got a copy of both; its grandchild 7 got TCP 80.
+    assert_eq!(t.grant(1, 5, Some(&all_ipv4)), Ok(()));
+    assert_eq!(t.grant(1, 5, Some(&udp53)), Ok(()));
+    assert_eq!(t.grant(5, 6, None), Ok(()));
+    assert_eq!(t.grant(6, 7, Some(&port_scope(6, 80))), Ok(()));
+    assert!(t.bind(5, &bind_port(17, 54), NET_BINDINGS, |_| true).is_ok());
+    assert!(t.bind(7, &bind_port(6, 80), NET_BINDINGS, |_| true).is_ok());
+    assert!(t.bind(6, &bind_port(17, 53), NET_BINDINGS, |_| true).is_ok());
+    let below = |o: u32| o == 6 || o == 7;
+    // Only a scope held exactly as it was given can be taken back.
+    assert_eq!(t.revoke(5, &port_scope(17, 54), below), Err(Error::NotFound));
+    assert_eq!(t.revoke(9, &udp53, |_| false), Err(Error::NotFound));
+    // IPv4 goes: UDP 53 stays for 5 and 6, and so does 6's binding there; 5's port 54,
+    // 6's copy of IPv4, 7's TCP 80 scope and binding go.
+    assert_eq!(t.revoke(5, &all_ipv4, below), Ok(()));
+    assert_eq!(t.scopes_of(5).count(), 1);
+    assert_eq!(t.scopes_of(6).count(), 1);
+    assert_eq!(t.scopes_of(7).count(), 0);
+    let owners: std::vec::Vec<u32> = t.live().map(|e| e.owner).collect();
+    assert_eq!(owners, [6]);
+    assert!(t.bind(2, &bind_port(6, 80), NET_BINDINGS, |_| true).is_err()); // 2 holds nothing
+    assert_eq!(t.bind(7, &bind_port(6, 80), NET_BINDINGS, |_| true), Err(Error::Denied));
+    assert_eq!(t.bind(5, &bind_port(17, 54), NET_BINDINGS, |_| true), Err(Error::Denied));
+    // Another environment's bindings are never touched: 1's port 54 outlives 5's revoke.
+    assert!(t.bind(1, &bind_port(17, 54), NET_BINDINGS, |_| true).is_ok());
+    assert_eq!(t.revoke(5, &udp53, below), Ok(()));
+    let owners: std::vec::Vec<u32> = t.live().map(|e| e.owner).collect();
+    assert_eq!(owners, [1]);
+    assert_eq!(t.scopes_of(6).count(), 0);
+}
