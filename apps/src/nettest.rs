@@ -29,6 +29,7 @@ pub const TESTS: &[Test] = &[
     ("hostile_child_never_given_the_network_can_neither_bind_nor_send_nor_pass_it_on", offline_child),
     ("hostile_child_given_one_port_binds_and_passes_on_only_that_port", one_port_child),
     ("a_revoked_scope_takes_the_bindings_that_needed_it_down_the_family", revoked_scope),
+    ("hostile_child_given_arp_cannot_take_it_for_itself_nor_pass_it_on_so", arp_for_itself),
 ];
 
 pub fn run(filter: &str) -> usize {
@@ -501,4 +502,25 @@ fn revoked_scope() -> Result<(), &'static str> {
     check(freed.is_ok(), "the grandchild kept its binding on the scope taken back")?;
     check(kept == Err(Error::Busy), "the child lost the port it kept")?;
     check(again == Err(Error::NotFound), "a scope was taken back twice")
+}
+
+/// ARP is every stack's (`nic::arp_scope`: shared bindings only). A child given it binds
+/// it shared, but cannot bind it for itself, which would shut every other stack out, nor
+/// give its own child an ARP scope that would let that one do it.
+fn arp_for_itself() -> Result<(), &'static str> {
+    let status = in_child_with(Net::Only(&[nic::arp_scope()]), || {
+        let arp = NetBind { rx: nic::arp(), tx: nic::arp(), ..NetBind::default() };
+        let own = bind_with_ring(arp);
+        let shared = bind_with_ring(NetBind { flags: exo_libos::abi::net::NET_SHARED, ..arp });
+        let whole = NetScope { flags: 0, ..nic::arp_scope() };
+        let onward = match process::fork_with_network(Net::Only(&[whole])) {
+            Ok(Fork::Child) => sys::exit(0),
+            Ok(Fork::Parent(c)) => process::wait(c).map_or(0, |_| 0),
+            Err(e) => (e == Error::Denied) as i32,
+        };
+        (own == Err(Error::Denied)) as i32 + 10 * shared.is_ok() as i32 + 100 * onward
+    })?;
+    check(status % 10 == 1, "a child took ARP for itself")?;
+    check(status / 10 % 10 == 1, "a child could not bind ARP shared")?;
+    check(status / 100 == 1, "a child passed ARP on for its own child to take")
 }

@@ -33,18 +33,25 @@ pub fn ipv4_port(proto: u32, port: u16, dst: bool) -> NetFilter {
 /// The scope of a TCP or UDP port (receiving to it, sending from it), or of one ICMP echo
 /// identifier: what a descendant needs to serve or ask on it ([`crate::sys::net_grant`]).
 pub fn port_scope(proto: u32, port: u16) -> NetScope {
-    NetScope { rx: ipv4_port(proto, port, true), tx: ipv4_port(proto, port, false) }
+    NetScope { rx: ipv4_port(proto, port, true), tx: ipv4_port(proto, port, false), flags: 0 }
 }
 
-/// The scope of every ARP frame, which each stack binds shared.
+/// The scope of every ARP frame, for shared bindings only: each stack binds ARP shared,
+/// and no holder of this scope can take ARP for itself and shut the others out.
 pub fn arp_scope() -> NetScope {
-    NetScope { rx: arp(), tx: arp() }
+    NetScope { rx: arp(), tx: arp(), flags: NET_SHARED }
+}
+
+/// The scope of the DHCP client's port (UDP 68), for shared bindings only, as ARP's:
+/// stacks ask side by side, each keeping the answers to its own transaction.
+pub fn dhcp_scope() -> NetScope {
+    NetScope { flags: NET_SHARED, ..port_scope(IP_UDP, 68) }
 }
 
 /// The scope of IPv4 protocol `proto` whole (every ICMP identifier, say).
 pub fn protocol_scope(proto: u32) -> NetScope {
     let f = NetFilter::exact(&[(12, 2, ETH_IPV4), (14, 1, 0x45), (23, 1, proto)]);
-    NetScope { rx: f, tx: f }
+    NetScope { rx: f, tx: f, flags: 0 }
 }
 
 /// A receive ring: slots of [`NET_SLOT`] bytes in fresh pages of this environment's own,

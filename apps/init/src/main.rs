@@ -175,7 +175,7 @@ fn net_scopes(spec: &str) -> Option<Vec<NetScope>> {
         .filter(|w| !w.is_empty() && *w != "all")
         .map(|w| match w.split_once(':') {
             None if w == "arp" => Some(nic::arp_scope()),
-            None if w == "dhcp" => Some(nic::port_scope(IP_UDP, 68)),
+            None if w == "dhcp" => Some(nic::dhcp_scope()),
             None if w == "icmp" => Some(nic::protocol_scope(IP_ICMP)),
             Some(("tcp", p)) => port(p).map(|p| nic::port_scope(IP_TCP, p)),
             Some(("udp", p)) => port(p).map(|p| nic::port_scope(IP_UDP, p)),

@@ -71,12 +71,14 @@ pub struct NetBind {
 
 /// The argument of `Sys::NetGrant`: the part of the network a descendant may bind. A
 /// binding lies within it when every bit each of these filters fixes, the binding's
-/// filter fixes to the same value.
+/// filter fixes to the same value; and, if `flags` has [`NET_SHARED`], when the binding
+/// is shared too (so no one holding the scope can take what it covers for itself).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetScope {
     pub rx: NetFilter,
     pub tx: NetFilter,
+    pub flags: u32,
 }
 
 /// The header of a receive-ring slot. `len` 0: the slot is empty, the kernel's to fill;

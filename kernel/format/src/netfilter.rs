@@ -142,13 +142,34 @@ pub struct Entry {
 }
 
 /// One scope: a part of the network an environment may bind (`Sys::NetGrant`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Scope {
     /// The environment's id: an entry in its slot's row is its own only with its id (any
     /// other is a previous occupant's, which is dead: free).
     owner: u32,
     rx: Norm,
     tx: Norm,
+    /// Only shared bindings lie within it (`NET_SHARED`), and only such scopes: what every
+    /// stack needs a copy of, ARP say, which none may then take for itself.
+    shared: bool,
+}
+
+impl Scope {
+    /// A `NetScope` checked (`Invalid` for a filter the checker refuses, or unknown flags)
+    /// and normalized, owned by no one yet.
+    fn checked(s: &NetScope) -> Result<Scope, Error> {
+        if s.flags & !NET_SHARED != 0 {
+            return Err(Error::Invalid);
+        }
+        Ok(Scope { owner: 0, rx: check(&s.rx)?, tx: check(&s.tx)?, shared: s.flags & NET_SHARED != 0 })
+    }
+
+    /// Whether filters `rx` and `tx`, of a binding or a scope that is `shared` (admits only
+    /// shared bindings), lie within this scope: both within its filters, and shared if it
+    /// admits only shared ones.
+    fn holds(&self, rx: &Norm, tx: &Norm, shared: bool) -> bool {
+        rx.within(&self.rx) && tx.within(&self.tx) && (shared || !self.shared)
+    }
 }
 
 /// The environment slot an id names (its low 12 bits), for the rows of scopes.
@@ -189,7 +210,7 @@ impl<const N: usize, const E: usize> Table<N, E> {
         const NONE: Norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
         const FREE: Entry =
             Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0, link: 0 };
-        const NO_SCOPE: Scope = Scope { owner: 0, rx: NONE, tx: NONE };
+        const NO_SCOPE: Scope = Scope { owner: 0, rx: NONE, tx: NONE, shared: false };
         assert!(N < u16::MAX as usize);
         Table {
             entries: [FREE; N],
@@ -204,15 +225,15 @@ impl<const N: usize, const E: usize> Table<N, E> {
         self.scopes.get(row(id)).into_iter().flatten().filter(move |s| s.owner == id)
     }
 
-    /// Whether one of `owner`'s scopes holds both filters.
-    fn covers(&self, owner: u32, rx: &Norm, tx: &Norm) -> bool {
-        self.scopes_of(owner).any(|s| rx.within(&s.rx) && tx.within(&s.tx))
+    /// Whether one of `owner`'s scopes holds both filters (see [`Scope::holds`]).
+    fn covers(&self, owner: u32, rx: &Norm, tx: &Norm, shared: bool) -> bool {
+        self.scopes_of(owner).any(|s| s.holds(rx, tx, shared))
     }
 
     /// Gives `to` the whole network (init, at boot): a scope that fixes nothing.
     pub fn scope_everything(&mut self, to: u32) {
         let all = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
-        let _ = self.grant_row(to, &[Some((all, all))]);
+        let _ = self.grant_row(to, &[Some(Scope { owner: 0, rx: all, tx: all, shared: false })]);
     }
 
     /// Drops every binding and scope of an environment in slot `slot` (the low 12 bits of
@@ -237,13 +258,13 @@ impl<const N: usize, const E: usize> Table<N, E> {
         let mut given = [None; NET_SCOPES];
         match scope {
             Some(s) => {
-                let (rx, tx) = (check(&s.rx)?, check(&s.tx)?);
-                if !self.covers(from, &rx, &tx) {
+                let s = Scope::checked(s)?;
+                if !self.covers(from, &s.rx, &s.tx, s.shared) {
                     return Err(Error::Denied);
                 }
-                given[0] = Some((rx, tx));
+                given[0] = Some(s);
             }
-            None => given.iter_mut().zip(self.scopes_of(from)).for_each(|(g, s)| *g = Some((s.rx, s.tx))),
+            None => given.iter_mut().zip(self.scopes_of(from)).for_each(|(g, s)| *g = Some(*s)),
         }
         self.grant_row(to, &given)
     }
@@ -253,22 +274,21 @@ impl<const N: usize, const E: usize> Table<N, E> {
     /// says is its descendant every binding, and from the descendants every scope, that
     /// no longer lies within a scope `env` keeps: what was granted onward goes too.
     pub fn revoke(&mut self, env: u32, scope: &NetScope, below: impl Fn(u32) -> bool) -> Result<(), Error> {
-        let (rx, tx) = (check(&scope.rx)?, check(&scope.tx)?);
+        let want = Scope { owner: env, ..Scope::checked(scope)? };
         let r = self.scopes.get_mut(row(env)).ok_or(Error::NotFound)?;
-        let s = r.iter_mut().find(|s| s.owner == env && s.rx == rx && s.tx == tx).ok_or(Error::NotFound)?;
-        s.owner = 0;
+        r.iter_mut().find(|s| **s == want).ok_or(Error::NotFound)?.owner = 0;
         let kept = *r;
-        let covered = |rx: &Norm, tx: &Norm| {
-            kept.iter().any(|s| s.owner == env && rx.within(&s.rx) && tx.within(&s.tx))
+        let covered = |rx: &Norm, tx: &Norm, shared: bool| {
+            kept.iter().any(|s| s.owner == env && s.holds(rx, tx, shared))
         };
         for s in self.scopes.iter_mut().flatten().filter(|s| s.owner != 0 && below(s.owner)) {
-            if !covered(&s.rx, &s.tx) {
+            if !covered(&s.rx, &s.tx, s.shared) {
                 s.owner = 0;
             }
         }
         for i in 0..N {
             let e = &self.entries[i];
-            if e.owner != 0 && (e.owner == env || below(e.owner)) && !covered(&e.rx, &e.tx) {
+            if e.owner != 0 && (e.owner == env || below(e.owner)) && !covered(&e.rx, &e.tx, e.shared) {
                 self.free(i);
             }
         }
@@ -276,15 +296,15 @@ impl<const N: usize, const E: usize> Table<N, E> {
     }
 
     /// Adds `given` to `to`'s row, all or (`NoSlot`) none.
-    fn grant_row(&mut self, to: u32, given: &[Option<(Norm, Norm)>]) -> Result<(), Error> {
+    fn grant_row(&mut self, to: u32, given: &[Option<Scope>]) -> Result<(), Error> {
         let r = self.scopes.get_mut(row(to)).ok_or(Error::NoSlot)?;
         let free = r.iter().filter(|s| s.owner != to).count();
         if given.iter().flatten().count() > free {
             return Err(Error::NoSlot);
         }
         let mut slots = r.iter_mut().filter(|s| s.owner != to);
-        for ((rx, tx), s) in given.iter().flatten().zip(&mut slots) {
-            *s = Scope { owner: to, rx: *rx, tx: *tx };
+        for (g, s) in given.iter().flatten().zip(&mut slots) {
+            *s = Scope { owner: to, ..*g };
         }
         Ok(())
     }
@@ -329,10 +349,10 @@ impl<const N: usize, const E: usize> Table<N, E> {
         {
             return Err(Error::Invalid);
         }
-        if !self.covers(owner, &rx, &tx) {
+        let shared = b.flags & NET_SHARED != 0;
+        if !self.covers(owner, &rx, &tx, shared) {
             return Err(Error::Denied);
         }
-        let shared = b.flags & NET_SHARED != 0;
         for i in 0..N {
             if self.entries[i].owner != 0 && !alive(self.entries[i].owner) {
                 self.free(i);

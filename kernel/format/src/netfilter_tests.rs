@@ -388,7 +388,7 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
 
 /// The scope (receive, transmit) of TCP or UDP port `port`.
 fn port_scope(proto: u32, port: u32) -> NetScope {
-    NetScope { rx: to_port(proto, port), tx: from_port(proto, port) }
+    NetScope { rx: to_port(proto, port), tx: from_port(proto, port), flags: 0 }
 }
 
 #[test]
@@ -421,12 +421,12 @@ fn a_scope_is_granted_only_within_one_the_granter_holds() {
     let mut t: Table<8> = Table::new();
     t.scope_everything(1);
     let ipv4 = NetFilter::exact(&[(12, 2, IPV4)]);
-    assert_eq!(t.grant(1, 5, Some(&NetScope { rx: ipv4, tx: ipv4 })), Ok(()));
+    assert_eq!(t.grant(1, 5, Some(&NetScope { rx: ipv4, tx: ipv4, flags: 0 })), Ok(()));
     assert_eq!(t.grant(5, 6, Some(&port_scope(6, 80))), Ok(()));
     assert_eq!(t.grant(6, 7, Some(&port_scope(6, 81))), Err(Error::Denied));
-    assert_eq!(t.grant(6, 7, Some(&NetScope { rx: ipv4, tx: ipv4 })), Err(Error::Denied));
+    assert_eq!(t.grant(6, 7, Some(&NetScope { rx: ipv4, tx: ipv4, flags: 0 })), Err(Error::Denied));
     let arp = NetFilter::exact(&[(12, 2, ARP)]);
-    assert_eq!(t.grant(5, 7, Some(&NetScope { rx: arp, tx: arp })), Err(Error::Denied));
+    assert_eq!(t.grant(5, 7, Some(&NetScope { rx: arp, tx: arp, flags: 0 })), Err(Error::Denied));
     assert_eq!(t.grant(6, 7, Some(&port_scope(6, 80))), Ok(()));
     // A filter outside the language is refused before anything else.
     let bad = NetScope { rx: NetFilter::exact(&[(23, 1, 6)]), ..port_scope(6, 80) };
@@ -441,7 +441,7 @@ fn granting_all_copies_each_scope_within_the_cap_or_nothing() {
     let mut t: Table<16> = Table::new();
     t.scope_everything(1);
     let arp = NetFilter::exact(&[(12, 2, ARP)]);
-    for s in [NetScope { rx: arp, tx: arp }, port_scope(17, 68), port_scope(6, 80)] {
+    for s in [NetScope { rx: arp, tx: arp, flags: 0 }, port_scope(17, 68), port_scope(6, 80)] {
         assert_eq!(t.grant(1, 5, Some(&s)), Ok(()));
     }
     assert_eq!(t.grant(5, 6, None), Ok(()));
@@ -524,7 +524,7 @@ fn revoking_a_scope_takes_what_leaned_on_it_below_and_leaves_the_rest() {
     let mut t: Table<16> = Table::new();
     t.scope_everything(1);
     let ipv4 = NetFilter::exact(&[(12, 2, IPV4)]);
-    let (all_ipv4, udp53) = (NetScope { rx: ipv4, tx: ipv4 }, port_scope(17, 53));
+    let (all_ipv4, udp53) = (NetScope { rx: ipv4, tx: ipv4, flags: 0 }, port_scope(17, 53));
     // 5 holds IPv4 and UDP 53; its child 6 got a copy of both; its grandchild 7 got TCP 80.
     assert_eq!(t.grant(1, 5, Some(&all_ipv4)), Ok(()));
     assert_eq!(t.grant(1, 5, Some(&udp53)), Ok(()));
@@ -554,4 +554,28 @@ fn revoking_a_scope_takes_what_leaned_on_it_below_and_leaves_the_rest() {
     let owners: std::vec::Vec<u32> = t.live().map(|e| e.owner).collect();
     assert_eq!(owners, [1]);
     assert_eq!(t.scopes_of(6).count(), 0);
+}
+
+#[test]
+fn a_shared_only_scope_admits_only_shared_bindings_and_passes_on_only_as_such() {
+    let mut t: Table<8> = Table::new();
+    t.scope_everything(1);
+    let arp = NetFilter::exact(&[(12, 2, ARP)]);
+    let (shared_arp, own_arp) =
+        (NetScope { rx: arp, tx: arp, flags: NET_SHARED }, NetScope { rx: arp, tx: arp, flags: 0 });
+    let bind_arp = |flags| NetBind { rx: arp, tx: arp, ring: 0x10_0000, slots: 4, flags };
+    assert_eq!(t.grant(1, 5, Some(&shared_arp)), Ok(()));
+    // 5 cannot take ARP for itself, so 6 (given it too) still binds it, shared.
+    assert_eq!(t.bind(5, &bind_arp(0), NET_BINDINGS, |_| true), Err(Error::Denied));
+    assert!(t.bind(5, &bind_arp(NET_SHARED), NET_BINDINGS, |_| true).is_ok());
+    assert_eq!(t.grant(5, 6, Some(&own_arp)), Err(Error::Denied));
+    assert_eq!(t.grant(5, 6, Some(&shared_arp)), Ok(()));
+    assert_eq!(t.grant(5, 7, None), Ok(()));
+    assert_eq!(t.bind(7, &bind_arp(0), NET_BINDINGS, |_| true), Err(Error::Denied));
+    assert!(t.bind(6, &bind_arp(NET_SHARED), NET_BINDINGS, |_| true).is_ok());
+    // Unknown flags are refused; a revoke names the flag too.
+    assert_eq!(t.grant(1, 6, Some(&NetScope { flags: 2, ..shared_arp })), Err(Error::Invalid));
+    assert_eq!(t.revoke(5, &own_arp, |_| false), Err(Error::NotFound));
+    assert_eq!(t.revoke(5, &shared_arp, |o| o == 6 || o == 7), Ok(()));
+    assert_eq!(t.live().count(), 0);
 }

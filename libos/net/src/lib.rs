@@ -157,14 +157,16 @@ impl Stack {
     }
 
     /// Asks for an address by DHCP, for at most `ticks` ticks; configures the interface and
-    /// its default route. The port-68 binding is held only meanwhile (another stack may be
-    /// asking: then it waits for its turn, within the same bound).
+    /// its default route. The port-68 binding is shared (`nic::dhcp_scope`: stacks ask side
+    /// by side, smoltcp keeping the answers to its own transaction) and held only
+    /// meanwhile; if a stack holds the port for itself, this waits for its turn, within
+    /// the same bound.
     pub fn dhcp(&mut self, ticks: u32) -> Result<Ipv4Cidr, NetError> {
         let rx = nic::ipv4_port(IP_UDP, 68, true);
         let tx = nic::ipv4_port(IP_UDP, 68, false);
         let mut left = ticks;
         let binding = loop {
-            match Binding::new(rx, tx, 8, false) {
+            match Binding::new(rx, tx, 8, true) {
                 Ok(b) => break b,
                 Err(Error::Busy) if left > 0 => {
                     left -= 1;
