@@ -30,17 +30,49 @@ pub const KEY: [usize; 5] = [12, 13, 23, 36, 37];
 /// Chains of keyed receive filters; one more chain holds the rest.
 pub const BUCKETS: usize = 32;
 
-/// The chain for a frame or filter whose key bytes are `b` (indexed by [`KEY`]).
-fn bucket(b: &[u8]) -> usize {
-    let k = KEY.iter().fold(0u32, |h, &i| h.wrapping_mul(31).wrapping_add(b[i] as u32));
+/// A frame's first [`NET_HEADER_BYTES`], or a filter's mask or value over them, as
+/// little-endian words: byte `i` is bits `8 * (i % 8)` up of word `i / 8`. The filters
+/// keep theirs as words and a frame's are gathered once, so that testing a filter is a
+/// few aligned loads and compares a word (this target builds with strict alignment: a
+/// word read from a byte slice at an unknown address is eight byte loads).
+pub type Words = [u64; NET_HEADER_BYTES / 8];
+
+/// Byte `i` of `w`.
+fn byte(w: &Words, i: usize) -> u8 {
+    (w[i / 8] >> (8 * (i % 8))) as u8
+}
+
+/// `bytes` as [`Words`].
+fn words(bytes: &[u8; NET_HEADER_BYTES]) -> Words {
+    let mut w = [0; NET_HEADER_BYTES / 8];
+    for (w, c) in w.iter_mut().zip(bytes.as_chunks::<8>().0) {
+        *w = u64::from_le_bytes(*c);
+    }
+    w
+}
+
+/// The first [`NET_HEADER_BYTES`] of `frame` as [`Words`], zeros past its end.
+pub fn head(frame: &[u8]) -> Words {
+    if let Some(h) = frame.first_chunk::<NET_HEADER_BYTES>() {
+        return words(h);
+    }
+    let mut h = [0; NET_HEADER_BYTES];
+    h[..frame.len()].copy_from_slice(frame);
+    words(&h)
+}
+
+/// The chain for a frame or filter whose key bytes are those of `w` (indexed by [`KEY`]).
+fn bucket(w: &Words) -> usize {
+    let k = KEY.iter().fold(0u32, |h, &i| h.wrapping_mul(31).wrapping_add(byte(w, i) as u32));
     (k ^ (k >> 7) ^ (k >> 13)) as usize % BUCKETS
 }
 
-/// A filter as per-byte (mask, value) pairs, and how many leading bytes it reads.
+/// A filter as (mask, value) pairs of header bytes, kept as [`Words`], and how many
+/// leading bytes it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Norm {
-    mask: [u8; NET_HEADER_BYTES],
-    value: [u8; NET_HEADER_BYTES],
+    mask: Words,
+    value: Words,
     reach: usize,
 }
 
@@ -53,7 +85,7 @@ pub fn check(f: &NetFilter) -> Result<Norm, Error> {
     if n == 0 || n > NET_TERMS {
         return Err(Error::Invalid);
     }
-    let mut norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
+    let (mut mask, mut value, mut reach) = ([0u8; NET_HEADER_BYTES], [0u8; NET_HEADER_BYTES], 0);
     for t in &f.terms[..n] {
         let (off, size) = (t.offset as usize, t.size as usize);
         if !matches!(size, 1 | 2 | 4) || off + size > NET_HEADER_BYTES {
@@ -67,45 +99,37 @@ pub fn check(f: &NetFilter) -> Result<Norm, Error> {
             let shift = 8 * (size - 1 - i);
             let (m, v) = ((t.mask >> shift) as u8, (t.value >> shift) as u8);
             let at = off + i;
-            if (norm.value[at] ^ v) & norm.mask[at] & m != 0 {
+            if (value[at] ^ v) & mask[at] & m != 0 {
                 return Err(Error::Invalid);
             }
-            norm.mask[at] |= m;
-            norm.value[at] |= v;
+            mask[at] |= m;
+            value[at] |= v;
         }
-        norm.reach = norm.reach.max(off + size);
+        reach = reach.max(off + size);
     }
-    if norm.mask[12] != 0xff || norm.mask[13] != 0xff {
+    if mask[12] != 0xff || mask[13] != 0xff {
         return Err(Error::Invalid);
     }
-    Ok(norm)
+    Ok(Norm { mask: words(&mask), value: words(&value), reach })
 }
 
 impl Norm {
     /// Whether `frame` matches: it holds every byte the filter reads, and each fixed bit.
     pub fn matches(&self, frame: &[u8]) -> bool {
-        if frame.len() < self.reach {
-            return false;
-        }
-        // Eight bytes at a time (at most 8 words, 5 for a port); bytes past `reach` fix no
-        // bits, so a frame ending inside its last word is padded with zeros there.
-        let word = |b: &[u8], at: usize| match b.get(at..at + 8) {
-            Some(w) => u64::from_le_bytes(w.try_into().unwrap_or_default()),
-            None => {
-                let mut w = [0u8; 8];
-                w[..b.len() - at].copy_from_slice(&b[at..]);
-                u64::from_le_bytes(w)
-            }
-        };
-        (0..self.reach)
-            .step_by(8)
-            .all(|at| (word(frame, at) ^ word(&self.value, at)) & word(&self.mask, at) == 0)
+        self.matches_head(&head(frame), frame.len())
+    }
+
+    /// [`Norm::matches`] for a frame of `len` bytes whose [`head`] is `head`: bytes past
+    /// `reach` fix no bits, so a frame ending inside the last word read has zeros there.
+    pub fn matches_head(&self, head: &Words, len: usize) -> bool {
+        len >= self.reach
+            && (0..self.reach.div_ceil(8)).all(|i| (head[i] ^ self.value[i]) & self.mask[i] == 0)
     }
 
     /// The chain this receive filter goes on: its key's, or the last ([`BUCKETS`]) when it
     /// leaves a key bit free.
     fn chain(&self) -> usize {
-        match KEY.iter().all(|&i| self.mask[i] == 0xff) {
+        match KEY.iter().all(|&i| byte(&self.mask, i) == 0xff) {
             true => bucket(&self.value),
             false => BUCKETS,
         }
@@ -115,13 +139,13 @@ impl Norm {
     /// fixes, this one fixes to the same value, and it reads at least as far.
     pub fn within(&self, outer: &Norm) -> bool {
         self.reach >= outer.reach
-            && (0..NET_HEADER_BYTES)
+            && (0..self.mask.len())
                 .all(|i| outer.mask[i] & !(self.mask[i] & !(self.value[i] ^ outer.value[i])) == 0)
     }
 
     /// Whether some frame matches both filters.
     pub fn overlaps(&self, other: &Norm) -> bool {
-        (0..NET_HEADER_BYTES).all(|i| (self.value[i] ^ other.value[i]) & self.mask[i] & other.mask[i] == 0)
+        (0..self.mask.len()).all(|i| (self.value[i] ^ other.value[i]) & self.mask[i] & other.mask[i] == 0)
     }
 }
 
@@ -207,7 +231,8 @@ impl<const N: usize, const E: usize> Default for Table<N, E> {
 impl<const N: usize, const E: usize> Table<N, E> {
     /// An empty table: all zeroes (so a kernel `static` of one lies in .bss).
     pub const fn new() -> Self {
-        const NONE: Norm = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
+        const NONE: Norm =
+            Norm { mask: [0; NET_HEADER_BYTES / 8], value: [0; NET_HEADER_BYTES / 8], reach: 0 };
         const FREE: Entry =
             Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0, link: 0 };
         const NO_SCOPE: Scope = Scope { owner: 0, rx: NONE, tx: NONE, shared: false };
@@ -232,7 +257,7 @@ impl<const N: usize, const E: usize> Table<N, E> {
 
     /// Gives `to` the whole network (init, at boot): a scope that fixes nothing.
     pub fn scope_everything(&mut self, to: u32) {
-        let all = Norm { mask: [0; NET_HEADER_BYTES], value: [0; NET_HEADER_BYTES], reach: 0 };
+        let all = Norm { mask: [0; NET_HEADER_BYTES / 8], value: [0; NET_HEADER_BYTES / 8], reach: 0 };
         let _ = self.grant_row(to, &[Some(Scope { owner: 0, rx: all, tx: all, shared: false })]);
     }
 
@@ -418,9 +443,9 @@ impl<const N: usize, const E: usize> Table<N, E> {
     /// the filters on the frame's own chain and on the chain of unkeyed ones: a keyed
     /// filter reads past the key, so a frame too short to have one matches none of them.
     pub fn demux(&mut self, frame: &[u8], mut deliver: impl FnMut(u32, u64) -> Delivery) -> (u32, u32) {
-        let (mut done, mut dropped) = (0, 0);
+        let (mut done, mut dropped, head) = (0, 0, head(frame));
         let mut at = match frame.len() > KEY[KEY.len() - 1] {
-            true => self.chains[bucket(frame)],
+            true => self.chains[bucket(&head)],
             false => 0,
         };
         let mut last = false;
@@ -434,7 +459,7 @@ impl<const N: usize, const E: usize> Table<N, E> {
             }
             let e = &mut self.entries[at as usize - 1];
             at = e.link;
-            if !e.rx.matches(frame) {
+            if !e.rx.matches_head(&head, frame.len()) {
                 continue;
             }
             match deliver(e.owner, e.ring + e.next as u64 * NET_SLOT as u64) {

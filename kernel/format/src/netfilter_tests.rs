@@ -297,12 +297,13 @@ fn word_at_a_time_matching_agrees_with_byte_by_byte() {
         let len = next() as usize % 80;
         // Frames that agree with the filter, then a byte or none disturbed.
         let mut frame: std::vec::Vec<u8> =
-            (0..len).map(|i| if i < NET_HEADER_BYTES { n.value[i] } else { 0 }).collect();
+            (0..len).map(|i| if i < NET_HEADER_BYTES { byte(&n.value, i) } else { 0 }).collect();
         if len > 0 && next().is_multiple_of(2) {
             let i = next() as usize % len;
             frame[i] ^= 1 << (next() % 8);
         }
-        let slow = frame.len() >= n.reach && (0..n.reach).all(|i| (frame[i] ^ n.value[i]) & n.mask[i] == 0);
+        let slow = frame.len() >= n.reach
+            && (0..n.reach).all(|i| (frame[i] ^ byte(&n.value, i)) & byte(&n.mask, i) == 0);
         assert_eq!(n.matches(&frame), slow, "filter {f:?}, frame {frame:?}");
         matched += slow as u32;
     }
@@ -345,7 +346,7 @@ fn chained_demux_agrees_with_a_scan_of_every_binding() {
         if !live.is_empty() && !next().is_multiple_of(4) {
             let n = t.entries[live[next() as usize % live.len()]].rx;
             for i in 0..NET_HEADER_BYTES.min(frame.len()) {
-                frame[i] = (frame[i] & !n.mask[i]) | n.value[i];
+                frame[i] = (frame[i] & !byte(&n.mask, i)) | byte(&n.value, i);
             }
         }
         if next().is_multiple_of(4) {
@@ -507,7 +508,7 @@ fn a_filter_within_another_matches_only_what_the_other_matches() {
         for _ in 0..8 {
             let mut frame = std::vec![0u8; 40 + next() as usize % 30];
             for (i, b) in frame.iter_mut().enumerate() {
-                *b = if next().is_multiple_of(2) { a.value[i.min(63)] } else { (next() % 3) as u8 };
+                *b = if next().is_multiple_of(2) { byte(&a.value, i.min(63)) } else { (next() % 3) as u8 };
             }
             matched += a.matches(&frame) as u32;
             assert!(!a.matches(&frame) || b.matches(&frame), "{a:?} within {b:?}");
