@@ -114,6 +114,9 @@ pub fn check(f: &NetFilter) -> Result<Norm, Error> {
 }
 
 impl Norm {
+    /// The filter that fixes nothing: a free entry's, and init's whole network.
+    const ANY: Norm = Norm { mask: [0; NET_HEADER_BYTES / 8], value: [0; NET_HEADER_BYTES / 8], reach: 0 };
+
     /// Whether `frame` matches: it holds every byte the filter reads, and each fixed bit.
     pub fn matches(&self, frame: &[u8]) -> bool {
         self.matches_head(&head(frame), frame.len())
@@ -231,11 +234,10 @@ impl<const N: usize, const E: usize> Default for Table<N, E> {
 impl<const N: usize, const E: usize> Table<N, E> {
     /// An empty table: all zeroes (so a kernel `static` of one lies in .bss).
     pub const fn new() -> Self {
-        const NONE: Norm =
-            Norm { mask: [0; NET_HEADER_BYTES / 8], value: [0; NET_HEADER_BYTES / 8], reach: 0 };
+        const ANY: Norm = Norm::ANY;
         const FREE: Entry =
-            Entry { owner: 0, rx: NONE, tx: NONE, shared: false, ring: 0, slots: 0, next: 0, link: 0 };
-        const NO_SCOPE: Scope = Scope { owner: 0, rx: NONE, tx: NONE, shared: false };
+            Entry { owner: 0, rx: ANY, tx: ANY, shared: false, ring: 0, slots: 0, next: 0, link: 0 };
+        const NO_SCOPE: Scope = Scope { owner: 0, rx: ANY, tx: ANY, shared: false };
         assert!(N < u16::MAX as usize);
         Table {
             entries: [FREE; N],
@@ -257,8 +259,7 @@ impl<const N: usize, const E: usize> Table<N, E> {
 
     /// Gives `to` the whole network (init, at boot): a scope that fixes nothing.
     pub fn scope_everything(&mut self, to: u32) {
-        let all = Norm { mask: [0; NET_HEADER_BYTES / 8], value: [0; NET_HEADER_BYTES / 8], reach: 0 };
-        let _ = self.grant_row(to, &[Some(Scope { owner: 0, rx: all, tx: all, shared: false })]);
+        let _ = self.grant_row(to, &[Some(Scope { owner: 0, rx: Norm::ANY, tx: Norm::ANY, shared: false })]);
     }
 
     /// Drops every binding and scope of an environment in slot `slot` (the low 12 bits of
@@ -418,9 +419,10 @@ impl<const N: usize, const E: usize> Table<N, E> {
     /// Whether `owner` may send `frame`: a whole frame from the interface's own MAC that
     /// matches the transmit filter of one of its bindings. Counted as sent, or as denied.
     pub fn may_send(&mut self, owner: u32, frame: &[u8]) -> Result<(), Error> {
+        let head = head(frame); // (once, for each of the owner's bindings)
         let ok = (exo_abi::net::NET_FRAME_MIN..=NET_FRAME_MAX).contains(&frame.len())
             && frame[6..12] == self.info.mac[..6]
-            && self.live().any(|e| e.owner == owner && e.tx.matches(frame));
+            && self.live().any(|e| e.owner == owner && e.tx.matches_head(&head, frame.len()));
         match ok {
             true => self.info.tx += 1,
             false => self.info.tx_denied += 1,
