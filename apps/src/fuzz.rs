@@ -205,7 +205,7 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
             0 => r.below(64),
             _ => r.pick(&[
                 2, 3, 4, 5, 6, 7, 7, 7, 27, 27, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-                25, 32, 26, 33, 35, 36, 37, 38, 40, 41, 48, 49, 50, 51, 52, 53, 54,
+                25, 32, 26, 33, 35, 36, 37, 38, 40, 41, 48, 49, 50, 51, 52, 53, 54, 28,
             ]),
         };
         let mut a = [0u64; 6];
@@ -257,6 +257,7 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
                 };
                 a[..2].copy_from_slice(&[pool.env(&mut r), scope])
             }
+            n if n == Sys::ConsoleAllow as u64 => a[..2].copy_from_slice(&[pool.env(&mut r), r.below(2)]),
             n if n == Sys::NetUnbind as u64 => a[0] = or_random(&mut r, &[0, 1, 2, 3, 4, 7]),
             n if n == Sys::NetSend as u64 => {
                 let len = or_random(&mut r, &[0, 13, 14, 60, 1514, 1515, PAGE, u64::MAX]) % (2 * PAGE);

@@ -49,6 +49,11 @@ pub const TESTS: &[Test] = &[
     ("ungrant_leaves_no_kernel_values_in_the_callers_registers", ungrant_registers),
     ("sibling_cannot_read_the_console_it_was_not_given", console_stealing),
     ("console_holder_cannot_hand_it_up_or_sideways", console_passes_only_down),
+    (
+        "child_never_allowed_the_console_can_neither_write_nor_allow_itself_or_its_own",
+        console_output_never_given,
+    ),
+    ("console_output_taken_back_is_gone_from_everyone_below", console_output_taken_back),
     ("child_cannot_map_the_framebuffer_it_was_not_given", framebuffer_stealing),
     ("child_cannot_move_onto_a_core_its_parent_left_out", core_escape),
     ("forked_child_does_not_inherit_the_framebuffer_mapping", crate::fbtest::fork_leaves_the_framebuffer_out),
@@ -904,7 +909,6 @@ fn console_stealing() -> Result<(), &'static str> {
     check(taken_back.is_ok() && readable(), "the parent could not take the console back")
 }
 
-/// Reads the console until the parent gives it (a bounded wait): 1 once a read is allowed.
 /// The console input passes down only: a child given it cannot hand it up to its parent
 /// or sideways to a sibling, and keeps it after trying.
 fn console_passes_only_down() -> Result<(), &'static str> {
@@ -929,15 +933,79 @@ fn console_passes_only_down() -> Result<(), &'static str> {
     check(status & 4 != 0 && readable(), "the console did not stay with the child, then come back")
 }
 
-fn poll_until_given() -> i32 {
-    for _ in 0..1000 {
-        match sys::console_read(false) {
-            Err(Error::Denied) => sys::yield_now(),
-            Ok(_) | Err(Error::WouldBlock) => return 1,
-            Err(_) => return 3,
+/// A `ConsoleWrite` of nothing: 0 if the caller may write to the console, else its error.
+fn write_nothing() -> u64 {
+    sys::raw(Sys::ConsoleWrite as u64, [0; 6])
+}
+
+/// Console output is a right like the others (`ConsoleAllow`). A child that gives it up
+/// cannot take it back, and a child of its own, never allowed, can neither write nor
+/// allow itself, its parent, or a blank child of its own.
+fn console_output_never_given() -> Result<(), &'static str> {
+    let status = in_child(|| {
+        let gave_up =
+            sys::console_allow(EnvId::SELF, false).is_ok() && write_nothing() == Error::Denied as u64;
+        let regained = sys::console_allow(EnvId::SELF, true) != Err(Error::Denied);
+        let me = vm::me();
+        let never = in_child(|| {
+            let blank = sys::env_create(0);
+            let tries = [
+                sys::console_write(b"an environment never allowed the console wrote this\n"),
+                sys::console_allow(EnvId::SELF, true).map(|_| 0),
+                sys::console_allow(me, true).map(|_| 0),
+                blank.and_then(|b| sys::console_allow(b, true)).map(|_| 0),
+            ];
+            let _ = blank.map(sys::env_destroy);
+            let refused = tries.iter().filter(|r| **r == Err(Error::Denied)).count() as i32;
+            refused + 10 * (write_nothing() == Error::Denied as u64) as i32
+        });
+        gave_up as i32 + 2 * regained as i32 + 4 * never.unwrap_or(0)
+    })?;
+    check(status & 1 != 0, "a child could not give its console output up")?;
+    check(status & 2 == 0, "a child that gave its console output up took it back")?;
+    check(status / 4 == 14, "a child never allowed the console wrote to it, or allowed itself or another")?;
+    check(write_nothing() == 0, "the parent lost its console output to its child's doing")
+}
+
+/// Taken back from a child, console output goes from the grandchild it passed it to as
+/// well: each was writing, and neither writes once it is taken back.
+fn console_output_taken_back() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    let quieted = || wait_for(|| w[40].load(SeqCst) == 1) && write_nothing() == Error::Denied as u64;
+    let child = match process::fork().map_err(|_| "fork")? {
+        Fork::Child => {
+            let Ok(Fork::Parent(grandchild)) = process::fork() else {
+                w[42].store((write_nothing() == 0) as u64 + 1, SeqCst);
+                sys::exit(quieted() as i32)
+            };
+            w[41].store((write_nothing() == 0) as u64 + 1, SeqCst);
+            let own = quieted() as i32;
+            sys::exit(own + 2 * process::wait(grandchild).unwrap_or(-1))
         }
+        Fork::Parent(c) => c,
+    };
+    let wrote = wait_for(|| w[41].load(SeqCst) == 2 && w[42].load(SeqCst) == 2);
+    let taken = sys::console_allow(child, false);
+    w[40].store(1, SeqCst);
+    let status = process::wait(child);
+    check(wrote, "a child or grandchild given the console could not write")?;
+    check(taken.is_ok(), "the parent could not take its child's console output back")?;
+    check(status == Ok(3), "console output taken back still let the child or its grandchild write")?;
+    check(write_nothing() == 0, "taking a child's console output took the parent's")
+}
+
+/// Reads the console until the parent gives it, for at most `wait_for`'s two seconds (a
+/// count of tries ran out when the parent's core was slow to come back to it): 1 once a
+/// read is allowed, 2 if it never was, 3 for any other error.
+fn poll_until_given() -> i32 {
+    if !wait_for(|| sys::console_read(false) != Err(Error::Denied)) {
+        return 2;
     }
-    2
+    match sys::console_read(false) {
+        Ok(_) | Err(Error::WouldBlock) => 1,
+        _ => 3,
+    }
 }
 
 /// Whether the caller may read the console now (without waiting for a byte).

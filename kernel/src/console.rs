@@ -42,13 +42,15 @@ pub fn write_raw(bytes: &[u8]) {
     });
 }
 
-/// `ConsoleWrite`: up to `CONSOLE_CHUNK` bytes copied out of the caller's memory under the
+/// `ConsoleWrite`, for an environment allowed to write (`Env::speaks`): up to
+/// `CONSOLE_CHUNK` bytes copied out of the caller's memory under the
 /// kernel lock, then sent without it: a polled transmit takes ms on hardware, and only
 /// other writers of the console wait for it (docs/multicore.md).
 pub extern "C" fn console_write(ptr: u64, len: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
     let buf = &mut [0u8; exo_abi::CONSOLE_CHUNK as usize][..len.min(exo_abi::CONSOLE_CHUNK) as usize];
     let copied = crate::env::kernel(|k| {
         let e = k.envs.get(k.current).ok_or(Error::NotFound)?; // destroyed meanwhile
+        refuse_if!(!e.speaks, Error::Denied); // never allowed, or taken back (`ConsoleAllow`)
         let r = if len > 64 * 1024 { Err(Error::Invalid) } else { uaccess::copy_in(e.root, ptr, buf) };
         r.map(|_| buf.len() as u64)
     });

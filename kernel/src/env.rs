@@ -128,6 +128,8 @@ pub struct Env {
     pub grants: [Grant; PCT_GRANTS],
     pub pct_caller: (usize, EnvId),
     pub deadline: u64,
+    /// It may write to the console (`ConsoleWrite`): init from boot, anyone else once allowed.
+    pub speaks: bool,
     /// The cores it may run on (a mask by core index), and the one it last ran on.
     pub affinity: u8,
     pub last_cpu: u8,
@@ -403,7 +405,8 @@ impl Kernel {
         }
         let (id, state) = (EnvId((generation << 12) | slot as u32), EnvState::Blank);
         let span = (u32::MAX, 0); // none yet: `owns` widens it
-        self.envs[slot] = Env { id, state, generation, parent, quota, kin_quota, span, ..Env::EMPTY };
+        let speaks = parent == NONE; // init may write to the console from boot; others when allowed
+        self.envs[slot] = Env { id, state, generation, parent, quota, kin_quota, span, speaks, ..Env::EMPTY };
         self.set_affinity(slot, affinity);
         if parent == NONE {
             self.console = slot; // init holds the console input from boot

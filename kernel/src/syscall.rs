@@ -116,9 +116,8 @@ fast_on!(frame_free, |k, t, pa| {
 });
 fast!(frame_give, |k, pa, to| {
     let (cur, t) = (k.current, k.slot(env_arg(to)?)?);
-    if t == cur || !crate::env::is_ancestor_or_self(&k.envs, cur, t) {
-        return Err(Error::Denied); // down only: up or sideways would escape the quota
-    }
+    // Down only: up or sideways would escape the quota.
+    refuse_if!(t == cur || !crate::env::is_ancestor_or_self(&k.envs, cur, t), Error::Denied);
     if k.ft.get(pa)?.kind == exo_abi::frame::DEVICE {
         k.ft.give(k.envs[cur].id, pa, k.envs[t].id)?; // outside quotas
         k.envs[t].devices = true;
@@ -203,9 +202,8 @@ fast_on!(env_start, |k, t| {
 fast_on!(env_set_affinity, |k, t, mask| {
     let mask = u8::try_from(mask).ok().filter(|&m| m != 0).ok_or(Error::Invalid)?;
     let parent = k.envs.get(k.envs[t].parent);
-    if mask & !parent.map_or(crate::arch::smp::up_mask(), |p| p.affinity) != 0 {
-        return Err(Error::Denied); // cores flow down the tree, like frames
-    }
+    // Cores flow down the tree, like frames.
+    refuse_if!(mask & !parent.map_or(crate::arch::smp::up_mask(), |p| p.affinity) != 0, Error::Denied);
     k.set_affinity(t, mask);
     Ok(0)
 });
@@ -227,6 +225,17 @@ fast!(upcall_context, |k, ptr, write| {
 
 fast_on!(sector_grant, |k, t, start, count, rights| k.sector_grant(t, start, count, rights));
 fast_on!(sector_revoke, |k, t, start, count| k.sector_revoke(t, start, count));
+
+// `ConsoleAllow`: by a writer, to `t`; or (`on` 0) back from `t` and everyone below it.
+fast_on!(console_allow, |k, t, on| {
+    refuse_if!(on != 0 && !k.envs[k.current].speaks, Error::Denied);
+    for s in 0..crate::env::MAX_ENVS {
+        if s == t || on == 0 && crate::env::is_ancestor_or_self(&k.envs, t, s) {
+            k.envs[s].speaks = on != 0;
+        }
+    }
+    Ok(0)
+});
 
 fast!(pct_allow, |k, caller, target| k.pct_right(env_arg(caller)?, env_arg(target)?, true));
 fast!(pct_disallow, |k, caller, target| k.pct_right(env_arg(caller)?, env_arg(target)?, false));
@@ -252,7 +261,7 @@ static SYSCALL_FAST_TABLE: [Fast; Sys::FAST_COUNT as usize] = [
     table_set_batch, table_get, env_create, env_set_entry, env_set_upcall, env_start, env_self, kernel_info,
     upcall_context, crate::disk::sector_io::<false>, crate::disk::sector_io::<true>, crate::disk::sector_flush,
     sector_grant, sector_revoke, pct_allow, pct_disallow, pct_register, pct_ungrant_scrubbed, env_set_affinity,
-    table_set_at,
+    table_set_at, console_allow,
 ];
 
 impl Kernel {

@@ -88,7 +88,8 @@ pub enum Fork {
 /// child reads: the main stack below the stack pointer and the call stack are left for
 /// the child to fault in (`owed`), the rest it gets zeroed; pages marked [`SHARED`] stay shared
 /// read-write. Device frames (the screen) are left out: only their owner may map them, so
-/// the child starts without them. Returns in both, like Unix `fork`.
+/// the child starts without them. The child may write to the console if the caller may,
+/// and binds the network the caller may. Returns in both, like Unix `fork`.
 pub fn fork() -> Result<Fork, Error> {
     fork_with_quota(0)
 }
@@ -305,6 +306,7 @@ fn build_child(child: EnvId, saved: &mut Saved, servers: &[EnvId], net: Net) -> 
         sys::pct_allow(child, s)?;
     }
     crate::spawn::grant_net(child, net)?; // (a copy of the parent's, unless told otherwise)
+    crate::spawn::pass_console(child)?;
     sys::env_start(child)
 }
 

@@ -57,6 +57,18 @@ pub struct Options<'a> {
     /// Give the child the frames of the screen the caller holds (see [`crate::screen`]):
     /// for a program run in the foreground. They come back when the child dies.
     pub screen: bool,
+    /// The child may not write to the console (its `ConsoleWrite`s are refused). By
+    /// default it may, if the caller may ([`pass_console`]).
+    pub quiet: bool,
+}
+
+/// Lets `child` write to the console if the caller may (`ConsoleAllow`); a caller that may
+/// not has nothing to pass on, and its child is as quiet as it is.
+pub fn pass_console(child: EnvId) -> Result<(), Error> {
+    match sys::console_allow(child, true) {
+        Err(Error::Denied) => Ok(()), // (a child of the caller's: only the caller's own right is missing)
+        r => r,
+    }
 }
 
 /// What of the caller's network a child gets ([`crate::sys::net_grant`]).
@@ -123,6 +135,9 @@ fn build(child: EnvId, elf: &Elf, args: &str, opts: Options) -> Result<(), Spawn
         sys::pct_allow(child, target)?;
     }
     grant_net(child, opts.net)?;
+    if !opts.quiet {
+        pass_console(child)?;
+    }
     sys::env_set_entry(child, elf.entry, info_va, info_va, START_MAGIC)?;
     if opts.cores != 0 {
         sys::env_set_affinity(child, opts.cores)?;

@@ -314,6 +314,12 @@ pub fn sector_grant(env: EnvId, sector: u64, count: u64, rights: u32) -> Result<
 pub fn sector_revoke(env: EnvId, sector: u64, count: u64) -> Result<(), Error> {
     c3(Sys::SectorRevoke, env.0 as u64, sector, count).map(drop)
 }
+/// `ConsoleAllow`: lets `env` (the caller or a descendant) write to the console, which the
+/// caller must be allowed to itself; or (`on` false) takes that back from `env` and from
+/// everyone below it.
+pub fn console_allow(env: EnvId, on: bool) -> Result<(), Error> {
+    c2(Sys::ConsoleAllow, env.0 as u64, on as u64).map(drop)
+}
 pub fn pct_allow(caller: EnvId, target: EnvId) -> Result<(), Error> {
     c2(Sys::PctAllow, caller.0 as u64, target.0 as u64).map(drop)
 }

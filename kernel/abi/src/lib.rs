@@ -110,8 +110,9 @@ pub enum Sys {
     /// Does nothing; returns 0. The cost of a round trip.
     Nop = 0,
     /// `(ptr, len) -> written`: writes the first [`CONSOLE_CHUNK`] bytes at most to the
-    /// debug console (a polled transmit: the caller loops for more). `Fault` if they are not
-    /// mapped readable; `Invalid` if `len` > 64 KiB.
+    /// debug console (a polled transmit: the caller loops for more). `Denied` unless the
+    /// caller may write to it ([`Sys::ConsoleAllow`]); `Fault` if the bytes are not mapped
+    /// readable; `Invalid` if `len` > 64 KiB.
     ConsoleWrite = 1,
     /// `(env, pa, from) -> pa`: allocates frame `pa` (or any free frame, with [`ANY_FRAME`])
     /// as data owned by `env`, zeroed, or (`from` ≠ 0) holding a copy of `from`, which must
@@ -244,6 +245,11 @@ pub enum Sys {
     /// `Denied` unless it is a table `env` owns; `Invalid` if it is not at level 3 or
     /// `index` ≥ 512.
     TableSetAt = 27,
+    /// `(env, on)`: with `on` ≠ 0, lets `env`, the caller or a descendant, write to the
+    /// console ([`Sys::ConsoleWrite`]); the caller must be allowed itself (`Denied`
+    /// otherwise). With `on` = 0, takes that back from `env` and from every descendant of
+    /// `env`. Init may write from boot; no other environment may until it is allowed.
+    ConsoleAllow = 28,
     /// `()`: parks the caller's own context for good and makes it available for calls
     /// (it must have registered an entry). Returns only with an error.
     PctWait = 39,
@@ -320,7 +326,7 @@ pub const PCT_TIMEOUT_SHIFT: u32 = 3;
 impl Sys {
     pub const FIRST_SLOW: u64 = 32;
     /// One past the highest fast number the kernel's table has.
-    pub const FAST_COUNT: u64 = 28;
+    pub const FAST_COUNT: u64 = 29;
 }
 
 /// Sector-binding rights.
