@@ -92,7 +92,7 @@ fn boot() -> i32 {
     let (mut fsd, mut started): (Option<EnvId>, Vec<EnvId>) = (None, Vec::new());
     for (i, line) in lines.iter().enumerate() {
         let Some(line) = Line::parse(line) else {
-            println!("init: {line}: a line is `[wait] [disk=PARTS] [net=SCOPES] PROGRAM [ARGS]`");
+            println!("init: {line}: a line is `[wait] [quiet] [disk=PARTS] [net=SCOPES] PROGRAM [ARGS]`");
             continue;
         };
         let (name, rest) = (line.program, line.args);
@@ -139,7 +139,15 @@ fn boot() -> i32 {
         match spawn::spawn(
             &elf,
             args.trim(),
-            Options { quota: 0, sectors, calls: &calls, console, screen: console, net, ..Options::default() },
+            Options {
+                sectors,
+                calls: &calls,
+                console,
+                screen: console,
+                net,
+                quiet: line.quiet,
+                ..Options::default()
+            },
         ) {
             Ok(child) if line.wait && !console => {
                 let status = process::wait(child).unwrap_or(-1);
@@ -184,10 +192,12 @@ fn net_scopes(spec: &str) -> Option<Vec<NetScope>> {
         .collect()
 }
 
-/// One line of `/init.cfg`: `[wait] [disk=PARTS] [net=SCOPES] PROGRAM [ARGS]` (docs/apps.md).
+/// One line of `/init.cfg`: `[wait] [quiet] [disk=PARTS] [net=SCOPES] PROGRAM [ARGS]` (docs/apps.md).
 struct Line<'a> {
     /// Wait for it to exit before starting the next line.
     wait: bool,
+    /// It may not write to the console (`ConsoleAllow`): its output goes nowhere.
+    quiet: bool,
     /// The partitions it may touch (`fs::parts` names), instead of the default.
     disk: Option<&'a str>,
     /// The parts of the network it may bind, instead of the default.
@@ -198,15 +208,16 @@ struct Line<'a> {
 
 impl<'a> Line<'a> {
     fn parse(mut line: &'a str) -> Option<Line<'a>> {
-        let (mut wait, mut disk, mut net) = (false, None, None);
+        let (mut wait, mut quiet, mut disk, mut net) = (false, false, None, None);
         loop {
             let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
             match word {
                 "wait" => wait = true,
+                "quiet" => quiet = true,
                 _ if word.starts_with("disk=") => disk = Some(&word[5..]),
                 _ if word.starts_with("net=") => net = Some(&word[4..]),
                 "" => return None,
-                _ => return Some(Line { wait, disk, net, program: word, args: rest.trim() }),
+                _ => return Some(Line { wait, quiet, disk, net, program: word, args: rest.trim() }),
             }
             line = rest.trim_start();
         }

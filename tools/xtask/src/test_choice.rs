@@ -1,7 +1,8 @@
 //! Tests that an app's file system is chosen at link time and that `/init.cfg` binds each
 //! program to its own partitions: the FAT-only and LFS-only example apps (`apps/fatnote`,
 //! `apps/lognote`) contain none of the other file system's code, and run on their own
-//! partitions with no `fsd`, unable to read the other's sectors.
+//! partitions with no `fsd`, unable to read the other's sectors; a program started `quiet`
+//! writes nothing to the console.
 
 use std::path::Path;
 use std::process::Command;
@@ -56,9 +57,10 @@ fn link_choice() -> Result<(), String> {
     Ok(())
 }
 
-/// The configuration the test puts on the card: the FAT app first (init waits for it),
-/// then the LFS app in the foreground; no `fsd`.
+/// The configuration the test puts on the card: `hello` kept off the console, the FAT app
+/// (init waits for both), then the LFS app in the foreground; no `fsd`.
 const INIT_CFG: &str = "# written by the test\n\
+wait quiet hello kept quiet\n\
 wait disk=fat /fat/apps/fatnote demo parts\n\
 disk=log /fat/apps/lognote demo parts\n";
 
@@ -89,6 +91,7 @@ fn own_partitions(board: Board) -> Result<(), String> {
         "fatnote: wrote and read back /fat/notes/note0.txt".to_string(),
         "fatnote: partition 0 (type 0x0c): readable".into(),
         format!("fatnote: partition 1 (type 0x7f): refused, error {denied}"),
+        "init: hello exited with status 0".into(),
         "init: /fat/apps/fatnote exited with status 0".into(),
         "lognote: wrote and read back /log/notes/note0.txt".into(),
         "lognote: partition 1 (type 0x7f): readable".into(),
@@ -97,6 +100,7 @@ fn own_partitions(board: Board) -> Result<(), String> {
         ensure(out.contains(&want), || fail(&format!("no `{want}`")))?;
     }
     ensure(!out.contains("fsd:"), || fail("fsd ran"))?;
+    ensure(!out.contains("hello from env"), || fail("a program init started `quiet` wrote to the console"))?;
     // Each app mounted only its own file system.
     ensure(!out.contains("fatnote: mounted lfs") && !out.contains("lognote: mounted fat"), || {
         fail("an app mounted the other file system")
