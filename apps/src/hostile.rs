@@ -123,6 +123,7 @@ pub const TESTS: &[Test] = &[
     ("memory_hog_split_among_children_is_made_to_give_back_not_its_victims", split_hog_loses),
     ("memory_hoarded_in_frames_mapped_twice_is_still_repossessed", twice_mapped_hoard),
     ("memory_hoarded_as_page_tables_is_still_repossessed", table_hoard),
+    ("a_frame_granted_to_a_server_mid_call_is_spared_when_its_owner_is_repossessed", granted_frame_spared),
     ("a_program_asked_for_frames_that_exits_keeps_its_exit_status_past_the_deadline", asked_then_exited),
 ];
 
@@ -758,6 +759,128 @@ fn twice_mapped_hoard() -> Result<(), &'static str> {
         true
     })
 }
+
+/// A server in the middle of a call keeps the frame it was granted for it, even when the
+/// caller misses a revocation deadline and loses frames by force: the kernel passes over
+/// it to the caller's next frame (`repossess`'s third pass). The caller is a blank child
+/// that owns nothing but its tables and nearly all of memory as frames its parent mapped
+/// twice into them (so the third pass is the only one with anything to take), and runs
+/// only `granted_call`, mapped from the parent's text: it grants the lowest of those
+/// frames, which the third pass reaches first. The parent then runs memory out and waits
+/// for the deadline, with the caller blocked in its call.
+fn granted_frame_spared() -> Result<(), &'static str> {
+    let w = words();
+    w.iter().for_each(|w| w.store(0, SeqCst));
+    // The server maps the granted frame and reads its first word into word 51 until told
+    // to reply (word 50).
+    fn hold(c: &Call) -> [u64; 4] {
+        let w = words();
+        let va = vm::alloc_va(1);
+        if vm::map_frame(va, c.frame, RO).is_err() {
+            return [1; 4];
+        }
+        // SAFETY: `va` maps the granted frame, readable, for as long as this call lasts.
+        let read = || unsafe { core::ptr::read_volatile(va as *const u64) };
+        let end = counter() + 20 * vm::kinfo().counter_hz;
+        while w[50].load(SeqCst) == 0 && counter() < end {
+            w[51].store(read(), SeqCst);
+            sys::yield_now();
+        }
+        [0; 4]
+    }
+    let s = server(hold)?;
+    let caller = sys::env_create(0).map_err(|_| "create")?;
+    let root = sys::frame_alloc(caller, None).map_err(|_| "alloc")?;
+    sys::table_bind(caller, root, 0).map_err(|_| "bind the caller's root")?;
+    // The code it runs: the page of `granted_call`, at the same address (`.balign`: one page).
+    let code = granted_call as *const () as u64;
+    let (page, rx) = (code & !0xfff, exo_libos::abi::pte::Perm { write: false, exec: true });
+    let pte = Pte::user_page(Pte(vm::entry(page)).addr(), rx).0;
+    let text = vm::ensure_tables(caller, page).and_then(|_| sys::table_set(caller, page, 3, pte));
+    text.map_err(|_| "map the caller's code")?;
+    // The hoard: each frame mapped twice, the lowest two remembered (address, va).
+    let base = 0x40_0000_0000;
+    let (mut ops, mut n, mut low) = ([TableOp::default(); 512], 0, [(u64::MAX, 0u64); 2]);
+    let (mut i, mut whole) = (0u64, true);
+    while vm::kinfo().free_frames > 96 && whole {
+        let va = base + 2 * i * PAGE;
+        let tables = va & 0x1f_ffff != 0 || vm::ensure_tables(caller, va).is_ok();
+        let Some(pa) = tables.then(|| sys::frame_alloc(caller, None).ok()).flatten() else { break };
+        for v in [va, va + PAGE] {
+            ops[n] = TableOp { va: v, level: 3, pte: Pte::user_page(pa, RW).0 };
+            n += 1;
+        }
+        if pa < low[1].0 {
+            low = if pa < low[0].0 { [(pa, va), low[0]] } else { [low[0], (pa, va)] };
+        }
+        if n == ops.len() {
+            whole = sys::table_set_batch(caller, &ops) == Ok(n as u64);
+            n = 0;
+        }
+        i += 1;
+    }
+    whole &= n == 0 || sys::table_set_batch(caller, &ops[..n]) == Ok(n as u64);
+    // It writes the frame's address into the frame (at sp: the frame's first mapping),
+    // then calls the server granting it.
+    let (g, g_va) = low[0];
+    let started = sys::pct_allow(caller, s)
+        .and_then(|_| sys::env_set_entry(caller, code, g_va, s.0 as u64, g))
+        .and_then(|_| sys::env_start(caller));
+    let granted = started.is_ok() && wait_for(|| w[51].load(SeqCst) == g);
+    // Memory runs out (the caller, holding the most, is asked), then comes back at once:
+    // the deadline passes with the caller blocked in its call, answering nothing.
+    let mut mine = alloc::vec::Vec::with_capacity(256);
+    while let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) {
+        mine.push(pa);
+    }
+    mine.iter().for_each(|&pa| {
+        let _ = sys::frame_free(EnvId::SELF, pa);
+    });
+    let taken = || vm::env_info(caller).map_or(0, |e| e.repossessed);
+    let repossessed = granted && (0..8).any(|_| wait_for(|| taken() > 0));
+    let entry = |va| sys::table_get(caller, va, 3).map(|e| Pte(e).addr());
+    let kept = [entry(g_va), entry(g_va + PAGE)] == [Ok(g); 2];
+    let next_taken = entry(low[1].1) != Ok(low[1].0);
+    let still_read = w[51].load(SeqCst) == g;
+    w[50].store(1, SeqCst);
+    let status = process::wait(caller);
+    let _ = sys::env_destroy(s);
+    println!("  the caller held {i} frames mapped twice; {} repossessed", taken());
+    check(i > 1000 && whole, "the hoard never filled memory")?;
+    check(granted, "the server never read the frame it was granted")?;
+    check(repossessed, "the caller lost no frame at its deadline")?;
+    check(
+        next_taken,
+        "repossession never reached the caller's frames mapped twice: the test proves nothing",
+    )?;
+    check(kept, "repossession took a frame the server was granted for the call it is serving")?;
+    check(still_read, "the server lost the frame it was granted in the middle of its call")?;
+    check(status == Ok(0), "the call did not complete once the server replied")
+}
+
+unsafe extern "C" {
+    /// `granted_frame_spared`'s caller, from its entry registers: x0 the server, x1 a frame
+    /// of its own, mapped at sp. Writes x1 into the frame, calls the server granting it
+    /// (read-only), and exits with the call's status. No stack, no data: it owns nothing
+    /// it could lose.
+    fn granted_call();
+}
+core::arch::global_asm!(
+    ".section .text.granted_call, \"ax\"",
+    ".balign 64",
+    ".global granted_call",
+    "granted_call:",
+    "mov x9, sp",
+    "str x1, [x9]",
+    "mov x5, x1",
+    "mov x8, #{call}",
+    "svc #0",
+    "mov x8, #{exit}",
+    "svc #0",
+    "b .",
+    call = const Sys::PctCall as u64,
+    exit = const Sys::Exit as u64,
+);
 
 /// Tables were never taken: each of the child's frames bound as a level-3 table, linked
 /// nowhere.
