@@ -437,17 +437,59 @@ impl Dir {
         geo: &Geometry,
         slot: usize,
     ) -> Result<()> {
-        if self.data.get(slot * 32) != Some(&0) {
-            return Ok(()); // a deleted slot (before the mark): the mark stays where it is
-        }
-        let next = slot + 1;
+        self.keep_end_run(part, geo, slot..=slot)
+    }
+
+    /// [`keep_end`](Self::keep_end) for a run of free slots (from [`free_run`](Self::free_run))
+    /// that an entry with a long name goes into: when the mark lies in the run, every slot
+    /// after it up to the one after the run is zeroed first, in one step. So the run's own
+    /// slots past the mark are zero too, and its long-name slots, written before its 8.3
+    /// slot, are followed by a mark until that slot goes in (an orphan that readers skip).
+    pub fn keep_end_run<S: BlockDevice>(
+        &mut self,
+        part: &Partition<S>,
+        geo: &Geometry,
+        run: core::ops::RangeInclusive<usize>,
+    ) -> Result<()> {
+        let Some(mark) = run.clone().find(|&s| self.data.get(s * 32) == Some(&0)) else {
+            return Ok(()); // deleted slots (before the mark): the mark stays where it is
+        };
+        let next = run.end() + 1;
         if next * 32 >= self.data.len() && !self.read_next_cluster(part, geo)? {
-            return Ok(()); // the directory's last slot: nothing follows
+            // The run ends the directory: nothing follows it but its own slots.
+            return match mark < *run.end() {
+                true => self.patch(part, mark + 1..=*run.end(), |_, s| s.fill(0)),
+                false => Ok(()),
+            };
         }
-        if self.data[next * 32] == 0 {
+        if (mark + 1..=next).all(|s| self.data[s * 32..s * 32 + 32].iter().all(|&b| b == 0)) {
             return Ok(());
         }
-        self.patch(part, next..=next, |_, s| s.fill(0))
+        self.patch(part, mark + 1..=next, |_, s| s.fill(0))
+    }
+
+    /// The first of `n` free slots in a row among those read (deleted ones, and every slot
+    /// from the end mark on), if there is such a run.
+    pub fn free_run(&self, n: usize) -> Option<usize> {
+        let (mut past_mark, mut start, mut len) = (false, 0, 0);
+        for (i, s) in self.data.chunks_exact(32).enumerate() {
+            past_mark |= s[0] == 0;
+            if !past_mark && s[0] != 0xe5 {
+                len = 0;
+                continue;
+            }
+            start = if len == 0 { i } else { start };
+            len += 1;
+            if len == n {
+                return Some(start);
+            }
+        }
+        None
+    }
+
+    /// Reads the next cluster of the directory's chain into `data`; false if there is none.
+    pub fn read_more<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry) -> Result<bool> {
+        self.read_next_cluster(part, geo)
     }
 
     /// Reads the cluster after the last one in `data`, if the directory's chain goes on

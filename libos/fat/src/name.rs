@@ -1,8 +1,13 @@
-//! FAT short (8.3) names: making them for new entries, showing and matching stored ones.
+//! FAT names: making short (8.3) names and long (VFAT) names for new entries, showing and
+//! matching stored ones.
 //!
-//! The FAT libOS creates only 8.3 names (the crate cannot write long-name entries). A part
-//! (base or extension) written all in lower case keeps its case through the flags Windows NT
-//! and Linux use (byte 12 of the entry); a mixed-case part is stored upper-case.
+//! A name with an 8.3 form is stored as one: a part (base or extension) written all in
+//! lower case keeps its case through the flags Windows NT and Linux use (byte 12 of the
+//! entry); a mixed-case part is stored upper-case. A file name with no 8.3 form (too long,
+//! a space, a second dot, `+,;=[]`, a character outside ASCII) is stored as a long name in
+//! long-name slots, before an 8.3 alias made from it with a numeric tail (`LONGFI~1.TXT`)
+//! that no other entry of the directory has (the libOS writes those slots itself: the
+//! crate cannot).
 
 extern crate alloc;
 
@@ -103,4 +108,79 @@ pub fn crate_string(sfn: &[u8; 11]) -> Option<String> {
 /// The LFN checksum of a short name (stored in each of its long-name entries).
 pub fn checksum(sfn: &[u8; 11]) -> u8 {
     sfn.iter().fold(0u8, |sum, &c| sum.rotate_right(1).wrapping_add(c))
+}
+
+/// The most UTF-16 units a long name holds.
+pub const LONG_MAX: usize = 255;
+
+/// `name` as a long name's UTF-16 units: [`Error::NameTooLong`] past [`LONG_MAX`];
+/// [`Error::InvalidName`] for an empty name, a control character, one of ``"*/:<>?\|``, or
+/// a trailing dot or space (which other systems drop, making it another name there).
+pub fn long_name(name: &str) -> Result<alloc::vec::Vec<u16>> {
+    let bad = |c: char| c < ' ' || c == '\u{7f}' || "\"*/:<>?\\|".contains(c);
+    if name.is_empty() || name.chars().any(bad) || name.ends_with(['.', ' ']) {
+        return Err(Error::InvalidName);
+    }
+    let units: alloc::vec::Vec<u16> = name.encode_utf16().collect();
+    if units.len() > LONG_MAX {
+        return Err(Error::NameTooLong);
+    }
+    Ok(units)
+}
+
+/// The 8.3 alias of long name `name`: its characters that 8.3 allows, upper-cased, others
+/// as `_`, spaces and all dots but the last dropped; the base cut to leave room for `~n`,
+/// with `n` the smallest from 1 that `taken` refuses for none. [`Error::Exists`] if every
+/// tail up to `~999999` is taken.
+pub fn alias(name: &str, taken: impl Fn(&[u8; 11]) -> bool) -> Result<[u8; 11]> {
+    let keep = |p: &str| -> alloc::vec::Vec<u8> {
+        let c = p.chars().filter(|&c| c != ' ' && c != '.');
+        c.map(|c| if c.is_ascii() && allowed(c as u8) { c.to_ascii_uppercase() as u8 } else { b'_' })
+            .collect()
+    };
+    let (base, ext) = match name.trim_start_matches('.').rsplit_once('.') {
+        Some((b, e)) => (keep(b), keep(e)),
+        None => (keep(name), alloc::vec::Vec::new()),
+    };
+    let mut sfn = [b' '; 11];
+    for (o, &c) in sfn[8..].iter_mut().zip(&ext) {
+        *o = c;
+    }
+    for n in 1..=999_999u32 {
+        let tail = alloc::format!("~{n}");
+        let cut = base.len().min(8 - tail.len());
+        sfn[..8].fill(b' ');
+        sfn[..cut].copy_from_slice(&base[..cut]);
+        sfn[cut..cut + tail.len()].copy_from_slice(tail.as_bytes());
+        if !taken(&sfn) {
+            return Ok(sfn);
+        }
+    }
+    Err(Error::Exists)
+}
+
+/// The long-name slots for `units` before 8.3 entry `sfn`, in the order they are stored
+/// (the last part first, marked 0x40): 13 units a slot, a 0 after the last unit if room,
+/// then 0xFFFF.
+pub fn long_slots(units: &[u16], sfn: &[u8; 11]) -> alloc::vec::Vec<[u8; 32]> {
+    let n = units.len().div_ceil(13);
+    let csum = checksum(sfn);
+    (1..=n)
+        .rev()
+        .map(|seq| {
+            let mut s = [0u8; 32];
+            s[0] = seq as u8 | if seq == n { 0x40 } else { 0 };
+            (s[11], s[13]) = (0x0f, csum);
+            for (i, at) in [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30].into_iter().enumerate() {
+                let k = (seq - 1) * 13 + i;
+                let u = match k.cmp(&units.len()) {
+                    core::cmp::Ordering::Less => units[k],
+                    core::cmp::Ordering::Equal => 0,
+                    core::cmp::Ordering::Greater => 0xffff,
+                };
+                s[at..at + 2].copy_from_slice(&u.to_le_bytes());
+            }
+            s
+        })
+        .collect()
 }

@@ -7,8 +7,9 @@
 
 extern crate alloc;
 
+use super::bpb::FatType;
 use super::dir::{self, Dir, DirLoc, Entry, ATTR_READ_ONLY};
-use super::name::{display, short_name};
+use super::name::{alias, display, long_name, long_slots, short_name};
 use super::table::{Chain, Fat};
 use super::{sd, FatFs, Node};
 use embedded_sdmmc::Mode;
@@ -95,14 +96,14 @@ impl<S: BlockDevice> FatFs<S> {
     /// Creates an empty file `name` in `d` (reached by 8.3 `names`) with its lower-case
     /// flags: in a free slot of `d` here, else through the crate (`d` is then re-read).
     fn create_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], name: &str) -> Result<Entry> {
-        let (sfn, case) = short_name(name)?;
+        let Ok((sfn, case)) = short_name(name) else { return self.create_long(d, name) };
         if d.entries.iter().any(|e| e.sfn == sfn) {
             // A volume label of that name (the caller looked for files).
             return Err(Error::Exists);
         }
         self.begin_change()?;
         if let Some(slot) = d.free_slot() {
-            return self.own_entry(d, slot, sfn, case);
+            return self.own_entry(d, slot, &[], sfn, case, name);
         }
         // The directory needs one more cluster for the entry: the crate grows it.
         self.reserve(1)?;
@@ -115,6 +116,68 @@ impl<S: BlockDevice> FatFs<S> {
         r?;
         settled?;
         self.finish_new(d, sfn, case)
+    }
+
+    /// Creates an empty file `name`, which has no 8.3 form, under that long name: its
+    /// long-name slots and an 8.3 alias no other entry of `d` has, in a free run of slots
+    /// of `d` (the directory's next clusters read, or grown, until it has one).
+    fn create_long(&mut self, d: &mut Dir, name: &str) -> Result<Entry> {
+        let units = long_name(name)?;
+        let sfn = alias(name, |s| d.entries.iter().any(|e| e.sfn == *s))?;
+        let long = long_slots(&units, &sfn);
+        self.begin_change()?;
+        let mut grown = 0;
+        let first = loop {
+            if let Some(first) = d.free_run(long.len() + 1) {
+                break first;
+            }
+            if !self.with_part(|p, g| d.read_more(p, g))? {
+                // A run takes 21 slots at most, a cluster holds 16 at least.
+                if grown == 2 {
+                    return Err(Error::NoSpace);
+                }
+                grown += 1;
+                self.extend_dir(d)?;
+            }
+        };
+        self.own_entry(d, first, &long, sfn, 0, name)
+    }
+
+    /// Grows `d`, its chain read whole, by a cluster of the libOS's choosing, for a long
+    /// name's run (the crate grows only a full directory, and `d` may have free slots, just
+    /// not enough in a row): the cluster zeroed, then marked the chain's end in the FAT,
+    /// then linked from the old end (a cut before the link leaves a lost cluster, which
+    /// `fsck.vfat -a` gathers), then read into `d`. FAT16's root cannot grow: `NoSpace`.
+    fn extend_dir(&mut self, d: &mut Dir) -> Result<()> {
+        let g = self.geo;
+        let last = *d.sectors.last().ok_or(Error::Corrupt)?;
+        if d.loc == DirLoc::Root && g.fat_type == FatType::Fat16 {
+            return Err(Error::NoSpace);
+        }
+        let tail = last.checked_sub(g.data_start).ok_or(Error::Corrupt)? / g.spc + 2;
+        self.reserve(1)?;
+        let hint = self.next_free;
+        let c = self.with_fat(|fat| fat.find_free(hint, 1))?.first().ok_or(Error::NoSpace)?.0;
+        self.with_part(|p, g| {
+            let zero = [0u8; SECTOR];
+            Ok((g.cluster_sector(c)..g.cluster_sector(c) + g.spc)
+                .try_for_each(|s| p.write(u64::from(s), &zero))?)
+        })?;
+        self.with_fat(|fat| {
+            let end = fat.eoc();
+            fat.set(alloc::vec![(c, end)])?;
+            fat.set(alloc::vec![(tail, c)])
+        })?;
+        self.next_free = c + 1;
+        if let Some(f) = &mut self.free {
+            *f -= 1;
+        }
+        self.dirs.get_mut().forget(d.loc);
+        if self.with_part(|p, g| d.read_more(p, g))? {
+            Ok(())
+        } else {
+            Err(Error::Corrupt)
+        }
     }
 
     /// Grows full directory `d` (reached by 8.3 `names`) by a cluster, re-reads it, and
@@ -139,14 +202,34 @@ impl<S: BlockDevice> FatFs<S> {
         d.free_slot().ok_or(Error::Corrupt)
     }
 
-    /// Writes a new empty file's entry into free slot `slot` of `d`, and keeps `d` (so the
-    /// next lookup in it parses nothing).
-    fn own_entry(&mut self, d: &mut Dir, slot: usize, sfn: [u8; 11], case: u8) -> Result<Entry> {
+    /// Writes a new empty file's entry into free slot `first` of `d`, or (with `long`
+    /// slots for its long name `name`) the free run from `first`, the long-name slots before
+    /// the 8.3 one; keeps `d` (so the next lookup in it parses nothing).
+    fn own_entry(
+        &mut self,
+        d: &mut Dir,
+        first: usize,
+        long: &[[u8; 32]],
+        sfn: [u8; 11],
+        case: u8,
+        name: &str,
+    ) -> Result<Entry> {
+        let slot = first + long.len();
         let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
         let w0 = self.writes()?;
         self.dirs.get_mut().forget(d.loc);
         self.with_part(|p, g| {
-            d.keep_end(p, g, slot)?;
+            d.keep_end_run(p, g, first..=slot)?;
+            // The long-name slots a sector at a time, from the first (the one marked last in
+            // the sequence): a cut leaves the sequence's start with none or some of the rest,
+            // an orphan readers skip and `fsck.vfat -a` removes, never parts without a start
+            // (which it will not touch).
+            let mut at = first;
+            while at < slot {
+                let end = ((at * 32 / SECTOR + 1) * SECTOR / 32).min(slot);
+                d.patch(p, at..=end - 1, |i, s| s.copy_from_slice(&long[i - first]))?;
+                at = end;
+            }
             d.patch(p, slot..=slot, |_, s| {
                 s.fill(0);
                 s[..11].copy_from_slice(&sfn);
@@ -160,7 +243,7 @@ impl<S: BlockDevice> FatFs<S> {
             })
         })?;
         let e = Entry {
-            name: display(&sfn, case),
+            name: if long.is_empty() { display(&sfn, case) } else { name.into() },
             sfn,
             case,
             attr: dir::ATTR_ARCHIVE,
@@ -168,7 +251,7 @@ impl<S: BlockDevice> FatFs<S> {
             size: 0,
             mtime: exo_libos::fs::time::from_fat(date, time),
             slot,
-            first: slot,
+            first,
             label: false,
         };
         let at = d.entries.partition_point(|x| x.slot < slot);

@@ -584,7 +584,7 @@ fn names_setup(fs: &mut FatFs<Cut>) {
     }
 }
 
-/// Copies `/long-file-name.text` in with mtools (the libOS writes 8.3 names only), and
+/// Copies `/long-file-name.text` in with mtools (a long name the libOS did not write), and
 /// checks that its slots straddle the directory's first sector boundary.
 fn host_long_name(img: &Path, dir: &Path) {
     let host = dir.join("long");
@@ -880,4 +880,41 @@ cut_steps_on_both! {
     fat32_power_cut_while_entries_take_the_end_mark_shows_no_stale_entry_past_it,
     "power_cut_stale_end",
     stale_setup, stale_host, STALE, no_stale
+}
+
+fn write_new(fs: &mut FatFs<Cut>, path: &str, len: usize) -> exo_libos::fs::Result<()> {
+    let h = fs.open(path, OpenFlags::WRITE)?;
+    fs.write(h, 0, &bytes_of(path, len))?;
+    fs.close(h)
+}
+
+/// 255 characters, the longest name: 20 long-name slots and the alias.
+fn longest() -> String {
+    format!("/d/{}.txt", "n".repeat(251))
+}
+
+const LONG_NAMES: &[Step] = &[
+    step("create /d/a long name, past the mark.txt (4 slots from the mark, 3 of them stale)", |fs| {
+        create(fs, "/d/a long name, past the mark.txt")
+    }),
+    step("write /d/a long name, past the mark.txt", |fs| {
+        write_new(fs, "/d/a long name, past the mark.txt", 3000)
+    }),
+    step("create a 255-character name in /d (21 slots: /d grows by a cluster of the libOS's)", |fs| {
+        create(fs, &longest())
+    }),
+    step("write the 255-character name", |fs| write_new(fs, &longest(), 700)),
+];
+
+cut_steps_on_both! {
+    /// Files created with long names (no 8.3 form): a run of slots from the end mark over
+    /// stale entries and across a cluster boundary, then a 255-character name for which the
+    /// directory grows by a cluster the libOS links itself. The run's slots past the mark and
+    /// the one after it are zeroed before anything else, the long-name slots go before the
+    /// 8.3 slot, and a grown cluster is zeroed before it is linked, so no cut shows a stale
+    /// entry, a file under its alias, or half a name.
+    fat16_power_cut_while_files_with_long_names_are_created_shows_each_whole_or_not_at_all,
+    fat32_power_cut_while_files_with_long_names_are_created_shows_each_whole_or_not_at_all,
+    "power_cut_long_names",
+    stale_setup, stale_host, LONG_NAMES, no_stale
 }

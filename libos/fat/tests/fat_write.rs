@@ -156,10 +156,24 @@ fn exercise(fs: &mut dyn FileSystem, model: &mut Model, rng: &mut Rng) {
     assert_eq!(fs.remove("/dir").unwrap_err(), Error::NotEmpty);
     assert_eq!(fs.remove("/nothing").unwrap_err(), Error::NotFound);
 
-    // Names the FAT libOS cannot create, and other refusals.
-    assert_eq!(fs.create("/a name.txt").unwrap_err(), Error::InvalidName);
-    assert_eq!(fs.create("/muchtoolong.txt").unwrap_err(), Error::NameTooLong);
-    assert_eq!(fs.create("/x.tar.gz").unwrap_err(), Error::InvalidName);
+    // Names with no 8.3 form, stored as long names: a space, a long base (two that would
+    // share an alias), two dots, characters 8.3 has not, and 255 characters (20 long-name
+    // slots and the alias: more than a cluster of the FAT32 volume's, so `/dir2` grows).
+    let longest = format!("/dir2/{}lon.txt", "long".repeat(62));
+    for (p, n) in [
+        ("/a name.txt", 100),
+        ("/muchtoolong.txt", 5000),
+        ("/muchtoolong2.txt", 10),
+        ("/x.tar.gz", 70),
+        ("/semi;colon+plus=1,2.dat", 1),
+        (&longest, 4097),
+    ] {
+        put(fs, model, p, rng.bytes(n), 999);
+    }
+    // Names FAT cannot hold, and other refusals.
+    assert_eq!(fs.create("/bad*name").unwrap_err(), Error::InvalidName);
+    assert_eq!(fs.create("/trailing.").unwrap_err(), Error::InvalidName);
+    assert_eq!(fs.create(&format!("/{}", "x".repeat(256))).unwrap_err(), Error::NameTooLong);
     assert_eq!(fs.mkdir("/dir2").unwrap_err(), Error::Exists);
     assert_eq!(
         fs.open("/b.txt", OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUSIVE).unwrap_err(),
