@@ -3,7 +3,7 @@
 //!
 //! A name with an 8.3 form is stored as one: a part (base or extension) written all in
 //! lower case keeps its case through the flags Windows NT and Linux use (byte 12 of the
-//! entry); a mixed-case part is stored upper-case. A file name with no 8.3 form (too long,
+//! entry); a mixed-case part is stored upper-case. A file or directory name with no 8.3 form (too long,
 //! a space, a second dot, `+,;=[]`, a character outside ASCII) is stored as a long name in
 //! long-name slots, before an 8.3 alias made from it with a numeric tail (`LONGFI~1.TXT`)
 //! that no other entry of the directory has (the libOS writes those slots itself: the

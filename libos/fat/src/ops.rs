@@ -103,7 +103,7 @@ impl<S: BlockDevice> FatFs<S> {
         }
         self.begin_change()?;
         if let Some(slot) = d.free_slot() {
-            return self.own_entry(d, slot, &[], sfn, case, name);
+            return self.own_entry(d, slot, &[], (sfn, case), name, 0);
         }
         // The directory needs one more cluster for the entry: the crate grows it.
         self.reserve(1)?;
@@ -120,69 +120,97 @@ impl<S: BlockDevice> FatFs<S> {
 
     /// Creates an empty file `name`, which has no 8.3 form, under that long name: its
     /// long-name slots and an 8.3 alias no other entry of `d` has, in a free run of slots
-    /// of `d` (the directory's next clusters read, or grown, until it has one).
+    /// of `d` (`long_run`).
     fn create_long(&mut self, d: &mut Dir, name: &str) -> Result<Entry> {
-        let units = long_name(name)?;
-        let sfn = alias(name, |s| d.entries.iter().any(|e| e.sfn == *s))?;
-        let long = long_slots(&units, &sfn);
+        let (long, sfn) = long_entry(d, name)?;
         self.begin_change()?;
-        let mut grown = 0;
-        let first = loop {
-            if let Some(first) = d.free_run(long.len() + 1) {
-                break first;
-            }
-            if !self.with_part(|p, g| d.read_more(p, g))? {
-                // A run takes 21 slots at most, a cluster holds 16 at least.
-                if grown == 2 {
-                    return Err(Error::NoSpace);
-                }
-                grown += 1;
-                self.extend_dir(d)?;
-            }
-        };
-        self.own_entry(d, first, &long, sfn, 0, name)
+        let first = self.long_run(d, long.len() + 1)?;
+        self.own_entry(d, first, &long, (sfn, 0), name, 0)
     }
 
-    /// Grows `d`, its chain read whole, by a cluster of the libOS's choosing, for a long
-    /// name's run (the crate grows only a full directory, and `d` may have free slots, just
-    /// not enough in a row): the cluster zeroed, then marked the chain's end in the FAT,
-    /// then linked from the old end (a cut before the link leaves a lost cluster, which
-    /// `fsck.vfat -a` gathers), then read into `d`. FAT16's root cannot grow: `NoSpace`.
-    fn extend_dir(&mut self, d: &mut Dir) -> Result<()> {
-        let g = self.geo;
-        let last = *d.sectors.last().ok_or(Error::Corrupt)?;
-        if d.loc == DirLoc::Root && g.fat_type == FatType::Fat16 {
-            return Err(Error::NoSpace);
+    /// Makes directory `name`, which has no 8.3 form, under that long name: its cluster
+    /// (`.` and `..`, the rest zeroed) written and marked a chain's end before its entry
+    /// goes in as a long-named file's does (a cut before leaves a lost cluster).
+    fn make_dir_long(&mut self, d: &mut Dir, name: &str) -> Result<()> {
+        let (long, sfn) = long_entry(d, name)?;
+        self.begin_change()?;
+        let first = self.long_run(d, long.len() + 1)?;
+        let parent = match d.loc {
+            DirLoc::Root => 0,
+            DirLoc::Cluster(c) => c,
+        };
+        let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
+        let ft = self.geo.fat_type;
+        let mut dots = [0u8; SECTOR];
+        fill_entry(&mut dots[..32], b".          ", 0, (dir::ATTR_DIR, 0), (date, time), ft);
+        fill_entry(&mut dots[32..64], b"..         ", 0, (dir::ATTR_DIR, parent), (date, time), ft);
+        let c = self.new_cluster(|c, first| dir::set_cluster(&mut first[..32], ft, c), &mut dots)?;
+        self.own_entry(d, first, &long, (sfn, 0), name, c).map(drop)
+    }
+
+    /// The first slot of a run of `n` free slots of `d`: the directory's next clusters read,
+    /// or grown by a cluster of the libOS's choosing when it has none (the crate grows only
+    /// a full directory, and `d` may have free slots, just not enough in a row). The
+    /// grown cluster is zeroed, marked the chain's end, then linked from the old end (a cut
+    /// before the link leaves a lost cluster, which `fsck.vfat -a` gathers), then read into
+    /// `d`. FAT16's root cannot grow: `NoSpace`.
+    fn long_run(&mut self, d: &mut Dir, n: usize) -> Result<usize> {
+        for _ in 0..3 {
+            // (A run takes 21 slots at most, a cluster holds 16 at least.)
+            if let Some(first) = d.free_run(n) {
+                return Ok(first);
+            }
+            if self.with_part(|p, g| d.read_more(p, g))? {
+                continue;
+            }
+            let g = self.geo;
+            let last = *d.sectors.last().ok_or(Error::Corrupt)?;
+            if d.loc == DirLoc::Root && g.fat_type == FatType::Fat16 {
+                return Err(Error::NoSpace);
+            }
+            let tail = last.checked_sub(g.data_start).ok_or(Error::Corrupt)? / g.spc + 2;
+            let c = self.new_cluster(|_, _| {}, &mut [0u8; SECTOR])?;
+            self.with_fat(|fat| fat.set(alloc::vec![(tail, c)]))?;
+            self.dirs.get_mut().forget(d.loc);
+            if !self.with_part(|p, g| d.read_more(p, g))? {
+                return Err(Error::Corrupt);
+            }
         }
-        let tail = last.checked_sub(g.data_start).ok_or(Error::Corrupt)? / g.spc + 2;
+        Err(Error::NoSpace)
+    }
+
+    /// Takes a free cluster (searched from the next-free hint) for a directory: its first sector is
+    /// `first` (after `fix(cluster, first)`), the rest zero, all written before the FAT marks
+    /// it a chain's end. Counted out of the free clusters; one stays free (`reserve`).
+    fn new_cluster(
+        &mut self,
+        fix: impl FnOnce(u32, &mut [u8; SECTOR]),
+        first: &mut [u8; SECTOR],
+    ) -> Result<u32> {
         self.reserve(1)?;
         let hint = self.next_free;
         let c = self.with_fat(|fat| fat.find_free(hint, 1))?.first().ok_or(Error::NoSpace)?.0;
+        fix(c, first);
         self.with_part(|p, g| {
-            let zero = [0u8; SECTOR];
-            Ok((g.cluster_sector(c)..g.cluster_sector(c) + g.spc)
-                .try_for_each(|s| p.write(u64::from(s), &zero))?)
+            let s = g.cluster_sector(c);
+            p.write(u64::from(s), first)?;
+            Ok((s + 1..s + g.spc).try_for_each(|s| p.write(u64::from(s), &[0u8; SECTOR]))?)
         })?;
         self.with_fat(|fat| {
             let end = fat.eoc();
-            fat.set(alloc::vec![(c, end)])?;
-            fat.set(alloc::vec![(tail, c)])
+            fat.set(alloc::vec![(c, end)])
         })?;
         self.next_free = c + 1;
         if let Some(f) = &mut self.free {
             *f -= 1;
         }
-        self.dirs.get_mut().forget(d.loc);
-        if self.with_part(|p, g| d.read_more(p, g))? {
-            Ok(())
-        } else {
-            Err(Error::Corrupt)
-        }
+        Ok(c)
     }
 
     /// Grows full directory `d` (reached by 8.3 `names`) by a cluster, re-reads it, and
-    /// returns its first free slot. Only the crate grows directories, and only to create
-    /// an entry: it creates `sfn` (not in `d`) and deletes it again before its writes, held
+    /// returns its first free slot. The crate grows a full directory (the libOS grows one
+    /// itself only for a long name's run of slots, `long_run`), and only to create an
+    /// entry: it creates `sfn` (not in `d`) and deletes it again before its writes, held
     /// for the operation, go out (see `FatDev::write_key`): the new cluster, its first slot
     /// already deleted, then the links to it. So no entry appears at any moment, and a cut
     /// leaves at most a cluster not yet linked, which `fsck.vfat -a` gathers.
@@ -210,11 +238,13 @@ impl<S: BlockDevice> FatFs<S> {
         d: &mut Dir,
         first: usize,
         long: &[[u8; 32]],
-        sfn: [u8; 11],
-        case: u8,
+        (sfn, case): ([u8; 11], u8),
         name: &str,
+        dir_cluster: u32,
     ) -> Result<Entry> {
         let slot = first + long.len();
+        let attr = if dir_cluster != 0 { dir::ATTR_DIR } else { dir::ATTR_ARCHIVE };
+        let ft = self.geo.fat_type;
         let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
         let w0 = self.writes()?;
         self.dirs.get_mut().forget(d.loc);
@@ -230,24 +260,14 @@ impl<S: BlockDevice> FatFs<S> {
                 d.patch(p, at..=end - 1, |i, s| s.copy_from_slice(&long[i - first]))?;
                 at = end;
             }
-            d.patch(p, slot..=slot, |_, s| {
-                s.fill(0);
-                s[..11].copy_from_slice(&sfn);
-                s[11] = dir::ATTR_ARCHIVE;
-                s[12] = case;
-                for at in [14, 22] {
-                    s[at..at + 2].copy_from_slice(&time.to_le_bytes());
-                    s[at + 2..at + 4].copy_from_slice(&date.to_le_bytes());
-                }
-                s[18..20].copy_from_slice(&date.to_le_bytes());
-            })
+            d.patch(p, slot..=slot, |_, s| fill_entry(s, &sfn, case, (attr, dir_cluster), (date, time), ft))
         })?;
         let e = Entry {
             name: if long.is_empty() { display(&sfn, case) } else { name.into() },
             sfn,
             case,
-            attr: dir::ATTR_ARCHIVE,
-            cluster: 0,
+            attr,
+            cluster: dir_cluster,
             size: 0,
             mtime: exo_libos::fs::time::from_fat(date, time),
             slot,
@@ -299,7 +319,7 @@ impl<S: BlockDevice> FatFs<S> {
         if d.find(name).is_some() {
             return Err(Error::Exists);
         }
-        let (sfn, case) = short_name(name)?;
+        let Ok((sfn, case)) = short_name(name) else { return self.make_dir_long(&mut d, name) };
         self.begin_change()?;
         // One cluster for the new directory, and maybe one for its parent's entry.
         self.reserve(2)?;
@@ -518,4 +538,32 @@ impl<S: BlockDevice> FatFs<S> {
             }
         })
     }
+}
+
+/// A long name's slots for `name` and the 8.3 alias they end in, one no entry of `d` has.
+fn long_entry(d: &Dir, name: &str) -> Result<(alloc::vec::Vec<[u8; 32]>, [u8; 11])> {
+    let units = long_name(name)?;
+    let sfn = alias(name, |s| d.entries.iter().any(|e| e.sfn == *s))?;
+    Ok((long_slots(&units, &sfn), sfn))
+}
+
+/// A new entry's 32 bytes: 8.3 name, lower-case flags, attributes and first cluster,
+/// creation and modification time, size 0.
+fn fill_entry(
+    s: &mut [u8],
+    sfn: &[u8; 11],
+    case: u8,
+    (attr, cluster): (u8, u32),
+    (date, time): (u16, u16),
+    ft: FatType,
+) {
+    s.fill(0);
+    s[..11].copy_from_slice(sfn);
+    (s[11], s[12]) = (attr, case);
+    for at in [14, 22] {
+        s[at..at + 2].copy_from_slice(&time.to_le_bytes());
+        s[at + 2..at + 4].copy_from_slice(&date.to_le_bytes());
+    }
+    s[18..20].copy_from_slice(&date.to_le_bytes());
+    dir::set_cluster(s, ft, cluster);
 }

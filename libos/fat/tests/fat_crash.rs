@@ -904,12 +904,19 @@ const LONG_NAMES: &[Step] = &[
         create(fs, &longest())
     }),
     step("write the 255-character name", |fs| write_new(fs, &longest(), 700)),
+    step("mkdir /d/a directory, long named (its cluster before its entry)", |fs| {
+        fs.mkdir("/d/a directory, long named")
+    }),
+    step("create /d/a directory, long named/in it.txt", |fs| {
+        create(fs, "/d/a directory, long named/in it.txt")
+    }),
 ];
 
 cut_steps_on_both! {
     /// Files created with long names (no 8.3 form): a run of slots from the end mark over
     /// stale entries and across a cluster boundary, then a 255-character name for which the
-    /// directory grows by a cluster the libOS links itself. The run's slots past the mark and
+    /// directory grows by a cluster the libOS links itself, then a directory with a long
+    /// name (its cluster written and marked in the FAT before its entry) and a file in it. The run's slots past the mark and
     /// the one after it are zeroed before anything else, the long-name slots go before the
     /// 8.3 slot, and a grown cluster is zeroed before it is linked, so no cut shows a stale
     /// entry, a file under its alias, or half a name.

@@ -170,6 +170,11 @@ fn exercise(fs: &mut dyn FileSystem, model: &mut Model, rng: &mut Rng) {
     ] {
         put(fs, model, p, rng.bytes(n), 999);
     }
+    // A directory with a long name, and files in it (one with a long name too).
+    fs.mkdir("/a long directory name").unwrap();
+    model.insert("/a long directory name".into(), None);
+    put(fs, model, "/a long directory name/in.txt", rng.bytes(300), 999);
+    put(fs, model, "/a long directory name/also long.txt", rng.bytes(3), 999);
     // Names FAT cannot hold, and other refusals.
     assert_eq!(fs.create("/bad*name").unwrap_err(), Error::InvalidName);
     assert_eq!(fs.create("/trailing.").unwrap_err(), Error::InvalidName);
