@@ -1,6 +1,6 @@
 //! Emulator tests of the file systems on a real card image: the EL0 file-system suite, the
-//! shell editing files that the host then checks with its own tools (mtools, fsck.fat, the
-//! LFS's fsck), and a power cut in the middle of LFS writes.
+//! shell editing files (long FAT names among them) that the host then checks with its own
+//! tools (mtools, fsck.fat, the LFS's fsck), and a power cut in the middle of LFS writes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -83,6 +83,8 @@ fn shell_files(board: Board) -> Result<(), String> {
         ("exo> ", "cp /fat/notes.txt /fat/dir/copy.txt\r"),
         ("exo> ", "echo kept on the log > /log/l.txt\r"),
         ("exo> ", "cp /log/l.txt /fat/l.txt\r"),
+        ("exo> ", "mkdir /fat/Long-Directory-Name\r"),
+        ("exo> ", "cp /log/l.txt /fat/Long-Directory-Name/kept-on-the-log.text\r"),
         ("exo> ", "mv /fat/notes.txt /log/moved.txt\r"),
         ("exo> ", "cat /log/moved.txt\r"),
         ("hello from exo", ""),
@@ -101,6 +103,9 @@ fn shell_files(board: Board) -> Result<(), String> {
     lfs_clean(&card)?;
     ensure(mread(&card, "dir/copy.txt")? == b"hello from exo\n", || "/fat/dir/copy.txt differs".into())?;
     ensure(mread(&card, "l.txt")? == b"kept on the log\n", || "/fat/l.txt differs".into())?;
+    // Long names (no 8.3 form), made through fsd: mtools finds them by those names.
+    let long = mread(&card, "Long-Directory-Name/kept-on-the-log.text")?;
+    ensure(long == b"kept on the log\n", || "/fat/Long-Directory-Name/kept-on-the-log.text differs".into())?;
     ensure(mread(&card, "notes.txt").is_err(), || "/fat/notes.txt was moved but is still there".into())?;
     ensure(lfs_read(&card, "/moved.txt")? == b"hello from exo\n", || "/log/moved.txt differs".into())?;
     ensure(lfs_read(&card, "/l.txt")? == b"kept on the log\n", || "/log/l.txt differs".into())?;
