@@ -184,3 +184,52 @@ pub fn long_slots(units: &[u16], sfn: &[u8; 11]) -> alloc::vec::Vec<[u8; 32]> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(sfn: &[u8; 11]) -> &str {
+        core::str::from_utf8(sfn).unwrap()
+    }
+
+    #[test]
+    fn an_alias_keeps_what_8_3_allows_and_takes_the_first_free_tail() {
+        let none = |_: &[u8; 11]| false;
+        assert_eq!(s(&alias("Long File Name.txt", none).unwrap()), "LONGFI~1TXT");
+        assert_eq!(s(&alias("x.tar.gz", none).unwrap()), "XTAR~1  GZ ");
+        assert_eq!(s(&alias(".bashrc", none).unwrap()), "BASHRC~1   ");
+        assert_eq!(s(&alias("semi;colon+é.text", none).unwrap()), "SEMI_C~1TEX");
+        let taken = |n: &[u8; 11]| n[..6] == *b"LONGFI";
+        // ~1 to ~9 taken: the base gives up a character for the second digit.
+        assert_eq!(s(&alias("Long File Name.txt", taken).unwrap()), "LONGF~10TXT");
+        assert_eq!(alias("a b", |_| true), Err(Error::Exists));
+    }
+
+    #[test]
+    fn a_long_name_is_refused_only_for_what_fat_cannot_hold() {
+        assert_eq!(long_name("a name with spaces, and more.txt").unwrap().len(), 32);
+        assert_eq!(long_name(&"x".repeat(LONG_MAX)).unwrap().len(), LONG_MAX);
+        assert_eq!(long_name(&"x".repeat(LONG_MAX + 1)), Err(Error::NameTooLong));
+        for bad in ["", "a*b", "a?b", "a:b", "a\\b", "a|b", "a\"b", "a<b", "tab\there", "dot.", "space "] {
+            assert_eq!(long_name(bad), Err(Error::InvalidName), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_slots_run_last_part_first_with_the_checksum_and_padding() {
+        let units: alloc::vec::Vec<u16> = "abcdefghijklmnop".encode_utf16().collect(); // 16: two slots
+        let sfn = *b"ABCDEF~1   ";
+        let slots = long_slots(&units, &sfn);
+        assert_eq!(slots.len(), 2);
+        assert_eq!((slots[0][0], slots[1][0]), (0x42, 0x01));
+        assert!(slots.iter().all(|e| e[11] == 0x0f && e[13] == checksum(&sfn)));
+        let unit = |e: &[u8; 32], at: usize| u16::from_le_bytes([e[at], e[at + 1]]);
+        // The second part: "nop", the terminator, then 0xFFFF.
+        assert_eq!(
+            [unit(&slots[0], 1), unit(&slots[0], 5), unit(&slots[0], 7), unit(&slots[0], 9)],
+            [u16::from(b'n'), u16::from(b'p'), 0, 0xffff]
+        );
+        assert_eq!(unit(&slots[1], 30), u16::from(b'm'));
+    }
+}
