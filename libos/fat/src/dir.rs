@@ -54,6 +54,16 @@ pub enum DirLoc {
     Cluster(u32),
 }
 
+impl DirLoc {
+    /// The cluster a `..` entry names for it: 0 for the root, on FAT32 too.
+    pub fn dotdot(self) -> u32 {
+        match self {
+            DirLoc::Root => 0,
+            DirLoc::Cluster(c) => c,
+        }
+    }
+}
+
 /// One live entry (never `.`, `..`, a long-name slot or a deleted one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -487,6 +497,15 @@ impl Dir {
         None
     }
 
+    /// The last cluster of the chain read so far; `None` for FAT16's root, a fixed area.
+    pub fn last_cluster(&self, geo: &Geometry) -> Result<Option<u32>> {
+        if self.loc == DirLoc::Root && geo.fat_type == FatType::Fat16 {
+            return Ok(None);
+        }
+        let last = *self.sectors.last().ok_or(Error::Corrupt)?;
+        Ok(Some(last.checked_sub(geo.data_start).ok_or(Error::Corrupt)? / geo.spc + 2))
+    }
+
     /// Reads the next cluster of the directory's chain into `data`; false if there is none.
     pub fn read_more<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry) -> Result<bool> {
         self.read_next_cluster(part, geo)
@@ -495,11 +514,7 @@ impl Dir {
     /// Reads the cluster after the last one in `data`, if the directory's chain goes on
     /// (never for FAT16's root: its fixed area is read whole), and appends it.
     fn read_next_cluster<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry) -> Result<bool> {
-        if self.loc == DirLoc::Root && geo.fat_type == FatType::Fat16 {
-            return Ok(false);
-        }
-        let last = *self.sectors.last().ok_or(Error::Corrupt)?;
-        let c = last.checked_sub(geo.data_start).ok_or(Error::Corrupt)? / geo.spc + 2;
+        let Some(c) = self.last_cluster(geo)? else { return Ok(false) };
         let Some(n) = Fat::new(part, geo).next(c)? else { return Ok(false) };
         let s = geo.cluster_sector(n);
         // A chain that comes back to a cluster read already loops (every cluster before

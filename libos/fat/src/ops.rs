@@ -94,7 +94,8 @@ impl<S: BlockDevice> FatFs<S> {
     }
 
     /// Creates an empty file `name` in `d` (reached by 8.3 `names`) with its lower-case
-    /// flags: in a free slot of `d` here, else through the crate (`d` is then re-read).
+    /// flags: in a free slot of `d` here, else through the crate (`d` is then re-read); a
+    /// name with no 8.3 form goes to `create_long`.
     fn create_entry(&mut self, d: &mut Dir, names: &[[u8; 11]], name: &str) -> Result<Entry> {
         let Ok((sfn, case)) = short_name(name) else { return self.create_long(d, name) };
         if d.entries.iter().any(|e| e.sfn == sfn) {
@@ -135,10 +136,7 @@ impl<S: BlockDevice> FatFs<S> {
         let (long, sfn) = long_entry(d, name)?;
         self.begin_change()?;
         let first = self.long_run(d, long.len() + 1)?;
-        let parent = match d.loc {
-            DirLoc::Root => 0,
-            DirLoc::Cluster(c) => c,
-        };
+        let parent = d.loc.dotdot();
         let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
         let ft = self.geo.fat_type;
         let mut dots = [0u8; SECTOR];
@@ -163,12 +161,7 @@ impl<S: BlockDevice> FatFs<S> {
             if self.with_part(|p, g| d.read_more(p, g))? {
                 continue;
             }
-            let g = self.geo;
-            let last = *d.sectors.last().ok_or(Error::Corrupt)?;
-            if d.loc == DirLoc::Root && g.fat_type == FatType::Fat16 {
-                return Err(Error::NoSpace);
-            }
-            let tail = last.checked_sub(g.data_start).ok_or(Error::Corrupt)? / g.spc + 2;
+            let tail = d.last_cluster(&self.geo)?.ok_or(Error::NoSpace)?; // (FAT16's root)
             let c = self.new_cluster(|_, _| {}, &mut [0u8; SECTOR])?;
             self.with_fat(|fat| fat.set(alloc::vec![(tail, c)]))?;
             self.dirs.get_mut().forget(d.loc);
@@ -439,10 +432,7 @@ impl<S: BlockDevice> FatFs<S> {
         };
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);
-        let parent_cluster = match td.loc {
-            DirLoc::Root => 0,
-            DirLoc::Cluster(c) => c,
-        };
+        let parent_cluster = td.loc.dotdot();
         let ft = self.geo.fat_type;
         // The replaced entry's long-name slots go with it.
         let first = target.as_ref().map_or(slot, |te| te.first);
