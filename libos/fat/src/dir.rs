@@ -424,6 +424,42 @@ impl Dir {
         Ok(())
     }
 
+    /// Writes `run`, an entry's slots (long-name slots, then its 8.3 slot), into slots of
+    /// this directory from `first`, one sector at a time from the first, and in the write
+    /// of the run's last sector marks the slots of `gone` that lie in that sector deleted.
+    /// Until that last write, the slots written are the start of a long name with no 8.3
+    /// slot after it: an orphan that readers skip and `fsck.vfat -a` removes, never parts
+    /// of a name without its start (which it will not touch). `patch` order, last sector
+    /// first, would leave those.
+    pub fn write_run<S: BlockDevice>(
+        &mut self,
+        part: &Partition<S>,
+        first: usize,
+        run: &[[u8; 32]],
+        gone: core::ops::RangeInclusive<usize>,
+    ) -> Result<()> {
+        let per = SECTOR / 32;
+        let end = first + run.len();
+        let mut at = first;
+        while at < end {
+            let sector = at / per * per..(at / per + 1) * per;
+            let to = sector.end.min(end);
+            let mut slots = at..=to - 1;
+            if to == end {
+                let g = gone.clone().filter(|i| sector.contains(i));
+                let lo = g.clone().min().map_or(at, |i| i.min(at));
+                slots = lo..=g.max().map_or(to - 1, |i| i.max(to - 1));
+            }
+            self.patch(part, slots, |i, s| match i.checked_sub(first).and_then(|k| run.get(k)) {
+                Some(new) => s.copy_from_slice(new),
+                None if gone.contains(&i) => s[0] = 0xe5,
+                None => {}
+            })?;
+            at = to;
+        }
+        Ok(())
+    }
+
     /// The first slot free for a new entry (deleted, or the end mark), if the slots read
     /// have one: a deleted slot before the mark comes first. Before an entry goes into the
     /// mark, [`keep_end`](Self::keep_end) writes the next one.

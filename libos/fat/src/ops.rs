@@ -7,13 +7,13 @@
 
 extern crate alloc;
 
-use super::bpb::FatType;
+use super::bpb::{FatType, Geometry};
 use super::dir::{self, Dir, DirLoc, Entry, ATTR_READ_ONLY};
 use super::name::{alias, display, long_name, long_slots, short_name};
 use super::table::{Chain, Fat};
 use super::{sd, FatFs, Node};
 use embedded_sdmmc::Mode;
-use exo_libos::fs::disk::{BlockDevice, SECTOR};
+use exo_libos::fs::disk::{BlockDevice, Partition, SECTOR};
 use exo_libos::fs::path::normalize;
 use exo_libos::fs::{Error, Handle, OpenFlags, Result};
 
@@ -241,19 +241,12 @@ impl<S: BlockDevice> FatFs<S> {
         let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
         let w0 = self.writes()?;
         self.dirs.get_mut().forget(d.loc);
+        let mut run = long.to_vec();
+        run.push([0u8; 32]);
+        fill_entry(&mut run[long.len()], &sfn, case, (attr, dir_cluster), (date, time), ft);
         self.with_part(|p, g| {
             d.keep_end_run(p, g, first..=slot)?;
-            // The long-name slots a sector at a time, from the first (the one marked last in
-            // the sequence): a cut leaves the sequence's start with none or some of the rest,
-            // an orphan readers skip and `fsck.vfat -a` removes, never parts without a start
-            // (which it will not touch).
-            let mut at = first;
-            while at < slot {
-                let end = ((at * 32 / SECTOR + 1) * SECTOR / 32).min(slot);
-                d.patch(p, at..=end - 1, |i, s| s.copy_from_slice(&long[i - first]))?;
-                at = end;
-            }
-            d.patch(p, slot..=slot, |_, s| fill_entry(s, &sfn, case, (attr, dir_cluster), (date, time), ft))
+            d.write_run(p, first, &run, NONE)
         })?;
         let e = Entry {
             name: if long.is_empty() { display(&sfn, case) } else { name.into() },
@@ -399,22 +392,31 @@ impl<S: BlockDevice> FatFs<S> {
         if self.in_use(spos, se.is_dir().then_some(&below[..])) {
             return Err(Error::Busy);
         }
-        let (tsfn, tcase) = short_name(tname)?;
         let target = td.find(tname).cloned();
-        if let Some(te) = &target {
-            if td.loc == sdir.loc && te.slot == se.slot {
-                // The same entry under another spelling: only the stored case changes.
-                return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
-            }
+        let same = td.loc == sdir.loc;
+        // The same entry under another spelling (ASCII letters in another case).
+        let itself = target.as_ref().is_some_and(|te| same && te.slot == se.slot);
+        if let Some(te) = target.as_ref().filter(|_| !itself) {
             match (se.is_dir(), te.is_dir()) {
                 (false, true) => return Err(Error::IsDir),
                 (true, false) => return Err(Error::NotDir),
                 _ => {}
             }
             self.removable(&td, &tnames, te)?;
-        } else if td.loc == sdir.loc {
-            return self.rename_in_place(&mut sdir, &se, tsfn, tcase);
         }
+        // Over an entry, a long name is kept as that entry has it, respelled: the moved
+        // entry goes into its 8.3 slot, as an 8.3 name does.
+        let (tsfn, tcase, keep_long) = match (short_name(tname), &target) {
+            (Ok((s, c)), _) if same && (itself || target.is_none()) => {
+                return self.rename_in_place(&mut sdir, &se, s, c)
+            }
+            (Ok((s, c)), _) => (s, c, false),
+            (Err(_), Some(te)) if !itself => {
+                self.respell(&mut td, te, tname)?;
+                (te.sfn, te.case, true)
+            }
+            (Err(_), _) => return self.rename_long(&mut sdir, &se, &mut td, tname),
+        };
         // The new entry is written whole, in one write: over the entry it replaces, else
         // into a free slot, which a full directory is first grown to have.
         let slot = match (&target, td.free_slot()) {
@@ -433,10 +435,8 @@ impl<S: BlockDevice> FatFs<S> {
         let mut tail = [0u8; 21];
         tail.copy_from_slice(&sdir.data[se.slot * 32 + 11..se.slot * 32 + 32]);
         let parent_cluster = td.loc.dotdot();
-        let ft = self.geo.fat_type;
         // The replaced entry's long-name slots go with it.
-        let first = target.as_ref().map_or(slot, |te| te.first);
-        let same = td.loc == sdir.loc;
+        let first = target.as_ref().map_or(slot, |te| if keep_long { te.slot } else { te.first });
         let per = SECTOR / 32;
         // New entry pointing at the data, then the old one gone, then the clusters of the
         // entry replaced freed: a crash leaves the data under one name or two, never
@@ -467,11 +467,7 @@ impl<S: BlockDevice> FatFs<S> {
                 }
             }
             if se.is_dir() && !same {
-                let mut sub = dir::read(p, g, DirLoc::Cluster(se.cluster))?;
-                let dotdot = sub.data.chunks(32).position(|s| &s[..11] == b"..         ");
-                if let Some(i) = dotdot {
-                    sub.patch(p, i..=i, |_, s| dir::set_cluster(s, ft, parent_cluster))?;
-                }
+                set_dotdot(p, g, se.cluster, parent_cluster)?;
             }
             match &target {
                 Some(te) => Fat::new(p, g).free_chain(te.cluster),
@@ -480,6 +476,68 @@ impl<S: BlockDevice> FatFs<S> {
         })?;
         self.freed(n);
         Ok(())
+    }
+
+    /// Renames entry `se` of `sdir` to `name`, which has no 8.3 form, in `td` (the same
+    /// directory or another) where no other entry has that name: a run of slots, the long
+    /// name's and then the moved 8.3 entry under a new alias (`write_run`), then the old
+    /// slots deleted. In one directory the run goes, where the slots allow, so that its 8.3
+    /// slot shares a sector with the old one ([`near_run`]): that sector's one write puts the
+    /// new name in and takes the old one out, and a cut leaves the entry under one name
+    /// or the other (the other's long-name slots, if in another sector, orphaned). Else
+    /// the run goes where `long_run` finds room (growing the directory if it must) and,
+    /// as for any move across directories, a cut between the run's last write and the old
+    /// slots' deletion leaves one chain under two names.
+    fn rename_long(&mut self, sdir: &mut Dir, se: &Entry, td: &mut Dir, name: &str) -> Result<()> {
+        let (mut run, sfn) = long_entry(td, name)?;
+        let mut moved = [0u8; 32];
+        moved.copy_from_slice(&sdir.data[se.slot * 32..se.slot * 32 + 32]);
+        moved[..11].copy_from_slice(&sfn);
+        moved[12] = 0; // (the long name holds the case)
+        run.push(moved);
+        self.begin_change()?;
+        let same = td.loc == sdir.loc;
+        let near = if same { near_run(td, se, run.len()) } else { None };
+        let first = match near {
+            Some(first) => first,
+            None => self.long_run(td, run.len())?,
+        };
+        let own = se.slot / (SECTOR / 32) * (SECTOR / 32);
+        let parent = td.loc.dotdot();
+        self.with_part(|p, g| {
+            td.keep_end_run(p, g, first..=first + run.len() - 1)?;
+            if near.is_some() {
+                td.write_run(p, first, &run, se.first.max(own)..=se.slot)?;
+                if se.first < own {
+                    td.patch(p, se.first..=own - 1, |_, s| s[0] = 0xe5)?;
+                }
+            } else {
+                td.write_run(p, first, &run, NONE)?;
+                // (In one directory, `td` holds every slot `sdir` does, and any it grew by.)
+                if same { td.delete(p, se) } else { sdir.delete(p, se) }?;
+            }
+            if se.is_dir() && !same {
+                set_dotdot(p, g, se.cluster, parent)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Spells the long name of entry `te` of `d` as `name`, the same name to a lookup
+    /// (ASCII letters may change case): its long-name slots rewritten for its own alias,
+    /// as `write_run` writes a run, if they change. A cut leaves `te` under one spelling
+    /// or, with a name over two sectors, one of each sector's. [`Error::Unsupported`] if
+    /// `te`'s long name has not as many slots as `name` needs (another system's entry).
+    fn respell(&mut self, d: &mut Dir, te: &Entry, name: &str) -> Result<()> {
+        let long = long_slots(&long_name(name)?, &te.sfn);
+        if long.len() != te.slot - te.first {
+            return Err(Error::Unsupported);
+        }
+        if d.data[te.first * 32..te.slot * 32] == *long.concat() {
+            return Ok(());
+        }
+        self.begin_change()?;
+        self.with_part(|p, _| d.write_run(p, te.first, &long, NONE))
     }
 
     /// Gives entry `e` of `d` the 8.3 name `sfn`; its long name, if any, is dropped.
@@ -529,6 +587,44 @@ impl<S: BlockDevice> FatFs<S> {
         })
     }
 }
+
+/// The first slot of a run of `n` slots of `d` for entry `e`'s new name in the same
+/// directory (see `rename_long`), with the run's last slot in the sector of `e`'s 8.3
+/// slot: slots free to take (deleted, or from the end mark on, which the run must then
+/// hold), and in that sector `e`'s own, which the write of that sector replaces or marks
+/// deleted. Before that sector, free slots only, and then the sector's first slot free
+/// too: the long-name slots written before it are followed by a free slot until it
+/// goes in. When `e`'s slots begin before the sector, the run does not start at its first
+/// slot: that one is marked deleted, ending `e`'s orphaned slots. A run within the sector
+/// (one write) comes first; `None` if there is no such run.
+fn near_run(d: &Dir, e: &Entry, n: usize) -> Option<usize> {
+    let per = SECTOR / 32;
+    let own = e.slot / per * per;
+    let slots = d.data.len() / 32;
+    let mark = d.data.chunks_exact(32).position(|s| s[0] == 0).unwrap_or(slots);
+    let free = |i: usize| i >= mark || d.data[i * 32] == 0xe5;
+    let ok = |&a: &usize| {
+        a <= mark
+            && (a..a + n).all(|i| free(i) || (i >= own && (e.first..=e.slot).contains(&i)))
+            && (a >= own || free(own))
+            && !(a == own && e.first < own)
+    };
+    let starts = (own..(own + per).min(slots)).filter(|&last| last + 1 >= n).map(|last| last + 1 - n);
+    starts.clone().filter(|&a| a >= own).find(ok).or_else(|| starts.filter(|&a| a < own).find(ok))
+}
+
+/// Points the `..` entry of directory `cluster` at `parent` (0: the root).
+fn set_dotdot<S: BlockDevice>(p: &Partition<S>, g: &Geometry, cluster: u32, parent: u32) -> Result<()> {
+    let mut sub = dir::read(p, g, DirLoc::Cluster(cluster))?;
+    match sub.data.chunks(32).position(|s| &s[..11] == b"..         ") {
+        Some(i) => sub.patch(p, i..=i, |_, s| dir::set_cluster(s, g.fat_type, parent)),
+        None => Ok(()),
+    }
+}
+
+/// No slots (for [`Dir::write_run`]'s `gone`).
+#[allow(clippy::reversed_empty_ranges)]
+const NONE: core::ops::RangeInclusive<usize> = 1..=0;
 
 /// A long name's slots for `name` and the 8.3 alias they end in, one no entry of `d` has.
 fn long_entry(d: &Dir, name: &str) -> Result<(alloc::vec::Vec<[u8; 32]>, [u8; 11])> {

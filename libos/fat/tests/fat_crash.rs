@@ -412,7 +412,8 @@ const fn across(what: &'static str, run: fn(&mut FatFs<Cut>) -> exo_libos::fs::R
 /// `fsck.vfat -a` would gather it into `FSCKnnnn.REC` files, a directory's contents among
 /// them). `fsck.vfat -a` never drops either name: it cuts the one it reaches second to no
 /// clusters, leaving an empty file, or, for a directory, an entry at cluster 0 that its next
-/// run deletes. So where the raw image shows one chain under two names (never more), two
+/// run deletes (and a third removes that entry's long-name slots, which the second leaves
+/// orphaned). So where the raw image shows one chain under two names (never more), three
 /// runs are allowed, and the namespace must be what [`mid_move`] says of one such step:
 /// the rest whole, the moved bytes whole under one of the names, the other name at most an
 /// empty file (over an existing file, the replaced bytes are gone). That window must come
@@ -498,7 +499,7 @@ fn cut_steps(
         );
         assert!(shared.len() <= 1, "cut at write {k} of {total}: chains with two names: {shared:?}");
         two_names += shared.len();
-        let disk = repaired_in(1 + shared.len(), k, total, &disk, &img);
+        let disk = repaired_in(1 + 2 * shared.len(), k, total, &disk, &img);
         let mut fs = FatFs::mount(dev(&disk, None), FatOptions::default()).unwrap();
         // What `fsck.vfat -a` gathered from lost clusters (of a file or directory being
         // removed or truncated, as just checked) is no name of the namespace.
@@ -924,4 +925,48 @@ cut_steps_on_both! {
     fat32_power_cut_while_files_with_long_names_are_created_shows_each_whole_or_not_at_all,
     "power_cut_long_names",
     stale_setup, stale_host, LONG_NAMES, no_stale
+}
+
+const LONG_RENAMES: &[Step] = &[
+    step("rename /long-file-name.text to /another long name.text (its 8.3 slot's sector)", |fs| {
+        fs.rename("/long-file-name.text", "/another long name.text")
+    }),
+    across("rename /a.txt to /a file, renamed.txt (no room in its sector)", |fs| {
+        fs.rename("/a.txt", "/a file, renamed.txt")
+    }),
+    step("rename /another long name.text over /a file, renamed.txt (one sector)", |fs| {
+        fs.rename("/another long name.text", "/a file, renamed.txt")
+    }),
+    across("rename /sub/f.txt to /f, moved up with a long name.txt", |fs| {
+        fs.rename("/sub/f.txt", "/f, moved up with a long name.txt")
+    }),
+    across("rename /sub to /full/a sub directory, long named (/full grows)", |fs| {
+        fs.rename("/sub", "/full/a sub directory, long named")
+    }),
+    step("rename /f, moved up with a long name.txt to /F, Moved Up With A Long Name.txt", |fs| {
+        fs.rename("/f, moved up with a long name.txt", "/F, Moved Up With A Long Name.txt")
+    }),
+];
+
+/// `/full` grew by a cluster to take the moved directory, whose `..` names `/full`.
+fn full_took_sub(raw: &RawFat) {
+    let full = raw.root().into_iter().find(|e| e.name == "FULL       ").expect("FULL").cluster;
+    assert_eq!(raw.chain(full).len(), 2, "/full's clusters");
+    let sub = raw.dir(full).into_iter().find(|e| e.name == "ASUBDI~1   ").expect("/full/ASUBDI~1");
+    let dotdot = raw.dir(sub.cluster).into_iter().find(|e| e.name == "..         ").expect("..");
+    assert_eq!(dotdot.cluster, full, "the moved directory's ..");
+}
+
+cut_steps_on_both! {
+    /// Renames to long names: in one directory where the new run's 8.3 slot can share the old
+    /// one's sector (one write puts the new name in and the old one out), where it cannot
+    /// (the new entry first: one chain under two names for one write, as for a move across
+    /// directories), over a file with a long name (its 8.3 slot takes the moved entry),
+    /// across directories (a file, and a directory, into a full one that grows), and a long
+    /// name respelled in another case. After a cut the file is under one of its names,
+    /// whole, save that one write.
+    fat16_power_cut_during_renames_to_long_names_leaves_each_file_whole_under_one_name,
+    fat32_power_cut_during_renames_to_long_names_leaves_each_file_whole_under_one_name,
+    "power_cut_long_renames",
+    names_setup, host_long_name, LONG_RENAMES, full_took_sub
 }

@@ -175,6 +175,23 @@ fn exercise(fs: &mut dyn FileSystem, model: &mut Model, rng: &mut Rng) {
     model.insert("/a long directory name".into(), None);
     put(fs, model, "/a long directory name/in.txt", rng.bytes(300), 999);
     put(fs, model, "/a long directory name/also long.txt", rng.bytes(3), 999);
+    // Renames to long names: in one directory (another name, then the same one in another
+    // case), across directories (a file, and a directory with files: its `..` changes),
+    // over a file with a long name (spelled the same, and in another case: the kept long
+    // name is respelled), and the refusals.
+    mv(fs, model, "/a name.txt", "/A Name, Renamed.txt");
+    mv(fs, model, "/semi;colon+plus=1,2.dat", "/SEMI;colon+plus=1,2.dat");
+    mv(fs, model, "/x.tar.gz", "/a long directory name/x.tar.gz");
+    mv(fs, model, "/a long directory name/in.txt", "/In Long Form.txt");
+    mv(fs, model, "/moved", "/a long directory name/a moved directory");
+    mv(fs, model, "/muchtoolong2.txt", "/muchtoolong.txt");
+    put(fs, model, "/Target Name.txt", rng.bytes(20), 999);
+    mv(fs, model, "/HOLE2.BIN", "/target name.txt");
+    model.remove("/Target Name.txt");
+    assert_eq!(fs.rename("/In Long Form.txt", "/bad*name").unwrap_err(), Error::InvalidName);
+    let too_long = format!("/{}", "x".repeat(256));
+    assert_eq!(fs.rename("/In Long Form.txt", &too_long).unwrap_err(), Error::NameTooLong);
+    assert_eq!(fs.rename("/In Long Form.txt", "/a long directory name").unwrap_err(), Error::IsDir);
     // Names FAT cannot hold, and other refusals.
     assert_eq!(fs.create("/bad*name").unwrap_err(), Error::InvalidName);
     assert_eq!(fs.create("/trailing.").unwrap_err(), Error::InvalidName);

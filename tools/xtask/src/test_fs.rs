@@ -85,6 +85,7 @@ fn shell_files(board: Board) -> Result<(), String> {
         ("exo> ", "cp /log/l.txt /fat/l.txt\r"),
         ("exo> ", "mkdir /fat/Long-Directory-Name\r"),
         ("exo> ", "cp /log/l.txt /fat/Long-Directory-Name/kept-on-the-log.text\r"),
+        ("exo> ", "mv /fat/l.txt /fat/Long-Directory-Name/moved-and-renamed.text\r"),
         ("exo> ", "mv /fat/notes.txt /log/moved.txt\r"),
         ("exo> ", "cat /log/moved.txt\r"),
         ("hello from exo", ""),
@@ -102,10 +103,13 @@ fn shell_files(board: Board) -> Result<(), String> {
     fsck_fat(&card)?;
     lfs_clean(&card)?;
     ensure(mread(&card, "dir/copy.txt")? == b"hello from exo\n", || "/fat/dir/copy.txt differs".into())?;
-    ensure(mread(&card, "l.txt")? == b"kept on the log\n", || "/fat/l.txt differs".into())?;
-    // Long names (no 8.3 form), made through fsd: mtools finds them by those names.
-    let long = mread(&card, "Long-Directory-Name/kept-on-the-log.text")?;
-    ensure(long == b"kept on the log\n", || "/fat/Long-Directory-Name/kept-on-the-log.text differs".into())?;
+    // Long names (no 8.3 form), made through fsd, by a copy and by a move and rename:
+    // mtools finds them by those names.
+    for name in ["kept-on-the-log.text", "moved-and-renamed.text"] {
+        let long = mread(&card, &format!("Long-Directory-Name/{name}"))?;
+        ensure(long == b"kept on the log\n", || format!("/fat/Long-Directory-Name/{name} differs"))?;
+    }
+    ensure(mread(&card, "l.txt").is_err(), || "/fat/l.txt was moved but is still there".into())?;
     ensure(mread(&card, "notes.txt").is_err(), || "/fat/notes.txt was moved but is still there".into())?;
     ensure(lfs_read(&card, "/moved.txt")? == b"hello from exo\n", || "/log/moved.txt differs".into())?;
     ensure(lfs_read(&card, "/l.txt")? == b"kept on the log\n", || "/log/l.txt differs".into())?;
