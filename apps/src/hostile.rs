@@ -124,6 +124,7 @@ pub const TESTS: &[Test] = &[
     ("memory_hoarded_in_frames_mapped_twice_is_still_repossessed", twice_mapped_hoard),
     ("memory_hoarded_as_page_tables_is_still_repossessed", table_hoard),
     ("a_frame_granted_to_a_server_mid_call_is_spared_when_its_owner_is_repossessed", granted_frame_spared),
+    ("a_stale_grant_slot_spares_no_frame_from_repossession", stale_grant_not_spared),
     ("a_program_asked_for_frames_that_exits_keeps_its_exit_status_past_the_deadline", asked_then_exited),
 ];
 
@@ -542,6 +543,11 @@ fn grant_slot_family_hog() -> Result<(), &'static str> {
     };
     let hog = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
+            // Its own right first: passed down before it arrives, a child's would be refused
+            // (the parent allows this one only once `fork` returns, maybe on another core).
+            while sys::pct_call(s, [0; 4], 0) == Err(Error::Denied) {
+                sys::yield_now();
+            }
             for i in 1..4 {
                 match process::fork() {
                     Ok(Fork::Child) => take_quarter(i),
@@ -798,28 +804,7 @@ fn granted_frame_spared() -> Result<(), &'static str> {
     let pte = Pte::user_page(Pte(vm::entry(page)).addr(), rx).0;
     let text = vm::ensure_tables(caller, page).and_then(|_| sys::table_set(caller, page, 3, pte));
     text.map_err(|_| "map the caller's code")?;
-    // The hoard: each frame mapped twice, the lowest two remembered (address, va).
-    let base = 0x40_0000_0000;
-    let (mut ops, mut n, mut low) = ([TableOp::default(); 512], 0, [(u64::MAX, 0u64); 2]);
-    let (mut i, mut whole) = (0u64, true);
-    while vm::kinfo().free_frames > 96 && whole {
-        let va = base + 2 * i * PAGE;
-        let tables = va & 0x1f_ffff != 0 || vm::ensure_tables(caller, va).is_ok();
-        let Some(pa) = tables.then(|| sys::frame_alloc(caller, None).ok()).flatten() else { break };
-        for v in [va, va + PAGE] {
-            ops[n] = TableOp { va: v, level: 3, pte: Pte::user_page(pa, RW).0 };
-            n += 1;
-        }
-        if pa < low[1].0 {
-            low = if pa < low[0].0 { [(pa, va), low[0]] } else { [low[0], (pa, va)] };
-        }
-        if n == ops.len() {
-            whole = sys::table_set_batch(caller, &ops) == Ok(n as u64);
-            n = 0;
-        }
-        i += 1;
-    }
-    whole &= n == 0 || sys::table_set_batch(caller, &ops[..n]) == Ok(n as u64);
+    let (i, whole, low) = hoard_twice(caller);
     // It writes the frame's address into the frame (at sp: the frame's first mapping),
     // then calls the server granting it.
     let (g, g_va) = low[0];
@@ -827,15 +812,8 @@ fn granted_frame_spared() -> Result<(), &'static str> {
         .and_then(|_| sys::env_set_entry(caller, code, g_va, s.0 as u64, g))
         .and_then(|_| sys::env_start(caller));
     let granted = started.is_ok() && wait_for(|| w[51].load(SeqCst) == g);
-    // Memory runs out (the caller, holding the most, is asked), then comes back at once:
-    // the deadline passes with the caller blocked in its call, answering nothing.
-    let mut mine = alloc::vec::Vec::with_capacity(256);
-    while let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) {
-        mine.push(pa);
-    }
-    mine.iter().for_each(|&pa| {
-        let _ = sys::frame_free(EnvId::SELF, pa);
-    });
+    // The deadline passes with the caller blocked in its call, answering nothing.
+    run_memory_out();
     let taken = || vm::env_info(caller).map_or(0, |e| e.repossessed);
     let repossessed = granted && (0..8).any(|_| wait_for(|| taken() > 0));
     let entry = |va| sys::table_get(caller, va, 3).map(|e| Pte(e).addr());
@@ -856,6 +834,84 @@ fn granted_frame_spared() -> Result<(), &'static str> {
     check(kept, "repossession took a frame the server was granted for the call it is serving")?;
     check(still_read, "the server lost the frame it was granted in the middle of its call")?;
     check(status == Ok(0), "the call did not complete once the server replied")
+}
+
+/// Fills memory with frames of `env`'s (not started), each mapped twice in its tables from
+/// VA 0x40_0000_0000, so that only repossession's third pass can take them: how many, whether
+/// every mapping went in, and the lowest two (address, first VA).
+fn hoard_twice(env: EnvId) -> (u64, bool, [(u64, u64); 2]) {
+    let base = 0x40_0000_0000;
+    let (mut ops, mut n, mut low) = ([TableOp::default(); 512], 0, [(u64::MAX, 0u64); 2]);
+    let (mut i, mut whole) = (0u64, true);
+    while vm::kinfo().free_frames > 96 && whole {
+        let va = base + 2 * i * PAGE;
+        let tables = va & 0x1f_ffff != 0 || vm::ensure_tables(env, va).is_ok();
+        let Some(pa) = tables.then(|| sys::frame_alloc(env, None).ok()).flatten() else { break };
+        for v in [va, va + PAGE] {
+            ops[n] = TableOp { va: v, level: 3, pte: Pte::user_page(pa, RW).0 };
+            n += 1;
+        }
+        if pa < low[1].0 {
+            low = if pa < low[0].0 { [(pa, va), low[0]] } else { [low[0], (pa, va)] };
+        }
+        if n == ops.len() {
+            whole = sys::table_set_batch(env, &ops) == Ok(n as u64);
+            n = 0;
+        }
+        i += 1;
+    }
+    whole &= n == 0 || sys::table_set_batch(env, &ops[..n]) == Ok(n as u64);
+    (i, whole, low)
+}
+
+/// Memory runs out (the environment holding the most is asked to give frames back), then
+/// comes back at once.
+fn run_memory_out() {
+    let mut mine = alloc::vec::Vec::with_capacity(256);
+    while let Ok(pa) = sys::frame_alloc(EnvId::SELF, None) {
+        mine.push(pa);
+    }
+    mine.iter().for_each(|&pa| {
+        let _ = sys::frame_free(EnvId::SELF, pa);
+    });
+}
+
+/// A grant slot that still names a frame which changed hands since spares it from nothing:
+/// a frame this program granted a server, then gave to a child that maps it twice with a
+/// hoard, is taken at the child's deadline like the rest (a stale slot would otherwise let
+/// a family keep up to 8 frames per server out of repossession's reach).
+fn stale_grant_not_spared() -> Result<(), &'static str> {
+    fn nothing(_: &Call) -> [u64; 4] {
+        [0; 4]
+    }
+    let s = server(nothing)?;
+    // The lowest free frame, so that it comes first in repossession's third pass.
+    let k = vm::kinfo();
+    let lowest = (0..k.frames).find_map(|i| sys::frame_alloc(EnvId::SELF, Some(k.ram_base + i * PAGE)).ok());
+    let f = lowest.ok_or("alloc")?;
+    let granted = sys::pct_call(s, [0; 4], f).is_ok();
+    let child = sys::env_create(0).map_err(|_| "create")?;
+    let root = sys::frame_alloc(child, None).map_err(|_| "alloc")?;
+    sys::table_bind(child, root, 0).map_err(|_| "bind the child's root")?;
+    let given = sys::frame_give(f, child).is_ok();
+    let f_va = 0x3f_0000_0000;
+    let maps = vm::ensure_tables(child, f_va).is_ok()
+        && [f_va, f_va + PAGE].iter().all(|&v| sys::table_set(child, v, 3, Pte::user_page(f, RW).0).is_ok());
+    let (i, whole, low) = hoard_twice(child);
+    run_memory_out();
+    let taken = || vm::env_info(child).map_or(0, |e| e.repossessed);
+    let repossessed = (0..8).any(|_| wait_for(|| taken() > 0));
+    let entry = |va| sys::table_get(child, va, 3).map(|e| Pte(e).addr());
+    let f_taken = [entry(f_va), entry(f_va + PAGE)] != [Ok(f); 2];
+    let next_taken = entry(low[0].1) != Ok(low[0].0);
+    println!("  the child held {} frames mapped twice; {} repossessed", i + 1, taken());
+    let _ = sys::env_destroy(child);
+    let _ = sys::env_destroy(s);
+    check(granted && given && maps, "set-up: grant, give or map")?;
+    check(i > 1000 && whole, "the hoard never filled memory")?;
+    check(repossessed, "the child lost no frame at its deadline")?;
+    check(f < low[0].0 && next_taken, "the given frame was not first in line: the test proves nothing")?;
+    check(f_taken, "a grant slot of a frame that changed hands since spared it from repossession")
 }
 
 unsafe extern "C" {

@@ -219,7 +219,7 @@ pub fn on_destroy(k: &mut Kernel, slot: usize) {
 }
 
 /// Whether grant `g` stands: its frame has not changed hands since it was made.
-fn live(ft: &FrameTable, g: &Grant) -> bool {
+pub(crate) fn live(ft: &FrameTable, g: &Grant) -> bool {
     let f = ft.get(g.pa);
     g.pa != 0
         && f.is_ok_and(|f| f.kind == frame::DATA && f.owner == g.owner.0 && f.flags & frame::GRANTED != 0)

@@ -177,9 +177,10 @@ fn repossess(k: &mut Kernel, slot: usize, n: u32) {
         });
     }
     // Then frames mapped twice, or shared with its descendants: the bindings are broken by
-    // force, in its family's tables. A frame in a server's grant slot is spared, so that no
-    // server loses a buffer under a call (each server's 8 slots bound what stays so).
-    let granted = |pa| k.envs.iter().any(|e| e.grants.iter().any(|g| g.pa == pa));
+    // force, in its family's tables. A frame it granted a server, still in that server's
+    // grant slot, is spared, so that no server loses a buffer under a call (each server's 8
+    // slots bound what stays so; a stale slot, of a frame that changed hands since, is void).
+    let granted = |pa| k.envs.iter().flat_map(|e| &e.grants).any(|g| g.pa == pa && crate::pct::live(&k.ft, g));
     let more = |&pa: &u64| maps(&k.ft, pa).is_some_and(|m| m > 0) && !granted(pa);
     let first = count;
     for pa in span.map(|i| k.ft.pa(i)).filter(more).take(want - count) {
