@@ -25,8 +25,9 @@ use exo_libos::{println, process, sys, vm};
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
 /// What runs when there is no `/init.cfg`: one program per line, the last in the
-/// foreground (init waits for it and ends with its status).
-const DEFAULT_CONFIG: &str = "fsd\nhttpd\nshell\n";
+/// foreground (init waits for it and ends with its status). The web server gets ARP, DHCP
+/// and TCP port 80; the shell ARP, DHCP and ICMP, which it passes on to what it runs (`ping`).
+const DEFAULT_CONFIG: &str = "fsd\nnet=arp,dhcp,tcp:80 httpd\nnet=arp,dhcp,icmp shell\n";
 
 fn main(args: &str) -> i32 {
     #[cfg(feature = "tests")]
@@ -116,11 +117,7 @@ fn boot() -> i32 {
             _ => String::from(rest),
         };
         let calls: Vec<EnvId> = if is_fsd { Vec::new() } else { fsd.into_iter().collect() };
-        let spec = line.net.unwrap_or(match name {
-            "httpd" => "arp,dhcp,tcp:80",
-            "shell" => "arp,dhcp,icmp",
-            _ => "",
-        });
+        let spec = line.net.unwrap_or("");
         let Some(scopes) = net_scopes(spec) else {
             println!("init: {name}: net={spec}: a scope is arp, dhcp, icmp, tcp:PORT, udp:PORT or all");
             continue;
@@ -200,7 +197,7 @@ struct Line<'a> {
     quiet: bool,
     /// The partitions it may touch (`fs::parts` names), instead of the default.
     disk: Option<&'a str>,
-    /// The parts of the network it may bind, instead of the default.
+    /// The parts of the network it may bind (none without it).
     net: Option<&'a str>,
     program: &'a str,
     args: &'a str,
