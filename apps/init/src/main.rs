@@ -91,6 +91,7 @@ fn boot() -> i32 {
         grants.push((p.start, p.sectors, SECTOR_READ | SECTOR_WRITE));
     }
     let (mut fsd, mut started): (Option<EnvId>, Vec<EnvId>) = (None, Vec::new());
+    let mut last_name = "?";
     for (i, line) in lines.iter().enumerate() {
         let Some(line) = Line::parse(line) else {
             println!("init: {line}: a line is `[wait] [quiet] [disk=PARTS] [net=SCOPES] PROGRAM [ARGS]`");
@@ -156,6 +157,7 @@ fn boot() -> i32 {
                     wait_until_parked(child);
                 }
                 started.push(child);
+                last_name = name;
             }
             Err(e) => println!("init: cannot start {name}: {e:?}"),
         }
@@ -165,7 +167,7 @@ fn boot() -> i32 {
         return 1;
     };
     let status = process::wait(last).unwrap_or(-1);
-    println!("init: {} exited with status {status}", lines.last().copied().unwrap_or("?"));
+    println!("init: {last_name} exited with status {status}");
     for &child in &started[..started.len() - 1] {
         let _ = sys::env_destroy(child);
     }
