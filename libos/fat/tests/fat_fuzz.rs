@@ -202,6 +202,15 @@ fn workload(fs: &mut dyn FileSystem, rng: &mut Rng) {
     let _ = fs.mkdir("/docs/made2");
     let _ = fs.rename("/NEW.TXT", "/made/moved.txt");
     let _ = fs.rename("/docs", "/made/docs");
+    // Long names: made, renamed to in one directory and across, renamed over.
+    let _ = fs.create("/a new long name.txt").map(|h| fs.close(h));
+    let _ = fs.mkdir("/made/a long directory");
+    let _ = fs.rename("/made/moved.txt", "/made/moved, long named.txt");
+    let _ = fs.rename("/made/moved, long named.txt", "/A New Long Name.txt");
+    for p in files.iter().skip(4).take(2) {
+        let _ = fs.rename(p, &format!("{p} renamed"));
+        let _ = fs.rename(&format!("{p} renamed"), "/made/a long directory/from elsewhere.bin");
+    }
     for p in files.iter().skip(1).take(3) {
         let _ = fs.remove(p);
     }
