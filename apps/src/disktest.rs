@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use crate::runner::check;
+use crate::runner::{check, wait_for};
 use exo_libos::abi::{env_state, EnvId, Error, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::format::mbr;
 use exo_libos::fs::parts;
@@ -316,7 +316,7 @@ fn stream_vs_calls() -> Result<(), &'static str> {
     };
     sys::env_set_affinity(streamer, 0b10).map_err(|_| "streamer to core 1")?;
     sys::sector_grant(streamer, at, 2048, SECTOR_WRITE).map_err(|_| "grant")?;
-    let calling = wait_until(|| w[3].load(SeqCst) > 100);
+    let calling = wait_for(2000, || w[3].load(SeqCst) > 100);
     w[0].store(1, SeqCst);
     let status = process::wait(streamer);
     let (inside, written) = (w[2].load(SeqCst), w[4].load(SeqCst));
@@ -389,7 +389,7 @@ fn stream_vs_same_core() -> Result<(), &'static str> {
     sys::sector_grant(streamer, at, 2048, SECTOR_WRITE).map_err(|_| "grant")?;
     // The counter alone on core 1 for 20 of its ticks.
     let (t0, c0) = (core1(), w[10].load(SeqCst));
-    let alone = wait_until(|| core1() >= t0 + 20);
+    let alone = wait_for(2000, || core1() >= t0 + 20);
     let solo = (w[10].load(SeqCst) - c0) / (core1() - t0).max(1);
     let (t1, c1) = (core1(), w[10].load(SeqCst));
     w[0].store(1, SeqCst);
@@ -413,16 +413,4 @@ fn stream_vs_same_core() -> Result<(), &'static str> {
 fn shared() -> &'static [AtomicU64; 512] {
     static VA: AtomicU64 = AtomicU64::new(0);
     crate::runner::shared_page(&VA)
-}
-
-/// Yields until `done` holds, for two seconds of virtual time at most.
-fn wait_until(mut done: impl FnMut() -> bool) -> bool {
-    let end = sys::now() + 2 * vm::kinfo().counter_hz;
-    while sys::now() < end {
-        if done() {
-            return true;
-        }
-        sys::yield_now();
-    }
-    done()
 }

@@ -490,7 +490,7 @@ fn open_hog(programs: &[(&str, &[u8])], clients: u64) -> Result<(), &'static str
         }
         Fork::Parent(c) => c,
     };
-    let ready = crate::hostile::wait_for(|| flags()[1].load(SeqCst) == clients);
+    let ready = crate::runner::wait_for(2000, || flags()[1].load(SeqCst) == clients);
     let held = flags()[0].load(SeqCst);
     let r = fs::FileSystem::open(fs, "/hog.txt", OpenFlags::READ);
     println!("  the hog holds {held} handles; another client's open: {r:?}");

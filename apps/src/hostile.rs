@@ -6,7 +6,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 use crate::ipctest::server;
-use crate::runner::{check, run_suite};
+use crate::runner::{check, run_suite, wait_for};
 use exo_libos::abi::pte::{attr, bits, Pte};
 use exo_libos::abi::{
     upcall, EnvId, Error, Sys, TableOp, PCT_GRANT_RW, PCT_NONBLOCK, PCT_TIMEOUT_SHIFT, SECTOR_READ,
@@ -329,7 +329,7 @@ fn ungrant_during_call() -> Result<(), &'static str> {
     let mapped = w[0].load(SeqCst) == 1;
     let during = sys::pct_ungrant(s, pa);
     w[1].store(1, SeqCst);
-    let finished = wait_for(|| w[2].load(SeqCst) == 1);
+    let finished = wait_for(2000, || w[2].load(SeqCst) == 1);
     let alive = vm::env_info(s).is_some_and(|i| i.id == s.0 && i.state != exo_libos::abi::env_state::ZOMBIE);
     let after = sys::pct_ungrant(s, pa);
     let _ = sys::env_destroy(s);
@@ -373,10 +373,10 @@ fn ungrant_during_call_upcall() -> Result<(), &'static str> {
     let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
     let opts = pa | PCT_GRANT_RW | (5 << PCT_TIMEOUT_SHIFT);
     let call = sys::pct_call(s, [5, 0, window, bait], opts);
-    let in_handler = wait_for(|| w[3].load(SeqCst) == 1);
+    let in_handler = wait_for(2000, || w[3].load(SeqCst) == 1);
     let during = sys::pct_ungrant(s, pa);
     w[1].store(1, SeqCst);
-    let finished = wait_for(|| w[2].load(SeqCst) == 1);
+    let finished = wait_for(2000, || w[2].load(SeqCst) == 1);
     let alive = vm::env_info(s).is_some_and(|i| i.id == s.0 && i.state != exo_libos::abi::env_state::ZOMBIE);
     let after = sys::pct_ungrant(s, pa);
     let _ = sys::env_destroy(s);
@@ -388,18 +388,6 @@ fn ungrant_during_call_upcall() -> Result<(), &'static str> {
     check(during == Err(Error::Busy), "the grant was taken back while the server's handler ran mid-call")?;
     check(finished && alive, "the server did not survive to finish its call")?;
     check(after.is_ok() && freed.is_ok(), "the grant did not end once the call was over")
-}
-
-/// Yields until `cond` holds, for at most two seconds of virtual time.
-pub(crate) fn wait_for(cond: impl Fn() -> bool) -> bool {
-    let end = counter() + 2 * vm::kinfo().counter_hz;
-    while !cond() {
-        if counter() > end {
-            return false;
-        }
-        sys::yield_now();
-    }
-    true
 }
 
 /// Forks a child that maps frame `pa` read-only at 66,000 pages of fresh address space
@@ -418,7 +406,7 @@ fn flooder(pa: u64) -> Result<(EnvId, bool), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    Ok((child, wait_for(|| w[0].load(SeqCst) == 1)))
+    Ok((child, wait_for(2000, || w[0].load(SeqCst) == 1)))
 }
 
 fn map_many_times(pa: u64) -> u64 {
@@ -476,7 +464,7 @@ fn slot_hog() -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    let done = wait_for(|| w[0].load(SeqCst) == 1);
+    let done = wait_for(2000, || w[0].load(SeqCst) == 1);
     let mine = sys::env_create(0);
     if let Ok(e) = mine {
         let _ = sys::env_destroy(e);
@@ -563,7 +551,7 @@ fn grant_slot_family_hog() -> Result<(), &'static str> {
         Fork::Parent(c) => c,
     };
     sys::pct_allow(hog, s).map_err(|_| "allow")?;
-    let filled = wait_for(|| (30..34).all(|i| w[i].load(SeqCst) == 1));
+    let filled = wait_for(2000, || (30..34).all(|i| w[i].load(SeqCst) == 1));
     let taken: u64 = (20..24).map(|i| w[i].load(SeqCst)).sum();
     let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
     let mine = sys::pct_call(s, [0; 4], pa);
@@ -606,7 +594,7 @@ fn right_revocation_reaches_down() -> Result<(), &'static str> {
         Fork::Parent(c) => c,
     };
     sys::pct_allow(child, s).map_err(|_| "allow")?;
-    let passed = wait_for(|| w[41].load(SeqCst) == 2 && w[42].load(SeqCst) == 1);
+    let passed = wait_for(2000, || w[41].load(SeqCst) == 2 && w[42].load(SeqCst) == 1);
     let taken = sys::pct_disallow(child, s);
     w[40].store(1, SeqCst);
     let status = process::wait(child);
@@ -633,7 +621,7 @@ fn victim_holding(frames: u64) -> Result<(EnvId, bool), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    Ok((victim, wait_for(|| w[0].load(SeqCst) == 1)))
+    Ok((victim, wait_for(2000, || w[0].load(SeqCst) == 1)))
 }
 
 /// Item 10: revocation asked the biggest holder *other than the asker*, so a hog that took
@@ -653,9 +641,9 @@ fn hog_loses() -> Result<(), &'static str> {
         Fork::Parent(c) => c,
     };
     // Filling 2 GiB (raspi4b) takes longer than one wait: the bound counts once it is full.
-    let full = (0..8).any(|_| wait_for(|| w[1].load(SeqCst) > 0));
-    let hog_lost =
-        full && wait_for(|| vm::env_info(hog).is_some_and(|i| i.repossessed > 0) && w[1].load(SeqCst) > 50);
+    let full = (0..8).any(|_| wait_for(2000, || w[1].load(SeqCst) > 0));
+    let hog_lost = full
+        && wait_for(2000, || vm::env_info(hog).is_some_and(|i| i.repossessed > 0) && w[1].load(SeqCst) > 50);
     let victim_lost = vm::env_info(victim).map_or(u64::MAX, |i| i.repossessed);
     let _ = sys::env_destroy(hog);
     let _ = sys::env_destroy(victim);
@@ -705,7 +693,7 @@ fn split_hog_loses() -> Result<(), &'static str> {
             .sum::<u64>()
     };
     let anyone_lost = || hogs_lost() > 0 || victim_lost() > 0;
-    let settled = (0..16).any(|_| wait_for(anyone_lost)); // (2 GiB take a while to run out)
+    let settled = (0..16).any(|_| wait_for(2000, anyone_lost)); // (2 GiB take a while to run out)
     let lost = victim_lost();
     println!("  repossessed: {lost} of the victim's frames, {} of the hogs'", hogs_lost());
     let _ = sys::env_destroy(hog);
@@ -729,7 +717,7 @@ fn hoard(mut keep: impl FnMut(EnvId, u64) -> bool) -> Result<(), &'static str> {
     }
     // Memory is full: ask for a frame until one comes back (the deadline is 3 ticks).
     let got = (0..4).any(|_| {
-        wait_for(|| {
+        wait_for(2000, || {
             sys::frame_alloc(EnvId::SELF, None).is_ok_and(|pa| sys::frame_free(EnvId::SELF, pa).is_ok())
         })
     });
@@ -787,8 +775,8 @@ fn granted_frame_spared() -> Result<(), &'static str> {
         }
         // SAFETY: `va` maps the granted frame, readable, for as long as this call lasts.
         let read = || unsafe { core::ptr::read_volatile(va as *const u64) };
-        let end = counter() + 20 * vm::kinfo().counter_hz;
-        while w[50].load(SeqCst) == 0 && counter() < end {
+        let end = sys::now() + 20 * vm::kinfo().counter_hz;
+        while w[50].load(SeqCst) == 0 && sys::now() < end {
             w[51].store(read(), SeqCst);
             sys::yield_now();
         }
@@ -811,11 +799,11 @@ fn granted_frame_spared() -> Result<(), &'static str> {
     let started = sys::pct_allow(caller, s)
         .and_then(|_| sys::env_set_entry(caller, code, g_va, s.0 as u64, g))
         .and_then(|_| sys::env_start(caller));
-    let granted = started.is_ok() && wait_for(|| w[51].load(SeqCst) == g);
+    let granted = started.is_ok() && wait_for(2000, || w[51].load(SeqCst) == g);
     // The deadline passes with the caller blocked in its call, answering nothing.
     run_memory_out();
     let taken = || vm::env_info(caller).map_or(0, |e| e.repossessed);
-    let repossessed = granted && (0..8).any(|_| wait_for(|| taken() > 0));
+    let repossessed = granted && (0..8).any(|_| wait_for(2000, || taken() > 0));
     let entry = |va| sys::table_get(caller, va, 3).map(|e| Pte(e).addr());
     let kept = [entry(g_va), entry(g_va + PAGE)] == [Ok(g); 2];
     let next_taken = entry(low[1].1) != Ok(low[1].0);
@@ -900,7 +888,7 @@ fn stale_grant_not_spared() -> Result<(), &'static str> {
     let (i, whole, low) = hoard_twice(child);
     run_memory_out();
     let taken = || vm::env_info(child).map_or(0, |e| e.repossessed);
-    let repossessed = (0..8).any(|_| wait_for(|| taken() > 0));
+    let repossessed = (0..8).any(|_| wait_for(2000, || taken() > 0));
     let entry = |va| sys::table_get(child, va, 3).map(|e| Pte(e).addr());
     let f_taken = [entry(f_va), entry(f_va + PAGE)] != [Ok(f); 2];
     let next_taken = entry(low[0].1) != Ok(low[0].0);
@@ -961,10 +949,10 @@ fn asked_then_exited() -> Result<(), &'static str> {
         Fork::Parent(c) => c,
     };
     use exo_libos::abi::env_state::ZOMBIE;
-    let gone = (0..8).any(|_| wait_for(|| vm::env_info(child).is_some_and(|i| i.state == ZOMBIE)));
+    let gone = (0..8).any(|_| wait_for(2000, || vm::env_info(child).is_some_and(|i| i.state == ZOMBIE)));
     let asked = vm::env_info(child).is_some_and(|i| i.revoke_deadline != 0);
-    let end = counter() + vm::kinfo().counter_hz / 10; // 10 ticks: the deadline is 3
-    while counter() < end {
+    let end = sys::now() + vm::kinfo().counter_hz / 10; // 10 ticks: the deadline is 3
+    while sys::now() < end {
         sys::yield_now();
     }
     let status = process::wait(child);
@@ -1002,7 +990,7 @@ fn sector_revoke_reaches_down() -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    let ready = wait_for(|| w[0].load(SeqCst) == 1);
+    let ready = wait_for(2000, || w[0].load(SeqCst) == 1);
     let grandchild = EnvId(w[1].load(SeqCst) as u32);
     let (start, rw) = (10_000, SECTOR_READ | SECTOR_WRITE);
     let granted = sys::sector_grant(child, start, 64, rw).is_ok()
@@ -1151,7 +1139,7 @@ fn console_output_never_given() -> Result<(), &'static str> {
 fn console_output_taken_back() -> Result<(), &'static str> {
     let w = words();
     w.iter().for_each(|w| w.store(0, SeqCst));
-    let quieted = || wait_for(|| w[40].load(SeqCst) == 1) && write_nothing() == Error::Denied as u64;
+    let quieted = || wait_for(2000, || w[40].load(SeqCst) == 1) && write_nothing() == Error::Denied as u64;
     let child = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             let Ok(Fork::Parent(grandchild)) = process::fork() else {
@@ -1164,7 +1152,7 @@ fn console_output_taken_back() -> Result<(), &'static str> {
         }
         Fork::Parent(c) => c,
     };
-    let wrote = wait_for(|| w[41].load(SeqCst) == 2 && w[42].load(SeqCst) == 2);
+    let wrote = wait_for(2000, || w[41].load(SeqCst) == 2 && w[42].load(SeqCst) == 2);
     let taken = sys::console_allow(child, false);
     w[40].store(1, SeqCst);
     let status = process::wait(child);
@@ -1178,7 +1166,7 @@ fn console_output_taken_back() -> Result<(), &'static str> {
 /// count of tries ran out when the parent's core was slow to come back to it): 1 once a
 /// read is allowed, 2 if it never was, 3 for any other error.
 fn poll_until_given() -> i32 {
-    if !wait_for(|| sys::console_read(false) != Err(Error::Denied)) {
+    if !wait_for(2000, || sys::console_read(false) != Err(Error::Denied)) {
         return 2;
     }
     match sys::console_read(false) {
@@ -1320,11 +1308,11 @@ fn direct_yield_checks() -> Result<(), &'static str> {
     };
     // The child's first turn may be long (the libOS's start after a fork): let it reach
     // its loop before anything is measured.
-    let started = wait_for(|| w[11].load(SeqCst) > 0);
+    let started = wait_for(2000, || w[11].load(SeqCst) > 0);
     let server = server(|c| c.args)?;
     let blank = sys::env_create(0).map_err(|_| "create")?;
     let dead =
-        wait_for(|| vm::env_info(zombie).is_some_and(|i| i.state == exo_libos::abi::env_state::ZOMBIE));
+        wait_for(2000, || vm::env_info(zombie).is_some_and(|i| i.state == exo_libos::abi::env_state::ZOMBIE));
     let raw = |id: u64| sys::raw(Sys::YieldTo as u64, [id, 0, 0, 0, 0, 0]) as i64;
     let ran = || w[11].load(SeqCst);
     // SAFETY: a plain read of the kernel information page, which stays mapped.
@@ -1377,8 +1365,8 @@ fn probe(c: &Call) -> [u64; 4] {
     if c.args[0] == 1 {
         let _ = sys::pct_register(0, 0);
     }
-    let end = counter() + if c.args[0] == 2 { vm::kinfo().counter_hz / 20 } else { 0 };
-    while counter() < end {
+    let end = sys::now() + if c.args[0] == 2 { vm::kinfo().counter_hz / 20 } else { 0 };
+    while sys::now() < end {
         sys::yield_now();
     }
     [vm::env_info(vm::me()).map_or(9, |e| e.cpu as u64), c.frame, c.caller.0 as u64, c.args[1]]
@@ -1425,12 +1413,12 @@ fn direct_call_refusals() -> Result<(), &'static str> {
         Fork::Parent(c) => c,
     };
     let blocked = exo_libos::abi::env_state::BLOCKED;
-    let ready = wait_for(|| w[17].load(SeqCst) == 2)
-        && wait_for(|| w[18].load(SeqCst) == 2 && state(waiting) == blocked)
+    let ready = wait_for(2000, || w[17].load(SeqCst) == 2)
+        && wait_for(2000, || w[18].load(SeqCst) == 2 && state(waiting) == blocked)
         && [running, waiting, me].iter().all(|&e| sys::pct_allow(EnvId::SELF, e).is_ok())
         && sys::pct_disallow(EnvId::SELF, stranger).is_ok();
     let dead = sys::pct_call(zombie, [3, 0, 0, 0], 0).is_err()
-        && wait_for(|| state(zombie) == exo_libos::abi::env_state::ZOMBIE)
+        && wait_for(2000, || state(zombie) == exo_libos::abi::env_state::ZOMBIE)
         && sys::env_destroy(destroyed).is_ok();
     w[16].store(0, SeqCst);
     let pa = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "alloc")?;
@@ -1456,7 +1444,7 @@ fn direct_call_refusals() -> Result<(), &'static str> {
     let me64 = id(me);
     let granted = sys::pct_call(s, [0, 5, 0, 0], pa | PCT_GRANT_RW) == Ok([0, pa, me64, 5]);
     let timed_out = sys::pct_call(s, [2, 0, 0, 0], 2 << PCT_TIMEOUT_SHIFT) == Err(Error::Timeout)
-        && wait_for(|| state(s) == blocked); // parked again once its hold is over
+        && wait_for(2000, || state(s) == blocked); // parked again once its hold is over
     let quick = sys::pct_call(s, [0, 1, 0, 0], 2 << PCT_TIMEOUT_SHIFT) == Ok([0, 0, me64, 1]);
     let long = sys::pct_call(s, [2, 2, 0, 0], 0) == Ok([0, 0, me64, 2]);
     let mut calls = 4;
@@ -1524,12 +1512,12 @@ fn yield_no_double_run() -> Result<(), &'static str> {
     sys::env_set_affinity(kid, 0b10).map_err(|_| "child to core 1")?;
     let on_core_1 =
         || vm::env_info(kid).is_some_and(|e| e.cpu == 1 && e.state == exo_libos::abi::env_state::RUNNABLE);
-    let placed = wait_for(|| on_core_1() && w[15].load(SeqCst) > 0);
+    let placed = wait_for(2000, || on_core_1() && w[15].load(SeqCst) > 0);
     sys::env_set_affinity(kid, 0b11).map_err(|_| "child to cores 0 and 1")?;
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
     let (hz, mut yields) = (vm::kinfo().counter_hz, 0);
-    let end = counter() + hz * 30 / 1000;
-    while counter() < end {
+    let end = sys::now() + hz * 30 / 1000;
+    while sys::now() < end {
         yields += sys::yield_to(kid).is_ok() as u32;
     }
     let twice = w[14].load(SeqCst);
@@ -1552,7 +1540,7 @@ fn yield_off_core() -> Result<(), &'static str> {
     for (i, kid) in kids.iter_mut().enumerate() {
         *kid = match process::fork().map_err(|_| "fork")? {
             Fork::Child => {
-                if !wait_for(on_core_1) {
+                if !wait_for(2000, on_core_1) {
                     sys::exit(1); // never moved: the parent sees no progress
                 }
                 loop {
@@ -1573,10 +1561,10 @@ fn yield_off_core() -> Result<(), &'static str> {
         };
     }
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
-    let started = wait_for(|| w[5].load(SeqCst) > 0);
+    let started = wait_for(2000, || w[5].load(SeqCst) > 0);
     let (hz, mut yields) = (vm::kinfo().counter_hz, 0);
-    let end = counter() + hz * 30 / 1000;
-    while counter() < end {
+    let end = sys::now() + hz * 30 / 1000;
+    while sys::now() < end {
         yields += sys::yield_to(kids[0]).is_ok() as u32;
     }
     let moved = w[6].load(SeqCst);
@@ -1652,9 +1640,11 @@ fn late_reply() -> Result<(), &'static str> {
     let child = match process::fork().map_err(|_| "fork")? {
         // Exits once the late reply is over: the server, running its handler since the
         // call, is parked again.
-        Fork::Child => {
-            sys::exit(if wait_for(|| w[12].load(SeqCst) == 1) && wait_for(parked) { 7 } else { 1 })
-        }
+        Fork::Child => sys::exit(if wait_for(2000, || w[12].load(SeqCst) == 1) && wait_for(2000, parked) {
+            7
+        } else {
+            1
+        }),
         Fork::Parent(c) => c,
     };
     let call = sys::pct_call(s, [0; 4], 2 << PCT_TIMEOUT_SHIFT);
@@ -1708,7 +1698,7 @@ fn direct_call_destroyed() -> Result<(), &'static str> {
         sys::env_set_affinity(EnvId::SELF, mine & !1).map_err(|_| "self off core 0")?;
         sys::pct_allow(client, s).map_err(|_| "allow")?;
         w[9].store(1, SeqCst);
-        check(wait_for(|| w[8].load(SeqCst) == 1), "the handler never started")?;
+        check(wait_for(2000, || w[8].load(SeqCst) == 1), "the handler never started")?;
         let on_core_0 = vm::env_info(s).is_some_and(|e| e.cpu == 0);
         check(on_core_0, "the server did not run on core 0")?;
         if round == 0 {
@@ -1724,14 +1714,6 @@ fn direct_call_destroyed() -> Result<(), &'static str> {
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     check(statuses[0] == 1, "the caller could not be destroyed mid-call")?;
     check(statuses[1] == 1, "the caller of a destroyed server did not get NotFound")
-}
-
-/// The virtual counter.
-fn counter() -> u64 {
-    let t: u64;
-    // SAFETY: EL0 may read the virtual counter (the kernel sets CNTKCTL_EL1.EL0VCTEN).
-    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
-    t
 }
 
 /// The sectors the mid-stream attacks use: the last MiB of the test disk, past the LFS
@@ -1781,7 +1763,7 @@ fn streamer(write: bool) -> Result<Option<(EnvId, u8)>, &'static str> {
             let rights = if write { SECTOR_WRITE } else { SECTOR_READ };
             sys::sector_grant(c, STREAM_AT, STREAM, rights).map_err(|_| "grant")?;
             w[0].store(1, SeqCst);
-            if !wait_for(|| w[1].load(SeqCst) >= 2) {
+            if !wait_for(2000, || w[1].load(SeqCst) >= 2) {
                 let _ = sys::env_destroy(c);
                 let _ = sys::env_set_affinity(EnvId::SELF, mine);
                 return Err("the child did not stream");
@@ -1837,7 +1819,7 @@ fn revoke_mid_stream() -> Result<(), &'static str> {
     let buf = unsafe { core::slice::from_raw_parts_mut(va as *mut u8, (pages * PAGE) as usize) };
     buf.fill(0xaa);
     let mine_written = sys::sector_write(STREAM_AT, buf).is_ok();
-    let refused = wait_for(|| w[2].load(SeqCst) != 0);
+    let refused = wait_for(2000, || w[2].load(SeqCst) != 0);
     let error = w[2].load(SeqCst) as i64;
     for p in 0..pages {
         let _ = vm::unmap_free(va + p * PAGE);

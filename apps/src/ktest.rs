@@ -12,7 +12,7 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
 use exo_libos::{println, sys};
 
-use crate::runner::check;
+use crate::runner::{check, wait_for};
 
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::SeqCst;
@@ -76,18 +76,6 @@ pub fn run(filter: &str) -> usize {
 
 fn free_frames() -> u32 {
     vm::kinfo().free_frames
-}
-
-/// Yields until `cond` holds or `ms` of (virtual) time pass.
-fn wait_for(ms: u64, cond: impl Fn() -> bool) -> bool {
-    let end = sys::now() + vm::kinfo().counter_hz / 1000 * ms;
-    while !cond() {
-        if sys::now() > end {
-            return false;
-        }
-        sys::yield_now();
-    }
-    true
 }
 
 /// A page both a parent and its forked children can write.

@@ -17,7 +17,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use crate::runner::check;
+use crate::runner::{check, wait_for};
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{env_state, upcall, EnvId, Error, Sys};
 use exo_libos::ipc::{self, Call};
@@ -114,27 +114,6 @@ fn to_core_0() -> Result<u8, &'static str> {
     Ok(mine)
 }
 
-/// Yields until `cond` holds, for at most two seconds of virtual time.
-fn wait_for(cond: impl Fn() -> bool) -> bool {
-    let hz = vm::kinfo().counter_hz;
-    let end = counter() + 2 * hz;
-    while !cond() {
-        if counter() > end {
-            return false;
-        }
-        sys::yield_now();
-    }
-    true
-}
-
-/// The virtual counter.
-fn counter() -> u64 {
-    let t: u64;
-    // SAFETY: EL0 may read the virtual counter (the kernel sets CNTKCTL_EL1.EL0VCTEN).
-    unsafe { core::arch::asm!("mrs {}, cntvct_el0", out(reg) t) };
-    t
-}
-
 /// The call's entry of the server in [`call_after_pending_upcall`]: answers with what it
 /// saw.
 fn report(_: &Call) -> [u64; 4] {
@@ -158,7 +137,7 @@ pub fn call_after_pending_upcall() -> Result<(), &'static str> {
     // A first call faults the server's call stack in: a fault in the entry would deliver
     // the pending upcall on its way back (`UpcallResume`), hiding a direct switch that
     // did not.
-    let parked = wait_for(|| vm::env_info(s).is_some_and(|i| i.state == env_state::BLOCKED))
+    let parked = wait_for(2000, || vm::env_info(s).is_some_and(|i| i.state == env_state::BLOCKED))
         && sys::pct_allow(EnvId::SELF, s).is_ok()
         && sys::pct_call(s, [0; 4], 0) == Ok([1, 0, 0, 0]);
     w[SEEN].store(0, SeqCst);
@@ -191,7 +170,7 @@ pub fn reply_after_pending_upcall() -> Result<(), &'static str> {
         Fork::Child => sys::exit(-(ipc::serve(hold) as i32)),
         Fork::Parent(s) => s,
     };
-    let parked = wait_for(|| vm::env_info(s).is_some_and(|i| i.state == env_state::BLOCKED));
+    let parked = wait_for(2000, || vm::env_info(s).is_some_and(|i| i.state == env_state::BLOCKED));
     let c = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             set_hook(Some(count_revocations));
@@ -209,7 +188,7 @@ pub fn reply_after_pending_upcall() -> Result<(), &'static str> {
     w[READY].store(1, SeqCst);
     let waiting = parked
         && allowed
-        && wait_for(|| {
+        && wait_for(2000, || {
             w[TURNS].load(SeqCst) == 1 && vm::env_info(c).is_some_and(|i| i.state == env_state::BLOCKED)
         });
     let filled =
@@ -241,11 +220,11 @@ pub fn yield_after_pending_upcall() -> Result<(), &'static str> {
         }
         Fork::Parent(y) => y,
     };
-    let started = wait_for(|| w[TURNS].load(SeqCst) > 0);
+    let started = wait_for(2000, || w[TURNS].load(SeqCst) > 0);
     let filled = if started { fill_memory_into(y) } else { Err("the child never ran") };
     w[GO].store(1, SeqCst);
     let yielded = sys::raw(Sys::YieldTo as u64, [y.0 as u64, 0, 0, 0, 0, 0]) == 0;
-    let recorded = wait_for(|| w[SEEN].load(SeqCst) != 0);
+    let recorded = wait_for(2000, || w[SEEN].load(SeqCst) != 0);
     let _ = sys::env_destroy(y);
     let _ = sys::env_set_affinity(EnvId::SELF, mine);
     filled?;
@@ -296,7 +275,7 @@ pub fn resume_after_pending_upcall() -> Result<(), &'static str> {
         Fork::Parent(c) => c,
     };
     let given = sys::frame_alloc(c, None).map(|pa| w[FRAME].store(pa, SeqCst)).is_ok();
-    let faulted = given && wait_for(|| w[TURNS].load(SeqCst) == 1);
+    let faulted = given && wait_for(2000, || w[TURNS].load(SeqCst) == 1);
     let filled = if faulted { fill_memory_into(c) } else { Err("the child did not come to its fault") };
     w[GO].store(1, SeqCst);
     let status = if faulted { sys::env_wait(c) } else { sys::env_destroy(c).and(Ok(1)) };

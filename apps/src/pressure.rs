@@ -19,7 +19,7 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE};
 use exo_libos::{println, sys};
 
-use crate::runner::check;
+use crate::runner::{check, wait_for};
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
@@ -107,18 +107,6 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let _ = vm::unmap_free(self.va);
     }
-}
-
-/// Yields until `cond` holds or `ms` of (virtual) time pass.
-fn wait_for(ms: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = sys::now() + vm::kinfo().counter_hz / 1000 * ms;
-    while !cond() {
-        if sys::now() > end {
-            return false;
-        }
-        sys::yield_now();
-    }
-    true
 }
 
 fn spawn(f: impl FnOnce() -> i32) -> Result<EnvId, &'static str> {

@@ -4,7 +4,7 @@
 
 use exo_libos::abi::{env_state, EnvId};
 use exo_libos::vm::{self, PAGE};
-use exo_libos::{println, process};
+use exo_libos::{println, process, sys};
 
 /// Runs a suite: each test of `tests` whose name contains `filter` runs
 /// through `call`; afterwards its children are reclaimed and the whole frame table is
@@ -87,6 +87,19 @@ fn free_list_intact() -> Result<(), &'static str> {
         (prev, at, n) = (at, f.free_next(i), n + 1);
     }
     check(n == k.free_frames, "the free list is shorter than the free count")
+}
+
+/// Yields until `done` holds, for `ms` milliseconds of virtual time at most; returns
+/// whether it held (asked once more at the end, so that a change made just then counts).
+pub fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    let end = sys::now() + vm::kinfo().counter_hz / 1000 * ms;
+    while sys::now() < end {
+        if done() {
+            return true;
+        }
+        sys::yield_now();
+    }
+    done()
 }
 
 /// `Ok` if `ok`, else the failure `why`.

@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use crate::runner::check;
+use crate::runner::{check, wait_for};
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{env_state, EnvId, Error};
 use exo_libos::process::{self, Fork};
@@ -54,8 +54,8 @@ pub fn run(filter: &str) -> usize {
     })
 }
 
-/// How long a waiting loop waits before it gives up, in seconds of virtual time.
-const PATIENCE_S: u64 = 1;
+/// How long a waiting loop waits before it gives up, in milliseconds of virtual time.
+pub(crate) const PATIENCE_MS: u64 = 1000;
 
 fn my_cores() -> u8 {
     vm::env_info(vm::me()).map_or(0, |e| e.affinity)
@@ -66,18 +66,6 @@ static SHARED_VA: AtomicU64 = AtomicU64::new(0);
 /// This suite's page shared with its forked children, zeroed ([`crate::runner::shared_page`]).
 pub(crate) fn shared() -> &'static [AtomicU64; 512] {
     crate::runner::shared_page(&SHARED_VA)
-}
-
-/// Yields until `done` holds, for [`PATIENCE_S`] at most; returns whether it held.
-pub(crate) fn wait_for(mut done: impl FnMut() -> bool) -> bool {
-    let end = sys::now() + PATIENCE_S * vm::kinfo().counter_hz;
-    while sys::now() < end {
-        if done() {
-            return true;
-        }
-        sys::yield_now();
-    }
-    done()
 }
 
 /// Forks a child that counts in `s[slot]` for ever, placed on `core` alone.
@@ -103,10 +91,10 @@ fn four_spinners() -> Result<(), &'static str> {
     for (core, kid) in kids.iter_mut().enumerate() {
         *kid = spinner(s, core, core as u8)?;
     }
-    let placed = wait_for(|| (0..4).all(|c| runs_on(kids[c], c as u8) && s[c].load(SeqCst) > 0));
+    let placed = wait_for(PATIENCE_MS, || (0..4).all(|c| runs_on(kids[c], c as u8) && s[c].load(SeqCst) > 0));
     // All four count during the same stretch: each core runs its own.
     let before: [u64; 4] = core::array::from_fn(|c| s[c].load(SeqCst));
-    let moved = wait_for(|| (0..4).all(|c| s[c].load(SeqCst) > before[c] + 1000));
+    let moved = wait_for(PATIENCE_MS, || (0..4).all(|c| s[c].load(SeqCst) > before[c] + 1000));
     for kid in kids {
         let _ = sys::env_destroy(kid);
     }
@@ -139,7 +127,9 @@ fn remap_seen_everywhere() -> Result<(), &'static str> {
     };
     sys::env_set_affinity(reader, 1 << 3).map_err(|_| "reader to core 3")?;
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
-    let reading = wait_for(|| runs_on(reader, 3) && s[2].load(SeqCst) > 100 && s[1].load(SeqCst) == 0xaaaa);
+    let reading = wait_for(PATIENCE_MS, || {
+        runs_on(reader, 3) && s[2].load(SeqCst) > 100 && s[1].load(SeqCst) == 0xaaaa
+    });
     let b = sys::frame_alloc(EnvId::SELF, None).map_err(|_| "frame B")?;
     let window = vm::alloc_va(1);
     vm::map(window, Pte::user_page(b, RW).0).map_err(|_| "map B")?;
@@ -148,7 +138,7 @@ fn remap_seen_everywhere() -> Result<(), &'static str> {
     let on_core_0 = vm::env_info(vm::me()).is_some_and(|e| e.cpu == 0);
     let remapped = sys::table_set(reader, va, 3, Pte::user_page(b, RO).0);
     s[0].store(1, SeqCst);
-    let answered = wait_for(|| s[4].load(SeqCst) == 1);
+    let answered = wait_for(PATIENCE_MS, || s[4].load(SeqCst) == 1);
     let seen = s[3].load(SeqCst);
     let _ = process::wait(reader);
     let _ = vm::unmap(window);
@@ -166,7 +156,7 @@ fn destroy_elsewhere() -> Result<(), &'static str> {
     let s = shared();
     let victim = spinner(s, 0, 2)?;
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
-    let running = wait_for(|| runs_on(victim, 2) && s[0].load(SeqCst) > 100);
+    let running = wait_for(PATIENCE_MS, || runs_on(victim, 2) && s[0].load(SeqCst) > 100);
     let destroyed = sys::env_destroy(victim);
     let after = s[0].load(SeqCst);
     let later = sys::now() + vm::kinfo().counter_hz / 20;
@@ -205,7 +195,7 @@ fn affinity_rules() -> Result<(), &'static str> {
         Fork::Child => {
             // Pinned to core 1 by the parent (waited for: a child that ran to its exit first
             // would leave the parent nothing to pin): it may move within the parent's cores...
-            wait_for(|| s[1].load(SeqCst) != 0);
+            wait_for(PATIENCE_MS, || s[1].load(SeqCst) != 0);
             let within = sys::env_set_affinity(EnvId::SELF, 0b110) == Ok(());
             // ...never onto a core that does not exist or outside a mask of eight.
             let beyond = sys::env_set_affinity(EnvId::SELF, 0x10) == Err(Error::Denied);
@@ -221,7 +211,7 @@ fn affinity_rules() -> Result<(), &'static str> {
     };
     let pinned = sys::env_set_affinity(child, 0b10);
     s[1].store(1, SeqCst);
-    let done = wait_for(|| s[0].load(SeqCst) != 0);
+    let done = wait_for(PATIENCE_MS, || s[0].load(SeqCst) != 0);
     let _ = process::wait(child);
     check(pinned.is_ok(), "a parent could not pin its child")?;
     check(done, "the child did not report")?;
@@ -235,10 +225,10 @@ fn affinity_rules() -> Result<(), &'static str> {
 fn leave_own_core() -> Result<(), &'static str> {
     let me = vm::me();
     sys::env_set_affinity(EnvId::SELF, 0b10).map_err(|_| "to core 1")?;
-    check(wait_for(|| runs_on(me, 1)), "never ran on core 1")?;
+    check(wait_for(PATIENCE_MS, || runs_on(me, 1)), "never ran on core 1")?;
     let tick = core_ticks(1).0;
     sys::env_set_affinity(EnvId::SELF, 0b100).map_err(|_| "to core 2")?;
-    let end = sys::now() + PATIENCE_S * vm::kinfo().counter_hz;
+    let end = sys::now() + PATIENCE_MS * vm::kinfo().counter_hz / 1000;
     while !runs_on(me, 2) && sys::now() < end {
         core::hint::spin_loop();
     }
@@ -262,9 +252,9 @@ fn core_figures() -> Result<(), &'static str> {
     // Core 3 runs a spinner, this test runs on core 0, cores 1 and 2 have nothing to run.
     let kid = spinner(s, 0, 3)?;
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
-    let placed = wait_for(|| runs_on(kid, 3) && s[0].load(SeqCst) > 0);
+    let placed = wait_for(PATIENCE_MS, || runs_on(kid, 3) && s[0].load(SeqCst) > 0);
     let before: [(u64, u64); 4] = core::array::from_fn(core_ticks);
-    let ticked = wait_for(|| (0..4).all(|c| core_ticks(c).0 >= before[c].0 + 10));
+    let ticked = wait_for(PATIENCE_MS, || (0..4).all(|c| core_ticks(c).0 >= before[c].0 + 10));
     let after: [(u64, u64); 4] = core::array::from_fn(core_ticks);
     let _ = sys::env_destroy(kid);
     let delta = |c: usize| (after[c].0 - before[c].0, after[c].1 - before[c].1);
@@ -305,7 +295,7 @@ fn console_from_four_cores() -> Result<(), &'static str> {
         sys::env_set_affinity(*kid, 1 << core).map_err(|_| "set affinity")?;
     }
     s[8].store(1, SeqCst);
-    let done = wait_for(|| (0..4).all(|c| s[c].load(SeqCst) != 0));
+    let done = wait_for(PATIENCE_MS, || (0..4).all(|c| s[c].load(SeqCst) != 0));
     for kid in kids {
         let _ = process::wait(kid);
     }

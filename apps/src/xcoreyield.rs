@@ -5,8 +5,8 @@
 
 use core::sync::atomic::Ordering::SeqCst;
 
-use crate::runner::check;
-use crate::smptest::{core_ticks, runs_on, shared, spinner, wait_for};
+use crate::runner::{check, wait_for};
+use crate::smptest::{core_ticks, runs_on, shared, spinner, PATIENCE_MS};
 use exo_libos::abi::EnvId;
 use exo_libos::process::{self, Fork};
 use exo_libos::{println, sys};
@@ -41,22 +41,22 @@ pub fn partner_runs_at_once() -> Result<(), &'static str> {
         sys::yield_now();
     })?;
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
-    let placed = wait_for(|| runs_on(spin, 1) && s[0].load(SeqCst) > 0 && s[1].load(SeqCst) > 2);
+    let placed = wait_for(PATIENCE_MS, || runs_on(spin, 1) && s[0].load(SeqCst) > 0 && s[1].load(SeqCst) > 2);
     let (rounds, mut prompt, mut missed) = (5, 0, 0);
     for _ in 0..rounds {
         // Wait for a fresh tick of core 1 and the partner's turn in it.
         let t = core_ticks(1).0;
-        let fresh = wait_for(|| {
+        let fresh = wait_for(PATIENCE_MS, || {
             let now = core_ticks(1).0;
             let n = s[1].load(SeqCst);
             now > t && n > 0 && s[16 + (n as usize - 1) % 64].load(SeqCst) == now
         });
         // The spinner counts again: the partner has yielded (while it runs, it is not handed).
         let spun = s[0].load(SeqCst);
-        let fresh = fresh && wait_for(|| s[0].load(SeqCst) > spun);
+        let fresh = fresh && wait_for(PATIENCE_MS, || s[0].load(SeqCst) > spun);
         let (turns, tick) = (s[1].load(SeqCst), core_ticks(1).0);
         let _ = sys::yield_to(partner);
-        let ran = wait_for(|| s[1].load(SeqCst) != turns);
+        let ran = wait_for(PATIENCE_MS, || s[1].load(SeqCst) != turns);
         let stamp = s[16 + turns as usize % 64].load(SeqCst);
         if fresh && ran && stamp == tick {
             prompt += 1;
@@ -103,7 +103,8 @@ pub fn looping_yields_do_not_starve_the_neighbour() -> Result<(), &'static str> 
         })?,
     ];
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
-    let placed = wait_for(|| s[0].load(SeqCst) > 0 && s[1].load(SeqCst) > 0 && runs_on(victim, 1));
+    let placed =
+        wait_for(PATIENCE_MS, || s[0].load(SeqCst) > 0 && s[1].load(SeqCst) > 0 && runs_on(victim, 1));
     let t = core_ticks(1).0;
     let (v, p) = (s[0].load(SeqCst), s[1].load(SeqCst));
     while core_ticks(1).0 < t + 30 {
@@ -141,7 +142,7 @@ pub fn affinity_and_yields_leave_other_cores_alone() -> Result<(), &'static str>
     let attacker = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {
             let child = spinner(s, 1, 2).unwrap_or(EnvId(0));
-            let placed = wait_for(|| runs_on(child, 2) && runs_on(victim, 1));
+            let placed = wait_for(PATIENCE_MS, || runs_on(child, 2) && runs_on(victim, 1));
             let t = core_ticks(1).0;
             while core_ticks(1).0 == t {}
             let (t, before, moved) = (core_ticks(1).0, signals(1), signals(2) + signals(3));
@@ -163,7 +164,7 @@ pub fn affinity_and_yields_leave_other_cores_alone() -> Result<(), &'static str>
     };
     sys::env_set_affinity(attacker, 0b1101).map_err(|_| "attacker off core 1")?;
     sys::env_set_affinity(EnvId::SELF, 1).map_err(|_| "self to core 0")?;
-    let done = wait_for(|| s[13].load(SeqCst) != 0);
+    let done = wait_for(PATIENCE_MS, || s[13].load(SeqCst) != 0);
     let _ = process::wait(attacker);
     let _ = sys::env_destroy(victim);
     let (taken, moved, moves) = (s[10].load(SeqCst), s[11].load(SeqCst), s[12].load(SeqCst));
