@@ -352,7 +352,8 @@ fn fork_exit_wait() -> (u64, u64) {
 /// responses), run by httpd itself with the file service, since only httpd links the
 /// TCP/IP stack.
 fn http_get(programs: &[(&str, &[u8])]) {
-    let (Ok(fsd), Ok(httpd)) = (crate::fstest::start_fsd(programs), crate::fstest::find(programs, "httpd"))
+    let (Ok(fsd), Ok(httpd)) =
+        (crate::fstest::start_fsd(programs), crate::runner::built_in(programs, "httpd"))
     else {
         return println!("bench http_get failed: no fsd or httpd");
     };

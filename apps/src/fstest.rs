@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use crate::runner::check;
+use crate::runner::{built_in, check};
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{EnvId, SECTOR_READ, SECTOR_WRITE};
 use exo_libos::format::elf::ElfError;
@@ -49,15 +49,12 @@ fn partitions() -> Vec<(u64, u64, u32)> {
         .collect()
 }
 
-pub(crate) fn find<'a>(programs: &[(&str, &'a [u8])], name: &str) -> Result<&'a [u8], &'static str> {
-    programs.iter().find(|(n, _)| *n == name).map(|(_, e)| *e).ok_or("program not built in")
-}
-
 /// Starts fsd with the disk's partitions; returns once it serves.
 pub(crate) fn start_fsd(programs: &[(&str, &[u8])]) -> Result<EnvId, &'static str> {
     let grants = partitions();
-    let fsd = spawn::spawn(find(programs, "fsd")?, "", Options { sectors: &grants, ..Options::default() })
-        .map_err(|_| "cannot start fsd")?;
+    let fsd =
+        spawn::spawn(built_in(programs, "fsd")?, "", Options { sectors: &grants, ..Options::default() })
+            .map_err(|_| "cannot start fsd")?;
     // Until it parks: blocked, but not on the disk (`SectorWait`) while it mounts.
     while vm::env_info(fsd)
         .is_some_and(|i| i.state == exo_libos::abi::env_state::RUNNABLE || i.disk_wait != 0)
@@ -256,8 +253,8 @@ fn direct_remount(_: &[(&str, &[u8])]) -> Result<(), &'static str> {
 fn spawn_from_fat(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
     let mut vfs = Vfs::new();
     fs::mount::mount_disk(&mut vfs, &[exo_fat::backend(), exo_logfs::backend()]);
-    vfs.write_file("/fat/hello", find(programs, "hello")?).map_err(|_| "write hello")?;
-    vfs.write_file("/fat/crash", find(programs, "crash")?).map_err(|_| "write crash")?;
+    vfs.write_file("/fat/hello", built_in(programs, "hello")?).map_err(|_| "write hello")?;
+    vfs.write_file("/fat/crash", built_in(programs, "crash")?).map_err(|_| "write crash")?;
     vfs.sync().map_err(|_| "sync")?;
     let hello = vfs.read_to_vec("/fat/hello").map_err(|_| "read hello")?;
     let crash = vfs.read_to_vec("/fat/crash").map_err(|_| "read crash")?;
@@ -277,7 +274,7 @@ fn spawn_from_fat(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
 }
 
 fn malformed_elf(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
-    let good = find(programs, "hello")?;
+    let good = built_in(programs, "hello")?;
     let mut bad = good.to_vec();
     bad[18] = 62; // x86-64
     let results = [

@@ -102,6 +102,11 @@ pub fn wait_for(ms: u64, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// The ELF of program `name` among those built into init (`programs`).
+pub fn built_in<'a>(programs: &[(&str, &'a [u8])], name: &str) -> Result<&'a [u8], &'static str> {
+    programs.iter().find(|(n, _)| *n == name).map(|(_, e)| *e).ok_or("program not built in")
+}
+
 /// `Ok` if `ok`, else the failure `why`.
 pub fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
     if ok {

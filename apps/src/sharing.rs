@@ -184,7 +184,7 @@ pub fn only_the_owner_shares_a_table_and_only_its_own_read_only_pages() -> Resul
 /// table (the kernel would refuse to clear its entries) and links fresh ones; the parent's
 /// stays whole and its link count comes back down.
 pub fn exec_over_a_shared_text_table(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
-    let hello = crate::fstest::find(programs, "hello")?;
+    let hello = crate::runner::built_in(programs, "hello")?;
     let (t, e) = (text_table()?, vm::entry(text_page()));
     let shares = || vm::frame_entry(t).map_or(u8::MAX, |f| f.shares);
     let before = shares();

@@ -14,7 +14,8 @@ use exo_libos::fs::{service, Vfs};
 use exo_libos::spawn::{self, Options};
 use exo_libos::{println, sys, vm};
 
-use crate::fstest::{find, start_fsd};
+use crate::fstest::start_fsd;
+use crate::runner::built_in;
 
 /// Waits (blocking on the console) for the key `key`; other keys are ignored.
 fn key(key: u8) {
@@ -27,7 +28,7 @@ fn httpd(elf: &[u8], fsd: EnvId) -> Result<EnvId, &'static str> {
 }
 
 fn steps(programs: &[(&str, &[u8])]) -> Result<(), &'static str> {
-    let elf = find(programs, "httpd")?;
+    let elf = built_in(programs, "httpd")?;
     let fsd = start_fsd(programs)?;
     let first = httpd(elf, fsd)?;
     println!("webcrash: httpd {:#x} started (k kills it)", first.0);
