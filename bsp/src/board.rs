@@ -3,10 +3,9 @@
 use crate::drivers::bcm2835_wdt::Watchdog;
 use crate::drivers::gicv2::GicV2;
 use crate::drivers::pl011::Pl011;
+pub use crate::dt::RPI4_UART_CLOCK;
 use crate::dt::{BoardInfo, Gic, Region, Regions};
 
-/// Reference clock of the Pi 4's UART0 as the firmware sets it up (`init_uart_clock`).
-pub const RPI4_UART_CLOCK: u32 = 48_000_000;
 /// The Pi 4's UART0: where to say that there is no device tree, since a Pi (real or QEMU
 /// `raspi4b` without `-dtb`) is the only board that can start exo without one.
 pub const RPI4_UART0: u64 = 0xfe20_1000;

@@ -110,6 +110,9 @@ impl Cpus {
     }
 }
 
+/// Reference clock of the Pi 4's UART0 as the firmware sets it up (`init_uart_clock`).
+pub const RPI4_UART_CLOCK: u32 = 48_000_000;
+
 /// Which board the device tree describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BoardKind {
@@ -123,7 +126,7 @@ impl BoardKind {
     /// The console UART's reference clock where the board fixes it (the device tree's
     /// clock nodes are not followed).
     pub fn uart_clock(self) -> Option<u32> {
-        (self == BoardKind::Rpi4).then_some(crate::board::RPI4_UART_CLOCK)
+        (self == BoardKind::Rpi4).then_some(RPI4_UART_CLOCK)
     }
 
     pub const fn name(self) -> &'static str {
