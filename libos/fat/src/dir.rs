@@ -424,8 +424,8 @@ impl Dir {
         Ok(())
     }
 
-    /// Writes `run`, an entry's slots (long-name slots, then its 8.3 slot), into slots of
-    /// this directory from `first`, one sector at a time from the first, and in the write
+    /// Writes an entry's slots, its `long`-name slots and then its 8.3 slot `short` (if
+    /// any), into slots of this directory from `first`, one sector at a time from the first, and in the write
     /// of the run's last sector marks the slots of `gone` that lie in that sector deleted.
     /// Until that last write, the slots written are the start of a long name with no 8.3
     /// slot after it: an orphan that readers skip and `fsck.vfat -a` removes, never parts
@@ -435,11 +435,11 @@ impl Dir {
         &mut self,
         part: &Partition<S>,
         first: usize,
-        run: &[[u8; 32]],
+        (long, short): (&[[u8; 32]], Option<&[u8; 32]>),
         gone: core::ops::RangeInclusive<usize>,
     ) -> Result<()> {
         let per = SECTOR / 32;
-        let end = first + run.len();
+        let end = first + long.len() + short.is_some() as usize;
         let mut at = first;
         while at < end {
             let sector = at / per * per..(at / per + 1) * per;
@@ -450,7 +450,8 @@ impl Dir {
                 let lo = g.clone().min().map_or(at, |i| i.min(at));
                 slots = lo..=g.max().map_or(to - 1, |i| i.max(to - 1));
             }
-            self.patch(part, slots, |i, s| match i.checked_sub(first).and_then(|k| run.get(k)) {
+            let new = |k: usize| long.get(k).or(short.filter(|_| k == long.len()));
+            self.patch(part, slots, |i, s| match i.checked_sub(first).and_then(new) {
                 Some(new) => s.copy_from_slice(new),
                 None if gone.contains(&i) => s[0] = 0xe5,
                 None => {}

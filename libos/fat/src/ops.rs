@@ -241,12 +241,11 @@ impl<S: BlockDevice> FatFs<S> {
         let (date, time) = exo_libos::fs::time::to_fat((self.clock)());
         let w0 = self.writes()?;
         self.dirs.get_mut().forget(d.loc);
-        let mut run = long.to_vec();
-        run.push([0u8; 32]);
-        fill_entry(&mut run[long.len()], &sfn, case, (attr, dir_cluster), (date, time), ft);
+        let mut short = [0u8; 32];
+        fill_entry(&mut short, &sfn, case, (attr, dir_cluster), (date, time), ft);
         self.with_part(|p, g| {
             d.keep_end_run(p, g, first..=slot)?;
-            d.write_run(p, first, &run, NONE)
+            d.write_run(p, first, (long, Some(&short)), NONE)
         })?;
         let e = Entry {
             name: if long.is_empty() { display(&sfn, case) } else { name.into() },
@@ -489,30 +488,31 @@ impl<S: BlockDevice> FatFs<S> {
     /// as for any move across directories, a cut between the run's last write and the old
     /// slots' deletion leaves one chain under two names.
     fn rename_long(&mut self, sdir: &mut Dir, se: &Entry, td: &mut Dir, name: &str) -> Result<()> {
-        let (mut run, sfn) = long_entry(td, name)?;
+        let (long, sfn) = long_entry(td, name)?;
         let mut moved = [0u8; 32];
         moved.copy_from_slice(&sdir.data[se.slot * 32..se.slot * 32 + 32]);
         moved[..11].copy_from_slice(&sfn);
         moved[12] = 0; // (the long name holds the case)
-        run.push(moved);
+        let run = (&long[..], Some(&moved));
         self.begin_change()?;
         let same = td.loc == sdir.loc;
-        let near = if same { near_run(td, se, run.len()) } else { None };
+        let n = long.len() + 1;
+        let near = if same { near_run(td, se, n) } else { None };
         let first = match near {
             Some(first) => first,
-            None => self.long_run(td, run.len())?,
+            None => self.long_run(td, n)?,
         };
         let own = se.slot / (SECTOR / 32) * (SECTOR / 32);
         let parent = td.loc.dotdot();
         self.with_part(|p, g| {
-            td.keep_end_run(p, g, first..=first + run.len() - 1)?;
+            td.keep_end_run(p, g, first..=first + n - 1)?;
             if near.is_some() {
-                td.write_run(p, first, &run, se.first.max(own)..=se.slot)?;
+                td.write_run(p, first, run, se.first.max(own)..=se.slot)?;
                 if se.first < own {
                     td.patch(p, se.first..=own - 1, |_, s| s[0] = 0xe5)?;
                 }
             } else {
-                td.write_run(p, first, &run, NONE)?;
+                td.write_run(p, first, run, NONE)?;
                 // (In one directory, `td` holds every slot `sdir` does, and any it grew by.)
                 if same { td.delete(p, se) } else { sdir.delete(p, se) }?;
             }
@@ -537,7 +537,7 @@ impl<S: BlockDevice> FatFs<S> {
             return Ok(());
         }
         self.begin_change()?;
-        self.with_part(|p, _| d.write_run(p, te.first, &long, NONE))
+        self.with_part(|p, _| d.write_run(p, te.first, (&long, None), NONE))
     }
 
     /// Gives entry `e` of `d` the 8.3 name `sfn`; its long name, if any, is dropped.
