@@ -44,9 +44,12 @@ pub enum Error {
     /// The handle names an inode that was removed (or reused) since it was opened.
     Stale,
     Corrupt(Corruption),
-    /// Sector 0 is an exo-lfs superblock of this format version, not the one this crate
-    /// reads ([`crate::layout::SB_VERSION`]).
-    Version(u32),
+    /// Sector 0 is an exo-lfs superblock of format version `found`, not the one this crate
+    /// reads (`reads`: [`crate::layout::SB_VERSION`]).
+    Version {
+        found: u32,
+        reads: u32,
+    },
     Io(IoError),
     /// An earlier device error left the in-memory state unusable; remount to recover the
     /// last committed state.
@@ -63,10 +66,9 @@ impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Error::Corrupt(c) => write!(f, "file system corrupt: {c:?}"),
-            Error::Version(v) => write!(
+            Error::Version { found, reads } => write!(
                 f,
-                "exo-lfs format version {v}; this build reads version {} only (re-create it with mkfs)",
-                crate::layout::SB_VERSION
+                "exo-lfs format version {found}; this build reads version {reads} only (re-create it with mkfs)"
             ),
             Error::Io(e) => write!(f, "device error {}", e.code),
             other => write!(f, "{other:?}"),

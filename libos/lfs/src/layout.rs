@@ -192,7 +192,7 @@ impl Geometry {
             return Err(bad);
         }
         if get_u32(b, 8) != SB_VERSION {
-            return Err(Error::Version(get_u32(b, 8)));
+            return Err(Error::Version { found: get_u32(b, 8), reads: SB_VERSION });
         }
         if get_u32(b, 12) != SECTOR as u32 || get_u32(b, 16) != BLOCK as u32 {
             return Err(bad);
@@ -259,7 +259,10 @@ mod tests {
             put_u32(&mut s, 8, v);
             let h = hash64(SB_HASH_SEED, &s[..504]);
             put_u64(&mut s, 504, h);
-            assert_eq!(Geometry::decode(&s, g.total_sectors), Err(Error::Version(v)));
+            assert_eq!(
+                Geometry::decode(&s, g.total_sectors),
+                Err(Error::Version { found: v, reads: SB_VERSION })
+            );
         }
     }
 

@@ -53,7 +53,7 @@ pub fn error(e: exo_lfs::Error) -> Error {
         L::ReadOnly => Error::ReadOnly,
         L::Stale => Error::BadHandle,
         L::Corrupt(_) => Error::Corrupt,
-        L::Version(_) => Error::Unsupported,
+        L::Version { .. } => Error::Unsupported,
         L::Io(_) | L::Failed => Error::Io,
     }
 }
