@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use crate::ktest::Shared;
+use crate::runner::Shared;
 use crate::runner::{check, run_suite};
 use exo_libos::abi::{upcall, EnvId};
 use exo_libos::ipc::{self, Call};
@@ -184,7 +184,7 @@ fn spin_checking(w: &Shared, i: usize, mark: u64) -> i32 {
 /// registers (or anything but its own). Then one moves to another core (if there is one)
 /// and keeps checking there: its registers went with it.
 fn preempted() -> Result<(), &'static str> {
-    let w = Shared::new();
+    let w = Shared::new()?;
     let spinner = |i: usize, mark: u64| match process::fork() {
         Ok(Fork::Child) => sys::exit(spin_checking(&w, i, mark)),
         Ok(Fork::Parent(c)) => Ok(c),
@@ -300,7 +300,7 @@ fn across_calls() -> Result<(), &'static str> {
 /// until it is destroyed under it; then environments are made until one takes its slot,
 /// and runs on the same core: it starts with all zeros.
 fn destroyed() -> Result<(), &'static str> {
-    let w = Shared::new();
+    let w = Shared::new()?;
     let core = if up(1) { 2 } else { 1 };
     let doomed = match process::fork().map_err(|_| "fork")? {
         Fork::Child => {

@@ -12,7 +12,7 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RO, RW, SHARED};
 use exo_libos::{println, sys};
 
-use crate::runner::{check, wait_for};
+use crate::runner::{check, wait_for, Shared};
 
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::SeqCst;
@@ -76,37 +76,6 @@ pub fn run(filter: &str) -> usize {
 
 fn free_frames() -> u32 {
     vm::kinfo().free_frames
-}
-
-/// A page both a parent and its forked children can write.
-pub(crate) struct Shared {
-    va: u64,
-}
-
-impl Shared {
-    pub(crate) fn new() -> Shared {
-        let va = vm::alloc_va(1);
-        let pa = sys::frame_alloc(EnvId::SELF, None).expect("frame for shared page");
-        vm::map(va, Pte::user_page(pa, RW).0 | SHARED).expect("map shared page");
-        Shared { va }
-    }
-    pub(crate) fn word(&self, i: usize) -> &'static core::sync::atomic::AtomicU64 {
-        // SAFETY: the page is mapped read-write for the life of the test; atomics make
-        // concurrent use from several environments well-defined.
-        unsafe { &*((self.va + 8 * i as u64) as *const core::sync::atomic::AtomicU64) }
-    }
-    pub(crate) fn get(&self, i: usize) -> u64 {
-        self.word(i).load(core::sync::atomic::Ordering::SeqCst)
-    }
-    pub(crate) fn set(&self, i: usize, v: u64) {
-        self.word(i).store(v, core::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let _ = vm::unmap_free(self.va);
-    }
 }
 
 /// Forks a child that runs `f` and exits with its result.
@@ -175,7 +144,7 @@ static ORPHAN_VALUE: AtomicU64 = AtomicU64::new(1);
 fn wait_frees_orphan() -> Result<(), &'static str> {
     ORPHAN_VALUE.store(1, SeqCst); // the page is the parent's own before the fork
     let me = vm::me().0;
-    let go = Shared::new();
+    let go = Shared::new()?;
     let child = spawn(|| if wait_for(2000, || go.get(0) == 1) { 0 } else { 1 });
     let va = &ORPHAN_VALUE as *const AtomicU64 as u64 & !(PAGE - 1);
     let old = Pte(vm::entry(va)).addr();
@@ -332,7 +301,7 @@ fn spinner(shared: &Shared, slot: usize) -> i32 {
 }
 
 fn preemption() -> Result<(), &'static str> {
-    let s = Shared::new();
+    let s = Shared::new()?;
     let a = spawn(|| spinner(&s, 0));
     let b = spawn(|| spinner(&s, 1));
     // Neither spinner ever yields: only the timer can take the CPU from one to the other.
@@ -343,7 +312,7 @@ fn preemption() -> Result<(), &'static str> {
 }
 
 fn yield_to() -> Result<(), &'static str> {
-    let s = Shared::new();
+    let s = Shared::new()?;
     let child = spawn(|| {
         s.set(0, 1);
         loop {
@@ -360,7 +329,7 @@ fn yield_to() -> Result<(), &'static str> {
 }
 
 fn slice_upcall() -> Result<(), &'static str> {
-    let s = Shared::new();
+    let s = Shared::new()?;
     // The hook may only write memory that is never copy-on-write: the shared page.
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     COUNTER.store(s.va, SeqCst);
@@ -392,7 +361,7 @@ fn slice_upcall() -> Result<(), &'static str> {
 /// three more ticks; the next one must find the main loop's count where that left it
 /// (were it dropped instead, the next would come a whole slice of the loop later).
 fn slice_end_in_handler() -> Result<(), &'static str> {
-    let s = Shared::new();
+    let s = Shared::new()?;
     static WORDS: AtomicU64 = AtomicU64::new(0);
     WORDS.store(s.va, SeqCst);
     fn word(i: u64) -> &'static AtomicU64 {
@@ -495,7 +464,7 @@ fn destroy_accounting() -> Result<(), &'static str> {
 }
 
 fn sibling_frame() -> Result<(), &'static str> {
-    let s = Shared::new();
+    let s = Shared::new()?;
     let a = spawn(|| {
         let pa = sys::frame_alloc(EnvId::SELF, None).unwrap_or(0);
         s.set(0, pa);
@@ -645,7 +614,7 @@ fn bad_pointers() -> Result<(), &'static str> {
 }
 
 fn foreign_envs() -> Result<(), &'static str> {
-    let s = Shared::new();
+    let s = Shared::new()?;
     let parent = vm::me();
     let a = spawn(|| loop {
         sys::yield_now();
@@ -712,7 +681,7 @@ static HANDLER_RUNS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU
 /// would never end.
 fn fault_in_handler() -> Result<(), &'static str> {
     use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
-    let runs = Shared::new();
+    let runs = Shared::new()?;
     HANDLER_RUNS.store(runs.va, SeqCst);
     let child = spawn(|| {
         fn hook(_: &Upcall) -> bool {
@@ -796,7 +765,7 @@ fn free_list(va: u64) {
 /// Fills memory with a hog, then asks for a frame until one comes back.
 /// `answered`: the hook gives frames back, so none need be repossessed.
 fn pressure(hook: Option<exo_libos::upcall::Hook>, answered: bool) -> Result<(EnvId, bool), &'static str> {
-    let flag = Shared::new();
+    let flag = Shared::new()?;
     let list = shared_list()?;
     LIST.store(list, SeqCst); // set before fork, only read afterwards
     let hogger = spawn(|| {
@@ -864,7 +833,7 @@ fn ignore_revoke(u: &Upcall) -> bool {
 /// (It copies its parent's: a parent's repossession count left in the child was subtracted
 /// from the kernel's 0 for the child at its first stock-taking, and wrapped.)
 fn fork_after_repossession() -> Result<(), &'static str> {
-    let flag = Shared::new();
+    let flag = Shared::new()?;
     let list = shared_list()?;
     let hogger = spawn(|| {
         set_hook(Some(ignore_revoke));

@@ -19,7 +19,7 @@ use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE};
 use exo_libos::{println, sys};
 
-use crate::runner::{check, wait_for};
+use crate::runner::{check, wait_for, Shared};
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
@@ -72,41 +72,6 @@ mod word {
     /// Set by the test when the workers may fill memory; then workers that filled it.
     pub const PAD: usize = 25;
     pub const PADDED: usize = 26;
-}
-
-/// A page both a parent and its forked children can write.
-struct Shared {
-    va: u64,
-}
-
-impl Shared {
-    fn new() -> Result<Shared, &'static str> {
-        let va = vm::alloc_va(1);
-        vm::map_new(va, vm::RW).map_err(|_| "shared page")?;
-        let e = vm::entry(va);
-        vm::map(va, e | vm::SHARED).map_err(|_| "share page")?;
-        Ok(Shared { va })
-    }
-    fn word(&self, i: usize) -> &'static core::sync::atomic::AtomicU64 {
-        // SAFETY: the page is mapped read-write and shared for the test's life; atomics make
-        // use from several environments well-defined.
-        unsafe { &*((self.va + 8 * i as u64) as *const core::sync::atomic::AtomicU64) }
-    }
-    fn get(&self, i: usize) -> u64 {
-        self.word(i).load(core::sync::atomic::Ordering::SeqCst)
-    }
-    fn set(&self, i: usize, v: u64) {
-        self.word(i).store(v, core::sync::atomic::Ordering::SeqCst)
-    }
-    fn add(&self, i: usize, v: u64) {
-        self.word(i).fetch_add(v, core::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let _ = vm::unmap_free(self.va);
-    }
 }
 
 fn spawn(f: impl FnOnce() -> i32) -> Result<EnvId, &'static str> {

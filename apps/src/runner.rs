@@ -107,6 +107,42 @@ pub fn built_in<'a>(programs: &[(&str, &'a [u8])], name: &str) -> Result<&'a [u8
     programs.iter().find(|(n, _)| *n == name).map(|(_, e)| *e).ok_or("program not built in")
 }
 
+/// A page both a parent and its forked children can write.
+pub struct Shared {
+    /// Where it is mapped.
+    pub va: u64,
+}
+
+impl Shared {
+    pub fn new() -> Result<Shared, &'static str> {
+        let va = vm::alloc_va(1);
+        vm::map_new(va, vm::RW).map_err(|_| "shared page")?;
+        let e = vm::entry(va);
+        vm::map(va, e | vm::SHARED).map_err(|_| "share page")?;
+        Ok(Shared { va })
+    }
+    pub fn word(&self, i: usize) -> &'static core::sync::atomic::AtomicU64 {
+        // SAFETY: the page is mapped read-write and shared for the test's life; atomics make
+        // use from several environments well-defined.
+        unsafe { &*((self.va + 8 * i as u64) as *const core::sync::atomic::AtomicU64) }
+    }
+    pub fn get(&self, i: usize) -> u64 {
+        self.word(i).load(core::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn set(&self, i: usize, v: u64) {
+        self.word(i).store(v, core::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn add(&self, i: usize, v: u64) {
+        self.word(i).fetch_add(v, core::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = vm::unmap_free(self.va);
+    }
+}
+
 /// `Ok` if `ok`, else the failure `why`.
 pub fn check(ok: bool, why: &'static str) -> Result<(), &'static str> {
     if ok {
