@@ -9,7 +9,7 @@ use exo_format::le;
 extern crate alloc;
 
 use super::bpb::{FatType, Geometry};
-use super::name::{checksum, display, short_name};
+use super::name::{checksum, display, short_name, LFN_UNITS_AT};
 use super::table::Fat;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -277,7 +277,7 @@ struct Run {
 
 fn lfn_units(e: &[u8]) -> [u16; 13] {
     let mut u = [0u16; 13];
-    for (i, at) in [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30].into_iter().enumerate() {
+    for (i, at) in LFN_UNITS_AT.into_iter().enumerate() {
         u[i] = le::get_u16(e, at);
     }
     u
@@ -502,7 +502,7 @@ impl Dir {
             return Ok(()); // deleted slots (before the mark): the mark stays where it is
         };
         let next = run.end() + 1;
-        if next * 32 >= self.data.len() && !self.read_next_cluster(part, geo)? {
+        if next * 32 >= self.data.len() && !self.read_more(part, geo)? {
             // The run ends the directory: nothing follows it but its own slots.
             return match mark < *run.end() {
                 true => self.patch(part, mark + 1..=*run.end(), |_, s| s.fill(0)),
@@ -543,14 +543,10 @@ impl Dir {
         Ok(Some(last.checked_sub(geo.data_start).ok_or(Error::Corrupt)? / geo.spc + 2))
     }
 
-    /// Reads the next cluster of the directory's chain into `data`; false if there is none.
-    pub fn read_more<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry) -> Result<bool> {
-        self.read_next_cluster(part, geo)
-    }
-
     /// Reads the cluster after the last one in `data`, if the directory's chain goes on
-    /// (never for FAT16's root: its fixed area is read whole), and appends it.
-    fn read_next_cluster<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry) -> Result<bool> {
+    /// (never for FAT16's root: its fixed area is read whole), and appends it; false if
+    /// there is none.
+    pub fn read_more<S: BlockDevice>(&mut self, part: &Partition<S>, geo: &Geometry) -> Result<bool> {
         let Some(c) = self.last_cluster(geo)? else { return Ok(false) };
         let Some(n) = Fat::new(part, geo).next(c)? else { return Ok(false) };
         let s = geo.cluster_sector(n);

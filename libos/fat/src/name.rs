@@ -110,6 +110,9 @@ pub fn checksum(sfn: &[u8; 11]) -> u8 {
     sfn.iter().fold(0u8, |sum, &c| sum.rotate_right(1).wrapping_add(c))
 }
 
+/// Where a long-name slot's 13 UTF-16 units lie in its 32 bytes, in order.
+pub const LFN_UNITS_AT: [usize; 13] = [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30];
+
 /// The most UTF-16 units a long name holds.
 pub const LONG_MAX: usize = 255;
 
@@ -171,7 +174,7 @@ pub fn long_slots(units: &[u16], sfn: &[u8; 11]) -> alloc::vec::Vec<[u8; 32]> {
             let mut s = [0u8; 32];
             s[0] = seq as u8 | if seq == n { 0x40 } else { 0 };
             (s[11], s[13]) = (0x0f, csum);
-            for (i, at) in [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30].into_iter().enumerate() {
+            for (i, at) in LFN_UNITS_AT.into_iter().enumerate() {
                 let k = (seq - 1) * 13 + i;
                 let u = match k.cmp(&units.len()) {
                     core::cmp::Ordering::Less => units[k],

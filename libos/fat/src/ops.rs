@@ -185,9 +185,9 @@ impl<S: BlockDevice> FatFs<S> {
         let c = self.with_fat(|fat| fat.find_free(hint, 1))?.first().ok_or(Error::NoSpace)?.0;
         fix(c, first);
         self.with_part(|p, g| {
-            let s = g.cluster_sector(c);
-            p.write(u64::from(s), first)?;
-            Ok((s + 1..s + g.spc).try_for_each(|s| p.write(u64::from(s), &[0u8; SECTOR]))?)
+            let mut cluster = alloc::vec![0u8; g.cluster_bytes() as usize];
+            cluster[..SECTOR].copy_from_slice(first);
+            Ok(p.write(u64::from(g.cluster_sector(c)), &cluster)?)
         })?;
         self.with_fat(|fat| {
             let end = fat.eoc();
