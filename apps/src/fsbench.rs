@@ -16,6 +16,8 @@ use exo_libos::fs::{mount, service, FileSystem, OpenFlags, Vfs};
 use exo_libos::{println, process, spawn, sys, vm};
 use exo_logfs::{LfsFs, LfsOptions};
 
+use crate::meter::{cycles, measure};
+
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
 static READ: AtomicU64 = AtomicU64::new(0);
 
@@ -62,9 +64,9 @@ fn open(fat: bool) -> Option<Box<dyn FileSystem>> {
 /// Runs `f` once, reporting instructions and sectors written per operation (`ops` of them).
 fn timed(name: &str, ops: u64, f: impl FnOnce() -> bool) {
     let w0 = WRITTEN.load(Relaxed);
-    let t0 = super::bench::cycles();
+    let t0 = cycles();
     let ok = f();
-    let t = super::bench::cycles() - t0;
+    let t = cycles() - t0;
     let w = WRITTEN.load(Relaxed) - w0;
     if ok {
         // Hundredths of a sector, so small per-file figures keep their precision.
@@ -170,7 +172,7 @@ pub fn service_read(fsd_elf: &[u8]) {
             let _ = fs.read(h, b * 4096, &mut buf);
         }
         let n = 200;
-        let per = super::bench::measure(n, |i| {
+        let per = measure(n, |i| {
             let _ = fs.read(h, (i % 16) * 4096, &mut buf);
         });
         println!("bench read_4k_linked_lfs ops={n} per_op={per}");
@@ -194,7 +196,7 @@ pub fn service_read(fsd_elf: &[u8]) {
                 let _ = vfs.read(fd, &mut buf);
             }
             let n = 200;
-            let per = super::bench::measure(n, |i| {
+            let per = measure(n, |i| {
                 let _ = vfs.seek(fd, exo_libos::fs::SeekFrom::Start((i % 16) * 4096));
                 let _ = vfs.read(fd, &mut buf);
             });

@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod bench;
 pub mod cachetest;
+pub mod cores;
 pub mod disktest;
 pub mod fbtest;
 pub mod fptest;
@@ -19,6 +20,7 @@ pub mod hostile;
 pub mod ipctest;
 pub mod ktest;
 pub mod logcrash;
+pub mod meter;
 pub mod nettest;
 pub mod oracle;
 pub mod pending;

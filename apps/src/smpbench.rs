@@ -21,7 +21,7 @@ use exo_libos::process::{self, Fork};
 use exo_libos::vm::{self, RW};
 use exo_libos::{println, sys};
 
-use crate::bench::measure;
+use crate::meter::measure;
 
 /// Environments in every scaling row.
 const WORKERS: usize = 4;

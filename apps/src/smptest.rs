@@ -4,8 +4,9 @@
 //! protected control transfer reaches a server on another core. Run by init with
 //! `exo.test=smp`; every test needs four cores up (the test runner boots four).
 
-use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::Ordering::SeqCst;
 
+use crate::cores::{core_ticks, my_cores, runs_on, shared, spinner, PATIENCE_MS};
 use crate::runner::{check, wait_for};
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{env_state, EnvId, Error};
@@ -52,37 +53,6 @@ pub fn run(filter: &str) -> usize {
         let _ = sys::env_set_affinity(EnvId::SELF, mine); // back where it was
         r
     })
-}
-
-/// How long a waiting loop waits before it gives up, in milliseconds of virtual time.
-pub(crate) const PATIENCE_MS: u64 = 1000;
-
-fn my_cores() -> u8 {
-    vm::env_info(vm::me()).map_or(0, |e| e.affinity)
-}
-
-static SHARED_VA: AtomicU64 = AtomicU64::new(0);
-
-/// This suite's page shared with its forked children, zeroed ([`crate::runner::shared_page`]).
-pub(crate) fn shared() -> &'static [AtomicU64; 512] {
-    crate::runner::shared_page(&SHARED_VA)
-}
-
-/// Forks a child that counts in `s[slot]` for ever, placed on `core` alone.
-pub(crate) fn spinner(s: &'static [AtomicU64; 512], slot: usize, core: u8) -> Result<EnvId, &'static str> {
-    match process::fork().map_err(|_| "fork")? {
-        Fork::Child => loop {
-            s[slot].fetch_add(1, SeqCst);
-        },
-        Fork::Parent(c) => {
-            sys::env_set_affinity(c, 1 << core).map_err(|_| "set affinity")?;
-            Ok(c)
-        }
-    }
-}
-
-pub(crate) fn runs_on(env: EnvId, core: u8) -> bool {
-    vm::env_info(env).is_some_and(|e| e.id == env.0 && e.cpu == core && e.state == env_state::RUNNABLE)
 }
 
 fn four_spinners() -> Result<(), &'static str> {
@@ -235,16 +205,6 @@ fn leave_own_core() -> Result<(), &'static str> {
     let ticked = core_ticks(1).0 != tick;
     check(runs_on(me, 2), "it never left core 1")?;
     check(!ticked, "it left core 1 only at that core's tick")
-}
-
-/// Core `c`'s published (ticks, busy ticks), read afresh from the kernel's page.
-pub(crate) fn core_ticks(c: usize) -> (u64, u64) {
-    let k = vm::kinfo();
-    // SAFETY: a plain read of the kernel information page, which stays mapped; volatile
-    // because the kernel updates it behind the compiler's back.
-    let ticks = unsafe { core::ptr::read_volatile(&k.cpu_ticks[c]) };
-    // SAFETY: the same, for the next field.
-    (ticks, unsafe { core::ptr::read_volatile(&k.cpu_busy[c]) })
 }
 
 fn core_figures() -> Result<(), &'static str> {

@@ -5,8 +5,8 @@
 
 use core::sync::atomic::Ordering::SeqCst;
 
+use crate::cores::{core_ticks, runs_on, shared, spinner, PATIENCE_MS};
 use crate::runner::{check, wait_for};
-use crate::smptest::{core_ticks, runs_on, shared, spinner, PATIENCE_MS};
 use exo_libos::abi::EnvId;
 use exo_libos::process::{self, Fork};
 use exo_libos::{println, sys};

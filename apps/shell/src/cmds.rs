@@ -3,8 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use exo_libos::abi::{env_state, frame, killed_status, upcall, EnvId, STATUS_DESTROYED};
-use exo_libos::rt::PANIC_STATUS;
+use exo_libos::abi::{env_state, frame, EnvId};
 use exo_libos::vm::{self, PAGE};
 use exo_libos::{print, println};
 
@@ -90,20 +89,6 @@ fn state_name(s: u8) -> &'static str {
         env_state::BLOCKED => "blocked",
         env_state::ZOMBIE => "zombie",
         _ => "free",
-    }
-}
-
-/// How a program ended, in words.
-pub fn describe_status(status: i32) -> String {
-    if let Some(kind) = (upcall::DATA_ABORT..=upcall::OTHER).find(|&k| killed_status(k) == status) {
-        return alloc::format!("killed by a fault ({})", exo_libos::upcall::name(kind));
-    }
-    match status {
-        STATUS_DESTROYED => "destroyed".into(),
-        PANIC_STATUS => "panicked".into(),
-        // The kernel's, at a revocation deadline: what it still owed was held as tables.
-        s if s == killed_status(upcall::REVOKE) => "killed for memory it would not give back".into(),
-        s => alloc::format!("exit status {s}"),
     }
 }
 

@@ -13,14 +13,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use exo_libos::abi::{env_state, EnvId, Error};
+use exo_libos::abi::{env_state, killed_status, upcall, EnvId, Error, STATUS_DESTROYED};
 use exo_libos::fd::Stdio;
 use exo_libos::pipe::Pipe;
 use exo_libos::process::{self, Fork};
+use exo_libos::rt::PANIC_STATUS;
 use exo_libos::spawn::{self, SpawnError};
 use exo_libos::{println, sys, vm};
 
-use crate::cmds::describe_status;
 use crate::files::Files;
 use crate::EMBEDDED;
 
@@ -52,6 +52,20 @@ pub struct Job {
     pub n: u32,
     pub env: EnvId,
     pub line: String,
+}
+
+/// How a program ended, in words.
+fn describe_status(status: i32) -> String {
+    if let Some(kind) = (upcall::DATA_ABORT..=upcall::OTHER).find(|&k| killed_status(k) == status) {
+        return format!("killed by a fault ({})", exo_libos::upcall::name(kind));
+    }
+    match status {
+        STATUS_DESTROYED => "destroyed".into(),
+        PANIC_STATUS => "panicked".into(),
+        // The kernel's, at a revocation deadline: what it still owed was held as tables.
+        s if s == killed_status(upcall::REVOKE) => "killed for memory it would not give back".into(),
+        s => format!("exit status {s}"),
+    }
 }
 
 /// Whether `words` ask for a job: a pipe, a redirection, `&`, or a program to run.

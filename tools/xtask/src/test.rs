@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::build::Variant;
 use crate::qemu::{self, Board, End, RunSpec};
 use crate::symbols::Symbols;
+use crate::test_image::{contains, Extra};
 use crate::{lints, util};
 
 /// One check of a finished run.
@@ -446,8 +447,21 @@ fn console_lines_whole(out: &str) -> Result<(), String> {
     }
 }
 
-pub(crate) fn contains(out: &str, needle: &str) -> Result<(), String> {
-    out.contains(needle).then_some(()).ok_or_else(|| format!("console never showed {needle:?}"))
+/// Every test of the card, of chainloading and of what boots from a card, for these boards.
+fn extras(boards: &[Board]) -> Vec<Extra> {
+    crate::progress::QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut v = vec![];
+    crate::test_image::tests(&mut v);
+    crate::test_split::tests(boards, &mut v);
+    crate::test_fs::tests(boards, &mut v);
+    crate::test_choice::tests(boards, &mut v);
+    crate::test_pipes::tests(boards, &mut v);
+    crate::test_chainload::tests(boards, &mut v);
+    crate::test_screen::tests(boards, &mut v);
+    crate::test_net::tests(boards, &mut v);
+    crate::test_determinism::tests(boards, &mut v);
+    crate::test_demo::tests(boards, &mut v);
+    v
 }
 
 fn not_contains(out: &str, needle: &str) -> Result<(), String> {
@@ -506,8 +520,8 @@ pub fn cmd_test(args: &[String]) -> Result<(), String> {
         images.push((variant, art.image, Symbols::load(&art.elf)?));
     }
     boot_tests(&opts, &images, &mut tally);
-    // The SD card and chainloading (tools/xtask/src/test_image.rs, test_chainload.rs).
-    for t in crate::test_image::tests(&opts.boards).into_iter().filter(|t| wanted(&opts, &t.name)) {
+    // The SD card, chainloading and the boots from a card (`extras`, below).
+    for t in extras(&opts.boards).into_iter().filter(|t| wanted(&opts, &t.name)) {
         let started = Instant::now();
         report(&mut tally, &t.name, started, (t.run)());
     }

@@ -131,14 +131,17 @@ fn boots_the_kernel(board: Board, loader_text: &str, m: Machine) -> Result<(), S
         Board::Rpi4 => (2, "0x80000"),
     };
     let r = (|| {
-        crate::test::contains(&all, &format!("exo chainloader 0.1.0 on {}, EL{el}", board.name()))?;
-        crate::test::contains(&all, "exo chainloader: booting ")?;
-        crate::test::contains(&all, BANNER)?;
+        crate::test_image::contains(&all, &format!("exo chainloader 0.1.0 on {}, EL{el}", board.name()))?;
+        crate::test_image::contains(&all, "exo chainloader: booting ")?;
+        crate::test_image::contains(&all, BANNER)?;
         // The loader kept the entry EL, loaded the kernel where the firmware would have, and
         // passed the DTB (with QEMU's /chosen/bootargs) through untouched.
-        crate::test::contains(&all, &format!("board {}, entered at EL{el}, loaded at {load}", board.name()))?;
-        crate::test::contains(&all, "bootargs: \"exo.exit=semihosting\"")?;
-        crate::test::contains(&all, "init exited with status 0")?;
+        crate::test_image::contains(
+            &all,
+            &format!("board {}, entered at EL{el}, loaded at {load}", board.name()),
+        )?;
+        crate::test_image::contains(&all, "bootargs: \"exo.exit=semihosting\"")?;
+        crate::test_image::contains(&all, "init exited with status 0")?;
         match status {
             Some(0) => Ok(()),
             other => Err(format!("QEMU ended with {other:?}, expected status 0")),
@@ -187,8 +190,8 @@ fn refuses_then_boots() -> Result<(), String> {
         if oversized != Err(SendError::Refused(ErrorCode::TooBig)) {
             return Err(format!("a 1 GiB header gave {oversized:?}, expected a refusal"));
         }
-        crate::test::contains(&text, "transfer refused: the CRC-32 of the whole image")?;
-        crate::test::contains(&text, "transfer refused: the image does not fit")?;
+        crate::test_image::contains(&text, "transfer refused: the CRC-32 of the whole image")?;
+        crate::test_image::contains(&text, "transfer refused: the image does not fit")?;
         good.map(|_| ()).map_err(|e| format!("the good transfer after the bad ones failed: {e}"))
     })();
     if r.is_err() {

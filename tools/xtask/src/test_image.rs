@@ -1,6 +1,5 @@
-//! Tests of the SD-card image (checked with dosfstools, mtools and exo-lfs's fsck) and the
-//! entry point for the chainload emulator tests: `cargo xtask test` runs them after its
-//! boot tests.
+//! Tests of the SD-card image (checked with dosfstools, mtools and exo-lfs's fsck), and what
+//! the tests that boot from a card share: `Extra`, the built images, private card copies.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +9,6 @@ use exo_format::mbr;
 
 use crate::card::{self, LfsPart, BOOT_START, LFS_START, MIN_CARD, SECTOR};
 use crate::image::{self, Built, Opts};
-use crate::qemu::Board;
 use crate::sdtools;
 
 /// A test `cargo xtask test` runs by name.
@@ -25,25 +23,19 @@ impl Extra {
     }
 }
 
-/// Every test of the card and of chainloading, for these boards.
-pub fn tests(boards: &[Board]) -> Vec<Extra> {
-    crate::progress::QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut v = vec![
+/// The card's own tests.
+pub fn tests(out: &mut Vec<Extra>) {
+    out.extend([
         Extra::new("sdcard::layout_fsck_and_every_file_read_back".into(), layout_and_files),
         Extra::new("sdcard::rebuild_keeps_the_lfs_and_qemu_only_cards_say_so".into(), rebuild_and_qemu_only),
         Extra::new("sdcard::incomplete_firmware_is_refused_by_name".into(), incomplete_firmware),
         Extra::new("sdcard::qemu_makes_the_card_when_missing_or_stale".into(), made_when_missing_or_stale),
-    ];
-    crate::test_split::tests(boards, &mut v);
-    crate::test_fs::tests(boards, &mut v);
-    crate::test_choice::tests(boards, &mut v);
-    crate::test_pipes::tests(boards, &mut v);
-    crate::test_chainload::tests(boards, &mut v);
-    crate::test_screen::tests(boards, &mut v);
-    crate::test_net::tests(boards, &mut v);
-    crate::test_determinism::tests(boards, &mut v);
-    crate::test_demo::tests(boards, &mut v);
-    v
+    ]);
+}
+
+/// Fails unless the console output `out` shows `needle`.
+pub fn contains(out: &str, needle: &str) -> Result<(), String> {
+    out.contains(needle).then_some(()).ok_or_else(|| format!("console never showed {needle:?}"))
 }
 
 /// The kernel, chainloader and apps, built once per run.
