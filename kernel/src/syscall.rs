@@ -358,9 +358,7 @@ impl Kernel {
 
     /// `ConsoleRead`: a received byte, or (if `blocking`) a wait for one.
     fn console_read(&mut self, cur: usize, blocking: u64) -> Step {
-        if cur != self.console {
-            return Err(Error::Denied); // keystrokes go to the holder alone
-        }
+        refuse_if!(cur != self.console, Error::Denied); // keystrokes go to the holder alone
         match console::read_byte() {
             Some(b) => Ok(Some(b as u64)),
             None if blocking == 0 => Err(Error::WouldBlock),

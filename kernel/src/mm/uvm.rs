@@ -75,9 +75,7 @@ impl Space<'_> {
             refuse_if!(!e.is_valid(), Error::NotFound);
             t = e.addr();
         }
-        if write && e.0 & bits::FROZEN_LINK != 0 {
-            return Err(Error::Busy); // owner and sharers alike
-        }
+        refuse_if!(write && e.0 & bits::FROZEN_LINK != 0, Error::Busy); // owner and sharers alike
         Ok(t)
     }
 
@@ -135,12 +133,8 @@ impl Space<'_> {
         let t = self.ft.get(table)?;
         refuse_if!(t.kind != frame::TABLE || t.owner != self.env.0, Error::Denied);
         refuse_if!(t.level != 3 || i >= 512, Error::Invalid);
-        if t.flags & frame::LINKED == 0 {
-            return Err(Error::NotFound); // not in the tree: nothing it maps could be used
-        }
-        if t.flags & frame::FROZEN != 0 {
-            return Err(Error::Busy); // owner and sharers alike
-        }
+        refuse_if!(t.flags & frame::LINKED == 0, Error::NotFound); // not in the tree: nothing to use
+        refuse_if!(t.flags & frame::FROZEN != 0, Error::Busy); // owner and sharers alike
         let va = (t.link as u64) << 21 | i << 12;
         self.set_page((table, ti, i as usize), va, pte, may_map)
     }
@@ -246,9 +240,7 @@ impl Space<'_> {
     fn freeze(&mut self, t: u64, i: usize, pa: u64) -> Result<(), Error> {
         let e = *self.ft.get(pa)?;
         refuse_if!(e.owner != self.env.0, Error::Denied);
-        if e.level != 3 || Pte(slots(t)[i]).addr() != pa {
-            return Err(Error::Invalid); // its own link, there
-        }
+        refuse_if!(e.level != 3 || Pte(slots(t)[i]).addr() != pa, Error::Invalid); // its own link, there
         for mark in [false, true].into_iter().filter(|_| e.flags & frame::FROZEN == 0) {
             for i in valid(pa).take(e.entries as usize) {
                 let (page, perm) = Pte(slots(pa)[i]).check_user_page()?;
