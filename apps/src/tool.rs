@@ -1,6 +1,6 @@
-//! What the small tools (`cat`, `grep`, `head`, `tail`, `wc`, `hexdump`, `yes`, `save`)
-//! share: their arguments, their input (files named on the command line, else stdin) and
-//! their output (stdout, ending the program quietly once no one reads it).
+//! What the small tools (`cat`, `grep`, `head`, `tail`, `wc`, `hexdump`, `yes`, `echo`,
+//! `save`) share: their arguments, their input (files named on the command line, else
+//! stdin) and their output (stdout, ending the program quietly once no one reads it).
 
 use alloc::vec::Vec;
 

@@ -44,7 +44,7 @@ commands (paths are absolute, or relative to the current directory):
   LINE &               run in the background; the shell goes on at once
   jobs, wait [N]       the background jobs; wait for job N (or all)
   kill N, kill 0xENV   end job N (all its programs), or one program of a job
-  tools (/fat/apps)    cat grep head tail wc hexdump yes save (see docs/apps.md)
+  tools (/fat/apps)    cat grep head tail wc hexdump yes echo save (see docs/apps.md)
   programs             list the programs built into the shell
   ps                   environments: id, parent, state, frames, core last run on, cores allowed
   mem                  frames by kind and by owner

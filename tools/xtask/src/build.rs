@@ -89,7 +89,8 @@ pub struct Artifacts {
 /// it can `run` embedded; init, with the shell embedded (init itself is embedded in the
 /// kernel image).
 pub const APPS: &[&str] = &[
-    "hello", "crash", "fsd", "wc", "fbdemo", "cat", "grep", "head", "tail", "hexdump", "yes", "save", "exec",
+    "hello", "crash", "fsd", "wc", "fbdemo", "cat", "grep", "head", "tail", "hexdump", "yes", "echo", "save",
+    "exec",
 ];
 
 /// Apps that are packages of their own (package, program), built beside `APPS` and put on

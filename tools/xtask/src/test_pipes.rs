@@ -1,7 +1,7 @@
 //! Emulator tests of pipes and jobs at the shell, on the production image with a card: a
 //! pipeline over a 1 MiB file the host put on the log partition (the host computes the
-//! answer), redirections, and a background job that keeps running while the shell answers,
-//! whose middle program is then killed.
+//! answer), the other tools and `echo` in pipelines, redirections, and a background job
+//! that keeps running while the shell answers, whose middle program is then killed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -88,6 +88,9 @@ fn pipeline(board: Board) -> Result<(), String> {
         // The program `exec` becomes keeps its stdout pipe and its right to the file service.
         ("exo> ", "exec grep needle /log/big.txt | wc\r"),
         (&want, ""),
+        // `echo` is a program too (apps/src/bin/echo.rs), so a pipeline can start with it.
+        ("exo> ", "echo three little words | wc\r"),
+        ("1 3 19", ""),
         ("exo> ", "head -n 2 < /log/big.txt\r"),
         ("line 000000 of the hay file", ""),
         ("line 000001 of the straw file", ""),
