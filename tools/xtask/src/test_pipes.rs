@@ -1,7 +1,8 @@
 //! Emulator tests of pipes and jobs at the shell, on the production image with a card: a
 //! pipeline over a 1 MiB file the host put on the log partition (the host computes the
-//! answer), the other tools and `echo` in pipelines, redirections, and a background job
-//! that keeps running while the shell answers, whose middle program is then killed.
+//! answer), the other tools and `echo` in pipelines, redirections, an app that cannot work
+//! where the shell starts it, and a background job that keeps running while the shell
+//! answers, whose middle program is then killed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -91,6 +92,11 @@ fn pipeline(board: Board) -> Result<(), String> {
         // `echo` is a program too (apps/src/bin/echo.rs), so a pipeline can start with it.
         ("exo> ", "echo three little words | wc\r"),
         ("1 3 19", ""),
+        // An app that works on its own partition says how to start it when the shell, which
+        // holds none to give, runs it (apps/note/note.rs).
+        ("exo> ", "fatnote demo\r"),
+        ("fatnote: start it from /init.cfg: `wait disk=fat /fat/apps/fatnote demo parts`", ""),
+        ("fatnote: exit status 1", ""),
         ("exo> ", "head -n 2 < /log/big.txt\r"),
         ("line 000000 of the hay file", ""),
         ("line 000001 of the straw file", ""),
