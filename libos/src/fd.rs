@@ -32,6 +32,14 @@ pub mod kind {
     pub const NULL: u32 = 1;
     pub const PIPE_READ: u32 = 2;
     pub const PIPE_WRITE: u32 = 3;
+    /// The read end of a pipe that carries keystrokes as they were typed (a shell's job
+    /// relays the console into it): reads edit and echo them as the console's do.
+    pub const TTY: u32 = 4;
+}
+
+/// Whether a descriptor of kind `k` is a pipe end mapped at its slot.
+fn is_pipe(k: u32) -> bool {
+    matches!(k, kind::PIPE_READ | kind::PIPE_WRITE | kind::TTY)
 }
 
 const _: () = assert!(pipe::END_PAGES * PAGE <= SLOT);
@@ -59,9 +67,9 @@ fn set_kind(fd: usize, k: u32) {
 /// At start: the descriptors a parent gave (their pipe pages are already mapped).
 pub(crate) fn adopt(kinds: [u32; COUNT]) -> Result<(), Error> {
     for (fd, &k) in kinds.iter().enumerate() {
-        let k = if k > kind::PIPE_WRITE { kind::NULL } else { k };
+        let k = if k > kind::TTY { kind::NULL } else { k };
         set_kind(fd, k);
-        if k == kind::PIPE_READ || k == kind::PIPE_WRITE {
+        if is_pipe(k) {
             // Adopt the table the parent built there, so this space's bookkeeping (and a
             // fork) sees the pages.
             vm::reserve(slot_va(fd))?;
@@ -81,21 +89,39 @@ pub enum IoError {
     Console(Error),
 }
 
-/// Reads into `buf`: at least one byte, or 0 at end of file. The console gives a line at
-/// most (echoed, `\r` read as `\n`; Ctrl-D on its own ends the input).
+/// Reads into `buf`: at least one byte, or 0 at end of file. The console (and a pipe of
+/// keystrokes, [`kind::TTY`]) gives a line at most (echoed, `\r` read as `\n`; Ctrl-D on its
+/// own ends the input).
 pub fn read(fd: usize, buf: &mut [u8]) -> Result<usize, IoError> {
+    let pipe = Mapped { va: slot_va(fd) };
     match kind_of(fd) {
-        kind::PIPE_READ => Ok(Mapped { va: slot_va(fd) }.read(buf)),
+        kind::PIPE_READ => Ok(pipe.read(buf)),
         kind::NULL => Ok(0),
-        kind::CONSOLE => read_console(buf),
+        kind::CONSOLE => typed(buf, || sys::console_read(true).map_err(IoError::Console)),
+        kind::TTY => typed(buf, || {
+            let mut c = [0x04]; // the pipe's end of file, as Ctrl-D
+            pipe.read(&mut c);
+            Ok(c[0])
+        }),
         _ => Err(IoError::BadFd),
     }
 }
 
-fn read_console(buf: &mut [u8]) -> Result<usize, IoError> {
+/// A key already typed on `fd` (the console, or a pipe of keystrokes), without waiting.
+pub fn key(fd: usize) -> Option<u8> {
+    let mut c = [0];
+    match kind_of(fd) {
+        kind::CONSOLE => sys::console_read(false).ok(),
+        kind::TTY => (Mapped { va: slot_va(fd) }.try_read(&mut c) == 1).then_some(c[0]),
+        _ => None,
+    }
+}
+
+/// A line edited as it is typed, from keys that `next` gives one at a time.
+fn typed(buf: &mut [u8], mut next: impl FnMut() -> Result<u8, IoError>) -> Result<usize, IoError> {
     let mut n = 0;
     while n < buf.len() {
-        let c = sys::console_read(true).map_err(IoError::Console)?;
+        let c = next()?;
         match c {
             0x04 => break,
             b'\r' | b'\n' => {
@@ -136,7 +162,7 @@ pub fn close(fd: usize) {
     if fd >= COUNT {
         return;
     }
-    if matches!(kind_of(fd), kind::PIPE_READ | kind::PIPE_WRITE) {
+    if is_pipe(kind_of(fd)) {
         for p in 0..pipe::END_PAGES {
             let _ = vm::unmap(slot_va(fd) + p * PAGE);
         }
@@ -156,6 +182,8 @@ pub enum Stdio<'a> {
     Read(&'a Pipe),
     /// The write end of a pipe the parent owns.
     Write(&'a Pipe),
+    /// The read end of a pipe the parent owns and writes keystrokes into ([`kind::TTY`]).
+    Tty(&'a Pipe),
 }
 
 /// Gives `child` (blank, with a root table) its descriptors; returns their kinds for its
@@ -175,9 +203,13 @@ pub(crate) fn give(child: EnvId, stdio: &[Stdio; COUNT]) -> Result<[u32; COUNT],
                 p.attach(child, va, pipe::End::Write)?;
                 kind::PIPE_WRITE
             }
+            Stdio::Tty(p) => {
+                p.attach(child, va, pipe::End::Read)?;
+                kind::TTY
+            }
             Stdio::Inherit => {
                 let k = kind_of(fd);
-                if k == kind::PIPE_READ || k == kind::PIPE_WRITE {
+                if is_pipe(k) {
                     // Our own mapping of the end, passed on: the frames are an ancestor's,
                     // shared read-write with its descendants, which the child is.
                     for p in 0..pipe::END_PAGES {

@@ -177,6 +177,23 @@ impl Mapped {
         }
     }
 
+    /// Reads what is there (up to `buf`'s length), without waiting: 0 if the ring is empty.
+    pub fn try_read(&self, buf: &mut [u8]) -> usize {
+        // SAFETY: the ring is RING_BYTES bytes mapped read-write after the header.
+        unsafe { take(self.header(), self.ring(), RING_BYTES, buf) }
+    }
+
+    /// Writes what fits of `data` without waiting, and says how much; [`Broken`] once no
+    /// reader is left.
+    pub fn offer(&self, data: &[u8]) -> Result<usize, Broken> {
+        let h = self.header();
+        if holders(h.read_token) == 0 {
+            return Err(Broken);
+        }
+        // SAFETY: the ring is RING_BYTES bytes mapped read-write after the header.
+        Ok(unsafe { put(h, self.ring(), RING_BYTES, data) })
+    }
+
     /// Writes all of `data`, waiting while the ring is full; [`Broken`] once no reader is
     /// left.
     pub fn write(&self, mut data: &[u8]) -> Result<(), Broken> {

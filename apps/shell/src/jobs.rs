@@ -14,8 +14,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use exo_libos::abi::{env_state, killed_status, upcall, EnvId, Error, STATUS_DESTROYED};
-use exo_libos::fd::Stdio;
-use exo_libos::pipe::Pipe;
+use exo_libos::fd::{self, Stdio};
+use exo_libos::pipe::{End, Mapped, Pipe};
 use exo_libos::process::{self, Fork};
 use exo_libos::rt::PANIC_STATUS;
 use exo_libos::spawn::{self, SpawnError};
@@ -62,6 +62,7 @@ fn describe_status(status: i32) -> String {
     match status {
         STATUS_DESTROYED => "destroyed".into(),
         PANIC_STATUS => "panicked".into(),
+        INTERRUPTED => "interrupted".into(),
         // The kernel's, at a revocation deadline: what it still owed was held as tables.
         s if s == killed_status(upcall::REVOKE) => "killed for memory it would not give back".into(),
         s => format!("exit status {s}"),
@@ -188,11 +189,13 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
         }
     }
     // In the foreground the shell hands the job the console input (and the screen, before
-    // it); the program reading the console gets both.
+    // it). The job keeps the input and is its programs' terminal (`relay`); the program that
+    // would read the console gets the screen.
     if !background && !await_handover(|| sys::console_give(EnvId::SELF).is_ok()) {
         println!("[{n}] the console never came");
     }
-    let count = procs.iter().flat_map(|p| p.io).filter(|io| matches!(io, Io::To(_))).count();
+    let typed = !background && procs.iter().any(|p| p.io[0] == Io::Console);
+    let count = procs.iter().flat_map(|p| p.io).filter(|io| matches!(io, Io::To(_))).count() + typed as usize;
     let mut pipes = Vec::new();
     for _ in 0..count {
         match Pipe::new() {
@@ -205,22 +208,28 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
     }
     let calls: Vec<EnvId> = fsd.into_iter().collect();
     let mut ids: Vec<EnvId> = Vec::new();
+    // The keys' pipe: its write end is the job's own, mapped before any reader starts (a
+    // reader finding no writer would see end of file).
+    let keys = typed.then(|| &pipes[count - 1]);
+    let end = Mapped { va: fd::slot_va(fd::COUNT) }; // the slot after the standard three
+    let mapped = keys.is_some_and(|k| k.attach(EnvId::SELF, end.va, End::Write).is_ok());
     for p in procs {
-        let stdio = p.io.map(|io| match io {
+        let mut stdio = p.io.map(|io| match io {
             Io::Console => Stdio::Console,
             Io::Null => Stdio::Null,
             Io::From(i) => Stdio::Read(&pipes[i]),
             Io::To(i) => Stdio::Write(&pipes[i]),
         });
+        if let (Io::Console, Some(k)) = (p.io[0], keys) {
+            stdio[0] = Stdio::Tty(k);
+        }
         let args = match fsd {
             Some(f) => format!("{} fsd={:#x}", p.args, f.0),
             None => p.args.clone(),
         };
-        let console = p.io[0] == Io::Console;
-        let screen = console && exo_libos::screen::held();
+        let screen = p.io[0] == Io::Console && exo_libos::screen::held();
         let opts = spawn::Options {
             calls: &calls,
-            console,
             screen,
             stdio,
             hold: true,
@@ -253,6 +262,7 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             procs.iter().zip(&ids).map(|(p, id)| format!("{} {:#x}", p.name, id.0)).collect();
         println!("[{n}] {:#x}: {}", vm::me().0, list.join(" | "));
     }
+    let interrupted = typed && relay(mapped.then_some(end), &ids);
     let mut status = 0;
     for (p, &id) in procs.iter().zip(&ids) {
         // A program someone destroyed was reaped with it: `NotFound`.
@@ -261,7 +271,43 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             status = s;
         }
     }
-    status
+    if interrupted {
+        INTERRUPTED
+    } else {
+        status
+    }
+}
+
+/// The status of a job ended with Ctrl-C (128 + Unix's SIGINT, as a shell reports it).
+const INTERRUPTED: i32 = 130;
+
+/// The job's terminal, until every one of its programs `ids` has ended: keys typed at the
+/// console go into the keys' pipe (`end`, its write end) as they come (the program reading
+/// them edits and echoes them: `fd::kind::TTY`), but Ctrl-C ends every program at once, so
+/// that one which never reads its input can be stopped too. It looks once a tick of the
+/// clock (`NetWait`: a sleep until the next tick). True if Ctrl-C ended the job.
+fn relay(end: Option<Mapped>, ids: &[EnvId]) -> bool {
+    let ended = |id: EnvId| vm::env_info(id).is_none_or(|e| e.id != id.0 || e.state == env_state::ZOMBIE);
+    let mut held = Vec::new(); // typed, not yet taken by the ring
+    while !ids.iter().all(|&id| ended(id)) {
+        while let Ok(c) = sys::console_read(false) {
+            if c == 0x03 {
+                for &id in ids {
+                    let _ = sys::env_destroy(id);
+                }
+                println!("^C");
+                return true;
+            }
+            if held.len() < 4096 {
+                held.push(c);
+            }
+        }
+        // No reader left (or no end to write with): nobody to type to.
+        let taken = end.map_or(held.len(), |e| e.offer(&held).unwrap_or(held.len()));
+        held.drain(..taken);
+        let _ = sys::net_wait();
+    }
+    false
 }
 
 /// The shell's side of jobs.

@@ -10,7 +10,7 @@
 
 use exo_apps::picture::{self, Picture};
 use exo_libos::screen::Screen;
-use exo_libos::{println, sys, vm};
+use exo_libos::{fd, println, sys, vm};
 
 fn main(args: &str) -> i32 {
     let limit = args.split_whitespace().find_map(|w| w.parse::<u64>().ok()).unwrap_or(0);
@@ -40,7 +40,7 @@ fn main(args: &str) -> i32 {
         next += hz;
         // Wait for the next second, or a key (a bounded wait: the counter always moves).
         while sys::now() < next {
-            if sys::console_read(false).is_ok() {
+            if fd::key(fd::STDIN).is_some() {
                 println!("fbdemo: stopped after {} refreshes", pic.refreshes);
                 return 0;
             }

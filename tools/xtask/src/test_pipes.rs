@@ -1,8 +1,8 @@
 //! Emulator tests of pipes and jobs at the shell, on the production image with a card: a
 //! pipeline over a 1 MiB file the host put on the log partition (the host computes the
-//! answer), the other tools and `echo` in pipelines, redirections, an app that cannot work
-//! where the shell starts it, and a background job that keeps running while the shell
-//! answers, whose middle program is then killed.
+//! answer), the other tools and `echo` in pipelines, typing to a program and Ctrl-C,
+//! redirections, an app that cannot work where the shell starts it, and a background job
+//! that keeps running while the shell answers, whose middle program is then killed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -97,6 +97,15 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "fatnote demo\r"),
         ("fatnote: start it from /init.cfg: `wait disk=fat /fat/apps/fatnote demo parts`", ""),
         ("fatnote: exit status 1", ""),
+        // A foreground job's keys reach the program reading them through the job
+        // (edited and echoed there: "thr<DEL>ee" is "thee"), and Ctrl-C ends a job whose
+        // programs never read their input (jobs.rs, `relay`).
+        ("exo> ", "wc\r"),
+        ("wc", "one two\rthr\x7fee\r\x04"),
+        ("2 3 13", ""),
+        ("exo> ", "yes ctrl-c-me | cat\r"),
+        ("ctrl-c-me\r\nctrl-c-me", "\x03"),
+        ("cat: interrupted", ""),
         ("exo> ", "head -n 2 < /log/big.txt\r"),
         ("line 000000 of the hay file", ""),
         ("line 000001 of the straw file", ""),
