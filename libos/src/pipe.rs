@@ -160,6 +160,12 @@ impl Mapped {
     /// Reads at least one byte, waiting while the ring is empty and a writer is left;
     /// 0 is end of file.
     pub fn read(&self, buf: &mut [u8]) -> usize {
+        self.read_waiting(buf, || self.wait_for(&self.header().writer))
+    }
+
+    /// [`Mapped::read`], with `wait` to call while the ring is empty: a reader that knows
+    /// its writer's pace waits its own way (the keys a shell's job relays come at a tick).
+    pub fn read_waiting(&self, buf: &mut [u8], wait: impl Fn()) -> usize {
         let h = self.header();
         h.reader.store(sys::env_self().0, Ordering::Relaxed);
         loop {
@@ -173,7 +179,7 @@ impl Mapped {
                 // SAFETY: as above.
                 return unsafe { take(h, self.ring(), RING_BYTES, buf) };
             }
-            self.wait_for(&h.writer);
+            wait();
         }
     }
 
