@@ -262,7 +262,7 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             procs.iter().zip(&ids).map(|(p, id)| format!("{} {:#x}", p.name, id.0)).collect();
         println!("[{n}] {:#x}: {}", vm::me().0, list.join(" | "));
     }
-    let interrupted = typed && relay(mapped.then_some(end), &ids);
+    let interrupted = !background && relay(mapped.then_some(end), &ids);
     let mut status = 0;
     for (p, &id) in procs.iter().zip(&ids) {
         // A program someone destroyed was reaped with it: `NotFound`.
@@ -282,10 +282,11 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
 const INTERRUPTED: i32 = 130;
 
 /// The job's terminal, until every one of its programs `ids` has ended: keys typed at the
-/// console go into the keys' pipe (`end`, its write end) as they come (the program reading
-/// them edits and echoes them: `fd::kind::TTY`), but Ctrl-C ends every program at once, so
-/// that one which never reads its input can be stopped too. It looks once a tick of the
-/// clock (`NetWait`: a sleep until the next tick). True if Ctrl-C ended the job.
+/// console go into the keys' pipe (`end`, its write end; none when no program reads the
+/// console, as with `<`, and the keys are dropped) as they come (the program reading them
+/// edits and echoes them: `fd::kind::TTY`), but Ctrl-C ends every program at once, so that
+/// one which never reads its input can be stopped too. It looks once a tick of the clock
+/// (`NetWait`: a sleep until the next tick). True if Ctrl-C ended the job.
 fn relay(end: Option<Mapped>, ids: &[EnvId]) -> bool {
     let ended = |id: EnvId| vm::env_info(id).is_none_or(|e| e.id != id.0 || e.state == env_state::ZOMBIE);
     let mut held = Vec::new(); // typed, not yet taken by the ring

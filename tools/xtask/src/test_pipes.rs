@@ -106,6 +106,10 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "yes ctrl-c-me | cat\r"),
         ("ctrl-c-me\r\nctrl-c-me", "\x03"),
         ("cat: interrupted", ""),
+        // With `<`, no program reads the keys, but Ctrl-C still ends the job.
+        ("exo> ", "yes redirected < /log/big.txt\r"),
+        ("redirected\r\nredirected", "\x03"),
+        ("yes: interrupted", ""),
         ("exo> ", "head -n 2 < /log/big.txt\r"),
         ("line 000000 of the hay file", ""),
         ("line 000001 of the straw file", ""),
