@@ -16,7 +16,8 @@
 //! empty and whose pipe has no writer left sees end of file; a writer whose pipe has no
 //! reader gets [`Broken`]. A full ring makes the writer yield (to the reader, when it
 //! knows it), an empty one the reader: back-pressure without spinning on the CPU, though
-//! without a kernel wait queue a blocked end still gets a turn each round.
+//! without a kernel wait queue a blocked end still gets a turn each round; once its peer
+//! has been blocked for [`SPIN_US`], it sleeps a tick at a time instead.
 //!
 //! The sharing rule (`docs/memory-model.md`) decides who may map a pipe: the owner and
 //! those of its descendants it (or a descendant holding an end) shared the frames with.
@@ -25,7 +26,7 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use exo_abi::pte::Pte;
-use exo_abi::{EnvId, Error};
+use exo_abi::{env_state, EnvId, Error};
 
 use crate::sys;
 use crate::vm::{self, PAGE, RO, RW, SHARED};
@@ -36,6 +37,9 @@ pub const RING_PAGES: usize = 8;
 pub const RING_BYTES: u64 = RING_PAGES as u64 * PAGE;
 /// Pages a pipe end takes in an address space: header, token, ring.
 pub const END_PAGES: u64 = 2 + RING_PAGES as u64;
+/// How long (µs) an end waits on a blocked peer by yielding before it sleeps a tick at a
+/// time: a peer blocked that long waits for something slow.
+pub const SPIN_US: u64 = 1000;
 
 /// A write to a pipe nobody reads any more (Unix's `EPIPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,9 +154,22 @@ impl Mapped {
         (self.va + 2 * PAGE) as *mut u8
     }
 
-    fn wait_for(&self, peer: &AtomicU32) {
-        let id = peer.load(Ordering::Relaxed);
-        if id == 0 || sys::yield_to(EnvId(id)).is_err() {
+    /// Gives the other end a turn: `YieldTo` its last holder (`peer`), or to anyone. Once
+    /// this wait has lasted [`SPIN_US`] (`since`: when it began, 0 before) and the peer is
+    /// blocked, waiting for something slow (a key, another program), or still unknown (it
+    /// has not used the pipe yet), it sleeps until the next tick instead (`NetWait`), so
+    /// that a pipe end does not keep a core busy.
+    fn wait_for(&self, peer: &AtomicU32, since: &mut u64) {
+        let id = EnvId(peer.load(Ordering::Relaxed));
+        let now = sys::now();
+        if *since == 0 {
+            *since = now;
+        }
+        let long = now - *since > vm::kinfo().counter_hz * SPIN_US / 1_000_000;
+        let blocked = || vm::env_info(id).is_some_and(|e| e.id == id.0 && e.state == env_state::BLOCKED);
+        if long && (id.0 == 0 || blocked()) {
+            let _ = sys::net_wait();
+        } else if id.0 == 0 || sys::yield_to(id).is_err() {
             sys::yield_now();
         }
     }
@@ -160,12 +177,13 @@ impl Mapped {
     /// Reads at least one byte, waiting while the ring is empty and a writer is left;
     /// 0 is end of file.
     pub fn read(&self, buf: &mut [u8]) -> usize {
-        self.read_waiting(buf, || self.wait_for(&self.header().writer))
+        let mut since = 0;
+        self.read_waiting(buf, || self.wait_for(&self.header().writer, &mut since))
     }
 
     /// [`Mapped::read`], with `wait` to call while the ring is empty: a reader that knows
     /// its writer's pace waits its own way (the keys a shell's job relays come at a tick).
-    pub fn read_waiting(&self, buf: &mut [u8], wait: impl Fn()) -> usize {
+    pub fn read_waiting(&self, buf: &mut [u8], mut wait: impl FnMut()) -> usize {
         let h = self.header();
         h.reader.store(sys::env_self().0, Ordering::Relaxed);
         loop {
@@ -205,6 +223,7 @@ impl Mapped {
     pub fn write(&self, mut data: &[u8]) -> Result<(), Broken> {
         let h = self.header();
         h.writer.store(sys::env_self().0, Ordering::Relaxed);
+        let mut since = 0;
         while !data.is_empty() {
             if holders(h.read_token) == 0 {
                 return Err(Broken);
@@ -213,7 +232,7 @@ impl Mapped {
             let n = unsafe { put(h, self.ring(), RING_BYTES, data) };
             data = &data[n..];
             if n == 0 {
-                self.wait_for(&h.reader);
+                self.wait_for(&h.reader, &mut since);
             }
         }
         Ok(())
