@@ -25,7 +25,7 @@ const BUILTINS: &[&str] = &[
 const HELP: &str = "\
 commands (paths are absolute, or relative to the current directory):
   ls [PATH]            list a directory (`ls /` lists the mounted file systems)
-  cat FILE             print a file
+  cat FILE             print a file (`cat` alone: the tool, copying what you type)
   write FILE WORDS...  replace FILE with the words (also: echo WORDS > FILE, >> appends)
   cp FROM TO           copy a file, across file systems too
   mv FROM TO           move or rename a file
@@ -101,7 +101,9 @@ impl Shell {
     pub fn execute(&mut self, line: &str) -> Option<i32> {
         let w = words(line);
         let cmd = w.first()?;
-        if jobs::is_job(&w, BUILTINS.contains(&cmd.as_str())) {
+        // `cat` alone is the tool, which copies what is typed (the built-in prints a file).
+        let builtin = BUILTINS.contains(&cmd.as_str()) && !(cmd == "cat" && w.len() == 1);
+        if jobs::is_job(&w, builtin) {
             self.jobs.start(&mut self.files, &w);
             return None;
         }

@@ -103,6 +103,10 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "wc\r"),
         ("wc", "one two\rthr\x7fee\r\x04"),
         ("2 3 13", ""),
+        // `cat` alone is the tool, not the built-in that prints a file.
+        ("exo> ", "cat\r"),
+        ("cat", "typed back\r\x04"),
+        ("typed back\r\ntyped back", ""),
         ("exo> ", "yes ctrl-c-me | cat\r"),
         ("ctrl-c-me\r\nctrl-c-me", "\x03"),
         ("cat: interrupted", ""),
