@@ -130,6 +130,8 @@ fn plan(files: &mut Files, words: &[String], background: bool) -> Result<Vec<Pro
             return Err(format!("{name}: no such command (try `help`)"));
         }
         if let Some(f) = input {
+            // A file that cannot be read is the shell's error: the job does not start.
+            files.vfs.stat(&f).map_err(|e| format!("{f}: {e}"))?;
             let p = new_pipe();
             let io = [Io::Null, Io::To(p), Io::Console];
             let elf = program(files, "cat")?;

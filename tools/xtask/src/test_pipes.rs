@@ -129,9 +129,16 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "cat /log/missing.txt 2> /log/err.txt\r"),
         ("exo> ", "cat /log/err.txt\r"),
         ("/log/missing.txt: not found", ""),
-        ("exo> ", "exit 0\r"),
+        ("exo> ", "wc < /log/missing.txt\r"),
     ];
-    let r = s.script(steps);
+    // An input file that cannot be read stops the job before it starts: no `wc` output.
+    let r = s.script(steps).and_then(|_| {
+        let out = s.read_until("exo> ")?;
+        ensure(out.contains("/log/missing.txt: not found") && !out.contains("0 0 0"), || {
+            format!("`wc < /log/missing.txt` printed {out:?}")
+        })?;
+        s.send("exit 0\r")
+    });
     close(s, r)?;
     let _ = std::fs::remove_file(&card);
     Ok(())
