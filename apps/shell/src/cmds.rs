@@ -97,6 +97,11 @@ impl Shell {
         Shell { files: Files::mount_all(args), jobs: Jobs::default() }
     }
 
+    /// Keys typed during the last job that none of its programs read.
+    pub fn typed_ahead(&self) -> Vec<u8> {
+        self.jobs.typed_ahead()
+    }
+
     /// Runs one command line. `Some(status)` when the shell should exit.
     pub fn execute(&mut self, line: &str) -> Option<i32> {
         let w = words(line);

@@ -184,7 +184,7 @@ fn await_handover(mut ready: impl FnMut() -> bool) -> bool {
 }
 
 /// The job's side, in the forked child: pipes, programs, waiting. Returns the job's status.
-fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
+fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool, typeahead: u64) -> i32 {
     if let Some(f) = fsd {
         if !await_handover(|| sys::pct_allow(EnvId::SELF, f).is_ok()) {
             println!("[{n}] the file service's right never came");
@@ -264,7 +264,11 @@ fn run(n: u32, procs: &[Proc], fsd: Option<EnvId>, background: bool) -> i32 {
             procs.iter().zip(&ids).map(|(p, id)| format!("{} {:#x}", p.name, id.0)).collect();
         println!("[{n}] {:#x}: {}", vm::me().0, list.join(" | "));
     }
-    let interrupted = !background && relay(mapped.then_some(end), &ids);
+    let left = if background { Some(Vec::new()) } else { relay(mapped.then_some(end), &ids) };
+    if let Some(keys) = &left {
+        typeahead::leave(typeahead, keys);
+    }
+    let interrupted = left.is_none();
     let mut status = 0;
     for (p, &id) in procs.iter().zip(&ids) {
         // A program someone destroyed was reaped with it: `NotFound`.
@@ -288,8 +292,10 @@ const INTERRUPTED: i32 = 130;
 /// console, as with `<`, and the keys are dropped) as they come (the program reading them
 /// edits and echoes them: `fd::kind::TTY`), but Ctrl-C ends every program at once, so that
 /// one which never reads its input can be stopped too. It looks once a tick of the clock
-/// (`NetWait`: a sleep until the next tick). True if Ctrl-C ended the job.
-fn relay(end: Option<Mapped>, ids: &[EnvId]) -> bool {
+/// (`NetWait`: a sleep until the next tick). Returns the keys no program read, in the order
+/// typed (for the shell's next line, as a terminal keeps them), or `None` if Ctrl-C ended
+/// the job (which drops them).
+fn relay(end: Option<Mapped>, ids: &[EnvId]) -> Option<Vec<u8>> {
     let ended = |id: EnvId| vm::env_info(id).is_none_or(|e| e.id != id.0 || e.state == env_state::ZOMBIE);
     let mut held = Vec::new(); // typed, not yet taken by the ring
     while !ids.iter().all(|&id| ended(id)) {
@@ -299,7 +305,7 @@ fn relay(end: Option<Mapped>, ids: &[EnvId]) -> bool {
                     let _ = sys::env_destroy(id);
                 }
                 println!("^C");
-                return true;
+                return None;
             }
             if held.len() < 4096 {
                 held.push(c);
@@ -310,7 +316,52 @@ fn relay(end: Option<Mapped>, ids: &[EnvId]) -> bool {
         held.drain(..taken);
         let _ = sys::net_wait();
     }
-    false
+    // Unread: what is still in the ring (the write end maps it too), then what never fit.
+    let mut left = alloc::vec![0; 4096];
+    let n = end.map_or(0, |e| e.try_read(&mut left));
+    left.truncate(n);
+    left.extend_from_slice(&held);
+    Some(left)
+}
+
+/// Keys typed during a foreground job that none of its programs read, handed back to the
+/// shell: a pipe of the shell's whose read end it maps into itself before it forks its first
+/// job. Pipe pages are mapped shared, so each forked job writes into the shell's own ring;
+/// the shell reads it only after the job has exited, one at a time.
+pub mod typeahead {
+    use exo_libos::abi::EnvId;
+    use exo_libos::pipe::{End, Mapped, Pipe};
+    use exo_libos::{fd, vm};
+
+    /// The pipe's end, mapped in the slot after the job's keys' (0 if no pipe could be
+    /// made: then nothing is handed back). The table under it is made through `vm` first,
+    /// so that a fork sees the pages.
+    pub fn make() -> u64 {
+        let va = fd::slot_va(fd::COUNT + 1);
+        match Pipe::new() {
+            Ok(p) if vm::reserve(va).is_ok() && p.attach(EnvId::SELF, va, End::Read).is_ok() => va,
+            Ok(p) => {
+                p.free();
+                0
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// The job's side: leaves `keys` (as many as fit) for the shell.
+    pub fn leave(va: u64, keys: &[u8]) {
+        if va != 0 {
+            let _ = Mapped { va }.offer(keys);
+        }
+    }
+
+    /// The shell's side: takes what the last job left.
+    pub fn take(va: u64) -> alloc::vec::Vec<u8> {
+        let mut keys = alloc::vec![0; if va == 0 { 0 } else { 4096 }];
+        let n = if va == 0 { 0 } else { Mapped { va }.try_read(&mut keys) };
+        keys.truncate(n);
+        keys
+    }
 }
 
 /// The shell's side of jobs.
@@ -318,6 +369,8 @@ fn relay(end: Option<Mapped>, ids: &[EnvId]) -> bool {
 pub struct Jobs {
     list: Vec<Job>,
     next: u32,
+    /// The page foreground jobs hand unread keys back in (`typeahead`; 0 until made).
+    typeahead: u64,
 }
 
 impl Jobs {
@@ -332,8 +385,11 @@ impl Jobs {
         self.next += 1;
         let n = self.next;
         let fsd = files.fsd;
+        if !background && self.typeahead == 0 {
+            self.typeahead = typeahead::make();
+        }
         let job = match process::fork() {
-            Ok(Fork::Child) => sys::exit(run(n, &procs, fsd, background)),
+            Ok(Fork::Child) => sys::exit(run(n, &procs, fsd, background, self.typeahead)),
             Ok(Fork::Parent(job)) => job,
             Err(e) => return println!("cannot start a job: {e:?}"),
         };
@@ -366,6 +422,11 @@ impl Jobs {
             }
         }
         self.list.push(Job { n, env: job, line: words.join(" ") });
+    }
+
+    /// Keys the last foreground job's programs left unread, for the shell's next line.
+    pub fn typed_ahead(&self) -> Vec<u8> {
+        typeahead::take(self.typeahead)
     }
 
     /// `jobs`: every background job, running or done (done ones are then forgotten).

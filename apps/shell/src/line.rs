@@ -8,6 +8,8 @@ use exo_libos::{print, sys};
 
 pub struct Editor {
     history: Vec<String>,
+    /// Keys typed ahead, read before the console's (`feed`).
+    ahead: Vec<u8>,
 }
 
 const MAX_HISTORY: usize = 50;
@@ -20,7 +22,20 @@ fn erase(n: usize) {
 
 impl Editor {
     pub fn new() -> Editor {
-        Editor { history: Vec::new() }
+        Editor { history: Vec::new(), ahead: Vec::new() }
+    }
+
+    /// Keys typed while a job ran that none of its programs read: they come first.
+    pub fn feed(&mut self, keys: Vec<u8>) {
+        self.ahead.splice(0..0, keys);
+    }
+
+    fn key(&mut self) -> Result<u8, exo_libos::abi::Error> {
+        if self.ahead.is_empty() {
+            sys::console_read(true)
+        } else {
+            Ok(self.ahead.remove(0))
+        }
     }
 
     /// Reads one line after printing `prompt`. `None` when input ends (Ctrl-D on an empty
@@ -31,7 +46,7 @@ impl Editor {
         let mut back = self.history.len(); // position while walking the history
         let mut after_cr = false;
         loop {
-            let Ok(c) = sys::console_read(true) else { return None };
+            let Ok(c) = self.key() else { return None };
             match c {
                 b'\n' if after_cr => {} // \r\n from a terminal: one line end, not two
                 b'\r' | b'\n' => {
@@ -56,10 +71,10 @@ impl Editor {
                 0x04 if line.is_empty() => return None,
                 0x1b => {
                     // An escape sequence: ESC [ A (up) or ESC [ B (down); others ignored.
-                    if sys::console_read(true) != Ok(b'[') {
+                    if self.key() != Ok(b'[') {
                         continue;
                     }
-                    let dir = sys::console_read(true).unwrap_or(0);
+                    let dir = self.key().unwrap_or(0);
                     let next = match dir {
                         b'A' if back > 0 => back - 1,
                         b'B' if back < self.history.len() => back + 1,

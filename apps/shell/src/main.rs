@@ -36,6 +36,7 @@ fn main(args: &str) -> i32 {
         if let Some(status) = shell.execute(&line) {
             return status;
         }
+        editor.feed(shell.typed_ahead());
     }
 }
 

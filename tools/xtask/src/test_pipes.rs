@@ -103,6 +103,9 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "wc\r"),
         ("wc", "one two\rthr\x7fee\r\x04"),
         ("2 3 13", ""),
+        // Keys typed during a job that its program leaves unread reach the shell afterwards.
+        ("exo> ", "hello\recho typed-ahead\r"),
+        ("echo typed-ahead\r\ntyped-ahead", ""),
         // `cat` alone is the tool, not the built-in that prints a file.
         ("exo> ", "cat\r"),
         ("cat", "typed back\r\x04"),
@@ -132,11 +135,16 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "wc < /log/missing.txt\r"),
     ];
     // An input file that cannot be read stops the job before it starts: no `wc` output.
+    // Ctrl-C drops what was typed ahead.
     let r = s.script(steps).and_then(|_| {
         let out = s.read_until("exo> ")?;
         ensure(out.contains("/log/missing.txt: not found") && !out.contains("0 0 0"), || {
             format!("`wc < /log/missing.txt` printed {out:?}")
         })?;
+        s.script(&[("", "yes\recho dropped\r"), ("y\r\ny", "\x03"), ("yes: interrupted", "")])?;
+        s.send("echo end\r")?;
+        let out = s.read_until("end\r\nexo> ")?;
+        ensure(!out.contains("dropped"), || format!("the keys typed before Ctrl-C ran: {out:?}"))?;
         s.send("exit 0\r")
     });
     close(s, r)?;
