@@ -289,9 +289,9 @@ const INTERRUPTED: i32 = 130;
 
 /// The job's terminal, until every one of its programs `ids` has ended: keys typed at the
 /// console go into the keys' pipe (`end`, its write end; none when no program reads the
-/// console, as with `<`, and the keys are dropped) as they come (the program reading them
-/// edits and echoes them: `fd::kind::TTY`), but Ctrl-C ends every program at once, so that
-/// one which never reads its input can be stopped too. It looks once a tick of the clock
+/// console, as with `<`) as they come (the program reading them edits and echoes them:
+/// `fd::kind::TTY`), but Ctrl-C ends every program at once, so that one which never reads
+/// its input can be stopped too. It looks once a tick of the clock
 /// (`NetWait`: a sleep until the next tick). Returns the keys no program read, in the order
 /// typed (for the shell's next line, as a terminal keeps them), or `None` if Ctrl-C ended
 /// the job (which drops them).
@@ -311,8 +311,9 @@ fn relay(end: Option<Mapped>, ids: &[EnvId]) -> Option<Vec<u8>> {
                 held.push(c);
             }
         }
-        // No reader left (or no end to write with): nobody to type to.
-        let taken = end.map_or(held.len(), |e| e.offer(&held).unwrap_or(held.len()));
+        // What the ring takes now. The rest waits; with no reader (none from the start, as
+        // with `<`, or none left) it all waits, and goes back to the shell.
+        let taken = end.and_then(|e| e.offer(&held).ok()).unwrap_or(0);
         held.drain(..taken);
         let _ = sys::net_wait();
     }
