@@ -99,11 +99,8 @@ pub fn read(fd: usize, buf: &mut [u8]) -> Result<usize, IoError> {
         kind::NULL => Ok(0),
         kind::CONSOLE => typed(buf, || sys::console_read(true).map_err(IoError::Console)),
         kind::TTY => typed(buf, || {
-            // The writer passes keys on once a tick: sleep until then rather than spin.
             let mut c = [0x04]; // the pipe's end of file, as Ctrl-D
-            pipe.read_waiting(&mut c, || {
-                let _ = sys::net_wait();
-            });
+            pipe.read(&mut c);
             Ok(c[0])
         }),
         _ => Err(IoError::BadFd),

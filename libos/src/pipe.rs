@@ -177,15 +177,9 @@ impl Mapped {
     /// Reads at least one byte, waiting while the ring is empty and a writer is left;
     /// 0 is end of file.
     pub fn read(&self, buf: &mut [u8]) -> usize {
-        let mut since = 0;
-        self.read_waiting(buf, || self.wait_for(&self.header().writer, &mut since))
-    }
-
-    /// [`Mapped::read`], with `wait` to call while the ring is empty: a reader that knows
-    /// its writer's pace waits its own way (the keys a shell's job relays come at a tick).
-    pub fn read_waiting(&self, buf: &mut [u8], mut wait: impl FnMut()) -> usize {
         let h = self.header();
         h.reader.store(sys::env_self().0, Ordering::Relaxed);
+        let mut since = 0;
         loop {
             // SAFETY: the ring is RING_BYTES bytes mapped read-write after the header.
             let n = unsafe { take(h, self.ring(), RING_BYTES, buf) };
@@ -197,7 +191,7 @@ impl Mapped {
                 // SAFETY: as above.
                 return unsafe { take(h, self.ring(), RING_BYTES, buf) };
             }
-            wait();
+            self.wait_for(&h.writer, &mut since);
         }
     }
 

@@ -318,11 +318,17 @@ fn relay(end: Option<Mapped>, ids: &[EnvId]) -> Option<Vec<u8>> {
         let _ = sys::net_wait();
     }
     // Unread: what is still in the ring (the write end maps it too), then what never fit.
-    let mut left = alloc::vec![0; 4096];
-    let n = end.map_or(0, |e| e.try_read(&mut left));
-    left.truncate(n);
+    let mut left = unread(end);
     left.extend_from_slice(&held);
     Some(left)
+}
+
+/// What is in the ring of the pipe end `end` maps (4 KiB at most), taken out of it.
+fn unread(end: Option<Mapped>) -> Vec<u8> {
+    let mut keys = alloc::vec![0; 4096];
+    let n = end.map_or(0, |e| e.try_read(&mut keys));
+    keys.truncate(n);
+    keys
 }
 
 /// Keys typed during a foreground job that none of its programs read, handed back to the
@@ -358,10 +364,7 @@ pub mod typeahead {
 
     /// The shell's side: takes what the last job left.
     pub fn take(va: u64) -> alloc::vec::Vec<u8> {
-        let mut keys = alloc::vec![0; if va == 0 { 0 } else { 4096 }];
-        let n = if va == 0 { 0 } else { Mapped { va }.try_read(&mut keys) };
-        keys.truncate(n);
-        keys
+        super::unread((va != 0).then_some(Mapped { va }))
     }
 }
 
