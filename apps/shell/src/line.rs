@@ -1,6 +1,7 @@
 //! Reading a line from the console: echo, backspace, Ctrl-C / Ctrl-U, and history on the
 //! up and down arrows.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -9,7 +10,7 @@ use exo_libos::{print, sys};
 pub struct Editor {
     history: Vec<String>,
     /// Keys typed ahead, read before the console's (`feed`).
-    ahead: Vec<u8>,
+    ahead: VecDeque<u8>,
 }
 
 const MAX_HISTORY: usize = 50;
@@ -22,20 +23,17 @@ fn erase(n: usize) {
 
 impl Editor {
     pub fn new() -> Editor {
-        Editor { history: Vec::new(), ahead: Vec::new() }
+        Editor { history: Vec::new(), ahead: VecDeque::new() }
     }
 
-    /// Keys typed while a job ran that none of its programs read: they come first.
+    /// Keys typed while a job ran that none of its programs read: they come before the
+    /// console's, after any fed earlier and not yet read (typed before them).
     pub fn feed(&mut self, keys: Vec<u8>) {
-        self.ahead.splice(0..0, keys);
+        self.ahead.extend(keys);
     }
 
     fn key(&mut self) -> Result<u8, exo_libos::abi::Error> {
-        if self.ahead.is_empty() {
-            sys::console_read(true)
-        } else {
-            Ok(self.ahead.remove(0))
-        }
+        self.ahead.pop_front().map_or_else(|| sys::console_read(true), Ok)
     }
 
     /// Reads one line after printing `prompt`. `None` when input ends (Ctrl-D on an empty
