@@ -81,6 +81,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("net_demux_frame_64_bindings", net_demux),
     ("net_copy_frame_into_ring_slot", net_put),
     ("env_switch_fp", env_switch_fp),
+    ("pipe_round_trip", pipe_round_trip),
     // Several cores (`smpbench.rs`): guest time per operation, all cores counted.
     ("pct_round_trip_same_core", || smpbench::pct_pinned(0)),
     ("pct_round_trip_cross_core", || smpbench::pct_pinned(1)),
@@ -256,6 +257,59 @@ fn env_switch_fp() -> (u64, u64) {
     let _ = sys::env_destroy(child);
     let _ = sys::env_set_affinity(EnvId::SELF, cores);
     (2 * N, per / 2)
+}
+
+/// Pipe ping-pong, as Linux's figure in docs/performance.md is measured: one byte each way
+/// between two environments on core 0 through two of the libOS's pipes (`pipe.rs`), the
+/// parent writing to one and reading the other, a forked child echoing. Each end waits
+/// for the other by `YieldTo` (a round trip never lasts `pipe::SPIN_US`, so nobody sleeps).
+fn pipe_round_trip() -> (u64, u64) {
+    use exo_libos::pipe::{End, Mapped, Pipe, END_PAGES};
+    // Both ends of a pipe, mapped here (as the shell maps its type-ahead pipe: the tables
+    // made first, so that the fork carries the shared pages).
+    fn ends(p: &Pipe) -> Option<[Mapped; 2]> {
+        let mut m = [Mapped { va: 0 }; 2];
+        for (i, end) in [End::Read, End::Write].into_iter().enumerate() {
+            let va = vm::alloc_va(END_PAGES);
+            vm::reserve(va).ok()?;
+            vm::reserve(va + (END_PAGES - 1) * PAGE).ok()?;
+            p.attach(EnvId::SELF, va, end).ok()?;
+            m[i] = Mapped { va };
+        }
+        Some(m)
+    }
+    let (Ok(there), Ok(back)) = (Pipe::new(), Pipe::new()) else { return (1, 0) };
+    let (Some([there_r, there_w]), Some([back_r, back_w])) = (ends(&there), ends(&back)) else {
+        return (1, 0);
+    };
+    let cores = vm::env_info(vm::me()).map_or(1, |e| e.affinity);
+    let mut byte = [0u8];
+    let Ok(Fork::Parent(child)) = process::fork() else {
+        while there_r.read(&mut byte) == 1 && back_w.write(&byte).is_ok() {}
+        sys::exit(0)
+    };
+    let _ = sys::env_set_affinity(child, 1);
+    let _ = sys::env_set_affinity(EnvId::SELF, 1);
+    let mut ok = true;
+    let mut trip = |i: u64| {
+        ok &= there_w.write(&[i as u8]).is_ok() && back_r.read(&mut byte) == 1 && byte[0] == i as u8;
+    };
+    trip(0); // both ends have used both pipes: each knows whom to yield to
+    let per = measure(N, &mut trip);
+    let _ = sys::env_destroy(child);
+    let _ = sys::env_set_affinity(EnvId::SELF, cores);
+    for end in [there_r, there_w, back_r, back_w] {
+        for p in 0..END_PAGES {
+            let _ = vm::unmap(end.va + p * PAGE);
+        }
+    }
+    there.free();
+    back.free();
+    if !ok {
+        println!("bench pipe_round_trip failed: a byte did not come back");
+        return (0, 0);
+    }
+    (N, per)
 }
 
 /// Protected control transfer: call + reply to a server that answers at once.

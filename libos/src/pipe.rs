@@ -134,7 +134,7 @@ impl Pipe {
 
 /// How many environments map frame `pa` (0 if it is not a frame).
 fn holders(pa: u64) -> u16 {
-    vm::frame_entry(pa).map_or(0, |f| f.maps)
+    vm::frame_maps(pa)
 }
 
 /// One end of a pipe mapped at `va` in this space.
@@ -178,7 +178,7 @@ impl Mapped {
     /// 0 is end of file.
     pub fn read(&self, buf: &mut [u8]) -> usize {
         let h = self.header();
-        h.reader.store(sys::env_self().0, Ordering::Relaxed);
+        h.reader.store(vm::me().0, Ordering::Relaxed);
         let mut since = 0;
         loop {
             // SAFETY: the ring is RING_BYTES bytes mapped read-write after the header.
@@ -216,7 +216,7 @@ impl Mapped {
     /// left.
     pub fn write(&self, mut data: &[u8]) -> Result<(), Broken> {
         let h = self.header();
-        h.writer.store(sys::env_self().0, Ordering::Relaxed);
+        h.writer.store(vm::me().0, Ordering::Relaxed);
         let mut since = 0;
         while !data.is_empty() {
             if holders(h.read_token) == 0 {

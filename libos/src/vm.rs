@@ -466,6 +466,23 @@ pub fn kinfo() -> &'static KernelInfo {
 /// This frame's entry in the kernel's public frame table (mapping the page that holds it
 /// the first time it is needed).
 pub fn frame_entry(pa: u64) -> Option<FrameEntry> {
+    // SAFETY: `entry_in_table` gives a mapped, aligned entry; `FrameEntry` is plain data.
+    entry_in_table(pa).map(|e| unsafe { e.read_volatile() })
+}
+
+/// How many page entries map frame `pa` (its entry's `maps`; 0 if it is not a frame): what
+/// a pipe end asks on every read and write, without copying the rest of the entry.
+pub fn frame_maps(pa: u64) -> u16 {
+    entry_in_table(pa).map_or(0, |e| {
+        let maps = e.wrapping_byte_add(core::mem::offset_of!(FrameEntry, maps)).cast::<u16>();
+        // SAFETY: a field of the mapped, aligned entry `entry_in_table` gives.
+        unsafe { maps.read_volatile() }
+    })
+}
+
+/// Where frame `pa`'s entry is, read-only in this space, if `pa` is a frame (the page of
+/// the table that holds it is mapped here the first time).
+fn entry_in_table(pa: u64) -> Option<*const FrameEntry> {
     let k = kinfo();
     let i = pa.checked_sub(k.ram_base)? / PAGE;
     if i >= k.frames {
@@ -481,8 +498,9 @@ pub fn frame_entry(pa: u64) -> Option<FrameEntry> {
             s.map(FRAME_TABLE_WINDOW + page as u64 * PAGE, Pte::user_page(pa, RO).0).ok()?;
             s.ft_mapped[page / 64] |= 1 << (page % 64);
         }
-        // SAFETY: the page holding entry i was mapped read-only just above (or before).
-        Some(unsafe { ((FRAME_TABLE_WINDOW + i * 16) as *const FrameEntry).read_volatile() })
+        // The page holding entry i is mapped read-only (just above, or before), and nothing
+        // unmaps the table's window while the environment lives.
+        Some((FRAME_TABLE_WINDOW + i * 16) as *const FrameEntry)
     })
 }
 

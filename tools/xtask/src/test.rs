@@ -214,6 +214,7 @@ const BOOT_TESTS: &[BootTest] = &[
                 "pct_round_trip",
                 "pct_call",
                 "pct_reply",
+                "pipe_round_trip",
             ] {
                 if !names.contains(&want) {
                     return Err(format!("no `{want}` result"));
