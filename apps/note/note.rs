@@ -35,9 +35,11 @@ fn run(name: &str, args: &str) -> i32 {
         }
     }
     let mut status = i32::from(!held);
-    // (`fsd=0x...`: the file service a shell or init names to every program; unused here.)
-    for cmd in args.split_whitespace().filter(|a| !a.starts_with("fsd=")) {
-        let ok = match cmd {
+    // (`fsd=0x...` and `cwd=...`: the file service and the current directory a shell names
+    // to every program; unused here.)
+    let words = exo_libos::args::split(args);
+    for cmd in words.iter().filter(|a| !a.starts_with("fsd=") && !a.starts_with("cwd=")) {
+        let ok = match cmd.as_str() {
             "demo" if mounted => demo(name, &mut vfs),
             "demo" => {
                 println!("{name}: nothing mounted at {ROOT}");

@@ -7,6 +7,7 @@
 //! how processes are made ([`process`]: copy-on-write `fork`).
 #![cfg_attr(not(test), no_std)]
 
+pub mod args;
 pub mod exec;
 pub mod fd;
 pub mod fs;

@@ -53,35 +53,6 @@ commands (paths are absolute, or relative to the current directory):
   help                 this text
   exit [STATUS]        leave the shell (init then powers off)";
 
-/// Splits a command line into words; "double quotes" group words.
-pub fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut quoted, mut any) = (false, false);
-    for c in line.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    out.push(core::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        out.push(cur);
-    }
-    out
-}
-
 fn state_name(s: u8) -> &'static str {
     match s {
         env_state::BLANK => "blank",
@@ -104,7 +75,7 @@ impl Shell {
 
     /// Runs one command line. `Some(status)` when the shell should exit.
     pub fn execute(&mut self, line: &str) -> Option<i32> {
-        let w = words(line);
+        let w = exo_libos::args::split(line);
         let cmd = w.first()?;
         // `cat` alone is the tool, which copies what is typed (the built-in prints a file).
         let builtin = BUILTINS.contains(&cmd.as_str()) && !(cmd == "cat" && w.len() == 1);

@@ -14,6 +14,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use exo_libos::abi::{env_state, killed_status, upcall, EnvId, Error, STATUS_DESTROYED};
+use exo_libos::args;
 use exo_libos::fd::{self, Stdio};
 use exo_libos::pipe::{End, Mapped, Pipe};
 use exo_libos::process::{self, Fork};
@@ -135,7 +136,7 @@ fn plan(files: &mut Files, words: &[String], background: bool) -> Result<Vec<Pro
             let p = new_pipe();
             let io = [Io::Null, Io::To(p), Io::Console];
             let elf = program(files, "cat")?;
-            procs.push(Proc { name: "cat".into(), elf, args: f, io, main: false, cores: 0 });
+            procs.push(Proc { name: "cat".into(), elf, args: args::join(&[f]), io, main: false, cores: 0 });
             stdin = Io::From(p);
         }
         let mut io = [stdin, Io::Console, Io::Console];
@@ -147,15 +148,20 @@ fn plan(files: &mut Files, words: &[String], background: bool) -> Result<Vec<Pro
         } else if let Some((f, append)) = output {
             let p = new_pipe();
             io[1] = Io::To(p);
-            let args = if append { format!("-a {f}") } else { f };
+            let args = if append { args::join(&["-a", f.as_str()]) } else { args::join(&[f]) };
             helpers.push(("save", args, [Io::From(p), Io::Console, Io::Console]));
         }
         if let Some(f) = errors {
             let p = new_pipe();
             io[2] = Io::To(p);
-            helpers.push(("save", f, [Io::From(p), Io::Console, Io::Console]));
+            helpers.push(("save", args::join(&[f]), [Io::From(p), Io::Console, Io::Console]));
         }
-        let args = rest.join(" ");
+        // Words as typed (quoted again where they hold spaces), and the current directory
+        // for relative paths, when it is not `/` (`tool::Args` takes it).
+        let mut args = args::join(rest);
+        if files.cwd != "/" {
+            args = format!("{args} {}", args::join(&[format!("cwd={}", files.cwd)]));
+        }
         procs.push(Proc { name: name.into(), elf: program(files, name)?, args, io, main: i == last, cores });
         for (name, args, io) in helpers {
             procs.push(Proc {

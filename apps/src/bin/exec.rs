@@ -19,7 +19,7 @@ use exo_libos::{eprintln, exec, vm};
 fn main(args: &str) -> i32 {
     let mut a = Args::parse(args);
     let Some(mib) = a.number("exec", "-m", 0) else { return 2 };
-    let Some((&name, rest)) = a.words.split_first() else {
+    let Some((name, rest)) = a.words.split_first() else {
         eprintln!("usage: exec [-m MIB] PROGRAM [ARGS]");
         return 2;
     };
@@ -44,10 +44,7 @@ fn main(args: &str) -> i32 {
         me.0,
         ballast.len()
     );
-    let mut new_args = rest.join(" ");
-    if let Some(f) = args.split_whitespace().find(|w| w.starts_with("fsd=")) {
-        new_args = format!("{new_args} {f}");
-    }
+    let new_args = format!("{} {}", exo_libos::args::join(rest), a.passed_on());
     let e = exec::exec(&elf, new_args.trim());
     eprintln!("exec: {name}: {e:?}");
     drop(ballast);

@@ -21,7 +21,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 fn main(args: &str) -> i32 {
     let mut a = Args::parse(args);
     let (invert, count) = (a.flag("-v"), a.flag("-c"));
-    let Some((&pattern, inputs)) = a.words.split_first() else {
+    let Some((pattern, inputs)) = a.words.split_first() else {
         eprintln!("usage: grep [-v] [-c] TEXT [FILE...]");
         return 2;
     };

@@ -15,7 +15,7 @@ use exo_libos::fs::{OpenFlags, SeekFrom};
 fn main(args: &str) -> i32 {
     let mut a = Args::parse(args);
     let append = a.flag("-a");
-    let [path] = a.words[..] else {
+    let [path] = &a.words[..] else {
         eprintln!("usage: save [-a] FILE");
         return 2;
     };

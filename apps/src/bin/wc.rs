@@ -39,17 +39,16 @@ impl Count {
 
 fn main(args: &str) -> i32 {
     let a = Args::parse(args);
-    let inputs = a.words.clone();
-    if inputs.is_empty() {
+    if a.words.is_empty() {
         let mut c = Count::default();
         let ok = each_chunk(&a, &[], |_, chunk| c.feed(chunk));
         out(format!("{} {} {}\n", c.lines, c.words, c.bytes).as_bytes());
         return if ok { 0 } else { 1 };
     }
     let mut status = 0;
-    for path in inputs {
+    for path in &a.words {
         let mut c = Count::default();
-        if each_chunk(&a, &[path], |_, chunk| c.feed(chunk)) {
+        if each_chunk(&a, core::slice::from_ref(path), |_, chunk| c.feed(chunk)) {
             out(format!("{} {} {} {path}\n", c.lines, c.words, c.bytes).as_bytes());
         } else {
             status = 1;

@@ -130,6 +130,31 @@ fn one_namespace_over_mount_points() {
 }
 
 #[test]
+fn relative_paths_start_from_the_current_directory_once_there_is_one() {
+    let mut v = two_logs();
+    v.mkdir("/log/d").unwrap();
+    v.write_file("/log/d/f", b"data").unwrap();
+    assert_eq!(v.read_to_vec("d/f").unwrap_err(), Error::InvalidArgument);
+    v.set_cwd("/log//").unwrap();
+    assert_eq!(v.read_to_vec("d/f").unwrap(), b"data");
+    assert_eq!(v.read_to_vec("./d/../d/f").unwrap(), b"data");
+    // `..` climbs out of the directory and across mounts, as in an absolute path.
+    v.set_cwd("/log/d").unwrap();
+    v.write_file("../../log2/g", b"there").unwrap();
+    assert_eq!(names(&mut v, "/log2"), ["g"]);
+    assert_eq!(names(&mut v, ".."), ["d"]);
+    assert_eq!(v.stat("f").unwrap().size, 4);
+    assert_eq!(v.copy("f", "/log/d/f").unwrap_err(), Error::InvalidArgument);
+    v.rename("f", "h").unwrap();
+    assert_eq!(names(&mut v, "."), ["h"]);
+    v.remove("h").unwrap();
+    assert_eq!(v.stat("h").unwrap_err(), Error::NotFound);
+    // An empty path is no path, current directory or not; the directory must be absolute.
+    assert_eq!(v.stat("").unwrap_err(), Error::InvalidArgument);
+    assert_eq!(v.set_cwd("log").unwrap_err(), Error::InvalidArgument);
+}
+
+#[test]
 fn the_descriptor_table_has_a_limit() {
     let mut v = two_logs();
     v.write_file("/log/f", b"x").unwrap();

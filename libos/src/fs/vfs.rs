@@ -58,11 +58,29 @@ pub struct Vfs {
     mounts: Vec<Option<Mount>>,
     fds: Vec<Option<OpenFile>>,
     mounted: u64,
+    /// The directory relative paths start from ([`Vfs::set_cwd`]); none: they are refused.
+    cwd: Option<String>,
 }
 
 impl Vfs {
     pub fn new() -> Vfs {
         Vfs::default()
+    }
+
+    /// Takes relative paths from directory `dir` (absolute; normalised here, not checked
+    /// against what is mounted) from now on. Until this is called they are refused
+    /// ([`Error::InvalidArgument`]), as a server taking paths from its clients wants.
+    pub fn set_cwd(&mut self, dir: &str) -> Result<()> {
+        self.cwd = Some(normalize(dir)?);
+        Ok(())
+    }
+
+    /// `p` normalised, taken from the current directory if it is relative.
+    fn norm(&self, p: &str) -> Result<String> {
+        match &self.cwd {
+            Some(cwd) if !p.is_empty() && !p.starts_with('/') => normalize(&alloc::format!("{cwd}/{p}")),
+            _ => normalize(p),
+        }
     }
 
     /// Mounts `fs` at `at` (normalised). Fails with [`Error::Exists`] if something is
@@ -132,7 +150,7 @@ impl Vfs {
 
     /// Normalises `p` and finds its mount: (mount index, normalised path, path in the fs).
     fn locate(&self, p: &str) -> Result<(usize, String, String)> {
-        let norm = normalize(p)?;
+        let norm = self.norm(p)?;
         let mounts: Vec<(usize, &str)> = self.mount_points().collect();
         let (k, rest) = path::resolve(mounts.iter().map(|(_, m)| *m), &norm).ok_or(Error::NotFound)?;
         let rest = rest.to_string();
@@ -175,7 +193,7 @@ impl Vfs {
             None => return Err(Error::TooManyOpenFiles),
         };
         let (mount, norm, rest) = match self.locate(p) {
-            Err(Error::NotFound) if self.holds_mount(&normalize(p)?) => return Err(Error::IsDir),
+            Err(Error::NotFound) if self.holds_mount(&self.norm(p)?) => return Err(Error::IsDir),
             r => r?,
         };
         if self.holds_mount(&norm) {
@@ -256,7 +274,7 @@ impl Vfs {
     pub fn stat(&mut self, p: &str) -> Result<Metadata> {
         let r = self.locate(p).and_then(|(mount, _, rest)| self.fs(mount)?.stat(&rest));
         match r {
-            Err(Error::NotFound) if self.holds_mount(&normalize(p)?) => {
+            Err(Error::NotFound) if self.holds_mount(&self.norm(p)?) => {
                 Ok(Metadata { kind: FileKind::Dir, size: 0, modified: None })
             }
             r => r,
@@ -284,7 +302,7 @@ impl Vfs {
     /// Lists a directory, with the mount points inside it (or the directories leading to
     /// them) added as directories.
     pub fn list_dir(&mut self, p: &str) -> Result<Vec<DirEntry>> {
-        let norm = normalize(p)?;
+        let norm = self.norm(p)?;
         let r = self.locate(&norm).and_then(|(mount, _, rest)| self.fs(mount)?.list_dir(&rest));
         let mut out = match r {
             Err(Error::NotFound) if self.holds_mount(&norm) => Vec::new(),
@@ -386,7 +404,7 @@ impl Vfs {
     /// Copies file `from` to `to` (created or truncated), across file systems if need be, in
     /// 64 KiB pieces; returns the bytes copied.
     pub fn copy(&mut self, from: &str, to: &str) -> Result<u64> {
-        if normalize(from)? == normalize(to)? {
+        if self.norm(from)? == self.norm(to)? {
             return Err(Error::InvalidArgument);
         }
         let src = self.open(from, OpenFlags::READ)?;

@@ -132,6 +132,17 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "cat /log/missing.txt 2> /log/err.txt\r"),
         ("exo> ", "cat /log/err.txt\r"),
         ("/log/missing.txt: not found", ""),
+        // Programs take relative paths from the shell's current directory, and words in
+        // quotes keep their spaces on the way to a program (`cwd=`, `exo_libos::args`).
+        ("exo> ", "cd /log\r"),
+        ("exo> ", "exec grep -c needle big.txt\r"),
+        (&count, ""),
+        ("exo> ", "echo a b > \"sp ace.txt\"\r"),
+        ("exo> ", "wc \"sp ace.txt\" ../log/count.txt\r"),
+        ("1 2 4 sp ace.txt", ""),
+        ("exo> ", "head -n 1 < \"sp ace.txt\"\r"),
+        ("\na b\r\n", ""),
+        ("exo> ", "cd /\r"),
         ("exo> ", "wc < /log/missing.txt\r"),
     ];
     // An input file that cannot be read stops the job before it starts: no `wc` output.
