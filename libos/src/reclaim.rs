@@ -18,7 +18,8 @@
 //! allocates (the handler may have interrupted the heap). While the interrupted code is
 //! inside `vm` (its state is not re-entrant) or has cache pages pinned, only the reserve can
 //! be given: the rest stays owed, and slice-end upcalls are switched on until it is paid, so
-//! the handler comes back within a few ticks ([`poll`] pays it too).
+//! the handler comes back within a few ticks. The main context pays it sooner where it can:
+//! as the last pin ends ([`pinned`]), and in [`poll`].
 //!
 //! After a forced repossession (the deadline passed first) the kernel's public record says
 //! how many frames went and the last [`REPOSSESS_LOG`] of them. [`poll`] (and every upcall)
@@ -92,6 +93,9 @@ struct State {
     /// The main context is changing the parked list or the reserve: the handler leaves
     /// both alone until it is done.
     main_busy: bool,
+    /// The main context is paying what is owed (`pay_owed`): the handler only adds a new
+    /// request to the debt and leaves the paying to it.
+    paying: bool,
 }
 
 #[unsafe(link_section = ".private")]
@@ -117,6 +121,7 @@ static STATE: Private<State> = Private::new(State {
     owed: 0,
     slices_on: false,
     main_busy: false,
+    paying: false,
 });
 
 /// The parked heap pages, `n_parked` of them. Apart from `State`, alone in `.private.tail`
@@ -235,10 +240,17 @@ fn cache_resident() -> u64 {
 }
 
 /// Runs `f` while no cache page can be given back (so a page checked resident stays so).
+/// A request that came meanwhile, and that the handler could not pay in full, is paid as
+/// the last pin ends, not a tick or more later when the handler comes back: a program
+/// that keeps its cache pinned most of the time would otherwise keep missing deadlines.
 pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     state().pinned += 1;
     let r = f();
-    state().pinned -= 1;
+    let s = state();
+    s.pinned -= 1;
+    if s.pinned == 0 && s.owed > 0 {
+        pay_owed();
+    }
     r
 }
 
@@ -318,16 +330,34 @@ pub(crate) fn on_revoke(wanted: u64) -> u64 {
     settle()
 }
 
+/// In the main context, outside `vm` and every pin: gives back what is owed, a request
+/// that comes meanwhile included (the handler leaves it to this: `paying`).
+fn pay_owed() {
+    let s = state();
+    s.paying = true;
+    while s.owed > 0 && pay() > 0 {}
+    s.paying = false;
+}
+
 /// Gives back what is owed, as far as the interrupted code allows; returns how many. What
 /// it cannot give now (the code was inside `vm` or had cache pages pinned) stays owed, and
 /// slice-end upcalls are switched on so that the handler comes back within a few ticks.
+/// In the handler while the main context pays (`pay_owed`), nothing: it pays for both.
 fn settle() -> u64 {
+    if state().paying {
+        return 0;
+    }
+    pay()
+}
+
+fn pay() -> u64 {
     let s = state();
     if s.owed == 0 {
         return 0;
     }
     let given = give(s.owed);
-    s.owed -= given;
+    // (A request meanwhile only raises the debt: see `on_revoke`.)
+    s.owed = s.owed.saturating_sub(given);
     let come_back = s.owed > 0;
     if come_back != s.slices_on {
         let r = sys::env_set_upcall(
@@ -421,7 +451,7 @@ fn take_stock() {
     // The kernel's count is the truth: frames the program freed itself count too.
     s.owed = s.owed.min(u64::from(wanted));
     settle();
-    if repossessed == s.stats.repossessed || s.main_busy {
+    if repossessed == s.stats.repossessed || s.main_busy || s.paying {
         return;
     }
     let Some(info) = vm::env_info(vm::me()) else { return };
@@ -463,6 +493,9 @@ fn take_stock() {
 /// program may allocate: also refills the reserve. Programs that expect memory pressure
 /// call it now and then (a loop's turn); the handler does the same at every upcall.
 pub fn poll() {
+    if state().owed > 0 {
+        pay_owed();
+    }
     on_upcall();
     refill_reserve();
 }
