@@ -466,23 +466,24 @@ pub fn kinfo() -> &'static KernelInfo {
 /// This frame's entry in the kernel's public frame table (mapping the page that holds it
 /// the first time it is needed).
 pub fn frame_entry(pa: u64) -> Option<FrameEntry> {
-    // SAFETY: `entry_in_table` gives a mapped, aligned entry; `FrameEntry` is plain data.
-    entry_in_table(pa).map(|e| unsafe { e.read_volatile() })
+    // SAFETY: `in_table` gives a mapped, aligned entry; `FrameEntry` is plain data.
+    in_table(pa, |e| unsafe { e.read_volatile() })
 }
 
 /// How many page entries map frame `pa` (its entry's `maps`; 0 if it is not a frame): what
 /// a pipe end asks on every read and write, without copying the rest of the entry.
 pub fn frame_maps(pa: u64) -> u16 {
-    entry_in_table(pa).map_or(0, |e| {
+    in_table(pa, |e| {
         let maps = e.wrapping_byte_add(core::mem::offset_of!(FrameEntry, maps)).cast::<u16>();
-        // SAFETY: a field of the mapped, aligned entry `entry_in_table` gives.
+        // SAFETY: a field of the mapped, aligned entry `in_table` gives.
         unsafe { maps.read_volatile() }
     })
+    .unwrap_or(0)
 }
 
-/// Where frame `pa`'s entry is, read-only in this space, if `pa` is a frame (the page of
-/// the table that holds it is mapped here the first time).
-fn entry_in_table(pa: u64) -> Option<*const FrameEntry> {
+/// `read` of where frame `pa`'s entry is, read-only in this space, if `pa` is a frame (the
+/// page of the table that holds it is mapped here the first time).
+fn in_table<R>(pa: u64, read: impl FnOnce(*const FrameEntry) -> R) -> Option<R> {
     let k = kinfo();
     let i = pa.checked_sub(k.ram_base)? / PAGE;
     if i >= k.frames {
@@ -498,9 +499,8 @@ fn entry_in_table(pa: u64) -> Option<*const FrameEntry> {
             s.map(FRAME_TABLE_WINDOW + page as u64 * PAGE, Pte::user_page(pa, RO).0).ok()?;
             s.ft_mapped[page / 64] |= 1 << (page % 64);
         }
-        // The page holding entry i is mapped read-only (just above, or before), and nothing
-        // unmaps the table's window while the environment lives.
-        Some((FRAME_TABLE_WINDOW + i * 16) as *const FrameEntry)
+        // The page holding entry i is mapped read-only (just above, or before).
+        Some(read((FRAME_TABLE_WINDOW + i * 16) as *const FrameEntry))
     })
 }
 
