@@ -183,7 +183,7 @@ fn respond(srv: &mut Server, c: &mut Conn) -> bool {
         Parse::Error(status) => (status, false, String::new(), c.req.len()),
         Parse::Request(r, used) => {
             c.keep_alive = r.keep_alive;
-            (200, r.head_only, String::from(r.path), used)
+            (200, r.head_only, r.path.into_owned(), used)
         }
     };
     c.req.drain(..used);
@@ -235,18 +235,21 @@ fn respond(srv: &mut Server, c: &mut Conn) -> bool {
     true
 }
 
-/// An HTML list of a directory (or of the mounts, for `/`).
+/// An HTML list of a directory (or of the mounts, for `/`). Names are escaped as text and
+/// percent-encoded as links: a file called `<b>` or `my notes` lists as itself.
 fn listing(vfs: &mut Vfs, path: &str) -> String {
-    let mut body = format!("<!DOCTYPE html>\n<title>{path}/</title>\n<h1>{path}/</h1>\n<ul>\n");
+    let title = http::escape(path);
+    let mut body = format!("<!DOCTYPE html>\n<title>{title}/</title>\n<h1>{title}/</h1>\n<ul>\n");
+    let link = |to: &str, text: &str| format!("<a href=\"{}\">{}</a>", http::encode(to), http::escape(text));
     if path.is_empty() {
         let mounts: Vec<String> = vfs.mounts().map(|(at, _)| String::from(at)).collect();
         for at in mounts {
-            body += &format!("<li><a href=\"{at}/\">{at}/</a></li>\n");
+            body += &format!("<li>{}</li>\n", link(&format!("{at}/"), &format!("{at}/")));
         }
     } else if let Ok(entries) = vfs.list_dir(path) {
         for e in entries {
-            let slash = if e.kind == FileKind::Dir { "/" } else { "" };
-            body += &format!("<li><a href=\"{path}/{0}{slash}\">{0}{slash}</a> {1}</li>\n", e.name, e.size);
+            let name = if e.kind == FileKind::Dir { format!("{}/", e.name) } else { e.name };
+            body += &format!("<li>{} {}</li>\n", link(&format!("{path}/{name}"), &name), e.size);
         }
     }
     body + "</ul>\n"

@@ -1,8 +1,10 @@
 //! The HTTP/1.1 that `httpd` speaks, as pure functions: reading a request head, choosing a
 //! content type, writing a response head. Tested on the host.
 
+use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Most bytes a request head (request line and headers) may have.
 pub const MAX_HEAD: usize = 2048;
@@ -12,8 +14,8 @@ pub const MAX_HEAD: usize = 2048;
 pub struct Request<'a> {
     /// `GET` or `HEAD` (anything else is refused with 405 before this).
     pub head_only: bool,
-    /// The path, without a query string.
-    pub path: &'a str,
+    /// The path, without a query string, its `%XX` escapes decoded.
+    pub path: Cow<'a, str>,
     pub keep_alive: bool,
 }
 
@@ -71,11 +73,64 @@ pub fn parse(buf: &[u8]) -> Parse<'_> {
         m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => return Parse::Error(405),
         _ => return Parse::Error(400),
     };
-    let path = target.split('?').next().unwrap_or("");
-    if !path.starts_with('/') || path.split('/').any(|s| s == "..") || path.contains('%') {
+    let raw = target.split('?').next().unwrap_or("");
+    let Some(path) = decode(raw).filter(|_| raw.starts_with('/')) else { return Parse::Error(400) };
+    if path.split('/').any(|s| s == "..") {
         return Parse::Error(400);
     }
     Parse::Request(Request { head_only, path, keep_alive }, end + 4)
+}
+
+/// `path` with its `%XX` escapes decoded (a browser asks for `my%20notes.txt`); `None` if
+/// an escape is malformed, or decodes to NUL or to bytes that are not UTF-8.
+pub fn decode(path: &str) -> Option<Cow<'_, str>> {
+    if !path.contains('%') {
+        return Some(Cow::Borrowed(path));
+    }
+    let mut out = Vec::with_capacity(path.len());
+    let mut bytes = path.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hex = |c: Option<u8>| char::from(c?).to_digit(16);
+        let v = hex(bytes.next())? * 16 + hex(bytes.next())?;
+        out.push(u8::try_from(v).ok().filter(|&v| v != 0)?);
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// `path` as a link's target: bytes other than letters, digits, `/` and `-._~` as `%XX`.
+pub fn encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out += &format!("%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `text` safe inside HTML text and in a double-quoted attribute.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.contains(['<', '>', '&', '"', '\'']) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '<' => out += "&lt;",
+            '>' => out += "&gt;",
+            '&' => out += "&amp;",
+            '"' => out += "&quot;",
+            '\'' => out += "&#39;",
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The content type of a file, by its extension.
@@ -127,7 +182,7 @@ mod tests {
     fn a_get_parses_with_keep_alive_by_default() {
         let r = b"GET /fat/config.txt?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET / HTTP/1.1";
         let Parse::Request(req, used) = parse(r) else { panic!() };
-        assert_eq!(req, Request { head_only: false, path: "/fat/config.txt", keep_alive: true });
+        assert_eq!(req, Request { head_only: false, path: "/fat/config.txt".into(), keep_alive: true });
         assert_eq!(&r[used..], b"GET / HTTP/1.1", "a pipelined request stays for later");
         let Parse::Request(req, _) = parse(b"HEAD / HTTP/1.0\r\n\r\n") else { panic!() };
         assert!(req.head_only && !req.keep_alive);
@@ -161,9 +216,32 @@ mod tests {
             (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", 400),
             (b"GET /\xff HTTP/1.1\r\n\r\n", 400),
+            // Escapes: `..` spelled in them, malformed ones, NUL, bytes that are not UTF-8.
+            (b"GET /fat/%2e%2E/x HTTP/1.1\r\n\r\n", 400),
+            (b"GET /fat/%2E. HTTP/1.1\r\n\r\n", 400),
+            (b"GET /fat/a%2 HTTP/1.1\r\n\r\n", 400),
+            (b"GET /fat/a%zz HTTP/1.1\r\n\r\n", 400),
+            (b"GET /fat/a%00 HTTP/1.1\r\n\r\n", 400),
+            (b"GET /fat/%ff HTTP/1.1\r\n\r\n", 400),
+            (b"GET %2Ffat HTTP/1.1\r\n\r\n", 400),
         ] {
             assert_eq!(parse(req), Parse::Error(status), "{:?}", core::str::from_utf8(req));
         }
+    }
+
+    #[test]
+    fn escapes_decode_and_names_encode_back() {
+        let Parse::Request(req, _) = parse(b"GET /fat/my%20notes%2etxt?q=%zz HTTP/1.1\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!(req.path, "/fat/my notes.txt");
+        assert_eq!(decode("/fat/%C3%A9t%C3%A9").as_deref(), Some("/fat/été"));
+        for name in ["/fat/my notes.txt", "/log/été/a&b?c#d%e", "/plain/Name-1.2_~x"] {
+            assert_eq!(decode(&encode(name)).as_deref(), Some(name));
+        }
+        assert_eq!(encode("/log/a b?#%"), "/log/a%20b%3F%23%25");
+        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;");
+        assert!(matches!(escape("plain.txt"), Cow::Borrowed(_)));
     }
 
     #[test]

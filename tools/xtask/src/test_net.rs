@@ -69,6 +69,7 @@ fn get(s: &mut TcpStream, path: &str) -> Result<(u16, String, Vec<u8>), String> 
 
 fn http() -> Result<(), String> {
     let card = card_copy("http-virt")?;
+    crate::test_pipes::put_lfs(&card, "/my <notes> & more.txt", b"spaced\n")?;
     let port = free_port()?;
     let mut extra = Board::Virt.disk_args(&card);
     extra.extend(Board::Virt.net_args(Some(port)));
@@ -147,12 +148,22 @@ fn exchanges(port: u16, card: &std::path::Path) -> Result<(), String> {
     ensure(status == 200 && String::from_utf8_lossy(&body).contains("kernel8.img"), || "no listing".into())?;
     let (status, _, _) = get(&mut c, "/fat/no-such-file")?;
     ensure(status == 404, || format!("a missing file got {status}"))?;
+    // A name with spaces and HTML's own characters: listed escaped, linked encoded, and
+    // served when asked for by that link.
+    let (status, _, body) = get(&mut c, "/log/")?;
+    let link = "<a href=\"/log/my%20%3Cnotes%3E%20%26%20more.txt\">my &lt;notes&gt; &amp; more.txt</a>";
+    ensure(status == 200 && String::from_utf8_lossy(&body).contains(link), || {
+        format!("the listing of /log/ has no {link:?}: {}", String::from_utf8_lossy(&body))
+    })?;
+    let (status, _, body) = get(&mut c, "/log/my%20%3Cnotes%3E%20%26%20more.txt")?;
+    ensure(status == 200 && body == b"spaced\n", || format!("the escaped name got {status}"))?;
     // Each bad request gets its error, then the connection is closed.
     let oversized = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(4000));
     for (req, want) in [
         ("POST /fat/config.txt HTTP/1.1\r\n\r\n", 405),
         ("BLAH\r\n\r\n", 400),
         ("GET /fat/../x HTTP/1.1\r\n\r\n", 400),
+        ("GET /fat/%2E%2E/x HTTP/1.1\r\n\r\n", 400),
         (oversized.as_str(), 431),
     ] {
         let mut b = connect(port)?;

@@ -53,7 +53,7 @@ fn grep_wc(data: &[u8], needle: &str) -> String {
     format!("{} {} {}", hits.len(), words, bytes)
 }
 
-fn put_lfs(card: &Path, path: &str, data: &[u8]) -> Result<(), String> {
+pub(crate) fn put_lfs(card: &Path, path: &str, data: &[u8]) -> Result<(), String> {
     let f = std::fs::OpenOptions::new().read(true).write(true).open(card).map_err(|e| e.to_string())?;
     let opts = exo_lfs::MountOptions { read_only: false, clock: None };
     let mut fs = exo_lfs::Fs::mount(LfsPart::of(&f)?, opts).map_err(|e| format!("mount: {e:?}"))?;
