@@ -27,9 +27,9 @@ commands (paths are absolute, or relative to the current directory):
   ls [PATH]            list a directory (`ls /` lists the mounted file systems)
   cat FILE             print a file (`cat` alone: the tool, copying what you type)
   write FILE WORDS...  replace FILE with the words (also: echo WORDS > FILE, >> appends)
-  cp FROM TO           copy a file, across file systems too
-  mv FROM TO           move or rename a file
-  rm PATH              remove a file or an empty directory
+  cp FROM TO           copy a file, across file systems too (into TO if a directory)
+  mv FROM TO           move or rename a file (into TO if a directory)
+  rm PATH...           remove files or empty directories
   mkdir PATH           make a directory
   stat PATH            size, kind and modification time
   sum FILE             CRC-32 and size of a file

@@ -65,10 +65,24 @@ impl Files {
             ("cat", 1) => self.cat(&self.abs(args[0])),
             ("write", n) if n >= 1 => self.write(&self.abs(args[0]), &args[1..].join(" "), false),
             ("cp", 2) => {
-                self.vfs.copy(&self.abs(args[0]), &self.abs(args[1])).map(drop).map_err(|e| err("cp", e))
+                let (from, to) = self.from_to(args[0], args[1]);
+                self.vfs.copy(&from, &to).map(drop).map_err(|e| err("cp", e))
             }
-            ("mv", 2) => self.mv(&self.abs(args[0]), &self.abs(args[1])),
-            ("rm", 1) => self.vfs.remove(&self.abs(args[0])).map_err(|e| err("rm", e)),
+            ("mv", 2) => {
+                let (from, to) = self.from_to(args[0], args[1]);
+                self.mv(&from, &to)
+            }
+            ("rm", n) if n >= 1 => {
+                let failed: Vec<String> = args
+                    .iter()
+                    .filter_map(|p| self.vfs.remove(&self.abs(p)).err().map(|e| err(&format!("rm: {p}"), e)))
+                    .collect();
+                if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failed.join("\n"))
+                }
+            }
             ("mkdir", 1) => self.vfs.mkdir(&self.abs(args[0])).map_err(|e| err("mkdir", e)),
             ("stat", 1) => self.stat(&self.abs(args[0])),
             ("sum", 1) => self.sum(&self.abs(args[0])),
@@ -139,6 +153,20 @@ impl Files {
     }
 
     /// Rename within one file system; copy and remove across two.
+    /// `cp` and `mv`'s paths, absolute: into a directory that exists, `to` means a file of
+    /// `from`'s name in it (`cp /fat/config.txt /log` makes `/log/config.txt`).
+    fn from_to(&mut self, from: &str, to: &str) -> (String, String) {
+        let (from, to) = (self.abs(from), self.abs(to));
+        let name = fs::path::normalize(&from).ok().and_then(|f| f.rsplit('/').next().map(String::from));
+        match name.filter(|n| !n.is_empty()) {
+            Some(n) if self.vfs.stat(&to).is_ok_and(|m| m.is_dir()) => {
+                let into = format!("{}/{n}", to.trim_end_matches('/'));
+                (from, into)
+            }
+            _ => (from, to),
+        }
+    }
+
     fn mv(&mut self, from: &str, to: &str) -> Out {
         match self.vfs.rename(from, to) {
             Err(fs::Error::CrossDevice) => {

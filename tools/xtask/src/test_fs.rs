@@ -93,6 +93,13 @@ fn shell_files(board: Board) -> Result<(), String> {
         ("1 3 15 /log/moved.txt", ""),
         ("exo> ", "cat /fat/nonexistent\r"),
         ("not found", ""),
+        // Into a directory that exists, `cp` keeps the name; `rm` takes several paths and
+        // goes on past one it cannot remove.
+        ("exo> ", "cp /log/l.txt /fat/dir\r"),
+        ("exo> ", "write /log/gone1 a\r"),
+        ("exo> ", "write /log/gone2 b\r"),
+        ("exo> ", "rm /log/gone1 /log/nope /log/gone2\r"),
+        ("rm: /log/nope: not found", ""),
         ("exo> ", "sync\r"),
         ("exo> ", "exit 0\r"),
     ];
@@ -103,6 +110,10 @@ fn shell_files(board: Board) -> Result<(), String> {
     fsck_fat(&card)?;
     lfs_clean(&card)?;
     ensure(mread(&card, "dir/copy.txt")? == b"hello from exo\n", || "/fat/dir/copy.txt differs".into())?;
+    ensure(mread(&card, "dir/l.txt")? == b"kept on the log\n", || "/fat/dir/l.txt differs".into())?;
+    for gone in ["/gone1", "/gone2"] {
+        ensure(lfs_read(&card, gone).is_err(), || format!("/log{gone} was removed but is still there"))?;
+    }
     // Long names (no 8.3 form), made through fsd, by a copy and by a move and rename:
     // mtools finds them by those names.
     for name in ["kept-on-the-log.text", "moved-and-renamed.text"] {
