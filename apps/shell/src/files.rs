@@ -65,11 +65,11 @@ impl Files {
             ("cat", 1) => self.cat(&self.abs(args[0])),
             ("write", n) if n >= 1 => self.write(&self.abs(args[0]), &args[1..].join(" "), false),
             ("cp", 2) => {
-                let (from, to) = self.from_to(args[0], args[1]);
+                let (from, to) = self.endpoints(args[0], args[1]);
                 self.vfs.copy(&from, &to).map(drop).map_err(|e| err("cp", e))
             }
             ("mv", 2) => {
-                let (from, to) = self.from_to(args[0], args[1]);
+                let (from, to) = self.endpoints(args[0], args[1]);
                 self.mv(&from, &to)
             }
             ("rm", n) if n >= 1 => {
@@ -155,7 +155,7 @@ impl Files {
     /// Rename within one file system; copy and remove across two.
     /// `cp` and `mv`'s paths, absolute: into a directory that exists, `to` means a file of
     /// `from`'s name in it (`cp /fat/config.txt /log` makes `/log/config.txt`).
-    fn from_to(&mut self, from: &str, to: &str) -> (String, String) {
+    fn endpoints(&mut self, from: &str, to: &str) -> (String, String) {
         let (from, to) = (self.abs(from), self.abs(to));
         let name = fs::path::normalize(&from).ok().and_then(|f| f.rsplit('/').next().map(String::from));
         match name.filter(|n| !n.is_empty()) {
