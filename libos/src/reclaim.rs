@@ -248,7 +248,7 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     let r = f();
     let s = state();
     s.pinned -= 1;
-    if s.pinned == 0 && s.owed > 0 {
+    if s.owed > 0 && s.pinned == 0 {
         pay_owed();
     }
     r
@@ -332,6 +332,8 @@ pub(crate) fn on_revoke(wanted: u64) -> u64 {
 
 /// In the main context, outside `vm` and every pin: gives back what is owed, a request
 /// that comes meanwhile included (the handler leaves it to this: `paying`).
+#[cold]
+#[inline(never)]
 fn pay_owed() {
     let s = state();
     s.paying = true;
