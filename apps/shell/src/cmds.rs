@@ -25,7 +25,7 @@ const BUILTINS: &[&str] = &[
 const HELP: &str = "\
 commands (paths are absolute, or relative to the current directory):
   ls [PATH]            list a directory (`ls /` lists the mounted file systems)
-  cat FILE             print a file (`cat` alone: the tool, copying what you type)
+  cat FILE...          print files (`cat` alone: the tool, copying what you type)
   write FILE WORDS...  replace FILE with the words (also: echo WORDS > FILE, >> appends)
   cp FROM TO           copy a file, across file systems too (into TO if a directory)
   mv FROM TO           move or rename a file (into TO if a directory)
@@ -77,8 +77,9 @@ impl Shell {
     pub fn execute(&mut self, line: &str) -> Option<i32> {
         let w = exo_libos::args::split(line);
         let cmd = w.first()?;
-        // `cat` alone is the tool, which copies what is typed (the built-in prints a file).
-        let builtin = BUILTINS.contains(&cmd.as_str()) && !(cmd == "cat" && w.len() == 1);
+        // The built-in `cat` prints one file; alone (copying what is typed) or with several
+        // files (one after the other) it is the tool.
+        let builtin = BUILTINS.contains(&cmd.as_str()) && !(cmd == "cat" && w.len() != 2);
         if jobs::is_job(&w, builtin) {
             self.jobs.start(&mut self.files, &w);
             return None;

@@ -129,6 +129,9 @@ fn pipeline(board: Board) -> Result<(), String> {
         ("exo> ", "grep -c needle /log/big.txt > /log/count.txt\r"),
         ("exo> ", "cat /log/count.txt\r"),
         (&count, ""),
+        // Several files: the tool, one after the other.
+        ("exo> ", "cat /log/count.txt /log/count.txt | wc\r"),
+        (&format!("2 2 {}", 2 * (count.len() + 1)), ""),
         ("exo> ", "cat /log/missing.txt 2> /log/err.txt\r"),
         ("exo> ", "cat /log/err.txt\r"),
         ("/log/missing.txt: not found", ""),
