@@ -152,7 +152,6 @@ impl Files {
         r.and(c.map(|_| 0)).map(drop).map_err(|e| err(p, e))
     }
 
-    /// Rename within one file system; copy and remove across two.
     /// `cp` and `mv`'s paths, absolute: into a directory that exists, `to` means a file of
     /// `from`'s name in it (`cp /fat/config.txt /log` makes `/log/config.txt`).
     fn endpoints(&mut self, from: &str, to: &str) -> (String, String) {
@@ -167,6 +166,7 @@ impl Files {
         }
     }
 
+    /// Rename within one file system; copy and remove across two.
     fn mv(&mut self, from: &str, to: &str) -> Out {
         match self.vfs.rename(from, to) {
             Err(fs::Error::CrossDevice) => {
