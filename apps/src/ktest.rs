@@ -29,6 +29,7 @@ pub const TESTS: &[Test] = &[
     ("remapped_page_shows_new_contents", tlb_remap),
     ("preemption_switches_between_spinning_environments", preemption),
     ("yield_to_runs_the_named_environment", yield_to),
+    ("net_wait_sleeps_unless_the_word_moved_and_yield_to_wakes_only_such_a_sleep", net_wait_wakes),
     ("slice_end_upcall_arrives_when_asked_for", slice_upcall),
     ("slice_end_during_the_handler_comes_at_its_resume_before_the_interrupted_code", slice_end_in_handler),
     ("core_index_register_cannot_be_written_by_a_program", core_index_register_is_not_the_programs),
@@ -326,6 +327,54 @@ fn yield_to() -> Result<(), &'static str> {
     let _ = sys::env_destroy(child);
     check(ran, "the named environment never ran")?;
     check(bad == Err(Error::NotFound), "yield_to a bogus id did not fail")
+}
+
+/// `NetWait(word, expected)` returns at once when the word no longer holds `expected`, and
+/// refuses a word it cannot read; a sleep in it ends at anyone's `YieldTo`, which wakes no
+/// other kind of wait (a parked server stays parked, and the yield is refused).
+fn net_wait_wakes() -> Result<(), &'static str> {
+    let word = AtomicU64::new(7);
+    let (hz, t0) = (vm::kinfo().counter_hz, sys::now());
+    for _ in 0..100 {
+        check(sys::wait_on(&word, 8).is_ok(), "NetWait on a word that moved failed")?;
+    }
+    // Asleep each time, the loop would take 100 ticks of 10 ms.
+    check(sys::now() - t0 < hz / 2, "NetWait slept though the word had moved")?;
+    let raw = |word: u64| sys::raw(exo_libos::abi::Sys::NetWait as u64, [word, 0, 0, 0, 0, 0]) as i64;
+    for bad in [0xdead_0000_0000, 0xffff_0000_0000_0000, u64::MAX - 3, 8] {
+        check(raw(bad) == Error::Fault as i64, "NetWait on an unreadable word did not fail with Fault")?;
+    }
+    // A sleeper on this core: the yield wakes it and runs it at once, on the yielder's time.
+    let s = Shared::new()?;
+    let cores = vm::env_info(vm::me()).map_or(1, |e| e.affinity);
+    let _ = sys::env_set_affinity(EnvId::SELF, 1);
+    let child = spawn(|| loop {
+        s.add(0, 1);
+        let _ = sys::net_wait();
+    });
+    let _ = sys::env_set_affinity(child, 1);
+    let asleep = || vm::env_info(child).is_some_and(|i| i.state == env_state::BLOCKED) && s.get(0) > 0;
+    let slept = wait_for(200, asleep);
+    let before = s.get(0);
+    let woken = sys::yield_to(child);
+    let ran = s.get(0) > before;
+    let _ = sys::env_destroy(child);
+    let _ = sys::env_set_affinity(EnvId::SELF, cores);
+    check(slept, "the child never slept in NetWait")?;
+    check(woken.is_ok(), "YieldTo refused a target asleep in NetWait")?;
+    check(ran, "the woken sleeper had not run when YieldTo returned")?;
+    // A parked server is blocked too, but not in NetWait: not woken, and still serving.
+    fn echo(c: &exo_libos::ipc::Call) -> [u64; 4] {
+        c.args
+    }
+    let server = crate::ipctest::server(echo)?;
+    let refused = sys::yield_to(server);
+    let parked = vm::env_info(server).is_some_and(|i| i.state == env_state::BLOCKED);
+    let answered = sys::pct_call(server, [5, 0, 0, 0], 0);
+    let _ = sys::env_destroy(server);
+    check(refused == Err(Error::Invalid), "YieldTo to a parked server was not refused")?;
+    check(parked, "YieldTo woke a parked server")?;
+    check(answered.is_ok_and(|r| r[0] == 5), "the server did not answer after the refused yield")
 }
 
 fn slice_upcall() -> Result<(), &'static str> {

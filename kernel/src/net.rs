@@ -120,8 +120,12 @@ impl Kernel {
         delivered
     }
 
-    /// `NetWait`: blocked until the next tick.
-    pub fn net_wait(&mut self, cur: usize) -> Result<Option<u64>, Error> {
+    /// `NetWait`: blocked until the next tick, or until another environment yields to it;
+    /// not at all if the word at `word` (unless 0) no longer holds `expected`.
+    pub fn net_wait(&mut self, cur: usize, word: u64, expected: u64) -> Result<Option<u64>, Error> {
+        if word != 0 && uaccess::read::<u64>(self.envs[cur].root, word)? != expected {
+            return Ok(Some(0)); // (read under the lock: a `YieldTo` after the change wakes it)
+        }
         self.envs[cur].frame().x[0] = 0;
         self.block(cur, Wait::Net);
         Ok(None)

@@ -314,7 +314,7 @@ impl Kernel {
             n if n == Sys::NetUnbind as u64 => self.net_unbind(a0).map(Some),
             n if n == Sys::NetSend as u64 => self.net_send(a0, a1).map(Some),
             n if n == Sys::NetPoll as u64 => self.net_poll(a0).map(Some),
-            n if n == Sys::NetWait as u64 => self.net_wait(cur),
+            n if n == Sys::NetWait as u64 => self.net_wait(cur, a0, a1),
             n if n == Sys::NetGrant as u64 => self.net_grant(a0, a1).map(Some),
             n if n == Sys::NetRevoke as u64 => self.net_revoke(a0, a1).map(Some),
             n if n == Sys::SectorWait as u64 => self.sector_wait(cur),
@@ -338,6 +338,9 @@ impl Kernel {
     /// was held, an upcall is pending, the target runs elsewhere or not here) is a donation.
     fn yield_to(&mut self, cur: usize, target: u64) -> Step {
         let t = self.slot(env_arg(target)?)?;
+        if self.envs[t].wait == Wait::Net {
+            self.wake(t); // a sleep in `NetWait` ends early (anyone's: it only says "look again")
+        }
         refuse_if!(self.envs[t].state != EnvState::Runnable, Error::Invalid);
         self.envs[cur].frame().x[0] = 0;
         self.donate_to = t;

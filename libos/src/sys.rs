@@ -6,6 +6,8 @@
 //! child's stack pages are mapped on first touch (`owed`), so each call that passes the
 //! kernel a buffer first touches the owed pages under it (`owed::touch`).
 
+use core::sync::atomic::AtomicU64;
+
 use exo_abi::{result, Context, EnvId, Error, Sys, TableOp};
 
 use crate::owed;
@@ -425,7 +427,14 @@ pub fn net_poll(info: Option<&mut exo_abi::net::NetInfo>) -> Result<u64, Error> 
     }
     c1(Sys::NetPoll, info.map_or(0, |i| i as *mut exo_abi::net::NetInfo as u64))
 }
-/// Sleeps until the next tick.
+/// Sleeps until the next tick, or until another environment yields to this one.
 pub fn net_wait() -> Result<(), Error> {
     c0(Sys::NetWait).map(drop)
+}
+/// As [`net_wait`], unless `word` no longer holds `expected` (then it returns at once): the
+/// kernel looks under its lock, so a waker that changes the word and then yields to this
+/// environment (`YieldTo`) always finds it asleep, or finds it never slept.
+pub fn wait_on(word: &AtomicU64, expected: u64) -> Result<(), Error> {
+    owed::touch(word.as_ptr() as u64, 8);
+    c2(Sys::NetWait, word.as_ptr() as u64, expected).map(drop)
 }

@@ -171,7 +171,8 @@ pub enum Sys {
     /// `(env)`: donates the rest of the slice to a runnable environment (any). If this core
     /// may not run it and it runs nowhere, a core it may use is signalled to run it at once,
     /// preempting its occupant — at most once between two of that core's ticks, the
-    /// occupant getting the core back when the target's turn ends (`docs/multicore.md`).
+    /// occupant getting the core back when the target's turn ends (`docs/multicore.md`). A
+    /// target asleep in [`Sys::NetWait`] is woken first.
     YieldTo = 33,
     /// `(status)`: ends the caller; its parent can collect `status` with `EnvWait`.
     Exit = 34,
@@ -291,7 +292,12 @@ pub enum Sys {
     /// `(ptr) -> delivered`: moves what the device has received into the rings of the
     /// bindings it matches, and writes the [`net::NetInfo`] to `ptr` (unless 0).
     NetPoll = 51,
-    /// `()`: blocks until the next timer tick (when the kernel also polls the device).
+    /// `(word, expected)`: blocks until the next timer tick (when the kernel also polls the
+    /// device), or until another environment yields to the caller ([`Sys::YieldTo`]), which
+    /// any may: a return says only "look again". When `word` is not 0 it is the address of
+    /// a `u64` of the caller's; if that no longer holds `expected`, the call returns at once
+    /// (`Fault` if it is not readable). Read under the kernel's lock, so a waker that
+    /// changes the word and then yields to the sleeper is never missed.
     NetWait = 52,
     /// `(env, ptr)`: lets `env`, a strict descendant of the caller, bind the network within
     /// the [`net::NetScope`] at `ptr`, which must lie within one of the caller's own scopes

@@ -164,12 +164,14 @@ impl Stack {
     pub fn dhcp(&mut self, ticks: u32) -> Result<Ipv4Cidr, NetError> {
         let rx = nic::ipv4_port(IP_UDP, 68, true);
         let tx = nic::ipv4_port(IP_UDP, 68, false);
-        let mut left = ticks;
+        // A deadline on the clock, not a count of sleeps: any environment may end a
+        // `NetWait` early (`YieldTo`), and a frame waiting skips it.
+        let k = vm::kinfo();
+        let end = sys::now() + u64::from(ticks) * k.counter_hz / k.tick_hz.max(1);
         let binding = loop {
             match Binding::new(rx, tx, 8, true) {
                 Ok(b) => break b,
-                Err(Error::Busy) if left > 0 => {
-                    left -= 1;
+                Err(Error::Busy) if sys::now() < end => {
                     let _ = sys::net_wait();
                 }
                 Err(e) => return Err(e.into()),
@@ -186,8 +188,7 @@ impl Stack {
         dhcp.set_retry_config(retry);
         let handle: SocketHandle = self.sockets.add(dhcp);
         let mut lease = None;
-        while lease.is_none() && left > 0 {
-            left -= 1;
+        while lease.is_none() && sys::now() < end {
             self.wait();
             if let Some(dhcpv4::Event::Configured(c)) = self.sockets.get_mut::<dhcpv4::Socket>(handle).poll()
             {
