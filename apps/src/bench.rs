@@ -12,6 +12,7 @@ use core::sync::atomic::{
 
 use exo_libos::abi::pte::Pte;
 use exo_libos::abi::{upcall, EnvId};
+use exo_libos::pipe::{End, Mapped, Pipe, END_PAGES};
 use exo_libos::process::{self, Fork};
 use exo_libos::upcall::{set_hook, Upcall};
 use exo_libos::vm::{self, PAGE, RW, SHARED};
@@ -82,6 +83,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("net_copy_frame_into_ring_slot", net_put),
     ("env_switch_fp", env_switch_fp),
     ("pipe_round_trip", pipe_round_trip),
+    ("pipe_stream_1m", pipe_stream),
     // Several cores (`smpbench.rs`): guest time per operation, all cores counted.
     ("pct_round_trip_same_core", || smpbench::pct_pinned(0)),
     ("pct_round_trip_cross_core", || smpbench::pct_pinned(1)),
@@ -259,27 +261,37 @@ fn env_switch_fp() -> (u64, u64) {
     (2 * N, per / 2)
 }
 
+/// Both ends of pipe `p`, mapped here (as the shell maps its type-ahead pipe: the tables
+/// made first, so that a fork carries the shared pages).
+fn pipe_ends(p: &Pipe) -> Option<[Mapped; 2]> {
+    let mut m = [Mapped { va: 0 }; 2];
+    for (i, end) in [End::Read, End::Write].into_iter().enumerate() {
+        let va = vm::alloc_va(END_PAGES);
+        vm::reserve(va).ok()?;
+        vm::reserve(va + (END_PAGES - 1) * PAGE).ok()?;
+        p.attach(EnvId::SELF, va, end).ok()?;
+        m[i] = Mapped { va };
+    }
+    Some(m)
+}
+
+/// Unmaps the pipe ends and frees the pipes' frames.
+fn pipes_gone(ends: &[Mapped], pipes: &[Pipe]) {
+    for end in ends {
+        for p in 0..END_PAGES {
+            let _ = vm::unmap(end.va + p * PAGE);
+        }
+    }
+    pipes.iter().for_each(Pipe::free);
+}
+
 /// Pipe ping-pong, as Linux's figure in docs/performance.md is measured: one byte each way
 /// between two environments on core 0 through two of the libOS's pipes (`pipe.rs`), the
 /// parent writing to one and reading the other, a forked child echoing. Each end waits
 /// for the other by `YieldTo` (a round trip never lasts `pipe::SPIN_US`, so nobody sleeps).
 fn pipe_round_trip() -> (u64, u64) {
-    use exo_libos::pipe::{End, Mapped, Pipe, END_PAGES};
-    // Both ends of a pipe, mapped here (as the shell maps its type-ahead pipe: the tables
-    // made first, so that the fork carries the shared pages).
-    fn ends(p: &Pipe) -> Option<[Mapped; 2]> {
-        let mut m = [Mapped { va: 0 }; 2];
-        for (i, end) in [End::Read, End::Write].into_iter().enumerate() {
-            let va = vm::alloc_va(END_PAGES);
-            vm::reserve(va).ok()?;
-            vm::reserve(va + (END_PAGES - 1) * PAGE).ok()?;
-            p.attach(EnvId::SELF, va, end).ok()?;
-            m[i] = Mapped { va };
-        }
-        Some(m)
-    }
     let (Ok(there), Ok(back)) = (Pipe::new(), Pipe::new()) else { return (1, 0) };
-    let (Some([there_r, there_w]), Some([back_r, back_w])) = (ends(&there), ends(&back)) else {
+    let (Some([there_r, there_w]), Some([back_r, back_w])) = (pipe_ends(&there), pipe_ends(&back)) else {
         return (1, 0);
     };
     let cores = vm::env_info(vm::me()).map_or(1, |e| e.affinity);
@@ -298,18 +310,58 @@ fn pipe_round_trip() -> (u64, u64) {
     let per = measure(N, &mut trip);
     let _ = sys::env_destroy(child);
     let _ = sys::env_set_affinity(EnvId::SELF, cores);
-    for end in [there_r, there_w, back_r, back_w] {
-        for p in 0..END_PAGES {
-            let _ = vm::unmap(end.va + p * PAGE);
-        }
-    }
-    there.free();
-    back.free();
+    pipes_gone(&[there_r, there_w, back_r, back_w], &[there, back]);
     if !ok {
         println!("bench pipe_round_trip failed: a byte did not come back");
         return (0, 0);
     }
     (N, per)
+}
+
+/// A stream through a pipe, as a pipeline of programs moves data: 1 MiB in 16 KiB writes
+/// (the tools' chunk) from a forked child to the parent, which reads 16 KiB at a time, both
+/// on core 0. Instructions per MiB, both sides and the kernel counted.
+fn pipe_stream() -> (u64, u64) {
+    const CHUNK: usize = 16 * 1024;
+    const MIB: u64 = 1 << 20;
+    const PERIOD: usize = 251; // the stream's i-th byte is i % 251: a chunk's place shows
+    let Ok(p) = Pipe::new() else { return (1, 0) };
+    let Some([r, w]) = pipe_ends(&p) else { return (1, 0) };
+    let cores = vm::env_info(vm::me()).map_or(1, |e| e.affinity);
+    let _ = sys::env_set_affinity(EnvId::SELF, 1);
+    let Ok(Fork::Parent(child)) = process::fork() else {
+        let bytes: alloc::vec::Vec<u8> = (0..CHUNK + PERIOD).map(|i| (i % PERIOD) as u8).collect();
+        for sent in (0..MIB as usize).step_by(CHUNK) {
+            let at = sent % PERIOD;
+            if w.write(&bytes[at..at + CHUNK]).is_err() {
+                break;
+            }
+        }
+        sys::exit(0)
+    };
+    let mut buf = alloc::vec![0u8; CHUNK];
+    let (mut got, mut ok) = (0, true);
+    let start = cycles();
+    while got < MIB as usize {
+        let n = r.read(&mut buf);
+        // Each read's first and last byte in their places (a check of every byte would
+        // cost more than the pipe).
+        let at = |i: usize| ((got + i) % PERIOD) as u8;
+        ok &= n > 0 && buf[0] == at(0) && buf[n - 1] == at(n - 1);
+        got += n;
+        if n == 0 {
+            break;
+        }
+    }
+    let spent = cycles() - start;
+    let _ = sys::env_destroy(child);
+    let _ = sys::env_set_affinity(EnvId::SELF, cores);
+    pipes_gone(&[r, w], &[p]);
+    if !ok || got != MIB as usize {
+        println!("bench pipe_stream_1m failed: {got} bytes came, in their places: {ok}");
+        return (0, 0);
+    }
+    (1, spent)
 }
 
 /// Protected control transfer: call + reply to a server that answers at once.

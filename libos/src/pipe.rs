@@ -14,10 +14,9 @@
 //! and the write token's the number of writers. When a program exits or is killed, the
 //! kernel's teardown removes its mappings, and the count drops: a reader whose ring is
 //! empty and whose pipe has no writer left sees end of file; a writer whose pipe has no
-//! reader gets [`Broken`]. A full ring makes the writer yield (to the reader, when it
-//! knows it), an empty one the reader: back-pressure without spinning on the CPU, though
-//! without a kernel wait queue a blocked end still gets a turn each round; once its peer
-//! has been blocked for [`SPIN_US`], it sleeps a tick at a time instead.
+//! reader gets [`Broken`]. A full ring makes the writer wait, an empty one the reader: it
+//! yields (to the other end, when it knows it) for [`SPIN_US`], then sleeps in `NetWait`
+//! until the other end moves its index and wakes it with a `YieldTo` (or the next tick).
 //!
 //! The sharing rule (`docs/memory-model.md`) decides who may map a pipe: the owner and
 //! those of its descendants it (or a descendant holding an end) shared the frames with.
@@ -26,7 +25,7 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use exo_abi::pte::Pte;
-use exo_abi::{env_state, EnvId, Error};
+use exo_abi::{EnvId, Error};
 
 use crate::sys;
 use crate::vm::{self, PAGE, RO, RW, SHARED};
@@ -37,8 +36,7 @@ pub const RING_PAGES: usize = 8;
 pub const RING_BYTES: u64 = RING_PAGES as u64 * PAGE;
 /// Pages a pipe end takes in an address space: header, token, ring.
 pub const END_PAGES: u64 = 2 + RING_PAGES as u64;
-/// How long (µs) an end waits on a blocked peer by yielding before it sleeps a tick at a
-/// time: a peer blocked that long waits for something slow.
+/// How long (µs) an end waits by yielding before it sleeps until the other end wakes it.
 pub const SPIN_US: u64 = 1000;
 
 /// A write to a pipe nobody reads any more (Unix's `EPIPE`).
@@ -58,6 +56,10 @@ pub struct Header {
     /// The environments last seen reading and writing (0: none yet), to yield to.
     pub reader: AtomicU32,
     pub writer: AtomicU32,
+    /// 1 while the reader (the writer) sleeps, or is about to, until `written` (`read`)
+    /// moves: the end that moves it wakes the sleeper (`Mapped::wake`).
+    pub reader_asleep: AtomicU32,
+    pub writer_asleep: AtomicU32,
 }
 
 /// Which end of a pipe.
@@ -154,23 +156,45 @@ impl Mapped {
         (self.va + 2 * PAGE) as *mut u8
     }
 
-    /// Gives the other end a turn: `YieldTo` its last holder (`peer`), or to anyone. Once
-    /// this wait has lasted [`SPIN_US`] (`since`: when it began, 0 before) and the peer is
-    /// blocked, waiting for something slow (a key, another program), or still unknown (it
-    /// has not used the pipe yet), it sleeps until the next tick instead (`NetWait`), so
-    /// that a pipe end does not keep a core busy.
-    fn wait_for(&self, peer: &AtomicU32, since: &mut u64) {
-        let id = EnvId(peer.load(Ordering::Relaxed));
+    /// Waits for the other end to move `written` (a reader, `end` Read) or `read` (a
+    /// writer), which this end last saw at `seen`: it yields, to the other end when it
+    /// knows it (`YieldTo`: on one core, a direct switch), else to anyone. Once the wait has
+    /// lasted [`SPIN_US`] (`began`: when it did, 0 before), it sleeps in `NetWait` instead,
+    /// so that a pipe end does not keep a core busy while its peer waits for something
+    /// slow (a key, the disk, another program). The kernel puts it to sleep only if the
+    /// index still holds `seen`; and the other end, having moved it, sees the flag set
+    /// first and wakes it (`wake`). So no wake is lost, and the next tick ends the sleep
+    /// anyway (a peer that exits wakes nobody).
+    fn wait_for(&self, end: End, seen: u64, began: &mut u64) {
+        let h = self.header();
+        let (peer, asleep, index) = match end {
+            End::Read => (&h.writer, &h.reader_asleep, &h.written),
+            End::Write => (&h.reader, &h.writer_asleep, &h.read),
+        };
         let now = sys::now();
-        if *since == 0 {
-            *since = now;
+        if *began == 0 {
+            *began = now;
         }
-        let long = now - *since > vm::kinfo().counter_hz * SPIN_US / 1_000_000;
-        let blocked = || vm::env_info(id).is_some_and(|e| e.id == id.0 && e.state == env_state::BLOCKED);
-        if long && (id.0 == 0 || blocked()) {
-            let _ = sys::net_wait();
-        } else if id.0 == 0 || sys::yield_to(id).is_err() {
+        if now - *began > vm::kinfo().counter_hz * SPIN_US / 1_000_000 {
+            asleep.store(1, Ordering::SeqCst);
+            // The flag before the kernel's look at the index: the waker moves the index, then
+            // reads the flag (both sequentially consistent).
+            core::sync::atomic::fence(Ordering::SeqCst);
+            let _ = sys::wait_on(index, seen);
+            asleep.store(0, Ordering::Relaxed);
+            return;
+        }
+        let id = EnvId(peer.load(Ordering::Relaxed));
+        if id.0 == 0 || sys::yield_to(id).is_err() {
             sys::yield_now();
+        }
+    }
+
+    /// After this end moved its index: wakes the other end if it sleeps waiting for that
+    /// (`asleep`, `peer`; see `wait_for`).
+    fn wake(asleep: &AtomicU32, peer: &AtomicU32) {
+        if asleep.load(Ordering::SeqCst) != 0 && asleep.swap(0, Ordering::SeqCst) != 0 {
+            let _ = sys::yield_to(EnvId(peer.load(Ordering::Relaxed)));
         }
     }
 
@@ -179,10 +203,10 @@ impl Mapped {
     pub fn read(&self, buf: &mut [u8]) -> usize {
         let h = self.header();
         h.reader.store(vm::me().0, Ordering::Relaxed);
-        let mut since = 0;
+        let mut began = 0;
         loop {
-            // SAFETY: the ring is RING_BYTES bytes mapped read-write after the header.
-            let n = unsafe { take(h, self.ring(), RING_BYTES, buf) };
+            let seen = h.written.load(Ordering::SeqCst);
+            let n = self.try_read(buf);
             if n > 0 || buf.is_empty() {
                 return n;
             }
@@ -191,14 +215,19 @@ impl Mapped {
                 // SAFETY: as above.
                 return unsafe { take(h, self.ring(), RING_BYTES, buf) };
             }
-            self.wait_for(&h.writer, &mut since);
+            self.wait_for(End::Read, seen, &mut began);
         }
     }
 
     /// Reads what is there (up to `buf`'s length), without waiting: 0 if the ring is empty.
     pub fn try_read(&self, buf: &mut [u8]) -> usize {
+        let h = self.header();
         // SAFETY: the ring is RING_BYTES bytes mapped read-write after the header.
-        unsafe { take(self.header(), self.ring(), RING_BYTES, buf) }
+        let n = unsafe { take(h, self.ring(), RING_BYTES, buf) };
+        if n > 0 {
+            Self::wake(&h.writer_asleep, &h.writer);
+        }
+        n
     }
 
     /// Writes what fits of `data` without waiting, and says how much; [`Broken`] once no
@@ -209,7 +238,11 @@ impl Mapped {
             return Err(Broken);
         }
         // SAFETY: the ring is RING_BYTES bytes mapped read-write after the header.
-        Ok(unsafe { put(h, self.ring(), RING_BYTES, data) })
+        let n = unsafe { put(h, self.ring(), RING_BYTES, data) };
+        if n > 0 {
+            Self::wake(&h.reader_asleep, &h.reader);
+        }
+        Ok(n)
     }
 
     /// Writes all of `data`, waiting while the ring is full; [`Broken`] once no reader is
@@ -217,16 +250,13 @@ impl Mapped {
     pub fn write(&self, mut data: &[u8]) -> Result<(), Broken> {
         let h = self.header();
         h.writer.store(vm::me().0, Ordering::Relaxed);
-        let mut since = 0;
+        let mut began = 0;
         while !data.is_empty() {
-            if holders(h.read_token) == 0 {
-                return Err(Broken);
-            }
-            // SAFETY: the ring is RING_BYTES bytes mapped read-write after the header.
-            let n = unsafe { put(h, self.ring(), RING_BYTES, data) };
+            let seen = h.read.load(Ordering::SeqCst);
+            let n = self.offer(data)?;
             data = &data[n..];
             if n == 0 {
-                self.wait_for(&h.reader, &mut since);
+                self.wait_for(End::Write, seen, &mut began);
             }
         }
         Ok(())
@@ -240,13 +270,21 @@ impl Mapped {
 pub unsafe fn put(h: &Header, ring: *mut u8, size: u64, data: &[u8]) -> usize {
     let w = h.written.load(Ordering::Relaxed);
     let r = h.read.load(Ordering::Acquire);
-    let n = (size - (w - r)).min(data.len() as u64) as usize;
-    for (i, &b) in data[..n].iter().enumerate() {
-        // SAFETY: the index is below `size` (the caller's bound), and the bytes between
-        // `read` and `written` + n are the writer's until it publishes them below.
-        unsafe { ring.wrapping_add(((w + i as u64) % size) as usize).write_volatile(b) };
+    // (Clamped: a reader that breaks the protocol cannot send a copy past the ring.)
+    let n = (size - w.wrapping_sub(r).min(size)).min(data.len() as u64) as usize;
+    if n == 0 {
+        return 0;
     }
-    h.written.store(w + n as u64, Ordering::Release);
+    let (at, first) = runs(size, w, n);
+    let (a, b) = (&data[..first], &data[first..n]);
+    // SAFETY: both runs lie inside the ring (`runs`); its bytes from `written` on, up to
+    // `read` + `size`, are the writer's until it publishes them below.
+    unsafe { core::ptr::copy_nonoverlapping(a.as_ptr(), ring.wrapping_add(at), a.len()) };
+    if !b.is_empty() {
+        // SAFETY: as above, from the ring's start.
+        unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), ring, b.len()) };
+    }
+    h.written.store(w + n as u64, Ordering::SeqCst); // (release, and before `wake`'s look)
     n
 }
 
@@ -257,15 +295,30 @@ pub unsafe fn put(h: &Header, ring: *mut u8, size: u64, data: &[u8]) -> usize {
 pub unsafe fn take(h: &Header, ring: *const u8, size: u64, buf: &mut [u8]) -> usize {
     let r = h.read.load(Ordering::Relaxed);
     let w = h.written.load(Ordering::Acquire);
-    let n = (w - r).min(buf.len() as u64) as usize;
-    for (i, b) in buf[..n].iter_mut().enumerate() {
-        // SAFETY: the index is below `size`, and the writer published these bytes before
-        // it advanced `written` (acquired above); it does not touch them until `read`
-        // moves past them below.
-        *b = unsafe { ring.wrapping_add(((r + i as u64) % size) as usize).read_volatile() };
+    let n = w.wrapping_sub(r).min(size).min(buf.len() as u64) as usize;
+    if n == 0 {
+        return 0;
     }
-    h.read.store(r + n as u64, Ordering::Release);
+    let (at, first) = runs(size, r, n);
+    let (a, b) = buf[..n].split_at_mut(first);
+    // SAFETY: both runs lie inside the ring (`runs`); the writer published these bytes
+    // before it advanced `written` (acquired above), and does not touch them until `read`
+    // moves past them below. A writer that breaks that rule changes only which bytes come
+    // out: the copy acts on none of them.
+    unsafe { core::ptr::copy_nonoverlapping(ring.wrapping_add(at), a.as_mut_ptr(), a.len()) };
+    if !b.is_empty() {
+        // SAFETY: as above, from the ring's start.
+        unsafe { core::ptr::copy_nonoverlapping(ring, b.as_mut_ptr(), b.len()) };
+    }
+    h.read.store(r + n as u64, Ordering::SeqCst); // (release, and before `wake`'s look)
     n
+}
+
+/// Where `n` bytes (at most `size`) from stream offset `from` lie in a ring of `size`: the
+/// first run's offset in the ring and its length; the rest, if any, is at the ring's start.
+fn runs(size: u64, from: u64, n: usize) -> (usize, usize) {
+    let at = (from % size) as usize;
+    (at, n.min(size as usize - at))
 }
 
 #[cfg(test)]
@@ -280,6 +333,8 @@ mod tests {
             write_token: 0,
             reader: AtomicU32::new(0),
             writer: AtomicU32::new(0),
+            reader_asleep: AtomicU32::new(0),
+            writer_asleep: AtomicU32::new(0),
         }
     }
 
@@ -314,6 +369,26 @@ mod tests {
             got.extend_from_slice(&out[..n]);
         }
         assert_eq!(got, input);
+    }
+
+    #[test]
+    fn indices_a_peer_set_wrong_keep_every_copy_inside_the_ring() {
+        let h = header();
+        // Guard bytes on both sides of an 8-byte ring.
+        let mut mem = [0xeeu8; 24];
+        let ring = mem[8..].as_mut_ptr();
+        for (w, r) in [(3, 10), (100, 0), (u64::MAX, 1), (5, 5 + 8 + 3)] {
+            h.written.store(w, Ordering::Relaxed);
+            h.read.store(r, Ordering::Relaxed);
+            // SAFETY: the ring is 8 bytes of this test's own, inside `mem`.
+            let put_n = unsafe { put(&h, ring, 8, &[1; 64]) };
+            h.written.store(w, Ordering::Relaxed);
+            let mut out = [0u8; 64];
+            // SAFETY: as above.
+            let took = unsafe { take(&h, ring, 8, &mut out) };
+            assert!(put_n <= 8 && took <= 8, "({w}, {r}): put {put_n}, took {took}");
+        }
+        assert!(mem[..8].iter().chain(&mem[16..]).all(|&b| b == 0xee), "a copy left the ring");
     }
 
     #[test]

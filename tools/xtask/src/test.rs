@@ -215,6 +215,7 @@ const BOOT_TESTS: &[BootTest] = &[
                 "pct_call",
                 "pct_reply",
                 "pipe_round_trip",
+                "pipe_stream_1m",
             ] {
                 if !names.contains(&want) {
                     return Err(format!("no `{want}` result"));
