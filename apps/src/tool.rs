@@ -7,9 +7,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use exo_libos::abi::EnvId;
+use exo_libos::eprintln;
 use exo_libos::fd::{self, IoError};
 use exo_libos::fs::{self, service, OpenFlags, Vfs};
-use exo_libos::{eprintln, sys};
 
 /// Exit status of a tool whose output pipe lost its reader (128 + Unix's SIGPIPE).
 pub const BROKEN_PIPE_STATUS: i32 = 141;
@@ -135,8 +135,8 @@ pub fn each_chunk(args: &Args, inputs: &[String], mut f: impl FnMut(&str, &[u8])
 pub fn out(data: &[u8]) {
     match fd::write(fd::STDOUT, data) {
         Ok(()) => {}
-        Err(IoError::Broken) => sys::exit(BROKEN_PIPE_STATUS),
-        Err(_) => sys::exit(1),
+        Err(IoError::Broken) => exo_libos::rt::exit(BROKEN_PIPE_STATUS),
+        Err(_) => exo_libos::rt::exit(1),
     }
 }
 

@@ -339,7 +339,8 @@ impl Kernel {
     fn yield_to(&mut self, cur: usize, target: u64) -> Step {
         let t = self.slot(env_arg(target)?)?;
         if self.envs[t].wait == Wait::Net {
-            self.wake(t); // a sleep in `NetWait` ends early (anyone's: it only says "look again")
+            self.wake(t); // anyone's sleep in `NetWait` ends ("look again"); the caller goes on
+            return Ok(Some(0));
         }
         refuse_if!(self.envs[t].state != EnvState::Runnable, Error::Invalid);
         self.envs[cur].frame().x[0] = 0;

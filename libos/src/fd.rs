@@ -162,12 +162,24 @@ pub fn close(fd: usize) {
     if fd >= COUNT {
         return;
     }
-    if is_pipe(kind_of(fd)) {
+    let k = kind_of(fd);
+    if is_pipe(k) {
+        let peer = Mapped { va: slot_va(fd) }.peer(k == kind::PIPE_WRITE);
         for p in 0..pipe::END_PAGES {
             let _ = vm::unmap(slot_va(fd) + p * PAGE);
         }
+        // The other end, if asleep, wakes now rather than at the next tick, and finds one
+        // holder fewer (end of file, or `Broken`).
+        if let Some(peer) = peer {
+            let _ = sys::yield_to(peer);
+        }
     }
     set_kind(fd, kind::NULL);
+}
+
+/// Closes every descriptor: what a program does as it exits ([`crate::rt::exit`]).
+pub fn close_all() {
+    (0..COUNT).for_each(close);
 }
 
 /// What a child's descriptor is to be.

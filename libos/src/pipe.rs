@@ -190,6 +190,13 @@ impl Mapped {
         }
     }
 
+    /// The environment last seen at the other end (of a write end: the reader), if any.
+    pub fn peer(&self, writing: bool) -> Option<EnvId> {
+        let h = self.header();
+        let id = if writing { &h.reader } else { &h.writer }.load(Ordering::Relaxed);
+        (id != 0).then_some(EnvId(id))
+    }
+
     /// After this end moved its index: wakes the other end if it sleeps waiting for that
     /// (`asleep`, `peer`; see `wait_for`).
     fn wake(asleep: &AtomicU32, peer: &AtomicU32) {

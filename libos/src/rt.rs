@@ -71,6 +71,13 @@ extern "C" fn exo_rt_start(x0: u64, x1: u64) -> ! {
     let args = if x1 == START_MAGIC { args } else { vm::kinfo().bootargs() };
     // SAFETY: `__exo_main` is defined by the program through `entry!`.
     let status = unsafe { __exo_main(args) };
+    exit(status)
+}
+
+/// Ends the program with `status`, its descriptors closed first, so that the programs at
+/// the other ends of its pipes learn at once (`fd::close`) rather than at their next tick.
+pub fn exit(status: i32) -> ! {
+    crate::fd::close_all();
     sys::exit(status)
 }
 

@@ -172,7 +172,8 @@ pub enum Sys {
     /// may not run it and it runs nowhere, a core it may use is signalled to run it at once,
     /// preempting its occupant — at most once between two of that core's ticks, the
     /// occupant getting the core back when the target's turn ends (`docs/multicore.md`). A
-    /// target asleep in [`Sys::NetWait`] is woken first.
+    /// target asleep in [`Sys::NetWait`] is woken instead, and the caller goes on: an idle
+    /// core the target may use is signalled to take it.
     YieldTo = 33,
     /// `(status)`: ends the caller; its parent can collect `status` with `EnvWait`.
     Exit = 34,
