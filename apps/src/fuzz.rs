@@ -267,6 +267,13 @@ fn worker(seed: u64, i: usize, ctl: &[AtomicU64; 512]) -> ! {
                 a[0] = if r.below(2) == 0 { r.pick(&[0, pool.buf]) } else { pool.ptr(&mut r) }
             }
             n if n == Sys::ConsoleRead as u64 => a[0] = 0, // never block on input
+            // The word to sleep on: none, the worker's own page, a page it may not have, the
+            // top of the address space; the value it must hold, right or not.
+            n if n == Sys::NetWait as u64 => {
+                let any = r.next_u64();
+                let word = r.pick(&[0, pool.buf, pool.vas[1], u64::MAX - 3, any]);
+                a[..2].copy_from_slice(&[word, r.below(2)]);
+            }
             n if n == Sys::Exit as u64 && r.below(20) != 0 => continue, // exit only now and then
             _ => {
                 for (i, x) in a.iter_mut().enumerate() {
