@@ -164,7 +164,8 @@ impl Mapped {
     /// slow (a key, the disk, another program). The kernel puts it to sleep only if the
     /// index still holds `seen`; and the other end, having moved it, sees the flag set
     /// first and wakes it (`wake`). So no wake is lost, and the next tick ends the sleep
-    /// anyway (a peer that exits wakes nobody).
+    /// anyway (a peer that is killed, or calls `sys::exit` itself, wakes nobody; one that
+    /// exits through `rt::exit` closes its ends, which wakes: `fd::close`).
     fn wait_for(&self, end: End, seen: u64, began: &mut u64) {
         let h = self.header();
         let (peer, asleep, index) = match end {
