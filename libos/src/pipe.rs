@@ -219,9 +219,7 @@ impl Mapped {
                 return n;
             }
             if holders(h.write_token) == 0 {
-                // Written just before the last writer left?
-                // SAFETY: as above.
-                return unsafe { take(h, self.ring(), RING_BYTES, buf) };
+                return self.try_read(buf); // written just before the last writer left?
             }
             self.wait_for(End::Read, seen, &mut began);
         }
